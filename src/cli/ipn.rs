@@ -1,0 +1,153 @@
+//! `ipn-reconciler ipn ...`: single-notification tools for operators and
+//! tests. They never print a field value in an error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+
+use super::{EXIT_INVALID, EXIT_USAGE, KeyArgs, read_body};
+use crate::ipn::{
+    Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SignaturePolicy, VerifyError,
+    read_receipt, sign, verify,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum IpnCommand {
+    /// Verify a notification's signature. Exit 0: valid (prints key id and
+    /// algorithm); 1: invalid signature; 2: malformed input or usage error.
+    Verify {
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Accept legacy HMAC-MD5 `HASH` signatures.
+        #[arg(long, env = "IPN_ALLOW_MD5")]
+        allow_md5: bool,
+        /// Notification body (form-urlencoded); `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+    /// Print the body with fresh signature fields made with the current key
+    /// (for simulation and tests). Existing signature fields are replaced.
+    Sign {
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Algorithms to sign with, comma separated: sha3, sha256, md5.
+        #[arg(long, value_delimiter = ',', default_value = "sha3,sha256")]
+        algorithms: Vec<String>,
+        /// Notification body; `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+    /// Print the read receipt that answers a notification.
+    Receipt {
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// `sig` (<sig algo=... date=...>) or `epayment` (legacy MD5).
+        #[arg(long, value_enum, default_value_t = ReceiptKind::Sig)]
+        format: ReceiptKind,
+        /// Algorithm of a `sig` receipt: sha3-256 or sha256.
+        #[arg(long, default_value = "sha3-256")]
+        algorithm: String,
+        /// Receipt DATE, `YmdHis` in UTC; default: now.
+        #[arg(long)]
+        date: Option<String>,
+        /// Notification body; `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReceiptKind {
+    Sig,
+    Epayment,
+}
+
+pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
+    let limits = FormLimits::default();
+    match command {
+        IpnCommand::Verify {
+            keys,
+            allow_md5,
+            file,
+        } => {
+            let ring = keys.load()?;
+            let body = read_body(&file, &limits)?;
+            let form = match FormBody::parse(&body, &limits) {
+                Ok(form) => form,
+                Err(err) => {
+                    eprintln!("malformed: {err}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            match verify(&form, &ring, &SignaturePolicy { allow_md5 }) {
+                Ok(verified) => {
+                    println!(
+                        "valid: key {} algorithm {}",
+                        verified.key_id, verified.algorithm
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(VerifyError::Malformed(err)) => {
+                    eprintln!("malformed: {err}");
+                    Ok(ExitCode::from(EXIT_USAGE))
+                }
+                Err(err) => {
+                    eprintln!("invalid: {err}");
+                    Ok(ExitCode::from(EXIT_INVALID))
+                }
+            }
+        }
+        IpnCommand::Sign {
+            keys,
+            algorithms,
+            file,
+        } => {
+            let ring = keys.load()?;
+            let algorithms = algorithms
+                .iter()
+                .map(|name| {
+                    Algorithm::parse(name.trim())
+                        .with_context(|| format!("unknown algorithm `{name}`: use sha3, sha256 or md5"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let body = read_body(&file, &limits)?;
+            let form = FormBody::parse(&body, &limits).context("malformed body")?;
+            let signed = sign(&form, &ring.current().secret, &algorithms)
+                .context("cannot sign this body")?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(signed.encode().as_bytes())?;
+            out.write_all(b"\n")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        IpnCommand::Receipt {
+            keys,
+            format,
+            algorithm,
+            date,
+            file,
+        } => {
+            let ring = keys.load()?;
+            let format = match format {
+                ReceiptKind::Epayment => ReceiptFormat::Epayment,
+                ReceiptKind::Sig => match Algorithm::parse(&algorithm) {
+                    Some(Algorithm::Md5) | None => {
+                        bail!("a sig receipt uses sha3-256 or sha256, not `{algorithm}`")
+                    }
+                    Some(algorithm) => ReceiptFormat::Sig(algorithm),
+                },
+            };
+            let date = match date {
+                Some(text) => ReceiptDate::parse(&text)?,
+                None => ReceiptDate::now(),
+            };
+            let body = read_body(&file, &limits)?;
+            let form = FormBody::parse(&body, &limits).context("malformed body")?;
+            let receipt = read_receipt(&form, &ring.current().secret, format, date)?;
+            println!("{receipt}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

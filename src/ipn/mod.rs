@@ -1,0 +1,28 @@
+//! The processor's wire protocol, without any I/O: form parsing, the HMAC
+//! source string and signature check against a key ring, and the read
+//! receipt. See `shared/specs/ipn-protocol.md` §1-§4.
+
+pub mod form;
+pub mod keys;
+pub mod receipt;
+pub mod signature;
+
+pub use form::{Field, FormBody, FormError, FormLimits};
+pub use keys::{KeyError, KeyId, KeyRing, SecretKey, SigningKey};
+pub use receipt::{ReceiptDate, ReceiptError, ReceiptFormat, read_receipt, receipt_source};
+pub use signature::{
+    Algorithm, SignaturePolicy, Verified, VerifyError, sign, source_string, verify,
+};
+
+/// Parses and verifies a raw body in one step: what every consumer of
+/// notifications (the worker, the intake, `ipn verify`) does first.
+pub fn parse_and_verify(
+    body: &[u8],
+    limits: &FormLimits,
+    ring: &KeyRing,
+    policy: &SignaturePolicy,
+) -> Result<(FormBody, Verified), VerifyError> {
+    let form = FormBody::parse(body, limits)?;
+    let verified = verify(&form, ring, policy)?;
+    Ok((form, verified))
+}

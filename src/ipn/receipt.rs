@@ -1,0 +1,131 @@
+//! The read receipt (spec §4): the answer that tells the processor a
+//! notification arrived, so that it stops retrying.
+//!
+//! Its HMAC covers only the first product id, the first product name,
+//! `IPN_DATE` as received, and the receipt's own `DATE`, each length-prefixed.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use super::form::FormBody;
+use super::keys::SecretKey;
+use super::signature::{Algorithm, push_length_prefixed};
+
+/// The receipt's `DATE`: UTC, `YmdHis` (14 digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptDate(NaiveDateTime);
+
+impl ReceiptDate {
+    const FORMAT: &'static str = "%Y%m%d%H%M%S";
+
+    pub fn now() -> Self {
+        Self::from_utc(Utc::now())
+    }
+
+    pub fn from_utc(at: DateTime<Utc>) -> Self {
+        Self(at.naive_utc())
+    }
+
+    /// Parses 14 digits `YmdHis`.
+    pub fn parse(text: &str) -> Result<Self, ReceiptError> {
+        if text.len() != 14 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ReceiptError::BadDate);
+        }
+        NaiveDateTime::parse_from_str(text, Self::FORMAT)
+            .map(Self)
+            .map_err(|_| ReceiptError::BadDate)
+    }
+}
+
+impl fmt::Display for ReceiptDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format(Self::FORMAT))
+    }
+}
+
+/// Why a receipt could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("receipt date must be 14 digits YmdHis (for example 20050303123434)")]
+    BadDate,
+    #[error("the notification has no IPN_DATE field, which the receipt must echo")]
+    MissingIpnDate,
+}
+
+/// The two receipt shapes of the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptFormat {
+    /// `<EPAYMENT>DATE|HMAC</EPAYMENT>` with HMAC-MD5 (legacy endpoints).
+    Epayment,
+    /// `<sig algo="sha256|sha3-256" date="DATE">HMAC</sig>`.
+    Sig(Algorithm),
+}
+
+impl ReceiptFormat {
+    /// The format that answers a notification verified with `algorithm`.
+    pub fn for_algorithm(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Md5 => ReceiptFormat::Epayment,
+            other => ReceiptFormat::Sig(other),
+        }
+    }
+
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            ReceiptFormat::Epayment => Algorithm::Md5,
+            ReceiptFormat::Sig(algorithm) => algorithm,
+        }
+    }
+}
+
+/// The source string the receipt's HMAC covers.
+pub fn receipt_source(form: &FormBody, date: ReceiptDate) -> Result<Vec<u8>, ReceiptError> {
+    let ipn_date = form.get("IPN_DATE").ok_or(ReceiptError::MissingIpnDate)?;
+    let mut source = Vec::with_capacity(64);
+    push_length_prefixed(&mut source, form.get("IPN_PID[]").unwrap_or(""));
+    push_length_prefixed(&mut source, form.get("IPN_PNAME[]").unwrap_or(""));
+    push_length_prefixed(&mut source, ipn_date);
+    push_length_prefixed(&mut source, &date.to_string());
+    Ok(source)
+}
+
+/// Builds the read receipt for `form`, signed with `key`.
+pub fn read_receipt(
+    form: &FormBody,
+    key: &SecretKey,
+    format: ReceiptFormat,
+    date: ReceiptDate,
+) -> Result<String, ReceiptError> {
+    let source = receipt_source(form, date)?;
+    let digest = format.algorithm().mac_hex(key, &source);
+    Ok(match format {
+        ReceiptFormat::Epayment => format!("<EPAYMENT>{date}|{digest}</EPAYMENT>"),
+        ReceiptFormat::Sig(algorithm) => {
+            format!("<sig algo=\"{algorithm}\" date=\"{date}\">{digest}</sig>")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_is_fourteen_zero_padded_digits() {
+        let date = ReceiptDate::parse("20050303013407").unwrap();
+        assert_eq!(date.to_string(), "20050303013407");
+        assert_eq!(ReceiptDate::parse("2005030313407"), Err(ReceiptError::BadDate));
+        assert_eq!(ReceiptDate::parse("20051303123434"), Err(ReceiptError::BadDate));
+    }
+
+    #[test]
+    fn missing_ipn_date_is_an_error() {
+        let form = FormBody::parse(b"IPN_PID[]=1", &Default::default()).unwrap();
+        let date = ReceiptDate::parse("20050303123500").unwrap();
+        assert_eq!(
+            read_receipt(&form, &SecretKey::new("k"), ReceiptFormat::Epayment, date),
+            Err(ReceiptError::MissingIpnDate)
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The processor's HMAC signatures (spec §3): the source string, the three
+//! algorithms, and verification against a key ring.
+//!
+//! The source string is every received value except the signature fields, in
+//! wire order (arrays grouped at their first occurrence, as PHP's `$_POST`
+//! holds them), each prefixed with its UTF-8 byte length; an empty value is
+//! just `0`.
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+
+use super::form::{FormBody, FormError};
+use super::keys::{KeyId, KeyRing, SecretKey};
+
+/// A signature algorithm the processor uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// HMAC-MD5 in the `HASH` field; legacy, off unless enabled.
+    Md5,
+    /// HMAC-SHA256 in `SIGNATURE_SHA2_256`.
+    Sha256,
+    /// HMAC-SHA3-256 in `SIGNATURE_SHA3_256`.
+    Sha3_256,
+}
+
+impl Algorithm {
+    /// Strongest first: the order in which a notification's signatures are
+    /// considered (spec §10: the strongest present decides).
+    pub const STRONGEST_FIRST: [Algorithm; 3] =
+        [Algorithm::Sha3_256, Algorithm::Sha256, Algorithm::Md5];
+
+    /// The body field that carries this algorithm's signature.
+    pub fn field_name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "HASH",
+            Algorithm::Sha256 => "SIGNATURE_SHA2_256",
+            Algorithm::Sha3_256 => "SIGNATURE_SHA3_256",
+        }
+    }
+
+    /// The name used in read receipts, logs, metrics and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha3_256 => "sha3-256",
+        }
+    }
+
+    /// Parses `md5`, `sha256` (or `sha2-256`), `sha3-256` (or `sha3`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "md5" => Some(Algorithm::Md5),
+            "sha256" | "sha2-256" | "sha2" => Some(Algorithm::Sha256),
+            "sha3-256" | "sha3" | "sha3_256" => Some(Algorithm::Sha3_256),
+            _ => None,
+        }
+    }
+
+    /// Whether `name` is one of the three signature fields, which the source
+    /// string leaves out.
+    pub fn is_signature_field(name: &str) -> bool {
+        Self::STRONGEST_FIRST
+            .iter()
+            .any(|algorithm| algorithm.field_name() == name)
+    }
+
+    /// HMAC of `data` under `key` with this algorithm.
+    pub fn mac(self, key: &SecretKey, data: &[u8]) -> Vec<u8> {
+        fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+            // HMAC accepts keys of any length, so this cannot fail.
+            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Algorithm::Md5 => run::<Hmac<md5::Md5>>(key.expose(), data),
+            Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key.expose(), data),
+            Algorithm::Sha3_256 => run::<Hmac<sha3::Sha3_256>>(key.expose(), data),
+        }
+    }
+
+    /// Lower-case hex HMAC, as the processor writes it.
+    pub fn mac_hex(self, key: &SecretKey, data: &[u8]) -> String {
+        hex::encode(self.mac(key, data))
+    }
+
+    /// Constant-time check of a hex signature (either case).
+    fn matches(self, key: &SecretKey, data: &[u8], expected: &[u8]) -> bool {
+        fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8], expected: &[u8]) -> bool {
+            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(data);
+            mac.verify_slice(expected).is_ok()
+        }
+        match self {
+            Algorithm::Md5 => run::<Hmac<md5::Md5>>(key.expose(), data, expected),
+            Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key.expose(), data, expected),
+            Algorithm::Sha3_256 => run::<Hmac<sha3::Sha3_256>>(key.expose(), data, expected),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which algorithms this listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignaturePolicy {
+    /// Accept legacy HMAC-MD5 `HASH` signatures (off by default; the
+    /// processor retired MD5 for webhooks in 2024).
+    pub allow_md5: bool,
+}
+
+impl SignaturePolicy {
+    pub fn accepts(&self, algorithm: Algorithm) -> bool {
+        algorithm != Algorithm::Md5 || self.allow_md5
+    }
+}
+
+/// Which key and algorithm proved a notification authentic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub key_id: KeyId,
+    pub algorithm: Algorithm,
+}
+
+/// Why a notification's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("malformed body: {0}")]
+    Malformed(#[from] FormError),
+    #[error("no signature field (SIGNATURE_SHA3_256, SIGNATURE_SHA2_256 or HASH) is present")]
+    Unsigned,
+    #[error("only an MD5 HASH signature is present, and MD5 is not enabled")]
+    Md5NotAllowed,
+    #[error("{} signature field `{}` is not {} hex digits", .0, .0.field_name(), hex_len(*.0))]
+    BadSignatureFormat(Algorithm),
+    #[error("{0} signature does not match any key of the key ring")]
+    Mismatch(Algorithm),
+}
+
+impl VerifyError {
+    /// A short, stable label for metrics and the database.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) => "malformed",
+            VerifyError::Unsigned => "unsigned",
+            VerifyError::Md5NotAllowed => "md5_not_allowed",
+            VerifyError::BadSignatureFormat(_) => "bad_signature_format",
+            VerifyError::Mismatch(_) => "mismatch",
+        }
+    }
+}
+
+fn hex_len(algorithm: Algorithm) -> usize {
+    match algorithm {
+        Algorithm::Md5 => 32,
+        Algorithm::Sha256 | Algorithm::Sha3_256 => 64,
+    }
+}
+
+/// Appends one length-prefixed value to a source string.
+pub fn push_length_prefixed(source: &mut Vec<u8>, value: &str) {
+    // itoa-free: lengths are small, `write!` into a Vec is cheap enough and
+    // exact; an empty value becomes "0".
+    source.extend_from_slice(value.len().to_string().as_bytes());
+    source.extend_from_slice(value.as_bytes());
+}
+
+/// The HMAC source string of a notification (spec §3, steps 1-4).
+pub fn source_string(form: &FormBody) -> Result<Vec<u8>, FormError> {
+    let mut source = Vec::with_capacity(form.fields().iter().map(|f| f.value.len() + 4).sum());
+    for (name, values) in form.grouped()? {
+        if Algorithm::is_signature_field(name) {
+            continue;
+        }
+        for value in values {
+            push_length_prefixed(&mut source, value);
+        }
+    }
+    Ok(source)
+}
+
+/// Verifies a notification's signature against the key ring.
+///
+/// The strongest signature present (and accepted by `policy`) decides; a
+/// weaker one is never tried after a stronger one failed, so an attacker
+/// cannot downgrade to MD5 by spoiling the SHA fields. Every key of the ring
+/// is tried (rotation), each comparison in constant time.
+pub fn verify(
+    form: &FormBody,
+    ring: &KeyRing,
+    policy: &SignaturePolicy,
+) -> Result<Verified, VerifyError> {
+    let strongest = Algorithm::STRONGEST_FIRST
+        .into_iter()
+        .find_map(|algorithm| form.get(algorithm.field_name()).map(|sig| (algorithm, sig)));
+    let (algorithm, signature) = match strongest {
+        None => return Err(VerifyError::Unsigned),
+        Some((algorithm, _)) if !policy.accepts(algorithm) => {
+            return Err(VerifyError::Md5NotAllowed);
+        }
+        Some(found) => found,
+    };
+    if signature.len() != hex_len(algorithm) {
+        return Err(VerifyError::BadSignatureFormat(algorithm));
+    }
+    let expected =
+        hex::decode(signature).map_err(|_| VerifyError::BadSignatureFormat(algorithm))?;
+    let source = source_string(form)?;
+    // Try every key without stopping at the first match, so the time taken
+    // does not tell which key of the ring matched.
+    let mut verified = None;
+    for key in ring.keys() {
+        if algorithm.matches(&key.secret, &source, &expected) && verified.is_none() {
+            verified = Some(key.id.clone());
+        }
+    }
+    verified
+        .map(|key_id| Verified { key_id, algorithm })
+        .ok_or(VerifyError::Mismatch(algorithm))
+}
+
+/// Replaces the signature fields of `form` with fresh ones made with `key`
+/// for each of `algorithms`, appended at the end in the given order.
+pub fn sign(
+    form: &FormBody,
+    key: &SecretKey,
+    algorithms: &[Algorithm],
+) -> Result<FormBody, FormError> {
+    let mut signed = form.clone();
+    for algorithm in Algorithm::STRONGEST_FIRST {
+        signed.remove(algorithm.field_name());
+    }
+    let source = source_string(&signed)?;
+    for &algorithm in algorithms {
+        signed.push(algorithm.field_name(), algorithm.mac_hex(key, &source));
+    }
+    Ok(signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipn::FormLimits;
+
+    const KEY: &[u8] = b"AABBCCDDEEFF";
+
+    fn form(body: &str) -> FormBody {
+        FormBody::parse(body.as_bytes(), &FormLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn empty_value_is_zero_and_zero_is_one_zero() {
+        let source = source_string(&form("A=&B=0&C=ab")).unwrap();
+        assert_eq!(source, b"01102ab");
+    }
+
+    #[test]
+    fn lengths_count_utf8_bytes() {
+        // "R. Álvaro" is 9 chars and 10 bytes (spec §3, the Node SDK bug).
+        let source = source_string(&form("N=R.+%C3%81lvaro")).unwrap();
+        assert_eq!(source, "10R. Álvaro".as_bytes());
+    }
+
+    #[test]
+    fn signature_fields_are_excluded_wherever_they_are() {
+        let source = source_string(&form("HASH=x&A=1&SIGNATURE_SHA2_256=y&SIGNATURE_SHA3_256=z"))
+            .unwrap();
+        assert_eq!(source, b"11");
+    }
+
+    #[test]
+    fn downgrade_is_refused() {
+        let ring = KeyRing::single(KEY);
+        let good = sign(&form("A=1"), &SecretKey::new(KEY), &[Algorithm::Md5]).unwrap();
+        let mut tampered = good.clone();
+        tampered.push("SIGNATURE_SHA2_256", "0".repeat(64));
+        let policy = SignaturePolicy { allow_md5: true };
+        assert!(verify(&good, &ring, &policy).is_ok());
+        assert_eq!(
+            verify(&tampered, &ring, &policy),
+            Err(VerifyError::Mismatch(Algorithm::Sha256))
+        );
+    }
+
+    #[test]
+    fn md5_only_when_allowed() {
+        let ring = KeyRing::single(KEY);
+        let signed = sign(&form("A=1"), &SecretKey::new(KEY), &[Algorithm::Md5]).unwrap();
+        assert_eq!(
+            verify(&signed, &ring, &SignaturePolicy::default()),
+            Err(VerifyError::Md5NotAllowed)
+        );
+    }
+
+    #[test]
+    fn upper_case_hex_is_accepted() {
+        let ring = KeyRing::single(KEY);
+        let signed = sign(&form("A=1"), &SecretKey::new(KEY), &[Algorithm::Sha256]).unwrap();
+        let upper = signed.get("SIGNATURE_SHA2_256").unwrap().to_ascii_uppercase();
+        let mut shouted = form("A=1");
+        shouted.push("SIGNATURE_SHA2_256", upper);
+        assert!(verify(&shouted, &ring, &SignaturePolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn unsigned_and_bad_format() {
+        let ring = KeyRing::single(KEY);
+        let policy = SignaturePolicy::default();
+        assert_eq!(verify(&form("A=1"), &ring, &policy), Err(VerifyError::Unsigned));
+        assert_eq!(
+            verify(&form("A=1&SIGNATURE_SHA3_256=zz"), &ring, &policy),
+            Err(VerifyError::BadSignatureFormat(Algorithm::Sha3_256))
+        );
+    }
+
+    #[test]
+    fn any_key_of_the_ring_verifies_and_is_reported() {
+        let ring = KeyRing::parse("new NEWKEY\nold AABBCCDDEEFF\n").unwrap();
+        let signed = sign(&form("A=1"), &SecretKey::new(KEY), &[Algorithm::Sha3_256]).unwrap();
+        let verified = verify(&signed, &ring, &SignaturePolicy::default()).unwrap();
+        assert_eq!(verified.key_id.as_str(), "old");
+        assert_eq!(verified.algorithm, Algorithm::Sha3_256);
+    }
+}
