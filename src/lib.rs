@@ -4,10 +4,16 @@
 //!
 //! The layers, from pure to I/O (see README "Architecture"):
 //! - [`ipn`]: the processor's wire protocol (parse, sign, verify, receipt);
-//! - [`domain`]: money, statuses, tokenization, the order state machine.
+//! - [`domain`]: money, statuses, tokenization, the order state machine;
+//! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders);
+//! - [`pipeline`]: one notification's way through all of the above;
+//! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
-pub mod domain;
 pub mod cli;
+pub mod domain;
 pub mod ipn;
+pub mod pipeline;
+pub mod store;
+pub mod telemetry;

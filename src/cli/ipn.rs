@@ -109,8 +109,9 @@ pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
             let algorithms = algorithms
                 .iter()
                 .map(|name| {
-                    Algorithm::parse(name.trim())
-                        .with_context(|| format!("unknown algorithm `{name}`: use sha3, sha256 or md5"))
+                    Algorithm::parse(name.trim()).with_context(|| {
+                        format!("unknown algorithm `{name}`: use sha3, sha256 or md5")
+                    })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let body = read_body(&file, &limits)?;

@@ -4,6 +4,8 @@
 //! into output and exit codes. Anything worth testing lives in the library.
 
 mod ipn;
+mod orders;
+mod process;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::ipn::{FormLimits, KeyRing};
+use crate::domain::{PseudonymKey, ReconcilePolicy};
+use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
+use crate::pipeline::PipelineConfig;
+use crate::store::{DEFAULT_DATABASE_URL, DatabaseSettings};
 
 /// Exit code for "the input is invalid" (a bad signature).
 pub const EXIT_INVALID: u8 = 1;
@@ -35,12 +40,27 @@ pub enum Command {
     /// Work with single notification bodies: verify, sign, build receipts.
     #[command(subcommand)]
     Ipn(ipn::IpnCommand),
+    /// Apply pending database migrations (other commands do it too, unless
+    /// AUTO_MIGRATE=false).
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Import, show and list the merchant's orders.
+    #[command(subcommand)]
+    Orders(orders::OrdersCommand),
+    /// Replay notification files through verify -> tokenize -> apply,
+    /// without the broker. Prints one outcome line per file.
+    Process(process::ProcessArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ipn(command) => ipn::run(command),
+        Command::Migrate { db } => orders::migrate(db),
+        Command::Orders(command) => orders::run(command),
+        Command::Process(args) => process::run(args),
     }
 }
 
@@ -82,4 +102,85 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
             .with_context(|| format!("cannot read {}", source.display()))?;
     }
     Ok(body)
+}
+
+/// Runs a future on a fresh multi-threaded runtime (the migration harness
+/// needs one).
+pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL. The database is created when missing (if the user may).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// Apply pending migrations before running (`false` to leave the schema alone).
+    #[arg(long, env = "AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_migrate: bool,
+}
+
+impl DbArgs {
+    pub fn settings(&self) -> DatabaseSettings {
+        let mut settings = DatabaseSettings::new(self.database_url.clone());
+        settings.migrate = self.auto_migrate;
+        settings
+    }
+}
+
+/// How notifications are judged: keys, algorithms, limits, pseudonyms.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Accept legacy HMAC-MD5 `HASH` signatures.
+    #[arg(long, env = "IPN_ALLOW_MD5")]
+    pub allow_md5: bool,
+    /// File with the key for customer e-mail pseudonyms (keyed HMAC). Without
+    /// it, no pseudonym is stored.
+    #[arg(long, env = "PSEUDONYM_KEY_FILE", value_name = "FILE")]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// Let TEST_ORDER=1 notifications change orders (sandboxes, the demo).
+    #[arg(long, env = "IPN_APPLY_TEST_ORDERS")]
+    pub apply_test_orders: bool,
+    /// Largest accepted notification body, in bytes.
+    #[arg(long, env = "IPN_MAX_BODY_BYTES", default_value_t = FormLimits::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+}
+
+impl PipelineArgs {
+    pub fn config(&self) -> anyhow::Result<PipelineConfig> {
+        let pseudonym_key = match &self.pseudonym_key_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read(path).with_context(|| {
+                    format!("cannot read pseudonym key file {}", path.display())
+                })?;
+                let key = text.trim_ascii();
+                if key.is_empty() {
+                    anyhow::bail!("pseudonym key file {} is empty", path.display());
+                }
+                Some(PseudonymKey::new(key.to_vec()))
+            }
+        };
+        Ok(PipelineConfig {
+            keys: self.keys.load()?,
+            signatures: SignaturePolicy {
+                allow_md5: self.allow_md5,
+            },
+            limits: FormLimits {
+                max_body_bytes: self.max_body_bytes,
+                ..FormLimits::default()
+            },
+            pseudonym_key,
+            reconcile: ReconcilePolicy {
+                apply_test_orders: self.apply_test_orders,
+            },
+        })
+    }
 }

@@ -157,7 +157,9 @@ pub enum MoneyError {
     Currency(#[from] CurrencyError),
     #[error("amount is empty")]
     Empty,
-    #[error("amount is not a plain decimal number (digits, optional leading '-', optional '.' and digits)")]
+    #[error(
+        "amount is not a plain decimal number (digits, optional leading '-', optional '.' and digits)"
+    )]
     NotDecimal,
     #[error("amount has more decimals than {currency} has minor-unit digits ({exponent})")]
     TooManyDecimals { currency: Currency, exponent: u32 },
@@ -390,7 +392,9 @@ mod tests {
 
     #[test]
     fn exponents_follow_iso_4217() {
-        for code in ["JPY", "KRW", "CLP", "ISK", "VND", "XAF", "XOF", "UGX", "PYG"] {
+        for code in [
+            "JPY", "KRW", "CLP", "ISK", "VND", "XAF", "XOF", "UGX", "PYG",
+        ] {
             assert_eq!(cur(code).exponent(), 0, "{code}");
         }
         for code in ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"] {
@@ -459,11 +463,15 @@ mod tests {
             Err(MoneyError::Overflow)
         );
         assert_eq!(
-            Money::parse("92233720368547758.07", "EUR").unwrap().minor_units(),
+            Money::parse("92233720368547758.07", "EUR")
+                .unwrap()
+                .minor_units(),
             i64::MAX
         );
         assert_eq!(
-            Money::parse("-92233720368547758.08", "EUR").unwrap().minor_units(),
+            Money::parse("-92233720368547758.08", "EUR")
+                .unwrap()
+                .minor_units(),
             i64::MIN
         );
         assert_eq!(
@@ -495,7 +503,10 @@ mod tests {
     fn abs_and_checked_arithmetic() {
         let eur = cur("EUR");
         assert_eq!(money("-107.00", "EUR").abs(), money("107.00", "EUR"));
-        assert_eq!(Money::from_minor(i64::MIN, eur).abs().minor_units(), i64::MAX);
+        assert_eq!(
+            Money::from_minor(i64::MIN, eur).abs().minor_units(),
+            i64::MAX
+        );
         assert_eq!(
             money("1.10", "EUR").checked_add(&money("2.20", "EUR")),
             Some(money("3.30", "EUR"))

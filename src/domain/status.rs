@@ -120,9 +120,7 @@ impl OrderStatus {
         Self::ALL
             .into_iter()
             .find(|status| status.as_str() == value)
-            .ok_or_else(|| {
-                UnknownOrderStatus(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
-            })
+            .ok_or_else(|| UnknownOrderStatus(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS)))
     }
 
     /// The wire value.
@@ -279,7 +277,10 @@ mod tests {
             assert_eq!(OrderStatus::parse(status.as_str()), Ok(status));
         }
         assert_eq!(OrderStatus::parse("COMPLETE"), Ok(OrderStatus::Complete));
-        assert_eq!(OrderStatus::parse("AUTHRECEIVED"), Ok(OrderStatus::AuthReceived));
+        assert_eq!(
+            OrderStatus::parse("AUTHRECEIVED"),
+            Ok(OrderStatus::AuthReceived)
+        );
     }
 
     #[test]
@@ -294,7 +295,11 @@ mod tests {
         // Multi-byte characters are clipped on character boundaries.
         let wide = "é".repeat(60);
         assert_eq!(
-            OrderStatus::parse(&wide).unwrap_err().value().chars().count(),
+            OrderStatus::parse(&wide)
+                .unwrap_err()
+                .value()
+                .chars()
+                .count(),
             40
         );
     }
@@ -320,7 +325,11 @@ mod tests {
             ("TEST", C::Pending),
         ];
         for (wire, category) in expected {
-            assert_eq!(OrderStatus::parse(wire).unwrap().category(), category, "{wire}");
+            assert_eq!(
+                OrderStatus::parse(wire).unwrap().category(),
+                category,
+                "{wire}"
+            );
         }
     }
 

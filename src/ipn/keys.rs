@@ -174,8 +174,9 @@ impl KeyRing {
                 Some((id, secret)) => (id, secret.trim()),
                 None => (KeyId::DEFAULT, line),
             };
-            let id = KeyId::parse(id)
-                .map_err(|_| line_error("the key id is not 1-64 letters, digits, '.', '_' or '-'"))?;
+            let id = KeyId::parse(id).map_err(|_| {
+                line_error("the key id is not 1-64 letters, digits, '.', '_' or '-'")
+            })?;
             if secret.is_empty() {
                 return Err(line_error("the secret is empty"));
             }
@@ -207,8 +208,8 @@ mod tests {
 
     #[test]
     fn parses_ids_secrets_comments_and_default() {
-        let ring =
-            KeyRing::parse("# test keys\n2026 new-secret\n\nold s3cr3t with spaces\nBARE\n").unwrap();
+        let ring = KeyRing::parse("# test keys\n2026 new-secret\n\nold s3cr3t with spaces\nBARE\n")
+            .unwrap();
         let ids: Vec<_> = ring.keys().iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["2026", "old", "default"]);
         assert_eq!(ring.current().secret.expose(), b"new-secret");
@@ -218,7 +219,10 @@ mod tests {
 
     #[test]
     fn refuses_empty_rings_bad_ids_and_duplicates() {
-        assert!(matches!(KeyRing::parse("# nothing\n"), Err(KeyError::Empty)));
+        assert!(matches!(
+            KeyRing::parse("# nothing\n"),
+            Err(KeyError::Empty)
+        ));
         assert!(matches!(
             KeyRing::parse("a/b secret\n"),
             Err(KeyError::Line { line: 1, .. })

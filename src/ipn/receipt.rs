@@ -115,8 +115,14 @@ mod tests {
     fn date_is_fourteen_zero_padded_digits() {
         let date = ReceiptDate::parse("20050303013407").unwrap();
         assert_eq!(date.to_string(), "20050303013407");
-        assert_eq!(ReceiptDate::parse("2005030313407"), Err(ReceiptError::BadDate));
-        assert_eq!(ReceiptDate::parse("20051303123434"), Err(ReceiptError::BadDate));
+        assert_eq!(
+            ReceiptDate::parse("2005030313407"),
+            Err(ReceiptError::BadDate)
+        );
+        assert_eq!(
+            ReceiptDate::parse("20051303123434"),
+            Err(ReceiptError::BadDate)
+        );
     }
 
     #[test]

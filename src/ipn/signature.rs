@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, KeyInit, Mac, SimpleHmac};
 
 use super::form::{FormBody, FormError};
 use super::keys::{KeyId, KeyRing, SecretKey};
@@ -77,7 +77,7 @@ impl Algorithm {
         match self {
             Algorithm::Md5 => run::<Hmac<md5::Md5>>(key.expose(), data),
             Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key.expose(), data),
-            Algorithm::Sha3_256 => run::<Hmac<sha3::Sha3_256>>(key.expose(), data),
+            Algorithm::Sha3_256 => run::<SimpleHmac<sha3::Sha3_256>>(key.expose(), data),
         }
     }
 
@@ -96,7 +96,7 @@ impl Algorithm {
         match self {
             Algorithm::Md5 => run::<Hmac<md5::Md5>>(key.expose(), data, expected),
             Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key.expose(), data, expected),
-            Algorithm::Sha3_256 => run::<Hmac<sha3::Sha3_256>>(key.expose(), data, expected),
+            Algorithm::Sha3_256 => run::<SimpleHmac<sha3::Sha3_256>>(key.expose(), data, expected),
         }
     }
 }
@@ -163,26 +163,50 @@ fn hex_len(algorithm: Algorithm) -> usize {
     }
 }
 
-/// Appends one length-prefixed value to a source string.
+/// Appends one length-prefixed value to a source string: the value's UTF-8
+/// byte length in decimal, then the value; an empty value becomes `0`.
 pub fn push_length_prefixed(source: &mut Vec<u8>, value: &str) {
-    // itoa-free: lengths are small, `write!` into a Vec is cheap enough and
-    // exact; an empty value becomes "0".
-    source.extend_from_slice(value.len().to_string().as_bytes());
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut len = value.len();
+    loop {
+        at -= 1;
+        // `len % 10` is a single digit.
+        digits[at] = b'0' + (len % 10) as u8;
+        len /= 10;
+        if len == 0 {
+            break;
+        }
+    }
+    source.extend_from_slice(&digits[at..]);
     source.extend_from_slice(value.as_bytes());
 }
 
 /// The HMAC source string of a notification (spec §3, steps 1-4).
 pub fn source_string(form: &FormBody) -> Result<Vec<u8>, FormError> {
-    let mut source = Vec::with_capacity(form.fields().iter().map(|f| f.value.len() + 4).sum());
-    for (name, values) in form.grouped()? {
-        if Algorithm::is_signature_field(name) {
-            continue;
-        }
-        for value in values {
+    // Each value plus its length prefix (at most 20 digits, usually 1-2).
+    let mut source = Vec::with_capacity(form.values_len() + 3 * form.pairs().len());
+    form.for_each_grouped(|name, value| {
+        if !Algorithm::is_signature_field(name) {
             push_length_prefixed(&mut source, value);
         }
-    }
+    })?;
     Ok(source)
+}
+
+/// The first value of each signature field, strongest algorithm first, in a
+/// single pass over the body.
+fn signature_fields(form: &FormBody) -> [Option<&str>; 3] {
+    let mut found = [None; 3];
+    for (name, value) in form.pairs() {
+        let slot = Algorithm::STRONGEST_FIRST
+            .iter()
+            .position(|algorithm| algorithm.field_name() == name);
+        if let Some(slot) = slot {
+            found[slot].get_or_insert(value);
+        }
+    }
+    found
 }
 
 /// Verifies a notification's signature against the key ring.
@@ -198,7 +222,8 @@ pub fn verify(
 ) -> Result<Verified, VerifyError> {
     let strongest = Algorithm::STRONGEST_FIRST
         .into_iter()
-        .find_map(|algorithm| form.get(algorithm.field_name()).map(|sig| (algorithm, sig)));
+        .zip(signature_fields(form))
+        .find_map(|(algorithm, signature)| signature.map(|sig| (algorithm, sig)));
     let (algorithm, signature) = match strongest {
         None => return Err(VerifyError::Unsigned),
         Some((algorithm, _)) if !policy.accepts(algorithm) => {
@@ -257,7 +282,7 @@ mod tests {
     #[test]
     fn empty_value_is_zero_and_zero_is_one_zero() {
         let source = source_string(&form("A=&B=0&C=ab")).unwrap();
-        assert_eq!(source, b"01102ab");
+        assert_eq!(source, b"0102ab");
     }
 
     #[test]
@@ -269,8 +294,10 @@ mod tests {
 
     #[test]
     fn signature_fields_are_excluded_wherever_they_are() {
-        let source = source_string(&form("HASH=x&A=1&SIGNATURE_SHA2_256=y&SIGNATURE_SHA3_256=z"))
-            .unwrap();
+        let source = source_string(&form(
+            "HASH=x&A=1&SIGNATURE_SHA2_256=y&SIGNATURE_SHA3_256=z",
+        ))
+        .unwrap();
         assert_eq!(source, b"11");
     }
 
@@ -302,7 +329,10 @@ mod tests {
     fn upper_case_hex_is_accepted() {
         let ring = KeyRing::single(KEY);
         let signed = sign(&form("A=1"), &SecretKey::new(KEY), &[Algorithm::Sha256]).unwrap();
-        let upper = signed.get("SIGNATURE_SHA2_256").unwrap().to_ascii_uppercase();
+        let upper = signed
+            .get("SIGNATURE_SHA2_256")
+            .unwrap()
+            .to_ascii_uppercase();
         let mut shouted = form("A=1");
         shouted.push("SIGNATURE_SHA2_256", upper);
         assert!(verify(&shouted, &ring, &SignaturePolicy::default()).is_ok());
@@ -312,7 +342,10 @@ mod tests {
     fn unsigned_and_bad_format() {
         let ring = KeyRing::single(KEY);
         let policy = SignaturePolicy::default();
-        assert_eq!(verify(&form("A=1"), &ring, &policy), Err(VerifyError::Unsigned));
+        assert_eq!(
+            verify(&form("A=1"), &ring, &policy),
+            Err(VerifyError::Unsigned)
+        );
         assert_eq!(
             verify(&form("A=1&SIGNATURE_SHA3_256=zz"), &ring, &policy),
             Err(VerifyError::BadSignatureFormat(Algorithm::Sha3_256))

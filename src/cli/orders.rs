@@ -1,0 +1,245 @@
+//! `ipn-reconciler migrate` and `ipn-reconciler orders ...`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+
+use super::{DbArgs, EXIT_USAGE, block_on};
+use crate::domain::OrderState;
+use crate::store::orders::{ImportError, parse_orders_csv};
+use crate::store::{OrderView, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Import orders from a CSV file with the header
+    /// `order_ref,amount,currency[,created_at]`. All or nothing; importing
+    /// the same orders again changes nothing.
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The CSV file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Show one order with its reconciled state and ledger.
+    Show {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The merchant's order reference (REFNOEXT).
+        order_ref: String,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+    },
+    /// List orders, optionally only those in one state.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// pending, authorized, paid, partially_refunded, refunded, canceled,
+        /// reversed, suspect or mismatch.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+pub fn migrate(db: DbArgs) -> anyhow::Result<ExitCode> {
+    block_on(async move {
+        let mut settings = db.settings();
+        settings.migrate = false;
+        let store = Store::connect(settings).await?;
+        let applied = store.migrate().await?;
+        if applied.is_empty() {
+            println!("database is up to date");
+        } else {
+            for version in applied {
+                println!("applied migration {version}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn run(command: OrdersCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OrdersCommand::Import { db, file } => {
+            let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("cannot open {}", file.display()))?,
+                )
+            };
+            let orders = match parse_orders_csv(input) {
+                Ok(orders) => orders,
+                Err(
+                    err @ (ImportError::Header(_) | ImportError::Rows(_) | ImportError::Csv(_)),
+                ) => {
+                    eprintln!("{}: nothing imported: {err}", file.display());
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+                Err(err) => return Err(err.into()),
+            };
+            block_on(async move {
+                let store = Store::connect(db.settings()).await?;
+                match store.import_orders(&orders).await {
+                    Ok(report) => {
+                        println!(
+                            "imported {} new order(s), {} already present",
+                            report.inserted, report.unchanged
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(err @ ImportError::Rows(_)) => {
+                        eprintln!("{}: nothing imported: {err}", file.display());
+                        Ok(ExitCode::from(EXIT_USAGE))
+                    }
+                    Err(err) => Err(err.into()),
+                }
+            })
+        }
+        OrdersCommand::Show {
+            db,
+            order_ref,
+            format,
+        } => block_on(async move {
+            let store = Store::connect(db.settings()).await?;
+            let Some(order) = store.order(&order_ref).await? else {
+                eprintln!("no order {order_ref}");
+                return Ok(ExitCode::from(1));
+            };
+            let mut out = std::io::stdout().lock();
+            match format {
+                ShowFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &order)?;
+                    writeln!(out)?;
+                }
+                ShowFormat::Table => write_order(&mut out, &order)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        OrdersCommand::List { db, status, format } => {
+            let status = match status.as_deref().map(OrderState::parse) {
+                None => None,
+                Some(Ok(status)) => Some(status),
+                Some(Err(err)) => {
+                    eprintln!("{err}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            block_on(async move {
+                let store = Store::connect(db.settings()).await?;
+                let orders = store.list_orders(status).await?;
+                let mut out = std::io::stdout().lock();
+                match format {
+                    ListFormat::Json => {
+                        serde_json::to_writer_pretty(&mut out, &orders)?;
+                        writeln!(out)?;
+                    }
+                    ListFormat::Csv => {
+                        let mut csv = csv::Writer::from_writer(out);
+                        csv.write_record([
+                            "order_ref",
+                            "status",
+                            "amount",
+                            "currency",
+                            "paid",
+                            "refunded",
+                            "processor_ref",
+                            "updated_at",
+                        ])?;
+                        for o in &orders {
+                            csv.write_record([
+                                o.order_ref.as_str(),
+                                o.status.as_str(),
+                                &o.amount,
+                                &o.currency,
+                                &o.paid,
+                                &o.refunded,
+                                o.processor_ref.as_deref().unwrap_or(""),
+                                &o.updated_at.to_rfc3339(),
+                            ])?;
+                        }
+                        csv.flush()?;
+                    }
+                    ListFormat::Table => {
+                        writeln!(
+                            out,
+                            "{:<20} {:<19} {:>14} {:>14} {:>14} {:<4} {:<12}",
+                            "ORDER", "STATUS", "AMOUNT", "PAID", "REFUNDED", "CUR", "PROCESSOR REF"
+                        )?;
+                        for o in &orders {
+                            writeln!(
+                                out,
+                                "{:<20} {:<19} {:>14} {:>14} {:>14} {:<4} {:<12}",
+                                o.order_ref,
+                                o.status.as_str(),
+                                o.amount,
+                                o.paid,
+                                o.refunded,
+                                o.currency,
+                                o.processor_ref.as_deref().unwrap_or("-")
+                            )?;
+                        }
+                        writeln!(out, "{} order(s)", orders.len())?;
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
+    writeln!(out, "order          {}", o.order_ref)?;
+    writeln!(out, "status         {}", o.status.as_str())?;
+    writeln!(out, "amount         {} {}", o.amount, o.currency)?;
+    writeln!(out, "paid           {} {}", o.paid, o.currency)?;
+    writeln!(out, "refunded       {} {}", o.refunded, o.currency)?;
+    writeln!(
+        out,
+        "processor ref  {}",
+        o.processor_ref.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "updated        {} (version {})",
+        o.updated_at.to_rfc3339(),
+        o.version
+    )?;
+    writeln!(out, "ledger:")?;
+    if o.events.is_empty() {
+        writeln!(out, "  (no notification yet)")?;
+    }
+    for e in &o.events {
+        writeln!(
+            out,
+            "  {}  {:<22} {:<8} {} -> {}  {} {}  {}",
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            e.order_status,
+            e.effect,
+            e.old_status,
+            e.new_status,
+            e.amount,
+            e.currency,
+            e.reason
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,820 @@
+//! Tokenization: from a verified notification to the few facts we keep.
+//!
+//! A notification carries names, addresses, phone numbers, e-mail addresses
+//! and sometimes (by accident) card numbers. The design allows storing only
+//! an allow-list: references, status, amount, payment method code, dates,
+//! the body's digest, which key and algorithm verified it, and keyed
+//! pseudonyms. [`tokenize`] builds a [`PaymentEvent`] of exactly those, and
+//! everything else in the body is dropped here, before any I/O layer sees
+//! an event.
+//!
+//! Allow-listed fields are *parsed*, not copied: a value that does not have
+//! the documented shape is a [`TokenizeError`] that names the field and the
+//! reason, never the value, because a malformed field is precisely where a
+//! stray card number or e-mail address would be.
+
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
+
+use super::money::{Currency, Money};
+use super::pan::find_pan_fields;
+use super::status::{OrderStatus, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+
+/// Field names of the processor's protocol that tokenization reads.
+pub mod fields {
+    pub const REFNO: &str = "REFNO";
+    pub const REFNOEXT: &str = "REFNOEXT";
+    pub const ORDERSTATUS: &str = "ORDERSTATUS";
+    pub const FRAUD_STATUS: &str = "FRAUD_STATUS";
+    pub const TEST_ORDER: &str = "TEST_ORDER";
+    pub const IPN_TOTALGENERAL: &str = "IPN_TOTALGENERAL";
+    pub const CURRENCY: &str = "CURRENCY";
+    pub const PAYMETHOD_CODE: &str = "PAYMETHOD_CODE";
+    pub const SALEDATE: &str = "SALEDATE";
+    pub const PAYMENTDATE: &str = "PAYMENTDATE";
+    pub const COMPLETE_DATE: &str = "COMPLETE_DATE";
+    pub const IPN_DATE: &str = "IPN_DATE";
+    pub const CUSTOMEREMAIL: &str = "CUSTOMEREMAIL";
+}
+
+/// The fields whose values (or a value derived from them) we store as they
+/// are. A card number in one of them fails tokenization: we cannot drop the
+/// value and still have the event. Fields reduced to a boolean
+/// (`FRAUD_STATUS`, `TEST_ORDER`) or hashed (`CUSTOMEREMAIL`) are not listed:
+/// nothing of their text is kept.
+pub const STORED_FIELDS: [&str; 10] = [
+    fields::REFNO,
+    fields::REFNOEXT,
+    fields::ORDERSTATUS,
+    fields::IPN_TOTALGENERAL,
+    fields::CURRENCY,
+    fields::PAYMETHOD_CODE,
+    fields::SALEDATE,
+    fields::PAYMENTDATE,
+    fields::COMPLETE_DATE,
+    fields::IPN_DATE,
+];
+
+/// Longest accepted `REFNO`: the processor documents up to 9 digits; we
+/// leave room for growth but keep the column bounded.
+pub const MAX_PROCESSOR_REF_CHARS: usize = 20;
+/// Longest accepted `REFNOEXT` (spec §1.1).
+pub const MAX_ORDER_REF_CHARS: usize = 100;
+/// Longest accepted `PAYMETHOD_CODE`.
+pub const MAX_PAYMENT_METHOD_CHARS: usize = 32;
+
+/// The format of `SALEDATE`, `PAYMENTDATE` and `COMPLETE_DATE` (spec §1.1).
+pub const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// The format of `IPN_DATE` (spec §1.1).
+pub const IPN_DATE_FORMAT: &str = "%Y%m%d%H%M%S";
+/// PHP's "no date" value, which the platform's PHP heritage makes likely for
+/// a date that has not happened yet (a PAYMENTDATE of a pending order).
+const ZERO_DATE: &str = "0000-00-00 00:00:00";
+
+/// The SHA-256 of a raw notification body, lower-case hex.
+///
+/// It identifies a notification without keeping it: two deliveries of the
+/// same body (a retry, a second listener URL) have the same digest, which
+/// the store uses as the deduplication key (spec §10, "Duplicates").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BodyDigest(String);
+
+/// A stored digest or pseudonym that is not 64 lower-case hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a SHA-256 value: expected 64 lower-case hex digits")]
+pub struct NotSha256Hex;
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl BodyDigest {
+    /// The digest of `raw_body`.
+    pub fn of(raw_body: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(raw_body)))
+    }
+
+    /// Reads back a stored digest.
+    pub fn parse(hex: &str) -> Result<Self, NotSha256Hex> {
+        if is_sha256_hex(hex) {
+            Ok(Self(hex.to_owned()))
+        } else {
+            Err(NotSha256Hex)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BodyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key of the customer pseudonyms (HMAC-SHA256).
+///
+/// A *keyed* hash, not a plain one: e-mail addresses are guessable, and a
+/// plain SHA-256 of one can be reversed by hashing candidate addresses.
+/// Without the key nobody can; with it, finance can still find "all payments
+/// of this customer" by pseudonymizing the address they were given
+/// ([`PseudonymKey::pseudonymize_email`]). `Debug` is redacted and there is
+/// no `Display`.
+#[derive(Clone)]
+pub struct PseudonymKey {
+    /// The key already brought to HMAC-SHA256's block size as RFC 2104
+    /// prescribes (hashed if longer than a block, zero-padded), so that the
+    /// HMAC can be keyed without a fallible call on every event.
+    block: [u8; 64],
+}
+
+impl PseudonymKey {
+    /// A key from its bytes; any length is accepted, as by HMAC.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Self {
+        let bytes = bytes.as_ref();
+        let mut block = [0u8; 64];
+        if bytes.len() > block.len() {
+            block[..32].copy_from_slice(&Sha256::digest(bytes));
+        } else {
+            block[..bytes.len()].copy_from_slice(bytes);
+        }
+        Self { block }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new(&self.block.into())
+    }
+
+    /// The pseudonym of an e-mail address: HMAC-SHA256 of the trimmed,
+    /// lower-cased address, or `None` when nothing is left after trimming.
+    ///
+    /// Normalizing first makes `Jane@Example.com ` and `jane@example.com`
+    /// the same customer, which is what finance means by "customer".
+    pub fn pseudonymize_email(&self, email: &str) -> Option<Pseudonym> {
+        let normalized = email.trim().to_lowercase();
+        if normalized.is_empty() {
+            return None;
+        }
+        let mut mac = self.mac();
+        mac.update(normalized.as_bytes());
+        Some(Pseudonym(hex::encode(mac.finalize().into_bytes())))
+    }
+}
+
+impl fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PseudonymKey(<redacted>)")
+    }
+}
+
+impl Drop for PseudonymKey {
+    fn drop(&mut self) {
+        // Best effort: do not leave the key in freed memory.
+        zeroize::Zeroize::zeroize(&mut self.block);
+    }
+}
+
+/// A keyed pseudonym (HMAC-SHA256, lower-case hex) of a customer attribute.
+///
+/// Pseudonymous data is still personal data (it links payments to one
+/// person), so `Debug` is redacted and there is no `Display`; the store
+/// reads it with [`Pseudonym::as_str`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Pseudonym(String);
+
+impl Pseudonym {
+    /// Reads back a stored pseudonym.
+    pub fn parse(hex: &str) -> Result<Self, NotSha256Hex> {
+        if is_sha256_hex(hex) {
+            Ok(Self(hex.to_owned()))
+        } else {
+            Err(NotSha256Hex)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonym(<redacted>)")
+    }
+}
+
+/// The notification's `ORDERSTATUS`, known or not.
+///
+/// An unknown status is not a tokenization error: spec §10 wants it
+/// recorded and turned into a review item, and the processor adding a
+/// status must not stop every notification carrying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusField {
+    Known(OrderStatus),
+    /// The value as received, clipped to 40 characters with control
+    /// characters replaced (a status is not personal data).
+    Unknown(String),
+}
+
+impl StatusField {
+    /// Parses a wire value; never fails.
+    pub fn parse(value: &str) -> Self {
+        match OrderStatus::parse(value) {
+            Ok(status) => StatusField::Known(status),
+            Err(_) => StatusField::Unknown(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS)),
+        }
+    }
+
+    /// The text to store: the wire value of a known status, or the clipped
+    /// unknown value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StatusField::Known(status) => status.as_str(),
+            StatusField::Unknown(value) => value,
+        }
+    }
+
+    pub fn known(&self) -> Option<OrderStatus> {
+        match self {
+            StatusField::Known(status) => Some(*status),
+            StatusField::Unknown(_) => None,
+        }
+    }
+}
+
+/// Everything we keep of one verified notification.
+///
+/// Fields are public so that the simulator and tests can build events
+/// directly; [`tokenize`] is the only way the worker makes them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PaymentEvent {
+    /// SHA-256 of the raw body: the deduplication key.
+    pub digest: BodyDigest,
+    /// `REFNO`: the processor's order reference, digits only.
+    pub processor_ref: String,
+    /// `REFNOEXT`: the merchant's order reference (`orders.order_ref`).
+    pub order_ref: String,
+    pub status: StatusField,
+    /// `FRAUD_STATUS` was `DENIED`.
+    pub fraud_denied: bool,
+    /// `TEST_ORDER` was `1`.
+    pub test_order: bool,
+    /// `IPN_TOTALGENERAL` in `CURRENCY`; negative for refunds.
+    pub amount: Money,
+    /// `PAYMETHOD_CODE`, e.g. `CCVISAMC`.
+    pub payment_method: Option<String>,
+    pub sale_date: Option<NaiveDateTime>,
+    pub payment_date: Option<NaiveDateTime>,
+    pub complete_date: Option<NaiveDateTime>,
+    /// `IPN_DATE`: when the processor issued the notification.
+    pub ipn_date: Option<NaiveDateTime>,
+    /// Which key of the ring verified the body.
+    pub key_id: KeyId,
+    /// Which algorithm verified the body.
+    pub algorithm: Algorithm,
+    /// Keyed pseudonym of `CUSTOMEREMAIL`.
+    pub customer_pseudonym: Option<Pseudonym>,
+    /// Names of the fields where the PAN guard found a card number; their
+    /// values were dropped.
+    pub pan_fields: Vec<String>,
+}
+
+impl fmt::Debug for PaymentEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentEvent")
+            .field("digest", &self.digest)
+            .field("processor_ref", &self.processor_ref)
+            .field("order_ref", &self.order_ref)
+            .field("status", &self.status)
+            .field("fraud_denied", &self.fraud_denied)
+            .field("test_order", &self.test_order)
+            .field("amount", &self.amount)
+            .field("payment_method", &self.payment_method)
+            .field("sale_date", &self.sale_date)
+            .field("payment_date", &self.payment_date)
+            .field("complete_date", &self.complete_date)
+            .field("ipn_date", &self.ipn_date)
+            .field("key_id", &self.key_id)
+            .field("algorithm", &self.algorithm)
+            .field(
+                "customer_pseudonym",
+                &self.customer_pseudonym.as_ref().map(|_| "<redacted>"),
+            )
+            .field("pan_fields", &self.pan_fields)
+            .finish()
+    }
+}
+
+/// Why a verified notification could not be tokenized.
+///
+/// Variants name the field and a fixed reason, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("required field `{0}` is missing or empty")]
+    MissingField(&'static str),
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("field `{field}` holds a card number and would be stored; the notification is refused")]
+    PanInAllowListedField { field: &'static str },
+}
+
+impl TokenizeError {
+    /// A short, stable label for metrics and the database.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenizeError::MissingField(_) => "missing_field",
+            TokenizeError::InvalidField { .. } => "invalid_field",
+            TokenizeError::PanInAllowListedField { .. } => "pan_in_stored_field",
+        }
+    }
+
+    /// The field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TokenizeError::MissingField(field)
+            | TokenizeError::InvalidField { field, .. }
+            | TokenizeError::PanInAllowListedField { field } => field,
+        }
+    }
+}
+
+/// Builds the [`PaymentEvent`] of a verified notification.
+///
+/// `raw_body` must be the exact bytes `form` was parsed from (the digest is
+/// the deduplication key); `verified` is the result of
+/// [`crate::ipn::verify`] on `form`. With no `pseudonym_key`, no customer
+/// pseudonym is made.
+pub fn tokenize(
+    raw_body: &[u8],
+    form: &FormBody,
+    verified: &Verified,
+    pseudonym_key: Option<&PseudonymKey>,
+) -> Result<PaymentEvent, TokenizeError> {
+    // The guard runs first: if a stored field holds a card number, no other
+    // check may quote or keep any part of it.
+    let pan_fields = find_pan_fields(form);
+    if let Some(field) = STORED_FIELDS
+        .into_iter()
+        .find(|stored| pan_fields.iter().any(|found| found == stored))
+    {
+        return Err(TokenizeError::PanInAllowListedField { field });
+    }
+
+    let processor_ref = parse_processor_ref(required(form, fields::REFNO)?)?;
+    let order_ref = parse_order_ref(required(form, fields::REFNOEXT)?)?;
+    let status = StatusField::parse(required(form, fields::ORDERSTATUS)?);
+    let amount = parse_amount(form)?;
+    let payment_method = optional(form, fields::PAYMETHOD_CODE)
+        .map(parse_payment_method)
+        .transpose()?;
+
+    Ok(PaymentEvent {
+        digest: BodyDigest::of(raw_body),
+        processor_ref,
+        order_ref,
+        status,
+        fraud_denied: form.get(fields::FRAUD_STATUS) == Some("DENIED"),
+        test_order: form.get(fields::TEST_ORDER) == Some("1"),
+        amount,
+        payment_method,
+        sale_date: parse_date(form, fields::SALEDATE, DATE_FORMAT)?,
+        payment_date: parse_date(form, fields::PAYMENTDATE, DATE_FORMAT)?,
+        complete_date: parse_date(form, fields::COMPLETE_DATE, DATE_FORMAT)?,
+        ipn_date: parse_date(form, fields::IPN_DATE, IPN_DATE_FORMAT)?,
+        key_id: verified.key_id.clone(),
+        algorithm: verified.algorithm,
+        customer_pseudonym: pseudonym_key.and_then(|key| {
+            form.get(fields::CUSTOMEREMAIL)
+                .and_then(|email| key.pseudonymize_email(email))
+        }),
+        pan_fields,
+    })
+}
+
+/// The value of a field that must be present and non-empty. An empty value
+/// is treated as missing: the processor sends unticked or unknown values as
+/// empty strings (spec §6, V5 has `REFNOEXT=`).
+fn required<'a>(form: &'a FormBody, field: &'static str) -> Result<&'a str, TokenizeError> {
+    optional(form, field).ok_or(TokenizeError::MissingField(field))
+}
+
+/// The value of an optional field; absent and empty are the same.
+fn optional<'a>(form: &'a FormBody, field: &str) -> Option<&'a str> {
+    form.get(field).filter(|value| !value.is_empty())
+}
+
+fn parse_processor_ref(value: &str) -> Result<String, TokenizeError> {
+    if value.len() <= MAX_PROCESSOR_REF_CHARS && value.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(value.to_owned())
+    } else {
+        Err(TokenizeError::InvalidField {
+            field: fields::REFNO,
+            reason: "not 1-20 digits",
+        })
+    }
+}
+
+fn parse_order_ref(value: &str) -> Result<String, TokenizeError> {
+    let invalid = |reason| TokenizeError::InvalidField {
+        field: fields::REFNOEXT,
+        reason,
+    };
+    if value.chars().count() > MAX_ORDER_REF_CHARS {
+        return Err(invalid("longer than 100 characters"));
+    }
+    // Control characters would let a reference forge log lines or CSV rows.
+    if value.chars().any(char::is_control) {
+        return Err(invalid("contains control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_amount(form: &FormBody) -> Result<Money, TokenizeError> {
+    let amount = required(form, fields::IPN_TOTALGENERAL)?;
+    let currency = Currency::parse(required(form, fields::CURRENCY)?).map_err(|err| {
+        TokenizeError::InvalidField {
+            field: fields::CURRENCY,
+            reason: err.reason(),
+        }
+    })?;
+    Money::parse_amount(amount, currency).map_err(|err| TokenizeError::InvalidField {
+        field: fields::IPN_TOTALGENERAL,
+        reason: err.reason(),
+    })
+}
+
+fn parse_payment_method(value: &str) -> Result<String, TokenizeError> {
+    let valid = value.len() <= MAX_PAYMENT_METHOD_CHARS
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(TokenizeError::InvalidField {
+            field: fields::PAYMETHOD_CODE,
+            reason: "not 1-32 characters of A-Z, 0-9 and _",
+        })
+    }
+}
+
+fn parse_date(
+    form: &FormBody,
+    field: &'static str,
+    format: &str,
+) -> Result<Option<NaiveDateTime>, TokenizeError> {
+    match optional(form, field) {
+        None => Ok(None),
+        Some(ZERO_DATE) if format == DATE_FORMAT => Ok(None),
+        Some(value) => NaiveDateTime::parse_from_str(value, format)
+            .map(Some)
+            .map_err(|_| TokenizeError::InvalidField {
+                field,
+                reason: if format == IPN_DATE_FORMAT {
+                    "not a YYYYMMDDHHMMSS timestamp"
+                } else {
+                    "not a YYYY-MM-DD HH:MM:SS date"
+                },
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipn::{FormLimits, KeyRing, SecretKey, SignaturePolicy, sign, verify};
+    use chrono::NaiveDate;
+
+    const KEY: &[u8] = b"AABBCCDDEEFF";
+
+    fn verified() -> Verified {
+        Verified {
+            key_id: KeyId::parse("default").unwrap(),
+            algorithm: Algorithm::Sha256,
+        }
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("SALEDATE", "2016-06-01 12:22:09"),
+        ("PAYMENTDATE", "2016-06-01 12:25:00"),
+        ("COMPLETE_DATE", ""),
+        ("REFNO", "1000037"),
+        ("REFNOEXT", "ORD-2016-0001"),
+        ("ORDERSTATUS", "COMPLETE"),
+        ("PAYMETHOD_CODE", "CCVISAMC"),
+        ("FIRSTNAME", "John"),
+        ("CUSTOMEREMAIL", " John.Smith@Email.com "),
+        ("PHONE", "951-121-2121"),
+        ("CURRENCY", "usd"),
+        ("IPN_TOTALGENERAL", "534.00"),
+        ("FRAUD_STATUS", "APPROVED"),
+        ("TEST_ORDER", "0"),
+        ("IPN_DATE", "20160601122509"),
+    ];
+
+    /// A body made of BASE with `changes` applied: `(name, Some(value))`
+    /// sets or appends, `(name, None)` removes.
+    fn body(changes: &[(&str, Option<&str>)]) -> String {
+        let mut form = FormBody::from_fields(Vec::new());
+        for (name, value) in BASE {
+            match changes.iter().find(|(n, _)| n == name) {
+                Some((_, Some(v))) => form.push(*name, *v),
+                Some((_, None)) => {}
+                None => form.push(*name, *value),
+            }
+        }
+        for (name, value) in changes {
+            if let (false, Some(v)) = (BASE.iter().any(|(n, _)| n == name), value) {
+                form.push(*name, *v);
+            }
+        }
+        form.encode()
+    }
+
+    fn run(raw: &str, key: Option<&PseudonymKey>) -> Result<PaymentEvent, TokenizeError> {
+        let form = FormBody::parse(raw.as_bytes(), &FormLimits::default()).unwrap();
+        tokenize(raw.as_bytes(), &form, &verified(), key)
+    }
+
+    fn ok(changes: &[(&str, Option<&str>)]) -> PaymentEvent {
+        run(&body(changes), None).unwrap()
+    }
+
+    fn err(changes: &[(&str, Option<&str>)]) -> TokenizeError {
+        run(&body(changes), None).unwrap_err()
+    }
+
+    #[test]
+    fn keeps_only_the_allow_listed_fields() {
+        let raw = body(&[]);
+        let key = PseudonymKey::new(b"pseudonym-key");
+        let event = run(&raw, Some(&key)).unwrap();
+        assert_eq!(event.digest, BodyDigest::of(raw.as_bytes()));
+        assert_eq!(event.processor_ref, "1000037");
+        assert_eq!(event.order_ref, "ORD-2016-0001");
+        assert_eq!(event.status, StatusField::Known(OrderStatus::Complete));
+        assert!(!event.fraud_denied);
+        assert!(!event.test_order);
+        assert_eq!(event.amount, Money::parse("534.00", "USD").unwrap());
+        assert_eq!(event.payment_method.as_deref(), Some("CCVISAMC"));
+        let day = NaiveDate::from_ymd_opt(2016, 6, 1).unwrap();
+        assert_eq!(event.sale_date, day.and_hms_opt(12, 22, 9));
+        assert_eq!(event.payment_date, day.and_hms_opt(12, 25, 0));
+        assert_eq!(event.complete_date, None);
+        assert_eq!(event.ipn_date, day.and_hms_opt(12, 25, 9));
+        assert_eq!(event.key_id.as_str(), "default");
+        assert_eq!(event.algorithm, Algorithm::Sha256);
+        assert_eq!(
+            event.customer_pseudonym,
+            key.pseudonymize_email("john.smith@email.com")
+        );
+        assert!(event.pan_fields.is_empty());
+
+        // Nothing personal survives, not even in Debug.
+        let shown = format!("{event:?}");
+        for personal in ["John", "john", "Smith", "951-121", "Email.com"] {
+            assert!(!shown.contains(personal), "{personal} in {shown}");
+        }
+        assert!(shown.contains("customer_pseudonym: Some(\"<redacted>\")"));
+        let pseudonym = event.customer_pseudonym.as_ref().unwrap().as_str();
+        assert!(!shown.contains(pseudonym));
+    }
+
+    #[test]
+    fn works_on_a_signed_and_verified_body() {
+        let form = FormBody::parse(body(&[]).as_bytes(), &FormLimits::default()).unwrap();
+        let signed = sign(&form, &SecretKey::new(KEY), &[Algorithm::Sha3_256]).unwrap();
+        let raw = signed.encode();
+        let verified = verify(&signed, &KeyRing::single(KEY), &SignaturePolicy::default()).unwrap();
+        let event = tokenize(raw.as_bytes(), &signed, &verified, None).unwrap();
+        assert_eq!(event.algorithm, Algorithm::Sha3_256);
+        assert!(event.pan_fields.is_empty(), "signature fields are skipped");
+        assert_eq!(event.customer_pseudonym, None);
+    }
+
+    #[test]
+    fn flags_and_unknown_status() {
+        let event = ok(&[
+            ("FRAUD_STATUS", Some("DENIED")),
+            ("TEST_ORDER", Some("1")),
+            ("ORDERSTATUS", Some("NEW_THING\r\nforged")),
+        ]);
+        assert!(event.fraud_denied);
+        assert!(event.test_order);
+        assert_eq!(
+            event.status,
+            StatusField::Unknown("NEW_THING??forged".into())
+        );
+        let long = "Z".repeat(100);
+        let event = ok(&[("ORDERSTATUS", Some(&long))]);
+        assert_eq!(event.status.as_str().len(), 40);
+        assert!(!ok(&[("FRAUD_STATUS", Some("UNDER REVIEW"))]).fraud_denied);
+        assert!(!ok(&[("TEST_ORDER", None)]).test_order);
+    }
+
+    #[test]
+    fn required_fields() {
+        for field in [
+            "REFNO",
+            "REFNOEXT",
+            "ORDERSTATUS",
+            "IPN_TOTALGENERAL",
+            "CURRENCY",
+        ] {
+            assert_eq!(err(&[(field, None)]), TokenizeError::MissingField(field));
+            assert_eq!(
+                err(&[(field, Some(""))]),
+                TokenizeError::MissingField(field)
+            );
+        }
+        assert_eq!(
+            TokenizeError::MissingField("REFNOEXT").to_string(),
+            "required field `REFNOEXT` is missing or empty"
+        );
+    }
+
+    #[test]
+    fn invalid_fields_are_named_without_their_value() {
+        let cases: &[(&str, &str)] = &[
+            ("REFNO", "12a"),
+            ("REFNO", "-1"),
+            ("REFNOEXT", "line\nbreak"),
+            ("IPN_TOTALGENERAL", "1e3"),
+            ("IPN_TOTALGENERAL", "10.005"),
+            ("CURRENCY", "EURO"),
+            ("CURRENCY", "E1R"),
+            ("PAYMETHOD_CODE", "ccvisamc"),
+            ("PAYMETHOD_CODE", "VISA MC"),
+            ("SALEDATE", "2016-06-01"),
+            ("PAYMENTDATE", "01/06/2016 12:00:00"),
+            ("COMPLETE_DATE", "2016-13-01 00:00:00"),
+            ("IPN_DATE", "2016-06-01 12:25:09"),
+        ];
+        for (field, value) in cases {
+            let error = err(&[(field, Some(value))]);
+            assert_eq!(error.field(), *field, "{field}={value:?}");
+            assert_eq!(error.reason(), "invalid_field");
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains(value), "{shown}");
+        }
+        // 21 digits: too long for REFNO. Pick one the PAN guard does not
+        // trip on (most 21-digit strings have a Luhn-valid window).
+        let long_ref = (0u64..)
+            .map(|n| format!("{:021}", n * 7919))
+            .find(|r| !crate::domain::pan::contains_pan(r))
+            .unwrap();
+        assert_eq!(
+            err(&[("REFNO", Some(&long_ref))]),
+            TokenizeError::InvalidField {
+                field: "REFNO",
+                reason: "not 1-20 digits"
+            }
+        );
+        let long = "x".repeat(101);
+        assert_eq!(err(&[("REFNOEXT", Some(&long))]).field(), "REFNOEXT");
+        let long = "A".repeat(33);
+        assert_eq!(
+            err(&[("PAYMETHOD_CODE", Some(&long))]).field(),
+            "PAYMETHOD_CODE"
+        );
+        assert_eq!(
+            ok(&[("REFNOEXT", Some(&"é".repeat(100)))])
+                .order_ref
+                .chars()
+                .count(),
+            100
+        );
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent_empty_or_zero_dates() {
+        let event = ok(&[
+            ("PAYMETHOD_CODE", Some("")),
+            ("SALEDATE", None),
+            ("PAYMENTDATE", Some("0000-00-00 00:00:00")),
+            ("IPN_DATE", Some("")),
+        ]);
+        assert_eq!(event.payment_method, None);
+        assert_eq!(event.sale_date, None);
+        assert_eq!(event.payment_date, None);
+        assert_eq!(event.ipn_date, None);
+    }
+
+    #[test]
+    fn negative_refund_totals_are_kept_signed() {
+        let event = ok(&[
+            ("ORDERSTATUS", Some("REFUND")),
+            ("IPN_TOTALGENERAL", Some("-20.00")),
+        ]);
+        assert_eq!(event.amount.minor_units(), -2000);
+        assert_eq!(event.status, StatusField::Known(OrderStatus::Refund));
+    }
+
+    #[test]
+    fn a_card_number_elsewhere_is_dropped_and_reported_by_name() {
+        let raw = body(&[
+            ("COMMENTS", Some("card 4111 1111 1111 1111 exp 12/29")),
+            ("ADDRESS1", Some("4111-1111-1111-1111")),
+        ]);
+        let event = run(&raw, None).unwrap();
+        assert_eq!(event.pan_fields, ["COMMENTS", "ADDRESS1"]);
+        assert!(!format!("{event:?}").contains("4111"));
+    }
+
+    #[test]
+    fn a_card_number_in_a_stored_field_refuses_the_notification() {
+        for field in [
+            "REFNO",
+            "REFNOEXT",
+            "ORDERSTATUS",
+            "PAYMETHOD_CODE",
+            "SALEDATE",
+        ] {
+            let error = err(&[(field, Some("4111111111111111"))]);
+            assert_eq!(error, TokenizeError::PanInAllowListedField { field });
+            assert_eq!(error.reason(), "pan_in_stored_field");
+            assert!(!error.to_string().contains("4111"));
+        }
+        // The guard runs before any parsing: the PAN error wins over the
+        // invalid-amount error the same value would otherwise cause.
+        let error = err(&[("IPN_TOTALGENERAL", Some("4111111111111111.00"))]);
+        assert_eq!(
+            error,
+            TokenizeError::PanInAllowListedField {
+                field: "IPN_TOTALGENERAL"
+            }
+        );
+        // Hashed and boolean fields are not stored as text.
+        let event = ok(&[("CUSTOMEREMAIL", Some("4111111111111111@example.com"))]);
+        assert_eq!(event.pan_fields, ["CUSTOMEREMAIL"]);
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_normalized_and_hmac_sha256() {
+        let key = PseudonymKey::new(b"k1");
+        let a = key.pseudonymize_email("Jane@Example.com ").unwrap();
+        let b = key.pseudonymize_email("jane@example.com").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(
+            PseudonymKey::new(b"k2").pseudonymize_email("jane@example.com"),
+            Some(b.clone())
+        );
+        assert_eq!(key.pseudonymize_email("   "), None);
+        assert_eq!(Pseudonym::parse(a.as_str()), Ok(a.clone()));
+        assert_eq!(format!("{a:?}"), "Pseudonym(<redacted>)");
+        assert_eq!(format!("{key:?}"), "PseudonymKey(<redacted>)");
+
+        // Same as HMAC keyed the usual way, for short and long keys.
+        for raw_key in [&b"k1"[..], &[7u8; 64][..], &[9u8; 200][..]] {
+            let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(raw_key).unwrap();
+            reference.update(b"jane@example.com");
+            let expected = hex::encode(reference.finalize().into_bytes());
+            let got = PseudonymKey::new(raw_key)
+                .pseudonymize_email("jane@example.com")
+                .unwrap();
+            assert_eq!(got.as_str(), expected);
+        }
+        // RFC 4231 test case 2 (the message is already trimmed lower case).
+        let rfc = PseudonymKey::new(b"Jefe")
+            .pseudonymize_email("what do ya want for nothing?")
+            .unwrap();
+        assert_eq!(
+            rfc.as_str(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn an_empty_email_gives_no_pseudonym() {
+        let key = PseudonymKey::new(b"k");
+        let event = run(&body(&[("CUSTOMEREMAIL", Some(""))]), Some(&key)).unwrap();
+        assert_eq!(event.customer_pseudonym, None);
+        let event = run(&body(&[("CUSTOMEREMAIL", None)]), Some(&key)).unwrap();
+        assert_eq!(event.customer_pseudonym, None);
+    }
+
+    #[test]
+    fn digests_parse_and_display() {
+        let digest = BodyDigest::of(b"abc");
+        assert_eq!(
+            digest.as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(BodyDigest::parse(digest.as_str()), Ok(digest.clone()));
+        assert_eq!(BodyDigest::parse("ABC"), Err(NotSha256Hex));
+        assert_eq!(
+            BodyDigest::parse(&digest.as_str().to_uppercase()),
+            Err(NotSha256Hex)
+        );
+    }
+}

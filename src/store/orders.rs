@@ -1,0 +1,410 @@
+//! The merchant's orders: importing them, and reading them back with their
+//! ledger for finance staff and operators.
+
+use std::io::Read;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+
+use super::schema::{notifications, order_events, orders};
+use super::{Store, StoreError};
+use crate::domain::{Currency, Money, OrderState};
+
+/// An order as the shop knows it, before any notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    /// The merchant's reference; notifications carry it as REFNOEXT.
+    pub order_ref: String,
+    /// What the shop expects to be paid.
+    pub amount: Money,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl NewOrder {
+    /// Validates an order reference the way the schema does (1-100 chars,
+    /// no control characters).
+    pub fn new(order_ref: &str, amount: Money) -> Result<Self, String> {
+        let order_ref = order_ref.trim();
+        if order_ref.is_empty() || order_ref.chars().count() > 100 {
+            return Err("order_ref must be 1-100 characters".into());
+        }
+        if order_ref.chars().any(char::is_control) {
+            return Err("order_ref contains a control character".into());
+        }
+        if amount.minor_units() < 0 {
+            return Err("amount must not be negative".into());
+        }
+        Ok(Self {
+            order_ref: order_ref.to_owned(),
+            amount,
+            created_at: None,
+        })
+    }
+}
+
+/// One bad row of an orders CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// 1-based line number in the file (the header is line 1).
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Why an import was refused. Nothing was imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the header must be `order_ref,amount,currency[,created_at]`, found `{0}`")]
+    Header(String),
+    #[error("{} bad row(s):\n{}", .0.len(), render_rows(.0))]
+    Rows(Vec<RowError>),
+    #[error("cannot read the CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for ImportError {
+    fn from(err: diesel::result::Error) -> Self {
+        ImportError::Store(StoreError::Query(err))
+    }
+}
+
+fn render_rows(rows: &[RowError]) -> String {
+    rows.iter()
+        .map(|row| format!("  line {}: {}", row.line, row.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ImportReport {
+    /// Orders created by this import.
+    pub inserted: usize,
+    /// Orders that already existed with the same amount and currency.
+    pub unchanged: usize,
+}
+
+/// Parses an orders CSV (`order_ref,amount,currency[,created_at]`),
+/// reporting every bad row with its line number.
+pub fn parse_orders_csv(input: impl Read) -> Result<Vec<NewOrder>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    let expected = ["order_ref", "amount", "currency"];
+    let has_created = header.len() == 4 && header[3] == "created_at";
+    if header.len() < 3
+        || header[..3] != expected
+        || (header.len() == 4 && !has_created)
+        || header.len() > 4
+    {
+        return Err(ImportError::Header(header.join(",")));
+    }
+    let mut orders = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for record in reader.records() {
+        let record = record?;
+        let line = record.position().map_or(0, |p| p.line());
+        match parse_row(&record, has_created) {
+            Ok(order) => {
+                if let Some(first) = seen.insert(order.order_ref.clone(), line) {
+                    errors.push(RowError {
+                        line,
+                        reason: format!("order_ref repeats line {first}"),
+                    });
+                } else {
+                    orders.push(order);
+                }
+            }
+            Err(reason) => errors.push(RowError { line, reason }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(orders)
+    } else {
+        Err(ImportError::Rows(errors))
+    }
+}
+
+fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, String> {
+    let expected_fields = if has_created { 4 } else { 3 };
+    if record.len() != expected_fields && !(has_created && record.len() == 3) {
+        return Err(format!(
+            "expected {expected_fields} fields, found {}",
+            record.len()
+        ));
+    }
+    let field = |i: usize| record.get(i).unwrap_or("");
+    let amount = Money::parse(field(1), field(2)).map_err(|err| err.to_string())?;
+    let mut order = NewOrder::new(field(0), amount)?;
+    let created = field(3);
+    if has_created && !created.is_empty() {
+        let at = DateTime::parse_from_rfc3339(created)
+            .map_err(|_| "created_at must be RFC 3339, e.g. 2026-11-01T08:00:00Z".to_owned())?;
+        order.created_at = Some(at.with_timezone(&Utc));
+    }
+    Ok(order)
+}
+
+/// A ledger row as shown to people.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OrderEventView {
+    pub at: DateTime<Utc>,
+    /// The processor's ORDERSTATUS of the notification.
+    pub order_status: String,
+    /// `applied` or `ignored`.
+    pub effect: String,
+    pub old_status: String,
+    pub new_status: String,
+    pub amount: String,
+    pub currency: String,
+    pub reason: String,
+    pub processor_ref: Option<String>,
+    pub notification_sha256: String,
+}
+
+/// An order with its reconciled state and ledger.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OrderView {
+    pub order_ref: String,
+    pub status: OrderState,
+    pub amount: String,
+    pub currency: String,
+    pub paid: String,
+    pub refunded: String,
+    pub processor_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    /// The ledger, oldest first (empty in listings).
+    pub events: Vec<OrderEventView>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = orders)]
+struct OrderRecord {
+    id: i64,
+    order_ref: String,
+    expected_minor: i64,
+    currency: String,
+    status: String,
+    processor_ref: Option<String>,
+    paid_minor: i64,
+    refunded_minor: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl OrderRecord {
+    fn into_view(self) -> Result<(i64, OrderView), StoreError> {
+        let currency = Currency::parse(&self.currency)
+            .map_err(|err| StoreError::Invalid(format!("order {}: {err}", self.order_ref)))?;
+        let status = OrderState::parse(&self.status).map_err(|_| {
+            StoreError::Invalid(format!("order {}: unknown status", self.order_ref))
+        })?;
+        let money = |minor| Money::from_minor(minor, currency).format_amount();
+        Ok((
+            self.id,
+            OrderView {
+                order_ref: self.order_ref,
+                status,
+                amount: money(self.expected_minor),
+                currency: currency.as_str().to_owned(),
+                paid: money(self.paid_minor),
+                refunded: money(self.refunded_minor),
+                processor_ref: self.processor_ref,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                version: self.version,
+                events: Vec::new(),
+            },
+        ))
+    }
+}
+
+impl Store {
+    /// Creates orders, all or nothing. Re-importing the same orders changes
+    /// nothing; an existing order with a different amount or currency is an
+    /// error (and nothing is imported).
+    ///
+    /// This is also the function a shop's code calls to register an order.
+    pub async fn import_orders(
+        &self,
+        new_orders: &[NewOrder],
+    ) -> Result<ImportReport, ImportError> {
+        let mut conn = self.conn().await?;
+        let report = conn
+            .transaction::<_, ImportError, _>(async |conn| {
+                let mut report = ImportReport::default();
+                let mut conflicts = Vec::new();
+                // Chunks keep each statement far below PostgreSQL's bind limit.
+                for chunk in new_orders.chunks(1_000) {
+                    let rows: Vec<_> = chunk
+                        .iter()
+                        .map(|order| {
+                            (
+                                orders::order_ref.eq(&order.order_ref),
+                                orders::expected_minor.eq(order.amount.minor_units()),
+                                orders::currency.eq(order.amount.currency().as_str().to_owned()),
+                                orders::created_at.eq(order.created_at.unwrap_or_else(Utc::now)),
+                            )
+                        })
+                        .collect();
+                    let inserted: Vec<String> = diesel::insert_into(orders::table)
+                        .values(&rows)
+                        .on_conflict(orders::order_ref)
+                        .do_nothing()
+                        .returning(orders::order_ref)
+                        .get_results(conn)
+                        .await
+                        .map_err(StoreError::from)?;
+                    report.inserted += inserted.len();
+                    let existing: Vec<&NewOrder> = chunk
+                        .iter()
+                        .filter(|order| !inserted.contains(&order.order_ref))
+                        .collect();
+                    if existing.is_empty() {
+                        continue;
+                    }
+                    let refs: Vec<&str> = existing.iter().map(|o| o.order_ref.as_str()).collect();
+                    let stored: Vec<(String, i64, String)> = orders::table
+                        .filter(orders::order_ref.eq_any(&refs))
+                        .select((orders::order_ref, orders::expected_minor, orders::currency))
+                        .load(conn)
+                        .await
+                        .map_err(StoreError::from)?;
+                    for order in existing {
+                        let same = stored.iter().any(|(r, minor, currency)| {
+                            r == &order.order_ref
+                                && *minor == order.amount.minor_units()
+                                && currency == order.amount.currency().as_str()
+                        });
+                        if same {
+                            report.unchanged += 1;
+                        } else {
+                            conflicts.push(RowError {
+                                line: 0,
+                                reason: format!(
+                                    "order {} already exists with a different amount or currency",
+                                    order.order_ref
+                                ),
+                            });
+                        }
+                    }
+                }
+                if conflicts.is_empty() {
+                    Ok(report)
+                } else {
+                    Err(ImportError::Rows(conflicts))
+                }
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// One order with its ledger, or `None` when the shop never registered it.
+    pub async fn order(&self, order_ref: &str) -> Result<Option<OrderView>, StoreError> {
+        let mut conn = self.conn().await?;
+        let record: Option<OrderRecord> = orders::table
+            .filter(orders::order_ref.eq(order_ref))
+            .select(OrderRecord::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let (id, mut view) = record.into_view()?;
+        let currency =
+            Currency::parse(&view.currency).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let rows: Vec<(
+            DateTime<Utc>,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            Option<String>,
+            String,
+        )> = order_events::table
+            .inner_join(notifications::table)
+            .filter(order_events::order_id.eq(id))
+            .order(order_events::id.asc())
+            .select((
+                order_events::created_at,
+                order_events::order_status,
+                order_events::effect,
+                order_events::old_status,
+                order_events::new_status,
+                order_events::amount_minor,
+                order_events::currency,
+                order_events::reason,
+                notifications::processor_ref,
+                notifications::body_sha256,
+            ))
+            .load(&mut conn)
+            .await?;
+        view.events = rows
+            .into_iter()
+            .map(
+                |(
+                    at,
+                    order_status,
+                    effect,
+                    old_status,
+                    new_status,
+                    minor,
+                    event_currency,
+                    reason,
+                    processor_ref,
+                    sha,
+                )| {
+                    let amount = Currency::parse(&event_currency)
+                        .map(|c| Money::from_minor(minor, c).format_amount())
+                        .unwrap_or_else(|_| Money::from_minor(minor, currency).format_amount());
+                    OrderEventView {
+                        at,
+                        order_status,
+                        effect,
+                        old_status,
+                        new_status,
+                        amount,
+                        currency: event_currency,
+                        reason,
+                        processor_ref,
+                        notification_sha256: sha,
+                    }
+                },
+            )
+            .collect();
+        Ok(Some(view))
+    }
+
+    /// Orders, oldest first, optionally only those in one state.
+    pub async fn list_orders(
+        &self,
+        status: Option<OrderState>,
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut query = orders::table
+            .select(OrderRecord::as_select())
+            .order((orders::created_at.asc(), orders::id.asc()))
+            .into_boxed();
+        if let Some(status) = status {
+            query = query.filter(orders::status.eq(status.as_str()));
+        }
+        let records: Vec<OrderRecord> = query.load(&mut conn).await?;
+        records
+            .into_iter()
+            .map(|record| record.into_view().map(|(_, view)| view))
+            .collect()
+    }
+}

@@ -1,0 +1,50 @@
+//! Logging: `tracing` events to standard error, as JSON for production log
+//! pipelines or as readable text for people.
+//!
+//! Nothing logged may hold personal data or key material: log references
+//! (REFNO, REFNOEXT, body digest), outcomes and field *names*, never values.
+
+use std::str::FromStr;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable lines (a terminal).
+    #[default]
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            other => Err(format!("LOG_FORMAT must be json or pretty, not `{other}`")),
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+/// Calling it twice is harmless (the second call does nothing).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(FmtSpan::NONE);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.with_target(false).try_init(),
+    };
+}
