@@ -452,3 +452,29 @@ pub(crate) async fn insert_review_item(
         .await?;
     Ok(())
 }
+
+impl Store {
+    /// Opens a review item for a person, outside of a notification's apply
+    /// (for example `orphan_payment` once the retry window has passed).
+    /// `body_sha256` links it to the recorded notification when there is one;
+    /// a notification opens at most one item of each kind.
+    pub async fn open_review_item(
+        &self,
+        kind: ReviewKind,
+        order_ref: Option<&str>,
+        body_sha256: Option<&str>,
+        details: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let notification_id: Option<i64> = match body_sha256 {
+            None => None,
+            Some(digest) => notifications::table
+                .filter(notifications::body_sha256.eq(digest))
+                .select(notifications::id)
+                .first(&mut conn)
+                .await
+                .optional()?,
+        };
+        insert_review_item(&mut conn, kind, order_ref, notification_id, details).await
+    }
+}
