@@ -5,7 +5,10 @@
 
 mod ipn;
 mod orders;
+mod parked;
 mod process;
+mod publish;
+mod serve;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -52,6 +55,15 @@ pub enum Command {
     /// Replay notification files through verify -> tokenize -> apply,
     /// without the broker. Prints one outcome line per file.
     Process(process::ProcessArgs),
+    /// Run the worker daemon: consume notifications from RabbitMQ, reconcile
+    /// them, and serve /healthz, /readyz and /metrics.
+    Serve(Box<serve::ServeArgs>),
+    /// Publish notification bodies to the work exchange (persistent, with
+    /// publisher confirms), as the intake does.
+    Publish(publish::PublishArgs),
+    /// List or requeue the messages in the parking queue.
+    #[command(subcommand)]
+    Parked(parked::ParkedCommand),
 }
 
 /// Runs a parsed command line.
@@ -61,6 +73,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { db } => orders::migrate(db),
         Command::Orders(command) => orders::run(command),
         Command::Process(args) => process::run(args),
+        Command::Serve(args) => serve::run(*args),
+        Command::Publish(args) => publish::run(args),
+        Command::Parked(command) => parked::run(command),
     }
 }
 
@@ -83,6 +98,11 @@ impl KeyArgs {
 /// Reads a notification body from a file, or standard input for `-`,
 /// refusing to read more than the body limit (plus one byte, so an
 /// oversized body is reported as such by the parser).
+///
+/// Trailing raw line breaks are dropped: a form-encoded body cannot end in
+/// one (a newline in a value is sent as `%0A`), but files saved by editors
+/// and the output of `ipn sign` do. Dropping them keeps the body digest
+/// equal to the one of the body as the processor sent it.
 pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> {
     let cap = u64::try_from(limits.max_body_bytes)
         .unwrap_or(u64::MAX)
@@ -100,6 +120,9 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
             .take(cap)
             .read_to_end(&mut body)
             .with_context(|| format!("cannot read {}", source.display()))?;
+    }
+    while matches!(body.last(), Some(b'\n' | b'\r')) {
+        body.pop();
     }
     Ok(body)
 }

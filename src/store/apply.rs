@@ -16,8 +16,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use super::schema::{notifications, order_events, orders, review_items};
 use super::{Store, StoreError};
 use crate::domain::{
-    Currency, Money, OrderFacts, OrderState, Outcome, PaymentEvent, ReconcilePolicy, ReviewKind,
-    decide,
+    Currency, Money, NewReviewItem, OrderFacts, OrderState, Outcome, PaymentEvent, ReconcilePolicy,
+    ReviewKind, decide,
 };
 
 /// What applying one notification did.
@@ -212,18 +212,8 @@ async fn record_rejected_once(
             return Ok(());
         };
         if !rejected.pan_fields.is_empty() {
-            let details = format!(
-                "card number found in field(s) {}; values dropped",
-                rejected.pan_fields.join(", ")
-            );
-            insert_review_item(
-                conn,
-                ReviewKind::PanDetected,
-                None,
-                Some(notification_id),
-                &details,
-            )
-            .await?;
+            let item = NewReviewItem::pan_detected(&rejected.pan_fields);
+            insert_review_item(conn, item.kind, None, Some(notification_id), &item.details).await?;
         }
         Ok(())
     })
@@ -247,22 +237,6 @@ pub(crate) async fn apply_once(
         };
 
         let mut opened = Vec::new();
-        if !event.pan_fields.is_empty() {
-            let details = format!(
-                "card number found in field(s) {}; values dropped",
-                event.pan_fields.join(", ")
-            );
-            insert_review_item(
-                conn,
-                ReviewKind::PanDetected,
-                Some(&event.order_ref),
-                Some(notification_id),
-                &details,
-            )
-            .await?;
-            opened.push(ReviewKind::PanDetected);
-        }
-
         let order: Option<OrderRow> = orders::table
             .filter(orders::order_ref.eq(&event.order_ref))
             .select(OrderRow::as_select())
@@ -271,6 +245,20 @@ pub(crate) async fn apply_once(
             .await
             .optional()?;
         let Some(order) = order else {
+            // `decide` raises `pan_detected` for known orders; an orphan
+            // must not wait for its order to report a card number.
+            if !event.pan_fields.is_empty() {
+                let item = NewReviewItem::pan_detected(&event.pan_fields);
+                insert_review_item(
+                    conn,
+                    item.kind,
+                    Some(&event.order_ref),
+                    Some(notification_id),
+                    &item.details,
+                )
+                .await?;
+                opened.push(item.kind);
+            }
             finish_notification(
                 conn,
                 notification_id,

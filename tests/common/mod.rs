@@ -2,6 +2,8 @@
 //! test, dropped when the test ends, and the fixtures.
 #![allow(dead_code)]
 
+pub mod amqp;
+
 use std::path::{Path, PathBuf};
 
 use ipn_reconciler::store::{DatabaseSettings, Store};
@@ -89,8 +91,8 @@ pub fn personal_data() -> Vec<String> {
 
 /// The final order states the fixtures imply (`fixtures/expected.json`).
 pub fn expected_states() -> serde_json::Map<String, serde_json::Value> {
-    let text =
-        std::fs::read_to_string(repo_path("fixtures/expected.json")).expect("fixtures/expected.json");
+    let text = std::fs::read_to_string(repo_path("fixtures/expected.json"))
+        .expect("fixtures/expected.json");
     serde_json::from_str(&text).expect("expected.json is an object")
 }
 

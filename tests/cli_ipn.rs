@@ -1,0 +1,194 @@
+//! `ipn-reconciler ipn ...` as an operator uses it: exit codes and output.
+
+mod common;
+
+use assert_cmd::Command;
+use common::{fixture_files, repo_path};
+use predicates::prelude::*;
+
+fn ipn() -> Command {
+    let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
+    cmd.env_remove("IPN_KEYS_FILE").env_remove("IPN_ALLOW_MD5");
+    cmd
+}
+
+fn keys() -> String {
+    repo_path("fixtures/keys/test.keys").display().to_string()
+}
+
+#[test]
+fn every_fixture_verifies_and_names_its_key_and_algorithm() {
+    for file in fixture_files() {
+        let expected_key = if file.to_string_lossy().contains("shop-1003") {
+            "test-2025"
+        } else {
+            "test-2026"
+        };
+        ipn()
+            .args(["ipn", "verify", "--key-file", &keys()])
+            .arg(&file)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(format!(
+                "key {expected_key} algorithm sha3-256"
+            )));
+    }
+}
+
+#[test]
+fn the_keys_file_can_come_from_the_environment_and_the_body_from_stdin() {
+    let body = std::fs::read(&fixture_files()[0]).expect("fixture");
+    ipn()
+        .env("IPN_KEYS_FILE", keys())
+        .args(["ipn", "verify", "-"])
+        .write_stdin(body)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn a_tampered_body_exits_1_without_printing_values() {
+    let body = std::fs::read_to_string(&fixture_files()[2]).expect("fixture");
+    let tampered = body.replace("IPN_TOTALGENERAL=107.00", "IPN_TOTALGENERAL=1.00");
+    assert_ne!(body, tampered, "the fixture has the field we tamper with");
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys(), "-"])
+        .write_stdin(tampered)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not match"))
+        .stderr(predicate::str::contains("Muñoz").not());
+}
+
+#[test]
+fn malformed_input_and_usage_errors_exit_2() {
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys(), "-"])
+        .write_stdin(b"REFNO=1&FIRSTNAME=J%FCrgen".to_vec())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("FIRSTNAME"))
+        .stderr(predicate::str::contains("rgen").not());
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys(), "-"])
+        .write_stdin(vec![b'A'; 70 * 1024])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("over the limit"));
+    ipn()
+        .args(["ipn", "verify", "--no-such-flag"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn md5_is_refused_unless_allowed() {
+    let body = std::fs::read(&fixture_files()[0]).expect("fixture");
+    let signed = ipn()
+        .args([
+            "ipn",
+            "sign",
+            "--key-file",
+            &keys(),
+            "--algorithms",
+            "md5",
+            "-",
+        ])
+        .write_stdin(body)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys(), "-"])
+        .write_stdin(signed.clone())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("MD5"));
+    ipn()
+        .args(["ipn", "verify", "--allow-md5", "--key-file", &keys(), "-"])
+        .write_stdin(signed)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("algorithm md5"));
+}
+
+#[test]
+fn sign_then_verify_round_trips_through_the_cli() {
+    let body =
+        "REFNO=1&REFNOEXT=&IPN_PID%5B%5D=1&IPN_PNAME%5B%5D=Caf%C3%A9&IPN_DATE=20050303123434";
+    let signed = ipn()
+        .args(["ipn", "sign", "--key-file", &keys(), "-"])
+        .write_stdin(body)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(signed.clone()).expect("utf-8");
+    assert!(text.contains("SIGNATURE_SHA3_256=") && text.contains("SIGNATURE_SHA2_256="));
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys(), "-"])
+        .write_stdin(signed)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn receipts_in_both_formats_match_the_spec_vector() {
+    // Spec V5: IPN_PID[0]=1, IPN_PNAME[0]="Software program",
+    // IPN_DATE=20050303123434, DATE=20050303123500, key AABBCCDDEEFF.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("spec.keys");
+    std::fs::write(&key_file, "AABBCCDDEEFF\n").expect("write key");
+    let body = "IPN_PID%5B%5D=1&IPN_PID%5B%5D=2&IPN_PNAME%5B%5D=Software+program&IPN_PNAME%5B%5D=Caf%C3%A9&IPN_DATE=20050303123434";
+    let receipt = |format: &str, algorithm: &str| {
+        ipn()
+            .args(["ipn", "receipt", "--key-file"])
+            .arg(&key_file)
+            .args([
+                "--format",
+                format,
+                "--algorithm",
+                algorithm,
+                "--date",
+                "20050303123500",
+                "-",
+            ])
+            .write_stdin(body)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone()
+    };
+    assert_eq!(
+        String::from_utf8(receipt("epayment", "md5"))
+            .expect("utf-8")
+            .trim_end(),
+        "<EPAYMENT>20050303123500|168b1b464f974abd355029b3610deecd</EPAYMENT>"
+    );
+    assert_eq!(
+        String::from_utf8(receipt("sig", "sha256"))
+            .expect("utf-8")
+            .trim_end(),
+        "<sig algo=\"sha256\" date=\"20050303123500\">a58d99959f58c930ada595694bf6398b7d2909a99881f574af1a696e10022a16</sig>"
+    );
+    assert_eq!(
+        String::from_utf8(receipt("sig", "sha3-256"))
+            .expect("utf-8")
+            .trim_end(),
+        "<sig algo=\"sha3-256\" date=\"20050303123500\">df6d5ebd9f6cdd0ac3502708d9376dbbcfd53cf27043eb86ee62f2f5ba6f59c5</sig>"
+    );
+}
+
+#[test]
+fn a_missing_key_file_is_a_clear_error_without_secrets() {
+    ipn()
+        .args(["ipn", "verify", "--key-file", "/nonexistent/keys"])
+        .arg(&fixture_files()[0])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("/nonexistent/keys"));
+}

@@ -1,0 +1,310 @@
+//! Helpers for the worker tests: a broker topology of its own per test
+//! (deleted on drop), an in-process worker, signed bodies, polling.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use ipn_reconciler::domain::{PseudonymKey, ReconcilePolicy};
+use ipn_reconciler::ipn::{
+    Algorithm, FormBody, FormLimits, KeyRing, SecretKey, SignaturePolicy, sign,
+};
+use ipn_reconciler::metrics::Metrics;
+use ipn_reconciler::pipeline::{Pipeline, PipelineConfig};
+use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Topology};
+use ipn_reconciler::store::Store;
+use ipn_reconciler::worker::{RunSummary, Worker, WorkerSettings};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+
+use super::repo_path;
+
+/// The broker the tests use; override with `TEST_AMQP_URL`.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// Exchange and queues named `ipn.test.<uuid>...`, deleted on drop.
+pub struct TestQueue {
+    pub base: String,
+    pub delays: String,
+    pub settings: AmqpSettings,
+}
+
+impl TestQueue {
+    pub fn new(delays: &str) -> Self {
+        let base = format!("ipn.test.{}", uuid::Uuid::new_v4().simple());
+        let topology =
+            Topology::new(&base, RetryDelays::parse(delays).expect("delays")).expect("topology");
+        let settings = AmqpSettings::new(amqp_url(), topology).expect("settings");
+        Self {
+            base,
+            delays: delays.to_owned(),
+            settings,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.settings.topology
+    }
+
+    /// Environment for a `serve`/`publish`/`parked` subprocess.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AMQP_URL", amqp_url()),
+            ("AMQP_QUEUE", self.base.clone()),
+            ("IPN_RETRY_DELAYS", self.delays.clone()),
+        ]
+    }
+
+    /// Publishes bodies to the work exchange with confirms.
+    pub async fn publish(&self, bodies: &[Vec<u8>]) {
+        let publisher = Publisher::connect(self.settings.clone(), "test-publisher")
+            .await
+            .expect("connect publisher");
+        let messages: Vec<_> = bodies
+            .iter()
+            .map(|body| (body.clone(), MessageMeta::received(Utc::now(), None)))
+            .collect();
+        for chunk in messages.chunks(500) {
+            let results = publisher
+                .publish_notifications(chunk)
+                .await
+                .expect("publish");
+            assert!(results.iter().all(Result::is_ok), "every publish confirmed");
+        }
+        publisher.close().await;
+    }
+
+    /// Ready messages in `queue` (declared passively).
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let connection = self.settings.connect("test-probe").await.expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let count = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare")
+            .message_count();
+        let _ = connection.close(200, "probe done".into()).await;
+        count
+    }
+
+    pub async fn declare(&self) {
+        let connection = self.settings.connect("test-setup").await.expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        self.topology().declare(&channel).await.expect("declare");
+        let _ = connection.close(200, "setup done".into()).await;
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let settings = self.settings.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let Ok(connection) = settings.connect("test-teardown").await else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = settings.topology.delete(&channel).await;
+                }
+                let _ = connection.close(200, "teardown".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// The pipeline configuration of the fixtures (test keys, pseudonym key).
+pub fn pipeline_config() -> PipelineConfig {
+    let pseudonym = std::fs::read(repo_path("fixtures/keys/pseudonym.key")).expect("pseudonym key");
+    PipelineConfig {
+        keys: KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys"),
+        signatures: SignaturePolicy::default(),
+        limits: FormLimits::default(),
+        pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii().to_vec())),
+        reconcile: ReconcilePolicy::default(),
+    }
+}
+
+/// Arguments every `serve` subprocess gets (keys, pseudonyms).
+pub fn key_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "IPN_KEYS_FILE",
+            repo_path("fixtures/keys/test.keys").display().to_string(),
+        ),
+        (
+            "PSEUDONYM_KEY_FILE",
+            repo_path("fixtures/keys/pseudonym.key")
+                .display()
+                .to_string(),
+        ),
+    ]
+}
+
+/// A worker running in this process.
+pub struct RunningWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<RunSummary>,
+    pub metrics: Metrics,
+}
+
+impl RunningWorker {
+    pub fn spawn(store: Store, queue: &TestQueue, tweak: impl FnOnce(&mut WorkerSettings)) -> Self {
+        let mut settings = WorkerSettings::new(queue.settings.clone());
+        settings.concurrency = 4;
+        settings.prefetch = 16;
+        settings.recovery_stall = Duration::from_secs(5);
+        tweak(&mut settings);
+        let metrics = Metrics::new();
+        let worker = Worker::new(
+            Pipeline::new(pipeline_config(), store),
+            settings,
+            metrics.clone(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("worker run")
+        });
+        Self {
+            stop: Some(stop),
+            handle,
+            metrics,
+        }
+    }
+
+    pub async fn stop(mut self) -> RunSummary {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(40), &mut self.handle)
+            .await
+            .expect("worker stops within its deadline")
+            .expect("worker task")
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `SELECT count(*)` of a query on the test database.
+pub async fn count(url: &str, sql: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client.query_one(sql, &[]).await.expect("count").get(0)
+}
+
+/// The secret of the current test key.
+pub fn test_key() -> SecretKey {
+    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    ring.current().secret.clone()
+}
+
+/// A fixture body rewritten for another order (`REFNOEXT`, `REFNO`,
+/// `MESSAGE_ID`) and signed again with `key`.
+pub fn resigned(fixture: &str, order_ref: &str, refno: u64, key: &SecretKey) -> Vec<u8> {
+    let body = std::fs::read(repo_path(&format!("fixtures/ipn/{fixture}"))).expect("fixture");
+    let form = FormBody::parse(&body, &FormLimits::default()).expect("fixture parses");
+    let fields = form
+        .fields()
+        .iter()
+        .cloned()
+        .map(|mut field| {
+            match field.name.as_str() {
+                "REFNOEXT" => field.value = order_ref.to_owned(),
+                "REFNO" => field.value = refno.to_string(),
+                "MESSAGE_ID" => field.value = format!("{}{refno}", field.value),
+                _ => {}
+            }
+            field
+        })
+        .collect();
+    let form = FormBody::from_fields(fields);
+    sign(&form, key, &[Algorithm::Sha3_256, Algorithm::Sha256])
+        .expect("sign")
+        .encode()
+        .into_bytes()
+}
+
+/// Orders as `fixtures/orders.csv` would hold them.
+pub async fn import_orders_csv(store: &Store, csv: &str) {
+    let orders =
+        ipn_reconciler::store::orders::parse_orders_csv(csv.as_bytes()).expect("orders csv");
+    store.import_orders(&orders).await.expect("import");
+}
+
+pub async fn import_fixture_orders(store: &Store) {
+    let csv = std::fs::read_to_string(repo_path("fixtures/orders.csv")).expect("orders.csv");
+    import_orders_csv(store, &csv).await;
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read body")
+}
+
+/// Closes the broker connections whose name contains `pattern`, the way
+/// `rabbitmqctl close_all_connections` would, but only this test's (tests
+/// run in parallel on one broker). Returns how many were closed.
+pub fn close_connections(pattern: &str) -> usize {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--quiet",
+            "--no-table-headers",
+        ])
+        .output()
+        .expect("rabbitmqctl list_connections");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut closed = 0;
+    for line in text.lines().filter(|line| line.contains(pattern)) {
+        let Some(pid) = line.split_whitespace().next() else {
+            continue;
+        };
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test"])
+            .status()
+            .expect("rabbitmqctl close_connection");
+        if status.success() {
+            closed += 1;
+        }
+    }
+    closed
+}
