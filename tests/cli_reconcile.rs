@@ -173,3 +173,99 @@ async fn orders_list_filters_by_status_in_every_format() {
         .assert()
         .code(1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finance_sees_the_books_and_resolves_exceptions() {
+    let db = TestDb::new();
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(repo_path("fixtures/orders.csv"))
+        .assert()
+        .success();
+    cli(&db)
+        .arg("process")
+        .args(fixture_files())
+        .assert()
+        .success();
+
+    let report = cli(&db)
+        .args(["report", "--format", "json"])
+        .assert()
+        .success();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&report.get_output().stdout).expect("json");
+    let by_state: std::collections::BTreeMap<String, i64> = summary["orders_by_state"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap_or("").to_owned(),
+                pair[1].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    let mut expected_by_state = std::collections::BTreeMap::new();
+    for (_, order) in expected_states() {
+        *expected_by_state
+            .entry(order["status"].as_str().unwrap_or("").to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(by_state, expected_by_state);
+    let usd = summary["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .find(|t| t["currency"] == "USD")
+        .expect("USD totals");
+    // SHOP-1002 49.99 + SHOP-1009 89.00 + SHOP-1010 200.00 paid; 49.99 refunded.
+    assert_eq!(usd["paid"], "338.99");
+    assert_eq!(usd["refunded"], "49.99");
+    assert_eq!(usd["net"], "289.00");
+
+    let listed = cli(&db)
+        .args([
+            "review",
+            "list",
+            "--kind",
+            "amount_mismatch",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .success();
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(&listed.get_output().stdout).expect("json");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["order_ref"], "SHOP-1007");
+    let id = items[0]["id"].as_i64().expect("id").to_string();
+    cli(&db)
+        .args([
+            "review",
+            "resolve",
+            &id,
+            "--by",
+            "finance-42",
+            "--note",
+            "customer paid the difference by wire",
+        ])
+        .assert()
+        .success();
+    cli(&db)
+        .args([
+            "review",
+            "resolve",
+            &id,
+            "--by",
+            "finance-42",
+            "--note",
+            "again",
+        ])
+        .assert()
+        .code(1);
+    cli(&db)
+        .args(["review", "list", "--kind", "amount_mismatch"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 item(s)"));
+}

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod orders;
+pub mod reports;
 pub mod schema;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use apply::{ApplyReport, RejectedNotification};
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView};
+pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

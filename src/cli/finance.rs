@@ -1,0 +1,154 @@
+//! Finance staff's commands: `report` (the state of the books) and
+//! `review list|resolve` (the exception queue).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+
+use super::{DbArgs, block_on};
+use crate::store::{FinanceSummary, Store};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List review items (open ones unless --all), newest first.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Include resolved items.
+        #[arg(long)]
+        all: bool,
+        /// Only items of this kind (amount_mismatch, orphan_payment, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Mark a review item resolved, saying who and why.
+    Resolve {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The item's id (from `review list`).
+        id: i64,
+        /// Who resolved it (a name or staff id).
+        #[arg(long)]
+        by: String,
+        /// What was done, for the audit trail. Do not paste personal data.
+        #[arg(long)]
+        note: String,
+    },
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    block_on(async move {
+        let store = Store::connect(args.db.settings()).await?;
+        let summary = store.finance_summary().await?;
+        let mut out = std::io::stdout().lock();
+        match args.format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut out, &summary)?;
+                writeln!(out)?;
+            }
+            Format::Table => write_summary(&mut out, &summary)?,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The finance summary as a person reads it.
+pub fn write_summary(out: &mut impl Write, summary: &FinanceSummary) -> std::io::Result<()> {
+    writeln!(out, "Orders by state")?;
+    let total: i64 = summary.orders_by_state.iter().map(|(_, n)| n).sum();
+    for (state, count) in &summary.orders_by_state {
+        writeln!(out, "  {state:<20} {count:>7}")?;
+    }
+    writeln!(out, "  {:<20} {total:>7}", "total")?;
+    writeln!(out, "\nTotals per currency")?;
+    writeln!(
+        out,
+        "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
+        "CUR", "ORDERS", "EXPECTED", "PAID", "REFUNDED", "NET"
+    )?;
+    for t in &summary.totals {
+        writeln!(
+            out,
+            "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
+            t.currency, t.orders, t.expected, t.paid, t.refunded, t.net
+        )?;
+    }
+    writeln!(out, "\nOpen exceptions by kind")?;
+    if summary.open_exceptions.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for (kind, count) in &summary.open_exceptions {
+        writeln!(out, "  {kind:<24} {count:>7}")?;
+    }
+    writeln!(out, "\nNotifications by outcome")?;
+    for (outcome, count) in &summary.notifications_by_outcome {
+        writeln!(out, "  {outcome:<24} {count:>7}")?;
+    }
+    Ok(())
+}
+
+pub fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReviewCommand::List {
+            db,
+            all,
+            kind,
+            format,
+        } => block_on(async move {
+            let store = Store::connect(db.settings()).await?;
+            let items = store.review_items(all, kind.as_deref()).await?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut out, &items)?;
+                    writeln!(out)?;
+                }
+                Format::Table => {
+                    for item in &items {
+                        writeln!(
+                            out,
+                            "#{:<6} {:<9} {:<24} {:<16} {}",
+                            item.id,
+                            item.status,
+                            item.kind,
+                            item.order_ref.as_deref().unwrap_or("-"),
+                            item.details
+                        )?;
+                    }
+                    writeln!(out, "{} item(s)", items.len())?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        ReviewCommand::Resolve { db, id, by, note } => block_on(async move {
+            let store = Store::connect(db.settings()).await?;
+            if store
+                .resolve_review_item(id, by.trim(), note.trim())
+                .await?
+            {
+                println!("review item #{id} resolved");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no open review item #{id}");
+                Ok(ExitCode::from(1))
+            }
+        }),
+    }
+}

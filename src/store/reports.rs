@@ -1,0 +1,179 @@
+//! What finance staff read: the summary of all orders, and the review queue
+//! of exceptions a person must look at.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+
+use super::schema::{notifications, orders, review_items};
+use super::{Store, StoreError};
+use crate::domain::{Currency, Money};
+
+/// Totals of one currency (amounts as exact decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CurrencyTotals {
+    pub currency: String,
+    pub orders: i64,
+    pub expected: String,
+    pub paid: String,
+    pub refunded: String,
+    /// Paid minus refunded.
+    pub net: String,
+}
+
+/// The state of the books.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinanceSummary {
+    /// `(state, number of orders)`, every state that has orders.
+    pub orders_by_state: Vec<(String, i64)>,
+    pub totals: Vec<CurrencyTotals>,
+    /// `(kind, open items)`.
+    pub open_exceptions: Vec<(String, i64)>,
+    /// `(outcome, notifications)` of every recorded notification.
+    pub notifications_by_outcome: Vec<(String, i64)>,
+}
+
+/// One exception in the review queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
+pub struct ReviewItem {
+    pub id: i64,
+    pub kind: String,
+    pub order_ref: Option<String>,
+    pub details: String,
+    pub status: String,
+    pub resolution_note: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Orders by state, money per currency, open exceptions by kind.
+    pub async fn finance_summary(&self) -> Result<FinanceSummary, StoreError> {
+        use diesel::dsl::count_star;
+        let mut conn = self.conn().await?;
+        let orders_by_state: Vec<(String, i64)> = orders::table
+            .group_by(orders::status)
+            .select((orders::status, count_star()))
+            .order(orders::status)
+            .load(&mut conn)
+            .await?;
+        let rows: Vec<(String, i64, i64, i64, i64)> = diesel::sql_query(
+            "SELECT currency, count(*)::int8 AS orders, \
+                    coalesce(sum(expected_minor), 0)::int8 AS expected, \
+                    coalesce(sum(paid_minor), 0)::int8 AS paid, \
+                    coalesce(sum(refunded_minor), 0)::int8 AS refunded \
+             FROM orders GROUP BY currency ORDER BY currency",
+        )
+        .load::<TotalsRow>(&mut conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.currency, r.orders, r.expected, r.paid, r.refunded))
+        .collect();
+        let totals = rows
+            .into_iter()
+            .map(|(currency, count, expected, paid, refunded)| {
+                let code = Currency::parse(&currency)
+                    .map_err(|err| StoreError::Invalid(err.to_string()))?;
+                let money = |minor: i64| Money::from_minor(minor, code).format_amount();
+                Ok(CurrencyTotals {
+                    currency,
+                    orders: count,
+                    expected: money(expected),
+                    paid: money(paid),
+                    refunded: money(refunded),
+                    net: money(paid.saturating_sub(refunded)),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let open_exceptions: Vec<(String, i64)> = review_items::table
+            .filter(review_items::status.eq("open"))
+            .group_by(review_items::kind)
+            .select((review_items::kind, count_star()))
+            .order(review_items::kind)
+            .load(&mut conn)
+            .await?;
+        let notifications_by_outcome: Vec<(String, i64)> = notifications::table
+            .group_by(notifications::outcome)
+            .select((notifications::outcome, count_star()))
+            .order(notifications::outcome)
+            .load(&mut conn)
+            .await?;
+        Ok(FinanceSummary {
+            orders_by_state,
+            totals,
+            open_exceptions,
+            notifications_by_outcome,
+        })
+    }
+
+    /// Review items, newest first; only open ones unless `all`.
+    pub async fn review_items(
+        &self,
+        all: bool,
+        kind: Option<&str>,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut query = review_items::table
+            .select((
+                review_items::id,
+                review_items::kind,
+                review_items::order_ref,
+                review_items::details,
+                review_items::status,
+                review_items::resolution_note,
+                review_items::resolved_by,
+                review_items::resolved_at,
+                review_items::created_at,
+            ))
+            .order(review_items::id.desc())
+            .into_boxed();
+        if !all {
+            query = query.filter(review_items::status.eq("open"));
+        }
+        if let Some(kind) = kind {
+            query = query.filter(review_items::kind.eq(kind.to_owned()));
+        }
+        Ok(query.load(&mut conn).await?)
+    }
+
+    /// Marks an open review item resolved, with who and why. Returns false
+    /// when there is no open item with that id.
+    pub async fn resolve_review_item(
+        &self,
+        id: i64,
+        resolved_by: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let updated = diesel::update(
+            review_items::table
+                .filter(review_items::id.eq(id))
+                .filter(review_items::status.eq("open")),
+        )
+        .set((
+            review_items::status.eq("resolved"),
+            review_items::resolved_by.eq(resolved_by),
+            review_items::resolution_note.eq(note),
+            review_items::resolved_at.eq(diesel::dsl::now),
+        ))
+        .execute(&mut conn)
+        .await?;
+        Ok(updated == 1)
+    }
+}
+
+#[derive(QueryableByName)]
+struct TotalsRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    orders: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    expected: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    paid: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    refunded: i64,
+}
