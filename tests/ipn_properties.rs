@@ -172,6 +172,30 @@ proptest! {
     }
 
     #[test]
+    fn source_string_is_the_grouped_values_length_prefixed(
+        fields in prop::collection::vec((name_strategy(), value_strategy()), 1..24),
+    ) {
+        // Any field list, repeated scalars included: the source string (or
+        // its error) is exactly the one defined by `grouped()`.
+        let form = FormBody::from_fields(
+            fields.into_iter().map(|(name, value)| Field { name, value }).collect(),
+        );
+        let expected = form.grouped().map(|groups| {
+            let mut source = Vec::new();
+            for (name, values) in groups {
+                if !Algorithm::is_signature_field(name) {
+                    for value in values {
+                        source.extend_from_slice(value.len().to_string().as_bytes());
+                        source.extend_from_slice(value.as_bytes());
+                    }
+                }
+            }
+            source
+        });
+        prop_assert_eq!(source_string(&form), expected);
+    }
+
+    #[test]
     fn flipping_any_byte_of_any_value_fails(
         fields in fields_strategy(1),
         algorithms in algorithms_strategy(),

@@ -33,10 +33,15 @@ fuzz_target!(|data: &[u8]| {
     ] {
         if let Ok(verified) = verify(&form, &RING, &policy) {
             // Only a genuine HMAC is accepted.
-            let key = &RING.get(&verified.key_id).expect("reported key is in the ring").secret;
+            let key = &RING
+                .get(&verified.key_id)
+                .expect("reported key is in the ring")
+                .secret;
             let source = source_string(&form).expect("verified body has a source");
             let expected = verified.algorithm.mac_hex(key, &source);
-            let sent = form.get(verified.algorithm.field_name()).expect("signature present");
+            let sent = form
+                .get(verified.algorithm.field_name())
+                .expect("signature present");
             assert!(sent.eq_ignore_ascii_case(&expected));
             assert!(policy.accepts(verified.algorithm));
         }
@@ -45,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
     // Signing what was parsed always verifies with the signing key.
     let key = &RING.current().secret;
     if let Ok(signed) = sign(&form, key, &[Algorithm::Sha256]) {
-        let verified = verify(&signed, &RING, &SignaturePolicy::default()).expect("re-signed body verifies");
+        let verified =
+            verify(&signed, &RING, &SignaturePolicy::default()).expect("re-signed body verifies");
         assert_eq!(verified.key_id, RING.current().id);
     }
 

@@ -8,9 +8,9 @@
 //! must be valid UTF-8: the signature's length prefixes count UTF-8 bytes, so a
 //! value we cannot decode is a value we cannot verify.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 /// Limits that keep a hostile body from costing more than a legitimate one.
@@ -293,53 +293,45 @@ impl FormBody {
         Ok(groups)
     }
 
-    /// Calls `each(name, value)` for every value in the order of
-    /// [`FormBody::grouped`], without building the groups when every array's
-    /// elements are contiguous on the wire (the usual case).
-    pub(crate) fn for_each_grouped(
+    /// Appends to `out`, through `each(out, name, value)`, every field in
+    /// the order of [`FormBody::grouped`], or fails as `grouped` does.
+    ///
+    /// Fast path: when no name repeats except in runs of one array's
+    /// elements (what the processor sends), grouped order is wire order and
+    /// no group needs building; one pass checks that with a table of name
+    /// hashes while writing. Anything else (an equal hash, a split array, a
+    /// repeated scalar) rolls `out` back and takes `grouped`'s exact path.
+    pub(crate) fn write_grouped(
         &self,
-        mut each: impl FnMut(&str, &str),
+        out: &mut Vec<u8>,
+        mut each: impl FnMut(&mut Vec<u8>, &[u8], &[u8]),
     ) -> Result<(), FormError> {
-        if self.arrays_are_contiguous()? {
-            for (name, value) in self.pairs() {
-                each(name, value);
+        let rollback = out.len();
+        let text = self.text.as_bytes();
+        let mut seen = NameTable::new(self.spans.len());
+        let mut previous: &[u8] = &[];
+        let mut fast = true;
+        for span in &self.spans {
+            let name = &text[span.start..span.value];
+            let value = &text[span.value..span.end];
+            let continues_array = name == previous && name.ends_with(b"[]");
+            if !continues_array && !seen.insert(name) {
+                fast = false;
+                break;
             }
-        } else {
-            for (name, values) in self.grouped()? {
-                for value in values {
-                    each(name, value);
-                }
+            each(out, name, value);
+            previous = name;
+        }
+        if fast {
+            return Ok(());
+        }
+        out.truncate(rollback);
+        for (name, values) in self.grouped()? {
+            for value in values {
+                each(out, name.as_bytes(), value.as_bytes());
             }
         }
         Ok(())
-    }
-
-    /// Whether grouping keeps wire order: `Ok(false)` when some array's
-    /// elements are split by other fields, an error for a repeated scalar
-    /// (the one `grouped` reports).
-    fn arrays_are_contiguous(&self) -> Result<bool, FormError> {
-        let mut seen: HashSet<&str, NameHasher> =
-            HashSet::with_capacity_and_hasher(self.spans.len(), NameHasher::new());
-        let mut previous = None;
-        for (name, _) in self.pairs() {
-            let repeated = if previous == Some(name) {
-                true
-            } else if seen.insert(name) {
-                false
-            } else if is_array_name(name) {
-                // Not contiguous: `grouped` decides, errors included.
-                return Ok(false);
-            } else {
-                true
-            };
-            if repeated && !is_array_name(name) {
-                return Err(FormError::RepeatedScalar {
-                    name: name.to_owned(),
-                });
-            }
-            previous = Some(name);
-        }
-        Ok(true)
     }
 
     /// The total length of every value, in bytes.
@@ -401,59 +393,71 @@ impl FormBody {
     }
 }
 
-/// A fast, per-process seeded hasher for field names: hashing every name
-/// with SipHash cost more than the rest of the verification. Names are
-/// attacker-chosen, so the seed is random and `FormLimits::max_fields` bounds
-/// the damage of any collision.
-#[derive(Clone, Copy)]
-struct NameHasher {
-    state: u64,
+/// A set of name hashes for [`FormBody::write_grouped`]'s fast path: an
+/// open-addressing table of 64-bit hashes, much cheaper than a `HashSet` of
+/// names with SipHash, which cost more than the rest of the verification.
+///
+/// `insert` answers `false` when the hash was already there: a repeated
+/// name, or (rarely) two names with equal hashes; either way the caller
+/// takes the exact path, so collisions cost time, never correctness. Names
+/// are attacker-chosen: the hash is seeded per process, and
+/// `FormLimits::max_fields` bounds the length of any probe sequence.
+struct NameTable {
+    slots: Vec<u64>,
+    mask: usize,
+    seed: u64,
 }
 
-impl NameHasher {
+impl NameTable {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
-    fn new() -> Self {
+    /// A table for up to `names` names, at most one quarter full.
+    fn new(names: usize) -> Self {
         static SEED: OnceLock<u64> = OnceLock::new();
         let seed = *SEED.get_or_init(|| std::hash::RandomState::new().hash_one(0x1b_u64));
-        Self { state: seed }
-    }
-
-    fn add(&mut self, word: u64) {
-        self.state = (self.state.rotate_left(23) ^ word).wrapping_mul(Self::K);
-    }
-}
-
-impl BuildHasher for NameHasher {
-    type Hasher = Self;
-
-    fn build_hasher(&self) -> Self {
-        *self
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
+        let size = (names * 4).next_power_of_two().max(16);
+        Self {
+            slots: vec![0; size],
+            mask: size - 1,
+            seed,
         }
-        let tail = chunks.remainder();
-        let mut word = [0; 8];
-        word[..tail.len()].copy_from_slice(tail);
-        self.add(u64::from_le_bytes(word) ^ ((tail.len() as u64) << 59));
     }
 
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
+    fn hash(&self, name: &[u8]) -> u64 {
+        let mut h = self.seed ^ (name.len() as u64).wrapping_mul(Self::K);
+        let mut words = name.chunks_exact(8);
+        for word in &mut words {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(word);
+            h = (h ^ u64::from_le_bytes(bytes))
+                .wrapping_mul(Self::K)
+                .rotate_left(29);
+        }
+        let mut bytes = [0; 8];
+        bytes[..words.remainder().len()].copy_from_slice(words.remainder());
+        h = (h ^ u64::from_le_bytes(bytes)).wrapping_mul(Self::K);
+        h ^= h >> 32;
+        h = h.wrapping_mul(Self::K);
+        // 0 marks an empty slot.
+        (h ^ (h >> 29)) | 1
     }
 
-    fn finish(&self) -> u64 {
-        let h = self.state ^ (self.state >> 31);
-        let h = h.wrapping_mul(Self::K);
-        h ^ (h >> 29)
+    /// Adds the hash of `name`; `false` when it was already present.
+    fn insert(&mut self, name: &[u8]) -> bool {
+        let hash = self.hash(name);
+        // The high bits are the best mixed; usize is at least 32 bits wide
+        // on every supported target.
+        let mut at = (hash >> 32) as usize & self.mask;
+        loop {
+            match self.slots[at] {
+                0 => {
+                    self.slots[at] = hash;
+                    return true;
+                }
+                slot if slot == hash => return false,
+                _ => at = (at + 1) & self.mask,
+            }
+        }
     }
 }
 
@@ -509,9 +513,7 @@ fn decode_component(raw: &[u8], component: Component, out: &mut Vec<u8>) -> Deco
     loop {
         // Copy the run of bytes that need no decoding in one go.
         let run = i;
-        while i < raw.len() && !SPECIAL[usize::from(raw[i])] {
-            i += 1;
-        }
+        i = next_special(raw, i);
         out.extend_from_slice(&raw[run..i]);
         let byte = match raw.get(i) {
             None => {
@@ -558,6 +560,36 @@ fn decode_component(raw: &[u8], component: Component, out: &mut Vec<u8>) -> Deco
             }
         }
     }
+}
+
+/// The index of the first byte of `raw[from..]` that [`SPECIAL`] marks, or
+/// `raw.len()`: eight bytes at a time, then one by one.
+fn next_special(raw: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// High bit set in the lowest byte of `word` equal to `byte` (bytes
+    /// above a match may be flagged falsely; the lowest flag is exact).
+    fn find(word: u64, byte: u8) -> u64 {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    let mut i = from;
+    while let Some(chunk) = raw.get(i..i + 8) {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        let flags = find(word, b'&') | find(word, b'=') | find(word, b'+') | find(word, b'%')
+            // Non-ASCII bytes.
+            | (word & HIGH);
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < raw.len() && !SPECIAL[usize::from(raw[i])] {
+        i += 1;
+    }
+    i
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
@@ -665,6 +697,53 @@ mod tests {
         assert_eq!(groups, vec![("A[]", vec!["1", "2"]), ("B", vec!["x"])]);
         let err = parse("B=1&B=2").unwrap().grouped().unwrap_err();
         assert_eq!(err, FormError::RepeatedScalar { name: "B".into() });
+    }
+
+    #[test]
+    fn fields_stay_in_step_with_push_and_remove() {
+        let mut form = parse("A=1&B=2").unwrap();
+        assert_eq!(form.fields().len(), 2);
+        form.push("C", "3");
+        assert_eq!(form.remove("A"), 1);
+        let names: Vec<_> = form.fields().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["B", "C"]);
+        assert_eq!(form.pairs().collect::<Vec<_>>(), [("B", "2"), ("C", "3")]);
+        assert_eq!(form, parse("B=2&C=3").unwrap());
+        let built = FormBody::from_fields(form.fields().to_vec());
+        assert_eq!(built, form);
+        assert_eq!(built.get("C"), Some("3"));
+    }
+
+    #[test]
+    fn long_runs_and_every_special_byte_decode() {
+        // Exercises the eight-bytes-at-a-time scan on both sides of each
+        // special byte.
+        let form =
+            parse("LONG_NAME_1234567=abcdefghij%41klmnop+qrstuvwxyz=0123456789%C3%A9").unwrap();
+        assert_eq!(
+            form.get("LONG_NAME_1234567"),
+            Some("abcdefghijAklmnop qrstuvwxyz=0123456789é")
+        );
+        // Unescaped UTF-8 on the wire is accepted as it is.
+        let form = parse("N=abcdefgh\u{e9}ijklmnop&M=1").unwrap();
+        assert_eq!(form.get("N"), Some("abcdefghéijklmnop"));
+        assert_eq!(form.get("M"), Some("1"));
+    }
+
+    #[test]
+    fn many_distinct_names_take_the_fast_path_and_match_grouped() {
+        let body: Vec<String> = (0..500).map(|i| format!("F{i}={i}")).collect();
+        let form = parse(&body.join("&")).unwrap();
+        let mut fast = Vec::new();
+        form.write_grouped(&mut fast, |out, _, value| out.extend_from_slice(value))
+            .unwrap();
+        let mut exact = Vec::new();
+        for (_, values) in form.grouped().unwrap() {
+            for value in values {
+                exact.extend_from_slice(value.as_bytes());
+            }
+        }
+        assert_eq!(fast, exact);
     }
 
     #[test]

@@ -166,32 +166,45 @@ fn hex_len(algorithm: Algorithm) -> usize {
 /// Appends one length-prefixed value to a source string: the value's UTF-8
 /// byte length in decimal, then the value; an empty value becomes `0`.
 pub fn push_length_prefixed(source: &mut Vec<u8>, value: &str) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut len = value.len();
-    loop {
-        at -= 1;
-        // `len % 10` is a single digit.
-        digits[at] = b'0' + (len % 10) as u8;
-        len /= 10;
-        if len == 0 {
-            break;
+    push_length_prefixed_bytes(source, value.as_bytes());
+}
+
+fn push_length_prefixed_bytes(source: &mut Vec<u8>, value: &[u8]) {
+    let len = value.len();
+    if len < 10 {
+        // `len` is a single digit.
+        source.push(b'0' + len as u8);
+    } else {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = len;
+        while rest > 0 {
+            at -= 1;
+            // `rest % 10` is a single digit.
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
+        source.extend_from_slice(&digits[at..]);
     }
-    source.extend_from_slice(&digits[at..]);
-    source.extend_from_slice(value.as_bytes());
+    source.extend_from_slice(value);
 }
 
 /// The HMAC source string of a notification (spec §3, steps 1-4).
 pub fn source_string(form: &FormBody) -> Result<Vec<u8>, FormError> {
     // Each value plus its length prefix (at most 20 digits, usually 1-2).
     let mut source = Vec::with_capacity(form.values_len() + 3 * form.pairs().len());
-    form.for_each_grouped(|name, value| {
-        if !Algorithm::is_signature_field(name) {
-            push_length_prefixed(&mut source, value);
+    form.write_grouped(&mut source, |source, name, value| {
+        if !is_signature_field_bytes(name) {
+            push_length_prefixed_bytes(source, value);
         }
     })?;
     Ok(source)
+}
+
+fn is_signature_field_bytes(name: &[u8]) -> bool {
+    Algorithm::STRONGEST_FIRST
+        .iter()
+        .any(|algorithm| algorithm.field_name().as_bytes() == name)
 }
 
 /// The first value of each signature field, strongest algorithm first, in a
@@ -290,6 +303,37 @@ mod tests {
         // "R. Álvaro" is 9 chars and 10 bytes (spec §3, the Node SDK bug).
         let source = source_string(&form("N=R.+%C3%81lvaro")).unwrap();
         assert_eq!(source, "10R. Álvaro".as_bytes());
+    }
+
+    #[test]
+    fn split_arrays_are_grouped_at_their_first_occurrence() {
+        // PHP's `$_POST` order: A[] = [1, 3] first, then B.
+        let source = source_string(&form("A[]=1&B=22&A[]=3")).unwrap();
+        assert_eq!(source, b"1113222");
+        // Contiguous arrays keep wire order.
+        let source = source_string(&form("A[]=1&A[]=3&B=22")).unwrap();
+        assert_eq!(source, b"1113222");
+    }
+
+    #[test]
+    fn repeated_scalars_are_malformed_whether_adjacent_or_not() {
+        for body in ["B=1&B=2", "B=1&A=0&B=2", "A[]=1&B=1&A[]=2&B=2"] {
+            assert_eq!(
+                source_string(&form(body)),
+                Err(FormError::RepeatedScalar { name: "B".into() }),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn length_prefixes_of_every_width() {
+        for len in [0, 1, 9, 10, 99, 100, 12_345] {
+            let value = "x".repeat(len);
+            let mut source = Vec::new();
+            push_length_prefixed(&mut source, &value);
+            assert_eq!(source, format!("{len}{value}").into_bytes());
+        }
     }
 
     #[test]
