@@ -168,6 +168,20 @@ pub struct OrderEventView {
     pub notification_sha256: String,
 }
 
+/// A ledger row joined with its notification, as loaded.
+type LedgerRow = (
+    DateTime<Utc>,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
 /// An order with its reconciled state and ledger.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderView {
@@ -323,18 +337,7 @@ impl Store {
         let (id, mut view) = record.into_view()?;
         let currency =
             Currency::parse(&view.currency).map_err(|err| StoreError::Invalid(err.to_string()))?;
-        let rows: Vec<(
-            DateTime<Utc>,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            Option<String>,
-            String,
-        )> = order_events::table
+        let rows: Vec<LedgerRow> = order_events::table
             .inner_join(notifications::table)
             .filter(order_events::order_id.eq(id))
             .order(order_events::id.asc())

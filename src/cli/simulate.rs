@@ -1,0 +1,196 @@
+//! `ipn-reconciler simulate`: a seeded, reproducible processor simulation
+//! written to disk (orders CSV, expected states, one body file per POST).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::KeyArgs;
+use crate::simulate::{
+    AnomalyRates, CurrencyWeight, DeliveryKind, SimulationConfig, simulate, write_all,
+};
+
+/// Where the simulated notifications go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Write one file per delivery under `<OUT>/bodies/`.
+    Files,
+}
+
+/// Generates a seeded, reproducible stream of signed notifications for N
+/// orders, with configurable anomalies, and the final state each order must
+/// reach.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Writes, under --out:
+  orders.csv     the shop's orders (import with `orders import`)
+  expected.json  order_ref -> {status, paid, refunded, review_kinds, processor_ref}
+  manifest.json  the configuration, expected outcome counts, unknown orders
+  bodies/NNNNN-<order_ref>-<genuine|duplicate|tampered>.txt, in delivery order
+
+The same --seed and options always give the same bytes. Expectations assume
+the orders are imported first and test orders are not applied (the default).")]
+pub struct SimulateArgs {
+    /// Seed of the simulation: the same seed and options give the same output.
+    #[arg(long)]
+    pub seed: u64,
+    /// Number of orders the shop knows (rows of orders.csv). Unknown orders
+    /// (--unknown-orders) come on top.
+    #[arg(long)]
+    pub orders: usize,
+    #[command(flatten)]
+    pub rates: RateArgs,
+    /// Per order: probability that its notifications carry TEST_ORDER=1
+    /// (ignored by default, so such orders stay pending).
+    #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
+    pub test_orders: f64,
+    /// Currency mix as CODE=WEIGHT pairs.
+    #[arg(
+        long,
+        default_value = "EUR=40,USD=30,GBP=10,JPY=10,BHD=10",
+        value_name = "MIX"
+    )]
+    pub currencies: String,
+    /// Day the first order is created (orders follow about 3 minutes apart).
+    #[arg(long, default_value = "2026-11-01", value_name = "YYYY-MM-DD")]
+    pub base_date: NaiveDate,
+    /// The key to sign with: the key file's current (first) key.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Where deliveries go. Only `files` is available yet; `http` (POST to
+    /// an intake, checking receipts) and `queue` (publish to RabbitMQ) are
+    /// planned.
+    #[arg(long, value_enum, default_value_t = Target::Files)]
+    pub target: Target,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace the .txt files of an existing, non-empty <OUT>/bodies/.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Anomaly rates, each a probability in 0..=1.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateArgs {
+    /// Per notification: probability that it is delivered again, byte for
+    /// byte (must end `duplicate`).
+    #[arg(long, default_value_t = 0.1, value_parser = probability, value_name = "P")]
+    pub duplicates: f64,
+    /// Per order: probability that its notifications arrive shuffled.
+    #[arg(long, default_value_t = 0.2, value_parser = probability, value_name = "P")]
+    pub out_of_order: f64,
+    /// Per order: probability of an extra forged copy of one notification
+    /// (another amount, the old signature; must be rejected).
+    #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
+    pub tampered: f64,
+    /// Per order: probability that COMPLETE carries another amount than the
+    /// order's (must end `mismatch` with an amount_mismatch review item).
+    #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
+    pub amount_mismatch: f64,
+    /// Per order: probability of one more order that is not in orders.csv
+    /// (its notifications must end `order_not_found`).
+    #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
+    pub unknown_orders: f64,
+    /// Per order: probability that a test card number hides in a free-text
+    /// field (IPN_INFO[] or SHOPPER_REFERENCE_NUMBER) of one notification.
+    #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
+    pub pan_in_free_text: f64,
+}
+
+impl From<&RateArgs> for AnomalyRates {
+    fn from(args: &RateArgs) -> Self {
+        AnomalyRates {
+            duplicates: args.duplicates,
+            out_of_order: args.out_of_order,
+            tampered: args.tampered,
+            amount_mismatch: args.amount_mismatch,
+            unknown_orders: args.unknown_orders,
+            pan_in_free_text: args.pan_in_free_text,
+        }
+    }
+}
+
+fn probability(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not a probability between 0 and 1"))
+    }
+}
+
+/// Below this many files, a progress bar is more noise than help.
+const PROGRESS_MIN_FILES: usize = 200;
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let ring = args.keys.load()?;
+    let currencies = CurrencyWeight::parse_mix(&args.currencies)?;
+    let base_date = args
+        .base_date
+        .and_hms_opt(8, 0, 0)
+        .context("invalid --base-date")?;
+    let config = SimulationConfig {
+        seed: args.seed,
+        orders: args.orders,
+        rates: AnomalyRates::from(&args.rates),
+        test_orders: args.test_orders,
+        currencies,
+        base_date,
+    };
+    let simulation = simulate(&config, &ring.current().secret)?;
+
+    let total = simulation.deliveries.len();
+    let progress = if total >= PROGRESS_MIN_FILES && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("writing bodies");
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    match args.target {
+        Target::Files => {
+            write_all(&simulation, &args.out, args.force, |_| progress.inc(1)).with_context(
+                || format!("cannot write the simulation to {}", args.out.display()),
+            )?;
+        }
+    }
+    progress.finish_and_clear();
+
+    let outcomes = simulation.expected_outcomes;
+    println!(
+        "simulated {} order(s) and {} unknown order(s) with seed {}, signed with key {}",
+        simulation.orders.len(),
+        simulation.expected_orphans.len(),
+        config.seed,
+        ring.current().id
+    );
+    println!(
+        "{} deliveries ({} genuine, {} duplicate, {} tampered) written to {}",
+        total,
+        simulation.count(DeliveryKind::Genuine),
+        simulation.count(DeliveryKind::Duplicate),
+        simulation.count(DeliveryKind::Tampered),
+        args.out.join("bodies").display()
+    );
+    println!(
+        "expected outcomes: applied={} ignored={} mismatch={} duplicate={} order_not_found={} invalid_signature={}",
+        outcomes.applied,
+        outcomes.ignored,
+        outcomes.mismatch,
+        outcomes.duplicate,
+        outcomes.order_not_found,
+        outcomes.invalid_signature
+    );
+    Ok(ExitCode::SUCCESS)
+}

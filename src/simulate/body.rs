@@ -1,0 +1,261 @@
+//! Dressing a story step as a notification body: the processor's fields in
+//! its order (spec §1.1, as `fixtures/generate.py` lays them out), the fake
+//! customer's personal data, several product lines, then the signatures.
+
+use chrono::NaiveDateTime;
+
+use crate::domain::{Currency, Money};
+use crate::ipn::{Algorithm, Field, FormBody, SecretKey, sign};
+
+use super::SimulationError;
+use super::people::{Customer, Product};
+use super::story::Step;
+
+/// The signatures the simulated processor sends, in its order: SHA-256
+/// first, then SHA3-256, as in the vendor fixtures (no MD5: retired in 2024,
+/// spec §3).
+pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha3_256];
+
+/// Date formats of spec §1.1.
+const DATE: &str = "%Y-%m-%d %H:%M:%S";
+const IPN_DATE: &str = "%Y%m%d%H%M%S";
+
+/// One product line of an order.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub product: Product,
+    pub quantity: u64,
+    /// Unit price in minor units.
+    pub unit_price: i64,
+}
+
+/// What every notification of one order shares.
+#[derive(Debug, Clone)]
+pub struct OrderContext {
+    pub order_ref: String,
+    pub refno: u64,
+    pub currency: Currency,
+    pub lines: Vec<Line>,
+    pub sale: NaiveDateTime,
+    pub customer: Customer,
+    pub wire: bool,
+    pub card_last_digits: String,
+    pub card_type: &'static str,
+    pub test_order: bool,
+    pub customer_reference: u64,
+}
+
+/// Where a card number is hidden in a free-text field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanSpot {
+    /// The first `IPN_INFO[]` element (product line information).
+    ProductInfo,
+    /// `SHOPPER_REFERENCE_NUMBER` (the shopper's own PO text).
+    ShopperReference,
+}
+
+impl PanSpot {
+    /// The field name, as the PAN guard reports it.
+    pub fn field_name(self) -> &'static str {
+        match self {
+            PanSpot::ProductInfo => "IPN_INFO[]",
+            PanSpot::ShopperReference => "SHOPPER_REFERENCE_NUMBER",
+        }
+    }
+}
+
+fn money(minor: i64, currency: Currency) -> String {
+    Money::from_minor(minor, currency).format_amount()
+}
+
+fn date(at: Option<NaiveDateTime>) -> String {
+    at.map(|at| at.format(DATE).to_string()).unwrap_or_default()
+}
+
+/// The fields of one notification, in wire order, without signatures.
+pub fn fields(
+    order: &OrderContext,
+    step: &Step,
+    message_id: u64,
+    pan: Option<(PanSpot, &str)>,
+) -> Vec<Field> {
+    let c = &order.customer;
+    let cur = order.currency;
+    let mut f: Vec<(&str, String)> = Vec::with_capacity(96);
+    let mut push = |name: &'static str, value: String| f.push((name, value));
+    let shopper_reference = match pan {
+        Some((PanSpot::ShopperReference, text)) => text.to_owned(),
+        _ => String::new(),
+    };
+    let (paymethod, paymethod_code) = if order.wire {
+        ("Wire transfer", "WIRE")
+    } else {
+        ("Visa/MasterCard", "CCVISAMC")
+    };
+    push("GIFT_ORDER", "0".into());
+    push("SALEDATE", date(Some(order.sale)));
+    push("PAYMENTDATE", date(step.payment_date));
+    push("COMPLETE_DATE", date(step.complete_date));
+    push("REFNO", order.refno.to_string());
+    push("REFNOEXT", order.order_ref.clone());
+    push("SHOPPER_REFERENCE_NUMBER", shopper_reference);
+    push("ORDERNO", (order.refno % 100_000).to_string());
+    push("ORDERSTATUS", step.status.into());
+    push("PAYMETHOD", paymethod.into());
+    push("PAYMETHOD_CODE", paymethod_code.into());
+    push("FIRSTNAME", c.first_name.clone());
+    push("LASTNAME", c.last_name.clone());
+    push("COMPANY", c.company.clone());
+    push("REGISTRATIONNUMBER", String::new());
+    push("FISCALCODE", String::new());
+    push("ADDRESS1", c.address.clone());
+    push("ADDRESS2", String::new());
+    push("CITY", c.city.clone());
+    push("STATE", c.state.clone());
+    push("ZIPCODE", c.zip.clone());
+    push("COUNTRY", c.country.clone());
+    push("COUNTRY_CODE", c.country_code.clone());
+    push("PHONE", c.phone.clone());
+    push("FAX", String::new());
+    push("CUSTOMEREMAIL", c.email.clone());
+    push("FIRSTNAME_D", c.first_name.clone());
+    push("LASTNAME_D", c.last_name.clone());
+    push("ADDRESS1_D", c.address.clone());
+    push("CITY_D", c.city.clone());
+    push("ZIPCODE_D", c.zip.clone());
+    push("COUNTRY_D", c.country.clone());
+    push("PHONE_D", c.phone.clone());
+    push("EMAIL_D", c.email.clone());
+    push("IPADDRESS", c.ip_address.clone());
+    push("IPCOUNTRY", c.country.clone());
+    push("TIMEZONE_OFFSET", "GMT+00:00".into());
+    push("CURRENCY", cur.as_str().into());
+    push("LANGUAGE", "en".into());
+    push("ORDERFLOW", "REGULAR".into());
+
+    let arrays: [&'static str; 11] = [
+        "IPN_PID[]",
+        "IPN_PNAME[]",
+        "IPN_PCODE[]",
+        "IPN_INFO[]",
+        "IPN_QTY[]",
+        "IPN_PRICE[]",
+        "IPN_VAT[]",
+        "IPN_VAT_RATE[]",
+        "IPN_VER[]",
+        "IPN_DISCOUNT[]",
+        "IPN_TOTAL[]",
+    ];
+    for name in arrays {
+        for (i, line) in order.lines.iter().enumerate() {
+            let quantity = i64::try_from(line.quantity).unwrap_or(1);
+            let value = match name {
+                "IPN_PID[]" => line.product.id.to_owned(),
+                "IPN_PNAME[]" => line.product.name.to_owned(),
+                "IPN_PCODE[]" => line.product.code.to_owned(),
+                "IPN_INFO[]" => match pan {
+                    Some((PanSpot::ProductInfo, text)) if i == 0 => text.to_owned(),
+                    _ => String::new(),
+                },
+                "IPN_QTY[]" => line.quantity.to_string(),
+                "IPN_PRICE[]" => money(line.unit_price, cur),
+                "IPN_VAT[]" | "IPN_DISCOUNT[]" => money(0, cur),
+                "IPN_VAT_RATE[]" => "0.00".to_owned(),
+                "IPN_VER[]" => "1".to_owned(),
+                _ => money(line.unit_price.saturating_mul(quantity), cur),
+            };
+            push(name, value);
+        }
+        if name == "IPN_PCODE[]" {
+            // A scalar between array fields, as in the vendor fixtures.
+            push("IPN_PARTNER_CODE", String::new());
+        }
+    }
+    let message_type = match step.status {
+        "COMPLETE" => "COMPLETE",
+        "PAYMENT_RECEIVED" => "APPROVED",
+        _ => "AUTH",
+    };
+    let commission = step.amount / 20;
+    push("MESSAGE_ID", message_id.to_string());
+    push("MESSAGE_TYPE", message_type.into());
+    push("IPN_SHIPPING", money(0, cur));
+    push("IPN_COMMISSION", money(commission, cur));
+    push("IPN_TOTALGENERAL", money(step.amount, cur));
+    push("IPN_ORDER_ORIGIN", "API".into());
+    push(
+        "AVANGATE_CUSTOMER_REFERENCE",
+        order.customer_reference.to_string(),
+    );
+    push("EXTERNAL_CUSTOMER_REFERENCE", String::new());
+    push(
+        "TEST_ORDER",
+        if order.test_order { "1" } else { "0" }.into(),
+    );
+    push("FRAUD_STATUS", step.fraud.into());
+    if order.wire {
+        push("CARD_TYPE", String::new());
+        push("CARD_LAST_DIGITS", String::new());
+        push("CARD_EXPIRATION_DATE", String::new());
+        push("GATEWAY_RESPONSE", String::new());
+    } else {
+        push("CARD_TYPE", order.card_type.into());
+        push("CARD_LAST_DIGITS", order.card_last_digits.clone());
+        push("CARD_EXPIRATION_DATE", "12/29".into());
+        push("GATEWAY_RESPONSE", "Approved".into());
+    }
+    for (name, value) in &step.extra {
+        push(name, value.clone());
+    }
+    push("IPN_DATE", step.at.format(IPN_DATE).to_string());
+    f.into_iter()
+        .map(|(name, value)| Field {
+            name: name.to_owned(),
+            value,
+        })
+        .collect()
+}
+
+/// Signs `fields` with `key`: the same fields followed by the signature
+/// fields of [`ALGORITHMS`].
+pub fn sign_fields(fields: Vec<Field>, key: &SecretKey) -> Result<Vec<Field>, SimulationError> {
+    let form = FormBody::from_fields(fields);
+    let signed = sign(&form, key, &ALGORITHMS).map_err(SimulationError::Sign)?;
+    Ok(signed.fields().to_vec())
+}
+
+/// Encodes fields as the processor POSTs them
+/// (`application/x-www-form-urlencoded`, wire order kept).
+pub fn encode(fields: Vec<Field>) -> Vec<u8> {
+    FormBody::from_fields(fields).encode().into_bytes()
+}
+
+/// A forged copy of a signed body: IPN_TOTALGENERAL replaced by
+/// `forged_amount`, the genuine signatures kept. What an attacker who
+/// captured a notification would try; it must fail verification.
+pub fn tampered_body(
+    signed_fields: &[Field],
+    forged_amount: &str,
+) -> Result<Vec<u8>, SimulationError> {
+    let mut found = false;
+    let fields: Vec<Field> = signed_fields
+        .iter()
+        .map(|field| {
+            if field.name == "IPN_TOTALGENERAL" {
+                found = true;
+                Field {
+                    name: field.name.clone(),
+                    value: forged_amount.to_owned(),
+                }
+            } else {
+                field.clone()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(SimulationError::Internal(
+            "no IPN_TOTALGENERAL to tamper with",
+        ));
+    }
+    Ok(encode(fields))
+}

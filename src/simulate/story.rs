@@ -1,0 +1,494 @@
+//! The life of one simulated order: which notifications the processor sends,
+//! in which order and at what times, and what the order must look like
+//! afterwards.
+//!
+//! The expectation is written down *with the story*, from its intent and
+//! the project's conventions (spec §10, design "Order states"), never by
+//! asking [`crate::domain::reconcile::decide`]: the simulator is meant to be
+//! an independent oracle for the reconciler, so that a bug in `decide`
+//! shows up as a disagreement instead of being copied into the expectation.
+
+use chrono::{NaiveDateTime, TimeDelta};
+
+use crate::domain::{OrderState, ReviewKind};
+
+use super::rng::Rng;
+
+/// The scenario chosen for one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Story {
+    /// Authorized (or wire payment received) and completed: `paid`.
+    Paid,
+    /// Paid, then part of it refunded: `partially_refunded`.
+    PartiallyRefunded,
+    /// Paid, then refunded in full (one refund, or a partial and the rest):
+    /// `refunded`, paid = refunded = the total.
+    Refunded,
+    /// Authorized, then the authorization released before capture:
+    /// `reversed`, nothing paid.
+    Reversed,
+    /// Paid, then a chargeback (ORDERSTATUS=REVERSED after payment):
+    /// `reversed`, paid stays, review item `reversed_after_payment`.
+    Chargeback,
+    /// Placed (maybe authorized), then canceled: `canceled`.
+    Canceled,
+    /// Flagged by the processor (SUSPECT, INVALID or FRAUD_STATUS=DENIED):
+    /// `suspect` and a review item.
+    Suspect,
+    /// Only pending notifications (PENDING, PURCHASE_PENDING, ...): `pending`.
+    Pending,
+    /// A paid story sent with TEST_ORDER=1: ignored by default, so the
+    /// order stays `pending` with no processor reference.
+    TestOrder,
+    /// Authorized for the right amount, then COMPLETE for another amount:
+    /// `mismatch`, never paid, review item `amount_mismatch`.
+    AmountMismatch,
+}
+
+impl Story {
+    pub const ALL: [Story; 10] = [
+        Story::Paid,
+        Story::PartiallyRefunded,
+        Story::Refunded,
+        Story::Reversed,
+        Story::Chargeback,
+        Story::Canceled,
+        Story::Suspect,
+        Story::Pending,
+        Story::TestOrder,
+        Story::AmountMismatch,
+    ];
+
+    /// The stories chosen for an ordinary order, and their weights (per
+    /// cent): most orders simply get paid.
+    pub(crate) const ORDINARY: [(Story, u32); 8] = [
+        (Story::Paid, 38),
+        (Story::PartiallyRefunded, 9),
+        (Story::Refunded, 10),
+        (Story::Reversed, 7),
+        (Story::Chargeback, 6),
+        (Story::Canceled, 10),
+        (Story::Suspect, 8),
+        (Story::Pending, 12),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Story::Paid => "paid",
+            Story::PartiallyRefunded => "partially_refunded",
+            Story::Refunded => "refunded",
+            Story::Reversed => "reversed",
+            Story::Chargeback => "chargeback",
+            Story::Canceled => "canceled",
+            Story::Suspect => "suspect",
+            Story::Pending => "pending",
+            Story::TestOrder => "test_order",
+            Story::AmountMismatch => "amount_mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for Story {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one notification is expected to do to a *known* order, by spec
+/// §10: pending statuses and test orders are recorded without effect; a
+/// status that repeats an effect already had (a second payment
+/// notification: "COMPLETE twice = paid once") changes nothing; a payment
+/// for another amount is a mismatch; everything else adds a fact.
+///
+/// Per story, not per arrival order: when a re-sent COMPLETE overtakes the
+/// first one, the roles swap but the counts stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Applied,
+    Ignored,
+    Mismatch,
+}
+
+/// One notification of a story, before it is dressed as a body.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// ORDERSTATUS.
+    pub status: &'static str,
+    /// IPN_TOTALGENERAL in minor units, signed as on the wire (refunds and
+    /// reversals negative, spec §2.4).
+    pub amount: i64,
+    /// FRAUD_STATUS.
+    pub fraud: &'static str,
+    /// IPN_DATE.
+    pub at: NaiveDateTime,
+    /// Whether PAYMENTDATE is filled in (the payment was authorized).
+    pub payment_date: Option<NaiveDateTime>,
+    /// Whether COMPLETE_DATE is filled in (the order was completed).
+    pub complete_date: Option<NaiveDateTime>,
+    /// Fields added before IPN_DATE (refund or chargeback details).
+    pub extra: Vec<(&'static str, String)>,
+    pub effect: Effect,
+}
+
+/// A story's notifications and the order's final state it implies.
+#[derive(Debug, Clone)]
+pub struct Outline {
+    pub steps: Vec<Step>,
+    pub state: OrderState,
+    /// Minor units.
+    pub paid: i64,
+    /// Minor units.
+    pub refunded: i64,
+    /// Review items the story itself raises (card numbers come on top).
+    pub review_kinds: Vec<ReviewKind>,
+    /// Whether the processor reference ends up on the order: every story
+    /// with a live (non-test) notification records it (spec §10: test
+    /// notifications change no live order).
+    pub records_processor_ref: bool,
+    /// The payment method: `true` for wire transfer (no card fields).
+    pub wire: bool,
+}
+
+/// How a story's times are laid out.
+pub struct Clock<'a> {
+    rng: &'a mut Rng,
+    now: NaiveDateTime,
+}
+
+impl<'a> Clock<'a> {
+    pub fn new(rng: &'a mut Rng, start: NaiveDateTime) -> Self {
+        Self { rng, now: start }
+    }
+
+    /// Moves on by a random number of seconds in `low..=high` (at least 1,
+    /// so IPN_DATE strictly increases along the story).
+    pub fn advance(&mut self, low: u64, high: u64) -> NaiveDateTime {
+        let seconds = self.rng.range(low.max(1), high.max(1));
+        // Bounded by the callers (at most weeks), far inside TimeDelta's range.
+        self.now += TimeDelta::seconds(i64::try_from(seconds).unwrap_or(1));
+        self.now
+    }
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+struct Builder {
+    steps: Vec<Step>,
+    total: i64,
+    payment_date: Option<NaiveDateTime>,
+    complete_date: Option<NaiveDateTime>,
+}
+
+impl Builder {
+    fn push(&mut self, status: &'static str, amount: i64, at: NaiveDateTime, effect: Effect) {
+        self.push_with(status, amount, "APPROVED", at, effect, Vec::new());
+    }
+
+    fn push_with(
+        &mut self,
+        status: &'static str,
+        amount: i64,
+        fraud: &'static str,
+        at: NaiveDateTime,
+        effect: Effect,
+        extra: Vec<(&'static str, String)>,
+    ) {
+        match status {
+            "PAYMENT_AUTHORIZED" | "PAYMENT_RECEIVED" | "AUTHRECEIVED" => {
+                self.payment_date.get_or_insert(at);
+            }
+            "COMPLETE" => {
+                self.payment_date.get_or_insert(at);
+                self.complete_date.get_or_insert(at);
+            }
+            _ => {}
+        }
+        self.steps.push(Step {
+            status,
+            amount,
+            fraud,
+            at,
+            payment_date: self.payment_date,
+            complete_date: self.complete_date,
+            extra,
+            effect,
+        });
+    }
+
+    /// PENDING (sometimes) -> PAYMENT_AUTHORIZED -> COMPLETE, by card.
+    fn card_payment(&mut self, clock: &mut Clock<'_>, with_pending: bool) {
+        if with_pending {
+            let at = clock.advance(1, 20);
+            self.push("PENDING", self.total, at, Effect::Ignored);
+        }
+        let at = clock.advance(20, 5 * MINUTE);
+        self.push("PAYMENT_AUTHORIZED", self.total, at, Effect::Applied);
+        let at = clock.advance(MINUTE, 2 * HOUR);
+        self.push("COMPLETE", self.total, at, Effect::Applied);
+    }
+}
+
+/// Builds the notifications of `story` for an order of `total` minor units
+/// placed at `sale`.
+pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> Outline {
+    let mut b = Builder {
+        steps: Vec::new(),
+        total,
+        payment_date: None,
+        complete_date: None,
+    };
+    let variant = rng.below(3);
+    let mut wire = false;
+    let mut review_kinds = Vec::new();
+    let mut clock_rng = Rng::new(rng.next_u64());
+    let mut clock = Clock::new(&mut clock_rng, sale);
+    let (state, paid, refunded) = match story {
+        Story::Paid => {
+            match variant {
+                0 => {
+                    b.card_payment(&mut clock, rng.chance(0.5));
+                    // The processor re-sends COMPLETE when the invoice is
+                    // generated (spec §2.1): a new body, no new effect.
+                    let at = clock.advance(HOUR, 2 * DAY);
+                    b.push("COMPLETE", total, at, Effect::Ignored);
+                }
+                1 => {
+                    // Wire transfer: purchase order, money received, then
+                    // completed; the second payment status changes nothing.
+                    wire = true;
+                    let at = clock.advance(1, 20);
+                    b.push("PURCHASE_PENDING", total, at, Effect::Ignored);
+                    let at = clock.advance(DAY, 5 * DAY);
+                    b.push("PAYMENT_RECEIVED", total, at, Effect::Applied);
+                    let at = clock.advance(MINUTE, HOUR);
+                    b.push("COMPLETE", total, at, Effect::Ignored);
+                }
+                _ => {
+                    // Delivery confirmation flow, ended by AUTHRECEIVED
+                    // (handled like COMPLETE, spec §2.1).
+                    let at = clock.advance(1, 20);
+                    b.push("PENDING_ORDER_APPROVAL", total, at, Effect::Ignored);
+                    let at = clock.advance(MINUTE, 3 * HOUR);
+                    b.push("AUTHRECEIVED", total, at, Effect::Applied);
+                }
+            }
+            (OrderState::Paid, total, 0)
+        }
+        Story::PartiallyRefunded => {
+            b.card_payment(&mut clock, rng.chance(0.3));
+            let part = partial(total, rng);
+            let at = clock.advance(DAY, 10 * DAY);
+            b.push_with(
+                "REFUND",
+                -part,
+                "APPROVED",
+                at,
+                Effect::Applied,
+                refund_fields("PARTIAL", rng),
+            );
+            (OrderState::PartiallyRefunded, total, part)
+        }
+        Story::Refunded => {
+            b.card_payment(&mut clock, rng.chance(0.3));
+            if variant == 0 {
+                let at = clock.advance(DAY, 10 * DAY);
+                b.push_with(
+                    "REFUND",
+                    -total,
+                    "APPROVED",
+                    at,
+                    Effect::Applied,
+                    refund_fields("FULL", rng),
+                );
+            } else {
+                let part = partial(total, rng);
+                let at = clock.advance(DAY, 10 * DAY);
+                b.push_with(
+                    "REFUND",
+                    -part,
+                    "APPROVED",
+                    at,
+                    Effect::Applied,
+                    refund_fields("PARTIAL", rng),
+                );
+                let at = clock.advance(DAY, 5 * DAY);
+                b.push_with(
+                    "REFUND",
+                    -(total - part),
+                    "APPROVED",
+                    at,
+                    Effect::Applied,
+                    refund_fields("FULL", rng),
+                );
+            }
+            (OrderState::Refunded, total, total)
+        }
+        Story::Reversed => {
+            let at = clock.advance(20, 5 * MINUTE);
+            b.push("PAYMENT_AUTHORIZED", total, at, Effect::Applied);
+            let at = clock.advance(HOUR, 3 * DAY);
+            b.push("REVERSED", -total, at, Effect::Applied);
+            (OrderState::Reversed, 0, 0)
+        }
+        Story::Chargeback => {
+            b.card_payment(&mut clock, false);
+            let at = clock.advance(10 * DAY, 40 * DAY);
+            let code = *rng
+                .pick(&["4837", "4853", "10.4", "13.1"])
+                .unwrap_or(&"4837");
+            b.push_with(
+                "REVERSED",
+                -total,
+                "APPROVED",
+                at,
+                Effect::Applied,
+                vec![
+                    ("CHARGEBACK_RESOLUTION", "OPEN".to_owned()),
+                    ("CHARGEBACK_REASON_CODE", code.to_owned()),
+                ],
+            );
+            review_kinds.push(ReviewKind::ReversedAfterPayment);
+            (OrderState::Reversed, total, 0)
+        }
+        Story::Canceled => {
+            let at = clock.advance(1, 20);
+            b.push("PENDING", total, at, Effect::Ignored);
+            if variant == 0 {
+                // Authorized, then voided by the shop.
+                let at = clock.advance(20, 5 * MINUTE);
+                b.push("PAYMENT_AUTHORIZED", total, at, Effect::Applied);
+            }
+            let at = clock.advance(HOUR, 2 * DAY);
+            b.push("CANCELED", total, at, Effect::Applied);
+            (OrderState::Canceled, 0, 0)
+        }
+        Story::Suspect => {
+            match variant {
+                0 => {
+                    let at = clock.advance(1, 20);
+                    b.push_with(
+                        "PENDING",
+                        total,
+                        "UNDER REVIEW",
+                        at,
+                        Effect::Ignored,
+                        vec![],
+                    );
+                    let at = clock.advance(MINUTE, HOUR);
+                    b.push_with(
+                        "SUSPECT",
+                        total,
+                        "UNDER REVIEW",
+                        at,
+                        Effect::Applied,
+                        vec![],
+                    );
+                }
+                1 => {
+                    let at = clock.advance(1, 20);
+                    b.push("PENDING_APPROVAL", total, at, Effect::Ignored);
+                    let at = clock.advance(MINUTE, HOUR);
+                    b.push_with("INVALID", total, "DENIED", at, Effect::Applied, vec![]);
+                }
+                _ => {
+                    // The bank authorized, the processor's fraud check
+                    // denied: the status is not acted upon (spec §2.3).
+                    let at = clock.advance(1, 20);
+                    b.push_with("PENDING", total, "PENDING", at, Effect::Ignored, vec![]);
+                    let at = clock.advance(20, 5 * MINUTE);
+                    b.push_with(
+                        "PAYMENT_AUTHORIZED",
+                        total,
+                        "DENIED",
+                        at,
+                        Effect::Applied,
+                        vec![],
+                    );
+                }
+            }
+            review_kinds.push(ReviewKind::Suspect);
+            (OrderState::Suspect, 0, 0)
+        }
+        Story::Pending => {
+            match variant {
+                0 => {
+                    let at = clock.advance(1, 20);
+                    b.push("PENDING", total, at, Effect::Ignored);
+                }
+                1 => {
+                    wire = true;
+                    let at = clock.advance(1, 20);
+                    b.push("PURCHASE_PENDING", total, at, Effect::Ignored);
+                }
+                _ => {
+                    let at = clock.advance(1, 20);
+                    b.push("PENDING", total, at, Effect::Ignored);
+                    let at = clock.advance(MINUTE, HOUR);
+                    b.push("PENDING_APPROVAL", total, at, Effect::Ignored);
+                }
+            }
+            (OrderState::Pending, 0, 0)
+        }
+        Story::TestOrder => {
+            b.card_payment(&mut clock, rng.chance(0.5));
+            for step in &mut b.steps {
+                step.effect = Effect::Ignored;
+            }
+            (OrderState::Pending, 0, 0)
+        }
+        Story::AmountMismatch => {
+            b.card_payment(&mut clock, rng.chance(0.3));
+            let wrong = wrong_amount(total, rng);
+            if let Some(complete) = b.steps.iter_mut().find(|s| s.status == "COMPLETE") {
+                complete.amount = wrong;
+                complete.effect = Effect::Mismatch;
+            }
+            review_kinds.push(ReviewKind::AmountMismatch);
+            (OrderState::Mismatch, 0, 0)
+        }
+    };
+    Outline {
+        steps: b.steps,
+        state,
+        paid,
+        refunded,
+        review_kinds,
+        records_processor_ref: story != Story::TestOrder,
+        wire,
+    }
+}
+
+/// A partial refund: 10-60 % of the total, at least one minor unit and
+/// always less than the total.
+fn partial(total: i64, rng: &mut Rng) -> i64 {
+    let percent = i64::try_from(rng.range(10, 60)).unwrap_or(30);
+    (total * percent / 100).clamp(1, (total - 1).max(1))
+}
+
+/// Another amount than `total`: under- or overpaid by up to half, never
+/// equal, never below one minor unit.
+pub fn wrong_amount(total: i64, rng: &mut Rng) -> i64 {
+    let half = u64::try_from(total / 2).unwrap_or(0).max(1);
+    let delta = i64::try_from(rng.range(1, half)).unwrap_or(1);
+    if rng.chance(0.5) && total - delta >= 1 {
+        total - delta
+    } else {
+        total + delta
+    }
+}
+
+fn refund_fields(kind: &'static str, rng: &mut Rng) -> Vec<(&'static str, String)> {
+    let reasons = [
+        "Customer goodwill",
+        "Not as described",
+        "Duplicate purchase",
+        "Rückerstattung auf Wunsch",
+    ];
+    let reason = *rng.pick(&reasons).unwrap_or(&"Customer goodwill");
+    vec![
+        ("REFUND_TYPE", kind.to_owned()),
+        ("REFUND_REASON", reason.to_owned()),
+    ]
+}

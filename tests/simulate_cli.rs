@@ -1,0 +1,127 @@
+//! `ipn-reconciler simulate` from the outside: what it writes, that the
+//! same seed writes the same bytes, and how it refuses bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use assert_cmd::Command;
+use common::repo_path;
+use ipn_reconciler::ipn::{FormLimits, KeyRing, SignaturePolicy, parse_and_verify};
+use ipn_reconciler::store::orders::parse_orders_csv;
+use predicates::prelude::*;
+
+fn simulate(out: &Path, seed: &str) -> Command {
+    let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
+    cmd.env_remove("IPN_KEYS_FILE")
+        .args(["simulate", "--seed", seed, "--orders", "40"])
+        .arg("--key-file")
+        .arg(repo_path("fixtures/keys/test.keys"))
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
+/// Every file under `dir`, relative name -> bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for sub in ["", "bodies"] {
+        for entry in std::fs::read_dir(dir.join(sub)).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                let name = path
+                    .strip_prefix(dir)
+                    .expect("inside")
+                    .display()
+                    .to_string();
+                files.insert(name, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn writes_a_reproducible_run() {
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    simulate(first.path(), "77")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("simulated 40 order(s)"))
+        .stdout(predicate::str::contains("expected outcomes: applied="));
+    simulate(second.path(), "77").assert().success();
+    let a = snapshot(first.path());
+    assert_eq!(a, snapshot(second.path()), "same seed, same bytes");
+    assert!(a.contains_key("orders.csv"));
+    assert!(a.contains_key("expected.json"));
+    assert!(a.contains_key("manifest.json"));
+
+    let orders = parse_orders_csv(a["orders.csv"].as_slice()).expect("orders.csv parses");
+    assert_eq!(orders.len(), 40);
+    let expected: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&a["expected.json"]).expect("expected.json");
+    assert_eq!(expected.len(), 40);
+
+    // Bodies are signed with the key file's current key; tampered ones fail.
+    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let bodies: Vec<_> = a
+        .iter()
+        .filter(|(name, _)| name.starts_with("bodies"))
+        .collect();
+    assert!(!bodies.is_empty());
+    for (name, body) in bodies {
+        let verified = parse_and_verify(
+            body,
+            &FormLimits::default(),
+            &ring,
+            &SignaturePolicy::default(),
+        );
+        if name.ends_with("-tampered.txt") {
+            assert!(verified.is_err(), "{name}");
+        } else {
+            assert_eq!(verified.expect(name).1.key_id.as_str(), "test-2026");
+        }
+    }
+
+    let other = tempfile::tempdir().expect("tempdir");
+    simulate(other.path(), "78").assert().success();
+    assert_ne!(a, snapshot(other.path()), "another seed, another run");
+
+    // A second run into the same directory is refused unless --force.
+    simulate(first.path(), "77")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--force"));
+    simulate(first.path(), "77")
+        .arg("--force")
+        .assert()
+        .success();
+}
+
+#[test]
+fn refuses_bad_rates_and_unavailable_targets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    simulate(dir.path(), "1")
+        .args(["--duplicates", "1.5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("probability"));
+    simulate(dir.path(), "1")
+        .args(["--target", "http"])
+        .assert()
+        .code(2);
+    simulate(dir.path(), "1")
+        .args(["--currencies", "EUR=0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("weight"));
+    Command::cargo_bin("ipn-reconciler")
+        .expect("binary")
+        .args(["simulate", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--pan-in-free-text"))
+        .stdout(predicate::str::contains("queue"));
+}

@@ -1,0 +1,247 @@
+//! The simulator as an oracle for the whole pipeline: ~150 simulated orders
+//! with every anomaly turned on go through `Pipeline::handle` against the
+//! real PostgreSQL, and the database must end exactly where the
+//! simulator's stories say (spec §10), not where the code happens to go.
+//!
+//! Review kinds are compared per order as a *multiset* (sorted lists):
+//! each cause must raise its item exactly once, and a redelivery must raise
+//! nothing again; a set would hide an item raised twice.
+
+mod common;
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use common::{TestDb, dump_all_text, repo_path};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use ipn_reconciler::cli::{KeyArgs, PipelineArgs};
+use ipn_reconciler::domain::{Outcome, ReviewKind, contains_pan};
+use ipn_reconciler::ipn::{FormLimits, KeyRing};
+use ipn_reconciler::pipeline::Pipeline;
+use ipn_reconciler::simulate::{
+    Anomaly, AnomalyRates, DeliveryKind, SimulationConfig, Story, simulate, sort_kinds,
+    write_orders_csv,
+};
+use ipn_reconciler::store::Store;
+use ipn_reconciler::store::orders::parse_orders_csv;
+use ipn_reconciler::store::schema::{notifications, review_items};
+
+/// The pipeline exactly as `process` and the worker build it from their
+/// flags: fixture keys, pseudonyms on, MD5 off, test orders not applied.
+fn pipeline_args() -> PipelineArgs {
+    PipelineArgs {
+        keys: KeyArgs {
+            key_file: repo_path("fixtures/keys/test.keys"),
+        },
+        allow_md5: false,
+        pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
+        apply_test_orders: false,
+        max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
+    }
+}
+
+async fn review_kinds(store: &Store, order_ref: &str) -> Vec<ReviewKind> {
+    let mut conn = store.conn().await.expect("conn");
+    let names: Vec<String> = review_items::table
+        .filter(review_items::order_ref.eq(order_ref))
+        .select(review_items::kind)
+        .load(&mut conn)
+        .await
+        .expect("review items");
+    let mut kinds: Vec<ReviewKind> = names
+        .iter()
+        .map(|name| ReviewKind::parse(name).expect("known review kind"))
+        .collect();
+    sort_kinds(&mut kinds);
+    kinds
+}
+
+async fn notification_outcomes(store: &Store, order_ref: &str) -> Vec<String> {
+    let mut conn = store.conn().await.expect("conn");
+    notifications::table
+        .filter(notifications::order_ref.eq(order_ref))
+        .select(notifications::outcome)
+        .load(&mut conn)
+        .await
+        .expect("notifications")
+}
+
+fn is_hex_digest(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulated_run_with_every_anomaly_reconciles_to_the_simulators_expectation() {
+    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("test keys");
+    let config = SimulationConfig {
+        rates: AnomalyRates {
+            duplicates: 0.15,
+            out_of_order: 0.3,
+            tampered: 0.1,
+            amount_mismatch: 0.08,
+            unknown_orders: 0.08,
+            pan_in_free_text: 0.1,
+        },
+        test_orders: 0.06,
+        ..SimulationConfig::new(20_261_101, 150)
+    };
+    let sim = simulate(&config, &ring.current().secret).expect("simulation");
+
+    // The run must really hold every story and anomaly, or this test
+    // proves less than its name says.
+    for story in Story::ALL {
+        assert!(
+            sim.expected.values().any(|e| e.story == story),
+            "no {story} order in this run"
+        );
+    }
+    for anomaly in [
+        Anomaly::Duplicates,
+        Anomaly::OutOfOrder,
+        Anomaly::Tampered,
+        Anomaly::PanInFreeText,
+    ] {
+        assert!(
+            sim.expected
+                .values()
+                .any(|e| e.anomalies.contains(&anomaly)),
+            "no {anomaly:?} in this run"
+        );
+    }
+    assert!(!sim.expected_orphans.is_empty(), "no unknown order");
+
+    let db = TestDb::new();
+    let store = db.store().await;
+    // Import through the CSV, as an operator would.
+    let mut csv = Vec::new();
+    write_orders_csv(&sim.orders, &mut csv).expect("csv");
+    let orders = parse_orders_csv(csv.as_slice()).expect("orders CSV parses");
+    let imported = store.import_orders(&orders).await.expect("import");
+    assert_eq!(imported.inserted, config.orders);
+
+    let pipeline = Pipeline::new(pipeline_args().config().expect("config"), store.clone());
+    let mut outcomes: HashMap<Outcome, usize> = HashMap::new();
+    for delivery in &sim.deliveries {
+        let report = pipeline
+            .handle(&delivery.body, Utc::now())
+            .await
+            .expect("the database stays up");
+        *outcomes.entry(report.outcome).or_default() += 1;
+        let context = format!("{delivery:?}: {report:?}");
+        match (delivery.kind, delivery.known_order) {
+            (DeliveryKind::Tampered, _) => {
+                assert_eq!(report.outcome, Outcome::InvalidSignature, "{context}")
+            }
+            (_, false) => assert_eq!(report.outcome, Outcome::OrderNotFound, "{context}"),
+            (DeliveryKind::Duplicate, true) => {
+                assert_eq!(report.outcome, Outcome::Duplicate, "{context}")
+            }
+            (DeliveryKind::Genuine, true) => assert!(
+                matches!(
+                    report.outcome,
+                    Outcome::Applied | Outcome::Ignored | Outcome::Mismatch
+                ),
+                "{context}"
+            ),
+        }
+        assert_eq!(report.pan_fields > 0, delivery.has_pan, "{context}");
+        if report.outcome == Outcome::OrderNotFound {
+            // What the worker does once the retry window has passed
+            // (design "Retries" 3); the window is zero here.
+            store
+                .open_review_item(
+                    ReviewKind::OrphanPayment,
+                    report.order_ref.as_deref(),
+                    Some(&report.digest),
+                    "no order after the retry window (test)",
+                )
+                .await
+                .expect("orphan review item");
+        }
+    }
+
+    for outcome in Outcome::ALL {
+        assert_eq!(
+            outcomes.get(&outcome).copied().unwrap_or(0),
+            sim.expected_outcomes.count(outcome),
+            "number of `{outcome}` deliveries"
+        );
+    }
+
+    let mut disagreements = Vec::new();
+    for (order_ref, expected) in &sim.expected {
+        let order = store
+            .order(order_ref)
+            .await
+            .expect("query")
+            .expect("imported order");
+        let got_kinds = review_kinds(&store, order_ref).await;
+        let matches = order.status == expected.status
+            && order.paid == expected.paid
+            && order.refunded == expected.refunded
+            && order.processor_ref == expected.processor_ref
+            && got_kinds == expected.review_kinds;
+        if !matches {
+            disagreements.push(format!(
+                "{order_ref} ({}, {:?}): expected {} paid={} refunded={} ref={:?} review={:?}; \
+                 database {} paid={} refunded={} ref={:?} review={:?}",
+                expected.story,
+                expected.anomalies,
+                expected.status,
+                expected.paid,
+                expected.refunded,
+                expected.processor_ref,
+                expected.review_kinds,
+                order.status,
+                order.paid,
+                order.refunded,
+                order.processor_ref,
+                got_kinds,
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} order(s) disagree with the simulator:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+
+    // Unknown orders never create an order; every notification of theirs
+    // ends order_not_found, with the review items the story implies.
+    for (order_ref, orphan) in &sim.expected_orphans {
+        assert!(
+            store.order(order_ref).await.expect("query").is_none(),
+            "{order_ref} was created"
+        );
+        let outcomes = notification_outcomes(&store, order_ref).await;
+        assert_eq!(outcomes.len(), orphan.notifications, "{order_ref}");
+        assert!(
+            outcomes.iter().all(|o| o == "order_not_found"),
+            "{order_ref}: {outcomes:?}"
+        );
+        assert_eq!(
+            review_kinds(&store, order_ref).await,
+            orphan.review_kinds,
+            "{order_ref}"
+        );
+    }
+
+    // Nothing personal and no card number was stored anywhere.
+    for (table, column, value) in dump_all_text(&db.url).await {
+        if is_hex_digest(&value) {
+            continue;
+        }
+        assert!(
+            !contains_pan(&value),
+            "card number stored in {table}.{column}"
+        );
+        for personal in &sim.personal_data {
+            assert!(
+                !value.contains(personal.as_str()),
+                "personal data stored in {table}.{column}"
+            );
+        }
+    }
+}
