@@ -7,13 +7,21 @@
 //! - [`domain`]: money, statuses, tokenization, the order state machine;
 //! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders);
 //! - [`pipeline`]: one notification's way through all of the above;
+//! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
+//! - [`worker`]: the consume loop (retries, parking, graceful shutdown);
+//! - [`metrics`], [`http`]: Prometheus metrics and the operations endpoint;
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod domain;
+pub mod http;
 pub mod ipn;
+pub mod metrics;
 pub mod pipeline;
+pub mod queue;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

@@ -3,12 +3,14 @@
 //! Commands are thin: they read input, call the library, and turn outcomes
 //! into output and exit codes. Anything worth testing lives in the library.
 
+mod finance;
 mod ipn;
 mod orders;
 mod parked;
 mod process;
 mod publish;
 mod serve;
+mod simulate;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,15 @@ pub enum Command {
     /// List or requeue the messages in the parking queue.
     #[command(subcommand)]
     Parked(parked::ParkedCommand),
+    /// Finance summary: orders by state, totals per currency, open
+    /// exceptions by kind.
+    Report(finance::ReportArgs),
+    /// The review queue: exceptions a person must look at.
+    #[command(subcommand)]
+    Review(finance::ReviewCommand),
+    /// Simulate the payment processor: seeded, reproducible notifications
+    /// for N orders with anomalies, the orders CSV and the expected states.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs a parsed command line.
@@ -76,6 +87,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(*args),
         Command::Publish(args) => publish::run(args),
         Command::Parked(command) => parked::run(command),
+        Command::Report(args) => finance::report(args),
+        Command::Review(command) => finance::review(command),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 
@@ -188,7 +202,7 @@ impl PipelineArgs {
                 if key.is_empty() {
                     anyhow::bail!("pseudonym key file {} is empty", path.display());
                 }
-                Some(PseudonymKey::new(key.to_vec()))
+                Some(PseudonymKey::new(key))
             }
         };
         Ok(PipelineConfig {

@@ -46,6 +46,7 @@
 //! delivery must not raise anything again. Comparing multisets catches an
 //! item raised twice, which comparing sets would hide.
 
+pub mod deliver;
 pub mod rng;
 pub mod write;
 

@@ -118,8 +118,10 @@ impl Drop for TestQueue {
                 let Ok(connection) = settings.connect("test-teardown").await else {
                     return;
                 };
-                if let Ok(channel) = connection.create_channel().await {
-                    let _ = settings.topology.delete(&channel).await;
+                if let Ok(channel) = connection.create_channel().await
+                    && let Err(err) = settings.topology.delete(&channel).await
+                {
+                    eprintln!("cannot delete the test topology: {err}");
                 }
                 let _ = connection.close(200, "teardown".into()).await;
             });
@@ -135,7 +137,7 @@ pub fn pipeline_config() -> PipelineConfig {
         keys: KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys"),
         signatures: SignaturePolicy::default(),
         limits: FormLimits::default(),
-        pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii().to_vec())),
+        pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii())),
         reconcile: ReconcilePolicy::default(),
     }
 }
@@ -165,31 +167,7 @@ pub struct RunningWorker {
 
 impl RunningWorker {
     pub fn spawn(store: Store, queue: &TestQueue, tweak: impl FnOnce(&mut WorkerSettings)) -> Self {
-        let mut settings = WorkerSettings::new(queue.settings.clone());
-        settings.concurrency = 4;
-        settings.prefetch = 16;
-        settings.recovery_stall = Duration::from_secs(5);
-        tweak(&mut settings);
-        let metrics = Metrics::new();
-        let worker = Worker::new(
-            Pipeline::new(pipeline_config(), store),
-            settings,
-            metrics.clone(),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            worker
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("worker run")
-        });
-        Self {
-            stop: Some(stop),
-            handle,
-            metrics,
-        }
+        Self::spawn_with(store, queue, pipeline_config(), tweak)
     }
 
     pub async fn stop(mut self) -> RunSummary {
@@ -278,10 +256,9 @@ pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read body")
 }
 
-/// Closes the broker connections whose name contains `pattern`, the way
-/// `rabbitmqctl close_all_connections` would, but only this test's (tests
-/// run in parallel on one broker). Returns how many were closed.
-pub fn close_connections(pattern: &str) -> usize {
+/// The pids of the broker connections whose client properties (their
+/// name) contain `pattern`.
+pub fn connections(pattern: &str) -> Vec<String> {
     let output = std::process::Command::new("rabbitmqctl")
         .args([
             "list_connections",
@@ -292,14 +269,26 @@ pub fn close_connections(pattern: &str) -> usize {
         ])
         .output()
         .expect("rabbitmqctl list_connections");
-    let text = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains(pattern))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// How many connections named with `pattern` the broker has.
+pub fn live_connections(pattern: &str) -> usize {
+    connections(pattern).len()
+}
+
+/// Closes the broker connections whose name contains `pattern`, the way
+/// `rabbitmqctl close_all_connections` would, but only this test's (tests
+/// run in parallel on one broker). Returns how many were closed.
+pub fn close_connections(pattern: &str) -> usize {
     let mut closed = 0;
-    for line in text.lines().filter(|line| line.contains(pattern)) {
-        let Some(pid) = line.split_whitespace().next() else {
-            continue;
-        };
+    for pid in connections(pattern) {
         let status = std::process::Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "test"])
+            .args(["close_connection", &pid, "test"])
             .status()
             .expect("rabbitmqctl close_connection");
         if status.success() {
@@ -307,4 +296,58 @@ pub fn close_connections(pattern: &str) -> usize {
         }
     }
     closed
+}
+
+impl RunningWorker {
+    /// Like [`RunningWorker::spawn`] with another pipeline configuration.
+    pub fn spawn_with(
+        store: Store,
+        queue: &TestQueue,
+        config: PipelineConfig,
+        tweak: impl FnOnce(&mut WorkerSettings),
+    ) -> Self {
+        let mut settings = WorkerSettings::new(queue.settings.clone());
+        settings.concurrency = 4;
+        settings.prefetch = 16;
+        settings.recovery_stall = Duration::from_secs(5);
+        tweak(&mut settings);
+        let metrics = Metrics::new();
+        let worker = Worker::new(Pipeline::new(config, store), settings, metrics.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("worker run")
+        });
+        Self {
+            stop: Some(stop),
+            handle,
+            metrics,
+        }
+    }
+}
+
+/// Runs the binary with `args` and `env`, off the async runtime; returns
+/// (success, stdout, stderr).
+pub async fn run_cli(
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+            .args(&args)
+            .envs(env)
+            .output()
+            .expect("run ipn-reconciler");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("cli task")
 }

@@ -1,0 +1,121 @@
+//! Who is calling: the client address behind an optional trusted proxy, and
+//! the optional allow-list of the processor's networks (spec §8).
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+/// How the intake finds the caller's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourcePolicy {
+    /// A header set by a proxy we trust (for example `x-forwarded-for`).
+    /// Without it, the TCP peer address is the caller.
+    pub forwarded_header: Option<String>,
+    /// Networks allowed to post; empty allows everyone.
+    pub allow: Vec<IpNet>,
+}
+
+/// Why an allow-list entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a network (use CIDR notation such as 91.220.121.0/25) or an address")]
+pub struct BadNetwork(pub String);
+
+/// Parses a comma-separated allow-list: CIDR networks or single addresses.
+pub fn parse_allow_list(text: &str) -> Result<Vec<IpNet>, BadNetwork> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| BadNetwork(item.to_owned()))
+        })
+        .collect()
+}
+
+impl SourcePolicy {
+    /// The caller's address. With a trusted forwarding header, the right-most
+    /// entry is the one our own proxy appended (entries to its left are
+    /// whatever the client claimed, so they are not trusted). A header that
+    /// is missing or unparsable falls back to the TCP peer.
+    pub fn client_addr(&self, peer: SocketAddr, forwarded: Option<&str>) -> IpAddr {
+        let from_header = self.forwarded_header.as_ref().and(forwarded).and_then(|value| {
+            value
+                .rsplit(',')
+                .map(str::trim)
+                .find(|entry| !entry.is_empty())
+                .and_then(|entry| {
+                    entry
+                        .parse::<IpAddr>()
+                        .ok()
+                        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+                })
+        });
+        from_header.unwrap_or_else(|| peer.ip())
+    }
+
+    /// Whether `addr` may post notifications.
+    pub fn allows(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+            v4 => v4,
+        };
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn without_a_trusted_header_the_peer_is_the_caller() {
+        let policy = SourcePolicy::default();
+        let addr = policy.client_addr(peer("10.1.2.3:5555"), Some("91.220.121.5"));
+        assert_eq!(addr, "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn with_a_trusted_header_the_rightmost_entry_is_the_caller() {
+        let policy = SourcePolicy {
+            forwarded_header: Some("x-forwarded-for".into()),
+            allow: Vec::new(),
+        };
+        let spoofed_then_real = Some("1.1.1.1, 91.220.121.5");
+        assert_eq!(
+            policy.client_addr(peer("10.0.0.1:1"), spoofed_then_real),
+            "91.220.121.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            policy.client_addr(peer("10.0.0.1:1"), Some("garbage")),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            policy.client_addr(peer("10.0.0.1:1"), None),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_allow_list_takes_networks_and_addresses() {
+        let allow = parse_allow_list("91.220.121.0/25, 5.35.210.128/25,127.0.0.1").unwrap();
+        let policy = SourcePolicy {
+            forwarded_header: None,
+            allow,
+        };
+        assert!(policy.allows("91.220.121.100".parse().unwrap()));
+        assert!(!policy.allows("91.220.121.200".parse().unwrap()));
+        assert!(policy.allows("127.0.0.1".parse().unwrap()));
+        assert!(policy.allows("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!policy.allows("8.8.8.8".parse().unwrap()));
+        assert_eq!(
+            parse_allow_list("10.0.0.0/33"),
+            Err(BadNetwork("10.0.0.0/33".into()))
+        );
+        assert!(SourcePolicy::default().allows("8.8.8.8".parse().unwrap()));
+    }
+}

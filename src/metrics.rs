@@ -1,0 +1,228 @@
+//! Prometheus metrics of the worker, served as text on `/metrics`.
+//!
+//! Labels are closed sets (outcomes, algorithms, delays, reasons), never
+//! references or values, so the number of series stays bounded whatever the
+//! processor sends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignatureLabels {
+    /// `sha3_256`, `sha256`, `md5` or `none`.
+    pub algorithm: String,
+    /// `valid` or the refusal reason (`mismatch`, `unsigned`, ...).
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DelayLabels {
+    pub delay: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Every metric the worker updates. Cheap to clone (all handles are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub notifications: Family<OutcomeLabels, Counter>,
+    pub signatures: Family<SignatureLabels, Counter>,
+    pub retries: Family<DelayLabels, Counter>,
+    pub parked: Family<ReasonLabels, Counter>,
+    pub pan_detections: Counter,
+    pub processing_seconds: Histogram,
+    pub in_flight: Gauge,
+    pub broker_connected: Gauge,
+    pub database_up: Gauge,
+    pub ipn_date_skew_seconds: Histogram,
+    /// Messages handled so far, whatever became of them (tests, logs).
+    handled: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let notifications = Family::<OutcomeLabels, Counter>::default();
+        let signatures = Family::<SignatureLabels, Counter>::default();
+        let retries = Family::<DelayLabels, Counter>::default();
+        let parked = Family::<ReasonLabels, Counter>::default();
+        let pan_detections = Counter::default();
+        let processing_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let in_flight = Gauge::default();
+        let broker_connected = Gauge::default();
+        let database_up = Gauge::default();
+        // Signed: negative when the processor's clock runs ahead of ours.
+        let ipn_date_skew_seconds = Histogram::new([
+            -3600.0, -300.0, -60.0, -10.0, -1.0, 0.0, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+            86400.0,
+        ]);
+
+        let mut registry = Registry::with_prefix("ipn");
+        registry.register(
+            "notifications",
+            "Notifications handled, by outcome",
+            notifications.clone(),
+        );
+        registry.register(
+            "signatures",
+            "Signature checks, by algorithm and result",
+            signatures.clone(),
+        );
+        registry.register(
+            "retries",
+            "Notifications sent to a delayed retry queue, by delay",
+            retries.clone(),
+        );
+        registry.register(
+            "parked",
+            "Notifications moved to the parking queue, by reason",
+            parked.clone(),
+        );
+        registry.register(
+            "pan_detections",
+            "Notifications in which a card number was found and dropped",
+            pan_detections.clone(),
+        );
+        registry.register(
+            "processing_seconds",
+            "Time from delivery to ack, per notification",
+            processing_seconds.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Notifications being processed now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "broker_connected",
+            "1 when the consumer is connected to RabbitMQ",
+            broker_connected.clone(),
+        );
+        registry.register(
+            "database_up",
+            "1 when PostgreSQL answered the last check",
+            database_up.clone(),
+        );
+        registry.register(
+            "ipn_date_skew_seconds",
+            "Receipt time minus the signed IPN_DATE",
+            ipn_date_skew_seconds.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            notifications,
+            signatures,
+            retries,
+            parked,
+            pan_detections,
+            processing_seconds,
+            in_flight,
+            broker_connected,
+            database_up,
+            ipn_date_skew_seconds,
+            handled: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn outcome(&self, outcome: &str) {
+        self.notifications
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn signature(&self, algorithm: &str, result: &str) {
+        self.signatures
+            .get_or_create(&SignatureLabels {
+                algorithm: algorithm.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn retry(&self, delay: &str) {
+        self.retries
+            .get_or_create(&DelayLabels {
+                delay: delay.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn park(&self, reason: &str) {
+        // Reasons like `missing_field:REFNOEXT` keep only their kind, so the
+        // label set stays closed.
+        let kind = reason.split(':').next().unwrap_or(reason);
+        self.parked
+            .get_or_create(&ReasonLabels {
+                reason: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn count_handled(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Deliveries handled (acked, retried, parked or returned) so far.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_text_exposition() {
+        let metrics = Metrics::new();
+        metrics.outcome("applied");
+        metrics.outcome("applied");
+        metrics.park("missing_field:REFNOEXT");
+        let text = metrics.encode();
+        assert!(
+            text.contains("ipn_notifications_total{outcome=\"applied\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ipn_parked_total{reason=\"missing_field\"} 1"),
+            "{text}"
+        );
+    }
+}

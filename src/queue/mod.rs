@@ -1,0 +1,145 @@
+//! RabbitMQ: the topology the daemon relies on, the message metadata that
+//! travels next to the raw body, a confirmed publisher, and connections.
+//!
+//! The body of every message is the processor's raw POST body, byte for
+//! byte (the signature covers those exact bytes). Everything else (receipt
+//! time, attempt count, why a message was parked) travels in headers, so a
+//! message can be moved between queues without ever being re-encoded.
+//!
+//! - [`topology`]: names and idempotent declaration of exchange and queues;
+//! - [`message`]: the headers ([`MessageMeta`]) and message properties;
+//! - [`publisher`]: a publisher with confirms that reconnects by itself;
+//! - [`parked`]: browsing and requeueing the parking queue.
+
+pub mod message;
+pub mod parked;
+pub mod publisher;
+pub mod topology;
+
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+
+pub use message::{MessageMeta, headers};
+pub use publisher::Publisher;
+pub use topology::{RetryDelays, Topology};
+
+use crate::store::redact_url;
+
+/// The broker used when `AMQP_URL` is not set.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The base name of exchange and queues when `AMQP_QUEUE` is not set.
+pub const DEFAULT_QUEUE_BASE: &str = "ipn.notifications";
+/// Content type of every message: the processor's form body.
+pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// How to reach the broker and what to call things there.
+#[derive(Clone)]
+pub struct AmqpSettings {
+    /// `amqp://user:password@host:port/vhost`.
+    pub url: String,
+    /// Names of the topology.
+    pub topology: Topology,
+}
+
+impl AmqpSettings {
+    /// Checks the URL, so a typo fails at start-up rather than on the first
+    /// reconnect.
+    pub fn new(url: impl Into<String>, topology: Topology) -> Result<Self, QueueError> {
+        let url = url.into();
+        url.parse::<lapin::uri::AMQPUri>()
+            .map_err(|reason| QueueError::InvalidUrl {
+                url: redact_url(&url),
+                reason,
+            })?;
+        Ok(Self { url, topology })
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Opens a connection with lapin's auto-recovery; `role` names it in the
+    /// broker's management UI (and lets tests find it).
+    pub async fn connect(&self, role: &str) -> Result<Connection, QueueError> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("ipn-reconciler {role} {}", self.topology.base()).into())
+            .enable_auto_recover()
+            // Lapin's own reconnect attempts are bounded; beyond them the
+            // supervisors in this crate rebuild the connection.
+            .configure_backoff(|backoff| {
+                backoff
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(8)
+            });
+        Connection::connect(&self.url, properties)
+            .await
+            .map_err(|source| QueueError::Connect {
+                url: self.redacted_url(),
+                source,
+            })
+    }
+}
+
+impl std::fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &self.redacted_url())
+            .field("topology", &self.topology)
+            .finish()
+    }
+}
+
+/// What can go wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("invalid AMQP_URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("invalid queue name `{0}`: 1-200 characters, no spaces or control characters")]
+    InvalidName(String),
+    #[error("invalid retry delays `{input}`: {reason}")]
+    InvalidDelays { input: String, reason: String },
+    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused (nack) a message published to `{0}`")]
+    Nacked(String),
+    #[error("a message published to `{0}` could not be routed to any queue")]
+    Unroutable(String),
+    #[error("timed out waiting for the broker")]
+    Timeout,
+}
+
+/// Closes a connection for good, even one that lapin is reconnecting.
+///
+/// `Connection::close` fails while auto-recovery is under way, and a
+/// connection left like that would later come back and replay its topology
+/// and consumers: a zombie consumer holding messages no one processes. So
+/// this waits (up to `horizon`) for a state in which closing is possible.
+pub async fn close_connection(connection: &Connection, horizon: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + horizon;
+    loop {
+        let status = connection.status();
+        if status.closed() || status.errored() {
+            return;
+        }
+        if status.connected() {
+            let close = connection.close(200, "closing".into());
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), close).await {
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("could not close a broker connection in time");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

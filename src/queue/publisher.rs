@@ -1,0 +1,218 @@
+//! A publisher with confirms on a connection of its own.
+//!
+//! A message counts as handed over only when the broker confirmed it (it is
+//! then on disk, as every message is persistent) and routed it to a queue
+//! (`mandatory`): only then may a worker ack the delivery it came from, or
+//! the intake answer the processor.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use tokio::sync::Mutex;
+
+use super::{AmqpSettings, MessageMeta, QueueError};
+use crate::pipeline::body_digest;
+
+/// Publishes with confirms, (re)connecting on demand: after any failure the
+/// link is dropped and the next publish builds a new one, so a broker outage
+/// costs the failed publishes (which the caller keeps: nack + requeue) and
+/// nothing else.
+pub struct Publisher {
+    settings: AmqpSettings,
+    role: String,
+    link: Mutex<Option<Link>>,
+    confirm_timeout: Duration,
+}
+
+struct Link {
+    connection: Connection,
+    channel: Channel,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("settings", &self.settings)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// A publisher that connects on first use.
+    pub fn new(settings: AmqpSettings, role: &str) -> Self {
+        Self {
+            settings,
+            role: role.to_owned(),
+            link: Mutex::new(None),
+            confirm_timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// A publisher connected now (and the topology declared), so start-up
+    /// fails early when the broker is unreachable.
+    pub async fn connect(settings: AmqpSettings, role: &str) -> Result<Self, QueueError> {
+        let publisher = Self::new(settings, role);
+        publisher.channel().await?;
+        Ok(publisher)
+    }
+
+    pub fn settings(&self) -> &AmqpSettings {
+        &self.settings
+    }
+
+    async fn channel(&self) -> Result<Channel, QueueError> {
+        let mut link = self.link.lock().await;
+        if let Some(existing) = link.as_ref()
+            && existing.channel.status().connected()
+        {
+            return Ok(existing.channel.clone());
+        }
+        if let Some(stale) = link.take() {
+            close_quietly(stale.connection);
+        }
+        let connection = self.settings.connect(&self.role).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        self.settings.topology.declare(&channel).await?;
+        *link = Some(Link {
+            connection,
+            channel: channel.clone(),
+        });
+        Ok(channel)
+    }
+
+    async fn reset(&self) {
+        if let Some(old) = self.link.lock().await.take() {
+            close_quietly(old.connection);
+        }
+    }
+
+    /// Publishes one message and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), QueueError> {
+        let channel = self.channel().await?;
+        let attempt = async {
+            let confirm = channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    properties,
+                )
+                .await?;
+            confirm.await
+        };
+        let target = if exchange.is_empty() {
+            routing_key
+        } else {
+            exchange
+        };
+        match tokio::time::timeout(self.confirm_timeout, attempt).await {
+            Err(_) => {
+                self.reset().await;
+                Err(QueueError::Timeout)
+            }
+            Ok(Err(err)) => {
+                self.reset().await;
+                Err(err.into())
+            }
+            Ok(Ok(confirmation)) => check(confirmation, target),
+        }
+    }
+
+    /// Publishes a notification to the work exchange.
+    pub async fn publish_notification(
+        &self,
+        body: &[u8],
+        meta: &MessageMeta,
+    ) -> Result<(), QueueError> {
+        let topology = &self.settings.topology;
+        self.publish(
+            topology.exchange(),
+            topology.routing_key(),
+            body,
+            meta.to_properties(&body_digest(body)),
+        )
+        .await
+    }
+
+    /// Publishes many notifications to the work exchange, all in flight at
+    /// once, then waits for every confirm. Returns, in order, whether each
+    /// was confirmed.
+    pub async fn publish_notifications(
+        &self,
+        messages: &[(Vec<u8>, MessageMeta)],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let channel = self.channel().await?;
+        let topology = &self.settings.topology;
+        let mut pending = Vec::with_capacity(messages.len());
+        for (body, meta) in messages {
+            let confirm = channel
+                .basic_publish(
+                    topology.exchange().into(),
+                    topology.routing_key().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body,
+                    meta.to_properties(&body_digest(body)),
+                )
+                .await;
+            pending.push(confirm);
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        let mut failed = false;
+        for confirm in pending {
+            let result = match confirm {
+                Err(err) => Err(QueueError::from(err)),
+                Ok(confirm) => match tokio::time::timeout(self.confirm_timeout, confirm).await {
+                    Err(_) => Err(QueueError::Timeout),
+                    Ok(Err(err)) => Err(err.into()),
+                    Ok(Ok(confirmation)) => check(confirmation, topology.exchange()),
+                },
+            };
+            failed |= matches!(result, Err(QueueError::Amqp(_) | QueueError::Timeout));
+            results.push(result);
+        }
+        if failed {
+            self.reset().await;
+        }
+        Ok(results)
+    }
+
+    /// Closes the connection cleanly (at shutdown).
+    pub async fn close(&self) {
+        if let Some(old) = self.link.lock().await.take() {
+            super::close_connection(&old.connection, Duration::from_secs(10)).await;
+        }
+    }
+}
+
+fn check(confirmation: Confirmation, target: &str) -> Result<(), QueueError> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_returned)) => Err(QueueError::Unroutable(target.to_owned())),
+        Confirmation::Nack(_) => Err(QueueError::Nacked(target.to_owned())),
+    }
+}
+
+/// Closes a connection we no longer use, without waiting for it.
+fn close_quietly(connection: Connection) {
+    tokio::spawn(async move {
+        super::close_connection(&connection, Duration::from_secs(120)).await;
+    });
+}

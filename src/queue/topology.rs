@@ -1,0 +1,314 @@
+//! The broker topology, declared idempotently at start-up from one base name.
+//!
+//! ```text
+//! publish --> exchange <base> (direct) --key <base>--> quorum queue <base>
+//!                ^                                       | x-delivery-limit exceeded
+//!                | dead-letter after TTL                 v
+//!        <base>.retry.<delay> (TTL queues)        <base>.parked (classic)
+//! ```
+//!
+//! Retries are plain messages published (with confirms) to a TTL queue that
+//! no one consumes; when the TTL expires the broker dead-letters them back to
+//! the work exchange. This needs no plugin and survives broker restarts,
+//! because every queue is durable and every message persistent.
+
+use std::time::Duration;
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use super::QueueError;
+
+/// The delays between broker-side retries, in order: attempt `n` (0-based)
+/// waits `delays[n]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryDelays(Vec<Duration>);
+
+impl RetryDelays {
+    /// The default schedule: 5s, 30s, 2m, 10m, 1h.
+    pub fn default_schedule() -> Self {
+        Self(
+            [5, 30, 120, 600, 3600]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+        )
+    }
+
+    /// Parses `5s,30s,2m,10m,1h` (units `ms`, `s`, `m`, `h`). The list must
+    /// hold 1-20 delays between 1 ms and 24 h (a message TTL is 32 bits of
+    /// milliseconds, and longer waits belong to a person, not a queue).
+    pub fn parse(input: &str) -> Result<Self, QueueError> {
+        let invalid = |reason: String| QueueError::InvalidDelays {
+            input: input.to_owned(),
+            reason,
+        };
+        let mut delays = Vec::new();
+        for part in input.split(',').map(str::trim) {
+            if part.is_empty() {
+                return Err(invalid("empty delay".into()));
+            }
+            let delay = parse_duration(part).ok_or_else(|| {
+                invalid(format!(
+                    "`{part}` is not a number followed by ms, s, m or h"
+                ))
+            })?;
+            if delay < Duration::from_millis(1) || delay > Duration::from_secs(24 * 3600) {
+                return Err(invalid(format!("`{part}` is not between 1ms and 24h")));
+            }
+            delays.push(delay);
+        }
+        if delays.len() > 20 {
+            return Err(invalid("more than 20 delays".into()));
+        }
+        Ok(Self(delays))
+    }
+
+    pub fn delays(&self) -> &[Duration] {
+        &self.0
+    }
+
+    /// The delay before retry number `attempt` (0-based), if the schedule
+    /// has one.
+    pub fn get(&self, attempt: usize) -> Option<Duration> {
+        self.0.get(attempt).copied()
+    }
+}
+
+impl std::str::FromStr for RetryDelays {
+    type Err = QueueError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for RetryDelays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self.0.iter().map(|d| delay_label(*d)).collect();
+        f.write_str(&labels.join(","))
+    }
+}
+
+/// Parses one `<number><unit>` duration (`ms`, `s`, `m`, `h`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(Duration::from_secs(number)),
+        "m" => number.checked_mul(60).map(Duration::from_secs),
+        "h" => number.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// A short label for a delay (`200ms`, `5s`, `2m`, `1h`): queue names and
+/// metric labels.
+pub fn delay_label(delay: Duration) -> String {
+    let ms = delay.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+/// The names of everything on the broker, derived from one base name, and
+/// the settings that shape it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    base: String,
+    retry_delays: RetryDelays,
+    /// Deliveries of one message before the broker parks it (poison backstop).
+    delivery_limit: u32,
+}
+
+impl Topology {
+    /// Deliveries before the broker parks a message by itself. High enough
+    /// that crashes and reconnects never reach it; low enough to stop a
+    /// message that kills workers.
+    pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+
+    pub fn new(base: &str, retry_delays: RetryDelays) -> Result<Self, QueueError> {
+        let valid = !base.is_empty()
+            && base.len() <= 200
+            && !base.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err(QueueError::InvalidName(base.to_owned()));
+        }
+        Ok(Self {
+            base: base.to_owned(),
+            retry_delays,
+            delivery_limit: Self::DEFAULT_DELIVERY_LIMIT,
+        })
+    }
+
+    pub fn with_delivery_limit(mut self, limit: u32) -> Self {
+        self.delivery_limit = limit.max(1);
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn retry_delays(&self) -> &RetryDelays {
+        &self.retry_delays
+    }
+
+    /// The direct exchange publishers send notifications to.
+    pub fn exchange(&self) -> &str {
+        &self.base
+    }
+
+    /// The routing key binding the work queue to the exchange.
+    pub fn routing_key(&self) -> &str {
+        &self.base
+    }
+
+    /// The quorum queue workers consume.
+    pub fn work_queue(&self) -> &str {
+        &self.base
+    }
+
+    /// Where messages wait for a person.
+    pub fn parking_queue(&self) -> String {
+        format!("{}.parked", self.base)
+    }
+
+    /// The TTL queue holding messages for `delay` before they return.
+    pub fn retry_queue(&self, delay: Duration) -> String {
+        format!("{}.retry.{}", self.base, delay_label(delay))
+    }
+
+    /// Declares everything; declaring what exists with the same arguments is
+    /// a no-op, so every worker and publisher may call it at start-up.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.exchange().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(self.parking_queue().into(), durable, FieldTable::default())
+            .await?;
+        let mut work_args = FieldTable::default();
+        work_args.insert("x-queue-type".into(), long_string("quorum"));
+        work_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+        );
+        work_args.insert("x-dead-letter-exchange".into(), long_string(""));
+        work_args.insert(
+            "x-dead-letter-routing-key".into(),
+            long_string(&self.parking_queue()),
+        );
+        channel
+            .queue_declare(self.work_queue().into(), durable, work_args)
+            .await?;
+        channel
+            .queue_bind(
+                self.work_queue().into(),
+                self.exchange().into(),
+                self.routing_key().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        for &delay in self.retry_delays.delays() {
+            let mut args = FieldTable::default();
+            let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                long_string(self.exchange()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                long_string(self.routing_key()),
+            );
+            channel
+                .queue_declare(self.retry_queue(delay).into(), durable, args)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes everything [`Topology::declare`] made (tests, decommissioning).
+    pub async fn delete(&self, channel: &Channel) -> Result<(), QueueError> {
+        let mut queues = vec![self.work_queue().to_owned(), self.parking_queue()];
+        queues.extend(
+            self.retry_delays
+                .delays()
+                .iter()
+                .map(|delay| self.retry_queue(*delay)),
+        );
+        for queue in queues {
+            channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        channel
+            .exchange_delete(self.exchange().into(), ExchangeDeleteOptions::default())
+            .await?;
+        Ok(())
+    }
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_default_schedule_and_labels_it_back() {
+        let delays = RetryDelays::parse("5s,30s,2m,10m,1h").unwrap();
+        assert_eq!(delays, RetryDelays::default_schedule());
+        assert_eq!(delays.to_string(), "5s,30s,2m,10m,1h");
+        assert_eq!(
+            RetryDelays::parse("200ms, 500ms").unwrap().to_string(),
+            "200ms,500ms"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_delays() {
+        for bad in ["", "5", "5x", "0s", "25h", "5s,,1m", "-1s", "1.5s"] {
+            assert!(RetryDelays::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_derive_from_the_base() {
+        let topology = Topology::new("ipn.notifications", RetryDelays::default_schedule()).unwrap();
+        assert_eq!(topology.parking_queue(), "ipn.notifications.parked");
+        assert_eq!(
+            topology.retry_queue(Duration::from_secs(120)),
+            "ipn.notifications.retry.2m"
+        );
+        assert!(Topology::new("has space", RetryDelays::default_schedule()).is_err());
+    }
+}

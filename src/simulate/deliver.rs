@@ -1,0 +1,328 @@
+//! Delivering a simulation the way the processor does: POST each body to an
+//! intake and check the read receipt, retrying (with backoff) until a valid
+//! one comes back; or publishing straight to the work queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::StreamExt;
+use reqwest::StatusCode;
+
+use super::{Delivery, DeliveryKind, Simulation};
+use crate::ipn::{
+    Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
+};
+use crate::queue::{MessageMeta, Publisher, QueueError};
+
+/// What the processor side saw while delivering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Deliveries answered with a valid receipt.
+    pub receipts: u64,
+    /// Deliveries refused with 403 (forged copies: expected).
+    pub refused: u64,
+    /// Extra attempts after a missing or wrong receipt, a 5xx or a
+    /// connection error.
+    pub retries: u64,
+}
+
+/// Why a delivery run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("delivery #{sequence} ({order_ref}): {reason}")]
+    Delivery {
+        sequence: usize,
+        order_ref: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Why a response is not a valid receipt for the notification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptMismatch {
+    #[error("no read receipt in the response")]
+    Missing,
+    #[error("the receipt's DATE is not YmdHis")]
+    BadDate,
+    #[error("the receipt's HMAC is wrong")]
+    WrongHmac,
+    #[error("the notification itself cannot be answered: {0}")]
+    Unanswerable(String),
+}
+
+/// Checks a response body as the processor does: a `<sig ...>` or
+/// `<EPAYMENT>` receipt whose HMAC, made with `key` over the first product
+/// id and name, IPN_DATE and the receipt's DATE, is right.
+pub fn check_receipt(body: &[u8], key: &SecretKey, response: &str) -> Result<(), ReceiptMismatch> {
+    let form = FormBody::parse(body, &FormLimits::default())
+        .map_err(|err| ReceiptMismatch::Unanswerable(err.to_string()))?;
+    let (format, date, digest) = parse_receipt(response).ok_or(ReceiptMismatch::Missing)?;
+    let date = ReceiptDate::parse(date).map_err(|_| ReceiptMismatch::BadDate)?;
+    let expected = read_receipt(&form, key, format, date)
+        .map_err(|err| ReceiptMismatch::Unanswerable(err.to_string()))?;
+    let expected_digest = parse_receipt(&expected).map(|(_, _, d)| d.to_owned());
+    if expected_digest.as_deref() == Some(&digest.to_ascii_lowercase()) {
+        Ok(())
+    } else {
+        Err(ReceiptMismatch::WrongHmac)
+    }
+}
+
+/// Finds a receipt anywhere in a response: `(format, DATE, HMAC)`.
+fn parse_receipt(text: &str) -> Option<(ReceiptFormat, &str, &str)> {
+    if let Some(start) = text.find("<EPAYMENT>") {
+        let rest = &text[start + "<EPAYMENT>".len()..];
+        let inner = &rest[..rest.find("</EPAYMENT>")?];
+        let (date, digest) = inner.split_once('|')?;
+        return Some((ReceiptFormat::Epayment, date, digest));
+    }
+    let start = text.find("<sig algo=\"")?;
+    let rest = &text[start + "<sig algo=\"".len()..];
+    let (algo, rest) = rest.split_once('"')?;
+    let rest = rest.strip_prefix(" date=\"")?;
+    let (date, rest) = rest.split_once('"')?;
+    let rest = rest.strip_prefix('>')?;
+    let digest = &rest[..rest.find("</sig>")?];
+    // Exactly the spec's spellings: `sha3_256` (a known SDK slip) is no receipt.
+    let algorithm = match algo {
+        "sha256" => Algorithm::Sha256,
+        "sha3-256" => Algorithm::Sha3_256,
+        _ => return None,
+    };
+    Some((ReceiptFormat::Sig(algorithm), date, digest))
+}
+
+/// How hard the simulated processor tries.
+#[derive(Debug, Clone, Copy)]
+pub struct PostPolicy {
+    /// POSTs in flight at once.
+    pub concurrency: usize,
+    /// Attempts per delivery before giving up.
+    pub max_attempts: usize,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for PostPolicy {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            max_attempts: 10,
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The outcome of one POST, as the processor judges it.
+enum Answer {
+    Receipt,
+    Refused,
+}
+
+/// A failure worth another attempt (or, for a genuine notification, one
+/// that makes the run fail once the attempts run out).
+#[derive(Debug)]
+struct Retry(String);
+
+/// POSTs every delivery of `simulation` to `url`, in delivery order with up
+/// to `policy.concurrency` in flight. Genuine notifications and duplicates
+/// must end with a valid receipt; forged copies must be refused (403).
+/// `on_done` is called after each delivery (progress display).
+pub async fn post_all(
+    simulation: &Simulation,
+    url: &str,
+    key: &SecretKey,
+    policy: PostPolicy,
+    on_done: impl Fn() + Sync,
+) -> Result<DeliveryStats, DeliverError> {
+    let client = reqwest::Client::builder()
+        .timeout(policy.request_timeout)
+        .build()
+        .map_err(|err| DeliverError::Delivery {
+            sequence: 0,
+            order_ref: String::new(),
+            reason: format!("cannot build an HTTP client: {err}"),
+        })?;
+    let retries = Arc::new(AtomicU64::new(0));
+    let results: Vec<Result<Answer, DeliverError>> =
+        futures::stream::iter(simulation.deliveries.iter())
+            .map(|delivery| {
+                let client = client.clone();
+                let retries = retries.clone();
+                let on_done = &on_done;
+                async move {
+                    let answer = post_one(&client, url, key, delivery, policy, &retries).await;
+                    on_done();
+                    answer
+                }
+            })
+            .buffered(policy.concurrency.max(1))
+            .collect()
+            .await;
+    let mut stats = DeliveryStats {
+        retries: retries.load(Ordering::Relaxed),
+        ..DeliveryStats::default()
+    };
+    for result in results {
+        match result? {
+            Answer::Receipt => stats.receipts += 1,
+            Answer::Refused => stats.refused += 1,
+        }
+    }
+    Ok(stats)
+}
+
+async fn post_one(
+    client: &reqwest::Client,
+    url: &str,
+    key: &SecretKey,
+    delivery: &Delivery,
+    policy: PostPolicy,
+    retries: &AtomicU64,
+) -> Result<Answer, DeliverError> {
+    let forged = delivery.kind == DeliveryKind::Tampered;
+    let attempt = || async {
+        let response = client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(delivery.body.clone())
+            .send()
+            .await
+            .map_err(|err| Retry(format!("no answer: {err}")))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|err| Retry(format!("cannot read the answer: {err}")))?;
+        if forged {
+            return if status == StatusCode::FORBIDDEN {
+                Ok(Answer::Refused)
+            } else if status.is_server_error() {
+                Err(Retry(format!("HTTP {status}")))
+            } else {
+                // A forged body must never be acknowledged: not retryable.
+                Ok(Answer::Receipt)
+            };
+        }
+        if status != StatusCode::OK {
+            return Err(Retry(format!("HTTP {status}")));
+        }
+        check_receipt(&delivery.body, key, &text)
+            .map(|()| Answer::Receipt)
+            .map_err(|err| Retry(err.to_string()))
+    };
+    let answer = attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(policy.first_delay)
+                .with_max_delay(policy.max_delay)
+                .with_max_times(policy.max_attempts.saturating_sub(1))
+                .with_jitter(),
+        )
+        .notify(|_, _| {
+            retries.fetch_add(1, Ordering::Relaxed);
+        })
+        .await
+        .map_err(|Retry(reason)| DeliverError::Delivery {
+            sequence: delivery.sequence,
+            order_ref: delivery.order_ref.clone(),
+            reason,
+        })?;
+    match answer {
+        Answer::Receipt if forged => Err(DeliverError::Delivery {
+            sequence: delivery.sequence,
+            order_ref: delivery.order_ref.clone(),
+            reason: "a forged notification was acknowledged".to_owned(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Publishes every delivery straight to the work exchange, with confirms,
+/// in batches. Returns how many were confirmed.
+pub async fn publish_all(
+    simulation: &Simulation,
+    publisher: &Publisher,
+    on_done: impl Fn(usize),
+) -> Result<usize, DeliverError> {
+    let mut confirmed = 0;
+    for batch in simulation.deliveries.chunks(200) {
+        let messages: Vec<(Vec<u8>, MessageMeta)> = batch
+            .iter()
+            .map(|d| {
+                (
+                    d.body.clone(),
+                    MessageMeta::received(chrono::Utc::now(), None),
+                )
+            })
+            .collect();
+        for (delivery, result) in batch
+            .iter()
+            .zip(publisher.publish_notifications(&messages).await?)
+        {
+            result.map_err(|err| DeliverError::Delivery {
+                sequence: delivery.sequence,
+                order_ref: delivery.order_ref.clone(),
+                reason: format!("not confirmed: {err}"),
+            })?;
+            confirmed += 1;
+        }
+        on_done(batch.len());
+    }
+    Ok(confirmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = b"IPN_PID%5B%5D=1&IPN_PNAME%5B%5D=Software+program&IPN_DATE=20050303123434";
+
+    #[test]
+    fn a_spec_receipt_is_accepted_in_both_formats() {
+        let key = SecretKey::new("AABBCCDDEEFF");
+        let epayment = "<EPAYMENT>20050303123434|7bf97ed39681027d0c45aa45e3ea98f0</EPAYMENT>";
+        assert_eq!(check_receipt(BODY, &key, epayment), Ok(()));
+        let form = FormBody::parse(BODY, &FormLimits::default()).unwrap();
+        let date = ReceiptDate::parse("20261129010203").unwrap();
+        let sig = read_receipt(&form, &key, ReceiptFormat::Sig(Algorithm::Sha3_256), date).unwrap();
+        assert_eq!(check_receipt(BODY, &key, &format!("ok\n{sig}\n")), Ok(()));
+    }
+
+    #[test]
+    fn wrong_or_missing_receipts_are_refused() {
+        let key = SecretKey::new("AABBCCDDEEFF");
+        let wrong = "<EPAYMENT>20050303123434|00000000000000000000000000000000</EPAYMENT>";
+        assert_eq!(
+            check_receipt(BODY, &key, wrong),
+            Err(ReceiptMismatch::WrongHmac)
+        );
+        assert_eq!(
+            check_receipt(BODY, &key, "OK"),
+            Err(ReceiptMismatch::Missing)
+        );
+        let other_key = SecretKey::new("another key");
+        let right_for_other =
+            "<EPAYMENT>20050303123434|7bf97ed39681027d0c45aa45e3ea98f0</EPAYMENT>";
+        assert_eq!(
+            check_receipt(BODY, &other_key, right_for_other),
+            Err(ReceiptMismatch::WrongHmac)
+        );
+        assert_eq!(
+            check_receipt(
+                BODY,
+                &key,
+                "<sig algo=\"sha3_256\" date=\"20050303123434\">ab</sig>"
+            ),
+            Err(ReceiptMismatch::Missing),
+            "the Python SDK's underscore spelling is not a valid receipt"
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! `ipn-reconciler serve` as a real process: end to end from `publish`,
+//! the operations endpoint, clean logs, SIGKILL and SIGTERM.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::amqp::{
+    TestQueue, count, import_fixture_orders, import_orders_csv, key_env, resigned, run_cli,
+    test_key, wait_until,
+};
+use common::{TestDb, expected_states, fixture_files, personal_data, repo_path};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A `serve` process whose standard error goes to a file.
+struct Daemon {
+    child: Child,
+    log: tempfile::NamedTempFile,
+    http_port: u16,
+}
+
+impl Daemon {
+    fn start(db: &TestDb, queue: &TestQueue, extra: &[(&'static str, &str)]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let http_port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"));
+        command
+            .arg("serve")
+            .envs(queue.env())
+            .envs(key_env())
+            .env("DATABASE_URL", &db.url)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("IPN_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("log handle"));
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("spawn serve");
+        Self {
+            child,
+            log,
+            http_port,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).expect("read log")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    async fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "serve did not exit in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .await
+            .ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn notifications(db: &TestDb) -> i64 {
+    count(&db.url, "SELECT count(*) FROM notifications").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixtures_reconcile_end_to_end_with_metrics_and_clean_logs() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    import_fixture_orders(&store).await;
+    let queue = TestQueue::new("200ms,500ms");
+    let mut daemon = Daemon::start(&db, &queue, &[]);
+
+    let ready = wait_until(Duration::from_secs(20), || async {
+        matches!(daemon.get("/readyz").await, Some((200, _)))
+    })
+    .await;
+    assert!(ready, "ready; logs:\n{}", daemon.logs());
+    assert_eq!(daemon.get("/healthz").await.map(|r| r.0), Some(200));
+
+    let files: Vec<String> = fixture_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["publish".to_owned()];
+    args.extend(files.iter().cloned());
+    let (ok, stdout, stderr) = run_cli(args, queue.env()).await;
+    assert!(ok, "publish: {stderr}");
+    assert!(
+        stdout.contains("published 22 of 22 (confirmed)"),
+        "{stdout}"
+    );
+
+    let settled = wait_until(Duration::from_secs(30), || async {
+        notifications(&db).await == 22
+    })
+    .await;
+    assert!(settled, "logs:\n{}", daemon.logs());
+    for (order_ref, expected) in expected_states() {
+        let order = store
+            .order(&order_ref)
+            .await
+            .expect("query")
+            .expect("order");
+        assert_eq!(order.status.as_str(), expected["status"], "{order_ref}");
+        assert_eq!(order.paid, expected["paid"], "{order_ref}");
+        assert_eq!(order.refunded, expected["refunded"], "{order_ref}");
+        assert_eq!(
+            order.processor_ref.as_deref(),
+            expected["processor_ref"].as_str(),
+            "{order_ref}"
+        );
+    }
+
+    let (status, metrics) = daemon.get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    for series in [
+        "ipn_notifications_total{outcome=\"applied\"} 16",
+        "ipn_notifications_total{outcome=\"ignored\"} 5",
+        "ipn_notifications_total{outcome=\"mismatch\"} 1",
+        "ipn_broker_connected 1",
+        "ipn_database_up 1",
+        "ipn_processing_seconds_count 22",
+        "ipn_in_flight 0",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("ipn_signatures_total{algorithm=")
+            && metrics.contains(",result=\"valid\"} "),
+        "{metrics}"
+    );
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(40)).await, Some(0));
+
+    // The logs: JSON, one span per notification, and nothing personal.
+    let logs = daemon.logs();
+    assert!(logs.lines().count() > 22);
+    assert!(
+        logs.lines()
+            .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok())
+    );
+    assert!(
+        logs.contains("\"order_ref\":\"SHOP-1001\""),
+        "references are logged"
+    );
+    for value in personal_data() {
+        assert!(!logs.contains(&value), "personal data in the logs: {value}");
+    }
+    let mut secrets: Vec<String> = std::fs::read_to_string(repo_path("fixtures/keys/test.keys"))
+        .expect("keys")
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
+        .collect();
+    secrets.push(
+        std::fs::read_to_string(repo_path("fixtures/keys/pseudonym.key"))
+            .expect("pseudonym key")
+            .trim()
+            .to_owned(),
+    );
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a key secret in the logs");
+    }
+    assert!(
+        !logs.contains("guest:guest"),
+        "the AMQP password is redacted"
+    );
+    for line in logs.lines() {
+        assert!(
+            !ipn_reconciler::domain::contains_pan(line),
+            "a card number in: {line}"
+        );
+    }
+}
+
+/// 1,000 orders, each authorized then completed: 2,000 distinct bodies.
+fn stream_of_2000() -> (String, Vec<Vec<u8>>) {
+    let key = test_key();
+    let mut csv = String::from("order_ref,amount,currency\n");
+    let mut bodies = Vec::with_capacity(2000);
+    for n in 0..1000u64 {
+        let order_ref = format!("K-{n:04}");
+        csv.push_str(&format!("{order_ref},107.00,EUR\n"));
+        bodies.push(resigned(
+            "02-shop-1001-authorized.txt",
+            &order_ref,
+            60_000_000 + n,
+            &key,
+        ));
+        bodies.push(resigned(
+            "03-shop-1001-complete.txt",
+            &order_ref,
+            60_000_000 + n,
+            &key,
+        ));
+    }
+    (csv, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_and_restarted_applies_everything_exactly_once() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let (csv, bodies) = stream_of_2000();
+    import_orders_csv(&store, &csv).await;
+    let queue = TestQueue::new("200ms,500ms");
+    queue.declare().await;
+    queue.publish(&bodies).await;
+
+    let mut first = Daemon::start(&db, &queue, &[("IPN_CONCURRENCY", "8")]);
+    let started = wait_until(Duration::from_secs(30), || async {
+        notifications(&db).await >= 300
+    })
+    .await;
+    assert!(started, "logs:\n{}", first.logs());
+    first.child.kill().expect("SIGKILL");
+    let _ = first.wait(Duration::from_secs(10)).await;
+    let at_kill = notifications(&db).await;
+    assert!(at_kill < 2000, "killed in the middle (at {at_kill})");
+
+    let mut second = Daemon::start(&db, &queue, &[("IPN_CONCURRENCY", "8")]);
+    let done = wait_until(Duration::from_secs(50), || async {
+        notifications(&db).await == 2000
+    })
+    .await;
+    assert!(done, "all recorded; logs:\n{}", second.logs());
+    second.signal("TERM");
+    assert_eq!(second.wait(Duration::from_secs(40)).await, Some(0));
+
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM order_events").await,
+        2000
+    );
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM orders WHERE status = 'paid'").await,
+        1000
+    );
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 0);
+    assert_eq!(queue.ready(&queue.topology().parking_queue()).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_work_and_leaves_the_rest_queued() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let (csv, mut bodies) = stream_of_2000();
+    bodies.truncate(600);
+    import_orders_csv(&store, &csv).await;
+    let queue = TestQueue::new("200ms,500ms");
+    queue.declare().await;
+    queue.publish(&bodies).await;
+
+    let mut daemon = Daemon::start(
+        &db,
+        &queue,
+        &[("IPN_CONCURRENCY", "4"), ("IPN_PREFETCH", "50")],
+    );
+    let started = wait_until(Duration::from_secs(30), || async {
+        notifications(&db).await >= 50
+    })
+    .await;
+    assert!(started, "logs:\n{}", daemon.logs());
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.wait(Duration::from_secs(40)).await,
+        Some(0),
+        "logs:\n{}",
+        daemon.logs()
+    );
+    let recorded = notifications(&db).await;
+    assert!(recorded < 600, "stopped before the end ({recorded})");
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM order_events").await,
+        recorded,
+        "every recorded notification was committed with its ledger row"
+    );
+    // Nothing lost: what was not processed is back in the work queue.
+    let expected = 600 - recorded as u32;
+    let work = queue.topology().work_queue().to_owned();
+    let all_back = wait_until(Duration::from_secs(10), || async {
+        queue.ready(&work).await == expected
+    })
+    .await;
+    assert!(
+        all_back,
+        "{} ready, expected {expected}; logs:\n{}",
+        queue.ready(&work).await,
+        daemon
+            .logs()
+            .lines()
+            .filter(|l| !l.contains("notification handled"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let logs = daemon.logs();
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    assert!(logs.contains("worker stopped"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_an_invalid_configuration_with_a_clear_message() {
+    let queue = TestQueue::new("200ms");
+    let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
+        (vec![("IPN_RETRY_DELAYS", "5s,soon".into())], "soon"),
+        (
+            vec![("IPN_KEYS_FILE", "/nonexistent/ipn.keys".into())],
+            "/nonexistent/ipn.keys",
+        ),
+        (vec![("AMQP_URL", "rabbit://nowhere".into())], "AMQP_URL"),
+        (vec![("IPN_ORPHAN_WINDOW", "forever".into())], "forever"),
+    ];
+    for (overrides, expected) in cases {
+        let mut env = queue.env();
+        env.extend(key_env());
+        env.push(("IPN_HTTP_ADDR", "127.0.0.1:0".into()));
+        env.extend(overrides);
+        let (ok, _, stderr) = run_cli(vec!["serve".into()], env).await;
+        assert!(!ok, "refused");
+        assert!(stderr.contains(expected), "{expected} in: {stderr}");
+    }
+}
