@@ -9,14 +9,19 @@
 //! - [`pipeline`]: one notification's way through all of the above;
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
 //! - [`worker`]: the consume loop (retries, parking, graceful shutdown);
+//! - [`intake`]: the processor-facing HTTP endpoint (receipt once queued);
 //! - [`metrics`], [`http`]: Prometheus metrics and the operations endpoint;
+//! - [`simulate`]: a seeded processor simulator with known expectations;
+//! - [`demo`]: the whole system in one process, for newcomers;
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod intake;
 pub mod ipn;
 pub mod metrics;
 pub mod pipeline;

@@ -33,6 +33,12 @@ pub struct DelayLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `queued`, `malformed`, `invalid_signature`, `broker_unavailable`, ...
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -51,6 +57,8 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub database_up: Gauge,
     pub ipn_date_skew_seconds: Histogram,
+    /// Intake requests, by result.
+    pub intake_requests: Family<ResultLabels, Counter>,
     /// Messages handled so far, whatever became of them (tests, logs).
     handled: Arc<AtomicU64>,
 }
@@ -84,7 +92,14 @@ impl Metrics {
             86400.0,
         ]);
 
+        let intake_requests = Family::<ResultLabels, Counter>::default();
+
         let mut registry = Registry::with_prefix("ipn");
+        registry.register(
+            "intake_requests",
+            "POSTs to the intake, by result (queued = answered with a receipt)",
+            intake_requests.clone(),
+        );
         registry.register(
             "notifications",
             "Notifications handled, by outcome",
@@ -147,6 +162,7 @@ impl Metrics {
             broker_connected,
             database_up,
             ipn_date_skew_seconds,
+            intake_requests,
             handled: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -191,6 +207,14 @@ impl Metrics {
         self.parked
             .get_or_create(&ReasonLabels {
                 reason: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn intake_request(&self, result: &str) {
+        self.intake_requests
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
             })
             .inc();
     }

@@ -688,6 +688,15 @@ pub struct ServeSettings {
     pub worker: WorkerSettings,
     /// Where the operations endpoint listens (`None`: no endpoint).
     pub http_addr: Option<SocketAddr>,
+    /// The processor-facing intake (`None`: worker only).
+    pub intake: Option<IntakeListen>,
+}
+
+/// Where and how the intake of `serve` listens.
+#[derive(Debug, Clone)]
+pub struct IntakeListen {
+    pub addr: SocketAddr,
+    pub settings: crate::intake::IntakeSettings,
 }
 
 /// The daemon: connects the store (waiting out an unreachable database),
@@ -715,6 +724,17 @@ pub async fn serve(
         ),
     };
 
+    // Bound before anything else so a taken port fails start-up at once.
+    let intake_listener = match &settings.intake {
+        None => None,
+        Some(intake) => Some(tokio::net::TcpListener::bind(intake.addr).await.map_err(
+            |source| WorkerError::Http {
+                addr: intake.addr,
+                source,
+            },
+        )?),
+    };
+
     let connect = connect_store(settings.database.clone());
     let store = tokio::select! {
         store = connect => store?,
@@ -737,6 +757,28 @@ pub async fn serve(
         }))
     });
 
+    let intake = match (intake_listener, settings.intake) {
+        (Some(listener), Some(listen)) => {
+            // Its own publishing connection: intake traffic never waits
+            // behind the worker's retries.
+            let publisher = Arc::new(Publisher::new(settings.worker.amqp.clone(), "intake"));
+            let intake = Arc::new(crate::intake::Intake {
+                settings: listen.settings,
+                keys: settings.pipeline.keys.clone(),
+                signatures: settings.pipeline.signatures,
+                publisher: publisher.clone(),
+                metrics: metrics.clone(),
+            });
+            tracing::info!(addr = %listen.addr, path = %intake.settings.path, "intake listening");
+            let token = token.clone();
+            let task = tokio::spawn(crate::intake::serve(listener, intake, async move {
+                token.cancelled().await;
+            }));
+            Some((task, publisher))
+        }
+        _ => None,
+    };
+
     let worker = Worker::new(
         Pipeline::new(settings.pipeline, store),
         settings.worker,
@@ -753,6 +795,10 @@ pub async fn serve(
     token.cancel();
     if let Some(http) = http {
         let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    }
+    if let Some((task, publisher)) = intake {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        publisher.close().await;
     }
     Ok(summary)
 }

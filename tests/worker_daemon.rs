@@ -18,12 +18,14 @@ struct Daemon {
     child: Child,
     log: tempfile::NamedTempFile,
     http_port: u16,
+    intake_port: u16,
 }
 
 impl Daemon {
     fn start(db: &TestDb, queue: &TestQueue, extra: &[(&'static str, &str)]) -> Self {
         let log = tempfile::NamedTempFile::new().expect("log file");
         let http_port = free_port();
+        let intake_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"));
         command
             .arg("serve")
@@ -33,6 +35,7 @@ impl Daemon {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .env("IPN_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("IPN_INTAKE_ADDR", format!("127.0.0.1:{intake_port}"))
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("log handle"));
         for (name, value) in extra {
@@ -43,6 +46,7 @@ impl Daemon {
             child,
             log,
             http_port,
+            intake_port,
         }
     }
 
@@ -360,6 +364,7 @@ async fn serve_refuses_an_invalid_configuration_with_a_clear_message() {
         let mut env = queue.env();
         env.extend(key_env());
         env.push(("IPN_HTTP_ADDR", "127.0.0.1:0".into()));
+        env.push(("IPN_INTAKE_ADDR", "127.0.0.1:0".into()));
         env.extend(overrides);
         let (ok, _, stderr) = run_cli(vec!["serve".into()], env).await;
         assert!(!ok, "refused");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use super::{DbArgs, block_on};
-use crate::store::{FinanceSummary, Store};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -63,45 +63,10 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer_pretty(&mut out, &summary)?;
                 writeln!(out)?;
             }
-            Format::Table => write_summary(&mut out, &summary)?,
+            Format::Table => summary.render(&mut out)?,
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// The finance summary as a person reads it.
-pub fn write_summary(out: &mut impl Write, summary: &FinanceSummary) -> std::io::Result<()> {
-    writeln!(out, "Orders by state")?;
-    let total: i64 = summary.orders_by_state.iter().map(|(_, n)| n).sum();
-    for (state, count) in &summary.orders_by_state {
-        writeln!(out, "  {state:<20} {count:>7}")?;
-    }
-    writeln!(out, "  {:<20} {total:>7}", "total")?;
-    writeln!(out, "\nTotals per currency")?;
-    writeln!(
-        out,
-        "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
-        "CUR", "ORDERS", "EXPECTED", "PAID", "REFUNDED", "NET"
-    )?;
-    for t in &summary.totals {
-        writeln!(
-            out,
-            "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
-            t.currency, t.orders, t.expected, t.paid, t.refunded, t.net
-        )?;
-    }
-    writeln!(out, "\nOpen exceptions by kind")?;
-    if summary.open_exceptions.is_empty() {
-        writeln!(out, "  (none)")?;
-    }
-    for (kind, count) in &summary.open_exceptions {
-        writeln!(out, "  {kind:<24} {count:>7}")?;
-    }
-    writeln!(out, "\nNotifications by outcome")?;
-    for (outcome, count) in &summary.notifications_by_outcome {
-        writeln!(out, "  {outcome:<24} {count:>7}")?;
-    }
-    Ok(())
 }
 
 pub fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {

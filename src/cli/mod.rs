@@ -3,7 +3,9 @@
 //! Commands are thin: they read input, call the library, and turn outcomes
 //! into output and exit codes. Anything worth testing lives in the library.
 
+mod demo;
 mod finance;
+mod intake;
 mod ipn;
 mod orders;
 mod parked;
@@ -60,6 +62,12 @@ pub enum Command {
     /// Run the worker daemon: consume notifications from RabbitMQ, reconcile
     /// them, and serve /healthz, /readyz and /metrics.
     Serve(Box<serve::ServeArgs>),
+    /// The whole system in one command, for newcomers: simulated orders
+    /// over HTTP through intake and worker, then the finance summary.
+    Demo(demo::DemoArgs),
+    /// Run the processor-facing intake alone (`serve` runs it too): POST
+    /// /ipn answers with a read receipt once the notification is queued.
+    Intake(Box<intake::IntakeCommandArgs>),
     /// Publish notification bodies to the work exchange (persistent, with
     /// publisher confirms), as the intake does.
     Publish(publish::PublishArgs),
@@ -85,6 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Orders(command) => orders::run(command),
         Command::Process(args) => process::run(args),
         Command::Serve(args) => serve::run(*args),
+        Command::Demo(args) => demo::run(args),
+        Command::Intake(args) => intake::run(*args),
         Command::Publish(args) => publish::run(args),
         Command::Parked(command) => parked::run(command),
         Command::Report(args) => finance::report(args),

@@ -39,7 +39,7 @@ impl AmqpArgs {
     }
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text.trim())
         .ok_or_else(|| format!("`{text}` is not a number followed by ms, s, m or h"))
 }
@@ -68,6 +68,12 @@ pub struct ServeArgs {
     /// Address of the operations endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "IPN_HTTP_ADDR", default_value = "127.0.0.1:9187")]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub intake: super::intake::IntakeArgs,
+    /// Run the worker only, without the intake listener (when the intake
+    /// runs elsewhere as `ipn-reconciler intake`).
+    #[arg(long, env = "IPN_NO_INTAKE")]
+    pub no_intake: bool,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_enum)]
     pub log_format: LogFormat,
@@ -125,16 +131,26 @@ fn settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
                 database.redacted_url()
             )
         })?;
+    let pipeline = args.pipeline.config()?;
+    let intake = if args.no_intake {
+        None
+    } else {
+        Some(worker::IntakeListen {
+            addr: args.intake.intake_addr,
+            settings: args.intake.settings(pipeline.limits)?,
+        })
+    };
     Ok(ServeSettings {
         database,
-        pipeline: args.pipeline.config()?,
+        pipeline,
         worker,
         http_addr: Some(args.http_addr),
+        intake,
     })
 }
 
 /// Completes on the first SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;

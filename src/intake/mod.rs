@@ -58,7 +58,9 @@ impl ReceiptChoice {
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "auto" => Some(Self::Auto),
-            "sig-sha3" | "sig-sha3-256" => Some(Self::Fixed(ReceiptFormat::Sig(Algorithm::Sha3_256))),
+            "sig-sha3" | "sig-sha3-256" => {
+                Some(Self::Fixed(ReceiptFormat::Sig(Algorithm::Sha3_256)))
+            }
             "sig-sha256" => Some(Self::Fixed(ReceiptFormat::Sig(Algorithm::Sha256))),
             "epayment" => Some(Self::Fixed(ReceiptFormat::Epayment)),
             _ => None,
@@ -99,7 +101,7 @@ pub struct Intake {
     pub keys: KeyRing,
     pub signatures: SignaturePolicy,
     pub publisher: Arc<Publisher>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for Intake {
@@ -148,7 +150,12 @@ async fn receive(
         .and_then(|value| value.to_str().ok());
     let client = settings.source.client_addr(peer, forwarded);
     if !settings.source.allows(client) {
-        return refuse(metrics, StatusCode::FORBIDDEN, "source_refused", format!("source {client} is not allowed"));
+        return refuse(
+            metrics,
+            StatusCode::FORBIDDEN,
+            "source_refused",
+            format!("source {client} is not allowed"),
+        );
     }
     let form_content = headers
         .get(header::CONTENT_TYPE)
@@ -172,7 +179,14 @@ async fn receive(
     }
     let form = match FormBody::parse(&body, &settings.limits) {
         Ok(form) => form,
-        Err(err) => return refuse(metrics, StatusCode::BAD_REQUEST, "malformed", format!("malformed: {err}")),
+        Err(err) => {
+            return refuse(
+                metrics,
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("malformed: {err}"),
+            );
+        }
     };
     let algorithm = if settings.verify_at_edge {
         match verify(&form, &intake.keys, &intake.signatures) {
@@ -182,7 +196,12 @@ async fn receive(
             }
             Err(err) => {
                 metrics.signature("unknown", err.reason());
-                return refuse(metrics, StatusCode::FORBIDDEN, "invalid_signature", format!("invalid: {err}"));
+                return refuse(
+                    metrics,
+                    StatusCode::FORBIDDEN,
+                    "invalid_signature",
+                    format!("invalid: {err}"),
+                );
             }
         }
     } else {
@@ -198,9 +217,21 @@ async fn receive(
     };
     // Built before publishing: a body we cannot answer must not be queued
     // under a non-200 answer (the processor would send it again).
-    let receipt = match read_receipt(&form, &intake.keys.current().secret, format, ReceiptDate::now()) {
+    let receipt = match read_receipt(
+        &form,
+        &intake.keys.current().secret,
+        format,
+        ReceiptDate::now(),
+    ) {
         Ok(receipt) => receipt,
-        Err(err) => return refuse(metrics, StatusCode::BAD_REQUEST, "malformed", format!("malformed: {err}")),
+        Err(err) => {
+            return refuse(
+                metrics,
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("malformed: {err}"),
+            );
+        }
     };
     let meta = MessageMeta::received(Utc::now(), Some(client.to_string()));
     let published = tokio::time::timeout(
@@ -220,11 +251,21 @@ async fn receive(
         }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "cannot queue a notification: answering 503");
-            refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "temporarily unavailable".to_owned())
+            refuse(
+                metrics,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                "temporarily unavailable".to_owned(),
+            )
         }
         Err(_) => {
             tracing::warn!(timeout = ?settings.confirm_timeout, "broker did not confirm in time: answering 503");
-            refuse(metrics, StatusCode::SERVICE_UNAVAILABLE, "broker_timeout", "temporarily unavailable".to_owned())
+            refuse(
+                metrics,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_timeout",
+                "temporarily unavailable".to_owned(),
+            )
         }
     }
 }
@@ -237,5 +278,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(intake).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -39,18 +39,22 @@ impl SourcePolicy {
     /// whatever the client claimed, so they are not trusted). A header that
     /// is missing or unparsable falls back to the TCP peer.
     pub fn client_addr(&self, peer: SocketAddr, forwarded: Option<&str>) -> IpAddr {
-        let from_header = self.forwarded_header.as_ref().and(forwarded).and_then(|value| {
-            value
-                .rsplit(',')
-                .map(str::trim)
-                .find(|entry| !entry.is_empty())
-                .and_then(|entry| {
-                    entry
-                        .parse::<IpAddr>()
-                        .ok()
-                        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
-                })
-        });
+        let from_header = self
+            .forwarded_header
+            .as_ref()
+            .and(forwarded)
+            .and_then(|value| {
+                value
+                    .rsplit(',')
+                    .map(str::trim)
+                    .find(|entry| !entry.is_empty())
+                    .and_then(|entry| {
+                        entry
+                            .parse::<IpAddr>()
+                            .ok()
+                            .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+                    })
+            });
         from_header.unwrap_or_else(|| peer.ip())
     }
 

@@ -203,6 +203,20 @@ impl Store {
         .map_err(|err| StoreError::Migration(err.to_string()))?
     }
 
+    /// Empties every table (the demo starts from a clean slate). The ledger's
+    /// append-only trigger does not fire on TRUNCATE, which is why only this
+    /// deliberate, whole-database reset can remove ledger rows.
+    pub async fn reset_all_data(&self) -> Result<(), StoreError> {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "TRUNCATE review_items, order_events, notifications, orders RESTART IDENTITY",
+        )
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         use diesel_async::RunQueryDsl;

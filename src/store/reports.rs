@@ -48,6 +48,44 @@ pub struct ReviewItem {
     pub created_at: DateTime<Utc>,
 }
 
+impl FinanceSummary {
+    /// The finance summary as a person reads it.
+    pub fn render(&self, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
+        let summary = self;
+        writeln!(out, "Orders by state")?;
+        let total: i64 = summary.orders_by_state.iter().map(|(_, n)| n).sum();
+        for (state, count) in &summary.orders_by_state {
+            writeln!(out, "  {state:<20} {count:>7}")?;
+        }
+        writeln!(out, "  {:<20} {total:>7}", "total")?;
+        writeln!(out, "\nTotals per currency")?;
+        writeln!(
+            out,
+            "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
+            "CUR", "ORDERS", "EXPECTED", "PAID", "REFUNDED", "NET"
+        )?;
+        for t in &summary.totals {
+            writeln!(
+                out,
+                "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
+                t.currency, t.orders, t.expected, t.paid, t.refunded, t.net
+            )?;
+        }
+        writeln!(out, "\nOpen exceptions by kind")?;
+        if summary.open_exceptions.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
+        for (kind, count) in &summary.open_exceptions {
+            writeln!(out, "  {kind:<24} {count:>7}")?;
+        }
+        writeln!(out, "\nNotifications by outcome")?;
+        for (outcome, count) in &summary.notifications_by_outcome {
+            writeln!(out, "  {outcome:<24} {count:>7}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Orders by state, money per currency, open exceptions by kind.
     pub async fn finance_summary(&self) -> Result<FinanceSummary, StoreError> {

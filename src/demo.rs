@@ -1,0 +1,417 @@
+//! `ipn-reconciler demo`: the whole system in one process, for a newcomer.
+//!
+//! It resets a demo database and a demo queue, imports simulated orders,
+//! starts the intake and the worker, POSTs a few hundred orders' worth of
+//! notifications over HTTP (with every anomaly the simulator knows, checking
+//! each read receipt as the processor would), waits until everything is
+//! settled, prints the finance summary, and compares the database with the
+//! simulator's independent expectation. It ends by itself.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{ReconcilePolicy, ReviewKind};
+use crate::intake::{Intake, IntakeSettings};
+use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::queue::{AmqpSettings, Publisher, QueueError, RetryDelays, Topology};
+use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, post_all};
+use crate::simulate::{
+    AnomalyRates, DeliveryKind, Simulation, SimulationConfig, simulate, sort_kinds,
+};
+use crate::store::{DatabaseSettings, Store, StoreError};
+use crate::worker::{Worker, WorkerSettings};
+
+/// The demo's own, public key. It signs the simulated notifications and
+/// the receipts; it is not a secret and must never be used for real.
+pub const DEMO_KEY: &str = "ipn-reconciler-DEMO-ONLY-key";
+
+/// What the demo runs against and how big it is.
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    /// A database the demo may empty: its name must contain `demo`.
+    pub database_url: String,
+    pub amqp_url: String,
+    /// Base name of the demo's exchange and queues (reset at start).
+    pub queue_base: String,
+    pub seed: u64,
+    pub orders: usize,
+    pub rates: AnomalyRates,
+    /// How long to wait for everything to settle.
+    pub settle_timeout: Duration,
+}
+
+impl DemoSettings {
+    pub const DEFAULT_DATABASE_URL: &'static str =
+        "postgres://postgres@127.0.0.1:5432/ipn_reconciler_demo";
+
+    pub fn new(database_url: String, amqp_url: String) -> Self {
+        Self {
+            database_url,
+            amqp_url,
+            queue_base: "ipn.demo".to_owned(),
+            seed: 2026,
+            orders: 300,
+            rates: AnomalyRates {
+                duplicates: 0.1,
+                out_of_order: 0.25,
+                tampered: 0.05,
+                amount_mismatch: 0.05,
+                unknown_orders: 0.04,
+                pan_in_free_text: 0.03,
+            },
+            settle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why the demo could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(
+        "the demo empties its database, so its name must contain `demo` (got `{0}`); \
+         pass --database-url with a dedicated demo database"
+    )]
+    NotADemoDatabase(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
+    #[error("simulation: {0}")]
+    Simulation(String),
+    #[error("cannot listen for the intake: {0}")]
+    Listen(std::io::Error),
+    #[error("not settled after {0:?}: {1}")]
+    NotSettled(Duration, String),
+    #[error("output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// How a demo run ended.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    pub orders: usize,
+    pub deliveries: usize,
+    pub stats: DeliveryStats,
+    /// Differences between the database and the simulator's expectation;
+    /// empty means the run is green.
+    pub differences: Vec<String>,
+}
+
+/// Runs the demo, writing progress and the summary to `out`.
+pub async fn run(
+    settings: &DemoSettings,
+    out: &mut (dyn Write + Send),
+) -> Result<DemoOutcome, DemoError> {
+    let db_name = settings
+        .database_url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().map(str::to_owned))
+        .unwrap_or_default();
+    if !db_name.contains("demo") {
+        return Err(DemoError::NotADemoDatabase(db_name));
+    }
+    let keys = KeyRing::single(DEMO_KEY);
+    let key = keys.current().secret.clone();
+
+    writeln!(
+        out,
+        "1/5 preparing database {db_name} and queues {}.*",
+        settings.queue_base
+    )?;
+    let store = Store::connect(DatabaseSettings::new(settings.database_url.clone())).await?;
+    store.reset_all_data().await?;
+    // Short delays so that orphans settle within the demo: the production
+    // defaults are 5s..1h and a one-hour orphan window.
+    let topology = Topology::new(
+        &settings.queue_base,
+        RetryDelays::parse("500ms,1s,2s")?,
+    )?;
+    let amqp = AmqpSettings::new(settings.amqp_url.clone(), topology)?;
+    reset_queues(&amqp).await?;
+
+    let mut config = SimulationConfig::new(settings.seed, settings.orders);
+    config.rates = settings.rates;
+    let simulation =
+        simulate(&config, &key).map_err(|err| DemoError::Simulation(err.to_string()))?;
+    let report = store
+        .import_orders(&simulation.orders)
+        .await
+        .map_err(|err| DemoError::Simulation(err.to_string()))?;
+    writeln!(
+        out,
+        "2/5 imported {} simulated orders ({} notifications to deliver, {} for unknown orders)",
+        report.inserted,
+        simulation.deliveries.len(),
+        simulation.expected_orphans.len()
+    )?;
+
+    let metrics = Metrics::new();
+    let pipeline = PipelineConfig {
+        keys: keys.clone(),
+        signatures: SignaturePolicy::default(),
+        limits: FormLimits::default(),
+        pseudonym_key: None,
+        reconcile: ReconcilePolicy::default(),
+    };
+    let token = CancellationToken::new();
+    let mut worker_settings = WorkerSettings::new(amqp.clone());
+    worker_settings.orphan_window = Duration::from_secs(3);
+    worker_settings.shutdown_deadline = Duration::from_secs(10);
+    let worker = Worker::new(
+        Pipeline::new(pipeline, store.clone()),
+        worker_settings,
+        metrics.clone(),
+    );
+    let worker_token = token.clone();
+    let worker_task = tokio::spawn(async move { worker.run(worker_token.cancelled_owned()).await });
+
+    let publisher = Arc::new(Publisher::new(amqp.clone(), "demo-intake"));
+    let intake = Arc::new(Intake {
+        settings: IntakeSettings::default(),
+        keys,
+        signatures: SignaturePolicy::default(),
+        publisher: publisher.clone(),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(DemoError::Listen)?;
+    let addr = listener.local_addr().map_err(DemoError::Listen)?;
+    let intake_token = token.clone();
+    let intake_task = tokio::spawn(crate::intake::serve(listener, intake, async move {
+        intake_token.cancelled().await;
+    }));
+    let url = format!("http://{addr}/ipn");
+    writeln!(
+        out,
+        "3/5 intake on {url}, worker consuming {}",
+        settings.queue_base
+    )?;
+
+    let progress = progress_bar(simulation.deliveries.len() as u64);
+    let delivered = post_all(&simulation, &url, &key, PostPolicy::default(), || {
+        progress.inc(1)
+    })
+    .await;
+    progress.finish_and_clear();
+    let stats = match delivered {
+        Ok(stats) => stats,
+        Err(err) => {
+            token.cancel();
+            return Err(err.into());
+        }
+    };
+    writeln!(
+        out,
+        "4/5 processor side: {} receipts checked, {} forged copies refused, {} retries; waiting until settled",
+        stats.receipts, stats.refused, stats.retries
+    )?;
+
+    let settled = wait_until_settled(&store, &simulation, &metrics, settings.settle_timeout).await;
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), intake_task).await;
+    publisher.close().await;
+    settled?;
+
+    writeln!(out, "5/5 settled\n")?;
+    let summary = store.finance_summary().await?;
+    summary.render(out)?;
+    let differences = compare(&store, &simulation).await?;
+    writeln!(out)?;
+    if differences.is_empty() {
+        writeln!(
+            out,
+            "OK: all {} orders and {} unknown orders match the simulator's expectation.",
+            simulation.expected.len(),
+            simulation.expected_orphans.len()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "MISMATCH: {} difference(s) from the simulator's expectation:",
+            differences.len()
+        )?;
+        for difference in differences.iter().take(20) {
+            writeln!(out, "  {difference}")?;
+        }
+    }
+    writeln!(
+        out,
+        "\nWhere to look next (the demo database stays until the next demo):\n  \
+         DATABASE_URL={url} cargo run -- orders list --status mismatch\n  \
+         DATABASE_URL={url} cargo run -- review list\n  \
+         DATABASE_URL={url} cargo run -- report\n  \
+         README.md, sections Operations and Architecture",
+        url = crate::store::redact_url(&settings.database_url)
+    )?;
+    Ok(DemoOutcome {
+        orders: simulation.expected.len(),
+        deliveries: simulation.deliveries.len(),
+        stats,
+        differences,
+    })
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "    POST {bar:40} {pos}/{len} notifications ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Deletes and declares the demo's topology, so no message of an earlier
+/// run is left.
+async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> {
+    let connection = amqp.connect("demo-setup").await?;
+    let channel = connection.create_channel().await?;
+    amqp.topology.delete(&channel).await?;
+    let channel = connection.create_channel().await?;
+    amqp.topology.declare(&channel).await?;
+    let _ = connection.close(200, "demo setup done".into()).await;
+    Ok(())
+}
+
+/// Settled: every distinct genuine notification is recorded, nothing is in
+/// flight, and every orphan has its review item (the last thing to happen).
+async fn wait_until_settled(
+    store: &Store,
+    simulation: &Simulation,
+    metrics: &Metrics,
+    limit: Duration,
+) -> Result<(), DemoError> {
+    let distinct: std::collections::BTreeSet<&[u8]> = simulation
+        .deliveries
+        .iter()
+        .filter(|d| d.kind != DeliveryKind::Tampered)
+        .map(|d| d.body.as_slice())
+        .collect();
+    let expected_orphan_items: usize = simulation
+        .expected_orphans
+        .values()
+        .map(|o| {
+            o.review_kinds
+                .iter()
+                .filter(|k| **k == ReviewKind::OrphanPayment)
+                .count()
+        })
+        .sum();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let summary = store.finance_summary().await?;
+        let recorded: i64 = summary
+            .notifications_by_outcome
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        let still_orphan: i64 = summary
+            .notifications_by_outcome
+            .iter()
+            .filter(|(o, _)| o == "order_not_found")
+            .map(|(_, n)| *n)
+            .sum();
+        let orphan_items: i64 = summary
+            .open_exceptions
+            .iter()
+            .filter(|(k, _)| k == "orphan_payment")
+            .map(|(_, n)| *n)
+            .sum();
+        let done = recorded as usize == distinct.len()
+            && orphan_items as usize == expected_orphan_items
+            && still_orphan as usize == expected_orphan_items
+            && metrics.in_flight.get() == 0;
+        if done {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DemoError::NotSettled(
+                limit,
+                format!(
+                    "{recorded} of {} notifications recorded, {orphan_items} of {expected_orphan_items} orphan items",
+                    distinct.len()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every difference between the database and the simulation's expectation.
+pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<String>, StoreError> {
+    let mut kinds_by_order: BTreeMap<String, Vec<ReviewKind>> = BTreeMap::new();
+    for item in store.review_items(true, None).await? {
+        if let (Some(order_ref), Ok(kind)) = (item.order_ref, ReviewKind::parse(&item.kind)) {
+            kinds_by_order.entry(order_ref).or_default().push(kind);
+        }
+    }
+    for kinds in kinds_by_order.values_mut() {
+        sort_kinds(kinds);
+    }
+    let mut differences = Vec::new();
+    for (order_ref, expected) in &simulation.expected {
+        let Some(order) = store.order(order_ref).await? else {
+            differences.push(format!("{order_ref}: missing from the database"));
+            continue;
+        };
+        let actual = (order.status, order.paid.as_str(), order.refunded.as_str());
+        let wanted = (
+            expected.status,
+            expected.paid.as_str(),
+            expected.refunded.as_str(),
+        );
+        if actual != wanted {
+            differences.push(format!(
+                "{order_ref} ({}): status/paid/refunded {:?}, expected {:?}",
+                expected.story.as_str(),
+                (actual.0.as_str(), actual.1, actual.2),
+                (wanted.0.as_str(), wanted.1, wanted.2)
+            ));
+        }
+        let actual_kinds = kinds_by_order.get(order_ref).cloned().unwrap_or_default();
+        if actual_kinds != expected.review_kinds {
+            differences.push(format!(
+                "{order_ref}: review items {:?}, expected {:?}",
+                actual_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                expected
+                    .review_kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    for (order_ref, expected) in &simulation.expected_orphans {
+        if store.order(order_ref).await?.is_some() {
+            differences.push(format!("{order_ref}: an unknown order was created"));
+        }
+        let actual_kinds = kinds_by_order.get(order_ref).cloned().unwrap_or_default();
+        if actual_kinds != expected.review_kinds {
+            differences.push(format!(
+                "{order_ref} (unknown order): review items {:?}, expected {:?}",
+                actual_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                expected
+                    .review_kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(differences)
+}
