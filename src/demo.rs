@@ -131,10 +131,7 @@ pub async fn run(
     store.reset_all_data().await?;
     // Short delays so that orphans settle within the demo: the production
     // defaults are 5s..1h and a one-hour orphan window.
-    let topology = Topology::new(
-        &settings.queue_base,
-        RetryDelays::parse("500ms,1s,2s")?,
-    )?;
+    let topology = Topology::new(&settings.queue_base, RetryDelays::parse("500ms,1s,2s")?)?;
     let amqp = AmqpSettings::new(settings.amqp_url.clone(), topology)?;
     reset_queues(&amqp).await?;
 

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::amqp::{
-    TestQueue, count, import_fixture_orders, import_orders_csv, key_env, resigned, run_cli,
+    TestQueue, count, import_fixture_orders, import_orders_csv, key_env, read, resigned, run_cli,
     test_key, wait_until,
 };
 use common::{TestDb, expected_states, fixture_files, personal_data, repo_path};
@@ -370,4 +370,68 @@ async fn serve_refuses_an_invalid_configuration_with_a_clear_message() {
         assert!(!ok, "refused");
         assert!(stderr.contains(expected), "{expected} in: {stderr}");
     }
+}
+
+/// `serve` runs the intake next to the worker: a POST answered with a valid
+/// receipt ends reconciled, and a forged one is refused without a receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_processor_and_reconciles_what_it_queued() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    import_fixture_orders(&store).await;
+    let queue = TestQueue::new("200ms,500ms");
+    let daemon = Daemon::start(&db, &queue, &[]);
+    let ready = wait_until(Duration::from_secs(20), || async {
+        matches!(daemon.get("/readyz").await, Some((200, _)))
+    })
+    .await;
+    assert!(ready, "ready; logs:\n{}", daemon.logs());
+
+    let url = format!("http://127.0.0.1:{}/ipn", daemon.intake_port);
+    let client = reqwest::Client::new();
+    let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
+    let response = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 200);
+    let receipt = response.text().await.expect("receipt");
+    ipn_reconciler::simulate::deliver::check_receipt(&body, &test_key(), &receipt)
+        .expect("a valid sha3-256 receipt");
+    assert!(
+        receipt.starts_with("<sig algo=\"sha3-256\" date=\""),
+        "{receipt}"
+    );
+
+    let forged = String::from_utf8(body)
+        .expect("utf-8")
+        .replace("IPN_TOTALGENERAL=107.00", "IPN_TOTALGENERAL=7.00");
+    let refused = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(forged)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(!refused.text().await.expect("text").contains("<sig"));
+
+    let applied = wait_until(Duration::from_secs(20), || async {
+        store
+            .order("SHOP-1001")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|o| o.paid == "107.00")
+    })
+    .await;
+    assert!(applied, "logs:\n{}", daemon.logs());
+    assert_eq!(
+        notifications(&db).await,
+        1,
+        "the forged copy never reached the queue"
+    );
 }

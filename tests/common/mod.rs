@@ -22,7 +22,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new() -> Self {
-        let name = format!("ipn_test_{}", uuid::Uuid::new_v4().simple());
+        Self::with_prefix("ipn_test")
+    }
+
+    /// A database named `<prefix>_<uuid>` (the demo wants `demo` in it).
+    pub fn with_prefix(prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let url = format!("{}/{}", server_url(), name);
         Self { name, url }
     }

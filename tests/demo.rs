@@ -1,0 +1,61 @@
+//! The README's run command, `ipn-reconciler demo`, on a smaller scale: the
+//! whole system (intake over HTTP, RabbitMQ, worker, PostgreSQL) against the
+//! simulator's expectation with every anomaly turned on.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestDb;
+use common::amqp::{TestQueue, amqp_url};
+
+#[test]
+fn the_demo_runs_to_a_green_end() {
+    let db = TestDb::with_prefix("ipn_test_demo");
+    // The demo's retry schedule, so that dropping the guard deletes every
+    // queue the demo declared.
+    let queue = TestQueue::new("500ms,1s,2s");
+    let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+        .args([
+            "demo",
+            "--orders",
+            "80",
+            "--seed",
+            "7",
+            "--queue",
+            &queue.base,
+        ])
+        .env("DEMO_DATABASE_URL", &db.url)
+        .env("AMQP_URL", amqp_url())
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("OK: all 80 orders"), "{stdout}");
+    for section in [
+        "Orders by state",
+        "Totals per currency",
+        "Open exceptions by kind",
+    ] {
+        assert!(stdout.contains(section), "{section} in\n{stdout}");
+    }
+    assert!(stdout.contains("forged copies refused"), "{stdout}");
+}
+
+#[test]
+fn the_demo_refuses_a_database_it_must_not_empty() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+        .args(["demo", "--orders", "5"])
+        .env(
+            "DEMO_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/ipn_reconciler",
+        )
+        .output()
+        .expect("run the demo");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must contain `demo`"));
+}

@@ -1,0 +1,258 @@
+//! The processor-facing intake against the real RabbitMQ: receipts,
+//! refusals, broker outages and bursts.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::amqp::{TestQueue, read, resigned, test_key};
+use common::repo_path;
+use ipn_reconciler::intake::{Intake, IntakeSettings, ReceiptChoice, SourcePolicy};
+use ipn_reconciler::ipn::{
+    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
+    read_receipt,
+};
+use ipn_reconciler::metrics::Metrics;
+use ipn_reconciler::queue::{AmqpSettings, Publisher, RetryDelays, Topology};
+use tokio_util::sync::CancellationToken;
+
+/// An intake served on an ephemeral port until the guard drops.
+struct RunningIntake {
+    url: String,
+    metrics: Metrics,
+    stop: CancellationToken,
+}
+
+impl Drop for RunningIntake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(amqp: AmqpSettings, keys: KeyRing, settings: IntakeSettings) -> RunningIntake {
+    let metrics = Metrics::new();
+    let intake = Arc::new(Intake {
+        settings,
+        keys,
+        signatures: SignaturePolicy { allow_md5: true },
+        publisher: Arc::new(Publisher::new(amqp, "test-intake")),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/ipn", listener.local_addr().expect("addr"));
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(ipn_reconciler::intake::serve(
+        listener,
+        intake,
+        async move {
+            token.cancelled().await;
+        },
+    ));
+    RunningIntake { url, metrics, stop }
+}
+
+fn test_ring() -> KeyRing {
+    KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys")
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}
+
+/// The DATE of a receipt, checked to be "now" in UTC.
+fn receipt_date(receipt: &str, marker: &str, end: char) -> ReceiptDate {
+    let start = receipt.find(marker).expect("date marker") + marker.len();
+    let text: String = receipt[start..].chars().take_while(|c| *c != end).collect();
+    let date = ReceiptDate::parse(&text).expect("YmdHis");
+    let now = ReceiptDate::now().to_string();
+    let (now, text): (i64, i64) = (now.parse().expect("n"), text.parse().expect("n"));
+    assert!((now - text).abs() <= 100, "DATE {text} is UTC now ({now})");
+    date
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_are_byte_exact_in_both_formats() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    // Spec V5 with its key: the receipt HMAC covers IPN_PID[0], IPN_PNAME[0],
+    // IPN_DATE and DATE.
+    let spec_ring = KeyRing::single("AABBCCDDEEFF");
+    let body = b"REFNO=1000037&REFNOEXT=&ORDERSTATUS=COMPLETE&IPN_PID%5B%5D=1&IPN_PID%5B%5D=2&IPN_PNAME%5B%5D=Software+program&IPN_PNAME%5B%5D=Caf%C3%A9&IPN_QTY%5B%5D=1&IPN_QTY%5B%5D=0&IPN_DATE=20050303123434&CURRENCY=EUR&HASH=2301bcfc3ec8a77c66450cf53cf4d370&SIGNATURE_SHA2_256=c183824e4ace8ca0e7b1bf3c3c159c2ee15ddd261983cc09f286c4fa7d0eb52a&SIGNATURE_SHA3_256=802213c8220107c6f85f370796cc13dd4d41289d3ef5af4f3f34e9f0d776a12e".to_vec();
+    let form = FormBody::parse(&body, &FormLimits::default()).expect("V5 parses");
+    let key = spec_ring.current().secret.clone();
+
+    for (choice, format) in [
+        (
+            ReceiptChoice::Fixed(ReceiptFormat::Epayment),
+            ReceiptFormat::Epayment,
+        ),
+        (
+            ReceiptChoice::Fixed(ReceiptFormat::Sig(Algorithm::Sha256)),
+            ReceiptFormat::Sig(Algorithm::Sha256),
+        ),
+        (ReceiptChoice::Auto, ReceiptFormat::Sig(Algorithm::Sha3_256)),
+    ] {
+        let settings = IntakeSettings {
+            receipt: choice,
+            ..IntakeSettings::default()
+        };
+        let intake = start(queue.settings.clone(), spec_ring.clone(), settings).await;
+        let (status, receipt) = post(&intake.url, body.clone()).await;
+        assert_eq!(status, 200, "{receipt}");
+        let date = match format {
+            ReceiptFormat::Epayment => receipt_date(&receipt, "<EPAYMENT>", '|'),
+            ReceiptFormat::Sig(_) => receipt_date(&receipt, "date=\"", '"'),
+        };
+        let expected = read_receipt(&form, &key, format, date).expect("receipt");
+        assert_eq!(receipt, expected, "byte-exact {format:?}");
+    }
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_broker_gets_503_and_no_receipt() {
+    let topology = Topology::new("ipn.test.unreachable", RetryDelays::parse("1s").expect("d"))
+        .expect("topology");
+    // Nothing listens on port 1.
+    let amqp = AmqpSettings::new("amqp://guest:guest@127.0.0.1:1/%2f", topology).expect("s");
+    let settings = IntakeSettings {
+        confirm_timeout: Duration::from_secs(3),
+        ..IntakeSettings::default()
+    };
+    let intake = start(amqp, test_ring(), settings).await;
+    let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
+    let (status, text) = post(&intake.url, body).await;
+    assert_eq!(status, 503);
+    assert!(
+        !text.contains("<sig") && !text.contains("<EPAYMENT>"),
+        "{text}"
+    );
+    // Refused connections may be retried inside the client until the
+    // deadline: either way the answer is 503 and the metric says why.
+    let metrics = intake.metrics.encode();
+    assert!(
+        metrics.contains("ipn_intake_requests_total{result=\"broker_unavailable\"} 1")
+            || metrics.contains("ipn_intake_requests_total{result=\"broker_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_concurrent_posts_is_queued_exactly_once() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let intake = start(
+        queue.settings.clone(),
+        test_ring(),
+        IntakeSettings::default(),
+    )
+    .await;
+    let key = test_key();
+    const POSTS: usize = 300;
+    let bodies: Vec<Vec<u8>> = (0..POSTS)
+        .map(|i| {
+            resigned(
+                "03-shop-1001-complete.txt",
+                &format!("B-{i}"),
+                80_000_000 + i as u64,
+                &key,
+            )
+        })
+        .collect();
+    let tasks: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|body| {
+            let url = intake.url.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let (status, receipt) = post(&url, body.clone()).await;
+                assert_eq!(status, 200, "{receipt}");
+                ipn_reconciler::simulate::deliver::check_receipt(&body, &key, &receipt)
+                    .expect("valid receipt");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("POST task");
+    }
+    assert_eq!(
+        queue.ready(queue.topology().work_queue()).await,
+        POSTS as u32
+    );
+    assert!(intake.metrics.encode().contains(&format!(
+        "ipn_intake_requests_total{{result=\"queued\"}} {POSTS}"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let settings = IntakeSettings {
+        source: SourcePolicy {
+            forwarded_header: Some("x-forwarded-for".into()),
+            allow: ipn_reconciler::intake::parse_allow_list("127.0.0.0/8").expect("nets"),
+        },
+        ..IntakeSettings::default()
+    };
+    let intake = start(queue.settings.clone(), test_ring(), settings).await;
+    let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
+    let client = reqwest::Client::new();
+    let send = |content_type: &'static str, forwarded: &'static str, body: Vec<u8>| {
+        let request = client
+            .post(&intake.url)
+            .header("content-type", content_type)
+            .header("x-forwarded-for", forwarded)
+            .body(body);
+        async move {
+            let response = request.send().await.expect("POST");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("text"))
+        }
+    };
+    let form = "application/x-www-form-urlencoded";
+    let tampered = String::from_utf8(body.clone())
+        .expect("utf-8")
+        .replace("IPN_TOTALGENERAL=107.00", "IPN_TOTALGENERAL=1.00")
+        .into_bytes();
+    let cases: Vec<(u16, (u16, String))> = vec![
+        (
+            415,
+            send("application/json", "127.0.0.1", body.clone()).await,
+        ),
+        (413, send(form, "127.0.0.1", vec![b'A'; 70 * 1024]).await),
+        (
+            400,
+            send(form, "127.0.0.1", b"REFNO=1&N=%FF".to_vec()).await,
+        ),
+        (403, send(form, "127.0.0.1", tampered).await),
+        (403, send(form, "8.8.8.8", body.clone()).await),
+    ];
+    for (expected, (status, text)) in cases {
+        assert_eq!(status, expected, "{text}");
+        assert!(!text.contains("<sig") && !text.contains("<EPAYMENT>"));
+        assert!(!text.contains("Muñoz"), "no value echoed: {text}");
+    }
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 0);
+
+    // The processor probes a saved URL with GET and expects 200.
+    let probe = client.get(&intake.url).send().await.expect("GET");
+    assert_eq!(probe.status().as_u16(), 200);
+    // And the genuine body from an allowed source is queued.
+    let (status, _) = send(form, "10.0.0.1, 127.0.0.1", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
+}
