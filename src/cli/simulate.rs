@@ -10,8 +10,11 @@ use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::KeyArgs;
+use crate::queue::Publisher;
+use crate::simulate::deliver::{PostPolicy, post_all, publish_all};
 use crate::simulate::{
     AnomalyRates, CurrencyWeight, DeliveryKind, SimulationConfig, simulate, write_all,
+    write_expected_json, write_manifest_json, write_orders_csv,
 };
 
 /// Where the simulated notifications go.
@@ -19,6 +22,11 @@ use crate::simulate::{
 pub enum Target {
     /// Write one file per delivery under `<OUT>/bodies/`.
     Files,
+    /// Publish every delivery to the work exchange (persistent, confirmed).
+    Queue,
+    /// POST every delivery to an intake (`--intake-url`), checking each
+    /// read receipt as the processor does and retrying with backoff.
+    Http,
 }
 
 /// Generates a seeded, reproducible stream of signed notifications for N
@@ -61,11 +69,20 @@ pub struct SimulateArgs {
     /// The key to sign with: the key file's current (first) key.
     #[command(flatten)]
     pub keys: KeyArgs,
-    /// Where deliveries go. Only `files` is available yet; `http` (POST to
-    /// an intake, checking receipts) and `queue` (publish to RabbitMQ) are
-    /// planned.
+    /// Where deliveries go: `files` (bodies/ under --out), `queue` (publish
+    /// to RabbitMQ) or `http` (POST to --intake-url, checking receipts).
+    /// orders.csv, expected.json and manifest.json go to --out in any case.
     #[arg(long, value_enum, default_value_t = Target::Files)]
     pub target: Target,
+    /// The intake to POST to (`--target http`).
+    #[arg(long, value_name = "URL", required_if_eq("target", "http"))]
+    pub intake_url: Option<String>,
+    /// POSTs in flight at once (`--target http`).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Broker settings (`--target queue`).
+    #[command(flatten)]
+    pub amqp: super::serve::AmqpArgs,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -164,6 +181,38 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 || format!("cannot write the simulation to {}", args.out.display()),
             )?;
         }
+        Target::Queue | Target::Http => {
+            write_expectations(&simulation, &args.out)?;
+            progress.set_message("delivering");
+            let key = ring.current().secret.clone();
+            let delivered = super::block_on(async {
+                match args.target {
+                    Target::Http => {
+                        let url = args.intake_url.as_deref().unwrap_or_default();
+                        let policy = PostPolicy {
+                            concurrency: args.concurrency.max(1),
+                            ..PostPolicy::default()
+                        };
+                        let stats =
+                            post_all(&simulation, url, &key, policy, || progress.inc(1)).await?;
+                        Ok(format!(
+                            "{} receipts checked, {} forged copies refused, {} retries",
+                            stats.receipts, stats.refused, stats.retries
+                        ))
+                    }
+                    _ => {
+                        let publisher =
+                            Publisher::connect(args.amqp.settings()?, "simulator").await?;
+                        let confirmed =
+                            publish_all(&simulation, &publisher, |n| progress.inc(n as u64)).await;
+                        publisher.close().await;
+                        Ok(format!("{} published (confirmed)", confirmed?))
+                    }
+                }
+            })?;
+            progress.finish_and_clear();
+            println!("delivered: {delivered}");
+        }
     }
     progress.finish_and_clear();
 
@@ -176,12 +225,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         ring.current().id
     );
     println!(
-        "{} deliveries ({} genuine, {} duplicate, {} tampered) written to {}",
+        "{} deliveries ({} genuine, {} duplicate, {} tampered); files in {}",
         total,
         simulation.count(DeliveryKind::Genuine),
         simulation.count(DeliveryKind::Duplicate),
         simulation.count(DeliveryKind::Tampered),
-        args.out.join("bodies").display()
+        args.out.display()
     );
     println!(
         "expected outcomes: applied={} ignored={} mismatch={} duplicate={} order_not_found={} invalid_signature={}",
@@ -193,4 +242,22 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         outcomes.invalid_signature
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// orders.csv, expected.json and manifest.json (the bodies go elsewhere).
+fn write_expectations(
+    simulation: &crate::simulate::Simulation,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let create = |name: &str| {
+        let path = out.join(name);
+        std::fs::File::create(&path)
+            .map(std::io::BufWriter::new)
+            .with_context(|| format!("cannot create {}", path.display()))
+    };
+    write_orders_csv(&simulation.orders, create("orders.csv")?)?;
+    write_expected_json(&simulation.expected, create("expected.json")?)?;
+    write_manifest_json(simulation, create("manifest.json")?)?;
+    Ok(())
 }

@@ -1,0 +1,117 @@
+//! `simulate --target queue|http`: the simulator delivering like the
+//! processor, against the real RabbitMQ and the standalone `intake`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::amqp::{TestQueue, key_env, wait_until};
+use common::repo_path;
+
+fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+        .args(["simulate", "--seed", "3", "--orders", "25", "--key-file"])
+        .arg(repo_path("fixtures/keys/test.keys"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .envs(queue.env())
+        .output()
+        .expect("run simulate");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `"<n> deliveries (<g> genuine, <d> duplicate, <t> tampered)"` from stdout.
+fn counts(stdout: &str) -> (u32, u32, u32) {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" deliveries ("))
+        .expect("summary line");
+    let numbers: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[1], numbers[2], numbers[3])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_publishes_to_the_queue() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, stderr) = simulate(&queue, dir.path(), &["--target", "queue"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let (genuine, duplicate, tampered) = counts(&stdout);
+    assert!(stdout.contains("published (confirmed)"), "{stdout}");
+    assert_eq!(
+        queue.ready(queue.topology().work_queue()).await,
+        genuine + duplicate + tampered
+    );
+    assert!(dir.path().join("orders.csv").is_file());
+    assert!(dir.path().join("expected.json").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_posts_to_the_intake_and_checks_every_receipt() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut intake = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+        .arg("intake")
+        .envs(queue.env())
+        .envs(key_env())
+        .env("IPN_INTAKE_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn intake");
+    let url = format!("http://127.0.0.1:{port}/ipn");
+    let probe = url.clone();
+    let up = wait_until(Duration::from_secs(20), || {
+        let probe = probe.clone();
+        async move {
+            reqwest::get(&probe)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    assert!(up, "intake answers its GET probe");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, stderr) = simulate(
+        &queue,
+        dir.path(),
+        &["--target", "http", "--intake-url", &url],
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &intake.id().to_string()])
+        .status();
+    let status = intake.wait().expect("intake exits");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(status.success(), "intake drains and exits 0 on SIGTERM");
+    let (genuine, duplicate, tampered) = counts(&stdout);
+    assert!(tampered > 0, "the run has forged copies: {stdout}");
+    assert!(
+        stdout.contains(&format!("{tampered} forged copies refused")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} receipts checked", genuine + duplicate)),
+        "{stdout}"
+    );
+    assert_eq!(
+        queue.ready(queue.topology().work_queue()).await,
+        genuine + duplicate,
+        "everything answered with a receipt is queued, forged copies are not"
+    );
+}
