@@ -32,7 +32,7 @@ use crate::worker::{Worker, WorkerSettings};
 pub const DEMO_KEY: &str = "ipn-reconciler-DEMO-ONLY-key";
 
 /// What the demo runs against and how big it is.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoSettings {
     /// A database the demo may empty: its name must contain `demo`.
     pub database_url: String,
@@ -411,4 +411,19 @@ pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<Strin
         }
     }
     Ok(differences)
+}
+
+impl std::fmt::Debug for DemoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password: never print them whole.
+        f.debug_struct("DemoSettings")
+            .field(
+                "database_url",
+                &crate::store::redact_url(&self.database_url),
+            )
+            .field("amqp_url", &crate::store::redact_url(&self.amqp_url))
+            .field("orders", &self.orders)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
 }

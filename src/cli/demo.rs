@@ -13,7 +13,7 @@ use crate::telemetry::{self, LogFormat};
 /// card numbers in free text), waits until all is settled, prints the
 /// finance summary, and exits 0 when the result equals the simulator's
 /// expectation.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct DemoArgs {
     /// The demo's database. It is EMPTIED at start, so its name must
     /// contain `demo`; it is created when missing.
@@ -50,4 +50,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         })
     })
+}
+
+impl std::fmt::Debug for DemoArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password: never print them whole.
+        f.debug_struct("DemoArgs")
+            .field(
+                "database_url",
+                &crate::store::redact_url(&self.database_url),
+            )
+            .field("amqp_url", &crate::store::redact_url(&self.amqp_url))
+            .field("orders", &self.orders)
+            .finish_non_exhaustive()
+    }
 }

@@ -162,7 +162,7 @@ pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::R
 }
 
 /// Where the database is.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct DbArgs {
     /// PostgreSQL URL. The database is created when missing (if the user may).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
@@ -229,5 +229,56 @@ impl PipelineArgs {
                 apply_test_orders: self.apply_test_orders,
             },
         })
+    }
+}
+
+impl std::fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password: never print them whole.
+        f.debug_struct("DbArgs")
+            .field(
+                "database_url",
+                &crate::store::redact_url(&self.database_url),
+            )
+            .field("auto_migrate", &self.auto_migrate)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_parsed_command_lines_hides_url_passwords() {
+        for args in [
+            vec![
+                "ipn-reconciler",
+                "orders",
+                "list",
+                "--database-url",
+                "postgres://app:S3CRET-PW@db/x",
+            ],
+            vec![
+                "ipn-reconciler",
+                "publish",
+                "--amqp-url",
+                "amqp://app:S3CRET-PW@mq:5672/%2f",
+                "f.txt",
+            ],
+            vec![
+                "ipn-reconciler",
+                "demo",
+                "--database-url",
+                "postgres://app:S3CRET-PW@db/x_demo",
+                "--amqp-url",
+                "amqp://app:S3CRET-PW@mq:5672/%2f",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("S3CRET-PW"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::worker::{self, ServeSettings, WorkerSettings};
 
 /// Where the broker is and what the queues are called (shared by `serve`,
 /// `publish` and `parked`).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct AmqpArgs {
     /// RabbitMQ URL. Its password is never logged.
     #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true)]
@@ -160,4 +160,14 @@ pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
     })
+}
+
+impl std::fmt::Debug for AmqpArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password: never print them whole.
+        f.debug_struct("AmqpArgs")
+            .field("amqp_url", &crate::store::redact_url(&self.amqp_url))
+            .field("amqp_queue", &self.amqp_queue)
+            .finish_non_exhaustive()
+    }
 }
