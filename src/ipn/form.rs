@@ -76,6 +76,37 @@ impl Field {
     }
 }
 
+/// A field name as it may appear in an error, a log line or a database
+/// reason. Names come from the sender, so they are cut to 64 characters,
+/// anything but `[A-Za-z0-9_.[]-]` becomes `?`, and runs of 10 or more
+/// digits (a card number used as a name) become `#`.
+pub fn printable_name(name: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 10 {
+            out.push('#');
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in name.chars().take(64) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        flush(&mut digits, &mut out);
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-') {
+            out.push(c);
+        } else {
+            out.push('?');
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 /// Whether `name` names an element of a PHP-style array (`NAME[]`).
 fn is_array_name(name: &str) -> bool {
     name.ends_with("[]")
@@ -188,7 +219,7 @@ impl FormBody {
                 rest = &rest[1 + decoded.consumed..];
                 if !decoded.is_utf8(&text[value..]) {
                     return Err(FormError::ValueNotUtf8 {
-                        name: String::from_utf8_lossy(&text[start..value]).into_owned(),
+                        name: printable_name(&String::from_utf8_lossy(&text[start..value])),
                         position,
                     });
                 }
@@ -281,7 +312,7 @@ impl FormBody {
                 Some(group) if is_array_name(name) => groups[group].1.push(value),
                 Some(_) => {
                     return Err(FormError::RepeatedScalar {
-                        name: name.to_owned(),
+                        name: printable_name(name),
                     });
                 }
                 None => {
@@ -750,6 +781,23 @@ mod tests {
     fn encode_round_trips() {
         let form = parse("N=Caf%C3%A9+%26+co&E=&A%5B%5D=1").unwrap();
         assert_eq!(parse(&form.encode()).unwrap(), form);
+    }
+
+    #[test]
+    fn names_in_errors_are_printable_and_never_hold_a_card_number() {
+        assert_eq!(printable_name("IPN_PID[]"), "IPN_PID[]");
+        assert_eq!(
+            printable_name("IPN_PRODUCT_OPTIONS_4711_TEXT[]"),
+            "IPN_PRODUCT_OPTIONS_4711_TEXT[]"
+        );
+        assert_eq!(printable_name("4111111111111111"), "#");
+        assert_eq!(printable_name("a b\n<script>"), "a?b??script?");
+        assert_eq!(printable_name(&"N".repeat(500)).len(), 64);
+        let err = parse("4111111111111111=1&4111111111111111=2")
+            .unwrap()
+            .grouped()
+            .unwrap_err();
+        assert!(!err.to_string().contains("4111"), "{err}");
     }
 
     #[test]
