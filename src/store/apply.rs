@@ -75,10 +75,12 @@ impl RetryBounds {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = notifications)]
-struct NewNotification<'a> {
-    body_sha256: &'a str,
+/// What a notification row keeps of a tokenized event: the allow-listed
+/// references, never a body or personal data. All empty for a notification
+/// refused before tokenization.
+#[derive(Insertable, AsChangeset, Default)]
+#[diesel(table_name = notifications, treat_none_as_null = true)]
+struct TokenizedColumns<'a> {
     processor_ref: Option<&'a str>,
     order_ref: Option<&'a str>,
     order_status: Option<&'a str>,
@@ -90,6 +92,32 @@ struct NewNotification<'a> {
     ipn_date: Option<chrono::NaiveDateTime>,
     key_id: Option<&'a str>,
     algorithm: Option<&'a str>,
+}
+
+impl<'a> TokenizedColumns<'a> {
+    fn of(event: &'a PaymentEvent, currency: &'a Currency) -> Self {
+        Self {
+            processor_ref: Some(&event.processor_ref),
+            order_ref: Some(&event.order_ref),
+            order_status: Some(event.status.as_str()),
+            amount_minor: Some(event.amount.minor_units()),
+            currency: Some(currency.as_str()),
+            payment_method: event.payment_method.as_deref(),
+            customer_pseudonym: event.customer_pseudonym.as_ref().map(|p| p.as_str()),
+            test_order: event.test_order,
+            ipn_date: event.ipn_date,
+            key_id: Some(event.key_id.as_str()),
+            algorithm: Some(event.algorithm.as_str()),
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = notifications)]
+struct NewNotification<'a> {
+    body_sha256: &'a str,
+    #[diesel(embed)]
+    tokenized: TokenizedColumns<'a>,
     received_at: DateTime<Utc>,
     processed_at: Option<DateTime<Utc>>,
     outcome: &'a str,
@@ -183,17 +211,7 @@ async fn record_rejected_once(
     conn.transaction::<_, StoreError, _>(async |conn| {
         let row = NewNotification {
             body_sha256: &rejected.body_sha256,
-            processor_ref: None,
-            order_ref: None,
-            order_status: None,
-            amount_minor: None,
-            currency: None,
-            payment_method: None,
-            customer_pseudonym: None,
-            test_order: false,
-            ipn_date: None,
-            key_id: None,
-            algorithm: None,
+            tokenized: TokenizedColumns::default(),
             received_at: rejected.received_at,
             processed_at: Some(Utc::now()),
             outcome: rejected.outcome.as_str(),
@@ -346,17 +364,7 @@ async fn claim_notification(
     let currency = event.amount.currency();
     let row = NewNotification {
         body_sha256: event.digest.as_str(),
-        processor_ref: Some(&event.processor_ref),
-        order_ref: Some(&event.order_ref),
-        order_status: Some(event.status.as_str()),
-        amount_minor: Some(event.amount.minor_units()),
-        currency: Some(currency.as_str()),
-        payment_method: event.payment_method.as_deref(),
-        customer_pseudonym: event.customer_pseudonym.as_ref().map(|p| p.as_str()),
-        test_order: event.test_order,
-        ipn_date: event.ipn_date,
-        key_id: Some(event.key_id.as_str()),
-        algorithm: Some(event.algorithm.as_str()),
+        tokenized: TokenizedColumns::of(event, &currency),
         received_at,
         processed_at: None,
         // Provisional; `finish_notification` writes the real outcome before commit.
@@ -386,19 +394,7 @@ async fn claim_notification(
     // Processed again (the order now exists, a key was added): refresh the
     // tokenized columns, which a rejected record does not have.
     diesel::update(notifications::table.find(id))
-        .set((
-            notifications::processor_ref.eq(row.processor_ref),
-            notifications::order_ref.eq(row.order_ref),
-            notifications::order_status.eq(row.order_status),
-            notifications::amount_minor.eq(row.amount_minor),
-            notifications::currency.eq(row.currency),
-            notifications::payment_method.eq(row.payment_method),
-            notifications::customer_pseudonym.eq(row.customer_pseudonym),
-            notifications::test_order.eq(row.test_order),
-            notifications::ipn_date.eq(row.ipn_date),
-            notifications::key_id.eq(row.key_id),
-            notifications::algorithm.eq(row.algorithm),
-        ))
+        .set(&row.tokenized)
         .execute(conn)
         .await?;
     Ok(Some(id))
