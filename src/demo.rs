@@ -380,37 +380,44 @@ pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<Strin
                 (wanted.0.as_str(), wanted.1, wanted.2)
             ));
         }
-        let actual_kinds = kinds_by_order.get(order_ref).cloned().unwrap_or_default();
-        if actual_kinds != expected.review_kinds {
-            differences.push(format!(
-                "{order_ref}: review items {:?}, expected {:?}",
-                actual_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-                expected
-                    .review_kinds
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-            ));
-        }
+        compare_kinds(
+            order_ref,
+            &kinds_by_order,
+            &expected.review_kinds,
+            &mut differences,
+        );
     }
     for (order_ref, expected) in &simulation.expected_orphans {
         if store.order(order_ref).await?.is_some() {
             differences.push(format!("{order_ref}: an unknown order was created"));
         }
-        let actual_kinds = kinds_by_order.get(order_ref).cloned().unwrap_or_default();
-        if actual_kinds != expected.review_kinds {
-            differences.push(format!(
-                "{order_ref} (unknown order): review items {:?}, expected {:?}",
-                actual_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-                expected
-                    .review_kinds
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-            ));
-        }
+        compare_kinds(
+            order_ref,
+            &kinds_by_order,
+            &expected.review_kinds,
+            &mut differences,
+        );
     }
     Ok(differences)
+}
+
+/// Review items are compared as multisets (sorted lists): a cause raised
+/// twice is a difference too.
+fn compare_kinds(
+    order_ref: &str,
+    actual: &BTreeMap<String, Vec<ReviewKind>>,
+    expected: &[ReviewKind],
+    differences: &mut Vec<String>,
+) {
+    let names = |kinds: &[ReviewKind]| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>();
+    let actual = actual.get(order_ref).map(Vec::as_slice).unwrap_or_default();
+    if actual != expected {
+        differences.push(format!(
+            "{order_ref}: review items {:?}, expected {:?}",
+            names(actual),
+            names(expected)
+        ));
+    }
 }
 
 impl std::fmt::Debug for DemoSettings {
