@@ -22,6 +22,20 @@ fn cli(db: &TestDb) -> Command {
     cmd
 }
 
+/// The fixtures' orders imported and every fixture notification processed.
+fn import_and_process_fixtures(db: &TestDb) {
+    cli(db)
+        .args(["orders", "import"])
+        .arg(repo_path("fixtures/orders.csv"))
+        .assert()
+        .success();
+    cli(db)
+        .arg("process")
+        .args(fixture_files())
+        .assert()
+        .success();
+}
+
 /// Values that are hex digests (body SHA-256, pseudonyms) are not card
 /// numbers even when a run of their digits happens to pass the Luhn check.
 fn is_hex_digest(value: &str) -> bool {
@@ -135,16 +149,7 @@ async fn a_bad_csv_imports_nothing_and_names_the_lines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_list_filters_by_status_in_every_format() {
     let db = TestDb::new();
-    cli(&db)
-        .args(["orders", "import"])
-        .arg(repo_path("fixtures/orders.csv"))
-        .assert()
-        .success();
-    cli(&db)
-        .arg("process")
-        .args(fixture_files())
-        .assert()
-        .success();
+    import_and_process_fixtures(&db);
     let json = cli(&db)
         .args(["orders", "list", "--status", "paid", "--format", "json"])
         .assert()
@@ -177,16 +182,7 @@ async fn orders_list_filters_by_status_in_every_format() {
 #[tokio::test(flavor = "multi_thread")]
 async fn finance_sees_the_books_and_resolves_exceptions() {
     let db = TestDb::new();
-    cli(&db)
-        .args(["orders", "import"])
-        .arg(repo_path("fixtures/orders.csv"))
-        .assert()
-        .success();
-    cli(&db)
-        .arg("process")
-        .args(fixture_files())
-        .assert()
-        .success();
+    import_and_process_fixtures(&db);
 
     let report = cli(&db)
         .args(["report", "--format", "json"])
