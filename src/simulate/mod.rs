@@ -454,8 +454,20 @@ impl ExpectedOutcomes {
     }
 }
 
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts only: the bodies and `personal_data` hold (fake) personal data.
+        f.debug_struct("Simulation")
+            .field("config", &self.config)
+            .field("orders", &self.orders.len())
+            .field("deliveries", &self.deliveries.len())
+            .field("expected_outcomes", &self.expected_outcomes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A whole simulated run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Simulation {
     pub config: SimulationConfig,
     /// The shop's orders (the orders CSV), in creation order.

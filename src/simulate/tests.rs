@@ -587,3 +587,13 @@ proptest! {
         prop_assert!(again.deliveries == sim.deliveries);
     }
 }
+
+#[test]
+fn debug_output_never_shows_the_fake_personal_data() {
+    let sim = run(&config(41, 20, AnomalyRates::all(0.5)));
+    assert!(!sim.personal_data.is_empty());
+    let shown = format!("{sim:?} {:?}", sim.deliveries);
+    for value in &sim.personal_data {
+        assert!(!shown.contains(value.as_str()), "{value} in Debug output");
+    }
+}
