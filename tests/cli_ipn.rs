@@ -192,3 +192,47 @@ fn a_missing_key_file_is_a_clear_error_without_secrets() {
         .failure()
         .stderr(predicate::str::contains("/nonexistent/keys"));
 }
+
+#[test]
+fn sign_and_receipt_refuse_bad_input_with_exit_2() {
+    ipn()
+        .args(["ipn", "sign", "--key-file", &keys(), "-"])
+        .write_stdin(b"A=%FF".to_vec())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("malformed"));
+    ipn()
+        .args([
+            "ipn",
+            "sign",
+            "--key-file",
+            &keys(),
+            "--algorithms",
+            "sha1",
+            "-",
+        ])
+        .write_stdin("A=1")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("sha1"));
+    ipn()
+        .args(["ipn", "receipt", "--key-file", &keys(), "-"])
+        .write_stdin("IPN_PID%5B%5D=1")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("IPN_DATE"));
+    ipn()
+        .args([
+            "ipn",
+            "receipt",
+            "--key-file",
+            &keys(),
+            "--date",
+            "yesterday",
+            "-",
+        ])
+        .write_stdin("IPN_DATE=20050303123434")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("YmdHis"));
+}

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 
 use super::{EXIT_INVALID, EXIT_USAGE, KeyArgs, read_body};
@@ -106,18 +105,26 @@ pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
             file,
         } => {
             let ring = keys.load()?;
-            let algorithms = algorithms
-                .iter()
-                .map(|name| {
-                    Algorithm::parse(name.trim()).with_context(|| {
-                        format!("unknown algorithm `{name}`: use sha3, sha256 or md5")
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut parsed = Vec::new();
+            for name in &algorithms {
+                match Algorithm::parse(name.trim()) {
+                    Some(algorithm) => parsed.push(algorithm),
+                    None => {
+                        return usage(format!(
+                            "unknown algorithm `{name}`: use sha3, sha256 or md5"
+                        ));
+                    }
+                }
+            }
             let body = read_body(&file, &limits)?;
-            let form = FormBody::parse(&body, &limits).context("malformed body")?;
-            let signed = sign(&form, &ring.current().secret, &algorithms)
-                .context("cannot sign this body")?;
+            let form = match FormBody::parse(&body, &limits) {
+                Ok(form) => form,
+                Err(err) => return usage(format!("malformed: {err}")),
+            };
+            let signed = match sign(&form, &ring.current().secret, &parsed) {
+                Ok(signed) => signed,
+                Err(err) => return usage(format!("malformed: {err}")),
+            };
             let mut out = std::io::stdout().lock();
             out.write_all(signed.encode().as_bytes())?;
             out.write_all(b"\n")?;
@@ -135,20 +142,35 @@ pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
                 ReceiptKind::Epayment => ReceiptFormat::Epayment,
                 ReceiptKind::Sig => match Algorithm::parse(&algorithm) {
                     Some(Algorithm::Md5) | None => {
-                        bail!("a sig receipt uses sha3-256 or sha256, not `{algorithm}`")
+                        return usage(format!(
+                            "a sig receipt uses sha3-256 or sha256, not `{algorithm}`"
+                        ));
                     }
                     Some(algorithm) => ReceiptFormat::Sig(algorithm),
                 },
             };
-            let date = match date {
-                Some(text) => ReceiptDate::parse(&text)?,
+            let date = match date.as_deref().map(ReceiptDate::parse) {
                 None => ReceiptDate::now(),
+                Some(Ok(date)) => date,
+                Some(Err(err)) => return usage(err.to_string()),
             };
             let body = read_body(&file, &limits)?;
-            let form = FormBody::parse(&body, &limits).context("malformed body")?;
-            let receipt = read_receipt(&form, &ring.current().secret, format, date)?;
+            let form = match FormBody::parse(&body, &limits) {
+                Ok(form) => form,
+                Err(err) => return usage(format!("malformed: {err}")),
+            };
+            let receipt = match read_receipt(&form, &ring.current().secret, format, date) {
+                Ok(receipt) => receipt,
+                Err(err) => return usage(format!("malformed: {err}")),
+            };
             println!("{receipt}");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints why the input or the usage is wrong and exits 2.
+fn usage(message: String) -> anyhow::Result<ExitCode> {
+    eprintln!("{message}");
+    Ok(ExitCode::from(EXIT_USAGE))
 }
