@@ -169,11 +169,16 @@ pub fn push_length_prefixed(source: &mut Vec<u8>, value: &str) {
     push_length_prefixed_bytes(source, value.as_bytes());
 }
 
+/// [`push_length_prefixed`] for bytes; short lengths (nearly every value)
+/// take no loop.
 fn push_length_prefixed_bytes(source: &mut Vec<u8>, value: &[u8]) {
     let len = value.len();
     if len < 10 {
         // `len` is a single digit.
         source.push(b'0' + len as u8);
+    } else if len < 100 {
+        // Two digits.
+        source.extend_from_slice(&[b'0' + (len / 10) as u8, b'0' + (len % 10) as u8]);
     } else {
         let mut digits = [0u8; 20];
         let mut at = digits.len();
@@ -191,32 +196,36 @@ fn push_length_prefixed_bytes(source: &mut Vec<u8>, value: &[u8]) {
 
 /// The HMAC source string of a notification (spec §3, steps 1-4).
 pub fn source_string(form: &FormBody) -> Result<Vec<u8>, FormError> {
-    // Each value plus its length prefix (at most 20 digits, usually 1-2).
-    let mut source = Vec::with_capacity(form.values_len() + 3 * form.pairs().len());
+    let mut source = Vec::with_capacity(source_capacity(form));
     form.write_grouped(&mut source, |source, name, value| {
-        if !is_signature_field_bytes(name) {
+        if signature_slot(name).is_none() {
             push_length_prefixed_bytes(source, value);
         }
     })?;
     Ok(source)
 }
 
-fn is_signature_field_bytes(name: &[u8]) -> bool {
+/// Room for the source string of `form`: each value plus its length prefix
+/// (at most 20 digits, usually 1-2).
+fn source_capacity(form: &FormBody) -> usize {
+    form.values_len() + 3 * form.pairs().len()
+}
+
+/// Where the signature field `name` sits in [`Algorithm::STRONGEST_FIRST`];
+/// `None` for any other field.
+fn signature_slot(name: &[u8]) -> Option<usize> {
     Algorithm::STRONGEST_FIRST
         .iter()
-        .any(|algorithm| algorithm.field_name().as_bytes() == name)
+        .position(|algorithm| algorithm.field_name().as_bytes() == name)
 }
 
 /// The first value of each signature field, strongest algorithm first, in a
 /// single pass over the body.
-fn signature_fields(form: &FormBody) -> [Option<&str>; 3] {
+fn signature_fields(form: &FormBody) -> [Option<&[u8]>; 3] {
     let mut found = [None; 3];
     for (name, value) in form.pairs() {
-        let slot = Algorithm::STRONGEST_FIRST
-            .iter()
-            .position(|algorithm| algorithm.field_name() == name);
-        if let Some(slot) = slot {
-            found[slot].get_or_insert(value);
+        if let Some(slot) = signature_slot(name.as_bytes()) {
+            found[slot].get_or_insert(value.as_bytes());
         }
     }
     found
@@ -228,14 +237,34 @@ fn signature_fields(form: &FormBody) -> [Option<&str>; 3] {
 /// weaker one is never tried after a stronger one failed, so an attacker
 /// cannot downgrade to MD5 by spoiling the SHA fields. Every key of the ring
 /// is tried (rotation), each comparison in constant time.
+///
+/// One pass over the body both builds the source string and finds the
+/// signature fields; errors are still reported in the order of the checks
+/// (signature presence, policy and format first, then a malformed body).
 pub fn verify(
     form: &FormBody,
     ring: &KeyRing,
     policy: &SignaturePolicy,
 ) -> Result<Verified, VerifyError> {
+    let mut signatures = [None; 3];
+    let mut source = Vec::with_capacity(source_capacity(form));
+    let grouped = form.write_grouped(&mut source, |source, name, value| {
+        match signature_slot(name) {
+            // The first value sent under the name, as in `signature_fields`
+            // (a field seen again after a rollback was seen first before it).
+            Some(slot) => {
+                signatures[slot].get_or_insert(value);
+            }
+            None => push_length_prefixed_bytes(source, value),
+        }
+    });
+    if grouped.is_err() {
+        // The pass stopped early: it may have missed a signature field.
+        signatures = signature_fields(form);
+    }
     let strongest = Algorithm::STRONGEST_FIRST
         .into_iter()
-        .zip(signature_fields(form))
+        .zip(signatures)
         .find_map(|(algorithm, signature)| signature.map(|sig| (algorithm, sig)));
     let (algorithm, signature) = match strongest {
         None => return Err(VerifyError::Unsigned),
@@ -247,14 +276,16 @@ pub fn verify(
     if signature.len() != hex_len(algorithm) {
         return Err(VerifyError::BadSignatureFormat(algorithm));
     }
-    let expected =
-        hex::decode(signature).map_err(|_| VerifyError::BadSignatureFormat(algorithm))?;
-    let source = source_string(form)?;
+    let mut expected = [0; 32];
+    let expected = &mut expected[..signature.len() / 2];
+    hex::decode_to_slice(signature, expected)
+        .map_err(|_| VerifyError::BadSignatureFormat(algorithm))?;
+    grouped?;
     // Try every key without stopping at the first match, so the time taken
     // does not tell which key of the ring matched.
     let mut verified = None;
     for key in ring.keys() {
-        if algorithm.matches(&key.secret, &source, &expected) && verified.is_none() {
+        if algorithm.matches(&key.secret, &source, expected) && verified.is_none() {
             verified = Some(key.id.clone());
         }
     }
