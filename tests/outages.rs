@@ -85,7 +85,11 @@ async fn a_database_outage_delays_notifications_and_loses_none() {
         "each notification applied exactly once"
     );
     assert_eq!(queue.ready(&queue.topology().parking_queue()).await, 0);
-    assert!(worker.metrics.encode().contains("ipn_database_up 1"));
+    let up = wait_until(Duration::from_secs(10), || async {
+        worker.metrics.encode().contains("ipn_database_up 1")
+    })
+    .await;
+    assert!(up, "the recovery shows in the metrics");
     worker.stop().await;
 }
 
@@ -115,8 +119,11 @@ async fn a_long_outage_parks_messages_that_an_operator_requeues() {
         &test_key(),
     );
     queue.publish(&[body]).await;
+    // The copy is visible in the parking queue a moment before the worker
+    // counts it: wait for both.
     let parked = wait_until(Duration::from_secs(30), || async {
         queue.ready(&queue.topology().parking_queue()).await == 1
+            && worker.metrics.encode().contains("ipn_parked_total{")
     })
     .await;
     assert!(

@@ -161,9 +161,7 @@ async fn fixtures_reconcile_end_to_end_with_metrics_and_clean_logs() {
         );
     }
 
-    let (status, metrics) = daemon.get("/metrics").await.expect("metrics");
-    assert_eq!(status, 200);
-    for series in [
+    let expected_series = [
         "ipn_notifications_total{outcome=\"applied\"} 16",
         "ipn_notifications_total{outcome=\"ignored\"} 5",
         "ipn_notifications_total{outcome=\"mismatch\"} 1",
@@ -171,7 +169,19 @@ async fn fixtures_reconcile_end_to_end_with_metrics_and_clean_logs() {
         "ipn_database_up 1",
         "ipn_processing_seconds_count 22",
         "ipn_in_flight 0",
-    ] {
+    ];
+    // The last commit lands a moment before its metrics are updated: wait
+    // (bounded) for the counters to catch up, then check them.
+    wait_until(Duration::from_secs(10), || async {
+        daemon
+            .get("/metrics")
+            .await
+            .is_some_and(|(_, m)| expected_series.iter().all(|s| m.contains(s)))
+    })
+    .await;
+    let (status, metrics) = daemon.get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    for series in expected_series {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
     assert!(
