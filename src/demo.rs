@@ -90,7 +90,7 @@ pub enum DemoError {
     Listen(std::io::Error),
     #[error("not settled after {0:?}: {1}")]
     NotSettled(Duration, String),
-    #[error("output: {0}")]
+    #[error("cannot write the output")]
     Output(#[from] std::io::Error),
 }
 
@@ -188,37 +188,35 @@ pub async fn run(
         intake_token.cancelled().await;
     }));
     let url = format!("http://{addr}/ipn");
-    writeln!(
-        out,
-        "3/5 intake on {url}, worker consuming {}",
-        settings.queue_base
-    )?;
-
-    let progress = progress_bar(simulation.deliveries.len() as u64);
-    let delivered = post_all(&simulation, &url, &key, PostPolicy::default(), || {
-        progress.inc(1)
-    })
+    let delivered = async {
+        writeln!(
+            out,
+            "3/5 intake on {url}, worker consuming {}",
+            settings.queue_base
+        )?;
+        let progress = progress_bar(simulation.deliveries.len() as u64);
+        let posted = post_all(&simulation, &url, &key, PostPolicy::default(), || {
+            progress.inc(1)
+        })
+        .await;
+        progress.finish_and_clear();
+        let stats = posted?;
+        writeln!(
+            out,
+            "4/5 processor side: {} receipts checked, {} forged copies refused, {} retries; waiting until settled",
+            stats.receipts, stats.refused, stats.retries
+        )?;
+        wait_until_settled(&store, &simulation, &metrics, settings.settle_timeout).await?;
+        Ok::<_, DemoError>(stats)
+    }
     .await;
-    progress.finish_and_clear();
-    let stats = match delivered {
-        Ok(stats) => stats,
-        Err(err) => {
-            token.cancel();
-            return Err(err.into());
-        }
-    };
-    writeln!(
-        out,
-        "4/5 processor side: {} receipts checked, {} forged copies refused, {} retries; waiting until settled",
-        stats.receipts, stats.refused, stats.retries
-    )?;
-
-    let settled = wait_until_settled(&store, &simulation, &metrics, settings.settle_timeout).await;
+    // Whatever happened, stop the intake and drain the worker before
+    // returning: their broker connections must not outlive the runtime.
     token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), intake_task).await;
     publisher.close().await;
-    settled?;
+    let stats = delivered?;
 
     writeln!(out, "5/5 settled\n")?;
     let summary = store.finance_summary().await?;
