@@ -189,7 +189,7 @@ fn a_missing_key_file_is_a_clear_error_without_secrets() {
         .args(["ipn", "verify", "--key-file", "/nonexistent/keys"])
         .arg(&fixture_files()[0])
         .assert()
-        .failure()
+        .code(2)
         .stderr(predicate::str::contains("/nonexistent/keys"));
 }
 

@@ -122,7 +122,10 @@ pub fn run(args: IntakeCommandArgs) -> anyhow::Result<ExitCode> {
     let (keys, amqp, settings) = match built {
         Ok(built) => built,
         Err(err) => {
-            eprintln!("error: invalid configuration: {err:#}");
+            eprintln!(
+                "error: invalid configuration: {}",
+                super::render_error(&err)
+            );
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };

@@ -85,6 +85,20 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
+/// An error and its causes on one line. A cause whose text its parent
+/// already quotes (`"cannot connect: {source}"`) is not repeated.
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -248,6 +262,20 @@ impl std::fmt::Debug for DbArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_render_each_cause_once() {
+        let io = std::io::Error::other("connection refused");
+        let err = anyhow::Error::new(crate::ipn::KeyError::Read {
+            path: "/etc/keys".into(),
+            source: io,
+        })
+        .context("cannot start");
+        assert_eq!(
+            render_error(&err),
+            "cannot start: cannot read key file /etc/keys: connection refused"
+        );
+    }
 
     #[test]
     fn debug_of_parsed_command_lines_hides_url_passwords() {

@@ -86,7 +86,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = match settings(&args) {
         Ok(settings) => settings,
         Err(err) => {
-            eprintln!("error: invalid configuration: {err:#}");
+            eprintln!(
+                "error: invalid configuration: {}",
+                super::render_error(&err)
+            );
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
