@@ -7,11 +7,10 @@
 //! is an [`Outcome`] in the report.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy, ReviewKind, TokenizeError,
-    tokenize,
+    BodyDigest, OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy, ReviewKind,
+    TokenizeError, tokenize,
 };
 use crate::ipn::{FormLimits, KeyRing, SignaturePolicy, Verified, VerifyError, parse_and_verify};
 use crate::store::{RejectedNotification, Store, StoreError};
@@ -80,9 +79,10 @@ impl Report {
     }
 }
 
-/// Hex SHA-256 of a raw body: the notification's identity.
+/// Hex SHA-256 of a raw body: the notification's identity (the same
+/// value as [`BodyDigest::of`], as a string for message ids and headers).
 pub fn body_digest(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+    BodyDigest::of(body).to_string()
 }
 
 /// The configured pipeline over a store.

@@ -15,6 +15,19 @@ use common::amqp::{
 use common::proxy::Proxy;
 use ipn_reconciler::store::{DatabaseSettings, Store};
 
+/// A store that reaches the test database through a proxy the test can cut.
+async fn store_through_proxy(db: &TestDb) -> (Proxy, Store) {
+    let upstream: SocketAddr = "127.0.0.1:5432".parse().expect("addr");
+    let proxy = Proxy::start(upstream).await;
+    let mut settings =
+        DatabaseSettings::new(format!("postgres://postgres@{}/{}", proxy.addr, db.name));
+    settings.migrate = false;
+    settings.create_database = false;
+    settings.acquire_timeout = Duration::from_secs(1);
+    let store = Store::connect(settings).await.expect("store via proxy");
+    (proxy, store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_delays_notifications_and_loses_none() {
     let db = TestDb::new();
@@ -25,14 +38,7 @@ async fn a_database_outage_delays_notifications_and_loses_none() {
         .collect();
     import_orders_csv(&direct, &csv).await;
 
-    let upstream: SocketAddr = "127.0.0.1:5432".parse().expect("addr");
-    let proxy = Proxy::start(upstream).await;
-    let mut settings =
-        DatabaseSettings::new(format!("postgres://postgres@{}/{}", proxy.addr, db.name));
-    settings.migrate = false;
-    settings.create_database = false;
-    settings.acquire_timeout = Duration::from_secs(1);
-    let through_proxy = Store::connect(settings).await.expect("store via proxy");
+    let (proxy, through_proxy) = store_through_proxy(&db).await;
 
     let queue = TestQueue::new("300ms,600ms,1s,2s,3s,5s");
     queue.declare().await;
@@ -100,13 +106,7 @@ async fn a_long_outage_parks_messages_that_an_operator_requeues() {
     let db = TestDb::new();
     let direct = db.store().await;
     import_orders_csv(&direct, "order_ref,amount,currency\nLONG-1,107.00,EUR\n").await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
-    let mut settings =
-        DatabaseSettings::new(format!("postgres://postgres@{}/{}", proxy.addr, db.name));
-    settings.migrate = false;
-    settings.create_database = false;
-    settings.acquire_timeout = Duration::from_secs(1);
-    let through_proxy = Store::connect(settings).await.expect("store via proxy");
+    let (proxy, through_proxy) = store_through_proxy(&db).await;
     let queue = TestQueue::new("100ms");
     queue.declare().await;
     let worker = RunningWorker::spawn(through_proxy, &queue, |_| {});
