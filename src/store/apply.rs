@@ -267,15 +267,7 @@ pub(crate) async fn apply_once(
             // must not wait for its order to report a card number.
             if !event.pan_fields.is_empty() {
                 let item = NewReviewItem::pan_detected(&event.pan_fields);
-                insert_review_item(
-                    conn,
-                    item.kind,
-                    Some(&event.order_ref),
-                    Some(notification_id),
-                    &item.details,
-                )
-                .await?;
-                opened.push(item.kind);
+                open_items(conn, event, notification_id, &[item], &mut opened).await?;
             }
             finish_notification(
                 conn,
@@ -327,17 +319,14 @@ pub(crate) async fn apply_once(
             ))
             .execute(conn)
             .await?;
-        for item in &decision.review_items {
-            insert_review_item(
-                conn,
-                item.kind,
-                Some(&event.order_ref),
-                Some(notification_id),
-                &item.details,
-            )
-            .await?;
-            opened.push(item.kind);
-        }
+        open_items(
+            conn,
+            event,
+            notification_id,
+            &decision.review_items,
+            &mut opened,
+        )
+        .await?;
         finish_notification(
             conn,
             notification_id,
@@ -414,6 +403,29 @@ async fn finish_notification(
         ))
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Opens `items` for the event's order and notification, noting each kind
+/// in `opened`.
+async fn open_items(
+    conn: &mut AsyncPgConnection,
+    event: &PaymentEvent,
+    notification_id: i64,
+    items: &[NewReviewItem],
+    opened: &mut Vec<ReviewKind>,
+) -> Result<(), StoreError> {
+    for item in items {
+        insert_review_item(
+            conn,
+            item.kind,
+            Some(&event.order_ref),
+            Some(notification_id),
+            &item.details,
+        )
+        .await?;
+        opened.push(item.kind);
+    }
     Ok(())
 }
 
