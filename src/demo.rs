@@ -9,34 +9,33 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ReconcilePolicy, ReviewKind};
-use crate::intake::{Intake, IntakeSettings};
-use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
+use crate::app::{AppConfig, Application, StartupError};
+use crate::domain::ReviewKind;
+use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::queue::{AmqpSettings, Publisher, QueueError, RetryDelays, Topology};
+use crate::queue::{AmqpSettings, QueueError, RetryDelays};
+use crate::secret::SecretUrl;
+use crate::settings::{Settings, SettingsError};
 use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, post_all};
 use crate::simulate::{
     AnomalyRates, DeliveryKind, Simulation, SimulationConfig, simulate, sort_kinds,
 };
-use crate::store::{DatabaseSettings, Store, StoreError};
-use crate::worker::{Worker, WorkerSettings};
+use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
 /// the receipts; it is not a secret and must never be used for real.
 pub const DEMO_KEY: &str = "ipn-reconciler-DEMO-ONLY-key";
 
 /// What the demo runs against and how big it is.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DemoSettings {
     /// A database the demo may empty: its name must contain `demo`.
-    pub database_url: String,
-    pub amqp_url: String,
+    pub database_url: SecretUrl,
+    pub amqp_url: SecretUrl,
     /// Base name of the demo's exchange and queues (reset at start).
     pub queue_base: String,
     pub seed: u64,
@@ -50,7 +49,7 @@ impl DemoSettings {
     pub const DEFAULT_DATABASE_URL: &'static str =
         "postgres://postgres@127.0.0.1:5432/ipn_reconciler_demo";
 
-    pub fn new(database_url: String, amqp_url: String) -> Self {
+    pub fn new(database_url: SecretUrl, amqp_url: SecretUrl) -> Self {
         Self {
             database_url,
             amqp_url,
@@ -84,10 +83,12 @@ pub enum DemoError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     #[error("simulation: {0}")]
     Simulation(String),
-    #[error("cannot listen for the intake: {0}")]
-    Listen(std::io::Error),
     #[error("not settled after {0:?}: {1}")]
     NotSettled(Duration, String),
     #[error("cannot write the output")]
@@ -112,6 +113,7 @@ pub async fn run(
 ) -> Result<DemoOutcome, DemoError> {
     let db_name = settings
         .database_url
+        .expose()
         .parse::<tokio_postgres::Config>()
         .ok()
         .and_then(|c| c.get_dbname().map(str::to_owned))
@@ -121,24 +123,22 @@ pub async fn run(
     }
     let keys = KeyRing::single(DEMO_KEY);
     let key = keys.current().secret.clone();
+    let loaded = daemon_settings(settings).loaded()?;
+    let config = AppConfig::serve_with_keys(&loaded, keys)?;
 
     writeln!(
         out,
         "1/5 preparing database {db_name} and queues {}.*",
         settings.queue_base
     )?;
-    let store = Store::connect(DatabaseSettings::new(settings.database_url.clone())).await?;
+    let store = Store::connect(loaded.database()?).await?;
     store.reset_all_data().await?;
-    // Short delays so that orphans settle within the demo: the production
-    // defaults are 5s..1h and a one-hour orphan window.
-    let topology = Topology::new(&settings.queue_base, RetryDelays::parse("500ms,1s,2s")?)?;
-    let amqp = AmqpSettings::new(settings.amqp_url.clone(), topology)?;
-    reset_queues(&amqp).await?;
+    reset_queues(&config.amqp).await?;
 
-    let mut config = SimulationConfig::new(settings.seed, settings.orders);
-    config.rates = settings.rates;
+    let mut simulation_config = SimulationConfig::new(settings.seed, settings.orders);
+    simulation_config.rates = settings.rates;
     let simulation =
-        simulate(&config, &key).map_err(|err| DemoError::Simulation(err.to_string()))?;
+        simulate(&simulation_config, &key).map_err(|err| DemoError::Simulation(err.to_string()))?;
     let report = store
         .import_orders(&simulation.orders)
         .await
@@ -151,42 +151,13 @@ pub async fn run(
         simulation.expected_orphans.len()
     )?;
 
-    let metrics = Metrics::new();
-    let pipeline = PipelineConfig {
-        keys: keys.clone(),
-        signatures: SignaturePolicy::default(),
-        limits: FormLimits::default(),
-        pseudonym_key: None,
-        reconcile: ReconcilePolicy::default(),
-    };
+    let app = Application::build(config).await?;
+    let metrics = app.metrics().clone();
+    let addr = app
+        .intake_addr()
+        .ok_or_else(|| DemoError::Simulation("the intake did not start".into()))?;
     let token = CancellationToken::new();
-    let mut worker_settings = WorkerSettings::new(amqp.clone());
-    worker_settings.orphan_window = Duration::from_secs(3);
-    worker_settings.shutdown_deadline = Duration::from_secs(10);
-    let worker = Worker::new(
-        Pipeline::new(pipeline, store.clone()),
-        worker_settings,
-        metrics.clone(),
-    );
-    let worker_token = token.clone();
-    let worker_task = tokio::spawn(async move { worker.run(worker_token.cancelled_owned()).await });
-
-    let publisher = Arc::new(Publisher::new(amqp.clone(), "demo-intake"));
-    let intake = Arc::new(Intake {
-        settings: IntakeSettings::default(),
-        keys,
-        signatures: SignaturePolicy::default(),
-        publisher: publisher.clone(),
-        metrics: metrics.clone(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(DemoError::Listen)?;
-    let addr = listener.local_addr().map_err(DemoError::Listen)?;
-    let intake_token = token.clone();
-    let intake_task = tokio::spawn(crate::intake::serve(listener, intake, async move {
-        intake_token.cancelled().await;
-    }));
+    let daemon = tokio::spawn(app.run_until_stopped(token.clone().cancelled_owned()));
     let url = format!("http://{addr}/ipn");
     let delivered = async {
         writeln!(
@@ -210,12 +181,10 @@ pub async fn run(
         Ok::<_, DemoError>(stats)
     }
     .await;
-    // Whatever happened, stop the intake and drain the worker before
-    // returning: their broker connections must not outlive the runtime.
+    // Whatever happened, stop the daemon before returning: its broker
+    // connections must not outlive the runtime.
     token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), intake_task).await;
-    publisher.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(20), daemon).await;
     let stats = delivered?;
 
     writeln!(out, "5/5 settled\n")?;
@@ -243,11 +212,11 @@ pub async fn run(
     writeln!(
         out,
         "\nWhere to look next (the demo database stays until the next demo):\n  \
-         DATABASE_URL={url} cargo run -- orders list --status mismatch\n  \
-         DATABASE_URL={url} cargo run -- review list\n  \
-         DATABASE_URL={url} cargo run -- report\n  \
+         DATABASE_URL={url} ipn-reconciler orders list --status mismatch\n  \
+         DATABASE_URL={url} ipn-reconciler review list\n  \
+         DATABASE_URL={url} ipn-reconciler report\n  \
          README.md, sections Operations and Architecture",
-        url = crate::store::redact_url(&settings.database_url)
+        url = settings.database_url.redacted()
     )?;
     Ok(DemoOutcome {
         orders: simulation.expected.len(),
@@ -269,6 +238,29 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// The daemon's settings for the demo: its database and queues, short
+/// retry delays and orphan window (so that unknown orders settle within the
+/// demo, where production waits an hour), listeners on free ports.
+fn daemon_settings(demo: &DemoSettings) -> Settings {
+    let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    Settings {
+        database_url: demo.database_url.clone(),
+        amqp_url: demo.amqp_url.clone(),
+        amqp_queue: demo.queue_base.clone(),
+        retry_delays: RetryDelays::new(
+            [500, 1000, 2000]
+                .into_iter()
+                .map(Duration::from_millis)
+                .collect(),
+        ),
+        orphan_window: Duration::from_secs(3),
+        shutdown_deadline: Duration::from_secs(10),
+        intake_addr: loopback_any_port,
+        http_addr: loopback_any_port,
+        ..Settings::default()
+    }
 }
 
 /// Deletes and declares the demo's topology, so no message of an earlier
@@ -415,20 +407,5 @@ fn compare_kinds(
             names(actual),
             names(expected)
         ));
-    }
-}
-
-impl std::fmt::Debug for DemoSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // URLs may carry a password: never print them whole.
-        f.debug_struct("DemoSettings")
-            .field(
-                "database_url",
-                &crate::store::redact_url(&self.database_url),
-            )
-            .field("amqp_url", &crate::store::redact_url(&self.amqp_url))
-            .field("orders", &self.orders)
-            .field("seed", &self.seed)
-            .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,9 @@
 //! The operations endpoint: `/healthz` (the process is alive), `/readyz`
-//! (broker and database connected: send work here) and `/metrics`
-//! (Prometheus text).
-
-use std::time::Duration;
+//! (every dependency this process needs is reachable: send work here, and
+//! if not, why not) and `/metrics` (Prometheus text).
+//!
+//! It is bound before anything connects, so an orchestrator can tell a
+//! daemon that waits for its database from one that is gone.
 
 use axum::Router;
 use axum::extract::State;
@@ -10,16 +11,17 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::worker::Health;
 
 /// What the handlers read.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct OpsState {
     pub metrics: Metrics,
     pub health: Health,
-    pub store: Store,
+    /// Whether readiness depends on the database (the standalone intake
+    /// has none).
+    pub needs_database: bool,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -45,21 +47,36 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// 200 only when the consumer is connected and the database answers now
-/// (a live ping, so a lost database shows at once, not at the next check).
+/// 200 when every dependency is up; otherwise 503 with one line per
+/// dependency saying what is wrong, in words.
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    let database = matches!(
-        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
-        Ok(Ok(()))
+    let broker = state.health.broker().status();
+    let mut ready = broker.up;
+    let mut body = format!(
+        "broker: {}\n",
+        if broker.up {
+            "connected".to_owned()
+        } else {
+            format!("down ({})", broker.detail)
+        }
     );
-    state.health.set_database(&state.metrics, database);
-    let broker = state.health.broker_connected();
-    let body = format!(
-        "broker: {}\ndatabase: {}\n",
-        if broker { "connected" } else { "disconnected" },
-        if database { "up" } else { "down" }
-    );
-    let status = if broker && database {
+    if state.needs_database {
+        let database = state.health.database().status();
+        ready &= database.up;
+        body.push_str(&format!(
+            "database: {}\n",
+            if database.up {
+                "up".to_owned()
+            } else {
+                format!("down ({})", database.detail)
+            }
+        ));
+    }
+    if state.health.is_stopping() {
+        ready = false;
+        body.push_str("stopping: shutdown in progress\n");
+    }
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -10,22 +10,29 @@
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
 //! - [`worker`]: the consume loop (retries, parking, graceful shutdown);
 //! - [`intake`]: the processor-facing HTTP endpoint (receipt once queued);
-//! - [`metrics`], [`http`]: Prometheus metrics and the operations endpoint;
+//! - [`metrics`], [`health`], [`http`]: Prometheus metrics, dependency
+//!   states and the operations endpoint;
+//! - [`settings`], [`secret`]: the configuration tree and its defaults;
+//! - [`app`]: the daemon assembled from its settings (startup, shutdown);
 //! - [`simulate`]: a seeded processor simulator with known expectations;
 //! - [`demo`]: the whole system in one process, for newcomers;
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod intake;
 pub mod ipn;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod secret;
+pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -21,10 +21,17 @@ pub struct OutcomeLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignatureLabels {
-    /// `sha3_256`, `sha256`, `md5` or `none`.
+    /// Where the check ran: `intake` (at the edge) or `worker`.
+    pub stage: String,
+    /// `sha3_256`, `sha256`, `md5`, or `none` for an unsigned body.
     pub algorithm: String,
     /// `valid` or the refusal reason (`mismatch`, `unsigned`, ...).
     pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +66,12 @@ pub struct Metrics {
     pub ipn_date_skew_seconds: Histogram,
     /// Intake requests, by result.
     pub intake_requests: Family<ResultLabels, Counter>,
+    /// Messages waiting in the parking queue (refreshed periodically).
+    pub parking_queue_messages: Gauge,
+    /// Open review items by kind (refreshed periodically).
+    pub review_items_open: Family<KindLabels, Gauge>,
+    /// Age of the oldest open review item, in seconds (0 when none).
+    pub review_oldest_open_age_seconds: Gauge,
     /// Messages handled so far, whatever became of them (tests, logs).
     handled: Arc<AtomicU64>,
 }
@@ -93,6 +106,9 @@ impl Metrics {
         ]);
 
         let intake_requests = Family::<ResultLabels, Counter>::default();
+        let parking_queue_messages = Gauge::default();
+        let review_items_open = Family::<KindLabels, Gauge>::default();
+        let review_oldest_open_age_seconds = Gauge::default();
 
         let mut registry = Registry::with_prefix("ipn");
         registry.register(
@@ -150,6 +166,21 @@ impl Metrics {
             "Receipt time minus the signed IPN_DATE",
             ipn_date_skew_seconds.clone(),
         );
+        registry.register(
+            "parking_queue_messages",
+            "Messages waiting in the parking queue for a person",
+            parking_queue_messages.clone(),
+        );
+        registry.register(
+            "review_items_open",
+            "Open review items (exceptions), by kind",
+            review_items_open.clone(),
+        );
+        registry.register(
+            "review_oldest_open_age_seconds",
+            "Age of the oldest open review item (0 when none is open)",
+            review_oldest_open_age_seconds.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             notifications,
@@ -163,6 +194,9 @@ impl Metrics {
             database_up,
             ipn_date_skew_seconds,
             intake_requests,
+            parking_queue_messages,
+            review_items_open,
+            review_oldest_open_age_seconds,
             handled: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -183,9 +217,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn signature(&self, algorithm: &str, result: &str) {
+    /// Counts one signature check at `stage` (`intake` or `worker`).
+    pub fn signature(&self, stage: &str, algorithm: &str, result: &str) {
         self.signatures
             .get_or_create(&SignatureLabels {
+                stage: stage.to_owned(),
                 algorithm: algorithm.to_owned(),
                 result: result.to_owned(),
             })
@@ -200,15 +236,25 @@ impl Metrics {
             .inc();
     }
 
-    pub fn park(&self, reason: &str) {
-        // Reasons like `missing_field:REFNOEXT` keep only their kind, so the
-        // label set stays closed.
-        let kind = reason.split(':').next().unwrap_or(reason);
+    /// Counts a parked message under its reason's kind (a closed set).
+    pub fn park(&self, kind: &str) {
         self.parked
             .get_or_create(&ReasonLabels {
                 reason: kind.to_owned(),
             })
             .inc();
+    }
+
+    /// Sets the open review items per kind; kinds not listed go to 0.
+    pub fn set_open_review_items(&self, counts: &[(String, i64)], oldest_age_seconds: i64) {
+        self.review_items_open.clear();
+        for (kind, count) in counts {
+            self.review_items_open
+                .get_or_create(&KindLabels { kind: kind.clone() })
+                .set(*count);
+        }
+        self.review_oldest_open_age_seconds
+            .set(oldest_age_seconds.max(0));
     }
 
     pub fn intake_request(&self, result: &str) {
@@ -238,14 +284,14 @@ mod tests {
         let metrics = Metrics::new();
         metrics.outcome("applied");
         metrics.outcome("applied");
-        metrics.park("missing_field:REFNOEXT");
+        metrics.park("malformed");
         let text = metrics.encode();
         assert!(
             text.contains("ipn_notifications_total{outcome=\"applied\"} 2"),
             "{text}"
         );
         assert!(
-            text.contains("ipn_parked_total{reason=\"missing_field\"} 1"),
+            text.contains("ipn_parked_total{reason=\"malformed\"} 1"),
             "{text}"
         );
     }

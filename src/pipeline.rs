@@ -6,6 +6,8 @@
 //! (the database); every property of the notification itself, good or bad,
 //! is an [`Outcome`] in the report.
 
+use std::fmt;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::domain::{
@@ -25,8 +27,8 @@ pub struct PipelineConfig {
     pub reconcile: ReconcilePolicy,
 }
 
-impl std::fmt::Debug for PipelineConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineConfig")
             .field("keys", &self.keys)
             .field("signatures", &self.signatures)
@@ -40,15 +42,61 @@ impl std::fmt::Debug for PipelineConfig {
     }
 }
 
+/// Why a notification was refused: a short machine reason from a closed
+/// set (`mismatch`, `missing_field`, `too_large`), for metrics, and the
+/// field it concerns when there is one (a printable name, never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    reason: &'static str,
+    field: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(reason: &'static str) -> Self {
+        Self {
+            reason,
+            field: None,
+        }
+    }
+
+    pub fn with_field(reason: &'static str, field: impl Into<String>) -> Self {
+        Self {
+            reason,
+            field: Some(field.into()),
+        }
+    }
+
+    /// The reason alone: a label from a closed set.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+}
+
+/// `reason` or `reason:FIELD`, as stored and shown.
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            None => f.write_str(self.reason),
+            Some(field) => write!(f, "{}:{field}", self.reason),
+        }
+    }
+}
+
 /// What happened to one notification. Holds references, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub outcome: Outcome,
     /// SHA-256 of the raw body (hex).
     pub digest: String,
-    /// Short machine reason for refusals (`mismatch`, `missing_field:REFNOEXT`).
-    pub reason: Option<String>,
+    /// Why it was refused (invalid signature, malformed).
+    pub refusal: Option<Refusal>,
     pub verified: Option<Verified>,
+    /// The algorithm of a signature that was refused.
+    pub refused_algorithm: Option<crate::ipn::Algorithm>,
     pub processor_ref: Option<String>,
     pub order_ref: Option<String>,
     pub order_state: Option<OrderState>,
@@ -62,12 +110,14 @@ pub struct Report {
 }
 
 impl Report {
-    fn rejected(digest: String, outcome: Outcome, reason: String) -> Self {
+    /// The report of a refused notification.
+    pub fn rejected(digest: String, outcome: Outcome, refusal: Refusal) -> Self {
         Self {
             outcome,
             digest,
-            reason: Some(reason),
+            refusal: Some(refusal),
             verified: None,
+            refused_algorithm: None,
             processor_ref: None,
             order_ref: None,
             order_state: None,
@@ -77,12 +127,6 @@ impl Report {
             retry_later: false,
         }
     }
-}
-
-/// Hex SHA-256 of a raw body: the notification's identity (the same
-/// value as [`BodyDigest::of`], as a string for message ids and headers).
-pub fn body_digest(body: &[u8]) -> String {
-    BodyDigest::of(body).to_string()
 }
 
 /// The configured pipeline over a store.
@@ -114,7 +158,7 @@ impl Pipeline {
         body: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<Report, StoreError> {
-        let digest = body_digest(body);
+        let digest = BodyDigest::of(body).to_string();
         let (form, verified) = match parse_and_verify(
             body,
             &self.config.limits,
@@ -124,12 +168,14 @@ impl Pipeline {
             Ok(ok) => ok,
             Err(err) => {
                 let (outcome, reason) = match &err {
-                    VerifyError::Malformed(form) => (Outcome::Malformed, form_reason(form)),
-                    other => (Outcome::InvalidSignature, other.reason().to_owned()),
+                    VerifyError::Malformed(form) => (Outcome::Malformed, form_refusal(form)),
+                    other => (Outcome::InvalidSignature, Refusal::new(other.reason())),
                 };
-                return self
+                let mut report = self
                     .reject(digest, outcome, reason, Vec::new(), received_at)
-                    .await;
+                    .await?;
+                report.refused_algorithm = err.algorithm();
+                return Ok(report);
             }
         };
         let event = match tokenize(body, &form, &verified, self.config.pseudonym_key.as_ref()) {
@@ -143,7 +189,7 @@ impl Pipeline {
                     .reject(
                         digest,
                         Outcome::Malformed,
-                        err.reason().to_owned(),
+                        Refusal::with_field(err.reason(), err.field()),
                         pan_fields,
                         received_at,
                     )
@@ -163,7 +209,7 @@ impl Pipeline {
         &self,
         digest: String,
         outcome: Outcome,
-        reason: String,
+        reason: Refusal,
         pan_fields: Vec<String>,
         received_at: DateTime<Utc>,
     ) -> Result<Report, StoreError> {
@@ -172,7 +218,7 @@ impl Pipeline {
             .record_rejected(&RejectedNotification {
                 body_sha256: digest.clone(),
                 outcome,
-                reason: reason.clone(),
+                reason: reason.to_string(),
                 received_at,
                 pan_fields,
             })
@@ -194,8 +240,9 @@ fn report_for(
     Report {
         outcome: applied.outcome,
         digest: event.digest.as_str().to_owned(),
-        reason: None,
+        refusal: None,
         verified: Some(verified),
+        refused_algorithm: None,
         processor_ref: Some(event.processor_ref.clone()),
         order_ref: Some(event.order_ref.clone()),
         order_state: applied.order_state,
@@ -206,16 +253,16 @@ fn report_for(
     }
 }
 
-/// A short, value-free label for a malformed body.
-fn form_reason(err: &crate::ipn::FormError) -> String {
+/// A value-free refusal for a malformed body.
+fn form_refusal(err: &crate::ipn::FormError) -> Refusal {
     use crate::ipn::FormError;
     match err {
-        FormError::Empty => "empty_body".into(),
-        FormError::TooLarge { .. } => "too_large".into(),
-        FormError::TooManyFields { .. } => "too_many_fields".into(),
-        FormError::EmptyName { .. } => "empty_field_name".into(),
-        FormError::NameNotUtf8 { .. } => "name_not_utf8".into(),
-        FormError::ValueNotUtf8 { name, .. } => format!("value_not_utf8:{name}"),
-        FormError::RepeatedScalar { name } => format!("repeated_field:{name}"),
+        FormError::Empty => Refusal::new("empty_body"),
+        FormError::TooLarge { .. } => Refusal::new("too_large"),
+        FormError::TooManyFields { .. } => Refusal::new("too_many_fields"),
+        FormError::EmptyName { .. } => Refusal::new("empty_field_name"),
+        FormError::NameNotUtf8 { .. } => Refusal::new("name_not_utf8"),
+        FormError::ValueNotUtf8 { name, .. } => Refusal::with_field("value_not_utf8", name.clone()),
+        FormError::RepeatedScalar { name } => Refusal::with_field("repeated_field", name.clone()),
     }
 }

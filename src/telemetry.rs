@@ -10,12 +10,25 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line (production).
     Json,
-    /// Human-readable lines (a terminal).
+    /// Human-readable lines; coloured only when standard error is a
+    /// terminal, so a log file holds no escape codes.
     #[default]
+    #[serde(alias = "text")]
     Pretty,
 }
 
@@ -52,6 +65,12 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        LogFormat::Pretty => {
+            use std::io::IsTerminal;
+            builder
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+        }
     };
 }

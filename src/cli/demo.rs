@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-use super::block_on;
+use super::{CliResult, block_on};
 use crate::demo::{DemoSettings, run as run_demo};
-use crate::queue::DEFAULT_AMQP_URL;
+use crate::secret::SecretUrl;
+use crate::settings::Settings;
 use crate::telemetry::{self, LogFormat};
 
 /// Runs intake and worker in-process against a demo database and queue,
@@ -12,16 +13,29 @@ use crate::telemetry::{self, LogFormat};
 /// out-of-order delivery, forged copies, wrong amounts, unknown orders and
 /// card numbers in free text), waits until all is settled, prints the
 /// finance summary, and exits 0 when the result equals the simulator's
-/// expectation.
-#[derive(clap::Args)]
+/// expectation (1 when it does not, 3 when a service is unreachable).
+#[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// The demo's database. It is EMPTIED at start, so its name must
     /// contain `demo`; it is created when missing.
-    #[arg(long, env = "DEMO_DATABASE_URL", default_value = DemoSettings::DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
+    #[arg(
+        long,
+        env = "DEMO_DATABASE_URL",
+        default_value = DemoSettings::DEFAULT_DATABASE_URL,
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = secret_url
+    )]
+    pub database_url: SecretUrl,
     /// RabbitMQ URL.
-    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true)]
-    pub amqp_url: String,
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = secret_url
+    )]
+    pub amqp_url: Option<SecretUrl>,
     /// Base name of the demo's exchange and queues (deleted and declared
     /// again at start).
     #[arg(long, default_value = "ipn.demo")]
@@ -34,10 +48,17 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+fn secret_url(text: &str) -> Result<SecretUrl, String> {
+    Ok(SecretUrl::new(text))
+}
+
+pub fn run(args: DemoArgs) -> CliResult {
     // Parked orphans are expected here: keep the worker's warnings out of the story.
     telemetry::init_with_default(LogFormat::Pretty, "warn,ipn_reconciler::worker=error");
-    let mut settings = DemoSettings::new(args.database_url, args.amqp_url);
+    let amqp_url = args
+        .amqp_url
+        .unwrap_or_else(|| Settings::default().amqp_url);
+    let mut settings = DemoSettings::new(args.database_url, amqp_url);
     settings.queue_base = args.queue;
     settings.orders = args.orders;
     settings.seed = args.seed;
@@ -50,18 +71,4 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         })
     })
-}
-
-impl std::fmt::Debug for DemoArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // URLs may carry a password: never print them whole.
-        f.debug_struct("DemoArgs")
-            .field(
-                "database_url",
-                &crate::store::redact_url(&self.database_url),
-            )
-            .field("amqp_url", &crate::store::redact_url(&self.amqp_url))
-            .field("orders", &self.orders)
-            .finish_non_exhaustive()
-    }
 }

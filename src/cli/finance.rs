@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::{DbArgs, block_on};
+use super::args::{ConfigFile, DatabaseFlags};
+use super::orders::database;
+use super::{CliResult, block_on};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -18,7 +20,7 @@ pub enum Format {
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     #[command(flatten)]
-    pub db: DbArgs,
+    pub db: DatabaseFlags,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -28,7 +30,7 @@ pub enum ReviewCommand {
     /// List review items (open ones unless --all), newest first.
     List {
         #[command(flatten)]
-        db: DbArgs,
+        db: DatabaseFlags,
         /// Include resolved items.
         #[arg(long)]
         all: bool,
@@ -41,7 +43,7 @@ pub enum ReviewCommand {
     /// Mark a review item resolved, saying who and why.
     Resolve {
         #[command(flatten)]
-        db: DbArgs,
+        db: DatabaseFlags,
         /// The item's id (from `review list`).
         id: i64,
         /// Who resolved it (a name or staff id).
@@ -53,9 +55,10 @@ pub enum ReviewCommand {
     },
 }
 
-pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
+    let settings = database(config, &args.db)?;
     block_on(async move {
-        let store = Store::connect(args.db.settings()).await?;
+        let store = Store::connect(settings).await?;
         let summary = store.finance_summary().await?;
         let mut out = std::io::stdout().lock();
         match args.format {
@@ -69,51 +72,57 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
+pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
     match command {
         ReviewCommand::List {
             db,
             all,
             kind,
             format,
-        } => block_on(async move {
-            let store = Store::connect(db.settings()).await?;
-            let items = store.review_items(all, kind.as_deref()).await?;
-            let mut out = std::io::stdout().lock();
-            match format {
-                Format::Json => {
-                    serde_json::to_writer_pretty(&mut out, &items)?;
-                    writeln!(out)?;
-                }
-                Format::Table => {
-                    for item in &items {
-                        writeln!(
-                            out,
-                            "#{:<6} {:<9} {:<24} {:<16} {}",
-                            item.id,
-                            item.status,
-                            item.kind,
-                            item.order_ref.as_deref().unwrap_or("-"),
-                            item.details
-                        )?;
+        } => {
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let items = store.review_items(all, kind.as_deref()).await?;
+                let mut out = std::io::stdout().lock();
+                match format {
+                    Format::Json => {
+                        serde_json::to_writer_pretty(&mut out, &items)?;
+                        writeln!(out)?;
                     }
-                    writeln!(out, "{} item(s)", items.len())?;
+                    Format::Table => {
+                        for item in &items {
+                            writeln!(
+                                out,
+                                "#{:<6} {:<9} {:<24} {:<16} {}",
+                                item.id,
+                                item.status,
+                                item.kind,
+                                item.order_ref.as_deref().unwrap_or("-"),
+                                item.details
+                            )?;
+                        }
+                        writeln!(out, "{} item(s)", items.len())?;
+                    }
                 }
-            }
-            Ok(ExitCode::SUCCESS)
-        }),
-        ReviewCommand::Resolve { db, id, by, note } => block_on(async move {
-            let store = Store::connect(db.settings()).await?;
-            if store
-                .resolve_review_item(id, by.trim(), note.trim())
-                .await?
-            {
-                println!("review item #{id} resolved");
                 Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("no open review item #{id}");
-                Ok(ExitCode::from(1))
-            }
-        }),
+            })
+        }
+        ReviewCommand::Resolve { db, id, by, note } => {
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                if store
+                    .resolve_review_item(id, by.trim(), note.trim())
+                    .await?
+                {
+                    writeln!(std::io::stdout(), "review item #{id} resolved")?;
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("no open review item #{id}");
+                    Ok(ExitCode::from(1))
+                }
+            })
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
-use super::{EXIT_INVALID, EXIT_USAGE, KeyArgs, read_body};
+use super::{CliResult, EXIT_INVALID, EXIT_USAGE, KeyArgs, read_body};
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SignaturePolicy, VerifyError,
     read_receipt, sign, verify,
@@ -64,7 +64,7 @@ pub enum ReceiptKind {
     Epayment,
 }
 
-pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: IpnCommand) -> CliResult {
     let limits = FormLimits::default();
     match command {
         IpnCommand::Verify {
@@ -83,10 +83,12 @@ pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
             };
             match verify(&form, &ring, &SignaturePolicy { allow_md5 }) {
                 Ok(verified) => {
-                    println!(
+                    writeln!(
+                        std::io::stdout(),
                         "valid: key {} algorithm {}",
-                        verified.key_id, verified.algorithm
-                    );
+                        verified.key_id,
+                        verified.algorithm
+                    )?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(VerifyError::Malformed(err)) => {
@@ -163,14 +165,14 @@ pub fn run(command: IpnCommand) -> anyhow::Result<ExitCode> {
                 Ok(receipt) => receipt,
                 Err(err) => return usage(format!("malformed: {err}")),
             };
-            println!("{receipt}");
+            writeln!(std::io::stdout(), "{receipt}")?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// Prints why the input or the usage is wrong and exits 2.
-fn usage(message: String) -> anyhow::Result<ExitCode> {
+fn usage(message: String) -> CliResult {
     eprintln!("{message}");
     Ok(ExitCode::from(EXIT_USAGE))
 }

@@ -2,7 +2,13 @@
 //!
 //! Commands are thin: they read input, call the library, and turn outcomes
 //! into output and exit codes. Anything worth testing lives in the library.
+//! The settings flags they share are declared once, in [`args`].
+//!
+//! Exit codes: 0 success; 1 the input is invalid (a signature that does
+//! not verify); 2 usage, configuration or malformed input; 3 an
+//! operational failure (database, broker, files).
 
+pub mod args;
 mod demo;
 mod finance;
 mod intake;
@@ -21,23 +27,29 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::domain::{PseudonymKey, ReconcilePolicy};
-use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
-use crate::pipeline::PipelineConfig;
-use crate::store::{DEFAULT_DATABASE_URL, DatabaseSettings};
+use crate::ipn::{FormLimits, KeyRing};
+use crate::settings::SettingsError;
+use args::ConfigFile;
 
 /// Exit code for "the input is invalid" (a bad signature).
 pub const EXIT_INVALID: u8 = 1;
-/// Exit code for malformed input or a usage error (clap uses 2 as well).
+/// Exit code for malformed input, a usage or a configuration error (clap
+/// uses 2 as well).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for an operational failure (database, broker, I/O).
 pub const EXIT_OPERATIONAL: u8 = 3;
 
 /// Receives, verifies and reconciles Avangate / 2Checkout Instant Payment
 /// Notifications (IPN) against the merchant's orders.
+///
+/// Exit codes: 0 success, 1 invalid input (a signature that does not
+/// verify), 2 usage, configuration or malformed input, 3 database, broker
+/// or file failure.
 #[derive(Debug, Parser)]
-#[command(name = "ipn-reconciler", version, about, long_about = None)]
+#[command(name = "ipn-reconciler", version, about, long_about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigFile,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,7 +63,7 @@ pub enum Command {
     /// AUTO_MIGRATE=false).
     Migrate {
         #[command(flatten)]
-        db: DbArgs,
+        db: args::DatabaseFlags,
     },
     /// Import, show and list the merchant's orders.
     #[command(subcommand)]
@@ -59,15 +71,15 @@ pub enum Command {
     /// Replay notification files through verify -> tokenize -> apply,
     /// without the broker. Prints one outcome line per file.
     Process(process::ProcessArgs),
-    /// Run the worker daemon: consume notifications from RabbitMQ, reconcile
-    /// them, and serve /healthz, /readyz and /metrics.
+    /// Run the daemon: the intake (POST /ipn), the worker (consumes
+    /// RabbitMQ, reconciles in PostgreSQL) and /healthz, /readyz, /metrics.
     Serve(Box<serve::ServeArgs>),
     /// The whole system in one command, for newcomers: simulated orders
     /// over HTTP through intake and worker, then the finance summary.
     Demo(demo::DemoArgs),
     /// Run the processor-facing intake alone (`serve` runs it too): POST
     /// /ipn answers with a read receipt once the notification is queued.
-    Intake(Box<intake::IntakeCommandArgs>),
+    Intake(Box<intake::IntakeArgs>),
     /// Publish notification bodies to the work exchange (persistent, with
     /// publisher confirms), as the intake does.
     Publish(publish::PublishArgs),
@@ -85,6 +97,65 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
+/// An error that ends a command, with the exit code it means. Commands
+/// choose the code where they know what went wrong; anything else that
+/// escapes is operational.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    /// Exit 2: the command line, the configuration or the input is wrong.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+
+    /// Exit 3: a dependency failed.
+    pub fn operational(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: EXIT_OPERATIONAL,
+            error: error.into(),
+        }
+    }
+
+    /// Whether the error is only standard output being closed early
+    /// (`ipn-reconciler orders list | head`): not worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.error.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || cause
+                    .downcast_ref::<csv::Error>()
+                    .is_some_and(|csv| matches!(csv.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+                || cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+                    == Some(std::io::ErrorKind::BrokenPipe)
+        })
+    }
+}
+
+/// Anything a command does not classify is operational.
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(error: E) -> Self {
+        Self::operational(error)
+    }
+}
+
+/// A configuration that cannot be used is a usage error (exit 2).
+pub fn settings_error(error: SettingsError) -> CliError {
+    CliError::usage(anyhow::Error::new(error).context("invalid configuration"))
+}
+
+/// The result of a command.
+pub type CliResult = Result<ExitCode, CliError>;
+
 /// An error and its causes on one line. A cause whose text its parent
 /// already quotes (`"cannot connect: {source}"`) is not repeated.
 pub fn render_error(err: &anyhow::Error) -> String {
@@ -100,24 +171,26 @@ pub fn render_error(err: &anyhow::Error) -> String {
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> CliResult {
+    let config = &cli.config;
     match cli.command {
         Command::Ipn(command) => ipn::run(command),
-        Command::Migrate { db } => orders::migrate(db),
-        Command::Orders(command) => orders::run(command),
-        Command::Process(args) => process::run(args),
-        Command::Serve(args) => serve::run(*args),
+        Command::Migrate { db } => orders::migrate(config, &db),
+        Command::Orders(command) => orders::run(config, command),
+        Command::Process(args) => process::run(config, args),
+        Command::Serve(args) => serve::run(config, *args),
         Command::Demo(args) => demo::run(args),
-        Command::Intake(args) => intake::run(*args),
-        Command::Publish(args) => publish::run(args),
-        Command::Parked(command) => parked::run(command),
-        Command::Report(args) => finance::report(args),
-        Command::Review(command) => finance::review(command),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Intake(args) => intake::run(config, *args),
+        Command::Publish(args) => publish::run(config, args),
+        Command::Parked(command) => parked::run(config, command),
+        Command::Report(args) => finance::report(config, args),
+        Command::Review(command) => finance::review(config, command),
+        Command::Simulate(args) => simulate::run(config, args),
     }
 }
 
-/// Where keys come from: `--key-file`, else `IPN_KEYS_FILE`.
+/// Where keys come from for the single-notification tools: `--key-file`,
+/// else `IPN_KEYS_FILE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {
     /// Key file: one key per line, `KEY_ID SECRET`; the first line is the
@@ -128,8 +201,9 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
-    pub fn load(&self) -> anyhow::Result<KeyRing> {
-        Ok(KeyRing::from_file(&self.key_file)?)
+    /// The key ring; an unusable key file is a usage error (exit 2).
+    pub fn load(&self) -> Result<KeyRing, CliError> {
+        KeyRing::from_file(&self.key_file).map_err(CliError::usage)
     }
 }
 
@@ -167,96 +241,12 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
 
 /// Runs a future on a fresh multi-threaded runtime (the migration harness
 /// needs one).
-pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
         .block_on(future)
-}
-
-/// Where the database is.
-#[derive(Clone, clap::Args)]
-pub struct DbArgs {
-    /// PostgreSQL URL. The database is created when missing (if the user may).
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
-    /// Apply pending migrations before running (`false` to leave the schema alone).
-    #[arg(long, env = "AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub auto_migrate: bool,
-}
-
-impl DbArgs {
-    pub fn settings(&self) -> DatabaseSettings {
-        let mut settings = DatabaseSettings::new(self.database_url.clone());
-        settings.migrate = self.auto_migrate;
-        settings
-    }
-}
-
-/// How notifications are judged: keys, algorithms, limits, pseudonyms.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PipelineArgs {
-    #[command(flatten)]
-    pub keys: KeyArgs,
-    /// Accept legacy HMAC-MD5 `HASH` signatures.
-    #[arg(long, env = "IPN_ALLOW_MD5")]
-    pub allow_md5: bool,
-    /// File with the key for customer e-mail pseudonyms (keyed HMAC). Without
-    /// it, no pseudonym is stored.
-    #[arg(long, env = "PSEUDONYM_KEY_FILE", value_name = "FILE")]
-    pub pseudonym_key_file: Option<PathBuf>,
-    /// Let TEST_ORDER=1 notifications change orders (sandboxes, the demo).
-    #[arg(long, env = "IPN_APPLY_TEST_ORDERS")]
-    pub apply_test_orders: bool,
-    /// Largest accepted notification body, in bytes.
-    #[arg(long, env = "IPN_MAX_BODY_BYTES", default_value_t = FormLimits::DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
-}
-
-impl PipelineArgs {
-    pub fn config(&self) -> anyhow::Result<PipelineConfig> {
-        let pseudonym_key = match &self.pseudonym_key_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read(path).with_context(|| {
-                    format!("cannot read pseudonym key file {}", path.display())
-                })?;
-                let key = text.trim_ascii();
-                if key.is_empty() {
-                    anyhow::bail!("pseudonym key file {} is empty", path.display());
-                }
-                Some(PseudonymKey::new(key))
-            }
-        };
-        Ok(PipelineConfig {
-            keys: self.keys.load()?,
-            signatures: SignaturePolicy {
-                allow_md5: self.allow_md5,
-            },
-            limits: FormLimits {
-                max_body_bytes: self.max_body_bytes,
-                ..FormLimits::default()
-            },
-            pseudonym_key,
-            reconcile: ReconcilePolicy {
-                apply_test_orders: self.apply_test_orders,
-            },
-        })
-    }
-}
-
-impl std::fmt::Debug for DbArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // URLs may carry a password: never print them whole.
-        f.debug_struct("DbArgs")
-            .field(
-                "database_url",
-                &crate::store::redact_url(&self.database_url),
-            )
-            .field("auto_migrate", &self.auto_migrate)
-            .finish_non_exhaustive()
-    }
 }
 
 #[cfg(test)]
@@ -275,6 +265,16 @@ mod tests {
             render_error(&err),
             "cannot start: cannot read key file /etc/keys: connection refused"
         );
+    }
+
+    #[test]
+    fn a_closed_pipe_is_recognised_through_the_layers() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(CliError::from(pipe()).is_broken_pipe());
+        assert!(CliError::from(anyhow::Error::new(pipe()).context("writing")).is_broken_pipe());
+        assert!(CliError::from(csv::Error::from(pipe())).is_broken_pipe());
+        assert!(CliError::from(serde_json::Error::io(pipe())).is_broken_pipe());
+        assert!(!CliError::from(std::io::Error::other("disk full")).is_broken_pipe());
     }
 
     #[test]
@@ -306,7 +306,12 @@ mod tests {
             let cli = Cli::try_parse_from(&args).expect("parses");
             let shown = format!("{cli:?}");
             assert!(!shown.contains("S3CRET-PW"), "{shown}");
-            assert!(shown.contains("***"), "{shown}");
         }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
-use super::{DbArgs, EXIT_USAGE, block_on};
+use super::args::{self, ConfigFile, DatabaseFlags};
+use super::{CliError, CliResult, EXIT_USAGE, block_on, settings_error};
 use crate::domain::OrderState;
+use crate::store::DatabaseSettings;
 use crate::store::orders::{ImportError, parse_orders_csv};
 use crate::store::{OrderView, Store};
 
@@ -19,14 +21,14 @@ pub enum OrdersCommand {
     /// the same orders again changes nothing.
     Import {
         #[command(flatten)]
-        db: DbArgs,
+        db: DatabaseFlags,
         /// The CSV file; `-` reads standard input.
         file: PathBuf,
     },
     /// Show one order with its reconciled state and ledger.
     Show {
         #[command(flatten)]
-        db: DbArgs,
+        db: DatabaseFlags,
         /// The merchant's order reference (REFNOEXT).
         order_ref: String,
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
@@ -35,7 +37,7 @@ pub enum OrdersCommand {
     /// List orders, optionally only those in one state.
     List {
         #[command(flatten)]
-        db: DbArgs,
+        db: DatabaseFlags,
         /// pending, authorized, paid, partially_refunded, refunded, canceled,
         /// reversed, suspect or mismatch.
         #[arg(long)]
@@ -58,24 +60,35 @@ pub enum ListFormat {
     Json,
 }
 
-pub fn migrate(db: DbArgs) -> anyhow::Result<ExitCode> {
+/// The database settings of a command's flags and configuration file.
+pub(super) fn database(
+    config: &ConfigFile,
+    db: &DatabaseFlags,
+) -> Result<DatabaseSettings, CliError> {
+    args::load(config, &[db])
+        .and_then(|loaded| loaded.database())
+        .map_err(settings_error)
+}
+
+pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
+    let mut settings = database(config, db)?;
+    settings.migrate = false;
     block_on(async move {
-        let mut settings = db.settings();
-        settings.migrate = false;
         let store = Store::connect(settings).await?;
         let applied = store.migrate().await?;
+        let mut out = std::io::stdout().lock();
         if applied.is_empty() {
-            println!("database is up to date");
+            writeln!(out, "database is up to date")?;
         } else {
             for version in applied {
-                println!("applied migration {version}");
+                writeln!(out, "applied migration {version}")?;
             }
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-pub fn run(command: OrdersCommand) -> anyhow::Result<ExitCode> {
+pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
     match command {
         OrdersCommand::Import { db, file } => {
             let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
@@ -96,14 +109,17 @@ pub fn run(command: OrdersCommand) -> anyhow::Result<ExitCode> {
                 }
                 Err(err) => return Err(err.into()),
             };
+            let settings = database(config, &db)?;
             block_on(async move {
-                let store = Store::connect(db.settings()).await?;
+                let store = Store::connect(settings).await?;
                 match store.import_orders(&orders).await {
                     Ok(report) => {
-                        println!(
+                        writeln!(
+                            std::io::stdout(),
                             "imported {} new order(s), {} already present",
-                            report.inserted, report.unchanged
-                        );
+                            report.inserted,
+                            report.unchanged
+                        )?;
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(err @ ImportError::Rows(_)) => {
@@ -118,22 +134,25 @@ pub fn run(command: OrdersCommand) -> anyhow::Result<ExitCode> {
             db,
             order_ref,
             format,
-        } => block_on(async move {
-            let store = Store::connect(db.settings()).await?;
-            let Some(order) = store.order(&order_ref).await? else {
-                eprintln!("no order {order_ref}");
-                return Ok(ExitCode::from(1));
-            };
-            let mut out = std::io::stdout().lock();
-            match format {
-                ShowFormat::Json => {
-                    serde_json::to_writer_pretty(&mut out, &order)?;
-                    writeln!(out)?;
+        } => {
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let Some(order) = store.order(&order_ref).await? else {
+                    eprintln!("no order {order_ref}");
+                    return Ok(ExitCode::from(1));
+                };
+                let mut out = std::io::stdout().lock();
+                match format {
+                    ShowFormat::Json => {
+                        serde_json::to_writer_pretty(&mut out, &order)?;
+                        writeln!(out)?;
+                    }
+                    ShowFormat::Table => write_order(&mut out, &order)?,
                 }
-                ShowFormat::Table => write_order(&mut out, &order)?,
-            }
-            Ok(ExitCode::SUCCESS)
-        }),
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         OrdersCommand::List { db, status, format } => {
             let status = match status.as_deref().map(OrderState::parse) {
                 None => None,
@@ -143,8 +162,9 @@ pub fn run(command: OrdersCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_USAGE));
                 }
             };
+            let settings = database(config, &db)?;
             block_on(async move {
-                let store = Store::connect(db.settings()).await?;
+                let store = Store::connect(settings).await?;
                 let orders = store.list_orders(status).await?;
                 let mut out = std::io::stdout().lock();
                 match format {

@@ -1,10 +1,11 @@
 //! `ipn-reconciler parked list|requeue`: the operator's view of the parking
 //! queue. Nothing else moves parked messages.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use super::block_on;
-use super::serve::AmqpArgs;
+use super::args::{self, BrokerFlags, ConfigFile};
+use super::{CliError, CliResult, block_on, settings_error};
 use crate::queue::parked::{self, ParkedMessage, Selection};
 
 #[derive(Debug, clap::Subcommand)]
@@ -13,57 +14,67 @@ pub enum ParkedCommand {
     /// stay parked.
     List {
         #[command(flatten)]
-        amqp: AmqpArgs,
+        broker: BrokerFlags,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Move parked messages back to the work exchange (attempts reset),
-    /// after their cause was fixed.
+    /// after their cause was fixed: `parked requeue ID` or `parked requeue
+    /// --all`.
     Requeue {
         #[command(flatten)]
-        amqp: AmqpArgs,
+        broker: BrokerFlags,
         /// Every parked message.
-        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        #[arg(long, conflicts_with = "id")]
         all: bool,
         /// The id shown by `parked list` (a prefix of the body's SHA-256).
         id: Option<String>,
     },
 }
 
-pub fn run(command: ParkedCommand) -> anyhow::Result<ExitCode> {
+pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
     match command {
-        ParkedCommand::List { amqp, json } => {
-            let settings = amqp.settings()?;
+        ParkedCommand::List { broker, json } => {
+            let loaded = args::load(config, &[&broker]).map_err(settings_error)?;
+            let settings = loaded.amqp().map_err(settings_error)?;
             let messages = block_on(async move { Ok(parked::list(&settings).await?) })?;
+            let mut out = std::io::stdout().lock();
             if json {
                 for message in &messages {
-                    println!("{}", serde_json::to_string(message)?);
+                    writeln!(out, "{}", serde_json::to_string(message)?)?;
                 }
             } else {
-                println!(
+                writeln!(
+                    out,
                     "{:<12}  {:<40}  {:>8}  received_at",
                     "id", "reason", "attempts"
-                );
+                )?;
                 for message in &messages {
-                    println!("{}", line(message));
+                    writeln!(out, "{}", line(message))?;
                 }
-                println!("{} parked", messages.len());
+                writeln!(out, "{} parked", messages.len())?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        ParkedCommand::Requeue { amqp, all, id } => {
-            let settings = amqp.settings()?;
+        ParkedCommand::Requeue { broker, all, id } => {
             let selection = match (all, id) {
                 (true, _) => Selection::All,
                 (false, Some(id)) => Selection::Id(id),
-                (false, None) => anyhow::bail!("give an id or --all"),
+                (false, None) => {
+                    return Err(CliError::usage(anyhow::anyhow!(
+                        "say which messages: `parked requeue ID` (an id from `parked list`) or `parked requeue --all`"
+                    )));
+                }
             };
+            let loaded = args::load(config, &[&broker]).map_err(settings_error)?;
+            let settings = loaded.amqp().map_err(settings_error)?;
             let moved = block_on(async move { Ok(parked::requeue(&settings, &selection).await?) })?;
+            let mut out = std::io::stdout().lock();
             for message in &moved {
-                println!("requeued {}", line(message));
+                writeln!(out, "requeued {}", line(message))?;
             }
-            println!("{} requeued", moved.len());
+            writeln!(out, "{} requeued", moved.len())?;
             Ok(ExitCode::SUCCESS)
         }
     }

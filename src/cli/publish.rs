@@ -1,20 +1,24 @@
 //! `ipn-reconciler publish FILE...`: hands notification bodies to the broker
 //! the way the intake does (persistent, confirmed).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::serve::AmqpArgs;
-use super::{EXIT_OPERATIONAL, block_on, read_body};
-use crate::ipn::FormLimits;
+use super::args::{self, BrokerFlags, ConfigFile};
+use super::{CliResult, EXIT_OPERATIONAL, block_on, read_body, settings_error};
 use crate::queue::{MessageMeta, Publisher};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 every body confirmed, 2 invalid configuration, 3 a body \
+could not be read or was not confirmed."
+)]
 pub struct PublishArgs {
     #[command(flatten)]
-    pub amqp: AmqpArgs,
+    pub broker: BrokerFlags,
     /// Notification bodies, one per file (`-` for standard input).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -22,9 +26,10 @@ pub struct PublishArgs {
 
 /// Prints `published N of M (confirmed)`; exit 0 only when every body was
 /// confirmed by the broker.
-pub fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.amqp.settings()?;
-    let limits = FormLimits::default();
+pub fn run(config: &ConfigFile, args: PublishArgs) -> CliResult {
+    let loaded = args::load(config, &[&args.broker]).map_err(settings_error)?;
+    let settings = loaded.amqp().map_err(settings_error)?;
+    let limits = loaded.limits();
     let mut messages = Vec::with_capacity(args.files.len());
     for file in &args.files {
         let body = read_body(file, &limits)?;
@@ -41,7 +46,11 @@ pub fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
                 Err(err) => eprintln!("{}: not confirmed: {err}", file.display()),
             }
         }
-        println!("published {confirmed} of {} (confirmed)", results.len());
+        writeln!(
+            std::io::stdout(),
+            "published {confirmed} of {} (confirmed)",
+            results.len()
+        )?;
         Ok(if confirmed == results.len() {
             ExitCode::SUCCESS
         } else {

@@ -1,7 +1,7 @@
 //! `ipn-reconciler simulate`: a seeded, reproducible processor simulation
 //! written to disk (orders CSV, expected states, one body file per POST).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,7 +82,7 @@ pub struct SimulateArgs {
     pub concurrency: usize,
     /// Broker settings (`--target queue`).
     #[command(flatten)]
-    pub amqp: super::serve::AmqpArgs,
+    pub broker: super::args::BrokerFlags,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -146,7 +146,7 @@ fn probability(text: &str) -> Result<f64, String> {
 /// Below this many files, a progress bar is more noise than help.
 const PROGRESS_MIN_FILES: usize = 200;
 
-pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::CliResult {
     let ring = args.keys.load()?;
     let currencies = CurrencyWeight::parse_mix(&args.currencies)?;
     let base_date = args
@@ -201,8 +201,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                         ))
                     }
                     _ => {
-                        let publisher =
-                            Publisher::connect(args.amqp.settings()?, "simulator").await?;
+                        let settings = super::args::load(config_file, &[&args.broker])
+                            .and_then(|loaded| loaded.amqp())
+                            .map_err(super::settings_error)?;
+                        let publisher = Publisher::connect(settings, "simulator").await?;
                         let confirmed =
                             publish_all(&simulation, &publisher, |n| progress.inc(n as u64)).await;
                         publisher.close().await;
@@ -211,28 +213,32 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 }
             })?;
             progress.finish_and_clear();
-            println!("delivered: {delivered}");
+            writeln!(std::io::stdout(), "delivered: {delivered}")?;
         }
     }
     progress.finish_and_clear();
 
     let outcomes = simulation.expected_outcomes;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "simulated {} order(s) and {} unknown order(s) with seed {}, signed with key {}",
         simulation.orders.len(),
         simulation.expected_orphans.len(),
         config.seed,
         ring.current().id
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{} deliveries ({} genuine, {} duplicate, {} tampered); files in {}",
         total,
         simulation.count(DeliveryKind::Genuine),
         simulation.count(DeliveryKind::Duplicate),
         simulation.count(DeliveryKind::Tampered),
         args.out.display()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "expected outcomes: applied={} ignored={} mismatch={} duplicate={} order_not_found={} invalid_signature={}",
         outcomes.applied,
         outcomes.ignored,
@@ -240,7 +246,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         outcomes.duplicate,
         outcomes.order_not_found,
         outcomes.invalid_signature
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

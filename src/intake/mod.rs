@@ -66,6 +66,35 @@ impl ReceiptChoice {
             _ => None,
         }
     }
+
+    /// The name [`ReceiptChoice::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fixed(ReceiptFormat::Sig(Algorithm::Sha3_256)) => "sig-sha3",
+            Self::Fixed(ReceiptFormat::Sig(Algorithm::Sha256)) => "sig-sha256",
+            // An MD5 `<sig>` does not exist: MD5 answers `<EPAYMENT>`.
+            Self::Fixed(ReceiptFormat::Epayment | ReceiptFormat::Sig(Algorithm::Md5)) => "epayment",
+        }
+    }
+}
+
+impl serde::Serialize for ReceiptChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ReceiptChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{}`: use auto, sig-sha3, sig-sha256 or epayment",
+                crate::ipn::form::printable_name(&text)
+            ))
+        })
+    }
 }
 
 /// How the intake behaves.
@@ -80,19 +109,6 @@ pub struct IntakeSettings {
     pub limits: FormLimits,
     /// How long to wait for the broker's confirm before answering 503.
     pub confirm_timeout: Duration,
-}
-
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        Self {
-            path: "/ipn".to_owned(),
-            verify_at_edge: true,
-            receipt: ReceiptChoice::Auto,
-            source: SourcePolicy::default(),
-            limits: FormLimits::default(),
-            confirm_timeout: Duration::from_secs(5),
-        }
-    }
 }
 
 /// What a request handler needs.
@@ -191,11 +207,12 @@ async fn receive(
     let algorithm = if settings.verify_at_edge {
         match verify(&form, &intake.keys, &intake.signatures) {
             Ok(verified) => {
-                metrics.signature(verified.algorithm.as_str(), "valid");
+                metrics.signature("intake", verified.algorithm.as_str(), "valid");
                 verified.algorithm
             }
             Err(err) => {
-                metrics.signature("unknown", err.reason());
+                let algorithm = err.algorithm().map_or("none", |a| a.as_str());
+                metrics.signature("intake", algorithm, err.reason());
                 return refuse(
                     metrics,
                     StatusCode::FORBIDDEN,

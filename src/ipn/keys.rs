@@ -196,6 +196,11 @@ impl KeyRing {
         &self.keys
     }
 
+    /// The ids of the keys, current first: what may be logged of a ring.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|key| key.id.as_str()).collect()
+    }
+
     /// The key with this id, if the ring holds it.
     pub fn get(&self, id: &KeyId) -> Option<&SigningKey> {
         self.keys.iter().find(|k| &k.id == id)

@@ -154,6 +154,17 @@ impl VerifyError {
             VerifyError::Mismatch(_) => "mismatch",
         }
     }
+
+    /// The algorithm whose signature was refused, when one was tried.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match self {
+            VerifyError::BadSignatureFormat(algorithm) | VerifyError::Mismatch(algorithm) => {
+                Some(*algorithm)
+            }
+            VerifyError::Md5NotAllowed => Some(Algorithm::Md5),
+            VerifyError::Malformed(_) | VerifyError::Unsigned => None,
+        }
+    }
 }
 
 fn hex_len(algorithm: Algorithm) -> usize {

@@ -24,40 +24,46 @@ pub use message::{MessageMeta, headers};
 pub use publisher::Publisher;
 pub use topology::{RetryDelays, Topology};
 
-use crate::store::redact_url;
+use crate::secret::SecretUrl;
 
-/// The broker used when `AMQP_URL` is not set.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// The base name of exchange and queues when `AMQP_QUEUE` is not set.
-pub const DEFAULT_QUEUE_BASE: &str = "ipn.notifications";
 /// Content type of every message: the processor's form body.
 pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// How to reach the broker and what to call things there.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AmqpSettings {
     /// `amqp://user:password@host:port/vhost`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Names of the topology.
     pub topology: Topology,
+    /// How long a publisher waits for the broker's confirm.
+    pub publish_timeout: Duration,
 }
 
 impl AmqpSettings {
     /// Checks the URL, so a typo fails at start-up rather than on the first
     /// reconnect.
-    pub fn new(url: impl Into<String>, topology: Topology) -> Result<Self, QueueError> {
-        let url = url.into();
-        url.parse::<lapin::uri::AMQPUri>()
+    pub fn new(
+        url: SecretUrl,
+        topology: Topology,
+        publish_timeout: Duration,
+    ) -> Result<Self, QueueError> {
+        url.expose()
+            .parse::<lapin::uri::AMQPUri>()
             .map_err(|reason| QueueError::InvalidUrl {
-                url: redact_url(&url),
+                url: url.redacted(),
                 reason,
             })?;
-        Ok(Self { url, topology })
+        Ok(Self {
+            url,
+            topology,
+            publish_timeout,
+        })
     }
 
     /// The URL with any password replaced by `***`, for logs and errors.
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        self.url.redacted()
     }
 
     /// Opens a connection with lapin's auto-recovery; `role` names it in the
@@ -74,21 +80,12 @@ impl AmqpSettings {
                     .with_max_delay(Duration::from_secs(5))
                     .with_max_times(8)
             });
-        Connection::connect(&self.url, properties)
+        Connection::connect(self.url.expose(), properties)
             .await
             .map_err(|source| QueueError::Connect {
                 url: self.redacted_url(),
                 source,
             })
-    }
-}
-
-impl std::fmt::Debug for AmqpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpSettings")
-            .field("url", &self.redacted_url())
-            .field("topology", &self.topology)
-            .finish()
     }
 }
 

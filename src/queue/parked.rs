@@ -10,7 +10,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection};
 
 use super::{AmqpSettings, MessageMeta, Publisher, QueueError};
-use crate::pipeline::body_digest;
+use crate::domain::BodyDigest;
 
 /// Characters of the body digest shown as a parked message's id.
 pub const ID_LEN: usize = 12;
@@ -83,7 +83,7 @@ pub async fn list(settings: &AmqpSettings) -> Result<Vec<ParkedMessage>, QueueEr
 }
 
 fn describe(body: &[u8], meta: &MessageMeta) -> ParkedMessage {
-    let digest = body_digest(body);
+    let digest = BodyDigest::of(body).to_string();
     ParkedMessage {
         id: digest[..ID_LEN].to_owned(),
         body_sha256: digest,
@@ -113,7 +113,7 @@ pub async fn requeue(
             .await?
         {
             let delivery = message.delivery;
-            let digest = body_digest(&delivery.data);
+            let digest = BodyDigest::of(&delivery.data).to_string();
             let message_id = delivery
                 .properties
                 .message_id()

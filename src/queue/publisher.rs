@@ -12,7 +12,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::Mutex;
 
 use super::{AmqpSettings, MessageMeta, QueueError};
-use crate::pipeline::body_digest;
+use crate::domain::BodyDigest;
 
 /// Publishes with confirms, (re)connecting on demand: after any failure the
 /// link is dropped and the next publish builds a new one, so a broker outage
@@ -22,7 +22,6 @@ pub struct Publisher {
     settings: AmqpSettings,
     role: String,
     link: Mutex<Option<Link>>,
-    confirm_timeout: Duration,
 }
 
 struct Link {
@@ -32,10 +31,11 @@ struct Link {
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The link holds lapin handles whose Debug says nothing useful.
         f.debug_struct("Publisher")
             .field("settings", &self.settings)
             .field("role", &self.role)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,7 +46,6 @@ impl Publisher {
             settings,
             role: role.to_owned(),
             link: Mutex::new(None),
-            confirm_timeout: Duration::from_secs(15),
         }
     }
 
@@ -85,6 +84,34 @@ impl Publisher {
         Ok(channel)
     }
 
+    /// Connects now if not connected (health checks).
+    pub async fn ensure_connected(&self) -> Result<(), QueueError> {
+        self.channel().await.map(|_| ())
+    }
+
+    /// Messages ready in `queue` (a passive declare: the queue is not
+    /// created). A missing queue closes the channel; the next use reopens it.
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, QueueError> {
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..lapin::options::QueueDeclareOptions::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(declared) => Ok(declared.message_count()),
+            Err(err) => {
+                self.reset().await;
+                Err(err.into())
+            }
+        }
+    }
+
     async fn reset(&self) {
         if let Some(old) = self.link.lock().await.take() {
             close_quietly(old.connection);
@@ -120,7 +147,7 @@ impl Publisher {
         } else {
             exchange
         };
-        match tokio::time::timeout(self.confirm_timeout, attempt).await {
+        match tokio::time::timeout(self.settings.publish_timeout, attempt).await {
             Err(_) => {
                 self.reset().await;
                 Err(QueueError::Timeout)
@@ -144,7 +171,7 @@ impl Publisher {
             topology.exchange(),
             topology.routing_key(),
             body,
-            meta.to_properties(&body_digest(body)),
+            meta.to_properties(BodyDigest::of(body).as_str()),
         )
         .await
     }
@@ -169,7 +196,7 @@ impl Publisher {
                         ..BasicPublishOptions::default()
                     },
                     body,
-                    meta.to_properties(&body_digest(body)),
+                    meta.to_properties(BodyDigest::of(body).as_str()),
                 )
                 .await;
             pending.push(confirm);
@@ -179,11 +206,13 @@ impl Publisher {
         for confirm in pending {
             let result = match confirm {
                 Err(err) => Err(QueueError::from(err)),
-                Ok(confirm) => match tokio::time::timeout(self.confirm_timeout, confirm).await {
-                    Err(_) => Err(QueueError::Timeout),
-                    Ok(Err(err)) => Err(err.into()),
-                    Ok(Ok(confirmation)) => check(confirmation, topology.exchange()),
-                },
+                Ok(confirm) => {
+                    match tokio::time::timeout(self.settings.publish_timeout, confirm).await {
+                        Err(_) => Err(QueueError::Timeout),
+                        Ok(Err(err)) => Err(err.into()),
+                        Ok(Ok(confirmation)) => check(confirmation, topology.exchange()),
+                    }
+                }
             };
             failed |= matches!(result, Err(QueueError::Amqp(_) | QueueError::Timeout));
             results.push(result);

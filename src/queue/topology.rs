@@ -29,19 +29,16 @@ use super::QueueError;
 pub struct RetryDelays(Vec<Duration>);
 
 impl RetryDelays {
-    /// The default schedule: 5s, 30s, 2m, 10m, 1h.
-    pub fn default_schedule() -> Self {
-        Self(
-            [5, 30, 120, 600, 3600]
-                .into_iter()
-                .map(Duration::from_secs)
-                .collect(),
-        )
+    /// A schedule of `delays` as given (checked by [`RetryDelays::parse`]
+    /// when it comes from an operator).
+    pub fn new(delays: Vec<Duration>) -> Self {
+        Self(delays)
     }
 
-    /// Parses `5s,30s,2m,10m,1h` (units `ms`, `s`, `m`, `h`). The list must
-    /// hold 1-20 delays between 1 ms and 24 h (a message TTL is 32 bits of
-    /// milliseconds, and longer waits belong to a person, not a queue).
+    /// Parses `5s,30s,2m,10m,1h` (each delay in humantime's forms: `500ms`,
+    /// `30s`, `2m`, `1h 30m`). The list must hold 1-20 delays between 1 ms
+    /// and 24 h (a message TTL is 32 bits of milliseconds, and longer waits
+    /// belong to a person, not a queue).
     pub fn parse(input: &str) -> Result<Self, QueueError> {
         let invalid = |reason: String| QueueError::InvalidDelays {
             input: input.to_owned(),
@@ -52,9 +49,9 @@ impl RetryDelays {
             if part.is_empty() {
                 return Err(invalid("empty delay".into()));
             }
-            let delay = parse_duration(part).ok_or_else(|| {
+            let delay = humantime::parse_duration(part).map_err(|_| {
                 invalid(format!(
-                    "`{part}` is not a number followed by ms, s, m or h"
+                    "`{part}` is not a duration such as 500ms, 30s, 2m or 1h"
                 ))
             })?;
             if delay < Duration::from_millis(1) || delay > Duration::from_secs(24 * 3600) {
@@ -94,17 +91,18 @@ impl std::fmt::Display for RetryDelays {
     }
 }
 
-/// Parses one `<number><unit>` duration (`ms`, `s`, `m`, `h`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(number)),
-        "s" => Some(Duration::from_secs(number)),
-        "m" => number.checked_mul(60).map(Duration::from_secs),
-        "h" => number.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
+impl serde::Serialize for RetryDelays {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// `"5s,30s,2m"` (as in the environment) or `["5s", "30s", "2m"]` (in the
+/// configuration file).
+impl<'de> serde::Deserialize<'de> for RetryDelays {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = crate::settings::comma_list(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -134,12 +132,13 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Deliveries before the broker parks a message by itself. High enough
-    /// that crashes and reconnects never reach it; low enough to stop a
-    /// message that kills workers.
-    pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
-
-    pub fn new(base: &str, retry_delays: RetryDelays) -> Result<Self, QueueError> {
+    /// The topology named after `base`; the broker parks a message by
+    /// itself after `delivery_limit` deliveries (at least 1).
+    pub fn new(
+        base: &str,
+        retry_delays: RetryDelays,
+        delivery_limit: u32,
+    ) -> Result<Self, QueueError> {
         let valid = !base.is_empty()
             && base.len() <= 200
             && !base.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -149,13 +148,8 @@ impl Topology {
         Ok(Self {
             base: base.to_owned(),
             retry_delays,
-            delivery_limit: Self::DEFAULT_DELIVERY_LIMIT,
+            delivery_limit: delivery_limit.max(1),
         })
-    }
-
-    pub fn with_delivery_limit(mut self, limit: u32) -> Self {
-        self.delivery_limit = limit.max(1);
-        self
     }
 
     pub fn base(&self) -> &str {
@@ -286,8 +280,9 @@ mod tests {
     #[test]
     fn parses_the_default_schedule_and_labels_it_back() {
         let delays = RetryDelays::parse("5s,30s,2m,10m,1h").unwrap();
-        assert_eq!(delays, RetryDelays::default_schedule());
+        assert_eq!(delays.get(2), Some(Duration::from_secs(120)));
         assert_eq!(delays.to_string(), "5s,30s,2m,10m,1h");
+        assert_eq!(RetryDelays::parse("1h 30m").unwrap().to_string(), "90m");
         assert_eq!(
             RetryDelays::parse("200ms, 500ms").unwrap().to_string(),
             "200ms,500ms"
@@ -296,19 +291,20 @@ mod tests {
 
     #[test]
     fn refuses_bad_delays() {
-        for bad in ["", "5", "5x", "0s", "25h", "5s,,1m", "-1s", "1.5s"] {
+        for bad in ["", "5", "5x", "0s", "25h", "5s,,1m", "-1s"] {
             assert!(RetryDelays::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn names_derive_from_the_base() {
-        let topology = Topology::new("ipn.notifications", RetryDelays::default_schedule()).unwrap();
+        let delays = RetryDelays::parse("5s,2m").unwrap();
+        let topology = Topology::new("ipn.notifications", delays.clone(), 20).unwrap();
         assert_eq!(topology.parking_queue(), "ipn.notifications.parked");
         assert_eq!(
             topology.retry_queue(Duration::from_secs(120)),
             "ipn.notifications.retry.2m"
         );
-        assert!(Topology::new("has space", RetryDelays::default_schedule()).is_err());
+        assert!(Topology::new("has space", delays, 20).is_err());
     }
 }

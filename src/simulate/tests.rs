@@ -82,7 +82,7 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
         let (form, verified) = verified.map_err(|err| TestCaseError::fail(err.to_string()))?;
         // The strongest signature decides (spec §10).
         prop_assert_eq!(verified.algorithm, crate::ipn::Algorithm::Sha3_256);
-        let digest = crate::pipeline::body_digest(&delivery.body);
+        let digest = crate::domain::BodyDigest::of(&delivery.body).to_string();
         match delivery.kind {
             DeliveryKind::Genuine => {
                 prop_assert!(
@@ -269,7 +269,7 @@ fn output_of_a_seed_is_pinned() {
         all.extend_from_slice(&delivery.body);
         all.push(b'\n');
     }
-    let digest = crate::pipeline::body_digest(&all);
+    let digest = crate::domain::BodyDigest::of(&all).to_string();
     assert_eq!(digest, PINNED_DIGEST, "the output of seed 1 changed");
 }
 

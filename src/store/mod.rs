@@ -17,6 +17,8 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::secret::SecretUrl;
+
 pub use apply::{ApplyReport, RejectedNotification};
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView};
 pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
@@ -24,65 +26,26 @@ pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// The database used when `DATABASE_URL` is not set.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/ipn_reconciler";
-
-/// How to reach the database.
-#[derive(Clone)]
+/// How to reach the database (built from the settings, which hold the
+/// defaults).
+#[derive(Clone, Debug)]
 pub struct DatabaseSettings {
     /// `postgres://user[:password]@host:port/dbname`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Apply pending migrations when connecting.
     pub migrate: bool,
     /// Create the database when it does not exist (needs the right to).
     pub create_database: bool,
     /// Connections in the pool.
     pub pool_size: usize,
-    /// How long to wait for a pooled connection before reporting an outage.
+    /// How long to wait for a connection before reporting an outage.
     pub acquire_timeout: Duration,
 }
 
 impl DatabaseSettings {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            migrate: true,
-            create_database: true,
-            pool_size: 8,
-            acquire_timeout: Duration::from_secs(5),
-        }
-    }
-
     /// The URL with any password replaced by `***`, for logs and errors.
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
-    }
-}
-
-impl std::fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &self.redacted_url())
-            .field("migrate", &self.migrate)
-            .field("create_database", &self.create_database)
-            .field("pool_size", &self.pool_size)
-            .finish()
-    }
-}
-
-/// Replaces the password of a `scheme://user:password@host/...` URL.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+        self.url.redacted()
     }
 }
 
@@ -91,14 +54,21 @@ pub fn redact_url(url: &str) -> String {
 pub enum StoreError {
     #[error("invalid DATABASE_URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("cannot connect to the database at {url}: {source}")]
+    #[error("cannot connect to the database at {url}: {reason}")]
     Connect {
         url: String,
+        /// The cause in words ([`describe_connect_error`]).
+        reason: String,
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("database pool: {0}")]
-    Pool(String),
+    #[error("database pool: {message}")]
+    Pool {
+        message: String,
+        /// Whether waiting may help (a timeout or an unreachable server),
+        /// as opposed to a refusal (wrong password, unknown database).
+        transient: bool,
+    },
     #[error("database query failed: {0}")]
     Query(#[from] diesel::result::Error),
     #[error("migrations failed: {0}")]
@@ -108,28 +78,102 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed: lost connections, an
-    /// unreachable server, serialization failures and deadlocks.
+    fn connect(settings: &DatabaseSettings, source: tokio_postgres::Error) -> Self {
+        StoreError::Connect {
+            url: settings.redacted_url(),
+            reason: describe_connect_error(&source),
+            source,
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    ///
+    /// Connection errors are classified by their SQLSTATE: a server that
+    /// refuses us (class 28, invalid authorization; 3D000, unknown database)
+    /// will refuse again, while one we cannot reach (no SQLSTATE: refused,
+    /// reset, DNS) or that is starting or shutting down (class 57, 53, 08)
+    /// may come back. Query errors arrive through diesel-async, which keeps
+    /// the SQLSTATE only as a [`DatabaseErrorKind`](diesel::result::DatabaseErrorKind):
+    /// the integrity violations it names are permanent (the same
+    /// statement fails the same way), a serialization failure and a lost
+    /// connection are transient, and the codes it folds into `Unknown`
+    /// (deadlock 40P01, lock and statement timeouts 55P03 and 57014,
+    /// administrator shutdown 57P01) are treated as transient: retries are
+    /// bounded in time, and a notification that exhausts them is parked
+    /// for a person, never dropped.
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            StoreError::Connect { .. } | StoreError::Pool(_) => true,
-            StoreError::Query(Error::DatabaseError(kind, info)) => match kind {
-                DatabaseErrorKind::SerializationFailure
-                | DatabaseErrorKind::ClosedConnection
-                | DatabaseErrorKind::UnableToSendCommand => true,
-                DatabaseErrorKind::Unknown => {
-                    let message = info.message();
-                    message.contains("deadlock detected")
-                        || message.contains("terminating connection")
-                        || message.contains("connection")
-                }
-                _ => false,
-            },
+            StoreError::Connect { source, .. } => connect_error_is_transient(source),
+            StoreError::Pool { transient, .. } => *transient,
+            StoreError::Query(Error::DatabaseError(kind, _)) => !matches!(
+                kind,
+                DatabaseErrorKind::UniqueViolation
+                    | DatabaseErrorKind::ForeignKeyViolation
+                    | DatabaseErrorKind::NotNullViolation
+                    | DatabaseErrorKind::CheckViolation
+                    | DatabaseErrorKind::RestrictViolation
+                    | DatabaseErrorKind::ExclusionViolation
+                    | DatabaseErrorKind::ReadOnlyTransaction
+            ),
             StoreError::Query(Error::BrokenTransactionManager) => true,
             _ => false,
         }
     }
+}
+
+/// The SQLSTATE rule of [`StoreError::is_transient`] for a connection error.
+pub fn connect_error_is_transient(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        // No SQLSTATE: the server was not reached or the link broke.
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            !(code.starts_with("28") || code == "3D000" || code.starts_with("42"))
+        }
+    }
+}
+
+/// A pool error: a timeout, or a connection that could not be made. Both
+/// may pass (the server restarts, a password is put right), so both are
+/// transient; the daemon's retries are bounded in time either way.
+fn pool_error(
+    err: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>,
+) -> StoreError {
+    StoreError::Pool {
+        message: err.to_string(),
+        transient: true,
+    }
+}
+
+/// A connection error in words: what the server said (with its SQLSTATE),
+/// or why it could not be reached.
+pub fn describe_connect_error(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        let what = match db.code().code() {
+            code if code.starts_with("28") => "authentication failed",
+            "3D000" => "the database does not exist",
+            "53300" => "too many connections",
+            "57P03" => "the server is starting up or shutting down",
+            _ => "the server refused",
+        };
+        return format!("{what}: {} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
+}
+
+/// Open review items of one kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReviewCount {
+    pub kind: String,
+    pub open: i64,
+    pub oldest_open_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A pooled connection.
@@ -144,9 +188,10 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's Debug lists its connections; the settings say enough.
         f.debug_struct("Store")
             .field("settings", &self.settings)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,14 +202,17 @@ impl Store {
         if settings.create_database {
             ensure_database(&settings).await?;
         }
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose());
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
             .wait_timeout(Some(settings.acquire_timeout))
             .create_timeout(Some(settings.acquire_timeout))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .map_err(|err| StoreError::Pool(err.to_string()))?;
+            .map_err(|err| StoreError::Pool {
+                message: err.to_string(),
+                transient: false,
+            })?;
         let store = Self { pool, settings };
         if store.settings.migrate {
             store.migrate().await?;
@@ -178,15 +226,12 @@ impl Store {
 
     /// A connection from the pool.
     pub async fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|err| StoreError::Pool(err.to_string()))
+        self.pool.get().await.map_err(pool_error)
     }
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let url = self.settings.url.clone();
+        let url = self.settings.url.expose().to_owned();
         // The harness blocks (diesel's migrations are synchronous), so it runs
         // on a blocking thread with its own connection.
         let connection = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
@@ -217,6 +262,34 @@ impl Store {
         Ok(())
     }
 
+    /// Open review items per kind, with the oldest's creation time (the
+    /// exception gauges).
+    pub async fn open_review_counts(&self) -> Result<Vec<OpenReviewCount>, StoreError> {
+        use diesel::dsl::{count_star, min};
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use schema::review_items;
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, i64, Option<chrono::DateTime<chrono::Utc>>)> = review_items::table
+            .filter(review_items::status.eq("open"))
+            .group_by(review_items::kind)
+            .select((
+                review_items::kind,
+                count_star(),
+                min(review_items::created_at),
+            ))
+            .load(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, open, oldest_open_at)| OpenReviewCount {
+                kind,
+                open,
+                oldest_open_at,
+            })
+            .collect())
+    }
+
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         use diesel_async::RunQueryDsl;
@@ -235,6 +308,7 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), StoreErr
     };
     let config: tokio_postgres::Config = settings
         .url
+        .expose()
         .parse()
         .map_err(|_| invalid("not a postgres:// URL"))?;
     let name = config
@@ -244,22 +318,15 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), StoreErr
     let mut maintenance = config.clone();
     maintenance.dbname("postgres");
     maintenance.connect_timeout(settings.acquire_timeout);
-    let (client, connection) =
-        maintenance
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: settings.redacted_url(),
-                source,
-            })?;
+    let (client, connection) = maintenance
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|source| StoreError::connect(settings, source))?;
     let driver = tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
-        .map_err(|source| StoreError::Connect {
-            url: settings.redacted_url(),
-            source,
-        })?
+        .map_err(|source| StoreError::connect(settings, source))?
         .is_some();
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
@@ -271,12 +338,7 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), StoreErr
             // Someone else created it at the same moment: fine.
             Err(err)
                 if err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
-            Err(source) => {
-                return Err(StoreError::Connect {
-                    url: settings.redacted_url(),
-                    source,
-                });
-            }
+            Err(source) => return Err(StoreError::connect(settings, source)),
         }
     }
     drop(client);

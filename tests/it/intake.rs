@@ -1,23 +1,22 @@
 //! The processor-facing intake against the real RabbitMQ: receipts,
 //! refusals, broker outages and bursts.
 
-mod common;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::amqp::{TestQueue, read, resigned, test_key};
-use common::repo_path;
-use ipn_reconciler::intake::{Intake, IntakeSettings, ReceiptChoice, SourcePolicy};
+use crate::helpers::amqp::{TestQueue, read, resigned, test_key};
+use crate::helpers::repo_path;
+use ipn_reconciler::app::{AppConfig, Application};
+use ipn_reconciler::intake::ReceiptChoice;
 use ipn_reconciler::ipn::{
-    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
-    read_receipt,
+    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, read_receipt,
 };
 use ipn_reconciler::metrics::Metrics;
-use ipn_reconciler::queue::{AmqpSettings, Publisher, RetryDelays, Topology};
+use ipn_reconciler::secret::SecretUrl;
+use ipn_reconciler::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
-/// An intake served on an ephemeral port until the guard drops.
+/// The standalone intake (`ipn-reconciler intake`), started the way the
+/// binary starts it, on a free port, until the guard drops.
 struct RunningIntake {
     url: String,
     metrics: Metrics,
@@ -30,28 +29,20 @@ impl Drop for RunningIntake {
     }
 }
 
-async fn start(amqp: AmqpSettings, keys: KeyRing, settings: IntakeSettings) -> RunningIntake {
-    let metrics = Metrics::new();
-    let intake = Arc::new(Intake {
-        settings,
-        keys,
-        signatures: SignaturePolicy { allow_md5: true },
-        publisher: Arc::new(Publisher::new(amqp, "test-intake")),
-        metrics: metrics.clone(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/ipn", listener.local_addr().expect("addr"));
+/// Starts the intake with `settings` (MD5 accepted) and `keys`.
+async fn start(settings: Settings, keys: KeyRing) -> RunningIntake {
+    let settings = Settings {
+        allow_md5: true,
+        ..settings
+    };
+    let loaded = settings.loaded().expect("settings");
+    let mut config = AppConfig::intake_with_keys(&loaded, keys).expect("intake config");
+    config.ops_addr = None;
+    let app = Application::build(config).await.expect("intake binds");
+    let url = format!("http://{}/ipn", app.intake_addr().expect("intake address"));
+    let metrics = app.metrics().clone();
     let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(ipn_reconciler::intake::serve(
-        listener,
-        intake,
-        async move {
-            token.cancelled().await;
-        },
-    ));
+    tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
     RunningIntake { url, metrics, stop }
 }
 
@@ -76,9 +67,13 @@ fn receipt_date(receipt: &str, marker: &str, end: char) -> ReceiptDate {
     let start = receipt.find(marker).expect("date marker") + marker.len();
     let text: String = receipt[start..].chars().take_while(|c| *c != end).collect();
     let date = ReceiptDate::parse(&text).expect("YmdHis");
-    let now = ReceiptDate::now().to_string();
-    let (now, text): (i64, i64) = (now.parse().expect("n"), text.parse().expect("n"));
-    assert!((now - text).abs() <= 100, "DATE {text} is UTC now ({now})");
+    // Compared as times, not as 14-digit numbers (which jump at every
+    // minute and hour boundary).
+    let stamped = chrono::NaiveDateTime::parse_from_str(&text, "%Y%m%d%H%M%S")
+        .expect("YmdHis")
+        .and_utc();
+    let skew = (chrono::Utc::now() - stamped).num_seconds().abs();
+    assert!(skew <= 60, "DATE {text} is UTC now (off by {skew}s)");
     date
 }
 
@@ -104,11 +99,11 @@ async fn receipts_are_byte_exact_in_both_formats() {
         ),
         (ReceiptChoice::Auto, ReceiptFormat::Sig(Algorithm::Sha3_256)),
     ] {
-        let settings = IntakeSettings {
-            receipt: choice,
-            ..IntakeSettings::default()
+        let settings = Settings {
+            receipt_format: choice,
+            ..queue.daemon_settings()
         };
-        let intake = start(queue.settings.clone(), spec_ring.clone(), settings).await;
+        let intake = start(settings, spec_ring.clone()).await;
         let (status, receipt) = post(&intake.url, body.clone()).await;
         assert_eq!(status, 200, "{receipt}");
         let date = match format {
@@ -123,15 +118,14 @@ async fn receipts_are_byte_exact_in_both_formats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_gets_503_and_no_receipt() {
-    let topology = Topology::new("ipn.test.unreachable", RetryDelays::parse("1s").expect("d"))
-        .expect("topology");
-    // Nothing listens on port 1.
-    let amqp = AmqpSettings::new("amqp://guest:guest@127.0.0.1:1/%2f", topology).expect("s");
-    let settings = IntakeSettings {
+    let queue = TestQueue::new("1s");
+    let settings = Settings {
+        // Nothing listens on port 1.
+        amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:1/%2f"),
         confirm_timeout: Duration::from_secs(3),
-        ..IntakeSettings::default()
+        ..queue.daemon_settings()
     };
-    let intake = start(amqp, test_ring(), settings).await;
+    let intake = start(settings, test_ring()).await;
     let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
     let (status, text) = post(&intake.url, body).await;
     assert_eq!(status, 503);
@@ -153,12 +147,7 @@ async fn an_unreachable_broker_gets_503_and_no_receipt() {
 async fn a_burst_of_concurrent_posts_is_queued_exactly_once() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
-    let intake = start(
-        queue.settings.clone(),
-        test_ring(),
-        IntakeSettings::default(),
-    )
-    .await;
+    let intake = start(queue.daemon_settings(), test_ring()).await;
     let key = test_key();
     const POSTS: usize = 300;
     let bodies: Vec<Vec<u8>> = (0..POSTS)
@@ -201,14 +190,14 @@ async fn a_burst_of_concurrent_posts_is_queued_exactly_once() {
 async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
-    let settings = IntakeSettings {
-        source: SourcePolicy {
-            forwarded_header: Some("x-forwarded-for".into()),
-            allow: ipn_reconciler::intake::parse_allow_list("127.0.0.0/8").expect("nets"),
-        },
-        ..IntakeSettings::default()
+    let settings = Settings {
+        trusted_forwarded_header: Some("x-forwarded-for".into()),
+        allow_networks: ipn_reconciler::settings::AllowNetworks(
+            ipn_reconciler::intake::parse_allow_list("127.0.0.0/8").expect("nets"),
+        ),
+        ..queue.daemon_settings()
     };
-    let intake = start(queue.settings.clone(), test_ring(), settings).await;
+    let intake = start(settings, test_ring()).await;
     let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
     let client = reqwest::Client::new();
     let send = |content_type: &'static str, forwarded: &'static str, body: Vec<u8>| {

@@ -1,18 +1,20 @@
 //! Helpers for the worker tests: a broker topology of its own per test
 //! (deleted on drop), an in-process worker, signed bodies, polling.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
 use ipn_reconciler::domain::{PseudonymKey, ReconcilePolicy};
+use ipn_reconciler::health::Health;
 use ipn_reconciler::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, SecretKey, SignaturePolicy, sign,
 };
 use ipn_reconciler::metrics::Metrics;
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig};
 use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Topology};
+use ipn_reconciler::secret::SecretUrl;
+use ipn_reconciler::settings::Settings;
 use ipn_reconciler::store::Store;
 use ipn_reconciler::worker::{RunSummary, Worker, WorkerSettings};
 use lapin::options::QueueDeclareOptions;
@@ -36,13 +38,37 @@ pub struct TestQueue {
 impl TestQueue {
     pub fn new(delays: &str) -> Self {
         let base = format!("ipn.test.{}", uuid::Uuid::new_v4().simple());
-        let topology =
-            Topology::new(&base, RetryDelays::parse(delays).expect("delays")).expect("topology");
-        let settings = AmqpSettings::new(amqp_url(), topology).expect("settings");
+        let settings = Self::daemon_settings_for(&base, delays)
+            .loaded()
+            .expect("settings")
+            .amqp()
+            .expect("amqp settings");
         Self {
             base,
             delays: delays.to_owned(),
             settings,
+        }
+    }
+
+    fn daemon_settings_for(base: &str, delays: &str) -> Settings {
+        Settings {
+            amqp_url: SecretUrl::new(amqp_url()),
+            amqp_queue: base.to_owned(),
+            retry_delays: RetryDelays::parse(delays).expect("delays"),
+            ..Settings::default()
+        }
+    }
+
+    /// The daemon's settings for this queue, with the fixtures' keys and
+    /// listeners on free ports (bound by the daemon, read back from it).
+    pub fn daemon_settings(&self) -> Settings {
+        let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Settings {
+            key_file: Some(repo_path("fixtures/keys/test.keys")),
+            pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
+            intake_addr: any_port,
+            http_addr: any_port,
+            ..Self::daemon_settings_for(&self.base, &self.delays)
         }
     }
 
@@ -257,45 +283,56 @@ pub fn read(path: &Path) -> Vec<u8> {
 }
 
 /// The pids of the broker connections whose client properties (their
-/// name) contain `pattern`.
-pub fn connections(pattern: &str) -> Vec<String> {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "pid",
-            "client_properties",
-            "--quiet",
-            "--no-table-headers",
-        ])
-        .output()
-        .expect("rabbitmqctl list_connections");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.contains(pattern))
-        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
-        .collect()
+/// name) contain `pattern`. `rabbitmqctl` blocks for a second or more, so
+/// it runs on a blocking thread, never on the test's runtime.
+pub async fn connections(pattern: &str) -> Vec<String> {
+    let pattern = pattern.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_connections",
+                "pid",
+                "client_properties",
+                "--quiet",
+                "--no-table-headers",
+            ])
+            .output()
+            .expect("rabbitmqctl list_connections");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.contains(&pattern))
+            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+            .collect()
+    })
+    .await
+    .expect("rabbitmqctl task")
 }
 
 /// How many connections named with `pattern` the broker has.
-pub fn live_connections(pattern: &str) -> usize {
-    connections(pattern).len()
+pub async fn live_connections(pattern: &str) -> usize {
+    connections(pattern).await.len()
 }
 
 /// Closes the broker connections whose name contains `pattern`, the way
 /// `rabbitmqctl close_all_connections` would, but only this test's (tests
 /// run in parallel on one broker). Returns how many were closed.
-pub fn close_connections(pattern: &str) -> usize {
-    let mut closed = 0;
-    for pid in connections(pattern) {
-        let status = std::process::Command::new("rabbitmqctl")
-            .args(["close_connection", &pid, "test"])
-            .status()
-            .expect("rabbitmqctl close_connection");
-        if status.success() {
-            closed += 1;
+pub async fn close_connections(pattern: &str) -> usize {
+    let pids = connections(pattern).await;
+    tokio::task::spawn_blocking(move || {
+        let mut closed = 0;
+        for pid in pids {
+            let status = std::process::Command::new("rabbitmqctl")
+                .args(["close_connection", &pid, "test"])
+                .status()
+                .expect("rabbitmqctl close_connection");
+            if status.success() {
+                closed += 1;
+            }
         }
-    }
-    closed
+        closed
+    })
+    .await
+    .expect("rabbitmqctl task")
 }
 
 impl RunningWorker {
@@ -306,13 +343,25 @@ impl RunningWorker {
         config: PipelineConfig,
         tweak: impl FnOnce(&mut WorkerSettings),
     ) -> Self {
-        let mut settings = WorkerSettings::new(queue.settings.clone());
-        settings.concurrency = 4;
-        settings.prefetch = 16;
-        settings.recovery_stall = Duration::from_secs(5);
+        let mut settings = Settings {
+            concurrency: 4,
+            prefetch: 16,
+            recovery_stall: Duration::from_secs(5),
+            ..TestQueue::daemon_settings_for(&queue.base, &queue.delays)
+        }
+        .loaded()
+        .expect("settings")
+        .worker()
+        .expect("worker settings");
         tweak(&mut settings);
         let metrics = Metrics::new();
-        let worker = Worker::new(Pipeline::new(config, store), settings, metrics.clone());
+        let health = Health::new(&metrics);
+        let worker = Worker::new(
+            Pipeline::new(config, store),
+            settings,
+            metrics.clone(),
+            health,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn(async move {
             worker
@@ -320,7 +369,6 @@ impl RunningWorker {
                     let _ = stopped.await;
                 })
                 .await
-                .expect("worker run")
         });
         Self {
             stop: Some(stop),

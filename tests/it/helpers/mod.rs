@@ -1,12 +1,13 @@
 //! Shared helpers for the integration tests: a fresh PostgreSQL database per
 //! test, dropped when the test ends, and the fixtures.
-#![allow(dead_code)]
 
 pub mod amqp;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
 
+use ipn_reconciler::secret::SecretUrl;
+use ipn_reconciler::settings::Settings;
 use ipn_reconciler::store::{DatabaseSettings, Store};
 
 /// The server the tests use; override with `TEST_DATABASE_SERVER`.
@@ -33,8 +34,19 @@ impl TestDb {
         Self { name, url }
     }
 
+    pub fn secret_url(&self) -> SecretUrl {
+        SecretUrl::new(self.url.clone())
+    }
+
     pub fn settings(&self) -> DatabaseSettings {
-        DatabaseSettings::new(self.url.clone())
+        Settings {
+            database_url: self.secret_url(),
+            ..Settings::default()
+        }
+        .loaded()
+        .expect("settings")
+        .database()
+        .expect("database settings")
     }
 
     /// Creates the database, migrates it and connects.

@@ -1,13 +1,11 @@
 //! `simulate --target queue|http`: the simulator delivering like the
 //! processor, against the real RabbitMQ and the standalone `intake`.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::amqp::{TestQueue, key_env, wait_until};
-use common::repo_path;
+use crate::helpers::amqp::{TestQueue, key_env, wait_until};
+use crate::helpers::repo_path;
 
 fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))

@@ -1,15 +1,13 @@
 //! The worker in process against the real RabbitMQ and PostgreSQL: each test
 //! has its own queues (`ipn.test.<uuid>`) and its own database.
 
-mod common;
-
 use std::time::Duration;
 
-use common::amqp::{
+use crate::helpers::amqp::{
     RunningWorker, TestQueue, close_connections, count, import_fixture_orders, import_orders_csv,
     live_connections, pipeline_config, read, resigned, run_cli, test_key, wait_until,
 };
-use common::{TestDb, dump_all_text, fixture_files};
+use crate::helpers::{TestDb, dump_all_text, fixture_files};
 use ipn_reconciler::domain::OrderState;
 use ipn_reconciler::ipn::{KeyRing, SecretKey};
 use ipn_reconciler::pipeline::Pipeline;
@@ -68,7 +66,9 @@ async fn a_notification_before_its_order_is_retried_until_the_order_exists() {
     let worker = RunningWorker::spawn(store.clone(), &queue, |settings| {
         settings.orphan_window = Duration::from_secs(40);
     });
-    let body = read(&common::repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
+    let body = read(&crate::helpers::repo_path(
+        "fixtures/ipn/03-shop-1001-complete.txt",
+    ));
     queue.publish(&[body]).await;
 
     // At least two broker-side retries happen while the order is missing.
@@ -103,7 +103,9 @@ async fn an_order_that_never_appears_becomes_an_orphan_payment_and_is_parked() {
     let worker = RunningWorker::spawn(store.clone(), &queue, |settings| {
         settings.orphan_window = Duration::from_millis(900);
     });
-    let body = read(&common::repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
+    let body = read(&crate::helpers::repo_path(
+        "fixtures/ipn/03-shop-1001-complete.txt",
+    ));
     queue.publish(&[body]).await;
     let parking = queue.topology().parking_queue();
     assert!(
@@ -169,7 +171,7 @@ async fn the_worker_recovers_when_the_broker_closes_its_connections() {
         })
         .await
     );
-    let closed = close_connections(&queue.base);
+    let closed = close_connections(&queue.base).await;
     assert!(closed >= 1, "the consumer connection was found and closed");
     let at_close = worker.metrics.handled();
     assert!(
@@ -186,7 +188,7 @@ async fn the_worker_recovers_when_the_broker_closes_its_connections() {
     // No connection of this worker survives it (a zombie would replay its
     // consumer and hold messages).
     let gone = wait_until(Duration::from_secs(10), || async {
-        live_connections(&queue.base) == 0
+        live_connections(&queue.base).await == 0
     })
     .await;
     assert!(gone, "connections left behind");
@@ -342,7 +344,7 @@ async fn invalid_and_malformed_bodies_are_parked_and_can_be_requeued() {
     assert_eq!(queue.ready(&parking).await, 2, "listing leaves them parked");
 
     // The operator adds the missing key and requeues the forged-looking one.
-    let forged_id = ipn_reconciler::pipeline::body_digest(&forged)[..12].to_owned();
+    let forged_id = ipn_reconciler::domain::BodyDigest::of(&forged).as_str()[..12].to_owned();
     let mut config = pipeline_config();
     config.keys = KeyRing::parse(
         "test-2026 ipn-reconciler-TEST-ONLY-2026-key\ntest-2027 ipn-reconciler-TEST-ONLY-2027-key\n",

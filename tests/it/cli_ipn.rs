@@ -1,9 +1,7 @@
 //! `ipn-reconciler ipn ...` as an operator uses it: exit codes and output.
 
-mod common;
-
+use crate::helpers::{fixture_files, repo_path};
 use assert_cmd::Command;
-use common::{fixture_files, repo_path};
 use predicates::prelude::*;
 
 fn ipn() -> Command {

@@ -2,10 +2,10 @@
 //! show` on the fixtures, against a fresh database; then a scan of every
 //! stored text for card numbers and personal data.
 
-mod common;
-
+use crate::helpers::{
+    TestDb, dump_all_text, expected_states, fixture_files, personal_data, repo_path,
+};
 use assert_cmd::Command;
-use common::{TestDb, dump_all_text, expected_states, fixture_files, personal_data, repo_path};
 use ipn_reconciler::domain::contains_pan;
 use predicates::prelude::*;
 

@@ -2,12 +2,10 @@
 //! whole system (intake over HTTP, RabbitMQ, worker, PostgreSQL) against the
 //! simulator's expectation with every anomaly turned on.
 
-mod common;
-
 use std::process::Command;
 
-use common::TestDb;
-use common::amqp::{TestQueue, amqp_url};
+use crate::helpers::TestDb;
+use crate::helpers::amqp::{TestQueue, amqp_url};
 
 #[test]
 fn the_demo_runs_to_a_green_end() {

@@ -7,18 +7,17 @@
 //! each cause must raise its item exactly once, and a redelivery must raise
 //! nothing again; a set would hide an item raised twice.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::helpers::{TestDb, dump_all_text, repo_path};
 use chrono::Utc;
-use common::{TestDb, dump_all_text, repo_path};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use ipn_reconciler::cli::{KeyArgs, PipelineArgs};
 use ipn_reconciler::domain::{Outcome, ReviewKind, contains_pan};
-use ipn_reconciler::ipn::{FormLimits, KeyRing};
+use ipn_reconciler::ipn::KeyRing;
 use ipn_reconciler::pipeline::Pipeline;
+use ipn_reconciler::pipeline::PipelineConfig;
+use ipn_reconciler::settings::Settings;
 use ipn_reconciler::simulate::{
     Anomaly, AnomalyRates, DeliveryKind, SimulationConfig, Story, simulate, sort_kinds,
     write_orders_csv,
@@ -28,17 +27,17 @@ use ipn_reconciler::store::orders::parse_orders_csv;
 use ipn_reconciler::store::schema::{notifications, review_items};
 
 /// The pipeline exactly as `process` and the worker build it from their
-/// flags: fixture keys, pseudonyms on, MD5 off, test orders not applied.
-fn pipeline_args() -> PipelineArgs {
-    PipelineArgs {
-        keys: KeyArgs {
-            key_file: repo_path("fixtures/keys/test.keys"),
-        },
-        allow_md5: false,
+/// settings: fixture keys, pseudonyms on, MD5 off, test orders not applied.
+fn pipeline_config() -> PipelineConfig {
+    Settings {
+        key_file: Some(repo_path("fixtures/keys/test.keys")),
         pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
-        apply_test_orders: false,
-        max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
+        ..Settings::default()
     }
+    .loaded()
+    .expect("settings")
+    .pipeline()
+    .expect("pipeline")
 }
 
 async fn review_kinds(store: &Store, order_ref: &str) -> Vec<ReviewKind> {
@@ -120,7 +119,7 @@ async fn a_simulated_run_with_every_anomaly_reconciles_to_the_simulators_expecta
     let imported = store.import_orders(&orders).await.expect("import");
     assert_eq!(imported.inserted, config.orders);
 
-    let pipeline = Pipeline::new(pipeline_args().config().expect("config"), store.clone());
+    let pipeline = Pipeline::new(pipeline_config(), store.clone());
     let mut outcomes: HashMap<Outcome, usize> = HashMap::new();
     for delivery in &sim.deliveries {
         let report = pipeline

@@ -1,12 +1,10 @@
 //! The order store and reconciliation against the real PostgreSQL, each test
 //! in a database of its own.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::helpers::TestDb;
 use chrono::Utc;
-use common::TestDb;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use ipn_reconciler::domain::{

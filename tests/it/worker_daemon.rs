@@ -1,31 +1,29 @@
 //! `ipn-reconciler serve` as a real process: end to end from `publish`,
 //! the operations endpoint, clean logs, SIGKILL and SIGTERM.
 
-mod common;
-
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::amqp::{
+use crate::helpers::amqp::{
     TestQueue, count, import_fixture_orders, import_orders_csv, key_env, read, resigned, run_cli,
     test_key, wait_until,
 };
-use common::{TestDb, expected_states, fixture_files, personal_data, repo_path};
+use crate::helpers::{TestDb, expected_states, fixture_files, personal_data, repo_path};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A `serve` process whose standard error goes to a file.
+/// A `serve` process whose standard error goes to a file. It binds its
+/// listeners on port 0 and the test reads the bound addresses back from its
+/// log: no port is picked here and released for the daemon to take (a
+/// race when tests run in parallel).
 struct Daemon {
     child: Child,
     log: tempfile::NamedTempFile,
-    http_port: u16,
-    intake_port: u16,
 }
 
 impl Daemon {
     fn start(db: &TestDb, queue: &TestQueue, extra: &[(&'static str, &str)]) -> Self {
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let http_port = free_port();
-        let intake_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"));
         command
             .arg("serve")
@@ -34,24 +32,46 @@ impl Daemon {
             .env("DATABASE_URL", &db.url)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
-            .env("IPN_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("IPN_INTAKE_ADDR", format!("127.0.0.1:{intake_port}"))
+            .env("IPN_HTTP_ADDR", "127.0.0.1:0")
+            .env("IPN_INTAKE_ADDR", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("log handle"));
         for (name, value) in extra {
             command.env(name, value);
         }
         let child = command.spawn().expect("spawn serve");
-        Self {
-            child,
-            log,
-            http_port,
-            intake_port,
-        }
+        Self { child, log }
     }
 
     fn logs(&self) -> String {
         std::fs::read_to_string(self.log.path()).expect("read log")
+    }
+
+    /// The address of the listener whose "... listening" line has
+    /// `message`, once the daemon has logged it.
+    async fn listening(&self, message: &str) -> SocketAddr {
+        let mut found = None;
+        let logged = wait_until(Duration::from_secs(20), || {
+            found = self.logs().lines().find_map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+                let fields = entry.get("fields")?;
+                (fields.get("message")?.as_str()? == message)
+                    .then(|| fields.get("addr")?.as_str()?.parse().ok())
+                    .flatten()
+            });
+            std::future::ready(found.is_some())
+        })
+        .await;
+        assert!(logged, "no `{message}` line; logs:\n{}", self.logs());
+        found.expect("address")
+    }
+
+    async fn ops_addr(&self) -> SocketAddr {
+        self.listening("operations endpoint listening").await
+    }
+
+    async fn intake_addr(&self) -> SocketAddr {
+        self.listening("intake listening").await
     }
 
     fn signal(&self, name: &str) {
@@ -78,7 +98,7 @@ impl Daemon {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
+        let mut stream = tokio::net::TcpStream::connect(self.ops_addr().await)
             .await
             .ok()?;
         stream
@@ -98,14 +118,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 async fn notifications(db: &TestDb) -> i64 {
@@ -184,9 +196,11 @@ async fn fixtures_reconcile_end_to_end_with_metrics_and_clean_logs() {
     for series in expected_series {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
+    // Each verification is counted once, under the stage that made it.
     assert!(
-        metrics.contains("ipn_signatures_total{algorithm=")
-            && metrics.contains(",result=\"valid\"} "),
+        metrics.contains(
+            "ipn_signatures_total{stage=\"worker\",algorithm=\"sha3-256\",result=\"valid\"} 22"
+        ),
         "{metrics}"
     );
 
@@ -397,7 +411,7 @@ async fn serve_answers_the_processor_and_reconciles_what_it_queued() {
     .await;
     assert!(ready, "ready; logs:\n{}", daemon.logs());
 
-    let url = format!("http://127.0.0.1:{}/ipn", daemon.intake_port);
+    let url = format!("http://{}/ipn", daemon.intake_addr().await);
     let client = reqwest::Client::new();
     let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
     let response = client

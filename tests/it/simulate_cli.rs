@@ -1,13 +1,11 @@
 //! `ipn-reconciler simulate` from the outside: what it writes, that the
 //! same seed writes the same bytes, and how it refuses bad input.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::helpers::repo_path;
 use assert_cmd::Command;
-use common::repo_path;
 use ipn_reconciler::ipn::{FormLimits, KeyRing, SignaturePolicy, parse_and_verify};
 use ipn_reconciler::store::orders::parse_orders_csv;
 use predicates::prelude::*;

@@ -3,24 +3,23 @@
 //! exactly once after the database comes back. The outage is a TCP proxy
 //! cut for this test only; the server the other tests use stays up.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestDb;
-use common::amqp::{
+use crate::helpers::TestDb;
+use crate::helpers::amqp::{
     RunningWorker, TestQueue, count, import_orders_csv, resigned, test_key, wait_until,
 };
-use common::proxy::Proxy;
-use ipn_reconciler::store::{DatabaseSettings, Store};
+use crate::helpers::proxy::Proxy;
+use ipn_reconciler::secret::SecretUrl;
+use ipn_reconciler::store::Store;
 
 /// A store that reaches the test database through a proxy the test can cut.
 async fn store_through_proxy(db: &TestDb) -> (Proxy, Store) {
     let upstream: SocketAddr = "127.0.0.1:5432".parse().expect("addr");
     let proxy = Proxy::start(upstream).await;
-    let mut settings =
-        DatabaseSettings::new(format!("postgres://postgres@{}/{}", proxy.addr, db.name));
+    let mut settings = db.settings();
+    settings.url = SecretUrl::new(format!("postgres://postgres@{}/{}", proxy.addr, db.name));
     settings.migrate = false;
     settings.create_database = false;
     settings.acquire_timeout = Duration::from_secs(1);
@@ -141,9 +140,10 @@ async fn a_long_outage_parks_messages_that_an_operator_requeues() {
 
     proxy.restore();
     let mut env = queue.env();
-    env.extend(common::amqp::key_env());
+    env.extend(crate::helpers::amqp::key_env());
     let (ok, stdout, stderr) =
-        common::amqp::run_cli(vec!["parked".into(), "requeue".into(), "--all".into()], env).await;
+        crate::helpers::amqp::run_cli(vec!["parked".into(), "requeue".into(), "--all".into()], env)
+            .await;
     assert!(ok, "{stdout}\n{stderr}");
     let applied = wait_until(Duration::from_secs(30), || async {
         count(&db.url, "SELECT count(*) FROM orders WHERE status = 'paid'").await == 1

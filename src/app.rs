@@ -1,0 +1,416 @@
+//! The daemon, assembled in one place.
+//!
+//! `serve`, `intake`, `demo` and the tests all start the daemon the same
+//! way: [`AppConfig`] from the settings, [`Application::build`] (binds the
+//! listeners: port 0 works, and the bound addresses can be read back), then
+//! [`Application::run_until_stopped`]. Startup and shutdown read top to
+//! bottom in this file:
+//!
+//! 1. bind the operations endpoint and the intake: a taken port fails here,
+//!    naming the listener;
+//! 2. serve `/healthz`, `/readyz` and `/metrics` at once, so an
+//!    orchestrator can see *why* the daemon is not ready yet;
+//! 3. serve the intake (it needs only the broker);
+//! 4. connect the database, retrying with backoff while `/readyz` says what
+//!    is wrong; then run the worker;
+//! 5. on the shutdown signal: not ready any more, stop taking deliveries,
+//!    finish the work in flight within the deadline, stop the listeners,
+//!    close the broker connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{self, Health};
+use crate::intake::{Intake, IntakeSettings};
+use crate::ipn::KeyRing;
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::queue::{AmqpSettings, Publisher};
+use crate::settings::{Loaded, SettingsError};
+use crate::store::{DatabaseSettings, Store, StoreError};
+use crate::worker::{RunSummary, Worker, WorkerSettings};
+
+/// How often the database is pinged for `/readyz` and the metrics.
+const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the exception and parking gauges are refreshed.
+const GAUGE_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Everything the daemon runs, resolved from the settings (key files read,
+/// addresses parsed). Public so tests and the demo can adjust it.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub pipeline: PipelineConfig,
+    pub amqp: AmqpSettings,
+    /// The database; `None` for the standalone intake.
+    pub database: Option<DatabaseSettings>,
+    /// The worker; `None` for the standalone intake.
+    pub worker: Option<WorkerSettings>,
+    /// The processor-facing listener; `None` for a worker only.
+    pub intake: Option<(SocketAddr, IntakeSettings)>,
+    /// The operations endpoint; `None`: not served.
+    pub ops_addr: Option<SocketAddr>,
+    /// How long closing a listener may take at shutdown.
+    pub close_timeout: Duration,
+}
+
+impl AppConfig {
+    /// `serve`: worker, operations endpoint, and the intake unless
+    /// `no-intake`.
+    pub fn serve(loaded: &Loaded) -> Result<Self, SettingsError> {
+        Self::serve_with_keys(loaded, loaded.keys()?)
+    }
+
+    /// Like [`AppConfig::serve`], with keys that do not come from a file
+    /// (the demo's public key).
+    pub fn serve_with_keys(loaded: &Loaded, keys: KeyRing) -> Result<Self, SettingsError> {
+        let pipeline = loaded.pipeline_with_keys(keys)?;
+        let s = &loaded.settings;
+        Ok(Self {
+            pipeline,
+            amqp: loaded.amqp()?,
+            database: Some(loaded.database()?),
+            worker: Some(loaded.worker()?),
+            intake: if s.no_intake {
+                None
+            } else {
+                Some((s.intake_addr, loaded.intake()?))
+            },
+            ops_addr: Some(s.http_addr),
+            close_timeout: s.close_timeout,
+        })
+    }
+
+    /// `intake`: the processor-facing listener and the operations
+    /// endpoint, without database or worker.
+    pub fn intake(loaded: &Loaded) -> Result<Self, SettingsError> {
+        Self::intake_with_keys(loaded, loaded.keys()?)
+    }
+
+    /// Like [`AppConfig::intake`], with keys that do not come from a file.
+    pub fn intake_with_keys(loaded: &Loaded, keys: KeyRing) -> Result<Self, SettingsError> {
+        let s = &loaded.settings;
+        Ok(Self {
+            pipeline: loaded.pipeline_with_keys(keys)?,
+            amqp: loaded.amqp()?,
+            database: None,
+            worker: None,
+            intake: Some((s.intake_addr, loaded.intake()?)),
+            ops_addr: Some(s.http_addr),
+            close_timeout: s.close_timeout,
+        })
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr} for the {listener}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The daemon with its listeners bound, ready to run.
+pub struct Application {
+    config: AppConfig,
+    metrics: Metrics,
+    health: Health,
+    ops: Option<TcpListener>,
+    intake: Option<TcpListener>,
+}
+
+impl Application {
+    /// Binds the listeners. Nothing connects yet: that happens in
+    /// [`Application::run_until_stopped`], observable through `/readyz`.
+    pub async fn build(config: AppConfig) -> Result<Self, StartupError> {
+        let ops = match config.ops_addr {
+            Some(addr) => Some(bind("operations endpoint", addr).await?),
+            None => None,
+        };
+        let intake = match &config.intake {
+            Some((addr, _)) => Some(bind("intake", *addr).await?),
+            None => None,
+        };
+        let metrics = Metrics::new();
+        let health = Health::new(&metrics);
+        Ok(Self {
+            config,
+            metrics,
+            health,
+            ops,
+            intake,
+        })
+    }
+
+    /// Where the operations endpoint listens (the real port when 0 was asked).
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the intake listens.
+    pub fn intake_addr(&self) -> Option<SocketAddr> {
+        self.intake.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Runs until `shutdown` completes, then drains and closes everything.
+    ///
+    /// Outages are waited out (and shown on `/readyz`), never returned;
+    /// the only error is one no waiting can fix (a failed migration).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary, StartupError> {
+        let Self {
+            config,
+            metrics,
+            health,
+            ops,
+            intake,
+        } = self;
+        let token = CancellationToken::new();
+
+        let ops_task = ops.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "operations endpoint listening");
+            }
+            let state = crate::http::OpsState {
+                metrics: metrics.clone(),
+                health: health.clone(),
+                needs_database: config.database.is_some(),
+            };
+            tokio::spawn(crate::http::serve(
+                listener,
+                state,
+                token.clone().cancelled_owned(),
+            ))
+        });
+
+        // Its own publishing connection: intake traffic never waits behind
+        // the worker's retries.
+        let intake_publisher = Arc::new(Publisher::new(config.amqp.clone(), "intake"));
+        let intake_task = match (intake, &config.intake) {
+            (Some(listener), Some((_, settings))) => Some(start_intake(
+                listener,
+                settings.clone(),
+                &config.pipeline,
+                intake_publisher.clone(),
+                &metrics,
+                &token,
+            )),
+            _ => None,
+        };
+        if config.worker.is_none() {
+            // No consumer reports the broker's health: the intake's
+            // publisher does.
+            tokio::spawn(watch_publisher(
+                intake_publisher.clone(),
+                health.clone(),
+                token.clone(),
+            ));
+        }
+
+        let work = async {
+            let result = run_worker(&config, &metrics, &health, &token).await;
+            // Whatever ended the work ends the rest too.
+            token.cancel();
+            result
+        };
+        let signal = async {
+            tokio::select! {
+                () = shutdown => {
+                    tracing::info!("shutting down");
+                    token.cancel();
+                }
+                () = token.cancelled() => {}
+            }
+            health.set_stopping();
+        };
+        let (summary, ()) = tokio::join!(work, signal);
+
+        for task in [intake_task, ops_task].into_iter().flatten() {
+            if tokio::time::timeout(config.close_timeout, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a listener did not stop in time");
+            }
+        }
+        intake_publisher.close().await;
+        summary
+    }
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+fn start_intake(
+    listener: TcpListener,
+    settings: IntakeSettings,
+    pipeline: &PipelineConfig,
+    publisher: Arc<Publisher>,
+    metrics: &Metrics,
+    token: &CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    let intake = Arc::new(Intake {
+        settings,
+        keys: pipeline.keys.clone(),
+        signatures: pipeline.signatures,
+        publisher,
+        metrics: metrics.clone(),
+    });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, path = %intake.settings.path, "intake listening");
+    }
+    tokio::spawn(crate::intake::serve(
+        listener,
+        intake,
+        token.clone().cancelled_owned(),
+    ))
+}
+
+/// Connects the database (waiting it out), then runs the worker until the
+/// token is cancelled. Without a worker, waits for the token.
+async fn run_worker(
+    config: &AppConfig,
+    metrics: &Metrics,
+    health: &Health,
+    token: &CancellationToken,
+) -> Result<RunSummary, StartupError> {
+    let (Some(database), Some(worker)) = (&config.database, &config.worker) else {
+        token.cancelled().await;
+        return Ok(RunSummary::default());
+    };
+    let store = tokio::select! {
+        store = connect_store(database.clone(), health) => store?,
+        () = token.cancelled() => return Ok(RunSummary::default()),
+    };
+    health.database().set_up();
+    tokio::spawn(health::watch_database(
+        store.clone(),
+        health.clone(),
+        DATABASE_CHECK_INTERVAL,
+        database.acquire_timeout,
+        token.clone(),
+    ));
+    tokio::spawn(refresh_gauges(
+        store.clone(),
+        worker.amqp.clone(),
+        metrics.clone(),
+        token.clone(),
+    ));
+    let worker = Worker::new(
+        Pipeline::new(config.pipeline.clone(), store),
+        worker.clone(),
+        metrics.clone(),
+        health.clone(),
+    );
+    Ok(worker.run(token.clone().cancelled_owned()).await)
+}
+
+/// Connects the store, retrying with backoff while the database cannot be
+/// used; each new reason shows on `/readyz` and in one log line. Only a
+/// failed migration ends start-up: waiting will not fix it.
+async fn connect_store(settings: DatabaseSettings, health: &Health) -> Result<Store, StoreError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times();
+    (|| Store::connect(settings.clone()))
+        .retry(backoff)
+        .when(|err| !matches!(err, StoreError::Migration(_)))
+        .notify(|err, _after| health.database().set_down(&err.to_string()))
+        .await
+}
+
+/// Keeps the broker's state current for the standalone intake.
+async fn watch_publisher(publisher: Arc<Publisher>, health: Health, token: CancellationToken) {
+    loop {
+        match publisher.ensure_connected().await {
+            Ok(()) => health.broker().set_up(),
+            Err(err) => health.broker().set_down(&err.to_string()),
+        }
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}
+        }
+    }
+}
+
+/// Refreshes the gauges that need a query: open exceptions by kind and
+/// their oldest, and the depth of the parking queue.
+async fn refresh_gauges(
+    store: Store,
+    amqp: AmqpSettings,
+    metrics: Metrics,
+    token: CancellationToken,
+) {
+    let publisher = Publisher::new(amqp.clone(), "gauges");
+    let parking = amqp.topology.parking_queue();
+    loop {
+        match store.open_review_counts().await {
+            Ok(counts) => {
+                let oldest = counts
+                    .iter()
+                    .filter_map(|c| c.oldest_open_at)
+                    .min()
+                    .map(|at| (chrono::Utc::now() - at).num_seconds())
+                    .unwrap_or(0);
+                let counts: Vec<(String, i64)> =
+                    counts.into_iter().map(|c| (c.kind, c.open)).collect();
+                metrics.set_open_review_items(&counts, oldest);
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot count open review items"),
+        }
+        match publisher.queue_depth(&parking).await {
+            Ok(depth) => {
+                metrics.parking_queue_messages.set(i64::from(depth));
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot read the parking queue's depth"),
+        }
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = tokio::time::sleep(GAUGE_REFRESH_INTERVAL) => {}
+        }
+    }
+    publisher.close().await;
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}

@@ -1,0 +1,475 @@
+//! The settings flags the commands share, declared once.
+//!
+//! Each flag's long name is a key of [`Settings`](crate::settings::Settings)
+//! and of the configuration file; each has the environment variable that
+//! operators' deployments already use. A command takes the groups it needs
+//! (`#[command(flatten)] db: DatabaseFlags`), and the groups hand their
+//! values, still as text and tagged with where they came from, to
+//! [`settings::load`], which parses them with the file's. So an invalid
+//! value is reported the same way whichever layer it came from, and the
+//! defaults shown in `--help` are the ones [`Settings::default`] holds.
+//!
+//! [`Settings::default`]: crate::settings::Settings
+
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches};
+
+use crate::secret::SecretUrl;
+use crate::settings::{self, Loaded, Origin, Override, OverrideValue};
+
+/// One settings flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    /// Long name and settings key.
+    pub key: &'static str,
+    pub env: &'static str,
+    pub value_name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Takes a value.
+    Value,
+    /// A value that may hold a password: never shown in help output.
+    Secret,
+    /// A switch without a value (`--allow-md5`); its variable takes
+    /// true/false, yes/no, on/off or 1/0.
+    Switch,
+}
+
+const fn value(
+    key: &'static str,
+    env: &'static str,
+    value_name: &'static str,
+    help: &'static str,
+) -> Flag {
+    Flag {
+        key,
+        env,
+        value_name,
+        help,
+        kind: Kind::Value,
+    }
+}
+
+const fn switch(key: &'static str, env: &'static str, help: &'static str) -> Flag {
+    Flag {
+        key,
+        env,
+        value_name: "",
+        help,
+        kind: Kind::Switch,
+    }
+}
+
+const fn secret(key: &'static str, env: &'static str, help: &'static str) -> Flag {
+    Flag {
+        key,
+        env,
+        value_name: "URL",
+        help,
+        kind: Kind::Secret,
+    }
+}
+
+/// Where PostgreSQL is.
+pub const DATABASE: &[Flag] = &[
+    secret(
+        "database-url",
+        "DATABASE_URL",
+        "PostgreSQL URL (postgres://user[:password]@host:port/dbname). Its password is never shown.",
+    ),
+    value(
+        "auto-migrate",
+        "AUTO_MIGRATE",
+        "BOOL",
+        "Apply pending migrations before running (`false` leaves the schema alone).",
+    ),
+    value(
+        "db-pool-size",
+        "IPN_DB_POOL_SIZE",
+        "N",
+        "Connections in the database pool.",
+    ),
+    value(
+        "db-acquire-timeout",
+        "IPN_DB_ACQUIRE_TIMEOUT",
+        "DURATION",
+        "How long to wait for a database connection before reporting an outage.",
+    ),
+];
+
+/// How notifications are judged.
+pub const NOTIFICATIONS: &[Flag] = &[
+    value(
+        "key-file",
+        "IPN_KEYS_FILE",
+        "FILE",
+        "Key file: one key per line, `KEY_ID SECRET`; the first line is the current key, later lines are older keys still accepted.",
+    ),
+    switch(
+        "allow-md5",
+        "IPN_ALLOW_MD5",
+        "Accept legacy HMAC-MD5 `HASH` signatures.",
+    ),
+    value(
+        "pseudonym-key-file",
+        "PSEUDONYM_KEY_FILE",
+        "FILE",
+        "File with the key of customer e-mail pseudonyms (keyed HMAC). Without it, no pseudonym is stored.",
+    ),
+    switch(
+        "apply-test-orders",
+        "IPN_APPLY_TEST_ORDERS",
+        "Let TEST_ORDER=1 notifications change orders (sandboxes, the demo).",
+    ),
+    value(
+        "max-body-bytes",
+        "IPN_MAX_BODY_BYTES",
+        "BYTES",
+        "Largest accepted notification body.",
+    ),
+];
+
+/// Where RabbitMQ is and what the queues are called.
+pub const BROKER: &[Flag] = &[
+    secret(
+        "amqp-url",
+        "AMQP_URL",
+        "RabbitMQ URL (amqp://user:password@host:port/vhost). Its password is never shown.",
+    ),
+    value(
+        "amqp-queue",
+        "AMQP_QUEUE",
+        "NAME",
+        "Base name of the exchange and queues (`<base>`, `<base>.retry.<delay>`, `<base>.parked`).",
+    ),
+    value(
+        "retry-delays",
+        "IPN_RETRY_DELAYS",
+        "LIST",
+        "Delays of the broker-side retries, in order (for example 5s,30s,2m).",
+    ),
+    value(
+        "delivery-limit",
+        "IPN_DELIVERY_LIMIT",
+        "N",
+        "Deliveries of one message before the broker parks it (poison backstop).",
+    ),
+    value(
+        "publish-timeout",
+        "IPN_PUBLISH_TIMEOUT",
+        "DURATION",
+        "How long a publisher waits for the broker's confirm.",
+    ),
+];
+
+/// How the worker consumes.
+pub const WORKER: &[Flag] = &[
+    value(
+        "prefetch",
+        "IPN_PREFETCH",
+        "N",
+        "Unacked deliveries the broker may push to this worker.",
+    ),
+    value(
+        "concurrency",
+        "IPN_CONCURRENCY",
+        "N",
+        "Notifications processed at the same time.",
+    ),
+    value(
+        "orphan-window",
+        "IPN_ORPHAN_WINDOW",
+        "DURATION",
+        "How long a notification for an unknown order is retried before it becomes an orphan_payment review item and is parked.",
+    ),
+    value(
+        "recovery-stall",
+        "IPN_RECOVERY_STALL",
+        "DURATION",
+        "How long to wait for a broker connection to recover by itself before rebuilding it.",
+    ),
+    switch(
+        "no-intake",
+        "IPN_NO_INTAKE",
+        "Run the worker only, without the intake listener (when the intake runs elsewhere as `ipn-reconciler intake`).",
+    ),
+];
+
+/// How the intake listens and answers.
+pub const INTAKE: &[Flag] = &[
+    value(
+        "intake-addr",
+        "IPN_INTAKE_ADDR",
+        "ADDR",
+        "Address of the processor-facing listener. Keep it apart from the operations endpoint, which must not face the internet.",
+    ),
+    value(
+        "intake-path",
+        "IPN_INTAKE_PATH",
+        "PATH",
+        "Path that receives notifications.",
+    ),
+    value(
+        "edge-verify",
+        "IPN_EDGE_VERIFY",
+        "BOOL",
+        "Verify signatures before queueing (forged floods stay out of the queue; the worker verifies again either way).",
+    ),
+    value(
+        "receipt-format",
+        "IPN_RECEIPT_FORMAT",
+        "FORMAT",
+        "Receipt format: auto (the algorithm that signed the notification), sig-sha3, sig-sha256 or epayment (legacy MD5).",
+    ),
+    value(
+        "trusted-forwarded-header",
+        "IPN_TRUSTED_FORWARDED_HEADER",
+        "HEADER",
+        "Header carrying the caller's address, set by a proxy you trust (for example x-forwarded-for). Without it, the TCP peer is the caller.",
+    ),
+    value(
+        "allow-networks",
+        "IPN_ALLOW_NETWORKS",
+        "CIDR,...",
+        "Only these networks may post (comma-separated CIDR or addresses, for example the processor's published ranges). Empty: anyone.",
+    ),
+    value(
+        "confirm-timeout",
+        "IPN_CONFIRM_TIMEOUT",
+        "DURATION",
+        "How long to wait for the broker's confirm before answering 503.",
+    ),
+];
+
+/// The daemon's own operation: endpoint, logs, shutdown.
+pub const OPERATIONS: &[Flag] = &[
+    value(
+        "http-addr",
+        "IPN_HTTP_ADDR",
+        "ADDR",
+        "Address of the operations endpoint (/healthz, /readyz, /metrics).",
+    ),
+    value(
+        "log-format",
+        "LOG_FORMAT",
+        "FORMAT",
+        "Log format: json (one object per line) or pretty (colours on a terminal only).",
+    ),
+    value(
+        "shutdown-deadline",
+        "IPN_SHUTDOWN_DEADLINE",
+        "DURATION",
+        "How long SIGTERM/SIGINT waits for notifications in flight.",
+    ),
+    value(
+        "close-timeout",
+        "IPN_CLOSE_TIMEOUT",
+        "DURATION",
+        "How long closing one connection or listener may take at shutdown.",
+    ),
+];
+
+/// Every group, for the checks that the table and the settings agree.
+pub const ALL_GROUPS: [&[Flag]; 6] = [DATABASE, NOTIFICATIONS, BROKER, WORKER, INTAKE, OPERATIONS];
+
+/// The clap argument of a flag. Its id is the key, so two groups can never
+/// declare the same flag twice in one command without clap noticing.
+fn arg(flag: &Flag) -> Arg {
+    let default = settings::defaults_as_text()
+        .get(flag.key)
+        .filter(|text| !text.is_empty())
+        .map(|text| format!(" [default: {text}]"))
+        .unwrap_or_default();
+    let arg = Arg::new(flag.key)
+        .long(flag.key)
+        .env(flag.env)
+        .help(format!("{}{default}", flag.help));
+    match flag.kind {
+        Kind::Value => arg.value_name(flag.value_name).action(ArgAction::Set),
+        Kind::Secret => arg
+            .value_name(flag.value_name)
+            .action(ArgAction::Set)
+            .hide_env_values(true),
+        // Variables of switches take true/false, yes/no, on/off or 1/0.
+        Kind::Switch => arg
+            .action(ArgAction::SetTrue)
+            .value_parser(clap::builder::BoolishValueParser::new()),
+    }
+}
+
+/// The values of `group` that were given, with where each came from.
+fn collect(matches: &ArgMatches, group: &[Flag]) -> Vec<Override> {
+    let mut found = Vec::new();
+    for flag in group {
+        let origin = match matches.value_source(flag.key) {
+            Some(ValueSource::CommandLine) => Origin::Flag(flag.key),
+            Some(ValueSource::EnvVariable) => Origin::Env(flag.env),
+            _ => continue,
+        };
+        if flag.kind == Kind::Switch {
+            found.push(Override {
+                key: flag.key,
+                value: OverrideValue::Plain(matches.get_flag(flag.key).to_string()),
+                origin,
+            });
+            continue;
+        }
+        let Some(values) = matches.get_raw(flag.key) else {
+            continue;
+        };
+        let value = values
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        let value = match flag.kind {
+            Kind::Secret => OverrideValue::Secret(SecretUrl::new(value)),
+            Kind::Value | Kind::Switch => OverrideValue::Plain(value),
+        };
+        found.push(Override {
+            key: flag.key,
+            value,
+            origin,
+        });
+    }
+    found
+}
+
+macro_rules! flag_group {
+    ($(#[$doc:meta])* $name:ident, $table:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $name {
+            /// The values given for this group's flags.
+            pub overrides: Vec<Override>,
+        }
+
+        impl clap::FromArgMatches for $name {
+            fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+                Ok(Self {
+                    overrides: collect(matches, $table),
+                })
+            }
+
+            fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+                self.overrides = collect(matches, $table);
+                Ok(())
+            }
+        }
+
+        impl clap::Args for $name {
+            fn augment_args(command: clap::Command) -> clap::Command {
+                command.args($table.iter().map(arg))
+            }
+
+            fn augment_args_for_update(command: clap::Command) -> clap::Command {
+                Self::augment_args(command)
+            }
+        }
+
+        impl FlagGroup for $name {
+            fn overrides(&self) -> &[Override] {
+                &self.overrides
+            }
+        }
+    };
+}
+
+/// A group of settings flags of one command.
+pub trait FlagGroup {
+    fn overrides(&self) -> &[Override];
+}
+
+flag_group!(
+    /// `--database-url` and the pool.
+    DatabaseFlags,
+    DATABASE
+);
+flag_group!(
+    /// Keys, algorithms, limits and pseudonyms.
+    NotificationFlags,
+    NOTIFICATIONS
+);
+flag_group!(
+    /// `--amqp-url`, queue names, retry delays.
+    BrokerFlags,
+    BROKER
+);
+flag_group!(
+    /// Prefetch, concurrency, orphan window.
+    WorkerFlags,
+    WORKER
+);
+flag_group!(
+    /// The intake listener.
+    IntakeFlags,
+    INTAKE
+);
+flag_group!(
+    /// Operations endpoint, logs, shutdown.
+    OperationsFlags,
+    OPERATIONS
+);
+
+/// The configuration file, for every command that reads settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigFile {
+    /// TOML configuration file; its keys are the long flag names (for
+    /// example `http-addr = "127.0.0.1:9187"`). Environment variables and
+    /// flags override it.
+    #[arg(
+        long = "config",
+        env = "IPN_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    pub path: Option<PathBuf>,
+}
+
+/// Loads the settings from the configuration file and the given groups.
+pub fn load(
+    config: &ConfigFile,
+    groups: &[&dyn FlagGroup],
+) -> Result<Loaded, settings::SettingsError> {
+    let overrides: Vec<Override> = groups
+        .iter()
+        .flat_map(|group| group.overrides().iter().cloned())
+        .collect();
+    settings::load(config.path.as_deref(), &overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_flag_is_a_settings_key_and_every_key_has_a_flag() {
+        let flags: Vec<&str> = ALL_GROUPS
+            .iter()
+            .flat_map(|group| group.iter().map(|flag| flag.key))
+            .collect();
+        let unique: BTreeSet<&str> = flags.iter().copied().collect();
+        assert_eq!(unique.len(), flags.len(), "a key is declared twice");
+        let keys: BTreeSet<&str> = settings::defaults_as_text()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(unique, keys);
+        let envs: BTreeSet<&str> = ALL_GROUPS
+            .iter()
+            .flat_map(|group| group.iter().map(|flag| flag.env))
+            .collect();
+        assert_eq!(
+            envs.len(),
+            flags.len(),
+            "an environment variable is used twice"
+        );
+    }
+}

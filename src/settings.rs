@@ -1,0 +1,830 @@
+//! Settings: everything an operator can configure, in one serde tree, and
+//! the only place where defaults live.
+//!
+//! Values come from four layers, each overriding the one before:
+//!
+//! 1. the defaults of [`Settings::default`];
+//! 2. an optional TOML file (`--config FILE` or `IPN_CONFIG`) whose keys are
+//!    the long flag names (`http-addr = "127.0.0.1:9187"`);
+//! 3. environment variables (`IPN_HTTP_ADDR`, `DATABASE_URL`, ...);
+//! 4. command-line flags (`--http-addr`).
+//!
+//! Every value is checked when the daemon starts, and a refusal names the
+//! key and where its value came from (`environment variable
+//! IPN_SHUTDOWN_DEADLINE`, `--prefetch`, `config file /etc/...`), so an
+//! operator knows what to fix. An unknown key in the file is refused too: a
+//! typo must not silently fall back to a default.
+//!
+//! The layers are merged with figment; the command line declares its flags
+//! from the table in `cli::args`, whose long names are these keys.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{PseudonymKey, ReconcilePolicy};
+use crate::intake::{IntakeSettings, ReceiptChoice, SourcePolicy};
+use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
+use crate::pipeline::PipelineConfig;
+use crate::queue::{AmqpSettings, RetryDelays, Topology};
+use crate::secret::SecretUrl;
+use crate::store::DatabaseSettings;
+use crate::telemetry::LogFormat;
+use crate::worker::WorkerSettings;
+
+/// Every setting, flat: a key here is a long flag name and a key of the
+/// configuration file. Grouped by concern in the order of the README's
+/// configuration table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct Settings {
+    // --- PostgreSQL ---
+    /// `postgres://user[:password]@host:port/dbname`.
+    pub database_url: SecretUrl,
+    /// Apply pending migrations at start.
+    pub auto_migrate: bool,
+    /// Connections in the pool.
+    pub db_pool_size: usize,
+    /// How long to wait for a connection (new or pooled) before reporting
+    /// the database unreachable.
+    #[serde(with = "humantime_serde")]
+    pub db_acquire_timeout: Duration,
+
+    // --- Judging notifications ---
+    /// The processor's secret keys (see README, "Key file").
+    pub key_file: Option<PathBuf>,
+    /// Accept legacy HMAC-MD5 `HASH` signatures.
+    pub allow_md5: bool,
+    /// Key of the customer e-mail pseudonyms; none: no pseudonym stored.
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// Let `TEST_ORDER=1` notifications change orders.
+    pub apply_test_orders: bool,
+    /// Largest accepted notification body, in bytes.
+    pub max_body_bytes: usize,
+
+    // --- RabbitMQ ---
+    pub amqp_url: SecretUrl,
+    /// Base name of the exchange and queues.
+    pub amqp_queue: String,
+    /// Delays of the broker-side retries, in order.
+    pub retry_delays: RetryDelays,
+    /// Deliveries of one message before the broker parks it.
+    pub delivery_limit: u32,
+    /// How long a publisher waits for the broker's confirm.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+
+    // --- Worker ---
+    /// Unacked deliveries the broker may push to one worker.
+    pub prefetch: u16,
+    /// Notifications processed at the same time.
+    pub concurrency: usize,
+    /// How long a notification for an unknown order is retried.
+    #[serde(with = "humantime_serde")]
+    pub orphan_window: Duration,
+    /// How long to wait for lapin's own reconnect before rebuilding the
+    /// connection.
+    #[serde(with = "humantime_serde")]
+    pub recovery_stall: Duration,
+    /// `serve` without the intake listener.
+    pub no_intake: bool,
+
+    // --- Intake ---
+    pub intake_addr: SocketAddr,
+    pub intake_path: String,
+    /// Verify signatures before queueing.
+    pub edge_verify: bool,
+    pub receipt_format: ReceiptChoice,
+    /// A header with the caller's address, set by a proxy you trust.
+    pub trusted_forwarded_header: Option<String>,
+    /// Networks allowed to post; empty: anyone.
+    pub allow_networks: AllowNetworks,
+    /// How long the intake waits for the broker's confirm before a 503.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+
+    // --- Operations ---
+    /// The operations endpoint (/healthz, /readyz, /metrics).
+    pub http_addr: SocketAddr,
+    pub log_format: LogFormat,
+    /// How long SIGTERM waits for the work in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+    /// How long closing one connection or listener may take at shutdown,
+    /// after the work in flight is done.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/ipn_reconciler"),
+            auto_migrate: true,
+            db_pool_size: 8,
+            db_acquire_timeout: Duration::from_secs(5),
+
+            key_file: None,
+            allow_md5: false,
+            pseudonym_key_file: None,
+            apply_test_orders: false,
+            max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
+
+            amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            amqp_queue: "ipn.notifications".to_owned(),
+            retry_delays: secs_schedule(&[5, 30, 120, 600, 3600]),
+            // High enough that crashes and reconnects never reach it; low
+            // enough to stop a message that kills workers.
+            delivery_limit: 20,
+            publish_timeout: Duration::from_secs(15),
+
+            prefetch: 32,
+            concurrency: 8,
+            orphan_window: Duration::from_secs(3600),
+            recovery_stall: Duration::from_secs(15),
+            no_intake: false,
+
+            intake_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            intake_path: "/ipn".to_owned(),
+            edge_verify: true,
+            receipt_format: ReceiptChoice::Auto,
+            trusted_forwarded_header: None,
+            allow_networks: AllowNetworks::default(),
+            confirm_timeout: Duration::from_secs(5),
+
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            log_format: LogFormat::Pretty,
+            shutdown_deadline: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn secs_schedule(secs: &[u64]) -> RetryDelays {
+    RetryDelays::new(secs.iter().map(|s| Duration::from_secs(*s)).collect())
+}
+
+/// Networks allowed to post to the intake: a comma-separated string
+/// (`91.220.121.0/25,5.35.210.128/25`, as in the environment) or, in the
+/// file, a list of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowNetworks(pub Vec<ipnet::IpNet>);
+
+impl Serialize for AllowNetworks {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        serializer.serialize_str(&text.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowNetworks {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = comma_list(deserializer)?;
+        crate::intake::parse_allow_list(&text)
+            .map(AllowNetworks)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads a list given as one comma-separated string or as a list of
+/// strings, as one comma-separated string.
+pub(crate) fn comma_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text,
+        OneOrMany::Many(items) => items.join(","),
+    })
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `environment variable NAME`.
+    Env(&'static str),
+    /// `--flag`.
+    Flag(&'static str),
+}
+
+/// One value given on the command line or in the environment, still text:
+/// it is parsed with the others, so that its error names where it came from.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// The setting's key (the long flag name).
+    pub key: &'static str,
+    pub value: OverrideValue,
+    pub origin: Origin,
+}
+
+/// The text of an override; a URL that may carry a password stays a secret.
+#[derive(Debug, Clone)]
+pub enum OverrideValue {
+    Plain(String),
+    Secret(SecretUrl),
+}
+
+impl OverrideValue {
+    fn text(&self) -> &str {
+        match self {
+            OverrideValue::Plain(text) => text,
+            OverrideValue::Secret(url) => url.expose(),
+        }
+    }
+}
+
+impl Override {
+    fn describe(&self) -> String {
+        match self.origin {
+            Origin::Env(name) => format!("environment variable {name}"),
+            Origin::Flag(flag) => format!("--{flag}"),
+        }
+    }
+}
+
+/// One override as a figment provider of its own, so an error about its
+/// value can name exactly where it came from.
+impl Provider for Override {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.describe())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        dict.insert(
+            self.key.to_owned(),
+            Value::from(self.value.text().to_owned()),
+        );
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Why the settings cannot be used. Every message names the key and where
+/// its value came from, never a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read the configuration file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("configuration file {path}: unknown key `{key}`{hint}")]
+    UnknownKey {
+        path: String,
+        key: String,
+        hint: String,
+    },
+    #[error("invalid `{key}` (from {origin}): {reason}")]
+    Invalid {
+        key: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("`{key}` is required: set --{key}, {env} or `{key}` in the configuration file")]
+    Missing {
+        key: &'static str,
+        env: &'static str,
+    },
+    #[error("cannot use `{key}` (from {origin}): {reason}")]
+    Unusable {
+        key: &'static str,
+        origin: String,
+        reason: String,
+    },
+}
+
+/// Settings together with where each value came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// Key -> where its value came from, for the keys somebody set.
+    origins: BTreeMap<String, String>,
+}
+
+impl Loaded {
+    /// Where the value of `key` came from (`default` when nobody set it).
+    pub fn origin(&self, key: &str) -> String {
+        self.origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+
+    fn invalid(&self, key: &str, reason: impl std::fmt::Display) -> SettingsError {
+        SettingsError::Invalid {
+            key: key.to_owned(),
+            origin: self.origin(key),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Every key of [`Settings`], with its default shown as text (help texts,
+/// the unknown-key check).
+pub fn defaults_as_text() -> &'static BTreeMap<String, String> {
+    static TEXT: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let data = Serialized::defaults(Settings::default())
+            .data()
+            .unwrap_or_default();
+        data.into_values()
+            .flat_map(|dict| dict.into_iter())
+            .map(|(key, value)| (key, value_text(&value)))
+            .collect()
+    })
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(_, text) => text.clone(),
+        Value::Char(_, c) => c.to_string(),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string()))
+            .unwrap_or_default(),
+        Value::Empty(..) => String::new(),
+        Value::Array(_, items) => items.iter().map(value_text).collect::<Vec<_>>().join(","),
+        Value::Dict(..) => String::new(),
+    }
+}
+
+/// Loads the settings: defaults, then `config_file`, then `overrides` in
+/// order (environment before flags), then checks every value.
+pub fn load(config_file: Option<&Path>, overrides: &[Override]) -> Result<Loaded, SettingsError> {
+    let mut figment = Figment::new();
+    if let Some(path) = config_file {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| SettingsError::File {
+            path: shown.clone(),
+            reason: err.to_string(),
+        })?;
+        let file = Toml::string(&text);
+        check_file_keys(&shown, &file)?;
+        figment = figment.merge(named(file, format!("configuration file {shown}")));
+    }
+    // Environment first, then flags, whatever order they were collected in.
+    let (env, flags): (Vec<&Override>, Vec<&Override>) = overrides
+        .iter()
+        .partition(|o| matches!(o.origin, Origin::Env(_)));
+    for value in env.into_iter().chain(flags) {
+        figment = figment.merge(value.clone());
+    }
+    let settings: Settings = figment.extract_lossy().map_err(|err| from_figment(&err))?;
+    // The figment itself is not kept: its values include the URLs' passwords.
+    let origins = defaults_as_text()
+        .keys()
+        .filter_map(|key| {
+            let metadata = figment.find_metadata(key)?;
+            Some((key.clone(), metadata.name.to_string()))
+        })
+        .collect();
+    let loaded = Loaded { settings, origins };
+    loaded.check()?;
+    Ok(loaded)
+}
+
+/// A provider with another name in its metadata.
+fn named<P: Provider>(provider: P, name: String) -> impl Provider {
+    struct Named<P> {
+        inner: P,
+        name: String,
+    }
+    impl<P: Provider> Provider for Named<P> {
+        fn metadata(&self) -> Metadata {
+            Metadata::named(self.name.clone())
+        }
+        fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+            self.inner.data()
+        }
+    }
+    Named {
+        inner: provider,
+        name,
+    }
+}
+
+fn check_file_keys(path: &str, file: &figment::providers::Data<Toml>) -> Result<(), SettingsError> {
+    let data = file.data().map_err(|err| SettingsError::File {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    })?;
+    let known = defaults_as_text();
+    for dict in data.values() {
+        for key in dict.keys() {
+            if !known.contains_key(key) {
+                let hint = closest_key(key, known.keys())
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                return Err(SettingsError::UnknownKey {
+                    path: path.to_owned(),
+                    key: crate::ipn::form::printable_name(key),
+                    hint,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The known key closest to a mistyped one, if any is close.
+fn closest_key<'a>(typed: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(typed, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn from_figment(err: &figment::Error) -> SettingsError {
+    let key = err.path.join(".");
+    let origin = err
+        .metadata
+        .as_ref()
+        .map(|m| m.name.to_string())
+        .unwrap_or_else(|| "default".to_owned());
+    SettingsError::Invalid {
+        key: if key.is_empty() {
+            "(settings)".to_owned()
+        } else {
+            key
+        },
+        origin,
+        reason: err.kind.to_string(),
+    }
+}
+
+impl Loaded {
+    /// The checks serde cannot make: ranges and values that must be usable
+    /// together. Building every part once is the check, so a refusal at
+    /// start and a refusal later can never disagree.
+    fn check(&self) -> Result<(), SettingsError> {
+        let s = &self.settings;
+        let at_least_one = [
+            ("db-pool-size", s.db_pool_size as u64),
+            ("max-body-bytes", s.max_body_bytes as u64),
+            ("delivery-limit", u64::from(s.delivery_limit)),
+            ("prefetch", u64::from(s.prefetch)),
+            ("concurrency", s.concurrency as u64),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(self.invalid(key, "must be at least 1"));
+            }
+        }
+        let positive = [
+            ("db-acquire-timeout", s.db_acquire_timeout),
+            ("publish-timeout", s.publish_timeout),
+            ("confirm-timeout", s.confirm_timeout),
+            ("recovery-stall", s.recovery_stall),
+            ("close-timeout", s.close_timeout),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err(self.invalid(key, "must be longer than 0s"));
+            }
+        }
+        self.database()?;
+        self.amqp()?;
+        self.intake()?;
+        Ok(())
+    }
+
+    /// How to reach PostgreSQL.
+    pub fn database(&self) -> Result<DatabaseSettings, SettingsError> {
+        let s = &self.settings;
+        let config = s
+            .database_url
+            .expose()
+            .parse::<tokio_postgres::Config>()
+            .map_err(|_| self.invalid("database-url", "not a postgres:// URL"))?;
+        if config.get_dbname().is_none_or(str::is_empty) {
+            return Err(self.invalid(
+                "database-url",
+                "names no database (postgres://host:5432/DBNAME)",
+            ));
+        }
+        Ok(DatabaseSettings {
+            url: s.database_url.clone(),
+            migrate: s.auto_migrate,
+            create_database: true,
+            pool_size: s.db_pool_size,
+            acquire_timeout: s.db_acquire_timeout,
+        })
+    }
+
+    /// How to reach RabbitMQ, and the names there.
+    pub fn amqp(&self) -> Result<AmqpSettings, SettingsError> {
+        let s = &self.settings;
+        let topology = Topology::new(&s.amqp_queue, s.retry_delays.clone(), s.delivery_limit)
+            .map_err(|err| self.invalid("amqp-queue", err))?;
+        AmqpSettings::new(s.amqp_url.clone(), topology, s.publish_timeout)
+            .map_err(|err| self.invalid("amqp-url", err))
+    }
+
+    /// How the worker consumes.
+    pub fn worker(&self) -> Result<WorkerSettings, SettingsError> {
+        let s = &self.settings;
+        Ok(WorkerSettings {
+            amqp: self.amqp()?,
+            prefetch: s.prefetch,
+            concurrency: s.concurrency,
+            orphan_window: s.orphan_window,
+            shutdown_deadline: s.shutdown_deadline,
+            recovery_stall: s.recovery_stall,
+            close_timeout: s.close_timeout,
+        })
+    }
+
+    /// How the intake listens and answers.
+    pub fn intake(&self) -> Result<IntakeSettings, SettingsError> {
+        let s = &self.settings;
+        if !s.intake_path.starts_with('/') {
+            return Err(self.invalid("intake-path", "must start with `/`"));
+        }
+        let forwarded_header = s
+            .trusted_forwarded_header
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                axum::http::HeaderName::try_from(h.to_ascii_lowercase())
+                    .map(|name| name.as_str().to_owned())
+                    .map_err(|_| self.invalid("trusted-forwarded-header", "not a header name"))
+            })
+            .transpose()?;
+        Ok(IntakeSettings {
+            path: s.intake_path.clone(),
+            verify_at_edge: s.edge_verify,
+            receipt: s.receipt_format,
+            source: SourcePolicy {
+                forwarded_header,
+                allow: s.allow_networks.0.clone(),
+            },
+            limits: self.limits(),
+            confirm_timeout: s.confirm_timeout,
+        })
+    }
+
+    pub fn limits(&self) -> FormLimits {
+        FormLimits {
+            max_body_bytes: self.settings.max_body_bytes,
+            ..FormLimits::default()
+        }
+    }
+
+    pub fn signatures(&self) -> SignaturePolicy {
+        SignaturePolicy {
+            allow_md5: self.settings.allow_md5,
+        }
+    }
+
+    /// The processor's keys, read from `key-file`.
+    pub fn keys(&self) -> Result<KeyRing, SettingsError> {
+        let path = self
+            .settings
+            .key_file
+            .as_deref()
+            .ok_or(SettingsError::Missing {
+                key: "key-file",
+                env: "IPN_KEYS_FILE",
+            })?;
+        KeyRing::from_file(path).map_err(|err| SettingsError::Unusable {
+            key: "key-file",
+            origin: self.origin("key-file"),
+            reason: err.to_string(),
+        })
+    }
+
+    /// The pseudonym key, read from `pseudonym-key-file` when one is set.
+    pub fn pseudonym_key(&self) -> Result<Option<PseudonymKey>, SettingsError> {
+        let Some(path) = self.settings.pseudonym_key_file.as_deref() else {
+            return Ok(None);
+        };
+        let unusable = |reason: String| SettingsError::Unusable {
+            key: "pseudonym-key-file",
+            origin: self.origin("pseudonym-key-file"),
+            reason,
+        };
+        let text = std::fs::read(path)
+            .map_err(|err| unusable(format!("cannot read {}: {err}", path.display())))?;
+        let key = text.trim_ascii();
+        if key.is_empty() {
+            return Err(unusable(format!("{} is empty", path.display())));
+        }
+        Ok(Some(PseudonymKey::new(key)))
+    }
+
+    /// Everything needed to judge a notification (reads the key files).
+    pub fn pipeline(&self) -> Result<PipelineConfig, SettingsError> {
+        self.pipeline_with_keys(self.keys()?)
+    }
+
+    /// Like [`Loaded::pipeline`], with keys from elsewhere (the demo).
+    pub fn pipeline_with_keys(&self, keys: KeyRing) -> Result<PipelineConfig, SettingsError> {
+        Ok(PipelineConfig {
+            keys,
+            signatures: self.signatures(),
+            limits: self.limits(),
+            pseudonym_key: self.pseudonym_key()?,
+            reconcile: ReconcilePolicy {
+                apply_test_orders: self.settings.apply_test_orders,
+            },
+        })
+    }
+}
+
+impl Settings {
+    /// These settings as if they had been loaded (tests, the demo): every
+    /// origin is `default`.
+    pub fn loaded(self) -> Result<Loaded, SettingsError> {
+        let loaded = Loaded {
+            settings: self,
+            origins: BTreeMap::new(),
+        };
+        loaded.check()?;
+        Ok(loaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(key: &'static str, name: &'static str, value: &str) -> Override {
+        Override {
+            key,
+            value: OverrideValue::Plain(value.to_owned()),
+            origin: Origin::Env(name),
+        }
+    }
+
+    fn flag(key: &'static str, value: &str) -> Override {
+        Override {
+            key,
+            value: OverrideValue::Plain(value.to_owned()),
+            origin: Origin::Flag(key),
+        }
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let loaded = load(None, &[]).expect("defaults load");
+        assert_eq!(loaded.settings.prefetch, 32);
+        assert_eq!(loaded.settings.retry_delays.to_string(), "5s,30s,2m,10m,1h");
+        assert_eq!(loaded.origin("prefetch"), "default");
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_the_file() {
+        let config = file("prefetch = 5\nconcurrency = 3\nhttp-addr = \"127.0.0.1:1\"\n");
+        let loaded = load(
+            Some(config.path()),
+            &[
+                flag("prefetch", "7"),
+                env("prefetch", "IPN_PREFETCH", "6"),
+                env("concurrency", "IPN_CONCURRENCY", "4"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(loaded.settings.prefetch, 7);
+        assert_eq!(loaded.settings.concurrency, 4);
+        assert_eq!(loaded.settings.http_addr.port(), 1);
+        assert_eq!(loaded.origin("prefetch"), "--prefetch");
+        assert_eq!(
+            loaded.origin("concurrency"),
+            "environment variable IPN_CONCURRENCY"
+        );
+    }
+
+    #[test]
+    fn durations_accept_the_usual_forms() {
+        for (text, secs) in [("30s", 30), ("2m", 120), ("1h 30m", 5400), ("1500ms", 1)] {
+            let loaded = load(None, &[flag("shutdown-deadline", text)]).expect(text);
+            assert_eq!(loaded.settings.shutdown_deadline.as_secs(), secs, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_and_the_variable_it_came_from() {
+        let err = load(
+            None,
+            &[env("shutdown-deadline", "IPN_SHUTDOWN_DEADLINE", "soon")],
+        )
+        .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("shutdown-deadline"), "{text}");
+        assert!(text.contains("IPN_SHUTDOWN_DEADLINE"), "{text}");
+
+        let err = load(None, &[flag("max-body-bytes", "0")]).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid `max-body-bytes` (from --max-body-bytes): must be at least 1"
+        );
+    }
+
+    #[test]
+    fn the_file_refuses_unknown_keys_with_a_suggestion_and_bad_values_with_its_name() {
+        let config = file("htp-addr = \"127.0.0.1:1\"\n");
+        let err = load(Some(config.path()), &[]).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("unknown key `htp-addr`"), "{text}");
+        assert!(text.contains("did you mean `http-addr`?"), "{text}");
+
+        let config = file("prefetch = \"many\"\n");
+        let text = load(Some(config.path()), &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(text.contains("`prefetch`"), "{text}");
+        assert!(text.contains("configuration file"), "{text}");
+
+        let text = load(Some(Path::new("/nonexistent/ipn.toml")), &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(text.contains("/nonexistent/ipn.toml"), "{text}");
+    }
+
+    #[test]
+    fn switches_accept_what_the_environment_used_to() {
+        for (text, expected) in [("true", true), ("1", true), ("yes", true), ("false", false)] {
+            let loaded = load(None, &[env("allow-md5", "IPN_ALLOW_MD5", text)]).expect(text);
+            assert_eq!(loaded.settings.allow_md5, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn lists_come_as_comma_strings_or_as_toml_lists() {
+        let config =
+            file("allow-networks = [\"10.0.0.0/8\", \"127.0.0.1\"]\nretry-delays = \"1s,2s\"\n");
+        let loaded = load(Some(config.path()), &[]).expect("loads");
+        assert_eq!(loaded.settings.allow_networks.0.len(), 2);
+        assert_eq!(loaded.settings.retry_delays.delays().len(), 2);
+        let loaded = load(None, &[flag("allow-networks", "10.0.0.0/8,127.0.0.1")]).expect("loads");
+        assert_eq!(loaded.settings.allow_networks.0.len(), 2);
+    }
+
+    #[test]
+    fn debug_output_hides_url_passwords() {
+        let loaded = load(
+            None,
+            &[
+                flag("database-url", "postgres://app:S3CRET-PW@db/x"),
+                flag("amqp-url", "amqp://app:S3CRET-PW@mq:5672/%2f"),
+            ],
+        )
+        .expect("loads");
+        let shown = format!("{loaded:?}");
+        assert!(!shown.contains("S3CRET-PW"), "{shown}");
+        assert_eq!(
+            loaded.database().expect("database").url.redacted(),
+            "postgres://app:***@db/x"
+        );
+    }
+
+    #[test]
+    fn every_key_has_a_default_text() {
+        let keys = defaults_as_text();
+        for key in [
+            "database-url",
+            "retry-delays",
+            "http-addr",
+            "key-file",
+            "allow-networks",
+        ] {
+            assert!(keys.contains_key(key), "{key}");
+        }
+        assert_eq!(keys["retry-delays"], "5s,30s,2m,10m,1h");
+        assert_eq!(keys["key-file"], "");
+    }
+}

@@ -1,0 +1,20 @@
+//! The integration tests, in one binary (one link instead of thirteen on a
+//! two-core machine). They talk to the real PostgreSQL and RabbitMQ: each
+//! test makes a database and broker names of its own (see [`helpers`]), so
+//! they run in parallel and leave nothing behind.
+
+mod helpers;
+
+mod cli_ipn;
+mod cli_reconcile;
+mod demo;
+mod intake;
+mod ipn_properties;
+mod ipn_vectors;
+mod outages;
+mod simulate_cli;
+mod simulate_replay;
+mod simulate_targets;
+mod store_reconcile;
+mod worker_daemon;
+mod worker_flow;
