@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use super::{DbArgs, block_on};
+use crate::domain::ReviewKind;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,7 +35,7 @@ pub enum ReviewCommand {
         all: bool,
         /// Only items of this kind (amount_mismatch, orphan_payment, ...).
         #[arg(long)]
-        kind: Option<String>,
+        kind: Option<ReviewKind>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -78,7 +79,7 @@ pub fn review(command: ReviewCommand) -> anyhow::Result<ExitCode> {
             format,
         } => block_on(async move {
             let store = Store::connect(db.settings()).await?;
-            let items = store.review_items(all, kind.as_deref()).await?;
+            let items = store.review_items(all, kind).await?;
             let mut out = std::io::stdout().lock();
             match format {
                 Format::Json => {
