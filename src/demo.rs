@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppConfig, Application, StartupError};
-use crate::domain::ReviewKind;
+use crate::domain::{Outcome, ReviewKind};
 use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
@@ -310,13 +310,13 @@ async fn wait_until_settled(
         let still_orphan: i64 = summary
             .notifications_by_outcome
             .iter()
-            .filter(|(o, _)| o == "order_not_found")
+            .filter(|(o, _)| *o == Outcome::OrderNotFound)
             .map(|(_, n)| *n)
             .sum();
         let orphan_items: i64 = summary
             .open_exceptions
             .iter()
-            .filter(|(k, _)| k == "orphan_payment")
+            .filter(|(k, _)| *k == ReviewKind::OrphanPayment)
             .map(|(_, n)| *n)
             .sum();
         let done = recorded as usize == distinct.len()
@@ -343,8 +343,8 @@ async fn wait_until_settled(
 pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<String>, StoreError> {
     let mut kinds_by_order: BTreeMap<String, Vec<ReviewKind>> = BTreeMap::new();
     for item in store.review_items(true, None).await? {
-        if let (Some(order_ref), Ok(kind)) = (item.order_ref, ReviewKind::parse(&item.kind)) {
-            kinds_by_order.entry(order_ref).or_default().push(kind);
+        if let Some(order_ref) = item.order_ref {
+            kinds_by_order.entry(order_ref).or_default().push(item.kind);
         }
     }
     for kinds in kinds_by_order.values_mut() {

@@ -9,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use super::args::{ConfigFile, DatabaseFlags};
 use super::orders::database;
 use super::{CliResult, block_on};
+use crate::domain::ReviewKind;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -36,7 +37,7 @@ pub enum ReviewCommand {
         all: bool,
         /// Only items of this kind (amount_mismatch, orphan_payment, ...).
         #[arg(long)]
-        kind: Option<String>,
+        kind: Option<ReviewKind>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -83,7 +84,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
-                let items = store.review_items(all, kind.as_deref()).await?;
+                let items = store.review_items(all, kind).await?;
                 let mut out = std::io::stdout().lock();
                 match format {
                     Format::Json => {

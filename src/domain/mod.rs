@@ -21,6 +21,97 @@
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 
+/// The part of a vocabulary that strum does not derive, written once for
+/// every enum of the domain whose values have string forms (statuses,
+/// states, outcomes, effects, review kinds).
+///
+/// The enum derives `IntoStaticStr`, `EnumString` (with its typed parse
+/// error through `parse_err_ty`/`parse_err_fn`), `strum::Display`,
+/// `VariantArray` and `EnumCount`, so that each string is written in one
+/// place, the enum. This adds the API the rest of the crate uses:
+/// `ALL` (an array, so `for x in T::ALL` yields values), `as_str`,
+/// `parse` and `Serialize` as the string form.
+macro_rules! string_forms {
+    ($ty:ident, $error:ident, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("Every ", $what, ".")]
+            pub const ALL: [$ty; <$ty as ::strum::EnumCount>::COUNT] =
+                $crate::domain::variant_array(<$ty as ::strum::VariantArray>::VARIANTS);
+
+            /// The string form, as stored, logged and shown.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+
+            /// Parses exactly a string written by [`Self::as_str`]
+            /// (case-sensitive); anything else is a typed error quoting the
+            /// value, clipped to `UNKNOWN_VALUE_MAX_CHARS` characters with
+            /// control characters replaced.
+            pub fn parse(value: &str) -> Result<Self, $error> {
+                value.parse()
+            }
+        }
+
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// Checks a vocabulary's string forms against `expected`, the strings in
+/// declaration order. Written out in the tests on purpose: the strings are
+/// derived from the variant names, so renaming a variant would otherwise
+/// silently change what is stored and compared in the database.
+#[cfg(test)]
+macro_rules! assert_string_forms {
+    ($ty:ident, $expected:expr) => {{
+        let expected: &[&str] = &$expected;
+        let all: Vec<&str> = $ty::ALL.iter().map(|v| v.as_str()).collect();
+        assert_eq!(all, expected, "{} strings", stringify!($ty));
+        for value in $ty::ALL {
+            let text = value.as_str();
+            assert_eq!($ty::parse(text), Ok(value), "{text}");
+            assert_eq!(text.parse::<$ty>(), Ok(value), "{text}");
+            assert_eq!(value.to_string(), text);
+            // Display pads like a string, for the CLI's aligned columns.
+            assert_eq!(format!("{value:<30}|"), format!("{text:<30}|"));
+            assert_eq!(
+                serde_json::to_value(value).ok(),
+                Some(serde_json::Value::from(text))
+            );
+            // Exact: no other case is accepted.
+            for other in [text.to_ascii_uppercase(), text.to_ascii_lowercase()] {
+                if other != text {
+                    assert!($ty::parse(&other).is_err(), "{other}");
+                }
+            }
+        }
+        assert!($ty::parse("").is_err());
+        let long = $ty::parse(&"@".repeat(500)).unwrap_err().to_string();
+        assert_eq!(
+            long.matches('@').count(),
+            $crate::domain::status::UNKNOWN_VALUE_MAX_CHARS
+        );
+        let forged = $ty::parse("a\nlevel=error").unwrap_err().to_string();
+        assert!(!forged.contains('\n'), "{forged}");
+    }};
+}
+
+/// strum's `VARIANTS` slice as an array of the same length (`EnumCount`),
+/// so that the vocabularies' `ALL` keep their array type.
+pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T; N] {
+    assert!(variants.len() == N, "VARIANTS and COUNT disagree");
+    let mut out = [variants[0]; N];
+    let mut i = 1;
+    while i < N {
+        out[i] = variants[i];
+        i += 1;
+    }
+    out
+}
+
 pub mod money;
 pub mod pan;
 pub mod reconcile;
@@ -31,7 +122,7 @@ pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{
     Decision, Effect, NewReviewItem, OrderFacts, Outcome, ReconcilePolicy, ReviewKind,
-    UnknownOutcome, UnknownReviewKind, decide,
+    UnknownEffect, UnknownOutcome, UnknownReviewKind, decide,
 };
 pub use status::{OrderState, OrderStatus, StatusCategory, UnknownOrderState, UnknownOrderStatus};
 pub use tokenize::{

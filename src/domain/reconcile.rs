@@ -20,10 +20,12 @@
 //! caller's job and happens before [`decide`]: `decide` treats every event
 //! it is given as a distinct notification (spec §10, "Duplicates").
 
-use std::fmt;
+use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
 use super::money::Money;
-use super::status::{OrderState, OrderStatus, StatusCategory};
+use super::status::{
+    OrderState, OrderStatus, StatusCategory, UNKNOWN_VALUE_MAX_CHARS, clip_for_display,
+};
 use super::tokenize::{PaymentEvent, StatusField};
 
 /// Operator choices that change how events apply.
@@ -229,7 +231,26 @@ impl OrderFacts {
 ///
 /// The store should write [`Decision::facts`] in every case: an `Ignored`
 /// decision may still fill in [`OrderFacts::processor_ref`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Stored in the ledger (`order_events.effect`) as its snake_case name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownEffect,
+    parse_err_fn = UnknownEffect::new
+)]
 pub enum Effect {
     /// A fact changed. The state may or may not have changed (a late
     /// authorization after payment is recorded as a fact but leaves the
@@ -239,26 +260,45 @@ pub enum Effect {
     Ignored,
 }
 
-impl Effect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Applied => "applied",
-            Effect::Ignored => "ignored",
-        }
+/// A stored effect name that this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown effect `{0}`")]
+pub struct UnknownEffect(String);
+
+impl UnknownEffect {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
     }
 }
 
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+string_forms!(Effect, UnknownEffect, "effect");
 
 /// The label reported for a processed notification (metrics, logs, the
 /// ledger, the CLI). [`decide`] returns only `Applied`, `Ignored` and
 /// `Mismatch`; the other variants are for the shell, which meets those
 /// cases before there is an order to decide about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// The string form is the snake_case name (`order_not_found`). Every
+/// outcome but `duplicate` is stored in `notifications.outcome`; a duplicate
+/// is the notification already stored under another outcome.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownOutcome,
+    parse_err_fn = UnknownOutcome::new
+)]
 pub enum Outcome {
     /// The notification changed the order's facts.
     Applied,
@@ -281,46 +321,36 @@ pub enum Outcome {
 #[error("unknown outcome `{0}`")]
 pub struct UnknownOutcome(String);
 
-impl Outcome {
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Applied,
-        Outcome::Duplicate,
-        Outcome::Ignored,
-        Outcome::Mismatch,
-        Outcome::OrderNotFound,
-        Outcome::InvalidSignature,
-        Outcome::Malformed,
-    ];
-
-    /// The snake_case label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Ignored => "ignored",
-            Outcome::Mismatch => "mismatch",
-            Outcome::OrderNotFound => "order_not_found",
-            Outcome::InvalidSignature => "invalid_signature",
-            Outcome::Malformed => "malformed",
-        }
-    }
-
-    pub fn parse(name: &str) -> Result<Self, UnknownOutcome> {
-        Self::ALL
-            .into_iter()
-            .find(|outcome| outcome.as_str() == name)
-            .ok_or_else(|| UnknownOutcome(super::status::clip_for_display(name, 40)))
+impl UnknownOutcome {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
     }
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+string_forms!(Outcome, UnknownOutcome, "outcome");
 
 /// The kinds of review items: exceptions finance must look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Stored in `review_items.kind` and shown by the CLI as the snake_case
+/// name (`amount_mismatch`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownReviewKind,
+    parse_err_fn = UnknownReviewKind::new
+)]
 pub enum ReviewKind {
     /// A payment or authorization for another amount than the order's.
     AmountMismatch,
@@ -351,51 +381,13 @@ pub enum ReviewKind {
 #[error("unknown review kind `{0}`")]
 pub struct UnknownReviewKind(String);
 
-impl ReviewKind {
-    pub const ALL: [ReviewKind; 11] = [
-        ReviewKind::AmountMismatch,
-        ReviewKind::CurrencyMismatch,
-        ReviewKind::DuplicatePayment,
-        ReviewKind::CanceledThenPaid,
-        ReviewKind::ReversedAfterPayment,
-        ReviewKind::OverRefund,
-        ReviewKind::Suspect,
-        ReviewKind::UnknownStatus,
-        ReviewKind::OrphanPayment,
-        ReviewKind::PanDetected,
-        ReviewKind::InvalidNotification,
-    ];
-
-    /// The snake_case name used in the database and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReviewKind::AmountMismatch => "amount_mismatch",
-            ReviewKind::CurrencyMismatch => "currency_mismatch",
-            ReviewKind::DuplicatePayment => "duplicate_payment",
-            ReviewKind::CanceledThenPaid => "canceled_then_paid",
-            ReviewKind::ReversedAfterPayment => "reversed_after_payment",
-            ReviewKind::OverRefund => "over_refund",
-            ReviewKind::Suspect => "suspect",
-            ReviewKind::UnknownStatus => "unknown_status",
-            ReviewKind::OrphanPayment => "orphan_payment",
-            ReviewKind::PanDetected => "pan_detected",
-            ReviewKind::InvalidNotification => "invalid_notification",
-        }
-    }
-
-    pub fn parse(name: &str) -> Result<Self, UnknownReviewKind> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .ok_or_else(|| UnknownReviewKind(super::status::clip_for_display(name, 40)))
+impl UnknownReviewKind {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
     }
 }
 
-impl fmt::Display for ReviewKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+string_forms!(ReviewKind, UnknownReviewKind, "review kind");
 
 /// A review item to open. `details` is for the human reading the queue and
 /// holds only amounts, references, statuses and field names, never personal
@@ -1196,6 +1188,47 @@ mod tests {
         }
         assert_eq!(Outcome::OrderNotFound.as_str(), "order_not_found");
         assert!(ReviewKind::parse("nope").is_err());
+    }
+
+    #[test]
+    fn effects_have_fixed_string_forms() {
+        assert_string_forms!(Effect, ["applied", "ignored"]);
+    }
+
+    #[test]
+    fn outcomes_have_fixed_string_forms() {
+        assert_string_forms!(
+            Outcome,
+            [
+                "applied",
+                "duplicate",
+                "ignored",
+                "mismatch",
+                "order_not_found",
+                "invalid_signature",
+                "malformed",
+            ]
+        );
+    }
+
+    #[test]
+    fn review_kinds_have_fixed_string_forms() {
+        assert_string_forms!(
+            ReviewKind,
+            [
+                "amount_mismatch",
+                "currency_mismatch",
+                "duplicate_payment",
+                "canceled_then_paid",
+                "reversed_after_payment",
+                "over_refund",
+                "suspect",
+                "unknown_status",
+                "orphan_payment",
+                "pan_detected",
+                "invalid_notification",
+            ]
+        );
     }
 
     #[test]

@@ -7,10 +7,7 @@
 //!   It is derived from accumulated facts (see [`super::reconcile`]), never
 //!   copied from the last notification.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Serialize, Serializer};
+use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
 /// The longest prefix of an unrecognized value that we keep or show.
 pub const UNKNOWN_VALUE_MAX_CHARS: usize = 40;
@@ -27,7 +24,32 @@ pub(crate) fn clip_for_display(value: &str, max_chars: usize) -> String {
 }
 
 /// A value of the processor's `ORDERSTATUS` field (spec §2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// The wire values are derived from the variant names (SCREAMING_SNAKE,
+/// `PaymentAuthorized` is `PAYMENT_AUTHORIZED`), except where the processor
+/// spells a value its own way. Parsing is exact and case-sensitive: the
+/// processor only ever sends upper case, and a value we do not recognize
+/// exactly must go to a human, not be guessed at.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "SCREAMING_SNAKE_CASE",
+    parse_err_ty = UnknownOrderStatus,
+    parse_err_fn = UnknownOrderStatus::new
+)]
 pub enum OrderStatus {
     /// Order placed, waiting for bank authorization.
     Pending,
@@ -50,7 +72,9 @@ pub enum OrderStatus {
     Canceled,
     Suspect,
     Invalid,
-    /// Handled like COMPLETE by the vendor's own plugin.
+    /// Handled like COMPLETE by the vendor's own plugin. One word on the
+    /// wire, unlike the other statuses.
+    #[strum(serialize = "AUTHRECEIVED")]
     AuthReceived,
     /// Discontinued.
     Processing,
@@ -86,6 +110,10 @@ pub enum StatusCategory {
 pub struct UnknownOrderStatus(String);
 
 impl UnknownOrderStatus {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
+    }
+
     /// The offending value, clipped to [`UNKNOWN_VALUE_MAX_CHARS`] with
     /// control characters replaced.
     pub fn value(&self) -> &str {
@@ -93,57 +121,13 @@ impl UnknownOrderStatus {
     }
 }
 
+string_forms!(
+    OrderStatus,
+    UnknownOrderStatus,
+    "status, in the order of spec §2.1"
+);
+
 impl OrderStatus {
-    /// Every status, in the order of spec §2.1.
-    pub const ALL: [OrderStatus; 15] = [
-        OrderStatus::Pending,
-        OrderStatus::PurchasePending,
-        OrderStatus::PendingApproval,
-        OrderStatus::PaymentAuthorized,
-        OrderStatus::PaymentReceived,
-        OrderStatus::PendingOrderApproval,
-        OrderStatus::Complete,
-        OrderStatus::Refund,
-        OrderStatus::Reversed,
-        OrderStatus::Canceled,
-        OrderStatus::Suspect,
-        OrderStatus::Invalid,
-        OrderStatus::AuthReceived,
-        OrderStatus::Processing,
-        OrderStatus::Test,
-    ];
-
-    /// Parses the exact wire value. Matching is case-sensitive: the
-    /// processor only ever sends upper case, and a value we do not
-    /// recognize exactly must go to a human, not be guessed at.
-    pub fn parse(value: &str) -> Result<Self, UnknownOrderStatus> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == value)
-            .ok_or_else(|| UnknownOrderStatus(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS)))
-    }
-
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "PENDING",
-            OrderStatus::PurchasePending => "PURCHASE_PENDING",
-            OrderStatus::PendingApproval => "PENDING_APPROVAL",
-            OrderStatus::PaymentAuthorized => "PAYMENT_AUTHORIZED",
-            OrderStatus::PaymentReceived => "PAYMENT_RECEIVED",
-            OrderStatus::PendingOrderApproval => "PENDING_ORDER_APPROVAL",
-            OrderStatus::Complete => "COMPLETE",
-            OrderStatus::Refund => "REFUND",
-            OrderStatus::Reversed => "REVERSED",
-            OrderStatus::Canceled => "CANCELED",
-            OrderStatus::Suspect => "SUSPECT",
-            OrderStatus::Invalid => "INVALID",
-            OrderStatus::AuthReceived => "AUTHRECEIVED",
-            OrderStatus::Processing => "PROCESSING",
-            OrderStatus::Test => "TEST",
-        }
-    }
-
     /// What this status does to an order (spec §10).
     pub fn category(self) -> StatusCategory {
         match self {
@@ -165,30 +149,29 @@ impl OrderStatus {
     }
 }
 
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OrderStatus {
-    type Err = UnknownOrderStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl Serialize for OrderStatus {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 /// Our reconciled state of a merchant order (design "Order states").
 ///
-/// Stored in the database and shown by the CLI as [`OrderState::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stored in the database and shown by the CLI as [`OrderState::as_str`]:
+/// the snake_case variant name (`partially_refunded`), which is what the
+/// `orders.status` CHECK constraint allows.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownOrderState,
+    parse_err_fn = UnknownOrderState::new
+)]
 pub enum OrderState {
     Pending,
     Authorized,
@@ -209,62 +192,13 @@ pub enum OrderState {
 #[error("unknown order state `{0}`")]
 pub struct UnknownOrderState(String);
 
-impl OrderState {
-    pub const ALL: [OrderState; 9] = [
-        OrderState::Pending,
-        OrderState::Authorized,
-        OrderState::Paid,
-        OrderState::PartiallyRefunded,
-        OrderState::Refunded,
-        OrderState::Canceled,
-        OrderState::Reversed,
-        OrderState::Suspect,
-        OrderState::Mismatch,
-    ];
-
-    /// The snake_case name used in the database and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderState::Pending => "pending",
-            OrderState::Authorized => "authorized",
-            OrderState::Paid => "paid",
-            OrderState::PartiallyRefunded => "partially_refunded",
-            OrderState::Refunded => "refunded",
-            OrderState::Canceled => "canceled",
-            OrderState::Reversed => "reversed",
-            OrderState::Suspect => "suspect",
-            OrderState::Mismatch => "mismatch",
-        }
-    }
-
-    /// Parses a name written by [`OrderState::as_str`].
-    pub fn parse(name: &str) -> Result<Self, UnknownOrderState> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str() == name)
-            .ok_or_else(|| UnknownOrderState(clip_for_display(name, UNKNOWN_VALUE_MAX_CHARS)))
+impl UnknownOrderState {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
     }
 }
 
-impl fmt::Display for OrderState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OrderState {
-    type Err = UnknownOrderState;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl Serialize for OrderState {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+string_forms!(OrderState, UnknownOrderState, "state");
 
 #[cfg(test)]
 mod tests {
@@ -343,6 +277,50 @@ mod tests {
             "partially_refunded"
         );
         assert!(OrderState::parse("Paid").is_err());
+    }
+
+    #[test]
+    fn statuses_have_the_spec_wire_forms() {
+        assert_string_forms!(
+            OrderStatus,
+            [
+                "PENDING",
+                "PURCHASE_PENDING",
+                "PENDING_APPROVAL",
+                "PAYMENT_AUTHORIZED",
+                "PAYMENT_RECEIVED",
+                "PENDING_ORDER_APPROVAL",
+                "COMPLETE",
+                "REFUND",
+                "REVERSED",
+                "CANCELED",
+                "SUSPECT",
+                "INVALID",
+                "AUTHRECEIVED",
+                "PROCESSING",
+                "TEST",
+            ]
+        );
+        // The derived spelling of the one-word status is not accepted.
+        assert!(OrderStatus::parse("AUTH_RECEIVED").is_err());
+    }
+
+    #[test]
+    fn states_have_fixed_string_forms() {
+        assert_string_forms!(
+            OrderState,
+            [
+                "pending",
+                "authorized",
+                "paid",
+                "partially_refunded",
+                "refunded",
+                "canceled",
+                "reversed",
+                "suspect",
+                "mismatch",
+            ]
+        );
     }
 
     proptest! {

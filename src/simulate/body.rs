@@ -9,7 +9,7 @@ use crate::ipn::{Algorithm, Field, FormBody, SecretKey, sign};
 
 use super::SimulationError;
 use super::people::{Customer, Product};
-use super::story::Step;
+use super::story::StoryStep;
 
 /// The signatures the simulated processor sends, in its order: SHA-256
 /// first, then SHA3-256, as in the vendor fixtures (no MD5: retired in 2024,
@@ -75,7 +75,7 @@ fn date(at: Option<NaiveDateTime>) -> String {
 /// The fields of one notification, in wire order, without signatures.
 pub fn fields(
     order: &OrderContext,
-    step: &Step,
+    step: &StoryStep,
     message_id: u64,
     pan: Option<(PanSpot, &str)>,
 ) -> Vec<Field> {

@@ -72,7 +72,7 @@ pub use write::{
 };
 
 use body::{Line, OrderContext};
-use story::Effect;
+use story::ExpectedEffect;
 
 /// The probability of each anomaly, each in `0..=1` (see the module docs
 /// for what each one counts per).
@@ -713,9 +713,9 @@ impl Generator<'_> {
                 Outcome::OrderNotFound
             } else {
                 match step.effect {
-                    Effect::Applied => Outcome::Applied,
-                    Effect::Ignored => Outcome::Ignored,
-                    Effect::Mismatch => Outcome::Mismatch,
+                    ExpectedEffect::Applied => Outcome::Applied,
+                    ExpectedEffect::Ignored => Outcome::Ignored,
+                    ExpectedEffect::Mismatch => Outcome::Mismatch,
                 }
             };
             self.outcomes.add(outcome);

@@ -102,16 +102,22 @@ impl std::fmt::Display for Story {
 ///
 /// Per story, not per arrival order: when a re-sent COMPLETE overtakes the
 /// first one, the roles swap but the counts stay.
+///
+/// Not the domain's [`crate::domain::Effect`], which is what `decide`
+/// concluded (and has no mismatch): this is the simulator's own prediction,
+/// written before anything is decided, and it maps onto an
+/// [`crate::domain::Outcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
+pub enum ExpectedEffect {
     Applied,
     Ignored,
     Mismatch,
 }
 
-/// One notification of a story, before it is dressed as a body.
+/// One notification of a story, before it is dressed as a body (the
+/// scripted step of a [`Story`], not a step of the reconciler).
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct StoryStep {
     /// ORDERSTATUS.
     pub status: &'static str,
     /// IPN_TOTALGENERAL in minor units, signed as on the wire (refunds and
@@ -127,13 +133,13 @@ pub struct Step {
     pub complete_date: Option<NaiveDateTime>,
     /// Fields added before IPN_DATE (refund or chargeback details).
     pub extra: Vec<(&'static str, String)>,
-    pub effect: Effect,
+    pub effect: ExpectedEffect,
 }
 
 /// A story's notifications and the order's final state it implies.
 #[derive(Debug, Clone)]
 pub struct Outline {
-    pub steps: Vec<Step>,
+    pub steps: Vec<StoryStep>,
     pub state: OrderState,
     /// Minor units.
     pub paid: i64,
@@ -175,14 +181,20 @@ const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
 struct Builder {
-    steps: Vec<Step>,
+    steps: Vec<StoryStep>,
     total: i64,
     payment_date: Option<NaiveDateTime>,
     complete_date: Option<NaiveDateTime>,
 }
 
 impl Builder {
-    fn push(&mut self, status: &'static str, amount: i64, at: NaiveDateTime, effect: Effect) {
+    fn push(
+        &mut self,
+        status: &'static str,
+        amount: i64,
+        at: NaiveDateTime,
+        effect: ExpectedEffect,
+    ) {
         self.push_with(status, amount, "APPROVED", at, effect, Vec::new());
     }
 
@@ -192,7 +204,7 @@ impl Builder {
         amount: i64,
         fraud: &'static str,
         at: NaiveDateTime,
-        effect: Effect,
+        effect: ExpectedEffect,
         extra: Vec<(&'static str, String)>,
     ) {
         match status {
@@ -205,7 +217,7 @@ impl Builder {
             }
             _ => {}
         }
-        self.steps.push(Step {
+        self.steps.push(StoryStep {
             status,
             amount,
             fraud,
@@ -221,12 +233,17 @@ impl Builder {
     fn card_payment(&mut self, clock: &mut Clock<'_>, with_pending: bool) {
         if with_pending {
             let at = clock.advance(1, 20);
-            self.push("PENDING", self.total, at, Effect::Ignored);
+            self.push("PENDING", self.total, at, ExpectedEffect::Ignored);
         }
         let at = clock.advance(20, 5 * MINUTE);
-        self.push("PAYMENT_AUTHORIZED", self.total, at, Effect::Applied);
+        self.push(
+            "PAYMENT_AUTHORIZED",
+            self.total,
+            at,
+            ExpectedEffect::Applied,
+        );
         let at = clock.advance(MINUTE, 2 * HOUR);
-        self.push("COMPLETE", self.total, at, Effect::Applied);
+        self.push("COMPLETE", self.total, at, ExpectedEffect::Applied);
     }
 }
 
@@ -252,26 +269,26 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                     // The processor re-sends COMPLETE when the invoice is
                     // generated (spec §2.1): a new body, no new effect.
                     let at = clock.advance(HOUR, 2 * DAY);
-                    b.push("COMPLETE", total, at, Effect::Ignored);
+                    b.push("COMPLETE", total, at, ExpectedEffect::Ignored);
                 }
                 1 => {
                     // Wire transfer: purchase order, money received, then
                     // completed; the second payment status changes nothing.
                     wire = true;
                     let at = clock.advance(1, 20);
-                    b.push("PURCHASE_PENDING", total, at, Effect::Ignored);
+                    b.push("PURCHASE_PENDING", total, at, ExpectedEffect::Ignored);
                     let at = clock.advance(DAY, 5 * DAY);
-                    b.push("PAYMENT_RECEIVED", total, at, Effect::Applied);
+                    b.push("PAYMENT_RECEIVED", total, at, ExpectedEffect::Applied);
                     let at = clock.advance(MINUTE, HOUR);
-                    b.push("COMPLETE", total, at, Effect::Ignored);
+                    b.push("COMPLETE", total, at, ExpectedEffect::Ignored);
                 }
                 _ => {
                     // Delivery confirmation flow, ended by AUTHRECEIVED
                     // (handled like COMPLETE, spec §2.1).
                     let at = clock.advance(1, 20);
-                    b.push("PENDING_ORDER_APPROVAL", total, at, Effect::Ignored);
+                    b.push("PENDING_ORDER_APPROVAL", total, at, ExpectedEffect::Ignored);
                     let at = clock.advance(MINUTE, 3 * HOUR);
-                    b.push("AUTHRECEIVED", total, at, Effect::Applied);
+                    b.push("AUTHRECEIVED", total, at, ExpectedEffect::Applied);
                 }
             }
             (OrderState::Paid, total, 0)
@@ -285,7 +302,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                 -part,
                 "APPROVED",
                 at,
-                Effect::Applied,
+                ExpectedEffect::Applied,
                 refund_fields("PARTIAL", rng),
             );
             (OrderState::PartiallyRefunded, total, part)
@@ -299,7 +316,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                     -total,
                     "APPROVED",
                     at,
-                    Effect::Applied,
+                    ExpectedEffect::Applied,
                     refund_fields("FULL", rng),
                 );
             } else {
@@ -310,7 +327,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                     -part,
                     "APPROVED",
                     at,
-                    Effect::Applied,
+                    ExpectedEffect::Applied,
                     refund_fields("PARTIAL", rng),
                 );
                 let at = clock.advance(DAY, 5 * DAY);
@@ -319,7 +336,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                     -(total - part),
                     "APPROVED",
                     at,
-                    Effect::Applied,
+                    ExpectedEffect::Applied,
                     refund_fields("FULL", rng),
                 );
             }
@@ -327,9 +344,9 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
         }
         Story::Reversed => {
             let at = clock.advance(20, 5 * MINUTE);
-            b.push("PAYMENT_AUTHORIZED", total, at, Effect::Applied);
+            b.push("PAYMENT_AUTHORIZED", total, at, ExpectedEffect::Applied);
             let at = clock.advance(HOUR, 3 * DAY);
-            b.push("REVERSED", -total, at, Effect::Applied);
+            b.push("REVERSED", -total, at, ExpectedEffect::Applied);
             (OrderState::Reversed, 0, 0)
         }
         Story::Chargeback => {
@@ -343,7 +360,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                 -total,
                 "APPROVED",
                 at,
-                Effect::Applied,
+                ExpectedEffect::Applied,
                 vec![
                     ("CHARGEBACK_RESOLUTION", "OPEN".to_owned()),
                     ("CHARGEBACK_REASON_CODE", code.to_owned()),
@@ -354,14 +371,14 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
         }
         Story::Canceled => {
             let at = clock.advance(1, 20);
-            b.push("PENDING", total, at, Effect::Ignored);
+            b.push("PENDING", total, at, ExpectedEffect::Ignored);
             if variant == 0 {
                 // Authorized, then voided by the shop.
                 let at = clock.advance(20, 5 * MINUTE);
-                b.push("PAYMENT_AUTHORIZED", total, at, Effect::Applied);
+                b.push("PAYMENT_AUTHORIZED", total, at, ExpectedEffect::Applied);
             }
             let at = clock.advance(HOUR, 2 * DAY);
-            b.push("CANCELED", total, at, Effect::Applied);
+            b.push("CANCELED", total, at, ExpectedEffect::Applied);
             (OrderState::Canceled, 0, 0)
         }
         Story::Suspect => {
@@ -373,7 +390,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                         total,
                         "UNDER REVIEW",
                         at,
-                        Effect::Ignored,
+                        ExpectedEffect::Ignored,
                         vec![],
                     );
                     let at = clock.advance(MINUTE, HOUR);
@@ -382,28 +399,42 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                         total,
                         "UNDER REVIEW",
                         at,
-                        Effect::Applied,
+                        ExpectedEffect::Applied,
                         vec![],
                     );
                 }
                 1 => {
                     let at = clock.advance(1, 20);
-                    b.push("PENDING_APPROVAL", total, at, Effect::Ignored);
+                    b.push("PENDING_APPROVAL", total, at, ExpectedEffect::Ignored);
                     let at = clock.advance(MINUTE, HOUR);
-                    b.push_with("INVALID", total, "DENIED", at, Effect::Applied, vec![]);
+                    b.push_with(
+                        "INVALID",
+                        total,
+                        "DENIED",
+                        at,
+                        ExpectedEffect::Applied,
+                        vec![],
+                    );
                 }
                 _ => {
                     // The bank authorized, the processor's fraud check
                     // denied: the status is not acted upon (spec §2.3).
                     let at = clock.advance(1, 20);
-                    b.push_with("PENDING", total, "PENDING", at, Effect::Ignored, vec![]);
+                    b.push_with(
+                        "PENDING",
+                        total,
+                        "PENDING",
+                        at,
+                        ExpectedEffect::Ignored,
+                        vec![],
+                    );
                     let at = clock.advance(20, 5 * MINUTE);
                     b.push_with(
                         "PAYMENT_AUTHORIZED",
                         total,
                         "DENIED",
                         at,
-                        Effect::Applied,
+                        ExpectedEffect::Applied,
                         vec![],
                     );
                 }
@@ -415,18 +446,18 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
             match variant {
                 0 => {
                     let at = clock.advance(1, 20);
-                    b.push("PENDING", total, at, Effect::Ignored);
+                    b.push("PENDING", total, at, ExpectedEffect::Ignored);
                 }
                 1 => {
                     wire = true;
                     let at = clock.advance(1, 20);
-                    b.push("PURCHASE_PENDING", total, at, Effect::Ignored);
+                    b.push("PURCHASE_PENDING", total, at, ExpectedEffect::Ignored);
                 }
                 _ => {
                     let at = clock.advance(1, 20);
-                    b.push("PENDING", total, at, Effect::Ignored);
+                    b.push("PENDING", total, at, ExpectedEffect::Ignored);
                     let at = clock.advance(MINUTE, HOUR);
-                    b.push("PENDING_APPROVAL", total, at, Effect::Ignored);
+                    b.push("PENDING_APPROVAL", total, at, ExpectedEffect::Ignored);
                 }
             }
             (OrderState::Pending, 0, 0)
@@ -434,7 +465,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
         Story::TestOrder => {
             b.card_payment(&mut clock, rng.chance(0.5));
             for step in &mut b.steps {
-                step.effect = Effect::Ignored;
+                step.effect = ExpectedEffect::Ignored;
             }
             (OrderState::Pending, 0, 0)
         }
@@ -443,7 +474,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
             let wrong = wrong_amount(total, rng);
             if let Some(complete) = b.steps.iter_mut().find(|s| s.status == "COMPLETE") {
                 complete.amount = wrong;
-                complete.effect = Effect::Mismatch;
+                complete.effect = ExpectedEffect::Mismatch;
             }
             review_kinds.push(ReviewKind::AmountMismatch);
             (OrderState::Mismatch, 0, 0)

@@ -45,7 +45,11 @@ pub struct RejectedNotification {
 
 /// Outcomes after which a notification may be processed again: the cause
 /// may have been fixed (the order imported, a key added).
-const REPROCESSABLE: [&str; 3] = ["order_not_found", "invalid_signature", "malformed"];
+const REPROCESSABLE: [Outcome; 3] = [
+    Outcome::OrderNotFound,
+    Outcome::InvalidSignature,
+    Outcome::Malformed,
+];
 
 /// Bounds of the in-process retry of transient database errors.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +124,7 @@ struct NewNotification<'a> {
     tokenized: TokenizedColumns<'a>,
     received_at: DateTime<Utc>,
     processed_at: Option<DateTime<Utc>>,
-    outcome: &'a str,
+    outcome: Outcome,
     reason: Option<&'a str>,
 }
 
@@ -214,7 +218,7 @@ async fn record_rejected_once(
             tokenized: TokenizedColumns::default(),
             received_at: rejected.received_at,
             processed_at: Some(Utc::now()),
-            outcome: rejected.outcome.as_str(),
+            outcome: rejected.outcome,
             reason: Some(&rejected.reason),
         };
         let inserted: Option<i64> = diesel::insert_into(notifications::table)
@@ -290,7 +294,7 @@ pub(crate) async fn apply_once(
         if changed {
             diesel::update(orders::table.find(order.id))
                 .set((
-                    orders::status.eq(decision.new_state.as_str()),
+                    orders::status.eq(decision.new_state),
                     orders::processor_ref.eq(new.processor_ref.as_deref()),
                     orders::paid_minor.eq(new.paid),
                     orders::refunded_minor.eq(new.refunded),
@@ -310,9 +314,9 @@ pub(crate) async fn apply_once(
                 order_events::order_id.eq(order.id),
                 order_events::notification_id.eq(notification_id),
                 order_events::order_status.eq(event.status.as_str()),
-                order_events::effect.eq(decision.effect.as_str()),
-                order_events::old_status.eq(decision.old_state.as_str()),
-                order_events::new_status.eq(decision.new_state.as_str()),
+                order_events::effect.eq(decision.effect),
+                order_events::old_status.eq(decision.old_state),
+                order_events::new_status.eq(decision.new_state),
                 order_events::amount_minor.eq(event.amount.minor_units()),
                 order_events::currency.eq(event.amount.currency().as_str()),
                 order_events::reason.eq(&decision.reason),
@@ -357,7 +361,7 @@ async fn claim_notification(
         received_at,
         processed_at: None,
         // Provisional; `finish_notification` writes the real outcome before commit.
-        outcome: Outcome::OrderNotFound.as_str(),
+        outcome: Outcome::OrderNotFound,
         reason: None,
     };
     let inserted: Option<i64> = diesel::insert_into(notifications::table)
@@ -371,13 +375,13 @@ async fn claim_notification(
     if inserted.is_some() {
         return Ok(inserted);
     }
-    let (id, outcome): (i64, String) = notifications::table
+    let (id, outcome): (i64, Outcome) = notifications::table
         .filter(notifications::body_sha256.eq(event.digest.as_str()))
         .select((notifications::id, notifications::outcome))
         .for_update()
         .first(conn)
         .await?;
-    if !REPROCESSABLE.contains(&outcome.as_str()) {
+    if !REPROCESSABLE.contains(&outcome) {
         return Ok(None);
     }
     // Processed again (the order now exists, a key was added): refresh the
@@ -397,7 +401,7 @@ async fn finish_notification(
 ) -> Result<(), StoreError> {
     diesel::update(notifications::table.find(id))
         .set((
-            notifications::outcome.eq(outcome.as_str()),
+            notifications::outcome.eq(outcome),
             notifications::reason.eq(reason),
             notifications::processed_at.eq(diesel::dsl::now),
         ))
@@ -438,7 +442,7 @@ pub(crate) async fn insert_review_item(
 ) -> Result<(), StoreError> {
     diesel::insert_into(review_items::table)
         .values((
-            review_items::kind.eq(kind.as_str()),
+            review_items::kind.eq(kind),
             review_items::order_ref.eq(order_ref),
             review_items::notification_id.eq(notification_id),
             review_items::details.eq(details),

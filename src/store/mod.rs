@@ -9,6 +9,7 @@ pub mod apply;
 pub mod orders;
 pub mod reports;
 pub mod schema;
+mod sql;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::schema::{notifications, order_events, orders};
 use super::{Store, StoreError};
-use crate::domain::{Currency, Money, OrderState};
+use crate::domain::{Currency, Effect, Money, OrderState};
 
 /// An order as the shop knows it, before any notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,12 +155,12 @@ fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderEventView {
     pub at: DateTime<Utc>,
-    /// The processor's ORDERSTATUS of the notification.
+    /// The processor's ORDERSTATUS of the notification, as received (it
+    /// may be a status this version does not know).
     pub order_status: String,
-    /// `applied` or `ignored`.
-    pub effect: String,
-    pub old_status: String,
-    pub new_status: String,
+    pub effect: Effect,
+    pub old_status: OrderState,
+    pub new_status: OrderState,
     pub amount: String,
     pub currency: String,
     pub reason: String,
@@ -172,9 +172,9 @@ pub struct OrderEventView {
 type LedgerRow = (
     DateTime<Utc>,
     String,
-    String,
-    String,
-    String,
+    Effect,
+    OrderState,
+    OrderState,
     i64,
     String,
     String,
@@ -206,7 +206,7 @@ struct OrderRecord {
     order_ref: String,
     expected_minor: i64,
     currency: String,
-    status: String,
+    status: OrderState,
     processor_ref: Option<String>,
     paid_minor: i64,
     refunded_minor: i64,
@@ -219,15 +219,12 @@ impl OrderRecord {
     fn into_view(self) -> Result<(i64, OrderView), StoreError> {
         let currency = Currency::parse(&self.currency)
             .map_err(|err| StoreError::Invalid(format!("order {}: {err}", self.order_ref)))?;
-        let status = OrderState::parse(&self.status).map_err(|_| {
-            StoreError::Invalid(format!("order {}: unknown status", self.order_ref))
-        })?;
         let money = |minor| Money::from_minor(minor, currency).format_amount();
         Ok((
             self.id,
             OrderView {
                 order_ref: self.order_ref,
-                status,
+                status: self.status,
                 amount: money(self.expected_minor),
                 currency: currency.as_str().to_owned(),
                 paid: money(self.paid_minor),
@@ -402,7 +399,7 @@ impl Store {
             .order((orders::created_at.asc(), orders::id.asc()))
             .into_boxed();
         if let Some(status) = status {
-            query = query.filter(orders::status.eq(status.as_str()));
+            query = query.filter(orders::status.eq(status));
         }
         let records: Vec<OrderRecord> = query.load(&mut conn).await?;
         records

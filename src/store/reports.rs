@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::schema::{notifications, orders, review_items};
 use super::{Store, StoreError};
-use crate::domain::{Currency, Money};
+use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
 
 /// Totals of one currency (amounts as exact decimal strings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,19 +26,19 @@ pub struct CurrencyTotals {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinanceSummary {
     /// `(state, number of orders)`, every state that has orders.
-    pub orders_by_state: Vec<(String, i64)>,
+    pub orders_by_state: Vec<(OrderState, i64)>,
     pub totals: Vec<CurrencyTotals>,
     /// `(kind, open items)`.
-    pub open_exceptions: Vec<(String, i64)>,
+    pub open_exceptions: Vec<(ReviewKind, i64)>,
     /// `(outcome, notifications)` of every recorded notification.
-    pub notifications_by_outcome: Vec<(String, i64)>,
+    pub notifications_by_outcome: Vec<(Outcome, i64)>,
 }
 
 /// One exception in the review queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
 pub struct ReviewItem {
     pub id: i64,
-    pub kind: String,
+    pub kind: ReviewKind,
     pub order_ref: Option<String>,
     pub details: String,
     pub status: String,
@@ -91,7 +91,7 @@ impl Store {
     pub async fn finance_summary(&self) -> Result<FinanceSummary, StoreError> {
         use diesel::dsl::count_star;
         let mut conn = self.conn().await?;
-        let orders_by_state: Vec<(String, i64)> = orders::table
+        let orders_by_state: Vec<(OrderState, i64)> = orders::table
             .group_by(orders::status)
             .select((orders::status, count_star()))
             .order(orders::status)
@@ -125,14 +125,14 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let open_exceptions: Vec<(String, i64)> = review_items::table
+        let open_exceptions: Vec<(ReviewKind, i64)> = review_items::table
             .filter(review_items::status.eq("open"))
             .group_by(review_items::kind)
             .select((review_items::kind, count_star()))
             .order(review_items::kind)
             .load(&mut conn)
             .await?;
-        let notifications_by_outcome: Vec<(String, i64)> = notifications::table
+        let notifications_by_outcome: Vec<(Outcome, i64)> = notifications::table
             .group_by(notifications::outcome)
             .select((notifications::outcome, count_star()))
             .order(notifications::outcome)
@@ -146,11 +146,13 @@ impl Store {
         })
     }
 
-    /// Review items, newest first; only open ones unless `all`.
+    /// Review items, newest first; only open ones unless `all`, only of
+    /// `kind` when given. A stored kind this version does not know is an
+    /// error naming it (see `store::sql`), not an item of some other kind.
     pub async fn review_items(
         &self,
         all: bool,
-        kind: Option<&str>,
+        kind: Option<ReviewKind>,
     ) -> Result<Vec<ReviewItem>, StoreError> {
         let mut conn = self.conn().await?;
         let mut query = review_items::table
@@ -171,7 +173,7 @@ impl Store {
             query = query.filter(review_items::status.eq("open"));
         }
         if let Some(kind) = kind {
-            query = query.filter(review_items::kind.eq(kind.to_owned()));
+            query = query.filter(review_items::kind.eq(kind));
         }
         Ok(query.load(&mut conn).await?)
     }

@@ -1,0 +1,163 @@
+//! How the domain's vocabularies travel to and from PostgreSQL.
+//!
+//! The domain stays free of diesel (see [`crate::domain`]), so its enums
+//! cannot derive diesel's traits; they are implemented here instead, which
+//! the orphan rules allow because the types and this module are in the
+//! same crate. Each vocabulary is stored as its string form in a `TEXT`
+//! column (`orders.status`, `notifications.outcome`, `order_events.effect`,
+//! `order_events.old_status`/`new_status`, `review_items.kind`), so:
+//!
+//! - writing binds [`as_str`](crate::domain::OrderState::as_str), the same
+//!   string the CHECK constraints of `migrations/` list;
+//! - reading parses with the enum's `parse` and refuses any other string
+//!   with the enum's typed error (for example ``unknown order state `x` ``):
+//!   a value this version does not know is an error to report, never a
+//!   state to guess.
+//!
+//! The processor's ORDERSTATUS is not mapped: `notifications.order_status`
+//! and `order_events.order_status` also keep values that are not (yet) an
+//! [`crate::domain::OrderStatus`], as received.
+
+use diesel::deserialize::{self, FromSql, Queryable};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+
+use crate::domain::{Effect, OrderState, Outcome, ReviewKind};
+
+/// Implements, for each enum, what `#[derive(AsExpression, FromSqlRow)]`
+/// with `#[diesel(sql_type = Text)]` would: `ToSql`/`FromSql` for `Text` on
+/// PostgreSQL, `Queryable` (hence `FromSqlRow`, so the enum can be loaded
+/// alone, in a tuple or as a field of a `Queryable` struct) and
+/// `AsExpression<Text>` for the value and for references (so `.eq(state)`,
+/// `.eq(&state)` and `Insertable` fields work).
+///
+/// The expression is diesel's own `Text` bind of the string form: the bind
+/// type the derive uses is not public API. It binds a `String` rather than
+/// the `&'static str`, because a projection through `&'static str` clashes
+/// with the `&'a str: AsExpression<Text>` bounds that `#[derive(Insertable)]`
+/// puts on structs with borrowed fields (rustc prefers the where-clause and
+/// then demands `'a: 'static`); the allocation of a short string per bind
+/// is nothing next to the round trip.
+macro_rules! text_vocabulary {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl ToSql<Text, Pg> for $ty {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+                <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        impl FromSql<Text, Pg> for $ty {
+            fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+                let text = std::str::from_utf8(value.as_bytes())?;
+                Ok(<$ty>::parse(text)?)
+            }
+        }
+
+        impl Queryable<Text, Pg> for $ty {
+            type Row = Self;
+
+            fn build(row: Self) -> deserialize::Result<Self> {
+                Ok(row)
+            }
+        }
+
+        impl AsExpression<Text> for $ty {
+            type Expression = <String as AsExpression<Text>>::Expression;
+
+            fn as_expression(self) -> Self::Expression {
+                <String as AsExpression<Text>>::as_expression(self.as_str().to_owned())
+            }
+        }
+
+        impl AsExpression<Text> for &$ty {
+            type Expression = <String as AsExpression<Text>>::Expression;
+
+            fn as_expression(self) -> Self::Expression {
+                <String as AsExpression<Text>>::as_expression(self.as_str().to_owned())
+            }
+        }
+    )+};
+}
+
+text_vocabulary!(OrderState, Outcome, Effect, ReviewKind);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    /// Every `up.sql` of `migrations/`, in the order they apply.
+    fn migrations_sql() -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut dirs: Vec<_> = std::fs::read_dir(&root)
+            .expect("migrations directory")
+            .map(|entry| entry.expect("migration entry").path())
+            .collect();
+        dirs.sort();
+        dirs.iter()
+            .filter_map(|dir| std::fs::read_to_string(dir.join("up.sql")).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The values a `CHECK (column IN (...))` of `table` allows (the last
+    /// one, should a later migration replace it).
+    fn check_values(sql: &str, table: &str, column: &str) -> BTreeSet<String> {
+        let table_at = sql
+            .find(&format!("CREATE TABLE {table} ("))
+            .unwrap_or_else(|| panic!("no table {table}"));
+        let body = &sql[table_at..];
+        let body = &body[..body.find(");\n").unwrap_or(body.len())];
+        let marker = format!("CHECK ({column} IN (");
+        let at = body
+            .rfind(&marker)
+            .unwrap_or_else(|| panic!("no CHECK on {table}.{column}"));
+        let list = &body[at + marker.len()..];
+        let list = &list[..list.find(')').expect("closing parenthesis")];
+        list.split(',')
+            .map(|value| value.trim().trim_matches('\'').to_owned())
+            .collect()
+    }
+
+    fn strings(values: impl IntoIterator<Item = &'static str>) -> BTreeSet<String> {
+        values.into_iter().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn order_states_are_what_orders_status_allows() {
+        let sql = migrations_sql();
+        let states = strings(OrderState::ALL.map(OrderState::as_str));
+        assert_eq!(states, check_values(&sql, "orders", "status"));
+    }
+
+    #[test]
+    fn stored_outcomes_are_what_notifications_outcome_allows() {
+        // A duplicate is never stored: it is the notification already
+        // recorded under its own outcome.
+        let sql = migrations_sql();
+        let stored = strings(
+            Outcome::ALL
+                .into_iter()
+                .filter(|outcome| *outcome != Outcome::Duplicate)
+                .map(Outcome::as_str),
+        );
+        assert_eq!(stored, check_values(&sql, "notifications", "outcome"));
+    }
+
+    #[test]
+    fn effects_are_what_order_events_effect_allows() {
+        let sql = migrations_sql();
+        let effects = strings(Effect::ALL.map(Effect::as_str));
+        assert_eq!(effects, check_values(&sql, "order_events", "effect"));
+    }
+
+    #[test]
+    fn the_check_parser_reads_the_lists() {
+        let sql = "CREATE TABLE t (\n    a TEXT CHECK (a IN ('x', 'y_z')),\n    b INT\n);\n";
+        assert_eq!(check_values(sql, "t", "a"), strings(["x", "y_z"]));
+    }
+}
