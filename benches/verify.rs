@@ -18,7 +18,7 @@ use ipn_reconciler::ipn::{
 
 const SECRET: &str = "k3y-0f-th3-m3rchant-4cc0unt";
 
-/// A realistic notification: the fields of spec §1.1 in fixture order, three
+/// A realistic notification: the fields of docs/protocol.md §1.1 in fixture order, three
 /// product lines, then the signature. About 3 KB once encoded.
 fn notification_fields() -> Vec<Field> {
     let mut fields = Vec::new();

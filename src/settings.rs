@@ -813,6 +813,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads_and_shows_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/example.toml");
+        let loaded = load(Some(&path), &[]).expect("deploy/example.toml loads");
+        assert_eq!(loaded.settings.log_format, LogFormat::Json);
+        let text = std::fs::read_to_string(&path).expect("example");
+        for key in defaults_as_text().keys() {
+            let shown = text.lines().any(|line| {
+                let line = line.trim_start_matches(['#', ' ']);
+                line.starts_with(&format!("{key} ="))
+            });
+            assert!(shown, "deploy/example.toml does not mention `{key}`");
+        }
+    }
+
+    #[test]
     fn every_key_has_a_default_text() {
         let keys = defaults_as_text();
         for key in [

@@ -1,7 +1,7 @@
 //! Exact money: an ISO 4217 currency and an integer count of its minor units.
 //!
 //! The processor sends amounts as decimal strings (`IPN_TOTALGENERAL=107.00`,
-//! spec §1.1 and §10). They are parsed straight into integer minor units and
+//! docs/protocol.md §1.1 and §10). They are parsed straight into integer minor units and
 //! never pass through a float: `0.1 + 0.2` must equal `0.3` when we compare
 //! what was paid with what was ordered, and a refund total must reach the paid
 //! total exactly. How many minor units a currency has is its ISO 4217
@@ -141,7 +141,7 @@ impl<'de> Deserialize<'de> for Currency {
 /// An exact amount of money: a signed number of minor units of a currency.
 ///
 /// Negative amounts exist on the wire (refunds and reversals are shown
-/// negative, spec §2.4), so the count is signed. Every `i64` is a valid
+/// negative, docs/protocol.md §2.4), so the count is signed. Every `i64` is a valid
 /// count, which is why the constructor [`Money::from_minor`] cannot fail.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {

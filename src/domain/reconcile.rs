@@ -1,6 +1,6 @@
 //! The order state machine, as a pure function: `(facts, event) -> decision`.
 //!
-//! Notifications arrive late, twice, and out of order (spec §5): a refund
+//! Notifications arrive late, twice, and out of order (docs/protocol.md §5): a refund
 //! can overtake its payment, a PAYMENT_AUTHORIZED can follow COMPLETE. A
 //! state machine driven by "the last event" would end in a different state
 //! for each arrival order. So an order is described by [`OrderFacts`] that
@@ -18,7 +18,7 @@
 //!
 //! Deduplication of identical notifications (same body digest) is the
 //! caller's job and happens before [`decide`]: `decide` treats every event
-//! it is given as a distinct notification (spec §10, "Duplicates").
+//! it is given as a distinct notification (docs/protocol.md §10, "Duplicates").
 
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
@@ -33,7 +33,7 @@ use super::tokenize::{PaymentEvent, StatusField};
 pub struct ReconcilePolicy {
     /// Whether `TEST_ORDER=1` notifications change orders (sandboxes, the
     /// demo). Off by default: in production a test notification must never
-    /// mark a real order paid (spec §10, "Test orders").
+    /// mark a real order paid (docs/protocol.md §10, "Test orders").
     pub apply_test_orders: bool,
 }
 
@@ -434,7 +434,7 @@ pub struct Decision {
 }
 
 /// Decides what `event` does to an order with `facts` (design "Order
-/// states", spec §10).
+/// states", docs/protocol.md §10).
 ///
 /// Pure and total: every event gives a decision, unknown statuses and
 /// inconsistent notifications included; problems become review items.
@@ -502,7 +502,7 @@ impl Step {
     fn apply(&mut self, event: &PaymentEvent) -> String {
         if event.fraud_denied {
             // As the vendor's own plugin does: a DENIED order's status is
-            // not acted upon, whatever it says (spec §2.3).
+            // not acted upon, whatever it says (docs/protocol.md §2.3).
             return self.suspect(format!(
                 "FRAUD_STATUS=DENIED (ORDERSTATUS={})",
                 event.status.as_str()

@@ -1,6 +1,6 @@
 //! Two status vocabularies that must not be confused:
 //!
-//! - [`OrderStatus`]: what the *processor* says in `ORDERSTATUS` (spec §2.1).
+//! - [`OrderStatus`]: what the *processor* says in `ORDERSTATUS` (docs/protocol.md §2.1).
 //!   It describes one notification, can arrive out of order and repeat.
 //! - [`OrderState`]: what *we* conclude about a merchant order after
 //!   reconciling every notification received for it (design "Order states").
@@ -23,7 +23,7 @@ pub(crate) fn clip_for_display(value: &str, max_chars: usize) -> String {
         .collect()
 }
 
-/// A value of the processor's `ORDERSTATUS` field (spec §2.1).
+/// A value of the processor's `ORDERSTATUS` field (docs/protocol.md §2.1).
 ///
 /// The wire values are derived from the variant names (SCREAMING_SNAKE,
 /// `PaymentAuthorized` is `PAYMENT_AUTHORIZED`), except where the processor
@@ -83,7 +83,7 @@ pub enum OrderStatus {
 }
 
 /// What a processor status means for the order, which is all the state
-/// machine needs to know about it (spec §10, "Status mapping").
+/// machine needs to know about it (docs/protocol.md §10, "Status mapping").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatusCategory {
     /// Progress without money: recorded, no state change.
@@ -124,11 +124,11 @@ impl UnknownOrderStatus {
 string_forms!(
     OrderStatus,
     UnknownOrderStatus,
-    "status, in the order of spec §2.1"
+    "status, in the order of docs/protocol.md §2.1"
 );
 
 impl OrderStatus {
-    /// What this status does to an order (spec §10).
+    /// What this status does to an order (docs/protocol.md §10).
     pub fn category(self) -> StatusCategory {
         match self {
             OrderStatus::Pending

@@ -63,14 +63,14 @@ pub const STORED_FIELDS: [&str; 10] = [
 /// Longest accepted `REFNO`: the processor documents up to 9 digits; we
 /// leave room for growth but keep the column bounded.
 pub const MAX_PROCESSOR_REF_CHARS: usize = 20;
-/// Longest accepted `REFNOEXT` (spec §1.1).
+/// Longest accepted `REFNOEXT` (docs/protocol.md §1.1).
 pub const MAX_ORDER_REF_CHARS: usize = 100;
 /// Longest accepted `PAYMETHOD_CODE`.
 pub const MAX_PAYMENT_METHOD_CHARS: usize = 32;
 
-/// The format of `SALEDATE`, `PAYMENTDATE` and `COMPLETE_DATE` (spec §1.1).
+/// The format of `SALEDATE`, `PAYMENTDATE` and `COMPLETE_DATE` (docs/protocol.md §1.1).
 pub const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
-/// The format of `IPN_DATE` (spec §1.1).
+/// The format of `IPN_DATE` (docs/protocol.md §1.1).
 pub const IPN_DATE_FORMAT: &str = "%Y%m%d%H%M%S";
 /// PHP's "no date" value, which the platform's PHP heritage makes likely for
 /// a date that has not happened yet (a PAYMENTDATE of a pending order).
@@ -80,7 +80,7 @@ const ZERO_DATE: &str = "0000-00-00 00:00:00";
 ///
 /// It identifies a notification without keeping it: two deliveries of the
 /// same body (a retry, a second listener URL) have the same digest, which
-/// the store uses as the deduplication key (spec §10, "Duplicates").
+/// the store uses as the deduplication key (docs/protocol.md §10, "Duplicates").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BodyDigest(String);
 
@@ -212,7 +212,7 @@ impl fmt::Debug for Pseudonym {
 
 /// The notification's `ORDERSTATUS`, known or not.
 ///
-/// An unknown status is not a tokenization error: spec §10 wants it
+/// An unknown status is not a tokenization error: docs/protocol.md §10 wants it
 /// recorded and turned into a review item, and the processor adding a
 /// status must not stop every notification carrying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,7 +403,7 @@ pub fn tokenize(
 
 /// The value of a field that must be present and non-empty. An empty value
 /// is treated as missing: the processor sends unticked or unknown values as
-/// empty strings (spec §6, V5 has `REFNOEXT=`).
+/// empty strings (docs/protocol.md §6, V5 has `REFNOEXT=`).
 fn required<'a>(form: &'a FormBody, field: &'static str) -> Result<&'a str, TokenizeError> {
     optional(form, field).ok_or(TokenizeError::MissingField(field))
 }

@@ -129,7 +129,7 @@ impl std::fmt::Debug for Intake {
 }
 
 /// The intake's routes: `POST` answers notifications; `GET` answers 200
-/// because the processor probes a URL with a GET when it is saved (spec §1).
+/// because the processor probes a URL with a GET when it is saved (docs/protocol.md §1).
 pub fn router(intake: Arc<Intake>) -> Router {
     let path = intake.settings.path.clone();
     let limit = intake.settings.limits.max_body_bytes;

@@ -1,5 +1,5 @@
 //! Who is calling: the client address behind an optional trusted proxy, and
-//! the optional allow-list of the processor's networks (spec §8).
+//! the optional allow-list of the processor's networks (docs/protocol.md §8).
 
 use std::net::{IpAddr, SocketAddr};
 

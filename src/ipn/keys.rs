@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::Path;
 
-/// A secret used as the HMAC key, as its literal UTF-8 bytes (spec §3.5).
+/// A secret used as the HMAC key, as its literal UTF-8 bytes (docs/protocol.md §3.5).
 ///
 /// `Debug` is redacted; there is deliberately no `Display`.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The processor's wire protocol, without any I/O: form parsing, the HMAC
 //! source string and signature check against a key ring, and the read
-//! receipt. See `shared/specs/ipn-protocol.md` §1-§4.
+//! receipt. See `docs/protocol.md` §1-§4.
 
 pub mod form;
 pub mod keys;

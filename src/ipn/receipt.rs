@@ -1,4 +1,4 @@
-//! The read receipt (spec §4): the answer that tells the processor a
+//! The read receipt (docs/protocol.md §4): the answer that tells the processor a
 //! notification arrived, so that it stops retrying.
 //!
 //! Its HMAC covers only the first product id, the first product name,
@@ -53,7 +53,7 @@ pub enum ReceiptError {
     MissingIpnDate,
 }
 
-/// The two receipt shapes of the spec.
+/// The two receipt shapes (docs/protocol.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptFormat {
     /// `<EPAYMENT>DATE|HMAC</EPAYMENT>` with HMAC-MD5 (legacy endpoints).

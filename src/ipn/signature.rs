@@ -1,4 +1,4 @@
-//! The processor's HMAC signatures (spec §3): the source string, the three
+//! The processor's HMAC signatures (docs/protocol.md §3): the source string, the three
 //! algorithms, and verification against a key ring.
 //!
 //! The source string is every received value except the signature fields, in
@@ -26,7 +26,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Strongest first: the order in which a notification's signatures are
-    /// considered (spec §10: the strongest present decides).
+    /// considered (docs/protocol.md §10: the strongest present decides).
     pub const STRONGEST_FIRST: [Algorithm; 3] =
         [Algorithm::Sha3_256, Algorithm::Sha256, Algorithm::Md5];
 
@@ -205,7 +205,7 @@ fn push_length_prefixed_bytes(source: &mut Vec<u8>, value: &[u8]) {
     source.extend_from_slice(value);
 }
 
-/// The HMAC source string of a notification (spec §3, steps 1-4).
+/// The HMAC source string of a notification (docs/protocol.md §3, steps 1-4).
 pub fn source_string(form: &FormBody) -> Result<Vec<u8>, FormError> {
     let mut source = Vec::with_capacity(source_capacity(form));
     form.write_grouped(&mut source, |source, name, value| {
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn lengths_count_utf8_bytes() {
-        // "R. Álvaro" is 9 chars and 10 bytes (spec §3, the Node SDK bug).
+        // "R. Álvaro" is 9 chars and 10 bytes (docs/protocol.md §3, the Node SDK bug).
         let source = source_string(&form("N=R.+%C3%81lvaro")).unwrap();
         assert_eq!(source, "10R. Álvaro".as_bytes());
     }

@@ -1,5 +1,5 @@
 //! Dressing a story step as a notification body: the processor's fields in
-//! its order (spec §1.1, as `fixtures/generate.py` lays them out), the fake
+//! its order (docs/protocol.md §1.1, as `fixtures/generate.py` lays them out), the fake
 //! customer's personal data, several product lines, then the signatures.
 
 use chrono::NaiveDateTime;
@@ -13,10 +13,10 @@ use super::story::StoryStep;
 
 /// The signatures the simulated processor sends, in its order: SHA-256
 /// first, then SHA3-256, as in the vendor fixtures (no MD5: retired in 2024,
-/// spec §3).
+/// docs/protocol.md §3).
 pub const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha3_256];
 
-/// Date formats of spec §1.1.
+/// Date formats of docs/protocol.md §1.1.
 const DATE: &str = "%Y-%m-%d %H:%M:%S";
 const IPN_DATE: &str = "%Y%m%d%H%M%S";
 

@@ -87,7 +87,7 @@ fn parse_receipt(text: &str) -> Option<(ReceiptFormat, &str, &str)> {
     let (date, rest) = rest.split_once('"')?;
     let rest = rest.strip_prefix('>')?;
     let digest = &rest[..rest.find("</sig>")?];
-    // Exactly the spec's spellings: `sha3_256` (a known SDK slip) is no receipt.
+    // Exactly the protocol's spellings (docs/protocol.md §4): `sha3_256` (a known SDK slip) is no receipt.
     let algorithm = match algo {
         "sha256" => Algorithm::Sha256,
         "sha3-256" => Algorithm::Sha3_256,

@@ -12,8 +12,8 @@
 //!
 //! Each order gets a [`Story`] (paid, refunded, chargeback, suspect, ...,
 //! see its variants) told as a sequence of notifications with increasing
-//! `IPN_DATE`, dressed as realistic bodies (spec §1.1 field order, fake
-//! customers with UTF-8 names, several product lines, totals per spec §10)
+//! `IPN_DATE`, dressed as realistic bodies (docs/protocol.md §1.1 field order, fake
+//! customers with UTF-8 names, several product lines, totals per docs/protocol.md §10)
 //! and signed with SHA-256 and SHA3-256 by [`crate::ipn::sign`].
 //!
 //! Anomalies, each at its own rate ([`AnomalyRates`]):
@@ -33,7 +33,7 @@
 //! # The expectation is an independent oracle
 //!
 //! [`ExpectedOrder`]s are derived from each story's intent and the
-//! conventions of spec §10 ("a refunded story ends refunded with paid =
+//! conventions of docs/protocol.md §10 ("a refunded story ends refunded with paid =
 //! refunded = the total"), never by running
 //! [`crate::domain::reconcile::decide`]. A test that replays a simulation
 //! through the pipeline and compares with the expectation therefore checks

@@ -1,5 +1,5 @@
 //! Fake customers and products for simulated notifications, in the spirit of
-//! `fixtures/generate.py`: UTF-8 names (the byte-length pitfall of spec §3),
+//! `fixtures/generate.py`: UTF-8 names (the byte-length pitfall of docs/protocol.md §3),
 //! addresses in several countries, and a small catalogue priced per
 //! currency.
 //!
@@ -59,7 +59,7 @@ pub struct Place {
     pub zip: &'static str,
     /// The country name, as the processor writes it.
     pub country: &'static str,
-    /// Lower-case ISO-2 (spec §1.1).
+    /// Lower-case ISO-2 (docs/protocol.md §1.1).
     pub country_code: &'static str,
     /// International prefix and the lengths of the digit groups after it.
     pub phone_prefix: &'static str,

@@ -3,7 +3,7 @@
 //! afterwards.
 //!
 //! The expectation is written down *with the story*, from its intent and
-//! the project's conventions (spec §10, design "Order states"), never by
+//! the project's conventions (docs/protocol.md §10, design "Order states"), never by
 //! asking [`crate::domain::reconcile::decide`]: the simulator is meant to be
 //! an independent oracle for the reconciler, so that a bug in `decide`
 //! shows up as a disagreement instead of being copied into the expectation.
@@ -121,7 +121,7 @@ pub struct StoryStep {
     /// ORDERSTATUS.
     pub status: &'static str,
     /// IPN_TOTALGENERAL in minor units, signed as on the wire (refunds and
-    /// reversals negative, spec §2.4).
+    /// reversals negative, docs/protocol.md §2.4).
     pub amount: i64,
     /// FRAUD_STATUS.
     pub fraud: &'static str,
@@ -148,7 +148,7 @@ pub struct Outline {
     /// Review items the story itself raises (card numbers come on top).
     pub review_kinds: Vec<ReviewKind>,
     /// Whether the processor reference ends up on the order: every story
-    /// with a live (non-test) notification records it (spec §10: test
+    /// with a live (non-test) notification records it (docs/protocol.md §10: test
     /// notifications change no live order).
     pub records_processor_ref: bool,
     /// The payment method: `true` for wire transfer (no card fields).
@@ -267,7 +267,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                 0 => {
                     b.card_payment(&mut clock, rng.chance(0.5));
                     // The processor re-sends COMPLETE when the invoice is
-                    // generated (spec §2.1): a new body, no new effect.
+                    // generated (docs/protocol.md §2.1): a new body, no new effect.
                     let at = clock.advance(HOUR, 2 * DAY);
                     b.push("COMPLETE", total, at, ExpectedEffect::Ignored);
                 }
@@ -284,7 +284,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                 }
                 _ => {
                     // Delivery confirmation flow, ended by AUTHRECEIVED
-                    // (handled like COMPLETE, spec §2.1).
+                    // (handled like COMPLETE, docs/protocol.md §2.1).
                     let at = clock.advance(1, 20);
                     b.push("PENDING_ORDER_APPROVAL", total, at, ExpectedEffect::Ignored);
                     let at = clock.advance(MINUTE, 3 * HOUR);
@@ -418,7 +418,7 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
                 }
                 _ => {
                     // The bank authorized, the processor's fraud check
-                    // denied: the status is not acted upon (spec §2.3).
+                    // denied: the status is not acted upon (docs/protocol.md §2.3).
                     let at = clock.advance(1, 20);
                     b.push_with(
                         "PENDING",

@@ -80,7 +80,7 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
             continue;
         }
         let (form, verified) = verified.map_err(|err| TestCaseError::fail(err.to_string()))?;
-        // The strongest signature decides (spec §10).
+        // The strongest signature decides (docs/protocol.md §10).
         prop_assert_eq!(verified.algorithm, crate::ipn::Algorithm::Sha3_256);
         let digest = crate::domain::BodyDigest::of(&delivery.body).to_string();
         match delivery.kind {
@@ -109,7 +109,7 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
                 pan_fields
             );
         }
-        // The allow-listed fields parse (spec §10 conventions).
+        // The allow-listed fields parse (docs/protocol.md §10 conventions).
         let event = tokenize(&delivery.body, &form, &verified, None)
             .map_err(|err| TestCaseError::fail(err.to_string()))?;
         prop_assert_eq!(&event.order_ref, &delivery.order_ref);
@@ -326,7 +326,7 @@ fn every_anomaly_and_story_appears_at_high_rates() {
     for code in ["EUR", "USD", "JPY", "BHD"] {
         assert!(currencies.contains(code), "no {code} order");
     }
-    // UTF-8 personal data, as the byte-length pitfall of spec §3 needs.
+    // UTF-8 personal data, as the byte-length pitfall of docs/protocol.md §3 needs.
     assert!(sim.personal_data.iter().any(|v| !v.is_ascii()));
 }
 

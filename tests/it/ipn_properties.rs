@@ -3,7 +3,7 @@
 //! signature covers, the parser and the verifier never panic, and key
 //! rotation reports the key that matched.
 //!
-//! Note on what the signature covers (spec §3): only *values*, in grouped wire
+//! Note on what the signature covers (docs/protocol.md §3): only *values*, in grouped wire
 //! order, are signed; field *names* are not. Renaming or swapping fields is
 //! therefore detected exactly when it changes the source string (or makes the
 //! body malformed) — the properties below assert that equivalence, in both

@@ -1,7 +1,7 @@
-//! Every test vector of `shared/specs/ipn-protocol.md` §6, checked through the
+//! Every test vector of `docs/protocol.md` §6, checked through the
 //! public API of `ipn_reconciler::ipn`.
 //!
-//! The only literals compared against are the spec's published or recomputed
+//! The only literals compared against are the published or recomputed (docs/protocol.md §6)
 //! digests and source strings; everything else is computed by the crate.
 
 use ipn_reconciler::ipn::{
@@ -10,7 +10,7 @@ use ipn_reconciler::ipn::{
     verify,
 };
 
-/// The key of every vector (spec §6), used as its literal ASCII bytes.
+/// The key of every vector (docs/protocol.md §6), used as its literal ASCII bytes.
 const KEY: &str = "AABBCCDDEEFF";
 
 fn key() -> SecretKey {

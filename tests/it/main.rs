@@ -11,6 +11,7 @@ mod demo;
 mod intake;
 mod ipn_properties;
 mod ipn_vectors;
+mod operators;
 mod outages;
 mod simulate_cli;
 mod simulate_replay;

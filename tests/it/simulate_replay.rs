@@ -1,7 +1,7 @@
 //! The simulator as an oracle for the whole pipeline: ~150 simulated orders
 //! with every anomaly turned on go through `Pipeline::handle` against the
 //! real PostgreSQL, and the database must end exactly where the
-//! simulator's stories say (spec §10), not where the code happens to go.
+//! simulator's stories say (docs/protocol.md §10), not where the code happens to go.
 //!
 //! Review kinds are compared per order as a *multiset* (sorted lists):
 //! each cause must raise its item exactly once, and a redelivery must raise

@@ -481,7 +481,7 @@ async fn orders_are_listed_by_status() {
 
 #[test]
 fn every_processor_status_has_a_defined_effect() {
-    // Guard for the mapping in spec §10: any status, known or not, yields a
+    // Guard for the mapping in docs/protocol.md §10: any status, known or not, yields a
     // decision without panicking.
     let policy = ReconcilePolicy::default();
     let facts = OrderFacts::new(Money::parse("1.00", "EUR").expect("money"));

@@ -1,124 +1,14 @@
 //! `ipn-reconciler serve` as a real process: end to end from `publish`,
 //! the operations endpoint, clean logs, SIGKILL and SIGTERM.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::amqp::{
     TestQueue, count, import_fixture_orders, import_orders_csv, key_env, read, resigned, run_cli,
     test_key, wait_until,
 };
+use crate::helpers::daemon::Daemon;
 use crate::helpers::{TestDb, expected_states, fixture_files, personal_data, repo_path};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A `serve` process whose standard error goes to a file. It binds its
-/// listeners on port 0 and the test reads the bound addresses back from its
-/// log: no port is picked here and released for the daemon to take (a
-/// race when tests run in parallel).
-struct Daemon {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Daemon {
-    fn start(db: &TestDb, queue: &TestQueue, extra: &[(&'static str, &str)]) -> Self {
-        let log = tempfile::NamedTempFile::new().expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"));
-        command
-            .arg("serve")
-            .envs(queue.env())
-            .envs(key_env())
-            .env("DATABASE_URL", &db.url)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env("IPN_HTTP_ADDR", "127.0.0.1:0")
-            .env("IPN_INTAKE_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("log handle"));
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let child = command.spawn().expect("spawn serve");
-        Self { child, log }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.log.path()).expect("read log")
-    }
-
-    /// The address of the listener whose "... listening" line has
-    /// `message`, once the daemon has logged it.
-    async fn listening(&self, message: &str) -> SocketAddr {
-        let mut found = None;
-        let logged = wait_until(Duration::from_secs(20), || {
-            found = self.logs().lines().find_map(|line| {
-                let entry: serde_json::Value = serde_json::from_str(line).ok()?;
-                let fields = entry.get("fields")?;
-                (fields.get("message")?.as_str()? == message)
-                    .then(|| fields.get("addr")?.as_str()?.parse().ok())
-                    .flatten()
-            });
-            std::future::ready(found.is_some())
-        })
-        .await;
-        assert!(logged, "no `{message}` line; logs:\n{}", self.logs());
-        found.expect("address")
-    }
-
-    async fn ops_addr(&self) -> SocketAddr {
-        self.listening("operations endpoint listening").await
-    }
-
-    async fn intake_addr(&self) -> SocketAddr {
-        self.listening("intake listening").await
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits (bounded) for the process to exit; returns its exit code.
-    async fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "serve did not exit in time"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(self.ops_addr().await)
-            .await
-            .ok()?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n")?.1.to_owned();
-        Some((status, body))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn notifications(db: &TestDb) -> i64 {
     count(&db.url, "SELECT count(*) FROM notifications").await

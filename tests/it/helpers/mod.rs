@@ -2,6 +2,7 @@
 //! test, dropped when the test ends, and the fixtures.
 
 pub mod amqp;
+pub mod daemon;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
