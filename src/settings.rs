@@ -55,6 +55,13 @@ pub struct Settings {
     /// the database unreachable.
     #[serde(with = "humantime_serde")]
     pub db_acquire_timeout: Duration,
+    /// Longest a statement may run (PostgreSQL `statement_timeout`); a
+    /// timeout is a transient error, retried.
+    #[serde(with = "humantime_serde")]
+    pub db_statement_timeout: Duration,
+    /// Longest a statement may wait for a row lock (`lock_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub db_lock_timeout: Duration,
 
     // --- Judging notifications ---
     /// The processor's secret keys (see README, "Key file").
@@ -67,6 +74,9 @@ pub struct Settings {
     pub apply_test_orders: bool,
     /// Largest accepted notification body, in bytes.
     pub max_body_bytes: usize,
+    /// Fields the merchant's IPN settings send, which a body must carry
+    /// under their own names (see README, "Which IPN fields to send").
+    pub expected_fields: ExpectedFields,
 
     // --- RabbitMQ ---
     pub amqp_url: SecretUrl,
@@ -129,12 +139,15 @@ impl Default for Settings {
             auto_migrate: true,
             db_pool_size: 8,
             db_acquire_timeout: Duration::from_secs(5),
+            db_statement_timeout: Duration::from_secs(30),
+            db_lock_timeout: Duration::from_secs(10),
 
             key_file: None,
             allow_md5: false,
             pseudonym_key_file: None,
             apply_test_orders: false,
             max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
+            expected_fields: ExpectedFields::default(),
 
             amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             amqp_queue: "ipn.notifications".to_owned(),
@@ -189,6 +202,39 @@ impl<'de> Deserialize<'de> for AllowNetworks {
         crate::intake::parse_allow_list(&text)
             .map(AllowNetworks)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Field names a verified body must carry: a comma-separated string
+/// (`TEST_ORDER,FRAUD_STATUS`) or, in the file, a list of strings. Names
+/// are kept as written; an array may be given with or without `[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpectedFields(pub Vec<String>);
+
+impl Serialize for ExpectedFields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpectedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = comma_list(deserializer)?;
+        let mut names = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let valid = name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'[' | b']'));
+            if !valid {
+                return Err(serde::de::Error::custom(format!(
+                    "`{}` is not a field name (letters, digits, `_`, `-`, `[]`)",
+                    crate::ipn::form::printable_name(name)
+                )));
+            }
+            names.push(name.trim_end_matches("[]").to_owned());
+        }
+        Ok(Self(names))
     }
 }
 
@@ -498,6 +544,8 @@ impl Loaded {
         }
         let positive = [
             ("db-acquire-timeout", s.db_acquire_timeout),
+            ("db-statement-timeout", s.db_statement_timeout),
+            ("db-lock-timeout", s.db_lock_timeout),
             ("publish-timeout", s.publish_timeout),
             ("confirm-timeout", s.confirm_timeout),
             ("recovery-stall", s.recovery_stall),
@@ -534,6 +582,8 @@ impl Loaded {
             create_database: true,
             pool_size: s.db_pool_size,
             acquire_timeout: s.db_acquire_timeout,
+            statement_timeout: s.db_statement_timeout,
+            lock_timeout: s.db_lock_timeout,
         })
     }
 
@@ -654,6 +704,7 @@ impl Loaded {
             reconcile: ReconcilePolicy {
                 apply_test_orders: self.settings.apply_test_orders,
             },
+            expected_fields: self.settings.expected_fields.0.clone(),
         })
     }
 }

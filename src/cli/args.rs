@@ -101,6 +101,18 @@ pub const DATABASE: &[Flag] = &[
         "DURATION",
         "How long to wait for a database connection before reporting an outage.",
     ),
+    value(
+        "db-statement-timeout",
+        "IPN_DB_STATEMENT_TIMEOUT",
+        "DURATION",
+        "Longest a statement may run (PostgreSQL statement_timeout); a timeout is retried.",
+    ),
+    value(
+        "db-lock-timeout",
+        "IPN_DB_LOCK_TIMEOUT",
+        "DURATION",
+        "Longest a statement may wait for a row lock (PostgreSQL lock_timeout); a timeout is retried.",
+    ),
 ];
 
 /// How notifications are judged.
@@ -132,6 +144,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "IPN_MAX_BODY_BYTES",
         "BYTES",
         "Largest accepted notification body.",
+    ),
+    value(
+        "expected-fields",
+        "IPN_EXPECTED_FIELDS",
+        "NAME,...",
+        "Fields your IPN settings send that a notification must carry under their own names, for example TEST_ORDER,FRAUD_STATUS: a body lacking one is refused (the signature covers values, not names).",
     ),
 ];
 

@@ -8,9 +8,9 @@ use clap::{Subcommand, ValueEnum};
 
 use super::args::{ConfigFile, DatabaseFlags};
 use super::orders::database;
-use super::{CliResult, block_on};
+use super::{CliError, CliResult, block_on};
 use crate::domain::ReviewKind;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -53,7 +53,19 @@ pub enum ReviewCommand {
         /// What was done, for the audit trail. Do not paste personal data.
         #[arg(long)]
         note: String,
+        /// `note` (default): record the resolution only. `apply-repeat`
+        /// (late_repeat items): the repeated refund or chargeback is a
+        /// genuine second one; apply it, then resolve.
+        #[arg(long, value_enum, default_value_t = ResolveAction::Note)]
+        action: ResolveAction,
     },
+}
+
+/// What resolving a review item does besides recording who and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResolveAction {
+    Note,
+    ApplyRepeat,
 }
 
 pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
@@ -109,7 +121,36 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        ReviewCommand::Resolve { db, id, by, note } => {
+        ReviewCommand::Resolve {
+            db,
+            id,
+            by,
+            note,
+            action: ResolveAction::ApplyRepeat,
+        } => {
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let report = store
+                    .resolve_by_applying_repeat(id, by.trim(), note.trim(), &Default::default())
+                    .await
+                    .map_err(|err| match err {
+                        // The item cannot be applied: what the person typed is wrong.
+                        StoreError::Invalid(_) => CliError::usage(err),
+                        other => CliError::operational(other),
+                    })?;
+                writeln!(
+                    std::io::stdout(),
+                    "review item #{id} resolved: the repeat was applied ({}, order now {})",
+                    report.outcome,
+                    report.order_state.map_or("-", |s| s.as_str())
+                )?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        ReviewCommand::Resolve {
+            db, id, by, note, ..
+        } => {
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;

@@ -8,6 +8,7 @@ mod helpers;
 mod cli_ipn;
 mod cli_reconcile;
 mod demo;
+mod hostile_delivery;
 mod intake;
 mod ipn_properties;
 mod ipn_vectors;

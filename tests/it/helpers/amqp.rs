@@ -165,6 +165,7 @@ pub fn pipeline_config() -> PipelineConfig {
         limits: FormLimits::default(),
         pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii())),
         reconcile: ReconcilePolicy::default(),
+        expected_fields: Vec::new(),
     }
 }
 
