@@ -62,9 +62,10 @@ pub struct MessageMeta {
     /// The key id of a sealed body (`x-sealed-by`).
     pub sealed_by: Option<String>,
     /// The `message_id` property: the SHA-256 (hex) of the *plain* body as
-    /// this crate's publishers set it. Only informative: it lets `parked`
-    /// name a sealed message without opening it; the worker computes the
-    /// digest of what it opened itself.
+    /// this crate's publishers set it (and, on the copies of a message the
+    /// worker could not open, of its bytes as received: the digest it was
+    /// recorded under). Only informative: it lets `parked` name a sealed
+    /// message without opening it; the worker digests what it opened.
     pub message_id: Option<String>,
 }
 

@@ -28,8 +28,9 @@ pub struct ParkedMessage {
     /// The first [`ID_LEN`] hex digits of `body_sha256`.
     pub id: String,
     /// The SHA-256 of the plain body: the digest the database and the logs
-    /// know the notification by. For a sealed body, the message id its
-    /// publisher set (the body is not opened here).
+    /// know the notification by. For a sealed body, the message id it
+    /// carries (the body is not opened here): the plain body's digest, or
+    /// that of the sealed bytes when the worker could not open them.
     pub body_sha256: String,
     pub reason: String,
     /// Broker-side retries before it was parked, of both kinds.
