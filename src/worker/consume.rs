@@ -291,7 +291,7 @@ fn scan_refused(mut report: Report, plain: &[u8]) -> Report {
 /// (signatures, `IPN_DATE`). Lenient where `FormBody::parse` is strict
 /// (size, repeated fields, invalid UTF-8), because it runs on exactly the
 /// bodies that parse refused. Values are neither returned nor kept.
-pub(crate) fn lenient_pan_fields(body: &[u8]) -> usize {
+fn lenient_pan_fields(body: &[u8]) -> usize {
     body.split(|&b| b == b'&')
         .filter(|pair| {
             let mut parts = pair.splitn(2, |&b| b == b'=');
