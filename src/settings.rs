@@ -89,6 +89,9 @@ pub struct Settings {
     /// How long a publisher waits for the broker's confirm.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// How long a parked message is kept before the broker drops it.
+    #[serde(with = "humantime_serde")]
+    pub parking_ttl: Duration,
 
     // --- Worker ---
     /// Unacked deliveries the broker may push to one worker.
@@ -156,6 +159,10 @@ impl Default for Settings {
             // enough to stop a message that kills workers.
             delivery_limit: 20,
             publish_timeout: Duration::from_secs(15),
+            // Two weeks: time for a person to look (review items are opened
+            // at once) and for the processor's own resend window, without
+            // keeping bodies indefinitely.
+            parking_ttl: Duration::from_secs(14 * 24 * 3600),
 
             prefetch: 32,
             concurrency: 8,
@@ -178,6 +185,10 @@ impl Default for Settings {
         }
     }
 }
+
+/// The largest per-message TTL RabbitMQ accepts: 2^32 - 1 milliseconds,
+/// rounded down to whole days (49).
+pub const MAX_PARKING_TTL: Duration = Duration::from_secs(49 * 24 * 3600);
 
 fn secs_schedule(secs: &[u64]) -> RetryDelays {
     RetryDelays::new(secs.iter().map(|s| Duration::from_secs(*s)).collect())
@@ -556,6 +567,12 @@ impl Loaded {
                 return Err(self.invalid(key, "must be longer than 0s"));
             }
         }
+        if s.parking_ttl < Duration::from_secs(1) || s.parking_ttl > MAX_PARKING_TTL {
+            return Err(self.invalid(
+                "parking-ttl",
+                "must be between 1s and 49days (RabbitMQ's largest message TTL)",
+            ));
+        }
         self.database()?;
         self.amqp()?;
         self.intake()?;
@@ -604,6 +621,7 @@ impl Loaded {
             prefetch: s.prefetch,
             concurrency: s.concurrency,
             orphan_window: s.orphan_window,
+            parking_ttl: s.parking_ttl,
             shutdown_deadline: s.shutdown_deadline,
             recovery_stall: s.recovery_stall,
             close_timeout: s.close_timeout,
@@ -875,6 +893,27 @@ mod tests {
                 line.starts_with(&format!("{key} ="))
             });
             assert!(shown, "deploy/example.toml does not mention `{key}`");
+        }
+    }
+
+    #[test]
+    fn the_parking_ttl_defaults_to_two_weeks_and_stays_within_rabbitmqs_limit() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(
+            loaded.settings.parking_ttl,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(
+            loaded.worker().expect("worker").parking_ttl,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(defaults_as_text()["parking-ttl"], "14days");
+        let loaded = load(None, &[env("parking-ttl", "IPN_PARKING_TTL", "3days")]).expect("3 days");
+        assert_eq!(loaded.settings.parking_ttl, Duration::from_secs(3 * 86_400));
+        assert!(u128::from(u32::MAX) >= MAX_PARKING_TTL.as_millis());
+        for bad in ["0s", "50days", "never"] {
+            let err = load(None, &[flag("parking-ttl", bad)]).expect_err(bad);
+            assert!(err.to_string().contains("parking-ttl"), "{err}");
         }
     }
 

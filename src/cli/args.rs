@@ -184,6 +184,12 @@ pub const BROKER: &[Flag] = &[
         "DURATION",
         "How long a publisher waits for the broker's confirm.",
     ),
+    value(
+        "parking-ttl",
+        "IPN_PARKING_TTL",
+        "DURATION",
+        "How long a parked message (its body sealed) is kept before the broker drops it; at most 49days. A retired IPN key must stay in the key file this long.",
+    ),
 ];
 
 /// How the worker consumes.

@@ -12,7 +12,7 @@
 //! | body within the size limit | 413 |
 //! | body parses as a form with `IPN_DATE` | 400 |
 //! | signature valid (when verifying at the edge, the default) | 403 |
-//! | broker confirms the publish within the deadline | 503 |
+//! | body sealed, broker confirms the publish within the deadline | 503 |
 //! | | 200 with the receipt |
 //!
 //! The worker verifies again: the intake's check only keeps forged floods
@@ -33,12 +33,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 
+use crate::domain::BodyDigest;
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
     read_receipt, verify,
 };
 use crate::metrics::Metrics;
-use crate::queue::{MessageMeta, Publisher};
+use crate::queue::{MessageMeta, Publisher, Sealer};
 pub use source::{SourcePolicy, parse_allow_list};
 
 /// Which receipt the intake answers with.
@@ -250,10 +251,27 @@ async fn receive(
             );
         }
     };
-    let meta = MessageMeta::received(Utc::now(), Some(client.to_string()));
+    // Sealed before it is queued: the broker never holds the body in clear
+    // (queue/seal.rs). A seal that cannot be made (no randomness) is an
+    // outage like a broker that does not confirm: 503, the processor
+    // retries.
+    let sealed = match Sealer::new(&intake.keys).seal(&body) {
+        Ok(sealed) => sealed,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot seal a notification: answering 503");
+            return refuse(
+                metrics,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "seal_failed",
+                "temporarily unavailable".to_owned(),
+            );
+        }
+    };
+    let meta = MessageMeta::received(Utc::now(), Some(client.to_string()))
+        .sealed(&sealed, BodyDigest::of(&body).as_str());
     let published = tokio::time::timeout(
         settings.confirm_timeout,
-        intake.publisher.publish_notification(&body, &meta),
+        intake.publisher.publish_notification(&sealed.body, &meta),
     )
     .await;
     match published {

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod broker_privacy;
 mod cli_ipn;
 mod cli_reconcile;
 mod demo;
