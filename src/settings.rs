@@ -49,6 +49,9 @@ pub struct Settings {
     pub database_url: SecretUrl,
     /// Apply pending migrations at start.
     pub auto_migrate: bool,
+    /// Create the database when it does not exist (`migrate` and `serve`
+    /// only; every other command refuses a missing database).
+    pub create_db: bool,
     /// Connections in the pool.
     pub db_pool_size: usize,
     /// How long to wait for a connection (new or pooled) before reporting
@@ -140,6 +143,7 @@ impl Default for Settings {
         Self {
             database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/ipn_reconciler"),
             auto_migrate: true,
+            create_db: false,
             db_pool_size: 8,
             db_acquire_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(30),
@@ -596,7 +600,8 @@ impl Loaded {
         Ok(DatabaseSettings {
             url: s.database_url.clone(),
             migrate: s.auto_migrate,
-            create_database: true,
+            create_database: s.create_db,
+            require_schema: false,
             pool_size: s.db_pool_size,
             acquire_timeout: s.db_acquire_timeout,
             statement_timeout: s.db_statement_timeout,

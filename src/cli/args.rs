@@ -89,6 +89,11 @@ pub const DATABASE: &[Flag] = &[
         "BOOL",
         "Apply pending migrations before running (`false` leaves the schema alone).",
     ),
+    switch(
+        "create-db",
+        "IPN_CREATE_DB",
+        "Create the database when it does not exist (migrate and serve; other commands refuse a missing database).",
+    ),
     value(
         "db-pool-size",
         "IPN_DB_POOL_SIZE",

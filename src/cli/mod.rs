@@ -241,12 +241,19 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
 
 /// Runs a future on a fresh multi-threaded runtime (the migration harness
 /// needs one).
+///
+/// The runtime is not dropped: the command's work is done (every connection
+/// it opened was closed), and the process ends right after. Dropping it
+/// would shut its timers down under lapin's I/O threads, which may still be
+/// winding down an abandoned connection attempt, and they would panic
+/// ("A Tokio 1.x context was found, but it is being shutdown").
 pub fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(future)
+        .context("cannot start the async runtime")?;
+    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+    runtime.block_on(future)
 }
 
 #[cfg(test)]
