@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{PseudonymKey, ReconcilePolicy};
 use crate::intake::{IntakeSettings, ReceiptChoice, SourcePolicy};
-use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
+use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
 use crate::queue::{AmqpSettings, RetryDelays, Topology};
 use crate::secret::SecretUrl;
@@ -61,6 +61,9 @@ pub struct Settings {
     pub key_file: Option<PathBuf>,
     /// Accept legacy HMAC-MD5 `HASH` signatures.
     pub allow_md5: bool,
+    /// A signature every notification must carry (`sha3-256` or `sha256`),
+    /// so that stripping it cannot let a weaker one decide.
+    pub require_algorithm: RequiredAlgorithm,
     /// Key of the customer e-mail pseudonyms; none: no pseudonym stored.
     pub pseudonym_key_file: Option<PathBuf>,
     /// Let `TEST_ORDER=1` notifications change orders.
@@ -132,6 +135,7 @@ impl Default for Settings {
 
             key_file: None,
             allow_md5: false,
+            require_algorithm: RequiredAlgorithm(None),
             pseudonym_key_file: None,
             apply_test_orders: false,
             max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
@@ -189,6 +193,46 @@ impl<'de> Deserialize<'de> for AllowNetworks {
         crate::intake::parse_allow_list(&text)
             .map(AllowNetworks)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The signature algorithm every notification must carry: `none` (the
+/// default), `sha3-256` or `sha256`. MD5 is refused: requiring the weakest
+/// algorithm would protect nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequiredAlgorithm(pub Option<Algorithm>);
+
+impl RequiredAlgorithm {
+    /// Parses `none` (or nothing), `sha3-256` or `sha256` (and the aliases
+    /// of [`Algorithm::parse`]); the error says what is accepted.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        match Algorithm::parse(text) {
+            Some(Algorithm::Md5) => {
+                Err("MD5 cannot be required: use sha3-256 or sha256 (or none)".to_owned())
+            }
+            Some(algorithm) => Ok(Self(Some(algorithm))),
+            None => Err(format!(
+                "`{}`: use sha3-256, sha256 or none",
+                crate::ipn::form::printable_name(text)
+            )),
+        }
+    }
+}
+
+impl Serialize for RequiredAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.map_or("none", Algorithm::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for RequiredAlgorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -600,6 +644,7 @@ impl Loaded {
     pub fn signatures(&self) -> SignaturePolicy {
         SignaturePolicy {
             allow_md5: self.settings.allow_md5,
+            require: self.settings.require_algorithm.0,
         }
     }
 
@@ -781,6 +826,43 @@ mod tests {
             let loaded = load(None, &[env("allow-md5", "IPN_ALLOW_MD5", text)]).expect(text);
             assert_eq!(loaded.settings.allow_md5, expected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_required_algorithm_is_sha3_or_sha256_never_md5() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(loaded.signatures().require, None);
+        assert_eq!(defaults_as_text()["require-algorithm"], "none");
+        for (text, expected) in [
+            ("sha3-256", Some(Algorithm::Sha3_256)),
+            ("sha256", Some(Algorithm::Sha256)),
+            ("none", None),
+        ] {
+            let loaded = load(
+                None,
+                &[env("require-algorithm", "IPN_REQUIRE_ALGORITHM", text)],
+            )
+            .expect(text);
+            assert_eq!(loaded.signatures().require, expected, "{text}");
+        }
+        let err = load(None, &[flag("require-algorithm", "md5")])
+            .expect_err("md5 refused")
+            .to_string();
+        assert!(err.contains("--require-algorithm"), "{err}");
+        assert!(err.contains("MD5 cannot be required"), "{err}");
+        let err = load(None, &[flag("require-algorithm", "sha1")])
+            .expect_err("sha1 refused")
+            .to_string();
+        assert!(err.contains("use sha3-256, sha256 or none"), "{err}");
+        let config = file("require-algorithm = \"sha3-256\"\nallow-md5 = true\n");
+        let loaded = load(Some(config.path()), &[]).expect("file");
+        assert_eq!(
+            loaded.signatures(),
+            SignaturePolicy {
+                allow_md5: true,
+                require: Some(Algorithm::Sha3_256)
+            }
+        );
     }
 
     #[test]

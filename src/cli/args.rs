@@ -117,6 +117,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "Accept legacy HMAC-MD5 `HASH` signatures.",
     ),
     value(
+        "require-algorithm",
+        "IPN_REQUIRE_ALGORITHM",
+        "ALGORITHM",
+        "Refuse a notification without this signature (sha3-256 or sha256), whatever else it carries, so a stripped stronger signature cannot let a weaker one decide; none: the strongest present decides.",
+    ),
+    value(
         "pseudonym-key-file",
         "PSEUDONYM_KEY_FILE",
         "FILE",

@@ -12,6 +12,7 @@ use crate::ipn::{
     Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SignaturePolicy, VerifyError,
     read_receipt, sign, verify,
 };
+use crate::settings::RequiredAlgorithm;
 
 #[derive(Debug, Subcommand)]
 pub enum IpnCommand {
@@ -20,9 +21,8 @@ pub enum IpnCommand {
     Verify {
         #[command(flatten)]
         keys: KeyArgs,
-        /// Accept legacy HMAC-MD5 `HASH` signatures.
-        #[arg(long, env = "IPN_ALLOW_MD5")]
-        allow_md5: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Notification body (form-urlencoded); `-` reads standard input.
         #[arg(default_value = "-")]
         file: PathBuf,
@@ -58,6 +58,34 @@ pub enum IpnCommand {
     },
 }
 
+/// Which signatures are accepted, as the daemon's settings of the same
+/// names say.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// Accept legacy HMAC-MD5 `HASH` signatures.
+    #[arg(long, env = "IPN_ALLOW_MD5")]
+    allow_md5: bool,
+    /// Refuse a body without this signature (sha3-256 or sha256), whatever
+    /// else it carries; none: the strongest signature present decides.
+    #[arg(
+        long,
+        env = "IPN_REQUIRE_ALGORITHM",
+        value_name = "ALGORITHM",
+        default_value = "none",
+        value_parser = RequiredAlgorithm::parse
+    )]
+    require_algorithm: RequiredAlgorithm,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> SignaturePolicy {
+        SignaturePolicy {
+            allow_md5: self.allow_md5,
+            require: self.require_algorithm.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ReceiptKind {
     Sig,
@@ -67,11 +95,7 @@ pub enum ReceiptKind {
 pub fn run(command: IpnCommand) -> CliResult {
     let limits = FormLimits::default();
     match command {
-        IpnCommand::Verify {
-            keys,
-            allow_md5,
-            file,
-        } => {
+        IpnCommand::Verify { keys, policy, file } => {
             let ring = keys.load()?;
             let body = read_body(&file, &limits)?;
             let form = match FormBody::parse(&body, &limits) {
@@ -81,7 +105,7 @@ pub fn run(command: IpnCommand) -> CliResult {
                     return Ok(ExitCode::from(EXIT_USAGE));
                 }
             };
-            match verify(&form, &ring, &SignaturePolicy { allow_md5 }) {
+            match verify(&form, &ring, &policy.policy()) {
                 Ok(verified) => {
                     writeln!(
                         std::io::stdout(),

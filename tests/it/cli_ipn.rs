@@ -6,7 +6,9 @@ use predicates::prelude::*;
 
 fn ipn() -> Command {
     let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
-    cmd.env_remove("IPN_KEYS_FILE").env_remove("IPN_ALLOW_MD5");
+    cmd.env_remove("IPN_KEYS_FILE")
+        .env_remove("IPN_ALLOW_MD5")
+        .env_remove("IPN_REQUIRE_ALGORITHM");
     cmd
 }
 
@@ -233,4 +235,62 @@ fn sign_and_receipt_refuse_bad_input_with_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("YmdHis"));
+}
+
+#[test]
+fn a_required_algorithm_cannot_be_stripped_on_the_command_line() {
+    let body = std::fs::read(&fixture_files()[0]).expect("fixture");
+    let signed = ipn()
+        .args([
+            "ipn",
+            "sign",
+            "--key-file",
+            &keys(),
+            "--algorithms",
+            "sha3,sha256,md5",
+            "-",
+        ])
+        .write_stdin(body)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let stripped: String = String::from_utf8(signed.clone())
+        .expect("utf-8")
+        .trim_end()
+        .split('&')
+        .filter(|pair| !pair.starts_with("SIGNATURE_SHA3_256="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let verify = |body: Vec<u8>, extra: &[&str]| {
+        ipn()
+            .args(["ipn", "verify", "--allow-md5", "--key-file", &keys()])
+            .args(extra)
+            .arg("-")
+            .write_stdin(body)
+            .assert()
+    };
+    verify(stripped.clone().into_bytes(), &[])
+        .code(0)
+        .stdout(predicate::str::contains("algorithm sha256"));
+    verify(
+        stripped.clone().into_bytes(),
+        &["--require-algorithm", "sha3-256"],
+    )
+    .code(1)
+    .stderr(predicate::str::contains("SIGNATURE_SHA3_256"))
+    .stderr(predicate::str::contains("missing"));
+    ipn()
+        .env("IPN_REQUIRE_ALGORITHM", "sha3-256")
+        .args(["ipn", "verify", "--allow-md5", "--key-file", &keys(), "-"])
+        .write_stdin(stripped.into_bytes())
+        .assert()
+        .code(1);
+    verify(signed, &["--require-algorithm", "sha3-256"])
+        .code(0)
+        .stdout(predicate::str::contains("algorithm sha3-256"));
+    verify(Vec::new(), &["--require-algorithm", "md5"])
+        .code(2)
+        .stderr(predicate::str::contains("MD5 cannot be required"));
 }
