@@ -8,8 +8,9 @@ use clap::{Subcommand, ValueEnum};
 
 use super::args::{ConfigFile, DatabaseFlags};
 use super::orders::database;
-use super::{CliResult, block_on};
+use super::{CliError, CliResult, block_on};
 use crate::domain::ReviewKind;
+use crate::domain::pan::check_free_text;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,7 +51,8 @@ pub enum ReviewCommand {
         /// Who resolved it (a name or staff id).
         #[arg(long)]
         by: String,
-        /// What was done, for the audit trail. Do not paste personal data.
+        /// What was done, for the audit trail. Do not paste personal data;
+        /// a card number is refused (write `card ending 1111`).
         #[arg(long)]
         note: String,
     },
@@ -110,6 +112,10 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             })
         }
         ReviewCommand::Resolve { db, id, by, note } => {
+            // Before anything connects: a refused text is a usage error,
+            // and nothing is stored (the store checks again).
+            check_free_text("--by", &by).map_err(CliError::usage)?;
+            check_free_text("--note", &note).map_err(CliError::usage)?;
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
