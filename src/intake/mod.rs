@@ -204,11 +204,21 @@ async fn receive(
             );
         }
     };
-    let algorithm = if settings.verify_at_edge {
+    // The receipt is signed with the key that verified the notification:
+    // during a rotation the processor may still sign with the older key,
+    // and a receipt made with another key would not verify on its side,
+    // so it would keep retrying for two days (docs/protocol.md §4, §5).
+    let (algorithm, receipt_key) = if settings.verify_at_edge {
         match verify(&form, &intake.keys, &intake.signatures) {
             Ok(verified) => {
                 metrics.signature("intake", verified.algorithm.as_str(), "valid");
-                verified.algorithm
+                // `verify` names a key of this ring; the current key is
+                // only a fallback that cannot happen.
+                let key = intake
+                    .keys
+                    .get(&verified.key_id)
+                    .unwrap_or_else(|| intake.keys.current());
+                (verified.algorithm, key)
             }
             Err(err) => {
                 let algorithm = err.algorithm().map_or("none", |a| a.as_str());
@@ -222,11 +232,13 @@ async fn receive(
             }
         }
     } else {
-        // Not verified here: answer in the strongest algorithm the body claims.
-        Algorithm::STRONGEST_FIRST
+        // Not verified here: answer in the strongest algorithm the body
+        // claims, with the current key.
+        let algorithm = Algorithm::STRONGEST_FIRST
             .into_iter()
             .find(|a| form.get(a.field_name()).is_some())
-            .unwrap_or(Algorithm::Sha3_256)
+            .unwrap_or(Algorithm::Sha3_256);
+        (algorithm, intake.keys.current())
     };
     let format = match settings.receipt {
         ReceiptChoice::Auto => ReceiptFormat::for_algorithm(algorithm),
@@ -234,12 +246,7 @@ async fn receive(
     };
     // Built before publishing: a body we cannot answer must not be queued
     // under a non-200 answer (the processor would send it again).
-    let receipt = match read_receipt(
-        &form,
-        &intake.keys.current().secret,
-        format,
-        ReceiptDate::now(),
-    ) {
+    let receipt = match read_receipt(&form, &receipt_key.secret, format, ReceiptDate::now()) {
         Ok(receipt) => receipt,
         Err(err) => {
             return refuse(

@@ -245,3 +245,29 @@ async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
     assert_eq!(status, 200);
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_signed_with_an_older_key_is_answered_with_that_key() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let ring = test_ring();
+    let older = ring.keys()[1].clone();
+    assert_eq!(older.id.as_str(), "test-2025");
+    let intake = start(queue.daemon_settings(), ring.clone()).await;
+    let body = resigned(
+        "03-shop-1001-complete.txt",
+        "ROTATED-1",
+        90_000_001,
+        &older.secret,
+    );
+    let (status, receipt) = post(&intake.url, body.clone()).await;
+    assert_eq!(status, 200, "{receipt}");
+    let date = receipt_date(&receipt, "date=\"", '"');
+    let form = FormBody::parse(&body, &FormLimits::default()).expect("parses");
+    let format = ReceiptFormat::Sig(Algorithm::Sha3_256);
+    let with_older = read_receipt(&form, &older.secret, format, date).expect("receipt");
+    let with_current = read_receipt(&form, &ring.current().secret, format, date).expect("receipt");
+    assert_ne!(with_older, with_current);
+    assert_eq!(receipt, with_older, "signed with the key that verified");
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
+}
