@@ -158,13 +158,7 @@ async fn receive(
 ) -> Response {
     let metrics = &intake.metrics;
     let settings = &intake.settings;
-    let forwarded = settings
-        .source
-        .forwarded_header
-        .as_deref()
-        .and_then(|name| headers.get(name))
-        .and_then(|value| value.to_str().ok());
-    let client = settings.source.client_addr(peer, forwarded);
+    let client = settings.source.client_addr(peer, &headers);
     if !settings.source.allows(client) {
         return refuse(
             metrics,

@@ -235,6 +235,18 @@ async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
         assert!(!text.contains("<sig") && !text.contains("<EPAYMENT>"));
         assert!(!text.contains("Muñoz"), "no value echoed: {text}");
     }
+    // A client that sends its own forwarded-for line before the proxy's
+    // cannot get it read: the proxy's (last) line names the caller.
+    let response = client
+        .post(&intake.url)
+        .header("content-type", form)
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("x-forwarded-for", "8.8.8.8")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 403);
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 0);
 
     // The processor probes a saved URL with GET and expects 200.
