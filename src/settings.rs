@@ -29,7 +29,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{PseudonymKey, ReconcilePolicy};
-use crate::intake::{IntakeSettings, ReceiptChoice, SourcePolicy};
+use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
 use crate::queue::{AmqpSettings, RetryDelays, Topology};
@@ -111,6 +111,18 @@ pub struct Settings {
     /// How long the intake waits for the broker's confirm before a 503.
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
+    /// How long a client may take to send a request's header, from
+    /// connecting or from its first byte (slow clients are dropped).
+    #[serde(with = "humantime_serde")]
+    pub intake_header_timeout: Duration,
+    /// How long a client may take to send a body (408 after that).
+    #[serde(with = "humantime_serde")]
+    pub intake_body_timeout: Duration,
+    /// How long a kept-alive intake connection may wait for its next request.
+    #[serde(with = "humantime_serde")]
+    pub intake_idle_timeout: Duration,
+    /// Intake connections open at once; more are answered 503.
+    pub intake_max_connections: usize,
 
     // --- Operations ---
     /// The operations endpoint (/healthz, /readyz, /metrics).
@@ -161,6 +173,10 @@ impl Default for Settings {
             trusted_forwarded_header: None,
             allow_networks: AllowNetworks::default(),
             confirm_timeout: Duration::from_secs(5),
+            intake_header_timeout: ConnectionLimits::default().header_timeout,
+            intake_body_timeout: ConnectionLimits::default().body_timeout,
+            intake_idle_timeout: ConnectionLimits::default().idle_timeout,
+            intake_max_connections: ConnectionLimits::default().max_connections,
 
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9187)),
             log_format: LogFormat::Pretty,
@@ -534,6 +550,7 @@ impl Loaded {
             ("delivery-limit", u64::from(s.delivery_limit)),
             ("prefetch", u64::from(s.prefetch)),
             ("concurrency", s.concurrency as u64),
+            ("intake-max-connections", s.intake_max_connections as u64),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -546,6 +563,9 @@ impl Loaded {
             ("confirm-timeout", s.confirm_timeout),
             ("recovery-stall", s.recovery_stall),
             ("close-timeout", s.close_timeout),
+            ("intake-header-timeout", s.intake_header_timeout),
+            ("intake-body-timeout", s.intake_body_timeout),
+            ("intake-idle-timeout", s.intake_idle_timeout),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -631,6 +651,12 @@ impl Loaded {
             },
             limits: self.limits(),
             confirm_timeout: s.confirm_timeout,
+            connections: ConnectionLimits {
+                header_timeout: s.intake_header_timeout,
+                body_timeout: s.intake_body_timeout,
+                idle_timeout: s.intake_idle_timeout,
+                max_connections: s.intake_max_connections,
+            },
         })
     }
 
@@ -825,6 +851,39 @@ mod tests {
         for (text, expected) in [("true", true), ("1", true), ("yes", true), ("false", false)] {
             let loaded = load(None, &[env("allow-md5", "IPN_ALLOW_MD5", text)]).expect(text);
             assert_eq!(loaded.settings.allow_md5, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_intake_limits_have_defaults_and_refuse_zero() {
+        let limits = load(None, &[])
+            .expect("defaults")
+            .intake()
+            .expect("intake")
+            .connections;
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_connections, 512);
+        let loaded = load(
+            None,
+            &[
+                env("intake-header-timeout", "IPN_INTAKE_HEADER_TIMEOUT", "2s"),
+                flag("intake-max-connections", "3"),
+            ],
+        )
+        .expect("loads");
+        let limits = loaded.intake().expect("intake").connections;
+        assert_eq!(limits.header_timeout, Duration::from_secs(2));
+        assert_eq!(limits.max_connections, 3);
+        for (key, value) in [
+            ("intake-header-timeout", "0s"),
+            ("intake-body-timeout", "0s"),
+            ("intake-idle-timeout", "0s"),
+            ("intake-max-connections", "0"),
+        ] {
+            let err = load(None, &[flag(key, value)]).expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
         }
     }
 

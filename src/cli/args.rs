@@ -251,6 +251,30 @@ pub const INTAKE: &[Flag] = &[
         "DURATION",
         "How long to wait for the broker's confirm before answering 503.",
     ),
+    value(
+        "intake-header-timeout",
+        "IPN_INTAKE_HEADER_TIMEOUT",
+        "DURATION",
+        "How long a client may take to send a request's header, from connecting or from its first byte; slower clients are dropped (408 when part of a request arrived).",
+    ),
+    value(
+        "intake-body-timeout",
+        "IPN_INTAKE_BODY_TIMEOUT",
+        "DURATION",
+        "How long a client may take to send a body once its header is in (408 after that).",
+    ),
+    value(
+        "intake-idle-timeout",
+        "IPN_INTAKE_IDLE_TIMEOUT",
+        "DURATION",
+        "How long a kept-alive intake connection may wait for its next request.",
+    ),
+    value(
+        "intake-max-connections",
+        "IPN_INTAKE_MAX_CONNECTIONS",
+        "N",
+        "Intake connections open at the same time; more are answered 503 and closed.",
+    ),
 ];
 
 /// The daemon's own operation: endpoint, logs, shutdown.

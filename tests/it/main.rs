@@ -9,6 +9,7 @@ mod cli_ipn;
 mod cli_reconcile;
 mod demo;
 mod intake;
+mod intake_transport;
 mod ipn_properties;
 mod ipn_vectors;
 mod operators;
