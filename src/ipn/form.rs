@@ -144,7 +144,7 @@ fn is_array_name(name: &str) -> bool {
 impl fmt::Debug for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Field")
-            .field("name", &self.name)
+            .field("name", &printable_name(&self.name))
             .field(
                 "value",
                 &format_args!("<{} bytes redacted>", self.value.len()),
@@ -168,7 +168,8 @@ struct Span {
 /// verifying a notification does not allocate per field; the owned
 /// [`Field`]s of [`FormBody::fields`] are built on first use only.
 ///
-/// `Debug` shows field names only; values may be personal data.
+/// `Debug` shows field names only, as [`printable_name`] shows them; values
+/// may be personal data.
 #[derive(Clone, Default)]
 pub struct FormBody {
     /// Every decoded name and value, back to back.
@@ -193,7 +194,7 @@ impl fmt::Debug for FormBody {
         impl fmt::Debug for Redacted<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct("Field")
-                    .field("name", &self.0)
+                    .field("name", &printable_name(self.0))
                     .field("value", &format_args!("<{} bytes redacted>", self.1))
                     .finish()
             }
@@ -1074,10 +1075,12 @@ mod tests {
     }
 
     #[test]
-    fn debug_never_shows_values() {
-        let form = parse("CUSTOMEREMAIL=jane%40example.com").unwrap();
-        let shown = format!("{form:?}");
-        assert!(shown.contains("CUSTOMEREMAIL"));
-        assert!(!shown.contains("jane"));
+    fn debug_never_shows_values_or_long_numbers_in_names() {
+        let form = parse("CUSTOMEREMAIL=jane%40example.com&4111.1111.1111.1111=x").unwrap();
+        for shown in [format!("{form:?}"), format!("{:?}", form.fields())] {
+            assert!(shown.contains("CUSTOMEREMAIL"), "{shown}");
+            assert!(!shown.contains("jane"), "{shown}");
+            assert!(!shown.contains("1111"), "{shown}");
+        }
     }
 }
