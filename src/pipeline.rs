@@ -25,6 +25,11 @@ pub struct PipelineConfig {
     pub limits: FormLimits,
     pub pseudonym_key: Option<PseudonymKey>,
     pub reconcile: ReconcilePolicy,
+    /// Fields the merchant's IPN settings always send (`expected-fields`),
+    /// which a verified body must carry under their own names: the
+    /// signature covers values, not names, so without this check a copy
+    /// whose `TEST_ORDER` was renamed would verify and pay a real order.
+    pub expected_fields: Vec<String>,
 }
 
 impl fmt::Debug for PipelineConfig {
@@ -38,6 +43,7 @@ impl fmt::Debug for PipelineConfig {
                 &self.pseudonym_key.as_ref().map(|_| "<redacted>"),
             )
             .field("reconcile", &self.reconcile)
+            .field("expected_fields", &self.expected_fields)
             .finish()
     }
 }
@@ -178,6 +184,24 @@ impl Pipeline {
                 return Ok(report);
             }
         };
+        if let Some(missing) = self
+            .config
+            .expected_fields
+            .iter()
+            .find(|name| form.get(name).is_none() && form.get(&format!("{name}[]")).is_none())
+        {
+            let mut report = self
+                .reject(
+                    digest,
+                    Outcome::Malformed,
+                    Refusal::with_field("missing_expected_field", missing.clone()),
+                    Vec::new(),
+                    received_at,
+                )
+                .await?;
+            report.verified = Some(verified);
+            return Ok(report);
+        }
         let event = match tokenize(body, &form, &verified, self.config.pseudonym_key.as_ref()) {
             Ok(event) => event,
             Err(err) => {

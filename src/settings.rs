@@ -55,6 +55,13 @@ pub struct Settings {
     /// the database unreachable.
     #[serde(with = "humantime_serde")]
     pub db_acquire_timeout: Duration,
+    /// Longest a statement may run (PostgreSQL `statement_timeout`); a
+    /// timeout is a transient error, retried.
+    #[serde(with = "humantime_serde")]
+    pub db_statement_timeout: Duration,
+    /// Longest a statement may wait for a row lock (`lock_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub db_lock_timeout: Duration,
 
     // --- Judging notifications ---
     /// The processor's secret keys (see README, "Key file").
@@ -70,6 +77,9 @@ pub struct Settings {
     pub apply_test_orders: bool,
     /// Largest accepted notification body, in bytes.
     pub max_body_bytes: usize,
+    /// Fields the merchant's IPN settings send, which a body must carry
+    /// under their own names (see README, "Which IPN fields to send").
+    pub expected_fields: ExpectedFields,
 
     // --- RabbitMQ ---
     pub amqp_url: SecretUrl,
@@ -82,6 +92,9 @@ pub struct Settings {
     /// How long a publisher waits for the broker's confirm.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// How long a parked message is kept before the broker drops it.
+    #[serde(with = "humantime_serde")]
+    pub parking_ttl: Duration,
 
     // --- Worker ---
     /// Unacked deliveries the broker may push to one worker.
@@ -144,6 +157,8 @@ impl Default for Settings {
             auto_migrate: true,
             db_pool_size: 8,
             db_acquire_timeout: Duration::from_secs(5),
+            db_statement_timeout: Duration::from_secs(30),
+            db_lock_timeout: Duration::from_secs(10),
 
             key_file: None,
             allow_md5: false,
@@ -151,6 +166,7 @@ impl Default for Settings {
             pseudonym_key_file: None,
             apply_test_orders: false,
             max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
+            expected_fields: ExpectedFields::default(),
 
             amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             amqp_queue: "ipn.notifications".to_owned(),
@@ -159,6 +175,10 @@ impl Default for Settings {
             // enough to stop a message that kills workers.
             delivery_limit: 20,
             publish_timeout: Duration::from_secs(15),
+            // Two weeks: time for a person to look (review items are opened
+            // at once) and for the processor's own resend window, without
+            // keeping bodies indefinitely.
+            parking_ttl: Duration::from_secs(14 * 24 * 3600),
 
             prefetch: 32,
             concurrency: 8,
@@ -185,6 +205,10 @@ impl Default for Settings {
         }
     }
 }
+
+/// The largest per-message TTL RabbitMQ accepts: 2^32 - 1 milliseconds,
+/// rounded down to whole days (49).
+pub const MAX_PARKING_TTL: Duration = Duration::from_secs(49 * 24 * 3600);
 
 fn secs_schedule(secs: &[u64]) -> RetryDelays {
     RetryDelays::new(secs.iter().map(|s| Duration::from_secs(*s)).collect())
@@ -249,6 +273,39 @@ impl<'de> Deserialize<'de> for RequiredAlgorithm {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Field names a verified body must carry: a comma-separated string
+/// (`TEST_ORDER,FRAUD_STATUS`) or, in the file, a list of strings. Names
+/// are kept as written; an array may be given with or without `[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpectedFields(pub Vec<String>);
+
+impl Serialize for ExpectedFields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for ExpectedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = comma_list(deserializer)?;
+        let mut names = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let valid = name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'[' | b']'));
+            if !valid {
+                return Err(serde::de::Error::custom(format!(
+                    "`{}` is not a field name (letters, digits, `_`, `-`, `[]`)",
+                    crate::ipn::form::printable_name(name)
+                )));
+            }
+            names.push(name.trim_end_matches("[]").to_owned());
+        }
+        Ok(Self(names))
     }
 }
 
@@ -559,6 +616,8 @@ impl Loaded {
         }
         let positive = [
             ("db-acquire-timeout", s.db_acquire_timeout),
+            ("db-statement-timeout", s.db_statement_timeout),
+            ("db-lock-timeout", s.db_lock_timeout),
             ("publish-timeout", s.publish_timeout),
             ("confirm-timeout", s.confirm_timeout),
             ("recovery-stall", s.recovery_stall),
@@ -571,6 +630,12 @@ impl Loaded {
             if value.is_zero() {
                 return Err(self.invalid(key, "must be longer than 0s"));
             }
+        }
+        if s.parking_ttl < Duration::from_secs(1) || s.parking_ttl > MAX_PARKING_TTL {
+            return Err(self.invalid(
+                "parking-ttl",
+                "must be between 1s and 49days (RabbitMQ's largest message TTL)",
+            ));
         }
         self.database()?;
         self.amqp()?;
@@ -598,6 +663,8 @@ impl Loaded {
             create_database: true,
             pool_size: s.db_pool_size,
             acquire_timeout: s.db_acquire_timeout,
+            statement_timeout: s.db_statement_timeout,
+            lock_timeout: s.db_lock_timeout,
         })
     }
 
@@ -618,6 +685,7 @@ impl Loaded {
             prefetch: s.prefetch,
             concurrency: s.concurrency,
             orphan_window: s.orphan_window,
+            parking_ttl: s.parking_ttl,
             shutdown_deadline: s.shutdown_deadline,
             recovery_stall: s.recovery_stall,
             close_timeout: s.close_timeout,
@@ -725,6 +793,7 @@ impl Loaded {
             reconcile: ReconcilePolicy {
                 apply_test_orders: self.settings.apply_test_orders,
             },
+            expected_fields: self.settings.expected_fields.0.clone(),
         })
     }
 }
@@ -965,6 +1034,27 @@ mod tests {
                 line.starts_with(&format!("{key} ="))
             });
             assert!(shown, "deploy/example.toml does not mention `{key}`");
+        }
+    }
+
+    #[test]
+    fn the_parking_ttl_defaults_to_two_weeks_and_stays_within_rabbitmqs_limit() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(
+            loaded.settings.parking_ttl,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(
+            loaded.worker().expect("worker").parking_ttl,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(defaults_as_text()["parking-ttl"], "14days");
+        let loaded = load(None, &[env("parking-ttl", "IPN_PARKING_TTL", "3days")]).expect("3 days");
+        assert_eq!(loaded.settings.parking_ttl, Duration::from_secs(3 * 86_400));
+        assert!(u128::from(u32::MAX) >= MAX_PARKING_TTL.as_millis());
+        for bad in ["0s", "50days", "never"] {
+            let err = load(None, &[flag("parking-ttl", bad)]).expect_err(bad);
+            assert!(err.to_string().contains("parking-ttl"), "{err}");
         }
     }
 

@@ -101,6 +101,18 @@ pub const DATABASE: &[Flag] = &[
         "DURATION",
         "How long to wait for a database connection before reporting an outage.",
     ),
+    value(
+        "db-statement-timeout",
+        "IPN_DB_STATEMENT_TIMEOUT",
+        "DURATION",
+        "Longest a statement may run (PostgreSQL statement_timeout); a timeout is retried.",
+    ),
+    value(
+        "db-lock-timeout",
+        "IPN_DB_LOCK_TIMEOUT",
+        "DURATION",
+        "Longest a statement may wait for a row lock (PostgreSQL lock_timeout); a timeout is retried.",
+    ),
 ];
 
 /// How notifications are judged.
@@ -139,6 +151,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "BYTES",
         "Largest accepted notification body.",
     ),
+    value(
+        "expected-fields",
+        "IPN_EXPECTED_FIELDS",
+        "NAME,...",
+        "Fields your IPN settings send that a notification must carry under their own names, for example TEST_ORDER,FRAUD_STATUS: a body lacking one is refused (the signature covers values, not names).",
+    ),
 ];
 
 /// Where RabbitMQ is and what the queues are called.
@@ -171,6 +189,12 @@ pub const BROKER: &[Flag] = &[
         "IPN_PUBLISH_TIMEOUT",
         "DURATION",
         "How long a publisher waits for the broker's confirm.",
+    ),
+    value(
+        "parking-ttl",
+        "IPN_PARKING_TTL",
+        "DURATION",
+        "How long a parked message (its body sealed) is kept before the broker drops it; at most 49days. A retired IPN key must stay in the key file this long.",
     ),
 ];
 

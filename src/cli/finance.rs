@@ -11,7 +11,7 @@ use super::orders::database;
 use super::{CliError, CliResult, block_on};
 use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -55,7 +55,19 @@ pub enum ReviewCommand {
         /// a card number is refused (write `card ending 1111`).
         #[arg(long)]
         note: String,
+        /// `note` (default): record the resolution only. `apply-repeat`
+        /// (late_repeat items): the repeated refund or chargeback is a
+        /// genuine second one; apply it, then resolve.
+        #[arg(long, value_enum, default_value_t = ResolveAction::Note)]
+        action: ResolveAction,
     },
+}
+
+/// What resolving a review item does besides recording who and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResolveAction {
+    Note,
+    ApplyRepeat,
 }
 
 pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
@@ -111,11 +123,38 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        ReviewCommand::Resolve { db, id, by, note } => {
-            // Before anything connects: a refused text is a usage error,
-            // and nothing is stored (the store checks again).
-            check_free_text("--by", &by).map_err(CliError::usage)?;
-            check_free_text("--note", &note).map_err(CliError::usage)?;
+        ReviewCommand::Resolve {
+            db,
+            id,
+            by,
+            note,
+            action: ResolveAction::ApplyRepeat,
+        } => {
+            check_typed_text(&by, &note)?;
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let report = store
+                    .resolve_by_applying_repeat(id, by.trim(), note.trim(), &Default::default())
+                    .await
+                    .map_err(|err| match err {
+                        // The item cannot be applied: what the person typed is wrong.
+                        StoreError::Invalid(_) => CliError::usage(err),
+                        other => CliError::operational(other),
+                    })?;
+                writeln!(
+                    std::io::stdout(),
+                    "review item #{id} resolved: the repeat was applied ({}, order now {})",
+                    report.outcome,
+                    report.order_state.map_or("-", |s| s.as_str())
+                )?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        ReviewCommand::Resolve {
+            db, id, by, note, ..
+        } => {
+            check_typed_text(&by, &note)?;
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
@@ -132,4 +171,12 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             })
         }
     }
+}
+
+/// Refuses a card number in what a person typed (`--by`, `--note`) before
+/// anything connects: a usage error, and nothing is stored
+/// (`Store::resolve_review_item` checks again).
+fn check_typed_text(by: &str, note: &str) -> Result<(), CliError> {
+    check_free_text("--by", by).map_err(CliError::usage)?;
+    check_free_text("--note", note).map_err(CliError::usage)
 }

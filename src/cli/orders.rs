@@ -232,6 +232,7 @@ fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
     writeln!(out, "amount         {} {}", o.amount, o.currency)?;
     writeln!(out, "paid           {} {}", o.paid, o.currency)?;
     writeln!(out, "refunded       {} {}", o.refunded, o.currency)?;
+    writeln!(out, "charged back   {} {}", o.charged_back, o.currency)?;
     writeln!(
         out,
         "processor ref  {}",
@@ -243,6 +244,22 @@ fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
         o.updated_at.to_rfc3339(),
         o.version
     )?;
+    writeln!(out, "payments:")?;
+    if o.payments.is_empty() {
+        writeln!(out, "  (none yet)")?;
+    }
+    for p in &o.payments {
+        writeln!(
+            out,
+            "  {:<12} {:<19} paid {:>12}  refunded {:>12}{}{}",
+            p.processor_ref,
+            p.state,
+            p.paid,
+            p.refunded,
+            if p.authorized { "  authorized" } else { "" },
+            if p.reversed { "  reversed" } else { "" },
+        )?;
+    }
     writeln!(out, "ledger:")?;
     if o.events.is_empty() {
         writeln!(out, "  (no notification yet)")?;

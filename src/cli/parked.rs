@@ -10,8 +10,9 @@ use crate::queue::parked::{self, ParkedMessage, Selection};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ParkedCommand {
-    /// Show the parked messages (id, reason, attempts, received time); they
-    /// stay parked.
+    /// Show the parked messages (id, reason, attempts, received time, the
+    /// key that sealed the body); they stay parked. Bodies are never shown
+    /// or opened.
     List {
         #[command(flatten)]
         broker: BrokerFlags,
@@ -47,8 +48,8 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
             } else {
                 writeln!(
                     out,
-                    "{:<12}  {:<40}  {:>8}  received_at",
-                    "id", "reason", "attempts"
+                    "{:<12}  {:<40}  {:>8}  {:<29}  sealed_by",
+                    "id", "reason", "attempts", "received_at"
                 )?;
                 for message in &messages {
                     writeln!(out, "{}", line(message))?;
@@ -82,10 +83,11 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
 
 fn line(message: &ParkedMessage) -> String {
     format!(
-        "{:<12}  {:<40}  {:>8}  {}",
+        "{:<12}  {:<40}  {:>8}  {:<29}  {}",
         message.id,
         message.reason,
         message.attempts,
-        message.received_at.to_rfc3339()
+        message.received_at.to_rfc3339(),
+        message.sealed_by.as_deref().unwrap_or("-")
     )
 }

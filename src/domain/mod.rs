@@ -121,11 +121,12 @@ pub mod tokenize;
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{
-    Decision, Effect, NewReviewItem, OrderFacts, Outcome, ReconcilePolicy, ReviewKind,
-    UnknownEffect, UnknownOutcome, UnknownReviewKind, decide,
+    AutoResolution, Decision, Effect, NewReviewItem, OrderFacts, Outcome, PaymentFacts,
+    PaymentState, ReconcilePolicy, ReviewKind, UnknownEffect, UnknownOutcome, UnknownReviewKind,
+    decide,
 };
 pub use status::{OrderState, OrderStatus, StatusCategory, UnknownOrderState, UnknownOrderStatus};
 pub use tokenize::{
-    BodyDigest, NotSha256Hex, PaymentEvent, Pseudonym, PseudonymKey, StatusField, TokenizeError,
-    tokenize,
+    BodyDigest, EventIdentity, NotSha256Hex, PER_DELIVERY_FIELDS, PROCESSOR_RETRY_HORIZON_HOURS,
+    PaymentEvent, Pseudonym, PseudonymKey, StatusField, TokenizeError, tokenize,
 };

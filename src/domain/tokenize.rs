@@ -76,11 +76,62 @@ pub const IPN_DATE_FORMAT: &str = "%Y%m%d%H%M%S";
 /// a date that has not happened yet (a PAYMENTDATE of a pending order).
 const ZERO_DATE: &str = "0000-00-00 00:00:00";
 
-/// The SHA-256 of a raw notification body, lower-case hex.
+/// Fields whose value changes from one delivery of a notification to the
+/// next: the processor stamps each attempt (its retries run for two days)
+/// and each manual resend with a new `IPN_DATE`. They are signed, but they
+/// are not part of what a notification *says*, so [`EventIdentity`] leaves
+/// them out (docs/protocol.md §11).
+pub const PER_DELIVERY_FIELDS: [&str; 1] = [fields::IPN_DATE];
+
+/// How long the processor keeps retrying a notification whose receipt it
+/// did not get (docs/protocol.md §5): a repeat later than this after the
+/// first delivery is not one of its retries.
+pub const PROCESSOR_RETRY_HORIZON_HOURS: i64 = 48;
+
+/// The identity of a notification: the SHA-256 of its signed values in
+/// wire order (what the HMAC covers, docs/protocol.md §3) without the
+/// signature fields and without the [`PER_DELIVERY_FIELDS`].
 ///
-/// It identifies a notification without keeping it: two deliveries of the
-/// same body (a retry, a second listener URL) have the same digest, which
-/// the store uses as the deduplication key (docs/protocol.md §10, "Duplicates").
+/// The signature covers values, not names or encodings, so the same
+/// notice arrives as many different bodies: a processor retry (new
+/// `IPN_DATE`), the copy for a second notification URL signed with another
+/// algorithm, a copy re-encoded by a proxy (`%31` for `1`, a trailing `&`),
+/// a copy with an unsigned field name changed. All of them have this one
+/// identity, and the store counts a notice once per identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventIdentity(String);
+
+impl EventIdentity {
+    /// The identity of a parsed form.
+    pub fn of(form: &FormBody) -> Result<Self, crate::ipn::FormError> {
+        let source = crate::ipn::source_string_excluding(form, &PER_DELIVERY_FIELDS)?;
+        Ok(Self(hex::encode(Sha256::digest(&source))))
+    }
+
+    /// Reads back a stored identity.
+    pub fn parse(hex: &str) -> Result<Self, NotSha256Hex> {
+        if is_sha256_hex(hex) {
+            Ok(Self(hex.to_owned()))
+        } else {
+            Err(NotSha256Hex)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The SHA-256 of a raw notification body, lower-case hex: the identity of
+/// one *delivery* (message ids, parked messages, an exact redelivery by the
+/// broker). The identity of the notification it carries is
+/// [`EventIdentity`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BodyDigest(String);
 
@@ -255,8 +306,10 @@ impl StatusField {
 /// directly; [`tokenize`] is the only way the worker makes them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PaymentEvent {
-    /// SHA-256 of the raw body: the deduplication key.
+    /// SHA-256 of the raw body: this delivery.
     pub digest: BodyDigest,
+    /// The notification's identity: the deduplication key.
+    pub identity: EventIdentity,
     /// `REFNO`: the processor's order reference, digits only.
     pub processor_ref: String,
     /// `REFNOEXT`: the merchant's order reference (`orders.order_ref`).
@@ -290,6 +343,7 @@ impl fmt::Debug for PaymentEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PaymentEvent")
             .field("digest", &self.digest)
+            .field("identity", &self.identity)
             .field("processor_ref", &self.processor_ref)
             .field("order_ref", &self.order_ref)
             .field("status", &self.status)
@@ -371,6 +425,9 @@ pub fn tokenize(
     }
 
     let processor_ref = parse_processor_ref(required(form, fields::REFNO)?)?;
+    // Required under its own name: it is the one field the identity leaves
+    // out, so a copy that renamed it would otherwise count twice.
+    required(form, fields::IPN_DATE)?;
     let order_ref = parse_order_ref(required(form, fields::REFNOEXT)?)?;
     let status = StatusField::parse(required(form, fields::ORDERSTATUS)?);
     let amount = parse_amount(form)?;
@@ -378,8 +435,13 @@ pub fn tokenize(
         .map(parse_payment_method)
         .transpose()?;
 
+    let identity = EventIdentity::of(form).map_err(|_| TokenizeError::InvalidField {
+        field: fields::IPN_DATE,
+        reason: "the form cannot be grouped",
+    })?;
     Ok(PaymentEvent {
         digest: BodyDigest::of(raw_body),
+        identity,
         processor_ref,
         order_ref,
         status,
@@ -702,12 +764,39 @@ mod tests {
             ("PAYMETHOD_CODE", Some("")),
             ("SALEDATE", None),
             ("PAYMENTDATE", Some("0000-00-00 00:00:00")),
-            ("IPN_DATE", Some("")),
         ]);
         assert_eq!(event.payment_method, None);
         assert_eq!(event.sale_date, None);
         assert_eq!(event.payment_date, None);
-        assert_eq!(event.ipn_date, None);
+    }
+
+    /// IPN_DATE is the one signed field the identity leaves out, so it must
+    /// be there under its own name: a copy that renamed it would otherwise
+    /// have another identity and count twice.
+    #[test]
+    fn ipn_date_is_required() {
+        for missing in [None, Some("")] {
+            assert_eq!(
+                err(&[("IPN_DATE", missing)]),
+                TokenizeError::MissingField("IPN_DATE")
+            );
+        }
+    }
+
+    #[test]
+    fn the_identity_leaves_out_the_delivery_date_and_the_signatures_only() {
+        let base = ok(&[]);
+        let retried = ok(&[("IPN_DATE", Some("20991231235959"))]);
+        assert_eq!(
+            base.identity, retried.identity,
+            "a retry is the same notice"
+        );
+        assert_ne!(base.digest, retried.digest);
+        let other = ok(&[("IPN_TOTALGENERAL", Some("1.00"))]);
+        assert_ne!(
+            base.identity, other.identity,
+            "another value, another notice"
+        );
     }
 
     #[test]

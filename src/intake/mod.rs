@@ -13,7 +13,7 @@
 //! | body received within `intake-body-timeout` | 408 (`body_timeout`) |
 //! | body parses as a form with `IPN_DATE` | 400 (`malformed`) |
 //! | signature valid (when verifying at the edge, the default) | 403 (`invalid_signature`) |
-//! | broker confirms the publish within the deadline | 503 (`broker_unavailable`, `broker_timeout`) |
+//! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
 //! | | 200 with the receipt (`queued`) |
 //!
 //! The first two are decided from the header alone: the body of a caller
@@ -42,12 +42,13 @@ use axum::routing::post;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::domain::BodyDigest;
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
     read_receipt, verify,
 };
 use crate::metrics::Metrics;
-use crate::queue::{MessageMeta, Publisher};
+use crate::queue::{MessageMeta, Publisher, Sealer};
 pub use server::ConnectionLimits;
 pub use source::{SourcePolicy, parse_allow_list};
 
@@ -332,10 +333,27 @@ async fn receive(
             );
         }
     };
-    let meta = MessageMeta::received(Utc::now(), Some(client.to_string()));
+    // Sealed before it is queued: the broker never holds the body in clear
+    // (queue/seal.rs). A seal that cannot be made (no randomness) is an
+    // outage like a broker that does not confirm: 503, the processor
+    // retries.
+    let sealed = match Sealer::new(&intake.keys).seal(&body) {
+        Ok(sealed) => sealed,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot seal a notification: answering 503");
+            return refuse(
+                metrics,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "seal_failed",
+                "temporarily unavailable".to_owned(),
+            );
+        }
+    };
+    let meta = MessageMeta::received(Utc::now(), Some(client.to_string()))
+        .sealed(&sealed, BodyDigest::of(&body).as_str());
     let published = tokio::time::timeout(
         settings.confirm_timeout,
-        intake.publisher.publish_notification(&body, &meta),
+        intake.publisher.publish_notification(&sealed.body, &meta),
     )
     .await;
     match published {

@@ -12,7 +12,8 @@ pub use form::{Field, FormBody, FormError, FormLimits};
 pub use keys::{KeyError, KeyId, KeyRing, SecretKey, SigningKey};
 pub use receipt::{ReceiptDate, ReceiptError, ReceiptFormat, read_receipt, receipt_source};
 pub use signature::{
-    Algorithm, SignaturePolicy, Verified, VerifyError, sign, source_string, verify,
+    Algorithm, SignaturePolicy, Verified, VerifyError, sign, source_string,
+    source_string_excluding, verify,
 };
 
 /// Parses and verifies a raw body in one step: what every consumer of

@@ -230,6 +230,20 @@ pub fn source_string(form: &FormBody) -> Result<Vec<u8>, FormError> {
     Ok(source)
 }
 
+/// The source string without the fields named in `excluded` either: the
+/// basis of a notification's identity, which leaves out the fields that
+/// change from one delivery to the next.
+pub fn source_string_excluding(form: &FormBody, excluded: &[&str]) -> Result<Vec<u8>, FormError> {
+    let mut source = Vec::with_capacity(source_capacity(form));
+    form.write_grouped(&mut source, |source, name, value| {
+        let skipped = excluded.iter().any(|field| field.as_bytes() == name);
+        if signature_slot(name).is_none() && !skipped {
+            push_length_prefixed_bytes(source, value);
+        }
+    })?;
+    Ok(source)
+}
+
 /// Room for the source string of `form`: each value plus its length prefix
 /// (at most 20 digits, usually 1-2).
 fn source_capacity(form: &FormBody) -> usize {

@@ -2,18 +2,23 @@
 //! travels next to the raw body, a confirmed publisher, and connections.
 //!
 //! The body of every message is the processor's raw POST body, byte for
-//! byte (the signature covers those exact bytes). Everything else (receipt
-//! time, attempt count, why a message was parked) travels in headers, so a
-//! message can be moved between queues without ever being re-encoded.
+//! byte (the signature covers those exact bytes), sealed with an AEAD
+//! ([`seal`]) by the intake and `publish`, or in clear when another program
+//! published it (the content type tells which). Everything else (receipt
+//! time, retry counters, why a message was parked) travels in headers, so a
+//! message can be moved between queues without ever being re-encoded or
+//! opened.
 //!
 //! - [`topology`]: names and idempotent declaration of exchange and queues;
 //! - [`message`]: the headers ([`MessageMeta`]) and message properties;
+//! - [`seal`]: sealing and opening bodies ([`Sealer`]);
 //! - [`publisher`]: a publisher with confirms that reconnects by itself;
 //! - [`parked`]: browsing and requeueing the parking queue.
 
 pub mod message;
 pub mod parked;
 pub mod publisher;
+pub mod seal;
 pub mod topology;
 
 use std::time::Duration;
@@ -22,11 +27,13 @@ use lapin::{Connection, ConnectionProperties};
 
 pub use message::{MessageMeta, headers};
 pub use publisher::Publisher;
+pub use seal::{SEALED_CONTENT_TYPE, SealError, Sealed, Sealer};
 pub use topology::{RetryDelays, Topology};
 
 use crate::secret::SecretUrl;
 
-/// Content type of every message: the processor's form body.
+/// Content type of a message whose body is the processor's form body in
+/// clear (sealed ones carry [`SEALED_CONTENT_TYPE`]).
 pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// How to reach the broker and what to call things there.

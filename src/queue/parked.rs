@@ -2,13 +2,20 @@
 //!
 //! Nothing consumes the parking queue automatically: a parked message waits
 //! for a person to fix its cause (add a missing key, import an order) and
-//! requeue it. Browsing takes messages without acking them and then closes
-//! the channel, which returns them all to the queue in their places.
+//! requeue it, or until its TTL (`parking-ttl`, set per message by the
+//! worker) runs out. Browsing takes messages without acking them and then
+//! closes the channel, which returns them all to the queue in their places.
+//!
+//! Bodies are never opened here: a parked message is shown by its metadata
+//! (digest, reason, counters, times, size, sealing key) and moved back with
+//! its bytes, content type and seal unchanged, so this code needs no key
+//! and an operator's terminal never shows personal data.
 
 use chrono::{DateTime, Utc};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection};
 
+use super::seal::BodyForm;
 use super::{AmqpSettings, MessageMeta, Publisher, QueueError};
 use crate::domain::BodyDigest;
 
@@ -18,14 +25,24 @@ pub const ID_LEN: usize = 12;
 /// One parked message, as shown to an operator: references, never the body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ParkedMessage {
-    /// The first [`ID_LEN`] hex digits of the body's SHA-256.
+    /// The first [`ID_LEN`] hex digits of `body_sha256`.
     pub id: String,
+    /// The SHA-256 of the plain body: the digest the database and the logs
+    /// know the notification by. For a sealed body, the message id it
+    /// carries (the body is not opened here): the plain body's digest, or
+    /// that of the sealed bytes when the worker could not open them.
     pub body_sha256: String,
     pub reason: String,
+    /// Broker-side retries before it was parked, of both kinds.
     pub attempts: u32,
     pub received_at: DateTime<Utc>,
     pub parked_at: Option<DateTime<Utc>>,
+    /// Size of the message body as queued (sealed bodies are 40 bytes
+    /// longer than the plain one).
     pub bytes: usize,
+    /// The key id that sealed the body; `None` for a plain body. A key
+    /// named here must stay in the key file until the message is gone.
+    pub sealed_by: Option<String>,
 }
 
 /// Which parked messages to move back.
@@ -83,20 +100,49 @@ pub async fn list(settings: &AmqpSettings) -> Result<Vec<ParkedMessage>, QueueEr
 }
 
 fn describe(body: &[u8], meta: &MessageMeta) -> ParkedMessage {
-    let digest = BodyDigest::of(body).to_string();
+    let digest = plain_digest(body, meta);
     ParkedMessage {
         id: digest[..ID_LEN].to_owned(),
         body_sha256: digest,
         reason: meta.park_reason.clone().unwrap_or_else(|| "unknown".into()),
-        attempts: meta.attempt,
+        attempts: meta.attempts(),
         received_at: meta.received_at,
         parked_at: meta.parked_at,
         bytes: body.len(),
+        sealed_by: meta.sealed_by.clone(),
+    }
+}
+
+/// The plain body's digest without opening anything: of the body itself
+/// when it travels in clear, else the message id its publisher set (when
+/// it is one), else of the sealed bytes, so every message still gets an id.
+fn plain_digest(body: &[u8], meta: &MessageMeta) -> String {
+    let sealed = BodyForm::of_content_type(meta.content_type.as_deref()) != Some(BodyForm::Plain);
+    let announced = meta
+        .message_id
+        .as_deref()
+        .and_then(|id| BodyDigest::parse(id).ok());
+    match announced {
+        Some(digest) if sealed => digest.as_str().to_owned(),
+        _ => BodyDigest::of(body).to_string(),
+    }
+}
+
+/// The metadata of a parked message moved back: counters, retry window and
+/// park reason reset; receipt, caller, content type, sealing key and
+/// message id unchanged (the body goes back as it is, still sealed). No
+/// expiration: the parking TTL applies only while parked.
+fn requeued(old: &MessageMeta) -> MessageMeta {
+    MessageMeta {
+        content_type: old.content_type.clone(),
+        sealed_by: old.sealed_by.clone(),
+        message_id: old.message_id.clone(),
+        ..MessageMeta::received(old.received_at, old.remote_addr.clone())
     }
 }
 
 /// Moves the selected parked messages back to the work exchange, with
-/// confirms, their attempt counter and retry window reset. A message is
+/// confirms, their retry counters and retry window reset. A message is
 /// removed from the parking queue only after its copy was confirmed.
 /// Returns the messages moved.
 pub async fn requeue(
@@ -113,17 +159,12 @@ pub async fn requeue(
             .await?
         {
             let delivery = message.delivery;
-            let digest = BodyDigest::of(&delivery.data).to_string();
-            let message_id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.as_str());
-            if !selection.matches(&digest, message_id) {
+            let old = MessageMeta::from_properties(&delivery.properties, Utc::now());
+            let digest = plain_digest(&delivery.data, &old);
+            if !selection.matches(&digest, old.message_id.as_deref()) {
                 continue;
             }
-            let old = MessageMeta::from_properties(&delivery.properties, Utc::now());
-            let fresh = MessageMeta::received(old.received_at, old.remote_addr.clone());
+            let fresh = requeued(&old);
             publisher
                 .publish_notification(&delivery.data, &fresh)
                 .await?;
@@ -136,4 +177,71 @@ pub async fn requeue(
     close(connection, channel).await;
     publisher.close().await;
     result.map(|()| moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{CONTENT_TYPE, SEALED_CONTENT_TYPE};
+
+    fn parked(content_type: Option<&str>, message_id: Option<&str>) -> MessageMeta {
+        MessageMeta {
+            orphan_attempt: 4,
+            transient_attempt: 1,
+            first_seen: Some(Utc::now()),
+            park_reason: Some("order_not_found".into()),
+            parked_at: Some(Utc::now()),
+            content_type: content_type.map(str::to_owned),
+            sealed_by: content_type
+                .filter(|t| *t == SEALED_CONTENT_TYPE)
+                .map(|_| "k1".to_owned()),
+            message_id: message_id.map(str::to_owned),
+            ..MessageMeta::received(Utc::now(), Some("203.0.113.9".into()))
+        }
+    }
+
+    #[test]
+    fn a_sealed_message_is_named_by_its_plain_digest_without_opening_it() {
+        let plain = "ab".repeat(32);
+        let meta = parked(Some(SEALED_CONTENT_TYPE), Some(&plain));
+        let shown = describe(b"sealed bytes", &meta);
+        assert_eq!(shown.body_sha256, plain);
+        assert_eq!(shown.id, plain[..ID_LEN]);
+        assert_eq!(shown.attempts, 5);
+        assert_eq!(shown.sealed_by.as_deref(), Some("k1"));
+        assert_eq!(shown.bytes, 12);
+    }
+
+    #[test]
+    fn a_plain_message_or_one_without_a_usable_id_is_named_by_its_bytes() {
+        let bytes = b"REFNO=1";
+        let own = BodyDigest::of(bytes).to_string();
+        // A plain body's digest is computed, whatever id came with it.
+        let meta = parked(Some(CONTENT_TYPE), Some(&"ab".repeat(32)));
+        assert_eq!(describe(bytes, &meta).body_sha256, own);
+        // A sealed one whose id is not a digest still gets a stable id.
+        let meta = parked(Some(SEALED_CONTENT_TYPE), Some("not-a-digest"));
+        assert_eq!(describe(bytes, &meta).body_sha256, own);
+    }
+
+    #[test]
+    fn requeueing_resets_counters_and_keeps_the_seal() {
+        let old = parked(Some(SEALED_CONTENT_TYPE), Some(&"ab".repeat(32)));
+        let fresh = requeued(&old);
+        assert_eq!((fresh.orphan_attempt, fresh.transient_attempt), (0, 0));
+        assert_eq!(fresh.first_seen, None);
+        assert_eq!(fresh.park_reason, None);
+        assert_eq!(fresh.parked_at, None);
+        assert_eq!(fresh.received_at, old.received_at);
+        assert_eq!(fresh.remote_addr, old.remote_addr);
+        assert_eq!(fresh.content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
+        assert_eq!(fresh.sealed_by.as_deref(), Some("k1"));
+        assert_eq!(fresh.message_id, old.message_id);
+        let properties = fresh.to_properties("x");
+        assert_eq!(
+            properties.expiration(),
+            &None,
+            "no parking TTL once requeued"
+        );
+    }
 }

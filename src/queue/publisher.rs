@@ -160,7 +160,10 @@ impl Publisher {
         }
     }
 
-    /// Publishes a notification to the work exchange.
+    /// Publishes a notification to the work exchange. `body` goes as it is
+    /// (sealed or not: `meta` says which through its content type and
+    /// `x-sealed-by`); the message id is `meta.message_id` (the plain
+    /// body's digest of a sealed body) or else the digest of `body`.
     pub async fn publish_notification(
         &self,
         body: &[u8],
@@ -171,14 +174,15 @@ impl Publisher {
             topology.exchange(),
             topology.routing_key(),
             body,
-            meta.to_properties(BodyDigest::of(body).as_str()),
+            notification_properties(body, meta),
         )
         .await
     }
 
     /// Publishes many notifications to the work exchange, all in flight at
     /// once, then waits for every confirm. Returns, in order, whether each
-    /// was confirmed.
+    /// was confirmed. Bodies and metadata as for
+    /// [`Publisher::publish_notification`].
     pub async fn publish_notifications(
         &self,
         messages: &[(Vec<u8>, MessageMeta)],
@@ -196,7 +200,7 @@ impl Publisher {
                         ..BasicPublishOptions::default()
                     },
                     body,
-                    meta.to_properties(BodyDigest::of(body).as_str()),
+                    notification_properties(body, meta),
                 )
                 .await;
             pending.push(confirm);
@@ -228,6 +232,15 @@ impl Publisher {
         if let Some(old) = self.link.lock().await.take() {
             super::close_connection(&old.connection, Duration::from_secs(10)).await;
         }
+    }
+}
+
+/// The properties of a notification message: `meta`'s, with the plain
+/// body's digest as message id.
+fn notification_properties(body: &[u8], meta: &MessageMeta) -> BasicProperties {
+    match &meta.message_id {
+        Some(id) => meta.to_properties(id),
+        None => meta.to_properties(BodyDigest::of(body).as_str()),
     }
 }
 

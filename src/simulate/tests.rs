@@ -520,10 +520,16 @@ fn replay_in_memory(sim: &Simulation) -> Result<(), TestCaseError> {
             continue;
         }
         let decision = decide(order, &event, &ReconcilePolicy::default());
-        reviews
-            .entry(event.order_ref.clone())
-            .or_default()
-            .extend(decision.review_items.iter().map(|item| item.kind));
+        // What stays open: raised, minus what the system closed.
+        let open = reviews.entry(event.order_ref.clone()).or_default();
+        open.extend(decision.review_items.iter().map(|item| item.kind));
+        for resolution in &decision.resolutions {
+            for _ in 0..resolution.count {
+                if let Some(at) = open.iter().position(|k| *k == resolution.kind) {
+                    open.remove(at);
+                }
+            }
+        }
         *order = decision.facts;
     }
     for (order_ref, expected) in &sim.expected {

@@ -1,24 +1,42 @@
 //! Applying one tokenized notification to its order, atomically.
 //!
-//! One transaction per notification: record the notification (its body digest
-//! is unique, so a redelivery ends here as `duplicate`), lock the order row,
-//! let the pure state machine decide, write the new facts, append the ledger
-//! row, open review items, commit. A crash anywhere before the commit leaves
-//! nothing behind; a crash after it makes the redelivery a no-op.
+//! One transaction per notification:
+//!
+//! 1. **Claim** the delivery and its notification ([`claim`]). A delivery
+//!    is one body (unique SHA-256: the broker's redelivery of the same
+//!    bytes ends here). A notification is one *identity* (its signed values
+//!    without the per-delivery `IPN_DATE`, see
+//!    [`EventIdentity`](crate::domain::EventIdentity)): the first delivery
+//!    of an identity carries it; every later one (a processor retry, the
+//!    copy for another URL, a re-encoded copy) is recorded as a repeat of
+//!    it, with its own `IPN_DATE`, key and algorithm, and changes nothing.
+//!    A repeat that says something else than the first (renamed fields) or
+//!    that repeats a refund or chargeback after the processor's retry
+//!    horizon opens a review item.
+//! 2. **Decide**: lock the order row, load its payments, ask the pure
+//!    [`decide`], write the new facts (order and payments), append the
+//!    ledger row, open and close review items, record the outcome.
+//! 3. **Commit.** A crash anywhere before leaves nothing behind; a crash
+//!    after it makes the redelivery a no-op.
 
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{notifications, order_events, orders, review_items};
+use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::{
-    Currency, Money, NewReviewItem, OrderFacts, OrderState, Outcome, PaymentEvent, ReconcilePolicy,
-    ReviewKind, decide,
+    AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
+    OrderFacts, OrderState, Outcome, PROCESSOR_RETRY_HORIZON_HOURS, PaymentEvent, PaymentFacts,
+    ReconcilePolicy, ReviewKind, StatusCategory, StatusField, decide,
 };
+use crate::ipn::{Algorithm, KeyId};
+
+/// Who closes the review items that stop being true.
+pub const SYSTEM_RESOLVER: &str = "system";
 
 /// What applying one notification did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +46,16 @@ pub struct ApplyReport {
     pub order_state: Option<OrderState>,
     /// Review items opened by this notification.
     pub review_items: Vec<ReviewKind>,
+}
+
+impl ApplyReport {
+    fn only(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            order_state: None,
+            review_items: Vec::new(),
+        }
+    }
 }
 
 /// A notification refused before tokenization (bad signature, malformed
@@ -93,7 +121,8 @@ struct TokenizedColumns<'a> {
     payment_method: Option<&'a str>,
     customer_pseudonym: Option<&'a str>,
     test_order: bool,
-    ipn_date: Option<chrono::NaiveDateTime>,
+    fraud_denied: bool,
+    ipn_date: Option<NaiveDateTime>,
     key_id: Option<&'a str>,
     algorithm: Option<&'a str>,
 }
@@ -109,6 +138,7 @@ impl<'a> TokenizedColumns<'a> {
             payment_method: event.payment_method.as_deref(),
             customer_pseudonym: event.customer_pseudonym.as_ref().map(|p| p.as_str()),
             test_order: event.test_order,
+            fraud_denied: event.fraud_denied,
             ipn_date: event.ipn_date,
             key_id: Some(event.key_id.as_str()),
             algorithm: Some(event.algorithm.as_str()),
@@ -128,6 +158,34 @@ struct NewNotification<'a> {
     reason: Option<&'a str>,
 }
 
+/// What a notification says, as stored: compared between the first
+/// delivery of an identity and its repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = notifications)]
+struct Meaning {
+    processor_ref: Option<String>,
+    order_ref: Option<String>,
+    order_status: Option<String>,
+    amount_minor: Option<i64>,
+    currency: Option<String>,
+    test_order: bool,
+    fraud_denied: bool,
+}
+
+impl Meaning {
+    fn of(event: &PaymentEvent) -> Self {
+        Self {
+            processor_ref: Some(event.processor_ref.clone()),
+            order_ref: Some(event.order_ref.clone()),
+            order_status: Some(event.status.as_str().to_owned()),
+            amount_minor: Some(event.amount.minor_units()),
+            currency: Some(event.amount.currency().as_str().to_owned()),
+            test_order: event.test_order,
+            fraud_denied: event.fraud_denied,
+        }
+    }
+}
+
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = orders)]
 struct OrderRow {
@@ -135,31 +193,54 @@ struct OrderRow {
     expected_minor: i64,
     currency: String,
     processor_ref: Option<String>,
-    paid_minor: i64,
-    refunded_minor: i64,
-    authorized: bool,
-    reversed: bool,
     canceled: bool,
     suspect: bool,
     mismatch: bool,
 }
 
-impl OrderRow {
-    fn facts(&self) -> Result<OrderFacts, StoreError> {
-        let currency = Currency::parse(&self.currency)
-            .map_err(|err| StoreError::Invalid(format!("order {}: {err}", self.id)))?;
-        Ok(OrderFacts {
-            expected: Money::from_minor(self.expected_minor, currency),
-            authorized: self.authorized,
-            paid: self.paid_minor,
-            refunded: self.refunded_minor,
-            reversed: self.reversed,
-            canceled: self.canceled,
-            suspect: self.suspect,
-            mismatch: self.mismatch,
-            processor_ref: self.processor_ref.clone(),
-        })
-    }
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = payments)]
+struct PaymentRow {
+    processor_ref: String,
+    authorized: bool,
+    paid_minor: i64,
+    refunded_minor: i64,
+    reversed: bool,
+}
+
+/// Loads an order's facts: the order row and its payments.
+async fn load_facts(
+    conn: &mut AsyncPgConnection,
+    order: &OrderRow,
+) -> Result<OrderFacts, StoreError> {
+    let currency = Currency::parse(&order.currency)
+        .map_err(|err| StoreError::Invalid(format!("order {}: {err}", order.id)))?;
+    let rows: Vec<PaymentRow> = payments::table
+        .filter(payments::order_id.eq(order.id))
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(OrderFacts {
+        expected: Money::from_minor(order.expected_minor, currency),
+        canceled: order.canceled,
+        suspect: order.suspect,
+        mismatch: order.mismatch,
+        payments: rows
+            .into_iter()
+            .map(|row| {
+                (
+                    row.processor_ref,
+                    PaymentFacts {
+                        authorized: row.authorized,
+                        paid: row.paid_minor,
+                        refunded: row.refunded_minor,
+                        reversed: row.reversed,
+                    },
+                )
+            })
+            .collect(),
+        processor_ref: order.processor_ref.clone(),
+    })
 }
 
 impl Store {
@@ -196,7 +277,7 @@ impl Store {
     }
 
     /// Records a notification that was refused before it could be applied.
-    /// A repeat of the same body updates the reason (it is still refused).
+    /// A repeat of the same body updates nothing (it is still refused).
     pub async fn record_rejected(&self, rejected: &RejectedNotification) -> Result<(), StoreError> {
         (|| async {
             let mut conn = self.conn().await?;
@@ -206,6 +287,169 @@ impl Store {
         .when(StoreError::is_transient)
         .await
     }
+
+    /// Applies the repeat recorded as notification `notification_id` as a
+    /// notification of its own: what a person decides for a `late_repeat`
+    /// (a genuine second refund of the same amount). The ledger row says
+    /// who confirmed it.
+    pub async fn apply_confirmed_repeat(
+        &self,
+        notification_id: i64,
+        confirmed_by: &str,
+        policy: &ReconcilePolicy,
+    ) -> Result<ApplyReport, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            apply_repeat(conn, notification_id, confirmed_by, policy).await
+        })
+        .await
+    }
+
+    /// Resolves the `late_repeat` review item `item_id` by applying its
+    /// notification (see [`Store::apply_confirmed_repeat`]), in one
+    /// transaction: the item is resolved exactly when the repeat counts.
+    pub async fn resolve_by_applying_repeat(
+        &self,
+        item_id: i64,
+        resolved_by: &str,
+        note: &str,
+        policy: &ReconcilePolicy,
+    ) -> Result<ApplyReport, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let item: Option<(ReviewKind, String, Option<i64>)> = review_items::table
+                .find(item_id)
+                .select((
+                    review_items::kind,
+                    review_items::status,
+                    review_items::notification_id,
+                ))
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let notification_id = match item {
+                Some((ReviewKind::LateRepeat, status, Some(id))) if status == "open" => id,
+                Some((ReviewKind::LateRepeat, _, _)) => {
+                    return Err(StoreError::Invalid(format!(
+                        "review item #{item_id} is already resolved"
+                    )));
+                }
+                Some((kind, _, _)) => {
+                    return Err(StoreError::Invalid(format!(
+                        "review item #{item_id} is a {kind}: only a late_repeat can be applied"
+                    )));
+                }
+                None => return Err(StoreError::Invalid(format!("no review item #{item_id}"))),
+            };
+            let report = apply_repeat(conn, notification_id, resolved_by, policy).await?;
+            diesel::update(review_items::table.find(item_id))
+                .set((
+                    review_items::status.eq("resolved"),
+                    review_items::resolved_by.eq(resolved_by),
+                    review_items::resolution_note.eq(note),
+                    review_items::resolved_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(report)
+        })
+        .await
+    }
+}
+
+/// Applies an unapplied repeat as a notification of its own.
+async fn apply_repeat(
+    conn: &mut AsyncPgConnection,
+    notification_id: i64,
+    confirmed_by: &str,
+    policy: &ReconcilePolicy,
+) -> Result<ApplyReport, StoreError> {
+    let event = stored_event(conn, notification_id).await?;
+    let (outcome, repeat_of): (Outcome, Option<i64>) = notifications::table
+        .find(notification_id)
+        .select((notifications::outcome, notifications::repeat_of))
+        .for_update()
+        .first(conn)
+        .await?;
+    if outcome != Outcome::Duplicate || repeat_of.is_none() {
+        return Err(StoreError::Invalid(format!(
+            "notification #{notification_id} is not an unapplied repeat (it is {outcome})"
+        )));
+    }
+    let note = format!("repeat confirmed by {confirmed_by} as a notification of its own");
+    decide_and_write(conn, &event, notification_id, policy, Some(&note)).await
+}
+
+/// Rebuilds the event a stored notification row describes (a verified,
+/// tokenized notification: everything `decide` needs is in its columns).
+async fn stored_event(
+    conn: &mut AsyncPgConnection,
+    notification_id: i64,
+) -> Result<PaymentEvent, StoreError> {
+    #[derive(Queryable)]
+    struct Row {
+        body_sha256: String,
+        identity: Option<String>,
+        meaning: Meaning,
+        ipn_date: Option<NaiveDateTime>,
+        key_id: Option<String>,
+        algorithm: Option<String>,
+    }
+    let row: Row = notifications::table
+        .find(notification_id)
+        .select((
+            notifications::body_sha256,
+            notifications::identity,
+            Meaning::as_select(),
+            notifications::ipn_date,
+            notifications::key_id,
+            notifications::algorithm,
+        ))
+        .first(conn)
+        .await?;
+    let invalid =
+        |what: &str| StoreError::Invalid(format!("notification #{notification_id}: {what}"));
+    let m = row.meaning;
+    let currency = m
+        .currency
+        .as_deref()
+        .and_then(|c| Currency::parse(c).ok())
+        .ok_or_else(|| invalid("no currency"))?;
+    Ok(PaymentEvent {
+        digest: BodyDigest::parse(&row.body_sha256).map_err(|_| invalid("bad digest"))?,
+        identity: row
+            .identity
+            .as_deref()
+            .and_then(|i| EventIdentity::parse(i).ok())
+            .ok_or_else(|| invalid("no identity"))?,
+        processor_ref: m.processor_ref.ok_or_else(|| invalid("no REFNO"))?,
+        order_ref: m.order_ref.ok_or_else(|| invalid("no REFNOEXT"))?,
+        status: StatusField::parse(m.order_status.as_deref().unwrap_or_default()),
+        fraud_denied: m.fraud_denied,
+        test_order: m.test_order,
+        amount: Money::from_minor(
+            m.amount_minor.ok_or_else(|| invalid("no amount"))?,
+            currency,
+        ),
+        payment_method: None,
+        sale_date: None,
+        payment_date: None,
+        complete_date: None,
+        ipn_date: row.ipn_date,
+        key_id: row
+            .key_id
+            .as_deref()
+            .and_then(|k| KeyId::parse(k).ok())
+            .ok_or_else(|| invalid("no key id"))?,
+        algorithm: row
+            .algorithm
+            .as_deref()
+            .and_then(Algorithm::parse)
+            .ok_or_else(|| invalid("no algorithm"))?,
+        customer_pseudonym: None,
+        pan_fields: Vec::new(),
+    })
 }
 
 async fn record_rejected_once(
@@ -235,11 +479,22 @@ async fn record_rejected_once(
         };
         if !rejected.pan_fields.is_empty() {
             let item = NewReviewItem::pan_detected(&rejected.pan_fields);
-            insert_review_item(conn, item.kind, None, Some(notification_id), &item.details).await?;
+            insert_review_item(conn, &item, None, Some(notification_id)).await?;
         }
         Ok(())
     })
     .await
+}
+
+/// How a delivery relates to what is already recorded.
+enum Claim {
+    /// This delivery carries its notification: decide and apply it.
+    First(i64),
+    /// The same bytes were handled before: nothing to record again.
+    Redelivery,
+    /// Another delivery already carries this notification: this one was
+    /// recorded as its repeat (and any review item opened).
+    Repeat(Vec<ReviewKind>),
 }
 
 /// One attempt: the whole decision in one transaction.
@@ -250,117 +505,42 @@ pub(crate) async fn apply_once(
     policy: &ReconcilePolicy,
 ) -> Result<ApplyReport, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let Some(notification_id) = claim_notification(conn, event, received_at).await? else {
-            return Ok(ApplyReport {
-                outcome: Outcome::Duplicate,
-                order_state: None,
-                review_items: Vec::new(),
-            });
-        };
-
-        let mut opened = Vec::new();
-        let order: Option<OrderRow> = orders::table
-            .filter(orders::order_ref.eq(&event.order_ref))
-            .select(OrderRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
-        let Some(order) = order else {
-            // `decide` raises `pan_detected` for known orders; an orphan
-            // must not wait for its order to report a card number.
-            if !event.pan_fields.is_empty() {
-                let item = NewReviewItem::pan_detected(&event.pan_fields);
-                open_items(conn, event, notification_id, &[item], &mut opened).await?;
-            }
-            finish_notification(
-                conn,
-                notification_id,
-                Outcome::OrderNotFound,
-                "order_not_found",
-            )
-            .await?;
-            return Ok(ApplyReport {
-                outcome: Outcome::OrderNotFound,
-                order_state: None,
+        match claim(conn, event, received_at).await? {
+            Claim::Redelivery => Ok(ApplyReport::only(Outcome::Duplicate)),
+            Claim::Repeat(opened) => Ok(ApplyReport {
                 review_items: opened,
-            });
-        };
-
-        let facts = order.facts()?;
-        let decision = decide(&facts, event, policy);
-        let new = &decision.facts;
-        let changed = new != &facts;
-        if changed {
-            diesel::update(orders::table.find(order.id))
-                .set((
-                    orders::status.eq(decision.new_state),
-                    orders::processor_ref.eq(new.processor_ref.as_deref()),
-                    orders::paid_minor.eq(new.paid),
-                    orders::refunded_minor.eq(new.refunded),
-                    orders::authorized.eq(new.authorized),
-                    orders::reversed.eq(new.reversed),
-                    orders::canceled.eq(new.canceled),
-                    orders::suspect.eq(new.suspect),
-                    orders::mismatch.eq(new.mismatch),
-                    orders::updated_at.eq(diesel::dsl::now),
-                    orders::version.eq(orders::version + 1),
-                ))
-                .execute(conn)
-                .await?;
+                ..ApplyReport::only(Outcome::Duplicate)
+            }),
+            Claim::First(notification_id) => {
+                decide_and_write(conn, event, notification_id, policy, None).await
+            }
         }
-        diesel::insert_into(order_events::table)
-            .values((
-                order_events::order_id.eq(order.id),
-                order_events::notification_id.eq(notification_id),
-                order_events::order_status.eq(event.status.as_str()),
-                order_events::effect.eq(decision.effect),
-                order_events::old_status.eq(decision.old_state),
-                order_events::new_status.eq(decision.new_state),
-                order_events::amount_minor.eq(event.amount.minor_units()),
-                order_events::currency.eq(event.amount.currency().as_str()),
-                order_events::reason.eq(&decision.reason),
-            ))
-            .execute(conn)
-            .await?;
-        open_items(
-            conn,
-            event,
-            notification_id,
-            &decision.review_items,
-            &mut opened,
-        )
-        .await?;
-        finish_notification(
-            conn,
-            notification_id,
-            decision.outcome,
-            decision.outcome.as_str(),
-        )
-        .await?;
-        Ok(ApplyReport {
-            outcome: decision.outcome,
-            order_state: Some(decision.new_state),
-            review_items: opened,
-        })
     })
     .await
 }
 
-/// Inserts the notification row, or takes over an earlier row of the same
-/// body whose outcome allows processing again. `None`: a duplicate.
-async fn claim_notification(
+/// Records the delivery and decides its role (see [`Claim`]).
+///
+/// Deliveries of one identity are serialized with a transaction-level
+/// advisory lock, so two copies arriving at once (one per notification
+/// URL) cannot both become the first.
+async fn claim(
     conn: &mut AsyncPgConnection,
     event: &PaymentEvent,
     received_at: DateTime<Utc>,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Claim, StoreError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(event.identity.as_str())
+        .execute(conn)
+        .await?;
+
     let currency = event.amount.currency();
     let row = NewNotification {
         body_sha256: event.digest.as_str(),
         tokenized: TokenizedColumns::of(event, &currency),
         received_at,
         processed_at: None,
-        // Provisional; `finish_notification` writes the real outcome before commit.
+        // Provisional; the real outcome is written before commit.
         outcome: Outcome::OrderNotFound,
         reason: None,
     };
@@ -372,25 +552,299 @@ async fn claim_notification(
         .get_result(conn)
         .await
         .optional()?;
-    if inserted.is_some() {
-        return Ok(inserted);
+    let id = match inserted {
+        Some(id) => id,
+        None => {
+            let (id, outcome): (i64, Outcome) = notifications::table
+                .filter(notifications::body_sha256.eq(event.digest.as_str()))
+                .select((notifications::id, notifications::outcome))
+                .for_update()
+                .first(conn)
+                .await?;
+            if !REPROCESSABLE.contains(&outcome) {
+                return Ok(Claim::Redelivery);
+            }
+            // Processed again (the order now exists, a key was added):
+            // refresh the tokenized columns, which a rejected record lacks.
+            diesel::update(notifications::table.find(id))
+                .set(&row.tokenized)
+                .execute(conn)
+                .await?;
+            id
+        }
+    };
+
+    #[derive(Queryable)]
+    struct First {
+        id: i64,
+        outcome: Outcome,
+        ipn_date: Option<NaiveDateTime>,
+        meaning: Meaning,
     }
-    let (id, outcome): (i64, Outcome) = notifications::table
-        .filter(notifications::body_sha256.eq(event.digest.as_str()))
-        .select((notifications::id, notifications::outcome))
+    let first: Option<First> = notifications::table
+        .filter(notifications::identity.eq(event.identity.as_str()))
+        .filter(notifications::repeat_of.is_null())
+        .filter(notifications::id.ne(id))
+        .select((
+            notifications::id,
+            notifications::outcome,
+            notifications::ipn_date,
+            Meaning::as_select(),
+        ))
         .for_update()
         .first(conn)
-        .await?;
-    if !REPROCESSABLE.contains(&outcome) {
-        return Ok(None);
-    }
-    // Processed again (the order now exists, a key was added): refresh the
-    // tokenized columns, which a rejected record does not have.
+        .await
+        .optional()?;
+    let first = match first {
+        None => None,
+        // The first delivery could not apply (its order did not exist
+        // yet): this one carries the notification from now on, and the
+        // earlier deliveries become its repeats.
+        Some(first) if REPROCESSABLE.contains(&first.outcome) => {
+            diesel::update(
+                notifications::table.filter(
+                    notifications::id
+                        .eq(first.id)
+                        .or(notifications::repeat_of.eq(first.id)),
+                ),
+            )
+            .set((
+                notifications::repeat_of.eq(id),
+                notifications::outcome.eq(Outcome::Duplicate),
+            ))
+            .execute(conn)
+            .await?;
+            None
+        }
+        Some(first) => Some(first),
+    };
+    let Some(first) = first else {
+        diesel::update(notifications::table.find(id))
+            .set((
+                notifications::identity.eq(event.identity.as_str()),
+                notifications::repeat_of.eq(None::<i64>),
+            ))
+            .execute(conn)
+            .await?;
+        return Ok(Claim::First(id));
+    };
+
+    // A repeat: recorded, linked to the first, changes nothing.
     diesel::update(notifications::table.find(id))
-        .set(&row.tokenized)
+        .set((
+            notifications::identity.eq(event.identity.as_str()),
+            notifications::repeat_of.eq(first.id),
+            notifications::outcome.eq(Outcome::Duplicate),
+            notifications::reason.eq(format!("repeat of notification #{}", first.id)),
+            notifications::processed_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)
         .await?;
-    Ok(Some(id))
+    let mut items = Vec::new();
+    if first.meaning != Meaning::of(event) {
+        items.push(NewReviewItem::for_payment(
+            ReviewKind::ConflictingCopy,
+            &event.processor_ref,
+            format!(
+                "notification #{id} has the signed values of notification #{} but says {} {} under processor reference {}: \
+                 field names were changed; it changed nothing",
+                first.id,
+                event.status.as_str(),
+                event.amount,
+                event.processor_ref
+            ),
+        ));
+    }
+    if let Some(item) = late_repeat(event, id, first.id, first.ipn_date) {
+        items.push(item);
+    }
+    let mut opened = Vec::new();
+    for item in &items {
+        insert_review_item(conn, item, Some(&event.order_ref), Some(id)).await?;
+        opened.push(item.kind);
+    }
+    Ok(Claim::Repeat(opened))
+}
+
+/// The review item for a repeat of a money-moving notice (refund,
+/// reversal, chargeback) later than the processor's retry horizon: it is
+/// not one of the processor's retries, so it may be a genuine second refund
+/// of the same amount, which must not be lost silently.
+fn late_repeat(
+    event: &PaymentEvent,
+    id: i64,
+    first_id: i64,
+    first_ipn_date: Option<NaiveDateTime>,
+) -> Option<NewReviewItem> {
+    let moves_money = matches!(
+        event.status.known().map(|s| s.category()),
+        Some(StatusCategory::Refund | StatusCategory::Reversal)
+    );
+    let (this, first) = (event.ipn_date?, first_ipn_date?);
+    let apart = (this - first).abs();
+    if !moves_money || apart <= chrono::Duration::hours(PROCESSOR_RETRY_HORIZON_HOURS) {
+        return None;
+    }
+    Some(NewReviewItem::for_payment(
+        ReviewKind::LateRepeat,
+        &event.processor_ref,
+        format!(
+            "{} of {} under processor reference {} repeats notification #{first_id} {} hours later \
+             (IPN_DATE {} after {}); counted once. If it is a second one of the same amount, \
+             resolve with the action that applies notification #{id}",
+            event.status.as_str(),
+            event.amount.abs(),
+            event.processor_ref,
+            apart.num_hours(),
+            this.format("%Y-%m-%d %H:%M:%S"),
+            first.format("%Y-%m-%d %H:%M:%S"),
+        ),
+    ))
+}
+
+/// Locks the order, decides, and writes facts, ledger row, review items and
+/// the outcome of notification `notification_id`.
+async fn decide_and_write(
+    conn: &mut AsyncPgConnection,
+    event: &PaymentEvent,
+    notification_id: i64,
+    policy: &ReconcilePolicy,
+    ledger_note: Option<&str>,
+) -> Result<ApplyReport, StoreError> {
+    let order: Option<OrderRow> = orders::table
+        .filter(orders::order_ref.eq(&event.order_ref))
+        .select(OrderRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let mut opened = Vec::new();
+    let Some(order) = order else {
+        // `decide` raises `pan_detected` for known orders; an orphan must
+        // not wait for its order to report a card number.
+        if !event.pan_fields.is_empty() {
+            let item = NewReviewItem::pan_detected(&event.pan_fields);
+            insert_review_item(conn, &item, Some(&event.order_ref), Some(notification_id)).await?;
+            opened.push(item.kind);
+        }
+        finish_notification(
+            conn,
+            notification_id,
+            Outcome::OrderNotFound,
+            "order_not_found",
+        )
+        .await?;
+        return Ok(ApplyReport {
+            review_items: opened,
+            ..ApplyReport::only(Outcome::OrderNotFound)
+        });
+    };
+
+    let facts = load_facts(conn, &order).await?;
+    let decision = decide(&facts, event, policy);
+    write_facts(conn, order.id, &facts, &decision).await?;
+    let reason = match ledger_note {
+        Some(note) => format!("{} ({note})", decision.reason),
+        None => decision.reason.clone(),
+    };
+    diesel::insert_into(order_events::table)
+        .values((
+            order_events::order_id.eq(order.id),
+            order_events::notification_id.eq(notification_id),
+            order_events::order_status.eq(event.status.as_str()),
+            order_events::effect.eq(decision.effect),
+            order_events::old_status.eq(decision.old_state),
+            order_events::new_status.eq(decision.new_state),
+            order_events::amount_minor.eq(event.amount.minor_units()),
+            order_events::currency.eq(event.amount.currency().as_str()),
+            order_events::reason.eq(&reason),
+        ))
+        .execute(conn)
+        .await?;
+    for item in &decision.review_items {
+        insert_review_item(conn, item, Some(&event.order_ref), Some(notification_id)).await?;
+        opened.push(item.kind);
+    }
+    // The order exists and its notification applied: an orphan item
+    // raised while it did not is no longer true.
+    let orphan = AutoResolution {
+        kind: ReviewKind::OrphanPayment,
+        processor_ref: None,
+        count: usize::MAX,
+        note: "the order exists now and its notifications apply".to_owned(),
+    };
+    for resolution in decision.resolutions.iter().chain([&orphan]) {
+        resolve_items(conn, &event.order_ref, resolution).await?;
+    }
+    finish_notification(
+        conn,
+        notification_id,
+        decision.outcome,
+        decision.outcome.as_str(),
+    )
+    .await?;
+    Ok(ApplyReport {
+        outcome: decision.outcome,
+        order_state: Some(decision.new_state),
+        review_items: opened,
+    })
+}
+
+/// Writes what changed: the order's summary columns and the payments whose
+/// facts changed.
+async fn write_facts(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    before: &OrderFacts,
+    decision: &Decision,
+) -> Result<(), StoreError> {
+    let new = &decision.facts;
+    if new == before {
+        return Ok(());
+    }
+    diesel::update(orders::table.find(order_id))
+        .set((
+            orders::status.eq(decision.new_state),
+            orders::processor_ref.eq(new.processor_ref.as_deref()),
+            orders::paid_minor.eq(new.paid()),
+            orders::refunded_minor.eq(new.refunded()),
+            orders::charged_back_minor.eq(new.charged_back()),
+            orders::authorized.eq(new.authorized()),
+            orders::reversed.eq(new.reversed()),
+            orders::canceled.eq(new.canceled),
+            orders::suspect.eq(new.suspect),
+            orders::mismatch.eq(new.mismatch),
+            orders::updated_at.eq(diesel::dsl::now),
+            orders::version.eq(orders::version + 1),
+        ))
+        .execute(conn)
+        .await?;
+    for (processor_ref, payment) in &new.payments {
+        if before.payments.get(processor_ref) == Some(payment) {
+            continue;
+        }
+        diesel::insert_into(payments::table)
+            .values((
+                payments::order_id.eq(order_id),
+                payments::processor_ref.eq(processor_ref),
+                payments::authorized.eq(payment.authorized),
+                payments::paid_minor.eq(payment.paid),
+                payments::refunded_minor.eq(payment.refunded),
+                payments::reversed.eq(payment.reversed),
+            ))
+            .on_conflict((payments::order_id, payments::processor_ref))
+            .do_update()
+            .set((
+                payments::authorized.eq(payment.authorized),
+                payments::paid_minor.eq(payment.paid),
+                payments::refunded_minor.eq(payment.refunded),
+                payments::reversed.eq(payment.reversed),
+                payments::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn finish_notification(
@@ -410,42 +864,53 @@ async fn finish_notification(
     Ok(())
 }
 
-/// Opens `items` for the event's order and notification, noting each kind
-/// in `opened`.
-async fn open_items(
+/// Closes up to `resolution.count` open items of its kind for the order
+/// (and payment), oldest first, as resolved by [`SYSTEM_RESOLVER`].
+async fn resolve_items(
     conn: &mut AsyncPgConnection,
-    event: &PaymentEvent,
-    notification_id: i64,
-    items: &[NewReviewItem],
-    opened: &mut Vec<ReviewKind>,
+    order_ref: &str,
+    resolution: &AutoResolution,
 ) -> Result<(), StoreError> {
-    for item in items {
-        insert_review_item(
-            conn,
-            item.kind,
-            Some(&event.order_ref),
-            Some(notification_id),
-            &item.details,
-        )
-        .await?;
-        opened.push(item.kind);
+    let mut open = review_items::table
+        .filter(review_items::status.eq("open"))
+        .filter(review_items::order_ref.eq(order_ref))
+        .filter(review_items::kind.eq(resolution.kind))
+        .select(review_items::id)
+        .order(review_items::id.asc())
+        .into_boxed();
+    if let Some(processor_ref) = &resolution.processor_ref {
+        open = open.filter(review_items::processor_ref.eq(processor_ref));
     }
+    let limit = i64::try_from(resolution.count).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = open.limit(limit).load(conn).await?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(review_items::table.filter(review_items::id.eq_any(&ids)))
+        .set((
+            review_items::status.eq("resolved"),
+            review_items::resolved_by.eq(SYSTEM_RESOLVER),
+            review_items::resolution_note.eq(&resolution.note),
+            review_items::resolved_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn insert_review_item(
     conn: &mut AsyncPgConnection,
-    kind: ReviewKind,
+    item: &NewReviewItem,
     order_ref: Option<&str>,
     notification_id: Option<i64>,
-    details: &str,
 ) -> Result<(), StoreError> {
     diesel::insert_into(review_items::table)
         .values((
-            review_items::kind.eq(kind),
+            review_items::kind.eq(item.kind),
             review_items::order_ref.eq(order_ref),
+            review_items::processor_ref.eq(item.processor_ref.as_deref()),
             review_items::notification_id.eq(notification_id),
-            review_items::details.eq(details),
+            review_items::details.eq(&item.details),
         ))
         .on_conflict_do_nothing()
         .execute(conn)
@@ -475,6 +940,7 @@ impl Store {
                 .await
                 .optional()?,
         };
-        insert_review_item(&mut conn, kind, order_ref, notification_id, details).await
+        let item = NewReviewItem::new(kind, details);
+        insert_review_item(&mut conn, &item, order_ref, notification_id).await
     }
 }

@@ -13,15 +13,15 @@ mod sql;
 
 use std::time::Duration;
 
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::secret::SecretUrl;
 
 pub use apply::{ApplyReport, RejectedNotification};
-pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView};
+pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
 pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
 
 /// The migrations in `migrations/`, compiled into the binary.
@@ -41,6 +41,10 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     /// How long to wait for a connection before reporting an outage.
     pub acquire_timeout: Duration,
+    /// `statement_timeout` of every pooled connection.
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of every pooled connection.
+    pub lock_timeout: Duration,
 }
 
 impl DatabaseSettings {
@@ -203,7 +207,10 @@ impl Store {
         if settings.create_database {
             ensure_database(&settings).await?;
         }
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose());
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            settings.url.expose(),
+            pool_config(&settings),
+        );
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
             .wait_timeout(Some(settings.acquire_timeout))
@@ -249,17 +256,17 @@ impl Store {
         .map_err(|err| StoreError::Migration(err.to_string()))?
     }
 
-    /// Empties every table (the demo starts from a clean slate). The ledger's
-    /// append-only trigger does not fire on TRUNCATE, which is why only this
-    /// deliberate, whole-database reset can remove ledger rows.
-    pub async fn reset_all_data(&self) -> Result<(), StoreError> {
-        use diesel_async::RunQueryDsl;
+    /// Drops every table and migrates again: the demo starts from a clean
+    /// slate. The ledger refuses UPDATE, DELETE and TRUNCATE, so only this
+    /// deliberate whole-schema reset (for a database whose name says it is a
+    /// demo, see `demo.rs`) removes ledger rows.
+    pub async fn reset_schema(&self) -> Result<(), StoreError> {
+        use diesel_async::SimpleAsyncConnection;
         let mut conn = self.conn().await?;
-        diesel::sql_query(
-            "TRUNCATE review_items, order_events, notifications, orders RESTART IDENTITY",
-        )
-        .execute(&mut conn)
-        .await?;
+        conn.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            .await?;
+        drop(conn);
+        self.migrate().await?;
         Ok(())
     }
 
@@ -298,6 +305,32 @@ impl Store {
         diesel::sql_query("SELECT 1").execute(&mut conn).await?;
         Ok(())
     }
+}
+
+/// Every pooled connection gets the statement and lock timeouts, so a
+/// statement stuck behind a lock or a runaway query fails (transiently, to
+/// be retried) instead of holding a worker forever.
+fn pool_config(settings: &DatabaseSettings) -> ManagerConfig<AsyncPgConnection> {
+    let setup = format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        settings.statement_timeout.as_millis(),
+        settings.lock_timeout.as_millis()
+    );
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let setup = setup.clone();
+        let url = url.to_owned();
+        Box::pin(async move {
+            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+            let mut connection = AsyncPgConnection::establish(&url).await?;
+            connection
+                .batch_execute(&setup)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(connection)
+        })
+    });
+    config
 }
 
 /// Creates the database named in the URL when it does not exist, by asking

@@ -8,9 +8,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
-use super::schema::{notifications, order_events, orders};
+use super::schema::{notifications, order_events, orders, payments};
 use super::{Store, StoreError};
-use crate::domain::{Currency, Effect, Money, OrderState};
+use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState};
 
 /// An order as the shop knows it, before any notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,20 +182,42 @@ type LedgerRow = (
     String,
 );
 
-/// An order with its reconciled state and ledger.
+/// One payment of an order (one processor reference), as shown to people.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PaymentView {
+    pub processor_ref: String,
+    /// `paid`, `partially_refunded`, `refunded`, `charged_back`,
+    /// `authorized`, `released` or `unmatched` (refunds or reversals held
+    /// without a payment).
+    pub state: &'static str,
+    pub authorized: bool,
+    pub paid: String,
+    pub refunded: String,
+    pub reversed: bool,
+}
+
+/// An order with its reconciled state, payments and ledger.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderView {
     pub order_ref: String,
     pub status: OrderState,
     pub amount: String,
     pub currency: String,
+    /// Paid over every payment (a double charge counts twice).
     pub paid: String,
+    /// Refunded on paid payments.
     pub refunded: String,
+    /// Paid, then reversed (chargebacks).
+    pub charged_back: String,
     pub processor_ref: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// The payments by processor reference (empty in listings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub payments: Vec<PaymentView>,
     /// The ledger, oldest first (empty in listings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<OrderEventView>,
 }
 
@@ -210,6 +232,7 @@ struct OrderRecord {
     processor_ref: Option<String>,
     paid_minor: i64,
     refunded_minor: i64,
+    charged_back_minor: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
@@ -229,10 +252,12 @@ impl OrderRecord {
                 currency: currency.as_str().to_owned(),
                 paid: money(self.paid_minor),
                 refunded: money(self.refunded_minor),
+                charged_back: money(self.charged_back_minor),
                 processor_ref: self.processor_ref,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
                 version: self.version,
+                payments: Vec::new(),
                 events: Vec::new(),
             },
         ))
@@ -334,6 +359,37 @@ impl Store {
         let (id, mut view) = record.into_view()?;
         let currency =
             Currency::parse(&view.currency).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let payment_rows: Vec<(String, bool, i64, i64, bool)> = payments::table
+            .filter(payments::order_id.eq(id))
+            .order(payments::id.asc())
+            .select((
+                payments::processor_ref,
+                payments::authorized,
+                payments::paid_minor,
+                payments::refunded_minor,
+                payments::reversed,
+            ))
+            .load(&mut conn)
+            .await?;
+        view.payments = payment_rows
+            .into_iter()
+            .map(|(processor_ref, authorized, paid, refunded, reversed)| {
+                let facts = PaymentFacts {
+                    authorized,
+                    paid,
+                    refunded,
+                    reversed,
+                };
+                PaymentView {
+                    processor_ref,
+                    state: payment_state_name(facts.state()),
+                    authorized,
+                    paid: Money::from_minor(paid, currency).format_amount(),
+                    refunded: Money::from_minor(refunded, currency).format_amount(),
+                    reversed,
+                }
+            })
+            .collect();
         let rows: Vec<LedgerRow> = order_events::table
             .inner_join(notifications::table)
             .filter(order_events::order_id.eq(id))
@@ -406,5 +462,18 @@ impl Store {
             .into_iter()
             .map(|record| record.into_view().map(|(_, view)| view))
             .collect()
+    }
+}
+
+/// The name a payment's state is shown under.
+fn payment_state_name(state: PaymentState) -> &'static str {
+    match state {
+        PaymentState::Unmatched => "unmatched",
+        PaymentState::Authorized => "authorized",
+        PaymentState::Released => "released",
+        PaymentState::ChargedBack => "charged_back",
+        PaymentState::Refunded => "refunded",
+        PaymentState::PartiallyRefunded => "partially_refunded",
+        PaymentState::Paid => "paid",
     }
 }

@@ -19,6 +19,21 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int8,
+        charged_back_minor -> Int8,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Int8,
+        order_id -> Int8,
+        processor_ref -> Text,
+        authorized -> Bool,
+        paid_minor -> Int8,
+        refunded_minor -> Int8,
+        reversed -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -41,6 +56,9 @@ diesel::table! {
         processed_at -> Nullable<Timestamptz>,
         outcome -> Text,
         reason -> Nullable<Text>,
+        identity -> Nullable<Text>,
+        repeat_of -> Nullable<Int8>,
+        fraud_denied -> Bool,
     }
 }
 
@@ -72,10 +90,18 @@ diesel::table! {
         resolved_by -> Nullable<Text>,
         resolved_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        processor_ref -> Nullable<Text>,
     }
 }
 
 diesel::joinable!(order_events -> orders (order_id));
+diesel::joinable!(payments -> orders (order_id));
 diesel::joinable!(order_events -> notifications (notification_id));
 diesel::joinable!(review_items -> notifications (notification_id));
-diesel::allow_tables_to_appear_in_same_query!(orders, notifications, order_events, review_items);
+diesel::allow_tables_to_appear_in_same_query!(
+    orders,
+    payments,
+    notifications,
+    order_events,
+    review_items
+);

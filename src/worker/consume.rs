@@ -20,9 +20,10 @@ use tracing::{Instrument, field};
 
 use super::Context;
 use super::disposition::{Verdict, disposition};
-use crate::domain::BodyDigest;
-use crate::pipeline::Report;
-use crate::queue::{MessageMeta, QueueError, close_connection};
+use crate::domain::{BodyDigest, Outcome, pan};
+use crate::pipeline::{Refusal, Report};
+use crate::queue::{MessageMeta, QueueError, SealError, close_connection};
+use crate::store::{RejectedNotification, StoreError};
 
 /// Why a consume session ended.
 pub enum SessionEnd {
@@ -169,26 +170,47 @@ fn close_in_background(connection: Connection) {
     });
 }
 
-/// One delivery: judge it, decide, settle; logged in a span of its own.
+/// One delivery: open it, judge it, decide, settle; logged in a span of
+/// its own.
 async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
     let started = Instant::now();
     context.metrics.in_flight.inc();
     let now = Utc::now();
     let meta = MessageMeta::from_properties(&delivery.properties, now);
-    let digest = BodyDigest::of(&delivery.data).to_string();
+    let opened = context.sealer.open(
+        meta.content_type.as_deref(),
+        meta.sealed_by.as_deref(),
+        &delivery.data,
+    );
+    // The digest the database, the logs and the review items know the
+    // notification by: of the plain body (what the pipeline digests too),
+    // or of the bytes as received when they cannot be opened.
+    let digest = match &opened {
+        Ok(plain) => BodyDigest::of(plain),
+        Err(_) => BodyDigest::of(&delivery.data),
+    }
+    .to_string();
     let span = tracing::info_span!(
         "notification",
         digest = &digest[..12],
-        attempt = meta.attempt,
+        orphan_attempt = meta.orphan_attempt,
+        transient_attempt = meta.transient_attempt,
         processor_ref = field::Empty,
         order_ref = field::Empty,
         outcome = field::Empty,
     );
     async {
-        let judged = context
-            .pipeline
-            .handle(&delivery.data, meta.received_at)
-            .await;
+        let judged = match &opened {
+            Ok(plain) => context
+                .pipeline
+                .handle(plain, meta.received_at)
+                .await
+                .map(|report| scan_refused(report, plain)),
+            Err(err) => unsealable(&context, err, &digest, meta.received_at).await,
+        };
+        // Whatever happens next, the plain body is no longer needed: it is
+        // zeroed now rather than at the end of the task.
+        drop(opened);
         let verdict = match &judged {
             Ok(report) => {
                 context.health.database().set_up();
@@ -215,6 +237,100 @@ async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemapho
         .processing_seconds
         .observe(started.elapsed().as_secs_f64());
     context.metrics.count_handled();
+}
+
+/// A message whose body cannot be opened (unknown content type, unknown
+/// key, broken seal) is a malformed notification: recorded under the
+/// digest of the bytes as received, then parked as they are (never opened,
+/// so never in clear). Adding the missing key and `parked requeue` brings
+/// it back.
+async fn unsealable(
+    context: &Context,
+    err: &SealError,
+    digest: &str,
+    received_at: chrono::DateTime<Utc>,
+) -> Result<Report, StoreError> {
+    tracing::warn!(error = %err, "cannot open the message body");
+    let refusal = Refusal::new(err.reason());
+    context
+        .pipeline
+        .store()
+        .record_rejected(&RejectedNotification {
+            body_sha256: digest.to_owned(),
+            outcome: Outcome::Malformed,
+            reason: refusal.to_string(),
+            received_at,
+            pan_fields: Vec::new(),
+        })
+        .await?;
+    Ok(Report::rejected(
+        digest.to_owned(),
+        Outcome::Malformed,
+        refusal,
+    ))
+}
+
+/// Counts the fields with a card number in a body the pipeline refused as
+/// malformed before its own scan (an unparsable form, a missing field), so
+/// that such a body is not parked with a card number in it. A malformed
+/// body can never be applied, so keeping no copy of it loses nothing.
+///
+/// Bodies refused for their signature are not scanned: they may become
+/// valid once a missing key is added (`parked requeue`), and the guard's
+/// false positives on long digit strings would discard them instead.
+/// They are parked sealed, as shown by `parked list` without their body.
+fn scan_refused(mut report: Report, plain: &[u8]) -> Report {
+    if report.outcome == Outcome::Malformed && report.pan_fields == 0 {
+        report.pan_fields = lenient_pan_fields(plain);
+    }
+    report
+}
+
+/// The number of `name=value` pairs of a form-encoded body whose decoded
+/// value holds a card number, skipping the fields the PAN guard skips
+/// (signatures, `IPN_DATE`). Lenient where `FormBody::parse` is strict
+/// (size, repeated fields, invalid UTF-8), because it runs on exactly the
+/// bodies that parse refused. Values are neither returned nor kept.
+fn lenient_pan_fields(body: &[u8]) -> usize {
+    body.split(|&b| b == b'&')
+        .filter(|pair| {
+            let mut parts = pair.splitn(2, |&b| b == b'=');
+            let name = form_decode(parts.next().unwrap_or_default());
+            let value = form_decode(parts.next().unwrap_or_default());
+            !pan::is_skipped_field(&name) && (pan::contains_pan(&value) || pan::contains_pan(&name))
+        })
+        .count()
+}
+
+/// `application/x-www-form-urlencoded` decoding that never fails: `+` is a
+/// space, `%XX` a byte, anything else itself; invalid UTF-8 is replaced.
+fn form_decode(raw: &[u8]) -> zeroize::Zeroizing<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let escaped = (b == b'%')
+            .then(|| raw.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (b, escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    zeroize::Zeroize::zeroize(&mut out);
+    zeroize::Zeroizing::new(text)
 }
 
 /// Logs and counts what the pipeline reported.
@@ -251,5 +367,32 @@ fn observe(context: &Context, report: &Report, meta: &MessageMeta) {
         metrics
             .ipn_date_skew_seconds
             .observe(skew.num_milliseconds() as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lenient_scan_finds_card_numbers_in_any_encoding_and_skips_dates() {
+        assert_eq!(lenient_pan_fields(b"A=1&NOTE=card+4111+1111+1111+1111"), 1);
+        assert_eq!(lenient_pan_fields(b"NOTE=4111%201111%201111%201111&X=2"), 1);
+        assert_eq!(
+            lenient_pan_fields(b"N1=4111111111111111&N2=5500-0000-0000-0004&N1=x"),
+            2
+        );
+        // A name that is itself a card number counts too.
+        assert_eq!(lenient_pan_fields(b"4111111111111111=x"), 1);
+        // IPN_DATE passes the Luhn check one time in ten; it is skipped as
+        // by the pipeline's guard.
+        assert!(pan::contains_pan("20261102092040"), "a Luhn-valid date");
+        assert_eq!(
+            lenient_pan_fields(b"IPN_DATE=20261102092040&REFNO=12345678"),
+            0
+        );
+        // Broken escapes and invalid UTF-8 do not stop the scan.
+        assert_eq!(lenient_pan_fields(b"A=%ZZ%&B=\xff4111111111111111"), 1);
+        assert_eq!(lenient_pan_fields(b""), 0);
     }
 }

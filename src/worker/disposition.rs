@@ -5,10 +5,24 @@
 //! | judgement | disposition |
 //! | --- | --- |
 //! | applied, duplicate, ignored, mismatch | ack |
-//! | order_not_found, within the orphan window | delayed retry (the last delay repeats) |
+//! | order_not_found, within the orphan window | delayed retry on the orphan schedule (the last delay repeats) |
 //! | order_not_found, window passed | park, with an `orphan_payment` review item |
-//! | invalid_signature, malformed (incl. a card number in a stored field) | park, never retried |
-//! | database error | delayed retry; once the schedule is exhausted, park with an `invalid_notification` review item |
+//! | order_not_found, the body carries a card number | discard, with an `orphan_payment` review item at once (never retried) |
+//! | invalid_signature, malformed | park, never retried |
+//! | malformed (or invalid_signature), the body carries a card number | discard (with a `pan_detected` review item unless the pipeline opened one) |
+//! | database error | delayed retry on the transient schedule; once it is exhausted, park with an `invalid_notification` review item |
+//!
+//! A body with a card number is never copied to a retry or parking queue,
+//! even sealed: its digest, the names of the fields and a review item are
+//! all that is kept of it, and the processor can send it again.
+//!
+//! The two schedules count separately ([`MessageMeta::orphan_attempt`],
+//! [`MessageMeta::transient_attempt`]): a database hiccup late in an
+//! orphan's window starts the transient schedule from its first delay
+//! instead of finding it exhausted, and an unknown order after database
+//! failures starts the orphan schedule from its first delay. The transient
+//! counter restarts whenever the database answered (an `order_not_found`),
+//! so only failures in a row exhaust it.
 //!
 //! Keeping this free of I/O is what lets the table above be its unit
 //! tests; [`super::settle`] carries a disposition out.
@@ -53,6 +67,13 @@ pub enum Disposition {
     /// Open `review` (if any), publish a copy to the parking queue, then ack.
     Park {
         reason: ParkReason,
+        review: Option<ReviewRequest>,
+    },
+    /// The body carries a card number: open `review` (if any), then ack
+    /// with no copy anywhere. Its record (digest, field names, outcome) is
+    /// in the database; the body itself must not outlive this delivery,
+    /// not even sealed in a retry or parking queue.
+    Discard {
         review: Option<ReviewRequest>,
     },
 }
@@ -114,34 +135,50 @@ pub fn disposition(
     policy: &DispositionPolicy,
 ) -> Disposition {
     let first_seen = meta.first_seen.unwrap_or(now);
-    let next = |delay| Disposition::Retry {
-        delay,
-        meta: MessageMeta {
-            attempt: meta.attempt.saturating_add(1),
-            first_seen: Some(first_seen),
-            ..meta.clone()
-        },
-    };
     let report = match verdict {
         Verdict::Handled(report) => report,
         Verdict::DatabaseFailed => {
-            return match policy.retry_delays.get(meta.attempt as usize) {
-                Some(delay) => next(delay),
+            return match policy.retry_delays.get(meta.transient_attempt as usize) {
+                Some(delay) => Disposition::Retry {
+                    delay,
+                    meta: MessageMeta {
+                        transient_attempt: meta.transient_attempt.saturating_add(1),
+                        first_seen: Some(first_seen),
+                        ..meta.clone()
+                    },
+                },
                 None => Disposition::Park {
                     reason: ParkReason::RetriesExhausted,
                     review: Some(ReviewRequest {
                         kind: ReviewKind::InvalidNotification,
                         order_ref: None,
-                        details: format!("database error after {} retries; parked", meta.attempt),
+                        details: format!(
+                            "database error after {} retries; parked",
+                            meta.transient_attempt
+                        ),
                     }),
                 },
             };
         }
     };
+    let carries_pan = report.pan_fields > 0;
     match report.outcome {
         Outcome::Applied | Outcome::Duplicate | Outcome::Ignored | Outcome::Mismatch => {
             Disposition::Ack
         }
+        Outcome::OrderNotFound if carries_pan => Disposition::Discard {
+            review: Some(ReviewRequest {
+                kind: ReviewKind::OrphanPayment,
+                order_ref: report.order_ref.clone(),
+                details: format!(
+                    "no order {}; the notification was not kept because it carried a card number \
+                     ({} field(s), dropped); once the order is imported, re-send the notification \
+                     from the processor's control panel",
+                    report.order_ref.as_deref().unwrap_or("?"),
+                    report.pan_fields
+                ),
+            }),
+        },
         Outcome::OrderNotFound => {
             let waited = (now - first_seen).to_std().unwrap_or(Duration::ZERO);
             if waited < policy.orphan_window {
@@ -149,10 +186,20 @@ pub fn disposition(
                 // schedule still covers a long window.
                 let delays = &policy.retry_delays;
                 let delay = delays
-                    .get(meta.attempt as usize)
+                    .get(meta.orphan_attempt as usize)
                     .or_else(|| delays.delays().last().copied());
                 if let Some(delay) = delay {
-                    return next(delay);
+                    return Disposition::Retry {
+                        delay,
+                        meta: MessageMeta {
+                            orphan_attempt: meta.orphan_attempt.saturating_add(1),
+                            // The database answered: a later failure
+                            // starts the transient schedule afresh.
+                            transient_attempt: 0,
+                            first_seen: Some(first_seen),
+                            ..meta.clone()
+                        },
+                    };
                 }
             }
             Disposition::Park {
@@ -168,6 +215,23 @@ pub fn disposition(
                 }),
             }
         }
+        Outcome::InvalidSignature | Outcome::Malformed if carries_pan => Disposition::Discard {
+            // The pipeline opens `pan_detected` itself when it found the
+            // card number; one found only by the worker's own scan (a body
+            // refused as malformed before tokenizing) needs one here.
+            review: (!report.review_items.contains(&ReviewKind::PanDetected)).then(|| {
+                ReviewRequest {
+                    kind: ReviewKind::PanDetected,
+                    order_ref: None,
+                    details: format!(
+                        "card number in {} field(s) of a notification refused as {}; \
+                         the notification was not kept",
+                        report.pan_fields,
+                        report.outcome.as_str()
+                    ),
+                }
+            }),
+        },
         Outcome::InvalidSignature => Disposition::Park {
             reason: ParkReason::InvalidSignature(refusal_of(report)),
             review: None,
@@ -201,9 +265,12 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("time")
     }
 
-    fn meta(attempt: u32, first_seen: Option<i64>) -> MessageMeta {
+    /// Metadata after `orphan` unknown-order retries and `transient`
+    /// database-failure retries.
+    fn meta(orphan: u32, transient: u32, first_seen: Option<i64>) -> MessageMeta {
         MessageMeta {
-            attempt,
+            orphan_attempt: orphan,
+            transient_attempt: transient,
             first_seen: first_seen.map(at),
             ..MessageMeta::received(at(0), None)
         }
@@ -216,6 +283,14 @@ mod tests {
         report
     }
 
+    fn with_pan(mut report: Report, recorded: bool) -> Report {
+        report.pan_fields = 1;
+        if recorded {
+            report.review_items.push(ReviewKind::PanDetected);
+        }
+        report
+    }
+
     #[test]
     fn recorded_outcomes_are_acked() {
         for outcome in [
@@ -224,30 +299,41 @@ mod tests {
             Outcome::Ignored,
             Outcome::Mismatch,
         ] {
-            let report = report(outcome, None);
-            assert_eq!(
-                disposition(Verdict::Handled(&report), &meta(0, None), at(0), &policy()),
-                Disposition::Ack,
-                "{outcome}"
-            );
+            for report in [report(outcome, None), with_pan(report(outcome, None), true)] {
+                assert_eq!(
+                    disposition(
+                        Verdict::Handled(&report),
+                        &meta(0, 0, None),
+                        at(0),
+                        &policy()
+                    ),
+                    Disposition::Ack,
+                    "{outcome}"
+                );
+            }
         }
     }
 
     #[test]
     fn an_unknown_order_is_retried_through_its_window_then_parked_with_a_review_item() {
         let report = report(Outcome::OrderNotFound, None);
-        let first = disposition(Verdict::Handled(&report), &meta(0, None), at(0), &policy());
+        let first = disposition(
+            Verdict::Handled(&report),
+            &meta(0, 0, None),
+            at(0),
+            &policy(),
+        );
         assert_eq!(
             first,
             Disposition::Retry {
                 delay: Duration::from_secs(5),
-                meta: meta(1, Some(0)),
+                meta: meta(1, 0, Some(0)),
             }
         );
         // Past the schedule but inside the window: the last delay repeats.
         let later = disposition(
             Verdict::Handled(&report),
-            &meta(7, Some(0)),
+            &meta(7, 0, Some(0)),
             at(59),
             &policy(),
         );
@@ -255,12 +341,12 @@ mod tests {
             later,
             Disposition::Retry {
                 delay: Duration::from_secs(30),
-                meta: meta(8, Some(0)),
+                meta: meta(8, 0, Some(0)),
             }
         );
         let parked = disposition(
             Verdict::Handled(&report),
-            &meta(8, Some(0)),
+            &meta(8, 0, Some(0)),
             at(60),
             &policy(),
         );
@@ -283,7 +369,7 @@ mod tests {
         let malformed = report(Outcome::Malformed, Some(refusal.clone()));
         let parked = disposition(
             Verdict::Handled(&malformed),
-            &meta(0, None),
+            &meta(0, 0, None),
             at(0),
             &policy(),
         );
@@ -296,7 +382,12 @@ mod tests {
         assert_eq!(review, None);
 
         let invalid = report(Outcome::InvalidSignature, Some(Refusal::new("mismatch")));
-        let parked = disposition(Verdict::Handled(&invalid), &meta(0, None), at(0), &policy());
+        let parked = disposition(
+            Verdict::Handled(&invalid),
+            &meta(0, 0, None),
+            at(0),
+            &policy(),
+        );
         assert!(matches!(
             parked,
             Disposition::Park { reason: ParkReason::InvalidSignature(ref r), .. } if r.to_string() == "mismatch"
@@ -307,7 +398,7 @@ mod tests {
     fn database_failures_follow_the_schedule_then_park_for_a_person() {
         let retried = disposition(
             Verdict::DatabaseFailed,
-            &meta(1, Some(0)),
+            &meta(0, 1, Some(0)),
             at(40),
             &policy(),
         );
@@ -315,12 +406,12 @@ mod tests {
             retried,
             Disposition::Retry {
                 delay: Duration::from_secs(30),
-                meta: meta(2, Some(0)),
+                meta: meta(0, 2, Some(0)),
             }
         );
         let parked = disposition(
             Verdict::DatabaseFailed,
-            &meta(2, Some(0)),
+            &meta(0, 2, Some(0)),
             at(80),
             &policy(),
         );
@@ -329,9 +420,123 @@ mod tests {
         };
         assert_eq!(reason, ParkReason::RetriesExhausted);
         assert_eq!(reason.to_string(), "retries_exhausted:database_error");
+        let review = review.expect("a review item");
+        assert_eq!(review.kind, ReviewKind::InvalidNotification);
+        assert_eq!(review.details, "database error after 2 retries; parked");
+    }
+
+    #[test]
+    fn a_database_failure_late_in_an_orphans_window_is_retried_not_parked() {
+        // Nine orphan retries: far past a schedule of two delays, still in
+        // the window. A single shared counter would find the database
+        // schedule exhausted and park the notification.
+        let late = meta(9, 0, Some(0));
         assert_eq!(
-            review.map(|r| r.kind),
-            Some(ReviewKind::InvalidNotification)
+            disposition(Verdict::DatabaseFailed, &late, at(50), &policy()),
+            Disposition::Retry {
+                delay: Duration::from_secs(5),
+                meta: meta(9, 1, Some(0)),
+            }
         );
+    }
+
+    #[test]
+    fn an_unknown_order_after_database_failures_starts_the_orphan_schedule_afresh() {
+        // Two database failures exhausted the transient schedule's delays;
+        // the unknown order still gets the orphan schedule's first delay,
+        // and the database having answered resets the transient count.
+        let report = report(Outcome::OrderNotFound, None);
+        assert_eq!(
+            disposition(
+                Verdict::Handled(&report),
+                &meta(0, 2, Some(0)),
+                at(10),
+                &policy()
+            ),
+            Disposition::Retry {
+                delay: Duration::from_secs(5),
+                meta: meta(1, 0, Some(0)),
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_order_with_a_card_number_is_discarded_with_an_orphan_review_item() {
+        let report = with_pan(report(Outcome::OrderNotFound, None), false);
+        let decided = disposition(
+            Verdict::Handled(&report),
+            &meta(0, 0, None),
+            at(0),
+            &policy(),
+        );
+        let Disposition::Discard {
+            review: Some(review),
+        } = decided
+        else {
+            panic!("expected a discard with a review item, got {decided:?}");
+        };
+        assert_eq!(review.kind, ReviewKind::OrphanPayment);
+        assert_eq!(review.order_ref.as_deref(), Some("SHOP-1"));
+        assert!(
+            review.details.contains("no order SHOP-1"),
+            "{}",
+            review.details
+        );
+        assert!(review.details.contains("not kept"), "{}", review.details);
+        assert!(review.details.contains("card number"), "{}", review.details);
+        assert!(review.details.contains("re-send"), "{}", review.details);
+    }
+
+    #[test]
+    fn a_refusal_for_a_card_number_is_discarded_never_parked() {
+        // The pipeline found it (pan_in_stored_field) and opened
+        // `pan_detected` itself: nothing more to open.
+        let refusal = Refusal::with_field("pan_in_stored_field", "REFNOEXT");
+        let recorded = with_pan(report(Outcome::Malformed, Some(refusal)), true);
+        assert_eq!(
+            disposition(
+                Verdict::Handled(&recorded),
+                &meta(0, 0, None),
+                at(0),
+                &policy()
+            ),
+            Disposition::Discard { review: None }
+        );
+        // Found by the worker's own scan of a body refused before the
+        // pipeline's scan: the review item is opened on the way out.
+        let unparsable = with_pan(
+            report(Outcome::Malformed, Some(Refusal::new("repeated_field"))),
+            false,
+        );
+        let decided = disposition(
+            Verdict::Handled(&unparsable),
+            &meta(0, 0, None),
+            at(0),
+            &policy(),
+        );
+        let Disposition::Discard {
+            review: Some(review),
+        } = decided
+        else {
+            panic!("expected a discard with a review item, got {decided:?}");
+        };
+        assert_eq!(review.kind, ReviewKind::PanDetected);
+        assert!(review.details.contains("malformed"), "{}", review.details);
+        assert_eq!(review.order_ref, None, "a refused body names no order");
+        // The pure rule holds for an invalid signature too, should a report
+        // ever say so (the worker does not scan those: see consume.rs).
+        let invalid = with_pan(
+            report(Outcome::InvalidSignature, Some(Refusal::new("mismatch"))),
+            false,
+        );
+        assert!(matches!(
+            disposition(
+                Verdict::Handled(&invalid),
+                &meta(0, 0, None),
+                at(0),
+                &policy()
+            ),
+            Disposition::Discard { review: Some(_) }
+        ));
     }
 }

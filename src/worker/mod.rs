@@ -1,13 +1,17 @@
 //! The worker: consumes notifications from RabbitMQ, runs each through the
 //! [`Pipeline`], and acks only after the database commit.
 //!
-//! - [`consume`]: connecting, the consume loop, one delivery's way;
+//! - [`consume`]: connecting, the consume loop, one delivery's way (the
+//!   body opened with the [`Sealer`] first);
 //! - [`disposition`]: what becomes of a delivery, as a pure function;
 //! - [`settle`]: carrying a disposition out (copy, review item, ack).
 //!
-//! A retry or park is a *copy* published with confirms; the original is
-//! acked only once the copy is confirmed, and nacked with requeue when the
-//! copy could not be published, so no path drops a message.
+//! A retry or park is a *copy* of the delivery's bytes as received (still
+//! sealed), published with confirms; the original is acked only once the
+//! copy is confirmed, and nacked with requeue when the copy could not be
+//! published, so no path drops a message. The one exception is a body that
+//! carries a card number: it is recorded (digest, field names, review item)
+//! and acked without any copy, so that it never outlives its delivery.
 //!
 //! Shutdown follows tokio-rs/mini-redis: one shutdown signal stops taking
 //! deliveries (`basic.cancel`), then the worker waits (bounded) for the
@@ -28,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::queue::{AmqpSettings, Publisher, close_connection};
+use crate::queue::{AmqpSettings, Publisher, Sealer, close_connection};
 pub use consume::SessionEnd;
 pub use disposition::{Disposition, DispositionPolicy, ParkReason, Verdict, disposition};
 
@@ -43,6 +47,11 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// How long an `order_not_found` notification keeps being retried.
     pub orphan_window: Duration,
+    /// How long a parked copy stays in the parking queue before the broker
+    /// drops it (its per-message `expiration`). Bounds how long a body
+    /// sits in the broker, and how long a retired IPN key must stay in the
+    /// key file to open it.
+    pub parking_ttl: Duration,
     /// How long shutdown waits for the notifications in flight.
     pub shutdown_deadline: Duration,
     /// How long to wait for lapin's own recovery before rebuilding the
@@ -83,6 +92,8 @@ pub struct Worker {
 /// What each delivery task shares.
 pub(crate) struct Context {
     pub(crate) pipeline: Pipeline,
+    /// Opens sealed bodies, with keys derived from the pipeline's key ring.
+    pub(crate) sealer: Sealer,
     pub(crate) publisher: Publisher,
     pub(crate) metrics: Metrics,
     pub(crate) health: Health,
@@ -112,6 +123,7 @@ impl Worker {
         let settings = self.settings.clone();
         let context = Arc::new(Context {
             publisher: Publisher::new(settings.amqp.clone(), "publisher"),
+            sealer: Sealer::new(&self.pipeline.config().keys),
             pipeline: self.pipeline,
             metrics: self.metrics.clone(),
             health: self.health.clone(),

@@ -1,6 +1,12 @@
 //! Carrying out a [`Disposition`]: open the review item it asks for,
 //! publish the retry or parking copy (with confirms), then ack the
 //! original; nack it with requeue when the copy could not be published.
+//!
+//! Copies carry the delivery's bytes as received, so a sealed body stays
+//! sealed (same content type, same `x-sealed-by`) and a body the worker
+//! could not open is kept exactly as it came. Parked copies expire after
+//! `parking-ttl` (the per-message `expiration` property: the parking
+//! queue's own arguments are left as deployments declared them).
 
 use std::time::Duration;
 
@@ -9,7 +15,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 
 use super::Context;
-use super::disposition::Disposition;
+use super::disposition::{Disposition, ReviewRequest};
 use crate::queue::MessageMeta;
 use crate::queue::topology::delay_label;
 
@@ -36,7 +42,12 @@ pub(crate) async fn settle(
                 .await;
             if published.is_ok() {
                 context.metrics.retry(&delay_label(*delay));
-                tracing::info!(retry_in = %delay_label(*delay), attempt = meta.attempt, "retry scheduled");
+                tracing::info!(
+                    retry_in = %delay_label(*delay),
+                    orphan_attempt = meta.orphan_attempt,
+                    transient_attempt = meta.transient_attempt,
+                    "retry scheduled"
+                );
             }
             published
         }
@@ -44,17 +55,7 @@ pub(crate) async fn settle(
             if let Some(review) = review {
                 // Best effort: the parked copy keeps the notification either
                 // way, and `parked list` shows it.
-                if let Err(err) = context
-                    .pipeline
-                    .store()
-                    .open_review_item(
-                        review.kind,
-                        review.order_ref.as_deref(),
-                        Some(digest),
-                        &review.details,
-                    )
-                    .await
-                {
+                if let Err(err) = open_review_item(context, review, digest).await {
                     tracing::warn!(error = %err, kind = %review.kind, "cannot open the review item of a parked notification");
                 }
             }
@@ -63,20 +64,42 @@ pub(crate) async fn settle(
                 parked_at: Some(Utc::now()),
                 ..meta.clone()
             };
+            let properties = parked
+                .to_properties(digest)
+                .with_expiration(expiration(context.settings.parking_ttl).into());
             let published = context
                 .publisher
-                .publish(
-                    "",
-                    &topology.parking_queue(),
-                    &delivery.data,
-                    parked.to_properties(digest),
-                )
+                .publish("", &topology.parking_queue(), &delivery.data, properties)
                 .await;
             if published.is_ok() {
                 context.metrics.park(reason.kind());
                 tracing::warn!(reason = %reason, "notification parked");
             }
             published
+        }
+        Disposition::Discard { review } => {
+            // Here the review item is not best effort: with no copy kept,
+            // it is how a person hears of the notification. If it cannot be
+            // opened, the delivery goes back to the queue and is judged
+            // again.
+            let opened = match review {
+                Some(review) => open_review_item(context, review, digest)
+                    .await
+                    .map_err(|err| {
+                        tracing::warn!(error = %err, kind = %review.kind, "cannot open the review item of a discarded notification");
+                    }),
+                None => Ok(()),
+            };
+            if opened.is_ok() {
+                tracing::warn!(
+                    "notification carries a card number: recorded and acked, no copy kept"
+                );
+                Ok(())
+            } else {
+                tokio::time::sleep(REQUEUE_PAUSE).await;
+                nack(delivery).await;
+                return;
+            }
         }
     };
     match copied {
@@ -90,15 +113,44 @@ pub(crate) async fn settle(
         Err(err) => {
             tracing::warn!(error = %err, "cannot publish the retry/park copy; returning the message to the queue");
             tokio::time::sleep(REQUEUE_PAUSE).await;
-            let nack = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await;
-            if let Err(err) = nack {
-                tracing::warn!(error = %err, "nack failed; the broker will redeliver");
-            }
+            nack(delivery).await;
         }
     }
+}
+
+/// Returns a delivery to its queue.
+async fn nack(delivery: Delivery) {
+    let nack = delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await;
+    if let Err(err) = nack {
+        tracing::warn!(error = %err, "nack failed; the broker will redeliver");
+    }
+}
+
+async fn open_review_item(
+    context: &Context,
+    review: &ReviewRequest,
+    digest: &str,
+) -> Result<(), crate::store::StoreError> {
+    context
+        .pipeline
+        .store()
+        .open_review_item(
+            review.kind,
+            review.order_ref.as_deref(),
+            Some(digest),
+            &review.details,
+        )
+        .await
+}
+
+/// The `expiration` property for a TTL: whole milliseconds, as text.
+/// RabbitMQ refuses values above 2^32 - 1 ms (about 49 days); the setting
+/// is checked against that at start, and clamped here all the same.
+pub(crate) fn expiration(ttl: Duration) -> String {
+    ttl.as_millis().min(u128::from(u32::MAX)).to_string()
 }

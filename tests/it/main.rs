@@ -5,9 +5,11 @@
 
 mod helpers;
 
+mod broker_privacy;
 mod cli_ipn;
 mod cli_reconcile;
 mod demo;
+mod hostile_delivery;
 mod intake;
 mod intake_transport;
 mod ipn_properties;

@@ -44,6 +44,7 @@ async fn review_kinds(store: &Store, order_ref: &str) -> Vec<ReviewKind> {
     let mut conn = store.conn().await.expect("conn");
     let names: Vec<String> = review_items::table
         .filter(review_items::order_ref.eq(order_ref))
+        .filter(review_items::status.eq("open"))
         .select(review_items::kind)
         .load(&mut conn)
         .await

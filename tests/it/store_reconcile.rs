@@ -8,8 +8,8 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use ipn_reconciler::domain::{
-    BodyDigest, Money, OrderFacts, OrderState, OrderStatus, Outcome, PaymentEvent, ReconcilePolicy,
-    ReviewKind, StatusField, decide,
+    BodyDigest, EventIdentity, Money, OrderFacts, OrderState, OrderStatus, Outcome, PaymentEvent,
+    ReconcilePolicy, ReviewKind, StatusField, decide,
 };
 use ipn_reconciler::ipn::{Algorithm, KeyId};
 use ipn_reconciler::store::orders::{ImportError, parse_orders_csv};
@@ -20,10 +20,13 @@ use ipn_reconciler::store::{NewOrder, Store};
 /// digest distinct (two notifications with the same content but different
 /// bodies are different notifications).
 fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str) -> PaymentEvent {
+    let digest =
+        BodyDigest::of(format!("{order_ref}|{status}|{amount}|{currency}|{tag}").as_bytes());
     PaymentEvent {
-        digest: BodyDigest::of(
-            format!("{order_ref}|{status}|{amount}|{currency}|{tag}").as_bytes(),
-        ),
+        // Distinct tags are distinct notifications; the same tag is the
+        // same notification delivered again.
+        identity: EventIdentity::parse(digest.as_str()).expect("identity"),
+        digest,
         processor_ref: "71000102".to_owned(),
         order_ref: order_ref.to_owned(),
         status: StatusField::parse(status),
@@ -57,10 +60,17 @@ async fn ledger_rows(store: &Store, order_ref: &str) -> i64 {
         .expect("count ledger")
 }
 
+/// The kinds of the order's *open* review items (the system closes those
+/// that stop being true, such as a refund that waited for its payment).
 async fn review_kinds(store: &Store, order_ref: &str) -> Vec<String> {
+    items_in(store, order_ref, "open").await
+}
+
+async fn items_in(store: &Store, order_ref: &str, status: &str) -> Vec<String> {
     let mut conn = store.conn().await.expect("conn");
     review_items::table
         .filter(review_items::order_ref.eq(order_ref))
+        .filter(review_items::status.eq(status))
         .select(review_items::kind)
         .order(review_items::id)
         .load(&mut conn)
@@ -368,6 +378,12 @@ async fn a_refund_before_its_payment_counts_once_the_payment_arrives() {
     assert_eq!(view.status, OrderState::Refunded);
     assert_eq!(view.refunded, "49.99");
     assert!(review_kinds(&store, "R-1").await.is_empty());
+    // The refund waited, visibly, and the system closed its item once the
+    // payment arrived.
+    assert_eq!(
+        items_in(&store, "R-1", "resolved").await,
+        ["unmatched_refund"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -124,6 +124,44 @@ impl TestQueue {
         count
     }
 
+    /// Every message ready in `queue`, in order, as (properties, body);
+    /// they all stay queued: taken without ack, then returned when the
+    /// channel closes. (A quorum queue counts the return as a delivery.)
+    pub async fn browse(&self, queue: &str) -> Vec<(lapin::BasicProperties, Vec<u8>)> {
+        let connection = self.settings.connect("test-browse").await.expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let mut messages = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .expect("basic.get")
+        {
+            let delivery = message.delivery;
+            messages.push((delivery.properties, delivery.data));
+        }
+        let _ = channel.close(200, "browsed".into()).await;
+        let _ = connection.close(200, "browsed".into()).await;
+        messages
+    }
+
+    /// Every queue of the topology: work, each retry queue, parking.
+    pub fn all_queues(&self) -> Vec<String> {
+        let topology = self.topology();
+        let mut queues = vec![topology.work_queue().to_owned()];
+        queues.extend(
+            topology
+                .retry_delays()
+                .delays()
+                .iter()
+                .map(|delay| topology.retry_queue(*delay)),
+        );
+        queues.push(topology.parking_queue());
+        queues
+    }
+
     pub async fn declare(&self) {
         let connection = self.settings.connect("test-setup").await.expect("connect");
         let channel = connection.create_channel().await.expect("channel");
@@ -165,6 +203,7 @@ pub fn pipeline_config() -> PipelineConfig {
         limits: FormLimits::default(),
         pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii())),
         reconcile: ReconcilePolicy::default(),
+        expected_fields: Vec::new(),
     }
 }
 

@@ -1,0 +1,320 @@
+//! What we know about an order: facts that only grow, per payment, and the
+//! state derived from them.
+//!
+//! An order can be paid more than once (the shopper is charged twice, under
+//! two processor references), and a refund, reversal or chargeback undoes
+//! the payment with *its* reference (docs/protocol.md §11). So the money
+//! facts live on [`PaymentFacts`], one per REFNO; the order keeps only what
+//! concerns the order as a whole (canceled, suspect, a disagreement). The
+//! state and the totals are functions of the facts, so every arrival order
+//! of the same notifications ends in the same state and sums.
+
+use std::collections::BTreeMap;
+
+use crate::domain::money::Money;
+use crate::domain::status::OrderState;
+
+/// What we know about one payment of an order: the notifications under one
+/// processor reference (REFNO). Every field only grows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFacts {
+    /// A PAYMENT_AUTHORIZED with the right amount was received.
+    pub authorized: bool,
+    /// Minor units paid: 0, or the order's total once a matching payment
+    /// (COMPLETE, PAYMENT_RECEIVED, AUTHRECEIVED) arrived. Set, not added:
+    /// COMPLETE is re-sent on invoice generation.
+    pub paid: i64,
+    /// Minor units refunded under this reference: the sum of the absolute
+    /// amounts of its refunds, also those received before the payment
+    /// (held until it arrives). Saturates instead of overflowing.
+    pub refunded: i64,
+    /// A REVERSED was received under this reference: before capture it
+    /// releases the authorization, after capture it is a chargeback.
+    pub reversed: bool,
+}
+
+/// How one payment stands, derived from its facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PaymentState {
+    /// Nothing but refunds or reversals without an authorization or a
+    /// payment: they are held, and count once the payment arrives.
+    Unmatched,
+    Authorized,
+    /// Reversed before capture: the authorization was released.
+    Released,
+    /// Paid, then reversed: the money was taken back (a chargeback).
+    ChargedBack,
+    Refunded,
+    PartiallyRefunded,
+    Paid,
+}
+
+impl PaymentFacts {
+    pub fn state(&self) -> PaymentState {
+        if self.paid > 0 {
+            if self.reversed {
+                PaymentState::ChargedBack
+            } else if self.refunded >= self.paid {
+                PaymentState::Refunded
+            } else if self.refunded > 0 {
+                PaymentState::PartiallyRefunded
+            } else {
+                PaymentState::Paid
+            }
+        } else if self.authorized && self.reversed {
+            PaymentState::Released
+        } else if self.authorized {
+            PaymentState::Authorized
+        } else {
+            PaymentState::Unmatched
+        }
+    }
+
+    /// Paid and not (entirely) undone: money the merchant keeps.
+    pub fn stands(&self) -> bool {
+        matches!(
+            self.state(),
+            PaymentState::Paid | PaymentState::PartiallyRefunded
+        )
+    }
+
+    /// Refunds that count: those of a payment that was paid.
+    pub fn counted_refunds(&self) -> i64 {
+        if self.paid > 0 { self.refunded } else { 0 }
+    }
+
+    /// Paid and charged back.
+    pub fn charged_back(&self) -> i64 {
+        if self.paid > 0 && self.reversed {
+            self.paid
+        } else {
+            0
+        }
+    }
+
+    /// Refunds held because their payment has not arrived.
+    pub fn has_unmatched_refund(&self) -> bool {
+        self.paid == 0 && self.refunded > 0
+    }
+
+    /// A reversal without an authorization or payment to reverse.
+    pub fn has_unmatched_reversal(&self) -> bool {
+        self.reversed && self.paid == 0 && !self.authorized
+    }
+
+    pub fn over_refunded(&self) -> bool {
+        self.paid > 0 && self.refunded > self.paid
+    }
+
+    fn check_grows_from(&self, earlier: &PaymentFacts) -> Result<(), String> {
+        if earlier.authorized && !self.authorized {
+            return Err("authorized went from true to false".to_owned());
+        }
+        if earlier.reversed && !self.reversed {
+            return Err("reversed went from true to false".to_owned());
+        }
+        if earlier.paid != 0 && self.paid != earlier.paid {
+            return Err(format!(
+                "paid changed from {} to {}",
+                earlier.paid, self.paid
+            ));
+        }
+        if self.paid < earlier.paid || self.refunded < earlier.refunded {
+            return Err("a total shrank".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// What we know about one merchant order, accumulated from every
+/// notification applied to it. Every field only grows (see
+/// [`OrderFacts::check_grows_from`]); the state is derived by
+/// [`OrderFacts::state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFacts {
+    /// The order's total as the shop recorded it: what a payment must match.
+    pub expected: Money,
+    /// A CANCELED notification was received.
+    pub canceled: bool,
+    /// The processor flagged the order (SUSPECT, INVALID, FRAUD_STATUS=DENIED).
+    pub suspect: bool,
+    /// A payment, authorization or refund disagreed with the order's amount
+    /// or currency.
+    pub mismatch: bool,
+    /// The payments, by processor reference (REFNO).
+    pub payments: BTreeMap<String, PaymentFacts>,
+    /// The order's reference at the processor, as shown and as settlement
+    /// files carry it: the one of the first notification applied, replaced
+    /// by the paying notification's at the first payment. Bookkeeping, not
+    /// a fact the state derives from.
+    pub processor_ref: Option<String>,
+}
+
+impl OrderFacts {
+    /// A new order: nothing known yet but what it should cost.
+    pub fn new(expected: Money) -> Self {
+        Self {
+            expected,
+            canceled: false,
+            suspect: false,
+            mismatch: false,
+            payments: BTreeMap::new(),
+            processor_ref: None,
+        }
+    }
+
+    /// The order's state, derived from the facts.
+    ///
+    /// What needs a human comes first (a disagreement, then the processor's
+    /// own alarm). Then money: the best-standing payment decides, so a
+    /// double charge refunded under its own reference leaves the order
+    /// `paid` (its other payment stands). Without a payment, the intentions:
+    /// canceled, a released authorization, an authorization.
+    pub fn state(&self) -> OrderState {
+        if self.mismatch {
+            return OrderState::Mismatch;
+        }
+        if self.suspect {
+            return OrderState::Suspect;
+        }
+        let best = self.payments.values().map(PaymentFacts::state).max();
+        match best {
+            Some(PaymentState::Paid) => OrderState::Paid,
+            Some(PaymentState::PartiallyRefunded) => OrderState::PartiallyRefunded,
+            Some(PaymentState::Refunded) => OrderState::Refunded,
+            Some(PaymentState::ChargedBack) => OrderState::Reversed,
+            _ if self.canceled => OrderState::Canceled,
+            Some(PaymentState::Released) => OrderState::Reversed,
+            Some(PaymentState::Authorized) => OrderState::Authorized,
+            Some(PaymentState::Unmatched) | None => OrderState::Pending,
+        }
+    }
+
+    /// Minor units paid, over every payment (gross).
+    pub fn paid(&self) -> i64 {
+        self.payments
+            .values()
+            .fold(0i64, |sum, p| sum.saturating_add(p.paid))
+    }
+
+    /// Minor units refunded on paid payments.
+    pub fn refunded(&self) -> i64 {
+        self.payments
+            .values()
+            .fold(0i64, |sum, p| sum.saturating_add(p.counted_refunds()))
+    }
+
+    /// Minor units charged back (paid, then reversed).
+    pub fn charged_back(&self) -> i64 {
+        self.payments
+            .values()
+            .fold(0i64, |sum, p| sum.saturating_add(p.charged_back()))
+    }
+
+    pub fn paid_money(&self) -> Money {
+        Money::from_minor(self.paid(), self.expected.currency())
+    }
+
+    pub fn refunded_money(&self) -> Money {
+        Money::from_minor(self.refunded(), self.expected.currency())
+    }
+
+    pub fn charged_back_money(&self) -> Money {
+        Money::from_minor(self.charged_back(), self.expected.currency())
+    }
+
+    /// Any payment authorized (the order row's summary column).
+    pub fn authorized(&self) -> bool {
+        self.payments.values().any(|p| p.authorized)
+    }
+
+    /// Any payment reversed (the order row's summary column).
+    pub fn reversed(&self) -> bool {
+        self.payments.values().any(|p| p.reversed)
+    }
+
+    /// Payments that were paid.
+    pub fn paid_count(&self) -> usize {
+        self.payments.values().filter(|p| p.paid > 0).count()
+    }
+
+    /// Payments that were paid and stand.
+    pub fn standing_count(&self) -> usize {
+        self.payments.values().filter(|p| p.stands()).count()
+    }
+
+    /// Double charges not yet undone: what open `duplicate_payment` items
+    /// should number.
+    pub fn open_duplicates(&self) -> usize {
+        self.standing_count().saturating_sub(1)
+    }
+
+    pub fn canceled_and_paid(&self) -> bool {
+        self.canceled && self.paid() > 0
+    }
+
+    /// Whether two fact sets agree on everything the state derives from
+    /// (all but the processor reference).
+    pub fn same_facts(&self, other: &OrderFacts) -> bool {
+        self.expected == other.expected
+            && self.canceled == other.canceled
+            && self.suspect == other.suspect
+            && self.mismatch == other.mismatch
+            && self.payments == other.payments
+    }
+
+    /// Checks what must hold for any facts `decide` produces.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (refno, payment) in &self.payments {
+            if payment.paid < 0 || payment.refunded < 0 {
+                return Err(format!("payment {refno} has a negative total"));
+            }
+            if payment.paid != 0 && payment.paid != self.expected.minor_units() {
+                return Err(format!(
+                    "payment {refno} paid {} minor units, neither 0 nor the expected total ({})",
+                    payment.paid, self.expected
+                ));
+            }
+        }
+        if self.paid() > 0 && self.processor_ref.is_none() {
+            return Err("paid without a processor reference".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Checks that `self` only added to `earlier`: no flag went back to
+    /// false, no payment disappeared or shrank, the expected total did not
+    /// change, and the processor reference, once known, changed only at the
+    /// first payment.
+    pub fn check_grows_from(&self, earlier: &OrderFacts) -> Result<(), String> {
+        let flags = [
+            ("canceled", earlier.canceled, self.canceled),
+            ("suspect", earlier.suspect, self.suspect),
+            ("mismatch", earlier.mismatch, self.mismatch),
+        ];
+        for (name, before, after) in flags {
+            if before && !after {
+                return Err(format!("{name} went from true to false"));
+            }
+        }
+        if self.expected != earlier.expected {
+            return Err("the expected total changed".to_owned());
+        }
+        for (refno, before) in &earlier.payments {
+            let Some(after) = self.payments.get(refno) else {
+                return Err(format!("payment {refno} disappeared"));
+            };
+            after
+                .check_grows_from(before)
+                .map_err(|err| format!("payment {refno}: {err}"))?;
+        }
+        let first_payment = earlier.paid() == 0 && self.paid() > 0;
+        if earlier.processor_ref.is_some()
+            && self.processor_ref != earlier.processor_ref
+            && !(first_payment && self.processor_ref.is_some())
+        {
+            return Err("the processor reference changed outside the first payment".to_owned());
+        }
+        Ok(())
+    }
+}
