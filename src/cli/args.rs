@@ -134,6 +134,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "Accept legacy HMAC-MD5 `HASH` signatures.",
     ),
     value(
+        "require-algorithm",
+        "IPN_REQUIRE_ALGORITHM",
+        "ALGORITHM",
+        "Refuse a notification without this signature (sha3-256 or sha256), whatever else it carries, so a stripped stronger signature cannot let a weaker one decide; none: the strongest present decides.",
+    ),
+    value(
         "pseudonym-key-file",
         "PSEUDONYM_KEY_FILE",
         "FILE",
@@ -273,6 +279,30 @@ pub const INTAKE: &[Flag] = &[
         "IPN_CONFIRM_TIMEOUT",
         "DURATION",
         "How long to wait for the broker's confirm before answering 503.",
+    ),
+    value(
+        "intake-header-timeout",
+        "IPN_INTAKE_HEADER_TIMEOUT",
+        "DURATION",
+        "How long a client may take to send a request's header, from connecting or from its first byte; slower clients are dropped (408 when part of a request arrived).",
+    ),
+    value(
+        "intake-body-timeout",
+        "IPN_INTAKE_BODY_TIMEOUT",
+        "DURATION",
+        "How long a client may take to send a body once its header is in (408 after that).",
+    ),
+    value(
+        "intake-idle-timeout",
+        "IPN_INTAKE_IDLE_TIMEOUT",
+        "DURATION",
+        "How long a kept-alive intake connection may wait for its next request.",
+    ),
+    value(
+        "intake-max-connections",
+        "IPN_INTAKE_MAX_CONNECTIONS",
+        "N",
+        "Intake connections open at the same time; more are answered 503 and closed.",
     ),
 ];
 

@@ -248,6 +248,53 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["order_ref"], "SHOP-1007");
     let id = items[0]["id"].as_i64().expect("id").to_string();
+    // A card number typed by a person is refused, whatever its grouping,
+    // and nothing is stored.
+    for (by, note, refused) in [
+        ("finance-42", "card 4111111111111111 refunded", "--note"),
+        ("finance-42", "card 4111.1111.1111.1111 refunded", "--note"),
+        (
+            "finance-42",
+            "card \u{FF14}\u{FF11}\u{FF11}\u{FF11} 1111 1111 1111",
+            "--note",
+        ),
+        ("4111-1111-1111-1111", "refunded", "--by"),
+    ] {
+        cli(&db)
+            .args(["review", "resolve", &id, "--by", by, "--note", note])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{refused} contains what looks like a card number"
+            )))
+            .stderr(predicate::str::contains("4111").not())
+            .stderr(predicate::str::contains("\u{FF14}").not());
+    }
+    let still_open = cli(&db)
+        .args(["review", "list", "--kind", "amount_mismatch"])
+        .assert()
+        .success();
+    let still_open = String::from_utf8_lossy(&still_open.get_output().stdout).into_owned();
+    assert!(still_open.contains("1 item(s)"), "{still_open}");
+    assert!(
+        dump_all_text(&db.url)
+            .await
+            .iter()
+            .all(|(_, _, value)| !contains_pan(value) || is_hex_digest(value)),
+        "a refused note reached the database"
+    );
+    // Through the library too: the store refuses, naming what.
+    let store = db.store().await;
+    let err = store
+        .resolve_review_item(
+            id.parse().expect("id"),
+            "finance-42",
+            "card 4111 1111 1111 1111",
+        )
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("resolution note"), "{err}");
+    assert!(!err.to_string().contains("4111"), "{err}");
     cli(&db)
         .args([
             "review",
@@ -256,7 +303,7 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
             "--by",
             "finance-42",
             "--note",
-            "customer paid the difference by wire",
+            "customer paid the difference by wire, card ending 1111",
         ])
         .assert()
         .success();
