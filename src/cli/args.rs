@@ -126,7 +126,7 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "key-file",
         "IPN_KEYS_FILE",
         "FILE",
-        "Key file: one key per line, `KEY_ID SECRET`; the first line is the current key, later lines are older keys still accepted.",
+        "Key file: one key per line, `KEY_ID SECRET` or `KEY_ID \"SECRET\"` (quoted when it holds spaces, `#` or quotes); the first line is the current key, later lines are older keys still accepted.",
     ),
     switch(
         "allow-md5",

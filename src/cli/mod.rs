@@ -193,9 +193,10 @@ pub fn run(cli: Cli) -> CliResult {
 /// else `IPN_KEYS_FILE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {
-    /// Key file: one key per line, `KEY_ID SECRET`; the first line is the
-    /// current key, later lines are older keys still accepted. A line with
-    /// only a secret gets the id `default`.
+    /// Key file: one key per line, `KEY_ID SECRET` or `KEY_ID "SECRET"` (a
+    /// secret with spaces, `#` or quotes, `\"` and `\\` escaped); the first
+    /// line is the current key, later lines are older keys still accepted.
+    /// A line with only a secret gets the id `default`.
     #[arg(long, env = "IPN_KEYS_FILE", value_name = "FILE")]
     pub key_file: PathBuf,
 }
