@@ -64,6 +64,9 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     pub database_up: Gauge,
     pub ipn_date_skew_seconds: Histogram,
+    /// From the intake's receipt to the commit that applied or recorded
+    /// the notification.
+    pub commit_latency_seconds: Histogram,
     /// Intake requests, by result.
     pub intake_requests: Family<ResultLabels, Counter>,
     /// Messages waiting in the parking queue (refreshed periodically).
@@ -106,6 +109,7 @@ impl Metrics {
         ]);
 
         let intake_requests = Family::<ResultLabels, Counter>::default();
+        let commit_latency_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let parking_queue_messages = Gauge::default();
         let review_items_open = Family::<KindLabels, Gauge>::default();
         let review_oldest_open_age_seconds = Gauge::default();
@@ -167,6 +171,11 @@ impl Metrics {
             ipn_date_skew_seconds.clone(),
         );
         registry.register(
+            "commit_latency_seconds",
+            "Time from the intake's receipt to the commit of the notification",
+            commit_latency_seconds.clone(),
+        );
+        registry.register(
             "parking_queue_messages",
             "Messages waiting in the parking queue for a person",
             parking_queue_messages.clone(),
@@ -193,6 +202,7 @@ impl Metrics {
             broker_connected,
             database_up,
             ipn_date_skew_seconds,
+            commit_latency_seconds,
             intake_requests,
             parking_queue_messages,
             review_items_open,

@@ -15,7 +15,7 @@ use crate::domain::{
     TokenizeError, tokenize,
 };
 use crate::ipn::{FormLimits, KeyRing, SignaturePolicy, Verified, VerifyError, parse_and_verify};
-use crate::store::{RejectedNotification, Store, StoreError};
+use crate::store::{BatchItem, RejectedNotification, Store, StoreError};
 
 /// Everything needed to judge a notification.
 #[derive(Clone)]
@@ -135,6 +135,28 @@ impl Report {
     }
 }
 
+/// What [`Pipeline::judge`] concluded, before anything is recorded.
+#[derive(Debug)]
+pub enum Judgement {
+    /// Refused: only its digest and why will be recorded.
+    Refused(Box<Refused>),
+    /// A verified, tokenized notification to apply.
+    Event(Box<(PaymentEvent, Verified)>),
+}
+
+/// A refused notification, as it will be recorded.
+#[derive(Debug)]
+pub struct Refused {
+    pub digest: String,
+    pub outcome: Outcome,
+    pub refusal: Refusal,
+    /// Fields where a card number was found (names only).
+    pub pan_fields: Vec<String>,
+    pub received_at: DateTime<Utc>,
+    pub verified: Option<Verified>,
+    pub refused_algorithm: Option<crate::ipn::Algorithm>,
+}
+
 /// The configured pipeline over a store.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -155,16 +177,19 @@ impl Pipeline {
         &self.config
     }
 
-    /// Judges one raw body and records the result.
-    ///
-    /// `Err` only for operational failures (after the store's own bounded
-    /// retries); the caller decides whether to retry later.
-    pub async fn handle(
-        &self,
-        body: &[u8],
-        received_at: DateTime<Utc>,
-    ) -> Result<Report, StoreError> {
+    /// Judges one raw body without any I/O: parse, verify, check the
+    /// expected fields, tokenize.
+    pub fn judge(&self, body: &[u8], received_at: DateTime<Utc>) -> Judgement {
         let digest = BodyDigest::of(body).to_string();
+        let refused = |outcome, refusal, pan_fields: Vec<String>| Refused {
+            digest: digest.clone(),
+            outcome,
+            refusal,
+            pan_fields,
+            received_at,
+            verified: None,
+            refused_algorithm: None,
+        };
         let (form, verified) = match parse_and_verify(
             body,
             &self.config.limits,
@@ -177,11 +202,9 @@ impl Pipeline {
                     VerifyError::Malformed(form) => (Outcome::Malformed, form_refusal(form)),
                     other => (Outcome::InvalidSignature, Refusal::new(other.reason())),
                 };
-                let mut report = self
-                    .reject(digest, outcome, reason, Vec::new(), received_at)
-                    .await?;
-                report.refused_algorithm = err.algorithm();
-                return Ok(report);
+                let mut refused = refused(outcome, reason, Vec::new());
+                refused.refused_algorithm = err.algorithm();
+                return Judgement::Refused(Box::new(refused));
             }
         };
         if let Some(missing) = self
@@ -190,43 +213,102 @@ impl Pipeline {
             .iter()
             .find(|name| form.get(name).is_none() && form.get(&format!("{name}[]")).is_none())
         {
-            let mut report = self
-                .reject(
-                    digest,
-                    Outcome::Malformed,
-                    Refusal::with_field("missing_expected_field", missing.clone()),
-                    Vec::new(),
-                    received_at,
-                )
-                .await?;
-            report.verified = Some(verified);
-            return Ok(report);
+            let mut refused = refused(
+                Outcome::Malformed,
+                Refusal::with_field("missing_expected_field", missing.clone()),
+                Vec::new(),
+            );
+            refused.verified = Some(verified);
+            return Judgement::Refused(Box::new(refused));
         }
-        let event = match tokenize(body, &form, &verified, self.config.pseudonym_key.as_ref()) {
-            Ok(event) => event,
+        match tokenize(body, &form, &verified, self.config.pseudonym_key.as_ref()) {
+            Ok(event) => Judgement::Event(Box::new((event, verified))),
             Err(err) => {
                 let pan_fields = match &err {
                     TokenizeError::PanInAllowListedField { field } => vec![field.to_string()],
                     _ => Vec::new(),
                 };
-                let mut report = self
-                    .reject(
-                        digest,
-                        Outcome::Malformed,
-                        Refusal::with_field(err.reason(), err.field()),
-                        pan_fields,
-                        received_at,
-                    )
-                    .await?;
-                report.verified = Some(verified);
-                return Ok(report);
+                let mut refused = refused(
+                    Outcome::Malformed,
+                    Refusal::with_field(err.reason(), err.field()),
+                    pan_fields,
+                );
+                refused.verified = Some(verified);
+                Judgement::Refused(Box::new(refused))
             }
-        };
+        }
+    }
+
+    /// Judges one raw body and records the result.
+    ///
+    /// `Err` only for operational failures (after the store's own bounded
+    /// retries); the caller decides whether to retry later.
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Report, StoreError> {
+        match self.judge(body, received_at) {
+            Judgement::Refused(refused) => self.record(*refused).await,
+            Judgement::Event(judged) => {
+                let (event, verified) = *judged;
+                let applied = self
+                    .store
+                    .apply(&event, received_at, &self.config.reconcile)
+                    .await?;
+                Ok(report_for(&event, verified, applied))
+            }
+        }
+    }
+
+    /// Judges and records several bodies, applying their events in one
+    /// transaction ([`Store::apply_batch`]), with the meaning of handling
+    /// them one by one in this order. `Err` fails the whole batch: retry
+    /// it, or handle its bodies one by one.
+    pub async fn handle_batch(
+        &self,
+        bodies: &[(&[u8], DateTime<Utc>)],
+    ) -> Result<Vec<Report>, StoreError> {
+        let mut reports: Vec<Option<Report>> = vec![None; bodies.len()];
+        let mut events = Vec::new();
+        let mut positions = Vec::new();
+        for (index, (body, received_at)) in bodies.iter().enumerate() {
+            match self.judge(body, *received_at) {
+                Judgement::Refused(refused) => reports[index] = Some(self.record(*refused).await?),
+                Judgement::Event(judged) => {
+                    let (event, verified) = *judged;
+                    positions.push((index, verified));
+                    events.push(BatchItem {
+                        event,
+                        received_at: *received_at,
+                    });
+                }
+            }
+        }
         let applied = self
             .store
-            .apply(&event, received_at, &self.config.reconcile)
+            .apply_batch(&events, &self.config.reconcile)
             .await?;
-        Ok(report_for(&event, verified, applied))
+        for ((item, (index, verified)), applied) in events.iter().zip(positions).zip(applied) {
+            reports[index] = Some(report_for(&item.event, verified, applied));
+        }
+        Ok(reports.into_iter().flatten().collect())
+    }
+
+    /// Records a refused notification (digest and reason only).
+    async fn record(&self, refused: Refused) -> Result<Report, StoreError> {
+        let mut report = self
+            .reject(
+                refused.digest,
+                refused.outcome,
+                refused.refusal,
+                refused.pan_fields,
+                refused.received_at,
+            )
+            .await?;
+        report.verified = refused.verified;
+        report.refused_algorithm = refused.refused_algorithm;
+        Ok(report)
     }
 
     async fn reject(

@@ -102,8 +102,14 @@ pub struct Settings {
     // --- Worker ---
     /// Unacked deliveries the broker may push to one worker.
     pub prefetch: u16,
-    /// Notifications processed at the same time.
+    /// Batches processed at the same time (notifications, with a batch
+    /// size of 1).
     pub concurrency: usize,
+    /// Deliveries applied in one database transaction (1: one by one).
+    pub batch_size: usize,
+    /// How long a batch waits to fill before it is applied anyway.
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
     /// How long a notification for an unknown order is retried.
     #[serde(with = "humantime_serde")]
     pub orphan_window: Duration,
@@ -151,6 +157,10 @@ pub struct Settings {
     /// after the work in flight is done.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
+    /// How long to let the broker settle the last acks before the consumer
+    /// channel closes at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub ack_settle_grace: Duration,
 }
 
 impl Default for Settings {
@@ -184,8 +194,12 @@ impl Default for Settings {
             // keeping bodies indefinitely.
             parking_ttl: Duration::from_secs(14 * 24 * 3600),
 
-            prefetch: 32,
-            concurrency: 8,
+            // Measured with `ipn-reconciler bench` (README, "Throughput"):
+            // enough deliveries in flight to fill `concurrency` batches.
+            prefetch: 256,
+            concurrency: 4,
+            batch_size: 64,
+            batch_wait: Duration::from_millis(5),
             orphan_window: Duration::from_secs(3600),
             recovery_stall: Duration::from_secs(15),
             no_intake: false,
@@ -206,6 +220,7 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             shutdown_deadline: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
+            ack_settle_grace: Duration::from_millis(500),
         }
     }
 }
@@ -611,6 +626,7 @@ impl Loaded {
             ("delivery-limit", u64::from(s.delivery_limit)),
             ("prefetch", u64::from(s.prefetch)),
             ("concurrency", s.concurrency as u64),
+            ("batch-size", s.batch_size as u64),
             ("intake-max-connections", s.intake_max_connections as u64),
         ];
         for (key, value) in at_least_one {
@@ -689,11 +705,14 @@ impl Loaded {
             amqp: self.amqp()?,
             prefetch: s.prefetch,
             concurrency: s.concurrency,
+            batch_size: s.batch_size,
+            batch_wait: s.batch_wait,
             orphan_window: s.orphan_window,
             parking_ttl: s.parking_ttl,
             shutdown_deadline: s.shutdown_deadline,
             recovery_stall: s.recovery_stall,
             close_timeout: s.close_timeout,
+            ack_settle_grace: s.ack_settle_grace,
         })
     }
 
@@ -846,7 +865,7 @@ mod tests {
     #[test]
     fn defaults_need_nothing() {
         let loaded = load(None, &[]).expect("defaults load");
-        assert_eq!(loaded.settings.prefetch, 32);
+        assert_eq!(loaded.settings.prefetch, 256);
         assert_eq!(loaded.settings.retry_delays.to_string(), "5s,30s,2m,10m,1h");
         assert_eq!(loaded.origin("prefetch"), "default");
     }

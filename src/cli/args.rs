@@ -215,7 +215,19 @@ pub const WORKER: &[Flag] = &[
         "concurrency",
         "IPN_CONCURRENCY",
         "N",
-        "Notifications processed at the same time.",
+        "Batches processed at the same time (notifications, with --batch-size 1).",
+    ),
+    value(
+        "batch-size",
+        "IPN_BATCH_SIZE",
+        "N",
+        "Deliveries applied in one database transaction; 1 applies them one by one.",
+    ),
+    value(
+        "batch-wait",
+        "IPN_BATCH_WAIT",
+        "DURATION",
+        "How long a batch waits to fill before it is applied anyway (a quiet system keeps a low latency).",
     ),
     value(
         "orphan-window",
@@ -325,6 +337,12 @@ pub const OPERATIONS: &[Flag] = &[
         "IPN_SHUTDOWN_DEADLINE",
         "DURATION",
         "How long SIGTERM/SIGINT waits for notifications in flight.",
+    ),
+    value(
+        "ack-settle-grace",
+        "IPN_ACK_SETTLE_GRACE",
+        "DURATION",
+        "How long to let the broker settle the last acks before the consumer channel closes at shutdown.",
     ),
     value(
         "close-timeout",

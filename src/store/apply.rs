@@ -49,7 +49,7 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    fn only(outcome: Outcome) -> Self {
+    pub(super) fn only(outcome: Outcome) -> Self {
         Self {
             outcome,
             order_state: None,
@@ -73,7 +73,7 @@ pub struct RejectedNotification {
 
 /// Outcomes after which a notification may be processed again: the cause
 /// may have been fixed (the order imported, a key added).
-const REPROCESSABLE: [Outcome; 3] = [
+pub(super) const REPROCESSABLE: [Outcome; 3] = [
     Outcome::OrderNotFound,
     Outcome::InvalidSignature,
     Outcome::Malformed,
@@ -112,7 +112,7 @@ impl RetryBounds {
 /// refused before tokenization.
 #[derive(Insertable, AsChangeset, Default)]
 #[diesel(table_name = notifications, treat_none_as_null = true)]
-struct TokenizedColumns<'a> {
+pub(super) struct TokenizedColumns<'a> {
     processor_ref: Option<&'a str>,
     order_ref: Option<&'a str>,
     order_status: Option<&'a str>,
@@ -128,7 +128,7 @@ struct TokenizedColumns<'a> {
 }
 
 impl<'a> TokenizedColumns<'a> {
-    fn of(event: &'a PaymentEvent, currency: &'a Currency) -> Self {
+    pub(super) fn of(event: &'a PaymentEvent, currency: &'a Currency) -> Self {
         Self {
             processor_ref: Some(&event.processor_ref),
             order_ref: Some(&event.order_ref),
@@ -148,21 +148,21 @@ impl<'a> TokenizedColumns<'a> {
 
 #[derive(Insertable)]
 #[diesel(table_name = notifications)]
-struct NewNotification<'a> {
-    body_sha256: &'a str,
+pub(super) struct NewNotification<'a> {
+    pub(super) body_sha256: &'a str,
     #[diesel(embed)]
-    tokenized: TokenizedColumns<'a>,
-    received_at: DateTime<Utc>,
-    processed_at: Option<DateTime<Utc>>,
-    outcome: Outcome,
-    reason: Option<&'a str>,
+    pub(super) tokenized: TokenizedColumns<'a>,
+    pub(super) received_at: DateTime<Utc>,
+    pub(super) processed_at: Option<DateTime<Utc>>,
+    pub(super) outcome: Outcome,
+    pub(super) reason: Option<&'a str>,
 }
 
 /// What a notification says, as stored: compared between the first
 /// delivery of an identity and its repeats.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = notifications)]
-struct Meaning {
+pub(super) struct Meaning {
     processor_ref: Option<String>,
     order_ref: Option<String>,
     order_status: Option<String>,
@@ -173,7 +173,7 @@ struct Meaning {
 }
 
 impl Meaning {
-    fn of(event: &PaymentEvent) -> Self {
+    pub(super) fn of(event: &PaymentEvent) -> Self {
         Self {
             processor_ref: Some(event.processor_ref.clone()),
             order_ref: Some(event.order_ref.clone()),
@@ -188,24 +188,25 @@ impl Meaning {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = orders)]
-struct OrderRow {
-    id: i64,
-    expected_minor: i64,
-    currency: String,
-    processor_ref: Option<String>,
-    canceled: bool,
-    suspect: bool,
-    mismatch: bool,
+pub(super) struct OrderRow {
+    pub(super) id: i64,
+    pub(super) expected_minor: i64,
+    pub(super) currency: String,
+    pub(super) processor_ref: Option<String>,
+    pub(super) canceled: bool,
+    pub(super) suspect: bool,
+    pub(super) mismatch: bool,
 }
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = payments)]
-struct PaymentRow {
-    processor_ref: String,
-    authorized: bool,
-    paid_minor: i64,
-    refunded_minor: i64,
-    reversed: bool,
+pub(super) struct PaymentRow {
+    pub(super) order_id: i64,
+    pub(super) processor_ref: String,
+    pub(super) authorized: bool,
+    pub(super) paid_minor: i64,
+    pub(super) refunded_minor: i64,
+    pub(super) reversed: bool,
 }
 
 /// Loads an order's facts: the order row and its payments.
@@ -213,13 +214,18 @@ async fn load_facts(
     conn: &mut AsyncPgConnection,
     order: &OrderRow,
 ) -> Result<OrderFacts, StoreError> {
-    let currency = Currency::parse(&order.currency)
-        .map_err(|err| StoreError::Invalid(format!("order {}: {err}", order.id)))?;
     let rows: Vec<PaymentRow> = payments::table
         .filter(payments::order_id.eq(order.id))
         .select(PaymentRow::as_select())
         .load(conn)
         .await?;
+    facts_of(order, rows)
+}
+
+/// An order's facts from its row and its payments' rows.
+pub(super) fn facts_of(order: &OrderRow, rows: Vec<PaymentRow>) -> Result<OrderFacts, StoreError> {
+    let currency = Currency::parse(&order.currency)
+        .map_err(|err| StoreError::Invalid(format!("order {}: {err}", order.id)))?;
     Ok(OrderFacts {
         expected: Money::from_minor(order.expected_minor, currency),
         canceled: order.canceled,
@@ -615,6 +621,7 @@ async fn claim(
             .set((
                 notifications::repeat_of.eq(id),
                 notifications::outcome.eq(Outcome::Duplicate),
+                notifications::reason.eq(format!("repeat of notification #{id}")),
             ))
             .execute(conn)
             .await?;
@@ -674,7 +681,7 @@ async fn claim(
 /// reversal, chargeback) later than the processor's retry horizon: it is
 /// not one of the processor's retries, so it may be a genuine second refund
 /// of the same amount, which must not be lost silently.
-fn late_repeat(
+pub(super) fn late_repeat(
     event: &PaymentEvent,
     id: i64,
     first_id: i64,
@@ -870,7 +877,7 @@ async fn finish_notification(
 
 /// Closes up to `resolution.count` open items of its kind for the order
 /// (and payment), oldest first, as resolved by [`SYSTEM_RESOLVER`].
-async fn resolve_items(
+pub(super) async fn resolve_items(
     conn: &mut AsyncPgConnection,
     order_ref: &str,
     resolution: &AutoResolution,

@@ -6,6 +6,7 @@
 //! answer in the same transaction.
 
 pub mod apply;
+pub mod batch;
 pub mod orders;
 pub mod reports;
 pub mod schema;
@@ -21,6 +22,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::secret::SecretUrl;
 
 pub use apply::{ApplyReport, RejectedNotification};
+pub use batch::BatchItem;
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
 pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
 

@@ -10,7 +10,7 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -99,38 +99,56 @@ pub(crate) async fn session(
     permits: &Arc<Semaphore>,
     token: &CancellationToken,
 ) -> SessionEnd {
-    let tag = consumer.tag();
-    let close_timeout = context.settings.close_timeout;
+    // Shutdown stops taking deliveries by no longer reading the consumer.
+    // It is not cancelled: the broker sends at most `prefetch` more, which
+    // stay unacked and return to the queue when the channel closes after
+    // the work in flight, and acks of the work in flight are never sent
+    // after a `basic.cancel` (a quorum queue may already have returned
+    // those messages to the queue then, and they would be applied twice).
     let stop = |connection: Connection, channel: Channel| async move {
-        // Stop the broker from sending more; prefetched deliveries we never
-        // started stay unacked and return to the queue when the channel closes.
-        let cancel = channel.basic_cancel(tag.clone(), BasicCancelOptions::default());
-        if let Err(err) = tokio::time::timeout(close_timeout, cancel)
-            .await
-            .unwrap_or(Ok(()))
-        {
-            tracing::warn!(error = %err, "basic.cancel failed");
-        }
         SessionEnd::Shutdown(Box::new((connection, channel)))
     };
+    let batch_size = context.settings.batch_size.max(1);
+    let batch_wait = context.settings.batch_wait;
+    // Deliveries collected for the next batch, and when it must go at the
+    // latest (a quiet system keeps its latency low).
+    let mut pending: Vec<Delivery> = Vec::new();
+    let mut due = tokio::time::Instant::now();
     loop {
         let next = tokio::select! {
             biased;
+            // Deliveries collected but not started stay unacked and return
+            // to the queue when the channel closes.
             () = token.cancelled() => return stop(connection, channel).await,
+            () = tokio::time::sleep_until(due), if !pending.is_empty() => {
+                let batch = std::mem::take(&mut pending);
+                let Some(permit) = permit(permits, token).await else {
+                    return stop(connection, channel).await;
+                };
+                tracker.spawn(handle_batch(context.clone(), batch, permit));
+                continue;
+            }
             next = consumer.next() => next,
         };
         match next {
-            Some(Ok(delivery)) => {
-                let permit = tokio::select! {
-                    biased;
-                    () = token.cancelled() => return stop(connection, channel).await,
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        // The semaphore is never closed.
-                        Err(_) => return stop(connection, channel).await,
-                    },
+            Some(Ok(delivery)) if batch_size == 1 => {
+                let Some(permit) = permit(permits, token).await else {
+                    return stop(connection, channel).await;
                 };
                 tracker.spawn(handle(context.clone(), delivery, permit));
+            }
+            Some(Ok(delivery)) => {
+                if pending.is_empty() {
+                    due = tokio::time::Instant::now() + batch_wait;
+                }
+                pending.push(delivery);
+                if pending.len() >= batch_size {
+                    let batch = std::mem::take(&mut pending);
+                    let Some(permit) = permit(permits, token).await else {
+                        return stop(connection, channel).await;
+                    };
+                    tracker.spawn(handle_batch(context.clone(), batch, permit));
+                }
             }
             Some(Err(err)) => {
                 context
@@ -163,6 +181,19 @@ pub(crate) async fn session(
     }
 }
 
+/// A permit to start one more batch (or delivery); `None` on shutdown.
+async fn permit(
+    permits: &Arc<Semaphore>,
+    token: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        biased;
+        () = token.cancelled() => None,
+        // The semaphore is never closed.
+        permit = permits.clone().acquire_owned() => permit.ok(),
+    }
+}
+
 /// Closes an abandoned connection without holding up the rebuild.
 fn close_in_background(connection: Connection) {
     tokio::spawn(async move {
@@ -170,21 +201,32 @@ fn close_in_background(connection: Connection) {
     });
 }
 
-/// One delivery: open it, judge it, decide, settle; logged in a span of
-/// its own.
-async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
-    let started = Instant::now();
-    context.metrics.in_flight.inc();
-    let now = Utc::now();
+/// A delivery, opened: its metadata, its plain body (or why it cannot be
+/// opened) and the digest it is known by.
+struct Prepared {
+    delivery: Delivery,
+    meta: MessageMeta,
+    /// Of the plain body (what the pipeline digests too), or of the bytes
+    /// as received when they cannot be opened: what the database, the logs
+    /// and the review items know the notification by.
+    digest: String,
+    span: tracing::Span,
+}
+
+/// The plain body, or why the message cannot be opened.
+type Opened = Result<zeroize::Zeroizing<Vec<u8>>, SealError>;
+
+fn prepare(
+    context: &Context,
+    delivery: Delivery,
+    now: chrono::DateTime<Utc>,
+) -> (Prepared, Opened) {
     let meta = MessageMeta::from_properties(&delivery.properties, now);
     let opened = context.sealer.open(
         meta.content_type.as_deref(),
         meta.sealed_by.as_deref(),
         &delivery.data,
     );
-    // The digest the database, the logs and the review items know the
-    // notification by: of the plain body (what the pipeline digests too),
-    // or of the bytes as received when they cannot be opened.
     let digest = match &opened {
         Ok(plain) => BodyDigest::of(plain),
         Err(_) => BodyDigest::of(&delivery.data),
@@ -199,22 +241,162 @@ async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemapho
         order_ref = field::Empty,
         outcome = field::Empty,
     );
-    async {
-        let judged = match &opened {
+    (
+        Prepared {
+            delivery,
+            meta,
+            digest,
+            span,
+        },
+        opened,
+    )
+}
+
+/// One delivery: open it, judge it, decide, settle; logged in a span of
+/// its own.
+async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
+    let started = Instant::now();
+    context.metrics.in_flight.inc();
+    let now = Utc::now();
+    let (prepared, opened) = prepare(&context, delivery, now);
+    let judged = async {
+        match &opened {
             Ok(plain) => context
                 .pipeline
-                .handle(plain, meta.received_at)
+                .handle(plain, prepared.meta.received_at)
                 .await
                 .map(|report| scan_refused(report, plain)),
-            Err(err) => unsealable(&context, err, &digest, meta.received_at).await,
-        };
-        // Whatever happens next, the plain body is no longer needed: it is
-        // zeroed now rather than at the end of the task.
-        drop(opened);
+            Err(err) => {
+                unsealable(&context, err, &prepared.digest, prepared.meta.received_at).await
+            }
+        }
+    }
+    .instrument(prepared.span.clone())
+    .await;
+    // Whatever happens next, the plain body is no longer needed: it is
+    // zeroed now rather than at the end of the task.
+    drop(opened);
+    conclude(&context, prepared, judged, now, started).await;
+}
+
+/// A batch of deliveries: open them, judge and apply them in one database
+/// transaction, then decide and settle each.
+///
+/// When the batch fails for a reason that retrying will not fix (one
+/// notification's decision cannot be written), its deliveries are handled
+/// one by one, so one bad notification holds back no other; when it fails
+/// for a passing reason (the database is away), every delivery gets the
+/// database-failure disposition (a delayed retry), as one by one would.
+async fn handle_batch(
+    context: Arc<Context>,
+    deliveries: Vec<Delivery>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let count = deliveries.len();
+    context.metrics.in_flight.inc_by(count as i64);
+    let now = Utc::now();
+    let (prepared, opened): (Vec<Prepared>, Vec<Opened>) = deliveries
+        .into_iter()
+        .map(|delivery| prepare(&context, delivery, now))
+        .unzip();
+    let openable: Vec<(&[u8], chrono::DateTime<Utc>)> = prepared
+        .iter()
+        .zip(&opened)
+        .filter_map(|(p, opened)| {
+            opened
+                .as_ref()
+                .ok()
+                .map(|plain| (plain.as_slice(), p.meta.received_at))
+        })
+        .collect();
+    let batch = context.pipeline.handle_batch(&openable).await;
+    drop(openable);
+    let mut judged: Vec<Option<Result<Report, StoreError>>> = match batch {
+        Ok(reports) => {
+            let mut reports = reports.into_iter();
+            opened
+                .iter()
+                .map(|opened| match opened {
+                    Ok(plain) => reports.next().map(|report| Ok(scan_refused(report, plain))),
+                    Err(_) => None,
+                })
+                .collect()
+        }
+        Err(err) if err.is_transient() => {
+            context.health.database().set_down(&err.to_string());
+            tracing::warn!(error = %err, notifications = count, "cannot record the batch; retrying later");
+            opened
+                .iter()
+                .map(|opened| {
+                    opened.as_ref().ok().map(|_| {
+                        Err(StoreError::Pool {
+                            message: err.to_string(),
+                            transient: true,
+                        })
+                    })
+                })
+                .collect()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, notifications = count, "the batch failed; applying its notifications one by one");
+            let mut one_by_one = Vec::with_capacity(count);
+            for (p, opened) in prepared.iter().zip(&opened) {
+                one_by_one.push(match opened {
+                    Ok(plain) => Some(
+                        context
+                            .pipeline
+                            .handle(plain, p.meta.received_at)
+                            .instrument(p.span.clone())
+                            .await
+                            .map(|report| scan_refused(report, plain)),
+                    ),
+                    Err(_) => None,
+                });
+            }
+            one_by_one
+        }
+    };
+    for ((p, opened), judged) in prepared.iter().zip(&opened).zip(judged.iter_mut()) {
+        if let Err(err) = opened {
+            *judged = Some(
+                unsealable(&context, err, &p.digest, p.meta.received_at)
+                    .instrument(p.span.clone())
+                    .await,
+            );
+        }
+    }
+    // The plain bodies are no longer needed: zeroed now.
+    drop(opened);
+    let settled = prepared.into_iter().zip(judged).map(|(p, judged)| {
+        let judged = judged
+            .unwrap_or_else(|| Err(StoreError::Invalid("the batch lost a delivery".to_owned())));
+        conclude(&context, p, judged, now, started)
+    });
+    futures::future::join_all(settled).await;
+}
+
+/// Observes the judgement, decides the disposition, settles the delivery,
+/// and counts it, inside the delivery's span.
+async fn conclude(
+    context: &Context,
+    prepared: Prepared,
+    judged: Result<Report, StoreError>,
+    now: chrono::DateTime<Utc>,
+    started: Instant,
+) {
+    let Prepared {
+        delivery,
+        meta,
+        digest,
+        span,
+        ..
+    } = prepared;
+    async {
         let verdict = match &judged {
             Ok(report) => {
                 context.health.database().set_up();
-                observe(&context, report, &meta);
+                observe(context, report, &meta);
                 Verdict::Handled(report)
             }
             Err(err) => {
@@ -227,7 +409,12 @@ async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemapho
             }
         };
         let decided = disposition(verdict, &meta, now, &context.policy);
-        super::settle::settle(&context, delivery, &meta, &digest, decided).await;
+        if matches!(judged, Ok(ref report) if report.outcome != crate::domain::Outcome::OrderNotFound)
+        {
+            let latency = (Utc::now() - meta.received_at).num_milliseconds() as f64 / 1000.0;
+            context.metrics.commit_latency_seconds.observe(latency.max(0.0));
+        }
+        super::settle::settle(context, delivery, &meta, &digest, decided).await;
     }
     .instrument(span)
     .await;

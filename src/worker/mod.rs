@@ -43,8 +43,13 @@ pub struct WorkerSettings {
     pub amqp: AmqpSettings,
     /// Unacked deliveries the broker may push to this worker (`basic.qos`).
     pub prefetch: u16,
-    /// Notifications processed at the same time.
+    /// Batches (or, with `batch_size` 1, notifications) processed at the
+    /// same time.
     pub concurrency: usize,
+    /// Deliveries applied in one database transaction.
+    pub batch_size: usize,
+    /// How long a batch waits to fill before it is applied anyway.
+    pub batch_wait: Duration,
     /// How long an `order_not_found` notification keeps being retried.
     pub orphan_window: Duration,
     /// How long a parked copy stays in the parking queue before the broker
@@ -59,6 +64,9 @@ pub struct WorkerSettings {
     pub recovery_stall: Duration,
     /// How long closing a channel or connection may take at shutdown.
     pub close_timeout: Duration,
+    /// How long to let the broker settle the last acks before the channel
+    /// closes at shutdown.
+    pub ack_settle_grace: Duration,
 }
 
 impl WorkerSettings {
@@ -181,6 +189,12 @@ impl Worker {
         };
         if let Some((connection, channel)) = open {
             if channel.status().connected() {
+                // A quorum queue settles acks asynchronously; closing the
+                // channel right after a burst of acks (a batch just done)
+                // can return some of those messages to the queue. They would
+                // only be redelivered as duplicates, which change nothing,
+                // but a moment's grace makes a clean stop the usual case.
+                tokio::time::sleep(settings.ack_settle_grace).await;
                 let _ = tokio::time::timeout(
                     settings.close_timeout,
                     channel.close(200, "shutdown".into()),

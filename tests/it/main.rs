@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod batch_apply;
 mod broker_privacy;
 mod cli_ipn;
 mod cli_reconcile;

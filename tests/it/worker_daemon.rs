@@ -239,16 +239,19 @@ async fn sigterm_drains_in_flight_work_and_leaves_the_rest_queued() {
         recorded,
         "every recorded notification was committed with its ledger row"
     );
-    // Nothing lost: what was not processed is back in the work queue.
+    // Nothing lost: what was not recorded is back in the work queue. (A
+    // quorum queue may also return a message whose ack was still being
+    // settled when the channel closed; redelivered, it is a duplicate,
+    // which the restart below shows changes nothing.)
     let expected = 600 - recorded as u32;
     let work = queue.topology().work_queue().to_owned();
     let all_back = wait_until(Duration::from_secs(10), || async {
-        queue.ready(&work).await == expected
+        queue.ready(&work).await >= expected
     })
     .await;
     assert!(
         all_back,
-        "{} ready, expected {expected}; logs:\n{}",
+        "{} ready, expected at least {expected}; logs:\n{}",
         queue.ready(&work).await,
         daemon
             .logs()
@@ -256,6 +259,19 @@ async fn sigterm_drains_in_flight_work_and_leaves_the_rest_queued() {
             .filter(|l| !l.contains("notification handled"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    // A restart drains the rest: each notification applied exactly once.
+    let mut restarted = Daemon::start(&db, &queue, &[]);
+    let drained = wait_until(Duration::from_secs(40), || async {
+        notifications(&db).await == 600 && queue.ready(&work).await == 0
+    })
+    .await;
+    assert!(drained, "logs:\n{}", restarted.logs());
+    restarted.signal("TERM");
+    assert_eq!(restarted.wait(Duration::from_secs(40)).await, Some(0));
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM order_events").await,
+        600
     );
     let logs = daemon.logs();
     assert!(logs.contains("SIGTERM received"), "{logs}");
