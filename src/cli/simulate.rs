@@ -206,7 +206,8 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
                             .map_err(super::settings_error)?;
                         let publisher = Publisher::connect(settings, "simulator").await?;
                         let confirmed =
-                            publish_all(&simulation, &publisher, |n| progress.inc(n as u64)).await;
+                            publish_all(&simulation, &publisher, &ring, |n| progress.inc(n as u64))
+                                .await;
                         publisher.close().await;
                         Ok(format!("{} published (confirmed)", confirmed?))
                     }

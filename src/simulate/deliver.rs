@@ -11,10 +11,11 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 
 use super::{Delivery, DeliveryKind, Simulation};
+use crate::domain::BodyDigest;
 use crate::ipn::{
-    Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
+    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
 };
-use crate::queue::{MessageMeta, Publisher, QueueError};
+use crate::queue::{MessageMeta, Publisher, QueueError, Sealer};
 
 /// What the processor side saw while delivering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub enum DeliverError {
     },
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("cannot seal delivery #{sequence}: {reason}")]
+    Seal { sequence: usize, reason: String },
 }
 
 /// Why a response is not a valid receipt for the notification.
@@ -246,23 +249,30 @@ async fn post_one(
 }
 
 /// Publishes every delivery straight to the work exchange, with confirms,
-/// in batches. Returns how many were confirmed.
+/// in batches, sealed with `ring`'s current key as the intake seals them
+/// (the broker never holds a body in clear: README, Data handling).
+/// Returns how many were confirmed.
 pub async fn publish_all(
     simulation: &Simulation,
     publisher: &Publisher,
+    ring: &KeyRing,
     on_done: impl Fn(usize),
 ) -> Result<usize, DeliverError> {
+    let sealer = Sealer::new(ring);
     let mut confirmed = 0;
     for batch in simulation.deliveries.chunks(200) {
         let messages: Vec<(Vec<u8>, MessageMeta)> = batch
             .iter()
             .map(|d| {
-                (
-                    d.body.clone(),
-                    MessageMeta::received(chrono::Utc::now(), None),
-                )
+                let sealed = sealer.seal(&d.body).map_err(|err| DeliverError::Seal {
+                    sequence: d.sequence,
+                    reason: err.to_string(),
+                })?;
+                let meta = MessageMeta::received(chrono::Utc::now(), None)
+                    .sealed(&sealed, BodyDigest::of(&d.body).as_str());
+                Ok((sealed.body, meta))
             })
-            .collect();
+            .collect::<Result<_, DeliverError>>()?;
         for (delivery, result) in batch
             .iter()
             .zip(publisher.publish_notifications(&messages).await?)

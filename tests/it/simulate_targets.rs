@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::helpers::amqp::{TestQueue, key_env, wait_until};
 use crate::helpers::repo_path;
+use chrono::Utc;
+use ipn_reconciler::ipn::KeyRing;
+use ipn_reconciler::queue::{MessageMeta, SEALED_CONTENT_TYPE, Sealer};
 
 fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
@@ -46,10 +49,31 @@ async fn the_simulator_publishes_to_the_queue() {
     assert!(ok, "{stdout}\n{stderr}");
     let (genuine, duplicate, tampered) = counts(&stdout);
     assert!(stdout.contains("published (confirmed)"), "{stdout}");
-    assert_eq!(
-        queue.ready(queue.topology().work_queue()).await,
-        genuine + duplicate + tampered
-    );
+    let total = genuine + duplicate + tampered;
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, total);
+    // Sealed as the intake seals them: the broker holds no body in clear,
+    // and each opens with the key file to a notification body.
+    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let sealer = Sealer::new(&ring);
+    let messages = queue.browse(queue.topology().work_queue()).await;
+    assert_eq!(messages.len() as u32, total);
+    for (properties, body) in &messages {
+        let meta = MessageMeta::from_properties(properties, Utc::now());
+        assert_eq!(meta.content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
+        assert_eq!(meta.sealed_by.as_deref(), Some("test-2026"));
+        let plain = sealer
+            .open(
+                meta.content_type.as_deref(),
+                meta.sealed_by.as_deref(),
+                body,
+            )
+            .expect("opens with the key file");
+        assert!(plain.starts_with(b"GIFT_ORDER="), "a notification body");
+        assert!(
+            !body.windows(9).any(|w| w == b"REFNOEXT="),
+            "no body in clear"
+        );
+    }
     assert!(dir.path().join("orders.csv").is_file());
     assert!(dir.path().join("expected.json").is_file());
 }
