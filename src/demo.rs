@@ -20,10 +20,8 @@ use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
 use crate::secret::SecretUrl;
 use crate::settings::{Settings, SettingsError};
-use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, post_all};
-use crate::simulate::{
-    AnomalyRates, DeliveryKind, Simulation, SimulationConfig, simulate, sort_kinds,
-};
+use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
+use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
 use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
@@ -63,6 +61,7 @@ impl DemoSettings {
                 amount_mismatch: 0.05,
                 unknown_orders: 0.04,
                 pan_in_free_text: 0.03,
+                ..AnomalyRates::NONE
             },
             settle_timeout: Duration::from_secs(120),
         }
@@ -171,13 +170,21 @@ pub async fn run(
         })
         .await;
         progress.finish_and_clear();
-        let stats = posted?;
+        let posted = posted?;
+        let stats = posted.stats;
         writeln!(
             out,
             "4/5 processor side: {} receipts checked, {} forged copies refused, {} retries; waiting until settled",
             stats.receipts, stats.refused, stats.retries
         )?;
-        wait_until_settled(&store, &simulation, &metrics, settings.settle_timeout).await?;
+        wait_until_settled(
+            &store,
+            &simulation,
+            &posted,
+            &metrics,
+            settings.settle_timeout,
+        )
+        .await?;
         Ok::<_, DemoError>(stats)
     }
     .await;
@@ -275,20 +282,20 @@ async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Settled: every distinct genuine notification is recorded, nothing is in
-/// flight, and every orphan has its review item (the last thing to happen).
+/// Settled: every distinct body the intake acknowledged is recorded (a
+/// notification's first delivery with its outcome, each other body of it as
+/// a `duplicate` repeat, a refused one as `malformed`; an exact byte copy
+/// adds no row), nothing is in flight, and every orphan has its review item
+/// (the last thing to happen). Bodies refused at the door (forged,
+/// unsigned) never reach the queue.
 async fn wait_until_settled(
     store: &Store,
     simulation: &Simulation,
+    posted: &Posted,
     metrics: &Metrics,
     limit: Duration,
 ) -> Result<(), DemoError> {
-    let distinct: std::collections::BTreeSet<&[u8]> = simulation
-        .deliveries
-        .iter()
-        .filter(|d| d.kind != DeliveryKind::Tampered)
-        .map(|d| d.body.as_slice())
-        .collect();
+    let distinct = posted.receipted_bodies(simulation);
     let expected_orphan_items: usize = simulation
         .expected_orphans
         .values()
