@@ -19,7 +19,7 @@ use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
 use crate::secret::SecretUrl;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{ExpectedFields, Settings, SettingsError};
 use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
 use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
 use crate::store::{Store, StoreError};
@@ -61,7 +61,15 @@ impl DemoSettings {
                 amount_mismatch: 0.05,
                 unknown_orders: 0.04,
                 pan_in_free_text: 0.03,
-                ..AnomalyRates::NONE
+                processor_retries: 0.08,
+                second_url_copies: 0.05,
+                manual_resends: 0.03,
+                reencoded_copies: 0.03,
+                stripped_signatures: 0.04,
+                renamed_expected_fields: 0.3,
+                double_charges: 0.03,
+                foreign_reversals: 0.02,
+                conflicting_copies: 0.02,
             },
             settle_timeout: Duration::from_secs(120),
         }
@@ -136,6 +144,8 @@ pub async fn run(
 
     let mut simulation_config = SimulationConfig::new(settings.seed, settings.orders);
     simulation_config.rates = settings.rates;
+    // The daemon checks them (see `daemon_settings`).
+    simulation_config.expected_fields = true;
     let simulation =
         simulate(&simulation_config, &key).map_err(|err| DemoError::Simulation(err.to_string()))?;
     let report = store
@@ -249,7 +259,9 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 
 /// The daemon's settings for the demo: its database and queues, short
 /// retry delays and orphan window (so that unknown orders settle within the
-/// demo, where production waits an hour), listeners on free ports.
+/// demo, where production waits an hour), listeners on free ports, and the
+/// fields the simulated merchant's IPN settings send (docs/protocol.md §11
+/// (c)), so that a copy with TEST_ORDER or FRAUD_STATUS renamed is refused.
 fn daemon_settings(demo: &DemoSettings) -> Settings {
     let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     Settings {
@@ -266,6 +278,7 @@ fn daemon_settings(demo: &DemoSettings) -> Settings {
         shutdown_deadline: Duration::from_secs(10),
         intake_addr: loopback_any_port,
         http_addr: loopback_any_port,
+        expected_fields: ExpectedFields(vec!["TEST_ORDER".to_owned(), "FRAUD_STATUS".to_owned()]),
         ..Settings::default()
     }
 }
