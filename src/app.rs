@@ -74,7 +74,12 @@ impl AppConfig {
         Ok(Self {
             pipeline,
             amqp: loaded.amqp()?,
-            database: Some(loaded.database()?),
+            database: Some({
+                let mut database = loaded.database()?;
+                // Without migrations at start, the schema must be there.
+                database.require_schema = !database.migrate;
+                database
+            }),
             worker: Some(loaded.worker()?),
             intake: if s.no_intake {
                 None

@@ -266,6 +266,8 @@ fn daemon_settings(demo: &DemoSettings) -> Settings {
     let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     Settings {
         database_url: demo.database_url.clone(),
+        // The demo makes its own database.
+        create_db: true,
         amqp_url: demo.amqp_url.clone(),
         amqp_queue: demo.queue_base.clone(),
         retry_delays: RetryDelays::new(

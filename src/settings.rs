@@ -29,8 +29,8 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{PseudonymKey, ReconcilePolicy};
-use crate::intake::{IntakeSettings, ReceiptChoice, SourcePolicy};
-use crate::ipn::{FormLimits, KeyRing, SignaturePolicy};
+use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
+use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
 use crate::queue::{AmqpSettings, RetryDelays, Topology};
 use crate::secret::SecretUrl;
@@ -49,6 +49,9 @@ pub struct Settings {
     pub database_url: SecretUrl,
     /// Apply pending migrations at start.
     pub auto_migrate: bool,
+    /// Create the database when it does not exist (`migrate` and `serve`
+    /// only; every other command refuses a missing database).
+    pub create_db: bool,
     /// Connections in the pool.
     pub db_pool_size: usize,
     /// How long to wait for a connection (new or pooled) before reporting
@@ -68,6 +71,9 @@ pub struct Settings {
     pub key_file: Option<PathBuf>,
     /// Accept legacy HMAC-MD5 `HASH` signatures.
     pub allow_md5: bool,
+    /// A signature every notification must carry (`sha3-256` or `sha256`),
+    /// so that stripping it cannot let a weaker one decide.
+    pub require_algorithm: RequiredAlgorithm,
     /// Key of the customer e-mail pseudonyms; none: no pseudonym stored.
     pub pseudonym_key_file: Option<PathBuf>,
     /// Let `TEST_ORDER=1` notifications change orders.
@@ -121,6 +127,18 @@ pub struct Settings {
     /// How long the intake waits for the broker's confirm before a 503.
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
+    /// How long a client may take to send a request's header, from
+    /// connecting or from its first byte (slow clients are dropped).
+    #[serde(with = "humantime_serde")]
+    pub intake_header_timeout: Duration,
+    /// How long a client may take to send a body (408 after that).
+    #[serde(with = "humantime_serde")]
+    pub intake_body_timeout: Duration,
+    /// How long a kept-alive intake connection may wait for its next request.
+    #[serde(with = "humantime_serde")]
+    pub intake_idle_timeout: Duration,
+    /// Intake connections open at once; more are answered 503.
+    pub intake_max_connections: usize,
 
     // --- Operations ---
     /// The operations endpoint (/healthz, /readyz, /metrics).
@@ -140,6 +158,7 @@ impl Default for Settings {
         Self {
             database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/ipn_reconciler"),
             auto_migrate: true,
+            create_db: false,
             db_pool_size: 8,
             db_acquire_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(30),
@@ -147,6 +166,7 @@ impl Default for Settings {
 
             key_file: None,
             allow_md5: false,
+            require_algorithm: RequiredAlgorithm(None),
             pseudonym_key_file: None,
             apply_test_orders: false,
             max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
@@ -177,6 +197,10 @@ impl Default for Settings {
             trusted_forwarded_header: None,
             allow_networks: AllowNetworks::default(),
             confirm_timeout: Duration::from_secs(5),
+            intake_header_timeout: ConnectionLimits::default().header_timeout,
+            intake_body_timeout: ConnectionLimits::default().body_timeout,
+            intake_idle_timeout: ConnectionLimits::default().idle_timeout,
+            intake_max_connections: ConnectionLimits::default().max_connections,
 
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9187)),
             log_format: LogFormat::Pretty,
@@ -213,6 +237,46 @@ impl<'de> Deserialize<'de> for AllowNetworks {
         crate::intake::parse_allow_list(&text)
             .map(AllowNetworks)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The signature algorithm every notification must carry: `none` (the
+/// default), `sha3-256` or `sha256`. MD5 is refused: requiring the weakest
+/// algorithm would protect nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequiredAlgorithm(pub Option<Algorithm>);
+
+impl RequiredAlgorithm {
+    /// Parses `none` (or nothing), `sha3-256` or `sha256` (and the aliases
+    /// of [`Algorithm::parse`]); the error says what is accepted.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        match Algorithm::parse(text) {
+            Some(Algorithm::Md5) => {
+                Err("MD5 cannot be required: use sha3-256 or sha256 (or none)".to_owned())
+            }
+            Some(algorithm) => Ok(Self(Some(algorithm))),
+            None => Err(format!(
+                "`{}`: use sha3-256, sha256 or none",
+                crate::ipn::form::printable_name(text)
+            )),
+        }
+    }
+}
+
+impl Serialize for RequiredAlgorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.map_or("none", Algorithm::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for RequiredAlgorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -547,6 +611,7 @@ impl Loaded {
             ("delivery-limit", u64::from(s.delivery_limit)),
             ("prefetch", u64::from(s.prefetch)),
             ("concurrency", s.concurrency as u64),
+            ("intake-max-connections", s.intake_max_connections as u64),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -561,6 +626,9 @@ impl Loaded {
             ("confirm-timeout", s.confirm_timeout),
             ("recovery-stall", s.recovery_stall),
             ("close-timeout", s.close_timeout),
+            ("intake-header-timeout", s.intake_header_timeout),
+            ("intake-body-timeout", s.intake_body_timeout),
+            ("intake-idle-timeout", s.intake_idle_timeout),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -596,7 +664,8 @@ impl Loaded {
         Ok(DatabaseSettings {
             url: s.database_url.clone(),
             migrate: s.auto_migrate,
-            create_database: true,
+            create_database: s.create_db,
+            require_schema: false,
             pool_size: s.db_pool_size,
             acquire_timeout: s.db_acquire_timeout,
             statement_timeout: s.db_statement_timeout,
@@ -655,6 +724,12 @@ impl Loaded {
             },
             limits: self.limits(),
             confirm_timeout: s.confirm_timeout,
+            connections: ConnectionLimits {
+                header_timeout: s.intake_header_timeout,
+                body_timeout: s.intake_body_timeout,
+                idle_timeout: s.intake_idle_timeout,
+                max_connections: s.intake_max_connections,
+            },
         })
     }
 
@@ -668,6 +743,7 @@ impl Loaded {
     pub fn signatures(&self) -> SignaturePolicy {
         SignaturePolicy {
             allow_md5: self.settings.allow_md5,
+            require: self.settings.require_algorithm.0,
         }
     }
 
@@ -850,6 +926,76 @@ mod tests {
             let loaded = load(None, &[env("allow-md5", "IPN_ALLOW_MD5", text)]).expect(text);
             assert_eq!(loaded.settings.allow_md5, expected, "{text}");
         }
+    }
+
+    #[test]
+    fn the_intake_limits_have_defaults_and_refuse_zero() {
+        let limits = load(None, &[])
+            .expect("defaults")
+            .intake()
+            .expect("intake")
+            .connections;
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.body_timeout, Duration::from_secs(30));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_connections, 512);
+        let loaded = load(
+            None,
+            &[
+                env("intake-header-timeout", "IPN_INTAKE_HEADER_TIMEOUT", "2s"),
+                flag("intake-max-connections", "3"),
+            ],
+        )
+        .expect("loads");
+        let limits = loaded.intake().expect("intake").connections;
+        assert_eq!(limits.header_timeout, Duration::from_secs(2));
+        assert_eq!(limits.max_connections, 3);
+        for (key, value) in [
+            ("intake-header-timeout", "0s"),
+            ("intake-body-timeout", "0s"),
+            ("intake-idle-timeout", "0s"),
+            ("intake-max-connections", "0"),
+        ] {
+            let err = load(None, &[flag(key, value)]).expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_required_algorithm_is_sha3_or_sha256_never_md5() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(loaded.signatures().require, None);
+        assert_eq!(defaults_as_text()["require-algorithm"], "none");
+        for (text, expected) in [
+            ("sha3-256", Some(Algorithm::Sha3_256)),
+            ("sha256", Some(Algorithm::Sha256)),
+            ("none", None),
+        ] {
+            let loaded = load(
+                None,
+                &[env("require-algorithm", "IPN_REQUIRE_ALGORITHM", text)],
+            )
+            .expect(text);
+            assert_eq!(loaded.signatures().require, expected, "{text}");
+        }
+        let err = load(None, &[flag("require-algorithm", "md5")])
+            .expect_err("md5 refused")
+            .to_string();
+        assert!(err.contains("--require-algorithm"), "{err}");
+        assert!(err.contains("MD5 cannot be required"), "{err}");
+        let err = load(None, &[flag("require-algorithm", "sha1")])
+            .expect_err("sha1 refused")
+            .to_string();
+        assert!(err.contains("use sha3-256, sha256 or none"), "{err}");
+        let config = file("require-algorithm = \"sha3-256\"\nallow-md5 = true\n");
+        let loaded = load(Some(config.path()), &[]).expect("file");
+        assert_eq!(
+            loaded.signatures(),
+            SignaturePolicy {
+                allow_md5: true,
+                require: Some(Algorithm::Sha3_256)
+            }
+        );
     }
 
     #[test]

@@ -44,10 +44,18 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
-/// Calling it twice is harmless (the second call does nothing).
+/// The filter when `RUST_LOG` is not set: our own events from `info` up.
+/// lapin's own lines are off: every broker error reaches this crate as a
+/// result and is reported once per change of the broker's state, while
+/// lapin would log each reconnect attempt (`RUST_LOG=info,lapin=warn` shows
+/// them when debugging).
+pub const DEFAULT_FILTER: &str = "info,lapin=off";
+
+/// Installs the global subscriber. `RUST_LOG` filters (default
+/// [`DEFAULT_FILTER`]). Calling it twice is harmless (the second call does
+/// nothing).
 pub fn init(format: LogFormat) {
-    init_with_default(format, "info");
+    init_with_default(format, DEFAULT_FILTER);
 }
 
 /// Like [`init`], with another filter when `RUST_LOG` is not set (the demo

@@ -27,10 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let again = FormBody::parse(form.encode().as_bytes(), &limits).expect("encoded body parses");
     assert_eq!(again, form);
 
-    for policy in [
-        SignaturePolicy { allow_md5: false },
-        SignaturePolicy { allow_md5: true },
-    ] {
+    let policies = [false, true].into_iter().flat_map(|allow_md5| {
+        [None, Some(Algorithm::Sha3_256), Some(Algorithm::Sha256)]
+            .map(|require| SignaturePolicy { allow_md5, require })
+    });
+    for policy in policies {
         if let Ok(verified) = verify(&form, &RING, &policy) {
             // Only a genuine HMAC is accepted.
             let key = &RING
@@ -44,6 +45,10 @@ fuzz_target!(|data: &[u8]| {
                 .expect("signature present");
             assert!(sent.eq_ignore_ascii_case(&expected));
             assert!(policy.accepts(verified.algorithm));
+            // A required signature was present.
+            if let Some(required) = policy.require {
+                assert!(form.get(required.field_name()).is_some());
+            }
         }
     }
 

@@ -89,6 +89,11 @@ pub const DATABASE: &[Flag] = &[
         "BOOL",
         "Apply pending migrations before running (`false` leaves the schema alone).",
     ),
+    switch(
+        "create-db",
+        "IPN_CREATE_DB",
+        "Create the database when it does not exist (migrate and serve; other commands refuse a missing database).",
+    ),
     value(
         "db-pool-size",
         "IPN_DB_POOL_SIZE",
@@ -121,12 +126,18 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "key-file",
         "IPN_KEYS_FILE",
         "FILE",
-        "Key file: one key per line, `KEY_ID SECRET`; the first line is the current key, later lines are older keys still accepted.",
+        "Key file: one key per line, `KEY_ID SECRET` or `KEY_ID \"SECRET\"` (quoted when it holds spaces, `#` or quotes); the first line is the current key, later lines are older keys still accepted.",
     ),
     switch(
         "allow-md5",
         "IPN_ALLOW_MD5",
         "Accept legacy HMAC-MD5 `HASH` signatures.",
+    ),
+    value(
+        "require-algorithm",
+        "IPN_REQUIRE_ALGORITHM",
+        "ALGORITHM",
+        "Refuse a notification without this signature (sha3-256 or sha256), whatever else it carries, so a stripped stronger signature cannot let a weaker one decide; none: the strongest present decides.",
     ),
     value(
         "pseudonym-key-file",
@@ -268,6 +279,30 @@ pub const INTAKE: &[Flag] = &[
         "IPN_CONFIRM_TIMEOUT",
         "DURATION",
         "How long to wait for the broker's confirm before answering 503.",
+    ),
+    value(
+        "intake-header-timeout",
+        "IPN_INTAKE_HEADER_TIMEOUT",
+        "DURATION",
+        "How long a client may take to send a request's header, from connecting or from its first byte; slower clients are dropped (408 when part of a request arrived).",
+    ),
+    value(
+        "intake-body-timeout",
+        "IPN_INTAKE_BODY_TIMEOUT",
+        "DURATION",
+        "How long a client may take to send a body once its header is in (408 after that).",
+    ),
+    value(
+        "intake-idle-timeout",
+        "IPN_INTAKE_IDLE_TIMEOUT",
+        "DURATION",
+        "How long a kept-alive intake connection may wait for its next request.",
+    ),
+    value(
+        "intake-max-connections",
+        "IPN_INTAKE_MAX_CONNECTIONS",
+        "N",
+        "Intake connections open at the same time; more are answered 503 and closed.",
     ),
 ];
 

@@ -54,7 +54,10 @@ fn secret_url(text: &str) -> Result<SecretUrl, String> {
 
 pub fn run(args: DemoArgs) -> CliResult {
     // Parked orphans are expected here: keep the worker's warnings out of the story.
-    telemetry::init_with_default(LogFormat::Pretty, "warn,ipn_reconciler::worker=error");
+    telemetry::init_with_default(
+        LogFormat::Pretty,
+        "warn,lapin=off,ipn_reconciler::worker=error",
+    );
     let amqp_url = args
         .amqp_url
         .unwrap_or_else(|| Settings::default().amqp_url);

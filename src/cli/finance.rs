@@ -10,6 +10,7 @@ use super::args::{ConfigFile, DatabaseFlags};
 use super::orders::database;
 use super::{CliError, CliResult, block_on};
 use crate::domain::ReviewKind;
+use crate::domain::pan::check_free_text;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,7 +51,8 @@ pub enum ReviewCommand {
         /// Who resolved it (a name or staff id).
         #[arg(long)]
         by: String,
-        /// What was done, for the audit trail. Do not paste personal data.
+        /// What was done, for the audit trail. Do not paste personal data;
+        /// a card number is refused (write `card ending 1111`).
         #[arg(long)]
         note: String,
         /// `note` (default): record the resolution only. `apply-repeat`
@@ -128,6 +130,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             note,
             action: ResolveAction::ApplyRepeat,
         } => {
+            check_typed_text(&by, &note)?;
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
@@ -151,6 +154,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
         ReviewCommand::Resolve {
             db, id, by, note, ..
         } => {
+            check_typed_text(&by, &note)?;
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
@@ -167,4 +171,12 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             })
         }
     }
+}
+
+/// Refuses a card number in what a person typed (`--by`, `--note`) before
+/// anything connects: a usage error, and nothing is stored
+/// (`Store::resolve_review_item` checks again).
+fn check_typed_text(by: &str, note: &str) -> Result<(), CliError> {
+    check_free_text("--by", by).map_err(CliError::usage)?;
+    check_free_text("--note", note).map_err(CliError::usage)
 }

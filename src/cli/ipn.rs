@@ -12,6 +12,7 @@ use crate::ipn::{
     Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SignaturePolicy, VerifyError,
     read_receipt, sign, verify,
 };
+use crate::settings::RequiredAlgorithm;
 
 #[derive(Debug, Subcommand)]
 pub enum IpnCommand {
@@ -20,9 +21,8 @@ pub enum IpnCommand {
     Verify {
         #[command(flatten)]
         keys: KeyArgs,
-        /// Accept legacy HMAC-MD5 `HASH` signatures.
-        #[arg(long, env = "IPN_ALLOW_MD5")]
-        allow_md5: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Notification body (form-urlencoded); `-` reads standard input.
         #[arg(default_value = "-")]
         file: PathBuf,
@@ -39,16 +39,30 @@ pub enum IpnCommand {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
-    /// Print the read receipt that answers a notification.
+    /// Print the read receipt that answers a notification, as the intake
+    /// would: the body is verified first, and the receipt is signed with
+    /// the key that verified it (an older key of the ring during a
+    /// rotation). Exit 0: printed; 1: the signature does not verify (the
+    /// processor would not accept the receipt) unless --unverified; 2:
+    /// malformed input or usage error.
     Receipt {
         #[command(flatten)]
         keys: KeyArgs,
-        /// `sig` (<sig algo=... date=...>) or `epayment` (legacy MD5).
-        #[arg(long, value_enum, default_value_t = ReceiptKind::Sig)]
-        format: ReceiptKind,
-        /// Algorithm of a `sig` receipt: sha3-256 or sha256.
-        #[arg(long, default_value = "sha3-256")]
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// `sig` (<sig algo=... date=...>) or `epayment` (legacy MD5);
+        /// default: the one of the algorithm answered.
+        #[arg(long, value_enum)]
+        format: Option<ReceiptKind>,
+        /// Algorithm of the receipt: auto (the one that verified the body,
+        /// as the intake answers), sha3-256, sha256 or md5.
+        #[arg(long, default_value = "auto")]
         algorithm: String,
+        /// Answer even when the signature does not verify: with the current
+        /// key, in the strongest algorithm the body carries (tests,
+        /// receipts for hand-made bodies).
+        #[arg(long)]
+        unverified: bool,
         /// Receipt DATE, `YmdHis` in UTC; default: now.
         #[arg(long)]
         date: Option<String>,
@@ -56,6 +70,34 @@ pub enum IpnCommand {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+}
+
+/// Which signatures are accepted, as the daemon's settings of the same
+/// names say.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// Accept legacy HMAC-MD5 `HASH` signatures.
+    #[arg(long, env = "IPN_ALLOW_MD5")]
+    allow_md5: bool,
+    /// Refuse a body without this signature (sha3-256 or sha256), whatever
+    /// else it carries; none: the strongest signature present decides.
+    #[arg(
+        long,
+        env = "IPN_REQUIRE_ALGORITHM",
+        value_name = "ALGORITHM",
+        default_value = "none",
+        value_parser = RequiredAlgorithm::parse
+    )]
+    require_algorithm: RequiredAlgorithm,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> SignaturePolicy {
+        SignaturePolicy {
+            allow_md5: self.allow_md5,
+            require: self.require_algorithm.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,11 +109,7 @@ pub enum ReceiptKind {
 pub fn run(command: IpnCommand) -> CliResult {
     let limits = FormLimits::default();
     match command {
-        IpnCommand::Verify {
-            keys,
-            allow_md5,
-            file,
-        } => {
+        IpnCommand::Verify { keys, policy, file } => {
             let ring = keys.load()?;
             let body = read_body(&file, &limits)?;
             let form = match FormBody::parse(&body, &limits) {
@@ -81,7 +119,7 @@ pub fn run(command: IpnCommand) -> CliResult {
                     return Ok(ExitCode::from(EXIT_USAGE));
                 }
             };
-            match verify(&form, &ring, &SignaturePolicy { allow_md5 }) {
+            match verify(&form, &ring, &policy.policy()) {
                 Ok(verified) => {
                     writeln!(
                         std::io::stdout(),
@@ -134,23 +172,29 @@ pub fn run(command: IpnCommand) -> CliResult {
         }
         IpnCommand::Receipt {
             keys,
+            policy,
             format,
             algorithm,
+            unverified,
             date,
             file,
         } => {
-            let ring = keys.load()?;
-            let format = match format {
-                ReceiptKind::Epayment => ReceiptFormat::Epayment,
-                ReceiptKind::Sig => match Algorithm::parse(&algorithm) {
-                    Some(Algorithm::Md5) | None => {
+            let chosen = match algorithm.trim() {
+                "auto" => None,
+                name => match Algorithm::parse(name) {
+                    Some(algorithm) => Some(algorithm),
+                    None => {
                         return usage(format!(
-                            "a sig receipt uses sha3-256 or sha256, not `{algorithm}`"
+                            "unknown algorithm `{name}`: use auto, sha3-256, sha256 or md5"
                         ));
                     }
-                    Some(algorithm) => ReceiptFormat::Sig(algorithm),
                 },
             };
+            // Refuse impossible combinations before reading anything.
+            if let Err(message) = receipt_format(chosen, format, Algorithm::Sha3_256) {
+                return usage(message);
+            }
+            let ring = keys.load()?;
             let date = match date.as_deref().map(ReceiptDate::parse) {
                 None => ReceiptDate::now(),
                 Some(Ok(date)) => date,
@@ -161,7 +205,36 @@ pub fn run(command: IpnCommand) -> CliResult {
                 Ok(form) => form,
                 Err(err) => return usage(format!("malformed: {err}")),
             };
-            let receipt = match read_receipt(&form, &ring.current().secret, format, date) {
+            let (key, signed_with) = match verify(&form, &ring, &policy.policy()) {
+                Ok(verified) => (
+                    ring.get(&verified.key_id).unwrap_or_else(|| ring.current()),
+                    verified.algorithm,
+                ),
+                Err(VerifyError::Malformed(err)) => return usage(format!("malformed: {err}")),
+                Err(err) if !unverified => {
+                    eprintln!(
+                        "invalid: {err}; the processor would not accept a receipt for this \
+                         body (--unverified answers it anyway, with the current key)"
+                    );
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+                Err(err) => {
+                    eprintln!(
+                        "warning: {err}; answering with the current key `{}`",
+                        ring.current().id
+                    );
+                    let claimed = Algorithm::STRONGEST_FIRST
+                        .into_iter()
+                        .find(|a| form.get(a.field_name()).is_some())
+                        .unwrap_or(Algorithm::Sha3_256);
+                    (ring.current(), claimed)
+                }
+            };
+            let format = match receipt_format(chosen, format, signed_with) {
+                Ok(format) => format,
+                Err(message) => return usage(message),
+            };
+            let receipt = match read_receipt(&form, &key.secret, format, date) {
                 Ok(receipt) => receipt,
                 Err(err) => return usage(format!("malformed: {err}")),
             };
@@ -171,8 +244,80 @@ pub fn run(command: IpnCommand) -> CliResult {
     }
 }
 
+/// The receipt that answers a notification signed with `signed_with`,
+/// given the algorithm (`None`: auto) and format the operator chose. An
+/// `<EPAYMENT>` receipt is MD5 and a `<sig>` receipt is SHA, so some
+/// choices contradict each other: the error says how to fix them.
+fn receipt_format(
+    chosen: Option<Algorithm>,
+    kind: Option<ReceiptKind>,
+    signed_with: Algorithm,
+) -> Result<ReceiptFormat, String> {
+    match (kind, chosen) {
+        (Some(ReceiptKind::Epayment), None | Some(Algorithm::Md5)) => Ok(ReceiptFormat::Epayment),
+        (Some(ReceiptKind::Epayment), Some(other)) => Err(format!(
+            "an epayment receipt is MD5, not {other}: drop --algorithm or use --algorithm md5"
+        )),
+        (Some(ReceiptKind::Sig), Some(Algorithm::Md5)) => {
+            Err("a sig receipt uses sha3-256 or sha256, not md5".to_owned())
+        }
+        (Some(ReceiptKind::Sig), Some(algorithm)) => Ok(ReceiptFormat::Sig(algorithm)),
+        (Some(ReceiptKind::Sig), None) if signed_with == Algorithm::Md5 => Err(
+            "the notification is signed with MD5, which is answered with an epayment \
+             receipt: drop --format sig, or give --algorithm sha3-256 or sha256"
+                .to_owned(),
+        ),
+        (Some(ReceiptKind::Sig), None) => Ok(ReceiptFormat::Sig(signed_with)),
+        (None, Some(algorithm)) => Ok(ReceiptFormat::for_algorithm(algorithm)),
+        (None, None) => Ok(ReceiptFormat::for_algorithm(signed_with)),
+    }
+}
+
 /// Prints why the input or the usage is wrong and exits 2.
 fn usage(message: String) -> CliResult {
     eprintln!("{message}");
     Ok(ExitCode::from(EXIT_USAGE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receipt_follows_the_signature_unless_told_otherwise() {
+        use Algorithm::{Md5, Sha3_256, Sha256};
+        let sig = |a| Ok(ReceiptFormat::Sig(a));
+        let cases = [
+            (None, None, Sha256, sig(Sha256)),
+            (None, None, Md5, Ok(ReceiptFormat::Epayment)),
+            (Some(Sha3_256), None, Md5, sig(Sha3_256)),
+            (None, Some(ReceiptKind::Sig), Sha3_256, sig(Sha3_256)),
+            (
+                None,
+                Some(ReceiptKind::Epayment),
+                Sha3_256,
+                Ok(ReceiptFormat::Epayment),
+            ),
+            (
+                Some(Md5),
+                Some(ReceiptKind::Epayment),
+                Sha256,
+                Ok(ReceiptFormat::Epayment),
+            ),
+        ];
+        for (chosen, kind, signed_with, expected) in cases {
+            assert_eq!(
+                receipt_format(chosen, kind, signed_with),
+                expected,
+                "{chosen:?} {kind:?} {signed_with:?}"
+            );
+        }
+        for (chosen, kind, signed_with) in [
+            (Some(Md5), Some(ReceiptKind::Sig), Sha256),
+            (Some(Sha256), Some(ReceiptKind::Epayment), Sha256),
+            (None, Some(ReceiptKind::Sig), Md5),
+        ] {
+            assert!(receipt_format(chosen, kind, signed_with).is_err());
+        }
+    }
 }

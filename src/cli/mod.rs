@@ -193,9 +193,10 @@ pub fn run(cli: Cli) -> CliResult {
 /// else `IPN_KEYS_FILE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {
-    /// Key file: one key per line, `KEY_ID SECRET`; the first line is the
-    /// current key, later lines are older keys still accepted. A line with
-    /// only a secret gets the id `default`.
+    /// Key file: one key per line, `KEY_ID SECRET` or `KEY_ID "SECRET"` (a
+    /// secret with spaces, `#` or quotes, `\"` and `\\` escaped); the first
+    /// line is the current key, later lines are older keys still accepted.
+    /// A line with only a secret gets the id `default`.
     #[arg(long, env = "IPN_KEYS_FILE", value_name = "FILE")]
     pub key_file: PathBuf,
 }
@@ -241,12 +242,19 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
 
 /// Runs a future on a fresh multi-threaded runtime (the migration harness
 /// needs one).
+///
+/// The runtime is not dropped: the command's work is done (every connection
+/// it opened was closed), and the process ends right after. Dropping it
+/// would shut its timers down under lapin's I/O threads, which may still be
+/// winding down an abandoned connection attempt, and they would panic
+/// ("A Tokio 1.x context was found, but it is being shutdown").
 pub fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(future)
+        .context("cannot start the async runtime")?;
+    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+    runtime.block_on(future)
 }
 
 #[cfg(test)]

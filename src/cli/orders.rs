@@ -61,17 +61,26 @@ pub enum ListFormat {
 }
 
 /// The database settings of a command's flags and configuration file.
+/// The database settings of a command that reads or adds to the books: it
+/// never creates a database and refuses one without the schema, so a
+/// mistyped database name is an error, not empty books.
 pub(super) fn database(
     config: &ConfigFile,
     db: &DatabaseFlags,
 ) -> Result<DatabaseSettings, CliError> {
-    args::load(config, &[db])
+    let mut settings = args::load(config, &[db])
         .and_then(|loaded| loaded.database())
-        .map_err(settings_error)
+        .map_err(settings_error)?;
+    settings.create_database = false;
+    settings.require_schema = true;
+    Ok(settings)
 }
 
+/// `migrate` creates the schema, and the database too with `--create-db`.
 pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
-    let mut settings = database(config, db)?;
+    let mut settings = args::load(config, &[db])
+        .and_then(|loaded| loaded.database())
+        .map_err(settings_error)?;
     settings.migrate = false;
     block_on(async move {
         let store = Store::connect(settings).await?;

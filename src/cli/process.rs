@@ -31,7 +31,10 @@ pub struct ProcessArgs {
 pub fn run(config: &ConfigFile, args: ProcessArgs) -> CliResult {
     let loaded = args::load(config, &[&args.db, &args.notifications]).map_err(settings_error)?;
     let pipeline_config = loaded.pipeline().map_err(settings_error)?;
-    let database = loaded.database().map_err(settings_error)?;
+    let mut database = loaded.database().map_err(settings_error)?;
+    // Replaying adds to existing books: never into a database made by a typo.
+    database.create_database = false;
+    database.require_schema = true;
     block_on(async move {
         let store = Store::connect(database).await?;
         let pipeline = Pipeline::new(pipeline_config, store);

@@ -6,22 +6,33 @@
 //! line, a product option), and once stored it would bring the whole database
 //! into PCI-DSS scope. So every field of every notification is scanned, and a
 //! field that holds a card number is reported *by name only*: its value is
-//! dropped and never returned, logged or kept.
+//! dropped and never returned, logged or kept. The same guard refuses the
+//! free text that people type into the review queue (`review resolve --note
+//! --by`).
 //!
 //! # What counts as a card number
 //!
-//! 13 to 19 ASCII digits that pass the Luhn check, written contiguously or
-//! with single spaces or dashes between digits (`4111 1111 1111 1111`,
-//! `4111-1111-1111-1111`, `4111111111111111`), anywhere in the value (`please
-//! charge 4111111111111111 thanks`). Any grouping is accepted, not only the
-//! 4-4-4-4 of most brands: Amex is 4-6-5, and people type numbers in odd
-//! groups.
+//! 13 to 19 decimal digits that pass the Luhn check, anywhere in the text
+//! (`please charge 4111111111111111 thanks`), written in any grouping:
 //!
-//! A *run* is a maximal sequence of digits joined by at most one separator
-//! between two digits; anything else (a letter, `.`, `:`, `/`, two separators
-//! in a row) ends it. The separators split a run into *groups* of contiguous
-//! digits (`4111 1111-1111 1111` is one run of four groups). The candidates
-//! checked with Luhn are:
+//! - digits of any script, with their value: ASCII `0-9`, full-width
+//!   `０-９`, Arabic-Indic `٠-٩` and every other Unicode decimal digit
+//!   ([`crate::ipn::digits`]);
+//! - between two digits, nothing or up to [`MAX_SEPARATORS`] separator
+//!   characters: spaces (any horizontal space, no-break and full-width
+//!   ones included, and tabs), dashes (`-`, Unicode dashes and minus,
+//!   full-width `－`), dots (`.`, `．`), slashes (`/`, `／`, `⁄`) and the
+//!   invisible zero-width characters. So `4111 1111 1111 1111`,
+//!   `4111-1111-1111-1111`, `4111.1111.1111.1111`, `4111 / 1111 / 1111 /
+//!   1111` and `４１１１　１１１１…` are all found. Any grouping counts, not
+//!   only the 4-4-4-4 of most brands: Amex is 4-6-5, and people type
+//!   numbers in odd groups.
+//!
+//! A *run* is a maximal sequence of digits joined that way; anything else
+//! (a letter, `:`, `,`, a line break, more than [`MAX_SEPARATORS`]
+//! separators in a row) ends it. The separators split a run into *groups*
+//! of contiguous digits (`4111 1111-1111 1111` is one run of four groups).
+//! The candidates checked with Luhn are:
 //!
 //! 1. every span of whole consecutive groups holding 13-19 digits: the run
 //!    itself when it is 13-19 digits long, and a card number written next to
@@ -43,10 +54,16 @@
 //! strings that are not card numbers are skipped by name instead (see
 //! [`SKIPPED_FIELDS`]).
 //!
-//! Not covered: digits other than ASCII `0-9` (e.g. full-width digits), and
-//! separators other than a single space or dash (dots, slashes, tabs,
-//! non-breaking spaces).
+//! Counting dots and slashes as separators has a price too: a long decimal
+//! number (`0.92345678901234`) or a list of dates on one line is one run,
+//! and trips the guard one time in ten. Values the processor sends are
+//! short (amounts have two decimals; dates are cut by `:`), so the price is
+//! paid only by unusual free text, as a review item.
 
+use std::ops::Range;
+
+use crate::ipn::digits::decimal_value;
+use crate::ipn::form::name_must_be_masked;
 use crate::ipn::{Algorithm, FormBody};
 
 use super::status::clip_for_display;
@@ -70,9 +87,14 @@ pub const SKIPPED_FIELDS: [&str; 4] = [
     "IPN_DATE",
 ];
 
-/// What is reported instead of a field *name* that itself contains a card
-/// number, so that the report cannot become the leak.
-pub const REDACTED_FIELD_NAME: &str = "<field name with card number>";
+/// What is reported instead of a field *name* that itself holds a long
+/// number, so that the report cannot become the leak (the same text as in
+/// errors and logs).
+pub use crate::ipn::form::REDACTED_FIELD_NAME;
+
+/// The most separator characters between two digits of one card number
+/// (`4111 - 1111`: three).
+pub const MAX_SEPARATORS: usize = 3;
 
 /// Field names are reported clipped to this many characters: names come
 /// from the wire and end up in review items.
@@ -84,17 +106,18 @@ pub fn is_skipped_field(name: &str) -> bool {
 }
 
 /// The names of the fields whose value contains a card number, each once,
-/// in wire order. Values are neither returned nor kept.
+/// in wire order. Values are neither returned nor kept; a name with 13 or
+/// more digits is reported as [`REDACTED_FIELD_NAME`].
 pub fn find_pan_fields(form: &FormBody) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
-    for field in form.fields() {
-        if is_skipped_field(&field.name) || !contains_pan(&field.value) {
+    for (name, value) in form.pairs() {
+        if is_skipped_field(name) || !contains_pan(value) {
             continue;
         }
-        let name = if contains_pan(&field.name) {
+        let name = if name_must_be_masked(name) {
             REDACTED_FIELD_NAME.to_owned()
         } else {
-            clip_for_display(&field.name, MAX_REPORTED_NAME_CHARS)
+            clip_for_display(name, MAX_REPORTED_NAME_CHARS)
         };
         if !found.contains(&name) {
             found.push(name);
@@ -107,67 +130,151 @@ pub fn find_pan_fields(form: &FormBody) -> Vec<String> {
 ///
 /// Also used by tests that scan the database and the logs for leaks.
 pub fn contains_pan(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    // Digit values of the current run, and where each of its groups starts.
-    // ASCII digits and separators are single bytes in UTF-8 and never part
-    // of a multi-byte character, so scanning bytes is exact.
-    let mut run: Vec<u8> = Vec::new();
-    let mut group_starts: Vec<usize> = Vec::new();
-    let mut after_separator = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b.is_ascii_digit() {
-            if run.is_empty() || after_separator {
-                group_starts.push(run.len());
-            }
-            after_separator = false;
-            run.push(b - b'0');
-            continue;
-        }
-        // A separator continues the run only between two digits; the run
-        // is non-empty only if the previous byte was a digit.
-        let joins_digits = (b == b' ' || b == b'-')
-            && !run.is_empty()
-            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
-        if joins_digits {
-            after_separator = true;
-            continue;
-        }
-        if run_contains_pan(&run, &group_starts) {
-            return true;
-        }
-        run.clear();
-        group_starts.clear();
-    }
-    run_contains_pan(&run, &group_starts)
+    find_pan(text).is_some()
 }
 
-/// Checks the candidates of one run (see the module docs).
-fn run_contains_pan(run: &[u8], group_starts: &[usize]) -> bool {
+/// Where the first card number of `text` is, as defined in the module
+/// docs: the byte range from its first digit to the end of its last one
+/// (separators between them included). The one scanner behind
+/// [`contains_pan`], [`find_pan_fields`] and [`check_free_text`].
+pub fn find_pan(text: &str) -> Option<Range<usize>> {
+    let mut run = Run::default();
+    // Separators seen since the last digit of the run.
+    let mut separators = 0;
+    for (at, c) in text.char_indices() {
+        if let Some(value) = decimal_value(c) {
+            run.push(value, separators > 0, at..at + c.len_utf8());
+            separators = 0;
+            continue;
+        }
+        // A separator continues the run only between two digits: while the
+        // run is open, and until a digit follows (else the run ends at the
+        // next character that is neither).
+        if is_separator(c) && !run.is_empty() && separators < MAX_SEPARATORS {
+            separators += 1;
+            continue;
+        }
+        if let Some(found) = run.find() {
+            return Some(found);
+        }
+        run.clear();
+        separators = 0;
+    }
+    run.find()
+}
+
+/// The characters that may stand between the digits of one card number
+/// (see the module docs). Line breaks are not among them: numbers one per
+/// line are a list, not a card number.
+fn is_separator(c: char) -> bool {
+    matches!(
+        c,
+        // spaces
+        ' ' | '\t' | '\u{00A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}'
+            | '\u{3000}'
+            // dashes and minus signs
+            | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}'
+            // dots
+            | '.' | '\u{2024}' | '\u{FF0E}'
+            // slashes
+            | '/' | '\u{2044}' | '\u{2215}' | '\u{FF0F}'
+            // invisible: zero-width space and joiners, word joiner, BOM, soft hyphen
+            | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+    )
+}
+
+/// One run of digits (see the module docs) being scanned.
+#[derive(Default)]
+struct Run {
+    /// The value of each digit.
+    digits: Vec<u8>,
+    /// Where each digit is in the text.
+    spans: Vec<Range<usize>>,
+    /// Where each group starts, as an index into `digits`.
+    group_starts: Vec<usize>,
+}
+
+impl Run {
+    fn is_empty(&self) -> bool {
+        self.digits.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.digits.clear();
+        self.spans.clear();
+        self.group_starts.clear();
+    }
+
+    fn push(&mut self, value: u8, after_separator: bool, span: Range<usize>) {
+        if self.digits.is_empty() || after_separator {
+            self.group_starts.push(self.digits.len());
+        }
+        self.digits.push(value);
+        self.spans.push(span);
+    }
+
+    /// The text range of the first candidate that passes Luhn.
+    fn find(&self) -> Option<Range<usize>> {
+        let (first, end) = run_pan(&self.digits, &self.group_starts)?;
+        Some(self.spans[first].start..self.spans[end - 1].end)
+    }
+}
+
+/// The first candidate of one run that passes Luhn, as a range of digit
+/// indices (see the module docs).
+fn run_pan(run: &[u8], group_starts: &[usize]) -> Option<(usize, usize)> {
     if run.len() < MIN_PAN_DIGITS {
-        return false;
+        return None;
     }
     let group_end = |g: usize| group_starts.get(g + 1).copied().unwrap_or(run.len());
     for (first, &start) in group_starts.iter().enumerate() {
         // 1. Spans of whole groups. Each group holds at least one digit, so
         // at most 19 groups are looked at from each start: linear overall.
         for last in first..group_starts.len() {
-            let span = &run[start..group_end(last)];
+            let end = group_end(last);
+            let span = &run[start..end];
             if span.len() > MAX_PAN_DIGITS {
                 break;
             }
             if span.len() >= MIN_PAN_DIGITS && luhn_valid(span) {
-                return true;
+                return Some((start, end));
             }
         }
         // 2. Windows inside a group too long to be one card number.
-        let group = &run[start..group_end(first)];
-        if group.len() > MAX_PAN_DIGITS
-            && (MIN_PAN_DIGITS..=MAX_PAN_DIGITS).any(|len| group.windows(len).any(luhn_valid))
-        {
-            return true;
+        let end = group_end(first);
+        if end - start > MAX_PAN_DIGITS {
+            for len in MIN_PAN_DIGITS..=MAX_PAN_DIGITS {
+                for from in start..=end - len {
+                    if luhn_valid(&run[from..from + len]) {
+                        return Some((from, from + len));
+                    }
+                }
+            }
         }
     }
-    false
+    None
+}
+
+/// Why free text typed by a person (a review note, a name) was refused.
+/// Names what was refused, never its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} contains what looks like a card number (13-19 digits that pass the Luhn check, \
+     in any grouping): nothing was stored; write it without the number, for example \
+     `card ending 1111`"
+)]
+pub struct PanInFreeText {
+    /// What was refused, as the person knows it (`--note`).
+    pub what: &'static str,
+}
+
+/// Refuses free text that holds a card number (see the module docs), so
+/// that what people type cannot put one in the database either.
+pub fn check_free_text(what: &'static str, text: &str) -> Result<(), PanInFreeText> {
+    match find_pan(text) {
+        Some(_) => Err(PanInFreeText { what }),
+        None => Ok(()),
+    }
 }
 
 /// The Luhn (mod 10) check: from the rightmost digit, double every second
@@ -246,6 +353,11 @@ mod tests {
             "4111 1111 1111 1111",
             "4111-1111-1111-1111",
             "4111 1111-1111 1111",
+            "4111.1111.1111.1111",
+            "4111/1111/1111/1111",
+            "4111  1111 1111 1111",
+            "4111 - 1111 - 1111 - 1111",
+            "4111 / 1111 / 1111 / 1111",
             "3782 822463 10005",
             "please charge 4111111111111111 thanks",
             "card:4111111111111111.",
@@ -255,6 +367,13 @@ mod tests {
             "order 12 4111 1111 1111 1111",
             "20160601122509 4111 1111 1111 1111 x",
             "4222222222222",
+            // Full-width digits and separators, as a Japanese keyboard types.
+            "\u{FF14}\u{FF11}\u{FF11}\u{FF11}\u{3000}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF0D}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF0E}\u{FF11}\u{FF11}\u{FF11}\u{FF11}",
+            // Arabic-Indic digits.
+            "\u{0664}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}\u{0661}",
+            // Scripts mixed, no-break and zero-width spaces, Unicode dashes.
+            "4111\u{00A0}\u{FF11}111\u{200B}1111\u{2013}1111",
+            "4111\t1111\u{2212}1111\u{2044}1111",
             &with_check_digit("123456789012345678"),
         ] {
             assert!(contains_pan(text), "{text}");
@@ -268,22 +387,56 @@ mod tests {
             "4111111111111112",
             // Within 19 digits only the whole run counts (see module docs).
             "124111111111111111",
-            "4111  1111 1111 1111",
+            // Four separators in a row end a run: two runs of 8 digits.
+            "4111 1111    1111 1111",
             "4111 1111 1111 111",
-            "4111.1111.1111.1111",
-            "4111/1111/1111/1111",
+            // A line break ends a run: a list, not a number.
+            "4111 1111\n1111 1111",
+            "4111:1111:1111:1111",
+            "4111,1111,1111,1111",
             "2016-06-01 12:22:09",
+            "2026/11/02 09:15:31",
             "9999-12-31 23:59:59",
             "123456789",
             "254510700124",
             "951-121-2121",
+            "+34 612 345 678",
             "107.00",
             "213.233.121.50",
+            "12/29",
             "-4111 ",
             "Café au lait",
+            "\u{FF14}\u{FF11}\u{FF11}\u{FF11}",
+            "½ ² Ⅻ ① 4111",
         ] {
             assert!(!contains_pan(text), "{text}");
         }
+    }
+
+    #[test]
+    fn the_span_found_is_the_card_number_with_its_separators() {
+        let text = "order 12, card 4111.1111/1111-1111 thanks";
+        let found = find_pan(text).unwrap();
+        assert_eq!(&text[found], "4111.1111/1111-1111");
+        let text = "x \u{FF14}\u{FF11}\u{FF11}\u{FF11}1111 1111 1111.";
+        let found = find_pan(text).unwrap();
+        assert!(text[found.clone()].starts_with('\u{FF14}'), "{found:?}");
+        assert!(text[found].ends_with("1111"));
+        assert_eq!(find_pan("no number"), None);
+    }
+
+    #[test]
+    fn free_text_with_a_card_number_is_refused_without_quoting_it() {
+        assert_eq!(
+            check_free_text("--note", "card ending 1111 refunded"),
+            Ok(())
+        );
+        let err = check_free_text("--note", "card 4111111111111111 refunded").unwrap_err();
+        assert_eq!(err, PanInFreeText { what: "--note" });
+        let shown = err.to_string();
+        assert!(shown.starts_with("--note contains"), "{shown}");
+        assert!(!shown.contains("4111"), "{shown}");
+        assert!(check_free_text("--by", "agent 4111-1111-1111-1111").is_err());
     }
 
     #[test]
@@ -308,6 +461,15 @@ mod tests {
     fn a_field_name_holding_a_card_number_is_redacted() {
         let body = form(&[("NOTE_4111111111111111", "4111111111111111")]);
         assert_eq!(find_pan_fields(&body), [REDACTED_FIELD_NAME]);
+        // 13 digits in any grouping, Luhn-valid or not, mask a name.
+        let body = form(&[
+            ("N\u{FF11}234.5678/9012 3", "4111111111111111"),
+            ("OPTION_123456_TEXT", "4111111111111111"),
+        ]);
+        assert_eq!(
+            find_pan_fields(&body),
+            [REDACTED_FIELD_NAME, "OPTION_123456_TEXT"]
+        );
         let long = "N".repeat(500);
         let body = form(&[(long.as_str(), "4111111111111111")]);
         assert_eq!(find_pan_fields(&body)[0].len(), MAX_REPORTED_NAME_CHARS);
@@ -336,29 +498,76 @@ mod tests {
         assert!(find_pan_fields(&body).is_empty());
     }
 
-    fn luhn_valid_16() -> impl Strategy<Value = String> {
-        "[0-9]{15}".prop_map(|body| with_check_digit(&body))
+    /// A Luhn-valid card number of 13 to 19 digits.
+    fn luhn_valid_pan() -> impl Strategy<Value = String> {
+        (12usize..=18).prop_flat_map(|len| {
+            prop::collection::vec(0u8..10, len).prop_map(|body| {
+                let body: String = body.iter().map(|d| char::from(b'0' + d)).collect();
+                with_check_digit(&body)
+            })
+        })
+    }
+
+    /// The zero of the digits a digit is written in: ASCII, full-width,
+    /// Arabic-Indic, Devanagari, mathematical bold.
+    fn digit_script() -> impl Strategy<Value = u32> {
+        prop::sample::select(vec![0x30, 0xFF10, 0x0660, 0x0966, 0x1D7CE])
+    }
+
+    /// What people put between digits: nothing, or 1-3 separators.
+    fn gap() -> impl Strategy<Value = String> {
+        prop_oneof![
+            2 => Just(String::new()),
+            3 => prop::collection::vec(
+                prop::sample::select(vec![
+                    ' ', '-', '.', '/', '\t', '\u{00A0}', '\u{3000}', '\u{FF0D}', '\u{FF0E}',
+                    '\u{FF0F}', '\u{2013}', '\u{200B}',
+                ]),
+                1..=MAX_SEPARATORS,
+            )
+            .prop_map(|chars| chars.into_iter().collect()),
+        ]
+    }
+
+    /// `pan` written digit by digit in random scripts, with random gaps.
+    fn written(pan: &str, scripts: &[u32], gaps: &[String]) -> String {
+        let mut text = String::new();
+        for (i, digit) in pan.bytes().enumerate() {
+            let zero = scripts[i % scripts.len()];
+            text.push(char::from_u32(zero + u32::from(digit - b'0')).unwrap());
+            if i + 1 < pan.len() {
+                text.push_str(&gaps[i % gaps.len()]);
+            }
+        }
+        text
     }
 
     proptest! {
         #[test]
-        fn any_luhn_valid_16_digit_number_is_found(
-            pan in luhn_valid_16(),
-            separators in prop::collection::vec(prop::sample::select(vec!["", " ", "-"]), 15),
+        fn any_luhn_valid_number_in_any_grouping_is_found(
+            pan in luhn_valid_pan(),
+            scripts in prop::collection::vec(digit_script(), 1..4),
+            gaps in prop::collection::vec(gap(), 18),
             prefix in "[a-zA-Z .:,]{0,20}",
             suffix in "[a-zA-Z .:,]{0,20}",
         ) {
-            let mut text = prefix.clone();
-            for (i, c) in pan.chars().enumerate() {
-                text.push(c);
-                if let Some(sep) = separators.get(i) {
-                    text.push_str(sep);
-                }
-            }
-            text.push_str(&suffix);
-            prop_assert!(contains_pan(&text));
+            let number = written(&pan, &scripts, &gaps);
+            let text = format!("{prefix}{number}{suffix}");
+            prop_assert!(contains_pan(&text), "{:?}", text);
+            // What is found lies within the number (a shorter span of its
+            // groups may pass Luhn first).
+            let found = find_pan(&text).unwrap();
+            prop_assert!(found.start >= prefix.len(), "{:?} in {:?}", found, text);
+            prop_assert!(found.end <= prefix.len() + number.len(), "{:?} in {:?}", found, text);
             let body = form(&[("REFNO", "1"), ("FREE_TEXT", &text)]);
             prop_assert_eq!(find_pan_fields(&body), vec!["FREE_TEXT".to_owned()]);
+            // The same number in a field *name* masks the name.
+            let name = format!("NOTE_{number}[]");
+            prop_assert!(name_must_be_masked(&name));
+            prop_assert_eq!(crate::ipn::form::printable_name(&name), REDACTED_FIELD_NAME);
+            let body = form(&[(name.as_str(), text.as_str())]);
+            prop_assert_eq!(find_pan_fields(&body), vec![REDACTED_FIELD_NAME.to_owned()]);
+            prop_assert!(check_free_text("--note", &text).is_err());
         }
 
         #[test]
@@ -369,7 +578,7 @@ mod tests {
         #[test]
         fn short_runs_with_separators_are_never_found(
             groups in prop::collection::vec("[0-9]{1,4}", 1..5),
-            filler in "[a-z.:/]{1,3}",
+            filler in "[a-z:,;]{1,3}",
         ) {
             // Runs of at most 12 digits, separated by non-separators.
             let text: Vec<String> = groups.chunks(3).map(|c| c.join(" ")).collect();

@@ -5,20 +5,28 @@
 //! keeps retrying until it gets a valid receipt, so every "no" here is safe
 //! and every "yes" must be true. In order:
 //!
-//! | check | failure |
+//! | check | failure (`ipn_intake_requests_total{result}`) |
 //! | --- | --- |
-//! | caller in the allow-list (if any) | 403, no receipt |
-//! | `Content-Type: application/x-www-form-urlencoded` | 415 |
-//! | body within the size limit | 413 |
-//! | body parses as a form with `IPN_DATE` | 400 |
-//! | signature valid (when verifying at the edge, the default) | 403 |
-//! | body sealed, broker confirms the publish within the deadline | 503 |
-//! | | 200 with the receipt |
+//! | caller in the allow-list (if any) | 403, no receipt (`source_refused`) |
+//! | `Content-Type: application/x-www-form-urlencoded` | 415 (`unsupported_media_type`) |
+//! | `Content-Length`, then the body read, within the size limit | 413 (`too_large`) |
+//! | body received within `intake-body-timeout` | 408 (`body_timeout`) |
+//! | body parses as a form with `IPN_DATE` | 400 (`malformed`) |
+//! | signature valid (when verifying at the edge, the default) | 403 (`invalid_signature`) |
+//! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
+//! | | 200 with the receipt (`queued`) |
+//!
+//! The first two are decided from the header alone: the body of a caller
+//! that is refused is never read (nor a `100 Continue` sent), and the
+//! connection is closed after the answer. Every refusal is counted and
+//! logged, with its reason and never a field value. Connections have their
+//! own limits and timeouts ([`server`]).
 //!
 //! The worker verifies again: the intake's check only keeps forged floods
 //! out of the queue. This listener is meant for the internet; the
 //! operations endpoint (metrics, health) lives on another one.
 
+pub mod server;
 pub mod source;
 
 use std::net::SocketAddr;
@@ -26,12 +34,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::domain::BodyDigest;
 use crate::ipn::{
@@ -40,6 +49,7 @@ use crate::ipn::{
 };
 use crate::metrics::Metrics;
 use crate::queue::{MessageMeta, Publisher, Sealer};
+pub use server::ConnectionLimits;
 pub use source::{SourcePolicy, parse_allow_list};
 
 /// Which receipt the intake answers with.
@@ -110,6 +120,9 @@ pub struct IntakeSettings {
     pub limits: FormLimits,
     /// How long to wait for the broker's confirm before answering 503.
     pub confirm_timeout: Duration,
+    /// Timeouts and the connection cap of the listener; the body timeout
+    /// is applied by the handler.
+    pub connections: ConnectionLimits,
 }
 
 /// What a request handler needs.
@@ -131,12 +144,13 @@ impl std::fmt::Debug for Intake {
 
 /// The intake's routes: `POST` answers notifications; `GET` answers 200
 /// because the processor probes a URL with a GET when it is saved (docs/protocol.md §1).
+///
+/// The handler reads the body itself, after the checks that need only the
+/// header, within the size limit and the body timeout.
 pub fn router(intake: Arc<Intake>) -> Router {
     let path = intake.settings.path.clone();
-    let limit = intake.settings.limits.max_body_bytes;
     Router::new()
         .route(&path, post(receive).get(probe))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(intake)
 }
 
@@ -151,23 +165,80 @@ fn refuse(metrics: &Metrics, status: StatusCode, result: &'static str, reason: S
     (status, format!("{reason}\n")).into_response()
 }
 
+/// A refusal before the body was read (or while it was being read): the
+/// connection is closed after the answer, since the rest of the body
+/// would have to be read first to use it again.
+fn refuse_and_close(
+    metrics: &Metrics,
+    status: StatusCode,
+    result: &'static str,
+    reason: String,
+) -> Response {
+    let mut response = refuse(metrics, status, result, reason);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Reads the whole body, refusing one over the size limit (from its
+/// `Content-Length` before reading anything, or as it arrives) and one
+/// that does not arrive within the body timeout.
+async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let metrics = &intake.metrics;
+    let limit = intake.settings.limits.max_body_bytes;
+    let too_large = || {
+        refuse_and_close(
+            metrics,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body is over the limit of {limit} bytes"),
+        )
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if announced.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    let timeout = intake.settings.connections.body_timeout;
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(err)) => {
+            // The client went away or sent a broken chunked encoding.
+            tracing::debug!(error = %err, "cannot read a notification body");
+            Err(refuse_and_close(
+                metrics,
+                StatusCode::BAD_REQUEST,
+                "incomplete_body",
+                "the body could not be read to its end".to_owned(),
+            ))
+        }
+        Err(_) => Err(refuse_and_close(
+            metrics,
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "body not received within {}",
+                humantime::format_duration(timeout)
+            ),
+        )),
+    }
+}
+
 async fn receive(
     State(intake): State<Arc<Intake>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    incoming: Body,
 ) -> Response {
     let metrics = &intake.metrics;
     let settings = &intake.settings;
-    let forwarded = settings
-        .source
-        .forwarded_header
-        .as_deref()
-        .and_then(|name| headers.get(name))
-        .and_then(|value| value.to_str().ok());
-    let client = settings.source.client_addr(peer, forwarded);
+    let client = settings.source.client_addr(peer, &headers);
     if !settings.source.allows(client) {
-        return refuse(
+        return refuse_and_close(
             metrics,
             StatusCode::FORBIDDEN,
             "source_refused",
@@ -187,13 +258,17 @@ async fn receive(
         })
         .unwrap_or(false);
     if !form_content {
-        return refuse(
+        return refuse_and_close(
             metrics,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "expected Content-Type: application/x-www-form-urlencoded".to_owned(),
         );
     }
+    let body = match read_body(&intake, &headers, incoming).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let form = match FormBody::parse(&body, &settings.limits) {
         Ok(form) => form,
         Err(err) => {
@@ -205,11 +280,21 @@ async fn receive(
             );
         }
     };
-    let algorithm = if settings.verify_at_edge {
+    // The receipt is signed with the key that verified the notification:
+    // during a rotation the processor may still sign with the older key,
+    // and a receipt made with another key would not verify on its side,
+    // so it would keep retrying for two days (docs/protocol.md §4, §5).
+    let (algorithm, receipt_key) = if settings.verify_at_edge {
         match verify(&form, &intake.keys, &intake.signatures) {
             Ok(verified) => {
                 metrics.signature("intake", verified.algorithm.as_str(), "valid");
-                verified.algorithm
+                // `verify` names a key of this ring; the current key is
+                // only a fallback that cannot happen.
+                let key = intake
+                    .keys
+                    .get(&verified.key_id)
+                    .unwrap_or_else(|| intake.keys.current());
+                (verified.algorithm, key)
             }
             Err(err) => {
                 let algorithm = err.algorithm().map_or("none", |a| a.as_str());
@@ -223,11 +308,13 @@ async fn receive(
             }
         }
     } else {
-        // Not verified here: answer in the strongest algorithm the body claims.
-        Algorithm::STRONGEST_FIRST
+        // Not verified here: answer in the strongest algorithm the body
+        // claims, with the current key.
+        let algorithm = Algorithm::STRONGEST_FIRST
             .into_iter()
             .find(|a| form.get(a.field_name()).is_some())
-            .unwrap_or(Algorithm::Sha3_256)
+            .unwrap_or(Algorithm::Sha3_256);
+        (algorithm, intake.keys.current())
     };
     let format = match settings.receipt {
         ReceiptChoice::Auto => ReceiptFormat::for_algorithm(algorithm),
@@ -235,12 +322,7 @@ async fn receive(
     };
     // Built before publishing: a body we cannot answer must not be queued
     // under a non-200 answer (the processor would send it again).
-    let receipt = match read_receipt(
-        &form,
-        &intake.keys.current().secret,
-        format,
-        ReceiptDate::now(),
-    ) {
+    let receipt = match read_receipt(&form, &receipt_key.secret, format, ReceiptDate::now()) {
         Ok(receipt) => receipt,
         Err(err) => {
             return refuse(
@@ -305,15 +387,15 @@ async fn receive(
     }
 }
 
-/// Serves the intake on `listener` until `shutdown` completes; in-flight
-/// requests are finished (axum's graceful shutdown).
+/// Serves the intake on `listener` until `shutdown` completes: stops
+/// accepting at once, then finishes the requests in flight (see
+/// [`server`] for the limits of each connection).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     intake: Arc<Intake>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(intake).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = intake.settings.connections;
+    let metrics = intake.metrics.clone();
+    server::serve(listener, router(intake), limits, metrics, shutdown).await
 }

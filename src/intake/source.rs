@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::http::HeaderMap;
 use ipnet::IpNet;
 
 /// How the intake finds the caller's address.
@@ -34,18 +35,22 @@ pub fn parse_allow_list(text: &str) -> Result<Vec<IpNet>, BadNetwork> {
 }
 
 impl SourcePolicy {
-    /// The caller's address. With a trusted forwarding header, the right-most
-    /// entry is the one our own proxy appended (entries to its left are
-    /// whatever the client claimed, so they are not trusted). A header that
-    /// is missing or unparsable falls back to the TCP peer.
-    pub fn client_addr(&self, peer: SocketAddr, forwarded: Option<&str>) -> IpAddr {
+    /// The caller's address. With a trusted forwarding header, the nearest
+    /// hop is the caller: the right-most entry of the header's *last* line,
+    /// the one our own proxy appended. Everything before it (entries to its
+    /// left, earlier lines of the same header) is whatever the client
+    /// claimed, so it is not trusted; a client that sends the header twice
+    /// cannot get its own line read instead of the proxy's. A header that
+    /// is missing or whose nearest entry is not an address falls back to
+    /// the TCP peer.
+    pub fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let from_header = self
             .forwarded_header
-            .as_ref()
-            .and(forwarded)
-            .and_then(|value| {
-                value
-                    .rsplit(',')
+            .as_deref()
+            .and_then(|name| headers.get_all(name).iter().next_back())
+            .and_then(|line| line.to_str().ok())
+            .and_then(|line| {
+                line.rsplit(',')
                     .map(str::trim)
                     .find(|entry| !entry.is_empty())
                     .and_then(|entry| {
@@ -76,32 +81,76 @@ mod tests {
         text.parse().unwrap()
     }
 
-    #[test]
-    fn without_a_trusted_header_the_peer_is_the_caller() {
-        let policy = SourcePolicy::default();
-        let addr = policy.client_addr(peer("10.1.2.3:5555"), Some("91.220.121.5"));
-        assert_eq!(addr, "10.1.2.3".parse::<IpAddr>().unwrap());
+    /// Headers with one line per `(name, value)`, in order.
+    fn headers(lines: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in lines {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
     }
 
     #[test]
-    fn with_a_trusted_header_the_rightmost_entry_is_the_caller() {
+    fn without_a_trusted_header_the_peer_is_the_caller() {
+        let policy = SourcePolicy::default();
+        let sent = headers(&[("x-forwarded-for", "91.220.121.5")]);
+        assert_eq!(
+            policy.client_addr(peer("10.1.2.3:5555"), &sent),
+            ip("10.1.2.3")
+        );
+    }
+
+    #[test]
+    fn with_a_trusted_header_the_nearest_hop_is_the_caller() {
         let policy = SourcePolicy {
             forwarded_header: Some("x-forwarded-for".into()),
             allow: Vec::new(),
         };
-        let spoofed_then_real = Some("1.1.1.1, 91.220.121.5");
-        assert_eq!(
-            policy.client_addr(peer("10.0.0.1:1"), spoofed_then_real),
-            "91.220.121.5".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            policy.client_addr(peer("10.0.0.1:1"), Some("garbage")),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            policy.client_addr(peer("10.0.0.1:1"), None),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
+        let proxy = peer("10.0.0.1:1");
+        for (lines, caller) in [
+            (
+                &[("x-forwarded-for", "1.1.1.1, 91.220.121.5")][..],
+                "91.220.121.5",
+            ),
+            // The client sends its own lines first; the proxy's comes last.
+            (
+                &[
+                    ("x-forwarded-for", "91.220.121.5"),
+                    ("x-forwarded-for", "8.8.8.8, 8.8.4.4"),
+                ],
+                "8.8.4.4",
+            ),
+            (
+                &[
+                    ("x-forwarded-for", "91.220.121.5, 91.220.121.6"),
+                    ("x-real-ip", "91.220.121.7"),
+                    ("x-forwarded-for", "203.0.113.9:4711"),
+                ],
+                "203.0.113.9",
+            ),
+            (&[("x-forwarded-for", "[2001:db8::1]:443")], "2001:db8::1"),
+            // Nothing usable: the TCP peer.
+            (&[("x-forwarded-for", "garbage")], "10.0.0.1"),
+            (
+                &[
+                    ("x-forwarded-for", "91.220.121.5"),
+                    ("x-forwarded-for", "unknown"),
+                ],
+                "10.0.0.1",
+            ),
+            (&[("x-real-ip", "91.220.121.5")], "10.0.0.1"),
+            (&[], "10.0.0.1"),
+        ] {
+            assert_eq!(
+                policy.client_addr(proxy, &headers(lines)),
+                ip(caller),
+                "{lines:?}"
+            );
+        }
     }
 
     #[test]

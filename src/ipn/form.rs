@@ -76,11 +76,40 @@ impl Field {
     }
 }
 
-/// A field name as it may appear in an error, a log line or a database
-/// reason. Names come from the sender, so they are cut to 64 characters,
-/// anything but `[A-Za-z0-9_.[]-]` becomes `?`, and runs of 10 or more
-/// digits (a card number used as a name) become `#`.
+/// What is shown instead of a field name that holds a long number (see
+/// [`name_must_be_masked`]).
+pub const REDACTED_FIELD_NAME: &str = "<field name with 13+ digits>";
+
+/// The fewest digits that get a field name masked whole: the length of
+/// the shortest card number.
+pub const MASKED_NAME_MIN_DIGITS: usize = 13;
+
+/// Whether a field name must never be shown: it holds 13 or more decimal
+/// digits, in any script and any grouping (`4111 1111.1111/1111`,
+/// `NOTE_４１１１-１１１１-１１１１-１１１１`, digits spread among letters).
+///
+/// Names come from the sender and the signature does not cover them, so a
+/// card number can be sent as a *name*; counting every digit, rather than
+/// looking for a Luhn-valid run, leaves no way of writing one that slips
+/// through. No field the processor sends comes near 13 digits.
+pub fn name_must_be_masked(name: &str) -> bool {
+    // Count up to the threshold only: names can be long.
+    name.chars()
+        .filter(|&c| super::digits::decimal_value(c).is_some())
+        .take(MASKED_NAME_MIN_DIGITS)
+        .count()
+        >= MASKED_NAME_MIN_DIGITS
+}
+
+/// A field name as it may appear in an error, a log line, a header or a
+/// database row. Names come from the sender, so a name with 13 or more
+/// digits is replaced whole by [`REDACTED_FIELD_NAME`]; any other is cut to
+/// 64 characters, anything but `[A-Za-z0-9_.[]-]` becomes `?`, and runs of
+/// 10 or more digits become `#`.
 pub fn printable_name(name: &str) -> String {
+    if name_must_be_masked(name) {
+        return REDACTED_FIELD_NAME.to_owned();
+    }
     let mut out = String::new();
     let mut digits = String::new();
     let flush = |digits: &mut String, out: &mut String| {
@@ -115,7 +144,7 @@ fn is_array_name(name: &str) -> bool {
 impl fmt::Debug for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Field")
-            .field("name", &self.name)
+            .field("name", &printable_name(&self.name))
             .field(
                 "value",
                 &format_args!("<{} bytes redacted>", self.value.len()),
@@ -139,7 +168,8 @@ struct Span {
 /// verifying a notification does not allocate per field; the owned
 /// [`Field`]s of [`FormBody::fields`] are built on first use only.
 ///
-/// `Debug` shows field names only; values may be personal data.
+/// `Debug` shows field names only, as [`printable_name`] shows them; values
+/// may be personal data.
 #[derive(Clone, Default)]
 pub struct FormBody {
     /// Every decoded name and value, back to back.
@@ -164,7 +194,7 @@ impl fmt::Debug for FormBody {
         impl fmt::Debug for Redacted<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct("Field")
-                    .field("name", &self.0)
+                    .field("name", &printable_name(self.0))
                     .field("value", &format_args!("<{} bytes redacted>", self.1))
                     .finish()
             }
@@ -1013,21 +1043,44 @@ mod tests {
             printable_name("IPN_PRODUCT_OPTIONS_4711_TEXT[]"),
             "IPN_PRODUCT_OPTIONS_4711_TEXT[]"
         );
-        assert_eq!(printable_name("4111111111111111"), "#");
+        assert_eq!(printable_name("4111111111111111"), REDACTED_FIELD_NAME);
+        for name in [
+            "NOTE_4111.1111.1111.1111",
+            "4111/1111/1111/1111",
+            "card 4111 1111 1111 1111",
+            "4111-1111-1111-1111[]",
+            "\u{FF14}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}\u{FF11}",
+            "a1b2c3d4e5f6g7h8i9j0k1l2m3",
+        ] {
+            assert_eq!(printable_name(name), REDACTED_FIELD_NAME, "{name}");
+            assert!(name_must_be_masked(name), "{name}");
+        }
+        // 12 digits stay visible (a run of 10 or more as `#`).
+        assert_eq!(printable_name("IPN_1234_5678_9012"), "IPN_1234_5678_9012");
+        assert_eq!(printable_name("X1234567890Y12"), "X#Y12");
         assert_eq!(printable_name("a b\n<script>"), "a?b??script?");
         assert_eq!(printable_name(&"N".repeat(500)).len(), 64);
-        let err = parse("4111111111111111=1&4111111111111111=2")
-            .unwrap()
-            .grouped()
-            .unwrap_err();
-        assert!(!err.to_string().contains("4111"), "{err}");
+        for body in [
+            "4111111111111111=1&4111111111111111=2",
+            "4111.1111.1111.1111=1&4111.1111.1111.1111=2",
+            "%EF%BC%94111+1111+1111+1111=%FF",
+        ] {
+            let err = match parse(body) {
+                Ok(form) => form.grouped().unwrap_err(),
+                Err(err) => err,
+            };
+            assert!(err.to_string().contains(REDACTED_FIELD_NAME), "{err}");
+            assert!(!err.to_string().contains("1111"), "{err}");
+        }
     }
 
     #[test]
-    fn debug_never_shows_values() {
-        let form = parse("CUSTOMEREMAIL=jane%40example.com").unwrap();
-        let shown = format!("{form:?}");
-        assert!(shown.contains("CUSTOMEREMAIL"));
-        assert!(!shown.contains("jane"));
+    fn debug_never_shows_values_or_long_numbers_in_names() {
+        let form = parse("CUSTOMEREMAIL=jane%40example.com&4111.1111.1111.1111=x").unwrap();
+        for shown in [format!("{form:?}"), format!("{:?}", form.fields())] {
+            assert!(shown.contains("CUSTOMEREMAIL"), "{shown}");
+            assert!(!shown.contains("jane"), "{shown}");
+            assert!(!shown.contains("1111"), "{shown}");
+        }
     }
 }

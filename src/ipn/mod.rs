@@ -2,6 +2,7 @@
 //! source string and signature check against a key ring, and the read
 //! receipt. See `docs/protocol.md` §1-§4.
 
+pub mod digits;
 pub mod form;
 pub mod keys;
 pub mod receipt;

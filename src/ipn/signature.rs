@@ -113,9 +113,20 @@ pub struct SignaturePolicy {
     /// Accept legacy HMAC-MD5 `HASH` signatures (off by default; the
     /// processor retired MD5 for webhooks in 2024).
     pub allow_md5: bool,
+    /// A signature every notification must carry (SHA3-256 or SHA-256).
+    ///
+    /// The strongest signature present decides, so stripping a stronger
+    /// field makes a weaker one decide: once the processor signs with
+    /// SHA3-256, an attacker who can forge only SHA-256 (or, with
+    /// `allow_md5`, MD5) would delete `SIGNATURE_SHA3_256` and send the
+    /// rest. Requiring the algorithm the account is configured for closes
+    /// that door: a body without its field is refused before any other
+    /// signature is looked at. MD5 is never a valid requirement.
+    pub require: Option<Algorithm>,
 }
 
 impl SignaturePolicy {
+    /// Whether a signature of `algorithm` may decide.
     pub fn accepts(&self, algorithm: Algorithm) -> bool {
         algorithm != Algorithm::Md5 || self.allow_md5
     }
@@ -135,6 +146,8 @@ pub enum VerifyError {
     Malformed(#[from] FormError),
     #[error("no signature field (SIGNATURE_SHA3_256, SIGNATURE_SHA2_256 or HASH) is present")]
     Unsigned,
+    #[error("the required {} signature (field `{}`) is missing", .0, .0.field_name())]
+    RequiredAlgorithmMissing(Algorithm),
     #[error("only an MD5 HASH signature is present, and MD5 is not enabled")]
     Md5NotAllowed,
     #[error("{} signature field `{}` is not {} hex digits", .0, .0.field_name(), hex_len(*.0))]
@@ -149,6 +162,7 @@ impl VerifyError {
         match self {
             VerifyError::Malformed(_) => "malformed",
             VerifyError::Unsigned => "unsigned",
+            VerifyError::RequiredAlgorithmMissing(_) => "required_algorithm_missing",
             VerifyError::Md5NotAllowed => "md5_not_allowed",
             VerifyError::BadSignatureFormat(_) => "bad_signature_format",
             VerifyError::Mismatch(_) => "mismatch",
@@ -158,9 +172,9 @@ impl VerifyError {
     /// The algorithm whose signature was refused, when one was tried.
     pub fn algorithm(&self) -> Option<Algorithm> {
         match self {
-            VerifyError::BadSignatureFormat(algorithm) | VerifyError::Mismatch(algorithm) => {
-                Some(*algorithm)
-            }
+            VerifyError::BadSignatureFormat(algorithm)
+            | VerifyError::Mismatch(algorithm)
+            | VerifyError::RequiredAlgorithmMissing(algorithm) => Some(*algorithm),
             VerifyError::Md5NotAllowed => Some(Algorithm::Md5),
             VerifyError::Malformed(_) | VerifyError::Unsigned => None,
         }
@@ -258,14 +272,17 @@ fn signature_fields(form: &FormBody) -> [Option<&[u8]>; 3] {
 
 /// Verifies a notification's signature against the key ring.
 ///
-/// The strongest signature present (and accepted by `policy`) decides; a
-/// weaker one is never tried after a stronger one failed, so an attacker
-/// cannot downgrade to MD5 by spoiling the SHA fields. Every key of the ring
-/// is tried (rotation), each comparison in constant time.
+/// When `policy` requires an algorithm, a body without that signature field
+/// is refused first, whatever else it carries. Then the strongest signature
+/// present (and accepted by `policy`) decides; a weaker one is never tried
+/// after a stronger one failed, so an attacker cannot downgrade to MD5 by
+/// spoiling the SHA fields. Every key of the ring is tried (rotation), each
+/// comparison in constant time.
 ///
 /// One pass over the body both builds the source string and finds the
 /// signature fields; errors are still reported in the order of the checks
-/// (signature presence, policy and format first, then a malformed body).
+/// (the required signature, signature presence, policy and format first,
+/// then a malformed body).
 pub fn verify(
     form: &FormBody,
     ring: &KeyRing,
@@ -286,6 +303,13 @@ pub fn verify(
     if grouped.is_err() {
         // The pass stopped early: it may have missed a signature field.
         signatures = signature_fields(form);
+    }
+    if let Some(required) = policy.require {
+        let present = signature_slot(required.field_name().as_bytes())
+            .is_some_and(|slot| signatures[slot].is_some());
+        if !present {
+            return Err(VerifyError::RequiredAlgorithmMissing(required));
+        }
     }
     let strongest = Algorithm::STRONGEST_FIRST
         .into_iter()
@@ -407,7 +431,10 @@ mod tests {
         let good = sign(&form("A=1"), &SecretKey::new(KEY), &[Algorithm::Md5]).unwrap();
         let mut tampered = good.clone();
         tampered.push("SIGNATURE_SHA2_256", "0".repeat(64));
-        let policy = SignaturePolicy { allow_md5: true };
+        let policy = SignaturePolicy {
+            allow_md5: true,
+            require: None,
+        };
         assert!(verify(&good, &ring, &policy).is_ok());
         assert_eq!(
             verify(&tampered, &ring, &policy),
@@ -449,6 +476,57 @@ mod tests {
         assert_eq!(
             verify(&form("A=1&SIGNATURE_SHA3_256=zz"), &ring, &policy),
             Err(VerifyError::BadSignatureFormat(Algorithm::Sha3_256))
+        );
+    }
+
+    #[test]
+    fn a_required_signature_cannot_be_stripped() {
+        let ring = KeyRing::single(KEY);
+        let all = [Algorithm::Sha3_256, Algorithm::Sha256, Algorithm::Md5];
+        let signed = sign(&form("A=1&B=2"), &SecretKey::new(KEY), &all).unwrap();
+        let require = |required| SignaturePolicy {
+            allow_md5: true,
+            require: Some(required),
+        };
+        assert!(verify(&signed, &ring, &require(Algorithm::Sha3_256)).is_ok());
+        let mut stripped = signed.clone();
+        stripped.remove("SIGNATURE_SHA3_256");
+        // Without the requirement the weaker signatures decide...
+        let lax = SignaturePolicy {
+            allow_md5: true,
+            require: None,
+        };
+        assert_eq!(
+            verify(&stripped, &ring, &lax).unwrap().algorithm,
+            Algorithm::Sha256
+        );
+        // ...with it, the body is refused before they are looked at.
+        let refused = verify(&stripped, &ring, &require(Algorithm::Sha3_256));
+        assert_eq!(
+            refused,
+            Err(VerifyError::RequiredAlgorithmMissing(Algorithm::Sha3_256))
+        );
+        let err = refused.unwrap_err();
+        assert_eq!(err.reason(), "required_algorithm_missing");
+        assert_eq!(err.algorithm(), Some(Algorithm::Sha3_256));
+        assert!(err.to_string().contains("SIGNATURE_SHA3_256"), "{err}");
+        stripped.remove("SIGNATURE_SHA2_256");
+        assert_eq!(
+            verify(&stripped, &ring, &require(Algorithm::Sha256)),
+            Err(VerifyError::RequiredAlgorithmMissing(Algorithm::Sha256))
+        );
+        // Also before "unsigned" and "malformed".
+        assert_eq!(
+            verify(&form("A=1&A=2"), &ring, &require(Algorithm::Sha256)),
+            Err(VerifyError::RequiredAlgorithmMissing(Algorithm::Sha256))
+        );
+        // Requiring SHA-256 still lets a stronger SHA3 signature decide.
+        let mut sha3_spoiled = signed.clone();
+        sha3_spoiled.remove("SIGNATURE_SHA3_256");
+        sha3_spoiled.push("SIGNATURE_SHA3_256", "0".repeat(64));
+        assert_eq!(
+            verify(&sha3_spoiled, &ring, &require(Algorithm::Sha256)),
+            Err(VerifyError::Mismatch(Algorithm::Sha3_256))
         );
     }
 

@@ -79,13 +79,15 @@ impl AmqpSettings {
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("ipn-reconciler {role} {}", self.topology.base()).into())
             .enable_auto_recover()
-            // Lapin's own reconnect attempts are bounded; beyond them the
-            // supervisors in this crate rebuild the connection.
+            // Lapin's own TCP attempts (the first connection's too) are few
+            // and quick, so an unreachable broker is reported within a
+            // couple of seconds; beyond them the supervisors in this crate
+            // retry with their own backoff and report each state change.
             .configure_backoff(|backoff| {
                 backoff
                     .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_max_times(8)
+                    .with_max_delay(Duration::from_secs(1))
+                    .with_max_times(2)
             });
         Connection::connect(self.url.expose(), properties)
             .await

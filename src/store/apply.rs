@@ -315,6 +315,10 @@ impl Store {
         note: &str,
         policy: &ReconcilePolicy,
     ) -> Result<ApplyReport, StoreError> {
+        for (what, text) in [("--by", resolved_by), ("--note", note)] {
+            crate::domain::pan::check_free_text(what, text)
+                .map_err(|err| StoreError::Invalid(err.to_string()))?;
+        }
         let mut conn = self.conn().await?;
         conn.transaction::<_, StoreError, _>(async |conn| {
             let item: Option<(ReviewKind, String, Option<i64>)> = review_items::table

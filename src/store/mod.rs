@@ -45,6 +45,10 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// `lock_timeout` of every pooled connection.
     pub lock_timeout: Duration,
+    /// Refuse a database without this project's schema instead of creating
+    /// it: what commands that only read or add data want, so that a
+    /// mistyped database name is an error, not an empty set of books.
+    pub require_schema: bool,
 }
 
 impl DatabaseSettings {
@@ -78,6 +82,18 @@ pub enum StoreError {
     Query(#[from] diesel::result::Error),
     #[error("migrations failed: {0}")]
     Migration(String),
+    #[error("cannot open a connection to the database: {0}")]
+    Establish(String),
+    #[error(
+        "database `{name}` does not exist at {url}; check DATABASE_URL for a typo, \
+         or create it with `ipn-reconciler migrate --create-db`"
+    )]
+    NoDatabase { name: String, url: String },
+    #[error(
+        "database `{name}` at {url} has no ipn-reconciler schema; check DATABASE_URL for a typo, \
+         or create the schema with `ipn-reconciler migrate`"
+    )]
+    NoSchema { name: String, url: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -111,6 +127,7 @@ impl StoreError {
         match self {
             StoreError::Connect { source, .. } => connect_error_is_transient(source),
             StoreError::Pool { transient, .. } => *transient,
+            StoreError::Establish(_) => true,
             StoreError::Query(Error::DatabaseError(kind, _)) => !matches!(
                 kind,
                 DatabaseErrorKind::UniqueViolation
@@ -173,6 +190,13 @@ pub fn describe_connect_error(err: &tokio_postgres::Error) -> String {
     text
 }
 
+/// The schema's migrations, applied and pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub applied: Vec<String>,
+    pub pending: Vec<String>,
+}
+
 /// Open review items of one kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenReviewCount {
@@ -201,12 +225,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Creates the database if asked and allowed, builds the pool, and
-    /// applies pending migrations unless `settings.migrate` is off.
+    /// Checks that the database exists (creating it only when
+    /// `create_database` asks to), builds the pool, refuses a database
+    /// without the schema when `require_schema` says so, and applies
+    /// pending migrations unless `settings.migrate` is off.
     pub async fn connect(settings: DatabaseSettings) -> Result<Self, StoreError> {
-        if settings.create_database {
-            ensure_database(&settings).await?;
-        }
+        ensure_database(&settings).await?;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
             settings.url.expose(),
             pool_config(&settings),
@@ -222,10 +246,72 @@ impl Store {
                 transient: false,
             })?;
         let store = Self { pool, settings };
+        if store.settings.require_schema && !store.has_schema().await? {
+            return Err(StoreError::NoSchema {
+                name: store.database_name(),
+                url: store.settings.redacted_url(),
+            });
+        }
         if store.settings.migrate {
             store.migrate().await?;
         }
         Ok(store)
+    }
+
+    /// Whether the database holds this project's schema (a migration was
+    /// ever applied), asked without creating anything.
+    pub async fn has_schema(&self) -> Result<bool, StoreError> {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            present: bool,
+        }
+        let mut conn = self.conn().await?;
+        let found: Found = diesel::sql_query(
+            "SELECT to_regclass('public.__diesel_schema_migrations') IS NOT NULL AS present",
+        )
+        .get_result(&mut conn)
+        .await?;
+        Ok(found.present)
+    }
+
+    fn database_name(&self) -> String {
+        self.settings
+            .url
+            .expose()
+            .parse::<tokio_postgres::Config>()
+            .ok()
+            .and_then(|c| c.get_dbname().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Which of the embedded migrations the database has, and which it
+    /// lacks (without applying anything).
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        let connection = self.establish().await?;
+        tokio::task::spawn_blocking(move || {
+            let mut harness = AsyncMigrationHarness::new(connection);
+            let applied = harness
+                .applied_migrations()
+                .map_err(|err| StoreError::Migration(err.to_string()))?;
+            let pending = harness
+                .pending_migrations(MIGRATIONS)
+                .map_err(|err| StoreError::Migration(err.to_string()))?;
+            Ok(SchemaStatus {
+                applied: applied.iter().map(ToString::to_string).collect(),
+                pending: pending.iter().map(|m| m.name().to_string()).collect(),
+            })
+        })
+        .await
+        .map_err(|err| StoreError::Migration(err.to_string()))?
+    }
+
+    /// A connection of its own (not pooled), for the migration harness.
+    async fn establish(&self) -> Result<AsyncPgConnection, StoreError> {
+        <AsyncPgConnection as diesel_async::AsyncConnection>::establish(self.settings.url.expose())
+            .await
+            .map_err(|err| StoreError::Establish(err.to_string()))
     }
 
     pub fn settings(&self) -> &DatabaseSettings {
@@ -239,12 +325,9 @@ impl Store {
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let url = self.settings.url.expose().to_owned();
         // The harness blocks (diesel's migrations are synchronous), so it runs
         // on a blocking thread with its own connection.
-        let connection = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
-            .await
-            .map_err(|err| StoreError::Migration(err.to_string()))?;
+        let connection = self.establish().await?;
         tokio::task::spawn_blocking(move || {
             let mut harness = AsyncMigrationHarness::new(connection);
             harness
@@ -333,9 +416,46 @@ fn pool_config(settings: &DatabaseSettings) -> ManagerConfig<AsyncPgConnection> 
     config
 }
 
-/// Creates the database named in the URL when it does not exist, by asking
-/// the server's `postgres` maintenance database.
+/// Checks that the database named in the URL exists: connects to it, and
+/// when the server says it does not exist (SQLSTATE 3D000), creates it
+/// through the server's `postgres` maintenance database if
+/// `create_database` asks for it, or refuses with the fix in the message.
 pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
+    let config: tokio_postgres::Config =
+        settings
+            .url
+            .expose()
+            .parse()
+            .map_err(|_| StoreError::InvalidUrl {
+                url: settings.redacted_url(),
+                reason: "not a postgres:// URL".to_owned(),
+            })?;
+    let mut probe = config.clone();
+    probe.connect_timeout(settings.acquire_timeout);
+    match probe.connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            let driver = tokio::spawn(connection);
+            drop(client);
+            let _ = driver.await;
+            Ok(())
+        }
+        Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+            if settings.create_database {
+                create_database(settings).await
+            } else {
+                Err(StoreError::NoDatabase {
+                    name: config.get_dbname().unwrap_or_default().to_owned(),
+                    url: settings.redacted_url(),
+                })
+            }
+        }
+        Err(source) => Err(StoreError::connect(settings, source)),
+    }
+}
+
+/// Creates the database named in the URL, by asking the server's
+/// `postgres` maintenance database.
+async fn create_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
     let invalid = |reason: &str| StoreError::InvalidUrl {
         url: settings.redacted_url(),
         reason: reason.to_owned(),

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::schema::{notifications, orders, review_items};
 use super::{Store, StoreError};
+use crate::domain::pan::check_free_text;
 use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
 
 /// Totals of one currency (amounts as exact decimal strings).
@@ -180,12 +181,20 @@ impl Store {
 
     /// Marks an open review item resolved, with who and why. Returns false
     /// when there is no open item with that id.
+    ///
+    /// People type `resolved_by` and `note`, so a card number in either is
+    /// refused (`StoreError::Invalid`, saying which, never quoting it) and
+    /// nothing is written: the PAN guard covers what people type as well as
+    /// what the processor sends.
     pub async fn resolve_review_item(
         &self,
         id: i64,
         resolved_by: &str,
         note: &str,
     ) -> Result<bool, StoreError> {
+        check_free_text("the resolver's name", resolved_by)
+            .and_then(|()| check_free_text("the resolution note", note))
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
         let mut conn = self.conn().await?;
         let updated = diesel::update(
             review_items::table

@@ -6,7 +6,9 @@ use predicates::prelude::*;
 
 fn ipn() -> Command {
     let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
-    cmd.env_remove("IPN_KEYS_FILE").env_remove("IPN_ALLOW_MD5");
+    cmd.env_remove("IPN_KEYS_FILE")
+        .env_remove("IPN_ALLOW_MD5")
+        .env_remove("IPN_REQUIRE_ALGORITHM");
     cmd
 }
 
@@ -141,9 +143,10 @@ fn receipts_in_both_formats_match_the_spec_vector() {
     let key_file = dir.path().join("spec.keys");
     std::fs::write(&key_file, "AABBCCDDEEFF\n").expect("write key");
     let body = "IPN_PID%5B%5D=1&IPN_PID%5B%5D=2&IPN_PNAME%5B%5D=Software+program&IPN_PNAME%5B%5D=Caf%C3%A9&IPN_DATE=20050303123434";
+    // The body carries no signature: --unverified answers it anyway.
     let receipt = |format: &str, algorithm: &str| {
         ipn()
-            .args(["ipn", "receipt", "--key-file"])
+            .args(["ipn", "receipt", "--unverified", "--key-file"])
             .arg(&key_file)
             .args([
                 "--format",
@@ -214,11 +217,28 @@ fn sign_and_receipt_refuse_bad_input_with_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("sha1"));
     ipn()
-        .args(["ipn", "receipt", "--key-file", &keys(), "-"])
+        .args(["ipn", "receipt", "--unverified", "--key-file", &keys(), "-"])
         .write_stdin("IPN_PID%5B%5D=1")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("IPN_DATE"));
+    for (args, message) in [
+        (&["--algorithm", "sha1"][..], "sha1"),
+        (&["--format", "sig", "--algorithm", "md5"], "not md5"),
+        (
+            &["--format", "epayment", "--algorithm", "sha256"],
+            "epayment",
+        ),
+    ] {
+        ipn()
+            .args(["ipn", "receipt", "--key-file", &keys()])
+            .args(args)
+            .arg("-")
+            .write_stdin("IPN_DATE=20050303123434")
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
     ipn()
         .args([
             "ipn",
@@ -233,4 +253,198 @@ fn sign_and_receipt_refuse_bad_input_with_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("YmdHis"));
+}
+
+#[test]
+fn a_required_algorithm_cannot_be_stripped_on_the_command_line() {
+    let body = std::fs::read(&fixture_files()[0]).expect("fixture");
+    let signed = ipn()
+        .args([
+            "ipn",
+            "sign",
+            "--key-file",
+            &keys(),
+            "--algorithms",
+            "sha3,sha256,md5",
+            "-",
+        ])
+        .write_stdin(body)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let stripped: String = String::from_utf8(signed.clone())
+        .expect("utf-8")
+        .trim_end()
+        .split('&')
+        .filter(|pair| !pair.starts_with("SIGNATURE_SHA3_256="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let verify = |body: Vec<u8>, extra: &[&str]| {
+        ipn()
+            .args(["ipn", "verify", "--allow-md5", "--key-file", &keys()])
+            .args(extra)
+            .arg("-")
+            .write_stdin(body)
+            .assert()
+    };
+    verify(stripped.clone().into_bytes(), &[])
+        .code(0)
+        .stdout(predicate::str::contains("algorithm sha256"));
+    verify(
+        stripped.clone().into_bytes(),
+        &["--require-algorithm", "sha3-256"],
+    )
+    .code(1)
+    .stderr(predicate::str::contains("SIGNATURE_SHA3_256"))
+    .stderr(predicate::str::contains("missing"));
+    ipn()
+        .env("IPN_REQUIRE_ALGORITHM", "sha3-256")
+        .args(["ipn", "verify", "--allow-md5", "--key-file", &keys(), "-"])
+        .write_stdin(stripped.into_bytes())
+        .assert()
+        .code(1);
+    verify(signed, &["--require-algorithm", "sha3-256"])
+        .code(0)
+        .stdout(predicate::str::contains("algorithm sha3-256"));
+    verify(Vec::new(), &["--require-algorithm", "md5"])
+        .code(2)
+        .stderr(predicate::str::contains("MD5 cannot be required"));
+}
+
+/// The fixture of order SHOP-1003, signed with the older key of the ring.
+fn signed_with_the_older_key() -> std::path::PathBuf {
+    fixture_files()
+        .into_iter()
+        .find(|file| file.to_string_lossy().contains("shop-1003"))
+        .expect("the SHOP-1003 fixture")
+}
+
+fn receipt_with(key: &str, body: &[u8], format: ipn_reconciler::ipn::ReceiptFormat) -> String {
+    use ipn_reconciler::ipn::{FormBody, FormLimits, ReceiptDate, SecretKey, read_receipt};
+    let form = FormBody::parse(body, &FormLimits::default()).expect("body parses");
+    let date = ReceiptDate::parse("20261102100000").expect("date");
+    read_receipt(&form, &SecretKey::new(key), format, date).expect("receipt")
+}
+
+#[test]
+fn a_receipt_is_signed_with_the_key_that_verified_the_body() {
+    use ipn_reconciler::ipn::{Algorithm, ReceiptFormat};
+    let file = signed_with_the_older_key();
+    let body = std::fs::read(&file).expect("fixture");
+    let output = ipn()
+        .args([
+            "ipn",
+            "receipt",
+            "--key-file",
+            &keys(),
+            "--date",
+            "20261102100000",
+        ])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let receipt = String::from_utf8(output).expect("utf-8");
+    let sig = ReceiptFormat::Sig(Algorithm::Sha3_256);
+    let older = receipt_with("ipn-reconciler-TEST-ONLY-2025-key", &body, sig);
+    let current = receipt_with("ipn-reconciler-TEST-ONLY-2026-key", &body, sig);
+    assert_ne!(older, current);
+    assert_eq!(
+        receipt.trim_end(),
+        older,
+        "answered with the verifying (older) key"
+    );
+    // An explicit algorithm or format changes the answer, not the key.
+    let output = ipn()
+        .args([
+            "ipn",
+            "receipt",
+            "--key-file",
+            &keys(),
+            "--date",
+            "20261102100000",
+        ])
+        .args(["--algorithm", "sha256"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        String::from_utf8(output).expect("utf-8").trim_end(),
+        receipt_with(
+            "ipn-reconciler-TEST-ONLY-2025-key",
+            &body,
+            ReceiptFormat::Sig(Algorithm::Sha256)
+        )
+    );
+}
+
+#[test]
+fn a_body_that_does_not_verify_gets_no_receipt_unless_unverified() {
+    let body = std::fs::read_to_string(&fixture_files()[2]).expect("fixture");
+    let tampered = body.replace("IPN_TOTALGENERAL=107.00", "IPN_TOTALGENERAL=1.00");
+    assert_ne!(body, tampered);
+    ipn()
+        .args(["ipn", "receipt", "--key-file", &keys(), "-"])
+        .write_stdin(tampered.clone())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("does not match"))
+        .stderr(predicate::str::contains("--unverified"))
+        .stderr(predicate::str::contains("Muñoz").not());
+    let output = ipn()
+        .args(["ipn", "receipt", "--unverified", "--key-file", &keys()])
+        .args(["--date", "20261102100000", "-"])
+        .write_stdin(tampered.clone())
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("test-2026"))
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        String::from_utf8(output).expect("utf-8").trim_end(),
+        receipt_with(
+            "ipn-reconciler-TEST-ONLY-2026-key",
+            tampered.as_bytes(),
+            ipn_reconciler::ipn::ReceiptFormat::Sig(ipn_reconciler::ipn::Algorithm::Sha3_256)
+        ),
+        "current key, strongest algorithm present"
+    );
+    // An MD5-only body needs --allow-md5, and is then answered <EPAYMENT>.
+    let md5 = ipn()
+        .args([
+            "ipn",
+            "sign",
+            "--key-file",
+            &keys(),
+            "--algorithms",
+            "md5",
+            "-",
+        ])
+        .write_stdin(body)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    ipn()
+        .args(["ipn", "receipt", "--key-file", &keys(), "-"])
+        .write_stdin(md5.clone())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("MD5"));
+    ipn()
+        .args(["ipn", "receipt", "--allow-md5", "--key-file", &keys(), "-"])
+        .write_stdin(md5)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("<EPAYMENT>"));
 }

@@ -22,6 +22,15 @@ fn cli(db: &TestDb) -> Command {
     cmd
 }
 
+/// A new database with the schema, as an operator makes one.
+fn create_books(db: &TestDb) {
+    cli(db)
+        .args(["migrate", "--create-db"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("applied migration"));
+}
+
 /// The fixtures' orders imported and every fixture notification processed.
 fn import_and_process_fixtures(db: &TestDb) {
     cli(db)
@@ -45,6 +54,7 @@ fn is_hex_digest(value: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn fixtures_reconcile_to_the_states_the_spec_implies_and_leak_nothing() {
     let db = TestDb::new();
+    create_books(&db);
     cli(&db)
         .args(["orders", "import"])
         .arg(repo_path("fixtures/orders.csv"))
@@ -125,6 +135,7 @@ async fn fixtures_reconcile_to_the_states_the_spec_implies_and_leak_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_csv_imports_nothing_and_names_the_lines() {
     let db = TestDb::new();
+    create_books(&db);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("orders.csv");
     std::fs::write(
@@ -149,6 +160,7 @@ async fn a_bad_csv_imports_nothing_and_names_the_lines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_list_filters_by_status_in_every_format() {
     let db = TestDb::new();
+    create_books(&db);
     import_and_process_fixtures(&db);
     let json = cli(&db)
         .args(["orders", "list", "--status", "paid", "--format", "json"])
@@ -182,6 +194,7 @@ async fn orders_list_filters_by_status_in_every_format() {
 #[tokio::test(flavor = "multi_thread")]
 async fn finance_sees_the_books_and_resolves_exceptions() {
     let db = TestDb::new();
+    create_books(&db);
     import_and_process_fixtures(&db);
 
     let report = cli(&db)
@@ -235,6 +248,53 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["order_ref"], "SHOP-1007");
     let id = items[0]["id"].as_i64().expect("id").to_string();
+    // A card number typed by a person is refused, whatever its grouping,
+    // and nothing is stored.
+    for (by, note, refused) in [
+        ("finance-42", "card 4111111111111111 refunded", "--note"),
+        ("finance-42", "card 4111.1111.1111.1111 refunded", "--note"),
+        (
+            "finance-42",
+            "card \u{FF14}\u{FF11}\u{FF11}\u{FF11} 1111 1111 1111",
+            "--note",
+        ),
+        ("4111-1111-1111-1111", "refunded", "--by"),
+    ] {
+        cli(&db)
+            .args(["review", "resolve", &id, "--by", by, "--note", note])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{refused} contains what looks like a card number"
+            )))
+            .stderr(predicate::str::contains("4111").not())
+            .stderr(predicate::str::contains("\u{FF14}").not());
+    }
+    let still_open = cli(&db)
+        .args(["review", "list", "--kind", "amount_mismatch"])
+        .assert()
+        .success();
+    let still_open = String::from_utf8_lossy(&still_open.get_output().stdout).into_owned();
+    assert!(still_open.contains("1 item(s)"), "{still_open}");
+    assert!(
+        dump_all_text(&db.url)
+            .await
+            .iter()
+            .all(|(_, _, value)| !contains_pan(value) || is_hex_digest(value)),
+        "a refused note reached the database"
+    );
+    // Through the library too: the store refuses, naming what.
+    let store = db.store().await;
+    let err = store
+        .resolve_review_item(
+            id.parse().expect("id"),
+            "finance-42",
+            "card 4111 1111 1111 1111",
+        )
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("resolution note"), "{err}");
+    assert!(!err.to_string().contains("4111"), "{err}");
     cli(&db)
         .args([
             "review",
@@ -243,7 +303,7 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
             "--by",
             "finance-42",
             "--note",
-            "customer paid the difference by wire",
+            "customer paid the difference by wire, card ending 1111",
         ])
         .assert()
         .success();
@@ -264,4 +324,55 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
         .assert()
         .success()
         .stdout(predicate::str::contains("0 item(s)"));
+}
+
+/// A mistyped database name must not create empty books: every command but
+/// `migrate --create-db` (and `serve --create-db`) refuses it, with the fix
+/// in the message; an existing database without the schema likewise, also
+/// with AUTO_MIGRATE=false.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mistyped_database_is_refused_not_created() {
+    let db = TestDb::new();
+    for args in [
+        vec!["report"],
+        vec!["review", "list"],
+        vec!["orders", "list"],
+        vec!["migrate"],
+    ] {
+        cli(&db)
+            .args(&args)
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains("does not exist"))
+            .stderr(predicate::str::contains("migrate --create-db"));
+    }
+    // Nothing was created by those commands.
+    let server = crate::helpers::server_url();
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db.name])
+        .await
+        .expect("query")
+        .is_some();
+    assert!(!exists, "no database was created");
+
+    // An empty database (no schema) is refused too, auto-migrate or not.
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{}\"", db.name))
+        .await
+        .expect("create empty");
+    for auto_migrate in ["true", "false"] {
+        cli(&db)
+            .env("AUTO_MIGRATE", auto_migrate)
+            .arg("report")
+            .assert()
+            .code(3)
+            .stderr(predicate::str::contains("has no ipn-reconciler schema"));
+    }
+    create_books(&db);
+    cli(&db).arg("report").assert().success();
 }

@@ -235,6 +235,18 @@ async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
         assert!(!text.contains("<sig") && !text.contains("<EPAYMENT>"));
         assert!(!text.contains("Muñoz"), "no value echoed: {text}");
     }
+    // A client that sends its own forwarded-for line before the proxy's
+    // cannot get it read: the proxy's (last) line names the caller.
+    let response = client
+        .post(&intake.url)
+        .header("content-type", form)
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("x-forwarded-for", "8.8.8.8")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 403);
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 0);
 
     // The processor probes a saved URL with GET and expects 200.
@@ -243,5 +255,31 @@ async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
     // And the genuine body from an allowed source is queued.
     let (status, _) = send(form, "10.0.0.1, 127.0.0.1", body).await;
     assert_eq!(status, 200);
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_signed_with_an_older_key_is_answered_with_that_key() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let ring = test_ring();
+    let older = ring.keys()[1].clone();
+    assert_eq!(older.id.as_str(), "test-2025");
+    let intake = start(queue.daemon_settings(), ring.clone()).await;
+    let body = resigned(
+        "03-shop-1001-complete.txt",
+        "ROTATED-1",
+        90_000_001,
+        &older.secret,
+    );
+    let (status, receipt) = post(&intake.url, body.clone()).await;
+    assert_eq!(status, 200, "{receipt}");
+    let date = receipt_date(&receipt, "date=\"", '"');
+    let form = FormBody::parse(&body, &FormLimits::default()).expect("parses");
+    let format = ReceiptFormat::Sig(Algorithm::Sha3_256);
+    let with_older = read_receipt(&form, &older.secret, format, date).expect("receipt");
+    let with_current = read_receipt(&form, &ring.current().secret, format, date).expect("receipt");
+    assert_ne!(with_older, with_current);
+    assert_eq!(receipt, with_older, "signed with the key that verified");
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
 }

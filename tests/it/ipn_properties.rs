@@ -21,7 +21,10 @@ use proptest::sample::Index;
 const SECRET: &str = "AABBCCDDEEFF";
 
 /// MD5 is accepted here so that every algorithm can be exercised.
-const ALL_ALGORITHMS: SignaturePolicy = SignaturePolicy { allow_md5: true };
+const ALL_ALGORITHMS: SignaturePolicy = SignaturePolicy {
+    allow_md5: true,
+    require: None,
+};
 
 fn ring() -> KeyRing {
     KeyRing::single(SECRET)
@@ -193,6 +196,32 @@ proptest! {
             source
         });
         prop_assert_eq!(source_string(&form), expected);
+    }
+
+    #[test]
+    fn a_stripped_required_signature_is_refused_whatever_else_verifies(
+        fields in fields_strategy(1),
+        weaker in prop::sample::subsequence(vec![Algorithm::Sha256, Algorithm::Md5], 1..=2),
+        required in prop::sample::select(vec![Algorithm::Sha3_256, Algorithm::Sha256]),
+    ) {
+        prop_assume!(!fields.is_empty());
+        // Signed with SHA3 and weaker ones, every one of them genuine.
+        let mut algorithms = vec![Algorithm::Sha3_256];
+        algorithms.extend(&weaker);
+        let wire = signed_on_the_wire(fields, &algorithms);
+        let require = SignaturePolicy { allow_md5: true, require: Some(required) };
+        let present = algorithms.contains(&required);
+        prop_assert_eq!(verify(&wire, &ring(), &require).is_ok(), present);
+        // Strip the required field: the rest would verify without the
+        // requirement (MD5 allowed), and is refused with it.
+        let mut stripped = wire.clone();
+        stripped.remove(required.field_name());
+        prop_assume!(Algorithm::STRONGEST_FIRST.iter().any(|a| stripped.get(a.field_name()).is_some()));
+        prop_assert!(verify(&stripped, &ring(), &ALL_ALGORITHMS).is_ok());
+        prop_assert_eq!(
+            verify(&stripped, &ring(), &require),
+            Err(VerifyError::RequiredAlgorithmMissing(required))
+        );
     }
 
     #[test]

@@ -21,8 +21,14 @@ fn ring() -> KeyRing {
     KeyRing::single(KEY)
 }
 
-const MD5_ONLY: SignaturePolicy = SignaturePolicy { allow_md5: true };
-const DEFAULT_POLICY: SignaturePolicy = SignaturePolicy { allow_md5: false };
+const MD5_ONLY: SignaturePolicy = SignaturePolicy {
+    allow_md5: true,
+    require: None,
+};
+const DEFAULT_POLICY: SignaturePolicy = SignaturePolicy {
+    allow_md5: false,
+    require: None,
+};
 
 fn parse(body: &str) -> FormBody {
     FormBody::parse(body.as_bytes(), &FormLimits::default()).expect("vector body parses")

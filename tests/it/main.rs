@@ -11,6 +11,7 @@ mod cli_reconcile;
 mod demo;
 mod hostile_delivery;
 mod intake;
+mod intake_transport;
 mod ipn_properties;
 mod ipn_vectors;
 mod operators;

@@ -51,6 +51,28 @@ impl Daemon {
         Self { child, log }
     }
 
+    /// Another long-running command (`intake`) with the broker and key
+    /// settings of `serve`, without a database; listeners on port 0.
+    pub fn start_command(command: &str, queue: &TestQueue, extra: &[(&'static str, &str)]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"));
+        child
+            .arg(command)
+            .envs(queue.env())
+            .envs(key_env())
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("IPN_HTTP_ADDR", "127.0.0.1:0")
+            .env("IPN_INTAKE_ADDR", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("log handle"));
+        for (name, value) in extra {
+            child.env(name, value);
+        }
+        let child = child.spawn().expect("spawn the command");
+        Self { child, log }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.log.path()).expect("read log")
     }

@@ -42,6 +42,8 @@ impl TestDb {
     pub fn settings(&self) -> DatabaseSettings {
         Settings {
             database_url: self.secret_url(),
+            // The test's own database, made on first use.
+            create_db: true,
             ..Settings::default()
         }
         .loaded()
