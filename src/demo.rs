@@ -19,11 +19,9 @@ use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
 use crate::secret::SecretUrl;
-use crate::settings::{Settings, SettingsError};
-use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, post_all};
-use crate::simulate::{
-    AnomalyRates, DeliveryKind, Simulation, SimulationConfig, simulate, sort_kinds,
-};
+use crate::settings::{ExpectedFields, Settings, SettingsError};
+use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
+use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
 use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
@@ -63,6 +61,15 @@ impl DemoSettings {
                 amount_mismatch: 0.05,
                 unknown_orders: 0.04,
                 pan_in_free_text: 0.03,
+                processor_retries: 0.08,
+                second_url_copies: 0.05,
+                manual_resends: 0.03,
+                reencoded_copies: 0.03,
+                stripped_signatures: 0.04,
+                renamed_expected_fields: 0.3,
+                double_charges: 0.03,
+                foreign_reversals: 0.02,
+                conflicting_copies: 0.02,
             },
             settle_timeout: Duration::from_secs(120),
         }
@@ -137,6 +144,8 @@ pub async fn run(
 
     let mut simulation_config = SimulationConfig::new(settings.seed, settings.orders);
     simulation_config.rates = settings.rates;
+    // The daemon checks them (see `daemon_settings`).
+    simulation_config.expected_fields = true;
     let simulation =
         simulate(&simulation_config, &key).map_err(|err| DemoError::Simulation(err.to_string()))?;
     let report = store
@@ -171,13 +180,21 @@ pub async fn run(
         })
         .await;
         progress.finish_and_clear();
-        let stats = posted?;
+        let posted = posted?;
+        let stats = posted.stats;
         writeln!(
             out,
             "4/5 processor side: {} receipts checked, {} forged copies refused, {} retries; waiting until settled",
             stats.receipts, stats.refused, stats.retries
         )?;
-        wait_until_settled(&store, &simulation, &metrics, settings.settle_timeout).await?;
+        wait_until_settled(
+            &store,
+            &simulation,
+            &posted,
+            &metrics,
+            settings.settle_timeout,
+        )
+        .await?;
         Ok::<_, DemoError>(stats)
     }
     .await;
@@ -242,7 +259,9 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 
 /// The daemon's settings for the demo: its database and queues, short
 /// retry delays and orphan window (so that unknown orders settle within the
-/// demo, where production waits an hour), listeners on free ports.
+/// demo, where production waits an hour), listeners on free ports, and the
+/// fields the simulated merchant's IPN settings send (docs/protocol.md §11
+/// (c)), so that a copy with TEST_ORDER or FRAUD_STATUS renamed is refused.
 fn daemon_settings(demo: &DemoSettings) -> Settings {
     let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     Settings {
@@ -261,6 +280,7 @@ fn daemon_settings(demo: &DemoSettings) -> Settings {
         shutdown_deadline: Duration::from_secs(10),
         intake_addr: loopback_any_port,
         http_addr: loopback_any_port,
+        expected_fields: ExpectedFields(vec!["TEST_ORDER".to_owned(), "FRAUD_STATUS".to_owned()]),
         ..Settings::default()
     }
 }
@@ -277,20 +297,20 @@ async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Settled: every distinct genuine notification is recorded, nothing is in
-/// flight, and every orphan has its review item (the last thing to happen).
+/// Settled: every distinct body the intake acknowledged is recorded (a
+/// notification's first delivery with its outcome, each other body of it as
+/// a `duplicate` repeat, a refused one as `malformed`; an exact byte copy
+/// adds no row), nothing is in flight, and every orphan has its review item
+/// (the last thing to happen). Bodies refused at the door (forged,
+/// unsigned) never reach the queue.
 async fn wait_until_settled(
     store: &Store,
     simulation: &Simulation,
+    posted: &Posted,
     metrics: &Metrics,
     limit: Duration,
 ) -> Result<(), DemoError> {
-    let distinct: std::collections::BTreeSet<&[u8]> = simulation
-        .deliveries
-        .iter()
-        .filter(|d| d.kind != DeliveryKind::Tampered)
-        .map(|d| d.body.as_slice())
-        .collect();
+    let distinct = posted.receipted_bodies(simulation);
     let expected_orphan_items: usize = simulation
         .expected_orphans
         .values()

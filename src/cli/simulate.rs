@@ -38,10 +38,13 @@ Writes, under --out:
   orders.csv     the shop's orders (import with `orders import`)
   expected.json  order_ref -> {status, paid, refunded, review_kinds, processor_ref}
   manifest.json  the configuration, expected outcome counts, unknown orders
-  bodies/NNNNN-<order_ref>-<genuine|duplicate|tampered>.txt, in delivery order
+  bodies/NNNNN-<order_ref>-<kind>.txt, in delivery order; <kind> is genuine,
+                 duplicate, tampered, retry, second_url, resend, reencoded,
+                 stripped, unsigned, renamed or swapped
 
 The same --seed and options always give the same bytes. Expectations assume
-the orders are imported first and test orders are not applied (the default).")]
+the orders are imported first, test orders are not applied (the default),
+and expected fields are checked only with --with-expected-fields.")]
 pub struct SimulateArgs {
     /// Seed of the simulation: the same seed and options give the same output.
     #[arg(long)]
@@ -56,6 +59,11 @@ pub struct SimulateArgs {
     /// (ignored by default, so such orders stay pending).
     #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
     pub test_orders: f64,
+    /// Expect the reconciler to run with `expected-fields =
+    /// TEST_ORDER,FRAUD_STATUS`: only then are copies with those fields
+    /// renamed made (--renamed-expected-fields), expected `malformed`.
+    #[arg(long)]
+    pub with_expected_fields: bool,
     /// Currency mix as CODE=WEIGHT pairs.
     #[arg(
         long,
@@ -117,6 +125,54 @@ pub struct RateArgs {
     /// field (IPN_INFO[] or SHOPPER_REFERENCE_NUMBER) of one notification.
     #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
     pub pan_in_free_text: f64,
+    /// Per notification of a known order: probability of a processor
+    /// retry, stamped with a new IPN_DATE minutes to hours later and signed
+    /// again (must end `duplicate`).
+    #[arg(long, default_value_t = 0.1, value_parser = probability, value_name = "P")]
+    pub processor_retries: f64,
+    /// Per notification of a known order: probability of the copy for a
+    /// second notification URL, signed with SHA-256 only or SHA3-256 only
+    /// (must end `duplicate`).
+    #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
+    pub second_url_copies: f64,
+    /// Per notification of a known order: probability of a manual resend
+    /// 3 to 10 days later (must end `duplicate`; a refund or reversal
+    /// resent also leaves a late_repeat review item open).
+    #[arg(long, default_value_t = 0.03, value_parser = probability, value_name = "P")]
+    pub manual_resends: f64,
+    /// Per notification of a known order: probability of a copy in other
+    /// bytes with the same values (a digit percent-escaped, a trailing `&`,
+    /// or an unsigned field the reconciler does not read renamed; must end
+    /// `duplicate`).
+    #[arg(long, default_value_t = 0.03, value_parser = probability, value_name = "P")]
+    pub reencoded_copies: f64,
+    /// Per known order: probability of a copy of one notification with its
+    /// SHA3-256 signature removed (must end `duplicate`: the SHA-256 one
+    /// still verifies) or, as often, with every signature removed (must end
+    /// `invalid_signature`).
+    #[arg(long, default_value_t = 0.03, value_parser = probability, value_name = "P")]
+    pub stripped_signatures: f64,
+    /// Per known test order or fraud-denied order, with
+    /// --with-expected-fields only: probability of an attacker's copy with
+    /// TEST_ORDER or FRAUD_STATUS renamed (must end `malformed`, no change).
+    #[arg(long, default_value_t = 0.3, value_parser = probability, value_name = "P")]
+    pub renamed_expected_fields: f64,
+    /// Per known order: probability that the shopper is charged twice
+    /// under two REFNOs; half of them get the second charge refunded under
+    /// its REFNO (`paid`, paid twice, refunded once, nothing open), the
+    /// others not (a duplicate_payment review item).
+    #[arg(long, default_value_t = 0.03, value_parser = probability, value_name = "P")]
+    pub double_charges: f64,
+    /// Per known order: probability of a paid order getting a REVERSED
+    /// under a REFNO that never paid it (stays `paid`, an
+    /// unmatched_reversal review item).
+    #[arg(long, default_value_t = 0.02, value_parser = probability, value_name = "P")]
+    pub foreign_reversals: f64,
+    /// Per known order: probability of a paid order whose PENDING also
+    /// comes as a copy with two field names swapped (the same signed
+    /// values, another amount: a conflicting_copy review item, no change).
+    #[arg(long, default_value_t = 0.02, value_parser = probability, value_name = "P")]
+    pub conflicting_copies: f64,
 }
 
 impl From<&RateArgs> for AnomalyRates {
@@ -128,6 +184,15 @@ impl From<&RateArgs> for AnomalyRates {
             amount_mismatch: args.amount_mismatch,
             unknown_orders: args.unknown_orders,
             pan_in_free_text: args.pan_in_free_text,
+            processor_retries: args.processor_retries,
+            second_url_copies: args.second_url_copies,
+            manual_resends: args.manual_resends,
+            reencoded_copies: args.reencoded_copies,
+            stripped_signatures: args.stripped_signatures,
+            renamed_expected_fields: args.renamed_expected_fields,
+            double_charges: args.double_charges,
+            foreign_reversals: args.foreign_reversals,
+            conflicting_copies: args.conflicting_copies,
         }
     }
 }
@@ -160,6 +225,7 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
         test_orders: args.test_orders,
         currencies,
         base_date,
+        expected_fields: args.with_expected_fields,
     };
     let simulation = simulate(&config, &ring.current().secret)?;
 
@@ -193,8 +259,9 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
                             concurrency: args.concurrency.max(1),
                             ..PostPolicy::default()
                         };
-                        let stats =
-                            post_all(&simulation, url, &key, policy, || progress.inc(1)).await?;
+                        let stats = post_all(&simulation, url, &key, policy, || progress.inc(1))
+                            .await?
+                            .stats;
                         Ok(format!(
                             "{} receipts checked, {} forged copies refused, {} retries",
                             stats.receipts, stats.refused, stats.retries
@@ -206,7 +273,8 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
                             .map_err(super::settings_error)?;
                         let publisher = Publisher::connect(settings, "simulator").await?;
                         let confirmed =
-                            publish_all(&simulation, &publisher, |n| progress.inc(n as u64)).await;
+                            publish_all(&simulation, &publisher, &ring, |n| progress.inc(n as u64))
+                                .await;
                         publisher.close().await;
                         Ok(format!("{} published (confirmed)", confirmed?))
                     }
@@ -228,24 +296,27 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
         config.seed,
         ring.current().id
     )?;
+    let kinds: Vec<String> = DeliveryKind::ALL
+        .into_iter()
+        .map(|kind| format!("{} {kind}", simulation.count(kind)))
+        .collect();
     writeln!(
         out,
-        "{} deliveries ({} genuine, {} duplicate, {} tampered); files in {}",
+        "{} deliveries ({}); files in {}",
         total,
-        simulation.count(DeliveryKind::Genuine),
-        simulation.count(DeliveryKind::Duplicate),
-        simulation.count(DeliveryKind::Tampered),
+        kinds.join(", "),
         args.out.display()
     )?;
     writeln!(
         out,
-        "expected outcomes: applied={} ignored={} mismatch={} duplicate={} order_not_found={} invalid_signature={}",
+        "expected outcomes: applied={} ignored={} mismatch={} duplicate={} order_not_found={} invalid_signature={} malformed={}",
         outcomes.applied,
         outcomes.ignored,
         outcomes.mismatch,
         outcomes.duplicate,
         outcomes.order_not_found,
-        outcomes.invalid_signature
+        outcomes.invalid_signature,
+        outcomes.malformed
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use crate::ipn::{Algorithm, Field, FormBody, SecretKey, sign};
 
 use super::SimulationError;
 use super::people::{Customer, Product};
-use super::story::StoryStep;
+use super::story::{Payment, StoryStep};
 
 /// The signatures the simulated processor sends, in its order: SHA-256
 /// first, then SHA3-256, as in the vendor fixtures (no MD5: retired in 2024,
@@ -34,6 +34,9 @@ pub struct Line {
 pub struct OrderContext {
     pub order_ref: String,
     pub refno: u64,
+    /// The REFNO of a second payment or of a foreign reversal (only the
+    /// stories with one use it).
+    pub other_refno: u64,
     pub currency: Currency,
     pub lines: Vec<Line>,
     pub sale: NaiveDateTime,
@@ -87,6 +90,10 @@ pub fn fields(
         Some((PanSpot::ShopperReference, text)) => text.to_owned(),
         _ => String::new(),
     };
+    let refno = match step.payment {
+        Payment::Order => order.refno,
+        Payment::Second | Payment::Foreign => order.other_refno,
+    };
     let (paymethod, paymethod_code) = if order.wire {
         ("Wire transfer", "WIRE")
     } else {
@@ -96,10 +103,10 @@ pub fn fields(
     push("SALEDATE", date(Some(order.sale)));
     push("PAYMENTDATE", date(step.payment_date));
     push("COMPLETE_DATE", date(step.complete_date));
-    push("REFNO", order.refno.to_string());
+    push("REFNO", refno.to_string());
     push("REFNOEXT", order.order_ref.clone());
     push("SHOPPER_REFERENCE_NUMBER", shopper_reference);
-    push("ORDERNO", (order.refno % 100_000).to_string());
+    push("ORDERNO", (refno % 100_000).to_string());
     push("ORDERSTATUS", step.status.into());
     push("PAYMETHOD", paymethod.into());
     push("PAYMETHOD_CODE", paymethod_code.into());
@@ -207,7 +214,7 @@ pub fn fields(
     for (name, value) in &step.extra {
         push(name, value.clone());
     }
-    push("IPN_DATE", step.at.format(IPN_DATE).to_string());
+    push("IPN_DATE", ipn_date(step.at));
     f.into_iter()
         .map(|(name, value)| Field {
             name: name.to_owned(),
@@ -216,12 +223,130 @@ pub fn fields(
         .collect()
 }
 
+fn ipn_date(at: NaiveDateTime) -> String {
+    at.format(IPN_DATE).to_string()
+}
+
 /// Signs `fields` with `key`: the same fields followed by the signature
 /// fields of [`ALGORITHMS`].
 pub fn sign_fields(fields: Vec<Field>, key: &SecretKey) -> Result<Vec<Field>, SimulationError> {
+    sign_fields_with(fields, key, &ALGORITHMS)
+}
+
+/// Signs `fields` (any signature fields they hold are replaced) with
+/// `algorithms`, in that order.
+pub fn sign_fields_with(
+    fields: Vec<Field>,
+    key: &SecretKey,
+    algorithms: &[Algorithm],
+) -> Result<Vec<Field>, SimulationError> {
     let form = FormBody::from_fields(fields);
-    let signed = sign(&form, key, &ALGORITHMS).map_err(SimulationError::Sign)?;
+    let signed = sign(&form, key, algorithms).map_err(SimulationError::Sign)?;
     Ok(signed.fields().to_vec())
+}
+
+/// The same notification stamped for another delivery: `IPN_DATE` set to
+/// `at` and signed again with `algorithms`, as the processor does for each
+/// retry, each notification URL and each manual resend (docs/protocol.md
+/// §5, §11 (a)).
+pub fn restamped(
+    signed_fields: &[Field],
+    at: NaiveDateTime,
+    key: &SecretKey,
+    algorithms: &[Algorithm],
+) -> Result<Vec<u8>, SimulationError> {
+    let mut found = false;
+    let fields: Vec<Field> = signed_fields
+        .iter()
+        .map(|field| {
+            if field.name == "IPN_DATE" {
+                found = true;
+                Field {
+                    name: field.name.clone(),
+                    value: ipn_date(at),
+                }
+            } else {
+                field.clone()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(SimulationError::Internal("no IPN_DATE to stamp"));
+    }
+    Ok(encode(sign_fields_with(fields, key, algorithms)?))
+}
+
+/// The signed fields with the name of each field in `names` replaced by
+/// its pair's (`(from, to)`), values and signatures untouched: what an
+/// attacker or a careless proxy can do without breaking the signature,
+/// which covers values only (docs/protocol.md §3, §11 (c)).
+pub fn renamed(
+    signed_fields: &[Field],
+    names: &[(&str, &str)],
+) -> Result<Vec<u8>, SimulationError> {
+    let mut renamed = 0;
+    let fields: Vec<Field> = signed_fields
+        .iter()
+        .map(
+            |field| match names.iter().find(|(from, _)| *from == field.name) {
+                Some((_, to)) => {
+                    renamed += 1;
+                    Field {
+                        name: (*to).to_owned(),
+                        value: field.value.clone(),
+                    }
+                }
+                None => field.clone(),
+            },
+        )
+        .collect();
+    if renamed != names.len() {
+        return Err(SimulationError::Internal("a field to rename is missing"));
+    }
+    Ok(encode(fields))
+}
+
+/// The signed fields without the signature fields of `algorithms`.
+pub fn stripped(signed_fields: &[Field], algorithms: &[Algorithm]) -> Vec<u8> {
+    let fields: Vec<Field> = signed_fields
+        .iter()
+        .filter(|field| !algorithms.iter().any(|a| a.field_name() == field.name))
+        .cloned()
+        .collect();
+    encode(fields)
+}
+
+/// `body` with the `nth` (modulo their number) digit of the value of
+/// `field` written as a percent-escape (`%31` for `1`): the same decoded
+/// values, other bytes, as a proxy that re-encodes forms may send them.
+pub fn percent_encode_digit(
+    body: &[u8],
+    field: &str,
+    nth: usize,
+) -> Result<Vec<u8>, SimulationError> {
+    let pattern = format!("&{field}=");
+    let start = body
+        .windows(pattern.len())
+        .position(|window| window == pattern.as_bytes())
+        .map(|at| at + pattern.len())
+        .ok_or(SimulationError::Internal("no field to re-encode"))?;
+    let value = body.get(start..).unwrap_or_default();
+    let value = value.split(|&b| b == b'&').next().unwrap_or_default();
+    let digits: Vec<usize> = value
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_ascii_digit())
+        .map(|(i, _)| start + i)
+        .collect();
+    if digits.is_empty() {
+        return Err(SimulationError::Internal("no digit to percent-encode"));
+    }
+    let at = digits[nth % digits.len()];
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(format!("%{:02X}", body[at]).as_bytes());
+    out.extend_from_slice(&body[at + 1..]);
+    Ok(out)
 }
 
 /// Encodes fields as the processor POSTs them

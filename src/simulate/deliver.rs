@@ -11,17 +11,20 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 
 use super::{Delivery, DeliveryKind, Simulation};
+use crate::domain::BodyDigest;
 use crate::ipn::{
-    Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
+    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
 };
-use crate::queue::{MessageMeta, Publisher, QueueError};
+use crate::queue::{MessageMeta, Publisher, QueueError, Sealer};
 
 /// What the processor side saw while delivering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryStats {
     /// Deliveries answered with a valid receipt.
     pub receipts: u64,
-    /// Deliveries refused with 403 (forged copies: expected).
+    /// Deliveries refused (forged and unsigned copies, 403: expected;
+    /// copies with an expected field renamed, when the intake checks
+    /// them).
     pub refused: u64,
     /// Extra attempts after a missing or wrong receipt, a 5xx or a
     /// connection error.
@@ -39,6 +42,34 @@ pub enum DeliverError {
     },
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("cannot seal delivery #{sequence}: {reason}")]
+    Seal { sequence: usize, reason: String },
+}
+
+/// What [`post_all`] saw, in total and per delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Posted {
+    pub stats: DeliveryStats,
+    /// Per delivery, in delivery order: whether it was answered with a
+    /// valid receipt (and so queued). A settled system has recorded
+    /// exactly the distinct bodies of these.
+    pub receipted: Vec<bool>,
+}
+
+impl Posted {
+    /// The distinct bodies the intake acknowledged (and so queued).
+    pub fn receipted_bodies<'a>(
+        &self,
+        simulation: &'a Simulation,
+    ) -> std::collections::BTreeSet<&'a [u8]> {
+        simulation
+            .deliveries
+            .iter()
+            .zip(&self.receipted)
+            .filter(|(_, receipted)| **receipted)
+            .map(|(delivery, _)| delivery.body.as_slice())
+            .collect()
+    }
 }
 
 /// Why a response is not a valid receipt for the notification.
@@ -132,16 +163,19 @@ enum Answer {
 struct Retry(String);
 
 /// POSTs every delivery of `simulation` to `url`, in delivery order with up
-/// to `policy.concurrency` in flight. Genuine notifications and duplicates
-/// must end with a valid receipt; forged copies must be refused (403).
-/// `on_done` is called after each delivery (progress display).
+/// to `policy.concurrency` in flight. Every delivery whose signature
+/// verifies must end with a valid receipt; forged and unsigned copies must
+/// be refused (403). A copy with an expected field renamed verifies, so an
+/// intake may acknowledge it (the worker refuses it) or refuse it at the
+/// door: either is right. `on_done` is called after each delivery (progress
+/// display).
 pub async fn post_all(
     simulation: &Simulation,
     url: &str,
     key: &SecretKey,
     policy: PostPolicy,
     on_done: impl Fn() + Sync,
-) -> Result<DeliveryStats, DeliverError> {
+) -> Result<Posted, DeliverError> {
     let client = reqwest::Client::builder()
         .timeout(policy.request_timeout)
         .build()
@@ -166,17 +200,22 @@ pub async fn post_all(
             .buffered(policy.concurrency.max(1))
             .collect()
             .await;
-    let mut stats = DeliveryStats {
-        retries: retries.load(Ordering::Relaxed),
-        ..DeliveryStats::default()
+    let mut posted = Posted {
+        stats: DeliveryStats {
+            retries: retries.load(Ordering::Relaxed),
+            ..DeliveryStats::default()
+        },
+        receipted: Vec::with_capacity(results.len()),
     };
     for result in results {
-        match result? {
-            Answer::Receipt => stats.receipts += 1,
-            Answer::Refused => stats.refused += 1,
+        let answer = result?;
+        match answer {
+            Answer::Receipt => posted.stats.receipts += 1,
+            Answer::Refused => posted.stats.refused += 1,
         }
+        posted.receipted.push(matches!(answer, Answer::Receipt));
     }
-    Ok(stats)
+    Ok(posted)
 }
 
 async fn post_one(
@@ -187,7 +226,8 @@ async fn post_one(
     policy: PostPolicy,
     retries: &AtomicU64,
 ) -> Result<Answer, DeliverError> {
-    let forged = delivery.kind == DeliveryKind::Tampered;
+    let forged = delivery.kind.is_forged();
+    let may_be_refused = delivery.kind == DeliveryKind::Renamed;
     let attempt = || async {
         let response = client
             .post(url)
@@ -210,6 +250,9 @@ async fn post_one(
                 // A forged body must never be acknowledged: not retryable.
                 Ok(Answer::Receipt)
             };
+        }
+        if may_be_refused && status.is_client_error() {
+            return Ok(Answer::Refused);
         }
         if status != StatusCode::OK {
             return Err(Retry(format!("HTTP {status}")));
@@ -246,23 +289,30 @@ async fn post_one(
 }
 
 /// Publishes every delivery straight to the work exchange, with confirms,
-/// in batches. Returns how many were confirmed.
+/// in batches, sealed with `ring`'s current key as the intake seals them
+/// (the broker never holds a body in clear: README, Data handling).
+/// Returns how many were confirmed.
 pub async fn publish_all(
     simulation: &Simulation,
     publisher: &Publisher,
+    ring: &KeyRing,
     on_done: impl Fn(usize),
 ) -> Result<usize, DeliverError> {
+    let sealer = Sealer::new(ring);
     let mut confirmed = 0;
     for batch in simulation.deliveries.chunks(200) {
         let messages: Vec<(Vec<u8>, MessageMeta)> = batch
             .iter()
             .map(|d| {
-                (
-                    d.body.clone(),
-                    MessageMeta::received(chrono::Utc::now(), None),
-                )
+                let sealed = sealer.seal(&d.body).map_err(|err| DeliverError::Seal {
+                    sequence: d.sequence,
+                    reason: err.to_string(),
+                })?;
+                let meta = MessageMeta::received(chrono::Utc::now(), None)
+                    .sealed(&sealed, BodyDigest::of(&d.body).as_str());
+                Ok((sealed.body, meta))
             })
-            .collect();
+            .collect::<Result<_, DeliverError>>()?;
         for (delivery, result) in batch
             .iter()
             .zip(publisher.publish_notifications(&messages).await?)

@@ -26,9 +26,26 @@
 //! | amount mismatch | per order | the story becomes [`Story::AmountMismatch`] | `mismatch`, review `amount_mismatch`, never paid |
 //! | unknown orders | per order | an extra order whose reference is *not* in the orders CSV | `order_not_found`; review `orphan_payment` per notification once the retry window passes |
 //! | card number in free text | per order | a Luhn-valid test card number in `IPN_INFO[]` or `SHOPPER_REFERENCE_NUMBER` of one notification | value dropped, review `pan_detected`, the notification otherwise applies |
+//! | processor retries | per notification* | the same notification stamped with a new `IPN_DATE` minutes to 36 hours later, signed again | `duplicate` |
+//! | second URL copies | per notification* | the copy for a second notification URL: SHA-256 only or SHA3-256 only, stamped seconds later | `duplicate` |
+//! | manual resends | per notification* | resent from the control panel 3 to 10 days later | `duplicate`; for a refund or reversal also review `late_repeat` |
+//! | re-encoded copies | per notification* | the same values in other bytes: a digit of REFNO percent-escaped, a trailing `&`, or an unsigned field the reconciler does not read renamed | `duplicate` |
+//! | stripped signatures | per order* | a copy of one notification without its SHA3-256 signature, or without any | `duplicate` (SHA-256 still verifies), or `invalid_signature` |
+//! | renamed expected fields | per test or fraud-denied order*, with [`SimulationConfig::expected_fields`] | an attacker's copy with `TEST_ORDER` or `FRAUD_STATUS` renamed | `malformed`, no change |
+//! | double charges | per order* | the story becomes [`Story::DoubleChargeRefunded`] or [`Story::DoubleChargeOpen`] | `paid` twice; refunded once and nothing open, or review `duplicate_payment` |
+//! | foreign reversals | per order* | the story becomes [`Story::ForeignReversal`] | stays `paid`, review `unmatched_reversal` |
+//! | conflicting copies | per order* | the story becomes [`Story::ConflictingCopy`]: its PENDING also comes with two field names swapped | review `conflicting_copy`, no change |
 //!
+//! (*) Known orders only (see `Generator::copies` for why);
 //! plus [`SimulationConfig::test_orders`]: orders whose notifications carry
 //! `TEST_ORDER=1` ([`Story::TestOrder`]), ignored by default.
+//!
+//! Copies other than exact duplicates have the identity of their
+//! notification (docs/protocol.md §11 (a)), so the first of them to arrive
+//! counts, whichever it is, and the others are `duplicate`: the expected
+//! outcome counts and final states hold in every arrival order. The
+//! processor's own copies are delivered after the genuine one; copies made
+//! on the way (re-encoded, stripped, renamed, swapped) may overtake it.
 //!
 //! # The expectation is an independent oracle
 //!
@@ -39,12 +56,17 @@
 //! through the pipeline and compares with the expectation therefore checks
 //! the reconciler against the specification, not against itself.
 //!
-//! Review kinds are expected as a *multiset* (sorted by name): every kind
-//! a story implies is raised exactly once per cause (once per order for
-//! `suspect`, `reversed_after_payment` and `amount_mismatch`; once per
-//! notification for `pan_detected` and `orphan_payment`), and a duplicate
-//! delivery must not raise anything again. Comparing multisets catches an
-//! item raised twice, which comparing sets would hide.
+//! Review kinds are expected as a *multiset* (sorted by name) of the items
+//! still *open* at the end: every kind a story implies is raised exactly
+//! once per cause (once per order for `suspect`, `reversed_after_payment`,
+//! `amount_mismatch`, `duplicate_payment`, `unmatched_reversal` and
+//! `conflicting_copy`; once per notification for `pan_detected` and
+//! `orphan_payment`; once per late resend for `late_repeat`), and a
+//! duplicate delivery must not raise anything again. Items the system
+//! closes by itself (a refund that overtook its payment, a double charge
+//! refunded) are not expected: whether they were ever opened depends on the
+//! arrival order, whether they are open at the end does not. Comparing
+//! multisets catches an item raised twice, which comparing sets would hide.
 
 pub mod deliver;
 pub mod rng;
@@ -59,7 +81,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeDelta};
 
 use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
-use crate::ipn::{FormError, SecretKey};
+use crate::ipn::{Algorithm, Field, FormError, SecretKey};
 use crate::store::NewOrder;
 
 pub use body::{ALGORITHMS, PanSpot};
@@ -91,6 +113,34 @@ pub struct AnomalyRates {
     /// Per order: a card number hidden in a free-text field of one
     /// notification.
     pub pan_in_free_text: f64,
+    /// Per notification of a known order: the processor's retry, stamped
+    /// with a new IPN_DATE within its retry horizon and signed again.
+    pub processor_retries: f64,
+    /// Per notification of a known order: the copy for a second
+    /// notification URL, signed with another algorithm set.
+    pub second_url_copies: f64,
+    /// Per notification of a known order: resent by hand from the control
+    /// panel 3 to 10 days later.
+    pub manual_resends: f64,
+    /// Per notification of a known order: a copy re-encoded on the way (a
+    /// digit percent-escaped, a trailing `&`, an unread field renamed).
+    pub reencoded_copies: f64,
+    /// Per known order: a copy of one notification with its SHA3-256
+    /// signature removed, or with every signature removed.
+    pub stripped_signatures: f64,
+    /// Per known test order or fraud-denied order, when the reconciler
+    /// checks expected fields: an attacker's copy with TEST_ORDER or
+    /// FRAUD_STATUS renamed.
+    pub renamed_expected_fields: f64,
+    /// Per known order: charged twice under two REFNOs
+    /// ([`Story::DoubleChargeRefunded`] or [`Story::DoubleChargeOpen`]).
+    pub double_charges: f64,
+    /// Per known order: a reversal under a REFNO that never paid it
+    /// ([`Story::ForeignReversal`]).
+    pub foreign_reversals: f64,
+    /// Per known order: a copy with two field names swapped
+    /// ([`Story::ConflictingCopy`]).
+    pub conflicting_copies: f64,
 }
 
 impl AnomalyRates {
@@ -102,6 +152,15 @@ impl AnomalyRates {
         amount_mismatch: 0.0,
         unknown_orders: 0.0,
         pan_in_free_text: 0.0,
+        processor_retries: 0.0,
+        second_url_copies: 0.0,
+        manual_resends: 0.0,
+        reencoded_copies: 0.0,
+        stripped_signatures: 0.0,
+        renamed_expected_fields: 0.0,
+        double_charges: 0.0,
+        foreign_reversals: 0.0,
+        conflicting_copies: 0.0,
     };
 
     /// Every anomaly at the same rate.
@@ -113,11 +172,20 @@ impl AnomalyRates {
             amount_mismatch: rate,
             unknown_orders: rate,
             pan_in_free_text: rate,
+            processor_retries: rate,
+            second_url_copies: rate,
+            manual_resends: rate,
+            reencoded_copies: rate,
+            stripped_signatures: rate,
+            renamed_expected_fields: rate,
+            double_charges: rate,
+            foreign_reversals: rate,
+            conflicting_copies: rate,
         }
     }
 
     /// Each rate with its command-line name.
-    pub fn named(&self) -> [(&'static str, f64); 6] {
+    pub fn named(&self) -> [(&'static str, f64); 15] {
         [
             ("duplicates", self.duplicates),
             ("out-of-order", self.out_of_order),
@@ -125,6 +193,15 @@ impl AnomalyRates {
             ("amount-mismatch", self.amount_mismatch),
             ("unknown-orders", self.unknown_orders),
             ("pan-in-free-text", self.pan_in_free_text),
+            ("processor-retries", self.processor_retries),
+            ("second-url-copies", self.second_url_copies),
+            ("manual-resends", self.manual_resends),
+            ("reencoded-copies", self.reencoded_copies),
+            ("stripped-signatures", self.stripped_signatures),
+            ("renamed-expected-fields", self.renamed_expected_fields),
+            ("double-charges", self.double_charges),
+            ("foreign-reversals", self.foreign_reversals),
+            ("conflicting-copies", self.conflicting_copies),
         ]
     }
 }
@@ -139,6 +216,15 @@ impl Default for AnomalyRates {
             amount_mismatch: 0.05,
             unknown_orders: 0.05,
             pan_in_free_text: 0.05,
+            processor_retries: 0.1,
+            second_url_copies: 0.05,
+            manual_resends: 0.03,
+            reencoded_copies: 0.03,
+            stripped_signatures: 0.03,
+            renamed_expected_fields: 0.3,
+            double_charges: 0.03,
+            foreign_reversals: 0.02,
+            conflicting_copies: 0.02,
         }
     }
 }
@@ -217,6 +303,14 @@ pub struct SimulationConfig {
     pub currencies: Vec<CurrencyWeight>,
     /// When the first order is created; later ones follow minutes apart.
     pub base_date: NaiveDateTime,
+    /// Whether the reconciler checks expected fields (`expected-fields =
+    /// TEST_ORDER,FRAUD_STATUS`, docs/protocol.md §11 (c)). Only then are
+    /// the [`AnomalyRates::renamed_expected_fields`] copies made, expected
+    /// `malformed`: without the check such a copy is a notification that
+    /// says another thing under the same identity, and whether it or the
+    /// genuine one counts depends on which arrives first, which no
+    /// expectation from intent can say.
+    pub expected_fields: bool,
 }
 
 impl SimulationConfig {
@@ -236,6 +330,7 @@ impl SimulationConfig {
             base_date: NaiveDate::from_ymd_opt(2026, 11, 1)
                 .and_then(|d| d.and_hms_opt(8, 0, 0))
                 .unwrap_or_default(),
+            expected_fields: false,
         }
     }
 
@@ -293,15 +388,76 @@ pub enum DeliveryKind {
     Duplicate,
     /// A forged copy: another amount under the genuine signatures.
     Tampered,
+    /// The processor's retry: the same notification with a new IPN_DATE
+    /// (minutes to hours later, within its retry horizon), signed again.
+    Retry,
+    /// The copy for a second notification URL, signed with another
+    /// algorithm set and stamped a few seconds later.
+    SecondUrl,
+    /// Resent by hand from the control panel, days later.
+    Resend,
+    /// The same values in other bytes: a digit percent-escaped, a trailing
+    /// `&`, or an unsigned field the reconciler does not read renamed.
+    Reencoded,
+    /// The SHA3-256 signature removed, the SHA-256 one intact.
+    Stripped,
+    /// Every signature removed.
+    Unsigned,
+    /// An attacker's copy with TEST_ORDER or FRAUD_STATUS renamed (the
+    /// signature still verifies: it covers values, not names).
+    Renamed,
+    /// A copy with two field names swapped: the same signed values and
+    /// identity, another meaning.
+    Swapped,
 }
 
 impl DeliveryKind {
+    pub const ALL: [DeliveryKind; 11] = [
+        DeliveryKind::Genuine,
+        DeliveryKind::Duplicate,
+        DeliveryKind::Tampered,
+        DeliveryKind::Retry,
+        DeliveryKind::SecondUrl,
+        DeliveryKind::Resend,
+        DeliveryKind::Reencoded,
+        DeliveryKind::Stripped,
+        DeliveryKind::Unsigned,
+        DeliveryKind::Renamed,
+        DeliveryKind::Swapped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryKind::Genuine => "genuine",
             DeliveryKind::Duplicate => "duplicate",
             DeliveryKind::Tampered => "tampered",
+            DeliveryKind::Retry => "retry",
+            DeliveryKind::SecondUrl => "second_url",
+            DeliveryKind::Resend => "resend",
+            DeliveryKind::Reencoded => "reencoded",
+            DeliveryKind::Stripped => "stripped",
+            DeliveryKind::Unsigned => "unsigned",
+            DeliveryKind::Renamed => "renamed",
+            DeliveryKind::Swapped => "swapped",
         }
+    }
+
+    /// Whether a delivery of this kind is accepted as its notification
+    /// (it verifies and carries every expected field): then the first of
+    /// them to arrive counts and the others are `duplicate`, whichever
+    /// kind arrives first. Forged, unsigned and renamed copies are refused
+    /// and count for nothing.
+    pub fn carries_its_notification(self) -> bool {
+        !matches!(
+            self,
+            DeliveryKind::Tampered | DeliveryKind::Unsigned | DeliveryKind::Renamed
+        )
+    }
+
+    /// Whether the processor's intake must refuse it at the door (its
+    /// signature does not verify).
+    pub fn is_forged(self) -> bool {
+        matches!(self, DeliveryKind::Tampered | DeliveryKind::Unsigned)
     }
 }
 
@@ -321,6 +477,10 @@ pub struct Delivery {
     /// REFNOEXT of the body.
     pub order_ref: String,
     pub kind: DeliveryKind,
+    /// Which notification of its order it carries: the index of the
+    /// story's step (0-based, in story order), shared by the genuine
+    /// delivery and all its copies.
+    pub notification: usize,
     /// ORDERSTATUS of the body.
     pub order_status: &'static str,
     /// Whether the order is in the orders CSV.
@@ -340,6 +500,7 @@ impl std::fmt::Debug for Delivery {
             .field("body", &format_args!("<{} bytes>", self.body.len()))
             .field("order_ref", &self.order_ref)
             .field("kind", &self.kind)
+            .field("notification", &self.notification)
             .field("order_status", &self.order_status)
             .field("known_order", &self.known_order)
             .field("has_pan", &self.has_pan)
@@ -362,15 +523,40 @@ pub enum Anomaly {
     OutOfOrder,
     Tampered,
     PanInFreeText,
+    ProcessorRetries,
+    SecondUrlCopies,
+    ManualResends,
+    ReencodedCopies,
+    StrippedSignatures,
+    RenamedExpectedFields,
 }
 
 impl Anomaly {
+    pub const ALL: [Anomaly; 10] = [
+        Anomaly::Duplicates,
+        Anomaly::OutOfOrder,
+        Anomaly::Tampered,
+        Anomaly::PanInFreeText,
+        Anomaly::ProcessorRetries,
+        Anomaly::SecondUrlCopies,
+        Anomaly::ManualResends,
+        Anomaly::ReencodedCopies,
+        Anomaly::StrippedSignatures,
+        Anomaly::RenamedExpectedFields,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Anomaly::Duplicates => "duplicates",
             Anomaly::OutOfOrder => "out_of_order",
             Anomaly::Tampered => "tampered",
             Anomaly::PanInFreeText => "pan_in_free_text",
+            Anomaly::ProcessorRetries => "processor_retries",
+            Anomaly::SecondUrlCopies => "second_url_copies",
+            Anomaly::ManualResends => "manual_resends",
+            Anomaly::ReencodedCopies => "reencoded_copies",
+            Anomaly::StrippedSignatures => "stripped_signatures",
+            Anomaly::RenamedExpectedFields => "renamed_expected_fields",
         }
     }
 }
@@ -406,6 +592,10 @@ pub struct ExpectedOrphan {
 /// How many deliveries must end with each outcome, when the orders are
 /// imported first, every delivery is handled once in order, and test orders
 /// are not applied (the default).
+///
+/// Per notification exactly one accepted delivery counts (applied, ignored
+/// or mismatch) and every other accepted one is a `duplicate`, whichever
+/// arrives first: the counts do not depend on the arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExpectedOutcomes {
     pub applied: usize,
@@ -416,6 +606,8 @@ pub struct ExpectedOutcomes {
     /// again (the order might exist by now), so it is not a `duplicate`.
     pub order_not_found: usize,
     pub invalid_signature: usize,
+    /// Verified but refused: an expected field missing under its own name.
+    pub malformed: usize,
 }
 
 impl ExpectedOutcomes {
@@ -428,7 +620,7 @@ impl ExpectedOutcomes {
             Outcome::Duplicate => self.duplicate,
             Outcome::OrderNotFound => self.order_not_found,
             Outcome::InvalidSignature => self.invalid_signature,
-            Outcome::Malformed => 0,
+            Outcome::Malformed => self.malformed,
         }
     }
 
@@ -440,6 +632,7 @@ impl ExpectedOutcomes {
             + self.duplicate
             + self.order_not_found
             + self.invalid_signature
+            + self.malformed
     }
 
     fn add(&mut self, outcome: Outcome) {
@@ -449,7 +642,8 @@ impl ExpectedOutcomes {
             Outcome::Mismatch => self.mismatch += 1,
             Outcome::Duplicate => self.duplicate += 1,
             Outcome::OrderNotFound => self.order_not_found += 1,
-            Outcome::InvalidSignature | Outcome::Malformed => self.invalid_signature += 1,
+            Outcome::InvalidSignature => self.invalid_signature += 1,
+            Outcome::Malformed => self.malformed += 1,
         }
     }
 }
@@ -492,9 +686,14 @@ impl Simulation {
 }
 
 /// Separate random streams, so that one kind of choice never shifts another.
+/// The later streams came with later anomalies: drawing them from streams
+/// of their own keeps every earlier seed's output unchanged while their
+/// rates are 0.
 const STREAM_ORDER: u64 = 1;
 const STREAM_ORPHAN: u64 = 2;
 const STREAM_INTERLEAVE: u64 = 3;
+const STREAM_PAYMENTS: u64 = 4;
+const STREAM_COPIES: u64 = 5;
 
 /// Luhn-valid test card numbers of the card schemes' public test ranges.
 pub const TEST_PANS: [&str; 6] = [
@@ -527,6 +726,11 @@ pub fn simulate(config: &SimulationConfig, key: &SecretKey) -> Result<Simulation
         let index = index as u64;
         let mut rng = Rng::derive(config.seed, STREAM_ORDER, index);
         let story = choose_story(&mut rng, config);
+        let story = payment_story(
+            &mut Rng::derive(config.seed, STREAM_PAYMENTS, index),
+            config,
+            story,
+        );
         let created = config.base_date
             + TimeDelta::seconds(i64::try_from(index * 180 + rng.below(170)).unwrap_or(0));
         generator.order(&mut rng, story, created, true)?;
@@ -582,6 +786,30 @@ fn choose_story(rng: &mut Rng, config: &SimulationConfig) -> Story {
     }
 }
 
+/// Replaces an ordinary story by one about several payments or a
+/// conflicting copy, at their rates. Test orders and amount mismatches keep
+/// their story: they are chosen first, as before these stories existed.
+fn payment_story(rng: &mut Rng, config: &SimulationConfig, story: Story) -> Story {
+    let rates = &config.rates;
+    let double = rng.chance(rates.double_charges);
+    let refunded = rng.chance(0.5);
+    let foreign = rng.chance(rates.foreign_reversals);
+    let conflicting = rng.chance(rates.conflicting_copies);
+    if matches!(story, Story::TestOrder | Story::AmountMismatch) {
+        story
+    } else if double && refunded {
+        Story::DoubleChargeRefunded
+    } else if double {
+        Story::DoubleChargeOpen
+    } else if foreign {
+        Story::ForeignReversal
+    } else if conflicting {
+        Story::ConflictingCopy
+    } else {
+        story
+    }
+}
+
 /// One order's deliveries before interleaving.
 struct Run {
     deliveries: VecDeque<Delivery>,
@@ -601,6 +829,48 @@ struct Generator<'a> {
     personal_data: BTreeSet<String>,
 }
 
+/// One notification of an order as signed, and what its copies need.
+struct Signed {
+    /// The genuine delivery's fields, signatures included, in wire order.
+    fields: Vec<Field>,
+    status: &'static str,
+    /// IPN_DATE of the genuine delivery.
+    at: NaiveDateTime,
+    /// FRAUD_STATUS=DENIED.
+    fraud_denied: bool,
+    has_pan: bool,
+}
+
+impl Signed {
+    /// A refund or reversal: a repeat of one after the processor's retry
+    /// horizon opens a `late_repeat` review item.
+    fn moves_money(&self) -> bool {
+        matches!(self.status, "REFUND" | "REVERSED")
+    }
+}
+
+/// What the copies added to a known order.
+#[derive(Default)]
+struct Copies {
+    anomalies: Vec<Anomaly>,
+    review_kinds: Vec<ReviewKind>,
+}
+
+/// The latest a processor retry is stamped after the first attempt: well
+/// inside its two-day retry horizon (docs/protocol.md §5), so that no
+/// retry is mistaken for a late repeat.
+const RETRY_WITHIN_SECONDS: u64 = 36 * 3600;
+/// A manual resend comes 3 to 10 days later: beyond the retry horizon.
+const RESEND_AFTER_DAYS: (u64, u64) = (3, 10);
+/// Unsigned fields the reconciler never reads, and the names a re-encoding
+/// copy gives them: renaming them changes neither the signature nor the
+/// meaning.
+const UNREAD_RENAMES: [(&str, &str); 3] = [
+    ("COMPANY", "COMPANX"),
+    ("LANGUAGE", "LANG"),
+    ("ORDERFLOW", "ORDER_FLOW"),
+];
+
 impl Generator<'_> {
     /// Builds one order (known or not), its deliveries and expectation.
     fn order(
@@ -614,6 +884,9 @@ impl Generator<'_> {
         let serial = self.serial;
         let order_ref = format!("SHOP-{:04X}-{serial:06}", self.tag);
         let refno = 100_000_000 + (u64::from(self.tag) % 800) * 1_000_000 + serial;
+        // Above every order's own REFNO (at most 899,999,999), and unique in
+        // the run: serials stay below a million.
+        let other_refno = 900_000_000 + (u64::from(self.tag) % 100) * 1_000_000 + serial;
 
         let weights: Vec<u32> = self.config.currencies.iter().map(|w| w.weight).collect();
         let currency = rng
@@ -634,6 +907,7 @@ impl Generator<'_> {
         let context = OrderContext {
             order_ref: order_ref.clone(),
             refno,
+            other_refno,
             currency,
             lines,
             sale,
@@ -673,6 +947,7 @@ impl Generator<'_> {
 
         // Genuine bodies, in story order.
         let mut genuine: Vec<Delivery> = Vec::with_capacity(n);
+        let mut signed_steps: Vec<Signed> = Vec::with_capacity(n);
         let mut forged: Option<Delivery> = None;
         for (i, step) in outline.steps.iter().enumerate() {
             self.message_id += 1;
@@ -693,6 +968,7 @@ impl Generator<'_> {
                     body: body::tampered_body(&signed, &forged_amount)?,
                     order_ref: order_ref.clone(),
                     kind: DeliveryKind::Tampered,
+                    notification: i,
                     order_status: step.status,
                     known_order: known,
                     has_pan: false,
@@ -701,13 +977,21 @@ impl Generator<'_> {
             }
             genuine.push(Delivery {
                 sequence: 0,
-                body: body::encode(signed),
+                body: body::encode(signed.clone()),
                 order_ref: order_ref.clone(),
                 kind: DeliveryKind::Genuine,
+                notification: i,
                 order_status: step.status,
                 known_order: known,
                 has_pan: pan.is_some(),
                 test_order: context.test_order,
+            });
+            signed_steps.push(Signed {
+                fields: signed,
+                status: step.status,
+                at: step.at,
+                fraud_denied: step.fraud == "DENIED",
+                has_pan: pan.is_some(),
             });
             let outcome = if !known {
                 Outcome::OrderNotFound
@@ -762,6 +1046,13 @@ impl Generator<'_> {
             anomalies.push(Anomaly::Tampered);
             self.outcomes.add(Outcome::InvalidSignature);
         }
+
+        let mut copies = Copies::default();
+        if known {
+            let mut copy_rng = Rng::derive(self.config.seed, STREAM_COPIES, serial);
+            copies = self.copies(&mut copy_rng, &mut run, &signed_steps, &outline, &context)?;
+            anomalies.extend(copies.anomalies.iter().copied());
+        }
         anomalies.sort();
 
         let pan_reviews = usize::from(with_pan);
@@ -772,6 +1063,7 @@ impl Generator<'_> {
             self.orders.push(order);
             let mut review_kinds = outline.review_kinds.clone();
             review_kinds.extend(std::iter::repeat_n(ReviewKind::PanDetected, pan_reviews));
+            review_kinds.extend(copies.review_kinds);
             sort_kinds(&mut review_kinds);
             self.expected.insert(
                 order_ref,
@@ -804,6 +1096,253 @@ impl Generator<'_> {
             deliveries: run.into(),
         });
         Ok(())
+    }
+
+    /// The processor's habits and the attackers' tricks for one known
+    /// order: copies of its notifications added to `run`, each counted in
+    /// the expected outcomes, with the review items they imply.
+    ///
+    /// Unknown orders get none: each delivery of an unknown order waits
+    /// out its own retry window, so how many `orphan_payment` items a
+    /// notification delivered as several bodies leaves depends on timing,
+    /// which no expectation from intent can say.
+    ///
+    /// A notification whose copy raises a review item as a repeat (a
+    /// refund or reversal resent after the retry horizon: `late_repeat`;
+    /// the swapped copy: `conflicting_copy`) gets no other accepted copy
+    /// with another body. The store compares a repeat with the
+    /// notification's *first* delivery, so with three bodies the number of
+    /// items would depend on which arrives first; with two it cannot.
+    fn copies(
+        &mut self,
+        rng: &mut Rng,
+        run: &mut Vec<Delivery>,
+        signed: &[Signed],
+        outline: &story::Outline,
+        context: &OrderContext,
+    ) -> Result<Copies, SimulationError> {
+        let rates = self.config.rates;
+        let mut copies = Copies::default();
+        let mut made: BTreeSet<Anomaly> = BTreeSet::new();
+        // Notifications that must keep to two bodies (see above).
+        let mut alone = vec![false; signed.len()];
+        // Every draw happens whatever the rates (stable streams).
+        for (i, step) in signed.iter().enumerate() {
+            let retry = rng.chance(rates.processor_retries);
+            let retry_after = rng.range(60, RETRY_WITHIN_SECONDS);
+            let second = rng.chance(rates.second_url_copies);
+            let second_after = rng.range(1, 30);
+            let second_algorithms: &[Algorithm] = if rng.chance(0.5) {
+                &[Algorithm::Sha256]
+            } else {
+                &[Algorithm::Sha3_256]
+            };
+            let resend = rng.chance(rates.manual_resends);
+            let resend_after =
+                rng.range(RESEND_AFTER_DAYS.0 * 86_400, RESEND_AFTER_DAYS.1 * 86_400);
+            let reencode = rng.chance(rates.reencoded_copies);
+            let trick = rng.below(3);
+            let trick_pick = rng.next_u64();
+
+            let swapped = outline.swapped_copy_of == Some(i);
+            let late_resend = resend && step.moves_money();
+            let keep_alone = swapped || late_resend;
+            if let Some(flag) = alone.get_mut(i) {
+                *flag = keep_alone;
+            }
+            let stamped =
+                |after: u64| step.at + TimeDelta::seconds(i64::try_from(after).unwrap_or(60));
+            let mut add = |kind: DeliveryKind, body: Vec<u8>, rng: &mut Rng| {
+                self.outcomes.add(Outcome::Duplicate);
+                insert_copy(rng, run, copy_of(i, kind, body, step, context));
+            };
+            if retry && !keep_alone {
+                let body =
+                    body::restamped(&step.fields, stamped(retry_after), self.key, &ALGORITHMS)?;
+                add(DeliveryKind::Retry, body, rng);
+                made.insert(Anomaly::ProcessorRetries);
+            }
+            if second && !keep_alone {
+                let body = body::restamped(
+                    &step.fields,
+                    stamped(second_after),
+                    self.key,
+                    second_algorithms,
+                )?;
+                add(DeliveryKind::SecondUrl, body, rng);
+                made.insert(Anomaly::SecondUrlCopies);
+            }
+            if resend && !swapped {
+                let body =
+                    body::restamped(&step.fields, stamped(resend_after), self.key, &ALGORITHMS)?;
+                add(DeliveryKind::Resend, body, rng);
+                made.insert(Anomaly::ManualResends);
+                if late_resend {
+                    copies.review_kinds.push(ReviewKind::LateRepeat);
+                }
+            }
+            if reencode && !keep_alone {
+                let genuine = body::encode(step.fields.clone());
+                let body = match trick {
+                    0 => body::percent_encode_digit(&genuine, "REFNO", trick_pick as usize)?,
+                    1 => {
+                        let mut body = genuine;
+                        body.push(b'&');
+                        body
+                    }
+                    _ => {
+                        let rename = UNREAD_RENAMES[trick_pick as usize % UNREAD_RENAMES.len()];
+                        body::renamed(&step.fields, &[rename])?
+                    }
+                };
+                add(DeliveryKind::Reencoded, body, rng);
+                made.insert(Anomaly::ReencodedCopies);
+            }
+            if swapped {
+                let body = body::renamed(
+                    &step.fields,
+                    &[
+                        ("IPN_TOTALGENERAL", "IPN_SHIPPING"),
+                        ("IPN_SHIPPING", "IPN_TOTALGENERAL"),
+                    ],
+                )?;
+                add(DeliveryKind::Swapped, body, rng);
+            }
+        }
+
+        // Per order: one copy with signatures stripped.
+        let strip = rng.chance(rates.stripped_signatures);
+        let strip_all = rng.chance(0.5);
+        let strip_pick = rng.next_u64();
+        // A copy that still verifies is a repeat: not of a notification
+        // that must stay alone (see above). One that does not is refused
+        // before anything is read: not of one with a card number, whose
+        // report is not what this anomaly is about.
+        let strippable: Vec<usize> = (0..signed.len())
+            .filter(|&i| {
+                if strip_all {
+                    !signed[i].has_pan
+                } else {
+                    !alone[i]
+                }
+            })
+            .collect();
+        if strip && !strippable.is_empty() {
+            let i = strippable[(strip_pick % strippable.len() as u64) as usize];
+            let step = &signed[i];
+            let (kind, body, outcome) = if strip_all {
+                (
+                    DeliveryKind::Unsigned,
+                    body::stripped(&step.fields, &Algorithm::STRONGEST_FIRST),
+                    Outcome::InvalidSignature,
+                )
+            } else {
+                (
+                    DeliveryKind::Stripped,
+                    body::stripped(&step.fields, &[Algorithm::Sha3_256]),
+                    Outcome::Duplicate,
+                )
+            };
+            self.outcomes.add(outcome);
+            insert_copy(rng, run, copy_of(i, kind, body, step, context));
+            made.insert(Anomaly::StrippedSignatures);
+        }
+
+        // Per order: the attacker's renamed copy of what must not count.
+        let rename = rng.chance(rates.renamed_expected_fields);
+        let rename_pick = rng.next_u64();
+        let renameable: Vec<usize> = (0..signed.len())
+            .filter(|&i| {
+                let step = &signed[i];
+                !step.has_pan && (context.test_order || step.fraud_denied)
+            })
+            .collect();
+        if rename && self.config.expected_fields && !renameable.is_empty() {
+            let i = renameable[(rename_pick % renameable.len() as u64) as usize];
+            let step = &signed[i];
+            let field = if context.test_order {
+                ("TEST_ORDER", "TESTORDER")
+            } else {
+                ("FRAUD_STATUS", "FRAUDSTATUS")
+            };
+            let body = body::renamed(&step.fields, &[field])?;
+            let mut copy = copy_of(i, DeliveryKind::Renamed, body, step, context);
+            copy.test_order = false;
+            self.outcomes.add(Outcome::Malformed);
+            insert_copy(rng, run, copy);
+            made.insert(Anomaly::RenamedExpectedFields);
+        }
+
+        if let Some((first, second)) = outline.payments {
+            first_payment_first(run, first, second);
+        }
+        copies.anomalies = made.into_iter().collect();
+        Ok(copies)
+    }
+}
+
+/// A copy of notification `i` of a known order (only those get copies)
+/// with another body.
+fn copy_of(
+    i: usize,
+    kind: DeliveryKind,
+    body: Vec<u8>,
+    step: &Signed,
+    context: &OrderContext,
+) -> Delivery {
+    Delivery {
+        sequence: 0,
+        body,
+        order_ref: context.order_ref.clone(),
+        kind,
+        notification: i,
+        order_status: step.status,
+        known_order: true,
+        has_pan: step.has_pan,
+        test_order: context.test_order,
+    }
+}
+
+/// Inserts a copy into its order's run. The processor's own copies
+/// (retries, the second URL's, resends) come after the genuine delivery,
+/// as they do on the wire; copies made on the way (re-encoded, stripped,
+/// renamed, swapped) may overtake it, so the first delivery of a
+/// notification to arrive is not always the genuine one.
+fn insert_copy(rng: &mut Rng, run: &mut Vec<Delivery>, copy: Delivery) {
+    let later = matches!(
+        copy.kind,
+        DeliveryKind::Retry | DeliveryKind::SecondUrl | DeliveryKind::Resend
+    );
+    let genuine = run
+        .iter()
+        .position(|d| d.kind == DeliveryKind::Genuine && d.notification == copy.notification);
+    let at = match genuine {
+        Some(position) if later => position + 1 + rng.index(run.len() - position),
+        _ => rng.index(run.len() + 1),
+    };
+    run.insert(at, copy);
+}
+
+/// Moves every accepted delivery of the double charge's second payment
+/// that would arrive before the first payment's first accepted delivery to
+/// just after it (see `Outline::payments` for why).
+fn first_payment_first(run: &mut Vec<Delivery>, first: usize, second: usize) {
+    let carries = |d: &Delivery, i: usize| d.notification == i && d.kind.carries_its_notification();
+    let Some(anchor) = run.iter().position(|d| carries(d, first)) else {
+        return;
+    };
+    let early: Vec<usize> = (0..anchor).filter(|&p| carries(&run[p], second)).collect();
+    if early.is_empty() {
+        return;
+    }
+    let mut moved = Vec::with_capacity(early.len());
+    for &p in early.iter().rev() {
+        moved.push(run.remove(p));
+    }
+    moved.reverse();
+    let anchor = anchor - moved.len();
+    for (offset, delivery) in moved.into_iter().enumerate() {
+        run.insert(anchor + 1 + offset, delivery);
     }
 }
 

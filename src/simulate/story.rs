@@ -43,10 +43,29 @@ pub enum Story {
     /// Authorized for the right amount, then COMPLETE for another amount:
     /// `mismatch`, never paid, review item `amount_mismatch`.
     AmountMismatch,
+    /// Paid, then charged a second time under another REFNO (the shopper's
+    /// second checkout went through), and that second charge refunded in
+    /// full under its own REFNO: `paid`, paid = twice the total, refunded =
+    /// the total, nothing left open (docs/protocol.md §11 (d)).
+    DoubleChargeRefunded,
+    /// Paid, then charged a second time under another REFNO, not (yet)
+    /// refunded: `paid`, paid = twice the total, review item
+    /// `duplicate_payment`.
+    DoubleChargeOpen,
+    /// Paid, then a REVERSED under a REFNO that never authorized nor paid
+    /// this order (the processor mixed up orders, or someone replays
+    /// another order's chargeback): it undoes nothing, so the order stays
+    /// `paid`, with review item `unmatched_reversal`.
+    ForeignReversal,
+    /// Paid, plus a copy of its PENDING with the field names of
+    /// IPN_TOTALGENERAL and IPN_SHIPPING swapped: the signed values are the
+    /// same (a valid signature, the same notification), the meaning is not
+    /// (another amount). Counted once, review item `conflicting_copy`.
+    ConflictingCopy,
 }
 
 impl Story {
-    pub const ALL: [Story; 10] = [
+    pub const ALL: [Story; 14] = [
         Story::Paid,
         Story::PartiallyRefunded,
         Story::Refunded,
@@ -57,6 +76,10 @@ impl Story {
         Story::Pending,
         Story::TestOrder,
         Story::AmountMismatch,
+        Story::DoubleChargeRefunded,
+        Story::DoubleChargeOpen,
+        Story::ForeignReversal,
+        Story::ConflictingCopy,
     ];
 
     /// The stories chosen for an ordinary order, and their weights (per
@@ -84,6 +107,10 @@ impl Story {
             Story::Pending => "pending",
             Story::TestOrder => "test_order",
             Story::AmountMismatch => "amount_mismatch",
+            Story::DoubleChargeRefunded => "double_charge_refunded",
+            Story::DoubleChargeOpen => "double_charge_open",
+            Story::ForeignReversal => "foreign_reversal",
+            Story::ConflictingCopy => "conflicting_copy",
         }
     }
 }
@@ -114,12 +141,37 @@ pub enum ExpectedEffect {
     Mismatch,
 }
 
+/// Which processor reference (REFNO) a notification carries. An order may
+/// see several payments, each under its own REFNO, and a refund or reversal
+/// applies to the payment with the same REFNO (docs/protocol.md §11 (d)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payment {
+    /// The order's own payment: every ordinary story has only this one.
+    Order,
+    /// A second charge of the same order (a double charge).
+    Second,
+    /// A REFNO that never authorized nor paid this order.
+    Foreign,
+}
+
+impl Payment {
+    fn slot(self) -> usize {
+        match self {
+            Payment::Order => 0,
+            Payment::Second => 1,
+            Payment::Foreign => 2,
+        }
+    }
+}
+
 /// One notification of a story, before it is dressed as a body (the
 /// scripted step of a [`Story`], not a step of the reconciler).
 #[derive(Debug, Clone)]
 pub struct StoryStep {
     /// ORDERSTATUS.
     pub status: &'static str,
+    /// REFNO.
+    pub payment: Payment,
     /// IPN_TOTALGENERAL in minor units, signed as on the wire (refunds and
     /// reversals negative, docs/protocol.md §2.4).
     pub amount: i64,
@@ -153,6 +205,16 @@ pub struct Outline {
     pub records_processor_ref: bool,
     /// The payment method: `true` for wire transfer (no card fields).
     pub wire: bool,
+    /// The step of which a copy with two field names swapped is delivered
+    /// too ([`Story::ConflictingCopy`]).
+    pub swapped_copy_of: Option<usize>,
+    /// `(first, second)`: the steps of a double charge's two payments.
+    /// The order's processor reference is the REFNO of the payment the
+    /// reconciler records first (bookkeeping, not a fact: see
+    /// `OrderFacts::processor_ref`), so the simulator never delivers the
+    /// second charge's payment before the first one's and expects the
+    /// first REFNO; everything else of the story may arrive in any order.
+    pub payments: Option<(usize, usize)>,
 }
 
 /// How a story's times are laid out.
@@ -180,11 +242,21 @@ const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
+/// PAYMENTDATE and COMPLETE_DATE of one payment, once they happened.
+#[derive(Debug, Clone, Copy, Default)]
+struct Dates {
+    payment: Option<NaiveDateTime>,
+    complete: Option<NaiveDateTime>,
+}
+
 struct Builder {
     steps: Vec<StoryStep>,
     total: i64,
-    payment_date: Option<NaiveDateTime>,
-    complete_date: Option<NaiveDateTime>,
+    /// Per [`Payment`]: each payment is its own order at the processor,
+    /// with its own dates.
+    dates: [Dates; 3],
+    /// The REFNO of the steps pushed next.
+    payment: Payment,
 }
 
 impl Builder {
@@ -207,26 +279,35 @@ impl Builder {
         effect: ExpectedEffect,
         extra: Vec<(&'static str, String)>,
     ) {
+        let payment = self.payment;
+        let dates = &mut self.dates[payment.slot()];
         match status {
             "PAYMENT_AUTHORIZED" | "PAYMENT_RECEIVED" | "AUTHRECEIVED" => {
-                self.payment_date.get_or_insert(at);
+                dates.payment.get_or_insert(at);
             }
             "COMPLETE" => {
-                self.payment_date.get_or_insert(at);
-                self.complete_date.get_or_insert(at);
+                dates.payment.get_or_insert(at);
+                dates.complete.get_or_insert(at);
             }
             _ => {}
         }
+        let dates = *dates;
         self.steps.push(StoryStep {
             status,
+            payment,
             amount,
             fraud,
             at,
-            payment_date: self.payment_date,
-            complete_date: self.complete_date,
+            payment_date: dates.payment,
+            complete_date: dates.complete,
             extra,
             effect,
         });
+    }
+
+    /// The index of the last step pushed.
+    fn last(&self) -> usize {
+        self.steps.len().saturating_sub(1)
     }
 
     /// PENDING (sometimes) -> PAYMENT_AUTHORIZED -> COMPLETE, by card.
@@ -253,12 +334,14 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
     let mut b = Builder {
         steps: Vec::new(),
         total,
-        payment_date: None,
-        complete_date: None,
+        dates: [Dates::default(); 3],
+        payment: Payment::Order,
     };
     let variant = rng.below(3);
     let mut wire = false;
     let mut review_kinds = Vec::new();
+    let mut swapped_copy_of = None;
+    let mut payments = None;
     let mut clock_rng = Rng::new(rng.next_u64());
     let mut clock = Clock::new(&mut clock_rng, sale);
     let (state, paid, refunded) = match story {
@@ -479,6 +562,69 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
             review_kinds.push(ReviewKind::AmountMismatch);
             (OrderState::Mismatch, 0, 0)
         }
+        Story::DoubleChargeRefunded | Story::DoubleChargeOpen => {
+            b.card_payment(&mut clock, rng.chance(0.3));
+            let first = b.last();
+            // The second checkout, minutes to hours later, under its own
+            // REFNO: authorized and completed like the first. Both add a
+            // fact (a new payment), so both apply.
+            b.payment = Payment::Second;
+            let at = clock.advance(10 * MINUTE, 6 * HOUR);
+            b.push("PAYMENT_AUTHORIZED", total, at, ExpectedEffect::Applied);
+            let at = clock.advance(MINUTE, 2 * HOUR);
+            b.push("COMPLETE", total, at, ExpectedEffect::Applied);
+            payments = Some((first, b.last()));
+            if story == Story::DoubleChargeRefunded {
+                // The merchant refunds the extra charge under its REFNO:
+                // the duplicate_payment item is closed by the system.
+                let at = clock.advance(HOUR, 3 * DAY);
+                b.push_with(
+                    "REFUND",
+                    -total,
+                    "APPROVED",
+                    at,
+                    ExpectedEffect::Applied,
+                    vec![
+                        ("REFUND_TYPE", "FULL".to_owned()),
+                        ("REFUND_REASON", "Duplicate purchase".to_owned()),
+                    ],
+                );
+                (OrderState::Paid, 2 * total, total)
+            } else {
+                review_kinds.push(ReviewKind::DuplicatePayment);
+                (OrderState::Paid, 2 * total, 0)
+            }
+        }
+        Story::ForeignReversal => {
+            b.card_payment(&mut clock, rng.chance(0.3));
+            // A reversal under a REFNO that has nothing to reverse here: a
+            // new fact of that REFNO (so it applies), no money moves.
+            b.payment = Payment::Foreign;
+            let at = clock.advance(DAY, 20 * DAY);
+            b.push_with(
+                "REVERSED",
+                -total,
+                "APPROVED",
+                at,
+                ExpectedEffect::Applied,
+                vec![
+                    ("CHARGEBACK_RESOLUTION", "OPEN".to_owned()),
+                    ("CHARGEBACK_REASON_CODE", "4837".to_owned()),
+                ],
+            );
+            review_kinds.push(ReviewKind::UnmatchedReversal);
+            (OrderState::Paid, total, 0)
+        }
+        Story::ConflictingCopy => {
+            // The copy is of the PENDING: whichever of the two is counted,
+            // a PENDING changes nothing (for any amount), so the order ends
+            // the same in every arrival order; only the review item tells
+            // the copy apart.
+            b.card_payment(&mut clock, true);
+            swapped_copy_of = b.steps.iter().position(|s| s.status == "PENDING");
+            review_kinds.push(ReviewKind::ConflictingCopy);
+            (OrderState::Paid, total, 0)
+        }
     };
     Outline {
         steps: b.steps,
@@ -488,6 +634,8 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
         review_kinds,
         records_processor_ref: story != Story::TestOrder,
         wire,
+        swapped_copy_of,
+        payments,
     }
 }
 

@@ -7,7 +7,7 @@
 //! orders.csv      order_ref,amount,currency,created_at (store::orders format)
 //! expected.json   order_ref -> {status, paid, refunded, review_kinds, processor_ref}
 //! manifest.json   the config, expected outcome counts, unknown orders, stories
-//! bodies/NNNNN-<order_ref>-<genuine|duplicate|tampered>.txt
+//! bodies/NNNNN-<order_ref>-<kind>.txt   (kind: DeliveryKind::as_str)
 //! ```
 //!
 //! Body files hold the raw POST body without a trailing newline, so their
@@ -131,6 +131,7 @@ struct Manifest<'a> {
     orders: usize,
     rates: BTreeMap<&'static str, f64>,
     test_orders: f64,
+    expected_fields: bool,
     currencies: BTreeMap<&'a str, u32>,
     base_date: String,
     deliveries: BTreeMap<&'static str, usize>,
@@ -163,20 +164,17 @@ pub fn write_manifest_json(simulation: &Simulation, mut out: impl Write) -> Resu
         orders: config.orders,
         rates: config.rates.named().into_iter().collect(),
         test_orders: config.test_orders,
+        expected_fields: config.expected_fields,
         currencies: config
             .currencies
             .iter()
             .map(|w| (w.currency.as_str(), w.weight))
             .collect(),
         base_date: config.base_date.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        deliveries: [
-            DeliveryKind::Genuine,
-            DeliveryKind::Duplicate,
-            DeliveryKind::Tampered,
-        ]
-        .into_iter()
-        .map(|kind| (kind.as_str(), simulation.count(kind)))
-        .collect(),
+        deliveries: DeliveryKind::ALL
+            .into_iter()
+            .map(|kind| (kind.as_str(), simulation.count(kind)))
+            .collect(),
         expected_outcomes: [
             ("applied", outcomes.applied),
             ("ignored", outcomes.ignored),
@@ -184,6 +182,7 @@ pub fn write_manifest_json(simulation: &Simulation, mut out: impl Write) -> Resu
             ("duplicate", outcomes.duplicate),
             ("order_not_found", outcomes.order_not_found),
             ("invalid_signature", outcomes.invalid_signature),
+            ("malformed", outcomes.malformed),
         ]
         .into_iter()
         .collect(),

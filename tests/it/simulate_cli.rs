@@ -62,7 +62,8 @@ fn writes_a_reproducible_run() {
         serde_json::from_slice(&a["expected.json"]).expect("expected.json");
     assert_eq!(expected.len(), 40);
 
-    // Bodies are signed with the key file's current key; tampered ones fail.
+    // Bodies are signed with the key file's current key; forged and
+    // unsigned ones fail.
     let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
     let bodies: Vec<_> = a
         .iter()
@@ -76,7 +77,7 @@ fn writes_a_reproducible_run() {
             &ring,
             &SignaturePolicy::default(),
         );
-        if name.ends_with("-tampered.txt") {
+        if name.ends_with("-tampered.txt") || name.ends_with("-unsigned.txt") {
             assert!(verified.is_err(), "{name}");
         } else {
             assert_eq!(verified.expect(name).1.key_id.as_str(), "test-2026");
@@ -121,5 +122,64 @@ fn refuses_bad_rates_and_unavailable_targets() {
         .assert()
         .success()
         .stdout(predicate::str::contains("--pan-in-free-text"))
+        .stdout(predicate::str::contains("--processor-retries"))
+        .stdout(predicate::str::contains("--with-expected-fields"))
         .stdout(predicate::str::contains("queue"));
+    simulate(dir.path(), "1")
+        .args(["--manual-resends", "1.5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("probability"));
+}
+
+/// The manifest counts every delivery kind and the outcomes they must
+/// end with; renamed copies (expected `malformed`) are made only when the
+/// reconciler checks expected fields.
+#[test]
+fn the_manifest_counts_the_processors_habits_and_the_attackers_tricks() {
+    let manifest = |extra: &[&str]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        simulate(dir.path(), "5")
+            .args(["--test-orders", "0.5", "--renamed-expected-fields", "1"])
+            .args(["--processor-retries", "0.5", "--stripped-signatures", "0.5"])
+            .args(extra)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(" retry, "))
+            .stdout(predicate::str::contains(" malformed="));
+        let files = snapshot(dir.path());
+        let json: serde_json::Value =
+            serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+        let renamed = files
+            .keys()
+            .filter(|name| name.ends_with("-renamed.txt"))
+            .count();
+        (json, renamed)
+    };
+    let (without, renamed) = manifest(&[]);
+    assert_eq!(renamed, 0);
+    assert_eq!(without["expected_fields"], false);
+    assert_eq!(without["expected_outcomes"]["malformed"], 0);
+    assert!(without["deliveries"]["retry"].as_u64().unwrap_or(0) > 0);
+    let (with, renamed) = manifest(&["--with-expected-fields"]);
+    assert!(renamed > 0);
+    assert_eq!(with["expected_fields"], true);
+    assert_eq!(with["deliveries"]["renamed"], renamed);
+    assert_eq!(with["expected_outcomes"]["malformed"], renamed);
+    let delivered: u64 = with["deliveries"]
+        .as_object()
+        .expect("deliveries")
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    let expected: u64 = with["expected_outcomes"]
+        .as_object()
+        .expect("outcomes")
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    assert_eq!(
+        delivered, expected,
+        "every delivery has one expected outcome"
+    );
 }

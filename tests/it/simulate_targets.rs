@@ -1,11 +1,15 @@
 //! `simulate --target queue|http`: the simulator delivering like the
 //! processor, against the real RabbitMQ and the standalone `intake`.
 
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::amqp::{TestQueue, key_env, wait_until};
 use crate::helpers::repo_path;
+use chrono::Utc;
+use ipn_reconciler::ipn::KeyRing;
+use ipn_reconciler::queue::{MessageMeta, SEALED_CONTENT_TYPE, Sealer};
 
 fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
@@ -24,17 +28,28 @@ fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, 
     )
 }
 
-/// `"<n> deliveries (<g> genuine, <d> duplicate, <t> tampered)"` from stdout.
-fn counts(stdout: &str) -> (u32, u32, u32) {
+/// The summary line `"<n> deliveries (<g> genuine, <d> duplicate, ...)"`
+/// from stdout: the total and the count of each kind.
+fn counts(stdout: &str) -> (u32, BTreeMap<String, u32>) {
     let line = stdout
         .lines()
         .find(|l| l.contains(" deliveries ("))
         .expect("summary line");
-    let numbers: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
+    let (total, rest) = line.split_once(" deliveries (").expect("total");
+    let inner = rest.split_once(')').expect("closing parenthesis").0;
+    let kinds = inner
+        .split(", ")
+        .map(|part| {
+            let (n, kind) = part.split_once(' ').expect("<n> <kind>");
+            (kind.to_owned(), n.parse().expect("a count"))
+        })
         .collect();
-    (numbers[1], numbers[2], numbers[3])
+    (total.parse().expect("the total"), kinds)
+}
+
+/// Deliveries whose signature does not verify: the intake refuses them.
+fn forged(kinds: &BTreeMap<String, u32>) -> u32 {
+    kinds["tampered"] + kinds["unsigned"]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,12 +59,34 @@ async fn the_simulator_publishes_to_the_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ok, stdout, stderr) = simulate(&queue, dir.path(), &["--target", "queue"]);
     assert!(ok, "{stdout}\n{stderr}");
-    let (genuine, duplicate, tampered) = counts(&stdout);
+    let (total, kinds) = counts(&stdout);
+    assert_eq!(kinds.values().sum::<u32>(), total);
     assert!(stdout.contains("published (confirmed)"), "{stdout}");
-    assert_eq!(
-        queue.ready(queue.topology().work_queue()).await,
-        genuine + duplicate + tampered
-    );
+    assert!(stdout.contains(&format!("{total} published")), "{stdout}");
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, total);
+    // Sealed as the intake seals them: the broker holds no body in clear,
+    // and each opens with the key file to a notification body.
+    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let sealer = Sealer::new(&ring);
+    let messages = queue.browse(queue.topology().work_queue()).await;
+    assert_eq!(messages.len() as u32, total);
+    for (properties, body) in &messages {
+        let meta = MessageMeta::from_properties(properties, Utc::now());
+        assert_eq!(meta.content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
+        assert_eq!(meta.sealed_by.as_deref(), Some("test-2026"));
+        let plain = sealer
+            .open(
+                meta.content_type.as_deref(),
+                meta.sealed_by.as_deref(),
+                body,
+            )
+            .expect("opens with the key file");
+        assert!(plain.starts_with(b"GIFT_ORDER="), "a notification body");
+        assert!(
+            !body.windows(9).any(|w| w == b"REFNOEXT="),
+            "no body in clear"
+        );
+    }
     assert!(dir.path().join("orders.csv").is_file());
     assert!(dir.path().join("expected.json").is_file());
 }
@@ -97,19 +134,20 @@ async fn the_simulator_posts_to_the_intake_and_checks_every_receipt() {
     let status = intake.wait().expect("intake exits");
     assert!(ok, "{stdout}\n{stderr}");
     assert!(status.success(), "intake drains and exits 0 on SIGTERM");
-    let (genuine, duplicate, tampered) = counts(&stdout);
-    assert!(tampered > 0, "the run has forged copies: {stdout}");
+    let (total, kinds) = counts(&stdout);
+    let refused = forged(&kinds);
+    assert!(kinds["tampered"] > 0, "the run has forged copies: {stdout}");
     assert!(
-        stdout.contains(&format!("{tampered} forged copies refused")),
+        stdout.contains(&format!("{refused} forged copies refused")),
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{} receipts checked", genuine + duplicate)),
+        stdout.contains(&format!("{} receipts checked", total - refused)),
         "{stdout}"
     );
     assert_eq!(
         queue.ready(queue.topology().work_queue()).await,
-        genuine + duplicate,
+        total - refused,
         "everything answered with a receipt is queued, forged copies are not"
     );
 }
