@@ -132,6 +132,7 @@ pub async fn run(
     let key = keys.current().secret.clone();
     let loaded = daemon_settings(settings).loaded()?;
     let config = AppConfig::serve_with_keys(&loaded, keys)?;
+    let amqp = config.amqp.clone();
 
     writeln!(
         out,
@@ -192,6 +193,7 @@ pub async fn run(
             &simulation,
             &posted,
             &metrics,
+            &amqp,
             settings.settle_timeout,
         )
         .await?;
@@ -300,16 +302,28 @@ async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> {
 /// Settled: every distinct body the intake acknowledged is recorded (a
 /// notification's first delivery with its outcome, each other body of it as
 /// a `duplicate` repeat, a refused one as `malformed`; an exact byte copy
-/// adds no row), nothing is in flight, and every orphan has its review item
-/// (the last thing to happen). Bodies refused at the door (forged,
-/// unsigned) never reach the queue.
+/// adds no row), nothing is in flight or waiting in the work and retry
+/// queues (the unknown orders' notifications wait there until their window
+/// ends), and every unknown order has its review item. Bodies refused at
+/// the door (forged, unsigned) never reach the queue.
 async fn wait_until_settled(
     store: &Store,
     simulation: &Simulation,
     posted: &Posted,
     metrics: &Metrics,
+    amqp: &AmqpSettings,
     limit: Duration,
 ) -> Result<(), DemoError> {
+    let probe = crate::queue::Publisher::new(amqp.clone(), "demo-probe");
+    let topology = &amqp.topology;
+    let mut queues = vec![topology.work_queue().to_owned()];
+    queues.extend(
+        topology
+            .retry_delays()
+            .delays()
+            .iter()
+            .map(|delay| topology.retry_queue(*delay)),
+    );
     let distinct = posted.receipted_bodies(simulation);
     let expected_orphan_items: usize = simulation
         .expected_orphans
@@ -341,11 +355,22 @@ async fn wait_until_settled(
             .filter(|(k, _)| *k == ReviewKind::OrphanPayment)
             .map(|(_, n)| *n)
             .sum();
+        let mut waiting = 0u32;
+        for queue in &queues {
+            waiting += probe.queue_depth(queue).await.unwrap_or(1);
+        }
+        let orphan_notifications: usize = simulation
+            .expected_orphans
+            .values()
+            .map(|o| o.notifications)
+            .sum();
         let done = recorded as usize == distinct.len()
             && orphan_items as usize == expected_orphan_items
-            && still_orphan as usize == expected_orphan_items
+            && still_orphan as usize == orphan_notifications
+            && waiting == 0
             && metrics.in_flight.get() == 0;
         if done {
+            probe.close().await;
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {

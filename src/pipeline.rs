@@ -105,6 +105,10 @@ pub struct Report {
     pub refused_algorithm: Option<crate::ipn::Algorithm>,
     pub processor_ref: Option<String>,
     pub order_ref: Option<String>,
+    /// What the notification says (`ORDERSTATUS`, `IPN_TOTALGENERAL` in
+    /// `CURRENCY`), for a person reading about it.
+    pub order_status: Option<String>,
+    pub amount: Option<crate::domain::Money>,
     pub order_state: Option<OrderState>,
     pub review_items: Vec<ReviewKind>,
     /// Number of fields in which a card number was found and dropped.
@@ -126,6 +130,8 @@ impl Report {
             refused_algorithm: None,
             processor_ref: None,
             order_ref: None,
+            order_status: None,
+            amount: None,
             order_state: None,
             review_items: Vec::new(),
             pan_fields: 0,
@@ -351,6 +357,8 @@ fn report_for(
         refused_algorithm: None,
         processor_ref: Some(event.processor_ref.clone()),
         order_ref: Some(event.order_ref.clone()),
+        order_status: Some(event.status.as_str().to_owned()),
+        amount: Some(event.amount),
         order_state: applied.order_state,
         review_items: applied.review_items,
         pan_fields: event.pan_fields.len(),

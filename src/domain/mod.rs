@@ -115,6 +115,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 pub mod money;
 pub mod pan;
 pub mod reconcile;
+pub mod repeats;
 pub mod status;
 pub mod tokenize;
 

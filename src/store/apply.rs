@@ -28,10 +28,11 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
+use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
     AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
-    OrderFacts, OrderState, Outcome, PROCESSOR_RETRY_HORIZON_HOURS, PaymentEvent, PaymentFacts,
-    ReconcilePolicy, ReviewKind, StatusCategory, StatusField, decide,
+    OrderFacts, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy, ReviewKind,
+    StatusCategory, StatusField, decide,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -588,19 +589,12 @@ async fn claim(
     struct First {
         id: i64,
         outcome: Outcome,
-        ipn_date: Option<NaiveDateTime>,
-        meaning: Meaning,
     }
     let first: Option<First> = notifications::table
         .filter(notifications::identity.eq(event.identity.as_str()))
         .filter(notifications::repeat_of.is_null())
         .filter(notifications::id.ne(id))
-        .select((
-            notifications::id,
-            notifications::outcome,
-            notifications::ipn_date,
-            Meaning::as_select(),
-        ))
+        .select((notifications::id, notifications::outcome))
         .for_update()
         .first(conn)
         .await
@@ -651,66 +645,127 @@ async fn claim(
         ))
         .execute(conn)
         .await?;
-    let mut items = Vec::new();
-    if first.meaning != Meaning::of(event) {
-        items.push(NewReviewItem::for_payment(
+    let history: Vec<(Option<NaiveDateTime>, Meaning)> = notifications::table
+        .filter(notifications::identity.eq(event.identity.as_str()))
+        .filter(notifications::id.ne(id))
+        .select((notifications::ipn_date, Meaning::as_select()))
+        .load(conn)
+        .await?;
+    let reviews = repeat_reviews(event, id, first.id, &history);
+    let mut opened = Vec::new();
+    for item in &reviews.open {
+        insert_review_item(conn, item, Some(&event.order_ref), Some(id)).await?;
+        opened.push(item.kind);
+    }
+    close_late_repeats(conn, event.identity.as_str(), reviews.close_late).await?;
+    Ok(Claim::Repeat(opened))
+}
+
+/// What a repeat opens and closes (see [`crate::domain::repeats`]).
+pub(super) struct RepeatReviews {
+    pub(super) open: Vec<NewReviewItem>,
+    /// Open `late_repeat` items of the identity that stopped being true.
+    pub(super) close_late: usize,
+}
+
+/// The review items of a repeat, given every earlier delivery of its
+/// identity (date and meaning): a copy that says something no earlier one
+/// said (`conflicting_copy`); a refund or chargeback delivered apart from
+/// every earlier delivery by more than the processor's retry horizon
+/// (`late_repeat`: not one of its retries, so maybe a genuine second
+/// refund of the same amount, which must not be lost silently), or one
+/// that joins groups that were apart (their items close). The counts do not
+/// depend on the order the deliveries arrived in.
+pub(super) fn repeat_reviews(
+    event: &PaymentEvent,
+    id: i64,
+    first_id: i64,
+    history: &[(Option<NaiveDateTime>, Meaning)],
+) -> RepeatReviews {
+    let mut open = Vec::new();
+    let meaning = Meaning::of(event);
+    if !history.iter().any(|(_, said)| *said == meaning) {
+        open.push(NewReviewItem::for_payment(
             ReviewKind::ConflictingCopy,
             &event.processor_ref,
             format!(
-                "notification #{id} has the signed values of notification #{} but says {} {} under processor reference {}: \
+                "notification #{id} has the signed values of notification #{first_id} but says {} {} under processor reference {}: \
                  field names were changed; it changed nothing",
-                first.id,
                 event.status.as_str(),
                 event.amount,
                 event.processor_ref
             ),
         ));
     }
-    if let Some(item) = late_repeat(event, id, first.id, first.ipn_date) {
-        items.push(item);
-    }
-    let mut opened = Vec::new();
-    for item in &items {
-        insert_review_item(conn, item, Some(&event.order_ref), Some(id)).await?;
-        opened.push(item.kind);
-    }
-    Ok(Claim::Repeat(opened))
-}
-
-/// The review item for a repeat of a money-moving notice (refund,
-/// reversal, chargeback) later than the processor's retry horizon: it is
-/// not one of the processor's retries, so it may be a genuine second refund
-/// of the same amount, which must not be lost silently.
-pub(super) fn late_repeat(
-    event: &PaymentEvent,
-    id: i64,
-    first_id: i64,
-    first_ipn_date: Option<NaiveDateTime>,
-) -> Option<NewReviewItem> {
     let moves_money = matches!(
         event.status.known().map(|s| s.category()),
         Some(StatusCategory::Refund | StatusCategory::Reversal)
     );
-    let (this, first) = (event.ipn_date?, first_ipn_date?);
-    let apart = (this - first).abs();
-    if !moves_money || apart <= chrono::Duration::hours(PROCESSOR_RETRY_HORIZON_HOURS) {
-        return None;
+    let mut close_late = 0;
+    if let (true, Some(this)) = (moves_money, event.ipn_date) {
+        let earlier: Vec<NaiveDateTime> = history.iter().filter_map(|(date, _)| *date).collect();
+        let change = late_repeat_change(&earlier, this);
+        close_late = change.close;
+        if change.raise {
+            let nearest = earlier
+                .iter()
+                .map(|date| (this - *date).abs())
+                .min()
+                .unwrap_or_default();
+            open.push(NewReviewItem::for_payment(
+                ReviewKind::LateRepeat,
+                &event.processor_ref,
+                format!(
+                    "{} of {} under processor reference {} repeats notification #{first_id}, {} hours from \
+                     its nearest earlier delivery (IPN_DATE {}), later than the processor retries; counted \
+                     once. If it is a second one of the same amount, resolve with the action that applies \
+                     notification #{id}",
+                    event.status.as_str(),
+                    event.amount.abs(),
+                    event.processor_ref,
+                    nearest.num_hours(),
+                    this.format("%Y-%m-%d %H:%M:%S"),
+                ),
+            ));
+        }
     }
-    Some(NewReviewItem::for_payment(
-        ReviewKind::LateRepeat,
-        &event.processor_ref,
-        format!(
-            "{} of {} under processor reference {} repeats notification #{first_id} {} hours later \
-             (IPN_DATE {} after {}); counted once. If it is a second one of the same amount, \
-             resolve with the action that applies notification #{id}",
-            event.status.as_str(),
-            event.amount.abs(),
-            event.processor_ref,
-            apart.num_hours(),
-            this.format("%Y-%m-%d %H:%M:%S"),
-            first.format("%Y-%m-%d %H:%M:%S"),
-        ),
-    ))
+    RepeatReviews { open, close_late }
+}
+
+/// Closes `count` open `late_repeat` items of an identity (oldest first):
+/// a delivery bridged the gap that made them late.
+pub(super) async fn close_late_repeats(
+    conn: &mut AsyncPgConnection,
+    identity: &str,
+    count: usize,
+) -> Result<(), StoreError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let of_identity = notifications::table
+        .filter(notifications::identity.eq(identity))
+        .select(notifications::id);
+    let ids: Vec<i64> = review_items::table
+        .filter(review_items::kind.eq(ReviewKind::LateRepeat))
+        .filter(review_items::status.eq("open"))
+        .filter(review_items::notification_id.eq_any(of_identity.nullable()))
+        .order(review_items::id.asc())
+        .limit(i64::try_from(count).unwrap_or(i64::MAX))
+        .select(review_items::id)
+        .load(conn)
+        .await?;
+    diesel::update(review_items::table.filter(review_items::id.eq_any(&ids)))
+        .set((
+            review_items::status.eq("resolved"),
+            review_items::resolved_by.eq(SYSTEM_RESOLVER),
+            review_items::resolution_note.eq(
+                "a delivery between them shows these were the processor's retries of one notice",
+            ),
+            review_items::resolved_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Locks the order, decides, and writes facts, ledger row, review items and

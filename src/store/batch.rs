@@ -32,7 +32,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::apply::{
     ApplyReport, Meaning, NewNotification, OrderRow, PaymentRow, REPROCESSABLE, TokenizedColumns,
-    facts_of, late_repeat, resolve_items,
+    close_late_repeats, facts_of, repeat_reviews, resolve_items,
 };
 use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
@@ -76,14 +76,11 @@ enum Role {
     First { row: i64 },
     /// Repeats the notification that `first` carries.
     Repeat { row: i64, first: i64 },
-}
-
-/// The first delivery of an identity, as known so far.
-#[derive(Debug, Clone)]
-struct FirstOf {
-    id: i64,
-    ipn_date: Option<NaiveDateTime>,
-    meaning: Meaning,
+    /// Carried its notification earlier in this batch, but its order does
+    /// not exist, so a later delivery took over: a repeat of that one now,
+    /// without a repeat's review items (one by one it was judged as the
+    /// carrier when it arrived).
+    HandedOver { row: i64, first: i64 },
 }
 
 async fn apply_batch_in(
@@ -112,55 +109,39 @@ async fn apply_batch_in(
         .collect();
     let mut roles = assign_roles(conn, items, &rows, &known_orders).await?;
 
-    // Review items of repeats: a copy that says something else, a late
-    // repeat of a refund or chargeback.
+    // Review items of repeats (a copy that says something new, a late
+    // repeat of a refund or chargeback), each judged against every earlier
+    // delivery of its identity: those recorded before, then this batch's
+    // in batch order, as one by one.
     let mut items_to_open: Vec<(NewReviewItem, String, i64)> = Vec::new();
+    let mut late_to_close: Vec<(String, usize)> = Vec::new();
     let mut reports: Vec<ApplyReport> = vec![ApplyReport::only(Outcome::Duplicate); items.len()];
-    let mut firsts_known: HashMap<i64, FirstOf> = HashMap::new();
+    let mut history = load_history(conn, items, &rows).await?;
     for (index, item) in items.iter().enumerate() {
-        if let Role::First { row } = roles[index] {
-            firsts_known.insert(
-                row,
-                FirstOf {
-                    id: row,
-                    ipn_date: item.event.ipn_date,
-                    meaning: Meaning::of(&item.event),
-                },
-            );
-        }
-    }
-    let db_firsts = load_db_firsts(conn, items, &roles).await?;
-    firsts_known.extend(db_firsts);
-    for (index, item) in items.iter().enumerate() {
-        let Role::Repeat { row, first } = roles[index] else {
-            continue;
-        };
-        let Some(first) = firsts_known.get(&first) else {
-            continue;
-        };
         let event = &item.event;
-        let mut opened = Vec::new();
-        if first.meaning != Meaning::of(event) {
-            let review = NewReviewItem::for_payment(
-                ReviewKind::ConflictingCopy,
-                &event.processor_ref,
-                format!(
-                    "notification #{row} has the signed values of notification #{} but says {} {} under processor reference {}: \
-                     field names were changed; it changed nothing",
-                    first.id,
-                    event.status.as_str(),
-                    event.amount,
-                    event.processor_ref
-                ),
-            );
-            opened.push(review.kind);
-            items_to_open.push((review, event.order_ref.clone(), row));
+        let identity = event.identity.as_str().to_owned();
+        match roles[index] {
+            Role::Redelivery => continue,
+            Role::First { .. } | Role::HandedOver { .. } => {}
+            Role::Repeat { row, first } => {
+                let earlier = history
+                    .get(&identity)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let reviews = repeat_reviews(event, row, first, earlier);
+                for review in reviews.open {
+                    reports[index].review_items.push(review.kind);
+                    items_to_open.push((review, event.order_ref.clone(), row));
+                }
+                if reviews.close_late > 0 {
+                    late_to_close.push((identity.clone(), reviews.close_late));
+                }
+            }
         }
-        if let Some(review) = late_repeat(event, row, first.id, first.ipn_date) {
-            opened.push(review.kind);
-            items_to_open.push((review, event.order_ref.clone(), row));
-        }
-        reports[index].review_items = opened;
+        history
+            .entry(identity)
+            .or_default()
+            .push((event.ipn_date, Meaning::of(event)));
     }
 
     // Lock the orders of the notifications that carry their identity, in
@@ -255,6 +236,9 @@ async fn apply_batch_in(
     // Opened before the resolutions run, as one by one: an item raised and
     // made untrue within the batch ends resolved.
     open_items(conn, &items_to_open).await?;
+    for (identity, count) in &late_to_close {
+        close_late_repeats(conn, identity, *count).await?;
+    }
     for (order_ref, resolution) in &resolutions {
         resolve_items(conn, order_ref, resolution).await?;
     }
@@ -409,12 +393,16 @@ async fn assign_roles(
             for role in roles.iter_mut() {
                 match role {
                     Role::First { row: r } if *r == old => {
-                        *role = Role::Repeat {
+                        *role = Role::HandedOver {
                             row: old,
                             first: row,
                         }
                     }
-                    Role::Repeat { first, .. } if *first == old => *first = row,
+                    Role::Repeat { first, .. } | Role::HandedOver { first, .. }
+                        if *first == old =>
+                    {
+                        *first = row
+                    }
                     _ => {}
                 }
             }
@@ -457,52 +445,33 @@ async fn hand_over(conn: &mut AsyncPgConnection, old: i64, new: i64) -> Result<(
     Ok(())
 }
 
-/// The firsts recorded before the batch that its repeats refer to.
-async fn load_db_firsts(
+/// The deliveries recorded before the batch of each identity in it (date
+/// and meaning), oldest first.
+async fn load_history(
     conn: &mut AsyncPgConnection,
     items: &[BatchItem],
-    roles: &[Role],
-) -> Result<HashMap<i64, FirstOf>, StoreError> {
-    let in_batch: HashSet<i64> = roles
-        .iter()
-        .filter_map(|role| match role {
-            Role::First { row } => Some(*row),
-            _ => None,
-        })
-        .collect();
-    let wanted: Vec<i64> = roles
-        .iter()
-        .filter_map(|role| match role {
-            Role::Repeat { first, .. } if !in_batch.contains(first) => Some(*first),
-            _ => None,
-        })
-        .collect();
-    let _ = items;
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(i64, Option<NaiveDateTime>, Meaning)> = notifications::table
-        .filter(notifications::id.eq_any(&wanted))
+    rows: &[Option<i64>],
+) -> Result<HashMap<String, Vec<(Option<NaiveDateTime>, Meaning)>>, StoreError> {
+    let batch_rows: Vec<i64> = rows.iter().flatten().copied().collect();
+    let identities: Vec<&str> = items.iter().map(|i| i.event.identity.as_str()).collect();
+    let recorded: Vec<(Option<String>, Option<NaiveDateTime>, Meaning)> = notifications::table
+        .filter(notifications::identity.eq_any(&identities))
+        .filter(notifications::id.ne_all(&batch_rows))
+        .order(notifications::id.asc())
         .select((
-            notifications::id,
+            notifications::identity,
             notifications::ipn_date,
             Meaning::as_select(),
         ))
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, ipn_date, meaning)| {
-            (
-                id,
-                FirstOf {
-                    id,
-                    ipn_date,
-                    meaning,
-                },
-            )
-        })
-        .collect())
+    let mut history: HashMap<String, Vec<(Option<NaiveDateTime>, Meaning)>> = HashMap::new();
+    for (identity, date, meaning) in recorded {
+        if let Some(identity) = identity {
+            history.entry(identity).or_default().push((date, meaning));
+        }
+    }
+    Ok(history)
 }
 
 /// Writes the orders whose facts changed, and their changed payments, with
@@ -671,7 +640,7 @@ async fn finish_rows(
                 outcome_names.push(outcome.as_str());
                 reasons.push(reason);
             }
-            Role::Repeat { row, first } => {
+            Role::Repeat { row, first } | Role::HandedOver { row, first } => {
                 ids.push(*row);
                 identities.push(item.event.identity.as_str());
                 repeat_of.push(Some(*first));

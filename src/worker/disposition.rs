@@ -208,9 +208,10 @@ pub fn disposition(
                     kind: ReviewKind::OrphanPayment,
                     order_ref: report.order_ref.clone(),
                     details: format!(
-                        "no order {} after {}s of retries",
+                        "no order {} after {}s of retries{}",
                         report.order_ref.as_deref().unwrap_or("?"),
-                        waited.as_secs()
+                        waited.as_secs(),
+                        what_it_says(report)
                     ),
                 }),
             }
@@ -240,6 +241,17 @@ pub fn disposition(
             reason: ParkReason::Malformed(refusal_of(report)),
             review: None,
         },
+    }
+}
+
+/// `: COMPLETE of 107.00 EUR under processor reference 71000101`, or
+/// nothing when the report does not say.
+fn what_it_says(report: &Report) -> String {
+    match (&report.order_status, &report.amount, &report.processor_ref) {
+        (Some(status), Some(amount), Some(refno)) => {
+            format!(": {status} of {amount} under processor reference {refno}")
+        }
+        _ => String::new(),
     }
 }
 
@@ -358,6 +370,14 @@ mod tests {
                 assert_eq!(review.kind, ReviewKind::OrphanPayment);
                 assert_eq!(review.order_ref.as_deref(), Some("SHOP-1"));
                 assert_eq!(review.details, "no order SHOP-1 after 60s of retries");
+                let mut said = report.clone();
+                said.order_status = Some("COMPLETE".into());
+                said.amount = Some(crate::domain::Money::parse("107.00", "EUR").unwrap());
+                said.processor_ref = Some("71000101".into());
+                assert_eq!(
+                    what_it_says(&said),
+                    ": COMPLETE of 107.00 EUR under processor reference 71000101"
+                );
             }
             other => panic!("expected an orphan park, got {other:?}"),
         }

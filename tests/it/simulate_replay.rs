@@ -357,8 +357,6 @@ async fn open_kinds(store: &Store, order_ref: &str, kind: ReviewKind) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "reconciler: a late repeat is measured from whichever delivery arrived first, so a \
-            resend arriving before the refund and its retry opens two late_repeat items"]
 async fn a_refund_resent_days_later_leaves_one_late_repeat_in_any_arrival_order() {
     let (sim, ring, _db, store) = clean_run(91, 0.0).await;
     let pipeline = Pipeline::new(pipeline_config(), store.clone());
@@ -410,8 +408,6 @@ async fn a_refund_resent_days_later_leaves_one_late_repeat_in_any_arrival_order(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "reconciler: a repeat is compared with the first delivery to arrive, so a swapped \
-            copy arriving first makes the genuine notification and its retry two conflicting copies"]
 async fn one_swapped_copy_leaves_one_conflicting_copy_in_any_arrival_order() {
     let (sim, ring, _db, store) = clean_run(92, 0.0).await;
     let pipeline = Pipeline::new(pipeline_config(), store.clone());
@@ -464,9 +460,6 @@ async fn one_swapped_copy_leaves_one_conflicting_copy_in_any_arrival_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "reconciler: when a later delivery of an unknown order's notification takes over \
-            (the earlier one becomes its repeat), the earlier one's orphan_payment item stays \
-            open, and the new carrier gets its own: two for one notification"]
 async fn an_unknown_orders_notification_delivered_twice_leaves_one_orphan_item() {
     let (sim, ring, _db, store) = clean_run(93, 1.0).await;
     let pipeline = Pipeline::new(pipeline_config(), store.clone());

@@ -1,0 +1,1 @@
+DROP INDEX review_items_one_open_orphan_per_order;
