@@ -189,6 +189,24 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
+/// How a list or report is printed.
+///
+/// `table` is for people (aligned columns, times as `YYYY-MM-DD HH:MM`
+/// UTC); `csv` and `json` are for spreadsheets and scripts: stable columns
+/// (documented in the README), times in RFC 3339 UTC to the second
+/// (`2026-11-02T09:20:44Z`), amounts as exact decimal strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// A time as tables show it: `2026-11-02 09:20` (UTC).
+pub fn table_time(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
+}
+
 /// Where keys come from for the single-notification tools: `--key-file`,
 /// else `IPN_KEYS_FILE`.
 #[derive(Debug, Clone, clap::Args)]

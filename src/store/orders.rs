@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
+use super::reports::rfc3339;
 use super::schema::{notifications, order_events, orders, payments};
 use super::{Store, StoreError};
 use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState};
@@ -154,6 +155,7 @@ fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, 
 /// A ledger row as shown to people.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderEventView {
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// The processor's ORDERSTATUS of the notification, as received (it
     /// may be a status this version does not know).
@@ -210,7 +212,12 @@ pub struct OrderView {
     /// Paid, then reversed (chargebacks).
     pub charged_back: String,
     pub processor_ref: Option<String>,
+    /// When the shop created the order (`created_at` of the CSV, else the
+    /// import time).
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    /// When a notification last changed it.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     pub version: i64,
     /// The payments by processor reference (empty in listings).

@@ -9,7 +9,7 @@ use assert_cmd::Command;
 use ipn_reconciler::domain::contains_pan;
 use predicates::prelude::*;
 
-fn cli(db: &TestDb) -> Command {
+pub(crate) fn cli(db: &TestDb) -> Command {
     let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
     cmd.env("DATABASE_URL", &db.url)
         .env("IPN_KEYS_FILE", repo_path("fixtures/keys/test.keys"))
@@ -23,7 +23,7 @@ fn cli(db: &TestDb) -> Command {
 }
 
 /// A new database with the schema, as an operator makes one.
-fn create_books(db: &TestDb) {
+pub(crate) fn create_books(db: &TestDb) {
     cli(db)
         .args(["migrate", "--create-db"])
         .assert()
@@ -32,7 +32,7 @@ fn create_books(db: &TestDb) {
 }
 
 /// The fixtures' orders imported and every fixture notification processed.
-fn import_and_process_fixtures(db: &TestDb) {
+pub(crate) fn import_and_process_fixtures(db: &TestDb) {
     cli(db)
         .args(["orders", "import"])
         .arg(repo_path("fixtures/orders.csv"))
@@ -207,10 +207,10 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
         .as_array()
         .expect("array")
         .iter()
-        .map(|pair| {
+        .map(|count| {
             (
-                pair[0].as_str().unwrap_or("").to_owned(),
-                pair[1].as_i64().unwrap_or(-1),
+                count["state"].as_str().unwrap_or("").to_owned(),
+                count["orders"].as_i64().unwrap_or(-1),
             )
         })
         .collect();
