@@ -21,7 +21,8 @@ pub enum OrdersCommand {
     /// Import orders from a CSV file with the header
     /// `order_ref,amount,currency[,created_at]` (created_at in RFC 3339,
     /// e.g. 2026-11-01T08:00:00Z). All or nothing; importing the same
-    /// orders again changes nothing.
+    /// orders again changes nothing. A currency outside ISO 4217 is
+    /// refused unless allowed with --allow-currency CODE=EXPONENT.
     Import {
         #[command(flatten)]
         db: DatabaseFlags,
@@ -119,6 +120,9 @@ pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
 pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
     match command {
         OrdersCommand::Import { db, file } => {
+            // Settings first: they say which currencies besides ISO 4217
+            // the file may use, and with how many decimals.
+            let settings = database(config, &db)?;
             let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin())
             } else {
@@ -137,7 +141,6 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                 }
                 Err(err) => return Err(err.into()),
             };
-            let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 match store.import_orders(&orders).await {

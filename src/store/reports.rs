@@ -353,6 +353,70 @@ impl Store {
     }
 }
 
+/// What the database recorded of one notification: references, status
+/// and amount, never personal data (there is none in those columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedNotification {
+    /// REFNO.
+    pub processor_ref: Option<String>,
+    /// REFNOEXT.
+    pub order_ref: Option<String>,
+    /// ORDERSTATUS as received.
+    pub order_status: Option<String>,
+    /// The amount in its currency (`25.00`), when one was recorded.
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+}
+
+impl Store {
+    /// The recorded facts of the notification whose body has `body_sha256`,
+    /// for messages about it (the `orphan_payment` item of `process`).
+    pub async fn recorded_notification(
+        &self,
+        body_sha256: &str,
+    ) -> Result<Option<RecordedNotification>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<RecordedRow> = notifications::table
+            .filter(notifications::body_sha256.eq(body_sha256))
+            .select((
+                notifications::processor_ref,
+                notifications::order_ref,
+                notifications::order_status,
+                notifications::amount_minor,
+                notifications::currency,
+            ))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        Ok(row.map(
+            |(processor_ref, order_ref, order_status, minor, currency)| {
+                let amount = minor.zip(currency.as_deref()).map(|(minor, code)| {
+                    match Currency::parse(code) {
+                        Ok(code) => Money::from_minor(minor, code).format_amount(),
+                        // Not a currency code: the minor units as stored.
+                        Err(_) => minor.to_string(),
+                    }
+                });
+                RecordedNotification {
+                    processor_ref,
+                    order_ref,
+                    order_status,
+                    amount,
+                    currency,
+                }
+            },
+        ))
+    }
+}
+
+type RecordedRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
 #[derive(QueryableByName)]
 struct TotalsRow {
     #[diesel(sql_type = diesel::sql_types::Text)]

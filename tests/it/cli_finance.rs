@@ -399,3 +399,92 @@ async fn orders_export_their_dates_and_listings_carry_no_empty_ledger() {
         .expect("SHOP-1001");
     assert!(row.contains("2026-11-01 08:00"), "{row}");
 }
+
+fn write_csv(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let file = dir.path().join("orders.csv");
+    std::fs::write(&file, text).expect("write csv");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_currency_is_refused_at_import_unless_allowed() {
+    let db = TestDb::new();
+    create_books(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_csv(
+        &dir,
+        "order_ref,amount,currency\nGOOD-1,1.00,EUR\nODD-1,1.234,XYZ\n",
+    );
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing imported"))
+        .stderr(predicate::str::contains(
+            "line 3: currency XYZ is not an ISO 4217 currency",
+        ))
+        .stderr(predicate::str::contains("--allow-currency XYZ=EXPONENT"));
+    let listed = stdout(cli(&db).args(["orders", "list", "--format", "csv"]));
+    assert!(!listed.contains("GOOD-1"), "{listed}");
+
+    // An ISO code cannot be "allowed" with another exponent.
+    cli(&db)
+        .args(["orders", "import", "--allow-currency", "EUR=3"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("allow-currency"))
+        .stderr(predicate::str::contains("ISO 4217"));
+
+    // Allowed with three decimals, as a flag (repeatable) or a variable.
+    cli(&db)
+        .args(["orders", "import", "--allow-currency", "XYZ=3"])
+        .args(["--allow-currency", "ABC=0"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 2 new order(s)"));
+    let shown = json(
+        cli(&db)
+            .env("IPN_ALLOW_CURRENCY", "XYZ=3")
+            .args(["orders", "show", "ODD-1", "--format", "json"]),
+    );
+    assert_eq!(
+        (&shown["amount"], &shown["currency"]),
+        (&"1.234".into(), &"XYZ".into())
+    );
+    let report = json(
+        cli(&db)
+            .env("IPN_ALLOW_CURRENCY", "XYZ=3")
+            .args(["report", "--format", "json"]),
+    );
+    let xyz = report["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .find(|t| t["currency"] == "XYZ")
+        .expect("XYZ totals");
+    assert_eq!(xyz["expected"], "1.234");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_conflict_names_the_line_of_the_order() {
+    let db = books();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_csv(
+        &dir,
+        "order_ref,amount,currency\nNEW-1,1.00,EUR\nSHOP-1001,107.00,EUR\nSHOP-1002,50.00,USD\n",
+    );
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "line 4: order SHOP-1002 already exists with a different amount or currency",
+        ))
+        .stderr(predicate::str::contains("line 0").not())
+        .stderr(predicate::str::contains("SHOP-1001").not());
+    cli(&db).args(["orders", "show", "NEW-1"]).assert().code(1);
+}
