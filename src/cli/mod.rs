@@ -9,6 +9,7 @@
 //! operational failure (database, broker, files).
 
 pub mod args;
+mod check;
 mod demo;
 mod finance;
 mod intake;
@@ -59,6 +60,10 @@ pub enum Command {
     /// Work with single notification bodies: verify, sign, build receipts.
     #[command(subcommand)]
     Ipn(ipn::IpnCommand),
+    /// Validate the whole configuration and reach every dependency serve
+    /// needs (database and schema, broker and topology, key files,
+    /// listeners), one line per check; changes nothing.
+    Check(Box<check::CheckArgs>),
     /// Apply pending database migrations (other commands do it too, unless
     /// AUTO_MIGRATE=false).
     Migrate {
@@ -175,6 +180,7 @@ pub fn run(cli: Cli) -> CliResult {
     let config = &cli.config;
     match cli.command {
         Command::Ipn(command) => ipn::run(command),
+        Command::Check(args) => check::run(config, *args),
         Command::Migrate { db } => orders::migrate(config, &db),
         Command::Orders(command) => orders::run(config, command),
         Command::Process(args) => process::run(config, args),

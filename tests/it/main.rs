@@ -6,6 +6,7 @@
 mod helpers;
 
 mod broker_privacy;
+mod cli_check;
 mod cli_finance;
 mod cli_ipn;
 mod cli_reconcile;
