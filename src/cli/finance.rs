@@ -16,6 +16,10 @@ use crate::store::reports::{ReviewStatus, rfc3339};
 use crate::store::{FinanceSummary, ReviewItem, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 printed, 2 usage error or invalid configuration, 3 the \
+database cannot be read."
+)]
 pub struct ReportArgs {
     #[command(flatten)]
     pub db: DatabaseFlags,
@@ -29,6 +33,10 @@ pub struct ReportArgs {
 pub enum ReviewCommand {
     /// List review items (open ones unless --status says otherwise),
     /// newest first.
+    #[command(
+        after_help = "Exit codes: 0 listed (an empty list too), 2 an unknown --kind \
+or --status or another usage error, invalid configuration, 3 the database cannot be read."
+    )]
     List {
         #[command(flatten)]
         db: DatabaseFlags,
@@ -48,6 +56,11 @@ pub enum ReviewCommand {
         format: OutputFormat,
     },
     /// Mark a review item resolved, saying who and why.
+    #[command(
+        after_help = "Exit codes: 0 resolved, 1 no open item with that id, 2 a bad id, \
+an empty --by or --note, a card number in either, a repeat that cannot be applied, or invalid \
+configuration, 3 the database cannot be read or written."
+    )]
     Resolve {
         #[command(flatten)]
         db: DatabaseFlags,

@@ -21,9 +21,9 @@ pub enum IpnCommand {
     /// invalid: REASON`, `<file>: malformed: REASON` or `<file>: cannot
     /// read: REASON` on standard error. Never prints a field value.
     #[command(
-        after_help = "Exit codes (the worst file decides): 0 every signature is \
-valid; 1 a signature does not verify; 2 a body is malformed or a file cannot be read, or a usage \
-error (an unusable key file)."
+        after_help = "Exit codes: 0 every signature is valid; 1 a signature does not \
+verify; 2 a body is malformed or a file cannot be read, or a usage error (an unusable key file). \
+With several files, the worst decides."
     )]
     Verify {
         #[command(flatten)]
@@ -59,6 +59,11 @@ an unknown algorithm, an unusable key file or another usage error; 3 the file ca
     /// rotation). Exit 0: printed; 1: the signature does not verify (the
     /// processor would not accept the receipt) unless --unverified; 2:
     /// malformed input or usage error.
+    #[command(
+        after_help = "Exit codes: 0 printed; 1 the signature does not verify (the \
+processor would not accept the receipt) and --unverified was not given; 2 a malformed body, an \
+unusable key file or another usage error; 3 the file cannot be read."
+    )]
     Receipt {
         #[command(flatten)]
         keys: KeyArgs,

@@ -23,6 +23,12 @@ pub enum OrdersCommand {
     /// e.g. 2026-11-01T08:00:00Z). All or nothing; importing the same
     /// orders again changes nothing. A currency outside ISO 4217 is
     /// refused unless allowed with --allow-currency CODE=EXPONENT.
+    #[command(
+        after_help = "Exit codes: 0 imported (or nothing new to import), 2 a bad \
+header or row, an unknown currency or an order that exists with another amount (nothing is \
+imported; every line is named), or invalid configuration, 3 the file or the database cannot be \
+read."
+    )]
     Import {
         #[command(flatten)]
         db: DatabaseFlags,
@@ -30,6 +36,10 @@ pub enum OrdersCommand {
         file: PathBuf,
     },
     /// Show one order with its reconciled state and ledger.
+    #[command(
+        after_help = "Exit codes: 0 shown, 1 no such order, 2 usage error or invalid \
+configuration, 3 the database cannot be read."
+    )]
     Show {
         #[command(flatten)]
         db: DatabaseFlags,
@@ -39,6 +49,10 @@ pub enum OrdersCommand {
         format: ShowFormat,
     },
     /// List orders, oldest first, optionally only those in one state.
+    #[command(
+        after_help = "Exit codes: 0 listed (an empty list too), 2 an unknown --status \
+or another usage error, invalid configuration, 3 the database cannot be read."
+    )]
     List {
         #[command(flatten)]
         db: DatabaseFlags,
