@@ -28,7 +28,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{PseudonymKey, ReconcilePolicy};
+use crate::domain::{Currency, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
@@ -65,6 +65,9 @@ pub struct Settings {
     /// Longest a statement may wait for a row lock (`lock_timeout`).
     #[serde(with = "humantime_serde")]
     pub db_lock_timeout: Duration,
+    /// Currencies outside ISO 4217 that orders may be in, with their
+    /// exponents (`XYZ=2`).
+    pub allow_currency: AllowedCurrencies,
 
     // --- Judging notifications ---
     /// The processor's secret keys (see README, "Key file").
@@ -173,6 +176,7 @@ impl Default for Settings {
             db_acquire_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(30),
             db_lock_timeout: Duration::from_secs(10),
+            allow_currency: AllowedCurrencies::default(),
 
             key_file: None,
             allow_md5: false,
@@ -325,6 +329,47 @@ impl<'de> Deserialize<'de> for ExpectedFields {
             names.push(name.trim_end_matches("[]").to_owned());
         }
         Ok(Self(names))
+    }
+}
+
+/// Currencies outside ISO 4217 that the books may hold, each with its
+/// exponent (its number of decimals): `XYZ=2,ABC=0` or, in the file, a
+/// list of strings. ISO codes cannot be given (their exponents are fixed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedCurrencies(pub Vec<(Currency, u32)>);
+
+impl AllowedCurrencies {
+    /// Parses `CODE=EXPONENT,...`; the error says how to write one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut allowed = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let shown = crate::ipn::form::printable_name(item);
+            let usage = || format!("`{shown}`: write CODE=EXPONENT, for example XYZ=2");
+            let (code, exponent) = item.split_once('=').ok_or_else(usage)?;
+            let code = Currency::parse(code.trim()).map_err(|err| format!("`{shown}`: {err}"))?;
+            let exponent = exponent.trim().parse::<u32>().map_err(|_| usage())?;
+            allowed.push((code, exponent));
+        }
+        crate::domain::money::check_allowed(&allowed).map_err(|err| err.to_string())?;
+        Ok(Self(allowed))
+    }
+}
+
+impl Serialize for AllowedCurrencies {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = self
+            .0
+            .iter()
+            .map(|(code, exponent)| format!("{code}={exponent}"))
+            .collect();
+        serializer.serialize_str(&text.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedCurrencies {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = comma_list(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -1079,6 +1124,41 @@ mod tests {
         for bad in ["0s", "50days", "never"] {
             let err = load(None, &[flag("parking-ttl", bad)]).expect_err(bad);
             assert!(err.to_string().contains("parking-ttl"), "{err}");
+        }
+    }
+
+    #[test]
+    fn allowed_currencies_come_with_their_exponents() {
+        let loaded = load(
+            None,
+            &[env("allow-currency", "IPN_ALLOW_CURRENCY", "xyz=3, ABC=0")],
+        )
+        .expect("loads");
+        let shown: Vec<(String, u32)> = loaded
+            .settings
+            .allow_currency
+            .0
+            .iter()
+            .map(|(code, exponent)| (code.to_string(), *exponent))
+            .collect();
+        assert_eq!(shown, [("XYZ".to_owned(), 3), ("ABC".to_owned(), 0)]);
+        let config = file("allow-currency = [\"XYZ=2\"]\n");
+        let loaded = load(Some(config.path()), &[]).expect("loads");
+        assert_eq!(loaded.settings.allow_currency.0.len(), 1);
+        for (bad, says) in [
+            ("XYZ", "CODE=EXPONENT"),
+            ("XYZ=two", "CODE=EXPONENT"),
+            ("XY=2", "3 characters"),
+            ("EUR=3", "ISO 4217"),
+            ("XYZ=7", "0 to 4"),
+            ("XYZ=2,XYZ=3", "twice"),
+        ] {
+            let err = load(None, &[flag("allow-currency", bad)]).expect_err(bad);
+            let text = err.to_string();
+            assert!(
+                text.contains("allow-currency") && text.contains(says),
+                "{text}"
+            );
         }
     }
 

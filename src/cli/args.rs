@@ -39,6 +39,10 @@ pub enum Kind {
     /// A switch without a value (`--allow-md5`); its variable takes
     /// true/false, yes/no, on/off or 1/0.
     Switch,
+    /// A list: the flag may be repeated (`--allow-currency A=2
+    /// --allow-currency B=0`), and takes comma-separated values too, as
+    /// its variable does.
+    List,
 }
 
 const fn value(
@@ -53,6 +57,21 @@ const fn value(
         value_name,
         help,
         kind: Kind::Value,
+    }
+}
+
+const fn list(
+    key: &'static str,
+    env: &'static str,
+    value_name: &'static str,
+    help: &'static str,
+) -> Flag {
+    Flag {
+        key,
+        env,
+        value_name,
+        help,
+        kind: Kind::List,
     }
 }
 
@@ -117,6 +136,12 @@ pub const DATABASE: &[Flag] = &[
         "IPN_DB_LOCK_TIMEOUT",
         "DURATION",
         "Longest a statement may wait for a row lock (PostgreSQL lock_timeout); a timeout is retried.",
+    ),
+    list(
+        "allow-currency",
+        "IPN_ALLOW_CURRENCY",
+        "CODE=EXPONENT",
+        "A currency outside ISO 4217 that orders may be in, with its number of decimals (XYZ=2); repeat the flag or separate with commas. Every command that reads the books must be given the same list (put it in the configuration file): the exponent gives stored amounts their meaning.",
     ),
 ];
 
@@ -369,6 +394,7 @@ fn arg(flag: &Flag) -> Arg {
         .help(format!("{}{default}", flag.help));
     match flag.kind {
         Kind::Value => arg.value_name(flag.value_name).action(ArgAction::Set),
+        Kind::List => arg.value_name(flag.value_name).action(ArgAction::Append),
         Kind::Secret => arg
             .value_name(flag.value_name)
             .action(ArgAction::Set)
@@ -406,7 +432,7 @@ fn collect(matches: &ArgMatches, group: &[Flag]) -> Vec<Override> {
             .join(",");
         let value = match flag.kind {
             Kind::Secret => OverrideValue::Secret(SecretUrl::new(value)),
-            Kind::Value | Kind::Switch => OverrideValue::Plain(value),
+            Kind::Value | Kind::Switch | Kind::List => OverrideValue::Plain(value),
         };
         found.push(Override {
             key: flag.key,
@@ -508,7 +534,11 @@ pub struct ConfigFile {
     pub path: Option<PathBuf>,
 }
 
-/// Loads the settings from the configuration file and the given groups.
+/// Loads the settings from the configuration file and the given groups,
+/// and makes the allowed currencies (`allow-currency`) known to the
+/// process before the command reads any amount (see
+/// [`allow_currencies`](crate::domain::money::allow_currencies): a
+/// currency's exponent is one fact for the whole process).
 pub fn load(
     config: &ConfigFile,
     groups: &[&dyn FlagGroup],
@@ -517,7 +547,15 @@ pub fn load(
         .iter()
         .flat_map(|group| group.overrides().iter().cloned())
         .collect();
-    settings::load(config.path.as_deref(), &overrides)
+    let loaded = settings::load(config.path.as_deref(), &overrides)?;
+    crate::domain::money::allow_currencies(&loaded.settings.allow_currency.0).map_err(|err| {
+        settings::SettingsError::Invalid {
+            key: "allow-currency".to_owned(),
+            origin: loaded.origin("allow-currency"),
+            reason: err.to_string(),
+        }
+    })?;
+    Ok(loaded)
 }
 
 #[cfg(test)]

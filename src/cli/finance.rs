@@ -4,56 +4,75 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
 use super::args::{ConfigFile, DatabaseFlags};
 use super::orders::database;
-use super::{CliError, CliResult, block_on};
+use super::{CliError, CliResult, OutputFormat, block_on, table_time};
 use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;
-use crate::store::{Store, StoreError};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
+use crate::store::reports::{ReviewStatus, rfc3339};
+use crate::store::{FinanceSummary, ReviewItem, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 printed, 2 usage error or invalid configuration, 3 the \
+database cannot be read."
+)]
 pub struct ReportArgs {
     #[command(flatten)]
     pub db: DatabaseFlags,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// table: for people; csv: one row per figure, columns
+    /// section,name,count,expected,paid,refunded,net; json: one object.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
-    /// List review items (open ones unless --all), newest first.
+    /// List review items (open ones unless --status says otherwise),
+    /// newest first.
+    #[command(
+        after_help = "Exit codes: 0 listed (an empty list too), 2 an unknown --kind \
+or --status or another usage error, invalid configuration, 3 the database cannot be read."
+    )]
     List {
         #[command(flatten)]
         db: DatabaseFlags,
-        /// Include resolved items.
-        #[arg(long)]
+        /// Which items: open (waiting for a person), resolved, or all.
+        #[arg(long, value_enum, default_value_t = StatusArg::Open)]
+        status: StatusArg,
+        /// Same as --status all.
+        #[arg(long, conflicts_with = "status")]
         all: bool,
-        /// Only items of this kind (amount_mismatch, orphan_payment, ...).
-        #[arg(long)]
+        /// Only items of this kind.
+        #[arg(long, value_parser = review_kind_parser())]
         kind: Option<ReviewKind>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// table: for people; csv: columns id,status,kind,order_ref,
+        /// processor_ref,created_at,details,resolved_at,resolved_by,
+        /// resolution_note; json: a list of objects with the same names.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
     },
     /// Mark a review item resolved, saying who and why.
+    #[command(
+        after_help = "Exit codes: 0 resolved, 1 no open item with that id, 2 a bad id, \
+an empty --by or --note, a card number in either, a repeat that cannot be applied, or invalid \
+configuration, 3 the database cannot be read or written."
+    )]
     Resolve {
         #[command(flatten)]
         db: DatabaseFlags,
-        /// The item's id (from `review list`).
+        /// The item's id, as `review list` shows it: 12 or #12.
+        #[arg(value_parser = parse_review_id)]
         id: i64,
         /// Who resolved it (a name or staff id).
-        #[arg(long)]
+        #[arg(long, value_parser = not_blank)]
         by: String,
         /// What was done, for the audit trail. Do not paste personal data;
         /// a card number is refused (write `card ending 1111`).
-        #[arg(long)]
+        #[arg(long, value_parser = not_blank)]
         note: String,
         /// `note` (default): record the resolution only. `apply-repeat`
         /// (late_repeat items): the repeated refund or chargeback is a
@@ -63,11 +82,57 @@ pub enum ReviewCommand {
     },
 }
 
+/// `review list --status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Open,
+    Resolved,
+    All,
+}
+
+impl From<StatusArg> for ReviewStatus {
+    fn from(status: StatusArg) -> Self {
+        match status {
+            StatusArg::Open => ReviewStatus::Open,
+            StatusArg::Resolved => ReviewStatus::Resolved,
+            StatusArg::All => ReviewStatus::All,
+        }
+    }
+}
+
 /// What resolving a review item does besides recording who and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ResolveAction {
     Note,
     ApplyRepeat,
+}
+
+/// `--kind`: one of the kinds this version knows, listed in `--help` and
+/// in the error, so a filter that can match nothing (`--kind orphan`) is a
+/// usage error rather than an empty list that looks like good news.
+fn review_kind_parser() -> impl TypedValueParser<Value = ReviewKind> {
+    PossibleValuesParser::new(ReviewKind::ALL.map(ReviewKind::as_str))
+        .try_map(|text| ReviewKind::parse(&text))
+}
+
+/// A review item id as people copy it from `review list`: `12` or `#12`.
+fn parse_review_id(text: &str) -> Result<i64, String> {
+    let digits = text.trim();
+    let digits = digits.strip_prefix('#').unwrap_or(digits);
+    match digits.parse::<i64>() {
+        Ok(id) if id > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        _ => Err("not a review item id: give the number `review list` shows, 12 or #12".to_owned()),
+    }
+}
+
+/// `--by` and `--note` are the audit trail: an empty one records nothing
+/// of who or why, so it is refused (exit 2) instead of stored.
+fn not_blank(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("must not be empty: the audit trail records who resolved an item and why".to_owned())
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
@@ -77,48 +142,84 @@ pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
         let summary = store.finance_summary().await?;
         let mut out = std::io::stdout().lock();
         match args.format {
-            Format::Json => {
+            OutputFormat::Json => {
                 serde_json::to_writer_pretty(&mut out, &summary)?;
                 writeln!(out)?;
             }
-            Format::Table => summary.render(&mut out)?,
+            OutputFormat::Csv => write_summary_csv(&mut out, &summary)?,
+            OutputFormat::Table => summary.render(&mut out)?,
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The columns of `report --format csv`.
+pub const REPORT_CSV_COLUMNS: [&str; 7] = [
+    "section", "name", "count", "expected", "paid", "refunded", "net",
+];
+
+/// The finance summary as one rectangular CSV table, so that it opens in a
+/// spreadsheet as it is and can be filtered by `section`:
+/// `orders_by_state` (name: state, count: orders), `totals` (name:
+/// currency, count: orders, and the amounts), `open_exceptions` (name:
+/// kind, count: open items), `notifications_by_outcome` (name: outcome,
+/// count: notifications). Columns that do not apply are empty.
+fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), csv::Error> {
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(REPORT_CSV_COLUMNS)?;
+    let count_row = |section: &str, name: &str, count: i64| {
+        [section, name, &count.to_string(), "", "", "", ""].map(str::to_owned)
+    };
+    for (state, count) in &summary.orders_by_state {
+        csv.write_record(count_row("orders_by_state", state.as_str(), *count))?;
+    }
+    for t in &summary.totals {
+        csv.write_record([
+            "totals",
+            t.currency.as_str(),
+            &t.orders.to_string(),
+            &t.expected,
+            &t.paid,
+            &t.refunded,
+            &t.net,
+        ])?;
+    }
+    for (kind, count) in &summary.open_exceptions {
+        csv.write_record(count_row("open_exceptions", kind.as_str(), *count))?;
+    }
+    for (outcome, count) in &summary.notifications_by_outcome {
+        csv.write_record(count_row(
+            "notifications_by_outcome",
+            outcome.as_str(),
+            *count,
+        ))?;
+    }
+    csv.flush()?;
+    Ok(())
 }
 
 pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
     match command {
         ReviewCommand::List {
             db,
+            status,
             all,
             kind,
             format,
         } => {
+            let status = if all { StatusArg::All } else { status };
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
-                let items = store.review_items(all, kind).await?;
+                let items = store.review_items_by_status(status.into(), kind).await?;
                 let mut out = std::io::stdout().lock();
                 match format {
-                    Format::Json => {
+                    OutputFormat::Json => {
                         serde_json::to_writer_pretty(&mut out, &items)?;
                         writeln!(out)?;
                     }
-                    Format::Table => {
-                        for item in &items {
-                            writeln!(
-                                out,
-                                "#{:<6} {:<9} {:<24} {:<16} {}",
-                                item.id,
-                                item.status,
-                                item.kind,
-                                item.order_ref.as_deref().unwrap_or("-"),
-                                item.details
-                            )?;
-                        }
-                        writeln!(out, "{} item(s)", items.len())?;
-                    }
+                    OutputFormat::Csv => write_review_csv(&mut out, &items)?,
+                    OutputFormat::Table => write_review_table(&mut out, &items)?,
                 }
                 Ok(ExitCode::SUCCESS)
             })
@@ -171,6 +272,78 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             })
         }
     }
+}
+
+/// The columns of `review list --format csv` (and the keys of its JSON).
+pub const REVIEW_CSV_COLUMNS: [&str; 10] = [
+    "id",
+    "status",
+    "kind",
+    "order_ref",
+    "processor_ref",
+    "created_at",
+    "details",
+    "resolved_at",
+    "resolved_by",
+    "resolution_note",
+];
+
+fn write_review_csv(out: impl Write, items: &[ReviewItem]) -> Result<(), csv::Error> {
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(REVIEW_CSV_COLUMNS)?;
+    for item in items {
+        csv.write_record([
+            item.id.to_string().as_str(),
+            &item.status,
+            item.kind.as_str(),
+            item.order_ref.as_deref().unwrap_or(""),
+            item.processor_ref.as_deref().unwrap_or(""),
+            &rfc3339::format(&item.created_at),
+            &item.details,
+            &item
+                .resolved_at
+                .as_ref()
+                .map(rfc3339::format)
+                .unwrap_or_default(),
+            item.resolved_by.as_deref().unwrap_or(""),
+            item.resolution_note.as_deref().unwrap_or(""),
+        ])?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// The review queue for people: a header, one line per item, and under a
+/// resolved item who resolved it, when and why.
+fn write_review_table(out: &mut impl Write, items: &[ReviewItem]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<7} {:<9} {:<16}  {:<24} {:<16} DETAILS",
+        "ID", "STATUS", "CREATED (UTC)", "KIND", "ORDER"
+    )?;
+    for item in items {
+        writeln!(
+            out,
+            "{:<7} {:<9} {:<16}  {:<24} {:<16} {}",
+            format!("#{}", item.id),
+            item.status,
+            table_time(&item.created_at),
+            item.kind,
+            item.order_ref.as_deref().unwrap_or("-"),
+            item.details
+        )?;
+        if let Some(at) = &item.resolved_at {
+            writeln!(
+                out,
+                "{:<7} resolved {} by {}: {}",
+                "",
+                table_time(at),
+                item.resolved_by.as_deref().unwrap_or("-"),
+                item.resolution_note.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    writeln!(out, "{} item(s)", items.len())
 }
 
 /// Refuses a card number in what a person typed (`--by`, `--note`) before

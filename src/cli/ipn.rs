@@ -16,19 +16,33 @@ use crate::settings::RequiredAlgorithm;
 
 #[derive(Debug, Subcommand)]
 pub enum IpnCommand {
-    /// Verify a notification's signature. Exit 0: valid (prints key id and
-    /// algorithm); 1: invalid signature; 2: malformed input or usage error.
+    /// Verify the signatures of notification bodies, one line per file:
+    /// `<file>: valid key K algorithm A` on standard output, `<file>:
+    /// invalid: REASON`, `<file>: malformed: REASON` or `<file>: cannot
+    /// read: REASON` on standard error. Never prints a field value.
+    #[command(
+        after_help = "Exit codes: 0 every signature is valid; 1 a signature does not \
+verify; 2 a body is malformed or a file cannot be read, or a usage error (an unusable key file). \
+With several files, the worst decides."
+    )]
     Verify {
         #[command(flatten)]
         keys: KeyArgs,
         #[command(flatten)]
         policy: PolicyArgs,
-        /// Notification body (form-urlencoded); `-` reads standard input.
+        /// Notification bodies (form-urlencoded), one per file; `-` reads
+        /// standard input.
         #[arg(default_value = "-")]
-        file: PathBuf,
+        files: Vec<PathBuf>,
     },
     /// Print the body with fresh signature fields made with the current key
     /// (for simulation and tests). Existing signature fields are replaced.
+    /// The body must be a notification form: every field NAME=VALUE, and an
+    /// IPN_DATE field (the processor sends one in every notification).
+    #[command(
+        after_help = "Exit codes: 0 signed; 2 the body is not a notification form, \
+an unknown algorithm, an unusable key file or another usage error; 3 the file cannot be read."
+    )]
     Sign {
         #[command(flatten)]
         keys: KeyArgs,
@@ -45,6 +59,11 @@ pub enum IpnCommand {
     /// rotation). Exit 0: printed; 1: the signature does not verify (the
     /// processor would not accept the receipt) unless --unverified; 2:
     /// malformed input or usage error.
+    #[command(
+        after_help = "Exit codes: 0 printed; 1 the signature does not verify (the \
+processor would not accept the receipt) and --unverified was not given; 2 a malformed body, an \
+unusable key file or another usage error; 3 the file cannot be read."
+    )]
     Receipt {
         #[command(flatten)]
         keys: KeyArgs,
@@ -109,35 +128,47 @@ pub enum ReceiptKind {
 pub fn run(command: IpnCommand) -> CliResult {
     let limits = FormLimits::default();
     match command {
-        IpnCommand::Verify { keys, policy, file } => {
+        IpnCommand::Verify {
+            keys,
+            policy,
+            files,
+        } => {
             let ring = keys.load()?;
-            let body = read_body(&file, &limits)?;
-            let form = match FormBody::parse(&body, &limits) {
-                Ok(form) => form,
-                Err(err) => {
-                    eprintln!("malformed: {err}");
-                    return Ok(ExitCode::from(EXIT_USAGE));
-                }
-            };
-            match verify(&form, &ring, &policy.policy()) {
-                Ok(verified) => {
-                    writeln!(
-                        std::io::stdout(),
-                        "valid: key {} algorithm {}",
-                        verified.key_id,
-                        verified.algorithm
-                    )?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(VerifyError::Malformed(err)) => {
-                    eprintln!("malformed: {err}");
-                    Ok(ExitCode::from(EXIT_USAGE))
-                }
-                Err(err) => {
-                    eprintln!("invalid: {err}");
-                    Ok(ExitCode::from(EXIT_INVALID))
-                }
+            let policy = policy.policy();
+            let mut worst = Verdict::Valid;
+            for file in &files {
+                let shown = file.display();
+                let verdict = match read_body(file, &limits) {
+                    Err(err) => {
+                        eprintln!("{shown}: cannot read: {}", err.root_cause());
+                        Verdict::Malformed
+                    }
+                    Ok(body) => match FormBody::parse(&body, &limits)
+                        .map_err(VerifyError::Malformed)
+                        .and_then(|form| verify(&form, &ring, &policy))
+                    {
+                        Ok(verified) => {
+                            writeln!(
+                                std::io::stdout(),
+                                "{shown}: valid key {} algorithm {}",
+                                verified.key_id,
+                                verified.algorithm
+                            )?;
+                            Verdict::Valid
+                        }
+                        Err(VerifyError::Malformed(err)) => {
+                            eprintln!("{shown}: malformed: {err}");
+                            Verdict::Malformed
+                        }
+                        Err(err) => {
+                            eprintln!("{shown}: invalid: {err}");
+                            Verdict::Invalid
+                        }
+                    },
+                };
+                worst = worst.max(verdict);
             }
+            Ok(ExitCode::from(worst.exit_code()))
         }
         IpnCommand::Sign {
             keys,
@@ -161,6 +192,9 @@ pub fn run(command: IpnCommand) -> CliResult {
                 Ok(form) => form,
                 Err(err) => return usage(format!("malformed: {err}")),
             };
+            if let Err(message) = check_signable(&body, &form) {
+                return usage(message);
+            }
             let signed = match sign(&form, &ring.current().secret, &parsed) {
                 Ok(signed) => signed,
                 Err(err) => return usage(format!("malformed: {err}")),
@@ -244,6 +278,51 @@ pub fn run(command: IpnCommand) -> CliResult {
     }
 }
 
+/// What `ipn verify` found in one file, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Valid,
+    Invalid,
+    /// Malformed, or the file could not be read.
+    Malformed,
+}
+
+impl Verdict {
+    fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Valid => 0,
+            Verdict::Invalid => EXIT_INVALID,
+            Verdict::Malformed => EXIT_USAGE,
+        }
+    }
+}
+
+/// Whether `ipn sign` may sign a body: a notification form, every field
+/// `NAME=VALUE`, with the `IPN_DATE` the processor sends in every
+/// notification. Anything else is almost always the wrong file or a
+/// forgotten `-`: `hello` would otherwise be signed as the field `hello=`
+/// and come out as a "valid" notification nobody meant to write.
+fn check_signable(body: &[u8], form: &FormBody) -> Result<(), String> {
+    let fields = body.split(|b| *b == b'&').filter(|f| !f.is_empty());
+    for (i, field) in fields.enumerate() {
+        if !field.contains(&b'=') {
+            return Err(format!(
+                "not a notification body: field #{} has no `=` (a body is \
+                 NAME=VALUE&NAME=VALUE..., as the processor posts it)",
+                i + 1
+            ));
+        }
+    }
+    if form.get("IPN_DATE").is_none() {
+        return Err(
+            "not a notification body: no IPN_DATE field (the processor sends one \
+             in every notification, and its receipt is built from it)"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// The receipt that answers a notification signed with `signed_with`,
 /// given the algorithm (`None`: auto) and format the operator chose. An
 /// `<EPAYMENT>` receipt is MD5 and a `<sig>` receipt is SHA, so some
@@ -282,6 +361,24 @@ fn usage(message: String) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_notification_forms_are_signed() {
+        let check = |body: &str| {
+            let form = FormBody::parse(body.as_bytes(), &FormLimits::default());
+            form.map_err(|err| err.to_string())
+                .and_then(|form| check_signable(body.as_bytes(), &form))
+        };
+        assert_eq!(check("REFNO=1&IPN_DATE=20261102100000"), Ok(()));
+        assert_eq!(check("REFNO=&&IPN_DATE=20261102100000&"), Ok(()));
+        let refused = check("hello").unwrap_err();
+        assert!(refused.contains("field #1 has no `=`"), "{refused}");
+        assert!(!refused.contains("hello"), "{refused}");
+        let refused = check("REFNO=1&4111111111111111&IPN_DATE=1").unwrap_err();
+        assert!(refused.contains("field #2"), "{refused}");
+        assert!(!refused.contains("4111"), "{refused}");
+        assert!(check("REFNO=1").unwrap_err().contains("IPN_DATE"));
+    }
 
     #[test]
     fn the_receipt_follows_the_signature_unless_told_otherwise() {

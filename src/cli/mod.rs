@@ -9,6 +9,7 @@
 //! operational failure (database, broker, files).
 
 pub mod args;
+mod check;
 mod demo;
 mod finance;
 mod intake;
@@ -46,7 +47,14 @@ pub const EXIT_OPERATIONAL: u8 = 3;
 /// verify), 2 usage, configuration or malformed input, 3 database, broker
 /// or file failure.
 #[derive(Debug, Parser)]
-#[command(name = "ipn-reconciler", version, about, long_about)]
+#[command(
+    name = "ipn-reconciler",
+    version,
+    about,
+    long_about,
+    after_help = SEE_EACH_COMMAND,
+    mut_subcommand("simulate", with_exit_codes(SIMULATE_EXIT_CODES))
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: ConfigFile,
@@ -57,16 +65,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with single notification bodies: verify, sign, build receipts.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Ipn(ipn::IpnCommand),
+    /// Validate the whole configuration and reach every dependency serve
+    /// needs (database and schema, broker and topology, key files,
+    /// listeners), one line per check; changes nothing.
+    Check(Box<check::CheckArgs>),
     /// Apply pending database migrations (other commands do it too, unless
     /// AUTO_MIGRATE=false).
+    #[command(
+        after_help = "Exit codes: 0 migrated (or already up to date), 2 invalid \
+configuration, 3 the database cannot be reached or created, or a migration failed."
+    )]
     Migrate {
         #[command(flatten)]
         db: args::DatabaseFlags,
     },
     /// Import, show and list the merchant's orders.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Orders(orders::OrdersCommand),
     /// Replay notification files through verify -> tokenize -> apply,
     /// without the broker. Prints one outcome line per file.
@@ -76,6 +92,10 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// The whole system in one command, for newcomers: simulated orders
     /// over HTTP through intake and worker, then the finance summary.
+    #[command(
+        after_help = "Exit codes: 0 the result equals the simulator's expectation, 1 \
+it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
+    )]
     Demo(demo::DemoArgs),
     /// Run the processor-facing intake alone (`serve` runs it too): POST
     /// /ipn answers with a read receipt once the notification is queued.
@@ -84,13 +104,13 @@ pub enum Command {
     /// publisher confirms), as the intake does.
     Publish(publish::PublishArgs),
     /// List or requeue the messages in the parking queue.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Parked(parked::ParkedCommand),
     /// Finance summary: orders by state, totals per currency, open
     /// exceptions by kind.
     Report(finance::ReportArgs),
     /// The review queue: exceptions a person must look at.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Review(finance::ReviewCommand),
     /// Simulate the payment processor: seeded, reproducible notifications
     /// for N orders with anomalies, the orders CSV and the expected states.
@@ -175,6 +195,7 @@ pub fn run(cli: Cli) -> CliResult {
     let config = &cli.config;
     match cli.command {
         Command::Ipn(command) => ipn::run(command),
+        Command::Check(args) => check::run(config, *args),
         Command::Migrate { db } => orders::migrate(config, &db),
         Command::Orders(command) => orders::run(config, command),
         Command::Process(args) => process::run(config, args),
@@ -187,6 +208,53 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Review(command) => finance::review(config, command),
         Command::Simulate(args) => simulate::run(config, args),
     }
+}
+
+/// The `after_help` of the commands that only group others.
+const SEE_EACH_COMMAND: &str = "Exit codes: 0 success, 1 invalid input (a signature that does \
+not verify, an id that matches nothing), 2 usage, configuration or malformed input, 3 database, \
+broker or file failure; each command's --help says which apply to it.";
+
+/// `simulate`'s exit codes. Its `--help` text lives with the simulator;
+/// they are added to it here, after whatever it says.
+const SIMULATE_EXIT_CODES: &str = "Exit codes: 0 written (and delivered with --target queue or \
+http), 2 usage error or an unusable key file or configuration, 3 the output cannot be written or \
+a delivery failed.";
+
+/// Adds `exit_codes` to a command's help, short (`-h`) and long
+/// (`--help`), after the text it already has.
+fn with_exit_codes(exit_codes: &'static str) -> impl FnOnce(clap::Command) -> clap::Command {
+    move |command| {
+        let join = |text: Option<&clap::builder::StyledStr>| match text {
+            Some(text) => format!("{text}\n\n{exit_codes}"),
+            None => exit_codes.to_owned(),
+        };
+        let short = join(command.get_after_help());
+        let long = command.get_after_long_help().map(|text| join(Some(text)));
+        let command = command.after_help(short);
+        match long {
+            Some(long) => command.after_long_help(long),
+            None => command,
+        }
+    }
+}
+
+/// How a list or report is printed.
+///
+/// `table` is for people (aligned columns, times as `YYYY-MM-DD HH:MM`
+/// UTC); `csv` and `json` are for spreadsheets and scripts: stable columns
+/// (documented in the README), times in RFC 3339 UTC to the second
+/// (`2026-11-02T09:20:44Z`), amounts as exact decimal strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// A time as tables show it: `2026-11-02 09:20` (UTC).
+pub fn table_time(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
 }
 
 /// Where keys come from for the single-notification tools: `--key-file`,
@@ -315,6 +383,39 @@ mod tests {
             let shown = format!("{cli:?}");
             assert!(!shown.contains("S3CRET-PW"), "{shown}");
         }
+    }
+
+    /// Every command, and every group of commands, lists its exit codes
+    /// in `-h` and in `--help`.
+    #[test]
+    fn every_command_documents_its_exit_codes() {
+        use clap::CommandFactory;
+        fn walk(command: &mut clap::Command, path: &str, missing: &mut Vec<String>) {
+            let short = command.get_after_help().map(ToString::to_string);
+            if !short.is_some_and(|text| text.contains("Exit codes: 0 ")) {
+                missing.push(format!("{path} -h"));
+            }
+            if !command
+                .render_long_help()
+                .to_string()
+                .contains("Exit codes: 0 ")
+            {
+                missing.push(format!("{path} --help"));
+            }
+            for sub in command.get_subcommands_mut() {
+                let name = sub.get_name().to_owned();
+                if name != "help" {
+                    walk(sub, &format!("{path} {name}"), missing);
+                }
+            }
+        }
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        walk(&mut cli, "ipn-reconciler", &mut missing);
+        assert!(missing.is_empty(), "no exit codes in: {missing:?}");
+        let count = cli.get_subcommands().count();
+        assert!(count >= 14, "the walk saw {count} commands");
     }
 
     #[test]

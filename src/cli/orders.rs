@@ -5,20 +5,30 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
 use super::args::{self, ConfigFile, DatabaseFlags};
-use super::{CliError, CliResult, EXIT_USAGE, block_on, settings_error};
+use super::{CliError, CliResult, EXIT_USAGE, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::OrderState;
 use crate::store::DatabaseSettings;
 use crate::store::orders::{ImportError, parse_orders_csv};
+use crate::store::reports::rfc3339;
 use crate::store::{OrderView, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
     /// Import orders from a CSV file with the header
-    /// `order_ref,amount,currency[,created_at]`. All or nothing; importing
-    /// the same orders again changes nothing.
+    /// `order_ref,amount,currency[,created_at]` (created_at in RFC 3339,
+    /// e.g. 2026-11-01T08:00:00Z). All or nothing; importing the same
+    /// orders again changes nothing. A currency outside ISO 4217 is
+    /// refused unless allowed with --allow-currency CODE=EXPONENT.
+    #[command(
+        after_help = "Exit codes: 0 imported (or nothing new to import), 2 a bad \
+header or row, an unknown currency or an order that exists with another amount (nothing is \
+imported; every line is named), or invalid configuration, 3 the file or the database cannot be \
+read."
+    )]
     Import {
         #[command(flatten)]
         db: DatabaseFlags,
@@ -26,6 +36,10 @@ pub enum OrdersCommand {
         file: PathBuf,
     },
     /// Show one order with its reconciled state and ledger.
+    #[command(
+        after_help = "Exit codes: 0 shown, 1 no such order, 2 usage error or invalid \
+configuration, 3 the database cannot be read."
+    )]
     Show {
         #[command(flatten)]
         db: DatabaseFlags,
@@ -34,16 +48,22 @@ pub enum OrdersCommand {
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
         format: ShowFormat,
     },
-    /// List orders, optionally only those in one state.
+    /// List orders, oldest first, optionally only those in one state.
+    #[command(
+        after_help = "Exit codes: 0 listed (an empty list too), 2 an unknown --status \
+or another usage error, invalid configuration, 3 the database cannot be read."
+    )]
     List {
         #[command(flatten)]
         db: DatabaseFlags,
-        /// pending, authorized, paid, partially_refunded, refunded, canceled,
-        /// reversed, suspect or mismatch.
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
+        /// Only orders in this state.
+        #[arg(long, value_parser = order_state_parser())]
+        status: Option<OrderState>,
+        /// table: for people; csv: columns order_ref,status,amount,
+        /// currency,paid,refunded,charged_back,processor_ref,created_at,
+        /// updated_at; json: a list of objects with the same names.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
     },
 }
 
@@ -53,11 +73,25 @@ pub enum ShowFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ListFormat {
-    Table,
-    Csv,
-    Json,
+/// The columns of `orders list --format csv` (and the keys of its JSON).
+pub const ORDERS_CSV_COLUMNS: [&str; 10] = [
+    "order_ref",
+    "status",
+    "amount",
+    "currency",
+    "paid",
+    "refunded",
+    "charged_back",
+    "processor_ref",
+    "created_at",
+    "updated_at",
+];
+
+/// `--status`: one of the states, listed in `--help` and in the error
+/// (`--status Paid` names the valid spellings instead of listing nothing).
+fn order_state_parser() -> impl TypedValueParser<Value = OrderState> {
+    PossibleValuesParser::new(OrderState::ALL.map(OrderState::as_str))
+        .try_map(|text| OrderState::parse(&text))
 }
 
 /// The database settings of a command's flags and configuration file.
@@ -100,6 +134,9 @@ pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
 pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
     match command {
         OrdersCommand::Import { db, file } => {
+            // Settings first: they say which currencies besides ISO 4217
+            // the file may use, and with how many decimals.
+            let settings = database(config, &db)?;
             let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin())
             } else {
@@ -118,7 +155,6 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                 }
                 Err(err) => return Err(err.into()),
             };
-            let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 match store.import_orders(&orders).await {
@@ -163,76 +199,83 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
             })
         }
         OrdersCommand::List { db, status, format } => {
-            let status = match status.as_deref().map(OrderState::parse) {
-                None => None,
-                Some(Ok(status)) => Some(status),
-                Some(Err(err)) => {
-                    eprintln!("{err}");
-                    return Ok(ExitCode::from(EXIT_USAGE));
-                }
-            };
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let orders = store.list_orders(status).await?;
                 let mut out = std::io::stdout().lock();
                 match format {
-                    ListFormat::Json => {
+                    OutputFormat::Json => {
                         serde_json::to_writer_pretty(&mut out, &orders)?;
                         writeln!(out)?;
                     }
-                    ListFormat::Csv => {
-                        let mut csv = csv::Writer::from_writer(out);
-                        csv.write_record([
-                            "order_ref",
-                            "status",
-                            "amount",
-                            "currency",
-                            "paid",
-                            "refunded",
-                            "processor_ref",
-                            "updated_at",
-                        ])?;
-                        for o in &orders {
-                            csv.write_record([
-                                o.order_ref.as_str(),
-                                o.status.as_str(),
-                                &o.amount,
-                                &o.currency,
-                                &o.paid,
-                                &o.refunded,
-                                o.processor_ref.as_deref().unwrap_or(""),
-                                &o.updated_at.to_rfc3339(),
-                            ])?;
-                        }
-                        csv.flush()?;
-                    }
-                    ListFormat::Table => {
-                        writeln!(
-                            out,
-                            "{:<20} {:<19} {:>14} {:>14} {:>14} {:<4} {:<12}",
-                            "ORDER", "STATUS", "AMOUNT", "PAID", "REFUNDED", "CUR", "PROCESSOR REF"
-                        )?;
-                        for o in &orders {
-                            writeln!(
-                                out,
-                                "{:<20} {:<19} {:>14} {:>14} {:>14} {:<4} {:<12}",
-                                o.order_ref,
-                                o.status.as_str(),
-                                o.amount,
-                                o.paid,
-                                o.refunded,
-                                o.currency,
-                                o.processor_ref.as_deref().unwrap_or("-")
-                            )?;
-                        }
-                        writeln!(out, "{} order(s)", orders.len())?;
-                    }
+                    OutputFormat::Csv => write_orders_csv(&mut out, &orders)?,
+                    OutputFormat::Table => write_orders_table(&mut out, &orders)?,
                 }
                 Ok(ExitCode::SUCCESS)
             })
         }
     }
+}
+
+fn write_orders_csv(out: impl Write, orders: &[OrderView]) -> Result<(), csv::Error> {
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(ORDERS_CSV_COLUMNS)?;
+    for o in orders {
+        csv.write_record([
+            o.order_ref.as_str(),
+            o.status.as_str(),
+            &o.amount,
+            &o.currency,
+            &o.paid,
+            &o.refunded,
+            &o.charged_back,
+            o.processor_ref.as_deref().unwrap_or(""),
+            &rfc3339::format(&o.created_at),
+            &rfc3339::format(&o.updated_at),
+        ])?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+fn write_orders_table(out: &mut impl Write, orders: &[OrderView]) -> std::io::Result<()> {
+    let line = |out: &mut dyn Write, cells: [&str; 8]| {
+        writeln!(
+            out,
+            "{:<20} {:<16}  {:<18} {:>14} {:>14} {:>14} {:<4} {}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
+        )
+    };
+    line(
+        out,
+        [
+            "ORDER",
+            "CREATED (UTC)",
+            "STATUS",
+            "AMOUNT",
+            "PAID",
+            "REFUNDED",
+            "CUR",
+            "PROCESSOR REF",
+        ],
+    )?;
+    for o in orders {
+        line(
+            out,
+            [
+                &o.order_ref,
+                &table_time(&o.created_at),
+                o.status.as_str(),
+                &o.amount,
+                &o.paid,
+                &o.refunded,
+                &o.currency,
+                o.processor_ref.as_deref().unwrap_or("-"),
+            ],
+        )?;
+    }
+    writeln!(out, "{} order(s)", orders.len())
 }
 
 fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
@@ -247,10 +290,11 @@ fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
         "processor ref  {}",
         o.processor_ref.as_deref().unwrap_or("-")
     )?;
+    writeln!(out, "created        {} UTC", table_time(&o.created_at))?;
     writeln!(
         out,
-        "updated        {} (version {})",
-        o.updated_at.to_rfc3339(),
+        "updated        {} UTC (version {})",
+        table_time(&o.updated_at),
         o.version
     )?;
     writeln!(out, "payments:")?;
@@ -277,7 +321,7 @@ fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
         writeln!(
             out,
             "  {}  {:<22} {:<8} {} -> {}  {} {}  {}",
-            e.at.format("%Y-%m-%d %H:%M:%S"),
+            table_time(&e.at),
             e.order_status,
             e.effect,
             e.old_status,

@@ -13,6 +13,8 @@ pub enum ParkedCommand {
     /// Show the parked messages (id, reason, attempts, received time, the
     /// key that sealed the body); they stay parked. Bodies are never shown
     /// or opened.
+    #[command(after_help = "Exit codes: 0 listed (an empty queue too), 2 invalid \
+configuration, 3 the broker cannot be reached.")]
     List {
         #[command(flatten)]
         broker: BrokerFlags,
@@ -23,6 +25,11 @@ pub enum ParkedCommand {
     /// Move parked messages back to the work exchange (attempts reset),
     /// after their cause was fixed: `parked requeue ID` or `parked requeue
     /// --all`.
+    #[command(
+        after_help = "Exit codes: 0 requeued (every matching message; none matching \
+is not an error), 2 neither an ID nor --all, or invalid configuration, 3 the broker cannot be \
+reached or a message could not be moved."
+    )]
     Requeue {
         #[command(flatten)]
         broker: BrokerFlags,

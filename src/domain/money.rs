@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -51,6 +52,89 @@ const EXPONENT_3: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
 /// wrong scale; the processor is not known to use them.
 const EXPONENT_4: &[&str] = &["CLF", "UYW"];
 
+/// ISO 4217 currencies with a minor unit: the codes in use (list of
+/// 2026), and those withdrawn since 2021, for which a late refund may
+/// still arrive. Left out on purpose: codes without a minor unit (gold,
+/// silver and the other metals, bond-market units, XDR, XSU, XUA) and the
+/// codes for testing and for "no currency" (XTS, XXX); an operator who
+/// needs one allows it with its exponent (`allow-currency`).
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
+    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP",
+    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
+    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HRK", "HTG", "HUF", "IDR",
+    "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW",
+    "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA",
+    "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD",
+    "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG",
+    "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE",
+    "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP",
+    "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+    "ZWL",
+];
+
+/// The currencies the operator allowed beyond [`ISO_4217`]
+/// (`allow-currency CODE=EXPONENT`), for the whole process.
+///
+/// An exponent gives stored minor units their meaning, so every part of
+/// the process must read a currency the same way: importing an order,
+/// parsing a notification's amount, formatting a report. It is therefore
+/// one table per process, set once at start (by the command line, from the
+/// settings) before any amount is read, rather than a value handed to each
+/// of those places.
+static ALLOWED: OnceLock<Vec<(Currency, u32)>> = OnceLock::new();
+
+/// The largest exponent an allowed currency may have (ISO 4217's largest).
+pub const MAX_ALLOWED_EXPONENT: u32 = 4;
+
+/// Why [`allow_currencies`] refused a table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowCurrencyError {
+    #[error("{0} is an ISO 4217 currency: it needs no allowing, and its exponent is fixed")]
+    Iso(Currency),
+    #[error("the exponent of {0} must be 0 to {MAX_ALLOWED_EXPONENT}")]
+    Exponent(Currency),
+    #[error("{0} is allowed twice with different exponents")]
+    Twice(Currency),
+    #[error("other currencies were already allowed in this process")]
+    AlreadySet,
+}
+
+/// Checks a table of allowed currencies (`allow-currency`): codes outside
+/// ISO 4217, exponents 0-4, each code once.
+pub fn check_allowed(allowed: &[(Currency, u32)]) -> Result<(), AllowCurrencyError> {
+    for (i, &(code, exponent)) in allowed.iter().enumerate() {
+        if code.is_iso4217() {
+            return Err(AllowCurrencyError::Iso(code));
+        }
+        if exponent > MAX_ALLOWED_EXPONENT {
+            return Err(AllowCurrencyError::Exponent(code));
+        }
+        if allowed[..i]
+            .iter()
+            .any(|&(other, e)| other == code && e != exponent)
+        {
+            return Err(AllowCurrencyError::Twice(code));
+        }
+    }
+    Ok(())
+}
+
+/// Makes `allowed` known to the whole process (see [`ALLOWED`]). Setting
+/// the same table again is harmless; another table is refused, since
+/// amounts already read would disagree with those read after.
+pub fn allow_currencies(allowed: &[(Currency, u32)]) -> Result<(), AllowCurrencyError> {
+    check_allowed(allowed)?;
+    let table = ALLOWED.get_or_init(|| allowed.to_vec());
+    if table.as_slice() == allowed {
+        Ok(())
+    } else {
+        Err(AllowCurrencyError::AlreadySet)
+    }
+}
+
 impl Currency {
     /// Parses a 3-letter code, upper-casing it.
     ///
@@ -85,8 +169,14 @@ impl Currency {
     }
 
     /// The number of decimal digits of the minor unit (ISO 4217 "minor
-    /// unit"): 0 for JPY, 3 for BHD, 2 for EUR and most others.
+    /// unit"): 0 for JPY, 3 for BHD, 2 for EUR and most others; for a
+    /// currency the operator allowed, the exponent given with it.
     pub fn exponent(&self) -> u32 {
+        self.exponent_with(ALLOWED.get().map_or(&[], Vec::as_slice))
+    }
+
+    /// [`Currency::exponent`] with `allowed` as the allowed currencies.
+    fn exponent_with(&self, allowed: &[(Currency, u32)]) -> u32 {
         let code = self.as_str();
         if EXPONENT_0.contains(&code) {
             0
@@ -94,9 +184,25 @@ impl Currency {
             3
         } else if EXPONENT_4.contains(&code) {
             4
+        } else if let Some(&(_, exponent)) = allowed.iter().find(|(c, _)| c == self) {
+            exponent
         } else {
             2
         }
+    }
+
+    /// Whether the code is an ISO 4217 currency with a minor unit.
+    pub fn is_iso4217(&self) -> bool {
+        ISO_4217.contains(&self.as_str())
+    }
+
+    /// Whether the currency is in ISO 4217 or allowed by the operator
+    /// (`allow-currency`): what an imported order may be in.
+    pub fn is_known(&self) -> bool {
+        self.is_iso4217()
+            || ALLOWED
+                .get()
+                .is_some_and(|allowed| allowed.iter().any(|(c, _)| c == self))
     }
 
     /// `10^exponent`: how many minor units make one major unit.
@@ -404,6 +510,49 @@ mod tests {
             assert_eq!(cur(code).exponent(), 2, "{code}");
         }
         assert_eq!(cur("CLF").exponent(), 4);
+    }
+
+    #[test]
+    fn iso_4217_is_known_and_holds_every_special_exponent() {
+        for code in [
+            "EUR", "USD", "JPY", "BHD", "CLF", "XCG", "ZWG", "SLE", "HRK",
+        ] {
+            assert!(cur(code).is_iso4217(), "{code}");
+        }
+        for code in ["XYZ", "ABC", "XTS", "XXX", "XAU", "EUO"] {
+            assert!(!cur(code).is_iso4217(), "{code}");
+            assert!(!cur(code).is_known(), "{code}");
+        }
+        for code in EXPONENT_0.iter().chain(EXPONENT_3).chain(EXPONENT_4) {
+            assert!(ISO_4217.contains(code), "{code}");
+        }
+        let mut sorted = ISO_4217.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, ISO_4217, "sorted, each code once");
+    }
+
+    #[test]
+    fn an_allowed_currency_has_its_own_exponent_and_iso_codes_cannot_be_changed() {
+        let allowed = [(cur("XYZ"), 3), (cur("ABC"), 0)];
+        assert_eq!(check_allowed(&allowed), Ok(()));
+        assert_eq!(cur("XYZ").exponent_with(&allowed), 3);
+        assert_eq!(cur("ABC").exponent_with(&allowed), 0);
+        assert_eq!(cur("QQQ").exponent_with(&allowed), 2);
+        assert_eq!(cur("JPY").exponent_with(&[(cur("JPY"), 2)]), 0);
+        assert_eq!(
+            check_allowed(&[(cur("EUR"), 3)]),
+            Err(AllowCurrencyError::Iso(cur("EUR")))
+        );
+        assert_eq!(
+            check_allowed(&[(cur("XYZ"), 5)]),
+            Err(AllowCurrencyError::Exponent(cur("XYZ")))
+        );
+        assert_eq!(
+            check_allowed(&[(cur("XYZ"), 2), (cur("XYZ"), 3)]),
+            Err(AllowCurrencyError::Twice(cur("XYZ")))
+        );
+        assert_eq!(check_allowed(&[(cur("XYZ"), 2), (cur("XYZ"), 2)]), Ok(()));
     }
 
     #[test]

@@ -8,18 +8,34 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
+use super::reports::rfc3339;
 use super::schema::{notifications, order_events, orders, payments};
 use super::{Store, StoreError};
 use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState};
 
 /// An order as the shop knows it, before any notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 pub struct NewOrder {
     /// The merchant's reference; notifications carry it as REFNOEXT.
     pub order_ref: String,
     /// What the shop expects to be paid.
     pub amount: Money,
     pub created_at: Option<DateTime<Utc>>,
+    /// The line of the CSV file it was read from (the header is line 1),
+    /// so that a refusal found only when importing (an order that already
+    /// exists with another amount) names the line to fix. `None` for
+    /// orders that did not come from a file.
+    pub line: Option<u64>,
+}
+
+/// Two orders are equal when the shop's facts are: where they were read
+/// from is not part of the order.
+impl PartialEq for NewOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.order_ref == other.order_ref
+            && self.amount == other.amount
+            && self.created_at == other.created_at
+    }
 }
 
 impl NewOrder {
@@ -40,6 +56,7 @@ impl NewOrder {
             order_ref: order_ref.to_owned(),
             amount,
             created_at: None,
+            line: None,
         })
     }
 }
@@ -47,7 +64,8 @@ impl NewOrder {
 /// One bad row of an orders CSV.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
-    /// 1-based line number in the file (the header is line 1).
+    /// 1-based line number in the file (the header is line 1); 0 for an
+    /// order that did not come from a file (its reason names the order).
     pub line: u64,
     pub reason: String,
 }
@@ -73,7 +91,10 @@ impl From<diesel::result::Error> for ImportError {
 
 fn render_rows(rows: &[RowError]) -> String {
     rows.iter()
-        .map(|row| format!("  line {}: {}", row.line, row.reason))
+        .map(|row| match row.line {
+            0 => format!("  {}", row.reason),
+            line => format!("  line {line}: {}", row.reason),
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -111,7 +132,8 @@ pub fn parse_orders_csv(input: impl Read) -> Result<Vec<NewOrder>, ImportError> 
         let record = record?;
         let line = record.position().map_or(0, |p| p.line());
         match parse_row(&record, has_created) {
-            Ok(order) => {
+            Ok(mut order) => {
+                order.line = Some(line);
                 if let Some(first) = seen.insert(order.order_ref.clone(), line) {
                     errors.push(RowError {
                         line,
@@ -140,7 +162,12 @@ fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, 
         ));
     }
     let field = |i: usize| record.get(i).unwrap_or("");
-    let amount = Money::parse(field(1), field(2)).map_err(|err| err.to_string())?;
+    // The currency first: an unknown one would make its amount's decimals
+    // look wrong, when the currency is what to fix.
+    let currency = Currency::parse(field(2))
+        .map_err(|err| crate::domain::MoneyError::from(err).to_string())?;
+    check_currency(currency)?;
+    let amount = Money::parse_amount(field(1), currency).map_err(|err| err.to_string())?;
     let mut order = NewOrder::new(field(0), amount)?;
     let created = field(3);
     if has_created && !created.is_empty() {
@@ -151,9 +178,26 @@ fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, 
     Ok(order)
 }
 
+/// Refuses a currency that is neither in ISO 4217 nor allowed by the
+/// operator (`allow-currency`). Notifications may carry any three letters
+/// (see [`Currency::parse`]), but an order is the shop's own statement:
+/// `XYZ` there is a typo far more often than a new currency, and its
+/// amount would be read with a guessed exponent.
+fn check_currency(currency: Currency) -> Result<(), String> {
+    if currency.is_known() {
+        Ok(())
+    } else {
+        Err(format!(
+            "currency {currency} is not an ISO 4217 currency; if it is the one the processor \
+             uses, allow it with --allow-currency {currency}=EXPONENT (its number of decimals)"
+        ))
+    }
+}
+
 /// A ledger row as shown to people.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderEventView {
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// The processor's ORDERSTATUS of the notification, as received (it
     /// may be a status this version does not know).
@@ -210,7 +254,12 @@ pub struct OrderView {
     /// Paid, then reversed (chargebacks).
     pub charged_back: String,
     pub processor_ref: Option<String>,
+    /// When the shop created the order (`created_at` of the CSV, else the
+    /// import time).
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    /// When a notification last changed it.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     pub version: i64,
     /// The payments by processor reference (empty in listings).
@@ -278,7 +327,21 @@ impl Store {
         let report = conn
             .transaction::<_, ImportError, _>(async |conn| {
                 let mut report = ImportReport::default();
-                let mut conflicts = Vec::new();
+                // The same check as the CSV's, for orders registered by code.
+                let mut conflicts: Vec<RowError> = new_orders
+                    .iter()
+                    .filter_map(|order| {
+                        check_currency(order.amount.currency())
+                            .err()
+                            .map(|reason| RowError {
+                                line: order.line.unwrap_or(0),
+                                reason: format!("order {}: {reason}", order.order_ref),
+                            })
+                    })
+                    .collect();
+                if !conflicts.is_empty() {
+                    return Err(ImportError::Rows(conflicts));
+                }
                 // Chunks keep each statement far below PostgreSQL's bind limit.
                 for chunk in new_orders.chunks(1_000) {
                     let rows: Vec<_> = chunk
@@ -325,7 +388,7 @@ impl Store {
                             report.unchanged += 1;
                         } else {
                             conflicts.push(RowError {
-                                line: 0,
+                                line: order.line.unwrap_or(0),
                                 reason: format!(
                                     "order {} already exists with a different amount or currency",
                                     order.order_ref

@@ -1,10 +1,17 @@
 //! What finance staff read: the summary of all orders, and the review queue
 //! of exceptions a person must look at.
+//!
+//! Everything here serializes for spreadsheets and scripts as well as for
+//! people: objects with named fields (never `[name, count]` pairs, which a
+//! JSON consumer must know the meaning of by position), and every time in
+//! one form, RFC 3339 in UTC to the second (`2026-11-02T09:20:44Z`), which
+//! spreadsheets and `jq` read alike (see [`rfc3339`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde::Serialize;
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 
 use super::schema::{notifications, orders, review_items};
 use super::{Store, StoreError};
@@ -24,29 +31,145 @@ pub struct CurrencyTotals {
 }
 
 /// The state of the books.
+///
+/// The counts are `(name, count)` pairs in Rust, and objects in JSON:
+/// `{"state": "paid", "orders": 3}`, `{"kind": "suspect", "open": 2}`,
+/// `{"outcome": "applied", "notifications": 16}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinanceSummary {
     /// `(state, number of orders)`, every state that has orders.
+    #[serde(serialize_with = "counts::<_, StateCount, _>")]
     pub orders_by_state: Vec<(OrderState, i64)>,
     pub totals: Vec<CurrencyTotals>,
     /// `(kind, open items)`.
+    #[serde(serialize_with = "counts::<_, KindCount, _>")]
     pub open_exceptions: Vec<(ReviewKind, i64)>,
     /// `(outcome, notifications)` of every recorded notification.
+    #[serde(serialize_with = "counts::<_, OutcomeCount, _>")]
     pub notifications_by_outcome: Vec<(Outcome, i64)>,
 }
 
+/// `{"state": ..., "orders": N}`.
+#[derive(Serialize)]
+struct StateCount {
+    state: &'static str,
+    orders: i64,
+}
+
+/// `{"kind": ..., "open": N}`.
+#[derive(Serialize)]
+struct KindCount {
+    kind: &'static str,
+    open: i64,
+}
+
+/// `{"outcome": ..., "notifications": N}`.
+#[derive(Serialize)]
+struct OutcomeCount {
+    outcome: &'static str,
+    notifications: i64,
+}
+
+impl From<(OrderState, i64)> for StateCount {
+    fn from((state, orders): (OrderState, i64)) -> Self {
+        Self {
+            state: state.as_str(),
+            orders,
+        }
+    }
+}
+
+impl From<(ReviewKind, i64)> for KindCount {
+    fn from((kind, open): (ReviewKind, i64)) -> Self {
+        Self {
+            kind: kind.as_str(),
+            open,
+        }
+    }
+}
+
+impl From<(Outcome, i64)> for OutcomeCount {
+    fn from((outcome, notifications): (Outcome, i64)) -> Self {
+        Self {
+            outcome: outcome.as_str(),
+            notifications,
+        }
+    }
+}
+
+/// Serializes `(name, count)` pairs as a list of named objects `O`.
+fn counts<T: Copy, O: From<(T, i64)> + Serialize, S: Serializer>(
+    pairs: &[(T, i64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut seq = serializer.serialize_seq(Some(pairs.len()))?;
+    for &pair in pairs {
+        seq.serialize_element(&O::from(pair))?;
+    }
+    seq.end()
+}
+
+/// Which review items to list, by status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReviewStatus {
+    /// Waiting for a person (the default of `review list`).
+    #[default]
+    Open,
+    /// Resolved by a person or by the system.
+    Resolved,
+    /// Both.
+    All,
+}
+
 /// One exception in the review queue.
+///
+/// Times serialize as RFC 3339 UTC to the second ([`rfc3339`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
 pub struct ReviewItem {
     pub id: i64,
     pub kind: ReviewKind,
     pub order_ref: Option<String>,
+    /// The processor's reference (REFNO) of the payment it concerns, when
+    /// it concerns one.
+    pub processor_ref: Option<String>,
     pub details: String,
+    /// `open` or `resolved`.
     pub status: String,
     pub resolution_note: Option<String>,
     pub resolved_by: Option<String>,
+    #[serde(serialize_with = "rfc3339::option")]
     pub resolved_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+}
+
+/// The one form times are exported in: RFC 3339, UTC, whole seconds
+/// (`2026-11-02T09:20:44Z`). Sub-second digits and `+00:00` offsets are
+/// what chrono writes by default; some spreadsheets read neither, and two
+/// forms of the same time in one export make it harder to compare.
+pub mod rfc3339 {
+    use super::*;
+
+    /// `2026-11-02T09:20:44Z`.
+    pub fn format(at: &DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    /// Serde `serialize_with` for a time.
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(at))
+    }
+
+    /// Serde `serialize_with` for an optional time (`null` when absent).
+    pub fn option<S: Serializer>(
+        at: &Option<DateTime<Utc>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => serialize(at, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
 }
 
 impl FinanceSummary {
@@ -155,12 +278,27 @@ impl Store {
         all: bool,
         kind: Option<ReviewKind>,
     ) -> Result<Vec<ReviewItem>, StoreError> {
+        let status = if all {
+            ReviewStatus::All
+        } else {
+            ReviewStatus::Open
+        };
+        self.review_items_by_status(status, kind).await
+    }
+
+    /// Review items with `status`, newest first, only of `kind` when given.
+    pub async fn review_items_by_status(
+        &self,
+        status: ReviewStatus,
+        kind: Option<ReviewKind>,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
         let mut conn = self.conn().await?;
         let mut query = review_items::table
             .select((
                 review_items::id,
                 review_items::kind,
                 review_items::order_ref,
+                review_items::processor_ref,
                 review_items::details,
                 review_items::status,
                 review_items::resolution_note,
@@ -170,8 +308,10 @@ impl Store {
             ))
             .order(review_items::id.desc())
             .into_boxed();
-        if !all {
-            query = query.filter(review_items::status.eq("open"));
+        match status {
+            ReviewStatus::Open => query = query.filter(review_items::status.eq("open")),
+            ReviewStatus::Resolved => query = query.filter(review_items::status.eq("resolved")),
+            ReviewStatus::All => {}
         }
         if let Some(kind) = kind {
             query = query.filter(review_items::kind.eq(kind));
@@ -212,6 +352,70 @@ impl Store {
         Ok(updated == 1)
     }
 }
+
+/// What the database recorded of one notification: references, status
+/// and amount, never personal data (there is none in those columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedNotification {
+    /// REFNO.
+    pub processor_ref: Option<String>,
+    /// REFNOEXT.
+    pub order_ref: Option<String>,
+    /// ORDERSTATUS as received.
+    pub order_status: Option<String>,
+    /// The amount in its currency (`25.00`), when one was recorded.
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+}
+
+impl Store {
+    /// The recorded facts of the notification whose body has `body_sha256`,
+    /// for messages about it (the `orphan_payment` item of `process`).
+    pub async fn recorded_notification(
+        &self,
+        body_sha256: &str,
+    ) -> Result<Option<RecordedNotification>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<RecordedRow> = notifications::table
+            .filter(notifications::body_sha256.eq(body_sha256))
+            .select((
+                notifications::processor_ref,
+                notifications::order_ref,
+                notifications::order_status,
+                notifications::amount_minor,
+                notifications::currency,
+            ))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        Ok(row.map(
+            |(processor_ref, order_ref, order_status, minor, currency)| {
+                let amount = minor.zip(currency.as_deref()).map(|(minor, code)| {
+                    match Currency::parse(code) {
+                        Ok(code) => Money::from_minor(minor, code).format_amount(),
+                        // Not a currency code: the minor units as stored.
+                        Err(_) => minor.to_string(),
+                    }
+                });
+                RecordedNotification {
+                    processor_ref,
+                    order_ref,
+                    order_status,
+                    amount,
+                    currency,
+                }
+            },
+        ))
+    }
+}
+
+type RecordedRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
 
 #[derive(QueryableByName)]
 struct TotalsRow {

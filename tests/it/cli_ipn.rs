@@ -448,3 +448,97 @@ fn a_body_that_does_not_verify_gets_no_receipt_unless_unverified() {
         .code(0)
         .stdout(predicate::str::starts_with("<EPAYMENT>"));
 }
+
+/// `ipn verify FILE...`: one line per file, the worst verdict decides the
+/// exit code (malformed or unreadable 2, invalid 1, all valid 0).
+#[test]
+fn verify_takes_several_files_and_exits_with_the_worst() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = fixture_files();
+    let (first, second) = (&files[0], &files[1]);
+    let body = std::fs::read_to_string(&files[2]).expect("fixture");
+    let tampered = dir.path().join("tampered.txt");
+    std::fs::write(
+        &tampered,
+        body.replace("IPN_TOTALGENERAL=107.00", "IPN_TOTALGENERAL=1.00"),
+    )
+    .expect("write");
+    let malformed = dir.path().join("malformed.txt");
+    std::fs::write(&malformed, "REFNO=1&FIRSTNAME=J%FCrgen").expect("write");
+    let missing = dir.path().join("missing.txt");
+    let verify = |paths: &[&std::path::Path]| {
+        let mut cmd = ipn();
+        cmd.args(["ipn", "verify", "--key-file", &keys()])
+            .args(paths);
+        cmd.assert()
+    };
+
+    let all_valid = verify(&[first, second]).code(0);
+    let out = String::from_utf8(all_valid.get_output().stdout.clone()).expect("utf-8");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "{}: valid key test-2026 algorithm sha3-256",
+            first.display()
+        )
+    );
+    assert!(lines[1].starts_with(&format!("{}: valid key ", second.display())));
+
+    verify(&[first, &tampered, second])
+        .code(1)
+        .stdout(predicate::str::contains(second.display().to_string()))
+        .stderr(predicate::str::contains(format!(
+            "{}: invalid: ",
+            tampered.display()
+        )))
+        .stderr(predicate::str::contains("Muñoz").not());
+    verify(&[&malformed, &tampered])
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{}: malformed: ",
+            malformed.display()
+        )))
+        .stderr(predicate::str::contains("rgen").not())
+        .stderr(predicate::str::contains(format!(
+            "{}: invalid",
+            tampered.display()
+        )));
+    verify(&[first, &missing])
+        .code(2)
+        .stdout(predicate::str::contains(first.display().to_string()))
+        .stderr(predicate::str::contains(format!(
+            "{}: cannot read: ",
+            missing.display()
+        )));
+    ipn()
+        .args(["ipn", "verify", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes"))
+        .stdout(predicate::str::contains("cannot read"));
+}
+
+/// `ipn sign` signs notification forms only: a body that is not one (a
+/// wrong file, text typed by mistake) is refused, not turned into `hello=`.
+#[test]
+fn sign_refuses_a_body_that_is_not_a_notification() {
+    for (body, says) in [
+        ("hello", "field #1 has no `=`"),
+        (
+            "REFNO=1&hello&IPN_DATE=20261102100000",
+            "field #2 has no `=`",
+        ),
+        ("REFNO=1&REFNOEXT=A-1", "no IPN_DATE field"),
+    ] {
+        ipn()
+            .args(["ipn", "sign", "--key-file", &keys(), "-"])
+            .write_stdin(body)
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(predicate::str::contains(says))
+            .stderr(predicate::str::contains("hello").not());
+    }
+}

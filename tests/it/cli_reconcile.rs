@@ -9,7 +9,7 @@ use assert_cmd::Command;
 use ipn_reconciler::domain::contains_pan;
 use predicates::prelude::*;
 
-fn cli(db: &TestDb) -> Command {
+pub(crate) fn cli(db: &TestDb) -> Command {
     let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
     cmd.env("DATABASE_URL", &db.url)
         .env("IPN_KEYS_FILE", repo_path("fixtures/keys/test.keys"))
@@ -23,7 +23,7 @@ fn cli(db: &TestDb) -> Command {
 }
 
 /// A new database with the schema, as an operator makes one.
-fn create_books(db: &TestDb) {
+pub(crate) fn create_books(db: &TestDb) {
     cli(db)
         .args(["migrate", "--create-db"])
         .assert()
@@ -32,7 +32,7 @@ fn create_books(db: &TestDb) {
 }
 
 /// The fixtures' orders imported and every fixture notification processed.
-fn import_and_process_fixtures(db: &TestDb) {
+pub(crate) fn import_and_process_fixtures(db: &TestDb) {
     cli(db)
         .args(["orders", "import"])
         .arg(repo_path("fixtures/orders.csv"))
@@ -69,8 +69,16 @@ async fn fixtures_reconcile_to_the_states_the_spec_implies_and_leak_nothing() {
     let stderr = String::from_utf8(output.stderr.clone()).expect("utf-8");
     assert_eq!(
         stdout.lines().count(),
-        files.len(),
-        "one line per file:\n{stdout}"
+        files.len() + 1,
+        "one line per file, then the totals:\n{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some(
+            "total: applied=16 duplicate=0 ignored=5 mismatch=1 order_not_found=0 \
+             invalid_signature=0 malformed=0"
+        ),
+        "{stdout}"
     );
     assert!(
         stdout.contains("13-shop-1007-complete-wrong-amount.txt mismatch"),
@@ -87,9 +95,16 @@ async fn fixtures_reconcile_to_the_states_the_spec_implies_and_leak_nothing() {
     assert_eq!(
         replay_out
             .lines()
-            .filter(|l| l.contains(" duplicate"))
+            .filter(|l| l.contains(" duplicate order="))
             .count(),
         files.len(),
+        "{replay_out}"
+    );
+    assert!(
+        replay_out.contains(&format!(
+            "total: applied=0 duplicate={} ignored=0",
+            files.len()
+        )),
         "{replay_out}"
     );
 
@@ -207,10 +222,10 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
         .as_array()
         .expect("array")
         .iter()
-        .map(|pair| {
+        .map(|count| {
             (
-                pair[0].as_str().unwrap_or("").to_owned(),
-                pair[1].as_i64().unwrap_or(-1),
+                count["state"].as_str().unwrap_or("").to_owned(),
+                count["orders"].as_i64().unwrap_or(-1),
             )
         })
         .collect();
@@ -375,4 +390,106 @@ async fn a_mistyped_database_is_refused_not_created() {
     }
     create_books(&db);
     cli(&db).arg("report").assert().success();
+}
+
+/// `process` treats an unknown order as the daemon does, at once: an
+/// `orphan_payment` item saying what was paid, under which REFNO (never
+/// personal data), opened once however often the file is replayed, and
+/// closed when the order is imported and the file processed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn process_opens_an_orphan_item_for_an_unknown_order_and_prints_totals() {
+    let db = TestDb::new();
+    create_books(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = std::fs::read_to_string(repo_path("fixtures/orders.csv")).expect("orders.csv");
+    let without: String = all
+        .lines()
+        .filter(|line| !line.starts_with("SHOP-1009,"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let csv = dir.path().join("orders.csv");
+    std::fs::write(&csv, without).expect("write");
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(&csv)
+        .assert()
+        .success();
+
+    let files = fixture_files();
+    let run = cli(&db).arg("process").args(&files).assert().success();
+    let stdout = String::from_utf8(run.get_output().stdout.clone()).expect("utf-8");
+    let orphans: Vec<&str> = stdout.lines().filter(|l| l.contains("shop-1009")).collect();
+    assert_eq!(orphans.len(), 2, "{stdout}");
+    for line in &orphans {
+        assert!(
+            line.contains(" order_not_found order=SHOP-1009")
+                && line.ends_with("review=orphan_payment"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        stdout.lines().last(),
+        Some(
+            "total: applied=14 duplicate=0 ignored=5 mismatch=1 order_not_found=2 \
+             invalid_signature=0 malformed=0"
+        ),
+        "{stdout}"
+    );
+
+    let listed = |db: &TestDb| -> Vec<serde_json::Value> {
+        let out = cli(db)
+            .args([
+                "review",
+                "list",
+                "--kind",
+                "orphan_payment",
+                "--format",
+                "json",
+            ])
+            .assert()
+            .success();
+        serde_json::from_slice(&out.get_output().stdout).expect("json")
+    };
+    let items = listed(&db);
+    // One open item per unknown order, however many of its notifications.
+    assert_eq!(items.len(), 1, "{items:?}");
+    let details: Vec<&str> = items.iter().filter_map(|i| i["details"].as_str()).collect();
+    assert!(items.iter().all(|i| i["order_ref"] == "SHOP-1009"));
+    assert!(
+        details.iter().all(|d| d.contains("71000109")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("COMPLETE of 89.00 USD")),
+        "{details:?}"
+    );
+    for item in personal_data() {
+        assert!(
+            details.iter().all(|d| !d.contains(item.as_str())),
+            "personal data"
+        );
+    }
+
+    // Replaying opens nothing new.
+    cli(&db).arg("process").args(&files).assert().success();
+    assert_eq!(listed(&db).len(), 1);
+
+    // The order arrives; processing its files again closes the items.
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(repo_path("fixtures/orders.csv"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 1 new order(s)"));
+    let again: Vec<_> = files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("shop-1009"))
+        .collect();
+    cli(&db)
+        .arg("process")
+        .args(&again)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("total: applied=2 "));
+    assert!(listed(&db).is_empty(), "orphan items closed");
 }

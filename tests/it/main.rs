@@ -7,6 +7,8 @@ mod helpers;
 
 mod batch_apply;
 mod broker_privacy;
+mod cli_check;
+mod cli_finance;
 mod cli_ipn;
 mod cli_reconcile;
 mod demo;

@@ -1,0 +1,490 @@
+//! Issue 10, as a finance person closing a month uses the command line:
+//! the review queue (ids as shown, filters that say what they accept, the
+//! audit trail), and exports that open cleanly in a spreadsheet (table, CSV
+//! and JSON for every list and report, stable columns, one time format).
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+use crate::cli_reconcile::{cli, create_books, import_and_process_fixtures};
+use crate::helpers::TestDb;
+
+/// A fresh database with the fixtures imported and processed.
+fn books() -> TestDb {
+    let db = TestDb::new();
+    create_books(&db);
+    import_and_process_fixtures(&db);
+    db
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let output = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(output).expect("utf-8")
+}
+
+fn json(cmd: &mut Command) -> serde_json::Value {
+    serde_json::from_str(&stdout(cmd)).expect("json")
+}
+
+/// `2026-11-02T09:20:44Z`: RFC 3339, UTC, whole seconds.
+fn is_rfc3339_utc_seconds(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits =
+        |range: std::ops::Range<usize>| range.into_iter().all(|i| bytes[i].is_ascii_digit());
+    bytes.len() == 20
+        && digits(0..4)
+        && bytes[4] == b'-'
+        && digits(5..7)
+        && bytes[7] == b'-'
+        && digits(8..10)
+        && bytes[10] == b'T'
+        && digits(11..13)
+        && bytes[13] == b':'
+        && digits(14..16)
+        && bytes[16] == b':'
+        && digits(17..19)
+        && bytes[19] == b'Z'
+}
+
+/// `2026-11-02 09:20`, as tables show times.
+fn has_table_time(line: &str) -> bool {
+    line.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|pair| {
+            let (date, time) = (pair[0].as_bytes(), pair[1].as_bytes());
+            date.len() == 10
+                && date[4] == b'-'
+                && date[7] == b'-'
+                && time.len() == 5
+                && time[2] == b':'
+                && date
+                    .iter()
+                    .chain(time)
+                    .filter(|b| b.is_ascii_digit())
+                    .count()
+                    == 12
+        })
+}
+
+/// The id of the one open item of `kind`.
+fn open_item(db: &TestDb, kind: &str) -> i64 {
+    let items = json(cli(db).args(["review", "list", "--kind", kind, "--format", "json"]));
+    let items = items.as_array().expect("list");
+    assert_eq!(items.len(), 1, "{items:?}");
+    items[0]["id"].as_i64().expect("id")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_ids_are_taken_as_review_list_shows_them() {
+    let db = books();
+    let table = stdout(cli(&db).args(["review", "list"]));
+    let mismatch = open_item(&db, "amount_mismatch");
+    assert!(table.contains(&format!("#{mismatch} ")), "{table}");
+    cli(&db)
+        .args(["review", "resolve", &format!("#{mismatch}")])
+        .args(["--by", "finance-42", "--note", "wire received"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "review item #{mismatch} resolved"
+        )));
+    let chargeback = open_item(&db, "reversed_after_payment");
+    cli(&db)
+        .args(["review", "resolve", &chargeback.to_string()])
+        .args(["--by", "finance-42", "--note", "chargeback accepted"])
+        .assert()
+        .success();
+    for bad in ["#", "##3", "#-3", "3a", "0"] {
+        cli(&db)
+            .args(["review", "resolve", bad, "--by", "x", "--note", "y"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("12 or #12"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_refuse_unknown_values_and_name_the_valid_ones() {
+    let db = books();
+    cli(&db)
+        .args(["review", "list", "--kind", "orphan"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("orphan_payment"))
+        .stderr(predicate::str::contains("amount_mismatch"))
+        .stderr(predicate::str::contains("conflicting_copy"));
+    cli(&db)
+        .args(["orders", "list", "--status", "Paid"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("partially_refunded"))
+        .stderr(predicate::str::contains("mismatch"));
+    cli(&db)
+        .args(["review", "list", "--status", "closed"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("resolved"));
+    // The valid values are in --help too.
+    cli(&db)
+        .args(["review", "list", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("orphan_payment"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resolution_without_who_or_why_is_refused() {
+    let db = books();
+    let id = open_item(&db, "amount_mismatch").to_string();
+    for (by, note, flag) in [
+        ("finance-42", "", "--note"),
+        ("finance-42", "   ", "--note"),
+        ("", "wire received", "--by"),
+        (" \t", "wire received", "--by"),
+    ] {
+        cli(&db)
+            .args(["review", "resolve", &id, "--by", by, "--note", note])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag))
+            .stderr(predicate::str::contains("must not be empty"));
+    }
+    assert_eq!(
+        open_item(&db, "amount_mismatch").to_string(),
+        id,
+        "still open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_table_has_a_header_dates_and_the_resolution() {
+    let db = books();
+    let id = open_item(&db, "amount_mismatch");
+    cli(&db)
+        .args(["review", "resolve", &id.to_string()])
+        .args([
+            "--by",
+            "finance-42",
+            "--note",
+            "customer paid the difference by wire",
+        ])
+        .assert()
+        .success();
+
+    let open = stdout(cli(&db).args(["review", "list"]));
+    let header = open.lines().next().expect("header");
+    for column in ["ID", "STATUS", "CREATED", "KIND", "ORDER", "DETAILS"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let rows: Vec<&str> = open.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(rows.len(), 3, "{open}");
+    assert!(rows.iter().all(|row| has_table_time(row)), "{open}");
+    assert!(!open.contains("finance-42"), "{open}");
+
+    for args in [
+        &["--all"][..],
+        &["--status", "all"],
+        &["--status", "resolved"],
+    ] {
+        let listed = stdout(cli(&db).args(["review", "list"]).args(args));
+        let mut lines = listed.lines();
+        let row = lines
+            .find(|l| l.starts_with(&format!("#{id} ")))
+            .unwrap_or_else(|| panic!("{args:?}: {listed}"));
+        assert!(
+            row.contains("resolved") && row.contains("amount_mismatch"),
+            "{row}"
+        );
+        let resolution = lines.next().expect("the resolution under the item");
+        assert!(resolution.contains("by finance-42"), "{resolution}");
+        assert!(
+            resolution.contains("customer paid the difference by wire"),
+            "{resolution}"
+        );
+        assert!(has_table_time(resolution), "{resolution}");
+    }
+    let resolved = stdout(cli(&db).args(["review", "list", "--status", "resolved"]));
+    assert!(resolved.contains("1 item(s)"), "{resolved}");
+    cli(&db)
+        .args(["review", "list", "--all", "--status", "open"])
+        .assert()
+        .code(2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_queue_exports_to_csv_and_json() {
+    let db = books();
+    let id = open_item(&db, "amount_mismatch");
+    cli(&db)
+        .args(["review", "resolve", &format!("#{id}")])
+        .args(["--by", "finance-42", "--note", "wire, ref 77"])
+        .assert()
+        .success();
+    let csv_text = stdout(cli(&db).args(["review", "list", "--all", "--format", "csv"]));
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "id",
+            "status",
+            "kind",
+            "order_ref",
+            "processor_ref",
+            "created_at",
+            "details",
+            "resolved_at",
+            "resolved_by",
+            "resolution_note"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 4);
+    let resolved = rows
+        .iter()
+        .find(|r| r[0] == id.to_string())
+        .expect("the resolved item");
+    assert_eq!(&resolved[1], "resolved");
+    assert_eq!(&resolved[3], "SHOP-1007");
+    assert_eq!(&resolved[4], "71000107");
+    assert!(is_rfc3339_utc_seconds(&resolved[5]), "{resolved:?}");
+    assert!(is_rfc3339_utc_seconds(&resolved[7]), "{resolved:?}");
+    assert_eq!(&resolved[8], "finance-42");
+    assert_eq!(&resolved[9], "wire, ref 77");
+    let open = rows.iter().find(|r| &r[1] == "open").expect("an open item");
+    assert_eq!((&open[7], &open[8], &open[9]), ("", "", ""));
+
+    let items = json(cli(&db).args(["review", "list", "--all", "--format", "json"]));
+    let items = items.as_array().expect("list");
+    assert_eq!(items.len(), 4);
+    for item in items {
+        let keys: Vec<&str> = item
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for column in &header {
+            assert!(keys.contains(&column.as_str()), "{column} in {item}");
+        }
+        assert!(
+            is_rfc3339_utc_seconds(item["created_at"].as_str().expect("created_at")),
+            "{item}"
+        );
+    }
+    let resolved = items.iter().find(|i| i["id"] == id).expect("resolved");
+    assert!(is_rfc3339_utc_seconds(
+        resolved["resolved_at"].as_str().expect("time")
+    ));
+    assert_eq!(resolved["resolved_by"], "finance-42");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_exports_to_csv_and_to_json_objects() {
+    let db = books();
+    let report = json(cli(&db).args(["report", "--format", "json"]));
+    let paid = report["orders_by_state"]
+        .as_array()
+        .expect("orders_by_state")
+        .iter()
+        .find(|o| o["state"] == "paid")
+        .expect("paid orders");
+    assert_eq!(paid["orders"], 4);
+    let suspect = report["open_exceptions"]
+        .as_array()
+        .expect("open_exceptions")
+        .iter()
+        .find(|o| o["kind"] == "suspect")
+        .expect("suspect items");
+    assert_eq!(suspect["open"], 2);
+    let applied = report["notifications_by_outcome"]
+        .as_array()
+        .expect("notifications_by_outcome")
+        .iter()
+        .find(|o| o["outcome"] == "applied")
+        .expect("applied");
+    assert_eq!(applied["notifications"], 16);
+
+    let csv_text = stdout(cli(&db).args(["report", "--format", "csv"]));
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(
+        reader.headers().expect("header"),
+        vec![
+            "section", "name", "count", "expected", "paid", "refunded", "net"
+        ]
+    );
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_owned).collect())
+        .collect();
+    let find = |section: &str, name: &str| {
+        rows.iter()
+            .find(|r| r[0] == section && r[1] == name)
+            .unwrap_or_else(|| panic!("{section} {name} in {csv_text}"))
+            .clone()
+    };
+    assert_eq!(
+        find("totals", "USD"),
+        ["totals", "USD", "3", "338.99", "338.99", "49.99", "289.00"]
+    );
+    assert_eq!(
+        find("orders_by_state", "paid"),
+        ["orders_by_state", "paid", "4", "", "", "", ""]
+    );
+    assert_eq!(find("open_exceptions", "suspect")[2], "2");
+    assert_eq!(find("notifications_by_outcome", "ignored")[2], "5");
+    assert!(rows.iter().all(|r| r.len() == 7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_export_their_dates_and_listings_carry_no_empty_ledger() {
+    let db = books();
+    let csv_text = stdout(cli(&db).args(["orders", "list", "--format", "csv"]));
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(
+        reader.headers().expect("header"),
+        vec![
+            "order_ref",
+            "status",
+            "amount",
+            "currency",
+            "paid",
+            "refunded",
+            "charged_back",
+            "processor_ref",
+            "created_at",
+            "updated_at"
+        ]
+    );
+    let first = reader.records().next().expect("a row").expect("row");
+    assert_eq!(&first[0], "SHOP-1001");
+    assert_eq!(&first[8], "2026-11-01T08:00:00Z");
+    assert!(is_rfc3339_utc_seconds(&first[9]), "{first:?}");
+
+    let listed = json(cli(&db).args(["orders", "list", "--format", "json"]));
+    let listed = listed.as_array().expect("list");
+    assert_eq!(listed.len(), 12);
+    for order in listed {
+        let object = order.as_object().expect("object");
+        assert!(!object.contains_key("events"), "{order}");
+        assert!(!object.contains_key("payments"), "{order}");
+        assert!(is_rfc3339_utc_seconds(
+            order["created_at"].as_str().expect("created_at")
+        ));
+        assert!(is_rfc3339_utc_seconds(
+            order["updated_at"].as_str().expect("updated_at")
+        ));
+    }
+    let shown = json(cli(&db).args(["orders", "show", "SHOP-1002", "--format", "json"]));
+    assert!(is_rfc3339_utc_seconds(
+        shown["events"][0]["at"].as_str().expect("at")
+    ));
+
+    let table = stdout(cli(&db).args(["orders", "list"]));
+    let header = table.lines().next().expect("header");
+    for column in [
+        "ORDER", "CREATED", "STATUS", "AMOUNT", "PAID", "REFUNDED", "CUR",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("SHOP-1001 "))
+        .expect("SHOP-1001");
+    assert!(row.contains("2026-11-01 08:00"), "{row}");
+}
+
+fn write_csv(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let file = dir.path().join("orders.csv");
+    std::fs::write(&file, text).expect("write csv");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_currency_is_refused_at_import_unless_allowed() {
+    let db = TestDb::new();
+    create_books(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_csv(
+        &dir,
+        "order_ref,amount,currency\nGOOD-1,1.00,EUR\nODD-1,1.234,XYZ\n",
+    );
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing imported"))
+        .stderr(predicate::str::contains(
+            "line 3: currency XYZ is not an ISO 4217 currency",
+        ))
+        .stderr(predicate::str::contains("--allow-currency XYZ=EXPONENT"));
+    let listed = stdout(cli(&db).args(["orders", "list", "--format", "csv"]));
+    assert!(!listed.contains("GOOD-1"), "{listed}");
+
+    // An ISO code cannot be "allowed" with another exponent.
+    cli(&db)
+        .args(["orders", "import", "--allow-currency", "EUR=3"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("allow-currency"))
+        .stderr(predicate::str::contains("ISO 4217"));
+
+    // Allowed with three decimals, as a flag (repeatable) or a variable.
+    cli(&db)
+        .args(["orders", "import", "--allow-currency", "XYZ=3"])
+        .args(["--allow-currency", "ABC=0"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imported 2 new order(s)"));
+    let shown = json(
+        cli(&db)
+            .env("IPN_ALLOW_CURRENCY", "XYZ=3")
+            .args(["orders", "show", "ODD-1", "--format", "json"]),
+    );
+    assert_eq!(
+        (&shown["amount"], &shown["currency"]),
+        (&"1.234".into(), &"XYZ".into())
+    );
+    let report = json(
+        cli(&db)
+            .env("IPN_ALLOW_CURRENCY", "XYZ=3")
+            .args(["report", "--format", "json"]),
+    );
+    let xyz = report["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .find(|t| t["currency"] == "XYZ")
+        .expect("XYZ totals");
+    assert_eq!(xyz["expected"], "1.234");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_conflict_names_the_line_of_the_order() {
+    let db = books();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_csv(
+        &dir,
+        "order_ref,amount,currency\nNEW-1,1.00,EUR\nSHOP-1001,107.00,EUR\nSHOP-1002,50.00,USD\n",
+    );
+    cli(&db)
+        .args(["orders", "import"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "line 4: order SHOP-1002 already exists with a different amount or currency",
+        ))
+        .stderr(predicate::str::contains("line 0").not())
+        .stderr(predicate::str::contains("SHOP-1001").not());
+    cli(&db).args(["orders", "show", "NEW-1"]).assert().code(1);
+}
