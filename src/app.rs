@@ -223,12 +223,13 @@ impl Application {
             )),
             _ => None,
         };
-        if config.worker.is_none() {
-            // No consumer reports the broker's health: the intake's
-            // publisher does.
+        if config.intake.is_some() {
+            // Keeps the intake's connection up, so a request never waits
+            // for a broker that is away. Without a consumer, it is also
+            // what reports the broker's health.
             tokio::spawn(watch_publisher(
                 intake_publisher.clone(),
-                health.clone(),
+                config.worker.is_none().then(|| health.clone()),
                 token.clone(),
             ));
         }
@@ -354,12 +355,19 @@ async fn connect_store(settings: DatabaseSettings, health: &Health) -> Result<St
         .await
 }
 
-/// Keeps the broker's state current for the standalone intake.
-async fn watch_publisher(publisher: Arc<Publisher>, health: Health, token: CancellationToken) {
+/// Keeps the intake's publisher connected, and the broker's state
+/// current when `health` is given (the standalone intake).
+async fn watch_publisher(
+    publisher: Arc<Publisher>,
+    health: Option<Health>,
+    token: CancellationToken,
+) {
     loop {
-        match publisher.ensure_connected().await {
-            Ok(()) => health.broker().set_up(),
-            Err(err) => health.broker().set_down(&err.to_string()),
+        let connected = publisher.ensure_connected().await;
+        match (&health, connected) {
+            (Some(health), Ok(())) => health.broker().set_up(),
+            (Some(health), Err(err)) => health.broker().set_down(&err.to_string()),
+            (None, _) => {}
         }
         tokio::select! {
             () = token.cancelled() => return,

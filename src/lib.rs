@@ -24,6 +24,7 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod domain;
+pub mod export;
 pub mod health;
 pub mod http;
 pub mod intake;

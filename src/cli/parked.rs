@@ -8,6 +8,13 @@ use super::args::{self, BrokerFlags, ConfigFile};
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::queue::parked::{self, ParkedMessage, Selection};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Csv,
+    Json,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum ParkedCommand {
     /// Show the parked messages (id, reason, attempts, received time, the
@@ -18,9 +25,15 @@ configuration, 3 the broker cannot be reached.")]
     List {
         #[command(flatten)]
         broker: BrokerFlags,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
+        /// One JSON object per line instead of a table (kept for scripts;
+        /// `--format json` gives one JSON array).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table, csv (columns id, body_sha256, reason, attempts,
+        /// received_at, parked_at, bytes, sealed_by; RFC 3339 UTC times) or
+        /// json.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
     },
     /// Move parked messages back to the work exchange (attempts reset),
     /// after their cause was fixed: `parked requeue ID` or `parked requeue
@@ -43,7 +56,11 @@ reached or a message could not be moved."
 
 pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
     match command {
-        ParkedCommand::List { broker, json } => {
+        ParkedCommand::List {
+            broker,
+            json,
+            format,
+        } => {
             let loaded = args::load(config, &[&broker]).map_err(settings_error)?;
             let settings = loaded.amqp().map_err(settings_error)?;
             let messages = block_on(async move { Ok(parked::list(&settings).await?) })?;
@@ -52,6 +69,34 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
                 for message in &messages {
                     writeln!(out, "{}", serde_json::to_string(message)?)?;
                 }
+            } else if format == ListFormat::Json {
+                serde_json::to_writer_pretty(&mut out, &messages)?;
+                writeln!(out)?;
+            } else if format == ListFormat::Csv {
+                let mut csv = csv::Writer::from_writer(out);
+                csv.write_record([
+                    "id",
+                    "body_sha256",
+                    "reason",
+                    "attempts",
+                    "received_at",
+                    "parked_at",
+                    "bytes",
+                    "sealed_by",
+                ])?;
+                for m in &messages {
+                    csv.write_record([
+                        m.id.as_str(),
+                        &m.body_sha256,
+                        &m.reason,
+                        &m.attempts.to_string(),
+                        &rfc3339(m.received_at),
+                        &m.parked_at.map(rfc3339).unwrap_or_default(),
+                        &m.bytes.to_string(),
+                        m.sealed_by.as_deref().unwrap_or(""),
+                    ])?;
+                }
+                csv.flush()?;
             } else {
                 writeln!(
                     out,
@@ -88,13 +133,17 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
     }
 }
 
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    crate::export::rfc3339::format(&at)
+}
+
 fn line(message: &ParkedMessage) -> String {
     format!(
         "{:<12}  {:<40}  {:>8}  {:<29}  {}",
         message.id,
         message.reason,
         message.attempts,
-        message.received_at.to_rfc3339(),
+        rfc3339(message.received_at),
         message.sealed_by.as_deref().unwrap_or("-")
     )
 }

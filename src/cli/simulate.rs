@@ -91,6 +91,15 @@ pub struct SimulateArgs {
     /// Broker settings (`--target queue`).
     #[command(flatten)]
     pub broker: super::args::BrokerFlags,
+    /// Before sending anything, import the simulated orders into the
+    /// database (`--database-url`), so that the notifications find their
+    /// orders instead of all landing as unknown orders. orders.csv and
+    /// expected.json are written first in any case.
+    #[arg(long)]
+    pub import_orders: bool,
+    /// The database `--import-orders` imports into.
+    #[command(flatten)]
+    pub db: super::args::DatabaseFlags,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -249,6 +258,20 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
         }
         Target::Queue | Target::Http => {
             write_expectations(&simulation, &args.out)?;
+            if args.import_orders {
+                let settings = super::orders::database(config_file, &args.db)?;
+                let orders = simulation.orders.clone();
+                let imported = super::block_on(async move {
+                    let store = crate::store::Store::connect(settings).await?;
+                    Ok(store.import_orders(&orders).await?)
+                })?;
+                writeln!(
+                    std::io::stdout(),
+                    "imported {} new order(s), {} already present",
+                    imported.inserted,
+                    imported.unchanged
+                )?;
+            }
             progress.set_message("delivering");
             let key = ring.current().secret.clone();
             let delivered = super::block_on(async {

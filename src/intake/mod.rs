@@ -52,6 +52,11 @@ use crate::queue::{MessageMeta, Publisher, Sealer};
 pub use server::ConnectionLimits;
 pub use source::{SourcePolicy, parse_allow_list};
 
+/// How long after a failed attempt to reach the broker the intake answers
+/// 503 at once instead of trying again (the publisher's watcher retries
+/// every couple of seconds meanwhile).
+const BROKER_AWAY_WINDOW: Duration = Duration::from_secs(3);
+
 /// Which receipt the intake answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReceiptChoice {
@@ -333,6 +338,17 @@ async fn receive(
             );
         }
     };
+    // No connection to the broker and the last attempt just failed: answer
+    // at once rather than make the processor wait for a confirm that cannot
+    // come (it retries; a watcher reconnects in the background).
+    if intake.publisher.recently_failed(BROKER_AWAY_WINDOW) {
+        return refuse(
+            metrics,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            "temporarily unavailable".to_owned(),
+        );
+    }
     // Sealed before it is queued: the broker never holds the body in clear
     // (queue/seal.rs). A seal that cannot be made (no randomness) is an
     // outage like a broker that does not confirm: 503, the processor

@@ -35,7 +35,9 @@ pub struct ParkedMessage {
     pub reason: String,
     /// Broker-side retries before it was parked, of both kinds.
     pub attempts: u32,
+    #[serde(serialize_with = "crate::export::rfc3339::serialize")]
     pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::export::rfc3339::option")]
     pub parked_at: Option<DateTime<Utc>>,
     /// Size of the message body as queued (sealed bodies are 40 bytes
     /// longer than the plain one).

@@ -22,6 +22,10 @@ pub struct Publisher {
     settings: AmqpSettings,
     role: String,
     link: Mutex<Option<Link>>,
+    /// When the last attempt to connect failed (cleared by a success):
+    /// callers that must answer fast (the intake) skip the attempt while
+    /// the broker is known to be away; a watcher keeps trying.
+    last_failure: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 struct Link {
@@ -46,6 +50,7 @@ impl Publisher {
             settings,
             role: role.to_owned(),
             link: Mutex::new(None),
+            last_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -71,17 +76,44 @@ impl Publisher {
         if let Some(stale) = link.take() {
             close_quietly(stale.connection);
         }
-        let connection = self.settings.connect(&self.role).await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        self.settings.topology.declare(&channel).await?;
-        *link = Some(Link {
-            connection,
-            channel: channel.clone(),
-        });
-        Ok(channel)
+        let opened = async {
+            let connection = self.settings.connect(&self.role).await?;
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            self.settings.topology.declare(&channel).await?;
+            Ok::<_, QueueError>((connection, channel))
+        }
+        .await;
+        let mut failed = match self.last_failure.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match opened {
+            Ok((connection, channel)) => {
+                *failed = None;
+                *link = Some(Link {
+                    connection,
+                    channel: channel.clone(),
+                });
+                Ok(channel)
+            }
+            Err(err) => {
+                *failed = Some(std::time::Instant::now());
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether the last attempt to connect failed less than `within` ago and
+    /// no connection exists since: the broker is known to be away.
+    pub fn recently_failed(&self, within: Duration) -> bool {
+        let failed = match self.last_failure.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        failed.is_some_and(|at| at.elapsed() < within)
     }
 
     /// Connects now if not connected (health checks).

@@ -7,7 +7,7 @@
 //! one form, RFC 3339 in UTC to the second (`2026-11-02T09:20:44Z`), which
 //! spreadsheets and `jq` read alike (see [`rfc3339`]).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::ser::SerializeSeq;
@@ -143,34 +143,7 @@ pub struct ReviewItem {
     pub created_at: DateTime<Utc>,
 }
 
-/// The one form times are exported in: RFC 3339, UTC, whole seconds
-/// (`2026-11-02T09:20:44Z`). Sub-second digits and `+00:00` offsets are
-/// what chrono writes by default; some spreadsheets read neither, and two
-/// forms of the same time in one export make it harder to compare.
-pub mod rfc3339 {
-    use super::*;
-
-    /// `2026-11-02T09:20:44Z`.
-    pub fn format(at: &DateTime<Utc>) -> String {
-        at.to_rfc3339_opts(SecondsFormat::Secs, true)
-    }
-
-    /// Serde `serialize_with` for a time.
-    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format(at))
-    }
-
-    /// Serde `serialize_with` for an optional time (`null` when absent).
-    pub fn option<S: Serializer>(
-        at: &Option<DateTime<Utc>>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match at {
-            Some(at) => serialize(at, serializer),
-            None => serializer.serialize_none(),
-        }
-    }
-}
+pub use crate::export::rfc3339;
 
 impl FinanceSummary {
     /// The finance summary as a person reads it.

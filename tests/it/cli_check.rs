@@ -3,7 +3,7 @@
 //! code of its kind (3 a dependency, 2 the configuration), without
 //! creating anything.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 
 use assert_cmd::Command;
 use assert_cmd::assert::Assert;
@@ -12,14 +12,8 @@ use predicates::prelude::*;
 use crate::helpers::amqp::{TestQueue, amqp_url};
 use crate::helpers::{TestDb, repo_path, server_url};
 
-/// An address nobody listens on right now.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
-
-/// `check` for this database and queue, with listeners on free ports.
+/// `check` for this database and queue, with listeners on port 0 (any
+/// free port: nothing is picked here and released for another to take).
 fn check(db: &TestDb, queue: &TestQueue) -> Command {
     let mut cmd = Command::cargo_bin("ipn-reconciler").expect("binary");
     cmd.arg("check")
@@ -29,8 +23,8 @@ fn check(db: &TestDb, queue: &TestQueue) -> Command {
         .env_remove("PSEUDONYM_KEY_FILE")
         .env("DATABASE_URL", &db.url)
         .env("IPN_KEYS_FILE", repo_path("fixtures/keys/test.keys"))
-        .env("IPN_HTTP_ADDR", free_addr().to_string())
-        .env("IPN_INTAKE_ADDR", free_addr().to_string())
+        .env("IPN_HTTP_ADDR", "127.0.0.1:0")
+        .env("IPN_INTAKE_ADDR", "127.0.0.1:0")
         .envs(queue.env());
     cmd
 }
@@ -173,14 +167,15 @@ async fn an_unreachable_broker_fails_its_line() {
     let db = TestDb::new();
     db.store().await;
     let queue = TestQueue::new("1s");
-    let closed = free_addr();
-    let url = amqp_url().replace("127.0.0.1:5672", &closed.to_string());
+    // Nothing listens on port 1 (privileged; never handed out as a free port).
+    let closed = "127.0.0.1:1";
+    let url = amqp_url().replace("127.0.0.1:5672", closed);
     assert_ne!(url, amqp_url(), "the test broker is on 127.0.0.1:5672");
     let run = check(&db, &queue).env("AMQP_URL", &url).assert().code(3);
     let out = stdout(&run);
     let broker = line(&out, "broker");
     assert!(
-        broker.starts_with("FAIL  broker:") && broker.contains(&closed.to_string()),
+        broker.starts_with("FAIL  broker:") && broker.contains(closed),
         "{out}"
     );
     assert!(!broker.contains("guest:guest"), "{broker}");

@@ -2,10 +2,11 @@
 //! processor, against the real RabbitMQ and the standalone `intake`.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::amqp::{TestQueue, key_env, wait_until};
+use crate::helpers::amqp::{TestQueue, wait_until};
+use crate::helpers::daemon::Daemon;
 use crate::helpers::repo_path;
 use chrono::Utc;
 use ipn_reconciler::ipn::KeyRing;
@@ -95,21 +96,9 @@ async fn the_simulator_publishes_to_the_queue() {
 async fn the_simulator_posts_to_the_intake_and_checks_every_receipt() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut intake = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
-        .arg("intake")
-        .envs(queue.env())
-        .envs(key_env())
-        .env("IPN_INTAKE_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn intake");
-    let url = format!("http://127.0.0.1:{port}/ipn");
+    // The intake binds port 0 and the test reads the address from its log.
+    let mut intake = Daemon::start_command("intake", &queue, &[]);
+    let url = format!("http://{}/ipn", intake.intake_addr().await);
     let probe = url.clone();
     let up = wait_until(Duration::from_secs(20), || {
         let probe = probe.clone();
@@ -128,12 +117,10 @@ async fn the_simulator_posts_to_the_intake_and_checks_every_receipt() {
         dir.path(),
         &["--target", "http", "--intake-url", &url],
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &intake.id().to_string()])
-        .status();
-    let status = intake.wait().expect("intake exits");
+    intake.signal("TERM");
+    let status = intake.wait(Duration::from_secs(30)).await;
     assert!(ok, "{stdout}\n{stderr}");
-    assert!(status.success(), "intake drains and exits 0 on SIGTERM");
+    assert_eq!(status, Some(0), "intake drains and exits 0 on SIGTERM");
     let (total, kinds) = counts(&stdout);
     let refused = forged(&kinds);
     assert!(kinds["tampered"] > 0, "the run has forged copies: {stdout}");
@@ -150,4 +137,34 @@ async fn the_simulator_posts_to_the_intake_and_checks_every_receipt() {
         total - refused,
         "everything answered with a receipt is queued, forged copies are not"
     );
+}
+
+/// `--import-orders` registers the simulated orders before anything is
+/// sent, so the notifications find their orders instead of landing as
+/// unknown ones; without it, the database is not touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_simulator_can_import_its_orders_before_sending() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let db = crate::helpers::TestDb::new();
+    let store = db.store().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+        .args(["simulate", "--seed", "3", "--orders", "25", "--key-file"])
+        .arg(repo_path("fixtures/keys/test.keys"))
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--target", "queue", "--import-orders"])
+        .envs(queue.env())
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run simulate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("imported 25 new order(s)"), "{stdout}");
+    assert_eq!(store.list_orders(None).await.expect("orders").len(), 25);
 }
