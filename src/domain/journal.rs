@@ -369,6 +369,8 @@ pub fn reaches_reconciled(old: OrderState, new: OrderState) -> bool {
 
 #[cfg(test)]
 mod tests {
+    // Amounts in cents are written `units_cents` (100_00 is 100.00 EUR).
+    #![allow(clippy::inconsistent_digit_grouping)]
     use proptest::prelude::*;
 
     use super::*;
