@@ -214,7 +214,7 @@ impl FinanceSummary {
         writeln!(out, "  {:<20} {total:>7}", "total")?;
         writeln!(
             out,
-            "\nMoney per currency (net = paid - refunded - reversed - charged back - fees)"
+            "\nTotals per currency (net = paid - refunded - reversed - charged back - fees)"
         )?;
         fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 9]) -> std::io::Result<()> {
             writeln!(
