@@ -292,15 +292,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                          pseudonym key carry the customer's pseudonym)"
                     );
                 }
-                let mut out = std::io::stdout().lock();
-                match format {
-                    OutputFormat::Json => {
-                        serde_json::to_writer_pretty(&mut out, &orders)?;
-                        writeln!(out)?;
-                    }
-                    OutputFormat::Csv => write_orders_csv(&mut out, &orders)?,
-                    OutputFormat::Table => write_orders_table(&mut out, &orders)?,
-                }
+                write_orders(&orders, format)?;
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -309,19 +301,26 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let orders = store.list_orders(status).await?;
-                let mut out = std::io::stdout().lock();
-                match format {
-                    OutputFormat::Json => {
-                        serde_json::to_writer_pretty(&mut out, &orders)?;
-                        writeln!(out)?;
-                    }
-                    OutputFormat::Csv => write_orders_csv(&mut out, &orders)?,
-                    OutputFormat::Table => write_orders_table(&mut out, &orders)?,
-                }
+                write_orders(&orders, format)?;
                 Ok(ExitCode::SUCCESS)
             })
         }
     }
+}
+
+/// A list of orders on standard output, in `format` (`orders list`,
+/// `orders find`).
+fn write_orders(orders: &[OrderView], format: OutputFormat) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, orders)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Csv => write_orders_csv(&mut out, orders)?,
+        OutputFormat::Table => write_orders_table(&mut out, orders)?,
+    }
+    Ok(())
 }
 
 fn write_orders_csv(out: impl Write, orders: &[OrderView]) -> Result<(), csv::Error> {
@@ -438,4 +437,24 @@ fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[test]
+    fn a_parsed_find_never_shows_the_address() {
+        let cli = super::super::Cli::try_parse_from([
+            "ipn-reconciler",
+            "orders",
+            "find",
+            "--email",
+            "Jane.Doe@Example.com",
+        ])
+        .expect("parses");
+        let shown = format!("{cli:?}");
+        assert!(!shown.to_lowercase().contains("jane"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 }

@@ -178,99 +178,76 @@ pub(crate) async fn scenario() -> (Books, Vec<String>, Vec<Snapshot>) {
     let mut books = Books::new(ORDERS_CSV).await;
     let mut cuts = vec![books.cut().await];
     let mut snapshots = vec![snapshot(&books.db).await];
-    let b = &mut books;
     // Phase 1: payments, an authorization, a refund before its payment.
-    b.notify("FR-EUR-1", 1001, "COMPLETE", "100.00", "EUR", SHOPPER)
-        .await;
-    b.notify("FR-EUR-2", 1002, "COMPLETE", "50.00", "EUR", SHOPPER)
-        .await;
-    b.notify("FR-USD-3", 1003, "COMPLETE", "30.00", "USD", SHOPPER)
-        .await;
-    b.notify(
-        "FR-JPY-4",
-        1004,
-        "PAYMENT_AUTHORIZED",
-        "5000",
-        "JPY",
-        SHOPPER,
-    )
-    .await;
-    b.notify("FR-BHD-8", 1008, "COMPLETE", "1.250", "BHD", SHOPPER)
-        .await;
-    b.notify("FR-GBP-6", 1006, "REFUND", "-5.00", "GBP", SHOPPER)
-        .await;
-    cuts.push(b.cut().await);
-    snapshots.push(snapshot(&b.db).await);
-    // Phase 2: a refund, a chargeback, a capture, a double charge, the
-    // held refund's payment, a reversal under a foreign REFNO, a mismatch.
-    let refund = notification(
-        "FR-EUR-1",
-        1001,
-        "REFUND",
-        "-30.00",
-        "EUR",
-        SHOPPER,
-        777,
-        "20261201090000",
-    );
-    b.handle(&refund).await;
-    b.notify("FR-EUR-2", 1002, "REVERSED", "-50.00", "EUR", SHOPPER)
-        .await;
-    b.notify("FR-JPY-4", 1004, "COMPLETE", "5000", "JPY", SHOPPER)
-        .await;
-    b.notify("FR-USD-5", 1005, "COMPLETE", "80.00", "USD", OTHER_SHOPPER)
-        .await;
-    b.notify("FR-USD-5", 1055, "COMPLETE", "80.00", "USD", OTHER_SHOPPER)
-        .await;
-    b.notify("FR-GBP-6", 1006, "COMPLETE", "20.00", "GBP", SHOPPER)
-        .await;
-    b.notify("FR-USD-3", 9999, "REVERSED", "-30.00", "USD", SHOPPER)
-        .await;
-    b.notify("FR-EUR-9", 1009, "COMPLETE", "35.00", "EUR", SHOPPER)
-        .await;
-    cuts.push(b.cut().await);
-    snapshots.push(snapshot(&b.db).await);
+    let phase1 = [
+        ("FR-EUR-1", 1001, "COMPLETE", "100.00", "EUR", SHOPPER),
+        ("FR-EUR-2", 1002, "COMPLETE", "50.00", "EUR", SHOPPER),
+        ("FR-USD-3", 1003, "COMPLETE", "30.00", "USD", SHOPPER),
+        (
+            "FR-JPY-4",
+            1004,
+            "PAYMENT_AUTHORIZED",
+            "5000",
+            "JPY",
+            SHOPPER,
+        ),
+        ("FR-BHD-8", 1008, "COMPLETE", "1.250", "BHD", SHOPPER),
+        ("FR-GBP-6", 1006, "REFUND", "-5.00", "GBP", SHOPPER),
+    ];
+    // Phase 2: a refund (sent by hand, the processor retries it later), a
+    // chargeback, a capture, a double charge, the held refund's payment, a
+    // reversal under a foreign REFNO, a mismatch.
+    let refund = |ipn_date| {
+        notification(
+            "FR-EUR-1", 1001, "REFUND", "-30.00", "EUR", SHOPPER, 777, ipn_date,
+        )
+    };
+    let phase2 = [
+        ("FR-EUR-2", 1002, "REVERSED", "-50.00", "EUR", SHOPPER),
+        ("FR-JPY-4", 1004, "COMPLETE", "5000", "JPY", SHOPPER),
+        ("FR-USD-5", 1005, "COMPLETE", "80.00", "USD", OTHER_SHOPPER),
+        ("FR-USD-5", 1055, "COMPLETE", "80.00", "USD", OTHER_SHOPPER),
+        ("FR-GBP-6", 1006, "COMPLETE", "20.00", "GBP", SHOPPER),
+        ("FR-USD-3", 9999, "REVERSED", "-30.00", "USD", SHOPPER),
+        ("FR-EUR-9", 1009, "COMPLETE", "35.00", "EUR", SHOPPER),
+    ];
     // Phase 3: the double charge refunded, the rest of a refund, a
     // chargeback after a partial refund, a chargeback in BHD, a released
-    // authorization, an orphan, and the processor retrying the first
+    // authorization, an orphan; then the processor's retry of the first
     // refund with a new IPN_DATE (counted once).
-    b.notify("FR-USD-5", 1055, "REFUND", "-80.00", "USD", OTHER_SHOPPER)
-        .await;
-    b.notify("FR-EUR-1", 1001, "REFUND", "-70.00", "EUR", SHOPPER)
-        .await;
-    b.notify("FR-USD-3", 1003, "REFUND", "-10.00", "USD", SHOPPER)
-        .await;
-    b.notify("FR-USD-3", 1003, "REVERSED", "-30.00", "USD", SHOPPER)
-        .await;
-    b.notify("FR-BHD-8", 1008, "REVERSED", "-1.250", "BHD", SHOPPER)
-        .await;
-    b.notify(
-        "FR-EUR-7",
-        1007,
-        "PAYMENT_AUTHORIZED",
-        "10.00",
-        "EUR",
-        OTHER_SHOPPER,
-    )
-    .await;
-    b.notify("FR-EUR-7", 1007, "REVERSED", "-10.00", "EUR", OTHER_SHOPPER)
-        .await;
-    b.notify("FR-NOPE-1", 1010, "COMPLETE", "12.00", "EUR", SHOPPER)
-        .await;
-    let retry = notification(
-        "FR-EUR-1",
-        1001,
-        "REFUND",
-        "-30.00",
-        "EUR",
-        SHOPPER,
-        777,
-        "20261201100000",
-    );
-    let repeat = b.handle(&retry).await;
-    assert_eq!(repeat.outcome.as_str(), "duplicate");
-    cuts.push(b.cut().await);
-    snapshots.push(snapshot(&b.db).await);
+    let phase3 = [
+        ("FR-USD-5", 1055, "REFUND", "-80.00", "USD", OTHER_SHOPPER),
+        ("FR-EUR-1", 1001, "REFUND", "-70.00", "EUR", SHOPPER),
+        ("FR-USD-3", 1003, "REFUND", "-10.00", "USD", SHOPPER),
+        ("FR-USD-3", 1003, "REVERSED", "-30.00", "USD", SHOPPER),
+        ("FR-BHD-8", 1008, "REVERSED", "-1.250", "BHD", SHOPPER),
+        (
+            "FR-EUR-7",
+            1007,
+            "PAYMENT_AUTHORIZED",
+            "10.00",
+            "EUR",
+            OTHER_SHOPPER,
+        ),
+        ("FR-EUR-7", 1007, "REVERSED", "-10.00", "EUR", OTHER_SHOPPER),
+        ("FR-NOPE-1", 1010, "COMPLETE", "12.00", "EUR", SHOPPER),
+    ];
+    for (phase, steps) in [&phase1[..], &phase2, &phase3].into_iter().enumerate() {
+        if phase == 1 {
+            books.handle(&refund("20261201090000")).await;
+        }
+        for (order, refno, status, amount, currency, email) in steps {
+            books
+                .notify(order, *refno, status, amount, currency, email)
+                .await;
+        }
+        if phase == 2 {
+            let repeat = books.handle(&refund("20261201100000")).await;
+            assert_eq!(repeat.outcome.as_str(), "duplicate");
+        }
+        cuts.push(books.cut().await);
+        snapshots.push(snapshot(&books.db).await);
+    }
     (books, cuts, snapshots)
 }
 

@@ -17,6 +17,20 @@ use crate::cli_reconcile::cli;
 use crate::finance_report::{query, report_json, scenario, totals};
 use crate::helpers::TestDb;
 
+/// `export journal` of everything (its CSV unless told otherwise).
+fn export_all(db: &TestDb) -> assert_cmd::Command {
+    let mut cmd = cli(db);
+    cmd.args([
+        "export",
+        "journal",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-12-31",
+    ]);
+    cmd
+}
+
 /// `export journal --format json` for `[from, to)`, with extra arguments.
 fn journal(db: &TestDb, from: &str, to: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let output = cli(db)
@@ -207,15 +221,7 @@ async fn the_journal_balances_and_its_sums_equal_the_report_of_the_same_period()
 async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
     let (books, _, _) = scenario().await;
     let db = &books.db;
-    let output = cli(db)
-        .args([
-            "export",
-            "journal",
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2100-12-31",
-        ])
+    let output = export_all(db)
         .args(["--journal-accounts", "clearing=1150 Processor clearing"])
         .env(
             "IPN_JOURNAL_ACCOUNTS",
@@ -258,15 +264,7 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
     assert!(rows.iter().all(|r| r[1].ends_with('Z') && r[1].len() == 20));
 
     // From the file or the variable alone.
-    let output = cli(db)
-        .args([
-            "export",
-            "journal",
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2100-12-31",
-        ])
+    let output = export_all(db)
         .env(
             "IPN_JOURNAL_ACCOUNTS",
             "revenue=4000 Sales,fees=6150 Card fees",
@@ -277,15 +275,7 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
     assert!(text.contains(",Processor clearing,4000 Sales,"), "{text}");
 
     // The table for people ends with the balances.
-    let output = cli(db)
-        .args([
-            "export",
-            "journal",
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2100-12-31",
-        ])
+    let output = export_all(db)
         .args(["--format", "table"])
         .output()
         .expect("table");
