@@ -364,7 +364,7 @@ async fn movements_are_append_only_and_books_kept_before_them_are_carried_over()
     tokio::task::spawn_blocking(move || {
         let mut harness = AsyncMigrationHarness::new(connection);
         let reverted = harness.revert_last_migration(MIGRATIONS).expect("revert");
-        assert!(reverted.to_string().contains("000020"), "{reverted}");
+        assert!(reverted.to_string().contains("000030"), "{reverted}");
     })
     .await
     .expect("harness");
