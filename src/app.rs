@@ -38,8 +38,6 @@ use crate::worker::{RunSummary, Worker, WorkerSettings};
 
 /// How often the database is pinged for `/readyz` and the metrics.
 const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// How often the exception and parking gauges are refreshed.
-const GAUGE_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Everything the daemon runs, resolved from the settings (key files read,
 /// addresses parsed). Public so tests and the demo can adjust it.
@@ -57,6 +55,9 @@ pub struct AppConfig {
     pub ops_addr: Option<SocketAddr>,
     /// How long closing a listener may take at shutdown.
     pub close_timeout: Duration,
+    /// How often the gauges read from the database and the broker are
+    /// refreshed (`gauge-refresh-interval`).
+    pub gauge_refresh: Duration,
 }
 
 impl AppConfig {
@@ -88,6 +89,7 @@ impl AppConfig {
             },
             ops_addr: Some(s.http_addr),
             close_timeout: s.close_timeout,
+            gauge_refresh: s.gauge_refresh_interval,
         })
     }
 
@@ -108,6 +110,7 @@ impl AppConfig {
             intake: Some((s.intake_addr, loaded.intake()?)),
             ops_addr: Some(s.http_addr),
             close_timeout: s.close_timeout,
+            gauge_refresh: s.gauge_refresh_interval,
         })
     }
 }
@@ -328,6 +331,7 @@ async fn run_worker(
         store.clone(),
         worker.amqp.clone(),
         metrics.clone(),
+        config.gauge_refresh,
         token.clone(),
     ));
     let worker = Worker::new(
@@ -376,12 +380,16 @@ async fn watch_publisher(
     }
 }
 
-/// Refreshes the gauges that need a query: open exceptions by kind and
-/// their oldest, and the depth of the parking queue.
+/// Refreshes the gauges that need a query, every `interval` on this task
+/// (a scrape reads the last values and never queries, so a storm of
+/// scrapes costs the database nothing): open exceptions by kind and their
+/// oldest (overall and per kind), money at risk per currency, and the
+/// depth of the parking queue.
 async fn refresh_gauges(
     store: Store,
     amqp: AmqpSettings,
     metrics: Metrics,
+    interval: Duration,
     token: CancellationToken,
 ) {
     let publisher = Publisher::new(amqp.clone(), "gauges");
@@ -389,17 +397,40 @@ async fn refresh_gauges(
     loop {
         match store.open_review_counts().await {
             Ok(counts) => {
+                let now = chrono::Utc::now();
                 let oldest = counts
                     .iter()
                     .filter_map(|c| c.oldest_open_at)
                     .min()
-                    .map(|at| (chrono::Utc::now() - at).num_seconds())
+                    .map(|at| (now - at).num_seconds())
                     .unwrap_or(0);
+                let by_kind: Vec<(String, i64)> = counts
+                    .iter()
+                    .filter_map(|c| Some((c.kind.clone(), (now - c.oldest_open_at?).num_seconds())))
+                    .collect();
+                metrics.set_oldest_open_by_kind(&by_kind);
                 let counts: Vec<(String, i64)> =
                     counts.into_iter().map(|c| (c.kind, c.open)).collect();
                 metrics.set_open_review_items(&counts, oldest);
             }
             Err(err) => tracing::debug!(error = %err, "cannot count open review items"),
+        }
+        match store.money_at_risk().await {
+            Ok(risks) => {
+                let amounts: Vec<(String, String, u32, i64)> = risks
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.kind.to_owned(),
+                            r.currency.as_str().to_owned(),
+                            r.currency.exponent(),
+                            r.minor,
+                        )
+                    })
+                    .collect();
+                metrics.set_money_at_risk(&amounts);
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot sum the money at risk"),
         }
         match publisher.queue_depth(&parking).await {
             Ok(depth) => {
@@ -409,7 +440,7 @@ async fn refresh_gauges(
         }
         tokio::select! {
             () = token.cancelled() => break,
-            () = tokio::time::sleep(GAUGE_REFRESH_INTERVAL) => {}
+            () = tokio::time::sleep(interval) => {}
         }
     }
     publisher.close().await;

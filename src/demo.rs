@@ -352,8 +352,8 @@ async fn wait_until_settled(
         let orphan_items: i64 = summary
             .open_exceptions
             .iter()
-            .filter(|(k, _)| *k == ReviewKind::OrphanPayment)
-            .map(|(_, n)| *n)
+            .filter(|e| e.kind == ReviewKind::OrphanPayment)
+            .map(|e| e.open)
             .sum();
         let mut waiting = 0u32;
         for queue in &queues {

@@ -50,6 +50,19 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Money at risk of one kind in one currency. The value is in minor units
+/// (an integer: cents for EUR, yen for JPY); `exponent` is the currency's
+/// number of decimals, so the amount is `value / 10^exponent`. The
+/// currencies are those of the books (ISO 4217 and `allow-currency`), a
+/// set that grows only with the merchant's orders.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MoneyLabels {
+    /// `paid_unsettled`, `mismatched` or `orphaned`.
+    pub kind: String,
+    pub currency: String,
+    pub exponent: String,
+}
+
 /// Every metric the worker updates. Cheap to clone (all handles are shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -75,6 +88,15 @@ pub struct Metrics {
     pub review_items_open: Family<KindLabels, Gauge>,
     /// Age of the oldest open review item, in seconds (0 when none).
     pub review_oldest_open_age_seconds: Gauge,
+    /// Age of the oldest open review item of each kind, in seconds
+    /// (refreshed periodically, with the counts).
+    pub review_oldest_open_age_by_kind_seconds: Family<KindLabels, Gauge>,
+    /// Money at risk per kind and currency, in minor units (refreshed
+    /// periodically; see [`MoneyLabels`]).
+    pub money_at_risk_minor_units: Family<MoneyLabels, Gauge>,
+    /// From an order's creation to the commit that made it reconciled
+    /// (paid, refunded, canceled, charged back), once per order.
+    pub order_to_reconciled_seconds: Histogram,
     /// Messages handled so far, whatever became of them (tests, logs).
     handled: Arc<AtomicU64>,
 }
@@ -113,6 +135,24 @@ impl Metrics {
         let parking_queue_messages = Gauge::default();
         let review_items_open = Family::<KindLabels, Gauge>::default();
         let review_oldest_open_age_seconds = Gauge::default();
+        let review_oldest_open_age_by_kind_seconds = Family::<KindLabels, Gauge>::default();
+        let money_at_risk_minor_units = Family::<MoneyLabels, Gauge>::default();
+        // A minute to three months: orders are paid within minutes, wire
+        // transfers within days, and some wait for a person for weeks.
+        let order_to_reconciled_seconds = Histogram::new([
+            60.0,
+            300.0,
+            900.0,
+            3_600.0,
+            4.0 * 3_600.0,
+            12.0 * 3_600.0,
+            86_400.0,
+            2.0 * 86_400.0,
+            7.0 * 86_400.0,
+            14.0 * 86_400.0,
+            30.0 * 86_400.0,
+            90.0 * 86_400.0,
+        ]);
 
         let mut registry = Registry::with_prefix("ipn");
         registry.register(
@@ -190,6 +230,22 @@ impl Metrics {
             "Age of the oldest open review item (0 when none is open)",
             review_oldest_open_age_seconds.clone(),
         );
+        registry.register(
+            "review_oldest_open_age_by_kind_seconds",
+            "Age of the oldest open review item of each kind",
+            review_oldest_open_age_by_kind_seconds.clone(),
+        );
+        registry.register(
+            "money_at_risk_minor_units",
+            "Money at risk in minor units, by kind (paid_unsettled, mismatched, orphaned) and \
+             currency; the amount is value / 10^exponent",
+            money_at_risk_minor_units.clone(),
+        );
+        registry.register(
+            "order_to_reconciled_seconds",
+            "Time from an order's creation to the commit that made it reconciled",
+            order_to_reconciled_seconds.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             notifications,
@@ -207,6 +263,9 @@ impl Metrics {
             parking_queue_messages,
             review_items_open,
             review_oldest_open_age_seconds,
+            review_oldest_open_age_by_kind_seconds,
+            money_at_risk_minor_units,
+            order_to_reconciled_seconds,
             handled: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -267,6 +326,32 @@ impl Metrics {
             .set(oldest_age_seconds.max(0));
     }
 
+    /// Sets the age of the oldest open item of each kind; kinds not listed
+    /// disappear (none open).
+    pub fn set_oldest_open_by_kind(&self, ages: &[(String, i64)]) {
+        self.review_oldest_open_age_by_kind_seconds.clear();
+        for (kind, age) in ages {
+            self.review_oldest_open_age_by_kind_seconds
+                .get_or_create(&KindLabels { kind: kind.clone() })
+                .set((*age).max(0));
+        }
+    }
+
+    /// Sets the money at risk: `(kind, currency, exponent, minor units)`;
+    /// series not listed disappear (nothing at risk).
+    pub fn set_money_at_risk(&self, amounts: &[(String, String, u32, i64)]) {
+        self.money_at_risk_minor_units.clear();
+        for (kind, currency, exponent, minor) in amounts {
+            self.money_at_risk_minor_units
+                .get_or_create(&MoneyLabels {
+                    kind: kind.clone(),
+                    currency: currency.clone(),
+                    exponent: exponent.to_string(),
+                })
+                .set(*minor);
+        }
+    }
+
     pub fn intake_request(&self, result: &str) {
         self.intake_requests
             .get_or_create(&ResultLabels {
@@ -304,5 +389,24 @@ mod tests {
             text.contains("ipn_parked_total{reason=\"malformed\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn money_at_risk_is_in_minor_units_with_its_exponent() {
+        let metrics = Metrics::new();
+        metrics.set_money_at_risk(&[
+            ("orphaned".into(), "EUR".into(), 2, 12_345),
+            ("mismatched".into(), "JPY".into(), 0, 2_500),
+        ]);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "ipn_money_at_risk_minor_units{kind=\"orphaned\",currency=\"EUR\",exponent=\"2\"} 12345"
+            ),
+            "{text}"
+        );
+        // Refreshing replaces: what is no longer at risk disappears.
+        metrics.set_money_at_risk(&[]);
+        assert!(!metrics.encode().contains("currency=\"JPY\""));
     }
 }

@@ -117,6 +117,9 @@ pub struct Report {
     pub ipn_date: Option<NaiveDateTime>,
     /// Whether the cause may go away (retry later): `order_not_found`.
     pub retry_later: bool,
+    /// When this notification made its order reconciled: how long after
+    /// the order was created (the time-to-reconciled histogram).
+    pub reconciled_after: Option<std::time::Duration>,
 }
 
 impl Report {
@@ -137,6 +140,7 @@ impl Report {
             pan_fields: 0,
             ipn_date: None,
             retry_later: false,
+            reconciled_after: None,
         }
     }
 }
@@ -364,6 +368,7 @@ fn report_for(
         pan_fields: event.pan_fields.len(),
         ipn_date: event.ipn_date,
         retry_later: applied.outcome == Outcome::OrderNotFound,
+        reconciled_after: applied.reconciled_after,
     }
 }
 

@@ -28,6 +28,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::journal::JournalAccounts;
 use crate::domain::{Currency, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
@@ -164,6 +165,16 @@ pub struct Settings {
     /// channel closes at shutdown.
     #[serde(with = "humantime_serde")]
     pub ack_settle_grace: Duration,
+    /// How often `serve` refreshes the gauges it reads from the database
+    /// and the broker (open exceptions, money at risk, parking depth), so
+    /// that scrapes never query.
+    #[serde(with = "humantime_serde")]
+    pub gauge_refresh_interval: Duration,
+
+    // --- Finance ---
+    /// The names of the journal's accounts (`ACCOUNT=NAME`); accounts not
+    /// named keep their default names.
+    pub journal_accounts: JournalAccountNames,
 }
 
 impl Default for Settings {
@@ -225,6 +236,9 @@ impl Default for Settings {
             shutdown_deadline: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
             ack_settle_grace: Duration::from_millis(500),
+            gauge_refresh_interval: Duration::from_secs(15),
+
+            journal_accounts: JournalAccountNames::default(),
         }
     }
 }
@@ -370,6 +384,32 @@ impl<'de> Deserialize<'de> for AllowedCurrencies {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = comma_list(deserializer)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The journal's account names: `clearing=1150 Processor clearing,fees=6150
+/// Card fees` or, in the file, a list of strings (see
+/// [`JournalAccounts::parse`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalAccountNames(pub JournalAccounts);
+
+impl Serialize for JournalAccountNames {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = self
+            .0
+            .given()
+            .map(|(account, name)| format!("{account}={name}"))
+            .collect();
+        serializer.serialize_str(&text.join(","))
+    }
+}
+
+impl<'de> Deserialize<'de> for JournalAccountNames {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = comma_list(deserializer)?;
+        JournalAccounts::parse(&text)
+            .map(JournalAccountNames)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -690,6 +730,7 @@ impl Loaded {
             ("intake-header-timeout", s.intake_header_timeout),
             ("intake-body-timeout", s.intake_body_timeout),
             ("intake-idle-timeout", s.intake_idle_timeout),
+            ("gauge-refresh-interval", s.gauge_refresh_interval),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -1160,6 +1201,42 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn journal_accounts_come_as_a_list_and_keep_the_defaults() {
+        use crate::domain::journal::Account;
+        let loaded = load(
+            None,
+            &[env(
+                "journal-accounts",
+                "IPN_JOURNAL_ACCOUNTS",
+                "clearing=1150 Processor clearing, fees=6150 Card fees",
+            )],
+        )
+        .expect("loads");
+        let accounts = &loaded.settings.journal_accounts.0;
+        assert_eq!(accounts.name(Account::Clearing), "1150 Processor clearing");
+        assert_eq!(accounts.name(Account::Fees), "6150 Card fees");
+        assert_eq!(accounts.name(Account::Revenue), "Sales revenue");
+        let config = file("journal-accounts = [\"revenue=4000 Sales\"]\n");
+        let loaded = load(Some(config.path()), &[]).expect("file");
+        assert_eq!(
+            loaded.settings.journal_accounts.0.name(Account::Revenue),
+            "4000 Sales"
+        );
+        let err = load(None, &[flag("journal-accounts", "bank=1000")])
+            .expect_err("unknown account")
+            .to_string();
+        assert!(
+            err.contains("--journal-accounts") && err.contains("clearing, revenue"),
+            "{err}"
+        );
+        assert_eq!(defaults_as_text()["gauge-refresh-interval"], "15s");
+        let err = load(None, &[flag("gauge-refresh-interval", "0s")])
+            .expect_err("zero")
+            .to_string();
+        assert!(err.contains("gauge-refresh-interval"), "{err}");
     }
 
     #[test]

@@ -375,10 +375,32 @@ pub const OPERATIONS: &[Flag] = &[
         "DURATION",
         "How long closing one connection or listener may take at shutdown.",
     ),
+    value(
+        "gauge-refresh-interval",
+        "IPN_GAUGE_REFRESH_INTERVAL",
+        "DURATION",
+        "How often serve refreshes the gauges read from the database and the broker (open exceptions by kind and their oldest, money at risk, the parking queue's depth); a scrape never queries.",
+    ),
 ];
 
+/// Finance exports.
+pub const FINANCE: &[Flag] = &[list(
+    "journal-accounts",
+    "IPN_JOURNAL_ACCOUNTS",
+    "ACCOUNT=NAME",
+    "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
+)];
+
 /// Every group, for the checks that the table and the settings agree.
-pub const ALL_GROUPS: [&[Flag]; 6] = [DATABASE, NOTIFICATIONS, BROKER, WORKER, INTAKE, OPERATIONS];
+pub const ALL_GROUPS: [&[Flag]; 7] = [
+    DATABASE,
+    NOTIFICATIONS,
+    BROKER,
+    WORKER,
+    INTAKE,
+    OPERATIONS,
+    FINANCE,
+];
 
 /// The clap argument of a flag. Its id is the key, so two groups can never
 /// declare the same flag twice in one command without clap noticing.
@@ -517,6 +539,11 @@ flag_group!(
     /// Operations endpoint, logs, shutdown.
     OperationsFlags,
     OPERATIONS
+);
+flag_group!(
+    /// The journal's account names.
+    FinanceFlags,
+    FINANCE
 );
 
 /// The configuration file, for every command that reads settings.

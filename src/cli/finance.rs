@@ -1,9 +1,10 @@
-//! Finance staff's commands: `report` (the state of the books) and
+//! Finance staff's commands: `report` (the books of a period) and
 //! `review list|resolve` (the exception queue).
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
@@ -13,20 +14,106 @@ use super::{CliError, CliResult, OutputFormat, block_on, table_time};
 use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;
 use crate::store::reports::{ReviewStatus, rfc3339};
-use crate::store::{FinanceSummary, ReviewItem, Store, StoreError};
+use crate::store::{FinanceSummary, ReportBasis, ReportPeriod, ReviewItem, Store, StoreError};
 
+/// The books of a period: orders by state, money per currency (paid,
+/// refunded, reversed, charged back, fees, net; never summed across
+/// currencies), open exceptions by kind with the oldest, notifications by
+/// outcome.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 printed, 2 usage error or invalid configuration, 3 the \
-database cannot be read."
+    after_help = "Exit codes: 0 printed, 2 usage error (a bad date, --from not before --to) or \
+invalid configuration, 3 the database cannot be read."
 )]
 pub struct ReportArgs {
     #[command(flatten)]
     pub db: DatabaseFlags,
+    /// Start of the period, included: a date (2026-11-01, from 00:00 UTC)
+    /// or an RFC 3339 time. Without it: from the beginning of the books.
+    #[arg(long, value_name = "DATE", value_parser = period_start)]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the period: a date is included whole (--to 2026-11-30 counts
+    /// until 2026-12-01T00:00:00Z); an RFC 3339 time is excluded. Without
+    /// it: until now.
+    #[arg(long, value_name = "DATE", value_parser = period_end)]
+    pub to: Option<DateTime<Utc>>,
+    /// created: the orders created in the period, with all their money
+    /// whenever it moved; event: the money movements (payments, refunds,
+    /// chargebacks recorded in the ledger) whose time falls in the period,
+    /// whatever order they belong to.
+    #[arg(long, value_enum, default_value_t = BasisArg::Created)]
+    pub by: BasisArg,
     /// table: for people; csv: one row per figure, columns
-    /// section,name,count,expected,paid,refunded,net; json: one object.
+    /// section,name,count,expected,paid,refunded,net,reversed,charged_back,
+    /// fees,oldest_at,oldest_age_seconds; json: one object.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+}
+
+/// `report --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BasisArg {
+    Created,
+    Event,
+}
+
+impl From<BasisArg> for ReportBasis {
+    fn from(basis: BasisArg) -> Self {
+        match basis {
+            BasisArg::Created => ReportBasis::Created,
+            BasisArg::Event => ReportBasis::Event,
+        }
+    }
+}
+
+/// `--from`: a date is its first instant (00:00 UTC), a time is itself.
+pub(super) fn period_start(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_bound(text, false)
+}
+
+/// `--to`: a date is included whole (the bound is the next day's 00:00
+/// UTC, excluded), a time is itself (excluded).
+pub(super) fn period_end(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_bound(text, true)
+}
+
+fn parse_bound(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let day = if end_of_day {
+            day.succ_opt()
+        } else {
+            Some(day)
+        };
+        return day
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|at| at.and_utc())
+            .ok_or_else(|| "the date is out of range".to_owned());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| {
+            "give a date (2026-11-30) or an RFC 3339 time (2026-11-30T12:00:00Z)".to_owned()
+        })
+}
+
+/// The period of `--from`, `--to` and `--by`; an empty period (from not
+/// before to) is a usage error rather than a report of nothing.
+pub(super) fn period(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    by: ReportBasis,
+) -> Result<ReportPeriod, CliError> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--from {} is not before --to {}: the period is empty (a --to date is included whole)",
+            rfc3339::format(&from),
+            rfc3339::format(&to)
+        )));
+    }
+    Ok(ReportPeriod { from, to, by })
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,10 +223,11 @@ fn not_blank(text: &str) -> Result<String, String> {
 }
 
 pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
+    let period = period(args.from, args.to, args.by.into())?;
     let settings = database(config, &args.db)?;
     block_on(async move {
         let store = Store::connect(settings).await?;
-        let summary = store.finance_summary().await?;
+        let summary = store.finance_report(&period).await?;
         let mut out = std::io::stdout().lock();
         match args.format {
             OutputFormat::Json => {
@@ -153,22 +241,39 @@ pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
     })
 }
 
-/// The columns of `report --format csv`.
-pub const REPORT_CSV_COLUMNS: [&str; 7] = [
-    "section", "name", "count", "expected", "paid", "refunded", "net",
+/// The columns of `report --format csv`. Stable: new ones are added at the
+/// end, none is renamed or removed.
+pub const REPORT_CSV_COLUMNS: [&str; 12] = [
+    "section",
+    "name",
+    "count",
+    "expected",
+    "paid",
+    "refunded",
+    "net",
+    "reversed",
+    "charged_back",
+    "fees",
+    "oldest_at",
+    "oldest_age_seconds",
 ];
 
-/// The finance summary as one rectangular CSV table, so that it opens in a
+/// The report as one rectangular CSV table, so that it opens in a
 /// spreadsheet as it is and can be filtered by `section`:
 /// `orders_by_state` (name: state, count: orders), `totals` (name:
 /// currency, count: orders, and the amounts), `open_exceptions` (name:
-/// kind, count: open items), `notifications_by_outcome` (name: outcome,
-/// count: notifications). Columns that do not apply are empty.
+/// kind, count: open items, and the oldest's time and age),
+/// `notifications_by_outcome` (name: outcome, count: notifications).
+/// Columns that do not apply are empty.
 fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), csv::Error> {
     let mut csv = csv::Writer::from_writer(out);
     csv.write_record(REPORT_CSV_COLUMNS)?;
     let count_row = |section: &str, name: &str, count: i64| {
-        [section, name, &count.to_string(), "", "", "", ""].map(str::to_owned)
+        let mut row = [""; 12].map(str::to_owned);
+        row[0] = section.to_owned();
+        row[1] = name.to_owned();
+        row[2] = count.to_string();
+        row
     };
     for (state, count) in &summary.orders_by_state {
         csv.write_record(count_row("orders_by_state", state.as_str(), *count))?;
@@ -182,10 +287,18 @@ fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), cs
             &t.paid,
             &t.refunded,
             &t.net,
+            &t.reversed,
+            &t.charged_back,
+            &t.fees,
+            "",
+            "",
         ])?;
     }
-    for (kind, count) in &summary.open_exceptions {
-        csv.write_record(count_row("open_exceptions", kind.as_str(), *count))?;
+    for e in &summary.open_exceptions {
+        let mut row = count_row("open_exceptions", e.kind.as_str(), e.open);
+        row[10] = rfc3339::format(&e.oldest_at);
+        row[11] = e.oldest_age_seconds.to_string();
+        csv.write_record(row)?;
     }
     for (outcome, count) in &summary.notifications_by_outcome {
         csv.write_record(count_row(

@@ -11,6 +11,7 @@
 pub mod args;
 mod check;
 mod demo;
+mod export;
 mod finance;
 mod intake;
 mod ipn;
@@ -106,9 +107,13 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// List or requeue the messages in the parking queue.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Parked(parked::ParkedCommand),
-    /// Finance summary: orders by state, totals per currency, open
-    /// exceptions by kind.
+    /// Finance report of a period: orders by state, money per currency
+    /// (paid, refunded, reversed, charged back, fees, net), open exceptions
+    /// by kind with the oldest, notifications by outcome.
     Report(finance::ReportArgs),
+    /// Export the books for an accounting system: `export journal`.
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Export(export::ExportCommand),
     /// The review queue: exceptions a person must look at.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Review(finance::ReviewCommand),
@@ -205,6 +210,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Publish(args) => publish::run(config, args),
         Command::Parked(command) => parked::run(config, command),
         Command::Report(args) => finance::report(config, args),
+        Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         Command::Simulate(args) => simulate::run(config, args),
     }

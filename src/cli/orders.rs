@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
-use super::args::{self, ConfigFile, DatabaseFlags};
+use super::args::{self, ConfigFile, DatabaseFlags, NotificationFlags};
 use super::{CliError, CliResult, EXIT_USAGE, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::OrderState;
 use crate::store::DatabaseSettings;
@@ -65,6 +65,67 @@ or another usage error, invalid configuration, 3 the database cannot be read."
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// List one customer's orders, found by the keyed pseudonym of their
+    /// e-mail address: the address is normalized and hashed with the
+    /// pseudonym key as the pipeline does (pseudonym-key-file), and never
+    /// printed, logged or stored.
+    #[command(
+        after_help = "Only notifications processed with the pseudonym key carry a \
+pseudonym, so orders paid before it was set are not found.\n\n\
+Exit codes: 0 listed (an empty list too), 2 no pseudonym key configured, an empty address, \
+another usage error or invalid configuration, 3 the database or the key file cannot be read."
+    )]
+    Find {
+        #[command(flatten)]
+        db: DatabaseFlags,
+        #[command(flatten)]
+        notifications: NotificationFlags,
+        /// The customer's e-mail address (case and surrounding spaces do
+        /// not matter); `-` reads it from standard input, which keeps it
+        /// out of the shell history and the process list.
+        #[arg(long, value_name = "ADDRESS")]
+        email: EmailAddress,
+        /// table, csv or json, with the columns of `orders list`.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+}
+
+/// An e-mail address typed by a person looking up a customer: personal
+/// data, so its `Debug` is redacted and no parser ever refuses (and so
+/// quotes) it.
+#[derive(Clone)]
+pub struct EmailAddress(zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmailAddress(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for EmailAddress {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(zeroize::Zeroizing::new(text.to_owned())))
+    }
+}
+
+impl EmailAddress {
+    /// The address, read from standard input when it was given as `-`.
+    fn read(&self) -> Result<zeroize::Zeroizing<String>, CliError> {
+        if self.0.as_str() != "-" {
+            return Ok(self.0.clone());
+        }
+        let mut text = zeroize::Zeroizing::new(String::new());
+        use std::io::Read;
+        std::io::stdin()
+            .lock()
+            .take(4096)
+            .read_to_string(&mut text)
+            .context("cannot read the address from standard input")?;
+        Ok(text)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -198,24 +259,68 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        OrdersCommand::Find {
+            db,
+            notifications,
+            email,
+            format,
+        } => {
+            let loaded = args::load(config, &[&db, &notifications]).map_err(settings_error)?;
+            let Some(key) = loaded.pseudonym_key().map_err(settings_error)? else {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "orders find --email needs the pseudonym key the pipeline uses: set \
+                     pseudonym-key-file (--pseudonym-key-file FILE, PSEUDONYM_KEY_FILE or \
+                     `pseudonym-key-file` in the configuration file) to the key file `serve` \
+                     and `process` read; without one, no e-mail pseudonym was stored either \
+                     (README, Data handling)"
+                )));
+            };
+            let address = email.read()?;
+            let Some(customer) = key.pseudonymize_email(&address) else {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "the e-mail address is empty"
+                )));
+            };
+            drop(address);
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let orders = store.orders_of_customer(&customer).await?;
+                if orders.is_empty() {
+                    eprintln!(
+                        "no order of this customer (only notifications processed with the \
+                         pseudonym key carry the customer's pseudonym)"
+                    );
+                }
+                write_orders(&orders, format)?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         OrdersCommand::List { db, status, format } => {
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let orders = store.list_orders(status).await?;
-                let mut out = std::io::stdout().lock();
-                match format {
-                    OutputFormat::Json => {
-                        serde_json::to_writer_pretty(&mut out, &orders)?;
-                        writeln!(out)?;
-                    }
-                    OutputFormat::Csv => write_orders_csv(&mut out, &orders)?,
-                    OutputFormat::Table => write_orders_table(&mut out, &orders)?,
-                }
+                write_orders(&orders, format)?;
                 Ok(ExitCode::SUCCESS)
             })
         }
     }
+}
+
+/// A list of orders on standard output, in `format` (`orders list`,
+/// `orders find`).
+fn write_orders(orders: &[OrderView], format: OutputFormat) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, orders)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Csv => write_orders_csv(&mut out, orders)?,
+        OutputFormat::Table => write_orders_table(&mut out, orders)?,
+    }
+    Ok(())
 }
 
 fn write_orders_csv(out: impl Write, orders: &[OrderView]) -> Result<(), csv::Error> {
@@ -332,4 +437,24 @@ fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[test]
+    fn a_parsed_find_never_shows_the_address() {
+        let cli = super::super::Cli::try_parse_from([
+            "ipn-reconciler",
+            "orders",
+            "find",
+            "--email",
+            "Jane.Doe@Example.com",
+        ])
+        .expect("parses");
+        let shown = format!("{cli:?}");
+        assert!(!shown.to_lowercase().contains("jane"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 }

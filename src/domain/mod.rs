@@ -20,6 +20,8 @@
 //! - [`pan`]: the card-number guard;
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
+//! - [`journal`]: the money movements a decision made and how they are
+//!   booked (figures, posting rules, accounts).
 
 /// The part of a vocabulary that strum does not derive, written once for
 /// every enum of the domain whose values have string forms (statuses,
@@ -112,6 +114,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
     out
 }
 
+pub mod journal;
 pub mod money;
 pub mod pan;
 pub mod reconcile;

@@ -47,6 +47,10 @@ pub struct ApplyReport {
     pub order_state: Option<OrderState>,
     /// Review items opened by this notification.
     pub review_items: Vec<ReviewKind>,
+    /// When this notification made its order reconciled
+    /// ([`reaches_reconciled`](crate::domain::journal::reaches_reconciled)):
+    /// how long after the order's creation (the finance histogram).
+    pub reconciled_after: Option<Duration>,
 }
 
 impl ApplyReport {
@@ -55,6 +59,7 @@ impl ApplyReport {
             outcome,
             order_state: None,
             review_items: Vec::new(),
+            reconciled_after: None,
         }
     }
 }
@@ -197,6 +202,7 @@ pub(super) struct OrderRow {
     pub(super) canceled: bool,
     pub(super) suspect: bool,
     pub(super) mismatch: bool,
+    pub(super) created_at: DateTime<Utc>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -827,6 +833,8 @@ async fn decide_and_write(
         ))
         .execute(conn)
         .await?;
+    let moved = crate::domain::journal::movements(&facts, &decision.facts);
+    super::journal::record(conn, order.id, notification_id, &moved).await?;
     for item in &decision.review_items {
         insert_review_item(conn, item, Some(&event.order_ref), Some(notification_id)).await?;
         opened.push(item.kind);
@@ -853,6 +861,7 @@ async fn decide_and_write(
         outcome: decision.outcome,
         order_state: Some(decision.new_state),
         review_items: opened,
+        reconciled_after: super::journal::reconciled_after(order.created_at, &decision),
     })
 }
 

@@ -172,6 +172,10 @@ async fn apply_batch_in(
         payments_by_order.entry(row.order_id).or_default().push(row);
     }
     let mut orders: BTreeMap<String, (i64, OrderFacts, OrderFacts)> = BTreeMap::new();
+    let created: HashMap<i64, DateTime<Utc>> = order_rows
+        .iter()
+        .map(|(_, o)| (o.id, o.created_at))
+        .collect();
     for (order_ref, row) in &order_rows {
         let facts = facts_of(row, payments_by_order.remove(&row.id).unwrap_or_default())?;
         orders.insert(order_ref.clone(), (row.id, facts.clone(), facts));
@@ -179,6 +183,7 @@ async fn apply_batch_in(
 
     // Decide, in batch order.
     let mut ledger = Vec::new();
+    let mut moved = Vec::new();
     let mut resolutions: Vec<(String, AutoResolution)> = Vec::new();
     let mut outcomes: HashMap<i64, (Outcome, String)> = HashMap::new();
     let mut applied_orders: HashSet<String> = HashSet::new();
@@ -198,6 +203,13 @@ async fn apply_batch_in(
             continue;
         };
         let decision = decide(facts, event, policy);
+        for movement in crate::domain::journal::movements(facts, &decision.facts) {
+            moved.push((*order_id, row, movement));
+        }
+        if let Some(created_at) = created.get(order_id) {
+            reports[index].reconciled_after =
+                super::journal::reconciled_after(*created_at, &decision);
+        }
         ledger.push((
             order_events::order_id.eq(*order_id),
             order_events::notification_id.eq(row),
@@ -233,6 +245,7 @@ async fn apply_batch_in(
             .execute(conn)
             .await?;
     }
+    super::journal::record_many(conn, &moved).await?;
     // Opened before the resolutions run, as one by one: an item raised and
     // made untrue within the batch ends resolved.
     open_items(conn, &items_to_open).await?;

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod journal;
 pub mod orders;
 pub mod reports;
 pub mod schema;
@@ -25,6 +26,7 @@ pub use apply::{ApplyReport, RejectedNotification};
 pub use batch::BatchItem;
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
 pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
+pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

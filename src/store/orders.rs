@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::reports::rfc3339;
 use super::schema::{notifications, order_events, orders, payments};
 use super::{Store, StoreError};
-use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState};
+use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState, Pseudonym};
 
 /// An order as the shop knows it, before any notification.
 #[derive(Debug, Clone, Eq)]
@@ -521,6 +521,31 @@ impl Store {
             query = query.filter(orders::status.eq(status));
         }
         let records: Vec<OrderRecord> = query.load(&mut conn).await?;
+        records
+            .into_iter()
+            .map(|record| record.into_view().map(|(_, view)| view))
+            .collect()
+    }
+}
+
+impl Store {
+    /// The orders of one customer: those named (REFNOEXT) by a notification
+    /// that carried the customer's e-mail pseudonym, oldest first. Only
+    /// notifications processed with `pseudonym-key-file` carry one.
+    pub async fn orders_of_customer(
+        &self,
+        customer: &Pseudonym,
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let mut conn = self.conn().await?;
+        let named = notifications::table
+            .filter(notifications::customer_pseudonym.eq(customer.as_str()))
+            .select(notifications::order_ref);
+        let records: Vec<OrderRecord> = orders::table
+            .filter(orders::order_ref.nullable().eq_any(named))
+            .select(OrderRecord::as_select())
+            .order((orders::created_at.asc(), orders::id.asc()))
+            .load(&mut conn)
+            .await?;
         records
             .into_iter()
             .map(|record| record.into_view().map(|(_, view)| view))

@@ -1,5 +1,6 @@
-//! What finance staff read: the summary of all orders, and the review queue
-//! of exceptions a person must look at.
+//! What finance staff read: the report of a period (orders, money per
+//! currency, open exceptions, notifications), and the review queue of
+//! exceptions a person must look at.
 //!
 //! Everything here serializes for spreadsheets and scripts as well as for
 //! people: objects with named fields (never `[name, count]` pairs, which a
@@ -13,38 +14,109 @@ use diesel_async::RunQueryDsl;
 use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
-use super::schema::{notifications, orders, review_items};
+use super::schema::{notifications, review_items};
 use super::{Store, StoreError};
+use crate::domain::journal::Figures;
 use crate::domain::pan::check_free_text;
 use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
 
-/// Totals of one currency (amounts as exact decimal strings).
+/// The money of one currency in a period (amounts as exact decimal
+/// strings with the currency's decimals; never summed across currencies).
+/// The figures are defined in [`crate::domain::journal`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CurrencyTotals {
     pub currency: String,
+    /// Orders counted: created in the period (`--by created`), or with a
+    /// money movement in it (`--by event`).
     pub orders: i64,
+    /// What those orders should cost.
     pub expected: String,
+    /// Gross: every payment captured, double charges included.
     pub paid: String,
+    /// Refunds of paid payments.
     pub refunded: String,
-    /// Paid minus refunded.
+    /// Paid − refunded − reversed − charged back − fees.
     pub net: String,
+    /// Captured money returned by a reversal that is not a chargeback.
+    pub reversed: String,
+    /// Payments captured, then taken back by a chargeback.
+    pub charged_back: String,
+    /// The processor's fees, from settlement lines.
+    pub fees: String,
+    /// The same figures in minor units, for code (not exported).
+    #[serde(skip)]
+    pub figures: Figures,
 }
 
-/// The state of the books.
+/// Which orders and movements a report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportBasis {
+    /// Orders created in the period, with all their money whenever it
+    /// moved (from their payments).
+    #[default]
+    Created,
+    /// Money movements (the ledger rows that moved money) whose time falls
+    /// in the period, whatever order they belong to.
+    Event,
+}
+
+/// The period of a report or a journal: `from` inclusive, `to` exclusive,
+/// either open (the beginning of the books, now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ReportPeriod {
+    #[serde(serialize_with = "rfc3339::option")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub to: Option<DateTime<Utc>>,
+    pub by: ReportBasis,
+}
+
+impl ReportPeriod {
+    /// Everything, ever (by creation: every order with all its money).
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Whether `at` falls in the period.
+    pub fn contains(&self, at: &DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| *at >= from) && self.to.is_none_or(|to| *at < to)
+    }
+}
+
+/// The open review items of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenExceptions {
+    pub kind: ReviewKind,
+    /// Items open now.
+    pub open: i64,
+    /// When the oldest of them was opened.
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub oldest_at: DateTime<Utc>,
+    /// Its age when the report was made, in whole seconds.
+    pub oldest_age_seconds: i64,
+}
+
+/// The state of the books in a period.
 ///
 /// The counts are `(name, count)` pairs in Rust, and objects in JSON:
-/// `{"state": "paid", "orders": 3}`, `{"kind": "suspect", "open": 2}`,
-/// `{"outcome": "applied", "notifications": 16}`.
+/// `{"state": "paid", "orders": 3}`, `{"outcome": "applied",
+/// "notifications": 16}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FinanceSummary {
-    /// `(state, number of orders)`, every state that has orders.
+    /// Which period, counted how.
+    pub period: ReportPeriod,
+    /// `(state, number of orders)`, every state that has orders: orders
+    /// created in the period, or (`--by event`) orders with a ledger row
+    /// in it; by their state now.
     #[serde(serialize_with = "counts::<_, StateCount, _>")]
     pub orders_by_state: Vec<(OrderState, i64)>,
+    /// Per currency, in code order.
     pub totals: Vec<CurrencyTotals>,
-    /// `(kind, open items)`.
-    #[serde(serialize_with = "counts::<_, KindCount, _>")]
-    pub open_exceptions: Vec<(ReviewKind, i64)>,
-    /// `(outcome, notifications)` of every recorded notification.
+    /// Items open now that were opened before the period's end, by kind.
+    pub open_exceptions: Vec<OpenExceptions>,
+    /// `(outcome, notifications)` of the notifications received in the
+    /// period.
     #[serde(serialize_with = "counts::<_, OutcomeCount, _>")]
     pub notifications_by_outcome: Vec<(Outcome, i64)>,
 }
@@ -54,13 +126,6 @@ pub struct FinanceSummary {
 struct StateCount {
     state: &'static str,
     orders: i64,
-}
-
-/// `{"kind": ..., "open": N}`.
-#[derive(Serialize)]
-struct KindCount {
-    kind: &'static str,
-    open: i64,
 }
 
 /// `{"outcome": ..., "notifications": N}`.
@@ -75,15 +140,6 @@ impl From<(OrderState, i64)> for StateCount {
         Self {
             state: state.as_str(),
             orders,
-        }
-    }
-}
-
-impl From<(ReviewKind, i64)> for KindCount {
-    fn from((kind, open): (ReviewKind, i64)) -> Self {
-        Self {
-            kind: kind.as_str(),
-            open,
         }
     }
 }
@@ -146,36 +202,92 @@ pub struct ReviewItem {
 pub use crate::export::rfc3339;
 
 impl FinanceSummary {
-    /// The finance summary as a person reads it.
+    /// The report as a person reads it.
     pub fn render(&self, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
         let summary = self;
-        writeln!(out, "Orders by state")?;
+        writeln!(out, "{}", describe_period(&summary.period))?;
+        writeln!(out, "\nOrders by state")?;
         let total: i64 = summary.orders_by_state.iter().map(|(_, n)| n).sum();
         for (state, count) in &summary.orders_by_state {
             writeln!(out, "  {state:<20} {count:>7}")?;
         }
         writeln!(out, "  {:<20} {total:>7}", "total")?;
-        writeln!(out, "\nTotals per currency")?;
         writeln!(
             out,
-            "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
-            "CUR", "ORDERS", "EXPECTED", "PAID", "REFUNDED", "NET"
+            "\nTotals per currency (net = paid - refunded - reversed - charged back - fees)"
         )?;
-        for t in &summary.totals {
+        fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 9]) -> std::io::Result<()> {
             writeln!(
                 out,
-                "  {:<4} {:>7} {:>16} {:>16} {:>16} {:>16}",
-                t.currency, t.orders, t.expected, t.paid, t.refunded, t.net
+                "  {:<4} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                cells[5],
+                cells[6],
+                cells[7],
+                cells[8]
+            )
+        }
+        row(
+            out,
+            [
+                "CUR",
+                "ORDERS",
+                "EXPECTED",
+                "PAID",
+                "REFUNDED",
+                "REVERSED",
+                "CHARGED BACK",
+                "FEES",
+                "NET",
+            ],
+        )?;
+        if summary.totals.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
+        for t in &summary.totals {
+            row(
+                out,
+                [
+                    &t.currency,
+                    &t.orders.to_string(),
+                    &t.expected,
+                    &t.paid,
+                    &t.refunded,
+                    &t.reversed,
+                    &t.charged_back,
+                    &t.fees,
+                    &t.net,
+                ],
             )?;
         }
         writeln!(out, "\nOpen exceptions by kind")?;
         if summary.open_exceptions.is_empty() {
             writeln!(out, "  (none)")?;
+        } else {
+            writeln!(
+                out,
+                "  {:<24} {:>7}  {:<16}  OLDEST AGE",
+                "KIND", "OPEN", "OLDEST (UTC)"
+            )?;
         }
-        for (kind, count) in &summary.open_exceptions {
-            writeln!(out, "  {kind:<24} {count:>7}")?;
+        for e in &summary.open_exceptions {
+            writeln!(
+                out,
+                "  {:<24} {:>7}  {:<16}  {}",
+                e.kind,
+                e.open,
+                e.oldest_at.format("%Y-%m-%d %H:%M"),
+                describe_age(e.oldest_age_seconds)
+            )?;
         }
         writeln!(out, "\nNotifications by outcome")?;
+        if summary.notifications_by_outcome.is_empty() {
+            writeln!(out, "  (none)")?;
+        }
         for (outcome, count) in &summary.notifications_by_outcome {
             writeln!(out, "  {outcome:<24} {count:>7}")?;
         }
@@ -183,64 +295,43 @@ impl FinanceSummary {
     }
 }
 
+/// The first line of a report: which period, counted how.
+fn describe_period(period: &ReportPeriod) -> String {
+    let bound = |at: &Option<DateTime<Utc>>, open: &str| {
+        at.as_ref().map_or_else(|| open.to_owned(), rfc3339::format)
+    };
+    let what = match period.by {
+        ReportBasis::Created => "orders created in the period, with all their money",
+        ReportBasis::Event => "money movements in the period",
+    };
+    format!(
+        "Period {} to {} (to excluded): {what}",
+        bound(&period.from, "the beginning"),
+        bound(&period.to, "now")
+    )
+}
+
+/// An age for people: `45s`, `12m`, `3h 20m`, `4d 2h`.
+fn describe_age(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    let (days, hours, minutes) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
 impl Store {
-    /// Orders by state, money per currency, open exceptions by kind.
+    /// The report of all time: every order with all its money, the open
+    /// exceptions, every notification.
     pub async fn finance_summary(&self) -> Result<FinanceSummary, StoreError> {
-        use diesel::dsl::count_star;
-        let mut conn = self.conn().await?;
-        let orders_by_state: Vec<(OrderState, i64)> = orders::table
-            .group_by(orders::status)
-            .select((orders::status, count_star()))
-            .order(orders::status)
-            .load(&mut conn)
-            .await?;
-        let rows: Vec<(String, i64, i64, i64, i64)> = diesel::sql_query(
-            "SELECT currency, count(*)::int8 AS orders, \
-                    coalesce(sum(expected_minor), 0)::int8 AS expected, \
-                    coalesce(sum(paid_minor), 0)::int8 AS paid, \
-                    coalesce(sum(refunded_minor), 0)::int8 AS refunded \
-             FROM orders GROUP BY currency ORDER BY currency",
-        )
-        .load::<TotalsRow>(&mut conn)
-        .await?
-        .into_iter()
-        .map(|r| (r.currency, r.orders, r.expected, r.paid, r.refunded))
-        .collect();
-        let totals = rows
-            .into_iter()
-            .map(|(currency, count, expected, paid, refunded)| {
-                let code = Currency::parse(&currency)
-                    .map_err(|err| StoreError::Invalid(err.to_string()))?;
-                let money = |minor: i64| Money::from_minor(minor, code).format_amount();
-                Ok(CurrencyTotals {
-                    currency,
-                    orders: count,
-                    expected: money(expected),
-                    paid: money(paid),
-                    refunded: money(refunded),
-                    net: money(paid.saturating_sub(refunded)),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let open_exceptions: Vec<(ReviewKind, i64)> = review_items::table
-            .filter(review_items::status.eq("open"))
-            .group_by(review_items::kind)
-            .select((review_items::kind, count_star()))
-            .order(review_items::kind)
-            .load(&mut conn)
-            .await?;
-        let notifications_by_outcome: Vec<(Outcome, i64)> = notifications::table
-            .group_by(notifications::outcome)
-            .select((notifications::outcome, count_star()))
-            .order(notifications::outcome)
-            .load(&mut conn)
-            .await?;
-        Ok(FinanceSummary {
-            orders_by_state,
-            totals,
-            open_exceptions,
-            notifications_by_outcome,
-        })
+        self.finance_report(&ReportPeriod::all()).await
     }
 
     /// Review items, newest first; only open ones unless `all`, only of
@@ -390,6 +481,31 @@ type RecordedRow = (
     Option<String>,
 );
 
+/// `column >= $1 AND column < $2`: the period's bounds, bound as `$1`
+/// (from) and `$2` (to); an open bound is -infinity or infinity.
+fn in_period(column: &str) -> String {
+    format!(
+        "{column} >= coalesce($1, '-infinity'::timestamptz) \
+         AND {column} < coalesce($2, 'infinity'::timestamptz)"
+    )
+}
+
+#[derive(QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: OrderState,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct OutcomeRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: Outcome,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    n: i64,
+}
+
 #[derive(QueryableByName)]
 struct TotalsRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -402,4 +518,298 @@ struct TotalsRow {
     paid: i64,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     refunded: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    reversed: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    charged_back: i64,
+}
+
+#[derive(QueryableByName)]
+struct ExceptionsRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: ReviewKind,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    open: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    oldest_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    age: i64,
+}
+
+impl Store {
+    /// The report of `period`: orders by state, money per currency, open
+    /// exceptions by kind with the oldest, notifications by outcome. Read
+    /// in one read-only snapshot, so its figures agree with each other.
+    ///
+    /// What each basis counts (see [`ReportBasis`]): `created` takes the
+    /// orders created in the period and their payments' figures, whenever
+    /// the money moved; `event` takes the money movements whose ledger row
+    /// falls in the period (`money_movements`), whatever order they belong
+    /// to. Over all time the two agree. Open exceptions are those open now
+    /// that were opened before the period's end; notifications are those
+    /// received in the period.
+    pub async fn finance_report(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<FinanceSummary, StoreError> {
+        let period = *period;
+        let fees = self.fees_by_currency(&period).await?;
+        let mut conn = self.conn().await?;
+        conn.build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run::<_, StoreError, _>(async |conn| report_in(conn, period, fees).await)
+            .await
+    }
+}
+
+async fn report_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    period: ReportPeriod,
+    fees: std::collections::BTreeMap<Currency, i64>,
+) -> Result<FinanceSummary, StoreError> {
+    use diesel::sql_types::{Nullable, Timestamptz};
+    let (states_sql, totals_sql) = match period.by {
+        ReportBasis::Created => (
+            format!(
+                "SELECT status, count(*)::int8 AS n FROM orders WHERE {} \
+                 GROUP BY status ORDER BY status",
+                in_period("created_at")
+            ),
+            format!(
+                "SELECT o.currency, count(*)::int8 AS orders, \
+                        coalesce(sum(o.expected_minor), 0)::int8 AS expected, \
+                        coalesce(sum(p.paid), 0)::int8 AS paid, \
+                        coalesce(sum(p.refunded), 0)::int8 AS refunded, \
+                        coalesce(sum(m.reversed), 0)::int8 AS reversed, \
+                        coalesce(sum(p.charged_back), 0)::int8 AS charged_back \
+                 FROM orders AS o \
+                 LEFT JOIN LATERAL ( \
+                     SELECT sum(paid_minor) AS paid, \
+                            sum(CASE WHEN paid_minor > 0 THEN refunded_minor ELSE 0 END) \
+                                AS refunded, \
+                            sum(CASE WHEN paid_minor > 0 AND reversed THEN paid_minor ELSE 0 END) \
+                                AS charged_back \
+                     FROM payments WHERE order_id = o.id) AS p ON true \
+                 LEFT JOIN LATERAL ( \
+                     SELECT sum(amount_minor) AS reversed FROM money_movements \
+                     WHERE order_id = o.id AND kind = 'reversal') AS m ON true \
+                 WHERE {} \
+                 GROUP BY o.currency ORDER BY o.currency",
+                in_period("o.created_at")
+            ),
+        ),
+        ReportBasis::Event => (
+            format!(
+                "SELECT o.status, count(*)::int8 AS n FROM orders AS o \
+                 WHERE EXISTS (SELECT 1 FROM order_events AS e WHERE e.order_id = o.id AND {}) \
+                 GROUP BY o.status ORDER BY o.status",
+                in_period("e.created_at")
+            ),
+            format!(
+                "WITH moved AS (SELECT * FROM money_movements WHERE {}), \
+                 moved_orders AS ( \
+                     SELECT o.currency, count(*)::int8 AS orders, \
+                            sum(o.expected_minor)::int8 AS expected \
+                     FROM orders AS o WHERE o.id IN (SELECT order_id FROM moved) \
+                     GROUP BY o.currency), \
+                 money AS ( \
+                     SELECT currency, \
+                            sum(amount_minor) FILTER (WHERE kind = 'payment') AS paid, \
+                            sum(amount_minor) FILTER (WHERE kind = 'refund') AS refunded, \
+                            sum(amount_minor) FILTER (WHERE kind = 'reversal') AS reversed, \
+                            sum(amount_minor) FILTER (WHERE kind = 'chargeback') AS charged_back \
+                     FROM moved GROUP BY currency) \
+                 SELECT money.currency, coalesce(moved_orders.orders, 0)::int8 AS orders, \
+                        coalesce(moved_orders.expected, 0)::int8 AS expected, \
+                        coalesce(paid, 0)::int8 AS paid, coalesce(refunded, 0)::int8 AS refunded, \
+                        coalesce(reversed, 0)::int8 AS reversed, \
+                        coalesce(charged_back, 0)::int8 AS charged_back \
+                 FROM money LEFT JOIN moved_orders USING (currency) \
+                 ORDER BY money.currency",
+                in_period("created_at")
+            ),
+        ),
+    };
+    let states: Vec<StateRow> = diesel::sql_query(states_sql)
+        .bind::<Nullable<Timestamptz>, _>(period.from)
+        .bind::<Nullable<Timestamptz>, _>(period.to)
+        .load(conn)
+        .await?;
+    let rows: Vec<TotalsRow> = diesel::sql_query(totals_sql)
+        .bind::<Nullable<Timestamptz>, _>(period.from)
+        .bind::<Nullable<Timestamptz>, _>(period.to)
+        .load(conn)
+        .await?;
+    let exceptions: Vec<ExceptionsRow> = diesel::sql_query(
+        "SELECT kind, count(*)::int8 AS open, min(created_at) AS oldest_at, \
+                floor(extract(epoch FROM now() - min(created_at)))::int8 AS age \
+         FROM review_items \
+         WHERE status = 'open' AND created_at < coalesce($1, 'infinity'::timestamptz) \
+         GROUP BY kind ORDER BY kind",
+    )
+    .bind::<Nullable<Timestamptz>, _>(period.to)
+    .load(conn)
+    .await?;
+    let outcomes: Vec<OutcomeRow> = diesel::sql_query(format!(
+        "SELECT outcome, count(*)::int8 AS n FROM notifications WHERE {} \
+         GROUP BY outcome ORDER BY outcome",
+        in_period("received_at")
+    ))
+    .bind::<Nullable<Timestamptz>, _>(period.from)
+    .bind::<Nullable<Timestamptz>, _>(period.to)
+    .load(conn)
+    .await?;
+
+    let mut by_currency: std::collections::BTreeMap<Currency, (i64, i64, Figures)> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        let code =
+            Currency::parse(&row.currency).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let figures = Figures {
+            paid: row.paid,
+            refunded: row.refunded,
+            reversed: row.reversed,
+            charged_back: row.charged_back,
+            fees: 0,
+        };
+        by_currency.insert(code, (row.orders, row.expected, figures));
+    }
+    for (code, minor) in fees {
+        by_currency.entry(code).or_default().2.fees = minor;
+    }
+    let totals = by_currency
+        .into_iter()
+        .map(|(code, (orders, expected, figures))| {
+            let money = |minor: i64| Money::from_minor(minor, code).format_amount();
+            CurrencyTotals {
+                currency: code.as_str().to_owned(),
+                orders,
+                expected: money(expected),
+                paid: money(figures.paid),
+                refunded: money(figures.refunded),
+                net: money(figures.net()),
+                reversed: money(figures.reversed),
+                charged_back: money(figures.charged_back),
+                fees: money(figures.fees),
+                figures,
+            }
+        })
+        .collect();
+    Ok(FinanceSummary {
+        period,
+        orders_by_state: states.into_iter().map(|r| (r.status, r.n)).collect(),
+        totals,
+        open_exceptions: exceptions
+            .into_iter()
+            .map(|r| OpenExceptions {
+                kind: r.kind,
+                open: r.open,
+                oldest_at: r.oldest_at,
+                oldest_age_seconds: r.age.max(0),
+            })
+            .collect(),
+        notifications_by_outcome: outcomes.into_iter().map(|r| (r.outcome, r.n)).collect(),
+    })
+}
+
+/// Money at risk of one kind in one currency, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoneyAtRisk {
+    /// `paid_unsettled`, `mismatched` or `orphaned`.
+    pub kind: &'static str,
+    pub currency: Currency,
+    pub minor: i64,
+}
+
+#[derive(QueryableByName)]
+struct RiskRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    minor: i64,
+}
+
+impl Store {
+    /// Money at risk per currency (the finance gauges), read in one
+    /// snapshot:
+    ///
+    /// - `orphaned`: payments (COMPLETE, PAYMENT_RECEIVED, AUTHRECEIVED,
+    ///   not test orders) the processor reported for an order that does not
+    ///   exist and whose `orphan_payment` item is open, one per order and
+    ///   REFNO, at the notification's amount in its currency;
+    /// - `mismatched`: orders in state `mismatch` (a payment disagreed with
+    ///   the order, nothing counted as paid), at the order's amount;
+    /// - `paid_unsettled`: standing payments no settlement line has matched
+    ///   ([`Store::unsettled_by_currency`]).
+    pub async fn money_at_risk(&self) -> Result<Vec<MoneyAtRisk>, StoreError> {
+        let unsettled = self.unsettled_by_currency().await?;
+        let mut conn = self.conn().await?;
+        let (orphaned, mismatched) = conn
+            .build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run::<_, StoreError, _>(async |conn| {
+                let orphaned: Vec<RiskRow> = diesel::sql_query(
+                    "SELECT currency, sum(amount)::int8 AS minor FROM ( \
+                         SELECT DISTINCT ON (n.order_ref, n.processor_ref) \
+                                n.currency, abs(n.amount_minor) AS amount \
+                         FROM notifications AS n \
+                         WHERE n.outcome = 'order_not_found' AND NOT n.test_order \
+                           AND n.order_status IN ('COMPLETE', 'PAYMENT_RECEIVED', 'AUTHRECEIVED') \
+                           AND n.currency IS NOT NULL AND n.amount_minor IS NOT NULL \
+                           AND EXISTS (SELECT 1 FROM review_items AS r \
+                                       WHERE r.kind = 'orphan_payment' AND r.status = 'open' \
+                                         AND r.order_ref = n.order_ref) \
+                           AND NOT EXISTS (SELECT 1 FROM orders AS o \
+                                           WHERE o.order_ref = n.order_ref) \
+                         ORDER BY n.order_ref, n.processor_ref, n.id) AS payments \
+                     GROUP BY currency ORDER BY currency",
+                )
+                .load(conn)
+                .await?;
+                let mismatched: Vec<RiskRow> = diesel::sql_query(
+                    "SELECT currency, sum(expected_minor)::int8 AS minor FROM orders \
+                     WHERE status = 'mismatch' GROUP BY currency ORDER BY currency",
+                )
+                .load(conn)
+                .await?;
+                Ok((orphaned, mismatched))
+            })
+            .await?;
+        let mut risks = Vec::new();
+        for (kind, rows) in [("orphaned", orphaned), ("mismatched", mismatched)] {
+            for row in rows {
+                // A code that does not parse cannot be labelled honestly.
+                if let Ok(currency) = Currency::parse(&row.currency) {
+                    risks.push(MoneyAtRisk {
+                        kind,
+                        currency,
+                        minor: row.minor,
+                    });
+                }
+            }
+        }
+        for (currency, minor) in unsettled {
+            risks.push(MoneyAtRisk {
+                kind: "paid_unsettled",
+                currency,
+                minor,
+            });
+        }
+        Ok(risks)
+    }
+
+    /// Standing money (paid, less refunds, not charged back) of payments
+    /// that no settlement line has matched, per currency, in minor units.
+    ///
+    /// Settlement lines arrive with `settlement import` (issue 12, item 3),
+    /// which is not in this version's schema yet: until it is wired to the
+    /// settlement table, this returns nothing, so the `paid_unsettled`
+    /// gauge is absent rather than claiming that every payment is unsettled.
+    pub async fn unsettled_by_currency(
+        &self,
+    ) -> Result<std::collections::BTreeMap<Currency, i64>, StoreError> {
+        Ok(std::collections::BTreeMap::new())
+    }
 }

@@ -94,7 +94,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    money_movements (id) {
+        id -> Int8,
+        order_id -> Int8,
+        notification_id -> Int8,
+        processor_ref -> Text,
+        kind -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(order_events -> orders (order_id));
+diesel::joinable!(money_movements -> orders (order_id));
 diesel::joinable!(payments -> orders (order_id));
 diesel::joinable!(order_events -> notifications (notification_id));
 diesel::joinable!(review_items -> notifications (notification_id));
@@ -103,5 +117,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     payments,
     notifications,
     order_events,
-    review_items
+    review_items,
+    money_movements
 );

@@ -24,6 +24,7 @@ use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
+use crate::domain::journal::MovementKind;
 use crate::domain::{Effect, OrderState, Outcome, ReviewKind};
 
 /// Implements, for each enum, what `#[derive(AsExpression, FromSqlRow)]`
@@ -81,7 +82,7 @@ macro_rules! text_vocabulary {
     )+};
 }
 
-text_vocabulary!(OrderState, Outcome, Effect, ReviewKind);
+text_vocabulary!(OrderState, Outcome, Effect, ReviewKind, MovementKind);
 
 #[cfg(test)]
 mod tests {
@@ -153,6 +154,19 @@ mod tests {
         let sql = migrations_sql();
         let effects = strings(Effect::ALL.map(Effect::as_str));
         assert_eq!(effects, check_values(&sql, "order_events", "effect"));
+    }
+
+    #[test]
+    fn stored_movement_kinds_are_what_money_movements_kind_allows() {
+        // Fees come from settlement lines, never from a ledger row.
+        let sql = migrations_sql();
+        let kinds = strings(
+            MovementKind::ALL
+                .into_iter()
+                .filter(|kind| *kind != MovementKind::Fee)
+                .map(MovementKind::as_str),
+        );
+        assert_eq!(kinds, check_values(&sql, "money_movements", "kind"));
     }
 
     #[test]

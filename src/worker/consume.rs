@@ -549,6 +549,11 @@ fn observe(context: &Context, report: &Report, meta: &MessageMeta) {
     if report.pan_fields > 0 {
         metrics.pan_detections.inc();
     }
+    if let Some(after) = report.reconciled_after {
+        metrics
+            .order_to_reconciled_seconds
+            .observe(after.as_secs_f64());
+    }
     if let Some(ipn_date) = report.ipn_date {
         let skew = meta.received_at - ipn_date.and_utc();
         metrics

@@ -316,7 +316,18 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
     assert_eq!(
         reader.headers().expect("header"),
         vec![
-            "section", "name", "count", "expected", "paid", "refunded", "net"
+            "section",
+            "name",
+            "count",
+            "expected",
+            "paid",
+            "refunded",
+            "net",
+            "reversed",
+            "charged_back",
+            "fees",
+            "oldest_at",
+            "oldest_age_seconds"
         ]
     );
     let rows: Vec<Vec<String>> = reader
@@ -331,15 +342,31 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
     };
     assert_eq!(
         find("totals", "USD"),
-        ["totals", "USD", "3", "338.99", "338.99", "49.99", "289.00"]
+        [
+            "totals", "USD", "3", "338.99", "338.99", "49.99", "200.00", "0.00", "89.00", "0.00",
+            "", ""
+        ]
     );
     assert_eq!(
         find("orders_by_state", "paid"),
-        ["orders_by_state", "paid", "4", "", "", "", ""]
+        [
+            "orders_by_state",
+            "paid",
+            "4",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            ""
+        ]
     );
     assert_eq!(find("open_exceptions", "suspect")[2], "2");
     assert_eq!(find("notifications_by_outcome", "ignored")[2], "5");
-    assert!(rows.iter().all(|r| r.len() == 7));
+    assert!(rows.iter().all(|r| r.len() == 12));
 }
 
 #[tokio::test(flavor = "multi_thread")]

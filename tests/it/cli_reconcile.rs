@@ -242,10 +242,12 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
         .iter()
         .find(|t| t["currency"] == "USD")
         .expect("USD totals");
-    // SHOP-1002 49.99 + SHOP-1009 89.00 + SHOP-1010 200.00 paid; 49.99 refunded.
+    // SHOP-1002 49.99 + SHOP-1009 89.00 + SHOP-1010 200.00 paid; 49.99
+    // refunded; SHOP-1009's 89.00 charged back, which is not revenue.
     assert_eq!(usd["paid"], "338.99");
     assert_eq!(usd["refunded"], "49.99");
-    assert_eq!(usd["net"], "289.00");
+    assert_eq!(usd["charged_back"], "89.00");
+    assert_eq!(usd["net"], "200.00");
 
     let listed = cli(&db)
         .args([

@@ -1,0 +1,2 @@
+DROP TABLE money_movements;
+DROP FUNCTION money_movements_append_only();

@@ -1,0 +1,227 @@
+//! `ipn-reconciler export journal`: the money movements of a period as
+//! double-entry journal lines, for the merchant's accounting system.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::args::{self, ConfigFile, DatabaseFlags, FinanceFlags};
+use super::finance::{period, period_end, period_start};
+use super::orders::database;
+use super::{CliResult, OutputFormat, block_on, settings_error, table_time};
+use crate::domain::journal::{Account, JournalAccounts, MovementKind, posting, trial_balance};
+use crate::domain::{Currency, Money};
+use crate::store::journal::JournalMovement;
+use crate::store::reports::rfc3339;
+use crate::store::{ReportBasis, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// The money movements of a period as journal lines: one line per
+    /// payment, refund, reversal, chargeback and fee, with its date, order,
+    /// processor reference (REFNO), currency, the account it debits, the
+    /// account it credits and the amount. Movements are dated by their
+    /// ledger row (fees by their settlement line), as `report --by event`
+    /// counts them, so per currency the lines' sums by movement equal that
+    /// report's paid, refunded, reversed, charged back and fees for the
+    /// same period.
+    #[command(
+        after_help = "Posting: payment debits clearing and credits revenue; refund, reversal, \
+chargeback and fee debit refunds, reversals, chargebacks and fees and credit clearing. Name the \
+accounts with --journal-accounts (default names: Processor clearing, Sales revenue, Refunds, \
+Reversals, Chargebacks, Payment processing fees).\n\n\
+Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from not before \
+--to) or invalid configuration (an unknown account), 3 the database cannot be read."
+    )]
+    Journal {
+        #[command(flatten)]
+        db: DatabaseFlags,
+        #[command(flatten)]
+        finance: FinanceFlags,
+        /// Start of the period, included: a date (2026-11-01, from 00:00
+        /// UTC) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE", value_parser = period_start)]
+        from: DateTime<Utc>,
+        /// End of the period: a date is included whole, an RFC 3339 time
+        /// is excluded.
+        #[arg(long, value_name = "DATE", value_parser = period_end)]
+        to: DateTime<Utc>,
+        /// csv (for accounting imports): columns date,at,order_ref,
+        /// processor_ref,movement,currency,debit_account,credit_account,
+        /// amount; json: a list of objects with the same names; table: the
+        /// lines for people, then the totals per currency.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
+        format: OutputFormat,
+    },
+}
+
+/// The columns of `export journal --format csv` (and the keys of its
+/// JSON). Stable: new ones are added at the end.
+pub const JOURNAL_CSV_COLUMNS: [&str; 9] = [
+    "date",
+    "at",
+    "order_ref",
+    "processor_ref",
+    "movement",
+    "currency",
+    "debit_account",
+    "credit_account",
+    "amount",
+];
+
+/// One journal line: one movement, the same amount debited and credited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalLine {
+    /// The day it is booked on, in UTC (`2026-11-30`).
+    pub date: String,
+    /// When it moved, RFC 3339 UTC to the second.
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub at: DateTime<Utc>,
+    pub order_ref: String,
+    pub processor_ref: String,
+    pub movement: MovementKind,
+    pub currency: String,
+    pub debit_account: String,
+    pub credit_account: String,
+    /// Positive, exact, with the currency's decimals.
+    pub amount: String,
+}
+
+impl JournalLine {
+    fn of(movement: &JournalMovement, accounts: &JournalAccounts) -> Self {
+        let (debit, credit) = posting(movement.kind);
+        Self {
+            date: movement.at.format("%Y-%m-%d").to_string(),
+            at: movement.at,
+            order_ref: movement.order_ref.clone(),
+            processor_ref: movement.processor_ref.clone(),
+            movement: movement.kind,
+            currency: movement.amount.currency().as_str().to_owned(),
+            debit_account: accounts.name(debit).to_owned(),
+            credit_account: accounts.name(credit).to_owned(),
+            amount: movement.amount.format_amount(),
+        }
+    }
+}
+
+pub fn run(config: &ConfigFile, command: ExportCommand) -> CliResult {
+    let ExportCommand::Journal {
+        db,
+        finance,
+        from,
+        to,
+        format,
+    } = command;
+    let period = period(Some(from), Some(to), ReportBasis::Event)?;
+    let accounts = args::load(config, &[&db, &finance])
+        .map_err(settings_error)?
+        .settings
+        .journal_accounts
+        .0;
+    let settings = database(config, &db)?;
+    block_on(async move {
+        let store = Store::connect(settings).await?;
+        let movements = store.journal_movements(&period).await?;
+        let lines: Vec<JournalLine> = movements
+            .iter()
+            .map(|m| JournalLine::of(m, &accounts))
+            .collect();
+        let mut out = std::io::stdout().lock();
+        match format {
+            OutputFormat::Csv => write_csv(&mut out, &lines)?,
+            OutputFormat::Json => {
+                serde_json::to_writer_pretty(&mut out, &lines)?;
+                writeln!(out)?;
+            }
+            OutputFormat::Table => write_table(&mut out, &lines, &movements, &accounts)?,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn write_csv(out: impl Write, lines: &[JournalLine]) -> Result<(), csv::Error> {
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(JOURNAL_CSV_COLUMNS)?;
+    for line in lines {
+        csv.write_record([
+            line.date.as_str(),
+            &rfc3339::format(&line.at),
+            &line.order_ref,
+            &line.processor_ref,
+            line.movement.as_str(),
+            &line.currency,
+            &line.debit_account,
+            &line.credit_account,
+            &line.amount,
+        ])?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// The lines for people, then per currency the total of each movement and
+/// the balance of each account (debits minus credits; they sum to zero,
+/// and the clearing account holds the net).
+fn write_table(
+    out: &mut impl Write,
+    lines: &[JournalLine],
+    movements: &[JournalMovement],
+    accounts: &JournalAccounts,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<16}  {:<16} {:<12} {:<10} {:<4} {:>14}  DEBIT / CREDIT",
+        "AT (UTC)", "ORDER", "REFNO", "MOVEMENT", "CUR", "AMOUNT"
+    )?;
+    for line in lines {
+        writeln!(
+            out,
+            "{:<16}  {:<16} {:<12} {:<10} {:<4} {:>14}  {} / {}",
+            table_time(&line.at),
+            line.order_ref,
+            line.processor_ref,
+            line.movement,
+            line.currency,
+            line.amount,
+            line.debit_account,
+            line.credit_account
+        )?;
+    }
+    writeln!(out, "{} line(s)", lines.len())?;
+    let mut totals: BTreeMap<(Currency, MovementKind), i64> = BTreeMap::new();
+    for m in movements {
+        let sum = totals.entry((m.amount.currency(), m.kind)).or_default();
+        *sum = sum.saturating_add(m.amount.minor_units());
+    }
+    let balances = trial_balance(movements.iter().map(|m| (m.kind, m.amount)));
+    let currencies: std::collections::BTreeSet<Currency> =
+        totals.keys().map(|(currency, _)| *currency).collect();
+    for currency in currencies {
+        writeln!(out, "\n{currency}")?;
+        for kind in MovementKind::ALL {
+            if let Some(minor) = totals.get(&(currency, kind)) {
+                writeln!(
+                    out,
+                    "  {:<12} {:>14}",
+                    kind.as_str(),
+                    Money::from_minor(*minor, currency).format_amount()
+                )?;
+            }
+        }
+        for account in Account::ALL {
+            if let Some(balance) = balances.get(&(currency, account)) {
+                writeln!(
+                    out,
+                    "  balance {:<30} {:>14}",
+                    accounts.name(account),
+                    Money::from_minor(*balance, currency).format_amount()
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,605 @@
+//! The money an order's facts moved, and how each movement is booked.
+//!
+//! The state machine keeps *facts* per payment (paid, refunds, reversed);
+//! finance needs *movements*: a payment captured on a day, a refund on
+//! another, a chargeback weeks later. A movement is the change of one
+//! payment's counted figures between two snapshots of the facts
+//! ([`movements`]), so the movements of an order, summed, are always its
+//! figures ([`OrderFacts::paid`], [`OrderFacts::refunded`],
+//! [`OrderFacts::charged_back`]) whatever order the notifications arrived
+//! in. The store writes them with the ledger row that caused them
+//! (`money_movements`), and `report --by event` and `export journal` read
+//! them back.
+//!
+//! The figures, per currency (never summed across currencies):
+//!
+//! - **paid** (gross): every payment captured (COMPLETE, PAYMENT_RECEIVED,
+//!   AUTHRECEIVED matching the order), each REFNO once: a double charge
+//!   counts twice, a payment later refunded or charged back still counts.
+//! - **refunded**: refunds of paid payments (a refund held until its
+//!   payment arrives counts from then on).
+//! - **reversed**: captured money returned by a reversal that is not a
+//!   chargeback. The processor's notifications do not carry one: a
+//!   REVERSED before capture releases an authorization (no money moved), a
+//!   REVERSED after capture is a chargeback (docs/protocol.md §2.4, the
+//!   `reversed_after_payment` review item). So it is 0 from notifications;
+//!   the movement kind exists for booking the processor's reversals from
+//!   other sources (settlement lines of type `reversal`).
+//! - **charged back**: payments captured and then REVERSED, the whole
+//!   payment ([`PaymentFacts::charged_back`]): the money the card network
+//!   took back.
+//! - **fees**: the processor's fees, from settlement lines.
+//! - **net** = paid − refunded − reversed − charged back − fees: what the
+//!   merchant keeps, and the balance of the processor clearing account.
+
+use std::collections::BTreeMap;
+
+use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
+
+use crate::domain::money::{Currency, Money};
+use crate::domain::reconcile::{OrderFacts, PaymentFacts};
+use crate::domain::status::{OrderState, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+
+/// What kind of money movement a journal line books.
+///
+/// Stored in `money_movements.kind` (all but `fee`, which comes from
+/// settlement lines) and exported as its snake_case name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownMovementKind,
+    parse_err_fn = UnknownMovementKind::new
+)]
+pub enum MovementKind {
+    /// A payment captured.
+    Payment,
+    /// Money refunded to the shopper.
+    Refund,
+    /// Captured money returned by a reversal that is not a chargeback.
+    Reversal,
+    /// A payment taken back by the card network.
+    Chargeback,
+    /// The processor's fee.
+    Fee,
+}
+
+/// A stored movement kind that this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown movement kind `{0}`")]
+pub struct UnknownMovementKind(String);
+
+impl UnknownMovementKind {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
+    }
+}
+
+string_forms!(MovementKind, UnknownMovementKind, "movement kind");
+
+/// Money that moved for one payment of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// The payment's processor reference (REFNO).
+    pub processor_ref: String,
+    pub kind: MovementKind,
+    /// Always positive: the kind says which way it went.
+    pub amount: Money,
+}
+
+/// The money moved between two snapshots of an order's facts (`before` a
+/// decision and `after` it): per payment, the growth of its paid amount,
+/// of its counted refunds and of its chargeback. In REFNO order, then
+/// payment, refund, chargeback. Nothing for a decision that moved no money.
+///
+/// Facts only grow, so every difference is positive or zero; the sum of an
+/// order's movements over its decisions is its final figures.
+pub fn movements(before: &OrderFacts, after: &OrderFacts) -> Vec<Movement> {
+    let currency = after.expected.currency();
+    let empty = PaymentFacts::default();
+    let mut moved = Vec::new();
+    for (processor_ref, now) in &after.payments {
+        let was = before.payments.get(processor_ref).unwrap_or(&empty);
+        let changes = [
+            (MovementKind::Payment, was.paid, now.paid),
+            (
+                MovementKind::Refund,
+                was.counted_refunds(),
+                now.counted_refunds(),
+            ),
+            (
+                MovementKind::Chargeback,
+                was.charged_back(),
+                now.charged_back(),
+            ),
+        ];
+        for (kind, from, to) in changes {
+            let grown = to.saturating_sub(from);
+            if grown > 0 {
+                moved.push(Movement {
+                    processor_ref: processor_ref.clone(),
+                    kind,
+                    amount: Money::from_minor(grown, currency),
+                });
+            }
+        }
+    }
+    moved
+}
+
+/// The money figures of one currency, in minor units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub paid: i64,
+    pub refunded: i64,
+    pub reversed: i64,
+    pub charged_back: i64,
+    pub fees: i64,
+}
+
+impl Figures {
+    /// Adds a movement of `kind` (saturating: no real total comes near).
+    pub fn add(&mut self, kind: MovementKind, minor: i64) {
+        let figure = match kind {
+            MovementKind::Payment => &mut self.paid,
+            MovementKind::Refund => &mut self.refunded,
+            MovementKind::Reversal => &mut self.reversed,
+            MovementKind::Chargeback => &mut self.charged_back,
+            MovementKind::Fee => &mut self.fees,
+        };
+        *figure = figure.saturating_add(minor);
+    }
+
+    /// The figure of one movement kind.
+    pub fn of(&self, kind: MovementKind) -> i64 {
+        match kind {
+            MovementKind::Payment => self.paid,
+            MovementKind::Refund => self.refunded,
+            MovementKind::Reversal => self.reversed,
+            MovementKind::Chargeback => self.charged_back,
+            MovementKind::Fee => self.fees,
+        }
+    }
+
+    /// Paid − refunded − reversed − charged back − fees: what the merchant
+    /// keeps. Negative when more went out than came in.
+    pub fn net(&self) -> i64 {
+        self.paid
+            .saturating_sub(self.refunded)
+            .saturating_sub(self.reversed)
+            .saturating_sub(self.charged_back)
+            .saturating_sub(self.fees)
+    }
+}
+
+/// One of the accounts the journal books to (`journal-accounts` names
+/// them in the merchant's chart of accounts).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownAccount,
+    parse_err_fn = UnknownAccount::new
+)]
+pub enum Account {
+    /// What the processor holds for the merchant until it pays out: debited
+    /// by payments, credited by everything that takes money back. Its
+    /// balance is the net.
+    Clearing,
+    /// Credited by payments (set it to the receivable account when sales
+    /// are booked at invoicing: the payments then settle it).
+    Revenue,
+    /// Debited by refunds (a contra-revenue account).
+    Refunds,
+    /// Debited by reversals.
+    Reversals,
+    /// Debited by chargebacks.
+    Chargebacks,
+    /// Debited by the processor's fees.
+    Fees,
+}
+
+/// An account key that this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown journal account `{0}`")]
+pub struct UnknownAccount(String);
+
+impl UnknownAccount {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
+    }
+}
+
+string_forms!(Account, UnknownAccount, "journal account");
+
+impl Account {
+    /// The name the journal uses unless `journal-accounts` says otherwise.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Account::Clearing => "Processor clearing",
+            Account::Revenue => "Sales revenue",
+            Account::Refunds => "Refunds",
+            Account::Reversals => "Reversals",
+            Account::Chargebacks => "Chargebacks",
+            Account::Fees => "Payment processing fees",
+        }
+    }
+}
+
+/// The posting rule: which account a movement debits and which it
+/// credits. One line per movement, the same amount on both sides.
+pub fn posting(kind: MovementKind) -> (Account, Account) {
+    match kind {
+        MovementKind::Payment => (Account::Clearing, Account::Revenue),
+        MovementKind::Refund => (Account::Refunds, Account::Clearing),
+        MovementKind::Reversal => (Account::Reversals, Account::Clearing),
+        MovementKind::Chargeback => (Account::Chargebacks, Account::Clearing),
+        MovementKind::Fee => (Account::Fees, Account::Clearing),
+    }
+}
+
+/// The names of the journal's accounts in the merchant's chart of
+/// accounts: each [`Account`]'s default name unless given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JournalAccounts {
+    names: BTreeMap<Account, String>,
+}
+
+/// Why an account name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountNameError {
+    #[error("`{0}`: write ACCOUNT=NAME, for example fees=6150 Card fees")]
+    Form(String),
+    #[error("`{given}`: unknown account; the accounts are {known}")]
+    Unknown { given: String, known: String },
+    #[error("`{0}`: the name must be 1-100 characters without control characters or commas")]
+    Name(String),
+    #[error("account `{0}` is named twice")]
+    Twice(String),
+}
+
+impl JournalAccounts {
+    /// Parses `ACCOUNT=NAME,...` (`clearing=1150 Processor clearing`):
+    /// accounts not given keep their default names. A name may hold
+    /// spaces, not commas (they separate the items).
+    pub fn parse(text: &str) -> Result<Self, AccountNameError> {
+        let mut names = BTreeMap::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let shown = clip_for_display(item, 60);
+            let (key, name) = item
+                .split_once('=')
+                .ok_or_else(|| AccountNameError::Form(shown.clone()))?;
+            let account = Account::parse(key.trim()).map_err(|_| AccountNameError::Unknown {
+                given: clip_for_display(key.trim(), 30),
+                known: Account::ALL.map(Account::as_str).join(", "),
+            })?;
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+                return Err(AccountNameError::Name(shown));
+            }
+            if names.insert(account, name.to_owned()).is_some() {
+                return Err(AccountNameError::Twice(account.as_str().to_owned()));
+            }
+        }
+        Ok(Self { names })
+    }
+
+    /// The name of `account` in the journal.
+    pub fn name(&self, account: Account) -> &str {
+        self.names
+            .get(&account)
+            .map_or(account.default_name(), String::as_str)
+    }
+
+    /// Only the names given (what `journal-accounts` holds).
+    pub fn given(&self) -> impl Iterator<Item = (Account, &str)> {
+        self.names.iter().map(|(a, n)| (*a, n.as_str()))
+    }
+}
+
+/// Per currency and account, debits minus credits of `lines` (kind,
+/// amount): a trial balance. Every line debits and credits the same
+/// amount, so each currency's balances sum to zero; the clearing account's
+/// balance is the net of [`Figures`].
+pub fn trial_balance(
+    lines: impl IntoIterator<Item = (MovementKind, Money)>,
+) -> BTreeMap<(Currency, Account), i64> {
+    let mut balances: BTreeMap<(Currency, Account), i64> = BTreeMap::new();
+    for (kind, amount) in lines {
+        let (debit, credit) = posting(kind);
+        let currency = amount.currency();
+        let minor = amount.minor_units();
+        let entry = balances.entry((currency, debit)).or_default();
+        *entry = entry.saturating_add(minor);
+        let entry = balances.entry((currency, credit)).or_default();
+        *entry = entry.saturating_sub(minor);
+    }
+    balances
+}
+
+/// Whether an order in `state` is reconciled: its money reached an
+/// explained end (paid, refunded, canceled, charged back) and nothing
+/// waits for the processor or for a person's decision about the order as
+/// a whole (`pending` and `authorized` wait; `suspect` and `mismatch`
+/// need a person).
+pub fn is_reconciled(state: OrderState) -> bool {
+    matches!(
+        state,
+        OrderState::Paid
+            | OrderState::PartiallyRefunded
+            | OrderState::Refunded
+            | OrderState::Canceled
+            | OrderState::Reversed
+    )
+}
+
+/// Whether a decision from `old` to `new` is the moment the order became
+/// reconciled (what the time-to-reconciled histogram observes, once per
+/// order: no state leads back out of the reconciled ones into a waiting
+/// one).
+pub fn reaches_reconciled(old: OrderState, new: OrderState) -> bool {
+    !is_reconciled(old) && is_reconciled(new)
+}
+
+#[cfg(test)]
+mod tests {
+    // Amounts in cents are written `units_cents` (100_00 is 100.00 EUR).
+    #![allow(clippy::inconsistent_digit_grouping)]
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn eur(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::parse("EUR").expect("EUR"))
+    }
+
+    #[test]
+    fn kinds_and_accounts_have_fixed_string_forms() {
+        assert_string_forms!(
+            MovementKind,
+            ["payment", "refund", "reversal", "chargeback", "fee"]
+        );
+        assert_string_forms!(
+            Account,
+            [
+                "clearing",
+                "revenue",
+                "refunds",
+                "reversals",
+                "chargebacks",
+                "fees"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_payment_refunded_then_charged_back_moves_three_times() {
+        let mut facts = OrderFacts::new(eur(100_00));
+        let before = facts.clone();
+        facts.payments.insert(
+            "A".into(),
+            PaymentFacts {
+                paid: 100_00,
+                ..PaymentFacts::default()
+            },
+        );
+        let paid = facts.clone();
+        assert_eq!(
+            movements(&before, &paid),
+            [Movement {
+                processor_ref: "A".into(),
+                kind: MovementKind::Payment,
+                amount: eur(100_00)
+            }]
+        );
+        facts.payments.get_mut("A").expect("A").refunded = 30_00;
+        let refunded = facts.clone();
+        assert_eq!(
+            movements(&paid, &refunded)
+                .iter()
+                .map(|m| (m.kind, m.amount.minor_units()))
+                .collect::<Vec<_>>(),
+            [(MovementKind::Refund, 30_00)]
+        );
+        facts.payments.get_mut("A").expect("A").reversed = true;
+        assert_eq!(
+            movements(&refunded, &facts)
+                .iter()
+                .map(|m| (m.kind, m.amount.minor_units()))
+                .collect::<Vec<_>>(),
+            [(MovementKind::Chargeback, 100_00)]
+        );
+        // Nothing moved: no movement.
+        assert!(movements(&facts, &facts).is_empty());
+    }
+
+    #[test]
+    fn a_refund_held_before_its_payment_moves_with_the_payment() {
+        let empty = OrderFacts::new(eur(50_00));
+        let mut held = empty.clone();
+        held.payments.insert(
+            "B".into(),
+            PaymentFacts {
+                refunded: 20_00,
+                reversed: true,
+                ..PaymentFacts::default()
+            },
+        );
+        assert!(movements(&empty, &held).is_empty(), "nothing counted yet");
+        let mut paid = held.clone();
+        paid.payments.get_mut("B").expect("B").paid = 50_00;
+        let moved: Vec<_> = movements(&held, &paid)
+            .iter()
+            .map(|m| (m.kind, m.amount.minor_units()))
+            .collect();
+        assert_eq!(
+            moved,
+            [
+                (MovementKind::Payment, 50_00),
+                (MovementKind::Refund, 20_00),
+                (MovementKind::Chargeback, 50_00)
+            ]
+        );
+    }
+
+    #[test]
+    fn net_subtracts_everything_that_went_out() {
+        let mut figures = Figures::default();
+        figures.add(MovementKind::Payment, 1000);
+        figures.add(MovementKind::Payment, 500);
+        figures.add(MovementKind::Refund, 200);
+        figures.add(MovementKind::Chargeback, 500);
+        figures.add(MovementKind::Fee, 45);
+        assert_eq!(figures.net(), 1000 + 500 - 200 - 500 - 45);
+        assert_eq!(figures.of(MovementKind::Payment), 1500);
+        figures.add(MovementKind::Reversal, 1000);
+        assert_eq!(figures.net(), -245);
+    }
+
+    #[test]
+    fn account_names_parse_with_defaults_and_refusals_that_say_how() {
+        let accounts =
+            JournalAccounts::parse("clearing=1150 Processor clearing, fees = 6150 Card fees")
+                .expect("parses");
+        assert_eq!(accounts.name(Account::Clearing), "1150 Processor clearing");
+        assert_eq!(accounts.name(Account::Fees), "6150 Card fees");
+        assert_eq!(accounts.name(Account::Revenue), "Sales revenue");
+        assert_eq!(accounts.given().count(), 2);
+        assert_eq!(
+            JournalAccounts::parse("").expect("empty"),
+            Default::default()
+        );
+        for (bad, says) in [
+            ("clearing", "ACCOUNT=NAME"),
+            ("bank=1000", "clearing, revenue"),
+            ("fees=", "1-100 characters"),
+            ("fees=a\tb", "control"),
+            ("fees=x,fees=y", "named twice"),
+        ] {
+            let err = JournalAccounts::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_reconciled_states_are_the_explained_ends() {
+        let reconciled: Vec<&str> = OrderState::ALL
+            .into_iter()
+            .filter(|s| is_reconciled(*s))
+            .map(OrderState::as_str)
+            .collect();
+        assert_eq!(
+            reconciled,
+            [
+                "paid",
+                "partially_refunded",
+                "refunded",
+                "canceled",
+                "reversed"
+            ]
+        );
+        assert!(reaches_reconciled(OrderState::Pending, OrderState::Paid));
+        assert!(reaches_reconciled(
+            OrderState::Authorized,
+            OrderState::Canceled
+        ));
+        assert!(!reaches_reconciled(OrderState::Paid, OrderState::Refunded));
+        assert!(!reaches_reconciled(
+            OrderState::Pending,
+            OrderState::Suspect
+        ));
+    }
+
+    /// One thing that can happen to a payment: what facts only grow by.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Authorize(usize),
+        Pay(usize),
+        Refund(usize, i64),
+        Reverse(usize),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let step = prop_oneof![
+            (0..3usize).prop_map(Step::Authorize),
+            (0..3usize).prop_map(Step::Pay),
+            (0..3usize, 1..20_000i64).prop_map(|(p, a)| Step::Refund(p, a)),
+            (0..3usize).prop_map(Step::Reverse),
+        ];
+        proptest::collection::vec(step, 0..24)
+    }
+
+    proptest! {
+        /// Whatever happens to an order's payments, in whatever order, its
+        /// movements are positive and sum to its figures, and their journal
+        /// lines balance with the clearing account holding the net.
+        #[test]
+        fn movements_sum_to_the_figures_and_the_journal_balances(steps in steps()) {
+            let expected = eur(10_000);
+            let mut facts = OrderFacts::new(expected);
+            let mut figures = Figures::default();
+            let mut lines = Vec::new();
+            for step in steps {
+                let before = facts.clone();
+                let refno = |p: usize| ["A", "B", "C"][p].to_owned();
+                let payment = |facts: &mut OrderFacts, p: usize| {
+                    facts.payments.entry(refno(p)).or_default().clone()
+                };
+                let mut p = match step {
+                    Step::Authorize(i) | Step::Pay(i) | Step::Refund(i, _) | Step::Reverse(i) => {
+                        (i, payment(&mut facts, i))
+                    }
+                };
+                match step {
+                    Step::Authorize(_) => p.1.authorized = true,
+                    Step::Pay(_) => p.1.paid = expected.minor_units(),
+                    Step::Refund(_, amount) => p.1.refunded += amount,
+                    Step::Reverse(_) => p.1.reversed = true,
+                }
+                facts.payments.insert(refno(p.0), p.1);
+                for movement in movements(&before, &facts) {
+                    prop_assert!(movement.amount.is_positive());
+                    figures.add(movement.kind, movement.amount.minor_units());
+                    lines.push((movement.kind, movement.amount));
+                }
+            }
+            prop_assert_eq!(figures.paid, facts.paid());
+            prop_assert_eq!(figures.refunded, facts.refunded());
+            prop_assert_eq!(figures.charged_back, facts.charged_back());
+            prop_assert_eq!(figures.reversed, 0);
+            let balances = trial_balance(lines);
+            prop_assert_eq!(balances.values().sum::<i64>(), 0);
+            let clearing = balances
+                .get(&(expected.currency(), Account::Clearing))
+                .copied()
+                .unwrap_or(0);
+            prop_assert_eq!(clearing, figures.net());
+        }
+    }
+}

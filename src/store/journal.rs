@@ -1,0 +1,195 @@
+//! Money movements: written with the ledger row that caused them, read
+//! back for `report --by event` and `export journal`.
+//!
+//! What a movement is, and how it is booked, is decided in
+//! [`crate::domain::journal`]; here it is stored (`money_movements`,
+//! append-only like the ledger, in the ledger row's transaction) and
+//! listed by time.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::reports::{ReportBasis, ReportPeriod};
+use super::schema::{money_movements, orders};
+use super::{Store, StoreError};
+use crate::domain::journal::{Movement, MovementKind, reaches_reconciled};
+use crate::domain::{Currency, Decision, Money};
+
+/// Writes the movements of one ledger row (the row of `notification_id`
+/// for order `order_id`, written just before in the same transaction).
+pub(super) async fn record(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    notification_id: i64,
+    moved: &[Movement],
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = moved
+        .iter()
+        .map(|m| row(order_id, notification_id, m))
+        .collect();
+    insert(conn, &rows).await
+}
+
+/// Writes the movements of many ledger rows with one statement (a batch):
+/// `(order id, notification id, movement)`.
+pub(super) async fn record_many(
+    conn: &mut AsyncPgConnection,
+    moved: &[(i64, i64, Movement)],
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = moved
+        .iter()
+        .map(|(order_id, notification_id, m)| row(*order_id, *notification_id, m))
+        .collect();
+    insert(conn, &rows).await
+}
+
+type NewRow = (
+    diesel::dsl::Eq<money_movements::order_id, i64>,
+    diesel::dsl::Eq<money_movements::notification_id, i64>,
+    diesel::dsl::Eq<money_movements::processor_ref, String>,
+    diesel::dsl::Eq<money_movements::kind, MovementKind>,
+    diesel::dsl::Eq<money_movements::amount_minor, i64>,
+    diesel::dsl::Eq<money_movements::currency, String>,
+);
+
+fn row(order_id: i64, notification_id: i64, m: &Movement) -> NewRow {
+    (
+        money_movements::order_id.eq(order_id),
+        money_movements::notification_id.eq(notification_id),
+        money_movements::processor_ref.eq(m.processor_ref.clone()),
+        money_movements::kind.eq(m.kind),
+        money_movements::amount_minor.eq(m.amount.minor_units()),
+        money_movements::currency.eq(m.amount.currency().as_str().to_owned()),
+    )
+}
+
+async fn insert(conn: &mut AsyncPgConnection, rows: &[NewRow]) -> Result<(), StoreError> {
+    // Chunks keep each statement far below PostgreSQL's bind limit.
+    for chunk in rows.chunks(5_000) {
+        diesel::insert_into(money_movements::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// How long after its creation (`order_created`) the order became
+/// reconciled, when `decision` is what made it so; `None` otherwise.
+pub(super) fn reconciled_after(
+    order_created: DateTime<Utc>,
+    decision: &Decision,
+) -> Option<std::time::Duration> {
+    reaches_reconciled(decision.old_state, decision.new_state)
+        .then(|| (Utc::now() - order_created).to_std().unwrap_or_default())
+}
+
+/// One movement as the journal lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalMovement {
+    /// When it moved: the time of its ledger row (or of the settlement
+    /// line, for a fee).
+    pub at: DateTime<Utc>,
+    /// The merchant's order reference (REFNOEXT).
+    pub order_ref: String,
+    /// The payment's processor reference (REFNO).
+    pub processor_ref: String,
+    pub kind: MovementKind,
+    /// Positive; the kind says which way it went.
+    pub amount: Money,
+}
+
+type MovementRow = (DateTime<Utc>, String, String, MovementKind, i64, String);
+
+impl Store {
+    /// The money movements whose time falls in `period` (its `by` is not
+    /// used: a journal is always by date), oldest first, fees from
+    /// settlement lines included ([`Store::fee_movements`]).
+    pub async fn journal_movements(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<Vec<JournalMovement>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut query = money_movements::table
+            .inner_join(orders::table)
+            .select((
+                money_movements::created_at,
+                orders::order_ref,
+                money_movements::processor_ref,
+                money_movements::kind,
+                money_movements::amount_minor,
+                money_movements::currency,
+            ))
+            .order((money_movements::created_at.asc(), money_movements::id.asc()))
+            .into_boxed();
+        if let Some(from) = period.from {
+            query = query.filter(money_movements::created_at.ge(from));
+        }
+        if let Some(to) = period.to {
+            query = query.filter(money_movements::created_at.lt(to));
+        }
+        let rows: Vec<MovementRow> = query.load(&mut conn).await?;
+        drop(conn);
+        let mut moved = rows
+            .into_iter()
+            .map(|(at, order_ref, processor_ref, kind, minor, currency)| {
+                let code = Currency::parse(&currency)
+                    .map_err(|err| StoreError::Invalid(format!("movement currency: {err}")))?;
+                Ok(JournalMovement {
+                    at,
+                    order_ref,
+                    processor_ref,
+                    kind,
+                    amount: Money::from_minor(minor, code),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let dated = ReportPeriod {
+            by: ReportBasis::Event,
+            ..*period
+        };
+        let fees = self.fee_movements(&dated).await?;
+        if !fees.is_empty() {
+            moved.extend(fees);
+            // Stable: movements of one instant keep their order.
+            moved.sort_by_key(|m| m.at);
+        }
+        Ok(moved)
+    }
+
+    /// The processor's fees as journal movements, one per settlement line
+    /// that carries a fee, dated by the line: settled in `period` (by
+    /// event), or for orders created in it (by created).
+    ///
+    /// Settlement lines arrive with `settlement import` (issue 12, item 3),
+    /// which is not in this version's schema yet: until it is, there is no
+    /// fee to book and this returns nothing. It is the one place fees come
+    /// from (the report's `fees` through [`Store::fees_by_currency`], the
+    /// journal's `fee` lines), and is wired to the settlement table when
+    /// that lands.
+    pub async fn fee_movements(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<Vec<JournalMovement>, StoreError> {
+        let _ = period;
+        Ok(Vec::new())
+    }
+
+    /// The processor's fees per currency in `period`, in minor units: the
+    /// report's `fees` figure, the sum of [`Store::fee_movements`] (which is
+    /// empty until settlement lines land, see there).
+    pub async fn fees_by_currency(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<BTreeMap<Currency, i64>, StoreError> {
+        let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
+        for fee in self.fee_movements(period).await? {
+            let sum = fees.entry(fee.amount.currency()).or_default();
+            *sum = sum.saturating_add(fee.amount.minor_units());
+        }
+        Ok(fees)
+    }
+}
