@@ -169,6 +169,25 @@ pub enum ReviewKind {
     /// A copy with the same signed values as an earlier notification but
     /// another meaning (field names changed): changed nothing.
     ConflictingCopy,
+    /// A settlement line the ledger does not know: settled, but no payment
+    /// with its processor reference or order reference (raised by
+    /// `settlement import`).
+    SettlementUnknown,
+    /// A settlement line for a known payment whose amount differs from the
+    /// ledger's by more than the tolerance (raised by `settlement import`).
+    SettlementAmountDiffers,
+    /// A payment paid but not settled after the configured number of days
+    /// (raised by the sweep).
+    UnsettledPayment,
+    /// A refund in the ledger that no settlement line debited after the
+    /// configured number of days (raised by the sweep).
+    RefundNotDebited,
+    /// A payout (one bank transfer for a batch) whose amount is not the sum
+    /// of its batch's net lines (raised by `settlement import --payouts`).
+    PayoutTotalDiffers,
+    /// An order still pending or authorized after the configured age: it
+    /// silently never completed (raised by the sweep).
+    StaleOrder,
 }
 
 /// A stored review kind name that this version does not know.

@@ -661,6 +661,12 @@ fn review_kinds_have_fixed_string_forms() {
             "unmatched_reversal",
             "late_repeat",
             "conflicting_copy",
+            "settlement_unknown",
+            "settlement_amount_differs",
+            "unsettled_payment",
+            "refund_not_debited",
+            "payout_total_differs",
+            "stale_order",
         ]
     );
 }
