@@ -119,7 +119,9 @@ pub mod money;
 pub mod pan;
 pub mod reconcile;
 pub mod repeats;
+pub mod settlement;
 pub mod status;
+pub mod sweep;
 pub mod tokenize;
 
 pub use money::{Currency, CurrencyError, Money, MoneyError};
