@@ -11,7 +11,9 @@ pub mod journal;
 pub mod orders;
 pub mod reports;
 pub mod schema;
+pub mod settlement;
 mod sql;
+pub mod sweep;
 
 use std::time::Duration;
 

@@ -801,15 +801,38 @@ impl Store {
     }
 
     /// Standing money (paid, less refunds, not charged back) of payments
-    /// that no settlement line has matched, per currency, in minor units.
-    ///
-    /// Settlement lines arrive with `settlement import` (issue 12, item 3),
-    /// which is not in this version's schema yet: until it is wired to the
-    /// settlement table, this returns nothing, so the `paid_unsettled`
-    /// gauge is absent rather than claiming that every payment is unsettled.
+    /// that no settlement line has settled and that the sweep found late
+    /// (their `unsettled_payment` item is open: paid more than
+    /// `settlement-days` ago), per currency, in minor units. Payments still
+    /// within their settlement delay are not at risk yet; a payment whose
+    /// item a person resolved is no longer counted either.
     pub async fn unsettled_by_currency(
         &self,
     ) -> Result<std::collections::BTreeMap<Currency, i64>, StoreError> {
-        Ok(std::collections::BTreeMap::new())
+        let mut conn = self.conn().await?;
+        let rows: Vec<RiskRow> = diesel::sql_query(
+            "SELECT o.currency, sum(p.paid_minor - CASE WHEN p.reversed THEN p.paid_minor \
+                                  ELSE least(p.refunded_minor, p.paid_minor) END)::int8 AS minor \
+             FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
+             WHERE p.paid_minor > 0 \
+               AND EXISTS (SELECT 1 FROM review_items AS r \
+                           WHERE r.kind = 'unsettled_payment' AND r.status = 'open' \
+                             AND r.order_ref = o.order_ref AND r.processor_ref = p.processor_ref) \
+               AND NOT EXISTS (SELECT 1 FROM settlement_lines AS l \
+                               WHERE l.payment_id = p.id AND l.kind = 'sale' \
+                                 AND l.status = 'matched') \
+             GROUP BY o.currency ORDER BY o.currency",
+        )
+        .load(&mut conn)
+        .await?;
+        let mut unsettled = std::collections::BTreeMap::new();
+        for row in rows {
+            if let Ok(currency) = Currency::parse(&row.currency)
+                && row.minor > 0
+            {
+                unsettled.insert(currency, row.minor);
+            }
+        }
+        Ok(unsettled)
     }
 }

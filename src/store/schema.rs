@@ -120,3 +120,40 @@ diesel::allow_tables_to_appear_in_same_query!(
     review_items,
     money_movements
 );
+
+diesel::table! {
+    settlement_lines (id) {
+        id -> Int8,
+        batch_id -> Text,
+        line_key -> Text,
+        occurrence -> Int4,
+        processor_ref -> Nullable<Text>,
+        order_ref -> Nullable<Text>,
+        kind -> Text,
+        gross_minor -> Int8,
+        fee_minor -> Int8,
+        net_minor -> Int8,
+        currency -> Text,
+        settled_at -> Timestamptz,
+        status -> Text,
+        matched_by -> Nullable<Text>,
+        payment_id -> Nullable<Int8>,
+        order_id -> Nullable<Int8>,
+        expected_minor -> Nullable<Int8>,
+        review_item_id -> Nullable<Int8>,
+        imported_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    settlement_payouts (id) {
+        id -> Int8,
+        batch_id -> Text,
+        currency -> Text,
+        paid_on -> Date,
+        amount_minor -> Int8,
+        lines_net_minor -> Int8,
+        review_item_id -> Nullable<Int8>,
+        imported_at -> Timestamptz,
+    }
+}
