@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::sweep::SweepPolicy;
 use crate::health::{self, Health};
 use crate::intake::{Intake, IntakeSettings};
 use crate::ipn::KeyRing;
@@ -58,6 +59,10 @@ pub struct AppConfig {
     /// How often the gauges read from the database and the broker are
     /// refreshed (`gauge-refresh-interval`).
     pub gauge_refresh: Duration,
+    /// How often the sweep runs and what it looks for (`sweep-interval`,
+    /// `stale-order-age`, `settlement-days`); `None`: no sweep (the demo
+    /// sweeps by itself).
+    pub sweep: Option<(Duration, SweepPolicy)>,
 }
 
 impl AppConfig {
@@ -90,6 +95,7 @@ impl AppConfig {
             ops_addr: Some(s.http_addr),
             close_timeout: s.close_timeout,
             gauge_refresh: s.gauge_refresh_interval,
+            sweep: Some((s.sweep_interval, loaded.sweep_policy())),
         })
     }
 
@@ -111,6 +117,7 @@ impl AppConfig {
             ops_addr: Some(s.http_addr),
             close_timeout: s.close_timeout,
             gauge_refresh: s.gauge_refresh_interval,
+            sweep: None,
         })
     }
 }
@@ -334,6 +341,9 @@ async fn run_worker(
         config.gauge_refresh,
         token.clone(),
     ));
+    if let Some((interval, policy)) = config.sweep {
+        tokio::spawn(sweep_every(store.clone(), interval, policy, token.clone()));
+    }
     let worker = Worker::new(
         Pipeline::new(config.pipeline.clone(), store),
         worker.clone(),
@@ -444,6 +454,37 @@ async fn refresh_gauges(
         }
     }
     publisher.close().await;
+}
+
+/// Sweeps every `interval` (the first time one interval after start):
+/// stale orders, unsettled payments, refunds not debited become review
+/// items. Every instance runs this task; the sweep's advisory lock lets one
+/// of them work at a time, and the others skip that round.
+async fn sweep_every(
+    store: Store,
+    interval: Duration,
+    policy: SweepPolicy,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match store.sweep(chrono::Utc::now(), &policy).await {
+            Ok(outcome) if outcome.ran => {
+                if !outcome.opened.is_empty() || outcome.closed > 0 {
+                    tracing::info!(
+                        opened = outcome.opened.len(),
+                        closed = outcome.closed,
+                        "sweep"
+                    );
+                }
+            }
+            Ok(_) => tracing::debug!("another instance is sweeping"),
+            Err(err) => tracing::warn!(error = %err, "sweep failed; trying again next round"),
+        }
+    }
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -29,6 +29,8 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::journal::JournalAccounts;
+use crate::domain::settlement::Tolerance;
+use crate::domain::sweep::SweepPolicy;
 use crate::domain::{Currency, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
@@ -175,6 +177,21 @@ pub struct Settings {
     /// The names of the journal's accounts (`ACCOUNT=NAME`); accounts not
     /// named keep their default names.
     pub journal_accounts: JournalAccountNames,
+
+    // --- Settlement and sweeps ---
+    /// How far a settlement line's amount may be from the ledger's and
+    /// still match (a decimal applied in each currency's minor units).
+    pub settlement_tolerance: SettlementTolerance,
+    /// Days after which a payment not settled, or a refund not debited,
+    /// becomes a review item.
+    pub settlement_days: u32,
+    /// How long an order may stay `pending` or `authorized` before it
+    /// becomes a `stale_order` review item.
+    #[serde(with = "humantime_serde")]
+    pub stale_order_age: Duration,
+    /// How often `serve` sweeps (one instance at a time).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
 }
 
 impl Default for Settings {
@@ -239,6 +256,12 @@ impl Default for Settings {
             gauge_refresh_interval: Duration::from_secs(15),
 
             journal_accounts: JournalAccountNames::default(),
+
+            settlement_tolerance: SettlementTolerance::default(),
+            // The processor settles within days; a week is late.
+            settlement_days: 7,
+            stale_order_age: Duration::from_secs(3 * 24 * 3600),
+            sweep_interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -409,6 +432,26 @@ impl<'de> Deserialize<'de> for JournalAccountNames {
         let text = comma_list(deserializer)?;
         JournalAccounts::parse(&text)
             .map(JournalAccountNames)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `settlement-tolerance`: a non-negative decimal amount (`0`, `0.01`),
+/// written as a string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettlementTolerance(pub Tolerance);
+
+impl Serialize for SettlementTolerance {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SettlementTolerance {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Tolerance::parse(&text)
+            .map(SettlementTolerance)
             .map_err(serde::de::Error::custom)
     }
 }
@@ -713,6 +756,7 @@ impl Loaded {
             ("concurrency", s.concurrency as u64),
             ("batch-size", s.batch_size as u64),
             ("intake-max-connections", s.intake_max_connections as u64),
+            ("settlement-days", u64::from(s.settlement_days)),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -731,6 +775,8 @@ impl Loaded {
             ("intake-body-timeout", s.intake_body_timeout),
             ("intake-idle-timeout", s.intake_idle_timeout),
             ("gauge-refresh-interval", s.gauge_refresh_interval),
+            ("stale-order-age", s.stale_order_age),
+            ("sweep-interval", s.sweep_interval),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -782,6 +828,16 @@ impl Loaded {
             .map_err(|err| self.invalid("amqp-queue", err))?;
         AmqpSettings::new(s.amqp_url.clone(), topology, s.publish_timeout)
             .map_err(|err| self.invalid("amqp-url", err))
+    }
+
+    /// When the sweep raises what never happened.
+    pub fn sweep_policy(&self) -> SweepPolicy {
+        let s = &self.settings;
+        SweepPolicy {
+            stale_order_age: chrono::Duration::from_std(s.stale_order_age)
+                .unwrap_or(chrono::Duration::MAX),
+            settlement_days: chrono::Duration::days(i64::from(s.settlement_days)),
+        }
     }
 
     /// How the worker consumes.
