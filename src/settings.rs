@@ -1260,6 +1260,47 @@ mod tests {
     }
 
     #[test]
+    fn settlement_and_sweep_settings_have_defaults_and_refuse_what_cannot_work() {
+        let text = defaults_as_text();
+        assert_eq!(text["settlement-tolerance"], "0");
+        assert_eq!(text["settlement-days"], "7");
+        assert_eq!(text["stale-order-age"], "3days");
+        assert_eq!(text["sweep-interval"], "5m");
+        let loaded = load(None, &[]).expect("defaults");
+        let policy = loaded.sweep_policy();
+        assert_eq!(policy.stale_order_age, chrono::Duration::days(3));
+        assert_eq!(policy.settlement_days, chrono::Duration::days(7));
+        let config = file(
+            "settlement-tolerance = \"0.01\"\nsettlement-days = 10\nstale-order-age = \"36h\"\n",
+        );
+        let loaded = load(Some(config.path()), &[flag("sweep-interval", "1m")]).expect("loads");
+        let eur = crate::domain::Currency::parse("EUR").expect("EUR");
+        assert_eq!(loaded.settings.settlement_tolerance.0.minor_in(eur), 1);
+        assert_eq!(
+            loaded.sweep_policy().settlement_days,
+            chrono::Duration::days(10)
+        );
+        assert_eq!(
+            loaded.sweep_policy().stale_order_age,
+            chrono::Duration::hours(36)
+        );
+        assert_eq!(loaded.settings.sweep_interval, Duration::from_secs(60));
+        for (key, value, says) in [
+            ("settlement-tolerance", "-0.01", "non-negative decimal"),
+            ("settlement-tolerance", "0.0000001", "at most 6 decimals"),
+            ("settlement-days", "0", "at least 1"),
+            ("stale-order-age", "0s", "longer than 0s"),
+            ("sweep-interval", "0s", "longer than 0s"),
+        ] {
+            let err = load(None, &[flag(key, value)]).expect_err(key).to_string();
+            assert!(
+                err.contains(key) && err.contains(says),
+                "{key}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn journal_accounts_come_as_a_list_and_keep_the_defaults() {
         use crate::domain::journal::Account;
         let loaded = load(
