@@ -604,11 +604,17 @@ fn parse_line(
         )
     })?;
     let code = currency(field("currency"))?;
-    let gross = amount("gross", field("gross"), code)?;
-    let fee = match field("fee").trim() {
+    let mut gross = amount("gross", field("gross"), code)?;
+    let mut fee = match field("fee").trim() {
         "" => Money::zero(code),
         text => amount("fee", text, code)?,
     };
+    // A fee line written as money out (gross -25.00, no fee) is a fee of
+    // 25.00: the books count it as one either way, the net is the same.
+    if kind == LineKind::Fee && fee.minor_units() == 0 && gross.is_negative() {
+        fee = gross.abs();
+        gross = Money::zero(code);
+    }
     let computed = gross
         .checked_sub(&fee)
         .ok_or_else(|| "gross − fee is out of range".to_owned())?;
@@ -1199,6 +1205,17 @@ mod tests {
         assert_eq!(lines[2].order_ref, None);
         assert_eq!(lines[3].kind, LineKind::Fee);
         assert_eq!(lines[3].net.minor_units(), -5_00);
+        // A fee written as money out is the same fee.
+        let other =
+            parse(&format!("{HEADER}B1,,,fee,-5.00,0,-5.00,EUR,2026-11-30\n")).expect("parses");
+        assert_eq!(
+            (
+                other[0].gross.minor_units(),
+                other[0].fee.minor_units(),
+                other[0].net.minor_units()
+            ),
+            (0, 5_00, -5_00)
+        );
     }
 
     #[test]
