@@ -11,7 +11,9 @@
 //!
 //! Each cause is raised once: an item of the same kind for the same order
 //! and payment that exists already (open, or resolved by a person) is not
-//! opened again.
+//! opened again. The store leaves out of [`SweepFacts::raised`] the items
+//! the system closed because their cause went away, so a cause that comes
+//! back (a later refund of the same payment, not debited) is raised again.
 
 use std::collections::HashSet;
 

@@ -5,7 +5,10 @@
 //! The transaction first tries a PostgreSQL advisory lock
 //! ([`SWEEP_LOCK`]): an instance that does not get it skips this round
 //! (another is sweeping), it does not wait. Opening is idempotent anyway:
-//! an item is opened only for a cause that never had one, and a partial
+//! an item is opened only for a cause that has no open item and none a
+//! person resolved (one the system closed because its cause went away may
+//! be raised again if the cause comes back: a later refund not debited),
+//! and a partial
 //! unique index keeps one open item per cause even against a writer that
 //! ignores the lock.
 
@@ -121,9 +124,10 @@ async fn sweep_in(
     let kinds: Vec<&str> = SWEEP_KINDS.iter().map(|k| k.as_str()).collect();
     let items: Vec<ItemRow> = diesel::sql_query(
         "SELECT id, kind, order_ref, processor_ref, status FROM review_items \
-         WHERE kind = ANY($1)",
+         WHERE kind = ANY($1) AND (status = 'open' OR resolved_by IS DISTINCT FROM $2)",
     )
     .bind::<Array<Text>, _>(&kinds)
+    .bind::<Text, _>(SYSTEM_RESOLVER)
     .load(conn)
     .await?;
     let mut facts = SweepFacts::default();
