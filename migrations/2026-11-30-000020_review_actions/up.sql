@@ -85,7 +85,7 @@ CREATE TRIGGER review_items_resolved_final BEFORE UPDATE ON review_items
 -- A person's action that changes an order (a refund made outside the
 -- processor) is a ledger row without a notification: it names its
 -- resolution instead. Exactly one of the two. (Its money movements follow
--- in 000031: money_movements is created by 000030, after this one.)
+-- in 000032: money_movements is created by 000030, after this one.)
 ALTER TABLE order_events
     ALTER COLUMN notification_id DROP NOT NULL,
     ADD COLUMN resolution_id BIGINT REFERENCES review_resolutions (id),

@@ -189,7 +189,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
 /// An action that does not fit the item's kind. The message lists the
 /// ones that do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{action} does not fit a {kind} item; allowed: {}", list(allowed_actions(*kind)))]
+#[error("{action} does not fit an item of kind {kind}; allowed: {}", list(allowed_actions(*kind)))]
 pub struct Misfit {
     pub kind: ReviewKind,
     pub action: ReviewAction,
@@ -371,7 +371,7 @@ mod tests {
         let err = effect(ReviewKind::LateRepeat, LinkOrder).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "link_order does not fit a late_repeat item; allowed: apply_repeat, dismiss"
+            "link_order does not fit an item of kind late_repeat; allowed: apply_repeat, dismiss"
         );
         assert_eq!(err.allowed(), &[ApplyRepeat, Dismiss]);
         let err = effect(ReviewKind::OrphanPayment, ApplyRepeat).unwrap_err();

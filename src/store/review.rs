@@ -535,26 +535,37 @@ fn add(total: Option<Money>, more: Option<Money>) -> Option<Money> {
     }
 }
 
-/// The money an item is about, for a write-off: its notification's
-/// amount, or what its payment still holds (paid, not refunded or charged
-/// back).
+/// The amount of an item's notification (a repeat's refund, an orphan's
+/// payment), when it has one.
+async fn notification_amount(
+    conn: &mut AsyncPgConnection,
+    item: &LockedItem,
+) -> Result<Option<Money>, ResolveError> {
+    let Some(notification_id) = item.notification_id else {
+        return Ok(None);
+    };
+    let row: Option<(Option<i64>, Option<String>)> = notifications::table
+        .find(notification_id)
+        .select((notifications::amount_minor, notifications::currency))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match row {
+        Some((Some(minor), Some(code))) => Currency::parse(&code)
+            .ok()
+            .map(|currency| Money::from_minor(minor.abs(), currency)),
+        _ => None,
+    })
+}
+
+/// The money an item is about, for a write-off: for an item about a
+/// payment of a known order, the refunds above the payment (over-refunded)
+/// or what the payment still holds (paid, not refunded or charged back);
+/// otherwise its notification's amount (an orphan's payment).
 async fn at_stake(
     conn: &mut AsyncPgConnection,
     item: &LockedItem,
 ) -> Result<Option<Money>, ResolveError> {
-    if let Some(notification_id) = item.notification_id {
-        let row: Option<(Option<i64>, Option<String>)> = notifications::table
-            .find(notification_id)
-            .select((notifications::amount_minor, notifications::currency))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((Some(minor), Some(code))) = row
-            && let Ok(currency) = Currency::parse(&code)
-        {
-            return Ok(Some(Money::from_minor(minor.abs(), currency)));
-        }
-    }
     if let (Some(order_ref), Some(refno)) = (&item.order_ref, &item.processor_ref) {
         let row: Option<(String, i64, i64, bool)> = payments::table
             .inner_join(orders::table)
@@ -571,13 +582,18 @@ async fn at_stake(
             .optional()?;
         if let Some((code, paid, refunded, reversed)) = row
             && let Ok(currency) = Currency::parse(&code)
-            && !reversed
-            && paid > refunded
         {
-            return Ok(Some(Money::from_minor(paid - refunded, currency)));
+            let minor = if paid > 0 && refunded > paid {
+                refunded - paid
+            } else if paid > 0 && !reversed {
+                paid - refunded
+            } else {
+                0
+            };
+            return Ok((minor > 0).then(|| Money::from_minor(minor, currency)));
         }
     }
-    Ok(None)
+    notification_amount(conn, item).await
 }
 
 /// One resolution being carried out.
@@ -655,7 +671,7 @@ impl Run<'_> {
             let notification_id = item
                 .notification_id
                 .ok_or(ResolveError::NoNotification(item.id))?;
-            let amount = at_stake(conn, item).await?;
+            let amount = notification_amount(conn, item).await?;
             self.resolve(conn, item, amount).await?;
             total = add(total, amount);
             let report = apply_repeat(conn, notification_id, self.by, &self.request.policy)
