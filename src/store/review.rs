@@ -1175,6 +1175,19 @@ impl Store {
         }))
     }
 
+    /// Resolutions so far per action (the `review_resolutions` gauge), in
+    /// action order.
+    pub async fn resolutions_by_action(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        use diesel::dsl::count_star;
+        let mut conn = self.conn().await?;
+        Ok(review_resolutions::table
+            .group_by(review_resolutions::action)
+            .select((review_resolutions::action, count_star()))
+            .order(review_resolutions::action.asc())
+            .load(&mut conn)
+            .await?)
+    }
+
     /// The resolution ledger, oldest first (all of it, or one item's).
     pub async fn review_resolutions(
         &self,
