@@ -151,8 +151,9 @@ or --status or another usage error, invalid configuration, 3 the database cannot
         ungrouped: bool,
         /// table: for people; csv: columns id,status,kind,order_ref,
         /// processor_ref,created_at,details,resolved_at,resolved_by,
-        /// resolution_note,count,item_ids (a group's line is its newest
-        /// item's, count its items, item_ids their ids separated by spaces);
+        /// resolution_note,count,item_ids,resolution_action (a group's line
+        /// is its newest item's, count its items, item_ids their ids
+        /// separated by spaces);
         /// json: a list of objects with the same names (item_ids a list).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
@@ -270,6 +271,7 @@ fn review_action_parser() -> impl TypedValueParser<Value = ReviewAction> {
     )
     .try_map(|text| match text.as_str() {
         "note" => Ok(ReviewAction::Dismiss),
+        "apply-repeat" => Ok(ReviewAction::ApplyRepeat),
         other => ReviewAction::parse(other),
     })
 }
@@ -529,7 +531,7 @@ fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::
 
 /// The columns of `review list --format csv` (and the keys of its JSON).
 /// Stable: new ones are added at the end.
-pub const REVIEW_CSV_COLUMNS: [&str; 12] = [
+pub const REVIEW_CSV_COLUMNS: [&str; 13] = [
     "id",
     "status",
     "kind",
@@ -542,6 +544,7 @@ pub const REVIEW_CSV_COLUMNS: [&str; 12] = [
     "resolution_note",
     "count",
     "item_ids",
+    "resolution_action",
 ];
 
 fn write_review_csv(out: impl Write, groups: &[ReviewGroup]) -> Result<(), csv::Error> {
@@ -567,6 +570,7 @@ fn write_review_csv(out: impl Write, groups: &[ReviewGroup]) -> Result<(), csv::
             item.resolution_note.as_deref().unwrap_or(""),
             &group.count.to_string(),
             &ids.join(" "),
+            item.resolution_action.as_deref().unwrap_or(""),
         ])?;
     }
     csv.flush()?;
@@ -609,10 +613,11 @@ fn write_review_table(out: &mut impl Write, groups: &[ReviewGroup]) -> std::io::
         if let Some(at) = &item.resolved_at {
             writeln!(
                 out,
-                "{:<7} resolved {} by {}: {}",
+                "{:<7} resolved {} by {} ({}): {}",
                 "",
                 table_time(at),
                 item.resolved_by.as_deref().unwrap_or("-"),
+                item.resolution_action.as_deref().unwrap_or("-"),
                 item.resolution_note.as_deref().unwrap_or("-")
             )?;
         }

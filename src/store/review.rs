@@ -72,6 +72,9 @@ pub struct ReviewItem {
     pub resolved_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    /// The action it was resolved with ([`ReviewAction`], or
+    /// `closed_by_system`); none while open.
+    pub resolution_action: Option<String>,
 }
 
 /// Open items of one kind for one order, listed as one line: the newest
@@ -158,7 +161,8 @@ impl Store {
     ) -> Result<Vec<ReviewItem>, StoreError> {
         let mut conn = self.conn().await?;
         let mut query = review_items::table
-            .select(ITEM_COLUMNS)
+            .left_join(review_resolutions::table)
+            .select(item_columns())
             .order(review_items::id.desc())
             .into_boxed();
         match status {
@@ -213,7 +217,9 @@ impl Store {
     }
 }
 
-const ITEM_COLUMNS: (
+/// The columns of a [`ReviewItem`], from `review_items` left-joined with
+/// its resolution.
+type ItemColumns = (
     review_items::id,
     review_items::kind,
     review_items::order_ref,
@@ -224,18 +230,24 @@ const ITEM_COLUMNS: (
     review_items::resolved_by,
     review_items::resolved_at,
     review_items::created_at,
-) = (
-    review_items::id,
-    review_items::kind,
-    review_items::order_ref,
-    review_items::processor_ref,
-    review_items::details,
-    review_items::status,
-    review_items::resolution_note,
-    review_items::resolved_by,
-    review_items::resolved_at,
-    review_items::created_at,
+    diesel::dsl::Nullable<review_resolutions::action>,
 );
+
+fn item_columns() -> ItemColumns {
+    (
+        review_items::id,
+        review_items::kind,
+        review_items::order_ref,
+        review_items::processor_ref,
+        review_items::details,
+        review_items::status,
+        review_items::resolution_note,
+        review_items::resolved_by,
+        review_items::resolved_at,
+        review_items::created_at,
+        review_resolutions::action.nullable(),
+    )
+}
 
 /// What a person asks for: resolve item `item_id` with `action`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1006,8 +1018,9 @@ impl Store {
     pub async fn review_detail(&self, id: i64) -> Result<Option<ReviewDetail>, StoreError> {
         let mut conn = self.conn().await?;
         let item: Option<ReviewItem> = review_items::table
-            .find(id)
-            .select(ITEM_COLUMNS)
+            .left_join(review_resolutions::table)
+            .filter(review_items::id.eq(id))
+            .select(item_columns())
             .first(&mut conn)
             .await
             .optional()?;

@@ -133,6 +133,7 @@ diesel::joinable!(money_movements -> orders (order_id));
 diesel::joinable!(payments -> orders (order_id));
 diesel::joinable!(order_events -> notifications (notification_id));
 diesel::joinable!(review_items -> notifications (notification_id));
+diesel::joinable!(review_resolutions -> review_items (review_item_id));
 diesel::allow_tables_to_appear_in_same_query!(
     orders,
     payments,

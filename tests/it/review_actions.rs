@@ -759,7 +759,14 @@ async fn the_command_line_resolves_with_actions_and_says_why_not() {
     }
     cli(&db).args(["review", "show", "999999"]).assert().code(1);
 
-    // The old spelling still works: --action note is a dismissal.
+    // The old spellings still work: apply-repeat is taken (exit 1, no such
+    // item, rather than 2, an unknown action), and --action note is a
+    // dismissal.
+    cli(&db)
+        .args(["review", "resolve", "999999", "--action", "apply-repeat"])
+        .args(["--by", "finance-42", "--note", "x"])
+        .assert()
+        .code(1);
     let chargeback = fixture_item(&db, "reversed_after_payment").to_string();
     cli(&db)
         .args(["review", "resolve", &chargeback, "--action", "note"])
