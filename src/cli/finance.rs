@@ -680,9 +680,10 @@ fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::
         }
         writeln!(out)?;
     }
-    match &detail.order {
-        None => writeln!(out, "\n(no such order in the books)")?,
-        Some(order) => {
+    match (&detail.order, &item.order_ref) {
+        (None, None) => writeln!(out, "\n(the item names no order)")?,
+        (None, Some(order_ref)) => writeln!(out, "\n(no order {order_ref} in the books)")?,
+        (Some(order), _) => {
             writeln!(out)?;
             super::orders::write_order(out, order)?;
         }

@@ -104,7 +104,7 @@ impl Default for RetryBounds {
 }
 
 impl RetryBounds {
-    fn backoff(&self) -> ExponentialBuilder {
+    pub(super) fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)

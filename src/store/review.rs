@@ -21,8 +21,11 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
+use backon::Retryable;
+
 use super::apply::{
-    ApplyReport, OrderRow, apply_repeat, decide_and_write, load_facts, stored_event, write_facts,
+    ApplyReport, OrderRow, RetryBounds, apply_repeat, decide_and_write, load_facts, stored_event,
+    write_facts,
 };
 use super::orders::OrderView;
 use super::reports::rfc3339;
@@ -417,7 +420,8 @@ impl Store {
     ///    ledger row with its money movements, through the same writes as
     ///    a notification's, so the report and the journal stay equal.
     ///
-    /// Nothing is written when it fails.
+    /// Nothing is written when it fails. Transient database errors (a
+    /// deadlock with a worker, a lost connection) are retried, bounded.
     pub async fn resolve_review(
         &self,
         request: &ResolveRequest,
@@ -437,10 +441,18 @@ impl Store {
             check_free_text("the order reference", order_ref)
                 .map_err(|e| ResolveError::PersonalData(e.to_string()))?;
         }
-        let mut conn = self.conn().await?;
-        conn.transaction::<_, ResolveError, _>(async |conn| {
-            resolve_in(conn, request, by, note).await
+        // A deadlock with a worker applying a notification to the same
+        // order, or a lost connection, is retried like a notification's
+        // apply: the transaction wrote nothing.
+        (|| async {
+            let mut conn = self.conn().await?;
+            conn.transaction::<_, ResolveError, _>(async |conn| {
+                resolve_in(conn, request, by, note).await
+            })
+            .await
         })
+        .retry(RetryBounds::default().backoff())
+        .when(|err: &ResolveError| matches!(err, ResolveError::Store(e) if e.is_transient()))
         .await
     }
 }
