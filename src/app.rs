@@ -425,6 +425,10 @@ async fn refresh_gauges(
             }
             Err(err) => tracing::debug!(error = %err, "cannot count open review items"),
         }
+        match store.resolutions_by_action().await {
+            Ok(counts) => metrics.set_review_resolutions(&counts),
+            Err(err) => tracing::debug!(error = %err, "cannot count review resolutions"),
+        }
         match store.money_at_risk().await {
             Ok(risks) => {
                 let amounts: Vec<(String, String, u32, i64)> = risks

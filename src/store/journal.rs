@@ -33,6 +33,31 @@ pub(super) async fn record(
     insert(conn, &rows).await
 }
 
+/// Writes the movements of a person's action (a ledger row of order
+/// `order_id` that names review resolution `resolution_id` instead of a
+/// notification, written just before in the same transaction).
+pub(super) async fn record_for_resolution(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    resolution_id: i64,
+    moved: &[Movement],
+) -> Result<(), StoreError> {
+    for m in moved {
+        diesel::insert_into(money_movements::table)
+            .values((
+                money_movements::order_id.eq(order_id),
+                money_movements::resolution_id.eq(resolution_id),
+                money_movements::processor_ref.eq(&m.processor_ref),
+                money_movements::kind.eq(m.kind),
+                money_movements::amount_minor.eq(m.amount.minor_units()),
+                money_movements::currency.eq(m.amount.currency().as_str()),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Writes the movements of many ledger rows with one statement (a batch):
 /// `(order id, notification id, movement)`.
 pub(super) async fn record_many(

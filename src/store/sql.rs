@@ -160,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn review_actions_are_what_review_resolutions_action_allows() {
+        // Besides the actions a person takes: the system closing an item,
+        // and resolutions made before actions existed.
+        let sql = migrations_sql();
+        let mut actions = strings(
+            crate::domain::review::ReviewAction::ALL
+                .map(crate::domain::review::ReviewAction::as_str),
+        );
+        actions.extend(strings(["closed_by_system", "note"]));
+        assert_eq!(actions, check_values(&sql, "review_resolutions", "action"));
+    }
+
+    #[test]
     fn effects_are_what_order_events_effect_allows() {
         let sql = migrations_sql();
         let effects = strings(Effect::ALL.map(Effect::as_str));

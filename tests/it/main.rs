@@ -22,6 +22,7 @@ mod ipn_vectors;
 mod journal;
 mod operators;
 mod outages;
+mod review_actions;
 mod settlement;
 mod simulate_cli;
 mod simulate_replay;
