@@ -9,6 +9,7 @@
 //! operational failure (database, broker, files).
 
 pub mod args;
+mod bench;
 mod check;
 mod demo;
 mod export;
@@ -120,6 +121,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// Simulate the payment processor: seeded, reproducible notifications
     /// for N orders with anomalies, the orders CSV and the expected states.
     Simulate(simulate::SimulateArgs),
+    /// Measure the worker (drain rate, latencies, peak RSS) beside the
+    /// broker's and the database's ceilings, from one run; `bench intake`
+    /// measures the intake under wrk.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// An error that ends a command, with the exit code it means. Commands
@@ -213,6 +218,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         Command::Simulate(args) => simulate::run(config, args),
+        Command::Bench(args) => bench::run(*args),
     }
 }
 

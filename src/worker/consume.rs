@@ -412,7 +412,7 @@ async fn conclude(
         if matches!(judged, Ok(ref report) if report.outcome != crate::domain::Outcome::OrderNotFound)
         {
             let latency = (Utc::now() - meta.received_at).num_milliseconds() as f64 / 1000.0;
-            context.metrics.commit_latency_seconds.observe(latency.max(0.0));
+            context.metrics.observe_commit_latency(latency.max(0.0));
         }
         super::settle::settle(context, delivery, &meta, &digest, decided).await;
     }
