@@ -89,7 +89,7 @@ fn throughput(
         .map(|p| p.1)
         .chain([broker, database])
         .fold(1.0, f64::max)
-        * 1.15;
+        * 1.45;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 15))
         .margin(12)
@@ -98,6 +98,7 @@ fn throughput(
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc(x_desc)
         .y_desc("notifications/s")
         .y_label_formatter(&|y| format!("{y:.0}"))
@@ -125,7 +126,7 @@ fn throughput(
     chart.draw_series(worker.iter().map(|p| Circle::new(*p, 4, WORKER.filled())))?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
@@ -151,7 +152,7 @@ fn latency(
         .map(|b| b.1)
         .chain([TARGET_P99_MS])
         .fold(1.0, f64::max)
-        * 1.15;
+        * 1.3;
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!("publish-to-commit latency at {}/s offered", offered.rate),
@@ -164,6 +165,7 @@ fn latency(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .x_labels(0)
         .y_desc("milliseconds")
         .y_label_formatter(&|y| format!("{y:.0}"))
@@ -188,7 +190,7 @@ fn latency(
         .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BROKER.stroke_width(1)));
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
