@@ -16,11 +16,13 @@
 //! - [`app`]: the daemon assembled from its settings (startup, shutdown);
 //! - [`simulate`]: a seeded processor simulator with known expectations;
 //! - [`demo`]: the whole system in one process, for newcomers;
+//! - [`bench`]: throughput and latency beside same-run ceilings;
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod domain;

@@ -109,6 +109,10 @@ pub struct Metrics {
     pub order_to_reconciled_seconds: Histogram,
     /// Messages handled so far, whatever became of them (tests, logs).
     handled: Arc<AtomicU64>,
+    /// Every commit latency, in seconds, when kept (`bench`): the
+    /// histogram's buckets double, too coarse to say whether a p99 is under
+    /// 50 ms. `None` (the daemon) keeps nothing.
+    commit_samples: Arc<std::sync::Mutex<Option<Vec<f64>>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -284,6 +288,7 @@ impl Metrics {
             money_at_risk_minor_units,
             order_to_reconciled_seconds,
             handled: Arc::new(AtomicU64::new(0)),
+            commit_samples: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -396,6 +401,34 @@ impl Metrics {
     /// Deliveries handled (acked, retried, parked or returned) so far.
     pub fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Keeps every commit latency from now on, for
+    /// [`Metrics::commit_latencies`] (`bench`).
+    pub fn keep_commit_latencies(&self) {
+        let mut samples = self.lock_samples();
+        samples.get_or_insert_with(Vec::new);
+    }
+
+    /// The commit latencies kept so far, in seconds, in the order observed.
+    pub fn commit_latencies(&self) -> Vec<f64> {
+        self.lock_samples().clone().unwrap_or_default()
+    }
+
+    /// Observes the time from the intake's receipt to the commit of one
+    /// notification (the histogram, and the sample when kept).
+    pub(crate) fn observe_commit_latency(&self, seconds: f64) {
+        self.commit_latency_seconds.observe(seconds);
+        if let Some(samples) = self.lock_samples().as_mut() {
+            samples.push(seconds);
+        }
+    }
+
+    fn lock_samples(&self) -> std::sync::MutexGuard<'_, Option<Vec<f64>>> {
+        match self.commit_samples.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! operational failure (database, broker, files).
 
 pub mod args;
+mod bench;
 mod check;
 mod demo;
 mod export;
@@ -130,6 +131,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// become review items (once per cause); items whose cause went away
     /// are closed. `serve` does it every sweep-interval.
     Sweep(settlement::SweepArgs),
+    /// Measure the worker (drain rate, latencies, peak RSS) beside the
+    /// broker's and the database's ceilings, from one run; `bench intake`
+    /// measures the intake under wrk.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// An error that ends a command, with the exit code it means. Commands
@@ -225,6 +230,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Simulate(args) => simulate::run(config, args),
         Command::Settlement(command) => settlement::run(config, command),
         Command::Sweep(args) => settlement::sweep(config, args),
+        Command::Bench(args) => bench::run(*args),
     }
 }
 

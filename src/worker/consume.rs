@@ -114,21 +114,32 @@ pub(crate) async fn session(
     // latest (a quiet system keeps its latency low).
     let mut pending: Vec<Delivery> = Vec::new();
     let mut due = tokio::time::Instant::now();
+    // Whether the pending batch may go: full, or waited `batch_wait`.
+    // It goes once a permit is free; until then it keeps filling up to
+    // `batch_size`, so that under load (every permit busy) batches grow by
+    // themselves instead of leaving one after the other half empty, each
+    // paying a whole transaction (measured with `bench`: at 1,000/s offered
+    // a 5 ms wait closed batches of about 5, which drained slower than
+    // they arrived).
+    let mut ready = false;
     loop {
         let next = tokio::select! {
             biased;
             // Deliveries collected but not started stay unacked and return
             // to the queue when the channel closes.
             () = token.cancelled() => return stop(connection, channel).await,
-            () = tokio::time::sleep_until(due), if !pending.is_empty() => {
+            // The semaphore is never closed.
+            Ok(permit) = permits.clone().acquire_owned(), if ready => {
                 let batch = std::mem::take(&mut pending);
-                let Some(permit) = permit(permits, token).await else {
-                    return stop(connection, channel).await;
-                };
+                ready = false;
                 tracker.spawn(handle_batch(context.clone(), batch, permit));
                 continue;
             }
-            next = consumer.next() => next,
+            () = tokio::time::sleep_until(due), if !pending.is_empty() && !ready => {
+                ready = true;
+                continue;
+            }
+            next = consumer.next(), if pending.len() < batch_size => next,
         };
         match next {
             Some(Ok(delivery)) if batch_size == 1 => {
@@ -143,11 +154,7 @@ pub(crate) async fn session(
                 }
                 pending.push(delivery);
                 if pending.len() >= batch_size {
-                    let batch = std::mem::take(&mut pending);
-                    let Some(permit) = permit(permits, token).await else {
-                        return stop(connection, channel).await;
-                    };
-                    tracker.spawn(handle_batch(context.clone(), batch, permit));
+                    ready = true;
                 }
             }
             Some(Err(err)) => {
@@ -412,7 +419,7 @@ async fn conclude(
         if matches!(judged, Ok(ref report) if report.outcome != crate::domain::Outcome::OrderNotFound)
         {
             let latency = (Utc::now() - meta.received_at).num_milliseconds() as f64 / 1000.0;
-            context.metrics.commit_latency_seconds.observe(latency.max(0.0));
+            context.metrics.observe_commit_latency(latency.max(0.0));
         }
         super::settle::settle(context, delivery, &meta, &digest, decided).await;
     }
