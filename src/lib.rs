@@ -16,12 +16,14 @@
 //! - [`app`]: the daemon assembled from its settings (startup, shutdown);
 //! - [`simulate`]: a seeded processor simulator with known expectations;
 //! - [`demo`]: the whole system in one process, for newcomers;
+//! - [`console`]: the finance console, an authenticated web page;
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod export;

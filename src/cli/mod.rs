@@ -10,6 +10,7 @@
 
 pub mod args;
 mod check;
+mod console;
 mod demo;
 mod export;
 mod finance;
@@ -120,6 +121,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// Simulate the payment processor: seeded, reproducible notifications
     /// for N orders with anomalies, the orders CSV and the expected states.
     Simulate(simulate::SimulateArgs),
+    /// The finance console, a web page over the books: run it alone
+    /// (`console --console-addr ADDR`; `serve --console-addr` runs it in the
+    /// daemon), and manage its users (`console user add|disable`).
+    Console(Box<console::ConsoleArgs>),
 }
 
 /// An error that ends a command, with the exit code it means. Commands
@@ -213,6 +218,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         Command::Simulate(args) => simulate::run(config, args),
+        Command::Console(args) => console::run(config, *args),
     }
 }
 

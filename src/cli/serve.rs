@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::{
-    self, BrokerFlags, ConfigFile, DatabaseFlags, IntakeFlags, NotificationFlags, OperationsFlags,
-    WorkerFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
+    OperationsFlags, WorkerFlags,
 };
 use super::{CliResult, block_on, settings_error};
 use crate::app::{AppConfig, Application, shutdown_signal};
@@ -28,6 +28,8 @@ pub struct ServeArgs {
     pub intake: IntakeFlags,
     #[command(flatten)]
     pub operations: OperationsFlags,
+    #[command(flatten)]
+    pub console: ConsoleFlags,
 }
 
 /// Runs until SIGTERM or SIGINT, then drains. Exit 0 after a clean drain;
@@ -42,6 +44,7 @@ pub fn run(config: &ConfigFile, args: ServeArgs) -> CliResult {
             &args.worker,
             &args.intake,
             &args.operations,
+            &args.console,
         ],
     )
     .map_err(settings_error)?;
