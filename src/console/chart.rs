@@ -86,7 +86,9 @@ fn render_currency(currency: Currency, days: &[&DailyMoney]) -> Markup {
                 @if low < 0 {
                     text.axis x=(LEFT - 6) y=(HEIGHT - BOTTOM) text-anchor="end" { (amount(low)) }
                 }
-                line.zero x1=(LEFT) y1=(zero) x2=(WIDTH) y2=(zero);
+                // Closed explicitly: in HTML, an SVG element written `<line>`
+                // would hold everything after it.
+                line.zero x1=(LEFT) y1=(zero) x2=(WIDTH) y2=(zero) {}
                 @for (i, day) in days.iter().enumerate() {
                     @let x0 = LEFT + i64::try_from(i).unwrap_or(0) * slot + bar / 2;
                     @for (s, (class, name)) in SERIES.iter().enumerate() {

@@ -11,6 +11,7 @@ mod cli_check;
 mod cli_finance;
 mod cli_ipn;
 mod cli_reconcile;
+mod console_browser;
 mod console_http;
 mod demo;
 mod finance_metrics;

@@ -13,7 +13,6 @@ use ipn_reconciler::console::auth::{SessionPolicy, hash_password};
 use ipn_reconciler::console::{Clock, Console, ConsoleSettings, ManualClock};
 use ipn_reconciler::domain::PseudonymKey;
 use ipn_reconciler::pipeline::Pipeline;
-use ipn_reconciler::store::Store;
 use ipn_reconciler::store::console::ConsoleRole;
 use tokio_util::sync::CancellationToken;
 
@@ -24,20 +23,28 @@ use super::{TestDb, fixture_files, repo_path};
 pub const RESOLVER: (&str, &str) = ("alice", "alice-password-123");
 pub const VIEWER: (&str, &str) = ("victor", "victor-password-456");
 
-#[allow(dead_code)] // `store` and `queue` serve the browser tests
 pub struct TestConsole {
     pub db: TestDb,
-    pub store: Store,
     pub addr: SocketAddr,
     pub clock: ManualClock,
     /// The broker names of the parking page, when asked for.
-    pub queue: Option<TestQueue>,
+    _queue: Option<TestQueue>,
     stop: CancellationToken,
 }
 
 impl TestConsole {
     /// A console with the fixtures' books, a resolver and a viewer.
     pub async fn start(session: SessionPolicy, with_broker: bool) -> Self {
+        Self::start_with(session, with_broker, false).await
+    }
+
+    /// Like [`TestConsole::start`]; `insecure_cookies` as
+    /// `--console-insecure-cookies` (a browser on plain HTTP).
+    pub async fn start_with(
+        session: SessionPolicy,
+        with_broker: bool,
+        insecure_cookies: bool,
+    ) -> Self {
         let db = TestDb::new();
         let store = db.store().await;
         import_fixture_orders(&store).await;
@@ -73,7 +80,7 @@ impl TestConsole {
             store: store.clone(),
             settings: ConsoleSettings {
                 addr,
-                insecure_cookies: false,
+                insecure_cookies,
                 session,
             },
             clock,
@@ -88,10 +95,9 @@ impl TestConsole {
         ));
         Self {
             db,
-            store,
             addr,
             clock: hand,
-            queue,
+            _queue: queue,
             stop,
         }
     }
