@@ -69,7 +69,8 @@ fn render_currency(currency: Currency, days: &[&DailyMoney]) -> Markup {
     let zero = y_of(0, low, high);
     let count = i64::try_from(days.len()).unwrap_or(1).max(1);
     let slot = (WIDTH - LEFT) / count;
-    let bar = (slot / 4).max(1);
+    // A quarter of a day's slot, but no wider than 40: one day alone is not a wall.
+    let bar = (slot / 4).clamp(1, 40);
     let amount = |minor: i64| Money::from_minor(minor, currency).format_amount();
     let label = format!(
         "{currency}: paid, refunded and net per day, from {} to {}",
