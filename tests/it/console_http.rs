@@ -12,10 +12,12 @@ use ipn_reconciler::console::auth::{
 };
 
 use ipn_reconciler::domain::{Currency, Money};
+use ipn_reconciler::ipn::SecretKey;
 
-use crate::helpers::amqp::count;
+use crate::helpers::amqp::{RunningWorker, TestQueue, count, resigned, wait_until};
 use crate::helpers::console::{Browser, RESOLVER, TestConsole, VIEWER, long_sessions};
-use crate::helpers::personal_data;
+use crate::helpers::daemon::Daemon;
+use crate::helpers::{TestDb, personal_data};
 
 /// Every page a viewer can open.
 const PAGES: [&str; 9] = [
@@ -483,4 +485,230 @@ async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_add
         )
         .await;
     assert_eq!(csv.body.lines().count(), 4, "{}", csv.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_requeues_the_parked_messages_of_one_reason_after_confirming() {
+    let console = TestConsole::start(long_sessions(), true).await;
+    let queue = console.queue.as_ref().expect("a broker");
+    queue.declare().await;
+    // Two bodies signed with a key the worker does not have, one malformed:
+    // the worker parks all three.
+    let unknown_key = SecretKey::new(b"ipn-reconciler-TEST-ONLY-2027-key".to_vec());
+    let forged = [
+        resigned(
+            "03-shop-1001-complete.txt",
+            "SHOP-1001",
+            71000101,
+            &unknown_key,
+        ),
+        resigned(
+            "05-shop-1002-complete.txt",
+            "SHOP-1002",
+            71000102,
+            &unknown_key,
+        ),
+    ];
+    let worker = RunningWorker::spawn(console.db.store().await, queue, |_| {});
+    queue
+        .publish(&[
+            forged[0].clone(),
+            forged[1].clone(),
+            b"REFNO=%FF&REFNOEXT=SHOP-1001".to_vec(),
+        ])
+        .await;
+    let parking = queue.topology().parking_queue();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            queue.ready(&parking).await == 3
+        })
+        .await,
+        "three parked"
+    );
+    worker.stop().await;
+
+    let mut resolver = Browser::new(&console);
+    assert_eq!(resolver.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    let page = resolver.get("/parked").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("3 parked message(s)"), "{}", page.body);
+    assert_eq!(
+        queue.ready(&parking).await,
+        3,
+        "browsing leaves them parked"
+    );
+    // The reason the two forged bodies were parked for, from the CSV.
+    let csv = resolver.get("/parked?csv=parked").await;
+    let reasons: Vec<String> = csv
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).expect("reason").to_owned())
+        .collect();
+    let reason = reasons
+        .iter()
+        .find(|r| reasons.iter().filter(|o| o == r).count() == 2)
+        .expect("one reason twice")
+        .clone();
+    let csrf = page.csrf();
+    let form = |confirm: &'static str| {
+        vec![
+            ("what", "reason".to_owned()),
+            ("reason", reason.clone()),
+            ("since", "2020-01-01".to_owned()),
+            ("confirm", confirm.to_owned()),
+        ]
+    };
+    let post = async |browser: &mut Browser, csrf: Option<&str>, fields: Vec<(&str, String)>| {
+        let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Some(csrf) = csrf {
+            all.push(("csrf", csrf));
+        }
+        browser.post("/parked/requeue", &all).await
+    };
+
+    // Without the token, or as a viewer, nothing moves.
+    assert_eq!(post(&mut resolver, None, form("yes")).await.status, 403);
+    let mut viewer = Browser::new(&console);
+    assert_eq!(viewer.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let viewer_csrf = viewer.get("/parked").await.csrf();
+    assert_eq!(
+        post(&mut viewer, Some(&viewer_csrf), form("yes"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(queue.ready(&parking).await, 3);
+
+    // First the page that lists what would move; nothing moves yet.
+    let confirm = post(&mut resolver, Some(&csrf), form("")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("2 message(s) would be requeued"),
+        "{}",
+        confirm.body
+    );
+    assert_eq!(queue.ready(&parking).await, 3);
+    // Since a time after they were parked: none of them.
+    let later = vec![
+        ("what", "reason".to_owned()),
+        ("reason", reason.clone()),
+        ("since", "2999-01-01".to_owned()),
+    ];
+    let none = post(&mut resolver, Some(&csrf), later).await;
+    assert!(none.body.contains("0 message(s) would be requeued"));
+
+    // Confirmed: the two go back to the work queue, the malformed one stays.
+    let done = post(&mut resolver, Some(&csrf), form("yes")).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), "/parked?requeued=2");
+    assert_eq!(queue.ready(&parking).await, 1);
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 2);
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!(
+                "SELECT count(*) FROM console_actions WHERE user_name = 'alice' \
+                 AND action = 'requeue_parked' AND subject LIKE 'reason={reason} since=%' \
+                 AND details = '2 message(s) requeued'"
+            )
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_users_are_added_from_standard_input_and_serve_runs_the_console() {
+    let db = TestDb::new();
+    drop(db.store().await);
+    let cli = || {
+        let mut command = assert_cmd::Command::cargo_bin("ipn-reconciler").expect("binary");
+        command.env("DATABASE_URL", &db.url);
+        command
+    };
+    cli()
+        .args(["console", "user", "add", "alice", "--role", "resolver"])
+        .write_stdin("a long password for alice\n")
+        .assert()
+        .success()
+        .stdout("console user alice added (resolver)\n");
+    cli()
+        .args(["console", "user", "add", "alice", "--role", "viewer"])
+        .write_stdin("a long password for alice\n")
+        .assert()
+        .code(1);
+    cli()
+        .args(["console", "user", "add", "bob", "--role", "viewer"])
+        .write_stdin("short\n")
+        .assert()
+        .code(2);
+    cli()
+        .args(["console", "user", "add", "no spaces", "--role", "viewer"])
+        .write_stdin("a long password for nobody\n")
+        .assert()
+        .code(2);
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_users WHERE name = 'alice' AND role = 'resolver' \
+             AND password_hash LIKE '$argon2id$v=19$%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_users WHERE password_hash LIKE '%long password%'"
+        )
+        .await,
+        0
+    );
+    cli().args(["console"]).assert().code(2);
+
+    // serve --console-addr: the console next to the intake and the worker.
+    let queue = TestQueue::new("5s");
+    let mut daemon = Daemon::start(
+        &db,
+        &queue,
+        &[
+            ("IPN_CONSOLE_ADDR", "127.0.0.1:0"),
+            ("IPN_CONSOLE_INSECURE_COOKIES", "true"),
+        ],
+    );
+    let addr = daemon.listening("console listening").await;
+    let client = reqwest::Client::new();
+    let login = client
+        .get(format!("http://{addr}/login"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(login.status().as_u16(), 200);
+    assert!(
+        login
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("ipn_console_login=") && !c.contains("Secure"))
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await, Some(0));
+
+    cli()
+        .args(["console", "user", "disable", "alice"])
+        .assert()
+        .success();
+    cli()
+        .args(["console", "user", "disable", "nobody"])
+        .assert()
+        .code(1);
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_users WHERE disabled_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
 }

@@ -28,7 +28,7 @@ pub struct TestConsole {
     pub addr: SocketAddr,
     pub clock: ManualClock,
     /// The broker names of the parking page, when asked for.
-    _queue: Option<TestQueue>,
+    pub queue: Option<TestQueue>,
     stop: CancellationToken,
 }
 
@@ -97,7 +97,7 @@ impl TestConsole {
             db,
             addr,
             clock: hand,
-            _queue: queue,
+            queue,
             stop,
         }
     }
