@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::console::{Clock, Console, ConsoleSettings};
+use crate::domain::sweep::SweepPolicy;
 use crate::health::{self, Health};
 use crate::intake::{Intake, IntakeSettings};
 use crate::ipn::KeyRing;
@@ -61,6 +62,10 @@ pub struct AppConfig {
     pub gauge_refresh: Duration,
     /// The finance console (`console-addr`); `None`: not served.
     pub console: Option<ConsoleSettings>,
+    /// How often the sweep runs and what it looks for (`sweep-interval`,
+    /// `stale-order-age`, `settlement-days`); `None`: no sweep (the demo
+    /// sweeps by itself).
+    pub sweep: Option<(Duration, SweepPolicy)>,
 }
 
 impl AppConfig {
@@ -94,6 +99,7 @@ impl AppConfig {
             close_timeout: s.close_timeout,
             gauge_refresh: s.gauge_refresh_interval,
             console: loaded.console(),
+            sweep: Some((s.sweep_interval, loaded.sweep_policy())),
         })
     }
 
@@ -116,6 +122,7 @@ impl AppConfig {
             close_timeout: s.close_timeout,
             gauge_refresh: s.gauge_refresh_interval,
             console: None,
+            sweep: None,
         })
     }
 }
@@ -404,6 +411,9 @@ async fn run_worker(
         config.gauge_refresh,
         token.clone(),
     ));
+    if let Some((interval, policy)) = config.sweep {
+        tokio::spawn(sweep_every(store.clone(), interval, policy, token.clone()));
+    }
     let worker = Worker::new(
         Pipeline::new(config.pipeline.clone(), store),
         worker.clone(),
@@ -485,6 +495,10 @@ async fn refresh_gauges(
             }
             Err(err) => tracing::debug!(error = %err, "cannot count open review items"),
         }
+        match store.resolutions_by_action().await {
+            Ok(counts) => metrics.set_review_resolutions(&counts),
+            Err(err) => tracing::debug!(error = %err, "cannot count review resolutions"),
+        }
         match store.money_at_risk().await {
             Ok(risks) => {
                 let amounts: Vec<(String, String, u32, i64)> = risks
@@ -514,6 +528,37 @@ async fn refresh_gauges(
         }
     }
     publisher.close().await;
+}
+
+/// Sweeps every `interval` (the first time one interval after start):
+/// stale orders, unsettled payments, refunds not debited become review
+/// items. Every instance runs this task; the sweep's advisory lock lets one
+/// of them work at a time, and the others skip that round.
+async fn sweep_every(
+    store: Store,
+    interval: Duration,
+    policy: SweepPolicy,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        match store.sweep(chrono::Utc::now(), &policy).await {
+            Ok(outcome) if outcome.ran => {
+                if !outcome.opened.is_empty() || outcome.closed > 0 {
+                    tracing::info!(
+                        opened = outcome.opened.len(),
+                        closed = outcome.closed,
+                        "sweep"
+                    );
+                }
+            }
+            Ok(_) => tracing::debug!("another instance is sweeping"),
+            Err(err) => tracing::warn!(error = %err, "sweep failed; trying again next round"),
+        }
+    }
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -4,8 +4,11 @@
 //! starts the intake and the worker, POSTs a few hundred orders' worth of
 //! notifications over HTTP (with every anomaly the simulator knows, checking
 //! each read receipt as the processor would), waits until everything is
-//! settled, prints the finance summary, and compares the database with the
-//! simulator's independent expectation. It ends by itself.
+//! settled, imports the simulated processor's settlement and payouts (with
+//! their planted differences) and sweeps as if a week had passed, prints
+//! the finance summary, and compares the database with the simulator's
+//! independent expectation, review items from the settlement and the sweep
+//! included. It ends by itself.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +17,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppConfig, Application, StartupError};
-use crate::domain::{Outcome, ReviewKind};
+use crate::domain::sweep::SweepPolicy;
+use crate::domain::{Money, Outcome, ReviewKind};
 use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
@@ -22,6 +26,7 @@ use crate::secret::SecretUrl;
 use crate::settings::{ExpectedFields, Settings, SettingsError};
 use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
 use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
+use crate::store::settlement::ImportOptions;
 use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
@@ -131,7 +136,10 @@ pub async fn run(
     let keys = KeyRing::single(DEMO_KEY);
     let key = keys.current().secret.clone();
     let loaded = daemon_settings(settings).loaded()?;
-    let config = AppConfig::serve_with_keys(&loaded, keys)?;
+    let mut config = AppConfig::serve_with_keys(&loaded, keys)?;
+    // The demo sweeps once, as of later, after the settlement (see
+    // `settle_books`).
+    config.sweep = None;
     let amqp = config.amqp.clone();
 
     writeln!(
@@ -206,10 +214,13 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(20), daemon).await;
     let stats = delivered?;
 
-    writeln!(out, "5/5 settled\n")?;
+    writeln!(out, "5/5 settled")?;
+    let planted = settle_books(&store, &simulation, out).await?;
+    writeln!(out)?;
     let summary = store.finance_summary().await?;
     summary.render(out)?;
-    let differences = compare(&store, &simulation).await?;
+    let mut differences = compare(&store, &simulation).await?;
+    differences.extend(compare_settlement(&store, &simulation, &planted).await?);
     writeln!(out)?;
     if differences.is_empty() {
         writeln!(
@@ -234,6 +245,7 @@ pub async fn run(
          DATABASE_URL={url} ipn-reconciler orders list --status mismatch\n  \
          DATABASE_URL={url} ipn-reconciler review list\n  \
          DATABASE_URL={url} ipn-reconciler report\n  \
+         DATABASE_URL={url} ipn-reconciler settlement report --unmatched\n  \
          README.md, sections Operations and Architecture",
         url = settings.database_url.redacted()
     )?;
@@ -392,6 +404,9 @@ pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<Strin
     // Open items: those the system closed (a refund that waited for its
     // payment) depend on the arrival order, what is still open does not.
     for item in store.review_items(false, None).await? {
+        if SETTLEMENT_KINDS.contains(&item.kind) {
+            continue;
+        }
         if let Some(order_ref) = item.order_ref {
             kinds_by_order.entry(order_ref).or_default().push(item.kind);
         }
@@ -438,6 +453,144 @@ pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<Strin
         );
     }
     Ok(differences)
+}
+
+/// The review kinds of the settlement and the sweep, compared by
+/// [`compare_settlement`] rather than with each order's notifications.
+const SETTLEMENT_KINDS: [ReviewKind; 6] = [
+    ReviewKind::SettlementUnknown,
+    ReviewKind::SettlementAmountDiffers,
+    ReviewKind::PayoutTotalDiffers,
+    ReviewKind::UnsettledPayment,
+    ReviewKind::RefundNotDebited,
+    ReviewKind::StaleOrder,
+];
+
+/// The simulated processor's settlement imported (`settlement.csv` and
+/// `payouts.csv` as the simulator writes them, read back by the same
+/// parser as `settlement import`), the matched totals printed, then one
+/// sweep as if `settlement-days` and a day had passed, so that what was
+/// planted (an unknown line, an amount one unit off, a refund never
+/// debited, a payout one unit short, payments never settled) and the
+/// orders that never completed all become review items. Returns the
+/// review items they must be, `(kind, order_ref)` sorted.
+async fn settle_books(
+    store: &Store,
+    simulation: &Simulation,
+    out: &mut (dyn Write + Send),
+) -> Result<Vec<(ReviewKind, Option<String>)>, DemoError> {
+    use crate::domain::settlement::{LineStatus, Mapping, parse_payouts, parse_settlement};
+    use crate::simulate::settlement::{settlement, write_payouts_csv, write_settlement_csv};
+    let simulated = settlement(simulation);
+    let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
+    let mut csv = Vec::new();
+    write_settlement_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
+    let lines = parse_settlement(csv.as_slice(), &Mapping::default()).map_err(|e| invalid(&e))?;
+    let mut csv = Vec::new();
+    write_payouts_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
+    let payouts = parse_payouts(csv.as_slice()).map_err(|e| invalid(&e))?;
+    let imported = store
+        .import_settlement(&lines, &payouts, ImportOptions::default(), &|_| {})
+        .await?;
+    writeln!(
+        out,
+        "    settlement: {} lines in {} payouts: matched {}, differs {}, unknown {}, fees and other {}",
+        imported.lines,
+        imported.payouts,
+        imported.count(LineStatus::Matched),
+        imported.count(LineStatus::Differs),
+        imported.count(LineStatus::Unknown),
+        imported.count(LineStatus::Other),
+    )?;
+    writeln!(
+        out,
+        "    {:<4} {:>14} {:>12} {:>14}  (matched lines)",
+        "CUR", "GROSS", "FEES", "NET"
+    )?;
+    for ((currency, status), t) in &imported.totals {
+        if *status == LineStatus::Matched {
+            let money = |minor: i64| Money::from_minor(minor, *currency).format_amount();
+            writeln!(
+                out,
+                "    {:<4} {:>14} {:>12} {:>14}",
+                currency.as_str(),
+                money(t.gross),
+                money(t.fees),
+                money(t.net)
+            )?;
+        }
+    }
+    let policy = SweepPolicy::default();
+    let newest_order = simulation
+        .orders
+        .iter()
+        .filter_map(|o| o.created_at)
+        .max()
+        .unwrap_or_else(chrono::Utc::now);
+    let as_of = chrono::Utc::now().max(newest_order + policy.stale_order_age)
+        + policy.settlement_days
+        + chrono::Duration::days(1);
+    let swept = store.sweep(as_of, &policy).await?;
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for finding in imported.opened.iter().chain(&swept.opened) {
+        *by_kind.entry(finding.kind.as_str()).or_default() += 1;
+    }
+    writeln!(
+        out,
+        "    review items from the settlement and a sweep as of {}: {}",
+        as_of.format("%Y-%m-%d"),
+        by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let mut expected = simulated.expected;
+    for (order_ref, order) in &simulation.expected {
+        if matches!(
+            order.status,
+            crate::domain::OrderState::Pending | crate::domain::OrderState::Authorized
+        ) {
+            expected.push((ReviewKind::StaleOrder, Some(order_ref.clone())));
+        }
+    }
+    expected.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    Ok(expected)
+}
+
+/// The open items of the settlement and sweep kinds against `expected`.
+async fn compare_settlement(
+    store: &Store,
+    simulation: &Simulation,
+    expected: &[(ReviewKind, Option<String>)],
+) -> Result<Vec<String>, StoreError> {
+    let _ = simulation;
+    let mut actual: Vec<(ReviewKind, Option<String>)> = store
+        .review_items(false, None)
+        .await?
+        .into_iter()
+        .filter(|item| SETTLEMENT_KINDS.contains(&item.kind))
+        .map(|item| (item.kind, item.order_ref))
+        .collect();
+    actual.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    if actual == expected {
+        return Ok(Vec::new());
+    }
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|e| !actual.contains(e))
+        .map(|(k, o)| format!("{k} {}", o.as_deref().unwrap_or("-")))
+        .collect();
+    let extra: Vec<String> = actual
+        .iter()
+        .filter(|a| !expected.contains(a))
+        .map(|(k, o)| format!("{k} {}", o.as_deref().unwrap_or("-")))
+        .collect();
+    Ok(vec![format!(
+        "settlement and sweep items: {} open, {} expected; missing {missing:?}, unexpected {extra:?}",
+        actual.len(),
+        expected.len()
+    )])
 }
 
 /// Review items are compared as multisets (sorted lists): a cause raised

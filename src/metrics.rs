@@ -34,6 +34,12 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// A review action (`domain::review::ReviewAction`), or `closed_by_system`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DelayLabels {
     pub delay: String,
@@ -91,6 +97,10 @@ pub struct Metrics {
     /// Age of the oldest open review item of each kind, in seconds
     /// (refreshed periodically, with the counts).
     pub review_oldest_open_age_by_kind_seconds: Family<KindLabels, Gauge>,
+    /// Review items resolved so far, by action (from the resolution
+    /// ledger, refreshed periodically: people resolve from the CLI or the
+    /// console, not in this process).
+    pub review_resolutions: Family<ActionLabels, Gauge>,
     /// Money at risk per kind and currency, in minor units (refreshed
     /// periodically; see [`MoneyLabels`]).
     pub money_at_risk_minor_units: Family<MoneyLabels, Gauge>,
@@ -136,6 +146,7 @@ impl Metrics {
         let review_items_open = Family::<KindLabels, Gauge>::default();
         let review_oldest_open_age_seconds = Gauge::default();
         let review_oldest_open_age_by_kind_seconds = Family::<KindLabels, Gauge>::default();
+        let review_resolutions = Family::<ActionLabels, Gauge>::default();
         let money_at_risk_minor_units = Family::<MoneyLabels, Gauge>::default();
         // A minute to three months: orders are paid within minutes, wire
         // transfers within days, and some wait for a person for weeks.
@@ -236,6 +247,11 @@ impl Metrics {
             review_oldest_open_age_by_kind_seconds.clone(),
         );
         registry.register(
+            "review_resolutions",
+            "Review items resolved, by action (closed_by_system when the condition stopped holding)",
+            review_resolutions.clone(),
+        );
+        registry.register(
             "money_at_risk_minor_units",
             "Money at risk in minor units, by kind (paid_unsettled, mismatched, orphaned) and \
              currency; the amount is value / 10^exponent",
@@ -264,6 +280,7 @@ impl Metrics {
             review_items_open,
             review_oldest_open_age_seconds,
             review_oldest_open_age_by_kind_seconds,
+            review_resolutions,
             money_at_risk_minor_units,
             order_to_reconciled_seconds,
             handled: Arc::new(AtomicU64::new(0)),
@@ -334,6 +351,18 @@ impl Metrics {
             self.review_oldest_open_age_by_kind_seconds
                 .get_or_create(&KindLabels { kind: kind.clone() })
                 .set((*age).max(0));
+        }
+    }
+
+    /// Sets the resolutions so far per action; actions not listed go away.
+    pub fn set_review_resolutions(&self, counts: &[(String, i64)]) {
+        self.review_resolutions.clear();
+        for (action, count) in counts {
+            self.review_resolutions
+                .get_or_create(&ActionLabels {
+                    action: action.clone(),
+                })
+                .set(*count);
         }
     }
 
@@ -408,5 +437,23 @@ mod tests {
         // Refreshing replaces: what is no longer at risk disappears.
         metrics.set_money_at_risk(&[]);
         assert!(!metrics.encode().contains("currency=\"JPY\""));
+    }
+
+    #[test]
+    fn resolutions_are_counted_by_action() {
+        let metrics = Metrics::new();
+        metrics.set_review_resolutions(&[("dismiss".into(), 3), ("link_order".into(), 1)]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("ipn_review_resolutions{action=\"dismiss\"} 3"),
+            "{text}"
+        );
+        metrics.set_review_resolutions(&[("link_order".into(), 2)]);
+        let text = metrics.encode();
+        assert!(!text.contains("action=\"dismiss\""), "{text}");
+        assert!(
+            text.contains("ipn_review_resolutions{action=\"link_order\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -29,6 +29,8 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::journal::JournalAccounts;
+use crate::domain::settlement::Tolerance;
+use crate::domain::sweep::SweepPolicy;
 use crate::domain::{Currency, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
@@ -176,6 +178,21 @@ pub struct Settings {
     /// named keep their default names.
     pub journal_accounts: JournalAccountNames,
 
+    // --- Settlement and sweeps ---
+    /// How far a settlement line's amount may be from the ledger's and
+    /// still match (a decimal applied in each currency's minor units).
+    pub settlement_tolerance: SettlementTolerance,
+    /// Days after which a payment not settled, or a refund not debited,
+    /// becomes a review item.
+    pub settlement_days: u32,
+    /// How long an order may stay `pending` or `authorized` before it
+    /// becomes a `stale_order` review item.
+    #[serde(with = "humantime_serde")]
+    pub stale_order_age: Duration,
+    /// How often `serve` sweeps (one instance at a time).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+
     // --- Console ---
     /// Where the finance console listens (`HOST:PORT`, or a port alone for
     /// 127.0.0.1); none: `serve` runs no console.
@@ -252,6 +269,12 @@ impl Default for Settings {
             gauge_refresh_interval: Duration::from_secs(15),
 
             journal_accounts: JournalAccountNames::default(),
+
+            settlement_tolerance: SettlementTolerance::default(),
+            // The processor settles within days; a week is late.
+            settlement_days: 7,
+            stale_order_age: Duration::from_secs(3 * 24 * 3600),
+            sweep_interval: Duration::from_secs(5 * 60),
 
             console_addr: None,
             console_insecure_cookies: false,
@@ -458,6 +481,26 @@ impl<'de> Deserialize<'de> for ConsoleAddr {
         };
         crate::console::parse_addr(&text)
             .map(ConsoleAddr)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `settlement-tolerance`: a non-negative decimal amount (`0`, `0.01`),
+/// written as a string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettlementTolerance(pub Tolerance);
+
+impl Serialize for SettlementTolerance {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SettlementTolerance {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Tolerance::parse(&text)
+            .map(SettlementTolerance)
             .map_err(serde::de::Error::custom)
     }
 }
@@ -762,6 +805,7 @@ impl Loaded {
             ("concurrency", s.concurrency as u64),
             ("batch-size", s.batch_size as u64),
             ("intake-max-connections", s.intake_max_connections as u64),
+            ("settlement-days", u64::from(s.settlement_days)),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -780,6 +824,8 @@ impl Loaded {
             ("intake-body-timeout", s.intake_body_timeout),
             ("intake-idle-timeout", s.intake_idle_timeout),
             ("gauge-refresh-interval", s.gauge_refresh_interval),
+            ("stale-order-age", s.stale_order_age),
+            ("sweep-interval", s.sweep_interval),
             ("console-idle-timeout", s.console_idle_timeout),
             ("console-absolute-timeout", s.console_absolute_timeout),
         ];
@@ -852,6 +898,16 @@ impl Loaded {
             .map_err(|err| self.invalid("amqp-queue", err))?;
         AmqpSettings::new(s.amqp_url.clone(), topology, s.publish_timeout)
             .map_err(|err| self.invalid("amqp-url", err))
+    }
+
+    /// When the sweep raises what never happened.
+    pub fn sweep_policy(&self) -> SweepPolicy {
+        let s = &self.settings;
+        SweepPolicy {
+            stale_order_age: chrono::Duration::from_std(s.stale_order_age)
+                .unwrap_or(chrono::Duration::MAX),
+            settlement_days: chrono::Duration::days(i64::from(s.settlement_days)),
+        }
     }
 
     /// How the worker consumes.
@@ -1269,6 +1325,47 @@ mod tests {
             assert!(
                 text.contains("allow-currency") && text.contains(says),
                 "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn settlement_and_sweep_settings_have_defaults_and_refuse_what_cannot_work() {
+        let text = defaults_as_text();
+        assert_eq!(text["settlement-tolerance"], "0");
+        assert_eq!(text["settlement-days"], "7");
+        assert_eq!(text["stale-order-age"], "3days");
+        assert_eq!(text["sweep-interval"], "5m");
+        let loaded = load(None, &[]).expect("defaults");
+        let policy = loaded.sweep_policy();
+        assert_eq!(policy.stale_order_age, chrono::Duration::days(3));
+        assert_eq!(policy.settlement_days, chrono::Duration::days(7));
+        let config = file(
+            "settlement-tolerance = \"0.01\"\nsettlement-days = 10\nstale-order-age = \"36h\"\n",
+        );
+        let loaded = load(Some(config.path()), &[flag("sweep-interval", "1m")]).expect("loads");
+        let eur = crate::domain::Currency::parse("EUR").expect("EUR");
+        assert_eq!(loaded.settings.settlement_tolerance.0.minor_in(eur), 1);
+        assert_eq!(
+            loaded.sweep_policy().settlement_days,
+            chrono::Duration::days(10)
+        );
+        assert_eq!(
+            loaded.sweep_policy().stale_order_age,
+            chrono::Duration::hours(36)
+        );
+        assert_eq!(loaded.settings.sweep_interval, Duration::from_secs(60));
+        for (key, value, says) in [
+            ("settlement-tolerance", "-0.01", "non-negative decimal"),
+            ("settlement-tolerance", "0.0000001", "at most 6 decimals"),
+            ("settlement-days", "0", "at least 1"),
+            ("stale-order-age", "0s", "longer than 0s"),
+            ("sweep-interval", "0s", "longer than 0s"),
+        ] {
+            let err = load(None, &[flag(key, value)]).expect_err(key).to_string();
+            assert!(
+                err.contains(key) && err.contains(says),
+                "{key}={value}: {err}"
             );
         }
     }

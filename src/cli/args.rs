@@ -391,6 +391,34 @@ pub const FINANCE: &[Flag] = &[list(
     "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
 )];
 
+/// Settlement matching and sweeps.
+pub const SETTLEMENT: &[Flag] = &[
+    value(
+        "settlement-tolerance",
+        "IPN_SETTLEMENT_TOLERANCE",
+        "AMOUNT",
+        "How far a settlement line's amount may be from the ledger's and still match: a decimal amount (0.01) applied in each line's currency, rounded down to its minor units (nothing in JPY). `settlement import --tolerance` overrides it.",
+    ),
+    value(
+        "settlement-days",
+        "IPN_SETTLEMENT_DAYS",
+        "DAYS",
+        "Days after which a payment no settlement line settled becomes an unsettled_payment review item, and a refund no line debited a refund_not_debited one (the sweep).",
+    ),
+    value(
+        "stale-order-age",
+        "IPN_STALE_ORDER_AGE",
+        "DURATION",
+        "How long an order may stay pending or authorized before the sweep makes it a stale_order review item.",
+    ),
+    value(
+        "sweep-interval",
+        "IPN_SWEEP_INTERVAL",
+        "DURATION",
+        "How often serve sweeps for stale orders, unsettled payments and refunds not debited; one instance at a time (a PostgreSQL advisory lock).",
+    ),
+];
+
 /// The finance console.
 pub const CONSOLE: &[Flag] = &[
     value(
@@ -419,7 +447,7 @@ pub const CONSOLE: &[Flag] = &[
 ];
 
 /// Every group, for the checks that the table and the settings agree.
-pub const ALL_GROUPS: [&[Flag]; 8] = [
+pub const ALL_GROUPS: [&[Flag]; 9] = [
     DATABASE,
     NOTIFICATIONS,
     BROKER,
@@ -427,6 +455,7 @@ pub const ALL_GROUPS: [&[Flag]; 8] = [
     INTAKE,
     OPERATIONS,
     FINANCE,
+    SETTLEMENT,
     CONSOLE,
 ];
 
@@ -572,6 +601,11 @@ flag_group!(
     /// The journal's account names.
     FinanceFlags,
     FINANCE
+);
+flag_group!(
+    /// Settlement tolerance and the sweep's ages.
+    SettlementFlags,
+    SETTLEMENT
 );
 flag_group!(
     /// The finance console.

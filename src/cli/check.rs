@@ -20,7 +20,7 @@ use lapin::{Connection, ExchangeKind};
 
 use super::args::{
     self, BrokerFlags, ConfigFile, DatabaseFlags, IntakeFlags, NotificationFlags, OperationsFlags,
-    WorkerFlags,
+    SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, EXIT_OPERATIONAL, EXIT_USAGE, block_on, render_error};
 use crate::queue::{AmqpSettings, QueueError};
@@ -51,6 +51,8 @@ pub struct CheckArgs {
     pub intake: IntakeFlags,
     #[command(flatten)]
     pub operations: OperationsFlags,
+    #[command(flatten)]
+    pub settlement: SettlementFlags,
 }
 
 /// What a failed check is about, which decides the exit code.
@@ -107,6 +109,7 @@ pub fn run(config: &ConfigFile, args: CheckArgs) -> CliResult {
             &args.worker,
             &args.intake,
             &args.operations,
+            &args.settlement,
         ],
     );
     let loaded = match loaded {

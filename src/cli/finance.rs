@@ -1,20 +1,25 @@
 //! Finance staff's commands: `report` (the books of a period) and
-//! `review list|resolve` (the exception queue).
+//! `review list|show|resolve` (the exception queue and its actions).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
 use super::args::{ConfigFile, DatabaseFlags};
 use super::orders::database;
-use super::{CliError, CliResult, OutputFormat, block_on, table_time};
+use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
 use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;
-use crate::store::reports::{ReviewStatus, rfc3339};
-use crate::store::{FinanceSummary, ReportBasis, ReportPeriod, ReviewItem, Store, StoreError};
+use crate::domain::review::ReviewAction;
+use crate::store::reports::rfc3339;
+use crate::store::review::{self, ReviewStatus};
+use crate::store::{
+    FinanceSummary, ReportBasis, ReportPeriod, ResolveError, ResolveOutcome, ResolveRequest,
+    ReviewDetail, ReviewGroup, Store,
+};
 
 /// The books of a period: orders by state, money per currency (paid,
 /// refunded, reversed, charged back, fees, net; never summed across
@@ -119,7 +124,11 @@ pub(super) fn period(
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
     /// List review items (open ones unless --status says otherwise),
-    /// newest first.
+    /// newest first. Open items of one kind for one order are one line
+    /// (a group: ITEMS says how many, the line under it their ids), which
+    /// `review resolve ID --group` resolves together; resolved items are
+    /// listed one by one with their resolution. --ungrouped lists every
+    /// item on its own line.
     #[command(
         after_help = "Exit codes: 0 listed (an empty list too), 2 an unknown --kind \
 or --status or another usage error, invalid configuration, 3 the database cannot be read."
@@ -136,17 +145,58 @@ or --status or another usage error, invalid configuration, 3 the database cannot
         /// Only items of this kind.
         #[arg(long, value_parser = review_kind_parser())]
         kind: Option<ReviewKind>,
+        /// One line per item, not per group of items of one kind for one
+        /// order.
+        #[arg(long)]
+        ungrouped: bool,
         /// table: for people; csv: columns id,status,kind,order_ref,
         /// processor_ref,created_at,details,resolved_at,resolved_by,
-        /// resolution_note; json: a list of objects with the same names.
+        /// resolution_note,count,item_ids,resolution_action (a group's line
+        /// is its newest item's, count its items, item_ids their ids
+        /// separated by spaces);
+        /// json: a list of objects with the same names (item_ids a list).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
-    /// Mark a review item resolved, saying who and why.
+    /// Show one review item with everything behind it: the actions that
+    /// fit it, its group, its resolution, the order's payments, ledger and
+    /// money movements, and the notifications involved (key id, algorithm,
+    /// body digest and identity, outcome). No personal data.
     #[command(
-        after_help = "Exit codes: 0 resolved, 1 no open item with that id, 2 a bad id, \
-an empty --by or --note, a card number in either, a repeat that cannot be applied, or invalid \
-configuration, 3 the database cannot be read or written."
+        after_help = "Exit codes: 0 shown, 1 no review item with that id, 2 a bad id or \
+invalid configuration, 3 the database cannot be read."
+    )]
+    Show {
+        #[command(flatten)]
+        db: DatabaseFlags,
+        /// The item's id, as `review list` shows it: 12 or #12.
+        #[arg(value_parser = parse_review_id)]
+        id: i64,
+        /// table: for people; json: one object (item, allowed_actions,
+        /// group, resolution, order, movements, notifications).
+        #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+    },
+    /// Resolve a review item with an action, saying who and why. The
+    /// action goes through the same state machine as notifications and is
+    /// recorded, with who, when and why, in the append-only resolution
+    /// ledger. `review show ID` lists the actions that fit an item.
+    ///
+    /// Actions: accept_as_is (the exception is real, the books are right as
+    /// they stand), apply_repeat (late_repeat: a genuine second refund or
+    /// chargeback; its notification is applied), mark_refunded_outside (the
+    /// shopper was refunded outside the processor: a refund of what the
+    /// payment still holds is recorded with its money movement),
+    /// link_order (orphan_payment: its notifications are applied to --order,
+    /// or to the order they name once it exists), write_off (the amount is
+    /// settled outside the order's books; figures unchanged, the amount is
+    /// on the resolution), dismiss (not an exception: nothing booked).
+    #[command(
+        after_help = "Exit codes: 0 resolved, 1 no open item with that id (unknown or already \
+resolved: a resolution is final), an action that does not fit the item's kind (the allowed ones \
+are listed), no such --order, or nothing to refund or link, 2 a bad id, an empty --by or --note, \
+a card number in either, --order without link_order, or invalid configuration, 3 the database \
+cannot be read or written."
     )]
     Resolve {
         #[command(flatten)]
@@ -161,12 +211,27 @@ configuration, 3 the database cannot be read or written."
         /// a card number is refused (write `card ending 1111`).
         #[arg(long, value_parser = not_blank)]
         note: String,
-        /// `note` (default): record the resolution only. `apply-repeat`
-        /// (late_repeat items): the repeated refund or chargeback is a
-        /// genuine second one; apply it, then resolve.
-        #[arg(long, value_enum, default_value_t = ResolveAction::Note)]
-        action: ResolveAction,
+        /// What to do (see above). Without it, or with `note` as before
+        /// actions existed: dismiss (record who and why, book nothing);
+        /// `apply-repeat` is taken for apply_repeat.
+        #[arg(long, value_parser = review_action_parser(), default_value = "note")]
+        action: ReviewAction,
+        /// link_order: the merchant's order reference to apply the orphan
+        /// payment to (default: the order its notifications name).
+        #[arg(long = "order", value_name = "REF")]
+        order: Option<String>,
+        /// Resolve every open item of the same kind for the same order with
+        /// this one (the group `review list` shows on one line).
+        #[arg(long)]
+        group: bool,
     },
+}
+
+/// `review show --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Json,
 }
 
 /// `review list --status`.
@@ -187,11 +252,28 @@ impl From<StatusArg> for ReviewStatus {
     }
 }
 
-/// What resolving a review item does besides recording who and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ResolveAction {
-    Note,
-    ApplyRepeat,
+/// `--action`: the actions of [`ReviewAction`] (listed with what they do
+/// in `--help`), and the names older versions took: `note` (record who and
+/// why only: dismiss) and `apply-repeat`.
+fn review_action_parser() -> impl TypedValueParser<Value = ReviewAction> {
+    let actions = ReviewAction::ALL.map(|action| {
+        let value = PossibleValue::new(action.as_str()).help(action.describe());
+        if action == ReviewAction::ApplyRepeat {
+            value.alias("apply-repeat")
+        } else {
+            value
+        }
+    });
+    PossibleValuesParser::new(
+        actions
+            .into_iter()
+            .chain([PossibleValue::new("note").hide(true)]),
+    )
+    .try_map(|text| match text.as_str() {
+        "note" => Ok(ReviewAction::Dismiss),
+        "apply-repeat" => Ok(ReviewAction::ApplyRepeat),
+        other => ReviewAction::parse(other),
+    })
 }
 
 /// `--kind`: one of the kinds this version knows, listed in `--help` and
@@ -318,6 +400,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             status,
             all,
             kind,
+            ungrouped,
             format,
         } => {
             let status = if all { StatusArg::All } else { status };
@@ -325,14 +408,38 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let items = store.review_items_by_status(status.into(), kind).await?;
+                let groups = if ungrouped {
+                    review::ungrouped(items)
+                } else {
+                    review::group_items(items)
+                };
                 let mut out = std::io::stdout().lock();
                 match format {
                     OutputFormat::Json => {
-                        serde_json::to_writer_pretty(&mut out, &items)?;
+                        serde_json::to_writer_pretty(&mut out, &groups)?;
                         writeln!(out)?;
                     }
-                    OutputFormat::Csv => write_review_csv(&mut out, &items)?,
-                    OutputFormat::Table => write_review_table(&mut out, &items)?,
+                    OutputFormat::Csv => write_review_csv(&mut out, &groups)?,
+                    OutputFormat::Table => write_review_table(&mut out, &groups)?,
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        ReviewCommand::Show { db, id, format } => {
+            let settings = database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let Some(detail) = store.review_detail(id).await? else {
+                    eprintln!("no review item #{id}");
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                };
+                let mut out = std::io::stdout().lock();
+                match format {
+                    ShowFormat::Json => {
+                        serde_json::to_writer_pretty(&mut out, &detail)?;
+                        writeln!(out)?;
+                    }
+                    ShowFormat::Table => write_review_detail(&mut out, &detail)?,
                 }
                 Ok(ExitCode::SUCCESS)
             })
@@ -342,53 +449,89 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
             id,
             by,
             note,
-            action: ResolveAction::ApplyRepeat,
+            action,
+            order,
+            group,
         } => {
             check_typed_text(&by, &note)?;
+            if order.is_some() && action != ReviewAction::LinkOrder {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "--order is only for --action link_order (not {action})"
+                )));
+            }
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
-                let report = store
-                    .resolve_by_applying_repeat(id, by.trim(), note.trim(), &Default::default())
-                    .await
-                    .map_err(|err| match err {
-                        // The item cannot be applied: what the person typed is wrong.
-                        StoreError::Invalid(_) => CliError::usage(err),
-                        other => CliError::operational(other),
-                    })?;
-                writeln!(
-                    std::io::stdout(),
-                    "review item #{id} resolved: the repeat was applied ({}, order now {})",
-                    report.outcome,
-                    report.order_state.map_or("-", |s| s.as_str())
-                )?;
+                let request = ResolveRequest {
+                    order_ref: order,
+                    group,
+                    ..ResolveRequest::new(id, action, &by, &note)
+                };
+                let outcome = match store.resolve_review(&request).await {
+                    Ok(outcome) => outcome,
+                    Err(err) => return resolve_refused(err),
+                };
+                let mut out = std::io::stdout().lock();
+                write_resolution(&mut out, &outcome)?;
                 Ok(ExitCode::SUCCESS)
-            })
-        }
-        ReviewCommand::Resolve {
-            db, id, by, note, ..
-        } => {
-            check_typed_text(&by, &note)?;
-            let settings = database(config, &db)?;
-            block_on(async move {
-                let store = Store::connect(settings).await?;
-                if store
-                    .resolve_review_item(id, by.trim(), note.trim())
-                    .await?
-                {
-                    writeln!(std::io::stdout(), "review item #{id} resolved")?;
-                    Ok(ExitCode::SUCCESS)
-                } else {
-                    eprintln!("no open review item #{id}");
-                    Ok(ExitCode::from(1))
-                }
             })
         }
     }
 }
 
+/// The exit code of a refused resolution: 1 for what the queue says no to
+/// (an unknown or resolved item, an action that does not fit, nothing to
+/// do), 2 for what was typed, 3 for the database.
+fn resolve_refused(err: ResolveError) -> CliResult {
+    match err {
+        ResolveError::Store(err) => Err(CliError::operational(err)),
+        err if err.is_bad_text() || matches!(err, ResolveError::OrderNotTaken(_)) => {
+            Err(CliError::usage(err))
+        }
+        err => {
+            eprintln!("{err}");
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+/// What a resolution did, in one line per fact.
+fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::Result<()> {
+    let (first, others) = outcome
+        .items
+        .split_first()
+        .map_or((0, &[][..]), |(f, o)| (*f, o));
+    write!(out, "review item #{first} resolved: {}", outcome.action)?;
+    if !others.is_empty() {
+        let ids: Vec<String> = others.iter().map(|id| format!("#{id}")).collect();
+        write!(out, ", with {} of its group", ids.join(", "))?;
+    }
+    writeln!(out)?;
+    if let (Some(amount), Some(currency)) = (&outcome.amount, &outcome.currency) {
+        let what = match outcome.action {
+            ReviewAction::MarkRefundedOutside => "refunded outside the processor",
+            ReviewAction::WriteOff => "written off",
+            _ => "concerned",
+        };
+        writeln!(out, "  amount {what}: {amount} {currency}")?;
+    }
+    if !outcome.notifications_applied.is_empty() {
+        let ids: Vec<String> = outcome
+            .notifications_applied
+            .iter()
+            .map(|id| format!("#{id}"))
+            .collect();
+        writeln!(out, "  notifications applied: {}", ids.join(", "))?;
+    }
+    if let (Some(order), Some(state)) = (&outcome.order_ref, outcome.order_state) {
+        writeln!(out, "  order {order} is now {state}")?;
+    }
+    Ok(())
+}
+
 /// The columns of `review list --format csv` (and the keys of its JSON).
-pub const REVIEW_CSV_COLUMNS: [&str; 10] = [
+/// Stable: new ones are added at the end.
+pub const REVIEW_CSV_COLUMNS: [&str; 13] = [
     "id",
     "status",
     "kind",
@@ -399,12 +542,17 @@ pub const REVIEW_CSV_COLUMNS: [&str; 10] = [
     "resolved_at",
     "resolved_by",
     "resolution_note",
+    "count",
+    "item_ids",
+    "resolution_action",
 ];
 
-fn write_review_csv(out: impl Write, items: &[ReviewItem]) -> Result<(), csv::Error> {
+fn write_review_csv(out: impl Write, groups: &[ReviewGroup]) -> Result<(), csv::Error> {
     let mut csv = csv::Writer::from_writer(out);
     csv.write_record(REVIEW_CSV_COLUMNS)?;
-    for item in items {
+    for group in groups {
+        let item = &group.item;
+        let ids: Vec<String> = group.item_ids.iter().map(i64::to_string).collect();
         csv.write_record([
             item.id.to_string().as_str(),
             &item.status,
@@ -420,48 +568,180 @@ fn write_review_csv(out: impl Write, items: &[ReviewItem]) -> Result<(), csv::Er
                 .unwrap_or_default(),
             item.resolved_by.as_deref().unwrap_or(""),
             item.resolution_note.as_deref().unwrap_or(""),
+            &group.count.to_string(),
+            &ids.join(" "),
+            item.resolution_action.as_deref().unwrap_or(""),
         ])?;
     }
     csv.flush()?;
     Ok(())
 }
 
-/// The review queue for people: a header, one line per item, and under a
-/// resolved item who resolved it, when and why.
-fn write_review_table(out: &mut impl Write, items: &[ReviewItem]) -> std::io::Result<()> {
+/// The review queue for people: a header, one line per group (its newest
+/// item, with the number of items), under a group of several the ids to
+/// resolve together, and under a resolved item who resolved it, when and
+/// why.
+fn write_review_table(out: &mut impl Write, groups: &[ReviewGroup]) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<7} {:<9} {:<16}  {:<24} {:<16} DETAILS",
-        "ID", "STATUS", "CREATED (UTC)", "KIND", "ORDER"
+        "{:<7} {:<9} {:<16}  {:<25} {:<16} {:>5}  DETAILS",
+        "ID", "STATUS", "CREATED (UTC)", "KIND", "ORDER", "ITEMS"
     )?;
-    for item in items {
+    for group in groups {
+        let item = &group.item;
         writeln!(
             out,
-            "{:<7} {:<9} {:<16}  {:<24} {:<16} {}",
+            "{:<7} {:<9} {:<16}  {:<25} {:<16} {:>5}  {}",
             format!("#{}", item.id),
             item.status,
             table_time(&item.created_at),
             item.kind,
             item.order_ref.as_deref().unwrap_or("-"),
+            group.count,
             item.details
         )?;
+        if group.count > 1 {
+            let ids: Vec<String> = group.item_ids.iter().map(|id| format!("#{id}")).collect();
+            writeln!(
+                out,
+                "{:<7} items {} (review resolve {} --group resolves them together)",
+                "",
+                ids.join(" "),
+                item.id
+            )?;
+        }
         if let Some(at) = &item.resolved_at {
             writeln!(
                 out,
-                "{:<7} resolved {} by {}: {}",
+                "{:<7} resolved {} by {} ({}): {}",
                 "",
                 table_time(at),
                 item.resolved_by.as_deref().unwrap_or("-"),
+                item.resolution_action.as_deref().unwrap_or("-"),
                 item.resolution_note.as_deref().unwrap_or("-")
             )?;
         }
     }
-    writeln!(out, "{} item(s)", items.len())
+    let items: usize = groups.iter().map(|g| g.count).sum();
+    if items == groups.len() {
+        writeln!(out, "{items} item(s)")
+    } else {
+        writeln!(out, "{items} item(s) in {} line(s)", groups.len())
+    }
+}
+
+/// `review show` for people.
+fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::Result<()> {
+    let item = &detail.item;
+    writeln!(out, "review item    #{} ({})", item.id, item.status)?;
+    writeln!(out, "kind           {}", item.kind)?;
+    writeln!(
+        out,
+        "order          {}",
+        item.order_ref.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "payment        {}",
+        item.processor_ref.as_deref().unwrap_or("-")
+    )?;
+    writeln!(out, "created        {} UTC", table_time(&item.created_at))?;
+    writeln!(out, "details        {}", item.details)?;
+    let actions: Vec<&str> = detail.allowed_actions.iter().map(|a| a.as_str()).collect();
+    writeln!(out, "actions        {}", actions.join(", "))?;
+    if detail.group.len() > 1 {
+        let ids: Vec<String> = detail.group.iter().map(|id| format!("#{id}")).collect();
+        writeln!(
+            out,
+            "group          {} ({} open {} items for this order: review resolve {} --group)",
+            ids.join(" "),
+            detail.group.len(),
+            item.kind,
+            item.id
+        )?;
+    }
+    if let Some(r) = &detail.resolution {
+        write!(
+            out,
+            "resolution     #{} {} by {} at {} UTC: {}",
+            r.id,
+            r.action,
+            r.resolved_by,
+            table_time(&r.at),
+            r.note
+        )?;
+        if let (Some(amount), Some(currency)) = (r.amount(), &r.currency) {
+            write!(out, " ({amount} {currency})")?;
+        }
+        if let Some(order) = &r.order_ref
+            && r.action == ReviewAction::LinkOrder.as_str()
+        {
+            write!(out, " (linked to order {order})")?;
+        }
+        writeln!(out)?;
+    }
+    match (&detail.order, &item.order_ref) {
+        (None, None) => writeln!(out, "\n(the item names no order)")?,
+        (None, Some(order_ref)) => writeln!(out, "\n(no order {order_ref} in the books)")?,
+        (Some(order), _) => {
+            writeln!(out)?;
+            super::orders::write_order(out, order)?;
+        }
+    }
+    writeln!(out, "money movements:")?;
+    if detail.movements.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for m in &detail.movements {
+        let cause = match (m.notification_id, m.resolution_id) {
+            (Some(n), _) => format!("notification #{n}"),
+            (None, Some(r)) => format!("resolution #{r}"),
+            (None, None) => "-".to_owned(),
+        };
+        writeln!(
+            out,
+            "  {}  {:<10} {:<12} {:>12} {}  {cause}",
+            table_time(&m.at),
+            m.kind,
+            m.processor_ref,
+            m.amount,
+            m.currency
+        )?;
+    }
+    writeln!(out, "notifications:")?;
+    if detail.notifications.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for n in &detail.notifications {
+        writeln!(
+            out,
+            "  #{:<6} {}  {:<20} {:>12} {:<3}  REFNO {:<12} key {} ({})  {}{}",
+            n.id,
+            table_time(&n.received_at),
+            n.order_status.as_deref().unwrap_or("-"),
+            n.amount.as_deref().unwrap_or("-"),
+            n.currency.as_deref().unwrap_or(""),
+            n.processor_ref.as_deref().unwrap_or("-"),
+            n.key_id.as_deref().unwrap_or("-"),
+            n.algorithm.as_deref().unwrap_or("-"),
+            n.outcome,
+            n.repeat_of
+                .map(|r| format!(" (repeat of #{r})"))
+                .unwrap_or_default()
+        )?;
+        writeln!(
+            out,
+            "          body sha256 {}  identity {}",
+            n.body_sha256,
+            n.identity.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
 }
 
 /// Refuses a card number in what a person typed (`--by`, `--note`) before
 /// anything connects: a usage error, and nothing is stored
-/// (`Store::resolve_review_item` checks again).
+/// (`Store::resolve_review` checks again).
 fn check_typed_text(by: &str, note: &str) -> Result<(), CliError> {
     check_free_text("--by", by).map_err(CliError::usage)?;
     check_free_text("--note", note).map_err(CliError::usage)

@@ -21,6 +21,7 @@ mod parked;
 mod process;
 mod publish;
 mod serve;
+mod settlement;
 mod simulate;
 
 use std::io::Read;
@@ -125,6 +126,15 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// (`console --console-addr ADDR`; `serve --console-addr` runs it in the
     /// daemon), and manage its users (`console user add|disable`).
     Console(Box<console::ConsoleArgs>),
+    /// The processor's payout export against the ledger: `settlement
+    /// import`, `settlement report`.
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Settlement(settlement::SettlementCommand),
+    /// Once, now: orders pending or authorized past stale-order-age,
+    /// payments not settled and refunds not debited after settlement-days
+    /// become review items (once per cause); items whose cause went away
+    /// are closed. `serve` does it every sweep-interval.
+    Sweep(settlement::SweepArgs),
 }
 
 /// An error that ends a command, with the exit code it means. Commands
@@ -219,6 +229,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Review(command) => finance::review(config, command),
         Command::Simulate(args) => simulate::run(config, args),
         Command::Console(args) => console::run(config, *args),
+        Command::Settlement(command) => settlement::run(config, command),
+        Command::Sweep(args) => settlement::sweep(config, args),
     }
 }
 

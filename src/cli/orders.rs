@@ -383,7 +383,7 @@ fn write_orders_table(out: &mut impl Write, orders: &[OrderView]) -> std::io::Re
     writeln!(out, "{} order(s)", orders.len())
 }
 
-fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
+pub(super) fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
     writeln!(out, "order          {}", o.order_ref)?;
     writeln!(out, "status         {}", o.status.as_str())?;
     writeln!(out, "amount         {} {}", o.amount, o.currency)?;

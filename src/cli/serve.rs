@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::args::{
     self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
-    OperationsFlags, WorkerFlags,
+    OperationsFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, block_on, settings_error};
 use crate::app::{AppConfig, Application, shutdown_signal};
@@ -30,6 +30,8 @@ pub struct ServeArgs {
     pub operations: OperationsFlags,
     #[command(flatten)]
     pub console: ConsoleFlags,
+    #[command(flatten)]
+    pub settlement: SettlementFlags,
 }
 
 /// Runs until SIGTERM or SIGINT, then drains. Exit 0 after a clean drain;
@@ -45,6 +47,7 @@ pub fn run(config: &ConfigFile, args: ServeArgs) -> CliResult {
             &args.intake,
             &args.operations,
             &args.console,
+            &args.settlement,
         ],
     )
     .map_err(settings_error)?;

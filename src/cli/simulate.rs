@@ -38,6 +38,13 @@ Writes, under --out:
   orders.csv     the shop's orders (import with `orders import`)
   expected.json  order_ref -> {status, paid, refunded, review_kinds, processor_ref}
   manifest.json  the configuration, expected outcome counts, unknown orders
+  settlement.csv the processor's settlement of the payments (import with
+                 `settlement import`): sales, refunds, chargebacks with fees,
+                 batched per day and currency, with planted differences: one
+                 line for an unknown order, one amount one unit off, one
+                 refund never debited, some payments never settled
+  payouts.csv    one transfer per batch (`settlement import --payouts`); the
+                 first batch's is one unit short
   bodies/NNNNN-<order_ref>-<kind>.txt, in delivery order; <kind> is genuine,
                  duplicate, tampered, retry, second_url, resend, reencoded,
                  stripped, unsigned, renamed or swapped

@@ -22,6 +22,7 @@
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
 //!   booked (figures, posting rules, accounts).
+//! - [`review`]: what a person may do about a review item, and what it does.
 
 /// The part of a vocabulary that strum does not derive, written once for
 /// every enum of the domain whose values have string forms (statuses,
@@ -119,7 +120,10 @@ pub mod money;
 pub mod pan;
 pub mod reconcile;
 pub mod repeats;
+pub mod review;
+pub mod settlement;
 pub mod status;
+pub mod sweep;
 pub mod tokenize;
 
 pub use money::{Currency, CurrencyError, Money, MoneyError};

@@ -70,6 +70,7 @@
 
 pub mod deliver;
 pub mod rng;
+pub mod settlement;
 pub mod write;
 
 mod body;
@@ -676,6 +677,10 @@ pub struct Simulation {
     /// Every personal value written into a body (fake, but to be treated
     /// as real): for tests that scan storage and logs for leaks.
     pub personal_data: BTreeSet<String>,
+    /// The payments the ledger must end with (known orders, live
+    /// notifications, captured), for the settlement file
+    /// ([`settlement::settlement`]).
+    pub payments: Vec<settlement::SimulatedPayment>,
 }
 
 impl Simulation {
@@ -721,6 +726,7 @@ pub fn simulate(config: &SimulationConfig, key: &SecretKey) -> Result<Simulation
         expected_orphans: BTreeMap::new(),
         outcomes: ExpectedOutcomes::default(),
         personal_data: BTreeSet::new(),
+        payments: Vec::new(),
     };
     for index in 0..config.orders {
         let index = index as u64;
@@ -757,6 +763,7 @@ pub fn simulate(config: &SimulationConfig, key: &SecretKey) -> Result<Simulation
         expected_orphans: generator.expected_orphans,
         expected_outcomes: generator.outcomes,
         personal_data: generator.personal_data,
+        payments: generator.payments,
     })
 }
 
@@ -827,6 +834,7 @@ struct Generator<'a> {
     expected_orphans: BTreeMap<String, ExpectedOrphan>,
     outcomes: ExpectedOutcomes,
     personal_data: BTreeSet<String>,
+    payments: Vec<settlement::SimulatedPayment>,
 }
 
 /// One notification of an order as signed, and what its copies need.
@@ -1056,6 +1064,15 @@ impl Generator<'_> {
         anomalies.sort();
 
         let pan_reviews = usize::from(with_pan);
+        if known {
+            self.payments.extend(settlement::payments_of(
+                &order_ref,
+                story,
+                &outline,
+                currency,
+                [refno, other_refno],
+            ));
+        }
         if known {
             let amount = Money::from_minor(total, currency);
             let mut order = NewOrder::new(&order_ref, amount).map_err(SimulationError::Order)?;

@@ -7,6 +7,9 @@
 //! orders.csv      order_ref,amount,currency,created_at (store::orders format)
 //! expected.json   order_ref -> {status, paid, refunded, review_kinds, processor_ref}
 //! manifest.json   the config, expected outcome counts, unknown orders, stories
+//! settlement.csv  the processor's settlement of the payments, with planted
+//!                 differences (simulate::settlement)
+//! payouts.csv     one bank transfer per settlement batch
 //! bodies/NNNNN-<order_ref>-<kind>.txt   (kind: DeliveryKind::as_str)
 //! ```
 //!
@@ -245,6 +248,11 @@ pub struct Written {
     pub expected_json: PathBuf,
     pub manifest_json: PathBuf,
     pub bodies_dir: PathBuf,
+    /// The processor's settlement of the payments, with planted
+    /// differences (`simulate::settlement`).
+    pub settlement_csv: PathBuf,
+    /// One bank transfer per settlement batch.
+    pub payouts_csv: PathBuf,
 }
 
 /// Writes the whole simulation under `out`.
@@ -283,6 +291,8 @@ pub fn write_all(
         expected_json: out.join("expected.json"),
         manifest_json: out.join("manifest.json"),
         bodies_dir,
+        settlement_csv: out.join("settlement.csv"),
+        payouts_csv: out.join("payouts.csv"),
     };
     let create = |path: &Path| {
         fs::File::create(path)
@@ -292,6 +302,9 @@ pub fn write_all(
     write_orders_csv(&simulation.orders, create(&written.orders_csv)?)?;
     write_expected_json(&simulation.expected, create(&written.expected_json)?)?;
     write_manifest_json(simulation, create(&written.manifest_json)?)?;
+    let settled = super::settlement::settlement(simulation);
+    super::settlement::write_settlement_csv(&settled, create(&written.settlement_csv)?)?;
+    super::settlement::write_payouts_csv(&settled, create(&written.payouts_csv)?)?;
     write_bodies(&written.bodies_dir, simulation, on_written)?;
     Ok(written)
 }

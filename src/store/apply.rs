@@ -104,7 +104,7 @@ impl Default for RetryBounds {
 }
 
 impl RetryBounds {
-    fn backoff(&self) -> ExponentialBuilder {
+    pub(super) fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)
@@ -217,7 +217,7 @@ pub(super) struct PaymentRow {
 }
 
 /// Loads an order's facts: the order row and its payments.
-async fn load_facts(
+pub(super) async fn load_facts(
     conn: &mut AsyncPgConnection,
     order: &OrderRow,
 ) -> Result<OrderFacts, StoreError> {
@@ -317,66 +317,10 @@ impl Store {
         })
         .await
     }
-
-    /// Resolves the `late_repeat` review item `item_id` by applying its
-    /// notification (see [`Store::apply_confirmed_repeat`]), in one
-    /// transaction: the item is resolved exactly when the repeat counts.
-    pub async fn resolve_by_applying_repeat(
-        &self,
-        item_id: i64,
-        resolved_by: &str,
-        note: &str,
-        policy: &ReconcilePolicy,
-    ) -> Result<ApplyReport, StoreError> {
-        for (what, text) in [("--by", resolved_by), ("--note", note)] {
-            crate::domain::pan::check_free_text(what, text)
-                .map_err(|err| StoreError::Invalid(err.to_string()))?;
-        }
-        let mut conn = self.conn().await?;
-        conn.transaction::<_, StoreError, _>(async |conn| {
-            let item: Option<(ReviewKind, String, Option<i64>)> = review_items::table
-                .find(item_id)
-                .select((
-                    review_items::kind,
-                    review_items::status,
-                    review_items::notification_id,
-                ))
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?;
-            let notification_id = match item {
-                Some((ReviewKind::LateRepeat, status, Some(id))) if status == "open" => id,
-                Some((ReviewKind::LateRepeat, _, _)) => {
-                    return Err(StoreError::Invalid(format!(
-                        "review item #{item_id} is already resolved"
-                    )));
-                }
-                Some((kind, _, _)) => {
-                    return Err(StoreError::Invalid(format!(
-                        "review item #{item_id} is a {kind}: only a late_repeat can be applied"
-                    )));
-                }
-                None => return Err(StoreError::Invalid(format!("no review item #{item_id}"))),
-            };
-            let report = apply_repeat(conn, notification_id, resolved_by, policy).await?;
-            diesel::update(review_items::table.find(item_id))
-                .set((
-                    review_items::status.eq("resolved"),
-                    review_items::resolved_by.eq(resolved_by),
-                    review_items::resolution_note.eq(note),
-                    review_items::resolved_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(report)
-        })
-        .await
-    }
 }
 
 /// Applies an unapplied repeat as a notification of its own.
-async fn apply_repeat(
+pub(super) async fn apply_repeat(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
     confirmed_by: &str,
@@ -400,7 +344,7 @@ async fn apply_repeat(
 
 /// Rebuilds the event a stored notification row describes (a verified,
 /// tokenized notification: everything `decide` needs is in its columns).
-async fn stored_event(
+pub(super) async fn stored_event(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
 ) -> Result<PaymentEvent, StoreError> {
@@ -776,7 +720,7 @@ pub(super) async fn close_late_repeats(
 
 /// Locks the order, decides, and writes facts, ledger row, review items and
 /// the outcome of notification `notification_id`.
-async fn decide_and_write(
+pub(super) async fn decide_and_write(
     conn: &mut AsyncPgConnection,
     event: &PaymentEvent,
     notification_id: i64,
@@ -867,7 +811,7 @@ async fn decide_and_write(
 
 /// Writes what changed: the order's summary columns and the payments whose
 /// facts changed.
-async fn write_facts(
+pub(super) async fn write_facts(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     before: &OrderFacts,

@@ -33,6 +33,31 @@ pub(super) async fn record(
     insert(conn, &rows).await
 }
 
+/// Writes the movements of a person's action (a ledger row of order
+/// `order_id` that names review resolution `resolution_id` instead of a
+/// notification, written just before in the same transaction).
+pub(super) async fn record_for_resolution(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    resolution_id: i64,
+    moved: &[Movement],
+) -> Result<(), StoreError> {
+    for m in moved {
+        diesel::insert_into(money_movements::table)
+            .values((
+                money_movements::order_id.eq(order_id),
+                money_movements::resolution_id.eq(resolution_id),
+                money_movements::processor_ref.eq(&m.processor_ref),
+                money_movements::kind.eq(m.kind),
+                money_movements::amount_minor.eq(m.amount.minor_units()),
+                money_movements::currency.eq(m.amount.currency().as_str()),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Writes the movements of many ledger rows with one statement (a batch):
 /// `(order id, notification id, movement)`.
 pub(super) async fn record_many(
@@ -162,25 +187,22 @@ impl Store {
 
     /// The processor's fees as journal movements, one per settlement line
     /// that carries a fee, dated by the line: settled in `period` (by
-    /// event), or for orders created in it (by created).
+    /// event), or for orders created in it (by created; a line of no order,
+    /// such as a monthly fee or an unknown line, by its own date, so that
+    /// over all time both bases count every fee).
     ///
-    /// Settlement lines arrive with `settlement import` (issue 12, item 3),
-    /// which is not in this version's schema yet: until it is, there is no
-    /// fee to book and this returns nothing. It is the one place fees come
-    /// from (the report's `fees` through [`Store::fees_by_currency`], the
-    /// journal's `fee` lines), and is wired to the settlement table when
-    /// that lands.
+    /// It is the one place fees come from: the report's `fees` through
+    /// [`Store::fees_by_currency`], the journal's `fee` lines.
     pub async fn fee_movements(
         &self,
         period: &ReportPeriod,
     ) -> Result<Vec<JournalMovement>, StoreError> {
-        let _ = period;
-        Ok(Vec::new())
+        let mut conn = self.conn().await?;
+        super::settlement::fee_movements_in(&mut conn, period).await
     }
 
     /// The processor's fees per currency in `period`, in minor units: the
-    /// report's `fees` figure, the sum of [`Store::fee_movements`] (which is
-    /// empty until settlement lines land, see there).
+    /// report's `fees` figure, the sum of [`Store::fee_movements`].
     pub async fn fees_by_currency(
         &self,
         period: &ReportPeriod,

@@ -11,8 +11,11 @@ pub mod console;
 pub mod journal;
 pub mod orders;
 pub mod reports;
+pub mod review;
 pub mod schema;
+pub mod settlement;
 mod sql;
+pub mod sweep;
 
 use std::time::Duration;
 
@@ -26,8 +29,12 @@ use crate::secret::SecretUrl;
 pub use apply::{ApplyReport, RejectedNotification};
 pub use batch::BatchItem;
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
-pub use reports::{CurrencyTotals, FinanceSummary, ReviewItem};
+pub use reports::{CurrencyTotals, FinanceSummary};
 pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
+pub use review::{
+    ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail, ReviewGroup, ReviewItem,
+    ReviewStatus,
+};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

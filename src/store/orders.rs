@@ -209,7 +209,11 @@ pub struct OrderEventView {
     pub currency: String,
     pub reason: String,
     pub processor_ref: Option<String>,
-    pub notification_sha256: String,
+    /// The notification of the row; none for a person's action.
+    pub notification_sha256: Option<String>,
+    /// The review resolution of a person's action (a refund made outside
+    /// the processor); none for a notification's row.
+    pub resolution_id: Option<i64>,
 }
 
 /// A ledger row joined with its notification, as loaded.
@@ -223,7 +227,8 @@ type LedgerRow = (
     String,
     String,
     Option<String>,
-    String,
+    Option<String>,
+    Option<i64>,
 );
 
 /// One payment of an order (one processor reference), as shown to people.
@@ -454,7 +459,7 @@ impl Store {
             })
             .collect();
         let rows: Vec<LedgerRow> = order_events::table
-            .inner_join(notifications::table)
+            .left_join(notifications::table)
             .filter(order_events::order_id.eq(id))
             .order(order_events::id.asc())
             .select((
@@ -466,8 +471,9 @@ impl Store {
                 order_events::amount_minor,
                 order_events::currency,
                 order_events::reason,
-                notifications::processor_ref,
-                notifications::body_sha256,
+                notifications::processor_ref.nullable(),
+                notifications::body_sha256.nullable(),
+                order_events::resolution_id,
             ))
             .load(&mut conn)
             .await?;
@@ -485,6 +491,7 @@ impl Store {
                     reason,
                     processor_ref,
                     sha,
+                    resolution_id,
                 )| {
                     let amount = Currency::parse(&event_currency)
                         .map(|c| Money::from_minor(minor, c).format_amount())
@@ -500,6 +507,7 @@ impl Store {
                         reason,
                         processor_ref,
                         notification_sha256: sha,
+                        resolution_id,
                     }
                 },
             )

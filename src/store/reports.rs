@@ -1,6 +1,6 @@
 //! What finance staff read: the report of a period (orders, money per
-//! currency, open exceptions, notifications), and the review queue of
-//! exceptions a person must look at.
+//! currency, open exceptions, notifications). The review queue is in
+//! [`super::review`].
 //!
 //! Everything here serializes for spreadsheets and scripts as well as for
 //! people: objects with named fields (never `[name, count]` pairs, which a
@@ -14,10 +14,9 @@ use diesel_async::RunQueryDsl;
 use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
-use super::schema::{notifications, review_items};
+use super::schema::notifications;
 use super::{Store, StoreError};
 use crate::domain::journal::Figures;
-use crate::domain::pan::check_free_text;
 use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
 
 /// The money of one currency in a period (amounts as exact decimal
@@ -165,39 +164,7 @@ fn counts<T: Copy, O: From<(T, i64)> + Serialize, S: Serializer>(
     seq.end()
 }
 
-/// Which review items to list, by status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReviewStatus {
-    /// Waiting for a person (the default of `review list`).
-    #[default]
-    Open,
-    /// Resolved by a person or by the system.
-    Resolved,
-    /// Both.
-    All,
-}
-
-/// One exception in the review queue.
-///
-/// Times serialize as RFC 3339 UTC to the second ([`rfc3339`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
-pub struct ReviewItem {
-    pub id: i64,
-    pub kind: ReviewKind,
-    pub order_ref: Option<String>,
-    /// The processor's reference (REFNO) of the payment it concerns, when
-    /// it concerns one.
-    pub processor_ref: Option<String>,
-    pub details: String,
-    /// `open` or `resolved`.
-    pub status: String,
-    pub resolution_note: Option<String>,
-    pub resolved_by: Option<String>,
-    #[serde(serialize_with = "rfc3339::option")]
-    pub resolved_at: Option<DateTime<Utc>>,
-    #[serde(serialize_with = "rfc3339::serialize")]
-    pub created_at: DateTime<Utc>,
-}
+pub use super::review::{ReviewItem, ReviewStatus};
 
 pub use crate::export::rfc3339;
 
@@ -332,88 +299,6 @@ impl Store {
     /// exceptions, every notification.
     pub async fn finance_summary(&self) -> Result<FinanceSummary, StoreError> {
         self.finance_report(&ReportPeriod::all()).await
-    }
-
-    /// Review items, newest first; only open ones unless `all`, only of
-    /// `kind` when given. A stored kind this version does not know is an
-    /// error naming it (see `store::sql`), not an item of some other kind.
-    pub async fn review_items(
-        &self,
-        all: bool,
-        kind: Option<ReviewKind>,
-    ) -> Result<Vec<ReviewItem>, StoreError> {
-        let status = if all {
-            ReviewStatus::All
-        } else {
-            ReviewStatus::Open
-        };
-        self.review_items_by_status(status, kind).await
-    }
-
-    /// Review items with `status`, newest first, only of `kind` when given.
-    pub async fn review_items_by_status(
-        &self,
-        status: ReviewStatus,
-        kind: Option<ReviewKind>,
-    ) -> Result<Vec<ReviewItem>, StoreError> {
-        let mut conn = self.conn().await?;
-        let mut query = review_items::table
-            .select((
-                review_items::id,
-                review_items::kind,
-                review_items::order_ref,
-                review_items::processor_ref,
-                review_items::details,
-                review_items::status,
-                review_items::resolution_note,
-                review_items::resolved_by,
-                review_items::resolved_at,
-                review_items::created_at,
-            ))
-            .order(review_items::id.desc())
-            .into_boxed();
-        match status {
-            ReviewStatus::Open => query = query.filter(review_items::status.eq("open")),
-            ReviewStatus::Resolved => query = query.filter(review_items::status.eq("resolved")),
-            ReviewStatus::All => {}
-        }
-        if let Some(kind) = kind {
-            query = query.filter(review_items::kind.eq(kind));
-        }
-        Ok(query.load(&mut conn).await?)
-    }
-
-    /// Marks an open review item resolved, with who and why. Returns false
-    /// when there is no open item with that id.
-    ///
-    /// People type `resolved_by` and `note`, so a card number in either is
-    /// refused (`StoreError::Invalid`, saying which, never quoting it) and
-    /// nothing is written: the PAN guard covers what people type as well as
-    /// what the processor sends.
-    pub async fn resolve_review_item(
-        &self,
-        id: i64,
-        resolved_by: &str,
-        note: &str,
-    ) -> Result<bool, StoreError> {
-        check_free_text("the resolver's name", resolved_by)
-            .and_then(|()| check_free_text("the resolution note", note))
-            .map_err(|err| StoreError::Invalid(err.to_string()))?;
-        let mut conn = self.conn().await?;
-        let updated = diesel::update(
-            review_items::table
-                .filter(review_items::id.eq(id))
-                .filter(review_items::status.eq("open")),
-        )
-        .set((
-            review_items::status.eq("resolved"),
-            review_items::resolved_by.eq(resolved_by),
-            review_items::resolution_note.eq(note),
-            review_items::resolved_at.eq(diesel::dsl::now),
-        ))
-        .execute(&mut conn)
-        .await?;
-        Ok(updated == 1)
     }
 }
 
@@ -801,15 +686,38 @@ impl Store {
     }
 
     /// Standing money (paid, less refunds, not charged back) of payments
-    /// that no settlement line has matched, per currency, in minor units.
-    ///
-    /// Settlement lines arrive with `settlement import` (issue 12, item 3),
-    /// which is not in this version's schema yet: until it is wired to the
-    /// settlement table, this returns nothing, so the `paid_unsettled`
-    /// gauge is absent rather than claiming that every payment is unsettled.
+    /// that no settlement line has settled and that the sweep found late
+    /// (their `unsettled_payment` item is open: paid more than
+    /// `settlement-days` ago), per currency, in minor units. Payments still
+    /// within their settlement delay are not at risk yet; a payment whose
+    /// item a person resolved is no longer counted either.
     pub async fn unsettled_by_currency(
         &self,
     ) -> Result<std::collections::BTreeMap<Currency, i64>, StoreError> {
-        Ok(std::collections::BTreeMap::new())
+        let mut conn = self.conn().await?;
+        let rows: Vec<RiskRow> = diesel::sql_query(
+            "SELECT o.currency, sum(p.paid_minor - CASE WHEN p.reversed THEN p.paid_minor \
+                                  ELSE least(p.refunded_minor, p.paid_minor) END)::int8 AS minor \
+             FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
+             WHERE p.paid_minor > 0 \
+               AND EXISTS (SELECT 1 FROM review_items AS r \
+                           WHERE r.kind = 'unsettled_payment' AND r.status = 'open' \
+                             AND r.order_ref = o.order_ref AND r.processor_ref = p.processor_ref) \
+               AND NOT EXISTS (SELECT 1 FROM settlement_lines AS l \
+                               WHERE l.payment_id = p.id AND l.kind = 'sale' \
+                                 AND l.status = 'matched') \
+             GROUP BY o.currency ORDER BY o.currency",
+        )
+        .load(&mut conn)
+        .await?;
+        let mut unsettled = std::collections::BTreeMap::new();
+        for row in rows {
+            if let Ok(currency) = Currency::parse(&row.currency)
+                && row.minor > 0
+            {
+                unsettled.insert(currency, row.minor);
+            }
+        }
+        Ok(unsettled)
     }
 }

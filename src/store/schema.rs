@@ -66,7 +66,8 @@ diesel::table! {
     order_events (id) {
         id -> Int8,
         order_id -> Int8,
-        notification_id -> Int8,
+        /// Null for a person's action (then `resolution_id` is set).
+        notification_id -> Nullable<Int8>,
         order_status -> Text,
         effect -> Text,
         old_status -> Text,
@@ -75,6 +76,7 @@ diesel::table! {
         currency -> Text,
         reason -> Text,
         created_at -> Timestamptz,
+        resolution_id -> Nullable<Int8>,
     }
 }
 
@@ -98,11 +100,30 @@ diesel::table! {
     money_movements (id) {
         id -> Int8,
         order_id -> Int8,
-        notification_id -> Int8,
+        /// Null for a person's action (then `resolution_id` is set).
+        notification_id -> Nullable<Int8>,
         processor_ref -> Text,
         kind -> Text,
         amount_minor -> Int8,
         currency -> Text,
+        created_at -> Timestamptz,
+        resolution_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    review_resolutions (id) {
+        id -> Int8,
+        review_item_id -> Int8,
+        kind -> Text,
+        action -> Text,
+        resolved_by -> Text,
+        note -> Text,
+        order_ref -> Nullable<Text>,
+        notification_id -> Nullable<Int8>,
+        amount_minor -> Nullable<Int8>,
+        currency -> Nullable<Text>,
+        group_of -> Nullable<Int8>,
         created_at -> Timestamptz,
     }
 }
@@ -112,11 +133,50 @@ diesel::joinable!(money_movements -> orders (order_id));
 diesel::joinable!(payments -> orders (order_id));
 diesel::joinable!(order_events -> notifications (notification_id));
 diesel::joinable!(review_items -> notifications (notification_id));
+diesel::joinable!(review_resolutions -> review_items (review_item_id));
 diesel::allow_tables_to_appear_in_same_query!(
     orders,
     payments,
     notifications,
     order_events,
     review_items,
-    money_movements
+    money_movements,
+    review_resolutions
 );
+
+diesel::table! {
+    settlement_lines (id) {
+        id -> Int8,
+        batch_id -> Text,
+        line_key -> Text,
+        occurrence -> Int4,
+        processor_ref -> Nullable<Text>,
+        order_ref -> Nullable<Text>,
+        kind -> Text,
+        gross_minor -> Int8,
+        fee_minor -> Int8,
+        net_minor -> Int8,
+        currency -> Text,
+        settled_at -> Timestamptz,
+        status -> Text,
+        matched_by -> Nullable<Text>,
+        payment_id -> Nullable<Int8>,
+        order_id -> Nullable<Int8>,
+        expected_minor -> Nullable<Int8>,
+        review_item_id -> Nullable<Int8>,
+        imported_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    settlement_payouts (id) {
+        id -> Int8,
+        batch_id -> Text,
+        currency -> Text,
+        paid_on -> Date,
+        amount_minor -> Int8,
+        lines_net_minor -> Int8,
+        review_item_id -> Nullable<Int8>,
+        imported_at -> Timestamptz,
+    }
+}

@@ -25,6 +25,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
 use crate::domain::journal::MovementKind;
+use crate::domain::settlement::{LineKind, LineStatus, MatchedBy};
 use crate::domain::{Effect, OrderState, Outcome, ReviewKind};
 
 /// Implements, for each enum, what `#[derive(AsExpression, FromSqlRow)]`
@@ -82,7 +83,16 @@ macro_rules! text_vocabulary {
     )+};
 }
 
-text_vocabulary!(OrderState, Outcome, Effect, ReviewKind, MovementKind);
+text_vocabulary!(
+    OrderState,
+    Outcome,
+    Effect,
+    ReviewKind,
+    MovementKind,
+    LineKind,
+    LineStatus,
+    MatchedBy
+);
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn review_actions_are_what_review_resolutions_action_allows() {
+        // Besides the actions a person takes: the system closing an item,
+        // and resolutions made before actions existed.
+        let sql = migrations_sql();
+        let mut actions = strings(
+            crate::domain::review::ReviewAction::ALL
+                .map(crate::domain::review::ReviewAction::as_str),
+        );
+        actions.extend(strings(["closed_by_system", "note"]));
+        assert_eq!(actions, check_values(&sql, "review_resolutions", "action"));
+    }
+
+    #[test]
     fn effects_are_what_order_events_effect_allows() {
         let sql = migrations_sql();
         let effects = strings(Effect::ALL.map(Effect::as_str));
@@ -167,6 +190,23 @@ mod tests {
                 .map(MovementKind::as_str),
         );
         assert_eq!(kinds, check_values(&sql, "money_movements", "kind"));
+    }
+
+    #[test]
+    fn settlement_vocabularies_are_what_settlement_lines_allows() {
+        let sql = migrations_sql();
+        assert_eq!(
+            strings(LineKind::ALL.map(LineKind::as_str)),
+            check_values(&sql, "settlement_lines", "kind")
+        );
+        assert_eq!(
+            strings(LineStatus::ALL.map(LineStatus::as_str)),
+            check_values(&sql, "settlement_lines", "status")
+        );
+        assert_eq!(
+            strings(MatchedBy::ALL.map(MatchedBy::as_str)),
+            check_values(&sql, "settlement_lines", "matched_by")
+        );
     }
 
     #[test]

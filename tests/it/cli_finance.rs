@@ -241,7 +241,10 @@ async fn the_review_queue_exports_to_csv_and_json() {
             "details",
             "resolved_at",
             "resolved_by",
-            "resolution_note"
+            "resolution_note",
+            "count",
+            "item_ids",
+            "resolution_action"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
@@ -257,6 +260,11 @@ async fn the_review_queue_exports_to_csv_and_json() {
     assert!(is_rfc3339_utc_seconds(&resolved[7]), "{resolved:?}");
     assert_eq!(&resolved[8], "finance-42");
     assert_eq!(&resolved[9], "wire, ref 77");
+    // Resolved items are listed one by one: a group of one.
+    assert_eq!(&resolved[10], "1");
+    assert_eq!(resolved[11], id.to_string());
+    // Resolved before with no --action: a dismissal.
+    assert_eq!(&resolved[12], "dismiss");
     let open = rows.iter().find(|r| &r[1] == "open").expect("an open item");
     assert_eq!((&open[7], &open[8], &open[9]), ("", "", ""));
 

@@ -302,7 +302,7 @@ async fn console_browser_a_resolver_finds_resolves_and_logs_out() {
     driver
         .forge_post(
             &format!("/review/{next}/resolve"),
-            &[("note", "forged"), ("action", "resolve")],
+            &[("note", "forged"), ("action", "dismiss")],
         )
         .await;
     assert_eq!(driver.h1().await, "Forbidden");
@@ -382,7 +382,7 @@ async fn console_browser_a_viewer_reads_but_is_refused_resolving() {
             &[
                 ("csrf", &csrf),
                 ("note", "not mine to resolve"),
-                ("action", "resolve"),
+                ("action", "dismiss"),
             ],
         )
         .await;

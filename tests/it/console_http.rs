@@ -316,7 +316,7 @@ async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
             &path,
             &[
                 ("csrf", &csrf),
-                ("action", "resolve"),
+                ("action", "accept_as_is"),
                 ("note", "refunded by wire"),
             ],
         )
@@ -329,7 +329,9 @@ async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
             &console.db.url,
             &format!(
                 "SELECT count(*) FROM review_items WHERE id = {id} AND resolved_by = 'alice' \
-                 AND resolution_note = 'refunded by wire'"
+                 AND resolution_note = 'refunded by wire' AND EXISTS ( \
+                     SELECT 1 FROM review_resolutions AS r WHERE r.review_item_id = {id} \
+                     AND r.action = 'accept_as_is' AND r.resolved_by = 'alice')"
             )
         )
         .await,
@@ -346,11 +348,24 @@ async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
         .await,
         1
     );
-    // Resolving it again finds nothing open.
+    // A resolution is final.
     let answer = resolver
-        .post(&path, &[("csrf", &csrf), ("note", "again")])
+        .post(
+            &path,
+            &[("csrf", &csrf), ("action", "dismiss"), ("note", "again")],
+        )
         .await;
-    assert_eq!(answer.status, 404);
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    // An action the item's kind does not allow is refused, naming those it does.
+    let (next, _) = before[1].clone();
+    let answer = resolver
+        .post(
+            &format!("/review/{next}/resolve"),
+            &[("csrf", &csrf), ("action", "link_order"), ("note", "wrong")],
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("allowed"), "{}", answer.body);
     // The activity page shows the ledger.
     let activity = resolver.get("/activity").await;
     assert!(activity.body.contains("resolve_review"));

@@ -42,6 +42,50 @@ fn the_demo_runs_to_a_green_end() {
         assert!(stdout.contains(section), "{section} in\n{stdout}");
     }
     assert!(stdout.contains("forged copies refused"), "{stdout}");
+    assert!(stdout.contains("settlement: "), "{stdout}");
+    assert!(stdout.contains("(matched lines)"), "{stdout}");
+
+    // The planted differences became the review items they stand for: the
+    // demo compared them order by order; here, by kind, from the database.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let open: std::collections::BTreeMap<String, i64> = runtime.block_on(async {
+        crate::finance_report::query(
+            &db,
+            "SELECT kind, count(*)::int8 FROM review_items WHERE status = 'open' GROUP BY kind",
+            &[],
+        )
+        .await
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    });
+    for (kind, n) in [
+        ("settlement_unknown", 1),
+        ("settlement_amount_differs", 1),
+        ("refund_not_debited", 1),
+        ("payout_total_differs", 1),
+    ] {
+        assert_eq!(open.get(kind).copied(), Some(n), "{kind}: {open:?}");
+    }
+    // Some payments never settled, plus the one whose amount differs.
+    assert!(
+        open.get("unsettled_payment").copied().unwrap_or(0) >= 3,
+        "{open:?}"
+    );
+    assert!(
+        open.get("stale_order").copied().unwrap_or(0) >= 1,
+        "{open:?}"
+    );
+    let lines: i64 = runtime.block_on(async {
+        crate::finance_report::query(
+            &db,
+            "SELECT count(*)::int8 FROM settlement_lines WHERE status = 'matched'",
+            &[],
+        )
+        .await[0]
+            .get(0)
+    });
+    assert!(lines > 20, "{lines} matched lines");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::domain::{OrderState, ReviewKind};
 use crate::store::console::{NotificationFilter, OrderFilter};
-use crate::store::reports::ReviewStatus;
+use crate::store::review::ReviewStatus;
 use crate::store::{OrderView, Store};
 
 /// At most this many orders on one page.
@@ -325,7 +325,7 @@ async fn order_tables(store: &Store, order: &OrderView) -> Result<[Table; 4], Pa
             Cell::Text(e.currency.clone()),
             Cell::Text(e.reason.clone()),
             Cell::Text(e.processor_ref.clone().unwrap_or_default()),
-            Cell::Text(e.notification_sha256.clone()),
+            Cell::Text(e.notification_sha256.clone().unwrap_or_default()),
         ]);
     }
     let records = store

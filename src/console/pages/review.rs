@@ -1,7 +1,9 @@
 //! `/review`: the exception queue, filtered by kind and status, grouped by
 //! order; a resolver resolves an item with one of the actions its kind
-//! allows and a note, and the resolution names them (`resolved_by`), as
-//! does the console's ledger.
+//! allows ([`allowed_actions`]) and a note, through
+//! [`Store::resolve_review`](crate::store::Store::resolve_review) (so the
+//! resolution ledger names the user as `by`), and the console's ledger
+//! records it too.
 
 use std::collections::BTreeMap;
 
@@ -17,9 +19,11 @@ use super::{Cell, PageError, Table, csv_download, csv_time, given, layout, shown
 use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::domain::ReviewKind;
+use crate::domain::review::{ReviewAction, allowed_actions};
+use crate::store::ReviewItem;
 use crate::store::console::{ConsoleAction, ConsoleRole};
-use crate::store::reports::ReviewStatus;
-use crate::store::{ReviewItem, StoreError};
+use crate::store::review::ReviewStatus;
+use crate::store::review::{ResolveError, ResolveRequest};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ReviewQuery {
@@ -27,32 +31,6 @@ pub struct ReviewQuery {
     status: Option<String>,
     done: Option<i64>,
     csv: Option<String>,
-}
-
-/// A way to resolve an item: its form value and what it says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResolveAction {
-    pub value: &'static str,
-    pub label: &'static str,
-}
-
-/// Mark it resolved: the person looked and dealt with it elsewhere.
-const RESOLVE: ResolveAction = ResolveAction {
-    value: "resolve",
-    label: "Mark resolved (dealt with elsewhere)",
-};
-/// Apply a late repeat as a notification of its own.
-const APPLY_REPEAT: ResolveAction = ResolveAction {
-    value: "apply-repeat",
-    label: "Apply the repeat (a genuine second refund)",
-};
-
-/// The actions an item of `kind` may be resolved with.
-pub fn allowed_actions(kind: ReviewKind) -> Vec<ResolveAction> {
-    match kind {
-        ReviewKind::LateRepeat => vec![RESOLVE, APPLY_REPEAT],
-        _ => vec![RESOLVE],
-    }
 }
 
 /// `GET /review?kind=&status=open|resolved|all`.
@@ -86,6 +64,7 @@ pub async fn page(
             "resolved_at",
             "resolved_by",
             "resolution_note",
+            "resolution_action",
         ],
     );
     for item in &items {
@@ -100,6 +79,7 @@ pub async fn page(
             Cell::Text(item.resolved_at.as_ref().map(csv_time).unwrap_or_default()),
             Cell::Text(item.resolved_by.clone().unwrap_or_default()),
             Cell::Text(item.resolution_note.clone().unwrap_or_default()),
+            Cell::Text(item.resolution_action.clone().unwrap_or_default()),
         ]);
     }
     if let Some(download) = csv_download(&[&table], given(&query.csv)) {
@@ -167,6 +147,7 @@ pub async fn page(
                         @if let Some(at) = &item.resolved_at {
                             p.meta {
                                 "Resolved " (shown_time(at)) " by " (item.resolved_by.as_deref().unwrap_or("-"))
+                                @if let Some(action) = &item.resolution_action { " (" (action) ")" }
                                 ": " (item.resolution_note.as_deref().unwrap_or("-"))
                             }
                         }
@@ -177,9 +158,19 @@ pub async fn page(
                                     label for=(format!("action-{}", item.id)) { "Action" }
                                     select id=(format!("action-{}", item.id)) name="action" {
                                         @for action in allowed_actions(item.kind) {
-                                            option value=(action.value) { (action.label) }
+                                            option value=(action.as_str()) { (action) ": " (action.describe()) }
                                         }
                                     }
+                                }
+                                @if allowed_actions(item.kind).contains(&ReviewAction::LinkOrder) {
+                                    p {
+                                        label for=(format!("order-{}", item.id)) { "Order to link (link_order; empty: the order its notifications name)" }
+                                        input id=(format!("order-{}", item.id)) type="text" name="order_ref";
+                                    }
+                                }
+                                p.check {
+                                    input id=(format!("group-{}", item.id)) type="checkbox" name="group" value="yes";
+                                    label for=(format!("group-{}", item.id)) { "Also every other open " (item.kind) " item of this order" }
                                 }
                                 p {
                                     label for=(format!("note-{}", item.id)) { "Note (why; no card numbers)" }
@@ -205,6 +196,10 @@ pub struct ResolveForm {
     action: Option<String>,
     #[serde(default)]
     note: String,
+    #[serde(default)]
+    order_ref: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// `POST /review/{id}/resolve`: resolver only, with the session's CSRF
@@ -217,61 +212,44 @@ pub async fn resolve(
 ) -> Result<Response, PageError> {
     session.check_csrf(form.csrf.as_deref())?;
     session.require_resolver()?;
-    let note = form.note.trim();
-    if note.is_empty() {
-        return Err(PageError::bad_request(
-            "A resolution needs a note: the audit trail says who and why.",
-        ));
-    }
-    let items = console
+    let Some(action) = given(&form.action) else {
+        return Err(PageError::bad_request("Choose an action."));
+    };
+    let action = ReviewAction::parse(action)
+        .map_err(|_| PageError::bad_request("Unknown review action."))?;
+    let mut request = ResolveRequest::new(id, action, &session.user, &form.note);
+    request.order_ref = given(&form.order_ref).map(str::to_owned);
+    request.group = form.group.as_deref() == Some("yes");
+    let outcome = console
         .store
-        .review_items_by_status(ReviewStatus::Open, None)
-        .await?;
-    let Some(item) = items.iter().find(|i| i.id == id) else {
-        return Err(PageError::not_found(format!("No open review item #{id}.")));
-    };
-    let action = given(&form.action).unwrap_or(RESOLVE.value);
-    let Some(action) = allowed_actions(item.kind)
-        .into_iter()
-        .find(|a| a.value == action)
-    else {
-        return Err(PageError::bad_request(format!(
-            "An item of kind {} cannot be resolved with `{action}`.",
-            item.kind
-        )));
-    };
-    let invalid = |err: StoreError| match err {
-        StoreError::Invalid(message) => PageError::bad_request(message),
-        other => PageError::from(other),
-    };
-    let resolved = if action == APPLY_REPEAT {
-        console
-            .store
-            .resolve_by_applying_repeat(id, &session.user, note, &Default::default())
-            .await
-            .map_err(invalid)?;
-        true
-    } else {
-        console
-            .store
-            .resolve_review_item(id, &session.user, note)
-            .await
-            .map_err(invalid)?
-    };
-    if !resolved {
-        return Err(PageError::not_found(format!("No open review item #{id}.")));
-    }
+        .resolve_review(&request)
+        .await
+        .map_err(|err| match err {
+            ResolveError::Store(err) => PageError::from(err),
+            ResolveError::NotFound(_) => PageError::not_found(err.to_string()),
+            ResolveError::AlreadyResolved { .. } => PageError {
+                status: StatusCode::CONFLICT,
+                message: err.to_string(),
+            },
+            other => PageError::bad_request(other.to_string()),
+        })?;
+    let items = outcome
+        .items
+        .iter()
+        .map(|i| format!("#{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     console
         .store
         .record_console_action(
             &session.user,
             ConsoleAction::ResolveReview,
             Some(&format!("#{id}")),
-            Some(&format!("{} {}", item.kind, action.value)),
+            Some(&format!("{action}: {items}")),
             console.clock.now(),
         )
         .await?;
-    tracing::info!(user = %session.user, item = id, action = action.value, "console: review item resolved");
+    tracing::info!(user = %session.user, item = id, action = %action, "console: review item resolved");
     Ok((
         StatusCode::SEE_OTHER,
         [(LOCATION, format!("/review?done={id}"))],

@@ -1,0 +1,536 @@
+//! `ipn-reconciler settlement import|report` (the processor's payout
+//! export against the ledger) and `ipn-reconciler sweep` (what never
+//! happened becomes a review item).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+
+use super::args::{self, ConfigFile, DatabaseFlags, SettlementFlags};
+use super::finance::period_start;
+use super::{
+    CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, settings_error, table_time,
+};
+use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, parse_settlement};
+use crate::domain::{Money, ReviewKind};
+use crate::store::Store;
+use crate::store::reports::rfc3339;
+use crate::store::settlement::{BatchTotals, ImportOptions, ImportSummary, SettlementLineView};
+
+#[derive(Debug, Subcommand)]
+pub enum SettlementCommand {
+    /// Import the processor's payout export and match each line to the
+    /// ledger: by REFNO (processor_ref), else by order reference when that
+    /// order has one payment. Default columns batch_id,processor_ref,
+    /// order_ref,type,gross,fee,net,currency,settled_at (type: sale,
+    /// refund, chargeback, reversal, fee, adjustment); --mapping reads
+    /// another export's columns and words. One transaction; a line
+    /// imported before is skipped, so importing a file again changes
+    /// nothing. Differences open review items: settlement_unknown (no
+    /// payment has its references), settlement_amount_differs (beyond the
+    /// tolerance), payout_total_differs (with --payouts: a batch's net
+    /// lines do not sum to its transfer).
+    #[command(
+        after_help = "Exit codes: 0 imported and every new line agrees with the ledger, 1 \
+imported (or, with --dry-run, checked) and differences opened (would open) review items, 2 a \
+malformed file or mapping (every bad line named; nothing imported), a payout imported before \
+with another amount, or another usage or configuration error, 3 a file cannot be read or the \
+database fails."
+    )]
+    Import {
+        #[command(flatten)]
+        db: DatabaseFlags,
+        #[command(flatten)]
+        settlement: SettlementFlags,
+        /// The settlement CSV.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// TOML file mapping another export's column names, type words,
+        /// delimiter and date format (see README, Settlement).
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
+        /// How far a line's amount may be from the ledger's and still
+        /// match (0.01); default: settlement-tolerance.
+        #[arg(long, value_name = "AMOUNT", value_parser = Tolerance::parse)]
+        tolerance: Option<Tolerance>,
+        /// The bank transfers, columns batch_id,paid_on,amount,currency:
+        /// each batch's net lines must sum to its transfer.
+        #[arg(long, value_name = "FILE.csv")]
+        payouts: Option<PathBuf>,
+        /// Match and show what would open, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per batch and currency: matched and unmatched lines and their gross,
+    /// fees, net and the payout; with --unmatched, the lines that differ or
+    /// that no payment has, each with its review item.
+    #[command(
+        after_help = "Exit codes: 0 printed (nothing imported yet too), 2 usage error or \
+invalid configuration, 3 the database cannot be read."
+    )]
+    Report {
+        #[command(flatten)]
+        db: DatabaseFlags,
+        /// Only this batch.
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
+        /// Also list the unmatched lines themselves (csv: only them).
+        #[arg(long)]
+        unmatched: bool,
+        /// table: for people; csv: one row per batch and currency (columns
+        /// batch_id,currency,first_settled_at,last_settled_at,lines,
+        /// matched_lines,matched_gross,unmatched_lines,unmatched_gross,
+        /// other_lines,other_net,gross,fees,net,payout,paid_on,
+        /// payout_difference), or with --unmatched one row per line
+        /// (id,batch_id,status,type,processor_ref,order_ref,currency,gross,
+        /// fee,net,expected,settled_at,review_item_id); json: {"batches":
+        /// [...], "unmatched_lines": [...]} with the same names.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+}
+
+/// `sweep`: once, now.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 swept (whether or not it opened items), or skipped because \
+another instance is sweeping, 2 usage error or invalid configuration, 3 the database fails."
+)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub db: DatabaseFlags,
+    #[command(flatten)]
+    pub settlement: SettlementFlags,
+    /// Sweep as if it were this time (a date or an RFC 3339 time) instead
+    /// of now: what would be late by then. Items it opens stay open.
+    #[arg(long, value_name = "TIME", value_parser = period_start)]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+fn read(path: &Path) -> Result<std::fs::File, CliError> {
+    std::fs::File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+        .map_err(CliError::operational)
+}
+
+pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
+    match command {
+        SettlementCommand::Import {
+            db,
+            settlement,
+            file,
+            mapping,
+            tolerance,
+            payouts,
+            dry_run,
+        } => {
+            let loaded = args::load(config, &[&db, &settlement]).map_err(settings_error)?;
+            let tolerance = tolerance.unwrap_or(loaded.settings.settlement_tolerance.0);
+            let mut database = loaded.database().map_err(settings_error)?;
+            database.create_database = false;
+            database.require_schema = true;
+            let mapping = match &mapping {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))
+                        .map_err(CliError::operational)?;
+                    Mapping::from_toml(&text)
+                        .with_context(|| path.display().to_string())
+                        .map_err(CliError::usage)?
+                }
+                None => Mapping::default(),
+            };
+            let lines = parse_settlement(read(&file)?, &mapping)
+                .with_context(|| file.display().to_string())
+                .map_err(CliError::usage)?;
+            let payouts = match &payouts {
+                Some(path) => parse_payouts(read(path)?)
+                    .with_context(|| path.display().to_string())
+                    .map_err(CliError::usage)?,
+                None => Vec::new(),
+            };
+            block_on(async move {
+                let store = Store::connect(database).await?;
+                let bar = progress_bar(lines.len() as u64);
+                let summary = store
+                    .import_settlement(
+                        &lines,
+                        &payouts,
+                        ImportOptions { tolerance, dry_run },
+                        &|n| bar.inc(n),
+                    )
+                    .await;
+                bar.finish_and_clear();
+                let summary = summary.map_err(|err| match err {
+                    crate::store::StoreError::Invalid(_) => CliError::usage(err),
+                    other => CliError::operational(other),
+                })?;
+                let mut out = std::io::stdout().lock();
+                print_import(&mut out, &file, &summary, tolerance)?;
+                Ok(if summary.opened.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_INVALID)
+                })
+            })
+        }
+        SettlementCommand::Report {
+            db,
+            batch,
+            unmatched,
+            format,
+        } => {
+            let settings = super::orders::database(config, &db)?;
+            block_on(async move {
+                let store = Store::connect(settings).await?;
+                let batches = store.settlement_report(batch.as_deref()).await?;
+                let lines = if unmatched {
+                    Some(store.unmatched_settlement_lines(batch.as_deref()).await?)
+                } else {
+                    None
+                };
+                let mut out = std::io::stdout().lock();
+                match format {
+                    OutputFormat::Table => {
+                        write_report_table(&mut out, &batches, lines.as_deref())?
+                    }
+                    OutputFormat::Csv => match &lines {
+                        Some(lines) => write_lines_csv(&mut out, lines)?,
+                        None => write_batches_csv(&mut out, &batches)?,
+                    },
+                    OutputFormat::Json => {
+                        let mut object = serde_json::json!({ "batches": batches });
+                        if let Some(lines) = &lines {
+                            object["unmatched_lines"] = serde_json::to_value(lines)?;
+                        }
+                        serde_json::to_writer_pretty(&mut out, &object)?;
+                        writeln!(out)?;
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+/// A progress bar on standard error for big files on a terminal.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if len < 5_000 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "    {bar:40} {pos}/{len} settlement lines ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_import(
+    out: &mut impl Write,
+    file: &Path,
+    summary: &ImportSummary,
+    tolerance: Tolerance,
+) -> std::io::Result<()> {
+    let new = summary.lines - summary.already_imported;
+    writeln!(
+        out,
+        "{}{}: {} line(s), {} imported before (skipped), {new} new; tolerance {tolerance}",
+        if summary.dry_run {
+            "dry run, nothing written: "
+        } else {
+            ""
+        },
+        file.display(),
+        summary.lines,
+        summary.already_imported,
+    )?;
+    writeln!(
+        out,
+        "matched {} (by order reference {}), differs {}, unknown {}, other (fees, adjustments) {}",
+        summary.count(LineStatus::Matched),
+        summary.matched_by_order_ref,
+        summary.count(LineStatus::Differs),
+        summary.count(LineStatus::Unknown),
+        summary.count(LineStatus::Other),
+    )?;
+    if !summary.totals.is_empty() {
+        writeln!(
+            out,
+            "  {:<4} {:<8} {:>6} {:>14} {:>12} {:>14}",
+            "CUR", "STATUS", "LINES", "GROSS", "FEES", "NET"
+        )?;
+        for ((currency, status), t) in &summary.totals {
+            let money = |minor: i64| Money::from_minor(minor, *currency).format_amount();
+            writeln!(
+                out,
+                "  {:<4} {:<8} {:>6} {:>14} {:>12} {:>14}",
+                currency.as_str(),
+                status.as_str(),
+                t.lines,
+                money(t.gross),
+                money(t.fees),
+                money(t.net)
+            )?;
+        }
+    }
+    if summary.payouts > 0 {
+        let differs = summary
+            .opened
+            .iter()
+            .filter(|f| f.kind == ReviewKind::PayoutTotalDiffers)
+            .count();
+        writeln!(
+            out,
+            "payouts: {} ({} imported before), {differs} not the sum of their batch's net lines",
+            summary.payouts, summary.payouts_already_imported
+        )?;
+    }
+    if summary.opened.is_empty() {
+        writeln!(
+            out,
+            "no review item {}",
+            if summary.dry_run {
+                "would open"
+            } else {
+                "opened"
+            }
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} review item(s) {}:",
+            summary.opened.len(),
+            if summary.dry_run {
+                "would open"
+            } else {
+                "opened"
+            }
+        )?;
+        for finding in &summary.opened {
+            writeln!(
+                out,
+                "  {:<26} {:<16} {}",
+                finding.kind.as_str(),
+                finding.order_ref.as_deref().unwrap_or("-"),
+                finding.details
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The columns of `settlement report --format csv`.
+pub const BATCH_CSV_COLUMNS: [&str; 17] = [
+    "batch_id",
+    "currency",
+    "first_settled_at",
+    "last_settled_at",
+    "lines",
+    "matched_lines",
+    "matched_gross",
+    "unmatched_lines",
+    "unmatched_gross",
+    "other_lines",
+    "other_net",
+    "gross",
+    "fees",
+    "net",
+    "payout",
+    "paid_on",
+    "payout_difference",
+];
+
+/// The columns of `settlement report --unmatched --format csv`.
+pub const LINE_CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "batch_id",
+    "status",
+    "type",
+    "processor_ref",
+    "order_ref",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "expected",
+    "settled_at",
+    "review_item_id",
+];
+
+fn write_batches_csv(out: impl Write, batches: &[BatchTotals]) -> Result<(), csv::Error> {
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(BATCH_CSV_COLUMNS)?;
+    let time = |at: &Option<DateTime<Utc>>| at.as_ref().map(rfc3339::format).unwrap_or_default();
+    for b in batches {
+        csv.write_record([
+            b.batch_id.as_str(),
+            &b.currency,
+            &time(&b.first_settled_at),
+            &time(&b.last_settled_at),
+            &b.lines.to_string(),
+            &b.matched_lines.to_string(),
+            &b.matched_gross,
+            &b.unmatched_lines.to_string(),
+            &b.unmatched_gross,
+            &b.other_lines.to_string(),
+            &b.other_net,
+            &b.gross,
+            &b.fees,
+            &b.net,
+            b.payout.as_deref().unwrap_or(""),
+            &b.paid_on.map(|d| d.to_string()).unwrap_or_default(),
+            b.payout_difference.as_deref().unwrap_or(""),
+        ])?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+fn write_lines_csv(out: impl Write, lines: &[SettlementLineView]) -> Result<(), csv::Error> {
+    let mut csv = csv::Writer::from_writer(out);
+    csv.write_record(LINE_CSV_COLUMNS)?;
+    for l in lines {
+        csv.write_record([
+            l.id.to_string().as_str(),
+            &l.batch_id,
+            l.status.as_str(),
+            l.kind.as_str(),
+            l.processor_ref.as_deref().unwrap_or(""),
+            l.order_ref.as_deref().unwrap_or(""),
+            &l.currency,
+            &l.gross,
+            &l.fee,
+            &l.net,
+            l.expected.as_deref().unwrap_or(""),
+            &rfc3339::format(&l.settled_at),
+            &l.review_item_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        ])?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+fn write_report_table(
+    out: &mut impl Write,
+    batches: &[BatchTotals],
+    lines: Option<&[SettlementLineView]>,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<16} {:<4} {:>5} {:>7} {:>13} {:>9} {:>11} {:>11} {:>13} {:>13} {:>10}",
+        "BATCH",
+        "CUR",
+        "LINES",
+        "MATCHED",
+        "GROSS",
+        "UNMATCHED",
+        "GROSS",
+        "FEES",
+        "NET",
+        "PAYOUT",
+        "DIFFERENCE"
+    )?;
+    for b in batches {
+        writeln!(
+            out,
+            "{:<16} {:<4} {:>5} {:>7} {:>13} {:>9} {:>11} {:>11} {:>13} {:>13} {:>10}",
+            b.batch_id,
+            b.currency,
+            b.lines,
+            b.matched_lines,
+            b.matched_gross,
+            b.unmatched_lines,
+            b.unmatched_gross,
+            b.fees,
+            b.net,
+            b.payout.as_deref().unwrap_or("-"),
+            b.payout_difference.as_deref().unwrap_or("-"),
+        )?;
+    }
+    writeln!(out, "{} batch(es) and currencies", batches.len())?;
+    if let Some(lines) = lines {
+        writeln!(out, "\nUnmatched lines")?;
+        if lines.is_empty() {
+            writeln!(out, "  (none)")?;
+        } else {
+            writeln!(
+                out,
+                "  {:<7} {:<16} {:<8} {:<10} {:<12} {:<16} {:<4} {:>12} {:>12}  {:<16} REVIEW",
+                "ID",
+                "BATCH",
+                "STATUS",
+                "TYPE",
+                "REFNO",
+                "ORDER",
+                "CUR",
+                "GROSS",
+                "LEDGER",
+                "SETTLED (UTC)"
+            )?;
+        }
+        for l in lines {
+            writeln!(
+                out,
+                "  {:<7} {:<16} {:<8} {:<10} {:<12} {:<16} {:<4} {:>12} {:>12}  {:<16} {}",
+                l.id,
+                l.batch_id,
+                l.status.as_str(),
+                l.kind.as_str(),
+                l.processor_ref.as_deref().unwrap_or("-"),
+                l.order_ref.as_deref().unwrap_or("-"),
+                l.currency,
+                l.gross,
+                l.expected.as_deref().unwrap_or("-"),
+                table_time(&l.settled_at),
+                l.review_item_id
+                    .map(|id| format!("#{id}"))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
+    let loaded = args::load(config, &[&args.db, &args.settlement]).map_err(settings_error)?;
+    let policy = loaded.sweep_policy();
+    let mut database = loaded.database().map_err(settings_error)?;
+    database.create_database = false;
+    database.require_schema = true;
+    let now = args.as_of.unwrap_or_else(Utc::now);
+    block_on(async move {
+        let store = Store::connect(database).await?;
+        let outcome = store.sweep(now, &policy).await?;
+        let mut out = std::io::stdout().lock();
+        if !outcome.ran {
+            writeln!(out, "another instance is sweeping; nothing done")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        writeln!(
+            out,
+            "swept as of {}: opened {} review item(s), closed {} whose cause went away",
+            rfc3339::format(&now),
+            outcome.opened.len(),
+            outcome.closed
+        )?;
+        for finding in &outcome.opened {
+            writeln!(
+                out,
+                "  {:<20} {:<16} {}",
+                finding.kind.as_str(),
+                finding.order_ref.as_deref().unwrap_or("-"),
+                finding.details
+            )?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,1522 @@
+//! Settlement: what the processor says it paid out, line by line, and how
+//! each line compares with the ledger.
+//!
+//! The processor's payout export lists, per batch (one bank transfer), the
+//! money it settled: sales, refunds, chargebacks, reversals, fees and
+//! adjustments, each with its gross amount, the processor's fee and the net
+//! (gross − fee). This module reads such a file ([`parse_settlement`]; the
+//! default columns are [`DEFAULT_COLUMNS`], another export's names are
+//! mapped by a [`Mapping`] read from TOML, without code), reads the bank
+//! transfers ([`parse_payouts`]), and decides, without I/O, whether each
+//! line agrees with the ledger's payment ([`classify`]) and each transfer
+//! with its batch ([`check_payout`]). The store loads the ledger, calls
+//! these, and writes the answer.
+//!
+//! Signs: money to the merchant is positive. A sale's gross is positive;
+//! a refund's, chargeback's or reversal's is negative or zero (it takes
+//! money back); the fee is what the processor keeps, positive or zero; an
+//! adjustment may be either. `net = gross − fee` on every line.
+//!
+//! Matching ([`classify`]): a line is matched to a payment by its
+//! processor reference (REFNO), or, when the ledger has no payment with
+//! that REFNO (or the line has none), by its order reference if that order
+//! has exactly one payment. A matched line then agrees when:
+//!
+//! - `sale`: the payment was captured, not settled by an earlier line, and
+//!   the gross is the ledger's paid amount within the tolerance;
+//! - `refund`: the refund lines of the payment so far (earlier imports
+//!   included) do not debit more than the ledger refunded, plus the
+//!   tolerance (fewer is fine: the rest may come in a later batch, and the
+//!   sweep says when it is late);
+//! - `chargeback`, `reversal`: the ledger has the payment charged back, not
+//!   yet debited by an earlier line, for the gross within the tolerance;
+//! - in every case the currency is the payment's.
+//!
+//! `fee` and `adjustment` lines settle no payment (status `other`). A line
+//! for no payment of the ledger is `unknown` (review `settlement_unknown`),
+//! a matched line that disagrees `differs` (review
+//! `settlement_amount_differs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
+
+use crate::domain::money::{Currency, Money};
+use crate::domain::pan::check_free_text;
+use crate::domain::reconcile::ReviewKind;
+use crate::domain::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+
+/// What a settlement line is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownLineKind,
+    parse_err_fn = UnknownLineKind::new
+)]
+pub enum LineKind {
+    /// A payment captured and settled.
+    Sale,
+    /// Money refunded to the shopper, debited from the payout.
+    Refund,
+    /// A payment taken back by the card network.
+    Chargeback,
+    /// Captured money returned by a reversal.
+    Reversal,
+    /// A fee of the processor's not tied to one payment.
+    Fee,
+    /// Any other correction.
+    Adjustment,
+}
+
+/// A line kind this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown settlement line type `{0}`")]
+pub struct UnknownLineKind(String);
+
+impl UnknownLineKind {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
+    }
+}
+
+string_forms!(LineKind, UnknownLineKind, "settlement line type");
+
+impl LineKind {
+    /// Whether the line settles one payment of the ledger (and so must be
+    /// matched to one).
+    pub fn settles_a_payment(self) -> bool {
+        !matches!(self, LineKind::Fee | LineKind::Adjustment)
+    }
+}
+
+/// How a line compares with the ledger.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownLineStatus,
+    parse_err_fn = UnknownLineStatus::new
+)]
+pub enum LineStatus {
+    /// A payment of the ledger agrees with it.
+    Matched,
+    /// A payment was found, and disagrees (`settlement_amount_differs`).
+    Differs,
+    /// No payment of the ledger has its references (`settlement_unknown`).
+    Unknown,
+    /// A fee or adjustment line: there is no payment to match.
+    Other,
+}
+
+/// A stored line status this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown settlement line status `{0}`")]
+pub struct UnknownLineStatus(String);
+
+impl UnknownLineStatus {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
+    }
+}
+
+string_forms!(LineStatus, UnknownLineStatus, "settlement line status");
+
+/// Which reference found a line's payment.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownMatchedBy,
+    parse_err_fn = UnknownMatchedBy::new
+)]
+pub enum MatchedBy {
+    /// The line's REFNO is the payment's.
+    ProcessorRef,
+    /// The line's order reference, for an order with one payment.
+    OrderRef,
+}
+
+/// A stored matched-by value this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown matched-by `{0}`")]
+pub struct UnknownMatchedBy(String);
+
+impl UnknownMatchedBy {
+    fn new(value: &str) -> Self {
+        Self(clip_for_display(value, UNKNOWN_VALUE_MAX_CHARS))
+    }
+}
+
+string_forms!(MatchedBy, UnknownMatchedBy, "matched-by");
+
+/// One line of a settlement file, parsed: every amount exact in its
+/// currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementLine {
+    /// Where it was read (the header is line 1).
+    pub line: u64,
+    pub batch_id: String,
+    /// REFNO, when the line names one.
+    pub processor_ref: Option<String>,
+    /// The merchant's order reference, when the line names one.
+    pub order_ref: Option<String>,
+    pub kind: LineKind,
+    pub gross: Money,
+    /// What the processor kept; positive or zero.
+    pub fee: Money,
+    /// `gross − fee`.
+    pub net: Money,
+    pub settled_at: DateTime<Utc>,
+    /// Which identical copy of the line in its batch this is (1 for the
+    /// first): two identical lines are two lines, and importing the file
+    /// again finds both already there.
+    pub occurrence: u32,
+}
+
+impl SettlementLine {
+    /// The line's identity in its batch: the SHA-256 of its values (not of
+    /// its position, so a file re-exported in another order is the same
+    /// lines). With [`SettlementLine::occurrence`] and the batch, what makes
+    /// importing a file twice change nothing.
+    pub fn key(&self) -> String {
+        let mut hash = Sha256::new();
+        for part in [
+            self.batch_id.as_str(),
+            self.processor_ref.as_deref().unwrap_or(""),
+            self.order_ref.as_deref().unwrap_or(""),
+            self.kind.as_str(),
+            &self.gross.minor_units().to_string(),
+            &self.fee.minor_units().to_string(),
+            &self.net.minor_units().to_string(),
+            self.gross.currency().as_str(),
+            &self.settled_at.timestamp().to_string(),
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0x1f]);
+        }
+        hex::encode(hash.finalize())
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.gross.currency()
+    }
+}
+
+/// The fields of a settlement line, by their default column names.
+pub const DEFAULT_COLUMNS: [&str; 9] = [
+    "batch_id",
+    "processor_ref",
+    "order_ref",
+    "type",
+    "gross",
+    "fee",
+    "net",
+    "currency",
+    "settled_at",
+];
+
+/// Columns a file must have (besides one of the two references).
+const REQUIRED: [&str; 5] = ["batch_id", "type", "gross", "currency", "settled_at"];
+
+/// How to read another processor's export: its column names, its words for
+/// the line types, its delimiter and date format.
+///
+/// Written in TOML (all keys optional):
+///
+/// ```toml
+/// delimiter = ";"
+/// date_format = "%d.%m.%Y %H:%M"   # chrono; default RFC 3339 or YYYY-MM-DD
+///
+/// [columns]                        # field = the export's column name
+/// batch_id = "Payout ID"
+/// processor_ref = "Transaction Reference"
+/// order_ref = "Merchant Reference"
+/// type = "Type"
+/// gross = "Gross"
+/// fee = "Commission"
+/// net = "Net"
+/// currency = "Currency"
+/// settled_at = "Settlement Date"
+///
+/// [types]                          # the export's word = our type
+/// "Payment" = "sale"
+/// "Refund" = "refund"
+/// "Dispute" = "chargeback"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// Field -> column name.
+    columns: BTreeMap<&'static str, String>,
+    /// Lower-cased word -> type.
+    types: BTreeMap<String, LineKind>,
+    delimiter: u8,
+    date_format: Option<String>,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Self {
+            columns: DEFAULT_COLUMNS
+                .iter()
+                .map(|c| (*c, (*c).to_owned()))
+                .collect(),
+            types: LineKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_owned(), *k))
+                .collect(),
+            delimiter: b',',
+            date_format: None,
+        }
+    }
+}
+
+/// Why a mapping file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mapping file: {0}")]
+pub struct MappingError(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    #[serde(default)]
+    columns: BTreeMap<String, String>,
+    #[serde(default)]
+    types: BTreeMap<String, String>,
+    delimiter: Option<String>,
+    date_format: Option<String>,
+}
+
+impl Mapping {
+    /// Reads a mapping from its TOML text; fields not named keep their
+    /// default column names, type words not named keep ours.
+    pub fn from_toml(text: &str) -> Result<Self, MappingError> {
+        use figment::Figment;
+        use figment::providers::{Format, Toml};
+        let file: MappingFile = Figment::from(Toml::string(text))
+            .extract()
+            .map_err(|err| MappingError(err.to_string()))?;
+        let mut mapping = Mapping::default();
+        for (field, column) in file.columns {
+            let Some(known) = DEFAULT_COLUMNS.iter().find(|c| **c == field) else {
+                return Err(MappingError(format!(
+                    "[columns] `{}` is not a field; the fields are {}",
+                    clip_for_display(&field, 40),
+                    DEFAULT_COLUMNS.join(", ")
+                )));
+            };
+            let column = column.trim();
+            if column.is_empty() {
+                return Err(MappingError(format!(
+                    "[columns] {known}: the column name is empty"
+                )));
+            }
+            mapping.columns.insert(known, column.to_owned());
+        }
+        for (word, kind) in file.types {
+            let kind = LineKind::parse(kind.trim()).map_err(|_| {
+                MappingError(format!(
+                    "[types] `{}` = `{}`: the types are {}",
+                    clip_for_display(&word, 40),
+                    clip_for_display(&kind, 40),
+                    LineKind::ALL.map(LineKind::as_str).join(", ")
+                ))
+            })?;
+            mapping.types.insert(word.trim().to_lowercase(), kind);
+        }
+        if let Some(delimiter) = file.delimiter {
+            match delimiter.as_bytes() {
+                [byte] if byte.is_ascii() && !byte.is_ascii_alphanumeric() && *byte != b'"' => {
+                    mapping.delimiter = *byte;
+                }
+                _ => {
+                    return Err(MappingError(
+                        "delimiter must be one ASCII character such as \",\", \";\" or \"\\t\""
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        if let Some(format) = file.date_format {
+            // A format chrono cannot use fails on every line: say so once.
+            let probe = chrono::format::StrftimeItems::new(&format);
+            if probe
+                .into_iter()
+                .any(|item| matches!(item, chrono::format::Item::Error))
+            {
+                return Err(MappingError(format!(
+                    "date_format `{}` is not a chrono format (like %d.%m.%Y %H:%M)",
+                    clip_for_display(&format, 40)
+                )));
+            }
+            mapping.date_format = Some(format);
+        }
+        Ok(mapping)
+    }
+
+    /// The column name of `field`.
+    pub fn column<'a>(&'a self, field: &'a str) -> &'a str {
+        self.columns.get(field).map_or(field, String::as_str)
+    }
+
+    fn kind(&self, word: &str) -> Option<LineKind> {
+        self.types.get(&word.trim().to_lowercase()).copied()
+    }
+
+    fn date(&self, text: &str) -> Result<DateTime<Utc>, String> {
+        if let Some(format) = &self.date_format {
+            if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
+                return Ok(at.and_utc());
+            }
+            if let Ok(day) = NaiveDate::parse_from_str(text, format) {
+                return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+            }
+            return Err(format!(
+                "settled_at does not have the mapping's date_format `{format}`"
+            ));
+        }
+        parse_time(text).ok_or_else(|| {
+            "settled_at must be an RFC 3339 time (2026-11-30T12:00:00Z) or a date (2026-11-30)"
+                .to_owned()
+        })
+    }
+}
+
+/// RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or a date (00:00 UTC).
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    if let Ok(at) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
+        return Some(at.and_utc());
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// One bad row of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// 1-based line number (the header is line 1).
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Why a settlement or payouts file was refused. Nothing was imported.
+#[derive(Debug, thiserror::Error)]
+pub enum SettlementFileError {
+    #[error("the header lacks {missing}; found `{found}`")]
+    Header { missing: String, found: String },
+    #[error("{} bad line(s):\n{}", .0.len(), render_rows(.0))]
+    Rows(Vec<RowError>),
+    #[error("cannot read the CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("the file has no line")]
+    Empty,
+}
+
+/// At most this many bad lines are listed (the count says how many).
+const ROWS_SHOWN: usize = 50;
+
+fn render_rows(rows: &[RowError]) -> String {
+    let mut text: Vec<String> = rows
+        .iter()
+        .take(ROWS_SHOWN)
+        .map(|row| format!("  line {}: {}", row.line, row.reason))
+        .collect();
+    if rows.len() > ROWS_SHOWN {
+        text.push(format!("  ... and {} more", rows.len() - ROWS_SHOWN));
+    }
+    text.join("\n")
+}
+
+/// A reference (batch, REFNO, order): 1-100 characters, no control
+/// characters, no card number.
+fn reference(what: &'static str, text: &str, required: bool) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return if required {
+            Err(format!("{what} is empty"))
+        } else {
+            Ok(None)
+        };
+    }
+    if text.chars().count() > 100 || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} must be 1-100 characters without control characters"
+        ));
+    }
+    check_free_text(what, text).map_err(|err| err.to_string())?;
+    Ok(Some(text.to_owned()))
+}
+
+/// The currency of a line or payout: ISO 4217, or allowed by
+/// `allow-currency`.
+fn currency(text: &str) -> Result<Currency, String> {
+    let code = Currency::parse(text.trim()).map_err(|err| format!("currency: {err}"))?;
+    if code.is_known() {
+        Ok(code)
+    } else {
+        Err(format!(
+            "currency {code} is not an ISO 4217 currency (allow it with --allow-currency {code}=EXPONENT)"
+        ))
+    }
+}
+
+fn amount(what: &str, text: &str, code: Currency) -> Result<Money, String> {
+    Money::parse_amount(text.trim(), code).map_err(|err| format!("{what}: {err}"))
+}
+
+/// Reads a settlement file with `mapping` (its column names, type words,
+/// delimiter and date format), naming every bad line.
+pub fn parse_settlement(
+    input: impl Read,
+    mapping: &Mapping,
+) -> Result<Vec<SettlementLine>, SettlementFileError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(mapping.delimiter)
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    let position = |field: &str| {
+        let name = mapping.column(field);
+        header.iter().position(|h| h.eq_ignore_ascii_case(name))
+    };
+    let mut missing: Vec<String> = REQUIRED
+        .iter()
+        .filter(|f| position(f).is_none())
+        .map(|f| format!("`{}`", mapping.column(f)))
+        .collect();
+    if position("processor_ref").is_none() && position("order_ref").is_none() {
+        missing.push(format!(
+            "`{}` or `{}`",
+            mapping.column("processor_ref"),
+            mapping.column("order_ref")
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(SettlementFileError::Header {
+            missing: missing.join(", "),
+            found: clip_for_display(&header.join(","), 200),
+        });
+    }
+    let columns: HashMap<&str, Option<usize>> =
+        DEFAULT_COLUMNS.iter().map(|f| (*f, position(f))).collect();
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    let mut occurrences: HashMap<String, u32> = HashMap::new();
+    for record in reader.records() {
+        let record = record?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        match parse_line(line, &record, &columns, mapping) {
+            Ok(mut parsed) => {
+                let count = occurrences.entry(parsed.key()).or_default();
+                *count += 1;
+                parsed.occurrence = *count;
+                lines.push(parsed);
+            }
+            Err(reason) => errors.push(RowError { line, reason }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(SettlementFileError::Rows(errors));
+    }
+    if lines.is_empty() {
+        return Err(SettlementFileError::Empty);
+    }
+    Ok(lines)
+}
+
+fn parse_line(
+    line: u64,
+    record: &csv::StringRecord,
+    columns: &HashMap<&str, Option<usize>>,
+    mapping: &Mapping,
+) -> Result<SettlementLine, String> {
+    let field = |name: &str| -> &str {
+        columns
+            .get(name)
+            .copied()
+            .flatten()
+            .and_then(|i| record.get(i))
+            .unwrap_or("")
+    };
+    let batch_id = reference("batch_id", field("batch_id"), true)?.unwrap_or_default();
+    let processor_ref = reference("processor_ref", field("processor_ref"), false)?;
+    let order_ref = reference("order_ref", field("order_ref"), false)?;
+    let word = field("type");
+    let kind = mapping.kind(word).ok_or_else(|| {
+        format!(
+            "type `{}` is not one of {} (map other words in the mapping file's [types])",
+            clip_for_display(word, 30),
+            mapping
+                .types
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let code = currency(field("currency"))?;
+    let mut gross = amount("gross", field("gross"), code)?;
+    let mut fee = match field("fee").trim() {
+        "" => Money::zero(code),
+        text => amount("fee", text, code)?,
+    };
+    // A fee line written as money out (gross -25.00, no fee) is a fee of
+    // 25.00: the books count it as one either way, the net is the same.
+    if kind == LineKind::Fee && fee.minor_units() == 0 && gross.is_negative() {
+        fee = gross.abs();
+        gross = Money::zero(code);
+    }
+    let computed = gross
+        .checked_sub(&fee)
+        .ok_or_else(|| "gross − fee is out of range".to_owned())?;
+    let net = match field("net").trim() {
+        "" => computed,
+        text => amount("net", text, code)?,
+    };
+    if fee.is_negative() {
+        return Err("fee must not be negative (book a returned fee as an adjustment)".to_owned());
+    }
+    if net != computed {
+        return Err(format!(
+            "net {} is not gross {} − fee {}",
+            net.format_amount(),
+            gross.format_amount(),
+            fee.format_amount()
+        ));
+    }
+    match kind {
+        LineKind::Sale if gross.is_negative() => {
+            return Err("a sale's gross must not be negative".to_owned());
+        }
+        LineKind::Refund | LineKind::Chargeback | LineKind::Reversal if gross.is_positive() => {
+            return Err(format!(
+                "a {kind} takes money back: its gross must be negative (or zero)"
+            ));
+        }
+        _ => {}
+    }
+    if kind.settles_a_payment() && processor_ref.is_none() && order_ref.is_none() {
+        return Err(format!(
+            "a {kind} line needs a processor_ref or an order_ref to be matched"
+        ));
+    }
+    let settled_at = mapping.date(field("settled_at").trim())?;
+    Ok(SettlementLine {
+        line,
+        batch_id,
+        processor_ref,
+        order_ref,
+        kind,
+        gross,
+        fee,
+        net,
+        settled_at,
+        occurrence: 1,
+    })
+}
+
+/// One bank transfer: what the processor paid out for a batch in one
+/// currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub line: u64,
+    pub batch_id: String,
+    pub paid_on: NaiveDate,
+    pub amount: Money,
+}
+
+/// The columns of a payouts file.
+pub const PAYOUT_COLUMNS: [&str; 4] = ["batch_id", "paid_on", "amount", "currency"];
+
+/// Reads a payouts file (`batch_id,paid_on,amount,currency`), naming every
+/// bad line; a batch and currency given twice is refused.
+pub fn parse_payouts(input: impl Read) -> Result<Vec<Payout>, SettlementFileError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    let position = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let missing: Vec<String> = PAYOUT_COLUMNS
+        .iter()
+        .filter(|c| position(c).is_none())
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(SettlementFileError::Header {
+            missing: missing.join(", "),
+            found: clip_for_display(&header.join(","), 200),
+        });
+    }
+    let columns: Vec<Option<usize>> = PAYOUT_COLUMNS.iter().map(|c| position(c)).collect();
+    let mut payouts: Vec<Payout> = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: HashMap<(String, Currency), u64> = HashMap::new();
+    for record in reader.records() {
+        let record = record?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let field = |i: usize| {
+            columns
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|c| record.get(c))
+                .unwrap_or("")
+        };
+        let parsed = (|| {
+            let batch_id = reference("batch_id", field(0), true)?.unwrap_or_default();
+            let paid_on = NaiveDate::parse_from_str(field(1), "%Y-%m-%d")
+                .map_err(|_| "paid_on must be a date (2026-11-30)".to_owned())?;
+            let code = currency(field(3))?;
+            let amount = amount("amount", field(2), code)?;
+            Ok::<_, String>(Payout {
+                line,
+                batch_id,
+                paid_on,
+                amount,
+            })
+        })();
+        match parsed {
+            Ok(payout) => {
+                let key = (payout.batch_id.clone(), payout.amount.currency());
+                if let Some(first) = seen.insert(key, line) {
+                    errors.push(RowError {
+                        line,
+                        reason: format!(
+                            "batch {} in {} repeats line {first}",
+                            payout.batch_id,
+                            payout.amount.currency()
+                        ),
+                    });
+                } else {
+                    payouts.push(payout);
+                }
+            }
+            Err(reason) => errors.push(RowError { line, reason }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(payouts)
+    } else {
+        Err(SettlementFileError::Rows(errors))
+    }
+}
+
+/// How far a settled amount may be from the ledger's and still agree: one
+/// decimal amount (`0.01`) applied in each line's currency, rounded down
+/// to its minor units (0.01 is one cent in EUR, nothing in JPY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tolerance {
+    /// The digits, without the point.
+    mantissa: u64,
+    /// How many of them are decimals.
+    scale: u32,
+}
+
+/// The most decimals a tolerance may have.
+const TOLERANCE_MAX_DECIMALS: u32 = 6;
+
+impl Tolerance {
+    /// No tolerance: amounts must be equal.
+    pub const ZERO: Tolerance = Tolerance {
+        mantissa: 0,
+        scale: 0,
+    };
+
+    /// Parses a non-negative decimal (`0`, `0.01`, `1.5`), at most 6
+    /// decimals.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let usage = || {
+            format!(
+                "`{}`: the tolerance is a non-negative decimal amount such as 0.01 (at most {TOLERANCE_MAX_DECIMALS} decimals)",
+                clip_for_display(text, 30)
+            )
+        };
+        let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int.is_empty()
+            || !digits(int)
+            || !digits(frac)
+            || (text.contains('.') && frac.is_empty())
+        {
+            return Err(usage());
+        }
+        let scale = u32::try_from(frac.len()).map_err(|_| usage())?;
+        if scale > TOLERANCE_MAX_DECIMALS || int.len() > 12 {
+            return Err(usage());
+        }
+        let mantissa = format!("{int}{frac}").parse::<u64>().map_err(|_| usage())?;
+        Ok(Self { mantissa, scale })
+    }
+
+    /// The tolerance in minor units of `currency`, rounded down.
+    pub fn minor_in(&self, currency: Currency) -> i64 {
+        let exponent = currency.exponent();
+        let value = u128::from(self.mantissa) * 10u128.pow(exponent) / 10u128.pow(self.scale);
+        i64::try_from(value).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.scale == 0 {
+            return write!(f, "{}", self.mantissa);
+        }
+        let scale = 10u64.pow(self.scale);
+        write!(
+            f,
+            "{}.{:0width$}",
+            self.mantissa / scale,
+            self.mantissa % scale,
+            width = self.scale as usize
+        )
+    }
+}
+
+/// A payment of the ledger, as matching needs it (amounts in minor units
+/// of `currency`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPayment {
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub order_ref: String,
+    pub processor_ref: String,
+    pub currency: Currency,
+    pub paid: i64,
+    pub refunded: i64,
+    pub charged_back: i64,
+}
+
+/// What earlier lines (earlier imports, earlier lines of the file) already
+/// settled of one payment, in minor units (magnitudes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settled {
+    pub sold: i64,
+    pub refunded: i64,
+    /// Chargebacks and reversals.
+    pub taken_back: i64,
+    /// Matched sale lines (a second one is a difference).
+    pub sales: u32,
+}
+
+/// The ledger's payments, found by REFNO and by order reference.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    payments: Vec<LedgerPayment>,
+    by_refno: HashMap<String, Vec<usize>>,
+    by_order: HashMap<String, Vec<usize>>,
+}
+
+impl Ledger {
+    pub fn new(payments: impl IntoIterator<Item = LedgerPayment>) -> Self {
+        let mut ledger = Ledger::default();
+        for payment in payments {
+            let i = ledger.payments.len();
+            ledger
+                .by_refno
+                .entry(payment.processor_ref.clone())
+                .or_default()
+                .push(i);
+            ledger
+                .by_order
+                .entry(payment.order_ref.clone())
+                .or_default()
+                .push(i);
+            ledger.payments.push(payment);
+        }
+        ledger
+    }
+
+    /// The payment a line settles, and how it was found: by REFNO (the one
+    /// of the line's order when several orders carry that REFNO, else the
+    /// one that paid), else by order reference when that order has exactly
+    /// one payment.
+    pub fn find(&self, line: &SettlementLine) -> Option<(&LedgerPayment, MatchedBy)> {
+        if let Some(refno) = &line.processor_ref
+            && let Some(found) = self.by_refno.get(refno)
+        {
+            let candidates: Vec<&LedgerPayment> =
+                found.iter().filter_map(|i| self.payments.get(*i)).collect();
+            let best = candidates
+                .iter()
+                .find(|p| line.order_ref.as_deref() == Some(p.order_ref.as_str()))
+                .or_else(|| candidates.iter().find(|p| p.paid > 0))
+                .or_else(|| candidates.first());
+            if let Some(payment) = best {
+                return Some((payment, MatchedBy::ProcessorRef));
+            }
+        }
+        let order_ref = line.order_ref.as_ref()?;
+        match self.by_order.get(order_ref).map(Vec::as_slice) {
+            Some([only]) => self
+                .payments
+                .get(*only)
+                .map(|payment| (payment, MatchedBy::OrderRef)),
+            _ => None,
+        }
+    }
+}
+
+/// A review item to open, about a settlement line, a payout or a payment.
+/// `details` holds amounts and references only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: ReviewKind,
+    pub order_ref: Option<String>,
+    pub processor_ref: Option<String>,
+    pub details: String,
+}
+
+/// How one line compares with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineMatch {
+    pub status: LineStatus,
+    pub matched_by: Option<MatchedBy>,
+    /// `(payment id, order id, order reference)` of the payment found.
+    pub payment: Option<(i64, i64, String)>,
+    /// The ledger's amount the line was compared with (minor units of the
+    /// line's currency), when one was.
+    pub expected: Option<i64>,
+    /// The review item it opens (for `differs` and `unknown`).
+    pub finding: Option<Finding>,
+}
+
+fn describe_line(line: &SettlementLine) -> String {
+    let mut refs = Vec::new();
+    if let Some(refno) = &line.processor_ref {
+        refs.push(format!("processor reference {refno}"));
+    }
+    if let Some(order) = &line.order_ref {
+        refs.push(format!("order {order}"));
+    }
+    format!(
+        "batch {}: {} of {} (fee {}, net {}) settled {} under {}",
+        line.batch_id,
+        line.kind,
+        line.gross,
+        line.fee.format_amount(),
+        line.net.format_amount(),
+        line.settled_at.format("%Y-%m-%d"),
+        if refs.is_empty() {
+            "no reference".to_owned()
+        } else {
+            refs.join(", ")
+        }
+    )
+}
+
+/// Matches each line (in file order) to the ledger, with `settled` the
+/// amounts earlier lines settled per payment id (updated as lines match,
+/// so a sale listed twice in one file is a difference the second time).
+pub fn classify(
+    lines: &[SettlementLine],
+    ledger: &Ledger,
+    settled: &mut HashMap<i64, Settled>,
+    tolerance: Tolerance,
+) -> Vec<LineMatch> {
+    lines
+        .iter()
+        .map(|line| classify_line(line, ledger, settled, tolerance))
+        .collect()
+}
+
+fn classify_line(
+    line: &SettlementLine,
+    ledger: &Ledger,
+    settled: &mut HashMap<i64, Settled>,
+    tolerance: Tolerance,
+) -> LineMatch {
+    if !line.kind.settles_a_payment() {
+        return LineMatch {
+            status: LineStatus::Other,
+            matched_by: None,
+            payment: None,
+            expected: None,
+            finding: None,
+        };
+    }
+    let Some((payment, matched_by)) = ledger.find(line) else {
+        return LineMatch {
+            status: LineStatus::Unknown,
+            matched_by: None,
+            payment: None,
+            expected: None,
+            finding: Some(Finding {
+                kind: ReviewKind::SettlementUnknown,
+                order_ref: line.order_ref.clone(),
+                processor_ref: line.processor_ref.clone(),
+                details: format!(
+                    "{}; no payment in the ledger has that processor reference or order reference",
+                    describe_line(line)
+                ),
+            }),
+        };
+    };
+    let currency = line.currency();
+    let tolerance_minor = tolerance.minor_in(currency);
+    let so_far = settled
+        .get(&payment.payment_id)
+        .copied()
+        .unwrap_or_default();
+    let magnitude = line.gross.minor_units().saturating_abs();
+    let ledger_money = |minor: i64| Money::from_minor(minor, payment.currency);
+    let within = |a: i64, b: i64| a.abs_diff(b) <= tolerance_minor.unsigned_abs();
+    let (expected, problem): (Option<i64>, Option<String>) = if currency != payment.currency {
+        (
+            None,
+            Some(format!(
+                "the ledger's payment is in {}",
+                payment.currency.as_str()
+            )),
+        )
+    } else {
+        match line.kind {
+            LineKind::Sale => {
+                let problem = if payment.paid == 0 {
+                    Some("the ledger has no captured payment for it".to_owned())
+                } else if so_far.sales > 0 {
+                    Some(format!(
+                        "the payment of {} was already settled by an earlier sale line",
+                        ledger_money(payment.paid)
+                    ))
+                } else if !within(magnitude, payment.paid) {
+                    Some(format!(
+                        "the ledger's payment is {} (difference {}, tolerance {})",
+                        ledger_money(payment.paid),
+                        ledger_money(magnitude - payment.paid),
+                        ledger_money(tolerance_minor).format_amount()
+                    ))
+                } else {
+                    None
+                };
+                (Some(payment.paid), problem)
+            }
+            LineKind::Refund => {
+                let debited = so_far.refunded.saturating_add(magnitude);
+                let problem =
+                    (debited > payment.refunded.saturating_add(tolerance_minor)).then(|| {
+                        format!(
+                            "refund lines debit {} in all, the ledger refunded {} (tolerance {})",
+                            ledger_money(debited),
+                            ledger_money(payment.refunded),
+                            ledger_money(tolerance_minor).format_amount()
+                        )
+                    });
+                (Some(payment.refunded), problem)
+            }
+            LineKind::Chargeback | LineKind::Reversal => {
+                let problem = if payment.charged_back == 0 {
+                    Some("the ledger has no chargeback or reversal of that payment".to_owned())
+                } else if so_far.taken_back > 0 {
+                    Some(format!(
+                        "the chargeback of {} was already debited by an earlier line",
+                        ledger_money(payment.charged_back)
+                    ))
+                } else if !within(magnitude, payment.charged_back) {
+                    Some(format!(
+                        "the ledger charged back {} (difference {}, tolerance {})",
+                        ledger_money(payment.charged_back),
+                        ledger_money(magnitude - payment.charged_back),
+                        ledger_money(tolerance_minor).format_amount()
+                    ))
+                } else {
+                    None
+                };
+                (Some(payment.charged_back), problem)
+            }
+            LineKind::Fee | LineKind::Adjustment => (None, None),
+        }
+    };
+    let found = Some((
+        payment.payment_id,
+        payment.order_id,
+        payment.order_ref.clone(),
+    ));
+    match problem {
+        None => {
+            let entry = settled.entry(payment.payment_id).or_default();
+            match line.kind {
+                LineKind::Sale => {
+                    entry.sales += 1;
+                    entry.sold = entry.sold.saturating_add(magnitude);
+                }
+                LineKind::Refund => entry.refunded = entry.refunded.saturating_add(magnitude),
+                LineKind::Chargeback | LineKind::Reversal => {
+                    entry.taken_back = entry.taken_back.saturating_add(magnitude);
+                }
+                LineKind::Fee | LineKind::Adjustment => {}
+            }
+            LineMatch {
+                status: LineStatus::Matched,
+                matched_by: Some(matched_by),
+                payment: found,
+                expected,
+                finding: None,
+            }
+        }
+        Some(problem) => LineMatch {
+            status: LineStatus::Differs,
+            matched_by: Some(matched_by),
+            payment: found,
+            expected,
+            finding: Some(Finding {
+                kind: ReviewKind::SettlementAmountDiffers,
+                order_ref: Some(payment.order_ref.clone()),
+                processor_ref: Some(payment.processor_ref.clone()),
+                details: format!("{}; {problem}", describe_line(line)),
+            }),
+        },
+    }
+}
+
+/// Whether a batch's transfer is the sum of its net lines in its currency
+/// (`lines_net`, minor units; `lines` how many): exact, since a transfer is
+/// the processor's own sum.
+pub fn check_payout(payout: &Payout, lines: usize, lines_net: i64) -> Option<Finding> {
+    let currency = payout.amount.currency();
+    if lines > 0 && lines_net == payout.amount.minor_units() {
+        return None;
+    }
+    let sum = Money::from_minor(lines_net, currency);
+    let difference = Money::from_minor(
+        payout.amount.minor_units().saturating_sub(lines_net),
+        currency,
+    );
+    Some(Finding {
+        kind: ReviewKind::PayoutTotalDiffers,
+        order_ref: None,
+        processor_ref: None,
+        details: format!(
+            "payout of batch {} on {}: {} transferred, the batch's {lines} net line(s) in {} sum to {} (difference {})",
+            payout.batch_id,
+            payout.paid_on,
+            payout.amount,
+            currency,
+            sum.format_amount(),
+            difference.format_amount()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::inconsistent_digit_grouping)]
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn eur() -> Currency {
+        Currency::parse("EUR").expect("EUR")
+    }
+
+    fn parse(text: &str) -> Result<Vec<SettlementLine>, SettlementFileError> {
+        parse_settlement(text.as_bytes(), &Mapping::default())
+    }
+
+    const HEADER: &str =
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n";
+
+    #[test]
+    fn kinds_and_statuses_have_fixed_string_forms() {
+        assert_string_forms!(
+            LineKind,
+            [
+                "sale",
+                "refund",
+                "chargeback",
+                "reversal",
+                "fee",
+                "adjustment"
+            ]
+        );
+        assert_string_forms!(LineStatus, ["matched", "differs", "unknown", "other"]);
+        assert_string_forms!(MatchedBy, ["processor_ref", "order_ref"]);
+    }
+
+    #[test]
+    fn default_columns_parse_exactly_in_each_currency() {
+        let text = format!(
+            "{HEADER}B1,71000101,SHOP-1,sale,107.00,3.40,103.60,EUR,2026-11-30T10:00:00Z\n\
+             B1,71000103,SHOP-3,SALE,2500,80,2420,JPY,2026-11-30\n\
+             B1,71000104,,refund,-12.345,0.000,-12.345,BHD,2026-11-30 08:00:00\n\
+             B1,,,fee,0.00,5.00,-5.00,EUR,2026-11-30\n"
+        );
+        let lines = parse(&text).expect("parses");
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0].gross.minor_units(), 107_00);
+        assert_eq!(lines[0].fee.minor_units(), 3_40);
+        assert_eq!(lines[0].line, 2);
+        assert_eq!(lines[1].gross.minor_units(), 2500);
+        assert_eq!(lines[1].kind, LineKind::Sale);
+        assert_eq!(lines[2].gross.minor_units(), -12_345);
+        assert_eq!(lines[2].order_ref, None);
+        assert_eq!(lines[3].kind, LineKind::Fee);
+        assert_eq!(lines[3].net.minor_units(), -5_00);
+        // A fee written as money out is the same fee.
+        let other =
+            parse(&format!("{HEADER}B1,,,fee,-5.00,0,-5.00,EUR,2026-11-30\n")).expect("parses");
+        assert_eq!(
+            (
+                other[0].gross.minor_units(),
+                other[0].fee.minor_units(),
+                other[0].net.minor_units()
+            ),
+            (0, 5_00, -5_00)
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_all_named_by_their_line_number() {
+        let text = format!(
+            "{HEADER}B1,1,S,sale,10.00,0.10,9.90,EUR,2026-11-30\n\
+             B1,2,S,sale,10.001,0,10.001,EUR,2026-11-30\n\
+             B1,3,S,bonus,1.00,0,1.00,EUR,2026-11-30\n\
+             B1,4,S,sale,1.00,0.10,1.00,EUR,2026-11-30\n\
+             B1,5,S,refund,1.00,0,1.00,EUR,2026-11-30\n\
+             ,6,S,sale,1.00,0,1.00,EUR,2026-11-30\n\
+             B1,7,S,sale,1.00,0,1.00,XYZ,2026-11-30\n\
+             B1,8,S,sale,1.00,0,1.00,EUR,30/11/2026\n\
+             B1,,,sale,1.00,0,1.00,EUR,2026-11-30\n\
+             B1,4111111111111111,S,sale,1.00,0,1.00,EUR,2026-11-30\n"
+        );
+        let Err(SettlementFileError::Rows(rows)) = parse(&text) else {
+            panic!("refused");
+        };
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        let all = SettlementFileError::Rows(rows).to_string();
+        for says in [
+            "line 3: gross: amount has more decimals",
+            "line 4: type `bonus`",
+            "line 5: net 1.00 is not gross 1.00 − fee 0.10",
+            "line 6: a refund takes money back",
+            "line 7: batch_id is empty",
+            "line 8: currency XYZ is not an ISO 4217",
+            "line 9: settled_at must be",
+            "line 10: a sale line needs a processor_ref or an order_ref",
+            "line 11: processor_ref",
+        ] {
+            assert!(all.contains(says), "{says}: {all}");
+        }
+        assert!(!all.contains("4111111111111111"), "{all}");
+    }
+
+    #[test]
+    fn a_header_without_a_required_column_says_which() {
+        let err = parse("batch_id,processor_ref,type,gross\nB,1,sale,1.00\n")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("`currency`") && err.contains("`settled_at`"),
+            "{err}"
+        );
+        // Fee and net may be absent: no fee, net = gross.
+        let lines = parse(
+            "batch_id,order_ref,type,gross,currency,settled_at\nB,S-1,sale,1.00,EUR,2026-11-30\n",
+        )
+        .expect("parses");
+        assert_eq!(lines[0].net.minor_units(), 1_00);
+        assert!(matches!(parse(HEADER), Err(SettlementFileError::Empty)));
+    }
+
+    #[test]
+    fn a_mapping_reads_another_export_without_code() {
+        let mapping = Mapping::from_toml(
+            r#"
+            delimiter = ";"
+            date_format = "%d.%m.%Y"
+            [columns]
+            batch_id = "Payout ID"
+            processor_ref = "Reference"
+            order_ref = "Merchant Order"
+            type = "Kind"
+            gross = "Gross Amount"
+            fee = "Commission"
+            net = "Net Amount"
+            currency = "Cur"
+            settled_at = "Date"
+            [types]
+            "Payment" = "sale"
+            "Dispute" = "chargeback"
+            "#,
+        )
+        .expect("mapping");
+        let text = "Payout ID;Reference;Merchant Order;Kind;Gross Amount;Commission;Net Amount;Cur;Date;Extra\n\
+                    P-9;71000101;SHOP-1;payment;107.00;3.40;103.60;EUR;30.11.2026;x\n\
+                    P-9;71000109;SHOP-9;Dispute;-89.00;15.00;-104.00;USD;01.12.2026;y\n\
+                    P-9;71000110;SHOP-10;refund;-1.00;0;-1.00;USD;01.12.2026;z\n";
+        let lines = parse_settlement(text.as_bytes(), &mapping).expect("parses");
+        assert_eq!(lines[0].kind, LineKind::Sale);
+        assert_eq!(lines[0].batch_id, "P-9");
+        assert_eq!(lines[1].kind, LineKind::Chargeback);
+        assert_eq!(lines[1].fee.minor_units(), 15_00);
+        assert_eq!(lines[2].kind, LineKind::Refund, "our own words still work");
+        assert_eq!(
+            lines[1].settled_at,
+            "2026-12-01T00:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("time")
+        );
+        for (bad, says) in [
+            ("[columns]\nbatch = \"x\"\n", "is not a field"),
+            ("[types]\n\"Pay\" = \"payment\"\n", "the types are"),
+            ("delimiter = \"ab\"\n", "delimiter"),
+            ("colums = 1\n", "colums"),
+            ("[columns]\ngross = \" \"\n", "empty"),
+        ] {
+            let err = Mapping::from_toml(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn identical_lines_in_a_batch_are_counted_apart() {
+        let text = format!(
+            "{HEADER}B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30\n\
+             B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30\n"
+        );
+        let lines = parse(&text).expect("parses");
+        assert_eq!(lines[0].key(), lines[1].key());
+        assert_eq!((lines[0].occurrence, lines[1].occurrence), (1, 2));
+        let mut moved = lines[0].clone();
+        moved.line = 40;
+        assert_eq!(moved.key(), lines[0].key(), "the position is not identity");
+    }
+
+    #[test]
+    fn payouts_parse_and_refuse_repeats() {
+        let payouts = parse_payouts(
+            "batch_id,paid_on,amount,currency\nB1,2026-12-01,103.60,EUR\nB1,2026-12-01,10,JPY\n"
+                .as_bytes(),
+        )
+        .expect("parses");
+        assert_eq!(payouts[1].amount.minor_units(), 10);
+        let err = parse_payouts(
+            "batch_id,paid_on,amount,currency\nB1,2026-12-01,1.00,EUR\nB1,2026-12-02,2.00,EUR\nB2,yesterday,1,EUR\n"
+                .as_bytes(),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            err.contains("line 3: batch B1 in EUR repeats line 2"),
+            "{err}"
+        );
+        assert!(err.contains("line 4: paid_on"), "{err}");
+    }
+
+    #[test]
+    fn tolerance_is_applied_in_each_currencys_minor_units() {
+        let t = Tolerance::parse("0.01").expect("parses");
+        assert_eq!(t.minor_in(eur()), 1);
+        assert_eq!(t.minor_in(Currency::parse("JPY").expect("JPY")), 0);
+        assert_eq!(t.minor_in(Currency::parse("BHD").expect("BHD")), 10);
+        assert_eq!(t.to_string(), "0.01");
+        assert_eq!(Tolerance::parse("2").expect("2").minor_in(eur()), 200);
+        for bad in ["-1", "0.", ".5", "1e3", "0.0000001", "", "abc"] {
+            assert!(Tolerance::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn payment(id: i64, refno: &str, order: &str, paid: i64) -> LedgerPayment {
+        LedgerPayment {
+            payment_id: id,
+            order_id: id * 10,
+            order_ref: order.to_owned(),
+            processor_ref: refno.to_owned(),
+            currency: eur(),
+            paid,
+            refunded: 0,
+            charged_back: 0,
+        }
+    }
+
+    fn line(
+        kind: LineKind,
+        refno: Option<&str>,
+        order: Option<&str>,
+        gross: i64,
+    ) -> SettlementLine {
+        SettlementLine {
+            line: 2,
+            batch_id: "B".into(),
+            processor_ref: refno.map(str::to_owned),
+            order_ref: order.map(str::to_owned),
+            kind,
+            gross: Money::from_minor(gross, eur()),
+            fee: Money::zero(eur()),
+            net: Money::from_minor(gross, eur()),
+            settled_at: DateTime::<Utc>::UNIX_EPOCH,
+            occurrence: 1,
+        }
+    }
+
+    #[test]
+    fn lines_match_by_refno_then_order_and_classify_each_difference() {
+        let mut refunded = payment(2, "R2", "S-2", 50_00);
+        refunded.refunded = 20_00;
+        let mut charged = payment(3, "R3", "S-3", 30_00);
+        charged.charged_back = 30_00;
+        let ledger = Ledger::new([payment(1, "R1", "S-1", 100_00), refunded, charged]);
+        let mut settled = HashMap::new();
+        let lines = [
+            line(LineKind::Sale, Some("R1"), None, 100_00),
+            line(LineKind::Sale, Some("R1"), None, 100_00),
+            line(LineKind::Sale, None, Some("S-2"), 49_99),
+            line(LineKind::Refund, Some("R2"), None, -15_00),
+            line(LineKind::Refund, Some("R2"), None, -6_00),
+            line(LineKind::Chargeback, Some("R3"), None, -30_00),
+            line(LineKind::Chargeback, Some("R1"), None, -100_00),
+            line(LineKind::Sale, Some("R404"), Some("S-404"), 1_00),
+            line(LineKind::Fee, None, None, 0),
+        ];
+        let got: Vec<(LineStatus, Option<MatchedBy>)> =
+            classify(&lines, &ledger, &mut settled, Tolerance::ZERO)
+                .into_iter()
+                .map(|m| (m.status, m.matched_by))
+                .collect();
+        use LineStatus::*;
+        use MatchedBy::*;
+        assert_eq!(
+            got,
+            [
+                (Matched, Some(ProcessorRef)),
+                (Differs, Some(ProcessorRef)),
+                (Differs, Some(OrderRef)),
+                (Matched, Some(ProcessorRef)),
+                (Differs, Some(ProcessorRef)),
+                (Matched, Some(ProcessorRef)),
+                (Differs, Some(ProcessorRef)),
+                (Unknown, None),
+                (Other, None),
+            ]
+        );
+        assert_eq!(settled[&2].refunded, 15_00);
+        // With a tolerance of one cent, 49.99 against 50.00 agrees.
+        let matched = classify(
+            &lines[2..3],
+            &ledger,
+            &mut HashMap::new(),
+            Tolerance::parse("0.01").expect("t"),
+        );
+        assert_eq!(matched[0].status, Matched);
+        let unknown = classify(&lines[7..8], &ledger, &mut settled, Tolerance::ZERO);
+        let finding = unknown[0].finding.as_ref().expect("finding");
+        assert_eq!(finding.kind, ReviewKind::SettlementUnknown);
+        assert!(
+            finding.details.contains("processor reference R404"),
+            "{}",
+            finding.details
+        );
+    }
+
+    #[test]
+    fn a_payout_must_be_its_batchs_net_exactly() {
+        let payout = Payout {
+            line: 2,
+            batch_id: "B".into(),
+            paid_on: NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"),
+            amount: Money::from_minor(100_00, eur()),
+        };
+        assert_eq!(check_payout(&payout, 3, 100_00), None);
+        let finding = check_payout(&payout, 3, 99_99).expect("differs");
+        assert_eq!(finding.kind, ReviewKind::PayoutTotalDiffers);
+        assert!(
+            finding.details.contains("difference 0.01"),
+            "{}",
+            finding.details
+        );
+        assert!(check_payout(&payout, 0, 0).is_some(), "no lines at all");
+    }
+
+    proptest! {
+        /// Any line written out in the default format parses back to the
+        /// same amounts, exactly, in any currency's exponent.
+        #[test]
+        fn written_lines_parse_back_exactly(
+            gross in 0i64..10_000_000_000,
+            fee in 0i64..1_000_000,
+            code in prop::sample::select(vec!["EUR", "JPY", "BHD", "USD", "CLF"]),
+            refund in any::<bool>(),
+        ) {
+            let currency = Currency::parse(code).expect("code");
+            let gross = if refund { -gross } else { gross };
+            let g = Money::from_minor(gross, currency);
+            let f = Money::from_minor(fee, currency);
+            let n = Money::from_minor(gross - fee, currency);
+            let kind = if refund { "refund" } else { "sale" };
+            let text = format!(
+                "{HEADER}B,1,S,{kind},{},{},{},{code},2026-11-30\n",
+                g.format_amount(), f.format_amount(), n.format_amount()
+            );
+            let lines = parse(&text).expect("parses");
+            prop_assert_eq!(lines[0].gross, g);
+            prop_assert_eq!(lines[0].fee, f);
+            prop_assert_eq!(lines[0].net, n);
+        }
+
+        /// A sale matches exactly when its distance to the ledger's
+        /// payment is within the tolerance.
+        #[test]
+        fn the_tolerance_is_a_closed_boundary(paid in 1i64..1_000_000, delta in -500i64..500, cents in 0u32..300) {
+            let ledger = Ledger::new([payment(1, "R", "S", paid)]);
+            let tolerance = Tolerance::parse(&format!("{}.{:02}", cents / 100, cents % 100)).expect("t");
+            let gross = (paid + delta).max(0);
+            let got = classify(&[line(LineKind::Sale, Some("R"), None, gross)], &ledger, &mut HashMap::new(), tolerance);
+            let agrees = (gross - paid).abs() <= i64::from(cents);
+            prop_assert_eq!(got[0].status == LineStatus::Matched, agrees);
+        }
+    }
+}

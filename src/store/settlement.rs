@@ -1,0 +1,802 @@
+//! Settlement lines and payouts: imported in one transaction, compared
+//! with the ledger by [`crate::domain::settlement`], reported per batch.
+//!
+//! An import loads the ledger's payments the file's lines name and what
+//! earlier lines settled of them, lets [`classify`] and [`check_payout`]
+//! decide, and writes the lines (append-only, with how they compared) and
+//! the review items their differences open. A line already imported (same
+//! batch, same values, same copy) is skipped, so importing a file again
+//! changes nothing and opens nothing. `--dry-run` runs the same reads and
+//! decisions in a read-only transaction and writes nothing.
+//!
+//! Imports take a PostgreSQL advisory lock for their transaction, so two
+//! imports of overlapping files run one after the other instead of both
+//! judging the same line new.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Date, Int4, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+
+use super::journal::JournalMovement;
+use super::reports::{ReportBasis, ReportPeriod, rfc3339};
+use super::schema::{review_items, settlement_lines, settlement_payouts};
+use super::{Store, StoreError};
+use crate::domain::journal::MovementKind;
+use crate::domain::settlement::{
+    Finding, Ledger, LedgerPayment, LineKind, LineMatch, LineStatus, MatchedBy, Payout, Settled,
+    SettlementLine, Tolerance, check_payout, classify,
+};
+use crate::domain::{Currency, Money};
+
+/// The advisory lock key of settlement imports (`ipn-settle` in ASCII).
+pub const IMPORT_LOCK: i64 = 0x69706e2d736574;
+
+/// How an import runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportOptions {
+    /// How far a settled amount may be from the ledger's.
+    pub tolerance: Tolerance,
+    /// Decide everything, write nothing.
+    pub dry_run: bool,
+}
+
+/// Lines of one currency with one status, summed (minor units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusTotals {
+    pub lines: usize,
+    pub gross: i64,
+    pub fees: i64,
+    pub net: i64,
+}
+
+/// What an import did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportSummary {
+    pub dry_run: bool,
+    /// Lines in the file.
+    pub lines: usize,
+    /// Lines imported before (same batch, values and copy): skipped.
+    pub already_imported: usize,
+    /// The new lines by currency and status.
+    pub totals: BTreeMap<(Currency, LineStatus), StatusTotals>,
+    /// How many new lines were matched by their order reference (their
+    /// REFNO unknown or absent).
+    pub matched_by_order_ref: usize,
+    /// Payouts in the payouts file, and those imported before.
+    pub payouts: usize,
+    pub payouts_already_imported: usize,
+    /// The review items opened (or that would open), in file order.
+    pub opened: Vec<Finding>,
+}
+
+impl ImportSummary {
+    /// New lines with `status`, all currencies.
+    pub fn count(&self, status: LineStatus) -> usize {
+        self.totals
+            .iter()
+            .filter(|((_, s), _)| *s == status)
+            .map(|(_, t)| t.lines)
+            .sum()
+    }
+}
+
+#[derive(QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
+    line_key: String,
+    #[diesel(sql_type = Int4)]
+    occurrence: i32,
+}
+
+#[derive(QueryableByName)]
+struct PaymentRow {
+    #[diesel(sql_type = BigInt)]
+    payment_id: i64,
+    #[diesel(sql_type = BigInt)]
+    order_id: i64,
+    #[diesel(sql_type = Text)]
+    order_ref: String,
+    #[diesel(sql_type = Text)]
+    processor_ref: String,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    paid: i64,
+    #[diesel(sql_type = BigInt)]
+    refunded: i64,
+    #[diesel(sql_type = BigInt)]
+    charged_back: i64,
+}
+
+#[derive(QueryableByName)]
+struct SettledRow {
+    #[diesel(sql_type = BigInt)]
+    payment_id: i64,
+    #[diesel(sql_type = Text)]
+    kind: LineKind,
+    #[diesel(sql_type = BigInt)]
+    amount: i64,
+    #[diesel(sql_type = BigInt)]
+    lines: i64,
+}
+
+#[derive(QueryableByName)]
+struct NetRow {
+    #[diesel(sql_type = BigInt)]
+    lines: i64,
+    #[diesel(sql_type = BigInt)]
+    net: i64,
+}
+
+#[derive(QueryableByName)]
+struct PayoutRow {
+    #[diesel(sql_type = BigInt)]
+    amount_minor: i64,
+    #[diesel(sql_type = Date)]
+    paid_on: NaiveDate,
+}
+
+/// How many ids or references go in one query.
+const CHUNK: usize = 2_000;
+
+impl Store {
+    /// Imports settlement `lines` and `payouts` in one transaction (see the
+    /// module docs); `progress` is told how many lines were handled, as it
+    /// goes (for a progress bar).
+    pub async fn import_settlement(
+        &self,
+        lines: &[SettlementLine],
+        payouts: &[Payout],
+        options: ImportOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ImportSummary, StoreError> {
+        let mut conn = self.conn().await?;
+        if options.dry_run {
+            conn.build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run::<_, StoreError, _>(async |conn| {
+                    import_in(conn, lines, payouts, options, progress).await
+                })
+                .await
+        } else {
+            conn.transaction::<_, StoreError, _>(async |conn| {
+                import_in(conn, lines, payouts, options, progress).await
+            })
+            .await
+        }
+    }
+}
+
+async fn import_in(
+    conn: &mut AsyncPgConnection,
+    lines: &[SettlementLine],
+    payouts: &[Payout],
+    options: ImportOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ImportSummary, StoreError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(IMPORT_LOCK)
+        .execute(conn)
+        .await?;
+    let mut summary = ImportSummary {
+        dry_run: options.dry_run,
+        lines: lines.len(),
+        payouts: payouts.len(),
+        ..ImportSummary::default()
+    };
+
+    // Which lines are new.
+    let batches: Vec<String> = lines
+        .iter()
+        .map(|l| l.batch_id.clone())
+        .chain(payouts.iter().map(|p| p.batch_id.clone()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut known: HashSet<(String, String, i32)> = HashSet::new();
+    for chunk in batches.chunks(CHUNK) {
+        let rows: Vec<KeyRow> = diesel::sql_query(
+            "SELECT batch_id, line_key, occurrence FROM settlement_lines \
+             WHERE batch_id = ANY($1)",
+        )
+        .bind::<Array<Text>, _>(chunk)
+        .load(conn)
+        .await?;
+        known.extend(
+            rows.into_iter()
+                .map(|r| (r.batch_id, r.line_key, r.occurrence)),
+        );
+    }
+    let keys: Vec<String> = lines.iter().map(SettlementLine::key).collect();
+    let new: Vec<(&SettlementLine, &String)> = lines
+        .iter()
+        .zip(&keys)
+        .filter(|(line, key)| {
+            !known.contains(&(
+                line.batch_id.clone(),
+                (*key).clone(),
+                i32::try_from(line.occurrence).unwrap_or(i32::MAX),
+            ))
+        })
+        .collect();
+    summary.already_imported = lines.len() - new.len();
+    progress(summary.already_imported as u64);
+
+    // The ledger's payments the new lines name, and what earlier lines
+    // settled of them.
+    let refnos: Vec<String> = new
+        .iter()
+        .filter_map(|(l, _)| l.processor_ref.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let order_refs: Vec<String> = new
+        .iter()
+        .filter_map(|(l, _)| l.order_ref.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut payments: HashMap<i64, LedgerPayment> = HashMap::new();
+    for (column, values) in [("p.processor_ref", &refnos), ("o.order_ref", &order_refs)] {
+        for chunk in values.chunks(CHUNK) {
+            let rows: Vec<PaymentRow> = diesel::sql_query(format!(
+                "SELECT p.id AS payment_id, p.order_id, o.order_ref, p.processor_ref, o.currency, \
+                        p.paid_minor AS paid, \
+                        CASE WHEN p.paid_minor > 0 THEN p.refunded_minor ELSE 0 END AS refunded, \
+                        CASE WHEN p.paid_minor > 0 AND p.reversed THEN p.paid_minor ELSE 0 END \
+                            AS charged_back \
+                 FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
+                 WHERE {column} = ANY($1)"
+            ))
+            .bind::<Array<Text>, _>(chunk)
+            .load(conn)
+            .await?;
+            for row in rows {
+                let currency = Currency::parse(&row.currency)
+                    .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
+                payments.insert(
+                    row.payment_id,
+                    LedgerPayment {
+                        payment_id: row.payment_id,
+                        order_id: row.order_id,
+                        order_ref: row.order_ref,
+                        processor_ref: row.processor_ref,
+                        currency,
+                        paid: row.paid,
+                        refunded: row.refunded,
+                        charged_back: row.charged_back,
+                    },
+                );
+            }
+        }
+    }
+    let ids: Vec<i64> = payments.keys().copied().collect();
+    let mut settled: HashMap<i64, Settled> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<SettledRow> = diesel::sql_query(
+            "SELECT payment_id, kind, sum(abs(gross_minor))::int8 AS amount, \
+                    count(*)::int8 AS lines \
+             FROM settlement_lines WHERE status = 'matched' AND payment_id = ANY($1) \
+             GROUP BY payment_id, kind",
+        )
+        .bind::<Array<BigInt>, _>(chunk)
+        .load(conn)
+        .await?;
+        for row in rows {
+            let entry = settled.entry(row.payment_id).or_default();
+            match row.kind {
+                LineKind::Sale => {
+                    entry.sold += row.amount;
+                    entry.sales += u32::try_from(row.lines).unwrap_or(u32::MAX);
+                }
+                LineKind::Refund => entry.refunded += row.amount,
+                LineKind::Chargeback | LineKind::Reversal => entry.taken_back += row.amount,
+                LineKind::Fee | LineKind::Adjustment => {}
+            }
+        }
+    }
+    let mut ordered: Vec<LedgerPayment> = payments.into_values().collect();
+    ordered.sort_by_key(|p| p.payment_id);
+    let ledger = Ledger::new(ordered);
+    let new_lines: Vec<SettlementLine> = new.iter().map(|(l, _)| (*l).clone()).collect();
+    let matches = classify(&new_lines, &ledger, &mut settled, options.tolerance);
+
+    for (line, m) in new_lines.iter().zip(&matches) {
+        let t = summary
+            .totals
+            .entry((line.currency(), m.status))
+            .or_default();
+        t.lines += 1;
+        t.gross = t.gross.saturating_add(line.gross.minor_units());
+        t.fees = t.fees.saturating_add(line.fee.minor_units());
+        t.net = t.net.saturating_add(line.net.minor_units());
+        if m.status == LineStatus::Matched && m.matched_by == Some(MatchedBy::OrderRef) {
+            summary.matched_by_order_ref += 1;
+        }
+        if let Some(finding) = &m.finding {
+            summary.opened.push(finding.clone());
+        }
+    }
+
+    if !options.dry_run {
+        for (chunk_number, chunk) in new.chunks(500).enumerate() {
+            let start = chunk_number * 500;
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (offset, (line, key)) in chunk.iter().enumerate() {
+                let m = &matches[start + offset];
+                let item = match &m.finding {
+                    Some(finding) => Some(open_item(conn, finding).await?),
+                    None => None,
+                };
+                rows.push(line_row(line, key, m, item));
+            }
+            diesel::insert_into(settlement_lines::table)
+                .values(&rows)
+                .execute(conn)
+                .await?;
+            progress(chunk.len() as u64);
+        }
+    } else {
+        progress(new.len() as u64);
+    }
+
+    // Payouts: each batch's transfer against its net lines, those already
+    // in the database and those of this import.
+    for payout in payouts {
+        let currency = payout.amount.currency();
+        let before: Option<PayoutRow> = diesel::sql_query(
+            "SELECT amount_minor, paid_on FROM settlement_payouts \
+             WHERE batch_id = $1 AND currency = $2",
+        )
+        .bind::<Text, _>(&payout.batch_id)
+        .bind::<Text, _>(currency.as_str())
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(before) = before {
+            if before.amount_minor == payout.amount.minor_units()
+                && before.paid_on == payout.paid_on
+            {
+                summary.payouts_already_imported += 1;
+                continue;
+            }
+            return Err(StoreError::Invalid(format!(
+                "payouts line {}: the payout of batch {} in {currency} was imported before as {} on {}; \
+                 nothing was imported",
+                payout.line,
+                payout.batch_id,
+                Money::from_minor(before.amount_minor, currency),
+                before.paid_on
+            )));
+        }
+        let stored: NetRow = diesel::sql_query(
+            "SELECT count(*)::int8 AS lines, coalesce(sum(net_minor), 0)::int8 AS net \
+             FROM settlement_lines WHERE batch_id = $1 AND currency = $2",
+        )
+        .bind::<Text, _>(&payout.batch_id)
+        .bind::<Text, _>(currency.as_str())
+        .get_result(conn)
+        .await?;
+        let (mut count, mut net) = (stored.lines, stored.net);
+        if options.dry_run {
+            // The new lines are not in the database: count them here.
+            for line in new_lines
+                .iter()
+                .filter(|l| l.batch_id == payout.batch_id && l.currency() == currency)
+            {
+                count += 1;
+                net = net.saturating_add(line.net.minor_units());
+            }
+        }
+        let finding = check_payout(payout, usize::try_from(count).unwrap_or(0), net);
+        if let Some(finding) = &finding {
+            summary.opened.push(finding.clone());
+        }
+        if !options.dry_run {
+            let item = match &finding {
+                Some(finding) => Some(open_item(conn, finding).await?),
+                None => None,
+            };
+            diesel::insert_into(settlement_payouts::table)
+                .values((
+                    settlement_payouts::batch_id.eq(&payout.batch_id),
+                    settlement_payouts::currency.eq(currency.as_str()),
+                    settlement_payouts::paid_on.eq(payout.paid_on),
+                    settlement_payouts::amount_minor.eq(payout.amount.minor_units()),
+                    settlement_payouts::lines_net_minor.eq(net),
+                    settlement_payouts::review_item_id.eq(item),
+                ))
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(summary)
+}
+
+type LineRow = (
+    diesel::dsl::Eq<settlement_lines::batch_id, String>,
+    diesel::dsl::Eq<settlement_lines::line_key, String>,
+    diesel::dsl::Eq<settlement_lines::occurrence, i32>,
+    diesel::dsl::Eq<settlement_lines::processor_ref, Option<String>>,
+    diesel::dsl::Eq<settlement_lines::order_ref, Option<String>>,
+    diesel::dsl::Eq<settlement_lines::kind, LineKind>,
+    diesel::dsl::Eq<settlement_lines::gross_minor, i64>,
+    diesel::dsl::Eq<settlement_lines::fee_minor, i64>,
+    diesel::dsl::Eq<settlement_lines::net_minor, i64>,
+    diesel::dsl::Eq<settlement_lines::currency, String>,
+    diesel::dsl::Eq<settlement_lines::settled_at, DateTime<Utc>>,
+    diesel::dsl::Eq<settlement_lines::status, LineStatus>,
+    diesel::dsl::Eq<settlement_lines::matched_by, Option<MatchedBy>>,
+    diesel::dsl::Eq<settlement_lines::payment_id, Option<i64>>,
+    diesel::dsl::Eq<settlement_lines::order_id, Option<i64>>,
+    diesel::dsl::Eq<settlement_lines::expected_minor, Option<i64>>,
+    diesel::dsl::Eq<settlement_lines::review_item_id, Option<i64>>,
+);
+
+fn line_row(line: &SettlementLine, key: &str, m: &LineMatch, item: Option<i64>) -> LineRow {
+    (
+        settlement_lines::batch_id.eq(line.batch_id.clone()),
+        settlement_lines::line_key.eq(key.to_owned()),
+        settlement_lines::occurrence.eq(i32::try_from(line.occurrence).unwrap_or(i32::MAX)),
+        settlement_lines::processor_ref.eq(line.processor_ref.clone()),
+        settlement_lines::order_ref.eq(line.order_ref.clone()),
+        settlement_lines::kind.eq(line.kind),
+        settlement_lines::gross_minor.eq(line.gross.minor_units()),
+        settlement_lines::fee_minor.eq(line.fee.minor_units()),
+        settlement_lines::net_minor.eq(line.net.minor_units()),
+        settlement_lines::currency.eq(line.currency().as_str().to_owned()),
+        settlement_lines::settled_at.eq(line.settled_at),
+        settlement_lines::status.eq(m.status),
+        settlement_lines::matched_by.eq(m.matched_by),
+        settlement_lines::payment_id.eq(m.payment.as_ref().map(|p| p.0)),
+        settlement_lines::order_id.eq(m.payment.as_ref().map(|p| p.1)),
+        settlement_lines::expected_minor.eq(m.expected),
+        settlement_lines::review_item_id.eq(item),
+    )
+}
+
+/// Opens a review item for `finding`; returns its id.
+pub(super) async fn open_item(
+    conn: &mut AsyncPgConnection,
+    finding: &Finding,
+) -> Result<i64, StoreError> {
+    Ok(diesel::insert_into(review_items::table)
+        .values((
+            review_items::kind.eq(finding.kind),
+            review_items::order_ref.eq(&finding.order_ref),
+            review_items::processor_ref.eq(&finding.processor_ref),
+            review_items::details.eq(&finding.details),
+        ))
+        .returning(review_items::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// One batch in one currency: its lines summed by how they compared, and
+/// its payout. Amounts as exact decimal strings with the currency's
+/// decimals; times RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchTotals {
+    pub batch_id: String,
+    pub currency: String,
+    /// The earliest and latest settled_at of its lines.
+    #[serde(serialize_with = "rfc3339::option")]
+    pub first_settled_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub last_settled_at: Option<DateTime<Utc>>,
+    pub lines: i64,
+    /// Lines a ledger payment agrees with: how many, their gross.
+    pub matched_lines: i64,
+    pub matched_gross: String,
+    /// Lines that differ or that no payment has (each with a review
+    /// item): how many, their gross.
+    pub unmatched_lines: i64,
+    pub unmatched_gross: String,
+    /// Fee and adjustment lines (no payment to match): how many, their net.
+    pub other_lines: i64,
+    pub other_net: String,
+    /// Every line: gross, the processor's fees, net.
+    pub gross: String,
+    pub fees: String,
+    pub net: String,
+    /// The bank transfer, when a payouts file gave it.
+    pub payout: Option<String>,
+    pub paid_on: Option<NaiveDate>,
+    /// Payout − net, when there is a payout (0 when they agree).
+    pub payout_difference: Option<String>,
+    /// The figures in minor units, for code (not exported): matched gross,
+    /// unmatched gross, other net, gross, fees, net, payout.
+    #[serde(skip)]
+    pub minor: BatchMinor,
+}
+
+/// [`BatchTotals`] in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchMinor {
+    pub matched_gross: i64,
+    pub unmatched_gross: i64,
+    pub other_net: i64,
+    pub gross: i64,
+    pub fees: i64,
+    pub net: i64,
+    pub payout: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct BatchRow {
+    #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    first_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    lines: i64,
+    #[diesel(sql_type = BigInt)]
+    matched_lines: i64,
+    #[diesel(sql_type = BigInt)]
+    matched_gross: i64,
+    #[diesel(sql_type = BigInt)]
+    unmatched_lines: i64,
+    #[diesel(sql_type = BigInt)]
+    unmatched_gross: i64,
+    #[diesel(sql_type = BigInt)]
+    other_lines: i64,
+    #[diesel(sql_type = BigInt)]
+    other_net: i64,
+    #[diesel(sql_type = BigInt)]
+    gross: i64,
+    #[diesel(sql_type = BigInt)]
+    fees: i64,
+    #[diesel(sql_type = BigInt)]
+    net: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    payout: Option<i64>,
+    #[diesel(sql_type = Nullable<Date>)]
+    paid_on: Option<NaiveDate>,
+}
+
+/// One settlement line as stored, for people and exports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettlementLineView {
+    pub id: i64,
+    pub batch_id: String,
+    pub status: LineStatus,
+    #[serde(rename = "type")]
+    pub kind: LineKind,
+    pub processor_ref: Option<String>,
+    pub order_ref: Option<String>,
+    pub currency: String,
+    pub gross: String,
+    pub fee: String,
+    pub net: String,
+    /// The ledger's amount it was compared with, when one was.
+    pub expected: Option<String>,
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub settled_at: DateTime<Utc>,
+    /// The review item it opened.
+    pub review_item_id: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct LineViewRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
+    status: LineStatus,
+    #[diesel(sql_type = Text)]
+    kind: LineKind,
+    #[diesel(sql_type = Nullable<Text>)]
+    processor_ref: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_ref: Option<String>,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    gross_minor: i64,
+    #[diesel(sql_type = BigInt)]
+    fee_minor: i64,
+    #[diesel(sql_type = BigInt)]
+    net_minor: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    expected_minor: Option<i64>,
+    #[diesel(sql_type = Timestamptz)]
+    settled_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    review_item_id: Option<i64>,
+}
+
+fn currency_of(code: &str) -> Result<Currency, StoreError> {
+    Currency::parse(code).map_err(|err| StoreError::Invalid(format!("settlement currency: {err}")))
+}
+
+impl Store {
+    /// The settlement report: per batch and currency (oldest batch first),
+    /// matched and unmatched totals, fees, net and the payout; only `batch`
+    /// when given. A payout whose batch has no line is listed too.
+    pub async fn settlement_report(
+        &self,
+        batch: Option<&str>,
+    ) -> Result<Vec<BatchTotals>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<BatchRow> = diesel::sql_query(
+            "WITH l AS ( \
+                 SELECT batch_id, currency, min(settled_at) AS first_at, max(settled_at) AS last_at, \
+                        count(*)::int8 AS lines, \
+                        count(*) FILTER (WHERE status = 'matched')::int8 AS matched_lines, \
+                        coalesce(sum(gross_minor) FILTER (WHERE status = 'matched'), 0)::int8 \
+                            AS matched_gross, \
+                        count(*) FILTER (WHERE status IN ('differs', 'unknown'))::int8 \
+                            AS unmatched_lines, \
+                        coalesce(sum(gross_minor) FILTER (WHERE status IN ('differs', 'unknown')), 0)::int8 \
+                            AS unmatched_gross, \
+                        count(*) FILTER (WHERE status = 'other')::int8 AS other_lines, \
+                        coalesce(sum(net_minor) FILTER (WHERE status = 'other'), 0)::int8 AS other_net, \
+                        sum(gross_minor)::int8 AS gross, sum(fee_minor)::int8 AS fees, \
+                        sum(net_minor)::int8 AS net \
+                 FROM settlement_lines WHERE ($1::text IS NULL OR batch_id = $1) \
+                 GROUP BY batch_id, currency) \
+             SELECT coalesce(l.batch_id, p.batch_id) AS batch_id, \
+                    coalesce(l.currency, p.currency) AS currency, \
+                    l.first_at, l.last_at, coalesce(l.lines, 0) AS lines, \
+                    coalesce(l.matched_lines, 0) AS matched_lines, \
+                    coalesce(l.matched_gross, 0) AS matched_gross, \
+                    coalesce(l.unmatched_lines, 0) AS unmatched_lines, \
+                    coalesce(l.unmatched_gross, 0) AS unmatched_gross, \
+                    coalesce(l.other_lines, 0) AS other_lines, \
+                    coalesce(l.other_net, 0) AS other_net, \
+                    coalesce(l.gross, 0) AS gross, coalesce(l.fees, 0) AS fees, \
+                    coalesce(l.net, 0) AS net, \
+                    p.amount_minor AS payout, p.paid_on \
+             FROM l FULL JOIN (SELECT * FROM settlement_payouts \
+                               WHERE ($1::text IS NULL OR batch_id = $1)) AS p \
+                  ON p.batch_id = l.batch_id AND p.currency = l.currency \
+             ORDER BY coalesce(l.first_at, p.paid_on::timestamptz), 1, 2",
+        )
+        .bind::<Nullable<Text>, _>(batch)
+        .load(&mut conn)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let code = currency_of(&r.currency)?;
+                let money = |minor: i64| Money::from_minor(minor, code).format_amount();
+                Ok(BatchTotals {
+                    batch_id: r.batch_id,
+                    currency: r.currency,
+                    first_settled_at: r.first_at,
+                    last_settled_at: r.last_at,
+                    lines: r.lines,
+                    matched_lines: r.matched_lines,
+                    matched_gross: money(r.matched_gross),
+                    unmatched_lines: r.unmatched_lines,
+                    unmatched_gross: money(r.unmatched_gross),
+                    other_lines: r.other_lines,
+                    other_net: money(r.other_net),
+                    gross: money(r.gross),
+                    fees: money(r.fees),
+                    net: money(r.net),
+                    payout: r.payout.map(money),
+                    paid_on: r.paid_on,
+                    payout_difference: r.payout.map(|p| money(p.saturating_sub(r.net))),
+                    minor: BatchMinor {
+                        matched_gross: r.matched_gross,
+                        unmatched_gross: r.unmatched_gross,
+                        other_net: r.other_net,
+                        gross: r.gross,
+                        fees: r.fees,
+                        net: r.net,
+                        payout: r.payout,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The lines that differ from the ledger or that no payment has (each
+    /// with its review item), oldest first; only `batch`'s when given.
+    pub async fn unmatched_settlement_lines(
+        &self,
+        batch: Option<&str>,
+    ) -> Result<Vec<SettlementLineView>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<LineViewRow> = diesel::sql_query(
+            "SELECT id, batch_id, status, kind, processor_ref, order_ref, currency, gross_minor, \
+                    fee_minor, net_minor, expected_minor, settled_at, review_item_id \
+             FROM settlement_lines \
+             WHERE status IN ('differs', 'unknown') AND ($1::text IS NULL OR batch_id = $1) \
+             ORDER BY settled_at, id",
+        )
+        .bind::<Nullable<Text>, _>(batch)
+        .load(&mut conn)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let code = currency_of(&r.currency)?;
+                let money = |minor: i64| Money::from_minor(minor, code).format_amount();
+                Ok(SettlementLineView {
+                    id: r.id,
+                    batch_id: r.batch_id,
+                    status: r.status,
+                    kind: r.kind,
+                    processor_ref: r.processor_ref,
+                    order_ref: r.order_ref,
+                    currency: r.currency,
+                    gross: money(r.gross_minor),
+                    fee: money(r.fee_minor),
+                    net: money(r.net_minor),
+                    expected: r.expected_minor.map(money),
+                    settled_at: r.settled_at,
+                    review_item_id: r.review_item_id,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(QueryableByName)]
+struct FeeRow {
+    #[diesel(sql_type = Timestamptz)]
+    settled_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    order_ref: String,
+    #[diesel(sql_type = Text)]
+    processor_ref: String,
+    #[diesel(sql_type = BigInt)]
+    fee_minor: i64,
+    #[diesel(sql_type = Text)]
+    currency: String,
+}
+
+/// The processor's fees as journal movements: one per settlement line with
+/// a fee, dated by the line (see [`Store::fee_movements`]).
+pub(super) async fn fee_movements_in(
+    conn: &mut AsyncPgConnection,
+    period: &ReportPeriod,
+) -> Result<Vec<JournalMovement>, StoreError> {
+    let filter = match period.by {
+        ReportBasis::Event => "l.settled_at >= coalesce($1, '-infinity'::timestamptz) \
+             AND l.settled_at < coalesce($2, 'infinity'::timestamptz)"
+            .to_owned(),
+        // Lines of an order: by the order's creation; lines of none (fees,
+        // unknown lines): by their own date, so that over all time both
+        // bases count every fee.
+        ReportBasis::Created => "CASE WHEN o.id IS NULL THEN l.settled_at ELSE o.created_at END \
+             >= coalesce($1, '-infinity'::timestamptz) \
+             AND CASE WHEN o.id IS NULL THEN l.settled_at ELSE o.created_at END \
+             < coalesce($2, 'infinity'::timestamptz)"
+            .to_owned(),
+    };
+    let rows: Vec<FeeRow> = diesel::sql_query(format!(
+        "SELECT l.settled_at, coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
+                coalesce(l.processor_ref, '') AS processor_ref, l.fee_minor, l.currency \
+         FROM settlement_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id \
+         WHERE l.fee_minor > 0 AND {filter} \
+         ORDER BY l.settled_at, l.id"
+    ))
+    .bind::<Nullable<Timestamptz>, _>(period.from)
+    .bind::<Nullable<Timestamptz>, _>(period.to)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(JournalMovement {
+                at: r.settled_at,
+                order_ref: r.order_ref,
+                processor_ref: r.processor_ref,
+                kind: MovementKind::Fee,
+                amount: Money::from_minor(r.fee_minor, currency_of(&r.currency)?),
+            })
+        })
+        .collect()
+}

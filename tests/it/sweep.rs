@@ -1,0 +1,276 @@
+//! Issue 12, item 4: the sweep on the fixtures' books, with injected
+//! times (no waiting): stale orders, payments not settled and refunds not
+//! debited become review items once; items whose cause went away close;
+//! one instance sweeps at a time (the advisory lock); money at risk counts
+//! the late unsettled payments.
+#![allow(clippy::inconsistent_digit_grouping)]
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use ipn_reconciler::domain::sweep::SweepPolicy;
+use ipn_reconciler::store::sweep::SWEEP_LOCK;
+use predicates::prelude::*;
+
+use crate::cli_reconcile::{cli, create_books, import_and_process_fixtures};
+use crate::finance_report::query;
+use crate::helpers::{TestDb, repo_path};
+
+/// Now, or a time after the fixtures' orders were created (2026-11-01),
+/// whichever is later: the test does not depend on the machine's clock.
+fn base() -> DateTime<Utc> {
+    let floor: DateTime<Utc> = "2026-11-05T00:00:00Z".parse().expect("time");
+    Utc::now().max(floor)
+}
+
+/// Open sweep items: (kind, order_ref, processor_ref).
+async fn open_items(db: &TestDb) -> Vec<(String, String, Option<String>)> {
+    query(
+        db,
+        "SELECT kind, order_ref, processor_ref FROM review_items \
+         WHERE kind IN ('stale_order', 'unsettled_payment', 'refund_not_debited') \
+           AND status = 'open' ORDER BY kind, order_ref",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+fn item(kind: &str, order: &str, refno: Option<&str>) -> (String, String, Option<String>) {
+    (kind.to_owned(), order.to_owned(), refno.map(str::to_owned))
+}
+
+/// Books with the fixtures processed, and a settlement that settles only
+/// SHOP-1001's payment and debits only 20.00 of SHOP-1002's 49.99 refunds.
+async fn books() -> TestDb {
+    let db = TestDb::new();
+    create_books(&db);
+    import_and_process_fixtures(&db);
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        file.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         S-1,71000101,SHOP-1001,sale,107.00,3.00,104.00,EUR,2026-11-30\n\
+         S-1,71000102,SHOP-1002,sale,49.99,1.00,48.99,USD,2026-11-30\n\
+         S-1,71000102,SHOP-1002,refund,-20.00,0,-20.00,USD,2026-11-30\n",
+    )
+    .expect("write");
+    cli(&db)
+        .args(["settlement", "import", &file.path().display().to_string()])
+        .assert()
+        .success();
+    db
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sweeps_raise_each_cause_once_as_time_passes_and_close_what_went_away() {
+    let db = books().await;
+    let store = db.store().await;
+    let policy = SweepPolicy::default();
+    let now = base();
+
+    // Now: only SHOP-1008 (pending since 2026-11-01) is old enough.
+    let first = store.sweep(now, &policy).await.expect("sweep");
+    assert!(first.ran);
+    assert_eq!(
+        open_items(&db).await,
+        [item("stale_order", "SHOP-1008", None)]
+    );
+    // Again: nothing new.
+    let again = store.sweep(now, &policy).await.expect("sweep");
+    assert!(again.ran && again.opened.is_empty() && again.closed == 0);
+
+    // Six days later: the payments are not late yet.
+    store
+        .sweep(now + Duration::days(6), &policy)
+        .await
+        .expect("sweep");
+    assert_eq!(open_items(&db).await.len(), 1);
+
+    // Eight days later: every captured payment no line settled, and the
+    // refunds of SHOP-1002 of which only 20.00 were debited.
+    let late = store
+        .sweep(now + Duration::days(8), &policy)
+        .await
+        .expect("sweep");
+    let expected_unsettled: Vec<(String, String)> = query(
+        &db,
+        "SELECT o.order_ref, p.processor_ref FROM payments p JOIN orders o ON o.id = p.order_id \
+         WHERE p.paid_minor > 0 AND NOT EXISTS (SELECT 1 FROM settlement_lines l \
+               WHERE l.payment_id = p.id AND l.kind = 'sale' AND l.status = 'matched') \
+         ORDER BY o.order_ref",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        expected_unsettled
+            .iter()
+            .map(|(o, _)| o.as_str())
+            .collect::<Vec<_>>(),
+        ["SHOP-1003", "SHOP-1009", "SHOP-1010", "SHOP-1012"]
+    );
+    let mut expected = vec![item("refund_not_debited", "SHOP-1002", Some("71000102"))];
+    expected.push(item("stale_order", "SHOP-1008", None));
+    for (order, refno) in &expected_unsettled {
+        expected.push(item("unsettled_payment", order, Some(refno)));
+    }
+    expected.sort();
+    assert_eq!(open_items(&db).await, expected);
+    assert_eq!(late.opened.len(), expected.len() - 1);
+    let refund = late
+        .opened
+        .iter()
+        .find(|f| f.kind.as_str() == "refund_not_debited")
+        .expect("refund item");
+    assert!(
+        refund.details.contains("refunds of 49.99 USD") && refund.details.contains("missing 29.99"),
+        "{}",
+        refund.details
+    );
+
+    // Money at risk: the standing money of the late unsettled payments,
+    // as an independent sum (SHOP-1009 was charged back: nothing stands).
+    let at_risk = store.unsettled_by_currency().await.expect("at risk");
+    let at_risk: BTreeMap<String, i64> = at_risk
+        .into_iter()
+        .map(|(c, m)| (c.as_str().to_owned(), m))
+        .collect();
+    assert_eq!(
+        at_risk,
+        BTreeMap::from([
+            ("EUR".to_owned(), 89_00),
+            ("JPY".to_owned(), 2500),
+            ("USD".to_owned(), 200_00)
+        ])
+    );
+
+    // A person resolves one; it is not raised again.
+    let id: i64 = query(
+        &db,
+        "SELECT id FROM review_items WHERE kind = 'stale_order'",
+        &[],
+    )
+    .await[0]
+        .get(0);
+    assert!(
+        store
+            .resolve_review_item(id, "finance-1", "the shop called the customer")
+            .await
+            .expect("resolve")
+    );
+    let later = store
+        .sweep(now + Duration::days(30), &policy)
+        .await
+        .expect("sweep");
+    assert!(later.opened.is_empty(), "{:?}", later.opened);
+
+    // The rest settles: the items close by themselves.
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        file.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         S-2,71000112,SHOP-1012,sale,89.00,2.00,87.00,EUR,2026-12-03\n\
+         S-2,71000102,SHOP-1002,refund,-29.99,0,-29.99,USD,2026-12-03\n",
+    )
+    .expect("write");
+    cli(&db)
+        .args(["settlement", "import", &file.path().display().to_string()])
+        .assert()
+        .success();
+    let closing = store
+        .sweep(now + Duration::days(31), &policy)
+        .await
+        .expect("sweep");
+    assert_eq!(closing.closed, 2);
+    let open = open_items(&db).await;
+    assert!(
+        !open.contains(&item("unsettled_payment", "SHOP-1012", Some("71000112")))
+            && !open.iter().any(|i| i.0 == "refund_not_debited"),
+        "{open:?}"
+    );
+    let notes: Vec<String> = query(
+        &db,
+        "SELECT resolution_note FROM review_items WHERE resolved_by = 'system' ORDER BY resolution_note",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(
+        notes,
+        [
+            "a settlement line settled the payment",
+            "settlement lines debited the refunds"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_instance_sweeps_at_a_time() {
+    let db = books().await;
+    let store = db.store().await;
+    let policy = SweepPolicy::default();
+    let when = base() + Duration::days(8);
+
+    // Another instance holds the lock: this one does nothing.
+    let (holder, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&SWEEP_LOCK])
+        .await
+        .expect("lock");
+    let skipped = store.sweep(when, &policy).await.expect("sweep");
+    assert!(!skipped.ran && skipped.opened.is_empty());
+    assert!(open_items(&db).await.is_empty());
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&SWEEP_LOCK])
+        .await
+        .expect("unlock");
+
+    // Two at once: together they open every cause exactly once.
+    let other = db.store().await;
+    let (a, b) = tokio::join!(store.sweep(when, &policy), other.sweep(when, &policy));
+    let (a, b) = (a.expect("a"), b.expect("b"));
+    assert!(a.ran || b.ran);
+    let open = open_items(&db).await;
+    assert_eq!(a.opened.len() + b.opened.len(), open.len());
+    let mut distinct = open.clone();
+    distinct.dedup();
+    assert_eq!(distinct, open, "no cause has two open items");
+    assert_eq!(open.len(), 1 + 4 + 1, "stale, unsettled, refund");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_command_reports_what_it_opened() {
+    let db = books().await;
+    let as_of = (base() + Duration::days(8)).to_rfc3339();
+    cli(&db)
+        .args(["sweep", "--as-of", &as_of])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("opened 6 review item(s)")
+                .and(predicate::str::contains("stale_order"))
+                .and(predicate::str::contains("unsettled_payment    SHOP-1010")),
+        );
+    cli(&db)
+        .args(["sweep", "--as-of", &as_of])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("opened 0 review item(s)"));
+    cli(&db)
+        .args(["sweep", "--stale-order-age", "0s"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("stale-order-age"));
+    // A configuration file with the settings loads (the example's keys).
+    let _ = repo_path("deploy/example.toml");
+}
