@@ -17,7 +17,7 @@ use ipn_reconciler::ipn::SecretKey;
 use crate::helpers::amqp::{RunningWorker, TestQueue, count, resigned, wait_until};
 use crate::helpers::console::{Browser, RESOLVER, TestConsole, VIEWER, long_sessions};
 use crate::helpers::daemon::Daemon;
-use crate::helpers::{TestDb, personal_data};
+use crate::helpers::{TestDb, personal_data, repo_path};
 
 /// Every page a viewer can open.
 const PAGES: [&str; 9] = [
@@ -725,5 +725,82 @@ async fn console_users_are_added_from_standard_input_and_serve_runs_the_console(
         )
         .await,
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let empty = browser.get("/settlement").await;
+    assert!(
+        empty.body.contains("No settlement imported"),
+        "{}",
+        empty.body
+    );
+
+    let fixture = |name: &str| {
+        repo_path(&format!("fixtures/settlement/{name}"))
+            .display()
+            .to_string()
+    };
+    assert_cmd::Command::cargo_bin("ipn-reconciler")
+        .expect("binary")
+        .env("DATABASE_URL", &console.db.url)
+        .args(["settlement", "import", &fixture("settlement.csv")])
+        .args(["--payouts", &fixture("payouts.csv")])
+        .assert()
+        .code(1);
+
+    let page = browser.get("/settlement").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("No settlement imported"));
+    let batches = browser.get("/settlement?csv=settlement_batches").await;
+    let rows: Vec<Vec<String>> = batches
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    let (client, connection) = tokio_postgres::connect(&console.db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let expected: Vec<(String, String, i64, i64)> = client
+        .query(
+            "SELECT batch_id, currency, count(*)::int8, \
+                    (count(*) FILTER (WHERE status IN ('differs', 'unknown')))::int8 \
+             FROM settlement_lines GROUP BY batch_id, currency ORDER BY batch_id, currency",
+            &[],
+        )
+        .await
+        .expect("batches")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert!(!expected.is_empty());
+    let mut shown: Vec<(String, String, i64, i64)> = rows
+        .iter()
+        .filter(|r| r[4] != "0")
+        .map(|r| {
+            (
+                r[0].clone(),
+                r[1].clone(),
+                r[4].parse().expect("lines"),
+                r[7].parse().expect("unmatched"),
+            )
+        })
+        .collect();
+    shown.sort();
+    assert_eq!(shown, expected);
+    let unmatched = browser.get("/settlement?csv=unmatched_lines").await;
+    assert_eq!(
+        i64::try_from(unmatched.body.lines().count() - 1).expect("count"),
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM settlement_lines WHERE status IN ('differs', 'unknown')"
+        )
+        .await
     );
 }
