@@ -14,7 +14,7 @@ use ipn_reconciler::console::auth::{
 use ipn_reconciler::domain::{Currency, Money};
 use ipn_reconciler::ipn::SecretKey;
 
-use crate::helpers::amqp::{RunningWorker, TestQueue, count, resigned, wait_until};
+use crate::helpers::amqp::{RunningWorker, TestQueue, count, resigned, run_cli, wait_until};
 use crate::helpers::console::{Browser, RESOLVER, TestConsole, VIEWER, long_sessions};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::{TestDb, personal_data, repo_path};
@@ -631,6 +631,46 @@ async fn console_requeues_the_parked_messages_of_one_reason_after_confirming() {
         .await,
         1
     );
+
+    // The command line selects the same way: the malformed one, by its reason.
+    let other = reasons
+        .iter()
+        .find(|r| **r != reason)
+        .expect("the malformed one's reason")
+        .clone();
+    let later = run_cli(
+        [
+            "parked",
+            "requeue",
+            "--reason",
+            &other,
+            "--since",
+            "2999-01-01",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        queue.env(),
+    )
+    .await;
+    assert!(later.0, "{}", later.2);
+    assert!(later.1.contains("0 requeued"), "{}", later.1);
+    let moved = run_cli(
+        [
+            "parked",
+            "requeue",
+            "--reason",
+            &other,
+            "--since",
+            "2020-01-01",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        queue.env(),
+    )
+    .await;
+    assert!(moved.0, "{}", moved.2);
+    assert!(moved.1.contains("1 requeued"), "{}", moved.1);
+    assert_eq!(queue.ready(&parking).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
