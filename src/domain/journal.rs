@@ -23,8 +23,11 @@
 //!   REVERSED before capture releases an authorization (no money moved), a
 //!   REVERSED after capture is a chargeback (docs/protocol.md §2.4, the
 //!   `reversed_after_payment` review item). So it is 0 from notifications;
-//!   the movement kind exists for booking the processor's reversals from
-//!   other sources (settlement lines of type `reversal`).
+//!   the movement kind and the column exist for accounting systems that
+//!   book reversals apart. A settlement line of type `reversal` does not
+//!   add to it: it is matched against the payment's chargeback (the
+//!   processor's exports word the same debit either way), which the
+//!   ledger already counts as charged back.
 //! - **charged back**: payments captured and then REVERSED, the whole
 //!   payment ([`PaymentFacts::charged_back`]): the money the card network
 //!   took back.

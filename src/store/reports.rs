@@ -237,14 +237,14 @@ impl FinanceSummary {
         } else {
             writeln!(
                 out,
-                "  {:<24} {:>7}  {:<16}  OLDEST AGE",
+                "  {:<26} {:>7}  {:<16}  OLDEST AGE",
                 "KIND", "OPEN", "OLDEST (UTC)"
             )?;
         }
         for e in &summary.open_exceptions {
             writeln!(
                 out,
-                "  {:<24} {:>7}  {:<16}  {}",
+                "  {:<26} {:>7}  {:<16}  {}",
                 e.kind,
                 e.open,
                 e.oldest_at.format("%Y-%m-%d %H:%M"),

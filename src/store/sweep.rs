@@ -166,7 +166,9 @@ async fn sweep_in(
         })
         .collect();
     // Paid payments that may matter: unsettled and due, with a refund due,
-    // or with an open item to reconsider.
+    // or with an open item to reconsider. A refund a person recorded as
+    // made outside the processor (`mark_refunded_outside`: its movement
+    // names a resolution) is never debited by the processor: not due.
     let payments: Vec<PaymentRow> = diesel::sql_query(
         "SELECT o.order_ref, p.processor_ref, o.currency, p.paid_minor AS paid, pm.paid_at, \
                 EXISTS (SELECT 1 FROM settlement_lines AS l WHERE l.payment_id = p.id \
@@ -183,7 +185,7 @@ async fn sweep_in(
                                    array_agg(amount_minor ORDER BY id) AS amounts \
                             FROM money_movements \
                             WHERE order_id = p.order_id AND processor_ref = p.processor_ref \
-                              AND kind = 'refund') AS r ON true \
+                              AND kind = 'refund' AND resolution_id IS NULL) AS r ON true \
          WHERE p.paid_minor > 0 \
            AND (pm.paid_at <= $1 \
                 OR EXISTS (SELECT 1 FROM review_items AS i \

@@ -10,6 +10,7 @@
 use assert_cmd::Command;
 use chrono::{NaiveDate, NaiveDateTime};
 use ipn_reconciler::domain::review::{ReviewAction, allowed_actions};
+use ipn_reconciler::domain::sweep::SweepPolicy;
 use ipn_reconciler::domain::{
     BodyDigest, EventIdentity, Money, OrderState, Outcome, PaymentEvent, ReviewKind, StatusField,
 };
@@ -462,6 +463,28 @@ async fn a_double_charge_refunded_outside_the_processor_is_booked_as_a_refund() 
     assert_eq!(row.get::<_, String>(3), "mark_refunded_outside");
     assert_eq!(row.get::<_, Option<i64>>(4), Some(3000));
     books_balance(&db, &store).await;
+    // The processor never debits a refund made outside it: long after,
+    // the sweep does not call it a refund not debited (the payments stay
+    // unsettled: no settlement file was imported).
+    let swept = store
+        .sweep(
+            chrono::Utc::now() + chrono::Duration::days(30),
+            &SweepPolicy::default(),
+        )
+        .await
+        .expect("sweep");
+    assert!(swept.ran);
+    assert!(
+        open_items(&store, "SHOP-C", ReviewKind::RefundNotDebited)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        open_items(&store, "SHOP-C", ReviewKind::UnsettledPayment)
+            .await
+            .len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
