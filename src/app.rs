@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::console::{Clock, Console, ConsoleSettings};
 use crate::domain::sweep::SweepPolicy;
 use crate::health::{self, Health};
 use crate::intake::{Intake, IntakeSettings};
@@ -59,6 +60,8 @@ pub struct AppConfig {
     /// How often the gauges read from the database and the broker are
     /// refreshed (`gauge-refresh-interval`).
     pub gauge_refresh: Duration,
+    /// The finance console (`console-addr`); `None`: not served.
+    pub console: Option<ConsoleSettings>,
     /// How often the sweep runs and what it looks for (`sweep-interval`,
     /// `stale-order-age`, `settlement-days`); `None`: no sweep (the demo
     /// sweeps by itself).
@@ -95,6 +98,7 @@ impl AppConfig {
             ops_addr: Some(s.http_addr),
             close_timeout: s.close_timeout,
             gauge_refresh: s.gauge_refresh_interval,
+            console: loaded.console(),
             sweep: Some((s.sweep_interval, loaded.sweep_policy())),
         })
     }
@@ -117,6 +121,7 @@ impl AppConfig {
             ops_addr: Some(s.http_addr),
             close_timeout: s.close_timeout,
             gauge_refresh: s.gauge_refresh_interval,
+            console: None,
             sweep: None,
         })
     }
@@ -143,6 +148,7 @@ pub struct Application {
     health: Health,
     ops: Option<TcpListener>,
     intake: Option<TcpListener>,
+    console: Option<TcpListener>,
 }
 
 impl Application {
@@ -157,6 +163,10 @@ impl Application {
             Some((addr, _)) => Some(bind("intake", *addr).await?),
             None => None,
         };
+        let console = match &config.console {
+            Some(settings) => Some(bind("console", settings.addr).await?),
+            None => None,
+        };
         let metrics = Metrics::new();
         let health = Health::new(&metrics);
         Ok(Self {
@@ -165,6 +175,7 @@ impl Application {
             health,
             ops,
             intake,
+            console,
         })
     }
 
@@ -176,6 +187,11 @@ impl Application {
     /// Where the intake listens.
     pub fn intake_addr(&self) -> Option<SocketAddr> {
         self.intake.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the finance console listens.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -200,8 +216,22 @@ impl Application {
             health,
             ops,
             intake,
+            console,
         } = self;
         let token = CancellationToken::new();
+
+        let console_task = match (console, &config.console, &config.database) {
+            (Some(listener), Some(settings), Some(database)) => Some(tokio::spawn(run_console(
+                listener,
+                settings.clone(),
+                database.clone(),
+                config.amqp.clone(),
+                config.pipeline.pseudonym_key.clone(),
+                health.clone(),
+                token.clone(),
+            ))),
+            _ => None,
+        };
 
         let ops_task = ops.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
@@ -262,7 +292,7 @@ impl Application {
         };
         let (summary, ()) = tokio::join!(work, signal);
 
-        for task in [intake_task, ops_task].into_iter().flatten() {
+        for task in [intake_task, ops_task, console_task].into_iter().flatten() {
             if tokio::time::timeout(config.close_timeout, task)
                 .await
                 .is_err()
@@ -308,6 +338,46 @@ fn start_intake(
         intake,
         token.clone().cancelled_owned(),
     ))
+}
+
+/// Connects the database (waiting it out; `/readyz` shows the worker's
+/// view of it), then serves the finance console until the token is
+/// cancelled.
+async fn run_console(
+    listener: TcpListener,
+    settings: ConsoleSettings,
+    database: DatabaseSettings,
+    amqp: AmqpSettings,
+    pseudonym_key: Option<crate::domain::PseudonymKey>,
+    health: Health,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    // The worker creates and migrates the database; two migrators at once
+    // would race, so the console only connects (and retries until it can).
+    let database = DatabaseSettings {
+        migrate: false,
+        create_database: false,
+        require_schema: false,
+        ..database
+    };
+    let store = tokio::select! {
+        store = connect_store(database, &health) => match store {
+            Ok(store) => store,
+            Err(err) => {
+                tracing::error!(error = %err, "the console cannot reach the database");
+                return Ok(());
+            }
+        },
+        () = token.cancelled() => return Ok(()),
+    };
+    let console = Console {
+        store,
+        settings,
+        clock: Clock::system(),
+        amqp: Some(amqp),
+        pseudonym_key: pseudonym_key.map(Arc::new),
+    };
+    crate::console::serve(listener, console, token.cancelled_owned()).await
 }
 
 /// Connects the database (waiting it out), then runs the worker until the

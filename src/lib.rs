@@ -17,6 +17,7 @@
 //! - [`simulate`]: a seeded processor simulator with known expectations;
 //! - [`demo`]: the whole system in one process, for newcomers;
 //! - [`bench`]: throughput and latency beside same-run ceilings;
+//! - [`console`]: the finance console, an authenticated web page;
 //! - [`cli`]: the command line.
 
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod export;

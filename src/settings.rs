@@ -192,6 +192,19 @@ pub struct Settings {
     /// How often `serve` sweeps (one instance at a time).
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+
+    // --- Console ---
+    /// Where the finance console listens (`HOST:PORT`, or a port alone for
+    /// 127.0.0.1); none: `serve` runs no console.
+    pub console_addr: Option<ConsoleAddr>,
+    /// Console cookies without `Secure` (plain HTTP on one's own machine).
+    pub console_insecure_cookies: bool,
+    /// A console session unused this long ends.
+    #[serde(with = "humantime_serde")]
+    pub console_idle_timeout: Duration,
+    /// A console session ends this long after its login, however busy.
+    #[serde(with = "humantime_serde")]
+    pub console_absolute_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -262,6 +275,13 @@ impl Default for Settings {
             settlement_days: 7,
             stale_order_age: Duration::from_secs(3 * 24 * 3600),
             sweep_interval: Duration::from_secs(5 * 60),
+
+            console_addr: None,
+            console_insecure_cookies: false,
+            // Half an hour away from the desk, or a working day, and the
+            // books need a password again.
+            console_idle_timeout: Duration::from_secs(30 * 60),
+            console_absolute_timeout: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -432,6 +452,35 @@ impl<'de> Deserialize<'de> for JournalAccountNames {
         let text = comma_list(deserializer)?;
         JournalAccounts::parse(&text)
             .map(JournalAccountNames)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The console's address: `HOST:PORT`, or a port alone (`8090`, `:8090`),
+/// which binds 127.0.0.1 (see [`crate::console::parse_addr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleAddr(pub SocketAddr);
+
+impl Serialize for ConsoleAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsoleAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum TextOrPort {
+            Text(String),
+            Port(u16),
+        }
+        let text = match TextOrPort::deserialize(deserializer)? {
+            TextOrPort::Text(text) => text,
+            TextOrPort::Port(port) => port.to_string(),
+        };
+        crate::console::parse_addr(&text)
+            .map(ConsoleAddr)
             .map_err(serde::de::Error::custom)
     }
 }
@@ -777,6 +826,8 @@ impl Loaded {
             ("gauge-refresh-interval", s.gauge_refresh_interval),
             ("stale-order-age", s.stale_order_age),
             ("sweep-interval", s.sweep_interval),
+            ("console-idle-timeout", s.console_idle_timeout),
+            ("console-absolute-timeout", s.console_absolute_timeout),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -789,10 +840,29 @@ impl Loaded {
                 "must be between 1s and 49days (RabbitMQ's largest message TTL)",
             ));
         }
+        if s.console_idle_timeout > s.console_absolute_timeout {
+            return Err(self.invalid(
+                "console-idle-timeout",
+                "must not be longer than console-absolute-timeout",
+            ));
+        }
         self.database()?;
         self.amqp()?;
         self.intake()?;
         Ok(())
+    }
+
+    /// The console's settings, when `console-addr` is set.
+    pub fn console(&self) -> Option<crate::console::ConsoleSettings> {
+        let s = &self.settings;
+        s.console_addr.map(|addr| crate::console::ConsoleSettings {
+            addr: addr.0,
+            insecure_cookies: s.console_insecure_cookies,
+            session: crate::console::auth::SessionPolicy {
+                idle: s.console_idle_timeout,
+                absolute: s.console_absolute_timeout,
+            },
+        })
     }
 
     /// How to reach PostgreSQL.
@@ -1334,6 +1404,42 @@ mod tests {
             .expect_err("zero")
             .to_string();
         assert!(err.contains("gauge-refresh-interval"), "{err}");
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_a_port_alone_binds_loopback() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(loaded.console(), None);
+        assert_eq!(defaults_as_text()["console-idle-timeout"], "30m");
+        assert_eq!(defaults_as_text()["console-absolute-timeout"], "12h");
+        let loaded = load(
+            None,
+            &[
+                env("console-addr", "IPN_CONSOLE_ADDR", "8090"),
+                flag("console-insecure-cookies", "true"),
+            ],
+        )
+        .expect("loads");
+        let console = loaded.console().expect("console on");
+        assert_eq!(console.addr, SocketAddr::from(([127, 0, 0, 1], 8090)));
+        assert!(console.insecure_cookies);
+        assert_eq!(console.session.idle, Duration::from_secs(1800));
+        let config = file("console-addr = \"0.0.0.0:8443\"\n");
+        let loaded = load(Some(config.path()), &[]).expect("file");
+        assert_eq!(
+            loaded.console().map(|c| c.addr),
+            Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
+        );
+        for (key, value, says) in [
+            ("console-addr", "somewhere", "HOST:PORT"),
+            ("console-idle-timeout", "0s", "longer than 0s"),
+            ("console-idle-timeout", "13h", "console-absolute-timeout"),
+        ] {
+            let err = load(None, &[flag(key, value)])
+                .expect_err(value)
+                .to_string();
+            assert!(err.contains(key) && err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -419,8 +419,35 @@ pub const SETTLEMENT: &[Flag] = &[
     ),
 ];
 
+/// The finance console.
+pub const CONSOLE: &[Flag] = &[
+    value(
+        "console-addr",
+        "IPN_CONSOLE_ADDR",
+        "ADDR",
+        "Address of the finance console (HOST:PORT; a port alone binds 127.0.0.1). Not set: serve runs no console. Put it behind an HTTPS proxy unless it stays on this machine.",
+    ),
+    switch(
+        "console-insecure-cookies",
+        "IPN_CONSOLE_INSECURE_COOKIES",
+        "Console cookies without Secure, for plain HTTP on your own machine (otherwise the browser must reach the console over HTTPS).",
+    ),
+    value(
+        "console-idle-timeout",
+        "IPN_CONSOLE_IDLE_TIMEOUT",
+        "DURATION",
+        "A console session unused this long ends.",
+    ),
+    value(
+        "console-absolute-timeout",
+        "IPN_CONSOLE_ABSOLUTE_TIMEOUT",
+        "DURATION",
+        "A console session ends this long after its login, however busy.",
+    ),
+];
+
 /// Every group, for the checks that the table and the settings agree.
-pub const ALL_GROUPS: [&[Flag]; 8] = [
+pub const ALL_GROUPS: [&[Flag]; 9] = [
     DATABASE,
     NOTIFICATIONS,
     BROKER,
@@ -429,6 +456,7 @@ pub const ALL_GROUPS: [&[Flag]; 8] = [
     OPERATIONS,
     FINANCE,
     SETTLEMENT,
+    CONSOLE,
 ];
 
 /// The clap argument of a flag. Its id is the key, so two groups can never
@@ -578,6 +606,11 @@ flag_group!(
     /// Settlement tolerance and the sweep's ages.
     SettlementFlags,
     SETTLEMENT
+);
+flag_group!(
+    /// The finance console.
+    ConsoleFlags,
+    CONSOLE
 );
 
 /// The configuration file, for every command that reads settings.

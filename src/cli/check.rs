@@ -19,8 +19,8 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ExchangeKind};
 
 use super::args::{
-    self, BrokerFlags, ConfigFile, DatabaseFlags, IntakeFlags, NotificationFlags, OperationsFlags,
-    SettlementFlags, WorkerFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
+    OperationsFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, EXIT_OPERATIONAL, EXIT_USAGE, block_on, render_error};
 use crate::queue::{AmqpSettings, QueueError};
@@ -53,6 +53,8 @@ pub struct CheckArgs {
     pub operations: OperationsFlags,
     #[command(flatten)]
     pub settlement: SettlementFlags,
+    #[command(flatten)]
+    pub console: ConsoleFlags,
 }
 
 /// What a failed check is about, which decides the exit code.
@@ -110,6 +112,7 @@ pub fn run(config: &ConfigFile, args: CheckArgs) -> CliResult {
             &args.intake,
             &args.operations,
             &args.settlement,
+            &args.console,
         ],
     );
     let loaded = match loaded {
@@ -403,6 +406,9 @@ fn check_listeners(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io:
     let mut listeners = vec![("http-addr", "the operations endpoint", s.http_addr)];
     if !s.no_intake {
         listeners.push(("intake-addr", "the intake", s.intake_addr));
+    }
+    if let Some(console) = loaded.console() {
+        listeners.push(("console-addr", "the finance console", console.addr));
     }
     for (key, what, addr) in listeners {
         match bind(addr) {

@@ -11,6 +11,7 @@
 pub mod args;
 mod bench;
 mod check;
+mod console;
 mod demo;
 mod export;
 mod finance;
@@ -122,6 +123,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// Simulate the payment processor: seeded, reproducible notifications
     /// for N orders with anomalies, the orders CSV and the expected states.
     Simulate(simulate::SimulateArgs),
+    /// The finance console, a web page over the books: run it alone
+    /// (`console --console-addr ADDR`; `serve --console-addr` runs it in the
+    /// daemon), and manage its users (`console user add|disable`).
+    Console(Box<console::ConsoleArgs>),
     /// The processor's payout export against the ledger: `settlement
     /// import`, `settlement report`.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
@@ -228,6 +233,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         Command::Simulate(args) => simulate::run(config, args),
+        Command::Console(args) => console::run(config, *args),
         Command::Settlement(command) => settlement::run(config, command),
         Command::Sweep(args) => settlement::sweep(config, args),
         Command::Bench(args) => bench::run(*args),

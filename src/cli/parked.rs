@@ -36,19 +36,27 @@ configuration, 3 the broker cannot be reached.")]
         format: ListFormat,
     },
     /// Move parked messages back to the work exchange (attempts reset),
-    /// after their cause was fixed: `parked requeue ID` or `parked requeue
-    /// --all`.
+    /// after their cause was fixed: `parked requeue ID`, `parked requeue
+    /// --reason REASON [--since DATE]` or `parked requeue --all`.
     #[command(
         after_help = "Exit codes: 0 requeued (every matching message; none matching \
-is not an error), 2 neither an ID nor --all, or invalid configuration, 3 the broker cannot be \
+is not an error), 2 no ID, --reason or --all, a bad --since, or invalid configuration, 3 the broker cannot be \
 reached or a message could not be moved."
     )]
     Requeue {
         #[command(flatten)]
         broker: BrokerFlags,
         /// Every parked message.
-        #[arg(long, conflicts_with = "id")]
+        #[arg(long, conflicts_with_all = ["id", "reason"])]
         all: bool,
+        /// Every message parked for this reason, exactly as `parked list`
+        /// shows it (for example invalid_signature).
+        #[arg(long, conflicts_with = "id")]
+        reason: Option<String>,
+        /// With --reason: only messages parked at or after this date
+        /// (2026-11-30, from 00:00 UTC) or RFC 3339 time.
+        #[arg(long, requires = "reason", value_name = "DATE", value_parser = super::finance::period_start)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
         /// The id shown by `parked list` (a prefix of the body's SHA-256).
         id: Option<String>,
     },
@@ -110,13 +118,21 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ParkedCommand::Requeue { broker, all, id } => {
-            let selection = match (all, id) {
-                (true, _) => Selection::All,
-                (false, Some(id)) => Selection::Id(id),
-                (false, None) => {
+        ParkedCommand::Requeue {
+            broker,
+            all,
+            reason,
+            since,
+            id,
+        } => {
+            let selection = match (all, id, reason) {
+                (true, _, _) => Selection::All,
+                (false, Some(id), _) => Selection::Id(id),
+                (false, None, Some(reason)) => Selection::Reason { reason, since },
+                (false, None, None) => {
                     return Err(CliError::usage(anyhow::anyhow!(
-                        "say which messages: `parked requeue ID` (an id from `parked list`) or `parked requeue --all`"
+                        "say which messages: `parked requeue ID` (an id from `parked list`), \
+                         `parked requeue --reason REASON [--since DATE]` or `parked requeue --all`"
                     )));
                 }
             };

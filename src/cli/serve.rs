@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::{
-    self, BrokerFlags, ConfigFile, DatabaseFlags, IntakeFlags, NotificationFlags, OperationsFlags,
-    SettlementFlags, WorkerFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
+    OperationsFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, block_on, settings_error};
 use crate::app::{AppConfig, Application, shutdown_signal};
@@ -29,6 +29,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub operations: OperationsFlags,
     #[command(flatten)]
+    pub console: ConsoleFlags,
+    #[command(flatten)]
     pub settlement: SettlementFlags,
 }
 
@@ -44,6 +46,7 @@ pub fn run(config: &ConfigFile, args: ServeArgs) -> CliResult {
             &args.worker,
             &args.intake,
             &args.operations,
+            &args.console,
             &args.settlement,
         ],
     )

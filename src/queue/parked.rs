@@ -53,15 +53,45 @@ pub enum Selection {
     All,
     /// A prefix of the body digest (as listed), or the full message id.
     Id(String),
+    /// Every message parked for `reason` (exactly as listed), parked at or
+    /// after `since` when given (a message without a parking time counts
+    /// from its receipt): once a cause is fixed, what it parked goes back,
+    /// and nothing parked for another reason.
+    Reason {
+        reason: String,
+        since: Option<DateTime<Utc>>,
+    },
 }
 
 impl Selection {
-    fn matches(&self, digest: &str, message_id: Option<&str>) -> bool {
+    fn matches(&self, digest: &str, message_id: Option<&str>, meta: &MessageMeta) -> bool {
         match self {
             Selection::All => true,
             Selection::Id(id) => {
                 let id = id.to_ascii_lowercase();
                 (!id.is_empty() && digest.starts_with(&id)) || message_id == Some(id.as_str())
+            }
+            Selection::Reason { reason, since } => {
+                meta.park_reason.as_deref().unwrap_or("unknown") == reason
+                    && since.is_none_or(|since| meta.parked_at.unwrap_or(meta.received_at) >= since)
+            }
+        }
+    }
+
+    /// Whether a listed message is selected: what a person is shown before
+    /// confirming a requeue.
+    pub fn matches_listed(&self, message: &ParkedMessage) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Id(id) => {
+                let id = id.to_ascii_lowercase();
+                !id.is_empty() && message.body_sha256.starts_with(&id)
+            }
+            Selection::Reason { reason, since } => {
+                message.reason == *reason
+                    && since.is_none_or(|since| {
+                        message.parked_at.unwrap_or(message.received_at) >= since
+                    })
             }
         }
     }
@@ -163,7 +193,7 @@ pub async fn requeue(
             let delivery = message.delivery;
             let old = MessageMeta::from_properties(&delivery.properties, Utc::now());
             let digest = plain_digest(&delivery.data, &old);
-            if !selection.matches(&digest, old.message_id.as_deref()) {
+            if !selection.matches(&digest, old.message_id.as_deref(), &old) {
                 continue;
             }
             let fresh = requeued(&old);
@@ -224,6 +254,26 @@ mod tests {
         // A sealed one whose id is not a digest still gets a stable id.
         let meta = parked(Some(SEALED_CONTENT_TYPE), Some("not-a-digest"));
         assert_eq!(describe(bytes, &meta).body_sha256, own);
+    }
+
+    #[test]
+    fn a_reason_selects_what_it_parked_since_a_time() {
+        let meta = parked(Some(CONTENT_TYPE), None);
+        let at = meta.parked_at.expect("parked at");
+        let since = |secs: i64| Some(at + chrono::Duration::seconds(secs));
+        let reason = |r: &str, since| Selection::Reason {
+            reason: r.to_owned(),
+            since,
+        };
+        assert!(reason("order_not_found", None).matches("ab", None, &meta));
+        assert!(reason("order_not_found", since(0)).matches("ab", None, &meta));
+        assert!(!reason("order_not_found", since(1)).matches("ab", None, &meta));
+        assert!(!reason("invalid_signature", None).matches("ab", None, &meta));
+        let listed = describe(b"REFNO=1", &meta);
+        assert!(reason("order_not_found", since(-1)).matches_listed(&listed));
+        assert!(!reason("order_not_found", since(1)).matches_listed(&listed));
+        assert!(Selection::Id(listed.id.clone()).matches_listed(&listed));
+        assert!(!Selection::Id(String::new()).matches_listed(&listed));
     }
 
     #[test]

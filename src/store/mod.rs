@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod console;
 pub mod journal;
 pub mod orders;
 pub mod reports;

@@ -12,6 +12,8 @@ mod cli_check;
 mod cli_finance;
 mod cli_ipn;
 mod cli_reconcile;
+mod console_browser;
+mod console_http;
 mod demo;
 mod finance_metrics;
 mod finance_report;

@@ -2,6 +2,7 @@
 //! test, dropped when the test ends, and the fixtures.
 
 pub mod amqp;
+pub mod console;
 pub mod daemon;
 pub mod proxy;
 

@@ -1,0 +1,388 @@
+//! The console's pages: a layout every page shares, tables that render as
+//! HTML and download as CSV (`?csv=NAME` on the page's own URL, with the
+//! same filters), and the errors pages answer with.
+//!
+//! Keyboard first: a "skip to content" link, every input with a `<label>`,
+//! plain links and buttons (no script), focus outlines kept.
+
+pub mod activity;
+pub mod notifications;
+pub mod orders;
+pub mod overview;
+pub mod parked;
+pub mod review;
+pub mod settlement;
+
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use maud::{DOCTYPE, Markup, html};
+
+use super::csrf;
+use super::login::Session;
+use crate::store::StoreError;
+
+/// The stylesheet (the only static file).
+const STYLESHEET: &str = include_str!("../static/console.css");
+
+/// `GET /static/console.css`.
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The pages of the navigation, in order.
+const NAV: [(&str, &str); 7] = [
+    ("/", "Overview"),
+    ("/orders", "Orders"),
+    ("/review", "Review queue"),
+    ("/notifications", "Notifications"),
+    ("/parked", "Parked"),
+    ("/settlement", "Settlement"),
+    ("/activity", "Activity"),
+];
+
+/// A whole page: the navigation (when logged in), the user and the logout
+/// button, and `body`.
+pub fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · ipn-reconciler console" }
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header {
+                    p.brand { "ipn-reconciler console" }
+                    @if let Some(session) = session {
+                        nav aria-label="Pages" {
+                            ul {
+                                @for (href, name) in NAV {
+                                    li { a href=(href) aria-current=[(name == title).then_some("page")] { (name) } }
+                                }
+                            }
+                        }
+                        form.logout method="post" action="/logout" {
+                            span.user { (session.user) " (" (session.role) ")" }
+                            input type="hidden" name=(csrf::FIELD) value=(session.csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main #main tabindex="-1" { (body) }
+            }
+        }
+    }
+}
+
+/// A refusal or failure, rendered as a page with its status.
+#[derive(Debug)]
+pub struct PageError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn forbidden(message: &str) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.to_owned(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+/// A database failure: the page says the books cannot be read now (503);
+/// the cause goes to the log, which holds no personal data either.
+impl From<StoreError> for PageError {
+    fn from(err: StoreError) -> Self {
+        tracing::warn!(error = %err, "console: database request failed");
+        let status = if err.is_transient() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Self {
+            status,
+            message: "The books cannot be read right now (the database did not answer). \
+                      Try again in a moment."
+                .to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let title = match self.status {
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::BAD_REQUEST => "Cannot do that",
+            _ => "Something went wrong",
+        };
+        let body = html! {
+            h1 { (title) }
+            p.error role="alert" { (self.message) }
+            p { a href="/" { "Back to the overview" } }
+        };
+        (self.status, layout(title, None, body)).into_response()
+    }
+}
+
+/// Any unknown path.
+pub async fn not_found() -> PageError {
+    PageError::not_found("There is no such page.")
+}
+
+/// One cell of a table: text, or text linking somewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Text(String),
+    /// Right-aligned (amounts, counts).
+    Number(String),
+    Link {
+        href: String,
+        text: String,
+    },
+}
+
+impl Cell {
+    fn text(&self) -> &str {
+        match self {
+            Cell::Text(text) | Cell::Number(text) | Cell::Link { text, .. } => text,
+        }
+    }
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Self {
+        Cell::Text(text)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Self {
+        Cell::Text(text.to_owned())
+    }
+}
+
+/// A table of a page: rendered as HTML, downloadable as CSV.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Its name in `?csv=NAME` and in the downloaded file's name.
+    pub name: &'static str,
+    pub caption: String,
+    /// CSV column names (snake_case), shown as headers.
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    pub fn new(name: &'static str, caption: impl Into<String>, columns: &[&'static str]) -> Self {
+        Self {
+            name,
+            caption: caption.into(),
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<Cell>) {
+        self.rows.push(row);
+    }
+
+    /// The table with a link to download it; `query` is the page's query
+    /// string (its filters), so the CSV holds what the page shows.
+    pub fn render(&self, path: &str, query: &str) -> Markup {
+        let separator = if query.is_empty() { "" } else { "&" };
+        let href = format!("{path}?{query}{separator}csv={}", self.name);
+        html! {
+            section.table aria-label=(self.caption) {
+                table {
+                    caption {
+                        (self.caption)
+                        " "
+                        a.csv href=(href) download=(format!("{}.csv", self.name)) { "Download CSV" }
+                    }
+                    thead { tr { @for column in &self.columns { th scope="col" { (column.replace('_', " ")) } } } }
+                    tbody {
+                        @if self.rows.is_empty() {
+                            tr { td colspan=(self.columns.len()) { "(none)" } }
+                        }
+                        @for row in &self.rows {
+                            tr {
+                                @for cell in row {
+                                    @match cell {
+                                        Cell::Text(text) => td { (text) },
+                                        Cell::Number(text) => td.num { (text) },
+                                        Cell::Link { href, text } => td { a href=(href) { (text) } },
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The table as CSV: its columns, then its rows as text.
+    pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&self.columns)?;
+        for row in &self.rows {
+            writer.write_record(row.iter().map(Cell::text))?;
+        }
+        writer
+            .into_inner()
+            .map_err(|err| csv::Error::from(err.into_error()))
+    }
+}
+
+/// When the query asks for `?csv=NAME`, the response with that table.
+pub fn csv_download(tables: &[&Table], wanted: Option<&str>) -> Option<Response> {
+    let wanted = wanted?;
+    let Some(table) = tables.iter().find(|t| t.name == wanted) else {
+        return Some(
+            PageError::not_found(format!("This page has no table `{wanted}`.")).into_response(),
+        );
+    };
+    Some(match table.csv() {
+        Ok(bytes) => (
+            [
+                (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.csv\"", table.name),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => PageError::internal(err.to_string()).into_response(),
+    })
+}
+
+/// A query parameter: `None` when absent or blank.
+pub fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A period's bound as a person types it: a date (`2026-11-01`, its first
+/// instant, or with `end_of_day` the next day's, so a `to` date is
+/// included whole) or an RFC 3339 time.
+pub fn parse_bound(
+    name: &str,
+    text: Option<&str>,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, PageError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let date = if end_of_day {
+            date.succ_opt().unwrap_or(date)
+        } else {
+            date
+        };
+        return Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
+    }
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(at.with_timezone(&Utc)));
+    }
+    Err(PageError::bad_request(format!(
+        "`{name}` must be a date (2026-11-01) or an RFC 3339 time (2026-11-01T08:00:00Z)."
+    )))
+}
+
+/// A time as the pages show it: `2026-11-02 09:20 UTC`.
+pub fn shown_time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A time as the CSV downloads hold it: RFC 3339, UTC, seconds.
+pub fn csv_time(at: &DateTime<Utc>) -> String {
+    crate::export::rfc3339::format(at)
+}
+
+/// The query string of a request, for the CSV links (without `csv=`).
+pub fn query_without_csv(query: Option<&str>) -> String {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("csv="))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_downloads_what_it_shows() {
+        let mut table = Table::new("orders", "Orders", &["order_ref", "amount"]);
+        table.push(vec![
+            Cell::Link {
+                href: "/orders/A%2C1".into(),
+                text: "A,1".into(),
+            },
+            Cell::Number("10.00".into()),
+        ]);
+        let csv = String::from_utf8(table.csv().expect("csv")).expect("utf-8");
+        assert_eq!(csv, "order_ref,amount\n\"A,1\",10.00\n");
+        let html = table.render("/orders", "status=paid").into_string();
+        assert!(
+            html.contains("href=\"/orders?status=paid&amp;csv=orders\""),
+            "{html}"
+        );
+        assert!(html.contains("<td class=\"num\">10.00</td>"), "{html}");
+    }
+
+    #[test]
+    fn bounds_are_dates_or_times() {
+        let from = parse_bound("from", Some("2026-11-01"), false).expect("date");
+        assert_eq!(
+            from.map(|t| csv_time(&t)).as_deref(),
+            Some("2026-11-01T00:00:00Z")
+        );
+        let to = parse_bound("to", Some("2026-11-30"), true).expect("date");
+        assert_eq!(
+            to.map(|t| csv_time(&t)).as_deref(),
+            Some("2026-12-01T00:00:00Z")
+        );
+        assert!(parse_bound("from", Some("yesterday"), false).is_err());
+        assert_eq!(parse_bound("from", None, false).expect("none"), None);
+        assert_eq!(query_without_csv(Some("a=1&csv=x&b=2")), "a=1&b=2");
+    }
+}

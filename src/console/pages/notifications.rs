@@ -1,0 +1,158 @@
+//! `/notifications`: the notification log, filtered by time, outcome,
+//! status, order reference and REFNO; each notification with its identity,
+//! the key and algorithm that verified it, its outcome and the ledger rows
+//! it made.
+
+use axum::extract::{Query, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use serde::Deserialize;
+
+use super::{Cell, PageError, Table, csv_download, csv_time, given, layout, parse_bound};
+use crate::console::Ctx;
+use crate::console::login::Session;
+use crate::domain::Outcome;
+use crate::store::console::{NotificationFilter, NotificationRecord};
+
+/// At most this many notifications on one page, newest first.
+const LIMIT: i64 = 500;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NotificationsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    outcome: Option<String>,
+    status: Option<String>,
+    order_ref: Option<String>,
+    refno: Option<String>,
+    csv: Option<String>,
+}
+
+/// The notifications as a table (the log, and an order's page).
+pub fn notifications_table(records: &[NotificationRecord], caption: String) -> Table {
+    let mut table = Table::new(
+        "notifications",
+        caption,
+        &[
+            "id",
+            "received_at",
+            "order_ref",
+            "processor_ref",
+            "order_status",
+            "amount",
+            "key_id",
+            "algorithm",
+            "body_sha256",
+            "identity",
+            "repeat_of",
+            "outcome",
+            "reason",
+            "ledger",
+        ],
+    );
+    for n in records {
+        let ledger = n
+            .ledger
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}: {} -> {} ({})",
+                    e.order_ref, e.effect, e.old_status, e.new_status, e.reason
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        table.push(vec![
+            Cell::Number(n.id.to_string()),
+            Cell::Text(csv_time(&n.received_at)),
+            match &n.order_ref {
+                Some(order_ref) => Cell::Link {
+                    href: super::orders::order_href(order_ref),
+                    text: order_ref.clone(),
+                },
+                None => Cell::Text(String::new()),
+            },
+            Cell::Text(n.processor_ref.clone().unwrap_or_default()),
+            Cell::Text(n.order_status.clone().unwrap_or_default()),
+            Cell::Number(n.amount.clone().unwrap_or_default()),
+            Cell::Text(n.key_id.clone().unwrap_or_default()),
+            Cell::Text(n.algorithm.clone().unwrap_or_default()),
+            Cell::Text(n.body_sha256.clone()),
+            Cell::Text(n.identity.clone().unwrap_or_default()),
+            Cell::Text(n.repeat_of.map(|id| id.to_string()).unwrap_or_default()),
+            Cell::Text(n.outcome.to_string()),
+            Cell::Text(n.reason.clone().unwrap_or_default()),
+            Cell::Text(ledger),
+        ]);
+    }
+    table
+}
+
+/// `GET /notifications?from=&to=&outcome=&status=&order_ref=&refno=`.
+pub async fn page(
+    State(console): State<Ctx>,
+    session: Session,
+    Query(query): Query<NotificationsQuery>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let outcome = given(&query.outcome)
+        .map(|o| Outcome::parse(o).map_err(|_| PageError::bad_request("Unknown outcome.")))
+        .transpose()?;
+    let filter = NotificationFilter {
+        from: parse_bound("from", given(&query.from), false)?,
+        to: parse_bound("to", given(&query.to), true)?,
+        outcome,
+        order_status: given(&query.status).map(str::to_ascii_uppercase),
+        order_ref: given(&query.order_ref).map(str::to_owned),
+        processor_ref: given(&query.refno).map(str::to_owned),
+        limit: LIMIT,
+    };
+    let records = console.store.console_notifications(&filter).await?;
+    let table = notifications_table(
+        &records,
+        format!(
+            "{} notification(s), newest first (at most {LIMIT})",
+            records.len()
+        ),
+    );
+    if let Some(download) = csv_download(&[&table], given(&query.csv)) {
+        return Ok(download);
+    }
+    let body = html! {
+        h1 { "Notifications" }
+        form.filters method="get" action="/notifications" {
+            p {
+                label for="from" { "Received from" }
+                input #from type="date" name="from" value=[given(&query.from)];
+            }
+            p {
+                label for="to" { "Received to (included)" }
+                input #to type="date" name="to" value=[given(&query.to)];
+            }
+            p {
+                label for="outcome" { "Outcome" }
+                select #outcome name="outcome" {
+                    option value="" { "any" }
+                    @for o in Outcome::ALL {
+                        option value=(o) selected[outcome == Some(o)] { (o) }
+                    }
+                }
+            }
+            p {
+                label for="status" { "ORDERSTATUS" }
+                input #status type="text" name="status" value=[given(&query.status)];
+            }
+            p {
+                label for="order_ref" { "Order reference" }
+                input #order_ref type="text" name="order_ref" value=[given(&query.order_ref)];
+            }
+            p {
+                label for="refno" { "REFNO" }
+                input #refno type="text" name="refno" value=[given(&query.refno)];
+            }
+            p { button type="submit" { "Filter" } }
+        }
+        (table.render("/notifications", &super::query_without_csv(raw.as_deref())))
+    };
+    Ok(layout("Notifications", Some(&session), body).into_response())
+}

@@ -1,0 +1,737 @@
+//! The finance console's tables (users, sessions, login attempts, the
+//! ledger of people's actions) and the reads its pages need beyond what
+//! the commands already have (orders filtered, notifications with their
+//! ledger rows, money moved per day).
+//!
+//! Every time is given by the caller (the console's clock), never taken
+//! from the database's `now()`: expiry and rate limits are then decided on
+//! one clock, which tests can set.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+
+use super::{OrderView, ReportPeriod, Store, StoreError};
+use crate::domain::{Currency, Effect, Money, OrderState, Outcome, Pseudonym};
+
+/// What a console user may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+    serde::Serialize,
+)]
+#[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleRole {
+    /// Reads every page and downloads every table.
+    Viewer,
+    /// A viewer who may also resolve review items and requeue parked
+    /// messages.
+    Resolver,
+}
+
+impl ConsoleRole {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A console user as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleUser {
+    pub id: i64,
+    pub name: String,
+    pub role: ConsoleRole,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// The hash stays out of logs.
+impl std::fmt::Debug for ConsoleUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleUser")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session found by its token's digest, with its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id: i64,
+    pub user_name: String,
+    pub role: ConsoleRole,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// Logged out, or ended when its user was disabled or it expired.
+    pub ended: bool,
+    pub user_disabled: bool,
+}
+
+/// An action people take through the console, as the ledger names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum ConsoleAction {
+    Login,
+    Logout,
+    ResolveReview,
+    RequeueParked,
+}
+
+/// One row of the console's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ConsoleActionRow {
+    #[diesel(sql_type = Text)]
+    pub user_name: String,
+    #[diesel(sql_type = Text)]
+    pub action: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub subject: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub details: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct UserRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    role: String,
+    #[diesel(sql_type = Text)]
+    password_hash: String,
+    #[diesel(sql_type = Bool)]
+    disabled: bool,
+}
+
+#[derive(QueryableByName)]
+struct SessionRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    role: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    last_seen_at: DateTime<Utc>,
+    #[diesel(sql_type = Bool)]
+    ended: bool,
+    #[diesel(sql_type = Bool)]
+    disabled: bool,
+}
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn role(text: &str) -> Result<ConsoleRole, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Invalid(format!("unknown console role `{text}`")))
+}
+
+impl Store {
+    /// Adds a console user. Returns false (and changes nothing) when the
+    /// name is taken.
+    pub async fn add_console_user(
+        &self,
+        name: &str,
+        role: ConsoleRole,
+        password_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let added = diesel::sql_query(
+            "INSERT INTO console_users (name, role, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind::<Text, _>(name)
+        .bind::<Text, _>(role.as_str())
+        .bind::<Text, _>(password_hash)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(added == 1)
+    }
+
+    /// Disables a user and ends their sessions. Returns false when there
+    /// is no such user.
+    pub async fn disable_console_user(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let found = diesel::sql_query(
+            "UPDATE console_users SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1",
+        )
+        .bind::<Text, _>(name)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        diesel::sql_query(
+            "UPDATE console_sessions SET ended_at = $2 WHERE ended_at IS NULL \
+             AND user_id = (SELECT id FROM console_users WHERE name = $1)",
+        )
+        .bind::<Text, _>(name)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(found == 1)
+    }
+
+    /// A user by name.
+    pub async fn console_user(&self, name: &str) -> Result<Option<ConsoleUser>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserRow> = diesel::sql_query(
+            "SELECT id, name, role, password_hash, disabled_at IS NOT NULL AS disabled \
+             FROM console_users WHERE name = $1",
+        )
+        .bind::<Text, _>(name)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        row.map(|r| {
+            Ok(ConsoleUser {
+                id: r.id,
+                role: role(&r.role)?,
+                name: r.name,
+                password_hash: r.password_hash,
+                disabled: r.disabled,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a login attempt by the digests of the name typed and of the
+    /// caller's address.
+    pub async fn record_login_attempt(
+        &self,
+        username_sha256: &str,
+        address_sha256: &str,
+        succeeded: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "INSERT INTO console_login_attempts (username_sha256, address_sha256, succeeded, at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind::<Text, _>(username_sha256)
+        .bind::<Text, _>(address_sha256)
+        .bind::<Bool, _>(succeeded)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Failed logins at or after `since`: for this name, and from this
+    /// address.
+    pub async fn failed_logins_since(
+        &self,
+        username_sha256: &str,
+        address_sha256: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, i64), StoreError> {
+        let mut conn = self.conn().await?;
+        let count =
+            async |conn: &mut diesel_async::AsyncPgConnection, column: &str, value: &str| {
+                diesel::sql_query(format!(
+                    "SELECT count(*)::int8 AS n FROM console_login_attempts \
+                 WHERE {column} = $1 AND NOT succeeded AND at >= $2"
+                ))
+                .bind::<Text, _>(value.to_owned())
+                .bind::<Timestamptz, _>(since)
+                .get_result::<Counted>(conn)
+                .await
+                .map(|c| c.n)
+            };
+        let by_user = count(&mut conn, "username_sha256", username_sha256).await?;
+        let by_address = count(&mut conn, "address_sha256", address_sha256).await?;
+        Ok((by_user, by_address))
+    }
+
+    /// Opens a session for `user_id` under the digest of its token.
+    pub async fn create_console_session(
+        &self,
+        token_sha256: &str,
+        user_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "INSERT INTO console_sessions (token_sha256, user_id, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $3)",
+        )
+        .bind::<Text, _>(token_sha256)
+        .bind::<BigInt, _>(user_id)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The session whose token has this digest, with its user.
+    pub async fn console_session(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<SessionRow> = diesel::sql_query(
+            "SELECT s.id, u.name, u.role, s.created_at, s.last_seen_at, \
+                    s.ended_at IS NOT NULL AS ended, u.disabled_at IS NOT NULL AS disabled \
+             FROM console_sessions AS s JOIN console_users AS u ON u.id = s.user_id \
+             WHERE s.token_sha256 = $1",
+        )
+        .bind::<Text, _>(token_sha256)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+        row.map(|r| {
+            Ok(ConsoleSession {
+                id: r.id,
+                role: role(&r.role)?,
+                user_name: r.name,
+                created_at: r.created_at,
+                last_seen_at: r.last_seen_at,
+                ended: r.ended,
+                user_disabled: r.disabled,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a session used at `at` (its idle expiry starts again).
+    pub async fn touch_console_session(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "UPDATE console_sessions SET last_seen_at = greatest(last_seen_at, $2) WHERE id = $1",
+        )
+        .bind::<BigInt, _>(id)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a session (logout, expiry); ending it twice changes nothing.
+    pub async fn end_console_session(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query(
+            "UPDATE console_sessions SET ended_at = coalesce(ended_at, $2) WHERE id = $1",
+        )
+        .bind::<BigInt, _>(id)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends a row to the console's ledger.
+    pub async fn record_console_action(
+        &self,
+        user_name: &str,
+        action: ConsoleAction,
+        subject: Option<&str>,
+        details: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let action: &'static str = action.into();
+        diesel::sql_query(
+            "INSERT INTO console_actions (user_name, action, subject, details, at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind::<Text, _>(user_name)
+        .bind::<Text, _>(action)
+        .bind::<Nullable<Text>, _>(subject)
+        .bind::<Nullable<Text>, _>(details)
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The console's ledger, newest first.
+    pub async fn console_actions(&self, limit: i64) -> Result<Vec<ConsoleActionRow>, StoreError> {
+        let mut conn = self.conn().await?;
+        Ok(diesel::sql_query(
+            "SELECT user_name, action, subject, details, at FROM console_actions \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind::<BigInt, _>(limit)
+        .load(&mut conn)
+        .await?)
+    }
+}
+
+/// Which orders the console lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub status: Option<OrderState>,
+    pub currency: Option<String>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+    /// An order reference or a processor reference (REFNO), exactly.
+    pub reference: Option<String>,
+    /// Orders named by notifications that carried this pseudonym.
+    pub customer: Option<Pseudonym>,
+}
+
+#[derive(QueryableByName)]
+struct OrderRow {
+    #[diesel(sql_type = Text)]
+    order_ref: String,
+    #[diesel(sql_type = Text)]
+    status: OrderState,
+    #[diesel(sql_type = BigInt)]
+    expected_minor: i64,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    paid_minor: i64,
+    #[diesel(sql_type = BigInt)]
+    refunded_minor: i64,
+    #[diesel(sql_type = BigInt)]
+    charged_back_minor: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    processor_ref: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+}
+
+/// One notification as the console's log shows it: its identity and
+/// authenticity record, and the ledger rows it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    /// REFNO.
+    pub processor_ref: Option<String>,
+    /// REFNOEXT.
+    pub order_ref: Option<String>,
+    /// ORDERSTATUS as received.
+    pub order_status: Option<String>,
+    /// `25.00 EUR`, when it carried an amount.
+    pub amount: Option<String>,
+    pub key_id: Option<String>,
+    pub algorithm: Option<String>,
+    /// SHA-256 of the body.
+    pub body_sha256: String,
+    /// SHA-256 of its signed values without the per-delivery fields.
+    pub identity: Option<String>,
+    /// The notification it repeats, when it is a repeat.
+    pub repeat_of: Option<i64>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// The ledger rows it made: `applied paid -> partially_refunded`.
+    pub ledger: Vec<LedgerEffect>,
+}
+
+/// A ledger row of a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEffect {
+    pub order_ref: String,
+    pub effect: Effect,
+    pub old_status: OrderState,
+    pub new_status: OrderState,
+    pub reason: String,
+}
+
+/// Which notifications the console's log lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationFilter {
+    /// Received at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Received before.
+    pub to: Option<DateTime<Utc>>,
+    pub outcome: Option<Outcome>,
+    /// ORDERSTATUS as received.
+    pub order_status: Option<String>,
+    pub order_ref: Option<String>,
+    pub processor_ref: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+#[derive(QueryableByName)]
+struct NotificationRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    received_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    processor_ref: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_ref: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_status: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    amount_minor: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    currency: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    key_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    algorithm: Option<String>,
+    #[diesel(sql_type = Text)]
+    body_sha256: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    identity: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    repeat_of: Option<i64>,
+    #[diesel(sql_type = Text)]
+    outcome: Outcome,
+    #[diesel(sql_type = Nullable<Text>)]
+    reason: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct EffectRow {
+    #[diesel(sql_type = BigInt)]
+    notification_id: i64,
+    #[diesel(sql_type = Text)]
+    order_ref: String,
+    #[diesel(sql_type = Text)]
+    effect: Effect,
+    #[diesel(sql_type = Text)]
+    old_status: OrderState,
+    #[diesel(sql_type = Text)]
+    new_status: OrderState,
+    #[diesel(sql_type = Text)]
+    reason: String,
+}
+
+/// The money one day moved in one currency, in minor units (the chart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyMoney {
+    pub day: NaiveDate,
+    pub currency: Currency,
+    pub paid: i64,
+    pub refunded: i64,
+    /// Reversed and charged back.
+    pub taken_back: i64,
+}
+
+impl DailyMoney {
+    /// Paid less refunded, reversed and charged back (fees are booked by
+    /// settlement, not per day here).
+    pub fn net(&self) -> i64 {
+        self.paid - self.refunded - self.taken_back
+    }
+}
+
+#[derive(QueryableByName)]
+struct DailyRow {
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    day: NaiveDate,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    paid: i64,
+    #[diesel(sql_type = BigInt)]
+    refunded: i64,
+    #[diesel(sql_type = BigInt)]
+    taken_back: i64,
+}
+
+fn money(minor: i64, currency: Currency) -> String {
+    Money::from_minor(minor, currency).format_amount()
+}
+
+impl Store {
+    /// Orders matching `filter`, oldest first, at most `limit`.
+    pub async fn console_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: i64,
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<OrderRow> = diesel::sql_query(
+            "SELECT o.order_ref, o.status, o.expected_minor, o.currency, o.paid_minor, \
+                    o.refunded_minor, o.charged_back_minor, o.processor_ref, o.created_at, \
+                    o.updated_at, o.version \
+             FROM orders AS o \
+             WHERE ($1::text IS NULL OR o.status = $1) \
+               AND ($2::text IS NULL OR o.currency = $2) \
+               AND ($3::timestamptz IS NULL OR o.created_at >= $3) \
+               AND ($4::timestamptz IS NULL OR o.created_at < $4) \
+               AND ($5::text IS NULL OR o.order_ref = $5 OR o.processor_ref = $5 \
+                    OR EXISTS (SELECT 1 FROM payments AS p \
+                               WHERE p.order_id = o.id AND p.processor_ref = $5)) \
+               AND ($6::text IS NULL OR o.order_ref IN ( \
+                    SELECT n.order_ref FROM notifications AS n \
+                    WHERE n.customer_pseudonym = $6 AND n.order_ref IS NOT NULL)) \
+             ORDER BY o.created_at, o.id LIMIT $7",
+        )
+        .bind::<Nullable<Text>, _>(filter.status.map(OrderState::as_str))
+        .bind::<Nullable<Text>, _>(filter.currency.as_deref())
+        .bind::<Nullable<Timestamptz>, _>(filter.from)
+        .bind::<Nullable<Timestamptz>, _>(filter.to)
+        .bind::<Nullable<Text>, _>(filter.reference.as_deref())
+        .bind::<Nullable<Text>, _>(filter.customer.as_ref().map(Pseudonym::as_str))
+        .bind::<BigInt, _>(limit)
+        .load(&mut conn)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let currency = Currency::parse(&r.currency)
+                    .map_err(|err| StoreError::Invalid(format!("order {}: {err}", r.order_ref)))?;
+                Ok(OrderView {
+                    order_ref: r.order_ref,
+                    status: r.status,
+                    amount: money(r.expected_minor, currency),
+                    currency: currency.as_str().to_owned(),
+                    paid: money(r.paid_minor, currency),
+                    refunded: money(r.refunded_minor, currency),
+                    charged_back: money(r.charged_back_minor, currency),
+                    processor_ref: r.processor_ref,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                    version: r.version,
+                    payments: Vec::new(),
+                    events: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
+    /// Notifications matching `filter`, newest first, each with the
+    /// ledger rows it made.
+    pub async fn console_notifications(
+        &self,
+        filter: &NotificationFilter,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<NotificationRow> = diesel::sql_query(
+            "SELECT id, received_at, processor_ref, order_ref, order_status, amount_minor, \
+                    currency, key_id, algorithm, body_sha256, identity, repeat_of, outcome, reason \
+             FROM notifications \
+             WHERE ($1::timestamptz IS NULL OR received_at >= $1) \
+               AND ($2::timestamptz IS NULL OR received_at < $2) \
+               AND ($3::text IS NULL OR outcome = $3) \
+               AND ($4::text IS NULL OR order_status = $4) \
+               AND ($5::text IS NULL OR order_ref = $5) \
+               AND ($6::text IS NULL OR processor_ref = $6) \
+             ORDER BY id DESC LIMIT $7",
+        )
+        .bind::<Nullable<Timestamptz>, _>(filter.from)
+        .bind::<Nullable<Timestamptz>, _>(filter.to)
+        .bind::<Nullable<Text>, _>(filter.outcome.map(Outcome::as_str))
+        .bind::<Nullable<Text>, _>(filter.order_status.as_deref())
+        .bind::<Nullable<Text>, _>(filter.order_ref.as_deref())
+        .bind::<Nullable<Text>, _>(filter.processor_ref.as_deref())
+        .bind::<BigInt, _>(filter.limit.max(1))
+        .load(&mut conn)
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let effects: Vec<EffectRow> = diesel::sql_query(
+            "SELECT e.notification_id, o.order_ref, e.effect, e.old_status, e.new_status, e.reason \
+             FROM order_events AS e JOIN orders AS o ON o.id = e.order_id \
+             WHERE e.notification_id = ANY($1) ORDER BY e.id",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .load(&mut conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let amount = r
+                    .amount_minor
+                    .zip(r.currency.as_deref())
+                    .map(|(minor, code)| match Currency::parse(code) {
+                        Ok(c) => format!("{} {c}", money(minor, c)),
+                        Err(_) => format!("{minor} (minor units)"),
+                    });
+                let ledger = effects
+                    .iter()
+                    .filter(|e| e.notification_id == r.id)
+                    .map(|e| LedgerEffect {
+                        order_ref: e.order_ref.clone(),
+                        effect: e.effect,
+                        old_status: e.old_status,
+                        new_status: e.new_status,
+                        reason: e.reason.clone(),
+                    })
+                    .collect();
+                NotificationRecord {
+                    id: r.id,
+                    received_at: r.received_at,
+                    processor_ref: r.processor_ref,
+                    order_ref: r.order_ref,
+                    order_status: r.order_status,
+                    amount,
+                    key_id: r.key_id,
+                    algorithm: r.algorithm,
+                    body_sha256: r.body_sha256,
+                    identity: r.identity,
+                    repeat_of: r.repeat_of,
+                    outcome: r.outcome,
+                    reason: r.reason,
+                    ledger,
+                }
+            })
+            .collect())
+    }
+
+    /// The money moved per day and currency in `period` (by the time of
+    /// the ledger rows that moved it, as `report --by event` counts).
+    pub async fn daily_money(&self, period: &ReportPeriod) -> Result<Vec<DailyMoney>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<DailyRow> = diesel::sql_query(
+            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, currency, \
+                    coalesce(sum(amount_minor) FILTER (WHERE kind = 'payment'), 0)::int8 AS paid, \
+                    coalesce(sum(amount_minor) FILTER (WHERE kind = 'refund'), 0)::int8 AS refunded, \
+                    coalesce(sum(amount_minor) FILTER (WHERE kind IN ('reversal', 'chargeback')), 0)::int8 \
+                        AS taken_back \
+             FROM money_movements \
+             WHERE created_at >= coalesce($1, '-infinity'::timestamptz) \
+               AND created_at < coalesce($2, 'infinity'::timestamptz) \
+             GROUP BY 1, 2 ORDER BY 2, 1",
+        )
+        .bind::<Nullable<Timestamptz>, _>(period.from)
+        .bind::<Nullable<Timestamptz>, _>(period.to)
+        .load(&mut conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(DailyMoney {
+                    day: r.day,
+                    currency: Currency::parse(&r.currency).ok()?,
+                    paid: r.paid,
+                    refunded: r.refunded,
+                    taken_back: r.taken_back,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,846 @@
+//! Issue 13 over HTTP: the finance console on port 0 against a fresh
+//! database with the fixtures' books. Logins and their cookie, the
+//! security headers of every page, session expiry (the console's clock is
+//! moved, nothing sleeps), login rate limits, CSRF refusals, a viewer's 403,
+//! the ledger of actions, the search by e-mail that never shows the
+//! address, and the CSV downloads against independent SQL.
+
+use std::time::Duration;
+
+use ipn_reconciler::console::auth::{
+    MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER, RATE_WINDOW, SessionPolicy,
+};
+
+use ipn_reconciler::domain::{Currency, Money};
+use ipn_reconciler::ipn::SecretKey;
+
+use crate::helpers::amqp::{RunningWorker, TestQueue, count, resigned, run_cli, wait_until};
+use crate::helpers::console::{Browser, RESOLVER, TestConsole, VIEWER, long_sessions};
+use crate::helpers::daemon::Daemon;
+use crate::helpers::{TestDb, personal_data, repo_path};
+
+/// Every page a viewer can open.
+const PAGES: [&str; 9] = [
+    "/",
+    "/?from=2026-11-01&to=2026-12-31&by=event",
+    "/orders",
+    "/orders?status=paid&currency=EUR",
+    "/orders/SHOP-1002",
+    "/review?status=all",
+    "/notifications?outcome=applied",
+    "/settlement",
+    "/activity",
+];
+
+async fn open_items(console: &TestConsole) -> Vec<(i64, String)> {
+    let (client, connection) = tokio_postgres::connect(&console.db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT id, kind FROM review_items WHERE status = 'open' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("items")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_login_sets_a_strict_cookie_and_every_page_carries_the_security_headers() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+
+    // Not logged in: every page sends to /login.
+    let answer = browser.get("/orders").await;
+    assert_eq!(answer.status, 303);
+    assert_eq!(answer.header("location"), "/login");
+
+    let answer = browser.login(RESOLVER.0, RESOLVER.1).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), "/");
+    let cookie = answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("text").to_owned())
+        .find(|c| c.starts_with("__Host-ipn_console="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    // The database keeps only the token's digest.
+    let token = browser.cookies["__Host-ipn_console"].clone();
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!("SELECT count(*) FROM console_sessions WHERE token_sha256 = encode(sha256('{token}'::bytea), 'hex')")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!("SELECT count(*) FROM console_sessions WHERE token_sha256 = '{token}'")
+        )
+        .await,
+        0
+    );
+
+    let personal = personal_data();
+    for path in PAGES.iter().chain(["/login", "/no-such-page"].iter()) {
+        let answer = browser.get(path).await;
+        let expected = if *path == "/no-such-page" { 404 } else { 200 };
+        assert_eq!(answer.status, expected, "{path}: {}", answer.body);
+        let csp = answer.header("content-security-policy");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(answer.header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(answer.header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(answer.header("referrer-policy"), "no-referrer", "{path}");
+        assert!(!answer.body.contains("<script"), "{path} has a script");
+        assert!(
+            !answer.body.contains("style=\""),
+            "{path} has an inline style"
+        );
+        for value in &personal {
+            assert!(
+                !answer.body.to_lowercase().contains(&value.to_lowercase()),
+                "{path} shows personal data"
+            );
+        }
+        // Every input has a label (hidden ones aside).
+        let inputs = answer.body.matches("<input").count()
+            + answer.body.matches("<select").count()
+            + answer.body.matches("<textarea").count();
+        let hidden = answer.body.matches("type=\"hidden\"").count();
+        let labels = answer.body.matches("<label for=").count();
+        assert!(
+            labels >= inputs - hidden,
+            "{path}: {labels} labels for {inputs} inputs"
+        );
+    }
+    // The overview shows the report's figures and draws the chart.
+    let overview = browser.get("/").await;
+    assert!(overview.body.contains("<svg"), "no chart");
+    assert!(overview.body.contains("338.99"), "USD paid missing");
+
+    // The login lands in the ledger under the user's name.
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_actions WHERE user_name = 'alice' AND action = 'login'"
+        )
+        .await,
+        1
+    );
+
+    // Logout needs the token; then the session is gone.
+    let page = browser.get("/").await;
+    let refused = browser.post("/logout", &[]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(browser.get("/").await.status, 200, "still logged in");
+    let out = browser.post("/logout", &[("csrf", &page.csrf())]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.header("location"), "/login?ended=out");
+    assert!(!browser.cookies.contains_key("__Host-ipn_console"));
+    // The old token no longer opens anything, even when sent again.
+    browser.cookies.insert("__Host-ipn_console".into(), token);
+    let answer = browser.get("/").await;
+    assert_eq!(answer.status, 303);
+    assert_eq!(answer.header("location"), "/login?ended=ended");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_sessions_end_when_idle_and_at_their_absolute_bound() {
+    let minute = Duration::from_secs(60);
+    let console = TestConsole::start(
+        SessionPolicy {
+            idle: 10 * minute,
+            absolute: 60 * minute,
+        },
+        false,
+    )
+    .await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    // Used every 9 minutes, it lives; each use starts the idle time again.
+    for _ in 0..2 {
+        console.clock.advance(9 * minute);
+        assert_eq!(browser.get("/orders").await.status, 200);
+    }
+    console.clock.advance(10 * minute);
+    let answer = browser.get("/orders").await;
+    assert_eq!(answer.status, 303);
+    assert_eq!(answer.header("location"), "/login?ended=idle");
+    assert!(
+        browser
+            .get("/login?ended=idle")
+            .await
+            .body
+            .contains("after a time without use")
+    );
+
+    // However busy, it ends an hour after its login.
+    assert_eq!(browser.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    for _ in 0..6 {
+        console.clock.advance(9 * minute);
+        assert_eq!(browser.get("/").await.status, 200);
+    }
+    console.clock.advance(9 * minute);
+    let answer = browser.get("/").await;
+    assert_eq!(answer.status, 303);
+    assert_eq!(answer.header("location"), "/login?ended=expired");
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_sessions WHERE ended_at IS NULL"
+        )
+        .await,
+        0,
+        "expired sessions are ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_failed_logins_are_limited_per_user_and_per_address() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    for _ in 0..MAX_FAILURES_PER_USER {
+        let answer = browser.login(RESOLVER.0, "wrong-password-000").await;
+        assert_eq!(answer.status, 401);
+        assert!(answer.body.contains("Wrong user name or password"));
+    }
+    // The right password no longer helps for this name...
+    let answer = browser.login(RESOLVER.0, RESOLVER.1).await;
+    assert_eq!(answer.status, 429);
+    assert!(!browser.cookies.contains_key("__Host-ipn_console"));
+    // ... while another name from the same address still logs in.
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    // After the window, the name may try again.
+    console.clock.advance(RATE_WINDOW + Duration::from_secs(1));
+    assert_eq!(browser.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+
+    // Many names from one address: the address is refused, whatever name.
+    for n in 0..MAX_FAILURES_PER_ADDRESS {
+        let answer = browser
+            .login(&format!("nobody-{n}"), "wrong-password-000")
+            .await;
+        assert_eq!(answer.status, 401, "attempt {n}");
+    }
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 429);
+    // Attempts are kept as digests: no name typed is stored.
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_login_attempts WHERE username_sha256 LIKE '%nobody%'"
+        )
+        .await,
+        0
+    );
+
+    // A login form posted without the login cookie's token is refused.
+    let mut stranger = Browser::new(&console);
+    let answer = stranger
+        .post(
+            "/login",
+            &[
+                ("username", VIEWER.0),
+                ("password", VIEWER.1),
+                ("csrf", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let before = open_items(&console).await;
+    let (id, _) = before.first().cloned().expect("the fixtures open items");
+    let path = format!("/review/{id}/resolve");
+
+    let mut viewer = Browser::new(&console);
+    assert_eq!(viewer.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let page = viewer.get("/review").await;
+    assert!(
+        !page.body.contains(&format!("action=\"{path}\"")),
+        "a viewer gets no resolve form"
+    );
+    let answer = viewer
+        .post(&path, &[("csrf", &page.csrf()), ("note", "looks fine")])
+        .await;
+    assert_eq!(answer.status, 403);
+    assert!(answer.body.contains("viewer"), "{}", answer.body);
+
+    let mut resolver = Browser::new(&console);
+    assert_eq!(resolver.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    let page = resolver.get("/review").await;
+    assert!(page.body.contains(&format!("action=\"{path}\"")));
+    // A forged POST: no token, or another session's.
+    let answer = resolver.post(&path, &[("note", "forged")]).await;
+    assert_eq!(answer.status, 403);
+    let other = viewer.get("/review").await.csrf();
+    let answer = resolver
+        .post(&path, &[("csrf", &other), ("note", "forged")])
+        .await;
+    assert_eq!(answer.status, 403);
+    assert_eq!(open_items(&console).await, before, "nothing was resolved");
+
+    // A note is required; a card number in it is refused.
+    let csrf = page.csrf();
+    let answer = resolver
+        .post(&path, &[("csrf", &csrf), ("note", " ")])
+        .await;
+    assert_eq!(answer.status, 400);
+    let answer = resolver
+        .post(
+            &path,
+            &[("csrf", &csrf), ("note", "card 4111 1111 1111 1111")],
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(
+        !answer.body.contains("4111"),
+        "the refusal quotes no card number"
+    );
+
+    let answer = resolver
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("action", "accept_as_is"),
+                ("note", "refunded by wire"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), format!("/review?done={id}"));
+    assert_eq!(open_items(&console).await, before[1..].to_vec());
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!(
+                "SELECT count(*) FROM review_items WHERE id = {id} AND resolved_by = 'alice' \
+                 AND resolution_note = 'refunded by wire' AND EXISTS ( \
+                     SELECT 1 FROM review_resolutions AS r WHERE r.review_item_id = {id} \
+                     AND r.action = 'accept_as_is' AND r.resolved_by = 'alice')"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!(
+                "SELECT count(*) FROM console_actions WHERE user_name = 'alice' \
+                 AND action = 'resolve_review' AND subject = '#{id}'"
+            )
+        )
+        .await,
+        1
+    );
+    // A resolution is final.
+    let answer = resolver
+        .post(
+            &path,
+            &[("csrf", &csrf), ("action", "dismiss"), ("note", "again")],
+        )
+        .await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    // An action the item's kind does not allow is refused, naming those it does.
+    let (next, _) = before[1].clone();
+    let answer = resolver
+        .post(
+            &format!("/review/{next}/resolve"),
+            &[("csrf", &csrf), ("action", "link_order"), ("note", "wrong")],
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("allowed"), "{}", answer.body);
+    // The activity page shows the ledger.
+    let activity = resolver.get("/activity").await;
+    assert!(activity.body.contains("resolve_review"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_address() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+
+    let answer = browser.get("/orders?status=paid&csv=orders").await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.header("content-type").starts_with("text/csv"));
+    assert!(
+        answer
+            .header("content-disposition")
+            .contains("filename=\"orders.csv\"")
+    );
+    let mut lines = answer.body.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "order_ref,status,amount,currency,paid,refunded,charged_back,processor_ref,created_at,updated_at"
+        )
+    );
+    let refs: Vec<String> = lines
+        .map(|l| l.split(',').next().expect("ref").to_owned())
+        .collect();
+    let (client, connection) = tokio_postgres::connect(&console.db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let expected: Vec<String> = client
+        .query(
+            "SELECT order_ref FROM orders WHERE status = 'paid' ORDER BY created_at, id",
+            &[],
+        )
+        .await
+        .expect("paid")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(refs, expected);
+    assert!(!expected.is_empty());
+
+    // The overview's totals: one row per currency, paid as the payments sum.
+    let answer = browser.get("/?csv=totals").await;
+    let rows: Vec<Vec<String>> = answer
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    let paid: Vec<(String, String)> = client
+        .query(
+            "SELECT o.currency, coalesce(sum(p.paid_minor), 0)::int8 \
+             FROM orders o LEFT JOIN payments p ON p.order_id = o.id \
+             GROUP BY o.currency ORDER BY o.currency",
+            &[],
+        )
+        .await
+        .expect("sums")
+        .iter()
+        .map(|r| {
+            let currency: String = r.get(0);
+            let minor: i64 = r.get(1);
+            let code = Currency::parse(&currency).expect("currency");
+            (currency, Money::from_minor(minor, code).format_amount())
+        })
+        .collect();
+    assert_eq!(rows.len(), paid.len());
+    for (row, (currency, sum)) in rows.iter().zip(&paid) {
+        assert_eq!(&row[0], currency);
+        assert_eq!(&row[3], sum, "{currency}: paid");
+    }
+
+    // The review queue and the notification log.
+    let answer = browser.get("/review?csv=review_items").await;
+    assert_eq!(
+        i64::try_from(answer.body.lines().count() - 1).expect("count"),
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM review_items WHERE status = 'open'"
+        )
+        .await
+    );
+    let answer = browser.get("/notifications?csv=notifications").await;
+    assert_eq!(
+        i64::try_from(answer.body.lines().count() - 1).expect("count"),
+        count(&console.db.url, "SELECT count(*) FROM notifications").await
+    );
+    assert!(
+        answer
+            .body
+            .lines()
+            .next()
+            .expect("header")
+            .contains("key_id,algorithm,body_sha256")
+    );
+    let answer = browser.get("/orders/SHOP-1002?csv=ledger").await;
+    assert_eq!(answer.body.lines().count() - 1, 4, "{}", answer.body);
+    assert_eq!(browser.get("/orders?csv=nothing").await.status, 404);
+
+    // One customer's orders by e-mail: a POST with the token; the address
+    // is neither shown back nor stored.
+    let page = browser.get("/orders").await;
+    let refused = browser
+        .post("/orders/by-email", &[("email", "JohnSmith@email.com")])
+        .await;
+    assert_eq!(refused.status, 403);
+    let found = browser
+        .post(
+            "/orders/by-email",
+            &[("csrf", &page.csrf()), ("email", " JohnSmith@email.com")],
+        )
+        .await;
+    assert_eq!(found.status, 200);
+    for order in ["SHOP-1002", "SHOP-1008", "SHOP-1009"] {
+        assert!(found.body.contains(order), "{order} not found");
+    }
+    assert!(!found.body.contains("SHOP-1001"));
+    assert!(!found.body.to_lowercase().contains("johnsmith"));
+    let csv = browser
+        .post(
+            "/orders/by-email",
+            &[
+                ("csrf", &page.csrf()),
+                ("email", "johnsmith@email.com"),
+                ("csv", "orders"),
+            ],
+        )
+        .await;
+    assert_eq!(csv.body.lines().count(), 4, "{}", csv.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_requeues_the_parked_messages_of_one_reason_after_confirming() {
+    let console = TestConsole::start(long_sessions(), true).await;
+    let queue = console.queue.as_ref().expect("a broker");
+    queue.declare().await;
+    // Two bodies signed with a key the worker does not have, one malformed:
+    // the worker parks all three.
+    let unknown_key = SecretKey::new(b"ipn-reconciler-TEST-ONLY-2027-key".to_vec());
+    let forged = [
+        resigned(
+            "03-shop-1001-complete.txt",
+            "SHOP-1001",
+            71000101,
+            &unknown_key,
+        ),
+        resigned(
+            "05-shop-1002-complete.txt",
+            "SHOP-1002",
+            71000102,
+            &unknown_key,
+        ),
+    ];
+    let worker = RunningWorker::spawn(console.db.store().await, queue, |_| {});
+    queue
+        .publish(&[
+            forged[0].clone(),
+            forged[1].clone(),
+            b"REFNO=%FF&REFNOEXT=SHOP-1001".to_vec(),
+        ])
+        .await;
+    let parking = queue.topology().parking_queue();
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            queue.ready(&parking).await == 3
+        })
+        .await,
+        "three parked"
+    );
+    worker.stop().await;
+
+    let mut resolver = Browser::new(&console);
+    assert_eq!(resolver.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    let page = resolver.get("/parked").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("3 parked message(s)"), "{}", page.body);
+    assert_eq!(
+        queue.ready(&parking).await,
+        3,
+        "browsing leaves them parked"
+    );
+    // The reason the two forged bodies were parked for, from the CSV.
+    let csv = resolver.get("/parked?csv=parked").await;
+    let reasons: Vec<String> = csv
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).expect("reason").to_owned())
+        .collect();
+    let reason = reasons
+        .iter()
+        .find(|r| reasons.iter().filter(|o| o == r).count() == 2)
+        .expect("one reason twice")
+        .clone();
+    let csrf = page.csrf();
+    let form = |confirm: &'static str| {
+        vec![
+            ("what", "reason".to_owned()),
+            ("reason", reason.clone()),
+            ("since", "2020-01-01".to_owned()),
+            ("confirm", confirm.to_owned()),
+        ]
+    };
+    let post = async |browser: &mut Browser, csrf: Option<&str>, fields: Vec<(&str, String)>| {
+        let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if let Some(csrf) = csrf {
+            all.push(("csrf", csrf));
+        }
+        browser.post("/parked/requeue", &all).await
+    };
+
+    // Without the token, or as a viewer, nothing moves.
+    assert_eq!(post(&mut resolver, None, form("yes")).await.status, 403);
+    let mut viewer = Browser::new(&console);
+    assert_eq!(viewer.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let viewer_csrf = viewer.get("/parked").await.csrf();
+    assert_eq!(
+        post(&mut viewer, Some(&viewer_csrf), form("yes"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(queue.ready(&parking).await, 3);
+
+    // First the page that lists what would move; nothing moves yet.
+    let confirm = post(&mut resolver, Some(&csrf), form("")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("2 message(s) would be requeued"),
+        "{}",
+        confirm.body
+    );
+    assert_eq!(queue.ready(&parking).await, 3);
+    // Since a time after they were parked: none of them.
+    let later = vec![
+        ("what", "reason".to_owned()),
+        ("reason", reason.clone()),
+        ("since", "2999-01-01".to_owned()),
+    ];
+    let none = post(&mut resolver, Some(&csrf), later).await;
+    assert!(none.body.contains("0 message(s) would be requeued"));
+
+    // Confirmed: the two go back to the work queue, the malformed one stays.
+    let done = post(&mut resolver, Some(&csrf), form("yes")).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), "/parked?requeued=2");
+    assert_eq!(queue.ready(&parking).await, 1);
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 2);
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!(
+                "SELECT count(*) FROM console_actions WHERE user_name = 'alice' \
+                 AND action = 'requeue_parked' AND subject LIKE 'reason={reason} since=%' \
+                 AND details = '2 message(s) requeued'"
+            )
+        )
+        .await,
+        1
+    );
+
+    // The command line selects the same way: the malformed one, by its reason.
+    let other = reasons
+        .iter()
+        .find(|r| **r != reason)
+        .expect("the malformed one's reason")
+        .clone();
+    let later = run_cli(
+        [
+            "parked",
+            "requeue",
+            "--reason",
+            &other,
+            "--since",
+            "2999-01-01",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        queue.env(),
+    )
+    .await;
+    assert!(later.0, "{}", later.2);
+    assert!(later.1.contains("0 requeued"), "{}", later.1);
+    let moved = run_cli(
+        [
+            "parked",
+            "requeue",
+            "--reason",
+            &other,
+            "--since",
+            "2020-01-01",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        queue.env(),
+    )
+    .await;
+    assert!(moved.0, "{}", moved.2);
+    assert!(moved.1.contains("1 requeued"), "{}", moved.1);
+    assert_eq!(queue.ready(&parking).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_users_are_added_from_standard_input_and_serve_runs_the_console() {
+    let db = TestDb::new();
+    drop(db.store().await);
+    let cli = || {
+        let mut command = assert_cmd::Command::cargo_bin("ipn-reconciler").expect("binary");
+        command.env("DATABASE_URL", &db.url);
+        command
+    };
+    cli()
+        .args(["console", "user", "add", "alice", "--role", "resolver"])
+        .write_stdin("a long password for alice\n")
+        .assert()
+        .success()
+        .stdout("console user alice added (resolver)\n");
+    cli()
+        .args(["console", "user", "add", "alice", "--role", "viewer"])
+        .write_stdin("a long password for alice\n")
+        .assert()
+        .code(1);
+    cli()
+        .args(["console", "user", "add", "bob", "--role", "viewer"])
+        .write_stdin("short\n")
+        .assert()
+        .code(2);
+    cli()
+        .args(["console", "user", "add", "no spaces", "--role", "viewer"])
+        .write_stdin("a long password for nobody\n")
+        .assert()
+        .code(2);
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_users WHERE name = 'alice' AND role = 'resolver' \
+             AND password_hash LIKE '$argon2id$v=19$%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_users WHERE password_hash LIKE '%long password%'"
+        )
+        .await,
+        0
+    );
+    cli().args(["console"]).assert().code(2);
+
+    // serve --console-addr: the console next to the intake and the worker.
+    let queue = TestQueue::new("5s");
+    let mut daemon = Daemon::start(
+        &db,
+        &queue,
+        &[
+            ("IPN_CONSOLE_ADDR", "127.0.0.1:0"),
+            ("IPN_CONSOLE_INSECURE_COOKIES", "true"),
+        ],
+    );
+    let addr = daemon.listening("console listening").await;
+    let client = reqwest::Client::new();
+    let login = client
+        .get(format!("http://{addr}/login"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(login.status().as_u16(), 200);
+    assert!(
+        login
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("ipn_console_login=") && !c.contains("Secure"))
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(30)).await, Some(0));
+
+    cli()
+        .args(["console", "user", "disable", "alice"])
+        .assert()
+        .success();
+    cli()
+        .args(["console", "user", "disable", "nobody"])
+        .assert()
+        .code(1);
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_users WHERE disabled_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let empty = browser.get("/settlement").await;
+    assert!(
+        empty.body.contains("No settlement imported"),
+        "{}",
+        empty.body
+    );
+
+    let fixture = |name: &str| {
+        repo_path(&format!("fixtures/settlement/{name}"))
+            .display()
+            .to_string()
+    };
+    assert_cmd::Command::cargo_bin("ipn-reconciler")
+        .expect("binary")
+        .env("DATABASE_URL", &console.db.url)
+        .args(["settlement", "import", &fixture("settlement.csv")])
+        .args(["--payouts", &fixture("payouts.csv")])
+        .assert()
+        .code(1);
+
+    let page = browser.get("/settlement").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("No settlement imported"));
+    let batches = browser.get("/settlement?csv=settlement_batches").await;
+    let rows: Vec<Vec<String>> = batches
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    let (client, connection) = tokio_postgres::connect(&console.db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let expected: Vec<(String, String, i64, i64)> = client
+        .query(
+            "SELECT batch_id, currency, count(*)::int8, \
+                    (count(*) FILTER (WHERE status IN ('differs', 'unknown')))::int8 \
+             FROM settlement_lines GROUP BY batch_id, currency ORDER BY batch_id, currency",
+            &[],
+        )
+        .await
+        .expect("batches")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert!(!expected.is_empty());
+    let mut shown: Vec<(String, String, i64, i64)> = rows
+        .iter()
+        .filter(|r| r[4] != "0")
+        .map(|r| {
+            (
+                r[0].clone(),
+                r[1].clone(),
+                r[4].parse().expect("lines"),
+                r[7].parse().expect("unmatched"),
+            )
+        })
+        .collect();
+    shown.sort();
+    assert_eq!(shown, expected);
+    let unmatched = browser.get("/settlement?csv=unmatched_lines").await;
+    assert_eq!(
+        i64::try_from(unmatched.body.lines().count() - 1).expect("count"),
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM settlement_lines WHERE status IN ('differs', 'unknown')"
+        )
+        .await
+    );
+}
