@@ -364,10 +364,9 @@ async fn movements_are_append_only_and_books_kept_before_them_are_carried_over()
     tokio::task::spawn_blocking(move || {
         let mut harness = AsyncMigrationHarness::new(connection);
         // By name, not "the last one": later migrations may follow it.
-        let migrations = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(
-            &MIGRATIONS,
-        )
-        .expect("embedded migrations");
+        let migrations =
+            diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+                .expect("embedded migrations");
         let movements = migrations
             .iter()
             .find(|m| m.name().to_string().contains("money_movements"))

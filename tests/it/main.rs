@@ -12,6 +12,7 @@ mod cli_finance;
 mod cli_ipn;
 mod cli_reconcile;
 mod demo;
+mod fault_volume;
 mod finance_metrics;
 mod finance_report;
 mod hostile_delivery;
