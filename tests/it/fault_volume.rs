@@ -52,9 +52,9 @@ fn notifications_wanted() -> usize {
 /// stream keeps coming while the faults strike, without ever running dry.
 const WINDOW: usize = 800;
 
-/// A simulated stream of at least `wanted` deliveries over known orders.
-/// Unknown orders are left out: they wait out an orphan window (an hour by
-/// default), which is not what this run is about.
+/// A simulated stream of at least `wanted` deliveries, with the default
+/// anomalies (unknown orders among them: they wait out a short orphan
+/// window, then are parked), more duplicates and more out-of-order orders.
 fn stream(wanted: usize, seed: u64) -> Simulation {
     let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("test keys");
     let key = &ring.current().secret;
@@ -62,7 +62,6 @@ fn stream(wanted: usize, seed: u64) -> Simulation {
         rates: AnomalyRates {
             duplicates: 0.1,
             out_of_order: 0.3,
-            unknown_orders: 0.0,
             ..AnomalyRates::default()
         },
         expected_fields: true,
@@ -88,21 +87,36 @@ struct Expected {
     /// mismatch).
     ledger: i64,
     /// Digests of the deliveries that must be parked: forged and renamed
-    /// copies (a renamed one with a card number is discarded instead).
+    /// copies, and unknown orders' notifications once the orphan window
+    /// passed (a renamed copy or an unknown order's notification with a
+    /// card number is discarded instead).
     parked: HashSet<String>,
 }
 
 impl Expected {
     fn of(sim: &Simulation) -> Self {
         let outcomes = sim.expected_outcomes;
-        let exact_duplicates = sim.count(DeliveryKind::Duplicate);
+        // Exact duplicates are the same bytes: no row of their own. An
+        // unknown order's is counted `order_not_found` (it is processed
+        // again), a known order's `duplicate`.
+        let exact_duplicates = |known: bool| {
+            sim.deliveries
+                .iter()
+                .filter(|d| d.kind == DeliveryKind::Duplicate && d.known_order == known)
+                .count()
+        };
         let rows = BTreeMap::from([
             ("applied", outcomes.applied as i64),
             ("ignored", outcomes.ignored as i64),
             ("mismatch", outcomes.mismatch as i64),
-            // Exact duplicates are the same bytes: no row of their own.
-            ("duplicate", (outcomes.duplicate - exact_duplicates) as i64),
-            ("order_not_found", outcomes.order_not_found as i64),
+            (
+                "duplicate",
+                (outcomes.duplicate - exact_duplicates(true)) as i64,
+            ),
+            (
+                "order_not_found",
+                (outcomes.order_not_found - exact_duplicates(false)) as i64,
+            ),
             ("invalid_signature", outcomes.invalid_signature as i64),
             ("malformed", outcomes.malformed as i64),
         ]);
@@ -112,7 +126,7 @@ impl Expected {
             .filter(|d| match d.kind {
                 DeliveryKind::Tampered | DeliveryKind::Unsigned => true,
                 DeliveryKind::Renamed => !d.has_pan,
-                _ => false,
+                _ => !d.known_order && !d.has_pan,
             })
             .map(|d| BodyDigest::of(&d.body).to_string())
             .collect();
@@ -244,6 +258,7 @@ impl Run {
                 ("IPN_EXPECTED_FIELDS", "TEST_ORDER,FRAUD_STATUS"),
                 ("IPN_DB_ACQUIRE_TIMEOUT", "1s"),
                 ("IPN_RECOVERY_STALL", "2s"),
+                ("IPN_ORPHAN_WINDOW", "3s"),
             ],
         );
         self.workers.push(worker);
@@ -608,6 +623,47 @@ impl Run {
             disagreements.len(),
             disagreements.join("\n")
         );
+        // Unknown orders: never created, every notification of theirs
+        // recorded `order_not_found` once, their review items once each.
+        let mut disagreements = Vec::new();
+        for (order_ref, orphan) in &sim.expected_orphans {
+            let rows = self
+                .client
+                .query(
+                    "SELECT outcome FROM notifications WHERE order_ref = $1",
+                    &[order_ref],
+                )
+                .await
+                .expect("orphan notifications");
+            let outcomes: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            let distinct_bodies = sim
+                .deliveries
+                .iter()
+                .filter(|d| &d.order_ref == order_ref && d.kind.carries_its_notification())
+                .map(|d| d.body.as_slice())
+                .collect::<HashSet<_>>()
+                .len();
+            let mut kinds = open.remove(order_ref).unwrap_or_default();
+            sort_kinds(&mut kinds);
+            if outcomes.len() != distinct_bodies
+                || outcomes.iter().any(|o| o != "order_not_found")
+                || kinds != orphan.review_kinds
+            {
+                disagreements.push(format!(
+                    "{order_ref} ({}): expected {distinct_bodies} order_not_found and {:?}; \
+                     database {outcomes:?} and {kinds:?}",
+                    orphan.story, orphan.review_kinds
+                ));
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{} unknown order(s) disagree with the simulator:\n{}",
+            disagreements.len(),
+            disagreements.join("\n")
+        );
+        assert!(open.is_empty(), "open review items of no order: {open:?}");
+
         // The same sums over the whole run, per currency.
         for (currency, (paid, refunded)) in &totals {
             let row = self
@@ -690,6 +746,7 @@ fn assert_stream_has_everything(sim: &Simulation, wanted: usize) {
             .any(|e| e.anomalies.contains(&Anomaly::OutOfOrder)),
         "out-of-order orders"
     );
+    assert!(!sim.expected_orphans.is_empty(), "unknown orders");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,7 +779,7 @@ async fn a_stream_survives_kills_broker_cuts_and_a_database_cut_exactly_once() {
         "fault run: {} orders, {} notifications delivered ({} exact duplicates), batch size 64; \
          faults: {} kills, {} broker cuts ({} connections closed), {} database cut; \
          {} recorded, {} applied (ledger rows), {} duplicates recorded as repeats, \
-         {} parked, {} judged in all ({} again after faults); {:.1} s",
+         {} parked, {} judged in all (retries and redeliveries after faults included, {} more than delivered); {:.1} s",
         sim.orders.len(),
         sim.deliveries.len(),
         sim.count(DeliveryKind::Duplicate),
