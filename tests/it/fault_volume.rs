@@ -725,8 +725,9 @@ impl Run {
             "parked: {unexpected} that should not be, {missing} missing (of {})",
             expected.parked.len()
         );
-        // A notification parked again after a fault (its copy published,
-        // the worker killed before the ack) is the same notification.
+        // Parked messages outnumber the notifications: an unknown order's
+        // exact duplicate is judged and parked on its own, and a copy
+        // published before a kill (the ack lost) is parked again.
         let parked = format!(
             "{} parked ({} distinct notifications, as expected)",
             parked.len(),
