@@ -543,15 +543,21 @@ impl Run {
         );
 
         // Every order where its story says, with exact sums: the order's
-        // own columns and the sum over its payments, against the
-        // simulator's decimal amounts.
+        // own columns, the sum over its payments and the sum of its money
+        // movements (the journal: one per decision that moved money, so a
+        // notification applied twice would show), against the simulator's
+        // decimal amounts.
         let orders = self
             .client
             .query(
                 "SELECT o.order_ref, o.currency, o.status, o.processor_ref, \
                         o.paid_minor, o.refunded_minor, \
                         COALESCE(sum(p.paid_minor), 0)::int8, \
-                        COALESCE(sum(p.refunded_minor), 0)::int8 \
+                        COALESCE(sum(p.refunded_minor), 0)::int8, \
+                        (SELECT COALESCE(sum(m.amount_minor), 0)::int8 FROM money_movements m \
+                         WHERE m.order_id = o.id AND m.kind = 'payment'), \
+                        (SELECT COALESCE(sum(m.amount_minor), 0)::int8 FROM money_movements m \
+                         WHERE m.order_id = o.id AND m.kind = 'refund') \
                  FROM orders o LEFT JOIN payments p ON p.order_id = o.id \
                  GROUP BY o.id",
                 &[],
@@ -613,6 +619,8 @@ impl Run {
                 row.get::<_, i64>(5),
                 row.get::<_, i64>(6),
                 row.get::<_, i64>(7),
+                row.get::<_, i64>(8),
+                row.get::<_, i64>(9),
                 kinds,
             );
             let want = (
@@ -622,12 +630,15 @@ impl Run {
                 refunded,
                 paid,
                 refunded,
+                paid,
+                refunded,
                 expected_order.review_kinds.clone(),
             );
             if got != want {
                 disagreements.push(format!(
                     "{order_ref} ({}, {:?}): expected (status, ref, paid, refunded, \
-                     paid over payments, refunded over payments, open reviews) {want:?}, \
+                     paid over payments, refunded over payments, paid in the journal, \
+                     refunded in the journal, open reviews) {want:?}, \
                      database {got:?}",
                     expected_order.story, expected_order.anomalies
                 ));
