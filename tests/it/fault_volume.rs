@@ -372,11 +372,6 @@ impl Run {
         let deadline = Instant::now() + Duration::from_secs(900);
         loop {
             let recorded = self.recorded().await;
-            if next_fault < faults.len() && recorded >= thresholds[next_fault] {
-                self.strike(faults[next_fault]).await;
-                next_fault += 1;
-                continue;
-            }
             let limit = if next_fault < faults.len() {
                 head
             } else {
@@ -394,6 +389,13 @@ impl Run {
                     .expect("publish");
                 assert!(results.iter().all(Result::is_ok), "every publish confirmed");
                 published = upto;
+            }
+            // After topping the stream up: a fault strikes while the
+            // worker has work (the database cut needs deliveries to fail).
+            if next_fault < faults.len() && recorded >= thresholds[next_fault] {
+                self.strike(faults[next_fault]).await;
+                next_fault += 1;
+                continue;
             }
             if published == sim.deliveries.len()
                 && next_fault == faults.len()
