@@ -142,15 +142,6 @@ impl Expected {
     }
 }
 
-/// Distinct bodies among the first `n` deliveries: the rows they make.
-fn rows_of_prefix(sim: &Simulation, n: usize) -> i64 {
-    sim.deliveries[..n]
-        .iter()
-        .map(|d| d.body.as_slice())
-        .collect::<HashSet<_>>()
-        .len() as i64
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     /// SIGKILL one worker process and start another.
@@ -338,6 +329,16 @@ impl Run {
         waiting
     }
 
+    /// Whether every worker says it is ready (broker and database up).
+    async fn ready(&self) -> bool {
+        for worker in &self.workers {
+            if !matches!(worker.get("/readyz").await, Some((200, _))) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Whether every worker has nothing in flight.
     async fn idle(&self) -> bool {
         for worker in &self.workers {
@@ -360,7 +361,17 @@ impl Run {
         } else {
             sim.deliveries.len() * 9 / 10
         };
-        let reachable = rows_of_prefix(sim, head);
+        // Rows made by the first n deliveries, for every n.
+        let mut seen = HashSet::new();
+        let rows_published: Vec<i64> = std::iter::once(0)
+            .chain(sim.deliveries.iter().scan(0, |rows, d| {
+                if seen.insert(d.body.as_slice()) {
+                    *rows += 1;
+                }
+                Some(*rows)
+            }))
+            .collect();
+        let reachable = rows_published[head];
         let thresholds: Vec<i64> = (1..=faults.len())
             .map(|k| reachable * k as i64 / (faults.len() as i64 + 1))
             .collect();
@@ -392,7 +403,17 @@ impl Run {
             }
             // After topping the stream up: a fault strikes while the
             // worker has work (the database cut needs deliveries to fail).
-            if next_fault < faults.len() && recorded >= thresholds[next_fault] {
+            // Each fault also waits for the workers to have recovered from
+            // the one before (ready: broker and database connected), so two
+            // faults never land at once.
+            // The database cut needs deliveries in flight to fail: it also
+            // waits for a batch's worth of published, unrecorded ones.
+            if next_fault < faults.len()
+                && recorded >= thresholds[next_fault]
+                && (faults[next_fault] != Fault::DatabaseCut
+                    || rows_published[published] - recorded >= 64)
+                && self.ready().await
+            {
                 self.strike(faults[next_fault]).await;
                 next_fault += 1;
                 continue;
