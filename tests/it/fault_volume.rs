@@ -178,6 +178,16 @@ struct Run {
     counts: Counts,
 }
 
+/// `GET path` of a worker's operations endpoint, given up after 10 s
+/// (`None`): a worker that stops answering fails the run with its state
+/// instead of hanging it.
+async fn probe(worker: &Daemon, path: &str) -> Option<(u16, String)> {
+    tokio::time::timeout(Duration::from_secs(10), worker.get(path))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The host and port of the broker the tests use.
 fn broker_addr() -> SocketAddr {
     let url = amqp_url();
@@ -302,7 +312,7 @@ impl Run {
                 let noticed = wait_until(Duration::from_secs(60), || async {
                     let mut noticed = false;
                     for worker in &self.workers {
-                        if let Some((200, metrics)) = worker.get("/metrics").await {
+                        if let Some((200, metrics)) = probe(worker, "/metrics").await {
                             noticed |= metrics.contains("ipn_database_up 0")
                                 && metrics.lines().any(|l| {
                                     l.starts_with("ipn_retries_total{") && !l.ends_with(" 0")
@@ -332,7 +342,7 @@ impl Run {
     /// Whether every worker says it is ready (broker and database up).
     async fn ready(&self) -> bool {
         for worker in &self.workers {
-            if !matches!(worker.get("/readyz").await, Some((200, _))) {
+            if !matches!(probe(worker, "/readyz").await, Some((200, _))) {
                 return false;
             }
         }
@@ -342,7 +352,7 @@ impl Run {
     /// Whether every worker has nothing in flight.
     async fn idle(&self) -> bool {
         for worker in &self.workers {
-            match worker.get("/metrics").await {
+            match probe(worker, "/metrics").await {
                 Some((200, metrics)) if metrics.lines().any(|l| l == "ipn_in_flight 0") => {}
                 _ => return false,
             }
@@ -380,7 +390,9 @@ impl Run {
             .expect("connect publisher");
         let mut published = 0;
         let mut next_fault = 0;
-        let deadline = Instant::now() + Duration::from_secs(900);
+        // Ends before the nextest timeout (8 minutes in `.ci/fault-run`) so
+        // that the state is reported.
+        let deadline = Instant::now() + Duration::from_secs(400);
         loop {
             let recorded = self.recorded().await;
             let limit = if next_fault < faults.len() {
@@ -431,21 +443,27 @@ impl Run {
             {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the run did not settle: {recorded} of {} notifications recorded, \
-                 {published} published, {next_fault} faults; last worker's logs:\n{}",
-                expected.total_rows(),
-                self.workers
-                    .last()
-                    .map(Daemon::logs)
-                    .unwrap_or_default()
-                    .lines()
-                    .rev()
-                    .take(40)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            if Instant::now() >= deadline {
+                let ready = self.ready().await;
+                let waiting = self.waiting().await;
+                let idle = self.idle().await;
+                panic!(
+                    "the run did not settle: {recorded} of {} notifications recorded, \
+                     {published} published, {next_fault} faults (thresholds {thresholds:?}), \
+                     ready {ready}, {waiting} waiting in the queues, idle {idle}; \
+                     last worker's logs:\n{}",
+                    expected.total_rows(),
+                    self.workers
+                        .last()
+                        .map(Daemon::logs)
+                        .unwrap_or_default()
+                        .lines()
+                        .rev()
+                        .take(40)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         publisher.close().await;
