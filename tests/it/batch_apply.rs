@@ -305,3 +305,103 @@ async fn concurrent_batches_on_the_same_orders_do_not_deadlock() {
         );
     }
 }
+
+/// The worker's fallback: a batch that fails for a permanent reason of one
+/// notification (here a constraint the state machine does not know about,
+/// added by the test, refuses the ledger row of one order) is applied one
+/// by one, so the others are applied once and acked, never retried or
+/// parked; only the one that cannot be written is retried, then parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_one_unwritable_notification_applies_the_others_once() {
+    use crate::helpers::amqp::{
+        RunningWorker, TestQueue, count, import_orders_csv, resigned, test_key, wait_until,
+    };
+    use std::time::Duration;
+
+    const ORDERS: usize = 30;
+    let db = TestDb::new();
+    let store = db.store().await;
+    let csv: String = std::iter::once("order_ref,amount,currency\n".to_owned())
+        .chain((0..=ORDERS).map(|i| format!("FB-{i},107.00,EUR\n")))
+        .collect();
+    import_orders_csv(&store, &csv).await;
+    // FB-0 is the one whose ledger row cannot be written.
+    let poison = count(&db.url, "SELECT id FROM orders WHERE order_ref = 'FB-0'").await;
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE order_events ADD CONSTRAINT test_unwritable CHECK (order_id <> {poison})"
+        ))
+        .await
+        .expect("constraint");
+
+    let queue = TestQueue::new("100ms,200ms");
+    queue.declare().await;
+    let key = test_key();
+    // The poison in the middle of the batch.
+    let bodies: Vec<Vec<u8>> = (1..=ORDERS / 2)
+        .chain([0])
+        .chain(ORDERS / 2 + 1..=ORDERS)
+        .map(|i| {
+            resigned(
+                "03-shop-1001-complete.txt",
+                &format!("FB-{i}"),
+                70_000_000 + i as u64,
+                &key,
+            )
+        })
+        .collect();
+    queue.publish(&bodies).await;
+    let worker = RunningWorker::spawn(store, &queue, |settings| {
+        settings.batch_size = 64;
+        settings.prefetch = 64;
+        // Long enough for the whole stream to make one batch.
+        settings.batch_wait = Duration::from_millis(500);
+    });
+    let parked = wait_until(Duration::from_secs(60), || async {
+        queue.ready(&queue.topology().parking_queue()).await >= 1
+    })
+    .await;
+    assert!(parked, "the unwritable notification is parked in the end");
+    let metrics = worker.metrics.encode();
+    worker.stop().await;
+
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM orders WHERE status = 'paid' AND order_ref <> 'FB-0'"
+        )
+        .await,
+        ORDERS as i64,
+        "every other order is paid"
+    );
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM order_events").await,
+        ORDERS as i64,
+        "each of the others applied exactly once"
+    );
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM orders WHERE order_ref = 'FB-0' AND status = 'pending'"
+        )
+        .await,
+        1,
+        "nothing of the unwritable one was written"
+    );
+    // Only the unwritable one went round the retry queues (once per
+    // delay), and only it is parked.
+    let retries: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("ipn_retries_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(retries, 2, "retries:\n{metrics}");
+    assert_eq!(queue.ready(&queue.topology().parking_queue()).await, 1);
+    for retry_or_work in &queue.all_queues()[..3] {
+        assert_eq!(queue.ready(retry_or_work).await, 0, "{retry_or_work}");
+    }
+}

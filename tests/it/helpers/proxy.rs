@@ -51,11 +51,17 @@ impl Proxy {
     }
 
     /// Drops every open connection and refuses new ones until `restore`.
-    pub async fn cut(&self) {
+    /// Returns how many connections were open.
+    pub async fn cut(&self) -> usize {
         self.cut.store(true, Ordering::SeqCst);
+        let mut open = 0;
         for link in self.links.lock().await.drain(..) {
+            if !link.is_finished() {
+                open += 1;
+            }
             link.abort();
         }
+        open
     }
 
     pub fn restore(&self) {
