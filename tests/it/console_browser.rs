@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -125,14 +126,39 @@ impl Driver {
         input.send_keys(text).await.expect("type");
     }
 
+    /// Clicks what `css` finds: a button that submits a form or a link.
     async fn click(&self, css: &str) {
+        let element = self.client.find(Locator::Css(css)).await.expect(css);
+        self.click_and_wait(element).await;
+    }
+
+    /// Clicks `element`, which leaves the page, and waits until the browser
+    /// has left it (the old document's root is stale) and the new page's
+    /// `main` is there. WebDriver's click does not always wait for the
+    /// navigation it starts, and a page may answer with the same heading
+    /// (the review queue after a resolution), so the old page must be gone
+    /// before the test reads the new one.
+    async fn click_and_wait(&self, element: Element) {
+        let old_root = self
+            .client
+            .find(Locator::Css("html"))
+            .await
+            .expect("the page");
+        element.click().await.expect("click");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while old_root.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the click did not leave the page within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         self.client
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("main"))
             .await
-            .expect(css)
-            .click()
-            .await
-            .expect("click");
+            .expect("the new page");
     }
 
     async fn login(&self, console: &TestConsole, user: &str, password: &str) {
@@ -252,13 +278,11 @@ async fn console_browser_a_resolver_finds_resolves_and_logs_out() {
     driver.screenshot("orders-by-email").await;
 
     // Open it: payments, the ledger, the authenticity record.
-    browser
+    let link = browser
         .find(Locator::LinkText("SHOP-1002"))
         .await
-        .expect("link")
-        .click()
-        .await
-        .expect("follow");
+        .expect("link");
+    driver.click_and_wait(link).await;
     assert_eq!(driver.h1().await, "Order SHOP-1002");
     let order = driver.body().await;
     for shown in ["Ledger", "71000102", "test-2026", "sha3-256", "refunded"] {
