@@ -405,9 +405,18 @@ impl Store {
 /// Every pooled connection gets the statement and lock timeouts, so a
 /// statement stuck behind a lock or a runaway query fails (transiently, to
 /// be retried) instead of holding a worker forever.
+///
+/// And custom plans for every prepared statement: diesel-async prepares
+/// and caches the batch's statements, and PostgreSQL switches a prepared
+/// statement to a generic plan after five executions, planned for a table
+/// as it was then. A worker starting on a fresh or small database would
+/// keep plans made for an empty `notifications` table (a scan of the whole
+/// table for each batch's identities) while the table grows; planning
+/// each execution with its real arguments keeps the index look-ups, for a
+/// planning cost far below one round trip.
 fn pool_config(settings: &DatabaseSettings) -> ManagerConfig<AsyncPgConnection> {
     let setup = format!(
-        "SET statement_timeout = {}; SET lock_timeout = {}",
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET plan_cache_mode = force_custom_plan",
         settings.statement_timeout.as_millis(),
         settings.lock_timeout.as_millis()
     );
