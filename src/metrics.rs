@@ -109,10 +109,29 @@ pub struct Metrics {
     pub order_to_reconciled_seconds: Histogram,
     /// Messages handled so far, whatever became of them (tests, logs).
     handled: Arc<AtomicU64>,
-    /// Every commit latency, in seconds, when kept (`bench`): the
-    /// histogram's buckets double, too coarse to say whether a p99 is under
-    /// 50 ms. `None` (the daemon) keeps nothing.
-    commit_samples: Arc<std::sync::Mutex<Option<Vec<f64>>>>,
+    /// Every commit latency, when kept (`bench`): the histogram's buckets
+    /// double, too coarse to say whether a p99 is under 50 ms. `None` (the
+    /// daemon) keeps nothing.
+    commit_samples: Arc<std::sync::Mutex<Option<Vec<CommitLatency>>>>,
+}
+
+/// The way of one notification from the intake's receipt to its commit, in
+/// two legs: where a latency comes from decides what to tune (the broker's
+/// queue, or the worker's batches and database).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CommitLatency {
+    /// From the intake's receipt (`x-received-at`) until the worker took
+    /// the delivery from the broker, seconds.
+    pub to_delivery: f64,
+    /// From taking the delivery until its transaction committed, seconds.
+    pub to_commit: f64,
+}
+
+impl CommitLatency {
+    /// From receipt to commit, seconds.
+    pub fn total(&self) -> f64 {
+        self.to_delivery + self.to_commit
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -410,21 +429,21 @@ impl Metrics {
         samples.get_or_insert_with(Vec::new);
     }
 
-    /// The commit latencies kept so far, in seconds, in the order observed.
-    pub fn commit_latencies(&self) -> Vec<f64> {
+    /// The commit latencies kept so far, in the order observed.
+    pub fn commit_latencies(&self) -> Vec<CommitLatency> {
         self.lock_samples().clone().unwrap_or_default()
     }
 
     /// Observes the time from the intake's receipt to the commit of one
     /// notification (the histogram, and the sample when kept).
-    pub(crate) fn observe_commit_latency(&self, seconds: f64) {
-        self.commit_latency_seconds.observe(seconds);
+    pub(crate) fn observe_commit_latency(&self, latency: CommitLatency) {
+        self.commit_latency_seconds.observe(latency.total());
         if let Some(samples) = self.lock_samples().as_mut() {
-            samples.push(seconds);
+            samples.push(latency);
         }
     }
 
-    fn lock_samples(&self) -> std::sync::MutexGuard<'_, Option<Vec<f64>>> {
+    fn lock_samples(&self) -> std::sync::MutexGuard<'_, Option<Vec<CommitLatency>>> {
         match self.commit_samples.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),

@@ -18,7 +18,7 @@ use super::BenchError;
 use super::workload::{BENCH_KEY, SealedBody};
 use crate::health::Health;
 use crate::ipn::KeyRing;
-use crate::metrics::Metrics;
+use crate::metrics::{CommitLatency, Metrics};
 use crate::pipeline::Pipeline;
 use crate::queue::{AmqpSettings, Publisher, RetryDelays};
 use crate::secret::SecretUrl;
@@ -108,6 +108,14 @@ pub struct WorkerRun {
     /// Publish (`x-received-at`) to commit, of every notification
     /// committed.
     pub latency_ms: Percentiles,
+    /// Its first leg: publish until the worker took the delivery from the
+    /// broker (the broker's queue, and the worker's prefetch being full).
+    #[serde(default)]
+    pub to_delivery_ms: Percentiles,
+    /// Its second leg: taken from the broker until committed (the batch
+    /// filling, waiting for a free slot, the transaction).
+    #[serde(default)]
+    pub to_commit_ms: Percentiles,
     pub latency_samples: usize,
     /// Peak resident set of the worker process (`VmHWM`), KiB.
     pub peak_rss_kib: u64,
@@ -176,7 +184,9 @@ pub async fn worker_main(spec: WorkerSpec) -> Result<WorkerRun, BenchError> {
         handled,
         seconds,
         per_second: handled as f64 / seconds.max(1e-9),
-        latency_ms: percentiles(&samples),
+        latency_ms: percentiles(&samples.iter().map(CommitLatency::total).collect::<Vec<_>>()),
+        to_delivery_ms: percentiles(&samples.iter().map(|s| s.to_delivery).collect::<Vec<_>>()),
+        to_commit_ms: percentiles(&samples.iter().map(|s| s.to_commit).collect::<Vec<_>>()),
         latency_samples: samples.len(),
         peak_rss_kib: peak_rss_kib().unwrap_or(0),
     })

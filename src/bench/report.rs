@@ -181,6 +181,16 @@ impl BenchReport {
                 offered.publisher.per_second,
                 latency_text(&offered.worker.latency_ms)
             )?;
+            writeln!(
+                out,
+                "  publish to taken {}",
+                latency_text(&offered.worker.to_delivery_ms)
+            )?;
+            writeln!(
+                out,
+                "  taken to commit  {}",
+                latency_text(&offered.worker.to_commit_ms)
+            )?;
         }
         for point in &self.sweep {
             writeln!(

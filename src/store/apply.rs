@@ -25,7 +25,9 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
 
+use super::reuse::Reuse;
 use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
@@ -166,7 +168,7 @@ pub(super) struct NewNotification<'a> {
 
 /// What a notification says, as stored: compared between the first
 /// delivery of an identity and its repeats.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = notifications)]
 pub(super) struct Meaning {
     processor_ref: Option<String>,
@@ -205,7 +207,7 @@ pub(super) struct OrderRow {
     pub(super) created_at: DateTime<Utc>,
 }
 
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = payments)]
 pub(super) struct PaymentRow {
     pub(super) order_id: i64,
@@ -692,30 +694,42 @@ pub(super) async fn close_late_repeats(
     if count == 0 {
         return Ok(());
     }
+    close_late_repeats_statement(conn, identity, count).await?;
+    Ok(())
+}
+
+/// [`close_late_repeats`] as one statement on a shared connection, to be
+/// pipelined with others (see [`super::batch`]).
+pub(super) fn close_late_repeats_statement<'a>(
+    conn: &'a AsyncPgConnection,
+    identity: &str,
+    count: usize,
+) -> BoxFuture<'a, QueryResult<usize>> {
     let of_identity = notifications::table
-        .filter(notifications::identity.eq(identity))
+        .filter(notifications::identity.eq(identity.to_owned()))
         .select(notifications::id);
-    let ids: Vec<i64> = review_items::table
+    let oldest_open = review_items::table
         .filter(review_items::kind.eq(ReviewKind::LateRepeat))
         .filter(review_items::status.eq("open"))
         .filter(review_items::notification_id.eq_any(of_identity.nullable()))
         .order(review_items::id.asc())
         .limit(i64::try_from(count).unwrap_or(i64::MAX))
         .select(review_items::id)
-        .load(conn)
-        .await?;
-    diesel::update(review_items::table.filter(review_items::id.eq_any(&ids)))
-        .set((
-            review_items::status.eq("resolved"),
-            review_items::resolved_by.eq(SYSTEM_RESOLVER),
-            review_items::resolution_note.eq(
-                "a delivery between them shows these were the processor's retries of one notice",
-            ),
-            review_items::resolved_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+        .into_boxed();
+    diesel::update(
+        review_items::table
+            .filter(review_items::status.eq("open"))
+            .filter(review_items::id.eq_any(oldest_open)),
+    )
+    .set((
+        review_items::status.eq("resolved"),
+        review_items::resolved_by.eq(SYSTEM_RESOLVER),
+        review_items::resolution_note
+            .eq("a delivery between them shows these were the processor's retries of one notice"),
+        review_items::resolved_at.eq(diesel::dsl::now),
+    ))
+    .reused()
+    .execute(&mut &*conn)
 }
 
 /// Locks the order, decides, and writes facts, ledger row, review items and
@@ -890,31 +904,42 @@ pub(super) async fn resolve_items(
     order_ref: &str,
     resolution: &AutoResolution,
 ) -> Result<(), StoreError> {
-    let mut open = review_items::table
+    resolve_items_statement(conn, order_ref, resolution).await?;
+    Ok(())
+}
+
+/// [`resolve_items`] as one statement on a shared connection, to be
+/// pipelined with others (see [`super::batch`]): the oldest
+/// `resolution.count` open items of its kind (and payment) on the order.
+pub(super) fn resolve_items_statement<'a>(
+    conn: &'a AsyncPgConnection,
+    order_ref: &str,
+    resolution: &AutoResolution,
+) -> BoxFuture<'a, QueryResult<usize>> {
+    let mut oldest_open = review_items::table
         .filter(review_items::status.eq("open"))
-        .filter(review_items::order_ref.eq(order_ref))
+        .filter(review_items::order_ref.eq(order_ref.to_owned()))
         .filter(review_items::kind.eq(resolution.kind))
         .select(review_items::id)
         .order(review_items::id.asc())
         .into_boxed();
     if let Some(processor_ref) = &resolution.processor_ref {
-        open = open.filter(review_items::processor_ref.eq(processor_ref));
+        oldest_open = oldest_open.filter(review_items::processor_ref.eq(processor_ref.clone()));
     }
-    let limit = i64::try_from(resolution.count).unwrap_or(i64::MAX);
-    let ids: Vec<i64> = open.limit(limit).load(conn).await?;
-    if ids.is_empty() {
-        return Ok(());
-    }
-    diesel::update(review_items::table.filter(review_items::id.eq_any(&ids)))
-        .set((
-            review_items::status.eq("resolved"),
-            review_items::resolved_by.eq(SYSTEM_RESOLVER),
-            review_items::resolution_note.eq(&resolution.note),
-            review_items::resolved_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+    let oldest_open = oldest_open.limit(i64::try_from(resolution.count).unwrap_or(i64::MAX));
+    diesel::update(
+        review_items::table
+            .filter(review_items::status.eq("open"))
+            .filter(review_items::id.eq_any(oldest_open)),
+    )
+    .set((
+        review_items::status.eq("resolved"),
+        review_items::resolved_by.eq(SYSTEM_RESOLVER),
+        review_items::resolution_note.eq(resolution.note.clone()),
+        review_items::resolved_at.eq(diesel::dsl::now),
+    ))
+    .reused()
+    .execute(&mut &*conn)
 }
 
 pub(crate) async fn insert_review_item(

@@ -6,16 +6,24 @@
 //! [`apply_once`](super::apply) one by one, in order:
 //!
 //! 1. lock the identities of the batch (advisory locks, in a fixed order, so
-//!    two workers never deadlock on them);
-//! 2. record every delivery with one multi-row insert, and decide which
-//!    delivery carries each identity and which are repeats (also within the
-//!    batch: the first in batch order carries it);
-//! 3. lock the orders of the batch in the order of their ids (a fixed order
-//!    again) and load their payments with one query;
-//! 4. decide with the pure state machine, in batch order, several
+//!    two workers never deadlock on them) and record every delivery with
+//!    one multi-row insert;
+//! 2. load the earlier deliveries of the batch's identities, lock the
+//!    orders of the batch in the order of their ids (a fixed order again)
+//!    and load their payments;
+//! 3. decide which delivery carries each identity and which are repeats
+//!    (also within the batch: the first in batch order carries it), then
+//!    decide with the pure state machine, in batch order, several
 //!    notifications of one order one after the other in memory;
-//! 5. write orders, payments, ledger rows, review items and outcomes with
+//! 4. write orders, payments, ledger rows, review items and outcomes with
 //!    multi-row statements; the caller commits once.
+//!
+//! The statements of each step are *pipelined*: sent together, without
+//! waiting for each answer (PostgreSQL still runs them one after the
+//! other, in the order sent). A batch costs five round trips (begin, the
+//! three steps that talk to the database, commit) whatever its length;
+//! measured with `bench`, the round trips and their wake-ups on both sides
+//! were most of what a batch cost at 1,000 notifications/s.
 //!
 //! A notification whose decision cannot be written (a constraint the state
 //! machine did not foresee) fails the whole batch; the worker then applies
@@ -25,15 +33,18 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::QueryResult;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Int8, Nullable, Text};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
 
 use super::apply::{
     ApplyReport, Meaning, NewNotification, OrderRow, PaymentRow, REPROCESSABLE, TokenizedColumns,
-    close_late_repeats, facts_of, repeat_reviews, resolve_items,
+    close_late_repeats_statement, facts_of, repeat_reviews, resolve_items_statement,
 };
+use super::reuse::Reuse;
 use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::{
@@ -83,31 +94,171 @@ enum Role {
     HandedOver { row: i64, first: i64 },
 }
 
+/// A statement sent on a shared connection, not yet answered: several are
+/// pipelined by sending them before awaiting any.
+type Pending<'a> = BoxFuture<'a, QueryResult<usize>>;
+
+/// Awaits `statements`, sent together in this order (each is sent when
+/// first polled, and they are polled in order). Returns the first error in
+/// that order: the statements after a failed one only report that the
+/// transaction is aborted.
+async fn pipelined(statements: Vec<Pending<'_>>) -> Result<(), StoreError> {
+    let mut results = Vec::with_capacity(statements.len());
+    let mut statements: Vec<_> = statements
+        .into_iter()
+        .map(futures::future::maybe_done)
+        .collect();
+    // Poll every statement once, in order, before awaiting any answer.
+    futures::future::poll_fn(|cx| {
+        let mut done = true;
+        for statement in statements.iter_mut() {
+            // A boxed future in a `MaybeDone` is `Unpin`.
+            done &= std::pin::Pin::new(statement).poll(cx).is_ready();
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    for statement in statements.iter_mut() {
+        if let Some(result) = std::pin::Pin::new(statement).take_output() {
+            results.push(result);
+        }
+    }
+    for result in results {
+        result?;
+    }
+    Ok(())
+}
+
 async fn apply_batch_in(
     conn: &mut AsyncPgConnection,
     items: &[BatchItem],
     policy: &ReconcilePolicy,
 ) -> Result<Vec<ApplyReport>, StoreError> {
+    let shared: &AsyncPgConnection = conn;
+    let mut reports: Vec<ApplyReport> = vec![ApplyReport::only(Outcome::Duplicate); items.len()];
+
+    // Step 1: lock the identities, record the deliveries, and find the
+    // bodies recorded before.
     let identities: Vec<&str> = items.iter().map(|i| i.event.identity.as_str()).collect();
-    diesel::sql_query(
+    let deliveries = Deliveries::of(items);
+    let new_rows = deliveries.new_rows(items);
+    let digests: Vec<&str> = deliveries.first_of_digest.keys().copied().collect();
+    let lock = diesel::sql_query(
         "SELECT pg_advisory_xact_lock(h) FROM \
          (SELECT DISTINCT hashtextextended(i, 0) AS h FROM unnest($1::text[]) AS i) AS locks \
          ORDER BY h",
     )
     .bind::<Array<Text>, _>(&identities)
-    .execute(conn)
-    .await?;
+    .reused()
+    .execute(&mut &*shared);
+    // Same bytes, same identity: under the identity's lock, no other
+    // worker records these bodies now.
+    let insert = diesel::insert_into(notifications::table)
+        .values(&new_rows)
+        .on_conflict(notifications::body_sha256)
+        .do_nothing()
+        .returning((notifications::id, notifications::body_sha256))
+        .reused()
+        .get_results::<(i64, String)>(&mut &*shared);
+    // Runs after the insert: its rows are among these, told apart below.
+    let recorded = notifications::table
+        .filter(notifications::body_sha256.eq_any(&digests))
+        .select((
+            notifications::id,
+            notifications::body_sha256,
+            notifications::outcome,
+        ))
+        .for_update()
+        .load::<(i64, String, Outcome)>(&mut &*shared);
+    let (locked, inserted, recorded) = futures::join!(lock, insert, recorded);
+    locked?;
+    let claimed = deliveries.claim(items, inserted?, recorded?);
+    let rows = &claimed.rows;
+    let batch_rows: Vec<i64> = rows.iter().flatten().copied().collect();
+    if batch_rows.is_empty() {
+        // Every delivery repeats bytes recorded and settled before.
+        return Ok(reports);
+    }
 
-    let rows = record_deliveries(conn, items).await?;
-    let refs: Vec<&str> = items.iter().map(|i| i.event.order_ref.as_str()).collect();
-    let known_orders: HashSet<String> = orders::table
-        .filter(orders::order_ref.eq_any(&refs))
-        .select(orders::order_ref)
-        .load::<String>(conn)
-        .await?
+    // Step 2: the earlier deliveries of the batch's identities, and the
+    // orders (locked, in the order of their ids) with their payments.
+    let with_rows: Vec<&BatchItem> = items
+        .iter()
+        .zip(rows)
+        .filter(|(_, row)| row.is_some())
+        .map(|(item, _)| item)
+        .collect();
+    let carried: Vec<&str> = with_rows
+        .iter()
+        .map(|i| i.event.identity.as_str())
+        .collect();
+    let order_refs: Vec<&str> = with_rows
+        .iter()
+        .map(|i| i.event.order_ref.as_str())
+        .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut roles = assign_roles(conn, items, &rows, &known_orders).await?;
+    let carriers = notifications::table
+        .filter(notifications::identity.eq_any(&carried))
+        .filter(notifications::repeat_of.is_null())
+        .filter(notifications::id.ne_all(&batch_rows))
+        .select((
+            notifications::id,
+            notifications::identity,
+            notifications::outcome,
+        ))
+        .for_update()
+        .load::<(i64, Option<String>, Outcome)>(&mut &*shared);
+    // One look-up per identity and per order (`OFFSET 0` keeps each its
+    // own index probe): planned as one join, a table that has grown since
+    // its statistics were taken (a fresh database fills in seconds) was
+    // scanned whole for every batch, which `bench` measured.
+    let distinct_identities: Vec<&str> = identities
+        .iter()
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let history = diesel::sql_query(
+        "SELECT n.identity, n.ipn_date, n.processor_ref, n.order_ref, n.order_status, \
+                n.amount_minor, n.currency, n.test_order, n.fraud_denied \
+         FROM unnest($1::text[]) AS i(identity) \
+         CROSS JOIN LATERAL (SELECT * FROM notifications \
+                             WHERE identity = i.identity AND id <> ALL($2) OFFSET 0) AS n \
+         ORDER BY n.id",
+    )
+    .bind::<Array<Text>, _>(&distinct_identities)
+    .bind::<Array<Int8>, _>(&batch_rows)
+    .reused()
+    .load::<EarlierDelivery>(&mut &*shared);
+    let order_rows = orders::table
+        .filter(orders::order_ref.eq_any(&order_refs))
+        .order(orders::id.asc())
+        .select((orders::order_ref, OrderRow::as_select()))
+        .for_update()
+        .load::<(String, OrderRow)>(&mut &*shared);
+    let payment_rows = diesel::sql_query(
+        "SELECT p.order_id, p.processor_ref, p.authorized, p.paid_minor, p.refunded_minor, \
+                p.reversed \
+         FROM orders AS o \
+         CROSS JOIN LATERAL (SELECT * FROM payments WHERE order_id = o.id OFFSET 0) AS p \
+         WHERE o.order_ref = ANY($1)",
+    )
+    .bind::<Array<Text>, _>(&order_refs)
+    .reused()
+    .load::<PaymentRow>(&mut &*shared);
+    let (carriers, history, order_rows, payment_rows) =
+        futures::join!(carriers, history, order_rows, payment_rows);
+    let (carriers, history, order_rows, payment_rows) =
+        (carriers?, history?, order_rows?, payment_rows?);
+
+    // Step 3: decide, in memory.
+    let known_orders: HashSet<&str> = order_rows.iter().map(|(r, _)| r.as_str()).collect();
+    let (roles, redirects) = assign_roles(items, rows, carriers, &known_orders);
 
     // Review items of repeats (a copy that says something new, a late
     // repeat of a refund or chargeback), each judged against every earlier
@@ -115,8 +266,7 @@ async fn apply_batch_in(
     // in batch order, as one by one.
     let mut items_to_open: Vec<(NewReviewItem, String, i64)> = Vec::new();
     let mut late_to_close: Vec<(String, usize)> = Vec::new();
-    let mut reports: Vec<ApplyReport> = vec![ApplyReport::only(Outcome::Duplicate); items.len()];
-    let mut history = load_history(conn, items, &rows).await?;
+    let mut history = history_by_identity(history);
     for (index, item) in items.iter().enumerate() {
         let event = &item.event;
         let identity = event.identity.as_str().to_owned();
@@ -144,29 +294,8 @@ async fn apply_batch_in(
             .push((event.ipn_date, Meaning::of(event)));
     }
 
-    // Lock the orders of the notifications that carry their identity, in
-    // the order of their ids, and load their payments.
-    let order_refs: Vec<&str> = items
-        .iter()
-        .zip(&roles)
-        .filter(|(_, role)| matches!(role, Role::First { .. }))
-        .map(|(item, _)| item.event.order_ref.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let order_rows: Vec<(String, OrderRow)> = orders::table
-        .filter(orders::order_ref.eq_any(&order_refs))
-        .order(orders::id.asc())
-        .select((orders::order_ref, OrderRow::as_select()))
-        .for_update()
-        .load(conn)
-        .await?;
-    let order_ids: Vec<i64> = order_rows.iter().map(|(_, o)| o.id).collect();
-    let payment_rows: Vec<PaymentRow> = payments::table
-        .filter(payments::order_id.eq_any(&order_ids))
-        .select(PaymentRow::as_select())
-        .load(conn)
-        .await?;
+    // The orders of the notifications that carry their identity (all of
+    // the batch's are locked; the others stay as they are).
     let mut payments_by_order: HashMap<i64, Vec<PaymentRow>> = HashMap::new();
     for row in payment_rows {
         payments_by_order.entry(row.order_id).or_default().push(row);
@@ -238,107 +367,194 @@ async fn apply_batch_in(
         *facts = decision.facts;
     }
 
-    write_orders(conn, &orders).await?;
+    // Step 4: write, in the order applying one by one would.
+    //
+    // The connection plans every statement with its arguments
+    // (`force_custom_plan`, see `store::pool_config`): the reads above
+    // look up tables that grow under them. The writes here, and the
+    // foreign-key checks PostgreSQL runs for every row they write, only
+    // look rows up by key, which the plan they reuse does whatever the
+    // sizes; planning each of those checks again was a tenth of
+    // PostgreSQL's time in `bench`. So this transaction's writes reuse
+    // their plans.
+    let mut writes: Vec<Pending<'_>> = vec![
+        diesel::sql_query("SET LOCAL plan_cache_mode = auto")
+            .reused()
+            .execute(&mut &*shared),
+    ];
+    writes.extend(claimed.refresh(shared, items, &deliveries.currencies));
+    writes.extend(redirects.iter().map(|redirect| redirect.statement(shared)));
+    writes.extend(write_orders(shared, &orders));
     if !ledger.is_empty() {
-        diesel::insert_into(order_events::table)
-            .values(&ledger)
-            .execute(conn)
-            .await?;
+        writes.push(
+            diesel::insert_into(order_events::table)
+                .values(&ledger)
+                .reused()
+                .execute(&mut &*shared),
+        );
     }
-    super::journal::record_many(conn, &moved).await?;
+    writes.extend(super::journal::record_many(shared, &moved));
     // Opened before the resolutions run, as one by one: an item raised and
     // made untrue within the batch ends resolved.
-    open_items(conn, &items_to_open).await?;
+    writes.extend(open_items(shared, &items_to_open));
     for (identity, count) in &late_to_close {
-        close_late_repeats(conn, identity, *count).await?;
+        writes.push(close_late_repeats_statement(shared, identity, *count));
     }
     for (order_ref, resolution) in &resolutions {
-        resolve_items(conn, order_ref, resolution).await?;
+        writes.push(resolve_items_statement(shared, order_ref, resolution));
     }
-    resolve_orphans(conn, &applied_orders).await?;
-    finish_rows(conn, items, &mut roles, &outcomes).await?;
+    writes.extend(resolve_orphans(shared, &applied_orders));
+    writes.extend(finish_rows(shared, items, &roles, &outcomes));
+    pipelined(writes).await?;
     Ok(reports)
 }
 
-/// Inserts a row per new body, and takes over rows whose earlier outcome
-/// allows processing again. Returns each item's row, or `None` for a
-/// redelivery (the bytes were recorded and settled before, or appear
-/// earlier in this batch).
-async fn record_deliveries(
-    conn: &mut AsyncPgConnection,
-    items: &[BatchItem],
-) -> Result<Vec<Option<i64>>, StoreError> {
-    let mut first_of_digest: HashMap<&str, usize> = HashMap::new();
-    for (index, item) in items.iter().enumerate() {
-        first_of_digest
-            .entry(item.event.digest.as_str())
-            .or_insert(index);
-    }
-    let currencies: Vec<_> = items.iter().map(|i| i.event.amount.currency()).collect();
-    let new_rows: Vec<NewNotification<'_>> = items
-        .iter()
-        .enumerate()
-        .filter(|(index, item)| first_of_digest[item.event.digest.as_str()] == *index)
-        .map(|(index, item)| NewNotification {
-            body_sha256: item.event.digest.as_str(),
-            tokenized: TokenizedColumns::of(&item.event, &currencies[index]),
-            received_at: item.received_at,
-            processed_at: None,
-            outcome: Outcome::OrderNotFound,
-            reason: None,
-        })
-        .collect();
-    let inserted: Vec<(i64, String)> = diesel::insert_into(notifications::table)
-        .values(&new_rows)
-        .on_conflict(notifications::body_sha256)
-        .do_nothing()
-        .returning((notifications::id, notifications::body_sha256))
-        .get_results(conn)
-        .await?;
-    let mut row_of: HashMap<String, i64> = inserted.into_iter().map(|(id, d)| (d, id)).collect();
-    let seen_before: Vec<&str> = first_of_digest
-        .keys()
-        .copied()
-        .filter(|digest| !row_of.contains_key(*digest))
-        .collect();
-    if !seen_before.is_empty() {
-        let existing: Vec<(i64, String, Outcome)> = notifications::table
-            .filter(notifications::body_sha256.eq_any(&seen_before))
-            .select((
-                notifications::id,
-                notifications::body_sha256,
-                notifications::outcome,
-            ))
-            .for_update()
-            .load(conn)
-            .await?;
-        for (id, digest, outcome) in existing {
-            if !REPROCESSABLE.contains(&outcome) {
-                continue;
-            }
-            // Processed again (the order now exists, a key was added):
-            // refresh the tokenized columns, which a rejected record lacks.
-            let index = first_of_digest[digest.as_str()];
-            diesel::update(notifications::table.find(id))
-                .set(&TokenizedColumns::of(
-                    &items[index].event,
-                    &currencies[index],
-                ))
-                .execute(conn)
-                .await?;
-            row_of.insert(digest, id);
+/// The deliveries of a batch by body: the first delivery of each body
+/// (later ones in the batch are redeliveries of it), and each delivery's
+/// currency (which the tokenized columns borrow).
+struct Deliveries<'a> {
+    first_of_digest: HashMap<&'a str, usize>,
+    currencies: Vec<crate::domain::Currency>,
+}
+
+/// Each delivery's row (`None`: a redelivery), and the rows recorded
+/// before that are processed again.
+struct Claimed {
+    rows: Vec<Option<i64>>,
+    /// `(row, index of the delivery that takes it over)`.
+    reprocessed: Vec<(i64, usize)>,
+}
+
+impl<'a> Deliveries<'a> {
+    fn of(items: &'a [BatchItem]) -> Self {
+        let mut first_of_digest: HashMap<&str, usize> = HashMap::new();
+        for (index, item) in items.iter().enumerate() {
+            first_of_digest
+                .entry(item.event.digest.as_str())
+                .or_insert(index);
+        }
+        Self {
+            first_of_digest,
+            currencies: items.iter().map(|i| i.event.amount.currency()).collect(),
         }
     }
-    Ok(items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| {
-            let digest = item.event.digest.as_str();
-            (first_of_digest[digest] == index)
-                .then(|| row_of.get(digest).copied())
-                .flatten()
-        })
-        .collect())
+
+    /// A row for the first delivery of each body.
+    fn new_rows<'b>(&'b self, items: &'b [BatchItem]) -> Vec<NewNotification<'b>> {
+        items
+            .iter()
+            .enumerate()
+            .filter(|(index, item)| self.first_of_digest[item.event.digest.as_str()] == *index)
+            .map(|(index, item)| NewNotification {
+                body_sha256: item.event.digest.as_str(),
+                tokenized: TokenizedColumns::of(&item.event, &self.currencies[index]),
+                received_at: item.received_at,
+                processed_at: None,
+                outcome: Outcome::OrderNotFound,
+                reason: None,
+            })
+            .collect()
+    }
+
+    /// Each delivery's row: the one inserted for its body, or the row
+    /// recorded before when its outcome allows processing again; `None`
+    /// for a redelivery (the bytes were recorded and settled before, or
+    /// appear earlier in this batch). `recorded` holds every row of the
+    /// batch's bodies, the ones just inserted included.
+    fn claim(
+        &self,
+        items: &[BatchItem],
+        inserted: Vec<(i64, String)>,
+        recorded: Vec<(i64, String, Outcome)>,
+    ) -> Claimed {
+        let mut row_of: HashMap<String, i64> =
+            inserted.into_iter().map(|(id, d)| (d, id)).collect();
+        let mut reprocessed = Vec::new();
+        for (id, digest, outcome) in recorded {
+            if row_of.contains_key(&digest) || !REPROCESSABLE.contains(&outcome) {
+                continue;
+            }
+            // Processed again (the order now exists, a key was added).
+            reprocessed.push((id, self.first_of_digest[digest.as_str()]));
+            row_of.insert(digest, id);
+        }
+        let rows = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let digest = item.event.digest.as_str();
+                (self.first_of_digest[digest] == index)
+                    .then(|| row_of.get(digest).copied())
+                    .flatten()
+            })
+            .collect();
+        Claimed { rows, reprocessed }
+    }
+}
+
+impl Claimed {
+    /// Refreshes the tokenized columns of the rows processed again, which
+    /// a rejected record lacks.
+    fn refresh<'a>(
+        &self,
+        conn: &'a AsyncPgConnection,
+        items: &[BatchItem],
+        currencies: &[crate::domain::Currency],
+    ) -> Vec<Pending<'a>> {
+        self.reprocessed
+            .iter()
+            .map(|&(id, index)| {
+                diesel::update(notifications::table.find(id))
+                    .set(&TokenizedColumns::of(
+                        &items[index].event,
+                        &currencies[index],
+                    ))
+                    .reused()
+                    .execute(&mut &*conn)
+            })
+            .collect()
+    }
+}
+
+/// A change to rows recorded before, decided with the roles.
+#[derive(Debug, Clone, Copy)]
+enum Redirect {
+    /// Rows that repeated `old` (a carrier of this batch whose order does
+    /// not exist) repeat `new` now.
+    Follow { old: i64, new: i64 },
+    /// Row `old` (a first recorded before whose order did not exist) and
+    /// its repeats become repeats of row `new`.
+    HandOver { old: i64, new: i64 },
+}
+
+impl Redirect {
+    fn statement<'a>(&self, conn: &'a AsyncPgConnection) -> Pending<'a> {
+        match *self {
+            Redirect::Follow { old, new } => {
+                diesel::update(notifications::table.filter(notifications::repeat_of.eq(old)))
+                    .set((
+                        notifications::repeat_of.eq(new),
+                        notifications::reason.eq(format!("repeat of notification #{new}")),
+                    ))
+                    .reused()
+                    .execute(&mut &*conn)
+            }
+            Redirect::HandOver { old, new } => diesel::update(
+                notifications::table.filter(
+                    notifications::id
+                        .eq(old)
+                        .or(notifications::repeat_of.eq(old)),
+                ),
+            )
+            .set((
+                notifications::repeat_of.eq(new),
+                notifications::outcome.eq(Outcome::Duplicate),
+                notifications::reason.eq(format!("repeat of notification #{new}")),
+            ))
+            .reused()
+            .execute(&mut &*conn),
+        }
+    }
 }
 
 /// Decides which row carries each identity: a first recorded before (and
@@ -346,34 +562,17 @@ async fn record_deliveries(
 /// whose order does not exist (recorded before, or earlier in this batch)
 /// hands the notification over to the next delivery of its identity, and
 /// its rows become repeats of it: what applying one by one does.
-async fn assign_roles(
-    conn: &mut AsyncPgConnection,
+/// `carriers` are the rows recorded before that carry an identity of the
+/// batch.
+fn assign_roles(
     items: &[BatchItem],
     rows: &[Option<i64>],
-    known_orders: &HashSet<String>,
-) -> Result<Vec<Role>, StoreError> {
-    let batch_rows: Vec<i64> = rows.iter().flatten().copied().collect();
-    let identities: Vec<&str> = items
-        .iter()
-        .zip(rows)
-        .filter(|(_, row)| row.is_some())
-        .map(|(item, _)| item.event.identity.as_str())
-        .collect();
-    let recorded: Vec<(i64, Option<String>, Outcome)> = notifications::table
-        .filter(notifications::identity.eq_any(&identities))
-        .filter(notifications::repeat_of.is_null())
-        .filter(notifications::id.ne_all(&batch_rows))
-        .select((
-            notifications::id,
-            notifications::identity,
-            notifications::outcome,
-        ))
-        .for_update()
-        .load(conn)
-        .await?;
+    carriers: Vec<(i64, Option<String>, Outcome)>,
+    known_orders: &HashSet<&str>,
+) -> (Vec<Role>, Vec<Redirect>) {
     let mut carrier: HashMap<String, i64> = HashMap::new();
     let mut handed_over: HashMap<String, i64> = HashMap::new();
-    for (id, identity, outcome) in recorded {
+    for (id, identity, outcome) in carriers {
         let Some(identity) = identity else { continue };
         if REPROCESSABLE.contains(&outcome) {
             handed_over.insert(identity, id);
@@ -381,6 +580,7 @@ async fn assign_roles(
             carrier.insert(identity, id);
         }
     }
+    let mut redirects = Vec::new();
     // In-batch carriers whose order does not exist: they will end
     // `order_not_found`, so the next delivery of their identity takes over.
     let mut unapplied: HashMap<String, usize> = HashMap::new();
@@ -391,18 +591,11 @@ async fn assign_roles(
             continue;
         };
         let identity = item.event.identity.as_str();
-        if let Some(previous) = unapplied.remove(identity) {
-            let Role::First { row: old } = roles[previous] else {
-                unreachable!("only carriers are remembered as unapplied");
-            };
+        if let Some(previous) = unapplied.remove(identity)
+            && let Role::First { row: old } = roles[previous]
+        {
             // Rows recorded before that pointed to the old carrier follow.
-            diesel::update(notifications::table.filter(notifications::repeat_of.eq(old)))
-                .set((
-                    notifications::repeat_of.eq(row),
-                    notifications::reason.eq(format!("repeat of notification #{row}")),
-                ))
-                .execute(conn)
-                .await?;
+            redirects.push(Redirect::Follow { old, new: row });
             for role in roles.iter_mut() {
                 match role {
                     Role::First { row: r } if *r == old => {
@@ -425,80 +618,58 @@ async fn assign_roles(
             Some(&first) => roles.push(Role::Repeat { row, first }),
             None => {
                 if let Some(old) = handed_over.remove(identity) {
-                    hand_over(conn, old, row).await?;
+                    redirects.push(Redirect::HandOver { old, new: row });
                 }
                 carrier.insert(identity.to_owned(), row);
-                if !known_orders.contains(&item.event.order_ref) {
+                if !known_orders.contains(item.event.order_ref.as_str()) {
                     unapplied.insert(identity.to_owned(), index);
                 }
                 roles.push(Role::First { row });
             }
         }
     }
-    Ok(roles)
-}
-
-/// Makes row `old` (a first whose order did not exist) and its repeats
-/// repeats of row `new`.
-async fn hand_over(conn: &mut AsyncPgConnection, old: i64, new: i64) -> Result<(), StoreError> {
-    diesel::update(
-        notifications::table.filter(
-            notifications::id
-                .eq(old)
-                .or(notifications::repeat_of.eq(old)),
-        ),
-    )
-    .set((
-        notifications::repeat_of.eq(new),
-        notifications::outcome.eq(Outcome::Duplicate),
-        notifications::reason.eq(format!("repeat of notification #{new}")),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(())
+    (roles, redirects)
 }
 
 /// The deliveries recorded before the batch of each identity in it (date
 /// and meaning), oldest first.
-async fn load_history(
-    conn: &mut AsyncPgConnection,
-    items: &[BatchItem],
-    rows: &[Option<i64>],
-) -> Result<HashMap<String, Vec<(Option<NaiveDateTime>, Meaning)>>, StoreError> {
-    let batch_rows: Vec<i64> = rows.iter().flatten().copied().collect();
-    let identities: Vec<&str> = items.iter().map(|i| i.event.identity.as_str()).collect();
-    let recorded: Vec<(Option<String>, Option<NaiveDateTime>, Meaning)> = notifications::table
-        .filter(notifications::identity.eq_any(&identities))
-        .filter(notifications::id.ne_all(&batch_rows))
-        .order(notifications::id.asc())
-        .select((
-            notifications::identity,
-            notifications::ipn_date,
-            Meaning::as_select(),
-        ))
-        .load(conn)
-        .await?;
+fn history_by_identity(
+    recorded: Vec<EarlierDelivery>,
+) -> HashMap<String, Vec<(Option<NaiveDateTime>, Meaning)>> {
     let mut history: HashMap<String, Vec<(Option<NaiveDateTime>, Meaning)>> = HashMap::new();
-    for (identity, date, meaning) in recorded {
-        if let Some(identity) = identity {
-            history.entry(identity).or_default().push((date, meaning));
+    for earlier in recorded {
+        if let Some(identity) = earlier.identity {
+            history
+                .entry(identity)
+                .or_default()
+                .push((earlier.ipn_date, earlier.meaning));
         }
     }
-    Ok(history)
+    history
+}
+
+/// A delivery recorded before the batch, of one of its identities.
+#[derive(QueryableByName)]
+#[diesel(table_name = notifications)]
+struct EarlierDelivery {
+    identity: Option<String>,
+    ipn_date: Option<NaiveDateTime>,
+    #[diesel(embed)]
+    meaning: Meaning,
 }
 
 /// Writes the orders whose facts changed, and their changed payments, with
 /// one statement each.
-async fn write_orders(
-    conn: &mut AsyncPgConnection,
+fn write_orders<'a>(
+    conn: &'a AsyncPgConnection,
     orders: &BTreeMap<String, (i64, OrderFacts, OrderFacts)>,
-) -> Result<(), StoreError> {
+) -> Vec<Pending<'a>> {
     let changed: Vec<&(i64, OrderFacts, OrderFacts)> = orders
         .values()
         .filter(|(_, before, after)| before != after)
         .collect();
     if changed.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let ids: Vec<i64> = changed.iter().map(|(id, ..)| *id).collect();
     let states: Vec<&str> = changed.iter().map(|(_, _, f)| f.state().as_str()).collect();
@@ -514,7 +685,10 @@ async fn write_orders(
     let canceled: Vec<bool> = changed.iter().map(|(_, _, f)| f.canceled).collect();
     let suspect: Vec<bool> = changed.iter().map(|(_, _, f)| f.suspect).collect();
     let mismatch: Vec<bool> = changed.iter().map(|(_, _, f)| f.mismatch).collect();
-    diesel::sql_query(
+    // `o.id = ANY($1)` lets a reused plan find the rows by key whatever
+    // sizes it was made for (a join on `unnest` alone can be planned as a
+    // scan of the whole table).
+    let mut statements = vec![diesel::sql_query(
         "UPDATE orders AS o SET status = v.status, processor_ref = v.processor_ref, \
              paid_minor = v.paid, refunded_minor = v.refunded, charged_back_minor = v.charged_back, \
              authorized = v.authorized, reversed = v.reversed, canceled = v.canceled, \
@@ -523,7 +697,7 @@ async fn write_orders(
                      $7::bool[], $8::bool[], $9::bool[], $10::bool[], $11::bool[]) \
               AS v(id, status, processor_ref, paid, refunded, charged_back, authorized, reversed, \
                    canceled, suspect, mismatch) \
-         WHERE o.id = v.id",
+         WHERE o.id = v.id AND o.id = ANY($1)",
     )
     .bind::<Array<Int8>, _>(&ids)
     .bind::<Array<Text>, _>(&states)
@@ -536,8 +710,8 @@ async fn write_orders(
     .bind::<Array<Bool>, _>(&canceled)
     .bind::<Array<Bool>, _>(&suspect)
     .bind::<Array<Bool>, _>(&mismatch)
-    .execute(conn)
-    .await?;
+    .reused()
+    .execute(&mut &*conn)];
 
     let mut payment_rows = Vec::new();
     for (order_id, before, after) in &changed {
@@ -556,29 +730,31 @@ async fn write_orders(
         }
     }
     if !payment_rows.is_empty() {
-        diesel::insert_into(payments::table)
-            .values(&payment_rows)
-            .on_conflict((payments::order_id, payments::processor_ref))
-            .do_update()
-            .set((
-                payments::authorized.eq(excluded(payments::authorized)),
-                payments::paid_minor.eq(excluded(payments::paid_minor)),
-                payments::refunded_minor.eq(excluded(payments::refunded_minor)),
-                payments::reversed.eq(excluded(payments::reversed)),
-                payments::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
+        statements.push(
+            diesel::insert_into(payments::table)
+                .values(&payment_rows)
+                .on_conflict((payments::order_id, payments::processor_ref))
+                .do_update()
+                .set((
+                    payments::authorized.eq(excluded(payments::authorized)),
+                    payments::paid_minor.eq(excluded(payments::paid_minor)),
+                    payments::refunded_minor.eq(excluded(payments::refunded_minor)),
+                    payments::reversed.eq(excluded(payments::reversed)),
+                    payments::updated_at.eq(diesel::dsl::now),
+                ))
+                .reused()
+                .execute(&mut &*conn),
+        );
     }
-    Ok(())
+    statements
 }
 
-async fn open_items(
-    conn: &mut AsyncPgConnection,
+fn open_items<'a>(
+    conn: &'a AsyncPgConnection,
     items: &[(NewReviewItem, String, i64)],
-) -> Result<(), StoreError> {
+) -> Option<Pending<'a>> {
     if items.is_empty() {
-        return Ok(());
+        return None;
     }
     let rows: Vec<_> = items
         .iter()
@@ -592,25 +768,26 @@ async fn open_items(
             )
         })
         .collect();
-    diesel::insert_into(review_items::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(())
+    Some(
+        diesel::insert_into(review_items::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .reused()
+            .execute(&mut &*conn),
+    )
 }
 
 /// Orphan items of orders that exist now and had a notification applied
 /// are no longer true.
-async fn resolve_orphans(
-    conn: &mut AsyncPgConnection,
+fn resolve_orphans<'a>(
+    conn: &'a AsyncPgConnection,
     order_refs: &HashSet<String>,
-) -> Result<(), StoreError> {
+) -> Option<Pending<'a>> {
     if order_refs.is_empty() {
-        return Ok(());
+        return None;
     }
     let refs: Vec<&str> = order_refs.iter().map(String::as_str).collect();
-    diesel::update(
+    let statement = diesel::update(
         review_items::table
             .filter(review_items::status.eq("open"))
             .filter(review_items::kind.eq(ReviewKind::OrphanPayment))
@@ -622,18 +799,18 @@ async fn resolve_orphans(
         review_items::resolution_note.eq("the order exists now and its notifications apply"),
         review_items::resolved_at.eq(diesel::dsl::now),
     ))
-    .execute(conn)
-    .await?;
-    Ok(())
+    .reused()
+    .execute(&mut &*conn);
+    Some(statement)
 }
 
 /// Writes every row's identity, role and outcome with one statement.
-async fn finish_rows(
-    conn: &mut AsyncPgConnection,
+fn finish_rows<'a>(
+    conn: &'a AsyncPgConnection,
     items: &[BatchItem],
-    roles: &mut [Role],
+    roles: &[Role],
     outcomes: &HashMap<i64, (Outcome, String)>,
-) -> Result<(), StoreError> {
+) -> Option<Pending<'a>> {
     let mut ids = Vec::new();
     let mut identities = Vec::new();
     let mut repeat_of: Vec<Option<i64>> = Vec::new();
@@ -663,21 +840,22 @@ async fn finish_rows(
         }
     }
     if ids.is_empty() {
-        return Ok(());
+        return None;
     }
-    diesel::sql_query(
+    // `n.id = ANY($1)`: by key, as in `write_orders`.
+    let statement = diesel::sql_query(
         "UPDATE notifications AS n SET identity = v.identity, repeat_of = v.repeat_of, \
              outcome = v.outcome, reason = v.reason, processed_at = now() \
          FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[]) \
               AS v(id, identity, repeat_of, outcome, reason) \
-         WHERE n.id = v.id",
+         WHERE n.id = v.id AND n.id = ANY($1)",
     )
     .bind::<Array<Int8>, _>(&ids)
     .bind::<Array<Text>, _>(&identities)
     .bind::<Array<Nullable<Int8>>, _>(&repeat_of)
     .bind::<Array<Text>, _>(&outcome_names)
     .bind::<Array<Text>, _>(&reasons)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .reused()
+    .execute(&mut &*conn);
+    Some(statement)
 }

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
 
 use super::reports::{ReportBasis, ReportPeriod};
+use super::reuse::Reuse;
 use super::schema::{money_movements, orders};
 use super::{Store, StoreError};
 use crate::domain::journal::{Movement, MovementKind, reaches_reconciled};
@@ -58,17 +60,25 @@ pub(super) async fn record_for_resolution(
     Ok(())
 }
 
-/// Writes the movements of many ledger rows with one statement (a batch):
-/// `(order id, notification id, movement)`.
-pub(super) async fn record_many(
-    conn: &mut AsyncPgConnection,
+/// The statements that write the movements of many ledger rows (a batch),
+/// on a shared connection, to be pipelined with the batch's other writes:
+/// `(order id, notification id, movement)`, one statement per 5,000.
+pub(super) fn record_many<'a>(
+    conn: &'a AsyncPgConnection,
     moved: &[(i64, i64, Movement)],
-) -> Result<(), StoreError> {
+) -> Vec<BoxFuture<'a, QueryResult<usize>>> {
     let rows: Vec<_> = moved
         .iter()
         .map(|(order_id, notification_id, m)| row(*order_id, *notification_id, m))
         .collect();
-    insert(conn, &rows).await
+    rows.chunks(CHUNK)
+        .map(|chunk| {
+            diesel::insert_into(money_movements::table)
+                .values(chunk)
+                .reused()
+                .execute(&mut &*conn)
+        })
+        .collect()
 }
 
 type NewRow = (
@@ -91,9 +101,11 @@ fn row(order_id: i64, notification_id: i64, m: &Movement) -> NewRow {
     )
 }
 
+/// Rows per statement: far below PostgreSQL's bind limit.
+const CHUNK: usize = 5_000;
+
 async fn insert(conn: &mut AsyncPgConnection, rows: &[NewRow]) -> Result<(), StoreError> {
-    // Chunks keep each statement far below PostgreSQL's bind limit.
-    for chunk in rows.chunks(5_000) {
+    for chunk in rows.chunks(CHUNK) {
         diesel::insert_into(money_movements::table)
             .values(chunk)
             .execute(conn)

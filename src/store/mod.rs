@@ -11,6 +11,7 @@ pub mod console;
 pub mod journal;
 pub mod orders;
 pub mod reports;
+mod reuse;
 pub mod review;
 pub mod schema;
 pub mod settlement;
@@ -421,6 +422,10 @@ fn pool_config(settings: &DatabaseSettings) -> ManagerConfig<AsyncPgConnection> 
         settings.lock_timeout.as_millis()
     );
     let mut config = ManagerConfig::default();
+    // A broken connection is noticed by the statement that uses it (and
+    // that error is transient: the batch is retried); a test query on
+    // every checkout would cost each batch one more round trip.
+    config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let setup = setup.clone();
         let url = url.to_owned();

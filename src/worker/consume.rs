@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
@@ -21,6 +21,7 @@ use tracing::{Instrument, field};
 use super::Context;
 use super::disposition::{Verdict, disposition};
 use crate::domain::{BodyDigest, Outcome, pan};
+use crate::metrics::CommitLatency;
 use crate::pipeline::{Refusal, Report};
 use crate::queue::{MessageMeta, QueueError, SealError, close_connection};
 use crate::store::{RejectedNotification, StoreError};
@@ -112,7 +113,7 @@ pub(crate) async fn session(
     let batch_wait = context.settings.batch_wait;
     // Deliveries collected for the next batch, and when it must go at the
     // latest (a quiet system keeps its latency low).
-    let mut pending: Vec<Delivery> = Vec::new();
+    let mut pending: Vec<(Delivery, DateTime<Utc>)> = Vec::new();
     let mut due = tokio::time::Instant::now();
     // Whether the pending batch may go: full, or waited `batch_wait`.
     // It goes once a permit is free; until then it keeps filling up to
@@ -146,13 +147,13 @@ pub(crate) async fn session(
                 let Some(permit) = permit(permits, token).await else {
                     return stop(connection, channel).await;
                 };
-                tracker.spawn(handle(context.clone(), delivery, permit));
+                tracker.spawn(handle(context.clone(), (delivery, Utc::now()), permit));
             }
             Some(Ok(delivery)) => {
                 if pending.is_empty() {
                     due = tokio::time::Instant::now() + batch_wait;
                 }
-                pending.push(delivery);
+                pending.push((delivery, Utc::now()));
                 if pending.len() >= batch_size {
                     ready = true;
                 }
@@ -212,6 +213,8 @@ fn close_in_background(connection: Connection) {
 /// opened) and the digest it is known by.
 struct Prepared {
     delivery: Delivery,
+    /// When the worker took the delivery from the broker.
+    taken_at: DateTime<Utc>,
     meta: MessageMeta,
     /// Of the plain body (what the pipeline digests too), or of the bytes
     /// as received when they cannot be opened: what the database, the logs
@@ -225,8 +228,8 @@ type Opened = Result<zeroize::Zeroizing<Vec<u8>>, SealError>;
 
 fn prepare(
     context: &Context,
-    delivery: Delivery,
-    now: chrono::DateTime<Utc>,
+    (delivery, taken_at): (Delivery, DateTime<Utc>),
+    now: DateTime<Utc>,
 ) -> (Prepared, Opened) {
     let meta = MessageMeta::from_properties(&delivery.properties, now);
     let opened = context.sealer.open(
@@ -251,6 +254,7 @@ fn prepare(
     (
         Prepared {
             delivery,
+            taken_at,
             meta,
             digest,
             span,
@@ -261,7 +265,11 @@ fn prepare(
 
 /// One delivery: open it, judge it, decide, settle; logged in a span of
 /// its own.
-async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
+async fn handle(
+    context: Arc<Context>,
+    delivery: (Delivery, DateTime<Utc>),
+    _permit: OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     context.metrics.in_flight.inc();
     let now = Utc::now();
@@ -296,7 +304,7 @@ async fn handle(context: Arc<Context>, delivery: Delivery, _permit: OwnedSemapho
 /// database-failure disposition (a delayed retry), as one by one would.
 async fn handle_batch(
     context: Arc<Context>,
-    deliveries: Vec<Delivery>,
+    deliveries: Vec<(Delivery, DateTime<Utc>)>,
     _permit: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
@@ -307,7 +315,7 @@ async fn handle_batch(
         .into_iter()
         .map(|delivery| prepare(&context, delivery, now))
         .unzip();
-    let openable: Vec<(&[u8], chrono::DateTime<Utc>)> = prepared
+    let openable: Vec<(&[u8], DateTime<Utc>)> = prepared
         .iter()
         .zip(&opened)
         .filter_map(|(p, opened)| {
@@ -389,15 +397,15 @@ async fn conclude(
     context: &Context,
     prepared: Prepared,
     judged: Result<Report, StoreError>,
-    now: chrono::DateTime<Utc>,
+    now: DateTime<Utc>,
     started: Instant,
 ) {
     let Prepared {
         delivery,
+        taken_at,
         meta,
         digest,
         span,
-        ..
     } = prepared;
     async {
         let verdict = match &judged {
@@ -418,8 +426,13 @@ async fn conclude(
         let decided = disposition(verdict, &meta, now, &context.policy);
         if matches!(judged, Ok(ref report) if report.outcome != crate::domain::Outcome::OrderNotFound)
         {
-            let latency = (Utc::now() - meta.received_at).num_milliseconds() as f64 / 1000.0;
-            context.metrics.observe_commit_latency(latency.max(0.0));
+            let seconds = |span: chrono::TimeDelta| {
+                span.num_microseconds().map_or(0.0, |us| us.max(0) as f64 / 1e6)
+            };
+            context.metrics.observe_commit_latency(CommitLatency {
+                to_delivery: seconds(taken_at - meta.received_at),
+                to_commit: seconds(Utc::now() - taken_at),
+            });
         }
         super::settle::settle(context, delivery, &meta, &digest, decided).await;
     }
@@ -442,7 +455,7 @@ async fn unsealable(
     context: &Context,
     err: &SealError,
     digest: &str,
-    received_at: chrono::DateTime<Utc>,
+    received_at: DateTime<Utc>,
 ) -> Result<Report, StoreError> {
     tracing::warn!(error = %err, "cannot open the message body");
     let refusal = Refusal::new(err.reason());
