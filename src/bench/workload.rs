@@ -197,10 +197,28 @@ impl Resources {
         Ok(())
     }
 
-    /// A fresh copy of the template for one phase: its URL.
+    /// A fresh copy of the template for one phase: its URL. The databases
+    /// of the phases before are dropped first: their figures are taken,
+    /// and autovacuum working through their tables would share the two
+    /// cores with this phase.
     pub async fn database(&mut self, phase: &str) -> Result<SecretUrl, BenchError> {
         let name = format!("{}_{phase}", self.prefix);
         let client = self.maintenance().await?;
+        let earlier: Vec<String> = self
+            .databases
+            .iter()
+            .filter(|database| **database != self.template)
+            .cloned()
+            .collect();
+        for database in earlier {
+            client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                ))
+                .await
+                .map_err(|err| BenchError::Database(err.to_string()))?;
+            self.databases.retain(|kept| *kept != database);
+        }
         let statement = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", self.template);
         // The template's last connections may still be closing.
         let mut tries = 0;
