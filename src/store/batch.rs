@@ -859,3 +859,88 @@ fn finish_rows<'a>(
     .execute(&mut &*conn);
     Some(statement)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A statement that logs `sent NAME` when first polled and `answered
+    /// NAME` when it answers `answer`, on its `polls`-th poll.
+    fn statement(
+        name: &'static str,
+        log: &Arc<Mutex<Vec<String>>>,
+        polls: usize,
+        answer: QueryResult<usize>,
+    ) -> Pending<'static> {
+        let log = log.clone();
+        let mut left = polls;
+        let mut answer = Some(answer);
+        futures::future::poll_fn(move |cx| {
+            let note = |what: &str| {
+                if let Ok(mut log) = log.lock() {
+                    log.push(format!("{what} {name}"));
+                }
+            };
+            if left == polls {
+                note("sent");
+            }
+            left = left.saturating_sub(1);
+            if left == 0 {
+                note("answered");
+                std::task::Poll::Ready(answer.take().unwrap_or(Ok(0)))
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .boxed()
+    }
+
+    #[tokio::test]
+    async fn pipelined_statements_are_all_sent_in_order_before_any_answer() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let statements = vec![
+            statement("first", &log, 3, Ok(1)),
+            statement("second", &log, 1, Ok(1)),
+            statement("third", &log, 2, Ok(1)),
+        ];
+        assert!(pipelined(statements).await.is_ok());
+        let log = log.lock().unwrap().clone();
+        let sends: Vec<&str> = log
+            .iter()
+            .filter_map(|entry| entry.strip_prefix("sent "))
+            .collect();
+        assert_eq!(sends, ["first", "second", "third"]);
+        // One after the other, "third" would be sent only once "first"
+        // had answered.
+        let at = |entry: &str| log.iter().position(|e| e == entry);
+        assert!(at("sent third") < at("answered first"), "{log:?}");
+        assert_eq!(log.len(), 6, "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn the_first_error_in_statement_order_is_returned() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // The later statement answers first, as the aborted transaction's
+        // complaint would not: the error of the earlier one still wins.
+        let statements = vec![
+            statement("ok", &log, 1, Ok(1)),
+            statement("fails", &log, 3, Err(diesel::result::Error::NotFound)),
+            statement(
+                "aborted",
+                &log,
+                1,
+                Err(diesel::result::Error::RollbackTransaction),
+            ),
+        ];
+        let err = pipelined(statements).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Query(diesel::result::Error::NotFound)),
+            "{err}"
+        );
+    }
+}
