@@ -6,8 +6,8 @@
 //! [`apply_once`](super::apply) one by one, in order:
 //!
 //! 1. lock the identities of the batch (advisory locks, in a fixed order, so
-//!    two workers never deadlock on them) and record every delivery with
-//!    one multi-row insert;
+//!    two workers never deadlock on them), find the bodies recorded before,
+//!    and take a row id for each new body;
 //! 2. load the earlier deliveries of the batch's identities, lock the
 //!    orders of the batch in the order of their ids (a fixed order again)
 //!    and load their payments;
@@ -15,8 +15,10 @@
 //!    (also within the batch: the first in batch order carries it), then
 //!    decide with the pure state machine, in batch order, several
 //!    notifications of one order one after the other in memory;
-//! 4. write orders, payments, ledger rows, review items and outcomes with
-//!    multi-row statements; the caller commits once.
+//! 4. write the new notification rows (once, as they end: inserting them
+//!    first and updating them after wrote every index of the table twice),
+//!    orders, payments, ledger rows and review items with multi-row
+//!    statements; the caller commits once.
 //!
 //! The statements of each step are *pipelined*: sent together, without
 //! waiting for each answer (PostgreSQL still runs them one after the
@@ -41,7 +43,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
 use super::apply::{
-    ApplyReport, Meaning, NewNotification, OrderRow, PaymentRow, REPROCESSABLE, TokenizedColumns,
+    ApplyReport, Meaning, OrderRow, PaymentRow, REPROCESSABLE, TokenizedColumns,
     close_late_repeats_statement, facts_of, repeat_reviews, resolve_items_statement,
 };
 use super::reuse::Reuse;
@@ -141,11 +143,11 @@ async fn apply_batch_in(
     let shared: &AsyncPgConnection = conn;
     let mut reports: Vec<ApplyReport> = vec![ApplyReport::only(Outcome::Duplicate); items.len()];
 
-    // Step 1: lock the identities, record the deliveries, and find the
-    // bodies recorded before.
+    // Step 1: lock the identities, find the bodies recorded before, and
+    // take a row id for each body of the batch (rows are written once, in
+    // step 4, when their role and outcome are known).
     let identities: Vec<&str> = items.iter().map(|i| i.event.identity.as_str()).collect();
     let deliveries = Deliveries::of(items);
-    let new_rows = deliveries.new_rows(items);
     let digests: Vec<&str> = deliveries.first_of_digest.keys().copied().collect();
     let lock = diesel::sql_query(
         "SELECT pg_advisory_xact_lock(h) FROM \
@@ -156,15 +158,9 @@ async fn apply_batch_in(
     .reused()
     .execute(&mut &*shared);
     // Same bytes, same identity: under the identity's lock, no other
-    // worker records these bodies now.
-    let insert = diesel::insert_into(notifications::table)
-        .values(&new_rows)
-        .on_conflict(notifications::body_sha256)
-        .do_nothing()
-        .returning((notifications::id, notifications::body_sha256))
-        .reused()
-        .get_results::<(i64, String)>(&mut &*shared);
-    // Runs after the insert: its rows are among these, told apart below.
+    // worker records these bodies until this transaction ends. (A body
+    // recorded meanwhile by another path makes step 4's insert fail on
+    // its unique digest, and the batch is applied again.)
     let recorded = notifications::table
         .filter(notifications::body_sha256.eq_any(&digests))
         .select((
@@ -174,9 +170,24 @@ async fn apply_batch_in(
         ))
         .for_update()
         .load::<(i64, String, Outcome)>(&mut &*shared);
-    let (locked, inserted, recorded) = futures::join!(lock, insert, recorded);
+    // `now()` is the transaction's start: what `processed_at = now()`
+    // would write in step 4.
+    let allocated = diesel::sql_query(
+        "SELECT nextval('notifications_id_seq') AS id, now() AS at \
+         FROM generate_series(1, $1)",
+    )
+    .bind::<diesel::sql_types::Integer, _>(i32::try_from(digests.len()).unwrap_or(i32::MAX))
+    .reused()
+    .load::<AllocatedRow>(&mut &*shared);
+    let (locked, recorded, allocated) = futures::join!(lock, recorded, allocated);
     locked?;
-    let claimed = deliveries.claim(items, inserted?, recorded?);
+    let (recorded, allocated) = (recorded?, allocated?);
+    let Some(processed_at) = allocated.iter().map(|a| a.at).next() else {
+        return Err(StoreError::Invalid(
+            "the database allocated no notification id".to_owned(),
+        ));
+    };
+    let claimed = deliveries.claim(items, recorded, allocated.into_iter().map(|a| a.id))?;
     let rows = &claimed.rows;
     let batch_rows: Vec<i64> = rows.iter().flatten().copied().collect();
     if batch_rows.is_empty() {
@@ -382,6 +393,21 @@ async fn apply_batch_in(
             .reused()
             .execute(&mut &*shared),
     ];
+    // Each new row is written once, as it ends, unless rows recorded
+    // before change role in this batch (processed again, or handed over):
+    // the unique first of an identity then moves between rows, so the new
+    // rows are written first without their identity and finished below,
+    // after the rows they take over from have let go of it.
+    let staged = !claimed.reprocessed.is_empty() || !redirects.is_empty();
+    let finishes = finishes(items, &roles, &outcomes);
+    writes.extend(write_new_rows(
+        shared,
+        items,
+        &claimed.fresh,
+        &finishes,
+        &deliveries.currencies,
+        (!staged).then_some(processed_at),
+    ));
     writes.extend(claimed.refresh(shared, items, &deliveries.currencies));
     writes.extend(redirects.iter().map(|redirect| redirect.statement(shared)));
     writes.extend(write_orders(shared, &orders));
@@ -404,7 +430,9 @@ async fn apply_batch_in(
         writes.push(resolve_items_statement(shared, order_ref, resolution));
     }
     writes.extend(resolve_orphans(shared, &applied_orders));
-    writes.extend(finish_rows(shared, items, &roles, &outcomes));
+    if staged {
+        writes.extend(finish_rows(shared, &finishes));
+    }
     pipelined(writes).await?;
     Ok(reports)
 }
@@ -421,6 +449,8 @@ struct Deliveries<'a> {
 /// before that are processed again.
 struct Claimed {
     rows: Vec<Option<i64>>,
+    /// `(index of the delivery, its new row)`, written in step 4.
+    fresh: Vec<(usize, i64)>,
     /// `(row, index of the delivery that takes it over)`.
     reprocessed: Vec<(i64, usize)>,
 }
@@ -439,56 +469,49 @@ impl<'a> Deliveries<'a> {
         }
     }
 
-    /// A row for the first delivery of each body.
-    fn new_rows<'b>(&'b self, items: &'b [BatchItem]) -> Vec<NewNotification<'b>> {
-        items
-            .iter()
-            .enumerate()
-            .filter(|(index, item)| self.first_of_digest[item.event.digest.as_str()] == *index)
-            .map(|(index, item)| NewNotification {
-                body_sha256: item.event.digest.as_str(),
-                tokenized: TokenizedColumns::of(&item.event, &self.currencies[index]),
-                received_at: item.received_at,
-                processed_at: None,
-                outcome: Outcome::OrderNotFound,
-                reason: None,
-            })
-            .collect()
-    }
-
-    /// Each delivery's row: the one inserted for its body, or the row
-    /// recorded before when its outcome allows processing again; `None`
-    /// for a redelivery (the bytes were recorded and settled before, or
-    /// appear earlier in this batch). `recorded` holds every row of the
-    /// batch's bodies, the ones just inserted included.
+    /// Each delivery's row: a new one (an id of `allocated`) for a body
+    /// not recorded before, or the row recorded before when its outcome
+    /// allows processing again; `None` for a redelivery (the bytes were
+    /// recorded and settled before, or appear earlier in this batch).
+    /// `recorded` holds the rows of the batch's bodies recorded before.
     fn claim(
         &self,
         items: &[BatchItem],
-        inserted: Vec<(i64, String)>,
         recorded: Vec<(i64, String, Outcome)>,
-    ) -> Claimed {
-        let mut row_of: HashMap<String, i64> =
-            inserted.into_iter().map(|(id, d)| (d, id)).collect();
+        mut allocated: impl Iterator<Item = i64>,
+    ) -> Result<Claimed, StoreError> {
+        let mut recorded_row: HashMap<String, Option<i64>> = HashMap::new();
         let mut reprocessed = Vec::new();
         for (id, digest, outcome) in recorded {
-            if row_of.contains_key(&digest) || !REPROCESSABLE.contains(&outcome) {
-                continue;
+            if REPROCESSABLE.contains(&outcome) {
+                // Processed again (the order now exists, a key was added).
+                reprocessed.push((id, self.first_of_digest[digest.as_str()]));
+                recorded_row.insert(digest, Some(id));
+            } else {
+                recorded_row.insert(digest, None);
             }
-            // Processed again (the order now exists, a key was added).
-            reprocessed.push((id, self.first_of_digest[digest.as_str()]));
-            row_of.insert(digest, id);
         }
-        let rows = items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| {
-                let digest = item.event.digest.as_str();
-                (self.first_of_digest[digest] == index)
-                    .then(|| row_of.get(digest).copied())
-                    .flatten()
-            })
-            .collect();
-        Claimed { rows, reprocessed }
+        let mut rows = Vec::with_capacity(items.len());
+        let mut fresh = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let digest = item.event.digest.as_str();
+            if self.first_of_digest[digest] != index {
+                rows.push(None);
+            } else if let Some(row) = recorded_row.get(digest) {
+                rows.push(*row);
+            } else {
+                let id = allocated.next().ok_or_else(|| {
+                    StoreError::Invalid("fewer notification ids than bodies".to_owned())
+                })?;
+                fresh.push((index, id));
+                rows.push(Some(id));
+            }
+        }
+        Ok(Claimed {
+            rows,
+            fresh,
+            reprocessed,
+        })
     }
 }
 
@@ -648,6 +671,15 @@ fn history_by_identity(
     history
 }
 
+/// A row id taken for a body of the batch, and the transaction's time.
+#[derive(QueryableByName)]
+struct AllocatedRow {
+    #[diesel(sql_type = Int8)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    at: DateTime<Utc>,
+}
+
 /// A delivery recorded before the batch, of one of its identities.
 #[derive(QueryableByName)]
 #[diesel(table_name = notifications)]
@@ -804,44 +836,124 @@ fn resolve_orphans<'a>(
     Some(statement)
 }
 
-/// Writes every row's identity, role and outcome with one statement.
-fn finish_rows<'a>(
-    conn: &'a AsyncPgConnection,
-    items: &[BatchItem],
+/// How one row of the batch ends.
+struct Finish<'a> {
+    identity: &'a str,
+    repeat_of: Option<i64>,
+    outcome: Outcome,
+    reason: String,
+}
+
+/// How each row of the batch ends, by row.
+fn finishes<'a>(
+    items: &'a [BatchItem],
     roles: &[Role],
     outcomes: &HashMap<i64, (Outcome, String)>,
-) -> Option<Pending<'a>> {
-    let mut ids = Vec::new();
-    let mut identities = Vec::new();
-    let mut repeat_of: Vec<Option<i64>> = Vec::new();
-    let mut outcome_names = Vec::new();
-    let mut reasons = Vec::new();
+) -> BTreeMap<i64, Finish<'a>> {
+    let mut finishes = BTreeMap::new();
     for (item, role) in items.iter().zip(roles.iter()) {
-        match role {
-            Role::Redelivery => {}
+        let identity = item.event.identity.as_str();
+        let (row, finish) = match role {
+            Role::Redelivery => continue,
             Role::First { row } => {
                 let (outcome, reason) = outcomes
                     .get(row)
                     .cloned()
                     .unwrap_or((Outcome::OrderNotFound, "order_not_found".to_owned()));
-                ids.push(*row);
-                identities.push(item.event.identity.as_str());
-                repeat_of.push(None);
-                outcome_names.push(outcome.as_str());
-                reasons.push(reason);
+                let finish = Finish {
+                    identity,
+                    repeat_of: None,
+                    outcome,
+                    reason,
+                };
+                (*row, finish)
             }
             Role::Repeat { row, first } | Role::HandedOver { row, first } => {
-                ids.push(*row);
-                identities.push(item.event.identity.as_str());
-                repeat_of.push(Some(*first));
-                outcome_names.push(Outcome::Duplicate.as_str());
-                reasons.push(format!("repeat of notification #{first}"));
+                let finish = Finish {
+                    identity,
+                    repeat_of: Some(*first),
+                    outcome: Outcome::Duplicate,
+                    reason: format!("repeat of notification #{first}"),
+                };
+                (*row, finish)
             }
-        }
+        };
+        finishes.insert(row, finish);
     }
-    if ids.is_empty() {
+    finishes
+}
+
+/// A notification row first written by a batch.
+#[derive(Insertable)]
+#[diesel(table_name = notifications)]
+struct BatchNotification<'a> {
+    id: i64,
+    body_sha256: &'a str,
+    #[diesel(embed)]
+    tokenized: TokenizedColumns<'a>,
+    received_at: DateTime<Utc>,
+    processed_at: Option<DateTime<Utc>>,
+    outcome: Outcome,
+    reason: Option<&'a str>,
+    identity: Option<&'a str>,
+    repeat_of: Option<i64>,
+}
+
+/// Inserts the batch's new rows (`fresh`) with one statement: as they end
+/// when `finished_at` is given, else without identity or role, for
+/// [`finish_rows`] to finish. A row that repeats another row of the same
+/// statement passes its foreign-key check, which PostgreSQL runs once the
+/// statement has written every row.
+fn write_new_rows<'a>(
+    conn: &'a AsyncPgConnection,
+    items: &[BatchItem],
+    fresh: &[(usize, i64)],
+    finishes: &BTreeMap<i64, Finish<'_>>,
+    currencies: &[crate::domain::Currency],
+    finished_at: Option<DateTime<Utc>>,
+) -> Option<Pending<'a>> {
+    if fresh.is_empty() {
         return None;
     }
+    let rows: Vec<BatchNotification<'_>> = fresh
+        .iter()
+        .map(|&(index, id)| {
+            let event = &items[index].event;
+            let finish = finished_at.and_then(|at| finishes.get(&id).map(|f| (at, f)));
+            BatchNotification {
+                id,
+                body_sha256: event.digest.as_str(),
+                tokenized: TokenizedColumns::of(event, &currencies[index]),
+                received_at: items[index].received_at,
+                processed_at: finish.map(|(at, _)| at),
+                outcome: finish.map_or(Outcome::OrderNotFound, |(_, f)| f.outcome),
+                reason: finish.map(|(_, f)| f.reason.as_str()),
+                identity: finish.map(|(_, f)| f.identity),
+                repeat_of: finish.and_then(|(_, f)| f.repeat_of),
+            }
+        })
+        .collect();
+    Some(
+        diesel::insert_into(notifications::table)
+            .values(&rows)
+            .reused()
+            .execute(&mut &*conn),
+    )
+}
+
+/// Writes the identity, role and outcome of `finishes` with one statement.
+fn finish_rows<'a>(
+    conn: &'a AsyncPgConnection,
+    finishes: &BTreeMap<i64, Finish<'_>>,
+) -> Option<Pending<'a>> {
+    if finishes.is_empty() {
+        return None;
+    }
+    let ids: Vec<i64> = finishes.keys().copied().collect();
+    let identities: Vec<&str> = finishes.values().map(|f| f.identity).collect();
+    let repeat_of: Vec<Option<i64>> = finishes.values().map(|f| f.repeat_of).collect();
+    let outcome_names: Vec<&str> = finishes.values().map(|f| f.outcome.as_str()).collect();
+    let reasons: Vec<&str> = finishes.values().map(|f| f.reason.as_str()).collect();
     // `n.id = ANY($1)`: by key, as in `write_orders`.
     let statement = diesel::sql_query(
         "UPDATE notifications AS n SET identity = v.identity, repeat_of = v.repeat_of, \
