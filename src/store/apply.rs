@@ -118,8 +118,17 @@ impl RetryBounds {
 /// What a notification row keeps of a tokenized event: the allow-listed
 /// references, never a body or personal data. All empty for a notification
 /// refused before tokenization.
+///
+/// `None` is written as NULL, both when inserted and when set: as a
+/// `DEFAULT` or a skipped column, it would change the statement's text
+/// with the values, and the batch path keeps one prepared statement per
+/// text ([`super::reuse`]).
 #[derive(Insertable, AsChangeset, Default)]
-#[diesel(table_name = notifications, treat_none_as_null = true)]
+#[diesel(
+    table_name = notifications,
+    treat_none_as_null = true,
+    treat_none_as_default_value = false
+)]
 pub(super) struct TokenizedColumns<'a> {
     processor_ref: Option<&'a str>,
     order_ref: Option<&'a str>,
