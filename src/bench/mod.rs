@@ -476,6 +476,7 @@ async fn offer(
         0,
     );
     let publisher = Arc::new(Publisher::connect(amqp.clone(), "bench-offered").await?);
+    let cpu_before = report::CpuTimes::now();
     let published = measure::offer(
         publisher.clone(),
         sealed.clone(),
@@ -486,6 +487,9 @@ async fn offer(
     publisher.close().await;
     let published = published?;
     let worker = child.finish().await?;
+    let cpu = cpu_before
+        .zip(report::CpuTimes::now())
+        .and_then(|(before, after)| before.shares_until(&after));
     committed.push(Committed {
         phase: "offered".to_owned(),
         recorded: count_notifications(&url).await?,
@@ -498,6 +502,7 @@ async fn offer(
         seconds: config.offered_seconds,
         publisher: published,
         worker,
+        cpu,
     })
 }
 

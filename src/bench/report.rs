@@ -41,6 +41,69 @@ pub struct OfferedRun {
     pub seconds: u32,
     pub publisher: Offered,
     pub worker: WorkerRun,
+    /// How the machine's CPUs spent the run (Linux), when known: the tail
+    /// latency follows what the host takes away.
+    pub cpu: Option<CpuShares>,
+}
+
+/// The machine's CPU time between two readings of `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// user, nice, system, irq and softirq.
+    busy: u64,
+    /// idle and iowait.
+    idle: u64,
+    /// Taken by the hypervisor for other guests.
+    steal: u64,
+}
+
+/// Shares of the CPU time of a run, in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CpuShares {
+    pub busy_pct: f64,
+    pub idle_pct: f64,
+    pub steal_pct: f64,
+}
+
+impl CpuTimes {
+    /// Reads the machine's CPU times; `None` when `/proc/stat` cannot be
+    /// read.
+    pub fn now() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// Parses the aggregate `cpu` line of `/proc/stat` (user nice system
+    /// idle iowait irq softirq steal ...).
+    pub fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = fields.try_into().ok()?;
+        Some(Self {
+            busy: user + nice + system + irq + softirq,
+            idle: idle + iowait,
+            steal,
+        })
+    }
+
+    /// The shares of the time from `self` to `later`; `None` when no time
+    /// passed.
+    pub fn shares_until(&self, later: &CpuTimes) -> Option<CpuShares> {
+        let busy = later.busy.checked_sub(self.busy)?;
+        let idle = later.idle.checked_sub(self.idle)?;
+        let steal = later.steal.checked_sub(self.steal)?;
+        let total = (busy + idle + steal) as f64;
+        (total > 0.0).then(|| CpuShares {
+            busy_pct: 100.0 * busy as f64 / total,
+            idle_pct: 100.0 * idle as f64 / total,
+            steal_pct: 100.0 * steal as f64 / total,
+        })
+    }
 }
 
 /// Whether every notification was committed: the rows each run recorded
@@ -191,6 +254,13 @@ impl BenchReport {
                 "  taken to commit  {}",
                 latency_text(&offered.worker.to_commit_ms)
             )?;
+            if let Some(cpu) = &offered.cpu {
+                writeln!(
+                    out,
+                    "  CPU of the machine: busy {:.0} %, idle {:.0} %, taken by the host (steal) {:.1} %",
+                    cpu.busy_pct, cpu.idle_pct, cpu.steal_pct
+                )?;
+            }
         }
         for point in &self.sweep {
             writeln!(
@@ -251,4 +321,38 @@ pub fn load_average() -> f64 {
 /// `a / b`, 0 when `b` is 0.
 pub fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str =
+        "cpu  1000 10 200 5000 40 0 50 100 0 0\ncpu0 500 5 100 2500 20 0 25 50 0 0\nintr 1";
+    const AFTER: &str =
+        "cpu  1600 10 300 5300 60 0 100 200 0 0\ncpu0 800 5 150 2650 30 0 50 100 0 0\nintr 2";
+
+    #[test]
+    fn cpu_shares_split_the_time_between_two_readings() {
+        let before = CpuTimes::parse(BEFORE).expect("before");
+        let after = CpuTimes::parse(AFTER).expect("after");
+        // busy 600 + 100 + 50 = 750, idle 300 + 20 = 320, steal 100.
+        let shares = before.shares_until(&after).expect("shares");
+        let total = 750.0 + 320.0 + 100.0;
+        assert!((shares.busy_pct - 100.0 * 750.0 / total).abs() < 1e-9);
+        assert!((shares.idle_pct - 100.0 * 320.0 / total).abs() < 1e-9);
+        assert!((shares.steal_pct - 100.0 * 100.0 / total).abs() < 1e-9);
+    }
+
+    #[test]
+    fn no_time_or_an_unreadable_line_gives_no_shares() {
+        let reading = CpuTimes::parse(BEFORE).expect("reading");
+        assert_eq!(reading.shares_until(&reading), None);
+        assert_eq!(CpuTimes::parse("cpu0 1 2 3\n"), None);
+        assert_eq!(CpuTimes::parse("cpu  1 2 x 4 5 6 7 8\n"), None);
+        assert_eq!(CpuTimes::parse("cpu  1 2 3\n"), None);
+        // A counter that went back (another boot) is no measurement.
+        let later = CpuTimes::parse(AFTER).expect("later");
+        assert_eq!(later.shares_until(&reading), None);
+    }
 }

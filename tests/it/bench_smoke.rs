@@ -119,6 +119,15 @@ async fn bench_prints_parsable_figures_and_commits_every_notification() {
             > 0,
         "{json}"
     );
+    // How the machine's CPUs spent the offered run, in shares that add up.
+    let cpu = &json["offered"]["cpu"];
+    let shares: Vec<f64> = ["busy_pct", "idle_pct", "steal_pct"]
+        .iter()
+        .map(|share| cpu[share].as_f64().unwrap_or(-1.0))
+        .collect();
+    assert!(shares.iter().all(|s| (0.0..=100.0).contains(s)), "{cpu}");
+    assert!((shares.iter().sum::<f64>() - 100.0).abs() < 1e-6, "{cpu}");
+    assert!(stdout.contains("CPU of the machine: busy"), "{stdout}");
     // Every run recorded every distinct body it was sent; the stream has
     // exact duplicates, so fewer rows than deliveries.
     let committed = json["committed"].as_array().expect("committed");
