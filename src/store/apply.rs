@@ -725,16 +725,29 @@ pub(super) fn close_late_repeats_statement<'a>(
         .limit(i64::try_from(count).unwrap_or(i64::MAX))
         .select(review_items::id)
         .into_boxed();
+    resolve_open_items(
+        conn,
+        oldest_open,
+        "a delivery between them shows these were the processor's retries of one notice",
+    )
+}
+
+/// Resolves the open items `selected` names, as [`SYSTEM_RESOLVER`] with
+/// `note`, in one statement on a shared connection.
+fn resolve_open_items<'a>(
+    conn: &'a AsyncPgConnection,
+    selected: review_items::BoxedQuery<'static, diesel::pg::Pg, diesel::sql_types::Int8>,
+    note: &str,
+) -> BoxFuture<'a, QueryResult<usize>> {
     diesel::update(
         review_items::table
             .filter(review_items::status.eq("open"))
-            .filter(review_items::id.eq_any(oldest_open)),
+            .filter(review_items::id.eq_any(selected)),
     )
     .set((
         review_items::status.eq("resolved"),
         review_items::resolved_by.eq(SYSTEM_RESOLVER),
-        review_items::resolution_note
-            .eq("a delivery between them shows these were the processor's retries of one notice"),
+        review_items::resolution_note.eq(note.to_owned()),
         review_items::resolved_at.eq(diesel::dsl::now),
     ))
     .reused()
@@ -936,19 +949,7 @@ pub(super) fn resolve_items_statement<'a>(
         oldest_open = oldest_open.filter(review_items::processor_ref.eq(processor_ref.clone()));
     }
     let oldest_open = oldest_open.limit(i64::try_from(resolution.count).unwrap_or(i64::MAX));
-    diesel::update(
-        review_items::table
-            .filter(review_items::status.eq("open"))
-            .filter(review_items::id.eq_any(oldest_open)),
-    )
-    .set((
-        review_items::status.eq("resolved"),
-        review_items::resolved_by.eq(SYSTEM_RESOLVER),
-        review_items::resolution_note.eq(resolution.note.clone()),
-        review_items::resolved_at.eq(diesel::dsl::now),
-    ))
-    .reused()
-    .execute(&mut &*conn)
+    resolve_open_items(conn, oldest_open, &resolution.note)
 }
 
 pub(crate) async fn insert_review_item(
