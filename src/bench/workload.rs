@@ -211,10 +211,7 @@ impl Resources {
             .cloned()
             .collect();
         for database in earlier {
-            client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-                ))
+            drop_database(&client, &database)
                 .await
                 .map_err(|err| BenchError::Database(err.to_string()))?;
             self.databases.retain(|kept| *kept != database);
@@ -283,12 +280,7 @@ impl Resources {
             match self.maintenance().await {
                 Ok(client) => {
                     for name in self.databases.drain(..).rev() {
-                        if let Err(err) = client
-                            .batch_execute(&format!(
-                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                            ))
-                            .await
-                        {
+                        if let Err(err) = drop_database(&client, &name).await {
                             problems.push(format!("cannot drop database {name}: {err}"));
                         }
                     }
@@ -337,6 +329,16 @@ pub fn with_database(url: &str, name: &str) -> Option<String> {
         None => authority_and_path,
     };
     Some(format!("{}{authority}/{name}{query}", &url[..scheme_end]))
+}
+
+/// Drops one of the run's databases, even with connections still open.
+async fn drop_database(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
 }
 
 #[cfg(test)]

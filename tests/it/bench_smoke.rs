@@ -119,6 +119,22 @@ async fn bench_prints_parsable_figures_and_commits_every_notification() {
             > 0,
         "{json}"
     );
+    // Each latency is the sum of its two legs: none is longer than the
+    // longest whole, and the longest whole is no longer than both
+    // longest legs together.
+    let max = |leg: &str| {
+        json["offered"]["worker"][leg]["max"]
+            .as_f64()
+            .unwrap_or(-1.0)
+    };
+    let (total, to_delivery, to_commit) = (
+        max("latency_ms"),
+        max("to_delivery_ms"),
+        max("to_commit_ms"),
+    );
+    assert!(to_delivery >= 0.0 && to_commit > 0.0, "{json}");
+    assert!(total + 1e-6 >= to_delivery.max(to_commit), "{json}");
+    assert!(total <= to_delivery + to_commit + 1e-6, "{json}");
     // How the machine's CPUs spent the offered run, in shares that add up.
     let cpu = &json["offered"]["cpu"];
     let shares: Vec<f64> = ["busy_pct", "idle_pct", "steal_pct"]
