@@ -392,11 +392,17 @@ async fn run_worker(
         token.cancelled().await;
         return Ok(RunSummary::default());
     };
+    // Until the database is there the worker does not consume: `/readyz`
+    // names the database as what is missing, not the broker.
+    health
+        .broker()
+        .set_waiting("not consuming yet: waiting for the database");
     let store = tokio::select! {
         store = connect_store(database.clone(), health) => store?,
         () = token.cancelled() => return Ok(RunSummary::default()),
     };
     health.database().set_up();
+    health.broker().set_waiting("not consuming yet: connecting");
     tokio::spawn(health::watch_database(
         store.clone(),
         health.clone(),
@@ -440,19 +446,32 @@ async fn connect_store(settings: DatabaseSettings, health: &Health) -> Result<St
 }
 
 /// Keeps the intake's publisher connected, and the broker's state
-/// current when `health` is given (the standalone intake).
+/// current when `health` is given (the standalone intake). Beside `serve`'s
+/// worker, whose consumer is what `/readyz` reports, the intake's own
+/// connection is still said lost and back in the log, once each.
 async fn watch_publisher(
     publisher: Arc<Publisher>,
     health: Option<Health>,
     token: CancellationToken,
 ) {
+    let mut connected_before: Option<bool> = None;
     loop {
         let connected = publisher.ensure_connected().await;
-        match (&health, connected) {
+        match (&health, &connected) {
             (Some(health), Ok(())) => health.broker().set_up(),
             (Some(health), Err(err)) => health.broker().set_down(&err.to_string()),
-            (None, _) => {}
+            (None, Ok(())) => {
+                if connected_before == Some(false) {
+                    tracing::info!("the intake's broker connection is back");
+                }
+            }
+            (None, Err(err)) => {
+                if connected_before != Some(false) {
+                    tracing::warn!(reason = %err, "the intake's broker connection is lost");
+                }
+            }
         }
+        connected_before = Some(connected.is_ok());
         tokio::select! {
             () = token.cancelled() => return,
             () = tokio::time::sleep(DATABASE_CHECK_INTERVAL) => {}

@@ -119,10 +119,15 @@ pub struct Settings {
     /// How long a notification for an unknown order is retried.
     #[serde(with = "humantime_serde")]
     pub orphan_window: Duration,
-    /// How long to wait for lapin's own reconnect before rebuilding the
-    /// connection.
+    /// No effect any more: lapin's own reconnect, which this bounded, is
+    /// off (a lost broker connection is rebuilt at once, with backoff).
+    /// Still accepted, so that existing configurations keep working.
     #[serde(with = "humantime_serde")]
     pub recovery_stall: Duration,
+    /// How long a silent broker path may last before its connection is
+    /// declared lost (AMQP heartbeats at half this interval).
+    #[serde(with = "humantime_serde")]
+    pub amqp_heartbeat: Duration,
     /// `serve` without the intake listener.
     pub no_intake: bool,
 
@@ -250,6 +255,7 @@ impl Default for Settings {
             batch_wait: Duration::from_millis(10),
             orphan_window: Duration::from_secs(3600),
             recovery_stall: Duration::from_secs(15),
+            amqp_heartbeat: crate::queue::DEFAULT_HEARTBEAT,
             no_intake: false,
 
             intake_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -822,6 +828,7 @@ impl Loaded {
             ("publish-timeout", s.publish_timeout),
             ("confirm-timeout", s.confirm_timeout),
             ("recovery-stall", s.recovery_stall),
+            ("amqp-heartbeat", s.amqp_heartbeat),
             ("close-timeout", s.close_timeout),
             ("intake-header-timeout", s.intake_header_timeout),
             ("intake-body-timeout", s.intake_body_timeout),
@@ -899,7 +906,14 @@ impl Loaded {
         let s = &self.settings;
         let topology = Topology::new(&s.amqp_queue, s.retry_delays.clone(), s.delivery_limit)
             .map_err(|err| self.invalid("amqp-queue", err))?;
+        if s.amqp_heartbeat < std::time::Duration::from_secs(2) {
+            return Err(self.invalid(
+                "amqp-heartbeat",
+                "must be at least 2s (heartbeats go at half this interval, in whole seconds)",
+            ));
+        }
         AmqpSettings::new(s.amqp_url.clone(), topology, s.publish_timeout)
+            .map(|amqp| amqp.with_heartbeat(s.amqp_heartbeat))
             .map_err(|err| self.invalid("amqp-url", err))
     }
 
@@ -925,7 +939,6 @@ impl Loaded {
             orphan_window: s.orphan_window,
             parking_ttl: s.parking_ttl,
             shutdown_deadline: s.shutdown_deadline,
-            recovery_stall: s.recovery_stall,
             close_timeout: s.close_timeout,
             ack_settle_grace: s.ack_settle_grace,
         })

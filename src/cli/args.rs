@@ -221,6 +221,12 @@ pub const BROKER: &[Flag] = &[
         "How long a publisher waits for the broker's confirm.",
     ),
     value(
+        "amqp-heartbeat",
+        "IPN_AMQP_HEARTBEAT",
+        "DURATION",
+        "How long a silent broker path may last before its connection is declared lost and rebuilt (AMQP heartbeats go at half this interval; at least 2s). Also bounds each connection attempt.",
+    ),
+    value(
         "parking-ttl",
         "IPN_PARKING_TTL",
         "DURATION",
@@ -264,7 +270,7 @@ pub const WORKER: &[Flag] = &[
         "recovery-stall",
         "IPN_RECOVERY_STALL",
         "DURATION",
-        "How long to wait for a broker connection to recover by itself before rebuilding it.",
+        "No effect any more (a lost broker connection is rebuilt at once); accepted so that existing configurations keep working.",
     ),
     switch(
         "no-intake",

@@ -45,7 +45,13 @@ pub struct AmqpSettings {
     pub topology: Topology,
     /// How long a publisher waits for the broker's confirm.
     pub publish_timeout: Duration,
+    /// How long a silent broker path may last before a connection is
+    /// declared lost (`amqp-heartbeat`; see [`AmqpSettings::connect`]).
+    pub heartbeat: Duration,
 }
+
+/// The default of `amqp-heartbeat`.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
 impl AmqpSettings {
     /// Checks the URL, so a typo fails at start-up rather than on the first
@@ -65,7 +71,13 @@ impl AmqpSettings {
             url,
             topology,
             publish_timeout,
+            heartbeat: DEFAULT_HEARTBEAT,
         })
+    }
+
+    /// The same settings with another `amqp-heartbeat`.
+    pub fn with_heartbeat(self, heartbeat: Duration) -> Self {
+        Self { heartbeat, ..self }
     }
 
     /// The URL with any password replaced by `***`, for logs and errors.
@@ -73,29 +85,67 @@ impl AmqpSettings {
         self.url.redacted()
     }
 
-    /// Opens a connection with lapin's auto-recovery; `role` names it in the
-    /// broker's management UI (and lets tests find it).
+    /// Opens a connection; `role` names it in the broker's management UI
+    /// (and lets tests find it).
+    ///
+    /// lapin's own recovery is off: every connection this crate opens is
+    /// supervised by its owner (the worker's consume loop, the publishers),
+    /// which notices the loss, says so, and builds a new connection from
+    /// scratch. lapin's recovery replays topology and consumers on a
+    /// reconnected socket by itself; after a path that vanished without a
+    /// goodbye it could leave a connection object that looked connected
+    /// with no consumer behind it, which nothing reported.
+    ///
+    /// A path that goes silent (a firewall dropping packets, a half-open
+    /// TCP connection) is found by AMQP heartbeats: lapin closes the
+    /// connection when nothing arrived for two heartbeat intervals, so the
+    /// interval negotiated is half of `heartbeat` (at least one second),
+    /// and a silent path is declared lost within `heartbeat`. A URL that
+    /// sets `heartbeat=` itself keeps its value. The handshake is bounded
+    /// by `heartbeat` too: a path that accepts TCP but carries nothing
+    /// would otherwise hold the attempt for ever.
     pub async fn connect(&self, role: &str) -> Result<Connection, QueueError> {
+        let mut uri: lapin::uri::AMQPUri =
+            self.url
+                .expose()
+                .parse()
+                .map_err(|reason| QueueError::InvalidUrl {
+                    url: self.redacted_url(),
+                    reason,
+                })?;
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(negotiated_heartbeat(self.heartbeat));
+        }
+        if uri.query.connection_timeout.is_none() {
+            uri.query.connection_timeout = Some(millis(self.heartbeat));
+        }
         let properties = ConnectionProperties::default()
-            .with_connection_name(format!("ipn-reconciler {role} {}", self.topology.base()).into())
-            .enable_auto_recover()
-            // Lapin's own TCP attempts (the first connection's too) are few
-            // and quick, so an unreachable broker is reported within a
-            // couple of seconds; beyond them the supervisors in this crate
-            // retry with their own backoff and report each state change.
-            .configure_backoff(|backoff| {
-                backoff
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(1))
-                    .with_max_times(2)
-            });
-        Connection::connect(self.url.expose(), properties)
-            .await
-            .map_err(|source| QueueError::Connect {
+            .with_connection_name(format!("ipn-reconciler {role} {}", self.topology.base()).into());
+        match tokio::time::timeout(self.heartbeat, Connection::connect_uri(uri, properties)).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(source)) => Err(QueueError::Connect {
                 url: self.redacted_url(),
                 source,
-            })
+            }),
+            Err(_) => Err(QueueError::ConnectTimeout {
+                url: self.redacted_url(),
+                after: self.heartbeat,
+            }),
+        }
     }
+}
+
+/// The AMQP heartbeat interval to negotiate, in whole seconds, for a
+/// connection that must be declared lost within `lost_within` of silence
+/// (lapin gives up after two intervals without a frame).
+fn negotiated_heartbeat(lost_within: Duration) -> u16 {
+    u16::try_from(lost_within.as_secs() / 2)
+        .unwrap_or(u16::MAX)
+        .max(1)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What can go wrong talking to the broker.
@@ -107,13 +157,15 @@ pub enum QueueError {
     InvalidName(String),
     #[error("invalid retry delays `{input}`: {reason}")]
     InvalidDelays { input: String, reason: String },
-    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    #[error("cannot connect to RabbitMQ at {url}: {}", describe_amqp_error(source))]
     Connect {
         url: String,
         #[source]
         source: lapin::Error,
     },
-    #[error("RabbitMQ: {0}")]
+    #[error("cannot connect to RabbitMQ at {url}: no answer within {}", humantime::format_duration(*after))]
+    ConnectTimeout { url: String, after: Duration },
+    #[error("RabbitMQ: {}", describe_amqp_error(.0))]
     Amqp(#[from] lapin::Error),
     #[error("the broker refused (nack) a message published to `{0}`")]
     Nacked(String),
@@ -123,29 +175,38 @@ pub enum QueueError {
     Timeout,
 }
 
-/// Closes a connection for good, even one that lapin is reconnecting.
+/// A broker error in words, with its causes: lapin's own text says
+/// "IO error" where the cause says "connection refused".
+pub fn describe_amqp_error(err: &lapin::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// Closes a connection for good, waiting at most `horizon` for the
+/// broker's answer.
 ///
-/// `Connection::close` fails while auto-recovery is under way, and a
-/// connection left like that would later come back and replay its topology
-/// and consumers: a zombie consumer holding messages no one processes. So
-/// this waits (up to `horizon`) for a state in which closing is possible.
+/// A connection already closed or failed needs nothing. One whose path
+/// went silent cannot answer: after `horizon` it is dropped as it is, and
+/// its socket goes with it (the broker notices by its heartbeats). Since
+/// lapin's recovery is off ([`AmqpSettings::connect`]), a connection that
+/// failed never comes back by itself, so nothing here has to wait for it.
 pub async fn close_connection(connection: &Connection, horizon: std::time::Duration) {
-    let deadline = tokio::time::Instant::now() + horizon;
-    loop {
-        let status = connection.status();
-        if status.closed() || status.errored() {
-            return;
+    let status = connection.status();
+    if !status.connected() {
+        return;
+    }
+    match tokio::time::timeout(horizon, connection.close(200, "closing".into())).await {
+        Ok(_) => {}
+        Err(_) => {
+            tracing::debug!("the broker did not answer the close in time; connection dropped")
         }
-        if status.connected() {
-            let close = connection.close(200, "closing".into());
-            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), close).await {
-                return;
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("could not close a broker connection in time");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -262,7 +262,7 @@ impl Publisher {
     /// Closes the connection cleanly (at shutdown).
     pub async fn close(&self) {
         if let Some(old) = self.link.lock().await.take() {
-            super::close_connection(&old.connection, Duration::from_secs(10)).await;
+            super::close_connection(&old.connection, Duration::from_secs(5)).await;
         }
     }
 }

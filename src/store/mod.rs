@@ -84,7 +84,8 @@ pub enum StoreError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("database pool: {message}")]
+    /// `message` says what failed, where (the redacted URL) and why.
+    #[error("{message}")]
     Pool {
         message: String,
         /// Whether waiting may help (a timeout or an unreachable server),
@@ -171,14 +172,46 @@ pub fn connect_error_is_transient(err: &tokio_postgres::Error) -> bool {
 
 /// A pool error: a timeout, or a connection that could not be made. Both
 /// may pass (the server restarts, a password is put right), so both are
-/// transient; the daemon's retries are bounded in time either way.
+/// transient; the daemon's retries are bounded in time either way. The
+/// message names the database (its URL without password) and carries the
+/// whole chain of causes, which deadpool's own text leaves out.
 fn pool_error(
+    settings: &DatabaseSettings,
     err: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>,
 ) -> StoreError {
+    use deadpool::managed::PoolError;
+    let url = settings.redacted_url();
+    let message = match &err {
+        PoolError::Timeout(_) => format!(
+            "no database connection at {url} within {}",
+            humantime::format_duration(settings.acquire_timeout)
+        ),
+        PoolError::Backend(backend) => {
+            format!(
+                "cannot connect to the database at {url}: {}",
+                chain(backend)
+            )
+        }
+        other => format!("database pool for {url}: {}", chain(other)),
+    };
     StoreError::Pool {
-        message: err.to_string(),
+        message,
         transient: true,
     }
+}
+
+/// An error's text followed by its causes', each once.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// A connection error in words: what the server said (with its SQLSTATE),
@@ -255,7 +288,7 @@ impl Store {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|err| StoreError::Pool {
-                message: err.to_string(),
+                message: format!("cannot build the database pool: {err}"),
                 transient: false,
             })?;
         let store = Self { pool, settings };
@@ -333,7 +366,10 @@ impl Store {
 
     /// A connection from the pool.
     pub async fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        self.pool
+            .get()
+            .await
+            .map_err(|err| pool_error(&self.settings, err))
     }
 
     /// Applies pending migrations; returns the versions applied.
@@ -430,8 +466,18 @@ fn pool_config(settings: &DatabaseSettings) -> ManagerConfig<AsyncPgConnection> 
         let setup = setup.clone();
         let url = url.to_owned();
         Box::pin(async move {
-            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-            let mut connection = AsyncPgConnection::establish(&url).await?;
+            use diesel_async::SimpleAsyncConnection;
+            // Connected with tokio-postgres first: diesel's `establish`
+            // keeps only "error connecting to server" of an error whose
+            // cause (refused, reset, authentication failed) is what an
+            // operator needs to read.
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|err| {
+                diesel::ConnectionError::BadConnection(describe_connect_error(&err))
+            })?;
+            let mut connection =
+                AsyncPgConnection::try_from_client_and_connection(client, connection).await?;
             connection
                 .batch_execute(&setup)
                 .await

@@ -30,13 +30,20 @@ use crate::store::{RejectedNotification, StoreError};
 pub enum SessionEnd {
     /// Shutdown was asked for: the consumer is cancelled, the connection open.
     Shutdown(Box<(Connection, Channel)>),
-    /// The connection is unusable: build a new one.
-    Rebuild,
+    /// The consumer is gone (why, in words): build a new connection.
+    Lost(String),
 }
+
+/// How often a session checks that its connection and channel are still
+/// open, besides what the consumer stream reports: a loss must never
+/// depend on one signal alone.
+const WATCHDOG: Duration = Duration::from_secs(1);
 
 /// Connects, declares, sets the prefetch and starts consuming, retrying with
 /// backoff until it works or shutdown is asked for (`None`). Each failure
-/// updates the broker's health (logged once per change, not per attempt).
+/// updates the broker's health, which logs the outage, not the attempts
+/// (wrong credentials are retried too, in case they are put right on the
+/// broker's side, with one line a minute at most).
 pub(crate) async fn connect(
     context: &Context,
     token: &CancellationToken,
@@ -92,7 +99,13 @@ fn consumer_tag() -> String {
     )
 }
 
-/// Takes deliveries from one consumer until shutdown or a broken connection.
+/// Takes deliveries from one consumer until shutdown or until the consumer
+/// is gone: an error on its stream (the connection failed, was closed by
+/// the broker, or went silent past the heartbeat), the end of its stream
+/// (the broker cancelled it), or a connection or channel found closed by
+/// the watchdog. A lost session is never repaired in place: its deliveries
+/// not yet acked return to the queue with the channel, and the caller
+/// builds everything again.
 pub(crate) async fn session(
     (connection, channel, mut consumer): (Connection, Channel, Consumer),
     context: &Arc<Context>,
@@ -123,12 +136,24 @@ pub(crate) async fn session(
     // a 5 ms wait closed batches of about 5, which drained slower than
     // they arrived).
     let mut ready = false;
+    let mut watchdog = tokio::time::interval(WATCHDOG);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lost = |connection: Connection, reason: String| {
+        close_in_background(connection);
+        SessionEnd::Lost(reason)
+    };
     loop {
         let next = tokio::select! {
             biased;
             // Deliveries collected but not started stay unacked and return
             // to the queue when the channel closes.
             () = token.cancelled() => return stop(connection, channel).await,
+            _ = watchdog.tick() => {
+                if let Some(reason) = broken(&connection, &channel) {
+                    return lost(connection, reason);
+                }
+                continue;
+            }
             // The semaphore is never closed.
             Ok(permit) = permits.clone().acquire_owned(), if ready => {
                 let batch = std::mem::take(&mut pending);
@@ -159,33 +184,33 @@ pub(crate) async fn session(
                 }
             }
             Some(Err(err)) => {
-                context
-                    .health
-                    .broker()
-                    .set_down(&format!("consumer lost its channel: {err}"));
-                let recovered = tokio::select! {
-                    () = token.cancelled() => return stop(connection, channel).await,
-                    recovered = tokio::time::timeout(
-                        context.settings.recovery_stall,
-                        channel.wait_for_recovery(err),
-                    ) => recovered,
-                };
-                match recovered {
-                    Ok(Ok(())) if channel.status().connected() => {
-                        context.health.broker().set_up();
-                    }
-                    _ => {
-                        close_in_background(connection);
-                        return SessionEnd::Rebuild;
-                    }
-                }
+                return lost(
+                    connection,
+                    format!(
+                        "the consumer failed: {}",
+                        crate::queue::describe_amqp_error(&err)
+                    ),
+                );
             }
             None => {
-                tracing::warn!("the broker ended the consumer");
-                close_in_background(connection);
-                return SessionEnd::Rebuild;
+                return lost(connection, "the broker cancelled the consumer".to_owned());
             }
         }
+    }
+}
+
+/// Why a session's connection or channel can no longer deliver, if so.
+fn broken(connection: &Connection, channel: &Channel) -> Option<String> {
+    let connection = connection.status();
+    let channel = channel.status();
+    if connection.errored() {
+        Some("the connection failed".to_owned())
+    } else if !connection.connected() {
+        Some("the connection is closed".to_owned())
+    } else if !channel.connected() {
+        Some("the channel is closed".to_owned())
+    } else {
+        None
     }
 }
 
@@ -205,7 +230,7 @@ async fn permit(
 /// Closes an abandoned connection without holding up the rebuild.
 fn close_in_background(connection: Connection) {
     tokio::spawn(async move {
-        close_connection(&connection, Duration::from_secs(120)).await;
+        close_connection(&connection, Duration::from_secs(5)).await;
     });
 }
 
@@ -339,8 +364,8 @@ async fn handle_batch(
                 .collect()
         }
         Err(err) if err.is_transient() => {
-            context.health.database().set_down(&err.to_string());
-            tracing::warn!(error = %err, notifications = count, "cannot record the batch; retrying later");
+            context.health.database().suspect();
+            tracing::debug!(error = %err, notifications = count, "cannot record the batch; retrying later");
             opened
                 .iter()
                 .map(|opened| {
@@ -410,16 +435,19 @@ async fn conclude(
     async {
         let verdict = match &judged {
             Ok(report) => {
-                context.health.database().set_up();
                 observe(context, report, &meta);
                 Verdict::Handled(report)
             }
             Err(err) => {
-                if err.is_transient() {
-                    context.health.database().set_down(&err.to_string());
-                }
                 tracing::Span::current().record("outcome", "database_error");
-                tracing::warn!(error = %err, "cannot record the notification; retrying later");
+                if err.is_transient() {
+                    // The outage has its own lines (health); one per
+                    // notification would flood the log while it lasts.
+                    context.health.database().suspect();
+                    tracing::debug!(error = %err, "cannot record the notification; retrying later");
+                } else {
+                    tracing::warn!(error = %err, "cannot record the notification; retrying later");
+                }
                 Verdict::DatabaseFailed
             }
         };

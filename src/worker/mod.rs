@@ -59,9 +59,6 @@ pub struct WorkerSettings {
     pub parking_ttl: Duration,
     /// How long shutdown waits for the notifications in flight.
     pub shutdown_deadline: Duration,
-    /// How long to wait for lapin's own recovery before rebuilding the
-    /// connection ourselves.
-    pub recovery_stall: Duration,
     /// How long closing a channel or connection may take at shutdown.
     pub close_timeout: Duration,
     /// How long to let the broker settle the last acks before the channel
@@ -141,6 +138,10 @@ impl Worker {
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
 
+        // The broker counts as up exactly while a consumer exists: set up
+        // once `basic.consume` is answered, down the moment the session
+        // ends, whatever ended it (one "lost" line, with the cause), then
+        // up again ("back") once a new connection consumes.
         let consume = async {
             loop {
                 let session = consume::connect(&context, &token).await?;
@@ -148,11 +149,11 @@ impl Worker {
                 tracing::info!(queue = %settings.amqp.topology.work_queue(), "consuming");
                 match consume::session(session, &context, &tracker, &permits, &token).await {
                     SessionEnd::Shutdown(open) => return Some(*open),
-                    SessionEnd::Rebuild => {
+                    SessionEnd::Lost(reason) => {
                         context
                             .health
                             .broker()
-                            .set_down("connection lost; reconnecting");
+                            .set_down(&format!("{reason}; reconnecting"));
                     }
                 }
             }
@@ -204,7 +205,7 @@ impl Worker {
             close_connection(&connection, settings.close_timeout).await;
         }
         context.publisher.close().await;
-        context.health.broker().set_down("stopped");
+        context.health.broker().set_stopped();
         let handled = context.metrics.handled();
         tracing::info!(handled, abandoned, "worker stopped");
         RunSummary { handled, abandoned }

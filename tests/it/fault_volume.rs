@@ -290,7 +290,7 @@ impl Run {
             }
             Fault::BrokerDrop => {
                 let dropped = self.amqp.cut().await;
-                self.amqp.restore();
+                self.amqp.restore().await;
                 assert!(dropped > 0, "the worker had broker connections to drop");
                 self.counts.broker_cuts += 1;
                 self.counts.connections_closed += dropped;
@@ -322,7 +322,7 @@ impl Run {
                     noticed
                 })
                 .await;
-                self.pg.restore();
+                self.pg.restore().await;
                 assert!(noticed, "the worker noticed the outage and retried later");
                 self.counts.db_cuts += 1;
             }

@@ -78,7 +78,7 @@ async fn a_database_outage_delays_notifications_and_loses_none() {
         "nothing was recorded during the outage"
     );
 
-    proxy.restore();
+    proxy.restore().await;
     let applied = wait_until(Duration::from_secs(40), || async {
         count(&db.url, "SELECT count(*) FROM orders WHERE status = 'paid'").await == ORDERS as i64
     })
@@ -138,7 +138,7 @@ async fn a_long_outage_parks_messages_that_an_operator_requeues() {
         worker.metrics.encode()
     );
 
-    proxy.restore();
+    proxy.restore().await;
     let mut env = queue.env();
     env.extend(crate::helpers::amqp::key_env());
     let (ok, stdout, stderr) =

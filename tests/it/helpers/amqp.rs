@@ -385,7 +385,6 @@ impl RunningWorker {
         let mut settings = Settings {
             concurrency: 4,
             prefetch: 16,
-            recovery_stall: Duration::from_secs(5),
             ..TestQueue::daemon_settings_for(&queue.base, &queue.delays)
         }
         .loaded()

@@ -1,0 +1,294 @@
+//! The paths to the services break under load, the way real networks
+//! break: a broker path cut for ten seconds (connections reset, new ones
+//! refused), a broker path that goes silent (half-open: nothing closes,
+//! nothing gets through; only heartbeats can tell), and a database path
+//! cut for ten seconds. Each runs `serve` (worker only) through a TCP proxy
+//! of its own while notifications keep arriving, and checks what an
+//! operator relies on: `/readyz` is 503 while the path is gone and 200
+//! once it is back, the worker consumes again within 30 s, the log has one
+//! "lost" and one "back" line, every notification is applied exactly once
+//! and nothing is parked, and SIGTERM afterwards stops the daemon within
+//! its deadline.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::helpers::TestDb;
+use crate::helpers::amqp::{
+    TestQueue, amqp_url, count, import_orders_csv, resigned, test_key, wait_until,
+};
+use crate::helpers::daemon::Daemon;
+use crate::helpers::proxy::Proxy;
+
+/// Orders (one payment each) of a run.
+const ORDERS: usize = 1_200;
+
+/// How long a cut lasts (the operator test: ten seconds).
+const CUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    /// Broker path: connections reset, new ones refused.
+    BrokerCut,
+    /// Broker path: silent, nothing closed.
+    BrokerHeld,
+    /// Database path: connections reset, new ones refused.
+    DatabaseCut,
+}
+
+/// The host and port of the broker the tests use.
+fn broker_addr() -> SocketAddr {
+    let url = amqp_url();
+    let authority = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    };
+    host_port
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("broker address")
+}
+
+/// `amqp_url()` with its host and port replaced by `addr`.
+fn amqp_url_via(addr: SocketAddr) -> String {
+    let url = amqp_url();
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, "%2f"));
+    let credentials = authority
+        .rsplit_once('@')
+        .map_or(String::new(), |(user, _)| format!("{user}@"));
+    format!("{scheme}://{credentials}{addr}/{path}")
+}
+
+fn ref_of(i: usize) -> String {
+    format!("NET-{i:05}")
+}
+
+/// `GET path` of the daemon's operations endpoint, given up after 5 s.
+async fn probe(daemon: &Daemon, path: &str) -> Option<(u16, String)> {
+    tokio::time::timeout(Duration::from_secs(5), daemon.get(path))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn ready_status(daemon: &Daemon) -> Option<u16> {
+    probe(daemon, "/readyz").await.map(|(status, _)| status)
+}
+
+/// Log lines whose message is `message`.
+fn lines_with(daemon: &Daemon, message: &str) -> usize {
+    daemon
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["fields"]["message"] == message)
+        .count()
+}
+
+fn tail(daemon: &Daemon) -> String {
+    let logs = daemon.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+async fn run(fault: Fault) {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let mut csv = String::from("order_ref,amount,currency\n");
+    for i in 0..ORDERS {
+        csv.push_str(&format!("{},107.00,EUR\n", ref_of(i)));
+    }
+    import_orders_csv(&store, &csv).await;
+    let key = test_key();
+    let bodies: Vec<Vec<u8>> = (0..ORDERS)
+        .map(|i| {
+            resigned(
+                "03-shop-1001-complete.txt",
+                &ref_of(i),
+                70_000_000 + i as u64,
+                &key,
+            )
+        })
+        .collect();
+
+    // Retries outlast the database cut (1+2+4+8+16 s), so that nothing is
+    // parked because of it.
+    let queue = TestQueue::new("1s,2s,4s,8s,16s");
+    queue.declare().await;
+    let (proxy, upstream_env): (Proxy, (&'static str, String)) = match fault {
+        Fault::BrokerCut | Fault::BrokerHeld => {
+            let proxy = Proxy::start(broker_addr()).await;
+            let url = amqp_url_via(proxy.addr);
+            (proxy, ("AMQP_URL", url))
+        }
+        Fault::DatabaseCut => {
+            let proxy = Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+            let url = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+            (proxy, ("DATABASE_URL", url))
+        }
+    };
+    let mut daemon = Daemon::start_with(
+        &db,
+        &queue,
+        &["--no-intake"],
+        &[
+            (upstream_env.0, &upstream_env.1),
+            ("IPN_AMQP_HEARTBEAT", "2s"),
+            ("IPN_DB_ACQUIRE_TIMEOUT", "1s"),
+            ("IPN_BATCH_SIZE", "32"),
+            ("IPN_SHUTDOWN_DEADLINE", "10s"),
+        ],
+    );
+    let ready = wait_until(Duration::from_secs(30), || async {
+        ready_status(&daemon).await == Some(200)
+    })
+    .await;
+    assert!(ready, "ready before the fault; logs:\n{}", tail(&daemon));
+
+    // The first half flows; the fault strikes once part of it is applied.
+    let half = ORDERS / 2;
+    queue.publish(&bodies[..half]).await;
+    let flowing = wait_until(Duration::from_secs(60), || async {
+        count(&db.url, "SELECT count(*) FROM notifications").await >= 100
+    })
+    .await;
+    assert!(flowing, "notifications flow; logs:\n{}", tail(&daemon));
+
+    let open = match fault {
+        Fault::BrokerHeld => proxy.hold().await,
+        Fault::BrokerCut | Fault::DatabaseCut => proxy.cut().await,
+    };
+    let struck = Instant::now();
+    assert!(open > 0, "the daemon had connections on the path");
+    // Noticed: with a silent path, only the heartbeats (2 s here) can tell.
+    let noticed = wait_until(Duration::from_secs(8), || async {
+        ready_status(&daemon).await == Some(503)
+    })
+    .await;
+    assert!(
+        noticed,
+        "{fault:?}: /readyz turns 503; logs:\n{}",
+        tail(&daemon)
+    );
+    // The second half arrives while the path is gone.
+    queue.publish(&bodies[half..]).await;
+    if let Some(rest) = CUT.checked_sub(struck.elapsed()) {
+        // The fault's length, not a wait for a condition: the path stays
+        // gone for the whole cut while the daemon keeps trying.
+        tokio::time::sleep(rest).await;
+    }
+    assert_eq!(
+        ready_status(&daemon).await,
+        Some(503),
+        "{fault:?}: still not ready at the end of the cut"
+    );
+    assert_eq!(
+        probe(&daemon, "/metrics")
+            .await
+            .map(|(_, metrics)| metrics.contains(match fault {
+                Fault::DatabaseCut => "ipn_database_up 0",
+                _ => "ipn_broker_connected 0",
+            })),
+        Some(true),
+        "{fault:?}: the gauge says the dependency is down"
+    );
+
+    proxy.restore().await;
+    let back = wait_until(Duration::from_secs(30), || async {
+        ready_status(&daemon).await == Some(200)
+    })
+    .await;
+    assert!(
+        back,
+        "{fault:?}: consuming again within 30 s of the path's return; logs:\n{}",
+        tail(&daemon)
+    );
+    let done = wait_until(Duration::from_secs(120), || async {
+        count(
+            &db.url,
+            "SELECT count(*) FROM orders WHERE status = 'paid' AND paid_minor = 10700",
+        )
+        .await
+            == ORDERS as i64
+    })
+    .await;
+    assert!(
+        done,
+        "{fault:?}: every order paid; {} of {ORDERS}; logs:\n{}",
+        count(&db.url, "SELECT count(*) FROM orders WHERE status = 'paid'").await,
+        tail(&daemon)
+    );
+
+    // Exactly once: one notification row and one ledger row per order,
+    // nothing else recorded, nothing waiting or parked.
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM notifications").await,
+        ORDERS as i64
+    );
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM notifications WHERE outcome = 'applied'"
+        )
+        .await,
+        ORDERS as i64
+    );
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM order_events").await,
+        ORDERS as i64
+    );
+    let parking = queue.topology().parking_queue();
+    assert_eq!(queue.ready(&parking).await, 0, "nothing parked");
+    let work = queue.topology().work_queue().to_owned();
+    let drained = wait_until(Duration::from_secs(30), || async {
+        queue.ready(&work).await == 0
+    })
+    .await;
+    assert!(drained, "the work queue is empty");
+
+    // One line when the path was lost, one when it came back.
+    let (lost, back) = match fault {
+        Fault::DatabaseCut => ("database connection lost", "database connection back"),
+        _ => ("broker connection lost", "broker connection back"),
+    };
+    assert_eq!(
+        (lines_with(&daemon, lost), lines_with(&daemon, back)),
+        (1, 1),
+        "{fault:?}: one `{lost}` and one `{back}` line; logs:\n{}",
+        tail(&daemon)
+    );
+
+    // And it still stops cleanly, within its deadline.
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(15)).await, Some(0));
+    let logs = daemon.logs();
+    assert!(
+        !logs.contains("could not close a broker connection in time"),
+        "{fault:?}: shutdown closes its connections; logs:\n{}",
+        tail(&daemon)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_cut_of_the_broker_path_loses_nothing_and_says_so() {
+    run(Fault::BrokerCut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_path_is_found_by_heartbeats_and_rebuilt() {
+    run(Fault::BrokerHeld).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_cut_of_the_database_path_loses_nothing_and_says_so() {
+    run(Fault::DatabaseCut).await;
+}
