@@ -289,8 +289,19 @@ impl Run {
                 self.counts.kills += 1;
             }
             Fault::BrokerDrop => {
+                // The path is gone (connections reset, new ones refused)
+                // until every worker has said so, then comes back.
                 let dropped = self.amqp.cut().await;
+                let noticed = wait_until(Duration::from_secs(30), || async {
+                    let mut all = true;
+                    for worker in &self.workers {
+                        all &= matches!(probe(worker, "/readyz").await, Some((503, _)));
+                    }
+                    all
+                })
+                .await;
                 self.amqp.restore().await;
+                assert!(noticed, "every worker said the broker was lost");
                 assert!(dropped > 0, "the worker had broker connections to drop");
                 self.counts.broker_cuts += 1;
                 self.counts.connections_closed += dropped;

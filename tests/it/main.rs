@@ -28,6 +28,7 @@ mod network_faults;
 mod operators;
 mod outages;
 mod review_actions;
+mod service_restarts;
 mod settlement;
 mod simulate_cli;
 mod simulate_replay;
