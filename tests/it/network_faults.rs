@@ -292,3 +292,82 @@ async fn a_silent_broker_path_is_found_by_heartbeats_and_rebuilt() {
 async fn a_ten_second_cut_of_the_database_path_loses_nothing_and_says_so() {
     run(Fault::DatabaseCut).await;
 }
+
+/// POSTs `body` to the intake; the status and the answer.
+async fn post(url: &str, body: Vec<u8>) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}
+
+/// The standalone intake's side: while its broker path is cut, a
+/// notification gets 503 and no receipt (the processor retries) and
+/// `/readyz` says the broker is down; once the path is back, the same
+/// notification gets its receipt and is queued once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_gives_no_receipt_while_its_broker_path_is_cut() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let proxy = Proxy::start(broker_addr()).await;
+    let amqp = amqp_url_via(proxy.addr);
+    let mut intake = Daemon::start_command(
+        "intake",
+        &queue,
+        &[("AMQP_URL", &amqp), ("IPN_AMQP_HEARTBEAT", "2s")],
+    );
+    let url = format!("http://{}/ipn", intake.intake_addr().await);
+    let ready = wait_until(Duration::from_secs(30), || async {
+        ready_status(&intake).await == Some(200)
+    })
+    .await;
+    assert!(ready, "ready; logs:\n{}", tail(&intake));
+    let body = resigned(
+        "03-shop-1001-complete.txt",
+        "NET-INTAKE",
+        71_000_001,
+        &test_key(),
+    );
+
+    assert!(proxy.cut().await > 0, "the intake had a broker connection");
+    let (status, answer) = post(&url, body.clone()).await;
+    assert_eq!(status, 503, "no receipt without a confirm: {answer}");
+    assert!(!answer.contains("<EPAYMENT>") && !answer.contains("<sig"));
+    let noticed = wait_until(Duration::from_secs(10), || async {
+        ready_status(&intake).await == Some(503)
+    })
+    .await;
+    assert!(noticed, "/readyz says the broker is down");
+    let work = queue.topology().work_queue().to_owned();
+    assert_eq!(queue.ready(&work).await, 0, "nothing queued");
+
+    proxy.restore().await;
+    let back = wait_until(Duration::from_secs(30), || async {
+        ready_status(&intake).await == Some(200)
+    })
+    .await;
+    assert!(back, "ready again; logs:\n{}", tail(&intake));
+    let (status, answer) = post(&url, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("<sig") || answer.contains("<EPAYMENT>"),
+        "{answer}"
+    );
+    assert_eq!(queue.ready(&work).await, 1, "queued once");
+    assert_eq!(
+        (
+            lines_with(&intake, "broker connection lost"),
+            lines_with(&intake, "broker connection back")
+        ),
+        (1, 1),
+        "logs:\n{}",
+        tail(&intake)
+    );
+    intake.signal("TERM");
+    assert_eq!(intake.wait(Duration::from_secs(15)).await, Some(0));
+}
