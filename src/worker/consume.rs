@@ -81,9 +81,12 @@ pub(crate) async fn connect(
         .with_max_delay(Duration::from_secs(10))
         .with_jitter()
         .without_max_times();
-    let connect = attempt
-        .retry(backoff)
-        .notify(|err: &QueueError, _after| context.health.broker().set_down(&err.to_string()));
+    let connect = attempt.retry(backoff).notify(|err: &QueueError, after| {
+        // Each attempt at debug level; the outage's own lines come
+        // from the health state (one when lost, a reminder a minute).
+        tracing::debug!(error = %err, retry_in = ?after, "cannot consume yet; retrying");
+        context.health.broker().set_down(&err.to_string());
+    });
     tokio::select! {
         () = token.cancelled() => None,
         session = connect => session.ok(),

@@ -179,6 +179,20 @@ async fn run(fault: Fault) {
         "{fault:?}: /readyz turns 503; logs:\n{}",
         tail(&daemon)
     );
+    if fault == Fault::DatabaseCut {
+        // The cause, once, with where: the URL (no password) and why.
+        let (_, body) = probe(&daemon, "/readyz").await.expect("/readyz");
+        let line = body
+            .lines()
+            .find(|line| line.starts_with("database:"))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            line.contains(&proxy.addr.to_string()) && line.matches("database").count() <= 3,
+            "the database line names the URL and its cause once: {body}"
+        );
+        eprintln!("/readyz during the database cut: {line}");
+    }
     // The second half arrives while the path is gone.
     queue.publish(&bodies[half..]).await;
     if let Some(rest) = CUT.checked_sub(struck.elapsed()) {

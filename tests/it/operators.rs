@@ -51,3 +51,88 @@ fn a_closed_standard_output_ends_the_command_quietly() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
 }
+
+/// `/readyz` names the dependency that is really missing. With a database
+/// name that does not exist, the database line says so and the broker line
+/// says the worker waits for the database (the broker itself is fine);
+/// with wrong broker credentials, the broker line carries the broker's
+/// refusal and the log has one line for it, not one per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_what_is_missing() {
+    let db = TestDb::new();
+    let queue = TestQueue::new("200ms");
+    let missing = format!("{}/{}_absent", crate::helpers::server_url(), db.name);
+    let daemon = Daemon::start(&db, &queue, &[("DATABASE_URL", &missing)]);
+    let body = readyz_until(&daemon, |body| body.contains("does not exist")).await;
+    assert!(
+        body.contains("does not exist"),
+        "the database is named; /readyz:\n{body}"
+    );
+    assert!(
+        body.contains("not consuming yet: waiting for the database"),
+        "the broker line says what it waits for: {body}"
+    );
+    assert!(!body.contains("not connected yet"), "{body}");
+    drop(daemon);
+
+    let db = TestDb::new();
+    db.store().await;
+    let url = crate::helpers::amqp::amqp_url().replacen("guest:guest@", "guest:wrong@", 1);
+    let daemon = Daemon::start(
+        &db,
+        &queue,
+        &[
+            ("AMQP_URL", &url),
+            ("RUST_LOG", "info,ipn_reconciler::worker::consume=debug"),
+        ],
+    );
+    let body = readyz_until(&daemon, |body| body.contains("ACCESS_REFUSED")).await;
+    assert!(
+        body.contains("ACCESS_REFUSED"),
+        "the broker's refusal is named; /readyz:\n{body}"
+    );
+    assert!(!body.contains("guest:wrong"), "no password: {body}");
+    // Several refused attempts (each logged at debug level), one line.
+    let attempts = wait_until(Duration::from_secs(20), || async {
+        daemon
+            .logs()
+            .matches("cannot consume yet; retrying")
+            .count()
+            >= 4
+    })
+    .await;
+    assert!(
+        attempts,
+        "the daemon keeps trying; logs:\n{}",
+        daemon.logs()
+    );
+    let warnings = daemon
+        .logs()
+        .lines()
+        .filter(|line| line.contains("\"WARN\""))
+        .filter(|line| line.contains("\"dependency\":\"broker\""))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "one line for the outage; logs:\n{}",
+        daemon.logs()
+    );
+}
+
+/// The body of `/readyz` once `done` holds for it (polled, 30 s at most),
+/// or the last one seen.
+async fn readyz_until(daemon: &Daemon, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = daemon
+            .get("/readyz")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        if done(&body) || tokio::time::Instant::now() >= deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
