@@ -167,7 +167,12 @@ impl Application {
             Some(settings) => Some(bind("console", settings.addr).await?),
             None => None,
         };
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(match &config.worker {
+            Some(worker) => crate::metrics::Role::Serve {
+                retry_delays: worker.amqp.topology.retry_delays().clone(),
+            },
+            None => crate::metrics::Role::Intake,
+        });
         let health = Health::new(&metrics);
         Ok(Self {
             config,

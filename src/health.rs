@@ -165,7 +165,9 @@ mod tests {
 
     #[test]
     fn states_change_once_and_show_in_the_gauges() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(crate::metrics::Role::Serve {
+            retry_delays: crate::queue::RetryDelays::new(Vec::new()),
+        });
         let health = Health::new(&metrics);
         assert!(!health.database().is_up());
         assert!(health.database().update(false, "connection refused"));
