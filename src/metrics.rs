@@ -26,8 +26,8 @@ use prometheus_client::registry::Registry;
 use crate::domain::Outcome;
 use crate::intake::IntakeResult;
 use crate::ipn::{Algorithm, VerifyError};
-use crate::queue::RetryDelays;
 use crate::queue::topology::delay_label;
+use crate::queue::{Publisher, QueueRole, RetryDelays, Topology};
 use crate::worker::ParkKind;
 
 /// Which daemon the metrics describe: it decides which series exist.
@@ -106,6 +106,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A queue of the topology by its role ([`QueueRole::label`]): `work`,
+/// `retry_<delay>`, `parking`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
 /// Money at risk of one kind in one currency. The value is in minor units
 /// (an integer: cents for EUR, yen for JPY); `exponent` is the currency's
 /// number of decimals, so the amount is `value / 10^exponent`. The
@@ -138,8 +145,15 @@ pub struct Metrics {
     pub commit_latency_seconds: Histogram,
     /// Intake requests, by result.
     pub intake_requests: Family<ResultLabels, Counter>,
-    /// Messages waiting in the parking queue (refreshed periodically).
+    /// Messages waiting in the parking queue (refreshed periodically); the
+    /// same as `queue_messages{queue="parking"}`, kept for the rules and
+    /// dashboards that use it.
     pub parking_queue_messages: Gauge,
+    /// Ready messages per queue of the topology (refreshed periodically;
+    /// absent while the broker cannot be asked).
+    pub queue_messages: Family<QueueLabels, Gauge>,
+    /// Consumers of the work queue (refreshed with `queue_messages`).
+    pub queue_consumers: Family<QueueLabels, Gauge>,
     /// Open review items by kind (refreshed periodically).
     pub review_items_open: Family<KindLabels, Gauge>,
     /// Age of the oldest open review item, in seconds (0 when none).
@@ -211,6 +225,8 @@ impl Metrics {
         let intake_requests = Family::<ResultLabels, Counter>::default();
         let commit_latency_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let parking_queue_messages = Gauge::default();
+        let queue_messages = Family::<QueueLabels, Gauge>::default();
+        let queue_consumers = Family::<QueueLabels, Gauge>::default();
         let review_items_open = Family::<KindLabels, Gauge>::default();
         let review_oldest_open_age_seconds = Gauge::default();
         let review_oldest_open_age_by_kind_seconds = Family::<KindLabels, Gauge>::default();
@@ -295,6 +311,16 @@ impl Metrics {
             parking_queue_messages.clone(),
         );
         registry.register(
+            "queue_messages",
+            "Messages ready in each queue of the topology, by role (work, retry_<delay>, parking)",
+            queue_messages.clone(),
+        );
+        registry.register(
+            "queue_consumers",
+            "Consumers of the work queue, as the broker counts them",
+            queue_consumers.clone(),
+        );
+        registry.register(
             "order_to_reconciled_seconds",
             "Time from an order's creation to the commit that made it reconciled",
             order_to_reconciled_seconds.clone(),
@@ -351,6 +377,8 @@ impl Metrics {
             commit_latency_seconds,
             intake_requests,
             parking_queue_messages,
+            queue_messages,
+            queue_consumers,
             review_items_open,
             review_oldest_open_age_seconds,
             review_oldest_open_age_by_kind_seconds,
@@ -483,6 +511,46 @@ impl Metrics {
     /// Counts a parked message under its reason's kind.
     pub fn park(&self, kind: ParkKind) {
         self.parked.get_or_create(&reason_labels(kind)).inc();
+    }
+
+    /// Reads the ready messages of every queue of `topology` and the
+    /// consumers of its work queue (passive declares, on `publisher`'s
+    /// connection) into `ipn_queue_messages{queue}`,
+    /// `ipn_queue_consumers{queue="work"}` and
+    /// `ipn_parking_queue_messages`. When the broker cannot be asked, the
+    /// queue series are removed until it can: an old depth must not pass
+    /// for a current one (`ipn_parking_queue_messages` keeps its last
+    /// value, as it always did).
+    pub async fn refresh_queues(&self, publisher: &Publisher, topology: &Topology) {
+        for (role, name) in topology.queues() {
+            match publisher.queue_counts(&name).await {
+                Ok(counts) => {
+                    let labels = QueueLabels {
+                        queue: role.label(),
+                    };
+                    self.queue_messages
+                        .get_or_create(&labels)
+                        .set(i64::from(counts.messages));
+                    match role {
+                        QueueRole::Work => {
+                            self.queue_consumers
+                                .get_or_create(&labels)
+                                .set(i64::from(counts.consumers));
+                        }
+                        QueueRole::Parking => {
+                            self.parking_queue_messages.set(i64::from(counts.messages));
+                        }
+                        QueueRole::Retry(_) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, queue = %name, "cannot read a queue's depth");
+                    self.queue_messages.clear();
+                    self.queue_consumers.clear();
+                    return;
+                }
+            }
+        }
     }
 
     /// Sets the open review items per kind; kinds not listed go to 0.
