@@ -24,6 +24,7 @@ mod intake_transport;
 mod ipn_properties;
 mod ipn_vectors;
 mod journal;
+mod metrics_exported;
 mod operators;
 mod outages;
 mod review_actions;
