@@ -138,6 +138,8 @@ pub struct Metrics {
     pub processing_seconds: Histogram,
     pub in_flight: Gauge,
     pub broker_connected: Gauge,
+    /// Registered for [`Role::Serve`] only; on the standalone intake it is
+    /// not exported (Health still keeps its database state in it).
     pub database_up: Gauge,
     pub ipn_date_skew_seconds: Histogram,
     /// From the intake's receipt to the commit that applied or recorded
