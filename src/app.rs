@@ -167,7 +167,12 @@ impl Application {
             Some(settings) => Some(bind("console", settings.addr).await?),
             None => None,
         };
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(match &config.worker {
+            Some(worker) => crate::metrics::Role::Serve {
+                retry_delays: worker.amqp.topology.retry_delays().clone(),
+            },
+            None => crate::metrics::Role::Intake,
+        });
         let health = Health::new(&metrics);
         Ok(Self {
             config,
@@ -270,6 +275,14 @@ impl Application {
             tokio::spawn(watch_publisher(
                 intake_publisher.clone(),
                 config.worker.is_none().then(|| health.clone()),
+                token.clone(),
+            ));
+        }
+        if config.worker.is_none() {
+            tokio::spawn(refresh_queue_gauges(
+                config.amqp.clone(),
+                metrics.clone(),
+                config.gauge_refresh,
                 token.clone(),
             ));
         }
@@ -483,7 +496,7 @@ async fn watch_publisher(
 /// (a scrape reads the last values and never queries, so a storm of
 /// scrapes costs the database nothing): open exceptions by kind and their
 /// oldest (overall and per kind), money at risk per currency, and the
-/// depth of the parking queue.
+/// queues' depths and the work queue's consumers.
 async fn refresh_gauges(
     store: Store,
     amqp: AmqpSettings,
@@ -492,7 +505,6 @@ async fn refresh_gauges(
     token: CancellationToken,
 ) {
     let publisher = Publisher::new(amqp.clone(), "gauges");
-    let parking = amqp.topology.parking_queue();
     loop {
         match store.open_review_counts().await {
             Ok(counts) => {
@@ -535,12 +547,27 @@ async fn refresh_gauges(
             }
             Err(err) => tracing::debug!(error = %err, "cannot sum the money at risk"),
         }
-        match publisher.queue_depth(&parking).await {
-            Ok(depth) => {
-                metrics.parking_queue_messages.set(i64::from(depth));
-            }
-            Err(err) => tracing::debug!(error = %err, "cannot read the parking queue's depth"),
+        metrics.refresh_queues(&publisher, &amqp.topology).await;
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
         }
+    }
+    publisher.close().await;
+}
+
+/// The standalone intake's gauges, every `interval`: the queues alone (it
+/// has no database), so the work queue's depth and consumers are known
+/// while no worker runs.
+async fn refresh_queue_gauges(
+    amqp: AmqpSettings,
+    metrics: Metrics,
+    interval: Duration,
+    token: CancellationToken,
+) {
+    let publisher = Publisher::new(amqp.clone(), "gauges");
+    loop {
+        metrics.refresh_queues(&publisher, &amqp.topology).await;
         tokio::select! {
             () = token.cancelled() => break,
             () = tokio::time::sleep(interval) => {}

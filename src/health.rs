@@ -292,9 +292,15 @@ pub async fn watch_database(
 mod tests {
     use super::*;
 
+    fn serve_metrics() -> Metrics {
+        Metrics::new(crate::metrics::Role::Serve {
+            retry_delays: crate::queue::RetryDelays::new(Vec::new()),
+        })
+    }
+
     #[test]
     fn an_outage_is_one_line_lost_and_one_back_whatever_the_attempts_say() {
-        let metrics = Metrics::new();
+        let metrics = serve_metrics();
         let health = Health::new(&metrics);
         let db = health.database();
         let t0 = Instant::now();
@@ -353,7 +359,7 @@ mod tests {
 
     #[test]
     fn waiting_and_stopping_name_the_state_without_an_outage() {
-        let metrics = Metrics::new();
+        let metrics = serve_metrics();
         let health = Health::new(&metrics);
         let broker = health.broker();
         broker.set_waiting("not consuming yet: waiting for the database");

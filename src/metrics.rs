@@ -3,9 +3,18 @@
 //! Labels are closed sets (outcomes, algorithms, delays, reasons), never
 //! references or values, so the number of series stays bounded whatever the
 //! processor sends.
+//!
+//! Every counter is exported at zero from the start with every label set
+//! it can take (the sets come from the enums that name them: [`Outcome`],
+//! [`ParkKind`], [`IntakeResult`], [`VerifyError::every_kind`], the
+//! topology's retry delays): a series that appears only at its first event
+//! hides that event from `increase()` and `rate()`. Which series exist
+//! depends on the daemon's [`Role`]: the standalone intake exports neither
+//! the worker's counters nor anything read from the database.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +22,47 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::domain::Outcome;
+use crate::intake::IntakeResult;
+use crate::ipn::{Algorithm, VerifyError};
+use crate::queue::topology::delay_label;
+use crate::queue::{Publisher, QueueRole, RetryDelays, Topology};
+use crate::worker::ParkKind;
+
+/// Which daemon the metrics describe: it decides which series exist.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// `serve` (and `demo`, `bench`): the worker with its database, and the
+    /// intake unless `no-intake`. `retry_delays` are the topology's: each
+    /// has its `ipn_retries_total{delay}` series from the start.
+    Serve { retry_delays: RetryDelays },
+    /// `intake`: the intake alone, with no database and no worker. No
+    /// `ipn_database_up` (nothing to be up), no gauge read from the
+    /// database, no worker counter series.
+    Intake,
+}
+
+/// Where a signature was checked (the `stage` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum SignatureStage {
+    /// At the edge, before queueing.
+    Intake,
+    /// By the worker, before applying.
+    Worker,
+}
+
+impl SignatureStage {
+    pub const ALL: &[SignatureStage] = <SignatureStage as strum::VariantArray>::VARIANTS;
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The `result` of a signature check that passed.
+pub const SIGNATURE_VALID: &str = "valid";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -56,6 +106,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A queue of the topology by its role ([`QueueRole::label`]): `work`,
+/// `retry_<delay>`, `parking`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
 /// Money at risk of one kind in one currency. The value is in minor units
 /// (an integer: cents for EUR, yen for JPY); `exponent` is the currency's
 /// number of decimals, so the amount is `value / 10^exponent`. The
@@ -81,6 +138,8 @@ pub struct Metrics {
     pub processing_seconds: Histogram,
     pub in_flight: Gauge,
     pub broker_connected: Gauge,
+    /// Registered for [`Role::Serve`] only; on the standalone intake it is
+    /// not exported (Health still keeps its database state in it).
     pub database_up: Gauge,
     pub ipn_date_skew_seconds: Histogram,
     /// From the intake's receipt to the commit that applied or recorded
@@ -88,8 +147,15 @@ pub struct Metrics {
     pub commit_latency_seconds: Histogram,
     /// Intake requests, by result.
     pub intake_requests: Family<ResultLabels, Counter>,
-    /// Messages waiting in the parking queue (refreshed periodically).
+    /// Messages waiting in the parking queue (refreshed periodically); the
+    /// same as `queue_messages{queue="parking"}`, kept for the rules and
+    /// dashboards that use it.
     pub parking_queue_messages: Gauge,
+    /// Ready messages per queue of the topology (refreshed periodically;
+    /// absent while the broker cannot be asked).
+    pub queue_messages: Family<QueueLabels, Gauge>,
+    /// Consumers of the work queue (refreshed with `queue_messages`).
+    pub queue_consumers: Family<QueueLabels, Gauge>,
     /// Open review items by kind (refreshed periodically).
     pub review_items_open: Family<KindLabels, Gauge>,
     /// Age of the oldest open review item, in seconds (0 when none).
@@ -140,14 +206,9 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    /// Every metric of `role`, counters at zero with all their label sets.
+    pub fn new(role: Role) -> Self {
         let notifications = Family::<OutcomeLabels, Counter>::default();
         let signatures = Family::<SignatureLabels, Counter>::default();
         let retries = Family::<DelayLabels, Counter>::default();
@@ -166,6 +227,8 @@ impl Metrics {
         let intake_requests = Family::<ResultLabels, Counter>::default();
         let commit_latency_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         let parking_queue_messages = Gauge::default();
+        let queue_messages = Family::<QueueLabels, Gauge>::default();
+        let queue_consumers = Family::<QueueLabels, Gauge>::default();
         let review_items_open = Family::<KindLabels, Gauge>::default();
         let review_oldest_open_age_seconds = Gauge::default();
         let review_oldest_open_age_by_kind_seconds = Family::<KindLabels, Gauge>::default();
@@ -235,11 +298,6 @@ impl Metrics {
             broker_connected.clone(),
         );
         registry.register(
-            "database_up",
-            "1 when PostgreSQL answered the last check",
-            database_up.clone(),
-        );
-        registry.register(
             "ipn_date_skew_seconds",
             "Receipt time minus the signed IPN_DATE",
             ipn_date_skew_seconds.clone(),
@@ -255,37 +313,58 @@ impl Metrics {
             parking_queue_messages.clone(),
         );
         registry.register(
-            "review_items_open",
-            "Open review items (exceptions), by kind",
-            review_items_open.clone(),
+            "queue_messages",
+            "Messages ready in each queue of the topology, by role (work, retry_<delay>, parking)",
+            queue_messages.clone(),
         );
         registry.register(
-            "review_oldest_open_age_seconds",
-            "Age of the oldest open review item (0 when none is open)",
-            review_oldest_open_age_seconds.clone(),
-        );
-        registry.register(
-            "review_oldest_open_age_by_kind_seconds",
-            "Age of the oldest open review item of each kind",
-            review_oldest_open_age_by_kind_seconds.clone(),
-        );
-        registry.register(
-            "review_resolutions",
-            "Review items resolved, by action (closed_by_system when the condition stopped holding)",
-            review_resolutions.clone(),
-        );
-        registry.register(
-            "money_at_risk_minor_units",
-            "Money at risk in minor units, by kind (paid_unsettled, mismatched, orphaned) and \
-             currency; the amount is value / 10^exponent",
-            money_at_risk_minor_units.clone(),
+            "queue_consumers",
+            "Consumers of the work queue, as the broker counts them",
+            queue_consumers.clone(),
         );
         registry.register(
             "order_to_reconciled_seconds",
             "Time from an order's creation to the commit that made it reconciled",
             order_to_reconciled_seconds.clone(),
         );
-        Self {
+        // A daemon without a database has nothing to say of one: a gauge
+        // at 0 there would read as "database down" forever. The gauges
+        // refreshed from the database go with it.
+        if let Role::Serve { .. } = role {
+            registry.register(
+                "database_up",
+                "1 when PostgreSQL answered the last check",
+                database_up.clone(),
+            );
+            registry.register(
+                "review_items_open",
+                "Open review items (exceptions), by kind",
+                review_items_open.clone(),
+            );
+            registry.register(
+                "review_oldest_open_age_seconds",
+                "Age of the oldest open review item (0 when none is open)",
+                review_oldest_open_age_seconds.clone(),
+            );
+            registry.register(
+                "review_oldest_open_age_by_kind_seconds",
+                "Age of the oldest open review item of each kind",
+                review_oldest_open_age_by_kind_seconds.clone(),
+            );
+            registry.register(
+                "review_resolutions",
+                "Review items resolved, by action (closed_by_system when the condition stopped \
+                 holding)",
+                review_resolutions.clone(),
+            );
+            registry.register(
+                "money_at_risk_minor_units",
+                "Money at risk in minor units, by kind (paid_unsettled, mismatched, orphaned) and \
+                 currency; the amount is value / 10^exponent",
+                money_at_risk_minor_units.clone(),
+            );
+        }
+        let metrics = Self {
             registry: Arc::new(registry),
             notifications,
             signatures,
@@ -300,6 +379,8 @@ impl Metrics {
             commit_latency_seconds,
             intake_requests,
             parking_queue_messages,
+            queue_messages,
+            queue_consumers,
             review_items_open,
             review_oldest_open_age_seconds,
             review_oldest_open_age_by_kind_seconds,
@@ -308,9 +389,89 @@ impl Metrics {
             order_to_reconciled_seconds,
             handled: Arc::new(AtomicU64::new(0)),
             commit_samples: Arc::new(std::sync::Mutex::new(None)),
-        }
+        };
+        metrics.start_counters_at_zero(&role);
+        metrics
     }
 
+    /// Creates every label set each counter can take, at 0.
+    fn start_counters_at_zero(&self, role: &Role) {
+        for &result in IntakeResult::ALL {
+            at_zero(&self.intake_requests, &result_labels(result));
+        }
+        let stages = match role {
+            Role::Serve { .. } => SignatureStage::ALL,
+            Role::Intake => &[SignatureStage::Intake],
+        };
+        let refusals = VerifyError::every_kind();
+        for &stage in stages {
+            for algorithm in Algorithm::STRONGEST_FIRST {
+                let valid = signature_labels(stage, Some(algorithm), SIGNATURE_VALID);
+                at_zero(&self.signatures, &valid);
+            }
+            for err in &refusals {
+                let refused = signature_labels(stage, err.algorithm(), err.reason());
+                at_zero(&self.signatures, &refused);
+            }
+        }
+        let Role::Serve { retry_delays } = role else {
+            return;
+        };
+        for outcome in Outcome::ALL {
+            at_zero(&self.notifications, &outcome_labels(outcome));
+        }
+        for &kind in ParkKind::ALL {
+            at_zero(&self.parked, &reason_labels(kind));
+        }
+        for &delay in retry_delays.delays() {
+            at_zero(&self.retries, &delay_labels(delay));
+        }
+    }
+}
+
+/// Creates the series of `labels` in `family`, at 0 (a no-op when it
+/// exists).
+fn at_zero<L: Clone + std::hash::Hash + Eq>(family: &Family<L, Counter>, labels: &L) {
+    drop(family.get_or_create(labels));
+}
+
+fn outcome_labels(outcome: Outcome) -> OutcomeLabels {
+    OutcomeLabels {
+        outcome: outcome.as_str().to_owned(),
+    }
+}
+
+fn signature_labels(
+    stage: SignatureStage,
+    algorithm: Option<Algorithm>,
+    result: &str,
+) -> SignatureLabels {
+    SignatureLabels {
+        stage: stage.as_str().to_owned(),
+        algorithm: algorithm.map_or("none", Algorithm::as_str).to_owned(),
+        result: result.to_owned(),
+    }
+}
+
+fn delay_labels(delay: Duration) -> DelayLabels {
+    DelayLabels {
+        delay: delay_label(delay),
+    }
+}
+
+fn reason_labels(kind: ParkKind) -> ReasonLabels {
+    ReasonLabels {
+        reason: kind.as_str().to_owned(),
+    }
+}
+
+fn result_labels(result: IntakeResult) -> ResultLabels {
+    ResultLabels {
+        result: result.as_str().to_owned(),
+    }
+}
+
+impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -319,40 +480,79 @@ impl Metrics {
         out
     }
 
-    pub fn outcome(&self, outcome: &str) {
+    pub fn outcome(&self, outcome: Outcome) {
         self.notifications
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&outcome_labels(outcome))
             .inc();
     }
 
-    /// Counts one signature check at `stage` (`intake` or `worker`).
-    pub fn signature(&self, stage: &str, algorithm: &str, result: &str) {
+    /// Counts one signature that verified at `stage`.
+    pub fn signature_valid(&self, stage: SignatureStage, algorithm: Algorithm) {
         self.signatures
-            .get_or_create(&SignatureLabels {
-                stage: stage.to_owned(),
-                algorithm: algorithm.to_owned(),
-                result: result.to_owned(),
-            })
+            .get_or_create(&signature_labels(stage, Some(algorithm), SIGNATURE_VALID))
             .inc();
     }
 
-    pub fn retry(&self, delay: &str) {
-        self.retries
-            .get_or_create(&DelayLabels {
-                delay: delay.to_owned(),
-            })
+    /// Counts one signature refused at `stage`: the algorithm tried
+    /// (`none` when none was) and the reason ([`VerifyError::reason`]).
+    pub fn signature_refused(
+        &self,
+        stage: SignatureStage,
+        algorithm: Option<Algorithm>,
+        reason: &str,
+    ) {
+        self.signatures
+            .get_or_create(&signature_labels(stage, algorithm, reason))
             .inc();
     }
 
-    /// Counts a parked message under its reason's kind (a closed set).
-    pub fn park(&self, kind: &str) {
-        self.parked
-            .get_or_create(&ReasonLabels {
-                reason: kind.to_owned(),
-            })
-            .inc();
+    pub fn retry(&self, delay: Duration) {
+        self.retries.get_or_create(&delay_labels(delay)).inc();
+    }
+
+    /// Counts a parked message under its reason's kind.
+    pub fn park(&self, kind: ParkKind) {
+        self.parked.get_or_create(&reason_labels(kind)).inc();
+    }
+
+    /// Reads the ready messages of every queue of `topology` and the
+    /// consumers of its work queue (passive declares, on `publisher`'s
+    /// connection) into `ipn_queue_messages{queue}`,
+    /// `ipn_queue_consumers{queue="work"}` and
+    /// `ipn_parking_queue_messages`. When the broker cannot be asked, the
+    /// queue series are removed until it can: an old depth must not pass
+    /// for a current one (`ipn_parking_queue_messages` keeps its last
+    /// value, as it always did).
+    pub async fn refresh_queues(&self, publisher: &Publisher, topology: &Topology) {
+        for (role, name) in topology.queues() {
+            match publisher.queue_counts(&name).await {
+                Ok(counts) => {
+                    let labels = QueueLabels {
+                        queue: role.label(),
+                    };
+                    self.queue_messages
+                        .get_or_create(&labels)
+                        .set(i64::from(counts.messages));
+                    match role {
+                        QueueRole::Work => {
+                            self.queue_consumers
+                                .get_or_create(&labels)
+                                .set(i64::from(counts.consumers));
+                        }
+                        QueueRole::Parking => {
+                            self.parking_queue_messages.set(i64::from(counts.messages));
+                        }
+                        QueueRole::Retry(_) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, queue = %name, "cannot read a queue's depth");
+                    self.queue_messages.clear();
+                    self.queue_consumers.clear();
+                    return;
+                }
+            }
+        }
     }
 
     /// Sets the open review items per kind; kinds not listed go to 0.
@@ -405,11 +605,9 @@ impl Metrics {
         }
     }
 
-    pub fn intake_request(&self, result: &str) {
+    pub fn intake_request(&self, result: IntakeResult) {
         self.intake_requests
-            .get_or_create(&ResultLabels {
-                result: result.to_owned(),
-            })
+            .get_or_create(&result_labels(result))
             .inc();
     }
 
@@ -453,15 +651,171 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
+
+    fn serve() -> Metrics {
+        Metrics::new(Role::Serve {
+            retry_delays: RetryDelays::parse("200ms,5s,2m").expect("delays"),
+        })
+    }
+
+    /// The samples of `text` as `name{labels}` -> value.
+    fn samples(text: &str) -> BTreeMap<String, String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .map(|(series, value)| (series.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    /// The values of label `label` among the samples of `family` that are
+    /// at 0 (the whole label set of those with one label).
+    fn zero_labels(text: &str, family: &str) -> BTreeSet<String> {
+        samples(text)
+            .into_iter()
+            .filter(|(_, value)| value == "0")
+            .filter_map(|(series, _)| {
+                let labels = series.strip_prefix(family)?.strip_prefix('{')?;
+                Some(labels.strip_suffix('}')?.to_owned())
+            })
+            .collect()
+    }
+
+    fn set<const N: usize>(labels: [String; N]) -> BTreeSet<String> {
+        labels.into_iter().collect()
+    }
+
+    #[test]
+    fn a_fresh_serve_exports_every_counter_with_every_label_set_at_zero() {
+        let text = serve().encode();
+        assert_eq!(
+            zero_labels(&text, "ipn_notifications_total"),
+            Outcome::ALL
+                .iter()
+                .map(|o| format!("outcome=\"{o}\""))
+                .collect(),
+            "{text}"
+        );
+        assert_eq!(
+            zero_labels(&text, "ipn_parked_total"),
+            ParkKind::ALL
+                .iter()
+                .map(|k| format!("reason=\"{k}\""))
+                .collect(),
+            "{text}"
+        );
+        assert_eq!(
+            zero_labels(&text, "ipn_retries_total"),
+            set(["200ms", "5s", "2m"].map(|d| format!("delay=\"{d}\""))),
+            "{text}"
+        );
+        assert_eq!(
+            zero_labels(&text, "ipn_intake_requests_total"),
+            IntakeResult::ALL
+                .iter()
+                .map(|r| format!("result=\"{}\"", r.as_str()))
+                .collect(),
+            "{text}"
+        );
+        // Written out: the combinations a check can end in, per stage.
+        let checks = [
+            ("sha3-256", "valid"),
+            ("sha256", "valid"),
+            ("md5", "valid"),
+            ("none", "malformed"),
+            ("none", "unsigned"),
+            ("md5", "md5_not_allowed"),
+            ("sha3-256", "required_algorithm_missing"),
+            ("sha256", "required_algorithm_missing"),
+            ("sha3-256", "bad_signature_format"),
+            ("sha256", "bad_signature_format"),
+            ("md5", "bad_signature_format"),
+            ("sha3-256", "mismatch"),
+            ("sha256", "mismatch"),
+            ("md5", "mismatch"),
+        ];
+        let expected: BTreeSet<String> = ["intake", "worker"]
+            .iter()
+            .flat_map(|stage| {
+                checks.iter().map(move |(algorithm, result)| {
+                    format!("stage=\"{stage}\",algorithm=\"{algorithm}\",result=\"{result}\"")
+                })
+            })
+            .collect();
+        assert_eq!(zero_labels(&text, "ipn_signatures_total"), expected);
+        assert!(text.contains("\nipn_pan_detections_total 0\n"), "{text}");
+        // No counter family without a series: every `# TYPE ... counter`
+        // has samples, all at 0.
+        let counters: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        assert!(counters.len() >= 6, "{text}");
+        let samples = samples(&text);
+        for counter in counters {
+            let series: Vec<_> = samples
+                .iter()
+                .filter(|(name, _)| {
+                    name.strip_prefix(counter)
+                        .and_then(|rest| rest.strip_prefix("_total"))
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+                })
+                .collect();
+            assert!(!series.is_empty(), "{counter} has no series:\n{text}");
+            assert!(series.iter().all(|(_, value)| *value == "0"), "{series:?}");
+        }
+        assert!(text.contains("\nipn_database_up 0\n"), "{text}");
+    }
+
+    #[test]
+    fn the_intake_alone_exports_its_own_counters_and_nothing_of_a_database() {
+        let text = Metrics::new(Role::Intake).encode();
+        assert_eq!(
+            zero_labels(&text, "ipn_intake_requests_total").len(),
+            IntakeResult::ALL.len(),
+            "{text}"
+        );
+        let signatures = zero_labels(&text, "ipn_signatures_total");
+        assert_eq!(signatures.len(), 14, "{text}");
+        assert!(
+            signatures
+                .iter()
+                .all(|labels| labels.starts_with("stage=\"intake\"")),
+            "{signatures:?}"
+        );
+        for absent in [
+            "ipn_database_up",
+            "ipn_review_oldest_open_age_seconds",
+            "ipn_review_items_open",
+            "ipn_money_at_risk_minor_units",
+            "ipn_notifications_total{",
+            "ipn_parked_total{",
+            "ipn_retries_total{",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+    }
 
     #[test]
     fn counts_show_in_the_text_exposition() {
-        let metrics = Metrics::new();
-        metrics.outcome("applied");
-        metrics.outcome("applied");
-        metrics.park("malformed");
+        let metrics = serve();
+        metrics.outcome(Outcome::Applied);
+        metrics.outcome(Outcome::Applied);
+        metrics.park(ParkKind::Malformed);
+        metrics.retry(Duration::from_secs(120));
+        metrics.intake_request(IntakeResult::TooLarge);
+        metrics.signature_refused(SignatureStage::Intake, None, "unsigned");
         let text = metrics.encode();
+        for series in [
+            "ipn_retries_total{delay=\"2m\"} 1",
+            "ipn_retries_total{delay=\"5s\"} 0",
+            "ipn_intake_requests_total{result=\"too_large\"} 1",
+            "ipn_signatures_total{stage=\"intake\",algorithm=\"none\",result=\"unsigned\"} 1",
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
         assert!(
             text.contains("ipn_notifications_total{outcome=\"applied\"} 2"),
             "{text}"
@@ -474,7 +828,7 @@ mod tests {
 
     #[test]
     fn money_at_risk_is_in_minor_units_with_its_exponent() {
-        let metrics = Metrics::new();
+        let metrics = serve();
         metrics.set_money_at_risk(&[
             ("orphaned".into(), "EUR".into(), 2, 12_345),
             ("mismatched".into(), "JPY".into(), 0, 2_500),
@@ -493,7 +847,7 @@ mod tests {
 
     #[test]
     fn resolutions_are_counted_by_action() {
-        let metrics = Metrics::new();
+        let metrics = serve();
         metrics.set_review_resolutions(&[("dismiss".into(), 3), ("link_order".into(), 1)]);
         let text = metrics.encode();
         assert!(

@@ -18,7 +18,7 @@ use super::BenchError;
 use super::workload::{BENCH_KEY, SealedBody};
 use crate::health::Health;
 use crate::ipn::KeyRing;
-use crate::metrics::{CommitLatency, Metrics};
+use crate::metrics::{CommitLatency, Metrics, Role};
 use crate::pipeline::Pipeline;
 use crate::queue::{AmqpSettings, Publisher, RetryDelays};
 use crate::secret::SecretUrl;
@@ -147,12 +147,15 @@ pub async fn worker_main(spec: WorkerSpec) -> Result<WorkerRun, BenchError> {
         warm.push(store.conn().await?);
     }
     drop(warm);
-    let metrics = Metrics::new();
+    let worker_settings = loaded.worker()?;
+    let metrics = Metrics::new(Role::Serve {
+        retry_delays: worker_settings.amqp.topology.retry_delays().clone(),
+    });
     metrics.keep_commit_latencies();
     let health = Health::new(&metrics);
     let worker = Worker::new(
         Pipeline::new(pipeline, store),
-        loaded.worker()?,
+        worker_settings,
         metrics.clone(),
         health,
     );

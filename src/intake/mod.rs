@@ -26,6 +26,7 @@
 //! out of the queue. This listener is meant for the internet; the
 //! operations endpoint (metrics, health) lives on another one.
 
+pub mod result;
 pub mod server;
 pub mod source;
 
@@ -47,8 +48,9 @@ use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
     read_receipt, verify,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SignatureStage};
 use crate::queue::{MessageMeta, Publisher, Sealer};
+pub use result::IntakeResult;
 pub use server::ConnectionLimits;
 pub use source::{SourcePolicy, parse_allow_list};
 
@@ -164,9 +166,9 @@ async fn probe() -> &'static str {
 }
 
 /// A refusal: status and a short reason (never a field value).
-fn refuse(metrics: &Metrics, status: StatusCode, result: &'static str, reason: String) -> Response {
+fn refuse(metrics: &Metrics, status: StatusCode, result: IntakeResult, reason: String) -> Response {
     metrics.intake_request(result);
-    tracing::info!(status = status.as_u16(), result, %reason, "notification refused at the intake");
+    tracing::info!(status = status.as_u16(), result = result.as_str(), %reason, "notification refused at the intake");
     (status, format!("{reason}\n")).into_response()
 }
 
@@ -176,7 +178,7 @@ fn refuse(metrics: &Metrics, status: StatusCode, result: &'static str, reason: S
 fn refuse_and_close(
     metrics: &Metrics,
     status: StatusCode,
-    result: &'static str,
+    result: IntakeResult,
     reason: String,
 ) -> Response {
     let mut response = refuse(metrics, status, result, reason);
@@ -196,7 +198,7 @@ async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<B
         refuse_and_close(
             metrics,
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            IntakeResult::TooLarge,
             format!("body is over the limit of {limit} bytes"),
         )
     };
@@ -217,14 +219,14 @@ async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<B
             Err(refuse_and_close(
                 metrics,
                 StatusCode::BAD_REQUEST,
-                "incomplete_body",
+                IntakeResult::IncompleteBody,
                 "the body could not be read to its end".to_owned(),
             ))
         }
         Err(_) => Err(refuse_and_close(
             metrics,
             StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
+            IntakeResult::BodyTimeout,
             format!(
                 "body not received within {}",
                 humantime::format_duration(timeout)
@@ -246,7 +248,7 @@ async fn receive(
         return refuse_and_close(
             metrics,
             StatusCode::FORBIDDEN,
-            "source_refused",
+            IntakeResult::SourceRefused,
             format!("source {client} is not allowed"),
         );
     }
@@ -266,7 +268,7 @@ async fn receive(
         return refuse_and_close(
             metrics,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            IntakeResult::UnsupportedMediaType,
             "expected Content-Type: application/x-www-form-urlencoded".to_owned(),
         );
     }
@@ -280,7 +282,7 @@ async fn receive(
             return refuse(
                 metrics,
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                IntakeResult::Malformed,
                 format!("malformed: {err}"),
             );
         }
@@ -292,7 +294,7 @@ async fn receive(
     let (algorithm, receipt_key) = if settings.verify_at_edge {
         match verify(&form, &intake.keys, &intake.signatures) {
             Ok(verified) => {
-                metrics.signature("intake", verified.algorithm.as_str(), "valid");
+                metrics.signature_valid(SignatureStage::Intake, verified.algorithm);
                 // `verify` names a key of this ring; the current key is
                 // only a fallback that cannot happen.
                 let key = intake
@@ -302,12 +304,11 @@ async fn receive(
                 (verified.algorithm, key)
             }
             Err(err) => {
-                let algorithm = err.algorithm().map_or("none", |a| a.as_str());
-                metrics.signature("intake", algorithm, err.reason());
+                metrics.signature_refused(SignatureStage::Intake, err.algorithm(), err.reason());
                 return refuse(
                     metrics,
                     StatusCode::FORBIDDEN,
-                    "invalid_signature",
+                    IntakeResult::InvalidSignature,
                     format!("invalid: {err}"),
                 );
             }
@@ -333,7 +334,7 @@ async fn receive(
             return refuse(
                 metrics,
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                IntakeResult::Malformed,
                 format!("malformed: {err}"),
             );
         }
@@ -345,7 +346,7 @@ async fn receive(
         return refuse(
             metrics,
             StatusCode::SERVICE_UNAVAILABLE,
-            "broker_unavailable",
+            IntakeResult::BrokerUnavailable,
             "temporarily unavailable".to_owned(),
         );
     }
@@ -360,7 +361,7 @@ async fn receive(
             return refuse(
                 metrics,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "seal_failed",
+                IntakeResult::SealFailed,
                 "temporarily unavailable".to_owned(),
             );
         }
@@ -374,7 +375,7 @@ async fn receive(
     .await;
     match published {
         Ok(Ok(())) => {
-            metrics.intake_request("queued");
+            metrics.intake_request(IntakeResult::Queued);
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -387,7 +388,7 @@ async fn receive(
             refuse(
                 metrics,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "broker_unavailable",
+                IntakeResult::BrokerUnavailable,
                 "temporarily unavailable".to_owned(),
             )
         }
@@ -396,7 +397,7 @@ async fn receive(
             refuse(
                 metrics,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "broker_timeout",
+                IntakeResult::BrokerTimeout,
                 "temporarily unavailable".to_owned(),
             )
         }

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::IntakeResult;
 use crate::metrics::Metrics;
 
 /// How long connections may take, and how many there may be.
@@ -162,7 +163,7 @@ fn is_connection_error(err: &io::Error) -> bool {
 /// caller). The write does not wait: a socket that cannot take 150 bytes
 /// at once is closed without them.
 fn refuse_over_capacity(stream: &TcpStream, peer: SocketAddr, metrics: &Metrics) {
-    metrics.intake_request("too_many_connections");
+    metrics.intake_request(IntakeResult::TooManyConnections);
     tracing::debug!(peer = %peer.ip(), "intake connection over the cap: answered 503");
     let _ = stream.try_write(OVER_CAPACITY);
 }
@@ -226,12 +227,12 @@ async fn serve_connection(
                         return;
                     }
                     Phase::Fresh => {
-                        metrics.intake_request("header_timeout");
+                        metrics.intake_request(IntakeResult::HeaderTimeout);
                         tracing::info!(peer = %peer.ip(), "nothing received in time: intake connection closed");
                         return;
                     }
                     Phase::Header => {
-                        metrics.intake_request("header_timeout");
+                        metrics.intake_request(IntakeResult::HeaderTimeout);
                         tracing::info!(peer = %peer.ip(), "request header not received in time: answered 408");
                         // The next read answers 408 and fails the
                         // connection (see `Watched::poll_read`).

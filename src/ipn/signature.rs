@@ -179,6 +179,38 @@ impl VerifyError {
             VerifyError::Malformed(_) | VerifyError::Unsigned => None,
         }
     }
+
+    /// One error of every kind with every algorithm it can name: the
+    /// closed set of `(algorithm, reason)` a refusal is counted under
+    /// (`ipn_signatures_total`, exported at zero from the start). A
+    /// required algorithm is never MD5 (the settings refuse it).
+    pub fn every_kind() -> Vec<VerifyError> {
+        let mut all = vec![
+            VerifyError::Malformed(FormError::Empty),
+            VerifyError::Unsigned,
+            VerifyError::Md5NotAllowed,
+        ];
+        for algorithm in Algorithm::STRONGEST_FIRST {
+            if algorithm != Algorithm::Md5 {
+                all.push(VerifyError::RequiredAlgorithmMissing(algorithm));
+            }
+            all.push(VerifyError::BadSignatureFormat(algorithm));
+            all.push(VerifyError::Mismatch(algorithm));
+        }
+        // No wildcard: a new variant stops the build here until it is
+        // listed above.
+        for err in &all {
+            match err {
+                VerifyError::Malformed(_)
+                | VerifyError::Unsigned
+                | VerifyError::RequiredAlgorithmMissing(_)
+                | VerifyError::Md5NotAllowed
+                | VerifyError::BadSignatureFormat(_)
+                | VerifyError::Mismatch(_) => {}
+            }
+        }
+        all
+    }
 }
 
 fn hex_len(algorithm: Algorithm) -> usize {

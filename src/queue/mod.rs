@@ -26,9 +26,9 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 
 pub use message::{MessageMeta, headers};
-pub use publisher::Publisher;
+pub use publisher::{Publisher, QueueCounts};
 pub use seal::{SEALED_CONTENT_TYPE, SealError, Sealed, Sealer};
-pub use topology::{RetryDelays, Topology};
+pub use topology::{QueueRole, RetryDelays, Topology};
 
 use crate::secret::SecretUrl;
 

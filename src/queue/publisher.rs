@@ -28,6 +28,14 @@ pub struct Publisher {
     last_failure: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// What the broker says of a queue (on a passive declare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Messages ready for delivery (not those delivered and unacked).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
 struct Link {
     connection: Connection,
     channel: Channel,
@@ -124,6 +132,12 @@ impl Publisher {
     /// Messages ready in `queue` (a passive declare: the queue is not
     /// created). A missing queue closes the channel; the next use reopens it.
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, QueueError> {
+        self.queue_counts(queue).await.map(|counts| counts.messages)
+    }
+
+    /// Messages ready in `queue` and its consumers, like
+    /// [`Publisher::queue_depth`].
+    pub async fn queue_counts(&self, queue: &str) -> Result<QueueCounts, QueueError> {
         let channel = self.channel().await?;
         let declared = channel
             .queue_declare(
@@ -136,7 +150,10 @@ impl Publisher {
             )
             .await;
         match declared {
-            Ok(declared) => Ok(declared.message_count()),
+            Ok(declared) => Ok(QueueCounts {
+                messages: declared.message_count(),
+                consumers: declared.consumer_count(),
+            }),
             Err(err) => {
                 self.reset().await;
                 Err(err.into())

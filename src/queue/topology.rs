@@ -121,6 +121,30 @@ pub fn delay_label(delay: Duration) -> String {
     }
 }
 
+/// What a queue of the topology is for. Its [`QueueRole::label`] names it
+/// in the queue gauges: the same in every deployment whatever the base
+/// name, so one dashboard and one set of rules serve them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRole {
+    /// The queue workers consume.
+    Work,
+    /// The TTL queue of one retry delay.
+    Retry(Duration),
+    /// Where messages wait for a person.
+    Parking,
+}
+
+impl QueueRole {
+    /// `work`, `retry_<delay>` (`retry_5s`, `retry_200ms`) or `parking`.
+    pub fn label(self) -> String {
+        match self {
+            QueueRole::Work => "work".to_owned(),
+            QueueRole::Retry(delay) => format!("retry_{}", delay_label(delay)),
+            QueueRole::Parking => "parking".to_owned(),
+        }
+    }
+}
+
 /// The names of everything on the broker, derived from one base name, and
 /// the settings that shape it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +207,20 @@ impl Topology {
     /// The TTL queue holding messages for `delay` before they return.
     pub fn retry_queue(&self, delay: Duration) -> String {
         format!("{}.retry.{}", self.base, delay_label(delay))
+    }
+
+    /// Every queue with its role: the work queue, the retry queues in the
+    /// order of their delays, the parking queue.
+    pub fn queues(&self) -> Vec<(QueueRole, String)> {
+        let mut queues = vec![(QueueRole::Work, self.work_queue().to_owned())];
+        queues.extend(
+            self.retry_delays
+                .delays()
+                .iter()
+                .map(|&delay| (QueueRole::Retry(delay), self.retry_queue(delay))),
+        );
+        queues.push((QueueRole::Parking, self.parking_queue()));
+        queues
     }
 
     /// Declares everything; declaring what exists with the same arguments is
@@ -306,5 +344,27 @@ mod tests {
             "ipn.notifications.retry.2m"
         );
         assert!(Topology::new("has space", delays, 20).is_err());
+    }
+
+    #[test]
+    fn every_queue_has_a_role_whose_label_holds_no_base_name() {
+        let delays = RetryDelays::parse("200ms,5s,2m").unwrap();
+        let topology = Topology::new("ipn.notifications", delays, 20).unwrap();
+        let queues: Vec<(String, String)> = topology
+            .queues()
+            .into_iter()
+            .map(|(role, name)| (role.label(), name))
+            .collect();
+        let expected = [
+            ("work", "ipn.notifications"),
+            ("retry_200ms", "ipn.notifications.retry.200ms"),
+            ("retry_5s", "ipn.notifications.retry.5s"),
+            ("retry_2m", "ipn.notifications.retry.2m"),
+            ("parking", "ipn.notifications.parked"),
+        ];
+        assert_eq!(
+            queues,
+            expected.map(|(role, name)| (role.to_owned(), name.to_owned()))
+        );
     }
 }

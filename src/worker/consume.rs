@@ -21,7 +21,7 @@ use tracing::{Instrument, field};
 use super::Context;
 use super::disposition::{Verdict, disposition};
 use crate::domain::{BodyDigest, Outcome, pan};
-use crate::metrics::CommitLatency;
+use crate::metrics::{CommitLatency, SignatureStage};
 use crate::pipeline::{Refusal, Report};
 use crate::queue::{MessageMeta, QueueError, SealError, close_connection};
 use crate::store::{RejectedNotification, StoreError};
@@ -589,13 +589,12 @@ fn observe(context: &Context, report: &Report, meta: &MessageMeta) {
     );
 
     let metrics = &context.metrics;
-    metrics.outcome(report.outcome.as_str());
+    metrics.outcome(report.outcome);
     if let Some(verified) = &report.verified {
-        metrics.signature("worker", verified.algorithm.as_str(), "valid");
+        metrics.signature_valid(SignatureStage::Worker, verified.algorithm);
     } else if report.outcome == crate::domain::Outcome::InvalidSignature {
-        let algorithm = report.refused_algorithm.map_or("none", |a| a.as_str());
         let result = report.refusal.as_ref().map_or("invalid", |r| r.reason());
-        metrics.signature("worker", algorithm, result);
+        metrics.signature_refused(SignatureStage::Worker, report.refused_algorithm, result);
     }
     if report.pan_fields > 0 {
         metrics.pan_detections.inc();

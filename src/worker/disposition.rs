@@ -93,13 +93,45 @@ pub enum ParkReason {
 
 impl ParkReason {
     /// The label of the `ipn_parked_total` metric: a closed set.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ParkKind {
         match self {
-            ParkReason::InvalidSignature(_) => Outcome::InvalidSignature.as_str(),
-            ParkReason::Malformed(_) => Outcome::Malformed.as_str(),
-            ParkReason::OrderNotFound => Outcome::OrderNotFound.as_str(),
-            ParkReason::RetriesExhausted => "retries_exhausted",
+            ParkReason::InvalidSignature(_) => ParkKind::InvalidSignature,
+            ParkReason::Malformed(_) => ParkKind::Malformed,
+            ParkReason::OrderNotFound => ParkKind::OrderNotFound,
+            ParkReason::RetriesExhausted => ParkKind::RetriesExhausted,
         }
+    }
+}
+
+/// A [`ParkReason`] without its details: the `reason` label of
+/// `ipn_parked_total`, every one of which is exported from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray)]
+pub enum ParkKind {
+    InvalidSignature,
+    Malformed,
+    OrderNotFound,
+    RetriesExhausted,
+}
+
+impl ParkKind {
+    /// Every kind.
+    pub const ALL: &[ParkKind] = <ParkKind as strum::VariantArray>::VARIANTS;
+
+    /// The label, and the start of the `x-park-reason` header: the
+    /// outcome's name for a refusal or an unknown order.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParkKind::InvalidSignature => Outcome::InvalidSignature.as_str(),
+            ParkKind::Malformed => Outcome::Malformed.as_str(),
+            ParkKind::OrderNotFound => Outcome::OrderNotFound.as_str(),
+            ParkKind::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+impl fmt::Display for ParkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -112,7 +144,7 @@ impl fmt::Display for ParkReason {
             ParkReason::InvalidSignature(refusal) | ParkReason::Malformed(refusal) => {
                 write!(f, "{}:{refusal}", self.kind())
             }
-            ParkReason::OrderNotFound => f.write_str(self.kind()),
+            ParkReason::OrderNotFound => f.write_str(self.kind().as_str()),
             ParkReason::RetriesExhausted => write!(f, "{}:database_error", self.kind()),
         }
     }
@@ -397,7 +429,7 @@ mod tests {
             panic!("expected a park, got {parked:?}");
         };
         assert_eq!(reason, ParkReason::Malformed(refusal));
-        assert_eq!(reason.kind(), "malformed");
+        assert_eq!(reason.kind(), ParkKind::Malformed);
         assert_eq!(reason.to_string(), "malformed:missing_field:REFNOEXT");
         assert_eq!(review, None);
 
@@ -558,5 +590,28 @@ mod tests {
             ),
             Disposition::Discard { review: Some(_) }
         ));
+    }
+
+    #[test]
+    fn park_kinds_are_the_labels_and_header_prefixes() {
+        let labels: Vec<&str> = ParkKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "invalid_signature",
+                "malformed",
+                "order_not_found",
+                "retries_exhausted"
+            ]
+        );
+        let refusal = Refusal::new("mismatch");
+        for reason in [
+            ParkReason::InvalidSignature(refusal.clone()),
+            ParkReason::Malformed(refusal),
+            ParkReason::OrderNotFound,
+            ParkReason::RetriesExhausted,
+        ] {
+            assert!(reason.to_string().starts_with(reason.kind().as_str()));
+        }
     }
 }

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::{AmqpSettings, Publisher, Sealer, close_connection};
 pub use consume::SessionEnd;
-pub use disposition::{Disposition, DispositionPolicy, ParkReason, Verdict, disposition};
+pub use disposition::{Disposition, DispositionPolicy, ParkKind, ParkReason, Verdict, disposition};
 
 /// How the worker consumes (built from the settings, which hold the
 /// defaults).

@@ -41,7 +41,7 @@ pub(crate) async fn settle(
                 .publish("", &queue, &delivery.data, meta.to_properties(digest))
                 .await;
             if published.is_ok() {
-                context.metrics.retry(&delay_label(*delay));
+                context.metrics.retry(*delay);
                 tracing::info!(
                     retry_in = %delay_label(*delay),
                     orphan_attempt = meta.orphan_attempt,

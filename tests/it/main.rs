@@ -24,6 +24,7 @@ mod intake_transport;
 mod ipn_properties;
 mod ipn_vectors;
 mod journal;
+mod metrics_exported;
 mod network_faults;
 mod operators;
 mod outages;

@@ -122,7 +122,10 @@ async fn a_long_outage_parks_messages_that_an_operator_requeues() {
     // counts it: wait for both.
     let parked = wait_until(Duration::from_secs(30), || async {
         queue.ready(&queue.topology().parking_queue()).await == 1
-            && worker.metrics.encode().contains("ipn_parked_total{")
+            && worker
+                .metrics
+                .encode()
+                .contains("ipn_parked_total{reason=\"retries_exhausted\"} 1")
     })
     .await;
     assert!(

@@ -10,7 +10,7 @@ use ipn_reconciler::health::Health;
 use ipn_reconciler::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, SecretKey, SignaturePolicy, sign,
 };
-use ipn_reconciler::metrics::Metrics;
+use ipn_reconciler::metrics::{Metrics, Role};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig};
 use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Topology};
 use ipn_reconciler::secret::SecretUrl;
@@ -392,7 +392,9 @@ impl RunningWorker {
         .worker()
         .expect("worker settings");
         tweak(&mut settings);
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(Role::Serve {
+            retry_delays: settings.amqp.topology.retry_delays().clone(),
+        });
         let health = Health::new(&metrics);
         let worker = Worker::new(
             Pipeline::new(config, store),
