@@ -65,6 +65,8 @@ pub const TAG_LEN: usize = 16;
 
 /// Bytes of a derived key.
 const KEY_LEN: usize = 32;
+// HKDF-SHA256 expands at most 255 * 32 bytes: `derive` relies on it.
+const _: () = assert!(KEY_LEN <= 255 * 32);
 
 /// How a message's body travels, read from its content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,9 +257,13 @@ impl Sealer {
 /// `HKDF-SHA256(salt, ikm = secret, info = key id)`, 32 bytes.
 fn derive(secret: &[u8], id: &KeyId) -> SecretSlice<u8> {
     let mut okm = vec![0u8; KEY_LEN];
-    // 32 bytes is far below HKDF-SHA256's limit of 255 * 32, so `expand`
-    // cannot fail; were it to, the all-zero key would only fail to open.
-    let _ = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret).expand(id.as_str().as_bytes(), &mut okm);
+    // `expand` fails only when asked for more than 255 * 32 bytes, and
+    // KEY_LEN is a constant 32: a failure here is a broken build, never
+    // input. It must not be ignored either way: the same derivation seals,
+    // and an ignored failure would seal with an all-zero key.
+    Hkdf::<Sha256>::new(Some(HKDF_SALT), secret)
+        .expand(id.as_str().as_bytes(), &mut okm)
+        .expect("HKDF-SHA256 expands 32 bytes (at most 255 * 32 are refused)");
     SecretSlice::from(okm)
 }
 
