@@ -11,20 +11,37 @@
 //! | `Content-Type: application/x-www-form-urlencoded` | 415 (`unsupported_media_type`) |
 //! | `Content-Length`, then the body read, within the size limit | 413 (`too_large`) |
 //! | body received within `intake-body-timeout` | 408 (`body_timeout`) |
-//! | body parses as a form with `IPN_DATE` | 400 (`malformed`) |
+//! | body parses as a form; a notification form: every field `NAME=VALUE`, an `IPN_DATE` | 400 (`malformed`) |
 //! | signature valid (when verifying at the edge, the default) | 403 (`invalid_signature`) |
+//! | verified body has `IPN_PID[]`, `IPN_PNAME[]` (the receipt covers them) | 400 (`missing_field`) |
+//! | verified body has every `expected-fields` entry | 400 (`missing_expected_field`) |
+//! | verified body has the fields the worker requires, well formed | 400 (`missing_field`, `invalid_field`) |
 //! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
 //! | | 200 with the receipt (`queued`) |
 //!
 //! The first two are decided from the header alone: the body of a caller
 //! that is refused is never read (nor a `100 Continue` sent), and the
 //! connection is closed after the answer. Every refusal is counted and
-//! logged, with its reason and never a field value. Connections have their
-//! own limits and timeouts ([`server`]).
+//! logged, with a one-line reason that names a field at most, never a
+//! value; the answer's body is that reason. Connections have their own
+//! limits and timeouts ([`server`]).
 //!
-//! The worker verifies again: the intake's check only keeps forged floods
-//! out of the queue. This listener is meant for the internet; the
-//! operations endpoint (metrics, health) lives on another one.
+//! A verified body is refused (400, no receipt) when the worker would park
+//! it as malformed, for good: the intake runs the worker's own judgement
+//! ([`judge_verified`]) rather than rules of its own. The processor then
+//! retries and shows the error in its control panel, where the merchant
+//! can fix the IPN settings; a notification acknowledged and then parked
+//! would only be seen in our parking queue. A body with a card number is
+//! the exception: the worker records it and keeps no copy, and a refusal
+//! would have the processor send the number again for two days, so it is
+//! answered and queued as any other ([`parked_as_malformed`]).
+//!
+//! The worker verifies and judges again: the intake's checks only keep
+//! forged floods and hopeless bodies out of the queue. With
+//! `edge-verify = false` nothing is verified here, so none of the checks
+//! of a verified body apply (the form check does). This listener is meant
+//! for the internet; the operations endpoint (metrics, health) lives on
+//! another one.
 
 pub mod server;
 pub mod source;
@@ -42,12 +59,13 @@ use axum::routing::post;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::domain::BodyDigest;
+use crate::domain::{BodyDigest, PseudonymKey, TokenizeError};
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
-    read_receipt, verify,
+    check_notification_form, missing_receipt_field, read_receipt, verify,
 };
 use crate::metrics::Metrics;
+use crate::pipeline::{Unusable, judge_verified, parked_as_malformed};
 use crate::queue::{MessageMeta, Publisher, Sealer};
 pub use server::ConnectionLimits;
 pub use source::{SourcePolicy, parse_allow_list};
@@ -135,6 +153,12 @@ pub struct Intake {
     pub settings: IntakeSettings,
     pub keys: KeyRing,
     pub signatures: SignaturePolicy,
+    /// The worker's `expected-fields` and pseudonym key
+    /// ([`PipelineConfig`](crate::pipeline::PipelineConfig)): a body
+    /// verified here is judged as the worker will judge it
+    /// ([`judge_verified`]), to refuse at the door what it would park.
+    pub expected_fields: Vec<String>,
+    pub pseudonym_key: Option<PseudonymKey>,
     pub publisher: Arc<Publisher>,
     pub metrics: Metrics,
 }
@@ -233,6 +257,61 @@ async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<B
     }
 }
 
+/// The answer to a verified body the intake must not acknowledge, if it
+/// is one: 400 without a receipt, so that the processor retries (for up
+/// to two days) and shows the error in its control panel, where the
+/// merchant can fix the IPN settings and resend.
+///
+/// - It lacks a field the read receipt covers ([`missing_receipt_field`]):
+///   a receipt over an empty value would not match the processor's, so it
+///   would retry anyway, with no error to show.
+/// - The worker would park it as malformed, for good: the worker's own
+///   judgement ([`judge_verified`]: expected fields, then tokenization),
+///   unless the body carries a card number ([`parked_as_malformed`]): the
+///   worker records such a body and keeps no copy, and refusing it would
+///   have the number sent again and again.
+///
+/// Answers name the field, never a value.
+fn refuse_at_the_door(
+    intake: &Intake,
+    body: &[u8],
+    form: &FormBody,
+    verified: &crate::ipn::Verified,
+) -> Option<Response> {
+    let metrics = &intake.metrics;
+    if let Some(field) = missing_receipt_field(form) {
+        return Some(refuse(
+            metrics,
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("missing field {field} (the read receipt covers it)"),
+        ));
+    }
+    let unusable = judge_verified(
+        body,
+        form,
+        verified,
+        &intake.expected_fields,
+        intake.pseudonym_key.as_ref(),
+    )
+    .err()?;
+    if !parked_as_malformed(&unusable, body) {
+        return None;
+    }
+    let (result, reason) = match &unusable {
+        Unusable::MissingExpectedField(_) => ("missing_expected_field", unusable.to_string()),
+        Unusable::Tokenize(TokenizeError::MissingField(field)) => {
+            ("missing_field", format!("missing field {field}"))
+        }
+        Unusable::Tokenize(TokenizeError::InvalidField { field, reason }) => {
+            ("invalid_field", format!("invalid field {field}: {reason}"))
+        }
+        // Never parked (`parked_as_malformed` above): answered and queued.
+        Unusable::Tokenize(TokenizeError::PanInAllowListedField { .. }) => return None,
+    };
+    Some(refuse(metrics, StatusCode::BAD_REQUEST, result, reason))
+}
+
 async fn receive(
     State(intake): State<Arc<Intake>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -285,6 +364,16 @@ async fn receive(
             );
         }
     };
+    // Before the signature: `hello world` is a stray text, not a forged
+    // notification, and saying so helps whoever sent it.
+    if let Err(err) = check_notification_form(&body, &form) {
+        return refuse(
+            metrics,
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("malformed: not a notification form: {err}"),
+        );
+    }
     // The receipt is signed with the key that verified the notification:
     // during a rotation the processor may still sign with the older key,
     // and a receipt made with another key would not verify on its side,
@@ -299,6 +388,9 @@ async fn receive(
                     .keys
                     .get(&verified.key_id)
                     .unwrap_or_else(|| intake.keys.current());
+                if let Some(refused) = refuse_at_the_door(&intake, &body, &form, &verified) {
+                    return refused;
+                }
                 (verified.algorithm, key)
             }
             Err(err) => {
