@@ -7,6 +7,7 @@
 //!
 //! | check | failure (`ipn_intake_requests_total{result}`) |
 //! | --- | --- |
+//! | path is the configured one, with or without a trailing `/` | 404 naming the path (`not_found`) |
 //! | caller in the allow-list (if any) | 403, no receipt (`source_refused`) |
 //! | `Content-Type: application/x-www-form-urlencoded` | 415 (`unsupported_media_type`) |
 //! | `Content-Length`, then the body read, within the size limit | 413 (`too_large`) |
@@ -19,12 +20,12 @@
 //! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
 //! | | 200 with the receipt (`queued`) |
 //!
-//! The first two are decided from the header alone: the body of a caller
+//! The first three are decided from the header alone: the body of a caller
 //! that is refused is never read (nor a `100 Continue` sent), and the
 //! connection is closed after the answer. Every refusal is counted and
-//! logged, with a one-line reason that names a field at most, never a
-//! value; the answer's body is that reason. Connections have their own
-//! limits and timeouts ([`server`]).
+//! logged (a 404 at debug level only), with a one-line reason that names
+//! a field at most, never a value; the answer's body is that reason.
+//! Connections have their own limits and timeouts ([`server`]).
 //!
 //! A verified body is refused (400, no receipt) when the worker would park
 //! it as malformed, for good: the intake runs the worker's own judgement
@@ -53,13 +54,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::domain::{BodyDigest, PseudonymKey, TokenizeError};
+use crate::ipn::form::name_must_be_masked;
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
     check_notification_form, missing_receipt_field, read_receipt, verify,
@@ -173,18 +175,81 @@ impl std::fmt::Debug for Intake {
 
 /// The intake's routes: `POST` answers notifications; `GET` answers 200
 /// because the processor probes a URL with a GET when it is saved (docs/protocol.md §1).
+/// The configured path answers with and without a trailing slash (`/ipn`
+/// and `/ipn/`): a merchant types the URL into the processor's control
+/// panel, and a 404 there only says "failed". Any other path is a 404
+/// that names the path and the right one.
 ///
 /// The handler reads the body itself, after the checks that need only the
 /// header, within the size limit and the body timeout.
 pub fn router(intake: Arc<Intake>) -> Router {
     let path = intake.settings.path.clone();
-    Router::new()
-        .route(&path, post(receive).get(probe))
-        .with_state(intake)
+    let mut router = Router::new().route(&path, post(receive).get(probe));
+    if let Some(other) = other_spelling(&path) {
+        router = router.route(&other, post(receive).get(probe));
+    }
+    router.fallback(not_found).with_state(intake)
+}
+
+/// The configured path with a trailing slash added or removed; none for
+/// `/`.
+fn other_spelling(path: &str) -> Option<String> {
+    match path.strip_suffix('/') {
+        Some("") => None,
+        Some(without) => Some(without.to_owned()),
+        None => Some(format!("{path}/")),
+    }
 }
 
 async fn probe() -> &'static str {
     "ipn-reconciler intake: POST notifications here\n"
+}
+
+/// Any path but the intake's: 404, saying which path was asked for and
+/// where notifications go. Logged at debug only: scanners ask for paths
+/// all day long. The body, if any, is not read.
+async fn not_found(State(intake): State<Arc<Intake>>, uri: Uri) -> Response {
+    let metrics = &intake.metrics;
+    metrics.intake_request("not_found");
+    let reason = format!(
+        "no such path {}: notifications go to POST {}",
+        printable_path(uri.path()),
+        intake.settings.path
+    );
+    tracing::debug!(%reason, "intake request for an unknown path");
+    let mut response = (StatusCode::NOT_FOUND, format!("{reason}\n")).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Longest path shown in a 404.
+const MAX_SHOWN_PATH_CHARS: usize = 64;
+
+/// A request path as it may be echoed and logged: paths come from anyone,
+/// so one with 13 or more digits (a card number pasted into a URL) is not
+/// shown at all, any character but `[A-Za-z0-9/._~%-]` becomes `?`, and
+/// the path is cut to 64 characters.
+fn printable_path(path: &str) -> String {
+    if name_must_be_masked(path) {
+        return "<path with 13+ digits>".to_owned();
+    }
+    let mut shown: String = path
+        .chars()
+        .take(MAX_SHOWN_PATH_CHARS)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '~' | '%' | '-') {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if path.chars().count() > MAX_SHOWN_PATH_CHARS {
+        shown.push_str("...");
+    }
+    shown
 }
 
 /// A refusal: status and a short reason (never a field value).
@@ -506,4 +571,34 @@ pub async fn serve(
     let limits = intake.settings.connections;
     let metrics = intake.metrics.clone();
     server::serve(listener, router(intake), limits, metrics, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_has_one_other_spelling_with_or_without_its_trailing_slash() {
+        assert_eq!(other_spelling("/ipn").as_deref(), Some("/ipn/"));
+        assert_eq!(other_spelling("/ipn/").as_deref(), Some("/ipn"));
+        assert_eq!(other_spelling("/hooks/ipn").as_deref(), Some("/hooks/ipn/"));
+        assert_eq!(other_spelling("/"), None);
+    }
+
+    #[test]
+    fn paths_in_answers_are_printable_short_and_never_hold_a_card_number() {
+        assert_eq!(printable_path("/nope"), "/nope");
+        assert_eq!(printable_path("/a%20b/~c.d_e-f"), "/a%20b/~c.d_e-f");
+        assert_eq!(printable_path("/<script>"), "/?script?");
+        assert_eq!(
+            printable_path("/ipn/4111111111111111"),
+            "<path with 13+ digits>"
+        );
+        assert_eq!(
+            printable_path("/4111-1111/1111-1111"),
+            "<path with 13+ digits>"
+        );
+        let long = format!("/{}", "a".repeat(200));
+        assert_eq!(printable_path(&long), format!("/{}...", "a".repeat(63)));
+    }
 }

@@ -511,3 +511,37 @@ async fn a_body_with_a_card_number_is_answered_even_when_the_worker_will_refuse_
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 2);
     assert_eq!(intake_count(&intake.metrics, "missing_field"), 0);
 }
+
+/// The intake's path answers with or without a trailing slash; any other
+/// path is a 404 that says which path was asked for and where to post.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_path_answers_with_a_trailing_slash_and_other_paths_say_where_to_go() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let intake = start(queue.daemon_settings(), test_ring()).await;
+    let slashed = format!("{}/", intake.url);
+    let body = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
+    let (status, receipt) = post(&slashed, body.clone()).await;
+    assert_eq!(status, 200, "{receipt}");
+    ipn_reconciler::simulate::deliver::check_receipt(&body, &test_key(), &receipt)
+        .expect("a valid receipt");
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
+    let probe = reqwest::get(&slashed).await.expect("GET");
+    assert_eq!(probe.status().as_u16(), 200);
+
+    let base = intake.url.strip_suffix("/ipn").expect("ends in /ipn");
+    for (path, shown) in [
+        ("/nope", "/nope"),
+        ("/ipn//", "/ipn//"),
+        ("/ipn/4111111111111111", "<path with 13+ digits>"),
+    ] {
+        let (status, text) = post(&format!("{base}{path}"), body.clone()).await;
+        assert_eq!(status, 404, "{path}: {text}");
+        assert_eq!(
+            text,
+            format!("no such path {shown}: notifications go to POST /ipn\n")
+        );
+    }
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
+    assert_eq!(intake_count(&intake.metrics, "not_found"), 3);
+}
