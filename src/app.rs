@@ -340,6 +340,8 @@ fn start_intake(
         settings,
         keys: pipeline.keys.clone(),
         signatures: pipeline.signatures,
+        expected_fields: pipeline.expected_fields.clone(),
+        pseudonym_key: pipeline.pseudonym_key.clone(),
         publisher,
         metrics: metrics.clone(),
     });

@@ -254,7 +254,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ipn");
         registry.register(
             "intake_requests",
-            "POSTs to the intake, by result (queued = answered with a receipt)",
+            "Requests to the intake but its GET probe, by result (queued = answered with a receipt; not_found = another path)",
             intake_requests.clone(),
         );
         registry.register(

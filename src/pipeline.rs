@@ -12,9 +12,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::domain::{
     BodyDigest, OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy, ReviewKind,
-    TokenizeError, tokenize,
+    TokenizeError, pan, tokenize,
 };
-use crate::ipn::{FormLimits, KeyRing, SignaturePolicy, Verified, VerifyError, parse_and_verify};
+use crate::ipn::form::printable_name;
+use crate::ipn::{
+    FormBody, FormLimits, KeyRing, SignaturePolicy, Verified, VerifyError, parse_and_verify,
+};
 use crate::store::{BatchItem, RejectedNotification, Store, StoreError};
 
 /// Everything needed to judge a notification.
@@ -145,6 +148,88 @@ impl Report {
     }
 }
 
+/// The first of `expected` that `form` lacks under its own name, as a
+/// scalar or as an array (`NAME[]`): see
+/// [`PipelineConfig::expected_fields`].
+pub fn missing_expected_field<'a>(form: &FormBody, expected: &'a [String]) -> Option<&'a str> {
+    expected
+        .iter()
+        .find(|name| form.get(name).is_none() && form.get(&format!("{name}[]")).is_none())
+        .map(String::as_str)
+}
+
+/// Why a verified notification cannot be applied. Nothing here depends on
+/// the time or on the database: the same body is refused for the same
+/// reason however often it comes.
+///
+/// Messages name the field, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// One of the `expected-fields` is not there under its own name.
+    #[error("missing expected field {}", printable_name(.0))]
+    MissingExpectedField(String),
+    /// Tokenization refused it: a required field missing or invalid, or a
+    /// card number in a field it would store.
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+}
+
+impl Unusable {
+    /// The refusal recorded for it: `missing_expected_field:NAME`, or the
+    /// tokenizer's reason and field.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Unusable::MissingExpectedField(name) => {
+                Refusal::with_field("missing_expected_field", name.clone())
+            }
+            Unusable::Tokenize(err) => Refusal::with_field(err.reason(), err.field()),
+        }
+    }
+
+    /// The fields in which a card number was found (names only): the one
+    /// of a [`TokenizeError::PanInAllowListedField`], else none.
+    pub fn pan_fields(&self) -> Vec<String> {
+        match self {
+            Unusable::Tokenize(TokenizeError::PanInAllowListedField { field }) => {
+                vec![(*field).to_owned()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Judges a verified body without I/O: the expected fields, then
+/// tokenization.
+///
+/// [`Pipeline::judge`] calls it for the worker and `process`, and the
+/// intake for the bodies it verifies, so that the intake refuses a body at
+/// the door for no rule but the worker's.
+pub fn judge_verified(
+    raw_body: &[u8],
+    form: &FormBody,
+    verified: &Verified,
+    expected_fields: &[String],
+    pseudonym_key: Option<&PseudonymKey>,
+) -> Result<PaymentEvent, Unusable> {
+    if let Some(missing) = missing_expected_field(form, expected_fields) {
+        return Err(Unusable::MissingExpectedField(missing.to_owned()));
+    }
+    Ok(tokenize(raw_body, form, verified, pseudonym_key)?)
+}
+
+/// Whether the worker parks a verified body it judged `unusable` as
+/// malformed, where it stays until a person looks, rather than recording
+/// it and keeping no copy because it carries a card number: in a field it
+/// would store, or anywhere (the worker's own scan of a malformed body,
+/// [`pan::lenient_pan_fields`], `worker/consume.rs` `scan_refused`).
+///
+/// The intake refuses the first kind at the door (400, no receipt: the
+/// processor retries and shows the error) and must not refuse the second:
+/// the processor would send the card number again for two days.
+pub fn parked_as_malformed(unusable: &Unusable, raw_body: &[u8]) -> bool {
+    unusable.pan_fields().is_empty() && pan::lenient_pan_fields(raw_body) == 0
+}
+
 /// What [`Pipeline::judge`] concluded, before anything is recorded.
 #[derive(Debug)]
 pub enum Judgement {
@@ -217,31 +302,19 @@ impl Pipeline {
                 return Judgement::Refused(Box::new(refused));
             }
         };
-        if let Some(missing) = self
-            .config
-            .expected_fields
-            .iter()
-            .find(|name| form.get(name).is_none() && form.get(&format!("{name}[]")).is_none())
-        {
-            let mut refused = refused(
-                Outcome::Malformed,
-                Refusal::with_field("missing_expected_field", missing.clone()),
-                Vec::new(),
-            );
-            refused.verified = Some(verified);
-            return Judgement::Refused(Box::new(refused));
-        }
-        match tokenize(body, &form, &verified, self.config.pseudonym_key.as_ref()) {
+        match judge_verified(
+            body,
+            &form,
+            &verified,
+            &self.config.expected_fields,
+            self.config.pseudonym_key.as_ref(),
+        ) {
             Ok(event) => Judgement::Event(Box::new((event, verified))),
-            Err(err) => {
-                let pan_fields = match &err {
-                    TokenizeError::PanInAllowListedField { field } => vec![field.to_string()],
-                    _ => Vec::new(),
-                };
+            Err(unusable) => {
                 let mut refused = refused(
                     Outcome::Malformed,
-                    Refusal::with_field(err.reason(), err.field()),
-                    pan_fields,
+                    unusable.refusal(),
+                    unusable.pan_fields(),
                 );
                 refused.verified = Some(verified);
                 Judgement::Refused(Box::new(refused))
@@ -383,5 +456,128 @@ fn form_refusal(err: &crate::ipn::FormError) -> Refusal {
         FormError::NameNotUtf8 { .. } => Refusal::new("name_not_utf8"),
         FormError::ValueNotUtf8 { name, .. } => Refusal::with_field("value_not_utf8", name.clone()),
         FormError::RepeatedScalar { name } => Refusal::with_field("repeated_field", name.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipn::{Algorithm, KeyId};
+
+    /// Fields set (`Some`) or removed (`None`) from [`BASE`].
+    type Changes<'a> = &'a [(&'a str, Option<&'a str>)];
+
+    const BASE: &[(&str, &str)] = &[
+        ("REFNO", "1000037"),
+        ("REFNOEXT", "ORD-1"),
+        ("ORDERSTATUS", "COMPLETE"),
+        ("COMMENTS", "leave at the door"),
+        ("CURRENCY", "EUR"),
+        ("IPN_TOTALGENERAL", "10.00"),
+        ("TEST_ORDER", "0"),
+        ("IPN_PRODUCT_OPTIONS[]", "gift wrap"),
+        ("IPN_DATE", "20261102100000"),
+    ];
+
+    /// BASE with the fields of `changes` set (`Some`) or removed (`None`),
+    /// encoded as on the wire.
+    fn body(changes: Changes<'_>) -> Vec<u8> {
+        let mut form = FormBody::default();
+        for (name, value) in BASE {
+            match changes.iter().find(|(n, _)| n == name) {
+                Some((_, Some(v))) => form.push(*name, *v),
+                Some((_, None)) => {}
+                None => form.push(*name, *value),
+            }
+        }
+        form.encode().into_bytes()
+    }
+
+    fn judge(raw: &[u8], expected: &[&str]) -> Result<PaymentEvent, Unusable> {
+        let form = FormBody::parse(raw, &FormLimits::default()).unwrap();
+        let verified = Verified {
+            key_id: KeyId::parse("default").unwrap(),
+            algorithm: Algorithm::Sha3_256,
+        };
+        let expected: Vec<String> = expected.iter().map(|n| (*n).to_owned()).collect();
+        judge_verified(raw, &form, &verified, &expected, None)
+    }
+
+    #[test]
+    fn expected_fields_count_as_scalars_or_arrays_under_their_own_names() {
+        let form = FormBody::parse(&body(&[]), &FormLimits::default()).unwrap();
+        let expected = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            missing_expected_field(&form, &expected(&["TEST_ORDER", "IPN_PRODUCT_OPTIONS"])),
+            None
+        );
+        assert_eq!(
+            missing_expected_field(&form, &expected(&["TEST_ORDER", "FRAUD_STATUS"])),
+            Some("FRAUD_STATUS")
+        );
+        assert_eq!(missing_expected_field(&form, &[]), None);
+    }
+
+    #[test]
+    fn a_verified_body_is_judged_as_the_worker_judges_it() {
+        assert!(judge(&body(&[]), &["TEST_ORDER"]).is_ok());
+        let cases: &[(Changes<'_>, &[&str], &str)] = &[
+            (&[("REFNO", None)], &[], "missing_field:REFNO"),
+            (&[("IPN_DATE", Some(""))], &[], "missing_field:IPN_DATE"),
+            (
+                &[("IPN_TOTALGENERAL", Some("ten"))],
+                &[],
+                "invalid_field:IPN_TOTALGENERAL",
+            ),
+            (
+                &[("TEST_ORDER", None)],
+                &["TEST_ORDER"],
+                "missing_expected_field:TEST_ORDER",
+            ),
+            (
+                &[("REFNOEXT", Some("4111111111111111"))],
+                &[],
+                "pan_in_stored_field:REFNOEXT",
+            ),
+        ];
+        for (changes, expected, refusal) in cases {
+            let unusable = judge(&body(changes), expected).unwrap_err();
+            assert_eq!(unusable.refusal().to_string(), *refusal);
+        }
+        // The expected fields are checked first, as the worker does.
+        let unusable = judge(
+            &body(&[("REFNO", None), ("TEST_ORDER", None)]),
+            &["TEST_ORDER"],
+        );
+        assert_eq!(
+            unusable.unwrap_err(),
+            Unusable::MissingExpectedField("TEST_ORDER".into())
+        );
+        assert_eq!(
+            Unusable::MissingExpectedField("TEST_ORDER".into()).to_string(),
+            "missing expected field TEST_ORDER"
+        );
+    }
+
+    #[test]
+    fn only_a_body_without_a_card_number_is_parked_as_malformed() {
+        let parked = |changes: Changes<'_>| {
+            let raw = body(changes);
+            parked_as_malformed(&judge(&raw, &[]).unwrap_err(), &raw)
+        };
+        assert!(parked(&[("REFNO", None)]));
+        assert!(parked(&[("CURRENCY", Some("EURO"))]));
+        // A card number in a field the worker would store: recorded with
+        // a `pan_detected` review item, no copy kept.
+        let stored = body(&[("REFNOEXT", Some("4111 1111 1111 1111"))]);
+        let unusable = judge(&stored, &[]).unwrap_err();
+        assert_eq!(unusable.pan_fields(), ["REFNOEXT"]);
+        assert!(!parked_as_malformed(&unusable, &stored));
+        // A card number elsewhere in a body refused for another reason:
+        // the worker's own scan finds it and keeps no copy either.
+        assert!(!parked(&[
+            ("REFNO", None),
+            ("COMMENTS", Some("card 4111-1111-1111-1111")),
+        ]));
     }
 }

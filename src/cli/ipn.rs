@@ -10,7 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use super::{CliResult, EXIT_INVALID, EXIT_USAGE, KeyArgs, read_body};
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SignaturePolicy, VerifyError,
-    read_receipt, sign, verify,
+    check_notification_form, read_receipt, sign, verify,
 };
 use crate::settings::RequiredAlgorithm;
 
@@ -297,30 +297,13 @@ impl Verdict {
     }
 }
 
-/// Whether `ipn sign` may sign a body: a notification form, every field
-/// `NAME=VALUE`, with the `IPN_DATE` the processor sends in every
-/// notification. Anything else is almost always the wrong file or a
-/// forgotten `-`: `hello` would otherwise be signed as the field `hello=`
-/// and come out as a "valid" notification nobody meant to write.
+/// Whether `ipn sign` may sign a body: a notification form
+/// ([`check_notification_form`], the intake's rule too). Anything else is
+/// almost always the wrong file or a forgotten `-`: `hello` would otherwise
+/// be signed as the field `hello=` and come out as a "valid" notification
+/// nobody meant to write.
 fn check_signable(body: &[u8], form: &FormBody) -> Result<(), String> {
-    let fields = body.split(|b| *b == b'&').filter(|f| !f.is_empty());
-    for (i, field) in fields.enumerate() {
-        if !field.contains(&b'=') {
-            return Err(format!(
-                "not a notification body: field #{} has no `=` (a body is \
-                 NAME=VALUE&NAME=VALUE..., as the processor posts it)",
-                i + 1
-            ));
-        }
-    }
-    if form.get("IPN_DATE").is_none() {
-        return Err(
-            "not a notification body: no IPN_DATE field (the processor sends one \
-             in every notification, and its receipt is built from it)"
-                .to_owned(),
-        );
-    }
-    Ok(())
+    check_notification_form(body, form).map_err(|err| format!("not a notification body: {err}"))
 }
 
 /// The receipt that answers a notification signed with `signed_with`,

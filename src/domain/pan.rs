@@ -298,6 +298,58 @@ pub(crate) fn luhn_valid(digits: &[u8]) -> bool {
     sum % 10 == 0
 }
 
+/// The number of `name=value` pairs of a form-encoded body whose decoded
+/// value holds a card number, skipping the fields the PAN guard skips
+/// (signatures, `IPN_DATE`). Lenient where `FormBody::parse` is strict
+/// (size, repeated fields, invalid UTF-8), because the worker runs it on
+/// bodies that parse refused; it also scans names, which a sender chooses.
+/// The worker keeps no copy of a malformed body this finds a card number
+/// in, and the intake, which must not refuse such a body (the processor
+/// would send the number again for two days), asks the same question
+/// ([`crate::pipeline::parked_as_malformed`]). Values are neither returned
+/// nor kept.
+pub fn lenient_pan_fields(body: &[u8]) -> usize {
+    body.split(|&b| b == b'&')
+        .filter(|pair| {
+            let mut parts = pair.splitn(2, |&b| b == b'=');
+            let name = form_decode(parts.next().unwrap_or_default());
+            let value = form_decode(parts.next().unwrap_or_default());
+            !is_skipped_field(&name) && (contains_pan(&value) || contains_pan(&name))
+        })
+        .count()
+}
+
+/// `application/x-www-form-urlencoded` decoding that never fails: `+` is a
+/// space, `%XX` a byte, anything else itself; invalid UTF-8 is replaced.
+fn form_decode(raw: &[u8]) -> zeroize::Zeroizing<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let escaped = (b == b'%')
+            .then(|| raw.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (b, escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, None) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    zeroize::Zeroize::zeroize(&mut out);
+    zeroize::Zeroizing::new(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,5 +644,27 @@ mod tests {
         fn never_panics(text in "\\PC{0,200}") {
             let _ = contains_pan(&text);
         }
+    }
+
+    #[test]
+    fn the_lenient_scan_finds_card_numbers_in_any_encoding_and_skips_dates() {
+        assert_eq!(lenient_pan_fields(b"A=1&NOTE=card+4111+1111+1111+1111"), 1);
+        assert_eq!(lenient_pan_fields(b"NOTE=4111%201111%201111%201111&X=2"), 1);
+        assert_eq!(
+            lenient_pan_fields(b"N1=4111111111111111&N2=5500-0000-0000-0004&N1=x"),
+            2
+        );
+        // A name that is itself a card number counts too.
+        assert_eq!(lenient_pan_fields(b"4111111111111111=x"), 1);
+        // IPN_DATE passes the Luhn check one time in ten; it is skipped as
+        // by the pipeline's guard.
+        assert!(contains_pan("20261102092040"), "a Luhn-valid date");
+        assert_eq!(
+            lenient_pan_fields(b"IPN_DATE=20261102092040&REFNO=12345678"),
+            0
+        );
+        // Broken escapes and invalid UTF-8 do not stop the scan.
+        assert_eq!(lenient_pan_fields(b"A=%ZZ%&B=\xff4111111111111111"), 1);
+        assert_eq!(lenient_pan_fields(b""), 0);
     }
 }

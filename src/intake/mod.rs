@@ -7,24 +7,42 @@
 //!
 //! | check | failure (`ipn_intake_requests_total{result}`) |
 //! | --- | --- |
+//! | path is the configured one, with or without a trailing `/` | 404 naming the path (`not_found`) |
 //! | caller in the allow-list (if any) | 403, no receipt (`source_refused`) |
 //! | `Content-Type: application/x-www-form-urlencoded` | 415 (`unsupported_media_type`) |
 //! | `Content-Length`, then the body read, within the size limit | 413 (`too_large`) |
 //! | body received within `intake-body-timeout` | 408 (`body_timeout`) |
-//! | body parses as a form with `IPN_DATE` | 400 (`malformed`) |
+//! | body parses as a form; a notification form: every field `NAME=VALUE`, an `IPN_DATE` | 400 (`malformed`) |
 //! | signature valid (when verifying at the edge, the default) | 403 (`invalid_signature`) |
+//! | verified body has `IPN_PID[]`, `IPN_PNAME[]` (the receipt covers them) | 400 (`missing_field`) |
+//! | verified body has every `expected-fields` entry | 400 (`missing_expected_field`) |
+//! | verified body has the fields the worker requires, well formed | 400 (`missing_field`, `invalid_field`) |
 //! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
 //! | | 200 with the receipt (`queued`) |
 //!
-//! The first two are decided from the header alone: the body of a caller
+//! The first three are decided from the header alone: the body of a caller
 //! that is refused is never read (nor a `100 Continue` sent), and the
 //! connection is closed after the answer. Every refusal is counted and
-//! logged, with its reason and never a field value. Connections have their
-//! own limits and timeouts ([`server`]).
+//! logged (a 404 at debug level only), with a one-line reason that names
+//! a field at most, never a value; the answer's body is that reason.
+//! Connections have their own limits and timeouts ([`server`]).
 //!
-//! The worker verifies again: the intake's check only keeps forged floods
-//! out of the queue. This listener is meant for the internet; the
-//! operations endpoint (metrics, health) lives on another one.
+//! A verified body is refused (400, no receipt) when the worker would park
+//! it as malformed, for good: the intake runs the worker's own judgement
+//! ([`judge_verified`]) rather than rules of its own. The processor then
+//! retries and shows the error in its control panel, where the merchant
+//! can fix the IPN settings; a notification acknowledged and then parked
+//! would only be seen in our parking queue. A body with a card number is
+//! the exception: the worker records it and keeps no copy, and a refusal
+//! would have the processor send the number again for two days, so it is
+//! answered and queued as any other ([`parked_as_malformed`]).
+//!
+//! The worker verifies and judges again: the intake's checks only keep
+//! forged floods and hopeless bodies out of the queue. With
+//! `edge-verify = false` nothing is verified here, so none of the checks
+//! of a verified body apply (the form check does). This listener is meant
+//! for the internet; the operations endpoint (metrics, health) lives on
+//! another one.
 
 pub mod result;
 pub mod server;
@@ -37,18 +55,20 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::domain::BodyDigest;
+use crate::domain::{BodyDigest, PseudonymKey, TokenizeError};
+use crate::ipn::form::name_must_be_masked;
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
-    read_receipt, verify,
+    check_notification_form, missing_receipt_field, read_receipt, verify,
 };
 use crate::metrics::{Metrics, SignatureStage};
+use crate::pipeline::{Unusable, judge_verified, parked_as_malformed};
 use crate::queue::{MessageMeta, Publisher, Sealer};
 pub use result::IntakeResult;
 pub use server::ConnectionLimits;
@@ -137,6 +157,12 @@ pub struct Intake {
     pub settings: IntakeSettings,
     pub keys: KeyRing,
     pub signatures: SignaturePolicy,
+    /// The worker's `expected-fields` and pseudonym key
+    /// ([`PipelineConfig`](crate::pipeline::PipelineConfig)): a body
+    /// verified here is judged as the worker will judge it
+    /// ([`judge_verified`]), to refuse at the door what it would park.
+    pub expected_fields: Vec<String>,
+    pub pseudonym_key: Option<PseudonymKey>,
     pub publisher: Arc<Publisher>,
     pub metrics: Metrics,
 }
@@ -151,18 +177,81 @@ impl std::fmt::Debug for Intake {
 
 /// The intake's routes: `POST` answers notifications; `GET` answers 200
 /// because the processor probes a URL with a GET when it is saved (docs/protocol.md §1).
+/// The configured path answers with and without a trailing slash (`/ipn`
+/// and `/ipn/`): a merchant types the URL into the processor's control
+/// panel, and a 404 there only says "failed". Any other path is a 404
+/// that names the path and the right one.
 ///
 /// The handler reads the body itself, after the checks that need only the
 /// header, within the size limit and the body timeout.
 pub fn router(intake: Arc<Intake>) -> Router {
     let path = intake.settings.path.clone();
-    Router::new()
-        .route(&path, post(receive).get(probe))
-        .with_state(intake)
+    let mut router = Router::new().route(&path, post(receive).get(probe));
+    if let Some(other) = other_spelling(&path) {
+        router = router.route(&other, post(receive).get(probe));
+    }
+    router.fallback(not_found).with_state(intake)
+}
+
+/// The configured path with a trailing slash added or removed; none for
+/// `/`.
+fn other_spelling(path: &str) -> Option<String> {
+    match path.strip_suffix('/') {
+        Some("") => None,
+        Some(without) => Some(without.to_owned()),
+        None => Some(format!("{path}/")),
+    }
 }
 
 async fn probe() -> &'static str {
     "ipn-reconciler intake: POST notifications here\n"
+}
+
+/// Any path but the intake's: 404, saying which path was asked for and
+/// where notifications go. Logged at debug only: scanners ask for paths
+/// all day long. The body, if any, is not read.
+async fn not_found(State(intake): State<Arc<Intake>>, uri: Uri) -> Response {
+    let metrics = &intake.metrics;
+    metrics.intake_request(IntakeResult::NotFound);
+    let reason = format!(
+        "no such path {}: notifications go to POST {}",
+        printable_path(uri.path()),
+        intake.settings.path
+    );
+    tracing::debug!(%reason, "intake request for an unknown path");
+    let mut response = (StatusCode::NOT_FOUND, format!("{reason}\n")).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Longest path shown in a 404.
+const MAX_SHOWN_PATH_CHARS: usize = 64;
+
+/// A request path as it may be echoed and logged: paths come from anyone,
+/// so one with 13 or more digits (a card number pasted into a URL) is not
+/// shown at all, any character but `[A-Za-z0-9/._~%-]` becomes `?`, and
+/// the path is cut to 64 characters.
+fn printable_path(path: &str) -> String {
+    if name_must_be_masked(path) {
+        return "<path with 13+ digits>".to_owned();
+    }
+    let mut shown: String = path
+        .chars()
+        .take(MAX_SHOWN_PATH_CHARS)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '~' | '%' | '-') {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if path.chars().count() > MAX_SHOWN_PATH_CHARS {
+        shown.push_str("...");
+    }
+    shown
 }
 
 /// A refusal: status and a short reason (never a field value).
@@ -235,6 +324,64 @@ async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<B
     }
 }
 
+/// The answer to a verified body the intake must not acknowledge, if it
+/// is one: 400 without a receipt, so that the processor retries (for up
+/// to two days) and shows the error in its control panel, where the
+/// merchant can fix the IPN settings and resend.
+///
+/// - It lacks a field the read receipt covers ([`missing_receipt_field`]):
+///   a receipt over an empty value would not match the processor's, so it
+///   would retry anyway, with no error to show.
+/// - The worker would park it as malformed, for good: the worker's own
+///   judgement ([`judge_verified`]: expected fields, then tokenization),
+///   unless the body carries a card number ([`parked_as_malformed`]): the
+///   worker records such a body and keeps no copy, and refusing it would
+///   have the number sent again and again.
+///
+/// Answers name the field, never a value.
+fn refuse_at_the_door(
+    intake: &Intake,
+    body: &[u8],
+    form: &FormBody,
+    verified: &crate::ipn::Verified,
+) -> Option<Response> {
+    let metrics = &intake.metrics;
+    if let Some(field) = missing_receipt_field(form) {
+        return Some(refuse(
+            metrics,
+            StatusCode::BAD_REQUEST,
+            IntakeResult::MissingField,
+            format!("missing field {field} (the read receipt covers it)"),
+        ));
+    }
+    let unusable = judge_verified(
+        body,
+        form,
+        verified,
+        &intake.expected_fields,
+        intake.pseudonym_key.as_ref(),
+    )
+    .err()?;
+    if !parked_as_malformed(&unusable, body) {
+        return None;
+    }
+    let (result, reason) = match &unusable {
+        Unusable::MissingExpectedField(_) => {
+            (IntakeResult::MissingExpectedField, unusable.to_string())
+        }
+        Unusable::Tokenize(TokenizeError::MissingField(field)) => {
+            (IntakeResult::MissingField, format!("missing field {field}"))
+        }
+        Unusable::Tokenize(TokenizeError::InvalidField { field, reason }) => (
+            IntakeResult::InvalidField,
+            format!("invalid field {field}: {reason}"),
+        ),
+        // Never parked (`parked_as_malformed` above): answered and queued.
+        Unusable::Tokenize(TokenizeError::PanInAllowListedField { .. }) => return None,
+    };
+    Some(refuse(metrics, StatusCode::BAD_REQUEST, result, reason))
+}
+
 async fn receive(
     State(intake): State<Arc<Intake>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -287,6 +434,16 @@ async fn receive(
             );
         }
     };
+    // Before the signature: `hello world` is a stray text, not a forged
+    // notification, and saying so helps whoever sent it.
+    if let Err(err) = check_notification_form(&body, &form) {
+        return refuse(
+            metrics,
+            StatusCode::BAD_REQUEST,
+            IntakeResult::Malformed,
+            format!("malformed: not a notification form: {err}"),
+        );
+    }
     // The receipt is signed with the key that verified the notification:
     // during a rotation the processor may still sign with the older key,
     // and a receipt made with another key would not verify on its side,
@@ -301,6 +458,9 @@ async fn receive(
                     .keys
                     .get(&verified.key_id)
                     .unwrap_or_else(|| intake.keys.current());
+                if let Some(refused) = refuse_at_the_door(&intake, &body, &form, &verified) {
+                    return refused;
+                }
                 (verified.algorithm, key)
             }
             Err(err) => {
@@ -415,4 +575,34 @@ pub async fn serve(
     let limits = intake.settings.connections;
     let metrics = intake.metrics.clone();
     server::serve(listener, router(intake), limits, metrics, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_has_one_other_spelling_with_or_without_its_trailing_slash() {
+        assert_eq!(other_spelling("/ipn").as_deref(), Some("/ipn/"));
+        assert_eq!(other_spelling("/ipn/").as_deref(), Some("/ipn"));
+        assert_eq!(other_spelling("/hooks/ipn").as_deref(), Some("/hooks/ipn/"));
+        assert_eq!(other_spelling("/"), None);
+    }
+
+    #[test]
+    fn paths_in_answers_are_printable_short_and_never_hold_a_card_number() {
+        assert_eq!(printable_path("/nope"), "/nope");
+        assert_eq!(printable_path("/a%20b/~c.d_e-f"), "/a%20b/~c.d_e-f");
+        assert_eq!(printable_path("/<script>"), "/?script?");
+        assert_eq!(
+            printable_path("/ipn/4111111111111111"),
+            "<path with 13+ digits>"
+        );
+        assert_eq!(
+            printable_path("/4111-1111/1111-1111"),
+            "<path with 13+ digits>"
+        );
+        let long = format!("/{}", "a".repeat(200));
+        assert_eq!(printable_path(&long), format!("/{}...", "a".repeat(63)));
+    }
 }

@@ -12,6 +12,8 @@
 pub enum IntakeResult {
     /// Durably queued and answered with the receipt (200).
     Queued,
+    /// Any path but the intake's (404).
+    NotFound,
     /// The caller is not in the allow-list (403).
     SourceRefused,
     /// Not `application/x-www-form-urlencoded` (415).
@@ -28,6 +30,8 @@ pub enum IntakeResult {
     MissingField,
     /// A field of `expected-fields` is missing (400).
     MissingExpectedField,
+    /// A field the worker requires cannot be read (400).
+    InvalidField,
     /// The signature did not verify at the edge (403).
     InvalidSignature,
     /// The body could not be sealed (503).
@@ -65,6 +69,7 @@ mod tests {
             labels,
             [
                 "queued",
+                "not_found",
                 "source_refused",
                 "unsupported_media_type",
                 "too_large",
@@ -73,6 +78,7 @@ mod tests {
                 "malformed",
                 "missing_field",
                 "missing_expected_field",
+                "invalid_field",
                 "invalid_signature",
                 "seal_failed",
                 "broker_unavailable",

@@ -60,6 +60,48 @@ pub enum FormError {
     RepeatedScalar { name: String },
 }
 
+/// Why a body that parses as a form is still not a notification form.
+///
+/// [`FormBody::parse`] reads bodies as PHP does, so `hello world` is a form
+/// with one field named `hello world`; the processor never sends such a
+/// thing. Messages name positions, never names or values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotANotification {
+    #[error(
+        "field #{position} has no `=` (a body is NAME=VALUE&NAME=VALUE..., as the processor posts it)"
+    )]
+    NoEquals { position: usize },
+    #[error(
+        "no IPN_DATE field (the processor sends one in every notification, and its receipt is built from it)"
+    )]
+    NoIpnDate,
+}
+
+/// Whether `raw`, which parsed as `form`, is a notification form: every
+/// field written `NAME=VALUE` (empty segments, such as a trailing `&`,
+/// aside) and an `IPN_DATE` field, which the processor sends in every
+/// notification and the read receipt echoes.
+///
+/// `ipn sign` refuses to sign anything else and the intake refuses it as
+/// malformed before checking any signature, so that a stray text is told
+/// apart from a forged notification.
+pub fn check_notification_form(raw: &[u8], form: &FormBody) -> Result<(), NotANotification> {
+    // Positions count the non-empty segments, as `FormBody::parse` does.
+    let without_equals = raw
+        .split(|b| *b == b'&')
+        .filter(|segment| !segment.is_empty())
+        .position(|segment| !segment.contains(&b'='));
+    if let Some(index) = without_equals {
+        return Err(NotANotification::NoEquals {
+            position: index + 1,
+        });
+    }
+    if form.get("IPN_DATE").is_none() {
+        return Err(NotANotification::NoIpnDate);
+    }
+    Ok(())
+}
+
 /// One `name=value` pair as decoded from the wire.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Field {
@@ -1072,6 +1114,32 @@ mod tests {
             assert!(err.to_string().contains(REDACTED_FIELD_NAME), "{err}");
             assert!(!err.to_string().contains("1111"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_notification_form_has_every_field_with_equals_and_an_ipn_date() {
+        let check = |body: &str| check_notification_form(body.as_bytes(), &parse(body).unwrap());
+        assert_eq!(check("REFNO=1&IPN_DATE=20261102100000"), Ok(()));
+        // Empty segments and empty values are fine.
+        assert_eq!(check("REFNO=&&IPN_DATE=20261102100000&"), Ok(()));
+        assert_eq!(
+            check("hello world"),
+            Err(NotANotification::NoEquals { position: 1 })
+        );
+        // An escaped `=` is part of a name, not a separator.
+        assert_eq!(
+            check("&&IPN_DATE=1&A%3D1"),
+            Err(NotANotification::NoEquals { position: 2 })
+        );
+        let refused = check("REFNO=1&4111111111111111&IPN_DATE=1").unwrap_err();
+        assert_eq!(refused, NotANotification::NoEquals { position: 2 });
+        assert!(!refused.to_string().contains("4111"), "{refused}");
+        assert_eq!(check("REFNO=1"), Err(NotANotification::NoIpnDate));
+        // A renamed IPN_DATE is no IPN_DATE.
+        assert_eq!(
+            check("REFNO=1&IPN_DATE[]=20261102100000"),
+            Err(NotANotification::NoIpnDate)
+        );
     }
 
     #[test]

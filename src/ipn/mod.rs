@@ -8,9 +8,12 @@ pub mod keys;
 pub mod receipt;
 pub mod signature;
 
-pub use form::{Field, FormBody, FormError, FormLimits};
+pub use form::{Field, FormBody, FormError, FormLimits, NotANotification, check_notification_form};
 pub use keys::{KeyError, KeyId, KeyRing, SecretKey, SigningKey};
-pub use receipt::{ReceiptDate, ReceiptError, ReceiptFormat, read_receipt, receipt_source};
+pub use receipt::{
+    RECEIPT_FIELDS, ReceiptDate, ReceiptError, ReceiptFormat, missing_receipt_field, read_receipt,
+    receipt_source,
+};
 pub use signature::{
     Algorithm, SignaturePolicy, Verified, VerifyError, sign, source_string,
     source_string_excluding, verify,

@@ -79,12 +79,37 @@ impl ReceiptFormat {
     }
 }
 
+/// The notification's fields the receipt's HMAC covers, in its order:
+/// the first product id, the first product name (elements of the arrays
+/// `IPN_PID[]`, `IPN_PNAME[]`) and `IPN_DATE` as received (docs/protocol.md §4).
+pub const RECEIPT_FIELDS: [&str; 3] = ["IPN_PID[]", "IPN_PNAME[]", "IPN_DATE"];
+
+/// The first of [`RECEIPT_FIELDS`] that `form` lacks under its own name.
+///
+/// The processor checks the receipt against the values it sent. A body
+/// that lacks one of them (renamed on the way: the signature covers values,
+/// not names; or sent as a scalar `IPN_PID`) still gets a receipt from
+/// [`read_receipt`], over an empty value, which the processor cannot match
+/// with the value it holds. Present with an empty value is fine: the
+/// processor length-prefixes the empty value the same way. The intake
+/// refuses a verified body this returns `Some` for, rather than answer it
+/// with a receipt that would not be accepted.
+pub fn missing_receipt_field(form: &FormBody) -> Option<&'static str> {
+    RECEIPT_FIELDS
+        .into_iter()
+        .find(|name| form.get(name).is_none())
+}
+
 /// The source string the receipt's HMAC covers.
+///
+/// A missing product id or name is taken as empty (what `ipn receipt` and
+/// an intake that does not verify answer); see [`missing_receipt_field`].
 pub fn receipt_source(form: &FormBody, date: ReceiptDate) -> Result<Vec<u8>, ReceiptError> {
-    let ipn_date = form.get("IPN_DATE").ok_or(ReceiptError::MissingIpnDate)?;
+    let [pid, pname, ipn_date] = RECEIPT_FIELDS;
+    let ipn_date = form.get(ipn_date).ok_or(ReceiptError::MissingIpnDate)?;
     let mut source = Vec::with_capacity(64);
-    push_length_prefixed(&mut source, form.get("IPN_PID[]").unwrap_or(""));
-    push_length_prefixed(&mut source, form.get("IPN_PNAME[]").unwrap_or(""));
+    push_length_prefixed(&mut source, form.get(pid).unwrap_or(""));
+    push_length_prefixed(&mut source, form.get(pname).unwrap_or(""));
     push_length_prefixed(&mut source, ipn_date);
     push_length_prefixed(&mut source, &date.to_string());
     Ok(source)
@@ -123,6 +148,33 @@ mod tests {
             ReceiptDate::parse("20051303123434"),
             Err(ReceiptError::BadDate)
         );
+    }
+
+    #[test]
+    fn the_receipt_fields_must_be_there_under_their_own_names() {
+        let missing = |body: &str| {
+            missing_receipt_field(&FormBody::parse(body.as_bytes(), &Default::default()).unwrap())
+        };
+        assert_eq!(
+            missing("IPN_PID[]=1&IPN_PID[]=2&IPN_PNAME[]=A&IPN_PNAME[]=B&IPN_DATE=20050303123434"),
+            None
+        );
+        // Empty values are values: the processor prefixes them with 0.
+        assert_eq!(missing("IPN_PID[]=&IPN_PNAME[]=&IPN_DATE="), None);
+        assert_eq!(
+            missing("IPN_PNAME[]=A&IPN_DATE=20050303123434"),
+            Some("IPN_PID[]")
+        );
+        // A scalar is not the array the receipt takes the first element of.
+        assert_eq!(
+            missing("IPN_PID=1&IPN_PNAME[]=A&IPN_DATE=20050303123434"),
+            Some("IPN_PID[]")
+        );
+        assert_eq!(
+            missing("IPN_PID[]=1&IPN_PNAMEX[]=A&IPN_DATE=20050303123434"),
+            Some("IPN_PNAME[]")
+        );
+        assert_eq!(missing("IPN_PID[]=1&IPN_PNAME[]=A"), Some("IPN_DATE"));
     }
 
     #[test]
