@@ -2,9 +2,14 @@
 //! Notifications, verifies them, keeps only tokenized references, and
 //! reconciles them against the merchant's orders.
 //!
-//! The layers, from pure to I/O (see README "Architecture"):
-//! - [`ipn`]: the processor's wire protocol (parse, sign, verify, receipt);
-//! - [`domain`]: money, statuses, tokenization, the order state machine;
+//! The layers, from pure to I/O (docs/architecture.md):
+//! - [`ipn`]: the processor's wire protocol (parse, sign, verify, receipt),
+//!   the `ipn-protocol` crate: no runtime, no database, no broker, no files;
+//! - [`domain`]: money, statuses, tokenization, the order state machine
+//!   (pure; a crate of its own next, once the store maps its vocabularies
+//!   through a type of its own: diesel's traits cannot be implemented here
+//!   for another crate's enums);
+//! - [`keys`]: key files read from disk into the protocol's key rings;
 //! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders);
 //! - [`pipeline`]: one notification's way through all of the above;
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
@@ -22,6 +27,9 @@
 
 #![forbid(unsafe_code)]
 
+/// The protocol crate, under the name the daemon's modules use.
+pub use ipn_protocol as ipn;
+
 pub mod app;
 pub mod bench;
 pub mod cli;
@@ -32,7 +40,7 @@ pub mod export;
 pub mod health;
 pub mod http;
 pub mod intake;
-pub mod ipn;
+pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;

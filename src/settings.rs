@@ -1004,7 +1004,7 @@ impl Loaded {
                 key: "key-file",
                 env: "IPN_KEYS_FILE",
             })?;
-        KeyRing::from_file(path).map_err(|err| SettingsError::Unusable {
+        crate::keys::read_key_ring(path).map_err(|err| SettingsError::Unusable {
             key: "key-file",
             origin: self.origin("key-file"),
             reason: err.to_string(),

@@ -299,7 +299,7 @@ pub struct KeyArgs {
 impl KeyArgs {
     /// The key ring; an unusable key file is a usage error (exit 2).
     pub fn load(&self) -> Result<KeyRing, CliError> {
-        KeyRing::from_file(&self.key_file).map_err(CliError::usage)
+        crate::keys::read_key_ring(&self.key_file).map_err(CliError::usage)
     }
 }
 

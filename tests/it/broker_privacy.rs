@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 const PAN: &str = "4111111111111111";
 
 fn ring() -> KeyRing {
-    KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys")
+    ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys")
 }
 
 /// A fixture with some fields replaced and others appended, signed again

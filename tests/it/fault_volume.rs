@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ipn_reconciler::domain::{BodyDigest, Money, ReviewKind};
-use ipn_reconciler::ipn::{FormBody, FormLimits, KeyRing};
+use ipn_reconciler::ipn::{FormBody, FormLimits};
 use ipn_reconciler::queue::{MessageMeta, Publisher};
 use ipn_reconciler::simulate::{
     Anomaly, AnomalyRates, DeliveryKind, Simulation, SimulationConfig, Story, simulate, sort_kinds,
@@ -56,7 +56,8 @@ const WINDOW: usize = 800;
 /// anomalies (unknown orders among them: they wait out a short orphan
 /// window, then are parked), more duplicates and more out-of-order orders.
 fn stream(wanted: usize, seed: u64) -> Simulation {
-    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("test keys");
+    let ring = ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys"))
+        .expect("test keys");
     let key = &ring.current().secret;
     let config = |orders| SimulationConfig {
         rates: AnomalyRates {

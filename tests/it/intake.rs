@@ -48,7 +48,7 @@ async fn start(settings: Settings, keys: KeyRing) -> RunningIntake {
 }
 
 fn test_ring() -> KeyRing {
-    KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys")
+    ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys")
 }
 
 async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {

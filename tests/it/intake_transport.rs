@@ -15,7 +15,6 @@ use crate::helpers::amqp::{TestQueue, read, wait_until};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::repo_path;
 use ipn_reconciler::app::{AppConfig, Application};
-use ipn_reconciler::ipn::KeyRing;
 use ipn_reconciler::metrics::Metrics;
 use ipn_reconciler::settings::{AllowNetworks, Settings};
 
@@ -34,7 +33,8 @@ impl Drop for RunningIntake {
 
 impl RunningIntake {
     async fn start(settings: Settings) -> Self {
-        let keys = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+        let keys = ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys"))
+            .expect("keys");
         let loaded = settings.loaded().expect("settings");
         let mut config = AppConfig::intake_with_keys(&loaded, keys).expect("intake config");
         config.ops_addr = None;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::helpers::repo_path;
 use assert_cmd::Command;
-use ipn_reconciler::ipn::{FormLimits, KeyRing, SignaturePolicy, parse_and_verify};
+use ipn_reconciler::ipn::{FormLimits, SignaturePolicy, parse_and_verify};
 use ipn_reconciler::store::orders::parse_orders_csv;
 use predicates::prelude::*;
 
@@ -64,7 +64,8 @@ fn writes_a_reproducible_run() {
 
     // Bodies are signed with the key file's current key; forged and
     // unsigned ones fail.
-    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let ring =
+        ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys");
     let bodies: Vec<_> = a
         .iter()
         .filter(|(name, _)| name.starts_with("bodies"))

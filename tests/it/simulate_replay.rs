@@ -81,7 +81,8 @@ fn is_hex_digest(value: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_simulated_run_with_every_anomaly_reconciles_to_the_simulators_expectation() {
-    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("test keys");
+    let ring = ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys"))
+        .expect("test keys");
     let config = SimulationConfig {
         rates: AnomalyRates {
             duplicates: 0.15,
@@ -332,7 +333,8 @@ fn swapped(body: &[u8], a: &str, b: &str) -> Vec<u8> {
 
 /// A clean simulation (no anomaly) and a store with its orders imported.
 async fn clean_run(seed: u64, unknown_orders: f64) -> (Simulation, KeyRing, TestDb, Store) {
-    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("test keys");
+    let ring = ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys"))
+        .expect("test keys");
     let config = SimulationConfig {
         rates: AnomalyRates {
             unknown_orders,

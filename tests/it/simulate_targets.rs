@@ -9,7 +9,6 @@ use crate::helpers::amqp::{TestQueue, wait_until};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::repo_path;
 use chrono::Utc;
-use ipn_reconciler::ipn::KeyRing;
 use ipn_reconciler::queue::{MessageMeta, SEALED_CONTENT_TYPE, Sealer};
 
 fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
@@ -67,7 +66,8 @@ async fn the_simulator_publishes_to_the_queue() {
     assert_eq!(queue.ready(queue.topology().work_queue()).await, total);
     // Sealed as the intake seals them: the broker holds no body in clear,
     // and each opens with the key file to a notification body.
-    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let ring =
+        ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys");
     let sealer = Sealer::new(&ring);
     let messages = queue.browse(queue.topology().work_queue()).await;
     assert_eq!(messages.len() as u32, total);

@@ -744,12 +744,12 @@ fn permutations_of(n: usize) -> Vec<Vec<usize>> {
 #[test]
 fn fixture_notifications_reach_the_expected_states() {
     use crate::domain::tokenize::{PseudonymKey, tokenize};
-    use crate::ipn::{FormLimits, KeyRing, SignaturePolicy, parse_and_verify};
+    use crate::ipn::{FormLimits, SignaturePolicy, parse_and_verify};
     use std::collections::BTreeMap;
     use std::path::Path;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let ring = KeyRing::from_file(&root.join("keys/test.keys")).unwrap();
+    let ring = crate::keys::read_key_ring(&root.join("keys/test.keys")).unwrap();
     let pseudonym_key = PseudonymKey::new(
         std::fs::read(root.join("keys/pseudonym.key"))
             .unwrap()

@@ -7,9 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use ipn_reconciler::domain::{PseudonymKey, ReconcilePolicy};
 use ipn_reconciler::health::Health;
-use ipn_reconciler::ipn::{
-    Algorithm, FormBody, FormLimits, KeyRing, SecretKey, SignaturePolicy, sign,
-};
+use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, SecretKey, SignaturePolicy, sign};
 use ipn_reconciler::metrics::{Metrics, Role};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig};
 use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Topology};
@@ -198,7 +196,8 @@ impl Drop for TestQueue {
 pub fn pipeline_config() -> PipelineConfig {
     let pseudonym = std::fs::read(repo_path("fixtures/keys/pseudonym.key")).expect("pseudonym key");
     PipelineConfig {
-        keys: KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys"),
+        keys: ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys"))
+            .expect("keys"),
         signatures: SignaturePolicy::default(),
         limits: FormLimits::default(),
         pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii())),
@@ -275,7 +274,8 @@ pub async fn count(url: &str, sql: &str) -> i64 {
 
 /// The secret of the current test key.
 pub fn test_key() -> SecretKey {
-    let ring = KeyRing::from_file(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let ring =
+        ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys");
     ring.current().secret.clone()
 }
 

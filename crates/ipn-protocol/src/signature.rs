@@ -396,7 +396,7 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipn::FormLimits;
+    use crate::FormLimits;
 
     const KEY: &[u8] = b"AABBCCDDEEFF";
 

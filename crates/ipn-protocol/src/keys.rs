@@ -42,7 +42,6 @@
 //! same.
 
 use std::fmt;
-use std::path::Path;
 
 /// A secret used as the HMAC key, as its literal UTF-8 bytes (docs/protocol.md §3.5).
 ///
@@ -305,17 +304,13 @@ impl KeyRing {
         }
     }
 
-    /// Reads a key file (format in the module docs); the first key is the
-    /// current one.
-    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|err| match err {
+    /// Parses the text of the key file at `path` (format in the module
+    /// docs), naming the file in errors; the first key is the current one.
+    /// Reading the file is the caller's: this crate does no I/O.
+    pub fn parse_file(path: &str, text: &str) -> Result<Self, KeyError> {
+        Self::parse(text).map_err(|err| match err {
             KeyError::Line { line, reason, .. } => KeyError::Line {
-                path: shown,
+                path: path.to_owned(),
                 line,
                 reason,
             },
@@ -409,7 +404,7 @@ mod tests {
 
     #[test]
     fn the_readme_example_reads_as_documented() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let after = &readme[readme.find("Key file:").unwrap()..];
         let start = after.find("```text\n").unwrap() + "```text\n".len();
         let block = &after[start..start + after[start..].find("```").unwrap()];
