@@ -2,7 +2,7 @@
 //! Notifications, verifies them, keeps only tokenized references, and
 //! reconciles them against the merchant's orders.
 //!
-//! The layers, from pure to I/O (see README "Architecture"):
+//! The layers, from pure to I/O (see docs/architecture.md):
 //! - [`ipn`]: the processor's wire protocol (parse, sign, verify, receipt);
 //! - [`domain`]: money, statuses, tokenization, the order state machine;
 //! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders);
