@@ -246,7 +246,7 @@ pub async fn run(
          DATABASE_URL={url} ipn-reconciler review list\n  \
          DATABASE_URL={url} ipn-reconciler report\n  \
          DATABASE_URL={url} ipn-reconciler settlement report --unmatched\n  \
-         README.md, sections Operations and Architecture",
+         docs/operations.md and docs/architecture.md",
         url = settings.database_url.redacted()
     )?;
     Ok(DemoOutcome {

@@ -42,8 +42,8 @@ use crate::telemetry::LogFormat;
 use crate::worker::WorkerSettings;
 
 /// Every setting, flat: a key here is a long flag name and a key of the
-/// configuration file. Grouped by concern in the order of the README's
-/// configuration table.
+/// configuration file. Grouped by concern in the order of the settings
+/// table of docs/configuration.md.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct Settings {
@@ -73,7 +73,7 @@ pub struct Settings {
     pub allow_currency: AllowedCurrencies,
 
     // --- Judging notifications ---
-    /// The processor's secret keys (see README, "Key file").
+    /// The processor's secret keys (see docs/configuration.md, "Key file").
     pub key_file: Option<PathBuf>,
     /// Accept legacy HMAC-MD5 `HASH` signatures.
     pub allow_md5: bool,
@@ -87,7 +87,8 @@ pub struct Settings {
     /// Largest accepted notification body, in bytes.
     pub max_body_bytes: usize,
     /// Fields the merchant's IPN settings send, which a body must carry
-    /// under their own names (see README, "Which IPN fields to send").
+    /// under their own names (see docs/configuration.md, "Which IPN fields
+    /// to send").
     pub expected_fields: ExpectedFields,
 
     // --- RabbitMQ ---
@@ -244,7 +245,7 @@ impl Default for Settings {
             // keeping bodies indefinitely.
             parking_ttl: Duration::from_secs(14 * 24 * 3600),
 
-            // Measured with `ipn-reconciler bench` (README, "Throughput"):
+            // Measured with `ipn-reconciler bench` (docs/throughput.md):
             // enough deliveries in flight to fill `concurrency` batches.
             prefetch: 256,
             concurrency: 4,

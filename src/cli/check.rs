@@ -183,7 +183,7 @@ fn check_keys(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io::Resu
     if expected.is_empty() {
         checks.ok(
             "expected fields",
-            "none (README, \"Which IPN fields to send\": TEST_ORDER,FRAUD_STATUS recommended)",
+            "none (docs/configuration.md, \"Which IPN fields to send\": TEST_ORDER,FRAUD_STATUS recommended)",
         )
     } else {
         checks.ok("expected fields", expected.join(","))

@@ -270,8 +270,8 @@ fn with_exit_codes(exit_codes: &'static str) -> impl FnOnce(clap::Command) -> cl
 ///
 /// `table` is for people (aligned columns, times as `YYYY-MM-DD HH:MM`
 /// UTC); `csv` and `json` are for spreadsheets and scripts: stable columns
-/// (documented in the README), times in RFC 3339 UTC to the second
-/// (`2026-11-02T09:20:44Z`), amounts as exact decimal strings.
+/// (documented in docs/finance.md, "Exports"), times in RFC 3339 UTC to
+/// the second (`2026-11-02T09:20:44Z`), amounts as exact decimal strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Table,

@@ -272,7 +272,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                      pseudonym-key-file (--pseudonym-key-file FILE, PSEUDONYM_KEY_FILE or \
                      `pseudonym-key-file` in the configuration file) to the key file `serve` \
                      and `process` read; without one, no e-mail pseudonym was stored either \
-                     (README, Data handling)"
+                     (docs/data-handling.md)"
                 )));
             };
             let address = email.read()?;

@@ -50,7 +50,7 @@ database fails."
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
         /// TOML file mapping another export's column names, type words,
-        /// delimiter and date format (see README, Settlement).
+        /// delimiter and date format (see docs/finance.md, "Settlement").
         #[arg(long, value_name = "FILE")]
         mapping: Option<PathBuf>,
         /// How far a line's amount may be from the ledger's and still

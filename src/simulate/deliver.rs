@@ -290,7 +290,7 @@ async fn post_one(
 
 /// Publishes every delivery straight to the work exchange, with confirms,
 /// in batches, sealed with `ring`'s current key as the intake seals them
-/// (the broker never holds a body in clear: README, Data handling).
+/// (the broker never holds a body in clear: docs/data-handling.md, "Sealing").
 /// Returns how many were confirmed.
 pub async fn publish_all(
     simulation: &Simulation,

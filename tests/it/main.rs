@@ -15,6 +15,7 @@ mod cli_reconcile;
 mod console_browser;
 mod console_http;
 mod demo;
+mod docs;
 mod fault_volume;
 mod finance_metrics;
 mod finance_report;

@@ -403,9 +403,9 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_example_reads_as_documented() {
-        let readme = include_str!("../../../README.md");
-        let after = &readme[readme.find("Key file:").unwrap()..];
+    fn the_documented_example_reads_as_documented() {
+        let page = include_str!("../../../docs/configuration.md");
+        let after = &page[page.find("\n## Key file\n").unwrap()..];
         let start = after.find("```text\n").unwrap() + "```text\n".len();
         let block = &after[start..start + after[start..].find("```").unwrap()];
         let ring = KeyRing::parse(block).unwrap();
