@@ -5,10 +5,9 @@
 //! The layers, from pure to I/O (docs/architecture.md):
 //! - [`ipn`]: the processor's wire protocol (parse, sign, verify, receipt),
 //!   the `ipn-protocol` crate: no runtime, no database, no broker, no files;
-//! - [`domain`]: money, statuses, tokenization, the order state machine
-//!   (pure; a crate of its own next, once the store maps its vocabularies
-//!   through a type of its own: diesel's traits cannot be implemented here
-//!   for another crate's enums);
+//! - [`domain`]: money, statuses, tokenization, the order state machine,
+//!   review, settlement, sweep and journal rules, the `ipn-domain` crate:
+//!   pure, on top of the protocol alone;
 //! - [`keys`]: key files read from disk into the protocol's key rings;
 //! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders);
 //! - [`pipeline`]: one notification's way through all of the above;
@@ -27,6 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+/// The domain crate, under the name the daemon's modules use.
+pub use ipn_domain as domain;
 /// The protocol crate, under the name the daemon's modules use.
 pub use ipn_protocol as ipn;
 
@@ -35,7 +36,6 @@ pub mod bench;
 pub mod cli;
 pub mod console;
 pub mod demo;
-pub mod domain;
 pub mod export;
 pub mod health;
 pub mod http;

@@ -19,6 +19,7 @@
 //! 3. **Commit.** A crash anywhere before leaves nothing behind; a crash
 //!    after it makes the redelivery a no-op.
 
+use super::sql::Stored;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -171,7 +172,7 @@ pub(super) struct NewNotification<'a> {
     pub(super) tokenized: TokenizedColumns<'a>,
     pub(super) received_at: DateTime<Utc>,
     pub(super) processed_at: Option<DateTime<Utc>>,
-    pub(super) outcome: Outcome,
+    pub(super) outcome: Stored<Outcome>,
     pub(super) reason: Option<&'a str>,
 }
 
@@ -338,7 +339,7 @@ pub(super) async fn apply_repeat(
     policy: &ReconcilePolicy,
 ) -> Result<ApplyReport, StoreError> {
     let event = stored_event(conn, notification_id).await?;
-    let (outcome, repeat_of): (Outcome, Option<i64>) = notifications::table
+    let (Stored(outcome), repeat_of): (Stored<Outcome>, Option<i64>) = notifications::table
         .find(notification_id)
         .select((notifications::outcome, notifications::repeat_of))
         .for_update()
@@ -434,7 +435,7 @@ async fn record_rejected_once(
             tokenized: TokenizedColumns::default(),
             received_at: rejected.received_at,
             processed_at: Some(Utc::now()),
-            outcome: rejected.outcome,
+            outcome: Stored(rejected.outcome),
             reason: Some(&rejected.reason),
         };
         let inserted: Option<i64> = diesel::insert_into(notifications::table)
@@ -513,7 +514,7 @@ async fn claim(
         received_at,
         processed_at: None,
         // Provisional; the real outcome is written before commit.
-        outcome: Outcome::OrderNotFound,
+        outcome: Stored(Outcome::OrderNotFound),
         reason: None,
     };
     let inserted: Option<i64> = diesel::insert_into(notifications::table)
@@ -527,7 +528,7 @@ async fn claim(
     let id = match inserted {
         Some(id) => id,
         None => {
-            let (id, outcome): (i64, Outcome) = notifications::table
+            let (id, Stored(outcome)): (i64, Stored<Outcome>) = notifications::table
                 .filter(notifications::body_sha256.eq(event.digest.as_str()))
                 .select((notifications::id, notifications::outcome))
                 .for_update()
@@ -549,6 +550,7 @@ async fn claim(
     #[derive(Queryable)]
     struct First {
         id: i64,
+        #[diesel(deserialize_as = Stored<Outcome>)]
         outcome: Outcome,
     }
     let first: Option<First> = notifications::table
@@ -575,7 +577,7 @@ async fn claim(
             )
             .set((
                 notifications::repeat_of.eq(id),
-                notifications::outcome.eq(Outcome::Duplicate),
+                notifications::outcome.eq(Stored(Outcome::Duplicate)),
                 notifications::reason.eq(format!("repeat of notification #{id}")),
             ))
             .execute(conn)
@@ -600,7 +602,7 @@ async fn claim(
         .set((
             notifications::identity.eq(event.identity.as_str()),
             notifications::repeat_of.eq(first.id),
-            notifications::outcome.eq(Outcome::Duplicate),
+            notifications::outcome.eq(Stored(Outcome::Duplicate)),
             notifications::reason.eq(format!("repeat of notification #{}", first.id)),
             notifications::processed_at.eq(diesel::dsl::now),
         ))
@@ -718,7 +720,7 @@ pub(super) fn close_late_repeats_statement<'a>(
         .filter(notifications::identity.eq(identity.to_owned()))
         .select(notifications::id);
     let oldest_open = review_items::table
-        .filter(review_items::kind.eq(ReviewKind::LateRepeat))
+        .filter(review_items::kind.eq(Stored(ReviewKind::LateRepeat)))
         .filter(review_items::status.eq("open"))
         .filter(review_items::notification_id.eq_any(of_identity.nullable()))
         .order(review_items::id.asc())
@@ -804,9 +806,9 @@ pub(super) async fn decide_and_write(
             order_events::order_id.eq(order.id),
             order_events::notification_id.eq(notification_id),
             order_events::order_status.eq(event.status.as_str()),
-            order_events::effect.eq(decision.effect),
-            order_events::old_status.eq(decision.old_state),
-            order_events::new_status.eq(decision.new_state),
+            order_events::effect.eq(Stored(decision.effect)),
+            order_events::old_status.eq(Stored(decision.old_state)),
+            order_events::new_status.eq(Stored(decision.new_state)),
             order_events::amount_minor.eq(event.amount.minor_units()),
             order_events::currency.eq(event.amount.currency().as_str()),
             order_events::reason.eq(&reason),
@@ -859,7 +861,7 @@ pub(super) async fn write_facts(
     }
     diesel::update(orders::table.find(order_id))
         .set((
-            orders::status.eq(decision.new_state),
+            orders::status.eq(Stored(decision.new_state)),
             orders::processor_ref.eq(new.processor_ref.as_deref()),
             orders::paid_minor.eq(new.paid()),
             orders::refunded_minor.eq(new.refunded()),
@@ -910,7 +912,7 @@ async fn finish_notification(
 ) -> Result<(), StoreError> {
     diesel::update(notifications::table.find(id))
         .set((
-            notifications::outcome.eq(outcome),
+            notifications::outcome.eq(Stored(outcome)),
             notifications::reason.eq(reason),
             notifications::processed_at.eq(diesel::dsl::now),
         ))
@@ -941,7 +943,7 @@ pub(super) fn resolve_items_statement<'a>(
     let mut oldest_open = review_items::table
         .filter(review_items::status.eq("open"))
         .filter(review_items::order_ref.eq(order_ref.to_owned()))
-        .filter(review_items::kind.eq(resolution.kind))
+        .filter(review_items::kind.eq(Stored(resolution.kind)))
         .select(review_items::id)
         .order(review_items::id.asc())
         .into_boxed();
@@ -960,7 +962,7 @@ pub(crate) async fn insert_review_item(
 ) -> Result<(), StoreError> {
     diesel::insert_into(review_items::table)
         .values((
-            review_items::kind.eq(item.kind),
+            review_items::kind.eq(Stored(item.kind)),
             review_items::order_ref.eq(order_ref),
             review_items::processor_ref.eq(item.processor_ref.as_deref()),
             review_items::notification_id.eq(notification_id),

@@ -32,6 +32,7 @@
 //! the batch's notifications one by one, so one bad notification holds back
 //! no other.
 
+use super::sql::Stored;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -169,7 +170,7 @@ async fn apply_batch_in(
             notifications::outcome,
         ))
         .for_update()
-        .load::<(i64, String, Outcome)>(&mut &*shared);
+        .load::<(i64, String, Stored<Outcome>)>(&mut &*shared);
     // `now()` is the transaction's start: what `processed_at = now()`
     // would write in step 4.
     let allocated = diesel::sql_query(
@@ -182,6 +183,10 @@ async fn apply_batch_in(
     let (locked, recorded, allocated) = futures::join!(lock, recorded, allocated);
     locked?;
     let (recorded, allocated) = (recorded?, allocated?);
+    let recorded: Vec<(i64, String, Outcome)> = recorded
+        .into_iter()
+        .map(|(id, digest, Stored(outcome))| (id, digest, outcome))
+        .collect();
     let Some(processed_at) = allocated.iter().map(|a| a.at).next() else {
         return Err(StoreError::Invalid(
             "the database allocated no notification id".to_owned(),
@@ -223,7 +228,7 @@ async fn apply_batch_in(
             notifications::outcome,
         ))
         .for_update()
-        .load::<(i64, Option<String>, Outcome)>(&mut &*shared);
+        .load::<(i64, Option<String>, Stored<Outcome>)>(&mut &*shared);
     // One look-up per identity and per order (`OFFSET 0` keeps each its
     // own index probe): planned as one join, a table that has grown since
     // its statistics were taken (a fresh database fills in seconds) was
@@ -266,6 +271,10 @@ async fn apply_batch_in(
         futures::join!(carriers, history, order_rows, payment_rows);
     let (carriers, history, order_rows, payment_rows) =
         (carriers?, history?, order_rows?, payment_rows?);
+    let carriers: Vec<(i64, Option<String>, Outcome)> = carriers
+        .into_iter()
+        .map(|(id, identity, Stored(outcome))| (id, identity, outcome))
+        .collect();
 
     // Step 3: decide, in memory.
     let known_orders: HashSet<&str> = order_rows.iter().map(|(r, _)| r.as_str()).collect();
@@ -354,9 +363,9 @@ async fn apply_batch_in(
             order_events::order_id.eq(*order_id),
             order_events::notification_id.eq(row),
             order_events::order_status.eq(event.status.as_str().to_owned()),
-            order_events::effect.eq(decision.effect),
-            order_events::old_status.eq(decision.old_state),
-            order_events::new_status.eq(decision.new_state),
+            order_events::effect.eq(Stored(decision.effect)),
+            order_events::old_status.eq(Stored(decision.old_state)),
+            order_events::new_status.eq(Stored(decision.new_state)),
             order_events::amount_minor.eq(event.amount.minor_units()),
             order_events::currency.eq(event.amount.currency().as_str().to_owned()),
             order_events::reason.eq(decision.reason.clone()),
@@ -571,7 +580,7 @@ impl Redirect {
             )
             .set((
                 notifications::repeat_of.eq(new),
-                notifications::outcome.eq(Outcome::Duplicate),
+                notifications::outcome.eq(Stored(Outcome::Duplicate)),
                 notifications::reason.eq(format!("repeat of notification #{new}")),
             ))
             .reused()
@@ -792,7 +801,7 @@ fn open_items<'a>(
         .iter()
         .map(|(item, order_ref, notification_id)| {
             (
-                review_items::kind.eq(item.kind),
+                review_items::kind.eq(Stored(item.kind)),
                 review_items::order_ref.eq(Some(order_ref.clone())),
                 review_items::processor_ref.eq(item.processor_ref.clone()),
                 review_items::notification_id.eq(Some(*notification_id)),
@@ -822,7 +831,7 @@ fn resolve_orphans<'a>(
     let statement = diesel::update(
         review_items::table
             .filter(review_items::status.eq("open"))
-            .filter(review_items::kind.eq(ReviewKind::OrphanPayment))
+            .filter(review_items::kind.eq(Stored(ReviewKind::OrphanPayment)))
             .filter(review_items::order_ref.eq_any(&refs)),
     )
     .set((
@@ -895,7 +904,7 @@ struct BatchNotification<'a> {
     tokenized: TokenizedColumns<'a>,
     received_at: DateTime<Utc>,
     processed_at: Option<DateTime<Utc>>,
-    outcome: Outcome,
+    outcome: Stored<Outcome>,
     reason: Option<&'a str>,
     identity: Option<&'a str>,
     repeat_of: Option<i64>,
@@ -928,7 +937,7 @@ fn write_new_rows<'a>(
                 tokenized: TokenizedColumns::of(event, &currencies[index]),
                 received_at: items[index].received_at,
                 processed_at: finish.map(|(at, _)| at),
-                outcome: finish.map_or(Outcome::OrderNotFound, |(_, f)| f.outcome),
+                outcome: Stored(finish.map_or(Outcome::OrderNotFound, |(_, f)| f.outcome)),
                 reason: finish.map(|(_, f)| f.reason.as_str()),
                 identity: finish.map(|(_, f)| f.identity),
                 repeat_of: finish.and_then(|(_, f)| f.repeat_of),
@@ -1057,7 +1066,7 @@ mod tests {
             tokenized: TokenizedColumns::of(&event, &currency),
             received_at: Utc::now(),
             processed_at: Some(Utc::now()),
-            outcome: Outcome::Duplicate,
+            outcome: Stored(Outcome::Duplicate),
             reason: Some("repeat of notification #1"),
             identity: Some(event.identity.as_str()),
             repeat_of: Some(1),
@@ -1068,7 +1077,7 @@ mod tests {
             tokenized: TokenizedColumns::default(),
             received_at: Utc::now(),
             processed_at: None,
-            outcome: Outcome::OrderNotFound,
+            outcome: Stored(Outcome::OrderNotFound),
             reason: None,
             identity: None,
             repeat_of: None,

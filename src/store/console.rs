@@ -7,6 +7,7 @@
 //! from the database's `now()`: expiry and rate limits are then decided on
 //! one clock, which tests can set.
 
+use super::sql::Stored;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
@@ -407,6 +408,7 @@ struct OrderRow {
     #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<OrderState>)]
     status: OrderState,
     #[diesel(sql_type = BigInt)]
     expected_minor: i64,
@@ -509,6 +511,7 @@ struct NotificationRow {
     #[diesel(sql_type = Nullable<BigInt>)]
     repeat_of: Option<i64>,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<Outcome>)]
     outcome: Outcome,
     #[diesel(sql_type = Nullable<Text>)]
     reason: Option<String>,
@@ -521,10 +524,13 @@ struct EffectRow {
     #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<Effect>)]
     effect: Effect,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<OrderState>)]
     old_status: OrderState,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<OrderState>)]
     new_status: OrderState,
     #[diesel(sql_type = Text)]
     reason: String,

@@ -6,6 +6,7 @@
 //! append-only like the ledger, in the ledger row's transaction) and
 //! listed by time.
 
+use super::sql::Stored;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -50,7 +51,7 @@ pub(super) async fn record_for_resolution(
                 money_movements::order_id.eq(order_id),
                 money_movements::resolution_id.eq(resolution_id),
                 money_movements::processor_ref.eq(&m.processor_ref),
-                money_movements::kind.eq(m.kind),
+                money_movements::kind.eq(Stored(m.kind)),
                 money_movements::amount_minor.eq(m.amount.minor_units()),
                 money_movements::currency.eq(m.amount.currency().as_str()),
             ))
@@ -85,7 +86,7 @@ type NewRow = (
     diesel::dsl::Eq<money_movements::order_id, i64>,
     diesel::dsl::Eq<money_movements::notification_id, i64>,
     diesel::dsl::Eq<money_movements::processor_ref, String>,
-    diesel::dsl::Eq<money_movements::kind, MovementKind>,
+    diesel::dsl::Eq<money_movements::kind, Stored<MovementKind>>,
     diesel::dsl::Eq<money_movements::amount_minor, i64>,
     diesel::dsl::Eq<money_movements::currency, String>,
 );
@@ -95,7 +96,7 @@ fn row(order_id: i64, notification_id: i64, m: &Movement) -> NewRow {
         money_movements::order_id.eq(order_id),
         money_movements::notification_id.eq(notification_id),
         money_movements::processor_ref.eq(m.processor_ref.clone()),
-        money_movements::kind.eq(m.kind),
+        money_movements::kind.eq(Stored(m.kind)),
         money_movements::amount_minor.eq(m.amount.minor_units()),
         money_movements::currency.eq(m.amount.currency().as_str().to_owned()),
     )
@@ -139,7 +140,14 @@ pub struct JournalMovement {
     pub amount: Money,
 }
 
-type MovementRow = (DateTime<Utc>, String, String, MovementKind, i64, String);
+type MovementRow = (
+    DateTime<Utc>,
+    String,
+    String,
+    Stored<MovementKind>,
+    i64,
+    String,
+);
 
 impl Store {
     /// The money movements whose time falls in `period` (its `by` is not
@@ -172,17 +180,19 @@ impl Store {
         drop(conn);
         let mut moved = rows
             .into_iter()
-            .map(|(at, order_ref, processor_ref, kind, minor, currency)| {
-                let code = Currency::parse(&currency)
-                    .map_err(|err| StoreError::Invalid(format!("movement currency: {err}")))?;
-                Ok(JournalMovement {
-                    at,
-                    order_ref,
-                    processor_ref,
-                    kind,
-                    amount: Money::from_minor(minor, code),
-                })
-            })
+            .map(
+                |(at, order_ref, processor_ref, Stored(kind), minor, currency)| {
+                    let code = Currency::parse(&currency)
+                        .map_err(|err| StoreError::Invalid(format!("movement currency: {err}")))?;
+                    Ok(JournalMovement {
+                        at,
+                        order_ref,
+                        processor_ref,
+                        kind,
+                        amount: Money::from_minor(minor, code),
+                    })
+                },
+            )
             .collect::<Result<Vec<_>, StoreError>>()?;
         let dated = ReportPeriod {
             by: ReportBasis::Event,

@@ -16,6 +16,7 @@ pub mod review;
 pub mod schema;
 pub mod settlement;
 mod sql;
+pub use sql::Stored;
 pub mod sweep;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The merchant's orders: importing them, and reading them back with their
 //! ledger for finance staff and operators.
 
+use super::sql::Stored;
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
@@ -220,9 +221,9 @@ pub struct OrderEventView {
 type LedgerRow = (
     DateTime<Utc>,
     String,
-    Effect,
-    OrderState,
-    OrderState,
+    Stored<Effect>,
+    Stored<OrderState>,
+    Stored<OrderState>,
     i64,
     String,
     String,
@@ -282,6 +283,7 @@ struct OrderRecord {
     order_ref: String,
     expected_minor: i64,
     currency: String,
+    #[diesel(deserialize_as = Stored<OrderState>)]
     status: OrderState,
     processor_ref: Option<String>,
     paid_minor: i64,
@@ -483,9 +485,9 @@ impl Store {
                 |(
                     at,
                     order_status,
-                    effect,
-                    old_status,
-                    new_status,
+                    Stored(effect),
+                    Stored(old_status),
+                    Stored(new_status),
                     minor,
                     event_currency,
                     reason,
@@ -526,7 +528,7 @@ impl Store {
             .order((orders::created_at.asc(), orders::id.asc()))
             .into_boxed();
         if let Some(status) = status {
-            query = query.filter(orders::status.eq(status));
+            query = query.filter(orders::status.eq(Stored(status)));
         }
         let records: Vec<OrderRecord> = query.load(&mut conn).await?;
         records

@@ -8,6 +8,7 @@
 //! one form, RFC 3339 in UTC to the second (`2026-11-02T09:20:44Z`), which
 //! spreadsheets and `jq` read alike (see [`rfc3339`]).
 
+use super::sql::Stored;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -378,6 +379,7 @@ fn in_period(column: &str) -> String {
 #[derive(QueryableByName)]
 struct StateRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(deserialize_as = Stored<OrderState>)]
     status: OrderState,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     n: i64,
@@ -386,6 +388,7 @@ struct StateRow {
 #[derive(QueryableByName)]
 struct OutcomeRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(deserialize_as = Stored<Outcome>)]
     outcome: Outcome,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     n: i64,
@@ -412,6 +415,7 @@ struct TotalsRow {
 #[derive(QueryableByName)]
 struct ExceptionsRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
     kind: ReviewKind,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     open: i64,

@@ -16,6 +16,7 @@
 //! repeats of one refund). They are listed as one line and can be
 //! resolved together.
 
+use super::sql::Stored;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -61,6 +62,7 @@ pub enum ReviewStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
 pub struct ReviewItem {
     pub id: i64,
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
     pub kind: ReviewKind,
     pub order_ref: Option<String>,
     /// The processor's reference (REFNO) of the payment it concerns, when
@@ -174,7 +176,7 @@ impl Store {
             ReviewStatus::All => {}
         }
         if let Some(kind) = kind {
-            query = query.filter(review_items::kind.eq(kind));
+            query = query.filter(review_items::kind.eq(Stored(kind)));
         }
         Ok(query.load(&mut conn).await?)
     }
@@ -381,6 +383,7 @@ impl ResolveError {
 #[derive(Debug, Clone, Queryable)]
 struct LockedItem {
     id: i64,
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
     kind: ReviewKind,
     status: String,
     order_ref: Option<String>,
@@ -496,7 +499,7 @@ async fn resolve_in(
         && let Some(order_ref) = items[0].order_ref.clone()
     {
         let others: Vec<LockedItem> = review_items::table
-            .filter(review_items::kind.eq(items[0].kind))
+            .filter(review_items::kind.eq(Stored(items[0].kind)))
             .filter(review_items::order_ref.eq(&order_ref))
             .filter(review_items::status.eq("open"))
             .filter(review_items::id.ne(id))
@@ -650,7 +653,7 @@ impl Run<'_> {
         let resolution: i64 = diesel::insert_into(review_resolutions::table)
             .values((
                 review_resolutions::review_item_id.eq(item.id),
-                review_resolutions::kind.eq(item.kind),
+                review_resolutions::kind.eq(Stored(item.kind)),
                 review_resolutions::action.eq(self.request.action.as_str()),
                 review_resolutions::resolved_by.eq(self.by),
                 review_resolutions::note.eq(self.note),
@@ -740,7 +743,7 @@ impl Run<'_> {
         }
         let waiting: Vec<i64> = notifications::table
             .filter(notifications::order_ref.eq(&named))
-            .filter(notifications::outcome.eq(Outcome::OrderNotFound))
+            .filter(notifications::outcome.eq(Stored(Outcome::OrderNotFound)))
             .filter(notifications::repeat_of.is_null())
             .filter(notifications::identity.is_not_null())
             .order(notifications::id.asc())
@@ -856,9 +859,9 @@ impl Run<'_> {
                     order_events::order_id.eq(order.id),
                     order_events::resolution_id.eq(resolution),
                     order_events::order_status.eq(ReviewAction::MarkRefundedOutside.as_str()),
-                    order_events::effect.eq(decision.effect),
-                    order_events::old_status.eq(decision.old_state),
-                    order_events::new_status.eq(decision.new_state),
+                    order_events::effect.eq(Stored(decision.effect)),
+                    order_events::old_status.eq(Stored(decision.old_state)),
+                    order_events::new_status.eq(Stored(decision.new_state)),
                     order_events::amount_minor.eq(amount.minor_units()),
                     order_events::currency.eq(amount.currency().as_str()),
                     order_events::reason.eq(&decision.reason),
@@ -879,6 +882,7 @@ impl Run<'_> {
 pub struct ResolutionView {
     pub id: i64,
     pub review_item_id: i64,
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
     pub kind: ReviewKind,
     /// A [`ReviewAction`], `closed_by_system`, or `note` (resolved before
     /// actions existed).
@@ -970,7 +974,7 @@ type NotificationRow = (
     Option<String>,
     String,
     Option<String>,
-    Outcome,
+    Stored<Outcome>,
     Option<String>,
     Option<i64>,
 );
@@ -980,7 +984,7 @@ type NotificationRow = (
 type MovementRow = (
     DateTime<Utc>,
     String,
-    MovementKind,
+    Stored<MovementKind>,
     i64,
     String,
     Option<i64>,
@@ -1047,7 +1051,7 @@ impl Store {
         let group = match (&item.order_ref, item.status.as_str()) {
             (Some(order_ref), "open") => {
                 review_items::table
-                    .filter(review_items::kind.eq(item.kind))
+                    .filter(review_items::kind.eq(Stored(item.kind)))
                     .filter(review_items::order_ref.eq(order_ref))
                     .filter(review_items::status.eq("open"))
                     .order(review_items::id.desc())
@@ -1140,7 +1144,7 @@ impl Store {
                     algorithm,
                     body_sha256,
                     identity,
-                    outcome,
+                    Stored(outcome),
                     reason,
                     repeat_of,
                 )| NotificationView {
@@ -1169,7 +1173,15 @@ impl Store {
         let movements = movement_rows
             .into_iter()
             .map(
-                |(at, processor_ref, kind, minor, currency, notification_id, resolution_id)| {
+                |(
+                    at,
+                    processor_ref,
+                    Stored(kind),
+                    minor,
+                    currency,
+                    notification_id,
+                    resolution_id,
+                )| {
                     MovementView {
                         at,
                         processor_ref,

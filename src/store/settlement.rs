@@ -13,6 +13,7 @@
 //! imports of overlapping files run one after the other instead of both
 //! judging the same line new.
 
+use super::sql::Stored;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -119,6 +120,7 @@ struct SettledRow {
     #[diesel(sql_type = BigInt)]
     payment_id: i64,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<LineKind>)]
     kind: LineKind,
     #[diesel(sql_type = BigInt)]
     amount: i64,
@@ -426,14 +428,14 @@ type LineRow = (
     diesel::dsl::Eq<settlement_lines::occurrence, i32>,
     diesel::dsl::Eq<settlement_lines::processor_ref, Option<String>>,
     diesel::dsl::Eq<settlement_lines::order_ref, Option<String>>,
-    diesel::dsl::Eq<settlement_lines::kind, LineKind>,
+    diesel::dsl::Eq<settlement_lines::kind, Stored<LineKind>>,
     diesel::dsl::Eq<settlement_lines::gross_minor, i64>,
     diesel::dsl::Eq<settlement_lines::fee_minor, i64>,
     diesel::dsl::Eq<settlement_lines::net_minor, i64>,
     diesel::dsl::Eq<settlement_lines::currency, String>,
     diesel::dsl::Eq<settlement_lines::settled_at, DateTime<Utc>>,
-    diesel::dsl::Eq<settlement_lines::status, LineStatus>,
-    diesel::dsl::Eq<settlement_lines::matched_by, Option<MatchedBy>>,
+    diesel::dsl::Eq<settlement_lines::status, Stored<LineStatus>>,
+    diesel::dsl::Eq<settlement_lines::matched_by, Option<Stored<MatchedBy>>>,
     diesel::dsl::Eq<settlement_lines::payment_id, Option<i64>>,
     diesel::dsl::Eq<settlement_lines::order_id, Option<i64>>,
     diesel::dsl::Eq<settlement_lines::expected_minor, Option<i64>>,
@@ -447,14 +449,14 @@ fn line_row(line: &SettlementLine, key: &str, m: &LineMatch, item: Option<i64>) 
         settlement_lines::occurrence.eq(i32::try_from(line.occurrence).unwrap_or(i32::MAX)),
         settlement_lines::processor_ref.eq(line.processor_ref.clone()),
         settlement_lines::order_ref.eq(line.order_ref.clone()),
-        settlement_lines::kind.eq(line.kind),
+        settlement_lines::kind.eq(Stored(line.kind)),
         settlement_lines::gross_minor.eq(line.gross.minor_units()),
         settlement_lines::fee_minor.eq(line.fee.minor_units()),
         settlement_lines::net_minor.eq(line.net.minor_units()),
         settlement_lines::currency.eq(line.currency().as_str().to_owned()),
         settlement_lines::settled_at.eq(line.settled_at),
-        settlement_lines::status.eq(m.status),
-        settlement_lines::matched_by.eq(m.matched_by),
+        settlement_lines::status.eq(Stored(m.status)),
+        settlement_lines::matched_by.eq(m.matched_by.map(Stored)),
         settlement_lines::payment_id.eq(m.payment.as_ref().map(|p| p.0)),
         settlement_lines::order_id.eq(m.payment.as_ref().map(|p| p.1)),
         settlement_lines::expected_minor.eq(m.expected),
@@ -469,7 +471,7 @@ pub(super) async fn open_item(
 ) -> Result<i64, StoreError> {
     Ok(diesel::insert_into(review_items::table)
         .values((
-            review_items::kind.eq(finding.kind),
+            review_items::kind.eq(Stored(finding.kind)),
             review_items::order_ref.eq(&finding.order_ref),
             review_items::processor_ref.eq(&finding.processor_ref),
             review_items::details.eq(&finding.details),
@@ -594,8 +596,10 @@ struct LineViewRow {
     #[diesel(sql_type = Text)]
     batch_id: String,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<LineStatus>)]
     status: LineStatus,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<LineKind>)]
     kind: LineKind,
     #[diesel(sql_type = Nullable<Text>)]
     processor_ref: Option<String>,

@@ -1,11 +1,15 @@
 //! How the domain's vocabularies travel to and from PostgreSQL.
 //!
-//! The domain stays free of diesel (see [`crate::domain`]), so its enums
-//! cannot derive diesel's traits; they are implemented here instead, which
-//! the orphan rules allow because the types and this module are in the
-//! same crate. Each vocabulary is stored as its string form in a `TEXT`
-//! column (`orders.status`, `notifications.outcome`, `order_events.effect`,
-//! `order_events.old_status`/`new_status`, `review_items.kind`), so:
+//! The domain is a crate of its own, free of diesel, so its enums cannot
+//! carry diesel's traits, and the orphan rules forbid implementing them
+//! here for another crate's types. They travel as [`Stored`], this crate's
+//! own wrapper: queries bind `Stored(state)`, and row structs read a
+//! column into a field of the domain type through it
+//! (`#[diesel(deserialize_as = Stored<OrderState>)]`; insertable structs
+//! write one with `serialize_as`). Each vocabulary is stored as its string
+//! form in a `TEXT` column (`orders.status`, `notifications.outcome`,
+//! `order_events.effect`, `order_events.old_status`/`new_status`,
+//! `review_items.kind`), so:
 //!
 //! - writing binds [`as_str`](crate::domain::OrderState::as_str), the same
 //!   string the CHECK constraints of `migrations/` list;
@@ -28,12 +32,17 @@ use crate::domain::journal::MovementKind;
 use crate::domain::settlement::{LineKind, LineStatus, MatchedBy};
 use crate::domain::{Effect, OrderState, Outcome, ReviewKind};
 
-/// Implements, for each enum, what `#[derive(AsExpression, FromSqlRow)]`
-/// with `#[diesel(sql_type = Text)]` would: `ToSql`/`FromSql` for `Text` on
-/// PostgreSQL, `Queryable` (hence `FromSqlRow`, so the enum can be loaded
-/// alone, in a tuple or as a field of a `Queryable` struct) and
-/// `AsExpression<Text>` for the value and for references (so `.eq(state)`,
-/// `.eq(&state)` and `Insertable` fields work).
+/// A domain vocabulary value as a `TEXT` column holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stored<T>(pub T);
+
+/// Implements, for `Stored` of each enum, what `#[derive(AsExpression,
+/// FromSqlRow)]` with `#[diesel(sql_type = Text)]` would: `ToSql` and
+/// `FromSql` for `Text` on PostgreSQL, `Queryable` (so a column loads
+/// alone, in a tuple, or into a field with `deserialize_as`) and
+/// `AsExpression<Text>` for the value and for references (so
+/// `.eq(Stored(state))` and `serialize_as` fields work), and the
+/// conversions both ways.
 ///
 /// The expression is diesel's own `Text` bind of the string form: the bind
 /// type the derive uses is not public API. It binds a `String` rather than
@@ -44,20 +53,20 @@ use crate::domain::{Effect, OrderState, Outcome, ReviewKind};
 /// is nothing next to the round trip.
 macro_rules! text_vocabulary {
     ($($ty:ty),+ $(,)?) => {$(
-        impl ToSql<Text, Pg> for $ty {
+        impl ToSql<Text, Pg> for Stored<$ty> {
             fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-                <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+                <str as ToSql<Text, Pg>>::to_sql(self.0.as_str(), out)
             }
         }
 
-        impl FromSql<Text, Pg> for $ty {
+        impl FromSql<Text, Pg> for Stored<$ty> {
             fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
                 let text = std::str::from_utf8(value.as_bytes())?;
-                Ok(<$ty>::parse(text)?)
+                Ok(Stored(<$ty>::parse(text)?))
             }
         }
 
-        impl Queryable<Text, Pg> for $ty {
+        impl Queryable<Text, Pg> for Stored<$ty> {
             type Row = Self;
 
             fn build(row: Self) -> deserialize::Result<Self> {
@@ -65,19 +74,37 @@ macro_rules! text_vocabulary {
             }
         }
 
-        impl AsExpression<Text> for $ty {
+        impl AsExpression<Text> for Stored<$ty> {
             type Expression = <String as AsExpression<Text>>::Expression;
 
             fn as_expression(self) -> Self::Expression {
-                <String as AsExpression<Text>>::as_expression(self.as_str().to_owned())
+                <String as AsExpression<Text>>::as_expression(self.0.as_str().to_owned())
             }
         }
 
-        impl AsExpression<Text> for &$ty {
+        impl AsExpression<Text> for &Stored<$ty> {
             type Expression = <String as AsExpression<Text>>::Expression;
 
             fn as_expression(self) -> Self::Expression {
-                <String as AsExpression<Text>>::as_expression(self.as_str().to_owned())
+                <String as AsExpression<Text>>::as_expression(self.0.as_str().to_owned())
+            }
+        }
+
+        impl From<Stored<$ty>> for $ty {
+            fn from(stored: Stored<$ty>) -> Self {
+                stored.0
+            }
+        }
+
+        impl From<$ty> for Stored<$ty> {
+            fn from(value: $ty) -> Self {
+                Stored(value)
+            }
+        }
+
+        impl From<&$ty> for Stored<$ty> {
+            fn from(value: &$ty) -> Self {
+                Stored(*value)
             }
         }
     )+};

@@ -12,6 +12,7 @@
 //! unique index keeps one open item per cause even against a writer that
 //! ignores the lock.
 
+use super::sql::Stored;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -51,6 +52,7 @@ struct OrderRow {
     #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<OrderState>)]
     status: OrderState,
     #[diesel(sql_type = Timestamptz)]
     created_at: DateTime<Utc>,
@@ -83,6 +85,7 @@ struct ItemRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
     kind: ReviewKind,
     #[diesel(sql_type = Nullable<Text>)]
     order_ref: Option<String>,

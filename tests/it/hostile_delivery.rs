@@ -9,8 +9,8 @@ use diesel_async::RunQueryDsl;
 use ipn_reconciler::domain::{OrderState, Outcome, ReviewKind};
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, sign};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig, Report};
-use ipn_reconciler::store::Store;
 use ipn_reconciler::store::schema::{notifications, review_items};
+use ipn_reconciler::store::{Store, Stored};
 
 use crate::helpers::TestDb;
 use crate::helpers::amqp::{import_fixture_orders, pipeline_config, test_key};
@@ -72,9 +72,12 @@ async fn open_kinds(store: &Store, order_ref: &str) -> Vec<ReviewKind> {
         .filter(review_items::status.eq("open"))
         .select(review_items::kind)
         .order(review_items::id)
-        .load(&mut conn)
+        .load::<Stored<ReviewKind>>(&mut conn)
         .await
         .expect("review items")
+        .into_iter()
+        .map(|Stored(kind)| kind)
+        .collect()
 }
 
 /// The same signed REFUND of 20.00 on a 49.99 order, delivered as (a) the
@@ -143,9 +146,12 @@ async fn one_refund_delivered_six_ways_counts_once() {
         .filter(notifications::order_status.eq("REFUND"))
         .select((notifications::repeat_of, notifications::outcome))
         .order(notifications::id)
-        .load(&mut conn)
+        .load::<(Option<i64>, Stored<Outcome>)>(&mut conn)
         .await
-        .expect("rows");
+        .expect("rows")
+        .into_iter()
+        .map(|(repeat_of, Stored(outcome))| (repeat_of, outcome))
+        .collect();
     assert_eq!(repeats.len(), 6, "every delivery is recorded");
     assert_eq!(repeats[0], (None, Outcome::Applied));
     for repeat in &repeats[1..] {
@@ -302,7 +308,7 @@ async fn refunds_and_reversals_undo_the_payment_with_their_reference() {
     );
     let mut conn = store.conn().await.expect("conn");
     let note: Option<String> = review_items::table
-        .filter(review_items::kind.eq(ReviewKind::DuplicatePayment))
+        .filter(review_items::kind.eq(Stored(ReviewKind::DuplicatePayment)))
         .select(review_items::resolution_note)
         .first(&mut conn)
         .await

@@ -4,7 +4,7 @@
 
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
-use crate::domain::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+use crate::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
 /// Whether a decision changed what we know about the order.
 ///

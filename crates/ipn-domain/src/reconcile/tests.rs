@@ -2,9 +2,9 @@
 // Amounts in cents are written `units_cents` (100_00 is 100.00 EUR).
 #![allow(clippy::inconsistent_digit_grouping)]
 use super::*;
-use crate::domain::money::{Currency, Money};
-use crate::domain::tokenize::{BodyDigest, EventIdentity};
 use crate::ipn::{Algorithm, KeyId};
+use crate::money::{Currency, Money};
+use crate::tokenize::{BodyDigest, EventIdentity};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
@@ -743,13 +743,16 @@ fn permutations_of(n: usize) -> Vec<Vec<usize>> {
 /// wire order and reversed, and leak nothing personal.
 #[test]
 fn fixture_notifications_reach_the_expected_states() {
-    use crate::domain::tokenize::{PseudonymKey, tokenize};
     use crate::ipn::{FormLimits, SignaturePolicy, parse_and_verify};
+    use crate::tokenize::{PseudonymKey, tokenize};
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let ring = crate::keys::read_key_ring(&root.join("keys/test.keys")).unwrap();
+    // The repository's fixtures, two levels above this crate.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let ring =
+        crate::ipn::KeyRing::parse(&std::fs::read_to_string(root.join("keys/test.keys")).unwrap())
+            .unwrap();
     let pseudonym_key = PseudonymKey::new(
         std::fs::read(root.join("keys/pseudonym.key"))
             .unwrap()
@@ -1109,7 +1112,7 @@ proptest! {
 
     #[test]
     fn decisions_hold_no_pseudonym_or_payment_method(events in deliveries()) {
-        let key = crate::domain::tokenize::PseudonymKey::new(b"k");
+        let key = crate::tokenize::PseudonymKey::new(b"k");
         let pseudonym = key.pseudonymize_email("jane@example.com").unwrap();
         let events: Vec<_> = events
             .into_iter()

@@ -733,7 +733,7 @@ mod tests {
         // trip on (most 21-digit strings have a Luhn-valid window).
         let long_ref = (0u64..)
             .map(|n| format!("{:021}", n * 7919))
-            .find(|r| !crate::domain::pan::contains_pan(r))
+            .find(|r| !crate::pan::contains_pan(r))
             .unwrap();
         assert_eq!(
             err(&[("REFNO", Some(&long_ref))]),

@@ -39,9 +39,9 @@ use std::collections::BTreeMap;
 
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
-use crate::domain::money::{Currency, Money};
-use crate::domain::reconcile::{OrderFacts, PaymentFacts};
-use crate::domain::status::{OrderState, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+use crate::money::{Currency, Money};
+use crate::reconcile::{OrderFacts, PaymentFacts};
+use crate::status::{OrderState, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
 /// What kind of money movement a journal line books.
 ///

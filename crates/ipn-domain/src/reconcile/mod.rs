@@ -340,7 +340,7 @@ impl Step {
         let was = before.payments.get(processor_ref).unwrap_or(&empty);
         let is = now.payments.get(processor_ref).unwrap_or(&empty);
         let currency = now.expected.currency();
-        let money = |minor| crate::domain::money::Money::from_minor(minor, currency);
+        let money = |minor| crate::money::Money::from_minor(minor, currency);
         if is.charged_back() > 0 && was.charged_back() == 0 {
             self.review(NewReviewItem::for_payment(
                 ReviewKind::ReversedAfterPayment,

@@ -24,6 +24,9 @@
 //!   booked (figures, posting rules, accounts).
 //! - [`review`]: what a person may do about a review item, and what it does.
 
+/// The protocol crate, under the name this crate's modules use.
+pub(crate) use ipn_protocol as ipn;
+
 /// The part of a vocabulary that strum does not derive, written once for
 /// every enum of the domain whose values have string forms (statuses,
 /// states, outcomes, effects, review kinds).
@@ -39,7 +42,7 @@ macro_rules! string_forms {
         impl $ty {
             #[doc = concat!("Every ", $what, ".")]
             pub const ALL: [$ty; <$ty as ::strum::EnumCount>::COUNT] =
-                $crate::domain::variant_array(<$ty as ::strum::VariantArray>::VARIANTS);
+                $crate::variant_array(<$ty as ::strum::VariantArray>::VARIANTS);
 
             /// The string form, as stored, logged and shown.
             pub fn as_str(self) -> &'static str {
@@ -95,7 +98,7 @@ macro_rules! assert_string_forms {
         let long = $ty::parse(&"@".repeat(500)).unwrap_err().to_string();
         assert_eq!(
             long.matches('@').count(),
-            $crate::domain::status::UNKNOWN_VALUE_MAX_CHARS
+            $crate::status::UNKNOWN_VALUE_MAX_CHARS
         );
         let forged = $ty::parse("a\nlevel=error").unwrap_err().to_string();
         assert!(!forged.contains('\n'), "{forged}");

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::money::Money;
-use crate::domain::status::OrderState;
+use crate::money::Money;
+use crate::status::OrderState;
 
 /// What we know about one payment of an order: the notifications under one
 /// processor reference (REFNO). Every field only grows.

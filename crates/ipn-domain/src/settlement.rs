@@ -45,10 +45,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
-use crate::domain::money::{Currency, Money};
-use crate::domain::pan::check_free_text;
-use crate::domain::reconcile::ReviewKind;
-use crate::domain::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+use crate::money::{Currency, Money};
+use crate::pan::check_free_text;
+use crate::reconcile::ReviewKind;
+use crate::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
 /// What a settlement line is.
 #[derive(

@@ -9,7 +9,7 @@
 //! apply a repeated notification, apply an orphan's notifications to an
 //! order, record a refund made outside the processor), and
 //! [`refund_outside`] computes the facts after such a refund, so that the
-//! money it moves comes from [`crate::domain::journal::movements`] like
+//! money it moves comes from [`crate::journal::movements`] like
 //! any notification's.
 //!
 //! The vocabulary, as a finance person reads it:
@@ -39,9 +39,9 @@
 
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
-use crate::domain::money::Money;
-use crate::domain::reconcile::{OrderFacts, ReviewKind};
-use crate::domain::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+use crate::money::Money;
+use crate::reconcile::{OrderFacts, ReviewKind};
+use crate::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
 /// What a person does to resolve a review item.
 ///
@@ -216,7 +216,7 @@ pub enum ActionEffect {
     /// Only the resolution is recorded: no fact, state or figure changes.
     RecordOnly,
     /// The item's notification (a repeat) is applied as a notification of
-    /// its own, through [`decide`](crate::domain::reconcile::decide).
+    /// its own, through [`decide`](crate::reconcile::decide).
     ApplyRepeat,
     /// The notifications that found no order (under the item's order
     /// reference) are applied to the chosen order, through `decide`.
@@ -312,10 +312,10 @@ pub fn refund_outside(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::journal::{MovementKind, movements};
-    use crate::domain::money::Currency;
-    use crate::domain::reconcile::PaymentFacts;
-    use crate::domain::status::OrderState;
+    use crate::journal::{MovementKind, movements};
+    use crate::money::Currency;
+    use crate::reconcile::PaymentFacts;
+    use crate::status::OrderState;
     use proptest::prelude::*;
 
     #[test]

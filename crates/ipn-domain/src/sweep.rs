@@ -19,10 +19,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::money::{Currency, Money};
-use crate::domain::reconcile::ReviewKind;
-use crate::domain::settlement::Finding;
-use crate::domain::status::OrderState;
+use crate::money::{Currency, Money};
+use crate::reconcile::ReviewKind;
+use crate::settlement::Finding;
+use crate::status::OrderState;
 
 /// How old things may get before the sweep raises them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
