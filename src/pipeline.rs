@@ -409,6 +409,7 @@ impl Pipeline {
                 outcome,
                 reason: reason.to_string(),
                 received_at,
+                processed_at: Utc::now(),
                 pan_fields,
             })
             .await?;
@@ -441,7 +442,9 @@ fn report_for(
         pan_fields: event.pan_fields.len(),
         ipn_date: event.ipn_date,
         retry_later: applied.outcome == Outcome::OrderNotFound,
-        reconciled_after: applied.reconciled_after,
+        reconciled_after: applied
+            .reconciled_order_created
+            .map(|created| (Utc::now() - created).to_std().unwrap_or_default()),
     }
 }
 

@@ -52,8 +52,9 @@ pub struct ApplyReport {
     pub review_items: Vec<ReviewKind>,
     /// When this notification made its order reconciled
     /// ([`reaches_reconciled`](crate::domain::journal::reaches_reconciled)):
-    /// how long after the order's creation (the finance histogram).
-    pub reconciled_after: Option<Duration>,
+    /// when that order was created, so the caller can measure how long it
+    /// took (the finance histogram) with its own clock.
+    pub reconciled_order_created: Option<DateTime<Utc>>,
 }
 
 impl ApplyReport {
@@ -62,7 +63,7 @@ impl ApplyReport {
             outcome,
             order_state: None,
             review_items: Vec::new(),
-            reconciled_after: None,
+            reconciled_order_created: None,
         }
     }
 }
@@ -76,6 +77,8 @@ pub struct RejectedNotification {
     /// Short machine reason, never a field value.
     pub reason: String,
     pub received_at: DateTime<Utc>,
+    /// When it was judged: the caller's clock (the store reads none).
+    pub processed_at: DateTime<Utc>,
     /// Fields where a card number was found (names only).
     pub pan_fields: Vec<String>,
 }
@@ -434,7 +437,7 @@ async fn record_rejected_once(
             body_sha256: &rejected.body_sha256,
             tokenized: TokenizedColumns::default(),
             received_at: rejected.received_at,
-            processed_at: Some(Utc::now()),
+            processed_at: Some(rejected.processed_at),
             outcome: Stored(rejected.outcome),
             reason: Some(&rejected.reason),
         };
@@ -843,7 +846,10 @@ pub(super) async fn decide_and_write(
         outcome: decision.outcome,
         order_state: Some(decision.new_state),
         review_items: opened,
-        reconciled_after: super::journal::reconciled_after(order.created_at, &decision),
+        reconciled_order_created: super::journal::reconciled_order_created(
+            order.created_at,
+            &decision,
+        ),
     })
 }
 

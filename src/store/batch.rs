@@ -356,8 +356,8 @@ async fn apply_batch_in(
             moved.push((*order_id, row, movement));
         }
         if let Some(created_at) = created.get(order_id) {
-            reports[index].reconciled_after =
-                super::journal::reconciled_after(*created_at, &decision);
+            reports[index].reconciled_order_created =
+                super::journal::reconciled_order_created(*created_at, &decision);
         }
         ledger.push((
             order_events::order_id.eq(*order_id),

@@ -115,14 +115,15 @@ async fn insert(conn: &mut AsyncPgConnection, rows: &[NewRow]) -> Result<(), Sto
     Ok(())
 }
 
-/// How long after its creation (`order_created`) the order became
-/// reconciled, when `decision` is what made it so; `None` otherwise.
-pub(super) fn reconciled_after(
+/// When the order reconciled by `decision` was created (`order_created`),
+/// when `decision` is what made it reconciled; `None` otherwise. The
+/// caller measures how long that took with its own clock (the store reads
+/// none).
+pub(super) fn reconciled_order_created(
     order_created: DateTime<Utc>,
     decision: &Decision,
-) -> Option<std::time::Duration> {
-    reaches_reconciled(decision.old_state, decision.new_state)
-        .then(|| (Utc::now() - order_created).to_std().unwrap_or_default())
+) -> Option<DateTime<Utc>> {
+    reaches_reconciled(decision.old_state, decision.new_state).then_some(order_created)
 }
 
 /// One movement as the journal lists it.

@@ -358,7 +358,9 @@ impl Store {
                                 orders::order_ref.eq(&order.order_ref),
                                 orders::expected_minor.eq(order.amount.minor_units()),
                                 orders::currency.eq(order.amount.currency().as_str().to_owned()),
-                                orders::created_at.eq(order.created_at.unwrap_or_else(Utc::now)),
+                                // Without a time of its own, the column's
+                                // DEFAULT: the database's `now()`.
+                                order.created_at.map(|at| orders::created_at.eq(at)),
                             )
                         })
                         .collect();

@@ -498,6 +498,7 @@ async fn unsealable(
             outcome: Outcome::Malformed,
             reason: refusal.to_string(),
             received_at,
+            processed_at: Utc::now(),
             pan_fields: Vec::new(),
         })
         .await?;
