@@ -350,21 +350,34 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
 }
 
 /// Runs a future on a fresh multi-threaded runtime (the migration harness
-/// needs one).
+/// needs one), then shuts the runtime down.
 ///
-/// The runtime is not dropped: the command's work is done (every connection
-/// it opened was closed), and the process ends right after. Dropping it
-/// would shut its timers down under lapin's I/O threads, which may still be
-/// winding down an abandoned connection attempt, and they would panic
-/// ("A Tokio 1.x context was found, but it is being shutdown").
+/// The runtime used to be leaked, to dodge a panic in lapin's I/O thread
+/// (`lapin-io-loop`, a thread of its own, not a task of the runtime):
+/// between attempts of lapin's own reconnect backoff it sleeps on the
+/// runtime's timer, and a timer polled after its runtime has shut down
+/// panics ("A Tokio 1.x context was found, but it is being shutdown").
+/// No connection of this crate has that backoff any more
+/// (`queue::AmqpSettings::connect`: lapin's recovery off, one attempt, the
+/// crate's own supervisors retry), so the I/O thread never touches the
+/// timer; it waits on socket events, which the runtime's I/O driver ends
+/// with an error when it shuts down. A command closes the connections it
+/// opened before it returns; tasks still alive here (a connection closing
+/// in the background, lapin's heartbeat) are dropped. Blocking tasks (a
+/// migration, a password hash) get [`RUNTIME_SHUTDOWN_GRACE`], so a stuck
+/// one cannot hold the command's exit.
 pub fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
-    runtime.block_on(future)
+    let result = runtime.block_on(future);
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    result
 }
+
+/// How long [`block_on`] waits for blocking tasks once the command is done.
+pub const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
