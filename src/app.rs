@@ -16,15 +16,24 @@
 //! 5. on the shutdown signal: not ready any more, stop taking deliveries,
 //!    finish the work in flight within the deadline, stop the listeners,
 //!    close the broker connections.
+//!
+//! Every task started here (listeners, watchers, gauges, sweep) is tracked
+//! (`Tasks`): at shutdown, once the worker has drained, the listeners and
+//! the loops, all cancelled by the same token, are awaited together within
+//! `close-timeout` (each loop closes its own broker connection on its way
+//! out); one still running then is named in a warning and aborted. Then the
+//! intake's publishing connection closes, and
+//! [`Application::run_until_stopped`] returns with no task of its own left.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::console::{Clock, Console, ConsoleSettings};
 use crate::domain::sweep::SweepPolicy;
@@ -146,9 +155,73 @@ pub struct Application {
     config: AppConfig,
     metrics: Metrics,
     health: Health,
+    tasks: Tasks,
     ops: Option<TcpListener>,
     intake: Option<TcpListener>,
     console: Option<TcpListener>,
+}
+
+/// The daemon's background tasks: each one tracked, so shutdown can wait
+/// for all of them, and named, so one that does not end in time can be
+/// said in the log.
+#[derive(Clone, Default)]
+struct Tasks {
+    tracker: TaskTracker,
+    named: Arc<Mutex<Vec<(&'static str, AbortHandle)>>>,
+}
+
+impl Tasks {
+    fn spawn(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.tracker.spawn(task);
+        self.named
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name, handle.abort_handle()));
+    }
+
+    /// Takes no new task, and waits up to `timeout` for every task to end.
+    /// Those still running then are aborted, and waited for (an aborted
+    /// task ends at its next await point); their names are returned.
+    async fn close(&self, timeout: Duration) -> Vec<&'static str> {
+        self.tracker.close();
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_ok()
+        {
+            return Vec::new();
+        }
+        let late: Vec<&'static str> = self
+            .named
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, handle)| !handle.is_finished())
+            .map(|(name, handle)| {
+                handle.abort();
+                *name
+            })
+            .collect();
+        self.tracker.wait().await;
+        late
+    }
+}
+
+/// The daemon's background tasks seen from outside (tests): how many are
+/// running, and whether shutdown has closed the set.
+#[derive(Clone, Debug)]
+pub struct TaskMonitor(TaskTracker);
+
+impl TaskMonitor {
+    /// Tasks started and not ended yet.
+    pub fn running(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether shutdown has begun waiting for the tasks (no new one can
+    /// start).
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
 impl Application {
@@ -178,6 +251,7 @@ impl Application {
             config,
             metrics,
             health,
+            tasks: Tasks::default(),
             ops,
             intake,
             console,
@@ -207,10 +281,18 @@ impl Application {
         &self.health
     }
 
+    /// The background tasks [`Application::run_until_stopped`] starts:
+    /// every one has ended by the time it returns.
+    pub fn tasks(&self) -> TaskMonitor {
+        TaskMonitor(self.tasks.tracker.clone())
+    }
+
     /// Runs until `shutdown` completes, then drains and closes everything.
     ///
     /// Outages are waited out (and shown on `/readyz`), never returned;
     /// the only error is one no waiting can fix (a failed migration).
+    /// Either way, every task it started has ended when it returns (see the
+    /// module docs).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -219,26 +301,34 @@ impl Application {
             config,
             metrics,
             health,
+            tasks,
             ops,
             intake,
             console,
         } = self;
         let token = CancellationToken::new();
 
-        let console_task = match (console, &config.console, &config.database) {
-            (Some(listener), Some(settings), Some(database)) => Some(tokio::spawn(run_console(
-                listener,
-                settings.clone(),
-                database.clone(),
-                config.amqp.clone(),
-                config.pipeline.pseudonym_key.clone(),
-                health.clone(),
-                token.clone(),
-            ))),
-            _ => None,
-        };
+        if let (Some(listener), Some(settings), Some(database)) =
+            (console, &config.console, &config.database)
+        {
+            tasks.spawn(
+                "console",
+                listening(
+                    "console",
+                    run_console(
+                        listener,
+                        settings.clone(),
+                        database.clone(),
+                        config.amqp.clone(),
+                        config.pipeline.pseudonym_key.clone(),
+                        health.clone(),
+                        token.clone(),
+                    ),
+                ),
+            );
+        }
 
-        let ops_task = ops.map(|listener| {
+        if let Some(listener) = ops {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "operations endpoint listening");
             }
@@ -247,48 +337,56 @@ impl Application {
                 health: health.clone(),
                 needs_database: config.database.is_some(),
             };
-            tokio::spawn(crate::http::serve(
-                listener,
-                state,
-                token.clone().cancelled_owned(),
-            ))
-        });
+            tasks.spawn(
+                "operations endpoint",
+                listening(
+                    "operations endpoint",
+                    crate::http::serve(listener, state, token.clone().cancelled_owned()),
+                ),
+            );
+        }
 
         // Its own publishing connection: intake traffic never waits behind
         // the worker's retries.
         let intake_publisher = Arc::new(Publisher::new(config.amqp.clone(), "intake"));
-        let intake_task = match (intake, &config.intake) {
-            (Some(listener), Some((_, settings))) => Some(start_intake(
+        if let (Some(listener), Some((_, settings))) = (intake, &config.intake) {
+            start_intake(
+                &tasks,
                 listener,
                 settings.clone(),
                 &config.pipeline,
                 intake_publisher.clone(),
                 &metrics,
                 &token,
-            )),
-            _ => None,
-        };
+            );
+        }
         if config.intake.is_some() {
             // Keeps the intake's connection up, so a request never waits
             // for a broker that is away. Without a consumer, it is also
             // what reports the broker's health.
-            tokio::spawn(watch_publisher(
-                intake_publisher.clone(),
-                config.worker.is_none().then(|| health.clone()),
-                token.clone(),
-            ));
+            tasks.spawn(
+                "intake publisher watch",
+                watch_publisher(
+                    intake_publisher.clone(),
+                    config.worker.is_none().then(|| health.clone()),
+                    token.clone(),
+                ),
+            );
         }
         if config.worker.is_none() {
-            tokio::spawn(refresh_queue_gauges(
-                config.amqp.clone(),
-                metrics.clone(),
-                config.gauge_refresh,
-                token.clone(),
-            ));
+            tasks.spawn(
+                "queue gauges",
+                refresh_queue_gauges(
+                    config.amqp.clone(),
+                    metrics.clone(),
+                    config.gauge_refresh,
+                    token.clone(),
+                ),
+            );
         }
 
         let work = async {
-            let result = run_worker(&config, &metrics, &health, &token).await;
+            let result = run_worker(&config, &metrics, &health, &tasks, &token).await;
             // Whatever ended the work ends the rest too.
             token.cancel();
             result
@@ -305,16 +403,26 @@ impl Application {
         };
         let (summary, ()) = tokio::join!(work, signal);
 
-        for task in [intake_task, ops_task, console_task].into_iter().flatten() {
-            if tokio::time::timeout(config.close_timeout, task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("a listener did not stop in time");
-            }
+        // The worker has drained; the listeners and the loops saw the same
+        // token and are on their way out.
+        let late = tasks.close(config.close_timeout).await;
+        if !late.is_empty() {
+            tracing::warn!(
+                tasks = ?late,
+                close_timeout = ?config.close_timeout,
+                "background tasks did not end within close-timeout; aborted"
+            );
         }
         intake_publisher.close().await;
         summary
+    }
+}
+
+/// A listener's task: says so when it ends in an error (the others end
+/// when the token is cancelled).
+async fn listening(name: &'static str, serve: impl Future<Output = std::io::Result<()>>) {
+    if let Err(err) = serve.await {
+        tracing::error!(listener = name, error = %err, "listener failed");
     }
 }
 
@@ -329,13 +437,14 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
 }
 
 fn start_intake(
+    tasks: &Tasks,
     listener: TcpListener,
     settings: IntakeSettings,
     pipeline: &PipelineConfig,
     publisher: Arc<Publisher>,
     metrics: &Metrics,
     token: &CancellationToken,
-) -> JoinHandle<std::io::Result<()>> {
+) {
     let intake = Arc::new(Intake {
         settings,
         keys: pipeline.keys.clone(),
@@ -348,11 +457,13 @@ fn start_intake(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, path = %intake.settings.path, "intake listening");
     }
-    tokio::spawn(crate::intake::serve(
-        listener,
-        intake,
-        token.clone().cancelled_owned(),
-    ))
+    tasks.spawn(
+        "intake",
+        listening(
+            "intake",
+            crate::intake::serve(listener, intake, token.clone().cancelled_owned()),
+        ),
+    );
 }
 
 /// Connects the database (waiting it out; `/readyz` shows the worker's
@@ -401,6 +512,7 @@ async fn run_worker(
     config: &AppConfig,
     metrics: &Metrics,
     health: &Health,
+    tasks: &Tasks,
     token: &CancellationToken,
 ) -> Result<RunSummary, StartupError> {
     let (Some(database), Some(worker)) = (&config.database, &config.worker) else {
@@ -418,22 +530,31 @@ async fn run_worker(
     };
     health.database().set_up();
     health.broker().set_waiting("not consuming yet: connecting");
-    tokio::spawn(health::watch_database(
-        store.clone(),
-        health.clone(),
-        DATABASE_CHECK_INTERVAL,
-        database.acquire_timeout,
-        token.clone(),
-    ));
-    tokio::spawn(refresh_gauges(
-        store.clone(),
-        worker.amqp.clone(),
-        metrics.clone(),
-        config.gauge_refresh,
-        token.clone(),
-    ));
+    tasks.spawn(
+        "database watch",
+        health::watch_database(
+            store.clone(),
+            health.clone(),
+            DATABASE_CHECK_INTERVAL,
+            database.acquire_timeout,
+            token.clone(),
+        ),
+    );
+    tasks.spawn(
+        "gauges",
+        refresh_gauges(
+            store.clone(),
+            worker.amqp.clone(),
+            metrics.clone(),
+            config.gauge_refresh,
+            token.clone(),
+        ),
+    );
     if let Some((interval, policy)) = config.sweep {
-        tokio::spawn(sweep_every(store.clone(), interval, policy, token.clone()));
+        tasks.spawn(
+            "sweep",
+            sweep_every(store.clone(), interval, policy, token.clone()),
+        );
     }
     let worker = Worker::new(
         Pipeline::new(config.pipeline.clone(), store),
@@ -471,7 +592,12 @@ async fn watch_publisher(
 ) {
     let mut connected_before: Option<bool> = None;
     loop {
-        let connected = publisher.ensure_connected().await;
+        // A connection attempt to a broker that does not answer lasts up
+        // to amqp-heartbeat: shutdown does not wait for it.
+        let connected = tokio::select! {
+            () = token.cancelled() => return,
+            connected = publisher.ensure_connected() => connected,
+        };
         match (&health, &connected) {
             (Some(health), Ok(())) => health.broker().set_up(),
             (Some(health), Err(err)) => health.broker().set_down(&err.to_string()),
@@ -508,54 +634,67 @@ async fn refresh_gauges(
 ) {
     let publisher = Publisher::new(amqp.clone(), "gauges");
     loop {
-        match store.open_review_counts().await {
-            Ok(counts) => {
-                let now = chrono::Utc::now();
-                let oldest = counts
-                    .iter()
-                    .filter_map(|c| c.oldest_open_at)
-                    .min()
-                    .map(|at| (now - at).num_seconds())
-                    .unwrap_or(0);
-                let by_kind: Vec<(String, i64)> = counts
-                    .iter()
-                    .filter_map(|c| Some((c.kind.clone(), (now - c.oldest_open_at?).num_seconds())))
-                    .collect();
-                metrics.set_oldest_open_by_kind(&by_kind);
-                let counts: Vec<(String, i64)> =
-                    counts.into_iter().map(|c| (c.kind, c.open)).collect();
-                metrics.set_open_review_items(&counts, oldest);
-            }
-            Err(err) => tracing::debug!(error = %err, "cannot count open review items"),
+        // A round waits on the database and the broker: shutdown does not.
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = refresh_gauges_once(&store, &amqp, &metrics, &publisher) => {}
         }
-        match store.resolutions_by_action().await {
-            Ok(counts) => metrics.set_review_resolutions(&counts),
-            Err(err) => tracing::debug!(error = %err, "cannot count review resolutions"),
-        }
-        match store.money_at_risk().await {
-            Ok(risks) => {
-                let amounts: Vec<(String, String, u32, i64)> = risks
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.kind.to_owned(),
-                            r.currency.as_str().to_owned(),
-                            r.currency.exponent(),
-                            r.minor,
-                        )
-                    })
-                    .collect();
-                metrics.set_money_at_risk(&amounts);
-            }
-            Err(err) => tracing::debug!(error = %err, "cannot sum the money at risk"),
-        }
-        metrics.refresh_queues(&publisher, &amqp.topology).await;
         tokio::select! {
             () = token.cancelled() => break,
             () = tokio::time::sleep(interval) => {}
         }
     }
     publisher.close().await;
+}
+
+/// One round of [`refresh_gauges`].
+async fn refresh_gauges_once(
+    store: &Store,
+    amqp: &AmqpSettings,
+    metrics: &Metrics,
+    publisher: &Publisher,
+) {
+    match store.open_review_counts().await {
+        Ok(counts) => {
+            let now = chrono::Utc::now();
+            let oldest = counts
+                .iter()
+                .filter_map(|c| c.oldest_open_at)
+                .min()
+                .map(|at| (now - at).num_seconds())
+                .unwrap_or(0);
+            let by_kind: Vec<(String, i64)> = counts
+                .iter()
+                .filter_map(|c| Some((c.kind.clone(), (now - c.oldest_open_at?).num_seconds())))
+                .collect();
+            metrics.set_oldest_open_by_kind(&by_kind);
+            let counts: Vec<(String, i64)> = counts.into_iter().map(|c| (c.kind, c.open)).collect();
+            metrics.set_open_review_items(&counts, oldest);
+        }
+        Err(err) => tracing::debug!(error = %err, "cannot count open review items"),
+    }
+    match store.resolutions_by_action().await {
+        Ok(counts) => metrics.set_review_resolutions(&counts),
+        Err(err) => tracing::debug!(error = %err, "cannot count review resolutions"),
+    }
+    match store.money_at_risk().await {
+        Ok(risks) => {
+            let amounts: Vec<(String, String, u32, i64)> = risks
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.kind.to_owned(),
+                        r.currency.as_str().to_owned(),
+                        r.currency.exponent(),
+                        r.minor,
+                    )
+                })
+                .collect();
+            metrics.set_money_at_risk(&amounts);
+        }
+        Err(err) => tracing::debug!(error = %err, "cannot sum the money at risk"),
+    }
+    metrics.refresh_queues(publisher, &amqp.topology).await;
 }
 
 /// The standalone intake's gauges, every `interval`: the queues alone (it
@@ -569,7 +708,10 @@ async fn refresh_queue_gauges(
 ) {
     let publisher = Publisher::new(amqp.clone(), "gauges");
     loop {
-        metrics.refresh_queues(&publisher, &amqp.topology).await;
+        tokio::select! {
+            () = token.cancelled() => break,
+            () = metrics.refresh_queues(&publisher, &amqp.topology) => {}
+        }
         tokio::select! {
             () = token.cancelled() => break,
             () = tokio::time::sleep(interval) => {}
@@ -620,4 +762,64 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts its drops: a task that holds one has ended once it is dropped.
+    struct Ended(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_waits_for_every_task_and_aborts_and_names_the_late_ones() {
+        let tasks = Tasks::default();
+        let monitor = TaskMonitor(tasks.tracker.clone());
+        let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let token = CancellationToken::new();
+        let obedient = {
+            let (token, ended) = (token.clone(), Ended(ended.clone()));
+            async move {
+                token.cancelled().await;
+                drop(ended);
+            }
+        };
+        let deaf = {
+            let ended = Ended(ended.clone());
+            async move {
+                std::future::pending::<()>().await;
+                drop(ended);
+            }
+        };
+        tasks.spawn("obedient", obedient);
+        tasks.spawn("deaf", deaf);
+        assert_eq!(monitor.running(), 2);
+        assert!(!monitor.is_closed());
+
+        token.cancel();
+        let late = tasks.close(Duration::from_millis(200)).await;
+        assert_eq!(late, ["deaf"]);
+        assert!(monitor.is_closed());
+        assert_eq!(monitor.running(), 0);
+        assert_eq!(ended.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn tasks_that_end_in_time_are_not_named() {
+        let tasks = Tasks::default();
+        let token = CancellationToken::new();
+        for name in ["one", "two"] {
+            let token = token.clone();
+            tasks.spawn(name, async move { token.cancelled().await });
+        }
+        token.cancel();
+        assert!(tasks.close(Duration::from_secs(30)).await.is_empty());
+        assert_eq!(tasks.tracker.len(), 0);
+    }
 }

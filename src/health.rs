@@ -275,7 +275,11 @@ pub async fn watch_database(
     token: CancellationToken,
 ) {
     loop {
-        match tokio::time::timeout(timeout, store.ping()).await {
+        let ping = tokio::select! {
+            () = token.cancelled() => return,
+            ping = tokio::time::timeout(timeout, store.ping()) => ping,
+        };
+        match ping {
             Ok(Ok(())) => health.database().set_up(),
             Ok(Err(err)) => health.database().set_down(&err.to_string()),
             Err(_) => health.database().set_down("no answer in time"),

@@ -18,11 +18,15 @@
 //!   states and the operations endpoint;
 //! - [`settings`], [`secret`]: the configuration tree and its defaults;
 //! - [`app`]: the daemon assembled from its settings (startup, shutdown);
-//! - [`simulate`]: a seeded processor simulator with known expectations;
-//! - [`demo`]: the whole system in one process, for newcomers;
-//! - [`bench`]: throughput and latency beside same-run ceilings;
+//! - `simulate`: a seeded processor simulator with known expectations;
+//! - `demo`: the whole system in one process, for newcomers;
+//! - `bench`: throughput and latency beside same-run ceilings;
 //! - [`console`]: the finance console, an authenticated web page;
 //! - [`cli`]: the command line.
+//!
+//! `simulate`, `demo` and `bench` are development tools, built with the
+//! `tools` feature (on by default); a production build leaves them out
+//! (`cargo build --release --no-default-features`).
 
 #![forbid(unsafe_code)]
 
@@ -32,9 +36,11 @@ pub use ipn_domain as domain;
 pub use ipn_protocol as ipn;
 
 pub mod app;
+#[cfg(feature = "tools")]
 pub mod bench;
 pub mod cli;
 pub mod console;
+#[cfg(feature = "tools")]
 pub mod demo;
 pub mod export;
 pub mod health;
@@ -46,6 +52,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod secret;
 pub mod settings;
+#[cfg(feature = "tools")]
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -9,9 +9,11 @@
 //! operational failure (database, broker, files).
 
 pub mod args;
+#[cfg(feature = "tools")]
 mod bench;
 mod check;
 mod console;
+#[cfg(feature = "tools")]
 mod demo;
 mod export;
 mod finance;
@@ -23,6 +25,7 @@ mod process;
 mod publish;
 mod serve;
 mod settlement;
+#[cfg(feature = "tools")]
 mod simulate;
 
 use std::io::Read;
@@ -53,8 +56,11 @@ pub const EXIT_OPERATIONAL: u8 = 3;
     version,
     about,
     long_about,
-    after_help = SEE_EACH_COMMAND,
-    mut_subcommand("simulate", with_exit_codes(SIMULATE_EXIT_CODES))
+    after_help = SEE_EACH_COMMAND
+)]
+#[cfg_attr(
+    feature = "tools",
+    command(mut_subcommand("simulate", with_exit_codes(SIMULATE_EXIT_CODES)))
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -93,6 +99,7 @@ configuration, 3 the database cannot be reached or created, or a migration faile
     Serve(Box<serve::ServeArgs>),
     /// The whole system in one command, for newcomers: simulated orders
     /// over HTTP through intake and worker, then the finance summary.
+    #[cfg(feature = "tools")]
     #[command(
         after_help = "Exit codes: 0 the result equals the simulator's expectation, 1 \
 it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
@@ -119,6 +126,7 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     Review(finance::ReviewCommand),
     /// Simulate the payment processor: seeded, reproducible notifications
     /// for N orders with anomalies, the orders CSV and the expected states.
+    #[cfg(feature = "tools")]
     Simulate(simulate::SimulateArgs),
     /// The finance console, a web page over the books: run it alone
     /// (`console --console-addr ADDR`; `serve --console-addr` runs it in the
@@ -136,6 +144,7 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// Measure the worker (drain rate, latencies, peak RSS) beside the
     /// broker's and the database's ceilings, from one run; `bench intake`
     /// measures the intake under wrk.
+    #[cfg(feature = "tools")]
     Bench(Box<bench::BenchArgs>),
 }
 
@@ -222,6 +231,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Orders(command) => orders::run(config, command),
         Command::Process(args) => process::run(config, args),
         Command::Serve(args) => serve::run(config, *args),
+        #[cfg(feature = "tools")]
         Command::Demo(args) => demo::run(args),
         Command::Intake(args) => intake::run(config, *args),
         Command::Publish(args) => publish::run(config, args),
@@ -229,10 +239,12 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Report(args) => finance::report(config, args),
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
+        #[cfg(feature = "tools")]
         Command::Simulate(args) => simulate::run(config, args),
         Command::Console(args) => console::run(config, *args),
         Command::Settlement(command) => settlement::run(config, command),
         Command::Sweep(args) => settlement::sweep(config, args),
+        #[cfg(feature = "tools")]
         Command::Bench(args) => bench::run(*args),
     }
 }
@@ -244,12 +256,14 @@ broker or file failure; each command's --help says which apply to it.";
 
 /// `simulate`'s exit codes. Its `--help` text lives with the simulator;
 /// they are added to it here, after whatever it says.
+#[cfg(feature = "tools")]
 const SIMULATE_EXIT_CODES: &str = "Exit codes: 0 written (and delivered with --target queue or \
 http), 2 usage error or an unusable key file or configuration, 3 the output cannot be written or \
 a delivery failed.";
 
 /// Adds `exit_codes` to a command's help, short (`-h`) and long
 /// (`--help`), after the text it already has.
+#[cfg(feature = "tools")]
 fn with_exit_codes(exit_codes: &'static str) -> impl FnOnce(clap::Command) -> clap::Command {
     move |command| {
         let join = |text: Option<&clap::builder::StyledStr>| match text {
@@ -336,21 +350,34 @@ pub fn read_body(source: &Path, limits: &FormLimits) -> anyhow::Result<Vec<u8>> 
 }
 
 /// Runs a future on a fresh multi-threaded runtime (the migration harness
-/// needs one).
+/// needs one), then shuts the runtime down.
 ///
-/// The runtime is not dropped: the command's work is done (every connection
-/// it opened was closed), and the process ends right after. Dropping it
-/// would shut its timers down under lapin's I/O threads, which may still be
-/// winding down an abandoned connection attempt, and they would panic
-/// ("A Tokio 1.x context was found, but it is being shutdown").
+/// The runtime used to be leaked, to dodge a panic in lapin's I/O thread
+/// (`lapin-io-loop`, a thread of its own, not a task of the runtime):
+/// between attempts of lapin's own reconnect backoff it sleeps on the
+/// runtime's timer, and a timer polled after its runtime has shut down
+/// panics ("A Tokio 1.x context was found, but it is being shutdown").
+/// No connection of this crate has that backoff any more
+/// (`queue::AmqpSettings::connect`: lapin's recovery off, one attempt, the
+/// crate's own supervisors retry), so the I/O thread never touches the
+/// timer; it waits on socket events, which the runtime's I/O driver ends
+/// with an error when it shuts down. A command closes the connections it
+/// opened before it returns; tasks still alive here (a connection closing
+/// in the background, lapin's heartbeat) are dropped. Blocking tasks (a
+/// migration, a password hash) get [`RUNTIME_SHUTDOWN_GRACE`], so a stuck
+/// one cannot hold the command's exit.
 pub fn block_on<T>(future: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
-    runtime.block_on(future)
+    let result = runtime.block_on(future);
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    result
 }
+
+/// How long [`block_on`] waits for blocking tasks once the command is done.
+pub const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
@@ -397,6 +424,7 @@ mod tests {
                 "amqp://app:S3CRET-PW@mq:5672/%2f",
                 "f.txt",
             ],
+            #[cfg(feature = "tools")]
             vec![
                 "ipn-reconciler",
                 "demo",
@@ -449,6 +477,21 @@ mod tests {
         );
         let count = cli.get_subcommands().count();
         assert!(count >= 14, "the walk saw {count} commands");
+    }
+
+    /// `simulate`, `bench` and `demo` are there exactly when built with the
+    /// `tools` feature (a production build has none of them).
+    #[test]
+    fn the_development_tools_come_with_the_tools_feature() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for name in ["simulate", "bench", "demo"] {
+            assert_eq!(
+                cli.find_subcommand(name).is_some(),
+                cfg!(feature = "tools"),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -246,3 +246,40 @@ async fn an_invalid_configuration_exits_2() {
     );
     assert!(line(&out, "broker").starts_with("ok    "), "{out}");
 }
+
+/// A command that gives up on the broker, refused or on a path that takes
+/// TCP and then says nothing (given up after amqp-heartbeat, lapin's I/O
+/// thread still waiting on it), exits 3 with the reason, and shuts its
+/// runtime down under that thread without a panic.
+#[test]
+fn commands_that_give_up_on_the_broker_exit_cleanly() {
+    // Never accepted: the kernel completes the handshake, nobody speaks.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let refused_addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let body = repo_path("fixtures/ipn/01-shop-1001-pending.txt");
+    for (addr, reason) in [
+        (silent_addr, "no answer within 2s"),
+        (refused_addr, "Connection refused"),
+    ] {
+        for args in [
+            vec!["publish".to_owned(), body.display().to_string()],
+            vec!["parked".to_owned(), "list".to_owned()],
+        ] {
+            Command::cargo_bin("ipn-reconciler")
+                .expect("binary")
+                .args(&args)
+                .env_remove("IPN_CONFIG")
+                .env("AMQP_URL", format!("amqp://guest:guest@{addr}/%2f"))
+                .env("IPN_AMQP_HEARTBEAT", "2s")
+                .assert()
+                .code(3)
+                .stderr(predicate::str::contains(reason))
+                .stderr(predicate::str::contains("panicked").not());
+        }
+    }
+    drop(silent);
+}

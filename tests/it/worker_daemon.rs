@@ -365,3 +365,64 @@ async fn serve_answers_the_processor_and_reconciles_what_it_queued() {
         "the forged copy never reached the queue"
     );
 }
+
+/// `Application::run_until_stopped` returns only once every task it started
+/// has ended: the listeners (intake, operations endpoint, console), the
+/// intake's publisher watch, the database watch, the gauges and the sweep;
+/// and a standalone intake's (with its queue gauges) likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_in_process_returns_with_no_task_of_its_own_left() {
+    use ipn_reconciler::app::{AppConfig, Application};
+    use ipn_reconciler::settings::ConsoleAddr;
+    use tokio_util::sync::CancellationToken;
+
+    let db = TestDb::new();
+    let queue = TestQueue::new("200ms,500ms");
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let settings = ipn_reconciler::settings::Settings {
+        database_url: db.secret_url(),
+        create_db: true,
+        console_addr: Some(ConsoleAddr(any_port)),
+        sweep_interval: Duration::from_secs(3600),
+        ..queue.daemon_settings()
+    };
+    let loaded = settings.loaded().expect("settings");
+
+    // (configuration, its name, the tasks it starts once ready)
+    let serve = AppConfig::serve(&loaded).expect("serve config");
+    assert!(serve.console.is_some() && serve.sweep.is_some());
+    let intake = AppConfig::intake(&loaded).expect("intake config");
+    for (config, name, started) in [(serve, "serve", 7), (intake, "intake", 4)] {
+        let app = Application::build(config).await.expect("binds");
+        let ops = app.ops_addr().expect("operations endpoint");
+        let tasks = app.tasks();
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
+
+        let client = reqwest::Client::new();
+        let ready = wait_until(Duration::from_secs(30), || async {
+            let status = client
+                .get(format!("http://{ops}/readyz"))
+                .send()
+                .await
+                .map(|answer| answer.status().as_u16());
+            matches!(status, Ok(200)) && tasks.running() == started
+        })
+        .await;
+        assert!(
+            ready,
+            "{name}: ready with {started} tasks running (running: {})",
+            tasks.running()
+        );
+        assert!(!tasks.is_closed(), "{name}");
+
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(40), run)
+            .await
+            .unwrap_or_else(|_| panic!("{name} stops within its deadlines"))
+            .expect("daemon task")
+            .expect("the daemon runs");
+        assert!(tasks.is_closed(), "{name}: the task set is closed");
+        assert_eq!(tasks.running(), 0, "{name}: no task left running");
+    }
+}
