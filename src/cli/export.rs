@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::args::{self, ConfigFile, DatabaseFlags, FinanceFlags};
-use super::finance::{period, period_end, period_start};
+use super::dates::{period, period_end, period_start};
 use super::orders::database;
 use super::{CliResult, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::journal::{Account, JournalAccounts, MovementKind, posting, trial_balance};

@@ -4,11 +4,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
 use super::args::{ConfigFile, DatabaseFlags};
+use super::dates::{period, period_end, period_start};
 use super::orders::database;
 use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
 use crate::domain::ReviewKind;
@@ -17,8 +18,8 @@ use crate::domain::review::ReviewAction;
 use crate::store::reports::rfc3339;
 use crate::store::review::{self, ReviewStatus};
 use crate::store::{
-    FinanceSummary, ReportBasis, ReportPeriod, ResolveError, ResolveOutcome, ResolveRequest,
-    ReviewDetail, ReviewGroup, Store,
+    FinanceSummary, ReportBasis, ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail,
+    ReviewGroup, Store,
 };
 
 /// The books of a period: orders by state, money per currency (paid,
@@ -69,56 +70,6 @@ impl From<BasisArg> for ReportBasis {
             BasisArg::Event => ReportBasis::Event,
         }
     }
-}
-
-/// `--from`: a date is its first instant (00:00 UTC), a time is itself.
-pub(super) fn period_start(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_bound(text, false)
-}
-
-/// `--to`: a date is included whole (the bound is the next day's 00:00
-/// UTC, excluded), a time is itself (excluded).
-pub(super) fn period_end(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_bound(text, true)
-}
-
-fn parse_bound(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let day = if end_of_day {
-            day.succ_opt()
-        } else {
-            Some(day)
-        };
-        return day
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|at| at.and_utc())
-            .ok_or_else(|| "the date is out of range".to_owned());
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| {
-            "give a date (2026-11-30) or an RFC 3339 time (2026-11-30T12:00:00Z)".to_owned()
-        })
-}
-
-/// The period of `--from`, `--to` and `--by`; an empty period (from not
-/// before to) is a usage error rather than a report of nothing.
-pub(super) fn period(
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    by: ReportBasis,
-) -> Result<ReportPeriod, CliError> {
-    if let (Some(from), Some(to)) = (from, to)
-        && from >= to
-    {
-        return Err(CliError::usage(anyhow::anyhow!(
-            "--from {} is not before --to {}: the period is empty (a --to date is included whole)",
-            rfc3339::format(&from),
-            rfc3339::format(&to)
-        )));
-    }
-    Ok(ReportPeriod { from, to, by })
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ pub mod args;
 mod bench;
 mod check;
 mod console;
+mod dates;
 #[cfg(feature = "tools")]
 mod demo;
 mod export;

@@ -55,7 +55,7 @@ reached or a message could not be moved."
         reason: Option<String>,
         /// With --reason: only messages parked at or after this date
         /// (2026-11-30, from 00:00 UTC) or RFC 3339 time.
-        #[arg(long, requires = "reason", value_name = "DATE", value_parser = super::finance::period_start)]
+        #[arg(long, requires = "reason", value_name = "DATE", value_parser = super::dates::period_start)]
         since: Option<chrono::DateTime<chrono::Utc>>,
         /// The id shown by `parked list` (a prefix of the body's SHA-256).
         id: Option<String>,

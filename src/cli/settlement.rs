@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use super::args::{self, ConfigFile, DatabaseFlags, SettlementFlags};
-use super::finance::period_start;
+use super::dates::period_start;
 use super::{
     CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, settings_error, table_time,
 };
