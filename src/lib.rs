@@ -56,4 +56,5 @@ pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod view;
 pub mod worker;

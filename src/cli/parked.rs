@@ -81,30 +81,8 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
                 serde_json::to_writer_pretty(&mut out, &messages)?;
                 writeln!(out)?;
             } else if format == ListFormat::Csv {
-                let mut csv = csv::Writer::from_writer(out);
-                csv.write_record([
-                    "id",
-                    "body_sha256",
-                    "reason",
-                    "attempts",
-                    "received_at",
-                    "parked_at",
-                    "bytes",
-                    "sealed_by",
-                ])?;
-                for m in &messages {
-                    csv.write_record([
-                        m.id.as_str(),
-                        &m.body_sha256,
-                        &m.reason,
-                        &m.attempts.to_string(),
-                        &rfc3339(m.received_at),
-                        &m.parked_at.map(rfc3339).unwrap_or_default(),
-                        &m.bytes.to_string(),
-                        m.sealed_by.as_deref().unwrap_or(""),
-                    ])?;
-                }
-                csv.flush()?;
+                let caption = format!("{} parked", messages.len());
+                out.write_all(&crate::view::parked::table(&messages, caption).csv()?)?;
             } else {
                 writeln!(
                     out,

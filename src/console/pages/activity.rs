@@ -45,7 +45,7 @@ pub async fn page(
     let body = html! {
         h1 { "Activity" }
         p { "What people did through the console, under their names. The ledger is append-only." }
-        (table.render("/activity", ""))
+        (super::render_table(&table, "/activity", ""))
     };
     Ok(layout("Activity", Some(&session), body).into_response())
 }

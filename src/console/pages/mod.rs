@@ -164,89 +164,33 @@ pub async fn not_found() -> PageError {
     PageError::not_found("There is no such page.")
 }
 
-/// One cell of a table: text, or text linking somewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell {
-    Text(String),
-    /// Right-aligned (amounts, counts).
-    Number(String),
-    Link {
-        href: String,
-        text: String,
-    },
-}
+pub use crate::view::{Cell, Table};
 
-impl Cell {
-    fn text(&self) -> &str {
-        match self {
-            Cell::Text(text) | Cell::Number(text) | Cell::Link { text, .. } => text,
-        }
-    }
-}
-
-impl From<String> for Cell {
-    fn from(text: String) -> Self {
-        Cell::Text(text)
-    }
-}
-
-impl From<&str> for Cell {
-    fn from(text: &str) -> Self {
-        Cell::Text(text.to_owned())
-    }
-}
-
-/// A table of a page: rendered as HTML, downloadable as CSV.
-#[derive(Debug, Clone)]
-pub struct Table {
-    /// Its name in `?csv=NAME` and in the downloaded file's name.
-    pub name: &'static str,
-    pub caption: String,
-    /// CSV column names (snake_case), shown as headers.
-    pub columns: Vec<&'static str>,
-    pub rows: Vec<Vec<Cell>>,
-}
-
-impl Table {
-    pub fn new(name: &'static str, caption: impl Into<String>, columns: &[&'static str]) -> Self {
-        Self {
-            name,
-            caption: caption.into(),
-            columns: columns.to_vec(),
-            rows: Vec::new(),
-        }
-    }
-
-    pub fn push(&mut self, row: Vec<Cell>) {
-        self.rows.push(row);
-    }
-
-    /// The table with a link to download it; `query` is the page's query
-    /// string (its filters), so the CSV holds what the page shows.
-    pub fn render(&self, path: &str, query: &str) -> Markup {
-        let separator = if query.is_empty() { "" } else { "&" };
-        let href = format!("{path}?{query}{separator}csv={}", self.name);
-        html! {
-            section.table aria-label=(self.caption) {
-                table {
-                    caption {
-                        (self.caption)
-                        " "
-                        a.csv href=(href) download=(format!("{}.csv", self.name)) { "Download CSV" }
+/// The table with a link to download it; `query` is the page's query
+/// string (its filters), so the CSV holds what the page shows.
+pub fn render_table(table: &Table, path: &str, query: &str) -> Markup {
+    let separator = if query.is_empty() { "" } else { "&" };
+    let href = format!("{path}?{query}{separator}csv={}", table.name);
+    html! {
+        section.table aria-label=(table.caption) {
+            table {
+                caption {
+                    (table.caption)
+                    " "
+                    a.csv href=(href) download=(format!("{}.csv", table.name)) { "Download CSV" }
+                }
+                thead { tr { @for column in &table.columns { th scope="col" { (column.replace('_', " ")) } } } }
+                tbody {
+                    @if table.rows.is_empty() {
+                        tr { td colspan=(table.columns.len()) { "(none)" } }
                     }
-                    thead { tr { @for column in &self.columns { th scope="col" { (column.replace('_', " ")) } } } }
-                    tbody {
-                        @if self.rows.is_empty() {
-                            tr { td colspan=(self.columns.len()) { "(none)" } }
-                        }
-                        @for row in &self.rows {
-                            tr {
-                                @for cell in row {
-                                    @match cell {
-                                        Cell::Text(text) => td { (text) },
-                                        Cell::Number(text) => td.num { (text) },
-                                        Cell::Link { href, text } => td { a href=(href) { (text) } },
-                                    }
+                    @for row in &table.rows {
+                        tr {
+                            @for cell in row {
+                                @match cell {
+                                    Cell::Text(text) => td { (text) },
+                                    Cell::Number(text) => td.num { (text) },
+                                    Cell::Link { href, text } => td { a href=(href) { (text) } },
                                 }
                             }
                         }
@@ -254,18 +198,6 @@ impl Table {
                 }
             }
         }
-    }
-
-    /// The table as CSV: its columns, then its rows as text.
-    pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        writer.write_record(&self.columns)?;
-        for row in &self.rows {
-            writer.write_record(row.iter().map(Cell::text))?;
-        }
-        writer
-            .into_inner()
-            .map_err(|err| csv::Error::from(err.into_error()))
     }
 }
 
@@ -361,7 +293,7 @@ mod tests {
         ]);
         let csv = String::from_utf8(table.csv().expect("csv")).expect("utf-8");
         assert_eq!(csv, "order_ref,amount\n\"A,1\",10.00\n");
-        let html = table.render("/orders", "status=paid").into_string();
+        let html = render_table(&table, "/orders", "status=paid").into_string();
         assert!(
             html.contains("href=\"/orders?status=paid&amp;csv=orders\""),
             "{html}"

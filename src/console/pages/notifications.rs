@@ -152,7 +152,7 @@ pub async fn page(
             }
             p { button type="submit" { "Filter" } }
         }
-        (table.render("/notifications", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/notifications", &super::query_without_csv(raw.as_deref())))
     };
     Ok(layout("Notifications", Some(&session), body).into_response())
 }

@@ -160,7 +160,7 @@ pub async fn list(
     let body = html! {
         h1 { "Orders" }
         (search_forms(&session, &query, console.pseudonym_key.is_some()))
-        (table.render("/orders", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/orders", &super::query_without_csv(raw.as_deref())))
     };
     Ok(layout("Orders", Some(&session), body).into_response())
 }
@@ -211,7 +211,7 @@ pub async fn by_email(
             "Orders named by notifications that carried the customer's pseudonym "
             "(orders paid before the pseudonym key was set are not found)."
         }
-        (table.render("/orders", ""))
+        (super::render_table(&table, "/orders", ""))
     };
     Ok(layout("Orders", Some(&session), body).into_response())
 }
@@ -253,7 +253,7 @@ pub async fn show(
             dt { "Created" } dd { (shown_time(&order.created_at)) }
             dt { "Updated" } dd { (shown_time(&order.updated_at)) " (version " (order.version) ")" }
         }
-        (payments.render(&path, ""))
+        (super::render_table(payments, &path, ""))
         h2 { "Ledger" }
         ol.timeline {
             @for e in &order.events {
@@ -268,9 +268,9 @@ pub async fn show(
             }
             @if order.events.is_empty() { li { "No notification has reached this order yet." } }
         }
-        (ledger.render(&path, ""))
-        (notes.render(&path, ""))
-        (reviews.render(&path, ""))
+        (super::render_table(ledger, &path, ""))
+        (super::render_table(notes, &path, ""))
+        (super::render_table(reviews, &path, ""))
     };
     Ok(layout(&title, Some(&session), body).into_response())
 }

@@ -180,14 +180,14 @@ pub async fn page(
             p { button type="submit" { "Show" } }
         }
         p.period { "Period: " (period_text) }
-        (totals.render("/", &query_string))
+        (super::render_table(&totals, "/", &query_string))
         h2 { "Money per day" }
         (chart::render(&days))
-        (daily.render("/", &query_string))
+        (super::render_table(&daily, "/", &query_string))
         div.columns {
-            (states.render("/", &query_string))
-            (exceptions.render("/", &query_string))
-            (outcomes.render("/", &query_string))
+            (super::render_table(&states, "/", &query_string))
+            (super::render_table(&exceptions, "/", &query_string))
+            (super::render_table(&outcomes, "/", &query_string))
         }
     };
     Ok(layout("Overview", Some(&session), body).into_response())

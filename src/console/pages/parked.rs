@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{Cell, PageError, Table, csv_download, csv_time, given, layout, parse_bound};
+use super::{PageError, csv_download, csv_time, given, layout, parse_bound};
 use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::queue::parked::{self, ParkedMessage, Selection};
@@ -21,36 +21,6 @@ use crate::store::console::{ConsoleAction, ConsoleRole};
 pub struct ParkedQuery {
     requeued: Option<usize>,
     csv: Option<String>,
-}
-
-fn parked_table(messages: &[ParkedMessage], caption: String) -> Table {
-    let mut table = Table::new(
-        "parked",
-        caption,
-        &[
-            "id",
-            "body_sha256",
-            "reason",
-            "attempts",
-            "received_at",
-            "parked_at",
-            "bytes",
-            "sealed_by",
-        ],
-    );
-    for m in messages {
-        table.push(vec![
-            Cell::Text(m.id.clone()),
-            Cell::Text(m.body_sha256.clone()),
-            Cell::Text(m.reason.clone()),
-            Cell::Number(m.attempts.to_string()),
-            Cell::Text(csv_time(&m.received_at)),
-            Cell::Text(m.parked_at.as_ref().map(csv_time).unwrap_or_default()),
-            Cell::Number(m.bytes.to_string()),
-            Cell::Text(m.sealed_by.clone().unwrap_or_default()),
-        ]);
-    }
-    table
 }
 
 async fn listed(console: &Ctx) -> Result<Vec<ParkedMessage>, PageError> {
@@ -78,7 +48,8 @@ pub async fn page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let messages = listed(&console).await?;
-    let table = parked_table(&messages, format!("{} parked message(s)", messages.len()));
+    let table =
+        crate::view::parked::table(&messages, format!("{} parked message(s)", messages.len()));
     if let Some(download) = csv_download(&[&table], given(&query.csv)) {
         return Ok(download);
     }
@@ -95,7 +66,7 @@ pub async fn page(
             "Messages the worker could not process and that wait for a person: fix the cause "
             "(a missing key, an order to import), then requeue them. Bodies stay sealed and are never shown."
         }
-        (table.render("/parked", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/parked", &super::query_without_csv(raw.as_deref())))
         @if resolver && !messages.is_empty() {
             h2 { "Requeue" }
             form.filters method="post" action="/parked/requeue" {
@@ -186,14 +157,14 @@ pub async fn requeue(
             .into_iter()
             .filter(|m| selection.matches_listed(m))
             .collect();
-        let table = parked_table(
+        let table = crate::view::parked::table(
             &chosen,
             format!("{} message(s) would be requeued", chosen.len()),
         );
         let body = html! {
             h1 { "Requeue parked messages?" }
             p { "These messages go back to the work queue, still sealed, with their retry counters reset:" }
-            (table.render("/parked", ""))
+            (super::render_table(&table, "/parked", ""))
             form method="post" action="/parked/requeue" {
                 input type="hidden" name=(csrf::FIELD) value=(session.csrf);
                 input type="hidden" name="what" value=[given(&form.what)];

@@ -183,7 +183,7 @@ pub async fn page(
                 }
             }
         }
-        (table.render("/review", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/review", &super::query_without_csv(raw.as_deref())))
     };
     Ok(layout("Review queue", Some(&session), body).into_response())
 }

@@ -132,8 +132,8 @@ pub async fn page(
         @if report.is_empty() {
             p.note role="status" { "No settlement imported: `settlement import` brings the processor's settlement files." }
         }
-        (batches.render("/settlement", ""))
-        (lines.render("/settlement", ""))
+        (super::render_table(&batches, "/settlement", ""))
+        (super::render_table(&lines, "/settlement", ""))
     };
     Ok(layout("Settlement", Some(&session), body).into_response())
 }
