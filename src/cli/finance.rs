@@ -482,49 +482,10 @@ fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::
 
 /// The columns of `review list --format csv` (and the keys of its JSON).
 /// Stable: new ones are added at the end.
-pub const REVIEW_CSV_COLUMNS: [&str; 13] = [
-    "id",
-    "status",
-    "kind",
-    "order_ref",
-    "processor_ref",
-    "created_at",
-    "details",
-    "resolved_at",
-    "resolved_by",
-    "resolution_note",
-    "count",
-    "item_ids",
-    "resolution_action",
-];
-
-fn write_review_csv(out: impl Write, groups: &[ReviewGroup]) -> Result<(), csv::Error> {
-    let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(REVIEW_CSV_COLUMNS)?;
-    for group in groups {
-        let item = &group.item;
-        let ids: Vec<String> = group.item_ids.iter().map(i64::to_string).collect();
-        csv.write_record([
-            item.id.to_string().as_str(),
-            &item.status,
-            item.kind.as_str(),
-            item.order_ref.as_deref().unwrap_or(""),
-            item.processor_ref.as_deref().unwrap_or(""),
-            &rfc3339::format(&item.created_at),
-            &item.details,
-            &item
-                .resolved_at
-                .as_ref()
-                .map(rfc3339::format)
-                .unwrap_or_default(),
-            item.resolved_by.as_deref().unwrap_or(""),
-            item.resolution_note.as_deref().unwrap_or(""),
-            &group.count.to_string(),
-            &ids.join(" "),
-            item.resolution_action.as_deref().unwrap_or(""),
-        ])?;
-    }
-    csv.flush()?;
+/// The review queue as CSV: the listing the console downloads too.
+fn write_review_csv(mut out: impl Write, groups: &[ReviewGroup]) -> Result<(), CliError> {
+    let caption = format!("{} group(s)", groups.len());
+    out.write_all(&crate::view::review::table(groups, caption).csv()?)?;
     Ok(())
 }
 

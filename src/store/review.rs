@@ -97,7 +97,8 @@ pub struct ReviewGroup {
 }
 
 impl ReviewGroup {
-    fn of(item: ReviewItem) -> Self {
+    /// An item on its own (`--ungrouped`, the console's list).
+    pub fn of(item: ReviewItem) -> Self {
         Self {
             item_ids: vec![item.id],
             count: 1,

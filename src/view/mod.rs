@@ -10,6 +10,7 @@
 //! shape scripts rely on.
 
 pub mod parked;
+pub mod review;
 
 /// One cell of a table: text, or text linking somewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]

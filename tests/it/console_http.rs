@@ -445,6 +445,12 @@ async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_add
 
     // The review queue and the notification log.
     let answer = browser.get("/review?csv=review_items").await;
+    // One listing: the console's CSV has the columns of `review list
+    // --format csv`.
+    assert_eq!(
+        answer.body.lines().next().expect("header"),
+        ipn_reconciler::view::review::COLUMNS.join(",")
+    );
     assert_eq!(
         i64::try_from(answer.body.lines().count() - 1).expect("count"),
         count(

@@ -15,15 +15,15 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{Cell, PageError, Table, csv_download, csv_time, given, layout, shown_time};
+use super::{PageError, csv_download, given, layout, shown_time};
 use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::domain::ReviewKind;
 use crate::domain::review::{ReviewAction, allowed_actions};
 use crate::store::ReviewItem;
 use crate::store::console::{ConsoleAction, ConsoleRole};
-use crate::store::review::ReviewStatus;
 use crate::store::review::{ResolveError, ResolveRequest};
+use crate::store::review::{ReviewGroup, ReviewStatus};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ReviewQuery {
@@ -50,38 +50,8 @@ pub async fn page(
         Some(_) => return Err(PageError::bad_request("`status` is open, resolved or all.")),
     };
     let items = console.store.review_items_by_status(status, kind).await?;
-    let mut table = Table::new(
-        "review_items",
-        format!("{} item(s)", items.len()),
-        &[
-            "id",
-            "status",
-            "kind",
-            "order_ref",
-            "processor_ref",
-            "created_at",
-            "details",
-            "resolved_at",
-            "resolved_by",
-            "resolution_note",
-            "resolution_action",
-        ],
-    );
-    for item in &items {
-        table.push(vec![
-            Cell::Number(item.id.to_string()),
-            Cell::Text(item.status.clone()),
-            Cell::Text(item.kind.to_string()),
-            Cell::Text(item.order_ref.clone().unwrap_or_default()),
-            Cell::Text(item.processor_ref.clone().unwrap_or_default()),
-            Cell::Text(csv_time(&item.created_at)),
-            Cell::Text(item.details.clone()),
-            Cell::Text(item.resolved_at.as_ref().map(csv_time).unwrap_or_default()),
-            Cell::Text(item.resolved_by.clone().unwrap_or_default()),
-            Cell::Text(item.resolution_note.clone().unwrap_or_default()),
-            Cell::Text(item.resolution_action.clone().unwrap_or_default()),
-        ]);
-    }
+    let groups: Vec<ReviewGroup> = items.iter().cloned().map(ReviewGroup::of).collect();
+    let table = crate::view::review::table(&groups, format!("{} item(s)", items.len()));
     if let Some(download) = csv_download(&[&table], given(&query.csv)) {
         return Ok(download);
     }
