@@ -13,7 +13,6 @@ use super::{CliError, CliResult, EXIT_USAGE, OutputFormat, block_on, settings_er
 use crate::domain::OrderState;
 use crate::store::DatabaseSettings;
 use crate::store::orders::{ImportError, parse_orders_csv};
-use crate::store::reports::rfc3339;
 use crate::store::{OrderView, Store};
 
 #[derive(Debug, Subcommand)]
@@ -133,20 +132,6 @@ pub enum ShowFormat {
     Table,
     Json,
 }
-
-/// The columns of `orders list --format csv` (and the keys of its JSON).
-pub const ORDERS_CSV_COLUMNS: [&str; 10] = [
-    "order_ref",
-    "status",
-    "amount",
-    "currency",
-    "paid",
-    "refunded",
-    "charged_back",
-    "processor_ref",
-    "created_at",
-    "updated_at",
-];
 
 /// `--status`: one of the states, listed in `--help` and in the error
 /// (`--status Paid` names the valid spellings instead of listing nothing).
@@ -323,24 +308,9 @@ fn write_orders(orders: &[OrderView], format: OutputFormat) -> Result<(), CliErr
     Ok(())
 }
 
-fn write_orders_csv(out: impl Write, orders: &[OrderView]) -> Result<(), csv::Error> {
-    let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(ORDERS_CSV_COLUMNS)?;
-    for o in orders {
-        csv.write_record([
-            o.order_ref.as_str(),
-            o.status.as_str(),
-            &o.amount,
-            &o.currency,
-            &o.paid,
-            &o.refunded,
-            &o.charged_back,
-            o.processor_ref.as_deref().unwrap_or(""),
-            &rfc3339::format(&o.created_at),
-            &rfc3339::format(&o.updated_at),
-        ])?;
-    }
-    csv.flush()?;
+fn write_orders_csv(mut out: impl Write, orders: &[OrderView]) -> Result<(), CliError> {
+    let caption = format!("{} order(s)", orders.len());
+    out.write_all(&crate::view::orders::table(orders, caption).csv()?)?;
     Ok(())
 }
 

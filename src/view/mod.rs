@@ -9,6 +9,7 @@
 //! browser. JSON output keeps serializing the records themselves, whose
 //! shape scripts rely on.
 
+pub mod orders;
 pub mod parked;
 pub mod review;
 

@@ -38,55 +38,7 @@ pub struct OrdersQuery {
     csv: Option<String>,
 }
 
-fn orders_table(orders: &[OrderView], caption: String) -> Table {
-    let mut table = Table::new(
-        "orders",
-        caption,
-        &[
-            "order_ref",
-            "status",
-            "amount",
-            "currency",
-            "paid",
-            "refunded",
-            "charged_back",
-            "processor_ref",
-            "created_at",
-            "updated_at",
-        ],
-    );
-    for o in orders {
-        table.push(vec![
-            Cell::Link {
-                href: order_href(&o.order_ref),
-                text: o.order_ref.clone(),
-            },
-            Cell::Text(o.status.to_string()),
-            Cell::Number(o.amount.clone()),
-            Cell::Text(o.currency.clone()),
-            Cell::Number(o.paid.clone()),
-            Cell::Number(o.refunded.clone()),
-            Cell::Number(o.charged_back.clone()),
-            Cell::Text(o.processor_ref.clone().unwrap_or_default()),
-            Cell::Text(csv_time(&o.created_at)),
-            Cell::Text(csv_time(&o.updated_at)),
-        ]);
-    }
-    table
-}
-
-/// The link to an order's page (its reference percent-encoded).
-pub fn order_href(order_ref: &str) -> String {
-    let mut href = String::from("/orders/");
-    for byte in order_ref.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            href.push(char::from(byte));
-        } else {
-            href.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    href
-}
+pub use crate::view::orders::order_href;
 
 fn search_forms(session: &Session, query: &OrdersQuery, email_enabled: bool) -> Markup {
     html! {
@@ -153,7 +105,8 @@ pub async fn list(
         customer: None,
     };
     let orders = console.store.console_orders(&filter, LIMIT).await?;
-    let table = orders_table(&orders, format!("{} order(s), oldest first", orders.len()));
+    let table =
+        crate::view::orders::table(&orders, format!("{} order(s), oldest first", orders.len()));
     if let Some(download) = csv_download(&[&table], given(&query.csv)) {
         return Ok(download);
     }
@@ -197,7 +150,7 @@ pub async fn by_email(
         ..OrderFilter::default()
     };
     let orders = console.store.console_orders(&filter, LIMIT).await?;
-    let table = orders_table(
+    let table = crate::view::orders::table(
         &orders,
         format!("{} order(s) of the customer, oldest first", orders.len()),
     );
