@@ -3,7 +3,25 @@
 //! One commit per notification is the throughput wall (PostgreSQL waits for
 //! the write-ahead log on every commit), so the worker collects a batch of
 //! deliveries and applies them here together, with the same meaning as
-//! [`apply_once`](super::apply) one by one, in order:
+//! applying them one by one, in order. This is the only implementation of
+//! applying a delivery: [`Store::apply`] is a batch of one, so one by one
+//! and together cannot drift apart (`tests/it/batch_apply.rs` compares a
+//! stream applied in batches of one with the same stream in larger ones).
+//!
+//! A delivery is one body (unique SHA-256: the broker's redelivery of the
+//! same bytes changes nothing, unless its recorded outcome is one after
+//! which it may be processed again, [`REPROCESSABLE`]). A notification is
+//! one *identity* (its signed values without the per-delivery `IPN_DATE`,
+//! see [`EventIdentity`](crate::domain::EventIdentity)): the first delivery
+//! of an identity carries it; every later one (a processor retry, the copy
+//! for another URL, a re-encoded copy) is recorded as a repeat of it
+//! (`repeat_of`), with its own `IPN_DATE`, key and algorithm, and changes
+//! nothing. A repeat that says something else than the first (renamed
+//! fields) or that repeats a refund or chargeback after the processor's
+//! retry horizon opens a review item. A carrier whose order did not exist
+//! hands its notification over to the next delivery of its identity.
+//!
+//! The steps:
 //!
 //! 1. lock the identities of the batch (advisory locks, in a fixed order, so
 //!    two workers never deadlock on them), find the bodies recorded before,
@@ -43,8 +61,10 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
+use backon::Retryable;
+
 use super::apply::{
-    ApplyReport, Meaning, OrderRow, PaymentRow, REPROCESSABLE, TokenizedColumns,
+    ApplyReport, Meaning, OrderRow, PaymentRow, REPROCESSABLE, RetryBounds, TokenizedColumns,
     close_late_repeats_statement, facts_of, repeat_reviews, resolve_items_statement,
 };
 use super::reuse::Reuse;
@@ -63,6 +83,54 @@ pub struct BatchItem {
 }
 
 impl Store {
+    /// Applies a verified, tokenized notification to its order, retrying
+    /// transient database errors with bounded exponential backoff.
+    ///
+    /// A batch of one ([`Store::apply_batch`]): one notification is written
+    /// by the same code as many, so their meanings cannot drift apart.
+    pub async fn apply(
+        &self,
+        event: &PaymentEvent,
+        received_at: DateTime<Utc>,
+        policy: &ReconcilePolicy,
+    ) -> Result<ApplyReport, StoreError> {
+        self.apply_with_retry(event, received_at, policy, RetryBounds::default())
+            .await
+    }
+
+    /// [`Store::apply`] with explicit retry bounds.
+    ///
+    /// Also retried: the body recorded meanwhile by a path that does not
+    /// take the identity's lock ([`Store::record_rejected`]); applied
+    /// again, the delivery finds it recorded and is judged against it.
+    pub async fn apply_with_retry(
+        &self,
+        event: &PaymentEvent,
+        received_at: DateTime<Utc>,
+        policy: &ReconcilePolicy,
+        bounds: RetryBounds,
+    ) -> Result<ApplyReport, StoreError> {
+        let one = [BatchItem {
+            event: event.clone(),
+            received_at,
+        }];
+        (|| async {
+            let mut reports = self.apply_batch(&one, policy).await?;
+            match (reports.pop(), reports.is_empty()) {
+                (Some(report), true) => Ok(report),
+                _ => Err(StoreError::Invalid(
+                    "a batch of one did not report exactly once".to_owned(),
+                )),
+            }
+        })
+        .retry(bounds.backoff())
+        .when(|err| err.is_transient() || body_recorded_meanwhile(err))
+        .notify(|err, after| {
+            tracing::warn!(error = %err, retry_in = ?after, "transient database error, retrying");
+        })
+        .await
+    }
+
     /// Applies `items` in one transaction, with the meaning of applying
     /// them one by one in this order. Returns one report per item, in
     /// order. `Err` fails the whole batch (nothing is written): the caller
@@ -78,6 +146,19 @@ impl Store {
         let mut conn = self.conn().await?;
         conn.transaction::<_, StoreError, _>(async |conn| apply_batch_in(conn, items, policy).await)
             .await
+    }
+}
+
+/// Whether `err` is the insert of a body that another transaction recorded
+/// after this one looked for it (the unique digest of `notifications`).
+fn body_recorded_meanwhile(err: &StoreError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        StoreError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+            info.table_name() == Some("notifications")
+                && info.constraint_name() == Some("notifications_body_sha256_key")
+        }
+        _ => false,
     }
 }
 
