@@ -10,10 +10,9 @@
 //! apply, the notification and order rows, the review items of a repeat
 //! ([`repeat_reviews`]) and the statements that close review items; the
 //! record of a notification refused before tokenization
-//! ([`Store::record_rejected`]); and [`decide_and_write`], which applies a
-//! notification recorded before by a person's decision (a confirmed
-//! repeat, an orphan linked to its order), where there is no delivery to
-//! claim.
+//! ([`Store::record_rejected`]); and the review actions that apply a
+//! notification recorded before ([`apply_repeat`]; they decide and write
+//! with the batch's own steps, [`super::batch::apply_recorded`]).
 
 use super::sql::Stored;
 use std::time::Duration;
@@ -25,13 +24,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
 use super::reuse::Reuse;
-use super::schema::{notifications, order_events, orders, payments, review_items};
+use super::schema::{notifications, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
     AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
     OrderFacts, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy, ReviewKind,
-    StatusCategory, StatusField, decide,
+    StatusCategory, StatusField,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -318,7 +317,7 @@ pub(super) async fn apply_repeat(
         )));
     }
     let note = format!("repeat confirmed by {confirmed_by} as a notification of its own");
-    decide_and_write(conn, &event, notification_id, policy, Some(&note)).await
+    super::batch::apply_recorded(conn, &event, notification_id, policy, Some(&note)).await
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
@@ -545,103 +544,6 @@ fn resolve_open_items<'a>(
     .execute(&mut &*conn)
 }
 
-/// Locks the order, decides, and writes facts, ledger row, review items and
-/// the outcome of notification `notification_id`, recorded before: what a
-/// person's decision applies (a confirmed repeat, an orphan linked to its
-/// order), with `ledger_note` saying who. A delivery is never applied
-/// here but by [`super::batch`], which also claims it.
-pub(super) async fn decide_and_write(
-    conn: &mut AsyncPgConnection,
-    event: &PaymentEvent,
-    notification_id: i64,
-    policy: &ReconcilePolicy,
-    ledger_note: Option<&str>,
-) -> Result<ApplyReport, StoreError> {
-    let order: Option<OrderRow> = orders::table
-        .filter(orders::order_ref.eq(&event.order_ref))
-        .select(OrderRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    let mut opened = Vec::new();
-    let Some(order) = order else {
-        // `decide` raises `pan_detected` for known orders; an orphan must
-        // not wait for its order to report a card number.
-        if !event.pan_fields.is_empty() {
-            let item = NewReviewItem::pan_detected(&event.pan_fields);
-            insert_review_item(conn, &item, Some(&event.order_ref), Some(notification_id)).await?;
-            opened.push(item.kind);
-        }
-        finish_notification(
-            conn,
-            notification_id,
-            Outcome::OrderNotFound,
-            "order_not_found",
-        )
-        .await?;
-        return Ok(ApplyReport {
-            review_items: opened,
-            ..ApplyReport::only(Outcome::OrderNotFound)
-        });
-    };
-
-    let facts = load_facts(conn, &order).await?;
-    let decision = decide(&facts, event, policy);
-    write_facts(conn, order.id, &facts, &decision).await?;
-    let reason = match ledger_note {
-        Some(note) => format!("{} ({note})", decision.reason),
-        None => decision.reason.clone(),
-    };
-    diesel::insert_into(order_events::table)
-        .values((
-            order_events::order_id.eq(order.id),
-            order_events::notification_id.eq(notification_id),
-            order_events::order_status.eq(event.status.as_str()),
-            order_events::effect.eq(Stored(decision.effect)),
-            order_events::old_status.eq(Stored(decision.old_state)),
-            order_events::new_status.eq(Stored(decision.new_state)),
-            order_events::amount_minor.eq(event.amount.minor_units()),
-            order_events::currency.eq(event.amount.currency().as_str()),
-            order_events::reason.eq(&reason),
-        ))
-        .execute(conn)
-        .await?;
-    let moved = crate::domain::journal::movements(&facts, &decision.facts);
-    super::journal::record(conn, order.id, notification_id, &moved).await?;
-    for item in &decision.review_items {
-        insert_review_item(conn, item, Some(&event.order_ref), Some(notification_id)).await?;
-        opened.push(item.kind);
-    }
-    // The order exists and its notification applied: an orphan item
-    // raised while it did not is no longer true.
-    let orphan = AutoResolution {
-        kind: ReviewKind::OrphanPayment,
-        processor_ref: None,
-        count: usize::MAX,
-        note: "the order exists now and its notifications apply".to_owned(),
-    };
-    for resolution in decision.resolutions.iter().chain([&orphan]) {
-        resolve_items(conn, &event.order_ref, resolution).await?;
-    }
-    finish_notification(
-        conn,
-        notification_id,
-        decision.outcome,
-        decision.outcome.as_str(),
-    )
-    .await?;
-    Ok(ApplyReport {
-        outcome: decision.outcome,
-        order_state: Some(decision.new_state),
-        review_items: opened,
-        reconciled_order_created: super::journal::reconciled_order_created(
-            order.created_at,
-            &decision,
-        ),
-    })
-}
-
 /// Writes what changed: the order's summary columns and the payments whose
 /// facts changed.
 pub(super) async fn write_facts(
@@ -699,37 +601,10 @@ pub(super) async fn write_facts(
     Ok(())
 }
 
-async fn finish_notification(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-    outcome: Outcome,
-    reason: &str,
-) -> Result<(), StoreError> {
-    diesel::update(notifications::table.find(id))
-        .set((
-            notifications::outcome.eq(Stored(outcome)),
-            notifications::reason.eq(reason),
-            notifications::processed_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Closes up to `resolution.count` open items of its kind for the order
-/// (and payment), oldest first, as resolved by [`SYSTEM_RESOLVER`].
-pub(super) async fn resolve_items(
-    conn: &mut AsyncPgConnection,
-    order_ref: &str,
-    resolution: &AutoResolution,
-) -> Result<(), StoreError> {
-    resolve_items_statement(conn, order_ref, resolution).await?;
-    Ok(())
-}
-
-/// [`resolve_items`] as one statement on a shared connection, to be
-/// pipelined with others (see [`super::batch`]): the oldest
-/// `resolution.count` open items of its kind (and payment) on the order.
+/// Closes the oldest `resolution.count` open items of its kind (and
+/// payment) on the order, as resolved by [`SYSTEM_RESOLVER`]: one
+/// statement on a shared connection, to be pipelined with others (see
+/// [`super::batch`]).
 pub(super) fn resolve_items_statement<'a>(
     conn: &'a AsyncPgConnection,
     order_ref: &str,
