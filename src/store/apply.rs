@@ -1,23 +1,18 @@
-//! Applying one tokenized notification to its order, atomically.
+//! What the one write path shares, and what is recorded outside of it.
 //!
-//! One transaction per notification:
+//! A verified, tokenized notification is applied by exactly one
+//! implementation, [`super::batch`]: [`Store::apply`] is a batch of one
+//! (the pipeline's single notification and the worker's one-by-one
+//! fallback after a failed batch alike). What it means to claim a delivery
+//! (a body, an identity, a repeat of it) is described there.
 //!
-//! 1. **Claim** the delivery and its notification ([`claim`]). A delivery
-//!    is one body (unique SHA-256: the broker's redelivery of the same
-//!    bytes ends here). A notification is one *identity* (its signed values
-//!    without the per-delivery `IPN_DATE`, see
-//!    [`EventIdentity`](crate::domain::EventIdentity)): the first delivery
-//!    of an identity carries it; every later one (a processor retry, the
-//!    copy for another URL, a re-encoded copy) is recorded as a repeat of
-//!    it, with its own `IPN_DATE`, key and algorithm, and changes nothing.
-//!    A repeat that says something else than the first (renamed fields) or
-//!    that repeats a refund or chargeback after the processor's retry
-//!    horizon opens a review item.
-//! 2. **Decide**: lock the order row, load its payments, ask the pure
-//!    [`decide`], write the new facts (order and payments), append the
-//!    ledger row, open and close review items, record the outcome.
-//! 3. **Commit.** A crash anywhere before leaves nothing behind; a crash
-//!    after it makes the redelivery a no-op.
+//! Here are the pieces that path shares with the others: the report of an
+//! apply, the notification and order rows, the review items of a repeat
+//! ([`repeat_reviews`]) and the statements that close review items; the
+//! record of a notification refused before tokenization
+//! ([`Store::record_rejected`]); and the review actions that apply a
+//! notification recorded before ([`apply_repeat`]; they decide and write
+//! with the batch's own steps, [`super::batch::apply_recorded`]).
 
 use super::sql::Stored;
 use std::time::Duration;
@@ -29,13 +24,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
 use super::reuse::Reuse;
-use super::schema::{notifications, order_events, orders, payments, review_items};
+use super::schema::{notifications, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
     AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
     OrderFacts, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy, ReviewKind,
-    StatusCategory, StatusField, decide,
+    StatusCategory, StatusField,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -272,38 +267,6 @@ pub(super) fn facts_of(order: &OrderRow, rows: Vec<PaymentRow>) -> Result<OrderF
 }
 
 impl Store {
-    /// Applies a verified, tokenized notification to its order, retrying
-    /// transient database errors with bounded exponential backoff.
-    pub async fn apply(
-        &self,
-        event: &PaymentEvent,
-        received_at: DateTime<Utc>,
-        policy: &ReconcilePolicy,
-    ) -> Result<ApplyReport, StoreError> {
-        self.apply_with_retry(event, received_at, policy, RetryBounds::default())
-            .await
-    }
-
-    /// [`Store::apply`] with explicit retry bounds.
-    pub async fn apply_with_retry(
-        &self,
-        event: &PaymentEvent,
-        received_at: DateTime<Utc>,
-        policy: &ReconcilePolicy,
-        bounds: RetryBounds,
-    ) -> Result<ApplyReport, StoreError> {
-        (|| async {
-            let mut conn = self.conn().await?;
-            apply_once(&mut conn, event, received_at, policy).await
-        })
-        .retry(bounds.backoff())
-        .when(StoreError::is_transient)
-        .notify(|err, after| {
-            tracing::warn!(error = %err, retry_in = ?after, "transient database error, retrying");
-        })
-        .await
-    }
-
     /// Records a notification that was refused before it could be applied.
     /// A repeat of the same body updates nothing (it is still refused).
     pub async fn record_rejected(&self, rejected: &RejectedNotification) -> Result<(), StoreError> {
@@ -354,7 +317,7 @@ pub(super) async fn apply_repeat(
         )));
     }
     let note = format!("repeat confirmed by {confirmed_by} as a notification of its own");
-    decide_and_write(conn, &event, notification_id, policy, Some(&note)).await
+    super::batch::apply_recorded(conn, &event, notification_id, policy, Some(&note)).await
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
@@ -462,171 +425,6 @@ async fn record_rejected_once(
     .await
 }
 
-/// How a delivery relates to what is already recorded.
-enum Claim {
-    /// This delivery carries its notification: decide and apply it.
-    First(i64),
-    /// The same bytes were handled before: nothing to record again.
-    Redelivery,
-    /// Another delivery already carries this notification: this one was
-    /// recorded as its repeat (and any review item opened).
-    Repeat(Vec<ReviewKind>),
-}
-
-/// One attempt: the whole decision in one transaction.
-pub(crate) async fn apply_once(
-    conn: &mut AsyncPgConnection,
-    event: &PaymentEvent,
-    received_at: DateTime<Utc>,
-    policy: &ReconcilePolicy,
-) -> Result<ApplyReport, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        match claim(conn, event, received_at).await? {
-            Claim::Redelivery => Ok(ApplyReport::only(Outcome::Duplicate)),
-            Claim::Repeat(opened) => Ok(ApplyReport {
-                review_items: opened,
-                ..ApplyReport::only(Outcome::Duplicate)
-            }),
-            Claim::First(notification_id) => {
-                decide_and_write(conn, event, notification_id, policy, None).await
-            }
-        }
-    })
-    .await
-}
-
-/// Records the delivery and decides its role (see [`Claim`]).
-///
-/// Deliveries of one identity are serialized with a transaction-level
-/// advisory lock, so two copies arriving at once (one per notification
-/// URL) cannot both become the first.
-async fn claim(
-    conn: &mut AsyncPgConnection,
-    event: &PaymentEvent,
-    received_at: DateTime<Utc>,
-) -> Result<Claim, StoreError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(event.identity.as_str())
-        .execute(conn)
-        .await?;
-
-    let currency = event.amount.currency();
-    let row = NewNotification {
-        body_sha256: event.digest.as_str(),
-        tokenized: TokenizedColumns::of(event, &currency),
-        received_at,
-        processed_at: None,
-        // Provisional; the real outcome is written before commit.
-        outcome: Stored(Outcome::OrderNotFound),
-        reason: None,
-    };
-    let inserted: Option<i64> = diesel::insert_into(notifications::table)
-        .values(&row)
-        .on_conflict(notifications::body_sha256)
-        .do_nothing()
-        .returning(notifications::id)
-        .get_result(conn)
-        .await
-        .optional()?;
-    let id = match inserted {
-        Some(id) => id,
-        None => {
-            let (id, Stored(outcome)): (i64, Stored<Outcome>) = notifications::table
-                .filter(notifications::body_sha256.eq(event.digest.as_str()))
-                .select((notifications::id, notifications::outcome))
-                .for_update()
-                .first(conn)
-                .await?;
-            if !REPROCESSABLE.contains(&outcome) {
-                return Ok(Claim::Redelivery);
-            }
-            // Processed again (the order now exists, a key was added):
-            // refresh the tokenized columns, which a rejected record lacks.
-            diesel::update(notifications::table.find(id))
-                .set(&row.tokenized)
-                .execute(conn)
-                .await?;
-            id
-        }
-    };
-
-    #[derive(Queryable)]
-    struct First {
-        id: i64,
-        #[diesel(deserialize_as = Stored<Outcome>)]
-        outcome: Outcome,
-    }
-    let first: Option<First> = notifications::table
-        .filter(notifications::identity.eq(event.identity.as_str()))
-        .filter(notifications::repeat_of.is_null())
-        .filter(notifications::id.ne(id))
-        .select((notifications::id, notifications::outcome))
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    let first = match first {
-        None => None,
-        // The first delivery could not apply (its order did not exist
-        // yet): this one carries the notification from now on, and the
-        // earlier deliveries become its repeats.
-        Some(first) if REPROCESSABLE.contains(&first.outcome) => {
-            diesel::update(
-                notifications::table.filter(
-                    notifications::id
-                        .eq(first.id)
-                        .or(notifications::repeat_of.eq(first.id)),
-                ),
-            )
-            .set((
-                notifications::repeat_of.eq(id),
-                notifications::outcome.eq(Stored(Outcome::Duplicate)),
-                notifications::reason.eq(format!("repeat of notification #{id}")),
-            ))
-            .execute(conn)
-            .await?;
-            None
-        }
-        Some(first) => Some(first),
-    };
-    let Some(first) = first else {
-        diesel::update(notifications::table.find(id))
-            .set((
-                notifications::identity.eq(event.identity.as_str()),
-                notifications::repeat_of.eq(None::<i64>),
-            ))
-            .execute(conn)
-            .await?;
-        return Ok(Claim::First(id));
-    };
-
-    // A repeat: recorded, linked to the first, changes nothing.
-    diesel::update(notifications::table.find(id))
-        .set((
-            notifications::identity.eq(event.identity.as_str()),
-            notifications::repeat_of.eq(first.id),
-            notifications::outcome.eq(Stored(Outcome::Duplicate)),
-            notifications::reason.eq(format!("repeat of notification #{}", first.id)),
-            notifications::processed_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    let history: Vec<(Option<NaiveDateTime>, Meaning)> = notifications::table
-        .filter(notifications::identity.eq(event.identity.as_str()))
-        .filter(notifications::id.ne(id))
-        .select((notifications::ipn_date, Meaning::as_select()))
-        .load(conn)
-        .await?;
-    let reviews = repeat_reviews(event, id, first.id, &history);
-    let mut opened = Vec::new();
-    for item in &reviews.open {
-        insert_review_item(conn, item, Some(&event.order_ref), Some(id)).await?;
-        opened.push(item.kind);
-    }
-    close_late_repeats(conn, event.identity.as_str(), reviews.close_late).await?;
-    Ok(Claim::Repeat(opened))
-}
-
 /// What a repeat opens and closes (see [`crate::domain::repeats`]).
 pub(super) struct RepeatReviews {
     pub(super) open: Vec<NewReviewItem>,
@@ -699,21 +497,8 @@ pub(super) fn repeat_reviews(
 }
 
 /// Closes `count` open `late_repeat` items of an identity (oldest first):
-/// a delivery bridged the gap that made them late.
-pub(super) async fn close_late_repeats(
-    conn: &mut AsyncPgConnection,
-    identity: &str,
-    count: usize,
-) -> Result<(), StoreError> {
-    if count == 0 {
-        return Ok(());
-    }
-    close_late_repeats_statement(conn, identity, count).await?;
-    Ok(())
-}
-
-/// [`close_late_repeats`] as one statement on a shared connection, to be
-/// pipelined with others (see [`super::batch`]).
+/// a delivery bridged the gap that made them late. One statement on a
+/// shared connection, to be pipelined with others (see [`super::batch`]).
 pub(super) fn close_late_repeats_statement<'a>(
     conn: &'a AsyncPgConnection,
     identity: &str,
@@ -757,100 +542,6 @@ fn resolve_open_items<'a>(
     ))
     .reused()
     .execute(&mut &*conn)
-}
-
-/// Locks the order, decides, and writes facts, ledger row, review items and
-/// the outcome of notification `notification_id`.
-pub(super) async fn decide_and_write(
-    conn: &mut AsyncPgConnection,
-    event: &PaymentEvent,
-    notification_id: i64,
-    policy: &ReconcilePolicy,
-    ledger_note: Option<&str>,
-) -> Result<ApplyReport, StoreError> {
-    let order: Option<OrderRow> = orders::table
-        .filter(orders::order_ref.eq(&event.order_ref))
-        .select(OrderRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    let mut opened = Vec::new();
-    let Some(order) = order else {
-        // `decide` raises `pan_detected` for known orders; an orphan must
-        // not wait for its order to report a card number.
-        if !event.pan_fields.is_empty() {
-            let item = NewReviewItem::pan_detected(&event.pan_fields);
-            insert_review_item(conn, &item, Some(&event.order_ref), Some(notification_id)).await?;
-            opened.push(item.kind);
-        }
-        finish_notification(
-            conn,
-            notification_id,
-            Outcome::OrderNotFound,
-            "order_not_found",
-        )
-        .await?;
-        return Ok(ApplyReport {
-            review_items: opened,
-            ..ApplyReport::only(Outcome::OrderNotFound)
-        });
-    };
-
-    let facts = load_facts(conn, &order).await?;
-    let decision = decide(&facts, event, policy);
-    write_facts(conn, order.id, &facts, &decision).await?;
-    let reason = match ledger_note {
-        Some(note) => format!("{} ({note})", decision.reason),
-        None => decision.reason.clone(),
-    };
-    diesel::insert_into(order_events::table)
-        .values((
-            order_events::order_id.eq(order.id),
-            order_events::notification_id.eq(notification_id),
-            order_events::order_status.eq(event.status.as_str()),
-            order_events::effect.eq(Stored(decision.effect)),
-            order_events::old_status.eq(Stored(decision.old_state)),
-            order_events::new_status.eq(Stored(decision.new_state)),
-            order_events::amount_minor.eq(event.amount.minor_units()),
-            order_events::currency.eq(event.amount.currency().as_str()),
-            order_events::reason.eq(&reason),
-        ))
-        .execute(conn)
-        .await?;
-    let moved = crate::domain::journal::movements(&facts, &decision.facts);
-    super::journal::record(conn, order.id, notification_id, &moved).await?;
-    for item in &decision.review_items {
-        insert_review_item(conn, item, Some(&event.order_ref), Some(notification_id)).await?;
-        opened.push(item.kind);
-    }
-    // The order exists and its notification applied: an orphan item
-    // raised while it did not is no longer true.
-    let orphan = AutoResolution {
-        kind: ReviewKind::OrphanPayment,
-        processor_ref: None,
-        count: usize::MAX,
-        note: "the order exists now and its notifications apply".to_owned(),
-    };
-    for resolution in decision.resolutions.iter().chain([&orphan]) {
-        resolve_items(conn, &event.order_ref, resolution).await?;
-    }
-    finish_notification(
-        conn,
-        notification_id,
-        decision.outcome,
-        decision.outcome.as_str(),
-    )
-    .await?;
-    Ok(ApplyReport {
-        outcome: decision.outcome,
-        order_state: Some(decision.new_state),
-        review_items: opened,
-        reconciled_order_created: super::journal::reconciled_order_created(
-            order.created_at,
-            &decision,
-        ),
-    })
 }
 
 /// Writes what changed: the order's summary columns and the payments whose
@@ -910,37 +601,10 @@ pub(super) async fn write_facts(
     Ok(())
 }
 
-async fn finish_notification(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-    outcome: Outcome,
-    reason: &str,
-) -> Result<(), StoreError> {
-    diesel::update(notifications::table.find(id))
-        .set((
-            notifications::outcome.eq(Stored(outcome)),
-            notifications::reason.eq(reason),
-            notifications::processed_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Closes up to `resolution.count` open items of its kind for the order
-/// (and payment), oldest first, as resolved by [`SYSTEM_RESOLVER`].
-pub(super) async fn resolve_items(
-    conn: &mut AsyncPgConnection,
-    order_ref: &str,
-    resolution: &AutoResolution,
-) -> Result<(), StoreError> {
-    resolve_items_statement(conn, order_ref, resolution).await?;
-    Ok(())
-}
-
-/// [`resolve_items`] as one statement on a shared connection, to be
-/// pipelined with others (see [`super::batch`]): the oldest
-/// `resolution.count` open items of its kind (and payment) on the order.
+/// Closes the oldest `resolution.count` open items of its kind (and
+/// payment) on the order, as resolved by [`SYSTEM_RESOLVER`]: one
+/// statement on a shared connection, to be pipelined with others (see
+/// [`super::batch`]).
 pub(super) fn resolve_items_statement<'a>(
     conn: &'a AsyncPgConnection,
     order_ref: &str,

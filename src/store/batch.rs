@@ -3,7 +3,25 @@
 //! One commit per notification is the throughput wall (PostgreSQL waits for
 //! the write-ahead log on every commit), so the worker collects a batch of
 //! deliveries and applies them here together, with the same meaning as
-//! [`apply_once`](super::apply) one by one, in order:
+//! applying them one by one, in order. This is the only implementation of
+//! applying a delivery: [`Store::apply`] is a batch of one, so one by one
+//! and together cannot drift apart (`tests/it/batch_apply.rs` compares a
+//! stream applied in batches of one with the same stream in larger ones).
+//!
+//! A delivery is one body (unique SHA-256: the broker's redelivery of the
+//! same bytes changes nothing, unless its recorded outcome is one after
+//! which it may be processed again, [`REPROCESSABLE`]). A notification is
+//! one *identity* (its signed values without the per-delivery `IPN_DATE`,
+//! see [`EventIdentity`](crate::domain::EventIdentity)): the first delivery
+//! of an identity carries it; every later one (a processor retry, the copy
+//! for another URL, a re-encoded copy) is recorded as a repeat of it
+//! (`repeat_of`), with its own `IPN_DATE`, key and algorithm, and changes
+//! nothing. A repeat that says something else than the first (renamed
+//! fields) or that repeats a refund or chargeback after the processor's
+//! retry horizon opens a review item. A carrier whose order did not exist
+//! hands its notification over to the next delivery of its identity.
+//!
+//! The steps:
 //!
 //! 1. lock the identities of the batch (advisory locks, in a fixed order, so
 //!    two workers never deadlock on them), find the bodies recorded before,
@@ -43,8 +61,10 @@ use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 
+use backon::Retryable;
+
 use super::apply::{
-    ApplyReport, Meaning, OrderRow, PaymentRow, REPROCESSABLE, TokenizedColumns,
+    ApplyReport, Meaning, OrderRow, PaymentRow, REPROCESSABLE, RetryBounds, TokenizedColumns,
     close_late_repeats_statement, facts_of, repeat_reviews, resolve_items_statement,
 };
 use super::reuse::Reuse;
@@ -63,6 +83,54 @@ pub struct BatchItem {
 }
 
 impl Store {
+    /// Applies a verified, tokenized notification to its order, retrying
+    /// transient database errors with bounded exponential backoff.
+    ///
+    /// A batch of one ([`Store::apply_batch`]): one notification is written
+    /// by the same code as many, so their meanings cannot drift apart.
+    pub async fn apply(
+        &self,
+        event: &PaymentEvent,
+        received_at: DateTime<Utc>,
+        policy: &ReconcilePolicy,
+    ) -> Result<ApplyReport, StoreError> {
+        self.apply_with_retry(event, received_at, policy, RetryBounds::default())
+            .await
+    }
+
+    /// [`Store::apply`] with explicit retry bounds.
+    ///
+    /// Also retried: the body recorded meanwhile by a path that does not
+    /// take the identity's lock ([`Store::record_rejected`]); applied
+    /// again, the delivery finds it recorded and is judged against it.
+    pub async fn apply_with_retry(
+        &self,
+        event: &PaymentEvent,
+        received_at: DateTime<Utc>,
+        policy: &ReconcilePolicy,
+        bounds: RetryBounds,
+    ) -> Result<ApplyReport, StoreError> {
+        let one = [BatchItem {
+            event: event.clone(),
+            received_at,
+        }];
+        (|| async {
+            let mut reports = self.apply_batch(&one, policy).await?;
+            match (reports.pop(), reports.is_empty()) {
+                (Some(report), true) => Ok(report),
+                _ => Err(StoreError::Invalid(
+                    "a batch of one did not report exactly once".to_owned(),
+                )),
+            }
+        })
+        .retry(bounds.backoff())
+        .when(|err| err.is_transient() || body_recorded_meanwhile(err))
+        .notify(|err, after| {
+            tracing::warn!(error = %err, retry_in = ?after, "transient database error, retrying");
+        })
+        .await
+    }
+
     /// Applies `items` in one transaction, with the meaning of applying
     /// them one by one in this order. Returns one report per item, in
     /// order. `Err` fails the whole batch (nothing is written): the caller
@@ -78,6 +146,19 @@ impl Store {
         let mut conn = self.conn().await?;
         conn.transaction::<_, StoreError, _>(async |conn| apply_batch_in(conn, items, policy).await)
             .await
+    }
+}
+
+/// Whether `err` is the insert of a body that another transaction recorded
+/// after this one looked for it (the unique digest of `notifications`).
+fn body_recorded_meanwhile(err: &StoreError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        StoreError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+            info.table_name() == Some("notifications")
+                && info.constraint_name() == Some("notifications_body_sha256_key")
+        }
+        _ => false,
     }
 }
 
@@ -251,22 +332,7 @@ async fn apply_batch_in(
     .bind::<Array<Int8>, _>(&batch_rows)
     .reused()
     .load::<EarlierDelivery>(&mut &*shared);
-    let order_rows = orders::table
-        .filter(orders::order_ref.eq_any(&order_refs))
-        .order(orders::id.asc())
-        .select((orders::order_ref, OrderRow::as_select()))
-        .for_update()
-        .load::<(String, OrderRow)>(&mut &*shared);
-    let payment_rows = diesel::sql_query(
-        "SELECT p.order_id, p.processor_ref, p.authorized, p.paid_minor, p.refunded_minor, \
-                p.reversed \
-         FROM orders AS o \
-         CROSS JOIN LATERAL (SELECT * FROM payments WHERE order_id = o.id OFFSET 0) AS p \
-         WHERE o.order_ref = ANY($1)",
-    )
-    .bind::<Array<Text>, _>(&order_refs)
-    .reused()
-    .load::<PaymentRow>(&mut &*shared);
+    let (order_rows, payment_rows) = lock_orders(shared, &order_refs);
     let (carriers, history, order_rows, payment_rows) =
         futures::join!(carriers, history, order_rows, payment_rows);
     let (carriers, history, order_rows, payment_rows) =
@@ -284,8 +350,7 @@ async fn apply_batch_in(
     // repeat of a refund or chargeback), each judged against every earlier
     // delivery of its identity: those recorded before, then this batch's
     // in batch order, as one by one.
-    let mut items_to_open: Vec<(NewReviewItem, String, i64)> = Vec::new();
-    let mut late_to_close: Vec<(String, usize)> = Vec::new();
+    let mut effects = Effects::default();
     let mut history = history_by_identity(history);
     for (index, item) in items.iter().enumerate() {
         let event = &item.event;
@@ -301,10 +366,14 @@ async fn apply_batch_in(
                 let reviews = repeat_reviews(event, row, first, earlier);
                 for review in reviews.open {
                     reports[index].review_items.push(review.kind);
-                    items_to_open.push((review, event.order_ref.clone(), row));
+                    effects
+                        .items_to_open
+                        .push((review, event.order_ref.clone(), row));
                 }
                 if reviews.close_late > 0 {
-                    late_to_close.push((identity.clone(), reviews.close_late));
+                    effects
+                        .late_to_close
+                        .push((identity.clone(), reviews.close_late));
                 }
             }
         }
@@ -315,76 +384,23 @@ async fn apply_batch_in(
     }
 
     // The orders of the notifications that carry their identity (all of
-    // the batch's are locked; the others stay as they are).
-    let mut payments_by_order: HashMap<i64, Vec<PaymentRow>> = HashMap::new();
-    for row in payment_rows {
-        payments_by_order.entry(row.order_id).or_default().push(row);
-    }
-    let mut orders: BTreeMap<String, (i64, OrderFacts, OrderFacts)> = BTreeMap::new();
-    let created: HashMap<i64, DateTime<Utc>> = order_rows
-        .iter()
-        .map(|(_, o)| (o.id, o.created_at))
-        .collect();
-    for (order_ref, row) in &order_rows {
-        let facts = facts_of(row, payments_by_order.remove(&row.id).unwrap_or_default())?;
-        orders.insert(order_ref.clone(), (row.id, facts.clone(), facts));
-    }
-
-    // Decide, in batch order.
-    let mut ledger = Vec::new();
-    let mut moved = Vec::new();
-    let mut resolutions: Vec<(String, AutoResolution)> = Vec::new();
+    // the batch's are locked; the others stay as they are), decided in
+    // batch order.
+    let mut books = Books::of(order_rows, payment_rows)?;
     let mut outcomes: HashMap<i64, (Outcome, String)> = HashMap::new();
-    let mut applied_orders: HashSet<String> = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         let Role::First { row } = roles[index] else {
             continue;
         };
-        let event = &item.event;
-        let Some((order_id, _, facts)) = orders.get_mut(&event.order_ref) else {
-            if !event.pan_fields.is_empty() {
-                let review = NewReviewItem::pan_detected(&event.pan_fields);
-                reports[index].review_items.push(review.kind);
-                items_to_open.push((review, event.order_ref.clone(), row));
-            }
-            reports[index].outcome = Outcome::OrderNotFound;
-            outcomes.insert(row, (Outcome::OrderNotFound, "order_not_found".to_owned()));
-            continue;
-        };
-        let decision = decide(facts, event, policy);
-        for movement in crate::domain::journal::movements(facts, &decision.facts) {
-            moved.push((*order_id, row, movement));
-        }
-        if let Some(created_at) = created.get(order_id) {
-            reports[index].reconciled_order_created =
-                super::journal::reconciled_order_created(*created_at, &decision);
-        }
-        ledger.push((
-            order_events::order_id.eq(*order_id),
-            order_events::notification_id.eq(row),
-            order_events::order_status.eq(event.status.as_str().to_owned()),
-            order_events::effect.eq(Stored(decision.effect)),
-            order_events::old_status.eq(Stored(decision.old_state)),
-            order_events::new_status.eq(Stored(decision.new_state)),
-            order_events::amount_minor.eq(event.amount.minor_units()),
-            order_events::currency.eq(event.amount.currency().as_str().to_owned()),
-            order_events::reason.eq(decision.reason.clone()),
-        ));
-        for review in &decision.review_items {
-            reports[index].review_items.push(review.kind);
-            items_to_open.push((review.clone(), event.order_ref.clone(), row));
-        }
-        for resolution in &decision.resolutions {
-            resolutions.push((event.order_ref.clone(), resolution.clone()));
-        }
-        applied_orders.insert(event.order_ref.clone());
-        reports[index].outcome = decision.outcome;
-        reports[index].order_state = Some(decision.new_state);
-        outcomes.insert(
+        let finish = effects.decide(
+            &mut books,
+            &item.event,
             row,
-            (decision.outcome, decision.outcome.as_str().to_owned()),
+            policy,
+            None,
+            &mut reports[index],
         );
-        *facts = decision.facts;
+        outcomes.insert(row, finish);
     }
 
     // Step 4: write, in the order applying one by one would.
@@ -419,31 +435,248 @@ async fn apply_batch_in(
     ));
     writes.extend(claimed.refresh(shared, items, &deliveries.currencies));
     writes.extend(redirects.iter().map(|redirect| redirect.statement(shared)));
-    writes.extend(write_orders(shared, &orders));
-    if !ledger.is_empty() {
-        writes.push(
-            diesel::insert_into(order_events::table)
-                .values(&ledger)
-                .reused()
-                .execute(&mut &*shared),
-        );
-    }
-    writes.extend(super::journal::record_many(shared, &moved));
-    // Opened before the resolutions run, as one by one: an item raised and
-    // made untrue within the batch ends resolved.
-    writes.extend(open_items(shared, &items_to_open));
-    for (identity, count) in &late_to_close {
-        writes.push(close_late_repeats_statement(shared, identity, *count));
-    }
-    for (order_ref, resolution) in &resolutions {
-        writes.push(resolve_items_statement(shared, order_ref, resolution));
-    }
-    writes.extend(resolve_orphans(shared, &applied_orders));
+    writes.extend(effects.writes(shared, &books));
     if staged {
         writes.extend(finish_rows(shared, &finishes));
     }
     pipelined(writes).await?;
     Ok(reports)
+}
+
+/// Applies notification `notification_id`, recorded before, to its order
+/// with the decide and write steps of a batch: what a person's decision
+/// applies (a confirmed repeat, an orphan linked to its order), where
+/// there is no delivery to claim and the row keeps its role (`repeat_of`).
+/// `ledger_note` says who, on the ledger row. Called in the caller's
+/// transaction.
+pub(super) async fn apply_recorded(
+    conn: &mut AsyncPgConnection,
+    event: &PaymentEvent,
+    notification_id: i64,
+    policy: &ReconcilePolicy,
+    ledger_note: Option<&str>,
+) -> Result<ApplyReport, StoreError> {
+    let shared: &AsyncPgConnection = conn;
+    let order_refs = [event.order_ref.as_str()];
+    let (order_rows, payment_rows) = lock_orders(shared, &order_refs);
+    let (order_rows, payment_rows) = futures::join!(order_rows, payment_rows);
+    let mut books = Books::of(order_rows?, payment_rows?)?;
+    let mut effects = Effects::default();
+    let mut report = ApplyReport::only(Outcome::OrderNotFound);
+    let (outcome, reason) = effects.decide(
+        &mut books,
+        event,
+        notification_id,
+        policy,
+        ledger_note,
+        &mut report,
+    );
+    let mut writes = effects.writes(shared, &books);
+    writes.push(
+        diesel::update(notifications::table.find(notification_id))
+            .set((
+                notifications::outcome.eq(Stored(outcome)),
+                notifications::reason.eq(reason),
+                notifications::processed_at.eq(diesel::dsl::now),
+            ))
+            .reused()
+            .execute(&mut &*shared),
+    );
+    pipelined(writes).await?;
+    Ok(report)
+}
+
+/// Rows being loaded on a shared connection, not yet answered.
+type Loading<'a, T> = BoxFuture<'a, QueryResult<Vec<T>>>;
+
+/// The rows of the orders named `order_refs`, locked in the order of their
+/// ids (a fixed order, so two transactions never deadlock on them), and
+/// their payments: two statements, to be pipelined with others.
+fn lock_orders<'a>(
+    conn: &'a AsyncPgConnection,
+    order_refs: &[&str],
+) -> (Loading<'a, (String, OrderRow)>, Loading<'a, PaymentRow>) {
+    let order_rows = orders::table
+        .filter(orders::order_ref.eq_any(order_refs.to_vec()))
+        .order(orders::id.asc())
+        .select((orders::order_ref, OrderRow::as_select()))
+        .for_update()
+        .load::<(String, OrderRow)>(&mut &*conn);
+    let payment_rows = diesel::sql_query(
+        "SELECT p.order_id, p.processor_ref, p.authorized, p.paid_minor, p.refunded_minor, \
+                p.reversed \
+         FROM orders AS o \
+         CROSS JOIN LATERAL (SELECT * FROM payments WHERE order_id = o.id OFFSET 0) AS p \
+         WHERE o.order_ref = ANY($1)",
+    )
+    .bind::<Array<Text>, _>(order_refs.to_vec())
+    .reused()
+    .load::<PaymentRow>(&mut &*conn);
+    (Box::pin(order_rows), Box::pin(payment_rows))
+}
+
+/// The orders that notifications name, locked and loaded: each order's
+/// id, its facts as loaded and as left by the notifications decided so
+/// far, and when it was created.
+struct Books {
+    orders: BTreeMap<String, (i64, OrderFacts, OrderFacts)>,
+    created: HashMap<i64, DateTime<Utc>>,
+}
+
+impl Books {
+    fn of(
+        order_rows: Vec<(String, OrderRow)>,
+        payment_rows: Vec<PaymentRow>,
+    ) -> Result<Self, StoreError> {
+        let mut payments_by_order: HashMap<i64, Vec<PaymentRow>> = HashMap::new();
+        for row in payment_rows {
+            payments_by_order.entry(row.order_id).or_default().push(row);
+        }
+        let mut orders = BTreeMap::new();
+        let mut created = HashMap::new();
+        for (order_ref, row) in &order_rows {
+            let facts = facts_of(row, payments_by_order.remove(&row.id).unwrap_or_default())?;
+            orders.insert(order_ref.clone(), (row.id, facts.clone(), facts));
+            created.insert(row.id, row.created_at);
+        }
+        Ok(Self { orders, created })
+    }
+}
+
+/// One ledger row to append (`order_events`).
+struct LedgerEntry {
+    order_id: i64,
+    notification_id: i64,
+    order_status: String,
+    decision_effect: crate::domain::Effect,
+    old_state: crate::domain::OrderState,
+    new_state: crate::domain::OrderState,
+    amount: crate::domain::Money,
+    reason: String,
+}
+
+/// What deciding notifications stages, to be written together by
+/// [`Effects::writes`]: the one place a notification's effects are made.
+#[derive(Default)]
+struct Effects {
+    ledger: Vec<LedgerEntry>,
+    /// `(order id, notification id, movement)`.
+    moved: Vec<(i64, i64, crate::domain::journal::Movement)>,
+    /// `(item, order reference, notification id)`.
+    items_to_open: Vec<(NewReviewItem, String, i64)>,
+    /// Open `late_repeat` items to close, by identity.
+    late_to_close: Vec<(String, usize)>,
+    resolutions: Vec<(String, AutoResolution)>,
+    /// Orders that had a notification applied (their orphan items close).
+    applied_orders: HashSet<String>,
+}
+
+impl Effects {
+    /// Decides notification `row` (the carrier of `event`) against its
+    /// order as `books` has it, stages its effects, leaves the order's new
+    /// facts in `books` and fills `report`. Returns the row's outcome and
+    /// reason. An order not in `books` does not exist: `order_not_found`.
+    fn decide(
+        &mut self,
+        books: &mut Books,
+        event: &PaymentEvent,
+        row: i64,
+        policy: &ReconcilePolicy,
+        ledger_note: Option<&str>,
+        report: &mut ApplyReport,
+    ) -> (Outcome, String) {
+        let Some((order_id, _, facts)) = books.orders.get_mut(&event.order_ref) else {
+            // `decide` raises `pan_detected` for known orders; an orphan
+            // must not wait for its order to report a card number.
+            if !event.pan_fields.is_empty() {
+                let review = NewReviewItem::pan_detected(&event.pan_fields);
+                report.review_items.push(review.kind);
+                self.items_to_open
+                    .push((review, event.order_ref.clone(), row));
+            }
+            report.outcome = Outcome::OrderNotFound;
+            return (Outcome::OrderNotFound, "order_not_found".to_owned());
+        };
+        let decision = decide(facts, event, policy);
+        for movement in crate::domain::journal::movements(facts, &decision.facts) {
+            self.moved.push((*order_id, row, movement));
+        }
+        if let Some(created_at) = books.created.get(order_id) {
+            report.reconciled_order_created =
+                super::journal::reconciled_order_created(*created_at, &decision);
+        }
+        self.ledger.push(LedgerEntry {
+            order_id: *order_id,
+            notification_id: row,
+            order_status: event.status.as_str().to_owned(),
+            decision_effect: decision.effect,
+            old_state: decision.old_state,
+            new_state: decision.new_state,
+            amount: event.amount,
+            reason: match ledger_note {
+                Some(note) => format!("{} ({note})", decision.reason),
+                None => decision.reason.clone(),
+            },
+        });
+        for review in &decision.review_items {
+            report.review_items.push(review.kind);
+            self.items_to_open
+                .push((review.clone(), event.order_ref.clone(), row));
+        }
+        for resolution in &decision.resolutions {
+            self.resolutions
+                .push((event.order_ref.clone(), resolution.clone()));
+        }
+        self.applied_orders.insert(event.order_ref.clone());
+        report.outcome = decision.outcome;
+        report.order_state = Some(decision.new_state);
+        *facts = decision.facts;
+        (decision.outcome, decision.outcome.as_str().to_owned())
+    }
+
+    /// The statements that write what was staged, in the order applying
+    /// one by one would: orders and payments, ledger rows, money
+    /// movements, review items opened, then closed.
+    fn writes<'a>(&self, conn: &'a AsyncPgConnection, books: &Books) -> Vec<Pending<'a>> {
+        let mut writes = write_orders(conn, &books.orders);
+        if !self.ledger.is_empty() {
+            let rows: Vec<_> = self
+                .ledger
+                .iter()
+                .map(|entry| {
+                    (
+                        order_events::order_id.eq(entry.order_id),
+                        order_events::notification_id.eq(entry.notification_id),
+                        order_events::order_status.eq(entry.order_status.clone()),
+                        order_events::effect.eq(Stored(entry.decision_effect)),
+                        order_events::old_status.eq(Stored(entry.old_state)),
+                        order_events::new_status.eq(Stored(entry.new_state)),
+                        order_events::amount_minor.eq(entry.amount.minor_units()),
+                        order_events::currency.eq(entry.amount.currency().as_str().to_owned()),
+                        order_events::reason.eq(entry.reason.clone()),
+                    )
+                })
+                .collect();
+            writes.push(
+                diesel::insert_into(order_events::table)
+                    .values(&rows)
+                    .reused()
+                    .execute(&mut &*conn),
+            );
+        }
+        writes.extend(super::journal::record_many(conn, &self.moved));
+        // Opened before the resolutions run, as one by one: an item raised
+        // and made untrue within the batch ends resolved.
+        writes.extend(open_items(conn, &self.items_to_open));
+        for (identity, count) in &self.late_to_close {
+            writes.push(close_late_repeats_statement(conn, identity, *count));
+        }
+        for (order_ref, resolution) in &self.resolutions {
+            writes.push(resolve_items_statement(conn, order_ref, resolution));
+        }
+        writes.extend(resolve_orphans(conn, &self.applied_orders));
+        writes
+    }
 }
 
 /// The deliveries of a batch by body: the first delivery of each body

@@ -21,21 +21,6 @@ use super::{Store, StoreError};
 use crate::domain::journal::{Movement, MovementKind, reaches_reconciled};
 use crate::domain::{Currency, Decision, Money};
 
-/// Writes the movements of one ledger row (the row of `notification_id`
-/// for order `order_id`, written just before in the same transaction).
-pub(super) async fn record(
-    conn: &mut AsyncPgConnection,
-    order_id: i64,
-    notification_id: i64,
-    moved: &[Movement],
-) -> Result<(), StoreError> {
-    let rows: Vec<_> = moved
-        .iter()
-        .map(|m| row(order_id, notification_id, m))
-        .collect();
-    insert(conn, &rows).await
-}
-
 /// Writes the movements of a person's action (a ledger row of order
 /// `order_id` that names review resolution `resolution_id` instead of a
 /// notification, written just before in the same transaction).
@@ -104,16 +89,6 @@ fn row(order_id: i64, notification_id: i64, m: &Movement) -> NewRow {
 
 /// Rows per statement: far below PostgreSQL's bind limit.
 const CHUNK: usize = 5_000;
-
-async fn insert(conn: &mut AsyncPgConnection, rows: &[NewRow]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(CHUNK) {
-        diesel::insert_into(money_movements::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}
 
 /// When the order reconciled by `decision` was created (`order_created`),
 /// when `decision` is what made it reconciled; `None` otherwise. The

@@ -7,7 +7,7 @@
 //! locked, an already resolved one refused, the action applied through the
 //! same paths as notifications (a confirmed repeat through
 //! `apply::apply_repeat`, an orphan's notifications through
-//! `apply::decide_and_write`, a refund outside the processor as a ledger
+//! `batch::apply_recorded`, a refund outside the processor as a ledger
 //! row with its money movements), and one row per item in the append-only
 //! `review_resolutions` ledger: who, when, why, which action.
 //!
@@ -25,8 +25,7 @@ use serde::Serialize;
 use backon::Retryable;
 
 use super::apply::{
-    ApplyReport, OrderRow, RetryBounds, apply_repeat, decide_and_write, load_facts, stored_event,
-    write_facts,
+    ApplyReport, OrderRow, RetryBounds, apply_repeat, load_facts, stored_event, write_facts,
 };
 use super::orders::OrderView;
 use super::reports::rfc3339;
@@ -766,7 +765,7 @@ impl Run<'_> {
         for notification_id in waiting {
             let mut event = stored_event(conn, notification_id).await?;
             event.order_ref = target.clone();
-            let report = decide_and_write(
+            let report = super::batch::apply_recorded(
                 conn,
                 &event,
                 notification_id,
