@@ -44,7 +44,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::queue::{AmqpSettings, Publisher};
 use crate::settings::{Loaded, SettingsError};
-use crate::store::{DatabaseSettings, Store, StoreError};
+use crate::store::{DatabaseSettings, SchemaPolicy, Store, StoreError};
 use crate::worker::{RunSummary, Worker, WorkerSettings};
 
 /// How often the database is pinged for `/readyz` and the metrics.
@@ -95,7 +95,7 @@ impl AppConfig {
             database: Some({
                 let mut database = loaded.database()?;
                 // Without migrations at start, the schema must be there.
-                database.require_schema = !database.migrate;
+                database.schema = database.schema.require_unless_migrating();
                 database
             }),
             worker: Some(loaded.worker()?),
@@ -481,9 +481,9 @@ async fn run_console(
     // The worker creates and migrates the database; two migrators at once
     // would race, so the console only connects (and retries until it can).
     let database = DatabaseSettings {
-        migrate: false,
-        create_database: false,
-        require_schema: false,
+        schema: SchemaPolicy::ConnectOnly {
+            create_database: false,
+        },
         ..database
     };
     let store = tokio::select! {

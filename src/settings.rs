@@ -37,7 +37,7 @@ use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
 use crate::queue::{AmqpSettings, RetryDelays, Topology};
 use crate::secret::SecretUrl;
-use crate::store::DatabaseSettings;
+use crate::store::{DatabaseSettings, SchemaPolicy};
 use crate::telemetry::LogFormat;
 use crate::worker::WorkerSettings;
 
@@ -892,9 +892,15 @@ impl Loaded {
         }
         Ok(DatabaseSettings {
             url: s.database_url.clone(),
-            migrate: s.auto_migrate,
-            create_database: s.create_db,
-            require_schema: false,
+            schema: if s.auto_migrate {
+                SchemaPolicy::Migrate {
+                    create_database: s.create_db,
+                }
+            } else {
+                SchemaPolicy::ConnectOnly {
+                    create_database: s.create_db,
+                }
+            },
             pool_size: s.db_pool_size,
             acquire_timeout: s.db_acquire_timeout,
             statement_timeout: s.db_statement_timeout,
@@ -1457,6 +1463,46 @@ mod tests {
                 .to_string();
             assert!(err.contains(key) && err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn the_schema_policy_follows_auto_migrate_and_create_db() {
+        let policy = |overrides: &[Override]| {
+            load(None, overrides)
+                .expect("loads")
+                .database()
+                .expect("database")
+                .schema
+        };
+        assert_eq!(
+            policy(&[]),
+            SchemaPolicy::Migrate {
+                create_database: false
+            }
+        );
+        assert_eq!(
+            policy(&[flag("create-db", "true")]),
+            SchemaPolicy::Migrate {
+                create_database: true
+            }
+        );
+        let kept = policy(&[flag("auto-migrate", "false"), flag("create-db", "true")]);
+        assert_eq!(
+            kept,
+            SchemaPolicy::ConnectOnly {
+                create_database: true
+            }
+        );
+        assert!(kept.creates_database());
+        // Without migrations at start, serve and console require the schema.
+        assert_eq!(kept.require_unless_migrating(), SchemaPolicy::RequireSchema);
+        assert!(!SchemaPolicy::RequireSchema.creates_database());
+        assert_eq!(
+            policy(&[]).require_unless_migrating(),
+            SchemaPolicy::Migrate {
+                create_database: false
+            }
+        );
     }
 
     #[test]

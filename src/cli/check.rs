@@ -25,7 +25,7 @@ use super::args::{
 use super::{CliResult, EXIT_OPERATIONAL, EXIT_USAGE, block_on, render_error};
 use crate::queue::{AmqpSettings, QueueError};
 use crate::settings::Loaded;
-use crate::store::{DatabaseSettings, Store, StoreError};
+use crate::store::{DatabaseSettings, SchemaPolicy, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -196,10 +196,11 @@ async fn check_database(
     checks: &mut Checks<impl Write>,
     mut settings: DatabaseSettings,
 ) -> std::io::Result<()> {
-    let (create_db, auto_migrate) = (settings.create_database, settings.migrate);
-    settings.create_database = false;
-    settings.migrate = false;
-    settings.require_schema = false;
+    let create_db = settings.schema.creates_database();
+    let auto_migrate = matches!(settings.schema, SchemaPolicy::Migrate { .. });
+    settings.schema = SchemaPolicy::ConnectOnly {
+        create_database: false,
+    };
     let url = settings.redacted_url();
     let store = match Store::connect(settings).await {
         Ok(store) => store,

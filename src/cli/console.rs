@@ -125,7 +125,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
         )));
     };
     let mut database = loaded.database().map_err(settings_error)?;
-    database.require_schema = !database.migrate;
+    database.schema = database.schema.require_unless_migrating();
     let amqp = loaded.amqp().map_err(settings_error)?;
     let pseudonym_key = loaded.pseudonym_key().map_err(settings_error)?;
     block_on(async move {

@@ -11,9 +11,9 @@ use clap::{Subcommand, ValueEnum};
 use super::args::{self, ConfigFile, DatabaseFlags, NotificationFlags};
 use super::{CliError, CliResult, EXIT_USAGE, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::OrderState;
-use crate::store::DatabaseSettings;
 use crate::store::orders::{ImportError, parse_orders_csv};
 use crate::store::reports::rfc3339;
+use crate::store::{DatabaseSettings, SchemaPolicy};
 use crate::store::{OrderView, Store};
 
 #[derive(Debug, Subcommand)]
@@ -166,8 +166,7 @@ pub(super) fn database(
     let mut settings = args::load(config, &[db])
         .and_then(|loaded| loaded.database())
         .map_err(settings_error)?;
-    settings.create_database = false;
-    settings.require_schema = true;
+    settings.schema = SchemaPolicy::RequireSchema;
     Ok(settings)
 }
 
@@ -176,7 +175,9 @@ pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
     let mut settings = args::load(config, &[db])
         .and_then(|loaded| loaded.database())
         .map_err(settings_error)?;
-    settings.migrate = false;
+    settings.schema = SchemaPolicy::ConnectOnly {
+        create_database: settings.schema.creates_database(),
+    };
     block_on(async move {
         let store = Store::connect(settings).await?;
         let applied = store.migrate().await?;
