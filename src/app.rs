@@ -99,16 +99,16 @@ impl AppConfig {
                 database
             }),
             worker: Some(loaded.worker()?),
-            intake: if s.no_intake {
+            intake: if s.worker.no_intake {
                 None
             } else {
-                Some((s.intake_addr, loaded.intake()?))
+                Some((s.intake.intake_addr, loaded.intake()?))
             },
-            ops_addr: Some(s.http_addr),
-            close_timeout: s.close_timeout,
-            gauge_refresh: s.gauge_refresh_interval,
+            ops_addr: Some(s.operations.http_addr),
+            close_timeout: s.operations.close_timeout.get(),
+            gauge_refresh: s.operations.gauge_refresh_interval.get(),
             console: loaded.console(),
-            sweep: Some((s.sweep_interval, loaded.sweep_policy())),
+            sweep: Some((s.settlement.sweep_interval.get(), loaded.sweep_policy())),
         })
     }
 
@@ -126,10 +126,10 @@ impl AppConfig {
             amqp: loaded.amqp()?,
             database: None,
             worker: None,
-            intake: Some((s.intake_addr, loaded.intake()?)),
-            ops_addr: Some(s.http_addr),
-            close_timeout: s.close_timeout,
-            gauge_refresh: s.gauge_refresh_interval,
+            intake: Some((s.intake.intake_addr, loaded.intake()?)),
+            ops_addr: Some(s.operations.http_addr),
+            close_timeout: s.operations.close_timeout.get(),
+            gauge_refresh: s.operations.gauge_refresh_interval.get(),
             console: None,
             sweep: None,
         })

@@ -648,13 +648,13 @@ pub fn load(
         .flat_map(|group| group.overrides().iter().cloned())
         .collect();
     let loaded = settings::load(config.path.as_deref(), &overrides)?;
-    crate::domain::money::allow_currencies(&loaded.settings.allow_currency.0).map_err(|err| {
-        settings::SettingsError::Invalid {
+    crate::domain::money::allow_currencies(&loaded.settings.database.allow_currency.0).map_err(
+        |err| settings::SettingsError::Invalid {
             key: "allow-currency".to_owned(),
             origin: loaded.origin("allow-currency"),
             reason: err.to_string(),
-        }
-    })?;
+        },
+    )?;
     Ok(loaded)
 }
 

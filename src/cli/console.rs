@@ -117,7 +117,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
         ],
     )
     .map_err(settings_error)?;
-    telemetry::init(loaded.settings.log_format);
+    telemetry::init(loaded.settings.operations.log_format);
     let Some(settings) = loaded.console() else {
         return Err(CliError::usage(anyhow::anyhow!(
             "say where the console listens: --console-addr ADDR (or IPN_CONSOLE_ADDR, or \

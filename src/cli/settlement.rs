@@ -129,7 +129,7 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
             dry_run,
         } => {
             let loaded = args::load(config, &[&db, &settlement]).map_err(settings_error)?;
-            let tolerance = tolerance.unwrap_or(loaded.settings.settlement_tolerance.0);
+            let tolerance = tolerance.unwrap_or(loaded.settings.settlement.settlement_tolerance.0);
             let mut database = loaded.database().map_err(settings_error)?;
             database.schema = SchemaPolicy::RequireSchema;
             let mapping = match &mapping {
