@@ -1709,9 +1709,15 @@ mod tests {
             }
         );
         assert!(kept.creates_database());
-        // Without migrations at start, serve and console require the schema.
-        assert_eq!(kept.require_unless_migrating(), SchemaPolicy::RequireSchema);
-        assert!(!SchemaPolicy::RequireSchema.creates_database());
+        // Without migrations at start, serve and console require the
+        // schema, and still create a missing database as asked.
+        assert_eq!(
+            kept.require_unless_migrating(),
+            SchemaPolicy::RequireSchema {
+                create_database: true
+            }
+        );
+        assert!(!SchemaPolicy::EXISTING.creates_database());
         assert_eq!(
             policy(&[]).require_unless_migrating(),
             SchemaPolicy::Migrate {

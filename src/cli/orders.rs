@@ -166,7 +166,7 @@ pub(super) fn database(
     let mut settings = args::load(config, &[db])
         .and_then(|loaded| loaded.database())
         .map_err(settings_error)?;
-    settings.schema = SchemaPolicy::RequireSchema;
+    settings.schema = SchemaPolicy::EXISTING;
     Ok(settings)
 }
 

@@ -39,7 +39,7 @@ pub fn run(config: &ConfigFile, args: ProcessArgs) -> CliResult {
     let pipeline_config = loaded.pipeline().map_err(settings_error)?;
     let mut database = loaded.database().map_err(settings_error)?;
     // Replaying adds to existing books: never into a database made by a typo.
-    database.schema = SchemaPolicy::RequireSchema;
+    database.schema = SchemaPolicy::EXISTING;
     block_on(async move {
         let store = Store::connect(database).await?;
         let pipeline = Pipeline::new(pipeline_config, store);

@@ -131,7 +131,7 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
             let loaded = args::load(config, &[&db, &settlement]).map_err(settings_error)?;
             let tolerance = tolerance.unwrap_or(loaded.settings.settlement.settlement_tolerance.0);
             let mut database = loaded.database().map_err(settings_error)?;
-            database.schema = SchemaPolicy::RequireSchema;
+            database.schema = SchemaPolicy::EXISTING;
             let mapping = match &mapping {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
@@ -503,7 +503,7 @@ pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
     let loaded = args::load(config, &[&args.db, &args.settlement]).map_err(settings_error)?;
     let policy = loaded.sweep_policy();
     let mut database = loaded.database().map_err(settings_error)?;
-    database.schema = SchemaPolicy::RequireSchema;
+    database.schema = SchemaPolicy::EXISTING;
     let now = args.as_of.unwrap_or_else(Utc::now);
     block_on(async move {
         let store = Store::connect(database).await?;

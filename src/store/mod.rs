@@ -61,10 +61,10 @@ pub struct DatabaseSettings {
 
 /// What [`Store::connect`] does about a missing database and the schema.
 ///
-/// One value instead of three switches, because only these combinations
-/// make sense: requiring the schema of a database one has just created, or
-/// of one about to be migrated, would refuse what the same call was asked
-/// to build.
+/// One value instead of three switches, because the schema gets one of
+/// three treatments: migrating it and requiring it at the same time (which
+/// the switches allowed) would refuse, before the migration, the very
+/// schema the call was asked to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SchemaPolicy {
     /// Create the database when it does not exist (if `create_database`,
@@ -73,32 +73,40 @@ pub enum SchemaPolicy {
     Migrate { create_database: bool },
     /// Create the database when it does not exist (if `create_database`)
     /// and leave the schema alone: the `migrate` command, which applies
-    /// the migrations itself to report them, and tests.
+    /// the migrations itself to report them, `check`, and the console
+    /// beside a worker that migrates.
     ConnectOnly { create_database: bool },
-    /// Refuse a missing database, and one without this project's schema:
-    /// what commands that only read or add data want, so that a mistyped
-    /// database name is an error, not an empty set of books.
-    RequireSchema,
+    /// Refuse a database without this project's schema. Commands that
+    /// only read or add data use it without `create_database`, so that a
+    /// mistyped database name is an error, not an empty set of books;
+    /// `serve` without `auto-migrate` keeps `create-db` (the database is
+    /// made, and waits for `migrate`).
+    RequireSchema { create_database: bool },
 }
 
 impl SchemaPolicy {
+    /// The policy of commands that read or add data: the database and its
+    /// schema must already be there.
+    pub const EXISTING: Self = Self::RequireSchema {
+        create_database: false,
+    };
+
     /// Whether a missing database is created.
     pub fn creates_database(self) -> bool {
         match self {
-            Self::Migrate { create_database } | Self::ConnectOnly { create_database } => {
-                create_database
-            }
-            Self::RequireSchema => false,
+            Self::Migrate { create_database }
+            | Self::ConnectOnly { create_database }
+            | Self::RequireSchema { create_database } => create_database,
         }
     }
 
     /// This policy without migrations at start: a database without the
-    /// schema is refused (`serve` and `console` with `auto-migrate` off).
-    /// A policy that does not migrate is kept.
+    /// schema is refused (`serve` and `console` with `auto-migrate` off),
+    /// and a missing one is still created when the policy said so.
     pub fn require_unless_migrating(self) -> Self {
         match self {
-            Self::Migrate { .. } => self,
-            Self::ConnectOnly { .. } | Self::RequireSchema => Self::RequireSchema,
+            Self::Migrate { .. } | Self::RequireSchema { .. } => self,
+            Self::ConnectOnly { create_database } => Self::RequireSchema { create_database },
         }
     }
 }
@@ -332,7 +340,7 @@ impl Store {
             })?;
         let store = Self { pool, settings };
         match store.settings.schema {
-            SchemaPolicy::RequireSchema => {
+            SchemaPolicy::RequireSchema { .. } => {
                 if !store.has_schema().await? {
                     return Err(StoreError::NoSchema {
                         name: store.database_name(),
