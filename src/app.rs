@@ -44,7 +44,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::queue::{AmqpSettings, Publisher};
 use crate::settings::{Loaded, SettingsError};
-use crate::store::{DatabaseSettings, Store, StoreError};
+use crate::store::{DatabaseSettings, SchemaPolicy, Store, StoreError};
 use crate::worker::{RunSummary, Worker, WorkerSettings};
 
 /// How often the database is pinged for `/readyz` and the metrics.
@@ -95,20 +95,20 @@ impl AppConfig {
             database: Some({
                 let mut database = loaded.database()?;
                 // Without migrations at start, the schema must be there.
-                database.require_schema = !database.migrate;
+                database.schema = database.schema.require_unless_migrating();
                 database
             }),
             worker: Some(loaded.worker()?),
-            intake: if s.no_intake {
+            intake: if s.worker.no_intake {
                 None
             } else {
-                Some((s.intake_addr, loaded.intake()?))
+                Some((s.intake.intake_addr, loaded.intake()?))
             },
-            ops_addr: Some(s.http_addr),
-            close_timeout: s.close_timeout,
-            gauge_refresh: s.gauge_refresh_interval,
+            ops_addr: Some(s.operations.http_addr),
+            close_timeout: s.operations.close_timeout.get(),
+            gauge_refresh: s.operations.gauge_refresh_interval.get(),
             console: loaded.console(),
-            sweep: Some((s.sweep_interval, loaded.sweep_policy())),
+            sweep: Some((s.settlement.sweep_interval.get(), loaded.sweep_policy())),
         })
     }
 
@@ -126,10 +126,10 @@ impl AppConfig {
             amqp: loaded.amqp()?,
             database: None,
             worker: None,
-            intake: Some((s.intake_addr, loaded.intake()?)),
-            ops_addr: Some(s.http_addr),
-            close_timeout: s.close_timeout,
-            gauge_refresh: s.gauge_refresh_interval,
+            intake: Some((s.intake.intake_addr, loaded.intake()?)),
+            ops_addr: Some(s.operations.http_addr),
+            close_timeout: s.operations.close_timeout.get(),
+            gauge_refresh: s.operations.gauge_refresh_interval.get(),
             console: None,
             sweep: None,
         })
@@ -481,9 +481,9 @@ async fn run_console(
     // The worker creates and migrates the database; two migrators at once
     // would race, so the console only connects (and retries until it can).
     let database = DatabaseSettings {
-        migrate: false,
-        create_database: false,
-        require_schema: false,
+        schema: SchemaPolicy::ConnectOnly {
+            create_database: false,
+        },
         ..database
     };
     let store = tokio::select! {

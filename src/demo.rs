@@ -23,6 +23,10 @@ use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
 use crate::secret::SecretUrl;
+use crate::settings::{
+    BrokerSection, DatabaseSection, IntakeSection, NotificationSection, OperationsSection,
+    WorkerSection,
+};
 use crate::settings::{ExpectedFields, Settings, SettingsError};
 use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
 use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
@@ -279,22 +283,43 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 fn daemon_settings(demo: &DemoSettings) -> Settings {
     let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     Settings {
-        database_url: demo.database_url.clone(),
-        // The demo makes its own database.
-        create_db: true,
-        amqp_url: demo.amqp_url.clone(),
-        amqp_queue: demo.queue_base.clone(),
-        retry_delays: RetryDelays::new(
-            [500, 1000, 2000]
-                .into_iter()
-                .map(Duration::from_millis)
-                .collect(),
-        ),
-        orphan_window: Duration::from_secs(3),
-        shutdown_deadline: Duration::from_secs(10),
-        intake_addr: loopback_any_port,
-        http_addr: loopback_any_port,
-        expected_fields: ExpectedFields(vec!["TEST_ORDER".to_owned(), "FRAUD_STATUS".to_owned()]),
+        database: DatabaseSection {
+            database_url: demo.database_url.clone(),
+            // The demo makes its own database.
+            create_db: true,
+            ..Default::default()
+        },
+        broker: BrokerSection {
+            amqp_url: demo.amqp_url.clone(),
+            amqp_queue: demo.queue_base.clone(),
+            retry_delays: RetryDelays::new(
+                [500, 1000, 2000]
+                    .into_iter()
+                    .map(Duration::from_millis)
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        worker: WorkerSection {
+            orphan_window: Duration::from_secs(3),
+            ..Default::default()
+        },
+        operations: OperationsSection {
+            shutdown_deadline: Duration::from_secs(10),
+            http_addr: loopback_any_port,
+            ..Default::default()
+        },
+        intake: IntakeSection {
+            intake_addr: loopback_any_port,
+            ..Default::default()
+        },
+        notifications: NotificationSection {
+            expected_fields: ExpectedFields(vec![
+                "TEST_ORDER".to_owned(),
+                "FRAUD_STATUS".to_owned(),
+            ]),
+            ..Default::default()
+        },
         ..Settings::default()
     }
 }

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::{NonZero, NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,17 +38,42 @@ use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
 use crate::queue::{AmqpSettings, RetryDelays, Topology};
 use crate::secret::SecretUrl;
-use crate::store::DatabaseSettings;
+use crate::store::{DatabaseSettings, SchemaPolicy};
 use crate::telemetry::LogFormat;
 use crate::worker::WorkerSettings;
 
-/// Every setting, flat: a key here is a long flag name and a key of the
-/// configuration file. Grouped by concern in the order of the settings
-/// table of docs/configuration.md.
+/// Every setting, in sections that follow the flag groups of `cli::args`
+/// (and the settings table of docs/configuration.md). The sections are
+/// flattened: a key of any section is a long flag name and a key of the
+/// configuration file, without a section prefix, so the file and the
+/// environment operators already use keep working.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub database: DatabaseSection,
+    #[serde(flatten)]
+    pub notifications: NotificationSection,
+    #[serde(flatten)]
+    pub broker: BrokerSection,
+    #[serde(flatten)]
+    pub worker: WorkerSection,
+    #[serde(flatten)]
+    pub intake: IntakeSection,
+    #[serde(flatten)]
+    pub operations: OperationsSection,
+    #[serde(flatten)]
+    pub finance: FinanceSection,
+    #[serde(flatten)]
+    pub settlement: SettlementSection,
+    #[serde(flatten)]
+    pub console: ConsoleSection,
+}
+
+/// Where PostgreSQL is (flags of `cli::args::DATABASE`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
-pub struct Settings {
-    // --- PostgreSQL ---
+pub struct DatabaseSection {
     /// `postgres://user[:password]@host:port/dbname`.
     pub database_url: SecretUrl,
     /// Apply pending migrations at start.
@@ -56,23 +82,40 @@ pub struct Settings {
     /// only; every other command refuses a missing database).
     pub create_db: bool,
     /// Connections in the pool.
-    pub db_pool_size: usize,
+    #[serde(deserialize_with = "at_least_one")]
+    pub db_pool_size: NonZeroUsize,
     /// How long to wait for a connection (new or pooled) before reporting
     /// the database unreachable.
-    #[serde(with = "humantime_serde")]
-    pub db_acquire_timeout: Duration,
+    pub db_acquire_timeout: PositiveDuration,
     /// Longest a statement may run (PostgreSQL `statement_timeout`); a
     /// timeout is a transient error, retried.
-    #[serde(with = "humantime_serde")]
-    pub db_statement_timeout: Duration,
+    pub db_statement_timeout: PositiveDuration,
     /// Longest a statement may wait for a row lock (`lock_timeout`).
-    #[serde(with = "humantime_serde")]
-    pub db_lock_timeout: Duration,
+    pub db_lock_timeout: PositiveDuration,
     /// Currencies outside ISO 4217 that orders may be in, with their
     /// exponents (`XYZ=2`).
     pub allow_currency: AllowedCurrencies,
+}
 
-    // --- Judging notifications ---
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/ipn_reconciler"),
+            auto_migrate: true,
+            create_db: false,
+            db_pool_size: const { NonZero::new(8).expect("positive") },
+            db_acquire_timeout: PositiveDuration::from_secs(5),
+            db_statement_timeout: PositiveDuration::from_secs(30),
+            db_lock_timeout: PositiveDuration::from_secs(10),
+            allow_currency: AllowedCurrencies::default(),
+        }
+    }
+}
+
+/// How notifications are judged (flags of `cli::args::NOTIFICATIONS`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct NotificationSection {
     /// The processor's secret keys (see docs/configuration.md, "Key file").
     pub key_file: Option<PathBuf>,
     /// Accept legacy HMAC-MD5 `HASH` signatures.
@@ -85,35 +128,87 @@ pub struct Settings {
     /// Let `TEST_ORDER=1` notifications change orders.
     pub apply_test_orders: bool,
     /// Largest accepted notification body, in bytes.
-    pub max_body_bytes: usize,
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_body_bytes: NonZeroUsize,
     /// Fields the merchant's IPN settings send, which a body must carry
     /// under their own names (see docs/configuration.md, "Which IPN fields
     /// to send").
     pub expected_fields: ExpectedFields,
+}
 
-    // --- RabbitMQ ---
+impl Default for NotificationSection {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            allow_md5: false,
+            require_algorithm: RequiredAlgorithm(None),
+            pseudonym_key_file: None,
+            apply_test_orders: false,
+            max_body_bytes: const { NonZero::new(FormLimits::DEFAULT_MAX_BODY_BYTES).expect("positive") },
+            expected_fields: ExpectedFields::default(),
+        }
+    }
+}
+
+/// Where RabbitMQ is and what the queues are called (flags of
+/// `cli::args::BROKER`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct BrokerSection {
     pub amqp_url: SecretUrl,
     /// Base name of the exchange and queues.
     pub amqp_queue: String,
     /// Delays of the broker-side retries, in order.
     pub retry_delays: RetryDelays,
     /// Deliveries of one message before the broker parks it.
-    pub delivery_limit: u32,
+    #[serde(deserialize_with = "at_least_one")]
+    pub delivery_limit: NonZeroU32,
     /// How long a publisher waits for the broker's confirm.
-    #[serde(with = "humantime_serde")]
-    pub publish_timeout: Duration,
-    /// How long a parked message is kept before the broker drops it.
+    pub publish_timeout: PositiveDuration,
+    /// How long a silent broker path may last before its connection is
+    /// declared lost (AMQP heartbeats at half this interval).
+    pub amqp_heartbeat: PositiveDuration,
+    /// How long a parked message is kept before the broker drops it
+    /// (between 1s and [`MAX_PARKING_TTL`], checked after parsing).
     #[serde(with = "humantime_serde")]
     pub parking_ttl: Duration,
+}
 
-    // --- Worker ---
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            amqp_queue: "ipn.notifications".to_owned(),
+            retry_delays: secs_schedule(&[5, 30, 120, 600, 3600]),
+            // High enough that crashes and reconnects never reach it; low
+            // enough to stop a message that kills workers.
+            delivery_limit: const { NonZero::new(20).expect("positive") },
+            publish_timeout: PositiveDuration::from_secs(15),
+            amqp_heartbeat: const {
+                PositiveDuration::new(crate::queue::DEFAULT_HEARTBEAT).expect("positive")
+            },
+            // Two weeks: time for a person to look (review items are opened
+            // at once) and for the processor's own resend window, without
+            // keeping bodies indefinitely.
+            parking_ttl: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+/// How the worker consumes (flags of `cli::args::WORKER`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct WorkerSection {
     /// Unacked deliveries the broker may push to one worker.
-    pub prefetch: u16,
+    #[serde(deserialize_with = "at_least_one")]
+    pub prefetch: NonZeroU16,
     /// Batches processed at the same time (notifications, with a batch
     /// size of 1).
-    pub concurrency: usize,
+    #[serde(deserialize_with = "at_least_one")]
+    pub concurrency: NonZeroUsize,
     /// Deliveries applied in one database transaction (1: one by one).
-    pub batch_size: usize,
+    #[serde(deserialize_with = "at_least_one")]
+    pub batch_size: NonZeroUsize,
     /// How long a batch waits to fill before it is applied anyway.
     #[serde(with = "humantime_serde")]
     pub batch_wait: Duration,
@@ -123,16 +218,34 @@ pub struct Settings {
     /// No effect any more: lapin's own reconnect, which this bounded, is
     /// off (a lost broker connection is rebuilt at once, with backoff).
     /// Still accepted, so that existing configurations keep working.
-    #[serde(with = "humantime_serde")]
-    pub recovery_stall: Duration,
-    /// How long a silent broker path may last before its connection is
-    /// declared lost (AMQP heartbeats at half this interval).
-    #[serde(with = "humantime_serde")]
-    pub amqp_heartbeat: Duration,
+    pub recovery_stall: PositiveDuration,
     /// `serve` without the intake listener.
     pub no_intake: bool,
+}
 
-    // --- Intake ---
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            // Measured with `ipn-reconciler bench` (docs/throughput.md):
+            // enough deliveries in flight to fill `concurrency` batches.
+            prefetch: const { NonZero::new(256).expect("positive") },
+            concurrency: const { NonZero::new(4).expect("positive") },
+            batch_size: const { NonZero::new(64).expect("positive") },
+            // 5 ms closed batches of about ten at 1,000/s: more
+            // transactions, more of the two cores, a longer queue for the
+            // CPU; 10 ms halved the p99 there (15 and 20 ms: no better).
+            batch_wait: Duration::from_millis(10),
+            orphan_window: Duration::from_secs(3600),
+            recovery_stall: PositiveDuration::from_secs(15),
+            no_intake: false,
+        }
+    }
+}
+
+/// How the intake listens and answers (flags of `cli::args::INTAKE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct IntakeSection {
     pub intake_addr: SocketAddr,
     pub intake_path: String,
     /// Verify signatures before queueing.
@@ -143,156 +256,253 @@ pub struct Settings {
     /// Networks allowed to post; empty: anyone.
     pub allow_networks: AllowNetworks,
     /// How long the intake waits for the broker's confirm before a 503.
-    #[serde(with = "humantime_serde")]
-    pub confirm_timeout: Duration,
+    pub confirm_timeout: PositiveDuration,
     /// How long a client may take to send a request's header, from
     /// connecting or from its first byte (slow clients are dropped).
-    #[serde(with = "humantime_serde")]
-    pub intake_header_timeout: Duration,
+    pub intake_header_timeout: PositiveDuration,
     /// How long a client may take to send a body (408 after that).
-    #[serde(with = "humantime_serde")]
-    pub intake_body_timeout: Duration,
+    pub intake_body_timeout: PositiveDuration,
     /// How long a kept-alive intake connection may wait for its next request.
-    #[serde(with = "humantime_serde")]
-    pub intake_idle_timeout: Duration,
+    pub intake_idle_timeout: PositiveDuration,
     /// Intake connections open at once; more are answered 503.
-    pub intake_max_connections: usize,
-
-    // --- Operations ---
-    /// The operations endpoint (/healthz, /readyz, /metrics).
-    pub http_addr: SocketAddr,
-    pub log_format: LogFormat,
-    /// How long SIGTERM waits for the work in flight.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_deadline: Duration,
-    /// How long closing one connection or listener may take at shutdown,
-    /// after the work in flight is done.
-    #[serde(with = "humantime_serde")]
-    pub close_timeout: Duration,
-    /// How long to let the broker settle the last acks before the consumer
-    /// channel closes at shutdown.
-    #[serde(with = "humantime_serde")]
-    pub ack_settle_grace: Duration,
-    /// How often `serve` refreshes the gauges it reads from the database
-    /// and the broker (open exceptions, money at risk, parking depth), so
-    /// that scrapes never query.
-    #[serde(with = "humantime_serde")]
-    pub gauge_refresh_interval: Duration,
-
-    // --- Finance ---
-    /// The names of the journal's accounts (`ACCOUNT=NAME`); accounts not
-    /// named keep their default names.
-    pub journal_accounts: JournalAccountNames,
-
-    // --- Settlement and sweeps ---
-    /// How far a settlement line's amount may be from the ledger's and
-    /// still match (a decimal applied in each currency's minor units).
-    pub settlement_tolerance: SettlementTolerance,
-    /// Days after which a payment not settled, or a refund not debited,
-    /// becomes a review item.
-    pub settlement_days: u32,
-    /// How long an order may stay `pending` or `authorized` before it
-    /// becomes a `stale_order` review item.
-    #[serde(with = "humantime_serde")]
-    pub stale_order_age: Duration,
-    /// How often `serve` sweeps (one instance at a time).
-    #[serde(with = "humantime_serde")]
-    pub sweep_interval: Duration,
-
-    // --- Console ---
-    /// Where the finance console listens (`HOST:PORT`, or a port alone for
-    /// 127.0.0.1); none: `serve` runs no console.
-    pub console_addr: Option<ConsoleAddr>,
-    /// Console cookies without `Secure` (plain HTTP on one's own machine).
-    pub console_insecure_cookies: bool,
-    /// A console session unused this long ends.
-    #[serde(with = "humantime_serde")]
-    pub console_idle_timeout: Duration,
-    /// A console session ends this long after its login, however busy.
-    #[serde(with = "humantime_serde")]
-    pub console_absolute_timeout: Duration,
+    #[serde(deserialize_with = "at_least_one")]
+    pub intake_max_connections: NonZeroUsize,
 }
 
-impl Default for Settings {
+impl Default for IntakeSection {
     fn default() -> Self {
+        let limits = ConnectionLimits::default();
+        let positive =
+            |d: Duration| PositiveDuration::new(d).unwrap_or(PositiveDuration::from_secs(1));
         Self {
-            database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/ipn_reconciler"),
-            auto_migrate: true,
-            create_db: false,
-            db_pool_size: 8,
-            db_acquire_timeout: Duration::from_secs(5),
-            db_statement_timeout: Duration::from_secs(30),
-            db_lock_timeout: Duration::from_secs(10),
-            allow_currency: AllowedCurrencies::default(),
-
-            key_file: None,
-            allow_md5: false,
-            require_algorithm: RequiredAlgorithm(None),
-            pseudonym_key_file: None,
-            apply_test_orders: false,
-            max_body_bytes: FormLimits::DEFAULT_MAX_BODY_BYTES,
-            expected_fields: ExpectedFields::default(),
-
-            amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            amqp_queue: "ipn.notifications".to_owned(),
-            retry_delays: secs_schedule(&[5, 30, 120, 600, 3600]),
-            // High enough that crashes and reconnects never reach it; low
-            // enough to stop a message that kills workers.
-            delivery_limit: 20,
-            publish_timeout: Duration::from_secs(15),
-            // Two weeks: time for a person to look (review items are opened
-            // at once) and for the processor's own resend window, without
-            // keeping bodies indefinitely.
-            parking_ttl: Duration::from_secs(14 * 24 * 3600),
-
-            // Measured with `ipn-reconciler bench` (docs/throughput.md):
-            // enough deliveries in flight to fill `concurrency` batches.
-            prefetch: 256,
-            concurrency: 4,
-            batch_size: 64,
-            // 5 ms closed batches of about ten at 1,000/s: more
-            // transactions, more of the two cores, a longer queue for the
-            // CPU; 10 ms halved the p99 there (15 and 20 ms: no better).
-            batch_wait: Duration::from_millis(10),
-            orphan_window: Duration::from_secs(3600),
-            recovery_stall: Duration::from_secs(15),
-            amqp_heartbeat: crate::queue::DEFAULT_HEARTBEAT,
-            no_intake: false,
-
             intake_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             intake_path: "/ipn".to_owned(),
             edge_verify: true,
             receipt_format: ReceiptChoice::Auto,
             trusted_forwarded_header: None,
             allow_networks: AllowNetworks::default(),
-            confirm_timeout: Duration::from_secs(5),
-            intake_header_timeout: ConnectionLimits::default().header_timeout,
-            intake_body_timeout: ConnectionLimits::default().body_timeout,
-            intake_idle_timeout: ConnectionLimits::default().idle_timeout,
-            intake_max_connections: ConnectionLimits::default().max_connections,
+            confirm_timeout: PositiveDuration::from_secs(5),
+            intake_header_timeout: positive(limits.header_timeout),
+            intake_body_timeout: positive(limits.body_timeout),
+            intake_idle_timeout: positive(limits.idle_timeout),
+            intake_max_connections: NonZeroUsize::new(limits.max_connections)
+                .unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
 
+/// The daemon's own operation: endpoint, logs, shutdown (flags of
+/// `cli::args::OPERATIONS`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct OperationsSection {
+    /// The operations endpoint (/healthz, /readyz, /metrics).
+    pub http_addr: SocketAddr,
+    pub log_format: LogFormat,
+    /// How long SIGTERM waits for the work in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+    /// How long to let the broker settle the last acks before the consumer
+    /// channel closes at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub ack_settle_grace: Duration,
+    /// How long closing one connection or listener may take at shutdown,
+    /// after the work in flight is done.
+    pub close_timeout: PositiveDuration,
+    /// How often `serve` refreshes the gauges it reads from the database
+    /// and the broker (open exceptions, money at risk, parking depth), so
+    /// that scrapes never query.
+    pub gauge_refresh_interval: PositiveDuration,
+}
+
+impl Default for OperationsSection {
+    fn default() -> Self {
+        Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9187)),
             log_format: LogFormat::Pretty,
             shutdown_deadline: Duration::from_secs(30),
-            close_timeout: Duration::from_secs(5),
             ack_settle_grace: Duration::from_millis(500),
-            gauge_refresh_interval: Duration::from_secs(15),
+            close_timeout: PositiveDuration::from_secs(5),
+            gauge_refresh_interval: PositiveDuration::from_secs(15),
+        }
+    }
+}
 
-            journal_accounts: JournalAccountNames::default(),
+/// Finance exports (flags of `cli::args::FINANCE`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct FinanceSection {
+    /// The names of the journal's accounts (`ACCOUNT=NAME`); accounts not
+    /// named keep their default names.
+    pub journal_accounts: JournalAccountNames,
+}
 
+/// Settlement matching and sweeps (flags of `cli::args::SETTLEMENT`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct SettlementSection {
+    /// How far a settlement line's amount may be from the ledger's and
+    /// still match (a decimal applied in each currency's minor units).
+    pub settlement_tolerance: SettlementTolerance,
+    /// Days after which a payment not settled, or a refund not debited,
+    /// becomes a review item.
+    #[serde(deserialize_with = "at_least_one")]
+    pub settlement_days: NonZeroU32,
+    /// How long an order may stay `pending` or `authorized` before it
+    /// becomes a `stale_order` review item.
+    pub stale_order_age: PositiveDuration,
+    /// How often `serve` sweeps (one instance at a time).
+    pub sweep_interval: PositiveDuration,
+}
+
+impl Default for SettlementSection {
+    fn default() -> Self {
+        Self {
             settlement_tolerance: SettlementTolerance::default(),
             // The processor settles within days; a week is late.
-            settlement_days: 7,
-            stale_order_age: Duration::from_secs(3 * 24 * 3600),
-            sweep_interval: Duration::from_secs(5 * 60),
+            settlement_days: const { NonZero::new(7).expect("positive") },
+            stale_order_age: PositiveDuration::from_secs(3 * 24 * 3600),
+            sweep_interval: PositiveDuration::from_secs(5 * 60),
+        }
+    }
+}
 
+/// The finance console (flags of `cli::args::CONSOLE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct ConsoleSection {
+    /// Where the finance console listens (`HOST:PORT`, or a port alone for
+    /// 127.0.0.1); none: `serve` runs no console.
+    pub console_addr: Option<ConsoleAddr>,
+    /// Console cookies without `Secure` (plain HTTP on one's own machine).
+    pub console_insecure_cookies: bool,
+    /// A console session unused this long ends.
+    pub console_idle_timeout: PositiveDuration,
+    /// A console session ends this long after its login, however busy.
+    pub console_absolute_timeout: PositiveDuration,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self {
             console_addr: None,
             console_insecure_cookies: false,
             // Half an hour away from the desk, or a working day, and the
             // books need a password again.
-            console_idle_timeout: Duration::from_secs(30 * 60),
-            console_absolute_timeout: Duration::from_secs(12 * 3600),
+            console_idle_timeout: PositiveDuration::from_secs(30 * 60),
+            console_absolute_timeout: PositiveDuration::from_secs(12 * 3600),
         }
+    }
+}
+
+impl Settings {
+    /// The settings of `figment`, one section at a time.
+    ///
+    /// Not `figment.extract::<Settings>()`: serde buffers the values of
+    /// flattened sections before it parses them, outside figment's view,
+    /// so an error would lose the key and the origin that operators need
+    /// to see (`invalid \`prefetch\` (from --prefetch)`). Each section
+    /// extracted on its own reads the same flat keys, and its errors keep
+    /// them.
+    fn extract(figment: &Figment) -> Result<Self, SettingsError> {
+        fn section<T: serde::de::DeserializeOwned>(figment: &Figment) -> Result<T, SettingsError> {
+            figment.extract_lossy().map_err(|err| from_figment(&err))
+        }
+        Ok(Self {
+            database: section(figment)?,
+            notifications: section(figment)?,
+            broker: section(figment)?,
+            worker: section(figment)?,
+            intake: section(figment)?,
+            operations: section(figment)?,
+            finance: section(figment)?,
+            settlement: section(figment)?,
+            console: section(figment)?,
+        })
+    }
+}
+
+/// The refusal of a zero where a count must be positive, worded as
+/// operators have always seen it.
+const AT_LEAST_ONE: &str = "must be at least 1";
+
+/// Parses a count that must be positive (`NonZeroUsize`, `NonZeroU32`,
+/// `NonZeroU16`), refusing zero with "must be at least 1" rather than
+/// serde's "expected a nonzero u16", so a refusal reads as it always did.
+fn at_least_one<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<NonZeroU64>,
+{
+    let n = u64::deserialize(deserializer)?;
+    let n = NonZeroU64::new(n).ok_or_else(|| serde::de::Error::custom(AT_LEAST_ONE))?;
+    T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is too large")))
+}
+
+/// A count given by a program rather than parsed (the bench), with the
+/// refusal a parsed zero gets.
+pub fn positive<T: TryFrom<NonZeroU64>>(key: &str, n: u64) -> Result<T, SettingsError> {
+    let invalid = |reason: String| SettingsError::Invalid {
+        key: key.to_owned(),
+        origin: "default".to_owned(),
+        reason,
+    };
+    let n = NonZeroU64::new(n).ok_or_else(|| invalid(AT_LEAST_ONE.to_owned()))?;
+    T::try_from(n).map_err(|_| invalid(format!("{n} is too large")))
+}
+
+/// A duration longer than zero: a timeout or an interval of zero would
+/// refuse everything or spin, so such a value cannot be held at all, and
+/// parsing `0s` fails with the key named ("must be longer than 0s").
+/// Written as [`humantime`] text (`30s`, `5m`, `3days`), like the other
+/// durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PositiveDuration(Duration);
+
+impl PositiveDuration {
+    /// `None` for zero.
+    pub const fn new(duration: Duration) -> Option<Self> {
+        if duration.is_zero() {
+            None
+        } else {
+            Some(Self(duration))
+        }
+    }
+
+    /// A whole number of seconds, for defaults and tests; zero is a
+    /// mistake in the program, caught at compile time in a `const`.
+    pub const fn from_secs(secs: u64) -> Self {
+        assert!(secs > 0, "a positive duration of 0s");
+        Self(Duration::from_secs(secs))
+    }
+
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl From<PositiveDuration> for Duration {
+    fn from(value: PositiveDuration) -> Self {
+        value.0
+    }
+}
+
+impl std::fmt::Display for PositiveDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+impl Serialize for PositiveDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PositiveDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let duration: Duration = humantime_serde::deserialize(deserializer)?;
+        Self::new(duration).ok_or_else(|| serde::de::Error::custom("must be longer than 0s"))
     }
 }
 
@@ -702,7 +912,7 @@ pub fn load(config_file: Option<&Path>, overrides: &[Override]) -> Result<Loaded
     for value in env.into_iter().chain(flags) {
         figment = figment.merge(value.clone());
     }
-    let settings: Settings = figment.extract_lossy().map_err(|err| from_figment(&err))?;
+    let settings = Settings::extract(&figment)?;
     // The figment itself is not kept: its values include the URLs' passwords.
     let origins = defaults_as_text()
         .keys()
@@ -802,56 +1012,21 @@ fn from_figment(err: &figment::Error) -> SettingsError {
 }
 
 impl Loaded {
-    /// The checks serde cannot make: ranges and values that must be usable
+    /// The checks parsing cannot make: ranges and values that must be usable
     /// together. Building every part once is the check, so a refusal at
     /// start and a refusal later can never disagree.
     fn check(&self) -> Result<(), SettingsError> {
         let s = &self.settings;
-        let at_least_one = [
-            ("db-pool-size", s.db_pool_size as u64),
-            ("max-body-bytes", s.max_body_bytes as u64),
-            ("delivery-limit", u64::from(s.delivery_limit)),
-            ("prefetch", u64::from(s.prefetch)),
-            ("concurrency", s.concurrency as u64),
-            ("batch-size", s.batch_size as u64),
-            ("intake-max-connections", s.intake_max_connections as u64),
-            ("settlement-days", u64::from(s.settlement_days)),
-        ];
-        for (key, value) in at_least_one {
-            if value == 0 {
-                return Err(self.invalid(key, "must be at least 1"));
-            }
-        }
-        let positive = [
-            ("db-acquire-timeout", s.db_acquire_timeout),
-            ("db-statement-timeout", s.db_statement_timeout),
-            ("db-lock-timeout", s.db_lock_timeout),
-            ("publish-timeout", s.publish_timeout),
-            ("confirm-timeout", s.confirm_timeout),
-            ("recovery-stall", s.recovery_stall),
-            ("amqp-heartbeat", s.amqp_heartbeat),
-            ("close-timeout", s.close_timeout),
-            ("intake-header-timeout", s.intake_header_timeout),
-            ("intake-body-timeout", s.intake_body_timeout),
-            ("intake-idle-timeout", s.intake_idle_timeout),
-            ("gauge-refresh-interval", s.gauge_refresh_interval),
-            ("stale-order-age", s.stale_order_age),
-            ("sweep-interval", s.sweep_interval),
-            ("console-idle-timeout", s.console_idle_timeout),
-            ("console-absolute-timeout", s.console_absolute_timeout),
-        ];
-        for (key, value) in positive {
-            if value.is_zero() {
-                return Err(self.invalid(key, "must be longer than 0s"));
-            }
-        }
-        if s.parking_ttl < Duration::from_secs(1) || s.parking_ttl > MAX_PARKING_TTL {
+        // Zero counts and zero durations cannot be parsed at all (see
+        // `at_least_one` and `PositiveDuration`); what is left are ranges
+        // and values that must fit together.
+        if s.broker.parking_ttl < Duration::from_secs(1) || s.broker.parking_ttl > MAX_PARKING_TTL {
             return Err(self.invalid(
                 "parking-ttl",
                 "must be between 1s and 49days (RabbitMQ's largest message TTL)",
             ));
         }
-        if s.console_idle_timeout > s.console_absolute_timeout {
+        if s.console.console_idle_timeout > s.console.console_absolute_timeout {
             return Err(self.invalid(
                 "console-idle-timeout",
                 "must not be longer than console-absolute-timeout",
@@ -866,20 +1041,23 @@ impl Loaded {
     /// The console's settings, when `console-addr` is set.
     pub fn console(&self) -> Option<crate::console::ConsoleSettings> {
         let s = &self.settings;
-        s.console_addr.map(|addr| crate::console::ConsoleSettings {
-            addr: addr.0,
-            insecure_cookies: s.console_insecure_cookies,
-            session: crate::console::auth::SessionPolicy {
-                idle: s.console_idle_timeout,
-                absolute: s.console_absolute_timeout,
-            },
-        })
+        s.console
+            .console_addr
+            .map(|addr| crate::console::ConsoleSettings {
+                addr: addr.0,
+                insecure_cookies: s.console.console_insecure_cookies,
+                session: crate::console::auth::SessionPolicy {
+                    idle: s.console.console_idle_timeout.get(),
+                    absolute: s.console.console_absolute_timeout.get(),
+                },
+            })
     }
 
     /// How to reach PostgreSQL.
     pub fn database(&self) -> Result<DatabaseSettings, SettingsError> {
         let s = &self.settings;
         let config = s
+            .database
             .database_url
             .expose()
             .parse::<tokio_postgres::Config>()
@@ -891,40 +1069,54 @@ impl Loaded {
             ));
         }
         Ok(DatabaseSettings {
-            url: s.database_url.clone(),
-            migrate: s.auto_migrate,
-            create_database: s.create_db,
-            require_schema: false,
-            pool_size: s.db_pool_size,
-            acquire_timeout: s.db_acquire_timeout,
-            statement_timeout: s.db_statement_timeout,
-            lock_timeout: s.db_lock_timeout,
+            url: s.database.database_url.clone(),
+            schema: if s.database.auto_migrate {
+                SchemaPolicy::Migrate {
+                    create_database: s.database.create_db,
+                }
+            } else {
+                SchemaPolicy::ConnectOnly {
+                    create_database: s.database.create_db,
+                }
+            },
+            pool_size: s.database.db_pool_size.get(),
+            acquire_timeout: s.database.db_acquire_timeout.get(),
+            statement_timeout: s.database.db_statement_timeout.get(),
+            lock_timeout: s.database.db_lock_timeout.get(),
         })
     }
 
     /// How to reach RabbitMQ, and the names there.
     pub fn amqp(&self) -> Result<AmqpSettings, SettingsError> {
         let s = &self.settings;
-        let topology = Topology::new(&s.amqp_queue, s.retry_delays.clone(), s.delivery_limit)
-            .map_err(|err| self.invalid("amqp-queue", err))?;
-        if s.amqp_heartbeat < std::time::Duration::from_secs(2) {
+        let topology = Topology::new(
+            &s.broker.amqp_queue,
+            s.broker.retry_delays.clone(),
+            s.broker.delivery_limit.get(),
+        )
+        .map_err(|err| self.invalid("amqp-queue", err))?;
+        if s.broker.amqp_heartbeat.get() < std::time::Duration::from_secs(2) {
             return Err(self.invalid(
                 "amqp-heartbeat",
                 "must be at least 2s (heartbeats go at half this interval, in whole seconds)",
             ));
         }
-        AmqpSettings::new(s.amqp_url.clone(), topology, s.publish_timeout)
-            .map(|amqp| amqp.with_heartbeat(s.amqp_heartbeat))
-            .map_err(|err| self.invalid("amqp-url", err))
+        AmqpSettings::new(
+            s.broker.amqp_url.clone(),
+            topology,
+            s.broker.publish_timeout.get(),
+        )
+        .map(|amqp| amqp.with_heartbeat(s.broker.amqp_heartbeat.get()))
+        .map_err(|err| self.invalid("amqp-url", err))
     }
 
     /// When the sweep raises what never happened.
     pub fn sweep_policy(&self) -> SweepPolicy {
         let s = &self.settings;
         SweepPolicy {
-            stale_order_age: chrono::Duration::from_std(s.stale_order_age)
+            stale_order_age: chrono::Duration::from_std(s.settlement.stale_order_age.get())
                 .unwrap_or(chrono::Duration::MAX),
-            settlement_days: chrono::Duration::days(i64::from(s.settlement_days)),
+            settlement_days: chrono::Duration::days(i64::from(s.settlement.settlement_days.get())),
         }
     }
 
@@ -933,25 +1125,26 @@ impl Loaded {
         let s = &self.settings;
         Ok(WorkerSettings {
             amqp: self.amqp()?,
-            prefetch: s.prefetch,
-            concurrency: s.concurrency,
-            batch_size: s.batch_size,
-            batch_wait: s.batch_wait,
-            orphan_window: s.orphan_window,
-            parking_ttl: s.parking_ttl,
-            shutdown_deadline: s.shutdown_deadline,
-            close_timeout: s.close_timeout,
-            ack_settle_grace: s.ack_settle_grace,
+            prefetch: s.worker.prefetch.get(),
+            concurrency: s.worker.concurrency.get(),
+            batch_size: s.worker.batch_size.get(),
+            batch_wait: s.worker.batch_wait,
+            orphan_window: s.worker.orphan_window,
+            parking_ttl: s.broker.parking_ttl,
+            shutdown_deadline: s.operations.shutdown_deadline,
+            close_timeout: s.operations.close_timeout.get(),
+            ack_settle_grace: s.operations.ack_settle_grace,
         })
     }
 
     /// How the intake listens and answers.
     pub fn intake(&self) -> Result<IntakeSettings, SettingsError> {
         let s = &self.settings;
-        if !s.intake_path.starts_with('/') {
+        if !s.intake.intake_path.starts_with('/') {
             return Err(self.invalid("intake-path", "must start with `/`"));
         }
         let forwarded_header = s
+            .intake
             .trusted_forwarded_header
             .as_deref()
             .map(str::trim)
@@ -963,48 +1156,49 @@ impl Loaded {
             })
             .transpose()?;
         Ok(IntakeSettings {
-            path: s.intake_path.clone(),
-            verify_at_edge: s.edge_verify,
-            receipt: s.receipt_format,
+            path: s.intake.intake_path.clone(),
+            verify_at_edge: s.intake.edge_verify,
+            receipt: s.intake.receipt_format,
             source: SourcePolicy {
                 forwarded_header,
-                allow: s.allow_networks.0.clone(),
+                allow: s.intake.allow_networks.0.clone(),
             },
             limits: self.limits(),
-            confirm_timeout: s.confirm_timeout,
+            confirm_timeout: s.intake.confirm_timeout.get(),
             connections: ConnectionLimits {
-                header_timeout: s.intake_header_timeout,
-                body_timeout: s.intake_body_timeout,
-                idle_timeout: s.intake_idle_timeout,
-                max_connections: s.intake_max_connections,
+                header_timeout: s.intake.intake_header_timeout.get(),
+                body_timeout: s.intake.intake_body_timeout.get(),
+                idle_timeout: s.intake.intake_idle_timeout.get(),
+                max_connections: s.intake.intake_max_connections.get(),
             },
         })
     }
 
     pub fn limits(&self) -> FormLimits {
         FormLimits {
-            max_body_bytes: self.settings.max_body_bytes,
+            max_body_bytes: self.settings.notifications.max_body_bytes.get(),
             ..FormLimits::default()
         }
     }
 
     pub fn signatures(&self) -> SignaturePolicy {
         SignaturePolicy {
-            allow_md5: self.settings.allow_md5,
-            require: self.settings.require_algorithm.0,
+            allow_md5: self.settings.notifications.allow_md5,
+            require: self.settings.notifications.require_algorithm.0,
         }
     }
 
     /// The processor's keys, read from `key-file`.
     pub fn keys(&self) -> Result<KeyRing, SettingsError> {
-        let path = self
-            .settings
-            .key_file
-            .as_deref()
-            .ok_or(SettingsError::Missing {
-                key: "key-file",
-                env: "IPN_KEYS_FILE",
-            })?;
+        let path =
+            self.settings
+                .notifications
+                .key_file
+                .as_deref()
+                .ok_or(SettingsError::Missing {
+                    key: "key-file",
+                    env: "IPN_KEYS_FILE",
+                })?;
         crate::keys::read_key_ring(path).map_err(|err| SettingsError::Unusable {
             key: "key-file",
             origin: self.origin("key-file"),
@@ -1014,7 +1208,7 @@ impl Loaded {
 
     /// The pseudonym key, read from `pseudonym-key-file` when one is set.
     pub fn pseudonym_key(&self) -> Result<Option<PseudonymKey>, SettingsError> {
-        let Some(path) = self.settings.pseudonym_key_file.as_deref() else {
+        let Some(path) = self.settings.notifications.pseudonym_key_file.as_deref() else {
             return Ok(None);
         };
         let unusable = |reason: String| SettingsError::Unusable {
@@ -1044,9 +1238,9 @@ impl Loaded {
             limits: self.limits(),
             pseudonym_key: self.pseudonym_key()?,
             reconcile: ReconcilePolicy {
-                apply_test_orders: self.settings.apply_test_orders,
+                apply_test_orders: self.settings.notifications.apply_test_orders,
             },
-            expected_fields: self.settings.expected_fields.0.clone(),
+            expected_fields: self.settings.notifications.expected_fields.0.clone(),
         })
     }
 }
@@ -1094,8 +1288,11 @@ mod tests {
     #[test]
     fn defaults_need_nothing() {
         let loaded = load(None, &[]).expect("defaults load");
-        assert_eq!(loaded.settings.prefetch, 256);
-        assert_eq!(loaded.settings.retry_delays.to_string(), "5s,30s,2m,10m,1h");
+        assert_eq!(loaded.settings.worker.prefetch.get(), 256);
+        assert_eq!(
+            loaded.settings.broker.retry_delays.to_string(),
+            "5s,30s,2m,10m,1h"
+        );
         assert_eq!(loaded.origin("prefetch"), "default");
     }
 
@@ -1111,9 +1308,9 @@ mod tests {
             ],
         )
         .expect("loads");
-        assert_eq!(loaded.settings.prefetch, 7);
-        assert_eq!(loaded.settings.concurrency, 4);
-        assert_eq!(loaded.settings.http_addr.port(), 1);
+        assert_eq!(loaded.settings.worker.prefetch.get(), 7);
+        assert_eq!(loaded.settings.worker.concurrency.get(), 4);
+        assert_eq!(loaded.settings.operations.http_addr.port(), 1);
         assert_eq!(loaded.origin("prefetch"), "--prefetch");
         assert_eq!(
             loaded.origin("concurrency"),
@@ -1125,7 +1322,11 @@ mod tests {
     fn durations_accept_the_usual_forms() {
         for (text, secs) in [("30s", 30), ("2m", 120), ("1h 30m", 5400), ("1500ms", 1)] {
             let loaded = load(None, &[flag("shutdown-deadline", text)]).expect(text);
-            assert_eq!(loaded.settings.shutdown_deadline.as_secs(), secs, "{text}");
+            assert_eq!(
+                loaded.settings.operations.shutdown_deadline.as_secs(),
+                secs,
+                "{text}"
+            );
         }
     }
 
@@ -1172,7 +1373,7 @@ mod tests {
     fn switches_accept_what_the_environment_used_to() {
         for (text, expected) in [("true", true), ("1", true), ("yes", true), ("false", false)] {
             let loaded = load(None, &[env("allow-md5", "IPN_ALLOW_MD5", text)]).expect(text);
-            assert_eq!(loaded.settings.allow_md5, expected, "{text}");
+            assert_eq!(loaded.settings.notifications.allow_md5, expected, "{text}");
         }
     }
 
@@ -1251,10 +1452,10 @@ mod tests {
         let config =
             file("allow-networks = [\"10.0.0.0/8\", \"127.0.0.1\"]\nretry-delays = \"1s,2s\"\n");
         let loaded = load(Some(config.path()), &[]).expect("loads");
-        assert_eq!(loaded.settings.allow_networks.0.len(), 2);
-        assert_eq!(loaded.settings.retry_delays.delays().len(), 2);
+        assert_eq!(loaded.settings.intake.allow_networks.0.len(), 2);
+        assert_eq!(loaded.settings.broker.retry_delays.delays().len(), 2);
         let loaded = load(None, &[flag("allow-networks", "10.0.0.0/8,127.0.0.1")]).expect("loads");
-        assert_eq!(loaded.settings.allow_networks.0.len(), 2);
+        assert_eq!(loaded.settings.intake.allow_networks.0.len(), 2);
     }
 
     #[test]
@@ -1279,7 +1480,7 @@ mod tests {
     fn the_example_file_loads_and_shows_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/example.toml");
         let loaded = load(Some(&path), &[]).expect("deploy/example.toml loads");
-        assert_eq!(loaded.settings.log_format, LogFormat::Json);
+        assert_eq!(loaded.settings.operations.log_format, LogFormat::Json);
         let text = std::fs::read_to_string(&path).expect("example");
         for key in defaults_as_text().keys() {
             let shown = text.lines().any(|line| {
@@ -1294,7 +1495,7 @@ mod tests {
     fn the_parking_ttl_defaults_to_two_weeks_and_stays_within_rabbitmqs_limit() {
         let loaded = load(None, &[]).expect("defaults");
         assert_eq!(
-            loaded.settings.parking_ttl,
+            loaded.settings.broker.parking_ttl,
             Duration::from_secs(14 * 86_400)
         );
         assert_eq!(
@@ -1303,7 +1504,10 @@ mod tests {
         );
         assert_eq!(defaults_as_text()["parking-ttl"], "14days");
         let loaded = load(None, &[env("parking-ttl", "IPN_PARKING_TTL", "3days")]).expect("3 days");
-        assert_eq!(loaded.settings.parking_ttl, Duration::from_secs(3 * 86_400));
+        assert_eq!(
+            loaded.settings.broker.parking_ttl,
+            Duration::from_secs(3 * 86_400)
+        );
         assert!(u128::from(u32::MAX) >= MAX_PARKING_TTL.as_millis());
         for bad in ["0s", "50days", "never"] {
             let err = load(None, &[flag("parking-ttl", bad)]).expect_err(bad);
@@ -1320,6 +1524,7 @@ mod tests {
         .expect("loads");
         let shown: Vec<(String, u32)> = loaded
             .settings
+            .database
             .allow_currency
             .0
             .iter()
@@ -1328,7 +1533,7 @@ mod tests {
         assert_eq!(shown, [("XYZ".to_owned(), 3), ("ABC".to_owned(), 0)]);
         let config = file("allow-currency = [\"XYZ=2\"]\n");
         let loaded = load(Some(config.path()), &[]).expect("loads");
-        assert_eq!(loaded.settings.allow_currency.0.len(), 1);
+        assert_eq!(loaded.settings.database.allow_currency.0.len(), 1);
         for (bad, says) in [
             ("XYZ", "CODE=EXPONENT"),
             ("XYZ=two", "CODE=EXPONENT"),
@@ -1362,7 +1567,15 @@ mod tests {
         );
         let loaded = load(Some(config.path()), &[flag("sweep-interval", "1m")]).expect("loads");
         let eur = crate::domain::Currency::parse("EUR").expect("EUR");
-        assert_eq!(loaded.settings.settlement_tolerance.0.minor_in(eur), 1);
+        assert_eq!(
+            loaded
+                .settings
+                .settlement
+                .settlement_tolerance
+                .0
+                .minor_in(eur),
+            1
+        );
         assert_eq!(
             loaded.sweep_policy().settlement_days,
             chrono::Duration::days(10)
@@ -1371,7 +1584,10 @@ mod tests {
             loaded.sweep_policy().stale_order_age,
             chrono::Duration::hours(36)
         );
-        assert_eq!(loaded.settings.sweep_interval, Duration::from_secs(60));
+        assert_eq!(
+            loaded.settings.settlement.sweep_interval.get(),
+            Duration::from_secs(60)
+        );
         for (key, value, says) in [
             ("settlement-tolerance", "-0.01", "non-negative decimal"),
             ("settlement-tolerance", "0.0000001", "at most 6 decimals"),
@@ -1399,14 +1615,19 @@ mod tests {
             )],
         )
         .expect("loads");
-        let accounts = &loaded.settings.journal_accounts.0;
+        let accounts = &loaded.settings.finance.journal_accounts.0;
         assert_eq!(accounts.name(Account::Clearing), "1150 Processor clearing");
         assert_eq!(accounts.name(Account::Fees), "6150 Card fees");
         assert_eq!(accounts.name(Account::Revenue), "Sales revenue");
         let config = file("journal-accounts = [\"revenue=4000 Sales\"]\n");
         let loaded = load(Some(config.path()), &[]).expect("file");
         assert_eq!(
-            loaded.settings.journal_accounts.0.name(Account::Revenue),
+            loaded
+                .settings
+                .finance
+                .journal_accounts
+                .0
+                .name(Account::Revenue),
             "4000 Sales"
         );
         let err = load(None, &[flag("journal-accounts", "bank=1000")])
@@ -1457,6 +1678,128 @@ mod tests {
                 .to_string();
             assert!(err.contains(key) && err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn the_schema_policy_follows_auto_migrate_and_create_db() {
+        let policy = |overrides: &[Override]| {
+            load(None, overrides)
+                .expect("loads")
+                .database()
+                .expect("database")
+                .schema
+        };
+        assert_eq!(
+            policy(&[]),
+            SchemaPolicy::Migrate {
+                create_database: false
+            }
+        );
+        assert_eq!(
+            policy(&[flag("create-db", "true")]),
+            SchemaPolicy::Migrate {
+                create_database: true
+            }
+        );
+        let kept = policy(&[flag("auto-migrate", "false"), flag("create-db", "true")]);
+        assert_eq!(
+            kept,
+            SchemaPolicy::ConnectOnly {
+                create_database: true
+            }
+        );
+        assert!(kept.creates_database());
+        // Without migrations at start, serve and console require the
+        // schema, and still create a missing database as asked.
+        assert_eq!(
+            kept.require_unless_migrating(),
+            SchemaPolicy::RequireSchema {
+                create_database: true
+            }
+        );
+        assert!(!SchemaPolicy::EXISTING.creates_database());
+        assert_eq!(
+            policy(&[]).require_unless_migrating(),
+            SchemaPolicy::Migrate {
+                create_database: false
+            }
+        );
+    }
+
+    #[test]
+    fn zero_counts_and_durations_cannot_be_parsed_and_the_refusal_names_the_key() {
+        let counts = [
+            "db-pool-size",
+            "max-body-bytes",
+            "delivery-limit",
+            "prefetch",
+            "concurrency",
+            "batch-size",
+            "intake-max-connections",
+            "settlement-days",
+        ];
+        for key in counts {
+            let err = load(None, &[flag(key, "0")]).expect_err(key).to_string();
+            assert_eq!(
+                err,
+                format!("invalid `{key}` (from --{key}): must be at least 1")
+            );
+            let config = file(&format!("{key} = 0\n"));
+            let err = load(Some(config.path()), &[]).expect_err(key).to_string();
+            assert!(
+                err.contains(&format!("invalid `{key}` (from configuration file"))
+                    && err.ends_with("must be at least 1"),
+                "{err}"
+            );
+        }
+        let durations = [
+            "db-acquire-timeout",
+            "db-statement-timeout",
+            "db-lock-timeout",
+            "publish-timeout",
+            "amqp-heartbeat",
+            "recovery-stall",
+            "confirm-timeout",
+            "intake-header-timeout",
+            "intake-body-timeout",
+            "intake-idle-timeout",
+            "close-timeout",
+            "gauge-refresh-interval",
+            "stale-order-age",
+            "sweep-interval",
+            "console-idle-timeout",
+            "console-absolute-timeout",
+        ];
+        for key in durations {
+            let err = load(None, &[flag(key, "0s")]).expect_err(key).to_string();
+            assert_eq!(
+                err,
+                format!("invalid `{key}` (from --{key}): must be longer than 0s")
+            );
+        }
+        // Too large for its type: refused, named, not wrapped around.
+        let err = load(None, &[flag("prefetch", "65536")])
+            .expect_err("too large")
+            .to_string();
+        assert!(
+            err.contains("`prefetch`") && err.contains("too large"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_sections_read_the_flat_keys_they_write() {
+        let figment = Figment::from(Serialized::defaults(Settings::default()));
+        let settings = Settings::extract(&figment).expect("defaults read back");
+        let written = Serialized::defaults(&settings).data().expect("data");
+        let text: BTreeMap<String, String> = written
+            .into_values()
+            .flat_map(|dict| dict.into_iter())
+            .map(|(key, value)| (key, value_text(&value)))
+            .collect();
+        assert_eq!(&text, defaults_as_text());
+        assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
+        assert_eq!(text.len(), 55);
     }
 
     #[test]

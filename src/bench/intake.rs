@@ -22,6 +22,7 @@ use crate::app::{AppConfig, Application};
 use crate::ipn::KeyRing;
 use crate::secret::SecretUrl;
 use crate::settings::Settings;
+use crate::settings::{BrokerSection, IntakeSection, OperationsSection};
 
 /// The bench's target: the intake reaches this share of the publisher's
 /// ceiling.
@@ -184,11 +185,23 @@ async fn measure(
     let amqp = resources.topology("intake").await?;
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let loaded = Settings {
-        amqp_url: config.amqp_url.clone(),
-        amqp_queue: amqp.topology.base().to_owned(),
-        intake_addr: loopback,
-        http_addr: loopback,
-        intake_max_connections: config.connections * 2 + 16,
+        broker: BrokerSection {
+            amqp_url: config.amqp_url.clone(),
+            amqp_queue: amqp.topology.base().to_owned(),
+            ..Default::default()
+        },
+        intake: IntakeSection {
+            intake_addr: loopback,
+            intake_max_connections: crate::settings::positive(
+                "intake-max-connections",
+                config.connections.saturating_mul(2).saturating_add(16) as u64,
+            )?,
+            ..Default::default()
+        },
+        operations: OperationsSection {
+            http_addr: loopback,
+            ..Default::default()
+        },
         ..Settings::default()
     }
     .loaded()?;

@@ -23,6 +23,7 @@ use crate::pipeline::Pipeline;
 use crate::queue::{AmqpSettings, Publisher, RetryDelays};
 use crate::secret::SecretUrl;
 use crate::settings::Settings;
+use crate::settings::{BrokerSection, DatabaseSection, OperationsSection, WorkerSection, positive};
 use crate::store::Store;
 use crate::worker::Worker;
 
@@ -125,17 +126,29 @@ pub struct WorkerRun {
 /// handled `spec.expect` deliveries, and reports.
 pub async fn worker_main(spec: WorkerSpec) -> Result<WorkerRun, BenchError> {
     let settings = Settings {
-        database_url: spec.database_url.clone(),
-        amqp_url: spec.amqp_url.clone(),
-        amqp_queue: spec.queue.clone(),
-        retry_delays: RetryDelays::new(vec![Duration::from_secs(1)]),
-        auto_migrate: false,
-        db_pool_size: spec.pool_size,
-        prefetch: spec.prefetch,
-        concurrency: spec.concurrency,
-        batch_size: spec.batch_size,
-        batch_wait: spec.batch_wait,
-        ack_settle_grace: Duration::from_millis(100),
+        database: DatabaseSection {
+            database_url: spec.database_url.clone(),
+            auto_migrate: false,
+            db_pool_size: positive("db-pool-size", spec.pool_size as u64)?,
+            ..Default::default()
+        },
+        broker: BrokerSection {
+            amqp_url: spec.amqp_url.clone(),
+            amqp_queue: spec.queue.clone(),
+            retry_delays: RetryDelays::new(vec![Duration::from_secs(1)]),
+            ..Default::default()
+        },
+        worker: WorkerSection {
+            prefetch: positive("prefetch", u64::from(spec.prefetch))?,
+            concurrency: positive("concurrency", spec.concurrency as u64)?,
+            batch_size: positive("batch-size", spec.batch_size as u64)?,
+            batch_wait: spec.batch_wait,
+            ..Default::default()
+        },
+        operations: OperationsSection {
+            ack_settle_grace: Duration::from_millis(100),
+            ..Default::default()
+        },
         ..Settings::default()
     };
     let loaded = settings.loaded()?;

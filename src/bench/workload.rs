@@ -11,7 +11,7 @@ use crate::ipn::KeyRing;
 use crate::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Sealed, Sealer, Topology};
 use crate::secret::SecretUrl;
 use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate};
-use crate::store::{DatabaseSettings, NewOrder, Store};
+use crate::store::{DatabaseSettings, NewOrder, SchemaPolicy, Store};
 
 use super::BenchError;
 
@@ -175,13 +175,13 @@ impl Resources {
     ) -> Result<DatabaseSettings, BenchError> {
         Ok(DatabaseSettings {
             url: self.url_of(name)?,
-            migrate: true,
-            create_database: true,
+            schema: SchemaPolicy::Migrate {
+                create_database: true,
+            },
             pool_size,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(30),
-            require_schema: false,
         })
     }
 

@@ -452,17 +452,54 @@ pub const CONSOLE: &[Flag] = &[
     ),
 ];
 
-/// Every group, for the checks that the table and the settings agree.
-pub const ALL_GROUPS: [&[Flag]; 9] = [
-    DATABASE,
-    NOTIFICATIONS,
-    BROKER,
-    WORKER,
-    INTAKE,
-    OPERATIONS,
-    FINANCE,
-    SETTLEMENT,
-    CONSOLE,
+/// One group of flags with its title, as the generated reference shows it
+/// (see `cli::reference`); the groups are the sections of
+/// [`Settings`](crate::settings::Settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Group {
+    pub title: &'static str,
+    pub flags: &'static [Flag],
+}
+
+/// Every group, in the order of the generated reference; the checks that
+/// the table and the settings agree read it too.
+pub const GROUPS: [Group; 9] = [
+    Group {
+        title: "PostgreSQL",
+        flags: DATABASE,
+    },
+    Group {
+        title: "Judging notifications",
+        flags: NOTIFICATIONS,
+    },
+    Group {
+        title: "RabbitMQ",
+        flags: BROKER,
+    },
+    Group {
+        title: "Worker",
+        flags: WORKER,
+    },
+    Group {
+        title: "Intake (faces the processor)",
+        flags: INTAKE,
+    },
+    Group {
+        title: "Operations (keep this listener private)",
+        flags: OPERATIONS,
+    },
+    Group {
+        title: "Finance",
+        flags: FINANCE,
+    },
+    Group {
+        title: "Settlement and sweeps",
+        flags: SETTLEMENT,
+    },
+    Group {
+        title: "Finance console",
+        flags: CONSOLE,
+    },
 ];
 
 /// The clap argument of a flag. Its id is the key, so two groups can never
@@ -648,13 +685,13 @@ pub fn load(
         .flat_map(|group| group.overrides().iter().cloned())
         .collect();
     let loaded = settings::load(config.path.as_deref(), &overrides)?;
-    crate::domain::money::allow_currencies(&loaded.settings.allow_currency.0).map_err(|err| {
-        settings::SettingsError::Invalid {
+    crate::domain::money::allow_currencies(&loaded.settings.database.allow_currency.0).map_err(
+        |err| settings::SettingsError::Invalid {
             key: "allow-currency".to_owned(),
             origin: loaded.origin("allow-currency"),
             reason: err.to_string(),
-        }
-    })?;
+        },
+    )?;
     Ok(loaded)
 }
 
@@ -666,9 +703,9 @@ mod tests {
 
     #[test]
     fn every_flag_is_a_settings_key_and_every_key_has_a_flag() {
-        let flags: Vec<&str> = ALL_GROUPS
+        let flags: Vec<&str> = GROUPS
             .iter()
-            .flat_map(|group| group.iter().map(|flag| flag.key))
+            .flat_map(|group| group.flags.iter().map(|flag| flag.key))
             .collect();
         let unique: BTreeSet<&str> = flags.iter().copied().collect();
         assert_eq!(unique.len(), flags.len(), "a key is declared twice");
@@ -677,9 +714,9 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(unique, keys);
-        let envs: BTreeSet<&str> = ALL_GROUPS
+        let envs: BTreeSet<&str> = GROUPS
             .iter()
-            .flat_map(|group| group.iter().map(|flag| flag.env))
+            .flat_map(|group| group.flags.iter().map(|flag| flag.env))
             .collect();
         assert_eq!(
             envs.len(),

@@ -105,8 +105,10 @@ impl Servers {
     fn urls(&self) -> (SecretUrl, SecretUrl) {
         let defaults = Settings::default();
         (
-            self.database_url.clone().unwrap_or(defaults.database_url),
-            self.amqp_url.clone().unwrap_or(defaults.amqp_url),
+            self.database_url
+                .clone()
+                .unwrap_or(defaults.database.database_url),
+            self.amqp_url.clone().unwrap_or(defaults.broker.amqp_url),
         )
     }
 }

@@ -25,7 +25,7 @@ use super::args::{
 use super::{CliResult, EXIT_OPERATIONAL, EXIT_USAGE, block_on, render_error};
 use crate::queue::{AmqpSettings, QueueError};
 use crate::settings::Loaded;
-use crate::store::{DatabaseSettings, Store, StoreError};
+use crate::store::{DatabaseSettings, SchemaPolicy, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -159,6 +159,7 @@ fn check_keys(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io::Resu
                 ids.len(),
                 loaded
                     .settings
+                    .notifications
                     .key_file
                     .as_deref()
                     .map_or_else(String::new, |p| p.display().to_string()),
@@ -179,7 +180,7 @@ fn check_keys(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io::Resu
         Ok(None) => checks.ok("pseudonym key", "not set: no e-mail pseudonym is stored")?,
         Err(err) => checks.fail(Failure::Configuration, "pseudonym key", err)?,
     }
-    let expected = &loaded.settings.expected_fields.0;
+    let expected = &loaded.settings.notifications.expected_fields.0;
     if expected.is_empty() {
         checks.ok(
             "expected fields",
@@ -196,10 +197,11 @@ async fn check_database(
     checks: &mut Checks<impl Write>,
     mut settings: DatabaseSettings,
 ) -> std::io::Result<()> {
-    let (create_db, auto_migrate) = (settings.create_database, settings.migrate);
-    settings.create_database = false;
-    settings.migrate = false;
-    settings.require_schema = false;
+    let create_db = settings.schema.creates_database();
+    let auto_migrate = matches!(settings.schema, SchemaPolicy::Migrate { .. });
+    settings.schema = SchemaPolicy::ConnectOnly {
+        create_database: false,
+    };
     let url = settings.redacted_url();
     let store = match Store::connect(settings).await {
         Ok(store) => store,
@@ -403,9 +405,13 @@ fn reason(err: impl std::error::Error + Send + Sync + 'static) -> String {
 /// Binds each listener and releases it at once.
 fn check_listeners(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io::Result<()> {
     let s = &loaded.settings;
-    let mut listeners = vec![("http-addr", "the operations endpoint", s.http_addr)];
-    if !s.no_intake {
-        listeners.push(("intake-addr", "the intake", s.intake_addr));
+    let mut listeners = vec![(
+        "http-addr",
+        "the operations endpoint",
+        s.operations.http_addr,
+    )];
+    if !s.worker.no_intake {
+        listeners.push(("intake-addr", "the intake", s.intake.intake_addr));
     }
     if let Some(console) = loaded.console() {
         listeners.push(("console-addr", "the finance console", console.addr));

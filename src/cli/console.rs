@@ -117,7 +117,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
         ],
     )
     .map_err(settings_error)?;
-    telemetry::init(loaded.settings.log_format);
+    telemetry::init(loaded.settings.operations.log_format);
     let Some(settings) = loaded.console() else {
         return Err(CliError::usage(anyhow::anyhow!(
             "say where the console listens: --console-addr ADDR (or IPN_CONSOLE_ADDR, or \
@@ -125,7 +125,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
         )));
     };
     let mut database = loaded.database().map_err(settings_error)?;
-    database.require_schema = !database.migrate;
+    database.schema = database.schema.require_unless_migrating();
     let amqp = loaded.amqp().map_err(settings_error)?;
     let pseudonym_key = loaded.pseudonym_key().map_err(settings_error)?;
     block_on(async move {

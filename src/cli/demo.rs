@@ -60,7 +60,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     );
     let amqp_url = args
         .amqp_url
-        .unwrap_or_else(|| Settings::default().amqp_url);
+        .unwrap_or_else(|| Settings::default().broker.amqp_url);
     let mut settings = DemoSettings::new(args.database_url, amqp_url);
     settings.queue_base = args.queue;
     settings.orders = args.orders;

@@ -120,6 +120,7 @@ pub fn run(config: &ConfigFile, command: ExportCommand) -> CliResult {
     let accounts = args::load(config, &[&db, &finance])
         .map_err(settings_error)?
         .settings
+        .finance
         .journal_accounts
         .0;
     let settings = database(config, &db)?;

@@ -37,7 +37,7 @@ pub fn run(config: &ConfigFile, args: IntakeArgs) -> CliResult {
         ],
     )
     .map_err(settings_error)?;
-    telemetry::init(loaded.settings.log_format);
+    telemetry::init(loaded.settings.operations.log_format);
     let app_config = AppConfig::intake(&loaded).map_err(settings_error)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

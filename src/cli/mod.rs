@@ -24,6 +24,7 @@ mod orders;
 mod parked;
 mod process;
 mod publish;
+pub mod reference;
 mod serve;
 mod settlement;
 #[cfg(feature = "tools")]

@@ -11,8 +11,8 @@ use clap::{Subcommand, ValueEnum};
 use super::args::{self, ConfigFile, DatabaseFlags, NotificationFlags};
 use super::{CliError, CliResult, EXIT_USAGE, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::OrderState;
-use crate::store::DatabaseSettings;
 use crate::store::orders::{ImportError, parse_orders_csv};
+use crate::store::{DatabaseSettings, SchemaPolicy};
 use crate::store::{OrderView, Store};
 
 #[derive(Debug, Subcommand)]
@@ -151,8 +151,7 @@ pub(super) fn database(
     let mut settings = args::load(config, &[db])
         .and_then(|loaded| loaded.database())
         .map_err(settings_error)?;
-    settings.create_database = false;
-    settings.require_schema = true;
+    settings.schema = SchemaPolicy::EXISTING;
     Ok(settings)
 }
 
@@ -161,7 +160,9 @@ pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
     let mut settings = args::load(config, &[db])
         .and_then(|loaded| loaded.database())
         .map_err(settings_error)?;
-    settings.migrate = false;
+    settings.schema = SchemaPolicy::ConnectOnly {
+        create_database: settings.schema.creates_database(),
+    };
     block_on(async move {
         let store = Store::connect(settings).await?;
         let applied = store.migrate().await?;

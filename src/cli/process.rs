@@ -11,7 +11,7 @@ use super::args::{self, ConfigFile, DatabaseFlags, NotificationFlags};
 use super::{CliResult, block_on, read_body, settings_error};
 use crate::domain::{Outcome, ReviewKind};
 use crate::pipeline::{Pipeline, Report};
-use crate::store::{Store, StoreError};
+use crate::store::{SchemaPolicy, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -39,8 +39,7 @@ pub fn run(config: &ConfigFile, args: ProcessArgs) -> CliResult {
     let pipeline_config = loaded.pipeline().map_err(settings_error)?;
     let mut database = loaded.database().map_err(settings_error)?;
     // Replaying adds to existing books: never into a database made by a typo.
-    database.create_database = false;
-    database.require_schema = true;
+    database.schema = SchemaPolicy::EXISTING;
     block_on(async move {
         let store = Store::connect(database).await?;
         let pipeline = Pipeline::new(pipeline_config, store);

@@ -43,7 +43,7 @@ pub fn run(config: &ConfigFile, args: PublishArgs) -> CliResult {
         args::load(config, &[&args.broker, &args.notifications]).map_err(settings_error)?;
     let settings = loaded.amqp().map_err(settings_error)?;
     let limits = loaded.limits();
-    let sealer = match loaded.settings.key_file {
+    let sealer = match loaded.settings.notifications.key_file {
         Some(_) => Some(Sealer::new(&loaded.keys().map_err(settings_error)?)),
         None => {
             eprintln!("warning: not sealed: set --key-file to seal bodies in the broker");

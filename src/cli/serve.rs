@@ -51,17 +51,17 @@ pub fn run(config: &ConfigFile, args: ServeArgs) -> CliResult {
         ],
     )
     .map_err(settings_error)?;
-    telemetry::init(loaded.settings.log_format);
+    telemetry::init(loaded.settings.operations.log_format);
     let app_config = AppConfig::serve(&loaded).map_err(settings_error)?;
     let s = &loaded.settings;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         amqp = %app_config.amqp.redacted_url(),
         queue = %app_config.amqp.topology.base(),
-        database = %s.database_url.redacted(),
-        retry_delays = %s.retry_delays,
-        prefetch = s.prefetch,
-        concurrency = s.concurrency,
+        database = %s.database.database_url.redacted(),
+        retry_delays = %s.broker.retry_delays,
+        prefetch = s.worker.prefetch,
+        concurrency = s.worker.concurrency,
         keys = %app_config.pipeline.keys.ids().join(","),
         "starting"
     );

@@ -17,9 +17,9 @@ use super::{
 };
 use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, parse_settlement};
 use crate::domain::{Money, ReviewKind};
-use crate::store::Store;
 use crate::store::reports::rfc3339;
 use crate::store::settlement::{BatchTotals, ImportOptions, ImportSummary, SettlementLineView};
+use crate::store::{SchemaPolicy, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum SettlementCommand {
@@ -129,10 +129,9 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
             dry_run,
         } => {
             let loaded = args::load(config, &[&db, &settlement]).map_err(settings_error)?;
-            let tolerance = tolerance.unwrap_or(loaded.settings.settlement_tolerance.0);
+            let tolerance = tolerance.unwrap_or(loaded.settings.settlement.settlement_tolerance.0);
             let mut database = loaded.database().map_err(settings_error)?;
-            database.create_database = false;
-            database.require_schema = true;
+            database.schema = SchemaPolicy::EXISTING;
             let mapping = match &mapping {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
@@ -504,8 +503,7 @@ pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
     let loaded = args::load(config, &[&args.db, &args.settlement]).map_err(settings_error)?;
     let policy = loaded.sweep_policy();
     let mut database = loaded.database().map_err(settings_error)?;
-    database.create_database = false;
-    database.require_schema = true;
+    database.schema = SchemaPolicy::EXISTING;
     let now = args.as_of.unwrap_or_else(Utc::now);
     block_on(async move {
         let store = Store::connect(database).await?;

@@ -47,10 +47,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub struct DatabaseSettings {
     /// `postgres://user[:password]@host:port/dbname`.
     pub url: SecretUrl,
-    /// Apply pending migrations when connecting.
-    pub migrate: bool,
-    /// Create the database when it does not exist (needs the right to).
-    pub create_database: bool,
+    /// What connecting does about a missing database and the schema.
+    pub schema: SchemaPolicy,
     /// Connections in the pool.
     pub pool_size: usize,
     /// How long to wait for a connection before reporting an outage.
@@ -59,10 +57,58 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// `lock_timeout` of every pooled connection.
     pub lock_timeout: Duration,
-    /// Refuse a database without this project's schema instead of creating
-    /// it: what commands that only read or add data want, so that a
-    /// mistyped database name is an error, not an empty set of books.
-    pub require_schema: bool,
+}
+
+/// What [`Store::connect`] does about a missing database and the schema.
+///
+/// One value instead of three switches, because the schema gets one of
+/// three treatments: migrating it and requiring it at the same time (which
+/// the switches allowed) would refuse, before the migration, the very
+/// schema the call was asked to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemaPolicy {
+    /// Create the database when it does not exist (if `create_database`,
+    /// which needs the right to), then apply pending migrations: `serve`
+    /// with `auto-migrate`.
+    Migrate { create_database: bool },
+    /// Create the database when it does not exist (if `create_database`)
+    /// and leave the schema alone: the `migrate` command, which applies
+    /// the migrations itself to report them, `check`, and the console
+    /// beside a worker that migrates.
+    ConnectOnly { create_database: bool },
+    /// Refuse a database without this project's schema. Commands that
+    /// only read or add data use it without `create_database`, so that a
+    /// mistyped database name is an error, not an empty set of books;
+    /// `serve` without `auto-migrate` keeps `create-db` (the database is
+    /// made, and waits for `migrate`).
+    RequireSchema { create_database: bool },
+}
+
+impl SchemaPolicy {
+    /// The policy of commands that read or add data: the database and its
+    /// schema must already be there.
+    pub const EXISTING: Self = Self::RequireSchema {
+        create_database: false,
+    };
+
+    /// Whether a missing database is created.
+    pub fn creates_database(self) -> bool {
+        match self {
+            Self::Migrate { create_database }
+            | Self::ConnectOnly { create_database }
+            | Self::RequireSchema { create_database } => create_database,
+        }
+    }
+
+    /// This policy without migrations at start: a database without the
+    /// schema is refused (`serve` and `console` with `auto-migrate` off),
+    /// and a missing one is still created when the policy said so.
+    pub fn require_unless_migrating(self) -> Self {
+        match self {
+            Self::Migrate { .. } | Self::RequireSchema { .. } => self,
+            Self::ConnectOnly { create_database } => Self::RequireSchema { create_database },
+        }
+    }
 }
 
 impl DatabaseSettings {
@@ -272,10 +318,10 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Checks that the database exists (creating it only when
-    /// `create_database` asks to), builds the pool, refuses a database
-    /// without the schema when `require_schema` says so, and applies
-    /// pending migrations unless `settings.migrate` is off.
+    /// Checks that the database exists (creating it only when the
+    /// [`SchemaPolicy`] asks to), builds the pool, then refuses a database
+    /// without the schema or applies pending migrations, as the policy
+    /// says.
     pub async fn connect(settings: DatabaseSettings) -> Result<Self, StoreError> {
         ensure_database(&settings).await?;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
@@ -293,14 +339,19 @@ impl Store {
                 transient: false,
             })?;
         let store = Self { pool, settings };
-        if store.settings.require_schema && !store.has_schema().await? {
-            return Err(StoreError::NoSchema {
-                name: store.database_name(),
-                url: store.settings.redacted_url(),
-            });
-        }
-        if store.settings.migrate {
-            store.migrate().await?;
+        match store.settings.schema {
+            SchemaPolicy::RequireSchema { .. } => {
+                if !store.has_schema().await? {
+                    return Err(StoreError::NoSchema {
+                        name: store.database_name(),
+                        url: store.settings.redacted_url(),
+                    });
+                }
+            }
+            SchemaPolicy::Migrate { .. } => {
+                store.migrate().await?;
+            }
+            SchemaPolicy::ConnectOnly { .. } => {}
         }
         Ok(store)
     }
@@ -492,7 +543,8 @@ fn pool_config(settings: &DatabaseSettings) -> ManagerConfig<AsyncPgConnection> 
 /// Checks that the database named in the URL exists: connects to it, and
 /// when the server says it does not exist (SQLSTATE 3D000), creates it
 /// through the server's `postgres` maintenance database if
-/// `create_database` asks for it, or refuses with the fix in the message.
+/// the settings' [`SchemaPolicy`] asks for it, or refuses with the fix in
+/// the message.
 pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
     let config: tokio_postgres::Config =
         settings
@@ -513,7 +565,7 @@ pub async fn ensure_database(settings: &DatabaseSettings) -> Result<(), StoreErr
             Ok(())
         }
         Err(err) if err.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) => {
-            if settings.create_database {
+            if settings.schema.creates_database() {
                 create_database(settings).await
             } else {
                 Err(StoreError::NoDatabase {

@@ -22,6 +22,7 @@ use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, KeyRing, sign};
 use ipn_reconciler::metrics::Metrics;
 use ipn_reconciler::queue::{CONTENT_TYPE, MessageMeta, Publisher, SEALED_CONTENT_TYPE, Sealer};
 use ipn_reconciler::settings::Settings;
+use ipn_reconciler::settings::{BrokerSection, DatabaseSection, WorkerSection};
 use tokio_util::sync::CancellationToken;
 
 /// A card number that passes the Luhn check (the test card of most brands).
@@ -243,9 +244,18 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
 
     // Phase 1: the daemon, orphans parked at once (a zero window).
     let daemon = InProcessDaemon::start(Settings {
-        database_url: db.secret_url(),
-        orphan_window: Duration::ZERO,
-        parking_ttl: Duration::from_secs(3600),
+        database: DatabaseSection {
+            database_url: db.secret_url(),
+            ..queue.daemon_settings().database
+        },
+        worker: WorkerSection {
+            orphan_window: Duration::ZERO,
+            ..queue.daemon_settings().worker
+        },
+        broker: BrokerSection {
+            parking_ttl: Duration::from_secs(3600),
+            ..queue.daemon_settings().broker
+        },
         ..queue.daemon_settings()
     })
     .await;

@@ -13,6 +13,9 @@ use ipn_reconciler::ipn::{
 };
 use ipn_reconciler::metrics::Metrics;
 use ipn_reconciler::secret::SecretUrl;
+use ipn_reconciler::settings::{
+    BrokerSection, IntakeSection, NotificationSection, PositiveDuration,
+};
 use ipn_reconciler::settings::{ExpectedFields, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +36,10 @@ impl Drop for RunningIntake {
 /// Starts the intake with `settings` (MD5 accepted) and `keys`.
 async fn start(settings: Settings, keys: KeyRing) -> RunningIntake {
     let settings = Settings {
-        allow_md5: true,
+        notifications: NotificationSection {
+            allow_md5: true,
+            ..settings.notifications
+        },
         ..settings
     };
     let loaded = settings.loaded().expect("settings");
@@ -173,7 +179,10 @@ async fn receipts_are_byte_exact_in_both_formats() {
         (ReceiptChoice::Auto, ReceiptFormat::Sig(Algorithm::Sha3_256)),
     ] {
         let settings = Settings {
-            receipt_format: choice,
+            intake: IntakeSection {
+                receipt_format: choice,
+                ..queue.daemon_settings().intake
+            },
             ..queue.daemon_settings()
         };
         let intake = start(settings, spec_ring.clone()).await;
@@ -198,11 +207,17 @@ async fn receipts_are_byte_exact_in_both_formats() {
 async fn an_unreachable_broker_gets_503_and_no_receipt() {
     let queue = TestQueue::new("1s");
     let settings = Settings {
-        // Nothing listens on port 1.
-        amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:1/%2f"),
-        // Far longer than the client waits below: an answer that waited
-        // for a confirm that cannot come would fail this test.
-        confirm_timeout: Duration::from_secs(600),
+        broker: BrokerSection {
+            // Nothing listens on port 1.
+            amqp_url: SecretUrl::new("amqp://guest:guest@127.0.0.1:1/%2f"),
+            ..queue.daemon_settings().broker
+        },
+        intake: IntakeSection {
+            // Far longer than the client waits below: an answer that waited
+            // for a confirm that cannot come would fail this test.
+            confirm_timeout: PositiveDuration::new(Duration::from_secs(600)).expect("positive"),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     };
     let intake = start(settings, test_ring()).await;
@@ -281,10 +296,13 @@ async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
     let settings = Settings {
-        trusted_forwarded_header: Some("x-forwarded-for".into()),
-        allow_networks: ipn_reconciler::settings::AllowNetworks(
-            ipn_reconciler::intake::parse_allow_list("127.0.0.0/8").expect("nets"),
-        ),
+        intake: IntakeSection {
+            trusted_forwarded_header: Some("x-forwarded-for".into()),
+            allow_networks: ipn_reconciler::settings::AllowNetworks(
+                ipn_reconciler::intake::parse_allow_list("127.0.0.0/8").expect("nets"),
+            ),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     };
     let intake = start(settings, test_ring()).await;
@@ -385,7 +403,10 @@ async fn bodies_the_worker_would_park_are_refused_at_the_door_until_complete() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
     let settings = Settings {
-        expected_fields: ExpectedFields(vec!["TEST_ORDER".to_owned()]),
+        notifications: NotificationSection {
+            expected_fields: ExpectedFields(vec!["TEST_ORDER".to_owned()]),
+            ..queue.daemon_settings().notifications
+        },
         ..queue.daemon_settings()
     };
     let intake = start(settings, test_ring()).await;

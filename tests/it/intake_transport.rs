@@ -17,6 +17,8 @@ use crate::helpers::repo_path;
 use ipn_reconciler::app::{AppConfig, Application};
 use ipn_reconciler::metrics::Metrics;
 use ipn_reconciler::settings::{AllowNetworks, Settings};
+use ipn_reconciler::settings::{IntakeSection, NotificationSection, PositiveDuration};
+use std::num::NonZero;
 
 /// An intake in this process, on a free port, until dropped.
 struct RunningIntake {
@@ -97,7 +99,10 @@ async fn a_client_that_sends_its_header_slowly_is_dropped_within_the_timeout() {
     let queue = TestQueue::new("1s");
     let timeout = Duration::from_secs(1);
     let intake = RunningIntake::start(Settings {
-        intake_header_timeout: timeout,
+        intake: IntakeSection {
+            intake_header_timeout: PositiveDuration::new(timeout).expect("positive"),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     })
     .await;
@@ -166,8 +171,12 @@ async fn a_client_that_sends_its_header_slowly_is_dropped_within_the_timeout() {
 async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
     let queue = TestQueue::new("1s");
     let intake = RunningIntake::start(Settings {
-        intake_header_timeout: Duration::from_secs(30),
-        intake_idle_timeout: Duration::from_secs(1),
+        intake: IntakeSection {
+            intake_header_timeout: PositiveDuration::new(Duration::from_secs(30))
+                .expect("positive"),
+            intake_idle_timeout: PositiveDuration::new(Duration::from_secs(1)).expect("positive"),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     })
     .await;
@@ -189,7 +198,10 @@ async fn a_client_that_sends_its_body_slowly_gets_408() {
     queue.declare().await;
     let timeout = Duration::from_secs(1);
     let intake = RunningIntake::start(Settings {
-        intake_body_timeout: timeout,
+        intake: IntakeSection {
+            intake_body_timeout: PositiveDuration::new(timeout).expect("positive"),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     })
     .await;
@@ -227,8 +239,12 @@ async fn the_connection_over_the_cap_is_refused_and_a_freed_slot_serves_again() 
     let queue = TestQueue::new("1s");
     queue.declare().await;
     let intake = RunningIntake::start(Settings {
-        intake_max_connections: 2,
-        intake_header_timeout: Duration::from_secs(60),
+        intake: IntakeSection {
+            intake_max_connections: NonZero::new(2).expect("positive"),
+            intake_header_timeout: PositiveDuration::new(Duration::from_secs(60))
+                .expect("positive"),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     })
     .await;
@@ -270,7 +286,10 @@ async fn an_oversized_body_gets_our_413_whether_announced_or_not() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
     let intake = RunningIntake::start(Settings {
-        max_body_bytes: 1024,
+        notifications: NotificationSection {
+            max_body_bytes: NonZero::new(1024).expect("positive"),
+            ..queue.daemon_settings().notifications
+        },
         ..queue.daemon_settings()
     })
     .await;
@@ -312,11 +331,14 @@ async fn a_refused_caller_is_answered_without_its_body_being_read() {
     let queue = TestQueue::new("1s");
     queue.declare().await;
     let intake = RunningIntake::start(Settings {
-        // The test client (127.0.0.1) is not in it.
-        allow_networks: AllowNetworks(
-            ipn_reconciler::intake::parse_allow_list("91.220.121.0/25").expect("nets"),
-        ),
-        intake_body_timeout: Duration::from_secs(60),
+        intake: IntakeSection {
+            // The test client (127.0.0.1) is not in it.
+            allow_networks: AllowNetworks(
+                ipn_reconciler::intake::parse_allow_list("91.220.121.0/25").expect("nets"),
+            ),
+            intake_body_timeout: PositiveDuration::new(Duration::from_secs(60)).expect("positive"),
+            ..queue.daemon_settings().intake
+        },
         ..queue.daemon_settings()
     })
     .await;

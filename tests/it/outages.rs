@@ -12,7 +12,7 @@ use crate::helpers::amqp::{
 };
 use crate::helpers::proxy::Proxy;
 use ipn_reconciler::secret::SecretUrl;
-use ipn_reconciler::store::Store;
+use ipn_reconciler::store::{SchemaPolicy, Store};
 
 /// A store that reaches the test database through a proxy the test can cut.
 async fn store_through_proxy(db: &TestDb) -> (Proxy, Store) {
@@ -20,8 +20,9 @@ async fn store_through_proxy(db: &TestDb) -> (Proxy, Store) {
     let proxy = Proxy::start(upstream).await;
     let mut settings = db.settings();
     settings.url = SecretUrl::new(format!("postgres://postgres@{}/{}", proxy.addr, db.name));
-    settings.migrate = false;
-    settings.create_database = false;
+    settings.schema = SchemaPolicy::ConnectOnly {
+        create_database: false,
+    };
     settings.acquire_timeout = Duration::from_secs(1);
     let store = Store::connect(settings).await.expect("store via proxy");
     (proxy, store)

@@ -23,6 +23,7 @@ use ipn_reconciler::domain::{Outcome, ReviewKind, contains_pan};
 use ipn_reconciler::ipn::{Algorithm, Field, FormBody, FormLimits, KeyRing, SecretKey, sign};
 use ipn_reconciler::pipeline::Pipeline;
 use ipn_reconciler::pipeline::PipelineConfig;
+use ipn_reconciler::settings::NotificationSection;
 use ipn_reconciler::settings::{ExpectedFields, Settings};
 use ipn_reconciler::simulate::{
     Anomaly, AnomalyRates, DeliveryKind, Simulation, SimulationConfig, Story, simulate, sort_kinds,
@@ -37,9 +38,15 @@ use ipn_reconciler::store::schema::{notifications, review_items};
 /// TEST_ORDER and FRAUD_STATUS expected (as the demo runs).
 fn pipeline_config() -> PipelineConfig {
     Settings {
-        key_file: Some(repo_path("fixtures/keys/test.keys")),
-        pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
-        expected_fields: ExpectedFields(vec!["TEST_ORDER".to_owned(), "FRAUD_STATUS".to_owned()]),
+        notifications: NotificationSection {
+            key_file: Some(repo_path("fixtures/keys/test.keys")),
+            pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
+            expected_fields: ExpectedFields(vec![
+                "TEST_ORDER".to_owned(),
+                "FRAUD_STATUS".to_owned(),
+            ]),
+            ..Default::default()
+        },
         ..Settings::default()
     }
     .loaded()

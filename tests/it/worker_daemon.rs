@@ -9,6 +9,9 @@ use crate::helpers::amqp::{
 };
 use crate::helpers::daemon::Daemon;
 use crate::helpers::{TestDb, expected_states, fixture_files, personal_data, repo_path};
+use ipn_reconciler::settings::{
+    ConsoleSection, DatabaseSection, PositiveDuration, SettlementSection,
+};
 
 async fn notifications(db: &TestDb) -> i64 {
     count(&db.url, "SELECT count(*) FROM notifications").await
@@ -380,10 +383,19 @@ async fn the_daemon_in_process_returns_with_no_task_of_its_own_left() {
     let queue = TestQueue::new("200ms,500ms");
     let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let settings = ipn_reconciler::settings::Settings {
-        database_url: db.secret_url(),
-        create_db: true,
-        console_addr: Some(ConsoleAddr(any_port)),
-        sweep_interval: Duration::from_secs(3600),
+        database: DatabaseSection {
+            database_url: db.secret_url(),
+            create_db: true,
+            ..queue.daemon_settings().database
+        },
+        console: ConsoleSection {
+            console_addr: Some(ConsoleAddr(any_port)),
+            ..queue.daemon_settings().console
+        },
+        settlement: SettlementSection {
+            sweep_interval: PositiveDuration::new(Duration::from_secs(3600)).expect("positive"),
+            ..queue.daemon_settings().settlement
+        },
         ..queue.daemon_settings()
     };
     let loaded = settings.loaded().expect("settings");

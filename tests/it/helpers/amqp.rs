@@ -19,6 +19,10 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
 use super::repo_path;
+use ipn_reconciler::settings::{
+    BrokerSection, IntakeSection, NotificationSection, OperationsSection, WorkerSection,
+};
+use std::num::NonZero;
 
 /// The broker the tests use; override with `TEST_AMQP_URL`.
 pub fn amqp_url() -> String {
@@ -50,9 +54,12 @@ impl TestQueue {
 
     fn daemon_settings_for(base: &str, delays: &str) -> Settings {
         Settings {
-            amqp_url: SecretUrl::new(amqp_url()),
-            amqp_queue: base.to_owned(),
-            retry_delays: RetryDelays::parse(delays).expect("delays"),
+            broker: BrokerSection {
+                amqp_url: SecretUrl::new(amqp_url()),
+                amqp_queue: base.to_owned(),
+                retry_delays: RetryDelays::parse(delays).expect("delays"),
+                ..Default::default()
+            },
             ..Settings::default()
         }
     }
@@ -62,10 +69,19 @@ impl TestQueue {
     pub fn daemon_settings(&self) -> Settings {
         let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         Settings {
-            key_file: Some(repo_path("fixtures/keys/test.keys")),
-            pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
-            intake_addr: any_port,
-            http_addr: any_port,
+            notifications: NotificationSection {
+                key_file: Some(repo_path("fixtures/keys/test.keys")),
+                pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
+                ..Self::daemon_settings_for(&self.base, &self.delays).notifications
+            },
+            intake: IntakeSection {
+                intake_addr: any_port,
+                ..Self::daemon_settings_for(&self.base, &self.delays).intake
+            },
+            operations: OperationsSection {
+                http_addr: any_port,
+                ..Self::daemon_settings_for(&self.base, &self.delays).operations
+            },
             ..Self::daemon_settings_for(&self.base, &self.delays)
         }
     }
@@ -383,8 +399,11 @@ impl RunningWorker {
         tweak: impl FnOnce(&mut WorkerSettings),
     ) -> Self {
         let mut settings = Settings {
-            concurrency: 4,
-            prefetch: 16,
+            worker: WorkerSection {
+                concurrency: NonZero::new(4).expect("positive"),
+                prefetch: NonZero::new(16).expect("positive"),
+                ..TestQueue::daemon_settings_for(&queue.base, &queue.delays).worker
+            },
             ..TestQueue::daemon_settings_for(&queue.base, &queue.delays)
         }
         .loaded()

@@ -9,6 +9,7 @@ pub mod proxy;
 use std::path::{Path, PathBuf};
 
 use ipn_reconciler::secret::SecretUrl;
+use ipn_reconciler::settings::DatabaseSection;
 use ipn_reconciler::settings::Settings;
 use ipn_reconciler::store::{DatabaseSettings, Store};
 
@@ -42,9 +43,12 @@ impl TestDb {
 
     pub fn settings(&self) -> DatabaseSettings {
         Settings {
-            database_url: self.secret_url(),
-            // The test's own database, made on first use.
-            create_db: true,
+            database: DatabaseSection {
+                database_url: self.secret_url(),
+                // The test's own database, made on first use.
+                create_db: true,
+                ..Default::default()
+            },
             ..Settings::default()
         }
         .loaded()
