@@ -56,5 +56,6 @@ pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod text_list;
 pub mod view;
 pub mod worker;

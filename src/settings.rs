@@ -529,7 +529,7 @@ impl Serialize for AllowNetworks {
 
 impl<'de> Deserialize<'de> for AllowNetworks {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = comma_list(deserializer)?;
+        let text = crate::text_list::comma_list(deserializer)?;
         crate::intake::parse_allow_list(&text)
             .map(AllowNetworks)
             .map_err(serde::de::Error::custom)
@@ -590,7 +590,7 @@ impl Serialize for ExpectedFields {
 
 impl<'de> Deserialize<'de> for ExpectedFields {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = comma_list(deserializer)?;
+        let text = crate::text_list::comma_list(deserializer)?;
         let mut names = Vec::new();
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let valid = name.len() <= 64
@@ -645,7 +645,7 @@ impl Serialize for AllowedCurrencies {
 
 impl<'de> Deserialize<'de> for AllowedCurrencies {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = comma_list(deserializer)?;
+        let text = crate::text_list::comma_list(deserializer)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
@@ -669,7 +669,7 @@ impl Serialize for JournalAccountNames {
 
 impl<'de> Deserialize<'de> for JournalAccountNames {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = comma_list(deserializer)?;
+        let text = crate::text_list::comma_list(deserializer)?;
         JournalAccounts::parse(&text)
             .map(JournalAccountNames)
             .map_err(serde::de::Error::custom)
@@ -723,23 +723,6 @@ impl<'de> Deserialize<'de> for SettlementTolerance {
             .map(SettlementTolerance)
             .map_err(serde::de::Error::custom)
     }
-}
-
-/// Reads a list given as one comma-separated string or as a list of
-/// strings, as one comma-separated string.
-pub(crate) fn comma_list<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(text) => text,
-        OneOrMany::Many(items) => items.join(","),
-    })
 }
 
 /// Where a value came from, for error messages.

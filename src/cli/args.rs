@@ -16,8 +16,10 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches};
 
+use super::{CliError, settings_error};
 use crate::secret::SecretUrl;
 use crate::settings::{self, Loaded, Origin, Override, OverrideValue};
+use crate::store::{DatabaseSettings, SchemaPolicy};
 
 /// One settings flag.
 #[derive(Debug, Clone, Copy)]
@@ -693,6 +695,20 @@ pub fn load(
         },
     )?;
     Ok(loaded)
+}
+
+/// The database settings of a command that reads or adds to the books: it
+/// never creates a database and refuses one without the schema, so a
+/// mistyped database name is an error, not empty books.
+pub(super) fn database(
+    config: &ConfigFile,
+    db: &DatabaseFlags,
+) -> Result<DatabaseSettings, CliError> {
+    let mut settings = load(config, &[db])
+        .and_then(|loaded| loaded.database())
+        .map_err(settings_error)?;
+    settings.schema = SchemaPolicy::EXISTING;
+    Ok(settings)
 }
 
 #[cfg(test)]

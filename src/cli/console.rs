@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 
+use super::args::database;
 use super::args::{
     self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, NotificationFlags, OperationsFlags,
 };
-use super::orders::database;
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::app::shutdown_signal;
 use crate::console::{self, Clock, Console, auth};

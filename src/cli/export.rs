@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::args::database;
 use super::args::{self, ConfigFile, DatabaseFlags, FinanceFlags};
 use super::dates::{period, period_end, period_start};
-use super::orders::database;
 use super::{CliResult, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::journal::{Account, JournalAccounts, MovementKind, posting, trial_balance};
 use crate::domain::{Currency, Money};

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
+use super::args::database;
 use super::args::{ConfigFile, DatabaseFlags};
 use super::dates::{period, period_end, period_start};
-use super::orders::database;
 use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
 use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;

@@ -11,8 +11,8 @@ use clap::{Subcommand, ValueEnum};
 use super::args::{self, ConfigFile, DatabaseFlags, NotificationFlags};
 use super::{CliError, CliResult, EXIT_USAGE, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::OrderState;
+use crate::store::SchemaPolicy;
 use crate::store::orders::{ImportError, parse_orders_csv};
-use crate::store::{DatabaseSettings, SchemaPolicy};
 use crate::store::{OrderView, Store};
 
 #[derive(Debug, Subcommand)]
@@ -140,21 +140,6 @@ fn order_state_parser() -> impl TypedValueParser<Value = OrderState> {
         .try_map(|text| OrderState::parse(&text))
 }
 
-/// The database settings of a command's flags and configuration file.
-/// The database settings of a command that reads or adds to the books: it
-/// never creates a database and refuses one without the schema, so a
-/// mistyped database name is an error, not empty books.
-pub(super) fn database(
-    config: &ConfigFile,
-    db: &DatabaseFlags,
-) -> Result<DatabaseSettings, CliError> {
-    let mut settings = args::load(config, &[db])
-        .and_then(|loaded| loaded.database())
-        .map_err(settings_error)?;
-    settings.schema = SchemaPolicy::EXISTING;
-    Ok(settings)
-}
-
 /// `migrate` creates the schema, and the database too with `--create-db`.
 pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
     let mut settings = args::load(config, &[db])
@@ -183,7 +168,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
         OrdersCommand::Import { db, file } => {
             // Settings first: they say which currencies besides ISO 4217
             // the file may use, and with how many decimals.
-            let settings = database(config, &db)?;
+            let settings = args::database(config, &db)?;
             let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin())
             } else {
@@ -227,7 +212,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
             order_ref,
             format,
         } => {
-            let settings = database(config, &db)?;
+            let settings = args::database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let Some(order) = store.order(&order_ref).await? else {
@@ -268,7 +253,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                 )));
             };
             drop(address);
-            let settings = database(config, &db)?;
+            let settings = args::database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let orders = store.orders_of_customer(&customer).await?;
@@ -283,7 +268,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
             })
         }
         OrdersCommand::List { db, status, format } => {
-            let settings = database(config, &db)?;
+            let settings = args::database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let orders = store.list_orders(status).await?;

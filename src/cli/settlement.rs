@@ -183,7 +183,7 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
             unmatched,
             format,
         } => {
-            let settings = super::orders::database(config, &db)?;
+            let settings = super::args::database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let batches = store.settlement_report(batch.as_deref()).await?;

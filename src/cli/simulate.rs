@@ -266,7 +266,7 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
         Target::Queue | Target::Http => {
             write_expectations(&simulation, &args.out)?;
             if args.import_orders {
-                let settings = super::orders::database(config_file, &args.db)?;
+                let settings = super::args::database(config_file, &args.db)?;
                 let orders = simulation.orders.clone();
                 let imported = super::block_on(async move {
                     let store = crate::store::Store::connect(settings).await?;

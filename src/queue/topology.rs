@@ -101,7 +101,7 @@ impl serde::Serialize for RetryDelays {
 /// configuration file).
 impl<'de> serde::Deserialize<'de> for RetryDelays {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = crate::settings::comma_list(deserializer)?;
+        let text = crate::text_list::comma_list(deserializer)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
