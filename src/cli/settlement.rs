@@ -325,96 +325,15 @@ fn print_import(
     Ok(())
 }
 
-/// The columns of `settlement report --format csv`.
-pub const BATCH_CSV_COLUMNS: [&str; 17] = [
-    "batch_id",
-    "currency",
-    "first_settled_at",
-    "last_settled_at",
-    "lines",
-    "matched_lines",
-    "matched_gross",
-    "unmatched_lines",
-    "unmatched_gross",
-    "other_lines",
-    "other_net",
-    "gross",
-    "fees",
-    "net",
-    "payout",
-    "paid_on",
-    "payout_difference",
-];
-
-/// The columns of `settlement report --unmatched --format csv`.
-pub const LINE_CSV_COLUMNS: [&str; 13] = [
-    "id",
-    "batch_id",
-    "status",
-    "type",
-    "processor_ref",
-    "order_ref",
-    "currency",
-    "gross",
-    "fee",
-    "net",
-    "expected",
-    "settled_at",
-    "review_item_id",
-];
-
-fn write_batches_csv(out: impl Write, batches: &[BatchTotals]) -> Result<(), csv::Error> {
-    let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(BATCH_CSV_COLUMNS)?;
-    let time = |at: &Option<DateTime<Utc>>| at.as_ref().map(rfc3339::format).unwrap_or_default();
-    for b in batches {
-        csv.write_record([
-            b.batch_id.as_str(),
-            &b.currency,
-            &time(&b.first_settled_at),
-            &time(&b.last_settled_at),
-            &b.lines.to_string(),
-            &b.matched_lines.to_string(),
-            &b.matched_gross,
-            &b.unmatched_lines.to_string(),
-            &b.unmatched_gross,
-            &b.other_lines.to_string(),
-            &b.other_net,
-            &b.gross,
-            &b.fees,
-            &b.net,
-            b.payout.as_deref().unwrap_or(""),
-            &b.paid_on.map(|d| d.to_string()).unwrap_or_default(),
-            b.payout_difference.as_deref().unwrap_or(""),
-        ])?;
-    }
-    csv.flush()?;
+fn write_batches_csv(mut out: impl Write, batches: &[BatchTotals]) -> Result<(), CliError> {
+    let caption = format!("{} batch(es)", batches.len());
+    out.write_all(&crate::view::settlement::batches(batches, caption).csv()?)?;
     Ok(())
 }
 
-fn write_lines_csv(out: impl Write, lines: &[SettlementLineView]) -> Result<(), csv::Error> {
-    let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(LINE_CSV_COLUMNS)?;
-    for l in lines {
-        csv.write_record([
-            l.id.to_string().as_str(),
-            &l.batch_id,
-            l.status.as_str(),
-            l.kind.as_str(),
-            l.processor_ref.as_deref().unwrap_or(""),
-            l.order_ref.as_deref().unwrap_or(""),
-            &l.currency,
-            &l.gross,
-            &l.fee,
-            &l.net,
-            l.expected.as_deref().unwrap_or(""),
-            &rfc3339::format(&l.settled_at),
-            &l.review_item_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-        ])?;
-    }
-    csv.flush()?;
+fn write_lines_csv(mut out: impl Write, lines: &[SettlementLineView]) -> Result<(), CliError> {
+    let caption = format!("{} line(s)", lines.len());
+    out.write_all(&crate::view::settlement::lines(lines, caption).csv()?)?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Listings as data, rendered by whoever shows them.
 //!
-//! A listing (orders, review items, settlement lines, parked messages,
-//! notifications) is built once as a [`Table`]: named columns and rows of
+//! A listing (orders, review items, settlement batches and lines, parked
+//! messages) is built once as a [`Table`]: named columns and rows of
 //! [`Cell`]s, from what the store or the broker returned. The command line
 //! prints it as a text table or CSV, the console renders it as HTML
 //! (`console::pages::render_table`) and offers the same CSV for download,
@@ -12,6 +12,7 @@
 pub mod orders;
 pub mod parked;
 pub mod review;
+pub mod settlement;
 
 /// One cell of a table: text, or text linking somewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -803,6 +803,11 @@ async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("No settlement imported"));
     let batches = browser.get("/settlement?csv=settlement_batches").await;
+    // One listing: the columns of `settlement report --format csv`.
+    assert_eq!(
+        batches.body.lines().next().expect("header"),
+        ipn_reconciler::view::settlement::BATCH_COLUMNS.join(",")
+    );
     let rows: Vec<Vec<String>> = batches
         .body
         .lines()
