@@ -1,7 +1,7 @@
 //! Listings as data, rendered by whoever shows them.
 //!
 //! A listing (orders, review items, settlement batches and lines, parked
-//! messages) is built once as a [`Table`]: named columns and rows of
+//! messages, notifications) is built once as a [`Table`]: named columns and rows of
 //! [`Cell`]s, from what the store or the broker returned. The command line
 //! prints it as a text table or CSV, the console renders it as HTML
 //! (`console::pages::render_table`) and offers the same CSV for download,
@@ -9,6 +9,7 @@
 //! browser. JSON output keeps serializing the records themselves, whose
 //! shape scripts rely on.
 
+pub mod notifications;
 pub mod orders;
 pub mod parked;
 pub mod review;

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{Cell, PageError, Table, csv_download, csv_time, given, layout, parse_bound};
+use super::{PageError, csv_download, given, layout, parse_bound};
 use crate::console::Ctx;
 use crate::console::login::Session;
 use crate::domain::Outcome;
-use crate::store::console::{NotificationFilter, NotificationRecord};
+use crate::store::console::NotificationFilter;
 
 /// At most this many notifications on one page, newest first.
 const LIMIT: i64 = 500;
@@ -28,65 +28,7 @@ pub struct NotificationsQuery {
     csv: Option<String>,
 }
 
-/// The notifications as a table (the log, and an order's page).
-pub fn notifications_table(records: &[NotificationRecord], caption: String) -> Table {
-    let mut table = Table::new(
-        "notifications",
-        caption,
-        &[
-            "id",
-            "received_at",
-            "order_ref",
-            "processor_ref",
-            "order_status",
-            "amount",
-            "key_id",
-            "algorithm",
-            "body_sha256",
-            "identity",
-            "repeat_of",
-            "outcome",
-            "reason",
-            "ledger",
-        ],
-    );
-    for n in records {
-        let ledger = n
-            .ledger
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}: {} -> {} ({})",
-                    e.order_ref, e.effect, e.old_status, e.new_status, e.reason
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        table.push(vec![
-            Cell::Number(n.id.to_string()),
-            Cell::Text(csv_time(&n.received_at)),
-            match &n.order_ref {
-                Some(order_ref) => Cell::Link {
-                    href: super::orders::order_href(order_ref),
-                    text: order_ref.clone(),
-                },
-                None => Cell::Text(String::new()),
-            },
-            Cell::Text(n.processor_ref.clone().unwrap_or_default()),
-            Cell::Text(n.order_status.clone().unwrap_or_default()),
-            Cell::Number(n.amount.clone().unwrap_or_default()),
-            Cell::Text(n.key_id.clone().unwrap_or_default()),
-            Cell::Text(n.algorithm.clone().unwrap_or_default()),
-            Cell::Text(n.body_sha256.clone()),
-            Cell::Text(n.identity.clone().unwrap_or_default()),
-            Cell::Text(n.repeat_of.map(|id| id.to_string()).unwrap_or_default()),
-            Cell::Text(n.outcome.to_string()),
-            Cell::Text(n.reason.clone().unwrap_or_default()),
-            Cell::Text(ledger),
-        ]);
-    }
-    table
-}
+pub use crate::view::notifications::table as notifications_table;
 
 /// `GET /notifications?from=&to=&outcome=&status=&order_ref=&refno=`.
 pub async fn page(
