@@ -3,7 +3,7 @@
 //! A listing (orders, review items, settlement batches and lines, parked
 //! messages, notifications) is built once as a [`Table`]: named columns and rows of
 //! [`Cell`]s, from what the store or the broker returned. The command line
-//! prints it as a text table or CSV, the console renders it as HTML
+//! prints it as CSV, the console renders it as HTML
 //! (`console::pages::render_table`) and offers the same CSV for download,
 //! so a column cannot mean one thing in a terminal and another in a
 //! browser. JSON output keeps serializing the records themselves, whose
@@ -34,6 +34,17 @@ impl Cell {
             Cell::Text(text) | Cell::Number(text) | Cell::Link { text, .. } => text,
         }
     }
+
+    /// The text as a CSV cell: see [`Table::csv`].
+    fn csv_text(&self) -> String {
+        let text = self.text();
+        let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+        if formula && !matches!(self, Cell::Number(_)) {
+            format!("'{text}")
+        } else {
+            text.to_owned()
+        }
+    }
 }
 
 impl From<String> for Cell {
@@ -48,8 +59,7 @@ impl From<&str> for Cell {
     }
 }
 
-/// A listing: rendered as HTML by the console, as a text table or CSV by
-/// the command line.
+/// A listing: rendered as HTML by the console, as CSV by both.
 #[derive(Debug, Clone)]
 pub struct Table {
     /// Its name in `?csv=NAME` and in the downloaded file's name.
@@ -74,63 +84,21 @@ impl Table {
         self.rows.push(row);
     }
 
-    /// The table as CSV: its columns, then its rows as text.
+    /// The table as CSV: its columns, then its rows as text. A text cell
+    /// that a spreadsheet would run as a formula (it starts with `=`, `+`,
+    /// `-`, `@`, a tab or a carriage return: an order reference, a note, a
+    /// batch id can come from outside) is written with a leading `'`, which
+    /// spreadsheets show as text. Number cells are ours (amounts, counts),
+    /// so a negative amount stays a number.
     pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(&self.columns)?;
         for row in &self.rows {
-            writer.write_record(row.iter().map(Cell::text))?;
+            writer.write_record(row.iter().map(Cell::csv_text))?;
         }
         writer
             .into_inner()
             .map_err(|err| csv::Error::from(err.into_error()))
-    }
-}
-
-impl Table {
-    /// The table as text for a terminal: a header of the column names,
-    /// then one line per row, each column as wide as its widest value,
-    /// numbers aligned right, two spaces between columns. An empty table
-    /// prints its header alone.
-    pub fn write_text(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
-        for row in &self.rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.text().chars().count());
-            }
-        }
-        let numeric: Vec<bool> = (0..self.columns.len())
-            .map(|i| {
-                !self.rows.is_empty()
-                    && self
-                        .rows
-                        .iter()
-                        .all(|row| matches!(row.get(i), Some(Cell::Number(_))))
-            })
-            .collect();
-        let line = |cells: Vec<&str>| {
-            let last = cells.len().saturating_sub(1);
-            cells
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let width = widths.get(i).copied().unwrap_or(0);
-                    if numeric.get(i).copied().unwrap_or(false) {
-                        format!("{text:>width$}")
-                    } else if i == last {
-                        (*text).to_owned()
-                    } else {
-                        format!("{text:<width$}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        writeln!(out, "{}", line(self.columns.clone()))?;
-        for row in &self.rows {
-            writeln!(out, "{}", line(row.iter().map(Cell::text).collect()))?;
-        }
-        Ok(())
     }
 }
 
@@ -139,17 +107,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_columns_fit_their_widest_value_and_numbers_align_right() {
-        let mut table = Table::new("t", "T", &["id", "count", "note"]);
-        table.push(vec!["a".into(), Cell::Number("7".into()), "x".into()]);
-        table.push(vec!["bbbb".into(), Cell::Number("123".into()), "yy".into()]);
-        let mut out = Vec::new();
-        table.write_text(&mut out).expect("write");
-        assert_eq!(
-            String::from_utf8(out).expect("utf-8"),
-            "id    count  note\na         7  x\nbbbb    123  yy\n"
-        );
+    fn csv_keeps_values_and_defuses_formulas_in_text_cells() {
+        let mut table = Table::new("t", "T", &["id", "amount", "note"]);
+        table.push(vec!["a".into(), Cell::Number("7".into()), "x, y".into()]);
+        table.push(vec![
+            "=HYPERLINK(\"http://x\")".into(),
+            Cell::Number("-20.00".into()),
+            "@SUM(A1)".into(),
+        ]);
+        table.push(vec![
+            Cell::Link {
+                href: "/orders/x".into(),
+                text: "+1".into(),
+            },
+            Cell::Number("0".into()),
+            "-2+3".into(),
+        ]);
         let csv = String::from_utf8(table.csv().expect("csv")).expect("utf-8");
-        assert_eq!(csv, "id,count,note\na,7,x\nbbbb,123,yy\n");
+        assert_eq!(
+            csv,
+            "id,amount,note\na,7,\"x, y\"\n\"'=HYPERLINK(\"\"http://x\"\")\",-20.00,'@SUM(A1)\n'+1,0,'-2+3\n"
+        );
     }
 }
