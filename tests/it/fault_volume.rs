@@ -24,7 +24,6 @@
 //! test run); `.ci/fault-run` runs it with 10,000.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -35,7 +34,7 @@ use ipn_reconciler::simulate::{
     Anomaly, AnomalyRates, DeliveryKind, Simulation, SimulationConfig, Story, simulate, sort_kinds,
 };
 
-use crate::helpers::amqp::{TestQueue, amqp_url, close_connections, wait_until};
+use crate::helpers::amqp::{TestQueue, amqp_url_via, broker_addr, close_connections, wait_until};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::proxy::Proxy;
 use crate::helpers::{TestDb, repo_path};
@@ -183,31 +182,7 @@ struct Run {
 /// (`None`): a worker that stops answering fails the run with its state
 /// instead of hanging it.
 async fn probe(worker: &Daemon, path: &str) -> Option<(u16, String)> {
-    tokio::time::timeout(Duration::from_secs(10), worker.get(path))
-        .await
-        .ok()
-        .flatten()
-}
-
-/// The host and port of the broker the tests use.
-fn broker_addr() -> SocketAddr {
-    let url = amqp_url();
-    let authority = url
-        .split_once("://")
-        .map_or(url.as_str(), |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    };
-    host_port
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("broker address")
+    worker.get_within(path, Duration::from_secs(10)).await
 }
 
 impl Run {
@@ -240,12 +215,7 @@ impl Run {
     /// Starts one more worker (no intake), batching on, through the
     /// proxies.
     fn start_worker(&mut self) {
-        let amqp_url = amqp_url().replace(&broker_addr().to_string(), &self.amqp.addr.to_string());
-        let amqp_url = if amqp_url.contains(&self.amqp.addr.to_string()) {
-            amqp_url
-        } else {
-            format!("amqp://guest:guest@{}/%2f", self.amqp.addr)
-        };
+        let amqp_url = amqp_url_via(self.amqp.addr);
         let database_url = format!("postgres://postgres@{}/{}", self.pg.addr, self.db.name);
         let worker = Daemon::start_with(
             &self.db,

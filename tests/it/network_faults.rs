@@ -10,12 +10,11 @@
 //! and nothing is parked, and SIGTERM afterwards stops the daemon within
 //! its deadline.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::helpers::TestDb;
 use crate::helpers::amqp::{
-    TestQueue, amqp_url, count, import_orders_csv, resigned, test_key, wait_until,
+    TestQueue, amqp_url_via, broker_addr, count, paid_orders, resigned, test_key, wait_until,
 };
 use crate::helpers::daemon::Daemon;
 use crate::helpers::proxy::Proxy;
@@ -36,89 +35,15 @@ enum Fault {
     DatabaseCut,
 }
 
-/// The host and port of the broker the tests use.
-fn broker_addr() -> SocketAddr {
-    let url = amqp_url();
-    let authority = url
-        .split_once("://")
-        .map_or(url.as_str(), |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    };
-    host_port
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("broker address")
-}
-
-/// `amqp_url()` with its host and port replaced by `addr`.
-fn amqp_url_via(addr: SocketAddr) -> String {
-    let url = amqp_url();
-    let (scheme, rest) = url.split_once("://").expect("scheme");
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, "%2f"));
-    let credentials = authority
-        .rsplit_once('@')
-        .map_or(String::new(), |(user, _)| format!("{user}@"));
-    format!("{scheme}://{credentials}{addr}/{path}")
-}
-
-fn ref_of(i: usize) -> String {
-    format!("NET-{i:05}")
-}
-
 /// `GET path` of the daemon's operations endpoint, given up after 5 s.
 async fn probe(daemon: &Daemon, path: &str) -> Option<(u16, String)> {
-    tokio::time::timeout(Duration::from_secs(5), daemon.get(path))
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn ready_status(daemon: &Daemon) -> Option<u16> {
-    probe(daemon, "/readyz").await.map(|(status, _)| status)
-}
-
-/// Log lines whose message is `message`.
-fn lines_with(daemon: &Daemon, message: &str) -> usize {
-    daemon
-        .logs()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|entry| entry["fields"]["message"] == message)
-        .count()
-}
-
-fn tail(daemon: &Daemon) -> String {
-    let logs = daemon.logs();
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    daemon.get_within(path, Duration::from_secs(5)).await
 }
 
 async fn run(fault: Fault) {
     let db = TestDb::new();
     let store = db.store().await;
-    let mut csv = String::from("order_ref,amount,currency\n");
-    for i in 0..ORDERS {
-        csv.push_str(&format!("{},107.00,EUR\n", ref_of(i)));
-    }
-    import_orders_csv(&store, &csv).await;
-    let key = test_key();
-    let bodies: Vec<Vec<u8>> = (0..ORDERS)
-        .map(|i| {
-            resigned(
-                "03-shop-1001-complete.txt",
-                &ref_of(i),
-                70_000_000 + i as u64,
-                &key,
-            )
-        })
-        .collect();
+    let bodies = paid_orders(&store, "NET", ORDERS, 70_000_000).await;
 
     // Retries outlast the database cut (1+2+4+8+16 s), so that nothing is
     // parked because of it.
@@ -149,10 +74,10 @@ async fn run(fault: Fault) {
         ],
     );
     let ready = wait_until(Duration::from_secs(30), || async {
-        ready_status(&daemon).await == Some(200)
+        daemon.ready_status().await == Some(200)
     })
     .await;
-    assert!(ready, "ready before the fault; logs:\n{}", tail(&daemon));
+    assert!(ready, "ready before the fault; logs:\n{}", daemon.tail());
 
     // The first half flows; the fault strikes once part of it is applied.
     let half = ORDERS / 2;
@@ -161,7 +86,7 @@ async fn run(fault: Fault) {
         count(&db.url, "SELECT count(*) FROM notifications").await >= 100
     })
     .await;
-    assert!(flowing, "notifications flow; logs:\n{}", tail(&daemon));
+    assert!(flowing, "notifications flow; logs:\n{}", daemon.tail());
 
     let open = match fault {
         Fault::BrokerHeld => proxy.hold().await,
@@ -171,13 +96,13 @@ async fn run(fault: Fault) {
     assert!(open > 0, "the daemon had connections on the path");
     // Noticed: with a silent path, only the heartbeats (2 s here) can tell.
     let noticed = wait_until(Duration::from_secs(8), || async {
-        ready_status(&daemon).await == Some(503)
+        daemon.ready_status().await == Some(503)
     })
     .await;
     assert!(
         noticed,
         "{fault:?}: /readyz turns 503; logs:\n{}",
-        tail(&daemon)
+        daemon.tail()
     );
     if fault == Fault::DatabaseCut {
         // The cause, once, with where: the URL (no password) and why.
@@ -201,7 +126,7 @@ async fn run(fault: Fault) {
         tokio::time::sleep(rest).await;
     }
     assert_eq!(
-        ready_status(&daemon).await,
+        daemon.ready_status().await,
         Some(503),
         "{fault:?}: still not ready at the end of the cut"
     );
@@ -218,13 +143,13 @@ async fn run(fault: Fault) {
 
     proxy.restore().await;
     let back = wait_until(Duration::from_secs(30), || async {
-        ready_status(&daemon).await == Some(200)
+        daemon.ready_status().await == Some(200)
     })
     .await;
     assert!(
         back,
         "{fault:?}: consuming again within 30 s of the path's return; logs:\n{}",
-        tail(&daemon)
+        daemon.tail()
     );
     let done = wait_until(Duration::from_secs(120), || async {
         count(
@@ -239,7 +164,7 @@ async fn run(fault: Fault) {
         done,
         "{fault:?}: every order paid; {} of {ORDERS}; logs:\n{}",
         count(&db.url, "SELECT count(*) FROM orders WHERE status = 'paid'").await,
-        tail(&daemon)
+        daemon.tail()
     );
 
     // Exactly once: one notification row and one ledger row per order,
@@ -275,10 +200,10 @@ async fn run(fault: Fault) {
         _ => ("broker connection lost", "broker connection back"),
     };
     assert_eq!(
-        (lines_with(&daemon, lost), lines_with(&daemon, back)),
+        (daemon.lines_with(lost), daemon.lines_with(back)),
         (1, 1),
         "{fault:?}: one `{lost}` and one `{back}` line; logs:\n{}",
-        tail(&daemon)
+        daemon.tail()
     );
 
     // And it still stops cleanly, within its deadline.
@@ -288,7 +213,7 @@ async fn run(fault: Fault) {
     assert!(
         !logs.contains("could not close a broker connection in time"),
         "{fault:?}: shutdown closes its connections; logs:\n{}",
-        tail(&daemon)
+        daemon.tail()
     );
 }
 
@@ -337,10 +262,10 @@ async fn the_intake_gives_no_receipt_while_its_broker_path_is_cut() {
     );
     let url = format!("http://{}/ipn", intake.intake_addr().await);
     let ready = wait_until(Duration::from_secs(30), || async {
-        ready_status(&intake).await == Some(200)
+        intake.ready_status().await == Some(200)
     })
     .await;
-    assert!(ready, "ready; logs:\n{}", tail(&intake));
+    assert!(ready, "ready; logs:\n{}", intake.tail());
     let body = resigned(
         "03-shop-1001-complete.txt",
         "NET-INTAKE",
@@ -353,7 +278,7 @@ async fn the_intake_gives_no_receipt_while_its_broker_path_is_cut() {
     assert_eq!(status, 503, "no receipt without a confirm: {answer}");
     assert!(!answer.contains("<EPAYMENT>") && !answer.contains("<sig"));
     let noticed = wait_until(Duration::from_secs(10), || async {
-        ready_status(&intake).await == Some(503)
+        intake.ready_status().await == Some(503)
     })
     .await;
     assert!(noticed, "/readyz says the broker is down");
@@ -362,10 +287,10 @@ async fn the_intake_gives_no_receipt_while_its_broker_path_is_cut() {
 
     proxy.restore().await;
     let back = wait_until(Duration::from_secs(30), || async {
-        ready_status(&intake).await == Some(200)
+        intake.ready_status().await == Some(200)
     })
     .await;
-    assert!(back, "ready again; logs:\n{}", tail(&intake));
+    assert!(back, "ready again; logs:\n{}", intake.tail());
     let (status, answer) = post(&url, body).await;
     assert_eq!(status, 200, "{answer}");
     assert!(
@@ -375,12 +300,12 @@ async fn the_intake_gives_no_receipt_while_its_broker_path_is_cut() {
     assert_eq!(queue.ready(&work).await, 1, "queued once");
     assert_eq!(
         (
-            lines_with(&intake, "broker connection lost"),
-            lines_with(&intake, "broker connection back")
+            intake.lines_with("broker connection lost"),
+            intake.lines_with("broker connection back")
         ),
         (1, 1),
         "logs:\n{}",
-        tail(&intake)
+        intake.tail()
     );
     intake.signal("TERM");
     assert_eq!(intake.wait(Duration::from_secs(15)).await, Some(0));

@@ -13,14 +13,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::helpers::TestDb;
-use crate::helpers::amqp::{TestQueue, count, import_orders_csv, resigned, test_key, wait_until};
+use crate::helpers::amqp::{TestQueue, count, paid_orders, wait_until};
 use crate::helpers::daemon::Daemon;
 
 const ORDERS: usize = 5_000;
-
-fn ref_of(i: usize) -> String {
-    format!("RST-{i:05}")
-}
 
 /// The PostgreSQL cluster version (`/etc/postgresql/<version>`).
 fn pg_version() -> String {
@@ -60,29 +56,6 @@ impl Drop for Services {
     }
 }
 
-async fn ready(daemon: &Daemon) -> Option<u16> {
-    tokio::time::timeout(Duration::from_secs(5), daemon.get("/readyz"))
-        .await
-        .ok()
-        .flatten()
-        .map(|(status, _)| status)
-}
-
-fn lines_with(daemon: &Daemon, message: &str) -> usize {
-    daemon
-        .logs()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|entry| entry["fields"]["message"] == message)
-        .count()
-}
-
-fn tail(daemon: &Daemon) -> String {
-    let logs = daemon.logs();
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 async fn recorded(db: &TestDb) -> i64 {
     count(&db.url, "SELECT count(*) FROM notifications").await
 }
@@ -92,23 +65,8 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
     let _services = Services;
     let db = TestDb::new();
     let store = db.store().await;
-    let mut csv = String::from("order_ref,amount,currency\n");
-    for i in 0..ORDERS {
-        csv.push_str(&format!("{},107.00,EUR\n", ref_of(i)));
-    }
-    import_orders_csv(&store, &csv).await;
+    let bodies = paid_orders(&store, "RST", ORDERS, 80_000_000).await;
     drop(store);
-    let key = test_key();
-    let bodies: Vec<Vec<u8>> = (0..ORDERS)
-        .map(|i| {
-            resigned(
-                "03-shop-1001-complete.txt",
-                &ref_of(i),
-                80_000_000 + i as u64,
-                &key,
-            )
-        })
-        .collect();
     // Retries outlast a database restart.
     let queue = TestQueue::new("1s,2s,4s,8s,16s");
     queue.declare().await;
@@ -123,10 +81,10 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
         ],
     );
     let up = wait_until(Duration::from_secs(30), || async {
-        ready(&daemon).await == Some(200)
+        daemon.ready_status().await == Some(200)
     })
     .await;
-    assert!(up, "ready; logs:\n{}", tail(&daemon));
+    assert!(up, "ready; logs:\n{}", daemon.tail());
 
     // A third flows, then PostgreSQL restarts under it.
     let third = ORDERS / 3;
@@ -135,7 +93,7 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
         recorded(&db).await >= 300
     })
     .await;
-    assert!(flowing, "notifications flow; logs:\n{}", tail(&daemon));
+    assert!(flowing, "notifications flow; logs:\n{}", daemon.tail());
     let version = pg_version();
     run(
         "pg_ctlcluster",
@@ -143,10 +101,11 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
     );
     queue.publish(&bodies[third..2 * third]).await;
     let back = wait_until(Duration::from_secs(60), || async {
-        ready(&daemon).await == Some(200) && lines_with(&daemon, "database connection back") == 1
+        daemon.ready_status().await == Some(200)
+            && daemon.lines_with("database connection back") == 1
     })
     .await;
-    assert!(back, "the database is back; logs:\n{}", tail(&daemon));
+    assert!(back, "the database is back; logs:\n{}", daemon.tail());
 
     // Then the broker's application stops and starts.
     let before = recorded(&db).await;
@@ -157,21 +116,21 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
     assert!(
         flowing,
         "notifications flow again; logs:\n{}",
-        tail(&daemon)
+        daemon.tail()
     );
     run("rabbitmqctl", &["stop_app"]);
     let noticed = wait_until(Duration::from_secs(20), || async {
-        ready(&daemon).await == Some(503)
+        daemon.ready_status().await == Some(503)
     })
     .await;
     run("rabbitmqctl", &["start_app"]);
     run("rabbitmqctl", &["await_startup", "--timeout", "120"]);
     assert!(noticed, "/readyz said 503 while the broker was stopped");
     let back = wait_until(Duration::from_secs(60), || async {
-        ready(&daemon).await == Some(200)
+        daemon.ready_status().await == Some(200)
     })
     .await;
-    assert!(back, "consuming again; logs:\n{}", tail(&daemon));
+    assert!(back, "consuming again; logs:\n{}", daemon.tail());
     queue.publish(&bodies[2 * third..]).await;
 
     let done = wait_until(Duration::from_secs(180), || async {
@@ -187,7 +146,7 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
         done,
         "every order paid: {} of {ORDERS}; logs:\n{}",
         count(&db.url, "SELECT count(*) FROM orders WHERE status = 'paid'").await,
-        tail(&daemon)
+        daemon.tail()
     );
     assert_eq!(
         recorded(&db).await,
@@ -211,10 +170,10 @@ async fn a_database_restart_and_a_broker_restart_under_load_lose_nothing() {
         "broker connection back",
     ] {
         assert_eq!(
-            lines_with(&daemon, message),
+            daemon.lines_with(message),
             1,
             "one `{message}` line; logs:\n{}",
-            tail(&daemon)
+            daemon.tail()
         );
     }
     daemon.signal("TERM");

@@ -30,6 +30,38 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
+/// The host and port of the broker the tests use (for a proxy in front).
+pub fn broker_addr() -> std::net::SocketAddr {
+    let url = amqp_url();
+    let authority = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    };
+    host_port
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("broker address")
+}
+
+/// [`amqp_url`] with its host and port replaced by `addr` (a proxy).
+pub fn amqp_url_via(addr: std::net::SocketAddr) -> String {
+    let url = amqp_url();
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, "%2f"));
+    let credentials = authority
+        .rsplit_once('@')
+        .map_or(String::new(), |(user, _)| format!("{user}@"));
+    format!("{scheme}://{credentials}{addr}/{path}")
+}
+
 /// Exchange and queues named `ipn.test.<uuid>...`, deleted on drop.
 pub struct TestQueue {
     pub base: String,
@@ -319,6 +351,34 @@ pub fn resigned(fixture: &str, order_ref: &str, refno: u64, key: &SecretKey) -> 
         .expect("sign")
         .encode()
         .into_bytes()
+}
+
+/// `count` orders of 107.00 EUR named `<prefix>-00000`... imported into
+/// `store`, and for each the signed `COMPLETE` that pays it (REFNO
+/// `refno_base + i`), in order: a stream under which to break things.
+pub async fn paid_orders(
+    store: &Store,
+    prefix: &str,
+    count: usize,
+    refno_base: u64,
+) -> Vec<Vec<u8>> {
+    let order_ref = |i: usize| format!("{prefix}-{i:05}");
+    let mut csv = String::from("order_ref,amount,currency\n");
+    for i in 0..count {
+        csv.push_str(&format!("{},107.00,EUR\n", order_ref(i)));
+    }
+    import_orders_csv(store, &csv).await;
+    let key = test_key();
+    (0..count)
+        .map(|i| {
+            resigned(
+                "03-shop-1001-complete.txt",
+                &order_ref(i),
+                refno_base + i as u64,
+                &key,
+            )
+        })
+        .collect()
 }
 
 /// Orders as `fixtures/orders.csv` would hold them.

@@ -143,6 +143,40 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// `GET path`, given up after `limit` (`None`): a daemon that stops
+    /// answering fails the test with its state instead of hanging it.
+    pub async fn get_within(&self, path: &str, limit: Duration) -> Option<(u16, String)> {
+        tokio::time::timeout(limit, self.get(path))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The status of `/readyz`, given up after 5 s.
+    pub async fn ready_status(&self) -> Option<u16> {
+        self.get_within("/readyz", Duration::from_secs(5))
+            .await
+            .map(|(status, _)| status)
+    }
+
+    /// How many JSON log lines have `message` as their message.
+    pub fn lines_with(&self, message: &str) -> usize {
+        self.logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|entry| entry["fields"]["message"] == message)
+            .count()
+    }
+
+    /// The last 40 lines of the log, for a failure's message.
+    pub fn tail(&self) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
