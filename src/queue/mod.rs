@@ -178,16 +178,7 @@ pub enum QueueError {
 /// A broker error in words, with its causes: lapin's own text says
 /// "IO error" where the cause says "connection refused".
 pub fn describe_amqp_error(err: &lapin::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text = format!("{text}: {inner_text}");
-        }
-        cause = inner.source();
-    }
-    text
+    crate::telemetry::with_causes(err)
 }
 
 /// Closes a connection for good, waiting at most `horizon` for the

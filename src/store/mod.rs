@@ -236,29 +236,18 @@ fn pool_error(
         PoolError::Backend(backend) => {
             format!(
                 "cannot connect to the database at {url}: {}",
-                chain(backend)
+                crate::telemetry::with_causes(backend)
             )
         }
-        other => format!("database pool for {url}: {}", chain(other)),
+        other => format!(
+            "database pool for {url}: {}",
+            crate::telemetry::with_causes(other)
+        ),
     };
     StoreError::Pool {
         message,
         transient: true,
     }
-}
-
-/// An error's text followed by its causes', each once.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text = format!("{text}: {inner_text}");
-        }
-        cause = inner.source();
-    }
-    text
 }
 
 /// A connection error in words: what the server said (with its SQLSTATE),
