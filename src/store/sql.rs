@@ -6,7 +6,7 @@
 //! own wrapper: queries bind `Stored(state)`, and row structs read a
 //! column into a field of the domain type through it
 //! (`#[diesel(deserialize_as = Stored<OrderState>)]`; insertable structs
-//! write one with `serialize_as`). Each vocabulary is stored as its string
+//! hold a `Stored<_>` field). Each vocabulary is stored as its string
 //! form in a `TEXT` column (`orders.status`, `notifications.outcome`,
 //! `order_events.effect`, `order_events.old_status`/`new_status`,
 //! `review_items.kind`), so:
@@ -41,8 +41,8 @@ pub struct Stored<T>(pub T);
 /// `FromSql` for `Text` on PostgreSQL, `Queryable` (so a column loads
 /// alone, in a tuple, or into a field with `deserialize_as`) and
 /// `AsExpression<Text>` for the value and for references (so
-/// `.eq(Stored(state))` and `serialize_as` fields work), and the
-/// conversions both ways.
+/// `.eq(Stored(state))` and insertable fields of type `Stored<_>` work),
+/// and the conversion back that `deserialize_as` needs.
 ///
 /// The expression is diesel's own `Text` bind of the string form: the bind
 /// type the derive uses is not public API. It binds a `String` rather than
@@ -93,18 +93,6 @@ macro_rules! text_vocabulary {
         impl From<Stored<$ty>> for $ty {
             fn from(stored: Stored<$ty>) -> Self {
                 stored.0
-            }
-        }
-
-        impl From<$ty> for Stored<$ty> {
-            fn from(value: $ty) -> Self {
-                Stored(value)
-            }
-        }
-
-        impl From<&$ty> for Stored<$ty> {
-            fn from(value: &$ty) -> Self {
-                Stored(*value)
             }
         }
     )+};
