@@ -182,6 +182,26 @@ async fn an_unreachable_broker_fails_its_line() {
     assert!(line(&out, "database").starts_with("ok    "), "{out}");
 }
 
+/// Wrong broker credentials end `check` at once with the broker's own
+/// refusal on the broker's line, and never the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_broker_credentials_fail_their_line_with_the_refusal() {
+    let db = TestDb::new();
+    db.store().await;
+    let queue = TestQueue::new("1s");
+    let url = amqp_url().replacen("guest:guest@", "guest:not-the-password@", 1);
+    assert_ne!(url, amqp_url(), "the test broker's URL has guest:guest");
+    let run = check(&db, &queue).env("AMQP_URL", &url).assert().code(3);
+    let out = stdout(&run);
+    let broker = line(&out, "broker");
+    assert!(
+        broker.starts_with("FAIL  broker:") && broker.contains("ACCESS_REFUSED"),
+        "{out}"
+    );
+    assert!(!out.contains("not-the-password"), "{out}");
+    assert!(line(&out, "database").starts_with("ok    "), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_listener_port_fails_its_line() {
     let db = TestDb::new();
