@@ -107,6 +107,8 @@ pub struct Report {
     /// The algorithm of a signature that was refused.
     pub refused_algorithm: Option<crate::ipn::Algorithm>,
     pub processor_ref: Option<String>,
+    /// The order the notification is about: its merchant reference, or
+    /// `REFNO` for an order the processor's notices make.
     pub order_ref: Option<String>,
     /// What the notification says (`ORDERSTATUS`, `IPN_TOTALGENERAL` in
     /// `CURRENCY`), for a person reading about it.
@@ -339,7 +341,12 @@ impl Pipeline {
                     .store
                     .apply(&event, received_at, &self.config.reconcile)
                     .await?;
-                Ok(report_for(&event, verified, applied))
+                Ok(report_for(
+                    &event,
+                    &self.config.reconcile,
+                    verified,
+                    applied,
+                ))
             }
         }
     }
@@ -373,7 +380,12 @@ impl Pipeline {
             .apply_batch(&events, &self.config.reconcile)
             .await?;
         for ((item, (index, verified)), applied) in events.iter().zip(positions).zip(applied) {
-            reports[index] = Some(report_for(&item.event, verified, applied));
+            reports[index] = Some(report_for(
+                &item.event,
+                &self.config.reconcile,
+                verified,
+                applied,
+            ));
         }
         Ok(reports.into_iter().flatten().collect())
     }
@@ -424,6 +436,7 @@ impl Pipeline {
 
 fn report_for(
     event: &PaymentEvent,
+    policy: &ReconcilePolicy,
     verified: Verified,
     applied: crate::store::ApplyReport,
 ) -> Report {
@@ -434,7 +447,7 @@ fn report_for(
         verified: Some(verified),
         refused_algorithm: None,
         processor_ref: Some(event.processor_ref.clone()),
-        order_ref: Some(event.order_ref.clone()),
+        order_ref: Some(policy.order_source.key(event).order_ref),
         order_status: Some(event.status.as_str().to_owned()),
         amount: Some(event.amount),
         order_state: applied.order_state,

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::journal::JournalAccounts;
 use crate::domain::settlement::Tolerance;
 use crate::domain::sweep::SweepPolicy;
-use crate::domain::{Currency, PseudonymKey, ReconcilePolicy};
+use crate::domain::{Currency, OrderSource, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
@@ -127,6 +127,9 @@ pub struct NotificationSection {
     pub pseudonym_key_file: Option<PathBuf>,
     /// Let `TEST_ORDER=1` notifications change orders.
     pub apply_test_orders: bool,
+    /// Where orders come from: imported by the merchant, made from the
+    /// processor's notices (keyed by `REFNO`), or both.
+    pub order_source: OrderSource,
     /// Largest accepted notification body, in bytes.
     #[serde(deserialize_with = "at_least_one")]
     pub max_body_bytes: NonZeroUsize,
@@ -144,6 +147,7 @@ impl Default for NotificationSection {
             require_algorithm: RequiredAlgorithm(None),
             pseudonym_key_file: None,
             apply_test_orders: false,
+            order_source: OrderSource::default(),
             max_body_bytes: const { NonZero::new(FormLimits::DEFAULT_MAX_BODY_BYTES).expect("positive") },
             expected_fields: ExpectedFields::default(),
         }
@@ -1222,6 +1226,7 @@ impl Loaded {
             pseudonym_key: self.pseudonym_key()?,
             reconcile: ReconcilePolicy {
                 apply_test_orders: self.settings.notifications.apply_test_orders,
+                order_source: self.settings.notifications.order_source,
             },
             expected_fields: self.settings.notifications.expected_fields.0.clone(),
         })
@@ -1782,7 +1787,7 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        assert_eq!(text.len(), 55);
+        assert_eq!(text.len(), 56);
     }
 
     #[test]

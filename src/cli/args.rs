@@ -178,6 +178,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "Let TEST_ORDER=1 notifications change orders (sandboxes, the demo).",
     ),
     value(
+        "order-source",
+        "IPN_ORDER_SOURCE",
+        "SOURCE",
+        "Where orders come from: merchant (every notification must name an imported order, REFNOEXT, else it waits as an orphan), processor (orders are made from verified notifications, keyed by REFNO) or both (a notification naming a merchant reference is matched to the imported order; one naming none makes or updates the processor's order). Test orders never make one.",
+    ),
+    value(
         "max-body-bytes",
         "IPN_MAX_BODY_BYTES",
         "BYTES",

@@ -185,7 +185,7 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
         let event = tokenize(&delivery.body, &form, &verified, None)
             .map_err(|err| TestCaseError::fail(err.to_string()))?;
         prop_assert_eq!(&event.identity, &identity);
-        prop_assert_eq!(&event.order_ref, &delivery.order_ref);
+        prop_assert_eq!(event.merchant_ref.as_ref(), Some(&delivery.order_ref));
         prop_assert_eq!(event.status.as_str(), delivery.order_status);
         prop_assert_eq!(event.test_order, delivery.test_order);
         prop_assert!(event.ipn_date.is_some());
@@ -662,7 +662,7 @@ impl Meaning {
     fn of(event: &PaymentEvent) -> Self {
         Self {
             processor_ref: event.processor_ref.clone(),
-            order_ref: event.order_ref.clone(),
+            order_ref: event.merchant_ref.clone().unwrap_or_default(),
             status: event.status.as_str().to_owned(),
             amount: event.amount,
             test_order: event.test_order,
@@ -725,12 +725,16 @@ fn replay_in_memory_as(
         }
         let event: PaymentEvent = tokenize(&delivery.body, &form, &verified, None)
             .map_err(|err| TestCaseError::fail(err.to_string()))?;
-        let Some(order) = facts.get_mut(&event.order_ref) else {
-            prop_assert!(sim.expected_orphans.contains_key(&event.order_ref));
+        let order_ref = ReconcilePolicy::default()
+            .order_source
+            .key(&event)
+            .order_ref;
+        let Some(order) = facts.get_mut(&order_ref) else {
+            prop_assert!(sim.expected_orphans.contains_key(&order_ref));
             *outcomes.entry(Outcome::OrderNotFound).or_default() += 1;
             continue;
         };
-        let open = reviews.entry(event.order_ref.clone()).or_default();
+        let open = reviews.entry(order_ref.clone()).or_default();
         if !seen_bodies.insert(event.digest.clone()) {
             // The same bytes again: the genuine body and its exact copy,
             // in either order.

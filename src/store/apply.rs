@@ -29,8 +29,8 @@ use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
     AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
-    OrderFacts, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy, ReviewKind,
-    StatusCategory, StatusField,
+    OrderFacts, OrderOrigin, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy,
+    ReviewKind, StatusCategory, StatusField,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -147,7 +147,7 @@ impl<'a> TokenizedColumns<'a> {
     pub(super) fn of(event: &'a PaymentEvent, currency: &'a Currency) -> Self {
         Self {
             processor_ref: Some(&event.processor_ref),
-            order_ref: Some(&event.order_ref),
+            order_ref: event.merchant_ref.as_deref(),
             order_status: Some(event.status.as_str()),
             amount_minor: Some(event.amount.minor_units()),
             currency: Some(currency.as_str()),
@@ -192,7 +192,7 @@ impl Meaning {
     pub(super) fn of(event: &PaymentEvent) -> Self {
         Self {
             processor_ref: Some(event.processor_ref.clone()),
-            order_ref: Some(event.order_ref.clone()),
+            order_ref: event.merchant_ref.clone(),
             order_status: Some(event.status.as_str().to_owned()),
             amount_minor: Some(event.amount.minor_units()),
             currency: Some(event.amount.currency().as_str().to_owned()),
@@ -206,6 +206,8 @@ impl Meaning {
 #[diesel(table_name = orders)]
 pub(super) struct OrderRow {
     pub(super) id: i64,
+    #[diesel(deserialize_as = Stored<OrderOrigin>)]
+    pub(super) origin: OrderOrigin,
     pub(super) expected_minor: i64,
     pub(super) currency: String,
     pub(super) processor_ref: Option<String>,
@@ -317,7 +319,8 @@ pub(super) async fn apply_repeat(
         )));
     }
     let note = format!("repeat confirmed by {confirmed_by} as a notification of its own");
-    super::batch::apply_recorded(conn, &event, notification_id, policy, Some(&note)).await
+    let key = policy.order_source.key(&event);
+    super::batch::apply_recorded(conn, &event, &key, notification_id, policy, Some(&note)).await
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
@@ -363,7 +366,7 @@ pub(super) async fn stored_event(
             .and_then(|i| EventIdentity::parse(i).ok())
             .ok_or_else(|| invalid("no identity"))?,
         processor_ref: m.processor_ref.ok_or_else(|| invalid("no REFNO"))?,
-        order_ref: m.order_ref.ok_or_else(|| invalid("no REFNOEXT"))?,
+        merchant_ref: m.order_ref,
         status: StatusField::parse(m.order_status.as_deref().unwrap_or_default()),
         fraud_denied: m.fraud_denied,
         test_order: m.test_order,
@@ -559,6 +562,7 @@ pub(super) async fn write_facts(
     diesel::update(orders::table.find(order_id))
         .set((
             orders::status.eq(Stored(decision.new_state)),
+            orders::expected_minor.eq(new.expected.minor_units()),
             orders::processor_ref.eq(new.processor_ref.as_deref()),
             orders::paid_minor.eq(new.paid()),
             orders::refunded_minor.eq(new.refunded()),

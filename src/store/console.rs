@@ -14,7 +14,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 
 use super::{OrderView, ReportPeriod, Store, StoreError};
-use crate::domain::{Currency, Effect, Money, OrderState, Outcome, Pseudonym};
+use crate::domain::{Currency, Effect, Money, OrderOrigin, OrderState, Outcome, Pseudonym};
 
 /// What a console user may do.
 #[derive(
@@ -408,6 +408,11 @@ struct OrderRow {
     #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<OrderOrigin>)]
+    origin: OrderOrigin,
+    #[diesel(sql_type = Nullable<Text>)]
+    merchant_ref: Option<String>,
+    #[diesel(sql_type = Text)]
     #[diesel(deserialize_as = Stored<OrderState>)]
     status: OrderState,
     #[diesel(sql_type = BigInt)]
@@ -582,15 +587,16 @@ impl Store {
     ) -> Result<Vec<OrderView>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<OrderRow> = diesel::sql_query(
-            "SELECT o.order_ref, o.status, o.expected_minor, o.currency, o.paid_minor, \
-                    o.refunded_minor, o.charged_back_minor, o.processor_ref, o.created_at, \
-                    o.updated_at, o.version \
+            "SELECT o.order_ref, o.origin, o.merchant_ref, o.status, o.expected_minor, \
+                    o.currency, o.paid_minor, o.refunded_minor, o.charged_back_minor, \
+                    o.processor_ref, o.created_at, o.updated_at, o.version \
              FROM orders AS o \
              WHERE ($1::text IS NULL OR o.status = $1) \
                AND ($2::text IS NULL OR o.currency = $2) \
                AND ($3::timestamptz IS NULL OR o.created_at >= $3) \
                AND ($4::timestamptz IS NULL OR o.created_at < $4) \
                AND ($5::text IS NULL OR o.order_ref = $5 OR o.processor_ref = $5 \
+                    OR o.merchant_ref = $5 \
                     OR EXISTS (SELECT 1 FROM payments AS p \
                                WHERE p.order_id = o.id AND p.processor_ref = $5)) \
                AND ($6::text IS NULL OR o.order_ref IN ( \
@@ -613,6 +619,8 @@ impl Store {
                     .map_err(|err| StoreError::Invalid(format!("order {}: {err}", r.order_ref)))?;
                 Ok(OrderView {
                     order_ref: r.order_ref,
+                    origin: r.origin,
+                    merchant_ref: r.merchant_ref,
                     status: r.status,
                     amount: money(r.expected_minor, currency),
                     currency: currency.as_str().to_owned(),

@@ -12,7 +12,9 @@ use serde::Serialize;
 use super::reports::rfc3339;
 use super::schema::{notifications, order_events, orders, payments};
 use super::{Store, StoreError};
-use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState, Pseudonym};
+use crate::domain::{
+    Currency, Effect, Money, OrderOrigin, OrderState, PaymentFacts, PaymentState, Pseudonym,
+};
 
 /// An order as the shop knows it, before any notification.
 #[derive(Debug, Clone, Eq)]
@@ -249,7 +251,15 @@ pub struct PaymentView {
 /// An order with its reconciled state, payments and ledger.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderView {
+    /// The order's reference: the merchant's, or `REFNO` for an order the
+    /// processor's notices made (`origin`).
     pub order_ref: String,
+    /// Who made the order: `merchant` (imported) or `processor` (from its
+    /// notices: hosted cart, renewals).
+    pub origin: OrderOrigin,
+    /// A processor order's merchant reference, when a notice named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_ref: Option<String>,
     pub status: OrderState,
     pub amount: String,
     pub currency: String,
@@ -281,6 +291,9 @@ pub struct OrderView {
 struct OrderRecord {
     id: i64,
     order_ref: String,
+    #[diesel(deserialize_as = Stored<OrderOrigin>)]
+    origin: OrderOrigin,
+    merchant_ref: Option<String>,
     expected_minor: i64,
     currency: String,
     #[diesel(deserialize_as = Stored<OrderState>)]
@@ -303,6 +316,8 @@ impl OrderRecord {
             self.id,
             OrderView {
                 order_ref: self.order_ref,
+                origin: self.origin,
+                merchant_ref: self.merchant_ref,
                 status: self.status,
                 amount: money(self.expected_minor),
                 currency: currency.as_str().to_owned(),
@@ -419,12 +434,28 @@ impl Store {
     /// One order with its ledger, or `None` when the shop never registered it.
     pub async fn order(&self, order_ref: &str) -> Result<Option<OrderView>, StoreError> {
         let mut conn = self.conn().await?;
-        let record: Option<OrderRecord> = orders::table
+        // The order's own reference first; else the other reference an
+        // order carries (a merchant order's REFNO, a processor order's
+        // merchant reference), the oldest such order.
+        let mut record: Option<OrderRecord> = orders::table
             .filter(orders::order_ref.eq(order_ref))
             .select(OrderRecord::as_select())
             .first(&mut conn)
             .await
             .optional()?;
+        if record.is_none() {
+            record = orders::table
+                .filter(
+                    orders::processor_ref
+                        .eq(order_ref)
+                        .or(orders::merchant_ref.eq(order_ref)),
+                )
+                .order(orders::id.asc())
+                .select(OrderRecord::as_select())
+                .first(&mut conn)
+                .await
+                .optional()?;
+        }
         let Some(record) = record else {
             return Ok(None);
         };

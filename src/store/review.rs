@@ -40,7 +40,8 @@ use crate::domain::review::{
     ActionEffect, Misfit, RefundOutsideError, ReviewAction, allowed_actions, effect, refund_outside,
 };
 use crate::domain::{
-    Currency, Decision, Effect, Money, OrderState, Outcome, ReconcilePolicy, ReviewKind,
+    Currency, Decision, Effect, Money, OrderKey, OrderOrigin, OrderState, Outcome, ReconcilePolicy,
+    ReviewKind,
 };
 
 /// Which review items to list, by status.
@@ -732,17 +733,26 @@ impl Run<'_> {
             .map(str::trim)
             .unwrap_or(&named)
             .to_owned();
-        let exists: Option<i64> = orders::table
+        let origin: Option<Stored<OrderOrigin>> = orders::table
             .filter(orders::order_ref.eq(&target))
-            .select(orders::id)
+            .select(orders::origin)
             .first(conn)
             .await
             .optional()?;
-        if exists.is_none() {
+        let Some(Stored(origin)) = origin else {
             return Err(ResolveError::UnknownOrder(target));
-        }
+        };
+        // The notices waiting under the item's reference: those that named
+        // it, and those that named no merchant reference and were looked
+        // for under their REFNO.
         let waiting: Vec<i64> = notifications::table
-            .filter(notifications::order_ref.eq(&named))
+            .filter(
+                notifications::order_ref
+                    .eq(&named)
+                    .or(notifications::order_ref
+                        .is_null()
+                        .and(notifications::processor_ref.eq(&named))),
+            )
             .filter(notifications::outcome.eq(Stored(Outcome::OrderNotFound)))
             .filter(notifications::repeat_of.is_null())
             .filter(notifications::identity.is_not_null())
@@ -763,11 +773,16 @@ impl Run<'_> {
             self.by, self.request.item_id
         );
         for notification_id in waiting {
-            let mut event = stored_event(conn, notification_id).await?;
-            event.order_ref = target.clone();
+            let event = stored_event(conn, notification_id).await?;
+            let key = OrderKey {
+                origin,
+                order_ref: target.clone(),
+                creates: false,
+            };
             let report = super::batch::apply_recorded(
                 conn,
                 &event,
+                &key,
                 notification_id,
                 &self.request.policy,
                 Some(&ledger_note),

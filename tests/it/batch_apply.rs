@@ -49,7 +49,7 @@ fn event(
         } else {
             refno.to_owned()
         },
-        order_ref: order_ref.to_owned(),
+        merchant_ref: Some(order_ref.to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,

@@ -29,6 +29,7 @@ mod metrics_exported;
 mod network_faults;
 mod operators;
 mod outages;
+mod processor_orders;
 mod review_actions;
 mod service_restarts;
 mod settlement;

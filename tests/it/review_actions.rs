@@ -43,7 +43,7 @@ fn event(
         )
         .expect("identity"),
         processor_ref: refno.to_owned(),
-        order_ref: order_ref.to_owned(),
+        merchant_ref: Some(order_ref.to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,

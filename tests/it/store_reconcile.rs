@@ -28,7 +28,7 @@ fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str)
         identity: EventIdentity::parse(digest.as_str()).expect("identity"),
         digest,
         processor_ref: "71000102".to_owned(),
-        order_ref: order_ref.to_owned(),
+        merchant_ref: Some(order_ref.to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,

@@ -19,6 +19,7 @@
 //! - [`status`]: the processor's [`OrderStatus`] and our [`OrderState`];
 //! - [`pan`]: the card-number guard;
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
+//! - [`origin`]: which order a notice is about ([`OrderSource`], [`OrderKey`]);
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
 //!   booked (figures, posting rules, accounts).
@@ -120,6 +121,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 
 pub mod journal;
 pub mod money;
+pub mod origin;
 pub mod pan;
 pub mod reconcile;
 pub mod repeats;
@@ -130,6 +132,7 @@ pub mod sweep;
 pub mod tokenize;
 
 pub use money::{Currency, CurrencyError, Money, MoneyError};
+pub use origin::{OrderKey, OrderOrigin, OrderSource, UnknownOrderOrigin, processor_expected};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{
     AutoResolution, Decision, Effect, NewReviewItem, OrderFacts, Outcome, PaymentFacts,

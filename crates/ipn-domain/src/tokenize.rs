@@ -312,8 +312,11 @@ pub struct PaymentEvent {
     pub identity: EventIdentity,
     /// `REFNO`: the processor's order reference, digits only.
     pub processor_ref: String,
-    /// `REFNOEXT`: the merchant's order reference (`orders.order_ref`).
-    pub order_ref: String,
+    /// `REFNOEXT`: the merchant's order reference, when the checkout set
+    /// one (the hosted cart and the processor's renewals leave it empty).
+    /// Which order the event is about is [`crate::OrderSource::key`]'s
+    /// decision.
+    pub merchant_ref: Option<String>,
     pub status: StatusField,
     /// `FRAUD_STATUS` was `DENIED`.
     pub fraud_denied: bool,
@@ -345,7 +348,7 @@ impl fmt::Debug for PaymentEvent {
             .field("digest", &self.digest)
             .field("identity", &self.identity)
             .field("processor_ref", &self.processor_ref)
-            .field("order_ref", &self.order_ref)
+            .field("merchant_ref", &self.merchant_ref)
             .field("status", &self.status)
             .field("fraud_denied", &self.fraud_denied)
             .field("test_order", &self.test_order)
@@ -428,7 +431,11 @@ pub fn tokenize(
     // Required under its own name: it is the one field the identity leaves
     // out, so a copy that renamed it would otherwise count twice.
     required(form, fields::IPN_DATE)?;
-    let order_ref = parse_order_ref(required(form, fields::REFNOEXT)?)?;
+    // Optional: empty for hosted-cart orders and renewals, absent when the
+    // merchant's IPN settings leave it out (docs/protocol.md §1.1).
+    let merchant_ref = optional(form, fields::REFNOEXT)
+        .map(parse_order_ref)
+        .transpose()?;
     let status = StatusField::parse(required(form, fields::ORDERSTATUS)?);
     let amount = parse_amount(form)?;
     let payment_method = optional(form, fields::PAYMETHOD_CODE)
@@ -443,7 +450,7 @@ pub fn tokenize(
         digest: BodyDigest::of(raw_body),
         identity,
         processor_ref,
-        order_ref,
+        merchant_ref,
         status,
         fraud_denied: form.get(fields::FRAUD_STATUS) == Some("DENIED"),
         test_order: form.get(fields::TEST_ORDER) == Some("1"),
@@ -551,6 +558,45 @@ fn parse_date(
     }
 }
 
+/// Events for the unit tests of other modules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// An event of order `processor_ref` (merchant reference `merchant`)
+    /// with `status` and `amount` in `currency`; its digest and identity
+    /// derive from all of them.
+    pub(crate) fn event(
+        processor_ref: &str,
+        merchant: Option<&str>,
+        status: &str,
+        amount: &str,
+        currency: &str,
+    ) -> PaymentEvent {
+        let tag = format!("{processor_ref} {merchant:?} {status} {amount} {currency}");
+        let digest = BodyDigest::of(tag.as_bytes());
+        PaymentEvent {
+            identity: EventIdentity(digest.as_str().to_owned()),
+            digest,
+            processor_ref: processor_ref.to_owned(),
+            merchant_ref: merchant.map(str::to_owned),
+            status: StatusField::parse(status),
+            fraud_denied: false,
+            test_order: false,
+            amount: Money::parse(amount, currency).expect("a test amount"),
+            payment_method: None,
+            sale_date: None,
+            payment_date: None,
+            complete_date: None,
+            ipn_date: None,
+            key_id: KeyId::parse("default").expect("a key id"),
+            algorithm: Algorithm::Sha256,
+            customer_pseudonym: None,
+            pan_fields: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,7 +669,7 @@ mod tests {
         let event = run(&raw, Some(&key)).unwrap();
         assert_eq!(event.digest, BodyDigest::of(raw.as_bytes()));
         assert_eq!(event.processor_ref, "1000037");
-        assert_eq!(event.order_ref, "ORD-2016-0001");
+        assert_eq!(event.merchant_ref.as_deref(), Some("ORD-2016-0001"));
         assert_eq!(event.status, StatusField::Known(OrderStatus::Complete));
         assert!(!event.fraud_denied);
         assert!(!event.test_order);
@@ -686,13 +732,7 @@ mod tests {
 
     #[test]
     fn required_fields() {
-        for field in [
-            "REFNO",
-            "REFNOEXT",
-            "ORDERSTATUS",
-            "IPN_TOTALGENERAL",
-            "CURRENCY",
-        ] {
+        for field in ["REFNO", "ORDERSTATUS", "IPN_TOTALGENERAL", "CURRENCY"] {
             assert_eq!(err(&[(field, None)]), TokenizeError::MissingField(field));
             assert_eq!(
                 err(&[(field, Some(""))]),
@@ -700,9 +740,20 @@ mod tests {
             );
         }
         assert_eq!(
-            TokenizeError::MissingField("REFNOEXT").to_string(),
-            "required field `REFNOEXT` is missing or empty"
+            TokenizeError::MissingField("REFNO").to_string(),
+            "required field `REFNO` is missing or empty"
         );
+    }
+
+    #[test]
+    fn a_hosted_cart_order_names_no_merchant_reference() {
+        // Empty (the cart set none: hosted cart, renewals) and absent (the
+        // merchant's IPN settings leave the field out) are the same.
+        for refnoext in [Some(""), None] {
+            let event = ok(&[("REFNOEXT", refnoext)]);
+            assert_eq!(event.merchant_ref, None, "{refnoext:?}");
+            assert_eq!(event.processor_ref, "1000037");
+        }
     }
 
     #[test]
@@ -751,7 +802,8 @@ mod tests {
         );
         assert_eq!(
             ok(&[("REFNOEXT", Some(&"é".repeat(100)))])
-                .order_ref
+                .merchant_ref
+                .unwrap_or_default()
                 .chars()
                 .count(),
             100

@@ -4,6 +4,7 @@
 use super::*;
 use crate::ipn::{Algorithm, KeyId};
 use crate::money::{Currency, Money};
+use crate::origin::OrderSource;
 use crate::tokenize::{BodyDigest, EventIdentity};
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -29,7 +30,7 @@ fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> Pa
         digest: BodyDigest::of(tag.as_bytes()),
         identity: EventIdentity::parse(BodyDigest::of(tag.as_bytes()).as_str()).unwrap(),
         processor_ref: processor_ref.to_owned(),
-        order_ref: "ORD-1".to_owned(),
+        merchant_ref: Some("ORD-1".to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,
@@ -564,6 +565,7 @@ fn test_orders_are_ignored_unless_enabled() {
     assert_eq!(d.new_state, OrderState::Pending);
     let enabled = ReconcilePolicy {
         apply_test_orders: true,
+        ..ReconcilePolicy::default()
     };
     assert_eq!(
         decide(&new_order(), &test, &enabled).new_state,
@@ -808,7 +810,8 @@ fn fixture_notifications_reach_the_expected_states() {
             events.iter().collect()
         };
         for event in sequence {
-            let facts = state.get_mut(&event.order_ref).unwrap();
+            let key = OrderSource::default().key(event);
+            let facts = state.get_mut(&key.order_ref).unwrap();
             let decision = decide(facts, event, &ReconcilePolicy::default());
             for text in std::iter::once(&decision.reason)
                 .chain(decision.review_items.iter().map(|item| &item.details))
@@ -1051,7 +1054,10 @@ proptest! {
             .prop_flat_map(|events| (Just(events.clone()), Just(events).prop_shuffle())),
         apply_test_orders in any::<bool>(),
     ) {
-        let policy = ReconcilePolicy { apply_test_orders };
+        let policy = ReconcilePolicy {
+            apply_test_orders,
+            ..ReconcilePolicy::default()
+        };
         let (expected, expected_decisions) = replay(&canonical, &policy)?;
         let (actual, actual_decisions) = replay(&shuffled, &policy)?;
         prop_assert_eq!(actual.state(), expected.state());
