@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use ipn_reconciler::domain::{PseudonymKey, ReconcilePolicy};
+use ipn_reconciler::domain::{Currencies, PseudonymKey, ReconcilePolicy};
 use ipn_reconciler::health::Health;
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, SecretKey, SignaturePolicy, sign};
 use ipn_reconciler::metrics::{Metrics, Role};
@@ -251,6 +251,7 @@ pub fn pipeline_config() -> PipelineConfig {
         pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii())),
         reconcile: ReconcilePolicy::default(),
         expected_fields: Vec::new(),
+        currencies: Currencies::iso(),
     }
 }
 
@@ -381,10 +382,12 @@ pub async fn paid_orders(
         .collect()
 }
 
-/// Orders as `fixtures/orders.csv` would hold them.
+/// Orders as `fixtures/orders.csv` would hold them, their currencies read
+/// with the store's table.
 pub async fn import_orders_csv(store: &Store, csv: &str) {
     let orders =
-        ipn_reconciler::store::orders::parse_orders_csv(csv.as_bytes()).expect("orders csv");
+        ipn_reconciler::store::orders::parse_orders_csv(csv.as_bytes(), store.currencies())
+            .expect("orders csv");
     store.import_orders(&orders).await.expect("import");
 }
 
