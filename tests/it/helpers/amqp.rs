@@ -331,6 +331,18 @@ pub fn test_key() -> SecretKey {
 /// A fixture body rewritten for another order (`REFNOEXT`, `REFNO`,
 /// `MESSAGE_ID`) and signed again with `key`.
 pub fn resigned(fixture: &str, order_ref: &str, refno: u64, key: &SecretKey) -> Vec<u8> {
+    resigned_with(fixture, order_ref, refno, &[], key)
+}
+
+/// [`resigned`], with the values of other fields replaced too (`changes`:
+/// name and new value, e.g. `("CURRENCY", "ZZB")`).
+pub fn resigned_with(
+    fixture: &str,
+    order_ref: &str,
+    refno: u64,
+    changes: &[(&str, &str)],
+    key: &SecretKey,
+) -> Vec<u8> {
     let body = std::fs::read(repo_path(&format!("fixtures/ipn/{fixture}"))).expect("fixture");
     let form = FormBody::parse(&body, &FormLimits::default()).expect("fixture parses");
     let fields = form
@@ -342,7 +354,11 @@ pub fn resigned(fixture: &str, order_ref: &str, refno: u64, key: &SecretKey) -> 
                 "REFNOEXT" => field.value = order_ref.to_owned(),
                 "REFNO" => field.value = refno.to_string(),
                 "MESSAGE_ID" => field.value = format!("{}{refno}", field.value),
-                _ => {}
+                name => {
+                    if let Some((_, value)) = changes.iter().find(|(n, _)| *n == name) {
+                        (*value).clone_into(&mut field.value);
+                    }
+                }
             }
             field
         })
