@@ -450,6 +450,7 @@ fn start_intake(
         keys: pipeline.keys.clone(),
         signatures: pipeline.signatures,
         expected_fields: pipeline.expected_fields.clone(),
+        currencies: pipeline.currencies.clone(),
         pseudonym_key: pipeline.pseudonym_key.clone(),
         publisher,
         metrics: metrics.clone(),

@@ -510,10 +510,11 @@ async fn settle_books(
     let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
     let mut csv = Vec::new();
     write_settlement_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let lines = parse_settlement(csv.as_slice(), &Mapping::default()).map_err(|e| invalid(&e))?;
+    let lines = parse_settlement(csv.as_slice(), &Mapping::default(), store.currencies())
+        .map_err(|e| invalid(&e))?;
     let mut csv = Vec::new();
     write_payouts_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let payouts = parse_payouts(csv.as_slice()).map_err(|e| invalid(&e))?;
+    let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
     let imported = store
         .import_settlement(&lines, &payouts, ImportOptions::default(), &|_| {})
         .await?;

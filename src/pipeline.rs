@@ -11,8 +11,8 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::domain::{
-    BodyDigest, OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy, ReviewKind,
-    TokenizeError, pan, tokenize,
+    BodyDigest, Currencies, OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy,
+    ReviewKind, TokenizeError, pan, tokenize,
 };
 use crate::ipn::form::printable_name;
 use crate::ipn::{
@@ -33,6 +33,10 @@ pub struct PipelineConfig {
     /// signature covers values, not names, so without this check a copy
     /// whose `TEST_ORDER` was renamed would verify and pay a real order.
     pub expected_fields: Vec<String>,
+    /// The currency table (`allow-currency`) a notification's amount is
+    /// read with: the settings' own ([`crate::settings::Loaded::currencies`]),
+    /// the same the store reads rows with.
+    pub currencies: Currencies,
 }
 
 impl fmt::Debug for PipelineConfig {
@@ -47,6 +51,7 @@ impl fmt::Debug for PipelineConfig {
             )
             .field("reconcile", &self.reconcile)
             .field("expected_fields", &self.expected_fields)
+            .field("currencies", &self.currencies)
             .finish()
     }
 }
@@ -201,22 +206,30 @@ impl Unusable {
 }
 
 /// Judges a verified body without I/O: the expected fields, then
-/// tokenization.
+/// tokenization (the amount read with `currencies`).
 ///
 /// [`Pipeline::judge`] calls it for the worker and `process`, and the
 /// intake for the bodies it verifies, so that the intake refuses a body at
-/// the door for no rule but the worker's.
+/// the door for no rule but the worker's (and with the same currency
+/// table: an allowed currency's amount is not refused at the door).
 pub fn judge_verified(
     raw_body: &[u8],
     form: &FormBody,
     verified: &Verified,
     expected_fields: &[String],
+    currencies: &Currencies,
     pseudonym_key: Option<&PseudonymKey>,
 ) -> Result<PaymentEvent, Unusable> {
     if let Some(missing) = missing_expected_field(form, expected_fields) {
         return Err(Unusable::MissingExpectedField(missing.to_owned()));
     }
-    Ok(tokenize(raw_body, form, verified, pseudonym_key)?)
+    Ok(tokenize(
+        raw_body,
+        form,
+        verified,
+        currencies,
+        pseudonym_key,
+    )?)
 }
 
 /// Whether the worker parks a verified body it judged `unusable` as
@@ -309,6 +322,7 @@ impl Pipeline {
             &form,
             &verified,
             &self.config.expected_fields,
+            &self.config.currencies,
             self.config.pseudonym_key.as_ref(),
         ) {
             Ok(event) => Judgement::Event(Box::new((event, verified))),
@@ -516,7 +530,7 @@ mod tests {
             algorithm: Algorithm::Sha3_256,
         };
         let expected: Vec<String> = expected.iter().map(|n| (*n).to_owned()).collect();
-        judge_verified(raw, &form, &verified, &expected, None)
+        judge_verified(raw, &form, &verified, &expected, &Currencies::iso(), None)
     }
 
     #[test]

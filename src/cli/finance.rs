@@ -12,9 +12,9 @@ use super::args::database;
 use super::args::{ConfigFile, DatabaseFlags};
 use super::dates::{period, period_end, period_start};
 use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
-use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;
 use crate::domain::review::ReviewAction;
+use crate::domain::{Currencies, ReviewKind};
 use crate::store::reports::rfc3339;
 use crate::store::review::{self, ReviewStatus};
 use crate::store::{
@@ -390,7 +390,9 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                         serde_json::to_writer_pretty(&mut out, &detail)?;
                         writeln!(out)?;
                     }
-                    ShowFormat::Table => write_review_detail(&mut out, &detail)?,
+                    ShowFormat::Table => {
+                        write_review_detail(&mut out, &detail, store.currencies())?;
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             })
@@ -542,8 +544,13 @@ fn write_review_table(out: &mut impl Write, groups: &[ReviewGroup]) -> std::io::
     }
 }
 
-/// `review show` for people.
-fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::Result<()> {
+/// `review show` for people (amounts read with `currencies`, the store's
+/// table).
+fn write_review_detail(
+    out: &mut impl Write,
+    detail: &ReviewDetail,
+    currencies: &Currencies,
+) -> std::io::Result<()> {
     let item = &detail.item;
     writeln!(out, "review item    #{} ({})", item.id, item.status)?;
     writeln!(out, "kind           {}", item.kind)?;
@@ -582,7 +589,7 @@ fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::
             table_time(&r.at),
             r.note
         )?;
-        if let (Some(amount), Some(currency)) = (r.amount(), &r.currency) {
+        if let (Some(amount), Some(currency)) = (r.amount(currencies), &r.currency) {
             write!(out, " ({amount} {currency})")?;
         }
         if let Some(order) = &r.order_ref

@@ -169,8 +169,9 @@ pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
 pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
     match command {
         OrdersCommand::Import { db, file } => {
-            // Settings first: they say which currencies besides ISO 4217
-            // the file may use, and with how many decimals.
+            // Settings first: their currency table says which currencies
+            // besides ISO 4217 the file may use, and with how many
+            // decimals; the store checks the orders against the same one.
             let settings = args::database(config, &db)?;
             let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin())
@@ -180,7 +181,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                         .with_context(|| format!("cannot open {}", file.display()))?,
                 )
             };
-            let orders = match parse_orders_csv(input) {
+            let orders = match parse_orders_csv(input, &settings.currencies) {
                 Ok(orders) => orders,
                 Err(
                     err @ (ImportError::Header(_) | ImportError::Rows(_) | ImportError::Csv(_)),

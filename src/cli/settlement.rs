@@ -143,11 +143,11 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
                 }
                 None => Mapping::default(),
             };
-            let lines = parse_settlement(read(&file)?, &mapping)
+            let lines = parse_settlement(read(&file)?, &mapping, &database.currencies)
                 .with_context(|| file.display().to_string())
                 .map_err(CliError::usage)?;
             let payouts = match &payouts {
-                Some(path) => parse_payouts(read(path)?)
+                Some(path) => parse_payouts(read(path)?, &database.currencies)
                     .with_context(|| path.display().to_string())
                     .map_err(CliError::usage)?,
                 None => Vec::new(),

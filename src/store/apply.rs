@@ -28,9 +28,9 @@ use super::schema::{notifications, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
-    AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
-    OrderFacts, OrderOrigin, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy,
-    ReviewKind, StatusCategory, StatusField,
+    AutoResolution, BodyDigest, Currencies, Currency, Decision, EventIdentity, Money,
+    NewReviewItem, OrderFacts, OrderOrigin, OrderState, Outcome, PaymentEvent, PaymentFacts,
+    ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -232,18 +232,25 @@ pub(super) struct PaymentRow {
 pub(super) async fn load_facts(
     conn: &mut AsyncPgConnection,
     order: &OrderRow,
+    currencies: &Currencies,
 ) -> Result<OrderFacts, StoreError> {
     let rows: Vec<PaymentRow> = payments::table
         .filter(payments::order_id.eq(order.id))
         .select(PaymentRow::as_select())
         .load(conn)
         .await?;
-    facts_of(order, rows)
+    facts_of(order, rows, currencies)
 }
 
-/// An order's facts from its row and its payments' rows.
-pub(super) fn facts_of(order: &OrderRow, rows: Vec<PaymentRow>) -> Result<OrderFacts, StoreError> {
-    let currency = Currency::parse(&order.currency)
+/// An order's facts from its row and its payments' rows, its currency read
+/// with `currencies` (the store's table).
+pub(super) fn facts_of(
+    order: &OrderRow,
+    rows: Vec<PaymentRow>,
+    currencies: &Currencies,
+) -> Result<OrderFacts, StoreError> {
+    let currency = currencies
+        .currency(&order.currency)
         .map_err(|err| StoreError::Invalid(format!("order {}: {err}", order.id)))?;
     Ok(OrderFacts {
         expected: Money::from_minor(order.expected_minor, currency),
@@ -293,7 +300,14 @@ impl Store {
     ) -> Result<ApplyReport, StoreError> {
         let mut conn = self.conn().await?;
         conn.transaction::<_, StoreError, _>(async |conn| {
-            apply_repeat(conn, notification_id, confirmed_by, policy).await
+            apply_repeat(
+                conn,
+                notification_id,
+                confirmed_by,
+                policy,
+                self.currencies(),
+            )
+            .await
         })
         .await
     }
@@ -305,8 +319,9 @@ pub(super) async fn apply_repeat(
     notification_id: i64,
     confirmed_by: &str,
     policy: &ReconcilePolicy,
+    currencies: &Currencies,
 ) -> Result<ApplyReport, StoreError> {
-    let event = stored_event(conn, notification_id).await?;
+    let event = stored_event(conn, notification_id, currencies).await?;
     let (Stored(outcome), repeat_of): (Stored<Outcome>, Option<i64>) = notifications::table
         .find(notification_id)
         .select((notifications::outcome, notifications::repeat_of))
@@ -320,14 +335,25 @@ pub(super) async fn apply_repeat(
     }
     let note = format!("repeat confirmed by {confirmed_by} as a notification of its own");
     let key = policy.order_source.key(&event);
-    super::batch::apply_recorded(conn, &event, &key, notification_id, policy, Some(&note)).await
+    super::batch::apply_recorded(
+        conn,
+        &event,
+        &key,
+        notification_id,
+        policy,
+        currencies,
+        Some(&note),
+    )
+    .await
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
-/// tokenized notification: everything `decide` needs is in its columns).
+/// tokenized notification: everything `decide` needs is in its columns),
+/// its amount read with `currencies` (the store's table).
 pub(super) async fn stored_event(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
+    currencies: &Currencies,
 ) -> Result<PaymentEvent, StoreError> {
     #[derive(Queryable)]
     struct Row {
@@ -356,7 +382,7 @@ pub(super) async fn stored_event(
     let currency = m
         .currency
         .as_deref()
-        .and_then(|c| Currency::parse(c).ok())
+        .and_then(|c| currencies.currency(c).ok())
         .ok_or_else(|| invalid("no currency"))?;
     Ok(PaymentEvent {
         digest: BodyDigest::parse(&row.body_sha256).map_err(|_| invalid("bad digest"))?,

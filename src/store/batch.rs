@@ -71,8 +71,8 @@ use super::reuse::Reuse;
 use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::{
-    AutoResolution, NewReviewItem, OrderFacts, OrderKey, OrderOrigin, Outcome, PaymentEvent,
-    ReconcilePolicy, ReviewKind, decide, processor_expected,
+    AutoResolution, Currencies, NewReviewItem, OrderFacts, OrderKey, OrderOrigin, Outcome,
+    PaymentEvent, ReconcilePolicy, ReviewKind, decide, processor_expected,
 };
 
 /// One notification of a batch: the event and when it was received.
@@ -144,8 +144,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
-        conn.transaction::<_, StoreError, _>(async |conn| apply_batch_in(conn, items, policy).await)
-            .await
+        let currencies = self.currencies();
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            apply_batch_in(conn, items, policy, currencies).await
+        })
+        .await
     }
 }
 
@@ -221,6 +224,7 @@ async fn apply_batch_in(
     conn: &mut AsyncPgConnection,
     items: &[BatchItem],
     policy: &ReconcilePolicy,
+    currencies: &Currencies,
 ) -> Result<Vec<ApplyReport>, StoreError> {
     let shared: &AsyncPgConnection = conn;
     let mut reports: Vec<ApplyReport> = vec![ApplyReport::only(Outcome::Duplicate); items.len()];
@@ -401,7 +405,7 @@ async fn apply_batch_in(
     // The orders of the notifications that carry their identity (all of
     // the batch's are locked; the others stay as they are), decided in
     // batch order.
-    let mut books = Books::of(order_rows, payment_rows)?;
+    let mut books = Books::of(order_rows, payment_rows, currencies)?;
     let mut outcomes: HashMap<i64, (Outcome, String)> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         let Role::First { row } = roles[index] else {
@@ -463,20 +467,21 @@ async fn apply_batch_in(
 /// applies (a confirmed repeat, an orphan linked to its order), where
 /// there is no delivery to claim and the row keeps its role (`repeat_of`).
 /// `ledger_note` says who, on the ledger row. Called in the caller's
-/// transaction.
+/// transaction; `currencies` is the store's table.
 pub(super) async fn apply_recorded(
     conn: &mut AsyncPgConnection,
     event: &PaymentEvent,
     key: &OrderKey,
     notification_id: i64,
     policy: &ReconcilePolicy,
+    currencies: &Currencies,
     ledger_note: Option<&str>,
 ) -> Result<ApplyReport, StoreError> {
     let shared: &AsyncPgConnection = conn;
     let order_refs = [key.order_ref.as_str()];
     let (order_rows, payment_rows) = lock_orders(shared, &order_refs);
     let (order_rows, payment_rows) = futures::join!(order_rows, payment_rows);
-    let mut books = Books::of(order_rows?, payment_rows?)?;
+    let mut books = Books::of(order_rows?, payment_rows?, currencies)?;
     let mut effects = Effects::default();
     let mut report = ApplyReport::only(Outcome::OrderNotFound);
     let (outcome, reason) = effects.decide(
@@ -588,9 +593,12 @@ struct Books {
 }
 
 impl Books {
+    /// The books of the loaded rows, their currencies read with
+    /// `currencies` (the store's table).
     fn of(
         order_rows: Vec<(String, OrderRow)>,
         payment_rows: Vec<PaymentRow>,
+        currencies: &Currencies,
     ) -> Result<Self, StoreError> {
         let mut payments_by_order: HashMap<i64, Vec<PaymentRow>> = HashMap::new();
         for row in payment_rows {
@@ -600,7 +608,8 @@ impl Books {
         let mut created = HashMap::new();
         let mut origins = HashMap::new();
         for (order_ref, row) in &order_rows {
-            let facts = facts_of(row, payments_by_order.remove(&row.id).unwrap_or_default())?;
+            let payments = payments_by_order.remove(&row.id).unwrap_or_default();
+            let facts = facts_of(row, payments, currencies)?;
             orders.insert(order_ref.clone(), (row.id, facts.clone(), facts));
             created.insert(row.id, row.created_at);
             origins.insert(row.id, row.origin);
@@ -1360,7 +1369,7 @@ mod tests {
             status: StatusField::parse("COMPLETE"),
             fraud_denied: false,
             test_order: false,
-            amount: Money::parse("10.00", "EUR").unwrap(),
+            amount: Money::iso("10.00", "EUR").unwrap(),
             payment_method: Some("CC".to_owned()),
             sale_date: None,
             payment_date: None,

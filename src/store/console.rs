@@ -615,7 +615,9 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let currency = Currency::parse(&r.currency)
+                let currency = self
+                    .currencies()
+                    .currency(&r.currency)
                     .map_err(|err| StoreError::Invalid(format!("order {}: {err}", r.order_ref)))?;
                 Ok(OrderView {
                     order_ref: r.order_ref,
@@ -681,7 +683,7 @@ impl Store {
                 let amount = r
                     .amount_minor
                     .zip(r.currency.as_deref())
-                    .map(|(minor, code)| match Currency::parse(code) {
+                    .map(|(minor, code)| match self.currencies().currency(code) {
                         Ok(c) => format!("{} {c}", money(minor, c)),
                         Err(_) => format!("{minor} (minor units)"),
                     });
@@ -740,7 +742,7 @@ impl Store {
             .filter_map(|r| {
                 Some(DailyMoney {
                     day: r.day,
-                    currency: Currency::parse(&r.currency).ok()?,
+                    currency: self.currencies().currency(&r.currency).ok()?,
                     paid: r.paid,
                     refunded: r.refunded,
                     taken_back: r.taken_back,

@@ -26,6 +26,7 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::domain::{Currencies, Currency};
 use crate::secret::SecretUrl;
 
 pub use apply::{ApplyReport, RejectedNotification};
@@ -57,6 +58,12 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// `lock_timeout` of every pooled connection.
     pub lock_timeout: Duration,
+    /// The currency table (`allow-currency`): the store reads the
+    /// currency codes of its rows with it, and checks imported orders
+    /// against it, so that a stored amount means what it meant when it
+    /// was written. The settings' own
+    /// ([`crate::settings::Loaded::currencies`]).
+    pub currencies: Currencies,
 }
 
 /// What [`Store::connect`] does about a missing database and the schema.
@@ -403,6 +410,20 @@ impl Store {
 
     pub fn settings(&self) -> &DatabaseSettings {
         &self.settings
+    }
+
+    /// The currency table the store was built with
+    /// ([`DatabaseSettings::currencies`]).
+    pub fn currencies(&self) -> &Currencies {
+        &self.settings.currencies
+    }
+
+    /// The currency of a code read from a row, in the store's table; a
+    /// code that is not three letters is an invalid row.
+    pub(crate) fn currency(&self, code: &str) -> Result<Currency, StoreError> {
+        self.currencies()
+            .currency(code)
+            .map_err(|err| StoreError::Invalid(err.to_string()))
     }
 
     /// A connection from the pool.

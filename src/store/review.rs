@@ -40,8 +40,8 @@ use crate::domain::review::{
     ActionEffect, Misfit, RefundOutsideError, ReviewAction, allowed_actions, effect, refund_outside,
 };
 use crate::domain::{
-    Currency, Decision, Effect, Money, OrderKey, OrderOrigin, OrderState, Outcome, ReconcilePolicy,
-    ReviewKind,
+    Currencies, Decision, Effect, Money, OrderKey, OrderOrigin, OrderState, Outcome,
+    ReconcilePolicy, ReviewKind,
 };
 
 /// Which review items to list, by status.
@@ -451,7 +451,7 @@ impl Store {
         (|| async {
             let mut conn = self.conn().await?;
             conn.transaction::<_, ResolveError, _>(async |conn| {
-                resolve_in(conn, request, by, note).await
+                resolve_in(conn, request, by, note, self.currencies()).await
             })
             .await
         })
@@ -466,6 +466,7 @@ async fn resolve_in(
     request: &ResolveRequest,
     by: &str,
     note: &str,
+    currencies: &Currencies,
 ) -> Result<ResolveOutcome, ResolveError> {
     let id = request.item_id;
     let item: Option<LockedItem> = review_items::table
@@ -515,6 +516,7 @@ async fn resolve_in(
         request,
         by,
         note,
+        currencies,
         group_of: (request.group && items.len() > 1).then_some(id),
         outcome: ResolveOutcome {
             action: request.action,
@@ -536,7 +538,7 @@ async fn resolve_in(
         ActionEffect::WriteOff => {
             let mut total: Option<Money> = None;
             for item in &items {
-                let at_stake = at_stake(conn, item).await?;
+                let at_stake = at_stake(conn, item, currencies).await?;
                 run.resolve(conn, item, at_stake).await?;
                 total = add(total, at_stake);
             }
@@ -568,6 +570,7 @@ fn add(total: Option<Money>, more: Option<Money>) -> Option<Money> {
 async fn notification_amount(
     conn: &mut AsyncPgConnection,
     item: &LockedItem,
+    currencies: &Currencies,
 ) -> Result<Option<Money>, ResolveError> {
     let Some(notification_id) = item.notification_id else {
         return Ok(None);
@@ -579,7 +582,8 @@ async fn notification_amount(
         .await
         .optional()?;
     Ok(match row {
-        Some((Some(minor), Some(code))) => Currency::parse(&code)
+        Some((Some(minor), Some(code))) => currencies
+            .currency(&code)
             .ok()
             .map(|currency| Money::from_minor(minor.abs(), currency)),
         _ => None,
@@ -593,6 +597,7 @@ async fn notification_amount(
 async fn at_stake(
     conn: &mut AsyncPgConnection,
     item: &LockedItem,
+    currencies: &Currencies,
 ) -> Result<Option<Money>, ResolveError> {
     if let (Some(order_ref), Some(refno)) = (&item.order_ref, &item.processor_ref) {
         let row: Option<(String, i64, i64, bool)> = payments::table
@@ -609,7 +614,7 @@ async fn at_stake(
             .await
             .optional()?;
         if let Some((code, paid, refunded, reversed)) = row
-            && let Ok(currency) = Currency::parse(&code)
+            && let Ok(currency) = currencies.currency(&code)
         {
             let minor = if paid > 0 && refunded > paid {
                 refunded - paid
@@ -621,7 +626,7 @@ async fn at_stake(
             return Ok((minor > 0).then(|| Money::from_minor(minor, currency)));
         }
     }
-    notification_amount(conn, item).await
+    notification_amount(conn, item, currencies).await
 }
 
 /// One resolution being carried out.
@@ -629,6 +634,8 @@ struct Run<'a> {
     request: &'a ResolveRequest,
     by: &'a str,
     note: &'a str,
+    /// The store's currency table, for amounts read from rows.
+    currencies: &'a Currencies,
     group_of: Option<i64>,
     outcome: ResolveOutcome,
 }
@@ -699,15 +706,21 @@ impl Run<'_> {
             let notification_id = item
                 .notification_id
                 .ok_or(ResolveError::NoNotification(item.id))?;
-            let amount = notification_amount(conn, item).await?;
+            let amount = notification_amount(conn, item, self.currencies).await?;
             self.resolve(conn, item, amount).await?;
             total = add(total, amount);
-            let report = apply_repeat(conn, notification_id, self.by, &self.request.policy)
-                .await
-                .map_err(|err| match err {
-                    StoreError::Invalid(why) => ResolveError::CannotApply(why),
-                    other => ResolveError::Store(other),
-                })?;
+            let report = apply_repeat(
+                conn,
+                notification_id,
+                self.by,
+                &self.request.policy,
+                self.currencies,
+            )
+            .await
+            .map_err(|err| match err {
+                StoreError::Invalid(why) => ResolveError::CannotApply(why),
+                other => ResolveError::Store(other),
+            })?;
             self.applied(notification_id, &report);
         }
         self.set_amount(total);
@@ -773,7 +786,7 @@ impl Run<'_> {
             self.by, self.request.item_id
         );
         for notification_id in waiting {
-            let event = stored_event(conn, notification_id).await?;
+            let event = stored_event(conn, notification_id, self.currencies).await?;
             let key = OrderKey {
                 origin,
                 order_ref: target.clone(),
@@ -785,6 +798,7 @@ impl Run<'_> {
                 &key,
                 notification_id,
                 &self.request.policy,
+                self.currencies,
                 Some(&ledger_note),
             )
             .await?;
@@ -814,7 +828,7 @@ impl Run<'_> {
             .await
             .optional()?;
         let order = order.ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
-        let mut facts = load_facts(conn, &order).await?;
+        let mut facts = load_facts(conn, &order, self.currencies).await?;
         // Decided before anything is written: which item refunds what.
         let mut steps = Vec::new();
         let mut first_refusal = None;
@@ -944,9 +958,10 @@ const RESOLUTION_COLUMNS: (
 );
 
 impl ResolutionView {
-    /// The amount as an exact decimal in its currency.
-    pub fn amount(&self) -> Option<String> {
-        let currency = Currency::parse(self.currency.as_deref()?).ok()?;
+    /// The amount as an exact decimal in its currency, read with
+    /// `currencies` (the store's table, [`Store::currencies`]).
+    pub fn amount(&self, currencies: &Currencies) -> Option<String> {
+        let currency = currencies.currency(self.currency.as_deref()?).ok()?;
         Some(Money::from_minor(self.amount_minor?, currency).format_amount())
     }
 }
@@ -1169,7 +1184,7 @@ impl Store {
                     order_ref,
                     order_status,
                     amount: minor.zip(currency.as_deref()).map(|(minor, code)| {
-                        Currency::parse(code).map_or_else(
+                        self.currencies().currency(code).map_or_else(
                             |_| minor.to_string(),
                             |c| Money::from_minor(minor, c).format_amount(),
                         )
@@ -1201,7 +1216,7 @@ impl Store {
                         at,
                         processor_ref,
                         kind,
-                        amount: Currency::parse(&currency).map_or_else(
+                        amount: self.currencies().currency(&currency).map_or_else(
                             |_| minor.to_string(),
                             |c| Money::from_minor(minor, c).format_amount(),
                         ),

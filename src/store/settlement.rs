@@ -31,7 +31,7 @@ use crate::domain::settlement::{
     Finding, Ledger, LedgerPayment, LineKind, LineMatch, LineStatus, MatchedBy, Payout, Settled,
     SettlementLine, Tolerance, check_payout, classify,
 };
-use crate::domain::{Currency, Money};
+use crate::domain::{Currencies, Currency, Money};
 
 /// The advisory lock key of settlement imports (`ipn-settle` in ASCII).
 pub const IMPORT_LOCK: i64 = 0x69706e2d736574;
@@ -164,12 +164,12 @@ impl Store {
                 .read_only()
                 .repeatable_read()
                 .run::<_, StoreError, _>(async |conn| {
-                    import_in(conn, lines, payouts, options, progress).await
+                    import_in(conn, lines, payouts, options, progress, self.currencies()).await
                 })
                 .await
         } else {
             conn.transaction::<_, StoreError, _>(async |conn| {
-                import_in(conn, lines, payouts, options, progress).await
+                import_in(conn, lines, payouts, options, progress, self.currencies()).await
             })
             .await
         }
@@ -182,6 +182,7 @@ async fn import_in(
     payouts: &[Payout],
     options: ImportOptions,
     progress: &(dyn Fn(u64) + Sync),
+    currencies: &Currencies,
 ) -> Result<ImportSummary, StoreError> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(IMPORT_LOCK)
@@ -261,7 +262,8 @@ async fn import_in(
             .load(conn)
             .await?;
             for row in rows {
-                let currency = Currency::parse(&row.currency)
+                let currency = currencies
+                    .currency(&row.currency)
                     .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
                 payments.insert(
                     row.payment_id,
@@ -621,8 +623,12 @@ struct LineViewRow {
     review_item_id: Option<i64>,
 }
 
-fn currency_of(code: &str) -> Result<Currency, StoreError> {
-    Currency::parse(code).map_err(|err| StoreError::Invalid(format!("settlement currency: {err}")))
+/// The currency of a settlement row's code, in `currencies` (the store's
+/// table).
+fn currency_of(currencies: &Currencies, code: &str) -> Result<Currency, StoreError> {
+    currencies
+        .currency(code)
+        .map_err(|err| StoreError::Invalid(format!("settlement currency: {err}")))
 }
 
 impl Store {
@@ -673,7 +679,7 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let code = currency_of(&r.currency)?;
+                let code = currency_of(self.currencies(), &r.currency)?;
                 let money = |minor: i64| Money::from_minor(minor, code).format_amount();
                 Ok(BatchTotals {
                     batch_id: r.batch_id,
@@ -726,7 +732,7 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let code = currency_of(&r.currency)?;
+                let code = currency_of(self.currencies(), &r.currency)?;
                 let money = |minor: i64| Money::from_minor(minor, code).format_amount();
                 Ok(SettlementLineView {
                     id: r.id,
@@ -767,6 +773,7 @@ struct FeeRow {
 pub(super) async fn fee_movements_in(
     conn: &mut AsyncPgConnection,
     period: &ReportPeriod,
+    currencies: &Currencies,
 ) -> Result<Vec<JournalMovement>, StoreError> {
     let filter = match period.by {
         ReportBasis::Event => "l.settled_at >= coalesce($1, '-infinity'::timestamptz) \
@@ -799,7 +806,7 @@ pub(super) async fn fee_movements_in(
                 order_ref: r.order_ref,
                 processor_ref: r.processor_ref,
                 kind: MovementKind::Fee,
-                amount: Money::from_minor(r.fee_minor, currency_of(&r.currency)?),
+                amount: Money::from_minor(r.fee_minor, currency_of(currencies, &r.currency)?),
             })
         })
         .collect()

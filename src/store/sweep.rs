@@ -25,7 +25,7 @@ use crate::domain::settlement::Finding;
 use crate::domain::sweep::{
     OpenSweepItem, PaymentSettlement, SWEEP_KINDS, SweepFacts, SweepPolicy, WaitingOrder, decide,
 };
-use crate::domain::{Currency, OrderState, ReviewKind};
+use crate::domain::{Currencies, OrderState, ReviewKind};
 
 /// The advisory lock key of the sweep (`ipn-swee` in ASCII).
 pub const SWEEP_LOCK: i64 = 0x69706e2d73776565;
@@ -107,8 +107,11 @@ impl Store {
     ) -> Result<SweepOutcome, StoreError> {
         let mut conn = self.conn().await?;
         let policy = *policy;
-        conn.transaction::<_, StoreError, _>(async |conn| sweep_in(conn, now, &policy).await)
-            .await
+        let currencies = self.currencies();
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            sweep_in(conn, now, &policy, currencies).await
+        })
+        .await
     }
 }
 
@@ -116,6 +119,7 @@ async fn sweep_in(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     policy: &SweepPolicy,
+    currencies: &Currencies,
 ) -> Result<SweepOutcome, StoreError> {
     let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
         .bind::<BigInt, _>(SWEEP_LOCK)
@@ -200,7 +204,8 @@ async fn sweep_in(
     .load(conn)
     .await?;
     for p in payments {
-        let currency = Currency::parse(&p.currency)
+        let currency = currencies
+            .currency(&p.currency)
             .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
         facts.payments.push(PaymentSettlement {
             order_ref: p.order_ref,

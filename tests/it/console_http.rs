@@ -433,7 +433,7 @@ async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_add
         .map(|r| {
             let currency: String = r.get(0);
             let minor: i64 = r.get(1);
-            let code = Currency::parse(&currency).expect("currency");
+            let code = Currency::iso(&currency).expect("currency");
             (currency, Money::from_minor(minor, code).format_amount())
         })
         .collect();

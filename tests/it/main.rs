@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod allowed_currency;
 mod batch_apply;
 mod bench_smoke;
 mod broker_privacy;

@@ -47,7 +47,7 @@ fn event(
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,
-        amount: Money::parse(amount, "EUR").expect("amount"),
+        amount: Money::iso(amount, "EUR").expect("amount"),
         payment_method: Some("CCVISAMC".to_owned()),
         sale_date: None,
         payment_date: None,
@@ -79,7 +79,7 @@ async fn books() -> (TestDb, Store) {
 
 async fn import(store: &Store, order_ref: &str, amount: &str) {
     store
-        .import_orders(&[NewOrder::new(order_ref, Money::parse(amount, "EUR").unwrap()).unwrap()])
+        .import_orders(&[NewOrder::new(order_ref, Money::iso(amount, "EUR").unwrap()).unwrap()])
         .await
         .expect("import");
 }

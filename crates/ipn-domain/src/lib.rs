@@ -10,12 +10,15 @@
 //! decision in one transaction.
 //!
 //! The types *parse* rather than validate: a [`Money`] is always an exact
-//! integer amount in a known currency, a [`PaymentEvent`] holds only the
-//! allow-listed fields of a notification (design, "Data that may be
-//! stored"), already checked. Code that holds one of them need not check
+//! integer amount in a currency that carries its exponent, a
+//! [`PaymentEvent`] holds only the allow-listed fields of a notification
+//! (design, "Data that may be stored"), already checked. Code that holds one of them need not check
 //! again, and code that never sees the raw form cannot leak it.
 //!
-//! - [`money`]: [`Currency`] and [`Money`] (exact minor units, never floats);
+//! - [`money`]: [`Currency`] and [`Money`] (exact minor units, never floats),
+//!   and the currency table [`Currencies`] (ISO 4217 and the operator's
+//!   allowed currencies): a value handed in from the settings, since this
+//!   crate keeps no globals;
 //! - [`status`]: the processor's [`OrderStatus`] and our [`OrderState`];
 //! - [`pan`]: the card-number guard;
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
@@ -131,7 +134,7 @@ pub mod status;
 pub mod sweep;
 pub mod tokenize;
 
-pub use money::{Currency, CurrencyError, Money, MoneyError};
+pub use money::{Currencies, Currency, CurrencyCode, CurrencyError, Money, MoneyError};
 pub use origin::{OrderKey, OrderOrigin, OrderSource, UnknownOrderOrigin, processor_expected};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{

@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_expected_total_is_the_largest_amount_whatever_the_order() {
-        let eur = Currency::parse("EUR").unwrap();
+        let eur = Currency::iso("EUR").unwrap();
         let zero = Money::zero(eur);
         let refund = event("1", None, "REFUND", "-30.00", "EUR");
         let paid = event("1", None, "COMPLETE", "100.00", "EUR");

@@ -411,7 +411,7 @@ mod tests {
     }
 
     fn eur(minor: i64) -> Money {
-        Money::from_minor(minor, Currency::parse("EUR").unwrap())
+        Money::from_minor(minor, Currency::iso("EUR").unwrap())
     }
 
     fn paid_twice() -> OrderFacts {

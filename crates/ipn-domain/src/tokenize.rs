@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
-use super::money::{Currency, Money};
+use super::money::{Currencies, Money};
 use super::pan::find_pan_fields;
 use super::status::{OrderStatus, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
@@ -409,12 +409,16 @@ impl TokenizeError {
 ///
 /// `raw_body` must be the exact bytes `form` was parsed from (the digest is
 /// the deduplication key); `verified` is the result of
-/// [`crate::ipn::verify`] on `form`. With no `pseudonym_key`, no customer
-/// pseudonym is made.
+/// [`crate::ipn::verify`] on `form`. The amount is read with `currencies`,
+/// the settings' currency table, so that a currency the operator allowed
+/// keeps its exponent (any other code gets the table's default, see
+/// [`Currencies::of`]: a notification is never refused for its currency).
+/// With no `pseudonym_key`, no customer pseudonym is made.
 pub fn tokenize(
     raw_body: &[u8],
     form: &FormBody,
     verified: &Verified,
+    currencies: &Currencies,
     pseudonym_key: Option<&PseudonymKey>,
 ) -> Result<PaymentEvent, TokenizeError> {
     // The guard runs first: if a stored field holds a card number, no other
@@ -437,7 +441,7 @@ pub fn tokenize(
         .map(parse_order_ref)
         .transpose()?;
     let status = StatusField::parse(required(form, fields::ORDERSTATUS)?);
-    let amount = parse_amount(form)?;
+    let amount = parse_amount(form, currencies)?;
     let payment_method = optional(form, fields::PAYMETHOD_CODE)
         .map(parse_payment_method)
         .transpose()?;
@@ -508,14 +512,14 @@ fn parse_order_ref(value: &str) -> Result<String, TokenizeError> {
     Ok(value.to_owned())
 }
 
-fn parse_amount(form: &FormBody) -> Result<Money, TokenizeError> {
+fn parse_amount(form: &FormBody, currencies: &Currencies) -> Result<Money, TokenizeError> {
     let amount = required(form, fields::IPN_TOTALGENERAL)?;
-    let currency = Currency::parse(required(form, fields::CURRENCY)?).map_err(|err| {
-        TokenizeError::InvalidField {
+    let currency = currencies
+        .currency(required(form, fields::CURRENCY)?)
+        .map_err(|err| TokenizeError::InvalidField {
             field: fields::CURRENCY,
             reason: err.reason(),
-        }
-    })?;
+        })?;
     Money::parse_amount(amount, currency).map_err(|err| TokenizeError::InvalidField {
         field: fields::IPN_TOTALGENERAL,
         reason: err.reason(),
@@ -583,7 +587,7 @@ pub(crate) mod tests_support {
             status: StatusField::parse(status),
             fraud_denied: false,
             test_order: false,
-            amount: Money::parse(amount, currency).expect("a test amount"),
+            amount: Money::iso(amount, currency).expect("a test amount"),
             payment_method: None,
             sale_date: None,
             payment_date: None,
@@ -651,7 +655,7 @@ mod tests {
 
     fn run(raw: &str, key: Option<&PseudonymKey>) -> Result<PaymentEvent, TokenizeError> {
         let form = FormBody::parse(raw.as_bytes(), &FormLimits::default()).unwrap();
-        tokenize(raw.as_bytes(), &form, &verified(), key)
+        tokenize(raw.as_bytes(), &form, &verified(), &Currencies::iso(), key)
     }
 
     fn ok(changes: &[(&str, Option<&str>)]) -> PaymentEvent {
@@ -673,7 +677,7 @@ mod tests {
         assert_eq!(event.status, StatusField::Known(OrderStatus::Complete));
         assert!(!event.fraud_denied);
         assert!(!event.test_order);
-        assert_eq!(event.amount, Money::parse("534.00", "USD").unwrap());
+        assert_eq!(event.amount, Money::iso("534.00", "USD").unwrap());
         assert_eq!(event.payment_method.as_deref(), Some("CCVISAMC"));
         let day = NaiveDate::from_ymd_opt(2016, 6, 1).unwrap();
         assert_eq!(event.sale_date, day.and_hms_opt(12, 22, 9));
@@ -704,7 +708,7 @@ mod tests {
         let signed = sign(&form, &SecretKey::new(KEY), &[Algorithm::Sha3_256]).unwrap();
         let raw = signed.encode();
         let verified = verify(&signed, &KeyRing::single(KEY), &SignaturePolicy::default()).unwrap();
-        let event = tokenize(raw.as_bytes(), &signed, &verified, None).unwrap();
+        let event = tokenize(raw.as_bytes(), &signed, &verified, &Currencies::iso(), None).unwrap();
         assert_eq!(event.algorithm, Algorithm::Sha3_256);
         assert!(event.pan_fields.is_empty(), "signature fields are skipped");
         assert_eq!(event.customer_pseudonym, None);
@@ -754,6 +758,27 @@ mod tests {
             assert_eq!(event.merchant_ref, None, "{refnoext:?}");
             assert_eq!(event.processor_ref, "1000037");
         }
+    }
+
+    #[test]
+    fn the_amount_is_read_with_the_exponent_of_the_settings_table() {
+        let raw = body(&[
+            ("CURRENCY", Some("zzb")),
+            ("IPN_TOTALGENERAL", Some("12.345")),
+        ]);
+        let form = FormBody::parse(raw.as_bytes(), &FormLimits::default()).unwrap();
+        let zzb = crate::money::CurrencyCode::parse("ZZB").unwrap();
+        let allowed = Currencies::new(&[(zzb, 3)]).unwrap();
+        let event = tokenize(raw.as_bytes(), &form, &verified(), &allowed, None).unwrap();
+        assert_eq!(event.amount, allowed.money("12.345", "ZZB").unwrap());
+        assert_eq!(event.amount.minor_units(), 12345);
+        assert_eq!(event.amount.to_string(), "12.345 ZZB");
+        // Without the table, ZZB has the default two decimals.
+        assert_eq!(
+            run(&raw, None).unwrap_err().field(),
+            "IPN_TOTALGENERAL",
+            "12.345 is too precise for two decimals"
+        );
     }
 
     #[test]

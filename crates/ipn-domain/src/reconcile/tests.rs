@@ -12,11 +12,11 @@ use std::collections::HashSet;
 const EXPECTED: i64 = 100_00;
 
 fn eur(minor: i64) -> Money {
-    Money::from_minor(minor, Currency::parse("EUR").unwrap())
+    Money::from_minor(minor, Currency::iso("EUR").unwrap())
 }
 
 fn usd(minor: i64) -> Money {
-    Money::from_minor(minor, Currency::parse("USD").unwrap())
+    Money::from_minor(minor, Currency::iso("USD").unwrap())
 }
 
 fn new_order() -> OrderFacts {
@@ -768,7 +768,7 @@ fn fixture_notifications_reach_the_expected_states() {
     let csv = std::fs::read_to_string(root.join("orders.csv")).unwrap();
     for line in csv.lines().skip(1) {
         let cols: Vec<_> = line.split(',').collect();
-        let expected = Money::parse(cols[1], cols[2]).unwrap();
+        let expected = Money::iso(cols[1], cols[2]).unwrap();
         orders.insert(cols[0].to_owned(), OrderFacts::new(expected));
     }
 
@@ -789,7 +789,14 @@ fn fixture_notifications_reach_the_expected_states() {
             &SignaturePolicy::default(),
         )
         .unwrap();
-        let event = tokenize(raw, &form, &verified, Some(&pseudonym_key)).unwrap();
+        let event = tokenize(
+            raw,
+            &form,
+            &verified,
+            &crate::money::Currencies::iso(),
+            Some(&pseudonym_key),
+        )
+        .unwrap();
         assert!(event.pan_fields.is_empty(), "{path:?}");
         assert!(event.customer_pseudonym.is_some());
         let shown = format!("{event:?}");
