@@ -555,7 +555,7 @@ async fn settle_books(
     let as_of = chrono::Utc::now().max(newest_order + policy.stale_order_age)
         + policy.settlement_days
         + chrono::Duration::days(1);
-    let swept = store.sweep(as_of, &policy).await?;
+    let swept = crate::services::sweep::sweep(store, as_of, &policy).await?;
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for finding in imported.opened.iter().chain(&swept.opened) {
         *by_kind.entry(finding.kind.as_str()).or_default() += 1;

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, parse_settlement};
 use crate::domain::{Money, ReviewKind};
+use crate::services::sweep::sweep as sweep_once;
 use crate::store::reports::rfc3339;
 use crate::store::settlement::{BatchTotals, ImportOptions, ImportSummary, SettlementLineView};
 use crate::store::{SchemaPolicy, Store};
@@ -426,7 +427,7 @@ pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
     let now = args.as_of.unwrap_or_else(Utc::now);
     block_on(async move {
         let store = Store::connect(database).await?;
-        let outcome = store.sweep(now, &policy).await?;
+        let outcome = sweep_once(&store, now, &policy).await?;
         let mut out = std::io::stdout().lock();
         if !outcome.ran {
             writeln!(out, "another instance is sweeping; nothing done")?;

@@ -15,6 +15,7 @@ use ipn_reconciler::domain::{
     BodyDigest, EventIdentity, Money, OrderState, Outcome, PaymentEvent, ReviewKind, StatusField,
 };
 use ipn_reconciler::ipn::{Algorithm, KeyId};
+use ipn_reconciler::services::sweep::sweep;
 use ipn_reconciler::store::review::group_items;
 use ipn_reconciler::store::{
     NewOrder, ReportBasis, ReportPeriod, ResolveError, ResolveRequest, ReviewStatus, Store,
@@ -466,13 +467,13 @@ async fn a_double_charge_refunded_outside_the_processor_is_booked_as_a_refund() 
     // The processor never debits a refund made outside it: long after,
     // the sweep does not call it a refund not debited (the payments stay
     // unsettled: no settlement file was imported).
-    let swept = store
-        .sweep(
-            chrono::Utc::now() + chrono::Duration::days(30),
-            &SweepPolicy::default(),
-        )
-        .await
-        .expect("sweep");
+    let swept = sweep(
+        &store,
+        chrono::Utc::now() + chrono::Duration::days(30),
+        &SweepPolicy::default(),
+    )
+    .await
+    .expect("sweep");
     assert!(swept.ran);
     assert!(
         open_items(&store, "SHOP-C", ReviewKind::RefundNotDebited)

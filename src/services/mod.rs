@@ -1,0 +1,15 @@
+//! The workflows: what a person or the daemon asks for, as a sequence of
+//! steps in one transaction the service opens itself.
+//!
+//! A service takes the [`Store`](crate::store::Store) (it opens its
+//! transaction on one of the store's connections), its inputs, and the
+//! time as an argument where a decision depends on it (`now`); it decides
+//! with the pure rules of [`crate::domain`] and with its own pure
+//! functions, reads and writes through the store's repository functions
+//! (each a query or a statement on the caller's connection), and returns
+//! a typed result. The store decides nothing and reads no clock.
+//!
+//! - [`sweep`]: what silently never happened becomes a review item
+//!   ([`sweep::sweep`], given `now`).
+
+pub mod sweep;
