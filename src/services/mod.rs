@@ -9,7 +9,10 @@
 //! (each a query or a statement on the caller's connection), and returns
 //! a typed result. The store decides nothing and reads no clock.
 //!
+//! - [`settlement`]: importing the processor's settlement and payout files
+//!   ([`settlement::import`]);
 //! - [`sweep`]: what silently never happened becomes a review item
 //!   ([`sweep::sweep`], given `now`).
 
+pub mod settlement;
 pub mod sweep;
