@@ -11,8 +11,9 @@
 //! - [`keys`]: key files read from disk into the protocol's key rings;
 //! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders): the
 //!   repository, queries and statements, no workflow and no clock;
-//! - [`services`]: the workflows (importing a settlement file, the
-//!   sweep), each in a transaction it opens, with the time as an argument;
+//! - [`services`]: the workflows (resolving a review item, importing a
+//!   settlement file, the sweep), each in a transaction it opens, with the
+//!   time as an argument;
 //! - [`pipeline`]: one notification's way through all of the above;
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
 //! - [`worker`]: the consume loop (retries, parking, graceful shutdown);

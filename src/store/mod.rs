@@ -38,10 +38,7 @@ pub use batch::BatchItem;
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
 pub use reports::{CurrencyTotals, FinanceSummary};
 pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
-pub use review::{
-    ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail, ReviewGroup, ReviewItem,
-    ReviewStatus,
-};
+pub use review::{ReviewDetail, ReviewGroup, ReviewItem, ReviewStatus};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

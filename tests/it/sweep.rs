@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use ipn_reconciler::domain::review::ReviewAction;
 use ipn_reconciler::domain::sweep::SweepPolicy;
+use ipn_reconciler::services::review::{ResolveRequest, resolve};
 use ipn_reconciler::services::sweep::sweep;
 use ipn_reconciler::store::sweep::SWEEP_LOCK;
 use predicates::prelude::*;
@@ -156,12 +158,17 @@ async fn sweeps_raise_each_cause_once_as_time_passes_and_close_what_went_away() 
     )
     .await[0]
         .get(0);
-    assert!(
-        store
-            .resolve_review_item(id, "finance-1", "the shop called the customer")
-            .await
-            .expect("resolve")
-    );
+    resolve(
+        &store,
+        &ResolveRequest::new(
+            id,
+            ReviewAction::Dismiss,
+            "finance-1",
+            "the shop called the customer",
+        ),
+    )
+    .await
+    .expect("resolve");
     let later = sweep(&store, now + Duration::days(30), &policy)
         .await
         .expect("sweep");
