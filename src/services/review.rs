@@ -591,3 +591,205 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::inconsistent_digit_grouping)]
+    use super::*;
+    use crate::domain::review::RefundOutsideError;
+    use crate::domain::{Currency, PaymentFacts, ReviewKind};
+
+    fn eur(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::parse("EUR").expect("EUR"))
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::parse("USD").expect("USD"))
+    }
+
+    fn request(action: ReviewAction, by: &str, note: &str) -> ResolveRequest {
+        ResolveRequest::new(7, action, by, note)
+    }
+
+    #[test]
+    fn typed_text_is_trimmed_and_must_say_who_and_why() {
+        let asked = request(ReviewAction::Dismiss, "  finance-anna ", " checked \n");
+        assert_eq!(checked_text(&asked).unwrap(), ("finance-anna", "checked"));
+        let blank = request(ReviewAction::Dismiss, "  ", "checked");
+        assert!(matches!(
+            checked_text(&blank),
+            Err(ResolveError::Blank {
+                what: "the resolver's name"
+            })
+        ));
+        let blank = request(ReviewAction::Dismiss, "finance-anna", "");
+        assert!(matches!(
+            checked_text(&blank),
+            Err(ResolveError::Blank {
+                what: "the resolution note"
+            })
+        ));
+    }
+
+    #[test]
+    fn a_card_number_in_typed_text_is_refused_naming_the_field_not_the_number() {
+        let asked = request(
+            ReviewAction::Dismiss,
+            "finance-anna",
+            "card 4111 1111 1111 1111",
+        );
+        let err = checked_text(&asked).unwrap_err();
+        assert!(matches!(err, ResolveError::PersonalData(_)), "{err:?}");
+        assert!(err.is_bad_text());
+        assert!(err.to_string().contains("resolution note"), "{err}");
+        assert!(!err.to_string().contains("4111"), "{err}");
+        let mut linked = request(ReviewAction::LinkOrder, "finance-anna", "x");
+        linked.order_ref = Some("4111111111111111".to_owned());
+        let err = checked_text(&linked).unwrap_err();
+        assert!(err.to_string().contains("order reference"), "{err}");
+    }
+
+    #[test]
+    fn an_order_reference_is_taken_by_link_order_only() {
+        let mut asked = request(ReviewAction::Dismiss, "finance-anna", "x");
+        asked.order_ref = Some("SHOP-B".to_owned());
+        assert!(matches!(
+            checked_text(&asked),
+            Err(ResolveError::OrderNotTaken(ReviewAction::Dismiss))
+        ));
+        asked.action = ReviewAction::LinkOrder;
+        assert!(checked_text(&asked).is_ok());
+    }
+
+    #[test]
+    fn amounts_add_up_within_one_currency_only() {
+        assert_eq!(add(None, None), None);
+        assert_eq!(add(None, Some(eur(5_00))), Some(eur(5_00)));
+        assert_eq!(add(Some(eur(5_00)), None), Some(eur(5_00)));
+        assert_eq!(add(Some(eur(5_00)), Some(eur(2_50))), Some(eur(7_50)));
+        assert_eq!(add(Some(eur(5_00)), Some(usd(2_50))), Some(eur(5_00)));
+        assert_eq!(
+            add(Some(eur(i64::MAX)), Some(eur(1))),
+            Some(eur(i64::MAX)),
+            "saturates"
+        );
+    }
+
+    fn balance(paid: i64, refunded: i64, reversed: bool) -> PaymentBalance {
+        PaymentBalance {
+            currency: Currency::parse("EUR").expect("EUR"),
+            paid,
+            refunded,
+            reversed,
+        }
+    }
+
+    #[test]
+    fn a_write_off_is_what_a_payment_still_holds_or_was_refunded_above_it() {
+        // Paid, not refunded: what it holds.
+        assert_eq!(
+            write_off_amount(&balance(25_00, 0, false)),
+            Some(eur(25_00))
+        );
+        assert_eq!(
+            write_off_amount(&balance(25_00, 5_00, false)),
+            Some(eur(20_00))
+        );
+        // Refunded above the payment: the excess, charged back or not.
+        assert_eq!(
+            write_off_amount(&balance(25_00, 30_00, false)),
+            Some(eur(5_00))
+        );
+        assert_eq!(
+            write_off_amount(&balance(25_00, 30_00, true)),
+            Some(eur(5_00))
+        );
+        // Nothing at stake: refunded in full, charged back, never paid.
+        assert_eq!(write_off_amount(&balance(25_00, 25_00, false)), None);
+        assert_eq!(write_off_amount(&balance(25_00, 0, true)), None);
+        assert_eq!(write_off_amount(&balance(0, 10_00, false)), None);
+    }
+
+    fn item(id: i64, processor_ref: Option<&str>) -> LockedItem {
+        LockedItem {
+            id,
+            kind: ReviewKind::DuplicatePayment,
+            status: "open".to_owned(),
+            order_ref: Some("SHOP-C".to_owned()),
+            processor_ref: processor_ref.map(str::to_owned),
+            notification_id: None,
+        }
+    }
+
+    /// An order of 25.00 EUR paid twice, under A and B.
+    fn paid_twice() -> OrderFacts {
+        let mut facts = OrderFacts::new(eur(25_00));
+        facts.processor_ref = Some("A".to_owned());
+        for refno in ["A", "B"] {
+            facts.payments.insert(
+                refno.to_owned(),
+                PaymentFacts {
+                    paid: 25_00,
+                    ..PaymentFacts::default()
+                },
+            );
+        }
+        facts
+    }
+
+    #[test]
+    fn refunds_are_planned_one_after_the_other_before_anything_is_written() {
+        let facts = paid_twice();
+        let steps = plan_refunds(facts.clone(), &[item(1, Some("B")), item(2, Some("A"))])
+            .expect("planned");
+        assert_eq!(steps.len(), 2);
+        let (before, after, amount) = steps[0].clone().expect("B refunds");
+        assert_eq!(before, facts);
+        assert_eq!(amount, eur(25_00));
+        assert_eq!(after.payments["B"].refunded, 25_00);
+        // The second starts where the first ended.
+        let (second_before, second_after, amount) = steps[1].clone().expect("A refunds");
+        assert_eq!(second_before, after);
+        assert_eq!(amount, eur(25_00));
+        assert_eq!(second_after.state(), OrderState::Refunded);
+    }
+
+    #[test]
+    fn an_item_with_nothing_to_refund_is_resolved_without_a_refund_unless_all_are() {
+        let facts = paid_twice();
+        let steps = plan_refunds(facts.clone(), &[item(1, Some("B")), item(2, Some("B"))])
+            .expect("the first refunds");
+        assert!(steps[0].is_some());
+        assert!(steps[1].is_none(), "B holds nothing any more");
+        let err = plan_refunds(facts, &[item(3, Some("C")), item(4, Some("D"))])
+            .expect_err("nothing refunds");
+        assert!(
+            matches!(
+                &err,
+                ResolveError::Refund {
+                    id: 3,
+                    source: RefundOutsideError::NoSuchPayment(refno)
+                } if refno == "C"
+            ),
+            "the first refusal: {err:?}"
+        );
+    }
+
+    #[test]
+    fn a_refund_outside_is_an_applied_decision_that_says_who_and_which_payment() {
+        let before = paid_twice();
+        let (after, amount) = refund_outside(&before, Some("B")).expect("refund");
+        let decision = refund_decision(&before, after.clone(), amount, "finance-anna", 12);
+        assert_eq!(decision.old_state, before.state());
+        assert_eq!(decision.new_state, OrderState::Paid);
+        assert_eq!(decision.facts, after);
+        assert_eq!(decision.effect, Effect::Applied);
+        assert_eq!(decision.outcome, Outcome::Applied);
+        assert!(decision.review_items.is_empty() && decision.resolutions.is_empty());
+        assert_eq!(
+            decision.reason,
+            "refund of 25.00 EUR made outside the processor under processor reference B, \
+             recorded by finance-anna (review item #12)"
+        );
+    }
+}

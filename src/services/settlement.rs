@@ -322,3 +322,153 @@ pub fn with_lines_of(
     }
     (count, net)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::inconsistent_digit_grouping)]
+    use super::*;
+    use crate::domain::ReviewKind;
+    use crate::domain::settlement::LineKind;
+
+    fn eur(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::parse("EUR").expect("EUR"))
+    }
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::parse("USD").expect("USD"))
+    }
+
+    fn line(batch: &str, refno: Option<&str>, order: Option<&str>, gross: Money) -> SettlementLine {
+        let fee = Money::from_minor(gross.minor_units() / 10, gross.currency());
+        SettlementLine {
+            line: 2,
+            batch_id: batch.to_owned(),
+            processor_ref: refno.map(str::to_owned),
+            order_ref: order.map(str::to_owned),
+            kind: LineKind::Sale,
+            gross,
+            fee,
+            net: Money::from_minor(gross.minor_units() - fee.minor_units(), gross.currency()),
+            settled_at: "2026-12-01T00:00:00Z".parse().expect("time"),
+            occurrence: 1,
+        }
+    }
+
+    fn payout(batch: &str, amount: Money) -> Payout {
+        Payout {
+            line: 2,
+            batch_id: batch.to_owned(),
+            paid_on: NaiveDate::from_ymd_opt(2026, 12, 2).expect("day"),
+            amount,
+        }
+    }
+
+    fn sorted(mut values: Vec<String>) -> Vec<String> {
+        values.sort();
+        values
+    }
+
+    #[test]
+    fn the_batches_of_lines_and_payouts_are_named_once() {
+        let lines = [
+            line("S-1", Some("R1"), None, eur(10_00)),
+            line("S-1", Some("R2"), None, eur(10_00)),
+        ];
+        let batches = batches_of(&lines, &[payout("S-1", eur(18_00)), payout("S-2", eur(0))]);
+        assert_eq!(sorted(batches), ["S-1", "S-2"]);
+    }
+
+    #[test]
+    fn a_line_imported_before_is_not_new_but_its_second_copy_is() {
+        let first = line("S-1", Some("R1"), None, eur(10_00));
+        let mut copy = first.clone();
+        copy.occurrence = 2;
+        let other = line("S-1", Some("R2"), None, eur(10_00));
+        let lines = [first.clone(), copy, other];
+        let keys: Vec<String> = lines.iter().map(SettlementLine::key).collect();
+        let known = HashSet::from([("S-1".to_owned(), first.key(), 1)]);
+        let new: Vec<(u32, Option<&str>)> = new_lines(&lines, &keys, &known)
+            .into_iter()
+            .map(|(l, key)| {
+                assert_eq!(*key, l.key());
+                (l.occurrence, l.processor_ref.as_deref())
+            })
+            .collect();
+        assert_eq!(new, [(2, Some("R1")), (1, Some("R2"))]);
+    }
+
+    #[test]
+    fn the_references_to_load_are_each_named_once() {
+        let lines = [
+            line("S-1", Some("R1"), Some("SHOP-1"), eur(10_00)),
+            line("S-1", Some("R1"), None, eur(10_00)),
+            line("S-1", None, Some("SHOP-2"), eur(10_00)),
+        ];
+        let (refnos, order_refs) = references(lines.iter());
+        assert_eq!(refnos, ["R1"]);
+        assert_eq!(sorted(order_refs), ["SHOP-1", "SHOP-2"]);
+    }
+
+    fn matched(status: LineStatus, by: Option<MatchedBy>, finding: Option<Finding>) -> LineMatch {
+        LineMatch {
+            status,
+            matched_by: by,
+            payment: None,
+            expected: None,
+            finding,
+        }
+    }
+
+    #[test]
+    fn new_lines_are_counted_per_currency_and_status() {
+        let lines = [
+            line("S-1", Some("R1"), None, eur(10_00)),
+            line("S-1", None, Some("SHOP-2"), eur(20_00)),
+            line("S-1", Some("R9"), None, usd(5_00)),
+        ];
+        let unknown = Finding {
+            kind: ReviewKind::SettlementUnknown,
+            order_ref: None,
+            processor_ref: Some("R9".to_owned()),
+            details: "unknown".to_owned(),
+        };
+        let matches = [
+            matched(LineStatus::Matched, Some(MatchedBy::ProcessorRef), None),
+            matched(LineStatus::Matched, Some(MatchedBy::OrderRef), None),
+            matched(LineStatus::Unknown, None, Some(unknown.clone())),
+        ];
+        let mut summary = ImportSummary::default();
+        tally(&mut summary, &lines, &matches);
+        let eur_matched = summary.totals[&(eur(0).currency(), LineStatus::Matched)];
+        assert_eq!(
+            eur_matched,
+            StatusTotals {
+                lines: 2,
+                gross: 30_00,
+                fees: 3_00,
+                net: 27_00
+            }
+        );
+        assert_eq!(
+            summary.totals[&(usd(0).currency(), LineStatus::Unknown)].lines,
+            1
+        );
+        assert_eq!(summary.count(LineStatus::Matched), 2);
+        assert_eq!(summary.matched_by_order_ref, 1);
+        assert_eq!(summary.opened, [unknown]);
+    }
+
+    #[test]
+    fn a_dry_run_counts_the_new_lines_of_the_payouts_batch_and_currency() {
+        let new = [
+            line("S-1", Some("R1"), None, eur(10_00)),
+            line("S-1", Some("R2"), None, usd(10_00)),
+            line("S-2", Some("R3"), None, eur(10_00)),
+        ];
+        assert_eq!(
+            with_lines_of(&payout("S-1", eur(18_00)), &new, (3, 50_00)),
+            (4, 59_00)
+        );
+        assert_eq!(with_lines_of(&payout("S-3", eur(0)), &new, (0, 0)), (0, 0));
+    }
+}

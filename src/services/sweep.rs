@@ -122,3 +122,82 @@ pub fn once_per_cause(findings: Vec<Finding>) -> Vec<Finding> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ReviewKind;
+
+    fn item(id: i64, kind: ReviewKind, order_ref: Option<&str>, status: &str) -> SweepItem {
+        SweepItem {
+            id,
+            kind,
+            order_ref: order_ref.map(str::to_owned),
+            processor_ref: None,
+            status: status.to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_loaded_item_is_raised_and_only_the_open_ones_may_close() {
+        let facts = facts_of(
+            vec![
+                item(1, ReviewKind::StaleOrder, Some("S-1"), "open"),
+                // Resolved by a person: raised, never reopened, not closed.
+                item(2, ReviewKind::StaleOrder, Some("S-2"), "resolved"),
+                item(3, ReviewKind::UnsettledPayment, None, "open"),
+            ],
+            Vec::new(),
+            Vec::new(),
+        );
+        assert_eq!(facts.raised.len(), 3);
+        assert!(
+            facts
+                .raised
+                .contains(&(ReviewKind::StaleOrder, "S-2".to_owned(), None))
+        );
+        assert!(
+            facts
+                .raised
+                .contains(&(ReviewKind::UnsettledPayment, String::new(), None)),
+            "no order reference is the empty one"
+        );
+        let open: Vec<i64> = facts.open.iter().map(|i| i.id).collect();
+        assert_eq!(open, [1, 3]);
+        assert_eq!(facts.open[0].order_ref.as_deref(), Some("S-1"));
+    }
+
+    fn finding(kind: ReviewKind, order_ref: &str, refno: Option<&str>, details: &str) -> Finding {
+        Finding {
+            kind,
+            order_ref: Some(order_ref.to_owned()),
+            processor_ref: refno.map(str::to_owned),
+            details: details.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_cause_is_opened_once_the_first_time_it_is_found() {
+        let found = vec![
+            finding(ReviewKind::RefundNotDebited, "S-1", Some("R1"), "first"),
+            finding(ReviewKind::RefundNotDebited, "S-1", Some("R1"), "second"),
+            finding(
+                ReviewKind::RefundNotDebited,
+                "S-1",
+                Some("R2"),
+                "other payment",
+            ),
+            finding(
+                ReviewKind::UnsettledPayment,
+                "S-1",
+                Some("R1"),
+                "other kind",
+            ),
+        ];
+        let details: Vec<String> = once_per_cause(found)
+            .into_iter()
+            .map(|f| f.details)
+            .collect();
+        assert_eq!(details, ["first", "other payment", "other kind"]);
+    }
+}
