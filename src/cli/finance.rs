@@ -15,12 +15,10 @@ use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_tim
 use crate::domain::pan::check_free_text;
 use crate::domain::review::ReviewAction;
 use crate::domain::{Currencies, ReviewKind};
+use crate::services::review::{ResolveError, ResolveOutcome, ResolveRequest, resolve};
 use crate::store::reports::rfc3339;
 use crate::store::review::{self, ReviewStatus};
-use crate::store::{
-    FinanceSummary, ReportBasis, ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail,
-    ReviewGroup, Store,
-};
+use crate::store::{FinanceSummary, ReportBasis, ReviewDetail, ReviewGroup, Store};
 
 /// The books of a period: orders by state, money per currency (paid,
 /// refunded, reversed, charged back, fees, net; never summed across
@@ -420,7 +418,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                     group,
                     ..ResolveRequest::new(id, action, &by, &note)
                 };
-                let outcome = match store.resolve_review(&request).await {
+                let outcome = match resolve(&store, &request).await {
                     Ok(outcome) => outcome,
                     Err(err) => return resolve_refused(err),
                 };
@@ -660,7 +658,7 @@ fn write_review_detail(
 
 /// Refuses a card number in what a person typed (`--by`, `--note`) before
 /// anything connects: a usage error, and nothing is stored
-/// (`Store::resolve_review` checks again).
+/// (`services::review::resolve` checks again).
 fn check_typed_text(by: &str, note: &str) -> Result<(), CliError> {
     check_free_text("--by", by).map_err(CliError::usage)?;
     check_free_text("--note", note).map_err(CliError::usage)

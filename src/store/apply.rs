@@ -10,9 +10,13 @@
 //! apply, the notification and order rows, the review items of a repeat
 //! ([`repeat_reviews`]) and the statements that close review items; the
 //! record of a notification refused before tokenization
-//! ([`Store::record_rejected`]); and the review actions that apply a
-//! notification recorded before ([`apply_repeat`]; they decide and write
-//! with the batch's own steps, [`super::batch::apply_recorded`]).
+//! ([`Store::record_rejected`]); and the writes of a review action that
+//! applies a notification recorded before ([`apply_repeat`],
+//! [`apply_to_order`]; they decide and write with the batch's own steps,
+//! [`super::batch::apply_recorded`]) or records a refund outside the
+//! processor ([`lock_order_facts`], [`write_facts`]), each in the
+//! transaction of the workflow that calls it
+//! ([`crate::services::review`]).
 
 use super::sql::Stored;
 use std::time::Duration;
@@ -29,8 +33,8 @@ use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
     AutoResolution, BodyDigest, Currencies, Currency, Decision, EventIdentity, Money,
-    NewReviewItem, OrderFacts, OrderOrigin, OrderState, Outcome, PaymentEvent, PaymentFacts,
-    ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
+    NewReviewItem, OrderFacts, OrderKey, OrderOrigin, OrderState, Outcome, PaymentEvent,
+    PaymentFacts, ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -105,7 +109,8 @@ impl Default for RetryBounds {
 }
 
 impl RetryBounds {
-    pub(super) fn backoff(&self) -> ExponentialBuilder {
+    /// The backoff these bounds describe (with jitter), for `backon`.
+    pub fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)
@@ -229,7 +234,7 @@ pub(super) struct PaymentRow {
 }
 
 /// Loads an order's facts: the order row and its payments.
-pub(super) async fn load_facts(
+async fn load_facts(
     conn: &mut AsyncPgConnection,
     order: &OrderRow,
     currencies: &Currencies,
@@ -287,34 +292,15 @@ impl Store {
         .when(StoreError::is_transient)
         .await
     }
-
-    /// Applies the repeat recorded as notification `notification_id` as a
-    /// notification of its own: what a person decides for a `late_repeat`
-    /// (a genuine second refund of the same amount). The ledger row says
-    /// who confirmed it.
-    pub async fn apply_confirmed_repeat(
-        &self,
-        notification_id: i64,
-        confirmed_by: &str,
-        policy: &ReconcilePolicy,
-    ) -> Result<ApplyReport, StoreError> {
-        let mut conn = self.conn().await?;
-        conn.transaction::<_, StoreError, _>(async |conn| {
-            apply_repeat(
-                conn,
-                notification_id,
-                confirmed_by,
-                policy,
-                self.currencies(),
-            )
-            .await
-        })
-        .await
-    }
 }
 
-/// Applies an unapplied repeat as a notification of its own.
-pub(super) async fn apply_repeat(
+/// Applies the repeat recorded as notification `notification_id` as a
+/// notification of its own, in the caller's transaction: what a person
+/// decides for a `late_repeat` (a genuine second refund of the same
+/// amount). The ledger row says who confirmed it. Refused
+/// (`StoreError::Invalid`) for a notification that is not an unapplied
+/// repeat, so a repeat is applied at most once.
+pub async fn apply_repeat(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
     confirmed_by: &str,
@@ -345,6 +331,67 @@ pub(super) async fn apply_repeat(
         Some(&note),
     )
     .await
+}
+
+/// Applies notification `notification_id`, recorded before (one that
+/// found no order), to order `order_ref` instead of the order it names, in
+/// the caller's transaction: an orphan's payment linked to its order by a
+/// person. `ledger_note` says who, on the ledger row.
+pub async fn apply_to_order(
+    conn: &mut AsyncPgConnection,
+    notification_id: i64,
+    order_ref: &str,
+    policy: &ReconcilePolicy,
+    currencies: &Currencies,
+    ledger_note: &str,
+) -> Result<ApplyReport, StoreError> {
+    let event = stored_event(conn, notification_id, currencies).await?;
+    let origin: Option<Stored<OrderOrigin>> = orders::table
+        .filter(orders::order_ref.eq(order_ref))
+        .select(orders::origin)
+        .first(conn)
+        .await
+        .optional()?;
+    // The order as it is, whatever its origin: a person chose it.
+    let key = OrderKey {
+        origin: origin.map_or(OrderOrigin::Merchant, |Stored(origin)| origin),
+        order_ref: order_ref.to_owned(),
+        creates: false,
+    };
+    super::batch::apply_recorded(
+        conn,
+        &event,
+        &key,
+        notification_id,
+        policy,
+        currencies,
+        Some(ledger_note),
+    )
+    .await
+}
+
+/// Order `order_ref`, locked (`FOR UPDATE`) until the caller's
+/// transaction ends: its id and its facts; `None` when there is no such
+/// order.
+pub async fn lock_order_facts(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+    currencies: &Currencies,
+) -> Result<Option<(i64, OrderFacts)>, StoreError> {
+    let order: Option<OrderRow> = orders::table
+        .filter(orders::order_ref.eq(order_ref))
+        .select(OrderRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    match order {
+        Some(order) => Ok(Some((
+            order.id,
+            load_facts(conn, &order, currencies).await?,
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
@@ -575,7 +622,7 @@ fn resolve_open_items<'a>(
 
 /// Writes what changed: the order's summary columns and the payments whose
 /// facts changed.
-pub(super) async fn write_facts(
+pub async fn write_facts(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     before: &OrderFacts,

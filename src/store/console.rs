@@ -1,7 +1,9 @@
 //! The finance console's tables (users, sessions, login attempts, the
-//! ledger of people's actions) and the reads its pages need beyond what
-//! the commands already have (orders filtered, notifications with their
-//! ledger rows, money moved per day).
+//! ledger of people's actions), and three listings the commands do not
+//! have, named for what they return: orders matching a filter
+//! ([`Store::orders_matching`]), notifications with the ledger rows they
+//! made ([`Store::notifications_with_ledger`]) and the money moved per day
+//! ([`Store::daily_money`]).
 //!
 //! Every time is given by the caller (the console's clock), never taken
 //! from the database's `now()`: expiry and rate limits are then decided on
@@ -388,7 +390,7 @@ impl Store {
     }
 }
 
-/// Which orders the console lists.
+/// Which orders to list: every criterion given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
     pub status: Option<OrderState>,
@@ -435,8 +437,8 @@ struct OrderRow {
     version: i64,
 }
 
-/// One notification as the console's log shows it: its identity and
-/// authenticity record, and the ledger rows it made.
+/// One notification: its identity and authenticity record, and the
+/// ledger rows it made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
     pub id: i64,
@@ -473,7 +475,7 @@ pub struct LedgerEffect {
     pub reason: String,
 }
 
-/// Which notifications the console's log lists.
+/// Which notifications to list: every criterion given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotificationFilter {
     /// Received at or after.
@@ -580,7 +582,7 @@ fn money(minor: i64, currency: Currency) -> String {
 
 impl Store {
     /// Orders matching `filter`, oldest first, at most `limit`.
-    pub async fn console_orders(
+    pub async fn orders_matching(
         &self,
         filter: &OrderFilter,
         limit: i64,
@@ -642,7 +644,7 @@ impl Store {
 
     /// Notifications matching `filter`, newest first, each with the
     /// ledger rows it made.
-    pub async fn console_notifications(
+    pub async fn notifications_with_ledger(
         &self,
         filter: &NotificationFilter,
     ) -> Result<Vec<NotificationRecord>, StoreError> {

@@ -24,7 +24,7 @@ use crate::domain::{Currency, Decision, Money};
 /// Writes the movements of a person's action (a ledger row of order
 /// `order_id` that names review resolution `resolution_id` instead of a
 /// notification, written just before in the same transaction).
-pub(super) async fn record_for_resolution(
+pub async fn record_for_resolution(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     resolution_id: i64,

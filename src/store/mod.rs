@@ -1,9 +1,14 @@
 //! PostgreSQL: the schema, migrations, and every query the daemon runs.
 //!
 //! Diesel builds the queries; diesel-async runs them over tokio-postgres (no
-//! libpq), through a deadpool pool. Decisions are not made here: the store
-//! loads facts, asks [`crate::domain::reconcile::decide`], and writes the
-//! answer in the same transaction.
+//! libpq), through a deadpool pool. The store is the repository: queries
+//! and statements, most as functions on the caller's connection so that a
+//! workflow in [`crate::services`] runs them in the one transaction it
+//! opens (on [`Store::conn`]). Decisions are not made here, and no clock
+//! is read. The one write path of notifications stays here
+//! ([`batch`]: a batch, or a batch of one): it loads facts, asks
+//! [`crate::domain::reconcile::decide`], and writes the answer in the
+//! same transaction.
 
 pub mod apply;
 pub mod batch;
@@ -34,10 +39,7 @@ pub use batch::BatchItem;
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
 pub use reports::{CurrencyTotals, FinanceSummary};
 pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
-pub use review::{
-    ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail, ReviewGroup, ReviewItem,
-    ReviewStatus,
-};
+pub use review::{ReviewDetail, ReviewGroup, ReviewItem, ReviewStatus};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

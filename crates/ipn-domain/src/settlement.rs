@@ -9,8 +9,8 @@
 //! mapped by a [`Mapping`] read from TOML, without code), reads the bank
 //! transfers ([`parse_payouts`]), and decides, without I/O, whether each
 //! line agrees with the ledger's payment ([`classify`]) and each transfer
-//! with its batch ([`check_payout`]). The store loads the ledger, calls
-//! these, and writes the answer.
+//! with its batch ([`check_payout`]). The daemon's settlement import loads
+//! the ledger, calls these, and writes the answer.
 //!
 //! Signs: money to the merchant is positive. A sale's gross is positive;
 //! a refund's, chargeback's or reversal's is negative or zero (it takes
