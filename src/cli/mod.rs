@@ -29,6 +29,7 @@ mod serve;
 mod settlement;
 #[cfg(feature = "tools")]
 mod simulate;
+mod subscriptions;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -93,6 +94,10 @@ configuration, 3 the database cannot be reached or created, or a migration faile
     /// Import, show and list the merchant's orders.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Orders(orders::OrdersCommand),
+    /// The subscriptions the processor's notices name: list them, or show
+    /// one with its orders and renewals.
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Subscriptions(subscriptions::SubscriptionsCommand),
     /// Replay notification files through verify -> tokenize -> apply,
     /// without the broker. Prints one outcome line per file.
     Process(process::ProcessArgs),
@@ -231,6 +236,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(args) => check::run(config, *args),
         Command::Migrate { db } => orders::migrate(config, &db),
         Command::Orders(command) => orders::run(config, command),
+        Command::Subscriptions(command) => subscriptions::run(config, command),
         Command::Process(args) => process::run(config, args),
         Command::Serve(args) => serve::run(config, *args),
         #[cfg(feature = "tools")]

@@ -464,6 +464,8 @@ pub(super) async fn stored_event(
             .ok_or_else(|| invalid("no algorithm"))?,
         customer_pseudonym: None,
         pan_fields: Vec::new(),
+        // Recorded when the notice was first processed (subscriptions).
+        licences: Vec::new(),
     })
 }
 

@@ -455,6 +455,14 @@ async fn apply_batch_in(
     writes.extend(claimed.refresh(shared, items, &deliveries.currencies));
     writes.extend(redirects.iter().map(|redirect| redirect.statement(shared)));
     writes.extend(effects.writes(shared, &books));
+    // The licences the batch's notifications name (once per identity).
+    let carriers: Vec<&PaymentEvent> = items
+        .iter()
+        .zip(&roles)
+        .filter(|(_, role)| matches!(role, Role::First { .. }))
+        .map(|(item, _)| &item.event)
+        .collect();
+    writes.extend(super::subscriptions::record_lines(shared, &carriers));
     if staged {
         writes.extend(finish_rows(shared, &finishes));
     }
@@ -1380,6 +1388,7 @@ mod tests {
             algorithm: Algorithm::Sha256,
             customer_pseudonym: None,
             pan_fields: Vec::new(),
+            licences: Vec::new(),
         }
     }
 

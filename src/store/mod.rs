@@ -21,6 +21,7 @@ pub mod review;
 pub mod schema;
 pub mod settlement;
 mod sql;
+pub mod subscriptions;
 pub use sql::Stored;
 pub mod sweep;
 
@@ -40,6 +41,7 @@ pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView}
 pub use reports::{CurrencyTotals, FinanceSummary};
 pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
 pub use review::{ReviewDetail, ReviewGroup, ReviewItem, ReviewStatus};
+pub use subscriptions::{SubscriptionFilter, SubscriptionOrderView, SubscriptionView};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

@@ -38,6 +38,7 @@ mod simulate_cli;
 mod simulate_replay;
 mod simulate_targets;
 mod store_reconcile;
+mod subscriptions;
 mod sweep;
 mod worker_daemon;
 mod worker_flow;

@@ -18,29 +18,41 @@ use crate::helpers::TestDb;
 use crate::helpers::amqp::test_key;
 
 /// What a notice says, for [`notice`].
-struct Notice<'a> {
-    refno: &'a str,
-    refnoext: &'a str,
-    status: &'a str,
-    total: &'a str,
-    test_order: bool,
+pub(crate) struct Notice<'a> {
+    pub refno: &'a str,
+    pub refnoext: &'a str,
+    pub status: &'a str,
+    pub total: &'a str,
+    pub test_order: bool,
+    /// `IPN_LICENSE_REF[]`, `IPN_LICENSE_TYPE[]`, `IPN_LICENSE_START[]`,
+    /// `IPN_LICENSE_EXP[]` of the one line item.
+    pub licence: [&'a str; 4],
+    /// `ORIGINAL_REFNOEXT[]` of the line item.
+    pub original_refnoext: &'a str,
 }
 
 impl<'a> Notice<'a> {
-    fn hosted(refno: &'a str, status: &'a str, total: &'a str) -> Self {
+    pub(crate) fn hosted(refno: &'a str, status: &'a str, total: &'a str) -> Self {
         Self {
             refno,
             refnoext: "",
             status,
             total,
             test_order: false,
+            licence: [
+                "XRILXB9ZI3",
+                "REGULAR",
+                "2026-11-03 10:01:00",
+                "2027-11-03 10:01:00",
+            ],
+            original_refnoext: "",
         }
     }
 }
 
 /// A signed notice in the processor's field order (a subset of the 2023
 /// fixture's 110 fields, in their relative order).
-fn notice(n: &Notice<'_>) -> Vec<u8> {
+pub(crate) fn notice(n: &Notice<'_>) -> Vec<u8> {
     let fields: Vec<(&str, &str)> = vec![
         ("GIFT_ORDER", "0"),
         ("SALEDATE", "2026-11-03 10:00:00"),
@@ -62,6 +74,7 @@ fn notice(n: &Notice<'_>) -> Vec<u8> {
         ("CURRENCY", "EUR"),
         ("LANGUAGE", "en"),
         ("ORDERFLOW", "REGULAR"),
+        ("ORIGINAL_REFNOEXT[]", n.original_refnoext),
         ("IPN_PID[]", "35144095"),
         ("IPN_PNAME[]", "Editor Pro"),
         ("IPN_PCODE[]", "EDITOR-PRO"),
@@ -73,10 +86,10 @@ fn notice(n: &Notice<'_>) -> Vec<u8> {
         ("MESSAGE_ID", "250447182633"),
         ("MESSAGE_TYPE", n.status),
         ("IPN_LICENSE_PROD[]", "35144095"),
-        ("IPN_LICENSE_TYPE[]", "REGULAR"),
-        ("IPN_LICENSE_REF[]", "XRILXB9ZI3"),
-        ("IPN_LICENSE_EXP[]", "2027-11-03 10:01:00"),
-        ("IPN_LICENSE_START[]", "2026-11-03 10:01:00"),
+        ("IPN_LICENSE_TYPE[]", n.licence[1]),
+        ("IPN_LICENSE_REF[]", n.licence[0]),
+        ("IPN_LICENSE_EXP[]", n.licence[3]),
+        ("IPN_LICENSE_START[]", n.licence[2]),
         ("IPN_LICENSE_LIFETIME[]", "NO"),
         ("IPN_TOTAL[]", n.total),
         ("IPN_TOTALGENERAL", n.total),
@@ -115,7 +128,7 @@ fn notice(n: &Notice<'_>) -> Vec<u8> {
 
 /// Books with `notices` processed in this order, each from its own file,
 /// with `order_source` (none: the default).
-fn process(db: &TestDb, order_source: Option<&str>, notices: &[Vec<u8>]) -> String {
+pub(crate) fn process(db: &TestDb, order_source: Option<&str>, notices: &[Vec<u8>]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files = Vec::new();
     for (index, body) in notices.iter().enumerate() {
@@ -142,7 +155,7 @@ fn with_source(mut command: Command, order_source: Option<&str>) -> Command {
     command
 }
 
-fn json(command: &mut Command) -> Value {
+pub(crate) fn json(command: &mut Command) -> Value {
     let output = command.output().expect("runs");
     assert!(
         output.status.success(),
@@ -163,7 +176,7 @@ fn order(db: &TestDb, reference: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&output.stdout).expect("json"))
 }
 
-fn books() -> TestDb {
+pub(crate) fn books() -> TestDb {
     let db = TestDb::new();
     create_books(&db);
     db

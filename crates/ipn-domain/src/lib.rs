@@ -22,6 +22,8 @@
 //! - [`status`]: the processor's [`OrderStatus`] and our [`OrderState`];
 //! - [`pan`]: the card-number guard;
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
+//! - [`subscription`]: the licences line items name, and a subscription
+//!   folded from its orders;
 //! - [`origin`]: which order a notice is about ([`OrderSource`], [`OrderKey`]);
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
@@ -131,6 +133,7 @@ pub mod repeats;
 pub mod review;
 pub mod settlement;
 pub mod status;
+pub mod subscription;
 pub mod sweep;
 pub mod tokenize;
 

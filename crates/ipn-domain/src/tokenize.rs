@@ -340,6 +340,8 @@ pub struct PaymentEvent {
     /// Names of the fields where the PAN guard found a card number; their
     /// values were dropped.
     pub pan_fields: Vec<String>,
+    /// The line items that name a subscription (`IPN_LICENSE_REF[i]`).
+    pub licences: Vec<crate::subscription::LicenceLine>,
 }
 
 impl fmt::Debug for PaymentEvent {
@@ -365,6 +367,7 @@ impl fmt::Debug for PaymentEvent {
                 &self.customer_pseudonym.as_ref().map(|_| "<redacted>"),
             )
             .field("pan_fields", &self.pan_fields)
+            .field("licences", &self.licences)
             .finish()
     }
 }
@@ -471,6 +474,7 @@ pub fn tokenize(
                 .and_then(|email| key.pseudonymize_email(email))
         }),
         pan_fields,
+        licences: crate::subscription::licence_lines(form)?,
     })
 }
 
@@ -597,6 +601,7 @@ pub(crate) mod tests_support {
             algorithm: Algorithm::Sha256,
             customer_pseudonym: None,
             pan_fields: Vec::new(),
+            licences: Vec::new(),
         }
     }
 }

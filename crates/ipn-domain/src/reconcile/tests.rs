@@ -44,6 +44,7 @@ fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> Pa
         algorithm: Algorithm::Sha256,
         customer_pseudonym: None,
         pan_fields: Vec::new(),
+        licences: Vec::new(),
     }
 }
 
