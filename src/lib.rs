@@ -10,7 +10,8 @@
 //!   pure, on top of the protocol alone;
 //! - [`keys`]: key files read from disk into the protocol's key rings;
 //! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders): the
-//!   repository, queries and statements, no workflow and no clock;
+//!   repository, queries and statements, no workflow and no clock, the
+//!   `ipn-store` crate (with [`secret`] and [`export`]);
 //! - [`services`]: the workflows (resolving a review item, importing a
 //!   settlement file, the sweep), each in a transaction it opens, with the
 //!   time as an argument;
@@ -38,6 +39,12 @@
 pub use ipn_domain as domain;
 /// The protocol crate, under the name the daemon's modules use.
 pub use ipn_protocol as ipn;
+/// The store crate, under the name the daemon's modules use.
+pub use ipn_store as store;
+/// The form of exported times, in the store crate (its reports use it).
+pub use ipn_store::export;
+/// URLs with passwords, in the store crate (which connects with them).
+pub use ipn_store::secret;
 
 pub mod app;
 #[cfg(feature = "tools")]
@@ -46,7 +53,6 @@ pub mod cli;
 pub mod console;
 #[cfg(feature = "tools")]
 pub mod demo;
-pub mod export;
 pub mod health;
 pub mod http;
 pub mod intake;
@@ -54,12 +60,10 @@ pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
-pub mod secret;
 pub mod services;
 pub mod settings;
 #[cfg(feature = "tools")]
 pub mod simulate;
-pub mod store;
 pub mod telemetry;
 pub mod text_list;
 pub mod view;

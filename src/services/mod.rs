@@ -18,7 +18,7 @@
 //!   ([`sweep::sweep`], given `now`).
 //!
 //! Applying notifications (a batch, or a batch of one) stays in the store,
-//! as the one write path (`store/batch.rs`): its decisions are already the
+//! as the one write path (`crates/ipn-store/src/batch.rs`): its decisions are already the
 //! domain's pure state machine (`domain::reconcile::decide`), called
 //! between pipelined statements that load and write many orders at once;
 //! splitting those steps across two layers would cost the round trips

@@ -119,7 +119,7 @@ mod tests {
 
     /// Every `up.sql` of `migrations/`, in the order they apply.
     fn migrations_sql() -> String {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
         let mut dirs: Vec<_> = std::fs::read_dir(&root)
             .expect("migrations directory")
             .map(|entry| entry.expect("migration entry").path())

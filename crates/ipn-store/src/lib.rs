@@ -3,22 +3,36 @@
 //! Diesel builds the queries; diesel-async runs them over tokio-postgres (no
 //! libpq), through a deadpool pool. The store is the repository: queries
 //! and statements, most as functions on the caller's connection so that a
-//! workflow in [`crate::services`] runs them in the one transaction it
+//! workflow in the daemon's `services` runs them in the one transaction it
 //! opens (on [`Store::conn`]). Decisions are not made here, and no clock
 //! is read. The one write path of notifications stays here
 //! ([`batch`]: a batch, or a batch of one): it loads facts, asks
 //! [`crate::domain::reconcile::decide`], and writes the answer in the
 //! same transaction.
+//!
+//! A crate of its own on top of the domain and the protocol: no broker, no
+//! HTTP. The migrations are the workspace's top-level `migrations/`. It
+//! also holds what the store needs and the rest of the daemon shares:
+//! [`secret`] (URLs with passwords), [`export`] (the form of exported
+//! times) and [`causes`] (an error's text with its causes).
+
+/// The domain crate, under the name this crate's modules use.
+pub(crate) use ipn_domain as domain;
+/// The protocol crate, under the name this crate's modules use.
+pub(crate) use ipn_protocol as ipn;
 
 pub mod apply;
 pub mod batch;
+pub mod causes;
 pub mod console;
+pub mod export;
 pub mod journal;
 pub mod orders;
 pub mod reports;
 mod reuse;
 pub mod review;
 pub mod schema;
+pub mod secret;
 pub mod settlement;
 mod sql;
 pub mod subscriptions;
@@ -43,8 +57,9 @@ pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
 pub use review::{ReviewDetail, ReviewGroup, ReviewItem, ReviewStatus};
 pub use subscriptions::{SubscriptionFilter, SubscriptionOrderView, SubscriptionView};
 
-/// The migrations in `migrations/`, compiled into the binary.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// The migrations in the workspace's `migrations/`, compiled into the
+/// binary (build.rs rebuilds when one is added).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// How to reach the database (built from the settings, which hold the
 /// defaults).
@@ -66,7 +81,7 @@ pub struct DatabaseSettings {
     /// currency codes of its rows with it, and checks imported orders
     /// against it, so that a stored amount means what it meant when it
     /// was written. The settings' own
-    /// ([`crate::settings::Loaded::currencies`]).
+    /// (`settings::Loaded::currencies` in the daemon).
     pub currencies: Currencies,
 }
 
@@ -247,12 +262,12 @@ fn pool_error(
         PoolError::Backend(backend) => {
             format!(
                 "cannot connect to the database at {url}: {}",
-                crate::telemetry::with_causes(backend)
+                crate::causes::with_causes(backend)
             )
         }
         other => format!(
             "database pool for {url}: {}",
-            crate::telemetry::with_causes(other)
+            crate::causes::with_causes(other)
         ),
     };
     StoreError::Pool {
@@ -647,10 +662,10 @@ mod tests {
     /// the source of every module, up to its tests.
     #[test]
     fn no_module_of_the_store_reads_the_wall_clock() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut offenders = Vec::new();
         let mut modules = 0;
-        for entry in std::fs::read_dir(&dir).expect("src/store") {
+        for entry in std::fs::read_dir(&dir).expect("crates/ipn-store/src") {
             let path = entry.expect("entry").path();
             if path.extension().is_none_or(|ext| ext != "rs") {
                 continue;
