@@ -16,7 +16,7 @@
 //! | signature valid (when verifying at the edge, the default) | 403 (`invalid_signature`) |
 //! | verified body has `IPN_PID[]`, `IPN_PNAME[]` (the receipt covers them) | 400 (`missing_field`) |
 //! | verified body has every `expected-fields` entry | 400 (`missing_expected_field`) |
-//! | verified body has the fields the worker requires, well formed | 400 (`missing_field`, `invalid_field`) |
+//! | verified body has the fields the worker requires, well formed, laid out as the processor lays them out | 400 (`missing_field`, `invalid_field`, `malformed`) |
 //! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
 //! | | 200 with the receipt (`queued`) |
 //!
@@ -376,6 +376,11 @@ fn refuse_at_the_door(
             IntakeResult::InvalidField,
             format!("invalid field {field}: {reason}"),
         ),
+        // Laid out as the processor never lays out its notices: a name
+        // renamed, repeated or moved (`domain::layout`).
+        Unusable::Tokenize(TokenizeError::Layout(err)) => {
+            (IntakeResult::Malformed, format!("malformed: {err}"))
+        }
         // Never parked (`parked_as_malformed` above): answered and queued.
         Unusable::Tokenize(TokenizeError::PanInAllowListedField { .. }) => return None,
     };

@@ -18,6 +18,8 @@
 //! - [`money`]: [`Currency`] and [`Money`] (exact minor units, never floats);
 //! - [`status`]: the processor's [`OrderStatus`] and our [`OrderState`];
 //! - [`pan`]: the card-number guard;
+//! - [`layout`]: the processor's field order, and the check that binds
+//!   field names (a renamed, repeated or moved name is refused);
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
@@ -119,6 +121,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 }
 
 pub mod journal;
+pub mod layout;
 pub mod money;
 pub mod pan;
 pub mod reconcile;
@@ -129,6 +132,7 @@ pub mod status;
 pub mod sweep;
 pub mod tokenize;
 
+pub use layout::{Layout, LayoutError};
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{
