@@ -21,6 +21,8 @@
 //! - [`layout`]: the processor's field order, and the check that binds
 //!   field names (a renamed, repeated or moved name is refused);
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
+//! - [`licence`]: from a verified licence change notification to a
+//!   [`LicenceNotice`];
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
 //!   booked (figures, posting rules, accounts).
@@ -122,6 +124,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 
 pub mod journal;
 pub mod layout;
+pub mod licence;
 pub mod money;
 pub mod pan;
 pub mod reconcile;
@@ -133,6 +136,9 @@ pub mod sweep;
 pub mod tokenize;
 
 pub use layout::{Layout, LayoutError};
+pub use licence::{
+    DispatchReason, Expiration, LicenceNotice, LicenceStatus, LicenceType, tokenize_licence,
+};
 pub use money::{Currency, CurrencyError, Money, MoneyError};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{
