@@ -7,6 +7,7 @@ mod helpers;
 
 mod batch_apply;
 mod bench_smoke;
+mod bound_names;
 mod broker_privacy;
 mod cli_check;
 mod cli_finance;
