@@ -26,6 +26,7 @@ mod intake_transport;
 mod ipn_properties;
 mod ipn_vectors;
 mod journal;
+mod licence_notices;
 mod metrics_exported;
 mod network_faults;
 mod operators;
