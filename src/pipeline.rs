@@ -310,7 +310,7 @@ pub enum Processed {
     /// [`Pipeline::record_licence`]. Nothing else is recorded of it yet
     /// (subscriptions, issue 21, come later): the worker acknowledges it,
     /// counts it and logs it.
-    Licence(Box<LicenceNotice>),
+    Licence(LicenceNotice),
 }
 
 impl Processed {
@@ -431,7 +431,7 @@ impl Pipeline {
             }
             Judgement::Licence(notice) => {
                 self.record_licence(&notice, received_at).await?;
-                Ok(Processed::Licence(notice))
+                Ok(Processed::Licence(*notice))
             }
         }
     }
@@ -475,7 +475,7 @@ impl Pipeline {
                 }
                 Judgement::Licence(notice) => {
                     self.record_licence(&notice, *received_at).await?;
-                    processed[index] = Some(Processed::Licence(notice));
+                    processed[index] = Some(Processed::Licence(*notice));
                 }
             }
         }
