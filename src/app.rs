@@ -450,6 +450,7 @@ fn start_intake(
         keys: pipeline.keys.clone(),
         signatures: pipeline.signatures,
         expected_fields: pipeline.expected_fields.clone(),
+        currencies: pipeline.currencies.clone(),
         pseudonym_key: pipeline.pseudonym_key.clone(),
         publisher,
         metrics: metrics.clone(),
@@ -735,7 +736,7 @@ async fn sweep_every(
             () = token.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match store.sweep(chrono::Utc::now(), &policy).await {
+        match crate::services::sweep::sweep(&store, chrono::Utc::now(), &policy).await {
             Ok(outcome) if outcome.ran => {
                 if !outcome.opened.is_empty() || outcome.closed > 0 {
                     tracing::info!(

@@ -23,6 +23,7 @@ use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::queue::{AmqpSettings, QueueError, RetryDelays};
 use crate::secret::SecretUrl;
+use crate::services::settlement::{ImportError, ImportOptions};
 use crate::settings::{
     BrokerSection, DatabaseSection, IntakeSection, NotificationSection, OperationsSection,
     WorkerSection,
@@ -30,7 +31,6 @@ use crate::settings::{
 use crate::settings::{ExpectedFields, Settings, SettingsError};
 use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
 use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
-use crate::store::settlement::ImportOptions;
 use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
@@ -95,6 +95,8 @@ pub enum DemoError {
     NotADemoDatabase(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Settlement(#[from] ImportError),
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]
@@ -510,13 +512,19 @@ async fn settle_books(
     let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
     let mut csv = Vec::new();
     write_settlement_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let lines = parse_settlement(csv.as_slice(), &Mapping::default()).map_err(|e| invalid(&e))?;
+    let lines = parse_settlement(csv.as_slice(), &Mapping::default(), store.currencies())
+        .map_err(|e| invalid(&e))?;
     let mut csv = Vec::new();
     write_payouts_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let payouts = parse_payouts(csv.as_slice()).map_err(|e| invalid(&e))?;
-    let imported = store
-        .import_settlement(&lines, &payouts, ImportOptions::default(), &|_| {})
-        .await?;
+    let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
+    let imported = crate::services::settlement::import(
+        store,
+        &lines,
+        &payouts,
+        ImportOptions::default(),
+        &|_| {},
+    )
+    .await?;
     writeln!(
         out,
         "    settlement: {} lines in {} payouts: matched {}, differs {}, unknown {}, fees and other {}",
@@ -555,7 +563,7 @@ async fn settle_books(
     let as_of = chrono::Utc::now().max(newest_order + policy.stale_order_age)
         + policy.settlement_days
         + chrono::Duration::days(1);
-    let swept = store.sweep(as_of, &policy).await?;
+    let swept = crate::services::sweep::sweep(store, as_of, &policy).await?;
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for finding in imported.opened.iter().chain(&swept.opened) {
         *by_kind.entry(finding.kind.as_str()).or_default() += 1;

@@ -9,7 +9,11 @@
 //!   review, settlement, sweep and journal rules, the `ipn-domain` crate:
 //!   pure, on top of the protocol alone;
 //! - [`keys`]: key files read from disk into the protocol's key rings;
-//! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders);
+//! - [`store`]: PostgreSQL (schema, migrations, atomic apply, orders): the
+//!   repository, queries and statements, no workflow and no clock;
+//! - [`services`]: the workflows (resolving a review item, importing a
+//!   settlement file, the sweep), each in a transaction it opens, with the
+//!   time as an argument;
 //! - [`pipeline`]: one notification's way through all of the above;
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
 //! - [`worker`]: the consume loop (retries, parking, graceful shutdown);
@@ -51,6 +55,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod secret;
+pub mod services;
 pub mod settings;
 #[cfg(feature = "tools")]
 pub mod simulate;

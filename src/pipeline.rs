@@ -20,8 +20,8 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::domain::{
-    BodyDigest, LicenceNotice, OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy,
-    ReviewKind, TokenizeError, pan, tokenize, tokenize_licence,
+    BodyDigest, Currencies, LicenceNotice, OrderState, Outcome, PaymentEvent, PseudonymKey,
+    ReconcilePolicy, ReviewKind, TokenizeError, pan, tokenize, tokenize_licence,
 };
 use crate::ipn::form::printable_name;
 use crate::ipn::{
@@ -45,6 +45,10 @@ pub struct PipelineConfig {
     /// does not send would verify and pay a real order. Licence change
     /// notifications have settings of their own and are not held to it.
     pub expected_fields: Vec<String>,
+    /// The currency table (`allow-currency`) a notification's amount is
+    /// read with: the settings' own ([`crate::settings::Loaded::currencies`]),
+    /// the same the store reads rows with.
+    pub currencies: Currencies,
 }
 
 impl fmt::Debug for PipelineConfig {
@@ -59,6 +63,7 @@ impl fmt::Debug for PipelineConfig {
             )
             .field("reconcile", &self.reconcile)
             .field("expected_fields", &self.expected_fields)
+            .field("currencies", &self.currencies)
             .finish()
     }
 }
@@ -119,6 +124,8 @@ pub struct Report {
     /// The algorithm of a signature that was refused.
     pub refused_algorithm: Option<crate::ipn::Algorithm>,
     pub processor_ref: Option<String>,
+    /// The order the notification is about: its merchant reference, or
+    /// `REFNO` for an order the processor's notices make.
     pub order_ref: Option<String>,
     /// What the notification says (`ORDERSTATUS`, `IPN_TOTALGENERAL` in
     /// `CURRENCY`), for a person reading about it.
@@ -247,21 +254,26 @@ pub enum Notice {
 }
 
 /// Judges a verified body without I/O: for a payment notification the
-/// expected fields, then tokenization; for a licence change notification
-/// (`LICENSE_CODE`) its own tokenization.
+/// expected fields, then tokenization (the amount read with
+/// `currencies`); for a licence change notification (`LICENSE_CODE`) its
+/// own tokenization (its renewal price read with `currencies`).
 ///
 /// [`Pipeline::judge`] calls it for the worker and `process`, and the
 /// intake for the bodies it verifies, so that the intake refuses a body at
-/// the door for no rule but the worker's.
+/// the door for no rule but the worker's (and with the same currency
+/// table: an allowed currency's amount is not refused at the door).
 pub fn judge_verified(
     raw_body: &[u8],
     form: &FormBody,
     verified: &Verified,
     expected_fields: &[String],
+    currencies: &Currencies,
     pseudonym_key: Option<&PseudonymKey>,
 ) -> Result<Notice, Unusable> {
     match NoticeKind::of(form) {
-        NoticeKind::Lcn => Ok(Notice::Licence(tokenize_licence(raw_body, form, verified)?)),
+        NoticeKind::Lcn => Ok(Notice::Licence(tokenize_licence(
+            raw_body, form, verified, currencies,
+        )?)),
         NoticeKind::Ipn => {
             if let Some(missing) = missing_expected_field(form, expected_fields) {
                 return Err(Unusable::MissingExpectedField(missing.to_owned()));
@@ -270,6 +282,7 @@ pub fn judge_verified(
                 raw_body,
                 form,
                 verified,
+                currencies,
                 pseudonym_key,
             )?))
         }
@@ -392,6 +405,7 @@ impl Pipeline {
             &form,
             &verified,
             &self.config.expected_fields,
+            &self.config.currencies,
             self.config.pseudonym_key.as_ref(),
         ) {
             Ok(Notice::Payment(event)) => Judgement::Event(Box::new((event, verified))),
@@ -426,7 +440,10 @@ impl Pipeline {
                     .apply(&event, received_at, &self.config.reconcile)
                     .await?;
                 Ok(Processed::Notification(report_for(
-                    &event, verified, applied,
+                    &event,
+                    &self.config.reconcile,
+                    verified,
+                    applied,
                 )))
             }
             Judgement::Licence(notice) => {
@@ -486,6 +503,7 @@ impl Pipeline {
         for ((item, (index, verified)), applied) in events.iter().zip(positions).zip(applied) {
             processed[index] = Some(Processed::Notification(report_for(
                 &item.event,
+                &self.config.reconcile,
                 verified,
                 applied,
             )));
@@ -568,6 +586,7 @@ impl Pipeline {
 
 fn report_for(
     event: &PaymentEvent,
+    policy: &ReconcilePolicy,
     verified: Verified,
     applied: crate::store::ApplyReport,
 ) -> Report {
@@ -578,7 +597,7 @@ fn report_for(
         verified: Some(verified),
         refused_algorithm: None,
         processor_ref: Some(event.processor_ref.clone()),
-        order_ref: Some(event.order_ref.clone()),
+        order_ref: Some(policy.order_source.key(event).order_ref),
         order_status: Some(event.status.as_str().to_owned()),
         amount: Some(event.amount),
         order_state: applied.order_state,
@@ -647,7 +666,7 @@ mod tests {
             algorithm: Algorithm::Sha3_256,
         };
         let expected: Vec<String> = expected.iter().map(|n| (*n).to_owned()).collect();
-        judge_verified(raw, &form, &verified, &expected, None)
+        judge_verified(raw, &form, &verified, &expected, &Currencies::iso(), None)
     }
 
     fn judge(raw: &[u8], expected: &[&str]) -> Result<PaymentEvent, Unusable> {

@@ -30,9 +30,10 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::journal::JournalAccounts;
+use crate::domain::money::CurrencyCode;
 use crate::domain::settlement::Tolerance;
 use crate::domain::sweep::SweepPolicy;
-use crate::domain::{Currency, PseudonymKey, ReconcilePolicy};
+use crate::domain::{Currencies, OrderSource, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
@@ -93,7 +94,8 @@ pub struct DatabaseSection {
     /// Longest a statement may wait for a row lock (`lock_timeout`).
     pub db_lock_timeout: PositiveDuration,
     /// Currencies outside ISO 4217 that orders may be in, with their
-    /// exponents (`XYZ=2`).
+    /// exponents (`XYZ=2`): the currency table, built and checked once
+    /// when the settings are read ([`Loaded::currencies`]).
     pub allow_currency: AllowedCurrencies,
 }
 
@@ -127,6 +129,9 @@ pub struct NotificationSection {
     pub pseudonym_key_file: Option<PathBuf>,
     /// Let `TEST_ORDER=1` notifications change orders.
     pub apply_test_orders: bool,
+    /// Where orders come from: imported by the merchant, made from the
+    /// processor's notices (keyed by `REFNO`), or both.
+    pub order_source: OrderSource,
     /// Largest accepted notification body, in bytes.
     #[serde(deserialize_with = "at_least_one")]
     pub max_body_bytes: NonZeroUsize,
@@ -144,6 +149,7 @@ impl Default for NotificationSection {
             require_algorithm: RequiredAlgorithm(None),
             pseudonym_key_file: None,
             apply_test_orders: false,
+            order_source: OrderSource::default(),
             max_body_bytes: const { NonZero::new(FormLimits::DEFAULT_MAX_BODY_BYTES).expect("positive") },
             expected_fields: ExpectedFields::default(),
         }
@@ -615,8 +621,12 @@ impl<'de> Deserialize<'de> for ExpectedFields {
 /// Currencies outside ISO 4217 that the books may hold, each with its
 /// exponent (its number of decimals): `XYZ=2,ABC=0` or, in the file, a
 /// list of strings. ISO codes cannot be given (their exponents are fixed).
+///
+/// Parsing builds the currency table itself ([`Currencies`], checked by
+/// [`Currencies::new`]), so a table that loaded is a table that works;
+/// it travels from here in the configuration (see [`Loaded::currencies`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedCurrencies(pub Vec<(Currency, u32)>);
+pub struct AllowedCurrencies(pub Currencies);
 
 impl AllowedCurrencies {
     /// Parses `CODE=EXPONENT,...`; the error says how to write one.
@@ -626,12 +636,14 @@ impl AllowedCurrencies {
             let shown = crate::ipn::form::printable_name(item);
             let usage = || format!("`{shown}`: write CODE=EXPONENT, for example XYZ=2");
             let (code, exponent) = item.split_once('=').ok_or_else(usage)?;
-            let code = Currency::parse(code.trim()).map_err(|err| format!("`{shown}`: {err}"))?;
+            let code =
+                CurrencyCode::parse(code.trim()).map_err(|err| format!("`{shown}`: {err}"))?;
             let exponent = exponent.trim().parse::<u32>().map_err(|_| usage())?;
             allowed.push((code, exponent));
         }
-        crate::domain::money::check_allowed(&allowed).map_err(|err| err.to_string())?;
-        Ok(Self(allowed))
+        Currencies::new(&allowed)
+            .map(Self)
+            .map_err(|err| err.to_string())
     }
 }
 
@@ -639,8 +651,8 @@ impl Serialize for AllowedCurrencies {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let text: Vec<String> = self
             .0
-            .iter()
-            .map(|(code, exponent)| format!("{code}={exponent}"))
+            .allowed()
+            .map(|currency| format!("{currency}={}", currency.exponent()))
             .collect();
         serializer.serialize_str(&text.join(","))
     }
@@ -1069,7 +1081,17 @@ impl Loaded {
             acquire_timeout: s.database.db_acquire_timeout.get(),
             statement_timeout: s.database.db_statement_timeout.get(),
             lock_timeout: s.database.db_lock_timeout.get(),
+            currencies: self.currencies(),
         })
+    }
+
+    /// The currency table (`allow-currency`): ISO 4217 and the currencies
+    /// the operator allowed, with their exponents. Every part that reads a
+    /// currency code gets this one value (the pipeline, the store through
+    /// [`Loaded::database`], the commands and the tools), so they all read
+    /// an amount the same way.
+    pub fn currencies(&self) -> Currencies {
+        self.settings.database.allow_currency.0.clone()
     }
 
     /// How to reach RabbitMQ, and the names there.
@@ -1239,8 +1261,10 @@ impl Loaded {
             pseudonym_key: self.pseudonym_key()?,
             reconcile: ReconcilePolicy {
                 apply_test_orders: self.settings.notifications.apply_test_orders,
+                order_source: self.settings.notifications.order_source,
             },
             expected_fields: self.settings.notifications.expected_fields.0.clone(),
+            currencies: self.currencies(),
         })
     }
 }
@@ -1548,17 +1572,36 @@ mod tests {
         )
         .expect("loads");
         let shown: Vec<(String, u32)> = loaded
-            .settings
-            .database
-            .allow_currency
-            .0
-            .iter()
-            .map(|(code, exponent)| (code.to_string(), *exponent))
+            .currencies()
+            .allowed()
+            .map(|currency| (currency.to_string(), currency.exponent()))
             .collect();
         assert_eq!(shown, [("XYZ".to_owned(), 3), ("ABC".to_owned(), 0)]);
+        // The table travels to the parts that read amounts.
+        let xyz = loaded.currencies().currency("XYZ").expect("code");
+        assert_eq!(xyz.exponent(), 3);
+        assert_eq!(
+            loaded.database().expect("database").currencies,
+            loaded.currencies()
+        );
+        assert_eq!(
+            loaded
+                .pipeline_with_keys(crate::ipn::KeyRing::single(b"k"))
+                .expect("pipeline")
+                .currencies,
+            loaded.currencies()
+        );
         let config = file("allow-currency = [\"XYZ=2\"]\n");
         let loaded = load(Some(config.path()), &[]).expect("loads");
-        assert_eq!(loaded.settings.database.allow_currency.0.len(), 1);
+        assert_eq!(loaded.currencies().allowed().count(), 1);
+        assert_eq!(
+            loaded
+                .currencies()
+                .currency("xyz")
+                .expect("code")
+                .exponent(),
+            2
+        );
         for (bad, says) in [
             ("XYZ", "CODE=EXPONENT"),
             ("XYZ=two", "CODE=EXPONENT"),
@@ -1591,7 +1634,7 @@ mod tests {
             "settlement-tolerance = \"0.01\"\nsettlement-days = 10\nstale-order-age = \"36h\"\n",
         );
         let loaded = load(Some(config.path()), &[flag("sweep-interval", "1m")]).expect("loads");
-        let eur = crate::domain::Currency::parse("EUR").expect("EUR");
+        let eur = crate::domain::Currency::iso("EUR").expect("EUR");
         assert_eq!(
             loaded
                 .settings
@@ -1824,7 +1867,7 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        assert_eq!(text.len(), 56);
+        assert_eq!(text.len(), 57);
     }
 
     #[test]

@@ -178,6 +178,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "Let TEST_ORDER=1 notifications change orders (sandboxes, the demo).",
     ),
     value(
+        "order-source",
+        "IPN_ORDER_SOURCE",
+        "SOURCE",
+        "Where orders come from: merchant (every notification must name an imported order, REFNOEXT, else it waits as an orphan), processor (orders are made from verified notifications, keyed by REFNO) or both (a notification naming a merchant reference is matched to the imported order; one naming none makes or updates the processor's order). Test orders never make one.",
+    ),
+    value(
         "max-body-bytes",
         "IPN_MAX_BODY_BYTES",
         "BYTES",
@@ -679,11 +685,14 @@ pub struct ConfigFile {
     pub path: Option<PathBuf>,
 }
 
-/// Loads the settings from the configuration file and the given groups,
-/// and makes the allowed currencies (`allow-currency`) known to the
-/// process before the command reads any amount (see
-/// [`allow_currencies`](crate::domain::money::allow_currencies): a
-/// currency's exponent is one fact for the whole process).
+/// Loads the settings from the configuration file and the given groups.
+///
+/// The allowed currencies (`allow-currency`) are part of them: loading
+/// builds and checks the currency table
+/// ([`Loaded::currencies`](settings::Loaded::currencies)), a bad table is
+/// refused here as an invalid `allow-currency`, and the command hands the
+/// table on (through the store's settings, the pipeline, its parsers) to
+/// whatever reads an amount.
 pub fn load(
     config: &ConfigFile,
     groups: &[&dyn FlagGroup],
@@ -692,15 +701,7 @@ pub fn load(
         .iter()
         .flat_map(|group| group.overrides().iter().cloned())
         .collect();
-    let loaded = settings::load(config.path.as_deref(), &overrides)?;
-    crate::domain::money::allow_currencies(&loaded.settings.database.allow_currency.0).map_err(
-        |err| settings::SettingsError::Invalid {
-            key: "allow-currency".to_owned(),
-            origin: loaded.origin("allow-currency"),
-            reason: err.to_string(),
-        },
-    )?;
-    Ok(loaded)
+    settings::load(config.path.as_deref(), &overrides)
 }
 
 /// The database settings of a command that reads or adds to the books: it

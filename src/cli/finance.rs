@@ -12,15 +12,13 @@ use super::args::database;
 use super::args::{ConfigFile, DatabaseFlags};
 use super::dates::{period, period_end, period_start};
 use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
-use crate::domain::ReviewKind;
 use crate::domain::pan::check_free_text;
 use crate::domain::review::ReviewAction;
+use crate::domain::{Currencies, ReviewKind};
+use crate::services::review::{ResolveError, ResolveOutcome, ResolveRequest, resolve};
 use crate::store::reports::rfc3339;
 use crate::store::review::{self, ReviewStatus};
-use crate::store::{
-    FinanceSummary, ReportBasis, ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail,
-    ReviewGroup, Store,
-};
+use crate::store::{FinanceSummary, ReportBasis, ReviewDetail, ReviewGroup, Store};
 
 /// The books of a period: orders by state, money per currency (paid,
 /// refunded, reversed, charged back, fees, net; never summed across
@@ -390,7 +388,9 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                         serde_json::to_writer_pretty(&mut out, &detail)?;
                         writeln!(out)?;
                     }
-                    ShowFormat::Table => write_review_detail(&mut out, &detail)?,
+                    ShowFormat::Table => {
+                        write_review_detail(&mut out, &detail, store.currencies())?;
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             })
@@ -418,7 +418,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                     group,
                     ..ResolveRequest::new(id, action, &by, &note)
                 };
-                let outcome = match store.resolve_review(&request).await {
+                let outcome = match resolve(&store, &request).await {
                     Ok(outcome) => outcome,
                     Err(err) => return resolve_refused(err),
                 };
@@ -542,8 +542,13 @@ fn write_review_table(out: &mut impl Write, groups: &[ReviewGroup]) -> std::io::
     }
 }
 
-/// `review show` for people.
-fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::Result<()> {
+/// `review show` for people (amounts read with `currencies`, the store's
+/// table).
+fn write_review_detail(
+    out: &mut impl Write,
+    detail: &ReviewDetail,
+    currencies: &Currencies,
+) -> std::io::Result<()> {
     let item = &detail.item;
     writeln!(out, "review item    #{} ({})", item.id, item.status)?;
     writeln!(out, "kind           {}", item.kind)?;
@@ -582,7 +587,7 @@ fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::
             table_time(&r.at),
             r.note
         )?;
-        if let (Some(amount), Some(currency)) = (r.amount(), &r.currency) {
+        if let (Some(amount), Some(currency)) = (r.amount(currencies), &r.currency) {
             write!(out, " ({amount} {currency})")?;
         }
         if let Some(order) = &r.order_ref
@@ -653,7 +658,7 @@ fn write_review_detail(out: &mut impl Write, detail: &ReviewDetail) -> std::io::
 
 /// Refuses a card number in what a person typed (`--by`, `--note`) before
 /// anything connects: a usage error, and nothing is stored
-/// (`Store::resolve_review` checks again).
+/// (`services::review::resolve` checks again).
 fn check_typed_text(by: &str, note: &str) -> Result<(), CliError> {
     check_free_text("--by", by).map_err(CliError::usage)?;
     check_free_text("--note", note).map_err(CliError::usage)

@@ -34,7 +34,9 @@ read."
         /// The CSV file; `-` reads standard input.
         file: PathBuf,
     },
-    /// Show one order with its reconciled state and ledger.
+    /// Show one order with its reconciled state and ledger, found by the
+    /// merchant's reference or the processor's (REFNO); says where it came
+    /// from (`origin`: merchant or processor).
     #[command(
         after_help = "Exit codes: 0 shown, 1 no such order, 2 usage error or invalid \
 configuration, 3 the database cannot be read."
@@ -42,7 +44,8 @@ configuration, 3 the database cannot be read."
     Show {
         #[command(flatten)]
         db: DatabaseFlags,
-        /// The merchant's order reference (REFNOEXT).
+        /// The order's reference: the merchant's (REFNOEXT), or the
+        /// processor's (REFNO) of any of its payments.
         order_ref: String,
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
         format: ShowFormat,
@@ -60,7 +63,7 @@ or another usage error, invalid configuration, 3 the database cannot be read."
         status: Option<OrderState>,
         /// table: for people; csv: columns order_ref,status,amount,
         /// currency,paid,refunded,charged_back,processor_ref,created_at,
-        /// updated_at; json: a list of objects with the same names.
+        /// updated_at,origin; json: a list of objects with the same names.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
@@ -166,8 +169,9 @@ pub fn migrate(config: &ConfigFile, db: &DatabaseFlags) -> CliResult {
 pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
     match command {
         OrdersCommand::Import { db, file } => {
-            // Settings first: they say which currencies besides ISO 4217
-            // the file may use, and with how many decimals.
+            // Settings first: their currency table says which currencies
+            // besides ISO 4217 the file may use, and with how many
+            // decimals; the store checks the orders against the same one.
             let settings = args::database(config, &db)?;
             let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
                 Box::new(std::io::stdin())
@@ -177,7 +181,7 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                         .with_context(|| format!("cannot open {}", file.display()))?,
                 )
             };
-            let orders = match parse_orders_csv(input) {
+            let orders = match parse_orders_csv(input, &settings.currencies) {
                 Ok(orders) => orders,
                 Err(
                     err @ (ImportError::Header(_) | ImportError::Rows(_) | ImportError::Csv(_)),
@@ -341,6 +345,10 @@ fn write_orders_table(out: &mut impl Write, orders: &[OrderView]) -> std::io::Re
 
 pub(super) fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {
     writeln!(out, "order          {}", o.order_ref)?;
+    writeln!(out, "origin         {}", o.origin)?;
+    if let Some(merchant_ref) = &o.merchant_ref {
+        writeln!(out, "merchant ref   {merchant_ref}")?;
+    }
     writeln!(out, "status         {}", o.status.as_str())?;
     writeln!(out, "amount         {} {}", o.amount, o.currency)?;
     writeln!(out, "paid           {} {}", o.paid, o.currency)?;

@@ -17,9 +17,11 @@ use super::{
 };
 use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, parse_settlement};
 use crate::domain::{Money, ReviewKind};
+use crate::services::settlement::{ImportError, ImportOptions, ImportSummary};
+use crate::services::sweep::sweep as sweep_once;
 use crate::store::reports::rfc3339;
-use crate::store::settlement::{BatchTotals, ImportOptions, ImportSummary, SettlementLineView};
-use crate::store::{SchemaPolicy, Store};
+use crate::store::settlement::{BatchTotals, SettlementLineView};
+use crate::store::{SchemaPolicy, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum SettlementCommand {
@@ -143,11 +145,11 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
                 }
                 None => Mapping::default(),
             };
-            let lines = parse_settlement(read(&file)?, &mapping)
+            let lines = parse_settlement(read(&file)?, &mapping, &database.currencies)
                 .with_context(|| file.display().to_string())
                 .map_err(CliError::usage)?;
             let payouts = match &payouts {
-                Some(path) => parse_payouts(read(path)?)
+                Some(path) => parse_payouts(read(path)?, &database.currencies)
                     .with_context(|| path.display().to_string())
                     .map_err(CliError::usage)?,
                 None => Vec::new(),
@@ -155,17 +157,18 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
             block_on(async move {
                 let store = Store::connect(database).await?;
                 let bar = progress_bar(lines.len() as u64);
-                let summary = store
-                    .import_settlement(
-                        &lines,
-                        &payouts,
-                        ImportOptions { tolerance, dry_run },
-                        &|n| bar.inc(n),
-                    )
-                    .await;
+                let summary = crate::services::settlement::import(
+                    &store,
+                    &lines,
+                    &payouts,
+                    ImportOptions { tolerance, dry_run },
+                    &|n| bar.inc(n),
+                )
+                .await;
                 bar.finish_and_clear();
                 let summary = summary.map_err(|err| match err {
-                    crate::store::StoreError::Invalid(_) => CliError::usage(err),
+                    ImportError::PayoutDiffers { .. }
+                    | ImportError::Store(StoreError::Invalid(_)) => CliError::usage(err),
                     other => CliError::operational(other),
                 })?;
                 let mut out = std::io::stdout().lock();
@@ -426,7 +429,7 @@ pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
     let now = args.as_of.unwrap_or_else(Utc::now);
     block_on(async move {
         let store = Store::connect(database).await?;
-        let outcome = store.sweep(now, &policy).await?;
+        let outcome = sweep_once(&store, now, &policy).await?;
         let mut out = std::io::stdout().lock();
         if !outcome.ran {
             writeln!(out, "another instance is sweeping; nothing done")?;

@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::KeyArgs;
+use crate::domain::Currencies;
 use crate::queue::Publisher;
 use crate::simulate::deliver::{PostPolicy, post_all, publish_all};
 use crate::simulate::{
@@ -228,9 +229,30 @@ fn probability(text: &str) -> Result<f64, String> {
 /// Below this many files, a progress bar is more noise than help.
 const PROGRESS_MIN_FILES: usize = 200;
 
+/// The currency mix (`--currencies`), read with the settings' currency
+/// table when it names a currency outside ISO 4217: such a currency is
+/// simulated with the exponent `allow-currency` gives it, the one the
+/// books read it with (the orders are imported against the same table).
+/// ISO 4217 codes read the same in every table, so a mix of them needs
+/// no settings, and none are read, as before.
+fn currency_mix(
+    config_file: &super::args::ConfigFile,
+    args: &SimulateArgs,
+) -> Result<Vec<CurrencyWeight>, super::CliError> {
+    let mix = CurrencyWeight::parse_mix(&args.currencies, &Currencies::iso())?;
+    if mix.iter().all(|w| w.currency.is_iso4217()) {
+        return Ok(mix);
+    }
+    let loaded = super::args::load(config_file, &[&args.db]).map_err(super::settings_error)?;
+    Ok(CurrencyWeight::parse_mix(
+        &args.currencies,
+        &loaded.currencies(),
+    )?)
+}
+
 pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::CliResult {
     let ring = args.keys.load()?;
-    let currencies = CurrencyWeight::parse_mix(&args.currencies)?;
+    let currencies = currency_mix(config_file, &args)?;
     let base_date = args
         .base_date
         .and_hms_opt(8, 0, 0)

@@ -127,7 +127,7 @@ mod tests {
     fn day(d: u32, paid: i64, refunded: i64, taken_back: i64) -> DailyMoney {
         DailyMoney {
             day: NaiveDate::from_ymd_opt(2026, 11, d).expect("date"),
-            currency: Currency::parse("EUR").expect("EUR"),
+            currency: Currency::iso("EUR").expect("EUR"),
             paid,
             refunded,
             taken_back,
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn each_currency_has_its_own_chart_and_nothing_moved_says_so() {
         let mut usd = day(1, 5, 0, 0);
-        usd.currency = Currency::parse("USD").expect("USD");
+        usd.currency = Currency::iso("USD").expect("USD");
         let svg = render(&[day(1, 1, 0, 0), usd]).into_string();
         assert_eq!(svg.matches("<svg").count(), 2);
         assert!(render(&[]).into_string().contains("No money moved"));

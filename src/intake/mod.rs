@@ -65,7 +65,7 @@ use axum::routing::post;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::domain::{BodyDigest, PseudonymKey, TokenizeError};
+use crate::domain::{BodyDigest, Currencies, PseudonymKey, TokenizeError};
 use crate::ipn::form::name_must_be_masked;
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, NoticeKind, ReceiptDate, ReceiptFormat,
@@ -163,11 +163,12 @@ pub struct Intake {
     pub settings: IntakeSettings,
     pub keys: KeyRing,
     pub signatures: SignaturePolicy,
-    /// The worker's `expected-fields` and pseudonym key
+    /// The worker's `expected-fields`, currency table and pseudonym key
     /// ([`PipelineConfig`](crate::pipeline::PipelineConfig)): a body
     /// verified here is judged as the worker will judge it
     /// ([`judge_verified`]), to refuse at the door what it would park.
     pub expected_fields: Vec<String>,
+    pub currencies: Currencies,
     pub pseudonym_key: Option<PseudonymKey>,
     pub publisher: Arc<Publisher>,
     pub metrics: Metrics,
@@ -379,6 +380,7 @@ fn refuse_at_the_door(
         form,
         verified,
         &intake.expected_fields,
+        &intake.currencies,
         intake.pseudonym_key.as_ref(),
     )
     .err()?;

@@ -81,7 +81,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeDelta};
 
-use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
+use crate::domain::{Currencies, Currency, Money, OrderState, Outcome, ReviewKind};
 use crate::ipn::{Algorithm, Field, FormError, SecretKey};
 use crate::store::NewOrder;
 
@@ -240,6 +240,8 @@ pub struct CurrencyWeight {
 impl CurrencyWeight {
     /// The default mix: mostly EUR and USD, and enough JPY (no decimals)
     /// and BHD (three decimals) that every run exercises both exponents.
+    /// ISO 4217 codes only, so no operator table applies
+    /// ([`Currency::iso`]).
     pub fn default_mix() -> Vec<CurrencyWeight> {
         [
             ("EUR", 40),
@@ -250,22 +252,27 @@ impl CurrencyWeight {
         ]
         .into_iter()
         .filter_map(|(code, weight)| {
-            Currency::parse(code)
+            Currency::iso(code)
                 .ok()
                 .map(|currency| CurrencyWeight { currency, weight })
         })
         .collect()
     }
 
-    /// Parses `EUR=40,USD=30,JPY=10` (a code without `=` weighs 1).
-    pub fn parse_mix(text: &str) -> Result<Vec<CurrencyWeight>, SimulationError> {
+    /// Parses `EUR=40,USD=30,JPY=10` (a code without `=` weighs 1), each
+    /// code read with `currencies` (the settings' table, so that a
+    /// currency the operator allowed is simulated with its exponent).
+    pub fn parse_mix(
+        text: &str,
+        currencies: &Currencies,
+    ) -> Result<Vec<CurrencyWeight>, SimulationError> {
         let mut mix = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (code, weight) = match part.split_once('=') {
                 Some((code, weight)) => (code.trim(), weight.trim()),
                 None => (part, "1"),
             };
-            let currency = Currency::parse(code).map_err(|_| {
+            let currency = currencies.currency(code).map_err(|_| {
                 SimulationError::Currency(format!("`{code}` is not a currency code"))
             })?;
             let weight = weight.parse::<u32>().map_err(|_| {

@@ -369,6 +369,7 @@ pub fn write_payouts_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Currencies;
     use crate::domain::settlement::{Mapping, parse_payouts, parse_settlement};
     use crate::ipn::SecretKey;
     use crate::simulate::{SimulationConfig, simulate};
@@ -388,11 +389,12 @@ mod tests {
         assert_eq!(settled, settlement(&simulation), "deterministic");
         let mut text = Vec::new();
         write_settlement_csv(&settled, &mut text).expect("csv");
-        let lines = parse_settlement(text.as_slice(), &Mapping::default()).expect("parses");
+        let lines = parse_settlement(text.as_slice(), &Mapping::default(), &Currencies::iso())
+            .expect("parses");
         assert_eq!(lines.len(), settled.lines.len());
         let mut payouts = Vec::new();
         write_payouts_csv(&settled, &mut payouts).expect("csv");
-        let payouts = parse_payouts(payouts.as_slice()).expect("parses");
+        let payouts = parse_payouts(payouts.as_slice(), &Currencies::iso()).expect("parses");
         let count = |kind: ReviewKind| settled.expected.iter().filter(|e| e.0 == kind).count();
         assert_eq!(count(ReviewKind::SettlementUnknown), 1);
         assert_eq!(count(ReviewKind::SettlementAmountDiffers), 1);

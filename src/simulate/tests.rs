@@ -183,7 +183,7 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
         }
         // The allow-listed fields parse (docs/protocol.md §10 conventions),
         // in the processor's layout but in the swapped copy.
-        let tokenized = tokenize(&delivery.body, &form, &verified, None);
+        let tokenized = tokenize(&delivery.body, &form, &verified, &Currencies::iso(), None);
         if delivery.kind == DeliveryKind::Swapped {
             prop_assert!(
                 matches!(
@@ -199,7 +199,7 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
         }
         let event = tokenized.map_err(|err| TestCaseError::fail(err.to_string()))?;
         prop_assert_eq!(&event.identity, &identity);
-        prop_assert_eq!(&event.order_ref, &delivery.order_ref);
+        prop_assert_eq!(event.merchant_ref.as_ref(), Some(&delivery.order_ref));
         prop_assert_eq!(event.status.as_str(), delivery.order_status);
         prop_assert_eq!(event.test_order, delivery.test_order);
         prop_assert!(event.ipn_date.is_some());
@@ -564,10 +564,10 @@ fn rates_must_be_probabilities() {
         simulate(&too_many, &key()),
         Err(SimulationError::TooManyOrders { .. })
     ));
-    assert!(CurrencyWeight::parse_mix("EUR=0").is_err());
-    assert!(CurrencyWeight::parse_mix("EURO=1").is_err());
-    assert!(CurrencyWeight::parse_mix("EUR=1,EUR=2").is_err());
-    let mix = CurrencyWeight::parse_mix("jpy=2, BHD").unwrap();
+    assert!(CurrencyWeight::parse_mix("EUR=0", &Currencies::iso()).is_err());
+    assert!(CurrencyWeight::parse_mix("EURO=1", &Currencies::iso()).is_err());
+    assert!(CurrencyWeight::parse_mix("EUR=1,EUR=2", &Currencies::iso()).is_err());
+    let mix = CurrencyWeight::parse_mix("jpy=2, BHD", &Currencies::iso()).unwrap();
     assert_eq!(mix[0].currency.as_str(), "JPY");
     assert_eq!(mix[1].weight, 1);
 }
@@ -579,7 +579,7 @@ fn orders_csv_round_trips_through_the_importer() {
     write_orders_csv(&sim.orders, &mut csv).unwrap();
     let text = String::from_utf8(csv.clone()).unwrap();
     assert!(text.starts_with("order_ref,amount,currency,created_at\n"));
-    let parsed = parse_orders_csv(csv.as_slice()).unwrap();
+    let parsed = parse_orders_csv(csv.as_slice(), &Currencies::iso()).unwrap();
     assert_eq!(parsed, sim.orders);
     // Exponents survive: JPY without decimals, BHD with three.
     for order in &parsed {
@@ -590,6 +590,45 @@ fn orders_csv_round_trips_through_the_importer() {
             _ => assert_eq!(amount.split('.').nth(1).map(str::len), Some(2)),
         }
     }
+}
+
+#[test]
+fn an_allowed_currency_is_simulated_with_the_exponent_of_the_table() {
+    let code = crate::domain::CurrencyCode::parse("ZZB").unwrap();
+    let table = Currencies::new(&[(code, 3)]).unwrap();
+    let sim = run(&SimulationConfig {
+        currencies: CurrencyWeight::parse_mix("ZZB", &table).unwrap(),
+        ..config(8, 20, AnomalyRates::NONE)
+    });
+    let mut csv = Vec::new();
+    write_orders_csv(&sim.orders, &mut csv).unwrap();
+    let parsed = parse_orders_csv(csv.as_slice(), &table).unwrap();
+    assert_eq!(parsed, sim.orders);
+    for order in &parsed {
+        assert_eq!(order.amount.currency().exponent(), 3);
+        let amount = order.amount.format_amount();
+        assert_eq!(amount.split('.').nth(1).map(str::len), Some(3), "{amount}");
+    }
+    // The notifications read back with the table: payments of exactly
+    // their order's amount among them.
+    let amounts: HashMap<&str, Money> = sim
+        .orders
+        .iter()
+        .map(|o| (o.order_ref.as_str(), o.amount))
+        .collect();
+    let mut exact = 0;
+    for delivery in &sim.deliveries {
+        let form = parse(delivery);
+        let Ok(verified) = crate::ipn::verify(&form, &ring(), &SignaturePolicy::default()) else {
+            continue;
+        };
+        let event = tokenize(&delivery.body, &form, &verified, &table, None).unwrap();
+        assert_eq!(event.amount.currency(), table.currency("ZZB").unwrap());
+        if amounts.get(event.merchant_ref.as_deref().unwrap_or_default()) == Some(&event.amount) {
+            exact += 1;
+        }
+    }
+    assert!(exact > 0, "no notification of an order's exact amount");
 }
 
 #[test]
@@ -629,7 +668,10 @@ fn write_all_lays_out_the_directory_and_refuses_to_mix_runs() {
     }
     assert!(names[0].starts_with("00001-SHOP-"));
     let csv = std::fs::read(&paths.orders_csv).unwrap();
-    assert_eq!(parse_orders_csv(csv.as_slice()).unwrap(), sim.orders);
+    assert_eq!(
+        parse_orders_csv(csv.as_slice(), &Currencies::iso()).unwrap(),
+        sim.orders
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&paths.manifest_json).unwrap()).unwrap();
     assert_eq!(manifest["seed"], 6);
@@ -682,7 +724,7 @@ impl Meaning {
     fn of(event: &PaymentEvent) -> Self {
         Self {
             processor_ref: event.processor_ref.clone(),
-            order_ref: event.order_ref.clone(),
+            order_ref: event.merchant_ref.clone().unwrap_or_default(),
             status: event.status.as_str().to_owned(),
             amount: event.amount,
             test_order: event.test_order,
@@ -743,22 +785,27 @@ fn replay_in_memory_as(
             *outcomes.entry(Outcome::Malformed).or_default() += 1;
             continue;
         }
-        let event: PaymentEvent = match tokenize(&delivery.body, &form, &verified, None) {
-            Ok(event) => event,
-            // Two names swapped: not the processor's layout.
-            Err(crate::domain::TokenizeError::Layout(_)) => {
-                prop_assert_eq!(delivery.kind, DeliveryKind::Swapped);
-                *outcomes.entry(Outcome::Malformed).or_default() += 1;
-                continue;
-            }
-            Err(err) => return Err(TestCaseError::fail(err.to_string())),
-        };
-        let Some(order) = facts.get_mut(&event.order_ref) else {
-            prop_assert!(sim.expected_orphans.contains_key(&event.order_ref));
+        let event: PaymentEvent =
+            match tokenize(&delivery.body, &form, &verified, &Currencies::iso(), None) {
+                Ok(event) => event,
+                // Two names swapped: not the processor's layout.
+                Err(crate::domain::TokenizeError::Layout(_)) => {
+                    prop_assert_eq!(delivery.kind, DeliveryKind::Swapped);
+                    *outcomes.entry(Outcome::Malformed).or_default() += 1;
+                    continue;
+                }
+                Err(err) => return Err(TestCaseError::fail(err.to_string())),
+            };
+        let order_ref = ReconcilePolicy::default()
+            .order_source
+            .key(&event)
+            .order_ref;
+        let Some(order) = facts.get_mut(&order_ref) else {
+            prop_assert!(sim.expected_orphans.contains_key(&order_ref));
             *outcomes.entry(Outcome::OrderNotFound).or_default() += 1;
             continue;
         };
-        let open = reviews.entry(event.order_ref.clone()).or_default();
+        let open = reviews.entry(order_ref.clone()).or_default();
         if !seen_bodies.insert(event.digest.clone()) {
             // The same bytes again: the genuine body and its exact copy,
             // in either order.

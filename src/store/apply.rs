@@ -10,9 +10,13 @@
 //! apply, the notification and order rows, the review items of a repeat
 //! ([`repeat_reviews`]) and the statements that close review items; the
 //! record of a notification refused before tokenization
-//! ([`Store::record_rejected`]); and the review actions that apply a
-//! notification recorded before ([`apply_repeat`]; they decide and write
-//! with the batch's own steps, [`super::batch::apply_recorded`]).
+//! ([`Store::record_rejected`]); and the writes of a review action that
+//! applies a notification recorded before ([`apply_repeat`],
+//! [`apply_to_order`]; they decide and write with the batch's own steps,
+//! [`super::batch::apply_recorded`]) or records a refund outside the
+//! processor ([`lock_order_facts`], [`write_facts`]), each in the
+//! transaction of the workflow that calls it
+//! ([`crate::services::review`]).
 
 use super::sql::Stored;
 use std::time::Duration;
@@ -28,9 +32,9 @@ use super::schema::{notifications, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::repeats::late_repeat_change;
 use crate::domain::{
-    AutoResolution, BodyDigest, Currency, Decision, EventIdentity, Money, NewReviewItem,
-    OrderFacts, OrderState, Outcome, PaymentEvent, PaymentFacts, ReconcilePolicy, ReviewKind,
-    StatusCategory, StatusField,
+    AutoResolution, BodyDigest, Currencies, Currency, Decision, EventIdentity, Money,
+    NewReviewItem, OrderFacts, OrderKey, OrderOrigin, OrderState, Outcome, PaymentEvent,
+    PaymentFacts, ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
 };
 use crate::ipn::{Algorithm, KeyId};
 
@@ -105,7 +109,8 @@ impl Default for RetryBounds {
 }
 
 impl RetryBounds {
-    pub(super) fn backoff(&self) -> ExponentialBuilder {
+    /// The backoff these bounds describe (with jitter), for `backon`.
+    pub fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.first_delay)
             .with_max_delay(self.max_delay)
@@ -147,7 +152,7 @@ impl<'a> TokenizedColumns<'a> {
     pub(super) fn of(event: &'a PaymentEvent, currency: &'a Currency) -> Self {
         Self {
             processor_ref: Some(&event.processor_ref),
-            order_ref: Some(&event.order_ref),
+            order_ref: event.merchant_ref.as_deref(),
             order_status: Some(event.status.as_str()),
             amount_minor: Some(event.amount.minor_units()),
             currency: Some(currency.as_str()),
@@ -192,7 +197,7 @@ impl Meaning {
     pub(super) fn of(event: &PaymentEvent) -> Self {
         Self {
             processor_ref: Some(event.processor_ref.clone()),
-            order_ref: Some(event.order_ref.clone()),
+            order_ref: event.merchant_ref.clone(),
             order_status: Some(event.status.as_str().to_owned()),
             amount_minor: Some(event.amount.minor_units()),
             currency: Some(event.amount.currency().as_str().to_owned()),
@@ -206,6 +211,8 @@ impl Meaning {
 #[diesel(table_name = orders)]
 pub(super) struct OrderRow {
     pub(super) id: i64,
+    #[diesel(deserialize_as = Stored<OrderOrigin>)]
+    pub(super) origin: OrderOrigin,
     pub(super) expected_minor: i64,
     pub(super) currency: String,
     pub(super) processor_ref: Option<String>,
@@ -227,21 +234,28 @@ pub(super) struct PaymentRow {
 }
 
 /// Loads an order's facts: the order row and its payments.
-pub(super) async fn load_facts(
+async fn load_facts(
     conn: &mut AsyncPgConnection,
     order: &OrderRow,
+    currencies: &Currencies,
 ) -> Result<OrderFacts, StoreError> {
     let rows: Vec<PaymentRow> = payments::table
         .filter(payments::order_id.eq(order.id))
         .select(PaymentRow::as_select())
         .load(conn)
         .await?;
-    facts_of(order, rows)
+    facts_of(order, rows, currencies)
 }
 
-/// An order's facts from its row and its payments' rows.
-pub(super) fn facts_of(order: &OrderRow, rows: Vec<PaymentRow>) -> Result<OrderFacts, StoreError> {
-    let currency = Currency::parse(&order.currency)
+/// An order's facts from its row and its payments' rows, its currency read
+/// with `currencies` (the store's table).
+pub(super) fn facts_of(
+    order: &OrderRow,
+    rows: Vec<PaymentRow>,
+    currencies: &Currencies,
+) -> Result<OrderFacts, StoreError> {
+    let currency = currencies
+        .currency(&order.currency)
         .map_err(|err| StoreError::Invalid(format!("order {}: {err}", order.id)))?;
     Ok(OrderFacts {
         expected: Money::from_minor(order.expected_minor, currency),
@@ -278,33 +292,22 @@ impl Store {
         .when(StoreError::is_transient)
         .await
     }
-
-    /// Applies the repeat recorded as notification `notification_id` as a
-    /// notification of its own: what a person decides for a `late_repeat`
-    /// (a genuine second refund of the same amount). The ledger row says
-    /// who confirmed it.
-    pub async fn apply_confirmed_repeat(
-        &self,
-        notification_id: i64,
-        confirmed_by: &str,
-        policy: &ReconcilePolicy,
-    ) -> Result<ApplyReport, StoreError> {
-        let mut conn = self.conn().await?;
-        conn.transaction::<_, StoreError, _>(async |conn| {
-            apply_repeat(conn, notification_id, confirmed_by, policy).await
-        })
-        .await
-    }
 }
 
-/// Applies an unapplied repeat as a notification of its own.
-pub(super) async fn apply_repeat(
+/// Applies the repeat recorded as notification `notification_id` as a
+/// notification of its own, in the caller's transaction: what a person
+/// decides for a `late_repeat` (a genuine second refund of the same
+/// amount). The ledger row says who confirmed it. Refused
+/// (`StoreError::Invalid`) for a notification that is not an unapplied
+/// repeat, so a repeat is applied at most once.
+pub async fn apply_repeat(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
     confirmed_by: &str,
     policy: &ReconcilePolicy,
+    currencies: &Currencies,
 ) -> Result<ApplyReport, StoreError> {
-    let event = stored_event(conn, notification_id).await?;
+    let event = stored_event(conn, notification_id, currencies).await?;
     let (Stored(outcome), repeat_of): (Stored<Outcome>, Option<i64>) = notifications::table
         .find(notification_id)
         .select((notifications::outcome, notifications::repeat_of))
@@ -317,14 +320,87 @@ pub(super) async fn apply_repeat(
         )));
     }
     let note = format!("repeat confirmed by {confirmed_by} as a notification of its own");
-    super::batch::apply_recorded(conn, &event, notification_id, policy, Some(&note)).await
+    let key = policy.order_source.key(&event);
+    super::batch::apply_recorded(
+        conn,
+        &event,
+        &key,
+        notification_id,
+        policy,
+        currencies,
+        Some(&note),
+    )
+    .await
+}
+
+/// Applies notification `notification_id`, recorded before (one that
+/// found no order), to order `order_ref` instead of the order it names, in
+/// the caller's transaction: an orphan's payment linked to its order by a
+/// person. `ledger_note` says who, on the ledger row.
+pub async fn apply_to_order(
+    conn: &mut AsyncPgConnection,
+    notification_id: i64,
+    order_ref: &str,
+    policy: &ReconcilePolicy,
+    currencies: &Currencies,
+    ledger_note: &str,
+) -> Result<ApplyReport, StoreError> {
+    let event = stored_event(conn, notification_id, currencies).await?;
+    let origin: Option<Stored<OrderOrigin>> = orders::table
+        .filter(orders::order_ref.eq(order_ref))
+        .select(orders::origin)
+        .first(conn)
+        .await
+        .optional()?;
+    // The order as it is, whatever its origin: a person chose it.
+    let key = OrderKey {
+        origin: origin.map_or(OrderOrigin::Merchant, |Stored(origin)| origin),
+        order_ref: order_ref.to_owned(),
+        creates: false,
+    };
+    super::batch::apply_recorded(
+        conn,
+        &event,
+        &key,
+        notification_id,
+        policy,
+        currencies,
+        Some(ledger_note),
+    )
+    .await
+}
+
+/// Order `order_ref`, locked (`FOR UPDATE`) until the caller's
+/// transaction ends: its id and its facts; `None` when there is no such
+/// order.
+pub async fn lock_order_facts(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+    currencies: &Currencies,
+) -> Result<Option<(i64, OrderFacts)>, StoreError> {
+    let order: Option<OrderRow> = orders::table
+        .filter(orders::order_ref.eq(order_ref))
+        .select(OrderRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    match order {
+        Some(order) => Ok(Some((
+            order.id,
+            load_facts(conn, &order, currencies).await?,
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
-/// tokenized notification: everything `decide` needs is in its columns).
+/// tokenized notification: everything `decide` needs is in its columns),
+/// its amount read with `currencies` (the store's table).
 pub(super) async fn stored_event(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
+    currencies: &Currencies,
 ) -> Result<PaymentEvent, StoreError> {
     #[derive(Queryable)]
     struct Row {
@@ -353,7 +429,7 @@ pub(super) async fn stored_event(
     let currency = m
         .currency
         .as_deref()
-        .and_then(|c| Currency::parse(c).ok())
+        .and_then(|c| currencies.currency(c).ok())
         .ok_or_else(|| invalid("no currency"))?;
     Ok(PaymentEvent {
         digest: BodyDigest::parse(&row.body_sha256).map_err(|_| invalid("bad digest"))?,
@@ -363,7 +439,7 @@ pub(super) async fn stored_event(
             .and_then(|i| EventIdentity::parse(i).ok())
             .ok_or_else(|| invalid("no identity"))?,
         processor_ref: m.processor_ref.ok_or_else(|| invalid("no REFNO"))?,
-        order_ref: m.order_ref.ok_or_else(|| invalid("no REFNOEXT"))?,
+        merchant_ref: m.order_ref,
         status: StatusField::parse(m.order_status.as_deref().unwrap_or_default()),
         fraud_denied: m.fraud_denied,
         test_order: m.test_order,
@@ -546,7 +622,7 @@ fn resolve_open_items<'a>(
 
 /// Writes what changed: the order's summary columns and the payments whose
 /// facts changed.
-pub(super) async fn write_facts(
+pub async fn write_facts(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     before: &OrderFacts,
@@ -559,6 +635,7 @@ pub(super) async fn write_facts(
     diesel::update(orders::table.find(order_id))
         .set((
             orders::status.eq(Stored(decision.new_state)),
+            orders::expected_minor.eq(new.expected.minor_units()),
             orders::processor_ref.eq(new.processor_ref.as_deref()),
             orders::paid_minor.eq(new.paid()),
             orders::refunded_minor.eq(new.refunded()),

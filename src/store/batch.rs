@@ -71,8 +71,8 @@ use super::reuse::Reuse;
 use super::schema::{notifications, order_events, orders, payments, review_items};
 use super::{Store, StoreError};
 use crate::domain::{
-    AutoResolution, NewReviewItem, OrderFacts, Outcome, PaymentEvent, ReconcilePolicy, ReviewKind,
-    decide,
+    AutoResolution, Currencies, NewReviewItem, OrderFacts, OrderKey, OrderOrigin, Outcome,
+    PaymentEvent, ReconcilePolicy, ReviewKind, decide, processor_expected,
 };
 
 /// One notification of a batch: the event and when it was received.
@@ -144,8 +144,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
-        conn.transaction::<_, StoreError, _>(async |conn| apply_batch_in(conn, items, policy).await)
-            .await
+        let currencies = self.currencies();
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            apply_batch_in(conn, items, policy, currencies).await
+        })
+        .await
     }
 }
 
@@ -221,6 +224,7 @@ async fn apply_batch_in(
     conn: &mut AsyncPgConnection,
     items: &[BatchItem],
     policy: &ReconcilePolicy,
+    currencies: &Currencies,
 ) -> Result<Vec<ApplyReport>, StoreError> {
     let shared: &AsyncPgConnection = conn;
     let mut reports: Vec<ApplyReport> = vec![ApplyReport::only(Outcome::Duplicate); items.len()];
@@ -293,12 +297,24 @@ async fn apply_batch_in(
         .iter()
         .map(|i| i.event.identity.as_str())
         .collect();
-    let order_refs: Vec<&str> = with_rows
+    let keys: Vec<OrderKey> = items
         .iter()
-        .map(|i| i.event.order_ref.as_str())
+        .map(|i| policy.order_source.key(&i.event))
+        .collect();
+    let keyed: Vec<&OrderKey> = keys
+        .iter()
+        .zip(rows)
+        .filter(|(_, row)| row.is_some())
+        .map(|(key, _)| key)
+        .collect();
+    let order_refs: Vec<&str> = keyed
+        .iter()
+        .map(|key| key.order_ref.as_str())
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
+    // The processor's orders these notices make, before they are locked.
+    create_processor_orders(shared, &with_rows, &keyed).await?;
     let carriers = notifications::table
         .filter(notifications::identity.eq_any(&carried))
         .filter(notifications::repeat_of.is_null())
@@ -343,8 +359,11 @@ async fn apply_batch_in(
         .collect();
 
     // Step 3: decide, in memory.
-    let known_orders: HashSet<&str> = order_rows.iter().map(|(r, _)| r.as_str()).collect();
-    let (roles, redirects) = assign_roles(items, rows, carriers, &known_orders);
+    let known_orders: HashSet<(OrderOrigin, &str)> = order_rows
+        .iter()
+        .map(|(r, row)| (row.origin, r.as_str()))
+        .collect();
+    let (roles, redirects) = assign_roles(items, &keys, rows, carriers, &known_orders);
 
     // Review items of repeats (a copy that says something new, a late
     // repeat of a refund or chargeback), each judged against every earlier
@@ -368,7 +387,7 @@ async fn apply_batch_in(
                     reports[index].review_items.push(review.kind);
                     effects
                         .items_to_open
-                        .push((review, event.order_ref.clone(), row));
+                        .push((review, keys[index].order_ref.clone(), row));
                 }
                 if reviews.close_late > 0 {
                     effects
@@ -386,7 +405,7 @@ async fn apply_batch_in(
     // The orders of the notifications that carry their identity (all of
     // the batch's are locked; the others stay as they are), decided in
     // batch order.
-    let mut books = Books::of(order_rows, payment_rows)?;
+    let mut books = Books::of(order_rows, payment_rows, currencies)?;
     let mut outcomes: HashMap<i64, (Outcome, String)> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         let Role::First { row } = roles[index] else {
@@ -394,7 +413,7 @@ async fn apply_batch_in(
         };
         let finish = effects.decide(
             &mut books,
-            &item.event,
+            (&item.event, &keys[index]),
             row,
             policy,
             None,
@@ -448,24 +467,26 @@ async fn apply_batch_in(
 /// applies (a confirmed repeat, an orphan linked to its order), where
 /// there is no delivery to claim and the row keeps its role (`repeat_of`).
 /// `ledger_note` says who, on the ledger row. Called in the caller's
-/// transaction.
+/// transaction; `currencies` is the store's table.
 pub(super) async fn apply_recorded(
     conn: &mut AsyncPgConnection,
     event: &PaymentEvent,
+    key: &OrderKey,
     notification_id: i64,
     policy: &ReconcilePolicy,
+    currencies: &Currencies,
     ledger_note: Option<&str>,
 ) -> Result<ApplyReport, StoreError> {
     let shared: &AsyncPgConnection = conn;
-    let order_refs = [event.order_ref.as_str()];
+    let order_refs = [key.order_ref.as_str()];
     let (order_rows, payment_rows) = lock_orders(shared, &order_refs);
     let (order_rows, payment_rows) = futures::join!(order_rows, payment_rows);
-    let mut books = Books::of(order_rows?, payment_rows?)?;
+    let mut books = Books::of(order_rows?, payment_rows?, currencies)?;
     let mut effects = Effects::default();
     let mut report = ApplyReport::only(Outcome::OrderNotFound);
     let (outcome, reason) = effects.decide(
         &mut books,
-        event,
+        (event, key),
         notification_id,
         policy,
         ledger_note,
@@ -484,6 +505,53 @@ pub(super) async fn apply_recorded(
     );
     pipelined(writes).await?;
     Ok(report)
+}
+
+/// Creates the processor's orders that `items` (with their `keys`) make
+/// and that do not exist yet: reference `REFNO`, the notice's currency,
+/// and its amount as the first expected total
+/// ([`crate::domain::processor_expected`] raises it as notices come).
+///
+/// `ON CONFLICT DO NOTHING`: an order made meanwhile by another batch, or
+/// a merchant order under the same reference (which the origin check of
+/// [`Effects::decide`] then keeps apart), stays as it is. A statement of
+/// its own only when some notice creates an order, so the merchant's
+/// batches keep their round trips.
+async fn create_processor_orders(
+    conn: &AsyncPgConnection,
+    items: &[&BatchItem],
+    keys: &[&OrderKey],
+) -> Result<(), StoreError> {
+    let mut refs = Vec::new();
+    let mut expected = Vec::new();
+    let mut currencies = Vec::new();
+    let mut merchant_refs = Vec::new();
+    for (item, key) in items.iter().zip(keys) {
+        if key.creates && !refs.contains(&key.order_ref.as_str()) {
+            refs.push(key.order_ref.as_str());
+            expected.push(item.event.amount.abs().minor_units());
+            currencies.push(item.event.amount.currency().as_str().to_owned());
+            merchant_refs.push(item.event.merchant_ref.as_deref());
+        }
+    }
+    if refs.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO orders (order_ref, processor_ref, expected_minor, currency, merchant_ref, origin) \
+         SELECT r, r, e, c, m, 'processor' \
+         FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) AS v(r, e, c, m) \
+         ORDER BY r \
+         ON CONFLICT (order_ref) DO NOTHING",
+    )
+    .bind::<Array<Text>, _>(&refs)
+    .bind::<Array<Int8>, _>(&expected)
+    .bind::<Array<Text>, _>(&currencies)
+    .bind::<Array<Nullable<Text>>, _>(&merchant_refs)
+    .reused()
+    .execute(&mut &*conn)
+    .await?;
+    Ok(())
 }
 
 /// Rows being loaded on a shared connection, not yet answered.
@@ -520,13 +588,17 @@ fn lock_orders<'a>(
 /// far, and when it was created.
 struct Books {
     orders: BTreeMap<String, (i64, OrderFacts, OrderFacts)>,
+    origins: HashMap<i64, OrderOrigin>,
     created: HashMap<i64, DateTime<Utc>>,
 }
 
 impl Books {
+    /// The books of the loaded rows, their currencies read with
+    /// `currencies` (the store's table).
     fn of(
         order_rows: Vec<(String, OrderRow)>,
         payment_rows: Vec<PaymentRow>,
+        currencies: &Currencies,
     ) -> Result<Self, StoreError> {
         let mut payments_by_order: HashMap<i64, Vec<PaymentRow>> = HashMap::new();
         for row in payment_rows {
@@ -534,12 +606,19 @@ impl Books {
         }
         let mut orders = BTreeMap::new();
         let mut created = HashMap::new();
+        let mut origins = HashMap::new();
         for (order_ref, row) in &order_rows {
-            let facts = facts_of(row, payments_by_order.remove(&row.id).unwrap_or_default())?;
+            let payments = payments_by_order.remove(&row.id).unwrap_or_default();
+            let facts = facts_of(row, payments, currencies)?;
             orders.insert(order_ref.clone(), (row.id, facts.clone(), facts));
             created.insert(row.id, row.created_at);
+            origins.insert(row.id, row.origin);
         }
-        Ok(Self { orders, created })
+        Ok(Self {
+            orders,
+            origins,
+            created,
+        })
     }
 }
 
@@ -573,30 +652,41 @@ struct Effects {
 
 impl Effects {
     /// Decides notification `row` (the carrier of `event`) against its
-    /// order as `books` has it, stages its effects, leaves the order's new
+    /// order (`key`) as `books` has it, stages its effects, leaves the order's new
     /// facts in `books` and fills `report`. Returns the row's outcome and
     /// reason. An order not in `books` does not exist: `order_not_found`.
     fn decide(
         &mut self,
         books: &mut Books,
-        event: &PaymentEvent,
+        (event, key): (&PaymentEvent, &OrderKey),
         row: i64,
         policy: &ReconcilePolicy,
         ledger_note: Option<&str>,
         report: &mut ApplyReport,
     ) -> (Outcome, String) {
-        let Some((order_id, _, facts)) = books.orders.get_mut(&event.order_ref) else {
+        // An order of the other origin under the same reference (a
+        // merchant reference that happens to equal a REFNO) is not this
+        // notice's order.
+        let found = books
+            .orders
+            .get_mut(&key.order_ref)
+            .filter(|(id, ..)| books.origins.get(id) == Some(&key.origin));
+        let Some((order_id, _, facts)) = found else {
             // `decide` raises `pan_detected` for known orders; an orphan
             // must not wait for its order to report a card number.
             if !event.pan_fields.is_empty() {
                 let review = NewReviewItem::pan_detected(&event.pan_fields);
                 report.review_items.push(review.kind);
                 self.items_to_open
-                    .push((review, event.order_ref.clone(), row));
+                    .push((review, key.order_ref.clone(), row));
             }
             report.outcome = Outcome::OrderNotFound;
             return (Outcome::OrderNotFound, "order_not_found".to_owned());
         };
+        if key.origin == OrderOrigin::Processor {
+            // A processor order totals what its notices say.
+            facts.expected = processor_expected(facts.expected, event);
+        }
         let decision = decide(facts, event, policy);
         for movement in crate::domain::journal::movements(facts, &decision.facts) {
             self.moved.push((*order_id, row, movement));
@@ -621,13 +711,13 @@ impl Effects {
         for review in &decision.review_items {
             report.review_items.push(review.kind);
             self.items_to_open
-                .push((review.clone(), event.order_ref.clone(), row));
+                .push((review.clone(), key.order_ref.clone(), row));
         }
         for resolution in &decision.resolutions {
             self.resolutions
-                .push((event.order_ref.clone(), resolution.clone()));
+                .push((key.order_ref.clone(), resolution.clone()));
         }
-        self.applied_orders.insert(event.order_ref.clone());
+        self.applied_orders.insert(key.order_ref.clone());
         report.outcome = decision.outcome;
         report.order_state = Some(decision.new_state);
         *facts = decision.facts;
@@ -831,9 +921,10 @@ impl Redirect {
 /// batch.
 fn assign_roles(
     items: &[BatchItem],
+    keys: &[OrderKey],
     rows: &[Option<i64>],
     carriers: Vec<(i64, Option<String>, Outcome)>,
-    known_orders: &HashSet<&str>,
+    known_orders: &HashSet<(OrderOrigin, &str)>,
 ) -> (Vec<Role>, Vec<Redirect>) {
     let mut carrier: HashMap<String, i64> = HashMap::new();
     let mut handed_over: HashMap<String, i64> = HashMap::new();
@@ -886,7 +977,8 @@ fn assign_roles(
                     redirects.push(Redirect::HandOver { old, new: row });
                 }
                 carrier.insert(identity.to_owned(), row);
-                if !known_orders.contains(item.event.order_ref.as_str()) {
+                let key = &keys[index];
+                if !known_orders.contains(&(key.origin, key.order_ref.as_str())) {
                     unapplied.insert(identity.to_owned(), index);
                 }
                 roles.push(Role::First { row });
@@ -947,6 +1039,10 @@ fn write_orders<'a>(
     }
     let ids: Vec<i64> = changed.iter().map(|(id, ..)| *id).collect();
     let states: Vec<&str> = changed.iter().map(|(_, _, f)| f.state().as_str()).collect();
+    let expected: Vec<i64> = changed
+        .iter()
+        .map(|(_, _, f)| f.expected.minor_units())
+        .collect();
     let refs: Vec<Option<&str>> = changed
         .iter()
         .map(|(_, _, f)| f.processor_ref.as_deref())
@@ -966,11 +1062,12 @@ fn write_orders<'a>(
         "UPDATE orders AS o SET status = v.status, processor_ref = v.processor_ref, \
              paid_minor = v.paid, refunded_minor = v.refunded, charged_back_minor = v.charged_back, \
              authorized = v.authorized, reversed = v.reversed, canceled = v.canceled, \
-             suspect = v.suspect, mismatch = v.mismatch, updated_at = now(), version = o.version + 1 \
+             suspect = v.suspect, mismatch = v.mismatch, expected_minor = v.expected, \
+             updated_at = now(), version = o.version + 1 \
          FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
-                     $7::bool[], $8::bool[], $9::bool[], $10::bool[], $11::bool[]) \
+                     $7::bool[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::int8[]) \
               AS v(id, status, processor_ref, paid, refunded, charged_back, authorized, reversed, \
-                   canceled, suspect, mismatch) \
+                   canceled, suspect, mismatch, expected) \
          WHERE o.id = v.id AND o.id = ANY($1)",
     )
     .bind::<Array<Int8>, _>(&ids)
@@ -984,6 +1081,7 @@ fn write_orders<'a>(
     .bind::<Array<Bool>, _>(&canceled)
     .bind::<Array<Bool>, _>(&suspect)
     .bind::<Array<Bool>, _>(&mismatch)
+    .bind::<Array<Int8>, _>(&expected)
     .reused()
     .execute(&mut &*conn)];
 
@@ -1267,11 +1365,11 @@ mod tests {
             identity: EventIdentity::parse(digest.as_str()).unwrap(),
             digest,
             processor_ref: "1000037".to_owned(),
-            order_ref: "SHOP-1".to_owned(),
+            merchant_ref: Some("SHOP-1".to_owned()),
             status: StatusField::parse("COMPLETE"),
             fraud_denied: false,
             test_order: false,
-            amount: Money::parse("10.00", "EUR").unwrap(),
+            amount: Money::iso("10.00", "EUR").unwrap(),
             payment_method: Some("CC".to_owned()),
             sale_date: None,
             payment_date: None,

@@ -1,7 +1,9 @@
 //! The finance console's tables (users, sessions, login attempts, the
-//! ledger of people's actions) and the reads its pages need beyond what
-//! the commands already have (orders filtered, notifications with their
-//! ledger rows, money moved per day).
+//! ledger of people's actions), and three listings the commands do not
+//! have, named for what they return: orders matching a filter
+//! ([`Store::orders_matching`]), notifications with the ledger rows they
+//! made ([`Store::notifications_with_ledger`]) and the money moved per day
+//! ([`Store::daily_money`]).
 //!
 //! Every time is given by the caller (the console's clock), never taken
 //! from the database's `now()`: expiry and rate limits are then decided on
@@ -14,7 +16,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 
 use super::{OrderView, ReportPeriod, Store, StoreError};
-use crate::domain::{Currency, Effect, Money, OrderState, Outcome, Pseudonym};
+use crate::domain::{Currency, Effect, Money, OrderOrigin, OrderState, Outcome, Pseudonym};
 
 /// What a console user may do.
 #[derive(
@@ -388,7 +390,7 @@ impl Store {
     }
 }
 
-/// Which orders the console lists.
+/// Which orders to list: every criterion given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
     pub status: Option<OrderState>,
@@ -407,6 +409,11 @@ pub struct OrderFilter {
 struct OrderRow {
     #[diesel(sql_type = Text)]
     order_ref: String,
+    #[diesel(sql_type = Text)]
+    #[diesel(deserialize_as = Stored<OrderOrigin>)]
+    origin: OrderOrigin,
+    #[diesel(sql_type = Nullable<Text>)]
+    merchant_ref: Option<String>,
     #[diesel(sql_type = Text)]
     #[diesel(deserialize_as = Stored<OrderState>)]
     status: OrderState,
@@ -430,8 +437,8 @@ struct OrderRow {
     version: i64,
 }
 
-/// One notification as the console's log shows it: its identity and
-/// authenticity record, and the ledger rows it made.
+/// One notification: its identity and authenticity record, and the
+/// ledger rows it made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
     pub id: i64,
@@ -468,7 +475,7 @@ pub struct LedgerEffect {
     pub reason: String,
 }
 
-/// Which notifications the console's log lists.
+/// Which notifications to list: every criterion given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotificationFilter {
     /// Received at or after.
@@ -575,22 +582,23 @@ fn money(minor: i64, currency: Currency) -> String {
 
 impl Store {
     /// Orders matching `filter`, oldest first, at most `limit`.
-    pub async fn console_orders(
+    pub async fn orders_matching(
         &self,
         filter: &OrderFilter,
         limit: i64,
     ) -> Result<Vec<OrderView>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<OrderRow> = diesel::sql_query(
-            "SELECT o.order_ref, o.status, o.expected_minor, o.currency, o.paid_minor, \
-                    o.refunded_minor, o.charged_back_minor, o.processor_ref, o.created_at, \
-                    o.updated_at, o.version \
+            "SELECT o.order_ref, o.origin, o.merchant_ref, o.status, o.expected_minor, \
+                    o.currency, o.paid_minor, o.refunded_minor, o.charged_back_minor, \
+                    o.processor_ref, o.created_at, o.updated_at, o.version \
              FROM orders AS o \
              WHERE ($1::text IS NULL OR o.status = $1) \
                AND ($2::text IS NULL OR o.currency = $2) \
                AND ($3::timestamptz IS NULL OR o.created_at >= $3) \
                AND ($4::timestamptz IS NULL OR o.created_at < $4) \
                AND ($5::text IS NULL OR o.order_ref = $5 OR o.processor_ref = $5 \
+                    OR o.merchant_ref = $5 \
                     OR EXISTS (SELECT 1 FROM payments AS p \
                                WHERE p.order_id = o.id AND p.processor_ref = $5)) \
                AND ($6::text IS NULL OR o.order_ref IN ( \
@@ -609,10 +617,14 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let currency = Currency::parse(&r.currency)
+                let currency = self
+                    .currencies()
+                    .currency(&r.currency)
                     .map_err(|err| StoreError::Invalid(format!("order {}: {err}", r.order_ref)))?;
                 Ok(OrderView {
                     order_ref: r.order_ref,
+                    origin: r.origin,
+                    merchant_ref: r.merchant_ref,
                     status: r.status,
                     amount: money(r.expected_minor, currency),
                     currency: currency.as_str().to_owned(),
@@ -632,7 +644,7 @@ impl Store {
 
     /// Notifications matching `filter`, newest first, each with the
     /// ledger rows it made.
-    pub async fn console_notifications(
+    pub async fn notifications_with_ledger(
         &self,
         filter: &NotificationFilter,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
@@ -673,7 +685,7 @@ impl Store {
                 let amount = r
                     .amount_minor
                     .zip(r.currency.as_deref())
-                    .map(|(minor, code)| match Currency::parse(code) {
+                    .map(|(minor, code)| match self.currencies().currency(code) {
                         Ok(c) => format!("{} {c}", money(minor, c)),
                         Err(_) => format!("{minor} (minor units)"),
                     });
@@ -732,7 +744,7 @@ impl Store {
             .filter_map(|r| {
                 Some(DailyMoney {
                     day: r.day,
-                    currency: Currency::parse(&r.currency).ok()?,
+                    currency: self.currencies().currency(&r.currency).ok()?,
                     paid: r.paid,
                     refunded: r.refunded,
                     taken_back: r.taken_back,

@@ -24,7 +24,7 @@ use crate::domain::{Currency, Decision, Money};
 /// Writes the movements of a person's action (a ledger row of order
 /// `order_id` that names review resolution `resolution_id` instead of a
 /// notification, written just before in the same transaction).
-pub(super) async fn record_for_resolution(
+pub async fn record_for_resolution(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     resolution_id: i64,
@@ -154,22 +154,23 @@ impl Store {
         }
         let rows: Vec<MovementRow> = query.load(&mut conn).await?;
         drop(conn);
-        let mut moved = rows
-            .into_iter()
-            .map(
-                |(at, order_ref, processor_ref, Stored(kind), minor, currency)| {
-                    let code = Currency::parse(&currency)
-                        .map_err(|err| StoreError::Invalid(format!("movement currency: {err}")))?;
-                    Ok(JournalMovement {
-                        at,
-                        order_ref,
-                        processor_ref,
-                        kind,
-                        amount: Money::from_minor(minor, code),
-                    })
-                },
-            )
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut moved =
+            rows.into_iter()
+                .map(
+                    |(at, order_ref, processor_ref, Stored(kind), minor, currency)| {
+                        let code = self.currencies().currency(&currency).map_err(|err| {
+                            StoreError::Invalid(format!("movement currency: {err}"))
+                        })?;
+                        Ok(JournalMovement {
+                            at,
+                            order_ref,
+                            processor_ref,
+                            kind,
+                            amount: Money::from_minor(minor, code),
+                        })
+                    },
+                )
+                .collect::<Result<Vec<_>, StoreError>>()?;
         let dated = ReportPeriod {
             by: ReportBasis::Event,
             ..*period
@@ -196,7 +197,7 @@ impl Store {
         period: &ReportPeriod,
     ) -> Result<Vec<JournalMovement>, StoreError> {
         let mut conn = self.conn().await?;
-        super::settlement::fee_movements_in(&mut conn, period).await
+        super::settlement::fee_movements_in(&mut conn, period, self.currencies()).await
     }
 
     /// The processor's fees per currency in `period`, in minor units: the

@@ -1,9 +1,14 @@
 //! PostgreSQL: the schema, migrations, and every query the daemon runs.
 //!
 //! Diesel builds the queries; diesel-async runs them over tokio-postgres (no
-//! libpq), through a deadpool pool. Decisions are not made here: the store
-//! loads facts, asks [`crate::domain::reconcile::decide`], and writes the
-//! answer in the same transaction.
+//! libpq), through a deadpool pool. The store is the repository: queries
+//! and statements, most as functions on the caller's connection so that a
+//! workflow in [`crate::services`] runs them in the one transaction it
+//! opens (on [`Store::conn`]). Decisions are not made here, and no clock
+//! is read. The one write path of notifications stays here
+//! ([`batch`]: a batch, or a batch of one): it loads facts, asks
+//! [`crate::domain::reconcile::decide`], and writes the answer in the
+//! same transaction.
 
 pub mod apply;
 pub mod batch;
@@ -26,6 +31,7 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::domain::{Currencies, Currency};
 use crate::secret::SecretUrl;
 
 pub use apply::{ApplyReport, RejectedNotification};
@@ -33,10 +39,7 @@ pub use batch::BatchItem;
 pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView};
 pub use reports::{CurrencyTotals, FinanceSummary};
 pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
-pub use review::{
-    ResolveError, ResolveOutcome, ResolveRequest, ReviewDetail, ReviewGroup, ReviewItem,
-    ReviewStatus,
-};
+pub use review::{ReviewDetail, ReviewGroup, ReviewItem, ReviewStatus};
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -57,6 +60,12 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// `lock_timeout` of every pooled connection.
     pub lock_timeout: Duration,
+    /// The currency table (`allow-currency`): the store reads the
+    /// currency codes of its rows with it, and checks imported orders
+    /// against it, so that a stored amount means what it meant when it
+    /// was written. The settings' own
+    /// ([`crate::settings::Loaded::currencies`]).
+    pub currencies: Currencies,
 }
 
 /// What [`Store::connect`] does about a missing database and the schema.
@@ -403,6 +412,20 @@ impl Store {
 
     pub fn settings(&self) -> &DatabaseSettings {
         &self.settings
+    }
+
+    /// The currency table the store was built with
+    /// ([`DatabaseSettings::currencies`]).
+    pub fn currencies(&self) -> &Currencies {
+        &self.settings.currencies
+    }
+
+    /// The currency of a code read from a row, in the store's table; a
+    /// code that is not three letters is an invalid row.
+    pub(crate) fn currency(&self, code: &str) -> Result<Currency, StoreError> {
+        self.currencies()
+            .currency(code)
+            .map_err(|err| StoreError::Invalid(err.to_string()))
     }
 
     /// A connection from the pool.

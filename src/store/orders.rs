@@ -12,7 +12,10 @@ use serde::Serialize;
 use super::reports::rfc3339;
 use super::schema::{notifications, order_events, orders, payments};
 use super::{Store, StoreError};
-use crate::domain::{Currency, Effect, Money, OrderState, PaymentFacts, PaymentState, Pseudonym};
+use crate::domain::{
+    Currencies, Currency, Effect, Money, OrderOrigin, OrderState, PaymentFacts, PaymentState,
+    Pseudonym,
+};
 
 /// An order as the shop knows it, before any notification.
 #[derive(Debug, Clone, Eq)]
@@ -110,8 +113,13 @@ pub struct ImportReport {
 }
 
 /// Parses an orders CSV (`order_ref,amount,currency[,created_at]`),
-/// reporting every bad row with its line number.
-pub fn parse_orders_csv(input: impl Read) -> Result<Vec<NewOrder>, ImportError> {
+/// reporting every bad row with its line number. Currencies are read with
+/// `currencies`, the settings' table (the one the store will check them
+/// against, [`Store::currencies`]): a currency outside it is a bad row.
+pub fn parse_orders_csv(
+    input: impl Read,
+    currencies: &Currencies,
+) -> Result<Vec<NewOrder>, ImportError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
@@ -132,7 +140,7 @@ pub fn parse_orders_csv(input: impl Read) -> Result<Vec<NewOrder>, ImportError> 
     for record in reader.records() {
         let record = record?;
         let line = record.position().map_or(0, |p| p.line());
-        match parse_row(&record, has_created) {
+        match parse_row(&record, has_created, currencies) {
             Ok(mut order) => {
                 order.line = Some(line);
                 if let Some(first) = seen.insert(order.order_ref.clone(), line) {
@@ -154,7 +162,11 @@ pub fn parse_orders_csv(input: impl Read) -> Result<Vec<NewOrder>, ImportError> 
     }
 }
 
-fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, String> {
+fn parse_row(
+    record: &csv::StringRecord,
+    has_created: bool,
+    currencies: &Currencies,
+) -> Result<NewOrder, String> {
     let expected_fields = if has_created { 4 } else { 3 };
     if record.len() != expected_fields && !(has_created && record.len() == 3) {
         return Err(format!(
@@ -165,9 +177,10 @@ fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, 
     let field = |i: usize| record.get(i).unwrap_or("");
     // The currency first: an unknown one would make its amount's decimals
     // look wrong, when the currency is what to fix.
-    let currency = Currency::parse(field(2))
+    let currency = currencies
+        .currency(field(2))
         .map_err(|err| crate::domain::MoneyError::from(err).to_string())?;
-    check_currency(currency)?;
+    check_currency(currencies, currency)?;
     let amount = Money::parse_amount(field(1), currency).map_err(|err| err.to_string())?;
     let mut order = NewOrder::new(field(0), amount)?;
     let created = field(3);
@@ -180,18 +193,28 @@ fn parse_row(record: &csv::StringRecord, has_created: bool) -> Result<NewOrder, 
 }
 
 /// Refuses a currency that is neither in ISO 4217 nor allowed by the
-/// operator (`allow-currency`). Notifications may carry any three letters
-/// (see [`Currency::parse`]), but an order is the shop's own statement:
-/// `XYZ` there is a typo far more often than a new currency, and its
-/// amount would be read with a guessed exponent.
-fn check_currency(currency: Currency) -> Result<(), String> {
-    if currency.is_known() {
-        Ok(())
-    } else {
+/// operator (`allow-currency`, in `currencies`). Notifications may carry
+/// any three letters (see [`Currencies::of`]), but an order is the shop's
+/// own statement: `XYZ` there is a typo far more often than a new
+/// currency, and its amount would be read with a guessed exponent.
+///
+/// An order built by code with a currency from another table (another
+/// exponent for the same code) is refused too: its minor units would be
+/// stored at a scale the books do not read them with.
+fn check_currency(currencies: &Currencies, currency: Currency) -> Result<(), String> {
+    if !currencies.is_known(currency.code()) {
         Err(format!(
             "currency {currency} is not an ISO 4217 currency; if it is the one the processor \
              uses, allow it with --allow-currency {currency}=EXPONENT (its number of decimals)"
         ))
+    } else if currencies.of(currency.code()) != currency {
+        Err(format!(
+            "currency {currency} has {} decimals here, but {} in the allowed currencies",
+            currency.exponent(),
+            currencies.of(currency.code()).exponent()
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -249,7 +272,15 @@ pub struct PaymentView {
 /// An order with its reconciled state, payments and ledger.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OrderView {
+    /// The order's reference: the merchant's, or `REFNO` for an order the
+    /// processor's notices made (`origin`).
     pub order_ref: String,
+    /// Who made the order: `merchant` (imported) or `processor` (from its
+    /// notices: hosted cart, renewals).
+    pub origin: OrderOrigin,
+    /// A processor order's merchant reference, when a notice named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_ref: Option<String>,
     pub status: OrderState,
     pub amount: String,
     pub currency: String,
@@ -281,6 +312,9 @@ pub struct OrderView {
 struct OrderRecord {
     id: i64,
     order_ref: String,
+    #[diesel(deserialize_as = Stored<OrderOrigin>)]
+    origin: OrderOrigin,
+    merchant_ref: Option<String>,
     expected_minor: i64,
     currency: String,
     #[diesel(deserialize_as = Stored<OrderState>)]
@@ -295,14 +329,18 @@ struct OrderRecord {
 }
 
 impl OrderRecord {
-    fn into_view(self) -> Result<(i64, OrderView), StoreError> {
-        let currency = Currency::parse(&self.currency)
+    /// The view, its amounts read with `currencies` (the store's table).
+    fn into_view(self, currencies: &Currencies) -> Result<(i64, OrderView), StoreError> {
+        let currency = currencies
+            .currency(&self.currency)
             .map_err(|err| StoreError::Invalid(format!("order {}: {err}", self.order_ref)))?;
         let money = |minor| Money::from_minor(minor, currency).format_amount();
         Ok((
             self.id,
             OrderView {
                 order_ref: self.order_ref,
+                origin: self.origin,
+                merchant_ref: self.merchant_ref,
                 status: self.status,
                 amount: money(self.expected_minor),
                 currency: currency.as_str().to_owned(),
@@ -338,7 +376,7 @@ impl Store {
                 let mut conflicts: Vec<RowError> = new_orders
                     .iter()
                     .filter_map(|order| {
-                        check_currency(order.amount.currency())
+                        check_currency(self.currencies(), order.amount.currency())
                             .err()
                             .map(|reason| RowError {
                                 line: order.line.unwrap_or(0),
@@ -419,18 +457,33 @@ impl Store {
     /// One order with its ledger, or `None` when the shop never registered it.
     pub async fn order(&self, order_ref: &str) -> Result<Option<OrderView>, StoreError> {
         let mut conn = self.conn().await?;
-        let record: Option<OrderRecord> = orders::table
+        // The order's own reference first; else the other reference an
+        // order carries (a merchant order's REFNO, a processor order's
+        // merchant reference), the oldest such order.
+        let mut record: Option<OrderRecord> = orders::table
             .filter(orders::order_ref.eq(order_ref))
             .select(OrderRecord::as_select())
             .first(&mut conn)
             .await
             .optional()?;
+        if record.is_none() {
+            record = orders::table
+                .filter(
+                    orders::processor_ref
+                        .eq(order_ref)
+                        .or(orders::merchant_ref.eq(order_ref)),
+                )
+                .order(orders::id.asc())
+                .select(OrderRecord::as_select())
+                .first(&mut conn)
+                .await
+                .optional()?;
+        }
         let Some(record) = record else {
             return Ok(None);
         };
-        let (id, mut view) = record.into_view()?;
-        let currency =
-            Currency::parse(&view.currency).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let (id, mut view) = record.into_view(self.currencies())?;
+        let currency = self.currency(&view.currency)?;
         let payment_rows: Vec<(String, bool, i64, i64, bool)> = payments::table
             .filter(payments::order_id.eq(id))
             .order(payments::id.asc())
@@ -497,7 +550,9 @@ impl Store {
                     sha,
                     resolution_id,
                 )| {
-                    let amount = Currency::parse(&event_currency)
+                    let amount = self
+                        .currencies()
+                        .currency(&event_currency)
                         .map(|c| Money::from_minor(minor, c).format_amount())
                         .unwrap_or_else(|_| Money::from_minor(minor, currency).format_amount());
                     OrderEventView {
@@ -535,7 +590,7 @@ impl Store {
         let records: Vec<OrderRecord> = query.load(&mut conn).await?;
         records
             .into_iter()
-            .map(|record| record.into_view().map(|(_, view)| view))
+            .map(|record| record.into_view(self.currencies()).map(|(_, view)| view))
             .collect()
     }
 }
@@ -560,7 +615,7 @@ impl Store {
             .await?;
         records
             .into_iter()
-            .map(|record| record.into_view().map(|(_, view)| view))
+            .map(|record| record.into_view(self.currencies()).map(|(_, view)| view))
             .collect()
     }
 }

@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 use super::schema::notifications;
 use super::{Store, StoreError};
 use crate::domain::journal::Figures;
-use crate::domain::{Currency, Money, OrderState, Outcome, ReviewKind};
+use crate::domain::{Currencies, Currency, Money, OrderState, Outcome, ReviewKind};
 
 /// The money of one currency in a period (amounts as exact decimal
 /// strings with the currency's decimals; never summed across currencies).
@@ -341,7 +341,7 @@ impl Store {
         Ok(row.map(
             |(processor_ref, order_ref, order_status, minor, currency)| {
                 let amount = minor.zip(currency.as_deref()).map(|(minor, code)| {
-                    match Currency::parse(code) {
+                    match self.currencies().currency(code) {
                         Ok(code) => Money::from_minor(minor, code).format_amount(),
                         // Not a currency code: the minor units as stored.
                         Err(_) => minor.to_string(),
@@ -447,7 +447,9 @@ impl Store {
         conn.build_transaction()
             .read_only()
             .repeatable_read()
-            .run::<_, StoreError, _>(async |conn| report_in(conn, period, fees).await)
+            .run::<_, StoreError, _>(async |conn| {
+                report_in(conn, period, fees, self.currencies()).await
+            })
             .await
     }
 }
@@ -456,6 +458,7 @@ async fn report_in(
     conn: &mut diesel_async::AsyncPgConnection,
     period: ReportPeriod,
     fees: std::collections::BTreeMap<Currency, i64>,
+    currencies: &Currencies,
 ) -> Result<FinanceSummary, StoreError> {
     use diesel::sql_types::{Nullable, Timestamptz};
     let (states_sql, totals_sql) = match period.by {
@@ -553,8 +556,9 @@ async fn report_in(
     let mut by_currency: std::collections::BTreeMap<Currency, (i64, i64, Figures)> =
         std::collections::BTreeMap::new();
     for row in rows {
-        let code =
-            Currency::parse(&row.currency).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let code = currencies
+            .currency(&row.currency)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
         let figures = Figures {
             paid: row.paid,
             refunded: row.refunded,
@@ -670,7 +674,7 @@ impl Store {
         for (kind, rows) in [("orphaned", orphaned), ("mismatched", mismatched)] {
             for row in rows {
                 // A code that does not parse cannot be labelled honestly.
-                if let Ok(currency) = Currency::parse(&row.currency) {
+                if let Ok(currency) = self.currencies().currency(&row.currency) {
                     risks.push(MoneyAtRisk {
                         kind,
                         currency,
@@ -716,7 +720,7 @@ impl Store {
         .await?;
         let mut unsettled = std::collections::BTreeMap::new();
         for row in rows {
-            if let Ok(currency) = Currency::parse(&row.currency)
+            if let Ok(currency) = self.currencies().currency(&row.currency)
                 && row.minor > 0
             {
                 unsettled.insert(currency, row.minor);

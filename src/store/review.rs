@@ -1,15 +1,15 @@
 //! The review queue: listing the exceptions a person must look at, showing
-//! one with everything behind it, and resolving it with an action.
+//! one with everything behind it, and the reads and writes a resolution is
+//! made of.
 //!
-//! What an action may do to an item of a kind, and what it does to the
-//! books, is decided in [`crate::domain::review`]; here it is carried out,
-//! in one transaction ([`Store::resolve_review`]): the item (and its group)
-//! locked, an already resolved one refused, the action applied through the
-//! same paths as notifications (a confirmed repeat through
-//! `apply::apply_repeat`, an orphan's notifications through
-//! `batch::apply_recorded`, a refund outside the processor as a ledger
-//! row with its money movements), and one row per item in the append-only
-//! `review_resolutions` ledger: who, when, why, which action.
+//! Resolving an item is a workflow, [`crate::services::review::resolve`]:
+//! it decides (with [`crate::domain::review`]) and owns the transaction;
+//! here are the repository functions it runs in it, each taking the
+//! caller's connection: lock the item ([`lock_item`]) and its group
+//! ([`lock_open_group`]), write a row of the append-only
+//! `review_resolutions` ledger ([`record_resolution`]: who, when, why,
+//! which action), and the ledger row of a person's action on an order
+//! ([`record_resolution_event`]).
 //!
 //! Items of one kind for one order are a *group* ([`group_items`]): the
 //! same exception seen several times (three double charges, two late
@@ -19,14 +19,9 @@
 use super::sql::Stored;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
-use backon::Retryable;
-
-use super::apply::{
-    ApplyReport, OrderRow, RetryBounds, apply_repeat, load_facts, stored_event, write_facts,
-};
 use super::orders::OrderView;
 use super::reports::rfc3339;
 use super::schema::{
@@ -34,14 +29,9 @@ use super::schema::{
     review_resolutions,
 };
 use super::{Store, StoreError};
-use crate::domain::journal::{MovementKind, movements};
-use crate::domain::pan::check_free_text;
-use crate::domain::review::{
-    ActionEffect, Misfit, RefundOutsideError, ReviewAction, allowed_actions, effect, refund_outside,
-};
-use crate::domain::{
-    Currency, Decision, Effect, Money, OrderState, Outcome, ReconcilePolicy, ReviewKind,
-};
+use crate::domain::journal::MovementKind;
+use crate::domain::review::{ReviewAction, allowed_actions};
+use crate::domain::{Currencies, Currency, Decision, Money, Outcome, ReviewKind};
 
 /// Which review items to list, by status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,35 +181,6 @@ impl Store {
             self.review_items_by_status(status, kind).await?,
         ))
     }
-
-    /// Marks an open review item resolved with [`ReviewAction::Dismiss`]
-    /// (what resolving meant before actions existed: who and why, nothing
-    /// booked). Returns false when there is no open item with that id.
-    ///
-    /// People type `resolved_by` and `note`, so a card number in either is
-    /// refused (`StoreError::Invalid`, saying which, never quoting it) and
-    /// nothing is written.
-    pub async fn resolve_review_item(
-        &self,
-        id: i64,
-        resolved_by: &str,
-        note: &str,
-    ) -> Result<bool, StoreError> {
-        match self
-            .resolve_review(&ResolveRequest::new(
-                id,
-                ReviewAction::Dismiss,
-                resolved_by,
-                note,
-            ))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(ResolveError::NotFound(_) | ResolveError::AlreadyResolved { .. }) => Ok(false),
-            Err(ResolveError::Store(err)) => Err(err),
-            Err(other) => Err(StoreError::Invalid(other.to_string())),
-        }
-    }
 }
 
 /// The columns of a [`ReviewItem`], from `review_items` left-joined with
@@ -254,141 +215,19 @@ fn item_columns() -> ItemColumns {
     )
 }
 
-/// What a person asks for: resolve item `item_id` with `action`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolveRequest {
-    pub item_id: i64,
-    pub action: ReviewAction,
-    /// Who (a name or staff id). Stored as typed, trimmed.
-    pub resolved_by: String,
-    /// Why, for the audit trail. Stored as typed, trimmed.
-    pub note: String,
-    /// For `link_order`: the order to apply the orphan payment to; without
-    /// it, the order its notifications name (now that it exists).
-    pub order_ref: Option<String>,
-    /// Resolve every open item of the same kind for the same order with
-    /// this one (see [`group_items`]).
-    pub group: bool,
-    /// How notifications apply (test orders), as for the worker.
-    pub policy: ReconcilePolicy,
-}
-
-impl ResolveRequest {
-    /// A request for one item, no target order, the default policy.
-    pub fn new(item_id: i64, action: ReviewAction, resolved_by: &str, note: &str) -> Self {
-        Self {
-            item_id,
-            action,
-            resolved_by: resolved_by.to_owned(),
-            note: note.to_owned(),
-            order_ref: None,
-            group: false,
-            policy: ReconcilePolicy::default(),
-        }
-    }
-}
-
-/// What a resolution did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResolveOutcome {
-    pub action: ReviewAction,
-    /// The items resolved, the one named first.
-    pub items: Vec<i64>,
-    /// Their rows in the resolution ledger, in the same order.
-    pub resolutions: Vec<i64>,
-    /// The order the action concerned (for `link_order`, the order linked
-    /// to), when it concerned one.
-    pub order_ref: Option<String>,
-    /// The order's state after the action, when the action changed it or
-    /// applied notifications to it.
-    pub order_state: Option<OrderState>,
-    /// The money the action concerned (refunded, written off, applied), as
-    /// an exact decimal in its currency.
-    pub amount: Option<String>,
-    pub currency: Option<String>,
-    /// Notifications applied by the action (a repeat, an orphan's).
-    pub notifications_applied: Vec<i64>,
-}
-
-/// Why a resolution was refused or failed. Nothing is written in any case.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("{what} must not be empty: the audit trail records who resolved an item and why")]
-    Blank { what: &'static str },
-    /// A card number in what a person typed (names the field, never the value).
-    #[error("{0}")]
-    PersonalData(String),
-    #[error("no review item #{0}")]
-    NotFound(i64),
-    #[error(
-        "review item #{id} is already resolved ({action} by {by} at {at}); a resolution is final"
-    )]
-    AlreadyResolved {
-        id: i64,
-        action: String,
-        by: String,
-        at: String,
-    },
-    #[error("review item #{id}: {misfit}")]
-    Misfit {
-        id: i64,
-        #[source]
-        misfit: Misfit,
-    },
-    #[error("an order reference is only taken by link_order, not by {0}")]
-    OrderNotTaken(ReviewAction),
-    #[error("review item #{0} names no order")]
-    NoOrder(i64),
-    #[error("no order {0}: import it first (orders import), or link to an order that exists")]
-    UnknownOrder(String),
-    #[error("review item #{0} has no notification to apply")]
-    NoNotification(i64),
-    #[error("no notification under order reference {0} is waiting for its order: nothing to link")]
-    NothingToLink(String),
-    #[error("review item #{id}: {source}")]
-    Refund {
-        id: i64,
-        #[source]
-        source: RefundOutsideError,
-    },
-    /// The store refused to apply a notification (not an unapplied repeat).
-    #[error("{0}")]
-    CannotApply(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<diesel::result::Error> for ResolveError {
-    fn from(err: diesel::result::Error) -> Self {
-        Self::Store(StoreError::Query(err))
-    }
-}
-
-impl ResolveError {
-    /// Whether the request was refused as given (an unknown or resolved
-    /// item, an action that does not fit, nothing to do): the person must
-    /// change it. Otherwise ([`ResolveError::Store`]) the database failed.
-    pub fn is_refusal(&self) -> bool {
-        !matches!(self, Self::Store(_))
-    }
-
-    /// Whether the refusal is about what was typed (an empty or unsafe
-    /// `--by`/`--note`), before any item was looked at.
-    pub fn is_bad_text(&self) -> bool {
-        matches!(self, Self::Blank { .. } | Self::PersonalData(_))
-    }
-}
-
 /// A review item as locked for its resolution.
-#[derive(Debug, Clone, Queryable)]
-struct LockedItem {
-    id: i64,
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct LockedItem {
+    pub id: i64,
     #[diesel(deserialize_as = Stored<ReviewKind>)]
-    kind: ReviewKind,
-    status: String,
-    order_ref: Option<String>,
-    processor_ref: Option<String>,
-    notification_id: Option<i64>,
+    pub kind: ReviewKind,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub order_ref: Option<String>,
+    /// The processor's reference (REFNO) of the payment it concerns.
+    pub processor_ref: Option<String>,
+    /// The notification that opened it, when one did.
+    pub notification_id: Option<i64>,
 }
 
 const LOCKED_COLUMNS: (
@@ -407,170 +246,132 @@ const LOCKED_COLUMNS: (
     review_items::notification_id,
 );
 
-impl Store {
-    /// Resolves a review item (and, with `group`, every open item of the
-    /// same kind for the same order) with `action`, in one transaction:
-    ///
-    /// 1. refuses an empty or unsafe `resolved_by`/`note` (a card number),
-    ///    an unknown or already resolved item ([`ResolveError::AlreadyResolved`])
-    ///    and an action that does not fit the kind ([`ResolveError::Misfit`],
-    ///    listing those that do);
-    /// 2. locks the item(s) (`FOR UPDATE`), writes one row per item to the
-    ///    append-only `review_resolutions` ledger and marks them resolved;
-    /// 3. carries out the action ([`effect`]): a confirmed repeat is applied
-    ///    as a notification of its own, an orphan's notifications are
-    ///    applied to the chosen order, a refund outside the processor is a
-    ///    ledger row with its money movements, through the same writes as
-    ///    a notification's, so the report and the journal stay equal.
-    ///
-    /// Nothing is written when it fails. Transient database errors (a
-    /// deadlock with a worker, a lost connection) are retried, bounded.
-    pub async fn resolve_review(
-        &self,
-        request: &ResolveRequest,
-    ) -> Result<ResolveOutcome, ResolveError> {
-        let by = request.resolved_by.trim();
-        let note = request.note.trim();
-        for (what, text) in [("the resolver's name", by), ("the resolution note", note)] {
-            if text.is_empty() {
-                return Err(ResolveError::Blank { what });
-            }
-            check_free_text(what, text).map_err(|e| ResolveError::PersonalData(e.to_string()))?;
-        }
-        if let Some(order_ref) = &request.order_ref {
-            if request.action != ReviewAction::LinkOrder {
-                return Err(ResolveError::OrderNotTaken(request.action));
-            }
-            check_free_text("the order reference", order_ref)
-                .map_err(|e| ResolveError::PersonalData(e.to_string()))?;
-        }
-        // A deadlock with a worker applying a notification to the same
-        // order, or a lost connection, is retried like a notification's
-        // apply: the transaction wrote nothing.
-        (|| async {
-            let mut conn = self.conn().await?;
-            conn.transaction::<_, ResolveError, _>(async |conn| {
-                resolve_in(conn, request, by, note).await
-            })
-            .await
-        })
-        .retry(RetryBounds::default().backoff())
-        .when(|err: &ResolveError| matches!(err, ResolveError::Store(e) if e.is_transient()))
-        .await
-    }
-}
-
-async fn resolve_in(
+/// Review item `id`, locked (`FOR UPDATE`) until the caller's transaction
+/// ends; `None` when there is no such item.
+pub async fn lock_item(
     conn: &mut AsyncPgConnection,
-    request: &ResolveRequest,
-    by: &str,
-    note: &str,
-) -> Result<ResolveOutcome, ResolveError> {
-    let id = request.item_id;
-    let item: Option<LockedItem> = review_items::table
+    id: i64,
+) -> Result<Option<LockedItem>, StoreError> {
+    Ok(review_items::table
         .find(id)
         .select(LOCKED_COLUMNS)
         .for_update()
         .first(conn)
         .await
-        .optional()?;
-    let item = item.ok_or(ResolveError::NotFound(id))?;
-    if item.status != "open" {
-        let (action, resolved_by, at): (String, String, DateTime<Utc>) = review_resolutions::table
-            .filter(review_resolutions::review_item_id.eq(id))
-            .select((
-                review_resolutions::action,
-                review_resolutions::resolved_by,
-                review_resolutions::created_at,
-            ))
-            .first(conn)
-            .await?;
-        return Err(ResolveError::AlreadyResolved {
-            id,
-            action,
-            by: resolved_by,
-            at: rfc3339::format(&at),
-        });
-    }
-    let done =
-        effect(item.kind, request.action).map_err(|misfit| ResolveError::Misfit { id, misfit })?;
-    let mut items = vec![item];
-    if request.group
-        && let Some(order_ref) = items[0].order_ref.clone()
-    {
-        let others: Vec<LockedItem> = review_items::table
-            .filter(review_items::kind.eq(Stored(items[0].kind)))
-            .filter(review_items::order_ref.eq(&order_ref))
-            .filter(review_items::status.eq("open"))
-            .filter(review_items::id.ne(id))
-            .order(review_items::id.asc())
-            .select(LOCKED_COLUMNS)
-            .for_update()
-            .load(conn)
-            .await?;
-        items.extend(others);
-    }
-    let mut run = Run {
-        request,
-        by,
-        note,
-        group_of: (request.group && items.len() > 1).then_some(id),
-        outcome: ResolveOutcome {
-            action: request.action,
-            items: items.iter().map(|i| i.id).collect(),
-            resolutions: Vec::new(),
-            order_ref: items[0].order_ref.clone(),
-            order_state: None,
-            amount: None,
-            currency: None,
-            notifications_applied: Vec::new(),
-        },
-    };
-    match done {
-        ActionEffect::RecordOnly => {
-            for item in &items {
-                run.resolve(conn, item, None).await?;
-            }
-        }
-        ActionEffect::WriteOff => {
-            let mut total: Option<Money> = None;
-            for item in &items {
-                let at_stake = at_stake(conn, item).await?;
-                run.resolve(conn, item, at_stake).await?;
-                total = add(total, at_stake);
-            }
-            run.set_amount(total);
-        }
-        ActionEffect::ApplyRepeat => run.apply_repeats(conn, &items).await?,
-        ActionEffect::LinkOrder => run.link_order(conn, &items).await?,
-        ActionEffect::RefundOutside => run.refund_outside(conn, &items).await?,
-    }
-    Ok(run.outcome)
+        .optional()?)
 }
 
-/// Sums amounts of one currency (an amount in another currency is left
-/// out of the total: never summed across currencies).
-fn add(total: Option<Money>, more: Option<Money>) -> Option<Money> {
-    match (total, more) {
-        (None, more) => more,
-        (Some(t), None) => Some(t),
-        (Some(t), Some(m)) if t.currency() == m.currency() => Some(Money::from_minor(
-            t.minor_units().saturating_add(m.minor_units()),
-            t.currency(),
-        )),
-        (Some(t), Some(_)) => Some(t),
-    }
-}
-
-/// The amount of an item's notification (a repeat's refund, an orphan's
-/// payment), when it has one.
-async fn notification_amount(
+/// The open items of `kind` for `order_ref` other than `except`, oldest
+/// first, locked (`FOR UPDATE`): the rest of an item's group.
+pub async fn lock_open_group(
     conn: &mut AsyncPgConnection,
-    item: &LockedItem,
-) -> Result<Option<Money>, ResolveError> {
-    let Some(notification_id) = item.notification_id else {
-        return Ok(None);
-    };
+    kind: ReviewKind,
+    order_ref: &str,
+    except: i64,
+) -> Result<Vec<LockedItem>, StoreError> {
+    Ok(review_items::table
+        .filter(review_items::kind.eq(Stored(kind)))
+        .filter(review_items::order_ref.eq(order_ref))
+        .filter(review_items::status.eq("open"))
+        .filter(review_items::id.ne(except))
+        .order(review_items::id.asc())
+        .select(LOCKED_COLUMNS)
+        .for_update()
+        .load(conn)
+        .await?)
+}
+
+/// How an item was resolved: its row in the resolution ledger, in short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastResolution {
+    /// A [`ReviewAction`], `closed_by_system`, or `note`.
+    pub action: String,
+    pub resolved_by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// How item `id` was resolved (an error when the ledger has no row for
+/// it).
+pub async fn resolution_of(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> Result<PastResolution, StoreError> {
+    let (action, resolved_by, at): (String, String, DateTime<Utc>) = review_resolutions::table
+        .filter(review_resolutions::review_item_id.eq(id))
+        .select((
+            review_resolutions::action,
+            review_resolutions::resolved_by,
+            review_resolutions::created_at,
+        ))
+        .first(conn)
+        .await?;
+    Ok(PastResolution {
+        action,
+        resolved_by,
+        at,
+    })
+}
+
+/// A row of the append-only resolution ledger, to be written.
+#[derive(Debug, Clone)]
+pub struct NewResolution<'a> {
+    pub item: &'a LockedItem,
+    pub action: ReviewAction,
+    pub resolved_by: &'a str,
+    pub note: &'a str,
+    /// The order the resolution concerns (for `link_order`, the order
+    /// linked to).
+    pub order_ref: Option<String>,
+    /// The money it concerns.
+    pub amount: Option<Money>,
+    /// The item named in the request, when a group is resolved together.
+    pub group_of: Option<i64>,
+}
+
+/// Writes a resolution's row to the ledger and marks its item resolved
+/// (`resolved_at` is the transaction's `now()`); returns the row's id.
+pub async fn record_resolution(
+    conn: &mut AsyncPgConnection,
+    resolution: &NewResolution<'_>,
+) -> Result<i64, StoreError> {
+    let item = resolution.item;
+    let amount = resolution.amount;
+    let id: i64 = diesel::insert_into(review_resolutions::table)
+        .values((
+            review_resolutions::review_item_id.eq(item.id),
+            review_resolutions::kind.eq(Stored(item.kind)),
+            review_resolutions::action.eq(resolution.action.as_str()),
+            review_resolutions::resolved_by.eq(resolution.resolved_by),
+            review_resolutions::note.eq(resolution.note),
+            review_resolutions::order_ref.eq(&resolution.order_ref),
+            review_resolutions::notification_id.eq(item.notification_id),
+            review_resolutions::amount_minor.eq(amount.map(|m| m.minor_units())),
+            review_resolutions::currency.eq(amount.map(|m| m.currency().as_str().to_owned())),
+            review_resolutions::group_of.eq(resolution.group_of),
+        ))
+        .returning(review_resolutions::id)
+        .get_result(conn)
+        .await?;
+    diesel::update(review_items::table.find(item.id))
+        .set((
+            review_items::status.eq("resolved"),
+            review_items::resolved_by.eq(resolution.resolved_by),
+            review_items::resolution_note.eq(resolution.note),
+            review_items::resolved_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// The amount of notification `notification_id` (a repeat's refund, an
+/// orphan's payment), as a positive amount, when it carries one in a
+/// currency this version knows.
+pub async fn notification_amount(
+    conn: &mut AsyncPgConnection,
+    notification_id: i64,
+    currencies: &Currencies,
+) -> Result<Option<Money>, StoreError> {
     let row: Option<(Option<i64>, Option<String>)> = notifications::table
         .find(notification_id)
         .select((notifications::amount_minor, notifications::currency))
@@ -578,303 +379,126 @@ async fn notification_amount(
         .await
         .optional()?;
     Ok(match row {
-        Some((Some(minor), Some(code))) => Currency::parse(&code)
+        Some((Some(minor), Some(code))) => currencies
+            .currency(&code)
             .ok()
             .map(|currency| Money::from_minor(minor.abs(), currency)),
         _ => None,
     })
 }
 
-/// The money an item is about, for a write-off: for an item about a
-/// payment of a known order, the refunds above the payment (over-refunded)
-/// or what the payment still holds (paid, not refunded or charged back);
-/// otherwise its notification's amount (an orphan's payment).
-async fn at_stake(
+/// What one payment of an order holds, in minor units of the order's
+/// currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentBalance {
+    pub currency: Currency,
+    pub paid: i64,
+    pub refunded: i64,
+    pub reversed: bool,
+}
+
+/// The payment under `processor_ref` of order `order_ref`; `None` when
+/// there is none (or its order's currency is one this version does not
+/// know).
+pub async fn payment_balance(
     conn: &mut AsyncPgConnection,
-    item: &LockedItem,
-) -> Result<Option<Money>, ResolveError> {
-    if let (Some(order_ref), Some(refno)) = (&item.order_ref, &item.processor_ref) {
-        let row: Option<(String, i64, i64, bool)> = payments::table
-            .inner_join(orders::table)
-            .filter(orders::order_ref.eq(order_ref))
-            .filter(payments::processor_ref.eq(refno))
-            .select((
-                orders::currency,
-                payments::paid_minor,
-                payments::refunded_minor,
-                payments::reversed,
-            ))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((code, paid, refunded, reversed)) = row
-            && let Ok(currency) = Currency::parse(&code)
-        {
-            let minor = if paid > 0 && refunded > paid {
-                refunded - paid
-            } else if paid > 0 && !reversed {
-                paid - refunded
-            } else {
-                0
-            };
-            return Ok((minor > 0).then(|| Money::from_minor(minor, currency)));
-        }
-    }
-    notification_amount(conn, item).await
+    order_ref: &str,
+    processor_ref: &str,
+    currencies: &Currencies,
+) -> Result<Option<PaymentBalance>, StoreError> {
+    let row: Option<(String, i64, i64, bool)> = payments::table
+        .inner_join(orders::table)
+        .filter(orders::order_ref.eq(order_ref))
+        .filter(payments::processor_ref.eq(processor_ref))
+        .select((
+            orders::currency,
+            payments::paid_minor,
+            payments::refunded_minor,
+            payments::reversed,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.and_then(|(code, paid, refunded, reversed)| {
+        currencies
+            .currency(&code)
+            .ok()
+            .map(|currency| PaymentBalance {
+                currency,
+                paid,
+                refunded,
+                reversed,
+            })
+    }))
 }
 
-/// One resolution being carried out.
-struct Run<'a> {
-    request: &'a ResolveRequest,
-    by: &'a str,
-    note: &'a str,
-    group_of: Option<i64>,
-    outcome: ResolveOutcome,
+/// The id of order `order_ref`, when it exists.
+pub async fn order_id(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(orders::table
+        .filter(orders::order_ref.eq(order_ref))
+        .select(orders::id)
+        .first(conn)
+        .await
+        .optional()?)
 }
 
-impl Run<'_> {
-    fn set_amount(&mut self, amount: Option<Money>) {
-        self.outcome.amount = amount.map(|m| m.format_amount());
-        self.outcome.currency = amount.map(|m| m.currency().as_str().to_owned());
-    }
+/// The notifications under order reference `order_ref` that found no
+/// order and still carry their identity (not repeats), oldest first,
+/// locked (`FOR UPDATE`): an orphan's payment waiting for its order.
+pub async fn lock_waiting_for_order(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+) -> Result<Vec<i64>, StoreError> {
+    // Those that named it, and those that named no merchant reference and
+    // were looked for under their REFNO.
+    Ok(notifications::table
+        .filter(
+            notifications::order_ref
+                .eq(order_ref)
+                .or(notifications::order_ref
+                    .is_null()
+                    .and(notifications::processor_ref.eq(order_ref))),
+        )
+        .filter(notifications::outcome.eq(Stored(Outcome::OrderNotFound)))
+        .filter(notifications::repeat_of.is_null())
+        .filter(notifications::identity.is_not_null())
+        .order(notifications::id.asc())
+        .select(notifications::id)
+        .for_update()
+        .load(conn)
+        .await?)
+}
 
-    /// Writes the item's resolution row and marks it resolved; returns the
-    /// row's id.
-    async fn resolve(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        item: &LockedItem,
-        amount: Option<Money>,
-    ) -> Result<i64, ResolveError> {
-        let order_ref = match self.request.action {
-            ReviewAction::LinkOrder => self.outcome.order_ref.clone(),
-            _ => item.order_ref.clone(),
-        };
-        let resolution: i64 = diesel::insert_into(review_resolutions::table)
-            .values((
-                review_resolutions::review_item_id.eq(item.id),
-                review_resolutions::kind.eq(Stored(item.kind)),
-                review_resolutions::action.eq(self.request.action.as_str()),
-                review_resolutions::resolved_by.eq(self.by),
-                review_resolutions::note.eq(self.note),
-                review_resolutions::order_ref.eq(order_ref),
-                review_resolutions::notification_id.eq(item.notification_id),
-                review_resolutions::amount_minor.eq(amount.map(|m| m.minor_units())),
-                review_resolutions::currency.eq(amount.map(|m| m.currency().as_str().to_owned())),
-                review_resolutions::group_of.eq(self.group_of),
-            ))
-            .returning(review_resolutions::id)
-            .get_result(conn)
-            .await?;
-        diesel::update(review_items::table.find(item.id))
-            .set((
-                review_items::status.eq("resolved"),
-                review_items::resolved_by.eq(self.by),
-                review_items::resolution_note.eq(self.note),
-                review_items::resolved_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-        self.outcome.resolutions.push(resolution);
-        Ok(resolution)
-    }
-
-    fn applied(&mut self, notification_id: i64, report: &ApplyReport) {
-        self.outcome.notifications_applied.push(notification_id);
-        if report.order_state.is_some() {
-            self.outcome.order_state = report.order_state;
-        }
-    }
-
-    /// `late_repeat`: each item's repeat applied as a notification of its
-    /// own (the path of `Store::apply_confirmed_repeat`).
-    async fn apply_repeats(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        items: &[LockedItem],
-    ) -> Result<(), ResolveError> {
-        let mut total = None;
-        for item in items {
-            let notification_id = item
-                .notification_id
-                .ok_or(ResolveError::NoNotification(item.id))?;
-            let amount = notification_amount(conn, item).await?;
-            self.resolve(conn, item, amount).await?;
-            total = add(total, amount);
-            let report = apply_repeat(conn, notification_id, self.by, &self.request.policy)
-                .await
-                .map_err(|err| match err {
-                    StoreError::Invalid(why) => ResolveError::CannotApply(why),
-                    other => ResolveError::Store(other),
-                })?;
-            self.applied(notification_id, &report);
-        }
-        self.set_amount(total);
-        Ok(())
-    }
-
-    /// `orphan_payment`: the notifications that found no order under the
-    /// item's order reference are applied, oldest first, to the chosen
-    /// order (the one they name by default) through the state machine.
-    async fn link_order(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        items: &[LockedItem],
-    ) -> Result<(), ResolveError> {
-        let named = items[0]
-            .order_ref
-            .clone()
-            .ok_or(ResolveError::NoOrder(items[0].id))?;
-        let target = self
-            .request
-            .order_ref
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or(&named)
-            .to_owned();
-        let exists: Option<i64> = orders::table
-            .filter(orders::order_ref.eq(&target))
-            .select(orders::id)
-            .first(conn)
-            .await
-            .optional()?;
-        if exists.is_none() {
-            return Err(ResolveError::UnknownOrder(target));
-        }
-        let waiting: Vec<i64> = notifications::table
-            .filter(notifications::order_ref.eq(&named))
-            .filter(notifications::outcome.eq(Stored(Outcome::OrderNotFound)))
-            .filter(notifications::repeat_of.is_null())
-            .filter(notifications::identity.is_not_null())
-            .order(notifications::id.asc())
-            .select(notifications::id)
-            .for_update()
-            .load(conn)
-            .await?;
-        if waiting.is_empty() {
-            return Err(ResolveError::NothingToLink(named));
-        }
-        self.outcome.order_ref = Some(target.clone());
-        for item in items {
-            self.resolve(conn, item, None).await?;
-        }
-        let ledger_note = format!(
-            "linked to order {target} by {}, review item #{}",
-            self.by, self.request.item_id
-        );
-        for notification_id in waiting {
-            let mut event = stored_event(conn, notification_id).await?;
-            event.order_ref = target.clone();
-            let report = super::batch::apply_recorded(
-                conn,
-                &event,
-                notification_id,
-                &self.request.policy,
-                Some(&ledger_note),
-            )
-            .await?;
-            self.applied(notification_id, &report);
-        }
-        Ok(())
-    }
-
-    /// `duplicate_payment`, `canceled_then_paid`: a refund made outside the
-    /// processor of what each item's payment (every payment, for an item
-    /// about the whole order) still holds: a ledger row per item that
-    /// refunded something, with its money movements.
-    async fn refund_outside(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        items: &[LockedItem],
-    ) -> Result<(), ResolveError> {
-        let order_ref = items[0]
-            .order_ref
-            .clone()
-            .ok_or(ResolveError::NoOrder(items[0].id))?;
-        let order: Option<OrderRow> = orders::table
-            .filter(orders::order_ref.eq(&order_ref))
-            .select(OrderRow::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
-        let order = order.ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
-        let mut facts = load_facts(conn, &order).await?;
-        // Decided before anything is written: which item refunds what.
-        let mut steps = Vec::new();
-        let mut first_refusal = None;
-        for item in items {
-            match refund_outside(&facts, item.processor_ref.as_deref()) {
-                Ok((after, amount)) => {
-                    steps.push((item, Some((facts.clone(), after.clone(), amount))));
-                    facts = after;
-                }
-                Err(source) => {
-                    first_refusal.get_or_insert(ResolveError::Refund {
-                        id: item.id,
-                        source,
-                    });
-                    steps.push((item, None));
-                }
-            }
-        }
-        if steps.iter().all(|(_, step)| step.is_none())
-            && let Some(refusal) = first_refusal
-        {
-            return Err(refusal);
-        }
-        let mut total = None;
-        for (item, step) in steps {
-            let amount = step.as_ref().map(|(_, _, amount)| *amount);
-            let resolution = self.resolve(conn, item, amount).await?;
-            let Some((before, after, amount)) = step else {
-                continue;
-            };
-            total = add(total, Some(amount));
-            let refnos: Vec<String> = after
-                .payments
-                .iter()
-                .filter(|(refno, p)| before.payments.get(*refno) != Some(*p))
-                .map(|(refno, _)| refno.clone())
-                .collect();
-            let decision = Decision {
-                old_state: before.state(),
-                new_state: after.state(),
-                facts: after,
-                effect: Effect::Applied,
-                reason: format!(
-                    "refund of {amount} made outside the processor under processor reference {}, \
-                     recorded by {} (review item #{})",
-                    refnos.join(", "),
-                    self.by,
-                    item.id
-                ),
-                review_items: Vec::new(),
-                resolutions: Vec::new(),
-                outcome: Outcome::Applied,
-            };
-            write_facts(conn, order.id, &before, &decision).await?;
-            diesel::insert_into(order_events::table)
-                .values((
-                    order_events::order_id.eq(order.id),
-                    order_events::resolution_id.eq(resolution),
-                    order_events::order_status.eq(ReviewAction::MarkRefundedOutside.as_str()),
-                    order_events::effect.eq(Stored(decision.effect)),
-                    order_events::old_status.eq(Stored(decision.old_state)),
-                    order_events::new_status.eq(Stored(decision.new_state)),
-                    order_events::amount_minor.eq(amount.minor_units()),
-                    order_events::currency.eq(amount.currency().as_str()),
-                    order_events::reason.eq(&decision.reason),
-                ))
-                .execute(conn)
-                .await?;
-            let moved = movements(&before, &decision.facts);
-            super::journal::record_for_resolution(conn, order.id, resolution, &moved).await?;
-            self.outcome.order_state = Some(decision.new_state);
-        }
-        self.set_amount(total);
-        Ok(())
-    }
+/// Appends the ledger row (`order_events`) of a person's action on order
+/// `order_id`: it names resolution `resolution_id` instead of a
+/// notification, `action` as its status, and `decision`'s states, effect
+/// and reason, with `amount`.
+pub async fn record_resolution_event(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    resolution_id: i64,
+    action: ReviewAction,
+    decision: &Decision,
+    amount: Money,
+) -> Result<(), StoreError> {
+    diesel::insert_into(order_events::table)
+        .values((
+            order_events::order_id.eq(order_id),
+            order_events::resolution_id.eq(resolution_id),
+            order_events::order_status.eq(action.as_str()),
+            order_events::effect.eq(Stored(decision.effect)),
+            order_events::old_status.eq(Stored(decision.old_state)),
+            order_events::new_status.eq(Stored(decision.new_state)),
+            order_events::amount_minor.eq(amount.minor_units()),
+            order_events::currency.eq(amount.currency().as_str()),
+            order_events::reason.eq(&decision.reason),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// A row of the resolution ledger, as shown.
@@ -929,9 +553,10 @@ const RESOLUTION_COLUMNS: (
 );
 
 impl ResolutionView {
-    /// The amount as an exact decimal in its currency.
-    pub fn amount(&self) -> Option<String> {
-        let currency = Currency::parse(self.currency.as_deref()?).ok()?;
+    /// The amount as an exact decimal in its currency, read with
+    /// `currencies` (the store's table, [`Store::currencies`]).
+    pub fn amount(&self, currencies: &Currencies) -> Option<String> {
+        let currency = currencies.currency(self.currency.as_deref()?).ok()?;
         Some(Money::from_minor(self.amount_minor?, currency).format_amount())
     }
 }
@@ -1154,7 +779,7 @@ impl Store {
                     order_ref,
                     order_status,
                     amount: minor.zip(currency.as_deref()).map(|(minor, code)| {
-                        Currency::parse(code).map_or_else(
+                        self.currencies().currency(code).map_or_else(
                             |_| minor.to_string(),
                             |c| Money::from_minor(minor, c).format_amount(),
                         )
@@ -1186,7 +811,7 @@ impl Store {
                         at,
                         processor_ref,
                         kind,
-                        amount: Currency::parse(&currency).map_or_else(
+                        amount: self.currencies().currency(&currency).map_or_else(
                             |_| minor.to_string(),
                             |c| Money::from_minor(minor, c).format_amount(),
                         ),

@@ -20,6 +20,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         version -> Int8,
         charged_back_minor -> Int8,
+        origin -> Text,
+        merchant_ref -> Nullable<Text>,
     }
 }
 

@@ -1,25 +1,25 @@
-//! Settlement lines and payouts: imported in one transaction, compared
-//! with the ledger by [`crate::domain::settlement`], reported per batch.
+//! Settlement lines and payouts: the reads and writes of an import, and
+//! the reports per batch.
 //!
-//! An import loads the ledger's payments the file's lines name and what
-//! earlier lines settled of them, lets [`classify`] and [`check_payout`]
-//! decide, and writes the lines (append-only, with how they compared) and
-//! the review items their differences open. A line already imported (same
-//! batch, same values, same copy) is skipped, so importing a file again
-//! changes nothing and opens nothing. `--dry-run` runs the same reads and
-//! decisions in a read-only transaction and writes nothing.
-//!
-//! Imports take a PostgreSQL advisory lock for their transaction, so two
-//! imports of overlapping files run one after the other instead of both
-//! judging the same line new.
+//! An import is a workflow, [`crate::services::settlement::import`]: in
+//! one transaction it takes the imports' advisory lock ([`lock_imports`],
+//! so two imports of overlapping files run one after the other instead of
+//! both judging the same line new), loads which lines were imported before
+//! ([`imported_line_keys`]), the ledger's payments the new lines name
+//! ([`ledger_payments`]) and what earlier lines settled of them
+//! ([`settled_so_far`]), lets [`crate::domain::settlement`] decide, and
+//! writes the lines (append-only, with how they compared:
+//! [`insert_lines`]), the payouts ([`insert_payout`]) and the review items
+//! their differences open ([`open_item`]). Here are those repository
+//! functions, each on the caller's connection, and the reports.
 
 use super::sql::Stored;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Date, Int4, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::journal::JournalMovement;
@@ -28,62 +28,13 @@ use super::schema::{review_items, settlement_lines, settlement_payouts};
 use super::{Store, StoreError};
 use crate::domain::journal::MovementKind;
 use crate::domain::settlement::{
-    Finding, Ledger, LedgerPayment, LineKind, LineMatch, LineStatus, MatchedBy, Payout, Settled,
-    SettlementLine, Tolerance, check_payout, classify,
+    Finding, LedgerPayment, LineKind, LineMatch, LineStatus, MatchedBy, Payout, Settled,
+    SettlementLine,
 };
-use crate::domain::{Currency, Money};
+use crate::domain::{Currencies, Currency, Money};
 
 /// The advisory lock key of settlement imports (`ipn-settle` in ASCII).
 pub const IMPORT_LOCK: i64 = 0x69706e2d736574;
-
-/// How an import runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ImportOptions {
-    /// How far a settled amount may be from the ledger's.
-    pub tolerance: Tolerance,
-    /// Decide everything, write nothing.
-    pub dry_run: bool,
-}
-
-/// Lines of one currency with one status, summed (minor units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StatusTotals {
-    pub lines: usize,
-    pub gross: i64,
-    pub fees: i64,
-    pub net: i64,
-}
-
-/// What an import did (or, dry, would do).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImportSummary {
-    pub dry_run: bool,
-    /// Lines in the file.
-    pub lines: usize,
-    /// Lines imported before (same batch, values and copy): skipped.
-    pub already_imported: usize,
-    /// The new lines by currency and status.
-    pub totals: BTreeMap<(Currency, LineStatus), StatusTotals>,
-    /// How many new lines were matched by their order reference (their
-    /// REFNO unknown or absent).
-    pub matched_by_order_ref: usize,
-    /// Payouts in the payouts file, and those imported before.
-    pub payouts: usize,
-    pub payouts_already_imported: usize,
-    /// The review items opened (or that would open), in file order.
-    pub opened: Vec<Finding>,
-}
-
-impl ImportSummary {
-    /// New lines with `status`, all currencies.
-    pub fn count(&self, status: LineStatus) -> usize {
-        self.totals
-            .iter()
-            .filter(|((_, s), _)| *s == status)
-            .map(|(_, t)| t.lines)
-            .sum()
-    }
-}
 
 #[derive(QueryableByName)]
 struct KeyRow {
@@ -136,72 +87,24 @@ struct NetRow {
     net: i64,
 }
 
-#[derive(QueryableByName)]
-struct PayoutRow {
-    #[diesel(sql_type = BigInt)]
-    amount_minor: i64,
-    #[diesel(sql_type = Date)]
-    paid_on: NaiveDate,
-}
-
 /// How many ids or references go in one query.
 const CHUNK: usize = 2_000;
 
-impl Store {
-    /// Imports settlement `lines` and `payouts` in one transaction (see the
-    /// module docs); `progress` is told how many lines were handled, as it
-    /// goes (for a progress bar).
-    pub async fn import_settlement(
-        &self,
-        lines: &[SettlementLine],
-        payouts: &[Payout],
-        options: ImportOptions,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<ImportSummary, StoreError> {
-        let mut conn = self.conn().await?;
-        if options.dry_run {
-            conn.build_transaction()
-                .read_only()
-                .repeatable_read()
-                .run::<_, StoreError, _>(async |conn| {
-                    import_in(conn, lines, payouts, options, progress).await
-                })
-                .await
-        } else {
-            conn.transaction::<_, StoreError, _>(async |conn| {
-                import_in(conn, lines, payouts, options, progress).await
-            })
-            .await
-        }
-    }
-}
-
-async fn import_in(
-    conn: &mut AsyncPgConnection,
-    lines: &[SettlementLine],
-    payouts: &[Payout],
-    options: ImportOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<ImportSummary, StoreError> {
+/// Takes the imports' advisory lock for the caller's transaction
+/// (`pg_advisory_xact_lock`: waits for another import to end).
+pub async fn lock_imports(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(IMPORT_LOCK)
         .execute(conn)
         .await?;
-    let mut summary = ImportSummary {
-        dry_run: options.dry_run,
-        lines: lines.len(),
-        payouts: payouts.len(),
-        ..ImportSummary::default()
-    };
+    Ok(())
+}
 
-    // Which lines are new.
-    let batches: Vec<String> = lines
-        .iter()
-        .map(|l| l.batch_id.clone())
-        .chain(payouts.iter().map(|p| p.batch_id.clone()))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+/// The lines imported before into `batches`: (batch, line key, copy).
+pub async fn imported_line_keys(
+    conn: &mut AsyncPgConnection,
+    batches: &[String],
+) -> Result<HashSet<(String, String, i32)>, StoreError> {
     let mut known: HashSet<(String, String, i32)> = HashSet::new();
     for chunk in batches.chunks(CHUNK) {
         let rows: Vec<KeyRow> = diesel::sql_query(
@@ -216,37 +119,19 @@ async fn import_in(
                 .map(|r| (r.batch_id, r.line_key, r.occurrence)),
         );
     }
-    let keys: Vec<String> = lines.iter().map(SettlementLine::key).collect();
-    let new: Vec<(&SettlementLine, &String)> = lines
-        .iter()
-        .zip(&keys)
-        .filter(|(line, key)| {
-            !known.contains(&(
-                line.batch_id.clone(),
-                (*key).clone(),
-                i32::try_from(line.occurrence).unwrap_or(i32::MAX),
-            ))
-        })
-        .collect();
-    summary.already_imported = lines.len() - new.len();
-    progress(summary.already_imported as u64);
+    Ok(known)
+}
 
-    // The ledger's payments the new lines name, and what earlier lines
-    // settled of them.
-    let refnos: Vec<String> = new
-        .iter()
-        .filter_map(|(l, _)| l.processor_ref.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let order_refs: Vec<String> = new
-        .iter()
-        .filter_map(|(l, _)| l.order_ref.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+/// The ledger's payments under the processor references `refnos` or of
+/// the orders `order_refs`, by payment id.
+pub async fn ledger_payments(
+    conn: &mut AsyncPgConnection,
+    refnos: &[String],
+    order_refs: &[String],
+    currencies: &Currencies,
+) -> Result<HashMap<i64, LedgerPayment>, StoreError> {
     let mut payments: HashMap<i64, LedgerPayment> = HashMap::new();
-    for (column, values) in [("p.processor_ref", &refnos), ("o.order_ref", &order_refs)] {
+    for (column, values) in [("p.processor_ref", refnos), ("o.order_ref", order_refs)] {
         for chunk in values.chunks(CHUNK) {
             let rows: Vec<PaymentRow> = diesel::sql_query(format!(
                 "SELECT p.id AS payment_id, p.order_id, o.order_ref, p.processor_ref, o.currency, \
@@ -261,7 +146,8 @@ async fn import_in(
             .load(conn)
             .await?;
             for row in rows {
-                let currency = Currency::parse(&row.currency)
+                let currency = currencies
+                    .currency(&row.currency)
                     .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
                 payments.insert(
                     row.payment_id,
@@ -279,7 +165,14 @@ async fn import_in(
             }
         }
     }
-    let ids: Vec<i64> = payments.keys().copied().collect();
+    Ok(payments)
+}
+
+/// What matched lines imported before settled of the payments `ids`.
+pub async fn settled_so_far(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Settled>, StoreError> {
     let mut settled: HashMap<i64, Settled> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<SettledRow> = diesel::sql_query(
@@ -304,122 +197,99 @@ async fn import_in(
             }
         }
     }
-    let mut ordered: Vec<LedgerPayment> = payments.into_values().collect();
-    ordered.sort_by_key(|p| p.payment_id);
-    let ledger = Ledger::new(ordered);
-    let new_lines: Vec<SettlementLine> = new.iter().map(|(l, _)| (*l).clone()).collect();
-    let matches = classify(&new_lines, &ledger, &mut settled, options.tolerance);
+    Ok(settled)
+}
 
-    for (line, m) in new_lines.iter().zip(&matches) {
-        let t = summary
-            .totals
-            .entry((line.currency(), m.status))
-            .or_default();
-        t.lines += 1;
-        t.gross = t.gross.saturating_add(line.gross.minor_units());
-        t.fees = t.fees.saturating_add(line.fee.minor_units());
-        t.net = t.net.saturating_add(line.net.minor_units());
-        if m.status == LineStatus::Matched && m.matched_by == Some(MatchedBy::OrderRef) {
-            summary.matched_by_order_ref += 1;
-        }
-        if let Some(finding) = &m.finding {
-            summary.opened.push(finding.clone());
-        }
-    }
+/// A settlement line to write: the line, its key, how it compared, and
+/// the review item it opened.
+#[derive(Debug, Clone, Copy)]
+pub struct NewLine<'a> {
+    pub line: &'a SettlementLine,
+    pub key: &'a str,
+    pub matched: &'a LineMatch,
+    pub review_item: Option<i64>,
+}
 
-    if !options.dry_run {
-        for (chunk_number, chunk) in new.chunks(500).enumerate() {
-            let start = chunk_number * 500;
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (offset, (line, key)) in chunk.iter().enumerate() {
-                let m = &matches[start + offset];
-                let item = match &m.finding {
-                    Some(finding) => Some(open_item(conn, finding).await?),
-                    None => None,
-                };
-                rows.push(line_row(line, key, m, item));
-            }
-            diesel::insert_into(settlement_lines::table)
-                .values(&rows)
-                .execute(conn)
-                .await?;
-            progress(chunk.len() as u64);
-        }
-    } else {
-        progress(new.len() as u64);
-    }
-
-    // Payouts: each batch's transfer against its net lines, those already
-    // in the database and those of this import.
-    for payout in payouts {
-        let currency = payout.amount.currency();
-        let before: Option<PayoutRow> = diesel::sql_query(
-            "SELECT amount_minor, paid_on FROM settlement_payouts \
-             WHERE batch_id = $1 AND currency = $2",
-        )
-        .bind::<Text, _>(&payout.batch_id)
-        .bind::<Text, _>(currency.as_str())
-        .get_result(conn)
-        .await
-        .optional()?;
-        if let Some(before) = before {
-            if before.amount_minor == payout.amount.minor_units()
-                && before.paid_on == payout.paid_on
-            {
-                summary.payouts_already_imported += 1;
-                continue;
-            }
-            return Err(StoreError::Invalid(format!(
-                "payouts line {}: the payout of batch {} in {currency} was imported before as {} on {}; \
-                 nothing was imported",
-                payout.line,
-                payout.batch_id,
-                Money::from_minor(before.amount_minor, currency),
-                before.paid_on
-            )));
-        }
-        let stored: NetRow = diesel::sql_query(
-            "SELECT count(*)::int8 AS lines, coalesce(sum(net_minor), 0)::int8 AS net \
-             FROM settlement_lines WHERE batch_id = $1 AND currency = $2",
-        )
-        .bind::<Text, _>(&payout.batch_id)
-        .bind::<Text, _>(currency.as_str())
-        .get_result(conn)
+/// Writes `lines` (append-only) in one statement.
+pub async fn insert_lines(
+    conn: &mut AsyncPgConnection,
+    lines: &[NewLine<'_>],
+) -> Result<(), StoreError> {
+    let rows: Vec<LineRow> = lines
+        .iter()
+        .map(|l| line_row(l.line, l.key, l.matched, l.review_item))
+        .collect();
+    diesel::insert_into(settlement_lines::table)
+        .values(&rows)
+        .execute(conn)
         .await?;
-        let (mut count, mut net) = (stored.lines, stored.net);
-        if options.dry_run {
-            // The new lines are not in the database: count them here.
-            for line in new_lines
-                .iter()
-                .filter(|l| l.batch_id == payout.batch_id && l.currency() == currency)
-            {
-                count += 1;
-                net = net.saturating_add(line.net.minor_units());
-            }
-        }
-        let finding = check_payout(payout, usize::try_from(count).unwrap_or(0), net);
-        if let Some(finding) = &finding {
-            summary.opened.push(finding.clone());
-        }
-        if !options.dry_run {
-            let item = match &finding {
-                Some(finding) => Some(open_item(conn, finding).await?),
-                None => None,
-            };
-            diesel::insert_into(settlement_payouts::table)
-                .values((
-                    settlement_payouts::batch_id.eq(&payout.batch_id),
-                    settlement_payouts::currency.eq(currency.as_str()),
-                    settlement_payouts::paid_on.eq(payout.paid_on),
-                    settlement_payouts::amount_minor.eq(payout.amount.minor_units()),
-                    settlement_payouts::lines_net_minor.eq(net),
-                    settlement_payouts::review_item_id.eq(item),
-                ))
-                .execute(conn)
-                .await?;
-        }
-    }
-    Ok(summary)
+    Ok(())
+}
+
+/// A payout as imported before: its amount (minor units) and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct StoredPayout {
+    #[diesel(sql_type = BigInt)]
+    pub amount_minor: i64,
+    #[diesel(sql_type = Date)]
+    pub paid_on: NaiveDate,
+}
+
+/// The payout of batch `batch_id` in `currency` imported before, if any.
+pub async fn payout_of(
+    conn: &mut AsyncPgConnection,
+    batch_id: &str,
+    currency: Currency,
+) -> Result<Option<StoredPayout>, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT amount_minor, paid_on FROM settlement_payouts \
+         WHERE batch_id = $1 AND currency = $2",
+    )
+    .bind::<Text, _>(batch_id)
+    .bind::<Text, _>(currency.as_str())
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+/// The lines of batch `batch_id` in `currency` stored so far: how many,
+/// and their net (minor units).
+pub async fn batch_net(
+    conn: &mut AsyncPgConnection,
+    batch_id: &str,
+    currency: Currency,
+) -> Result<(i64, i64), StoreError> {
+    let stored: NetRow = diesel::sql_query(
+        "SELECT count(*)::int8 AS lines, coalesce(sum(net_minor), 0)::int8 AS net \
+         FROM settlement_lines WHERE batch_id = $1 AND currency = $2",
+    )
+    .bind::<Text, _>(batch_id)
+    .bind::<Text, _>(currency.as_str())
+    .get_result(conn)
+    .await?;
+    Ok((stored.lines, stored.net))
+}
+
+/// Writes `payout` with the net of its batch's lines and the review item
+/// its difference opened.
+pub async fn insert_payout(
+    conn: &mut AsyncPgConnection,
+    payout: &Payout,
+    lines_net: i64,
+    review_item: Option<i64>,
+) -> Result<(), StoreError> {
+    diesel::insert_into(settlement_payouts::table)
+        .values((
+            settlement_payouts::batch_id.eq(&payout.batch_id),
+            settlement_payouts::currency.eq(payout.amount.currency().as_str()),
+            settlement_payouts::paid_on.eq(payout.paid_on),
+            settlement_payouts::amount_minor.eq(payout.amount.minor_units()),
+            settlement_payouts::lines_net_minor.eq(lines_net),
+            settlement_payouts::review_item_id.eq(review_item),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 type LineRow = (
@@ -465,10 +335,7 @@ fn line_row(line: &SettlementLine, key: &str, m: &LineMatch, item: Option<i64>) 
 }
 
 /// Opens a review item for `finding`; returns its id.
-pub(super) async fn open_item(
-    conn: &mut AsyncPgConnection,
-    finding: &Finding,
-) -> Result<i64, StoreError> {
+pub async fn open_item(conn: &mut AsyncPgConnection, finding: &Finding) -> Result<i64, StoreError> {
     Ok(diesel::insert_into(review_items::table)
         .values((
             review_items::kind.eq(Stored(finding.kind)),
@@ -621,8 +488,12 @@ struct LineViewRow {
     review_item_id: Option<i64>,
 }
 
-fn currency_of(code: &str) -> Result<Currency, StoreError> {
-    Currency::parse(code).map_err(|err| StoreError::Invalid(format!("settlement currency: {err}")))
+/// The currency of a settlement row's code, in `currencies` (the store's
+/// table).
+fn currency_of(currencies: &Currencies, code: &str) -> Result<Currency, StoreError> {
+    currencies
+        .currency(code)
+        .map_err(|err| StoreError::Invalid(format!("settlement currency: {err}")))
 }
 
 impl Store {
@@ -673,7 +544,7 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let code = currency_of(&r.currency)?;
+                let code = currency_of(self.currencies(), &r.currency)?;
                 let money = |minor: i64| Money::from_minor(minor, code).format_amount();
                 Ok(BatchTotals {
                     batch_id: r.batch_id,
@@ -726,7 +597,7 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|r| {
-                let code = currency_of(&r.currency)?;
+                let code = currency_of(self.currencies(), &r.currency)?;
                 let money = |minor: i64| Money::from_minor(minor, code).format_amount();
                 Ok(SettlementLineView {
                     id: r.id,
@@ -767,6 +638,7 @@ struct FeeRow {
 pub(super) async fn fee_movements_in(
     conn: &mut AsyncPgConnection,
     period: &ReportPeriod,
+    currencies: &Currencies,
 ) -> Result<Vec<JournalMovement>, StoreError> {
     let filter = match period.by {
         ReportBasis::Event => "l.settled_at >= coalesce($1, '-infinity'::timestamptz) \
@@ -799,7 +671,7 @@ pub(super) async fn fee_movements_in(
                 order_ref: r.order_ref,
                 processor_ref: r.processor_ref,
                 kind: MovementKind::Fee,
-                amount: Money::from_minor(r.fee_minor, currency_of(&r.currency)?),
+                amount: Money::from_minor(r.fee_minor, currency_of(currencies, &r.currency)?),
             })
         })
         .collect()

@@ -9,7 +9,7 @@
 //! hold a `Stored<_>` field). Each vocabulary is stored as its string
 //! form in a `TEXT` column (`orders.status`, `notifications.outcome`,
 //! `order_events.effect`, `order_events.old_status`/`new_status`,
-//! `review_items.kind`), so:
+//! `review_items.kind`, `orders.origin`), so:
 //!
 //! - writing binds [`as_str`](crate::domain::OrderState::as_str), the same
 //!   string the CHECK constraints of `migrations/` list;
@@ -30,7 +30,7 @@ use diesel::sql_types::Text;
 
 use crate::domain::journal::MovementKind;
 use crate::domain::settlement::{LineKind, LineStatus, MatchedBy};
-use crate::domain::{Effect, OrderState, Outcome, ReviewKind};
+use crate::domain::{Effect, OrderOrigin, OrderState, Outcome, ReviewKind};
 
 /// A domain vocabulary value as a `TEXT` column holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +99,7 @@ macro_rules! text_vocabulary {
 }
 
 text_vocabulary!(
+    OrderOrigin,
     OrderState,
     Outcome,
     Effect,

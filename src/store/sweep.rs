@@ -1,45 +1,32 @@
-//! The sweep: loads what [`crate::domain::sweep::decide`] needs, and opens
-//! and closes the review items it says, in one transaction.
+//! The sweep's reads and writes: what [`crate::domain::sweep::decide`]
+//! needs, and the review items it says to open and close. The sweep
+//! itself, in one transaction, is [`crate::services::sweep::sweep`].
 //!
 //! Several instances of `serve` may run; one sweep at a time is enough.
 //! The transaction first tries a PostgreSQL advisory lock
-//! ([`SWEEP_LOCK`]): an instance that does not get it skips this round
-//! (another is sweeping), it does not wait. Opening is idempotent anyway:
-//! an item is opened only for a cause that has no open item and none a
-//! person resolved (one the system closed because its cause went away may
-//! be raised again if the cause comes back: a later refund not debited),
-//! and a partial
-//! unique index keeps one open item per cause even against a writer that
-//! ignores the lock.
+//! ([`SWEEP_LOCK`], [`try_lock`]): an instance that does not get it skips
+//! this round (another is sweeping), it does not wait. Opening is
+//! idempotent anyway: an item is opened only for a cause that has no open
+//! item and none a person resolved (one the system closed because its
+//! cause went away may be raised again if the cause comes back: a later
+//! refund not debited), and a partial unique index keeps one open item
+//! per cause even against a writer that ignores the lock
+//! ([`open_item`]).
 
 use super::sql::Stored;
-use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::StoreError;
 use super::apply::SYSTEM_RESOLVER;
-use super::{Store, StoreError};
 use crate::domain::settlement::Finding;
-use crate::domain::sweep::{
-    OpenSweepItem, PaymentSettlement, SWEEP_KINDS, SweepFacts, SweepPolicy, WaitingOrder, decide,
-};
-use crate::domain::{Currency, OrderState, ReviewKind};
+use crate::domain::sweep::{PaymentSettlement, SWEEP_KINDS, WaitingOrder};
+use crate::domain::{Currencies, OrderState, ReviewKind};
 
 /// The advisory lock key of the sweep (`ipn-swee` in ASCII).
 pub const SWEEP_LOCK: i64 = 0x69706e2d73776565;
-
-/// What one sweep did.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SweepOutcome {
-    /// False when another instance held the lock: this one did nothing.
-    pub ran: bool,
-    /// The items opened.
-    pub opened: Vec<Finding>,
-    /// How many open items were closed because their cause went away.
-    pub closed: usize,
-}
 
 #[derive(diesel::QueryableByName)]
 struct Locked {
@@ -80,77 +67,55 @@ struct PaymentRow {
     debited: i64,
 }
 
-#[derive(diesel::QueryableByName)]
-struct ItemRow {
+/// A review item of a kind the sweep raises ([`SWEEP_KINDS`]).
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct SweepItem {
     #[diesel(sql_type = BigInt)]
-    id: i64,
+    pub id: i64,
     #[diesel(sql_type = Text)]
     #[diesel(deserialize_as = Stored<ReviewKind>)]
-    kind: ReviewKind,
+    pub kind: ReviewKind,
     #[diesel(sql_type = Nullable<Text>)]
-    order_ref: Option<String>,
+    pub order_ref: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
-    processor_ref: Option<String>,
+    pub processor_ref: Option<String>,
+    /// `open` or `resolved`.
     #[diesel(sql_type = Text)]
-    status: String,
+    pub status: String,
 }
 
-impl Store {
-    /// Sweeps once as of `now`: opens an item for each cause
-    /// [`decide`] finds that never had one, closes open items whose cause
-    /// went away. Returns `ran: false`, having done nothing, when another
-    /// instance is sweeping.
-    pub async fn sweep(
-        &self,
-        now: DateTime<Utc>,
-        policy: &SweepPolicy,
-    ) -> Result<SweepOutcome, StoreError> {
-        let mut conn = self.conn().await?;
-        let policy = *policy;
-        conn.transaction::<_, StoreError, _>(async |conn| sweep_in(conn, now, &policy).await)
-            .await
-    }
-}
-
-async fn sweep_in(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    policy: &SweepPolicy,
-) -> Result<SweepOutcome, StoreError> {
+/// Tries the sweep's advisory lock for the caller's transaction
+/// (`pg_try_advisory_xact_lock`, released at its end); false, without
+/// waiting, when another transaction holds it.
+pub async fn try_lock(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> {
     let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
         .bind::<BigInt, _>(SWEEP_LOCK)
         .get_result(conn)
         .await?;
-    if !locked.locked {
-        return Ok(SweepOutcome::default());
-    }
+    Ok(locked.locked)
+}
+
+/// The items of the sweep's kinds that are open, or that a person
+/// resolved (those the system closed are left out: their cause may be
+/// raised again).
+pub async fn raised_items(conn: &mut AsyncPgConnection) -> Result<Vec<SweepItem>, StoreError> {
     let kinds: Vec<&str> = SWEEP_KINDS.iter().map(|k| k.as_str()).collect();
-    let items: Vec<ItemRow> = diesel::sql_query(
+    Ok(diesel::sql_query(
         "SELECT id, kind, order_ref, processor_ref, status FROM review_items \
          WHERE kind = ANY($1) AND (status = 'open' OR resolved_by IS DISTINCT FROM $2)",
     )
     .bind::<Array<Text>, _>(&kinds)
     .bind::<Text, _>(SYSTEM_RESOLVER)
     .load(conn)
-    .await?;
-    let mut facts = SweepFacts::default();
-    for item in items {
-        facts.raised.insert((
-            item.kind,
-            item.order_ref.clone().unwrap_or_default(),
-            item.processor_ref.clone(),
-        ));
-        if item.status == "open" {
-            facts.open.push(OpenSweepItem {
-                id: item.id,
-                kind: item.kind,
-                order_ref: item.order_ref,
-                processor_ref: item.processor_ref,
-            });
-        }
-    }
-    let stale_before = now - policy.stale_order_age;
-    let due_before = now - policy.settlement_days;
+    .await?)
+}
+
+/// The orders still `pending` or `authorized` that were created at or
+/// before `stale_before`, and those with an open `stale_order` item.
+pub async fn waiting_orders(
+    conn: &mut AsyncPgConnection,
+    stale_before: DateTime<Utc>,
+) -> Result<Vec<WaitingOrder>, StoreError> {
     let orders: Vec<OrderRow> = diesel::sql_query(
         "SELECT order_ref, status, created_at FROM orders \
          WHERE (status IN ('pending', 'authorized') AND created_at <= $1) \
@@ -160,18 +125,29 @@ async fn sweep_in(
     .bind::<Timestamptz, _>(stale_before)
     .load(conn)
     .await?;
-    facts.orders = orders
+    Ok(orders
         .into_iter()
         .map(|o| WaitingOrder {
             order_ref: o.order_ref,
             state: o.status,
             created_at: o.created_at,
         })
-        .collect();
-    // Paid payments that may matter: unsettled and due, with a refund due,
-    // or with an open item to reconsider. A refund a person recorded as
-    // made outside the processor (`mark_refunded_outside`: its movement
-    // names a resolution) is never debited by the processor: not due.
+        .collect())
+}
+
+/// The paid payments that may matter to the sweep, with what settlement
+/// lines settled of them: captured at or before `due_before` (so
+/// unsettled and due, or with a refund due), or with an open item of the
+/// sweep's kinds to reconsider.
+pub async fn payments_to_settle(
+    conn: &mut AsyncPgConnection,
+    due_before: DateTime<Utc>,
+    currencies: &Currencies,
+) -> Result<Vec<PaymentSettlement>, StoreError> {
+    let kinds: Vec<&str> = SWEEP_KINDS.iter().map(|k| k.as_str()).collect();
+    // A refund a person recorded as made outside the processor
+    // (`mark_refunded_outside`: its movement names a resolution) is never
+    // debited by the processor: not due.
     let payments: Vec<PaymentRow> = diesel::sql_query(
         "SELECT o.order_ref, p.processor_ref, o.currency, p.paid_minor AS paid, pm.paid_at, \
                 EXISTS (SELECT 1 FROM settlement_lines AS l WHERE l.payment_id = p.id \
@@ -199,10 +175,12 @@ async fn sweep_in(
     .bind::<Array<Text>, _>(&kinds)
     .load(conn)
     .await?;
+    let mut settlements = Vec::with_capacity(payments.len());
     for p in payments {
-        let currency = Currency::parse(&p.currency)
+        let currency = currencies
+            .currency(&p.currency)
             .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
-        facts.payments.push(PaymentSettlement {
+        settlements.push(PaymentSettlement {
             order_ref: p.order_ref,
             processor_ref: p.processor_ref,
             currency,
@@ -213,46 +191,44 @@ async fn sweep_in(
             debited: p.debited,
         });
     }
+    Ok(settlements)
+}
 
-    let plan = decide(now, policy, &facts);
-    let mut outcome = SweepOutcome {
-        ran: true,
-        ..SweepOutcome::default()
-    };
-    let mut seen = HashSet::new();
-    for finding in plan.open {
-        if !seen.insert((
-            finding.kind,
-            finding.order_ref.clone(),
-            finding.processor_ref.clone(),
-        )) {
-            continue;
-        }
-        let inserted = diesel::sql_query(
-            "INSERT INTO review_items (kind, order_ref, processor_ref, details) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind::<Text, _>(finding.kind.as_str())
-        .bind::<Nullable<Text>, _>(&finding.order_ref)
-        .bind::<Nullable<Text>, _>(&finding.processor_ref)
-        .bind::<Text, _>(&finding.details)
-        .execute(conn)
-        .await?;
-        if inserted == 1 {
-            outcome.opened.push(finding);
-        }
-    }
-    for closing in plan.close {
-        outcome.closed += diesel::sql_query(
-            "UPDATE review_items SET status = 'resolved', resolved_by = $2, \
-                    resolution_note = $3, resolved_at = now() \
-             WHERE id = $1 AND status = 'open'",
-        )
-        .bind::<BigInt, _>(closing.id)
-        .bind::<Text, _>(SYSTEM_RESOLVER)
-        .bind::<Text, _>(&closing.note)
-        .execute(conn)
-        .await?;
-    }
-    Ok(outcome)
+/// Opens a review item for `finding` unless an open one of its cause
+/// exists (the partial unique index: `ON CONFLICT DO NOTHING`); true when
+/// it was opened.
+pub async fn open_item(
+    conn: &mut AsyncPgConnection,
+    finding: &Finding,
+) -> Result<bool, StoreError> {
+    let inserted = diesel::sql_query(
+        "INSERT INTO review_items (kind, order_ref, processor_ref, details) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(finding.kind.as_str())
+    .bind::<Nullable<Text>, _>(&finding.order_ref)
+    .bind::<Nullable<Text>, _>(&finding.processor_ref)
+    .bind::<Text, _>(&finding.details)
+    .execute(conn)
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// Closes open item `id` as resolved by the system, with `note`; returns
+/// how many were closed (0 when it is no longer open).
+pub async fn close_item(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    note: &str,
+) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "UPDATE review_items SET status = 'resolved', resolved_by = $2, \
+                resolution_note = $3, resolved_at = now() \
+         WHERE id = $1 AND status = 'open'",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(SYSTEM_RESOLVER)
+    .bind::<Text, _>(note)
+    .execute(conn)
+    .await?)
 }

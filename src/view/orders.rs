@@ -6,8 +6,8 @@ use crate::export::rfc3339;
 use crate::store::OrderView;
 
 /// The columns, in order (scripts read the CSV and the JSON keys by these
-/// names).
-pub const COLUMNS: [&str; 10] = [
+/// names; new columns go at the end).
+pub const COLUMNS: [&str; 11] = [
     "order_ref",
     "status",
     "amount",
@@ -18,6 +18,7 @@ pub const COLUMNS: [&str; 10] = [
     "processor_ref",
     "created_at",
     "updated_at",
+    "origin",
 ];
 
 /// Orders as a listing, in the order given.
@@ -38,6 +39,7 @@ pub fn table(orders: &[OrderView], caption: String) -> Table {
             Cell::Text(o.processor_ref.clone().unwrap_or_default()),
             Cell::Text(rfc3339::format(&o.created_at)),
             Cell::Text(rfc3339::format(&o.updated_at)),
+            Cell::Text(o.origin.to_string()),
         ]);
     }
     table

@@ -422,7 +422,7 @@ mod tests {
                 assert_eq!(review.details, "no order SHOP-1 after 60s of retries");
                 let mut said = report.clone();
                 said.order_status = Some("COMPLETE".into());
-                said.amount = Some(crate::domain::Money::parse("107.00", "EUR").unwrap());
+                said.amount = Some(crate::domain::Money::iso("107.00", "EUR").unwrap());
                 said.processor_ref = Some("71000101".into());
                 assert_eq!(
                     what_it_says(&said),

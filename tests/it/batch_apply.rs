@@ -49,11 +49,11 @@ fn event(
         } else {
             refno.to_owned()
         },
-        order_ref: order_ref.to_owned(),
+        merchant_ref: Some(order_ref.to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,
-        amount: Money::parse(&format!("{}.{:02}", minor / 100, minor.abs() % 100), "EUR")
+        amount: Money::iso(&format!("{}.{:02}", minor / 100, minor.abs() % 100), "EUR")
             .expect("amount"),
         payment_method: None,
         sale_date: None,
@@ -127,7 +127,7 @@ async fn books(db: &TestDb) -> Store {
         .map(|i| {
             NewOrder::new(
                 &format!("B-{i}"),
-                Money::parse("100.00", "EUR").expect("money"),
+                Money::iso("100.00", "EUR").expect("money"),
             )
             .expect("order")
         })

@@ -394,11 +394,13 @@ async fn orders_export_their_dates_and_listings_carry_no_empty_ledger() {
             "charged_back",
             "processor_ref",
             "created_at",
-            "updated_at"
+            "updated_at",
+            "origin"
         ]
     );
     let first = reader.records().next().expect("a row").expect("row");
     assert_eq!(&first[0], "SHOP-1001");
+    assert_eq!(&first[10], "merchant");
     assert_eq!(&first[8], "2026-11-01T08:00:00Z");
     assert!(is_rfc3339_utc_seconds(&first[9]), "{first:?}");
 

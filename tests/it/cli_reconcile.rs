@@ -7,6 +7,8 @@ use crate::helpers::{
 };
 use assert_cmd::Command;
 use ipn_reconciler::domain::contains_pan;
+use ipn_reconciler::domain::review::ReviewAction;
+use ipn_reconciler::services::review::{ResolveRequest, resolve};
 use predicates::prelude::*;
 
 pub(crate) fn cli(db: &TestDb) -> Command {
@@ -300,16 +302,19 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
             .all(|(_, _, value)| !contains_pan(value) || is_hex_digest(value)),
         "a refused note reached the database"
     );
-    // Through the library too: the store refuses, naming what.
+    // Through the library too: the service refuses, naming what.
     let store = db.store().await;
-    let err = store
-        .resolve_review_item(
+    let err = resolve(
+        &store,
+        &ResolveRequest::new(
             id.parse().expect("id"),
+            ReviewAction::Dismiss,
             "finance-42",
             "card 4111 1111 1111 1111",
-        )
-        .await
-        .expect_err("refused");
+        ),
+    )
+    .await
+    .expect_err("refused");
     assert!(err.to_string().contains("resolution note"), "{err}");
     assert!(!err.to_string().contains("4111"), "{err}");
     cli(&db)

@@ -389,7 +389,7 @@ async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_add
     assert_eq!(
         lines.next(),
         Some(
-            "order_ref,status,amount,currency,paid,refunded,charged_back,processor_ref,created_at,updated_at"
+            "order_ref,status,amount,currency,paid,refunded,charged_back,processor_ref,created_at,updated_at,origin"
         )
     );
     let refs: Vec<String> = lines
@@ -433,7 +433,7 @@ async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_add
         .map(|r| {
             let currency: String = r.get(0);
             let minor: i64 = r.get(1);
-            let code = Currency::parse(&currency).expect("currency");
+            let code = Currency::iso(&currency).expect("currency");
             (currency, Money::from_minor(minor, code).format_amount())
         })
         .collect();

@@ -614,7 +614,7 @@ impl Run {
             let currency: String = row.get(1);
             let expected_order = &sim.expected[&order_ref];
             let minor = |amount: &str| {
-                Money::parse(amount, &currency)
+                Money::iso(amount, &currency)
                     .expect("expected amount")
                     .minor_units()
             };

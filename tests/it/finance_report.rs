@@ -306,7 +306,7 @@ pub(crate) fn totals(report: &serde_json::Value) -> Totals {
         .map(|t| {
             let currency = t["currency"].as_str().expect("currency").to_owned();
             let minor = |name: &str| {
-                Money::parse(t[name].as_str().expect(name), &currency)
+                Money::iso(t[name].as_str().expect(name), &currency)
                     .expect("an exact amount")
                     .minor_units()
             };

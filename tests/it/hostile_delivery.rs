@@ -5,12 +5,15 @@
 
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use ipn_reconciler::domain::review::ReviewAction;
 use ipn_reconciler::domain::{OrderState, Outcome, ReviewKind};
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, sign};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig, Report};
+use ipn_reconciler::services::review::{ResolveError, ResolveRequest, resolve};
+use ipn_reconciler::store::apply::apply_repeat;
 use ipn_reconciler::store::schema::{notifications, review_items};
-use ipn_reconciler::store::{Store, Stored};
+use ipn_reconciler::store::{Store, StoreError, Stored};
 
 use crate::helpers::TestDb;
 use crate::helpers::amqp::{import_fixture_orders, pipeline_config, test_key};
@@ -193,11 +196,21 @@ async fn a_repeat_after_the_retry_horizon_waits_for_a_person() {
         .first(&mut conn)
         .await
         .expect("the repeat");
-    let applied = store
-        .apply_confirmed_repeat(repeat, "finance-anna", &Default::default())
+    let item: i64 = review_items::table
+        .filter(review_items::notification_id.eq(repeat))
+        .filter(review_items::kind.eq(Stored(ReviewKind::LateRepeat)))
+        .select(review_items::id)
+        .first(&mut conn)
         .await
-        .expect("applied");
-    assert_eq!(applied.outcome, Outcome::Applied);
+        .expect("its late_repeat item");
+    let confirm = ResolveRequest::new(
+        item,
+        ReviewAction::ApplyRepeat,
+        "finance-anna",
+        "a genuine second refund",
+    );
+    let applied = resolve(store, &confirm).await.expect("applied");
+    assert_eq!(applied.notifications_applied, [repeat]);
     let order = store.order("SHOP-1002").await.unwrap().unwrap();
     assert_eq!(order.refunded, "40.00");
     assert!(
@@ -208,11 +221,28 @@ async fn a_repeat_after_the_retry_horizon_waits_for_a_person() {
         "the ledger says who confirmed it"
     );
     assert!(
-        store
-            .apply_confirmed_repeat(repeat, "finance-anna", &Default::default())
+        matches!(
+            resolve(store, &confirm).await,
+            Err(ResolveError::AlreadyResolved { .. })
+        ),
+        "a resolution is final"
+    );
+    // The write path itself applies a repeat at most once.
+    let again = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            apply_repeat(
+                conn,
+                repeat,
+                "finance-anna",
+                &Default::default(),
+                store.currencies(),
+            )
             .await
-            .is_err(),
-        "a repeat is applied at most once"
+        })
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Invalid(_))),
+        "a repeat is applied at most once: {again:?}"
     );
 }
 

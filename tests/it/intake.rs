@@ -157,10 +157,10 @@ async fn receipts_are_byte_exact_in_both_formats() {
     let v5 = b"REFNO=1000037&REFNOEXT=&ORDERSTATUS=COMPLETE&IPN_PID%5B%5D=1&IPN_PID%5B%5D=2&IPN_PNAME%5B%5D=Software+program&IPN_PNAME%5B%5D=Caf%C3%A9&IPN_QTY%5B%5D=1&IPN_QTY%5B%5D=0&IPN_DATE=20050303123434&CURRENCY=EUR&HASH=2301bcfc3ec8a77c66450cf53cf4d370&SIGNATURE_SHA2_256=c183824e4ace8ca0e7b1bf3c3c159c2ee15ddd261983cc09f286c4fa7d0eb52a&SIGNATURE_SHA3_256=802213c8220107c6f85f370796cc13dd4d41289d3ef5af4f3f34e9f0d776a12e".to_vec();
     let key = spec_ring.current().secret.clone();
     // V5 has CURRENCY after IPN_DATE, a layout the processor does not
-    // send, no merchant reference (`REFNOEXT=`) and no total: the worker
-    // would park it, so the intake refuses it. Completed, CURRENCY in its
-    // place, with the values the receipt covers unchanged, and signed
-    // again, it is answered.
+    // send, and no total (its empty `REFNOEXT=` is a hosted-cart order's):
+    // the worker would park it, so the intake refuses it. Completed,
+    // CURRENCY in its place, with the values the receipt covers unchanged,
+    // and signed again, it is answered.
     let body = signed_copy(
         &v5,
         &["CURRENCY"],

@@ -53,7 +53,7 @@ fn journal(db: &TestDb, from: &str, to: &str, extra: &[&str]) -> Vec<serde_json:
 }
 
 fn minor(line: &serde_json::Value) -> i64 {
-    Money::parse(
+    Money::iso(
         line["amount"].as_str().expect("amount"),
         line["currency"].as_str().expect("currency"),
     )

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod allowed_currency;
 mod batch_apply;
 mod bench_smoke;
 mod bound_names;
@@ -31,6 +32,7 @@ mod metrics_exported;
 mod network_faults;
 mod operators;
 mod outages;
+mod processor_orders;
 mod review_actions;
 mod service_restarts;
 mod settlement;

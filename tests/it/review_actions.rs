@@ -15,10 +15,10 @@ use ipn_reconciler::domain::{
     BodyDigest, EventIdentity, Money, OrderState, Outcome, PaymentEvent, ReviewKind, StatusField,
 };
 use ipn_reconciler::ipn::{Algorithm, KeyId};
+use ipn_reconciler::services::review::{ResolveError, ResolveRequest, resolve};
+use ipn_reconciler::services::sweep::sweep;
 use ipn_reconciler::store::review::group_items;
-use ipn_reconciler::store::{
-    NewOrder, ReportBasis, ReportPeriod, ResolveError, ResolveRequest, ReviewStatus, Store,
-};
+use ipn_reconciler::store::{NewOrder, ReportBasis, ReportPeriod, ReviewStatus, Store};
 use predicates::prelude::*;
 
 use crate::cli_reconcile::{cli, create_books, import_and_process_fixtures};
@@ -43,11 +43,11 @@ fn event(
         )
         .expect("identity"),
         processor_ref: refno.to_owned(),
-        order_ref: order_ref.to_owned(),
+        merchant_ref: Some(order_ref.to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,
-        amount: Money::parse(amount, "EUR").expect("amount"),
+        amount: Money::iso(amount, "EUR").expect("amount"),
         payment_method: Some("CCVISAMC".to_owned()),
         sale_date: None,
         payment_date: None,
@@ -79,7 +79,7 @@ async fn books() -> (TestDb, Store) {
 
 async fn import(store: &Store, order_ref: &str, amount: &str) {
     store
-        .import_orders(&[NewOrder::new(order_ref, Money::parse(amount, "EUR").unwrap()).unwrap()])
+        .import_orders(&[NewOrder::new(order_ref, Money::iso(amount, "EUR").unwrap()).unwrap()])
         .await
         .expect("import");
 }
@@ -221,15 +221,12 @@ async fn a_confirmed_late_repeat_is_applied_once_and_the_resolution_is_final() {
     let item = items[0];
 
     // Misfit: refused, listing what fits; nothing written.
-    let err = store
-        .resolve_review(&ResolveRequest::new(
-            item,
-            ReviewAction::LinkOrder,
-            "finance-anna",
-            "x",
-        ))
-        .await
-        .expect_err("misfit");
+    let err = resolve(
+        &store,
+        &ResolveRequest::new(item, ReviewAction::LinkOrder, "finance-anna", "x"),
+    )
+    .await
+    .expect_err("misfit");
     assert!(matches!(err, ResolveError::Misfit { .. }), "{err:?}");
     assert!(
         err.to_string().contains("allowed: apply_repeat, dismiss"),
@@ -240,15 +237,17 @@ async fn a_confirmed_late_repeat_is_applied_once_and_the_resolution_is_final() {
         [item]
     );
 
-    let done = store
-        .resolve_review(&ResolveRequest::new(
+    let done = resolve(
+        &store,
+        &ResolveRequest::new(
             item,
             ReviewAction::ApplyRepeat,
             "finance-anna",
             "second refund confirmed with the processor, ticket 881",
-        ))
-        .await
-        .expect("resolved");
+        ),
+    )
+    .await
+    .expect("resolved");
     assert_eq!(done.items, [item]);
     assert_eq!(done.order_state, Some(OrderState::PartiallyRefunded));
     assert_eq!(done.notifications_applied.len(), 1);
@@ -293,10 +292,12 @@ async fn a_confirmed_late_repeat_is_applied_once_and_the_resolution_is_final() {
 
     // Final: the same item again is refused, whatever the action.
     for action in [ReviewAction::ApplyRepeat, ReviewAction::Dismiss] {
-        let err = store
-            .resolve_review(&ResolveRequest::new(item, action, "finance-bob", "again"))
-            .await
-            .expect_err("already resolved");
+        let err = resolve(
+            &store,
+            &ResolveRequest::new(item, action, "finance-bob", "again"),
+        )
+        .await
+        .expect_err("already resolved");
         assert!(
             matches!(err, ResolveError::AlreadyResolved { .. }),
             "{err:?}"
@@ -336,23 +337,24 @@ async fn an_orphan_payment_is_linked_to_its_order_through_the_state_machine() {
             "the shop's order SHOP-B",
         )
     };
-    let err = store
-        .resolve_review(&to("SHOP-B"))
+    let err = resolve(&store, &to("SHOP-B"))
         .await
         .expect_err("no such order");
     assert!(matches!(err, ResolveError::UnknownOrder(_)), "{err:?}");
     // --order is for link_order only.
-    let err = store
-        .resolve_review(&ResolveRequest {
+    let err = resolve(
+        &store,
+        &ResolveRequest {
             order_ref: Some("SHOP-B".to_owned()),
             ..ResolveRequest::new(item, ReviewAction::Dismiss, "finance-anna", "x")
-        })
-        .await
-        .expect_err("order not taken");
+        },
+    )
+    .await
+    .expect_err("order not taken");
     assert!(matches!(err, ResolveError::OrderNotTaken(_)), "{err:?}");
 
     import(&store, "SHOP-B", "40.00").await;
-    let done = store.resolve_review(&to("SHOP-B")).await.expect("linked");
+    let done = resolve(&store, &to("SHOP-B")).await.expect("linked");
     assert_eq!(done.order_ref.as_deref(), Some("SHOP-B"));
     assert_eq!(done.order_state, Some(OrderState::Paid));
     let order = store.order("SHOP-B").await.unwrap().unwrap();
@@ -394,15 +396,12 @@ async fn a_double_charge_refunded_outside_the_processor_is_booked_as_a_refund() 
     apply(&store, &once("SHOP-C", "900021", "COMPLETE", "30.00", "c2")).await;
     let item = open_items(&store, "SHOP-C", ReviewKind::DuplicatePayment).await[0];
     // A misfit names the kind's actions.
-    let err = store
-        .resolve_review(&ResolveRequest::new(
-            item,
-            ReviewAction::ApplyRepeat,
-            "finance-anna",
-            "x",
-        ))
-        .await
-        .expect_err("misfit");
+    let err = resolve(
+        &store,
+        &ResolveRequest::new(item, ReviewAction::ApplyRepeat, "finance-anna", "x"),
+    )
+    .await
+    .expect_err("misfit");
     let allowed: Vec<&str> = allowed_actions(ReviewKind::DuplicatePayment)
         .iter()
         .map(|a| a.as_str())
@@ -413,15 +412,17 @@ async fn a_double_charge_refunded_outside_the_processor_is_booked_as_a_refund() 
         "{err}"
     );
 
-    let done = store
-        .resolve_review(&ResolveRequest::new(
+    let done = resolve(
+        &store,
+        &ResolveRequest::new(
             item,
             ReviewAction::MarkRefundedOutside,
             "finance-anna",
             "extra charge returned by bank transfer 2026-11-30",
-        ))
-        .await
-        .expect("refunded outside");
+        ),
+    )
+    .await
+    .expect("refunded outside");
     assert_eq!(done.amount.as_deref(), Some("30.00"));
     assert_eq!(
         done.order_state,
@@ -466,13 +467,13 @@ async fn a_double_charge_refunded_outside_the_processor_is_booked_as_a_refund() 
     // The processor never debits a refund made outside it: long after,
     // the sweep does not call it a refund not debited (the payments stay
     // unsettled: no settlement file was imported).
-    let swept = store
-        .sweep(
-            chrono::Utc::now() + chrono::Duration::days(30),
-            &SweepPolicy::default(),
-        )
-        .await
-        .expect("sweep");
+    let swept = sweep(
+        &store,
+        chrono::Utc::now() + chrono::Duration::days(30),
+        &SweepPolicy::default(),
+    )
+    .await
+    .expect("sweep");
     assert!(swept.ran);
     assert!(
         open_items(&store, "SHOP-C", ReviewKind::RefundNotDebited)
@@ -494,15 +495,17 @@ async fn a_canceled_order_paid_and_refunded_outside_ends_refunded() {
     apply(&store, &once("SHOP-D", "900030", "CANCELED", "12.50", "d0")).await;
     apply(&store, &once("SHOP-D", "900030", "COMPLETE", "12.50", "d1")).await;
     let item = open_items(&store, "SHOP-D", ReviewKind::CanceledThenPaid).await[0];
-    let done = store
-        .resolve_review(&ResolveRequest::new(
+    let done = resolve(
+        &store,
+        &ResolveRequest::new(
             item,
             ReviewAction::MarkRefundedOutside,
             "finance-anna",
             "refunded by the shop, voucher 12",
-        ))
-        .await
-        .expect("refunded outside");
+        ),
+    )
+    .await
+    .expect("refunded outside");
     assert_eq!(done.order_state, Some(OrderState::Refunded));
     let order = store.order("SHOP-D").await.unwrap().unwrap();
     assert_eq!(order.status, OrderState::Refunded);
@@ -543,8 +546,9 @@ async fn a_group_resolves_together_and_record_only_actions_change_no_figure() {
     );
 
     // The group refunded outside, by naming its newest item.
-    let done = store
-        .resolve_review(&ResolveRequest {
+    let done = resolve(
+        &store,
+        &ResolveRequest {
             group: true,
             ..ResolveRequest::new(
                 items[1],
@@ -552,9 +556,10 @@ async fn a_group_resolves_together_and_record_only_actions_change_no_figure() {
                 "finance-anna",
                 "both extra charges returned by transfer",
             )
-        })
-        .await
-        .expect("group");
+        },
+    )
+    .await
+    .expect("group");
     assert_eq!(done.items, [items[1], items[0]]);
     assert_eq!(done.amount.as_deref(), Some("20.00"));
     let order = store.order("SHOP-E").await.unwrap().unwrap();
@@ -588,15 +593,17 @@ async fn a_group_resolves_together_and_record_only_actions_change_no_figure() {
     apply(&store, &once("SHOP-F", "900050", "REFUND", "15.00", "f2")).await;
     let over = open_items(&store, "SHOP-F", ReviewKind::OverRefund).await[0];
     let movements_before = count(&client, "SELECT count(*) FROM money_movements").await;
-    let done = store
-        .resolve_review(&ResolveRequest::new(
+    let done = resolve(
+        &store,
+        &ResolveRequest::new(
             over,
             ReviewAction::WriteOff,
             "finance-anna",
             "excess refund booked as a loss",
-        ))
-        .await
-        .expect("write off");
+        ),
+    )
+    .await
+    .expect("write off");
     assert_eq!(
         done.amount.as_deref(),
         Some("5.00"),
@@ -657,15 +664,12 @@ async fn resolutions_are_append_only_and_the_system_closing_an_item_is_one() {
         format!("{err:?}").contains("a resolution is final"),
         "{err:?}"
     );
-    let err = store
-        .resolve_review(&ResolveRequest::new(
-            held,
-            ReviewAction::Dismiss,
-            "finance-anna",
-            "x",
-        ))
-        .await
-        .expect_err("final");
+    let err = resolve(
+        &store,
+        &ResolveRequest::new(held, ReviewAction::Dismiss, "finance-anna", "x"),
+    )
+    .await
+    .expect_err("final");
     assert!(
         err.to_string().contains("closed_by_system by system"),
         "{err}"

@@ -173,7 +173,7 @@ async fn the_report_equals_independent_sums_and_lists_the_unmatched_lines() {
     assert!(output.status.success());
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     let minor = |value: &serde_json::Value, currency: &str| {
-        Money::parse(value.as_str().expect("amount"), currency)
+        Money::iso(value.as_str().expect("amount"), currency)
             .expect("exact")
             .minor_units()
     };
@@ -356,7 +356,7 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
     let mut clearing: BTreeMap<String, i64> = BTreeMap::new();
     for line in &lines {
         let currency = line["currency"].as_str().expect("currency").to_owned();
-        let amount = Money::parse(line["amount"].as_str().expect("amount"), &currency)
+        let amount = Money::iso(line["amount"].as_str().expect("amount"), &currency)
             .expect("exact")
             .minor_units();
         let movement = line["movement"].as_str().expect("movement").to_owned();

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::helpers::repo_path;
 use assert_cmd::Command;
+use ipn_reconciler::domain::Currencies;
 use ipn_reconciler::ipn::{FormLimits, SignaturePolicy, parse_and_verify};
 use ipn_reconciler::store::orders::parse_orders_csv;
 use predicates::prelude::*;
@@ -56,7 +57,8 @@ fn writes_a_reproducible_run() {
     assert!(a.contains_key("expected.json"));
     assert!(a.contains_key("manifest.json"));
 
-    let orders = parse_orders_csv(a["orders.csv"].as_slice()).expect("orders.csv parses");
+    let orders = parse_orders_csv(a["orders.csv"].as_slice(), &Currencies::iso())
+        .expect("orders.csv parses");
     assert_eq!(orders.len(), 40);
     let expected: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&a["expected.json"]).expect("expected.json");

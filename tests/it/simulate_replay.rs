@@ -140,7 +140,7 @@ async fn a_simulated_run_with_every_anomaly_reconciles_to_the_simulators_expecta
     // Import through the CSV, as an operator would.
     let mut csv = Vec::new();
     write_orders_csv(&sim.orders, &mut csv).expect("csv");
-    let orders = parse_orders_csv(csv.as_slice()).expect("orders CSV parses");
+    let orders = parse_orders_csv(csv.as_slice(), store.currencies()).expect("orders CSV parses");
     let imported = store.import_orders(&orders).await.expect("import");
     assert_eq!(imported.inserted, config.orders);
 

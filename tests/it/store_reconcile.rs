@@ -8,8 +8,8 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use ipn_reconciler::domain::{
-    BodyDigest, EventIdentity, Money, OrderFacts, OrderState, OrderStatus, Outcome, PaymentEvent,
-    ReconcilePolicy, ReviewKind, StatusField, decide,
+    BodyDigest, Currencies, EventIdentity, Money, OrderFacts, OrderState, OrderStatus, Outcome,
+    PaymentEvent, ReconcilePolicy, ReviewKind, StatusField, decide,
 };
 use ipn_reconciler::ipn::{Algorithm, KeyId};
 use ipn_reconciler::store::orders::{ImportError, parse_orders_csv};
@@ -28,11 +28,11 @@ fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str)
         identity: EventIdentity::parse(digest.as_str()).expect("identity"),
         digest,
         processor_ref: "71000102".to_owned(),
-        order_ref: order_ref.to_owned(),
+        merchant_ref: Some(order_ref.to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,
-        amount: Money::parse(amount, currency).expect("test amount"),
+        amount: Money::iso(amount, currency).expect("test amount"),
         payment_method: Some("CCVISAMC".to_owned()),
         sale_date: None,
         payment_date: None,
@@ -46,7 +46,7 @@ fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str)
 }
 
 fn order(order_ref: &str, amount: &str, currency: &str) -> NewOrder {
-    NewOrder::new(order_ref, Money::parse(amount, currency).expect("amount")).expect("order")
+    NewOrder::new(order_ref, Money::iso(amount, currency).expect("amount")).expect("order")
 }
 
 async fn ledger_rows(store: &Store, order_ref: &str) -> i64 {
@@ -242,7 +242,7 @@ async fn concurrent_workers_with_conflicting_events_stay_consistent() {
     for i in 0..ORDERS {
         let order_ref = format!("C-{i}");
         // What the pure state machine says, applied sequentially.
-        let mut facts = OrderFacts::new(Money::parse("100.00", "EUR").expect("money"));
+        let mut facts = OrderFacts::new(Money::iso("100.00", "EUR").expect("money"));
         for event in story(i) {
             facts = decide(&facts, &event, &policy).facts;
         }
@@ -423,14 +423,14 @@ fn bad_csv_rows_are_reported_with_line_numbers() {
                ,10.00,EUR,\n\
                OK-1,10.00,EUR,\n\
                BAD-4,10.00,EUR,yesterday\n";
-    let Err(ImportError::Rows(rows)) = parse_orders_csv(csv.as_bytes()) else {
+    let Err(ImportError::Rows(rows)) = parse_orders_csv(csv.as_bytes(), &Currencies::iso()) else {
         panic!("bad rows must be refused");
     };
     let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
     assert_eq!(lines, [3, 4, 5, 6, 7, 8]);
     assert!(rows[5].reason.contains("RFC 3339"), "{:?}", rows[5]);
     assert!(matches!(
-        parse_orders_csv("ref,amount\nX,1\n".as_bytes()),
+        parse_orders_csv("ref,amount\nX,1\n".as_bytes(), &Currencies::iso()),
         Err(ImportError::Header(_))
     ));
 }
@@ -500,7 +500,7 @@ fn every_processor_status_has_a_defined_effect() {
     // Guard for the mapping in docs/protocol.md §10: any status, known or not, yields a
     // decision without panicking.
     let policy = ReconcilePolicy::default();
-    let facts = OrderFacts::new(Money::parse("1.00", "EUR").expect("money"));
+    let facts = OrderFacts::new(Money::iso("1.00", "EUR").expect("money"));
     let mut seen = BTreeMap::new();
     for status in OrderStatus::ALL
         .iter()

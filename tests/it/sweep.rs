@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use ipn_reconciler::domain::review::ReviewAction;
 use ipn_reconciler::domain::sweep::SweepPolicy;
+use ipn_reconciler::services::review::{ResolveRequest, resolve};
+use ipn_reconciler::services::sweep::sweep;
 use ipn_reconciler::store::sweep::SWEEP_LOCK;
 use predicates::prelude::*;
 
@@ -72,27 +75,25 @@ async fn sweeps_raise_each_cause_once_as_time_passes_and_close_what_went_away() 
     let now = base();
 
     // Now: only SHOP-1008 (pending since 2026-11-01) is old enough.
-    let first = store.sweep(now, &policy).await.expect("sweep");
+    let first = sweep(&store, now, &policy).await.expect("sweep");
     assert!(first.ran);
     assert_eq!(
         open_items(&db).await,
         [item("stale_order", "SHOP-1008", None)]
     );
     // Again: nothing new.
-    let again = store.sweep(now, &policy).await.expect("sweep");
+    let again = sweep(&store, now, &policy).await.expect("sweep");
     assert!(again.ran && again.opened.is_empty() && again.closed == 0);
 
     // Six days later: the payments are not late yet.
-    store
-        .sweep(now + Duration::days(6), &policy)
+    sweep(&store, now + Duration::days(6), &policy)
         .await
         .expect("sweep");
     assert_eq!(open_items(&db).await.len(), 1);
 
     // Eight days later: every captured payment no line settled, and the
     // refunds of SHOP-1002 of which only 20.00 were debited.
-    let late = store
-        .sweep(now + Duration::days(8), &policy)
+    let late = sweep(&store, now + Duration::days(8), &policy)
         .await
         .expect("sweep");
     let expected_unsettled: Vec<(String, String)> = query(
@@ -157,14 +158,18 @@ async fn sweeps_raise_each_cause_once_as_time_passes_and_close_what_went_away() 
     )
     .await[0]
         .get(0);
-    assert!(
-        store
-            .resolve_review_item(id, "finance-1", "the shop called the customer")
-            .await
-            .expect("resolve")
-    );
-    let later = store
-        .sweep(now + Duration::days(30), &policy)
+    resolve(
+        &store,
+        &ResolveRequest::new(
+            id,
+            ReviewAction::Dismiss,
+            "finance-1",
+            "the shop called the customer",
+        ),
+    )
+    .await
+    .expect("resolve");
+    let later = sweep(&store, now + Duration::days(30), &policy)
         .await
         .expect("sweep");
     assert!(later.opened.is_empty(), "{:?}", later.opened);
@@ -182,8 +187,7 @@ async fn sweeps_raise_each_cause_once_as_time_passes_and_close_what_went_away() 
         .args(["settlement", "import", &file.path().display().to_string()])
         .assert()
         .success();
-    let closing = store
-        .sweep(now + Duration::days(31), &policy)
+    let closing = sweep(&store, now + Duration::days(31), &policy)
         .await
         .expect("sweep");
     assert_eq!(closing.closed, 2);
@@ -227,7 +231,7 @@ async fn one_instance_sweeps_at_a_time() {
         .execute("SELECT pg_advisory_lock($1)", &[&SWEEP_LOCK])
         .await
         .expect("lock");
-    let skipped = store.sweep(when, &policy).await.expect("sweep");
+    let skipped = sweep(&store, when, &policy).await.expect("sweep");
     assert!(!skipped.ran && skipped.opened.is_empty());
     assert!(open_items(&db).await.is_empty());
     holder
@@ -237,7 +241,7 @@ async fn one_instance_sweeps_at_a_time() {
 
     // Two at once: together they open every cause exactly once.
     let other = db.store().await;
-    let (a, b) = tokio::join!(store.sweep(when, &policy), other.sweep(when, &policy));
+    let (a, b) = tokio::join!(sweep(&store, when, &policy), sweep(&other, when, &policy));
     let (a, b) = (a.expect("a"), b.expect("b"));
     assert!(a.ran || b.ran);
     let open = open_items(&db).await;

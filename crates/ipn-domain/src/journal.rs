@@ -379,7 +379,7 @@ mod tests {
     use super::*;
 
     fn eur(minor: i64) -> Money {
-        Money::from_minor(minor, Currency::parse("EUR").expect("EUR"))
+        Money::from_minor(minor, Currency::iso("EUR").expect("EUR"))
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //! decision in one transaction.
 //!
 //! The types *parse* rather than validate: a [`Money`] is always an exact
-//! integer amount in a known currency, a [`PaymentEvent`] holds only the
-//! allow-listed fields of a notification (design, "Data that may be
-//! stored"), already checked. Code that holds one of them need not check
+//! integer amount in a currency that carries its exponent, a
+//! [`PaymentEvent`] holds only the allow-listed fields of a notification
+//! (design, "Data that may be stored"), already checked. Code that holds one of them need not check
 //! again, and code that never sees the raw form cannot leak it.
 //!
-//! - [`money`]: [`Currency`] and [`Money`] (exact minor units, never floats);
+//! - [`money`]: [`Currency`] and [`Money`] (exact minor units, never floats),
+//!   and the currency table [`Currencies`] (ISO 4217 and the operator's
+//!   allowed currencies): a value handed in from the settings, since this
+//!   crate keeps no globals;
 //! - [`status`]: the processor's [`OrderStatus`] and our [`OrderState`];
 //! - [`pan`]: the card-number guard;
 //! - [`layout`]: the processor's field order, and the check that binds
@@ -23,6 +26,7 @@
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
 //! - [`licence`]: from a verified licence change notification to a
 //!   [`LicenceNotice`];
+//! - [`origin`]: which order a notice is about ([`OrderSource`], [`OrderKey`]);
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
 //!   booked (figures, posting rules, accounts).
@@ -126,6 +130,7 @@ pub mod journal;
 pub mod layout;
 pub mod licence;
 pub mod money;
+pub mod origin;
 pub mod pan;
 pub mod reconcile;
 pub mod repeats;
@@ -139,7 +144,8 @@ pub use layout::{Layout, LayoutError};
 pub use licence::{
     DispatchReason, Expiration, LicenceNotice, LicenceStatus, LicenceType, tokenize_licence,
 };
-pub use money::{Currency, CurrencyError, Money, MoneyError};
+pub use money::{Currencies, Currency, CurrencyCode, CurrencyError, Money, MoneyError};
+pub use origin::{OrderKey, OrderOrigin, OrderSource, UnknownOrderOrigin, processor_expected};
 pub use pan::{contains_pan, find_pan_fields};
 pub use reconcile::{
     AutoResolution, Decision, Effect, NewReviewItem, OrderFacts, Outcome, PaymentFacts,

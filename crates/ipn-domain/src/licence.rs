@@ -28,7 +28,7 @@ use serde::{Serialize, Serializer};
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
 use super::layout::Layout;
-use super::money::{Currency, Money};
+use super::money::{Currencies, Money};
 use super::pan::find_pan_fields;
 use super::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 use super::tokenize::{BodyDigest, EventIdentity, TokenizeError};
@@ -326,7 +326,8 @@ fn display<T: fmt::Display, S: Serializer>(value: &T, serializer: S) -> Result<S
 /// Builds the [`LicenceNotice`] of a verified licence change notification.
 ///
 /// `raw_body` must be the exact bytes `form` was parsed from; `verified` is
-/// the result of [`crate::ipn::verify`] on `form`. Required: `LICENSE_CODE`
+/// the result of [`crate::ipn::verify`] on `form`; the renewal price is
+/// read with `currencies`, the table payment notifications are read with. Required: `LICENSE_CODE`
 /// (what the notice is about, and what its receipt echoes),
 /// `EXPIRATION_DATE` present, empty or not (the receipt echoes it too), and
 /// `DATE_UPDATED` (what orders the facts of a subscription).
@@ -334,6 +335,7 @@ pub fn tokenize_licence(
     raw_body: &[u8],
     form: &FormBody,
     verified: &Verified,
+    currencies: &Currencies,
 ) -> Result<LicenceNotice, TokenizeError> {
     // The guard first: no check below may quote or keep a card number.
     let pan_fields = find_pan_fields(form);
@@ -418,7 +420,7 @@ pub fn tokenize_licence(
         last_processor_ref: reference(fields::LAST_ORDER_REFERENCE)?,
         renewals,
         next_renewal_date: date(fields::NEXT_RENEWAL_DATE)?,
-        next_renewal_price: parse_renewal_price(form)?,
+        next_renewal_price: parse_renewal_price(form, currencies)?,
         test,
         key_id: verified.key_id.clone(),
         algorithm: verified.algorithm,
@@ -509,16 +511,18 @@ fn parse_product_code(value: &str) -> Result<String, TokenizeError> {
 }
 
 /// `NEXT_RENEWAL_PRICE` in `NEXT_RENEWAL_CURRENCY`: both or neither.
-fn parse_renewal_price(form: &FormBody) -> Result<Option<Money>, TokenizeError> {
+fn parse_renewal_price(
+    form: &FormBody,
+    currencies: &Currencies,
+) -> Result<Option<Money>, TokenizeError> {
     let Some(amount) = optional(form, fields::NEXT_RENEWAL_PRICE) else {
         return Ok(None);
     };
-    let currency =
-        Currency::parse(required(form, fields::NEXT_RENEWAL_CURRENCY)?).map_err(|err| {
-            TokenizeError::InvalidField {
-                field: fields::NEXT_RENEWAL_CURRENCY,
-                reason: err.reason(),
-            }
+    let currency = currencies
+        .currency(required(form, fields::NEXT_RENEWAL_CURRENCY)?)
+        .map_err(|err| TokenizeError::InvalidField {
+            field: fields::NEXT_RENEWAL_CURRENCY,
+            reason: err.reason(),
         })?;
     Money::parse_amount(amount, currency)
         .map(Some)
@@ -643,7 +647,7 @@ mod tests {
     fn run(form: &FormBody) -> Result<LicenceNotice, TokenizeError> {
         let raw = form.encode();
         let parsed = FormBody::parse(raw.as_bytes(), &FormLimits::default()).unwrap();
-        tokenize_licence(raw.as_bytes(), &parsed, &verified())
+        tokenize_licence(raw.as_bytes(), &parsed, &verified(), &Currencies::iso())
     }
 
     fn at(text: &str) -> NaiveDateTime {
@@ -672,7 +676,7 @@ mod tests {
         assert_eq!(notice.next_renewal_date, Some(at("2026-12-02")));
         assert_eq!(
             notice.next_renewal_price,
-            Some(Money::parse("49.90", "EUR").unwrap())
+            Some(Money::iso("49.90", "EUR").unwrap())
         );
         assert!(!notice.test);
         assert_eq!(notice.key_id.as_str(), "default");
@@ -748,7 +752,8 @@ mod tests {
         let form = sign(&body(&[]), &SecretKey::new(KEY), &[Algorithm::Sha256]).unwrap();
         let raw = form.encode();
         let verified = verify(&form, &KeyRing::single(KEY), &SignaturePolicy::default()).unwrap();
-        let notice = tokenize_licence(raw.as_bytes(), &form, &verified).unwrap();
+        let notice =
+            tokenize_licence(raw.as_bytes(), &form, &verified, &Currencies::iso()).unwrap();
         assert_eq!(notice.algorithm, Algorithm::Sha256);
         assert_eq!(notice.digest, BodyDigest::of(raw.as_bytes()));
         assert!(notice.pan_fields.is_empty(), "signature fields are skipped");
@@ -756,7 +761,13 @@ mod tests {
         // has the same identity.
         let again = sign(&body(&[]), &SecretKey::new(KEY), &[Algorithm::Sha3_256]).unwrap();
         let verified = verify(&again, &KeyRing::single(KEY), &SignaturePolicy::default()).unwrap();
-        let repeat = tokenize_licence(again.encode().as_bytes(), &again, &verified).unwrap();
+        let repeat = tokenize_licence(
+            again.encode().as_bytes(),
+            &again,
+            &verified,
+            &Currencies::iso(),
+        )
+        .unwrap();
         assert_eq!(repeat.identity, notice.identity);
         assert_ne!(repeat.digest, notice.digest);
     }
@@ -866,7 +877,7 @@ mod tests {
             .unwrap_err(),
             TokenizeError::InvalidField {
                 field: "NEXT_RENEWAL_PRICE",
-                reason: Money::parse("0.9", "JPY").unwrap_err().reason()
+                reason: Money::iso("0.9", "JPY").unwrap_err().reason()
             }
         );
     }

@@ -5,7 +5,7 @@
 //! finance decision, written once in [`allowed_actions`] (an exhaustive
 //! match: a new kind does not compile until someone decides what may be
 //! done about it). What an action does to the books is decided here too,
-//! without I/O: [`effect`] says which path the store takes (record only,
+//! without I/O: [`effect`] says which path a resolution takes (record only,
 //! apply a repeated notification, apply an orphan's notifications to an
 //! order, record a refund made outside the processor), and
 //! [`refund_outside`] computes the facts after such a refund, so that the
@@ -210,7 +210,8 @@ fn list(actions: &[ReviewAction]) -> String {
         .join(", ")
 }
 
-/// What the store does to carry out an action on an item.
+/// What carrying out an action on an item does (the daemon's review
+/// service follows it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionEffect {
     /// Only the resolution is recorded: no fact, state or figure changes.
@@ -411,7 +412,7 @@ mod tests {
     }
 
     fn eur(minor: i64) -> Money {
-        Money::from_minor(minor, Currency::parse("EUR").unwrap())
+        Money::from_minor(minor, Currency::iso("EUR").unwrap())
     }
 
     fn paid_twice() -> OrderFacts {

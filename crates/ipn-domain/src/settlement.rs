@@ -9,8 +9,8 @@
 //! mapped by a [`Mapping`] read from TOML, without code), reads the bank
 //! transfers ([`parse_payouts`]), and decides, without I/O, whether each
 //! line agrees with the ledger's payment ([`classify`]) and each transfer
-//! with its batch ([`check_payout`]). The store loads the ledger, calls
-//! these, and writes the answer.
+//! with its batch ([`check_payout`]). The daemon's settlement import loads
+//! the ledger, calls these, and writes the answer.
 //!
 //! Signs: money to the merchant is positive. A sale's gross is positive;
 //! a refund's, chargeback's or reversal's is negative or zero (it takes
@@ -45,7 +45,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
-use crate::money::{Currency, Money};
+use crate::money::{Currencies, Currency, Money};
 use crate::pan::check_free_text;
 use crate::reconcile::ReviewKind;
 use crate::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
@@ -493,10 +493,12 @@ fn reference(what: &'static str, text: &str, required: bool) -> Result<Option<St
 }
 
 /// The currency of a line or payout: ISO 4217, or allowed by
-/// `allow-currency`.
-fn currency(text: &str) -> Result<Currency, String> {
-    let code = Currency::parse(text.trim()).map_err(|err| format!("currency: {err}"))?;
-    if code.is_known() {
+/// `allow-currency` (in `currencies`, which gives it its exponent).
+fn currency(currencies: &Currencies, text: &str) -> Result<Currency, String> {
+    let code = currencies
+        .currency(text.trim())
+        .map_err(|err| format!("currency: {err}"))?;
+    if currencies.is_known(code.code()) {
         Ok(code)
     } else {
         Err(format!(
@@ -510,10 +512,12 @@ fn amount(what: &str, text: &str, code: Currency) -> Result<Money, String> {
 }
 
 /// Reads a settlement file with `mapping` (its column names, type words,
-/// delimiter and date format), naming every bad line.
+/// delimiter and date format), naming every bad line. Currencies are read
+/// with `currencies`, the settings' table: one outside it is a bad line.
 pub fn parse_settlement(
     input: impl Read,
     mapping: &Mapping,
+    currencies: &Currencies,
 ) -> Result<Vec<SettlementLine>, SettlementFileError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(mapping.delimiter)
@@ -554,7 +558,7 @@ pub fn parse_settlement(
         if record.iter().all(str::is_empty) {
             continue;
         }
-        match parse_line(line, &record, &columns, mapping) {
+        match parse_line(line, &record, &columns, mapping, currencies) {
             Ok(mut parsed) => {
                 let count = occurrences.entry(parsed.key()).or_default();
                 *count += 1;
@@ -578,6 +582,7 @@ fn parse_line(
     record: &csv::StringRecord,
     columns: &HashMap<&str, Option<usize>>,
     mapping: &Mapping,
+    currencies: &Currencies,
 ) -> Result<SettlementLine, String> {
     let field = |name: &str| -> &str {
         columns
@@ -603,7 +608,7 @@ fn parse_line(
                 .join(", ")
         )
     })?;
-    let code = currency(field("currency"))?;
+    let code = currency(currencies, field("currency"))?;
     let mut gross = amount("gross", field("gross"), code)?;
     let mut fee = match field("fee").trim() {
         "" => Money::zero(code),
@@ -678,8 +683,12 @@ pub struct Payout {
 pub const PAYOUT_COLUMNS: [&str; 4] = ["batch_id", "paid_on", "amount", "currency"];
 
 /// Reads a payouts file (`batch_id,paid_on,amount,currency`), naming every
-/// bad line; a batch and currency given twice is refused.
-pub fn parse_payouts(input: impl Read) -> Result<Vec<Payout>, SettlementFileError> {
+/// bad line; a batch and currency given twice is refused. Currencies are
+/// read with `currencies`, as in [`parse_settlement`].
+pub fn parse_payouts(
+    input: impl Read,
+    currencies: &Currencies,
+) -> Result<Vec<Payout>, SettlementFileError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
@@ -719,7 +728,7 @@ pub fn parse_payouts(input: impl Read) -> Result<Vec<Payout>, SettlementFileErro
             let batch_id = reference("batch_id", field(0), true)?.unwrap_or_default();
             let paid_on = NaiveDate::parse_from_str(field(1), "%Y-%m-%d")
                 .map_err(|_| "paid_on must be a date (2026-11-30)".to_owned())?;
-            let code = currency(field(3))?;
+            let code = currency(currencies, field(3))?;
             let amount = amount("amount", field(2), code)?;
             Ok::<_, String>(Payout {
                 line,
@@ -1159,11 +1168,11 @@ mod tests {
     use super::*;
 
     fn eur() -> Currency {
-        Currency::parse("EUR").expect("EUR")
+        Currency::iso("EUR").expect("EUR")
     }
 
     fn parse(text: &str) -> Result<Vec<SettlementLine>, SettlementFileError> {
-        parse_settlement(text.as_bytes(), &Mapping::default())
+        parse_settlement(text.as_bytes(), &Mapping::default(), &Currencies::iso())
     }
 
     const HEADER: &str =
@@ -1298,7 +1307,8 @@ mod tests {
                     P-9;71000101;SHOP-1;payment;107.00;3.40;103.60;EUR;30.11.2026;x\n\
                     P-9;71000109;SHOP-9;Dispute;-89.00;15.00;-104.00;USD;01.12.2026;y\n\
                     P-9;71000110;SHOP-10;refund;-1.00;0;-1.00;USD;01.12.2026;z\n";
-        let lines = parse_settlement(text.as_bytes(), &mapping).expect("parses");
+        let lines =
+            parse_settlement(text.as_bytes(), &mapping, &Currencies::iso()).expect("parses");
         assert_eq!(lines[0].kind, LineKind::Sale);
         assert_eq!(lines[0].batch_id, "P-9");
         assert_eq!(lines[1].kind, LineKind::Chargeback);
@@ -1323,6 +1333,37 @@ mod tests {
     }
 
     #[test]
+    fn an_allowed_currency_is_read_with_the_exponent_of_the_table() {
+        let zzb = crate::money::CurrencyCode::parse("ZZB").expect("code");
+        let allowed = Currencies::new(&[(zzb, 3)]).expect("table");
+        let text = format!("{HEADER}B1,1,S,sale,12.345,0.005,12.340,ZZB,2026-11-30\n");
+        let lines =
+            parse_settlement(text.as_bytes(), &Mapping::default(), &allowed).expect("parses");
+        assert_eq!(
+            lines[0].gross,
+            allowed.money("12.345", "ZZB").expect("money")
+        );
+        assert_eq!(
+            (lines[0].gross.minor_units(), lines[0].fee.minor_units()),
+            (12345, 5)
+        );
+        let payouts = parse_payouts(
+            "batch_id,paid_on,amount,currency\nB1,2026-12-01,12.340,zzb\n".as_bytes(),
+            &allowed,
+        )
+        .expect("parses");
+        assert_eq!(payouts[0].amount.minor_units(), 12340);
+        let tolerance = Tolerance::parse("0.01").expect("parses");
+        assert_eq!(tolerance.minor_in(lines[0].gross.currency()), 10);
+        // The same file without the table: ZZB is not known.
+        let err = parse(&text).expect_err("refused").to_string();
+        assert!(
+            err.contains("currency ZZB is not an ISO 4217 currency"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn identical_lines_in_a_batch_are_counted_apart() {
         let text = format!(
             "{HEADER}B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30\n\
@@ -1341,12 +1382,14 @@ mod tests {
         let payouts = parse_payouts(
             "batch_id,paid_on,amount,currency\nB1,2026-12-01,103.60,EUR\nB1,2026-12-01,10,JPY\n"
                 .as_bytes(),
+            &Currencies::iso(),
         )
         .expect("parses");
         assert_eq!(payouts[1].amount.minor_units(), 10);
         let err = parse_payouts(
             "batch_id,paid_on,amount,currency\nB1,2026-12-01,1.00,EUR\nB1,2026-12-02,2.00,EUR\nB2,yesterday,1,EUR\n"
                 .as_bytes(),
+            &Currencies::iso(),
         )
         .expect_err("refused")
         .to_string();
@@ -1361,8 +1404,8 @@ mod tests {
     fn tolerance_is_applied_in_each_currencys_minor_units() {
         let t = Tolerance::parse("0.01").expect("parses");
         assert_eq!(t.minor_in(eur()), 1);
-        assert_eq!(t.minor_in(Currency::parse("JPY").expect("JPY")), 0);
-        assert_eq!(t.minor_in(Currency::parse("BHD").expect("BHD")), 10);
+        assert_eq!(t.minor_in(Currency::iso("JPY").expect("JPY")), 0);
+        assert_eq!(t.minor_in(Currency::iso("BHD").expect("BHD")), 10);
         assert_eq!(t.to_string(), "0.01");
         assert_eq!(Tolerance::parse("2").expect("2").minor_in(eur()), 200);
         for bad in ["-1", "0.", ".5", "1e3", "0.0000001", "", "abc"] {
@@ -1491,7 +1534,7 @@ mod tests {
             code in prop::sample::select(vec!["EUR", "JPY", "BHD", "USD", "CLF"]),
             refund in any::<bool>(),
         ) {
-            let currency = Currency::parse(code).expect("code");
+            let currency = Currency::iso(code).expect("code");
             let gross = if refund { -gross } else { gross };
             let g = Money::from_minor(gross, currency);
             let f = Money::from_minor(fee, currency);

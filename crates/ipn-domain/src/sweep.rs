@@ -247,7 +247,7 @@ mod tests {
     }
 
     fn eur() -> Currency {
-        Currency::parse("EUR").expect("EUR")
+        Currency::iso("EUR").expect("EUR")
     }
 
     fn facts() -> SweepFacts {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
 use super::layout::{Layout, LayoutError};
-use super::money::{Currency, Money};
+use super::money::{Currencies, Money};
 use super::pan::find_pan_fields;
 use super::status::{OrderStatus, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
@@ -313,8 +313,11 @@ pub struct PaymentEvent {
     pub identity: EventIdentity,
     /// `REFNO`: the processor's order reference, digits only.
     pub processor_ref: String,
-    /// `REFNOEXT`: the merchant's order reference (`orders.order_ref`).
-    pub order_ref: String,
+    /// `REFNOEXT`: the merchant's order reference, when the checkout set
+    /// one (the hosted cart and the processor's renewals leave it empty).
+    /// Which order the event is about is [`crate::OrderSource::key`]'s
+    /// decision.
+    pub merchant_ref: Option<String>,
     pub status: StatusField,
     /// `FRAUD_STATUS` was `DENIED`.
     pub fraud_denied: bool,
@@ -346,7 +349,7 @@ impl fmt::Debug for PaymentEvent {
             .field("digest", &self.digest)
             .field("identity", &self.identity)
             .field("processor_ref", &self.processor_ref)
-            .field("order_ref", &self.order_ref)
+            .field("merchant_ref", &self.merchant_ref)
             .field("status", &self.status)
             .field("fraud_denied", &self.fraud_denied)
             .field("test_order", &self.test_order)
@@ -415,12 +418,16 @@ impl TokenizeError {
 ///
 /// `raw_body` must be the exact bytes `form` was parsed from (the digest is
 /// the deduplication key); `verified` is the result of
-/// [`crate::ipn::verify`] on `form`. With no `pseudonym_key`, no customer
-/// pseudonym is made.
+/// [`crate::ipn::verify`] on `form`. The amount is read with `currencies`,
+/// the settings' currency table, so that a currency the operator allowed
+/// keeps its exponent (any other code gets the table's default, see
+/// [`Currencies::of`]: a notification is never refused for its currency).
+/// With no `pseudonym_key`, no customer pseudonym is made.
 pub fn tokenize(
     raw_body: &[u8],
     form: &FormBody,
     verified: &Verified,
+    currencies: &Currencies,
     pseudonym_key: Option<&PseudonymKey>,
 ) -> Result<PaymentEvent, TokenizeError> {
     // The guard runs first: if a stored field holds a card number, no other
@@ -442,9 +449,13 @@ pub fn tokenize(
     // Required under its own name: it is the one field the identity leaves
     // out, so a copy that renamed it would otherwise count twice.
     required(form, fields::IPN_DATE)?;
-    let order_ref = parse_order_ref(required(form, fields::REFNOEXT)?)?;
+    // Optional: empty for hosted-cart orders and renewals, absent when the
+    // merchant's IPN settings leave it out (docs/protocol.md §1.1).
+    let merchant_ref = optional(form, fields::REFNOEXT)
+        .map(parse_order_ref)
+        .transpose()?;
     let status = StatusField::parse(required(form, fields::ORDERSTATUS)?);
-    let amount = parse_amount(form)?;
+    let amount = parse_amount(form, currencies)?;
     let payment_method = optional(form, fields::PAYMETHOD_CODE)
         .map(parse_payment_method)
         .transpose()?;
@@ -457,7 +468,7 @@ pub fn tokenize(
         digest: BodyDigest::of(raw_body),
         identity,
         processor_ref,
-        order_ref,
+        merchant_ref,
         status,
         fraud_denied: form.get(fields::FRAUD_STATUS) == Some("DENIED"),
         test_order: form.get(fields::TEST_ORDER) == Some("1"),
@@ -515,14 +526,14 @@ fn parse_order_ref(value: &str) -> Result<String, TokenizeError> {
     Ok(value.to_owned())
 }
 
-fn parse_amount(form: &FormBody) -> Result<Money, TokenizeError> {
+fn parse_amount(form: &FormBody, currencies: &Currencies) -> Result<Money, TokenizeError> {
     let amount = required(form, fields::IPN_TOTALGENERAL)?;
-    let currency = Currency::parse(required(form, fields::CURRENCY)?).map_err(|err| {
-        TokenizeError::InvalidField {
+    let currency = currencies
+        .currency(required(form, fields::CURRENCY)?)
+        .map_err(|err| TokenizeError::InvalidField {
             field: fields::CURRENCY,
             reason: err.reason(),
-        }
-    })?;
+        })?;
     Money::parse_amount(amount, currency).map_err(|err| TokenizeError::InvalidField {
         field: fields::IPN_TOTALGENERAL,
         reason: err.reason(),
@@ -562,6 +573,45 @@ fn parse_date(
                     "not a YYYY-MM-DD HH:MM:SS date"
                 },
             }),
+    }
+}
+
+/// Events for the unit tests of other modules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// An event of order `processor_ref` (merchant reference `merchant`)
+    /// with `status` and `amount` in `currency`; its digest and identity
+    /// derive from all of them.
+    pub(crate) fn event(
+        processor_ref: &str,
+        merchant: Option<&str>,
+        status: &str,
+        amount: &str,
+        currency: &str,
+    ) -> PaymentEvent {
+        let tag = format!("{processor_ref} {merchant:?} {status} {amount} {currency}");
+        let digest = BodyDigest::of(tag.as_bytes());
+        PaymentEvent {
+            identity: EventIdentity(digest.as_str().to_owned()),
+            digest,
+            processor_ref: processor_ref.to_owned(),
+            merchant_ref: merchant.map(str::to_owned),
+            status: StatusField::parse(status),
+            fraud_denied: false,
+            test_order: false,
+            amount: Money::iso(amount, currency).expect("a test amount"),
+            payment_method: None,
+            sale_date: None,
+            payment_date: None,
+            complete_date: None,
+            ipn_date: None,
+            key_id: KeyId::parse("default").expect("a key id"),
+            algorithm: Algorithm::Sha256,
+            customer_pseudonym: None,
+            pan_fields: Vec::new(),
+        }
     }
 }
 
@@ -621,7 +671,7 @@ mod tests {
 
     fn run(raw: &str, key: Option<&PseudonymKey>) -> Result<PaymentEvent, TokenizeError> {
         let form = FormBody::parse(raw.as_bytes(), &FormLimits::default()).unwrap();
-        tokenize(raw.as_bytes(), &form, &verified(), key)
+        tokenize(raw.as_bytes(), &form, &verified(), &Currencies::iso(), key)
     }
 
     fn ok(changes: &[(&str, Option<&str>)]) -> PaymentEvent {
@@ -639,11 +689,11 @@ mod tests {
         let event = run(&raw, Some(&key)).unwrap();
         assert_eq!(event.digest, BodyDigest::of(raw.as_bytes()));
         assert_eq!(event.processor_ref, "1000037");
-        assert_eq!(event.order_ref, "ORD-2016-0001");
+        assert_eq!(event.merchant_ref.as_deref(), Some("ORD-2016-0001"));
         assert_eq!(event.status, StatusField::Known(OrderStatus::Complete));
         assert!(!event.fraud_denied);
         assert!(!event.test_order);
-        assert_eq!(event.amount, Money::parse("534.00", "USD").unwrap());
+        assert_eq!(event.amount, Money::iso("534.00", "USD").unwrap());
         assert_eq!(event.payment_method.as_deref(), Some("CCVISAMC"));
         let day = NaiveDate::from_ymd_opt(2016, 6, 1).unwrap();
         assert_eq!(event.sale_date, day.and_hms_opt(12, 22, 9));
@@ -674,7 +724,7 @@ mod tests {
         let signed = sign(&form, &SecretKey::new(KEY), &[Algorithm::Sha3_256]).unwrap();
         let raw = signed.encode();
         let verified = verify(&signed, &KeyRing::single(KEY), &SignaturePolicy::default()).unwrap();
-        let event = tokenize(raw.as_bytes(), &signed, &verified, None).unwrap();
+        let event = tokenize(raw.as_bytes(), &signed, &verified, &Currencies::iso(), None).unwrap();
         assert_eq!(event.algorithm, Algorithm::Sha3_256);
         assert!(event.pan_fields.is_empty(), "signature fields are skipped");
         assert_eq!(event.customer_pseudonym, None);
@@ -702,13 +752,7 @@ mod tests {
 
     #[test]
     fn required_fields() {
-        for field in [
-            "REFNO",
-            "REFNOEXT",
-            "ORDERSTATUS",
-            "IPN_TOTALGENERAL",
-            "CURRENCY",
-        ] {
+        for field in ["REFNO", "ORDERSTATUS", "IPN_TOTALGENERAL", "CURRENCY"] {
             assert_eq!(err(&[(field, None)]), TokenizeError::MissingField(field));
             assert_eq!(
                 err(&[(field, Some(""))]),
@@ -716,8 +760,40 @@ mod tests {
             );
         }
         assert_eq!(
-            TokenizeError::MissingField("REFNOEXT").to_string(),
-            "required field `REFNOEXT` is missing or empty"
+            TokenizeError::MissingField("REFNO").to_string(),
+            "required field `REFNO` is missing or empty"
+        );
+    }
+
+    #[test]
+    fn a_hosted_cart_order_names_no_merchant_reference() {
+        // Empty (the cart set none: hosted cart, renewals) and absent (the
+        // merchant's IPN settings leave the field out) are the same.
+        for refnoext in [Some(""), None] {
+            let event = ok(&[("REFNOEXT", refnoext)]);
+            assert_eq!(event.merchant_ref, None, "{refnoext:?}");
+            assert_eq!(event.processor_ref, "1000037");
+        }
+    }
+
+    #[test]
+    fn the_amount_is_read_with_the_exponent_of_the_settings_table() {
+        let raw = body(&[
+            ("CURRENCY", Some("zzb")),
+            ("IPN_TOTALGENERAL", Some("12.345")),
+        ]);
+        let form = FormBody::parse(raw.as_bytes(), &FormLimits::default()).unwrap();
+        let zzb = crate::money::CurrencyCode::parse("ZZB").unwrap();
+        let allowed = Currencies::new(&[(zzb, 3)]).unwrap();
+        let event = tokenize(raw.as_bytes(), &form, &verified(), &allowed, None).unwrap();
+        assert_eq!(event.amount, allowed.money("12.345", "ZZB").unwrap());
+        assert_eq!(event.amount.minor_units(), 12345);
+        assert_eq!(event.amount.to_string(), "12.345 ZZB");
+        // Without the table, ZZB has the default two decimals.
+        assert_eq!(
+            run(&raw, None).unwrap_err().field(),
+            "IPN_TOTALGENERAL",
+            "12.345 is too precise for two decimals"
         );
     }
 
@@ -767,7 +843,8 @@ mod tests {
         );
         assert_eq!(
             ok(&[("REFNOEXT", Some(&"é".repeat(100)))])
-                .order_ref
+                .merchant_ref
+                .unwrap_or_default()
                 .chars()
                 .count(),
             100
@@ -890,7 +967,7 @@ mod tests {
         let verified = verify(form, &KeyRing::single(KEY), &SignaturePolicy::default())
             .expect("names are not signed: the copy verifies");
         let raw = form.encode();
-        tokenize(raw.as_bytes(), form, &verified, None)
+        tokenize(raw.as_bytes(), form, &verified, &Currencies::iso(), None)
     }
 
     /// Issue 21, Deliver 5: a signed test order whose `TEST_ORDER` is
@@ -988,7 +1065,13 @@ mod tests {
         }
         let raw = twice.encode();
         assert_eq!(
-            tokenize(raw.as_bytes(), &twice, &verified(), None),
+            tokenize(
+                raw.as_bytes(),
+                &twice,
+                &verified(),
+                &Currencies::iso(),
+                None
+            ),
             Err(TokenizeError::Layout(LayoutError::Repeated {
                 field: "ORDERSTATUS"
             }))

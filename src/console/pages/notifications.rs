@@ -49,7 +49,7 @@ pub async fn page(
         processor_ref: given(&query.refno).map(str::to_owned),
         limit: LIMIT,
     };
-    let records = console.store.console_notifications(&filter).await?;
+    let records = console.store.notifications_with_ledger(&filter).await?;
     let table = notifications_table(
         &records,
         format!(

@@ -104,7 +104,7 @@ pub async fn list(
         reference: given(&query.q).map(str::to_owned),
         customer: None,
     };
-    let orders = console.store.console_orders(&filter, LIMIT).await?;
+    let orders = console.store.orders_matching(&filter, LIMIT).await?;
     let table =
         crate::view::orders::table(&orders, format!("{} order(s), oldest first", orders.len()));
     if let Some(download) = csv_download(&[&table], given(&query.csv)) {
@@ -149,7 +149,7 @@ pub async fn by_email(
         customer: Some(customer),
         ..OrderFilter::default()
     };
-    let orders = console.store.console_orders(&filter, LIMIT).await?;
+    let orders = console.store.orders_matching(&filter, LIMIT).await?;
     let table = crate::view::orders::table(
         &orders,
         format!("{} order(s) of the customer, oldest first", orders.len()),
@@ -282,7 +282,7 @@ async fn order_tables(store: &Store, order: &OrderView) -> Result<[Table; 4], Pa
         ]);
     }
     let records = store
-        .console_notifications(&NotificationFilter {
+        .notifications_with_ledger(&NotificationFilter {
             order_ref: Some(order.order_ref.clone()),
             limit: 1000,
             ..NotificationFilter::default()

@@ -1,7 +1,7 @@
 //! `/review`: the exception queue, filtered by kind and status, grouped by
 //! order; a resolver resolves an item with one of the actions its kind
 //! allows ([`allowed_actions`]) and a note, through
-//! [`Store::resolve_review`](crate::store::Store::resolve_review) (so the
+//! [`services::review::resolve`](crate::services::review::resolve) (so the
 //! resolution ledger names the user as `by`), and the console's ledger
 //! records it too.
 
@@ -20,9 +20,9 @@ use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::domain::ReviewKind;
 use crate::domain::review::{ReviewAction, allowed_actions};
+use crate::services::review::{ResolveError, ResolveRequest, resolve as resolve_item};
 use crate::store::ReviewItem;
 use crate::store::console::{ConsoleAction, ConsoleRole};
-use crate::store::review::{ResolveError, ResolveRequest};
 use crate::store::review::{ReviewGroup, ReviewStatus};
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,9 +190,7 @@ pub async fn resolve(
     let mut request = ResolveRequest::new(id, action, &session.user, &form.note);
     request.order_ref = given(&form.order_ref).map(str::to_owned);
     request.group = form.group.as_deref() == Some("yes");
-    let outcome = console
-        .store
-        .resolve_review(&request)
+    let outcome = resolve_item(&console.store, &request)
         .await
         .map_err(|err| match err {
             ResolveError::Store(err) => PageError::from(err),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use ipn_reconciler::domain::{PseudonymKey, ReconcilePolicy};
+use ipn_reconciler::domain::{Currencies, PseudonymKey, ReconcilePolicy};
 use ipn_reconciler::health::Health;
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, SecretKey, SignaturePolicy, sign};
 use ipn_reconciler::metrics::{Metrics, Role};
@@ -251,6 +251,7 @@ pub fn pipeline_config() -> PipelineConfig {
         pseudonym_key: Some(PseudonymKey::new(pseudonym.trim_ascii())),
         reconcile: ReconcilePolicy::default(),
         expected_fields: Vec::new(),
+        currencies: Currencies::iso(),
     }
 }
 
@@ -330,6 +331,18 @@ pub fn test_key() -> SecretKey {
 /// A fixture body rewritten for another order (`REFNOEXT`, `REFNO`,
 /// `MESSAGE_ID`) and signed again with `key`.
 pub fn resigned(fixture: &str, order_ref: &str, refno: u64, key: &SecretKey) -> Vec<u8> {
+    resigned_with(fixture, order_ref, refno, &[], key)
+}
+
+/// [`resigned`], with the values of other fields replaced too (`changes`:
+/// name and new value, e.g. `("CURRENCY", "ZZB")`).
+pub fn resigned_with(
+    fixture: &str,
+    order_ref: &str,
+    refno: u64,
+    changes: &[(&str, &str)],
+    key: &SecretKey,
+) -> Vec<u8> {
     let body = std::fs::read(repo_path(&format!("fixtures/ipn/{fixture}"))).expect("fixture");
     let form = FormBody::parse(&body, &FormLimits::default()).expect("fixture parses");
     let fields = form
@@ -341,7 +354,11 @@ pub fn resigned(fixture: &str, order_ref: &str, refno: u64, key: &SecretKey) -> 
                 "REFNOEXT" => field.value = order_ref.to_owned(),
                 "REFNO" => field.value = refno.to_string(),
                 "MESSAGE_ID" => field.value = format!("{}{refno}", field.value),
-                _ => {}
+                name => {
+                    if let Some((_, value)) = changes.iter().find(|(n, _)| *n == name) {
+                        (*value).clone_into(&mut field.value);
+                    }
+                }
             }
             field
         })
@@ -381,10 +398,12 @@ pub async fn paid_orders(
         .collect()
 }
 
-/// Orders as `fixtures/orders.csv` would hold them.
+/// Orders as `fixtures/orders.csv` would hold them, their currencies read
+/// with the store's table.
 pub async fn import_orders_csv(store: &Store, csv: &str) {
     let orders =
-        ipn_reconciler::store::orders::parse_orders_csv(csv.as_bytes()).expect("orders csv");
+        ipn_reconciler::store::orders::parse_orders_csv(csv.as_bytes(), store.currencies())
+            .expect("orders csv");
     store.import_orders(&orders).await.expect("import");
 }
 

@@ -35,6 +35,7 @@ pub use labels::{
     UnknownReviewKind,
 };
 
+use super::origin::OrderSource;
 use super::status::{OrderState, OrderStatus, StatusCategory};
 use super::tokenize::{PaymentEvent, StatusField};
 
@@ -45,6 +46,9 @@ pub struct ReconcilePolicy {
     /// demo). Off by default: in production a test notification must never
     /// mark a real order paid (docs/protocol.md §10, "Test orders").
     pub apply_test_orders: bool,
+    /// Where orders come from (`order-source`): which order a notice is
+    /// about, and whether a notice may create it ([`OrderSource::key`]).
+    pub order_source: OrderSource,
 }
 
 /// What [`decide`] concluded about one event for one order.

@@ -4,6 +4,7 @@
 use super::*;
 use crate::ipn::{Algorithm, KeyId};
 use crate::money::{Currency, Money};
+use crate::origin::OrderSource;
 use crate::tokenize::{BodyDigest, EventIdentity};
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -11,11 +12,11 @@ use std::collections::HashSet;
 const EXPECTED: i64 = 100_00;
 
 fn eur(minor: i64) -> Money {
-    Money::from_minor(minor, Currency::parse("EUR").unwrap())
+    Money::from_minor(minor, Currency::iso("EUR").unwrap())
 }
 
 fn usd(minor: i64) -> Money {
-    Money::from_minor(minor, Currency::parse("USD").unwrap())
+    Money::from_minor(minor, Currency::iso("USD").unwrap())
 }
 
 fn new_order() -> OrderFacts {
@@ -29,7 +30,7 @@ fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> Pa
         digest: BodyDigest::of(tag.as_bytes()),
         identity: EventIdentity::parse(BodyDigest::of(tag.as_bytes()).as_str()).unwrap(),
         processor_ref: processor_ref.to_owned(),
-        order_ref: "ORD-1".to_owned(),
+        merchant_ref: Some("ORD-1".to_owned()),
         status: StatusField::parse(status),
         fraud_denied: false,
         test_order: false,
@@ -564,6 +565,7 @@ fn test_orders_are_ignored_unless_enabled() {
     assert_eq!(d.new_state, OrderState::Pending);
     let enabled = ReconcilePolicy {
         apply_test_orders: true,
+        ..ReconcilePolicy::default()
     };
     assert_eq!(
         decide(&new_order(), &test, &enabled).new_state,
@@ -766,7 +768,7 @@ fn fixture_notifications_reach_the_expected_states() {
     let csv = std::fs::read_to_string(root.join("orders.csv")).unwrap();
     for line in csv.lines().skip(1) {
         let cols: Vec<_> = line.split(',').collect();
-        let expected = Money::parse(cols[1], cols[2]).unwrap();
+        let expected = Money::iso(cols[1], cols[2]).unwrap();
         orders.insert(cols[0].to_owned(), OrderFacts::new(expected));
     }
 
@@ -787,7 +789,14 @@ fn fixture_notifications_reach_the_expected_states() {
             &SignaturePolicy::default(),
         )
         .unwrap();
-        let event = tokenize(raw, &form, &verified, Some(&pseudonym_key)).unwrap();
+        let event = tokenize(
+            raw,
+            &form,
+            &verified,
+            &crate::money::Currencies::iso(),
+            Some(&pseudonym_key),
+        )
+        .unwrap();
         assert!(event.pan_fields.is_empty(), "{path:?}");
         assert!(event.customer_pseudonym.is_some());
         let shown = format!("{event:?}");
@@ -808,7 +817,8 @@ fn fixture_notifications_reach_the_expected_states() {
             events.iter().collect()
         };
         for event in sequence {
-            let facts = state.get_mut(&event.order_ref).unwrap();
+            let key = OrderSource::default().key(event);
+            let facts = state.get_mut(&key.order_ref).unwrap();
             let decision = decide(facts, event, &ReconcilePolicy::default());
             for text in std::iter::once(&decision.reason)
                 .chain(decision.review_items.iter().map(|item| &item.details))
@@ -1051,7 +1061,10 @@ proptest! {
             .prop_flat_map(|events| (Just(events.clone()), Just(events).prop_shuffle())),
         apply_test_orders in any::<bool>(),
     ) {
-        let policy = ReconcilePolicy { apply_test_orders };
+        let policy = ReconcilePolicy {
+            apply_test_orders,
+            ..ReconcilePolicy::default()
+        };
         let (expected, expected_decisions) = replay(&canonical, &policy)?;
         let (actual, actual_decisions) = replay(&shuffled, &policy)?;
         prop_assert_eq!(actual.state(), expected.state());
