@@ -456,7 +456,7 @@ fn start_intake(
         metrics: metrics.clone(),
     });
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, path = %intake.settings.path, "intake listening");
+        tracing::info!(%addr, path = %intake.settings.path, lcn_path = %intake.settings.lcn_path, "intake listening");
     }
     tasks.spawn(
         "intake",

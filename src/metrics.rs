@@ -84,6 +84,13 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// Whether a licence change notification was a test one (`TEST=1`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TestLabels {
+    /// `true` or `false`.
+    pub test: String,
+}
+
 /// A review action (`domain::review::ReviewAction`), or `closed_by_system`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
@@ -135,6 +142,8 @@ pub struct Metrics {
     pub retries: Family<DelayLabels, Counter>,
     pub parked: Family<ReasonLabels, Counter>,
     pub pan_detections: Counter,
+    /// Verified licence change notifications, by test flag.
+    pub licence_notices: Family<TestLabels, Counter>,
     pub processing_seconds: Histogram,
     pub in_flight: Gauge,
     pub broker_connected: Gauge,
@@ -214,6 +223,7 @@ impl Metrics {
         let retries = Family::<DelayLabels, Counter>::default();
         let parked = Family::<ReasonLabels, Counter>::default();
         let pan_detections = Counter::default();
+        let licence_notices = Family::<TestLabels, Counter>::default();
         let processing_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let in_flight = Gauge::default();
         let broker_connected = Gauge::default();
@@ -281,6 +291,11 @@ impl Metrics {
             "pan_detections",
             "Notifications in which a card number was found and dropped",
             pan_detections.clone(),
+        );
+        registry.register(
+            "licence_notices",
+            "Licence change notifications verified by the worker, by test flag (not recorded yet: subscriptions come later)",
+            licence_notices.clone(),
         );
         registry.register(
             "processing_seconds",
@@ -371,6 +386,7 @@ impl Metrics {
             retries,
             parked,
             pan_detections,
+            licence_notices,
             processing_seconds,
             in_flight,
             broker_connected,
@@ -423,6 +439,9 @@ impl Metrics {
         for &kind in ParkKind::ALL {
             at_zero(&self.parked, &reason_labels(kind));
         }
+        for test in [false, true] {
+            at_zero(&self.licence_notices, &test_labels(test));
+        }
         for &delay in retry_delays.delays() {
             at_zero(&self.retries, &delay_labels(delay));
         }
@@ -462,6 +481,12 @@ fn delay_labels(delay: Duration) -> DelayLabels {
 fn reason_labels(kind: ParkKind) -> ReasonLabels {
     ReasonLabels {
         reason: kind.as_str().to_owned(),
+    }
+}
+
+fn test_labels(test: bool) -> TestLabels {
+    TestLabels {
+        test: test.to_string(),
     }
 }
 
@@ -603,6 +628,11 @@ impl Metrics {
                 })
                 .set(*minor);
         }
+    }
+
+    /// A verified licence change notification.
+    pub fn licence_notice(&self, test: bool) {
+        self.licence_notices.get_or_create(&test_labels(test)).inc();
     }
 
     pub fn intake_request(&self, result: IntakeResult) {

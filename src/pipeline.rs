@@ -1,22 +1,32 @@
 //! One notification's whole way: parse -> verify -> tokenize -> apply.
 //!
 //! `process` (files from disk), the worker (messages from RabbitMQ) and the
-//! tests all call [`Pipeline::handle`], so a notification is judged the same
-//! way whichever door it came through. The only error is an operational one
-//! (the database); every property of the notification itself, good or bad,
-//! is an [`Outcome`] in the report.
+//! tests all call [`Pipeline::process`] (or [`Pipeline::handle`]), so a
+//! notification is judged the same way whichever door it came through. The
+//! only error is an operational one (the database); every property of the
+//! notification itself, good or bad, is an [`Outcome`] in the report.
+//!
+//! Two kinds of notices come through (docs/protocol.md §12): payment
+//! notifications (IPN), applied to their orders, and licence change
+//! notifications (LCN), told apart by `LICENSE_CODE`
+//! ([`NoticeKind::of`](crate::ipn::NoticeKind::of)). Both are verified with
+//! the same key ring and rules, and refused the same way; a verified LCN is
+//! tokenized to a [`LicenceNotice`] and handed to
+//! [`Pipeline::record_licence`], the one place that will store it once
+//! subscriptions exist ([`Processed::Licence`]).
 
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::domain::{
-    BodyDigest, Currencies, OrderState, Outcome, PaymentEvent, PseudonymKey, ReconcilePolicy,
-    ReviewKind, TokenizeError, pan, tokenize,
+    BodyDigest, Currencies, LicenceNotice, OrderState, Outcome, PaymentEvent, PseudonymKey,
+    ReconcilePolicy, ReviewKind, TokenizeError, pan, tokenize, tokenize_licence,
 };
 use crate::ipn::form::printable_name;
 use crate::ipn::{
-    FormBody, FormLimits, KeyRing, SignaturePolicy, Verified, VerifyError, parse_and_verify,
+    FormBody, FormLimits, KeyRing, NoticeKind, SignaturePolicy, Verified, VerifyError,
+    parse_and_verify,
 };
 use crate::store::{BatchItem, RejectedNotification, Store, StoreError};
 
@@ -29,9 +39,11 @@ pub struct PipelineConfig {
     pub pseudonym_key: Option<PseudonymKey>,
     pub reconcile: ReconcilePolicy,
     /// Fields the merchant's IPN settings always send (`expected-fields`),
-    /// which a verified body must carry under their own names: the
-    /// signature covers values, not names, so without this check a copy
-    /// whose `TEST_ORDER` was renamed would verify and pay a real order.
+    /// which a verified payment notification must carry under their own
+    /// names: the signature covers values, not names, so without this
+    /// check a copy whose `TEST_ORDER` was renamed to a name the processor
+    /// does not send would verify and pay a real order. Licence change
+    /// notifications have settings of their own and are not held to it.
     pub expected_fields: Vec<String>,
     /// The currency table (`allow-currency`) a notification's amount is
     /// read with: the settings' own ([`crate::settings::Loaded::currencies`]),
@@ -133,6 +145,33 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a licence change notification when a payment's
+    /// report is asked for ([`Pipeline::handle`]): `ignored`, since it
+    /// changes no order, with its digest, verification and card-number
+    /// count.
+    pub fn licence(notice: &LicenceNotice) -> Self {
+        Self {
+            outcome: Outcome::Ignored,
+            digest: notice.digest.as_str().to_owned(),
+            refusal: None,
+            verified: Some(Verified {
+                key_id: notice.key_id.clone(),
+                algorithm: notice.algorithm,
+            }),
+            refused_algorithm: None,
+            processor_ref: None,
+            order_ref: None,
+            order_status: None,
+            amount: None,
+            order_state: None,
+            review_items: Vec::new(),
+            pan_fields: notice.pan_fields.len(),
+            ipn_date: None,
+            retry_later: false,
+            reconciled_after: None,
+        }
+    }
+
     /// The report of a refused notification.
     pub fn rejected(digest: String, outcome: Outcome, refusal: Refusal) -> Self {
         Self {
@@ -205,8 +244,19 @@ impl Unusable {
     }
 }
 
-/// Judges a verified body without I/O: the expected fields, then
-/// tokenization (the amount read with `currencies`).
+/// A verified notice, tokenized: what the pipeline applies or records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A payment notification, to apply to its order.
+    Payment(PaymentEvent),
+    /// A licence change notification.
+    Licence(LicenceNotice),
+}
+
+/// Judges a verified body without I/O: for a payment notification the
+/// expected fields, then tokenization (the amount read with
+/// `currencies`); for a licence change notification (`LICENSE_CODE`) its
+/// own tokenization (its renewal price read with `currencies`).
 ///
 /// [`Pipeline::judge`] calls it for the worker and `process`, and the
 /// intake for the bodies it verifies, so that the intake refuses a body at
@@ -219,17 +269,24 @@ pub fn judge_verified(
     expected_fields: &[String],
     currencies: &Currencies,
     pseudonym_key: Option<&PseudonymKey>,
-) -> Result<PaymentEvent, Unusable> {
-    if let Some(missing) = missing_expected_field(form, expected_fields) {
-        return Err(Unusable::MissingExpectedField(missing.to_owned()));
+) -> Result<Notice, Unusable> {
+    match NoticeKind::of(form) {
+        NoticeKind::Lcn => Ok(Notice::Licence(tokenize_licence(
+            raw_body, form, verified, currencies,
+        )?)),
+        NoticeKind::Ipn => {
+            if let Some(missing) = missing_expected_field(form, expected_fields) {
+                return Err(Unusable::MissingExpectedField(missing.to_owned()));
+            }
+            Ok(Notice::Payment(tokenize(
+                raw_body,
+                form,
+                verified,
+                currencies,
+                pseudonym_key,
+            )?))
+        }
     }
-    Ok(tokenize(
-        raw_body,
-        form,
-        verified,
-        currencies,
-        pseudonym_key,
-    )?)
 }
 
 /// Whether the worker parks a verified body it judged `unusable` as
@@ -252,6 +309,32 @@ pub enum Judgement {
     Refused(Box<Refused>),
     /// A verified, tokenized notification to apply.
     Event(Box<(PaymentEvent, Verified)>),
+    /// A verified, tokenized licence change notification.
+    Licence(Box<LicenceNotice>),
+}
+
+/// What one body became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// A payment notification applied to its order, or a notice of either
+    /// kind refused: recorded in the store, described by its report.
+    Notification(Report),
+    /// A verified licence change notification, tokenized and handed to
+    /// [`Pipeline::record_licence`]. Nothing else is recorded of it yet
+    /// (subscriptions, issue 21, come later): the worker acknowledges it,
+    /// counts it and logs it.
+    Licence(LicenceNotice),
+}
+
+impl Processed {
+    /// The report of a notification; a licence change notification as
+    /// [`Report::licence`].
+    pub fn into_report(self) -> Report {
+        match self {
+            Processed::Notification(report) => report,
+            Processed::Licence(notice) => Report::licence(&notice),
+        }
+    }
 }
 
 /// A refused notification, as it will be recorded.
@@ -325,7 +408,8 @@ impl Pipeline {
             &self.config.currencies,
             self.config.pseudonym_key.as_ref(),
         ) {
-            Ok(event) => Judgement::Event(Box::new((event, verified))),
+            Ok(Notice::Payment(event)) => Judgement::Event(Box::new((event, verified))),
+            Ok(Notice::Licence(notice)) => Judgement::Licence(Box::new(notice)),
             Err(unusable) => {
                 let mut refused = refused(
                     Outcome::Malformed,
@@ -342,43 +426,62 @@ impl Pipeline {
     ///
     /// `Err` only for operational failures (after the store's own bounded
     /// retries); the caller decides whether to retry later.
-    pub async fn handle(
+    pub async fn process(
         &self,
         body: &[u8],
         received_at: DateTime<Utc>,
-    ) -> Result<Report, StoreError> {
+    ) -> Result<Processed, StoreError> {
         match self.judge(body, received_at) {
-            Judgement::Refused(refused) => self.record(*refused).await,
+            Judgement::Refused(refused) => self.record(*refused).await.map(Processed::Notification),
             Judgement::Event(judged) => {
                 let (event, verified) = *judged;
                 let applied = self
                     .store
                     .apply(&event, received_at, &self.config.reconcile)
                     .await?;
-                Ok(report_for(
+                Ok(Processed::Notification(report_for(
                     &event,
                     &self.config.reconcile,
                     verified,
                     applied,
-                ))
+                )))
+            }
+            Judgement::Licence(notice) => {
+                self.record_licence(&notice, received_at).await?;
+                Ok(Processed::Licence(*notice))
             }
         }
+    }
+
+    /// [`Pipeline::process`], as a report: what callers that feed payment
+    /// notifications want (a licence change notification is reported as
+    /// [`Report::licence`]).
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Report, StoreError> {
+        self.process(body, received_at)
+            .await
+            .map(Processed::into_report)
     }
 
     /// Judges and records several bodies, applying their events in one
     /// transaction ([`Store::apply_batch`]), with the meaning of handling
     /// them one by one in this order. `Err` fails the whole batch: retry
     /// it, or handle its bodies one by one.
-    pub async fn handle_batch(
+    pub async fn process_batch(
         &self,
         bodies: &[(&[u8], DateTime<Utc>)],
-    ) -> Result<Vec<Report>, StoreError> {
-        let mut reports: Vec<Option<Report>> = vec![None; bodies.len()];
+    ) -> Result<Vec<Processed>, StoreError> {
+        let mut processed: Vec<Option<Processed>> = vec![None; bodies.len()];
         let mut events = Vec::new();
         let mut positions = Vec::new();
         for (index, (body, received_at)) in bodies.iter().enumerate() {
             match self.judge(body, *received_at) {
-                Judgement::Refused(refused) => reports[index] = Some(self.record(*refused).await?),
+                Judgement::Refused(refused) => {
+                    processed[index] = Some(Processed::Notification(self.record(*refused).await?));
+                }
                 Judgement::Event(judged) => {
                     let (event, verified) = *judged;
                     positions.push((index, verified));
@@ -387,6 +490,10 @@ impl Pipeline {
                         received_at: *received_at,
                     });
                 }
+                Judgement::Licence(notice) => {
+                    self.record_licence(&notice, *received_at).await?;
+                    processed[index] = Some(Processed::Licence(*notice));
+                }
             }
         }
         let applied = self
@@ -394,14 +501,43 @@ impl Pipeline {
             .apply_batch(&events, &self.config.reconcile)
             .await?;
         for ((item, (index, verified)), applied) in events.iter().zip(positions).zip(applied) {
-            reports[index] = Some(report_for(
+            processed[index] = Some(Processed::Notification(report_for(
                 &item.event,
                 &self.config.reconcile,
                 verified,
                 applied,
-            ));
+            )));
         }
-        Ok(reports.into_iter().flatten().collect())
+        Ok(processed.into_iter().flatten().collect())
+    }
+
+    /// [`Pipeline::process_batch`], as reports ([`Processed::into_report`]).
+    pub async fn handle_batch(
+        &self,
+        bodies: &[(&[u8], DateTime<Utc>)],
+    ) -> Result<Vec<Report>, StoreError> {
+        self.process_batch(bodies)
+            .await
+            .map(|all| all.into_iter().map(Processed::into_report).collect())
+    }
+
+    /// Where a verified licence change notification is recorded: the one
+    /// place the store call for subscriptions (issue 21, Deliver 2: the
+    /// licence's facts, its status derived by `DATE_UPDATED`, a test
+    /// notice never changing a real subscription) belongs. Until
+    /// subscriptions exist nothing is stored: the notice is acknowledged,
+    /// counted and logged by the worker (references and statuses only), and
+    /// the processor stops retrying it.
+    ///
+    /// `Err` as for [`Pipeline::process`]: an operational failure, retried
+    /// later.
+    pub async fn record_licence(
+        &self,
+        notice: &LicenceNotice,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (notice, received_at, &self.store);
+        Ok(())
     }
 
     /// Records a refused notification (digest and reason only).
@@ -523,7 +659,7 @@ mod tests {
         form.encode().into_bytes()
     }
 
-    fn judge(raw: &[u8], expected: &[&str]) -> Result<PaymentEvent, Unusable> {
+    fn judge_notice(raw: &[u8], expected: &[&str]) -> Result<Notice, Unusable> {
         let form = FormBody::parse(raw, &FormLimits::default()).unwrap();
         let verified = Verified {
             key_id: KeyId::parse("default").unwrap(),
@@ -531,6 +667,61 @@ mod tests {
         };
         let expected: Vec<String> = expected.iter().map(|n| (*n).to_owned()).collect();
         judge_verified(raw, &form, &verified, &expected, &Currencies::iso(), None)
+    }
+
+    fn judge(raw: &[u8], expected: &[&str]) -> Result<PaymentEvent, Unusable> {
+        judge_notice(raw, expected).map(|notice| match notice {
+            Notice::Payment(event) => event,
+            Notice::Licence(notice) => panic!("a payment notification: {notice:?}"),
+        })
+    }
+
+    /// An LCN, in the processor's order, with its personal data.
+    const LCN: &str = "FIRST_NAME=John&EMAIL=johnsmith%40email.com&LICENSE_CODE=3C343D0FAF\
+        &EXPIRATION_DATE=2026-12-02&DATE_UPDATED=2026-11-30+08%3A00%3A00&TEST=0&STATUS=EXPIRED\
+        &DISPATCH_REASON=LICENCE_EXPIRATION";
+
+    #[test]
+    fn a_licence_change_notification_is_judged_by_its_own_rules() {
+        // Told apart by LICENSE_CODE, and not held to the expected fields
+        // of payment notifications.
+        let notice = match judge_notice(LCN.as_bytes(), &["TEST_ORDER", "FRAUD_STATUS"]) {
+            Ok(Notice::Licence(notice)) => notice,
+            other => panic!("a licence notice: {other:?}"),
+        };
+        assert_eq!(notice.licence_code, "3C343D0FAF");
+        assert_eq!(notice.status, Some(crate::domain::LicenceStatus::Expired));
+        let report = Report::licence(&notice);
+        assert_eq!(report.outcome, Outcome::Ignored);
+        assert_eq!(report.digest, BodyDigest::of(LCN.as_bytes()).to_string());
+        assert_eq!(
+            report.verified.map(|v| v.algorithm),
+            Some(Algorithm::Sha3_256)
+        );
+        // Refused as the worker parks it: a required field missing, a flag
+        // renamed; a card number in a kept field is not parked.
+        for (body, refusal) in [
+            (
+                LCN.replace("&DATE_UPDATED=2026-11-30+08%3A00%3A00", ""),
+                "missing_field:DATE_UPDATED",
+            ),
+            (
+                LCN.replace("&TEST=0", "&TEST%5B%5D=0"),
+                "renamed_field:TEST",
+            ),
+            (
+                LCN.replace("&TEST=0", "&TEST=0&REFNO=71000101"),
+                "foreign_field:REFNO",
+            ),
+        ] {
+            let unusable = judge_notice(body.as_bytes(), &[]).unwrap_err();
+            assert_eq!(unusable.refusal().to_string(), refusal);
+            assert!(parked_as_malformed(&unusable, body.as_bytes()));
+        }
+        let pan = LCN.replace("3C343D0FAF", "4111111111111111");
+        let unusable = judge_notice(pan.as_bytes(), &[]).unwrap_err();
+        assert_eq!(unusable.pan_fields(), ["LICENSE_CODE"]);
+        assert!(!parked_as_malformed(&unusable, pan.as_bytes()));
     }
 
     #[test]

@@ -254,6 +254,8 @@ impl Default for WorkerSection {
 pub struct IntakeSection {
     pub intake_addr: SocketAddr,
     pub intake_path: String,
+    /// The path that receives licence change notifications (LCN).
+    pub lcn_path: String,
     /// Verify signatures before queueing.
     pub edge_verify: bool,
     pub receipt_format: ReceiptChoice,
@@ -283,6 +285,7 @@ impl Default for IntakeSection {
         Self {
             intake_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             intake_path: "/ipn".to_owned(),
+            lcn_path: "/lcn".to_owned(),
             edge_verify: true,
             receipt_format: ReceiptChoice::Auto,
             trusted_forwarded_header: None,
@@ -1148,6 +1151,19 @@ impl Loaded {
         if !s.intake.intake_path.starts_with('/') {
             return Err(self.invalid("intake-path", "must start with `/`"));
         }
+        if !s.intake.lcn_path.starts_with('/') {
+            return Err(self.invalid("lcn-path", "must start with `/`"));
+        }
+        let bare = |path: &str| path.trim_end_matches('/').to_owned();
+        if bare(&s.intake.lcn_path) == bare(&s.intake.intake_path) {
+            return Err(self.invalid(
+                "lcn-path",
+                format!(
+                    "must differ from intake-path `{}`: licence change notifications have a URL of their own",
+                    s.intake.intake_path
+                ),
+            ));
+        }
         let forwarded_header = s
             .intake
             .trusted_forwarded_header
@@ -1162,6 +1178,7 @@ impl Loaded {
             .transpose()?;
         Ok(IntakeSettings {
             path: s.intake.intake_path.clone(),
+            lcn_path: s.intake.lcn_path.clone(),
             verify_at_edge: s.intake.edge_verify,
             receipt: s.intake.receipt_format,
             source: SourcePolicy {
@@ -1374,6 +1391,31 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(text.contains("/nonexistent/ipn.toml"), "{text}");
+    }
+
+    #[test]
+    fn the_lcn_path_is_its_own_and_starts_with_a_slash() {
+        let intake = |overrides: &[Override]| load(None, overrides).and_then(|l| l.intake());
+        let settings = intake(&[]).expect("defaults");
+        assert_eq!(
+            (settings.path.as_str(), settings.lcn_path.as_str()),
+            ("/ipn", "/lcn")
+        );
+        let settings = intake(&[env("lcn-path", "IPN_LCN_PATH", "/hooks/lcn")]).expect("set");
+        assert_eq!(settings.lcn_path, "/hooks/lcn");
+        let err = intake(&[flag("lcn-path", "lcn")]).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid `lcn-path` (from --lcn-path): must start with `/`"
+        );
+        for (ipn, lcn) in [("/ipn", "/ipn"), ("/ipn", "/ipn/"), ("/hooks/", "/hooks")] {
+            let err = intake(&[flag("intake-path", ipn), flag("lcn-path", lcn)])
+                .expect_err("the same path twice");
+            assert!(
+                err.to_string().contains("must differ from intake-path"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -1825,7 +1867,7 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        assert_eq!(text.len(), 56);
+        assert_eq!(text.len(), 57);
     }
 
     #[test]

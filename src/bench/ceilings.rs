@@ -109,7 +109,8 @@ pub async fn database(
                     received_at: now,
                 })
             }
-            Judgement::Refused(_) => {
+            // A licence change notification writes nothing either.
+            Judgement::Refused(_) | Judgement::Licence(_) => {
                 refused += 1;
                 None
             }

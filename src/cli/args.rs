@@ -302,6 +302,12 @@ pub const INTAKE: &[Flag] = &[
         "Path that receives notifications.",
     ),
     value(
+        "lcn-path",
+        "IPN_LCN_PATH",
+        "PATH",
+        "Path that receives licence change notifications (LCN), the LCN URL of the processor's control panel; a GET there answers 200.",
+    ),
+    value(
         "edge-verify",
         "IPN_EDGE_VERIFY",
         "BOOL",

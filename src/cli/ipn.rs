@@ -9,17 +9,19 @@ use clap::{Subcommand, ValueEnum};
 
 use super::{CliResult, EXIT_INVALID, EXIT_USAGE, KeyArgs, read_body};
 use crate::ipn::{
-    Algorithm, FormBody, FormLimits, ReceiptDate, ReceiptFormat, SignaturePolicy, VerifyError,
-    check_notification_form, read_receipt, sign, verify,
+    Algorithm, FormBody, FormLimits, NoticeKind, ReceiptDate, ReceiptFormat, SignaturePolicy,
+    VerifyError, check_notice_form, sign, verify,
 };
 use crate::settings::RequiredAlgorithm;
 
 #[derive(Debug, Subcommand)]
 pub enum IpnCommand {
     /// Verify the signatures of notification bodies, one line per file:
-    /// `<file>: valid key K algorithm A` on standard output, `<file>:
-    /// invalid: REASON`, `<file>: malformed: REASON` or `<file>: cannot
-    /// read: REASON` on standard error. Never prints a field value.
+    /// `<file>: valid key K algorithm A` on standard output (followed by
+    /// `(licence change notification)` for a body with LICENSE_CODE, which
+    /// is verified by the same rules), `<file>: invalid: REASON`, `<file>:
+    /// malformed: REASON` or `<file>: cannot read: REASON` on standard
+    /// error. Never prints a field value.
     #[command(
         after_help = "Exit codes: 0 every signature is valid; 1 a signature does not \
 verify; 2 a body is malformed or a file cannot be read, or a usage error (an unusable key file). \
@@ -38,7 +40,8 @@ With several files, the worst decides."
     /// Print the body with fresh signature fields made with the current key
     /// (for simulation and tests). Existing signature fields are replaced.
     /// The body must be a notification form: every field NAME=VALUE, and an
-    /// IPN_DATE field (the processor sends one in every notification).
+    /// IPN_DATE field (the processor sends one in every notification), or
+    /// a LICENSE_CODE field (a licence change notification).
     #[command(
         after_help = "Exit codes: 0 signed; 2 the body is not a notification form, \
 an unknown algorithm, an unusable key file or another usage error; 3 the file cannot be read."
@@ -56,9 +59,11 @@ an unknown algorithm, an unusable key file or another usage error; 3 the file ca
     /// Print the read receipt that answers a notification, as the intake
     /// would: the body is verified first, and the receipt is signed with
     /// the key that verified it (an older key of the ring during a
-    /// rotation). Exit 0: printed; 1: the signature does not verify (the
-    /// processor would not accept the receipt) unless --unverified; 2:
-    /// malformed input or usage error.
+    /// rotation). A licence change notification (a body with LICENSE_CODE)
+    /// gets the LCN receipt, over LICENSE_CODE, EXPIRATION_DATE and DATE.
+    /// Exit 0: printed; 1: the signature does not verify (the processor
+    /// would not accept the receipt) unless --unverified; 2: malformed
+    /// input or usage error.
     #[command(
         after_help = "Exit codes: 0 printed; 1 the signature does not verify (the \
 processor would not accept the receipt) and --unverified was not given; 2 a malformed body, an \
@@ -145,12 +150,18 @@ pub fn run(command: IpnCommand) -> CliResult {
                     }
                     Ok(body) => match FormBody::parse(&body, &limits)
                         .map_err(VerifyError::Malformed)
-                        .and_then(|form| verify(&form, &ring, &policy))
-                    {
-                        Ok(verified) => {
+                        .and_then(|form| {
+                            verify(&form, &ring, &policy)
+                                .map(|verified| (verified, NoticeKind::of(&form)))
+                        }) {
+                        Ok((verified, kind)) => {
+                            let licence = match kind {
+                                NoticeKind::Lcn => " (licence change notification)",
+                                NoticeKind::Ipn => "",
+                            };
                             writeln!(
                                 std::io::stdout(),
-                                "{shown}: valid key {} algorithm {}",
+                                "{shown}: valid key {} algorithm {}{licence}",
                                 verified.key_id,
                                 verified.algorithm
                             )?;
@@ -268,7 +279,8 @@ pub fn run(command: IpnCommand) -> CliResult {
                 Ok(format) => format,
                 Err(message) => return usage(message),
             };
-            let receipt = match read_receipt(&form, &key.secret, format, date) {
+            let receipt = match NoticeKind::of(&form).read_receipt(&form, &key.secret, format, date)
+            {
                 Ok(receipt) => receipt,
                 Err(err) => return usage(format!("malformed: {err}")),
             };
@@ -297,13 +309,15 @@ impl Verdict {
     }
 }
 
-/// Whether `ipn sign` may sign a body: a notification form
-/// ([`check_notification_form`], the intake's rule too). Anything else is
+/// Whether `ipn sign` may sign a body: a notification form of either kind
+/// ([`check_notice_form`], the intake's rules too). Anything else is
 /// almost always the wrong file or a forgotten `-`: `hello` would otherwise
 /// be signed as the field `hello=` and come out as a "valid" notification
 /// nobody meant to write.
 fn check_signable(body: &[u8], form: &FormBody) -> Result<(), String> {
-    check_notification_form(body, form).map_err(|err| format!("not a notification body: {err}"))
+    check_notice_form(body, form)
+        .map(|_| ())
+        .map_err(|err| format!("not a notification body: {err}"))
 }
 
 /// The receipt that answers a notification signed with `signed_with`,
@@ -361,6 +375,8 @@ mod tests {
         assert!(refused.contains("field #2"), "{refused}");
         assert!(!refused.contains("4111"), "{refused}");
         assert!(check("REFNO=1").unwrap_err().contains("IPN_DATE"));
+        // A licence change notification is a notification too.
+        assert_eq!(check("LICENSE_CODE=3C343D0FAF&EXPIRATION_DATE="), Ok(()));
     }
 
     #[test]

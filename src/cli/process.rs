@@ -9,8 +9,8 @@ use chrono::Utc;
 
 use super::args::{self, ConfigFile, DatabaseFlags, NotificationFlags};
 use super::{CliResult, block_on, read_body, settings_error};
-use crate::domain::{Outcome, ReviewKind};
-use crate::pipeline::{Pipeline, Report};
+use crate::domain::{LicenceNotice, Outcome, ReviewKind};
+use crate::pipeline::{Pipeline, Processed, Report};
 use crate::store::{SchemaPolicy, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
@@ -20,6 +20,9 @@ use crate::store::{SchemaPolicy, Store, StoreError};
 order_not_found=1 ...`). A notification for an order that was never imported opens an \
 orphan_payment review item at once, as the daemon does once its retries are over; import the \
 order and process the file again, and the item closes.\n\n\
+A licence change notification (a body with LICENSE_CODE) is verified and read, and printed as \
+`<file> licence licence=.. [status=..] [reason=..] [test]`; nothing is recorded of it yet. The \
+totals then end with `licence=N`.\n\n\
 Exit codes: 0 every file was handled (whatever its outcome), 2 invalid \
 configuration, 3 a file or the database could not be read."
 )]
@@ -45,9 +48,21 @@ pub fn run(config: &ConfigFile, args: ProcessArgs) -> CliResult {
         let pipeline = Pipeline::new(pipeline_config, store);
         let mut out = std::io::stdout().lock();
         let mut totals = [0usize; Outcome::ALL.len()];
+        let mut licences = 0usize;
         for file in &args.files {
             let body = read_body(file, &pipeline.config().limits)?;
-            let mut report = pipeline.handle(&body, Utc::now()).await?;
+            let mut report = match pipeline.process(&body, Utc::now()).await? {
+                Processed::Notification(report) => report,
+                Processed::Licence(notice) => {
+                    licences += 1;
+                    writeln!(
+                        out,
+                        "{}",
+                        licence_line(&file.display().to_string(), &notice)
+                    )?;
+                    continue;
+                }
+            };
             if report.outcome == Outcome::OrderNotFound
                 && open_orphan_item(pipeline.store(), &report).await?
             {
@@ -58,11 +73,14 @@ pub fn run(config: &ConfigFile, args: ProcessArgs) -> CliResult {
             }
             writeln!(out, "{}", line(&file.display().to_string(), &report))?;
         }
-        let counts: Vec<String> = Outcome::ALL
+        let mut counts: Vec<String> = Outcome::ALL
             .iter()
             .zip(totals)
             .map(|(outcome, n)| format!("{outcome}={n}"))
             .collect();
+        if licences > 0 {
+            counts.push(format!("licence={licences}"));
+        }
         writeln!(out, "total: {}", counts.join(" "))?;
         Ok(ExitCode::SUCCESS)
     })
@@ -83,6 +101,22 @@ fn line(file: &str, report: &Report) -> String {
     if !report.review_items.is_empty() {
         let kinds: Vec<_> = report.review_items.iter().map(|k| k.as_str()).collect();
         line.push_str(&format!(" review={}", kinds.join(",")));
+    }
+    line
+}
+
+/// `<file> licence licence=.. [status=..] [reason=..] [test]`: references
+/// and statuses only.
+fn licence_line(file: &str, notice: &LicenceNotice) -> String {
+    let mut line = format!("{file} licence licence={}", notice.licence_code);
+    if let Some(status) = &notice.status {
+        line.push_str(&format!(" status={status}"));
+    }
+    if let Some(reason) = &notice.dispatch_reason {
+        line.push_str(&format!(" reason={reason}"));
+    }
+    if notice.test {
+        line.push_str(" test");
     }
     line
 }

@@ -15,6 +15,7 @@ use chrono::Utc;
 use super::args::{self, BrokerFlags, ConfigFile, NotificationFlags};
 use super::{CliResult, EXIT_OPERATIONAL, block_on, read_body, settings_error};
 use crate::domain::BodyDigest;
+use crate::ipn::{FormBody, NoticeKind};
 use crate::queue::{MessageMeta, Publisher, Sealer};
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +54,12 @@ pub fn run(config: &ConfigFile, args: PublishArgs) -> CliResult {
     let mut messages = Vec::with_capacity(args.files.len());
     for file in &args.files {
         let body = read_body(file, &limits)?;
-        let meta = MessageMeta::received(Utc::now(), None);
+        let mut meta = MessageMeta::received(Utc::now(), None);
+        // Say which kind of notice it is, as the intake does; a body that
+        // does not parse is published all the same (the worker refuses it).
+        if let Ok(form) = FormBody::parse(&body, &limits) {
+            meta = meta.notice(NoticeKind::of(&form));
+        }
         messages.push(match &sealer {
             None => (body, meta),
             Some(sealer) => {

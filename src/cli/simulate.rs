@@ -187,7 +187,8 @@ pub struct RateArgs {
     pub foreign_reversals: f64,
     /// Per known order: probability of a paid order whose PENDING also
     /// comes as a copy with two field names swapped (the same signed
-    /// values, another amount: a conflicting_copy review item, no change).
+    /// values, another amount, a layout the processor never sends:
+    /// refused as malformed and parked, no change).
     #[arg(long, default_value_t = 0.02, value_parser = probability, value_name = "P")]
     pub conflicting_copies: f64,
 }

@@ -1,4 +1,8 @@
-//! The processor-facing endpoint: `POST /ipn`.
+//! The processor-facing endpoint: `POST /ipn` for payment notifications
+//! (IPN), `POST /lcn` for licence change notifications (LCN, `lcn-path`;
+//! docs/protocol.md §12). Both are checked, verified and queued the same
+//! way, through the same queue; each is answered with the read receipt of
+//! its kind, and the message says which kind it is (`x-notice-kind`).
 //!
 //! It answers with a read receipt only once the notification is durably
 //! queued (published persistent, confirmed by the broker); the processor
@@ -12,11 +16,11 @@
 //! | `Content-Type: application/x-www-form-urlencoded` | 415 (`unsupported_media_type`) |
 //! | `Content-Length`, then the body read, within the size limit | 413 (`too_large`) |
 //! | body received within `intake-body-timeout` | 408 (`body_timeout`) |
-//! | body parses as a form; a notification form: every field `NAME=VALUE`, an `IPN_DATE` | 400 (`malformed`) |
+//! | body parses as a form; a notification form: every field `NAME=VALUE`, an `IPN_DATE` (an LCN: a `LICENSE_CODE`, and only at `lcn-path`) | 400 (`malformed`) |
 //! | signature valid (when verifying at the edge, the default) | 403 (`invalid_signature`) |
-//! | verified body has `IPN_PID[]`, `IPN_PNAME[]` (the receipt covers them) | 400 (`missing_field`) |
+//! | verified body has `IPN_PID[]`, `IPN_PNAME[]` (an LCN: `EXPIRATION_DATE`; the receipt covers them) | 400 (`missing_field`) |
 //! | verified body has every `expected-fields` entry | 400 (`missing_expected_field`) |
-//! | verified body has the fields the worker requires, well formed | 400 (`missing_field`, `invalid_field`) |
+//! | verified body has the fields the worker requires, well formed, laid out as the processor lays them out | 400 (`missing_field`, `invalid_field`, `malformed`) |
 //! | body sealed, broker confirms the publish within the deadline | 503 (`seal_failed`, `broker_unavailable`, `broker_timeout`) |
 //! | | 200 with the receipt (`queued`) |
 //!
@@ -64,8 +68,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::domain::{BodyDigest, Currencies, PseudonymKey, TokenizeError};
 use crate::ipn::form::name_must_be_masked;
 use crate::ipn::{
-    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SignaturePolicy,
-    check_notification_form, missing_receipt_field, read_receipt, verify,
+    Algorithm, FormBody, FormLimits, KeyRing, NoticeKind, ReceiptDate, ReceiptFormat,
+    SignaturePolicy, check_licence_form, check_notification_form, verify,
 };
 use crate::metrics::{Metrics, SignatureStage};
 use crate::pipeline::{Unusable, judge_verified, parked_as_malformed};
@@ -140,6 +144,8 @@ impl<'de> serde::Deserialize<'de> for ReceiptChoice {
 pub struct IntakeSettings {
     /// Path of the endpoint (default `/ipn`).
     pub path: String,
+    /// Path of the licence change notifications' endpoint (default `/lcn`).
+    pub lcn_path: String,
     /// Verify signatures before queueing (default on).
     pub verify_at_edge: bool,
     pub receipt: ReceiptChoice,
@@ -176,20 +182,28 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// The intake's routes: `POST` answers notifications; `GET` answers 200
-/// because the processor probes a URL with a GET when it is saved (docs/protocol.md §1).
-/// The configured path answers with and without a trailing slash (`/ipn`
-/// and `/ipn/`): a merchant types the URL into the processor's control
-/// panel, and a 404 there only says "failed". Any other path is a 404
-/// that names the path and the right one.
+/// The intake's routes: `POST` answers notifications, at `path` payment
+/// notifications and at `lcn_path` licence change notifications; `GET`
+/// answers 200 at both because the processor probes a URL with a GET when
+/// it is saved (docs/protocol.md §1, §12). Each path answers with and
+/// without a trailing slash (`/ipn` and `/ipn/`): a merchant types the URL
+/// into the processor's control panel, and a 404 there only says
+/// "failed". Any other path is a 404 that names the path and the right
+/// one.
 ///
 /// The handler reads the body itself, after the checks that need only the
 /// header, within the size limit and the body timeout.
 pub fn router(intake: Arc<Intake>) -> Router {
     let path = intake.settings.path.clone();
-    let mut router = Router::new().route(&path, post(receive).get(probe));
+    let lcn_path = intake.settings.lcn_path.clone();
+    let mut router = Router::new()
+        .route(&path, post(receive).get(probe))
+        .route(&lcn_path, post(receive_licence).get(probe_licence));
     if let Some(other) = other_spelling(&path) {
         router = router.route(&other, post(receive).get(probe));
+    }
+    if let Some(other) = other_spelling(&lcn_path) {
+        router = router.route(&other, post(receive_licence).get(probe_licence));
     }
     router.fallback(not_found).with_state(intake)
 }
@@ -206,6 +220,10 @@ fn other_spelling(path: &str) -> Option<String> {
 
 async fn probe() -> &'static str {
     "ipn-reconciler intake: POST notifications here\n"
+}
+
+async fn probe_licence() -> &'static str {
+    "ipn-reconciler intake: POST licence change notifications here\n"
 }
 
 /// Any path but the intake's: 404, saying which path was asked for and
@@ -330,9 +348,10 @@ async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<B
 /// to two days) and shows the error in its control panel, where the
 /// merchant can fix the IPN settings and resend.
 ///
-/// - It lacks a field the read receipt covers ([`missing_receipt_field`]):
-///   a receipt over an empty value would not match the processor's, so it
-///   would retry anyway, with no error to show.
+/// - It lacks a field the read receipt of its kind covers
+///   ([`NoticeKind::missing_receipt_field`]): a receipt over an empty value
+///   would not match the processor's, so it would retry anyway, with no
+///   error to show.
 /// - The worker would park it as malformed, for good: the worker's own
 ///   judgement ([`judge_verified`]: expected fields, then tokenization),
 ///   unless the body carries a card number ([`parked_as_malformed`]): the
@@ -342,12 +361,13 @@ async fn read_body(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<B
 /// Answers name the field, never a value.
 fn refuse_at_the_door(
     intake: &Intake,
+    kind: NoticeKind,
     body: &[u8],
     form: &FormBody,
     verified: &crate::ipn::Verified,
 ) -> Option<Response> {
     let metrics = &intake.metrics;
-    if let Some(field) = missing_receipt_field(form) {
+    if let Some(field) = kind.missing_receipt_field(form) {
         return Some(refuse(
             metrics,
             StatusCode::BAD_REQUEST,
@@ -378,6 +398,11 @@ fn refuse_at_the_door(
             IntakeResult::InvalidField,
             format!("invalid field {field}: {reason}"),
         ),
+        // Laid out as the processor never lays out its notices: a name
+        // renamed, repeated or moved (`domain::layout`).
+        Unusable::Tokenize(TokenizeError::Layout(err)) => {
+            (IntakeResult::Malformed, format!("malformed: {err}"))
+        }
         // Never parked (`parked_as_malformed` above): answered and queued.
         Unusable::Tokenize(TokenizeError::PanInAllowListedField { .. }) => return None,
     };
@@ -390,9 +415,30 @@ async fn receive(
     headers: HeaderMap,
     incoming: Body,
 ) -> Response {
+    receive_notice(&intake, NoticeKind::Ipn, peer, &headers, incoming).await
+}
+
+async fn receive_licence(
+    State(intake): State<Arc<Intake>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    incoming: Body,
+) -> Response {
+    receive_notice(&intake, NoticeKind::Lcn, peer, &headers, incoming).await
+}
+
+/// A notice of `kind` (the kind its path receives): checked, verified,
+/// queued, answered with the receipt of its kind.
+async fn receive_notice(
+    intake: &Intake,
+    kind: NoticeKind,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    incoming: Body,
+) -> Response {
     let metrics = &intake.metrics;
     let settings = &intake.settings;
-    let client = settings.source.client_addr(peer, &headers);
+    let client = settings.source.client_addr(peer, headers);
     if !settings.source.allows(client) {
         return refuse_and_close(
             metrics,
@@ -421,7 +467,7 @@ async fn receive(
             "expected Content-Type: application/x-www-form-urlencoded".to_owned(),
         );
     }
-    let body = match read_body(&intake, &headers, incoming).await {
+    let body = match read_body(intake, headers, incoming).await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
@@ -437,13 +483,36 @@ async fn receive(
         }
     };
     // Before the signature: `hello world` is a stray text, not a forged
-    // notification, and saying so helps whoever sent it.
-    if let Err(err) = check_notification_form(&body, &form) {
+    // notification, and saying so helps whoever sent it; a licence change
+    // notification at the payments' path (or the other way round) is a
+    // URL set in the wrong place of the processor's control panel.
+    let checked = match kind {
+        NoticeKind::Ipn if NoticeKind::of(&form) == NoticeKind::Lcn => {
+            return refuse(
+                metrics,
+                StatusCode::BAD_REQUEST,
+                IntakeResult::Malformed,
+                format!(
+                    "malformed: a licence change notification (LICENSE_CODE): they go to POST {}",
+                    settings.lcn_path
+                ),
+            );
+        }
+        NoticeKind::Ipn => check_notification_form(&body, &form)
+            .map_err(|err| format!("malformed: not a notification form: {err}")),
+        NoticeKind::Lcn => check_licence_form(&body, &form).map_err(|err| {
+            format!(
+                "malformed: not a licence change notification form: {err}; payment notifications go to POST {}",
+                settings.path
+            )
+        }),
+    };
+    if let Err(reason) = checked {
         return refuse(
             metrics,
             StatusCode::BAD_REQUEST,
             IntakeResult::Malformed,
-            format!("malformed: not a notification form: {err}"),
+            reason,
         );
     }
     // The receipt is signed with the key that verified the notification:
@@ -460,7 +529,7 @@ async fn receive(
                     .keys
                     .get(&verified.key_id)
                     .unwrap_or_else(|| intake.keys.current());
-                if let Some(refused) = refuse_at_the_door(&intake, &body, &form, &verified) {
+                if let Some(refused) = refuse_at_the_door(intake, kind, &body, &form, &verified) {
                     return refused;
                 }
                 (verified.algorithm, key)
@@ -490,7 +559,7 @@ async fn receive(
     };
     // Built before publishing: a body we cannot answer must not be queued
     // under a non-200 answer (the processor would send it again).
-    let receipt = match read_receipt(&form, &receipt_key.secret, format, ReceiptDate::now()) {
+    let receipt = match kind.read_receipt(&form, &receipt_key.secret, format, ReceiptDate::now()) {
         Ok(receipt) => receipt,
         Err(err) => {
             return refuse(
@@ -529,6 +598,7 @@ async fn receive(
         }
     };
     let meta = MessageMeta::received(Utc::now(), Some(client.to_string()))
+        .notice(kind)
         .sealed(&sealed, BodyDigest::of(&body).as_str());
     let published = tokio::time::timeout(
         settings.confirm_timeout,

@@ -14,6 +14,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 
 use super::CONTENT_TYPE;
 use super::seal::{SEALED_CONTENT_TYPE, Sealed};
+use crate::ipn::NoticeKind;
 
 /// Header names.
 pub mod headers {
@@ -40,6 +41,10 @@ pub mod headers {
     pub const SEALED_BY: &str = "x-sealed-by";
     /// Set by the broker when it dead-letters (delivery limit exceeded).
     pub const FIRST_DEATH_REASON: &str = "x-first-death-reason";
+    /// Which kind of notice the body is, `ipn` or `lcn`, as its publisher
+    /// saw it (the intake: the path it came to and its `LICENSE_CODE`).
+    /// Only informative: the worker decides from the body itself.
+    pub const NOTICE_KIND: &str = "x-notice-kind";
 }
 
 /// The metadata of one notification message.
@@ -67,6 +72,10 @@ pub struct MessageMeta {
     /// recorded under). Only informative: it lets `parked` name a sealed
     /// message without opening it; the worker digests what it opened.
     pub message_id: Option<String>,
+    /// `x-notice-kind`: a payment notification or a licence change
+    /// notification, when the publisher said (a sealed body cannot be
+    /// looked at on the way); `None` from publishers that do not say.
+    pub notice: Option<NoticeKind>,
 }
 
 impl MessageMeta {
@@ -83,6 +92,16 @@ impl MessageMeta {
             content_type: Some(CONTENT_TYPE.to_owned()),
             sealed_by: None,
             message_id: None,
+            notice: None,
+        }
+    }
+
+    /// This metadata saying which kind of notice the body is.
+    #[must_use]
+    pub fn notice(self, kind: NoticeKind) -> Self {
+        Self {
+            notice: Some(kind),
+            ..self
         }
     }
 
@@ -140,6 +159,8 @@ impl MessageMeta {
                 .message_id()
                 .as_ref()
                 .map(|id| id.as_str().to_owned()),
+            notice: string_header(table, headers::NOTICE_KIND)
+                .and_then(|kind| NoticeKind::parse(&kind)),
         }
     }
 
@@ -175,6 +196,9 @@ impl MessageMeta {
         }
         if let Some(key_id) = &self.sealed_by {
             table.insert(headers::SEALED_BY.into(), long_string(key_id));
+        }
+        if let Some(kind) = self.notice {
+            table.insert(headers::NOTICE_KIND.into(), long_string(kind.as_str()));
         }
         let timestamp = u64::try_from(self.received_at.timestamp()).unwrap_or(0);
         let properties = BasicProperties::default()
@@ -258,6 +282,7 @@ mod tests {
             content_type: Some(SEALED_CONTENT_TYPE.into()),
             sealed_by: Some("k2026".into()),
             message_id: Some("ab".repeat(32)),
+            notice: Some(NoticeKind::Lcn),
         };
         let properties = meta.to_properties(&"ab".repeat(32));
         assert_eq!(properties.delivery_mode(), &Some(2));
@@ -297,6 +322,30 @@ mod tests {
         assert_eq!(read.content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
         assert_eq!(read.sealed_by.as_deref(), Some("k2026"));
         assert_eq!(read.message_id, Some("cd".repeat(32)));
+    }
+
+    #[test]
+    fn the_notice_kind_travels_as_a_header_and_an_unknown_one_is_none() {
+        for kind in NoticeKind::ALL {
+            let meta = MessageMeta::received(at(), None).notice(kind);
+            let properties = meta.to_properties("x");
+            let table = properties.headers().clone().unwrap_or_default();
+            assert_eq!(
+                table.inner().get(headers::NOTICE_KIND),
+                Some(&long_string(kind.as_str()))
+            );
+            assert_eq!(
+                MessageMeta::from_properties(&properties, at()).notice,
+                Some(kind)
+            );
+        }
+        let mut table = FieldTable::default();
+        table.insert(headers::NOTICE_KIND.into(), long_string("ins"));
+        let other = BasicProperties::default().with_headers(table);
+        assert_eq!(MessageMeta::from_properties(&other, at()).notice, None);
+        let unsaid = MessageMeta::received(at(), None).to_properties("x");
+        let table = unsaid.headers().clone().unwrap_or_default();
+        assert_eq!(table.inner().get(headers::NOTICE_KIND), None);
     }
 
     #[test]

@@ -161,14 +161,16 @@ fn plain_digest(body: &[u8], meta: &MessageMeta) -> String {
 }
 
 /// The metadata of a parked message moved back: counters, retry window and
-/// park reason reset; receipt, caller, content type, sealing key and
-/// message id unchanged (the body goes back as it is, still sealed). No
+/// park reason reset; receipt, caller, content type, sealing key, message
+/// id and notice kind unchanged (the body goes back as it is, still
+/// sealed). No
 /// expiration: the parking TTL applies only while parked.
 fn requeued(old: &MessageMeta) -> MessageMeta {
     MessageMeta {
         content_type: old.content_type.clone(),
         sealed_by: old.sealed_by.clone(),
         message_id: old.message_id.clone(),
+        notice: old.notice,
         ..MessageMeta::received(old.received_at, old.remote_addr.clone())
     }
 }

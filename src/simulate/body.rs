@@ -1,5 +1,6 @@
 //! Dressing a story step as a notification body: the processor's fields in
-//! its order (docs/protocol.md §1.1, as `fixtures/generate.py` lays them out), the fake
+//! its order (docs/protocol.md §1.1, as `fixtures/generate.py` lays them
+//! out, and as the reconciler holds bodies to: `domain::layout`), the fake
 //! customer's personal data, several product lines, then the signatures.
 
 use chrono::NaiveDateTime;
@@ -102,7 +103,6 @@ pub fn fields(
     push("GIFT_ORDER", "0".into());
     push("SALEDATE", date(Some(order.sale)));
     push("PAYMENTDATE", date(step.payment_date));
-    push("COMPLETE_DATE", date(step.complete_date));
     push("REFNO", refno.to_string());
     push("REFNOEXT", order.order_ref.clone());
     push("SHOPPER_REFERENCE_NUMBER", shopper_reference);
@@ -135,11 +135,14 @@ pub fn fields(
     push("EMAIL_D", c.email.clone());
     push("IPADDRESS", c.ip_address.clone());
     push("IPCOUNTRY", c.country.clone());
+    push("COMPLETE_DATE", date(step.complete_date));
     push("TIMEZONE_OFFSET", "GMT+00:00".into());
     push("CURRENCY", cur.as_str().into());
     push("LANGUAGE", "en".into());
     push("ORDERFLOW", "REGULAR".into());
 
+    // The product lines' arrays; the line totals come later, after the
+    // message's id and type.
     let arrays: [&'static str; 11] = [
         "IPN_PID[]",
         "IPN_PNAME[]",
@@ -153,7 +156,18 @@ pub fn fields(
         "IPN_DISCOUNT[]",
         "IPN_TOTAL[]",
     ];
+    let message_type = match step.status {
+        "COMPLETE" => "COMPLETE",
+        "PAYMENT_RECEIVED" => "APPROVED",
+        _ => "AUTH",
+    };
     for name in arrays {
+        if name == "IPN_TOTAL[]" {
+            // A scalar between array fields, as in the vendor fixtures.
+            push("IPN_PARTNER_CODE", String::new());
+            push("MESSAGE_ID", message_id.to_string());
+            push("MESSAGE_TYPE", message_type.into());
+        }
         for (i, line) in order.lines.iter().enumerate() {
             let quantity = i64::try_from(line.quantity).unwrap_or(1);
             let value = match name {
@@ -173,32 +187,45 @@ pub fn fields(
             };
             push(name, value);
         }
-        if name == "IPN_PCODE[]" {
-            // A scalar between array fields, as in the vendor fixtures.
-            push("IPN_PARTNER_CODE", String::new());
-        }
     }
-    let message_type = match step.status {
-        "COMPLETE" => "COMPLETE",
-        "PAYMENT_RECEIVED" => "APPROVED",
-        _ => "AUTH",
-    };
     let commission = step.amount / 20;
-    push("MESSAGE_ID", message_id.to_string());
-    push("MESSAGE_TYPE", message_type.into());
-    push("IPN_SHIPPING", money(0, cur));
-    push("IPN_COMMISSION", money(commission, cur));
     push("IPN_TOTALGENERAL", money(step.amount, cur));
-    push("IPN_ORDER_ORIGIN", "API".into());
+    push("IPN_SHIPPING", money(0, cur));
     push(
         "AVANGATE_CUSTOMER_REFERENCE",
         order.customer_reference.to_string(),
     );
     push("EXTERNAL_CUSTOMER_REFERENCE", String::new());
+    push("IPN_COMMISSION", money(commission, cur));
+    // The refund and chargeback fields are always there, empty (or NONE)
+    // unless the step is about one; the step's other extra fields (a
+    // refund's reason, which the reconciler does not know) right after
+    // REFUND_TYPE.
+    let extra = |name: &str| {
+        step.extra
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| value.clone())
+    };
+    push("REFUND_TYPE", extra("REFUND_TYPE").unwrap_or_default());
+    for (name, value) in &step.extra {
+        if !PLACED_EXTRAS.contains(name) {
+            push(name, value.clone());
+        }
+    }
+    push(
+        "CHARGEBACK_RESOLUTION",
+        extra("CHARGEBACK_RESOLUTION").unwrap_or_else(|| "NONE".to_owned()),
+    );
+    push(
+        "CHARGEBACK_REASON_CODE",
+        extra("CHARGEBACK_REASON_CODE").unwrap_or_default(),
+    );
     push(
         "TEST_ORDER",
         if order.test_order { "1" } else { "0" }.into(),
     );
+    push("IPN_ORDER_ORIGIN", "API".into());
     push("FRAUD_STATUS", step.fraud.into());
     if order.wire {
         push("CARD_TYPE", String::new());
@@ -211,9 +238,6 @@ pub fn fields(
         push("CARD_EXPIRATION_DATE", "12/29".into());
         push("GATEWAY_RESPONSE", "Approved".into());
     }
-    for (name, value) in &step.extra {
-        push(name, value.clone());
-    }
     push("IPN_DATE", ipn_date(step.at));
     f.into_iter()
         .map(|(name, value)| Field {
@@ -222,6 +246,14 @@ pub fn fields(
         })
         .collect()
 }
+
+/// The extra fields of a step that have a place of their own in the
+/// body; any other goes right after `REFUND_TYPE`.
+const PLACED_EXTRAS: [&str; 3] = [
+    "REFUND_TYPE",
+    "CHARGEBACK_RESOLUTION",
+    "CHARGEBACK_REASON_CODE",
+];
 
 fn ipn_date(at: NaiveDateTime) -> String {
     at.format(IPN_DATE).to_string()

@@ -23,8 +23,8 @@ pub struct DeliveryStats {
     /// Deliveries answered with a valid receipt.
     pub receipts: u64,
     /// Deliveries refused (forged and unsigned copies, 403: expected;
-    /// copies with an expected field renamed, when the intake checks
-    /// them).
+    /// copies with an expected field renamed or two names swapped, when
+    /// the intake checks them).
     pub refused: u64,
     /// Extra attempts after a missing or wrong receipt, a 5xx or a
     /// connection error.
@@ -165,9 +165,9 @@ struct Retry(String);
 /// POSTs every delivery of `simulation` to `url`, in delivery order with up
 /// to `policy.concurrency` in flight. Every delivery whose signature
 /// verifies must end with a valid receipt; forged and unsigned copies must
-/// be refused (403). A copy with an expected field renamed verifies, so an
-/// intake may acknowledge it (the worker refuses it) or refuse it at the
-/// door: either is right. `on_done` is called after each delivery (progress
+/// be refused (403). A copy with an expected field renamed, or with two
+/// names swapped, verifies, so an intake may acknowledge it (the worker
+/// refuses it) or refuse it at the door: either is right. `on_done` is called after each delivery (progress
 /// display).
 pub async fn post_all(
     simulation: &Simulation,
@@ -227,7 +227,7 @@ async fn post_one(
     retries: &AtomicU64,
 ) -> Result<Answer, DeliverError> {
     let forged = delivery.kind.is_forged();
-    let may_be_refused = delivery.kind == DeliveryKind::Renamed;
+    let may_be_refused = matches!(delivery.kind, DeliveryKind::Renamed | DeliveryKind::Swapped);
     let attempt = || async {
         let response = client
             .post(url)

@@ -34,7 +34,7 @@
 //! | renamed expected fields | per test or fraud-denied order*, with [`SimulationConfig::expected_fields`] | an attacker's copy with `TEST_ORDER` or `FRAUD_STATUS` renamed | `malformed`, no change |
 //! | double charges | per order* | the story becomes [`Story::DoubleChargeRefunded`] or [`Story::DoubleChargeOpen`] | `paid` twice; refunded once and nothing open, or review `duplicate_payment` |
 //! | foreign reversals | per order* | the story becomes [`Story::ForeignReversal`] | stays `paid`, review `unmatched_reversal` |
-//! | conflicting copies | per order* | the story becomes [`Story::ConflictingCopy`]: its PENDING also comes with two field names swapped | review `conflicting_copy`, no change |
+//! | conflicting copies | per order* | the story becomes [`Story::ConflictingCopy`]: its PENDING also comes with two field names swapped, a layout the processor never sends | `malformed` (parked), no change |
 //!
 //! (*) Known orders only (see `Generator::copies` for why);
 //! plus [`SimulationConfig::test_orders`]: orders whose notifications carry
@@ -59,8 +59,8 @@
 //! Review kinds are expected as a *multiset* (sorted by name) of the items
 //! still *open* at the end: every kind a story implies is raised exactly
 //! once per cause (once per order for `suspect`, `reversed_after_payment`,
-//! `amount_mismatch`, `duplicate_payment`, `unmatched_reversal` and
-//! `conflicting_copy`; once per notification for `pan_detected` and
+//! `amount_mismatch`, `duplicate_payment` and `unmatched_reversal`; once
+//! per notification for `pan_detected` and
 //! `orphan_payment`; once per late resend for `late_repeat`), and a
 //! duplicate delivery must not raise anything again. Items the system
 //! closes by itself (a refund that overtook its payment, a double charge
@@ -139,8 +139,8 @@ pub struct AnomalyRates {
     /// Per known order: a reversal under a REFNO that never paid it
     /// ([`Story::ForeignReversal`]).
     pub foreign_reversals: f64,
-    /// Per known order: a copy with two field names swapped
-    /// ([`Story::ConflictingCopy`]).
+    /// Per known order: a copy with two field names swapped, refused
+    /// as malformed ([`Story::ConflictingCopy`]).
     pub conflicting_copies: f64,
 }
 
@@ -415,7 +415,8 @@ pub enum DeliveryKind {
     /// signature still verifies: it covers values, not names).
     Renamed,
     /// A copy with two field names swapped: the same signed values and
-    /// identity, another meaning.
+    /// identity, another meaning, and a layout the processor never sends:
+    /// refused as malformed (`domain::layout`).
     Swapped,
 }
 
@@ -453,12 +454,15 @@ impl DeliveryKind {
     /// Whether a delivery of this kind is accepted as its notification
     /// (it verifies and carries every expected field): then the first of
     /// them to arrive counts and the others are `duplicate`, whichever
-    /// kind arrives first. Forged, unsigned and renamed copies are refused
-    /// and count for nothing.
+    /// kind arrives first. Forged, unsigned, renamed and swapped copies are
+    /// refused and count for nothing.
     pub fn carries_its_notification(self) -> bool {
         !matches!(
             self,
-            DeliveryKind::Tampered | DeliveryKind::Unsigned | DeliveryKind::Renamed
+            DeliveryKind::Tampered
+                | DeliveryKind::Unsigned
+                | DeliveryKind::Renamed
+                | DeliveryKind::Swapped
         )
     }
 
@@ -1134,9 +1138,10 @@ impl Generator<'_> {
     /// which no expectation from intent can say.
     ///
     /// A notification whose copy raises a review item as a repeat (a
-    /// refund or reversal resent after the retry horizon: `late_repeat`;
-    /// the swapped copy: `conflicting_copy`) gets no other accepted copy
-    /// with another body. The store compares a repeat with the
+    /// refund or reversal resent after the retry horizon: `late_repeat`)
+    /// gets no other accepted copy with another body; nor does the one of
+    /// which a swapped copy is delivered, which keeps its story to two
+    /// bodies. The store compares a repeat with the
     /// notification's *first* delivery, so with three bodies the number of
     /// items would depend on which arrives first; with two it cannot.
     fn copies(
@@ -1225,6 +1230,8 @@ impl Generator<'_> {
                 made.insert(Anomaly::ReencodedCopies);
             }
             if swapped {
+                // The names are not signed, so the copy verifies; its
+                // layout is not the processor's: refused as malformed.
                 let body = body::renamed(
                     &step.fields,
                     &[
@@ -1232,7 +1239,12 @@ impl Generator<'_> {
                         ("IPN_SHIPPING", "IPN_TOTALGENERAL"),
                     ],
                 )?;
-                add(DeliveryKind::Swapped, body, rng);
+                self.outcomes.add(Outcome::Malformed);
+                insert_copy(
+                    rng,
+                    run,
+                    copy_of(i, DeliveryKind::Swapped, body, step, context),
+                );
             }
         }
 

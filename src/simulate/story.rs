@@ -60,7 +60,10 @@ pub enum Story {
     /// Paid, plus a copy of its PENDING with the field names of
     /// IPN_TOTALGENERAL and IPN_SHIPPING swapped: the signed values are the
     /// same (a valid signature, the same notification), the meaning is not
-    /// (another amount). Counted once, review item `conflicting_copy`.
+    /// (another amount), and neither is the layout: the processor sends
+    /// IPN_TOTALGENERAL first. Refused as malformed and parked, whichever
+    /// arrives first; the order ends `paid` with no review item (issue 21,
+    /// Deliver 5: names are bound).
     ConflictingCopy,
 }
 
@@ -616,13 +619,11 @@ pub fn outline(story: Story, total: i64, sale: NaiveDateTime, rng: &mut Rng) -> 
             (OrderState::Paid, total, 0)
         }
         Story::ConflictingCopy => {
-            // The copy is of the PENDING: whichever of the two is counted,
-            // a PENDING changes nothing (for any amount), so the order ends
-            // the same in every arrival order; only the review item tells
-            // the copy apart.
+            // The copy is of the PENDING, and refused: the order ends the
+            // same in every arrival order, with nothing to review (the
+            // parked copy is counted as malformed).
             b.card_payment(&mut clock, true);
             swapped_copy_of = b.steps.iter().position(|s| s.status == "PENDING");
-            review_kinds.push(ReviewKind::ConflictingCopy);
             (OrderState::Paid, total, 0)
         }
     };

@@ -20,9 +20,9 @@ use tracing::{Instrument, field};
 
 use super::Context;
 use super::disposition::{Verdict, disposition};
-use crate::domain::{BodyDigest, Outcome, pan};
+use crate::domain::{BodyDigest, LicenceNotice, Outcome, pan};
 use crate::metrics::{CommitLatency, SignatureStage};
-use crate::pipeline::{Refusal, Report};
+use crate::pipeline::{Processed, Refusal, Report};
 use crate::queue::{MessageMeta, QueueError, SealError, close_connection};
 use crate::store::{RejectedNotification, StoreError};
 
@@ -306,12 +306,12 @@ async fn handle(
         match &opened {
             Ok(plain) => context
                 .pipeline
-                .handle(plain, prepared.meta.received_at)
+                .process(plain, prepared.meta.received_at)
                 .await
-                .map(|report| scan_refused(report, plain)),
-            Err(err) => {
-                unsealable(&context, err, &prepared.digest, prepared.meta.received_at).await
-            }
+                .map(|processed| scan_refused(processed, plain)),
+            Err(err) => unsealable(&context, err, &prepared.digest, prepared.meta.received_at)
+                .await
+                .map(Processed::Notification),
         }
     }
     .instrument(prepared.span.clone())
@@ -353,15 +353,17 @@ async fn handle_batch(
                 .map(|plain| (plain.as_slice(), p.meta.received_at))
         })
         .collect();
-    let batch = context.pipeline.handle_batch(&openable).await;
+    let batch = context.pipeline.process_batch(&openable).await;
     drop(openable);
-    let mut judged: Vec<Option<Result<Report, StoreError>>> = match batch {
-        Ok(reports) => {
-            let mut reports = reports.into_iter();
+    let mut judged: Vec<Option<Result<Processed, StoreError>>> = match batch {
+        Ok(all) => {
+            let mut all = all.into_iter();
             opened
                 .iter()
                 .map(|opened| match opened {
-                    Ok(plain) => reports.next().map(|report| Ok(scan_refused(report, plain))),
+                    Ok(plain) => all
+                        .next()
+                        .map(|processed| Ok(scan_refused(processed, plain))),
                     Err(_) => None,
                 })
                 .collect()
@@ -389,10 +391,10 @@ async fn handle_batch(
                     Ok(plain) => Some(
                         context
                             .pipeline
-                            .handle(plain, p.meta.received_at)
+                            .process(plain, p.meta.received_at)
                             .instrument(p.span.clone())
                             .await
-                            .map(|report| scan_refused(report, plain)),
+                            .map(|processed| scan_refused(processed, plain)),
                     ),
                     Err(_) => None,
                 });
@@ -405,7 +407,8 @@ async fn handle_batch(
             *judged = Some(
                 unsealable(&context, err, &p.digest, p.meta.received_at)
                     .instrument(p.span.clone())
-                    .await,
+                    .await
+                    .map(Processed::Notification),
             );
         }
     }
@@ -424,7 +427,7 @@ async fn handle_batch(
 async fn conclude(
     context: &Context,
     prepared: Prepared,
-    judged: Result<Report, StoreError>,
+    judged: Result<Processed, StoreError>,
     now: DateTime<Utc>,
     started: Instant,
 ) {
@@ -437,9 +440,13 @@ async fn conclude(
     } = prepared;
     async {
         let verdict = match &judged {
-            Ok(report) => {
+            Ok(Processed::Notification(report)) => {
                 observe(context, report, &meta);
                 Verdict::Handled(report)
+            }
+            Ok(Processed::Licence(notice)) => {
+                observe_licence(context, notice);
+                Verdict::Licence
             }
             Err(err) => {
                 tracing::Span::current().record("outcome", "database_error");
@@ -455,7 +462,7 @@ async fn conclude(
             }
         };
         let decided = disposition(verdict, &meta, now, &context.policy);
-        if matches!(judged, Ok(ref report) if report.outcome != crate::domain::Outcome::OrderNotFound)
+        if matches!(judged, Ok(Processed::Notification(ref report)) if report.outcome != crate::domain::Outcome::OrderNotFound)
         {
             let seconds = |span: chrono::TimeDelta| {
                 span.num_microseconds().map_or(0.0, |us| us.max(0) as f64 / 1e6)
@@ -522,11 +529,42 @@ async fn unsealable(
 /// The intake refuses at the door the verified bodies this leaves to be
 /// parked as malformed, and only those
 /// ([`crate::pipeline::parked_as_malformed`]): keep the two in step.
-fn scan_refused(mut report: Report, plain: &[u8]) -> Report {
-    if report.outcome == Outcome::Malformed && report.pan_fields == 0 {
-        report.pan_fields = pan::lenient_pan_fields(plain);
+fn scan_refused(processed: Processed, plain: &[u8]) -> Processed {
+    match processed {
+        Processed::Notification(mut report) => {
+            if report.outcome == Outcome::Malformed && report.pan_fields == 0 {
+                report.pan_fields = pan::lenient_pan_fields(plain);
+            }
+            Processed::Notification(report)
+        }
+        licence @ Processed::Licence(_) => licence,
     }
-    report
+}
+
+/// Logs and counts a verified licence change notification: references,
+/// status and flags only (a [`LicenceNotice`] holds nothing personal).
+/// Nothing is stored of it yet ([`crate::pipeline::Pipeline::record_licence`]).
+fn observe_licence(context: &Context, notice: &LicenceNotice) {
+    let span = tracing::Span::current();
+    span.record("outcome", "licence");
+    tracing::info!(
+        licence_code = %notice.licence_code,
+        status = notice.status.as_ref().map(tracing::field::display),
+        dispatch_reason = notice.dispatch_reason.as_ref().map(tracing::field::display),
+        updated_at = %notice.updated_at,
+        test = notice.test,
+        "licence change notification verified (subscriptions are not recorded yet)"
+    );
+    let metrics = &context.metrics;
+    metrics.licence_notice(notice.test);
+    metrics.signature_valid(SignatureStage::Worker, notice.algorithm);
+    if !notice.pan_fields.is_empty() {
+        metrics.pan_detections.inc();
+        tracing::warn!(
+            fields = ?notice.pan_fields,
+            "card number found in a licence change notification; its value was dropped"
+        );
+    }
 }
 
 /// Logs and counts what the pipeline reported.

@@ -5,6 +5,7 @@
 //! | judgement | disposition |
 //! | --- | --- |
 //! | applied, duplicate, ignored, mismatch | ack |
+//! | licence change notification, verified and tokenized | ack (nothing is parked: subscriptions record it, once they exist) |
 //! | order_not_found, within the orphan window | delayed retry on the orphan schedule (the last delay repeats) |
 //! | order_not_found, window passed | park, with an `orphan_payment` review item |
 //! | order_not_found, the body carries a card number | discard, with an `orphan_payment` review item at once (never retried) |
@@ -50,6 +51,9 @@ pub struct DispositionPolicy {
 pub enum Verdict<'a> {
     /// The notification was judged and its result recorded.
     Handled(&'a Report),
+    /// A verified licence change notification (see
+    /// [`crate::pipeline::Processed::Licence`]).
+    Licence,
     /// Nothing could be recorded: the database failed (after the store's
     /// own bounded in-process retries).
     DatabaseFailed,
@@ -169,6 +173,7 @@ pub fn disposition(
     let first_seen = meta.first_seen.unwrap_or(now);
     let report = match verdict {
         Verdict::Handled(report) => report,
+        Verdict::Licence => return Disposition::Ack,
         Verdict::DatabaseFailed => {
             return match policy.retry_delays.get(meta.transient_attempt as usize) {
                 Some(delay) => Disposition::Retry {
@@ -355,6 +360,19 @@ mod tests {
                     "{outcome}"
                 );
             }
+        }
+    }
+
+    /// A verified licence change notification is acked, whatever the
+    /// metadata says (never retried, never parked: subscriptions will
+    /// record it, and the processor has its receipt).
+    #[test]
+    fn a_licence_change_notification_is_acked() {
+        for meta in [meta(0, 0, None), meta(3, 2, Some(0))] {
+            assert_eq!(
+                disposition(Verdict::Licence, &meta, at(3600), &policy()),
+                Disposition::Ack
+            );
         }
     }
 

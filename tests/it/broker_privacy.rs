@@ -15,6 +15,7 @@ use crate::helpers::amqp::{
     RunningWorker, TestQueue, count, import_fixture_orders, pipeline_config, read, run_cli,
     test_key, wait_until,
 };
+use crate::helpers::licence::{holds_card_data, signed_lcn};
 use crate::helpers::{TestDb, fixture_files, personal_data, repo_path};
 use ipn_reconciler::app::{AppConfig, Application};
 use ipn_reconciler::domain::{BodyDigest, OrderState, contains_pan};
@@ -125,8 +126,18 @@ impl InProcessDaemon {
 
     /// POSTs `body` as the processor does; returns the status.
     async fn post(&self, body: &[u8]) -> u16 {
+        self.post_to(&self.intake_url, body).await
+    }
+
+    /// POSTs a licence change notification to the intake's `lcn-path`.
+    async fn post_licence(&self, body: &[u8]) -> u16 {
+        let url = self.intake_url.replace("/ipn", "/lcn");
+        self.post_to(&url, body).await
+    }
+
+    async fn post_to(&self, url: &str, body: &[u8]) -> u16 {
         reqwest::Client::new()
-            .post(&self.intake_url)
+            .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body.to_vec())
             .send()
@@ -241,6 +252,16 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
     for body in pan_bodies {
         assert!(leaks(body).contains(&"a card number".to_owned()));
     }
+    // Licence change notifications (issue 21): the end user's personal
+    // data and the renewal card's last digits and expiry.
+    let licences = [
+        signed_lcn("TOF6T8VPY3", "ACTIVE", false),
+        signed_lcn("XRILXB9ZI3", "PAST DUE", true),
+    ];
+    let waiting_licence = signed_lcn("9WITYHQ6NF", "EXPIRED", false);
+    for body in licences.iter().chain([&waiting_licence]) {
+        assert!(!leaks(body).is_empty() && holds_card_data(&String::from_utf8_lossy(body)));
+    }
 
     // Phase 1: the daemon, orphans parked at once (a zero window).
     let daemon = InProcessDaemon::start(Settings {
@@ -269,6 +290,9 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
         }
     }
     assert_eq!(queued, fixtures.len() + 3, "the intake queued every body");
+    for body in &licences {
+        assert_eq!(daemon.post_licence(body).await, 200);
+    }
     publish_sealed(
         &queue,
         dir.path(),
@@ -279,7 +303,7 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
         ],
     )
     .await;
-    let deliveries = queued as u64 + 3;
+    let deliveries = queued as u64 + licences.len() as u64 + 3;
     let parking = queue.topology().parking_queue();
     let settled = wait_until(Duration::from_secs(30), || async {
         daemon.metrics.handled() >= deliveries && queue.ready(&parking).await == 3
@@ -288,6 +312,12 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
     let metrics = daemon.metrics.encode();
     daemon.stop().await;
     assert!(settled, "handled {deliveries} and parked 3:\n{metrics}");
+    for series in [
+        "ipn_licence_notices_total{test=\"false\"} 1",
+        "ipn_licence_notices_total{test=\"true\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 
     // Phase 2: an orphan inside its window waits in a retry queue.
     let waiting = edited(
@@ -307,11 +337,16 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
     worker.stop().await;
     assert!(retried, "GHOST-2 waits in {long_retry}");
 
-    // Phase 3: no worker; two bodies wait in the work queue.
+    // Phase 3: no worker; two bodies and a licence change notification
+    // wait in the work queue.
     publish_sealed(
         &queue,
         dir.path(),
-        &[("a.txt", &fixtures[0]), ("b.txt", &fixtures[1])],
+        &[
+            ("a.txt", &fixtures[0]),
+            ("b.txt", &fixtures[1]),
+            ("lcn.txt", &waiting_licence),
+        ],
     )
     .await;
 
@@ -322,10 +357,14 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
         .map(|body| BodyDigest::of(body).to_string())
         .collect();
     let mut per_queue = Vec::new();
+    let mut licences_queued = 0;
     for name in queue.all_queues() {
         let messages = queue.browse(&name).await;
         per_queue.push((name.clone(), messages.len()));
         for (properties, body) in messages {
+            if header(&properties, "x-notice-kind").as_deref() == Some("lcn") {
+                licences_queued += 1;
+            }
             let content_type = properties.content_type().as_ref().map(|t| t.to_string());
             assert_eq!(content_type.as_deref(), Some(SEALED_CONTENT_TYPE), "{name}");
             assert_eq!(
@@ -333,6 +372,10 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
                 Some("test-2026")
             );
             assert_eq!(leaks(&body), Vec::<String>::new(), "{name}: sealed body");
+            assert!(
+                !holds_card_data(&String::from_utf8_lossy(&body)),
+                "{name}: a renewal card's data in a sealed body"
+            );
             let shown = format!("{properties:?}");
             assert_eq!(
                 leaks(shown.as_bytes()),
@@ -367,7 +410,8 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
             .find(|(name, _)| name == queue_name)
             .map_or(0, |(_, n)| *n)
     };
-    assert_eq!(depth(queue.topology().work_queue()), 2, "{per_queue:?}");
+    assert_eq!(depth(queue.topology().work_queue()), 3, "{per_queue:?}");
+    assert_eq!(licences_queued, 1, "the waiting LCN, marked as one");
     assert_eq!(depth(&long_retry), 1, "{per_queue:?}");
     assert_eq!(depth(&parking), 3, "{per_queue:?}");
 

@@ -542,3 +542,127 @@ fn sign_refuses_a_body_that_is_not_a_notification() {
             .stderr(predicate::str::contains("hello").not());
     }
 }
+
+/// Issue 21: `ipn receipt` answers a licence change notification (a body
+/// with LICENSE_CODE) with the LCN receipt; the processor's documented
+/// example: licence code 3C343D0FAF, expiration 2005-03-03,
+/// DATE=20081117145935, secret AABBCCDDEEFF.
+#[test]
+fn the_lcn_receipt_matches_the_processors_documented_example() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("spec.keys");
+    std::fs::write(&key_file, "AABBCCDDEEFF\n").expect("write key");
+    let body = "FIRSTNAME=John&LASTNAME=Smith&COMPANY=&EMAIL=johnsmith%40email.com\
+                &PHONE=951-121-2121&FAX=&COUNTRY=United+States+of+America&STATE=New+York\
+                &CITY=New+York&ADDRESS=101+Main+Street&LICENSE_CODE=3C343D0FAF\
+                &EXPIRATION_DATE=2005-03-03&STATUS=DISABLED";
+    let receipt = |format: &str, algorithm: &str| {
+        let output = ipn()
+            .args(["ipn", "receipt", "--unverified", "--key-file"])
+            .arg(&key_file)
+            .args([
+                "--format",
+                format,
+                "--algorithm",
+                algorithm,
+                "--date",
+                "20081117145935",
+                "-",
+            ])
+            .write_stdin(body)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(output)
+            .expect("utf-8")
+            .trim_end()
+            .to_owned()
+    };
+    assert_eq!(
+        receipt("epayment", "md5"),
+        "<EPAYMENT>20081117145935|cb34fe2991668eb82364edf62f845a34</EPAYMENT>"
+    );
+    assert_eq!(
+        receipt("sig", "sha256"),
+        "<sig algo=\"sha256\" date=\"20081117145935\">cdd64ce75e6cf013a60291229c83063a5d903eae3bfa216e99aae8af65a055e8</sig>"
+    );
+    assert_eq!(
+        receipt("sig", "sha3-256"),
+        "<sig algo=\"sha3-256\" date=\"20081117145935\">7fc19d21103ea56f1b413315fb3feb5fbdd137758623a73c7ed12d9bb84f21db</sig>"
+    );
+}
+
+/// `ipn sign` signs an LCN, `ipn verify` verifies it by the rules of an
+/// IPN and says it is an LCN, and `ipn receipt` answers it in the
+/// algorithm that verified it, with the key that did.
+#[test]
+fn an_lcn_is_signed_verified_and_answered_by_the_ipn_commands() {
+    let lcn = "FIRST_NAME=John&EMAIL=johnsmith%40email.com&LICENSE_CODE=TOF6T8VPY3\
+               &EXPIRATION_DATE=2026-12-02&DATE_UPDATED=2026-11-30+08%3A00%3A00&STATUS=ACTIVE";
+    let signed = ipn()
+        .args([
+            "ipn",
+            "sign",
+            "--key-file",
+            &keys(),
+            "--algorithms",
+            "sha3",
+            "-",
+        ])
+        .write_stdin(lcn)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys(), "-"])
+        .write_stdin(signed.clone())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "valid key test-2026 algorithm sha3-256 (licence change notification)",
+        ))
+        .stdout(predicate::str::contains("John").not());
+    let output = ipn()
+        .args([
+            "ipn",
+            "receipt",
+            "--key-file",
+            &keys(),
+            "--date",
+            "20261130080500",
+            "-",
+        ])
+        .write_stdin(signed.clone())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let receipt = String::from_utf8(output).expect("utf-8");
+    let form = ipn_reconciler::ipn::FormBody::parse(
+        signed.trim_ascii_end(),
+        &ipn_reconciler::ipn::FormLimits::default(),
+    )
+    .expect("parses");
+    let ring =
+        ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys");
+    let expected = ipn_reconciler::ipn::licence_read_receipt(
+        &form,
+        &ring.current().secret,
+        ipn_reconciler::ipn::ReceiptFormat::Sig(ipn_reconciler::ipn::Algorithm::Sha3_256),
+        ipn_reconciler::ipn::ReceiptDate::parse("20261130080500").expect("date"),
+    )
+    .expect("receipt");
+    assert_eq!(receipt.trim_end(), expected);
+    // A payment notification's verify line is unchanged.
+    ipn()
+        .args(["ipn", "verify", "--key-file", &keys()])
+        .arg(&fixture_files()[0])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("licence").not());
+}

@@ -500,3 +500,65 @@ async fn process_opens_an_orphan_item_for_an_unknown_order_and_prints_totals() {
         .stdout(predicate::str::contains("total: applied=2 "));
     assert!(listed(&db).is_empty(), "orphan items closed");
 }
+
+/// `process` recognises a licence change notification (LICENSE_CODE):
+/// verified and read, printed as its own line (references and statuses
+/// only), counted apart in the totals; a malformed one is refused as any
+/// malformed notification. Nothing personal is printed or stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn process_prints_licence_change_notifications_apart() {
+    use crate::helpers::licence::{lcn_fields, signed, signed_lcn};
+    use ipn_reconciler::ipn::Algorithm;
+
+    let db = TestDb::new();
+    create_books(&db);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lcn = dir.path().join("lcn.txt");
+    std::fs::write(&lcn, signed_lcn("TOF6T8VPY3", "PAST DUE", true)).expect("write");
+    let broken = dir.path().join("broken-lcn.txt");
+    let fields: Vec<_> = lcn_fields("XRILXB9ZI3", "ACTIVE", false)
+        .into_iter()
+        .filter(|(name, _)| *name != "DATE_UPDATED")
+        .collect();
+    std::fs::write(&broken, signed(&fields, &[Algorithm::Sha3_256])).expect("write");
+    let processed = cli(&db)
+        .arg("process")
+        .arg(&lcn)
+        .arg(&broken)
+        .arg(&fixture_files()[0])
+        .assert()
+        .success();
+    let stdout = String::from_utf8(processed.get_output().stdout.clone()).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "{} licence licence=TOF6T8VPY3 status=PAST_DUE reason=LICENCE_PASTDUE test",
+            lcn.display()
+        )
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "{} malformed reason=missing_field:DATE_UPDATED",
+            broken.display()
+        )
+    );
+    assert!(
+        lines[2].contains(" order_not_found order=SHOP-1001"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[3],
+        "total: applied=0 duplicate=0 ignored=0 mismatch=0 order_not_found=1 \
+         invalid_signature=0 malformed=1 licence=1"
+    );
+    for (table, column, value) in dump_all_text(&db.url).await {
+        for item in personal_data() {
+            assert!(!value.contains(&item), "{table}.{column} holds {item}");
+        }
+    }
+    for item in personal_data() {
+        assert!(!stdout.contains(&item), "{item} printed: {stdout}");
+    }
+}

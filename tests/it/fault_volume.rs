@@ -125,7 +125,10 @@ impl Expected {
             .iter()
             .filter(|d| match d.kind {
                 DeliveryKind::Tampered | DeliveryKind::Unsigned => true,
-                DeliveryKind::Renamed => !d.has_pan,
+                // Verified, refused as malformed: an expected field
+                // renamed, or two names swapped (a layout the processor
+                // never sends).
+                DeliveryKind::Renamed | DeliveryKind::Swapped => !d.has_pan,
                 _ => !d.known_order && !d.has_pan,
             })
             .map(|d| BodyDigest::of(&d.body).to_string())

@@ -359,9 +359,10 @@ async fn refunds_and_reversals_undo_the_payment_with_their_reference() {
 
 /// An attacker holding one signed body swaps two field names: the values,
 /// hence the signature and the identity, stay the same, but the copy would
-/// say something else. It changes nothing, and a review item says so.
+/// say something else. The processor never lays out a body so: the copy is
+/// refused as malformed and changes nothing (issue 21, Deliver 5).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_copy_with_swapped_names_changes_nothing_and_is_reported() {
+async fn a_copy_with_swapped_names_is_refused_and_changes_nothing() {
     let db = TestDb::new();
     let pipeline = pipeline(&db, &[]).await;
     handle(&pipeline, &fixture("05-shop-1002-complete.txt")).await;
@@ -374,8 +375,12 @@ async fn a_copy_with_swapped_names_changes_nothing_and_is_reported() {
     );
     let report = handle(&pipeline, &swapped).await;
     assert!(report.verified.is_some(), "the swapped copy verifies");
-    assert_eq!(report.outcome, Outcome::Duplicate);
-    assert_eq!(report.review_items, [ReviewKind::ConflictingCopy]);
+    assert_eq!(report.outcome, Outcome::Malformed);
+    assert_eq!(
+        report.refusal.map(|r| r.to_string()).as_deref(),
+        Some("misplaced_field:ORDERNO")
+    );
+    assert!(report.review_items.is_empty());
     assert_eq!(
         pipeline
             .store()
@@ -385,5 +390,42 @@ async fn a_copy_with_swapped_names_changes_nothing_and_is_reported() {
             .unwrap()
             .refunded,
         "20.00"
+    );
+}
+
+/// What binding names leaves to `conflicting_copy`: a field the
+/// reconciler reads renamed to a name the processor does not send (then
+/// it is absent, which a merchant's IPN settings may make it). Without
+/// `expected-fields`, the copy of a denied payment with `FRAUD_STATUS`
+/// renamed says "not denied": after the genuine one it changes nothing,
+/// and a review item says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_with_a_field_renamed_away_changes_nothing_and_is_reported() {
+    let db = TestDb::new();
+    let pipeline = pipeline(&db, &[]).await;
+    let denied = resigned_with(
+        &fixture("03-shop-1001-complete.txt"),
+        &[Algorithm::Sha3_256],
+        |name, value| {
+            if name == "FRAUD_STATUS" {
+                *value = "DENIED".into();
+            }
+        },
+    );
+    assert_eq!(handle(&pipeline, &denied).await.outcome, Outcome::Applied);
+    let renamed = replaced(&denied, "FRAUD_STATUS=", "FRAUD_STATUX=");
+    let report = handle(&pipeline, &renamed).await;
+    assert!(report.verified.is_some(), "the renamed copy verifies");
+    assert_eq!(report.outcome, Outcome::Duplicate);
+    assert_eq!(report.review_items, [ReviewKind::ConflictingCopy]);
+    assert_eq!(
+        pipeline
+            .store()
+            .order("SHOP-1001")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderState::Suspect
     );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::helpers::amqp::{TestQueue, read, resigned, test_key};
 use crate::helpers::repo_path;
 use ipn_reconciler::app::{AppConfig, Application};
+use ipn_reconciler::domain::Layout;
 use ipn_reconciler::intake::ReceiptChoice;
 use ipn_reconciler::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
@@ -70,9 +71,9 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
 }
 
 /// `body` with the fields named in `remove` left out and those of `set`
-/// given a new value (appended when absent), signed again with `key` as
-/// the processor signs (its signature fields at the end, in the order of
-/// `algorithms`).
+/// given a new value (added where the processor sends them when absent or
+/// removed), signed again with `key` as the processor signs (its signature
+/// fields at the end, in the order of `algorithms`).
 fn signed_copy(
     body: &[u8],
     remove: &[&str],
@@ -93,8 +94,8 @@ fn signed_copy(
         edited.push(name, value);
     }
     for (name, value) in set {
-        if form.get(name).is_none() {
-            edited.push(*name, *value);
+        if edited.get(name).is_none() {
+            edited = Layout::ipn().with_field(&edited, name, value);
         }
     }
     sign(&edited, key, algorithms)
@@ -155,13 +156,19 @@ async fn receipts_are_byte_exact_in_both_formats() {
     let spec_ring = KeyRing::single("AABBCCDDEEFF");
     let v5 = b"REFNO=1000037&REFNOEXT=&ORDERSTATUS=COMPLETE&IPN_PID%5B%5D=1&IPN_PID%5B%5D=2&IPN_PNAME%5B%5D=Software+program&IPN_PNAME%5B%5D=Caf%C3%A9&IPN_QTY%5B%5D=1&IPN_QTY%5B%5D=0&IPN_DATE=20050303123434&CURRENCY=EUR&HASH=2301bcfc3ec8a77c66450cf53cf4d370&SIGNATURE_SHA2_256=c183824e4ace8ca0e7b1bf3c3c159c2ee15ddd261983cc09f286c4fa7d0eb52a&SIGNATURE_SHA3_256=802213c8220107c6f85f370796cc13dd4d41289d3ef5af4f3f34e9f0d776a12e".to_vec();
     let key = spec_ring.current().secret.clone();
-    // V5 has no total (its empty `REFNOEXT=` is a hosted-cart order's): the
-    // worker would park it, so the intake refuses it. Completed, with the values
-    // the receipt covers unchanged, and signed again, it is answered.
+    // V5 has CURRENCY after IPN_DATE, a layout the processor does not
+    // send, and no total (its empty `REFNOEXT=` is a hosted-cart order's):
+    // the worker would park it, so the intake refuses it. Completed,
+    // CURRENCY in its place, with the values the receipt covers unchanged,
+    // and signed again, it is answered.
     let body = signed_copy(
         &v5,
-        &[],
-        &[("REFNOEXT", "ORD-V5"), ("IPN_TOTALGENERAL", "10.00")],
+        &["CURRENCY"],
+        &[
+            ("REFNOEXT", "ORD-V5"),
+            ("CURRENCY", "EUR"),
+            ("IPN_TOTALGENERAL", "10.00"),
+        ],
         &key,
         &[Algorithm::Md5, Algorithm::Sha256, Algorithm::Sha3_256],
     );
@@ -189,7 +196,10 @@ async fn receipts_are_byte_exact_in_both_formats() {
         let (status, refused) = post(&intake.url, v5.clone()).await;
         assert_eq!(
             (status, refused.as_str()),
-            (400, "missing field IPN_TOTALGENERAL\n")
+            (
+                400,
+                "malformed: field `CURRENCY` is out of the processor's order (relative to `IPN_DATE`)\n"
+            )
         );
         let (status, receipt) = post(&intake.url, body.clone()).await;
         assert_eq!(status, 200, "{receipt}");

@@ -106,6 +106,9 @@ async fn a_fresh_serve_exports_every_counter_at_zero_and_its_queues() {
         }
     }
     zeros.push("ipn_pan_detections_total".to_owned());
+    for test in ["false", "true"] {
+        zeros.push(format!("ipn_licence_notices_total{{test=\"{test}\"}}"));
+    }
     for series in &zeros {
         assert_eq!(value(&metrics, series), Some("0"), "{series} in\n{metrics}");
     }

@@ -161,7 +161,7 @@ async fn a_simulated_run_with_every_anomaly_reconciles_to_the_simulators_expecta
             (DeliveryKind::Tampered | DeliveryKind::Unsigned, _) => {
                 assert_eq!(report.outcome, Outcome::InvalidSignature, "{context}")
             }
-            (DeliveryKind::Renamed, _) => {
+            (DeliveryKind::Renamed | DeliveryKind::Swapped, _) => {
                 assert_eq!(report.outcome, Outcome::Malformed, "{context}")
             }
             (_, false) => assert_eq!(report.outcome, Outcome::OrderNotFound, "{context}"),
@@ -416,8 +416,13 @@ async fn a_refund_resent_days_later_leaves_one_late_repeat_in_any_arrival_order(
     );
 }
 
+/// Names are bound (issue 21, Deliver 5): a copy with two field names
+/// swapped still verifies, but the processor never lays out a body so, and
+/// it is refused as malformed whether it comes before or after the
+/// genuine one; nothing is left to review and the order ends as the
+/// simulator expects.
 #[tokio::test(flavor = "multi_thread")]
-async fn one_swapped_copy_leaves_one_conflicting_copy_in_any_arrival_order() {
+async fn one_swapped_copy_is_refused_in_any_arrival_order() {
     let (sim, ring, _db, store) = clean_run(92, 0.0).await;
     let pipeline = Pipeline::new(pipeline_config(), store.clone());
     let key = &ring.current().secret;
@@ -451,7 +456,18 @@ async fn one_swapped_copy_leaves_one_conflicting_copy_in_any_arrival_order() {
             [&pending.body, &retry, &copy]
         };
         for body in order {
-            pipeline.handle(body, Utc::now()).await.expect("db");
+            let report = pipeline.handle(body, Utc::now()).await.expect("db");
+            if body == copy.as_slice() {
+                assert!(report.verified.is_some(), "the swapped copy verifies");
+                assert_eq!(report.outcome, Outcome::Malformed);
+                assert_eq!(
+                    report.refusal.map(|r| r.to_string()).as_deref(),
+                    Some("misplaced_field:IPN_SHIPPING"),
+                    "IPN_SHIPPING now comes before IPN_TOTALGENERAL"
+                );
+            } else {
+                assert_ne!(report.outcome, Outcome::Malformed);
+            }
         }
         for delivery in deliveries.iter().filter(|d| d.sequence != pending.sequence) {
             pipeline
@@ -460,11 +476,13 @@ async fn one_swapped_copy_leaves_one_conflicting_copy_in_any_arrival_order() {
                 .expect("db");
         }
         conflicts.push(open_kinds(&store, order_ref, ReviewKind::ConflictingCopy).await);
+        let order = store.order(order_ref).await.expect("read").expect("order");
+        assert_eq!(order.status, sim.expected[order_ref.as_str()].status);
     }
     assert_eq!(
         conflicts,
-        [1, 1],
-        "one swapped copy, one conflicting_copy: [genuine first, copy first]"
+        [0, 0],
+        "the swapped copy is refused, not counted: [genuine first, copy first]"
     );
 }
 

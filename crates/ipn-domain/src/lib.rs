@@ -21,9 +21,13 @@
 //!   crate keeps no globals;
 //! - [`status`]: the processor's [`OrderStatus`] and our [`OrderState`];
 //! - [`pan`]: the card-number guard;
+//! - [`layout`]: the processor's field order, and the check that binds
+//!   field names (a renamed, repeated or moved name is refused);
 //! - [`tokenize`](mod@tokenize): from a verified form to a [`PaymentEvent`];
 //! - [`subscription`]: the licences line items name, and a subscription
 //!   folded from its orders;
+//! - [`licence`]: from a verified licence change notification to a
+//!   [`LicenceNotice`];
 //! - [`origin`]: which order a notice is about ([`OrderSource`], [`OrderKey`]);
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
 //! - [`journal`]: the money movements a decision made and how they are
@@ -125,6 +129,8 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 }
 
 pub mod journal;
+pub mod layout;
+pub mod licence;
 pub mod money;
 pub mod origin;
 pub mod pan;
@@ -137,6 +143,10 @@ pub mod subscription;
 pub mod sweep;
 pub mod tokenize;
 
+pub use layout::{Layout, LayoutError};
+pub use licence::{
+    DispatchReason, Expiration, LicenceNotice, LicenceStatus, LicenceType, tokenize_licence,
+};
 pub use money::{Currencies, Currency, CurrencyCode, CurrencyError, Money, MoneyError};
 pub use origin::{OrderKey, OrderOrigin, OrderSource, UnknownOrderOrigin, processor_expected};
 pub use pan::{contains_pan, find_pan_fields};

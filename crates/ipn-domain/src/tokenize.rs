@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
+use super::layout::{Layout, LayoutError};
 use super::money::{Currencies, Money};
 use super::pan::find_pan_fields;
 use super::status::{OrderStatus, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
@@ -386,6 +387,12 @@ pub enum TokenizeError {
     },
     #[error("field `{field}` holds a card number and would be stored; the notification is refused")]
     PanInAllowListedField { field: &'static str },
+    /// The body is not laid out as the processor lays out its notices: a
+    /// field under another form of its name, twice, or out of the
+    /// processor's order ([`crate::layout`]). Names are not signed, so such
+    /// a body may be a signed one with its names moved.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
 }
 
 impl TokenizeError {
@@ -395,6 +402,7 @@ impl TokenizeError {
             TokenizeError::MissingField(_) => "missing_field",
             TokenizeError::InvalidField { .. } => "invalid_field",
             TokenizeError::PanInAllowListedField { .. } => "pan_in_stored_field",
+            TokenizeError::Layout(err) => err.reason(),
         }
     }
 
@@ -404,6 +412,7 @@ impl TokenizeError {
             TokenizeError::MissingField(field)
             | TokenizeError::InvalidField { field, .. }
             | TokenizeError::PanInAllowListedField { field } => field,
+            TokenizeError::Layout(err) => err.field(),
         }
     }
 }
@@ -433,6 +442,11 @@ pub fn tokenize(
     {
         return Err(TokenizeError::PanInAllowListedField { field });
     }
+    // Then the layout: every field below is read only from a scalar under
+    // its exact name, and only from a body laid out as the processor lays
+    // out its notices, so that no renamed, repeated or moved name changes
+    // what the notification says (issue 21, Deliver 5).
+    Layout::ipn().check(form)?;
 
     let processor_ref = parse_processor_ref(required(form, fields::REFNO)?)?;
     // Required under its own name: it is the one field the identity leaves
@@ -621,26 +635,28 @@ mod tests {
         }
     }
 
+    /// Fields of a real notification, in the processor's order.
     const BASE: &[(&str, &str)] = &[
         ("SALEDATE", "2016-06-01 12:22:09"),
         ("PAYMENTDATE", "2016-06-01 12:25:00"),
-        ("COMPLETE_DATE", ""),
         ("REFNO", "1000037"),
         ("REFNOEXT", "ORD-2016-0001"),
         ("ORDERSTATUS", "COMPLETE"),
         ("PAYMETHOD_CODE", "CCVISAMC"),
         ("FIRSTNAME", "John"),
-        ("CUSTOMEREMAIL", " John.Smith@Email.com "),
         ("PHONE", "951-121-2121"),
+        ("CUSTOMEREMAIL", " John.Smith@Email.com "),
+        ("COMPLETE_DATE", ""),
         ("CURRENCY", "usd"),
         ("IPN_TOTALGENERAL", "534.00"),
-        ("FRAUD_STATUS", "APPROVED"),
         ("TEST_ORDER", "0"),
+        ("FRAUD_STATUS", "APPROVED"),
         ("IPN_DATE", "20160601122509"),
     ];
 
     /// A body made of BASE with `changes` applied: `(name, Some(value))`
-    /// sets or appends, `(name, None)` removes.
+    /// sets or adds (where the processor sends the field), `(name, None)`
+    /// removes.
     fn body(changes: &[(&str, Option<&str>)]) -> String {
         let mut form = FormBody::from_fields(Vec::new());
         for (name, value) in BASE {
@@ -652,7 +668,7 @@ mod tests {
         }
         for (name, value) in changes {
             if let (false, Some(v)) = (BASE.iter().any(|(n, _)| n == name), value) {
-                form.push(*name, *v);
+                form = Layout::ipn().with_field(&form, name, v);
             }
         }
         form.encode()
@@ -898,7 +914,7 @@ mod tests {
             ("ADDRESS1", Some("4111-1111-1111-1111")),
         ]);
         let event = run(&raw, None).unwrap();
-        assert_eq!(event.pan_fields, ["COMMENTS", "ADDRESS1"]);
+        assert_eq!(event.pan_fields, ["ADDRESS1", "COMMENTS"]);
         assert!(!format!("{event:?}").contains("4111"));
     }
 
@@ -928,6 +944,173 @@ mod tests {
         // Hashed and boolean fields are not stored as text.
         let event = ok(&[("CUSTOMEREMAIL", Some("4111111111111111@example.com"))]);
         assert_eq!(event.pan_fields, ["CUSTOMEREMAIL"]);
+    }
+
+    /// A body signed with the test key and verified, as the worker sees it.
+    fn signed(changes: &[(&str, Option<&str>)]) -> FormBody {
+        let form = FormBody::parse(body(changes).as_bytes(), &FormLimits::default()).unwrap();
+        sign(&form, &SecretKey::new(KEY), &[Algorithm::Sha3_256]).unwrap()
+    }
+
+    /// `form` with the names of `renames` changed at once (`(from, to)`),
+    /// values and signatures untouched: what whoever holds one signed body
+    /// can do, since the signature covers values, not names.
+    fn renamed(form: &FormBody, renames: &[(&str, &str)]) -> FormBody {
+        let mut out = FormBody::default();
+        for (name, value) in form.pairs() {
+            let name = renames
+                .iter()
+                .find(|(from, _)| *from == name)
+                .map_or(name, |(_, to)| *to);
+            out.push(name, value);
+        }
+        out
+    }
+
+    /// Verifies `form` (it must: only names were changed) and tokenizes it.
+    fn verified_and_tokenized(form: &FormBody) -> Result<PaymentEvent, TokenizeError> {
+        let verified = verify(form, &KeyRing::single(KEY), &SignaturePolicy::default())
+            .expect("names are not signed: the copy verifies");
+        let raw = form.encode();
+        tokenize(raw.as_bytes(), form, &verified, &Currencies::iso(), None)
+    }
+
+    /// Issue 21, Deliver 5: a signed test order whose `TEST_ORDER` is
+    /// renamed `TEST_ORDER[]`, or swapped with `GIFT_ORDER` (the first
+    /// field of a real body; `TEST_ORDER` comes after
+    /// `CHARGEBACK_REASON_CODE`), still verifies, and is refused as
+    /// malformed; the same tricks on `FRAUD_STATUS=DENIED`; a repeated
+    /// `ORDERSTATUS` too.
+    #[test]
+    fn renamed_swapped_or_repeated_flags_are_refused() {
+        let test_order = signed(&[("GIFT_ORDER", Some("0")), ("TEST_ORDER", Some("1"))]);
+        let event = verified_and_tokenized(&test_order).unwrap();
+        assert!(event.test_order);
+
+        let refused =
+            verified_and_tokenized(&renamed(&test_order, &[("TEST_ORDER", "TEST_ORDER[]")]));
+        assert_eq!(
+            refused,
+            Err(TokenizeError::Layout(LayoutError::OtherForm {
+                field: "TEST_ORDER"
+            }))
+        );
+        let refused = refused.unwrap_err();
+        assert_eq!(
+            (refused.reason(), refused.field()),
+            ("renamed_field", "TEST_ORDER")
+        );
+
+        let swapped = renamed(
+            &test_order,
+            &[("GIFT_ORDER", "TEST_ORDER"), ("TEST_ORDER", "GIFT_ORDER")],
+        );
+        assert_eq!(
+            swapped.get("TEST_ORDER"),
+            Some("0"),
+            "the swap says: not a test"
+        );
+        let refused = verified_and_tokenized(&swapped).unwrap_err();
+        assert_eq!(
+            refused,
+            TokenizeError::Layout(LayoutError::OutOfOrder {
+                field: "TEST_ORDER",
+                other: "SALEDATE"
+            })
+        );
+        assert_eq!(
+            (refused.reason(), refused.field()),
+            ("misplaced_field", "TEST_ORDER")
+        );
+
+        let denied = signed(&[("GIFT_ORDER", Some("0")), ("FRAUD_STATUS", Some("DENIED"))]);
+        assert!(verified_and_tokenized(&denied).unwrap().fraud_denied);
+        for tricked in [
+            renamed(&denied, &[("FRAUD_STATUS", "FRAUD_STATUS[]")]),
+            renamed(&denied, &[("FRAUD_STATUS", "fraud_status")]),
+            renamed(
+                &denied,
+                &[
+                    ("GIFT_ORDER", "FRAUD_STATUS"),
+                    ("FRAUD_STATUS", "GIFT_ORDER"),
+                ],
+            ),
+        ] {
+            let refused = verified_and_tokenized(&tricked).unwrap_err();
+            assert_eq!(refused.field(), "FRAUD_STATUS", "{refused}");
+        }
+        // The other flags that change a notification's meaning are bound
+        // too, read or not.
+        for flag in ["ORDERSTATUS", "REFUND_TYPE", "CHARGEBACK_RESOLUTION"] {
+            let body = signed(&[
+                ("REFUND_TYPE", Some("")),
+                ("CHARGEBACK_RESOLUTION", Some("NONE")),
+            ]);
+            let other = format!("{flag}[]");
+            let refused = verified_and_tokenized(&renamed(&body, &[(flag, other.as_str())]));
+            assert_eq!(
+                refused,
+                Err(TokenizeError::Layout(LayoutError::OtherForm {
+                    field: flag
+                }))
+            );
+        }
+
+        // A second ORDERSTATUS: the signature check refuses it as PHP would
+        // read it (the last copy wins), and so does the tokenizer.
+        let mut twice = FormBody::default();
+        for (name, value) in FormBody::parse(body(&[]).as_bytes(), &FormLimits::default())
+            .unwrap()
+            .pairs()
+        {
+            twice.push(name, value);
+            if name == "ORDERSTATUS" {
+                twice.push("ORDERSTATUS", "REFUND");
+            }
+        }
+        let raw = twice.encode();
+        assert_eq!(
+            tokenize(
+                raw.as_bytes(),
+                &twice,
+                &verified(),
+                &Currencies::iso(),
+                None
+            ),
+            Err(TokenizeError::Layout(LayoutError::Repeated {
+                field: "ORDERSTATUS"
+            }))
+        );
+        let signed_twice = sign(&twice, &SecretKey::new(KEY), &[Algorithm::Sha3_256]);
+        assert!(
+            signed_twice.is_err(),
+            "a repeated scalar cannot even be signed"
+        );
+    }
+
+    /// Every pair of field names of a signed body swapped: the copy still
+    /// verifies, and is refused.
+    #[test]
+    fn any_two_names_of_a_signed_body_swapped_are_refused() {
+        let genuine = signed(&[("GIFT_ORDER", Some("0"))]);
+        let names: Vec<String> = genuine
+            .pairs()
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| !Algorithm::is_signature_field(name))
+            .collect();
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                let swapped = renamed(&genuine, &[(a, b), (b, a)]);
+                let refused = verified_and_tokenized(&swapped);
+                assert!(
+                    matches!(
+                        refused,
+                        Err(TokenizeError::Layout(LayoutError::OutOfOrder { .. }))
+                    ),
+                    "{a} <-> {b}: {refused:?}"
+                );
+            }
+        }
     }
 
     #[test]

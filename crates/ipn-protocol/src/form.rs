@@ -75,6 +75,10 @@ pub enum NotANotification {
         "no IPN_DATE field (the processor sends one in every notification, and its receipt is built from it)"
     )]
     NoIpnDate,
+    #[error(
+        "no LICENSE_CODE field (the processor sends one in every licence change notification, and its receipt is built from it)"
+    )]
+    NoLicenceCode,
 }
 
 /// Whether `raw`, which parsed as `form`, is a notification form: every
@@ -86,20 +90,56 @@ pub enum NotANotification {
 /// malformed before checking any signature, so that a stray text is told
 /// apart from a forged notification.
 pub fn check_notification_form(raw: &[u8], form: &FormBody) -> Result<(), NotANotification> {
+    check_name_value_pairs(raw)?;
+    if form.get("IPN_DATE").is_none() {
+        return Err(NotANotification::NoIpnDate);
+    }
+    Ok(())
+}
+
+/// Whether `raw`, which parsed as `form`, is a licence change notification
+/// form (LCN, docs/protocol.md §12): every field written `NAME=VALUE` and a
+/// `LICENSE_CODE` field, which names the subscription and which the LCN's
+/// read receipt echoes. The intake's LCN path refuses anything else before
+/// checking a signature, as its IPN path refuses a body without `IPN_DATE`
+/// ([`check_notification_form`]).
+pub fn check_licence_form(raw: &[u8], form: &FormBody) -> Result<(), NotANotification> {
+    check_name_value_pairs(raw)?;
+    if form.get(crate::notice::LICENCE_CODE).is_none() {
+        return Err(NotANotification::NoLicenceCode);
+    }
+    Ok(())
+}
+
+/// Whether `raw` is a form of either kind of notice the processor posts,
+/// and which one: a licence change notification when it has
+/// `LICENSE_CODE` ([`crate::NoticeKind::of`]), else a payment notification,
+/// which must have `IPN_DATE`. What `ipn sign` accepts.
+pub fn check_notice_form(
+    raw: &[u8],
+    form: &FormBody,
+) -> Result<crate::NoticeKind, NotANotification> {
+    match crate::NoticeKind::of(form) {
+        crate::NoticeKind::Lcn => check_licence_form(raw, form).map(|()| crate::NoticeKind::Lcn),
+        crate::NoticeKind::Ipn => {
+            check_notification_form(raw, form).map(|()| crate::NoticeKind::Ipn)
+        }
+    }
+}
+
+/// Every non-empty segment of `raw` is written `NAME=VALUE`.
+fn check_name_value_pairs(raw: &[u8]) -> Result<(), NotANotification> {
     // Positions count the non-empty segments, as `FormBody::parse` does.
     let without_equals = raw
         .split(|b| *b == b'&')
         .filter(|segment| !segment.is_empty())
         .position(|segment| !segment.contains(&b'='));
-    if let Some(index) = without_equals {
-        return Err(NotANotification::NoEquals {
+    match without_equals {
+        Some(index) => Err(NotANotification::NoEquals {
             position: index + 1,
-        });
+        }),
+        None => Ok(()),
     }
-    if form.get("IPN_DATE").is_none() {
-        return Err(NotANotification::NoIpnDate);
-    }
-    Ok(())
 }
 
 /// One `name=value` pair as decoded from the wire.
@@ -1139,6 +1179,41 @@ mod tests {
         assert_eq!(
             check("REFNO=1&IPN_DATE[]=20261102100000"),
             Err(NotANotification::NoIpnDate)
+        );
+    }
+
+    #[test]
+    fn a_licence_form_has_every_field_with_equals_and_a_licence_code() {
+        let check = |body: &str| check_licence_form(body.as_bytes(), &parse(body).unwrap());
+        assert_eq!(
+            check("LICENSE_CODE=3C343D0FAF&EXPIRATION_DATE=2005-03-03"),
+            Ok(())
+        );
+        assert_eq!(check("LICENSE_CODE=&&STATUS=ACTIVE&"), Ok(()));
+        assert_eq!(
+            check("STATUS=ACTIVE&hello"),
+            Err(NotANotification::NoEquals { position: 2 })
+        );
+        assert_eq!(check("STATUS=ACTIVE"), Err(NotANotification::NoLicenceCode));
+        // A renamed LICENSE_CODE is no LICENSE_CODE.
+        assert_eq!(
+            check("LICENSE_CODE[]=3C343D0FAF"),
+            Err(NotANotification::NoLicenceCode)
+        );
+        // Either kind, told apart by LICENSE_CODE.
+        let either = |body: &str| check_notice_form(body.as_bytes(), &parse(body).unwrap());
+        assert_eq!(
+            either("LICENSE_CODE=3C343D0FAF&STATUS=ACTIVE"),
+            Ok(crate::NoticeKind::Lcn)
+        );
+        assert_eq!(
+            either("REFNO=1&IPN_DATE=20261102100000"),
+            Ok(crate::NoticeKind::Ipn)
+        );
+        assert_eq!(either("REFNO=1"), Err(NotANotification::NoIpnDate));
+        assert_eq!(
+            either("LICENSE_CODE=1&x"),
+            Err(NotANotification::NoEquals { position: 2 })
         );
     }
 

@@ -1,17 +1,24 @@
 //! The processor's wire protocol, without any I/O: form parsing, the HMAC
-//! source string and signature check against a key ring, and the read
-//! receipt. See `docs/protocol.md` §1-§4.
+//! source string and signature check against a key ring, the two kinds of
+//! notices (payment and licence change) and their read receipts. See
+//! `docs/protocol.md` §1-§4 and §12.
 
 pub mod digits;
 pub mod form;
 pub mod keys;
+pub mod notice;
 pub mod receipt;
 pub mod signature;
 
-pub use form::{Field, FormBody, FormError, FormLimits, NotANotification, check_notification_form};
+pub use form::{
+    Field, FormBody, FormError, FormLimits, NotANotification, check_licence_form,
+    check_notice_form, check_notification_form,
+};
 pub use keys::{KeyError, KeyId, KeyRing, SecretKey, SigningKey};
+pub use notice::{LICENCE_CODE, NoticeKind};
 pub use receipt::{
-    RECEIPT_FIELDS, ReceiptDate, ReceiptError, ReceiptFormat, missing_receipt_field, read_receipt,
+    LICENCE_RECEIPT_FIELDS, RECEIPT_FIELDS, ReceiptDate, ReceiptError, ReceiptFormat,
+    licence_read_receipt, licence_receipt_source, missing_receipt_field, read_receipt,
     receipt_source,
 };
 pub use signature::{

@@ -1,8 +1,12 @@
 //! The read receipt (docs/protocol.md §4): the answer that tells the processor a
 //! notification arrived, so that it stops retrying.
 //!
-//! Its HMAC covers only the first product id, the first product name,
-//! `IPN_DATE` as received, and the receipt's own `DATE`, each length-prefixed.
+//! A payment notification's HMAC covers only the first product id, the
+//! first product name, `IPN_DATE` as received, and the receipt's own
+//! `DATE`, each length-prefixed. A licence change notification's covers
+//! `LICENSE_CODE`, `EXPIRATION_DATE` and `DATE` (docs/protocol.md §12);
+//! both come in the same two formats, in the algorithm that verified the
+//! notice.
 
 use std::fmt;
 
@@ -51,6 +55,10 @@ pub enum ReceiptError {
     BadDate,
     #[error("the notification has no IPN_DATE field, which the receipt must echo")]
     MissingIpnDate,
+    #[error(
+        "the licence change notification has no LICENSE_CODE field, which the receipt must echo"
+    )]
+    MissingLicenceCode,
 }
 
 /// The two receipt shapes (docs/protocol.md §4).
@@ -123,13 +131,60 @@ pub fn read_receipt(
     date: ReceiptDate,
 ) -> Result<String, ReceiptError> {
     let source = receipt_source(form, date)?;
-    let digest = format.algorithm().mac_hex(key, &source);
-    Ok(match format {
+    Ok(format_receipt(&source, key, format, date))
+}
+
+/// The fields of a licence change notification its read receipt's HMAC
+/// covers, in its order: the subscription's code and its expiration date,
+/// as received (docs/protocol.md §12). The receipt's `DATE` follows them.
+pub const LICENCE_RECEIPT_FIELDS: [&str; 2] = [crate::notice::LICENCE_CODE, "EXPIRATION_DATE"];
+
+/// The source string of a licence change notification's read receipt:
+/// `LICENSE_CODE`, `EXPIRATION_DATE` and `DATE`, each length-prefixed
+/// (the processor's example: `103C343D0FAF102005-03-031420081117145935`).
+///
+/// A missing `EXPIRATION_DATE` is taken as empty, as the product fields of
+/// a payment notification's receipt are (see
+/// [`crate::NoticeKind::missing_receipt_field`], which the intake refuses
+/// such a body with); a missing `LICENSE_CODE` is an error: without it the
+/// body is no licence change notification.
+pub fn licence_receipt_source(form: &FormBody, date: ReceiptDate) -> Result<Vec<u8>, ReceiptError> {
+    let [code, expiration] = LICENCE_RECEIPT_FIELDS;
+    let code = form.get(code).ok_or(ReceiptError::MissingLicenceCode)?;
+    let mut source = Vec::with_capacity(48);
+    push_length_prefixed(&mut source, code);
+    push_length_prefixed(&mut source, form.get(expiration).unwrap_or(""));
+    push_length_prefixed(&mut source, &date.to_string());
+    Ok(source)
+}
+
+/// Builds the read receipt for the licence change notification `form`,
+/// signed with `key`, in the same formats as a payment notification's.
+pub fn licence_read_receipt(
+    form: &FormBody,
+    key: &SecretKey,
+    format: ReceiptFormat,
+    date: ReceiptDate,
+) -> Result<String, ReceiptError> {
+    let source = licence_receipt_source(form, date)?;
+    Ok(format_receipt(&source, key, format, date))
+}
+
+/// `<EPAYMENT>DATE|HMAC</EPAYMENT>` or `<sig algo="..." date="DATE">HMAC</sig>`
+/// over `source`.
+fn format_receipt(
+    source: &[u8],
+    key: &SecretKey,
+    format: ReceiptFormat,
+    date: ReceiptDate,
+) -> String {
+    let digest = format.algorithm().mac_hex(key, source);
+    match format {
         ReceiptFormat::Epayment => format!("<EPAYMENT>{date}|{digest}</EPAYMENT>"),
         ReceiptFormat::Sig(algorithm) => {
             format!("<sig algo=\"{algorithm}\" date=\"{date}\">{digest}</sig>")
         }
-    })
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +230,69 @@ mod tests {
             Some("IPN_PNAME[]")
         );
         assert_eq!(missing("IPN_PID[]=1&IPN_PNAME[]=A"), Some("IPN_DATE"));
+    }
+
+    /// The processor's documented LCN receipt (KC-LCN-receipt): licence
+    /// code `3C343D0FAF`, expiration `2005-03-03`, `DATE=20081117145935`,
+    /// secret `AABBCCDDEEFF`. The SHA digests are over the same source
+    /// string, computed independently (docs/protocol.md §6, V2).
+    #[test]
+    fn the_lcn_receipt_is_the_processors_documented_example() {
+        let form = FormBody::parse(
+            b"FIRSTNAME=John&LASTNAME=Smith&COMPANY=&EMAIL=johnsmith%40email.com\
+              &PHONE=951-121-2121&FAX=&COUNTRY=United+States+of+America&STATE=New+York\
+              &CITY=New+York&ADDRESS=101+Main+Street&LICENSE_CODE=3C343D0FAF\
+              &EXPIRATION_DATE=2005-03-03&STATUS=DISABLED",
+            &Default::default(),
+        )
+        .unwrap();
+        let key = SecretKey::new("AABBCCDDEEFF");
+        let date = ReceiptDate::parse("20081117145935").unwrap();
+        assert_eq!(
+            licence_receipt_source(&form, date).unwrap(),
+            b"103C343D0FAF102005-03-031420081117145935"
+        );
+        assert_eq!(
+            licence_read_receipt(&form, &key, ReceiptFormat::Epayment, date).unwrap(),
+            "<EPAYMENT>20081117145935|cb34fe2991668eb82364edf62f845a34</EPAYMENT>"
+        );
+        assert_eq!(
+            licence_read_receipt(&form, &key, ReceiptFormat::Sig(Algorithm::Sha256), date).unwrap(),
+            "<sig algo=\"sha256\" date=\"20081117145935\">\
+             cdd64ce75e6cf013a60291229c83063a5d903eae3bfa216e99aae8af65a055e8</sig>"
+        );
+        assert_eq!(
+            licence_read_receipt(&form, &key, ReceiptFormat::Sig(Algorithm::Sha3_256), date)
+                .unwrap(),
+            "<sig algo=\"sha3-256\" date=\"20081117145935\">\
+             7fc19d21103ea56f1b413315fb3feb5fbdd137758623a73c7ed12d9bb84f21db</sig>"
+        );
+        // The other fields, names and personal data alike, are not covered.
+        let bare = FormBody::parse(
+            b"LICENSE_CODE=3C343D0FAF&EXPIRATION_DATE=2005-03-03",
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            licence_read_receipt(&bare, &key, ReceiptFormat::Epayment, date),
+            licence_read_receipt(&form, &key, ReceiptFormat::Epayment, date)
+        );
+    }
+
+    #[test]
+    fn an_lcn_receipt_needs_the_licence_code_and_takes_a_missing_expiration_as_empty() {
+        let key = SecretKey::new("k");
+        let date = ReceiptDate::parse("20081117145935").unwrap();
+        let form = FormBody::parse(b"EXPIRATION_DATE=2005-03-03", &Default::default()).unwrap();
+        assert_eq!(
+            licence_read_receipt(&form, &key, ReceiptFormat::Epayment, date),
+            Err(ReceiptError::MissingLicenceCode)
+        );
+        let form = FormBody::parse(b"LICENSE_CODE=3C343D0FAF", &Default::default()).unwrap();
+        assert_eq!(
+            licence_receipt_source(&form, date).unwrap(),
+            b"103C343D0FAF01420081117145935"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod amqp;
 pub mod console;
 pub mod daemon;
+pub mod licence;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
