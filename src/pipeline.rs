@@ -536,7 +536,7 @@ impl Pipeline {
         notice: &LicenceNotice,
         received_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let _ = (notice, received_at, &self.store);
+        self.store.record_licence(notice, received_at).await?;
         Ok(())
     }
 

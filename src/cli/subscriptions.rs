@@ -10,7 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use super::args::{self, ConfigFile, DatabaseFlags};
 use super::{CliResult, OutputFormat, block_on, dates};
 use crate::domain::subscription::SubscriptionStatus;
-use crate::store::{Store, SubscriptionFilter, SubscriptionOrderView, SubscriptionView};
+use crate::store::{Store, SubscriptionFilter, SubscriptionView};
 use crate::view::{Cell, Table};
 
 #[derive(Debug, Subcommand)]
@@ -180,32 +180,22 @@ pub fn run(config: &ConfigFile, command: SubscriptionsCommand) -> CliResult {
             let settings = args::database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
-                let Some((view, orders)) = store.subscription(&licence_ref).await? else {
+                let Some(detail) = store.subscription(&licence_ref).await? else {
                     eprintln!("no subscription {licence_ref}");
                     return Ok(ExitCode::from(1));
                 };
                 let mut out = std::io::stdout().lock();
                 match format {
                     ShowFormat::Json => {
-                        #[derive(serde::Serialize)]
-                        struct Shown<'a> {
-                            #[serde(flatten)]
-                            view: &'a SubscriptionView,
-                            orders: &'a [SubscriptionOrderView],
-                        }
-                        let shown = Shown {
-                            view: &view,
-                            orders: &orders,
-                        };
-                        serde_json::to_writer_pretty(&mut out, &shown)?;
+                        serde_json::to_writer_pretty(&mut out, &detail)?;
                         writeln!(out)?;
                     }
                     ShowFormat::Table => {
-                        for (name, value) in COLUMNS.iter().zip(row(&view)) {
+                        for (name, value) in COLUMNS.iter().zip(row(&detail.view)) {
                             writeln!(out, "{name:<19} {value}")?;
                         }
                         writeln!(out, "orders:")?;
-                        for order in &orders {
+                        for order in &detail.orders {
                             writeln!(
                                 out,
                                 "  {:<12} {:<10} {:<19} {:<19} {:<6} {}",
@@ -215,6 +205,24 @@ pub fn run(config: &ConfigFile, command: SubscriptionsCommand) -> CliResult {
                                 date(order.expires_at),
                                 if order.paid { "paid" } else { "unpaid" },
                                 order.order_ref.as_deref().unwrap_or("-"),
+                            )?;
+                        }
+                        writeln!(out, "licence notices:")?;
+                        if detail.notices.is_empty() {
+                            writeln!(out, "  (none)")?;
+                        }
+                        for notice in &detail.notices {
+                            writeln!(
+                                out,
+                                "  {:<19} {:<20} {:<20} {}",
+                                notice.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                                notice.status.as_deref().unwrap_or("-"),
+                                notice.dispatch_reason.as_deref().unwrap_or("-"),
+                                if notice.lifetime {
+                                    "lifetime".to_owned()
+                                } else {
+                                    date(notice.expires_at)
+                                },
                             )?;
                         }
                     }

@@ -5,7 +5,10 @@
 //! `subscriptions list` and `show` follow the licence across its orders,
 //! whatever order the notices arrive in.
 
+use ipn_reconciler::ipn::Algorithm;
+
 use crate::cli_reconcile::cli;
+use crate::helpers::licence::{lcn_fields, signed};
 use crate::processor_orders::{Notice, books, json, notice, process};
 
 const LICENCE: &str = "TOF6T8VPY3";
@@ -170,4 +173,56 @@ async fn a_test_order_never_changes_a_subscription() {
     process(&db, None, &[notice(&test)]);
     let listed = json(cli(&db).args(["subscriptions", "list", "--format", "json"]));
     assert_eq!(listed, serde_json::json!([]));
+}
+
+/// A signed LCN about `LICENCE` saying `status`, logged by the processor
+/// at `updated`.
+fn lcn(status: &str, updated: &str, test: bool) -> Vec<u8> {
+    let fields: Vec<(&'static str, String)> = lcn_fields(LICENCE, status, test)
+        .into_iter()
+        .map(|(name, value)| match name {
+            "DATE_UPDATED" => (name, updated.to_owned()),
+            _ => (name, value),
+        })
+        .collect();
+    signed(&fields, &[Algorithm::Sha3_256])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn licence_notices_move_the_status_in_any_arrival_order() {
+    let first = notice(&sale(
+        "300000021",
+        "REGULAR",
+        "2026-01-05 10:00:00",
+        "2026-02-05 10:00:00",
+    ));
+    let past_due = lcn("PASTDUE", "2026-02-05 10:00:00", false);
+    let expired = lcn("EXPIRED", "2026-02-20 10:00:00", false);
+    // A sandbox notice, logged last, must not change the real one.
+    let sandbox = lcn("ACTIVE", "2026-03-01 10:00:00", true);
+    let all = [first, past_due, expired, sandbox];
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+        let db = books();
+        let sequence: Vec<Vec<u8>> = order.iter().map(|&i| all[i].clone()).collect();
+        process(&db, None, &sequence);
+        let sub = json(cli(&db).args(["subscriptions", "show", LICENCE, "--format", "json"]));
+        assert_eq!(sub["status"], "expired", "{order:?}: {sub}");
+        let notices = sub["notices"].as_array().expect("notices");
+        assert_eq!(notices.len(), 2, "the test LCN is not kept: {sub}");
+        assert_eq!(notices[0]["status"], "PAST_DUE");
+        let listed = json(cli(&db).args([
+            "subscriptions",
+            "list",
+            "--status",
+            "expired",
+            "--format",
+            "json",
+        ]));
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    }
+    // Before any LCN, a paid subscription is active.
+    let db = books();
+    process(&db, None, &all[..1]);
+    let sub = json(cli(&db).args(["subscriptions", "show", LICENCE, "--format", "json"]));
+    assert_eq!(sub["status"], "active");
 }

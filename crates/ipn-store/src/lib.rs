@@ -55,7 +55,10 @@ pub use orders::{ImportReport, NewOrder, OrderEventView, OrderView, PaymentView}
 pub use reports::{CurrencyTotals, FinanceSummary};
 pub use reports::{OpenExceptions, ReportBasis, ReportPeriod};
 pub use review::{ReviewDetail, ReviewGroup, ReviewItem, ReviewStatus};
-pub use subscriptions::{SubscriptionFilter, SubscriptionOrderView, SubscriptionView};
+pub use subscriptions::{
+    LicenceNoticeView, SubscriptionDetail, SubscriptionFilter, SubscriptionOrderView,
+    SubscriptionView,
+};
 
 /// The migrations in the workspace's `migrations/`, compiled into the
 /// binary (build.rs rebuilds when one is added).

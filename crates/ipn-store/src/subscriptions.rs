@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::reports::rfc3339;
 use super::reuse::Reuse;
 use super::{Store, StoreError};
+use crate::domain::licence::{Expiration, LicenceNotice};
 use crate::domain::subscription::{
     LicenceLine, Subscription, SubscriptionOrder, SubscriptionStatus,
 };
@@ -163,6 +164,16 @@ pub struct SubscriptionOrderView {
     pub first_seen_at: DateTime<Utc>,
 }
 
+/// A subscription with its orders and licence notices, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionDetail {
+    #[serde(flatten)]
+    pub view: SubscriptionView,
+    pub orders: Vec<SubscriptionOrderView>,
+    /// What the processor's licence notices (LCN) said, by `DATE_UPDATED`.
+    pub notices: Vec<LicenceNoticeView>,
+}
+
 /// Which subscriptions to list.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionFilter {
@@ -171,15 +182,46 @@ pub struct SubscriptionFilter {
     pub expiring_before: Option<NaiveDateTime>,
 }
 
-/// The status of a subscription before any licence notice (LCN) said
-/// one: active once an order paid it, else waiting.
-fn status_of(orders: &[SubscriptionOrder]) -> SubscriptionStatus {
-    if orders.iter().any(|order| order.paid) {
-        SubscriptionStatus::Active
-    } else {
-        SubscriptionStatus::PendingActivation
+/// The status of a subscription: what its latest licence notice (LCN,
+/// by `DATE_UPDATED`) said; before any, active once an order paid it,
+/// else waiting.
+fn status_of(orders: &[SubscriptionOrder], said: Option<&str>) -> SubscriptionStatus {
+    match said {
+        Some(status) => SubscriptionStatus::from_lcn(status),
+        None if orders.iter().any(|order| order.paid) => SubscriptionStatus::Active,
+        None => SubscriptionStatus::PendingActivation,
     }
 }
+
+/// One licence notice of a subscription, for `subscriptions show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, QueryableByName)]
+pub struct LicenceNoticeView {
+    /// `DATE_UPDATED`.
+    #[diesel(sql_type = Timestamp)]
+    pub updated_at: NaiveDateTime,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub status: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub dispatch_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub expires_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Bool)]
+    pub lifetime: bool,
+}
+
+#[derive(QueryableByName)]
+struct SaidRow {
+    #[diesel(sql_type = Text)]
+    licence_ref: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    status: Option<String>,
+}
+
+/// What the latest licence notice of each subscription said, by licence
+/// (`licence_ref = $1`, or all when `$1` is NULL).
+const LATEST_SAID: &str = "SELECT DISTINCT ON (licence_ref) licence_ref, status \
+     FROM licence_notices WHERE status IS NOT NULL AND ($1::text IS NULL OR licence_ref = $1) \
+     ORDER BY licence_ref, updated_at DESC, identity DESC";
 
 impl Store {
     /// The subscriptions matching `filter`, by licence reference.
@@ -195,6 +237,14 @@ impl Store {
         )
         .load(&mut conn)
         .await?;
+        let said: Vec<SaidRow> = diesel::sql_query(LATEST_SAID)
+            .bind::<Nullable<Text>, _>(None::<String>)
+            .load(&mut conn)
+            .await?;
+        let said: std::collections::HashMap<String, Option<String>> = said
+            .into_iter()
+            .map(|row| (row.licence_ref, row.status))
+            .collect();
         let mut views = Vec::new();
         let mut rows = rows.into_iter().map(LineRow::into_order).peekable();
         while let Some(first) = rows.next() {
@@ -207,7 +257,7 @@ impl Store {
                 continue;
             };
             let view = SubscriptionView {
-                status: status_of(&orders),
+                status: status_of(&orders, said.get(&licence_ref).and_then(Option::as_deref)),
                 subscription,
             };
             let status_matches = filter.status.as_ref().is_none_or(|s| *s == view.status);
@@ -223,12 +273,12 @@ impl Store {
         Ok(views)
     }
 
-    /// Subscription `licence_ref` with its orders, oldest first; `None`
-    /// when no notice named it.
+    /// Subscription `licence_ref` with its orders and its licence notices,
+    /// oldest first; `None` when no payment notice named it.
     pub async fn subscription(
         &self,
         licence_ref: &str,
-    ) -> Result<Option<(SubscriptionView, Vec<SubscriptionOrderView>)>, StoreError> {
+    ) -> Result<Option<SubscriptionDetail>, StoreError> {
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(embed)]
@@ -275,14 +325,72 @@ impl Store {
             .collect();
         let folded: Vec<SubscriptionOrder> =
             rows.into_iter().map(|row| row.line.into_order()).collect();
-        Ok(Subscription::of(licence_ref, &folded).map(|subscription| {
-            (
-                SubscriptionView {
-                    status: status_of(&folded),
+        let notices: Vec<LicenceNoticeView> = diesel::sql_query(
+            "SELECT updated_at, status, dispatch_reason, expires_at, lifetime \
+             FROM licence_notices WHERE licence_ref = $1 ORDER BY updated_at, identity",
+        )
+        .bind::<Text, _>(licence_ref)
+        .load(&mut conn)
+        .await?;
+        let said = notices.iter().rev().find_map(|n| n.status.clone());
+        let status = status_of(&folded, said.as_deref());
+        Ok(
+            Subscription::of(licence_ref, &folded).map(|subscription| SubscriptionDetail {
+                view: SubscriptionView {
+                    status,
                     subscription,
                 },
                 orders,
-            )
-        }))
+                notices,
+            }),
+        )
+    }
+
+    /// Records a licence notice's facts, once per notice identity. Test
+    /// notices are not recorded: a sandbox never changes a real
+    /// subscription. Returns whether the notice was new.
+    pub async fn record_licence(
+        &self,
+        notice: &LicenceNotice,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if notice.test {
+            return Ok(false);
+        }
+        let mut conn = self.conn().await?;
+        let (expires_at, lifetime) = match notice.expiration {
+            Some(Expiration::At(at)) => (Some(at), false),
+            Some(Expiration::Lifetime) => (None, true),
+            None => (None, false),
+        };
+        let written = diesel::sql_query(
+            "INSERT INTO licence_notices (identity, licence_ref, status, updated_at, expires_at, \
+                 lifetime, dispatch_reason, licence_type, recurring, renewals, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (identity) DO NOTHING",
+        )
+        .bind::<Text, _>(notice.identity.as_str())
+        .bind::<Text, _>(&notice.licence_code)
+        .bind::<Nullable<Text>, _>(notice.status.as_ref().map(|s| s.as_str().to_owned()))
+        .bind::<Timestamp, _>(notice.updated_at)
+        .bind::<Nullable<Timestamp>, _>(expires_at)
+        .bind::<Bool, _>(lifetime)
+        .bind::<Nullable<Text>, _>(
+            notice
+                .dispatch_reason
+                .as_ref()
+                .map(|r| r.as_str().to_owned()),
+        )
+        .bind::<Nullable<Text>, _>(notice.licence_type.as_ref().map(|t| t.as_str().to_owned()))
+        .bind::<Nullable<Bool>, _>(notice.recurring)
+        .bind::<Nullable<diesel::sql_types::Integer>, _>(
+            notice
+                .renewals
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(received_at)
+        .execute(&mut conn)
+        .await?;
+        Ok(written == 1)
     }
 }
