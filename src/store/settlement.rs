@@ -664,7 +664,8 @@ pub(super) async fn fee_movements_in(
     .bind::<Nullable<Timestamptz>, _>(period.to)
     .load(conn)
     .await?;
-    rows.into_iter()
+    let mut moved = rows
+        .into_iter()
         .map(|r| {
             Ok(JournalMovement {
                 at: r.settled_at,
@@ -674,5 +675,8 @@ pub(super) async fn fee_movements_in(
                 amount: Money::from_minor(r.fee_minor, currency_of(currencies, &r.currency)?),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    moved.extend(super::payouts::commission_settled_in(conn, period, currencies).await?);
+    moved.sort_by_key(|m| m.at);
+    Ok(moved)
 }

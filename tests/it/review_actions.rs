@@ -57,6 +57,7 @@ fn event(
         algorithm: Algorithm::Sha3_256,
         customer_pseudonym: None,
         pan_fields: Vec::new(),
+        money: Default::default(),
     }
 }
 

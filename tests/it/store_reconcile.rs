@@ -42,6 +42,7 @@ fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str)
         algorithm: Algorithm::Sha3_256,
         customer_pseudonym: None,
         pan_fields: Vec::new(),
+        money: Default::default(),
     }
 }
 

@@ -124,6 +124,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 
 pub mod journal;
 pub mod money;
+pub mod notice_money;
 pub mod origin;
 pub mod pan;
 pub mod reconcile;

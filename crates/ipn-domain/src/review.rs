@@ -474,6 +474,7 @@ mod tests {
                 paid: if paid { 25_00 } else { 0 },
                 refunded,
                 reversed,
+                ..PaymentFacts::default()
             },
         )
     }
