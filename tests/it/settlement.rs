@@ -13,7 +13,7 @@ use ipn_reconciler::domain::Money;
 use predicates::prelude::*;
 
 use crate::cli_reconcile::{cli, create_books, import_and_process_fixtures};
-use crate::finance_report::{query, report_json, totals};
+use crate::finance_report::{notice_money_totals, query, report_json, totals};
 use crate::helpers::{TestDb, repo_path};
 
 fn fixture(name: &str) -> String {
@@ -314,7 +314,7 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
     }
     // Periods by the settlement date: fees settled 2026-11-30 are in a
     // report --by event of that day and not of the day before.
-    let day = totals(&report_json(
+    let day_report = report_json(
         &db,
         &[
             "--by",
@@ -324,7 +324,9 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
             "--to",
             "2026-11-30",
         ],
-    ));
+    );
+    let day = totals(&day_report);
+    let day_net = notice_money_totals(&day_report);
     let eve = totals(&report_json(
         &db,
         &[
@@ -391,9 +393,17 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
         );
         assert_eq!(
             clearing.get(currency).copied().unwrap_or(0),
-            t[7],
-            "{currency} net"
+            day_net[currency][3],
+            "{currency} net: the clearing account's balance"
         );
+        // [vat, commission, net revenue, net]
+        let n = day_net[currency];
+        assert_eq!(
+            n[1],
+            sum("commission") - sum("commission_refund") - sum("commission_settled"),
+            "{currency}: the commission still provisional"
+        );
+        assert_eq!(n[3], n[2] - n[1] - t[6], "{currency}: net");
     }
     assert_eq!(
         lines.iter().filter(|l| l["movement"] == "fee").count(),
