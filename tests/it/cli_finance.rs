@@ -384,7 +384,7 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
     );
     assert_eq!(find("open_exceptions", "suspect")[2], "2");
     assert_eq!(find("notifications_by_outcome", "ignored")[2], "5");
-    assert!(rows.iter().all(|r| r.len() == 12));
+    assert!(rows.iter().all(|r| r.len() == 17));
 }
 
 #[tokio::test(flavor = "multi_thread")]
