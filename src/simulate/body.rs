@@ -183,11 +183,24 @@ pub fn fields(
         "PAYMENT_RECEIVED" => "APPROVED",
         _ => "AUTH",
     };
-    let commission = step.amount / 20;
+    // The processor's commission, as its notices carry it: on a payment,
+    // the fee the settlement will charge with a fourth decimal the
+    // currency does not have (rounded half away from zero it is the fee:
+    // no `fee_differs`); a refund gives back the percentage part.
+    let commission = if step.amount > 0 {
+        let fee = money(super::settlement::sale_fee(step.amount, cur), cur);
+        if cur.exponent() == 0 {
+            format!("{fee}.4")
+        } else {
+            format!("{fee}4")
+        }
+    } else {
+        money(step.amount * 29 / 1000, cur)
+    };
     push("MESSAGE_ID", message_id.to_string());
     push("MESSAGE_TYPE", message_type.into());
     push("IPN_SHIPPING", money(0, cur));
-    push("IPN_COMMISSION", money(commission, cur));
+    push("IPN_COMMISSION", commission);
     push("IPN_TOTALGENERAL", money(step.amount, cur));
     push("IPN_ORDER_ORIGIN", "API".into());
     push(

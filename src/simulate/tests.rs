@@ -424,8 +424,8 @@ fn output_of_a_seed_is_pinned() {
     );
 }
 
-const PINNED_DIGEST: &str = "34f43722e7bdfa2b6e3390f961b9a0c3b18f727728ccd03436699bfaa6721ab1";
-const PINNED_DIGEST_ALL: &str = "f1af56d5b63757cb6902b7797c918fe3b38c84e93bd4a953a3e660eccd324da8";
+const PINNED_DIGEST: &str = "db0956d49ee486ec55be7b7e1174be91e3edcb672ca2e0ca85a9bc925ce4e398";
+const PINNED_DIGEST_ALL: &str = "224136f47df63bebf4313c396187ea229bd16416b6c1f403bfab8ede788617eb";
 
 #[test]
 fn the_first_orders_do_not_depend_on_how_many_follow() {

@@ -77,7 +77,10 @@ async fn an_import_matches_the_ledger_opens_each_difference_and_changes_nothing_
         .clone();
     let dry = String::from_utf8_lossy(&dry).into_owned();
     assert!(dry.contains("dry run, nothing written"), "{dry}");
-    assert!(dry.contains("3 review item(s) would open"), "{dry}");
+    // Three differences of the settlement, and five fees that differ from
+    // the commission their payment's notice carried (the fixtures' notices
+    // say 5 %, the settlement charges 2.9 % + 0.30).
+    assert!(dry.contains("8 review item(s) would open"), "{dry}");
     assert_eq!(counts(&db).await, before, "the dry run wrote nothing");
 
     let first = import(&db, &["--payouts", &fixture("payouts.csv")])
@@ -92,7 +95,36 @@ async fn an_import_matches_the_ledger_opens_each_difference_and_changes_nothing_
         ),
         "{first}"
     );
-    assert!(first.contains("3 review item(s) opened"), "{first}");
+    assert!(first.contains("8 review item(s) opened"), "{first}");
+    let fee_items: Vec<(String, String)> = query(
+        &db,
+        "SELECT order_ref, details FROM review_items WHERE kind = 'fee_differs' \
+         AND status = 'open' ORDER BY order_ref",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        fee_items
+            .iter()
+            .map(|(o, _)| o.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "SHOP-1001",
+            "SHOP-1002",
+            "SHOP-1003",
+            "SHOP-1009",
+            "SHOP-1012"
+        ]
+    );
+    assert!(
+        fee_items[0].1.contains("settlement fee 3.35 EUR")
+            && fee_items[0].1.contains("commission was 5.35 EUR")
+            && fee_items[0].1.contains("difference -2.00 EUR"),
+        "{fee_items:?}"
+    );
     // The dry run said what the import did.
     let tail = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
     assert_eq!(
@@ -137,7 +169,7 @@ async fn an_import_matches_the_ledger_opens_each_difference_and_changes_nothing_
         "{details:?}"
     );
     let after = counts(&db).await;
-    assert_eq!(after, [before[0] + 11, before[1] + 3, before[2] + 3]);
+    assert_eq!(after, [before[0] + 11, before[1] + 3, before[2] + 8]);
 
     // Again: nothing changes, nothing opens, exit 0.
     import(&db, &["--payouts", &fixture("payouts.csv")])
@@ -419,10 +451,12 @@ async fn a_mapping_file_reads_another_export_and_the_tolerance_is_a_closed_bound
         .args(["settlement", "import", &fixture("other-export.csv")])
         .args(["--mapping", &fixture("mapping.toml")])
         .assert()
-        .success()
+        // The two sales' fees differ from their notices' commissions.
+        .code(1)
         .stdout(predicate::str::contains(
             "matched 3 (by order reference 0), differs 0, unknown 0",
-        ));
+        ))
+        .stdout(predicate::str::contains("fee_differs"));
     let kinds: Vec<(String, String)> = query(
         &db,
         "SELECT batch_id, kind FROM settlement_lines ORDER BY id",

@@ -670,6 +670,7 @@ fn review_kinds_have_fixed_string_forms() {
             "refund_not_debited",
             "payout_total_differs",
             "stale_order",
+            "fee_differs",
         ]
     );
 }
