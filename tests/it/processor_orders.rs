@@ -18,7 +18,7 @@ use crate::helpers::TestDb;
 use crate::helpers::amqp::test_key;
 
 /// What a notice says, for [`notice`].
-struct Notice<'a> {
+pub(crate) struct Notice<'a> {
     refno: &'a str,
     refnoext: &'a str,
     status: &'a str,
@@ -27,7 +27,7 @@ struct Notice<'a> {
 }
 
 impl<'a> Notice<'a> {
-    fn hosted(refno: &'a str, status: &'a str, total: &'a str) -> Self {
+    pub(crate) fn hosted(refno: &'a str, status: &'a str, total: &'a str) -> Self {
         Self {
             refno,
             refnoext: "",
@@ -40,7 +40,7 @@ impl<'a> Notice<'a> {
 
 /// A signed notice in the processor's field order (a subset of the 2023
 /// fixture's 110 fields, in their relative order).
-fn notice(n: &Notice<'_>) -> Vec<u8> {
+pub(crate) fn notice(n: &Notice<'_>) -> Vec<u8> {
     let fields: Vec<(&str, &str)> = vec![
         ("GIFT_ORDER", "0"),
         ("SALEDATE", "2026-11-03 10:00:00"),
@@ -115,7 +115,7 @@ fn notice(n: &Notice<'_>) -> Vec<u8> {
 
 /// Books with `notices` processed in this order, each from its own file,
 /// with `order_source` (none: the default).
-fn process(db: &TestDb, order_source: Option<&str>, notices: &[Vec<u8>]) -> String {
+pub(crate) fn process(db: &TestDb, order_source: Option<&str>, notices: &[Vec<u8>]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files = Vec::new();
     for (index, body) in notices.iter().enumerate() {
@@ -142,7 +142,7 @@ fn with_source(mut command: Command, order_source: Option<&str>) -> Command {
     command
 }
 
-fn json(command: &mut Command) -> Value {
+pub(crate) fn json(command: &mut Command) -> Value {
     let output = command.output().expect("runs");
     assert!(
         output.status.success(),
@@ -163,7 +163,7 @@ fn order(db: &TestDb, reference: &str) -> Option<Value> {
         .then(|| serde_json::from_slice(&output.stdout).expect("json"))
 }
 
-fn books() -> TestDb {
+pub(crate) fn books() -> TestDb {
     let db = TestDb::new();
     create_books(&db);
     db

@@ -1046,7 +1046,9 @@ mod tests {
 
     #[test]
     fn malformed_money_fields_are_named_without_their_value() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        /// The fields sent, the field the error names, the value it must not quote.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (&[("IPN_VAT[]", "1.005")], "IPN_VAT[]", "1.005"),
             (&[("IPN_VAT[]", "12,50")], "IPN_VAT[]", "12,50"),
             (&[("IPN_SHIPPING_TAX", "x1")], "IPN_SHIPPING_TAX", "x1"),
