@@ -99,7 +99,7 @@ async fn finance_report_shows_vat_and_commission_before_any_settlement_and_the_j
         sums,
         BTreeMap::from([
             ("commission".to_owned(), 550),
-            ("payment".to_owned(), 100_00),
+            ("payment".to_owned(), 10_000),
             ("vat".to_owned(), 1736),
         ])
     );
@@ -167,7 +167,7 @@ async fn finance_a_settlement_fee_replaces_the_commission_without_double_countin
     assert_eq!(sums["commission_settled"], 550);
     assert_eq!(sums["fee"], 550);
     assert_eq!(balances.values().sum::<i64>(), 0);
-    assert_eq!(balances["Processor clearing"], 77_14);
+    assert_eq!(balances["Processor clearing"], 7714);
     assert_eq!(balances["Processor commission (provisional)"], 0);
     let items = json(cli(&db).args(["review", "list", "--format", "json"]));
     assert!(
@@ -189,5 +189,5 @@ async fn finance_a_fee_beyond_the_tolerance_opens_fee_differs_and_still_replaces
     assert_eq!(t["fees"], "6.00");
     assert_eq!(t["net"], "76.64");
     let (_, balances) = journal(&db);
-    assert_eq!(balances["Processor clearing"], 76_64);
+    assert_eq!(balances["Processor clearing"], 7664);
 }
