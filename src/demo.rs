@@ -484,8 +484,9 @@ pub async fn compare(store: &Store, simulation: &Simulation) -> Result<Vec<Strin
 
 /// The review kinds of the settlement and the sweep, compared by
 /// [`compare_settlement`] rather than with each order's notifications.
-const SETTLEMENT_KINDS: [ReviewKind; 6] = [
+const SETTLEMENT_KINDS: [ReviewKind; 7] = [
     ReviewKind::SettlementUnknown,
+    ReviewKind::FeeDiffers,
     ReviewKind::SettlementAmountDiffers,
     ReviewKind::PayoutTotalDiffers,
     ReviewKind::UnsettledPayment,

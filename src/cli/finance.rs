@@ -274,7 +274,7 @@ pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
 
 /// The columns of `report --format csv`. Stable: new ones are added at the
 /// end, none is renamed or removed.
-pub const REPORT_CSV_COLUMNS: [&str; 12] = [
+pub const REPORT_CSV_COLUMNS: [&str; 17] = [
     "section",
     "name",
     "count",
@@ -287,6 +287,11 @@ pub const REPORT_CSV_COLUMNS: [&str; 12] = [
     "fees",
     "oldest_at",
     "oldest_age_seconds",
+    "vat",
+    "net_revenue",
+    "commission",
+    "expected_payout",
+    "settled_payout",
 ];
 
 /// The report as one rectangular CSV table, so that it opens in a
@@ -294,13 +299,14 @@ pub const REPORT_CSV_COLUMNS: [&str; 12] = [
 /// `orders_by_state` (name: state, count: orders), `totals` (name:
 /// currency, count: orders, and the amounts), `open_exceptions` (name:
 /// kind, count: open items, and the oldest's time and age),
-/// `notifications_by_outcome` (name: outcome, count: notifications).
+/// `notifications_by_outcome` (name: outcome, count: notifications),
+/// `payouts` (name: payout currency, expected and settled payout).
 /// Columns that do not apply are empty.
 fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), csv::Error> {
     let mut csv = csv::Writer::from_writer(out);
     csv.write_record(REPORT_CSV_COLUMNS)?;
     let count_row = |section: &str, name: &str, count: i64| {
-        let mut row = [""; 12].map(str::to_owned);
+        let mut row = [""; REPORT_CSV_COLUMNS.len()].map(str::to_owned);
         row[0] = section.to_owned();
         row[1] = name.to_owned();
         row[2] = count.to_string();
@@ -323,7 +329,20 @@ fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), cs
             &t.fees,
             "",
             "",
+            &t.vat,
+            &t.net_revenue,
+            &t.commission,
+            "",
+            "",
         ])?;
+    }
+    for p in &summary.payouts {
+        let mut row = [""; REPORT_CSV_COLUMNS.len()].map(str::to_owned);
+        row[0] = "payouts".to_owned();
+        row[1] = p.currency.clone();
+        row[15] = p.expected.clone();
+        row[16] = p.settled.clone();
+        csv.write_record(row)?;
     }
     for e in &summary.open_exceptions {
         let mut row = count_row("open_exceptions", e.kind.as_str(), e.open);

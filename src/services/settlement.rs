@@ -163,12 +163,20 @@ async fn import_in(
     let payments = settlement::ledger_payments(conn, &refnos, &order_refs, currencies).await?;
     let ids: Vec<i64> = payments.keys().copied().collect();
     let mut settled = settlement::settled_so_far(conn, &ids).await?;
-    let mut ordered: Vec<LedgerPayment> = payments.into_values().collect();
+    let mut ordered: Vec<LedgerPayment> = payments.values().cloned().collect();
     ordered.sort_by_key(|p| p.payment_id);
     let ledger = Ledger::new(ordered);
     let new_lines: Vec<SettlementLine> = new.iter().map(|(l, _)| (*l).clone()).collect();
     let matches = classify(&new_lines, &ledger, &mut settled, options.tolerance);
     tally(&mut summary, &new_lines, &matches);
+    // A fee that replaces a commission it differs from: an item of its
+    // own (the line itself matched).
+    for finding in fee_findings(&new_lines, &matches, &payments, options.tolerance) {
+        if !options.dry_run {
+            settlement::open_item(conn, &finding).await?;
+        }
+        summary.opened.push(finding);
+    }
 
     if !options.dry_run {
         for (chunk_number, chunk) in new.chunks(500).enumerate() {
@@ -231,6 +239,26 @@ async fn import_in(
         }
     }
     Ok(summary)
+}
+
+/// The `fee_differs` findings of the matched lines (in file order): a
+/// sale line's fee against the commission its payment's notice carried
+/// (see [`crate::domain::settlement::fee_finding`]).
+pub fn fee_findings(
+    lines: &[SettlementLine],
+    matches: &[crate::domain::settlement::LineMatch],
+    payments: &std::collections::HashMap<i64, LedgerPayment>,
+    tolerance: crate::domain::settlement::Tolerance,
+) -> Vec<Finding> {
+    lines
+        .iter()
+        .zip(matches)
+        .filter_map(|(line, m)| {
+            let (payment_id, ..) = m.payment.as_ref()?;
+            let payment = payments.get(payment_id)?;
+            crate::domain::settlement::fee_finding(line, m, payment, tolerance)
+        })
+        .collect()
 }
 
 /// The batches the files name (lines and payouts), each once.

@@ -188,7 +188,20 @@ pub fn fields(
             push(name, value);
         }
     }
-    let commission = step.amount / 20;
+    // The processor's commission, as its notices carry it: on a payment,
+    // the fee the settlement will charge with a fourth decimal the
+    // currency does not have (rounded half away from zero it is the fee:
+    // no `fee_differs`); a refund gives back the percentage part.
+    let commission = if step.amount > 0 {
+        let fee = money(super::settlement::sale_fee(step.amount, cur), cur);
+        if cur.exponent() == 0 {
+            format!("{fee}.4")
+        } else {
+            format!("{fee}4")
+        }
+    } else {
+        money(step.amount * 29 / 1000, cur)
+    };
     push("IPN_TOTALGENERAL", money(step.amount, cur));
     push("IPN_SHIPPING", money(0, cur));
     push(
@@ -196,7 +209,7 @@ pub fn fields(
         order.customer_reference.to_string(),
     );
     push("EXTERNAL_CUSTOMER_REFERENCE", String::new());
-    push("IPN_COMMISSION", money(commission, cur));
+    push("IPN_COMMISSION", commission);
     // The refund and chargeback fields are always there, empty (or NONE)
     // unless the step is about one; the step's other extra fields (a
     // refund's reason, which the reconciler does not know) right after

@@ -146,7 +146,7 @@ fn unit(currency: Currency) -> i64 {
 
 /// The processor's fee on a sale: 2.9 % plus 0.30 (in units of the
 /// currency, rounded down to its minor units).
-fn sale_fee(gross: i64, currency: Currency) -> i64 {
+pub(crate) fn sale_fee(gross: i64, currency: Currency) -> i64 {
     gross * 29 / 1000 + unit(currency) * 3 / 10
 }
 

@@ -335,7 +335,12 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
             "charged_back",
             "fees",
             "oldest_at",
-            "oldest_age_seconds"
+            "oldest_age_seconds",
+            "vat",
+            "net_revenue",
+            "commission",
+            "expected_payout",
+            "settled_payout"
         ]
     );
     let rows: Vec<Vec<String>> = reader
@@ -351,8 +356,8 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
     assert_eq!(
         find("totals", "USD"),
         [
-            "totals", "USD", "3", "338.99", "338.99", "49.99", "200.00", "0.00", "89.00", "0.00",
-            "", ""
+            "totals", "USD", "3", "338.99", "338.99", "49.99", "185.56", "0.00", "89.00", "0.00",
+            "", "", "0.00", "200.00", "14.44", "", ""
         ]
     );
     assert_eq!(
@@ -369,12 +374,17 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
             "",
             "",
             "",
+            "",
+            "",
+            "",
+            "",
+            "",
             ""
         ]
     );
     assert_eq!(find("open_exceptions", "suspect")[2], "2");
     assert_eq!(find("notifications_by_outcome", "ignored")[2], "5");
-    assert!(rows.iter().all(|r| r.len() == 12));
+    assert!(rows.iter().all(|r| r.len() == 17));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -318,6 +318,35 @@ pub(crate) fn totals(report: &serde_json::Value) -> Totals {
                 minor("reversed"),
                 minor("charged_back"),
                 minor("fees"),
+                // Net before the processor's commission: these figures
+                // are checked against the payments' gross amounts; the
+                // notice money (VAT, commission) has checks of its own
+                // (`notice_money_totals`).
+                minor("net_revenue") - minor("fees"),
+            ];
+            (currency, figures)
+        })
+        .collect()
+}
+
+/// Per currency, the notice-money figures of a report: `[vat,
+/// commission, net_revenue, net]` in minor units.
+pub(crate) fn notice_money_totals(report: &serde_json::Value) -> BTreeMap<String, [i64; 4]> {
+    report["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .map(|t| {
+            let currency = t["currency"].as_str().expect("currency").to_owned();
+            let minor = |name: &str| {
+                Money::iso(t[name].as_str().expect(name), &currency)
+                    .expect("an exact amount")
+                    .minor_units()
+            };
+            let figures = [
+                minor("vat"),
+                minor("commission"),
+                minor("net_revenue"),
                 minor("net"),
             ];
             (currency, figures)
@@ -656,6 +685,7 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
             "notifications_by_outcome",
             "open_exceptions",
             "orders_by_state",
+            "payouts",
             "period",
             "totals"
         ]
@@ -668,14 +698,17 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
         keys(&report["totals"][0]),
         [
             "charged_back",
+            "commission",
             "currency",
             "expected",
             "fees",
             "net",
+            "net_revenue",
             "orders",
             "paid",
             "refunded",
-            "reversed"
+            "reversed",
+            "vat"
         ]
     );
     assert_eq!(
@@ -702,7 +735,12 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
             "charged_back",
             "fees",
             "oldest_at",
-            "oldest_age_seconds"
+            "oldest_age_seconds",
+            "vat",
+            "net_revenue",
+            "commission",
+            "expected_payout",
+            "settled_payout"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
@@ -713,8 +751,8 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
     assert_eq!(
         usd.iter().collect::<Vec<_>>(),
         [
-            "totals", "USD", "2", "110.00", "190.00", "90.00", "70.00", "0.00", "30.00", "0.00",
-            "", ""
+            "totals", "USD", "2", "110.00", "190.00", "90.00", "67.51", "0.00", "30.00", "0.00",
+            "", "", "0.00", "70.00", "2.49", "", ""
         ]
     );
     let exception = rows

@@ -14,7 +14,7 @@ use ipn_reconciler::store::MIGRATIONS;
 use predicates::prelude::*;
 
 use crate::cli_reconcile::cli;
-use crate::finance_report::{query, report_json, scenario, totals};
+use crate::finance_report::{notice_money_totals, query, report_json, scenario, totals};
 use crate::helpers::TestDb;
 
 /// `export journal` of everything (its CSV unless told otherwise).
@@ -69,6 +69,12 @@ fn default_posting(movement: &str) -> (&'static str, &'static str) {
         "reversal" => ("Reversals", "Processor clearing"),
         "chargeback" => ("Chargebacks", "Processor clearing"),
         "fee" => ("Payment processing fees", "Processor clearing"),
+        "vat" => ("VAT collected by the processor", "Processor clearing"),
+        "vat_refund" => ("Processor clearing", "VAT collected by the processor"),
+        "commission" => ("Processor commission (provisional)", "Processor clearing"),
+        "commission_refund" | "commission_settled" => {
+            ("Processor clearing", "Processor commission (provisional)")
+        }
         other => panic!("unknown movement {other}"),
     }
 }
@@ -108,10 +114,9 @@ async fn the_journal_balances_and_its_sums_equal_the_report_of_the_same_period()
                 .or_default() += amount;
             *balance.entry((currency, credit.to_owned())).or_default() -= amount;
         }
-        let report = totals(&report_json(
-            db,
-            &["--by", "event", "--from", from, "--to", to],
-        ));
+        let report_value = report_json(db, &["--by", "event", "--from", from, "--to", to]);
+        let report = totals(&report_value);
+        let notice_money = notice_money_totals(&report_value);
         let sum = |currency: &str, movement: &str| {
             sums.get(&(currency.to_owned(), movement.to_owned()))
                 .copied()
@@ -150,7 +155,29 @@ async fn the_journal_balances_and_its_sums_equal_the_report_of_the_same_period()
                 .get(&(currency.clone(), "Processor clearing".to_owned()))
                 .copied()
                 .unwrap_or(0);
-            assert_eq!(clearing, t[7], "{currency} clearing is the net");
+            // [vat, commission, net revenue, net]
+            let n = notice_money[currency];
+            assert_eq!(clearing, n[3], "{currency} clearing is the net");
+            assert_eq!(
+                [
+                    sum(currency, "vat") - sum(currency, "vat_refund"),
+                    sum(currency, "commission")
+                        - sum(currency, "commission_refund")
+                        - sum(currency, "commission_settled"),
+                    sum(currency, "payment")
+                        - sum(currency, "refund")
+                        - sum(currency, "reversal")
+                        - sum(currency, "chargeback")
+                        - (sum(currency, "vat") - sum(currency, "vat_refund")),
+                ],
+                [n[0], n[1], n[2]],
+                "{currency} {from}..{to}: VAT, commission and net revenue"
+            );
+            assert_eq!(
+                n[3],
+                n[2] - n[1] - t[6],
+                "{currency}: net = net revenue - commission - fees"
+            );
         }
     }
     assert!(lines_seen > 20, "the journals held lines");
@@ -199,15 +226,21 @@ async fn the_journal_balances_and_its_sums_equal_the_report_of_the_same_period()
         of_order("FR-USD-5"),
         [
             ("payment".to_owned(), "1005".to_owned()),
+            ("commission".to_owned(), "1005".to_owned()),
             ("payment".to_owned(), "1055".to_owned()),
-            ("refund".to_owned(), "1055".to_owned())
+            ("commission".to_owned(), "1055".to_owned()),
+            ("refund".to_owned(), "1055".to_owned()),
+            ("commission_refund".to_owned(), "1055".to_owned())
         ]
     );
     assert_eq!(
         of_order("FR-GBP-6"),
         [
             ("payment".to_owned(), "1006".to_owned()),
-            ("refund".to_owned(), "1006".to_owned())
+            ("refund".to_owned(), "1006".to_owned()),
+            // The held refund's commission counts with its payment.
+            ("commission".to_owned(), "1006".to_owned()),
+            ("commission_refund".to_owned(), "1006".to_owned())
         ]
     );
     assert!(
@@ -343,8 +376,12 @@ async fn movements_are_append_only_and_books_kept_before_them_are_carried_over()
     }
 
     // Per payment and kind, the movements recorded as they happened.
+    // The kinds the version before kept (VAT and commission came later,
+    // from notice fields that version did not store).
     let per_payment = "SELECT m.order_id, m.processor_ref, m.kind, sum(m.amount_minor)::int8 \
-                       FROM money_movements m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+                       FROM money_movements m \
+                       WHERE m.kind IN ('payment', 'refund', 'reversal', 'chargeback') \
+                       GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
     let live: Vec<(i64, String, String, i64)> = client
         .query(per_payment, &[])
         .await

@@ -20,6 +20,7 @@ mod demo;
 mod docs;
 mod fault_volume;
 mod finance_metrics;
+mod finance_notice_money;
 mod finance_report;
 mod hostile_delivery;
 mod intake;

@@ -13,7 +13,7 @@ use ipn_reconciler::domain::Money;
 use predicates::prelude::*;
 
 use crate::cli_reconcile::{cli, create_books, import_and_process_fixtures};
-use crate::finance_report::{query, report_json, totals};
+use crate::finance_report::{notice_money_totals, query, report_json, totals};
 use crate::helpers::{TestDb, repo_path};
 
 fn fixture(name: &str) -> String {
@@ -77,7 +77,10 @@ async fn an_import_matches_the_ledger_opens_each_difference_and_changes_nothing_
         .clone();
     let dry = String::from_utf8_lossy(&dry).into_owned();
     assert!(dry.contains("dry run, nothing written"), "{dry}");
-    assert!(dry.contains("3 review item(s) would open"), "{dry}");
+    // Three differences of the settlement, and five fees that differ from
+    // the commission their payment's notice carried (the fixtures' notices
+    // say 5 %, the settlement charges 2.9 % + 0.30).
+    assert!(dry.contains("8 review item(s) would open"), "{dry}");
     assert_eq!(counts(&db).await, before, "the dry run wrote nothing");
 
     let first = import(&db, &["--payouts", &fixture("payouts.csv")])
@@ -92,7 +95,36 @@ async fn an_import_matches_the_ledger_opens_each_difference_and_changes_nothing_
         ),
         "{first}"
     );
-    assert!(first.contains("3 review item(s) opened"), "{first}");
+    assert!(first.contains("8 review item(s) opened"), "{first}");
+    let fee_items: Vec<(String, String)> = query(
+        &db,
+        "SELECT order_ref, details FROM review_items WHERE kind = 'fee_differs' \
+         AND status = 'open' ORDER BY order_ref",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        fee_items
+            .iter()
+            .map(|(o, _)| o.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "SHOP-1001",
+            "SHOP-1002",
+            "SHOP-1003",
+            "SHOP-1009",
+            "SHOP-1012"
+        ]
+    );
+    assert!(
+        fee_items[0].1.contains("settlement fee 3.35 EUR")
+            && fee_items[0].1.contains("commission was 5.35 EUR")
+            && fee_items[0].1.contains("difference -2.00 EUR"),
+        "{fee_items:?}"
+    );
     // The dry run said what the import did.
     let tail = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
     assert_eq!(
@@ -137,7 +169,7 @@ async fn an_import_matches_the_ledger_opens_each_difference_and_changes_nothing_
         "{details:?}"
     );
     let after = counts(&db).await;
-    assert_eq!(after, [before[0] + 11, before[1] + 3, before[2] + 3]);
+    assert_eq!(after, [before[0] + 11, before[1] + 3, before[2] + 8]);
 
     // Again: nothing changes, nothing opens, exit 0.
     import(&db, &["--payouts", &fixture("payouts.csv")])
@@ -314,7 +346,7 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
     }
     // Periods by the settlement date: fees settled 2026-11-30 are in a
     // report --by event of that day and not of the day before.
-    let day = totals(&report_json(
+    let day_report = report_json(
         &db,
         &[
             "--by",
@@ -324,7 +356,9 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
             "--to",
             "2026-11-30",
         ],
-    ));
+    );
+    let day = totals(&day_report);
+    let day_net = notice_money_totals(&day_report);
     let eve = totals(&report_json(
         &db,
         &[
@@ -391,9 +425,17 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
         );
         assert_eq!(
             clearing.get(currency).copied().unwrap_or(0),
-            t[7],
-            "{currency} net"
+            day_net[currency][3],
+            "{currency} net: the clearing account's balance"
         );
+        // [vat, commission, net revenue, net]
+        let n = day_net[currency];
+        assert_eq!(
+            n[1],
+            sum("commission") - sum("commission_refund") - sum("commission_settled"),
+            "{currency}: the commission still provisional"
+        );
+        assert_eq!(n[3], n[2] - n[1] - t[6], "{currency}: net");
     }
     assert_eq!(
         lines.iter().filter(|l| l["movement"] == "fee").count(),
@@ -409,10 +451,12 @@ async fn a_mapping_file_reads_another_export_and_the_tolerance_is_a_closed_bound
         .args(["settlement", "import", &fixture("other-export.csv")])
         .args(["--mapping", &fixture("mapping.toml")])
         .assert()
-        .success()
+        // The two sales' fees differ from their notices' commissions.
+        .code(1)
         .stdout(predicate::str::contains(
             "matched 3 (by order reference 0), differs 0, unknown 0",
-        ));
+        ))
+        .stdout(predicate::str::contains("fee_differs"));
     let kinds: Vec<(String, String)> = query(
         &db,
         "SELECT batch_id, kind FROM settlement_lines ORDER BY id",

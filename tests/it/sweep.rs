@@ -46,7 +46,8 @@ fn item(kind: &str, order: &str, refno: Option<&str>) -> (String, String, Option
 }
 
 /// Books with the fixtures processed, and a settlement that settles only
-/// SHOP-1001's payment and debits only 20.00 of SHOP-1002's 49.99 refunds.
+/// SHOP-1001's payment and debits only 20.00 of SHOP-1002's 49.99 refunds
+/// (the fees are the commissions the notices carried: no `fee_differs`).
 async fn books() -> TestDb {
     let db = TestDb::new();
     create_books(&db);
@@ -55,8 +56,8 @@ async fn books() -> TestDb {
     std::fs::write(
         file.path(),
         "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
-         S-1,71000101,SHOP-1001,sale,107.00,3.00,104.00,EUR,2026-11-30\n\
-         S-1,71000102,SHOP-1002,sale,49.99,1.00,48.99,USD,2026-11-30\n\
+         S-1,71000101,SHOP-1001,sale,107.00,5.35,101.65,EUR,2026-11-30\n\
+         S-1,71000102,SHOP-1002,sale,49.99,2.49,47.50,USD,2026-11-30\n\
          S-1,71000102,SHOP-1002,refund,-20.00,0,-20.00,USD,2026-11-30\n",
     )
     .expect("write");
@@ -179,7 +180,7 @@ async fn sweeps_raise_each_cause_once_as_time_passes_and_close_what_went_away() 
     std::fs::write(
         file.path(),
         "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
-         S-2,71000112,SHOP-1012,sale,89.00,2.00,87.00,EUR,2026-12-03\n\
+         S-2,71000112,SHOP-1012,sale,89.00,4.45,84.55,EUR,2026-12-03\n\
          S-2,71000102,SHOP-1002,refund,-29.99,0,-29.99,USD,2026-12-03\n",
     )
     .expect("write");

@@ -32,8 +32,17 @@
 //!   payment ([`PaymentFacts::charged_back`]): the money the card network
 //!   took back.
 //! - **fees**: the processor's fees, from settlement lines.
-//! - **net** = paid − refunded − reversed − charged back − fees: what the
-//!   merchant keeps, and the balance of the processor clearing account.
+//! - **VAT**: the VAT the capturing notice of each payment carried
+//!   (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`), less what refunds gave back.
+//! - **commission**: the processor's commission each capturing notice
+//!   carried (`IPN_COMMISSION`, rounded half away from zero per payment),
+//!   the provisional fee: less what refunds gave back, and released when a
+//!   settlement line's fee for the payment is imported (the fee replaces
+//!   it, never adds to it).
+//! - **net revenue** = paid − refunded − reversed − charged back − VAT:
+//!   revenue excluding VAT, before fees.
+//! - **net** = net revenue − commission − fees: what the merchant keeps,
+//!   and the balance of the processor clearing account.
 
 use std::collections::BTreeMap;
 
@@ -76,8 +85,21 @@ pub enum MovementKind {
     Reversal,
     /// A payment taken back by the card network.
     Chargeback,
-    /// The processor's fee.
+    /// The processor's fee (a settlement line's).
     Fee,
+    /// VAT the processor charged on a payment (it remits it: the
+    /// merchant's revenue excludes it).
+    Vat,
+    /// VAT given back by a refund.
+    VatRefund,
+    /// The processor's commission on a payment (`IPN_COMMISSION`): the
+    /// provisional fee until a settlement line's fee replaces it.
+    Commission,
+    /// Commission given back by a refund.
+    CommissionRefund,
+    /// A payment's provisional commission released when a settlement
+    /// line's fee for the payment is imported (the fee replaces it).
+    CommissionSettled,
 }
 
 /// A stored movement kind that this version does not know.
@@ -105,8 +127,11 @@ pub struct Movement {
 
 /// The money moved between two snapshots of an order's facts (`before` a
 /// decision and `after` it): per payment, the growth of its paid amount,
-/// of its counted refunds and of its chargeback. In REFNO order, then
-/// payment, refund, chargeback. Nothing for a decision that moved no money.
+/// of its counted refunds and of its chargeback, and of the VAT and
+/// commission its notices carried (the capture's, counted with the
+/// payment; the refunds', counted with the refunds). In REFNO order, then
+/// payment, refund, chargeback, VAT, VAT refunded, commission, commission
+/// refunded. Nothing for a decision that moved no money.
 ///
 /// Facts only grow, so every difference is positive or zero; the sum of an
 /// order's movements over its decisions is its final figures.
@@ -114,6 +139,7 @@ pub fn movements(before: &OrderFacts, after: &OrderFacts) -> Vec<Movement> {
     let currency = after.expected.currency();
     let empty = PaymentFacts::default();
     let mut moved = Vec::new();
+    let exponent = currency.exponent();
     for (processor_ref, now) in &after.payments {
         let was = before.payments.get(processor_ref).unwrap_or(&empty);
         let changes = [
@@ -127,6 +153,22 @@ pub fn movements(before: &OrderFacts, after: &OrderFacts) -> Vec<Movement> {
                 MovementKind::Chargeback,
                 was.charged_back(),
                 now.charged_back(),
+            ),
+            (MovementKind::Vat, was.counted_vat(), now.counted_vat()),
+            (
+                MovementKind::VatRefund,
+                was.counted_refunded_vat(),
+                now.counted_refunded_vat(),
+            ),
+            (
+                MovementKind::Commission,
+                was.counted_commission(exponent),
+                now.counted_commission(exponent),
+            ),
+            (
+                MovementKind::CommissionRefund,
+                was.counted_refunded_commission(exponent),
+                now.counted_refunded_commission(exponent),
             ),
         ];
         for (kind, from, to) in changes {
@@ -151,6 +193,16 @@ pub struct Figures {
     pub reversed: i64,
     pub charged_back: i64,
     pub fees: i64,
+    /// VAT of payments.
+    pub vat: i64,
+    /// VAT given back by refunds.
+    pub vat_refunded: i64,
+    /// Provisional commission of payments.
+    pub commission: i64,
+    /// Commission given back by refunds.
+    pub commission_refunded: i64,
+    /// Provisional commission released by a settlement fee.
+    pub commission_settled: i64,
 }
 
 impl Figures {
@@ -162,6 +214,11 @@ impl Figures {
             MovementKind::Reversal => &mut self.reversed,
             MovementKind::Chargeback => &mut self.charged_back,
             MovementKind::Fee => &mut self.fees,
+            MovementKind::Vat => &mut self.vat,
+            MovementKind::VatRefund => &mut self.vat_refunded,
+            MovementKind::Commission => &mut self.commission,
+            MovementKind::CommissionRefund => &mut self.commission_refunded,
+            MovementKind::CommissionSettled => &mut self.commission_settled,
         };
         *figure = figure.saturating_add(minor);
     }
@@ -174,16 +231,44 @@ impl Figures {
             MovementKind::Reversal => self.reversed,
             MovementKind::Chargeback => self.charged_back,
             MovementKind::Fee => self.fees,
+            MovementKind::Vat => self.vat,
+            MovementKind::VatRefund => self.vat_refunded,
+            MovementKind::Commission => self.commission,
+            MovementKind::CommissionRefund => self.commission_refunded,
+            MovementKind::CommissionSettled => self.commission_settled,
         }
     }
 
-    /// Paid − refunded − reversed − charged back − fees: what the merchant
-    /// keeps. Negative when more went out than came in.
-    pub fn net(&self) -> i64 {
+    /// VAT charged less VAT given back: what the processor owes the tax
+    /// authorities for these sales.
+    pub fn net_vat(&self) -> i64 {
+        self.vat.saturating_sub(self.vat_refunded)
+    }
+
+    /// The provisional commission still standing: commission of payments,
+    /// less what refunds gave back, less what settlement fees replaced.
+    pub fn open_commission(&self) -> i64 {
+        self.commission
+            .saturating_sub(self.commission_refunded)
+            .saturating_sub(self.commission_settled)
+    }
+
+    /// Net revenue excluding VAT: paid − refunded − reversed − charged
+    /// back − (VAT − VAT given back). Before fees and commission.
+    pub fn net_revenue(&self) -> i64 {
         self.paid
             .saturating_sub(self.refunded)
             .saturating_sub(self.reversed)
             .saturating_sub(self.charged_back)
+            .saturating_sub(self.net_vat())
+    }
+
+    /// Net revenue − open commission − fees: what the merchant keeps, the
+    /// balance of the processor clearing account. Negative when more went
+    /// out than came in.
+    pub fn net(&self) -> i64 {
+        self.net_revenue()
+            .saturating_sub(self.open_commission())
             .saturating_sub(self.fees)
     }
 }
@@ -226,6 +311,13 @@ pub enum Account {
     Chargebacks,
     /// Debited by the processor's fees.
     Fees,
+    /// VAT the processor charged and remits: debited by the VAT of
+    /// payments (a contra-revenue account), credited by VAT refunded.
+    Vat,
+    /// The processor's provisional commission: debited by the commission
+    /// of payments, credited by commission refunded and by commission a
+    /// settlement fee replaced.
+    Commission,
 }
 
 /// An account key that this version does not know.
@@ -251,6 +343,8 @@ impl Account {
             Account::Reversals => "Reversals",
             Account::Chargebacks => "Chargebacks",
             Account::Fees => "Payment processing fees",
+            Account::Vat => "VAT collected by the processor",
+            Account::Commission => "Processor commission (provisional)",
         }
     }
 }
@@ -264,6 +358,12 @@ pub fn posting(kind: MovementKind) -> (Account, Account) {
         MovementKind::Reversal => (Account::Reversals, Account::Clearing),
         MovementKind::Chargeback => (Account::Chargebacks, Account::Clearing),
         MovementKind::Fee => (Account::Fees, Account::Clearing),
+        MovementKind::Vat => (Account::Vat, Account::Clearing),
+        MovementKind::VatRefund => (Account::Clearing, Account::Vat),
+        MovementKind::Commission => (Account::Commission, Account::Clearing),
+        MovementKind::CommissionRefund | MovementKind::CommissionSettled => {
+            (Account::Clearing, Account::Commission)
+        }
     }
 }
 
@@ -386,7 +486,18 @@ mod tests {
     fn kinds_and_accounts_have_fixed_string_forms() {
         assert_string_forms!(
             MovementKind,
-            ["payment", "refund", "reversal", "chargeback", "fee"]
+            [
+                "payment",
+                "refund",
+                "reversal",
+                "chargeback",
+                "fee",
+                "vat",
+                "vat_refund",
+                "commission",
+                "commission_refund",
+                "commission_settled"
+            ]
         );
         assert_string_forms!(
             Account,
@@ -396,7 +507,9 @@ mod tests {
                 "refunds",
                 "reversals",
                 "chargebacks",
-                "fees"
+                "fees",
+                "vat",
+                "commission"
             ]
         );
     }
@@ -581,8 +694,17 @@ mod tests {
                 };
                 match step {
                     Step::Authorize(_) => p.1.authorized = true,
-                    Step::Pay(_) => p.1.paid = expected.minor_units(),
-                    Step::Refund(_, amount) => p.1.refunded += amount,
+                    Step::Pay(_) if p.1.paid == 0 => {
+                        p.1.paid = expected.minor_units();
+                        p.1.vat = 1_596;
+                        p.1.commission_e8 = 276_785_000;
+                    }
+                    Step::Pay(_) => {}
+                    Step::Refund(_, amount) => {
+                        p.1.refunded += amount;
+                        p.1.refunded_vat += amount / 5;
+                        p.1.refunded_commission_e8 += amount * 333_333;
+                    }
                     Step::Reverse(_) => p.1.reversed = true,
                 }
                 facts.payments.insert(refno(p.0), p.1);
@@ -596,6 +718,14 @@ mod tests {
             prop_assert_eq!(figures.refunded, facts.refunded());
             prop_assert_eq!(figures.charged_back, facts.charged_back());
             prop_assert_eq!(figures.reversed, 0);
+            let sum = |f: &dyn Fn(&PaymentFacts) -> i64| facts.payments.values().map(f).sum::<i64>();
+            prop_assert_eq!(figures.vat, sum(&|p| p.counted_vat()));
+            prop_assert_eq!(figures.vat_refunded, sum(&|p| p.counted_refunded_vat()));
+            prop_assert_eq!(figures.commission, sum(&|p| p.counted_commission(2)));
+            prop_assert_eq!(
+                figures.commission_refunded,
+                sum(&|p| p.counted_refunded_commission(2))
+            );
             let balances = trial_balance(lines);
             prop_assert_eq!(balances.values().sum::<i64>(), 0);
             let clearing = balances

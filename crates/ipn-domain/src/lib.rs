@@ -132,6 +132,7 @@ pub mod journal;
 pub mod layout;
 pub mod licence;
 pub mod money;
+pub mod notice_money;
 pub mod origin;
 pub mod pan;
 pub mod reconcile;

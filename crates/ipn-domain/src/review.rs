@@ -154,6 +154,8 @@ use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOuts
 /// - `settlement_amount_differs`, `payout_total_differs`: the processor's
 ///   figure is the true one (accept), the difference is written off, or
 ///   dismissed.
+/// - `fee_differs`: the settlement fee (which replaced the commission in
+///   the books) is the true one (accept), or dismiss.
 /// - `unsettled_payment`: the processor will never pay it out (write off),
 ///   or it was paid out some other way (accept), or dismiss.
 /// - `refund_not_debited`: the refund was made outside the processor, so no
@@ -183,6 +185,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::RefundNotDebited => &[MarkRefundedOutside, AcceptAsIs, Dismiss],
         ReviewKind::PayoutTotalDiffers => &[AcceptAsIs, WriteOff, Dismiss],
         ReviewKind::StaleOrder => &[AcceptAsIs, Dismiss],
+        ReviewKind::FeeDiffers => &[AcceptAsIs, Dismiss],
     }
 }
 
@@ -474,6 +477,7 @@ mod tests {
                 paid: if paid { 25_00 } else { 0 },
                 refunded,
                 reversed,
+                ..PaymentFacts::default()
             },
         )
     }

@@ -847,6 +847,50 @@ pub struct LedgerPayment {
     pub paid: i64,
     pub refunded: i64,
     pub charged_back: i64,
+    /// The commission the capturing notice carried, rounded (minor units
+    /// of `currency`), when it carried one: what a settlement fee for the
+    /// payment replaces ([`fee_finding`]).
+    pub commission: Option<i64>,
+}
+
+/// Whether a matched sale line's fee differs from the commission its
+/// payment's notice carried by more than `tolerance`: then a `fee_differs`
+/// finding. Compared only in the same currency (a line in the payout
+/// currency has its fee converted by the processor: nothing to compare
+/// exactly) and only when the notice carried a commission and the line a
+/// fee. The fee replaces the commission in the books either way.
+pub fn fee_finding(
+    line: &SettlementLine,
+    matched: &LineMatch,
+    payment: &LedgerPayment,
+    tolerance: Tolerance,
+) -> Option<Finding> {
+    let commission = payment.commission?;
+    let applies = matched.status == LineStatus::Matched
+        && line.kind == LineKind::Sale
+        && line.fee.is_positive()
+        && line.fee.currency() == payment.currency;
+    if !applies {
+        return None;
+    }
+    let difference = line.fee.minor_units().saturating_sub(commission);
+    if difference.saturating_abs() <= tolerance.minor_in(payment.currency) {
+        return None;
+    }
+    Some(Finding {
+        kind: ReviewKind::FeeDiffers,
+        order_ref: Some(payment.order_ref.clone()),
+        processor_ref: Some(payment.processor_ref.clone()),
+        details: format!(
+            "settlement fee {} for processor reference {} in batch {}; the notice's commission \
+             was {} (difference {}); the fee replaces the commission",
+            line.fee,
+            payment.processor_ref,
+            line.batch_id,
+            Money::from_minor(commission, payment.currency),
+            Money::from_minor(difference, payment.currency),
+        ),
+    })
 }
 
 /// What earlier lines (earlier imports, earlier lines of the file) already
@@ -1423,6 +1467,7 @@ mod tests {
             paid,
             refunded: 0,
             charged_back: 0,
+            commission: None,
         }
     }
 

@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
 use super::layout::{Layout, LayoutError};
-use super::money::{Currencies, Money};
+use super::money::{Currencies, Currency, Money};
+use super::notice_money::{Commission, NoticeMoney, Rate};
 use super::pan::find_pan_fields;
 use super::status::{OrderStatus, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
@@ -343,6 +344,8 @@ pub struct PaymentEvent {
     pub pan_fields: Vec<String>,
     /// The line items that name a subscription (`IPN_LICENSE_REF[i]`).
     pub licences: Vec<crate::subscription::LicenceLine>,
+    /// VAT, commission and the payout side ([`tokenize_money`]).
+    pub money: NoticeMoney,
 }
 
 impl fmt::Debug for PaymentEvent {
@@ -369,6 +372,7 @@ impl fmt::Debug for PaymentEvent {
             )
             .field("pan_fields", &self.pan_fields)
             .field("licences", &self.licences)
+            .field("money", &self.money)
             .finish()
     }
 }
@@ -463,6 +467,8 @@ pub fn tokenize(
         .map(parse_payment_method)
         .transpose()?;
 
+    let money = tokenize_money(form, amount.currency(), currencies, &pan_fields)?;
+
     let identity = EventIdentity::of(form).map_err(|_| TokenizeError::InvalidField {
         field: fields::IPN_DATE,
         reason: "the form cannot be grouped",
@@ -489,6 +495,7 @@ pub fn tokenize(
         }),
         pan_fields,
         licences: crate::subscription::licence_lines(form)?,
+        money,
     })
 }
 
@@ -580,6 +587,128 @@ fn parse_date(
     }
 }
 
+/// Field names of the money a notice carries beside its gross
+/// (docs/protocol.md, "The money fields"; [`tokenize_money`]).
+pub mod money_fields {
+    /// VAT per line item, order currency.
+    pub const IPN_VAT: &str = "IPN_VAT[]";
+    /// VAT on shipping, order currency.
+    pub const IPN_SHIPPING_TAX: &str = "IPN_SHIPPING_TAX";
+    /// The processor's commission, order currency, possibly more decimals.
+    pub const IPN_COMMISSION: &str = "IPN_COMMISSION";
+    /// What the notice adds to the payout, in `PAYOUT_CURRENCY`.
+    pub const PAYABLE_AMOUNT: &str = "PAYABLE_AMOUNT";
+    pub const PAYOUT_CURRENCY: &str = "PAYOUT_CURRENCY";
+    pub const FX_RATE: &str = "FX_RATE";
+    pub const FX_MARKUP: &str = "FX_MARKUP";
+
+    /// Every money field: their values are stored, so a card number in
+    /// one refuses the notification like one in [`super::STORED_FIELDS`].
+    pub const ALL: [&str; 7] = [
+        IPN_VAT,
+        IPN_SHIPPING_TAX,
+        IPN_COMMISSION,
+        PAYABLE_AMOUNT,
+        PAYOUT_CURRENCY,
+        FX_RATE,
+        FX_MARKUP,
+    ];
+}
+
+/// The money a notice carries beside its gross, read exactly
+/// ([`crate::notice_money`]): VAT (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`) and
+/// the commission (`IPN_COMMISSION`) in `order_currency`, the payable
+/// amount (`PAYABLE_AMOUNT`) in `PAYOUT_CURRENCY` read with `currencies`,
+/// and the rates (`FX_RATE`, `FX_MARKUP`) as exact text.
+///
+/// Absent or empty fields are allowed and give `None`. A malformed value
+/// is [`TokenizeError::InvalidField`] naming the field, never the value;
+/// a card number in any of them (`pan_fields`, from the PAN guard) refuses
+/// the notification.
+pub fn tokenize_money(
+    form: &FormBody,
+    order_currency: Currency,
+    currencies: &Currencies,
+    pan_fields: &[String],
+) -> Result<NoticeMoney, TokenizeError> {
+    use money_fields as f;
+    if let Some(field) = f::ALL
+        .into_iter()
+        .find(|name| pan_fields.iter().any(|found| found == name))
+    {
+        return Err(TokenizeError::PanInAllowListedField { field });
+    }
+    let amount = |field: &'static str, value: &str, currency: Currency| {
+        Money::parse_amount(value, currency).map_err(|err| TokenizeError::InvalidField {
+            field,
+            reason: err.reason(),
+        })
+    };
+    let sum = |field: &'static str, a: Money, b: Money| {
+        a.checked_add(&b).ok_or(TokenizeError::InvalidField {
+            field,
+            reason: "amount is out of range",
+        })
+    };
+
+    let mut vat: Option<Money> = None;
+    let vat_parts = form
+        .values(f::IPN_VAT)
+        .map(|v| (f::IPN_VAT, v))
+        .chain(optional(form, f::IPN_SHIPPING_TAX).map(|v| (f::IPN_SHIPPING_TAX, v)));
+    for (field, value) in vat_parts.filter(|(_, v)| !v.is_empty()) {
+        let part = amount(field, value, order_currency)?;
+        vat = Some(match vat {
+            Some(total) => sum(field, total, part)?,
+            None => part,
+        });
+    }
+
+    let commission = optional(form, f::IPN_COMMISSION)
+        .map(|value| {
+            Commission::parse(value, order_currency).map_err(|err| TokenizeError::InvalidField {
+                field: f::IPN_COMMISSION,
+                reason: err.reason(),
+            })
+        })
+        .transpose()?;
+
+    let payable = match optional(form, f::PAYABLE_AMOUNT) {
+        None => None,
+        Some(value) => {
+            let code = optional(form, f::PAYOUT_CURRENCY).ok_or(TokenizeError::InvalidField {
+                field: f::PAYOUT_CURRENCY,
+                reason: "missing while PAYABLE_AMOUNT is sent",
+            })?;
+            let currency =
+                currencies
+                    .currency(code)
+                    .map_err(|err| TokenizeError::InvalidField {
+                        field: f::PAYOUT_CURRENCY,
+                        reason: err.reason(),
+                    })?;
+            Some(amount(f::PAYABLE_AMOUNT, value, currency)?)
+        }
+    };
+    let rate = |field: &'static str| {
+        optional(form, field)
+            .map(|value| {
+                Rate::parse(value).map_err(|err| TokenizeError::InvalidField {
+                    field,
+                    reason: err.reason(),
+                })
+            })
+            .transpose()
+    };
+    Ok(NoticeMoney {
+        vat,
+        commission,
+        payable,
+        fx_rate: rate(f::FX_RATE)?,
+        fx_markup: rate(f::FX_MARKUP)?,
+    })
+}
+
 /// Events for the unit tests of other modules.
 #[cfg(test)]
 pub(crate) mod tests_support {
@@ -616,6 +745,7 @@ pub(crate) mod tests_support {
             customer_pseudonym: None,
             pan_fields: Vec::new(),
             licences: Vec::new(),
+            money: Default::default(),
         }
     }
 }
@@ -894,6 +1024,92 @@ mod tests {
         assert_ne!(
             base.identity, other.identity,
             "another value, another notice"
+        );
+    }
+
+    #[test]
+    fn the_money_fields_are_read_exactly() {
+        let event = ok(&[
+            ("CURRENCY", Some("RON")),
+            ("IPN_TOTALGENERAL", Some("119.00")),
+            ("IPN_VAT[]", Some("15.96")),
+            ("IPN_VAT[]", Some("3.04")),
+            ("IPN_SHIPPING_TAX", Some("0.50")),
+            ("IPN_COMMISSION", Some("2.7678")),
+            ("FX_RATE", Some("0.20810660205937")),
+            ("FX_MARKUP", Some("4")),
+            ("PAYABLE_AMOUNT", Some("-0.57")),
+            ("PAYOUT_CURRENCY", Some("USD")),
+        ]);
+        let money = &event.money;
+        assert_eq!(money.vat, Some(Money::iso("19.50", "RON").unwrap()));
+        let commission = money.commission.unwrap();
+        assert_eq!(commission.e8(), 276_780_000, "exact, four decimals");
+        assert_eq!(commission.rounded(), Money::iso("2.77", "RON").unwrap());
+        assert_eq!(money.payable, Some(Money::iso("-0.57", "USD").unwrap()));
+        assert_eq!(
+            money.fx_rate.as_ref().map(|r| r.as_str()),
+            Some("0.20810660205937")
+        );
+        assert_eq!(money.fx_markup.as_ref().map(|r| r.as_str()), Some("4"));
+    }
+
+    #[test]
+    fn missing_money_fields_book_nothing() {
+        assert!(ok(&[]).money.is_empty());
+        let event = ok(&[
+            ("IPN_VAT[]", Some("")),
+            ("IPN_SHIPPING_TAX", Some("")),
+            ("IPN_COMMISSION", Some("")),
+        ]);
+        assert!(event.money.is_empty());
+    }
+
+    #[test]
+    fn malformed_money_fields_are_named_without_their_value() {
+        /// The fields sent, the field the error names, the value it must not quote.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (&[("IPN_VAT[]", "1.005")], "IPN_VAT[]", "1.005"),
+            (&[("IPN_VAT[]", "12,50")], "IPN_VAT[]", "12,50"),
+            (&[("IPN_SHIPPING_TAX", "x1")], "IPN_SHIPPING_TAX", "x1"),
+            (
+                &[("IPN_COMMISSION", "2.7678e1")],
+                "IPN_COMMISSION",
+                "2.7678e1",
+            ),
+            (
+                &[("IPN_COMMISSION", "1.123456789")],
+                "IPN_COMMISSION",
+                "1.123456789",
+            ),
+            (
+                &[("PAYABLE_AMOUNT", "1.234"), ("PAYOUT_CURRENCY", "USD")],
+                "PAYABLE_AMOUNT",
+                "1.234",
+            ),
+            (&[("PAYABLE_AMOUNT", "1.23")], "PAYOUT_CURRENCY", "1.23"),
+            (
+                &[("PAYABLE_AMOUNT", "1.23"), ("PAYOUT_CURRENCY", "US$")],
+                "PAYOUT_CURRENCY",
+                "US$",
+            ),
+            (&[("FX_RATE", "-0.2")], "FX_RATE", "-0.2"),
+            (&[("FX_MARKUP", "4%")], "FX_MARKUP", "4%"),
+        ];
+        for (changes, field, value) in cases {
+            let changes: Vec<_> = changes.iter().map(|(n, v)| (*n, Some(*v))).collect();
+            let error = err(&changes);
+            assert_eq!(error.field(), *field, "{changes:?}");
+            assert_eq!(error.reason(), "invalid_field");
+            assert!(!format!("{error} {error:?}").contains(value), "{error}");
+        }
+        let error = err(&[("PAYABLE_AMOUNT", Some("4111111111111111"))]);
+        assert_eq!(
+            error,
+            TokenizeError::PanInAllowListedField {
+                field: "PAYABLE_AMOUNT"
+            }
         );
     }
 

@@ -231,6 +231,9 @@ pub(super) struct PaymentRow {
     pub(super) paid_minor: i64,
     pub(super) refunded_minor: i64,
     pub(super) reversed: bool,
+    /// VAT, commission and the payout side.
+    #[diesel(embed)]
+    pub(super) money: super::notice_money::PaymentMoneyRow,
 }
 
 /// Loads an order's facts: the order row and its payments.
@@ -265,17 +268,17 @@ pub(super) fn facts_of(
         payments: rows
             .into_iter()
             .map(|row| {
-                (
-                    row.processor_ref,
-                    PaymentFacts {
-                        authorized: row.authorized,
-                        paid: row.paid_minor,
-                        refunded: row.refunded_minor,
-                        reversed: row.reversed,
-                    },
-                )
+                let mut facts = PaymentFacts {
+                    authorized: row.authorized,
+                    paid: row.paid_minor,
+                    refunded: row.refunded_minor,
+                    reversed: row.reversed,
+                    ..PaymentFacts::default()
+                };
+                row.money.fill(&mut facts, currencies)?;
+                Ok((row.processor_ref, facts))
             })
-            .collect(),
+            .collect::<Result<_, StoreError>>()?,
         processor_ref: order.processor_ref.clone(),
     })
 }
@@ -466,6 +469,7 @@ pub(super) async fn stored_event(
         pan_fields: Vec::new(),
         // Recorded when the notice was first processed (subscriptions).
         licences: Vec::new(),
+        money: Default::default(),
     })
 }
 

@@ -578,13 +578,14 @@ fn lock_orders<'a>(
         .select((orders::order_ref, OrderRow::as_select()))
         .for_update()
         .load::<(String, OrderRow)>(&mut &*conn);
-    let payment_rows = diesel::sql_query(
+    let payment_rows = diesel::sql_query(format!(
         "SELECT p.order_id, p.processor_ref, p.authorized, p.paid_minor, p.refunded_minor, \
-                p.reversed \
+                p.reversed, {} \
          FROM orders AS o \
          CROSS JOIN LATERAL (SELECT * FROM payments WHERE order_id = o.id OFFSET 0) AS p \
          WHERE o.order_ref = ANY($1)",
-    )
+        super::notice_money::SELECT_COLUMNS
+    ))
     .bind::<Array<Text>, _>(order_refs.to_vec())
     .reused()
     .load::<PaymentRow>(&mut &*conn);
@@ -1126,6 +1127,7 @@ fn write_orders<'a>(
                 .execute(&mut &*conn),
         );
     }
+    statements.extend(super::notice_money::write_payment_money(conn, &changed));
     statements
 }
 
@@ -1389,6 +1391,7 @@ mod tests {
             customer_pseudonym: None,
             pan_fields: Vec::new(),
             licences: Vec::new(),
+            money: Default::default(),
         }
     }
 

@@ -207,7 +207,8 @@ impl Store {
         period: &ReportPeriod,
     ) -> Result<BTreeMap<Currency, i64>, StoreError> {
         let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
-        for fee in self.fee_movements(period).await? {
+        let moved = self.fee_movements(period).await?;
+        for fee in moved.iter().filter(|m| m.kind == MovementKind::Fee) {
             let sum = fees.entry(fee.amount.currency()).or_default();
             *sum = sum.saturating_add(fee.amount.minor_units());
         }

@@ -504,6 +504,7 @@ impl Store {
                     paid,
                     refunded,
                     reversed,
+                    ..PaymentFacts::default()
                 };
                 PaymentView {
                     processor_ref,

@@ -35,7 +35,7 @@ pub struct CurrencyTotals {
     pub paid: String,
     /// Refunds of paid payments.
     pub refunded: String,
-    /// Paid − refunded − reversed − charged back − fees.
+    /// Net revenue − commission − fees: what the merchant keeps.
     pub net: String,
     /// Captured money returned by a reversal that is not a chargeback.
     pub reversed: String,
@@ -43,9 +43,31 @@ pub struct CurrencyTotals {
     pub charged_back: String,
     /// The processor's fees, from settlement lines.
     pub fees: String,
+    /// VAT the processor charged on the payments, less what refunds gave
+    /// back (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`).
+    pub vat: String,
+    /// The processor's provisional commission (`IPN_COMMISSION`, rounded
+    /// per payment), less what refunds gave back and what a settlement
+    /// fee replaced: the fee of the payments not settled yet.
+    pub commission: String,
+    /// Paid − refunded − reversed − charged back − VAT: revenue excluding
+    /// VAT, before fees and commission.
+    pub net_revenue: String,
     /// The same figures in minor units, for code (not exported).
     #[serde(skip)]
     pub figures: Figures,
+}
+
+/// The payout of one payout currency in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PayoutTotals {
+    pub currency: String,
+    /// `Σ PAYABLE_AMOUNT` of the counted payments and refunds (negative
+    /// values included): what the processor's notices say it owes.
+    pub expected: String,
+    /// The payouts of the imported payout files (paid on a day in the
+    /// period).
+    pub settled: String,
 }
 
 /// Which orders and movements a report counts.
@@ -113,6 +135,9 @@ pub struct FinanceSummary {
     pub orders_by_state: Vec<(OrderState, i64)>,
     /// Per currency, in code order.
     pub totals: Vec<CurrencyTotals>,
+    /// Per payout currency, in code order: the payout the notices expect
+    /// beside what settlement files say.
+    pub payouts: Vec<PayoutTotals>,
     /// Items open now that were opened before the period's end, by kind.
     pub open_exceptions: Vec<OpenExceptions>,
     /// `(outcome, notifications)` of the notifications received in the
@@ -182,22 +207,15 @@ impl FinanceSummary {
         writeln!(out, "  {:<20} {total:>7}", "total")?;
         writeln!(
             out,
-            "\nTotals per currency (net = paid - refunded - reversed - charged back - fees)"
+            "\nTotals per currency (net revenue = paid - refunded - reversed - charged back - VAT; \
+             net = net revenue - commission - fees)"
         )?;
-        fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 9]) -> std::io::Result<()> {
-            writeln!(
-                out,
-                "  {:<4} {:>6} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                cells[5],
-                cells[6],
-                cells[7],
-                cells[8]
-            )
+        fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 12]) -> std::io::Result<()> {
+            write!(out, "  {:<4} {:>6}", cells[0], cells[1])?;
+            for cell in &cells[2..] {
+                write!(out, " {cell:>13}")?;
+            }
+            writeln!(out)
         }
         row(
             out,
@@ -209,6 +227,9 @@ impl FinanceSummary {
                 "REFUNDED",
                 "REVERSED",
                 "CHARGED BACK",
+                "VAT",
+                "NET REVENUE",
+                "COMMISSION",
                 "FEES",
                 "NET",
             ],
@@ -227,9 +248,28 @@ impl FinanceSummary {
                     &t.refunded,
                     &t.reversed,
                     &t.charged_back,
+                    &t.vat,
+                    &t.net_revenue,
+                    &t.commission,
                     &t.fees,
                     &t.net,
                 ],
+            )?;
+        }
+        writeln!(
+            out,
+            "\nPayouts per payout currency (expected from the notices)"
+        )?;
+        if summary.payouts.is_empty() {
+            writeln!(out, "  (none)")?;
+        } else {
+            writeln!(out, "  {:<4} {:>13} {:>13}", "CUR", "EXPECTED", "SETTLED")?;
+        }
+        for p in &summary.payouts {
+            writeln!(
+                out,
+                "  {:<4} {:>13} {:>13}",
+                p.currency, p.expected, p.settled
             )?;
         }
         writeln!(out, "\nOpen exceptions by kind")?;
@@ -410,6 +450,14 @@ struct TotalsRow {
     reversed: i64,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     charged_back: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    vat: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    vat_refunded: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    commission: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    commission_refunded: i64,
 }
 
 #[derive(QueryableByName)]
@@ -442,13 +490,13 @@ impl Store {
         period: &ReportPeriod,
     ) -> Result<FinanceSummary, StoreError> {
         let period = *period;
-        let fees = self.fees_by_currency(&period).await?;
+        let settled = self.fee_movements(&period).await?;
         let mut conn = self.conn().await?;
         conn.build_transaction()
             .read_only()
             .repeatable_read()
             .run::<_, StoreError, _>(async |conn| {
-                report_in(conn, period, fees, self.currencies()).await
+                report_in(conn, period, settled, self.currencies()).await
             })
             .await
     }
@@ -457,7 +505,7 @@ impl Store {
 async fn report_in(
     conn: &mut diesel_async::AsyncPgConnection,
     period: ReportPeriod,
-    fees: std::collections::BTreeMap<Currency, i64>,
+    settled: Vec<super::journal::JournalMovement>,
     currencies: &Currencies,
 ) -> Result<FinanceSummary, StoreError> {
     use diesel::sql_types::{Nullable, Timestamptz};
@@ -474,10 +522,21 @@ async fn report_in(
                         coalesce(sum(p.paid), 0)::int8 AS paid, \
                         coalesce(sum(p.refunded), 0)::int8 AS refunded, \
                         coalesce(sum(m.reversed), 0)::int8 AS reversed, \
-                        coalesce(sum(p.charged_back), 0)::int8 AS charged_back \
+                        coalesce(sum(p.charged_back), 0)::int8 AS charged_back, \
+                        coalesce(sum(p.vat), 0)::int8 AS vat, \
+                        coalesce(sum(p.vat_refunded), 0)::int8 AS vat_refunded, \
+                        coalesce(sum(p.commission), 0)::int8 AS commission, \
+                        coalesce(sum(p.commission_refunded), 0)::int8 AS commission_refunded \
                  FROM orders AS o \
                  LEFT JOIN LATERAL ( \
                      SELECT sum(paid_minor) AS paid, \
+                            sum(CASE WHEN paid_minor > 0 THEN vat_minor ELSE 0 END) AS vat, \
+                            sum(CASE WHEN paid_minor > 0 THEN refunded_vat_minor ELSE 0 END) \
+                                AS vat_refunded, \
+                            sum(CASE WHEN paid_minor > 0 THEN commission_minor ELSE 0 END) \
+                                AS commission, \
+                            sum(CASE WHEN paid_minor > 0 THEN refunded_commission_minor \
+                                     ELSE 0 END) AS commission_refunded, \
                             sum(CASE WHEN paid_minor > 0 THEN refunded_minor ELSE 0 END) \
                                 AS refunded, \
                             sum(CASE WHEN paid_minor > 0 AND reversed THEN paid_minor ELSE 0 END) \
@@ -510,13 +569,22 @@ async fn report_in(
                             sum(amount_minor) FILTER (WHERE kind = 'payment') AS paid, \
                             sum(amount_minor) FILTER (WHERE kind = 'refund') AS refunded, \
                             sum(amount_minor) FILTER (WHERE kind = 'reversal') AS reversed, \
-                            sum(amount_minor) FILTER (WHERE kind = 'chargeback') AS charged_back \
+                            sum(amount_minor) FILTER (WHERE kind = 'chargeback') AS charged_back, \
+                            sum(amount_minor) FILTER (WHERE kind = 'vat') AS vat, \
+                            sum(amount_minor) FILTER (WHERE kind = 'vat_refund') AS vat_refunded, \
+                            sum(amount_minor) FILTER (WHERE kind = 'commission') AS commission, \
+                            sum(amount_minor) FILTER (WHERE kind = 'commission_refund') \
+                                AS commission_refunded \
                      FROM moved GROUP BY currency) \
                  SELECT money.currency, coalesce(moved_orders.orders, 0)::int8 AS orders, \
                         coalesce(moved_orders.expected, 0)::int8 AS expected, \
                         coalesce(paid, 0)::int8 AS paid, coalesce(refunded, 0)::int8 AS refunded, \
                         coalesce(reversed, 0)::int8 AS reversed, \
-                        coalesce(charged_back, 0)::int8 AS charged_back \
+                        coalesce(charged_back, 0)::int8 AS charged_back, \
+                        coalesce(vat, 0)::int8 AS vat, \
+                        coalesce(vat_refunded, 0)::int8 AS vat_refunded, \
+                        coalesce(commission, 0)::int8 AS commission, \
+                        coalesce(commission_refunded, 0)::int8 AS commission_refunded \
                  FROM money LEFT JOIN moved_orders USING (currency) \
                  ORDER BY money.currency",
                 in_period("created_at")
@@ -564,13 +632,23 @@ async fn report_in(
             refunded: row.refunded,
             reversed: row.reversed,
             charged_back: row.charged_back,
-            fees: 0,
+            vat: row.vat,
+            vat_refunded: row.vat_refunded,
+            commission: row.commission,
+            commission_refunded: row.commission_refunded,
+            ..Figures::default()
         };
         by_currency.insert(code, (row.orders, row.expected, figures));
     }
-    for (code, minor) in fees {
-        by_currency.entry(code).or_default().2.fees = minor;
+    // Settlement lines: the fees, and the commission they replaced.
+    for fee in settled {
+        by_currency
+            .entry(fee.amount.currency())
+            .or_default()
+            .2
+            .add(fee.kind, fee.amount.minor_units());
     }
+    let payouts = super::payouts::payout_totals(conn, &period, currencies).await?;
     let totals = by_currency
         .into_iter()
         .map(|(code, (orders, expected, figures))| {
@@ -585,6 +663,9 @@ async fn report_in(
                 reversed: money(figures.reversed),
                 charged_back: money(figures.charged_back),
                 fees: money(figures.fees),
+                vat: money(figures.net_vat()),
+                commission: money(figures.open_commission()),
+                net_revenue: money(figures.net_revenue()),
                 figures,
             }
         })
@@ -593,6 +674,7 @@ async fn report_in(
         period,
         orders_by_state: states.into_iter().map(|r| (r.status, r.n)).collect(),
         totals,
+        payouts,
         open_exceptions: exceptions
             .into_iter()
             .map(|r| OpenExceptions {

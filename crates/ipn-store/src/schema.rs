@@ -36,6 +36,18 @@ diesel::table! {
         reversed -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        vat_minor -> Int8,
+        commission_e8 -> Int8,
+        commission_minor -> Int8,
+        payable_minor -> Nullable<Int8>,
+        payout_currency -> Nullable<Text>,
+        fx_rate -> Nullable<Text>,
+        fx_markup -> Nullable<Text>,
+        refunded_vat_minor -> Int8,
+        refunded_commission_e8 -> Int8,
+        refunded_commission_minor -> Int8,
+        refunded_payable_minor -> Nullable<Int8>,
+        refunded_payout_currency -> Nullable<Text>,
     }
 }
 

@@ -64,6 +64,8 @@ struct PaymentRow {
     refunded: i64,
     #[diesel(sql_type = BigInt)]
     charged_back: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    commission: Option<i64>,
 }
 
 #[derive(QueryableByName)]
@@ -138,7 +140,8 @@ pub async fn ledger_payments(
                         p.paid_minor AS paid, \
                         CASE WHEN p.paid_minor > 0 THEN p.refunded_minor ELSE 0 END AS refunded, \
                         CASE WHEN p.paid_minor > 0 AND p.reversed THEN p.paid_minor ELSE 0 END \
-                            AS charged_back \
+                            AS charged_back, \
+                        CASE WHEN p.commission_e8 > 0 THEN p.commission_minor END AS commission \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
                  WHERE {column} = ANY($1)"
             ))
@@ -160,6 +163,7 @@ pub async fn ledger_payments(
                         paid: row.paid,
                         refunded: row.refunded,
                         charged_back: row.charged_back,
+                        commission: row.commission,
                     },
                 );
             }
@@ -664,7 +668,8 @@ pub(super) async fn fee_movements_in(
     .bind::<Nullable<Timestamptz>, _>(period.to)
     .load(conn)
     .await?;
-    rows.into_iter()
+    let mut moved = rows
+        .into_iter()
         .map(|r| {
             Ok(JournalMovement {
                 at: r.settled_at,
@@ -674,5 +679,8 @@ pub(super) async fn fee_movements_in(
                 amount: Money::from_minor(r.fee_minor, currency_of(currencies, &r.currency)?),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    moved.extend(super::payouts::commission_settled_in(conn, period, currencies).await?);
+    moved.sort_by_key(|m| m.at);
+    Ok(moved)
 }

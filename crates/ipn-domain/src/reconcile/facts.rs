@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::money::Money;
+use crate::notice_money::{Rate, round_e8_to_minor};
 use crate::status::OrderState;
 
 /// What we know about one payment of an order: the notifications under one
@@ -31,6 +32,25 @@ pub struct PaymentFacts {
     /// A REVERSED was received under this reference: before capture it
     /// releases the authorization, after capture it is a chargeback.
     pub reversed: bool,
+    /// The money of the notice that captured the payment (set with `paid`,
+    /// once): its VAT in minor units of the order's currency (absolute).
+    pub vat: i64,
+    /// Its commission, exact, in 10⁻⁸ of the order currency's major unit
+    /// (absolute; see [`crate::notice_money::Commission`]).
+    pub commission_e8: i64,
+    /// Its `PAYABLE_AMOUNT` in `PAYOUT_CURRENCY`, signed as sent.
+    pub payable: Option<Money>,
+    /// Its `FX_RATE` and `FX_MARKUP`, exact text.
+    pub fx_rate: Option<Rate>,
+    pub fx_markup: Option<Rate>,
+    /// The VAT the refunds under this reference gave back: the sum of
+    /// their absolute VAT, held like `refunded` until the payment arrives.
+    pub refunded_vat: i64,
+    /// The commission the refunds gave back, exact (10⁻⁸), absolute sum.
+    pub refunded_commission_e8: i64,
+    /// The refunds' `PAYABLE_AMOUNT` summed, signed as sent, in the
+    /// capture's payout currency (or the first refund's, before it).
+    pub refunded_payable: Option<Money>,
 }
 
 /// How one payment stands, derived from its facts.
@@ -87,6 +107,36 @@ impl PaymentFacts {
     pub fn charged_back(&self) -> i64 {
         if self.paid > 0 && self.reversed {
             self.paid
+        } else {
+            0
+        }
+    }
+
+    /// VAT that counts: the capture's, once paid.
+    pub fn counted_vat(&self) -> i64 {
+        if self.paid > 0 { self.vat } else { 0 }
+    }
+
+    /// VAT given back by refunds that count.
+    pub fn counted_refunded_vat(&self) -> i64 {
+        if self.paid > 0 { self.refunded_vat } else { 0 }
+    }
+
+    /// The capture's commission rounded to minor units of `exponent`
+    /// decimals (half away from zero), once paid.
+    pub fn counted_commission(&self, exponent: u32) -> i64 {
+        if self.paid > 0 {
+            round_e8_to_minor(self.commission_e8, exponent)
+        } else {
+            0
+        }
+    }
+
+    /// The commission refunds gave back, their running total rounded,
+    /// once paid.
+    pub fn counted_refunded_commission(&self, exponent: u32) -> i64 {
+        if self.paid > 0 {
+            round_e8_to_minor(self.refunded_commission_e8, exponent)
         } else {
             0
         }

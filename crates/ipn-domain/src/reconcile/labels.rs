@@ -188,6 +188,10 @@ pub enum ReviewKind {
     /// An order still pending or authorized after the configured age: it
     /// silently never completed (raised by the sweep).
     StaleOrder,
+    /// A settlement line's fee for a payment differs from the commission
+    /// the payment's notice carried by more than the tolerance (raised by
+    /// `settlement import`; the fee replaces the commission either way).
+    FeeDiffers,
 }
 
 /// A stored review kind name that this version does not know.

@@ -270,6 +270,14 @@ impl Step {
             return "payment already recorded: no change".to_owned();
         }
         payment.paid = expected;
+        // The capture's money, set once with `paid`: a re-sent COMPLETE
+        // (another identity, same payment) changes nothing.
+        let money = &event.money;
+        payment.vat = money.vat.map_or(0, |v| v.abs().minor_units());
+        payment.commission_e8 = money.commission.map_or(0, |c| c.abs().e8());
+        payment.payable = money.payable;
+        payment.fx_rate = money.fx_rate.clone();
+        payment.fx_markup = money.fx_markup.clone();
         if first_payment {
             self.facts.processor_ref = Some(event.processor_ref.clone());
             "payment recorded".to_owned()
@@ -300,6 +308,26 @@ impl Step {
         let amount = event.amount.abs();
         let payment = self.payment(&event.processor_ref);
         payment.refunded = payment.refunded.saturating_add(amount.minor_units());
+        // What the refund gives back of VAT and commission (absolute), and
+        // what it takes from the payout (signed as sent): summed like the
+        // refunded amount, one refund notice at a time.
+        let money = &event.money;
+        if let Some(vat) = money.vat {
+            payment.refunded_vat = payment.refunded_vat.saturating_add(vat.abs().minor_units());
+        }
+        if let Some(commission) = money.commission {
+            payment.refunded_commission_e8 = payment
+                .refunded_commission_e8
+                .saturating_add(commission.abs().e8());
+        }
+        if let Some(payable) = money.payable {
+            payment.refunded_payable = match payment.refunded_payable {
+                None => Some(payable),
+                // Another payout currency than the first: kept as the
+                // first (the processor pays one merchant in one currency).
+                Some(sum) => Some(sum.checked_add(&payable).unwrap_or(sum)),
+            };
+        }
         if payment.paid > 0 {
             format!("refund of {amount} recorded")
         } else {

@@ -45,6 +45,7 @@ fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> Pa
         customer_pseudonym: None,
         pan_fields: Vec::new(),
         licences: Vec::new(),
+        money: Default::default(),
     }
 }
 
@@ -670,6 +671,7 @@ fn review_kinds_have_fixed_string_forms() {
             "refund_not_debited",
             "payout_total_differs",
             "stale_order",
+            "fee_differs",
         ]
     );
 }
@@ -923,7 +925,32 @@ fn any_kind() -> impl Strategy<Value = Kind> {
     ]
 }
 
+/// `event` with the money a processor notice carries beside its gross,
+/// derived from the gross (the processor repeats a payment's figures on
+/// each of its notices): VAT a sixth, commission with more decimals than
+/// the currency, and a payable amount in USD.
+fn with_money(mut event: PaymentEvent) -> PaymentEvent {
+    use crate::notice_money::{Commission, NoticeMoney};
+    let gross = event.amount;
+    let currency = gross.currency();
+    event.money = NoticeMoney {
+        vat: Some(Money::from_minor(gross.minor_units() / 6, currency)),
+        commission: Some(Commission::from_e8(
+            gross.minor_units().saturating_mul(3_456_789),
+            currency,
+        )),
+        payable: Some(usd(gross.minor_units() / 2 - 57)),
+        fx_rate: None,
+        fx_markup: None,
+    };
+    event
+}
+
 fn materialize(index: usize, kind: &Kind) -> PaymentEvent {
+    with_money(materialize_gross(index, kind))
+}
+
+fn materialize_gross(index: usize, kind: &Kind) -> PaymentEvent {
     let tag = format!("event-{index}");
     match *kind {
         Kind::Authorized {
