@@ -658,36 +658,3 @@ async fn create_database(settings: &DatabaseSettings) -> Result<(), StoreError> 
     let _ = driver.await;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    /// The store reads no clock: time comes in as an argument (or is the
-    /// database's own `now()`, the transaction's time), so that a workflow
-    /// can be replayed at any date and tested without waiting. Checked on
-    /// the source of every module, up to its tests.
-    #[test]
-    fn no_module_of_the_store_reads_the_wall_clock() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut offenders = Vec::new();
-        let mut modules = 0;
-        for entry in std::fs::read_dir(&dir).expect("crates/ipn-store/src") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_none_or(|ext| ext != "rs") {
-                continue;
-            }
-            modules += 1;
-            let source = std::fs::read_to_string(&path).expect("module source");
-            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
-            for clock in ["Utc::now", "SystemTime::now", "Local::now", "Instant::now"] {
-                if code.contains(clock) {
-                    offenders.push(format!("{}: {clock}", path.display()));
-                }
-            }
-        }
-        assert!(modules >= 10, "read {modules} modules of the store");
-        assert!(
-            offenders.is_empty(),
-            "the store reads the clock: {offenders:?}"
-        );
-    }
-}
