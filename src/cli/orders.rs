@@ -18,14 +18,19 @@ use crate::store::{OrderView, Store};
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
     /// Import orders from a CSV file with the header
-    /// `order_ref,amount,currency[,created_at]` (created_at in RFC 3339,
-    /// e.g. 2026-11-01T08:00:00Z). All or nothing; importing the same
-    /// orders again changes nothing. A currency outside ISO 4217 is
-    /// refused unless allowed with --allow-currency CODE=EXPONENT.
+    /// `order_ref,amount,currency` then, optionally, `created_at` (RFC 3339,
+    /// e.g. 2026-11-01T08:00:00Z) and `processor_ref` (the processor's
+    /// REFNO, when the shop knows it: the row then gives the processor's
+    /// order its merchant reference and expected amount, making it if no
+    /// notice has yet; docs/operations.md, "Where orders come from"). All
+    /// or nothing; importing the same orders again changes nothing. A
+    /// currency outside ISO 4217 is refused unless allowed with
+    /// --allow-currency CODE=EXPONENT.
     #[command(
         after_help = "Exit codes: 0 imported (or nothing new to import), 2 a bad \
-header or row, an unknown currency or an order that exists with another amount (nothing is \
-imported; every line is named), or invalid configuration, 3 the file or the database cannot be \
+header or row, an unknown currency, an order that exists with another amount, or a \
+processor order that already has another merchant reference (nothing is imported; every line \
+is named), or invalid configuration, 3 the file or the database cannot be \
 read."
     )]
     Import {
@@ -195,12 +200,20 @@ pub fn run(config: &ConfigFile, command: OrdersCommand) -> CliResult {
                 let store = Store::connect(settings).await?;
                 match store.import_orders(&orders).await {
                     Ok(report) => {
-                        writeln!(
-                            std::io::stdout(),
+                        let mut out = std::io::stdout();
+                        write!(
+                            out,
                             "imported {} new order(s), {} already present",
-                            report.inserted,
-                            report.unchanged
+                            report.inserted, report.unchanged
                         )?;
+                        if report.attached > 0 {
+                            write!(
+                                out,
+                                ", {} processor order(s) given their merchant reference",
+                                report.attached
+                            )?;
+                        }
+                        writeln!(out)?;
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(err @ ImportError::Rows(_)) => {

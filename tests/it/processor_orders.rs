@@ -345,3 +345,106 @@ async fn a_merchant_order_under_a_refno_is_not_the_processors_order() {
         "not paid by another order's notice"
     );
 }
+
+/// `orders import` with a `processor_ref` column, from standard input.
+fn import(db: &TestDb, csv: &str) -> std::process::Output {
+    cli(db)
+        .args(["orders", "import", "-"])
+        .write_stdin(csv.to_owned())
+        .output()
+        .expect("runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_before_the_notice_gives_the_processor_order_its_reference_and_amount() {
+    let db = books();
+    let imported = import(
+        &db,
+        "order_ref,amount,currency,processor_ref\nSHOP-7,100.00,EUR,211153389\nSHOP-8,50.00,EUR,211153390\n",
+    );
+    assert!(imported.status.success(), "{imported:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&imported.stdout),
+        "imported 2 new order(s), 0 already present\n"
+    );
+
+    // The hosted cart names no merchant reference; REFNO finds the order
+    // the import made, which keeps the shop's reference and amount.
+    let out = process(
+        &db,
+        Some("processor"),
+        &[
+            notice(&Notice::hosted("211153389", "COMPLETE", "100.00")),
+            notice(&Notice::hosted("211153390", "COMPLETE", "60.00")),
+        ],
+    );
+    assert!(out.contains(" applied order=211153389 state=paid"), "{out}");
+
+    let paid = order(&db, "SHOP-7").expect("found by the shop's reference");
+    assert_eq!(paid["order_ref"], "211153389");
+    assert_eq!(paid["merchant_ref"], "SHOP-7");
+    assert_eq!(paid["origin"], "processor");
+    assert_eq!(paid["status"], "paid");
+    // The amount the shop expected is what the notice is held against.
+    let short = order(&db, "211153390").expect("the second order");
+    assert_eq!(short["amount"], "50.00");
+    assert_eq!(short["status"], "mismatch", "{short}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_after_the_notice_attaches_the_reference_once_and_never_rewrites() {
+    let db = books();
+    process(
+        &db,
+        None,
+        &[notice(&Notice::hosted("211153389", "COMPLETE", "100.00"))],
+    );
+    let csv = "order_ref,amount,currency,created_at,processor_ref\nSHOP-7,100.00,EUR,,211153389\n";
+    let first = import(&db, csv);
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        "imported 0 new order(s), 0 already present, 1 processor order(s) given their merchant reference\n"
+    );
+    let again = import(&db, csv);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "imported 0 new order(s), 1 already present\n"
+    );
+    assert_eq!(
+        order(&db, "SHOP-7").expect("found by the shop's reference")["order_ref"],
+        "211153389"
+    );
+
+    // Another reference, another amount, or a shop reference that names
+    // another order: refused with the line, nothing imported.
+    for (csv, reason) in [
+        (
+            "order_ref,amount,currency,processor_ref\nSHOP-9,100.00,EUR,211153389\n",
+            "already has the merchant reference SHOP-7",
+        ),
+        (
+            "order_ref,amount,currency,processor_ref\nSHOP-7,90.00,EUR,211153389\n",
+            "different amount or currency",
+        ),
+        (
+            "order_ref,amount,currency,processor_ref\nNEW-1,5.00,EUR,\nSHOP-7,100.00,EUR,211150000\n",
+            "the reference already names order 211153389",
+        ),
+        (
+            "order_ref,amount,currency,processor_ref\nSHOP-7,100.00,EUR,21115x389\n",
+            "processor_ref must be the processor's REFNO",
+        ),
+    ] {
+        let refused = import(&db, csv);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{csv}: {stderr}");
+        assert!(stderr.contains("nothing imported"), "{stderr}");
+        assert!(stderr.contains(reason), "{csv}: {stderr}");
+        assert!(stderr.contains("line "), "the line is named: {stderr}");
+    }
+    assert!(order(&db, "NEW-1").is_none(), "all or nothing");
+    let kept = order(&db, "211153389").expect("the order");
+    assert_eq!(kept["merchant_ref"], "SHOP-7");
+    assert_eq!(kept["amount"], "100.00");
+}

@@ -4,7 +4,7 @@
 //! (`REFNOEXT`, the merchant reference). A merchant who sells through the
 //! processor's hosted cart often names none: `REFNOEXT` arrives empty, and
 //! every automatic renewal is a new order the processor made by itself
-//! (docs/protocol.md, "Hosted-cart orders"). Those orders exist only in the
+//! (docs/protocol.md §14). Those orders exist only in the
 //! processor's notices, and the processor's own reference, `REFNO`, is
 //! their key.
 //!

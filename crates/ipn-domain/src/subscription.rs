@@ -7,7 +7,7 @@
 //! or whatever the processor sends, kept as sent), the term it pays for
 //! (`IPN_LICENSE_START[i]` to `IPN_LICENSE_EXP[i]`, or lifetime) and, on a
 //! renewal, the first order's merchant reference (`ORIGINAL_REFNOEXT[i]`)
-//! when it had one (docs/protocol.md, "Renewals").
+//! when it had one (docs/protocol.md §15).
 //!
 //! An automatic renewal is a new order (new `REFNO`) on the same licence,
 //! so a subscription is the set of orders that name its reference;

@@ -220,6 +220,9 @@ pub(super) struct OrderRow {
     pub(super) suspect: bool,
     pub(super) mismatch: bool,
     pub(super) created_at: DateTime<Utc>,
+    /// The shop stated the expected amount (a processor order imported
+    /// with its `REFNO`): notices do not raise it.
+    pub(super) expected_stated: bool,
 }
 
 #[derive(Queryable, QueryableByName, Selectable)]

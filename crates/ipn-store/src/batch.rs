@@ -599,6 +599,8 @@ struct Books {
     orders: BTreeMap<String, (i64, OrderFacts, OrderFacts)>,
     origins: HashMap<i64, OrderOrigin>,
     created: HashMap<i64, DateTime<Utc>>,
+    /// Processor orders whose expected amount the shop stated.
+    stated: HashSet<i64>,
 }
 
 impl Books {
@@ -616,17 +618,22 @@ impl Books {
         let mut orders = BTreeMap::new();
         let mut created = HashMap::new();
         let mut origins = HashMap::new();
+        let mut stated = HashSet::new();
         for (order_ref, row) in &order_rows {
             let payments = payments_by_order.remove(&row.id).unwrap_or_default();
             let facts = facts_of(row, payments, currencies)?;
             orders.insert(order_ref.clone(), (row.id, facts.clone(), facts));
             created.insert(row.id, row.created_at);
             origins.insert(row.id, row.origin);
+            if row.expected_stated {
+                stated.insert(row.id);
+            }
         }
         Ok(Self {
             orders,
             origins,
             created,
+            stated,
         })
     }
 }
@@ -692,8 +699,9 @@ impl Effects {
             report.outcome = Outcome::OrderNotFound;
             return (Outcome::OrderNotFound, "order_not_found".to_owned());
         };
-        if key.origin == OrderOrigin::Processor {
-            // A processor order totals what its notices say.
+        if key.origin == OrderOrigin::Processor && !books.stated.contains(order_id) {
+            // A processor order totals what its notices say, unless the
+            // shop stated what it expects.
             facts.expected = processor_expected(facts.expected, event);
         }
         let decision = decide(facts, event, policy);

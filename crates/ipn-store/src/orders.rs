@@ -30,6 +30,12 @@ pub struct NewOrder {
     /// exists with another amount) names the line to fix. `None` for
     /// orders that did not come from a file.
     pub line: Option<u64>,
+    /// The processor's reference (`REFNO`) of the order, when the shop
+    /// knows it: the order is then the processor's order keyed by it
+    /// (docs/protocol.md §14), and this import attaches the shop's
+    /// reference and expected amount to it, creating it when no notice
+    /// has yet.
+    pub processor_ref: Option<String>,
 }
 
 /// Two orders are equal when the shop's facts are: where they were read
@@ -39,6 +45,7 @@ impl PartialEq for NewOrder {
         self.order_ref == other.order_ref
             && self.amount == other.amount
             && self.created_at == other.created_at
+            && self.processor_ref == other.processor_ref
     }
 }
 
@@ -61,6 +68,7 @@ impl NewOrder {
             amount,
             created_at: None,
             line: None,
+            processor_ref: None,
         })
     }
 }
@@ -77,7 +85,10 @@ pub struct RowError {
 /// Why an import was refused. Nothing was imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("the header must be `order_ref,amount,currency[,created_at]`, found `{0}`")]
+    #[error(
+        "the header must be `order_ref,amount,currency` then, optionally, `created_at` and \
+         `processor_ref` in any order, found `{0}`"
+    )]
     Header(String),
     #[error("{} bad row(s):\n{}", .0.len(), render_rows(.0))]
     Rows(Vec<RowError>),
@@ -108,14 +119,53 @@ fn render_rows(rows: &[RowError]) -> String {
 pub struct ImportReport {
     /// Orders created by this import.
     pub inserted: usize,
-    /// Orders that already existed with the same amount and currency.
+    /// Orders that already existed with the same amount and currency
+    /// (and, for a processor order, the same merchant reference).
     pub unchanged: usize,
+    /// Processor orders made by notices that this import gave the shop's
+    /// reference.
+    pub attached: usize,
 }
 
-/// Parses an orders CSV (`order_ref,amount,currency[,created_at]`),
-/// reporting every bad row with its line number. Currencies are read with
-/// `currencies`, the settings' table (the one the store will check them
-/// against, [`Store::currencies`]): a currency outside it is a bad row.
+/// The optional columns of an orders CSV, after `order_ref,amount,currency`.
+#[derive(Debug, Clone, Copy, Default)]
+struct OptionalColumns {
+    created_at: Option<usize>,
+    processor_ref: Option<usize>,
+}
+
+impl OptionalColumns {
+    /// Reads the header: the three fixed columns, then each optional one
+    /// at most once, in any order.
+    fn of(header: &[String]) -> Result<Self, ImportError> {
+        let refused = || ImportError::Header(header.join(","));
+        if header.len() < 3 || header[..3] != ["order_ref", "amount", "currency"] {
+            return Err(refused());
+        }
+        let mut columns = OptionalColumns::default();
+        for (index, name) in header.iter().enumerate().skip(3) {
+            let slot = match name.as_str() {
+                "created_at" => &mut columns.created_at,
+                "processor_ref" => &mut columns.processor_ref,
+                _ => return Err(refused()),
+            };
+            if slot.replace(index).is_some() {
+                return Err(refused());
+            }
+        }
+        Ok(columns)
+    }
+
+    fn count(self) -> usize {
+        3 + usize::from(self.created_at.is_some()) + usize::from(self.processor_ref.is_some())
+    }
+}
+
+/// Parses an orders CSV (`order_ref,amount,currency`, then optionally
+/// `created_at` and `processor_ref`), reporting every bad row with its
+/// line number. Currencies are read with `currencies`, the settings'
+/// table (the one the store will check them against,
+/// [`Store::currencies`]): a currency outside it is a bad row.
 pub fn parse_orders_csv(
     input: impl Read,
     currencies: &Currencies,
@@ -125,28 +175,30 @@ pub fn parse_orders_csv(
         .flexible(true)
         .from_reader(input);
     let header: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
-    let expected = ["order_ref", "amount", "currency"];
-    let has_created = header.len() == 4 && header[3] == "created_at";
-    if header.len() < 3
-        || header[..3] != expected
-        || (header.len() == 4 && !has_created)
-        || header.len() > 4
-    {
-        return Err(ImportError::Header(header.join(",")));
-    }
+    let columns = OptionalColumns::of(&header)?;
     let mut orders = Vec::new();
     let mut errors = Vec::new();
     let mut seen = std::collections::HashMap::new();
+    let mut seen_processor = std::collections::HashMap::new();
     for record in reader.records() {
         let record = record?;
         let line = record.position().map_or(0, |p| p.line());
-        match parse_row(&record, has_created, currencies) {
+        match parse_row(&record, columns, currencies) {
             Ok(mut order) => {
                 order.line = Some(line);
                 if let Some(first) = seen.insert(order.order_ref.clone(), line) {
                     errors.push(RowError {
                         line,
                         reason: format!("order_ref repeats line {first}"),
+                    });
+                } else if let Some(first) = order
+                    .processor_ref
+                    .clone()
+                    .and_then(|processor_ref| seen_processor.insert(processor_ref, line))
+                {
+                    errors.push(RowError {
+                        line,
+                        reason: format!("processor_ref repeats line {first}"),
                     });
                 } else {
                     orders.push(order);
@@ -164,11 +216,13 @@ pub fn parse_orders_csv(
 
 fn parse_row(
     record: &csv::StringRecord,
-    has_created: bool,
+    columns: OptionalColumns,
     currencies: &Currencies,
 ) -> Result<NewOrder, String> {
-    let expected_fields = if has_created { 4 } else { 3 };
-    if record.len() != expected_fields && !(has_created && record.len() == 3) {
+    let expected_fields = columns.count();
+    // A file written before the optional columns were added may leave
+    // them out of a row; nothing else may be short or long.
+    if record.len() != expected_fields && record.len() != 3 {
         return Err(format!(
             "expected {expected_fields} fields, found {}",
             record.len()
@@ -183,13 +237,36 @@ fn parse_row(
     check_currency(currencies, currency)?;
     let amount = Money::parse_amount(field(1), currency).map_err(|err| err.to_string())?;
     let mut order = NewOrder::new(field(0), amount)?;
-    let created = field(3);
-    if has_created && !created.is_empty() {
+    let created = columns.created_at.map_or("", field);
+    if !created.is_empty() {
         let at = DateTime::parse_from_rfc3339(created)
             .map_err(|_| "created_at must be RFC 3339, e.g. 2026-11-01T08:00:00Z".to_owned())?;
         order.created_at = Some(at.with_timezone(&Utc));
     }
+    let processor_ref = columns.processor_ref.map_or("", field);
+    if !processor_ref.is_empty() {
+        order.processor_ref = Some(check_processor_ref(processor_ref)?);
+    }
     Ok(order)
+}
+
+/// The processor's order reference, as a shop may write it: `REFNO`, the
+/// processor's integer (docs/protocol.md §1.1), read by the same rule as
+/// the notices' (digits only, at most
+/// [`MAX_PROCESSOR_REF_CHARS`](crate::domain::tokenize::MAX_PROCESSOR_REF_CHARS)).
+fn check_processor_ref(processor_ref: &str) -> Result<String, String> {
+    use crate::domain::tokenize::MAX_PROCESSOR_REF_CHARS;
+    if processor_ref.len() <= MAX_PROCESSOR_REF_CHARS
+        && processor_ref.bytes().all(|b| b.is_ascii_digit())
+    {
+        Ok(processor_ref.to_owned())
+    } else {
+        Err(format!(
+            "processor_ref must be the processor's REFNO (digits only, at most \
+             {MAX_PROCESSOR_REF_CHARS}), found `{}`",
+            processor_ref.chars().take(MAX_PROCESSOR_REF_CHARS + 1).collect::<String>()
+        ))
+    }
 }
 
 /// Refuses a currency that is neither in ISO 4217 nor allowed by the
@@ -215,6 +292,106 @@ fn check_currency(currencies: &Currencies, currency: Currency) -> Result<(), Str
         ))
     } else {
         Ok(())
+    }
+}
+
+/// What importing one order with a `processor_ref` did.
+enum Attached {
+    /// No order had that `REFNO` yet: the processor order was made now,
+    /// with the shop's reference and amount, ready for its notices.
+    Created,
+    /// The processor order existed without a merchant reference: it has
+    /// the shop's now.
+    Attached,
+    /// The processor order already had this reference and amount.
+    Unchanged,
+    /// The import would change what the books say; why.
+    Refused(String),
+}
+
+/// Attaches the shop's reference and expected amount to the processor's
+/// order `order.processor_ref`, or makes that order when no notice has yet,
+/// in the caller's transaction (locked, so a notice's batch making the same
+/// order waits or is waited for). Never changes an amount or a reference
+/// already there: that would rewrite what reconciliation decided.
+async fn attach_to_processor_order(
+    conn: &mut diesel_async::AsyncPgConnection,
+    order: &NewOrder,
+) -> Result<Attached, StoreError> {
+    let Some(processor_ref) = order.processor_ref.as_deref() else {
+        return Ok(Attached::Refused("no processor_ref".into()));
+    };
+    // The shop's reference must not already name another order.
+    let named: Option<String> = orders::table
+        .filter(
+            orders::order_ref
+                .eq(&order.order_ref)
+                .or(orders::merchant_ref.eq(&order.order_ref)),
+        )
+        .filter(orders::order_ref.ne(processor_ref))
+        .select(orders::order_ref)
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some(other) = named {
+        return Ok(Attached::Refused(format!(
+            "the reference already names order {other}"
+        )));
+    }
+    let existing: Option<(Stored<OrderOrigin>, Option<String>, i64, String)> = orders::table
+        .filter(orders::order_ref.eq(processor_ref))
+        .select((
+            orders::origin,
+            orders::merchant_ref,
+            orders::expected_minor,
+            orders::currency,
+        ))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let amount = order.amount;
+    let Some((Stored(origin), merchant_ref, expected_minor, currency)) = existing else {
+        diesel::insert_into(orders::table)
+            .values((
+                orders::order_ref.eq(processor_ref),
+                orders::processor_ref.eq(processor_ref),
+                orders::origin.eq(OrderOrigin::Processor.as_str()),
+                orders::merchant_ref.eq(&order.order_ref),
+                orders::expected_stated.eq(true),
+                orders::expected_minor.eq(amount.minor_units()),
+                orders::currency.eq(amount.currency().as_str()),
+                order.created_at.map(|at| orders::created_at.eq(at)),
+            ))
+            .execute(conn)
+            .await?;
+        return Ok(Attached::Created);
+    };
+    if origin != OrderOrigin::Processor {
+        return Ok(Attached::Refused(format!(
+            "{processor_ref} is a merchant order's reference, not a processor order's"
+        )));
+    }
+    if expected_minor != amount.minor_units() || currency != amount.currency().as_str() {
+        return Ok(Attached::Refused(format!(
+            "processor order {processor_ref} already exists with a different amount or currency"
+        )));
+    }
+    match merchant_ref {
+        Some(known) if known == order.order_ref => Ok(Attached::Unchanged),
+        Some(known) => Ok(Attached::Refused(format!(
+            "processor order {processor_ref} already has the merchant reference {known}"
+        ))),
+        None => {
+            diesel::update(orders::table.filter(orders::order_ref.eq(processor_ref)))
+                .set((
+                    orders::merchant_ref.eq(&order.order_ref),
+                    orders::expected_stated.eq(true),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(Attached::Attached)
+        }
     }
 }
 
@@ -387,8 +564,22 @@ impl Store {
                 if !conflicts.is_empty() {
                     return Err(ImportError::Rows(conflicts));
                 }
+                let (attached, plain): (Vec<&NewOrder>, Vec<&NewOrder>) = new_orders
+                    .iter()
+                    .partition(|order| order.processor_ref.is_some());
+                for order in attached {
+                    match attach_to_processor_order(conn, order).await? {
+                        Attached::Created => report.inserted += 1,
+                        Attached::Attached => report.attached += 1,
+                        Attached::Unchanged => report.unchanged += 1,
+                        Attached::Refused(reason) => conflicts.push(RowError {
+                            line: order.line.unwrap_or(0),
+                            reason: format!("order {}: {reason}", order.order_ref),
+                        }),
+                    }
+                }
                 // Chunks keep each statement far below PostgreSQL's bind limit.
-                for chunk in new_orders.chunks(1_000) {
+                for chunk in plain.chunks(1_000) {
                     let rows: Vec<_> = chunk
                         .iter()
                         .map(|order| {
@@ -413,6 +604,7 @@ impl Store {
                     report.inserted += inserted.len();
                     let existing: Vec<&NewOrder> = chunk
                         .iter()
+                        .copied()
                         .filter(|order| !inserted.contains(&order.order_ref))
                         .collect();
                     if existing.is_empty() {

@@ -22,6 +22,7 @@ diesel::table! {
         charged_back_minor -> Int8,
         origin -> Text,
         merchant_ref -> Nullable<Text>,
+        expected_stated -> Bool,
     }
 }
 
