@@ -30,8 +30,8 @@ configuration, 3 the broker cannot be reached.")]
         #[arg(long, conflicts_with = "format")]
         json: bool,
         /// table, csv (columns id, body_sha256, reason, attempts,
-        /// received_at, parked_at, bytes, sealed_by; RFC 3339 UTC times) or
-        /// json.
+        /// received_at, parked_at, bytes, sealed_by, notice (ipn or lcn,
+        /// as the intake queued it); RFC 3339 UTC times) or json.
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },

@@ -233,9 +233,10 @@ async fn not_found(State(intake): State<Arc<Intake>>, uri: Uri) -> Response {
     let metrics = &intake.metrics;
     metrics.intake_request(IntakeResult::NotFound);
     let reason = format!(
-        "no such path {}: notifications go to POST {}",
+        "no such path {}: notifications go to POST {}, licence change notifications to POST {}",
         printable_path(uri.path()),
-        intake.settings.path
+        intake.settings.path,
+        intake.settings.lcn_path
     );
     tracing::debug!(%reason, "intake request for an unknown path");
     let mut response = (StatusCode::NOT_FOUND, format!("{reason}\n")).into_response();

@@ -45,6 +45,10 @@ pub struct ParkedMessage {
     /// The key id that sealed the body; `None` for a plain body. A key
     /// named here must stay in the key file until the message is gone.
     pub sealed_by: Option<String>,
+    /// `ipn` or `lcn`, as the intake said when it queued the body
+    /// (`x-notice-kind`); `None` for a message from a publisher that did
+    /// not say (bodies are not opened here to find out).
+    pub notice: Option<String>,
 }
 
 /// Which parked messages to move back.
@@ -142,6 +146,7 @@ fn describe(body: &[u8], meta: &MessageMeta) -> ParkedMessage {
         parked_at: meta.parked_at,
         bytes: body.len(),
         sealed_by: meta.sealed_by.clone(),
+        notice: meta.notice.map(|kind| kind.as_str().to_owned()),
     }
 }
 
@@ -256,6 +261,20 @@ mod tests {
         // A sealed one whose id is not a digest still gets a stable id.
         let meta = parked(Some(SEALED_CONTENT_TYPE), Some("not-a-digest"));
         assert_eq!(describe(bytes, &meta).body_sha256, own);
+    }
+
+    #[test]
+    fn the_notice_kind_is_the_one_the_intake_said_and_none_otherwise() {
+        use crate::ipn::NoticeKind;
+        let meta = parked(Some(CONTENT_TYPE), None);
+        assert_eq!(describe(b"LICENSE_CODE=X", &meta).notice, None);
+        for kind in NoticeKind::ALL {
+            let meta = parked(Some(SEALED_CONTENT_TYPE), None).notice(kind);
+            assert_eq!(
+                describe(b"sealed bytes", &meta).notice.as_deref(),
+                Some(kind.as_str())
+            );
+        }
     }
 
     #[test]

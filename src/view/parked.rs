@@ -19,6 +19,7 @@ pub fn table(messages: &[ParkedMessage], caption: String) -> Table {
             "parked_at",
             "bytes",
             "sealed_by",
+            "notice",
         ],
     );
     for m in messages {
@@ -36,6 +37,7 @@ pub fn table(messages: &[ParkedMessage], caption: String) -> Table {
             ),
             Cell::Number(m.bytes.to_string()),
             Cell::Text(m.sealed_by.clone().unwrap_or_default()),
+            Cell::Text(m.notice.clone().unwrap_or_default()),
         ]);
     }
     table

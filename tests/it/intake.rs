@@ -570,7 +570,10 @@ async fn the_path_answers_with_a_trailing_slash_and_other_paths_say_where_to_go(
         assert_eq!(status, 404, "{path}: {text}");
         assert_eq!(
             text,
-            format!("no such path {shown}: notifications go to POST /ipn\n")
+            format!(
+                "no such path {shown}: notifications go to POST /ipn, \
+                 licence change notifications to POST /lcn\n"
+            )
         );
     }
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);

@@ -264,7 +264,10 @@ fn check_processor_ref(processor_ref: &str) -> Result<String, String> {
         Err(format!(
             "processor_ref must be the processor's REFNO (digits only, at most \
              {MAX_PROCESSOR_REF_CHARS}), found `{}`",
-            processor_ref.chars().take(MAX_PROCESSOR_REF_CHARS + 1).collect::<String>()
+            processor_ref
+                .chars()
+                .take(MAX_PROCESSOR_REF_CHARS + 1)
+                .collect::<String>()
         ))
     }
 }
