@@ -151,8 +151,9 @@ fn write_csv(out: impl Write, lines: &[JournalLine]) -> Result<(), csv::Error> {
         csv.write_record([
             line.date.as_str(),
             &rfc3339::format(&line.at),
-            &line.order_ref,
-            &line.processor_ref,
+            // References can come from outside (a buy-link's REFNOEXT).
+            &crate::view::csv_text(&line.order_ref),
+            &crate::view::csv_text(&line.processor_ref),
             line.movement.as_str(),
             &line.currency,
             &line.debit_account,

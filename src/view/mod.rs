@@ -37,12 +37,9 @@ impl Cell {
 
     /// The text as a CSV cell: see [`Table::csv`].
     fn csv_text(&self) -> String {
-        let text = self.text();
-        let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
-        if formula && !matches!(self, Cell::Number(_)) {
-            format!("'{text}")
-        } else {
-            text.to_owned()
+        match self {
+            Cell::Number(text) => text.clone(),
+            other => csv_text(other.text()).into_owned(),
         }
     }
 }
@@ -56,6 +53,21 @@ impl From<String> for Cell {
 impl From<&str> for Cell {
     fn from(text: &str) -> Self {
         Cell::Text(text.to_owned())
+    }
+}
+
+/// A text value as a CSV cell a spreadsheet shows as text: one that it
+/// would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`. Every CSV the project writes puts
+/// text that can come from outside (an order reference a shopper chose
+/// through a buy-link parameter, a note, a batch id) through this; amounts
+/// and counts, which are ours, are written as they are, so a negative
+/// amount stays a number.
+pub fn csv_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 

@@ -435,3 +435,75 @@ async fn movements_are_append_only_and_books_kept_before_them_are_carried_over()
         .expect("count");
     assert_eq!(foreign.get::<_, i64>(0), 0);
 }
+
+/// Issue 22, item 6: a shopper can choose `REFNOEXT` through a buy-link
+/// parameter, so an order reference can read as a spreadsheet formula.
+/// `orders import` refuses one; an order kept from before that rule still
+/// reaches the journal, whose CSV writes it as text. Every cell of the
+/// export is checked: text cells never start with a formula character,
+/// amounts stay numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_journal_cell_is_a_formula_and_imports_refuse_formula_references() {
+    use crate::processor_orders::{Notice, books, notice, process};
+    let db = books();
+    let hostile = "=HYPERLINK(\"http://x.example\",\"10\")";
+    let refused = cli(&db)
+        .args(["orders", "import", "-"])
+        .write_stdin(format!(
+            "order_ref,amount,currency\n\"{}\",100.00,EUR\n",
+            hostile.replace('"', "\"\"")
+        ))
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("must not start with"),
+        "{refused:?}"
+    );
+
+    // As if imported by an earlier version.
+    query(
+        &db,
+        "INSERT INTO orders (order_ref, expected_minor, currency) VALUES ($1, 10000, 'EUR')",
+        &[hostile],
+    )
+    .await;
+    let out = process(
+        &db,
+        None,
+        &[notice(&Notice {
+            refnoext: hostile,
+            ..Notice::hosted("211153389", "COMPLETE", "100.00")
+        })],
+    );
+    assert!(out.contains(" applied "), "{out}");
+
+    let output = export_all(&db).output().expect("runs");
+    assert!(output.status.success());
+    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
+    let header = reader.headers().expect("header").clone();
+    let amount = header.iter().position(|c| c == "amount").expect("amount");
+    let mut seen_hostile = false;
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.expect("row");
+        rows += 1;
+        for (index, cell) in record.iter().enumerate() {
+            if index == amount {
+                let digits = cell.strip_prefix('-').unwrap_or(cell);
+                assert!(
+                    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                    "amount {cell:?} is a number"
+                );
+            } else {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "cell {index} {cell:?}"
+                );
+            }
+            seen_hostile |= cell == format!("'{hostile}");
+        }
+    }
+    assert!(rows > 0, "the payment is booked");
+    assert!(seen_hostile, "the reference is kept, as text");
+}

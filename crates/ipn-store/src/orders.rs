@@ -60,6 +60,10 @@ impl NewOrder {
         if order_ref.chars().any(char::is_control) {
             return Err("order_ref contains a control character".into());
         }
+        // A spreadsheet opening an export would run it as a formula.
+        if order_ref.starts_with(['=', '+', '-', '@']) {
+            return Err("order_ref must not start with =, +, - or @".into());
+        }
         if amount.minor_units() < 0 {
             return Err("amount must not be negative".into());
         }
