@@ -60,9 +60,14 @@ fn item_rows(table: &str) -> Vec<&str> {
     table
         .lines()
         .filter(|line| {
+            // Its first column an id, and a time in it (not the count
+            // line, `4 item(s)`).
             line.split_whitespace()
                 .next()
                 .is_some_and(|id| id.parse::<i64>().is_ok())
+                && line.split_whitespace().any(|word| {
+                    word.len() == 20 && word.as_bytes()[10] == b'T' && word.ends_with('Z')
+                })
         })
         .collect()
 }
