@@ -74,7 +74,7 @@ impl From<BasisArg> for ReportBasis {
 pub enum ReviewCommand {
     /// List review items (open ones unless --status says otherwise),
     /// newest first. Open items of one kind for one order are one line
-    /// (a group: ITEMS says how many, the line under it their ids), which
+    /// (a group: COUNT says how many, ITEM IDS which), which
     /// `review resolve ID --group` resolves together; resolved items are
     /// listed one by one with their resolution. --ungrouped lists every
     /// item on its own line.
@@ -98,7 +98,8 @@ or --status or another usage error, invalid configuration, 3 the database cannot
         /// order.
         #[arg(long)]
         ungrouped: bool,
-        /// table: for people; csv: columns id,status,kind,order_ref,
+        /// table: for people, the columns of csv aligned; csv: columns
+        /// id,status,kind,order_ref,
         /// processor_ref,created_at,details,resolved_at,resolved_by,
         /// resolution_note,count,item_ids,resolution_action (a group's line
         /// is its newest item's, count its items, item_ids their ids
@@ -499,66 +500,39 @@ fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::
     Ok(())
 }
 
-/// The columns of `review list --format csv` (and the keys of its JSON).
-/// Stable: new ones are added at the end.
+/// The review queue's listing (`view::review`), its caption the count
+/// line: `4 item(s)`, or `4 item(s) in 3 line(s)` when groups hold several.
+fn review_table(groups: &[ReviewGroup]) -> crate::view::Table {
+    let items: usize = groups.iter().map(|g| g.count).sum();
+    let caption = if items == groups.len() {
+        format!("{items} item(s)")
+    } else {
+        format!("{items} item(s) in {} line(s)", groups.len())
+    };
+    crate::view::review::table(groups, caption)
+}
+
 /// The review queue as CSV: the listing the console downloads too.
 fn write_review_csv(mut out: impl Write, groups: &[ReviewGroup]) -> Result<(), CliError> {
-    let caption = format!("{} group(s)", groups.len());
-    out.write_all(&crate::view::review::table(groups, caption).csv()?)?;
+    out.write_all(&review_table(groups).csv()?)?;
     Ok(())
 }
 
-/// The review queue for people: a header, one line per group (its newest
-/// item, with the number of items), under a group of several the ids to
-/// resolve together, and under a resolved item who resolved it, when and
-/// why.
+/// The review queue for people: the columns of the CSV and the console,
+/// aligned (a group's line is its newest item, COUNT its items, ITEM IDS
+/// their ids; a resolved item's line carries who resolved it, when, with
+/// which action and why), then how to resolve a group at once.
 fn write_review_table(out: &mut impl Write, groups: &[ReviewGroup]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<7} {:<9} {:<16}  {:<25} {:<16} {:>5}  DETAILS",
-        "ID", "STATUS", "CREATED (UTC)", "KIND", "ORDER", "ITEMS"
-    )?;
-    for group in groups {
-        let item = &group.item;
+    review_table(groups).write_text(out)?;
+    if let Some(group) = groups.iter().find(|g| g.count > 1) {
         writeln!(
             out,
-            "{:<7} {:<9} {:<16}  {:<25} {:<16} {:>5}  {}",
-            format!("#{}", item.id),
-            item.status,
-            table_time(&item.created_at),
-            item.kind,
-            item.order_ref.as_deref().unwrap_or("-"),
-            group.count,
-            item.details
+            "a line with COUNT above 1 is a group of open items of one kind for one order: \
+             `review resolve {} --group` resolves the items of ITEM IDS together",
+            group.item.id
         )?;
-        if group.count > 1 {
-            let ids: Vec<String> = group.item_ids.iter().map(|id| format!("#{id}")).collect();
-            writeln!(
-                out,
-                "{:<7} items {} (review resolve {} --group resolves them together)",
-                "",
-                ids.join(" "),
-                item.id
-            )?;
-        }
-        if let Some(at) = &item.resolved_at {
-            writeln!(
-                out,
-                "{:<7} resolved {} by {} ({}): {}",
-                "",
-                table_time(at),
-                item.resolved_by.as_deref().unwrap_or("-"),
-                item.resolution_action.as_deref().unwrap_or("-"),
-                item.resolution_note.as_deref().unwrap_or("-")
-            )?;
-        }
     }
-    let items: usize = groups.iter().map(|g| g.count).sum();
-    if items == groups.len() {
-        writeln!(out, "{items} item(s)")
-    } else {
-        writeln!(out, "{items} item(s) in {} line(s)", groups.len())
-    }
+    Ok(())
 }
 
 /// `review show` for people (amounts read with `currencies`, the store's

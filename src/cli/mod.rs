@@ -20,6 +20,7 @@ mod export;
 mod finance;
 mod intake;
 mod ipn;
+mod notifications;
 mod orders;
 mod parked;
 mod process;
@@ -118,6 +119,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// Publish notification bodies to the work exchange (persistent, with
     /// publisher confirms), as the intake does.
     Publish(publish::PublishArgs),
+    /// The notification log: `notifications list`, filtered as the
+    /// console's /notifications is.
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Notifications(notifications::NotificationsCommand),
     /// List or requeue the messages in the parking queue.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Parked(parked::ParkedCommand),
@@ -243,6 +248,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => demo::run(args),
         Command::Intake(args) => intake::run(config, *args),
         Command::Publish(args) => publish::run(config, args),
+        Command::Notifications(command) => notifications::run(config, command),
         Command::Parked(command) => parked::run(config, command),
         Command::Report(args) => finance::report(config, args),
         Command::Export(command) => export::run(config, command),
@@ -290,8 +296,11 @@ fn with_exit_codes(exit_codes: &'static str) -> impl FnOnce(clap::Command) -> cl
 
 /// How a list or report is printed.
 ///
-/// `table` is for people (aligned columns, times as `YYYY-MM-DD HH:MM`
-/// UTC); `csv` and `json` are for spreadsheets and scripts: stable columns
+/// `table` is for people: a listing (orders, review items, settlement,
+/// parked messages, notifications) is its view's columns aligned
+/// (`view::Table::write_text`), times spelt as in its CSV; the other
+/// tables (`report`, `export journal`) show times as `YYYY-MM-DD HH:MM`
+/// UTC. `csv` and `json` are for spreadsheets and scripts: stable columns
 /// (documented in docs/finance.md, "Exports"), times in RFC 3339 UTC to
 /// the second (`2026-11-02T09:20:44Z`), amounts as exact decimal strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -66,7 +66,8 @@ or another usage error, invalid configuration, 3 the database cannot be read."
         /// Only orders in this state.
         #[arg(long, value_parser = order_state_parser())]
         status: Option<OrderState>,
-        /// table: for people; csv: columns order_ref,status,amount,
+        /// table: for people, the columns of csv aligned; csv: columns
+        /// order_ref,status,amount,
         /// currency,paid,refunded,charged_back,processor_ref,created_at,
         /// updated_at,origin; json: a list of objects with the same names.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
@@ -311,49 +312,19 @@ fn write_orders(orders: &[OrderView], format: OutputFormat) -> Result<(), CliErr
     Ok(())
 }
 
+/// The orders' listing (`view::orders`), with its count line.
+fn orders_table(orders: &[OrderView]) -> crate::view::Table {
+    crate::view::orders::table(orders, format!("{} order(s)", orders.len()))
+}
+
 fn write_orders_csv(mut out: impl Write, orders: &[OrderView]) -> Result<(), CliError> {
-    let caption = format!("{} order(s)", orders.len());
-    out.write_all(&crate::view::orders::table(orders, caption).csv()?)?;
+    out.write_all(&orders_table(orders).csv()?)?;
     Ok(())
 }
 
+/// For people: the same columns as the CSV and the console, aligned.
 fn write_orders_table(out: &mut impl Write, orders: &[OrderView]) -> std::io::Result<()> {
-    let line = |out: &mut dyn Write, cells: [&str; 8]| {
-        writeln!(
-            out,
-            "{:<20} {:<16}  {:<18} {:>14} {:>14} {:>14} {:<4} {}",
-            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
-        )
-    };
-    line(
-        out,
-        [
-            "ORDER",
-            "CREATED (UTC)",
-            "STATUS",
-            "AMOUNT",
-            "PAID",
-            "REFUNDED",
-            "CUR",
-            "PROCESSOR REF",
-        ],
-    )?;
-    for o in orders {
-        line(
-            out,
-            [
-                &o.order_ref,
-                &table_time(&o.created_at),
-                o.status.as_str(),
-                &o.amount,
-                &o.paid,
-                &o.refunded,
-                &o.currency,
-                o.processor_ref.as_deref().unwrap_or("-"),
-            ],
-        )?;
-    }
-    writeln!(out, "{} order(s)", orders.len())
+    orders_table(orders).write_text(out)
 }
 
 pub(super) fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Result<()> {

@@ -17,9 +17,9 @@ pub enum ListFormat {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ParkedCommand {
-    /// Show the parked messages (id, reason, attempts, received time, the
-    /// key that sealed the body); they stay parked. Bodies are never shown
-    /// or opened.
+    /// Show the parked messages (id, body digest, reason, attempts,
+    /// received and parked times, size, the key that sealed the body);
+    /// they stay parked. Bodies are never shown or opened.
     #[command(after_help = "Exit codes: 0 listed (an empty queue too), 2 invalid \
 configuration, 3 the broker cannot be reached.")]
     List {
@@ -29,9 +29,10 @@ configuration, 3 the broker cannot be reached.")]
         /// `--format json` gives one JSON array).
         #[arg(long, conflicts_with = "format")]
         json: bool,
-        /// table, csv (columns id, body_sha256, reason, attempts,
-        /// received_at, parked_at, bytes, sealed_by, notice (ipn or lcn,
-        /// as the intake queued it); RFC 3339 UTC times) or json.
+        /// table (for people) or csv, both with the columns id,
+        /// body_sha256, reason, attempts, received_at, parked_at, bytes,
+        /// sealed_by, notice (ipn or lcn, as the intake queued it; RFC 3339
+        /// UTC times), or json.
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
@@ -80,19 +81,14 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
             } else if format == ListFormat::Json {
                 serde_json::to_writer_pretty(&mut out, &messages)?;
                 writeln!(out)?;
-            } else if format == ListFormat::Csv {
-                let caption = format!("{} parked", messages.len());
-                out.write_all(&crate::view::parked::table(&messages, caption).csv()?)?;
             } else {
-                writeln!(
-                    out,
-                    "{:<12}  {:<40}  {:>8}  {:<29}  sealed_by",
-                    "id", "reason", "attempts", "received_at"
-                )?;
-                for message in &messages {
-                    writeln!(out, "{}", line(message))?;
+                let caption = format!("{} parked", messages.len());
+                let table = crate::view::parked::table(&messages, caption);
+                if format == ListFormat::Csv {
+                    out.write_all(&table.csv()?)?;
+                } else {
+                    table.write_text(&mut out)?;
                 }
-                writeln!(out, "{} parked", messages.len())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -131,13 +127,15 @@ fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
     crate::export::rfc3339::format(&at)
 }
 
+/// A requeued message on one line (its reason and key id as the broker
+/// holds them, made safe for a terminal).
 fn line(message: &ParkedMessage) -> String {
-    format!(
+    crate::view::terminal_text(&format!(
         "{:<12}  {:<40}  {:>8}  {:<29}  {}",
         message.id,
         message.reason,
         message.attempts,
         rfc3339(message.received_at),
         message.sealed_by.as_deref().unwrap_or("-")
-    )
+    ))
 }

@@ -12,9 +12,7 @@ use clap::Subcommand;
 
 use super::args::{self, ConfigFile, DatabaseFlags, SettlementFlags};
 use super::dates::period_start;
-use super::{
-    CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, settings_error, table_time,
-};
+use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, settings_error};
 use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, parse_settlement};
 use crate::domain::{Money, ReviewKind};
 use crate::services::settlement::{ImportError, ImportOptions, ImportSummary};
@@ -83,7 +81,9 @@ invalid configuration, 3 the database cannot be read."
         /// Also list the unmatched lines themselves (csv: only them).
         #[arg(long)]
         unmatched: bool,
-        /// table: for people; csv: one row per batch and currency (columns
+        /// table: for people, the columns of csv aligned (with
+        /// --unmatched, the lines' table under the batches'); csv: one row
+        /// per batch and currency (columns
         /// batch_id,currency,first_settled_at,last_settled_at,lines,
         /// matched_lines,matched_gross,unmatched_lines,unmatched_gross,
         /// other_lines,other_net,gross,fees,net,payout,paid_on,
@@ -328,95 +328,38 @@ fn print_import(
     Ok(())
 }
 
+/// Totals per batch and currency (`view::settlement::batches`).
+fn batches_table(batches: &[BatchTotals]) -> crate::view::Table {
+    let caption = format!("{} batch(es) and currencies", batches.len());
+    crate::view::settlement::batches(batches, caption)
+}
+
+/// The unmatched lines (`view::settlement::lines`).
+fn lines_table(lines: &[SettlementLineView]) -> crate::view::Table {
+    crate::view::settlement::lines(lines, format!("{} unmatched line(s)", lines.len()))
+}
+
 fn write_batches_csv(mut out: impl Write, batches: &[BatchTotals]) -> Result<(), CliError> {
-    let caption = format!("{} batch(es)", batches.len());
-    out.write_all(&crate::view::settlement::batches(batches, caption).csv()?)?;
+    out.write_all(&batches_table(batches).csv()?)?;
     Ok(())
 }
 
 fn write_lines_csv(mut out: impl Write, lines: &[SettlementLineView]) -> Result<(), CliError> {
-    let caption = format!("{} line(s)", lines.len());
-    out.write_all(&crate::view::settlement::lines(lines, caption).csv()?)?;
+    out.write_all(&lines_table(lines).csv()?)?;
     Ok(())
 }
 
+/// For people: the batches' listing, and with --unmatched the lines'
+/// listing under it, each with the columns of its CSV.
 fn write_report_table(
     out: &mut impl Write,
     batches: &[BatchTotals],
     lines: Option<&[SettlementLineView]>,
 ) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:<16} {:<4} {:>5} {:>7} {:>13} {:>9} {:>11} {:>11} {:>13} {:>13} {:>10}",
-        "BATCH",
-        "CUR",
-        "LINES",
-        "MATCHED",
-        "GROSS",
-        "UNMATCHED",
-        "GROSS",
-        "FEES",
-        "NET",
-        "PAYOUT",
-        "DIFFERENCE"
-    )?;
-    for b in batches {
-        writeln!(
-            out,
-            "{:<16} {:<4} {:>5} {:>7} {:>13} {:>9} {:>11} {:>11} {:>13} {:>13} {:>10}",
-            b.batch_id,
-            b.currency,
-            b.lines,
-            b.matched_lines,
-            b.matched_gross,
-            b.unmatched_lines,
-            b.unmatched_gross,
-            b.fees,
-            b.net,
-            b.payout.as_deref().unwrap_or("-"),
-            b.payout_difference.as_deref().unwrap_or("-"),
-        )?;
-    }
-    writeln!(out, "{} batch(es) and currencies", batches.len())?;
+    batches_table(batches).write_text(out)?;
     if let Some(lines) = lines {
-        writeln!(out, "\nUnmatched lines")?;
-        if lines.is_empty() {
-            writeln!(out, "  (none)")?;
-        } else {
-            writeln!(
-                out,
-                "  {:<7} {:<16} {:<8} {:<10} {:<12} {:<16} {:<4} {:>12} {:>12}  {:<16} REVIEW",
-                "ID",
-                "BATCH",
-                "STATUS",
-                "TYPE",
-                "REFNO",
-                "ORDER",
-                "CUR",
-                "GROSS",
-                "LEDGER",
-                "SETTLED (UTC)"
-            )?;
-        }
-        for l in lines {
-            writeln!(
-                out,
-                "  {:<7} {:<16} {:<8} {:<10} {:<12} {:<16} {:<4} {:>12} {:>12}  {:<16} {}",
-                l.id,
-                l.batch_id,
-                l.status.as_str(),
-                l.kind.as_str(),
-                l.processor_ref.as_deref().unwrap_or("-"),
-                l.order_ref.as_deref().unwrap_or("-"),
-                l.currency,
-                l.gross,
-                l.expected.as_deref().unwrap_or("-"),
-                table_time(&l.settled_at),
-                l.review_item_id
-                    .map(|id| format!("#{id}"))
-                    .unwrap_or_default()
-            )?;
-        }
+        writeln!(out)?;
+        lines_table(lines).write_text(out)?;
     }
     Ok(())
 }

@@ -465,7 +465,14 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
     assert!(ok, "{stderr}");
     assert!(listed.contains("3 parked"), "{listed}");
     assert!(listed.contains("test-2026"), "{listed}");
-    assert_eq!(leaks(listed.as_bytes()), Vec::<String>::new(), "{listed}");
+    // The table shows each body's SHA-256, whose digits a card number
+    // scanner may read as one by chance: it is not personal data.
+    let shown: Vec<&str> = listed
+        .split(' ')
+        .filter(|word| !(word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit())))
+        .collect();
+    let shown = shown.join(" ");
+    assert_eq!(leaks(shown.as_bytes()), Vec::<String>::new(), "{listed}");
 }
 
 /// Other programs publish plain bodies, with the form content type or with

@@ -46,25 +46,37 @@ fn is_rfc3339_utc_seconds(text: &str) -> bool {
         && bytes[19] == b'Z'
 }
 
-/// `2026-11-02 09:20`, as tables show times.
-fn has_table_time(line: &str) -> bool {
+/// How many RFC 3339 times a table line shows (tables spell a time as the
+/// CSV does).
+fn table_times(line: &str) -> usize {
     line.split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .any(|pair| {
-            let (date, time) = (pair[0].as_bytes(), pair[1].as_bytes());
-            date.len() == 10
-                && date[4] == b'-'
-                && date[7] == b'-'
-                && time.len() == 5
-                && time[2] == b':'
-                && date
-                    .iter()
-                    .chain(time)
-                    .filter(|b| b.is_ascii_digit())
-                    .count()
-                    == 12
+        .filter(|word| is_rfc3339_utc_seconds(word))
+        .count()
+}
+
+/// The lines of a listing's table whose first column is a review item's
+/// id (not the header, the count line or the hint under them).
+fn item_rows(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .filter(|line| {
+            // Its first column an id, and a time in it (not the count
+            // line, `4 item(s)`).
+            line.split_whitespace()
+                .next()
+                .is_some_and(|id| id.parse::<i64>().is_ok())
+                && line.split_whitespace().any(|word| {
+                    word.len() == 20 && word.as_bytes()[10] == b'T' && word.ends_with('Z')
+                })
         })
+        .collect()
+}
+
+/// The row of review item `id` in a listing's table.
+fn item_row(table: &str, id: i64) -> Option<&str> {
+    item_rows(table)
+        .into_iter()
+        .find(|line| line.split_whitespace().next() == Some(id.to_string().as_str()))
 }
 
 /// The id of the one open item of `kind`.
@@ -80,7 +92,10 @@ async fn review_ids_are_taken_as_review_list_shows_them() {
     let db = books();
     let table = stdout(cli(&db).args(["review", "list"]));
     let mismatch = open_item(&db, "amount_mismatch");
-    assert!(table.contains(&format!("#{mismatch} ")), "{table}");
+    assert!(
+        item_row(&table, mismatch).is_some_and(|row| row.contains("amount_mismatch")),
+        "{table}"
+    );
     cli(&db)
         .args(["review", "resolve", &format!("#{mismatch}")])
         .args(["--by", "finance-42", "--note", "wire received"])
@@ -174,12 +189,27 @@ async fn the_review_table_has_a_header_dates_and_the_resolution() {
 
     let open = stdout(cli(&db).args(["review", "list"]));
     let header = open.lines().next().expect("header");
-    for column in ["ID", "STATUS", "CREATED", "KIND", "ORDER", "DETAILS"] {
+    // The columns of the CSV and the console, as headers.
+    for column in [
+        "ID",
+        "STATUS",
+        "KIND",
+        "ORDER REF",
+        "PROCESSOR REF",
+        "CREATED AT",
+        "DETAILS",
+        "RESOLVED AT",
+        "RESOLVED BY",
+        "RESOLUTION NOTE",
+        "COUNT",
+        "ITEM IDS",
+        "RESOLUTION ACTION",
+    ] {
         assert!(header.contains(column), "{header}");
     }
-    let rows: Vec<&str> = open.lines().filter(|l| l.starts_with('#')).collect();
+    let rows = item_rows(&open);
     assert_eq!(rows.len(), 3, "{open}");
-    assert!(rows.iter().all(|row| has_table_time(row)), "{open}");
+    assert!(rows.iter().all(|row| table_times(row) == 1), "{open}");
     assert!(!open.contains("finance-42"), "{open}");
 
     for args in [
@@ -188,21 +218,20 @@ async fn the_review_table_has_a_header_dates_and_the_resolution() {
         &["--status", "resolved"],
     ] {
         let listed = stdout(cli(&db).args(["review", "list"]).args(args));
-        let mut lines = listed.lines();
-        let row = lines
-            .find(|l| l.starts_with(&format!("#{id} ")))
-            .unwrap_or_else(|| panic!("{args:?}: {listed}"));
+        let row = item_row(&listed, id).unwrap_or_else(|| panic!("{args:?}: {listed}"));
         assert!(
             row.contains("resolved") && row.contains("amount_mismatch"),
             "{row}"
         );
-        let resolution = lines.next().expect("the resolution under the item");
-        assert!(resolution.contains("by finance-42"), "{resolution}");
+        // The resolution on the item's line: who, why, which action, and
+        // when (beside when the item was opened).
+        assert!(row.contains("finance-42"), "{row}");
         assert!(
-            resolution.contains("customer paid the difference by wire"),
-            "{resolution}"
+            row.contains("customer paid the difference by wire"),
+            "{row}"
         );
-        assert!(has_table_time(resolution), "{resolution}");
+        assert!(row.contains("dismiss"), "{row}");
+        assert_eq!(table_times(row), 2, "{row}");
     }
     let resolved = stdout(cli(&db).args(["review", "list", "--status", "resolved"]));
     assert!(resolved.contains("1 item(s)"), "{resolved}");
@@ -433,10 +462,21 @@ async fn orders_export_their_dates_and_listings_carry_no_empty_ledger() {
         shown["events"][0]["at"].as_str().expect("at")
     ));
 
+    // The table has the CSV's columns, as headers, and its times.
     let table = stdout(cli(&db).args(["orders", "list"]));
     let header = table.lines().next().expect("header");
     for column in [
-        "ORDER", "CREATED", "STATUS", "AMOUNT", "PAID", "REFUNDED", "CUR",
+        "ORDER REF",
+        "STATUS",
+        "AMOUNT",
+        "CURRENCY",
+        "PAID",
+        "REFUNDED",
+        "CHARGED BACK",
+        "PROCESSOR REF",
+        "CREATED AT",
+        "UPDATED AT",
+        "ORIGIN",
     ] {
         assert!(header.contains(column), "{header}");
     }
@@ -444,7 +484,8 @@ async fn orders_export_their_dates_and_listings_carry_no_empty_ledger() {
         .lines()
         .find(|l| l.starts_with("SHOP-1001 "))
         .expect("SHOP-1001");
-    assert!(row.contains("2026-11-01 08:00"), "{row}");
+    assert!(row.contains("2026-11-01T08:00:00Z"), "{row}");
+    assert!(table.ends_with("\n12 order(s)\n"), "{table}");
 }
 
 fn write_csv(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {

@@ -366,6 +366,7 @@ async fn a_mistyped_database_is_refused_not_created() {
         vec!["report"],
         vec!["review", "list"],
         vec!["orders", "list"],
+        vec!["notifications", "list"],
         vec!["migrate"],
     ] {
         cli(&db)

@@ -13,6 +13,7 @@ mod broker_privacy;
 mod cli_check;
 mod cli_finance;
 mod cli_ipn;
+mod cli_listings;
 mod cli_reconcile;
 mod console_browser;
 mod console_http;
