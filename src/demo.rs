@@ -29,7 +29,9 @@ use crate::settings::{
     WorkerSection,
 };
 use crate::settings::{ExpectedFields, Settings, SettingsError};
-use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
+use crate::simulate::deliver::{
+    DeliverError, DeliveryStats, IntakeUrls, PostPolicy, Posted, post_all,
+};
 use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
 use crate::store::{Store, StoreError};
 
@@ -190,7 +192,8 @@ pub async fn run(
             settings.queue_base
         )?;
         let progress = progress_bar(simulation.deliveries.len() as u64);
-        let posted = post_all(&simulation, &url, &key, PostPolicy::default(), || {
+        let urls = IntakeUrls::new(&url, None);
+        let posted = post_all(&simulation, &urls, &key, PostPolicy::default(), || {
             progress.inc(1)
         })
         .await;
