@@ -34,9 +34,7 @@ use crate::settings::{ExpectedFields, Settings, SettingsError};
 use crate::simulate::deliver::{
     DeliverError, DeliveryStats, IntakeUrls, PostPolicy, Posted, post_all,
 };
-use crate::simulate::{
-    AnomalyRates, Profile, Simulation, SimulationConfig, simulate, sort_kinds,
-};
+use crate::simulate::{AnomalyRates, Profile, Simulation, SimulationConfig, simulate, sort_kinds};
 use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
@@ -171,9 +169,12 @@ pub async fn run(
         total.stats.receipts += outcome.stats.receipts;
         total.stats.refused += outcome.stats.refused;
         total.stats.retries += outcome.stats.retries;
-        total
-            .differences
-            .extend(outcome.differences.into_iter().map(|d| format!("[{}] {d}", profile.as_str())));
+        total.differences.extend(
+            outcome
+                .differences
+                .into_iter()
+                .map(|d| format!("[{}] {d}", profile.as_str())),
+        );
         writeln!(out)?;
     }
     writeln!(out, "Summary per profile:")?;

@@ -49,7 +49,9 @@ pub(super) async fn run(
     store.reset_schema().await?;
     reset_queues(&config.amqp).await?;
 
-    let today = chrono::Utc::now().date_naive().and_time(chrono::NaiveTime::MIN);
+    let today = chrono::Utc::now()
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN);
     let simulation_config = SimulationConfig {
         rates: settings.rates,
         expected_fields: true,
@@ -123,7 +125,9 @@ pub(super) async fn run(
     let stats = delivered?;
 
     let policy = SweepPolicy::default();
-    let as_of = chrono::Utc::now() + policy.stale_order_age + policy.settlement_days
+    let as_of = chrono::Utc::now()
+        + policy.stale_order_age
+        + policy.settlement_days
         + chrono::Duration::days(1);
     let swept = crate::services::sweep::sweep(&store, as_of, &policy).await?;
     writeln!(
