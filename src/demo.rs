@@ -10,6 +10,8 @@
 //! independent expectation, review items from the settlement and the sweep
 //! included. It ends by itself.
 
+mod vendor;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
@@ -29,8 +31,10 @@ use crate::settings::{
     WorkerSection,
 };
 use crate::settings::{ExpectedFields, Settings, SettingsError};
-use crate::simulate::deliver::{DeliverError, DeliveryStats, PostPolicy, Posted, post_all};
-use crate::simulate::{AnomalyRates, Simulation, SimulationConfig, simulate, sort_kinds};
+use crate::simulate::deliver::{
+    DeliverError, DeliveryStats, IntakeUrls, PostPolicy, Posted, post_all,
+};
+use crate::simulate::{AnomalyRates, Profile, Simulation, SimulationConfig, simulate, sort_kinds};
 use crate::store::{Store, StoreError};
 
 /// The demo's own, public key. It signs the simulated notifications and
@@ -50,6 +54,10 @@ pub struct DemoSettings {
     pub rates: AnomalyRates,
     /// How long to wait for everything to settle.
     pub settle_timeout: Duration,
+    /// The profiles to run, in order (each on an emptied database).
+    pub profiles: Vec<Profile>,
+    /// Customers of the software vendor profile.
+    pub vendor_customers: usize,
 }
 
 impl DemoSettings {
@@ -81,6 +89,8 @@ impl DemoSettings {
                 conflicting_copies: 0.02,
             },
             settle_timeout: Duration::from_secs(120),
+            profiles: vec![Profile::Default, Profile::SoftwareVendor],
+            vendor_customers: 150,
         }
     }
 }
@@ -124,8 +134,58 @@ pub struct DemoOutcome {
     pub differences: Vec<String>,
 }
 
-/// Runs the demo, writing progress and the summary to `out`.
+/// Runs the demo's profiles in turn (each on an emptied database),
+/// writing progress and the summaries to `out`; the outcome adds them up.
 pub async fn run(
+    settings: &DemoSettings,
+    out: &mut (dyn Write + Send),
+) -> Result<DemoOutcome, DemoError> {
+    let mut total = DemoOutcome {
+        orders: 0,
+        deliveries: 0,
+        stats: DeliveryStats::default(),
+        differences: Vec::new(),
+    };
+    let mut summaries = Vec::new();
+    for profile in &settings.profiles {
+        writeln!(out, "== profile {} ==", profile.as_str())?;
+        let outcome = match profile {
+            Profile::Default => run_default(settings, out).await?,
+            Profile::SoftwareVendor => vendor::run(settings, out).await?,
+        };
+        summaries.push(format!(
+            "{}: {} orders, {} deliveries, {}",
+            profile.as_str(),
+            outcome.orders,
+            outcome.deliveries,
+            if outcome.differences.is_empty() {
+                "OK".to_owned()
+            } else {
+                format!("{} difference(s)", outcome.differences.len())
+            }
+        ));
+        total.orders += outcome.orders;
+        total.deliveries += outcome.deliveries;
+        total.stats.receipts += outcome.stats.receipts;
+        total.stats.refused += outcome.stats.refused;
+        total.stats.retries += outcome.stats.retries;
+        total.differences.extend(
+            outcome
+                .differences
+                .into_iter()
+                .map(|d| format!("[{}] {d}", profile.as_str())),
+        );
+        writeln!(out)?;
+    }
+    writeln!(out, "Summary per profile:")?;
+    for summary in summaries {
+        writeln!(out, "  {summary}")?;
+    }
+    Ok(total)
+}
+
+/// The default profile: a shop that imports its orders.
+async fn run_default(
     settings: &DemoSettings,
     out: &mut (dyn Write + Send),
 ) -> Result<DemoOutcome, DemoError> {
@@ -190,7 +250,8 @@ pub async fn run(
             settings.queue_base
         )?;
         let progress = progress_bar(simulation.deliveries.len() as u64);
-        let posted = post_all(&simulation, &url, &key, PostPolicy::default(), || {
+        let urls = IntakeUrls::new(&url, None);
+        let posted = post_all(&simulation, &urls, &key, PostPolicy::default(), || {
             progress.inc(1)
         })
         .await;
@@ -263,7 +324,7 @@ pub async fn run(
     })
 }
 
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -282,7 +343,7 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 /// demo, where production waits an hour), listeners on free ports, and the
 /// fields the simulated merchant's IPN settings send (docs/protocol.md §11
 /// (c)), so that a copy with TEST_ORDER or FRAUD_STATUS renamed is refused.
-fn daemon_settings(demo: &DemoSettings) -> Settings {
+pub(crate) fn daemon_settings(demo: &DemoSettings) -> Settings {
     let loopback_any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     Settings {
         database: DatabaseSection {
@@ -328,7 +389,7 @@ fn daemon_settings(demo: &DemoSettings) -> Settings {
 
 /// Deletes and declares the demo's topology, so no message of an earlier
 /// run is left.
-async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> {
+pub(crate) async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> {
     let connection = amqp.connect("demo-setup").await?;
     let channel = connection.create_channel().await?;
     amqp.topology.delete(&channel).await?;

@@ -12,8 +12,11 @@ use crate::telemetry::{self, LogFormat};
 /// POSTs a few hundred simulated orders' notifications (with duplicates,
 /// out-of-order delivery, forged copies, wrong amounts, unknown orders and
 /// card numbers in free text), waits until all is settled, prints the
-/// finance summary, and exits 0 when the result equals the simulator's
-/// expectation (1 when it does not, 3 when a service is unreachable).
+/// finance summary; then does the same for a software vendor on the
+/// processor's hosted cart (renewals, licence change notifications, VAT,
+/// commission, USD payout). Exits 0 when every order, subscription and
+/// figure equals the simulator's expectation (1 when one does not, 3 when
+/// a service is unreachable).
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// The demo's database. It is EMPTIED at start, so its name must
@@ -46,6 +49,13 @@ pub struct DemoArgs {
     /// Seed of the simulation (the same seed gives the same run).
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Run only this profile (`default` or `software-vendor`); by default
+    /// both, one after the other, each on an emptied database.
+    #[arg(long, value_enum)]
+    pub profile: Option<crate::simulate::Profile>,
+    /// Number of the software vendor's simulated customers.
+    #[arg(long, default_value_t = 150)]
+    pub customers: usize,
 }
 
 fn secret_url(text: &str) -> Result<SecretUrl, String> {
@@ -65,6 +75,10 @@ pub fn run(args: DemoArgs) -> CliResult {
     settings.queue_base = args.queue;
     settings.orders = args.orders;
     settings.seed = args.seed;
+    settings.vendor_customers = args.customers;
+    if let Some(profile) = args.profile {
+        settings.profiles = vec![profile];
+    }
     block_on(async move {
         let mut out = std::io::stdout();
         let outcome = run_demo(&settings, &mut out).await?;

@@ -12,9 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::KeyArgs;
 use crate::domain::Currencies;
 use crate::queue::Publisher;
-use crate::simulate::deliver::{PostPolicy, post_all, publish_all};
+use crate::simulate::deliver::{IntakeUrls, PostPolicy, post_all, publish_all};
 use crate::simulate::{
-    AnomalyRates, CurrencyWeight, DeliveryKind, SimulationConfig, simulate, write_all,
+    AnomalyRates, CurrencyWeight, DeliveryKind, Profile, SimulationConfig, simulate, write_all,
     write_expected_json, write_manifest_json, write_orders_csv,
 };
 
@@ -57,6 +57,18 @@ pub struct SimulateArgs {
     /// Seed of the simulation: the same seed and options give the same output.
     #[arg(long)]
     pub seed: u64,
+    /// Which merchant to simulate. `default`: a shop that imports its
+    /// orders, with every anomaly of the options below. `software-vendor`:
+    /// a software vendor on the processor's hosted cart: orders with and
+    /// without a merchant reference, subscriptions that renew, fail, lapse
+    /// and are canceled, trials, lifetime licences, licence change
+    /// notifications (POSTed to --lcn-url), VAT, commission and a USD
+    /// payout; --orders is then the number of customers, and only
+    /// --duplicates, --out-of-order, --processor-retries and
+    /// --second-url-copies apply. Its expectation is written to
+    /// vendor.json; no settlement files are written for it.
+    #[arg(long, value_enum, default_value_t = Profile::Default)]
+    pub profile: Profile,
     /// Number of orders the shop knows (rows of orders.csv). Unknown orders
     /// (--unknown-orders) come on top.
     #[arg(long)]
@@ -93,6 +105,10 @@ pub struct SimulateArgs {
     /// The intake to POST to (`--target http`).
     #[arg(long, value_name = "URL", required_if_eq("target", "http"))]
     pub intake_url: Option<String>,
+    /// Where licence change notifications go (`--target http`); by
+    /// default --intake-url with its last path segment replaced by `lcn`.
+    #[arg(long, value_name = "URL")]
+    pub lcn_url: Option<String>,
     /// POSTs in flight at once (`--target http`).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -265,6 +281,7 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
         currencies,
         base_date,
         expected_fields: args.with_expected_fields,
+        profile: args.profile,
     };
     let simulation = simulate(&config, &ring.current().secret)?;
 
@@ -307,12 +324,15 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
             let delivered = super::block_on(async {
                 match args.target {
                     Target::Http => {
-                        let url = args.intake_url.as_deref().unwrap_or_default();
+                        let urls = IntakeUrls::new(
+                            args.intake_url.as_deref().unwrap_or_default(),
+                            args.lcn_url.as_deref(),
+                        );
                         let policy = PostPolicy {
                             concurrency: args.concurrency.max(1),
                             ..PostPolicy::default()
                         };
-                        let stats = post_all(&simulation, url, &key, policy, || progress.inc(1))
+                        let stats = post_all(&simulation, &urls, &key, policy, || progress.inc(1))
                             .await?
                             .stats;
                         Ok(format!(
@@ -389,5 +409,8 @@ fn write_expectations(
     write_orders_csv(&simulation.orders, create("orders.csv")?)?;
     write_expected_json(&simulation.expected, create("expected.json")?)?;
     write_manifest_json(simulation, create("manifest.json")?)?;
+    if let Some(vendor) = &simulation.vendor {
+        crate::simulate::vendor::write_vendor_json(vendor, create("vendor.json")?)?;
+    }
     Ok(())
 }

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use super::{Delivery, DeliveryKind, Simulation};
 use crate::domain::BodyDigest;
 use crate::ipn::{
-    Algorithm, FormBody, FormLimits, KeyRing, ReceiptDate, ReceiptFormat, SecretKey, read_receipt,
+    Algorithm, FormBody, FormLimits, KeyRing, NoticeKind, ReceiptDate, ReceiptFormat, SecretKey,
 };
 use crate::queue::{MessageMeta, Publisher, QueueError, Sealer};
 
@@ -87,13 +87,15 @@ pub enum ReceiptMismatch {
 
 /// Checks a response body as the processor does: a `<sig ...>` or
 /// `<EPAYMENT>` receipt whose HMAC, made with `key` over the first product
-/// id and name, IPN_DATE and the receipt's DATE, is right.
+/// id and name, IPN_DATE and the receipt's DATE (for a licence change
+/// notification: LICENSE_CODE, EXPIRATION_DATE and DATE), is right.
 pub fn check_receipt(body: &[u8], key: &SecretKey, response: &str) -> Result<(), ReceiptMismatch> {
     let form = FormBody::parse(body, &FormLimits::default())
         .map_err(|err| ReceiptMismatch::Unanswerable(err.to_string()))?;
     let (format, date, digest) = parse_receipt(response).ok_or(ReceiptMismatch::Missing)?;
     let date = ReceiptDate::parse(date).map_err(|_| ReceiptMismatch::BadDate)?;
-    let expected = read_receipt(&form, key, format, date)
+    let expected = NoticeKind::of(&form)
+        .read_receipt(&form, key, format, date)
         .map_err(|err| ReceiptMismatch::Unanswerable(err.to_string()))?;
     let expected_digest = parse_receipt(&expected).map(|(_, _, d)| d.to_owned());
     if expected_digest.as_deref() == Some(&digest.to_ascii_lowercase()) {
@@ -125,6 +127,41 @@ fn parse_receipt(text: &str) -> Option<(ReceiptFormat, &str, &str)> {
         _ => return None,
     };
     Some((ReceiptFormat::Sig(algorithm), date, digest))
+}
+
+/// Where the simulated processor POSTs: payment notifications to the
+/// intake's path, licence change notifications to its `lcn-path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeUrls {
+    pub ipn: String,
+    pub lcn: String,
+}
+
+impl IntakeUrls {
+    /// `ipn`, and `lcn` or else the same URL with its last path segment
+    /// replaced by `lcn` (`http://host:8080/ipn` → `http://host:8080/lcn`,
+    /// the default paths).
+    pub fn new(ipn: &str, lcn: Option<&str>) -> Self {
+        let lcn = lcn.map(str::to_owned).unwrap_or_else(|| {
+            let trimmed = ipn.trim_end_matches('/');
+            let host_start = trimmed.find("://").map_or(0, |at| at + 3);
+            match trimmed[host_start..].rfind('/') {
+                Some(at) => format!("{}/lcn", &trimmed[..host_start + at]),
+                None => format!("{trimmed}/lcn"),
+            }
+        });
+        Self {
+            ipn: ipn.to_owned(),
+            lcn,
+        }
+    }
+
+    fn for_delivery(&self, delivery: &Delivery) -> &str {
+        match delivery.notice {
+            NoticeKind::Ipn => &self.ipn,
+            NoticeKind::Lcn => &self.lcn,
+        }
+    }
 }
 
 /// How hard the simulated processor tries.
@@ -171,7 +208,7 @@ struct Retry(String);
 /// display).
 pub async fn post_all(
     simulation: &Simulation,
-    url: &str,
+    urls: &IntakeUrls,
     key: &SecretKey,
     policy: PostPolicy,
     on_done: impl Fn() + Sync,
@@ -192,6 +229,7 @@ pub async fn post_all(
                 let retries = retries.clone();
                 let on_done = &on_done;
                 async move {
+                    let url = urls.for_delivery(delivery);
                     let answer = post_one(&client, url, key, delivery, policy, &retries).await;
                     on_done();
                     answer
@@ -309,6 +347,7 @@ pub async fn publish_all(
                     reason: err.to_string(),
                 })?;
                 let meta = MessageMeta::received(chrono::Utc::now(), None)
+                    .notice(d.notice)
                     .sealed(&sealed, BodyDigest::of(&d.body).as_str());
                 Ok((sealed.body, meta))
             })
@@ -332,6 +371,25 @@ pub async fn publish_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipn::read_receipt;
+
+    #[test]
+    fn the_lcn_url_defaults_to_the_intakes_default_path() {
+        let urls = IntakeUrls::new("http://127.0.0.1:8080/ipn", None);
+        assert_eq!(urls.lcn, "http://127.0.0.1:8080/lcn");
+        let urls = IntakeUrls::new("http://127.0.0.1:8080/hooks/ipn/", None);
+        assert_eq!(urls.lcn, "http://127.0.0.1:8080/hooks/lcn");
+        let urls = IntakeUrls::new("http://h/ipn", Some("http://h/x"));
+        assert_eq!(urls.lcn, "http://h/x");
+    }
+
+    #[test]
+    fn a_licence_notice_receipt_is_checked_over_its_own_fields() {
+        let key = SecretKey::new("AABBCCDDEEFF");
+        let body = b"LICENSE_CODE=3C343D0FAF&EXPIRATION_DATE=2005-03-03";
+        let receipt = "<EPAYMENT>20081117145935|cb34fe2991668eb82364edf62f845a34</EPAYMENT>";
+        assert_eq!(check_receipt(body, &key, receipt), Ok(()));
+    }
 
     const BODY: &[u8] = b"IPN_PID%5B%5D=1&IPN_PNAME%5B%5D=Software+program&IPN_DATE=20050303123434";
 

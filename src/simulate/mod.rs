@@ -71,6 +71,7 @@
 pub mod deliver;
 pub mod rng;
 pub mod settlement;
+pub mod vendor;
 pub mod write;
 
 mod body;
@@ -82,7 +83,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeDelta};
 
 use crate::domain::{Currencies, Currency, Money, OrderState, Outcome, ReviewKind};
-use crate::ipn::{Algorithm, Field, FormError, SecretKey};
+use crate::ipn::{Algorithm, Field, FormError, NoticeKind, SecretKey};
 use crate::store::NewOrder;
 
 pub use body::{ALGORITHMS, PanSpot};
@@ -319,6 +320,32 @@ pub struct SimulationConfig {
     /// genuine one counts depends on which arrives first, which no
     /// expectation from intent can say.
     pub expected_fields: bool,
+    /// Which merchant is simulated (see [`Profile`]).
+    pub profile: Profile,
+}
+
+/// Which merchant the simulated processor serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Profile {
+    /// A shop that imports its orders and names each one in the checkout
+    /// (`REFNOEXT`): the stories and anomalies of this module.
+    #[default]
+    Default,
+    /// A software vendor selling through the processor's hosted cart:
+    /// orders with and without a merchant reference, subscriptions that
+    /// renew, lapse and are canceled, licence change notifications, VAT,
+    /// commission and a USD payout ([`vendor`]).
+    SoftwareVendor,
+}
+
+impl Profile {
+    /// The command-line name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::SoftwareVendor => "software-vendor",
+        }
+    }
 }
 
 impl SimulationConfig {
@@ -339,6 +366,7 @@ impl SimulationConfig {
                 .and_then(|d| d.and_hms_opt(8, 0, 0))
                 .unwrap_or_default(),
             expected_fields: false,
+            profile: Profile::Default,
         }
     }
 
@@ -501,6 +529,9 @@ pub struct Delivery {
     pub has_pan: bool,
     /// Whether the body says TEST_ORDER=1.
     pub test_order: bool,
+    /// A payment notification (POSTed to the intake's path) or a licence
+    /// change notification (POSTed to its `lcn-path`).
+    pub notice: NoticeKind,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -517,6 +548,7 @@ impl std::fmt::Debug for Delivery {
             .field("known_order", &self.known_order)
             .field("has_pan", &self.has_pan)
             .field("test_order", &self.test_order)
+            .field("notice", &self.notice)
             .finish()
     }
 }
@@ -692,6 +724,10 @@ pub struct Simulation {
     /// notifications, captured), for the settlement file
     /// ([`settlement::settlement`]).
     pub payments: Vec<settlement::SimulatedPayment>,
+    /// The software vendor's expectation (orders keyed as the daemon keys
+    /// them, subscriptions, figures), for [`Profile::SoftwareVendor`];
+    /// `None` for the default profile.
+    pub vendor: Option<vendor::VendorExpectation>,
 }
 
 impl Simulation {
@@ -724,6 +760,9 @@ pub const TEST_PANS: [&str; 6] = [
 /// Generates a simulation. Pure: no I/O, no clock.
 pub fn simulate(config: &SimulationConfig, key: &SecretKey) -> Result<Simulation, SimulationError> {
     config.validate()?;
+    if config.profile == Profile::SoftwareVendor {
+        return vendor::simulate(config, key);
+    }
     let tag = run_tag(config.seed);
     let mut generator = Generator {
         config,
@@ -775,13 +814,14 @@ pub fn simulate(config: &SimulationConfig, key: &SecretKey) -> Result<Simulation
         expected_outcomes: generator.outcomes,
         personal_data: generator.personal_data,
         payments: generator.payments,
+        vendor: None,
     })
 }
 
 /// A 16-bit tag of the seed, part of every order reference and REFNO, so
 /// that runs with different seeds can share one database (the demo reuses
 /// its database) without colliding references in practice.
-fn run_tag(seed: u64) -> u16 {
+pub(crate) fn run_tag(seed: u64) -> u16 {
     (rng::SplitMix64::new(seed).next_u64() >> 48) as u16
 }
 
@@ -992,6 +1032,7 @@ impl Generator<'_> {
                     known_order: known,
                     has_pan: false,
                     test_order: context.test_order,
+                    notice: NoticeKind::Ipn,
                 });
             }
             genuine.push(Delivery {
@@ -1004,6 +1045,7 @@ impl Generator<'_> {
                 known_order: known,
                 has_pan: pan.is_some(),
                 test_order: context.test_order,
+                notice: NoticeKind::Ipn,
             });
             signed_steps.push(Signed {
                 fields: signed,
@@ -1338,6 +1380,7 @@ fn copy_of(
         known_order: true,
         has_pan: step.has_pan,
         test_order: context.test_order,
+        notice: NoticeKind::Ipn,
     }
 }
 

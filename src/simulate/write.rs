@@ -302,9 +302,15 @@ pub fn write_all(
     write_orders_csv(&simulation.orders, create(&written.orders_csv)?)?;
     write_expected_json(&simulation.expected, create(&written.expected_json)?)?;
     write_manifest_json(simulation, create(&written.manifest_json)?)?;
-    let settled = super::settlement::settlement(simulation);
-    super::settlement::write_settlement_csv(&settled, create(&written.settlement_csv)?)?;
-    super::settlement::write_payouts_csv(&settled, create(&written.payouts_csv)?)?;
+    if let Some(vendor) = &simulation.vendor {
+        // The vendor's expectation; its settlement in the payout currency
+        // is not simulated (see `vendor`).
+        super::vendor::write_vendor_json(vendor, create(&out.join("vendor.json"))?)?;
+    } else {
+        let settled = super::settlement::settlement(simulation);
+        super::settlement::write_settlement_csv(&settled, create(&written.settlement_csv)?)?;
+        super::settlement::write_payouts_csv(&settled, create(&written.payouts_csv)?)?;
+    }
     write_bodies(&written.bodies_dir, simulation, on_written)?;
     Ok(written)
 }

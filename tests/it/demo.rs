@@ -1,6 +1,8 @@
 //! The README's run command, `ipn-reconciler demo`, on a smaller scale: the
 //! whole system (intake over HTTP, RabbitMQ, worker, PostgreSQL) against the
-//! simulator's expectation with every anomaly turned on.
+//! simulator's expectation with every anomaly turned on, for both profiles
+//! (the shop that imports its orders, then the software vendor on the
+//! hosted cart).
 
 use std::process::Command;
 
@@ -22,6 +24,8 @@ fn the_demo_runs_to_a_green_end() {
             "7",
             "--queue",
             &queue.base,
+            "--profile",
+            "default",
         ])
         .env("DEMO_DATABASE_URL", &db.url)
         .env("AMQP_URL", amqp_url())
@@ -34,6 +38,7 @@ fn the_demo_runs_to_a_green_end() {
         "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("OK: all 80 orders"), "{stdout}");
+    assert!(!stdout.contains("software-vendor"), "{stdout}");
     for section in [
         "Orders by state",
         "Totals per currency",
@@ -86,6 +91,61 @@ fn the_demo_runs_to_a_green_end() {
             .get(0)
     });
     assert!(lines > 20, "{lines} matched lines");
+}
+
+/// `demo` without `--profile`, as the README runs it: the shop that
+/// imports its orders, then the software vendor on the emptied database,
+/// each compared order by order (and subscription by subscription, figure
+/// by figure) with its expectation.
+#[test]
+fn the_demo_runs_both_profiles_to_a_green_end() {
+    let db = TestDb::with_prefix("ipn_test_demo");
+    let queue = TestQueue::new("500ms,1s,2s");
+    let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
+        .args([
+            "demo",
+            "--orders",
+            "30",
+            "--customers",
+            "60",
+            "--seed",
+            "11",
+            "--queue",
+            &queue.base,
+        ])
+        .env("DEMO_DATABASE_URL", &db.url)
+        .env("AMQP_URL", amqp_url())
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let default_at = stdout.find("== profile default ==").expect("default ran");
+    let vendor_at = stdout
+        .find("== profile software-vendor ==")
+        .expect("the vendor ran");
+    assert!(default_at < vendor_at, "default first\n{stdout}");
+    assert!(stdout.contains("OK: all 30 orders"), "{stdout}");
+    assert!(
+        stdout.contains("subscriptions and the figures of"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("default: 30 orders"), "{stdout}");
+    assert!(!stdout.contains("MISMATCH"), "{stdout}");
+
+    // What the vendor's run left: processor orders, subscriptions with
+    // their licence notices, VAT and commission, the USD payout.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let count = |sql: &'static str| -> i64 {
+        runtime.block_on(async { crate::finance_report::query(&db, sql, &[]).await[0].get(0) })
+    };
+    assert!(count("SELECT count(*)::int8 FROM orders WHERE origin = 'processor'") > 20);
+    assert!(count("SELECT count(DISTINCT licence_ref)::int8 FROM subscription_orders") > 20);
+    assert!(count("SELECT count(*)::int8 FROM licence_notices") > 10);
+    assert!(count("SELECT count(*)::int8 FROM payments WHERE payable_minor < 0") > 0);
 }
 
 #[test]

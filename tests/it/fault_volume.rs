@@ -28,10 +28,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ipn_reconciler::domain::{BodyDigest, Money, ReviewKind};
+use ipn_reconciler::ipn::NoticeKind;
 use ipn_reconciler::ipn::{FormBody, FormLimits};
 use ipn_reconciler::queue::{MessageMeta, Publisher};
 use ipn_reconciler::simulate::{
-    Anomaly, AnomalyRates, DeliveryKind, Simulation, SimulationConfig, Story, simulate, sort_kinds,
+    Anomaly, AnomalyRates, DeliveryKind, Profile, Simulation, SimulationConfig, Story, simulate,
+    sort_kinds,
 };
 
 use crate::helpers::amqp::{TestQueue, amqp_url_via, broker_addr, close_connections, wait_until};
@@ -69,13 +71,58 @@ fn stream(wanted: usize, seed: u64) -> Simulation {
     };
     let probe = simulate(&config(200), key).expect("simulation");
     let mut orders = (wanted * 200).div_ceil(probe.deliveries.len()).max(1);
-    loop {
+    let sim = loop {
         let sim = simulate(&config(orders), key).expect("simulation");
         if sim.deliveries.len() >= wanted {
-            return sim;
+            break sim;
         }
         orders += orders / 20 + 1;
+    };
+    // A fifth of the stream's size again from the software vendor's
+    // profile (hosted-cart and renewal orders keyed by REFNO, licence
+    // change notifications, VAT, commission, payout), with the same seed:
+    // its REFNOs and references are apart from the default profile's.
+    let vendor = SimulationConfig {
+        profile: Profile::SoftwareVendor,
+        ..config((wanted / 5 / 7).max(20))
+    };
+    let vendor = simulate(&vendor, key).expect("vendor simulation");
+    mix_in(sim, vendor)
+}
+
+/// The default profile's stream with the vendor's spread evenly through
+/// it (each stream's own order kept), the vendor's orders imported too
+/// and its expectation kept beside the default one.
+fn mix_in(mut sim: Simulation, vendor: Simulation) -> Simulation {
+    let (a, b) = (sim.deliveries.len(), vendor.deliveries.len());
+    let mut merged = Vec::with_capacity(a + b);
+    let mut default = std::mem::take(&mut sim.deliveries).into_iter();
+    let mut vendors = vendor.deliveries.into_iter();
+    for i in 0..a + b {
+        // Vendor delivery k goes at about k·(a+b)/b.
+        let take_vendor = b > 0 && (i * b) / (a + b) != ((i + 1) * b) / (a + b);
+        let next = if take_vendor {
+            vendors.next().or_else(|| default.next())
+        } else {
+            default.next().or_else(|| vendors.next())
+        };
+        if let Some(mut delivery) = next {
+            delivery.sequence = merged.len() + 1;
+            merged.push(delivery);
+        }
     }
+    sim.deliveries = merged;
+    sim.orders.extend(vendor.orders);
+    let (o, v) = (&mut sim.expected_outcomes, vendor.expected_outcomes);
+    o.applied += v.applied;
+    o.ignored += v.ignored;
+    o.mismatch += v.mismatch;
+    o.duplicate += v.duplicate;
+    o.order_not_found += v.order_not_found;
+    o.invalid_signature += v.invalid_signature;
+    o.malformed += v.malformed;
+    sim.vendor = vendor.vendor;
+    sim
 }
 
 /// What the database and the parking queue must hold at the end, from the
@@ -98,11 +145,16 @@ impl Expected {
         let outcomes = sim.expected_outcomes;
         // Exact duplicates are the same bytes: no row of their own. An
         // unknown order's is counted `order_not_found` (it is processed
-        // again), a known order's `duplicate`.
+        // again), a known order's `duplicate`. Licence change
+        // notifications have no row in `notifications` at all.
         let exact_duplicates = |known: bool| {
             sim.deliveries
                 .iter()
-                .filter(|d| d.kind == DeliveryKind::Duplicate && d.known_order == known)
+                .filter(|d| {
+                    d.kind == DeliveryKind::Duplicate
+                        && d.known_order == known
+                        && d.notice == NoticeKind::Ipn
+                })
                 .count()
         };
         let rows = BTreeMap::from([
@@ -360,7 +412,7 @@ impl Run {
         let mut seen = HashSet::new();
         let rows_published: Vec<i64> = std::iter::once(0)
             .chain(sim.deliveries.iter().scan(0, |rows, d| {
-                if seen.insert(d.body.as_slice()) {
+                if d.notice == NoticeKind::Ipn && seen.insert(d.body.as_slice()) {
                     *rows += 1;
                 }
                 Some(*rows)
@@ -389,7 +441,10 @@ impl Run {
             if published < upto {
                 let chunk: Vec<_> = sim.deliveries[published..upto]
                     .iter()
-                    .map(|d| (d.body.clone(), MessageMeta::received(Utc::now(), None)))
+                    .map(|d| {
+                        let meta = MessageMeta::received(Utc::now(), None).notice(d.notice);
+                        (d.body.clone(), meta)
+                    })
                     .collect();
                 let results = publisher
                     .publish_notifications(&chunk)
@@ -606,12 +661,55 @@ impl Run {
                 .or_default()
                 .push(ReviewKind::parse(&kind).expect("known review kind"));
         }
-        assert_eq!(orders.len(), sim.expected.len(), "orders");
+        let vendor = sim
+            .vendor
+            .as_ref()
+            .expect("the vendor's profile is mixed in");
+        assert_eq!(
+            orders.len(),
+            sim.expected.len() + vendor.orders.len(),
+            "orders"
+        );
         let mut disagreements = Vec::new();
         let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for row in &orders {
             let order_ref: String = row.get(0);
             let currency: String = row.get(1);
+            if let Some(want) = vendor.orders.get(&order_ref) {
+                // The vendor's orders: paid once, whatever the faults, and
+                // no review item.
+                let paid = Money::iso(&want.paid, &currency)
+                    .expect("expected amount")
+                    .minor_units();
+                totals.entry(currency.clone()).or_default().0 += paid;
+                let got = (
+                    row.get::<_, String>(2),
+                    row.get::<_, Option<String>>(3),
+                    row.get::<_, i64>(4),
+                    row.get::<_, i64>(5),
+                    row.get::<_, i64>(6),
+                    row.get::<_, i64>(8),
+                    open.remove(&order_ref).unwrap_or_default(),
+                );
+                let wanted = (
+                    want.status.as_str().to_owned(),
+                    Some(want.processor_ref.clone()),
+                    paid,
+                    0,
+                    paid,
+                    paid,
+                    Vec::new(),
+                );
+                if got != wanted {
+                    disagreements.push(format!(
+                        "vendor order {order_ref} ({}): expected (status, REFNO, paid, \
+                         refunded, paid over payments, paid in the journal, open reviews) \
+                         {wanted:?}, database {got:?}",
+                        want.plan.as_str()
+                    ));
+                }
+                continue;
+            }
             let expected_order = &sim.expected[&order_ref];
             let minor = |amount: &str| {
                 Money::iso(amount, &currency)
@@ -716,6 +814,7 @@ impl Run {
             disagreements.join("\n")
         );
         assert!(open.is_empty(), "open review items of no order: {open:?}");
+        self.check_vendor(vendor).await;
 
         // The same sums over the whole run, per currency.
         for (currency, (paid, refunded)) in &totals {
@@ -774,6 +873,107 @@ impl Run {
     }
 }
 
+impl Run {
+    /// The vendor's subscriptions, licence notices and notice money, from
+    /// the database against the simulator's expectation.
+    async fn check_vendor(&self, vendor: &ipn_reconciler::simulate::vendor::VendorExpectation) {
+        let stored = self.scalar("SELECT count(*) FROM licence_notices").await;
+        assert_eq!(
+            stored as usize, vendor.licence_notices,
+            "every licence change notification stored once"
+        );
+        let mut disagreements = Vec::new();
+        for (licence, want) in &vendor.subscriptions {
+            let row = self
+                .client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE paid AND licence_type = 'RENEWAL')::int8, \
+                            to_char(max(expires_at) FILTER (WHERE paid), 'YYYY-MM-DD HH24:MI:SS'), bool_or(paid AND lifetime), \
+                            min(processor_ref) \
+                     FROM subscription_orders WHERE licence_ref = $1",
+                    &[licence],
+                )
+                .await
+                .expect("subscription");
+            let status: Option<String> = self
+                .client
+                .query_opt(
+                    "SELECT status FROM licence_notices WHERE licence_ref = $1 \
+                     AND status IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+                    &[licence],
+                )
+                .await
+                .expect("latest licence notice")
+                .map(|r| r.get(0));
+            let status = status.map_or("active".to_owned(), |s| {
+                ipn_reconciler::domain::subscription::SubscriptionStatus::from_lcn(&s)
+                    .as_str()
+                    .to_owned()
+            });
+            let got = (
+                row.get::<_, i64>(0) as usize,
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<bool>>(2).unwrap_or(false),
+                row.get::<_, Option<String>>(3),
+                status,
+            );
+            let wanted = (
+                want.renewals,
+                want.expires_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                want.lifetime,
+                Some(want.first_order.clone()),
+                want.status.as_str().to_owned(),
+            );
+            if got != wanted {
+                disagreements.push(format!(
+                    "subscription {licence} ({}): (renewals, expiry, lifetime, first \
+                     order, status) expected {wanted:?}, database {got:?}",
+                    want.plan.as_str()
+                ));
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{} subscription(s) disagree with the simulator:\n{}",
+            disagreements.len(),
+            disagreements.join("\n")
+        );
+        let keys: Vec<String> = vendor.orders.keys().cloned().collect();
+        for (currency, want) in &vendor.figures {
+            let row = self
+                .client
+                .query_one(
+                    "SELECT COALESCE(sum(p.vat_minor), 0)::int8, \
+                            COALESCE(sum(p.commission_minor), 0)::int8 \
+                     FROM payments p JOIN orders o ON o.id = p.order_id \
+                     WHERE o.currency = $1 AND o.order_ref = ANY($2)",
+                    &[currency, &keys],
+                )
+                .await
+                .expect("notice money");
+            assert_eq!(
+                (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+                (want.vat, want.commission),
+                "VAT and commission of the vendor's {currency} payments"
+            );
+        }
+        for (currency, want) in &vendor.payouts {
+            let payable = self
+                .client
+                .query_one(
+                    "SELECT COALESCE(sum(payable_minor), 0)::int8 FROM payments \
+                     WHERE payout_currency = $1",
+                    &[currency],
+                )
+                .await
+                .expect("payable")
+                .get::<_, i64>(0);
+            assert_eq!(payable, *want, "Σ PAYABLE_AMOUNT in {currency}");
+        }
+    }
+}
+
 /// The REFNOs of the genuine notifications of `order_ref`.
 fn refnos_of(sim: &Simulation, order_ref: &str) -> HashSet<String> {
     sim.deliveries
@@ -804,6 +1004,16 @@ fn assert_stream_has_everything(sim: &Simulation, wanted: usize) {
         "out-of-order orders"
     );
     assert!(!sim.expected_orphans.is_empty(), "unknown orders");
+    assert!(
+        sim.deliveries.iter().any(|d| d.notice == NoticeKind::Lcn),
+        "the software vendor's licence change notifications"
+    );
+    assert!(
+        sim.vendor
+            .as_ref()
+            .is_some_and(|v| !v.subscriptions.is_empty()),
+        "the software vendor's subscriptions"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
