@@ -121,9 +121,9 @@ pub(super) fn record_lines<'a>(
 }
 
 #[derive(QueryableByName)]
-struct LineRow {
+pub(super) struct LineRow {
     #[diesel(sql_type = Text)]
-    licence_ref: String,
+    pub(super) licence_ref: String,
     #[diesel(sql_type = Text)]
     processor_ref: String,
     #[diesel(sql_type = Nullable<Text>)]
@@ -143,7 +143,7 @@ struct LineRow {
 }
 
 impl LineRow {
-    fn into_order(self) -> SubscriptionOrder {
+    pub(super) fn into_order(self) -> SubscriptionOrder {
         SubscriptionOrder {
             processor_ref: self.processor_ref,
             paid: self.paid,
