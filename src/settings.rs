@@ -1667,7 +1667,8 @@ mod tests {
             loaded.sweep_policy().renewal_grace,
             chrono::Duration::days(5)
         );
-        let from_env = load(None, &[env("renewal-grace", "IPN_RENEWAL_GRACE", "12h")]).expect("loads");
+        let from_env =
+            load(None, &[env("renewal-grace", "IPN_RENEWAL_GRACE", "12h")]).expect("loads");
         assert_eq!(
             from_env.sweep_policy().renewal_grace,
             chrono::Duration::hours(12)

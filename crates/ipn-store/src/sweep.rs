@@ -25,8 +25,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::StoreError;
 use super::apply::SYSTEM_RESOLVER;
-use crate::domain::settlement::Finding;
 use crate::domain::licence::DispatchReason;
+use crate::domain::settlement::Finding;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::sweep::{
     LicenceSaid, PaymentSettlement, SWEEP_KINDS, SubscribedOrder, SubscriptionFacts, WaitingOrder,
