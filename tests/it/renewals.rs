@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use ipn_reconciler::domain::sweep::SweepPolicy;
 use ipn_reconciler::ipn::{Algorithm, FormBody, sign};
 use ipn_reconciler::services::sweep::sweep;
+use predicates::prelude::*;
 use serde_json::Value;
 
 use crate::cli_reconcile::cli;
@@ -264,7 +265,7 @@ async fn a_missed_renewal_opens_renewal_missing_once_and_a_paid_renewal_closes_i
         .args(["--by", "finance-42", "--note", "x"])
         .assert()
         .code(1)
-        .stderr(predicates::str::contains("allowed: accept_as_is, dismiss"));
+        .stderr(predicate::str::contains("allowed: accept_as_is, dismiss"));
     cli(&db)
         .args(["review", "resolve", &id, "--action", "accept_as_is"])
         .args(["--by", "finance-42", "--note", "the customer stopped"])
@@ -421,4 +422,31 @@ async fn a_renewal_paid_after_a_cancellation_opens_renewal_after_cancel_in_eithe
     );
     assert_eq!(sweep_at(&db, "2026-02-06T00:00:00Z").await, [] as [&str; 0]);
     assert_eq!(renewal_items(&db).await, []);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_command_takes_the_renewal_grace_from_its_flag_and_environment() {
+    let db = books();
+    process(&db, None, &[ipn(&first_order())]);
+    // Five days after the term ended: within a week's grace.
+    cli(&db)
+        .args(["sweep", "--as-of", "2026-02-10", "--renewal-grace", "7days"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("renewal_missing").not());
+    cli(&db)
+        .env("IPN_RENEWAL_GRACE", "7days")
+        .args(["sweep", "--as-of", "2026-02-10"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("renewal_missing").not());
+    assert_eq!(renewal_items(&db).await, []);
+    // The default grace (3 days) is past.
+    cli(&db)
+        .env_remove("IPN_RENEWAL_GRACE")
+        .args(["sweep", "--as-of", "2026-02-10"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("renewal_missing").and(predicate::str::contains(LICENCE)));
+    assert_eq!(renewal_items(&db).await.len(), 1);
 }
