@@ -360,6 +360,10 @@ pub struct SettlementSection {
     /// How long an order may stay `pending` or `authorized` before it
     /// becomes a `stale_order` review item.
     pub stale_order_age: PositiveDuration,
+    /// How long after a recurring subscription's paid term ended, with no
+    /// paid renewal and no licence notice saying it ended, it becomes a
+    /// `renewal_missing` review item.
+    pub renewal_grace: PositiveDuration,
     /// How often `serve` sweeps (one instance at a time).
     pub sweep_interval: PositiveDuration,
 }
@@ -371,6 +375,9 @@ impl Default for SettlementSection {
             // The processor settles within days; a week is late.
             settlement_days: const { NonZero::new(7).expect("positive") },
             stale_order_age: PositiveDuration::from_secs(3 * 24 * 3600),
+            // The processor retries a failed renewal charge for days
+            // before it says past due.
+            renewal_grace: PositiveDuration::from_secs(3 * 24 * 3600),
             sweep_interval: PositiveDuration::from_secs(5 * 60),
         }
     }
@@ -1125,6 +1132,8 @@ impl Loaded {
             stale_order_age: chrono::Duration::from_std(s.settlement.stale_order_age.get())
                 .unwrap_or(chrono::Duration::MAX),
             settlement_days: chrono::Duration::days(i64::from(s.settlement.settlement_days.get())),
+            renewal_grace: chrono::Duration::from_std(s.settlement.renewal_grace.get())
+                .unwrap_or(chrono::Duration::MAX),
         }
     }
 
@@ -1625,13 +1634,15 @@ mod tests {
         assert_eq!(text["settlement-tolerance"], "0");
         assert_eq!(text["settlement-days"], "7");
         assert_eq!(text["stale-order-age"], "3days");
+        assert_eq!(text["renewal-grace"], "3days");
         assert_eq!(text["sweep-interval"], "5m");
         let loaded = load(None, &[]).expect("defaults");
         let policy = loaded.sweep_policy();
         assert_eq!(policy.stale_order_age, chrono::Duration::days(3));
         assert_eq!(policy.settlement_days, chrono::Duration::days(7));
+        assert_eq!(policy.renewal_grace, chrono::Duration::days(3));
         let config = file(
-            "settlement-tolerance = \"0.01\"\nsettlement-days = 10\nstale-order-age = \"36h\"\n",
+            "settlement-tolerance = \"0.01\"\nsettlement-days = 10\nstale-order-age = \"36h\"\nrenewal-grace = \"5days\"\n",
         );
         let loaded = load(Some(config.path()), &[flag("sweep-interval", "1m")]).expect("loads");
         let eur = crate::domain::Currency::iso("EUR").expect("EUR");
@@ -1653,6 +1664,16 @@ mod tests {
             chrono::Duration::hours(36)
         );
         assert_eq!(
+            loaded.sweep_policy().renewal_grace,
+            chrono::Duration::days(5)
+        );
+        let from_env =
+            load(None, &[env("renewal-grace", "IPN_RENEWAL_GRACE", "12h")]).expect("loads");
+        assert_eq!(
+            from_env.sweep_policy().renewal_grace,
+            chrono::Duration::hours(12)
+        );
+        assert_eq!(
             loaded.settings.settlement.sweep_interval.get(),
             Duration::from_secs(60)
         );
@@ -1661,6 +1682,7 @@ mod tests {
             ("settlement-tolerance", "0.0000001", "at most 6 decimals"),
             ("settlement-days", "0", "at least 1"),
             ("stale-order-age", "0s", "longer than 0s"),
+            ("renewal-grace", "0s", "longer than 0s"),
             ("sweep-interval", "0s", "longer than 0s"),
         ] {
             let err = load(None, &[flag(key, value)]).expect_err(key).to_string();
@@ -1834,6 +1856,7 @@ mod tests {
             "close-timeout",
             "gauge-refresh-interval",
             "stale-order-age",
+            "renewal-grace",
             "sweep-interval",
             "console-idle-timeout",
             "console-absolute-timeout",
@@ -1867,7 +1890,7 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        assert_eq!(text.len(), 57);
+        assert_eq!(text.len(), 58);
     }
 
     #[test]

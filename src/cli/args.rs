@@ -432,10 +432,16 @@ pub const SETTLEMENT: &[Flag] = &[
         "How long an order may stay pending or authorized before the sweep makes it a stale_order review item.",
     ),
     value(
+        "renewal-grace",
+        "IPN_RENEWAL_GRACE",
+        "DURATION",
+        "How long after a recurring subscription's paid term ended, with no paid renewal and no licence notice saying it expired, went past due or was canceled, the sweep makes it a renewal_missing review item.",
+    ),
+    value(
         "sweep-interval",
         "IPN_SWEEP_INTERVAL",
         "DURATION",
-        "How often serve sweeps for stale orders, unsettled payments and refunds not debited; one instance at a time (a PostgreSQL advisory lock).",
+        "How often serve sweeps for stale orders, unsettled payments, refunds not debited and renewals; one instance at a time (a PostgreSQL advisory lock).",
     ),
 ];
 

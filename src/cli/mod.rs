@@ -149,9 +149,11 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Settlement(settlement::SettlementCommand),
     /// Once, now: orders pending or authorized past stale-order-age,
-    /// payments not settled and refunds not debited after settlement-days
-    /// become review items (once per cause); items whose cause went away
-    /// are closed. `serve` does it every sweep-interval.
+    /// payments not settled and refunds not debited after settlement-days,
+    /// recurring subscriptions not renewed past renewal-grace and renewals
+    /// paid after a cancellation become review items (once per cause);
+    /// items whose cause went away are closed. `serve` does it every
+    /// sweep-interval.
     Sweep(settlement::SweepArgs),
     /// Measure the worker (drain rate, latencies, peak RSS) beside the
     /// broker's and the database's ceilings, from one run; `bench intake`

@@ -1,6 +1,7 @@
 //! The sweep: what silently never happened (stale orders, unsettled
-//! payments, refunds not debited) becomes a review item, as of a time the
-//! caller gives.
+//! payments, refunds not debited, missing renewals) or should not have
+//! (a renewal paid after a cancellation) becomes a review item, as of a
+//! time the caller gives.
 //!
 //! [`sweep()`] opens one transaction: it tries the sweep's advisory lock
 //! (another instance sweeping means this one skips the round, without
@@ -64,7 +65,10 @@ async fn sweep_in(
     let orders = sweep::waiting_orders(conn, now - policy.stale_order_age).await?;
     let payments =
         sweep::payments_to_settle(conn, now - policy.settlement_days, currencies).await?;
-    let facts = facts_of(items, orders, payments);
+    let subscriptions =
+        sweep::subscriptions_to_renew(conn, (now - policy.renewal_grace).naive_utc()).await?;
+    let mut facts = facts_of(items, orders, payments);
+    facts.subscriptions = subscriptions;
     let plan = decide(now, policy, &facts);
     let mut outcome = SweepOutcome {
         ran: true,

@@ -35,6 +35,7 @@ mod network_faults;
 mod operators;
 mod outages;
 mod processor_orders;
+mod renewals;
 mod review_actions;
 mod service_restarts;
 mod settlement;

@@ -162,6 +162,15 @@ use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOuts
 ///   debit will come (the refund is booked already), accepted, or dismissed.
 /// - `stale_order`: the order never completed and never will (accept, the
 ///   order stays as it is), or dismiss.
+/// - `renewal_missing`: a person looks the subscription up at the
+///   processor. It renewed and the notice was lost: have the processor
+///   resend it (the paid renewal then closes the item by itself) or accept;
+///   it stopped and no notice said so: accept as is (nothing to book); a
+///   false alarm: dismiss.
+/// - `renewal_after_cancel`: a person asks whether the customer meant to
+///   renew. A refund is made at the processor, whose refund notice books
+///   it; the item is accepted (the renewal stands, or its refund is on the
+///   way) or dismissed.
 pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
     match kind {
         ReviewKind::AmountMismatch => &[AcceptAsIs, WriteOff, Dismiss],
@@ -186,6 +195,8 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::PayoutTotalDiffers => &[AcceptAsIs, WriteOff, Dismiss],
         ReviewKind::StaleOrder => &[AcceptAsIs, Dismiss],
         ReviewKind::FeeDiffers => &[AcceptAsIs, Dismiss],
+        ReviewKind::RenewalMissing => &[AcceptAsIs, Dismiss],
+        ReviewKind::RenewalAfterCancel => &[AcceptAsIs, Dismiss],
     }
 }
 

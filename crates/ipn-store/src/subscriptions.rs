@@ -35,6 +35,23 @@ pub fn pays(event: &PaymentEvent) -> bool {
         && !event.test_order
 }
 
+/// When the processor says `event` paid its order, in its own time: its
+/// `PAYMENTDATE`, else `COMPLETE_DATE`, else `IPN_DATE`; `None` for an
+/// event that does not pay ([`pays`]). The processor's time, not ours: a
+/// renewal paid after a licence notice said the subscription was canceled
+/// (`renewal_after_cancel`) is told by comparing it with the notice's
+/// `DATE_UPDATED`.
+pub fn paid_when(event: &PaymentEvent) -> Option<NaiveDateTime> {
+    pays(event)
+        .then(|| {
+            event
+                .payment_date
+                .or(event.complete_date)
+                .or(event.ipn_date)
+        })
+        .flatten()
+}
+
 /// The statement recording the licence lines of `events` (each with its
 /// `REFNO`), or none when no event names a licence. Test orders are left
 /// out: a sandbox purchase never changes a real subscription.
@@ -51,6 +68,7 @@ pub(super) fn record_lines<'a>(
     let mut lifetimes = Vec::new();
     let mut originals = Vec::new();
     let mut paid = Vec::new();
+    let mut paid_at = Vec::new();
     for event in events.iter().filter(|event| !event.test_order) {
         for line in &event.licences {
             licence_refs.push(line.licence_ref.clone());
@@ -62,6 +80,7 @@ pub(super) fn record_lines<'a>(
             lifetimes.push(line.lifetime);
             originals.push(line.original_order_ref.clone());
             paid.push(pays(event));
+            paid_at.push(paid_when(event));
         }
     }
     if licence_refs.is_empty() {
@@ -70,12 +89,12 @@ pub(super) fn record_lines<'a>(
     Some(
         diesel::sql_query(
             "INSERT INTO subscription_orders AS s (licence_ref, processor_ref, product_code, \
-                 licence_type, starts_at, expires_at, lifetime, original_order_ref, paid) \
-             SELECT DISTINCT ON (l, r) l, r, c, t, st, ex, lt, o, p \
+                 licence_type, starts_at, expires_at, lifetime, original_order_ref, paid, paid_at) \
+             SELECT DISTINCT ON (l, r) l, r, c, t, st, ex, lt, o, p, pa \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamp[], \
-                         $6::timestamp[], $7::bool[], $8::text[], $9::bool[]) \
-                  AS v(l, r, c, t, st, ex, lt, o, p) \
-             ORDER BY l, r, p DESC \
+                         $6::timestamp[], $7::bool[], $8::text[], $9::bool[], $10::timestamp[]) \
+                  AS v(l, r, c, t, st, ex, lt, o, p, pa) \
+             ORDER BY l, r, p DESC, pa NULLS LAST \
              ON CONFLICT (licence_ref, processor_ref) DO UPDATE SET \
                  product_code = COALESCE(s.product_code, excluded.product_code), \
                  licence_type = COALESCE(s.licence_type, excluded.licence_type), \
@@ -83,7 +102,8 @@ pub(super) fn record_lines<'a>(
                  expires_at = GREATEST(s.expires_at, excluded.expires_at), \
                  lifetime = s.lifetime OR excluded.lifetime, \
                  original_order_ref = COALESCE(s.original_order_ref, excluded.original_order_ref), \
-                 paid = s.paid OR excluded.paid",
+                 paid = s.paid OR excluded.paid, \
+                 paid_at = LEAST(s.paid_at, excluded.paid_at)",
         )
         .bind::<Array<Text>, _>(licence_refs)
         .bind::<Array<Text>, _>(refnos)
@@ -94,15 +114,16 @@ pub(super) fn record_lines<'a>(
         .bind::<Array<Bool>, _>(lifetimes)
         .bind::<Array<Nullable<Text>>, _>(originals)
         .bind::<Array<Bool>, _>(paid)
+        .bind::<Array<Nullable<Timestamp>>, _>(paid_at)
         .reused()
         .execute(&mut &*conn),
     )
 }
 
 #[derive(QueryableByName)]
-struct LineRow {
+pub(super) struct LineRow {
     #[diesel(sql_type = Text)]
-    licence_ref: String,
+    pub(super) licence_ref: String,
     #[diesel(sql_type = Text)]
     processor_ref: String,
     #[diesel(sql_type = Nullable<Text>)]
@@ -122,7 +143,7 @@ struct LineRow {
 }
 
 impl LineRow {
-    fn into_order(self) -> SubscriptionOrder {
+    pub(super) fn into_order(self) -> SubscriptionOrder {
         SubscriptionOrder {
             processor_ref: self.processor_ref,
             paid: self.paid,

@@ -12,17 +12,25 @@
 //! refund not debited), and a partial unique index keeps one open item
 //! per cause even against a writer that ignores the lock
 //! ([`open_item`]).
+//!
+//! Nothing here reads a clock: the times that say what is due come in as
+//! arguments.
 
 use super::sql::Stored;
 
-use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamp, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::StoreError;
 use super::apply::SYSTEM_RESOLVER;
+use crate::domain::licence::DispatchReason;
 use crate::domain::settlement::Finding;
-use crate::domain::sweep::{PaymentSettlement, SWEEP_KINDS, WaitingOrder};
+use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::sweep::{
+    LicenceSaid, PaymentSettlement, SWEEP_KINDS, SubscribedOrder, SubscriptionFacts, WaitingOrder,
+};
 use crate::domain::{Currencies, OrderState, ReviewKind};
 
 /// The advisory lock key of the sweep (`ipn-swee` in ASCII).
@@ -192,6 +200,139 @@ pub async fn payments_to_settle(
         });
     }
     Ok(settlements)
+}
+
+#[derive(diesel::QueryableByName)]
+struct SubscribedRow {
+    #[diesel(embed)]
+    line: super::subscriptions::LineRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_ref: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    paid_at: Option<NaiveDateTime>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct SaidRow {
+    #[diesel(sql_type = Text)]
+    licence_ref: String,
+    #[diesel(sql_type = Timestamp)]
+    updated_at: NaiveDateTime,
+    #[diesel(sql_type = Nullable<Text>)]
+    status: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    dispatch_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    recurring: Option<bool>,
+    #[diesel(sql_type = Bool)]
+    lifetime: bool,
+}
+
+/// The subscriptions that may have a renewal cause, with their orders and
+/// licence notices: those whose paid term ended at or before
+/// `lapsed_before` (lifetime licences never end), those with a renewal
+/// paid after a notice said they were disabled or canceled, and those
+/// with an open item of a renewal kind to reconsider. Times are the
+/// processor's (`IPN_LICENSE_EXP[]`, `DATE_UPDATED`), read as UTC.
+pub async fn subscriptions_to_renew(
+    conn: &mut AsyncPgConnection,
+    lapsed_before: NaiveDateTime,
+) -> Result<Vec<SubscriptionFacts>, StoreError> {
+    let kinds = [
+        ReviewKind::RenewalMissing.as_str(),
+        ReviewKind::RenewalAfterCancel.as_str(),
+    ];
+    let licences: Vec<SaidLicence> = diesel::sql_query(
+        "SELECT licence_ref FROM subscription_orders GROUP BY licence_ref \
+         HAVING NOT bool_or(paid AND lifetime) \
+            AND max(expires_at) FILTER (WHERE paid) <= $1 \
+         UNION \
+         SELECT n.licence_ref FROM licence_notices AS n \
+         WHERE n.status IN ('DISABLED', 'CANCELED') \
+           AND EXISTS (SELECT 1 FROM subscription_orders AS s \
+                       WHERE s.licence_ref = n.licence_ref AND s.paid \
+                         AND s.paid_at > n.updated_at) \
+         UNION \
+         SELECT s.licence_ref FROM subscription_orders AS s \
+         JOIN review_items AS i ON i.processor_ref = s.processor_ref \
+         WHERE i.status = 'open' AND i.kind = ANY($2)",
+    )
+    .bind::<Timestamp, _>(lapsed_before)
+    .bind::<Array<Text>, _>(&kinds[..])
+    .load(conn)
+    .await?;
+    let licences: Vec<String> = licences.into_iter().map(|l| l.licence_ref).collect();
+    if licences.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The order of a line: the processor's order under its REFNO, or the
+    // merchant order one of whose payments has it (as `subscriptions show`).
+    let rows: Vec<SubscribedRow> = diesel::sql_query(
+        "SELECT s.licence_ref, s.processor_ref, s.product_code, s.licence_type, \
+                s.starts_at, s.expires_at, s.lifetime, s.original_order_ref, s.paid, \
+                s.paid_at, o.order_ref \
+         FROM subscription_orders AS s \
+         LEFT JOIN LATERAL ( \
+             SELECT o.order_ref FROM orders AS o \
+             WHERE (o.origin = 'processor' AND o.order_ref = s.processor_ref) \
+                OR EXISTS (SELECT 1 FROM payments AS p \
+                           WHERE p.order_id = o.id AND p.processor_ref = s.processor_ref) \
+             ORDER BY o.id LIMIT 1) AS o ON true \
+         WHERE s.licence_ref = ANY($1) \
+         ORDER BY s.licence_ref, s.processor_ref",
+    )
+    .bind::<Array<Text>, _>(&licences)
+    .load(conn)
+    .await?;
+    let said: Vec<SaidRow> = diesel::sql_query(
+        "SELECT licence_ref, updated_at, status, dispatch_reason, recurring, lifetime \
+         FROM licence_notices WHERE licence_ref = ANY($1) \
+         ORDER BY licence_ref, updated_at, identity",
+    )
+    .bind::<Array<Text>, _>(&licences)
+    .load(conn)
+    .await?;
+    let mut facts: std::collections::BTreeMap<String, SubscriptionFacts> = licences
+        .into_iter()
+        .map(|licence_ref| {
+            let facts = SubscriptionFacts {
+                licence_ref: licence_ref.clone(),
+                orders: Vec::new(),
+                notices: Vec::new(),
+            };
+            (licence_ref, facts)
+        })
+        .collect();
+    for row in rows {
+        if let Some(sub) = facts.get_mut(&row.line.licence_ref) {
+            sub.orders.push(SubscribedOrder {
+                order: row.line.into_order(),
+                order_ref: row.order_ref,
+                paid_at: row.paid_at,
+            });
+        }
+    }
+    for row in said {
+        if let Some(sub) = facts.get_mut(&row.licence_ref) {
+            sub.notices.push(LicenceSaid {
+                updated_at: row.updated_at,
+                status: row.status.as_deref().map(SubscriptionStatus::from_lcn),
+                dispatch_reason: row.dispatch_reason.as_deref().map(DispatchReason::parse),
+                recurring: row.recurring,
+                lifetime: row.lifetime,
+            });
+        }
+    }
+    Ok(facts
+        .into_values()
+        .filter(|sub| !sub.orders.is_empty())
+        .collect())
+}
+
+#[derive(diesel::QueryableByName)]
+struct SaidLicence {
+    #[diesel(sql_type = Text)]
+    licence_ref: String,
 }
 
 /// Opens a review item for `finding` unless an open one of its cause

@@ -192,6 +192,17 @@ pub enum ReviewKind {
     /// the payment's notice carried by more than the tolerance (raised by
     /// `settlement import`; the fee replaces the commission either way).
     FeeDiffers,
+    /// A recurring subscription whose paid term ended more than the
+    /// configured grace ago, with no paid renewal and no licence notice
+    /// saying it expired, went past due or was canceled: a renewal the
+    /// processor charged whose notice never arrived, or a renewal engine
+    /// that stopped silently (raised by the sweep).
+    RenewalMissing,
+    /// A renewal paid on a subscription the processor's latest licence
+    /// notice before the payment said was disabled or canceled: the
+    /// customer may be charged for what they canceled (raised by the
+    /// sweep).
+    RenewalAfterCancel,
 }
 
 /// A stored review kind name that this version does not know.

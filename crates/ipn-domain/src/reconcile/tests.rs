@@ -672,6 +672,8 @@ fn review_kinds_have_fixed_string_forms() {
             "payout_total_differs",
             "stale_order",
             "fee_differs",
+            "renewal_missing",
+            "renewal_after_cancel",
         ]
     );
 }
