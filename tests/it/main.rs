@@ -33,6 +33,7 @@ mod metrics_exported;
 mod network_faults;
 mod operators;
 mod outages;
+mod payout_matching;
 mod processor_orders;
 mod review_actions;
 mod service_restarts;
