@@ -62,7 +62,7 @@ pub struct CurrencyTotals {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PayoutTotals {
     pub currency: String,
-    /// `Σ PAYABLE_AMOUNT` of the counted payments and refunds (negative
+    /// `Σ PAYABLE_AMOUNT` of the counted payments, refunds and chargebacks (negative
     /// values included): what the processor's notices say it owes.
     pub expected: String,
     /// The payouts of the imported payout files (paid on a day in the
