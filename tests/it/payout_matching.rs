@@ -6,7 +6,7 @@
 //! net is the notice's payable amount settles the payment (no
 //! `settlement_unknown`, no `settlement_amount_differs`); its USD fee
 //! replaces the EUR commission, and is not compared with it (no false
-//! `fee_differs`: docs/finance.md, "Settlement in the payout currency").
+//! `fee_differs`: docs/finance.md, "The money in the notice").
 //! Refund and chargeback lines in USD match the payable amounts their
 //! notices carried.
 
