@@ -315,8 +315,9 @@ fn day(d: u32) -> NaiveDateTime {
 
 async fn import_order(store: &Store, order_ref: &str) {
     store
-        .import_orders(&[NewOrder::new(order_ref, Money::iso("100.00", "EUR").expect("amount"))
-            .expect("order")])
+        .import_orders(&[
+            NewOrder::new(order_ref, Money::iso("100.00", "EUR").expect("amount")).expect("order"),
+        ])
         .await
         .expect("import");
 }
@@ -425,7 +426,12 @@ async fn link_orphan(db: &TestDb, store: &Store, older_row: bool) {
         store,
         &ResolveRequest {
             order_ref: Some("SHOP-B".to_owned()),
-            ..ResolveRequest::new(item, ReviewAction::LinkOrder, "finance-anna", "the shop's order")
+            ..ResolveRequest::new(
+                item,
+                ReviewAction::LinkOrder,
+                "finance-anna",
+                "the shop's order",
+            )
         },
     )
     .await
@@ -442,17 +448,20 @@ async fn finance_an_orphan_linked_by_a_person_books_the_money_it_would_have_book
     let direct_db = TestDb::new();
     let direct = direct_db.store().await;
     import_order(&direct, "SHOP-B").await;
-    assert_eq!(apply(&direct, &orphan_payment("SHOP-B")).await, Outcome::Applied);
+    assert_eq!(
+        apply(&direct, &orphan_payment("SHOP-B")).await,
+        Outcome::Applied
+    );
 
     let books = books_of(&linked).await;
     assert_eq!(books, books_of(&direct).await, "as if applied directly");
     let (figures, payouts, sums) = books;
     for f in figures {
-        assert_eq!((f.paid, f.vat, f.commission), (100_00, 17_36, 5_50));
+        assert_eq!((f.paid, f.vat, f.commission), (10_000, 1736, 550));
     }
     assert_eq!(payouts, usd_payouts("88.20"));
-    assert_eq!(sums["vat"], 17_36);
-    assert_eq!(sums["commission"], 5_50);
+    assert_eq!(sums["vat"], 1736);
+    assert_eq!(sums["commission"], 550);
     // The payout side as sent, rates included.
     let order = linked.order("SHOP-B").await.expect("read").expect("order");
     assert_eq!(order.paid, "100.00");
@@ -469,7 +478,7 @@ async fn finance_an_orphan_linked_by_a_person_books_the_money_it_would_have_book
         .await
         .expect("payment");
     assert_eq!(row.get::<_, i64>(0), 549_500_000, "exact");
-    assert_eq!(row.get::<_, Option<i64>>(1), Some(88_20));
+    assert_eq!(row.get::<_, Option<i64>>(1), Some(8820));
     assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("USD"));
     assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("1.0831"));
     assert_eq!(row.get::<_, Option<String>>(4).as_deref(), Some("4"));
@@ -482,11 +491,15 @@ async fn finance_an_orphan_recorded_before_the_notifications_kept_money_links_wi
     link_orphan(&db, &store, true).await;
     let (figures, payouts, sums) = books_of(&store).await;
     for f in figures {
-        assert_eq!((f.paid, f.vat, f.commission), (100_00, 0, 0), "no money known");
+        assert_eq!(
+            (f.paid, f.vat, f.commission),
+            (10_000, 0, 0),
+            "no money known"
+        );
     }
     assert!(payouts.iter().all(Vec::is_empty), "{payouts:?}");
     assert_eq!(sums.get("vat"), None);
-    assert_eq!(sums["payment"], 100_00);
+    assert_eq!(sums["payment"], 10_000);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -517,8 +530,14 @@ async fn finance_a_confirmed_late_repeat_refund_gives_back_its_vat_and_commissio
     let confirmed = confirmed_db.store().await;
     import_order(&confirmed, "SHOP-A").await;
     assert_eq!(apply(&confirmed, &pay).await, Outcome::Applied);
-    assert_eq!(apply(&confirmed, &refund("r1", "first", 2)).await, Outcome::Applied);
-    assert_eq!(apply(&confirmed, &refund("r1", "late", 6)).await, Outcome::Duplicate);
+    assert_eq!(
+        apply(&confirmed, &refund("r1", "first", 2)).await,
+        Outcome::Applied
+    );
+    assert_eq!(
+        apply(&confirmed, &refund("r1", "late", 6)).await,
+        Outcome::Duplicate
+    );
     let item = confirmed
         .review_items_by_status(ReviewStatus::Open, Some(ReviewKind::LateRepeat))
         .await
@@ -542,20 +561,26 @@ async fn finance_a_confirmed_late_repeat_refund_gives_back_its_vat_and_commissio
     let direct = direct_db.store().await;
     import_order(&direct, "SHOP-A").await;
     apply(&direct, &pay).await;
-    assert_eq!(apply(&direct, &refund("r1", "first", 2)).await, Outcome::Applied);
-    assert_eq!(apply(&direct, &refund("r2", "second", 6)).await, Outcome::Applied);
+    assert_eq!(
+        apply(&direct, &refund("r1", "first", 2)).await,
+        Outcome::Applied
+    );
+    assert_eq!(
+        apply(&direct, &refund("r2", "second", 6)).await,
+        Outcome::Applied
+    );
 
     let books = books_of(&confirmed).await;
     assert_eq!(books, books_of(&direct).await, "as if applied directly");
     let (figures, payouts, sums) = books;
     for f in figures {
-        assert_eq!(f.refunded, 40_00);
-        assert_eq!(f.vat_refunded, 6_94, "both refunds' VAT back");
+        assert_eq!(f.refunded, 4000);
+        assert_eq!(f.vat_refunded, 694, "both refunds' VAT back");
         // 1.0990 twice is 2.1980: rounded as a running total, 2.20.
-        assert_eq!(f.commission_refunded, 2_20);
+        assert_eq!(f.commission_refunded, 220);
     }
     // 88.20 − 17.64 − 17.64.
     assert_eq!(payouts, usd_payouts("52.92"));
-    assert_eq!(sums["vat_refund"], 6_94);
-    assert_eq!(sums["commission_refund"], 2_20);
+    assert_eq!(sums["vat_refund"], 694);
+    assert_eq!(sums["commission_refund"], 220);
 }

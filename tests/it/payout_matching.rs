@@ -47,8 +47,11 @@ fn import(db: &TestDb, lines: &str, payouts: Option<&str>) -> (Option<i32>, Stri
     command.args(["settlement", "import"]).arg(&path);
     if let Some(payouts) = payouts {
         let file = dir.path().join("payouts.csv");
-        std::fs::write(&file, format!("batch_id,paid_on,amount,currency\n{payouts}"))
-            .expect("write payouts");
+        std::fs::write(
+            &file,
+            format!("batch_id,paid_on,amount,currency\n{payouts}"),
+        )
+        .expect("write payouts");
         command.arg("--payouts").arg(&file);
     }
     let out = command.output().expect("import");
@@ -104,7 +107,10 @@ fn journal(db: &TestDb) -> BTreeMap<(String, String), i64> {
             .expect("exact")
             .minor_units();
         *sums
-            .entry((line["movement"].as_str().expect("movement").to_owned(), currency))
+            .entry((
+                line["movement"].as_str().expect("movement").to_owned(),
+                currency,
+            ))
             .or_default() += amount;
     }
     sums
@@ -141,7 +147,11 @@ async fn payout_a_usd_settlement_line_settles_the_eur_payment_through_its_payabl
         .args(["sweep", "--as-of", "2027-06-01"])
         .output()
         .expect("sweep");
-    assert!(sweep.status.success(), "{}", String::from_utf8_lossy(&sweep.stderr));
+    assert!(
+        sweep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sweep.stderr)
+    );
     assert!(
         !open_kinds(&db).contains(&"unsettled_payment".to_owned()),
         "{:?}",
@@ -168,7 +178,8 @@ async fn payout_a_usd_settlement_line_settles_the_eur_payment_through_its_payabl
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn payout_a_usd_line_that_is_not_the_payable_amount_differs_and_the_order_currency_still_counts_fees() {
+async fn payout_a_usd_line_that_is_not_the_payable_amount_differs_and_the_order_currency_still_counts_fees()
+ {
     let db = paid_books();
     // One cent over the payable amount, no tolerance: a difference of
     // the payment (not an unknown line).
@@ -198,7 +209,12 @@ async fn payout_a_usd_line_that_is_not_the_payable_amount_differs_and_the_order_
         .arg(&path)
         .output()
         .expect("import");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // In the order currency, the fee is still compared with the
     // commission: 6.00 against 5.50 EUR opens fee_differs.
@@ -268,7 +284,10 @@ async fn payout_usd_refund_and_chargeback_lines_match_the_payable_amounts_their_
     process(
         &db,
         None,
-        &[notice(&Notice::hosted(REFNO, "COMPLETE", "100.00")), chargeback],
+        &[
+            notice(&Notice::hosted(REFNO, "COMPLETE", "100.00")),
+            chargeback,
+        ],
     );
     let (code, out) = import(
         &db,

@@ -874,10 +874,14 @@ impl LedgerPayment {
     /// then a line in it is compared with the payout side.
     pub fn pays_out_in(&self, currency: Currency) -> bool {
         currency != self.currency
-            && [self.payable, self.refunded_payable, self.charged_back_payable]
-                .iter()
-                .flatten()
-                .any(|m| m.currency() == currency)
+            && [
+                self.payable,
+                self.refunded_payable,
+                self.charged_back_payable,
+            ]
+            .iter()
+            .flatten()
+            .any(|m| m.currency() == currency)
     }
 }
 
@@ -1309,7 +1313,8 @@ fn payout_comparison(
             (refunded, problem)
         }
         LineKind::Chargeback | LineKind::Reversal => {
-            let taken = side(payment.charged_back_payable).map(|m| m.minor_units().saturating_abs());
+            let taken =
+                side(payment.charged_back_payable).map(|m| m.minor_units().saturating_abs());
             let problem = if payment.charged_back == 0 {
                 Some("the ledger has no chargeback or reversal of that payment".to_owned())
             } else if so_far.taken_back_payout > 0 {
@@ -1762,7 +1767,7 @@ mod tests {
             usd_line(LineKind::Sale, "R2", 88_20, 0),
             usd_line(LineKind::Refund, "R2", -50_00, 0),
             usd_line(LineKind::Refund, "R2", -38_20, 0),
-            usd_line(LineKind::Refund, "R2", -0_01, 0),
+            usd_line(LineKind::Refund, "R2", -1, 0),
             usd_line(LineKind::Chargeback, "R3", -88_20, 0),
             usd_line(LineKind::Chargeback, "R3", -88_20, 0),
             // A negative payable: the net of a sale line can be, its
@@ -1797,7 +1802,11 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(details(9).contains("is in EUR"), "{}", details(9));
-        assert!(details(10).contains("difference 0.01 USD"), "{}", details(10));
+        assert!(
+            details(10).contains("difference 0.01 USD"),
+            "{}",
+            details(10)
+        );
         // Within a cent's tolerance, 88.21 agrees.
         let tolerant = classify(
             &lines[10..11],
@@ -1837,8 +1846,8 @@ mod tests {
             &mut HashMap::new(),
             Tolerance::ZERO,
         );
-        let finding = fee_finding(&eur_sale, &matched[0], &payment, Tolerance::ZERO)
-            .expect("fee_differs");
+        let finding =
+            fee_finding(&eur_sale, &matched[0], &payment, Tolerance::ZERO).expect("fee_differs");
         assert_eq!(finding.kind, ReviewKind::FeeDiffers);
     }
 

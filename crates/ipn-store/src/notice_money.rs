@@ -166,8 +166,10 @@ pub(super) fn write_payment_money<'a>(
             charged_back_commission_minor
                 .push(round_e8_to_minor(p.charged_back_commission_e8, exponent));
             charged_back_payable.push(p.charged_back_payable.map(|m| m.minor_units()));
-            charged_back_payout_currency
-                .push(p.charged_back_payable.map(|m| m.currency().as_str().to_owned()));
+            charged_back_payout_currency.push(
+                p.charged_back_payable
+                    .map(|m| m.currency().as_str().to_owned()),
+            );
         }
     }
     if order_ids.is_empty() {
@@ -267,7 +269,9 @@ impl NotificationMoney {
                 .transpose()
         };
         Ok(NoticeMoney {
-            vat: self.vat_minor.map(|minor| Money::from_minor(minor, currency)),
+            vat: self
+                .vat_minor
+                .map(|minor| Money::from_minor(minor, currency)),
             commission: self
                 .commission_e8
                 .map(|e8| Commission::from_e8(e8, currency)),

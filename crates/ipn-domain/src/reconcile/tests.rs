@@ -1242,7 +1242,12 @@ fn a_chargeback_gives_back_the_vat_and_commission_its_notice_carries() {
 #[test]
 fn a_reversal_that_releases_an_authorization_gives_nothing_back() {
     let auth = event("PAYMENT_AUTHORIZED", eur(EXPECTED));
-    let back = with_notice_money(event("REVERSED", eur(-EXPECTED)), -17_36, -549_500_000, -88_20);
+    let back = with_notice_money(
+        event("REVERSED", eur(-EXPECTED)),
+        -17_36,
+        -549_500_000,
+        -88_20,
+    );
     let (facts, _) = run(&new_order(), &[auth, back]);
     let p = &facts.payments["1000037"];
     assert_eq!(p.state(), PaymentState::Released);
