@@ -251,12 +251,12 @@ async fn finance_sees_the_books_and_resolves_exceptions() {
     assert_eq!(usd["charged_back"], "89.00");
     // Revenue excluding VAT (none in these notices); the net is after the
     // commission their notices carried: SHOP-1002 2.49 (its two refunds
-    // gave back 1.00 and 1.50), SHOP-1009 4.45 (a chargeback gives no
-    // commission back), SHOP-1010 10.00: 14.44.
+    // gave back 1.00 and 1.50), SHOP-1009 4.45 (its chargeback notice
+    // gives the 4.45 back, as a full refund would), SHOP-1010 10.00: 9.99.
     assert_eq!(usd["net_revenue"], "200.00");
     assert_eq!(usd["vat"], "0.00");
-    assert_eq!(usd["commission"], "14.44");
-    assert_eq!(usd["net"], "185.56");
+    assert_eq!(usd["commission"], "9.99");
+    assert_eq!(usd["net"], "190.01");
 
     let listed = cli(&db)
         .args([

@@ -34,6 +34,7 @@ mod metrics_exported;
 mod network_faults;
 mod operators;
 mod outages;
+mod payout_matching;
 mod processor_orders;
 mod renewals;
 mod review_actions;

@@ -53,7 +53,14 @@ impl<'a> Notice<'a> {
 /// A signed notice in the processor's field order (a subset of the 2023
 /// fixture's 110 fields, in their relative order).
 pub(crate) fn notice(n: &Notice<'_>) -> Vec<u8> {
-    let fields: Vec<(&str, &str)> = vec![
+    notice_with(n, &[])
+}
+
+/// [`notice`] with the values of some fields replaced (`(name, value)`;
+/// the field keeps its place): a refund's or chargeback's negative money,
+/// for example.
+pub(crate) fn notice_with(n: &Notice<'_>, replaced: &[(&str, &str)]) -> Vec<u8> {
+    let mut fields: Vec<(&str, &str)> = vec![
         ("GIFT_ORDER", "0"),
         ("SALEDATE", "2026-11-03 10:00:00"),
         ("PAYMENTDATE", "2026-11-03 10:01:00"),
@@ -113,6 +120,13 @@ pub(crate) fn notice(n: &Notice<'_>) -> Vec<u8> {
         ("VENDOR_CODE", "250111206876"),
         ("PROPOSAL_ID", ""),
     ];
+    for (name, value) in replaced {
+        let field = fields
+            .iter_mut()
+            .find(|(field, _)| field == name)
+            .unwrap_or_else(|| panic!("no field {name} in the notice"));
+        field.1 = value;
+    }
     let mut form = FormBody::default();
     for (name, value) in fields {
         form.push(name, value);

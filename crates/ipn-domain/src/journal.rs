@@ -33,12 +33,13 @@
 //!   took back.
 //! - **fees**: the processor's fees, from settlement lines.
 //! - **VAT**: the VAT the capturing notice of each payment carried
-//!   (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`), less what refunds gave back.
+//!   (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`), less what refunds and
+//!   chargebacks gave back (as their notices carried it).
 //! - **commission**: the processor's commission each capturing notice
 //!   carried (`IPN_COMMISSION`, rounded half away from zero per payment),
-//!   the provisional fee: less what refunds gave back, and released when a
-//!   settlement line's fee for the payment is imported (the fee replaces
-//!   it, never adds to it).
+//!   the provisional fee: less what refunds and chargebacks gave back, and
+//!   released when a settlement line's fee for the payment is imported
+//!   (the fee replaces it, never adds to it).
 //! - **net revenue** = paid − refunded − reversed − charged back − VAT:
 //!   revenue excluding VAT, before fees.
 //! - **net** = net revenue − commission − fees: what the merchant keeps,
@@ -90,12 +91,14 @@ pub enum MovementKind {
     /// VAT the processor charged on a payment (it remits it: the
     /// merchant's revenue excludes it).
     Vat,
-    /// VAT given back by a refund.
+    /// VAT given back by a refund, or by a chargeback whose notice
+    /// carried it.
     VatRefund,
     /// The processor's commission on a payment (`IPN_COMMISSION`): the
     /// provisional fee until a settlement line's fee replaces it.
     Commission,
-    /// Commission given back by a refund.
+    /// Commission given back by a refund, or by a chargeback whose notice
+    /// carried it.
     CommissionRefund,
     /// A payment's provisional commission released when a settlement
     /// line's fee for the payment is imported (the fee replaces it).
@@ -157,8 +160,8 @@ pub fn movements(before: &OrderFacts, after: &OrderFacts) -> Vec<Movement> {
             (MovementKind::Vat, was.counted_vat(), now.counted_vat()),
             (
                 MovementKind::VatRefund,
-                was.counted_refunded_vat(),
-                now.counted_refunded_vat(),
+                was.counted_given_back_vat(),
+                now.counted_given_back_vat(),
             ),
             (
                 MovementKind::Commission,
@@ -167,8 +170,8 @@ pub fn movements(before: &OrderFacts, after: &OrderFacts) -> Vec<Movement> {
             ),
             (
                 MovementKind::CommissionRefund,
-                was.counted_refunded_commission(exponent),
-                now.counted_refunded_commission(exponent),
+                was.counted_given_back_commission(exponent),
+                now.counted_given_back_commission(exponent),
             ),
         ];
         for (kind, from, to) in changes {
@@ -195,11 +198,11 @@ pub struct Figures {
     pub fees: i64,
     /// VAT of payments.
     pub vat: i64,
-    /// VAT given back by refunds.
+    /// VAT given back by refunds and chargebacks.
     pub vat_refunded: i64,
     /// Provisional commission of payments.
     pub commission: i64,
-    /// Commission given back by refunds.
+    /// Commission given back by refunds and chargebacks.
     pub commission_refunded: i64,
     /// Provisional commission released by a settlement fee.
     pub commission_settled: i64,

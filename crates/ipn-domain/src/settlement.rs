@@ -30,7 +30,13 @@
 //!   sweep says when it is late);
 //! - `chargeback`, `reversal`: the ledger has the payment charged back, not
 //!   yet debited by an earlier line, for the gross within the tolerance;
-//! - in every case the currency is the payment's.
+//! - in every case the currency is the payment's: its order currency, or
+//!   its payout currency (the `PAYOUT_CURRENCY` its notices named, when
+//!   it differs). A line in the payout currency is compared with the
+//!   payout side instead: its net with the capture's `PAYABLE_AMOUNT` for
+//!   a sale, with the refunds' payable amounts for refund lines, with the
+//!   chargeback notice's for a chargeback or reversal (see
+//!   `payout_comparison`).
 //!
 //! `fee` and `adjustment` lines settle no payment (status `other`). A line
 //! for no payment of the ledger is `unknown` (review `settlement_unknown`),
@@ -851,14 +857,45 @@ pub struct LedgerPayment {
     /// of `currency`), when it carried one: what a settlement fee for the
     /// payment replaces ([`fee_finding`]).
     pub commission: Option<i64>,
+    /// The payout side, for lines written in the payout currency
+    /// ([`classify`]): the capturing notice's `PAYABLE_AMOUNT` in its
+    /// `PAYOUT_CURRENCY`, signed as sent, once paid.
+    pub payable: Option<Money>,
+    /// The counted refunds' `PAYABLE_AMOUNT` summed, signed as sent.
+    pub refunded_payable: Option<Money>,
+    /// The chargeback notice's `PAYABLE_AMOUNT`, signed as sent, once
+    /// charged back.
+    pub charged_back_payable: Option<Money>,
+}
+
+impl LedgerPayment {
+    /// Whether `currency` is this payment's payout currency (another than
+    /// its order currency, named by one of its notices' `PAYOUT_CURRENCY`):
+    /// then a line in it is compared with the payout side.
+    pub fn pays_out_in(&self, currency: Currency) -> bool {
+        currency != self.currency
+            && [
+                self.payable,
+                self.refunded_payable,
+                self.charged_back_payable,
+            ]
+            .iter()
+            .flatten()
+            .any(|m| m.currency() == currency)
+    }
 }
 
 /// Whether a matched sale line's fee differs from the commission its
 /// payment's notice carried by more than `tolerance`: then a `fee_differs`
-/// finding. Compared only in the same currency (a line in the payout
-/// currency has its fee converted by the processor: nothing to compare
-/// exactly) and only when the notice carried a commission and the line a
-/// fee. The fee replaces the commission in the books either way.
+/// finding. Compared in the order's currency only, the commission's: a
+/// line in the payout currency has a fee the processor converted with a
+/// rate and a markup the notice does not break down (its plugins count
+/// the FX markup into the fee), so it cannot be compared exactly with
+/// the commission, and no `fee_differs` is raised for it; its net was
+/// compared with the notice's `PAYABLE_AMOUNT`, which is the commission
+/// already taken off and converted ([`classify`]). Only when the notice
+/// carried a commission and the line a fee. The fee replaces the
+/// commission in the books either way, in whichever currency it is.
 pub fn fee_finding(
     line: &SettlementLine,
     matched: &LineMatch,
@@ -901,8 +938,15 @@ pub struct Settled {
     pub refunded: i64,
     /// Chargebacks and reversals.
     pub taken_back: i64,
-    /// Matched sale lines (a second one is a difference).
+    /// Matched sale lines, in either currency (a second one is a
+    /// difference).
     pub sales: u32,
+    /// Refund lines in the payout currency: their net, magnitude, in minor
+    /// units of the payout currency.
+    pub refunded_payout: i64,
+    /// Chargeback and reversal lines in the payout currency: their net,
+    /// magnitude.
+    pub taken_back_payout: i64,
 }
 
 /// The ledger's payments, found by REFNO and by order reference.
@@ -1067,12 +1111,18 @@ fn classify_line(
     let magnitude = line.gross.minor_units().saturating_abs();
     let ledger_money = |minor: i64| Money::from_minor(minor, payment.currency);
     let within = |a: i64, b: i64| a.abs_diff(b) <= tolerance_minor.unsigned_abs();
-    let (expected, problem): (Option<i64>, Option<String>) = if currency != payment.currency {
+    let (expected, problem): (Option<i64>, Option<String>) = if payment.pays_out_in(currency) {
+        payout_comparison(line, payment, &so_far, tolerance_minor)
+    } else if currency != payment.currency {
         (
             None,
             Some(format!(
-                "the ledger's payment is in {}",
-                payment.currency.as_str()
+                "the ledger's payment is in {}{}",
+                payment.currency.as_str(),
+                payment
+                    .payable
+                    .map(|p| format!(", its payout in {}", p.currency()))
+                    .unwrap_or_default()
             )),
         )
     } else {
@@ -1141,12 +1191,22 @@ fn classify_line(
     match problem {
         None => {
             let entry = settled.entry(payment.payment_id).or_default();
+            let in_payout = currency != payment.currency;
+            let net = line.net.minor_units().saturating_abs();
             match line.kind {
                 LineKind::Sale => {
                     entry.sales += 1;
-                    entry.sold = entry.sold.saturating_add(magnitude);
+                    if !in_payout {
+                        entry.sold = entry.sold.saturating_add(magnitude);
+                    }
+                }
+                LineKind::Refund if in_payout => {
+                    entry.refunded_payout = entry.refunded_payout.saturating_add(net);
                 }
                 LineKind::Refund => entry.refunded = entry.refunded.saturating_add(magnitude),
+                LineKind::Chargeback | LineKind::Reversal if in_payout => {
+                    entry.taken_back_payout = entry.taken_back_payout.saturating_add(net);
+                }
                 LineKind::Chargeback | LineKind::Reversal => {
                     entry.taken_back = entry.taken_back.saturating_add(magnitude);
                 }
@@ -1172,6 +1232,112 @@ fn classify_line(
                 details: format!("{}; {problem}", describe_line(line)),
             }),
         },
+    }
+}
+
+/// How a line in the payment's payout currency compares with the payout
+/// side of the ledger (see [`classify`]): `(expected, problem)`, amounts
+/// in minor units of the payout currency.
+///
+/// The line's **net** is compared (gross − fee; the gross when the file
+/// has no fee): `PAYABLE_AMOUNT` is what the notice adds to the payout
+/// after the commission, converted, so it is the line's net, and it may be
+/// negative (a tiny order whose fixed fee exceeds it), which no sale's
+/// gross is.
+///
+/// - `sale`: the payment was captured, not settled by an earlier sale
+///   line (in either currency), and the net is the capture's payable
+///   amount within the tolerance;
+/// - `refund`: the payout-currency refund lines of the payment so far do
+///   not debit more than its counted refunds' payable amounts, plus the
+///   tolerance;
+/// - `chargeback`, `reversal`: the payment is charged back, not debited by
+///   an earlier payout-currency line, and the net is the chargeback
+///   notice's payable amount within the tolerance.
+fn payout_comparison(
+    line: &SettlementLine,
+    payment: &LedgerPayment,
+    so_far: &Settled,
+    tolerance_minor: i64,
+) -> (Option<i64>, Option<String>) {
+    let currency = line.currency();
+    let net = line.net.minor_units();
+    let within = |a: i64, b: i64| a.abs_diff(b) <= tolerance_minor.unsigned_abs();
+    let money = |minor: i64| Money::from_minor(minor, currency);
+    // The ledger's figure in the line's currency (another payout currency
+    // than the line's is none: the processor pays one merchant in one).
+    let side = |figure: Option<Money>| figure.filter(|m| m.currency() == currency);
+    match line.kind {
+        LineKind::Sale => {
+            let payable = side(payment.payable);
+            let problem = if payment.paid == 0 {
+                Some("the ledger has no captured payment for it".to_owned())
+            } else if so_far.sales > 0 {
+                Some("the payment was already settled by an earlier sale line".to_owned())
+            } else {
+                match payable {
+                    None => Some(format!(
+                        "the payment's notice carried no payable amount in {currency}"
+                    )),
+                    Some(payable) if !within(net, payable.minor_units()) => Some(format!(
+                        "the line's net {} is not the notice's payable amount {} \
+                         (difference {}, tolerance {})",
+                        money(net).format_amount(),
+                        payable,
+                        money(net.saturating_sub(payable.minor_units())),
+                        money(tolerance_minor).format_amount()
+                    )),
+                    Some(_) => None,
+                }
+            };
+            (payable.map(|p| p.minor_units()), problem)
+        }
+        LineKind::Refund => {
+            let refunded = side(payment.refunded_payable).map(|m| m.minor_units().saturating_abs());
+            let debited = so_far.refunded_payout.saturating_add(net.saturating_abs());
+            let problem = match refunded {
+                None => Some(format!(
+                    "the ledger has no refund with a payable amount in {currency} for it"
+                )),
+                Some(refunded) if debited > refunded.saturating_add(tolerance_minor) => {
+                    Some(format!(
+                        "refund lines in {currency} debit {} in all, the refunds' payable \
+                         amounts are {} (tolerance {})",
+                        money(debited),
+                        money(refunded),
+                        money(tolerance_minor).format_amount()
+                    ))
+                }
+                Some(_) => None,
+            };
+            (refunded, problem)
+        }
+        LineKind::Chargeback | LineKind::Reversal => {
+            let taken =
+                side(payment.charged_back_payable).map(|m| m.minor_units().saturating_abs());
+            let problem = if payment.charged_back == 0 {
+                Some("the ledger has no chargeback or reversal of that payment".to_owned())
+            } else if so_far.taken_back_payout > 0 {
+                Some(format!(
+                    "the chargeback was already debited in {currency} by an earlier line"
+                ))
+            } else {
+                match taken {
+                    None => Some(format!(
+                        "the chargeback's notice carried no payable amount in {currency}"
+                    )),
+                    Some(taken) if !within(net.saturating_abs(), taken) => Some(format!(
+                        "the chargeback's payable amount is {} (difference {}, tolerance {})",
+                        money(taken),
+                        money(net.saturating_abs().saturating_sub(taken)),
+                        money(tolerance_minor).format_amount()
+                    )),
+                    Some(_) => None,
+                }
+            };
+            (taken, problem)
+        }
+        LineKind::Fee | LineKind::Adjustment => (None, None),
     }
 }
 
@@ -1468,6 +1634,9 @@ mod tests {
             refunded: 0,
             charged_back: 0,
             commission: None,
+            payable: None,
+            refunded_payable: None,
+            charged_back_payable: None,
         }
     }
 
@@ -1550,6 +1719,138 @@ mod tests {
         );
     }
 
+    fn usd() -> Currency {
+        Currency::iso("USD").expect("USD")
+    }
+
+    /// A line in USD, with its fee.
+    fn usd_line(kind: LineKind, refno: &str, gross: i64, fee: i64) -> SettlementLine {
+        SettlementLine {
+            gross: Money::from_minor(gross, usd()),
+            fee: Money::from_minor(fee, usd()),
+            net: Money::from_minor(gross - fee, usd()),
+            ..line(kind, Some(refno), None, gross)
+        }
+    }
+
+    /// A payment of 100.00 EUR whose notice said 88.20 USD payable.
+    fn paid_in_eur_paid_out_in_usd(id: i64, refno: &str, payable: i64) -> LedgerPayment {
+        LedgerPayment {
+            payable: Some(Money::from_minor(payable, usd())),
+            commission: Some(5_50),
+            ..payment(id, refno, &format!("S-{id}"), 100_00)
+        }
+    }
+
+    #[test]
+    fn a_line_in_the_payout_currency_matches_through_the_payable_amount() {
+        let mut refunded = paid_in_eur_paid_out_in_usd(2, "R2", 88_20);
+        refunded.refunded = 100_00;
+        refunded.refunded_payable = Some(Money::from_minor(-88_20, usd()));
+        let mut charged = paid_in_eur_paid_out_in_usd(3, "R3", 88_20);
+        charged.charged_back = 100_00;
+        charged.charged_back_payable = Some(Money::from_minor(-88_20, usd()));
+        let tiny = paid_in_eur_paid_out_in_usd(4, "R4", -57);
+        let no_payable = payment(5, "R5", "S-5", 100_00);
+        let ledger = Ledger::new([
+            paid_in_eur_paid_out_in_usd(1, "R1", 88_20),
+            refunded,
+            charged,
+            tiny,
+            no_payable,
+        ]);
+        let lines = [
+            // Net 88.20 (gross 94.00, fee 5.80): the payable amount.
+            usd_line(LineKind::Sale, "R1", 94_00, 5_80),
+            // Once only, whatever the currency of the second.
+            line(LineKind::Sale, Some("R1"), None, 100_00),
+            usd_line(LineKind::Sale, "R2", 88_20, 0),
+            usd_line(LineKind::Refund, "R2", -50_00, 0),
+            usd_line(LineKind::Refund, "R2", -38_20, 0),
+            usd_line(LineKind::Refund, "R2", -1, 0),
+            usd_line(LineKind::Chargeback, "R3", -88_20, 0),
+            usd_line(LineKind::Chargeback, "R3", -88_20, 0),
+            // A negative payable: the net of a sale line can be, its
+            // gross cannot.
+            usd_line(LineKind::Sale, "R4", 0, 57),
+            // No payout side in the ledger: USD is not its currency.
+            usd_line(LineKind::Sale, "R5", 88_20, 0),
+            // One cent off the payable amount.
+            usd_line(LineKind::Sale, "R3", 88_21, 0),
+        ];
+        let mut settled = HashMap::new();
+        let got = classify(&lines, &ledger, &mut settled, Tolerance::ZERO);
+        use LineStatus::*;
+        assert_eq!(
+            got.iter().map(|m| m.status).collect::<Vec<_>>(),
+            [
+                Matched, Differs, Matched, Matched, Matched, Differs, Matched, Differs, Matched,
+                Differs, Differs
+            ]
+        );
+        assert_eq!(got[0].expected, Some(88_20), "in the line's currency");
+        assert_eq!(got[3].expected, Some(88_20));
+        assert_eq!(got[6].expected, Some(88_20));
+        assert_eq!(settled[&2].refunded_payout, 88_20);
+        assert_eq!(settled[&2].refunded, 0, "no EUR mixed in");
+        assert_eq!(settled[&3].taken_back_payout, 88_20);
+        let details = |i: usize| {
+            got[i]
+                .finding
+                .as_ref()
+                .map(|f| f.details.clone())
+                .unwrap_or_default()
+        };
+        assert!(details(9).contains("is in EUR"), "{}", details(9));
+        assert!(
+            details(10).contains("difference 0.01 USD"),
+            "{}",
+            details(10)
+        );
+        // Within a cent's tolerance, 88.21 agrees.
+        let tolerant = classify(
+            &lines[10..11],
+            &ledger,
+            &mut HashMap::new(),
+            Tolerance::parse("0.01").expect("t"),
+        );
+        assert_eq!(tolerant[0].status, Matched);
+    }
+
+    #[test]
+    fn a_fee_in_the_payout_currency_is_not_compared_with_the_commission() {
+        let payment = paid_in_eur_paid_out_in_usd(1, "R1", 88_20);
+        let ledger = Ledger::new([payment.clone()]);
+        // 9.99 USD of fee against 5.50 EUR of commission: not comparable.
+        let usd_sale = usd_line(LineKind::Sale, "R1", 98_19, 9_99);
+        let matched = classify(
+            std::slice::from_ref(&usd_sale),
+            &ledger,
+            &mut HashMap::new(),
+            Tolerance::ZERO,
+        );
+        assert_eq!(matched[0].status, LineStatus::Matched);
+        assert_eq!(
+            fee_finding(&usd_sale, &matched[0], &payment, Tolerance::ZERO),
+            None
+        );
+        // The same fee in EUR is compared, and differs.
+        let eur_sale = SettlementLine {
+            fee: Money::from_minor(9_99, eur()),
+            net: Money::from_minor(90_01, eur()),
+            ..line(LineKind::Sale, Some("R1"), None, 100_00)
+        };
+        let matched = classify(
+            std::slice::from_ref(&eur_sale),
+            &ledger,
+            &mut HashMap::new(),
+            Tolerance::ZERO,
+        );
+        let finding =
+            fee_finding(&eur_sale, &matched[0], &payment, Tolerance::ZERO).expect("fee_differs");
+        assert_eq!(finding.kind, ReviewKind::FeeDiffers);
+    }
+
     #[test]
     fn a_payout_must_be_its_batchs_net_exactly() {
         let payout = Payout {
@@ -1605,6 +1906,37 @@ mod tests {
             let got = classify(&[line(LineKind::Sale, Some("R"), None, gross)], &ledger, &mut HashMap::new(), tolerance);
             let agrees = (gross - paid).abs() <= i64::from(cents);
             prop_assert_eq!(got[0].status == LineStatus::Matched, agrees);
+        }
+
+        /// A sale line in the payout currency matches exactly when its net
+        /// is within the tolerance of the notice's payable amount (negative
+        /// ones included), whatever its split into gross and fee; the same
+        /// line in a third currency never does.
+        #[test]
+        fn a_payout_currency_sale_matches_by_its_net(
+            payable in -1_000i64..1_000_000,
+            delta in -500i64..500,
+            fee in 0i64..10_000,
+            cents in 0u32..300,
+        ) {
+            let ledger = Ledger::new([paid_in_eur_paid_out_in_usd(1, "R", payable)]);
+            let tolerance = Tolerance::parse(&format!("{}.{:02}", cents / 100, cents % 100)).expect("t");
+            let net = payable + delta;
+            let gross = (net + fee).max(0);
+            let fee = gross - net;
+            prop_assume!(fee >= 0);
+            let sale = usd_line(LineKind::Sale, "R", gross, fee);
+            let got = classify(std::slice::from_ref(&sale), &ledger, &mut HashMap::new(), tolerance);
+            prop_assert_eq!(got[0].status == LineStatus::Matched, delta.abs() <= i64::from(cents));
+            let gbp = Currency::iso("GBP").expect("GBP");
+            let elsewhere = SettlementLine {
+                gross: Money::from_minor(gross, gbp),
+                fee: Money::from_minor(fee, gbp),
+                net: Money::from_minor(net, gbp),
+                ..sale
+            };
+            let got = classify(&[elsewhere], &ledger, &mut HashMap::new(), tolerance);
+            prop_assert_eq!(got[0].status, LineStatus::Differs);
         }
     }
 }

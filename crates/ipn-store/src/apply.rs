@@ -146,6 +146,15 @@ pub(super) struct TokenizedColumns<'a> {
     ipn_date: Option<NaiveDateTime>,
     key_id: Option<&'a str>,
     algorithm: Option<&'a str>,
+    /// The money the notice carries, as sent
+    /// ([`super::notice_money::NotificationMoney`]): what a notification
+    /// applied later by a person is rebuilt with.
+    vat_minor: Option<i64>,
+    commission_e8: Option<i64>,
+    payable_minor: Option<i64>,
+    payout_currency: Option<String>,
+    fx_rate: Option<String>,
+    fx_markup: Option<String>,
 }
 
 impl<'a> TokenizedColumns<'a> {
@@ -163,6 +172,19 @@ impl<'a> TokenizedColumns<'a> {
             ipn_date: event.ipn_date,
             key_id: Some(event.key_id.as_str()),
             algorithm: Some(event.algorithm.as_str()),
+            vat_minor: event.money.vat.map(|v| v.minor_units()),
+            commission_e8: event.money.commission.map(|c| c.e8()),
+            payable_minor: event.money.payable.map(|p| p.minor_units()),
+            payout_currency: event
+                .money
+                .payable
+                .map(|p| p.currency().as_str().to_owned()),
+            fx_rate: event.money.fx_rate.as_ref().map(|r| r.as_str().to_owned()),
+            fx_markup: event
+                .money
+                .fx_markup
+                .as_ref()
+                .map(|r| r.as_str().to_owned()),
         }
     }
 }
@@ -401,8 +423,12 @@ pub async fn lock_order_facts(
 }
 
 /// Rebuilds the event a stored notification row describes (a verified,
-/// tokenized notification: everything `decide` needs is in its columns),
-/// its amount read with `currencies` (the store's table).
+/// tokenized notification: everything `decide` needs is in its columns,
+/// the money it carried included), its amount read with `currencies` (the
+/// store's table). A row recorded before the notifications kept the money
+/// (migration `2026-12-07-000050_notice_money_kept`) has none: it is
+/// rebuilt as a notice without money fields, which books no VAT,
+/// commission or payout.
 pub(super) async fn stored_event(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
@@ -416,6 +442,7 @@ pub(super) async fn stored_event(
         ipn_date: Option<NaiveDateTime>,
         key_id: Option<String>,
         algorithm: Option<String>,
+        money: super::notice_money::NotificationMoney,
     }
     let row: Row = notifications::table
         .find(notification_id)
@@ -426,6 +453,7 @@ pub(super) async fn stored_event(
             notifications::ipn_date,
             notifications::key_id,
             notifications::algorithm,
+            super::notice_money::NotificationMoney::as_select(),
         ))
         .first(conn)
         .await?;
@@ -472,7 +500,12 @@ pub(super) async fn stored_event(
         pan_fields: Vec::new(),
         // Recorded when the notice was first processed (subscriptions).
         licences: Vec::new(),
-        money: Default::default(),
+        // As the notice sent it; none on a row recorded before the
+        // notifications kept it (migration 2026-12-07-000050).
+        money: row
+            .money
+            .notice_money(currency, currencies)
+            .map_err(|err| invalid(&err))?,
     })
 }
 

@@ -25,14 +25,16 @@ struct PayoutRow {
     settled: i64,
 }
 
-/// Per payout currency, the payout the counted payments and refunds
-/// expect (`PAYABLE_AMOUNT` of the capture, once paid, and of its
-/// refunds; negative values included) and the payouts imported.
+/// Per payout currency, the payout the counted payments, refunds and
+/// chargebacks expect (`PAYABLE_AMOUNT` of the capture, once paid, of its
+/// refunds, and of its chargeback once charged back; negative values
+/// included) and the payouts imported.
 ///
 /// By `created`: the payments of orders created in the period. By
 /// `event`: a payment's capture payable when its `payment` movement is in
 /// the period, its refunds' when a `refund` movement of it is (the last
-/// one). Payout files count by the day they were paid on.
+/// one), its chargeback's when its `chargeback` movement is. Payout files
+/// count by the day they were paid on.
 pub(super) async fn payout_totals(
     conn: &mut AsyncPgConnection,
     period: &ReportPeriod,
@@ -50,6 +52,13 @@ pub(super) async fn payout_totals(
                  SELECT p.refunded_payout_currency, p.refunded_payable_minor \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
                  WHERE p.paid_minor > 0 AND p.refunded_payable_minor IS NOT NULL \
+                   AND o.created_at >= coalesce($1, '-infinity'::timestamptz) \
+                   AND o.created_at < coalesce($2, 'infinity'::timestamptz) \
+                 UNION ALL \
+                 SELECT p.charged_back_payout_currency, p.charged_back_payable_minor \
+                 FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
+                 WHERE p.paid_minor > 0 AND p.reversed \
+                   AND p.charged_back_payable_minor IS NOT NULL \
                    AND o.created_at >= coalesce($1, '-infinity'::timestamptz) \
                    AND o.created_at < coalesce($2, 'infinity'::timestamptz)) AS c \
              GROUP BY c.currency"
@@ -75,7 +84,17 @@ pub(super) async fn payout_totals(
                      SELECT max(m.created_at) FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
                        AND m.kind = 'refund') \
-                     < coalesce($2, 'infinity'::timestamptz)) AS c \
+                     < coalesce($2, 'infinity'::timestamptz) \
+                 UNION ALL \
+                 SELECT p.charged_back_payout_currency, p.charged_back_payable_minor \
+                 FROM payments AS p \
+                 WHERE p.paid_minor > 0 AND p.reversed \
+                   AND p.charged_back_payable_minor IS NOT NULL AND EXISTS ( \
+                     SELECT 1 FROM money_movements AS m \
+                     WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
+                       AND m.kind = 'chargeback' \
+                       AND m.created_at >= coalesce($1, '-infinity'::timestamptz) \
+                       AND m.created_at < coalesce($2, 'infinity'::timestamptz))) AS c \
              GROUP BY c.currency"
         }
     };

@@ -43,12 +43,12 @@ pub struct CurrencyTotals {
     pub charged_back: String,
     /// The processor's fees, from settlement lines.
     pub fees: String,
-    /// VAT the processor charged on the payments, less what refunds gave
-    /// back (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`).
+    /// VAT the processor charged on the payments, less what refunds and
+    /// chargebacks gave back (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`).
     pub vat: String,
     /// The processor's provisional commission (`IPN_COMMISSION`, rounded
-    /// per payment), less what refunds gave back and what a settlement
-    /// fee replaced: the fee of the payments not settled yet.
+    /// per payment), less what refunds and chargebacks gave back and what
+    /// a settlement fee replaced: the fee of the payments not settled yet.
     pub commission: String,
     /// Paid − refunded − reversed − charged back − VAT: revenue excluding
     /// VAT, before fees and commission.
@@ -62,7 +62,7 @@ pub struct CurrencyTotals {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PayoutTotals {
     pub currency: String,
-    /// `Σ PAYABLE_AMOUNT` of the counted payments and refunds (negative
+    /// `Σ PAYABLE_AMOUNT` of the counted payments, refunds and chargebacks (negative
     /// values included): what the processor's notices say it owes.
     pub expected: String,
     /// The payouts of the imported payout files (paid on a day in the
@@ -531,12 +531,17 @@ async fn report_in(
                  LEFT JOIN LATERAL ( \
                      SELECT sum(paid_minor) AS paid, \
                             sum(CASE WHEN paid_minor > 0 THEN vat_minor ELSE 0 END) AS vat, \
-                            sum(CASE WHEN paid_minor > 0 THEN refunded_vat_minor ELSE 0 END) \
+                            sum(CASE WHEN paid_minor > 0 THEN refunded_vat_minor ELSE 0 END \
+                                + CASE WHEN paid_minor > 0 AND reversed \
+                                       THEN charged_back_vat_minor ELSE 0 END) \
                                 AS vat_refunded, \
                             sum(CASE WHEN paid_minor > 0 THEN commission_minor ELSE 0 END) \
                                 AS commission, \
                             sum(CASE WHEN paid_minor > 0 THEN refunded_commission_minor \
-                                     ELSE 0 END) AS commission_refunded, \
+                                     ELSE 0 END \
+                                + CASE WHEN paid_minor > 0 AND reversed \
+                                       THEN charged_back_commission_minor ELSE 0 END) \
+                                AS commission_refunded, \
                             sum(CASE WHEN paid_minor > 0 THEN refunded_minor ELSE 0 END) \
                                 AS refunded, \
                             sum(CASE WHEN paid_minor > 0 AND reversed THEN paid_minor ELSE 0 END) \

@@ -49,6 +49,11 @@ diesel::table! {
         refunded_commission_minor -> Int8,
         refunded_payable_minor -> Nullable<Int8>,
         refunded_payout_currency -> Nullable<Text>,
+        charged_back_vat_minor -> Int8,
+        charged_back_commission_e8 -> Int8,
+        charged_back_commission_minor -> Int8,
+        charged_back_payable_minor -> Nullable<Int8>,
+        charged_back_payout_currency -> Nullable<Text>,
     }
 }
 
@@ -74,6 +79,12 @@ diesel::table! {
         identity -> Nullable<Text>,
         repeat_of -> Nullable<Int8>,
         fraud_denied -> Bool,
+        vat_minor -> Nullable<Int8>,
+        commission_e8 -> Nullable<Int8>,
+        payable_minor -> Nullable<Int8>,
+        payout_currency -> Nullable<Text>,
+        fx_rate -> Nullable<Text>,
+        fx_markup -> Nullable<Text>,
     }
 }
 

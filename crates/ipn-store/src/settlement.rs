@@ -66,6 +66,18 @@ struct PaymentRow {
     charged_back: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     commission: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    payable_minor: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    payout_currency: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    refunded_payable_minor: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    refunded_payout_currency: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    charged_back_payable_minor: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    charged_back_payout_currency: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -75,8 +87,14 @@ struct SettledRow {
     #[diesel(sql_type = Text)]
     #[diesel(deserialize_as = Stored<LineKind>)]
     kind: LineKind,
+    /// Whether the lines are in the payment's payout currency (another
+    /// than its order currency).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    in_payout: bool,
     #[diesel(sql_type = BigInt)]
     amount: i64,
+    #[diesel(sql_type = BigInt)]
+    net: i64,
     #[diesel(sql_type = BigInt)]
     lines: i64,
 }
@@ -141,7 +159,18 @@ pub async fn ledger_payments(
                         CASE WHEN p.paid_minor > 0 THEN p.refunded_minor ELSE 0 END AS refunded, \
                         CASE WHEN p.paid_minor > 0 AND p.reversed THEN p.paid_minor ELSE 0 END \
                             AS charged_back, \
-                        CASE WHEN p.commission_e8 > 0 THEN p.commission_minor END AS commission \
+                        CASE WHEN p.commission_e8 > 0 THEN p.commission_minor END AS commission, \
+                        CASE WHEN p.paid_minor > 0 THEN p.payable_minor END AS payable_minor, \
+                        CASE WHEN p.paid_minor > 0 THEN p.payout_currency END AS payout_currency, \
+                        CASE WHEN p.paid_minor > 0 THEN p.refunded_payable_minor END \
+                            AS refunded_payable_minor, \
+                        CASE WHEN p.paid_minor > 0 THEN p.refunded_payout_currency END \
+                            AS refunded_payout_currency, \
+                        CASE WHEN p.paid_minor > 0 AND p.reversed \
+                             THEN p.charged_back_payable_minor END AS charged_back_payable_minor, \
+                        CASE WHEN p.paid_minor > 0 AND p.reversed \
+                             THEN p.charged_back_payout_currency END \
+                            AS charged_back_payout_currency \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
                  WHERE {column} = ANY($1)"
             ))
@@ -152,6 +181,26 @@ pub async fn ledger_payments(
                 let currency = currencies
                     .currency(&row.currency)
                     .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
+                let payout = |minor: Option<i64>, code: Option<&str>| -> Result<_, StoreError> {
+                    match (minor, code) {
+                        (Some(minor), Some(code)) => {
+                            let code = currencies.currency(code).map_err(|err| {
+                                StoreError::Invalid(format!("payout currency: {err}"))
+                            })?;
+                            Ok(Some(Money::from_minor(minor, code)))
+                        }
+                        _ => Ok(None),
+                    }
+                };
+                let payable = payout(row.payable_minor, row.payout_currency.as_deref())?;
+                let refunded_payable = payout(
+                    row.refunded_payable_minor,
+                    row.refunded_payout_currency.as_deref(),
+                )?;
+                let charged_back_payable = payout(
+                    row.charged_back_payable_minor,
+                    row.charged_back_payout_currency.as_deref(),
+                )?;
                 payments.insert(
                     row.payment_id,
                     LedgerPayment {
@@ -164,6 +213,9 @@ pub async fn ledger_payments(
                         refunded: row.refunded,
                         charged_back: row.charged_back,
                         commission: row.commission,
+                        payable,
+                        refunded_payable,
+                        charged_back_payable,
                     },
                 );
             }
@@ -180,22 +232,34 @@ pub async fn settled_so_far(
     let mut settled: HashMap<i64, Settled> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<SettledRow> = diesel::sql_query(
-            "SELECT payment_id, kind, sum(abs(gross_minor))::int8 AS amount, \
-                    count(*)::int8 AS lines \
-             FROM settlement_lines WHERE status = 'matched' AND payment_id = ANY($1) \
-             GROUP BY payment_id, kind",
+            "SELECT l.payment_id, l.kind, l.currency <> o.currency AS in_payout, \
+                    sum(abs(l.gross_minor))::int8 AS amount, \
+                    sum(abs(l.net_minor))::int8 AS net, count(*)::int8 AS lines \
+             FROM settlement_lines AS l \
+             JOIN payments AS p ON p.id = l.payment_id \
+             JOIN orders AS o ON o.id = p.order_id \
+             WHERE l.status = 'matched' AND l.payment_id = ANY($1) \
+             GROUP BY l.payment_id, l.kind, l.currency <> o.currency",
         )
         .bind::<Array<BigInt>, _>(chunk)
         .load(conn)
         .await?;
         for row in rows {
             let entry = settled.entry(row.payment_id).or_default();
+            // Lines in the payout currency count by their net, apart
+            // (see `domain::settlement::classify`).
             match row.kind {
                 LineKind::Sale => {
-                    entry.sold += row.amount;
+                    if !row.in_payout {
+                        entry.sold += row.amount;
+                    }
                     entry.sales += u32::try_from(row.lines).unwrap_or(u32::MAX);
                 }
+                LineKind::Refund if row.in_payout => entry.refunded_payout += row.net,
                 LineKind::Refund => entry.refunded += row.amount,
+                LineKind::Chargeback | LineKind::Reversal if row.in_payout => {
+                    entry.taken_back_payout += row.net;
+                }
                 LineKind::Chargeback | LineKind::Reversal => entry.taken_back += row.amount,
                 LineKind::Fee | LineKind::Adjustment => {}
             }

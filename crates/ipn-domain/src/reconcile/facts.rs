@@ -51,6 +51,17 @@ pub struct PaymentFacts {
     /// The refunds' `PAYABLE_AMOUNT` summed, signed as sent, in the
     /// capture's payout currency (or the first refund's, before it).
     pub refunded_payable: Option<Money>,
+    /// The VAT the chargeback notice (the REVERSED that took the payment
+    /// back) gave back, absolute, minor units of the order's currency: set
+    /// once, with `reversed`, and counted like a full refund's once the
+    /// payment is charged back ([`PaymentFacts::counted_charged_back_vat`]).
+    pub charged_back_vat: i64,
+    /// The commission the chargeback notice gave back, exact (10⁻⁸),
+    /// absolute.
+    pub charged_back_commission_e8: i64,
+    /// The chargeback notice's `PAYABLE_AMOUNT`, signed as sent, in its
+    /// payout currency.
+    pub charged_back_payable: Option<Money>,
 }
 
 /// How one payment stands, derived from its facts.
@@ -140,6 +151,43 @@ impl PaymentFacts {
         } else {
             0
         }
+    }
+
+    /// The VAT the chargeback gave back, once the payment is charged back
+    /// (paid, then reversed); 0 for a reversal that released an
+    /// authorization (no money moved).
+    pub fn counted_charged_back_vat(&self) -> i64 {
+        if self.charged_back() > 0 {
+            self.charged_back_vat
+        } else {
+            0
+        }
+    }
+
+    /// The commission the chargeback gave back, rounded on its own to
+    /// minor units of `exponent` decimals (half away from zero), once the
+    /// payment is charged back.
+    pub fn counted_charged_back_commission(&self, exponent: u32) -> i64 {
+        if self.charged_back() > 0 {
+            round_e8_to_minor(self.charged_back_commission_e8, exponent)
+        } else {
+            0
+        }
+    }
+
+    /// VAT given back, by the refunds and the chargeback together: what
+    /// the `vat_refund` movements sum to.
+    pub fn counted_given_back_vat(&self) -> i64 {
+        self.counted_refunded_vat()
+            .saturating_add(self.counted_charged_back_vat())
+    }
+
+    /// Commission given back, by the refunds (their running total rounded)
+    /// and the chargeback (rounded on its own): what the
+    /// `commission_refund` movements sum to.
+    pub fn counted_given_back_commission(&self, exponent: u32) -> i64 {
+        self.counted_refunded_commission(exponent)
+            .saturating_add(self.counted_charged_back_commission(exponent))
     }
 
     /// Refunds held because their payment has not arrived.

@@ -342,11 +342,27 @@ impl Step {
     }
 
     fn reversal(&mut self, event: &PaymentEvent) -> String {
+        let order_currency = self.facts.expected.currency();
         let payment = self.payment(&event.processor_ref);
         if payment.reversed {
             return "reversal already recorded: no change".to_owned();
         }
         payment.reversed = true;
+        // What the notice gives back of VAT and commission (absolute) and
+        // takes from the payout (signed as sent), set once with
+        // `reversed`: counted only if the reversal is a chargeback (the
+        // payment was captured), like a full refund's. The processor's
+        // documentation does not say what a chargeback notice carries
+        // (docs/finance.md, "The money in the notice"): what it sends is
+        // booked, what it leaves out gives nothing back. VAT and commission
+        // in another currency than the order's are not comparable with the
+        // capture's: left out.
+        let money = &event.money;
+        if event.amount.currency() == order_currency {
+            payment.charged_back_vat = money.vat.map_or(0, |v| v.abs().minor_units());
+            payment.charged_back_commission_e8 = money.commission.map_or(0, |c| c.abs().e8());
+        }
+        payment.charged_back_payable = money.payable;
         match payment.state() {
             PaymentState::ChargedBack => "chargeback recorded".to_owned(),
             PaymentState::Released => "reversal recorded: authorization released".to_owned(),

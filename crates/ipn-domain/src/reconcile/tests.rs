@@ -1175,3 +1175,95 @@ proptest! {
         }
     }
 }
+
+/// A money-bearing notice: VAT, commission and payable as given.
+fn with_notice_money(
+    mut event: PaymentEvent,
+    vat: i64,
+    commission_e8: i64,
+    payable: i64,
+) -> PaymentEvent {
+    use crate::notice_money::{Commission, NoticeMoney};
+    let currency = event.amount.currency();
+    event.money = NoticeMoney {
+        vat: Some(Money::from_minor(vat, currency)),
+        commission: Some(Commission::from_e8(commission_e8, currency)),
+        payable: Some(usd(payable)),
+        fx_rate: None,
+        fx_markup: None,
+    };
+    event
+}
+
+#[test]
+fn a_chargeback_gives_back_the_vat_and_commission_its_notice_carries() {
+    use crate::journal::{MovementKind, movements};
+    let pay = with_notice_money(event("COMPLETE", eur(EXPECTED)), 17_36, 549_500_000, 88_20);
+    // The chargeback notice: negative amounts, as refunds carry them.
+    let back = with_notice_money(
+        event("REVERSED", eur(-EXPECTED)),
+        -17_36,
+        -549_500_000,
+        -88_20,
+    );
+    for order in [[pay.clone(), back.clone()], [back.clone(), pay.clone()]] {
+        let (facts, decisions) = run(&new_order(), &order);
+        let p = &facts.payments["1000037"];
+        assert_eq!(p.state(), PaymentState::ChargedBack);
+        assert_eq!(p.counted_charged_back_vat(), 17_36);
+        assert_eq!(p.counted_charged_back_commission(2), 5_50);
+        assert_eq!(p.counted_given_back_vat(), p.counted_vat(), "all VAT back");
+        assert_eq!(p.charged_back_payable, Some(usd(-88_20)));
+        // The movements over both decisions: VAT and commission out and
+        // back, like a full refund's, whatever the arrival order.
+        let mut before = new_order();
+        let mut sums = std::collections::BTreeMap::new();
+        for d in &decisions {
+            for m in movements(&before, &d.facts) {
+                *sums.entry(m.kind).or_insert(0i64) += m.amount.minor_units();
+            }
+            before = d.facts.clone();
+        }
+        assert_eq!(sums[&MovementKind::Vat], 17_36);
+        assert_eq!(sums[&MovementKind::VatRefund], 17_36);
+        assert_eq!(sums[&MovementKind::Commission], 5_50);
+        assert_eq!(sums[&MovementKind::CommissionRefund], 5_50);
+        assert_eq!(sums[&MovementKind::Chargeback], EXPECTED);
+    }
+    // A second REVERSED (another identity) gives nothing back again.
+    let again = with_notice_money(
+        event_with("again", "REVERSED", eur(-EXPECTED), "1000037"),
+        -17_36,
+        -549_500_000,
+        -88_20,
+    );
+    let (facts, _) = run(&new_order(), &[pay.clone(), back.clone(), again]);
+    assert_eq!(facts.payments["1000037"].counted_given_back_vat(), 17_36);
+}
+
+#[test]
+fn a_reversal_that_releases_an_authorization_gives_nothing_back() {
+    let auth = event("PAYMENT_AUTHORIZED", eur(EXPECTED));
+    let back = with_notice_money(
+        event("REVERSED", eur(-EXPECTED)),
+        -17_36,
+        -549_500_000,
+        -88_20,
+    );
+    let (facts, _) = run(&new_order(), &[auth, back]);
+    let p = &facts.payments["1000037"];
+    assert_eq!(p.state(), PaymentState::Released);
+    assert_eq!(p.counted_given_back_vat(), 0);
+    assert_eq!(p.counted_given_back_commission(2), 0);
+}
+
+#[test]
+fn a_chargeback_without_money_fields_gives_nothing_back() {
+    let pay = with_notice_money(event("COMPLETE", eur(EXPECTED)), 17_36, 549_500_000, 88_20);
+    let back = event("REVERSED", eur(-EXPECTED));
+    let (facts, _) = run(&new_order(), &[pay, back]);
+    let p = &facts.payments["1000037"];
+    assert_eq!(p.state(), PaymentState::ChargedBack);
+    assert_eq!(p.counted_given_back_vat(), 0);
+    assert_eq!(p.charged_back_payable, None);
+}
