@@ -303,7 +303,7 @@ fn check_currency(currencies: &Currencies, currency: Currency) -> Result<(), Str
 }
 
 /// What importing one order with a `processor_ref` did.
-enum Attached {
+enum Attachment {
     /// No order had that `REFNO` yet: the processor order was made now,
     /// with the shop's reference and amount, ready for its notices.
     Created,
@@ -324,9 +324,9 @@ enum Attached {
 async fn attach_to_processor_order(
     conn: &mut diesel_async::AsyncPgConnection,
     order: &NewOrder,
-) -> Result<Attached, StoreError> {
+) -> Result<Attachment, StoreError> {
     let Some(processor_ref) = order.processor_ref.as_deref() else {
-        return Ok(Attached::Refused("no processor_ref".into()));
+        return Ok(Attachment::Refused("no processor_ref".into()));
     };
     // The shop's reference must not already name another order.
     let named: Option<String> = orders::table
@@ -341,7 +341,7 @@ async fn attach_to_processor_order(
         .await
         .optional()?;
     if let Some(other) = named {
-        return Ok(Attached::Refused(format!(
+        return Ok(Attachment::Refused(format!(
             "the reference already names order {other}"
         )));
     }
@@ -372,21 +372,21 @@ async fn attach_to_processor_order(
             ))
             .execute(conn)
             .await?;
-        return Ok(Attached::Created);
+        return Ok(Attachment::Created);
     };
     if origin != OrderOrigin::Processor {
-        return Ok(Attached::Refused(format!(
+        return Ok(Attachment::Refused(format!(
             "{processor_ref} is a merchant order's reference, not a processor order's"
         )));
     }
     if expected_minor != amount.minor_units() || currency != amount.currency().as_str() {
-        return Ok(Attached::Refused(format!(
+        return Ok(Attachment::Refused(format!(
             "processor order {processor_ref} already exists with a different amount or currency"
         )));
     }
     match merchant_ref {
-        Some(known) if known == order.order_ref => Ok(Attached::Unchanged),
-        Some(known) => Ok(Attached::Refused(format!(
+        Some(known) if known == order.order_ref => Ok(Attachment::Unchanged),
+        Some(known) => Ok(Attachment::Refused(format!(
             "processor order {processor_ref} already has the merchant reference {known}"
         ))),
         None => {
@@ -397,7 +397,7 @@ async fn attach_to_processor_order(
                 ))
                 .execute(conn)
                 .await?;
-            Ok(Attached::Attached)
+            Ok(Attachment::Attached)
         }
     }
 }
@@ -576,10 +576,10 @@ impl Store {
                     .partition(|order| order.processor_ref.is_some());
                 for order in attached {
                     match attach_to_processor_order(conn, order).await? {
-                        Attached::Created => report.inserted += 1,
-                        Attached::Attached => report.attached += 1,
-                        Attached::Unchanged => report.unchanged += 1,
-                        Attached::Refused(reason) => conflicts.push(RowError {
+                        Attachment::Created => report.inserted += 1,
+                        Attachment::Attached => report.attached += 1,
+                        Attachment::Unchanged => report.unchanged += 1,
+                        Attachment::Refused(reason) => conflicts.push(RowError {
                             line: order.line.unwrap_or(0),
                             reason: format!("order {}: {reason}", order.order_ref),
                         }),
