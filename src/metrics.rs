@@ -294,7 +294,7 @@ impl Metrics {
         );
         registry.register(
             "licence_notices",
-            "Licence change notifications verified by the worker, by test flag (not recorded yet: subscriptions come later)",
+            "Licence change notifications verified by the worker, by test flag (test ones are never recorded)",
             licence_notices.clone(),
         );
         registry.register(

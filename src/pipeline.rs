@@ -12,8 +12,9 @@
 //! ([`NoticeKind::of`](crate::ipn::NoticeKind::of)). Both are verified with
 //! the same key ring and rules, and refused the same way; a verified LCN is
 //! tokenized to a [`LicenceNotice`] and handed to
-//! [`Pipeline::record_licence`], the one place that will store it once
-//! subscriptions exist ([`Processed::Licence`]).
+//! [`Pipeline::record_licence`], the one place that stores it (once per
+//! identity, never a test one) and so moves its subscription
+//! ([`Processed::Licence`]).
 
 use std::fmt;
 
@@ -320,9 +321,9 @@ pub enum Processed {
     /// kind refused: recorded in the store, described by its report.
     Notification(Report),
     /// A verified licence change notification, tokenized and handed to
-    /// [`Pipeline::record_licence`]. Nothing else is recorded of it yet
-    /// (subscriptions, issue 21, come later): the worker acknowledges it,
-    /// counts it and logs it.
+    /// [`Pipeline::record_licence`], which stored its allow-listed facts
+    /// (docs/protocol.md §12): the worker acknowledges it, counts it and
+    /// logs it.
     Licence(LicenceNotice),
 }
 

@@ -543,7 +543,7 @@ fn scan_refused(processed: Processed, plain: &[u8]) -> Processed {
 
 /// Logs and counts a verified licence change notification: references,
 /// status and flags only (a [`LicenceNotice`] holds nothing personal).
-/// Nothing is stored of it yet ([`crate::pipeline::Pipeline::record_licence`]).
+/// Stored before this by [`crate::pipeline::Pipeline::record_licence`].
 fn observe_licence(context: &Context, notice: &LicenceNotice) {
     let span = tracing::Span::current();
     span.record("outcome", "licence");
@@ -553,7 +553,7 @@ fn observe_licence(context: &Context, notice: &LicenceNotice) {
         dispatch_reason = notice.dispatch_reason.as_ref().map(tracing::field::display),
         updated_at = %notice.updated_at,
         test = notice.test,
-        "licence change notification verified (subscriptions are not recorded yet)"
+        "licence change notification verified and recorded"
     );
     let metrics = &context.metrics;
     metrics.licence_notice(notice.test);

@@ -437,7 +437,12 @@ impl Run {
             } else {
                 sim.deliveries.len()
             };
-            let upto = limit.min(recorded as usize + WINDOW);
+            // The window counts rows, not deliveries: a licence notice or
+            // an exact duplicate makes no notification row, and counting
+            // them would shrink the window until the stream stalls (a
+            // software vendor's stream is a third licence notices).
+            let within = rows_published.partition_point(|&rows| rows <= recorded + WINDOW as i64);
+            let upto = limit.min(within.saturating_sub(1)).max(published);
             if published < upto {
                 let chunk: Vec<_> = sim.deliveries[published..upto]
                     .iter()
