@@ -344,6 +344,47 @@ pub struct FinanceSection {
     /// The names of the journal's accounts (`ACCOUNT=NAME`); accounts not
     /// named keep their default names.
     pub journal_accounts: JournalAccountNames,
+    /// The time zone the books are kept in: where the days and months of
+    /// `--from`/`--to` (and the console's filters) begin and end.
+    pub report_timezone: ReportTimezone,
+}
+
+/// `report-timezone`: an IANA time zone name (`Europe/Bucharest`), `UTC`
+/// by default. A name the time zone database does not know is refused,
+/// never read as UTC: a month would silently shift by hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportTimezone(pub chrono_tz::Tz);
+
+impl Default for ReportTimezone {
+    fn default() -> Self {
+        Self(chrono_tz::Tz::UTC)
+    }
+}
+
+impl ReportTimezone {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        text.parse::<chrono_tz::Tz>().map(Self).map_err(|_| {
+            format!(
+                "`{}` is not a time zone name of the IANA database: give one such as \
+                 Europe/Bucharest, America/New_York or UTC",
+                crate::ipn::form::printable_name(text)
+            )
+        })
+    }
+}
+
+impl Serialize for ReportTimezone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReportTimezone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Settlement matching and sweeps (flags of `cli::args::SETTLEMENT`).
@@ -1048,6 +1089,7 @@ impl Loaded {
                     idle: s.console.console_idle_timeout.get(),
                     absolute: s.console.console_absolute_timeout.get(),
                 },
+                report_timezone: s.finance.report_timezone.0,
             })
     }
 
