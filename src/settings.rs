@@ -365,10 +365,15 @@ impl ReportTimezone {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         text.parse::<chrono_tz::Tz>().map(Self).map_err(|_| {
+            // Shown as typed, but never a control character on a terminal.
+            let shown: String = text
+                .chars()
+                .take(64)
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
             format!(
-                "`{}` is not a time zone name of the IANA database: give one such as \
-                 Europe/Bucharest, America/New_York or UTC",
-                crate::ipn::form::printable_name(text)
+                "`{shown}` is not a time zone name of the IANA database: give one such as \
+                 Europe/Bucharest, America/New_York or UTC"
             )
         })
     }
@@ -1898,6 +1903,48 @@ mod tests {
     }
 
     #[test]
+    fn the_report_timezone_is_an_iana_name_utc_by_default() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(
+            loaded.settings.finance.report_timezone.0,
+            chrono_tz::Tz::UTC
+        );
+        let loaded = load(
+            None,
+            &[env(
+                "report-timezone",
+                "IPN_REPORT_TIMEZONE",
+                "Europe/Bucharest",
+            )],
+        )
+        .expect("a zone");
+        assert_eq!(
+            loaded.settings.finance.report_timezone.0,
+            chrono_tz::Europe::Bucharest
+        );
+        let config = file("report-timezone = \"America/New_York\"\n");
+        let loaded = load(Some(config.path()), &[]).expect("from the file");
+        assert_eq!(
+            loaded.settings.finance.report_timezone.0,
+            chrono_tz::America::New_York
+        );
+        for (bad, origin) in [
+            (
+                env("report-timezone", "IPN_REPORT_TIMEZONE", "Europe/Atlantis"),
+                "IPN_REPORT_TIMEZONE",
+            ),
+            (flag("report-timezone", "+02:00"), "--report-timezone"),
+            (flag("report-timezone", ""), "--report-timezone"),
+        ] {
+            let err = load(None, &[bad]).expect_err("refused").to_string();
+            assert!(
+                err.contains("`report-timezone`") && err.contains(origin) && err.contains("IANA"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn the_sections_read_the_flat_keys_they_write() {
         let figment = Figment::from(Serialized::defaults(Settings::default()));
         let settings = Settings::extract(&figment).expect("defaults read back");
@@ -1909,7 +1956,7 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        assert_eq!(text.len(), 57);
+        assert_eq!(text.len(), 58);
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod network_faults;
 mod operators;
 mod outages;
 mod processor_orders;
+mod report_timezone;
 mod review_actions;
 mod service_restarts;
 mod settlement;
