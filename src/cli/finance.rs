@@ -104,10 +104,12 @@ or --status or another usage error, invalid configuration, 3 the database cannot
         ungrouped: bool,
         /// table: for people, the columns of csv aligned; csv: columns
         /// id,status,kind,order_ref,
-        /// processor_ref,created_at,details,resolved_at,resolved_by,
-        /// resolution_note,count,item_ids,resolution_action (a group's line
-        /// is its newest item's, count its items, item_ids their ids
-        /// separated by spaces);
+        /// processor_ref,amount,currency,created_at,details,resolved_at,
+        /// resolved_by,resolution_note,count,item_ids,resolution_action (a
+        /// group's line is its newest item's, count its items, item_ids
+        /// their ids separated by spaces; amount and currency the money the
+        /// item is about, from its settlement line, payout or notification,
+        /// empty when nothing stored says);
         /// json: a list of objects with the same names (item_ids a list).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
