@@ -154,13 +154,16 @@ pub(crate) fn period(
     Ok(ReportPeriod { from, to, by })
 }
 
+/// A period's start (included) and end (excluded); none for an open bound.
+pub(crate) type Instants = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `--from` and `--to` as instants in `zone`, refused when the period is
 /// empty.
 pub(crate) fn instants(
     from: Option<PeriodBound>,
     to: Option<PeriodBound>,
     zone: Tz,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), CliError> {
+) -> Result<Instants, CliError> {
     let from = from.map(|b| b.start(zone));
     let to = to.map(|b| b.end(zone));
     if let (Some(from), Some(to)) = (from, to)
