@@ -344,6 +344,52 @@ pub struct FinanceSection {
     /// The names of the journal's accounts (`ACCOUNT=NAME`); accounts not
     /// named keep their default names.
     pub journal_accounts: JournalAccountNames,
+    /// The time zone the books are kept in: where the days and months of
+    /// `--from`/`--to` (and the console's filters) begin and end.
+    pub report_timezone: ReportTimezone,
+}
+
+/// `report-timezone`: an IANA time zone name (`Europe/Bucharest`), `UTC`
+/// by default. A name the time zone database does not know is refused,
+/// never read as UTC: a month would silently shift by hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportTimezone(pub chrono_tz::Tz);
+
+impl Default for ReportTimezone {
+    fn default() -> Self {
+        Self(chrono_tz::Tz::UTC)
+    }
+}
+
+impl ReportTimezone {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        text.parse::<chrono_tz::Tz>().map(Self).map_err(|_| {
+            // Shown as typed, but never a control character on a terminal.
+            let shown: String = text
+                .chars()
+                .take(64)
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
+            format!(
+                "`{shown}` is not a time zone name of the IANA database: give one such as \
+                 Europe/Bucharest, America/New_York or UTC"
+            )
+        })
+    }
+}
+
+impl Serialize for ReportTimezone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReportTimezone {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Settlement matching and sweeps (flags of `cli::args::SETTLEMENT`).
@@ -1055,6 +1101,7 @@ impl Loaded {
                     idle: s.console.console_idle_timeout.get(),
                     absolute: s.console.console_absolute_timeout.get(),
                 },
+                report_timezone: s.finance.report_timezone.0,
             })
     }
 
@@ -1876,6 +1923,48 @@ mod tests {
             err.contains("`prefetch`") && err.contains("too large"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_report_timezone_is_an_iana_name_utc_by_default() {
+        let loaded = load(None, &[]).expect("defaults");
+        assert_eq!(
+            loaded.settings.finance.report_timezone.0,
+            chrono_tz::Tz::UTC
+        );
+        let loaded = load(
+            None,
+            &[env(
+                "report-timezone",
+                "IPN_REPORT_TIMEZONE",
+                "Europe/Bucharest",
+            )],
+        )
+        .expect("a zone");
+        assert_eq!(
+            loaded.settings.finance.report_timezone.0,
+            chrono_tz::Europe::Bucharest
+        );
+        let config = file("report-timezone = \"America/New_York\"\n");
+        let loaded = load(Some(config.path()), &[]).expect("from the file");
+        assert_eq!(
+            loaded.settings.finance.report_timezone.0,
+            chrono_tz::America::New_York
+        );
+        for (bad, origin) in [
+            (
+                env("report-timezone", "IPN_REPORT_TIMEZONE", "Europe/Atlantis"),
+                "IPN_REPORT_TIMEZONE",
+            ),
+            (flag("report-timezone", "+02:00"), "--report-timezone"),
+            (flag("report-timezone", ""), "--report-timezone"),
+        ] {
+            let err = load(None, &[bad]).expect_err("refused").to_string();
+            assert!(
+                err.contains("`report-timezone`") && err.contains(origin) && err.contains("IANA"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -403,13 +403,29 @@ pub const OPERATIONS: &[Flag] = &[
     ),
 ];
 
-/// Finance exports.
-pub const FINANCE: &[Flag] = &[list(
-    "journal-accounts",
-    "IPN_JOURNAL_ACCOUNTS",
-    "ACCOUNT=NAME",
-    "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
-)];
+/// `report-timezone`: a flag of every command that reads a period
+/// ([`PERIODS`]), listed with the finance settings.
+const REPORT_TIMEZONE: Flag = value(
+    "report-timezone",
+    "IPN_REPORT_TIMEZONE",
+    "ZONE",
+    "The time zone the books are kept in, an IANA name (Europe/Bucharest): where the days and months of --from/--to begin and end (report, export journal, notifications list, sweep --as-of) and those of the console's filters; a day on which the clocks change lasts 23 or 25 hours. Times shown stay RFC 3339 UTC; the journal's date column is the day in this zone.",
+);
+
+/// Finance exports and periods.
+pub const FINANCE: &[Flag] = &[
+    list(
+        "journal-accounts",
+        "IPN_JOURNAL_ACCOUNTS",
+        "ACCOUNT=NAME",
+        "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
+    ),
+    REPORT_TIMEZONE,
+];
+
+/// The period's time zone alone, for the commands that read a period but
+/// no journal (the key belongs to [`FINANCE`]).
+pub const PERIODS: &[Flag] = &[REPORT_TIMEZONE];
 
 /// Settlement matching and sweeps.
 pub const SETTLEMENT: &[Flag] = &[
@@ -661,9 +677,14 @@ flag_group!(
     OPERATIONS
 );
 flag_group!(
-    /// The journal's account names.
+    /// The journal's account names and the report time zone.
     FinanceFlags,
     FINANCE
+);
+flag_group!(
+    /// `--report-timezone` alone: the commands that read a period.
+    PeriodFlags,
+    PERIODS
 );
 flag_group!(
     /// Settlement tolerance and the sweep's ages.
@@ -722,6 +743,21 @@ pub(super) fn database(
         .map_err(settings_error)?;
     settings.schema = SchemaPolicy::EXISTING;
     Ok(settings)
+}
+
+/// The database settings and the report time zone (`report-timezone`) of a
+/// command that reads a period of the books, loaded once: an unknown zone
+/// is refused as any bad setting is (exit 2, naming the key and where it
+/// came from).
+pub(super) fn books_with_zone(
+    config: &ConfigFile,
+    db: &DatabaseFlags,
+    periods: &dyn FlagGroup,
+) -> Result<(DatabaseSettings, chrono_tz::Tz), CliError> {
+    let loaded = load(config, &[db, periods]).map_err(settings_error)?;
+    let mut settings = loaded.database().map_err(settings_error)?;
+    settings.schema = SchemaPolicy::EXISTING;
+    Ok((settings, loaded.settings.finance.report_timezone.0))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use lapin::{Connection, ExchangeKind};
 
 use super::args::{
     self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
-    OperationsFlags, SettlementFlags, WorkerFlags,
+    OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, EXIT_OPERATIONAL, EXIT_USAGE, block_on, render_error};
 use crate::queue::{AmqpSettings, QueueError};
@@ -55,6 +55,9 @@ pub struct CheckArgs {
     pub settlement: SettlementFlags,
     #[command(flatten)]
     pub console: ConsoleFlags,
+    /// `report-timezone`, checked with the rest.
+    #[command(flatten)]
+    pub periods: PeriodFlags,
 }
 
 /// What a failed check is about, which decides the exit code.
@@ -113,6 +116,7 @@ pub fn run(config: &ConfigFile, args: CheckArgs) -> CliResult {
             &args.operations,
             &args.settlement,
             &args.console,
+            &args.periods,
         ],
     );
     let loaded = match loaded {

@@ -11,6 +11,7 @@ use clap::{Subcommand, ValueEnum};
 use super::args::database;
 use super::args::{
     self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, NotificationFlags, OperationsFlags,
+    PeriodFlags,
 };
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::app::shutdown_signal;
@@ -41,6 +42,9 @@ pub struct ConsoleArgs {
     pub console: ConsoleFlags,
     #[command(flatten)]
     pub operations: OperationsFlags,
+    /// The period filters' time zone.
+    #[command(flatten)]
+    pub periods: PeriodFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +118,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
             &args.broker,
             &args.console,
             &args.operations,
+            &args.periods,
         ],
     )
     .map_err(settings_error)?;

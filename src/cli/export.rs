@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::args::database;
 use super::args::{self, ConfigFile, DatabaseFlags, FinanceFlags};
-use super::dates::{period, period_end, period_start};
+use super::dates::{PeriodBound, period};
 use super::{CliResult, OutputFormat, block_on, settings_error, table_time};
 use crate::domain::journal::{Account, JournalAccounts, MovementKind, posting, trial_balance};
 use crate::domain::{Currency, Money};
@@ -42,17 +42,19 @@ Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from 
         db: DatabaseFlags,
         #[command(flatten)]
         finance: FinanceFlags,
-        /// Start of the period, included: a date (2026-11-01, from 00:00
-        /// UTC) or an RFC 3339 time.
-        #[arg(long, value_name = "DATE", value_parser = period_start)]
-        from: DateTime<Utc>,
-        /// End of the period: a date is included whole, an RFC 3339 time
-        /// is excluded.
-        #[arg(long, value_name = "DATE", value_parser = period_end)]
-        to: DateTime<Utc>,
+        /// Start of the period, included: a month (2026-11), a date
+        /// (2026-11-01, from its midnight in report-timezone, UTC by
+        /// default) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE", value_parser = PeriodBound::parse)]
+        from: PeriodBound,
+        /// End of the period: a month or a date is included whole (--from
+        /// 2026-11 --to 2026-11 is November), an RFC 3339 time is
+        /// excluded.
+        #[arg(long, value_name = "DATE", value_parser = PeriodBound::parse)]
+        to: PeriodBound,
         /// csv (for accounting imports): columns date,at,order_ref,
         /// processor_ref,movement,currency,debit_account,credit_account,
-        /// amount; json: a list of objects with the same names; table: the
+        /// amount (date: the day in report-timezone; at: RFC 3339 UTC); json: a list of objects with the same names; table: the
         /// lines for people, then the totals per currency.
         #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
         format: OutputFormat,
@@ -76,7 +78,8 @@ pub const JOURNAL_CSV_COLUMNS: [&str; 9] = [
 /// One journal line: one movement, the same amount debited and credited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JournalLine {
-    /// The day it is booked on, in UTC (`2026-11-30`).
+    /// The day it is booked on, in report-timezone (UTC by default):
+    /// `2026-11-30`.
     pub date: String,
     /// When it moved, RFC 3339 UTC to the second.
     #[serde(serialize_with = "rfc3339::serialize")]
@@ -92,10 +95,14 @@ pub struct JournalLine {
 }
 
 impl JournalLine {
-    fn of(movement: &JournalMovement, accounts: &JournalAccounts) -> Self {
+    fn of(movement: &JournalMovement, accounts: &JournalAccounts, zone: chrono_tz::Tz) -> Self {
         let (debit, credit) = posting(movement.kind);
         Self {
-            date: movement.at.format("%Y-%m-%d").to_string(),
+            date: movement
+                .at
+                .with_timezone(&zone)
+                .format("%Y-%m-%d")
+                .to_string(),
             at: movement.at,
             order_ref: movement.order_ref.clone(),
             processor_ref: movement.processor_ref.clone(),
@@ -116,20 +123,20 @@ pub fn run(config: &ConfigFile, command: ExportCommand) -> CliResult {
         to,
         format,
     } = command;
-    let period = period(Some(from), Some(to), ReportBasis::Event)?;
-    let accounts = args::load(config, &[&db, &finance])
+    let finance_settings = args::load(config, &[&db, &finance])
         .map_err(settings_error)?
         .settings
-        .finance
-        .journal_accounts
-        .0;
+        .finance;
+    let zone = finance_settings.report_timezone.0;
+    let period = period(Some(from), Some(to), ReportBasis::Event, zone)?;
+    let accounts = finance_settings.journal_accounts.0;
     let settings = database(config, &db)?;
     block_on(async move {
         let store = Store::connect(settings).await?;
         let movements = store.journal_movements(&period).await?;
         let lines: Vec<JournalLine> = movements
             .iter()
-            .map(|m| JournalLine::of(m, &accounts))
+            .map(|m| JournalLine::of(m, &accounts, zone))
             .collect();
         let mut out = std::io::stdout().lock();
         match format {

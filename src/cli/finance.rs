@@ -4,13 +4,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
 use super::args::database;
-use super::args::{ConfigFile, DatabaseFlags};
-use super::dates::{period, period_end, period_start};
+use super::args::{ConfigFile, DatabaseFlags, PeriodFlags, books_with_zone};
+use super::dates::{PeriodBound, period};
 use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
 use crate::domain::pan::check_free_text;
 use crate::domain::review::ReviewAction;
@@ -32,15 +31,20 @@ invalid configuration, 3 the database cannot be read."
 pub struct ReportArgs {
     #[command(flatten)]
     pub db: DatabaseFlags,
-    /// Start of the period, included: a date (2026-11-01, from 00:00 UTC)
-    /// or an RFC 3339 time. Without it: from the beginning of the books.
-    #[arg(long, value_name = "DATE", value_parser = period_start)]
-    pub from: Option<DateTime<Utc>>,
-    /// End of the period: a date is included whole (--to 2026-11-30 counts
-    /// until 2026-12-01T00:00:00Z); an RFC 3339 time is excluded. Without
-    /// it: until now.
-    #[arg(long, value_name = "DATE", value_parser = period_end)]
-    pub to: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub periods: PeriodFlags,
+    /// Start of the period, included: a month (2026-11, from its first
+    /// day), a date (2026-11-01, from its midnight in report-timezone,
+    /// UTC by default) or an RFC 3339 time. Without it: from the beginning
+    /// of the books.
+    #[arg(long, value_name = "DATE", value_parser = PeriodBound::parse)]
+    pub from: Option<PeriodBound>,
+    /// End of the period: a month or a date is included whole (--to
+    /// 2026-11 and --to 2026-11-30 count until the midnight that begins 1
+    /// December in report-timezone, 2026-12-01T00:00:00Z in UTC); an RFC
+    /// 3339 time is excluded. Without it: until now.
+    #[arg(long, value_name = "DATE", value_parser = PeriodBound::parse)]
+    pub to: Option<PeriodBound>,
     /// created: the orders created in the period, with all their money
     /// whenever it moved; event: the money movements (payments, refunds,
     /// chargebacks recorded in the ledger) whose time falls in the period,
@@ -100,10 +104,12 @@ or --status or another usage error, invalid configuration, 3 the database cannot
         ungrouped: bool,
         /// table: for people, the columns of csv aligned; csv: columns
         /// id,status,kind,order_ref,
-        /// processor_ref,created_at,details,resolved_at,resolved_by,
-        /// resolution_note,count,item_ids,resolution_action (a group's line
-        /// is its newest item's, count its items, item_ids their ids
-        /// separated by spaces);
+        /// processor_ref,amount,currency,created_at,details,resolved_at,
+        /// resolved_by,resolution_note,count,item_ids,resolution_action (a
+        /// group's line is its newest item's, count its items, item_ids
+        /// their ids separated by spaces; amount and currency the money the
+        /// item is about, from its settlement line, payout or notification,
+        /// empty when nothing stored says);
         /// json: a list of objects with the same names (item_ids a list).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
@@ -255,8 +261,8 @@ fn not_blank(text: &str) -> Result<String, String> {
 }
 
 pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
-    let period = period(args.from, args.to, args.by.into())?;
-    let settings = database(config, &args.db)?;
+    let (settings, zone) = books_with_zone(config, &args.db, &args.periods)?;
+    let period = period(args.from, args.to, args.by.into(), zone)?;
     block_on(async move {
         let store = Store::connect(settings).await?;
         let summary = store.finance_report(&period).await?;

@@ -13,7 +13,7 @@ pub mod args;
 mod bench;
 mod check;
 mod console;
-mod dates;
+pub(crate) mod dates;
 #[cfg(feature = "tools")]
 mod demo;
 mod export;

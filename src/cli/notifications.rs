@@ -16,8 +16,8 @@ use clap::Subcommand;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde::Serialize;
 
-use super::args::{ConfigFile, DatabaseFlags, database};
-use super::dates::{period_end, period_start};
+use super::args::{ConfigFile, DatabaseFlags, PeriodFlags, books_with_zone};
+use super::dates::PeriodBound;
 use super::{CliError, CliResult, OutputFormat, block_on};
 use crate::domain::{Effect, OrderState, Outcome};
 use crate::export::rfc3339;
@@ -46,15 +46,18 @@ database cannot be read.")]
     List {
         #[command(flatten)]
         db: DatabaseFlags,
-        /// Only notifications received at or after this date (2026-11-01,
-        /// from 00:00 UTC) or RFC 3339 time.
-        #[arg(long, alias = "from", value_name = "DATE", value_parser = period_start)]
-        since: Option<DateTime<Utc>>,
-        /// Only notifications received before this time; a date is
-        /// included whole (--until 2026-11-30 lists until
-        /// 2026-12-01T00:00:00Z).
-        #[arg(long, alias = "to", value_name = "DATE", value_parser = period_end)]
-        until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        periods: PeriodFlags,
+        /// Only notifications received at or after this month (2026-11),
+        /// date (2026-11-01, from its midnight in report-timezone, UTC by
+        /// default) or RFC 3339 time.
+        #[arg(long, alias = "from", value_name = "DATE", value_parser = PeriodBound::parse)]
+        since: Option<PeriodBound>,
+        /// Only notifications received before this time; a month or a date
+        /// is included whole (--until 2026-11-30 lists until
+        /// 2026-12-01T00:00:00Z in UTC).
+        #[arg(long, alias = "to", value_name = "DATE", value_parser = PeriodBound::parse)]
+        until: Option<PeriodBound>,
         /// Only notifications with this outcome.
         #[arg(long, value_parser = outcome_parser())]
         outcome: Option<Outcome>,
@@ -181,6 +184,7 @@ pub fn run(config: &ConfigFile, command: NotificationsCommand) -> CliResult {
     match command {
         NotificationsCommand::List {
             db,
+            periods,
             since,
             until,
             outcome,
@@ -190,12 +194,15 @@ pub fn run(config: &ConfigFile, command: NotificationsCommand) -> CliResult {
             limit,
             format,
         } => {
+            let (settings, zone) = books_with_zone(config, &db, &periods)?;
+            let since = since.map(|b| b.start(zone));
+            let until = until.map(|b| b.end(zone));
             if let (Some(since), Some(until)) = (since, until)
                 && since >= until
             {
                 return Err(CliError::usage(anyhow::anyhow!(
-                    "--since {} is not before --until {}: nothing can match (an --until date \
-                     is included whole)",
+                    "--since {} is not before --until {}: nothing can match (an --until month \
+                     or date is included whole)",
                     rfc3339::format(&since),
                     rfc3339::format(&until)
                 )));
@@ -213,7 +220,6 @@ pub fn run(config: &ConfigFile, command: NotificationsCommand) -> CliResult {
                 processor_ref: given(refno),
                 limit: i64::from(limit.get()) + 1,
             };
-            let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let mut records = store.notifications_with_ledger(&filter).await?;

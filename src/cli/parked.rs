@@ -54,9 +54,9 @@ reached or a message could not be moved."
         /// shows it (for example invalid_signature).
         #[arg(long, conflicts_with = "id")]
         reason: Option<String>,
-        /// With --reason: only messages parked at or after this date
-        /// (2026-11-30, from 00:00 UTC) or RFC 3339 time.
-        #[arg(long, requires = "reason", value_name = "DATE", value_parser = super::dates::period_start)]
+        /// With --reason: only messages parked at or after this month
+        /// (2026-11), date (2026-11-30, from 00:00 UTC) or RFC 3339 time.
+        #[arg(long, requires = "reason", value_name = "DATE", value_parser = super::dates::utc_start)]
         since: Option<chrono::DateTime<chrono::Utc>>,
         /// The id shown by `parked list` (a prefix of the body's SHA-256).
         id: Option<String>,

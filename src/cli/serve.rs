@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::args::{
     self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
-    OperationsFlags, SettlementFlags, WorkerFlags,
+    OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, block_on, settings_error};
 use crate::app::{AppConfig, Application, shutdown_signal};
@@ -32,6 +32,9 @@ pub struct ServeArgs {
     pub console: ConsoleFlags,
     #[command(flatten)]
     pub settlement: SettlementFlags,
+    /// The console's period filters.
+    #[command(flatten)]
+    pub periods: PeriodFlags,
 }
 
 /// Runs until SIGTERM or SIGINT, then drains. Exit 0 after a clean drain;
@@ -48,6 +51,7 @@ pub fn run(config: &ConfigFile, args: ServeArgs) -> CliResult {
             &args.operations,
             &args.console,
             &args.settlement,
+            &args.periods,
         ],
     )
     .map_err(settings_error)?;

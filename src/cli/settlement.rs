@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::Subcommand;
 
-use super::args::{self, ConfigFile, DatabaseFlags, SettlementFlags};
-use super::dates::period_start;
+use super::args::{self, ConfigFile, DatabaseFlags, PeriodFlags, SettlementFlags};
+use super::dates::PeriodBound;
 use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, settings_error};
 use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, parse_settlement};
 use crate::domain::{Money, ReviewKind};
@@ -107,10 +107,14 @@ pub struct SweepArgs {
     pub db: DatabaseFlags,
     #[command(flatten)]
     pub settlement: SettlementFlags,
-    /// Sweep as if it were this time (a date or an RFC 3339 time) instead
-    /// of now: what would be late by then. Items it opens stay open.
-    #[arg(long, value_name = "TIME", value_parser = period_start)]
-    pub as_of: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub periods: PeriodFlags,
+    /// Sweep as if it were this time (an RFC 3339 time, or the first
+    /// instant of a month 2026-11 or a date 2026-11-30 in report-timezone)
+    /// instead of now: what would be late by then. Items it opens stay
+    /// open.
+    #[arg(long, value_name = "TIME", value_parser = PeriodBound::parse)]
+    pub as_of: Option<PeriodBound>,
 }
 
 fn read(path: &Path) -> Result<std::fs::File, CliError> {
@@ -365,11 +369,13 @@ fn write_report_table(
 }
 
 pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
-    let loaded = args::load(config, &[&args.db, &args.settlement]).map_err(settings_error)?;
+    let loaded =
+        args::load(config, &[&args.db, &args.settlement, &args.periods]).map_err(settings_error)?;
     let policy = loaded.sweep_policy();
     let mut database = loaded.database().map_err(settings_error)?;
     database.schema = SchemaPolicy::EXISTING;
-    let now = args.as_of.unwrap_or_else(Utc::now);
+    let zone = loaded.settings.finance.report_timezone.0;
+    let now = args.as_of.map_or_else(Utc::now, |as_of| as_of.start(zone));
     block_on(async move {
         let store = Store::connect(database).await?;
         let outcome = sweep_once(&store, now, &policy).await?;

@@ -27,9 +27,10 @@ date or another usage error, invalid configuration, 3 the database cannot be rea
         /// Only subscriptions in this status.
         #[arg(long, value_parser = status_parser())]
         status: Option<SubscriptionStatus>,
-        /// Only subscriptions whose paid term ends before this date
-        /// (2026-12-31, UTC) or RFC 3339 time; lifetime licences never do.
-        #[arg(long, value_name = "DATE", value_parser = dates::period_start)]
+        /// Only subscriptions whose paid term ends before this month
+        /// (2026-12, its first day), date (2026-12-31, UTC) or RFC 3339
+        /// time; lifetime licences never do.
+        #[arg(long, value_name = "DATE", value_parser = dates::utc_start)]
         expiring_before: Option<chrono::DateTime<chrono::Utc>>,
         /// table: for people; csv: columns licence_ref,status,product_code,
         /// licence_type,first_order,latest_order,original_order_ref,

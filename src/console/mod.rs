@@ -49,6 +49,9 @@ pub struct ConsoleSettings {
     /// console must be reached over HTTPS (a proxy in front of it).
     pub insecure_cookies: bool,
     pub session: auth::SessionPolicy,
+    /// `report-timezone`: where the days and months of the pages' period
+    /// filters begin and end.
+    pub report_timezone: chrono_tz::Tz,
 }
 
 /// The time as the console sees it: the system's, or one a test sets.

@@ -1,18 +1,22 @@
 //! The review queue's listing (`review list`, the console's `/review`):
 //! one row per group of open items of one kind for one order (an item on
-//! its own is a group of one), with its resolution when resolved.
+//! its own is a group of one), with its resolution when resolved, and the
+//! amount it is about when a stored row says
+//! ([`ReviewItem::amount`](crate::store::ReviewItem::amount)).
 
 use super::{Cell, Table};
 use crate::export::rfc3339;
 use crate::store::review::ReviewGroup;
 
 /// The columns, in order (scripts read the CSV by these names).
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 15] = [
     "id",
     "status",
     "kind",
     "order_ref",
     "processor_ref",
+    "amount",
+    "currency",
     "created_at",
     "details",
     "resolved_at",
@@ -35,6 +39,9 @@ pub fn table(groups: &[ReviewGroup], caption: String) -> Table {
             Cell::Text(item.kind.as_str().to_owned()),
             Cell::Text(item.order_ref.clone().unwrap_or_default()),
             Cell::Text(item.processor_ref.clone().unwrap_or_default()),
+            // A number (a refund's is negative), never defused as text.
+            Cell::Number(item.amount.clone().unwrap_or_default()),
+            Cell::Text(item.currency.clone().unwrap_or_default()),
             Cell::Text(rfc3339::format(&item.created_at)),
             Cell::Text(item.details.clone()),
             Cell::Text(

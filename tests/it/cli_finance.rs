@@ -196,6 +196,8 @@ async fn the_review_table_has_a_header_dates_and_the_resolution() {
         "KIND",
         "ORDER REF",
         "PROCESSOR REF",
+        "AMOUNT",
+        "CURRENCY",
         "CREATED AT",
         "DETAILS",
         "RESOLVED AT",
@@ -266,6 +268,8 @@ async fn the_review_queue_exports_to_csv_and_json() {
             "kind",
             "order_ref",
             "processor_ref",
+            "amount",
+            "currency",
             "created_at",
             "details",
             "resolved_at",
@@ -285,17 +289,43 @@ async fn the_review_queue_exports_to_csv_and_json() {
     assert_eq!(&resolved[1], "resolved");
     assert_eq!(&resolved[3], "SHOP-1007");
     assert_eq!(&resolved[4], "71000107");
-    assert!(is_rfc3339_utc_seconds(&resolved[5]), "{resolved:?}");
     assert!(is_rfc3339_utc_seconds(&resolved[7]), "{resolved:?}");
-    assert_eq!(&resolved[8], "finance-42");
-    assert_eq!(&resolved[9], "wire, ref 77");
+    assert!(is_rfc3339_utc_seconds(&resolved[9]), "{resolved:?}");
+    assert_eq!(&resolved[10], "finance-42");
+    assert_eq!(&resolved[11], "wire, ref 77");
     // Resolved items are listed one by one: a group of one.
-    assert_eq!(&resolved[10], "1");
-    assert_eq!(resolved[11], id.to_string());
+    assert_eq!(&resolved[12], "1");
+    assert_eq!(resolved[13], id.to_string());
     // Resolved before with no --action: a dismissal.
-    assert_eq!(&resolved[12], "dismiss");
+    assert_eq!(&resolved[14], "dismiss");
     let open = rows.iter().find(|r| &r[1] == "open").expect("an open item");
-    assert_eq!((&open[7], &open[8], &open[9]), ("", "", ""));
+    assert_eq!((&open[9], &open[10], &open[11]), ("", "", ""));
+    // The amount and currency columns hold what the notification that
+    // opened each item carried, read here by an SQL of its own; an item
+    // no stored amount backs leaves both empty.
+    let stored: std::collections::BTreeMap<String, (i64, String)> = crate::finance_report::query(
+        &db,
+        "SELECT i.id::text, n.amount_minor, n.currency FROM review_items i \
+         JOIN notifications n ON n.id = i.notification_id \
+         WHERE n.amount_minor IS NOT NULL AND n.currency IS NOT NULL",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+    .collect();
+    assert!(stored.contains_key(&id.to_string()), "{stored:?}");
+    for row in &rows {
+        match stored.get(&row[0]) {
+            Some((minor, currency)) => {
+                assert_eq!(&row[6], currency, "{row:?}");
+                let amount = ipn_reconciler::domain::Money::iso(&row[5], currency)
+                    .unwrap_or_else(|err| panic!("{row:?}: {err}"));
+                assert_eq!(amount.minor_units(), *minor, "{row:?}");
+            }
+            None => assert_eq!((&row[5], &row[6]), ("", ""), "{row:?}"),
+        }
+    }
 
     let items = json(cli(&db).args(["review", "list", "--all", "--format", "json"]));
     let items = items.as_array().expect("list");

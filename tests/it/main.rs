@@ -37,6 +37,7 @@ mod outages;
 mod payout_matching;
 mod processor_orders;
 mod renewals;
+mod report_timezone;
 mod review_actions;
 mod service_restarts;
 mod settlement;

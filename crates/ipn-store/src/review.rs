@@ -48,10 +48,9 @@ pub enum ReviewStatus {
 /// One exception in the review queue.
 ///
 /// Times serialize as RFC 3339 UTC to the second ([`rfc3339`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReviewItem {
     pub id: i64,
-    #[diesel(deserialize_as = Stored<ReviewKind>)]
     pub kind: ReviewKind,
     pub order_ref: Option<String>,
     /// The processor's reference (REFNO) of the payment it concerns, when
@@ -69,6 +68,144 @@ pub struct ReviewItem {
     /// The action it was resolved with ([`ReviewAction`], or
     /// `closed_by_system`); none while open.
     pub resolution_action: Option<String>,
+    /// The amount the item is about, exact with its currency's decimals,
+    /// signed as its source holds it (a refund's line or notice is
+    /// negative). Read only from stored columns, never from `details`
+    /// ([`item_amounts`]): none when no stored row says (a
+    /// `refund_not_debited` item, an invalid notice without an amount) or
+    /// the currency is not in the currency table.
+    pub amount: Option<String>,
+    /// The currency of `amount`.
+    pub currency: Option<String>,
+}
+
+/// A [`ReviewItem`] as its columns load, before its amount is added.
+#[derive(Queryable)]
+struct ItemRow {
+    id: i64,
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
+    kind: ReviewKind,
+    order_ref: Option<String>,
+    processor_ref: Option<String>,
+    details: String,
+    status: String,
+    resolution_note: Option<String>,
+    resolved_by: Option<String>,
+    resolved_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    resolution_action: Option<String>,
+}
+
+impl ItemRow {
+    fn with_amount(self, amount: Option<&StoredAmount>, currencies: &Currencies) -> ReviewItem {
+        let (amount, currency) = match amount {
+            Some(a) => (
+                currencies
+                    .currency(&a.currency)
+                    .ok()
+                    .map(|c| Money::from_minor(a.amount_minor, c).format_amount()),
+                Some(a.currency.clone()),
+            ),
+            None => (None, None),
+        };
+        ReviewItem {
+            id: self.id,
+            kind: self.kind,
+            order_ref: self.order_ref,
+            processor_ref: self.processor_ref,
+            details: self.details,
+            status: self.status,
+            resolution_note: self.resolution_note,
+            resolved_by: self.resolved_by,
+            resolved_at: self.resolved_at,
+            created_at: self.created_at,
+            resolution_action: self.resolution_action,
+            amount,
+            currency,
+        }
+    }
+}
+
+/// The amount an item is about, as a stored row holds it.
+#[derive(Debug, Clone, QueryableByName)]
+struct StoredAmount {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    amount_minor: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+}
+
+/// The amounts of review items `ids`, from the first stored row that says,
+/// in this order:
+///
+/// 1. the settlement line that opened it (`settlement_unknown`,
+///    `settlement_amount_differs`, `fee_differs`): the line's gross;
+/// 2. the payout that opened it (`payout_total_differs`): the transfer;
+/// 3. the notification that opened it: its amount as the processor sent
+///    it (an amount or currency mismatch, a double charge, an orphan
+///    payment, a late repeat, ...);
+/// 4. an `unsettled_payment`: what its payment (REFNO) paid, in its
+///    order's currency;
+/// 5. a `stale_order`: what the order expects.
+///
+/// The free text of `details` is never read.
+async fn item_amounts(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, StoredAmount>, StoreError> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows: Vec<StoredAmount> = diesel::sql_query(
+        "SELECT i.id, a.amount_minor, a.currency \
+         FROM review_items AS i \
+         CROSS JOIN LATERAL ( \
+           SELECT s.amount_minor, s.currency FROM ( \
+             SELECT 1 AS source, l.id AS row_id, l.gross_minor AS amount_minor, l.currency \
+               FROM settlement_lines AS l WHERE l.review_item_id = i.id \
+             UNION ALL \
+             SELECT 2, p.id, p.amount_minor, p.currency \
+               FROM settlement_payouts AS p WHERE p.review_item_id = i.id \
+             UNION ALL \
+             SELECT 3, n.id, n.amount_minor, n.currency \
+               FROM notifications AS n WHERE n.id = i.notification_id \
+                AND n.amount_minor IS NOT NULL AND n.currency IS NOT NULL \
+             UNION ALL \
+             SELECT 4, pay.id, pay.paid_minor, o.currency \
+               FROM payments AS pay JOIN orders AS o ON o.id = pay.order_id \
+              WHERE i.kind = 'unsettled_payment' AND o.order_ref = i.order_ref \
+                AND pay.processor_ref = i.processor_ref \
+             UNION ALL \
+             SELECT 5, o.id, o.expected_minor, o.currency \
+               FROM orders AS o WHERE i.kind = 'stale_order' AND o.order_ref = i.order_ref \
+           ) AS s ORDER BY s.source, s.row_id LIMIT 1 \
+         ) AS a \
+         WHERE i.id = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
+/// Items as loaded, with their amounts (one more query, on the same
+/// connection).
+async fn with_amounts(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<ItemRow>,
+    currencies: &Currencies,
+) -> Result<Vec<ReviewItem>, StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let amounts = item_amounts(conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let amount = amounts.get(&row.id);
+            row.with_amount(amount, currencies)
+        })
+        .collect())
 }
 
 /// Open items of one kind for one order, listed as one line: the newest
@@ -168,7 +305,8 @@ impl Store {
         if let Some(kind) = kind {
             query = query.filter(review_items::kind.eq(Stored(kind)));
         }
-        Ok(query.load(&mut conn).await?)
+        let rows: Vec<ItemRow> = query.load(&mut conn).await?;
+        with_amounts(&mut conn, rows, self.currencies()).await
     }
 
     /// Review items grouped as `review list` shows them ([`group_items`]).
@@ -658,14 +796,17 @@ impl Store {
     /// such item.
     pub async fn review_detail(&self, id: i64) -> Result<Option<ReviewDetail>, StoreError> {
         let mut conn = self.conn().await?;
-        let item: Option<ReviewItem> = review_items::table
+        let row: Option<ItemRow> = review_items::table
             .left_join(review_resolutions::table)
             .filter(review_items::id.eq(id))
             .select(item_columns())
             .first(&mut conn)
             .await
             .optional()?;
-        let Some(item) = item else {
+        let Some(item) = with_amounts(&mut conn, row.into_iter().collect(), self.currencies())
+            .await?
+            .pop()
+        else {
             return Ok(None);
         };
         let notification_id: Option<i64> = review_items::table

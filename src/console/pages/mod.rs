@@ -16,11 +16,13 @@ pub mod settlement;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use maud::{DOCTYPE, Markup, html};
 
 use super::csrf;
 use super::login::Session;
+use crate::cli::dates::PeriodBound;
 use crate::store::StoreError;
 
 /// The stylesheet (the only static file).
@@ -230,31 +232,32 @@ pub fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// A period's bound as a person types it: a date (`2026-11-01`, its first
-/// instant, or with `end_of_day` the next day's, so a `to` date is
-/// included whole) or an RFC 3339 time.
+/// A period's bound as a person types it, read as the command line reads
+/// `--from`/`--to` ([`PeriodBound`]): a month (`2026-11`) or a date
+/// (`2026-11-01`), whose days begin at midnight in `zone`
+/// (`report-timezone`), its first instant, or with `end` the first instant
+/// after it, so a `to` month or date is included whole; or an RFC 3339
+/// time.
 pub fn parse_bound(
     name: &str,
     text: Option<&str>,
-    end_of_day: bool,
+    end: bool,
+    zone: Tz,
 ) -> Result<Option<DateTime<Utc>>, PageError> {
     let Some(text) = text else {
         return Ok(None);
     };
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let date = if end_of_day {
-            date.succ_opt().unwrap_or(date)
-        } else {
-            date
-        };
-        return Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
-    }
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(at.with_timezone(&Utc)));
-    }
-    Err(PageError::bad_request(format!(
-        "`{name}` must be a date (2026-11-01) or an RFC 3339 time (2026-11-01T08:00:00Z)."
-    )))
+    let bound = PeriodBound::parse(text).map_err(|_| {
+        PageError::bad_request(format!(
+            "`{name}` must be a month (2026-11), a date (2026-11-01) or an RFC 3339 time \
+             (2026-11-01T08:00:00Z)."
+        ))
+    })?;
+    Ok(Some(if end {
+        bound.end(zone)
+    } else {
+        bound.start(zone)
+    }))
 }
 
 /// A time as the pages show it: `2026-11-02 09:20 UTC`.
@@ -302,19 +305,33 @@ mod tests {
     }
 
     #[test]
-    fn bounds_are_dates_or_times() {
-        let from = parse_bound("from", Some("2026-11-01"), false).expect("date");
+    fn bounds_are_months_dates_or_times() {
+        let utc = Tz::UTC;
+        let from = parse_bound("from", Some("2026-11-01"), false, utc).expect("date");
         assert_eq!(
             from.map(|t| csv_time(&t)).as_deref(),
             Some("2026-11-01T00:00:00Z")
         );
-        let to = parse_bound("to", Some("2026-11-30"), true).expect("date");
+        let to = parse_bound("to", Some("2026-11-30"), true, utc).expect("date");
         assert_eq!(
             to.map(|t| csv_time(&t)).as_deref(),
             Some("2026-12-01T00:00:00Z")
         );
-        assert!(parse_bound("from", Some("yesterday"), false).is_err());
-        assert_eq!(parse_bound("from", None, false).expect("none"), None);
+        let month = parse_bound("to", Some("2026-12"), true, utc).expect("month");
+        assert_eq!(
+            month.map(|t| csv_time(&t)).as_deref(),
+            Some("2027-01-01T00:00:00Z")
+        );
+        // November in Bucharest (UTC+2) begins at 22:00 UTC the day before.
+        let bucharest = chrono_tz::Europe::Bucharest;
+        let from = parse_bound("from", Some("2026-11"), false, bucharest).expect("month");
+        assert_eq!(
+            from.map(|t| csv_time(&t)).as_deref(),
+            Some("2026-10-31T22:00:00Z")
+        );
+        assert!(parse_bound("from", Some("yesterday"), false, utc).is_err());
+        assert!(parse_bound("from", Some("2026-13"), false, utc).is_err());
+        assert_eq!(parse_bound("from", None, false, utc).expect("none"), None);
         assert_eq!(query_without_csv(Some("a=1&csv=x&b=2")), "a=1&b=2");
     }
 }

@@ -37,12 +37,14 @@ pub async fn page(
     Query(query): Query<NotificationsQuery>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
+    // Days and months begin at midnight in report-timezone.
+    let zone = console.settings.report_timezone;
     let outcome = given(&query.outcome)
         .map(|o| Outcome::parse(o).map_err(|_| PageError::bad_request("Unknown outcome.")))
         .transpose()?;
     let filter = NotificationFilter {
-        from: parse_bound("from", given(&query.from), false)?,
-        to: parse_bound("to", given(&query.to), true)?,
+        from: parse_bound("from", given(&query.from), false, zone)?,
+        to: parse_bound("to", given(&query.to), true, zone)?,
         outcome,
         order_status: given(&query.status).map(str::to_ascii_uppercase),
         order_ref: given(&query.order_ref).map(str::to_owned),
@@ -64,7 +66,7 @@ pub async fn page(
         h1 { "Notifications" }
         form.filters method="get" action="/notifications" {
             p {
-                label for="from" { "Received from" }
+                label for="from" { "Received from (days in " (zone) ")" }
                 input #from type="date" name="from" value=[given(&query.from)];
             }
             p {

@@ -93,14 +93,16 @@ pub async fn list(
     Query(query): Query<OrdersQuery>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
+    // Days and months begin at midnight in report-timezone.
+    let zone = console.settings.report_timezone;
     let status = given(&query.status)
         .map(|s| OrderState::parse(s).map_err(|_| PageError::bad_request("Unknown order state.")))
         .transpose()?;
     let filter = OrderFilter {
         status,
         currency: given(&query.currency).map(str::to_ascii_uppercase),
-        from: parse_bound("from", given(&query.from), false)?,
-        to: parse_bound("to", given(&query.to), true)?,
+        from: parse_bound("from", given(&query.from), false, zone)?,
+        to: parse_bound("to", given(&query.to), true, zone)?,
         reference: given(&query.q).map(str::to_owned),
         customer: None,
     };

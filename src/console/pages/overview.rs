@@ -27,14 +27,16 @@ pub async fn page(
     Query(query): Query<OverviewQuery>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
+    // Days and months begin at midnight in report-timezone.
+    let zone = console.settings.report_timezone;
     let by = match given(&query.by) {
         None | Some("created") => ReportBasis::Created,
         Some("event") => ReportBasis::Event,
         Some(_) => return Err(PageError::bad_request("`by` is created or event.")),
     };
     let period = ReportPeriod {
-        from: parse_bound("from", given(&query.from), false)?,
-        to: parse_bound("to", given(&query.to), true)?,
+        from: parse_bound("from", given(&query.from), false, zone)?,
+        to: parse_bound("to", given(&query.to), true, zone)?,
         by,
     };
     if let (Some(from), Some(to)) = (period.from, period.to)
@@ -169,11 +171,11 @@ pub async fn page(
         h1 { "Overview" }
         form.filters method="get" action="/" {
             p {
-                label for="from" { "From (date, included)" }
+                label for="from" { "From (date, included; days in " (zone) ")" }
                 input #from type="date" name="from" value=[given(&query.from)];
             }
             p {
-                label for="to" { "To (date, included)" }
+                label for="to" { "To (date, included; days in " (zone) ")" }
                 input #to type="date" name="to" value=[given(&query.to)];
             }
             p {

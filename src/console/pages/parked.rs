@@ -130,7 +130,7 @@ pub async fn requeue(
         (Some("one"), Some(id), _) => Selection::Id(id.to_owned()),
         (Some("reason"), _, Some(reason)) => Selection::Reason {
             reason: reason.to_owned(),
-            since: parse_bound("since", since_text, false)?,
+            since: parse_bound("since", since_text, false, chrono_tz::Tz::UTC)?,
         },
         _ => {
             return Err(PageError::bad_request(

@@ -82,6 +82,7 @@ impl TestConsole {
                 addr,
                 insecure_cookies,
                 session,
+                report_timezone: chrono_tz::Tz::UTC,
             },
             clock,
             amqp,
