@@ -30,8 +30,8 @@ use crate::domain::{Currency, Money};
 use crate::ipn::{KeyRing, NoticeKind};
 use crate::metrics::Metrics;
 use crate::queue::AmqpSettings;
-use crate::simulate::deliver::{IntakeUrls, PostPolicy, Posted, post_all};
 use crate::services::settlement::ImportOptions;
+use crate::simulate::deliver::{IntakeUrls, PostPolicy, Posted, post_all};
 use crate::simulate::settlement::SimulatedSettlement;
 use crate::simulate::vendor::VendorExpectation;
 use crate::simulate::{Profile, Simulation, SimulationConfig, simulate};
@@ -515,7 +515,12 @@ async fn compare_settlement(
 ) -> Result<Vec<String>, StoreError> {
     let mut differences = Vec::new();
     let lines = settled.simulated.lines.len();
-    let got = (settled.matched, settled.differs, settled.unknown, settled.opened);
+    let got = (
+        settled.matched,
+        settled.differs,
+        settled.unknown,
+        settled.opened,
+    );
     if got != (lines, 0, 0, 0) {
         differences.push(format!(
             "settlement import (matched, differs, unknown, items opened): {got:?}, expected ({lines}, 0, 0, 0)"

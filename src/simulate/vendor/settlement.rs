@@ -188,7 +188,10 @@ mod tests {
             "a trial's payout is negative"
         );
         assert!(
-            expected.payments.iter().any(|p| p.currency.as_str() != "USD"),
+            expected
+                .payments
+                .iter()
+                .any(|p| p.currency.as_str() != "USD"),
             "orders in other currencies are paid out in USD"
         );
     }
@@ -211,15 +214,38 @@ mod tests {
                     "{payout:?}"
                 );
                 assert_eq!(payout.amount.currency().as_str(), "USD");
-                assert!(payout.paid_on.and_hms_opt(0, 0, 0).expect("midnight") > lines
-                    .iter()
-                    .filter(|l| l.batch_id == payout.batch_id)
-                    .map(|l| l.settled_at.naive_utc())
-                    .max()
-                    .expect("lines"));
+                assert!(
+                    payout.paid_on.and_hms_opt(0, 0, 0).expect("midnight")
+                        > lines
+                            .iter()
+                            .filter(|l| l.batch_id == payout.batch_id)
+                            .map(|l| l.settled_at.naive_utc())
+                            .max()
+                            .expect("lines")
+                );
             }
             let paid_out: i64 = payouts.iter().map(|p| p.amount.minor_units()).sum();
             assert_eq!(Some(&paid_out), expected.payouts.get("USD"), "seed {seed}");
         }
     }
+
+    /// Pinned bytes of the vendor's settlement and payout files (the
+    /// vendor profile's stream digest, in `vendor::tests`, covers the
+    /// bodies only): change only on purpose.
+    #[test]
+    fn the_files_of_a_seed_are_pinned() {
+        let settled = settlement(&expectation(1, 12));
+        let mut bytes = Vec::new();
+        write_settlement_csv(&settled, &mut bytes).expect("csv");
+        write_payouts_csv(&settled, &mut bytes).expect("csv");
+        assert_eq!(
+            crate::domain::BodyDigest::of(&bytes).to_string(),
+            PINNED_SETTLEMENT_DIGEST,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+
+    const PINNED_SETTLEMENT_DIGEST: &str =
+        "d34a7115253d2108dcb5661cba0c6d908af7be5dbcd4b529e86e51a1e85a7941";
 }
