@@ -66,7 +66,9 @@ pub struct SimulateArgs {
     /// payout; --orders is then the number of customers, and only
     /// --duplicates, --out-of-order, --processor-retries and
     /// --second-url-copies apply. Its expectation is written to
-    /// vendor.json; no settlement files are written for it.
+    /// vendor.json; its settlement.csv and payouts.csv are in the payout
+    /// currency (USD), one sale line per payment whose net is its
+    /// PAYABLE_AMOUNT, monthly batches, nothing planted.
     #[arg(long, value_enum, default_value_t = Profile::Default)]
     pub profile: Profile,
     /// Number of orders the shop knows (rows of orders.csv). Unknown orders

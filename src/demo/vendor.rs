@@ -4,11 +4,16 @@
 //! subscription and money figure compared with the simulator's
 //! expectation.
 //!
-//! No settlement is imported (the simulator does not write the payout
-//! currency's settlement yet), so a sweep as of a week later finds every
-//! payment unsettled: that, and nothing else, is the expected review
-//! list. The simulated history ends on the day the demo runs, so that
-//! every subscription that stays active is paid beyond the sweep.
+//! Once the notices are in, the simulated processor's settlement and
+//! payout files in the payout currency (USD, `simulate::vendor::settlement`)
+//! are imported: every line must match its payment through its payout
+//! amount (its net against the notice's `PAYABLE_AMOUNT`), every payout
+//! add up, every USD fee replace the commission its payment's notice
+//! carried, and the settled payout equal `Σ PAYABLE_AMOUNT`. Nothing is
+//! planted, so a sweep as of a week later finds nothing: no review item
+//! at all is the expected list. The simulated history ends on the day the
+//! demo runs, so that every subscription that stays active is paid beyond
+//! the sweep.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,11 +26,13 @@ use super::{
 };
 use crate::app::{AppConfig, Application};
 use crate::domain::sweep::SweepPolicy;
-use crate::domain::{Currency, Money, ReviewKind};
+use crate::domain::{Currency, Money};
 use crate::ipn::{KeyRing, NoticeKind};
 use crate::metrics::Metrics;
 use crate::queue::AmqpSettings;
+use crate::services::settlement::ImportOptions;
 use crate::simulate::deliver::{IntakeUrls, PostPolicy, Posted, post_all};
+use crate::simulate::settlement::SimulatedSettlement;
 use crate::simulate::vendor::VendorExpectation;
 use crate::simulate::{Profile, Simulation, SimulationConfig, simulate};
 use crate::store::{Store, StoreError, SubscriptionFilter};
@@ -124,6 +131,8 @@ pub(super) async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(20), daemon).await;
     let stats = delivered?;
 
+    writeln!(out, "5/5 settled")?;
+    let settled = settle_books(&store, &expected, out).await?;
     let policy = SweepPolicy::default();
     let as_of = chrono::Utc::now()
         + policy.stale_order_age
@@ -132,7 +141,7 @@ pub(super) async fn run(
     let swept = crate::services::sweep::sweep(&store, as_of, &policy).await?;
     writeln!(
         out,
-        "5/5 settled; a sweep as of {} opened {} item(s) (no settlement imported: every payment is unsettled)",
+        "    a sweep as of {} opened {} item(s) (every payment settled: none expected)",
         as_of.format("%Y-%m-%d"),
         swept.opened.len()
     )?;
@@ -148,7 +157,7 @@ pub(super) async fn run(
             ));
         }
     }
-    differences.extend(compare(&store, &expected).await?);
+    differences.extend(compare(&store, &expected, &settled).await?);
     writeln!(out)?;
     if differences.is_empty() {
         writeln!(
@@ -180,6 +189,74 @@ pub(super) async fn run(
         stats,
         differences,
     })
+}
+
+/// What the settlement import must have found, from the simulator's own
+/// files.
+pub struct VendorSettled {
+    /// The lines and payouts the simulator wrote.
+    pub simulated: SimulatedSettlement,
+    /// How the import classified the lines: matched, differs, unknown.
+    pub matched: usize,
+    pub differs: usize,
+    pub unknown: usize,
+    /// Review items the import opened.
+    pub opened: usize,
+}
+
+/// The simulated processor's settlement and payouts in the payout
+/// currency, written by the simulator and read back by the same parser as
+/// `settlement import`, then imported; the matched totals printed.
+async fn settle_books(
+    store: &Store,
+    expected: &VendorExpectation,
+    out: &mut (dyn Write + Send),
+) -> Result<VendorSettled, DemoError> {
+    use crate::domain::settlement::{LineStatus, Mapping, parse_payouts, parse_settlement};
+    use crate::simulate::settlement::{write_payouts_csv, write_settlement_csv};
+    let simulated = crate::simulate::vendor::settlement::settlement(expected);
+    let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
+    let mut csv = Vec::new();
+    write_settlement_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
+    let lines = parse_settlement(csv.as_slice(), &Mapping::default(), store.currencies())
+        .map_err(|e| invalid(&e))?;
+    let mut csv = Vec::new();
+    write_payouts_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
+    let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
+    let imported = crate::services::settlement::import(
+        store,
+        &lines,
+        &payouts,
+        ImportOptions::default(),
+        &|_| {},
+    )
+    .await?;
+    let settled = VendorSettled {
+        matched: imported.count(LineStatus::Matched),
+        differs: imported.count(LineStatus::Differs),
+        unknown: imported.count(LineStatus::Unknown),
+        opened: imported.opened.len(),
+        simulated,
+    };
+    writeln!(
+        out,
+        "    settlement in the payout currency: {} lines in {} payouts: matched {}, differs {}, unknown {}",
+        imported.lines, imported.payouts, settled.matched, settled.differs, settled.unknown,
+    )?;
+    for ((currency, status), t) in &imported.totals {
+        if *status == LineStatus::Matched {
+            let money = |minor: i64| Money::from_minor(minor, *currency).format_amount();
+            writeln!(
+                out,
+                "    {} matched: gross {}, fees {}, net {}",
+                currency.as_str(),
+                money(t.gross),
+                money(t.fees),
+                money(t.net)
+            )?;
+        }
+    }
+    Ok(settled)
 }
 
 /// Settled: every distinct payment notification body the intake
@@ -261,6 +338,7 @@ async fn licence_notices(store: &Store, expected: &VendorExpectation) -> Result<
 pub async fn compare(
     store: &Store,
     expected: &VendorExpectation,
+    settled: &VendorSettled,
 ) -> Result<Vec<String>, StoreError> {
     let mut differences = Vec::new();
     for (key, order) in &expected.orders {
@@ -330,6 +408,17 @@ pub async fn compare(
         }
     }
 
+    differences.extend(compare_settlement(store, settled).await?);
+
+    // Every payment settled in the payout currency: its commission was
+    // released in the order currency, the line's fee booked in the
+    // line's (docs/finance.md, "Settlement in the payout currency").
+    let mut fees: BTreeMap<String, i64> = BTreeMap::new();
+    for line in &settled.simulated.lines {
+        *fees
+            .entry(line.fee.currency().as_str().to_owned())
+            .or_default() += line.fee.minor_units();
+    }
     let summary = store.finance_summary().await?;
     for (code, want) in &expected.figures {
         let Some(totals) = summary.totals.iter().find(|t| &t.currency == code) else {
@@ -341,55 +430,64 @@ pub async fn compare(
             f.paid,
             f.refunded,
             f.net_vat(),
+            f.commission,
+            f.commission_settled,
             f.open_commission(),
+            f.fees,
             f.net_revenue(),
         );
-        let wanted = (want.paid, 0, want.vat, want.commission, want.net_revenue());
+        let wanted = (
+            want.paid,
+            0,
+            want.vat,
+            want.commission,
+            want.commission,
+            0,
+            fees.get(code).copied().unwrap_or(0),
+            want.net_revenue(),
+        );
         if got != wanted {
             differences.push(format!(
-                "figures of {code} (paid, refunded, VAT, commission, net revenue): {got:?}, expected {wanted:?}"
+                "figures of {code} (paid, refunded, VAT, commission, commission replaced by fees, open commission, fees, net revenue): {got:?}, expected {wanted:?}"
             ));
         }
     }
-    if summary.totals.len() != expected.figures.len() {
+    let mut currencies: std::collections::BTreeSet<&str> =
+        expected.figures.keys().map(String::as_str).collect();
+    currencies.extend(fees.keys().map(String::as_str));
+    if summary.totals.len() != currencies.len() {
         differences.push(format!(
             "the report has {} currencies, expected {}",
             summary.totals.len(),
-            expected.figures.len()
+            currencies.len()
         ));
     }
     for (code, minor) in &expected.payouts {
         let want = Currency::iso(code)
             .map(|currency| Money::from_minor(*minor, currency).format_amount())
             .unwrap_or_default();
+        // What the notices expect is what the payout files say was paid.
         let got = summary
             .payouts
             .iter()
             .find(|p| &p.currency == code)
-            .map(|p| p.expected.clone());
-        if got.as_deref() != Some(want.as_str()) {
+            .map(|p| (p.expected.clone(), p.settled.clone()));
+        if got != Some((want.clone(), want.clone())) {
             differences.push(format!(
-                "expected payout in {code}: {got:?}, expected {want}"
+                "payout in {code} (expected, settled): {got:?}, expected {want} and {want}"
             ));
         }
     }
 
-    // Open review items: exactly one unsettled payment per payment.
+    // Open review items: none (every payment settled, nothing planted:
+    // no `unsettled_payment`, no `fee_differs`, no settlement item).
     let mut actual: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
     for item in store.review_items(false, None).await? {
         *actual
             .entry((item.kind.as_str().to_owned(), item.order_ref))
             .or_default() += 1;
     }
-    let mut wanted: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
-    for (key, _) in &expected.payments {
-        *wanted
-            .entry((
-                ReviewKind::UnsettledPayment.as_str().to_owned(),
-                Some(key.clone()),
-            ))
-            .or_default() += 1;
-    }
+    let wanted: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
     if actual != wanted {
         let unexpected: Vec<_> = actual
             .iter()
@@ -403,6 +501,63 @@ pub async fn compare(
             .collect();
         differences.push(format!(
             "open review items differ: unexpected {unexpected:?}, missing {missing:?}"
+        ));
+    }
+    Ok(differences)
+}
+
+/// The import's classification and the stored settlement against the
+/// simulator's files: every line matched to its payment, none unmatched,
+/// every batch's payout its net.
+async fn compare_settlement(
+    store: &Store,
+    settled: &VendorSettled,
+) -> Result<Vec<String>, StoreError> {
+    let mut differences = Vec::new();
+    let lines = settled.simulated.lines.len();
+    let got = (
+        settled.matched,
+        settled.differs,
+        settled.unknown,
+        settled.opened,
+    );
+    if got != (lines, 0, 0, 0) {
+        differences.push(format!(
+            "settlement import (matched, differs, unknown, items opened): {got:?}, expected ({lines}, 0, 0, 0)"
+        ));
+    }
+    let unmatched = store.unmatched_settlement_lines(None).await?;
+    if !unmatched.is_empty() {
+        differences.push(format!(
+            "{} unmatched settlement line(s), expected none: {:?}",
+            unmatched.len(),
+            unmatched
+                .iter()
+                .take(5)
+                .map(|l| (&l.batch_id, &l.processor_ref, &l.net, &l.expected))
+                .collect::<Vec<_>>()
+        ));
+    }
+    let batches = store.settlement_report(None).await?;
+    let want: BTreeMap<&str, i64> = settled
+        .simulated
+        .payouts
+        .iter()
+        .map(|p| (p.batch_id.as_str(), p.amount.minor_units()))
+        .collect();
+    let got: BTreeMap<&str, (i64, Option<i64>)> = batches
+        .iter()
+        .map(|b| (b.batch_id.as_str(), (b.minor.net, b.minor.payout)))
+        .collect();
+    let wanted: BTreeMap<&str, (i64, Option<i64>)> =
+        want.iter().map(|(b, n)| (*b, (*n, Some(*n)))).collect();
+    if got != wanted {
+        differences.push(format!(
+            "settlement batches (net, payout) differ from the simulator's payouts: {:?}",
+            got.iter()
+                .filter(|(b, v)| wanted.get(*b) != Some(*v))
+                .take(5)
+                .collect::<Vec<_>>()
         ));
     }
     Ok(differences)

@@ -8,8 +8,11 @@
 //! expected.json   order_ref -> {status, paid, refunded, review_kinds, processor_ref}
 //! manifest.json   the config, expected outcome counts, unknown orders, stories
 //! settlement.csv  the processor's settlement of the payments, with planted
-//!                 differences (simulate::settlement)
+//!                 differences (simulate::settlement); for the software
+//!                 vendor, in the payout currency, nothing planted
+//!                 (simulate::vendor::settlement)
 //! payouts.csv     one bank transfer per settlement batch
+//! vendor.json     the software vendor's expectation (that profile only)
 //! bodies/NNNNN-<order_ref>-<kind>.txt   (kind: DeliveryKind::as_str)
 //! ```
 //!
@@ -302,15 +305,16 @@ pub fn write_all(
     write_orders_csv(&simulation.orders, create(&written.orders_csv)?)?;
     write_expected_json(&simulation.expected, create(&written.expected_json)?)?;
     write_manifest_json(simulation, create(&written.manifest_json)?)?;
-    if let Some(vendor) = &simulation.vendor {
-        // The vendor's expectation; its settlement in the payout currency
-        // is not simulated (see `vendor`).
+    let settled = if let Some(vendor) = &simulation.vendor {
+        // The vendor's expectation, and its settlement in the payout
+        // currency (`vendor::settlement`).
         super::vendor::write_vendor_json(vendor, create(&out.join("vendor.json"))?)?;
+        super::vendor::settlement::settlement(vendor)
     } else {
-        let settled = super::settlement::settlement(simulation);
-        super::settlement::write_settlement_csv(&settled, create(&written.settlement_csv)?)?;
-        super::settlement::write_payouts_csv(&settled, create(&written.payouts_csv)?)?;
-    }
+        super::settlement::settlement(simulation)
+    };
+    super::settlement::write_settlement_csv(&settled, create(&written.settlement_csv)?)?;
+    super::settlement::write_payouts_csv(&settled, create(&written.payouts_csv)?)?;
     write_bodies(&written.bodies_dir, simulation, on_written)?;
     Ok(written)
 }

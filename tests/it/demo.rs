@@ -146,6 +146,42 @@ fn the_demo_runs_both_profiles_to_a_green_end() {
     assert!(count("SELECT count(DISTINCT licence_ref)::int8 FROM subscription_orders") > 20);
     assert!(count("SELECT count(*)::int8 FROM licence_notices") > 10);
     assert!(count("SELECT count(*)::int8 FROM payments WHERE payable_minor < 0") > 0);
+
+    // Its settlement in the payout currency: one USD sale line per
+    // payment, each matched to it through its payout amount, the payouts
+    // adding up to Σ PAYABLE_AMOUNT, and nothing left to review.
+    assert!(
+        stdout.contains("settlement in the payout currency: "),
+        "{stdout}"
+    );
+    let payments = count("SELECT count(*)::int8 FROM payments");
+    assert!(payments > 50, "{payments} payments");
+    assert_eq!(
+        count(
+            "SELECT count(DISTINCT payment_id)::int8 FROM settlement_lines \
+             WHERE status = 'matched' AND kind = 'sale' AND currency = 'USD'"
+        ),
+        payments
+    );
+    assert_eq!(
+        count("SELECT count(*)::int8 FROM settlement_lines WHERE status <> 'matched'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT COALESCE(sum(amount_minor), 0)::int8 FROM settlement_payouts"),
+        count("SELECT COALESCE(sum(payable_minor), 0)::int8 FROM payments")
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*)::int8 FROM settlement_payouts WHERE amount_minor <> lines_net_minor"
+        ),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*)::int8 FROM review_items WHERE status = 'open'"),
+        0,
+        "no unsettled payment, no fee_differs, no settlement item"
+    );
 }
 
 #[test]

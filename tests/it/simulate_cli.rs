@@ -196,3 +196,55 @@ fn the_manifest_counts_the_processors_habits_and_the_attackers_tricks() {
         "every delivery has one expected outcome"
     );
 }
+
+/// The software vendor's run writes its settlement and payouts in the
+/// payout currency: one USD sale line per payment the expectation counts,
+/// payouts that add up to Σ `PAYABLE_AMOUNT`, the same bytes for the same
+/// seed.
+#[test]
+fn the_software_vendor_writes_its_settlement_in_the_payout_currency() {
+    use ipn_reconciler::domain::settlement::{Mapping, parse_payouts, parse_settlement};
+    let run = |out: &Path| {
+        let mut cmd = simulate(out, "5");
+        cmd.args(["--profile", "software-vendor"])
+            .assert()
+            .success();
+        snapshot(out)
+    };
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    let files = run(first.path());
+    assert_eq!(files, run(second.path()), "same seed, same bytes");
+    let currencies = Currencies::iso();
+    let lines = parse_settlement(
+        files["settlement.csv"].as_slice(),
+        &Mapping::default(),
+        &currencies,
+    )
+    .expect("settlement.csv parses");
+    let payouts =
+        parse_payouts(files["payouts.csv"].as_slice(), &currencies).expect("payouts.csv parses");
+    let vendor: serde_json::Value =
+        serde_json::from_slice(&files["vendor.json"]).expect("vendor.json");
+    let orders = vendor["orders"].as_object().expect("orders");
+    // Every vendor order is paid by exactly one payment here.
+    assert_eq!(lines.len(), orders.len());
+    assert!(lines.iter().all(|l| l.kind.as_str() == "sale"));
+    assert!(lines.iter().all(|l| l.currency().as_str() == "USD"));
+    let refnos: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l.processor_ref.as_deref().expect("REFNO"))
+        .collect();
+    for order in orders.values() {
+        assert!(refnos.contains(order["processor_ref"].as_str().expect("REFNO")));
+    }
+    let net: i64 = lines.iter().map(|l| l.net.minor_units()).sum();
+    let paid_out: i64 = payouts.iter().map(|p| p.amount.minor_units()).sum();
+    assert_eq!(net, paid_out);
+    let payable = ipn_reconciler::domain::Money::iso(
+        vendor["payouts"]["USD"].as_str().expect("USD payout"),
+        "USD",
+    )
+    .expect("amount");
+    assert_eq!(paid_out, payable.minor_units());
+}

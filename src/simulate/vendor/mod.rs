@@ -40,12 +40,14 @@
 //! date: a sweep up to that time plus the grace must raise no
 //! `renewal_missing`.
 //!
-//! Settlement and payout files in the payout currency are not simulated
-//! for this profile yet: the expectation says which payments a sweep then
-//! finds unsettled.
+//! The processor settles and pays the vendor out in the payout currency
+//! (USD): [`settlement`] writes its settlement and payout files from the
+//! same plans, one sale line per captured payment whose net is the
+//! notice's `PAYABLE_AMOUNT`.
 
 mod body;
 pub mod money;
+pub mod settlement;
 
 #[cfg(test)]
 mod tests;
@@ -226,6 +228,31 @@ impl ExpectedFigures {
     }
 }
 
+/// One captured payment of the vendor's world, with what its settlement
+/// line in the payout currency is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorPayment {
+    /// The reference the daemon keys its order with.
+    pub order_key: String,
+    /// `REFNO`.
+    pub processor_ref: String,
+    /// `REFNOEXT`, when the cart set one.
+    pub merchant_ref: Option<String>,
+    /// The order currency.
+    pub currency: Currency,
+    /// `Σ IPN_PRICE[] × IPN_QTY[]` (net of VAT), order currency minor units.
+    pub net: i64,
+    /// `IPN_COMMISSION` rounded half away from zero to the order
+    /// currency's minor unit (the provisional fee the books show).
+    pub commission: i64,
+    /// `PAYABLE_AMOUNT`, minor units of `payout`.
+    pub payable: i64,
+    /// `PAYOUT_CURRENCY`.
+    pub payout: Currency,
+    /// When the `COMPLETE` notice was sent (the simulated clock).
+    pub completed_at: NaiveDateTime,
+}
+
 /// Everything the software vendor's run must end with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VendorExpectation {
@@ -240,9 +267,9 @@ pub struct VendorExpectation {
     pub payouts: BTreeMap<String, i64>,
     /// Distinct licence change notifications (each is stored once).
     pub licence_notices: usize,
-    /// `(order key, REFNO)` of every payment: with no settlement imported,
-    /// each becomes `unsettled_payment` once `settlement-days` pass.
-    pub payments: Vec<(String, String)>,
+    /// Every captured payment, in the order the plans paid them: what the
+    /// processor settles and pays out ([`settlement`]).
+    pub payments: Vec<VendorPayment>,
     /// The earliest end of a paid term among the subscriptions that stay
     /// active: a `renewal_missing` sweep before it plus the grace finds
     /// nothing.
@@ -708,6 +735,7 @@ impl World<'_> {
                 at += seconds(rng, 60, 3600);
             }
             statuses.push(("COMPLETE", at));
+            let completed_at = at;
             let payment_date = Some(order.starts_at);
             for (status, at) in statuses {
                 self.message_id += 1;
@@ -760,9 +788,17 @@ impl World<'_> {
                 .payouts
                 .entry(PAYOUT_CURRENCY.to_owned())
                 .or_default() += payable;
-            self.expected
-                .payments
-                .push((key.clone(), refno.to_string()));
+            self.expected.payments.push(VendorPayment {
+                order_key: key.clone(),
+                processor_ref: refno.to_string(),
+                merchant_ref: (!merchant_ref.is_empty()).then(|| merchant_ref.clone()),
+                currency,
+                net: vendor_order.lines.iter().map(ItemLine::net).sum(),
+                commission: money::commission_minor(commission_e4, currency),
+                payable,
+                payout: self.payout,
+                completed_at,
+            });
             self.expected.orders.insert(
                 key,
                 ExpectedVendorOrder {

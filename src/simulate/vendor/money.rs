@@ -108,6 +108,26 @@ pub fn payable_cents(gross: i64, vat: i64, commission_e4: i64, currency: Currenc
     .unwrap_or(0)
 }
 
+/// The gross of a sale in the payout currency, in its cents, as the
+/// processor's own WHMCS module computes it (processor-traffic §3.1):
+/// `Σ IPN_PRICE[] × FX_RATE × 100 / (100 − FX_MARKUP)`, the net of VAT
+/// at the market rate, rounded half away from zero. The settlement's fee
+/// is then this gross less `PAYABLE_AMOUNT` (commission and FX markup).
+/// `net` is `Σ IPN_PRICE[] × IPN_QTY[]` in the order currency's minor
+/// units.
+pub fn gross_in_payout_cents(net: i64, currency: Currency) -> i64 {
+    let exponent = currency.exponent().min(4);
+    let net_e4 = i128::from(net) * i128::from(pow10(4 - exponent));
+    let (rate, markup) = fx(currency);
+    let markup: i128 = markup.parse().unwrap_or(0);
+    // e4 × e6 = e10; cents are e2; × 100 / (100 − markup).
+    i64::try_from(round_half_away(
+        net_e4 * i128::from(rate_e6(rate)) * 100,
+        100_000_000 * (100 - markup),
+    ))
+    .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +170,19 @@ mod tests {
         let gross = 12;
         let commission = commission_e4(gross, eur);
         assert!(payable_cents(gross, 2, commission, eur) < 0);
+    }
+
+    #[test]
+    fn the_payout_gross_is_the_net_at_the_market_rate() {
+        // EUR 10.00 net at 1.041216 with a 4 % markup: 10.846 USD, 10.85.
+        assert_eq!(gross_in_payout_cents(1_000, cur("EUR")), 1_085);
+        // USD is paid out in USD: the net itself.
+        assert_eq!(gross_in_payout_cents(1_078, cur("USD")), 1_078);
+        // JPY 1,000 at 0.006384 (markup 4 %): 6.65 USD.
+        assert_eq!(gross_in_payout_cents(1_000, cur("JPY")), 665);
+        // The fee (gross − payable) of a tiny order exceeds its gross.
+        let eur = cur("EUR");
+        let payable = payable_cents(12, 2, commission_e4(12, eur), eur);
+        assert!(gross_in_payout_cents(10, eur) - payable > gross_in_payout_cents(10, eur));
     }
 }
