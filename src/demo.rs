@@ -555,6 +555,33 @@ const SETTLEMENT_KINDS: [ReviewKind; 7] = [
     ReviewKind::StaleOrder,
 ];
 
+/// Imports a simulated settlement as an operator would: its files written
+/// as the processor writes them, read back by the same parsers and imported
+/// by the same service as `settlement import`.
+async fn import_settlement(
+    store: &Store,
+    simulated: &crate::simulate::settlement::SimulatedSettlement,
+) -> Result<crate::services::settlement::ImportSummary, DemoError> {
+    use crate::domain::settlement::{Mapping, parse_payouts, parse_settlement};
+    use crate::simulate::settlement::{write_payouts_csv, write_settlement_csv};
+    let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
+    let mut csv = Vec::new();
+    write_settlement_csv(simulated, &mut csv).map_err(|e| invalid(&e))?;
+    let lines = parse_settlement(csv.as_slice(), &Mapping::default(), store.currencies())
+        .map_err(|e| invalid(&e))?;
+    let mut csv = Vec::new();
+    write_payouts_csv(simulated, &mut csv).map_err(|e| invalid(&e))?;
+    let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
+    Ok(crate::services::settlement::import(
+        store,
+        &lines,
+        &payouts,
+        ImportOptions::default(),
+        &|_| {},
+    )
+    .await?)
+}
+
 /// The simulated processor's settlement imported (`settlement.csv` and
 /// `payouts.csv` as the simulator writes them, read back by the same
 /// parser as `settlement import`), the matched totals printed, then one
@@ -568,25 +595,9 @@ async fn settle_books(
     simulation: &Simulation,
     out: &mut (dyn Write + Send),
 ) -> Result<Vec<(ReviewKind, Option<String>)>, DemoError> {
-    use crate::domain::settlement::{LineStatus, Mapping, parse_payouts, parse_settlement};
-    use crate::simulate::settlement::{settlement, write_payouts_csv, write_settlement_csv};
-    let simulated = settlement(simulation);
-    let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
-    let mut csv = Vec::new();
-    write_settlement_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let lines = parse_settlement(csv.as_slice(), &Mapping::default(), store.currencies())
-        .map_err(|e| invalid(&e))?;
-    let mut csv = Vec::new();
-    write_payouts_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
-    let imported = crate::services::settlement::import(
-        store,
-        &lines,
-        &payouts,
-        ImportOptions::default(),
-        &|_| {},
-    )
-    .await?;
+    use crate::domain::settlement::LineStatus;
+    let simulated = crate::simulate::settlement::settlement(simulation);
+    let imported = import_settlement(store, &simulated).await?;
     writeln!(
         out,
         "    settlement: {} lines in {} payouts: matched {}, differs {}, unknown {}, fees and other {}",

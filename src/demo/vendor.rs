@@ -30,7 +30,6 @@ use crate::domain::{Currency, Money};
 use crate::ipn::{KeyRing, NoticeKind};
 use crate::metrics::Metrics;
 use crate::queue::AmqpSettings;
-use crate::services::settlement::ImportOptions;
 use crate::simulate::deliver::{IntakeUrls, PostPolicy, Posted, post_all};
 use crate::simulate::settlement::SimulatedSettlement;
 use crate::simulate::vendor::VendorExpectation;
@@ -212,25 +211,9 @@ async fn settle_books(
     expected: &VendorExpectation,
     out: &mut (dyn Write + Send),
 ) -> Result<VendorSettled, DemoError> {
-    use crate::domain::settlement::{LineStatus, Mapping, parse_payouts, parse_settlement};
-    use crate::simulate::settlement::{write_payouts_csv, write_settlement_csv};
+    use crate::domain::settlement::LineStatus;
     let simulated = crate::simulate::vendor::settlement::settlement(expected);
-    let invalid = |err: &dyn std::fmt::Display| DemoError::Simulation(err.to_string());
-    let mut csv = Vec::new();
-    write_settlement_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let lines = parse_settlement(csv.as_slice(), &Mapping::default(), store.currencies())
-        .map_err(|e| invalid(&e))?;
-    let mut csv = Vec::new();
-    write_payouts_csv(&simulated, &mut csv).map_err(|e| invalid(&e))?;
-    let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
-    let imported = crate::services::settlement::import(
-        store,
-        &lines,
-        &payouts,
-        ImportOptions::default(),
-        &|_| {},
-    )
-    .await?;
+    let imported = super::import_settlement(store, &simulated).await?;
     let settled = VendorSettled {
         matched: imported.count(LineStatus::Matched),
         differs: imported.count(LineStatus::Differs),
