@@ -977,32 +977,82 @@ impl Ledger {
         ledger
     }
 
-    /// The payment a line settles, and how it was found: by REFNO (the one
-    /// of the line's order when several orders carry that REFNO, else the
-    /// one that paid), else by order reference when that order has exactly
-    /// one payment.
-    pub fn find(&self, line: &SettlementLine) -> Option<(&LedgerPayment, MatchedBy)> {
-        if let Some(refno) = &line.processor_ref
-            && let Some(found) = self.by_refno.get(refno)
-        {
-            let candidates: Vec<&LedgerPayment> =
-                found.iter().filter_map(|i| self.payments.get(*i)).collect();
-            let best = candidates
-                .iter()
-                .find(|p| line.order_ref.as_deref() == Some(p.order_ref.as_str()))
-                .or_else(|| candidates.iter().find(|p| p.paid > 0))
-                .or_else(|| candidates.first());
-            if let Some(payment) = best {
-                return Some((payment, MatchedBy::ProcessorRef));
+    /// The payment a line settles, and how it was found, or why none is.
+    ///
+    /// A line with a REFNO is matched by its REFNO only: the one of the
+    /// line's order when several orders carry that REFNO, else the one that
+    /// paid. A REFNO the ledger does not know, or one known only for orders
+    /// other than the line's order reference, names another payment than
+    /// the order: matching such a line by its order reference would settle
+    /// the wrong payment, so it is unknown. Only a line without a REFNO is
+    /// matched by order reference, when that order has exactly one payment.
+    pub fn find(&self, line: &SettlementLine) -> Result<(&LedgerPayment, MatchedBy), NoMatch> {
+        if let Some(refno) = &line.processor_ref {
+            let candidates: Vec<&LedgerPayment> = self
+                .by_refno
+                .get(refno)
+                .map(|found| found.iter().filter_map(|i| self.payments.get(*i)).collect())
+                .unwrap_or_default();
+            if candidates.is_empty() {
+                return Err(NoMatch::UnknownRefno);
             }
+            let best = match line.order_ref.as_deref() {
+                Some(order) => candidates
+                    .iter()
+                    .find(|p| p.order_ref == order)
+                    .ok_or(NoMatch::RefnoOfAnotherOrder)?,
+                None => candidates
+                    .iter()
+                    .find(|p| p.paid > 0)
+                    .or_else(|| candidates.first())
+                    .ok_or(NoMatch::UnknownRefno)?,
+            };
+            return Ok((best, MatchedBy::ProcessorRef));
         }
-        let order_ref = line.order_ref.as_ref()?;
+        let order_ref = line.order_ref.as_ref().ok_or(NoMatch::NoReference)?;
         match self.by_order.get(order_ref).map(Vec::as_slice) {
             Some([only]) => self
                 .payments
                 .get(*only)
-                .map(|payment| (payment, MatchedBy::OrderRef)),
-            _ => None,
+                .map(|payment| (payment, MatchedBy::OrderRef))
+                .ok_or(NoMatch::UnknownOrder),
+            Some(_) => Err(NoMatch::SeveralPayments),
+            None => Err(NoMatch::UnknownOrder),
+        }
+    }
+}
+
+/// Why a line matched no payment (said in its `settlement_unknown` item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoMatch {
+    /// The line's REFNO is not in the ledger (its order reference is not
+    /// tried: the REFNO names a payment the books do not have).
+    UnknownRefno,
+    /// The line's REFNO is in the ledger, but for other orders than the
+    /// line's order reference.
+    RefnoOfAnotherOrder,
+    /// No REFNO, and the order reference is not in the ledger.
+    UnknownOrder,
+    /// No REFNO, and the order has several payments: which one is unsaid.
+    SeveralPayments,
+    /// Neither reference.
+    NoReference,
+}
+
+impl NoMatch {
+    fn explain(self) -> &'static str {
+        match self {
+            NoMatch::UnknownRefno => {
+                "no payment in the ledger has that processor reference (the order reference is not tried for a line with a processor reference)"
+            }
+            NoMatch::RefnoOfAnotherOrder => {
+                "that processor reference belongs to another order's payment in the ledger"
+            }
+            NoMatch::UnknownOrder => "no payment in the ledger has that order reference",
+            NoMatch::SeveralPayments => {
+                "that order has several payments and the line names no processor reference"
+            }
+            NoMatch::NoReference => "the line names no reference",
         }
     }
 }
@@ -1085,22 +1135,22 @@ fn classify_line(
             finding: None,
         };
     }
-    let Some((payment, matched_by)) = ledger.find(line) else {
-        return LineMatch {
-            status: LineStatus::Unknown,
-            matched_by: None,
-            payment: None,
-            expected: None,
-            finding: Some(Finding {
-                kind: ReviewKind::SettlementUnknown,
-                order_ref: line.order_ref.clone(),
-                processor_ref: line.processor_ref.clone(),
-                details: format!(
-                    "{}; no payment in the ledger has that processor reference or order reference",
-                    describe_line(line)
-                ),
-            }),
-        };
+    let (payment, matched_by) = match ledger.find(line) {
+        Ok(found) => found,
+        Err(why) => {
+            return LineMatch {
+                status: LineStatus::Unknown,
+                matched_by: None,
+                payment: None,
+                expected: None,
+                finding: Some(Finding {
+                    kind: ReviewKind::SettlementUnknown,
+                    order_ref: line.order_ref.clone(),
+                    processor_ref: line.processor_ref.clone(),
+                    details: format!("{}; {}", describe_line(line), why.explain()),
+                }),
+            };
+        }
     };
     let currency = line.currency();
     let tolerance_minor = tolerance.minor_in(currency);
@@ -1717,6 +1767,65 @@ mod tests {
             "{}",
             finding.details
         );
+    }
+
+    /// Issue 22 item 5: a line whose REFNO names another payment never
+    /// settles a payment through its order reference.
+    #[test]
+    fn a_line_under_a_foreign_refno_is_unknown_not_matched_by_order() {
+        let mut refunded = payment(2, "R2", "S-2", 40_00);
+        refunded.refunded = 10_00;
+        let ledger = Ledger::new([payment(1, "R1", "S-1", 100_00), refunded]);
+        let lines = [
+            // R2 is S-2's payment: the line says S-1, it settles neither.
+            line(LineKind::Sale, Some("R2"), Some("S-1"), 100_00),
+            // A REFNO the books do not know, under a known order.
+            line(LineKind::Sale, Some("R999"), Some("S-1"), 100_00),
+            // The same REFNO with its own order matches by REFNO.
+            line(LineKind::Sale, Some("R1"), Some("S-1"), 100_00),
+            // No REFNO: the order-reference fallback.
+            line(LineKind::Sale, None, Some("S-2"), 40_00),
+            // A REFNO without an order reference matches by REFNO.
+            line(LineKind::Refund, Some("R2"), None, -10_00),
+        ];
+        let mut settled = HashMap::new();
+        let got = classify(&lines, &ledger, &mut settled, Tolerance::ZERO);
+        let summary: Vec<(LineStatus, Option<MatchedBy>, Option<i64>)> = got
+            .iter()
+            .map(|m| (m.status, m.matched_by, m.payment.as_ref().map(|p| p.0)))
+            .collect();
+        use LineStatus::*;
+        use MatchedBy::*;
+        assert_eq!(
+            summary,
+            [
+                (Unknown, None, None),
+                (Unknown, None, None),
+                (Matched, Some(ProcessorRef), Some(1)),
+                (Matched, Some(OrderRef), Some(2)),
+                (Matched, Some(ProcessorRef), Some(2)),
+            ]
+        );
+        let foreign = got[0].finding.as_ref().expect("finding");
+        assert_eq!(foreign.kind, ReviewKind::SettlementUnknown);
+        assert!(
+            foreign.details.contains("belongs to another order"),
+            "{}",
+            foreign.details
+        );
+        let unknown = got[1].finding.as_ref().expect("finding");
+        assert_eq!(unknown.kind, ReviewKind::SettlementUnknown);
+        assert!(
+            unknown.details.contains("order reference is not tried"),
+            "{}",
+            unknown.details
+        );
+        // Only the three matched lines settled anything: S-1 once (the
+        // foreign and unknown lines added nothing), S-2 its 40.00 sale and
+        // 10.00 refund.
+        assert_eq!(settled[&1].sales, 1);
+        assert_eq!(settled[&2].sales, 1);
+        assert_eq!(settled[&2].refunded, 10_00);
     }
 
     fn usd() -> Currency {
