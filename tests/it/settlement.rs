@@ -575,3 +575,144 @@ async fn a_malformed_file_names_its_lines_and_imports_nothing() {
         .assert()
         .code(3);
 }
+
+/// The SHA-256 of `parts`, each followed by 0x1f: a line key computed here,
+/// independently of the code.
+fn key_by_hand(parts: &[&str]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0x1f]);
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Each currency's fee total of the settlement lines, in minor units.
+async fn fee_totals(db: &TestDb) -> Vec<(String, i64)> {
+    query(
+        db,
+        "SELECT currency, sum(fee_minor)::BIGINT FROM settlement_lines GROUP BY currency ORDER BY currency",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// Issue 22 item 5: the same export with its dates written date-only, or
+/// with another `date_format` through `--mapping`, adds no line and no fee;
+/// lines imported under the old identity (which hashed the time) are
+/// re-keyed by the migration, so re-importing them adds nothing either.
+#[tokio::test(flavor = "multi_thread")]
+async fn re_importing_with_another_date_format_adds_no_line_and_no_fee() {
+    let db = books();
+    import(&db, &["--payouts", &fixture("payouts.csv")]).code(1);
+    let after_first = counts(&db).await;
+    // The fixture's fees, summed by hand: EUR 3.35 + 2.83 + 1.61 + 25.00,
+    // JPY 90, USD 1.75 + 6.07 + 2.88 + 15.00.
+    let fees = vec![
+        ("EUR".to_owned(), 32_79),
+        ("JPY".to_owned(), 90),
+        ("USD".to_owned(), 25_70),
+    ];
+    assert_eq!(fee_totals(&db).await, fees);
+    assert_eq!(after_first[0], 11);
+
+    let original = std::fs::read_to_string(fixture("settlement.csv")).expect("fixture");
+    let date_only = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        date_only.path(),
+        original.replace("2026-11-30T06:00:00Z", "2026-11-30"),
+    )
+    .expect("write");
+    let reimport = |path: &std::path::Path, extra: &[&str]| {
+        cli(&db)
+            .args(["settlement", "import", &path.display().to_string()])
+            .args(extra)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "11 line(s), 11 imported before (skipped), 0 new",
+            ))
+    };
+    reimport(date_only.path(), &[]);
+    assert_eq!(counts(&db).await, after_first);
+    assert_eq!(fee_totals(&db).await, fees);
+
+    // Another format through a mapping: day first, local minutes.
+    let mapped = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        mapped.path(),
+        original.replace("2026-11-30T06:00:00Z", "30.11.2026 07:15"),
+    )
+    .expect("write");
+    let mapping = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(mapping.path(), "date_format = \"%d.%m.%Y %H:%M\"\n").expect("write");
+    reimport(
+        mapped.path(),
+        &["--mapping", &mapping.path().display().to_string()],
+    );
+    assert_eq!(counts(&db).await, after_first);
+    assert_eq!(fee_totals(&db).await, fees);
+
+    // Lines as the old identity stored them: the migration's down.sql
+    // restores the keys that hashed the time (2026-11-30T06:00:00Z is
+    // 1796018400 seconds since the epoch).
+    let migration = repo_path("migrations/2026-12-07-000070_settlement_line_identity");
+    let script = |name: &str| std::fs::read_to_string(migration.join(name)).expect("migration");
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let sale_key = "SELECT line_key, occurrence FROM settlement_lines \
+                    WHERE processor_ref = '71000101' AND kind = 'sale'";
+    let sale = &[
+        "B-1130-EUR",
+        "71000101",
+        "SHOP-1001",
+        "sale",
+        "10700",
+        "335",
+        "10365",
+        "EUR",
+    ];
+    let row = client.query_one(sale_key, &[]).await.expect("sale");
+    assert_eq!(row.get::<_, String>(0), key_by_hand(sale));
+    client
+        .batch_execute(&script("down.sql"))
+        .await
+        .expect("down");
+    let mut old = sale.to_vec();
+    old.push("1796018400");
+    let row = client.query_one(sale_key, &[]).await.expect("sale");
+    assert_eq!(row.get::<_, String>(0), key_by_hand(&old));
+    // The append-only trigger is back.
+    let update = client
+        .execute("UPDATE settlement_lines SET occurrence = 1", &[])
+        .await;
+    assert!(update.is_err(), "settlement_lines is append-only again");
+    client.batch_execute(&script("up.sql")).await.expect("up");
+    let row = client.query_one(sale_key, &[]).await.expect("sale");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        (key_by_hand(sale), 1)
+    );
+    // The two USD refunds of 71000102 are different amounts: one
+    // occurrence each.
+    let occurrences: Vec<i32> = client
+        .query(
+            "SELECT occurrence FROM settlement_lines WHERE kind = 'refund' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("refunds")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(occurrences, [1, 1]);
+    reimport(date_only.path(), &[]);
+    assert_eq!(counts(&db).await, after_first);
+    assert_eq!(fee_totals(&db).await, fees);
+}

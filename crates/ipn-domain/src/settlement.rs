@@ -226,6 +226,14 @@ impl SettlementLine {
     /// its position, so a file re-exported in another order is the same
     /// lines). With [`SettlementLine::occurrence`] and the batch, what makes
     /// importing a file twice change nothing.
+    ///
+    /// `settled_at` is not part of it: how an export writes its dates
+    /// (date-only, another `date_format`, another offset) must not make the
+    /// same line a new one, or a re-import would add it again and double
+    /// its fee. Two lines of a batch that differ only in their time are
+    /// still two lines: they are two occurrences of one key. The migration
+    /// `2026-12-07-000070_settlement_line_identity` computes the same key in
+    /// SQL for lines imported before.
     pub fn key(&self) -> String {
         let mut hash = Sha256::new();
         for part in [
@@ -237,7 +245,6 @@ impl SettlementLine {
             &self.fee.minor_units().to_string(),
             &self.net.minor_units().to_string(),
             self.gross.currency().as_str(),
-            &self.settled_at.timestamp().to_string(),
         ] {
             hash.update(part.as_bytes());
             hash.update([0x1f]);
@@ -1635,6 +1642,56 @@ mod tests {
         let mut moved = lines[0].clone();
         moved.line = 40;
         assert_eq!(moved.key(), lines[0].key(), "the position is not identity");
+    }
+
+    /// Issue 22 item 5: the same line written with another date format is
+    /// the same line; the key is the SHA-256 of the values without the
+    /// date, each followed by 0x1f (computed here by hand).
+    #[test]
+    fn a_lines_identity_does_not_depend_on_how_its_date_is_written() {
+        let timed = parse(&format!(
+            "{HEADER}B1,71000101,SHOP-1001,sale,107.00,3.35,103.65,EUR,2026-11-30T06:00:00Z\n"
+        ))
+        .expect("parses");
+        let dated = parse(&format!(
+            "{HEADER}B1,71000101,SHOP-1001,sale,107.00,3.35,103.65,EUR,2026-11-30\n"
+        ))
+        .expect("parses");
+        let mapping = Mapping::from_toml("date_format = \"%d.%m.%Y %H:%M\"\n").expect("mapping");
+        let mapped = parse_settlement(
+            format!("{HEADER}B1,71000101,SHOP-1001,sale,107.00,3.35,103.65,EUR,30.11.2026 07:15\n")
+                .as_bytes(),
+            &mapping,
+            &Currencies::iso(),
+        )
+        .expect("parses");
+        assert_ne!(timed[0].settled_at, dated[0].settled_at);
+        assert_ne!(timed[0].settled_at, mapped[0].settled_at);
+        let mut by_hand = Sha256::new();
+        for part in [
+            "B1",
+            "71000101",
+            "SHOP-1001",
+            "sale",
+            "10700",
+            "335",
+            "10365",
+            "EUR",
+        ] {
+            by_hand.update(part.as_bytes());
+            by_hand.update([0x1f]);
+        }
+        let expected = hex::encode(by_hand.finalize());
+        assert_eq!(timed[0].key(), expected);
+        assert_eq!(dated[0].key(), expected);
+        assert_eq!(mapped[0].key(), expected);
+        // Two lines differing only in their time are two occurrences.
+        let two = parse(&format!(
+            "{HEADER}B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30T06:00:00Z\n\
+             B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30T18:00:00Z\n"
+        ))
+        .expect("parses");
+        assert_eq!((two[0].occurrence, two[1].occurrence), (1, 2));
     }
 
     #[test]
