@@ -716,3 +716,59 @@ async fn re_importing_with_another_date_format_adds_no_line_and_no_fee() {
     assert_eq!(counts(&db).await, after_first);
     assert_eq!(fee_totals(&db).await, fees);
 }
+
+/// Issue 22 item 5: a line added to a batch after its payout was recorded
+/// opens `payout_total_differs` (a dry run says so and writes nothing); a
+/// line of a batch with no payout yet opens nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_added_after_its_batchs_payout_opens_payout_total_differs() {
+    let db = books();
+    import(&db, &["--payouts", &fixture("payouts.csv")]).code(1);
+    let before = counts(&db).await;
+    let late = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        late.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         B-1130-EUR,,,adjustment,-5.00,0,-5.00,EUR,2026-12-02\n\
+         B-1201-EUR,,,adjustment,-1.00,0,-1.00,EUR,2026-12-02\n",
+    )
+    .expect("write");
+    let path = late.path().display().to_string();
+    // B-1130-EUR: 103.65 + 86.17 + 43.39 - 25.00 = 208.21 transferred; with
+    // the late -5.00, five lines sum to 203.21, 5.00 less than the transfer.
+    let details = "batch B-1130-EUR: 1 line(s) in EUR (net -5.00) added after its payout of 208.21 EUR on 2026-12-01 was recorded; the batch's 5 net line(s) now sum to 203.21 (difference 5.00)";
+    cli(&db)
+        .args(["settlement", "import", &path, "--dry-run"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("1 review item(s) would open")
+                .and(predicate::str::contains(details)),
+        );
+    assert_eq!(counts(&db).await, before, "the dry run wrote nothing");
+    cli(&db)
+        .args(["settlement", "import", &path])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("1 review item(s) opened"));
+    let items: Vec<(String, String)> = query(
+        &db,
+        "SELECT kind, details FROM review_items WHERE details LIKE '%added after its payout%'",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        items,
+        [("payout_total_differs".to_owned(), details.to_owned())]
+    );
+    assert_eq!(counts(&db).await, [before[0] + 2, before[1], before[2] + 1]);
+    // Importing it again adds nothing and opens nothing.
+    cli(&db)
+        .args(["settlement", "import", &path])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no review item opened"));
+}

@@ -1427,6 +1427,40 @@ pub fn check_payout(payout: &Payout, lines: usize, lines_net: i64) -> Option<Fin
     })
 }
 
+/// The review item for lines added to a batch after its payout was
+/// recorded: `added` new lines in the payout's currency (net `added_net`,
+/// minor units) now make the batch `lines` lines summing to `lines_net`.
+/// The transfer was checked against the batch as it was then; a batch that
+/// changes after it was paid out is always a difference to look at, even
+/// when the new sum equals the transfer (a later line may explain a
+/// difference opened then, or hide one).
+pub fn late_lines_finding(
+    batch_id: &str,
+    paid_on: NaiveDate,
+    transferred: Money,
+    added: usize,
+    added_net: i64,
+    lines: usize,
+    lines_net: i64,
+) -> Finding {
+    let currency = transferred.currency();
+    let difference = Money::from_minor(
+        transferred.minor_units().saturating_sub(lines_net),
+        currency,
+    );
+    Finding {
+        kind: ReviewKind::PayoutTotalDiffers,
+        order_ref: None,
+        processor_ref: None,
+        details: format!(
+            "batch {batch_id}: {added} line(s) in {currency} (net {}) added after its payout of {transferred} on {paid_on} was recorded; the batch's {lines} net line(s) now sum to {} (difference {})",
+            Money::from_minor(added_net, currency).format_amount(),
+            Money::from_minor(lines_net, currency).format_amount(),
+            difference.format_amount()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::inconsistent_digit_grouping)]
@@ -1692,6 +1726,36 @@ mod tests {
         ))
         .expect("parses");
         assert_eq!((two[0].occurrence, two[1].occurrence), (1, 2));
+    }
+
+    /// Issue 22 item 5: a line added after the payout is a
+    /// `payout_total_differs`, with the new sum and its difference
+    /// (103.65 + 86.17 = 189.82 transferred; a late 10.00 line makes
+    /// 199.82, difference -10.00), even when the sum still agrees.
+    #[test]
+    fn lines_added_after_the_payout_are_a_payout_difference() {
+        let on = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+        let finding = late_lines_finding(
+            "B1",
+            on,
+            Money::from_minor(189_82, eur()),
+            1,
+            10_00,
+            3,
+            199_82,
+        );
+        assert_eq!(finding.kind, ReviewKind::PayoutTotalDiffers);
+        assert_eq!(
+            finding.details,
+            "batch B1: 1 line(s) in EUR (net 10.00) added after its payout of 189.82 EUR on 2026-12-01 was recorded; the batch's 3 net line(s) now sum to 199.82 (difference -10.00)"
+        );
+        let even = late_lines_finding("B1", on, Money::from_minor(100, eur()), 2, 0, 4, 100);
+        assert_eq!(even.kind, ReviewKind::PayoutTotalDiffers);
+        assert!(
+            even.details.ends_with("(difference 0.00)"),
+            "{}",
+            even.details
+        );
     }
 
     #[test]
