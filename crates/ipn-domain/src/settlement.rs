@@ -280,7 +280,8 @@ const REQUIRED: [&str; 5] = ["batch_id", "type", "gross", "currency", "settled_a
 ///
 /// ```toml
 /// delimiter = ";"
-/// date_format = "%d.%m.%Y %H:%M"   # chrono; default RFC 3339 or YYYY-MM-DD
+/// date_format = "%d.%m.%Y %H:%M"   # chrono; default RFC 3339 or YYYY-MM-DD;
+///                                  # UTC unless it has an offset (%z, %:z)
 ///
 /// [columns]                        # field = the export's column name
 /// batch_id = "Payout ID"
@@ -419,6 +420,11 @@ impl Mapping {
 
     fn date(&self, text: &str) -> Result<DateTime<Utc>, String> {
         if let Some(format) = &self.date_format {
+            // A format with an offset (`%z`, `%:z`) is read with it: the
+            // naive parse below would drop it and date the line hours off.
+            if let Ok(at) = DateTime::parse_from_str(text, format) {
+                return Ok(at.with_timezone(&Utc));
+            }
             if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
                 return Ok(at.and_utc());
             }
@@ -1755,6 +1761,44 @@ mod tests {
             even.details.ends_with("(difference 0.00)"),
             "{}",
             even.details
+        );
+    }
+
+    /// Issue 22 item 5: an offset in a mapping's date format is honoured:
+    /// 2026-11-30 23:30 at -02:00 is 2026-12-01 01:30 UTC (23:30 + 2 h).
+    #[test]
+    fn a_mapping_date_format_with_an_offset_is_honoured() {
+        let expected = NaiveDate::from_ymd_opt(2026, 12, 1)
+            .and_then(|d| d.and_hms_opt(1, 30, 0))
+            .expect("time")
+            .and_utc();
+        for (format, written) in [
+            ("%Y-%m-%d %H:%M:%S %z", "2026-11-30 23:30:00 -0200"),
+            ("%Y-%m-%d %H:%M:%S %:z", "2026-11-30 23:30:00 -02:00"),
+            ("%d.%m.%Y %H:%M%z", "01.12.2026 02:30+0100"),
+        ] {
+            let mapping =
+                Mapping::from_toml(&format!("date_format = \"{format}\"\n")).expect("mapping");
+            let lines = parse_settlement(
+                format!("{HEADER}B1,1,S-1,sale,1.00,0,1.00,EUR,{written}\n").as_bytes(),
+                &mapping,
+                &Currencies::iso(),
+            )
+            .expect("parses");
+            assert_eq!(lines[0].settled_at, expected, "{format}");
+        }
+        // Without an offset in the format, the time is UTC as before.
+        let mapping = Mapping::from_toml("date_format = \"%Y-%m-%d %H:%M:%S\"\n").expect("m");
+        let lines = parse_settlement(
+            format!("{HEADER}B1,1,S-1,sale,1.00,0,1.00,EUR,2026-11-30 23:30:00\n").as_bytes(),
+            &mapping,
+            &Currencies::iso(),
+        )
+        .expect("parses");
+        assert_eq!(
+            lines[0].settled_at,
+            expected - chrono::Duration::hours(2),
+            "no offset: UTC"
         );
     }
 
