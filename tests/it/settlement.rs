@@ -772,3 +772,46 @@ async fn a_line_added_after_its_batchs_payout_opens_payout_total_differs() {
         .success()
         .stdout(predicate::str::contains("no review item opened"));
 }
+
+/// Issue 22 item 5: a settlement or payouts file over 64 MiB is refused,
+/// naming the file and the limit, with the exit code of a malformed file
+/// (2), nothing imported: by its size for a file, while reading for a
+/// stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_over_the_size_limit_is_refused_naming_it_and_the_limit() {
+    let db = books();
+    let before = counts(&db).await;
+    // 64 MiB + 1 byte, sparse: no disk is used.
+    let big = tempfile::NamedTempFile::new().expect("temp");
+    big.as_file()
+        .set_len(64 * 1024 * 1024 + 1)
+        .expect("set_len");
+    let big_path = big.path().display().to_string();
+    cli(&db)
+        .args(["settlement", "import", &big_path])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(format!(
+                "{big_path}: the file is larger than the limit of 64 MiB"
+            ))
+            .and(predicate::str::contains("67108865 bytes")),
+        );
+    cli(&db)
+        .args(["settlement", "import", &fixture("settlement.csv")])
+        .args(["--payouts", &big_path])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{big_path}: the file is larger than the limit of 64 MiB"
+        )));
+    // A stream has no size: it is refused once more than 64 MiB is read.
+    cli(&db)
+        .args(["settlement", "import", "/dev/zero"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "/dev/zero: the file is larger than the limit of 64 MiB",
+        ));
+    assert_eq!(counts(&db).await, before, "nothing imported");
+}
