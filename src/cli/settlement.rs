@@ -24,8 +24,9 @@ use crate::store::{SchemaPolicy, Store, StoreError};
 #[derive(Debug, Subcommand)]
 pub enum SettlementCommand {
     /// Import the processor's payout export and match each line to the
-    /// ledger: by REFNO (processor_ref), else by order reference when that
-    /// order has one payment. Default columns batch_id,processor_ref,
+    /// ledger: by REFNO (processor_ref) when the line has one (a REFNO of
+    /// no payment, or of another order's, is settlement_unknown), else by
+    /// order reference when that order has one payment. Default columns batch_id,processor_ref,
     /// order_ref,type,gross,fee,net,currency,settled_at (type: sale,
     /// refund, chargeback, reversal, fee, adjustment); --mapping reads
     /// another export's columns and words. One transaction; a line
@@ -37,7 +38,8 @@ pub enum SettlementCommand {
     #[command(
         after_help = "Exit codes: 0 imported and every new line agrees with the ledger, 1 \
 imported (or, with --dry-run, checked) and differences opened (would open) review items, 2 a \
-malformed file or mapping (every bad line named; nothing imported), a payout imported before \
+malformed file or mapping (every bad line named; nothing imported) or a file larger than 64 \
+MiB, a payout imported before \
 with another amount, or another usage or configuration error, 3 a file cannot be read or the \
 database fails."
     )]
@@ -117,10 +119,118 @@ pub struct SweepArgs {
     pub as_of: Option<PeriodBound>,
 }
 
-fn read(path: &Path) -> Result<std::fs::File, CliError> {
-    std::fs::File::open(path)
+/// The largest settlement or payouts file read (64 MiB, several hundred
+/// thousand lines): the whole file is parsed in memory before anything is
+/// written, so an unbounded one (a wrong file, a runaway export) would
+/// exhaust memory instead of being refused.
+pub const MAX_SETTLEMENT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a settlement or payouts file was refused before being parsed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: the file is larger than the limit of {limit} MiB for a settlement or payouts file \
+({size}); split it by batch and import each part"
+)]
+pub struct TooLarge {
+    path: String,
+    limit: u64,
+    /// What is known of its size: `N bytes`, or `more` for a stream.
+    size: String,
+}
+
+/// A reader that fails, rather than ends, once more than `left` bytes are
+/// read: a stream (a pipe, a device) has no size to check beforehand, and
+/// cutting it short would parse a truncated file as if it were whole.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    tripped: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Read one byte past the limit to tell "exactly the limit" apart
+        // from "more".
+        let want = usize::try_from(self.left.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let Some(buf) = buf.get_mut(..want) else {
+            return Ok(0);
+        };
+        let read = self.inner.read(buf)?;
+        let read_u64 = u64::try_from(read).unwrap_or(u64::MAX);
+        if read_u64 > self.left {
+            self.tripped.set(true);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the file is larger than the limit",
+            ));
+        }
+        self.left -= read_u64;
+        Ok(read)
+    }
+}
+
+/// Opens a settlement or payouts file, refusing one larger than `limit`
+/// bytes: by its size when it has one, else while it is read (the flag
+/// tells the caller the limit was hit).
+fn read_capped(
+    path: &Path,
+    limit: u64,
+) -> Result<(Capped<std::fs::File>, std::rc::Rc<std::cell::Cell<bool>>), CliError> {
+    let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open {}", path.display()))
-        .map_err(CliError::operational)
+        .map_err(CliError::operational)?;
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+        && meta.len() > limit
+    {
+        return Err(CliError::usage(too_large(
+            path,
+            limit,
+            format!("{} bytes", meta.len()),
+        )));
+    }
+    let tripped = std::rc::Rc::new(std::cell::Cell::new(false));
+    Ok((
+        Capped {
+            inner: file,
+            left: limit,
+            tripped: tripped.clone(),
+        },
+        tripped,
+    ))
+}
+
+fn too_large(path: &Path, limit: u64, size: String) -> TooLarge {
+    TooLarge {
+        path: path.display().to_string(),
+        limit: limit / (1024 * 1024),
+        size,
+    }
+}
+
+/// Parses a settlement or payouts file at `path` with `parse`, within
+/// [`MAX_SETTLEMENT_FILE_BYTES`]; a malformed or too large file is a usage
+/// error (exit 2) naming the file.
+fn parse_file<T>(
+    path: &Path,
+    parse: impl FnOnce(
+        Capped<std::fs::File>,
+    ) -> Result<T, crate::domain::settlement::SettlementFileError>,
+) -> Result<T, CliError> {
+    let (reader, tripped) = read_capped(path, MAX_SETTLEMENT_FILE_BYTES)?;
+    parse(reader).map_err(|err| {
+        if tripped.get() {
+            CliError::usage(too_large(
+                path,
+                MAX_SETTLEMENT_FILE_BYTES,
+                "more than that read".to_owned(),
+            ))
+        } else {
+            CliError::usage(anyhow::Error::new(err).context(path.display().to_string()))
+        }
+    })
 }
 
 pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
@@ -149,13 +259,13 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
                 }
                 None => Mapping::default(),
             };
-            let lines = parse_settlement(read(&file)?, &mapping, &database.currencies)
-                .with_context(|| file.display().to_string())
-                .map_err(CliError::usage)?;
+            let lines = parse_file(&file, |reader| {
+                parse_settlement(reader, &mapping, &database.currencies)
+            })?;
             let payouts = match &payouts {
-                Some(path) => parse_payouts(read(path)?, &database.currencies)
-                    .with_context(|| path.display().to_string())
-                    .map_err(CliError::usage)?,
+                Some(path) => {
+                    parse_file(path, |reader| parse_payouts(reader, &database.currencies))?
+                }
                 None => Vec::new(),
             };
             block_on(async move {
@@ -402,4 +512,57 @@ pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn capped(
+        bytes: &'static [u8],
+        limit: u64,
+    ) -> (Capped<&'static [u8]>, std::rc::Rc<std::cell::Cell<bool>>) {
+        let tripped = std::rc::Rc::new(std::cell::Cell::new(false));
+        (
+            Capped {
+                inner: bytes,
+                left: limit,
+                tripped: tripped.clone(),
+            },
+            tripped,
+        )
+    }
+
+    /// Issue 22 item 5: a stream of exactly the limit is read whole; one
+    /// byte more fails (never a silently truncated file).
+    #[test]
+    fn a_stream_is_read_up_to_the_limit_and_refused_beyond_it() {
+        let (mut reader, tripped) = capped(b"0123456789", 10);
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).expect("exactly the limit");
+        assert_eq!(all, b"0123456789");
+        assert!(!tripped.get());
+
+        let (mut reader, tripped) = capped(b"0123456789A", 10);
+        let err = reader
+            .read_to_end(&mut Vec::new())
+            .expect_err("one byte more");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(tripped.get());
+    }
+
+    #[test]
+    fn the_size_error_names_the_file_and_the_limit() {
+        let err = too_large(
+            Path::new("/tmp/export.csv"),
+            MAX_SETTLEMENT_FILE_BYTES,
+            "67108865 bytes".to_owned(),
+        );
+        assert_eq!(
+            err.to_string(),
+            "/tmp/export.csv: the file is larger than the limit of 64 MiB for a settlement or payouts file (67108865 bytes); split it by batch and import each part"
+        );
+    }
 }

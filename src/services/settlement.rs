@@ -26,7 +26,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use crate::domain::settlement::Ledger;
 use crate::domain::settlement::{
     Finding, LedgerPayment, LineMatch, LineStatus, MatchedBy, Payout, SettlementLine, Tolerance,
-    check_payout, classify,
+    check_payout, classify, late_lines_finding,
 };
 use crate::domain::{Currencies, Currency, Money};
 use crate::store::settlement::{self, NewLine};
@@ -202,6 +202,15 @@ async fn import_in(
         progress(new.len() as u64);
     }
 
+    // New lines in a batch whose payout was recorded by an earlier import:
+    // the transfer was checked without them.
+    for finding in late_lines(conn, &new_lines, options.dry_run).await? {
+        if !options.dry_run {
+            settlement::open_item(conn, &finding).await?;
+        }
+        summary.opened.push(finding);
+    }
+
     // Payouts: each batch's transfer against its net lines, those already
     // in the database and those of this import.
     for payout in payouts {
@@ -239,6 +248,50 @@ async fn import_in(
         }
     }
     Ok(summary)
+}
+
+/// The `payout_total_differs` findings for `new_lines` that land in a batch
+/// and currency whose payout an earlier import recorded (one per batch and
+/// currency, in the order the batches first appear). Called before this
+/// import's payouts are written, so only earlier payouts count; in a dry
+/// run the new lines are not in the database and are added here.
+async fn late_lines(
+    conn: &mut AsyncPgConnection,
+    new_lines: &[SettlementLine],
+    dry_run: bool,
+) -> Result<Vec<Finding>, ImportError> {
+    let mut added: Vec<((String, Currency), usize, i64)> = Vec::new();
+    for line in new_lines {
+        let at = (line.batch_id.clone(), line.currency());
+        match added.iter_mut().find(|(key, ..)| *key == at) {
+            Some((_, count, net)) => {
+                *count += 1;
+                *net = net.saturating_add(line.net.minor_units());
+            }
+            None => added.push((at, 1, line.net.minor_units())),
+        }
+    }
+    let mut findings = Vec::new();
+    for ((batch_id, currency), count, net) in added {
+        let Some(payout) = settlement::payout_of(conn, &batch_id, currency).await? else {
+            continue;
+        };
+        let (mut lines, mut lines_net) = settlement::batch_net(conn, &batch_id, currency).await?;
+        if dry_run {
+            lines = lines.saturating_add(i64::try_from(count).unwrap_or(i64::MAX));
+            lines_net = lines_net.saturating_add(net);
+        }
+        findings.push(late_lines_finding(
+            &batch_id,
+            payout.paid_on,
+            Money::from_minor(payout.amount_minor, currency),
+            count,
+            net,
+            usize::try_from(lines).unwrap_or(0),
+            lines_net,
+        ));
+    }
+    Ok(findings)
 }
 
 /// The `fee_differs` findings of the matched lines (in file order): a

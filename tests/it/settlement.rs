@@ -575,3 +575,243 @@ async fn a_malformed_file_names_its_lines_and_imports_nothing() {
         .assert()
         .code(3);
 }
+
+/// The SHA-256 of `parts`, each followed by 0x1f: a line key computed here,
+/// independently of the code.
+fn key_by_hand(parts: &[&str]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0x1f]);
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Each currency's fee total of the settlement lines, in minor units.
+async fn fee_totals(db: &TestDb) -> Vec<(String, i64)> {
+    query(
+        db,
+        "SELECT currency, sum(fee_minor)::BIGINT FROM settlement_lines GROUP BY currency ORDER BY currency",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// Issue 22 item 5: the same export with its dates written date-only, or
+/// with another `date_format` through `--mapping`, adds no line and no fee;
+/// lines imported under the old identity (which hashed the time) are
+/// re-keyed by the migration, so re-importing them adds nothing either.
+#[tokio::test(flavor = "multi_thread")]
+async fn re_importing_with_another_date_format_adds_no_line_and_no_fee() {
+    let db = books();
+    import(&db, &["--payouts", &fixture("payouts.csv")]).code(1);
+    let after_first = counts(&db).await;
+    // The fixture's fees, summed by hand: EUR 3.35 + 2.83 + 1.61 + 25.00,
+    // JPY 90, USD 1.75 + 6.07 + 2.88 + 15.00.
+    let fees = vec![
+        ("EUR".to_owned(), 32_79),
+        ("JPY".to_owned(), 90),
+        ("USD".to_owned(), 25_70),
+    ];
+    assert_eq!(fee_totals(&db).await, fees);
+    assert_eq!(after_first[0], 11);
+
+    let original = std::fs::read_to_string(fixture("settlement.csv")).expect("fixture");
+    let date_only = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        date_only.path(),
+        original.replace("2026-11-30T06:00:00Z", "2026-11-30"),
+    )
+    .expect("write");
+    let reimport = |path: &std::path::Path, extra: &[&str]| {
+        cli(&db)
+            .args(["settlement", "import", &path.display().to_string()])
+            .args(extra)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "11 line(s), 11 imported before (skipped), 0 new",
+            ))
+    };
+    reimport(date_only.path(), &[]);
+    assert_eq!(counts(&db).await, after_first);
+    assert_eq!(fee_totals(&db).await, fees);
+
+    // Another format through a mapping: day first, local minutes.
+    let mapped = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        mapped.path(),
+        original.replace("2026-11-30T06:00:00Z", "30.11.2026 07:15"),
+    )
+    .expect("write");
+    let mapping = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(mapping.path(), "date_format = \"%d.%m.%Y %H:%M\"\n").expect("write");
+    reimport(
+        mapped.path(),
+        &["--mapping", &mapping.path().display().to_string()],
+    );
+    assert_eq!(counts(&db).await, after_first);
+    assert_eq!(fee_totals(&db).await, fees);
+
+    // Lines as the old identity stored them: the migration's down.sql
+    // restores the keys that hashed the time (2026-11-30T06:00:00Z is
+    // 1796018400 seconds since the epoch).
+    let migration = repo_path("migrations/2026-12-07-000070_settlement_line_identity");
+    let script = |name: &str| std::fs::read_to_string(migration.join(name)).expect("migration");
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let sale_key = "SELECT line_key, occurrence FROM settlement_lines \
+                    WHERE processor_ref = '71000101' AND kind = 'sale'";
+    let sale = &[
+        "B-1130-EUR",
+        "71000101",
+        "SHOP-1001",
+        "sale",
+        "10700",
+        "335",
+        "10365",
+        "EUR",
+    ];
+    let row = client.query_one(sale_key, &[]).await.expect("sale");
+    assert_eq!(row.get::<_, String>(0), key_by_hand(sale));
+    client
+        .batch_execute(&script("down.sql"))
+        .await
+        .expect("down");
+    let mut old = sale.to_vec();
+    old.push("1796018400");
+    let row = client.query_one(sale_key, &[]).await.expect("sale");
+    assert_eq!(row.get::<_, String>(0), key_by_hand(&old));
+    // The append-only trigger is back.
+    let update = client
+        .execute("UPDATE settlement_lines SET occurrence = 1", &[])
+        .await;
+    assert!(update.is_err(), "settlement_lines is append-only again");
+    client.batch_execute(&script("up.sql")).await.expect("up");
+    let row = client.query_one(sale_key, &[]).await.expect("sale");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        (key_by_hand(sale), 1)
+    );
+    // The two USD refunds of 71000102 are different amounts: one
+    // occurrence each.
+    let occurrences: Vec<i32> = client
+        .query(
+            "SELECT occurrence FROM settlement_lines WHERE kind = 'refund' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("refunds")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(occurrences, [1, 1]);
+    reimport(date_only.path(), &[]);
+    assert_eq!(counts(&db).await, after_first);
+    assert_eq!(fee_totals(&db).await, fees);
+}
+
+/// Issue 22 item 5: a line added to a batch after its payout was recorded
+/// opens `payout_total_differs` (a dry run says so and writes nothing); a
+/// line of a batch with no payout yet opens nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_added_after_its_batchs_payout_opens_payout_total_differs() {
+    let db = books();
+    import(&db, &["--payouts", &fixture("payouts.csv")]).code(1);
+    let before = counts(&db).await;
+    let late = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        late.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         B-1130-EUR,,,adjustment,-5.00,0,-5.00,EUR,2026-12-02\n\
+         B-1201-EUR,,,adjustment,-1.00,0,-1.00,EUR,2026-12-02\n",
+    )
+    .expect("write");
+    let path = late.path().display().to_string();
+    // B-1130-EUR: 103.65 + 86.17 + 43.39 - 25.00 = 208.21 transferred; with
+    // the late -5.00, five lines sum to 203.21, 5.00 less than the transfer.
+    let details = "batch B-1130-EUR: 1 line(s) in EUR (net -5.00) added after its payout of 208.21 EUR on 2026-12-01 was recorded; the batch's 5 net line(s) now sum to 203.21 (difference 5.00)";
+    cli(&db)
+        .args(["settlement", "import", &path, "--dry-run"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("1 review item(s) would open")
+                .and(predicate::str::contains(details)),
+        );
+    assert_eq!(counts(&db).await, before, "the dry run wrote nothing");
+    cli(&db)
+        .args(["settlement", "import", &path])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("1 review item(s) opened"));
+    let items: Vec<(String, String)> = query(
+        &db,
+        "SELECT kind, details FROM review_items WHERE details LIKE '%added after its payout%'",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert_eq!(
+        items,
+        [("payout_total_differs".to_owned(), details.to_owned())]
+    );
+    assert_eq!(counts(&db).await, [before[0] + 2, before[1], before[2] + 1]);
+    // Importing it again adds nothing and opens nothing.
+    cli(&db)
+        .args(["settlement", "import", &path])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no review item opened"));
+}
+
+/// Issue 22 item 5: a settlement or payouts file over 64 MiB is refused,
+/// naming the file and the limit, with the exit code of a malformed file
+/// (2), nothing imported: by its size for a file, while reading for a
+/// stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_over_the_size_limit_is_refused_naming_it_and_the_limit() {
+    let db = books();
+    let before = counts(&db).await;
+    // 64 MiB + 1 byte, sparse: no disk is used.
+    let big = tempfile::NamedTempFile::new().expect("temp");
+    big.as_file()
+        .set_len(64 * 1024 * 1024 + 1)
+        .expect("set_len");
+    let big_path = big.path().display().to_string();
+    cli(&db)
+        .args(["settlement", "import", &big_path])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(format!(
+                "{big_path}: the file is larger than the limit of 64 MiB"
+            ))
+            .and(predicate::str::contains("67108865 bytes")),
+        );
+    cli(&db)
+        .args(["settlement", "import", &fixture("settlement.csv")])
+        .args(["--payouts", &big_path])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{big_path}: the file is larger than the limit of 64 MiB"
+        )));
+    // A stream has no size: it is refused once more than 64 MiB is read.
+    cli(&db)
+        .args(["settlement", "import", "/dev/zero"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "/dev/zero: the file is larger than the limit of 64 MiB",
+        ));
+    assert_eq!(counts(&db).await, before, "nothing imported");
+}

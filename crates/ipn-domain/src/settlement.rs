@@ -226,6 +226,14 @@ impl SettlementLine {
     /// its position, so a file re-exported in another order is the same
     /// lines). With [`SettlementLine::occurrence`] and the batch, what makes
     /// importing a file twice change nothing.
+    ///
+    /// `settled_at` is not part of it: how an export writes its dates
+    /// (date-only, another `date_format`, another offset) must not make the
+    /// same line a new one, or a re-import would add it again and double
+    /// its fee. Two lines of a batch that differ only in their time are
+    /// still two lines: they are two occurrences of one key. The migration
+    /// `2026-12-07-000070_settlement_line_identity` computes the same key in
+    /// SQL for lines imported before.
     pub fn key(&self) -> String {
         let mut hash = Sha256::new();
         for part in [
@@ -237,7 +245,6 @@ impl SettlementLine {
             &self.fee.minor_units().to_string(),
             &self.net.minor_units().to_string(),
             self.gross.currency().as_str(),
-            &self.settled_at.timestamp().to_string(),
         ] {
             hash.update(part.as_bytes());
             hash.update([0x1f]);
@@ -273,7 +280,8 @@ const REQUIRED: [&str; 5] = ["batch_id", "type", "gross", "currency", "settled_a
 ///
 /// ```toml
 /// delimiter = ";"
-/// date_format = "%d.%m.%Y %H:%M"   # chrono; default RFC 3339 or YYYY-MM-DD
+/// date_format = "%d.%m.%Y %H:%M"   # chrono; default RFC 3339 or YYYY-MM-DD;
+///                                  # UTC unless it has an offset (%z, %:z)
 ///
 /// [columns]                        # field = the export's column name
 /// batch_id = "Payout ID"
@@ -412,6 +420,11 @@ impl Mapping {
 
     fn date(&self, text: &str) -> Result<DateTime<Utc>, String> {
         if let Some(format) = &self.date_format {
+            // A format with an offset (`%z`, `%:z`) is read with it: the
+            // naive parse below would drop it and date the line hours off.
+            if let Ok(at) = DateTime::parse_from_str(text, format) {
+                return Ok(at.with_timezone(&Utc));
+            }
             if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
                 return Ok(at.and_utc());
             }
@@ -977,32 +990,82 @@ impl Ledger {
         ledger
     }
 
-    /// The payment a line settles, and how it was found: by REFNO (the one
-    /// of the line's order when several orders carry that REFNO, else the
-    /// one that paid), else by order reference when that order has exactly
-    /// one payment.
-    pub fn find(&self, line: &SettlementLine) -> Option<(&LedgerPayment, MatchedBy)> {
-        if let Some(refno) = &line.processor_ref
-            && let Some(found) = self.by_refno.get(refno)
-        {
-            let candidates: Vec<&LedgerPayment> =
-                found.iter().filter_map(|i| self.payments.get(*i)).collect();
-            let best = candidates
-                .iter()
-                .find(|p| line.order_ref.as_deref() == Some(p.order_ref.as_str()))
-                .or_else(|| candidates.iter().find(|p| p.paid > 0))
-                .or_else(|| candidates.first());
-            if let Some(payment) = best {
-                return Some((payment, MatchedBy::ProcessorRef));
+    /// The payment a line settles, and how it was found, or why none is.
+    ///
+    /// A line with a REFNO is matched by its REFNO only: the one of the
+    /// line's order when several orders carry that REFNO, else the one that
+    /// paid. A REFNO the ledger does not know, or one known only for orders
+    /// other than the line's order reference, names another payment than
+    /// the order: matching such a line by its order reference would settle
+    /// the wrong payment, so it is unknown. Only a line without a REFNO is
+    /// matched by order reference, when that order has exactly one payment.
+    pub fn find(&self, line: &SettlementLine) -> Result<(&LedgerPayment, MatchedBy), NoMatch> {
+        if let Some(refno) = &line.processor_ref {
+            let candidates: Vec<&LedgerPayment> = self
+                .by_refno
+                .get(refno)
+                .map(|found| found.iter().filter_map(|i| self.payments.get(*i)).collect())
+                .unwrap_or_default();
+            if candidates.is_empty() {
+                return Err(NoMatch::UnknownRefno);
             }
+            let best = match line.order_ref.as_deref() {
+                Some(order) => candidates
+                    .iter()
+                    .find(|p| p.order_ref == order)
+                    .ok_or(NoMatch::RefnoOfAnotherOrder)?,
+                None => candidates
+                    .iter()
+                    .find(|p| p.paid > 0)
+                    .or_else(|| candidates.first())
+                    .ok_or(NoMatch::UnknownRefno)?,
+            };
+            return Ok((best, MatchedBy::ProcessorRef));
         }
-        let order_ref = line.order_ref.as_ref()?;
+        let order_ref = line.order_ref.as_ref().ok_or(NoMatch::NoReference)?;
         match self.by_order.get(order_ref).map(Vec::as_slice) {
             Some([only]) => self
                 .payments
                 .get(*only)
-                .map(|payment| (payment, MatchedBy::OrderRef)),
-            _ => None,
+                .map(|payment| (payment, MatchedBy::OrderRef))
+                .ok_or(NoMatch::UnknownOrder),
+            Some(_) => Err(NoMatch::SeveralPayments),
+            None => Err(NoMatch::UnknownOrder),
+        }
+    }
+}
+
+/// Why a line matched no payment (said in its `settlement_unknown` item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoMatch {
+    /// The line's REFNO is not in the ledger (its order reference is not
+    /// tried: the REFNO names a payment the books do not have).
+    UnknownRefno,
+    /// The line's REFNO is in the ledger, but for other orders than the
+    /// line's order reference.
+    RefnoOfAnotherOrder,
+    /// No REFNO, and the order reference is not in the ledger.
+    UnknownOrder,
+    /// No REFNO, and the order has several payments: which one is unsaid.
+    SeveralPayments,
+    /// Neither reference.
+    NoReference,
+}
+
+impl NoMatch {
+    fn explain(self) -> &'static str {
+        match self {
+            NoMatch::UnknownRefno => {
+                "no payment in the ledger has that processor reference (the order reference is not tried for a line with a processor reference)"
+            }
+            NoMatch::RefnoOfAnotherOrder => {
+                "that processor reference belongs to another order's payment in the ledger"
+            }
+            NoMatch::UnknownOrder => "no payment in the ledger has that order reference",
+            NoMatch::SeveralPayments => {
+                "that order has several payments and the line names no processor reference"
+            }
+            NoMatch::NoReference => "the line names no reference",
         }
     }
 }
@@ -1085,22 +1148,22 @@ fn classify_line(
             finding: None,
         };
     }
-    let Some((payment, matched_by)) = ledger.find(line) else {
-        return LineMatch {
-            status: LineStatus::Unknown,
-            matched_by: None,
-            payment: None,
-            expected: None,
-            finding: Some(Finding {
-                kind: ReviewKind::SettlementUnknown,
-                order_ref: line.order_ref.clone(),
-                processor_ref: line.processor_ref.clone(),
-                details: format!(
-                    "{}; no payment in the ledger has that processor reference or order reference",
-                    describe_line(line)
-                ),
-            }),
-        };
+    let (payment, matched_by) = match ledger.find(line) {
+        Ok(found) => found,
+        Err(why) => {
+            return LineMatch {
+                status: LineStatus::Unknown,
+                matched_by: None,
+                payment: None,
+                expected: None,
+                finding: Some(Finding {
+                    kind: ReviewKind::SettlementUnknown,
+                    order_ref: line.order_ref.clone(),
+                    processor_ref: line.processor_ref.clone(),
+                    details: format!("{}; {}", describe_line(line), why.explain()),
+                }),
+            };
+        }
     };
     let currency = line.currency();
     let tolerance_minor = tolerance.minor_in(currency);
@@ -1370,6 +1433,40 @@ pub fn check_payout(payout: &Payout, lines: usize, lines_net: i64) -> Option<Fin
     })
 }
 
+/// The review item for lines added to a batch after its payout was
+/// recorded: `added` new lines in the payout's currency (net `added_net`,
+/// minor units) now make the batch `lines` lines summing to `lines_net`.
+/// The transfer was checked against the batch as it was then; a batch that
+/// changes after it was paid out is always a difference to look at, even
+/// when the new sum equals the transfer (a later line may explain a
+/// difference opened then, or hide one).
+pub fn late_lines_finding(
+    batch_id: &str,
+    paid_on: NaiveDate,
+    transferred: Money,
+    added: usize,
+    added_net: i64,
+    lines: usize,
+    lines_net: i64,
+) -> Finding {
+    let currency = transferred.currency();
+    let difference = Money::from_minor(
+        transferred.minor_units().saturating_sub(lines_net),
+        currency,
+    );
+    Finding {
+        kind: ReviewKind::PayoutTotalDiffers,
+        order_ref: None,
+        processor_ref: None,
+        details: format!(
+            "batch {batch_id}: {added} line(s) in {currency} (net {}) added after its payout of {transferred} on {paid_on} was recorded; the batch's {lines} net line(s) now sum to {} (difference {})",
+            Money::from_minor(added_net, currency).format_amount(),
+            Money::from_minor(lines_net, currency).format_amount(),
+            difference.format_amount()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::inconsistent_digit_grouping)]
@@ -1587,6 +1684,124 @@ mod tests {
         assert_eq!(moved.key(), lines[0].key(), "the position is not identity");
     }
 
+    /// Issue 22 item 5: the same line written with another date format is
+    /// the same line; the key is the SHA-256 of the values without the
+    /// date, each followed by 0x1f (computed here by hand).
+    #[test]
+    fn a_lines_identity_does_not_depend_on_how_its_date_is_written() {
+        let timed = parse(&format!(
+            "{HEADER}B1,71000101,SHOP-1001,sale,107.00,3.35,103.65,EUR,2026-11-30T06:00:00Z\n"
+        ))
+        .expect("parses");
+        let dated = parse(&format!(
+            "{HEADER}B1,71000101,SHOP-1001,sale,107.00,3.35,103.65,EUR,2026-11-30\n"
+        ))
+        .expect("parses");
+        let mapping = Mapping::from_toml("date_format = \"%d.%m.%Y %H:%M\"\n").expect("mapping");
+        let mapped = parse_settlement(
+            format!("{HEADER}B1,71000101,SHOP-1001,sale,107.00,3.35,103.65,EUR,30.11.2026 07:15\n")
+                .as_bytes(),
+            &mapping,
+            &Currencies::iso(),
+        )
+        .expect("parses");
+        assert_ne!(timed[0].settled_at, dated[0].settled_at);
+        assert_ne!(timed[0].settled_at, mapped[0].settled_at);
+        let mut by_hand = Sha256::new();
+        for part in [
+            "B1",
+            "71000101",
+            "SHOP-1001",
+            "sale",
+            "10700",
+            "335",
+            "10365",
+            "EUR",
+        ] {
+            by_hand.update(part.as_bytes());
+            by_hand.update([0x1f]);
+        }
+        let expected = hex::encode(by_hand.finalize());
+        assert_eq!(timed[0].key(), expected);
+        assert_eq!(dated[0].key(), expected);
+        assert_eq!(mapped[0].key(), expected);
+        // Two lines differing only in their time are two occurrences.
+        let two = parse(&format!(
+            "{HEADER}B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30T06:00:00Z\n\
+             B1,1,S,refund,-5.00,0,-5.00,EUR,2026-11-30T18:00:00Z\n"
+        ))
+        .expect("parses");
+        assert_eq!((two[0].occurrence, two[1].occurrence), (1, 2));
+    }
+
+    /// Issue 22 item 5: a line added after the payout is a
+    /// `payout_total_differs`, with the new sum and its difference
+    /// (103.65 + 86.17 = 189.82 transferred; a late 10.00 line makes
+    /// 199.82, difference -10.00), even when the sum still agrees.
+    #[test]
+    fn lines_added_after_the_payout_are_a_payout_difference() {
+        let on = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+        let finding = late_lines_finding(
+            "B1",
+            on,
+            Money::from_minor(189_82, eur()),
+            1,
+            10_00,
+            3,
+            199_82,
+        );
+        assert_eq!(finding.kind, ReviewKind::PayoutTotalDiffers);
+        assert_eq!(
+            finding.details,
+            "batch B1: 1 line(s) in EUR (net 10.00) added after its payout of 189.82 EUR on 2026-12-01 was recorded; the batch's 3 net line(s) now sum to 199.82 (difference -10.00)"
+        );
+        let even = late_lines_finding("B1", on, Money::from_minor(100, eur()), 2, 0, 4, 100);
+        assert_eq!(even.kind, ReviewKind::PayoutTotalDiffers);
+        assert!(
+            even.details.ends_with("(difference 0.00)"),
+            "{}",
+            even.details
+        );
+    }
+
+    /// Issue 22 item 5: an offset in a mapping's date format is honoured:
+    /// 2026-11-30 23:30 at -02:00 is 2026-12-01 01:30 UTC (23:30 + 2 h).
+    #[test]
+    fn a_mapping_date_format_with_an_offset_is_honoured() {
+        let expected = NaiveDate::from_ymd_opt(2026, 12, 1)
+            .and_then(|d| d.and_hms_opt(1, 30, 0))
+            .expect("time")
+            .and_utc();
+        for (format, written) in [
+            ("%Y-%m-%d %H:%M:%S %z", "2026-11-30 23:30:00 -0200"),
+            ("%Y-%m-%d %H:%M:%S %:z", "2026-11-30 23:30:00 -02:00"),
+            ("%d.%m.%Y %H:%M%z", "01.12.2026 02:30+0100"),
+        ] {
+            let mapping =
+                Mapping::from_toml(&format!("date_format = \"{format}\"\n")).expect("mapping");
+            let lines = parse_settlement(
+                format!("{HEADER}B1,1,S-1,sale,1.00,0,1.00,EUR,{written}\n").as_bytes(),
+                &mapping,
+                &Currencies::iso(),
+            )
+            .expect("parses");
+            assert_eq!(lines[0].settled_at, expected, "{format}");
+        }
+        // Without an offset in the format, the time is UTC as before.
+        let mapping = Mapping::from_toml("date_format = \"%Y-%m-%d %H:%M:%S\"\n").expect("m");
+        let lines = parse_settlement(
+            format!("{HEADER}B1,1,S-1,sale,1.00,0,1.00,EUR,2026-11-30 23:30:00\n").as_bytes(),
+            &mapping,
+            &Currencies::iso(),
+        )
+        .expect("parses");
+        assert_eq!(
+            lines[0].settled_at,
+            expected - chrono::Duration::hours(2),
+            "no offset: UTC"
+        );
+    }
+
     #[test]
     fn payouts_parse_and_refuse_repeats() {
         let payouts = parse_payouts(
@@ -1717,6 +1932,65 @@ mod tests {
             "{}",
             finding.details
         );
+    }
+
+    /// Issue 22 item 5: a line whose REFNO names another payment never
+    /// settles a payment through its order reference.
+    #[test]
+    fn a_line_under_a_foreign_refno_is_unknown_not_matched_by_order() {
+        let mut refunded = payment(2, "R2", "S-2", 40_00);
+        refunded.refunded = 10_00;
+        let ledger = Ledger::new([payment(1, "R1", "S-1", 100_00), refunded]);
+        let lines = [
+            // R2 is S-2's payment: the line says S-1, it settles neither.
+            line(LineKind::Sale, Some("R2"), Some("S-1"), 100_00),
+            // A REFNO the books do not know, under a known order.
+            line(LineKind::Sale, Some("R999"), Some("S-1"), 100_00),
+            // The same REFNO with its own order matches by REFNO.
+            line(LineKind::Sale, Some("R1"), Some("S-1"), 100_00),
+            // No REFNO: the order-reference fallback.
+            line(LineKind::Sale, None, Some("S-2"), 40_00),
+            // A REFNO without an order reference matches by REFNO.
+            line(LineKind::Refund, Some("R2"), None, -10_00),
+        ];
+        let mut settled = HashMap::new();
+        let got = classify(&lines, &ledger, &mut settled, Tolerance::ZERO);
+        let summary: Vec<(LineStatus, Option<MatchedBy>, Option<i64>)> = got
+            .iter()
+            .map(|m| (m.status, m.matched_by, m.payment.as_ref().map(|p| p.0)))
+            .collect();
+        use LineStatus::*;
+        use MatchedBy::*;
+        assert_eq!(
+            summary,
+            [
+                (Unknown, None, None),
+                (Unknown, None, None),
+                (Matched, Some(ProcessorRef), Some(1)),
+                (Matched, Some(OrderRef), Some(2)),
+                (Matched, Some(ProcessorRef), Some(2)),
+            ]
+        );
+        let foreign = got[0].finding.as_ref().expect("finding");
+        assert_eq!(foreign.kind, ReviewKind::SettlementUnknown);
+        assert!(
+            foreign.details.contains("belongs to another order"),
+            "{}",
+            foreign.details
+        );
+        let unknown = got[1].finding.as_ref().expect("finding");
+        assert_eq!(unknown.kind, ReviewKind::SettlementUnknown);
+        assert!(
+            unknown.details.contains("order reference is not tried"),
+            "{}",
+            unknown.details
+        );
+        // Only the three matched lines settled anything: S-1 once (the
+        // foreign and unknown lines added nothing), S-2 its 40.00 sale and
+        // 10.00 refund.
+        assert_eq!(settled[&1].sales, 1);
+        assert_eq!(settled[&2].sales, 1);
+        assert_eq!(settled[&2].refunded, 10_00);
     }
 
     fn usd() -> Currency {
