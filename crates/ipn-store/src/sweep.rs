@@ -103,6 +103,22 @@ pub async fn try_lock(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> 
     Ok(locked.locked)
 }
 
+#[derive(diesel::QueryableByName)]
+struct DatabaseNow {
+    #[diesel(sql_type = Timestamptz)]
+    now: DateTime<Utc>,
+}
+
+/// The database's `now()` (the start of the current transaction): the
+/// database's clock, not this process's, so that `sweep --as-of` can be
+/// compared with the time the books are written in.
+pub async fn database_now(conn: &mut AsyncPgConnection) -> Result<DateTime<Utc>, StoreError> {
+    let now: DatabaseNow = diesel::sql_query("SELECT now() AS now")
+        .get_result(conn)
+        .await?;
+    Ok(now.now)
+}
+
 /// The items of the sweep's kinds that are open, or that a person
 /// resolved (those the system closed are left out: their cause may be
 /// raised again).
