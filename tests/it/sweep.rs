@@ -436,3 +436,117 @@ async fn a_future_as_of_is_refused_unless_a_dry_run() {
             "swept as of 2026-11-01T00:00:00Z: opened 0",
         ));
 }
+
+/// Imports a settlement file whose only line is a sale of 95.00 EUR for
+/// SHOP-1012's 89.00 EUR payment: matched to it by its references, and
+/// of another amount (`settlement_amount_differs`).
+fn import_differing_sale(db: &TestDb) {
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        file.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         S-3,71000112,SHOP-1012,sale,95.00,4.45,90.55,EUR,2026-12-03\n",
+    )
+    .expect("write");
+    // Exit 1: the import opened review items.
+    cli(db)
+        .args(["settlement", "import", &file.path().display().to_string()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "settlement_amount_differs  SHOP-1012",
+        ));
+}
+
+/// The open items of the kinds a payment's settlement raises, for one order.
+async fn settlement_items(db: &TestDb, order: &str) -> Vec<(String, String, Option<String>)> {
+    query(
+        db,
+        "SELECT kind, order_ref, processor_ref FROM review_items \
+         WHERE order_ref = $1 AND status = 'open' \
+           AND kind IN ('settlement_amount_differs', 'unsettled_payment') ORDER BY kind",
+        &[order],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// Issue 22 item 8: one difference opens one item. A sale line matched to
+/// a payment with another amount is `settlement_amount_differs`; the
+/// sweep does not also call that payment `unsettled_payment`, whether the
+/// line came before the sweep or after it had raised the payment, nor
+/// once a person resolved the difference.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_whose_sale_line_differs_opens_one_item() {
+    let policy = SweepPolicy::default();
+    let late = base() + Duration::days(8);
+    let differs = item("settlement_amount_differs", "SHOP-1012", Some("71000112"));
+    let unsettled = item("unsettled_payment", "SHOP-1012", Some("71000112"));
+
+    // The line before the sweep: only the difference is open.
+    let db = books().await;
+    let store = db.store().await;
+    import_differing_sale(&db);
+    assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs.clone()]);
+    let swept = sweep(&store, late, &policy).await.expect("sweep");
+    assert!(
+        !swept
+            .opened
+            .iter()
+            .any(|f| f.order_ref.as_deref() == Some("SHOP-1012")),
+        "{:?}",
+        swept.opened
+    );
+    assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs.clone()]);
+    // The other unsettled payments are still raised.
+    assert!(open_items(&db).await.contains(&item(
+        "unsettled_payment",
+        "SHOP-1010",
+        Some("71000110")
+    )),);
+    // A person dismisses the difference: still not unsettled.
+    let id: i64 = query(
+        &db,
+        "SELECT id FROM review_items WHERE kind = 'settlement_amount_differs'",
+        &[],
+    )
+    .await[0]
+        .get(0);
+    resolve(
+        &store,
+        &ResolveRequest::new(
+            id,
+            ReviewAction::Dismiss,
+            "finance-1",
+            "the processor agreed",
+        ),
+    )
+    .await
+    .expect("resolve");
+    let later = sweep(&store, late + Duration::days(20), &policy)
+        .await
+        .expect("sweep");
+    assert!(later.opened.is_empty(), "{:?}", later.opened);
+    assert!(settlement_items(&db, "SHOP-1012").await.is_empty());
+
+    // The sweep first, then the line: the unsettled item closes, the
+    // difference stays the one item.
+    let db = books().await;
+    let store = db.store().await;
+    sweep(&store, late, &policy).await.expect("sweep");
+    assert_eq!(settlement_items(&db, "SHOP-1012").await, [unsettled]);
+    import_differing_sale(&db);
+    let closing = sweep(&store, late + Duration::days(1), &policy)
+        .await
+        .expect("sweep");
+    assert_eq!(closing.closed, 1, "{closing:?}");
+    assert!(
+        closing.closed_items[0]
+            .note
+            .contains("settlement_amount_differs"),
+        "{closing:?}"
+    );
+    assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs]);
+}
