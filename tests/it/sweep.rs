@@ -489,7 +489,10 @@ async fn a_payment_whose_sale_line_differs_opens_one_item() {
     let db = books().await;
     let store = db.store().await;
     import_differing_sale(&db);
-    assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs.clone()]);
+    assert_eq!(
+        settlement_items(&db, "SHOP-1012").await,
+        std::slice::from_ref(&differs)
+    );
     let swept = sweep(&store, late, &policy).await.expect("sweep");
     assert!(
         !swept
@@ -499,7 +502,10 @@ async fn a_payment_whose_sale_line_differs_opens_one_item() {
         "{:?}",
         swept.opened
     );
-    assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs.clone()]);
+    assert_eq!(
+        settlement_items(&db, "SHOP-1012").await,
+        std::slice::from_ref(&differs)
+    );
     // The other unsettled payments are still raised.
     assert!(open_items(&db).await.contains(&item(
         "unsettled_payment",
