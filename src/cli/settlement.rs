@@ -17,6 +17,9 @@ use crate::domain::settlement::{LineStatus, Mapping, Tolerance, parse_payouts, p
 use crate::domain::{Money, ReviewKind};
 use crate::services::settlement::{ImportError, ImportOptions, ImportSummary};
 use crate::services::sweep::sweep as sweep_once;
+use crate::services::sweep::{
+    SweepOutcome, database_now as sweep_database_now, dry_run as sweep_dry_run,
+};
 use crate::store::reports::rfc3339;
 use crate::store::settlement::{BatchTotals, SettlementLineView};
 use crate::store::{SchemaPolicy, Store, StoreError};
@@ -101,8 +104,15 @@ invalid configuration, 3 the database cannot be read."
 /// `sweep`: once, now.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 swept (whether or not it opened items), or skipped because \
-another instance is sweeping, 2 usage error or invalid configuration, 3 the database fails."
+    after_help = "Items a sweep opens are permanent (a person resolves them; the sweep closes \
+only those whose cause went away), so --dry-run first shows what it would open and close \
+without writing anything, and a real sweep --as-of a time after the database's clock is \
+refused. A payment whose sale line matched it with another amount is a \
+settlement_amount_differs item, never also an unsettled_payment one.
+
+Exit codes: 0 swept or dry-run (whether or not it opened items), or skipped because \
+another instance is sweeping, 2 usage error or invalid configuration (a future --as-of \
+without --dry-run), 3 the database fails."
 )]
 pub struct SweepArgs {
     #[command(flatten)]
@@ -114,9 +124,14 @@ pub struct SweepArgs {
     /// Sweep as if it were this time (an RFC 3339 time, or the first
     /// instant of a month 2026-11 or a date 2026-11-30 in report-timezone)
     /// instead of now: what would be late by then. Items it opens stay
-    /// open.
+    /// open, so a time after the database's clock is refused unless with
+    /// --dry-run.
     #[arg(long, value_name = "TIME", value_parser = PeriodBound::parse)]
     pub as_of: Option<PeriodBound>,
+    /// Decide and print what the sweep would open and close, in the same
+    /// form as a sweep, and write nothing (a read-only transaction).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// The largest settlement or payouts file read (64 MiB, several hundred
@@ -485,33 +500,78 @@ pub fn sweep(config: &ConfigFile, args: SweepArgs) -> CliResult {
     let mut database = loaded.database().map_err(settings_error)?;
     database.schema = SchemaPolicy::EXISTING;
     let zone = loaded.settings.finance.report_timezone.0;
-    let now = args.as_of.map_or_else(Utc::now, |as_of| as_of.start(zone));
+    let as_of = args.as_of.map(|as_of| as_of.start(zone));
+    let now = as_of.unwrap_or_else(Utc::now);
+    let dry_run = args.dry_run;
     block_on(async move {
         let store = Store::connect(database).await?;
-        let outcome = sweep_once(&store, now, &policy).await?;
+        if let Some(as_of) = as_of
+            && !dry_run
+        {
+            let database_now = sweep_database_now(&store).await?;
+            if as_of > database_now {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "sweep --as-of {} is after the database's time {}: a future sweep would \
+                     write permanent review items for causes that have not happened yet; \
+                     add --dry-run to see what it would open and close",
+                    rfc3339::format(&as_of),
+                    rfc3339::format(&database_now)
+                )));
+            }
+        }
+        let outcome = if dry_run {
+            sweep_dry_run(&store, now, &policy).await?
+        } else {
+            sweep_once(&store, now, &policy).await?
+        };
         let mut out = std::io::stdout().lock();
         if !outcome.ran {
             writeln!(out, "another instance is sweeping; nothing done")?;
             return Ok(ExitCode::SUCCESS);
         }
-        writeln!(
-            out,
-            "swept as of {}: opened {} review item(s), closed {} whose cause went away",
-            rfc3339::format(&now),
-            outcome.opened.len(),
-            outcome.closed
-        )?;
-        for finding in &outcome.opened {
-            writeln!(
-                out,
-                "  {:<20} {:<16} {}",
-                finding.kind.as_str(),
-                finding.order_ref.as_deref().unwrap_or("-"),
-                finding.details
-            )?;
-        }
+        write_sweep(&mut out, &now, dry_run, &outcome)?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A sweep's outcome: the header, then one line per item opened and one
+/// per item closed. A dry run prints the same, marked as one.
+fn write_sweep(
+    out: &mut impl Write,
+    now: &chrono::DateTime<Utc>,
+    dry_run: bool,
+    outcome: &SweepOutcome,
+) -> std::io::Result<()> {
+    if dry_run {
+        write!(out, "dry run, nothing written: ")?;
+    }
+    writeln!(
+        out,
+        "swept as of {}: opened {} review item(s), closed {} whose cause went away",
+        rfc3339::format(now),
+        outcome.opened.len(),
+        outcome.closed
+    )?;
+    for finding in &outcome.opened {
+        writeln!(
+            out,
+            "  {:<20} {:<16} {}",
+            finding.kind.as_str(),
+            finding.order_ref.as_deref().unwrap_or("-"),
+            finding.details
+        )?;
+    }
+    for item in &outcome.closed_items {
+        writeln!(
+            out,
+            "  closed #{} {:<20} {:<16} {}",
+            item.id,
+            item.kind.as_str(),
+            item.order_ref.as_deref().unwrap_or("-"),
+            item.note
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

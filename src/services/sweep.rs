@@ -9,6 +9,10 @@
 //! [`crate::domain::sweep::decide`] say which items to open and which to
 //! close, and writes that. Nothing here reads a clock: `serve` passes its
 //! own `now` each round, `sweep --as-of` and the tests another.
+//!
+//! [`dry_run()`] decides the same way in a read-only transaction and
+//! writes nothing: a person closing a month sees what a sweep would open
+//! and close before any of it becomes a permanent item.
 
 use std::collections::HashSet;
 
@@ -16,9 +20,10 @@ use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use crate::domain::Currencies;
+use crate::domain::ReviewKind;
 use crate::domain::settlement::Finding;
 use crate::domain::sweep::{
-    OpenSweepItem, PaymentSettlement, SweepFacts, SweepPolicy, WaitingOrder, decide,
+    OpenSweepItem, PaymentSettlement, SweepFacts, SweepPlan, SweepPolicy, WaitingOrder, decide,
 };
 use crate::store::sweep::{self, SweepItem};
 use crate::store::{Store, StoreError};
@@ -32,6 +37,19 @@ pub struct SweepOutcome {
     pub opened: Vec<Finding>,
     /// How many open items were closed because their cause went away.
     pub closed: usize,
+    /// The items closed (or, in a dry run, that would be), with why.
+    pub closed_items: Vec<ClosedItem>,
+}
+
+/// An open item the sweep closed because its cause went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedItem {
+    pub id: i64,
+    pub kind: ReviewKind,
+    pub order_ref: Option<String>,
+    pub processor_ref: Option<String>,
+    /// Why: the resolution note written on the item.
+    pub note: String,
 }
 
 /// Sweeps once as of `now`: opens an item for each cause [`decide`]
@@ -52,6 +70,46 @@ pub async fn sweep(
     .await
 }
 
+/// Decides as [`sweep()`] would as of `now`, and writes nothing: the
+/// facts are read in a read-only, repeatable-read transaction (the
+/// database itself refuses any write), so `opened` and `closed_items` say
+/// what a sweep would open and close. It takes no lock: reading cannot
+/// disturb a sweep in progress, so `ran` is always true.
+pub async fn dry_run(
+    store: &Store,
+    now: DateTime<Utc>,
+    policy: &SweepPolicy,
+) -> Result<SweepOutcome, StoreError> {
+    let mut conn = store.conn().await?;
+    let policy = *policy;
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run::<_, StoreError, _>(async |conn| {
+            let (plan, facts) = plan_in(conn, now, &policy, store.currencies()).await?;
+            let closed_items: Vec<ClosedItem> = plan
+                .close
+                .iter()
+                .filter_map(|closing| closed_item(&facts, closing.id, &closing.note))
+                .collect();
+            Ok(SweepOutcome {
+                ran: true,
+                opened: once_per_cause(plan.open),
+                closed: closed_items.len(),
+                closed_items,
+            })
+        })
+        .await
+}
+
+/// The database's current time (`now()`): what `sweep --as-of` is
+/// compared with, since the items a sweep writes are permanent and a
+/// sweep dated after it would raise causes that have not happened yet.
+pub async fn database_now(store: &Store) -> Result<DateTime<Utc>, StoreError> {
+    let mut conn = store.conn().await?;
+    sweep::database_now(&mut conn).await
+}
+
 async fn sweep_in(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -61,15 +119,7 @@ async fn sweep_in(
     if !sweep::try_lock(conn).await? {
         return Ok(SweepOutcome::default());
     }
-    let items = sweep::raised_items(conn).await?;
-    let orders = sweep::waiting_orders(conn, now - policy.stale_order_age).await?;
-    let payments =
-        sweep::payments_to_settle(conn, now - policy.settlement_days, currencies).await?;
-    let subscriptions =
-        sweep::subscriptions_to_renew(conn, (now - policy.renewal_grace).naive_utc()).await?;
-    let mut facts = facts_of(items, orders, payments);
-    facts.subscriptions = subscriptions;
-    let plan = decide(now, policy, &facts);
+    let (plan, facts) = plan_in(conn, now, policy, currencies).await?;
     let mut outcome = SweepOutcome {
         ran: true,
         ..SweepOutcome::default()
@@ -80,9 +130,49 @@ async fn sweep_in(
         }
     }
     for closing in plan.close {
-        outcome.closed += sweep::close_item(conn, closing.id, &closing.note).await?;
+        let closed = sweep::close_item(conn, closing.id, &closing.note).await?;
+        outcome.closed += closed;
+        if closed > 0
+            && let Some(item) = closed_item(&facts, closing.id, &closing.note)
+        {
+            outcome.closed_items.push(item);
+        }
     }
     Ok(outcome)
+}
+
+/// Loads the facts as of `now` and lets [`decide`] say what to do.
+async fn plan_in(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    policy: &SweepPolicy,
+    currencies: &Currencies,
+) -> Result<(SweepPlan, SweepFacts), StoreError> {
+    let items = sweep::raised_items(conn).await?;
+    let orders = sweep::waiting_orders(conn, now - policy.stale_order_age).await?;
+    let payments =
+        sweep::payments_to_settle(conn, now - policy.settlement_days, currencies).await?;
+    let subscriptions =
+        sweep::subscriptions_to_renew(conn, (now - policy.renewal_grace).naive_utc()).await?;
+    let mut facts = facts_of(items, orders, payments);
+    facts.subscriptions = subscriptions;
+    let plan = decide(now, policy, &facts);
+    Ok((plan, facts))
+}
+
+/// The open item `id` of `facts`, as closed with `note`.
+fn closed_item(facts: &SweepFacts, id: i64, note: &str) -> Option<ClosedItem> {
+    facts
+        .open
+        .iter()
+        .find(|item| item.id == id)
+        .map(|item| ClosedItem {
+            id,
+            kind: item.kind,
+            order_ref: item.order_ref.clone(),
+            processor_ref: item.processor_ref.clone(),
+            note: note.to_owned(),
+        })
 }
 
 /// What [`decide`] is given: the waiting orders and the payments as

@@ -7,7 +7,7 @@
 //! | planted | expected |
 //! |---|---|
 //! | one sale line for a REFNO and order the shop never had | `settlement_unknown` |
-//! | one sale line one unit above its payment | `settlement_amount_differs`; the payment stays unsettled, so the sweep adds `unsettled_payment` |
+//! | one sale line one unit above its payment | `settlement_amount_differs` (only: the sweep does not call that payment unsettled too) |
 //! | the refund lines of one refunded payment left out | `refund_not_debited` (sweep) |
 //! | one batch's payout one unit short | `payout_total_differs` |
 //! | about 3 % of the payments (at least 2) not settled at all | `unsettled_payment` (sweep) |
@@ -200,8 +200,6 @@ pub fn settlement(simulation: &Simulation) -> SimulatedSettlement {
                 ReviewKind::SettlementAmountDiffers,
                 Some(p.order_ref.clone()),
             ));
-            out.expected
-                .push((ReviewKind::UnsettledPayment, Some(p.order_ref.clone())));
         }
         let at = settle(p.paid_at);
         out.lines.push(SimulatedLine {
@@ -401,7 +399,7 @@ mod tests {
         assert_eq!(count(ReviewKind::RefundNotDebited), 1);
         assert_eq!(count(ReviewKind::PayoutTotalDiffers), 1);
         assert!(
-            count(ReviewKind::UnsettledPayment) >= 3,
+            count(ReviewKind::UnsettledPayment) >= 2,
             "{:?}",
             settled.expected
         );

@@ -142,16 +142,20 @@ async fn payout_a_usd_settlement_line_settles_the_eur_payment_through_its_payabl
     assert_eq!(batch["matched_lines"], 1, "{report}");
     assert_eq!(batch["payout_difference"], "0.00", "{report}");
 
-    // The payment counts as settled: nothing paid and unsettled.
+    // The payment counts as settled: nothing paid and unsettled, even
+    // long after (a future sweep only as a dry run: its items would be
+    // permanent).
     let sweep = cli(&db)
-        .args(["sweep", "--as-of", "2027-06-01"])
+        .args(["sweep", "--dry-run", "--as-of", "2027-06-01"])
         .output()
         .expect("sweep");
+    let swept = String::from_utf8_lossy(&sweep.stdout);
     assert!(
-        sweep.status.success(),
-        "{}",
+        sweep.status.success() && swept.contains("swept as of 2027-06-01"),
+        "{swept}{}",
         String::from_utf8_lossy(&sweep.stderr)
     );
+    assert!(!swept.contains("unsettled_payment"), "{swept}");
     assert!(
         !open_kinds(&db).contains(&"unsettled_payment".to_owned()),
         "{:?}",

@@ -253,21 +253,51 @@ async fn one_instance_sweeps_at_a_time() {
     assert_eq!(open.len(), 1 + 4 + 1, "stale, unsettled, refund");
 }
 
+/// Moves every order's and money movement's recording time `days` back,
+/// as if the fixtures had been processed that long ago, so that a real
+/// `sweep` (whose `--as-of` may not be in the future) finds them late.
+/// The movements are append-only: the triggers are bypassed for this one
+/// session only (`session_replication_role`), as a restore would.
+async fn age_books(db: &TestDb, days: i32) {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             UPDATE orders SET created_at = created_at - interval '{days} days'; \
+             UPDATE money_movements SET created_at = created_at - interval '{days} days'; \
+             SET session_replication_role = origin;"
+        ))
+        .await
+        .expect("age the books");
+}
+
+/// Every row of `review_items`, each as PostgreSQL's own text of the
+/// whole row, in id order: an independent dump to compare byte for byte.
+async fn review_items_dump(db: &TestDb) -> String {
+    query(
+        db,
+        "SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r.id), '') FROM review_items AS r",
+        &[],
+    )
+    .await[0]
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sweep_command_reports_what_it_opened() {
     let db = books().await;
-    let as_of = (base() + Duration::days(8)).to_rfc3339();
+    age_books(&db, 8).await;
+    cli(&db).args(["sweep"]).assert().success().stdout(
+        predicate::str::contains("opened 6 review item(s)")
+            .and(predicate::str::contains("stale_order"))
+            .and(predicate::str::contains("unsettled_payment    SHOP-1010"))
+            .and(predicate::str::contains("dry run").not()),
+    );
     cli(&db)
-        .args(["sweep", "--as-of", &as_of])
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains("opened 6 review item(s)")
-                .and(predicate::str::contains("stale_order"))
-                .and(predicate::str::contains("unsettled_payment    SHOP-1010")),
-        );
-    cli(&db)
-        .args(["sweep", "--as-of", &as_of])
+        .args(["sweep"])
         .assert()
         .success()
         .stdout(predicate::str::contains("opened 0 review item(s)"));
@@ -278,4 +308,251 @@ async fn the_sweep_command_reports_what_it_opened() {
         .stderr(predicate::str::contains("stale-order-age"));
     // A configuration file with the settings loads (the example's keys).
     let _ = repo_path("deploy/example.toml");
+}
+
+/// Issue 22 item 8: `sweep --dry-run` prints what a sweep would open and
+/// close, in the sweep's form, and leaves `review_items` byte for byte as
+/// it was; the real sweep then does exactly that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_prints_what_a_sweep_would_do_and_writes_nothing() {
+    let db = books().await;
+    let store = db.store().await;
+    let policy = SweepPolicy::default();
+    let late = base() + Duration::days(8);
+
+    let before = review_items_dump(&db).await;
+    let output = cli(&db)
+        .args(["sweep", "--dry-run", "--as-of", &late.to_rfc3339()])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("dry run, nothing written: swept as of ")
+            && stdout.contains("opened 6 review item(s), closed 0")
+            && stdout.contains("unsettled_payment    SHOP-1010")
+            && stdout.contains("refund_not_debited   SHOP-1002"),
+        "{stdout}"
+    );
+    assert_eq!(review_items_dump(&db).await, before, "a dry run wrote");
+    assert!(open_items(&db).await.is_empty());
+
+    // The real sweep opens exactly what the dry run listed.
+    let swept = sweep(&store, late, &policy).await.expect("sweep");
+    let mut listed: Vec<String> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let mut opened: Vec<String> = swept
+        .opened
+        .iter()
+        .map(|f| {
+            format!(
+                "{:<20} {:<16} {}",
+                f.kind.as_str(),
+                f.order_ref.as_deref().unwrap_or("-"),
+                f.details
+            )
+        })
+        .collect();
+    listed.sort();
+    opened.sort();
+    assert_eq!(listed, opened);
+
+    // Two causes go away: the dry run lists the two closings, writes
+    // nothing; the sweep then closes those two.
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        file.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         S-2,71000112,SHOP-1012,sale,89.00,4.45,84.55,EUR,2026-12-03\n\
+         S-2,71000102,SHOP-1002,refund,-29.99,0,-29.99,USD,2026-12-03\n",
+    )
+    .expect("write");
+    cli(&db)
+        .args(["settlement", "import", &file.path().display().to_string()])
+        .assert()
+        .success();
+    let before = review_items_dump(&db).await;
+    assert!(before.contains("unsettled_payment"), "{before}");
+    let later = base() + Duration::days(9);
+    cli(&db)
+        .args(["sweep", "--dry-run", "--as-of", &later.to_rfc3339()])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("dry run, nothing written")
+                .and(predicate::str::contains(
+                    "opened 0 review item(s), closed 2",
+                ))
+                .and(predicate::str::contains(
+                    "unsettled_payment    SHOP-1012        a settlement line settled the payment",
+                ))
+                .and(predicate::str::contains(
+                    "refund_not_debited   SHOP-1002        settlement lines debited the refunds",
+                )),
+        );
+    assert_eq!(review_items_dump(&db).await, before, "a dry run wrote");
+    let closing = sweep(&store, later, &policy).await.expect("sweep");
+    assert_eq!(closing.closed, 2);
+    assert_ne!(review_items_dump(&db).await, before);
+}
+
+/// Issue 22 item 8: the items a sweep writes are permanent, so a real
+/// sweep dated after the database's clock is refused (exit 2) and writes
+/// nothing; with --dry-run it is answered; a past --as-of still sweeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_future_as_of_is_refused_unless_a_dry_run() {
+    let db = books().await;
+    let future = (base() + Duration::days(8)).to_rfc3339();
+    let before = review_items_dump(&db).await;
+    cli(&db)
+        .args(["sweep", "--as-of", &future])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("after the database's time")
+                .and(predicate::str::contains("permanent"))
+                .and(predicate::str::contains("--dry-run")),
+        );
+    assert_eq!(
+        review_items_dump(&db).await,
+        before,
+        "a refused sweep wrote"
+    );
+    cli(&db)
+        .args(["sweep", "--as-of", &future, "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("opened 6 review item(s)"));
+    assert_eq!(review_items_dump(&db).await, before);
+    // A month already past: swept, for real (nothing is late by then).
+    cli(&db)
+        .args(["sweep", "--as-of", "2026-11"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "swept as of 2026-11-01T00:00:00Z: opened 0",
+        ));
+}
+
+/// Imports a settlement file whose only line is a sale of 95.00 EUR for
+/// SHOP-1012's 89.00 EUR payment: matched to it by its references, and
+/// of another amount (`settlement_amount_differs`).
+fn import_differing_sale(db: &TestDb) {
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        file.path(),
+        "batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n\
+         S-3,71000112,SHOP-1012,sale,95.00,4.45,90.55,EUR,2026-12-03\n",
+    )
+    .expect("write");
+    // Exit 1: the import opened review items.
+    cli(db)
+        .args(["settlement", "import", &file.path().display().to_string()])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "settlement_amount_differs  SHOP-1012",
+        ));
+}
+
+/// The open items of the kinds a payment's settlement raises, for one order.
+async fn settlement_items(db: &TestDb, order: &str) -> Vec<(String, String, Option<String>)> {
+    query(
+        db,
+        "SELECT kind, order_ref, processor_ref FROM review_items \
+         WHERE order_ref = $1 AND status = 'open' \
+           AND kind IN ('settlement_amount_differs', 'unsettled_payment') ORDER BY kind",
+        &[order],
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// Issue 22 item 8: one difference opens one item. A sale line matched to
+/// a payment with another amount is `settlement_amount_differs`; the
+/// sweep does not also call that payment `unsettled_payment`, whether the
+/// line came before the sweep or after it had raised the payment, nor
+/// once a person resolved the difference.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_whose_sale_line_differs_opens_one_item() {
+    let policy = SweepPolicy::default();
+    let late = base() + Duration::days(8);
+    let differs = item("settlement_amount_differs", "SHOP-1012", Some("71000112"));
+    let unsettled = item("unsettled_payment", "SHOP-1012", Some("71000112"));
+
+    // The line before the sweep: only the difference is open.
+    let db = books().await;
+    let store = db.store().await;
+    import_differing_sale(&db);
+    assert_eq!(
+        settlement_items(&db, "SHOP-1012").await,
+        std::slice::from_ref(&differs)
+    );
+    let swept = sweep(&store, late, &policy).await.expect("sweep");
+    assert!(
+        !swept
+            .opened
+            .iter()
+            .any(|f| f.order_ref.as_deref() == Some("SHOP-1012")),
+        "{:?}",
+        swept.opened
+    );
+    assert_eq!(
+        settlement_items(&db, "SHOP-1012").await,
+        std::slice::from_ref(&differs)
+    );
+    // The other unsettled payments are still raised.
+    assert!(open_items(&db).await.contains(&item(
+        "unsettled_payment",
+        "SHOP-1010",
+        Some("71000110")
+    )),);
+    // A person dismisses the difference: still not unsettled.
+    let id: i64 = query(
+        &db,
+        "SELECT id FROM review_items WHERE kind = 'settlement_amount_differs'",
+        &[],
+    )
+    .await[0]
+        .get(0);
+    resolve(
+        &store,
+        &ResolveRequest::new(
+            id,
+            ReviewAction::Dismiss,
+            "finance-1",
+            "the processor agreed",
+        ),
+    )
+    .await
+    .expect("resolve");
+    let later = sweep(&store, late + Duration::days(20), &policy)
+        .await
+        .expect("sweep");
+    assert!(later.opened.is_empty(), "{:?}", later.opened);
+    assert!(settlement_items(&db, "SHOP-1012").await.is_empty());
+
+    // The sweep first, then the line: the unsettled item closes, the
+    // difference stays the one item.
+    let db = books().await;
+    let store = db.store().await;
+    sweep(&store, late, &policy).await.expect("sweep");
+    assert_eq!(settlement_items(&db, "SHOP-1012").await, [unsettled]);
+    import_differing_sale(&db);
+    let closing = sweep(&store, late + Duration::days(1), &policy)
+        .await
+        .expect("sweep");
+    assert_eq!(closing.closed, 1, "{closing:?}");
+    assert!(
+        closing.closed_items[0]
+            .note
+            .contains("settlement_amount_differs"),
+        "{closing:?}"
+    );
+    assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs]);
 }

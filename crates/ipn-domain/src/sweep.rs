@@ -77,6 +77,11 @@ pub struct PaymentSettlement {
     pub paid_at: Option<DateTime<Utc>>,
     /// Whether a sale line matched it.
     pub settled: bool,
+    /// Whether a sale line was matched to it but differs in amount (a
+    /// `settlement_amount_differs` item for it, open or resolved): the
+    /// settlement reached the processor's file, and that one item is where
+    /// a person settles the difference, so it is not unsettled too.
+    pub amount_differs: bool,
     /// The refunds the ledger recorded: when, how much (minor units).
     pub refunds: Vec<(DateTime<Utc>, i64)>,
     /// What matched refund lines debited, minor units.
@@ -459,6 +464,16 @@ fn renewal_gone(now: DateTime<Utc>, item: &OpenSweepItem, facts: &SweepFacts) ->
     }
 }
 
+impl PaymentSettlement {
+    /// Whether no settlement line accounts for the capture: nothing matched
+    /// it and no sale line of another amount was matched to it (one
+    /// difference opens one item: `settlement_amount_differs`, not also
+    /// `unsettled_payment`).
+    pub fn unsettled(&self) -> bool {
+        self.paid > 0 && !self.settled && !self.amount_differs
+    }
+}
+
 /// Which items to open and which to close, as of `now`.
 pub fn decide(now: DateTime<Utc>, policy: &SweepPolicy, facts: &SweepFacts) -> SweepPlan {
     let mut plan = SweepPlan::default();
@@ -490,8 +505,7 @@ pub fn decide(now: DateTime<Utc>, policy: &SweepPolicy, facts: &SweepFacts) -> S
     for p in &facts.payments {
         let money = |minor: i64| Money::from_minor(minor, p.currency);
         if let Some(paid_at) = p.paid_at
-            && p.paid > 0
-            && !p.settled
+            && p.unsettled()
             && now - paid_at >= policy.settlement_days
             && !raised(
                 ReviewKind::UnsettledPayment,
@@ -556,9 +570,19 @@ pub fn decide(now: DateTime<Utc>, policy: &SweepPolicy, facts: &SweepFacts) -> S
                 .find(|o| o.order_ref == order_ref)
                 .filter(|o| !waiting(o.state))
                 .map(|o| format!("the order is {} now", o.state)),
-            ReviewKind::UnsettledPayment => payment()
-                .filter(|p| p.settled)
-                .map(|_| "a settlement line settled the payment".to_owned()),
+            ReviewKind::UnsettledPayment => payment().and_then(|p| {
+                if p.settled {
+                    Some("a settlement line settled the payment".to_owned())
+                } else if p.amount_differs {
+                    Some(
+                        "a sale line of another amount was matched to the payment: \
+                         its settlement_amount_differs item stands for it"
+                            .to_owned(),
+                    )
+                } else {
+                    None
+                }
+            }),
             ReviewKind::RefundNotDebited => payment()
                 .filter(|p| p.debited >= p.refunds.iter().map(|(_, m)| m).sum::<i64>())
                 .map(|_| "settlement lines debited the refunds".to_owned()),
@@ -611,6 +635,7 @@ mod tests {
                     paid: 10_00,
                     paid_at: Some(at(0)),
                     settled: false,
+                    amount_differs: false,
                     refunds: vec![(at(1), 4_00), (at(6), 1_00)],
                     debited: 0,
                 },
@@ -621,6 +646,7 @@ mod tests {
                     paid: 10_00,
                     paid_at: Some(at(0)),
                     settled: true,
+                    amount_differs: false,
                     refunds: vec![(at(0), 10_00)],
                     debited: 10_00,
                 },
@@ -709,6 +735,49 @@ mod tests {
             .map(|c| c.id)
             .collect();
         assert_eq!(closed, [7, 8], "the refund is still not debited");
+    }
+
+    /// Issue 22 item 8: a sale line matched to the payment with another
+    /// amount opens `settlement_amount_differs`; the sweep does not add
+    /// `unsettled_payment` for the same difference, and closes one it had
+    /// opened before the line arrived.
+    #[test]
+    fn a_payment_whose_sale_line_differs_is_not_unsettled() {
+        let policy = SweepPolicy::default();
+        let mut f = facts();
+        f.payments[0].amount_differs = true;
+        let plan = decide(at(8), &policy, &f);
+        assert!(
+            !plan
+                .open
+                .iter()
+                .any(|finding| finding.kind == ReviewKind::UnsettledPayment),
+            "{plan:?}"
+        );
+        // The refund not debited is another cause: still raised.
+        assert!(
+            plan.open
+                .iter()
+                .any(|finding| finding.kind == ReviewKind::RefundNotDebited)
+        );
+        // An unsettled_payment opened before the differing line came closes.
+        f.open = vec![OpenSweepItem {
+            id: 8,
+            kind: ReviewKind::UnsettledPayment,
+            order_ref: Some("S-3".into()),
+            processor_ref: Some("R3".into()),
+        }];
+        let close = decide(at(9), &policy, &f).close;
+        assert_eq!(close.len(), 1);
+        assert_eq!(close[0].id, 8);
+        assert!(
+            close[0].note.contains("settlement_amount_differs"),
+            "{}",
+            close[0].note
+        );
+        // Without the difference the same payment is unsettled.
+        f.payments[0].amount_differs = false;
+        assert!(decide(at(9), &policy, &f).close.is_empty());
     }
 
     mod renewals {
@@ -1112,6 +1181,33 @@ mod tests {
                 prop_assert!(second.open.is_empty(), "{:?}", second.open);
                 prop_assert!(second.close.is_empty(), "{:?}", second.close);
             }
+        }
+    }
+
+    proptest! {
+        /// Whatever the time and the payment's flags, `unsettled_payment`
+        /// is raised only for a capture nothing matched and no differing
+        /// sale line was matched to: never beside `settlement_amount_differs`.
+        #[test]
+        fn unsettled_only_when_no_line_accounts_for_the_capture(
+            day in 0i64..40,
+            settled: bool,
+            amount_differs: bool,
+            paid in 0i64..100_00,
+        ) {
+            let mut f = facts();
+            f.payments[0].settled = settled;
+            f.payments[0].amount_differs = amount_differs;
+            f.payments[0].paid = paid;
+            let plan = decide(at(day), &SweepPolicy::default(), &f);
+            let raised = plan.open.iter().any(|finding| {
+                finding.kind == ReviewKind::UnsettledPayment
+                    && finding.order_ref.as_deref() == Some("S-3")
+            });
+            prop_assert_eq!(
+                raised,
+                paid > 0 && !settled && !amount_differs && day >= 7
+            );
         }
     }
 

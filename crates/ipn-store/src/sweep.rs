@@ -67,6 +67,8 @@ struct PaymentRow {
     paid_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     settled: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    amount_differs: bool,
     #[diesel(sql_type = Array<Timestamptz>)]
     refund_times: Vec<DateTime<Utc>>,
     #[diesel(sql_type = Array<BigInt>)]
@@ -101,6 +103,22 @@ pub async fn try_lock(conn: &mut AsyncPgConnection) -> Result<bool, StoreError> 
         .get_result(conn)
         .await?;
     Ok(locked.locked)
+}
+
+#[derive(diesel::QueryableByName)]
+struct DatabaseNow {
+    #[diesel(sql_type = Timestamptz)]
+    now: DateTime<Utc>,
+}
+
+/// The database's `now()` (the start of the current transaction): the
+/// database's clock, not this process's, so that `sweep --as-of` can be
+/// compared with the time the books are written in.
+pub async fn database_now(conn: &mut AsyncPgConnection) -> Result<DateTime<Utc>, StoreError> {
+    let now: DatabaseNow = diesel::sql_query("SELECT now() AS now")
+        .get_result(conn)
+        .await?;
+    Ok(now.now)
 }
 
 /// The items of the sweep's kinds that are open, or that a person
@@ -144,7 +162,8 @@ pub async fn waiting_orders(
 }
 
 /// The paid payments that may matter to the sweep, with what settlement
-/// lines settled of them: captured at or before `due_before` (so
+/// lines settled of them (and whether a sale line of another amount was
+/// matched to them: a `settlement_amount_differs` item, open or resolved): captured at or before `due_before` (so
 /// unsettled and due, or with a refund due), or with an open item of the
 /// sweep's kinds to reconsider.
 pub async fn payments_to_settle(
@@ -160,6 +179,11 @@ pub async fn payments_to_settle(
         "SELECT o.order_ref, p.processor_ref, o.currency, p.paid_minor AS paid, pm.paid_at, \
                 EXISTS (SELECT 1 FROM settlement_lines AS l WHERE l.payment_id = p.id \
                         AND l.kind = 'sale' AND l.status = 'matched') AS settled, \
+                EXISTS (SELECT 1 FROM review_items AS d \
+                        WHERE d.kind = 'settlement_amount_differs' \
+                          AND d.status IN ('open', 'resolved') \
+                          AND d.order_ref = o.order_ref \
+                          AND d.processor_ref = p.processor_ref) AS amount_differs, \
                 coalesce(r.times, '{}') AS refund_times, coalesce(r.amounts, '{}') AS refund_amounts, \
                 coalesce((SELECT sum(abs(l.gross_minor)) FROM settlement_lines AS l \
                           WHERE l.payment_id = p.id AND l.kind = 'refund' \
@@ -195,6 +219,7 @@ pub async fn payments_to_settle(
             paid: p.paid,
             paid_at: p.paid_at,
             settled: p.settled,
+            amount_differs: p.amount_differs,
             refunds: p.refund_times.into_iter().zip(p.refund_amounts).collect(),
             debited: p.debited,
         });
