@@ -288,24 +288,15 @@ async fn run_default(
     summary.render(out)?;
     let mut differences = compare(&store, &simulation).await?;
     differences.extend(compare_settlement(&store, &simulation, &planted).await?);
-    writeln!(out)?;
-    if differences.is_empty() {
-        writeln!(
-            out,
-            "OK: all {} orders and {} unknown orders match the simulator's expectation.",
+    write_verdict(
+        out,
+        &differences,
+        &format!(
+            "all {} orders and {} unknown orders",
             simulation.expected.len(),
             simulation.expected_orphans.len()
-        )?;
-    } else {
-        writeln!(
-            out,
-            "MISMATCH: {} difference(s) from the simulator's expectation:",
-            differences.len()
-        )?;
-        for difference in differences.iter().take(20) {
-            writeln!(out, "  {difference}")?;
-        }
-    }
+        ),
+    )?;
     writeln!(
         out,
         "\nWhere to look next (the demo database stays until the next demo):\n  \
@@ -554,6 +545,29 @@ const SETTLEMENT_KINDS: [ReviewKind; 7] = [
     ReviewKind::RefundNotDebited,
     ReviewKind::StaleOrder,
 ];
+
+/// The demo's verdict: `OK` naming what matched (`what`), or `MISMATCH`
+/// with the first twenty differences.
+fn write_verdict(
+    out: &mut (dyn Write + Send),
+    differences: &[String],
+    what: &str,
+) -> std::io::Result<()> {
+    writeln!(out)?;
+    if differences.is_empty() {
+        writeln!(out, "OK: {what} match the simulator's expectation.")
+    } else {
+        writeln!(
+            out,
+            "MISMATCH: {} difference(s) from the simulator's expectation:",
+            differences.len()
+        )?;
+        for difference in differences.iter().take(20) {
+            writeln!(out, "  {difference}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Imports a simulated settlement as an operator would: its files written
 /// as the processor writes them, read back by the same parsers and imported

@@ -157,26 +157,17 @@ pub(super) async fn run(
         }
     }
     differences.extend(compare(&store, &expected, &settled).await?);
-    writeln!(out)?;
-    if differences.is_empty() {
-        writeln!(
-            out,
-            "OK: all {} orders, {} subscriptions and the figures of {} currencies and {} payout currency match the simulator's expectation.",
+    super::write_verdict(
+        out,
+        &differences,
+        &format!(
+            "all {} orders, {} subscriptions and the figures of {} currencies and {} payout currency",
             expected.orders.len(),
             expected.subscriptions.len(),
             expected.figures.len(),
             expected.payouts.len()
-        )?;
-    } else {
-        writeln!(
-            out,
-            "MISMATCH: {} difference(s) from the simulator's expectation:",
-            differences.len()
-        )?;
-        for difference in differences.iter().take(20) {
-            writeln!(out, "  {difference}")?;
-        }
-    }
+        ),
+    )?;
     writeln!(
         out,
         "\nWhere to look next:\n  DATABASE_URL={} ipn-reconciler subscriptions list",
