@@ -132,6 +132,10 @@ pub struct NotificationSection {
     /// Where orders come from: imported by the merchant, made from the
     /// processor's notices (keyed by `REFNO`), or both.
     pub order_source: OrderSource,
+    /// The time zone of the processor's date fields (`PAYMENTDATE`,
+    /// `IPN_DATE`, ...): how a notice's dates become the time its money
+    /// moved.
+    pub processor_timezone: IanaZone,
     /// Largest accepted notification body, in bytes.
     #[serde(deserialize_with = "at_least_one")]
     pub max_body_bytes: NonZeroUsize,
@@ -150,6 +154,7 @@ impl Default for NotificationSection {
             pseudonym_key_file: None,
             apply_test_orders: false,
             order_source: OrderSource::default(),
+            processor_timezone: IanaZone::default(),
             max_body_bytes: const { NonZero::new(FormLimits::DEFAULT_MAX_BODY_BYTES).expect("positive") },
             expected_fields: ExpectedFields::default(),
         }
@@ -349,19 +354,23 @@ pub struct FinanceSection {
     pub report_timezone: ReportTimezone,
 }
 
-/// `report-timezone`: an IANA time zone name (`Europe/Bucharest`), `UTC`
-/// by default. A name the time zone database does not know is refused,
-/// never read as UTC: a month would silently shift by hours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReportTimezone(pub chrono_tz::Tz);
+/// `report-timezone`: the zone the books are kept in.
+pub type ReportTimezone = IanaZone;
 
-impl Default for ReportTimezone {
+/// `report-timezone` and `processor-timezone`: an IANA time zone name
+/// (`Europe/Bucharest`), `UTC` by default. A name the time zone database
+/// does not know is refused, never read as UTC: a month would silently
+/// shift by hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IanaZone(pub chrono_tz::Tz);
+
+impl Default for IanaZone {
     fn default() -> Self {
         Self(chrono_tz::Tz::UTC)
     }
 }
 
-impl ReportTimezone {
+impl IanaZone {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         text.parse::<chrono_tz::Tz>().map(Self).map_err(|_| {
@@ -379,13 +388,13 @@ impl ReportTimezone {
     }
 }
 
-impl Serialize for ReportTimezone {
+impl Serialize for IanaZone {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.0.name())
     }
 }
 
-impl<'de> Deserialize<'de> for ReportTimezone {
+impl<'de> Deserialize<'de> for IanaZone {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
@@ -1318,6 +1327,9 @@ impl Loaded {
             reconcile: ReconcilePolicy {
                 apply_test_orders: self.settings.notifications.apply_test_orders,
                 order_source: self.settings.notifications.order_source,
+                processor_time_zone: crate::domain::event_time::ProcessorTimeZone(
+                    self.settings.notifications.processor_timezone.0,
+                ),
             },
             expected_fields: self.settings.notifications.expected_fields.0.clone(),
             currencies: self.currencies(),
@@ -1979,10 +1991,10 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (59 with
-        // `renewal-grace` and `report-timezone`), so a key that a section
-        // failed to flatten shows here.
-        assert_eq!(text.len(), 59);
+        // One per setting: the count moves with every key added (60 with
+        // `processor-timezone`), so a key that a section failed to flatten
+        // shows here.
+        assert_eq!(text.len(), 60);
     }
 
     #[test]

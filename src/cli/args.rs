@@ -184,6 +184,12 @@ pub const NOTIFICATIONS: &[Flag] = &[
         "Where orders come from: merchant (every notification must name an imported order, REFNOEXT, else it waits as an orphan), processor (orders are made from verified notifications, keyed by REFNO) or both (a notification naming a merchant reference is matched to the imported order; one naming none makes or updates the processor's order). Test orders never make one.",
     ),
     value(
+        "processor-timezone",
+        "IPN_PROCESSOR_TIMEZONE",
+        "ZONE",
+        "IANA time zone of the processor's date fields (PAYMENTDATE, COMPLETE_DATE, IPN_DATE), which date each money movement: UTC unless set; the processor's documentation names none.",
+    ),
+    value(
         "max-body-bytes",
         "IPN_MAX_BODY_BYTES",
         "BYTES",

@@ -54,16 +54,40 @@ Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from 
         to: PeriodBound,
         /// csv (for accounting imports): columns date,at,order_ref,
         /// processor_ref,movement,currency,debit_account,credit_account,
-        /// amount (date: the day in report-timezone; at: RFC 3339 UTC); json: a list of objects with the same names; table: the
-        /// lines for people, then the totals per currency.
+        /// amount,moved_at (date: the day booked, in report-timezone; at:
+        /// the instant booked, RFC 3339 UTC; moved_at: when the money moved,
+        /// earlier than at for a movement late for a closed period); json: a
+        /// list of objects with the same names; table: the lines for
+        /// people, then the totals per currency.
         #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
         format: OutputFormat,
+        /// event: every movement dated when the money moved, a settlement
+        /// line's fee with its sale; settled: the same, but fees by their
+        /// settlement date.
+        #[arg(long, value_enum, default_value_t = JournalBasis::Event)]
+        by: JournalBasis,
     },
+}
+
+/// `export journal --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalBasis {
+    Event,
+    Settled,
+}
+
+impl From<JournalBasis> for ReportBasis {
+    fn from(basis: JournalBasis) -> Self {
+        match basis {
+            JournalBasis::Event => ReportBasis::Event,
+            JournalBasis::Settled => ReportBasis::Settled,
+        }
+    }
 }
 
 /// The columns of `export journal --format csv` (and the keys of its
 /// JSON). Stable: new ones are added at the end.
-pub const JOURNAL_CSV_COLUMNS: [&str; 9] = [
+pub const JOURNAL_CSV_COLUMNS: [&str; 10] = [
     "date",
     "at",
     "order_ref",
@@ -73,6 +97,7 @@ pub const JOURNAL_CSV_COLUMNS: [&str; 9] = [
     "debit_account",
     "credit_account",
     "amount",
+    "moved_at",
 ];
 
 /// One journal line: one movement, the same amount debited and credited.
@@ -81,7 +106,9 @@ pub struct JournalLine {
     /// The day it is booked on, in report-timezone (UTC by default):
     /// `2026-11-30`.
     pub date: String,
-    /// When it moved, RFC 3339 UTC to the second.
+    /// The instant it is booked at, RFC 3339 UTC to the second: when the
+    /// money moved, or the first open instant when that fell in a period
+    /// closed when it was recorded.
     #[serde(serialize_with = "rfc3339::serialize")]
     pub at: DateTime<Utc>,
     pub order_ref: String,
@@ -92,6 +119,10 @@ pub struct JournalLine {
     pub credit_account: String,
     /// Positive, exact, with the currency's decimals.
     pub amount: String,
+    /// When the money moved, RFC 3339 UTC: the same as `at`, but earlier
+    /// for a movement late for a closed period (the period it belongs to).
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub moved_at: DateTime<Utc>,
 }
 
 impl JournalLine {
@@ -111,6 +142,7 @@ impl JournalLine {
             debit_account: accounts.name(debit).to_owned(),
             credit_account: accounts.name(credit).to_owned(),
             amount: movement.amount.format_amount(),
+            moved_at: movement.occurred,
         }
     }
 }
@@ -122,13 +154,14 @@ pub fn run(config: &ConfigFile, command: ExportCommand) -> CliResult {
         from,
         to,
         format,
+        by,
     } = command;
     let finance_settings = args::load(config, &[&db, &finance])
         .map_err(settings_error)?
         .settings
         .finance;
     let zone = finance_settings.report_timezone.0;
-    let period = period(Some(from), Some(to), ReportBasis::Event, zone)?;
+    let period = period(Some(from), Some(to), by.into(), zone)?;
     let accounts = finance_settings.journal_accounts.0;
     let settings = database(config, &db)?;
     block_on(async move {
@@ -166,6 +199,7 @@ fn write_csv(out: impl Write, lines: &[JournalLine]) -> Result<(), csv::Error> {
             &line.debit_account,
             &line.credit_account,
             &line.amount,
+            &rfc3339::format(&line.moved_at),
         ])?;
     }
     csv.flush()?;

@@ -47,8 +47,11 @@ pub struct ReportArgs {
     pub to: Option<PeriodBound>,
     /// created: the orders created in the period, with all their money
     /// whenever it moved; event: the money movements (payments, refunds,
-    /// chargebacks recorded in the ledger) whose time falls in the period,
-    /// whatever order they belong to.
+    /// chargebacks, fees) booked in the period, dated when the money moved
+    /// by the processor's dates (a settlement line's fee with its sale),
+    /// whatever order they belong to; settled: as event, with fees dated
+    /// by their settlement line. A movement that belongs to a closed
+    /// period is booked on the first open day and listed as late.
     #[arg(long, value_enum, default_value_t = BasisArg::Created)]
     pub by: BasisArg,
     /// table: for people; csv: one row per figure, columns
@@ -63,6 +66,7 @@ pub struct ReportArgs {
 pub enum BasisArg {
     Created,
     Event,
+    Settled,
 }
 
 impl From<BasisArg> for ReportBasis {
@@ -70,6 +74,7 @@ impl From<BasisArg> for ReportBasis {
         match basis {
             BasisArg::Created => ReportBasis::Created,
             BasisArg::Event => ReportBasis::Event,
+            BasisArg::Settled => ReportBasis::Settled,
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod args;
 #[cfg(feature = "tools")]
 mod bench;
+mod books;
 mod check;
 mod console;
 pub(crate) mod dates;
@@ -130,6 +131,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// (paid, refunded, reversed, charged back, fees, net), open exceptions
     /// by kind with the oldest, notifications by outcome.
     Report(finance::ReportArgs),
+    /// Close the books through a day (`books close`), reopen them, or show
+    /// where they are closed (`books status`).
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Books(books::BooksCommand),
     /// Export the books for an accounting system: `export journal`.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Export(export::ExportCommand),
@@ -253,6 +258,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Notifications(command) => notifications::run(config, command),
         Command::Parked(command) => parked::run(config, command),
         Command::Report(args) => finance::report(config, args),
+        Command::Books(command) => books::run(config, command),
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         #[cfg(feature = "tools")]

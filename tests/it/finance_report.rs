@@ -73,6 +73,9 @@ pub(crate) fn notification(
                 "CUSTOMEREMAIL" | "EMAIL_D" => Some(email.to_owned()),
                 "MESSAGE_ID" => Some(message_id.to_string()),
                 "IPN_DATE" => Some(ipn_date.to_owned()),
+                // The processor's payment dates: the notice's day, so that a
+                // test dates its money with one value.
+                "PAYMENTDATE" | "COMPLETE_DATE" => Some(processor_date(ipn_date)),
                 _ => None,
             };
             if let Some(value) = value {
@@ -91,31 +94,55 @@ pub(crate) fn notification(
     .into_bytes()
 }
 
+/// The processor's payment date of an order notified on `ipn_date`
+/// (`YmdHis`): that day's midnight, as `Y-m-d H:i:s`. A day, not the
+/// instant: the processor's retry of a notice carries a new `IPN_DATE` and
+/// the same payment date.
+pub(crate) fn processor_date(ipn_date: &str) -> String {
+    let d = ipn_date.as_bytes();
+    assert_eq!(d.len(), 14, "IPN_DATE is YmdHis: {ipn_date}");
+    let part = |a: usize, b: usize| std::str::from_utf8(&d[a..b]).expect("ascii");
+    format!("{}-{}-{} 00:00:00", part(0, 4), part(4, 6), part(6, 8))
+}
+
 /// Books filled through the real pipeline (verify, tokenize, apply).
 pub(crate) struct Books {
     pub db: TestDb,
     pub store: Store,
     pipeline: Pipeline,
-    next_message: u64,
+    next_message: std::cell::Cell<u64>,
+    /// The `IPN_DATE` (and payment dates) of what [`Books::notify`] sends:
+    /// when its money moved.
+    pub ipn_date: String,
 }
 
 impl Books {
     pub async fn new(orders_csv: &str) -> Self {
+        Self::with_config(orders_csv, pipeline_config()).await
+    }
+
+    /// Books whose pipeline judges with `config` (another processor time
+    /// zone, say).
+    pub async fn with_config(
+        orders_csv: &str,
+        config: ipn_reconciler::pipeline::PipelineConfig,
+    ) -> Self {
         let db = TestDb::new();
         let store = db.store().await;
         import_orders_csv(&store, orders_csv).await;
-        let pipeline = Pipeline::new(pipeline_config(), store.clone());
+        let pipeline = Pipeline::new(config, store.clone());
         Self {
             db,
             store,
             pipeline,
-            next_message: 1,
+            next_message: std::cell::Cell::new(1),
+            ipn_date: "20261130120000".to_owned(),
         }
     }
 
     /// Sends one notification through the pipeline.
     pub async fn notify(
-        &mut self,
+        &self,
         order_ref: &str,
         refno: u64,
         status: &str,
@@ -123,7 +150,7 @@ impl Books {
         currency: &str,
         email: &str,
     ) -> Report {
-        self.next_message += 1;
+        self.next_message.set(self.next_message.get() + 1);
         let body = notification(
             order_ref,
             refno,
@@ -131,8 +158,8 @@ impl Books {
             amount,
             currency,
             email,
-            self.next_message,
-            "20261130120000",
+            self.next_message.get(),
+            &self.ipn_date,
         );
         self.handle(&body).await
     }
@@ -142,19 +169,6 @@ impl Books {
             .handle(body, Utc::now())
             .await
             .expect("handled")
-    }
-
-    /// The database's clock now, as RFC 3339 with microseconds: a cut
-    /// between what was committed before and what comes after.
-    pub async fn cut(&self) -> String {
-        let rows = query(
-            &self.db,
-            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            &[],
-        )
-        .await;
-        rows[0].get(0)
     }
 }
 
@@ -176,7 +190,15 @@ pub(crate) async fn query(db: &TestDb, sql: &str, params: &[&str]) -> Vec<tokio_
 /// phase a snapshot of every order's figures.
 pub(crate) async fn scenario() -> (Books, Vec<String>, Vec<Snapshot>) {
     let mut books = Books::new(ORDERS_CSV).await;
-    let mut cuts = vec![books.cut().await];
+    // Each phase's money moved on its own day (its notices' dates); the
+    // cuts fall between the days.
+    let days = ["20261105120000", "20261115120000", "20261125120000"];
+    let mut cuts = vec!["2026-11-01T00:00:00Z".to_owned()];
+    let after = [
+        "2026-11-10T00:00:00Z",
+        "2026-11-20T00:00:00Z",
+        "2026-11-28T00:00:00Z",
+    ];
     let mut snapshots = vec![snapshot(&books.db).await];
     // Phase 1: payments, an authorization, a refund before its payment.
     let phase1 = [
@@ -233,8 +255,9 @@ pub(crate) async fn scenario() -> (Books, Vec<String>, Vec<Snapshot>) {
         ("FR-NOPE-1", 1010, "COMPLETE", "12.00", "EUR", SHOPPER),
     ];
     for (phase, steps) in [&phase1[..], &phase2, &phase3].into_iter().enumerate() {
+        books.ipn_date = days[phase].to_owned();
         if phase == 1 {
-            books.handle(&refund("20261201090000")).await;
+            books.handle(&refund("20261115090000")).await;
         }
         for (order, refno, status, amount, currency, email) in steps {
             books
@@ -242,10 +265,10 @@ pub(crate) async fn scenario() -> (Books, Vec<String>, Vec<Snapshot>) {
                 .await;
         }
         if phase == 2 {
-            let repeat = books.handle(&refund("20261201100000")).await;
+            let repeat = books.handle(&refund("20261115100000")).await;
             assert_eq!(repeat.outcome.as_str(), "duplicate");
         }
-        cuts.push(books.cut().await);
+        cuts.push(after[phase].to_owned());
         snapshots.push(snapshot(&books.db).await);
     }
     (books, cuts, snapshots)
@@ -533,13 +556,13 @@ async fn every_figure_of_a_period_by_event_equals_the_payments_that_moved_in_it(
         nonzero += expected.len();
         assert_eq!(totals(&report), expected, "by event {from:?}..{to:?}");
 
-        // The orders: those with a ledger row in the period, by state.
+        // The orders: those with money booked in the period, by state.
         let (lo, hi) = (bound(from, "-infinity"), bound(to, "infinity"));
         let states = sql_counts(
             &books.db,
-            "SELECT o.status, count(DISTINCT o.id)::int8 FROM order_events e \
-             JOIN orders o ON o.id = e.order_id \
-             WHERE e.created_at >= $1::text::timestamptz AND e.created_at < $2::text::timestamptz \
+            "SELECT o.status, count(DISTINCT o.id)::int8 FROM money_movements m \
+             JOIN orders o ON o.id = m.order_id \
+             WHERE m.booked_at >= $1::text::timestamptz AND m.booked_at < $2::text::timestamptz \
              GROUP BY o.status",
             &[&lo, &hi],
         )
@@ -682,6 +705,8 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
     assert_eq!(
         keys(&report),
         [
+            "books",
+            "late_for_closed_period",
             "notifications_by_outcome",
             "open_exceptions",
             "orders_by_state",
@@ -769,7 +794,7 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
         .expect("table");
     let table = String::from_utf8(table.stdout).expect("utf-8");
     for heading in [
-        "money movements in the period",
+        "money booked in the period, dated when it moved",
         "CHARGED BACK",
         "REVERSED",
         "FEES",
@@ -796,7 +821,7 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
         ),
         (&["--from", "yesterday"], "RFC 3339"),
         (&["--to", "2026-13-01"], "RFC 3339"),
-        (&["--by", "settled"], "created"),
+        (&["--by", "paid"], "created"),
     ] {
         cli(db)
             .arg("report")

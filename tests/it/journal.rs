@@ -236,10 +236,12 @@ async fn the_journal_balances_and_its_sums_equal_the_report_of_the_same_period()
     assert_eq!(
         of_order("FR-GBP-6"),
         [
+            // The payment and its commission are dated by the payment's
+            // date (midnight), the held refund and the commission it gives
+            // back by the notice that let them count (12:00).
             ("payment".to_owned(), "1006".to_owned()),
-            ("refund".to_owned(), "1006".to_owned()),
-            // The held refund's commission counts with its payment.
             ("commission".to_owned(), "1006".to_owned()),
+            ("refund".to_owned(), "1006".to_owned()),
             ("commission_refund".to_owned(), "1006".to_owned())
         ]
     );
@@ -275,7 +277,8 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
             "currency",
             "debit_account",
             "credit_account",
-            "amount"
+            "amount",
+            "moved_at"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();

@@ -8,6 +8,7 @@ mod helpers;
 mod allowed_currency;
 mod batch_apply;
 mod bench_smoke;
+mod books_close;
 mod bound_names;
 mod broker_privacy;
 mod cli_check;

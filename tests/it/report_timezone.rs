@@ -27,7 +27,7 @@ TZ-OCT-1,40.00,EUR,2026-10-31T21:30:00Z
 /// append-only trigger (`session_replication_role = replica`, which skips
 /// triggers for this one session).
 async fn books() -> Books {
-    let mut books = Books::new(ORDERS_CSV).await;
+    let books = Books::new(ORDERS_CSV).await;
     books
         .notify("TZ-NOV-1", 5001, "COMPLETE", "100.00", "EUR", SHOPPER)
         .await;
@@ -41,7 +41,8 @@ async fn books() -> Books {
     client
         .batch_execute(
             "SET session_replication_role = replica; \
-             UPDATE money_movements AS m SET created_at = o.created_at \
+             UPDATE money_movements AS m SET created_at = o.created_at, \
+                    occurred_at = o.created_at, booked_at = o.created_at \
              FROM orders AS o WHERE o.id = m.order_id; \
              RESET session_replication_role;",
         )
@@ -57,8 +58,8 @@ async fn paid_between(db: &TestDb, zone: &str, from: &str, to: &str) -> i64 {
         db,
         "SELECT coalesce(sum(amount_minor), 0)::int8 FROM money_movements \
          WHERE kind = 'payment' AND currency = 'EUR' \
-           AND created_at >= ($2::text::timestamp AT TIME ZONE $1::text) \
-           AND created_at < ($3::text::timestamp AT TIME ZONE $1::text)",
+           AND booked_at >= ($2::text::timestamp AT TIME ZONE $1::text) \
+           AND booked_at < ($3::text::timestamp AT TIME ZONE $1::text)",
         &[zone, from, to],
     )
     .await;
@@ -223,8 +224,8 @@ async fn the_journal_of_a_month_books_its_lines_on_local_days() {
     let expected: i64 = query(
         db,
         "SELECT count(*) FROM money_movements \
-         WHERE created_at >= ('2026-11-01'::timestamp AT TIME ZONE 'Europe/Bucharest') \
-           AND created_at < ('2026-12-01'::timestamp AT TIME ZONE 'Europe/Bucharest')",
+         WHERE booked_at >= ('2026-11-01'::timestamp AT TIME ZONE 'Europe/Bucharest') \
+           AND booked_at < ('2026-12-01'::timestamp AT TIME ZONE 'Europe/Bucharest')",
         &[],
     )
     .await[0]

@@ -345,12 +345,13 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
         }
     }
     // Periods by the settlement date: fees settled 2026-11-30 are in a
-    // report --by event of that day and not of the day before.
+    // report --by settled of that day and not of the day before (--by
+    // event dates them with their sales).
     let day_report = report_json(
         &db,
         &[
             "--by",
-            "event",
+            "settled",
             "--from",
             "2026-11-30",
             "--to",
@@ -363,7 +364,7 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
         &db,
         &[
             "--by",
-            "event",
+            "settled",
             "--from",
             "2026-11-29",
             "--to",
@@ -379,6 +380,8 @@ async fn fees_reach_the_report_and_the_journal_which_balances_and_equals_it() {
             "2026-11-30",
             "--to",
             "2026-11-30",
+            "--by",
+            "settled",
             "--format",
             "json",
         ])

@@ -52,6 +52,7 @@ async fn books() -> TestDb {
     let db = TestDb::new();
     create_books(&db);
     import_and_process_fixtures(&db);
+    dated_when_recorded(&db).await;
     let file = tempfile::NamedTempFile::new().expect("temp");
     std::fs::write(
         file.path(),
@@ -267,11 +268,32 @@ async fn age_books(db: &TestDb, days: i32) {
         .batch_execute(&format!(
             "SET session_replication_role = replica; \
              UPDATE orders SET created_at = created_at - interval '{days} days'; \
-             UPDATE money_movements SET created_at = created_at - interval '{days} days'; \
+             UPDATE money_movements SET created_at = created_at - interval '{days} days', \
+                    occurred_at = least(occurred_at, created_at - interval '{days} days'), \
+                    booked_at = least(booked_at, created_at - interval '{days} days'); \
              SET session_replication_role = origin;"
         ))
         .await
         .expect("age the books");
+}
+
+/// Dates every money movement when it was recorded, as if the processor
+/// had paid the fixtures' orders just now: these tests follow causes as
+/// time passes from `base()`, whatever the fixtures' own payment dates
+/// (which [`ages_count_from_the_processors_payment_date`] uses).
+async fn dated_when_recorded(db: &TestDb) {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "SET session_replication_role = replica; \
+             UPDATE money_movements SET occurred_at = created_at, booked_at = created_at; \
+             SET session_replication_role = origin;",
+        )
+        .await
+        .expect("date the movements");
 }
 
 /// Every row of `review_items`, each as PostgreSQL's own text of the
@@ -555,4 +577,55 @@ async fn a_payment_whose_sale_line_differs_opens_one_item() {
         "{closing:?}"
     );
     assert_eq!(settlement_items(&db, "SHOP-1012").await, [differs]);
+}
+
+/// Issue 22, item 8: a payment is late for its settlement counted from
+/// when the processor says it was paid (`PAYMENTDATE`), not from when the
+/// daemon recorded it. The fixtures' payments are dated 2026-11-02 09:16:02
+/// (UTC, the default processor-timezone) and recorded today: with
+/// settlement-days = 7 a sweep as of 2026-11-09 09:16 finds none of them
+/// late, one as of 2026-11-09 09:17 finds every unsettled one.
+#[tokio::test(flavor = "multi_thread")]
+async fn ages_count_from_the_processors_payment_date() {
+    let db = TestDb::new();
+    create_books(&db);
+    import_and_process_fixtures(&db);
+    let store = db.store().await;
+    let policy = SweepPolicy::default();
+    // The payment dates PostgreSQL holds, independent of the sweep.
+    let paid: Vec<String> = query(
+        &db,
+        "SELECT DISTINCT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
+         FROM money_movements WHERE kind = 'payment'",
+        &[],
+    )
+    .await
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(paid, ["2026-11-02 09:16:02"], "the fixtures' PAYMENTDATE");
+    let unsettled = |items: Vec<(String, String, Option<String>)>| {
+        items
+            .into_iter()
+            .filter(|(kind, ..)| kind == "unsettled_payment")
+            .count()
+    };
+    let before: DateTime<Utc> = "2026-11-09T09:16:00Z".parse().expect("time");
+    sweep(&store, before, &policy).await.expect("sweep");
+    assert_eq!(unsettled(open_items(&db).await), 0);
+    let after: DateTime<Utc> = "2026-11-09T09:17:00Z".parse().expect("time");
+    sweep(&store, after, &policy).await.expect("sweep");
+    // Every captured payment (none settled: no settlement was imported).
+    let captured: i64 = query(
+        &db,
+        "SELECT count(*) FROM payments WHERE paid_minor > 0",
+        &[],
+    )
+    .await[0]
+        .get(0);
+    assert!(captured >= 4, "{captured}");
+    assert_eq!(
+        i64::try_from(unsettled(open_items(&db).await)).expect("count"),
+        captured
+    );
 }

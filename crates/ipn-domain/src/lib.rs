@@ -30,6 +30,8 @@
 //!   [`LicenceNotice`];
 //! - [`origin`]: which order a notice is about ([`OrderSource`], [`OrderKey`]);
 //! - [`reconcile`]: [`OrderFacts`], [`decide`] and its [`Decision`].
+//! - [`event_time`]: when money moved by the processor's dates, and where
+//!   the books are closed;
 //! - [`journal`]: the money movements a decision made and how they are
 //!   booked (figures, posting rules, accounts).
 //! - [`review`]: what a person may do about a review item, and what it does.
@@ -128,6 +130,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
     out
 }
 
+pub mod event_time;
 pub mod journal;
 pub mod layout;
 pub mod licence;

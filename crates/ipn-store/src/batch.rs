@@ -655,8 +655,7 @@ struct LedgerEntry {
 #[derive(Default)]
 struct Effects {
     ledger: Vec<LedgerEntry>,
-    /// `(order id, notification id, movement)`.
-    moved: Vec<(i64, i64, crate::domain::journal::Movement)>,
+    moved: Vec<super::journal::Moved>,
     /// `(item, order reference, notification id)`.
     items_to_open: Vec<(NewReviewItem, String, i64)>,
     /// Open `late_repeat` items to close, by identity.
@@ -706,7 +705,17 @@ impl Effects {
         }
         let decision = decide(facts, event, policy);
         for movement in crate::domain::journal::movements(facts, &decision.facts) {
-            self.moved.push((*order_id, row, movement));
+            let occurred = crate::domain::event_time::occurred_at(
+                movement.kind,
+                event,
+                policy.processor_time_zone,
+            );
+            self.moved.push(super::journal::Moved {
+                order_id: *order_id,
+                notification_id: row,
+                movement,
+                occurred,
+            });
         }
         if let Some(created_at) = books.created.get(order_id) {
             report.reconciled_order_created =

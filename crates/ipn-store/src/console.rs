@@ -725,14 +725,14 @@ impl Store {
     pub async fn daily_money(&self, period: &ReportPeriod) -> Result<Vec<DailyMoney>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<DailyRow> = diesel::sql_query(
-            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, currency, \
+            "SELECT (booked_at AT TIME ZONE 'UTC')::date AS day, currency, \
                     coalesce(sum(amount_minor) FILTER (WHERE kind = 'payment'), 0)::int8 AS paid, \
                     coalesce(sum(amount_minor) FILTER (WHERE kind = 'refund'), 0)::int8 AS refunded, \
                     coalesce(sum(amount_minor) FILTER (WHERE kind IN ('reversal', 'chargeback')), 0)::int8 \
                         AS taken_back \
              FROM money_movements \
-             WHERE created_at >= coalesce($1, '-infinity'::timestamptz) \
-               AND created_at < coalesce($2, 'infinity'::timestamptz) \
+             WHERE booked_at >= coalesce($1, '-infinity'::timestamptz) \
+               AND booked_at < coalesce($2, 'infinity'::timestamptz) \
              GROUP BY 1, 2 ORDER BY 2, 1",
         )
         .bind::<Nullable<Timestamptz>, _>(period.from)

@@ -46,17 +46,26 @@ pub async fn record_for_resolution(
     Ok(())
 }
 
+/// A movement a notification made, to be written with its ledger row.
+#[derive(Debug, Clone)]
+pub(super) struct Moved {
+    pub order_id: i64,
+    pub notification_id: i64,
+    pub movement: Movement,
+    /// When the money moved, by the notice's dates
+    /// ([`crate::domain::event_time::occurred_at`]); `None`: when
+    /// recorded. The database books it (`booked_at`), closes included.
+    pub occurred: Option<DateTime<Utc>>,
+}
+
 /// The statements that write the movements of many ledger rows (a batch),
-/// on a shared connection, to be pipelined with the batch's other writes:
-/// `(order id, notification id, movement)`, one statement per 5,000.
+/// on a shared connection, to be pipelined with the batch's other writes,
+/// one statement per 5,000.
 pub(super) fn record_many<'a>(
     conn: &'a AsyncPgConnection,
-    moved: &[(i64, i64, Movement)],
+    moved: &[Moved],
 ) -> Vec<BoxFuture<'a, QueryResult<usize>>> {
-    let rows: Vec<_> = moved
-        .iter()
-        .map(|(order_id, notification_id, m)| row(*order_id, *notification_id, m))
-        .collect();
+    let rows: Vec<_> = moved.iter().map(row).collect();
     rows.chunks(CHUNK)
         .map(|chunk| {
             diesel::insert_into(money_movements::table)
@@ -74,16 +83,19 @@ type NewRow = (
     diesel::dsl::Eq<money_movements::kind, Stored<MovementKind>>,
     diesel::dsl::Eq<money_movements::amount_minor, i64>,
     diesel::dsl::Eq<money_movements::currency, String>,
+    Option<diesel::dsl::Eq<money_movements::occurred_at, DateTime<Utc>>>,
 );
 
-fn row(order_id: i64, notification_id: i64, m: &Movement) -> NewRow {
+fn row(moved: &Moved) -> NewRow {
+    let m = &moved.movement;
     (
-        money_movements::order_id.eq(order_id),
-        money_movements::notification_id.eq(notification_id),
+        money_movements::order_id.eq(moved.order_id),
+        money_movements::notification_id.eq(moved.notification_id),
         money_movements::processor_ref.eq(m.processor_ref.clone()),
         money_movements::kind.eq(Stored(m.kind)),
         money_movements::amount_minor.eq(m.amount.minor_units()),
         money_movements::currency.eq(m.amount.currency().as_str().to_owned()),
+        moved.occurred.map(|at| money_movements::occurred_at.eq(at)),
     )
 }
 
@@ -104,9 +116,13 @@ pub(super) fn reconciled_order_created(
 /// One movement as the journal lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalMovement {
-    /// When it moved: the time of its ledger row (or of the settlement
-    /// line, for a fee).
+    /// The date the books carry it: when the money moved (a fee: with its
+    /// sale, or by its settlement line), or the first open day when that
+    /// fell in a period closed when it was recorded.
     pub at: DateTime<Utc>,
+    /// When the money moved: the period it belongs to. Earlier than `at`
+    /// for a movement late for a closed period ([`JournalMovement::late`]).
+    pub occurred: DateTime<Utc>,
     /// The merchant's order reference (REFNOEXT).
     pub order_ref: String,
     /// The payment's processor reference (REFNO).
@@ -116,7 +132,16 @@ pub struct JournalMovement {
     pub amount: Money,
 }
 
+impl JournalMovement {
+    /// Booked after the period it belongs to, because that period was
+    /// closed when it was recorded.
+    pub fn late(&self) -> bool {
+        self.occurred < self.at
+    }
+}
+
 type MovementRow = (
+    DateTime<Utc>,
     DateTime<Utc>,
     String,
     String,
@@ -126,64 +151,25 @@ type MovementRow = (
 );
 
 impl Store {
-    /// The money movements whose time falls in `period` (its `by` is not
-    /// used: a journal is always by date), oldest first, fees from
-    /// settlement lines included ([`Store::fee_movements`]).
+    /// The money movements booked in `period` (by `event`, or `settled` for
+    /// the fees' dates; `created` reads as `event`: a journal is always by
+    /// date), oldest first, fees from settlement lines included
+    /// ([`Store::fee_movements`]).
     pub async fn journal_movements(
         &self,
         period: &ReportPeriod,
     ) -> Result<Vec<JournalMovement>, StoreError> {
         let mut conn = self.conn().await?;
-        let mut query = money_movements::table
-            .inner_join(orders::table)
-            .select((
-                money_movements::created_at,
-                orders::order_ref,
-                money_movements::processor_ref,
-                money_movements::kind,
-                money_movements::amount_minor,
-                money_movements::currency,
-            ))
-            .order((money_movements::created_at.asc(), money_movements::id.asc()))
-            .into_boxed();
-        if let Some(from) = period.from {
-            query = query.filter(money_movements::created_at.ge(from));
-        }
-        if let Some(to) = period.to {
-            query = query.filter(money_movements::created_at.lt(to));
-        }
-        let rows: Vec<MovementRow> = query.load(&mut conn).await?;
-        drop(conn);
-        let mut moved =
-            rows.into_iter()
-                .map(
-                    |(at, order_ref, processor_ref, Stored(kind), minor, currency)| {
-                        let code = self.currencies().currency(&currency).map_err(|err| {
-                            StoreError::Invalid(format!("movement currency: {err}"))
-                        })?;
-                        Ok(JournalMovement {
-                            at,
-                            order_ref,
-                            processor_ref,
-                            kind,
-                            amount: Money::from_minor(minor, code),
-                        })
-                    },
-                )
-                .collect::<Result<Vec<_>, StoreError>>()?;
         let dated = ReportPeriod {
-            by: ReportBasis::Event,
+            by: if period.by.by_movement() {
+                period.by
+            } else {
+                ReportBasis::Event
+            },
             ..*period
         };
-        let fees = self.fee_movements(&dated).await?;
-        if !fees.is_empty() {
-            moved.extend(fees);
-            // Stable: movements of one instant keep their order.
-            moved.sort_by_key(|m| m.at);
-        }
-        Ok(moved)
+        movements_in(&mut conn, &dated, self.currencies()).await
     }
-
     /// The processor's fees as journal movements, one per settlement line
     /// that carries a fee, dated by the line: settled in `period` (by
     /// event), or for orders created in it (by created; a line of no order,
@@ -214,4 +200,59 @@ impl Store {
         }
         Ok(fees)
     }
+}
+
+/// The movements booked in `period` (by `event` or `settled`), fees
+/// included, oldest first: what [`Store::journal_movements`] lists, on a
+/// connection the caller may hold in a snapshot.
+pub(super) async fn movements_in(
+    conn: &mut AsyncPgConnection,
+    period: &ReportPeriod,
+    currencies: &crate::domain::Currencies,
+) -> Result<Vec<JournalMovement>, StoreError> {
+    let mut query = money_movements::table
+        .inner_join(orders::table)
+        .select((
+            money_movements::booked_at,
+            money_movements::occurred_at,
+            orders::order_ref,
+            money_movements::processor_ref,
+            money_movements::kind,
+            money_movements::amount_minor,
+            money_movements::currency,
+        ))
+        .order((money_movements::booked_at.asc(), money_movements::id.asc()))
+        .into_boxed();
+    if let Some(from) = period.from {
+        query = query.filter(money_movements::booked_at.ge(from));
+    }
+    if let Some(to) = period.to {
+        query = query.filter(money_movements::booked_at.lt(to));
+    }
+    let rows: Vec<MovementRow> = query.load(conn).await?;
+    let mut moved = rows
+        .into_iter()
+        .map(
+            |(at, occurred, order_ref, processor_ref, Stored(kind), minor, currency)| {
+                let code = currencies
+                    .currency(&currency)
+                    .map_err(|err| StoreError::Invalid(format!("movement currency: {err}")))?;
+                Ok(JournalMovement {
+                    at,
+                    occurred,
+                    order_ref,
+                    processor_ref,
+                    kind,
+                    amount: Money::from_minor(minor, code),
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let fees = super::settlement::fee_movements_in(conn, period, currencies).await?;
+    if !fees.is_empty() {
+        moved.extend(fees);
+        // Stable: movements of one instant keep their order.
+        moved.sort_by_key(|m| m.at);
+    }
+    Ok(moved)
 }

@@ -23,6 +23,7 @@ pub(crate) use ipn_protocol as ipn;
 
 pub mod apply;
 pub mod batch;
+pub mod books;
 pub mod causes;
 pub mod console;
 pub mod export;

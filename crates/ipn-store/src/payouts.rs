@@ -63,7 +63,7 @@ pub(super) async fn payout_totals(
                    AND o.created_at < coalesce($2, 'infinity'::timestamptz)) AS c \
              GROUP BY c.currency"
         }
-        ReportBasis::Event => {
+        ReportBasis::Event | ReportBasis::Settled => {
             "SELECT c.currency, sum(c.minor)::int8 AS minor FROM ( \
                  SELECT p.payout_currency AS currency, p.payable_minor AS minor \
                  FROM payments AS p \
@@ -71,17 +71,17 @@ pub(super) async fn payout_totals(
                      SELECT 1 FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
                        AND m.kind = 'payment' \
-                       AND m.created_at >= coalesce($1, '-infinity'::timestamptz) \
-                       AND m.created_at < coalesce($2, 'infinity'::timestamptz)) \
+                       AND m.booked_at >= coalesce($1, '-infinity'::timestamptz) \
+                       AND m.booked_at < coalesce($2, 'infinity'::timestamptz)) \
                  UNION ALL \
                  SELECT p.refunded_payout_currency, p.refunded_payable_minor \
                  FROM payments AS p \
                  WHERE p.paid_minor > 0 AND p.refunded_payable_minor IS NOT NULL AND ( \
-                     SELECT max(m.created_at) FROM money_movements AS m \
+                     SELECT max(m.booked_at) FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
                        AND m.kind = 'refund') \
                      >= coalesce($1, '-infinity'::timestamptz) AND ( \
-                     SELECT max(m.created_at) FROM money_movements AS m \
+                     SELECT max(m.booked_at) FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
                        AND m.kind = 'refund') \
                      < coalesce($2, 'infinity'::timestamptz) \
@@ -93,8 +93,8 @@ pub(super) async fn payout_totals(
                      SELECT 1 FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
                        AND m.kind = 'chargeback' \
-                       AND m.created_at >= coalesce($1, '-infinity'::timestamptz) \
-                       AND m.created_at < coalesce($2, 'infinity'::timestamptz))) AS c \
+                       AND m.booked_at >= coalesce($1, '-infinity'::timestamptz) \
+                       AND m.booked_at < coalesce($2, 'infinity'::timestamptz))) AS c \
              GROUP BY c.currency"
         }
     };
@@ -134,7 +134,9 @@ pub(super) async fn payout_totals(
 #[derive(diesel::QueryableByName)]
 struct ReleasedRow {
     #[diesel(sql_type = Timestamptz)]
-    settled_at: DateTime<Utc>,
+    occurred: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    booked: DateTime<Utc>,
     #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
@@ -148,31 +150,37 @@ struct ReleasedRow {
 /// The provisional commission that settlement fees replaced: for each
 /// payment with a commission and a matched settlement line that carries a
 /// fee, one `commission_settled` movement of the payment's (rounded)
-/// commission, dated by the first such line. Counted by the line's date
-/// (`event`) or the order's creation (`created`), as the fees are.
+/// commission, dated as the first such line's fee is
+/// ([`super::settlement::line_dates`]). Counted by that date (`event`,
+/// `settled`) or the order's creation (`created`), as the fees are.
 pub(super) async fn commission_settled_in(
     conn: &mut AsyncPgConnection,
     period: &ReportPeriod,
     currencies: &Currencies,
 ) -> Result<Vec<JournalMovement>, StoreError> {
-    let at = match period.by {
-        ReportBasis::Event => "r.settled_at",
-        ReportBasis::Created => "r.created_at",
+    let at = if period.by.by_movement() {
+        "r.booked"
+    } else {
+        "r.created_at"
     };
+    let (occurred, booked) = super::settlement::line_dates(period.by);
+    let sale = super::settlement::LINE_SALE;
     let rows: Vec<ReleasedRow> = diesel::sql_query(format!(
-        "SELECT r.settled_at, r.order_ref, r.processor_ref, r.commission_minor, r.currency \
+        "SELECT r.occurred, r.booked, r.order_ref, r.processor_ref, r.commission_minor, \
+                r.currency \
          FROM ( \
-             SELECT DISTINCT ON (p.id) l.settled_at, o.created_at, o.order_ref, \
-                    p.processor_ref, p.commission_minor, o.currency \
+             SELECT DISTINCT ON (p.id) {occurred} AS occurred, {booked} AS booked, \
+                    o.created_at, o.order_ref, p.processor_ref, p.commission_minor, o.currency \
              FROM settlement_lines AS l \
              JOIN payments AS p ON p.id = l.payment_id \
              JOIN orders AS o ON o.id = p.order_id \
+             {sale} \
              WHERE l.status = 'matched' AND l.fee_minor > 0 AND p.paid_minor > 0 \
                AND p.commission_minor > 0 \
              ORDER BY p.id, l.settled_at, l.id) AS r \
          WHERE {at} >= coalesce($1, '-infinity'::timestamptz) \
            AND {at} < coalesce($2, 'infinity'::timestamptz) \
-         ORDER BY r.settled_at"
+         ORDER BY r.booked"
     ))
     .bind::<Nullable<Timestamptz>, _>(period.from)
     .bind::<Nullable<Timestamptz>, _>(period.to)
@@ -184,7 +192,8 @@ pub(super) async fn commission_settled_in(
                 .currency(&r.currency)
                 .map_err(|err| StoreError::Invalid(format!("order currency: {err}")))?;
             Ok(JournalMovement {
-                at: r.settled_at,
+                at: r.booked,
+                occurred: r.occurred,
                 order_ref: r.order_ref,
                 processor_ref: r.processor_ref,
                 kind: MovementKind::CommissionSettled,

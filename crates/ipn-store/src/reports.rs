@@ -78,9 +78,23 @@ pub enum ReportBasis {
     /// moved (from their payments).
     #[default]
     Created,
-    /// Money movements (the ledger rows that moved money) whose time falls
-    /// in the period, whatever order they belong to.
+    /// Money movements whose booked date falls in the period, whatever
+    /// order they belong to: the date the money moved by the processor's
+    /// word (a settlement line's fee and the commission it replaces with
+    /// their sale), or the first open day when that fell in a period
+    /// closed when it was recorded.
     Event,
+    /// As `event`, but a settlement line's fee (and the commission it
+    /// replaces) is dated by the line's own settlement date.
+    Settled,
+}
+
+impl ReportBasis {
+    /// Whether movements are counted by their booked date (`event`,
+    /// `settled`) rather than by their order's creation.
+    pub fn by_movement(self) -> bool {
+        !matches!(self, Self::Created)
+    }
 }
 
 /// The period of a report or a journal: `from` inclusive, `to` exclusive,
@@ -129,8 +143,8 @@ pub struct FinanceSummary {
     /// Which period, counted how.
     pub period: ReportPeriod,
     /// `(state, number of orders)`, every state that has orders: orders
-    /// created in the period, or (`--by event`) orders with a ledger row
-    /// in it; by their state now.
+    /// created in the period, or (`--by event`, `settled`) orders with
+    /// money booked in it; by their state now.
     #[serde(serialize_with = "counts::<_, StateCount, _>")]
     pub orders_by_state: Vec<(OrderState, i64)>,
     /// Per currency, in code order.
@@ -144,6 +158,55 @@ pub struct FinanceSummary {
     /// period.
     #[serde(serialize_with = "counts::<_, OutcomeCount, _>")]
     pub notifications_by_outcome: Vec<(Outcome, i64)>,
+    /// Movements booked in the period that belong to an earlier one, closed
+    /// when they were recorded (`event` and `settled` only), oldest first.
+    /// They are in the totals above: the period they belong to is not
+    /// changed.
+    pub late_for_closed_period: Vec<LateMovement>,
+    /// Where the books are closed when the report was made.
+    pub books: BooksState,
+}
+
+/// A movement late for a closed period: booked on the first open day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LateMovement {
+    /// The date the books carry it.
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub booked_at: DateTime<Utc>,
+    /// When the money moved: the closed period it belongs to.
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub belongs_to: DateTime<Utc>,
+    pub order_ref: String,
+    pub processor_ref: String,
+    pub kind: &'static str,
+    pub amount: String,
+    pub currency: String,
+}
+
+impl From<&super::journal::JournalMovement> for LateMovement {
+    fn from(m: &super::journal::JournalMovement) -> Self {
+        Self {
+            booked_at: m.at,
+            belongs_to: m.occurred,
+            order_ref: m.order_ref.clone(),
+            processor_ref: m.processor_ref.clone(),
+            kind: m.kind.as_str(),
+            amount: m.amount.format_amount(),
+            currency: m.amount.currency().as_str().to_owned(),
+        }
+    }
+}
+
+/// Where the books are closed (`books close`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct BooksState {
+    /// The last day closed, in the zone it was given in; `None`: open.
+    pub closed_through: Option<chrono::NaiveDate>,
+    /// That zone.
+    pub time_zone: Option<String>,
+    /// The first instant of the first open period.
+    #[serde(serialize_with = "rfc3339::option")]
+    pub open_from: Option<DateTime<Utc>>,
 }
 
 /// `{"state": ..., "orders": N}`.
@@ -299,6 +362,35 @@ impl FinanceSummary {
         for (outcome, count) in &summary.notifications_by_outcome {
             writeln!(out, "  {outcome:<24} {count:>7}")?;
         }
+        if let (Some(through), Some(zone)) =
+            (&summary.books.closed_through, &summary.books.time_zone)
+        {
+            writeln!(out, "\nBooks closed through {through} ({zone})")?;
+        }
+        if !summary.late_for_closed_period.is_empty() {
+            writeln!(
+                out,
+                "\nLate for a closed period (booked here, in the totals above; the closed period \
+                 is unchanged)"
+            )?;
+            writeln!(
+                out,
+                "  {:<20} {:<20} {:<18} {:<16} {:>13} CUR",
+                "BOOKED (UTC)", "BELONGS TO (UTC)", "KIND", "REFNO", "AMOUNT"
+            )?;
+            for late in &summary.late_for_closed_period {
+                writeln!(
+                    out,
+                    "  {:<20} {:<20} {:<18} {:<16} {:>13} {}",
+                    late.booked_at.format("%Y-%m-%d %H:%M"),
+                    late.belongs_to.format("%Y-%m-%d %H:%M"),
+                    late.kind,
+                    late.processor_ref,
+                    late.amount,
+                    late.currency
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -310,7 +402,10 @@ fn describe_period(period: &ReportPeriod) -> String {
     };
     let what = match period.by {
         ReportBasis::Created => "orders created in the period, with all their money",
-        ReportBasis::Event => "money movements in the period",
+        ReportBasis::Event => "money booked in the period, dated when it moved",
+        ReportBasis::Settled => {
+            "money booked in the period, dated when it moved (fees by their settlement date)"
+        }
     };
     format!(
         "Period {} to {} (to excluded): {what}",
@@ -555,12 +650,13 @@ async fn report_in(
                 in_period("o.created_at")
             ),
         ),
-        ReportBasis::Event => (
+        ReportBasis::Event | ReportBasis::Settled => (
             format!(
                 "SELECT o.status, count(*)::int8 AS n FROM orders AS o \
-                 WHERE EXISTS (SELECT 1 FROM order_events AS e WHERE e.order_id = o.id AND {}) \
+                 WHERE EXISTS (SELECT 1 FROM money_movements AS m \
+                               WHERE m.order_id = o.id AND {}) \
                  GROUP BY o.status ORDER BY o.status",
-                in_period("e.created_at")
+                in_period("m.booked_at")
             ),
             format!(
                 "WITH moved AS (SELECT * FROM money_movements WHERE {}), \
@@ -592,7 +688,7 @@ async fn report_in(
                         coalesce(commission_refunded, 0)::int8 AS commission_refunded \
                  FROM money LEFT JOIN moved_orders USING (currency) \
                  ORDER BY money.currency",
-                in_period("created_at")
+                in_period("booked_at")
             ),
         ),
     };
@@ -653,6 +749,12 @@ async fn report_in(
             .2
             .add(fee.kind, fee.amount.minor_units());
     }
+    let late_for_closed_period = if period.by.by_movement() {
+        late_in(conn, &period, currencies).await?
+    } else {
+        Vec::new()
+    };
+    let books = books_state(conn).await?;
     let payouts = super::payouts::payout_totals(conn, &period, currencies).await?;
     let totals = by_currency
         .into_iter()
@@ -690,6 +792,51 @@ async fn report_in(
             })
             .collect(),
         notifications_by_outcome: outcomes.into_iter().map(|r| (r.outcome, r.n)).collect(),
+        late_for_closed_period,
+        books,
+    })
+}
+
+/// The movements booked in `period` that belong to a closed period before
+/// it, fees included.
+async fn late_in(
+    conn: &mut diesel_async::AsyncPgConnection,
+    period: &ReportPeriod,
+    currencies: &Currencies,
+) -> Result<Vec<LateMovement>, StoreError> {
+    let moved = super::journal::movements_in(conn, period, currencies).await?;
+    Ok(moved
+        .iter()
+        .filter(|m| m.late())
+        .map(LateMovement::from)
+        .collect())
+}
+
+/// Where the books are closed now (the latest `books_closes` row).
+pub(super) async fn books_state(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> Result<BooksState, StoreError> {
+    use super::schema::books_closes;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let latest: Option<(Option<chrono::NaiveDate>, Option<DateTime<Utc>>, String)> =
+        books_closes::table
+            .order(books_closes::id.desc())
+            .select((
+                books_closes::through,
+                books_closes::open_from,
+                books_closes::time_zone,
+            ))
+            .first(conn)
+            .await
+            .optional()?;
+    Ok(match latest {
+        Some((Some(through), open_from, zone)) => BooksState {
+            closed_through: Some(through),
+            time_zone: Some(zone),
+            open_from,
+        },
+        _ => BooksState::default(),
     })
 }
 

@@ -134,6 +134,11 @@ diesel::table! {
         currency -> Text,
         created_at -> Timestamptz,
         resolution_id -> Nullable<Int8>,
+        /// When the money moved, by the processor's dates.
+        occurred_at -> Timestamptz,
+        /// The date the books carry it (later than `occurred_at` when that
+        /// fell in a period closed when it was recorded).
+        booked_at -> Timestamptz,
     }
 }
 
@@ -191,6 +196,21 @@ diesel::table! {
         expected_minor -> Nullable<Int8>,
         review_item_id -> Nullable<Int8>,
         imported_at -> Timestamptz,
+        /// Where the open books began when the line was imported.
+        books_open_from -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    books_closes (id) {
+        id -> Int8,
+        action -> Text,
+        through -> Nullable<Date>,
+        open_from -> Nullable<Timestamptz>,
+        time_zone -> Text,
+        done_by -> Text,
+        note -> Text,
+        created_at -> Timestamptz,
     }
 }
 

@@ -690,7 +690,9 @@ impl Store {
 #[derive(QueryableByName)]
 struct FeeRow {
     #[diesel(sql_type = Timestamptz)]
-    settled_at: DateTime<Utc>,
+    occurred: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    booked: DateTime<Utc>,
     #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
@@ -701,32 +703,65 @@ struct FeeRow {
     currency: String,
 }
 
+/// The sale a settlement line `l` belongs to, as a lateral join named
+/// `sale`: when its payment's capture moved (`occurred`) and was booked
+/// (`booked`), as long as the daemon had recorded it when the line was
+/// imported (so that a line's date, once imported, never changes). Needs
+/// `p`, the line's payment (left-joined).
+pub(super) const LINE_SALE: &str = "LEFT JOIN LATERAL ( \
+         SELECT min(m.occurred_at) AS occurred, min(m.booked_at) AS booked \
+         FROM money_movements AS m \
+         WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \
+           AND m.kind = 'payment' AND m.created_at <= l.imported_at) AS sale ON true";
+
+/// When a settlement line's fee moved and the date the books carry it, as
+/// SQL over `l` and [`LINE_SALE`]: with its sale (`event`; by the line
+/// when it has none), or by the line (`settled`, `created`); never in a
+/// period that was closed when the line was imported.
+pub(super) fn line_dates(by: ReportBasis) -> (&'static str, &'static str) {
+    match by {
+        ReportBasis::Event => (
+            "coalesce(sale.occurred, l.settled_at)",
+            "greatest(coalesce(sale.booked, l.settled_at), l.books_open_from)",
+        ),
+        ReportBasis::Settled | ReportBasis::Created => {
+            ("l.settled_at", "greatest(l.settled_at, l.books_open_from)")
+        }
+    }
+}
+
 /// The processor's fees as journal movements: one per settlement line with
-/// a fee, dated by the line (see [`Store::fee_movements`]).
+/// a fee, dated as [`line_dates`] says (see [`Store::fee_movements`]).
 pub(super) async fn fee_movements_in(
     conn: &mut AsyncPgConnection,
     period: &ReportPeriod,
     currencies: &Currencies,
 ) -> Result<Vec<JournalMovement>, StoreError> {
-    let filter = match period.by {
-        ReportBasis::Event => "l.settled_at >= coalesce($1, '-infinity'::timestamptz) \
-             AND l.settled_at < coalesce($2, 'infinity'::timestamptz)"
-            .to_owned(),
+    let filter = if period.by.by_movement() {
+        "d.booked >= coalesce($1, '-infinity'::timestamptz) \
+         AND d.booked < coalesce($2, 'infinity'::timestamptz)"
+    } else {
         // Lines of an order: by the order's creation; lines of none (fees,
         // unknown lines): by their own date, so that over all time both
         // bases count every fee.
-        ReportBasis::Created => "CASE WHEN o.id IS NULL THEN l.settled_at ELSE o.created_at END \
-             >= coalesce($1, '-infinity'::timestamptz) \
-             AND CASE WHEN o.id IS NULL THEN l.settled_at ELSE o.created_at END \
-             < coalesce($2, 'infinity'::timestamptz)"
-            .to_owned(),
+        "coalesce(d.order_created, d.booked) >= coalesce($1, '-infinity'::timestamptz) \
+         AND coalesce(d.order_created, d.booked) < coalesce($2, 'infinity'::timestamptz)"
     };
+    let (occurred, booked) = line_dates(period.by);
     let rows: Vec<FeeRow> = diesel::sql_query(format!(
-        "SELECT l.settled_at, coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
-                coalesce(l.processor_ref, '') AS processor_ref, l.fee_minor, l.currency \
-         FROM settlement_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id \
-         WHERE l.fee_minor > 0 AND {filter} \
-         ORDER BY l.settled_at, l.id"
+        "SELECT d.occurred, d.booked, d.order_ref, d.processor_ref, d.fee_minor, d.currency \
+         FROM ( \
+             SELECT {occurred} AS occurred, {booked} AS booked, o.created_at AS order_created, \
+                    coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
+                    coalesce(l.processor_ref, '') AS processor_ref, l.fee_minor, l.currency, \
+                    l.id \
+             FROM settlement_lines AS l \
+             LEFT JOIN orders AS o ON o.id = l.order_id \
+             LEFT JOIN payments AS p ON p.id = l.payment_id \
+             {LINE_SALE} \
+             WHERE l.fee_minor > 0) AS d \
+         WHERE {filter} \
+         ORDER BY d.booked, d.id"
     ))
     .bind::<Nullable<Timestamptz>, _>(period.from)
     .bind::<Nullable<Timestamptz>, _>(period.to)
@@ -736,7 +771,8 @@ pub(super) async fn fee_movements_in(
         .into_iter()
         .map(|r| {
             Ok(JournalMovement {
-                at: r.settled_at,
+                at: r.booked,
+                occurred: r.occurred,
                 order_ref: r.order_ref,
                 processor_ref: r.processor_ref,
                 kind: MovementKind::Fee,

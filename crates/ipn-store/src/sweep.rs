@@ -189,10 +189,10 @@ pub async fn payments_to_settle(
                           WHERE l.payment_id = p.id AND l.kind = 'refund' \
                             AND l.status = 'matched'), 0)::int8 AS debited \
          FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
-         LEFT JOIN LATERAL (SELECT min(created_at) AS paid_at FROM money_movements \
+         LEFT JOIN LATERAL (SELECT min(occurred_at) AS paid_at FROM money_movements \
                             WHERE order_id = p.order_id AND processor_ref = p.processor_ref \
                               AND kind = 'payment') AS pm ON true \
-         LEFT JOIN LATERAL (SELECT array_agg(created_at ORDER BY id) AS times, \
+         LEFT JOIN LATERAL (SELECT array_agg(occurred_at ORDER BY id) AS times, \
                                    array_agg(amount_minor ORDER BY id) AS amounts \
                             FROM money_movements \
                             WHERE order_id = p.order_id AND processor_ref = p.processor_ref \

@@ -32,7 +32,10 @@ pub async fn page(
     let by = match given(&query.by) {
         None | Some("created") => ReportBasis::Created,
         Some("event") => ReportBasis::Event,
-        Some(_) => return Err(PageError::bad_request("`by` is created or event.")),
+        Some("settled") => ReportBasis::Settled,
+        Some(_) => {
+            return Err(PageError::bad_request("`by` is created, event or settled."));
+        }
     };
     let period = ReportPeriod {
         from: parse_bound("from", given(&query.from), false, zone)?,
@@ -164,7 +167,8 @@ pub async fn page(
         "end excluded",
         match by {
             ReportBasis::Created => "orders created in the period, with all their money",
-            ReportBasis::Event => "money movements in the period",
+            ReportBasis::Event => "money moved in the period, by the processor's dates",
+            ReportBasis::Settled => "money moved in the period, fees by their settlement date",
         }
     );
     let body = html! {
@@ -183,6 +187,7 @@ pub async fn page(
                 select #by name="by" {
                     option value="created" selected[by == ReportBasis::Created] { "orders created in the period" }
                     option value="event" selected[by == ReportBasis::Event] { "money moved in the period" }
+                    option value="settled" selected[by == ReportBasis::Settled] { "money moved in the period, fees by settlement date" }
                 }
             }
             p { button type="submit" { "Show" } }

@@ -49,6 +49,10 @@ pub struct ReconcilePolicy {
     /// Where orders come from (`order-source`): which order a notice is
     /// about, and whether a notice may create it ([`OrderSource::key`]).
     pub order_source: OrderSource,
+    /// The zone of the processor's date fields (`processor-timezone`):
+    /// how a notice's dates become the time its money moved
+    /// ([`crate::event_time::occurred_at`]).
+    pub processor_time_zone: crate::event_time::ProcessorTimeZone,
 }
 
 /// What [`decide`] concluded about one event for one order.

@@ -1,0 +1,11 @@
+DROP TRIGGER settlement_lines_books_open_from ON settlement_lines;
+DROP FUNCTION settlement_lines_books_open_from();
+ALTER TABLE settlement_lines DROP COLUMN books_open_from;
+DROP TRIGGER money_movements_dated ON money_movements;
+DROP FUNCTION money_movements_dated();
+DROP INDEX money_movements_booked_idx;
+CREATE INDEX money_movements_time_idx ON money_movements (created_at);
+ALTER TABLE money_movements DROP COLUMN booked_at, DROP COLUMN occurred_at;
+DROP FUNCTION books_open_from();
+DROP TABLE books_closes;
+DROP FUNCTION books_closes_append_only();
