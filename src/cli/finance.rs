@@ -488,6 +488,9 @@ fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::
         let what = match outcome.action {
             ReviewAction::MarkRefundedOutside => "refunded outside the processor",
             ReviewAction::WriteOff => "written off",
+            ReviewAction::AcceptAsIs => "booked",
+            ReviewAction::CollectDifference => "left to collect",
+            ReviewAction::BookRefund => "refunded, booked in its currency",
             _ => "concerned",
         };
         writeln!(out, "  amount {what}: {amount} {currency}")?;
