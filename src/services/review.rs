@@ -294,9 +294,7 @@ async fn resolve_in(
             }
             run.set_amount(total);
         }
-        ActionEffect::BookCapture(difference) => {
-            run.book_capture(conn, &items, difference).await?
-        }
+        ActionEffect::BookCapture(difference) => run.book_capture(conn, &items, difference).await?,
         ActionEffect::BookRefund => run.book_refund(conn, &items).await?,
         ActionEffect::ApplyRepeat => run.apply_repeats(conn, &items).await?,
         ActionEffect::LinkOrder => run.link_order(conn, &items).await?,
@@ -694,19 +692,35 @@ impl Run<'_> {
                 None => None,
             };
             let capture = event.as_ref().map(|e| capture_of(e).0);
-            let booking = book_capture(
+            let booking = match book_capture(
                 &facts,
                 item.processor_ref.as_deref(),
                 capture,
                 difference,
                 others,
-            )
-            .map_err(|source| ResolveError::Book { id: item.id, source })?;
+            ) {
+                Ok(booking) => Some(booking),
+                // Nothing was captured (an authorization of the wrong
+                // amount): accepting it books nothing, as before.
+                Err(BookError::NotACapture) if difference == Difference::Accepted => None,
+                Err(source) => {
+                    return Err(ResolveError::Book {
+                        id: item.id,
+                        source,
+                    });
+                }
+            };
             steps.push((facts.clone(), booking.clone()));
-            facts = booking.after;
+            if let Some(booking) = booking {
+                facts = booking.after;
+            }
         }
         let mut total = None;
         for (item, (before, booking)) in items.iter().zip(steps) {
+            let Some(booking) = booking else {
+                self.resolve(conn, item, None).await?;
+                continue;
+            };
             let amount = match difference {
                 Difference::Accepted => booking.captured,
                 Difference::WrittenOff | Difference::ToCollect => booking.difference,
@@ -780,8 +794,13 @@ impl Run<'_> {
                 .ok_or(ResolveError::NoNotification(item.id))?;
             let event = stored_event(conn, notification_id, self.currencies).await?;
             let (refund, is_refund) = capture_of(&event);
-            let (after, moved) = book_foreign_refund(&facts, refund, is_refund, others)
-                .map_err(|source| ResolveError::Book { id: item.id, source })?;
+            let (after, moved) =
+                book_foreign_refund(&facts, refund, is_refund, others).map_err(|source| {
+                    ResolveError::Book {
+                        id: item.id,
+                        source,
+                    }
+                })?;
             steps.push((facts.clone(), after.clone(), moved));
             facts = after;
         }

@@ -127,9 +127,7 @@ impl ItemRow {
                     |c| Money::from_minor(minor, c).format_amount(),
                 )
             });
-        let written_off_currency = self
-            .written_off_minor
-            .and(self.resolution_currency.clone());
+        let written_off_currency = self.written_off_minor.and(self.resolution_currency.clone());
         ReviewItem {
             id: self.id,
             kind: self.kind,
@@ -505,7 +503,10 @@ pub async fn record_resolution(
     resolution: &NewResolution<'_>,
 ) -> Result<i64, StoreError> {
     let item = resolution.item;
-    let amount = resolution.written_off.map(|m| m.abs()).or(resolution.amount);
+    let amount = resolution
+        .written_off
+        .map(|m| m.abs())
+        .or(resolution.amount);
     let written_off = resolution
         .written_off
         .map(|m| m.minor_units())
