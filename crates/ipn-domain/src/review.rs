@@ -640,6 +640,8 @@ pub fn payout_write_off(transferred: Money, lines_net: i64) -> Option<Money> {
 
 #[cfg(test)]
 mod tests {
+    // Amounts in cents are written `units_cents` (100_00 is 100.00 EUR).
+    #![allow(clippy::inconsistent_digit_grouping)]
     use super::*;
     use crate::journal::{MovementKind, movements};
     use crate::money::Currency;
