@@ -572,3 +572,78 @@ async fn settlement_write_offs_bring_clearing_to_what_the_bank_received() {
         assert_eq!(&rows[0][at("written_off_currency")], "EUR", "{kind}");
     }
 }
+
+/// Issue 22 item 3, the other write-offs: an unsettled payment writes off
+/// what it still holds (a shortfall of the clearing account), an
+/// over-refund the refunds above its payment (moved from refunds to the
+/// write-off account; clearing paid them already).
+///
+/// SHOP-U: paid 25.00, refunded 5.00, never settled: 20.00 written off.
+/// SHOP-O: paid 10.00, refunded 15.00: 5.00 written off.
+/// Clearing: 25.00 - 5.00 + 10.00 - 15.00 - 20.00 = -5.00; refunds 5.00 +
+/// 15.00 - 5.00 = 15.00; write-offs 20.00 + 5.00 = 25.00.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsettled_payment_and_an_over_refund_write_off_what_they_hold() {
+    let (db, store) = books().await;
+    import(&store, "SHOP-U", "25.00").await;
+    apply(
+        &store,
+        &notice("SHOP-U", "910010", "COMPLETE", "25.00", "EUR", "u1"),
+    )
+    .await;
+    apply(
+        &store,
+        &notice("SHOP-U", "910010", "REFUND", "-5.00", "EUR", "u2"),
+    )
+    .await;
+    import(&store, "SHOP-O", "10.00").await;
+    apply(
+        &store,
+        &notice("SHOP-O", "910011", "COMPLETE", "10.00", "EUR", "o1"),
+    )
+    .await;
+    apply(
+        &store,
+        &notice("SHOP-O", "910011", "REFUND", "-15.00", "EUR", "o2"),
+    )
+    .await;
+    ipn_reconciler::services::sweep::sweep(
+        &store,
+        chrono::Utc::now() + chrono::Duration::days(30),
+        &Default::default(),
+    )
+    .await
+    .expect("sweep");
+    let unsettled = open_items(&store, "SHOP-U", ReviewKind::UnsettledPayment).await[0];
+    let over = open_items(&store, "SHOP-O", ReviewKind::OverRefund).await[0];
+    let done = resolve(&store, &request(unsettled, ReviewAction::WriteOff))
+        .await
+        .expect("unsettled written off");
+    assert_eq!(done.amount.as_deref(), Some("20.00"));
+    let done = resolve(&store, &request(over, ReviewAction::WriteOff))
+        .await
+        .expect("over-refund written off");
+    assert_eq!(done.amount.as_deref(), Some("5.00"));
+    let client = sql(&db).await;
+    for (item, minor) in [(unsettled, 20_00), (over, 5_00)] {
+        assert_eq!(
+            one(
+                &client,
+                &format!(
+                    "SELECT written_off_minor FROM review_resolutions \
+                     WHERE review_item_id = {item} AND amount_minor = {minor}"
+                )
+            )
+            .await,
+            minor
+        );
+    }
+    let balances = balances(&store).await;
+    assert_eq!(balances[&(eur(), Account::Clearing)], -5_00);
+    assert_eq!(balances[&(eur(), Account::Refunds)], 15_00);
+    assert_eq!(balances[&(eur(), Account::WriteOff)], 25_00);
+    for totals in eur_totals(&store).await {
+        assert_eq!(totals.figures.net(), -5_00);
+        assert_eq!(totals.written_off, "20.00");
+    }
+}
