@@ -14,7 +14,11 @@
 //! an orphan's notifications through `store::apply::apply_to_order`, both
 //! the batch's own decide and write steps; a refund outside the processor
 //! as facts that grow, a ledger row that names its resolution and the
-//! money movements `journal::movements` computes).
+//! money movements `journal::movements` computes; a payment of the wrong
+//! amount booked as captured and a refund in another currency booked in
+//! its own, the same way). A write-off records what it writes off, signed,
+//! in the resolution ledger ([`written_off`]), where the journal and the
+//! report read it.
 //!
 //! No clock is read, and no decision depends on the time: the rows are
 //! stamped by the database's `now()`, the transaction's time.
@@ -382,7 +386,7 @@ async fn at_stake(
 ///   [`write_off_amount`], a loss.
 ///
 /// (`amount_mismatch` is written off with its booking, [`book_capture`].)
-async fn written_off(
+pub async fn written_off(
     conn: &mut AsyncPgConnection,
     item: &LockedItem,
     currencies: &Currencies,

@@ -42,8 +42,14 @@
 //!   (the fee replaces it, never adds to it).
 //! - **net revenue** = paid − refunded − reversed − charged back − VAT:
 //!   revenue excluding VAT, before fees.
-//! - **net** = net revenue − commission − fees: what the merchant keeps,
-//!   and the balance of the processor clearing account.
+//! - **written off**: what people wrote off from the review queue
+//!   (`domain::review::write_off_movement`): a shortfall of the clearing
+//!   account (booked money the processor will never pay out) less an
+//!   excess (money it paid that nothing booked). A short payment or an
+//!   over-refund written off moves between revenue or refunds and the
+//!   write-off account, not clearing.
+//! - **net** = net revenue − commission − fees − written off: what the
+//!   merchant keeps, and the balance of the processor clearing account.
 
 use std::collections::BTreeMap;
 

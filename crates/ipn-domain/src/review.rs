@@ -7,7 +7,8 @@
 //! done about it). What an action does to the books is decided here too,
 //! without I/O: [`effect`] says which path a resolution takes (record only,
 //! apply a repeated notification, apply an orphan's notifications to an
-//! order, record a refund made outside the processor), and
+//! order, record a refund made outside the processor, book a payment of
+//! the wrong amount or a refund in another currency, write off), and
 //! [`refund_outside`] computes the facts after such a refund, so that the
 //! money it moves comes from [`crate::journal::movements`] like
 //! any notification's.
@@ -16,7 +17,10 @@
 //!
 //! - **`accept_as_is`**: the exception is real and the books are right as
 //!   they stand (a chargeback lost, a processor flag reviewed, a settlement
-//!   amount that is the true one). Nothing is booked.
+//!   amount that is the true one). Nothing is booked, but for a payment of
+//!   the wrong amount (`amount_mismatch`): the amount the processor
+//!   captured is booked into `paid` ([`book_capture`]), nothing written
+//!   off, the order sold for what was paid.
 //! - **`apply_repeat`**: a refund, reversal or chargeback delivered again
 //!   after the processor's retry horizon is a *genuine* second one: its
 //!   notification is applied as a notification of its own, through the
@@ -30,10 +34,18 @@
 //! - **`link_order`**: an orphan payment belongs to an order: its
 //!   notifications are applied to that order (the one they name, now that
 //!   it exists, or another one a person chose), through the state machine.
-//! - **`write_off`**: the amount at stake is settled outside the order's
-//!   books (a loss, or a suspense account in the accounting system). The
-//!   order's figures do not change, since no money moved through the
-//!   processor; the resolution row keeps the amount for the accountant.
+//! - **`write_off`**: the difference at stake is written off to the
+//!   write-off account (a loss, or a gain the processor paid that nothing
+//!   booked). The resolution row keeps what was written off, signed
+//!   ([`write_off_movement`] books it): never a payment's amount, the
+//!   difference ([`line_write_off`], [`payout_write_off`], the rest of an
+//!   order's price for a short payment, which is booked as captured first).
+//! - **`collect_difference`**: a payment of the wrong amount is booked as
+//!   captured and the rest of the order's price is still owed: the order
+//!   stays `mismatch`, with a new item that says how much.
+//! - **`book_refund`**: a refund in another currency than its order's is
+//!   booked in its own currency ([`book_foreign_refund`]); the order keeps
+//!   its state.
 //! - **`dismiss`**: not an exception after all (a false alarm, test
 //!   traffic, already handled): nothing is booked. Every kind allows it.
 
