@@ -589,7 +589,9 @@ fn write_review_detail(
             table_time(&r.at),
             r.note
         )?;
-        if let (Some(amount), Some(currency)) = (r.amount(currencies), &r.currency) {
+        if let (Some(written), Some(currency)) = (r.written_off(currencies), &r.currency) {
+            write!(out, " (written off {written} {currency})")?;
+        } else if let (Some(amount), Some(currency)) = (r.amount(currencies), &r.currency) {
             write!(out, " ({amount} {currency})")?;
         }
         if let Some(order) = &r.order_ref

@@ -571,6 +571,16 @@ async fn settlement_write_offs_bring_clearing_to_what_the_bank_received() {
         assert_eq!(&rows[0][at("written_off")], amount, "{kind}");
         assert_eq!(&rows[0][at("written_off_currency")], "EUR", "{kind}");
     }
+    // `review show` says it with its sign.
+    let shown = cli(&db)
+        .args(["review", "show", &unknown.to_string()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let shown = String::from_utf8(shown).expect("utf-8");
+    assert!(shown.contains("(written off -40.00 EUR)"), "{shown}");
 }
 
 /// Issue 22 item 3, the other write-offs: an unsettled payment writes off

@@ -818,6 +818,10 @@ pub struct ResolutionView {
     pub group_of: Option<i64>,
     #[serde(serialize_with = "rfc3339::serialize")]
     pub at: DateTime<Utc>,
+    /// What it wrote off, signed (positive: a shortfall; negative: an
+    /// excess), minor units of `currency`.
+    #[serde(skip)]
+    pub written_off_minor: Option<i64>,
 }
 
 const RESOLUTION_COLUMNS: (
@@ -833,6 +837,7 @@ const RESOLUTION_COLUMNS: (
     review_resolutions::currency,
     review_resolutions::group_of,
     review_resolutions::created_at,
+    review_resolutions::written_off_minor,
 ) = (
     review_resolutions::id,
     review_resolutions::review_item_id,
@@ -846,6 +851,7 @@ const RESOLUTION_COLUMNS: (
     review_resolutions::currency,
     review_resolutions::group_of,
     review_resolutions::created_at,
+    review_resolutions::written_off_minor,
 );
 
 impl ResolutionView {
@@ -854,6 +860,12 @@ impl ResolutionView {
     pub fn amount(&self, currencies: &Currencies) -> Option<String> {
         let currency = currencies.currency(self.currency.as_deref()?).ok()?;
         Some(Money::from_minor(self.amount_minor?, currency).format_amount())
+    }
+
+    /// What it wrote off, signed, as an exact decimal in its currency.
+    pub fn written_off(&self, currencies: &Currencies) -> Option<String> {
+        let currency = currencies.currency(self.currency.as_deref()?).ok()?;
+        Some(Money::from_minor(self.written_off_minor?, currency).format_amount())
     }
 }
 
