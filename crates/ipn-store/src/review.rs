@@ -824,7 +824,8 @@ pub struct ResolutionView {
     pub written_off_minor: Option<i64>,
 }
 
-const RESOLUTION_COLUMNS: (
+/// The columns of a [`ResolutionView`].
+type ResolutionColumns = (
     review_resolutions::id,
     review_resolutions::review_item_id,
     review_resolutions::kind,
@@ -838,7 +839,9 @@ const RESOLUTION_COLUMNS: (
     review_resolutions::group_of,
     review_resolutions::created_at,
     review_resolutions::written_off_minor,
-) = (
+);
+
+const RESOLUTION_COLUMNS: ResolutionColumns = (
     review_resolutions::id,
     review_resolutions::review_item_id,
     review_resolutions::kind,
