@@ -493,6 +493,9 @@ fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::
         let what = match outcome.action {
             ReviewAction::MarkRefundedOutside => "refunded outside the processor",
             ReviewAction::WriteOff => "written off",
+            ReviewAction::AcceptAsIs => "booked",
+            ReviewAction::CollectDifference => "left to collect",
+            ReviewAction::BookRefund => "refunded, booked in its currency",
             _ => "concerned",
         };
         writeln!(out, "  amount {what}: {amount} {currency}")?;
@@ -591,7 +594,9 @@ fn write_review_detail(
             table_time(&r.at),
             r.note
         )?;
-        if let (Some(amount), Some(currency)) = (r.amount(currencies), &r.currency) {
+        if let (Some(written), Some(currency)) = (r.written_off(currencies), &r.currency) {
+            write!(out, " (written off {written} {currency})")?;
+        } else if let (Some(amount), Some(currency)) = (r.amount(currencies), &r.currency) {
             write!(out, " ({amount} {currency})")?;
         }
         if let Some(order) = &r.order_ref

@@ -14,7 +14,11 @@
 //! an orphan's notifications through `store::apply::apply_to_order`, both
 //! the batch's own decide and write steps; a refund outside the processor
 //! as facts that grow, a ledger row that names its resolution and the
-//! money movements `journal::movements` computes).
+//! money movements `journal::movements` computes; a payment of the wrong
+//! amount booked as captured and a refund in another currency booked in
+//! its own, the same way). A write-off records what it writes off, signed,
+//! in the resolution ledger ([`written_off`]), where the journal and the
+//! report read it.
 //!
 //! No clock is read, and no decision depends on the time: the rows are
 //! stamped by the database's `now()`, the transaction's time.
@@ -26,14 +30,17 @@ use serde::Serialize;
 use crate::domain::journal::movements;
 use crate::domain::pan::check_free_text;
 use crate::domain::review::{
-    ActionEffect, Misfit, RefundOutsideError, ReviewAction, effect, refund_outside,
+    ActionEffect, BookError, Capture, Difference, Misfit, RefundOutsideError, ReviewAction,
+    book_capture, book_foreign_refund, effect, line_write_off, payout_write_off, refund_outside,
 };
 use crate::domain::{
-    Currencies, Decision, Effect, Money, OrderFacts, OrderState, Outcome, ReconcilePolicy,
+    Currencies, Decision, Effect, Money, OrderFacts, OrderState, Outcome, PaymentEvent,
+    ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
 };
 use crate::export::rfc3339;
 use crate::store::apply::{
-    ApplyReport, RetryBounds, apply_repeat, apply_to_order, lock_order_facts, write_facts,
+    ApplyReport, RetryBounds, apply_repeat, apply_to_order, lock_order_facts, stored_event,
+    write_facts,
 };
 use crate::store::review::{self, LockedItem, NewResolution, PaymentBalance};
 use crate::store::{Store, StoreError};
@@ -129,6 +136,12 @@ pub enum ResolveError {
     NoNotification(i64),
     #[error("no notification under order reference {0} is waiting for its order: nothing to link")]
     NothingToLink(String),
+    #[error("review item #{id}: {source}")]
+    Book {
+        id: i64,
+        #[source]
+        source: BookError,
+    },
     #[error("review item #{id}: {source}")]
     Refund {
         id: i64,
@@ -278,12 +291,15 @@ async fn resolve_in(
         ActionEffect::WriteOff => {
             let mut total: Option<Money> = None;
             for item in &items {
-                let at_stake = at_stake(conn, item, currencies).await?;
-                run.resolve(conn, item, at_stake).await?;
-                total = add(total, at_stake);
+                let written_off = written_off(conn, item, currencies).await?;
+                run.resolve_writing_off(conn, item, written_off.map(|m| m.abs()), written_off)
+                    .await?;
+                total = add(total, written_off);
             }
             run.set_amount(total);
         }
+        ActionEffect::BookCapture(difference) => run.book_capture(conn, &items, difference).await?,
+        ActionEffect::BookRefund => run.book_refund(conn, &items).await?,
         ActionEffect::ApplyRepeat => run.apply_repeats(conn, &items).await?,
         ActionEffect::LinkOrder => run.link_order(conn, &items).await?,
         ActionEffect::RefundOutside => run.refund_outside(conn, &items).await?,
@@ -354,6 +370,82 @@ async fn at_stake(
         return Ok(write_off_amount(&balance));
     }
     notification_amount(conn, item, currencies).await
+}
+
+/// What a write-off of an item writes off, signed as the write-off
+/// schedule shows it (positive: booked money the processor will never pay
+/// out; negative: money it paid that nothing booked), in the currency of
+/// the figure it comes from:
+///
+/// - a settlement line's item (`settlement_unknown`,
+///   `settlement_amount_differs`): [`line_write_off`];
+/// - `payout_total_differs`: [`payout_write_off`];
+/// - `orphan_payment`: the orphan's payment, an excess (the processor pays
+///   it out, nothing in the books holds it);
+/// - an item about a payment (`unsettled_payment`, `over_refund`):
+///   [`write_off_amount`], a loss.
+///
+/// (`amount_mismatch` is written off with its booking, [`book_capture`].)
+pub async fn written_off(
+    conn: &mut AsyncPgConnection,
+    item: &LockedItem,
+    currencies: &Currencies,
+) -> Result<Option<Money>, ResolveError> {
+    match item.kind {
+        ReviewKind::SettlementUnknown | ReviewKind::SettlementAmountDiffers => {
+            if let Some(line) = review::line_at_stake(conn, item.id, currencies).await? {
+                return Ok(line_write_off(&line));
+            }
+        }
+        ReviewKind::PayoutTotalDiffers => {
+            if let Some((transferred, lines_net)) =
+                review::payout_at_stake(conn, item.id, currencies).await?
+            {
+                return Ok(payout_write_off(transferred, lines_net));
+            }
+        }
+        ReviewKind::OrphanPayment => {
+            return Ok(notification_amount(conn, item, currencies)
+                .await?
+                .map(|m| Money::from_minor(m.minor_units().saturating_neg(), m.currency())));
+        }
+        _ => {}
+    }
+    at_stake(conn, item, currencies).await
+}
+
+/// The ledger row of a person's booking on an order: the facts `after`,
+/// applied, with `reason`.
+pub fn booking_decision(before: &OrderFacts, after: OrderFacts, reason: String) -> Decision {
+    Decision {
+        old_state: before.state(),
+        new_state: after.state(),
+        facts: after,
+        effect: Effect::Applied,
+        reason,
+        review_items: Vec::new(),
+        resolutions: Vec::new(),
+        outcome: Outcome::Applied,
+    }
+}
+
+/// The capture (or refund) a stored notification describes, as the
+/// booking functions read it; and whether its status is a payment's, a
+/// refund's.
+fn capture_of(event: &PaymentEvent) -> (Capture<'_>, bool) {
+    let category = match &event.status {
+        StatusField::Known(status) => Some(status.category()),
+        StatusField::Unknown(_) => None,
+    };
+    (
+        Capture {
+            processor_ref: &event.processor_ref,
+            is_payment: category == Some(StatusCategory::Payment),
+            amount: event.amount,
+            money: &event.money,
+        },
+        category == Some(StatusCategory::Refund),
+    )
 }
 
 /// What a refund outside the processor does for one item: the facts
@@ -452,6 +544,17 @@ impl Run<'_> {
         item: &LockedItem,
         amount: Option<Money>,
     ) -> Result<i64, ResolveError> {
+        self.resolve_writing_off(conn, item, amount, None).await
+    }
+
+    /// [`Run::resolve`], with what the resolution writes off (signed).
+    async fn resolve_writing_off(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        item: &LockedItem,
+        amount: Option<Money>,
+        written_off: Option<Money>,
+    ) -> Result<i64, ResolveError> {
         let order_ref = match self.request.action {
             ReviewAction::LinkOrder => self.outcome.order_ref.clone(),
             _ => item.order_ref.clone(),
@@ -465,6 +568,7 @@ impl Run<'_> {
                 note: self.note,
                 order_ref,
                 amount,
+                written_off,
                 group_of: self.group_of,
             },
         )
@@ -559,6 +663,176 @@ impl Run<'_> {
             .await?;
             self.applied(notification_id, &report);
         }
+        Ok(())
+    }
+
+    /// `amount_mismatch`: each item's payment booked as the processor
+    /// captured it ([`book_capture`], one after the other on the facts the
+    /// previous left, decided before anything is written), its difference
+    /// accepted, written off or left to collect (a new item on the order),
+    /// the order leaving `mismatch` when no other disagreement stays open.
+    /// A ledger row per item that changed the facts, with the payment's
+    /// money movements.
+    async fn book_capture(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        items: &[LockedItem],
+        difference: Difference,
+    ) -> Result<(), ResolveError> {
+        let order_ref = items[0]
+            .order_ref
+            .clone()
+            .ok_or(ResolveError::NoOrder(items[0].id))?;
+        let (order_id, facts) = lock_order_facts(conn, &order_ref, self.currencies)
+            .await?
+            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+        let others = review::other_disagreements_open(conn, &order_ref, &ids).await?;
+        let mut steps = Vec::new();
+        let mut facts = facts;
+        for item in items {
+            let event = match item.notification_id {
+                Some(id) => Some(stored_event(conn, id, self.currencies).await?),
+                None => None,
+            };
+            let capture = event.as_ref().map(|e| capture_of(e).0);
+            let booking = match book_capture(
+                &facts,
+                item.processor_ref.as_deref(),
+                capture,
+                difference,
+                others,
+            ) {
+                Ok(booking) => Some(booking),
+                // Nothing was captured (an authorization of the wrong
+                // amount): accepting it books nothing, as before.
+                Err(BookError::NotACapture) if difference == Difference::Accepted => None,
+                Err(source) => {
+                    return Err(ResolveError::Book {
+                        id: item.id,
+                        source,
+                    });
+                }
+            };
+            steps.push((facts.clone(), booking.clone()));
+            if let Some(booking) = booking {
+                facts = booking.after;
+            }
+        }
+        let mut total = None;
+        for (item, (before, booking)) in items.iter().zip(steps) {
+            let Some(booking) = booking else {
+                self.resolve(conn, item, None).await?;
+                continue;
+            };
+            let amount = match difference {
+                Difference::Accepted => booking.captured,
+                Difference::WrittenOff | Difference::ToCollect => booking.difference,
+            };
+            let resolution = self
+                .resolve_writing_off(conn, item, Some(amount), booking.written_off)
+                .await?;
+            total = add(total, Some(amount));
+            if let Some(follow_up) = &booking.follow_up {
+                review::open_follow_up(conn, follow_up, &order_ref).await?;
+            }
+            if booking.after == before {
+                continue;
+            }
+            let what = match difference {
+                Difference::Accepted => "nothing written off".to_owned(),
+                Difference::WrittenOff => format!("{} written off", booking.difference),
+                Difference::ToCollect => format!("{} left to collect", booking.difference),
+            };
+            let reason = format!(
+                "payment of {} under processor reference {} booked as captured ({}), \
+                 by {} (review item #{})",
+                booking.captured,
+                item.processor_ref.as_deref().unwrap_or("-"),
+                what,
+                self.by,
+                item.id
+            );
+            let decision = booking_decision(&before, booking.after, reason);
+            write_facts(conn, order_id, &before, &decision).await?;
+            review::record_resolution_event(
+                conn,
+                order_id,
+                resolution,
+                self.request.action,
+                &decision,
+                booking.captured,
+            )
+            .await?;
+            let moved = movements(&before, &decision.facts);
+            crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
+                .await?;
+            self.outcome.order_state = Some(decision.new_state);
+        }
+        self.set_amount(total);
+        Ok(())
+    }
+
+    /// `currency_mismatch` about a refund in another currency: booked in
+    /// its own currency ([`book_foreign_refund`]), a ledger row and a
+    /// refund movement in that currency; the order keeps its state, out of
+    /// `mismatch` when no other disagreement stays open.
+    async fn book_refund(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        items: &[LockedItem],
+    ) -> Result<(), ResolveError> {
+        let order_ref = items[0]
+            .order_ref
+            .clone()
+            .ok_or(ResolveError::NoOrder(items[0].id))?;
+        let (order_id, mut facts) = lock_order_facts(conn, &order_ref, self.currencies)
+            .await?
+            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+        let others = review::other_disagreements_open(conn, &order_ref, &ids).await?;
+        let mut steps = Vec::new();
+        for item in items {
+            let notification_id = item
+                .notification_id
+                .ok_or(ResolveError::NoNotification(item.id))?;
+            let event = stored_event(conn, notification_id, self.currencies).await?;
+            let (refund, is_refund) = capture_of(&event);
+            let (after, moved) =
+                book_foreign_refund(&facts, refund, is_refund, others).map_err(|source| {
+                    ResolveError::Book {
+                        id: item.id,
+                        source,
+                    }
+                })?;
+            steps.push((facts.clone(), after.clone(), moved));
+            facts = after;
+        }
+        let mut total = None;
+        for (item, (before, after, moved)) in items.iter().zip(steps) {
+            let resolution = self.resolve(conn, item, Some(moved.amount)).await?;
+            total = add(total, Some(moved.amount));
+            let reason = format!(
+                "refund of {} under processor reference {} booked in its own currency, by {} \
+                 (review item #{})",
+                moved.amount, moved.processor_ref, self.by, item.id
+            );
+            let decision = booking_decision(&before, after, reason);
+            write_facts(conn, order_id, &before, &decision).await?;
+            review::record_resolution_event(
+                conn,
+                order_id,
+                resolution,
+                ReviewAction::BookRefund,
+                &decision,
+                moved.amount,
+            )
+            .await?;
+            crate::store::journal::record_for_resolution(conn, order_id, resolution, &[moved])
+                .await?;
+            self.outcome.order_state = Some(decision.new_state);
+        }
+        self.set_amount(total);
         Ok(())
     }
 

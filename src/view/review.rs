@@ -2,14 +2,16 @@
 //! one row per group of open items of one kind for one order (an item on
 //! its own is a group of one), with its resolution when resolved, and the
 //! amount it is about when a stored row says
-//! ([`ReviewItem::amount`](crate::store::ReviewItem::amount)).
+//! ([`ReviewItem::amount`](crate::store::ReviewItem::amount)), and what its
+//! resolution wrote off (`--status resolved --kind KIND` is the write-off
+//! schedule).
 
 use super::{Cell, Table};
 use crate::export::rfc3339;
 use crate::store::review::ReviewGroup;
 
 /// The columns, in order (scripts read the CSV by these names).
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 17] = [
     "id",
     "status",
     "kind",
@@ -25,6 +27,8 @@ pub const COLUMNS: [&str; 15] = [
     "count",
     "item_ids",
     "resolution_action",
+    "written_off",
+    "written_off_currency",
 ];
 
 /// Review groups as a listing, in the order given (newest first).
@@ -55,6 +59,9 @@ pub fn table(groups: &[ReviewGroup], caption: String) -> Table {
             Cell::Number(group.count.to_string()),
             Cell::Text(ids.join(" ")),
             Cell::Text(item.resolution_action.clone().unwrap_or_default()),
+            // The write-off schedule: a number (an excess is negative).
+            Cell::Number(item.written_off.clone().unwrap_or_default()),
+            Cell::Text(item.written_off_currency.clone().unwrap_or_default()),
         ]);
     }
     table

@@ -277,7 +277,9 @@ async fn the_review_queue_exports_to_csv_and_json() {
             "resolution_note",
             "count",
             "item_ids",
-            "resolution_action"
+            "resolution_action",
+            "written_off",
+            "written_off_currency"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();

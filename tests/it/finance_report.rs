@@ -733,7 +733,8 @@ async fn the_report_speaks_table_csv_and_json_with_stable_names_and_refuses_empt
             "paid",
             "refunded",
             "reversed",
-            "vat"
+            "vat",
+            "written_off"
         ]
     );
     assert_eq!(

@@ -40,6 +40,7 @@ mod processor_orders;
 mod renewals;
 mod report_timezone;
 mod review_actions;
+mod review_bookings;
 mod service_restarts;
 mod settlement;
 mod simulate_cli;

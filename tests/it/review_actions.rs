@@ -705,7 +705,7 @@ async fn the_command_line_resolves_with_actions_and_says_why_not() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "allowed: accept_as_is, write_off, dismiss",
+            "allowed: accept_as_is, write_off, collect_difference, dismiss",
         ));
     // An unknown action: a usage error naming the valid ones.
     cli(&db)
@@ -764,7 +764,7 @@ async fn the_command_line_resolves_with_actions_and_says_why_not() {
     assert_eq!(shown["resolution"]["resolved_by"], "finance-42");
     assert_eq!(
         shown["allowed_actions"],
-        serde_json::json!(["accept_as_is", "write_off", "dismiss"])
+        serde_json::json!(["accept_as_is", "write_off", "collect_difference", "dismiss"])
     );
     let notifications = shown["notifications"].as_array().expect("notifications");
     assert!(!notifications.is_empty(), "{shown}");

@@ -42,8 +42,14 @@
 //!   (the fee replaces it, never adds to it).
 //! - **net revenue** = paid − refunded − reversed − charged back − VAT:
 //!   revenue excluding VAT, before fees.
-//! - **net** = net revenue − commission − fees: what the merchant keeps,
-//!   and the balance of the processor clearing account.
+//! - **written off**: what people wrote off from the review queue
+//!   (`domain::review::write_off_movement`): a shortfall of the clearing
+//!   account (booked money the processor will never pay out) less an
+//!   excess (money it paid that nothing booked). A short payment or an
+//!   over-refund written off moves between revenue or refunds and the
+//!   write-off account, not clearing.
+//! - **net** = net revenue − commission − fees − written off: what the
+//!   merchant keeps, and the balance of the processor clearing account.
 
 use std::collections::BTreeMap;
 
@@ -103,6 +109,24 @@ pub enum MovementKind {
     /// A payment's provisional commission released when a settlement
     /// line's fee for the payment is imported (the fee replaces it).
     CommissionSettled,
+    /// Written off by a person (`write_off`): money booked in the clearing
+    /// account that the processor will never pay out (an unsettled
+    /// payment, a settlement line or payout short of the ledger, a debit
+    /// nothing booked). Read from the resolution ledger, not stored as a
+    /// money movement (a settlement item may concern no order).
+    WriteOffShortfall,
+    /// Written off by a person: money the processor paid out that nothing
+    /// in the books explains (an orphan's payment, an unknown sale line,
+    /// a payout above its lines).
+    WriteOffExcess,
+    /// Written off by a person: the part of an order's price a payment of
+    /// the wrong amount did not pay (`amount_mismatch`). The clearing
+    /// account holds what was captured; the revenue is the order's price.
+    WriteOffShortPayment,
+    /// Written off by a person: refunds above a payment (`over_refund`).
+    /// They left the clearing account with the refunds; the write-off
+    /// moves the excess from refunds to the loss.
+    WriteOffOverRefund,
 }
 
 /// A stored movement kind that this version does not know.
@@ -206,6 +230,14 @@ pub struct Figures {
     pub commission_refunded: i64,
     /// Provisional commission released by a settlement fee.
     pub commission_settled: i64,
+    /// Written off as a shortfall of the clearing account.
+    pub written_off_shortfall: i64,
+    /// Written off as an excess the processor paid.
+    pub written_off_excess: i64,
+    /// Prices not paid by a short payment, written off.
+    pub written_off_short_payments: i64,
+    /// Refunds above their payment, written off.
+    pub written_off_over_refunds: i64,
 }
 
 impl Figures {
@@ -222,6 +254,10 @@ impl Figures {
             MovementKind::Commission => &mut self.commission,
             MovementKind::CommissionRefund => &mut self.commission_refunded,
             MovementKind::CommissionSettled => &mut self.commission_settled,
+            MovementKind::WriteOffShortfall => &mut self.written_off_shortfall,
+            MovementKind::WriteOffExcess => &mut self.written_off_excess,
+            MovementKind::WriteOffShortPayment => &mut self.written_off_short_payments,
+            MovementKind::WriteOffOverRefund => &mut self.written_off_over_refunds,
         };
         *figure = figure.saturating_add(minor);
     }
@@ -239,7 +275,19 @@ impl Figures {
             MovementKind::Commission => self.commission,
             MovementKind::CommissionRefund => self.commission_refunded,
             MovementKind::CommissionSettled => self.commission_settled,
+            MovementKind::WriteOffShortfall => self.written_off_shortfall,
+            MovementKind::WriteOffExcess => self.written_off_excess,
+            MovementKind::WriteOffShortPayment => self.written_off_short_payments,
+            MovementKind::WriteOffOverRefund => self.written_off_over_refunds,
         }
+    }
+
+    /// What write-offs did to the clearing account: shortfalls written off
+    /// less excesses written off (a short payment or an over-refund
+    /// write-off does not touch it). Positive lowers the net.
+    pub fn clearing_written_off(&self) -> i64 {
+        self.written_off_shortfall
+            .saturating_sub(self.written_off_excess)
     }
 
     /// VAT charged less VAT given back: what the processor owes the tax
@@ -266,13 +314,15 @@ impl Figures {
             .saturating_sub(self.net_vat())
     }
 
-    /// Net revenue − open commission − fees: what the merchant keeps, the
-    /// balance of the processor clearing account. Negative when more went
-    /// out than came in.
+    /// Net revenue − open commission − fees − what write-offs took from
+    /// the clearing account ([`Figures::clearing_written_off`]): what the
+    /// merchant keeps, the balance of the processor clearing account.
+    /// Negative when more went out than came in.
     pub fn net(&self) -> i64 {
         self.net_revenue()
             .saturating_sub(self.open_commission())
             .saturating_sub(self.fees)
+            .saturating_sub(self.clearing_written_off())
     }
 }
 
@@ -321,6 +371,10 @@ pub enum Account {
     /// of payments, credited by commission refunded and by commission a
     /// settlement fee replaced.
     Commission,
+    /// Losses (and gains) a person wrote off from the review queue:
+    /// debited by shortfalls, short payments and over-refunds written
+    /// off, credited by excesses written off.
+    WriteOff,
 }
 
 /// An account key that this version does not know.
@@ -348,6 +402,7 @@ impl Account {
             Account::Fees => "Payment processing fees",
             Account::Vat => "VAT collected by the processor",
             Account::Commission => "Processor commission (provisional)",
+            Account::WriteOff => "Write-offs",
         }
     }
 }
@@ -367,6 +422,12 @@ pub fn posting(kind: MovementKind) -> (Account, Account) {
         MovementKind::CommissionRefund | MovementKind::CommissionSettled => {
             (Account::Clearing, Account::Commission)
         }
+        // Clearing ends where the bank says: booked money never paid out
+        // leaves it, money paid out that nothing booked enters it.
+        MovementKind::WriteOffShortfall => (Account::WriteOff, Account::Clearing),
+        MovementKind::WriteOffExcess => (Account::Clearing, Account::WriteOff),
+        MovementKind::WriteOffShortPayment => (Account::WriteOff, Account::Revenue),
+        MovementKind::WriteOffOverRefund => (Account::WriteOff, Account::Refunds),
     }
 }
 
@@ -499,7 +560,11 @@ mod tests {
                 "vat_refund",
                 "commission",
                 "commission_refund",
-                "commission_settled"
+                "commission_settled",
+                "write_off_shortfall",
+                "write_off_excess",
+                "write_off_short_payment",
+                "write_off_over_refund"
             ]
         );
         assert_string_forms!(
@@ -512,7 +577,8 @@ mod tests {
                 "chargebacks",
                 "fees",
                 "vat",
-                "commission"
+                "commission",
+                "write_off"
             ]
         );
     }
@@ -653,6 +719,34 @@ mod tests {
             OrderState::Pending,
             OrderState::Suspect
         ));
+    }
+
+    #[test]
+    fn write_offs_bring_clearing_to_the_net() {
+        // Paid 100.00, a 30.00 shortfall written off, a 12.00 excess
+        // written off, a 5.00 short payment written off (against revenue).
+        let lines = [
+            (MovementKind::Payment, eur(100_00)),
+            (MovementKind::WriteOffShortfall, eur(30_00)),
+            (MovementKind::WriteOffExcess, eur(12_00)),
+            (MovementKind::WriteOffShortPayment, eur(5_00)),
+            (MovementKind::WriteOffOverRefund, eur(2_00)),
+        ];
+        let mut figures = Figures::default();
+        for (kind, amount) in &lines {
+            figures.add(*kind, amount.minor_units());
+        }
+        assert_eq!(figures.net(), 100_00 - 30_00 + 12_00);
+        let balances = trial_balance(lines);
+        let currency = Currency::iso("EUR").expect("EUR");
+        assert_eq!(balances[&(currency, Account::Clearing)], 82_00);
+        assert_eq!(
+            balances[&(currency, Account::WriteOff)],
+            30_00 - 12_00 + 5_00 + 2_00
+        );
+        assert_eq!(balances[&(currency, Account::Revenue)], -105_00);
+        assert_eq!(balances[&(currency, Account::Refunds)], -2_00);
+        assert_eq!(balances.values().sum::<i64>(), 0);
     }
 
     /// One thing that can happen to a payment: what facts only grow by.

@@ -7,7 +7,8 @@
 //! done about it). What an action does to the books is decided here too,
 //! without I/O: [`effect`] says which path a resolution takes (record only,
 //! apply a repeated notification, apply an orphan's notifications to an
-//! order, record a refund made outside the processor), and
+//! order, record a refund made outside the processor, book a payment of
+//! the wrong amount or a refund in another currency, write off), and
 //! [`refund_outside`] computes the facts after such a refund, so that the
 //! money it moves comes from [`crate::journal::movements`] like
 //! any notification's.
@@ -16,7 +17,10 @@
 //!
 //! - **`accept_as_is`**: the exception is real and the books are right as
 //!   they stand (a chargeback lost, a processor flag reviewed, a settlement
-//!   amount that is the true one). Nothing is booked.
+//!   amount that is the true one). Nothing is booked, but for a payment of
+//!   the wrong amount (`amount_mismatch`): the amount the processor
+//!   captured is booked into `paid` ([`book_capture`]), nothing written
+//!   off, the order sold for what was paid.
 //! - **`apply_repeat`**: a refund, reversal or chargeback delivered again
 //!   after the processor's retry horizon is a *genuine* second one: its
 //!   notification is applied as a notification of its own, through the
@@ -30,10 +34,18 @@
 //! - **`link_order`**: an orphan payment belongs to an order: its
 //!   notifications are applied to that order (the one they name, now that
 //!   it exists, or another one a person chose), through the state machine.
-//! - **`write_off`**: the amount at stake is settled outside the order's
-//!   books (a loss, or a suspense account in the accounting system). The
-//!   order's figures do not change, since no money moved through the
-//!   processor; the resolution row keeps the amount for the accountant.
+//! - **`write_off`**: the difference at stake is written off to the
+//!   write-off account (a loss, or a gain the processor paid that nothing
+//!   booked). The resolution row keeps what was written off, signed
+//!   ([`write_off_movement`] books it): never a payment's amount, the
+//!   difference ([`line_write_off`], [`payout_write_off`], the rest of an
+//!   order's price for a short payment, which is booked as captured first).
+//! - **`collect_difference`**: a payment of the wrong amount is booked as
+//!   captured and the rest of the order's price is still owed: the order
+//!   stays `mismatch`, with a new item that says how much.
+//! - **`book_refund`**: a refund in another currency than its order's is
+//!   booked in its own currency ([`book_foreign_refund`]); the order keeps
+//!   its state.
 //! - **`dismiss`**: not an exception after all (a false alarm, test
 //!   traffic, already handled): nothing is booked. Every kind allows it.
 
@@ -80,6 +92,12 @@ pub enum ReviewAction {
     WriteOff,
     /// Not an exception after all: nothing to book.
     Dismiss,
+    /// A payment of the wrong amount: book what the processor captured,
+    /// and keep the order open for the difference, still to collect.
+    CollectDifference,
+    /// A refund in another currency than its order's: book it in its own
+    /// currency.
+    BookRefund,
 }
 
 /// An action name this version does not know.
@@ -99,7 +117,10 @@ impl ReviewAction {
     /// What the action means, in one line (for `--help` and the console).
     pub fn describe(self) -> &'static str {
         match self {
-            Self::AcceptAsIs => "the exception is real and the books are right as they stand",
+            Self::AcceptAsIs => {
+                "the exception is real and the books are right as they stand (a payment of the \
+                 wrong amount: book what the processor captured, nothing written off)"
+            }
             Self::ApplyRepeat => {
                 "the late repeat is a genuine second refund or chargeback: apply its notification"
             }
@@ -110,23 +131,39 @@ impl ReviewAction {
                 "apply the orphan payment's notifications to an order (--order, or the one they name)"
             }
             Self::WriteOff => {
-                "settle the amount outside the order's books (loss or suspense); figures unchanged"
+                "write the difference off (a loss, or a gain the processor paid): to the \
+                 write-off account; a payment of the wrong amount is booked as captured first"
             }
             Self::Dismiss => "not an exception after all: nothing to book",
+            Self::CollectDifference => {
+                "book the amount the processor captured and leave the difference to collect \
+                 (the order stays open, a new item says how much)"
+            }
+            Self::BookRefund => {
+                "book the refund in its own currency; the order keeps its state (paid)"
+            }
         }
     }
 }
 
-use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOutside, WriteOff};
+use ReviewAction::{
+    AcceptAsIs, ApplyRepeat, BookRefund, CollectDifference, Dismiss, LinkOrder,
+    MarkRefundedOutside, WriteOff,
+};
 
 /// The actions that make sense for an item of `kind`, the usual one first.
 ///
 /// Why, per kind:
 ///
-/// - `amount_mismatch`: the payment was not counted (its amount differs);
-///   the shop accepts the order as it stands, writes the difference off,
-///   or finds it was no exception.
-/// - `currency_mismatch`: nothing can be converted here; accept or dismiss.
+/// - `amount_mismatch`: the payment was not counted (its amount differs).
+///   Accepting books the amount the processor captured into `paid` (the
+///   order is sold for what was paid, nothing written off); a write-off
+///   books it and writes the rest of the order's price off; collecting
+///   books it and leaves the difference owed (the order stays `mismatch`
+///   and a new item says how much). Dismiss: no exception, nothing booked.
+/// - `currency_mismatch`: nothing can be converted here. A refund in
+///   another currency is booked in its own currency (`book_refund`), the
+///   order keeping its state; otherwise accept or dismiss.
 /// - `duplicate_payment`: the extra charge was refunded by the merchant
 ///   outside the processor (recorded as a refund), or kept on purpose
 ///   (accept).
@@ -173,8 +210,8 @@ use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOuts
 ///   way) or dismissed.
 pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
     match kind {
-        ReviewKind::AmountMismatch => &[AcceptAsIs, WriteOff, Dismiss],
-        ReviewKind::CurrencyMismatch => &[AcceptAsIs, Dismiss],
+        ReviewKind::AmountMismatch => &[AcceptAsIs, WriteOff, CollectDifference, Dismiss],
+        ReviewKind::CurrencyMismatch => &[BookRefund, AcceptAsIs, Dismiss],
         ReviewKind::DuplicatePayment => &[MarkRefundedOutside, AcceptAsIs, Dismiss],
         ReviewKind::CanceledThenPaid => &[MarkRefundedOutside, AcceptAsIs, Dismiss],
         ReviewKind::ReversedAfterPayment => &[AcceptAsIs, Dismiss],
@@ -241,8 +278,27 @@ pub enum ActionEffect {
     /// with its money movement.
     RefundOutside,
     /// Nothing changes on the order; the resolution row carries the amount
-    /// written off.
+    /// written off ([`write_off_movement`] books it).
     WriteOff,
+    /// A payment of the wrong amount is booked as captured
+    /// ([`book_capture`]), its difference to the order's price dealt with
+    /// as said.
+    BookCapture(Difference),
+    /// A refund in another currency is booked in its own currency
+    /// ([`book_foreign_refund`]).
+    BookRefund,
+}
+
+/// What becomes of the difference between a payment of the wrong amount
+/// and its order's price, once the captured amount is booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Difference {
+    /// Nothing: the order is sold for what was paid (`accept_as_is`).
+    Accepted,
+    /// Written off to the write-off account (`write_off`).
+    WrittenOff,
+    /// Still owed: the order stays open (`collect_difference`).
+    ToCollect,
 }
 
 impl ActionEffect {
@@ -251,7 +307,11 @@ impl ActionEffect {
     pub fn changes_facts(self) -> bool {
         matches!(
             self,
-            Self::ApplyRepeat | Self::LinkOrder | Self::RefundOutside
+            Self::ApplyRepeat
+                | Self::LinkOrder
+                | Self::RefundOutside
+                | Self::BookCapture(_)
+                | Self::BookRefund
         )
     }
 }
@@ -261,7 +321,12 @@ pub fn effect(kind: ReviewKind, action: ReviewAction) -> Result<ActionEffect, Mi
     if !allowed_actions(kind).contains(&action) {
         return Err(Misfit { kind, action });
     }
+    let amount_mismatch = kind == ReviewKind::AmountMismatch;
     Ok(match action {
+        AcceptAsIs if amount_mismatch => ActionEffect::BookCapture(Difference::Accepted),
+        WriteOff if amount_mismatch => ActionEffect::BookCapture(Difference::WrittenOff),
+        CollectDifference => ActionEffect::BookCapture(Difference::ToCollect),
+        BookRefund => ActionEffect::BookRefund,
         AcceptAsIs | Dismiss => ActionEffect::RecordOnly,
         ApplyRepeat => ActionEffect::ApplyRepeat,
         LinkOrder => ActionEffect::LinkOrder,
@@ -324,8 +389,271 @@ pub fn refund_outside(
     ))
 }
 
+/// Why a payment of the wrong amount, or a refund in another currency,
+/// cannot be booked as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    /// The item's notification is not a capture in the order's currency
+    /// with a positive amount, and nothing is booked under its payment.
+    #[error(
+        "nothing captured to book: the item's notification is not a payment of a positive amount in the order's currency"
+    )]
+    NotACapture,
+    /// The processor captured at least the order's price.
+    #[error(
+        "nothing to {0}: the processor captured {1}, the order's price is {2}; accept_as_is books it"
+    )]
+    NoShortfall(&'static str, Money, Money),
+    /// The captured amount is booked already and its difference is what
+    /// this item is about.
+    #[error(
+        "the captured amount is booked already and the difference is this item's: accept_as_is, write_off or dismiss it"
+    )]
+    AlreadyToCollect,
+    /// The item's notification is not a refund in another currency.
+    #[error("the item's notification is not a refund in another currency than the order's")]
+    NotAForeignRefund,
+    /// No paid payment under the refund's processor reference.
+    #[error("the order has no paid payment under processor reference {0} to refund")]
+    NoPaidPayment(String),
+}
+
+/// A capture as a stored notification carries it: the payment's
+/// reference, the amount, whether its status is a payment's, and the
+/// money the notice carried.
+#[derive(Debug, Clone, Copy)]
+pub struct Capture<'a> {
+    pub processor_ref: &'a str,
+    pub is_payment: bool,
+    pub amount: Money,
+    pub money: &'a crate::notice_money::NoticeMoney,
+}
+
+/// What accepting a payment of the wrong amount books.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booking {
+    /// The facts after: the payment paid at the captured amount (unless it
+    /// was booked already), the order out of `mismatch` unless the
+    /// difference is to collect or another disagreement is open.
+    pub after: OrderFacts,
+    /// The amount booked as paid under the payment.
+    pub captured: Money,
+    /// The order's price less the captured amount: positive when short,
+    /// negative when the processor captured more.
+    pub difference: Money,
+    /// Written off ([`Difference::WrittenOff`]): the shortfall.
+    pub written_off: Option<Money>,
+    /// The item that keeps the difference open ([`Difference::ToCollect`]).
+    pub follow_up: Option<crate::reconcile::NewReviewItem>,
+}
+
+/// Books a payment of the wrong amount (`amount_mismatch`) as the processor
+/// captured it, and decides what becomes of the difference to the order's
+/// price. `booked_refno` is the payment the item is about; `capture`, its
+/// notification when it has one; `other_disagreements`, whether another
+/// amount or currency item stays open on the order (the order stays
+/// `mismatch` then: its last disagreement ends it).
+///
+/// A payment already paid under that reference (a follow-up item, or the
+/// right amount arrived after all) is not booked again: the difference is
+/// the order's price less what it paid. Facts only grow but for the
+/// `mismatch` flag, which a person's acceptance ends.
+pub fn book_capture(
+    facts: &OrderFacts,
+    booked_refno: Option<&str>,
+    capture: Option<Capture<'_>>,
+    difference: Difference,
+    other_disagreements: bool,
+) -> Result<Booking, BookError> {
+    let currency = facts.expected.currency();
+    let refno = booked_refno
+        .or(capture.map(|c| c.processor_ref))
+        .ok_or(BookError::NotACapture)?;
+    let mut after = facts.clone();
+    let already = facts.payments.get(refno).map_or(0, |p| p.paid);
+    let captured = if already > 0 {
+        if difference == Difference::ToCollect {
+            return Err(BookError::AlreadyToCollect);
+        }
+        already
+    } else {
+        let capture = capture
+            .filter(|c| c.is_payment && c.amount.currency() == currency && c.amount.is_positive())
+            .ok_or(BookError::NotACapture)?;
+        let first_payment = facts.paid() == 0;
+        let payment = after.payments.entry(refno.to_owned()).or_default();
+        crate::reconcile::record_capture(payment, capture.amount.minor_units(), capture.money);
+        if first_payment {
+            after.processor_ref = Some(refno.to_owned());
+        }
+        capture.amount.minor_units()
+    };
+    let captured = Money::from_minor(captured, currency);
+    let short = facts
+        .expected
+        .minor_units()
+        .saturating_sub(captured.minor_units());
+    let difference_money = Money::from_minor(short, currency);
+    let mut booking = Booking {
+        after,
+        captured,
+        difference: difference_money,
+        written_off: None,
+        follow_up: None,
+    };
+    match difference {
+        Difference::Accepted => {}
+        Difference::WrittenOff | Difference::ToCollect if short <= 0 => {
+            let what = if difference == Difference::WrittenOff {
+                "write off"
+            } else {
+                "collect"
+            };
+            return Err(BookError::NoShortfall(what, captured, facts.expected));
+        }
+        Difference::WrittenOff => booking.written_off = Some(difference_money),
+        Difference::ToCollect => {
+            booking.follow_up = Some(crate::reconcile::NewReviewItem::for_payment(
+                ReviewKind::AmountMismatch,
+                refno,
+                format!(
+                    "{captured} captured under processor reference {refno} is booked; \
+                     {difference_money} of the order's {} is left to collect",
+                    facts.expected
+                ),
+            ));
+        }
+    }
+    if difference != Difference::ToCollect && !other_disagreements {
+        booking.after.mismatch = false;
+    }
+    Ok(booking)
+}
+
+/// Books a refund in another currency than its order's
+/// (`currency_mismatch`): a refund movement of its amount in its own
+/// currency, under its payment, which must be paid. The order's facts do
+/// not count it (they are in the order's currency), so the order keeps its
+/// state; only the `mismatch` the refund raised ends, unless another
+/// disagreement stays open (`other_disagreements`).
+pub fn book_foreign_refund(
+    facts: &OrderFacts,
+    refund: Capture<'_>,
+    is_refund: bool,
+    other_disagreements: bool,
+) -> Result<(OrderFacts, crate::journal::Movement), BookError> {
+    if !is_refund
+        || refund.amount.currency() == facts.expected.currency()
+        || refund.amount.minor_units() == 0
+    {
+        return Err(BookError::NotAForeignRefund);
+    }
+    if facts
+        .payments
+        .get(refund.processor_ref)
+        .is_none_or(|p| p.paid == 0)
+    {
+        return Err(BookError::NoPaidPayment(refund.processor_ref.to_owned()));
+    }
+    let mut after = facts.clone();
+    if !other_disagreements {
+        after.mismatch = false;
+    }
+    Ok((
+        after,
+        crate::journal::Movement {
+            processor_ref: refund.processor_ref.to_owned(),
+            kind: crate::journal::MovementKind::Refund,
+            amount: refund.amount.abs(),
+        },
+    ))
+}
+
+/// How a write-off is booked: the journal movement of an amount written
+/// off on an item of `kind`, `written_off` signed as the write-off
+/// schedule shows it (positive: a shortfall or loss; negative: an excess
+/// the processor paid). `None` for nothing written off.
+///
+/// A short payment and an over-refund never touched the clearing account
+/// (revenue and refunds hold them); every other write-off is a difference
+/// between the clearing account and what the processor pays out, so the
+/// write-off brings clearing to where the bank says.
+pub fn write_off_movement(
+    kind: ReviewKind,
+    written_off: Money,
+) -> Option<(crate::journal::MovementKind, Money)> {
+    use crate::journal::MovementKind as K;
+    let minor = written_off.minor_units();
+    if minor == 0 {
+        return None;
+    }
+    let movement = match kind {
+        ReviewKind::AmountMismatch if minor > 0 => K::WriteOffShortPayment,
+        ReviewKind::OverRefund if minor > 0 => K::WriteOffOverRefund,
+        _ if minor > 0 => K::WriteOffShortfall,
+        _ => K::WriteOffExcess,
+    };
+    Some((movement, written_off.abs()))
+}
+
+/// A settlement line as an item's write-off reads it: its type, signed
+/// gross and net in its currency, and the ledger's figure it was compared
+/// with (a magnitude, in the line's currency), `in_ledger_currency` when
+/// the line is in its payment's order currency (gross compared) rather
+/// than its payout currency (net compared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineAtStake {
+    pub kind: crate::settlement::LineKind,
+    pub gross: Money,
+    pub net: Money,
+    pub expected: Option<i64>,
+    pub in_ledger_currency: bool,
+}
+
+/// What a write-off of a settlement line's item writes off, signed
+/// (positive: the ledger holds more than the processor paid out):
+///
+/// - a line the ledger has no figure for (`settlement_unknown`, a line
+///   in a currency the payment has no side in): the whole line, against
+///   its sign (a sale nothing booked is money paid out unexplained, an
+///   excess; a debit nothing booked, a shortfall);
+/// - a line compared with the ledger (`settlement_amount_differs`): the
+///   ledger's figure, signed as the line's direction (a sale adds, every
+///   other type takes away), less the line's amount (its gross in the
+///   order's currency, its net in the payout currency).
+pub fn line_write_off(line: &LineAtStake) -> Option<Money> {
+    let currency = line.gross.currency();
+    let amount = if line.in_ledger_currency {
+        line.gross.minor_units()
+    } else {
+        line.net.minor_units()
+    };
+    let minor = match line.expected {
+        None => line.gross.minor_units().saturating_neg(),
+        Some(expected) => {
+            let signed = if line.kind == crate::settlement::LineKind::Sale {
+                expected
+            } else {
+                expected.saturating_neg()
+            };
+            signed.saturating_sub(amount)
+        }
+    };
+    (minor != 0).then(|| Money::from_minor(minor, currency))
+}
+
+/// What a write-off of a `payout_total_differs` item writes off: the
+/// lines' net less the transfer (positive: the bank got less than the
+/// lines say).
+pub fn payout_write_off(transferred: Money, lines_net: i64) -> Option<Money> {
+    let minor = lines_net.saturating_sub(transferred.minor_units());
+    (minor != 0).then(|| Money::from_minor(minor, transferred.currency()))
+}
+
 #[cfg(test)]
 mod tests {
+    // Amounts in cents are written `units_cents` (100_00 is 100.00 EUR).
+    #![allow(clippy::inconsistent_digit_grouping)]
     use super::*;
     use crate::journal::{MovementKind, movements};
     use crate::money::Currency;
@@ -344,6 +672,8 @@ mod tests {
                 "link_order",
                 "write_off",
                 "dismiss",
+                "collect_difference",
+                "book_refund",
             ]
         );
     }
@@ -371,6 +701,8 @@ mod tests {
         };
         assert_eq!(kinds_of(ApplyRepeat), [ReviewKind::LateRepeat]);
         assert_eq!(kinds_of(LinkOrder), [ReviewKind::OrphanPayment]);
+        assert_eq!(kinds_of(CollectDifference), [ReviewKind::AmountMismatch]);
+        assert_eq!(kinds_of(BookRefund), [ReviewKind::CurrencyMismatch]);
         assert_eq!(
             kinds_of(MarkRefundedOutside),
             [
@@ -481,6 +813,233 @@ mod tests {
         after.check_grows_from(&facts).unwrap();
     }
 
+    fn short_paid() -> OrderFacts {
+        let mut facts = OrderFacts::new(eur(100_00));
+        facts.mismatch = true;
+        facts.processor_ref = Some("A".to_owned());
+        facts
+    }
+
+    fn capture<'a>(money: &'a crate::notice_money::NoticeMoney, minor: i64) -> Capture<'a> {
+        Capture {
+            processor_ref: "A",
+            is_payment: true,
+            amount: eur(minor),
+            money,
+        }
+    }
+
+    #[test]
+    fn accepting_a_short_payment_books_what_was_captured_and_ends_the_mismatch() {
+        let money = crate::notice_money::NoticeMoney::default();
+        let facts = short_paid();
+        let booked = book_capture(
+            &facts,
+            Some("A"),
+            Some(capture(&money, 90_00)),
+            Difference::Accepted,
+            false,
+        )
+        .expect("booked");
+        assert_eq!(booked.captured, eur(90_00));
+        assert_eq!(booked.difference, eur(10_00));
+        assert_eq!(booked.written_off, None);
+        assert_eq!(booked.after.state(), OrderState::Paid);
+        assert_eq!(booked.after.paid(), 90_00);
+        let moved = movements(&facts, &booked.after);
+        assert_eq!(moved.len(), 1);
+        assert_eq!(
+            (moved[0].kind, moved[0].amount),
+            (MovementKind::Payment, eur(90_00))
+        );
+        // Another disagreement still open: the order stays mismatch.
+        let held = book_capture(
+            &facts,
+            Some("A"),
+            Some(capture(&money, 90_00)),
+            Difference::Accepted,
+            true,
+        )
+        .expect("booked");
+        assert_eq!(held.after.state(), OrderState::Mismatch);
+        assert_eq!(held.after.paid(), 90_00);
+    }
+
+    #[test]
+    fn writing_off_a_short_payment_writes_off_the_difference_not_the_payment() {
+        let money = crate::notice_money::NoticeMoney::default();
+        let booked = book_capture(
+            &short_paid(),
+            Some("A"),
+            Some(capture(&money, 90_00)),
+            Difference::WrittenOff,
+            false,
+        )
+        .expect("booked");
+        assert_eq!(booked.written_off, Some(eur(10_00)));
+        assert_eq!(booked.after.state(), OrderState::Paid);
+        assert_eq!(
+            write_off_movement(ReviewKind::AmountMismatch, eur(10_00)),
+            Some((MovementKind::WriteOffShortPayment, eur(10_00)))
+        );
+        // Captured more than the price: nothing to write off or collect.
+        for asked in [Difference::WrittenOff, Difference::ToCollect] {
+            assert!(matches!(
+                book_capture(
+                    &short_paid(),
+                    Some("A"),
+                    Some(capture(&money, 110_00)),
+                    asked,
+                    false
+                ),
+                Err(BookError::NoShortfall(..))
+            ));
+        }
+    }
+
+    #[test]
+    fn collecting_keeps_the_order_open_with_an_item_that_says_how_much() {
+        let money = crate::notice_money::NoticeMoney::default();
+        let booked = book_capture(
+            &short_paid(),
+            Some("A"),
+            Some(capture(&money, 90_00)),
+            Difference::ToCollect,
+            false,
+        )
+        .expect("booked");
+        assert_eq!(booked.after.state(), OrderState::Mismatch);
+        assert_eq!(booked.after.paid(), 90_00);
+        let item = booked.follow_up.expect("a follow-up item");
+        assert_eq!(item.kind, ReviewKind::AmountMismatch);
+        assert!(item.details.contains("10.00 EUR"), "{}", item.details);
+        // The follow-up, without a notification: the payment is booked.
+        let written = book_capture(
+            &booked.after,
+            Some("A"),
+            None,
+            Difference::WrittenOff,
+            false,
+        )
+        .expect("written off");
+        assert_eq!(written.written_off, Some(eur(10_00)));
+        assert_eq!(written.after.state(), OrderState::Paid);
+        assert!(
+            movements(&booked.after, &written.after).is_empty(),
+            "booked once"
+        );
+        assert_eq!(
+            book_capture(&booked.after, Some("A"), None, Difference::ToCollect, false),
+            Err(BookError::AlreadyToCollect)
+        );
+        // Nothing booked and no capture: refused.
+        assert_eq!(
+            book_capture(&short_paid(), Some("A"), None, Difference::Accepted, false),
+            Err(BookError::NotACapture)
+        );
+    }
+
+    #[test]
+    fn a_refund_in_another_currency_is_booked_in_its_own() {
+        let money = crate::notice_money::NoticeMoney::default();
+        let mut facts = short_paid();
+        facts.payments.insert(
+            "A".to_owned(),
+            PaymentFacts {
+                paid: 100_00,
+                ..PaymentFacts::default()
+            },
+        );
+        let usd = Money::from_minor(-20_00, Currency::iso("USD").unwrap());
+        let refund = Capture {
+            processor_ref: "A",
+            is_payment: false,
+            amount: usd,
+            money: &money,
+        };
+        let (after, moved) = book_foreign_refund(&facts, refund, true, false).expect("booked");
+        assert_eq!(after.state(), OrderState::Paid);
+        assert_eq!(moved.kind, MovementKind::Refund);
+        assert_eq!(moved.amount, usd.abs());
+        assert_eq!(
+            book_foreign_refund(
+                &facts,
+                Capture {
+                    amount: eur(-20_00),
+                    ..refund
+                },
+                true,
+                false
+            )
+            .unwrap_err(),
+            BookError::NotAForeignRefund
+        );
+        assert_eq!(
+            book_foreign_refund(
+                &facts,
+                Capture {
+                    processor_ref: "B",
+                    ..refund
+                },
+                true,
+                false
+            )
+            .unwrap_err(),
+            BookError::NoPaidPayment("B".to_owned())
+        );
+    }
+
+    #[test]
+    fn settlement_write_offs_are_signed_so_that_clearing_ends_at_the_bank() {
+        use crate::settlement::LineKind;
+        // A sale of 90.00 settled for a payment booked at 100.00: 10.00 short.
+        let line = LineAtStake {
+            kind: LineKind::Sale,
+            gross: eur(90_00),
+            net: eur(87_00),
+            expected: Some(100_00),
+            in_ledger_currency: true,
+        };
+        assert_eq!(line_write_off(&line), Some(eur(10_00)));
+        // A refund line debiting 25.00 for 20.00 refunded: 5.00 short.
+        let refund = LineAtStake {
+            kind: LineKind::Refund,
+            gross: eur(-25_00),
+            net: eur(-25_00),
+            expected: Some(20_00),
+            ..line
+        };
+        assert_eq!(line_write_off(&refund), Some(eur(5_00)));
+        // An unknown sale of 40.00: an excess; an unknown debit: a shortfall.
+        let unknown = LineAtStake {
+            expected: None,
+            gross: eur(40_00),
+            ..line
+        };
+        assert_eq!(line_write_off(&unknown), Some(eur(-40_00)));
+        let debit = LineAtStake {
+            expected: None,
+            gross: eur(-15_00),
+            ..line
+        };
+        assert_eq!(line_write_off(&debit), Some(eur(15_00)));
+        assert_eq!(
+            write_off_movement(ReviewKind::SettlementUnknown, eur(-40_00)),
+            Some((MovementKind::WriteOffExcess, eur(40_00)))
+        );
+        assert_eq!(
+            write_off_movement(ReviewKind::UnsettledPayment, eur(25_00)),
+            Some((MovementKind::WriteOffShortfall, eur(25_00)))
+        );
+        assert_eq!(
+            write_off_movement(ReviewKind::UnsettledPayment, eur(0)),
+            None
+        );
+        // The bank got 95.00 for lines of 100.00 net: 5.00 short.
+        assert_eq!(payout_write_off(eur(95_00), 100_00), Some(eur(5_00)));
+        assert_eq!(payout_write_off(eur(100_00), 100_00), None);
+    }
+
     fn arb_payment() -> impl Strategy<Value = PaymentFacts> {
         (any::<bool>(), any::<bool>(), 0i64..=30_00, any::<bool>()).prop_map(
             |(authorized, paid, refunded, reversed)| PaymentFacts {
@@ -561,7 +1120,11 @@ mod tests {
                 Ok(done) => {
                     prop_assert!(allowed);
                     if done.changes_facts() {
-                        prop_assert!(matches!(action, ApplyRepeat | LinkOrder | MarkRefundedOutside));
+                        prop_assert!(matches!(
+                            (kind, action),
+                            (_, ApplyRepeat | LinkOrder | MarkRefundedOutside | CollectDifference | BookRefund)
+                                | (ReviewKind::AmountMismatch, AcceptAsIs | WriteOff)
+                        ));
                     }
                 }
                 Err(misfit) => {

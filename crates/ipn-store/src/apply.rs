@@ -429,7 +429,7 @@ pub async fn lock_order_facts(
 /// (migration `2026-12-07-000050_notice_money_kept`) has none: it is
 /// rebuilt as a notice without money fields, which books no VAT,
 /// commission or payout.
-pub(super) async fn stored_event(
+pub async fn stored_event(
     conn: &mut AsyncPgConnection,
     notification_id: i64,
     currencies: &Currencies,

@@ -19,7 +19,8 @@ use super::reuse::Reuse;
 use super::schema::{money_movements, orders};
 use super::{Store, StoreError};
 use crate::domain::journal::{Movement, MovementKind, reaches_reconciled};
-use crate::domain::{Currency, Decision, Money};
+use crate::domain::review::write_off_movement;
+use crate::domain::{Currency, Decision, Money, ReviewKind};
 
 /// Writes the movements of a person's action (a ledger row of order
 /// `order_id` that names review resolution `resolution_id` instead of a
@@ -111,6 +112,77 @@ pub(super) fn reconciled_order_created(
     decision: &Decision,
 ) -> Option<DateTime<Utc>> {
     reaches_reconciled(decision.old_state, decision.new_state).then_some(order_created)
+}
+
+/// A write-off as loaded: when, order reference, REFNO, review kind,
+/// signed amount, currency.
+#[derive(QueryableByName)]
+struct WriteOffRow {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    order_ref: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    processor_ref: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(deserialize_as = Stored<ReviewKind>)]
+    kind: ReviewKind,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    written_off_minor: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+}
+
+/// The write-offs people made from the review queue, as journal
+/// movements dated by their resolution, resolved in `period` (whatever its
+/// basis: a write-off belongs to no order's creation, it is booked when a
+/// person decides it). Read from the resolution ledger
+/// (`review_resolutions.written_off_minor`), which also holds those of
+/// settlement items about no order; the movement kind and direction are
+/// [`write_off_movement`]'s. The only place write-offs come from: the
+/// journal's lines and the report's figure.
+pub async fn write_off_movements_in(
+    conn: &mut AsyncPgConnection,
+    period: &ReportPeriod,
+    currencies: &crate::domain::Currencies,
+) -> Result<Vec<JournalMovement>, StoreError> {
+    use diesel::sql_types::{Nullable, Timestamptz};
+    let rows: Vec<WriteOffRow> = diesel::sql_query(
+        "SELECT r.created_at AS at, coalesce(r.order_ref, i.order_ref, '') AS order_ref, \
+                coalesce(i.processor_ref, '') AS processor_ref, r.kind, r.written_off_minor, \
+                r.currency \
+         FROM review_resolutions AS r JOIN review_items AS i ON i.id = r.review_item_id \
+         WHERE r.written_off_minor IS NOT NULL AND r.currency IS NOT NULL \
+           AND r.created_at >= coalesce($1, '-infinity'::timestamptz) \
+           AND r.created_at < coalesce($2, 'infinity'::timestamptz) \
+         ORDER BY r.created_at, r.id",
+    )
+    .bind::<Nullable<Timestamptz>, _>(period.from)
+    .bind::<Nullable<Timestamptz>, _>(period.to)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .filter_map(|row| {
+            let currency = match currencies.currency(&row.currency) {
+                Ok(currency) => currency,
+                Err(err) => {
+                    return Some(Err(StoreError::Invalid(format!(
+                        "write-off currency: {err}"
+                    ))));
+                }
+            };
+            let (kind, amount) =
+                write_off_movement(row.kind, Money::from_minor(row.written_off_minor, currency))?;
+            Some(Ok(JournalMovement {
+                at: row.at,
+                occurred: row.at,
+                order_ref: row.order_ref,
+                processor_ref: row.processor_ref,
+                kind,
+                amount,
+            }))
+        })
+        .collect()
 }
 
 /// One movement as the journal lists it.
@@ -248,7 +320,10 @@ pub(super) async fn movements_in(
             },
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let fees = super::settlement::fee_movements_in(conn, period, currencies).await?;
+    let mut fees = super::settlement::fee_movements_in(conn, period, currencies).await?;
+    // Write-offs: a person's, dated when resolved (never in a closed
+    // period: they are recorded now).
+    fees.extend(write_off_movements_in(conn, period, currencies).await?);
     if !fees.is_empty() {
         moved.extend(fees);
         // Stable: movements of one instant keep their order.

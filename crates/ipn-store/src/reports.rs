@@ -53,6 +53,9 @@ pub struct CurrencyTotals {
     /// Paid − refunded − reversed − charged back − VAT: revenue excluding
     /// VAT, before fees and commission.
     pub net_revenue: String,
+    /// What write-offs resolved in the period took from the clearing
+    /// account (shortfalls less excesses written off), already in `net`.
+    pub written_off: String,
     /// The same figures in minor units, for code (not exported).
     #[serde(skip)]
     pub figures: Figures,
@@ -318,6 +321,20 @@ impl FinanceSummary {
                     &t.net,
                 ],
             )?;
+        }
+        let written: Vec<&CurrencyTotals> = summary
+            .totals
+            .iter()
+            .filter(|t| t.figures.clearing_written_off() != 0)
+            .collect();
+        if !written.is_empty() {
+            writeln!(
+                out,
+                "\nWritten off from the review queue (in NET: shortfalls less excesses)"
+            )?;
+            for t in written {
+                writeln!(out, "  {:<4} {:>13}", t.currency, t.written_off)?;
+            }
         }
         writeln!(
             out,
@@ -741,8 +758,10 @@ async fn report_in(
         };
         by_currency.insert(code, (row.orders, row.expected, figures));
     }
-    // Settlement lines: the fees, and the commission they replaced.
-    for fee in settled {
+    // Settlement lines: the fees, and the commission they replaced; and
+    // the write-offs resolved in the period, in the same snapshot.
+    let written_off = super::journal::write_off_movements_in(conn, &period, currencies).await?;
+    for fee in settled.into_iter().chain(written_off) {
         by_currency
             .entry(fee.amount.currency())
             .or_default()
@@ -773,6 +792,7 @@ async fn report_in(
                 vat: money(figures.net_vat()),
                 commission: money(figures.open_commission()),
                 net_revenue: money(figures.net_revenue()),
+                written_off: money(figures.clearing_written_off()),
                 figures,
             }
         })

@@ -26,11 +26,12 @@ use super::orders::OrderView;
 use super::reports::rfc3339;
 use super::schema::{
     money_movements, notifications, order_events, orders, payments, review_items,
-    review_resolutions,
+    review_resolutions, settlement_payouts,
 };
 use super::{Store, StoreError};
 use crate::domain::journal::MovementKind;
-use crate::domain::review::{ReviewAction, allowed_actions};
+use crate::domain::review::{LineAtStake, ReviewAction, allowed_actions};
+use crate::domain::settlement::LineKind;
 use crate::domain::{Currencies, Currency, Decision, Money, Outcome, ReviewKind};
 
 /// Which review items to list, by status.
@@ -77,6 +78,13 @@ pub struct ReviewItem {
     pub amount: Option<String>,
     /// The currency of `amount`.
     pub currency: Option<String>,
+    /// What its resolution wrote off (the write-off schedule), exact with
+    /// its currency's decimals: positive, booked money the processor will
+    /// never pay out (a loss); negative, money it paid that nothing booked.
+    /// None unless resolved with a write-off.
+    pub written_off: Option<String>,
+    /// The currency of `written_off`.
+    pub written_off_currency: Option<String>,
 }
 
 /// A [`ReviewItem`] as its columns load, before its amount is added.
@@ -94,6 +102,8 @@ struct ItemRow {
     resolved_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     resolution_action: Option<String>,
+    written_off_minor: Option<i64>,
+    resolution_currency: Option<String>,
 }
 
 impl ItemRow {
@@ -108,6 +118,16 @@ impl ItemRow {
             ),
             None => (None, None),
         };
+        let written_off = self
+            .written_off_minor
+            .zip(self.resolution_currency.as_deref())
+            .map(|(minor, code)| {
+                currencies.currency(code).map_or_else(
+                    |_| minor.to_string(),
+                    |c| Money::from_minor(minor, c).format_amount(),
+                )
+            });
+        let written_off_currency = self.written_off_minor.and(self.resolution_currency.clone());
         ReviewItem {
             id: self.id,
             kind: self.kind,
@@ -122,6 +142,8 @@ impl ItemRow {
             resolution_action: self.resolution_action,
             amount,
             currency,
+            written_off,
+            written_off_currency,
         }
     }
 }
@@ -335,6 +357,8 @@ type ItemColumns = (
     review_items::resolved_at,
     review_items::created_at,
     diesel::dsl::Nullable<review_resolutions::action>,
+    diesel::dsl::Nullable<review_resolutions::written_off_minor>,
+    diesel::dsl::Nullable<review_resolutions::currency>,
 );
 
 fn item_columns() -> ItemColumns {
@@ -350,6 +374,8 @@ fn item_columns() -> ItemColumns {
         review_items::resolved_at,
         review_items::created_at,
         review_resolutions::action.nullable(),
+        review_resolutions::written_off_minor.nullable(),
+        review_resolutions::currency.nullable(),
     )
 }
 
@@ -462,6 +488,10 @@ pub struct NewResolution<'a> {
     pub order_ref: Option<String>,
     /// The money it concerns.
     pub amount: Option<Money>,
+    /// What it writes off, signed (positive: a shortfall or loss;
+    /// negative: an excess), in `amount`'s currency: `amount` is its
+    /// magnitude.
+    pub written_off: Option<Money>,
     /// The item named in the request, when a group is resolved together.
     pub group_of: Option<i64>,
 }
@@ -473,7 +503,14 @@ pub async fn record_resolution(
     resolution: &NewResolution<'_>,
 ) -> Result<i64, StoreError> {
     let item = resolution.item;
-    let amount = resolution.amount;
+    let amount = resolution
+        .written_off
+        .map(|m| m.abs())
+        .or(resolution.amount);
+    let written_off = resolution
+        .written_off
+        .map(|m| m.minor_units())
+        .filter(|minor| *minor != 0);
     let id: i64 = diesel::insert_into(review_resolutions::table)
         .values((
             review_resolutions::review_item_id.eq(item.id),
@@ -486,6 +523,7 @@ pub async fn record_resolution(
             review_resolutions::amount_minor.eq(amount.map(|m| m.minor_units())),
             review_resolutions::currency.eq(amount.map(|m| m.currency().as_str().to_owned())),
             review_resolutions::group_of.eq(resolution.group_of),
+            review_resolutions::written_off_minor.eq(written_off),
         ))
         .returning(review_resolutions::id)
         .get_result(conn)
@@ -568,6 +606,126 @@ pub async fn payment_balance(
                 reversed,
             })
     }))
+}
+
+/// The settlement line that opened item `item_id`, as its write-off
+/// reads it ([`LineAtStake`]); `None` when no line did (or its currency is
+/// not in the table).
+pub async fn line_at_stake(
+    conn: &mut AsyncPgConnection,
+    item_id: i64,
+    currencies: &Currencies,
+) -> Result<Option<LineAtStake>, StoreError> {
+    #[derive(QueryableByName)]
+    struct LineRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(deserialize_as = Stored<LineKind>)]
+        kind: LineKind,
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        gross_minor: i64,
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        net_minor: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        currency: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Int8>)]
+        expected_minor: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        ledger_currency: Option<String>,
+    }
+    let row: Option<LineRow> = diesel::sql_query(
+        "SELECT l.kind, l.gross_minor, l.net_minor, l.currency, l.expected_minor, \
+                o.currency AS ledger_currency \
+         FROM settlement_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id \
+         WHERE l.review_item_id = $1 ORDER BY l.id LIMIT 1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(item_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.and_then(|row| {
+        let LineRow {
+            kind,
+            gross_minor: gross,
+            net_minor: net,
+            currency: code,
+            expected_minor: expected,
+            ledger_currency: ledger,
+        } = row;
+        let currency = currencies.currency(&code).ok()?;
+        Some(LineAtStake {
+            kind,
+            gross: Money::from_minor(gross, currency),
+            net: Money::from_minor(net, currency),
+            expected,
+            in_ledger_currency: ledger.is_none_or(|ledger| ledger == code),
+        })
+    }))
+}
+
+/// The payout that opened item `item_id`: what was transferred and what
+/// its lines' net sums to (minor units of the transfer's currency).
+pub async fn payout_at_stake(
+    conn: &mut AsyncPgConnection,
+    item_id: i64,
+    currencies: &Currencies,
+) -> Result<Option<(Money, i64)>, StoreError> {
+    let row: Option<(i64, i64, String)> = settlement_payouts::table
+        .filter(settlement_payouts::review_item_id.eq(item_id))
+        .order(settlement_payouts::id.asc())
+        .select((
+            settlement_payouts::amount_minor,
+            settlement_payouts::lines_net_minor,
+            settlement_payouts::currency,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.and_then(|(amount, lines_net, code)| {
+        let currency = currencies.currency(&code).ok()?;
+        Some((Money::from_minor(amount, currency), lines_net))
+    }))
+}
+
+/// Whether order `order_ref` has an open item other than `except` about an amount or a
+/// currency that disagreed (what keeps it `mismatch`).
+pub async fn other_disagreements_open(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+    except: &[i64],
+) -> Result<bool, StoreError> {
+    use diesel::dsl::{exists, select};
+    Ok(select(exists(
+        review_items::table
+            .filter(review_items::order_ref.eq(order_ref))
+            .filter(review_items::id.ne_all(except))
+            .filter(review_items::status.eq("open"))
+            .filter(review_items::kind.eq_any([
+                Stored(ReviewKind::AmountMismatch),
+                Stored(ReviewKind::CurrencyMismatch),
+            ])),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+/// Opens `item` on order `order_ref`, without a notification (an item a
+/// resolution leaves behind, such as a difference to collect); returns its
+/// id.
+pub async fn open_follow_up(
+    conn: &mut AsyncPgConnection,
+    item: &crate::domain::NewReviewItem,
+    order_ref: &str,
+) -> Result<i64, StoreError> {
+    Ok(diesel::insert_into(review_items::table)
+        .values((
+            review_items::kind.eq(Stored(item.kind)),
+            review_items::order_ref.eq(order_ref),
+            review_items::processor_ref.eq(item.processor_ref.as_deref()),
+            review_items::details.eq(&item.details),
+        ))
+        .returning(review_items::id)
+        .get_result(conn)
+        .await?)
 }
 
 /// The id of order `order_ref`, when it exists.
@@ -660,9 +818,14 @@ pub struct ResolutionView {
     pub group_of: Option<i64>,
     #[serde(serialize_with = "rfc3339::serialize")]
     pub at: DateTime<Utc>,
+    /// What it wrote off, signed (positive: a shortfall; negative: an
+    /// excess), minor units of `currency`.
+    #[serde(skip)]
+    pub written_off_minor: Option<i64>,
 }
 
-const RESOLUTION_COLUMNS: (
+/// The columns of a [`ResolutionView`].
+type ResolutionColumns = (
     review_resolutions::id,
     review_resolutions::review_item_id,
     review_resolutions::kind,
@@ -675,7 +838,10 @@ const RESOLUTION_COLUMNS: (
     review_resolutions::currency,
     review_resolutions::group_of,
     review_resolutions::created_at,
-) = (
+    review_resolutions::written_off_minor,
+);
+
+const RESOLUTION_COLUMNS: ResolutionColumns = (
     review_resolutions::id,
     review_resolutions::review_item_id,
     review_resolutions::kind,
@@ -688,6 +854,7 @@ const RESOLUTION_COLUMNS: (
     review_resolutions::currency,
     review_resolutions::group_of,
     review_resolutions::created_at,
+    review_resolutions::written_off_minor,
 );
 
 impl ResolutionView {
@@ -696,6 +863,12 @@ impl ResolutionView {
     pub fn amount(&self, currencies: &Currencies) -> Option<String> {
         let currency = currencies.currency(self.currency.as_deref()?).ok()?;
         Some(Money::from_minor(self.amount_minor?, currency).format_amount())
+    }
+
+    /// What it wrote off, signed, as an exact decimal in its currency.
+    pub fn written_off(&self, currencies: &Currencies) -> Option<String> {
+        let currency = currencies.currency(self.currency.as_deref()?).ok()?;
+        Some(Money::from_minor(self.written_off_minor?, currency).format_amount())
     }
 }
 

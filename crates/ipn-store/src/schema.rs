@@ -156,6 +156,7 @@ diesel::table! {
         currency -> Nullable<Text>,
         group_of -> Nullable<Int8>,
         created_at -> Timestamptz,
+        written_off_minor -> Nullable<Int8>,
     }
 }
 

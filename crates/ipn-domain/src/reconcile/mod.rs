@@ -35,6 +35,7 @@ pub use labels::{
     UnknownReviewKind,
 };
 
+use super::money::Money;
 use super::origin::OrderSource;
 use super::status::{OrderState, OrderStatus, StatusCategory};
 use super::tokenize::{PaymentEvent, StatusField};
@@ -264,6 +265,21 @@ impl Step {
         // The amount is checked before anything else, also for an already
         // paid order: whether a wrong-amount payment is flagged must not
         // depend on whether the right one arrived first.
+        // A payment of another amount that a person accepted into the
+        // books (domain::review::book_capture) is that amount now: the same
+        // capture sent again is the payment already recorded, not a new
+        // disagreement.
+        if self
+            .facts
+            .payments
+            .get(&event.processor_ref)
+            .is_some_and(|p| {
+                p.paid > 0
+                    && event.amount == Money::from_minor(p.paid, self.facts.expected.currency())
+            })
+        {
+            return "payment already recorded: no change".to_owned();
+        }
         if !self.amount_matches(event, status) {
             return "payment amount disagrees with the order".to_owned();
         }
@@ -273,15 +289,7 @@ impl Step {
         if payment.paid > 0 {
             return "payment already recorded: no change".to_owned();
         }
-        payment.paid = expected;
-        // The capture's money, set once with `paid`: a re-sent COMPLETE
-        // (another identity, same payment) changes nothing.
-        let money = &event.money;
-        payment.vat = money.vat.map_or(0, |v| v.abs().minor_units());
-        payment.commission_e8 = money.commission.map_or(0, |c| c.abs().e8());
-        payment.payable = money.payable;
-        payment.fx_rate = money.fx_rate.clone();
-        payment.fx_markup = money.fx_markup.clone();
+        record_capture(payment, expected, &event.money);
         if first_payment {
             self.facts.processor_ref = Some(event.processor_ref.clone());
             "payment recorded".to_owned()
@@ -499,6 +507,25 @@ impl Step {
             });
         }
     }
+}
+
+/// Records a capture of `paid` minor units on `payment`, with the
+/// capture's money (set once with `paid`: a re-sent COMPLETE, another
+/// identity of the same payment, changes nothing). Shared by [`decide`]
+/// and a person's acceptance of a payment of another amount
+/// ([`crate::review::book_capture`]), so both book the same VAT,
+/// commission and payout side.
+pub fn record_capture(
+    payment: &mut PaymentFacts,
+    paid: i64,
+    money: &crate::notice_money::NoticeMoney,
+) {
+    payment.paid = paid;
+    payment.vat = money.vat.map_or(0, |v| v.abs().minor_units());
+    payment.commission_e8 = money.commission.map_or(0, |c| c.abs().e8());
+    payment.payable = money.payable;
+    payment.fx_rate = money.fx_rate.clone();
+    payment.fx_markup = money.fx_markup.clone();
 }
 
 /// `duplicate_payment` items raised over an order's life: one per paid
