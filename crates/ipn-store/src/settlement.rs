@@ -261,7 +261,10 @@ pub async fn settled_so_far(
                     entry.taken_back_payout += row.net;
                 }
                 LineKind::Chargeback | LineKind::Reversal => entry.taken_back += row.amount,
-                LineKind::Fee | LineKind::Adjustment => {}
+                LineKind::Fee
+                | LineKind::Adjustment
+                | LineKind::Reserve
+                | LineKind::DisputeHold => {}
             }
         }
     }

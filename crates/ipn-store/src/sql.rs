@@ -204,13 +204,13 @@ mod tests {
 
     #[test]
     fn stored_movement_kinds_are_what_money_movements_kind_allows() {
-        // Fees, and the commission a fee settles, come from settlement
-        // lines, never from a ledger row.
+        // Fees, the commission a fee settles, payouts and adjustments come
+        // from settlement lines and payouts, never from a ledger row.
         let sql = migrations_sql();
         let kinds = strings(
             MovementKind::ALL
                 .into_iter()
-                .filter(|kind| !matches!(kind, MovementKind::Fee | MovementKind::CommissionSettled))
+                .filter(|kind| !kind.from_settlement())
                 .map(MovementKind::as_str),
         );
         assert_eq!(kinds, check_values(&sql, "money_movements", "kind"));
