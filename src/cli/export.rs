@@ -63,7 +63,7 @@ Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from 
 
 /// The columns of `export journal --format csv` (and the keys of its
 /// JSON). Stable: new ones are added at the end.
-pub const JOURNAL_CSV_COLUMNS: [&str; 9] = [
+pub const JOURNAL_CSV_COLUMNS: [&str; 10] = [
     "date",
     "at",
     "order_ref",
@@ -73,6 +73,7 @@ pub const JOURNAL_CSV_COLUMNS: [&str; 9] = [
     "debit_account",
     "credit_account",
     "amount",
+    "batch_id",
 ];
 
 /// One journal line: one movement, the same amount debited and credited.
@@ -92,6 +93,8 @@ pub struct JournalLine {
     pub credit_account: String,
     /// Positive, exact, with the currency's decimals.
     pub amount: String,
+    /// The settlement batch of what a settlement line or a payout books.
+    pub batch_id: Option<String>,
 }
 
 impl JournalLine {
@@ -111,6 +114,7 @@ impl JournalLine {
             debit_account: accounts.name(debit).to_owned(),
             credit_account: accounts.name(credit).to_owned(),
             amount: movement.amount.format_amount(),
+            batch_id: movement.batch_id.clone(),
         }
     }
 }
@@ -133,7 +137,7 @@ pub fn run(config: &ConfigFile, command: ExportCommand) -> CliResult {
     let settings = database(config, &db)?;
     block_on(async move {
         let store = Store::connect(settings).await?;
-        let movements = store.journal_movements(&period).await?;
+        let movements = store.journal_movements_zoned(&period, zone.name()).await?;
         let lines: Vec<JournalLine> = movements
             .iter()
             .map(|m| JournalLine::of(m, &accounts, zone))
@@ -166,6 +170,7 @@ fn write_csv(out: impl Write, lines: &[JournalLine]) -> Result<(), csv::Error> {
             &line.debit_account,
             &line.credit_account,
             &line.amount,
+            &crate::view::csv_text(line.batch_id.as_deref().unwrap_or("")),
         ])?;
     }
     csv.flush()?;

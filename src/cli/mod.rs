@@ -12,6 +12,7 @@ pub mod args;
 #[cfg(feature = "tools")]
 mod bench;
 mod check;
+mod clearing;
 mod console;
 pub(crate) mod dates;
 #[cfg(feature = "tools")]

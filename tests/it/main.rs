@@ -10,6 +10,7 @@ mod batch_apply;
 mod bench_smoke;
 mod bound_names;
 mod broker_privacy;
+mod clearing;
 mod cli_check;
 mod cli_finance;
 mod cli_ipn;

@@ -18,7 +18,75 @@
 
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
+use crate::journal::MovementKind;
 use crate::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+
+/// The lines of a clearing statement: `opening + sales + refunds +
+/// chargebacks + fees + vat + commission + payouts + adjustments + other
+/// = closing`, each the signed effect of its movements on clearing
+/// (refunds, fees and payouts negative; a VAT refund or a released
+/// commission positive).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    EnumString,
+    strum::Display,
+    VariantArray,
+    EnumCount,
+)]
+#[strum(
+    serialize_all = "snake_case",
+    parse_err_ty = UnknownClearingItem,
+    parse_err_fn = UnknownClearingItem::new
+)]
+pub enum ClearingLine {
+    /// Payments.
+    Sales,
+    Refunds,
+    /// Chargebacks and reversals.
+    Chargebacks,
+    Fees,
+    /// VAT charged, less VAT given back.
+    Vat,
+    /// Provisional commission, less what refunds gave back and settlement
+    /// fees replaced.
+    Commission,
+    /// Payouts to the bank, less the processor's debits of it.
+    Payouts,
+    /// Reserves and dispute holds, held and released; the processor's
+    /// other debits and credits.
+    Adjustments,
+    /// Anything else that posts to clearing.
+    Other,
+}
+
+/// Which line of a clearing statement a movement of `kind` adds to.
+pub fn clearing_line(kind: MovementKind) -> ClearingLine {
+    match kind {
+        MovementKind::Payment => ClearingLine::Sales,
+        MovementKind::Refund => ClearingLine::Refunds,
+        MovementKind::Chargeback | MovementKind::Reversal => ClearingLine::Chargebacks,
+        MovementKind::Fee => ClearingLine::Fees,
+        MovementKind::Vat | MovementKind::VatRefund => ClearingLine::Vat,
+        MovementKind::Commission
+        | MovementKind::CommissionRefund
+        | MovementKind::CommissionSettled => ClearingLine::Commission,
+        MovementKind::Payout | MovementKind::BankDebit => ClearingLine::Payouts,
+        MovementKind::ReserveHeld
+        | MovementKind::ReserveReleased
+        | MovementKind::DisputeHeld
+        | MovementKind::DisputeReleased
+        | MovementKind::ProcessorDebit
+        | MovementKind::ProcessorCredit => ClearingLine::Adjustments,
+    }
+}
 
 /// Why part of the clearing balance is not zero.
 #[derive(
@@ -76,6 +144,7 @@ impl UnknownClearingItem {
 }
 
 string_forms!(ClearingItemKind, UnknownClearingItem, "clearing item kind");
+string_forms!(ClearingLine, UnknownClearingItem, "clearing statement line");
 
 /// One item that explains part of a clearing balance, in minor units of
 /// its currency.
@@ -102,6 +171,13 @@ pub struct PaymentPosition {
     pub refunded: i64,
     /// `chargeback` and `reversal` movements.
     pub taken_back: i64,
+    /// VAT charged less given back (`vat` − `vat_refund` movements): the
+    /// journal takes it out of clearing with the payment.
+    pub vat: i64,
+    /// Provisional commission less what refunds and chargebacks gave back
+    /// (`commission` − `commission_refund` movements): taken out of
+    /// clearing with the payment until a settlement fee replaces it.
+    pub commission: i64,
     /// Matched sale lines in the order's currency.
     pub sales: i64,
     /// Matched sale lines in another currency.
@@ -113,7 +189,9 @@ pub struct PaymentPosition {
 }
 
 /// What leaves one payment's money in clearing: nothing for a payment
-/// settled, refunded and charged back as the ledger has it.
+/// settled, refunded and charged back as the ledger has it. An unsettled
+/// payment's effect is what the journal left of it in clearing: paid, less
+/// its VAT and its provisional commission (no fee replaced it yet).
 pub fn payment_items(p: &PaymentPosition) -> Vec<ClearingItem> {
     let mut items = Vec::new();
     if p.paid > 0 && p.sales == 0 {
@@ -125,7 +203,7 @@ pub fn payment_items(p: &PaymentPosition) -> Vec<ClearingItem> {
         items.push(ClearingItem {
             kind,
             amount: p.paid,
-            effect: p.paid,
+            effect: p.paid.saturating_sub(p.vat).saturating_sub(p.commission),
         });
     }
     // Only what settles in the order's currency relieves it.
@@ -204,6 +282,7 @@ mod tests {
     fn each_gap_is_one_item_with_its_effect_on_clearing() {
         let unsettled = PaymentPosition {
             paid: 40_00,
+            commission: 2_20,
             ..PaymentPosition::default()
         };
         assert_eq!(
@@ -211,7 +290,7 @@ mod tests {
             [ClearingItem {
                 kind: ClearingItemKind::UnsettledPayment,
                 amount: 40_00,
-                effect: 40_00
+                effect: 37_80
             }]
         );
         let undebited = PaymentPosition {

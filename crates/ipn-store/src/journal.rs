@@ -104,16 +104,19 @@ pub(super) fn reconciled_order_created(
 /// One movement as the journal lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalMovement {
-    /// When it moved: the time of its ledger row (or of the settlement
-    /// line, for a fee).
+    /// When it moved: the time of its ledger row (of the settlement line,
+    /// for what a line books; the payout's day, for a payout).
     pub at: DateTime<Utc>,
-    /// The merchant's order reference (REFNOEXT).
+    /// The merchant's order reference (REFNOEXT); empty for a payout or a
+    /// line of no order.
     pub order_ref: String,
-    /// The payment's processor reference (REFNO).
+    /// The payment's processor reference (REFNO); empty when none.
     pub processor_ref: String,
     pub kind: MovementKind,
     /// Positive; the kind says which way it went.
     pub amount: Money,
+    /// The settlement batch, for what a settlement line or a payout books.
+    pub batch_id: Option<String>,
 }
 
 type MovementRow = (
@@ -125,63 +128,98 @@ type MovementRow = (
     String,
 );
 
+/// Every movement dated in `period` (its `by` is not used: a journal is
+/// always by date), oldest first, on the caller's connection (so that a
+/// report reads them in its snapshot): the ledger's movements, the fees
+/// and released commission of settlement lines, what the other
+/// settlement lines book (reserves, dispute holds, adjustments) and the
+/// payouts, dated at the midnight that begins their day in `zone` (an
+/// IANA name, the report time zone).
+pub(super) async fn journal_movements_in(
+    conn: &mut AsyncPgConnection,
+    period: &ReportPeriod,
+    zone: &str,
+    currencies: &crate::domain::Currencies,
+) -> Result<Vec<JournalMovement>, StoreError> {
+    let mut query = money_movements::table
+        .inner_join(orders::table)
+        .select((
+            money_movements::created_at,
+            orders::order_ref,
+            money_movements::processor_ref,
+            money_movements::kind,
+            money_movements::amount_minor,
+            money_movements::currency,
+        ))
+        .order((money_movements::created_at.asc(), money_movements::id.asc()))
+        .into_boxed();
+    if let Some(from) = period.from {
+        query = query.filter(money_movements::created_at.ge(from));
+    }
+    if let Some(to) = period.to {
+        query = query.filter(money_movements::created_at.lt(to));
+    }
+    let rows: Vec<MovementRow> = query.load(conn).await?;
+    let mut moved = rows
+        .into_iter()
+        .map(
+            |(at, order_ref, processor_ref, Stored(kind), minor, currency)| {
+                let code = currencies
+                    .currency(&currency)
+                    .map_err(|err| StoreError::Invalid(format!("movement currency: {err}")))?;
+                Ok(JournalMovement {
+                    at,
+                    order_ref,
+                    processor_ref,
+                    kind,
+                    amount: Money::from_minor(minor, code),
+                    batch_id: None,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let dated = ReportPeriod {
+        by: ReportBasis::Event,
+        ..*period
+    };
+    moved.extend(super::settlement::fee_movements_in(conn, &dated, currencies).await?);
+    moved.extend(super::clearing::settlement_movements_in(conn, &dated, zone, currencies).await?);
+    // Stable: movements of one instant keep their order.
+    moved.sort_by_key(|m| m.at);
+    Ok(moved)
+}
+
 impl Store {
-    /// The money movements whose time falls in `period` (its `by` is not
-    /// used: a journal is always by date), oldest first, fees from
-    /// settlement lines included ([`Store::fee_movements`]).
+    /// The money movements whose time falls in `period`, payouts dated in
+    /// UTC ([`Store::journal_movements_zoned`]).
     pub async fn journal_movements(
         &self,
         period: &ReportPeriod,
     ) -> Result<Vec<JournalMovement>, StoreError> {
+        self.journal_movements_zoned(period, "UTC").await
+    }
+
+    /// The money movements whose time falls in `period` (its `by` is not
+    /// used: a journal is always by date), oldest first: the ledger's,
+    /// and what the settlement and payout files book (fees, released
+    /// commission, reserves, dispute holds, adjustments, payouts). A
+    /// payout has a day, not a time: it is dated at the midnight that
+    /// begins its day in `zone` (the report time zone, an IANA name).
+    /// Read in one snapshot.
+    pub async fn journal_movements_zoned(
+        &self,
+        period: &ReportPeriod,
+        zone: &str,
+    ) -> Result<Vec<JournalMovement>, StoreError> {
         let mut conn = self.conn().await?;
-        let mut query = money_movements::table
-            .inner_join(orders::table)
-            .select((
-                money_movements::created_at,
-                orders::order_ref,
-                money_movements::processor_ref,
-                money_movements::kind,
-                money_movements::amount_minor,
-                money_movements::currency,
-            ))
-            .order((money_movements::created_at.asc(), money_movements::id.asc()))
-            .into_boxed();
-        if let Some(from) = period.from {
-            query = query.filter(money_movements::created_at.ge(from));
-        }
-        if let Some(to) = period.to {
-            query = query.filter(money_movements::created_at.lt(to));
-        }
-        let rows: Vec<MovementRow> = query.load(&mut conn).await?;
-        drop(conn);
-        let mut moved =
-            rows.into_iter()
-                .map(
-                    |(at, order_ref, processor_ref, Stored(kind), minor, currency)| {
-                        let code = self.currencies().currency(&currency).map_err(|err| {
-                            StoreError::Invalid(format!("movement currency: {err}"))
-                        })?;
-                        Ok(JournalMovement {
-                            at,
-                            order_ref,
-                            processor_ref,
-                            kind,
-                            amount: Money::from_minor(minor, code),
-                        })
-                    },
-                )
-                .collect::<Result<Vec<_>, StoreError>>()?;
-        let dated = ReportPeriod {
-            by: ReportBasis::Event,
-            ..*period
-        };
-        let fees = self.fee_movements(&dated).await?;
-        if !fees.is_empty() {
-            moved.extend(fees);
-            // Stable: movements of one instant keep their order.
-            moved.sort_by_key(|m| m.at);
-        }
-        Ok(moved)
+        let currencies = self.currencies();
+        conn.build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run::<_, StoreError, _>(async |conn| {
+                journal_movements_in(conn, period, zone, currencies).await
+            })
+            .await
     }
 
     /// The processor's fees as journal movements, one per settlement line
@@ -190,8 +228,9 @@ impl Store {
     /// such as a monthly fee or an unknown line, by its own date, so that
     /// over all time both bases count every fee).
     ///
-    /// It is the one place fees come from: the report's `fees` through
-    /// [`Store::fees_by_currency`], the journal's `fee` lines.
+    /// It is the one place fees come from: the report's `fees` (read in
+    /// its snapshot), [`Store::fees_by_currency`], the journal's `fee`
+    /// lines.
     pub async fn fee_movements(
         &self,
         period: &ReportPeriod,

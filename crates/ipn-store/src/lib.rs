@@ -24,6 +24,7 @@ pub(crate) use ipn_protocol as ipn;
 pub mod apply;
 pub mod batch;
 pub mod causes;
+pub mod clearing;
 pub mod console;
 pub mod export;
 pub mod journal;

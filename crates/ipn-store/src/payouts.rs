@@ -136,6 +136,8 @@ struct ReleasedRow {
     #[diesel(sql_type = Timestamptz)]
     settled_at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
     processor_ref: String,
@@ -147,8 +149,12 @@ struct ReleasedRow {
 
 /// The provisional commission that settlement fees replaced: for each
 /// payment with a commission and a matched settlement line that carries a
-/// fee, one `commission_settled` movement of the payment's (rounded)
-/// commission, dated by the first such line. Counted by the line's date
+/// fee, one `commission_settled` movement of what is left of the
+/// payment's (rounded) commission once refunds and a chargeback gave
+/// their part back (those parts were released by their own
+/// `commission_refund` movements: releasing the whole commission again
+/// would leave the commission account, and clearing, off by them),
+/// dated by the first such line. Counted by the line's date
 /// (`event`) or the order's creation (`created`), as the fees are.
 pub(super) async fn commission_settled_in(
     conn: &mut AsyncPgConnection,
@@ -160,17 +166,22 @@ pub(super) async fn commission_settled_in(
         ReportBasis::Created => "r.created_at",
     };
     let rows: Vec<ReleasedRow> = diesel::sql_query(format!(
-        "SELECT r.settled_at, r.order_ref, r.processor_ref, r.commission_minor, r.currency \
+        "SELECT r.settled_at, r.batch_id, r.order_ref, r.processor_ref, r.commission_minor, r.currency \
          FROM ( \
-             SELECT DISTINCT ON (p.id) l.settled_at, o.created_at, o.order_ref, \
-                    p.processor_ref, p.commission_minor, o.currency \
+             SELECT DISTINCT ON (p.id) l.settled_at, l.batch_id, o.created_at, o.order_ref, \
+                    p.processor_ref, \
+                    greatest(p.commission_minor - p.refunded_commission_minor \
+                             - CASE WHEN p.reversed THEN p.charged_back_commission_minor \
+                                    ELSE 0 END, 0)::int8 AS commission_minor, \
+                    o.currency \
              FROM settlement_lines AS l \
              JOIN payments AS p ON p.id = l.payment_id \
              JOIN orders AS o ON o.id = p.order_id \
              WHERE l.status = 'matched' AND l.fee_minor > 0 AND p.paid_minor > 0 \
                AND p.commission_minor > 0 \
              ORDER BY p.id, l.settled_at, l.id) AS r \
-         WHERE {at} >= coalesce($1, '-infinity'::timestamptz) \
+         WHERE r.commission_minor > 0 \
+           AND {at} >= coalesce($1, '-infinity'::timestamptz) \
            AND {at} < coalesce($2, 'infinity'::timestamptz) \
          ORDER BY r.settled_at"
     ))
@@ -189,6 +200,7 @@ pub(super) async fn commission_settled_in(
                 processor_ref: r.processor_ref,
                 kind: MovementKind::CommissionSettled,
                 amount: Money::from_minor(r.commission_minor, currency),
+                batch_id: Some(r.batch_id),
             })
         })
         .collect()

@@ -695,6 +695,8 @@ struct FeeRow {
     #[diesel(sql_type = Timestamptz)]
     settled_at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
     processor_ref: String,
@@ -725,7 +727,7 @@ pub(super) async fn fee_movements_in(
             .to_owned(),
     };
     let rows: Vec<FeeRow> = diesel::sql_query(format!(
-        "SELECT l.settled_at, coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
+        "SELECT l.settled_at, l.batch_id, coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
                 coalesce(l.processor_ref, '') AS processor_ref, l.fee_minor, l.currency \
          FROM settlement_lines AS l LEFT JOIN orders AS o ON o.id = l.order_id \
          WHERE l.fee_minor > 0 AND {filter} \
@@ -744,6 +746,7 @@ pub(super) async fn fee_movements_in(
                 processor_ref: r.processor_ref,
                 kind: MovementKind::Fee,
                 amount: Money::from_minor(r.fee_minor, currency_of(currencies, &r.currency)?),
+                batch_id: Some(r.batch_id),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
