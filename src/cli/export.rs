@@ -22,18 +22,25 @@ use crate::store::{ReportBasis, Store};
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
     /// The money movements of a period as journal lines: one line per
-    /// payment, refund, reversal, chargeback and fee, with its date, order,
-    /// processor reference (REFNO), currency, the account it debits, the
-    /// account it credits and the amount. Movements are dated by their
-    /// ledger row (fees by their settlement line), as `report --by event`
-    /// counts them, so per currency the lines' sums by movement equal that
-    /// report's paid, refunded, reversed, charged back and fees for the
-    /// same period.
+    /// payment, refund, reversal, chargeback, fee, VAT and commission
+    /// movement, and per payout and settlement adjustment (reserve,
+    /// dispute hold, other processor debit or credit), with its date,
+    /// order, processor reference (REFNO), currency, the account it debits,
+    /// the account it credits, the amount and the settlement batch.
+    /// Movements are dated by their ledger row (fees and adjustments by
+    /// their settlement line, payouts by their day in report-timezone), as
+    /// `report --by event` counts them, so per currency the lines' sums by
+    /// movement equal that report's paid, refunded, reversed, charged back
+    /// and fees for the same period.
     #[command(
         after_help = "Posting: payment debits clearing and credits revenue; refund, reversal, \
-chargeback and fee debit refunds, reversals, chargebacks and fees and credit clearing. Name the \
-accounts with --journal-accounts (default names: Processor clearing, Sales revenue, Refunds, \
-Reversals, Chargebacks, Payment processing fees).\n\n\
+chargeback and fee debit refunds, reversals, chargebacks and fees and credit clearing; payout \
+debits bank and credits clearing (bank_debit the other way); reserve_held, dispute_held and \
+processor_debit debit reserve, dispute_hold and processor_adjustments and credit clearing (their \
+releases and processor_credit the other way). Name the accounts with --journal-accounts \
+(default names: Processor clearing, Sales revenue, Refunds, Reversals, Chargebacks, Payment \
+processing fees, Bank, Processor reserve, Dispute holds, Processor adjustments; see \
+docs/finance.md, \"The journal\").\n\n\
 Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from not before \
 --to) or invalid configuration (an unknown account), 3 the database cannot be read."
     )]
@@ -54,7 +61,7 @@ Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from 
         to: PeriodBound,
         /// csv (for accounting imports): columns date,at,order_ref,
         /// processor_ref,movement,currency,debit_account,credit_account,
-        /// amount (date: the day in report-timezone; at: RFC 3339 UTC); json: a list of objects with the same names; table: the
+        /// amount,batch_id (date: the day in report-timezone; at: RFC 3339 UTC); json: a list of objects with the same names; table: the
         /// lines for people, then the totals per currency.
         #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
         format: OutputFormat,

@@ -223,6 +223,30 @@ async fn clearing_a_month_settled_and_paid_out_closes_at_zero_in_every_currency(
     assert_eq!(booked, payouts);
     assert_eq!(clearing, zero, "the journal's clearing lines balance");
 
+    // A payout has a day, not a time: it is booked at the midnight that
+    // begins that day in report-timezone (November in New York: UTC-5).
+    let lines = json(cli(&db).args([
+        "export",
+        "journal",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-12-31",
+        "--format",
+        "json",
+        "--report-timezone",
+        "America/New_York",
+    ]));
+    let first = &settled.payouts[0];
+    let line = lines
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["batch_id"] == first.batch_id.as_str() && l["movement"] == "payout")
+        .expect("the first payout");
+    assert_eq!(line["date"], first.paid_on.to_string());
+    assert_eq!(line["at"], format!("{}T05:00:00Z", first.paid_on), "{line}");
+
     // The other formats print the same.
     let csv = cli(&db)
         .args(["report", "clearing", "--format", "csv"])
@@ -248,7 +272,11 @@ async fn clearing_a_month_settled_and_paid_out_closes_at_zero_in_every_currency(
 
 /// The closing balances that are not zero, and the items' (kind,
 /// currency, effect in minor units, batch).
-fn differences(report: &Value) -> (BTreeMap<String, i64>, Vec<(String, String, i64, Value)>) {
+/// An item as the tests compare it: kind, currency, effect (minor units),
+/// batch.
+type Item = (String, String, i64, Value);
+
+fn differences(report: &Value) -> (BTreeMap<String, i64>, Vec<Item>) {
     let closing = figure(report, "closing")
         .into_iter()
         .filter(|(_, v)| *v != 0)

@@ -275,7 +275,8 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
             "currency",
             "debit_account",
             "credit_account",
-            "amount"
+            "amount",
+            "batch_id"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
@@ -317,7 +318,7 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
 
     for (args, says) in [
         (
-            &["--journal-accounts", "bank=1000"][..],
+            &["--journal-accounts", "till=1000"][..],
             "clearing, revenue",
         ),
         (&["--journal-accounts", "fees"], "ACCOUNT=NAME"),
