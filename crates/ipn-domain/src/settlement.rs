@@ -1897,6 +1897,40 @@ mod tests {
     }
 
     #[test]
+    fn reserves_and_dispute_holds_of_either_sign_settle_no_payment() {
+        let text = format!(
+            "{HEADER}B-1,,,reserve,-50.00,,,EUR,2026-11-30\n\
+             B-2,,,reserve,50.00,0.00,50.00,EUR,2026-12-30\n\
+             B-1,R1,S-1,dispute_hold,-100.00,,,EUR,2026-11-30\n\
+             B-2,R1,S-1,DISPUTE_HOLD,100.00,,,EUR,2026-12-30\n"
+        );
+        let lines = parse_settlement(text.as_bytes(), &Mapping::default(), &Currencies::iso())
+            .expect("parses");
+        let kinds: Vec<(LineKind, i64)> = lines
+            .iter()
+            .map(|l| (l.kind, l.net.minor_units()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (LineKind::Reserve, -50_00),
+                (LineKind::Reserve, 50_00),
+                (LineKind::DisputeHold, -100_00),
+                (LineKind::DisputeHold, 100_00),
+            ]
+        );
+        // Even naming a payment of the ledger, they settle nothing of it.
+        let ledger = Ledger::new([payment(1, "R1", "S-1", 100_00)]);
+        let mut settled = HashMap::new();
+        let got: Vec<LineStatus> = classify(&lines, &ledger, &mut settled, Tolerance::ZERO)
+            .into_iter()
+            .map(|m| m.status)
+            .collect();
+        assert_eq!(got, [LineStatus::Other; 4]);
+        assert!(settled.is_empty());
+    }
+
+    #[test]
     fn lines_match_by_refno_then_order_and_classify_each_difference() {
         let mut refunded = payment(2, "R2", "S-2", 50_00);
         refunded.refunded = 20_00;
