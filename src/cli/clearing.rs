@@ -13,8 +13,10 @@ use crate::store::clearing::ClearingReport;
 use crate::store::reports::rfc3339;
 use crate::store::{ReportBasis, Store};
 
-/// The processor clearing account per currency: opening balance, what
-/// sales, refunds, chargebacks, fees, VAT, commission, payouts and
+/// The processor clearing account of a period, per currency, reconciled
+/// to the bank.
+///
+/// Per currency: opening balance, what sales, refunds, chargebacks, fees, VAT, commission, payouts and
 /// adjustments (reserves, dispute holds, the processor's other debits and
 /// credits) did to it, closing balance; then every item that explains a
 /// closing balance that is not zero (unsettled payments, refunds and
