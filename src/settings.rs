@@ -1779,7 +1779,7 @@ mod tests {
                 .name(Account::Revenue),
             "4000 Sales"
         );
-        let err = load(None, &[flag("journal-accounts", "bank=1000")])
+        let err = load(None, &[flag("journal-accounts", "till=1000")])
             .expect_err("unknown account")
             .to_string();
         assert!(

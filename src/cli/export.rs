@@ -22,18 +22,25 @@ use crate::store::{ReportBasis, Store};
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
     /// The money movements of a period as journal lines: one line per
-    /// payment, refund, reversal, chargeback and fee, with its date, order,
-    /// processor reference (REFNO), currency, the account it debits, the
-    /// account it credits and the amount. Movements are dated by their
-    /// ledger row (fees by their settlement line), as `report --by event`
-    /// counts them, so per currency the lines' sums by movement equal that
-    /// report's paid, refunded, reversed, charged back and fees for the
-    /// same period.
+    /// payment, refund, reversal, chargeback, fee, VAT and commission
+    /// movement, and per payout and settlement adjustment (reserve,
+    /// dispute hold, other processor debit or credit), with its date,
+    /// order, processor reference (REFNO), currency, the account it debits,
+    /// the account it credits, the amount and the settlement batch.
+    /// Movements are dated by their ledger row (fees and adjustments by
+    /// their settlement line, payouts by their day in report-timezone), as
+    /// `report --by event` counts them, so per currency the lines' sums by
+    /// movement equal that report's paid, refunded, reversed, charged back
+    /// and fees for the same period.
     #[command(
         after_help = "Posting: payment debits clearing and credits revenue; refund, reversal, \
-chargeback and fee debit refunds, reversals, chargebacks and fees and credit clearing. Name the \
-accounts with --journal-accounts (default names: Processor clearing, Sales revenue, Refunds, \
-Reversals, Chargebacks, Payment processing fees).\n\n\
+chargeback and fee debit refunds, reversals, chargebacks and fees and credit clearing; payout \
+debits bank and credits clearing (bank_debit the other way); reserve_held, dispute_held and \
+processor_debit debit reserve, dispute_hold and processor_adjustments and credit clearing (their \
+releases and processor_credit the other way). Name the accounts with --journal-accounts \
+(default names: Processor clearing, Sales revenue, Refunds, Reversals, Chargebacks, Payment \
+processing fees, Bank, Processor reserve, Dispute holds, Processor adjustments; see \
+docs/finance.md, \"The journal\").\n\n\
 Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from not before \
 --to) or invalid configuration (an unknown account), 3 the database cannot be read."
     )]
@@ -54,11 +61,13 @@ Exit codes: 0 exported (an empty period too), 2 usage error (a bad date, --from 
         to: PeriodBound,
         /// csv (for accounting imports): columns date,at,order_ref,
         /// processor_ref,movement,currency,debit_account,credit_account,
-        /// amount,moved_at (date: the day booked, in report-timezone; at:
-        /// the instant booked, RFC 3339 UTC; moved_at: when the money moved,
-        /// earlier than at for a movement late for a closed period); json: a
-        /// list of objects with the same names; table: the lines for
-        /// people, then the totals per currency.
+        /// amount,moved_at,batch_id (date: the day booked, in
+        /// report-timezone; at: the instant booked, RFC 3339 UTC; moved_at:
+        /// when the money moved, earlier than at for a movement late for a
+        /// closed period; batch_id: the settlement batch of what a
+        /// settlement line or a payout books); json: a list of objects with
+        /// the same names; table: the lines for people, then the totals per
+        /// currency.
         #[arg(long, value_enum, default_value_t = OutputFormat::Csv)]
         format: OutputFormat,
         /// event: every movement dated when the money moved, a settlement
@@ -87,7 +96,7 @@ impl From<JournalBasis> for ReportBasis {
 
 /// The columns of `export journal --format csv` (and the keys of its
 /// JSON). Stable: new ones are added at the end.
-pub const JOURNAL_CSV_COLUMNS: [&str; 10] = [
+pub const JOURNAL_CSV_COLUMNS: [&str; 11] = [
     "date",
     "at",
     "order_ref",
@@ -98,6 +107,7 @@ pub const JOURNAL_CSV_COLUMNS: [&str; 10] = [
     "credit_account",
     "amount",
     "moved_at",
+    "batch_id",
 ];
 
 /// One journal line: one movement, the same amount debited and credited.
@@ -123,6 +133,8 @@ pub struct JournalLine {
     /// for a movement late for a closed period (the period it belongs to).
     #[serde(serialize_with = "rfc3339::serialize")]
     pub moved_at: DateTime<Utc>,
+    /// The settlement batch of what a settlement line or a payout books.
+    pub batch_id: Option<String>,
 }
 
 impl JournalLine {
@@ -143,6 +155,7 @@ impl JournalLine {
             credit_account: accounts.name(credit).to_owned(),
             amount: movement.amount.format_amount(),
             moved_at: movement.occurred,
+            batch_id: movement.batch_id.clone(),
         }
     }
 }
@@ -166,7 +179,7 @@ pub fn run(config: &ConfigFile, command: ExportCommand) -> CliResult {
     let settings = database(config, &db)?;
     block_on(async move {
         let store = Store::connect(settings).await?;
-        let movements = store.journal_movements(&period).await?;
+        let movements = store.journal_movements_zoned(&period, zone.name()).await?;
         let lines: Vec<JournalLine> = movements
             .iter()
             .map(|m| JournalLine::of(m, &accounts, zone))
@@ -200,6 +213,7 @@ fn write_csv(out: impl Write, lines: &[JournalLine]) -> Result<(), csv::Error> {
             &line.credit_account,
             &line.amount,
             &rfc3339::format(&line.moved_at),
+            &crate::view::csv_text(line.batch_id.as_deref().unwrap_or("")),
         ])?;
     }
     csv.flush()?;

@@ -25,10 +25,14 @@ use crate::store::{FinanceSummary, ReportBasis, ReviewDetail, ReviewGroup, Store
 /// outcome.
 #[derive(Debug, clap::Args)]
 #[command(
+    args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 printed, 2 usage error (a bad date, --from not before --to) or \
 invalid configuration, 3 the database cannot be read."
 )]
 pub struct ReportArgs {
+    /// Another report than the books of a period.
+    #[command(subcommand)]
+    pub report: Option<ReportCommand>,
     #[command(flatten)]
     pub db: DatabaseFlags,
     #[command(flatten)]
@@ -59,6 +63,12 @@ pub struct ReportArgs {
     /// fees,oldest_at,oldest_age_seconds; json: one object.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+}
+
+/// The reports besides the books of a period.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    Clearing(super::clearing::ClearingArgs),
 }
 
 /// `report --by`.
@@ -266,6 +276,9 @@ fn not_blank(text: &str) -> Result<String, String> {
 }
 
 pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
+    if let Some(ReportCommand::Clearing(clearing)) = args.report {
+        return super::clearing::run(config, clearing);
+    }
     let (settings, zone) = books_with_zone(config, &args.db, &args.periods)?;
     let period = period(args.from, args.to, args.by.into(), zone)?;
     block_on(async move {

@@ -13,6 +13,7 @@ pub mod args;
 mod bench;
 mod books;
 mod check;
+mod clearing;
 mod console;
 pub(crate) mod dates;
 #[cfg(feature = "tools")]

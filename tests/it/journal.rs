@@ -278,7 +278,8 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
             "debit_account",
             "credit_account",
             "amount",
-            "moved_at"
+            "moved_at",
+            "batch_id"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
@@ -320,7 +321,7 @@ async fn the_journal_exports_csv_with_the_accounts_named_by_the_merchant() {
 
     for (args, says) in [
         (
-            &["--journal-accounts", "bank=1000"][..],
+            &["--journal-accounts", "till=1000"][..],
             "clearing, revenue",
         ),
         (&["--journal-accounts", "fees"], "ACCOUNT=NAME"),

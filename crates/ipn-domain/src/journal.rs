@@ -57,6 +57,7 @@ use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
 use crate::money::{Currency, Money};
 use crate::reconcile::{OrderFacts, PaymentFacts};
+use crate::settlement::LineKind;
 use crate::status::{OrderState, UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
 
 /// What kind of money movement a journal line books.
@@ -127,6 +128,81 @@ pub enum MovementKind {
     /// They left the clearing account with the refunds; the write-off
     /// moves the excess from refunds to the loss.
     WriteOffOverRefund,
+    /// The processor's bank transfer of a batch (a payouts file's line):
+    /// the money leaves clearing for the bank.
+    Payout,
+    /// A negative payout: the processor debited the merchant's bank
+    /// account (money back into clearing).
+    BankDebit,
+    /// A settlement line of type `reserve` that holds money back (negative
+    /// gross): the processor keeps it apart from the payout.
+    ReserveHeld,
+    /// A `reserve` line that releases held money (positive gross).
+    ReserveReleased,
+    /// A settlement line of type `dispute_hold` that holds money while a
+    /// dispute is open (negative gross).
+    DisputeHeld,
+    /// A `dispute_hold` line that releases it (positive gross).
+    DisputeReleased,
+    /// Any other debit of the processor's (an `adjustment` line, or the
+    /// gross of a `fee` line, with a negative amount).
+    ProcessorDebit,
+    /// Any other credit of the processor's (an `adjustment` or `fee`
+    /// line's positive gross).
+    ProcessorCredit,
+}
+
+impl MovementKind {
+    /// Whether movements of this kind come from the processor's settlement
+    /// and payout files (read from `settlement_lines` and
+    /// `settlement_payouts` when a journal is made), never from a ledger
+    /// row: they are not stored in `money_movements`.
+    pub fn from_settlement(self) -> bool {
+        matches!(
+            self,
+            MovementKind::Fee
+                | MovementKind::CommissionSettled
+                | MovementKind::Payout
+                | MovementKind::BankDebit
+                | MovementKind::ReserveHeld
+                | MovementKind::ReserveReleased
+                | MovementKind::DisputeHeld
+                | MovementKind::DisputeReleased
+                | MovementKind::ProcessorDebit
+                | MovementKind::ProcessorCredit
+        )
+    }
+}
+
+/// The movement that books the gross of a settlement line that settles no
+/// payment (`fee`, `adjustment`, `reserve`, `dispute_hold`; signed, money
+/// to the merchant positive), each kind on its own account: `None` for a
+/// line that settles a payment (the ledger's own movements book those)
+/// and for a gross of zero. A line's fee is booked apart, as a `fee`.
+pub fn settlement_line_movement(kind: LineKind, gross_minor: i64) -> Option<MovementKind> {
+    let credit = gross_minor > 0;
+    if gross_minor == 0 {
+        return None;
+    }
+    match kind {
+        LineKind::Sale | LineKind::Refund | LineKind::Chargeback | LineKind::Reversal => None,
+        LineKind::Reserve if credit => Some(MovementKind::ReserveReleased),
+        LineKind::Reserve => Some(MovementKind::ReserveHeld),
+        LineKind::DisputeHold if credit => Some(MovementKind::DisputeReleased),
+        LineKind::DisputeHold => Some(MovementKind::DisputeHeld),
+        LineKind::Fee | LineKind::Adjustment if credit => Some(MovementKind::ProcessorCredit),
+        LineKind::Fee | LineKind::Adjustment => Some(MovementKind::ProcessorDebit),
+    }
+}
+
+/// The movement that books a payout of `amount_minor` (signed as the
+/// payouts file gives it): `None` for a payout of zero.
+pub fn payout_movement(amount_minor: i64) -> Option<MovementKind> {
+    match amount_minor.signum() {
+        1 => Some(MovementKind::Payout),
+        -1 => Some(MovementKind::BankDebit),
+        _ => None,
+    }
 }
 
 /// A stored movement kind that this version does not know.
@@ -238,6 +314,18 @@ pub struct Figures {
     pub written_off_short_payments: i64,
     /// Refunds above their payment, written off.
     pub written_off_over_refunds: i64,
+    /// Payouts to the bank, and the processor's debits of the bank.
+    pub payouts: i64,
+    pub bank_debits: i64,
+    /// Reserves held and released by settlement lines.
+    pub reserve_held: i64,
+    pub reserve_released: i64,
+    /// Dispute holds and their releases.
+    pub dispute_held: i64,
+    pub dispute_released: i64,
+    /// Other debits and credits of the processor's.
+    pub processor_debits: i64,
+    pub processor_credits: i64,
 }
 
 impl Figures {
@@ -258,6 +346,14 @@ impl Figures {
             MovementKind::WriteOffExcess => &mut self.written_off_excess,
             MovementKind::WriteOffShortPayment => &mut self.written_off_short_payments,
             MovementKind::WriteOffOverRefund => &mut self.written_off_over_refunds,
+            MovementKind::Payout => &mut self.payouts,
+            MovementKind::BankDebit => &mut self.bank_debits,
+            MovementKind::ReserveHeld => &mut self.reserve_held,
+            MovementKind::ReserveReleased => &mut self.reserve_released,
+            MovementKind::DisputeHeld => &mut self.dispute_held,
+            MovementKind::DisputeReleased => &mut self.dispute_released,
+            MovementKind::ProcessorDebit => &mut self.processor_debits,
+            MovementKind::ProcessorCredit => &mut self.processor_credits,
         };
         *figure = figure.saturating_add(minor);
     }
@@ -279,6 +375,14 @@ impl Figures {
             MovementKind::WriteOffExcess => self.written_off_excess,
             MovementKind::WriteOffShortPayment => self.written_off_short_payments,
             MovementKind::WriteOffOverRefund => self.written_off_over_refunds,
+            MovementKind::Payout => self.payouts,
+            MovementKind::BankDebit => self.bank_debits,
+            MovementKind::ReserveHeld => self.reserve_held,
+            MovementKind::ReserveReleased => self.reserve_released,
+            MovementKind::DisputeHeld => self.dispute_held,
+            MovementKind::DisputeReleased => self.dispute_released,
+            MovementKind::ProcessorDebit => self.processor_debits,
+            MovementKind::ProcessorCredit => self.processor_credits,
         }
     }
 
@@ -375,6 +479,18 @@ pub enum Account {
     /// debited by shortfalls, short payments and over-refunds written
     /// off, credited by excesses written off.
     WriteOff,
+    /// The merchant's bank account: debited by payouts, credited by the
+    /// processor's debits of it.
+    Bank,
+    /// Money the processor holds back as a reserve: debited when held,
+    /// credited when released.
+    Reserve,
+    /// Money the processor holds while a dispute is open: debited when
+    /// held, credited when released.
+    DisputeHold,
+    /// The processor's other debits (debited) and credits (credited):
+    /// `adjustment` lines and the gross of `fee` lines.
+    ProcessorAdjustments,
 }
 
 /// An account key that this version does not know.
@@ -403,6 +519,10 @@ impl Account {
             Account::Vat => "VAT collected by the processor",
             Account::Commission => "Processor commission (provisional)",
             Account::WriteOff => "Write-offs",
+            Account::Bank => "Bank",
+            Account::Reserve => "Processor reserve",
+            Account::DisputeHold => "Dispute holds",
+            Account::ProcessorAdjustments => "Processor adjustments",
         }
     }
 }
@@ -428,7 +548,71 @@ pub fn posting(kind: MovementKind) -> (Account, Account) {
         MovementKind::WriteOffExcess => (Account::Clearing, Account::WriteOff),
         MovementKind::WriteOffShortPayment => (Account::WriteOff, Account::Revenue),
         MovementKind::WriteOffOverRefund => (Account::WriteOff, Account::Refunds),
+        MovementKind::Payout => (Account::Bank, Account::Clearing),
+        MovementKind::BankDebit => (Account::Clearing, Account::Bank),
+        MovementKind::ReserveHeld => (Account::Reserve, Account::Clearing),
+        MovementKind::ReserveReleased => (Account::Clearing, Account::Reserve),
+        MovementKind::DisputeHeld => (Account::DisputeHold, Account::Clearing),
+        MovementKind::DisputeReleased => (Account::Clearing, Account::DisputeHold),
+        MovementKind::ProcessorDebit => (Account::ProcessorAdjustments, Account::Clearing),
+        MovementKind::ProcessorCredit => (Account::Clearing, Account::ProcessorAdjustments),
     }
+}
+
+/// How a movement of `kind` changes the clearing account: +1 when it
+/// debits it, -1 when it credits it, 0 when it does not touch it. Read
+/// from [`posting`], so every kind that posts to clearing (whoever adds
+/// it) counts in [`clearing_statements`].
+pub fn clearing_sign(kind: MovementKind) -> i64 {
+    match posting(kind) {
+        (Account::Clearing, _) => 1,
+        (_, Account::Clearing) => -1,
+        _ => 0,
+    }
+}
+
+/// The clearing account of one currency over a period: its balance
+/// before, what each movement kind did to it (signed: debits positive),
+/// and its balance after. `closing = opening + Σ by_kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClearingStatement {
+    pub opening: i64,
+    /// Per movement kind that posts to clearing, its net effect on it.
+    pub by_kind: BTreeMap<MovementKind, i64>,
+    pub closing: i64,
+}
+
+/// Per currency, the clearing account's statement: `before` are the
+/// movements dated before the period (the opening balance), `during` those
+/// in it. Kinds that do not post to clearing are left out; a currency
+/// appears when any of its movements posts to clearing.
+pub fn clearing_statements(
+    before: impl IntoIterator<Item = (MovementKind, Money)>,
+    during: impl IntoIterator<Item = (MovementKind, Money)>,
+) -> BTreeMap<Currency, ClearingStatement> {
+    let mut statements: BTreeMap<Currency, ClearingStatement> = BTreeMap::new();
+    for (kind, amount) in before {
+        let sign = clearing_sign(kind);
+        if sign != 0 {
+            let s = statements.entry(amount.currency()).or_default();
+            s.opening = s.opening.saturating_add(sign * amount.minor_units());
+        }
+    }
+    for (kind, amount) in during {
+        let sign = clearing_sign(kind);
+        if sign != 0 {
+            let s = statements.entry(amount.currency()).or_default();
+            let entry = s.by_kind.entry(kind).or_default();
+            *entry = entry.saturating_add(sign * amount.minor_units());
+        }
+    }
+    for s in statements.values_mut() {
+        s.closing = s
+            .by_kind
+            .values()
+            .fold(s.opening, |sum, v| sum.saturating_add(*v));
+    }
+    statements
 }
 
 /// The names of the journal's accounts in the merchant's chart of
@@ -564,7 +748,15 @@ mod tests {
                 "write_off_shortfall",
                 "write_off_excess",
                 "write_off_short_payment",
-                "write_off_over_refund"
+                "write_off_over_refund",
+                "payout",
+                "bank_debit",
+                "reserve_held",
+                "reserve_released",
+                "dispute_held",
+                "dispute_released",
+                "processor_debit",
+                "processor_credit"
             ]
         );
         assert_string_forms!(
@@ -578,7 +770,11 @@ mod tests {
                 "fees",
                 "vat",
                 "commission",
-                "write_off"
+                "write_off",
+                "bank",
+                "reserve",
+                "dispute_hold",
+                "processor_adjustments"
             ]
         );
     }
@@ -682,7 +878,7 @@ mod tests {
         );
         for (bad, says) in [
             ("clearing", "ACCOUNT=NAME"),
-            ("bank=1000", "clearing, revenue"),
+            ("till=1000", "clearing, revenue"),
             ("fees=", "1-100 characters"),
             ("fees=a\tb", "control"),
             ("fees=x,fees=y", "named twice"),
@@ -690,6 +886,84 @@ mod tests {
             let err = JournalAccounts::parse(bad).expect_err(bad).to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn settlement_lines_and_payouts_book_each_on_its_own_account() {
+        let cases = [
+            (LineKind::Reserve, -50_00, Some(MovementKind::ReserveHeld)),
+            (
+                LineKind::Reserve,
+                50_00,
+                Some(MovementKind::ReserveReleased),
+            ),
+            (LineKind::DisputeHold, -1, Some(MovementKind::DisputeHeld)),
+            (
+                LineKind::DisputeHold,
+                1,
+                Some(MovementKind::DisputeReleased),
+            ),
+            (LineKind::Adjustment, -3, Some(MovementKind::ProcessorDebit)),
+            (LineKind::Adjustment, 3, Some(MovementKind::ProcessorCredit)),
+            (LineKind::Fee, 2, Some(MovementKind::ProcessorCredit)),
+            (LineKind::Fee, 0, None),
+            (LineKind::Sale, 100, None),
+            (LineKind::Chargeback, -100, None),
+        ];
+        for (kind, gross, expected) in cases {
+            assert_eq!(
+                settlement_line_movement(kind, gross),
+                expected,
+                "{kind} {gross}"
+            );
+        }
+        assert_eq!(payout_movement(5), Some(MovementKind::Payout));
+        assert_eq!(payout_movement(-5), Some(MovementKind::BankDebit));
+        assert_eq!(payout_movement(0), None);
+        // Each of them moves clearing against an account of its own.
+        let (debit, credit) = posting(MovementKind::ReserveHeld);
+        assert_eq!((debit, credit), (Account::Reserve, Account::Clearing));
+        assert_eq!(
+            posting(MovementKind::Payout),
+            (Account::Bank, Account::Clearing)
+        );
+        for kind in MovementKind::ALL {
+            let (debit, credit) = posting(kind);
+            assert_ne!(debit, credit, "{kind}");
+            if kind.from_settlement() {
+                assert_ne!(clearing_sign(kind), 0, "{kind} moves clearing");
+            }
+        }
+    }
+
+    #[test]
+    fn a_clearing_statement_adds_up_from_its_opening_to_its_closing() {
+        let gbp = |minor| Money::from_minor(minor, Currency::iso("GBP").expect("GBP"));
+        let before = [
+            (MovementKind::Payment, eur(100_00)),
+            (MovementKind::Fee, eur(3_20)),
+            (MovementKind::Payout, eur(90_00)),
+            // Does not touch clearing.
+            (MovementKind::Vat, gbp(0)),
+        ];
+        let during = [
+            (MovementKind::Payment, eur(50_00)),
+            (MovementKind::Refund, eur(10_00)),
+            (MovementKind::ReserveHeld, eur(5_00)),
+            (MovementKind::Payout, eur(6_80)),
+            (MovementKind::ReserveReleased, eur(5_00)),
+            (MovementKind::Payment, gbp(7_00)),
+        ];
+        let statements = clearing_statements(before, during);
+        let eur_statement = &statements[&Currency::iso("EUR").expect("EUR")];
+        assert_eq!(eur_statement.opening, 100_00 - 3_20 - 90_00);
+        assert_eq!(eur_statement.by_kind[&MovementKind::Payment], 50_00);
+        assert_eq!(eur_statement.by_kind[&MovementKind::Refund], -10_00);
+        assert_eq!(eur_statement.by_kind[&MovementKind::ReserveHeld], -5_00);
+        assert_eq!(eur_statement.by_kind[&MovementKind::ReserveReleased], 5_00);
+        assert_eq!(eur_statement.closing, 6_80 + 50_00 - 10_00 - 6_80);
+        let gbp_statement = &statements[&Currency::iso("GBP").expect("GBP")];
+        assert_eq!((gbp_statement.opening, gbp_statement.closing), (0, 7_00));
     }
 
     #[test]

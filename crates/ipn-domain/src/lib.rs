@@ -35,6 +35,8 @@
 //! - [`journal`]: the money movements a decision made and how they are
 //!   booked (figures, posting rules, accounts).
 //! - [`review`]: what a person may do about a review item, and what it does.
+//! - [`clearing`]: what explains a processor clearing balance that is not
+//!   zero (unsettled payments, undebited refunds, open differences).
 
 /// The protocol crate, under the name this crate's modules use.
 pub(crate) use ipn_protocol as ipn;
@@ -130,6 +132,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
     out
 }
 
+pub mod clearing;
 pub mod event_time;
 pub mod journal;
 pub mod layout;

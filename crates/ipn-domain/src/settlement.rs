@@ -38,7 +38,9 @@
 //!   chargeback notice's for a chargeback or reversal (see
 //!   `payout_comparison`).
 //!
-//! `fee` and `adjustment` lines settle no payment (status `other`). A line
+//! `fee`, `adjustment`, `reserve` and `dispute_hold` lines settle no
+//! payment (status `other`); the journal books their gross on an account
+//! of their own (`domain::journal::settlement_line_movement`). A line
 //! for no payment of the ledger is `unknown` (review `settlement_unknown`),
 //! a matched line that disagrees `differs` (review
 //! `settlement_amount_differs`).
@@ -88,8 +90,15 @@ pub enum LineKind {
     Reversal,
     /// A fee of the processor's not tied to one payment.
     Fee,
-    /// Any other correction.
+    /// Any other credit or debit of the processor's (booked on the
+    /// processor adjustments account).
     Adjustment,
+    /// Money the processor holds back as a reserve (negative gross) or
+    /// releases from it (positive gross).
+    Reserve,
+    /// Money the processor holds while a dispute is open (negative gross)
+    /// or releases when it closes (positive gross).
+    DisputeHold,
 }
 
 /// A line kind this version does not know.
@@ -109,7 +118,10 @@ impl LineKind {
     /// Whether the line settles one payment of the ledger (and so must be
     /// matched to one).
     pub fn settles_a_payment(self) -> bool {
-        !matches!(self, LineKind::Fee | LineKind::Adjustment)
+        !matches!(
+            self,
+            LineKind::Fee | LineKind::Adjustment | LineKind::Reserve | LineKind::DisputeHold
+        )
     }
 }
 
@@ -1243,7 +1255,9 @@ fn classify_line(
                 };
                 (Some(payment.charged_back), problem)
             }
-            LineKind::Fee | LineKind::Adjustment => (None, None),
+            LineKind::Fee | LineKind::Adjustment | LineKind::Reserve | LineKind::DisputeHold => {
+                (None, None)
+            }
         }
     };
     let found = Some((
@@ -1273,7 +1287,10 @@ fn classify_line(
                 LineKind::Chargeback | LineKind::Reversal => {
                     entry.taken_back = entry.taken_back.saturating_add(magnitude);
                 }
-                LineKind::Fee | LineKind::Adjustment => {}
+                LineKind::Fee
+                | LineKind::Adjustment
+                | LineKind::Reserve
+                | LineKind::DisputeHold => {}
             }
             LineMatch {
                 status: LineStatus::Matched,
@@ -1400,7 +1417,9 @@ fn payout_comparison(
             };
             (taken, problem)
         }
-        LineKind::Fee | LineKind::Adjustment => (None, None),
+        LineKind::Fee | LineKind::Adjustment | LineKind::Reserve | LineKind::DisputeHold => {
+            (None, None)
+        }
     }
 }
 
@@ -1495,7 +1514,9 @@ mod tests {
                 "chargeback",
                 "reversal",
                 "fee",
-                "adjustment"
+                "adjustment",
+                "reserve",
+                "dispute_hold"
             ]
         );
         assert_string_forms!(LineStatus, ["matched", "differs", "unknown", "other"]);
@@ -1873,6 +1894,40 @@ mod tests {
             settled_at: DateTime::<Utc>::UNIX_EPOCH,
             occurrence: 1,
         }
+    }
+
+    #[test]
+    fn reserves_and_dispute_holds_of_either_sign_settle_no_payment() {
+        let text = format!(
+            "{HEADER}B-1,,,reserve,-50.00,,,EUR,2026-11-30\n\
+             B-2,,,reserve,50.00,0.00,50.00,EUR,2026-12-30\n\
+             B-1,R1,S-1,dispute_hold,-100.00,,,EUR,2026-11-30\n\
+             B-2,R1,S-1,DISPUTE_HOLD,100.00,,,EUR,2026-12-30\n"
+        );
+        let lines = parse_settlement(text.as_bytes(), &Mapping::default(), &Currencies::iso())
+            .expect("parses");
+        let kinds: Vec<(LineKind, i64)> = lines
+            .iter()
+            .map(|l| (l.kind, l.net.minor_units()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (LineKind::Reserve, -50_00),
+                (LineKind::Reserve, 50_00),
+                (LineKind::DisputeHold, -100_00),
+                (LineKind::DisputeHold, 100_00),
+            ]
+        );
+        // Even naming a payment of the ledger, they settle nothing of it.
+        let ledger = Ledger::new([payment(1, "R1", "S-1", 100_00)]);
+        let mut settled = HashMap::new();
+        let got: Vec<LineStatus> = classify(&lines, &ledger, &mut settled, Tolerance::ZERO)
+            .into_iter()
+            .map(|m| m.status)
+            .collect();
+        assert_eq!(got, [LineStatus::Other; 4]);
+        assert!(settled.is_empty());
     }
 
     #[test]

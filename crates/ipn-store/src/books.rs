@@ -143,7 +143,8 @@ impl Store {
                 .execute(conn)
                 .await?;
             diesel::sql_query(
-                "LOCK TABLE money_movements, settlement_lines IN SHARE ROW EXCLUSIVE MODE",
+                "LOCK TABLE money_movements, settlement_lines, settlement_payouts \
+                 IN SHARE ROW EXCLUSIVE MODE",
             )
             .execute(conn)
             .await?;

@@ -180,6 +180,7 @@ pub async fn write_off_movements_in(
                 processor_ref: row.processor_ref,
                 kind,
                 amount,
+                batch_id: None,
             }))
         })
         .collect()
@@ -195,13 +196,16 @@ pub struct JournalMovement {
     /// When the money moved: the period it belongs to. Earlier than `at`
     /// for a movement late for a closed period ([`JournalMovement::late`]).
     pub occurred: DateTime<Utc>,
-    /// The merchant's order reference (REFNOEXT).
+    /// The merchant's order reference (REFNOEXT); empty for a payout or a
+    /// line of no order.
     pub order_ref: String,
-    /// The payment's processor reference (REFNO).
+    /// The payment's processor reference (REFNO); empty when none.
     pub processor_ref: String,
     pub kind: MovementKind,
     /// Positive; the kind says which way it went.
     pub amount: Money,
+    /// The settlement batch, for what a settlement line or a payout books.
+    pub batch_id: Option<String>,
 }
 
 impl JournalMovement {
@@ -222,64 +226,19 @@ type MovementRow = (
     String,
 );
 
-impl Store {
-    /// The money movements booked in `period` (by `event`, or `settled` for
-    /// the fees' dates; `created` reads as `event`: a journal is always by
-    /// date), oldest first, fees from settlement lines included
-    /// ([`Store::fee_movements`]).
-    pub async fn journal_movements(
-        &self,
-        period: &ReportPeriod,
-    ) -> Result<Vec<JournalMovement>, StoreError> {
-        let mut conn = self.conn().await?;
-        let dated = ReportPeriod {
-            by: if period.by.by_movement() {
-                period.by
-            } else {
-                ReportBasis::Event
-            },
-            ..*period
-        };
-        movements_in(&mut conn, &dated, self.currencies()).await
-    }
-    /// The processor's fees as journal movements, one per settlement line
-    /// that carries a fee, dated by the line: settled in `period` (by
-    /// event), or for orders created in it (by created; a line of no order,
-    /// such as a monthly fee or an unknown line, by its own date, so that
-    /// over all time both bases count every fee).
-    ///
-    /// It is the one place fees come from: the report's `fees` through
-    /// [`Store::fees_by_currency`], the journal's `fee` lines.
-    pub async fn fee_movements(
-        &self,
-        period: &ReportPeriod,
-    ) -> Result<Vec<JournalMovement>, StoreError> {
-        let mut conn = self.conn().await?;
-        super::settlement::fee_movements_in(&mut conn, period, self.currencies()).await
-    }
-
-    /// The processor's fees per currency in `period`, in minor units: the
-    /// report's `fees` figure, the sum of [`Store::fee_movements`].
-    pub async fn fees_by_currency(
-        &self,
-        period: &ReportPeriod,
-    ) -> Result<BTreeMap<Currency, i64>, StoreError> {
-        let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
-        let moved = self.fee_movements(period).await?;
-        for fee in moved.iter().filter(|m| m.kind == MovementKind::Fee) {
-            let sum = fees.entry(fee.amount.currency()).or_default();
-            *sum = sum.saturating_add(fee.amount.minor_units());
-        }
-        Ok(fees)
-    }
-}
-
-/// The movements booked in `period` (by `event` or `settled`), fees
-/// included, oldest first: what [`Store::journal_movements`] lists, on a
-/// connection the caller may hold in a snapshot.
-pub(super) async fn movements_in(
+/// Every movement booked in `period`, oldest first, on the caller's
+/// connection (so that a report reads them in its snapshot): the ledger's
+/// movements by their booked date, the fees and released commission of
+/// settlement lines (with their sale by `event`, by the line by
+/// `settled`; `created` reads as `event`: a journal is always by date),
+/// what the other settlement lines book (reserves, dispute holds,
+/// adjustments), the payouts, dated at the midnight that begins their day
+/// in `zone` (an IANA name, the report time zone), and the write-offs.
+/// Nothing is dated in a period that was closed when it was recorded.
+pub(super) async fn journal_movements_in(
     conn: &mut AsyncPgConnection,
     period: &ReportPeriod,
+    zone: &str,
     currencies: &crate::domain::Currencies,
 ) -> Result<Vec<JournalMovement>, StoreError> {
     let mut query = money_movements::table
@@ -316,18 +275,92 @@ pub(super) async fn movements_in(
                     processor_ref,
                     kind,
                     amount: Money::from_minor(minor, code),
+                    batch_id: None,
                 })
             },
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let mut fees = super::settlement::fee_movements_in(conn, period, currencies).await?;
+    let dated = ReportPeriod {
+        by: if period.by.by_movement() {
+            period.by
+        } else {
+            ReportBasis::Event
+        },
+        ..*period
+    };
+    moved.extend(super::settlement::fee_movements_in(conn, &dated, currencies).await?);
+    moved.extend(super::clearing::settlement_movements_in(conn, &dated, zone, currencies).await?);
     // Write-offs: a person's, dated when resolved (never in a closed
     // period: they are recorded now).
-    fees.extend(write_off_movements_in(conn, period, currencies).await?);
-    if !fees.is_empty() {
-        moved.extend(fees);
-        // Stable: movements of one instant keep their order.
-        moved.sort_by_key(|m| m.at);
-    }
+    moved.extend(write_off_movements_in(conn, &dated, currencies).await?);
+    // Stable: movements of one instant keep their order.
+    moved.sort_by_key(|m| m.at);
     Ok(moved)
+}
+
+impl Store {
+    /// The money movements booked in `period`, payouts dated in UTC
+    /// ([`Store::journal_movements_zoned`]).
+    pub async fn journal_movements(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<Vec<JournalMovement>, StoreError> {
+        self.journal_movements_zoned(period, "UTC").await
+    }
+
+    /// The money movements booked in `period` (by `event`, or `settled`
+    /// for the fees' dates), oldest first: the ledger's, and what the
+    /// settlement and payout files book (fees, released commission,
+    /// reserves, dispute holds, adjustments, payouts), and write-offs. A
+    /// payout has a day, not a time: it is dated at the midnight that
+    /// begins its day in `zone` (the report time zone, an IANA name). Read
+    /// in one snapshot.
+    pub async fn journal_movements_zoned(
+        &self,
+        period: &ReportPeriod,
+        zone: &str,
+    ) -> Result<Vec<JournalMovement>, StoreError> {
+        let mut conn = self.conn().await?;
+        let currencies = self.currencies();
+        conn.build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run::<_, StoreError, _>(async |conn| {
+                journal_movements_in(conn, period, zone, currencies).await
+            })
+            .await
+    }
+
+    /// The processor's fees as journal movements, one per settlement line
+    /// that carries a fee, dated as [`super::settlement::line_dates`] says:
+    /// booked in `period` (by `event`: with their sale; by `settled`: by
+    /// the line), or for orders created in it (by created; a line of no
+    /// order, such as a monthly fee or an unknown line, by its own date, so
+    /// that over all time both bases count every fee).
+    ///
+    /// It is the one place fees come from: the report's `fees` (read in
+    /// its snapshot), [`Store::fees_by_currency`], the journal's `fee`
+    /// lines.
+    pub async fn fee_movements(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<Vec<JournalMovement>, StoreError> {
+        let mut conn = self.conn().await?;
+        super::settlement::fee_movements_in(&mut conn, period, self.currencies()).await
+    }
+
+    /// The processor's fees per currency in `period`, in minor units: the
+    /// report's `fees` figure, the sum of [`Store::fee_movements`].
+    pub async fn fees_by_currency(
+        &self,
+        period: &ReportPeriod,
+    ) -> Result<BTreeMap<Currency, i64>, StoreError> {
+        let mut fees: BTreeMap<Currency, i64> = BTreeMap::new();
+        let moved = self.fee_movements(period).await?;
+        for fee in moved.iter().filter(|m| m.kind == MovementKind::Fee) {
+            let sum = fees.entry(fee.amount.currency()).or_default();
+            *sum = sum.saturating_add(fee.amount.minor_units());
+        }
+        Ok(fees)
+    }
 }

@@ -25,6 +25,7 @@ pub mod apply;
 pub mod batch;
 pub mod books;
 pub mod causes;
+pub mod clearing;
 pub mod console;
 pub mod export;
 pub mod journal;

@@ -138,6 +138,8 @@ struct ReleasedRow {
     #[diesel(sql_type = Timestamptz)]
     booked: DateTime<Utc>,
     #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
     processor_ref: String,
@@ -149,8 +151,12 @@ struct ReleasedRow {
 
 /// The provisional commission that settlement fees replaced: for each
 /// payment with a commission and a matched settlement line that carries a
-/// fee, one `commission_settled` movement of the payment's (rounded)
-/// commission, dated as the first such line's fee is
+/// fee, one `commission_settled` movement of what is left of the
+/// payment's (rounded) commission once refunds and a chargeback gave
+/// their part back (those parts were released by their own
+/// `commission_refund` movements: releasing the whole commission again
+/// would leave the commission account, and clearing, off by them),
+/// dated as the first such line's fee is
 /// ([`super::settlement::line_dates`]). Counted by that date (`event`,
 /// `settled`) or the order's creation (`created`), as the fees are.
 pub(super) async fn commission_settled_in(
@@ -166,11 +172,15 @@ pub(super) async fn commission_settled_in(
     let (occurred, booked) = super::settlement::line_dates(period.by);
     let sale = super::settlement::LINE_SALE;
     let rows: Vec<ReleasedRow> = diesel::sql_query(format!(
-        "SELECT r.occurred, r.booked, r.order_ref, r.processor_ref, r.commission_minor, \
-                r.currency \
+        "SELECT r.occurred, r.booked, r.batch_id, r.order_ref, r.processor_ref, \
+                r.commission_minor, r.currency \
          FROM ( \
              SELECT DISTINCT ON (p.id) {occurred} AS occurred, {booked} AS booked, \
-                    o.created_at, o.order_ref, p.processor_ref, p.commission_minor, o.currency \
+                    l.batch_id, o.created_at, o.order_ref, p.processor_ref, \
+                    greatest(p.commission_minor - p.refunded_commission_minor \
+                             - CASE WHEN p.reversed THEN p.charged_back_commission_minor \
+                                    ELSE 0 END, 0)::int8 AS commission_minor, \
+                    o.currency \
              FROM settlement_lines AS l \
              JOIN payments AS p ON p.id = l.payment_id \
              JOIN orders AS o ON o.id = p.order_id \
@@ -178,7 +188,8 @@ pub(super) async fn commission_settled_in(
              WHERE l.status = 'matched' AND l.fee_minor > 0 AND p.paid_minor > 0 \
                AND p.commission_minor > 0 \
              ORDER BY p.id, l.settled_at, l.id) AS r \
-         WHERE {at} >= coalesce($1, '-infinity'::timestamptz) \
+         WHERE r.commission_minor > 0 \
+           AND {at} >= coalesce($1, '-infinity'::timestamptz) \
            AND {at} < coalesce($2, 'infinity'::timestamptz) \
          ORDER BY r.booked"
     ))
@@ -198,6 +209,7 @@ pub(super) async fn commission_settled_in(
                 processor_ref: r.processor_ref,
                 kind: MovementKind::CommissionSettled,
                 amount: Money::from_minor(r.commission_minor, currency),
+                batch_id: Some(r.batch_id),
             })
         })
         .collect()

@@ -588,7 +588,8 @@ struct ExceptionsRow {
 impl Store {
     /// The report of `period`: orders by state, money per currency, open
     /// exceptions by kind with the oldest, notifications by outcome. Read
-    /// in one read-only snapshot, so its figures agree with each other.
+    /// in one read-only snapshot (REPEATABLE READ), fees from settlement
+    /// lines included, so its figures agree with each other.
     ///
     /// What each basis counts (see [`ReportBasis`]): `created` takes the
     /// orders created in the period and their payments' figures, whenever
@@ -602,12 +603,16 @@ impl Store {
         period: &ReportPeriod,
     ) -> Result<FinanceSummary, StoreError> {
         let period = *period;
-        let settled = self.fee_movements(&period).await?;
         let mut conn = self.conn().await?;
         conn.build_transaction()
             .read_only()
             .repeatable_read()
             .run::<_, StoreError, _>(async |conn| {
+                // The fees in the same snapshot as the rest: a settlement
+                // import committed between two reads would otherwise give
+                // fees of lines whose payments the report does not show.
+                let settled =
+                    super::settlement::fee_movements_in(conn, &period, self.currencies()).await?;
                 report_in(conn, period, settled, self.currencies()).await
             })
             .await
@@ -824,7 +829,7 @@ async fn late_in(
     period: &ReportPeriod,
     currencies: &Currencies,
 ) -> Result<Vec<LateMovement>, StoreError> {
-    let moved = super::journal::movements_in(conn, period, currencies).await?;
+    let moved = super::journal::journal_movements_in(conn, period, "UTC", currencies).await?;
     Ok(moved
         .iter()
         .filter(|m| m.late())

@@ -225,5 +225,7 @@ diesel::table! {
         lines_net_minor -> Int8,
         review_item_id -> Nullable<Int8>,
         imported_at -> Timestamptz,
+        /// Where the open books began when the payout was imported.
+        books_open_from -> Timestamptz,
     }
 }

@@ -261,7 +261,10 @@ pub async fn settled_so_far(
                     entry.taken_back_payout += row.net;
                 }
                 LineKind::Chargeback | LineKind::Reversal => entry.taken_back += row.amount,
-                LineKind::Fee | LineKind::Adjustment => {}
+                LineKind::Fee
+                | LineKind::Adjustment
+                | LineKind::Reserve
+                | LineKind::DisputeHold => {}
             }
         }
     }
@@ -694,6 +697,8 @@ struct FeeRow {
     #[diesel(sql_type = Timestamptz)]
     booked: DateTime<Utc>,
     #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
     order_ref: String,
     #[diesel(sql_type = Text)]
     processor_ref: String,
@@ -749,10 +754,11 @@ pub(super) async fn fee_movements_in(
     };
     let (occurred, booked) = line_dates(period.by);
     let rows: Vec<FeeRow> = diesel::sql_query(format!(
-        "SELECT d.occurred, d.booked, d.order_ref, d.processor_ref, d.fee_minor, d.currency \
+        "SELECT d.occurred, d.booked, d.batch_id, d.order_ref, d.processor_ref, d.fee_minor, \
+                d.currency \
          FROM ( \
              SELECT {occurred} AS occurred, {booked} AS booked, o.created_at AS order_created, \
-                    coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
+                    l.batch_id, coalesce(o.order_ref, l.order_ref, '') AS order_ref, \
                     coalesce(l.processor_ref, '') AS processor_ref, l.fee_minor, l.currency, \
                     l.id \
              FROM settlement_lines AS l \
@@ -777,6 +783,7 @@ pub(super) async fn fee_movements_in(
                 processor_ref: r.processor_ref,
                 kind: MovementKind::Fee,
                 amount: Money::from_minor(r.fee_minor, currency_of(currencies, &r.currency)?),
+                batch_id: Some(r.batch_id),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;

@@ -204,23 +204,22 @@ mod tests {
 
     #[test]
     fn stored_movement_kinds_are_what_money_movements_kind_allows() {
-        // Fees, and the commission a fee settles, come from settlement
-        // lines, and write-offs from the resolution ledger, never from a
-        // ledger row.
+        // Fees, the commission a fee settles, payouts and adjustments come
+        // from settlement lines and payouts, and write-offs from the
+        // resolution ledger, never from a ledger row.
         let sql = migrations_sql();
         let kinds = strings(
             MovementKind::ALL
                 .into_iter()
                 .filter(|kind| {
-                    !matches!(
-                        kind,
-                        MovementKind::Fee
-                            | MovementKind::CommissionSettled
-                            | MovementKind::WriteOffShortfall
-                            | MovementKind::WriteOffExcess
-                            | MovementKind::WriteOffShortPayment
-                            | MovementKind::WriteOffOverRefund
-                    )
+                    !kind.from_settlement()
+                        && !matches!(
+                            kind,
+                            MovementKind::WriteOffShortfall
+                                | MovementKind::WriteOffExcess
+                                | MovementKind::WriteOffShortPayment
+                                | MovementKind::WriteOffOverRefund
+                        )
                 })
                 .map(MovementKind::as_str),
         );

@@ -1,0 +1,2 @@
+DROP TRIGGER settlement_payouts_books_open_from ON settlement_payouts;
+ALTER TABLE settlement_payouts DROP COLUMN books_open_from;
