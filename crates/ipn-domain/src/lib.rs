@@ -128,6 +128,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
     out
 }
 
+pub mod chargeback;
 pub mod journal;
 pub mod layout;
 pub mod licence;
@@ -144,6 +145,9 @@ pub mod subscription;
 pub mod sweep;
 pub mod tokenize;
 
+pub use chargeback::{
+    ChargebackNotice, ChargebackResolution, ResolutionField, UnknownChargebackResolution,
+};
 pub use layout::{Layout, LayoutError};
 pub use licence::{
     DispatchReason, Expiration, LicenceNotice, LicenceStatus, LicenceType, tokenize_licence,

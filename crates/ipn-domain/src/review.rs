@@ -137,7 +137,8 @@ use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOuts
 ///   is accepted, or the item was a false alarm.
 /// - `over_refund`: the refunds above the payment are a loss to write
 ///   off, or the processor's figures are accepted.
-/// - `suspect`, `unknown_status`, `pan_detected`, `invalid_notification`,
+/// - `suspect`, `unknown_status`, `unknown_chargeback_resolution`,
+///   `pan_detected`, `invalid_notification`,
 ///   `conflicting_copy`: looked at and understood (accept), or nothing
 ///   (dismiss); none of them moved money.
 /// - `orphan_payment`: link it to its order, write the money off (suspense),
@@ -181,6 +182,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::OverRefund => &[WriteOff, AcceptAsIs, Dismiss],
         ReviewKind::Suspect => &[AcceptAsIs, Dismiss],
         ReviewKind::UnknownStatus => &[AcceptAsIs, Dismiss],
+        ReviewKind::UnknownChargebackResolution => &[AcceptAsIs, Dismiss],
         ReviewKind::OrphanPayment => &[LinkOrder, WriteOff, Dismiss],
         ReviewKind::PanDetected => &[AcceptAsIs, Dismiss],
         ReviewKind::InvalidNotification => &[AcceptAsIs, Dismiss],

@@ -1399,6 +1399,7 @@ mod tests {
             customer_pseudonym: None,
             pan_fields: Vec::new(),
             licences: Vec::new(),
+            chargeback: None,
             money: Default::default(),
         }
     }

@@ -149,6 +149,9 @@ pub enum ReviewKind {
     Suspect,
     /// An ORDERSTATUS we do not know.
     UnknownStatus,
+    /// A `CHARGEBACK_RESOLUTION` we do not know (the documented values are
+    /// unverified): recorded as it came, nothing moved.
+    UnknownChargebackResolution,
     /// A payment for an order that never appeared (raised by the shell).
     OrphanPayment,
     /// A card number in a notification (raised by [`decide`] and the shell).

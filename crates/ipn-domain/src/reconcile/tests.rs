@@ -45,6 +45,7 @@ fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> Pa
         customer_pseudonym: None,
         pan_fields: Vec::new(),
         licences: Vec::new(),
+        chargeback: None,
         money: Default::default(),
     }
 }
@@ -658,6 +659,7 @@ fn review_kinds_have_fixed_string_forms() {
             "over_refund",
             "suspect",
             "unknown_status",
+            "unknown_chargeback_resolution",
             "orphan_payment",
             "pan_detected",
             "invalid_notification",
