@@ -281,7 +281,7 @@ pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
 
 /// The columns of `report --format csv`. Stable: new ones are added at the
 /// end, none is renamed or removed.
-pub const REPORT_CSV_COLUMNS: [&str; 17] = [
+pub const REPORT_CSV_COLUMNS: [&str; 18] = [
     "section",
     "name",
     "count",
@@ -299,6 +299,7 @@ pub const REPORT_CSV_COLUMNS: [&str; 17] = [
     "commission",
     "expected_payout",
     "settled_payout",
+    "reinstated",
 ];
 
 /// The report as one rectangular CSV table, so that it opens in a
@@ -341,6 +342,7 @@ fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), cs
             &t.commission,
             "",
             "",
+            &t.reinstated,
         ])?;
     }
     for p in &summary.payouts {

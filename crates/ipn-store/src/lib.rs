@@ -25,6 +25,7 @@ pub mod apply;
 pub mod batch;
 pub mod causes;
 pub mod console;
+mod disputes;
 pub mod export;
 pub mod journal;
 mod notice_money;

@@ -57,7 +57,7 @@ pub(super) async fn payout_totals(
                  UNION ALL \
                  SELECT p.charged_back_payout_currency, p.charged_back_payable_minor \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
-                 WHERE p.paid_minor > 0 AND p.reversed \
+                 WHERE p.chargeback_minor IS NOT NULL \
                    AND p.charged_back_payable_minor IS NOT NULL \
                    AND o.created_at >= coalesce($1, '-infinity'::timestamptz) \
                    AND o.created_at < coalesce($2, 'infinity'::timestamptz)) AS c \
@@ -88,7 +88,7 @@ pub(super) async fn payout_totals(
                  UNION ALL \
                  SELECT p.charged_back_payout_currency, p.charged_back_payable_minor \
                  FROM payments AS p \
-                 WHERE p.paid_minor > 0 AND p.reversed \
+                 WHERE p.chargeback_minor IS NOT NULL \
                    AND p.charged_back_payable_minor IS NOT NULL AND EXISTS ( \
                      SELECT 1 FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \

@@ -157,8 +157,7 @@ pub async fn ledger_payments(
                 "SELECT p.id AS payment_id, p.order_id, o.order_ref, p.processor_ref, o.currency, \
                         p.paid_minor AS paid, \
                         CASE WHEN p.paid_minor > 0 THEN p.refunded_minor ELSE 0 END AS refunded, \
-                        CASE WHEN p.paid_minor > 0 AND p.reversed THEN p.paid_minor ELSE 0 END \
-                            AS charged_back, \
+                        coalesce(p.chargeback_minor, 0) AS charged_back, \
                         CASE WHEN p.commission_e8 > 0 THEN p.commission_minor END AS commission, \
                         CASE WHEN p.paid_minor > 0 THEN p.payable_minor END AS payable_minor, \
                         CASE WHEN p.paid_minor > 0 THEN p.payout_currency END AS payout_currency, \
@@ -166,9 +165,9 @@ pub async fn ledger_payments(
                             AS refunded_payable_minor, \
                         CASE WHEN p.paid_minor > 0 THEN p.refunded_payout_currency END \
                             AS refunded_payout_currency, \
-                        CASE WHEN p.paid_minor > 0 AND p.reversed \
+                        CASE WHEN p.chargeback_minor IS NOT NULL \
                              THEN p.charged_back_payable_minor END AS charged_back_payable_minor, \
-                        CASE WHEN p.paid_minor > 0 AND p.reversed \
+                        CASE WHEN p.chargeback_minor IS NOT NULL \
                              THEN p.charged_back_payout_currency END \
                             AS charged_back_payout_currency \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
