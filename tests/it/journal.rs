@@ -68,6 +68,7 @@ fn default_posting(movement: &str) -> (&'static str, &'static str) {
         "refund" => ("Refunds", "Processor clearing"),
         "reversal" => ("Reversals", "Processor clearing"),
         "chargeback" => ("Chargebacks", "Processor clearing"),
+        "chargeback_reversal" => ("Processor clearing", "Chargebacks"),
         "fee" => ("Payment processing fees", "Processor clearing"),
         "vat" => ("VAT collected by the processor", "Processor clearing"),
         "vat_refund" => ("Processor clearing", "VAT collected by the processor"),

@@ -9,6 +9,7 @@ mod allowed_currency;
 mod batch_apply;
 mod bench_smoke;
 mod bound_names;
+mod chargebacks;
 mod broker_privacy;
 mod cli_check;
 mod cli_finance;
