@@ -53,7 +53,8 @@ pub struct ReportArgs {
     pub by: BasisArg,
     /// table: for people; csv: one row per figure, columns
     /// section,name,count,expected,paid,refunded,net,reversed,charged_back,
-    /// fees,oldest_at,oldest_age_seconds; json: one object.
+    /// fees,oldest_at,oldest_age_seconds,vat,net_revenue,commission,
+    /// expected_payout,settled_payout,reinstated; json: one object.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
