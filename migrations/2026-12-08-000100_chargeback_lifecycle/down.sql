@@ -1,3 +1,7 @@
+ALTER TABLE review_resolutions DROP CONSTRAINT review_resolutions_action_check;
+ALTER TABLE review_resolutions ADD CONSTRAINT review_resolutions_action_check
+    CHECK (action IN ('accept_as_is', 'apply_repeat', 'mark_refunded_outside', 'link_order',
+                      'write_off', 'dismiss', 'closed_by_system', 'note'));
 ALTER TABLE money_movements DISABLE TRIGGER money_movements_no_update;
 DELETE FROM money_movements WHERE kind = 'chargeback_reversal';
 ALTER TABLE money_movements ENABLE TRIGGER money_movements_no_update;

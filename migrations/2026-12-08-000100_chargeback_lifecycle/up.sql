@@ -64,3 +64,10 @@ SET reinstated_minor = s.reinstated
 FROM (SELECT order_id, sum(reinstated_minor) AS reinstated FROM payments
       GROUP BY order_id HAVING sum(reinstated_minor) > 0) AS s
 WHERE o.id = s.order_id;
+
+-- A settlement line that credits back a chargeback no notice reinstated
+-- opens `settlement_reinstatement`; `book_reinstatement` books it.
+ALTER TABLE review_resolutions DROP CONSTRAINT review_resolutions_action_check;
+ALTER TABLE review_resolutions ADD CONSTRAINT review_resolutions_action_check
+    CHECK (action IN ('accept_as_is', 'apply_repeat', 'mark_refunded_outside', 'link_order',
+                      'write_off', 'dismiss', 'book_reinstatement', 'closed_by_system', 'note'));

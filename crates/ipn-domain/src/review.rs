@@ -80,6 +80,9 @@ pub enum ReviewAction {
     WriteOff,
     /// Not an exception after all: nothing to book.
     Dismiss,
+    /// The processor reinstated a chargeback (its settlement credited it
+    /// back) that no notice reinstated: book it as a dispute won.
+    BookReinstatement,
 }
 
 /// An action name this version does not know.
@@ -113,11 +116,16 @@ impl ReviewAction {
                 "settle the amount outside the order's books (loss or suspense); figures unchanged"
             }
             Self::Dismiss => "not an exception after all: nothing to book",
+            Self::BookReinstatement => {
+                "the processor reinstated the chargeback: book it as a dispute won"
+            }
         }
     }
 }
 
-use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOutside, WriteOff};
+use ReviewAction::{
+    AcceptAsIs, ApplyRepeat, BookReinstatement, Dismiss, LinkOrder, MarkRefundedOutside, WriteOff,
+};
 
 /// The actions that make sense for an item of `kind`, the usual one first.
 ///
@@ -155,6 +163,10 @@ use ReviewAction::{AcceptAsIs, ApplyRepeat, Dismiss, LinkOrder, MarkRefundedOuts
 /// - `settlement_amount_differs`, `payout_total_differs`: the processor's
 ///   figure is the true one (accept), the difference is written off, or
 ///   dismissed.
+/// - `settlement_reinstatement`: the processor credited a chargeback back
+///   but no notice said the dispute was won: book the reinstatement (the
+///   settlement is the processor's word), accept the books as they stand,
+///   or dismiss.
 /// - `fee_differs`: the settlement fee (which replaced the commission in
 ///   the books) is the true one (accept), or dismiss.
 /// - `unsettled_payment`: the processor will never pay it out (write off),
@@ -197,6 +209,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::PayoutTotalDiffers => &[AcceptAsIs, WriteOff, Dismiss],
         ReviewKind::StaleOrder => &[AcceptAsIs, Dismiss],
         ReviewKind::FeeDiffers => &[AcceptAsIs, Dismiss],
+        ReviewKind::SettlementReinstatement => &[BookReinstatement, AcceptAsIs, Dismiss],
         ReviewKind::RenewalMissing => &[AcceptAsIs, Dismiss],
         ReviewKind::RenewalAfterCancel => &[AcceptAsIs, Dismiss],
     }
@@ -245,6 +258,9 @@ pub enum ActionEffect {
     /// Nothing changes on the order; the resolution row carries the amount
     /// written off.
     WriteOff,
+    /// The item's payment's chargeback is reinstated, as a `WON` notice
+    /// would ([`reinstate`]), with its money movements.
+    Reinstate,
 }
 
 impl ActionEffect {
@@ -253,7 +269,7 @@ impl ActionEffect {
     pub fn changes_facts(self) -> bool {
         matches!(
             self,
-            Self::ApplyRepeat | Self::LinkOrder | Self::RefundOutside
+            Self::ApplyRepeat | Self::LinkOrder | Self::RefundOutside | Self::Reinstate
         )
     }
 }
@@ -272,7 +288,47 @@ pub fn effect(kind: ReviewKind, action: ReviewAction) -> Result<ActionEffect, Mi
         // action says the debit will not come, and books nothing more.
         MarkRefundedOutside if kind == ReviewKind::RefundNotDebited => ActionEffect::RecordOnly,
         MarkRefundedOutside => ActionEffect::RefundOutside,
+        BookReinstatement => ActionEffect::Reinstate,
     })
+}
+
+/// Why a chargeback cannot be reinstated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReinstateError {
+    /// The item names no payment, or one the order does not have.
+    #[error("the order has no payment under processor reference {0}")]
+    NoSuchPayment(String),
+    /// The payment is not charged back, or its chargeback was reinstated.
+    #[error("nothing to reinstate: the payment under processor reference {0} has no chargeback standing")]
+    NothingToReinstate(String),
+}
+
+/// The facts after the chargeback of the payment under `processor_ref`
+/// was reinstated, as a `CHARGEBACK_RESOLUTION=WON` notice would leave
+/// them (the dispute won), and the amount reinstated. Facts only grow;
+/// the money this moved is `journal::movements(facts, &after)`: the
+/// `chargeback_reversal`, and the VAT and commission the chargeback had
+/// given back, charged again.
+pub fn reinstate(
+    facts: &OrderFacts,
+    processor_ref: &str,
+) -> Result<(OrderFacts, Money), ReinstateError> {
+    let payment = facts
+        .payments
+        .get(processor_ref)
+        .ok_or_else(|| ReinstateError::NoSuchPayment(processor_ref.to_owned()))?;
+    if !payment.charged_back_counts() || payment.dispute_won {
+        return Err(ReinstateError::NothingToReinstate(processor_ref.to_owned()));
+    }
+    let mut after = facts.clone();
+    let won = after
+        .payments
+        .get_mut(processor_ref)
+        .ok_or_else(|| ReinstateError::NoSuchPayment(processor_ref.to_owned()))?;
+    let before = won.reinstated();
+    won.dispute_won = true;
+    let amount = won.reinstated().saturating_sub(before);
+    Ok((after, Money::from_minor(amount, facts.expected.currency())))
 }
 
 /// Why a refund outside the processor cannot be recorded.
@@ -307,7 +363,7 @@ pub fn refund_outside(
         if processor_ref.is_some_and(|wanted| wanted != refno) {
             continue;
         }
-        let holds = if payment.paid > 0 && !payment.reversed {
+        let holds = if payment.paid > 0 && !payment.chargeback_notice() {
             payment.paid.saturating_sub(payment.refunded).max(0)
         } else {
             0
@@ -336,6 +392,39 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_reinstatement_books_what_the_chargeback_took_once() {
+        let mut facts = OrderFacts::new(eur(25_00));
+        facts.payments.insert(
+            "A".into(),
+            PaymentFacts {
+                paid: 25_00,
+                refunded: 5_00,
+                reversed: true,
+                ..PaymentFacts::default()
+            },
+        );
+        facts.payments.get_mut("A").expect("A").fix_chargeback();
+        let (after, amount) = reinstate(&facts, "A").expect("reinstates");
+        // 25.00 - 5.00 refunded = 20.00 charged back, 20.00 back.
+        assert_eq!(amount, eur(20_00));
+        assert!(after.check_grows_from(&facts).is_ok());
+        assert_eq!(after.state(), OrderState::PartiallyRefunded);
+        let moved: Vec<_> = movements(&facts, &after)
+            .into_iter()
+            .map(|m| (m.kind, m.amount.minor_units()))
+            .collect();
+        assert_eq!(moved, [(MovementKind::ChargebackReversal, 20_00)]);
+        assert_eq!(
+            reinstate(&after, "A"),
+            Err(ReinstateError::NothingToReinstate("A".into()))
+        );
+        assert_eq!(
+            reinstate(&facts, "B"),
+            Err(ReinstateError::NoSuchPayment("B".into()))
+        );
+    }
+
+    #[test]
     fn string_forms_are_fixed() {
         assert_string_forms!(
             ReviewAction,
@@ -346,6 +435,7 @@ mod tests {
                 "link_order",
                 "write_off",
                 "dismiss",
+                "book_reinstatement",
             ]
         );
     }
@@ -563,7 +653,10 @@ mod tests {
                 Ok(done) => {
                     prop_assert!(allowed);
                     if done.changes_facts() {
-                        prop_assert!(matches!(action, ApplyRepeat | LinkOrder | MarkRefundedOutside));
+                        prop_assert!(matches!(
+                            action,
+                            ApplyRepeat | LinkOrder | MarkRefundedOutside | BookReinstatement
+                        ));
                     }
                 }
                 Err(misfit) => {

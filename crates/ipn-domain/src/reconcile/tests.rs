@@ -686,6 +686,7 @@ fn review_kinds_have_fixed_string_forms() {
             "refund_not_debited",
             "payout_total_differs",
             "stale_order",
+            "settlement_reinstatement",
             "fee_differs",
             "renewal_missing",
             "renewal_after_cancel",
