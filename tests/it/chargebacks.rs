@@ -364,3 +364,121 @@ async fn an_unknown_resolution_opens_a_review_item_and_moves_nothing() {
     let state = query(&db, "SELECT status FROM orders WHERE order_ref = $1", &[REFNO]).await;
     assert_eq!(state[0].get::<_, String>(0), "paid");
 }
+
+/// `settlement import` of `rows` (after the header).
+fn import_settlement(db: &TestDb, rows: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("settlement.csv");
+    std::fs::write(
+        &path,
+        format!("batch_id,processor_ref,order_ref,type,gross,fee,net,currency,settled_at\n{rows}"),
+    )
+    .expect("write");
+    let output = cli(db)
+        .args(["settlement", "import"])
+        .arg(&path)
+        .output()
+        .expect("import");
+    assert!(
+        output.status.code() == Some(0) || output.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_settlement_credit_line_reinstates_a_chargeback_through_review() {
+    let db = books();
+    let open = dispute(
+        "OPEN",
+        ("-17.36", "-5.4950", "-88.20"),
+        "20261120100000",
+        "9001",
+    );
+    process(&db, None, &[payment(), open]);
+    // The sale (fee 3.20), the chargeback with a dispute fee of 15.00, and
+    // the processor's credit of the 100.00 when it reinstated it: no WON
+    // notice came.
+    import_settlement(
+        &db,
+        &format!(
+            "B-1,{REFNO},,sale,100.00,3.20,96.80,EUR,2026-11-30\n\
+             B-2,{REFNO},,chargeback,-100.00,15.00,-115.00,EUR,2026-12-01\n\
+             B-3,{REFNO},,chargeback,100.00,0,100.00,EUR,2026-12-10\n"
+        ),
+    );
+    let lines = query(
+        &db,
+        "SELECT batch_id, status, expected_minor FROM settlement_lines ORDER BY batch_id",
+        &[],
+    )
+    .await;
+    let lines: Vec<(String, String, Option<i64>)> = lines
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("B-1".to_owned(), "matched".to_owned(), Some(100_00)),
+            ("B-2".to_owned(), "matched".to_owned(), Some(100_00)),
+            ("B-3".to_owned(), "differs".to_owned(), Some(100_00)),
+        ]
+    );
+    let item = query(
+        &db,
+        "SELECT id FROM review_items WHERE kind = 'settlement_reinstatement' AND status = 'open'",
+        &[],
+    )
+    .await;
+    assert_eq!(item.len(), 1, "one item for the credit line");
+    let item: i64 = item[0].get(0);
+    // Fees: both lines' fees are fees (3.20 + 15.00 = 18.20), and the
+    // first releases the capture's provisional commission (5.50,
+    // `commission_settled`). Before the reinstatement: paid 100 - charged
+    // back 100 - VAT (17.36 - 17.36) = 0 net revenue; commission 5.50 -
+    // 5.50 given back by the chargeback notice - 5.50 released = -5.50
+    // open; net 0 + 5.50 - 18.20 = -12.70.
+    let t = totals(&db, &[]);
+    assert_eq!((t["charged_back"], t["reinstated"]), (100_00, 0));
+    assert_eq!(t["commission"], -5_50);
+    assert_eq!(t["net"], -12_70);
+
+    cli(&db)
+        .args(["review", "resolve", &item.to_string()])
+        .args(["--action", "book_reinstatement"])
+        .args(["--by", "finance-42", "--note", "won per settlement B-3"])
+        .assert()
+        .success();
+    let t = totals(&db, &[]);
+    assert_eq!(t["charged_back"], 100_00);
+    assert_eq!(t["reinstated"], 100_00);
+    // VAT 17.36 and commission 5.50 charged again: VAT 17.36 + 17.36 -
+    // 17.36 = 17.36; commission 5.50 + 5.50 - 5.50 - 5.50 released = 0;
+    // net revenue 100 - 17.36 = 82.64, net 82.64 - 0 - 18.20 = 64.44.
+    assert_eq!(t["vat"], 17_36);
+    assert_eq!(t["commission"], 0);
+    assert_eq!(t["net_revenue"], 82_64);
+    assert_eq!(t["net"], 64_44);
+    assert_eq!(totals(&db, &["--by", "event"]), t, "by event the same");
+    let (sums, balances) = journal(&db);
+    assert_eq!(sums["chargeback_reversal"], 100_00);
+    assert_eq!(sums["fee"], 18_20);
+    assert_eq!(balances.values().sum::<i64>(), 0, "the journal balances");
+    assert_eq!(balances["Processor clearing"], 64_44);
+    let rows = query(
+        &db,
+        "SELECT (SELECT count(*) FROM money_movements \
+                 WHERE kind = 'chargeback_reversal' AND resolution_id IS NOT NULL)::int8, \
+                (SELECT status FROM orders WHERE order_ref = $1)",
+        &[REFNO],
+    )
+    .await;
+    assert_eq!(rows[0].get::<_, i64>(0), 1, "booked by the resolution");
+    assert_eq!(rows[0].get::<_, String>(1), "paid");
+    // Booked once: a second try finds nothing to reinstate (the item is
+    // resolved), and a WON notice arriving now moves nothing more.
+    let won = dispute("WON", ("17.36", "5.4950", "88.20"), "20261212100000", "9002");
+    process(&db, None, &[won]);
+    assert_eq!(stored_movements(&db).await["chargeback_reversal"], 100_00);
+}
