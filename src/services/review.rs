@@ -26,8 +26,8 @@ use serde::Serialize;
 use crate::domain::journal::movements;
 use crate::domain::pan::check_free_text;
 use crate::domain::review::{
-    ActionEffect, Misfit, RefundOutsideError, ReinstateError, ReviewAction, effect,
-    refund_outside, reinstate,
+    ActionEffect, Misfit, RefundOutsideError, ReinstateError, ReviewAction, effect, refund_outside,
+    reinstate,
 };
 use crate::domain::{
     Currencies, Decision, Effect, Money, OrderFacts, OrderState, Outcome, ReconcilePolicy,

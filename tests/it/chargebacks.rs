@@ -203,10 +203,18 @@ async fn chargeback_opened_then_won_brings_the_money_back() {
         "20261120100000",
         "9001",
     );
-    let won = dispute("WON", ("17.36", "5.4950", "88.20"), "20261201100000", "9002");
+    let won = dispute(
+        "WON",
+        ("17.36", "5.4950", "88.20"),
+        "20261201100000",
+        "9002",
+    );
     process(&db, None, &[payment(), open]);
     let t = totals(&db, &[]);
-    assert_eq!((t["charged_back"], t["reinstated"], t["net"]), (100_00, 0, 0));
+    assert_eq!(
+        (t["charged_back"], t["reinstated"], t["net"]),
+        (100_00, 0, 0)
+    );
 
     process(&db, None, &[won]);
     let t = totals(&db, &[]);
@@ -284,13 +292,32 @@ async fn refund_open_won_and_a_retried_won_move_the_money_once() {
         "20261120100000",
         "9001",
     );
-    let won = dispute("WON", ("17.36", "5.4950", "88.20"), "20261201100000", "9002");
+    let won = dispute(
+        "WON",
+        ("17.36", "5.4950", "88.20"),
+        "20261201100000",
+        "9002",
+    );
     // The processor's retry: the same notice delivered again with a new
     // IPN_DATE (a duplicate), and a resend under a new MESSAGE_ID (another
     // notification, the same meaning).
-    let retry = dispute("WON", ("17.36", "5.4950", "88.20"), "20261201110000", "9002");
-    let resend = dispute("WON", ("17.36", "5.4950", "88.20"), "20261202100000", "9003");
-    process(&db, None, &[payment(), refund_20(), open, won, retry, resend]);
+    let retry = dispute(
+        "WON",
+        ("17.36", "5.4950", "88.20"),
+        "20261201110000",
+        "9002",
+    );
+    let resend = dispute(
+        "WON",
+        ("17.36", "5.4950", "88.20"),
+        "20261202100000",
+        "9003",
+    );
+    process(
+        &db,
+        None,
+        &[payment(), refund_20(), open, won, retry, resend],
+    );
 
     let t = totals(&db, &[]);
     assert_eq!(t["paid"], 100_00);
@@ -358,10 +385,18 @@ async fn an_unknown_resolution_opens_a_review_item_and_moves_nothing() {
     assert_eq!(row.get::<_, String>(0), "open");
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(REFNO));
     assert!(row.get::<_, String>(2).contains("`PRE_ARBITRATION`"));
-    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("PRE_ARBITRATION"));
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("PRE_ARBITRATION")
+    );
     assert_eq!(row.get::<_, Option<String>>(4).as_deref(), Some("FRAUD"));
     assert_eq!(row.get::<_, String>(5), "ignored");
-    let state = query(&db, "SELECT status FROM orders WHERE order_ref = $1", &[REFNO]).await;
+    let state = query(
+        &db,
+        "SELECT status FROM orders WHERE order_ref = $1",
+        &[REFNO],
+    )
+    .await;
     assert_eq!(state[0].get::<_, String>(0), "paid");
 }
 
@@ -478,7 +513,12 @@ async fn a_settlement_credit_line_reinstates_a_chargeback_through_review() {
     assert_eq!(rows[0].get::<_, String>(1), "paid");
     // Booked once: a second try finds nothing to reinstate (the item is
     // resolved), and a WON notice arriving now moves nothing more.
-    let won = dispute("WON", ("17.36", "5.4950", "88.20"), "20261212100000", "9002");
+    let won = dispute(
+        "WON",
+        ("17.36", "5.4950", "88.20"),
+        "20261212100000",
+        "9002",
+    );
     process(&db, None, &[won]);
     assert_eq!(stored_movements(&db).await["chargeback_reversal"], 100_00);
 }

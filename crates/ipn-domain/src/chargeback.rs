@@ -156,7 +156,11 @@ mod tests {
     #[test]
     fn none_and_empty_are_no_dispute() {
         for none in [None, Some(""), Some("NONE"), Some(" none "), Some("  ")] {
-            assert_eq!(ChargebackNotice::read(none, Some("FRAUD")), None, "{none:?}");
+            assert_eq!(
+                ChargebackNotice::read(none, Some("FRAUD")),
+                None,
+                "{none:?}"
+            );
         }
     }
 

@@ -299,7 +299,9 @@ pub enum ReinstateError {
     #[error("the order has no payment under processor reference {0}")]
     NoSuchPayment(String),
     /// The payment is not charged back, or its chargeback was reinstated.
-    #[error("nothing to reinstate: the payment under processor reference {0} has no chargeback standing")]
+    #[error(
+        "nothing to reinstate: the payment under processor reference {0} has no chargeback standing"
+    )]
     NothingToReinstate(String),
 }
 

@@ -1308,7 +1308,6 @@ fn classify_line(
     }
 }
 
-
 /// A chargeback or reversal line that credits money back (positive
 /// gross): the processor reinstated a chargeback. It agrees when the
 /// ledger reinstated the payment's chargeback (a `WON` notice) by the
@@ -1390,7 +1389,8 @@ fn classify_reinstatement(
             payment: found,
             expected,
             finding: Some(Finding {
-                kind: if not_reinstated && currency == payment.currency && so_far.credited_back == 0 {
+                kind: if not_reinstated && currency == payment.currency && so_far.credited_back == 0
+                {
                     ReviewKind::SettlementReinstatement
                 } else {
                     ReviewKind::SettlementAmountDiffers
@@ -2041,8 +2041,7 @@ mod tests {
         assert!(parsed[0].gross.is_positive());
         assert!(
             parse_settlement(
-                format!("{HEADER}B1,1,S-1,refund,5.00,0,5.00,EUR,2026-12-01 10:00:00\n")
-                    .as_bytes(),
+                format!("{HEADER}B1,1,S-1,refund,5.00,0,5.00,EUR,2026-12-01 10:00:00\n").as_bytes(),
                 &Mapping::default(),
                 &Currencies::iso(),
             )

@@ -714,36 +714,38 @@ impl Store {
             .await?;
         view.payments = payment_rows
             .into_iter()
-            .map(|(processor_ref, authorized, paid, refunded, reversed, dispute)| {
-                let mut facts = PaymentFacts {
-                    authorized,
-                    paid,
-                    refunded,
-                    reversed,
-                    ..PaymentFacts::default()
-                };
-                dispute.fill(&mut facts);
-                let amount = |minor| Money::from_minor(minor, currency).format_amount();
-                PaymentView {
-                    processor_ref,
-                    state: payment_state_name(facts.state()),
-                    authorized,
-                    paid: amount(paid),
-                    refunded: amount(refunded),
-                    reversed,
-                    charged_back: amount(facts.charged_back()),
-                    reinstated: amount(facts.reinstated()),
-                    dispute: if facts.dispute_won {
-                        Some("won")
-                    } else if facts.dispute_lost {
-                        Some("lost")
-                    } else if facts.dispute_opened {
-                        Some("open")
-                    } else {
-                        None
-                    },
-                }
-            })
+            .map(
+                |(processor_ref, authorized, paid, refunded, reversed, dispute)| {
+                    let mut facts = PaymentFacts {
+                        authorized,
+                        paid,
+                        refunded,
+                        reversed,
+                        ..PaymentFacts::default()
+                    };
+                    dispute.fill(&mut facts);
+                    let amount = |minor| Money::from_minor(minor, currency).format_amount();
+                    PaymentView {
+                        processor_ref,
+                        state: payment_state_name(facts.state()),
+                        authorized,
+                        paid: amount(paid),
+                        refunded: amount(refunded),
+                        reversed,
+                        charged_back: amount(facts.charged_back()),
+                        reinstated: amount(facts.reinstated()),
+                        dispute: if facts.dispute_won {
+                            Some("won")
+                        } else if facts.dispute_lost {
+                            Some("lost")
+                        } else if facts.dispute_opened {
+                            Some("open")
+                        } else {
+                            None
+                        },
+                    }
+                },
+            )
             .collect();
         let rows: Vec<LedgerRow> = order_events::table
             .left_join(notifications::table)

@@ -220,10 +220,8 @@ impl PaymentFacts {
         if self.paid == 0 {
             0
         } else if self.reinstates_money() {
-            round_e8_to_minor(self.commission_e8, exponent).saturating_add(round_e8_to_minor(
-                self.charged_back_commission_e8,
-                exponent,
-            ))
+            round_e8_to_minor(self.commission_e8, exponent)
+                .saturating_add(round_e8_to_minor(self.charged_back_commission_e8, exponent))
         } else {
             round_e8_to_minor(self.commission_e8, exponent)
         }
@@ -297,7 +295,11 @@ impl PaymentFacts {
         }
         let flags = [
             ("reversed", earlier.reversed, self.reversed),
-            ("dispute_opened", earlier.dispute_opened, self.dispute_opened),
+            (
+                "dispute_opened",
+                earlier.dispute_opened,
+                self.dispute_opened,
+            ),
             ("dispute_won", earlier.dispute_won, self.dispute_won),
             ("dispute_lost", earlier.dispute_lost, self.dispute_lost),
         ];

@@ -466,7 +466,10 @@ impl Step {
         payment.fix_chargeback();
         let after = payment.clone();
         if already && after == before {
-            return format!("chargeback {} already recorded: no change", notice.describe());
+            return format!(
+                "chargeback {} already recorded: no change",
+                notice.describe()
+            );
         }
         if !after.charged_back_counts() {
             return format!(
@@ -483,8 +486,14 @@ impl Step {
                 self.minor(taken),
                 self.minor(back)
             ),
-            (true, false) => format!("chargeback {what} recorded: {} taken back", self.minor(taken)),
-            (false, true) => format!("chargeback {what} recorded: {} reinstated", self.minor(back)),
+            (true, false) => format!(
+                "chargeback {what} recorded: {} taken back",
+                self.minor(taken)
+            ),
+            (false, true) => format!(
+                "chargeback {what} recorded: {} reinstated",
+                self.minor(back)
+            ),
             (false, false) => format!("chargeback {what} recorded: nothing more moved"),
         }
     }

@@ -1028,7 +1028,8 @@ fn materialize_gross(index: usize, kind: &Kind) -> PaymentEvent {
             } else {
                 event_with(&tag, "COMPLETE", eur(EXPECTED), processor_ref)
             };
-            e.chargeback = crate::chargeback::ChargebackNotice::read(Some(resolution), Some("FRAUD"));
+            e.chargeback =
+                crate::chargeback::ChargebackNotice::read(Some(resolution), Some("FRAUD"));
             e
         }
         Kind::Canceled => event_with(&tag, "CANCELED", eur(EXPECTED), "111"),
@@ -1378,9 +1379,16 @@ fn a_chargeback_after_a_partial_refund_takes_what_remains() {
         assert_eq!(figures.refunded, 20_00);
         assert_eq!(figures.charged_back, 80_00);
         assert_eq!(figures.reinstated, 0);
-        assert_eq!(figures.paid - figures.refunded - figures.net_charged_back(), 0);
+        assert_eq!(
+            figures.paid - figures.refunded - figures.net_charged_back(),
+            0
+        );
         assert_eq!(facts.state(), OrderState::Reversed);
-        assert!(d[2].reason.contains("80.00 EUR taken back"), "{}", d[2].reason);
+        assert!(
+            d[2].reason.contains("80.00 EUR taken back"),
+            "{}",
+            d[2].reason
+        );
     }
 }
 
@@ -1396,7 +1404,10 @@ fn a_refund_after_the_chargeback_gives_back_what_it_could_not_take() {
     assert_eq!(figures.charged_back, 100_00);
     assert_eq!(figures.reinstated, 20_00);
     assert_eq!(figures.refunded, 20_00);
-    assert_eq!(figures.paid - figures.refunded - figures.net_charged_back(), 0);
+    assert_eq!(
+        figures.paid - figures.refunded - figures.net_charged_back(),
+        0
+    );
     assert_eq!(facts.state(), OrderState::Reversed);
 }
 
@@ -1414,13 +1425,21 @@ fn a_won_chargeback_reinstates_the_payment_and_closes_its_item() {
     assert_eq!(d[1].new_state, OrderState::Reversed);
     assert_eq!(kinds(&d), [ReviewKind::ReversedAfterPayment]);
     assert_eq!(open_kinds(&d), Vec::<ReviewKind>::new());
-    assert!(d[2].reason.contains("100.00 EUR reinstated"), "{}", d[2].reason);
+    assert!(
+        d[2].reason.contains("100.00 EUR reinstated"),
+        "{}",
+        d[2].reason
+    );
     // The processor's retry of WON (another identity, same meaning)
     // moves nothing twice.
     let again = decide(&facts, &dispute("w2", "WON"), &ReconcilePolicy::default());
     assert_eq!(again.effect, Effect::Ignored);
     assert!(crate::journal::movements(&facts, &again.facts).is_empty());
-    assert!(again.reason.contains("already recorded"), "{}", again.reason);
+    assert!(
+        again.reason.contains("already recorded"),
+        "{}",
+        again.reason
+    );
 }
 
 #[test]
@@ -1435,7 +1454,10 @@ fn refund_open_won_nets_back_to_what_the_refund_left() {
     assert_eq!(figures.charged_back, 80_00);
     assert_eq!(figures.reinstated, 80_00);
     // 100 - 20 - (80 - 80) = 80.00 kept.
-    assert_eq!(figures.paid - figures.refunded - figures.net_charged_back(), 80_00);
+    assert_eq!(
+        figures.paid - figures.refunded - figures.net_charged_back(),
+        80_00
+    );
     assert_eq!(facts.state(), OrderState::PartiallyRefunded);
 }
 
@@ -1447,7 +1469,11 @@ fn lost_is_final_and_takes_the_money_only_once() {
         dispute("l", "LOST"),
     ]);
     assert_eq!(figures.charged_back, 100_00);
-    assert!(d[2].reason.contains("nothing more moved"), "{}", d[2].reason);
+    assert!(
+        d[2].reason.contains("nothing more moved"),
+        "{}",
+        d[2].reason
+    );
     assert_eq!(facts.state(), OrderState::Reversed);
     // Accepted without an open notice before it: it takes the money.
     let (facts, figures, _) = moved(&[
