@@ -682,6 +682,22 @@ impl Run<'_> {
             let moved = movements(&facts, &decision.facts);
             crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
                 .await?;
+            // The chargeback no longer stands: its item is closed, as a
+            // WON notice would close it.
+            crate::store::apply::close_items(
+                conn,
+                &order_ref,
+                &crate::domain::AutoResolution {
+                    kind: crate::domain::ReviewKind::ReversedAfterPayment,
+                    processor_ref: Some(refno.clone()),
+                    count: 1,
+                    note: format!(
+                        "the chargeback was reinstated by {} (review item #{})",
+                        self.by, item.id
+                    ),
+                },
+            )
+            .await?;
             self.outcome.order_state = Some(decision.new_state);
             facts = decision.facts;
         }

@@ -511,6 +511,18 @@ async fn a_settlement_credit_line_reinstates_a_chargeback_through_review() {
     .await;
     assert_eq!(rows[0].get::<_, i64>(0), 1, "booked by the resolution");
     assert_eq!(rows[0].get::<_, String>(1), "paid");
+    let open = query(
+        &db,
+        "SELECT count(*)::int8 FROM review_items WHERE status = 'open' \
+         AND kind IN ('reversed_after_payment', 'settlement_reinstatement')",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        open[0].get::<_, i64>(0),
+        0,
+        "the chargeback's items are closed"
+    );
     // Booked once: a second try finds nothing to reinstate (the item is
     // resolved), and a WON notice arriving now moves nothing more.
     let won = dispute(

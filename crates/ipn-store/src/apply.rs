@@ -775,6 +775,18 @@ pub(super) fn resolve_items_statement<'a>(
     resolve_open_items(conn, oldest_open, &resolution.note)
 }
 
+/// Closes, as the system, the open items `resolution` names on order
+/// `order_ref`, in the caller's transaction: what a notification's
+/// decision does, for a person's action that made their condition untrue
+/// (a chargeback reinstated by `book_reinstatement`).
+pub async fn close_items(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+    resolution: &AutoResolution,
+) -> Result<usize, StoreError> {
+    Ok(resolve_items_statement(conn, order_ref, resolution).await?)
+}
+
 pub(crate) async fn insert_review_item(
     conn: &mut AsyncPgConnection,
     item: &NewReviewItem,
