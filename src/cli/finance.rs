@@ -60,7 +60,8 @@ pub struct ReportArgs {
     pub by: BasisArg,
     /// table: for people; csv: one row per figure, columns
     /// section,name,count,expected,paid,refunded,net,reversed,charged_back,
-    /// fees,oldest_at,oldest_age_seconds; json: one object.
+    /// fees,oldest_at,oldest_age_seconds,vat,net_revenue,commission,
+    /// expected_payout,settled_payout,reinstated; json: one object.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
@@ -299,7 +300,7 @@ pub fn report(config: &ConfigFile, args: ReportArgs) -> CliResult {
 
 /// The columns of `report --format csv`. Stable: new ones are added at the
 /// end, none is renamed or removed.
-pub const REPORT_CSV_COLUMNS: [&str; 17] = [
+pub const REPORT_CSV_COLUMNS: [&str; 18] = [
     "section",
     "name",
     "count",
@@ -317,6 +318,7 @@ pub const REPORT_CSV_COLUMNS: [&str; 17] = [
     "commission",
     "expected_payout",
     "settled_payout",
+    "reinstated",
 ];
 
 /// The report as one rectangular CSV table, so that it opens in a
@@ -359,6 +361,7 @@ fn write_summary_csv(out: impl Write, summary: &FinanceSummary) -> Result<(), cs
             &t.commission,
             "",
             "",
+            &t.reinstated,
         ])?;
     }
     for p in &summary.payouts {

@@ -357,13 +357,20 @@ pub(super) fn write_order(out: &mut impl Write, o: &OrderView) -> std::io::Resul
     for p in &o.payments {
         writeln!(
             out,
-            "  {:<12} {:<19} paid {:>12}  refunded {:>12}{}{}",
+            "  {:<12} {:<19} paid {:>12}  refunded {:>12}{}{}{}",
             p.processor_ref,
             p.state,
             p.paid,
             p.refunded,
             if p.authorized { "  authorized" } else { "" },
             if p.reversed { "  reversed" } else { "" },
+            match p.dispute {
+                Some(dispute) => format!(
+                    "  dispute {dispute}: charged back {} reinstated {}",
+                    p.charged_back, p.reinstated
+                ),
+                None => String::new(),
+            },
         )?;
     }
     writeln!(out, "ledger:")?;

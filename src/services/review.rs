@@ -30,8 +30,9 @@ use serde::Serialize;
 use crate::domain::journal::movements;
 use crate::domain::pan::check_free_text;
 use crate::domain::review::{
-    ActionEffect, BookError, Capture, Difference, Misfit, RefundOutsideError, ReviewAction,
-    book_capture, book_foreign_refund, effect, line_write_off, payout_write_off, refund_outside,
+    ActionEffect, BookError, Capture, Difference, Misfit, RefundOutsideError, ReinstateError,
+    ReviewAction, book_capture, book_foreign_refund, effect, line_write_off, payout_write_off,
+    refund_outside, reinstate,
 };
 use crate::domain::{
     Currencies, Decision, Effect, Money, OrderFacts, OrderState, Outcome, PaymentEvent,
@@ -147,6 +148,12 @@ pub enum ResolveError {
         id: i64,
         #[source]
         source: RefundOutsideError,
+    },
+    #[error("review item #{id}: {source}")]
+    Reinstate {
+        id: i64,
+        #[source]
+        source: ReinstateError,
     },
     /// The store refused to apply a notification (not an unapplied repeat).
     #[error("{0}")]
@@ -303,6 +310,7 @@ async fn resolve_in(
         ActionEffect::ApplyRepeat => run.apply_repeats(conn, &items).await?,
         ActionEffect::LinkOrder => run.link_order(conn, &items).await?,
         ActionEffect::RefundOutside => run.refund_outside(conn, &items).await?,
+        ActionEffect::Reinstate => run.reinstate(conn, &items).await?,
     }
     Ok(run.outcome)
 }
@@ -877,6 +885,98 @@ impl Run<'_> {
             crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
                 .await?;
             self.outcome.order_state = Some(decision.new_state);
+        }
+        self.set_amount(total);
+        Ok(())
+    }
+
+    /// `settlement_reinstatement`: the processor credited a chargeback
+    /// back; each item's payment is reinstated as a `WON` notice would
+    /// (a ledger row with its money movements: the `chargeback_reversal`
+    /// and the VAT and commission charged again). Items of one payment
+    /// book it once: the first one reinstates, the others only resolve.
+    async fn reinstate(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        items: &[LockedItem],
+    ) -> Result<(), ResolveError> {
+        let order_ref = items[0]
+            .order_ref
+            .clone()
+            .ok_or(ResolveError::NoOrder(items[0].id))?;
+        let (order_id, mut facts) = lock_order_facts(conn, &order_ref, self.currencies)
+            .await?
+            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let mut total = None;
+        let mut booked_any = false;
+        let mut first_refusal = None;
+        for item in items {
+            let refno = item.processor_ref.clone().unwrap_or_default();
+            let step = match reinstate(&facts, &refno) {
+                Ok(step) => Some(step),
+                Err(source) => {
+                    first_refusal.get_or_insert(ResolveError::Reinstate {
+                        id: item.id,
+                        source,
+                    });
+                    None
+                }
+            };
+            let amount = step.as_ref().map(|(_, amount)| *amount);
+            let resolution = self.resolve(conn, item, amount).await?;
+            let Some((after, amount)) = step else {
+                continue;
+            };
+            booked_any = true;
+            total = add(total, Some(amount));
+            let decision = Decision {
+                old_state: facts.state(),
+                new_state: after.state(),
+                facts: after,
+                effect: Effect::Applied,
+                reason: format!(
+                    "chargeback of processor reference {refno} reinstated ({amount}) as the \
+                     settlement credited it, booked by {} (review item #{})",
+                    self.by, item.id
+                ),
+                review_items: Vec::new(),
+                resolutions: Vec::new(),
+                outcome: Outcome::Applied,
+            };
+            write_facts(conn, order_id, &facts, &decision).await?;
+            review::record_resolution_event(
+                conn,
+                order_id,
+                resolution,
+                ReviewAction::BookReinstatement,
+                &decision,
+                amount,
+            )
+            .await?;
+            let moved = movements(&facts, &decision.facts);
+            crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
+                .await?;
+            // The chargeback no longer stands: its item is closed, as a
+            // WON notice would close it.
+            crate::store::apply::close_items(
+                conn,
+                &order_ref,
+                &crate::domain::AutoResolution {
+                    kind: crate::domain::ReviewKind::ReversedAfterPayment,
+                    processor_ref: Some(refno.clone()),
+                    count: 1,
+                    note: format!(
+                        "the chargeback was reinstated by {} (review item #{})",
+                        self.by, item.id
+                    ),
+                },
+            )
+            .await?;
+            self.outcome.order_state = Some(decision.new_state);
+            facts = decision.facts;
+        }
+        if !booked_any && let Some(refusal) = first_refusal {
+            return Err(refusal);
         }
         self.set_amount(total);
         Ok(())

@@ -243,12 +243,19 @@ fn settle(simulation: &Simulation, plant: bool) -> SimulatedSettlement {
         }
         if let Some(when) = p.charged_back {
             let at = settle(when);
+            // The network takes back what the refunds left of the payment.
+            let refunded: i64 = p
+                .refunds
+                .iter()
+                .filter(|(_, at)| *at <= when)
+                .map(|(amount, _)| *amount)
+                .sum();
             out.lines.push(SimulatedLine {
                 batch_id: batch(p.currency, at),
                 processor_ref: p.processor_ref.clone(),
                 order_ref: p.order_ref.clone(),
                 kind: "chargeback",
-                gross: money(-p.paid),
+                gross: money(-(p.paid - refunded).max(0)),
                 fee: money(15 * unit(p.currency)),
                 settled_at: at,
             });

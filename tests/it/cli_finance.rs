@@ -401,7 +401,8 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
             "net_revenue",
             "commission",
             "expected_payout",
-            "settled_payout"
+            "settled_payout",
+            "reinstated"
         ]
     );
     let rows: Vec<Vec<String>> = reader
@@ -420,7 +421,7 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
         find("totals", "USD"),
         [
             "totals", "USD", "3", "338.99", "338.99", "49.99", "190.01", "0.00", "89.00", "0.00",
-            "", "", "0.00", "200.00", "9.99", "", ""
+            "", "", "0.00", "200.00", "9.99", "", "", "0.00"
         ]
     );
     assert_eq!(
@@ -442,12 +443,13 @@ async fn the_report_exports_to_csv_and_to_json_objects() {
             "",
             "",
             "",
+            "",
             ""
         ]
     );
     assert_eq!(find("open_exceptions", "suspect")[2], "2");
     assert_eq!(find("notifications_by_outcome", "ignored")[2], "5");
-    assert!(rows.iter().all(|r| r.len() == 17));
+    assert!(rows.iter().all(|r| r.len() == 18));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -297,6 +297,7 @@ fn money_event(
         customer_pseudonym: None,
         pan_fields: Vec::new(),
         licences: Vec::new(),
+        chargeback: None,
         money: NoticeMoney {
             vat: Some(Money::iso(vat, "EUR").expect("vat")),
             commission: Some(Commission::parse(commission, eur).expect("commission")),

@@ -11,6 +11,7 @@ mod bench_smoke;
 mod books_close;
 mod bound_names;
 mod broker_privacy;
+mod chargebacks;
 mod clearing;
 mod cli_check;
 mod cli_finance;

@@ -58,6 +58,7 @@ fn event(
         customer_pseudonym: None,
         pan_fields: Vec::new(),
         licences: Vec::new(),
+        chargeback: None,
         money: Default::default(),
     }
 }

@@ -55,6 +55,7 @@ fn notice(
         pan_fields: Vec::new(),
         licences: Vec::new(),
         money: Default::default(),
+        chargeback: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str)
         customer_pseudonym: None,
         pan_fields: Vec::new(),
         licences: Vec::new(),
+        chargeback: None,
         money: Default::default(),
     }
 }

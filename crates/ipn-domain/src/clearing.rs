@@ -50,7 +50,7 @@ pub enum ClearingLine {
     /// Payments.
     Sales,
     Refunds,
-    /// Chargebacks and reversals.
+    /// Chargebacks and reversals, less chargebacks reinstated.
     Chargebacks,
     Fees,
     /// VAT charged, less VAT given back.
@@ -76,7 +76,9 @@ pub fn clearing_line(kind: MovementKind) -> ClearingLine {
     match kind {
         MovementKind::Payment => ClearingLine::Sales,
         MovementKind::Refund => ClearingLine::Refunds,
-        MovementKind::Chargeback | MovementKind::Reversal => ClearingLine::Chargebacks,
+        MovementKind::Chargeback | MovementKind::Reversal | MovementKind::ChargebackReversal => {
+            ClearingLine::Chargebacks
+        }
         MovementKind::Fee => ClearingLine::Fees,
         MovementKind::Vat | MovementKind::VatRefund => ClearingLine::Vat,
         MovementKind::Commission

@@ -28,9 +28,16 @@
 //!   add to it: it is matched against the payment's chargeback (the
 //!   processor's exports word the same debit either way), which the
 //!   ledger already counts as charged back.
-//! - **charged back**: payments captured and then REVERSED, the whole
-//!   payment ([`PaymentFacts::charged_back`]): the money the card network
-//!   took back.
+//! - **charged back**: payments captured and then taken back by a
+//!   chargeback (a REVERSED after capture, or a dispute notice opened or
+//!   lost): what remained of the payment after the refunds counted then
+//!   ([`PaymentFacts::charged_back`]), the money the card network took
+//!   back. Paid 100.00, refunded 20.00, charged back: 80.00.
+//! - **reinstated**: chargebacks that came back ([`PaymentFacts::reinstated`]):
+//!   the dispute was won, or a refund recorded after the chargeback gave
+//!   back what the chargeback could not take. A won chargeback also charges
+//!   again the VAT and commission its chargeback gave back (as `vat` and
+//!   `commission` movements).
 //! - **fees**: the processor's fees, from settlement lines.
 //! - **VAT**: the VAT the capturing notice of each payment carried
 //!   (`Σ IPN_VAT[]` + `IPN_SHIPPING_TAX`), less what refunds and
@@ -40,7 +47,8 @@
 //!   the provisional fee: less what refunds and chargebacks gave back, and
 //!   released when a settlement line's fee for the payment is imported
 //!   (the fee replaces it, never adds to it).
-//! - **net revenue** = paid − refunded − reversed − charged back − VAT:
+//! - **net revenue** = paid − refunded − reversed − (charged back −
+//!   reinstated) − VAT:
 //!   revenue excluding VAT, before fees.
 //! - **written off**: what people wrote off from the review queue
 //!   (`domain::review::write_off_movement`): a shortfall of the clearing
@@ -107,6 +115,10 @@ pub enum MovementKind {
     /// Commission given back by a refund, or by a chargeback whose notice
     /// carried it.
     CommissionRefund,
+    /// A chargeback reinstated: the dispute was won and the money came
+    /// back (or a refund recorded after the chargeback gave back what the
+    /// chargeback could not take). Credits the chargebacks account.
+    ChargebackReversal,
     /// A payment's provisional commission released when a settlement
     /// line's fee for the payment is imported (the fee replaces it).
     CommissionSettled,
@@ -257,6 +269,11 @@ pub fn movements(before: &OrderFacts, after: &OrderFacts) -> Vec<Movement> {
                 was.charged_back(),
                 now.charged_back(),
             ),
+            (
+                MovementKind::ChargebackReversal,
+                was.reinstated(),
+                now.reinstated(),
+            ),
             (MovementKind::Vat, was.counted_vat(), now.counted_vat()),
             (
                 MovementKind::VatRefund,
@@ -295,6 +312,8 @@ pub struct Figures {
     pub refunded: i64,
     pub reversed: i64,
     pub charged_back: i64,
+    /// Chargebacks reinstated (won disputes).
+    pub reinstated: i64,
     pub fees: i64,
     /// VAT of payments.
     pub vat: i64,
@@ -336,6 +355,7 @@ impl Figures {
             MovementKind::Refund => &mut self.refunded,
             MovementKind::Reversal => &mut self.reversed,
             MovementKind::Chargeback => &mut self.charged_back,
+            MovementKind::ChargebackReversal => &mut self.reinstated,
             MovementKind::Fee => &mut self.fees,
             MovementKind::Vat => &mut self.vat,
             MovementKind::VatRefund => &mut self.vat_refunded,
@@ -365,6 +385,7 @@ impl Figures {
             MovementKind::Refund => self.refunded,
             MovementKind::Reversal => self.reversed,
             MovementKind::Chargeback => self.charged_back,
+            MovementKind::ChargebackReversal => self.reinstated,
             MovementKind::Fee => self.fees,
             MovementKind::Vat => self.vat,
             MovementKind::VatRefund => self.vat_refunded,
@@ -408,13 +429,19 @@ impl Figures {
             .saturating_sub(self.commission_settled)
     }
 
-    /// Net revenue excluding VAT: paid − refunded − reversed − charged
-    /// back − (VAT − VAT given back). Before fees and commission.
+    /// Charged back less reinstated: what the card networks hold.
+    pub fn net_charged_back(&self) -> i64 {
+        self.charged_back.saturating_sub(self.reinstated)
+    }
+
+    /// Net revenue excluding VAT: paid − refunded − reversed − (charged
+    /// back − reinstated) − (VAT − VAT given back). Before fees and
+    /// commission.
     pub fn net_revenue(&self) -> i64 {
         self.paid
             .saturating_sub(self.refunded)
             .saturating_sub(self.reversed)
-            .saturating_sub(self.charged_back)
+            .saturating_sub(self.net_charged_back())
             .saturating_sub(self.net_vat())
     }
 
@@ -464,7 +491,7 @@ pub enum Account {
     Refunds,
     /// Debited by reversals.
     Reversals,
-    /// Debited by chargebacks.
+    /// Debited by chargebacks, credited by chargebacks reinstated.
     Chargebacks,
     /// Debited by the processor's fees.
     Fees,
@@ -535,6 +562,7 @@ pub fn posting(kind: MovementKind) -> (Account, Account) {
         MovementKind::Refund => (Account::Refunds, Account::Clearing),
         MovementKind::Reversal => (Account::Reversals, Account::Clearing),
         MovementKind::Chargeback => (Account::Chargebacks, Account::Clearing),
+        MovementKind::ChargebackReversal => (Account::Clearing, Account::Chargebacks),
         MovementKind::Fee => (Account::Fees, Account::Clearing),
         MovementKind::Vat => (Account::Vat, Account::Clearing),
         MovementKind::VatRefund => (Account::Clearing, Account::Vat),
@@ -744,6 +772,7 @@ mod tests {
                 "vat_refund",
                 "commission",
                 "commission_refund",
+                "chargeback_reversal",
                 "commission_settled",
                 "write_off_shortfall",
                 "write_off_excess",
@@ -808,13 +837,25 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(MovementKind::Refund, 30_00)]
         );
-        facts.payments.get_mut("A").expect("A").reversed = true;
+        let a = facts.payments.get_mut("A").expect("A");
+        a.reversed = true;
+        a.fix_chargeback();
+        // What remained after the refund: 70.00, never the whole payment.
         assert_eq!(
             movements(&refunded, &facts)
                 .iter()
                 .map(|m| (m.kind, m.amount.minor_units()))
                 .collect::<Vec<_>>(),
-            [(MovementKind::Chargeback, 100_00)]
+            [(MovementKind::Chargeback, 70_00)]
+        );
+        let charged_back = facts.clone();
+        facts.payments.get_mut("A").expect("A").dispute_won = true;
+        assert_eq!(
+            movements(&charged_back, &facts)
+                .iter()
+                .map(|m| (m.kind, m.amount.minor_units()))
+                .collect::<Vec<_>>(),
+            [(MovementKind::ChargebackReversal, 70_00)]
         );
         // Nothing moved: no movement.
         assert!(movements(&facts, &facts).is_empty());
@@ -834,7 +875,9 @@ mod tests {
         );
         assert!(movements(&empty, &held).is_empty(), "nothing counted yet");
         let mut paid = held.clone();
-        paid.payments.get_mut("B").expect("B").paid = 50_00;
+        let b = paid.payments.get_mut("B").expect("B");
+        b.paid = 50_00;
+        b.fix_chargeback();
         let moved: Vec<_> = movements(&held, &paid)
             .iter()
             .map(|m| (m.kind, m.amount.minor_units()))
@@ -844,7 +887,7 @@ mod tests {
             [
                 (MovementKind::Payment, 50_00),
                 (MovementKind::Refund, 20_00),
-                (MovementKind::Chargeback, 50_00)
+                (MovementKind::Chargeback, 30_00)
             ]
         );
     }
@@ -1030,6 +1073,9 @@ mod tests {
         Pay(usize),
         Refund(usize, i64),
         Reverse(usize),
+        Open(usize),
+        Won(usize),
+        Lost(usize),
     }
 
     fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -1038,6 +1084,9 @@ mod tests {
             (0..3usize).prop_map(Step::Pay),
             (0..3usize, 1..20_000i64).prop_map(|(p, a)| Step::Refund(p, a)),
             (0..3usize).prop_map(Step::Reverse),
+            (0..3usize).prop_map(Step::Open),
+            (0..3usize).prop_map(Step::Won),
+            (0..3usize).prop_map(Step::Lost),
         ];
         proptest::collection::vec(step, 0..24)
     }
@@ -1059,9 +1108,13 @@ mod tests {
                     facts.payments.entry(refno(p)).or_default().clone()
                 };
                 let mut p = match step {
-                    Step::Authorize(i) | Step::Pay(i) | Step::Refund(i, _) | Step::Reverse(i) => {
-                        (i, payment(&mut facts, i))
-                    }
+                    Step::Authorize(i)
+                    | Step::Pay(i)
+                    | Step::Refund(i, _)
+                    | Step::Reverse(i)
+                    | Step::Open(i)
+                    | Step::Won(i)
+                    | Step::Lost(i) => (i, payment(&mut facts, i)),
                 };
                 match step {
                     Step::Authorize(_) => p.1.authorized = true,
@@ -1077,7 +1130,23 @@ mod tests {
                         p.1.refunded_commission_e8 += amount * 333_333;
                     }
                     Step::Reverse(_) => p.1.reversed = true,
+                    Step::Open(_) => p.1.dispute_opened = true,
+                    Step::Won(_) => p.1.dispute_won = true,
+                    Step::Lost(_) => p.1.dispute_lost = true,
                 }
+                if matches!(step, Step::Reverse(_) | Step::Open(_) | Step::Lost(_)) {
+                    p.1.charged_back_vat = p.1.charged_back_vat.max(1_330);
+                    p.1.charged_back_commission_e8 =
+                        p.1.charged_back_commission_e8.max(230_654_000);
+                }
+                p.1.fix_chargeback();
+                // What the network holds never exceeds what the refunds
+                // left of the payment.
+                let left = (p.1.paid - p.1.refunded).max(0);
+                prop_assert!(
+                    p.1.charged_back() - p.1.reinstated() <= left,
+                    "{} charged back, {} reinstated, {} left", p.1.charged_back(), p.1.reinstated(), left
+                );
                 facts.payments.insert(refno(p.0), p.1);
                 for movement in movements(&before, &facts) {
                     prop_assert!(movement.amount.is_positive());
@@ -1088,15 +1157,25 @@ mod tests {
             prop_assert_eq!(figures.paid, facts.paid());
             prop_assert_eq!(figures.refunded, facts.refunded());
             prop_assert_eq!(figures.charged_back, facts.charged_back());
+            prop_assert_eq!(figures.reinstated, facts.reinstated());
+            prop_assert_eq!(figures.net_charged_back(), facts.net_charged_back());
             prop_assert_eq!(figures.reversed, 0);
             let sum = |f: &dyn Fn(&PaymentFacts) -> i64| facts.payments.values().map(f).sum::<i64>();
             prop_assert_eq!(figures.vat, sum(&|p| p.counted_vat()));
-            prop_assert_eq!(figures.vat_refunded, sum(&|p| p.counted_refunded_vat()));
+            prop_assert_eq!(figures.vat_refunded, sum(&|p| p.counted_given_back_vat()));
             prop_assert_eq!(figures.commission, sum(&|p| p.counted_commission(2)));
             prop_assert_eq!(
                 figures.commission_refunded,
-                sum(&|p| p.counted_refunded_commission(2))
+                sum(&|p| p.counted_given_back_commission(2))
             );
+            // Each payment's figures from its facts by hand: paid less
+            // refunds, less what the network holds (all that was left
+            // while the dispute stands, nothing once won).
+            for p in facts.payments.values().filter(|p| p.paid > 0) {
+                let left = (p.paid - p.refunded).max(0);
+                let held = if p.chargeback_notice() && !p.dispute_won { left } else { 0 };
+                prop_assert_eq!(p.net_charged_back(), held);
+            }
             let balances = trial_balance(lines);
             prop_assert_eq!(balances.values().sum::<i64>(), 0);
             let clearing = balances

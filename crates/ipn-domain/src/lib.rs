@@ -132,6 +132,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
     out
 }
 
+pub mod chargeback;
 pub mod clearing;
 pub mod event_time;
 pub mod journal;
@@ -150,6 +151,9 @@ pub mod subscription;
 pub mod sweep;
 pub mod tokenize;
 
+pub use chargeback::{
+    ChargebackNotice, ChargebackResolution, ResolutionField, UnknownChargebackResolution,
+};
 pub use layout::{Layout, LayoutError};
 pub use licence::{
     DispatchReason, Expiration, LicenceNotice, LicenceStatus, LicenceType, tokenize_licence,

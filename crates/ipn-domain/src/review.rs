@@ -98,6 +98,9 @@ pub enum ReviewAction {
     /// A refund in another currency than its order's: book it in its own
     /// currency.
     BookRefund,
+    /// The processor reinstated a chargeback (its settlement credited it
+    /// back) that no notice reinstated: book it as a dispute won.
+    BookReinstatement,
 }
 
 /// An action name this version does not know.
@@ -142,12 +145,15 @@ impl ReviewAction {
             Self::BookRefund => {
                 "book the refund in its own currency; the order keeps its state (paid)"
             }
+            Self::BookReinstatement => {
+                "the processor reinstated the chargeback: book it as a dispute won"
+            }
         }
     }
 }
 
 use ReviewAction::{
-    AcceptAsIs, ApplyRepeat, BookRefund, CollectDifference, Dismiss, LinkOrder,
+    AcceptAsIs, ApplyRepeat, BookRefund, BookReinstatement, CollectDifference, Dismiss, LinkOrder,
     MarkRefundedOutside, WriteOff,
 };
 
@@ -174,7 +180,8 @@ use ReviewAction::{
 ///   is accepted, or the item was a false alarm.
 /// - `over_refund`: the refunds above the payment are a loss to write
 ///   off, or the processor's figures are accepted.
-/// - `suspect`, `unknown_status`, `pan_detected`, `invalid_notification`,
+/// - `suspect`, `unknown_status`, `unknown_chargeback_resolution`,
+///   `pan_detected`, `invalid_notification`,
 ///   `conflicting_copy`: looked at and understood (accept), or nothing
 ///   (dismiss); none of them moved money.
 /// - `orphan_payment`: link it to its order, write the money off (suspense),
@@ -191,6 +198,10 @@ use ReviewAction::{
 /// - `settlement_amount_differs`, `payout_total_differs`: the processor's
 ///   figure is the true one (accept), the difference is written off, or
 ///   dismissed.
+/// - `settlement_reinstatement`: the processor credited a chargeback back
+///   but no notice said the dispute was won: book the reinstatement (the
+///   settlement is the processor's word), accept the books as they stand,
+///   or dismiss.
 /// - `fee_differs`: the settlement fee (which replaced the commission in
 ///   the books) is the true one (accept), or dismiss.
 /// - `unsettled_payment`: the processor will never pay it out (write off),
@@ -218,6 +229,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::OverRefund => &[WriteOff, AcceptAsIs, Dismiss],
         ReviewKind::Suspect => &[AcceptAsIs, Dismiss],
         ReviewKind::UnknownStatus => &[AcceptAsIs, Dismiss],
+        ReviewKind::UnknownChargebackResolution => &[AcceptAsIs, Dismiss],
         ReviewKind::OrphanPayment => &[LinkOrder, WriteOff, Dismiss],
         ReviewKind::PanDetected => &[AcceptAsIs, Dismiss],
         ReviewKind::InvalidNotification => &[AcceptAsIs, Dismiss],
@@ -232,6 +244,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::PayoutTotalDiffers => &[AcceptAsIs, WriteOff, Dismiss],
         ReviewKind::StaleOrder => &[AcceptAsIs, Dismiss],
         ReviewKind::FeeDiffers => &[AcceptAsIs, Dismiss],
+        ReviewKind::SettlementReinstatement => &[BookReinstatement, AcceptAsIs, Dismiss],
         ReviewKind::RenewalMissing => &[AcceptAsIs, Dismiss],
         ReviewKind::RenewalAfterCancel => &[AcceptAsIs, Dismiss],
     }
@@ -287,6 +300,9 @@ pub enum ActionEffect {
     /// A refund in another currency is booked in its own currency
     /// ([`book_foreign_refund`]).
     BookRefund,
+    /// The item's payment's chargeback is reinstated, as a `WON` notice
+    /// would ([`reinstate`]), with its money movements.
+    Reinstate,
 }
 
 /// What becomes of the difference between a payment of the wrong amount
@@ -312,6 +328,7 @@ impl ActionEffect {
                 | Self::RefundOutside
                 | Self::BookCapture(_)
                 | Self::BookRefund
+                | Self::Reinstate
         )
     }
 }
@@ -335,7 +352,49 @@ pub fn effect(kind: ReviewKind, action: ReviewAction) -> Result<ActionEffect, Mi
         // action says the debit will not come, and books nothing more.
         MarkRefundedOutside if kind == ReviewKind::RefundNotDebited => ActionEffect::RecordOnly,
         MarkRefundedOutside => ActionEffect::RefundOutside,
+        BookReinstatement => ActionEffect::Reinstate,
     })
+}
+
+/// Why a chargeback cannot be reinstated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReinstateError {
+    /// The item names no payment, or one the order does not have.
+    #[error("the order has no payment under processor reference {0}")]
+    NoSuchPayment(String),
+    /// The payment is not charged back, or its chargeback was reinstated.
+    #[error(
+        "nothing to reinstate: the payment under processor reference {0} has no chargeback standing"
+    )]
+    NothingToReinstate(String),
+}
+
+/// The facts after the chargeback of the payment under `processor_ref`
+/// was reinstated, as a `CHARGEBACK_RESOLUTION=WON` notice would leave
+/// them (the dispute won), and the amount reinstated. Facts only grow;
+/// the money this moved is `journal::movements(facts, &after)`: the
+/// `chargeback_reversal`, and the VAT and commission the chargeback had
+/// given back, charged again.
+pub fn reinstate(
+    facts: &OrderFacts,
+    processor_ref: &str,
+) -> Result<(OrderFacts, Money), ReinstateError> {
+    let payment = facts
+        .payments
+        .get(processor_ref)
+        .ok_or_else(|| ReinstateError::NoSuchPayment(processor_ref.to_owned()))?;
+    if !payment.charged_back_counts() || payment.dispute_won {
+        return Err(ReinstateError::NothingToReinstate(processor_ref.to_owned()));
+    }
+    let mut after = facts.clone();
+    let won = after
+        .payments
+        .get_mut(processor_ref)
+        .ok_or_else(|| ReinstateError::NoSuchPayment(processor_ref.to_owned()))?;
+    let before = won.reinstated();
+    won.dispute_won = true;
+    let amount = won.reinstated().saturating_sub(before);
+    Ok((after, Money::from_minor(amount, facts.expected.currency())))
 }
 
 /// Why a refund outside the processor cannot be recorded.
@@ -370,7 +429,7 @@ pub fn refund_outside(
         if processor_ref.is_some_and(|wanted| wanted != refno) {
             continue;
         }
-        let holds = if payment.paid > 0 && !payment.reversed {
+        let holds = if payment.paid > 0 && !payment.chargeback_notice() {
             payment.paid.saturating_sub(payment.refunded).max(0)
         } else {
             0
@@ -662,6 +721,39 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_reinstatement_books_what_the_chargeback_took_once() {
+        let mut facts = OrderFacts::new(eur(25_00));
+        facts.payments.insert(
+            "A".into(),
+            PaymentFacts {
+                paid: 25_00,
+                refunded: 5_00,
+                reversed: true,
+                ..PaymentFacts::default()
+            },
+        );
+        facts.payments.get_mut("A").expect("A").fix_chargeback();
+        let (after, amount) = reinstate(&facts, "A").expect("reinstates");
+        // 25.00 - 5.00 refunded = 20.00 charged back, 20.00 back.
+        assert_eq!(amount, eur(20_00));
+        assert!(after.check_grows_from(&facts).is_ok());
+        assert_eq!(after.state(), OrderState::PartiallyRefunded);
+        let moved: Vec<_> = movements(&facts, &after)
+            .into_iter()
+            .map(|m| (m.kind, m.amount.minor_units()))
+            .collect();
+        assert_eq!(moved, [(MovementKind::ChargebackReversal, 20_00)]);
+        assert_eq!(
+            reinstate(&after, "A"),
+            Err(ReinstateError::NothingToReinstate("A".into()))
+        );
+        assert_eq!(
+            reinstate(&facts, "B"),
+            Err(ReinstateError::NoSuchPayment("B".into()))
+        );
+    }
+
+    #[test]
     fn string_forms_are_fixed() {
         assert_string_forms!(
             ReviewAction,
@@ -674,6 +766,7 @@ mod tests {
                 "dismiss",
                 "collect_difference",
                 "book_refund",
+                "book_reinstatement",
             ]
         );
     }
@@ -1122,8 +1215,15 @@ mod tests {
                     if done.changes_facts() {
                         prop_assert!(matches!(
                             (kind, action),
-                            (_, ApplyRepeat | LinkOrder | MarkRefundedOutside | CollectDifference | BookRefund)
-                                | (ReviewKind::AmountMismatch, AcceptAsIs | WriteOff)
+                            (
+                                _,
+                                ApplyRepeat
+                                    | LinkOrder
+                                    | MarkRefundedOutside
+                                    | CollectDifference
+                                    | BookRefund
+                                    | BookReinstatement
+                            ) | (ReviewKind::AmountMismatch, AcceptAsIs | WriteOff)
                         ));
                     }
                 }

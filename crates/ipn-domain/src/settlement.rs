@@ -673,7 +673,9 @@ fn parse_line(
         LineKind::Sale if gross.is_negative() => {
             return Err("a sale's gross must not be negative".to_owned());
         }
-        LineKind::Refund | LineKind::Chargeback | LineKind::Reversal if gross.is_positive() => {
+        // A positive chargeback or reversal line credits a chargeback back
+        // (a dispute won): matched against the ledger's reinstatement.
+        LineKind::Refund if gross.is_positive() => {
             return Err(format!(
                 "a {kind} takes money back: its gross must be negative (or zero)"
             ));
@@ -878,6 +880,8 @@ pub struct LedgerPayment {
     pub paid: i64,
     pub refunded: i64,
     pub charged_back: i64,
+    /// What came back of the chargeback (a dispute won).
+    pub reinstated: i64,
     /// The commission the capturing notice carried, rounded (minor units
     /// of `currency`), when it carried one: what a settlement fee for the
     /// payment replaces ([`fee_finding`]).
@@ -963,6 +967,9 @@ pub struct Settled {
     pub refunded: i64,
     /// Chargebacks and reversals.
     pub taken_back: i64,
+    /// Chargeback and reversal lines that credit a chargeback back
+    /// (positive gross): a dispute won.
+    pub credited_back: i64,
     /// Matched sale lines, in either currency (a second one is a
     /// difference).
     pub sales: u32,
@@ -1178,6 +1185,9 @@ fn classify_line(
         }
     };
     let currency = line.currency();
+    if matches!(line.kind, LineKind::Chargeback | LineKind::Reversal) && line.gross.is_positive() {
+        return classify_reinstatement(line, payment, matched_by, settled, tolerance);
+    }
     let tolerance_minor = tolerance.minor_in(currency);
     let so_far = settled
         .get(&payment.payment_id)
@@ -1307,6 +1317,101 @@ fn classify_line(
             expected,
             finding: Some(Finding {
                 kind: ReviewKind::SettlementAmountDiffers,
+                order_ref: Some(payment.order_ref.clone()),
+                processor_ref: Some(payment.processor_ref.clone()),
+                details: format!("{}; {problem}", describe_line(line)),
+            }),
+        },
+    }
+}
+
+/// A chargeback or reversal line that credits money back (positive
+/// gross): the processor reinstated a chargeback. It agrees when the
+/// ledger reinstated the payment's chargeback (a `WON` notice) by the
+/// gross within the tolerance, and no earlier line credited it. When the
+/// payment is charged back but no notice reinstated it, the line opens a
+/// `settlement_reinstatement` item, whose `book_reinstatement` action
+/// books what the line says. A line in another currency than the order's
+/// (the payout currency included) is compared by a person.
+fn classify_reinstatement(
+    line: &SettlementLine,
+    payment: &LedgerPayment,
+    matched_by: MatchedBy,
+    settled: &mut HashMap<i64, Settled>,
+    tolerance: Tolerance,
+) -> LineMatch {
+    let currency = line.currency();
+    let tolerance_minor = tolerance.minor_in(currency);
+    let so_far = settled
+        .get(&payment.payment_id)
+        .copied()
+        .unwrap_or_default();
+    let magnitude = line.gross.minor_units().saturating_abs();
+    let ledger_money = |minor: i64| Money::from_minor(minor, payment.currency);
+    let within = |a: i64, b: i64| a.abs_diff(b) <= tolerance_minor.unsigned_abs();
+    let not_reinstated = payment.charged_back > 0 && payment.reinstated == 0;
+    let problem = if currency != payment.currency {
+        Some(format!(
+            "a chargeback credited back in {}, the payment is in {}: compare it by hand",
+            currency.as_str(),
+            payment.currency.as_str()
+        ))
+    } else if payment.charged_back == 0 {
+        Some("the ledger has no chargeback of that payment to reinstate".to_owned())
+    } else if so_far.credited_back > 0 {
+        Some(format!(
+            "the reinstatement of {} was already credited by an earlier line",
+            ledger_money(payment.reinstated.max(payment.charged_back))
+        ))
+    } else if not_reinstated {
+        Some(format!(
+            "no notice reinstated the chargeback of {} (no CHARGEBACK_RESOLUTION=WON)",
+            ledger_money(payment.charged_back)
+        ))
+    } else if !within(magnitude, payment.reinstated) {
+        Some(format!(
+            "the ledger reinstated {} (difference {}, tolerance {})",
+            ledger_money(payment.reinstated),
+            ledger_money(magnitude - payment.reinstated),
+            ledger_money(tolerance_minor).format_amount()
+        ))
+    } else {
+        None
+    };
+    let expected = Some(if not_reinstated {
+        payment.charged_back
+    } else {
+        payment.reinstated
+    });
+    let found = Some((
+        payment.payment_id,
+        payment.order_id,
+        payment.order_ref.clone(),
+    ));
+    match problem {
+        None => {
+            let entry = settled.entry(payment.payment_id).or_default();
+            entry.credited_back = entry.credited_back.saturating_add(magnitude);
+            LineMatch {
+                status: LineStatus::Matched,
+                matched_by: Some(matched_by),
+                payment: found,
+                expected,
+                finding: None,
+            }
+        }
+        Some(problem) => LineMatch {
+            status: LineStatus::Differs,
+            matched_by: Some(matched_by),
+            payment: found,
+            expected,
+            finding: Some(Finding {
+                kind: if not_reinstated && currency == payment.currency && so_far.credited_back == 0
+                {
+                    ReviewKind::SettlementReinstatement
+                } else {
+                    ReviewKind::SettlementAmountDiffers
+                },
                 order_ref: Some(payment.order_ref.clone()),
                 processor_ref: Some(payment.processor_ref.clone()),
                 details: format!("{}; {problem}", describe_line(line)),
@@ -1869,6 +1974,7 @@ mod tests {
             paid,
             refunded: 0,
             charged_back: 0,
+            reinstated: 0,
             commission: None,
             payable: None,
             refunded_payable: None,
@@ -1894,6 +2000,74 @@ mod tests {
             settled_at: DateTime::<Utc>::UNIX_EPOCH,
             occurrence: 1,
         }
+    }
+
+    /// Issue 22, Deliver 3: a positive chargeback line credits a
+    /// chargeback back. It matches a won chargeback (once), opens
+    /// `settlement_reinstatement` for one no notice reinstated, and is a
+    /// difference for a payment never charged back.
+    #[test]
+    fn a_credit_line_that_reinstates_a_chargeback() {
+        let mut won = payment(1, "R1", "S-1", 100_00);
+        won.charged_back = 100_00;
+        won.reinstated = 100_00;
+        let mut open = payment(2, "R2", "S-2", 100_00);
+        open.refunded = 20_00;
+        open.charged_back = 80_00;
+        let never = payment(3, "R3", "S-3", 100_00);
+        let ledger = Ledger::new([won, open, never]);
+        let mut settled = HashMap::new();
+        let lines = [
+            line(LineKind::Chargeback, Some("R1"), None, 100_00),
+            line(LineKind::Chargeback, Some("R1"), None, 100_00),
+            line(LineKind::Reversal, Some("R2"), None, 80_00),
+            line(LineKind::Chargeback, Some("R3"), None, 100_00),
+        ];
+        let got: Vec<(LineStatus, Option<ReviewKind>, Option<i64>)> =
+            classify(&lines, &ledger, &mut settled, Tolerance::ZERO)
+                .into_iter()
+                .map(|m| (m.status, m.finding.map(|f| f.kind), m.expected))
+                .collect();
+        assert_eq!(
+            got,
+            [
+                (LineStatus::Matched, None, Some(100_00)),
+                (
+                    LineStatus::Differs,
+                    Some(ReviewKind::SettlementAmountDiffers),
+                    Some(100_00)
+                ),
+                (
+                    LineStatus::Differs,
+                    Some(ReviewKind::SettlementReinstatement),
+                    Some(80_00)
+                ),
+                (
+                    LineStatus::Differs,
+                    Some(ReviewKind::SettlementAmountDiffers),
+                    Some(0)
+                ),
+            ]
+        );
+        assert_eq!(settled[&1].credited_back, 100_00);
+        assert_eq!(settled[&1].taken_back, 0, "a credit takes nothing back");
+        // A positive chargeback line parses; a positive refund still not.
+        let parsed = parse_settlement(
+            format!("{HEADER}B1,1,S-1,chargeback,100.00,15.00,85.00,EUR,2026-12-01 10:00:00\n")
+                .as_bytes(),
+            &Mapping::default(),
+            &Currencies::iso(),
+        )
+        .expect("a credit chargeback line parses");
+        assert!(parsed[0].gross.is_positive());
+        assert!(
+            parse_settlement(
+                format!("{HEADER}B1,1,S-1,refund,5.00,0,5.00,EUR,2026-12-01 10:00:00\n").as_bytes(),
+                &Mapping::default(),
+                &Currencies::iso(),
+            )
+            .is_err()
+        );
     }
 
     #[test]

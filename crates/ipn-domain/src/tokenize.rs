@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
+use super::chargeback::ChargebackNotice;
 use super::layout::{Layout, LayoutError};
 use super::money::{Currencies, Currency, Money};
 use super::notice_money::{Commission, NoticeMoney, Rate};
@@ -42,6 +43,8 @@ pub mod fields {
     pub const COMPLETE_DATE: &str = "COMPLETE_DATE";
     pub const IPN_DATE: &str = "IPN_DATE";
     pub const CUSTOMEREMAIL: &str = "CUSTOMEREMAIL";
+    pub const CHARGEBACK_RESOLUTION: &str = "CHARGEBACK_RESOLUTION";
+    pub const CHARGEBACK_REASON_CODE: &str = "CHARGEBACK_REASON_CODE";
 }
 
 /// The fields whose values (or a value derived from them) we store as they
@@ -49,7 +52,7 @@ pub mod fields {
 /// value and still have the event. Fields reduced to a boolean
 /// (`FRAUD_STATUS`, `TEST_ORDER`) or hashed (`CUSTOMEREMAIL`) are not listed:
 /// nothing of their text is kept.
-pub const STORED_FIELDS: [&str; 10] = [
+pub const STORED_FIELDS: [&str; 12] = [
     fields::REFNO,
     fields::REFNOEXT,
     fields::ORDERSTATUS,
@@ -60,6 +63,8 @@ pub const STORED_FIELDS: [&str; 10] = [
     fields::PAYMENTDATE,
     fields::COMPLETE_DATE,
     fields::IPN_DATE,
+    fields::CHARGEBACK_RESOLUTION,
+    fields::CHARGEBACK_REASON_CODE,
 ];
 
 /// Longest accepted `REFNO`: the processor documents up to 9 digits; we
@@ -346,6 +351,9 @@ pub struct PaymentEvent {
     pub licences: Vec<crate::subscription::LicenceLine>,
     /// VAT, commission and the payout side ([`tokenize_money`]).
     pub money: NoticeMoney,
+    /// The dispute the notice is about (`CHARGEBACK_RESOLUTION` other
+    /// than empty or `NONE`), with its reason code.
+    pub chargeback: Option<ChargebackNotice>,
 }
 
 impl fmt::Debug for PaymentEvent {
@@ -373,6 +381,7 @@ impl fmt::Debug for PaymentEvent {
             .field("pan_fields", &self.pan_fields)
             .field("licences", &self.licences)
             .field("money", &self.money)
+            .field("chargeback", &self.chargeback)
             .finish()
     }
 }
@@ -496,6 +505,10 @@ pub fn tokenize(
         pan_fields,
         licences: crate::subscription::licence_lines(form)?,
         money,
+        chargeback: ChargebackNotice::read(
+            form.get(fields::CHARGEBACK_RESOLUTION),
+            form.get(fields::CHARGEBACK_REASON_CODE),
+        ),
     })
 }
 
@@ -745,6 +758,7 @@ pub(crate) mod tests_support {
             customer_pseudonym: None,
             pan_fields: Vec::new(),
             licences: Vec::new(),
+            chargeback: None,
             money: Default::default(),
         }
     }

@@ -155,6 +155,10 @@ pub(super) struct TokenizedColumns<'a> {
     payout_currency: Option<String>,
     fx_rate: Option<String>,
     fx_markup: Option<String>,
+    /// The dispute the notice is about, as read
+    /// ([`super::disputes::NotificationDispute`]).
+    chargeback_resolution: Option<String>,
+    chargeback_reason_code: Option<String>,
 }
 
 impl<'a> TokenizedColumns<'a> {
@@ -185,6 +189,14 @@ impl<'a> TokenizedColumns<'a> {
                 .fx_markup
                 .as_ref()
                 .map(|r| r.as_str().to_owned()),
+            chargeback_resolution: event
+                .chargeback
+                .as_ref()
+                .map(|c| c.resolution.as_str().to_owned()),
+            chargeback_reason_code: event
+                .chargeback
+                .as_ref()
+                .and_then(|c| c.reason_code.clone()),
         }
     }
 }
@@ -259,6 +271,9 @@ pub(super) struct PaymentRow {
     /// VAT, commission and the payout side.
     #[diesel(embed)]
     pub(super) money: super::notice_money::PaymentMoneyRow,
+    /// The dispute facts.
+    #[diesel(embed)]
+    pub(super) dispute: super::disputes::PaymentDisputeRow,
 }
 
 /// Loads an order's facts: the order row and its payments.
@@ -301,6 +316,7 @@ pub(super) fn facts_of(
                     ..PaymentFacts::default()
                 };
                 row.money.fill(&mut facts, currencies)?;
+                row.dispute.fill(&mut facts);
                 Ok((row.processor_ref, facts))
             })
             .collect::<Result<_, StoreError>>()?,
@@ -443,6 +459,7 @@ pub async fn stored_event(
         key_id: Option<String>,
         algorithm: Option<String>,
         money: super::notice_money::NotificationMoney,
+        dispute: super::disputes::NotificationDispute,
     }
     let row: Row = notifications::table
         .find(notification_id)
@@ -454,6 +471,7 @@ pub async fn stored_event(
             notifications::key_id,
             notifications::algorithm,
             super::notice_money::NotificationMoney::as_select(),
+            super::disputes::NotificationDispute::as_select(),
         ))
         .first(conn)
         .await?;
@@ -500,6 +518,9 @@ pub async fn stored_event(
         pan_fields: Vec::new(),
         // Recorded when the notice was first processed (subscriptions).
         licences: Vec::new(),
+        // As read; none on a row recorded before the notifications kept it
+        // (migration 2026-12-08-000100).
+        chargeback: row.dispute.notice(),
         // As the notice sent it; none on a row recorded before the
         // notifications kept it (migration 2026-12-07-000050).
         money: row
@@ -682,6 +703,7 @@ pub async fn write_facts(
             orders::paid_minor.eq(new.paid()),
             orders::refunded_minor.eq(new.refunded()),
             orders::charged_back_minor.eq(new.charged_back()),
+            orders::reinstated_minor.eq(new.reinstated()),
             orders::authorized.eq(new.authorized()),
             orders::reversed.eq(new.reversed()),
             orders::canceled.eq(new.canceled),
@@ -704,6 +726,11 @@ pub async fn write_facts(
                 payments::paid_minor.eq(payment.paid),
                 payments::refunded_minor.eq(payment.refunded),
                 payments::reversed.eq(payment.reversed),
+                payments::dispute_opened.eq(payment.dispute_opened),
+                payments::dispute_won.eq(payment.dispute_won),
+                payments::dispute_lost.eq(payment.dispute_lost),
+                payments::chargeback_minor.eq(payment.chargeback),
+                payments::reinstated_minor.eq(payment.reinstated()),
             ))
             .on_conflict((payments::order_id, payments::processor_ref))
             .do_update()
@@ -712,6 +739,11 @@ pub async fn write_facts(
                 payments::paid_minor.eq(payment.paid),
                 payments::refunded_minor.eq(payment.refunded),
                 payments::reversed.eq(payment.reversed),
+                payments::dispute_opened.eq(payment.dispute_opened),
+                payments::dispute_won.eq(payment.dispute_won),
+                payments::dispute_lost.eq(payment.dispute_lost),
+                payments::chargeback_minor.eq(payment.chargeback),
+                payments::reinstated_minor.eq(payment.reinstated()),
                 payments::updated_at.eq(diesel::dsl::now),
             ))
             .execute(conn)
@@ -741,6 +773,18 @@ pub(super) fn resolve_items_statement<'a>(
     }
     let oldest_open = oldest_open.limit(i64::try_from(resolution.count).unwrap_or(i64::MAX));
     resolve_open_items(conn, oldest_open, &resolution.note)
+}
+
+/// Closes, as the system, the open items `resolution` names on order
+/// `order_ref`, in the caller's transaction: what a notification's
+/// decision does, for a person's action that made their condition untrue
+/// (a chargeback reinstated by `book_reinstatement`).
+pub async fn close_items(
+    conn: &mut AsyncPgConnection,
+    order_ref: &str,
+    resolution: &AutoResolution,
+) -> Result<usize, StoreError> {
+    Ok(resolve_items_statement(conn, order_ref, resolution).await?)
 }
 
 pub(crate) async fn insert_review_item(

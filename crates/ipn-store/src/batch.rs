@@ -580,11 +580,12 @@ fn lock_orders<'a>(
         .load::<(String, OrderRow)>(&mut &*conn);
     let payment_rows = diesel::sql_query(format!(
         "SELECT p.order_id, p.processor_ref, p.authorized, p.paid_minor, p.refunded_minor, \
-                p.reversed, {} \
+                p.reversed, {}, {} \
          FROM orders AS o \
          CROSS JOIN LATERAL (SELECT * FROM payments WHERE order_id = o.id OFFSET 0) AS p \
          WHERE o.order_ref = ANY($1)",
-        super::notice_money::SELECT_COLUMNS
+        super::notice_money::SELECT_COLUMNS,
+        super::disputes::SELECT_COLUMNS
     ))
     .bind::<Array<Text>, _>(order_refs.to_vec())
     .reused()
@@ -1076,6 +1077,7 @@ fn write_orders<'a>(
     let paid: Vec<i64> = changed.iter().map(|(_, _, f)| f.paid()).collect();
     let refunded: Vec<i64> = changed.iter().map(|(_, _, f)| f.refunded()).collect();
     let charged_back: Vec<i64> = changed.iter().map(|(_, _, f)| f.charged_back()).collect();
+    let reinstated: Vec<i64> = changed.iter().map(|(_, _, f)| f.reinstated()).collect();
     let authorized: Vec<bool> = changed.iter().map(|(_, _, f)| f.authorized()).collect();
     let reversed: Vec<bool> = changed.iter().map(|(_, _, f)| f.reversed()).collect();
     let canceled: Vec<bool> = changed.iter().map(|(_, _, f)| f.canceled).collect();
@@ -1089,11 +1091,12 @@ fn write_orders<'a>(
              paid_minor = v.paid, refunded_minor = v.refunded, charged_back_minor = v.charged_back, \
              authorized = v.authorized, reversed = v.reversed, canceled = v.canceled, \
              suspect = v.suspect, mismatch = v.mismatch, expected_minor = v.expected, \
-             updated_at = now(), version = o.version + 1 \
+             reinstated_minor = v.reinstated, updated_at = now(), version = o.version + 1 \
          FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], \
-                     $7::bool[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::int8[]) \
+                     $7::bool[], $8::bool[], $9::bool[], $10::bool[], $11::bool[], $12::int8[], \
+                     $13::int8[]) \
               AS v(id, status, processor_ref, paid, refunded, charged_back, authorized, reversed, \
-                   canceled, suspect, mismatch, expected) \
+                   canceled, suspect, mismatch, expected, reinstated) \
          WHERE o.id = v.id AND o.id = ANY($1)",
     )
     .bind::<Array<Int8>, _>(&ids)
@@ -1108,6 +1111,7 @@ fn write_orders<'a>(
     .bind::<Array<Bool>, _>(&suspect)
     .bind::<Array<Bool>, _>(&mismatch)
     .bind::<Array<Int8>, _>(&expected)
+    .bind::<Array<Int8>, _>(&reinstated)
     .reused()
     .execute(&mut &*conn)];
 
@@ -1145,6 +1149,7 @@ fn write_orders<'a>(
         );
     }
     statements.extend(super::notice_money::write_payment_money(conn, &changed));
+    statements.extend(super::disputes::write_disputes(conn, &changed));
     statements
 }
 
@@ -1408,6 +1413,7 @@ mod tests {
             customer_pseudonym: None,
             pan_fields: Vec::new(),
             licences: Vec::new(),
+            chargeback: None,
             money: Default::default(),
         }
     }

@@ -320,7 +320,8 @@ WITH mv AS ( \
     SELECT m.order_id, m.processor_ref, \
            coalesce(sum(m.amount_minor) FILTER (WHERE m.kind = 'payment'), 0)::int8 AS paid, \
            coalesce(sum(m.amount_minor) FILTER (WHERE m.kind = 'refund'), 0)::int8 AS refunded, \
-           coalesce(sum(m.amount_minor) FILTER (WHERE m.kind IN ('chargeback', 'reversal')), 0)::int8 \
+           (coalesce(sum(m.amount_minor) FILTER (WHERE m.kind IN ('chargeback', 'reversal')), 0) \
+            - coalesce(sum(m.amount_minor) FILTER (WHERE m.kind = 'chargeback_reversal'), 0))::int8 \
                AS taken_back, \
            (coalesce(sum(m.amount_minor) FILTER (WHERE m.kind = 'vat'), 0) \
             - coalesce(sum(m.amount_minor) FILTER (WHERE m.kind = 'vat_refund'), 0))::int8 AS vat, \

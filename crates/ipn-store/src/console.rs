@@ -550,12 +550,14 @@ pub struct DailyMoney {
     pub currency: Currency,
     pub paid: i64,
     pub refunded: i64,
-    /// Reversed and charged back.
+    /// Reversed and charged back, less chargebacks reinstated (negative
+    /// on a day that reinstated more than it took back).
     pub taken_back: i64,
 }
 
 impl DailyMoney {
-    /// Paid less refunded, reversed and charged back (fees are booked by
+    /// Paid less refunded, reversed and charged back (less reinstated:
+    /// `taken_back` is net of chargebacks won; fees are booked by
     /// settlement, not per day here).
     pub fn net(&self) -> i64 {
         self.paid - self.refunded - self.taken_back
@@ -728,8 +730,9 @@ impl Store {
             "SELECT (booked_at AT TIME ZONE 'UTC')::date AS day, currency, \
                     coalesce(sum(amount_minor) FILTER (WHERE kind = 'payment'), 0)::int8 AS paid, \
                     coalesce(sum(amount_minor) FILTER (WHERE kind = 'refund'), 0)::int8 AS refunded, \
-                    coalesce(sum(amount_minor) FILTER (WHERE kind IN ('reversal', 'chargeback')), 0)::int8 \
-                        AS taken_back \
+                    (coalesce(sum(amount_minor) FILTER (WHERE kind IN ('reversal', 'chargeback')), 0) \
+                     - coalesce(sum(amount_minor) FILTER (WHERE kind = 'chargeback_reversal'), 0)) \
+                        ::int8 AS taken_back \
              FROM money_movements \
              WHERE booked_at >= coalesce($1, '-infinity'::timestamptz) \
                AND booked_at < coalesce($2, 'infinity'::timestamptz) \

@@ -27,6 +27,7 @@ pub mod books;
 pub mod causes;
 pub mod clearing;
 pub mod console;
+mod disputes;
 pub mod export;
 pub mod journal;
 mod notice_money;

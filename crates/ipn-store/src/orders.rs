@@ -451,6 +451,14 @@ pub struct PaymentView {
     pub paid: String,
     pub refunded: String,
     pub reversed: bool,
+    /// What a chargeback took (what remained after the refunds), and what
+    /// came back of it (a dispute won).
+    pub charged_back: String,
+    pub reinstated: String,
+    /// The last resolution a dispute notice gave, when one did: `open`,
+    /// `won` or `lost` (`lost` also for accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispute: Option<&'static str>,
 }
 
 /// An order with its reconciled state, payments and ledger.
@@ -683,7 +691,15 @@ impl Store {
         };
         let (id, mut view) = record.into_view(self.currencies())?;
         let currency = self.currency(&view.currency)?;
-        let payment_rows: Vec<(String, bool, i64, i64, bool)> = payments::table
+        type Row = (
+            String,
+            bool,
+            i64,
+            i64,
+            bool,
+            super::disputes::PaymentDisputeRow,
+        );
+        let payment_rows: Vec<Row> = payments::table
             .filter(payments::order_id.eq(id))
             .order(payments::id.asc())
             .select((
@@ -692,28 +708,44 @@ impl Store {
                 payments::paid_minor,
                 payments::refunded_minor,
                 payments::reversed,
+                super::disputes::PaymentDisputeRow::as_select(),
             ))
             .load(&mut conn)
             .await?;
         view.payments = payment_rows
             .into_iter()
-            .map(|(processor_ref, authorized, paid, refunded, reversed)| {
-                let facts = PaymentFacts {
-                    authorized,
-                    paid,
-                    refunded,
-                    reversed,
-                    ..PaymentFacts::default()
-                };
-                PaymentView {
-                    processor_ref,
-                    state: payment_state_name(facts.state()),
-                    authorized,
-                    paid: Money::from_minor(paid, currency).format_amount(),
-                    refunded: Money::from_minor(refunded, currency).format_amount(),
-                    reversed,
-                }
-            })
+            .map(
+                |(processor_ref, authorized, paid, refunded, reversed, dispute)| {
+                    let mut facts = PaymentFacts {
+                        authorized,
+                        paid,
+                        refunded,
+                        reversed,
+                        ..PaymentFacts::default()
+                    };
+                    dispute.fill(&mut facts);
+                    let amount = |minor| Money::from_minor(minor, currency).format_amount();
+                    PaymentView {
+                        processor_ref,
+                        state: payment_state_name(facts.state()),
+                        authorized,
+                        paid: amount(paid),
+                        refunded: amount(refunded),
+                        reversed,
+                        charged_back: amount(facts.charged_back()),
+                        reinstated: amount(facts.reinstated()),
+                        dispute: if facts.dispute_won {
+                            Some("won")
+                        } else if facts.dispute_lost {
+                            Some("lost")
+                        } else if facts.dispute_opened {
+                            Some("open")
+                        } else {
+                            None
+                        },
+                    }
+                },
+            )
             .collect();
         let rows: Vec<LedgerRow> = order_events::table
             .left_join(notifications::table)

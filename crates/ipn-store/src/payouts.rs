@@ -27,7 +27,8 @@ struct PayoutRow {
 
 /// Per payout currency, the payout the counted payments, refunds and
 /// chargebacks expect (`PAYABLE_AMOUNT` of the capture, once paid, of its
-/// refunds, and of its chargeback once charged back; negative values
+/// refunds, and of its chargeback once charged back and while not won
+/// (a won dispute gives the payout back); negative values
 /// included) and the payouts imported.
 ///
 /// By `created`: the payments of orders created in the period. By
@@ -57,7 +58,7 @@ pub(super) async fn payout_totals(
                  UNION ALL \
                  SELECT p.charged_back_payout_currency, p.charged_back_payable_minor \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
-                 WHERE p.paid_minor > 0 AND p.reversed \
+                 WHERE p.chargeback_minor IS NOT NULL AND NOT p.dispute_won \
                    AND p.charged_back_payable_minor IS NOT NULL \
                    AND o.created_at >= coalesce($1, '-infinity'::timestamptz) \
                    AND o.created_at < coalesce($2, 'infinity'::timestamptz)) AS c \
@@ -88,7 +89,7 @@ pub(super) async fn payout_totals(
                  UNION ALL \
                  SELECT p.charged_back_payout_currency, p.charged_back_payable_minor \
                  FROM payments AS p \
-                 WHERE p.paid_minor > 0 AND p.reversed \
+                 WHERE p.chargeback_minor IS NOT NULL AND NOT p.dispute_won \
                    AND p.charged_back_payable_minor IS NOT NULL AND EXISTS ( \
                      SELECT 1 FROM money_movements AS m \
                      WHERE m.order_id = p.order_id AND m.processor_ref = p.processor_ref \

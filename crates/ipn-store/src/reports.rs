@@ -39,8 +39,12 @@ pub struct CurrencyTotals {
     pub net: String,
     /// Captured money returned by a reversal that is not a chargeback.
     pub reversed: String,
-    /// Payments captured, then taken back by a chargeback.
+    /// Payments captured, then taken back by a chargeback: what remained
+    /// of each after its refunds.
     pub charged_back: String,
+    /// Chargebacks reinstated: disputes won (and what a refund recorded
+    /// after its chargeback gave back of it).
+    pub reinstated: String,
     /// The processor's fees, from settlement lines.
     pub fees: String,
     /// VAT the processor charged on the payments, less what refunds and
@@ -50,8 +54,8 @@ pub struct CurrencyTotals {
     /// per payment), less what refunds and chargebacks gave back and what
     /// a settlement fee replaced: the fee of the payments not settled yet.
     pub commission: String,
-    /// Paid − refunded − reversed − charged back − VAT: revenue excluding
-    /// VAT, before fees and commission.
+    /// Paid − refunded − reversed − (charged back − reinstated) − VAT:
+    /// revenue excluding VAT, before fees and commission.
     pub net_revenue: String,
     /// What write-offs resolved in the period took from the clearing
     /// account (shortfalls less excesses written off), already in `net`.
@@ -273,10 +277,10 @@ impl FinanceSummary {
         writeln!(out, "  {:<20} {total:>7}", "total")?;
         writeln!(
             out,
-            "\nTotals per currency (net revenue = paid - refunded - reversed - charged back - VAT; \
-             net = net revenue - commission - fees)"
+            "\nTotals per currency (net revenue = paid - refunded - reversed - charged back \
+             + reinstated - VAT; net = net revenue - commission - fees)"
         )?;
-        fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 12]) -> std::io::Result<()> {
+        fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 13]) -> std::io::Result<()> {
             write!(out, "  {:<4} {:>6}", cells[0], cells[1])?;
             for cell in &cells[2..] {
                 write!(out, " {cell:>13}")?;
@@ -293,6 +297,7 @@ impl FinanceSummary {
                 "REFUNDED",
                 "REVERSED",
                 "CHARGED BACK",
+                "REINSTATED",
                 "VAT",
                 "NET REVENUE",
                 "COMMISSION",
@@ -314,6 +319,7 @@ impl FinanceSummary {
                     &t.refunded,
                     &t.reversed,
                     &t.charged_back,
+                    &t.reinstated,
                     &t.vat,
                     &t.net_revenue,
                     &t.commission,
@@ -563,6 +569,8 @@ struct TotalsRow {
     #[diesel(sql_type = diesel::sql_types::Int8)]
     charged_back: i64,
     #[diesel(sql_type = diesel::sql_types::Int8)]
+    reinstated: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
     vat: i64,
     #[diesel(sql_type = diesel::sql_types::Int8)]
     vat_refunded: i64,
@@ -640,6 +648,7 @@ async fn report_in(
                         coalesce(sum(p.refunded), 0)::int8 AS refunded, \
                         coalesce(sum(m.reversed), 0)::int8 AS reversed, \
                         coalesce(sum(p.charged_back), 0)::int8 AS charged_back, \
+                        coalesce(sum(p.reinstated), 0)::int8 AS reinstated, \
                         coalesce(sum(p.vat), 0)::int8 AS vat, \
                         coalesce(sum(p.vat_refunded), 0)::int8 AS vat_refunded, \
                         coalesce(sum(p.commission), 0)::int8 AS commission, \
@@ -647,22 +656,26 @@ async fn report_in(
                  FROM orders AS o \
                  LEFT JOIN LATERAL ( \
                      SELECT sum(paid_minor) AS paid, \
-                            sum(CASE WHEN paid_minor > 0 THEN vat_minor ELSE 0 END) AS vat, \
+                            sum(CASE WHEN paid_minor > 0 THEN vat_minor ELSE 0 END \
+                                + CASE WHEN dispute_won AND chargeback_minor IS NOT NULL \
+                                       THEN charged_back_vat_minor ELSE 0 END) AS vat, \
                             sum(CASE WHEN paid_minor > 0 THEN refunded_vat_minor ELSE 0 END \
-                                + CASE WHEN paid_minor > 0 AND reversed \
+                                + CASE WHEN chargeback_minor IS NOT NULL \
                                        THEN charged_back_vat_minor ELSE 0 END) \
                                 AS vat_refunded, \
-                            sum(CASE WHEN paid_minor > 0 THEN commission_minor ELSE 0 END) \
+                            sum(CASE WHEN paid_minor > 0 THEN commission_minor ELSE 0 END \
+                                + CASE WHEN dispute_won AND chargeback_minor IS NOT NULL \
+                                       THEN charged_back_commission_minor ELSE 0 END) \
                                 AS commission, \
                             sum(CASE WHEN paid_minor > 0 THEN refunded_commission_minor \
                                      ELSE 0 END \
-                                + CASE WHEN paid_minor > 0 AND reversed \
+                                + CASE WHEN chargeback_minor IS NOT NULL \
                                        THEN charged_back_commission_minor ELSE 0 END) \
                                 AS commission_refunded, \
                             sum(CASE WHEN paid_minor > 0 THEN refunded_minor ELSE 0 END) \
                                 AS refunded, \
-                            sum(CASE WHEN paid_minor > 0 AND reversed THEN paid_minor ELSE 0 END) \
-                                AS charged_back \
+                            sum(coalesce(chargeback_minor, 0)) AS charged_back, \
+                            sum(reinstated_minor) AS reinstated \
                      FROM payments WHERE order_id = o.id) AS p ON true \
                  LEFT JOIN LATERAL ( \
                      SELECT sum(amount_minor) AS reversed FROM money_movements \
@@ -693,6 +706,8 @@ async fn report_in(
                             sum(amount_minor) FILTER (WHERE kind = 'refund') AS refunded, \
                             sum(amount_minor) FILTER (WHERE kind = 'reversal') AS reversed, \
                             sum(amount_minor) FILTER (WHERE kind = 'chargeback') AS charged_back, \
+                            sum(amount_minor) FILTER (WHERE kind = 'chargeback_reversal') \
+                                AS reinstated, \
                             sum(amount_minor) FILTER (WHERE kind = 'vat') AS vat, \
                             sum(amount_minor) FILTER (WHERE kind = 'vat_refund') AS vat_refunded, \
                             sum(amount_minor) FILTER (WHERE kind = 'commission') AS commission, \
@@ -704,6 +719,7 @@ async fn report_in(
                         coalesce(paid, 0)::int8 AS paid, coalesce(refunded, 0)::int8 AS refunded, \
                         coalesce(reversed, 0)::int8 AS reversed, \
                         coalesce(charged_back, 0)::int8 AS charged_back, \
+                        coalesce(reinstated, 0)::int8 AS reinstated, \
                         coalesce(vat, 0)::int8 AS vat, \
                         coalesce(vat_refunded, 0)::int8 AS vat_refunded, \
                         coalesce(commission, 0)::int8 AS commission, \
@@ -755,6 +771,7 @@ async fn report_in(
             refunded: row.refunded,
             reversed: row.reversed,
             charged_back: row.charged_back,
+            reinstated: row.reinstated,
             vat: row.vat,
             vat_refunded: row.vat_refunded,
             commission: row.commission,
@@ -793,6 +810,7 @@ async fn report_in(
                 net: money(figures.net()),
                 reversed: money(figures.reversed),
                 charged_back: money(figures.charged_back),
+                reinstated: money(figures.reinstated),
                 fees: money(figures.fees),
                 vat: money(figures.net_vat()),
                 commission: money(figures.open_commission()),
@@ -963,8 +981,9 @@ impl Store {
     ) -> Result<std::collections::BTreeMap<Currency, i64>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<RiskRow> = diesel::sql_query(
-            "SELECT o.currency, sum(p.paid_minor - CASE WHEN p.reversed THEN p.paid_minor \
-                                  ELSE least(p.refunded_minor, p.paid_minor) END)::int8 AS minor \
+            "SELECT o.currency, sum(p.paid_minor - least(p.refunded_minor, p.paid_minor) \
+                                  - coalesce(p.chargeback_minor, 0) + p.reinstated_minor)::int8 \
+                                  AS minor \
              FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
              WHERE p.paid_minor > 0 \
                AND EXISTS (SELECT 1 FROM review_items AS r \

@@ -23,6 +23,7 @@ diesel::table! {
         origin -> Text,
         merchant_ref -> Nullable<Text>,
         expected_stated -> Bool,
+        reinstated_minor -> Int8,
     }
 }
 
@@ -54,6 +55,11 @@ diesel::table! {
         charged_back_commission_minor -> Int8,
         charged_back_payable_minor -> Nullable<Int8>,
         charged_back_payout_currency -> Nullable<Text>,
+        dispute_opened -> Bool,
+        dispute_won -> Bool,
+        dispute_lost -> Bool,
+        chargeback_minor -> Nullable<Int8>,
+        reinstated_minor -> Int8,
     }
 }
 
@@ -85,6 +91,8 @@ diesel::table! {
         payout_currency -> Nullable<Text>,
         fx_rate -> Nullable<Text>,
         fx_markup -> Nullable<Text>,
+        chargeback_resolution -> Nullable<Text>,
+        chargeback_reason_code -> Nullable<Text>,
     }
 }
 

@@ -64,6 +64,8 @@ struct PaymentRow {
     refunded: i64,
     #[diesel(sql_type = BigInt)]
     charged_back: i64,
+    #[diesel(sql_type = BigInt)]
+    reinstated: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     commission: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -91,6 +93,10 @@ struct SettledRow {
     /// than its order currency).
     #[diesel(sql_type = diesel::sql_types::Bool)]
     in_payout: bool,
+    /// Whether the lines credit money (a positive chargeback or reversal
+    /// line reinstates a chargeback).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    credit: bool,
     #[diesel(sql_type = BigInt)]
     amount: i64,
     #[diesel(sql_type = BigInt)]
@@ -157,8 +163,8 @@ pub async fn ledger_payments(
                 "SELECT p.id AS payment_id, p.order_id, o.order_ref, p.processor_ref, o.currency, \
                         p.paid_minor AS paid, \
                         CASE WHEN p.paid_minor > 0 THEN p.refunded_minor ELSE 0 END AS refunded, \
-                        CASE WHEN p.paid_minor > 0 AND p.reversed THEN p.paid_minor ELSE 0 END \
-                            AS charged_back, \
+                        coalesce(p.chargeback_minor, 0) AS charged_back, \
+                        p.reinstated_minor AS reinstated, \
                         CASE WHEN p.commission_e8 > 0 THEN p.commission_minor END AS commission, \
                         CASE WHEN p.paid_minor > 0 THEN p.payable_minor END AS payable_minor, \
                         CASE WHEN p.paid_minor > 0 THEN p.payout_currency END AS payout_currency, \
@@ -166,9 +172,9 @@ pub async fn ledger_payments(
                             AS refunded_payable_minor, \
                         CASE WHEN p.paid_minor > 0 THEN p.refunded_payout_currency END \
                             AS refunded_payout_currency, \
-                        CASE WHEN p.paid_minor > 0 AND p.reversed \
+                        CASE WHEN p.chargeback_minor IS NOT NULL \
                              THEN p.charged_back_payable_minor END AS charged_back_payable_minor, \
-                        CASE WHEN p.paid_minor > 0 AND p.reversed \
+                        CASE WHEN p.chargeback_minor IS NOT NULL \
                              THEN p.charged_back_payout_currency END \
                             AS charged_back_payout_currency \
                  FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
@@ -212,6 +218,7 @@ pub async fn ledger_payments(
                         paid: row.paid,
                         refunded: row.refunded,
                         charged_back: row.charged_back,
+                        reinstated: row.reinstated,
                         commission: row.commission,
                         payable,
                         refunded_payable,
@@ -233,13 +240,14 @@ pub async fn settled_so_far(
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<SettledRow> = diesel::sql_query(
             "SELECT l.payment_id, l.kind, l.currency <> o.currency AS in_payout, \
+                    l.gross_minor > 0 AS credit, \
                     sum(abs(l.gross_minor))::int8 AS amount, \
                     sum(abs(l.net_minor))::int8 AS net, count(*)::int8 AS lines \
              FROM settlement_lines AS l \
              JOIN payments AS p ON p.id = l.payment_id \
              JOIN orders AS o ON o.id = p.order_id \
              WHERE l.status = 'matched' AND l.payment_id = ANY($1) \
-             GROUP BY l.payment_id, l.kind, l.currency <> o.currency",
+             GROUP BY l.payment_id, l.kind, l.currency <> o.currency, l.gross_minor > 0",
         )
         .bind::<Array<BigInt>, _>(chunk)
         .load(conn)
@@ -257,6 +265,9 @@ pub async fn settled_so_far(
                 }
                 LineKind::Refund if row.in_payout => entry.refunded_payout += row.net,
                 LineKind::Refund => entry.refunded += row.amount,
+                LineKind::Chargeback | LineKind::Reversal if row.credit => {
+                    entry.credited_back += row.amount;
+                }
                 LineKind::Chargeback | LineKind::Reversal if row.in_payout => {
                     entry.taken_back_payout += row.net;
                 }

@@ -54,7 +54,7 @@ pub async fn page(
 
     let mut totals = Table::new(
         "totals",
-        "Totals per currency (net = paid - refunded - reversed - charged back - fees)",
+        "Totals per currency (net = paid - refunded - reversed - charged back + reinstated - fees)",
         &[
             "currency",
             "orders",
@@ -63,6 +63,7 @@ pub async fn page(
             "refunded",
             "reversed",
             "charged_back",
+            "reinstated",
             "vat",
             "net_revenue",
             "commission",
@@ -79,6 +80,7 @@ pub async fn page(
             Cell::Number(t.refunded.clone()),
             Cell::Number(t.reversed.clone()),
             Cell::Number(t.charged_back.clone()),
+            Cell::Number(t.reinstated.clone()),
             Cell::Number(t.vat.clone()),
             Cell::Number(t.net_revenue.clone()),
             Cell::Number(t.commission.clone()),

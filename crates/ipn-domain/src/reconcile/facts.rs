@@ -62,6 +62,23 @@ pub struct PaymentFacts {
     /// The chargeback notice's `PAYABLE_AMOUNT`, signed as sent, in its
     /// payout currency.
     pub charged_back_payable: Option<Money>,
+    /// A dispute notice (`CHARGEBACK_RESOLUTION=OPEN`) was received: the
+    /// card network took the money back.
+    pub dispute_opened: bool,
+    /// A dispute notice said `WON`: the money came back (reinstated).
+    pub dispute_won: bool,
+    /// A dispute notice said `LOST` or `ACCEPTED`: final, the money stays
+    /// taken (taken by this notice if no earlier one took it).
+    pub dispute_lost: bool,
+    /// What the chargeback took, in minor units: fixed once, when it first
+    /// counts (the payment is paid and a notice took the money back), at
+    /// what remained of the payment after the refunds counted then. The
+    /// card network cannot take back what was already refunded, so paid
+    /// 100.00, refunded 20.00, then charged back takes 80.00. `None` until
+    /// the chargeback counts. A refund that arrives after it reduces it by
+    /// growing [`PaymentFacts::reinstated`] instead, so every figure only
+    /// grows.
+    pub chargeback: Option<i64>,
 }
 
 /// How one payment stands, derived from its facts.
@@ -73,7 +90,8 @@ pub enum PaymentState {
     Authorized,
     /// Reversed before capture: the authorization was released.
     Released,
-    /// Paid, then reversed: the money was taken back (a chargeback).
+    /// Paid, then taken back by a chargeback that was not won (and took
+    /// something: a payment refunded in full has nothing left to take).
     ChargedBack,
     Refunded,
     PartiallyRefunded,
@@ -83,7 +101,7 @@ pub enum PaymentState {
 impl PaymentFacts {
     pub fn state(&self) -> PaymentState {
         if self.paid > 0 {
-            if self.reversed {
+            if self.net_charged_back() > 0 {
                 PaymentState::ChargedBack
             } else if self.refunded >= self.paid {
                 PaymentState::Refunded
@@ -101,12 +119,38 @@ impl PaymentFacts {
         }
     }
 
-    /// Paid and not (entirely) undone: money the merchant keeps.
+    /// Paid and not (entirely) undone: money the merchant keeps. A payment
+    /// once charged back does not stand again when the dispute is won: a
+    /// double charge it was is closed for good (the duplicate items only
+    /// grow, see `closed_duplicates`).
     pub fn stands(&self) -> bool {
-        matches!(
-            self.state(),
-            PaymentState::Paid | PaymentState::PartiallyRefunded
-        )
+        self.chargeback.is_none()
+            && matches!(
+                self.state(),
+                PaymentState::Paid | PaymentState::PartiallyRefunded
+            )
+    }
+
+    /// A notice took the money back: a REVERSED (after capture a
+    /// chargeback), or a dispute notice of any known resolution (`WON`
+    /// too: the money was taken before it came back).
+    pub fn chargeback_notice(&self) -> bool {
+        self.reversed || self.dispute_opened || self.dispute_won || self.dispute_lost
+    }
+
+    /// Fixes what the chargeback takes the first time it counts (see
+    /// [`PaymentFacts::chargeback`]); to be called after every change of
+    /// the payment's facts. Nothing once fixed, or while the payment is
+    /// not paid or no notice took it back.
+    pub fn fix_chargeback(&mut self) {
+        if self.chargeback.is_none() && self.paid > 0 && self.chargeback_notice() {
+            self.chargeback = Some(self.paid.saturating_sub(self.refunded).max(0));
+        }
+    }
+
+    /// Whether the chargeback counts (fixed), whatever it took.
+    pub fn charged_back_counts(&self) -> bool {
+        self.chargeback.is_some()
     }
 
     /// Refunds that count: those of a payment that was paid.
@@ -114,18 +158,54 @@ impl PaymentFacts {
         if self.paid > 0 { self.refunded } else { 0 }
     }
 
-    /// Paid and charged back.
+    /// What the chargeback took (never more than what remained after the
+    /// refunds counted when it was recorded).
     pub fn charged_back(&self) -> i64 {
-        if self.paid > 0 && self.reversed {
-            self.paid
+        self.chargeback.unwrap_or(0)
+    }
+
+    /// What came back of the chargeback: all of it once the dispute is
+    /// won; before that, what refunds counted after the chargeback took
+    /// beyond what remained (the network cannot take refunded money, so
+    /// the chargeback gives it back). Only grows.
+    pub fn reinstated(&self) -> i64 {
+        let Some(taken) = self.chargeback else {
+            return 0;
+        };
+        if self.dispute_won {
+            taken
         } else {
-            0
+            let beyond = taken
+                .saturating_add(self.refunded)
+                .saturating_sub(self.paid)
+                .max(0);
+            beyond.min(taken)
         }
     }
 
-    /// VAT that counts: the capture's, once paid.
+    /// Charged back and not reinstated: what the network holds now.
+    /// Equal to `max(0, paid - refunded)` while the dispute stands (not
+    /// won), 0 once won: the same in every arrival order.
+    pub fn net_charged_back(&self) -> i64 {
+        self.charged_back().saturating_sub(self.reinstated())
+    }
+
+    /// The chargeback was won and its VAT and commission are charged
+    /// again.
+    fn reinstates_money(&self) -> bool {
+        self.dispute_won && self.chargeback.is_some()
+    }
+
+    /// VAT that counts: the capture's once paid, and the VAT a won
+    /// chargeback had given back, charged again.
     pub fn counted_vat(&self) -> i64 {
-        if self.paid > 0 { self.vat } else { 0 }
+        if self.paid == 0 {
+            0
+        } else if self.reinstates_money() {
+            self.vat.saturating_add(self.charged_back_vat)
+        } else {
+            self.vat
+        }
     }
 
     /// VAT given back by refunds that count.
@@ -134,12 +214,16 @@ impl PaymentFacts {
     }
 
     /// The capture's commission rounded to minor units of `exponent`
-    /// decimals (half away from zero), once paid.
+    /// decimals (half away from zero), once paid; with the commission a
+    /// won chargeback had given back (rounded on its own), charged again.
     pub fn counted_commission(&self, exponent: u32) -> i64 {
-        if self.paid > 0 {
-            round_e8_to_minor(self.commission_e8, exponent)
-        } else {
+        if self.paid == 0 {
             0
+        } else if self.reinstates_money() {
+            round_e8_to_minor(self.commission_e8, exponent)
+                .saturating_add(round_e8_to_minor(self.charged_back_commission_e8, exponent))
+        } else {
+            round_e8_to_minor(self.commission_e8, exponent)
         }
     }
 
@@ -153,11 +237,11 @@ impl PaymentFacts {
         }
     }
 
-    /// The VAT the chargeback gave back, once the payment is charged back
-    /// (paid, then reversed); 0 for a reversal that released an
-    /// authorization (no money moved).
+    /// The VAT the chargeback gave back, once the chargeback counts (paid,
+    /// then taken back); 0 for a reversal that released an authorization
+    /// (no money moved).
     pub fn counted_charged_back_vat(&self) -> i64 {
-        if self.charged_back() > 0 {
+        if self.charged_back_counts() {
             self.charged_back_vat
         } else {
             0
@@ -168,7 +252,7 @@ impl PaymentFacts {
     /// minor units of `exponent` decimals (half away from zero), once the
     /// payment is charged back.
     pub fn counted_charged_back_commission(&self, exponent: u32) -> i64 {
-        if self.charged_back() > 0 {
+        if self.charged_back_counts() {
             round_e8_to_minor(self.charged_back_commission_e8, exponent)
         } else {
             0
@@ -195,9 +279,10 @@ impl PaymentFacts {
         self.paid == 0 && self.refunded > 0
     }
 
-    /// A reversal without an authorization or payment to reverse.
+    /// A reversal or dispute notice without an authorization or payment
+    /// to take back.
     pub fn has_unmatched_reversal(&self) -> bool {
-        self.reversed && self.paid == 0 && !self.authorized
+        self.chargeback_notice() && self.paid == 0 && !self.authorized
     }
 
     pub fn over_refunded(&self) -> bool {
@@ -208,8 +293,29 @@ impl PaymentFacts {
         if earlier.authorized && !self.authorized {
             return Err("authorized went from true to false".to_owned());
         }
-        if earlier.reversed && !self.reversed {
-            return Err("reversed went from true to false".to_owned());
+        let flags = [
+            ("reversed", earlier.reversed, self.reversed),
+            (
+                "dispute_opened",
+                earlier.dispute_opened,
+                self.dispute_opened,
+            ),
+            ("dispute_won", earlier.dispute_won, self.dispute_won),
+            ("dispute_lost", earlier.dispute_lost, self.dispute_lost),
+        ];
+        for (name, before, after) in flags {
+            if before && !after {
+                return Err(format!("{name} went from true to false"));
+            }
+        }
+        if earlier.chargeback.is_some() && self.chargeback != earlier.chargeback {
+            return Err(format!(
+                "the chargeback changed from {:?} to {:?}",
+                earlier.chargeback, self.chargeback
+            ));
+        }
+        if self.reinstated() < earlier.reinstated() {
+            return Err("the reinstated amount shrank".to_owned());
         }
         if earlier.paid != 0 && self.paid != earlier.paid {
             return Err(format!(
@@ -302,11 +408,26 @@ impl OrderFacts {
             .fold(0i64, |sum, p| sum.saturating_add(p.counted_refunds()))
     }
 
-    /// Minor units charged back (paid, then reversed).
+    /// Minor units charged back (paid, then taken back by a chargeback).
     pub fn charged_back(&self) -> i64 {
         self.payments
             .values()
             .fold(0i64, |sum, p| sum.saturating_add(p.charged_back()))
+    }
+
+    /// Minor units of chargebacks reinstated (won, or given back by a
+    /// refund that came after the chargeback).
+    pub fn reinstated(&self) -> i64 {
+        self.payments
+            .values()
+            .fold(0i64, |sum, p| sum.saturating_add(p.reinstated()))
+    }
+
+    /// Charged back less reinstated: the same in every arrival order.
+    pub fn net_charged_back(&self) -> i64 {
+        self.payments
+            .values()
+            .fold(0i64, |sum, p| sum.saturating_add(p.net_charged_back()))
     }
 
     pub fn paid_money(&self) -> Money {
@@ -366,6 +487,18 @@ impl OrderFacts {
         for (refno, payment) in &self.payments {
             if payment.paid < 0 || payment.refunded < 0 {
                 return Err(format!("payment {refno} has a negative total"));
+            }
+            let remains = payment.paid.saturating_sub(payment.refunded).max(0);
+            if payment.net_charged_back() > remains {
+                return Err(format!(
+                    "payment {refno} has {} charged back net, more than the {remains} left after refunds",
+                    payment.net_charged_back()
+                ));
+            }
+            if payment.chargeback.is_some() != (payment.paid > 0 && payment.chargeback_notice()) {
+                return Err(format!(
+                    "payment {refno}: the chargeback is fixed exactly when it counts"
+                ));
             }
             if payment.paid != 0 && payment.paid != self.expected.minor_units() {
                 return Err(format!(

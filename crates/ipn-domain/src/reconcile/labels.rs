@@ -149,6 +149,9 @@ pub enum ReviewKind {
     Suspect,
     /// An ORDERSTATUS we do not know.
     UnknownStatus,
+    /// A `CHARGEBACK_RESOLUTION` we do not know (the documented values are
+    /// unverified): recorded as it came, nothing moved.
+    UnknownChargebackResolution,
     /// A payment for an order that never appeared (raised by the shell).
     OrphanPayment,
     /// A card number in a notification (raised by [`decide`] and the shell).
@@ -188,6 +191,11 @@ pub enum ReviewKind {
     /// An order still pending or authorized after the configured age: it
     /// silently never completed (raised by the sweep).
     StaleOrder,
+    /// A settlement line credits back a chargeback (a positive chargeback
+    /// or reversal line) that no notice reinstated (no `WON`): a person
+    /// books the reinstatement (`book_reinstatement`) or looks further
+    /// (raised by `settlement import`).
+    SettlementReinstatement,
     /// A settlement line's fee for a payment differs from the commission
     /// the payment's notice carried by more than the tolerance (raised by
     /// `settlement import`; the fee replaces the commission either way).

@@ -35,6 +35,7 @@ pub use labels::{
     UnknownReviewKind,
 };
 
+use super::chargeback::{ChargebackNotice, ChargebackResolution};
 use super::money::Money;
 use super::origin::OrderSource;
 use super::status::{OrderState, OrderStatus, StatusCategory};
@@ -158,6 +159,9 @@ impl Step {
                 "FRAUD_STATUS=DENIED (ORDERSTATUS={})",
                 event.status.as_str()
             ));
+        }
+        if let Some(notice) = &event.chargeback {
+            return self.dispute(event, notice);
         }
         let status = match &event.status {
             StatusField::Known(status) => *status,
@@ -290,6 +294,9 @@ impl Step {
             return "payment already recorded: no change".to_owned();
         }
         record_capture(payment, expected, &event.money);
+        // A chargeback held for this payment counts from now on: it takes
+        // what remains after the refunds counted so far.
+        payment.fix_chargeback();
         if first_payment {
             self.facts.processor_ref = Some(event.processor_ref.clone());
             "payment recorded".to_owned()
@@ -354,34 +361,152 @@ impl Step {
     }
 
     fn reversal(&mut self, event: &PaymentEvent) -> String {
-        let order_currency = self.facts.expected.currency();
-        let payment = self.payment(&event.processor_ref);
-        if payment.reversed {
+        if self.payment(&event.processor_ref).reversed {
             return "reversal already recorded: no change".to_owned();
         }
+        self.take_back_money(event);
+        let payment = self.payment(&event.processor_ref);
         payment.reversed = true;
-        // What the notice gives back of VAT and commission (absolute) and
-        // takes from the payout (signed as sent), set once with
-        // `reversed`: counted only if the reversal is a chargeback (the
-        // payment was captured), like a full refund's. The processor's
-        // documentation does not say what a chargeback notice carries
-        // (docs/finance.md, "The money in the notice"): what it sends is
-        // booked, what it leaves out gives nothing back. VAT and commission
-        // in another currency than the order's are not comparable with the
-        // capture's: left out.
-        let money = &event.money;
-        if event.amount.currency() == order_currency {
-            payment.charged_back_vat = money.vat.map_or(0, |v| v.abs().minor_units());
-            payment.charged_back_commission_e8 = money.commission.map_or(0, |c| c.abs().e8());
-        }
-        payment.charged_back_payable = money.payable;
-        match payment.state() {
-            PaymentState::ChargedBack => "chargeback recorded".to_owned(),
-            PaymentState::Released => "reversal recorded: authorization released".to_owned(),
-            _ => format!(
+        payment.fix_chargeback();
+        let counts = payment.charged_back_counts();
+        let taken = payment.charged_back();
+        let state = payment.state();
+        if counts {
+            format!("chargeback recorded: {} taken back", self.minor(taken))
+        } else if state == PaymentState::Released {
+            "reversal recorded: authorization released".to_owned()
+        } else {
+            format!(
                 "reversal held: nothing under processor reference {} to reverse (yet)",
                 event.processor_ref
+            )
+        }
+    }
+
+    /// `minor` units of the order's currency, for the ledger's reasons.
+    fn minor(&self, minor: i64) -> crate::money::Money {
+        crate::money::Money::from_minor(minor, self.facts.expected.currency())
+    }
+
+    /// Keeps what a notice that takes the payment back (a REVERSED, a
+    /// dispute opened or lost) gives back of VAT and commission
+    /// (absolute) and takes from the payout (signed as sent): counted only
+    /// once the chargeback counts (the payment was captured), like a full
+    /// refund's. The processor's documentation does not say what a
+    /// chargeback notice carries (docs/finance.md, "The money in the
+    /// notice"): what it sends is booked, what it leaves out gives nothing
+    /// back. VAT and commission in another currency than the order's are
+    /// not comparable with the capture's: left out. One chargeback can
+    /// arrive as several notices (REVERSED, then the dispute's): each
+    /// figure keeps the largest any of them carried, so the facts are the
+    /// same in every arrival order and only grow.
+    fn take_back_money(&mut self, event: &PaymentEvent) {
+        let order_currency = self.facts.expected.currency();
+        let payment = self.payment(&event.processor_ref);
+        let money = &event.money;
+        if event.amount.currency() == order_currency {
+            let vat = money.vat.map_or(0, |v| v.abs().minor_units());
+            payment.charged_back_vat = payment.charged_back_vat.max(vat);
+            let commission = money.commission.map_or(0, |c| c.abs().e8());
+            payment.charged_back_commission_e8 = payment.charged_back_commission_e8.max(commission);
+        }
+        // The larger amount taken from the payout; between equal sizes, the
+        // debit (a chargeback takes money).
+        let key = |m: &crate::money::Money| (m.minor_units().saturating_abs(), m.is_negative());
+        payment.charged_back_payable = match (payment.charged_back_payable, money.payable) {
+            (Some(kept), Some(new)) if key(&new) > key(&kept) => Some(new),
+            (None, new) => new,
+            (kept, _) => kept,
+        };
+    }
+
+    /// A notice about a dispute (`CHARGEBACK_RESOLUTION` other than empty
+    /// or `NONE`, docs/protocol.md §2.4), whatever its `ORDERSTATUS`:
+    /// opened and lost take the money back (what remains after refunds),
+    /// won reinstates it. A `REVERSED` with a resolution is a chargeback
+    /// as without one. An unknown resolution is sent to review and moves
+    /// nothing (but a `REVERSED` still takes the money back).
+    fn dispute(&mut self, event: &PaymentEvent, notice: &ChargebackNotice) -> String {
+        let reversed = event.status.known() == Some(OrderStatus::Reversed);
+        let refno = event.processor_ref.clone();
+        let Some(resolution) = notice.resolution.known() else {
+            self.review(NewReviewItem::for_payment(
+                ReviewKind::UnknownChargebackResolution,
+                &refno,
+                format!(
+                    "CHARGEBACK_RESOLUTION `{}` is not known (ORDERSTATUS={}, reason code {}) under processor reference {refno}: recorded without effect",
+                    notice.resolution.as_str(),
+                    event.status.as_str(),
+                    notice.reason_code.as_deref().unwrap_or("none"),
+                ),
+            ));
+            if reversed {
+                let booked = self.reversal(event);
+                return format!(
+                    "{booked}; unknown chargeback resolution `{}` sent to review",
+                    notice.resolution.as_str()
+                );
+            }
+            return format!(
+                "unknown chargeback resolution `{}` recorded: no change",
+                notice.resolution.as_str()
+            );
+        };
+        let already = {
+            let p = self.payment(&refno);
+            match resolution {
+                ChargebackResolution::Open => p.dispute_opened,
+                ChargebackResolution::Won => p.dispute_won,
+                ChargebackResolution::Lost | ChargebackResolution::Accepted => p.dispute_lost,
+            }
+        };
+        let before = self.payment(&refno).clone();
+        if reversed {
+            self.reversal(event);
+        }
+        if resolution.takes() {
+            self.take_back_money(event);
+        }
+        let payment = self.payment(&refno);
+        match resolution {
+            ChargebackResolution::Open => payment.dispute_opened = true,
+            ChargebackResolution::Won => payment.dispute_won = true,
+            ChargebackResolution::Lost | ChargebackResolution::Accepted => {
+                payment.dispute_lost = true;
+            }
+        }
+        payment.fix_chargeback();
+        let after = payment.clone();
+        if already && after == before {
+            return format!(
+                "chargeback {} already recorded: no change",
+                notice.describe()
+            );
+        }
+        if !after.charged_back_counts() {
+            return format!(
+                "chargeback {} held: nothing paid under processor reference {refno} (yet)",
+                notice.describe()
+            );
+        }
+        let taken = after.charged_back().saturating_sub(before.charged_back());
+        let back = after.reinstated().saturating_sub(before.reinstated());
+        let what = notice.describe();
+        match (taken > 0, back > 0) {
+            (true, true) => format!(
+                "chargeback {what} recorded: {} taken back and {} reinstated",
+                self.minor(taken),
+                self.minor(back)
             ),
+            (true, false) => format!(
+                "chargeback {what} recorded: {} taken back",
+                self.minor(taken)
+            ),
+            (false, true) => format!(
+                "chargeback {what} recorded: {} reinstated",
+                self.minor(back)
+            ),
+            (false, false) => format!("chargeback {what} recorded: nothing more moved"),
         }
     }
 
@@ -401,16 +526,24 @@ impl Step {
         let is = now.payments.get(processor_ref).unwrap_or(&empty);
         let currency = now.expected.currency();
         let money = |minor| crate::money::Money::from_minor(minor, currency);
-        if is.charged_back() > 0 && was.charged_back() == 0 {
-            self.review(NewReviewItem::for_payment(
-                ReviewKind::ReversedAfterPayment,
-                processor_ref,
+        // A chargeback that stands (counted, not won) is looked at; a won
+        // dispute closes the item (and one won before anything else was
+        // known never raises it).
+        let stands = |p: &PaymentFacts| p.charged_back_counts() && !p.dispute_won;
+        self.track(
+            ReviewKind::ReversedAfterPayment,
+            processor_ref,
+            stands(was),
+            stands(is),
+            || {
                 format!(
-                    "payment of {} under processor reference {processor_ref} was reversed after capture: a chargeback",
-                    money(is.paid)
-                ),
-            ));
-        }
+                    "payment of {} under processor reference {processor_ref} was taken back after capture: a chargeback of {}",
+                    money(is.paid),
+                    money(is.charged_back())
+                )
+            },
+            "the chargeback was won: the money was reinstated",
+        );
         if is.over_refunded() && !was.over_refunded() {
             self.review(NewReviewItem::for_payment(
                 ReviewKind::OverRefund,

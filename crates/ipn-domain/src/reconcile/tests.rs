@@ -45,6 +45,7 @@ fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> Pa
         customer_pseudonym: None,
         pan_fields: Vec::new(),
         licences: Vec::new(),
+        chargeback: None,
         money: Default::default(),
     }
 }
@@ -106,8 +107,21 @@ fn state_priority() {
     assert_eq!(f.state(), OrderState::PartiallyRefunded);
     p(&mut f).refunded = EXPECTED;
     assert_eq!(f.state(), OrderState::Refunded);
+    // Refunded in full, a chargeback has nothing left to take.
+    let mut all_refunded = f.clone();
+    p(&mut all_refunded).reversed = true;
+    p(&mut all_refunded).fix_chargeback();
+    assert_eq!(all_refunded.state(), OrderState::Refunded);
+    assert_eq!(all_refunded.charged_back(), 0);
+    p(&mut f).refunded = 1;
     p(&mut f).reversed = true;
+    p(&mut f).fix_chargeback();
     assert_eq!(f.state(), OrderState::Reversed);
+    assert_eq!(f.charged_back(), EXPECTED - 1);
+    // Won: the payment stands again, as it stood before.
+    let mut won = f.clone();
+    p(&mut won).dispute_won = true;
+    assert_eq!(won.state(), OrderState::PartiallyRefunded);
     f.suspect = true;
     assert_eq!(f.state(), OrderState::Suspect);
     f.mismatch = true;
@@ -383,7 +397,7 @@ fn a_chargeback_reverses_its_payment_only() {
     );
     assert_eq!(facts.state(), OrderState::Reversed);
     assert_eq!(facts.charged_back(), EXPECTED);
-    assert_eq!(d[1].reason, "chargeback recorded");
+    assert_eq!(d[1].reason, "chargeback recorded: 100.00 EUR taken back");
     assert_eq!(kinds(&d), [ReviewKind::ReversedAfterPayment]);
     // With a second payment standing, the order stays paid.
     let (facts, _) = run(&facts, &[event_with("b", "COMPLETE", eur(EXPECTED), "222")]);
@@ -658,6 +672,7 @@ fn review_kinds_have_fixed_string_forms() {
             "over_refund",
             "suspect",
             "unknown_status",
+            "unknown_chargeback_resolution",
             "orphan_payment",
             "pan_detected",
             "invalid_notification",
@@ -671,6 +686,7 @@ fn review_kinds_have_fixed_string_forms() {
             "refund_not_debited",
             "payout_total_differs",
             "stale_order",
+            "settlement_reinstatement",
             "fee_differs",
             "renewal_missing",
             "renewal_after_cancel",
@@ -877,6 +893,13 @@ enum Kind {
         processor_ref: &'static str,
     },
     Reversed(&'static str),
+    /// A dispute notice: `CHARGEBACK_RESOLUTION` (one unknown value among
+    /// them), with `ORDERSTATUS` COMPLETE or REVERSED.
+    Dispute {
+        resolution: &'static str,
+        reversed: bool,
+        processor_ref: &'static str,
+    },
     Canceled,
     Suspect(&'static str),
     FraudDenied,
@@ -916,6 +939,16 @@ fn any_kind() -> impl Strategy<Value = Kind> {
                 processor_ref
             }),
         prop::sample::select(vec!["111", "222", "333"]).prop_map(Kind::Reversed),
+        (
+            prop::sample::select(vec!["OPEN", "WON", "LOST", "ACCEPTED", "PRE_ARBITRATION"]),
+            prop::bool::weighted(0.3),
+            prop::sample::select(vec!["111", "222", "333"]),
+        )
+            .prop_map(|(resolution, reversed, processor_ref)| Kind::Dispute {
+                resolution,
+                reversed,
+                processor_ref
+            }),
         Just(Kind::Canceled),
         prop::sample::select(vec!["SUSPECT", "INVALID"]).prop_map(Kind::Suspect),
         Just(Kind::FraudDenied),
@@ -985,6 +1018,20 @@ fn materialize_gross(index: usize, kind: &Kind) -> PaymentEvent {
         Kind::Reversed(processor_ref) => {
             event_with(&tag, "REVERSED", eur(-EXPECTED), processor_ref)
         }
+        Kind::Dispute {
+            resolution,
+            reversed,
+            processor_ref,
+        } => {
+            let mut e = if reversed {
+                event_with(&tag, "REVERSED", eur(-EXPECTED), processor_ref)
+            } else {
+                event_with(&tag, "COMPLETE", eur(EXPECTED), processor_ref)
+            };
+            e.chargeback =
+                crate::chargeback::ChargebackNotice::read(Some(resolution), Some("FRAUD"));
+            e
+        }
         Kind::Canceled => event_with(&tag, "CANCELED", eur(EXPECTED), "111"),
         Kind::Suspect(status) => event_with(&tag, status, eur(EXPECTED), "111"),
         Kind::FraudDenied => {
@@ -1043,6 +1090,7 @@ fn replay(
     let mut facts = new_order();
     let mut seen = HashSet::new();
     let mut decisions = Vec::new();
+    let mut figures = crate::journal::Figures::default();
     for event in events {
         if !seen.insert(event.digest.clone()) {
             continue;
@@ -1063,19 +1111,44 @@ fn replay(
             comparable(&decision.facts) == comparable(&facts),
             "effect must say whether the facts changed"
         );
+        for movement in crate::journal::movements(&facts, &decision.facts) {
+            prop_assert!(movement.amount.is_positive());
+            figures.add(movement.kind, movement.amount.minor_units());
+        }
         facts = decision.facts.clone();
         decisions.push(decision);
     }
+    // The movements of every step sum to the final figures, and what the
+    // network holds never exceeds what the refunds left of the payments
+    // (by hand: each paid payment's paid less refunds, at least 0).
+    prop_assert_eq!(figures.paid, facts.paid());
+    prop_assert_eq!(figures.refunded, facts.refunded());
+    prop_assert_eq!(figures.charged_back, facts.charged_back());
+    prop_assert_eq!(figures.reinstated, facts.reinstated());
+    let left: i64 = facts
+        .payments
+        .values()
+        .filter(|p| p.paid > 0)
+        .map(|p| (p.paid - p.refunded).max(0))
+        .sum();
+    prop_assert!(figures.net_charged_back() <= left);
     Ok((facts, decisions))
 }
 
 /// Facts without the first processor reference, which legitimately
-/// depends on which payment came first.
+/// depends on which payment came first, and without what each chargeback
+/// took: fixed when it first counts, so a refund that arrives after it
+/// grows the reinstated figure instead (what the network holds, compared
+/// apart, is the same in every order).
 fn comparable(facts: &OrderFacts) -> OrderFacts {
-    OrderFacts {
+    let mut facts = OrderFacts {
         processor_ref: None,
         ..facts.clone()
+    };
+    for payment in facts.payments.values_mut() {
+        payment.chargeback = payment.chargeback.map(|_| 0);
     }
+    facts
 }
 
 fn count(decisions: &[Decision], kind: ReviewKind) -> usize {
@@ -1100,7 +1173,7 @@ proptest! {
         prop_assert_eq!(actual.state(), expected.state());
         prop_assert_eq!(actual.paid(), expected.paid());
         prop_assert_eq!(actual.refunded(), expected.refunded());
-        prop_assert_eq!(actual.charged_back(), expected.charged_back());
+        prop_assert_eq!(actual.net_charged_back(), expected.net_charged_back());
         prop_assert_eq!(comparable(&actual), comparable(&expected));
         // Order-level conditions raised "where they first hold" are raised
         // exactly once (or never) in every arrival order.
@@ -1112,11 +1185,7 @@ proptest! {
         // Payment-level conditions that only grow: once per payment, in
         // every arrival order; one more paid payment, one more double
         // charge raised.
-        for kind in [
-            ReviewKind::ReversedAfterPayment,
-            ReviewKind::OverRefund,
-            ReviewKind::DuplicatePayment,
-        ] {
+        for kind in [ReviewKind::OverRefund, ReviewKind::DuplicatePayment] {
             let n = count(&actual_decisions, kind);
             prop_assert!(n <= 2, "{kind} raised {n} times for two payments");
             prop_assert_eq!(n, count(&expected_decisions, kind), "{}", kind);
@@ -1134,6 +1203,7 @@ proptest! {
             ReviewKind::AmountMismatch,
             ReviewKind::CurrencyMismatch,
             ReviewKind::UnknownStatus,
+            ReviewKind::UnknownChargebackResolution,
             ReviewKind::PanDetected,
         ] {
             prop_assert_eq!(
@@ -1266,4 +1336,199 @@ fn a_chargeback_without_money_fields_gives_nothing_back() {
     assert_eq!(p.state(), PaymentState::ChargedBack);
     assert_eq!(p.counted_given_back_vat(), 0);
     assert_eq!(p.charged_back_payable, None);
+}
+
+// ----- the chargeback lifecycle (issue 22, Deliver 3) ---------------------
+
+/// A dispute notice on REFNO 111: `ORDERSTATUS=COMPLETE` with the
+/// resolution and a reason code, as the processor's plugins expect them.
+fn dispute(tag: &str, resolution: &str) -> PaymentEvent {
+    let mut e = event_with(tag, "COMPLETE", eur(EXPECTED), "111");
+    e.chargeback = crate::chargeback::ChargebackNotice::read(Some(resolution), Some("FRAUD"));
+    e
+}
+
+/// Movements summed per kind over the decisions of `events` from a new
+/// order, and the final facts.
+fn moved(events: &[PaymentEvent]) -> (OrderFacts, crate::journal::Figures, Vec<Decision>) {
+    let mut facts = new_order();
+    let mut figures = crate::journal::Figures::default();
+    let mut decisions = Vec::new();
+    for event in events {
+        let d = decide(&facts, event, &ReconcilePolicy::default());
+        for m in crate::journal::movements(&facts, &d.facts) {
+            figures.add(m.kind, m.amount.minor_units());
+        }
+        facts = d.facts.clone();
+        decisions.push(d);
+    }
+    (facts, figures, decisions)
+}
+
+#[test]
+fn a_chargeback_after_a_partial_refund_takes_what_remains() {
+    let paid = event_with("p", "COMPLETE", eur(100_00), "111");
+    let refund = event_with("r", "REFUND", eur(-20_00), "111");
+    for chargeback in [
+        event_with("c", "REVERSED", eur(-80_00), "111"),
+        dispute("c", "OPEN"),
+    ] {
+        let (facts, figures, d) = moved(&[paid.clone(), refund.clone(), chargeback]);
+        // 100.00 - 20.00 = 80.00 charged back; 100 - 20 - 80 = 0 net.
+        assert_eq!(figures.paid, 100_00);
+        assert_eq!(figures.refunded, 20_00);
+        assert_eq!(figures.charged_back, 80_00);
+        assert_eq!(figures.reinstated, 0);
+        assert_eq!(
+            figures.paid - figures.refunded - figures.net_charged_back(),
+            0
+        );
+        assert_eq!(facts.state(), OrderState::Reversed);
+        assert!(
+            d[2].reason.contains("80.00 EUR taken back"),
+            "{}",
+            d[2].reason
+        );
+    }
+}
+
+#[test]
+fn a_refund_after_the_chargeback_gives_back_what_it_could_not_take() {
+    // The same notices, the refund last: the chargeback took 100.00, the
+    // refund's 20.00 comes back as reinstated; net the same 0.00.
+    let (facts, figures, _) = moved(&[
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+        dispute("c", "OPEN"),
+        event_with("r", "REFUND", eur(-20_00), "111"),
+    ]);
+    assert_eq!(figures.charged_back, 100_00);
+    assert_eq!(figures.reinstated, 20_00);
+    assert_eq!(figures.refunded, 20_00);
+    assert_eq!(
+        figures.paid - figures.refunded - figures.net_charged_back(),
+        0
+    );
+    assert_eq!(facts.state(), OrderState::Reversed);
+}
+
+#[test]
+fn a_won_chargeback_reinstates_the_payment_and_closes_its_item() {
+    let (facts, figures, d) = moved(&[
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+        dispute("o", "OPEN"),
+        dispute("w", "WON"),
+    ]);
+    assert_eq!(figures.charged_back, 100_00);
+    assert_eq!(figures.reinstated, 100_00);
+    assert_eq!(figures.paid - figures.net_charged_back(), 100_00);
+    assert_eq!(facts.state(), OrderState::Paid);
+    assert_eq!(d[1].new_state, OrderState::Reversed);
+    assert_eq!(kinds(&d), [ReviewKind::ReversedAfterPayment]);
+    assert_eq!(open_kinds(&d), Vec::<ReviewKind>::new());
+    assert!(
+        d[2].reason.contains("100.00 EUR reinstated"),
+        "{}",
+        d[2].reason
+    );
+    // The processor's retry of WON (another identity, same meaning)
+    // moves nothing twice.
+    let again = decide(&facts, &dispute("w2", "WON"), &ReconcilePolicy::default());
+    assert_eq!(again.effect, Effect::Ignored);
+    assert!(crate::journal::movements(&facts, &again.facts).is_empty());
+    assert!(
+        again.reason.contains("already recorded"),
+        "{}",
+        again.reason
+    );
+}
+
+#[test]
+fn refund_open_won_nets_back_to_what_the_refund_left() {
+    let (facts, figures, _) = moved(&[
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+        event_with("r", "REFUND", eur(-20_00), "111"),
+        dispute("o", "OPEN"),
+        dispute("w", "WON"),
+        dispute("w2", "WON"),
+    ]);
+    assert_eq!(figures.charged_back, 80_00);
+    assert_eq!(figures.reinstated, 80_00);
+    // 100 - 20 - (80 - 80) = 80.00 kept.
+    assert_eq!(
+        figures.paid - figures.refunded - figures.net_charged_back(),
+        80_00
+    );
+    assert_eq!(facts.state(), OrderState::PartiallyRefunded);
+}
+
+#[test]
+fn lost_is_final_and_takes_the_money_only_once() {
+    let (facts, figures, d) = moved(&[
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+        dispute("o", "OPEN"),
+        dispute("l", "LOST"),
+    ]);
+    assert_eq!(figures.charged_back, 100_00);
+    assert!(
+        d[2].reason.contains("nothing more moved"),
+        "{}",
+        d[2].reason
+    );
+    assert_eq!(facts.state(), OrderState::Reversed);
+    // Accepted without an open notice before it: it takes the money.
+    let (facts, figures, _) = moved(&[
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+        dispute("a", "ACCEPTED"),
+    ]);
+    assert_eq!(figures.charged_back, 100_00);
+    assert_eq!(facts.state(), OrderState::Reversed);
+}
+
+#[test]
+fn an_unknown_resolution_goes_to_review_and_moves_nothing() {
+    let (facts, figures, d) = moved(&[
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+        dispute("x", "PRE_ARBITRATION"),
+    ]);
+    assert_eq!(figures.charged_back, 0);
+    assert_eq!(facts.state(), OrderState::Paid);
+    assert_eq!(d[1].effect, Effect::Ignored);
+    assert_eq!(kinds(&d), [ReviewKind::UnknownChargebackResolution]);
+    assert!(d[1].review_items[0].details.contains("`PRE_ARBITRATION`"));
+    assert_eq!(d[1].review_items[0].processor_ref.as_deref(), Some("111"));
+}
+
+#[test]
+fn a_dispute_before_its_payment_is_held_then_counts() {
+    let (facts, figures, d) = moved(&[
+        dispute("o", "OPEN"),
+        event_with("p", "COMPLETE", eur(100_00), "111"),
+    ]);
+    assert!(d[0].reason.contains("held"), "{}", d[0].reason);
+    assert_eq!(kinds(&d)[0], ReviewKind::UnmatchedReversal);
+    assert_eq!(figures.charged_back, 100_00);
+    assert_eq!(facts.state(), OrderState::Reversed);
+}
+
+#[test]
+fn a_won_chargeback_charges_again_the_vat_and_commission_it_gave_back() {
+    use crate::notice_money::{Commission, NoticeMoney};
+    let money = |vat: i64, commission_e8: i64| NoticeMoney {
+        vat: Some(eur(vat)),
+        commission: Some(Commission::from_e8(commission_e8, eur(0).currency())),
+        ..NoticeMoney::default()
+    };
+    let mut paid = event_with("p", "COMPLETE", eur(100_00), "111");
+    paid.money = money(16_67, 3_456_700_000);
+    let mut open = dispute("o", "OPEN");
+    open.money = money(-16_67, -3_456_700_000);
+    let (_, figures, _) = moved(&[paid, open, dispute("w", "WON")]);
+    // VAT: 16.67 charged, 16.67 given back, 16.67 charged again.
+    assert_eq!(figures.vat, 16_67 + 16_67);
+    assert_eq!(figures.vat_refunded, 16_67);
+    assert_eq!(figures.net_vat(), 16_67);
+    // Commission 34.567 rounds to 34.57, each time.
+    assert_eq!(figures.commission, 34_57 + 34_57);
+    assert_eq!(figures.commission_refunded, 34_57);
+    assert_eq!(figures.open_commission(), 34_57);
 }

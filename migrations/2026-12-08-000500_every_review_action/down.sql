@@ -1,0 +1,4 @@
+ALTER TABLE review_resolutions DROP CONSTRAINT review_resolutions_action_check;
+ALTER TABLE review_resolutions ADD CONSTRAINT review_resolutions_action_check CHECK (action IN (
+    'accept_as_is', 'apply_repeat', 'mark_refunded_outside', 'link_order', 'write_off',
+    'dismiss', 'collect_difference', 'book_refund', 'closed_by_system', 'note'));
