@@ -252,6 +252,18 @@ async fn chargeback_opened_then_won_brings_the_money_back() {
     // Clearing: 100 - 34.72 + 17.36 - 11.00 + 5.50 - 100 + 100 = 77.14.
     assert_eq!(balances["Processor clearing"], 77_14);
     assert_eq!(balances["Chargebacks"], 0);
+    // `report clearing` says the same: the chargeback and its
+    // reinstatement cancel out on the chargebacks line.
+    let clearing = json(cli(&db).args(["report", "clearing", "--format", "json"]));
+    let eur = clearing["currencies"]
+        .as_array()
+        .expect("currencies")
+        .iter()
+        .find(|c| c["currency"] == "EUR")
+        .expect("EUR");
+    assert_eq!(eur["chargebacks"], "0.00", "{clearing}");
+    assert_eq!(eur["sales"], "100.00", "{clearing}");
+    assert_eq!(eur["closing"], "77.14", "{clearing}");
 
     // The order is paid again, its chargeback item closed by the system.
     let rows = query(
