@@ -424,7 +424,7 @@ pub const FINANCE: &[Flag] = &[
         "journal-accounts",
         "IPN_JOURNAL_ACCOUNTS",
         "ACCOUNT=NAME",
-        "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees, vat, commission, write_off, bank, reserve, dispute_hold, processor_adjustments), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
+        "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees, vat, commission, write_off, bank, reserve, dispute_hold, processor_adjustments, conversion), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
     ),
     REPORT_TIMEZONE,
 ];

@@ -27,7 +27,7 @@ use crate::store::{ReportBasis, Store};
 #[command(
     after_help = "Each figure is the signed effect on the clearing account (a debit \
 positive): opening + sales + refunds + chargebacks + fees + vat + commission + payouts + \
-adjustments + write-offs + other = closing. The figures are those of `export journal` for the same period. \
+adjustments + conversions + write-offs + other = closing. The figures are those of `export journal` for the same period. \
 Items are as of --to; `explained` is the sum of their effects, `unexplained` the rest of the \
 closing balance.\n\n\
 Exit codes: 0 printed, 2 usage error (a bad date, --from not before --to) or invalid \
@@ -51,7 +51,7 @@ pub struct ClearingArgs {
     /// table: for people; csv: one row per currency (section `clearing`)
     /// and per item (section `item`), columns section,currency,opening,
     /// sales,refunds,chargebacks,fees,vat,commission,payouts,adjustments,
-    /// write_offs,other,closing,explained,unexplained,kind,order_ref,processor_ref,
+    /// conversions,write_offs,other,closing,explained,unexplained,kind,order_ref,processor_ref,
     /// batch_id,at,amount,effect,review_item_id; json: one object.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
@@ -59,7 +59,7 @@ pub struct ClearingArgs {
 
 /// The columns of `report clearing --format csv`. Stable: new ones are
 /// added at the end.
-pub const CLEARING_CSV_COLUMNS: [&str; 24] = [
+pub const CLEARING_CSV_COLUMNS: [&str; 25] = [
     "section",
     "currency",
     "opening",
@@ -71,6 +71,7 @@ pub const CLEARING_CSV_COLUMNS: [&str; 24] = [
     "commission",
     "payouts",
     "adjustments",
+    "conversions",
     "write_offs",
     "other",
     "closing",
@@ -122,6 +123,7 @@ fn write_csv(out: impl Write, report: &ClearingReport) -> Result<(), csv::Error>
             &t.commission,
             &t.payouts,
             &t.adjustments,
+            &t.conversions,
             &t.write_offs,
             &t.other,
             &t.closing,
@@ -183,6 +185,7 @@ fn write_table(out: &mut impl Write, report: &ClearingReport) -> std::io::Result
             ("+ commission", &t.commission),
             ("+ payouts", &t.payouts),
             ("+ adjustments", &t.adjustments),
+            ("+ conversions", &t.conversions),
             ("+ write-offs", &t.write_offs),
             ("+ other", &t.other),
             ("= closing balance", &t.closing),

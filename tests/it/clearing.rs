@@ -476,3 +476,110 @@ async fn clearing_an_unsettled_payment_is_its_amount_and_is_listed() {
         line.processor_ref.as_str()
     );
 }
+
+/// A processor that pays out in another currency (the software vendor's
+/// profile: orders in EUR, GBP, JPY, ..., `PAYOUT_CURRENCY=USD`, the
+/// settlement and payouts in USD): each sale line moves its sale from the
+/// order currency's clearing into the USD clearing (`conversion_out`: paid
+/// less VAT; `conversion_in`: the line's gross), so with every line settled
+/// and every payout arrived the clearing closes at zero in every currency,
+/// the payout currency too.
+#[tokio::test(flavor = "multi_thread")]
+async fn clearing_in_the_payout_currency_closes_at_zero_through_the_conversion() {
+    use ipn_reconciler::domain::OrderSource;
+    use ipn_reconciler::ipn::NoticeKind;
+    use ipn_reconciler::simulate::Profile;
+
+    let ring = ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys"))
+        .expect("test keys");
+    let config = SimulationConfig {
+        profile: Profile::SoftwareVendor,
+        ..SimulationConfig::new(20_261_209, 60)
+    };
+    let sim = simulate(&config, &ring.current().secret).expect("vendor simulation");
+    let expected = sim.vendor.as_ref().expect("the vendor's expectation");
+    let db = TestDb::new();
+    let store = db.store().await;
+    let mut csv = Vec::new();
+    write_orders_csv(&sim.orders, &mut csv).expect("csv");
+    let parsed = parse_orders_csv(csv.as_slice(), store.currencies()).expect("orders");
+    store.import_orders(&parsed).await.expect("import");
+    let mut config = pipeline_config();
+    config.reconcile.order_source = OrderSource::Both;
+    let pipeline = Pipeline::new(config, store.clone());
+    // The licence notices move no money: only the payment notices.
+    for delivery in sim
+        .deliveries
+        .iter()
+        .filter(|d| d.notice == NoticeKind::Ipn)
+    {
+        pipeline
+            .handle(&delivery.body, Utc::now())
+            .await
+            .expect("the database stays up");
+    }
+    let settled = ipn_reconciler::simulate::vendor::settlement::settlement(expected);
+    let dir = tempfile::tempdir().expect("dir");
+    import(&db, &settled, dir.path());
+    let report = report(&db);
+
+    // Independent sums: what the ledger left per payment in its order
+    // currency (paid less VAT), and the lines' gross in USD.
+    let out = sums(
+        &db,
+        "SELECT o.currency, sum(p.paid_minor - p.vat_minor)::int8 AS minor \
+         FROM payments AS p JOIN orders AS o ON o.id = p.order_id \
+         JOIN settlement_lines AS l ON l.payment_id = p.id \
+         WHERE l.status = 'matched' AND l.kind = 'sale' AND l.currency <> o.currency \
+           AND p.paid_minor > 0 \
+         GROUP BY o.currency",
+    )
+    .await;
+    let gross_in = sums(
+        &db,
+        "SELECT l.currency, sum(l.gross_minor)::int8 AS minor \
+         FROM settlement_lines AS l JOIN payments AS p ON p.id = l.payment_id \
+         JOIN orders AS o ON o.id = p.order_id \
+         WHERE l.status = 'matched' AND l.kind = 'sale' AND l.currency <> o.currency \
+           AND p.paid_minor > 0 \
+         GROUP BY l.currency",
+    )
+    .await;
+    assert!(out.len() >= 2, "several order currencies: {out:?}");
+    assert_eq!(gross_in.keys().collect::<Vec<_>>(), ["USD"], "{gross_in:?}");
+    let conversions = figure(&report, "conversions");
+    for (currency, minor) in &out {
+        assert_eq!(conversions[currency], -minor, "{currency}: {report:#}");
+    }
+    assert_eq!(conversions["USD"], gross_in["USD"], "{report:#}");
+    let zero: BTreeMap<String, i64> = figure(&report, "closing")
+        .keys()
+        .map(|c| (c.clone(), 0))
+        .collect();
+    assert!(zero.contains_key("USD"));
+    assert_eq!(figure(&report, "closing"), zero, "{report:#}");
+    assert_eq!(report["items"], serde_json::json!([]), "nothing to explain");
+
+    // The journal books each conversion against the conversion account.
+    let lines = json(cli(&db).args([
+        "export", "journal", "--from", "2000-01", "--to", "2100-12", "--format", "json",
+    ]));
+    let conversion_lines: Vec<&Value> = lines
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter(|l| l["movement"] == "conversion_in" || l["movement"] == "conversion_out")
+        .collect();
+    assert!(!conversion_lines.is_empty());
+    for line in conversion_lines {
+        let (debit, credit) = if line["movement"] == "conversion_in" {
+            ("Processor clearing", "Currency conversion")
+        } else {
+            ("Currency conversion", "Processor clearing")
+        };
+        assert_eq!(
+            (&line["debit_account"], &line["credit_account"]),
+            (&Value::from(debit), &Value::from(credit))
+        );
+    }
+}

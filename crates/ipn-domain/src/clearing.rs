@@ -12,9 +12,10 @@
 //! the bank received), so that a report can list them and say how much of
 //! the balance they explain.
 //!
-//! The comparisons are in the order's currency: a line in another
-//! currency (the payout currency of a processor that converts) does not
-//! settle the order-currency clearing ([`ClearingItemKind::SettledInPayoutCurrency`]).
+//! A sale settled by a line in another currency (the payout currency of a
+//! processor that converts) is moved between the two clearings by the
+//! journal's conversion lines (`conversion_out`, `conversion_in`): it is
+//! settled, in both.
 
 use strum::{EnumCount, EnumString, IntoStaticStr, VariantArray};
 
@@ -63,6 +64,9 @@ pub enum ClearingLine {
     /// Reserves and dispute holds, held and released; the processor's
     /// other debits and credits.
     Adjustments,
+    /// Sales the processor converted into its payout currency: out of the
+    /// order currency's clearing, into the payout currency's.
+    Conversions,
     /// Differences a person wrote off from the review queue: money booked
     /// that the processor will never pay (negative), or paid that nothing
     /// booked (positive).
@@ -91,6 +95,7 @@ pub fn clearing_line(kind: MovementKind) -> ClearingLine {
         | MovementKind::DisputeReleased
         | MovementKind::ProcessorDebit
         | MovementKind::ProcessorCredit => ClearingLine::Adjustments,
+        MovementKind::ConversionOut | MovementKind::ConversionIn => ClearingLine::Conversions,
         MovementKind::WriteOffShortfall
         | MovementKind::WriteOffExcess
         | MovementKind::WriteOffShortPayment
@@ -124,9 +129,6 @@ pub enum ClearingItemKind {
     /// settled (none came, or the one that came differs): its money is in
     /// clearing and never went out in a payout.
     UnsettledPayment,
-    /// A payment settled only by lines in another currency (the payout
-    /// currency): the order currency's clearing keeps it.
-    SettledInPayoutCurrency,
     /// Refunds the ledger counts beyond what matched refund lines debited.
     UndebitedRefund,
     /// A chargeback (or reversal) the ledger counts beyond what matched
@@ -204,14 +206,11 @@ pub struct PaymentPosition {
 /// its VAT and its provisional commission (no fee replaced it yet).
 pub fn payment_items(p: &PaymentPosition) -> Vec<ClearingItem> {
     let mut items = Vec::new();
-    if p.paid > 0 && p.sales == 0 {
-        let kind = if p.sales_elsewhere > 0 {
-            ClearingItemKind::SettledInPayoutCurrency
-        } else {
-            ClearingItemKind::UnsettledPayment
-        };
+    // A sale line in the payout currency settles it too: the conversion
+    // lines move it between the clearings.
+    if p.paid > 0 && p.sales == 0 && p.sales_elsewhere == 0 {
         items.push(ClearingItem {
-            kind,
+            kind: ClearingItemKind::UnsettledPayment,
             amount: p.paid,
             effect: p.paid.saturating_sub(p.vat).saturating_sub(p.commission),
         });
@@ -324,8 +323,13 @@ mod tests {
             sales_elsewhere: 1,
             ..PaymentPosition::default()
         };
+        // Settled in the payout currency: the conversion lines move it;
+        // its refunds were not debited in the order's currency.
         let kinds: Vec<_> = payment_items(&elsewhere).iter().map(|i| i.kind).collect();
-        assert_eq!(kinds, [ClearingItemKind::SettledInPayoutCurrency]);
+        assert!(
+            !kinds.contains(&ClearingItemKind::UnsettledPayment),
+            "{kinds:?}"
+        );
         assert_eq!(
             unmatched_line_item(12_00).map(|i| i.effect),
             Some(-12_00),

@@ -162,6 +162,15 @@ pub enum MovementKind {
     /// Any other credit of the processor's (an `adjustment` or `fee`
     /// line's positive gross).
     ProcessorCredit,
+    /// A sale settled in another currency (the payout currency of a
+    /// processor that converts): what the sale left in the order
+    /// currency's clearing (paid less VAT) leaves it for the conversion
+    /// account.
+    ConversionOut,
+    /// The same sale's line gross arriving in the payout currency's
+    /// clearing from the conversion account: that clearing then holds
+    /// what its fees and payouts take out.
+    ConversionIn,
 }
 
 impl MovementKind {
@@ -182,6 +191,8 @@ impl MovementKind {
                 | MovementKind::DisputeReleased
                 | MovementKind::ProcessorDebit
                 | MovementKind::ProcessorCredit
+                | MovementKind::ConversionOut
+                | MovementKind::ConversionIn
         )
     }
 }
@@ -345,6 +356,9 @@ pub struct Figures {
     /// Other debits and credits of the processor's.
     pub processor_debits: i64,
     pub processor_credits: i64,
+    /// Sales converted out of this currency, and into it.
+    pub converted_out: i64,
+    pub converted_in: i64,
 }
 
 impl Figures {
@@ -374,6 +388,8 @@ impl Figures {
             MovementKind::DisputeReleased => &mut self.dispute_released,
             MovementKind::ProcessorDebit => &mut self.processor_debits,
             MovementKind::ProcessorCredit => &mut self.processor_credits,
+            MovementKind::ConversionOut => &mut self.converted_out,
+            MovementKind::ConversionIn => &mut self.converted_in,
         };
         *figure = figure.saturating_add(minor);
     }
@@ -404,6 +420,8 @@ impl Figures {
             MovementKind::DisputeReleased => self.dispute_released,
             MovementKind::ProcessorDebit => self.processor_debits,
             MovementKind::ProcessorCredit => self.processor_credits,
+            MovementKind::ConversionOut => self.converted_out,
+            MovementKind::ConversionIn => self.converted_in,
         }
     }
 
@@ -518,6 +536,11 @@ pub enum Account {
     /// The processor's other debits (debited) and credits (credited):
     /// `adjustment` lines and the gross of `fee` lines.
     ProcessorAdjustments,
+    /// Sales the processor converted into its payout currency: debited in
+    /// the order currency, credited in the payout currency (each currency
+    /// balances on its own; the account's balances are the conversion's
+    /// two sides).
+    Conversion,
 }
 
 /// An account key that this version does not know.
@@ -550,6 +573,7 @@ impl Account {
             Account::Reserve => "Processor reserve",
             Account::DisputeHold => "Dispute holds",
             Account::ProcessorAdjustments => "Processor adjustments",
+            Account::Conversion => "Currency conversion",
         }
     }
 }
@@ -584,6 +608,8 @@ pub fn posting(kind: MovementKind) -> (Account, Account) {
         MovementKind::DisputeReleased => (Account::Clearing, Account::DisputeHold),
         MovementKind::ProcessorDebit => (Account::ProcessorAdjustments, Account::Clearing),
         MovementKind::ProcessorCredit => (Account::Clearing, Account::ProcessorAdjustments),
+        MovementKind::ConversionOut => (Account::Conversion, Account::Clearing),
+        MovementKind::ConversionIn => (Account::Clearing, Account::Conversion),
     }
 }
 
@@ -785,7 +811,9 @@ mod tests {
                 "dispute_held",
                 "dispute_released",
                 "processor_debit",
-                "processor_credit"
+                "processor_credit",
+                "conversion_out",
+                "conversion_in"
             ]
         );
         assert_string_forms!(
@@ -803,7 +831,8 @@ mod tests {
                 "bank",
                 "reserve",
                 "dispute_hold",
-                "processor_adjustments"
+                "processor_adjustments",
+                "conversion"
             ]
         );
     }

@@ -54,6 +54,28 @@ struct OtherLineRow {
 }
 
 #[derive(diesel::QueryableByName)]
+struct ConversionRow {
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    occurred: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    batch_id: String,
+    #[diesel(sql_type = Text)]
+    order_ref: String,
+    #[diesel(sql_type = Text)]
+    processor_ref: String,
+    #[diesel(sql_type = Text)]
+    order_currency: String,
+    #[diesel(sql_type = BigInt)]
+    out_minor: i64,
+    #[diesel(sql_type = Text)]
+    line_currency: String,
+    #[diesel(sql_type = BigInt)]
+    in_minor: i64,
+}
+
+#[derive(diesel::QueryableByName)]
 struct PayoutRow {
     #[diesel(sql_type = Timestamptz)]
     at: DateTime<Utc>,
@@ -127,7 +149,45 @@ pub(super) async fn settlement_movements_in(
     .bind::<Text, _>(zone)
     .load(conn)
     .await?;
-    let mut moved = Vec::with_capacity(lines.len() + payouts.len());
+    // Sales settled in another currency: moved between the clearings.
+    let conversions: Vec<ConversionRow> = diesel::sql_query(format!(
+        "SELECT {line_at} AS at, l.settled_at AS occurred, l.batch_id, o.order_ref, \
+                p.processor_ref, o.currency AS order_currency, \
+                greatest(p.paid_minor - p.vat_minor, 0)::int8 AS out_minor, \
+                l.currency AS line_currency, l.gross_minor AS in_minor \
+         FROM settlement_lines AS l \
+         JOIN payments AS p ON p.id = l.payment_id \
+         JOIN orders AS o ON o.id = p.order_id \
+         WHERE l.status = 'matched' AND l.kind = 'sale' AND l.currency <> o.currency \
+           AND p.paid_minor > 0 AND {} \
+         ORDER BY 1, l.id",
+        in_period(line_at)
+    ))
+    .bind::<Nullable<Timestamptz>, _>(period.from)
+    .bind::<Nullable<Timestamptz>, _>(period.to)
+    .load(conn)
+    .await?;
+    let mut moved = Vec::with_capacity(lines.len() + payouts.len() + 2 * conversions.len());
+    for c in conversions {
+        let sides = [
+            (MovementKind::ConversionOut, c.out_minor, &c.order_currency),
+            (MovementKind::ConversionIn, c.in_minor, &c.line_currency),
+        ];
+        for (kind, minor, currency) in sides {
+            if minor <= 0 {
+                continue;
+            }
+            moved.push(JournalMovement {
+                at: c.at,
+                occurred: c.occurred,
+                order_ref: c.order_ref.clone(),
+                processor_ref: c.processor_ref.clone(),
+                kind,
+                amount: Money::from_minor(minor, currency_of(currencies, currency)?),
+                batch_id: Some(c.batch_id.clone()),
+            });
+        }
+    }
     for line in lines {
         let Some(kind) = settlement_line_movement(line.kind, line.gross_minor) else {
             continue;
@@ -168,7 +228,8 @@ pub(super) async fn settlement_movements_in(
 /// The clearing account of one currency over a period. Amounts are exact
 /// decimal strings, each line the signed effect of its movements on the
 /// account (debits positive): `opening + sales + refunds + chargebacks +
-/// fees + vat + commission + payouts + adjustments + write_offs + other =
+/// fees + vat + commission + payouts + adjustments + conversions + write_offs +
+/// other =
 /// closing`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClearingTotals {
@@ -182,6 +243,7 @@ pub struct ClearingTotals {
     pub commission: String,
     pub payouts: String,
     pub adjustments: String,
+    pub conversions: String,
     pub write_offs: String,
     pub other: String,
     pub closing: String,
@@ -556,6 +618,7 @@ impl Store {
                     commission: line(ClearingLine::Commission),
                     payouts: line(ClearingLine::Payouts),
                     adjustments: line(ClearingLine::Adjustments),
+                    conversions: line(ClearingLine::Conversions),
                     write_offs: line(ClearingLine::WriteOffs),
                     other: line(ClearingLine::Other),
                     closing: money(statement.closing),
