@@ -6,9 +6,11 @@
 //! line, a product option), and once stored it would bring the whole database
 //! into PCI-DSS scope. So every field of every notification is scanned, and a
 //! field that holds a card number is reported *by name only*: its value is
-//! dropped and never returned, logged or kept. The same guard refuses the
-//! free text that people type into the review queue (`review resolve --note
-//! --by`).
+//! dropped and never returned, logged or kept. The same guard, with any
+//! character but a digit or a line break as a separator
+//! ([`find_pan_in_free_text`]), refuses the free text that people type
+//! (`review resolve --note --by`, `books close --by --note`, the console's
+//! forms, mapping files).
 //!
 //! # What counts as a card number
 //!
@@ -138,6 +140,45 @@ pub fn contains_pan(text: &str) -> bool {
 /// (separators between them included). The one scanner behind
 /// [`contains_pan`], [`find_pan_fields`] and [`check_free_text`].
 pub fn find_pan(text: &str) -> Option<Range<usize>> {
+    find_pan_joined_by(text, is_separator, MAX_SEPARATORS)
+}
+
+/// The most characters between two digits of one card number typed by a
+/// person ([`check_free_text`]): `4111 -- 1111`, `(4111)(1111)`.
+pub const MAX_FREE_TEXT_SEPARATORS: usize = 4;
+
+/// Where the first card number of free text typed by a person is: as
+/// [`find_pan`], but any character that is neither a digit nor a line
+/// break may stand between two digits (up to
+/// [`MAX_FREE_TEXT_SEPARATORS`] in a row): `4111_1111_1111_1111`,
+/// `4111,1111,1111,1111`, `(4111)(1111)(1111)(1111)`, `4111--1111--...`.
+/// Stricter than the notices' guard, whose fields hold lists and
+/// decimals the processor writes; a person writing a note can always say
+/// `card ending 1111` instead.
+pub fn find_pan_in_free_text(text: &str) -> Option<Range<usize>> {
+    find_pan_joined_by(
+        text,
+        |c| !is_line_break(c) && decimal_value(c).is_none(),
+        MAX_FREE_TEXT_SEPARATORS,
+    )
+}
+
+/// Line breaks: they end a run in free text (numbers one per line are a
+/// list).
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{000B}' | '\u{000C}' | '\u{0085}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// The scanner: runs of digits joined by up to `max_separators`
+/// characters for which `separator` holds.
+fn find_pan_joined_by(
+    text: &str,
+    separator: impl Fn(char) -> bool,
+    max_separators: usize,
+) -> Option<Range<usize>> {
     let mut run = Run::default();
     // Separators seen since the last digit of the run.
     let mut separators = 0;
@@ -150,7 +191,7 @@ pub fn find_pan(text: &str) -> Option<Range<usize>> {
         // A separator continues the run only between two digits: while the
         // run is open, and until a digit follows (else the run ends at the
         // next character that is neither).
-        if is_separator(c) && !run.is_empty() && separators < MAX_SEPARATORS {
+        if separator(c) && !run.is_empty() && separators < max_separators {
             separators += 1;
             continue;
         }
@@ -268,10 +309,11 @@ pub struct PanInFreeText {
     pub what: &'static str,
 }
 
-/// Refuses free text that holds a card number (see the module docs), so
-/// that what people type cannot put one in the database either.
+/// Refuses free text that holds a card number, written in any grouping
+/// with any separators ([`find_pan_in_free_text`]), so that what people
+/// type cannot put one in the database either.
 pub fn check_free_text(what: &'static str, text: &str) -> Result<(), PanInFreeText> {
-    match find_pan(text) {
+    match find_pan_in_free_text(text) {
         Some(_) => Err(PanInFreeText { what }),
         None => Ok(()),
     }
@@ -622,6 +664,40 @@ mod tests {
             prop_assert!(check_free_text("--note", &text).is_err());
         }
 
+        /// Issue 23, item 4: in what a person types, any characters but
+        /// digits and line breaks may join the groups, repeated.
+        #[test]
+        fn people_cannot_type_a_card_number_with_any_separators(
+            pan in luhn_valid_pan(),
+            sizes in prop::collection::vec(1usize..=6, 19),
+            separators in prop::collection::vec(
+                prop::collection::vec(
+                    prop::char::any().prop_filter("neither a digit nor a line break", |c| {
+                        decimal_value(*c).is_none() && !is_line_break(*c)
+                    }),
+                    1..=MAX_FREE_TEXT_SEPARATORS,
+                ),
+                19,
+            ),
+            prefix in "[a-zA-Z :]{0,12}",
+        ) {
+            let mut number = String::new();
+            let mut written = 0;
+            for (i, size) in sizes.iter().enumerate() {
+                if written >= pan.len() {
+                    break;
+                }
+                let end = (written + size).min(pan.len());
+                number.push_str(&pan[written..end]);
+                written = end;
+                if written < pan.len() {
+                    number.extend(separators[i].iter());
+                }
+            }
+            let text = format!("{prefix} {number} thanks");
+            prop_assert!(check_free_text("--note", &text).is_err(), "{:?}", text);
+        }
+
         #[test]
         fn short_digit_strings_are_never_found(text in "[0-9]{0,12}") {
             prop_assert!(!contains_pan(&text));
@@ -643,6 +719,29 @@ mod tests {
         #[test]
         fn never_panics(text in "\\PC{0,200}") {
             let _ = contains_pan(&text);
+        }
+    }
+
+    #[test]
+    fn notes_with_the_separators_people_use_are_refused() {
+        for note in [
+            "4111_1111_1111_1111",
+            "4111,1111,1111,1111",
+            "(4111)(1111)(1111)(1111)",
+            "4111 -- 1111 -- 1111 -- 1111",
+            "card: 4111__1111__1111__1111.",
+            "4111*1111*1111*1111",
+        ] {
+            assert!(check_free_text("--note", note).is_err(), "{note}");
+        }
+        // Numbers one per line are a list; a reference and an amount apart
+        // are not one number; a card's last four is fine.
+        for note in [
+            "4111\n1111\n1111\n1111",
+            "card ending 1111, refunded 49.99 EUR",
+            "order SHOP-1002, ticket 88120",
+        ] {
+            assert!(check_free_text("--note", note).is_ok(), "{note}");
         }
     }
 
