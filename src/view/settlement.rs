@@ -4,6 +4,7 @@
 
 use super::orders::order_href;
 use super::{Cell, Table};
+use crate::domain::{Currency, Money};
 use crate::export::rfc3339;
 use crate::store::settlement::{BatchTotals, SettlementLineView};
 
@@ -27,6 +28,95 @@ pub const BATCH_COLUMNS: [&str; 17] = [
     "paid_on",
     "payout_difference",
 ];
+
+/// The columns of the console's settlement summary, in order: what moved
+/// the money, each kind in a column of its own, so that a row adds up
+/// ([`SUMMARY_EQUATION`]).
+pub const SUMMARY_COLUMNS: [&str; 15] = [
+    "batch_id",
+    "currency",
+    "settled_on",
+    "lines",
+    "unmatched_lines",
+    "sales",
+    "refunds",
+    "chargebacks",
+    "reinstatements",
+    "adjustments",
+    "fees",
+    "net",
+    "payout",
+    "paid_on",
+    "payout_difference",
+];
+
+/// How a summary row adds up, as its caption says.
+pub const SUMMARY_EQUATION: &str =
+    "net = sales - refunds - chargebacks + reinstatements + adjustments - fees";
+
+/// The day a batch settled, for ordering and showing: its first line's
+/// settlement date in `zone` (`report-timezone`), or the payout's date
+/// for a payout without lines.
+pub fn settled_on(batch: &BatchTotals, zone: chrono_tz::Tz) -> Option<chrono::NaiveDate> {
+    batch
+        .first_settled_at
+        .map(|at| at.with_timezone(&zone).date_naive())
+        .or(batch.paid_on)
+}
+
+/// Batches in the order people look for them: by the day they settled
+/// ([`settled_on`]; a batch without a date last), then by batch id, then
+/// by currency.
+pub fn sort_batches(batches: &mut [BatchTotals], zone: chrono_tz::Tz) {
+    batches.sort_by(|a, b| {
+        let day = |batch: &BatchTotals| settled_on(batch, zone).unwrap_or(chrono::NaiveDate::MAX);
+        (day(a), &a.batch_id, &a.currency).cmp(&(day(b), &b.batch_id, &b.currency))
+    });
+}
+
+/// The settlement summary (the console's `/settlement`): per batch and
+/// currency, in the order given, sales, refunds, chargebacks,
+/// reinstatements, other lines (adjustments) and fees in columns of their
+/// own that add up to the net ([`SUMMARY_EQUATION`]); a batch whose
+/// currency is not in `currency_of` keeps the store's formatted totals
+/// and leaves the breakdown empty.
+pub fn summary(
+    batches: &[BatchTotals],
+    caption: String,
+    zone: chrono_tz::Tz,
+    currency_of: impl Fn(&str) -> Option<Currency>,
+) -> Table {
+    let mut table = Table::new("settlement_summary", caption, &SUMMARY_COLUMNS);
+    for b in batches {
+        let amount = |minor: i64| {
+            currency_of(&b.currency)
+                .map(|c| Money::from_minor(minor, c).format_amount())
+                .unwrap_or_default()
+        };
+        table.push(vec![
+            Cell::Text(b.batch_id.clone()),
+            Cell::Text(b.currency.clone()),
+            Cell::Text(
+                settled_on(b, zone)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            ),
+            Cell::Number(b.lines.to_string()),
+            Cell::Number(b.unmatched_lines.to_string()),
+            Cell::Number(amount(b.minor.sales)),
+            Cell::Number(amount(b.minor.refunds)),
+            Cell::Number(amount(b.minor.chargebacks)),
+            Cell::Number(amount(b.minor.reinstatements)),
+            Cell::Number(amount(b.minor.adjustments)),
+            Cell::Number(b.fees.clone()),
+            Cell::Number(b.net.clone()),
+            Cell::Number(b.payout.clone().unwrap_or_default()),
+            Cell::Text(b.paid_on.map(|d| d.to_string()).unwrap_or_default()),
+            Cell::Number(b.payout_difference.clone().unwrap_or_default()),
+        ]);
+    }
+    table
+}
 
 /// The columns of the lines' listing, in order.
 pub const LINE_COLUMNS: [&str; 13] = [
@@ -101,7 +191,7 @@ pub fn lines(lines: &[SettlementLineView], caption: String) -> Table {
             Cell::Text(rfc3339::format(&l.settled_at)),
             match l.review_item_id {
                 Some(id) => Cell::Link {
-                    href: format!("/review?status=all#item-{id}"),
+                    href: format!("/review/{id}"),
                     text: id.to_string(),
                 },
                 None => Cell::Text(String::new()),
