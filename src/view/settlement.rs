@@ -200,3 +200,89 @@ pub fn lines(lines: &[SettlementLineView], caption: String) -> Table {
     }
     table
 }
+
+// Amounts in cents are written `units_cents` (100_00 is 100.00 EUR).
+#[cfg(test)]
+#[allow(clippy::inconsistent_digit_grouping)]
+mod tests {
+    use super::*;
+    use crate::store::settlement::BatchMinor;
+    use chrono::TimeZone;
+
+    fn batch(id: &str, settled: Option<(u32, u32)>) -> BatchTotals {
+        let at = settled.and_then(|(day, hour)| {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, day, hour, 0, 0)
+                .single()
+        });
+        BatchTotals {
+            batch_id: id.into(),
+            currency: "EUR".into(),
+            first_settled_at: at,
+            last_settled_at: at,
+            lines: 1,
+            matched_lines: 0,
+            matched_gross: "0.00".into(),
+            unmatched_lines: 0,
+            unmatched_gross: "0.00".into(),
+            other_lines: 0,
+            other_net: "0.00".into(),
+            gross: "0.00".into(),
+            fees: "0.00".into(),
+            net: "0.00".into(),
+            payout: None,
+            paid_on: None,
+            payout_difference: None,
+            minor: BatchMinor::default(),
+        }
+    }
+
+    #[test]
+    fn batches_sort_by_the_day_they_settled_then_by_id() {
+        // B settled later on the 2nd than C: the same day, so by id.
+        let mut batches = vec![
+            batch("Z-no-date", None),
+            batch("C", Some((2, 6))),
+            batch("B", Some((2, 18))),
+            batch("A", Some((3, 1))),
+        ];
+        sort_batches(&mut batches, chrono_tz::Tz::UTC);
+        let ids: Vec<&str> = batches.iter().map(|b| b.batch_id.as_str()).collect();
+        assert_eq!(ids, ["B", "C", "A", "Z-no-date"]);
+        // In Bucharest (UTC+2) 2 November 23:00 UTC is the 3rd.
+        let mut late = vec![batch("A", Some((3, 1))), batch("B", Some((2, 23)))];
+        sort_batches(&mut late, chrono_tz::Europe::Bucharest);
+        assert_eq!(late[0].batch_id, "A");
+    }
+
+    #[test]
+    fn a_summary_row_shows_each_kind_of_money_in_its_currency() {
+        let mut b = batch("B-1", Some((30, 6)));
+        b.minor = BatchMinor {
+            sales: 100_00,
+            refunds: 20_00,
+            chargebacks: 30_00,
+            reinstatements: 30_00,
+            adjustments: -5_00,
+            ..BatchMinor::default()
+        };
+        let eur = Currency::iso("EUR").expect("EUR");
+        let table = summary(&[b], "s".into(), chrono_tz::Tz::UTC, |_| Some(eur));
+        let cells: Vec<&str> = table.rows[0].iter().map(Cell::text).collect();
+        assert_eq!(
+            cells[..10],
+            [
+                "B-1",
+                "EUR",
+                "2026-11-30",
+                "1",
+                "0",
+                "100.00",
+                "20.00",
+                "30.00",
+                "30.00",
+                "-5.00"
+            ]
+        );
+    }
+}
