@@ -1,4 +1,4 @@
-//! The overview's chart: paid, refunded and net per day, one chart per
+//! The overview's chart: paid, refunded and the balance per day, one chart per
 //! currency (amounts of different currencies are never drawn on one
 //! scale), as SVG drawn on the server.
 //!
@@ -21,7 +21,11 @@ const LEFT: i64 = 90;
 const BOTTOM: i64 = 30;
 
 /// The three series, their CSS class and name.
-const SERIES: [(&str, &str); 3] = [("paid", "Paid"), ("refunded", "Refunded"), ("net", "Net")];
+const SERIES: [(&str, &str); 3] = [
+    ("paid", "Paid"),
+    ("refunded", "Refunded"),
+    ("balance", "Balance"),
+];
 
 /// One chart per currency of `days` (which may hold several currencies;
 /// each currency's days are drawn in the order given).
@@ -44,7 +48,7 @@ fn value(day: &DailyMoney, index: usize) -> i64 {
     match index {
         0 => day.paid,
         1 => day.refunded,
-        _ => day.net(),
+        _ => day.balance(),
     }
 }
 
@@ -64,7 +68,7 @@ fn render_currency(currency: Currency, days: &[&DailyMoney]) -> Markup {
         .max()
         .unwrap_or(0)
         .max(0);
-    let low = days.iter().map(|d| d.net()).min().unwrap_or(0).min(0);
+    let low = days.iter().map(|d| d.balance()).min().unwrap_or(0).min(0);
     let (high, low) = if high == low { (1, low) } else { (high, low) };
     let zero = y_of(0, low, high);
     let count = i64::try_from(days.len()).unwrap_or(1).max(1);
@@ -73,7 +77,7 @@ fn render_currency(currency: Currency, days: &[&DailyMoney]) -> Markup {
     let bar = (slot / 4).clamp(1, 40);
     let amount = |minor: i64| Money::from_minor(minor, currency).format_amount();
     let label = format!(
-        "{currency}: paid, refunded and net per day, from {} to {}",
+        "{currency}: paid, refunded and balance per day, from {} to {}",
         days.first().map(|d| d.day.to_string()).unwrap_or_default(),
         days.last().map(|d| d.day.to_string()).unwrap_or_default()
     );
@@ -111,7 +115,7 @@ fn render_currency(currency: Currency, days: &[&DailyMoney]) -> Markup {
                 @for (class, name) in SERIES {
                     span class=(format!("key {class}")) { (name) } " "
                 }
-                "(net = paid - refunded - reversed - charged back; fees come with settlement)"
+                "(balance = paid - refunded - reversed - charged back + reinstated, before VAT, commission and fees)"
             }
         }
     }
@@ -135,11 +139,11 @@ mod tests {
     }
 
     #[test]
-    fn bars_scale_to_the_largest_amount_and_negative_net_goes_below_zero() {
+    fn bars_scale_to_the_largest_amount_and_a_negative_balance_goes_below_zero() {
         let svg = render(&[day(1, 100_00, 0, 0), day(2, 0, 0, 50_00)]).into_string();
         assert!(svg.contains("<svg"), "{svg}");
         assert!(svg.contains("2026-11-01 Paid: 100.00 EUR"), "{svg}");
-        assert!(svg.contains("2026-11-02 Net: -50.00 EUR"), "{svg}");
+        assert!(svg.contains("2026-11-02 Balance: -50.00 EUR"), "{svg}");
         // 100.00 is the top, -50.00 the bottom: zero sits at 2/3 of the plot.
         assert_eq!(y_of(100_00, -50_00, 100_00), 0);
         assert_eq!(y_of(0, -50_00, 100_00), (HEIGHT - BOTTOM) * 2 / 3);

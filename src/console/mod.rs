@@ -129,6 +129,7 @@ pub fn router(console: Console) -> Router {
         .route("/orders/by-email", post(pages::orders::by_email))
         .route("/orders/{order_ref}", get(pages::orders::show))
         .route("/review", get(pages::review::page))
+        .route("/review/{id}", get(pages::review::show))
         .route("/review/{id}/resolve", post(pages::review::resolve))
         .route("/notifications", get(pages::notifications::page))
         .route("/parked", get(pages::parked::page))

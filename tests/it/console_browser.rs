@@ -290,12 +290,19 @@ async fn console_browser_a_resolver_finds_resolves_and_logs_out() {
     }
     driver.screenshot("order").await;
 
-    // Resolve the newest open review item.
+    // Resolve the newest open review item, from its page in the queue.
     let before = open_item_ids(&console).await;
     let id = before[0];
     browser.goto(&console.url("/review")).await.expect("review");
     assert_eq!(driver.h1().await, "Review queue");
     driver.screenshot("review").await;
+    let link = browser
+        .find(Locator::LinkText(&format!("#{id}")))
+        .await
+        .expect("the item's row");
+    driver.click_and_wait(link).await;
+    assert_eq!(driver.h1().await, format!("Review item #{id}"));
+    driver.screenshot("review-item").await;
     driver
         .type_into(&format!("note-{id}"), "customer refunded by wire")
         .await;
@@ -378,10 +385,10 @@ async fn console_browser_a_viewer_reads_but_is_refused_resolving() {
     let before = open_item_ids(&console).await;
     driver
         .client
-        .goto(&console.url("/review"))
+        .goto(&console.url(&format!("/review/{}", before[0])))
         .await
         .expect("review");
-    assert_eq!(driver.h1().await, "Review queue");
+    assert_eq!(driver.h1().await, format!("Review item #{}", before[0]));
     let forms = driver
         .client
         .find_all(Locator::Css("form.resolve"))

@@ -268,7 +268,8 @@ async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
 
     let mut viewer = Browser::new(&console);
     assert_eq!(viewer.login(VIEWER.0, VIEWER.1).await.status, 303);
-    let page = viewer.get("/review").await;
+    let page = viewer.get(&format!("/review/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
     assert!(
         !page.body.contains(&format!("action=\"{path}\"")),
         "a viewer gets no resolve form"
@@ -281,7 +282,7 @@ async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
 
     let mut resolver = Browser::new(&console);
     assert_eq!(resolver.login(RESOLVER.0, RESOLVER.1).await.status, 303);
-    let page = resolver.get("/review").await;
+    let page = resolver.get(&format!("/review/{id}")).await;
     assert!(page.body.contains(&format!("action=\"{path}\"")));
     // A forged POST: no token, or another session's.
     let answer = resolver.post(&path, &[("note", "forged")]).await;
@@ -451,11 +452,14 @@ async fn console_tables_download_as_csv_and_the_email_search_never_shows_the_add
         answer.body.lines().next().expect("header"),
         ipn_reconciler::view::review::COLUMNS.join(",")
     );
+    // One row per group, as `review list` groups them: open items of one
+    // kind for one order, an item about no order alone.
     assert_eq!(
         i64::try_from(answer.body.lines().count() - 1).expect("count"),
         count(
             &console.db.url,
-            "SELECT count(*) FROM review_items WHERE status = 'open'"
+            "SELECT count(DISTINCT (kind, coalesce(order_ref, '#' || id))) FROM review_items \
+             WHERE status = 'open'"
         )
         .await
     );
@@ -845,6 +849,81 @@ async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
         .collect();
     shown.sort();
     assert_eq!(shown, expected);
+    // The summary: by the day they settled, then batch id; sales, refunds,
+    // chargebacks, reinstatements, adjustments and fees that add up to the
+    // net, each equal to the lines' sums by SQL.
+    let answer = browser.get("/settlement?csv=settlement_summary").await;
+    assert_eq!(answer.status, 200);
+    let mut reader = csv::Reader::from_reader(answer.body.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let at = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let summary: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|r| r.expect("row"))
+        .filter(|r| &r[at("lines")] != "0")
+        .collect();
+    let sums = client
+        .query(
+            "SELECT batch_id, currency, \
+                    coalesce(sum(gross_minor) FILTER (WHERE kind = 'sale'), 0)::int8, \
+                    coalesce(-sum(gross_minor) FILTER (WHERE kind = 'refund'), 0)::int8, \
+                    coalesce(-sum(gross_minor) FILTER (WHERE kind IN ('chargeback', 'reversal') \
+                        AND gross_minor < 0), 0)::int8, \
+                    sum(fee_minor)::int8, sum(net_minor)::int8 \
+             FROM settlement_lines GROUP BY batch_id, currency \
+             ORDER BY (min(settled_at) AT TIME ZONE 'UTC')::date, batch_id COLLATE \"C\", currency",
+            &[],
+        )
+        .await
+        .expect("sums");
+    assert_eq!(summary.len(), sums.len());
+    for (row, sum) in summary.iter().zip(&sums) {
+        let v = |name: &str| -> i64 { row[at(name)].replace('.', "").parse().expect(name) };
+        let batch: String = sum.get(0);
+        let currency: String = sum.get(1);
+        assert_eq!((&row[0], &row[1]), (batch.as_str(), currency.as_str()));
+        let expected: [i64; 5] = [sum.get(2), sum.get(3), sum.get(4), sum.get(5), sum.get(6)];
+        assert_eq!(
+            [
+                v("sales"),
+                v("refunds"),
+                v("chargebacks"),
+                v("fees"),
+                v("net")
+            ],
+            expected,
+            "{batch} {currency}"
+        );
+        assert_eq!(
+            v("sales") - v("refunds") - v("chargebacks") + v("reinstatements") + v("adjustments")
+                - v("fees"),
+            v("net"),
+            "{batch} {currency} adds up"
+        );
+    }
+    // The fixtures' USD batch: 49.99 + 199.00 + 89.00 sold, 49.99 refunded,
+    // 89.00 charged back, 1.75 + 6.07 + 2.88 + 15.00 in fees.
+    let usd = summary
+        .iter()
+        .find(|r| &r[0] == "B-1130-USD")
+        .expect("the USD batch");
+    assert_eq!(
+        [
+            &usd[at("sales")],
+            &usd[at("refunds")],
+            &usd[at("chargebacks")],
+            &usd[at("fees")]
+        ],
+        ["337.99", "49.99", "89.00", "25.70"]
+    );
+    assert_eq!(&usd[at("net")], "173.30");
+    // References wrap in their column and keep the whole value in a title.
+    assert!(
+        page.body
+            .contains("<td class=\"ref\" title=\"B-1130-USD\">"),
+        "{}",
+        page.body
+    );
     let unmatched = browser.get("/settlement?csv=unmatched_lines").await;
     assert_eq!(
         i64::try_from(unmatched.body.lines().count() - 1).expect("count"),
@@ -854,4 +933,301 @@ async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
         )
         .await
     );
+}
+
+/// A client of the test's database.
+async fn sql(console: &TestConsole) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&console.db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// The review items a queue page links to, in the order shown.
+fn queue_ids(body: &str) -> Vec<i64> {
+    let marker = "<a href=\"/review/";
+    body.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let rest = &body[at + marker.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+/// The open queue's rows as `review list` groups them (open items of one
+/// kind for one order; an item about no order alone), each as its newest
+/// item's id, in `order` (SQL over the groups' oldest opening and newest
+/// id, `kind` compared byte by byte).
+async fn queue_by_sql(client: &tokio_postgres::Client, order: &str) -> Vec<i64> {
+    client
+        .query(
+            &format!(
+                "SELECT max(id) AS id, min(created_at) AS opened, kind COLLATE \"C\" AS kind \
+                 FROM review_items WHERE status = 'open' \
+                 GROUP BY kind, coalesce(order_ref, '#' || id) ORDER BY {order}"
+            ),
+            &[],
+        )
+        .await
+        .expect("groups")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_review_queue_is_a_table_sorted_and_paged_on_the_server() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let client = sql(&console).await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+
+    // Oldest first by default; every row links to its item's page, and no
+    // form is on the list.
+    let oldest_first = queue_by_sql(&client, "opened, id").await;
+    assert!(oldest_first.len() >= 3, "the fixtures open several groups");
+    let page = browser.get("/review").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(queue_ids(&page.body), oldest_first);
+    assert!(!page.body.contains("<textarea"), "no form on the list");
+    for column in [
+        "kind", "order", "REFNO", "amount", "currency", "age", "opened",
+    ] {
+        assert!(page.body.contains(&format!(">{column}<")), "{column}");
+    }
+    let newest_first = queue_by_sql(&client, "opened DESC, id").await;
+    let page = browser.get("/review?sort=age&dir=asc").await;
+    assert_eq!(queue_ids(&page.body), newest_first);
+    let by_kind = queue_by_sql(&client, "kind, opened, id").await;
+    let page = browser.get("/review?sort=kind").await;
+    assert_eq!(queue_ids(&page.body), by_kind);
+
+    // Pages of two: each holds the next two rows, with links both ways.
+    let first = browser.get("/review?per=2").await;
+    assert_eq!(queue_ids(&first.body), oldest_first[..2].to_vec());
+    assert!(first.body.contains("rel=\"next\""));
+    assert!(!first.body.contains("rel=\"prev\""));
+    let second = browser.get("/review?per=2&page=2").await;
+    let end = oldest_first.len().min(4);
+    assert_eq!(queue_ids(&second.body), oldest_first[2..end].to_vec());
+    assert!(second.body.contains("rel=\"prev\""));
+    let pages = oldest_first.len().div_ceil(2);
+    let last = browser.get(&format!("/review?per=2&page={pages}")).await;
+    assert!(!last.body.contains("rel=\"next\""));
+    for bad in [
+        "/review?sort=price",
+        "/review?dir=up",
+        "/review?per=0",
+        "/review?page=x",
+    ] {
+        assert_eq!(browser.get(bad).await.status, 400, "{bad}");
+    }
+
+    // By amount: currencies in order, the largest first within one, rows
+    // without an amount last. The download holds every row in the page's
+    // order; the amounts that notifications carried are theirs.
+    let answer = browser.get("/review?sort=amount&csv=review_items").await;
+    assert_eq!(answer.status, 200);
+    let mut reader = csv::Reader::from_reader(answer.body.as_bytes());
+    let rows: Vec<(i64, String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("row");
+            (r[0].parse().expect("id"), r[5].to_owned(), r[6].to_owned())
+        })
+        .collect();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    ids.sort_unstable();
+    let mut expected = oldest_first.clone();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let minor = |amount: &str| -> i64 { amount.replace('.', "").parse().expect("amount") };
+    let priced: Vec<&(i64, String, String)> = rows.iter().take_while(|r| !r.1.is_empty()).collect();
+    assert!(rows[priced.len()..].iter().all(|r| r.1.is_empty()));
+    assert!(priced.len() >= 2, "the fixtures' items carry amounts");
+    for pair in priced.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(
+            a.2 < b.2 || (a.2 == b.2 && minor(&a.1) >= minor(&b.1)),
+            "{a:?} before {b:?}"
+        );
+    }
+    let carried = client
+        .query(
+            "SELECT i.id, n.amount_minor, n.currency FROM review_items AS i \
+             JOIN notifications AS n ON n.id = i.notification_id \
+             WHERE i.status = 'open' AND n.amount_minor IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("amounts");
+    let mut checked = 0;
+    for row in &carried {
+        let id: i64 = row.get(0);
+        if let Some(shown) = rows.iter().find(|r| r.0 == id) {
+            let amount: i64 = row.get(1);
+            let currency: String = row.get(2);
+            assert_eq!((minor(&shown.1), &shown.2), (amount, &currency), "#{id}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_review_item_page_resolves_its_group_for_a_resolver_only() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let client = sql(&console).await;
+    // A second sighting of an open item makes a group of two.
+    let row = client
+        .query_one(
+            "SELECT id, kind, order_ref FROM review_items \
+             WHERE status = 'open' AND order_ref IS NOT NULL ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("an open item of an order");
+    let (id, kind, order_ref): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    let copy: i64 = client
+        .query_one(
+            "INSERT INTO review_items (kind, order_ref, processor_ref, details, status, created_at) \
+             SELECT kind, order_ref, processor_ref, 'seen again', 'open', created_at \
+             FROM review_items WHERE id = $1 RETURNING id",
+            &[&id],
+        )
+        .await
+        .expect("copy")
+        .get(0);
+
+    let mut viewer = Browser::new(&console);
+    assert_eq!(viewer.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let page = viewer.get(&format!("/review/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&format!("Review item #{id}")));
+    assert!(page.body.contains(&kind) && page.body.contains(&order_ref));
+    assert!(
+        page.body.contains(&format!("href=\"/review/{copy}\"")),
+        "the group"
+    );
+    assert!(
+        !page.body.contains("form class=\"resolve\""),
+        "a viewer gets no form"
+    );
+    assert!(
+        page.body.contains("dismiss"),
+        "the allowed actions are listed"
+    );
+    let path = format!("/review/{id}/resolve");
+    let refused = viewer
+        .post(
+            &path,
+            &[
+                ("csrf", &page.csrf()),
+                ("action", "dismiss"),
+                ("group", "yes"),
+                ("note", "not mine"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!(
+                "SELECT count(*) FROM review_items WHERE id IN ({id}, {copy}) AND status = 'open'"
+            )
+        )
+        .await,
+        2
+    );
+    assert_eq!(viewer.get("/review/999999").await.status, 404);
+
+    let mut resolver = Browser::new(&console);
+    assert_eq!(resolver.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    let page = resolver.get(&format!("/review/{id}")).await;
+    assert!(page.body.contains(&format!("action=\"{path}\"")));
+    assert!(
+        page.body.contains(&format!("id=\"group-{id}\"")),
+        "the group action"
+    );
+    let answer = resolver
+        .post(
+            &path,
+            &[
+                ("csrf", &page.csrf()),
+                ("action", "dismiss"),
+                ("group", "yes"),
+                ("note", "one exception, seen twice"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.header("location"), format!("/review?done={id}"));
+    assert_eq!(
+        count(
+            &console.db.url,
+            &format!(
+                "SELECT count(*) FROM review_items AS i JOIN review_resolutions AS r \
+                 ON r.review_item_id = i.id WHERE i.id IN ({id}, {copy}) \
+                 AND i.status = 'resolved' AND r.action = 'dismiss' AND r.resolved_by = 'alice'"
+            )
+        )
+        .await,
+        2
+    );
+    // Resolved, the page shows the resolution and no form.
+    let page = resolver.get(&format!("/review/{copy}")).await;
+    assert!(page.body.contains("one exception, seen twice"));
+    assert!(!page.body.contains("form class=\"resolve\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_overview_names_one_net_as_the_report_does() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let page = browser.get("/").await;
+    assert_eq!(page.status, 200);
+    // One column named net, one net revenue; the day's figure is a balance.
+    assert_eq!(page.body.matches(">net<").count(), 1, "{}", page.body);
+    assert_eq!(page.body.matches(">net revenue<").count(), 1);
+    assert!(!page.body.contains(">Net<"), "the chart draws no other net");
+    assert!(page.body.contains(">balance<"));
+    // The heading is the report's, word for word.
+    let output = assert_cmd::Command::cargo_bin("ipn-reconciler")
+        .expect("binary")
+        .env("DATABASE_URL", &console.db.url)
+        .arg("report")
+        .output()
+        .expect("report");
+    let report = String::from_utf8(output.stdout).expect("utf-8");
+    let heading = report
+        .lines()
+        .find(|l| l.starts_with("Totals per currency"))
+        .expect("the report's totals");
+    assert!(page.body.contains(heading), "{heading}");
+    // And its figures add up as it says, by hand.
+    let answer = browser.get("/?csv=totals").await;
+    let mut reader = csv::Reader::from_reader(answer.body.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let at = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let mut rows = 0;
+    for row in reader.records() {
+        let row = row.expect("row");
+        let v = |name: &str| -> i64 { row[at(name)].replace('.', "").parse().expect(name) };
+        assert_eq!(
+            v("net_revenue"),
+            v("paid") - v("refunded") - v("reversed") - v("charged_back") + v("reinstated")
+                - v("vat"),
+            "{row:?}"
+        );
+        assert_eq!(
+            v("net"),
+            v("net_revenue") - v("commission") - v("fees"),
+            "{row:?}"
+        );
+        rows += 1;
+    }
+    assert!(rows > 0);
 }

@@ -556,10 +556,11 @@ pub struct DailyMoney {
 }
 
 impl DailyMoney {
-    /// Paid less refunded, reversed and charged back (less reinstated:
-    /// `taken_back` is net of chargebacks won; fees are booked by
-    /// settlement, not per day here).
-    pub fn net(&self) -> i64 {
+    /// The day's balance: paid less refunded, reversed and charged back
+    /// (less reinstated: `taken_back` is after chargebacks won). Not the
+    /// report's net revenue (no VAT taken off) nor its net (no commission
+    /// or fees): a page that shows both names this one apart.
+    pub fn balance(&self) -> i64 {
         self.paid - self.refunded - self.taken_back
     }
 }

@@ -264,6 +264,12 @@ pub use super::review::{ReviewItem, ReviewStatus};
 
 pub use crate::export::rfc3339;
 
+/// The heading of the report's totals, which names its two figures the
+/// way every page that shows them must (the console's overview too): net
+/// revenue, and net.
+pub const TOTALS_CAPTION: &str = "Totals per currency (net revenue = paid - refunded - reversed - \
+     charged back + reinstated - VAT; net = net revenue - commission - fees)";
+
 impl FinanceSummary {
     /// The report as a person reads it.
     pub fn render(&self, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
@@ -275,11 +281,7 @@ impl FinanceSummary {
             writeln!(out, "  {state:<20} {count:>7}")?;
         }
         writeln!(out, "  {:<20} {total:>7}", "total")?;
-        writeln!(
-            out,
-            "\nTotals per currency (net revenue = paid - refunded - reversed - charged back \
-             + reinstated - VAT; net = net revenue - commission - fees)"
-        )?;
+        writeln!(out, "\n{TOTALS_CAPTION}")?;
         fn row<W: std::io::Write + ?Sized>(out: &mut W, cells: [&str; 13]) -> std::io::Result<()> {
             write!(out, "  {:<4} {:>6}", cells[0], cells[1])?;
             for cell in &cells[2..] {

@@ -78,6 +78,10 @@ pub struct ReviewItem {
     pub amount: Option<String>,
     /// The currency of `amount`.
     pub currency: Option<String>,
+    /// `amount` in minor units of `currency`, for code that orders items
+    /// by amount (the console's queue); not exported.
+    #[serde(skip)]
+    pub amount_minor: Option<i64>,
     /// What its resolution wrote off (the write-off schedule), exact with
     /// its currency's decimals: positive, booked money the processor will
     /// never pay out (a loss); negative, money it paid that nothing booked.
@@ -108,15 +112,18 @@ struct ItemRow {
 
 impl ItemRow {
     fn with_amount(self, amount: Option<&StoredAmount>, currencies: &Currencies) -> ReviewItem {
-        let (amount, currency) = match amount {
-            Some(a) => (
-                currencies
+        let (amount, currency, amount_minor) = match amount {
+            Some(a) => {
+                let amount = currencies
                     .currency(&a.currency)
                     .ok()
-                    .map(|c| Money::from_minor(a.amount_minor, c).format_amount()),
-                Some(a.currency.clone()),
-            ),
-            None => (None, None),
+                    .map(|c| Money::from_minor(a.amount_minor, c).format_amount());
+                // The minor units only where the amount is shown: an
+                // unknown currency has neither.
+                let minor = amount.as_ref().map(|_| a.amount_minor);
+                (amount, Some(a.currency.clone()), minor)
+            }
+            None => (None, None, None),
         };
         let written_off = self
             .written_off_minor
@@ -142,6 +149,7 @@ impl ItemRow {
             resolution_action: self.resolution_action,
             amount,
             currency,
+            amount_minor,
             written_off,
             written_off_currency,
         }

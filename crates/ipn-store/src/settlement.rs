@@ -478,6 +478,20 @@ pub struct BatchMinor {
     pub fees: i64,
     pub net: i64,
     pub payout: Option<i64>,
+    /// The gross of every line split by what moved it, so that
+    /// `sales − refunds − chargebacks + reinstatements + adjustments −
+    /// fees = net` holds exactly (each line's net is its gross − fee):
+    /// sale lines' gross;
+    pub sales: i64,
+    /// refund lines' gross, as a positive amount taken back;
+    pub refunds: i64,
+    /// chargeback and reversal lines that take money back, positive;
+    pub chargebacks: i64,
+    /// chargeback and reversal lines that credit it back (disputes won);
+    pub reinstatements: i64,
+    /// the gross of every other line (fee, adjustment, reserve, dispute
+    /// hold lines), signed.
+    pub adjustments: i64,
 }
 
 #[derive(QueryableByName)]
@@ -514,6 +528,16 @@ struct BatchRow {
     payout: Option<i64>,
     #[diesel(sql_type = Nullable<Date>)]
     paid_on: Option<NaiveDate>,
+    #[diesel(sql_type = BigInt)]
+    sales: i64,
+    #[diesel(sql_type = BigInt)]
+    refunds: i64,
+    #[diesel(sql_type = BigInt)]
+    chargebacks: i64,
+    #[diesel(sql_type = BigInt)]
+    reinstatements: i64,
+    #[diesel(sql_type = BigInt)]
+    adjustments: i64,
 }
 
 /// One settlement line as stored, for people and exports.
@@ -601,7 +625,16 @@ impl Store {
                         count(*) FILTER (WHERE status = 'other')::int8 AS other_lines, \
                         coalesce(sum(net_minor) FILTER (WHERE status = 'other'), 0)::int8 AS other_net, \
                         sum(gross_minor)::int8 AS gross, sum(fee_minor)::int8 AS fees, \
-                        sum(net_minor)::int8 AS net \
+                        sum(net_minor)::int8 AS net, \
+                        coalesce(sum(gross_minor) FILTER (WHERE kind = 'sale'), 0)::int8 AS sales, \
+                        (-coalesce(sum(gross_minor) FILTER (WHERE kind = 'refund'), 0))::int8 \
+                            AS refunds, \
+                        (-coalesce(sum(gross_minor) FILTER (WHERE kind IN ('chargeback', 'reversal') \
+                            AND gross_minor < 0), 0))::int8 AS chargebacks, \
+                        coalesce(sum(gross_minor) FILTER (WHERE kind IN ('chargeback', 'reversal') \
+                            AND gross_minor > 0), 0)::int8 AS reinstatements, \
+                        coalesce(sum(gross_minor) FILTER (WHERE kind NOT IN \
+                            ('sale', 'refund', 'chargeback', 'reversal')), 0)::int8 AS adjustments \
                  FROM settlement_lines WHERE ($1::text IS NULL OR batch_id = $1) \
                  GROUP BY batch_id, currency) \
              SELECT coalesce(l.batch_id, p.batch_id) AS batch_id, \
@@ -615,7 +648,11 @@ impl Store {
                     coalesce(l.other_net, 0) AS other_net, \
                     coalesce(l.gross, 0) AS gross, coalesce(l.fees, 0) AS fees, \
                     coalesce(l.net, 0) AS net, \
-                    p.amount_minor AS payout, p.paid_on \
+                    p.amount_minor AS payout, p.paid_on, \
+                    coalesce(l.sales, 0) AS sales, coalesce(l.refunds, 0) AS refunds, \
+                    coalesce(l.chargebacks, 0) AS chargebacks, \
+                    coalesce(l.reinstatements, 0) AS reinstatements, \
+                    coalesce(l.adjustments, 0) AS adjustments \
              FROM l FULL JOIN (SELECT * FROM settlement_payouts \
                                WHERE ($1::text IS NULL OR batch_id = $1)) AS p \
                   ON p.batch_id = l.batch_id AND p.currency = l.currency \
@@ -654,6 +691,11 @@ impl Store {
                         fees: r.fees,
                         net: r.net,
                         payout: r.payout,
+                        sales: r.sales,
+                        refunds: r.refunds,
+                        chargebacks: r.chargebacks,
+                        reinstatements: r.reinstatements,
+                        adjustments: r.adjustments,
                     },
                 })
             })

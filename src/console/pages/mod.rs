@@ -168,6 +168,11 @@ pub async fn not_found() -> PageError {
 
 pub use crate::view::{Cell, Table};
 
+/// Columns of references (batch ids, REFNOs, order references), which can
+/// be long: their cells wrap inside a bounded width (`td.ref` in the
+/// stylesheet) and carry the whole value in their `title`.
+const REFERENCE_COLUMNS: [&str; 4] = ["batch_id", "processor_ref", "order_ref", "merchant_ref"];
+
 /// The table with a link to download it; `query` is the page's query
 /// string (its filters), so the CSV holds what the page shows.
 pub fn render_table(table: &Table, path: &str, query: &str) -> Markup {
@@ -188,10 +193,13 @@ pub fn render_table(table: &Table, path: &str, query: &str) -> Markup {
                     }
                     @for row in &table.rows {
                         tr {
-                            @for cell in row {
+                            @for (column, cell) in table.columns.iter().zip(row) {
+                                @let reference = REFERENCE_COLUMNS.contains(column);
                                 @match cell {
-                                    Cell::Text(text) => td { (text) },
                                     Cell::Number(text) => td.num { (text) },
+                                    Cell::Text(text) if reference => td.ref title=(text) { (text) },
+                                    Cell::Text(text) => td { (text) },
+                                    Cell::Link { href, text } if reference => td.ref title=(text) { a href=(href) { (text) } },
                                     Cell::Link { href, text } => td { a href=(href) { (text) } },
                                 }
                             }

@@ -316,7 +316,7 @@ async fn order_tables(store: &Store, order: &OrderView) -> Result<[Table; 4], Pa
     {
         reviews.push(vec![
             Cell::Link {
-                href: format!("/review?status=all&kind={}#item-{}", item.kind, item.id),
+                href: format!("/review/{}", item.id),
                 text: format!("#{}", item.id),
             },
             Cell::Text(item.status.clone()),

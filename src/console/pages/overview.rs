@@ -54,7 +54,7 @@ pub async fn page(
 
     let mut totals = Table::new(
         "totals",
-        "Totals per currency (net = paid - refunded - reversed - charged back + reinstated - fees)",
+        crate::store::reports::TOTALS_CAPTION,
         &[
             "currency",
             "orders",
@@ -86,6 +86,23 @@ pub async fn page(
             Cell::Number(t.commission.clone()),
             Cell::Number(t.fees.clone()),
             Cell::Number(t.net.clone()),
+        ]);
+    }
+    // As `report` lists them: only currencies with a write-off, which
+    // its net already holds.
+    let mut written_off = Table::new(
+        "written_off",
+        "Written off from the review queue (in NET: shortfalls less excesses)",
+        &["currency", "written_off"],
+    );
+    for t in report
+        .totals
+        .iter()
+        .filter(|t| t.figures.clearing_written_off() != 0)
+    {
+        written_off.push(vec![
+            Cell::Text(t.currency.clone()),
+            Cell::Number(t.written_off.clone()),
         ]);
     }
     let mut states = Table::new("orders_by_state", "Orders by state", &["state", "orders"]);
@@ -130,14 +147,15 @@ pub async fn page(
     }
     let mut daily = Table::new(
         "daily",
-        "Money moved per day (by the time of the ledger rows that moved it)",
+        "Money moved per day (by the time of the ledger rows that moved it; balance = paid - \
+         refunded - reversed - charged back + reinstated, before VAT, commission and fees)",
         &[
             "day",
             "currency",
             "paid",
             "refunded",
             "reversed_and_charged_back",
-            "net",
+            "balance",
         ],
     );
     for d in &days {
@@ -148,10 +166,17 @@ pub async fn page(
             Cell::Number(amount(d.paid)),
             Cell::Number(amount(d.refunded)),
             Cell::Number(amount(d.taken_back)),
-            Cell::Number(amount(d.net())),
+            Cell::Number(amount(d.balance())),
         ]);
     }
-    let tables = [&totals, &states, &exceptions, &outcomes, &daily];
+    let tables = [
+        &totals,
+        &written_off,
+        &states,
+        &exceptions,
+        &outcomes,
+        &daily,
+    ];
     if let Some(download) = csv_download(&tables, given(&query.csv)) {
         return Ok(download);
     }
@@ -196,6 +221,9 @@ pub async fn page(
         }
         p.period { "Period: " (period_text) }
         (super::render_table(&totals, "/", &query_string))
+        @if !written_off.rows.is_empty() {
+            (super::render_table(&written_off, "/", &query_string))
+        }
         h2 { "Money per day" }
         (chart::render(&days))
         (super::render_table(&daily, "/", &query_string))

@@ -1,6 +1,10 @@
-//! `/settlement`: settlement batches per currency, their matched and
-//! unmatched lines (`settlement report`), and the lines that differ from
-//! the ledger or that no payment has, each with its review item.
+//! `/settlement`: settlement batches per currency, sorted by the day they
+//! settled then batch id, with what moved the money in columns of their
+//! own (sales, refunds, chargebacks, reinstatements, adjustments, fees)
+//! that add up to the net, and the lines that differ from the ledger or
+//! that no payment has, each with its review item. The columns of
+//! `settlement report --format csv` stay downloadable
+//! (`?csv=settlement_batches`).
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -22,11 +26,25 @@ pub async fn page(
     session: Session,
     Query(query): Query<SettlementQuery>,
 ) -> Result<Response, PageError> {
-    let report = console.store.settlement_report(None).await?;
+    let zone = console.settings.report_timezone;
+    let mut report = console.store.settlement_report(None).await?;
+    crate::view::settlement::sort_batches(&mut report, zone);
     let unmatched = console.store.unmatched_settlement_lines(None).await?;
+    let currencies = console.store.currencies();
+    let summary = crate::view::settlement::summary(
+        &report,
+        format!(
+            "{} batch(es) per currency, by the day they settled (in {zone}), then batch id \
+             ({}; refunds and chargebacks as amounts taken back)",
+            report.len(),
+            crate::view::settlement::SUMMARY_EQUATION
+        ),
+        zone,
+        |code| currencies.currency(code).ok(),
+    );
     let batches = crate::view::settlement::batches(
         &report,
-        format!("{} batch(es) per currency, oldest first", report.len()),
+        format!("{} batch(es) per currency", report.len()),
     );
     let lines = crate::view::settlement::lines(
         &unmatched,
@@ -35,7 +53,7 @@ pub async fn page(
             unmatched.len()
         ),
     );
-    if let Some(download) = csv_download(&[&batches, &lines], given(&query.csv)) {
+    if let Some(download) = csv_download(&[&summary, &batches, &lines], given(&query.csv)) {
         return Ok(download);
     }
     let body = html! {
@@ -43,7 +61,11 @@ pub async fn page(
         @if report.is_empty() {
             p.note role="status" { "No settlement imported: `settlement import` brings the processor's settlement files." }
         }
-        (super::render_table(&batches, "/settlement", ""))
+        (super::render_table(&summary, "/settlement", ""))
+        p.note {
+            "The columns of " code { "settlement report" } ": "
+            a.csv href="/settlement?csv=settlement_batches" download="settlement_batches.csv" { "Download CSV" }
+        }
         (super::render_table(&lines, "/settlement", ""))
     };
     Ok(layout("Settlement", Some(&session), body).into_response())
