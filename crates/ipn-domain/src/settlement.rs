@@ -217,7 +217,8 @@ string_forms!(MatchedBy, UnknownMatchedBy, "matched-by");
 /// currency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementLine {
-    /// Where it was read (the header is line 1).
+    /// Where it was read: the line in the file (the header is line 1, or
+    /// the line after a mapping's `skip_lines` title lines).
     pub line: u64,
     pub batch_id: String,
     /// REFNO, when the line names one.
@@ -716,7 +717,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 /// One bad row of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
-    /// 1-based line number (the header is line 1).
+    /// 1-based line number in the file (title lines counted).
     pub line: u64,
     pub reason: String,
 }
