@@ -55,7 +55,10 @@ database fails."
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
         /// TOML file mapping another export's column names, type words,
-        /// delimiter and date format (see docs/finance.md, "Settlement").
+        /// delimiter, date and number formats (decimal commas, thousands
+        /// separators), title lines above the header, the sign rule for
+        /// refunds written positive, and deduction columns summed into the
+        /// fee (see docs/finance.md, "Another export's columns").
         #[arg(long, value_name = "FILE")]
         mapping: Option<PathBuf>,
         /// How far a line's amount may be from the ledger's and still

@@ -433,6 +433,7 @@ mod tests {
             net: Money::from_minor(gross.minor_units() - fee.minor_units(), gross.currency()),
             settled_at: "2026-12-01T00:00:00Z".parse().expect("time"),
             occurrence: 1,
+            fee_parts: Vec::new(),
         }
     }
 

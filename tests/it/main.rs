@@ -45,6 +45,7 @@ mod review_actions;
 mod review_bookings;
 mod service_restarts;
 mod settlement;
+mod settlement_mapping;
 mod simulate_cli;
 mod simulate_replay;
 mod simulate_targets;

@@ -46,7 +46,7 @@
 //! `settlement_amount_differs`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
@@ -57,6 +57,10 @@ use crate::money::{Currencies, Currency, Money};
 use crate::pan::check_free_text;
 use crate::reconcile::ReviewKind;
 use crate::status::{UNKNOWN_VALUE_MAX_CHARS, clip_for_display};
+
+mod number;
+
+pub use number::NumberFormat;
 
 /// What a settlement line is.
 #[derive(
@@ -213,7 +217,8 @@ string_forms!(MatchedBy, UnknownMatchedBy, "matched-by");
 /// currency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementLine {
-    /// Where it was read (the header is line 1).
+    /// Where it was read: the line in the file (the header is line 1, or
+    /// the line after a mapping's `skip_lines` title lines).
     pub line: u64,
     pub batch_id: String,
     /// REFNO, when the line names one.
@@ -231,6 +236,24 @@ pub struct SettlementLine {
     /// first): two identical lines are two lines, and importing the file
     /// again finds both already there.
     pub occurrence: u32,
+    /// The deduction columns the fee was summed from (a mapping's
+    /// `fee_columns`), each as written, in the mapping's order; empty when
+    /// the fee came from one column. They sum to `fee` exactly.
+    pub fee_parts: Vec<FeePart>,
+}
+
+/// One deduction of a line's fee (VAT, commission, affiliate, FX...): the
+/// export's column and its amount, in the line's currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeePart {
+    pub column: String,
+    pub amount: Money,
+}
+
+#[derive(serde::Serialize)]
+struct StoredFeePart<'a> {
+    column: &'a str,
+    minor: i64,
 }
 
 impl SettlementLine {
@@ -267,6 +290,26 @@ impl SettlementLine {
     pub fn currency(&self) -> Currency {
         self.gross.currency()
     }
+
+    /// The fee's parts as stored (`settlement_lines.fee_parts`): a JSON
+    /// array `[{"column": "VAT", "minor": 190}, ...]` in minor units of the
+    /// line's currency, in the mapping's order; `None` without parts. Not
+    /// part of the line's identity ([`SettlementLine::key`]): the fee they
+    /// sum to is.
+    pub fn fee_parts_json(&self) -> Option<String> {
+        if self.fee_parts.is_empty() {
+            return None;
+        }
+        let parts: Vec<StoredFeePart<'_>> = self
+            .fee_parts
+            .iter()
+            .map(|p| StoredFeePart {
+                column: &p.column,
+                minor: p.amount.minor_units(),
+            })
+            .collect();
+        serde_json::to_string(&parts).ok()
+    }
 }
 
 /// The fields of a settlement line, by their default column names.
@@ -286,7 +329,9 @@ pub const DEFAULT_COLUMNS: [&str; 9] = [
 const REQUIRED: [&str; 5] = ["batch_id", "type", "gross", "currency", "settled_at"];
 
 /// How to read another processor's export: its column names, its words for
-/// the line types, its delimiter and date format.
+/// the line types, its delimiter, date and number formats, the title lines
+/// above its header, the sign it gives money taken back, and the deduction
+/// columns its fee is spread over.
 ///
 /// Written in TOML (all keys optional):
 ///
@@ -294,6 +339,11 @@ const REQUIRED: [&str; 5] = ["batch_id", "type", "gross", "currency", "settled_a
 /// delimiter = ";"
 /// date_format = "%d.%m.%Y %H:%M"   # chrono; default RFC 3339 or YYYY-MM-DD;
 ///                                  # UTC unless it has an offset (%z, %:z)
+/// decimal_separator = ","          # "." (default) or ","
+/// thousands_separator = "."        # none by default; ".", ",", " " or "'"
+/// skip_lines = 2                   # title lines above the header row
+/// amount_sign = "by_type"          # or "as_written" (default)
+/// fee_columns = ["VAT", "Commission", "Affiliate", "FX"]  # summed into the fee
 ///
 /// [columns]                        # field = the export's column name
 /// batch_id = "Payout ID"
@@ -310,15 +360,123 @@ const REQUIRED: [&str; 5] = ["batch_id", "type", "gross", "currency", "settled_a
 /// "Payment" = "sale"
 /// "Refund" = "refund"
 /// "Dispute" = "chargeback"
+/// "Dispute won" = "reinstatement"  # a chargeback credited back
 /// ```
+///
+/// `amount_sign = "by_type"` is for exports that write every amount as a
+/// magnitude: a sale's gross is made positive, a refund's, chargeback's or
+/// reversal's negative, whatever sign the file writes (the net with it,
+/// when the file's sign is turned; the fee keeps its own); fee, adjustment,
+/// reserve and dispute-hold lines keep the sign written, since for them it
+/// says which way the money went. A chargeback credited back (a dispute
+/// won) then needs a word of its own, mapped to `reinstatement`: such a
+/// line is a chargeback with a positive gross under either rule.
+///
+/// `fee_columns` names the export's deduction columns: the line's fee is
+/// their sum (an empty cell is zero), each kept on the line
+/// ([`SettlementLine::fee_parts`]); `[columns] fee` is then not used. A
+/// part may be negative (a rebate) as long as the sum is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
     /// Field -> column name.
     columns: BTreeMap<&'static str, String>,
     /// Lower-cased word -> type.
-    types: BTreeMap<String, LineKind>,
+    types: BTreeMap<String, TypeWord>,
     delimiter: u8,
     date_format: Option<String>,
+    number: NumberFormat,
+    amount_sign: AmountSign,
+    /// Lines above the header row, skipped unread.
+    skip_lines: u32,
+    /// The deduction columns summed into the fee, when the export has
+    /// several.
+    fee_columns: Vec<String>,
+}
+
+/// The most title lines a mapping may skip: a title, not a file.
+const SKIP_LINES_MAX: u32 = 100;
+
+/// The most deduction columns a fee may be summed from.
+const FEE_COLUMNS_MAX: usize = 20;
+
+/// Which sign a line's amounts get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AmountSign {
+    /// As the file writes them (a refund must be written negative).
+    #[default]
+    AsWritten,
+    /// By the line's type: sales positive; refunds, chargebacks and
+    /// reversals negative; a `reinstatement` positive.
+    ByType,
+}
+
+/// What a type word of the export means: the line's kind, and whether the
+/// word itself says the money comes back (`reinstatement`: a chargeback
+/// credited back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TypeWord {
+    kind: LineKind,
+    reinstates: bool,
+}
+
+/// The word of a mapping's `[types]` for a chargeback credited back.
+const REINSTATEMENT: &str = "reinstatement";
+
+/// Which way a line's money goes, when its type says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// To the merchant: the gross must not be negative.
+    Credit,
+    /// Back from the merchant: the gross must not be positive.
+    Debit,
+}
+
+impl TypeWord {
+    /// The direction the line's gross is given under `rule`, or `None`
+    /// when it keeps the sign written.
+    fn direction(self, rule: AmountSign) -> Option<Direction> {
+        if self.reinstates {
+            return Some(Direction::Credit);
+        }
+        match (rule, self.kind) {
+            (AmountSign::AsWritten, _) => None,
+            (AmountSign::ByType, LineKind::Sale) => Some(Direction::Credit),
+            (AmountSign::ByType, LineKind::Refund | LineKind::Chargeback | LineKind::Reversal) => {
+                Some(Direction::Debit)
+            }
+            (
+                AmountSign::ByType,
+                LineKind::Fee | LineKind::Adjustment | LineKind::Reserve | LineKind::DisputeHold,
+            ) => None,
+        }
+    }
+}
+
+/// The gross and written net of a line, turned when the line's direction
+/// says the file wrote them with the other sign (under `amount_sign =
+/// "by_type"`, or for a `reinstatement` word). Both are turned together,
+/// so `net = gross − fee` still holds for a file that wrote magnitudes
+/// (a chargeback of 89.00 with a fee of 15.00 written `89.00;15.00;104.00`
+/// is `-89.00;15.00;-104.00`).
+fn signed(
+    gross: Money,
+    net: Option<Money>,
+    direction: Option<Direction>,
+) -> Result<(Money, Option<Money>, bool), String> {
+    let turn = match direction {
+        Some(Direction::Credit) => gross.is_negative(),
+        Some(Direction::Debit) => gross.is_positive(),
+        None => false,
+    };
+    if !turn {
+        return Ok((gross, net, false));
+    }
+    let negate = |m: Money| {
+        Money::zero(m.currency())
+            .checked_sub(&m)
+            .ok_or_else(|| "the amount is out of range".to_owned())
+    };
+    Ok((negate(gross)?, net.map(negate).transpose()?, true))
 }
 
 impl Default for Mapping {
@@ -330,10 +488,22 @@ impl Default for Mapping {
                 .collect(),
             types: LineKind::ALL
                 .iter()
-                .map(|k| (k.as_str().to_owned(), *k))
+                .map(|k| {
+                    (
+                        k.as_str().to_owned(),
+                        TypeWord {
+                            kind: *k,
+                            reinstates: false,
+                        },
+                    )
+                })
                 .collect(),
             delimiter: b',',
             date_format: None,
+            number: NumberFormat::default(),
+            amount_sign: AmountSign::AsWritten,
+            skip_lines: 0,
+            fee_columns: Vec::new(),
         }
     }
 }
@@ -352,6 +522,11 @@ struct MappingFile {
     types: BTreeMap<String, String>,
     delimiter: Option<String>,
     date_format: Option<String>,
+    decimal_separator: Option<String>,
+    thousands_separator: Option<String>,
+    amount_sign: Option<String>,
+    skip_lines: Option<u32>,
+    fee_columns: Option<Vec<String>>,
 }
 
 impl Mapping {
@@ -364,6 +539,7 @@ impl Mapping {
             .extract()
             .map_err(|err| MappingError(err.to_string()))?;
         let mut mapping = Mapping::default();
+        let fee_column_named = file.columns.contains_key("fee");
         for (field, column) in file.columns {
             let Some(known) = DEFAULT_COLUMNS.iter().find(|c| **c == field) else {
                 return Err(MappingError(format!(
@@ -381,15 +557,79 @@ impl Mapping {
             mapping.columns.insert(known, column.to_owned());
         }
         for (word, kind) in file.types {
-            let kind = LineKind::parse(kind.trim()).map_err(|_| {
-                MappingError(format!(
-                    "[types] `{}` = `{}`: the types are {}",
-                    clip_for_display(&word, 40),
-                    clip_for_display(&kind, 40),
-                    LineKind::ALL.map(LineKind::as_str).join(", ")
-                ))
-            })?;
-            mapping.types.insert(word.trim().to_lowercase(), kind);
+            let meaning = if kind.trim() == REINSTATEMENT {
+                TypeWord {
+                    kind: LineKind::Chargeback,
+                    reinstates: true,
+                }
+            } else {
+                let kind = LineKind::parse(kind.trim()).map_err(|_| {
+                    MappingError(format!(
+                        "[types] `{}` = `{}`: the types are {}, {REINSTATEMENT}",
+                        clip_for_display(&word, 40),
+                        clip_for_display(&kind, 40),
+                        LineKind::ALL.map(LineKind::as_str).join(", ")
+                    ))
+                })?;
+                TypeWord {
+                    kind,
+                    reinstates: false,
+                }
+            };
+            mapping.types.insert(word.trim().to_lowercase(), meaning);
+        }
+        mapping.number = NumberFormat::new(
+            file.decimal_separator.as_deref().unwrap_or("."),
+            file.thousands_separator.as_deref(),
+        )
+        .map_err(MappingError)?;
+        mapping.amount_sign = match file.amount_sign.as_deref().map(str::trim) {
+            None | Some("as_written") => AmountSign::AsWritten,
+            Some("by_type") => AmountSign::ByType,
+            Some(other) => {
+                return Err(MappingError(format!(
+                    "amount_sign `{}` is not \"as_written\" or \"by_type\"",
+                    clip_for_display(other, 40)
+                )));
+            }
+        };
+        if let Some(skip) = file.skip_lines {
+            if skip > SKIP_LINES_MAX {
+                return Err(MappingError(format!(
+                    "skip_lines is at most {SKIP_LINES_MAX} (the title lines above the header)"
+                )));
+            }
+            mapping.skip_lines = skip;
+        }
+        if let Some(columns) = file.fee_columns {
+            if fee_column_named {
+                return Err(MappingError(
+                    "set either [columns] fee or fee_columns: with fee_columns the fee is their sum"
+                        .to_owned(),
+                ));
+            }
+            if columns.len() > FEE_COLUMNS_MAX {
+                return Err(MappingError(format!(
+                    "fee_columns names at most {FEE_COLUMNS_MAX} columns"
+                )));
+            }
+            let mut seen: Vec<String> = Vec::new();
+            for column in columns {
+                let column = column.trim();
+                if column.is_empty() {
+                    return Err(MappingError(
+                        "fee_columns: a column name is empty".to_owned(),
+                    ));
+                }
+                if seen.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                    return Err(MappingError(format!(
+                        "fee_columns: `{}` is named twice",
+                        clip_for_display(column, 40)
+                    )));
+                }
+                seen.push(column.to_owned());
+            }
+            mapping.fee_columns = seen;
         }
         if let Some(delimiter) = file.delimiter {
             match delimiter.as_bytes() {
@@ -426,8 +666,15 @@ impl Mapping {
         self.columns.get(field).map_or(field, String::as_str)
     }
 
-    fn kind(&self, word: &str) -> Option<LineKind> {
+    fn kind(&self, word: &str) -> Option<TypeWord> {
         self.types.get(&word.trim().to_lowercase()).copied()
+    }
+
+    /// Reads an amount of the file in the mapping's number format.
+    fn amount(&self, what: &str, text: &str, code: Currency) -> Result<Money, String> {
+        self.number
+            .parse(text, code)
+            .map_err(|err| format!("{what}: {err}"))
     }
 
     fn date(&self, text: &str) -> Result<DateTime<Utc>, String> {
@@ -470,7 +717,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 /// One bad row of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
-    /// 1-based line number (the header is line 1).
+    /// 1-based line number in the file (title lines counted).
     pub line: u64,
     pub reason: String,
 }
@@ -543,13 +790,31 @@ fn amount(what: &str, text: &str, code: Currency) -> Result<Money, String> {
 }
 
 /// Reads a settlement file with `mapping` (its column names, type words,
-/// delimiter and date format), naming every bad line. Currencies are read
-/// with `currencies`, the settings' table: one outside it is a bad line.
+/// delimiter, date and number formats, title lines, sign rule and fee
+/// columns), naming every bad line by its line in the file (title lines
+/// counted). Currencies are read with `currencies`, the settings' table:
+/// one outside it is a bad line.
 pub fn parse_settlement(
     input: impl Read,
     mapping: &Mapping,
     currencies: &Currencies,
 ) -> Result<Vec<SettlementLine>, SettlementFileError> {
+    // Title lines are skipped as bytes, before the CSV reader sees them: a
+    // title is not a record (it may have a stray quote or delimiter).
+    let mut input = BufReader::new(input);
+    let mut skipped: u64 = 0;
+    let mut title = Vec::new();
+    for _ in 0..mapping.skip_lines {
+        title.clear();
+        if input
+            .read_until(b'\n', &mut title)
+            .map_err(csv::Error::from)?
+            == 0
+        {
+            break;
+        }
+        skipped += 1;
+    }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(mapping.delimiter)
         .trim(csv::Trim::All)
@@ -572,20 +837,29 @@ pub fn parse_settlement(
             mapping.column("order_ref")
         ));
     }
+    let mut fee_parts: Vec<(&str, usize)> = Vec::new();
+    for name in &mapping.fee_columns {
+        match header.iter().position(|h| h.eq_ignore_ascii_case(name)) {
+            Some(i) => fee_parts.push((name.as_str(), i)),
+            None => missing.push(format!("`{name}`")),
+        }
+    }
     if !missing.is_empty() {
         return Err(SettlementFileError::Header {
             missing: missing.join(", "),
             found: clip_for_display(&header.join(","), 200),
         });
     }
-    let columns: HashMap<&str, Option<usize>> =
-        DEFAULT_COLUMNS.iter().map(|f| (*f, position(f))).collect();
+    let columns = Columns {
+        fields: DEFAULT_COLUMNS.iter().map(|f| (*f, position(f))).collect(),
+        fee_parts,
+    };
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     let mut occurrences: HashMap<String, u32> = HashMap::new();
     for record in reader.records() {
         let record = record?;
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, |p| p.line()) + skipped;
         if record.iter().all(str::is_empty) {
             continue;
         }
@@ -608,15 +882,23 @@ pub fn parse_settlement(
     Ok(lines)
 }
 
+/// Where a file's fields are: each field's column, and the fee's parts
+/// (a mapping's `fee_columns`) with theirs.
+struct Columns<'a> {
+    fields: HashMap<&'static str, Option<usize>>,
+    fee_parts: Vec<(&'a str, usize)>,
+}
+
 fn parse_line(
     line: u64,
     record: &csv::StringRecord,
-    columns: &HashMap<&str, Option<usize>>,
+    columns: &Columns<'_>,
     mapping: &Mapping,
     currencies: &Currencies,
 ) -> Result<SettlementLine, String> {
     let field = |name: &str| -> &str {
         columns
+            .fields
             .get(name)
             .copied()
             .flatten()
@@ -627,7 +909,7 @@ fn parse_line(
     let processor_ref = reference("processor_ref", field("processor_ref"), false)?;
     let order_ref = reference("order_ref", field("order_ref"), false)?;
     let word = field("type");
-    let kind = mapping.kind(word).ok_or_else(|| {
+    let meaning = mapping.kind(word).ok_or_else(|| {
         format!(
             "type `{}` is not one of {} (map other words in the mapping file's [types])",
             clip_for_display(word, 30),
@@ -639,11 +921,41 @@ fn parse_line(
                 .join(", ")
         )
     })?;
+    let kind = meaning.kind;
     let code = currency(currencies, field("currency"))?;
-    let mut gross = amount("gross", field("gross"), code)?;
-    let mut fee = match field("fee").trim() {
-        "" => Money::zero(code),
-        text => amount("fee", text, code)?,
+    let written_gross = mapping.amount("gross", field("gross"), code)?;
+    let written_net = match field("net").trim() {
+        "" => None,
+        text => Some(mapping.amount("net", text, code)?),
+    };
+    let (mut gross, net, turned) = signed(
+        written_gross,
+        written_net,
+        meaning.direction(mapping.amount_sign),
+    )?;
+    let (mut fee, fee_parts) = if columns.fee_parts.is_empty() {
+        let fee = match field("fee").trim() {
+            "" => Money::zero(code),
+            text => mapping.amount("fee", text, code)?,
+        };
+        (fee, Vec::new())
+    } else {
+        let mut fee = Money::zero(code);
+        let mut parts = Vec::with_capacity(columns.fee_parts.len());
+        for (column, i) in &columns.fee_parts {
+            let amount = match record.get(*i).unwrap_or("").trim() {
+                "" => Money::zero(code),
+                text => mapping.amount(&format!("fee column `{column}`"), text, code)?,
+            };
+            fee = fee
+                .checked_add(&amount)
+                .ok_or_else(|| "the fee columns' sum is out of range".to_owned())?;
+            parts.push(FeePart {
+                column: (*column).to_owned(),
+                amount,
+            });
+        }
+        (fee, parts)
     };
     // A fee line written as money out (gross -25.00, no fee) is a fee of
     // 25.00: the books count it as one either way, the net is the same.
@@ -654,19 +966,21 @@ fn parse_line(
     let computed = gross
         .checked_sub(&fee)
         .ok_or_else(|| "gross − fee is out of range".to_owned())?;
-    let net = match field("net").trim() {
-        "" => computed,
-        text => amount("net", text, code)?,
-    };
+    let net = net.unwrap_or(computed);
     if fee.is_negative() {
         return Err("fee must not be negative (book a returned fee as an adjustment)".to_owned());
     }
     if net != computed {
         return Err(format!(
-            "net {} is not gross {} − fee {}",
+            "net {} is not gross {} − fee {}{}",
             net.format_amount(),
             gross.format_amount(),
-            fee.format_amount()
+            fee.format_amount(),
+            if turned {
+                " (the gross and net written were both turned to the sign of the line's type)"
+            } else {
+                ""
+            }
         ));
     }
     match kind {
@@ -677,7 +991,8 @@ fn parse_line(
         // (a dispute won): matched against the ledger's reinstatement.
         LineKind::Refund if gross.is_positive() => {
             return Err(format!(
-                "a {kind} takes money back: its gross must be negative (or zero)"
+                "a {kind} takes money back: its gross must be negative (or zero); for an \
+                 export that writes it positive, set amount_sign = \"by_type\" in the mapping"
             ));
         }
         _ => {}
@@ -699,6 +1014,7 @@ fn parse_line(
         net,
         settled_at,
         occurrence: 1,
+        fee_parts,
     })
 }
 
@@ -1999,6 +2315,7 @@ mod tests {
             net: Money::from_minor(gross, eur()),
             settled_at: DateTime::<Utc>::UNIX_EPOCH,
             occurrence: 1,
+            fee_parts: Vec::new(),
         }
     }
 
@@ -2371,6 +2688,226 @@ mod tests {
             finding.details
         );
         assert!(check_payout(&payout, 0, 0).is_some(), "no lines at all");
+    }
+
+    /// Issue 22 item 5: a European export (title lines, `;`, decimal
+    /// commas with `.` thousands, refunds and chargebacks written
+    /// positive, four deduction columns) reads to the lines the default
+    /// export writes, every figure by hand.
+    #[test]
+    fn a_european_export_reads_exactly_through_its_mapping() {
+        let mapping = Mapping::from_toml(
+            r#"
+            delimiter = ";"
+            date_format = "%d.%m.%Y"
+            decimal_separator = ","
+            thousands_separator = "."
+            skip_lines = 2
+            amount_sign = "by_type"
+            fee_columns = ["MwSt", "Provision", "Affiliate", "FX"]
+            [columns]
+            batch_id = "Auszahlung"
+            processor_ref = "Transaktion"
+            order_ref = "Bestellung"
+            type = "Art"
+            gross = "Betrag"
+            net = "Netto"
+            currency = "Währung"
+            settled_at = "Datum"
+            [types]
+            "Verkauf" = "sale"
+            "Erstattung" = "refund"
+            "Rückbuchung" = "chargeback"
+            "Rückbuchung storniert" = "reinstatement"
+            "Reserve" = "reserve"
+            "#,
+        )
+        .expect("mapping");
+        let text = "Abrechnung November; Konto \"4711\n\
+                    \n\
+                    Auszahlung;Transaktion;Bestellung;Art;Betrag;MwSt;Provision;Affiliate;FX;Netto;Währung;Datum\n\
+                    A-1;71000101;S-1;Verkauf;1.107,00;0,64;2,71;;0,00;1.103,65;EUR;30.11.2026\n\
+                    A-1;71000102;S-2;Erstattung;20,00;;;;;20,00;EUR;30.11.2026\n\
+                    A-1;71000103;S-3;Rückbuchung;89,00;0,00;15,00;0,00;0,00;104,00;EUR;30.11.2026\n\
+                    A-1;71000104;S-4;Rückbuchung;-10,00;;;;;-10,00;EUR;30.11.2026\n\
+                    A-1;71000105;S-5;Rückbuchung storniert;100,00;;;;;100,00;EUR;30.11.2026\n\
+                    A-1;;;Reserve;-1.234,56;;;;;-1.234,56;EUR;30.11.2026\n\
+                    A-1;71000106;S-6;Verkauf;2.500;15;60;10;5;2.410;JPY;30.11.2026\n\
+                    A-1;71000107;S-7;Verkauf;10,00;0,50;0,40;0,00;-0,10;9,20;EUR;30.11.2026\n";
+        let lines =
+            parse_settlement(text.as_bytes(), &mapping, &Currencies::iso()).expect("parses");
+        // (line in the file, kind, gross, fee, net), minor units by hand.
+        let read: Vec<(u64, LineKind, i64, i64, i64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.line,
+                    l.kind,
+                    l.gross.minor_units(),
+                    l.fee.minor_units(),
+                    l.net.minor_units(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (4, LineKind::Sale, 1_107_00, 3_35, 1_103_65),
+                (5, LineKind::Refund, -20_00, 0, -20_00),
+                (6, LineKind::Chargeback, -89_00, 15_00, -104_00),
+                (7, LineKind::Chargeback, -10_00, 0, -10_00),
+                (8, LineKind::Chargeback, 100_00, 0, 100_00),
+                (9, LineKind::Reserve, -1_234_56, 0, -1_234_56),
+                (10, LineKind::Sale, 2_500, 90, 2_410),
+                (11, LineKind::Sale, 10_00, 80, 9_20),
+            ]
+        );
+        // Each deduction kept, in the mapping's order; empty cells zero.
+        let parts = |i: usize| -> Vec<(&str, i64)> {
+            lines[i]
+                .fee_parts
+                .iter()
+                .map(|p| (p.column.as_str(), p.amount.minor_units()))
+                .collect()
+        };
+        assert_eq!(
+            parts(0),
+            [
+                ("MwSt", 64),
+                ("Provision", 2_71),
+                ("Affiliate", 0),
+                ("FX", 0)
+            ]
+        );
+        assert_eq!(
+            parts(6),
+            [
+                ("MwSt", 15),
+                ("Provision", 60),
+                ("Affiliate", 10),
+                ("FX", 5)
+            ]
+        );
+        // A rebate (negative FX) lowers the fee: 0.50 + 0.40 − 0.10.
+        assert_eq!(parts(7).iter().map(|p| p.1).sum::<i64>(), 80);
+        assert_eq!(
+            lines[6].fee_parts_json().as_deref(),
+            Some(
+                r#"[{"column":"MwSt","minor":15},{"column":"Provision","minor":60},{"column":"Affiliate","minor":10},{"column":"FX","minor":5}]"#
+            )
+        );
+        assert_eq!(
+            parse(&format!("{HEADER}B,1,,sale,1.00,0,1.00,EUR,2026-11-30\n")).expect("default")[0]
+                .fee_parts_json(),
+            None
+        );
+    }
+
+    /// Without `amount_sign = "by_type"` a positive refund is still refused
+    /// (the file's sign is the truth), and the error says what to set.
+    #[test]
+    fn the_sign_rule_is_the_mappings_to_choose() {
+        let text = format!("{HEADER}B,1,,refund,20.00,0,20.00,EUR,2026-11-30\n");
+        let err = parse(&text).expect_err("refused").to_string();
+        assert!(
+            err.contains("line 2") && err.contains("amount_sign = \"by_type\""),
+            "{err}"
+        );
+        let by_type = Mapping::from_toml("amount_sign = \"by_type\"\n").expect("mapping");
+        let lines = parse_settlement(
+            format!(
+                "{HEADER}B,1,,refund,20.00,0,20.00,EUR,2026-11-30\n\
+                 B,2,,sale,-5.00,0,-5.00,EUR,2026-11-30\n\
+                 B,3,,adjustment,-3.00,0,-3.00,EUR,2026-11-30\n\
+                 B,4,,reversal,7.00,1.00,8.00,EUR,2026-11-30\n"
+            )
+            .as_bytes(),
+            &by_type,
+            &Currencies::iso(),
+        )
+        .expect("parses");
+        let signed: Vec<(i64, i64)> = lines
+            .iter()
+            .map(|l| (l.gross.minor_units(), l.net.minor_units()))
+            .collect();
+        // Refund and reversal turned negative, the sale positive, the
+        // adjustment as written; the reversal's net −7.00 − 1.00.
+        assert_eq!(
+            signed,
+            [
+                (-20_00, -20_00),
+                (5_00, 5_00),
+                (-3_00, -3_00),
+                (-7_00, -8_00)
+            ]
+        );
+        // A file whose net does not follow its gross is refused, named.
+        let err = parse_settlement(
+            format!("{HEADER}B,1,,refund,20.00,0,-20.00,EUR,2026-11-30\n").as_bytes(),
+            &by_type,
+            &Currencies::iso(),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            err.contains("line 2: net 20.00 is not gross -20.00 − fee 0.00 (the gross and net written were both turned"),
+            "{err}"
+        );
+    }
+
+    /// A malformed number names its line (title lines counted), and every
+    /// new key of a mapping is checked when the mapping is read.
+    #[test]
+    fn a_malformed_amount_names_its_line_and_bad_mapping_keys_are_refused() {
+        let mapping = Mapping::from_toml(
+            "delimiter = \";\"\ndecimal_separator = \",\"\nthousands_separator = \".\"\n\
+             skip_lines = 1\nfee_columns = [\"VAT\", \"Commission\"]\n",
+        )
+        .expect("mapping");
+        let header = "batch_id;processor_ref;type;gross;VAT;Commission;net;currency;settled_at";
+        let text = format!(
+            "Title\n{header}\nB;1;sale;1.234,56;1,00;2,00;1.231,56;EUR;2026-11-30\n\
+             B;2;sale;1,234.56;0;0;1,234.56;EUR;2026-11-30\n\
+             B;3;sale;10,00;1,00;x;9,00;EUR;2026-11-30\n"
+        );
+        let err = parse_settlement(text.as_bytes(), &mapping, &Currencies::iso())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("2 bad line(s)"), "{err}");
+        assert!(
+            err.contains("line 4: gross: `1,234.56` is not an amount written like 1.234,56"),
+            "{err}"
+        );
+        assert!(err.contains("line 5: fee column `Commission`"), "{err}");
+        // A fee column the header lacks is a header error.
+        let err = parse_settlement(
+            "Title\nbatch_id;processor_ref;type;gross;VAT;currency;settled_at\n".as_bytes(),
+            &mapping,
+            &Currencies::iso(),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains("lacks `Commission`"), "{err}");
+        for (bad, says) in [
+            ("decimal_separator = \";\"\n", "decimal_separator"),
+            (
+                "decimal_separator = \",\"\nthousands_separator = \",\"\n",
+                "both",
+            ),
+            ("amount_sign = \"positive\"\n", "amount_sign"),
+            ("skip_lines = 1000\n", "skip_lines"),
+            ("skip_lines = -1\n", "skip_lines"),
+            ("fee_columns = [\"VAT\", \"vat\"]\n", "named twice"),
+            ("fee_columns = [\" \"]\n", "empty"),
+            (
+                "fee_columns = [\"VAT\"]\n[columns]\nfee = \"Fee\"\n",
+                "either",
+            ),
+            ("[types]\n\"Won\" = \"reinstated\"\n", "reinstatement"),
+        ] {
+            let err = Mapping::from_toml(bad).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     proptest! {

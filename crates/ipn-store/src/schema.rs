@@ -207,6 +207,8 @@ diesel::table! {
         imported_at -> Timestamptz,
         /// Where the open books began when the line was imported.
         books_open_from -> Timestamptz,
+        /// The deductions the fee was summed from (JSON text), if several.
+        fee_parts -> Nullable<Text>,
     }
 }
 

@@ -392,6 +392,7 @@ type LineRow = (
     diesel::dsl::Eq<settlement_lines::order_id, Option<i64>>,
     diesel::dsl::Eq<settlement_lines::expected_minor, Option<i64>>,
     diesel::dsl::Eq<settlement_lines::review_item_id, Option<i64>>,
+    diesel::dsl::Eq<settlement_lines::fee_parts, Option<String>>,
 );
 
 fn line_row(line: &SettlementLine, key: &str, m: &LineMatch, item: Option<i64>) -> LineRow {
@@ -413,6 +414,7 @@ fn line_row(line: &SettlementLine, key: &str, m: &LineMatch, item: Option<i64>) 
         settlement_lines::order_id.eq(m.payment.as_ref().map(|p| p.1)),
         settlement_lines::expected_minor.eq(m.expected),
         settlement_lines::review_item_id.eq(item),
+        settlement_lines::fee_parts.eq(line.fee_parts_json()),
     )
 }
 
