@@ -266,6 +266,9 @@ pub struct IntakeSection {
     pub receipt_format: ReceiptChoice,
     /// A header with the caller's address, set by a proxy you trust.
     pub trusted_forwarded_header: Option<String>,
+    /// The proxies whose forwarded header is believed; required with
+    /// `trusted_forwarded_header`.
+    pub trusted_proxies: AllowNetworks,
     /// Networks allowed to post; empty: anyone.
     pub allow_networks: AllowNetworks,
     /// How long the intake waits for the broker's confirm before a 503.
@@ -294,6 +297,7 @@ impl Default for IntakeSection {
             edge_verify: true,
             receipt_format: ReceiptChoice::Auto,
             trusted_forwarded_header: None,
+            trusted_proxies: AllowNetworks::default(),
             allow_networks: AllowNetworks::default(),
             confirm_timeout: PositiveDuration::from_secs(5),
             intake_header_timeout: positive(limits.header_timeout),
@@ -1241,6 +1245,13 @@ impl Loaded {
                     .map_err(|_| self.invalid("trusted-forwarded-header", "not a header name"))
             })
             .transpose()?;
+        if forwarded_header.is_some() && s.intake.trusted_proxies.0.is_empty() {
+            return Err(self.invalid(
+                "trusted-proxies",
+                "must name the proxies (networks or addresses) whose trusted-forwarded-header is \
+                 believed: without them any client could claim an allowed address",
+            ));
+        }
         Ok(IntakeSettings {
             path: s.intake.intake_path.clone(),
             lcn_path: s.intake.lcn_path.clone(),
@@ -1248,6 +1259,7 @@ impl Loaded {
             receipt: s.intake.receipt_format,
             source: SourcePolicy {
                 forwarded_header,
+                trusted_proxies: s.intake.trusted_proxies.0.clone(),
                 allow: s.intake.allow_networks.0.clone(),
             },
             limits: self.limits(),
@@ -1459,6 +1471,37 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(text.contains("/nonexistent/ipn.toml"), "{text}");
+    }
+
+    /// Issue 23, item 3: a forwarded header is believed only from named
+    /// proxies; naming the header without them is refused at start.
+    #[test]
+    fn a_forwarded_header_needs_its_proxies() {
+        let intake = |overrides: &[Override]| load(None, overrides).and_then(|l| l.intake());
+        let err =
+            intake(&[flag("trusted-forwarded-header", "x-forwarded-for")]).expect_err("no proxies");
+        assert!(
+            err.to_string()
+                .starts_with("invalid `trusted-proxies` (from default): must name the proxies"),
+            "{err}"
+        );
+        let settings = intake(&[
+            flag("trusted-forwarded-header", "X-Forwarded-For"),
+            env(
+                "trusted-proxies",
+                "IPN_TRUSTED_PROXIES",
+                "10.0.0.5, 192.168.0.0/16",
+            ),
+        ])
+        .expect("with proxies");
+        assert_eq!(
+            settings.source.forwarded_header.as_deref(),
+            Some("x-forwarded-for")
+        );
+        assert_eq!(
+            settings.source.trusted_proxies,
+            crate::intake::parse_allow_list("10.0.0.5,192.168.0.0/16").expect("nets")
+        );
     }
 
     #[test]
@@ -1991,10 +2034,10 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (60 with
-        // `processor-timezone`), so a key that a section failed to flatten
+        // One per setting: the count moves with every key added (61 with
+        // `trusted-proxies`), so a key that a section failed to flatten
         // shows here.
-        assert_eq!(text.len(), 60);
+        assert_eq!(text.len(), 61);
     }
 
     #[test]

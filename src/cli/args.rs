@@ -329,7 +329,13 @@ pub const INTAKE: &[Flag] = &[
         "trusted-forwarded-header",
         "IPN_TRUSTED_FORWARDED_HEADER",
         "HEADER",
-        "Header carrying the caller's address, set by a proxy you trust (for example x-forwarded-for). Without it, the TCP peer is the caller.",
+        "Header carrying the caller's address, set by a proxy you trust (for example x-forwarded-for), read only from trusted-proxies. Without it, the TCP peer is the caller.",
+    ),
+    value(
+        "trusted-proxies",
+        "IPN_TRUSTED_PROXIES",
+        "CIDR,...",
+        "The proxies (comma-separated CIDR or addresses) whose trusted-forwarded-header is believed; from any other peer the header is ignored. Required with trusted-forwarded-header.",
     ),
     value(
         "allow-networks",

@@ -12,6 +12,11 @@ pub struct SourcePolicy {
     /// A header set by a proxy we trust (for example `x-forwarded-for`).
     /// Without it, the TCP peer address is the caller.
     pub forwarded_header: Option<String>,
+    /// The proxies whose forwarded header is believed (`trusted-proxies`):
+    /// from any other peer the header is ignored and the peer is the
+    /// caller, so a client cannot name an address of the allow-list by
+    /// sending the header itself.
+    pub trusted_proxies: Vec<IpNet>,
     /// Networks allowed to post; empty allows everyone.
     pub allow: Vec<IpNet>,
 }
@@ -40,13 +45,15 @@ impl SourcePolicy {
     /// the one our own proxy appended. Everything before it (entries to its
     /// left, earlier lines of the same header) is whatever the client
     /// claimed, so it is not trusted; a client that sends the header twice
-    /// cannot get its own line read instead of the proxy's. A header that
-    /// is missing or whose nearest entry is not an address falls back to
-    /// the TCP peer.
+    /// cannot get its own line read instead of the proxy's. The header is
+    /// read only when the TCP peer is one of the trusted proxies; a header
+    /// from anyone else, missing, or whose nearest entry is not an address
+    /// leaves the TCP peer as the caller.
     pub fn client_addr(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let from_header = self
             .forwarded_header
             .as_deref()
+            .filter(|_| in_networks(&self.trusted_proxies, peer.ip()))
             .and_then(|name| headers.get_all(name).iter().next_back())
             .and_then(|line| line.to_str().ok())
             .and_then(|line| {
@@ -65,12 +72,18 @@ impl SourcePolicy {
 
     /// Whether `addr` may post notifications.
     pub fn allows(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-            v4 => v4,
-        };
-        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&addr))
+        self.allow.is_empty() || in_networks(&self.allow, addr)
     }
+}
+
+/// Whether `addr` (an IPv4-mapped IPv6 address read as IPv4) is in one of
+/// `networks`.
+fn in_networks(networks: &[IpNet], addr: IpAddr) -> bool {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+        v4 => v4,
+    };
+    networks.iter().any(|net| net.contains(&addr))
 }
 
 #[cfg(test)]
@@ -108,6 +121,7 @@ mod tests {
     fn with_a_trusted_header_the_nearest_hop_is_the_caller() {
         let policy = SourcePolicy {
             forwarded_header: Some("x-forwarded-for".into()),
+            trusted_proxies: parse_allow_list("10.0.0.0/8").unwrap(),
             allow: Vec::new(),
         };
         let proxy = peer("10.0.0.1:1");
@@ -158,6 +172,7 @@ mod tests {
         let allow = parse_allow_list("91.220.121.0/25, 5.35.210.128/25,127.0.0.1").unwrap();
         let policy = SourcePolicy {
             forwarded_header: None,
+            trusted_proxies: Vec::new(),
             allow,
         };
         assert!(policy.allows("91.220.121.100".parse().unwrap()));
@@ -170,5 +185,28 @@ mod tests {
             Err(BadNetwork("10.0.0.0/33".into()))
         );
         assert!(SourcePolicy::default().allows("8.8.8.8".parse().unwrap()));
+    }
+
+    /// Issue 23, item 3: with `--allow-networks 91.220.121.0/25
+    /// --trusted-forwarded-header x-forwarded-for`, a POST from 127.0.0.1
+    /// claiming `X-Forwarded-For: 91.220.121.5` is the peer's, and refused.
+    #[test]
+    fn a_forwarded_header_from_outside_the_trusted_proxies_changes_nothing() {
+        let policy = SourcePolicy {
+            forwarded_header: Some("x-forwarded-for".into()),
+            trusted_proxies: parse_allow_list("10.0.0.5").unwrap(),
+            allow: parse_allow_list("91.220.121.0/25").unwrap(),
+        };
+        let claimed = headers(&[("x-forwarded-for", "91.220.121.5")]);
+        let caller = policy.client_addr(peer("127.0.0.1:4000"), &claimed);
+        assert_eq!(caller, ip("127.0.0.1"));
+        assert!(!policy.allows(caller));
+        // Through the proxy, the same header is believed.
+        let caller = policy.client_addr(peer("10.0.0.5:4000"), &claimed);
+        assert_eq!(caller, ip("91.220.121.5"));
+        assert!(policy.allows(caller));
+        // An IPv4-mapped peer is the same proxy.
+        let caller = policy.client_addr(peer("[::ffff:10.0.0.5]:4000"), &claimed);
+        assert_eq!(caller, ip("91.220.121.5"));
     }
 }

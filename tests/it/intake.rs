@@ -308,6 +308,9 @@ async fn bad_requests_are_refused_without_a_receipt_and_not_queued() {
     let settings = Settings {
         intake: IntakeSection {
             trusted_forwarded_header: Some("x-forwarded-for".into()),
+            trusted_proxies: ipn_reconciler::settings::AllowNetworks(
+                ipn_reconciler::intake::parse_allow_list("127.0.0.1").expect("proxy"),
+            ),
             allow_networks: ipn_reconciler::settings::AllowNetworks(
                 ipn_reconciler::intake::parse_allow_list("127.0.0.0/8").expect("nets"),
             ),
