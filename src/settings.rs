@@ -283,6 +283,10 @@ pub struct IntakeSection {
     /// Intake connections open at once; more are answered 503.
     #[serde(deserialize_with = "at_least_one")]
     pub intake_max_connections: NonZeroUsize,
+    /// Intake connections one client address may hold at once; more from
+    /// it are answered 503.
+    #[serde(deserialize_with = "at_least_one")]
+    pub intake_max_connections_per_client: NonZeroUsize,
 }
 
 impl Default for IntakeSection {
@@ -304,6 +308,8 @@ impl Default for IntakeSection {
             intake_body_timeout: positive(limits.body_timeout),
             intake_idle_timeout: positive(limits.idle_timeout),
             intake_max_connections: NonZeroUsize::new(limits.max_connections)
+                .unwrap_or(NonZeroUsize::MIN),
+            intake_max_connections_per_client: NonZeroUsize::new(limits.max_connections_per_client)
                 .unwrap_or(NonZeroUsize::MIN),
         }
     }
@@ -1269,6 +1275,7 @@ impl Loaded {
                 body_timeout: s.intake.intake_body_timeout.get(),
                 idle_timeout: s.intake.intake_idle_timeout.get(),
                 max_connections: s.intake.intake_max_connections.get(),
+                max_connections_per_client: s.intake.intake_max_connections_per_client.get(),
             },
         })
     }
@@ -2034,10 +2041,10 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (61 with
-        // `trusted-proxies`), so a key that a section failed to flatten
-        // shows here.
-        assert_eq!(text.len(), 61);
+        // One per setting: the count moves with every key added (62 with
+        // `intake-max-connections-per-client`), so a key that a section
+        // failed to flatten shows here.
+        assert_eq!(text.len(), 62);
     }
 
     #[test]

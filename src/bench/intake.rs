@@ -196,6 +196,12 @@ async fn measure(
                 "intake-max-connections",
                 config.connections.saturating_mul(2).saturating_add(16) as u64,
             )?,
+            // wrk is one client: all of its connections come from one
+            // address.
+            intake_max_connections_per_client: crate::settings::positive(
+                "intake-max-connections-per-client",
+                config.connections.saturating_mul(2).saturating_add(16) as u64,
+            )?,
             ..Default::default()
         },
         operations: OperationsSection {

@@ -373,6 +373,12 @@ pub const INTAKE: &[Flag] = &[
         "N",
         "Intake connections open at the same time; more are answered 503 and closed.",
     ),
+    value(
+        "intake-max-connections-per-client",
+        "IPN_INTAKE_MAX_CONNECTIONS_PER_CLIENT",
+        "N",
+        "Intake connections one client address (the TCP peer) may hold at the same time; more from it are answered 503 and closed, so one client cannot take the slots the processor needs. Behind a proxy every client is the proxy: set it as high as intake-max-connections there.",
+    ),
 ];
 
 /// The daemon's own operation: endpoint, logs, shutdown.

@@ -44,6 +44,8 @@ pub enum IntakeResult {
     HeaderTimeout,
     /// Connection refused over the connection cap (503).
     TooManyConnections,
+    /// Connection refused over the per-client cap (503).
+    TooManyFromClient,
 }
 
 impl IntakeResult {
@@ -85,6 +87,7 @@ mod tests {
                 "broker_timeout",
                 "header_timeout",
                 "too_many_connections",
+                "too_many_from_client",
             ]
         );
     }

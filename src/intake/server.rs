@@ -9,6 +9,7 @@
 //! | client | what happens |
 //! | --- | --- |
 //! | connects beyond `max_connections` | answered 503 at once and closed (`too_many_connections`) |
+//! | holds `max_connections_per_client` connections already (by TCP peer address) | answered 503 at once and closed (`too_many_from_client`): one client cannot take the slots the processor needs |
 //! | sends nothing, or not its whole header, within `header_timeout` of connecting or of its first byte | closed; answered 408 when part of a request arrived (`header_timeout`) |
 //! | sends its body too slowly (`body_timeout`) | 408, read by the handler (`body_timeout`) |
 //! | keeps an idle keep-alive connection past `idle_timeout` | closed |
@@ -59,6 +60,11 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Connections open at the same time; more are answered 503.
     pub max_connections: usize,
+    /// Connections one TCP peer address may hold open at the same time;
+    /// more from it are answered 503. Behind a proxy every client is the
+    /// proxy: set it as high as `max_connections` there, and let the proxy
+    /// limit its clients.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -68,6 +74,10 @@ impl Default for ConnectionLimits {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            // Half the slots: a client can never take them all, and a
+            // burst of the processor's own (its concurrency is not
+            // documented) still fits.
+            max_connections_per_client: 256,
         }
     }
 }
@@ -107,6 +117,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = PerClient::new(limits.max_connections_per_client);
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
@@ -128,8 +139,14 @@ pub async fn serve(
                 }
             }
         };
+        // The client's own cap first: a hoarding client is refused without
+        // taking a slot of the global cap.
+        let Some(slot) = clients.try_acquire(peer.ip()) else {
+            refuse(&stream, peer, &metrics, IntakeResult::TooManyFromClient);
+            continue;
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse_over_capacity(&stream, peer, &metrics);
+            refuse(&stream, peer, &metrics, IntakeResult::TooManyConnections);
             continue;
         };
         connections.spawn(serve_connection(
@@ -139,7 +156,7 @@ pub async fn serve(
             limits,
             metrics.clone(),
             stopping.clone(),
-            permit,
+            (permit, slot),
         ));
     }
     // Stop accepting at once: the port refuses new connections from now.
@@ -160,12 +177,64 @@ fn is_connection_error(err: &io::Error) -> bool {
 }
 
 /// Answers 503 without reading and closes (the stream is dropped by the
-/// caller). The write does not wait: a socket that cannot take 150 bytes
-/// at once is closed without them.
-fn refuse_over_capacity(stream: &TcpStream, peer: SocketAddr, metrics: &Metrics) {
-    metrics.intake_request(IntakeResult::TooManyConnections);
-    tracing::debug!(peer = %peer.ip(), "intake connection over the cap: answered 503");
+/// caller), counted as `result`. The write does not wait: a socket that
+/// cannot take 150 bytes at once is closed without them.
+fn refuse(stream: &TcpStream, peer: SocketAddr, metrics: &Metrics, result: IntakeResult) {
+    metrics.intake_request(result);
+    tracing::debug!(peer = %peer.ip(), result = result.as_str(), "intake connection over a cap: answered 503");
     let _ = stream.try_write(OVER_CAPACITY);
+}
+
+/// The connections each TCP peer address holds open.
+struct PerClient {
+    limit: usize,
+    open: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection of a client, counted until it is dropped.
+struct ClientSlot {
+    addr: std::net::IpAddr,
+    open: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerClient {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for one more connection of `addr`, or `None` when it holds
+    /// its limit already. An IPv4-mapped IPv6 address counts as its IPv4.
+    fn try_acquire(&self, addr: std::net::IpAddr) -> Option<ClientSlot> {
+        let addr = match addr {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(addr).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            addr,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.addr) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
 }
 
 /// One connection, from accept to close, under the watch of its timers.
@@ -176,7 +245,7 @@ async fn serve_connection(
     limits: ConnectionLimits,
     metrics: Metrics,
     stopping: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, ClientSlot),
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
@@ -432,6 +501,7 @@ mod tests {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1,
+            max_connections_per_client: 1,
         };
         let activity = Arc::new(Activity::new());
         // A phase's clock starts when it is entered: between two readings.
@@ -467,6 +537,28 @@ mod tests {
             &|| activity.bytes_read(),
             Phase::Header,
             limits.header_timeout,
+        );
+    }
+
+    #[test]
+    fn each_client_holds_at_most_its_share_and_gets_it_back() {
+        let clients = PerClient::new(2);
+        let hoarder: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+        let processor: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let first = clients.try_acquire(hoarder).expect("first");
+        let _second = clients.try_acquire(hoarder).expect("second");
+        assert!(clients.try_acquire(hoarder).is_none(), "over its share");
+        // The same client as an IPv4-mapped IPv6 peer is the same client.
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.2".parse().expect("ip");
+        assert!(clients.try_acquire(mapped).is_none());
+        assert!(
+            clients.try_acquire(processor).is_some(),
+            "others are served"
+        );
+        drop(first);
+        assert!(
+            clients.try_acquire(hoarder).is_some(),
+            "a freed slot serves again"
         );
     }
 }

@@ -281,6 +281,72 @@ async fn the_connection_over_the_cap_is_refused_and_a_freed_slot_serves_again() 
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
 }
 
+/// Issue 23, item 3: one client that hoards connections (idle, half-sent)
+/// is refused past its own cap, and the processor's notice, from another
+/// address, is answered at once: the hoarder never reaches the global cap.
+/// The hoarder connects from 127.0.0.2 (every 127/8 address is the
+/// loopback), the processor from 127.0.0.1.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_hoarding_connections_does_not_delay_the_processors_notice() {
+    let queue = TestQueue::new("1s");
+    queue.declare().await;
+    let intake = RunningIntake::start(Settings {
+        intake: IntakeSection {
+            intake_max_connections: NonZero::new(8).expect("positive"),
+            intake_max_connections_per_client: NonZero::new(4).expect("positive"),
+            intake_header_timeout: PositiveDuration::new(Duration::from_secs(60))
+                .expect("positive"),
+            ..queue.daemon_settings().intake
+        },
+        ..queue.daemon_settings()
+    })
+    .await;
+    let hoard = || async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind 127.0.0.2");
+        socket.connect(intake.addr).await.expect("connect")
+    };
+    // Four half-sent requests hold the hoarder's share...
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = hoard().await;
+        stream
+            .write_all(b"POST /ipn HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .expect("half a header");
+        held.push(stream);
+    }
+    // ...and every further one is refused at once, a hundred times over.
+    for _ in 0..100 {
+        let mut more = hoard().await;
+        let (received, took) = read_until_closed(&mut more, Duration::from_secs(10)).await;
+        assert!(received.starts_with("HTTP/1.1 503"), "{received:?}");
+        assert!(took < Duration::from_secs(5), "refused after {took:?}");
+    }
+    assert_eq!(intake.count("too_many_from_client"), 100);
+    assert_eq!(intake.count("too_many_connections"), 0);
+    // The processor's notice, meanwhile: queued, within the header timeout
+    // by far (no retry, no wait for a slot).
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(intake.url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(genuine_body())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 1);
+    drop(held);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_body_gets_our_413_whether_announced_or_not() {
     let queue = TestQueue::new("1s");
