@@ -259,18 +259,27 @@ async fn try_login(
     let user_digest = auth::attempt_digest("user", &form.username);
     let address_digest = auth::attempt_digest("address", &peer.ip().to_string());
     let since = now - chrono::Duration::from_std(auth::RATE_WINDOW).unwrap_or_default();
-    let (by_user, by_address) = console
+    // Counted before the password is checked, atomically with the check
+    // of the limits: a burst of parallel attempts for one name gets at
+    // most the limit checked.
+    let claimed = console
         .store
-        .failed_logins_since(&user_digest, &address_digest, since)
+        .claim_login_attempt(
+            &user_digest,
+            &address_digest,
+            since,
+            now,
+            auth::login_allowed,
+        )
         .await?;
-    if !auth::login_allowed(by_user, by_address) {
+    let Some(attempt) = claimed else {
         return Ok(login_page(
             console,
             StatusCode::TOO_MANY_REQUESTS,
             None,
             Some("Too many failed logins. Wait a quarter of an hour and try again."),
         ));
-    }
+    };
     let user = console.store.console_user(form.username.trim()).await?;
     let (hash, usable) = match &user {
         Some(user) => (user.password_hash.clone(), !user.disabled),
@@ -282,10 +291,9 @@ async fn try_login(
         .await
         .unwrap_or(false);
     let ok = usable && matches;
-    console
-        .store
-        .record_login_attempt(&user_digest, &address_digest, ok, now)
-        .await?;
+    if ok {
+        console.store.login_attempt_succeeded(attempt).await?;
+    }
     let user = match user {
         Some(user) if ok => user,
         _ => {

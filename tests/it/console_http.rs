@@ -259,6 +259,41 @@ async fn console_failed_logins_are_limited_per_user_and_per_address() {
     assert_eq!(answer.status, 403);
 }
 
+/// Issue 23, item 2 (in part): a burst of parallel wrong passwords for one
+/// name gets at most the per-name limit checked (each attempt is counted
+/// before its password is, under a lock on the name), and so it cannot
+/// fill the address's limit: another user at the same address logs in at
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_a_burst_of_wrong_passwords_checks_at_most_the_limit() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browsers: Vec<Browser> = (0..30).map(|_| Browser::new(&console)).collect();
+    let answers = futures::future::join_all(
+        browsers
+            .iter_mut()
+            .map(|b| b.login(RESOLVER.0, "wrong-password-000")),
+    )
+    .await;
+    let checked = answers.iter().filter(|a| a.status == 401).count();
+    let refused = answers.iter().filter(|a| a.status == 429).count();
+    assert_eq!(checked + refused, 30, "every attempt was answered");
+    assert_eq!(
+        i64::try_from(checked).expect("count"),
+        MAX_FAILURES_PER_USER
+    );
+    // PostgreSQL's own count: only the checked attempts were recorded.
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_login_attempts"
+        )
+        .await,
+        MAX_FAILURES_PER_USER
+    );
+    let mut other = Browser::new(&console);
+    assert_eq!(other.login(VIEWER.0, VIEWER.1).await.status, 303);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn console_resolving_needs_the_csrf_token_and_the_resolver_role() {
     let console = TestConsole::start(long_sessions(), false).await;

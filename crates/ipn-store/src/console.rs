@@ -13,7 +13,7 @@ use super::sql::Stored;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{OrderView, ReportPeriod, Store, StoreError};
 use crate::domain::{Currency, Effect, Money, OrderOrigin, OrderState, Outcome, Pseudonym};
@@ -246,6 +246,60 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a login attempt *before* its password is checked, together
+    /// with the check of the limits: under a lock on the name (a
+    /// transaction-level advisory lock), the failed attempts at or after
+    /// `since` for the name and from the address are counted, and when
+    /// `allowed` accepts the counts, the attempt is recorded as failed
+    /// (it becomes a success only when the password matched:
+    /// [`Store::login_attempt_succeeded`]). So parallel attempts for one
+    /// name are checked one after another against the limit, never all
+    /// at once. `None`: refused, nothing recorded.
+    pub async fn claim_login_attempt(
+        &self,
+        username_sha256: &str,
+        address_sha256: &str,
+        since: DateTime<Utc>,
+        at: DateTime<Utc>,
+        allowed: impl Fn(i64, i64) -> bool + Send + Sync,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn().await?;
+        let username = username_sha256.to_owned();
+        let address = address_sha256.to_owned();
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind::<Text, _>(&username)
+                .execute(conn)
+                .await?;
+            let (by_user, by_address) = failed_counts(conn, &username, &address, since).await?;
+            if !allowed(by_user, by_address) {
+                return Ok(None);
+            }
+            let id: Counted = diesel::sql_query(
+                "INSERT INTO console_login_attempts (username_sha256, address_sha256, succeeded, at) \
+                 VALUES ($1, $2, false, $3) RETURNING id AS n",
+            )
+            .bind::<Text, _>(&username)
+            .bind::<Text, _>(&address)
+            .bind::<Timestamptz, _>(at)
+            .get_result(conn)
+            .await?;
+            Ok(Some(id.n))
+        })
+        .await
+    }
+
+    /// Marks a claimed attempt ([`Store::claim_login_attempt`]) as a
+    /// success: the password matched.
+    pub async fn login_attempt_succeeded(&self, attempt: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("UPDATE console_login_attempts SET succeeded = true WHERE id = $1")
+            .bind::<BigInt, _>(attempt)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// Failed logins at or after `since`: for this name, and from this
     /// address.
     pub async fn failed_logins_since(
@@ -255,21 +309,7 @@ impl Store {
         since: DateTime<Utc>,
     ) -> Result<(i64, i64), StoreError> {
         let mut conn = self.conn().await?;
-        let count =
-            async |conn: &mut diesel_async::AsyncPgConnection, column: &str, value: &str| {
-                diesel::sql_query(format!(
-                    "SELECT count(*)::int8 AS n FROM console_login_attempts \
-                 WHERE {column} = $1 AND NOT succeeded AND at >= $2"
-                ))
-                .bind::<Text, _>(value.to_owned())
-                .bind::<Timestamptz, _>(since)
-                .get_result::<Counted>(conn)
-                .await
-                .map(|c| c.n)
-            };
-        let by_user = count(&mut conn, "username_sha256", username_sha256).await?;
-        let by_address = count(&mut conn, "address_sha256", address_sha256).await?;
-        Ok((by_user, by_address))
+        failed_counts(&mut conn, username_sha256, address_sha256, since).await
     }
 
     /// Opens a session for `user_id` under the digest of its token.
@@ -756,4 +796,28 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Failed logins at or after `since` for a name and from an address, on
+/// the caller's connection.
+async fn failed_counts(
+    conn: &mut diesel_async::AsyncPgConnection,
+    username_sha256: &str,
+    address_sha256: &str,
+    since: DateTime<Utc>,
+) -> Result<(i64, i64), StoreError> {
+    let count = async |conn: &mut diesel_async::AsyncPgConnection, column: &str, value: &str| {
+        diesel::sql_query(format!(
+            "SELECT count(*)::int8 AS n FROM console_login_attempts \
+             WHERE {column} = $1 AND NOT succeeded AND at >= $2"
+        ))
+        .bind::<Text, _>(value.to_owned())
+        .bind::<Timestamptz, _>(since)
+        .get_result::<Counted>(conn)
+        .await
+        .map(|c| c.n)
+    };
+    let by_user = count(conn, "username_sha256", username_sha256).await?;
+    let by_address = count(conn, "address_sha256", address_sha256).await?;
+    Ok((by_user, by_address))
 }
