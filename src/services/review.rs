@@ -544,6 +544,46 @@ impl Run<'_> {
         self.outcome.currency = amount.map(|m| m.currency().as_str().to_owned());
     }
 
+    /// The order the first of `items` is about, locked, with its facts:
+    /// its reference, id and facts.
+    async fn lock_items_order(
+        &self,
+        conn: &mut AsyncPgConnection,
+        items: &[LockedItem],
+    ) -> Result<(String, i64, OrderFacts), ResolveError> {
+        let order_ref = items[0]
+            .order_ref
+            .clone()
+            .ok_or(ResolveError::NoOrder(items[0].id))?;
+        let (order_id, facts) = lock_order_facts(conn, &order_ref, self.currencies)
+            .await?
+            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        Ok((order_ref, order_id, facts))
+    }
+
+    /// Writes what a person's action decided on order `order_id`: its new
+    /// facts, the ledger row naming resolution `resolution`, and the money
+    /// that moved (`moved`), in the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn book(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        order_id: i64,
+        resolution: i64,
+        action: ReviewAction,
+        before: &OrderFacts,
+        decision: &Decision,
+        amount: Money,
+        moved: &[crate::domain::journal::Movement],
+    ) -> Result<(), ResolveError> {
+        write_facts(conn, order_id, before, decision).await?;
+        review::record_resolution_event(conn, order_id, resolution, action, decision, amount)
+            .await?;
+        crate::store::journal::record_for_resolution(conn, order_id, resolution, moved).await?;
+        self.outcome.order_state = Some(decision.new_state);
+        Ok(())
+    }
+
     /// Writes the item's resolution row and marks it resolved; returns the
     /// row's id.
     async fn resolve(
@@ -687,13 +727,7 @@ impl Run<'_> {
         items: &[LockedItem],
         difference: Difference,
     ) -> Result<(), ResolveError> {
-        let order_ref = items[0]
-            .order_ref
-            .clone()
-            .ok_or(ResolveError::NoOrder(items[0].id))?;
-        let (order_id, facts) = lock_order_facts(conn, &order_ref, self.currencies)
-            .await?
-            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let (order_ref, order_id, facts) = self.lock_items_order(conn, items).await?;
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
         let others = review::other_disagreements_open(conn, &order_ref, &ids).await?;
         let mut steps = Vec::new();
@@ -762,20 +796,19 @@ impl Run<'_> {
                 item.id
             );
             let decision = booking_decision(&before, booking.after, reason);
-            write_facts(conn, order_id, &before, &decision).await?;
-            review::record_resolution_event(
+            let moved = movements(&before, &decision.facts);
+            let action = self.request.action;
+            self.book(
                 conn,
                 order_id,
                 resolution,
-                self.request.action,
+                action,
+                &before,
                 &decision,
                 booking.captured,
+                &moved,
             )
             .await?;
-            let moved = movements(&before, &decision.facts);
-            crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
-                .await?;
-            self.outcome.order_state = Some(decision.new_state);
         }
         self.set_amount(total);
         Ok(())
@@ -790,13 +823,7 @@ impl Run<'_> {
         conn: &mut AsyncPgConnection,
         items: &[LockedItem],
     ) -> Result<(), ResolveError> {
-        let order_ref = items[0]
-            .order_ref
-            .clone()
-            .ok_or(ResolveError::NoOrder(items[0].id))?;
-        let (order_id, mut facts) = lock_order_facts(conn, &order_ref, self.currencies)
-            .await?
-            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let (order_ref, order_id, mut facts) = self.lock_items_order(conn, items).await?;
         let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
         let others = review::other_disagreements_open(conn, &order_ref, &ids).await?;
         let mut steps = Vec::new();
@@ -826,19 +853,18 @@ impl Run<'_> {
                 moved.amount, moved.processor_ref, self.by, item.id
             );
             let decision = booking_decision(&before, after, reason);
-            write_facts(conn, order_id, &before, &decision).await?;
-            review::record_resolution_event(
+            let amount = moved.amount;
+            self.book(
                 conn,
                 order_id,
                 resolution,
                 ReviewAction::BookRefund,
+                &before,
                 &decision,
-                moved.amount,
+                amount,
+                &[moved],
             )
             .await?;
-            crate::store::journal::record_for_resolution(conn, order_id, resolution, &[moved])
-                .await?;
-            self.outcome.order_state = Some(decision.new_state);
         }
         self.set_amount(total);
         Ok(())
@@ -853,13 +879,7 @@ impl Run<'_> {
         conn: &mut AsyncPgConnection,
         items: &[LockedItem],
     ) -> Result<(), ResolveError> {
-        let order_ref = items[0]
-            .order_ref
-            .clone()
-            .ok_or(ResolveError::NoOrder(items[0].id))?;
-        let (order_id, facts) = lock_order_facts(conn, &order_ref, self.currencies)
-            .await?
-            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let (_, order_id, facts) = self.lock_items_order(conn, items).await?;
         // Decided before anything is written: which item refunds what.
         let steps = plan_refunds(facts, items)?;
         let mut total = None;
@@ -871,20 +891,18 @@ impl Run<'_> {
             };
             total = add(total, Some(amount));
             let decision = refund_decision(&before, after, amount, self.by, item.id);
-            write_facts(conn, order_id, &before, &decision).await?;
-            review::record_resolution_event(
+            let moved = movements(&before, &decision.facts);
+            self.book(
                 conn,
                 order_id,
                 resolution,
                 ReviewAction::MarkRefundedOutside,
+                &before,
                 &decision,
                 amount,
+                &moved,
             )
             .await?;
-            let moved = movements(&before, &decision.facts);
-            crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
-                .await?;
-            self.outcome.order_state = Some(decision.new_state);
         }
         self.set_amount(total);
         Ok(())
@@ -900,13 +918,7 @@ impl Run<'_> {
         conn: &mut AsyncPgConnection,
         items: &[LockedItem],
     ) -> Result<(), ResolveError> {
-        let order_ref = items[0]
-            .order_ref
-            .clone()
-            .ok_or(ResolveError::NoOrder(items[0].id))?;
-        let (order_id, mut facts) = lock_order_facts(conn, &order_ref, self.currencies)
-            .await?
-            .ok_or_else(|| ResolveError::UnknownOrder(order_ref.clone()))?;
+        let (order_ref, order_id, mut facts) = self.lock_items_order(conn, items).await?;
         let mut total = None;
         let mut booked_any = false;
         let mut first_refusal = None;
@@ -943,19 +955,18 @@ impl Run<'_> {
                 resolutions: Vec::new(),
                 outcome: Outcome::Applied,
             };
-            write_facts(conn, order_id, &facts, &decision).await?;
-            review::record_resolution_event(
+            let moved = movements(&facts, &decision.facts);
+            self.book(
                 conn,
                 order_id,
                 resolution,
                 ReviewAction::BookReinstatement,
+                &facts,
                 &decision,
                 amount,
+                &moved,
             )
             .await?;
-            let moved = movements(&facts, &decision.facts);
-            crate::store::journal::record_for_resolution(conn, order_id, resolution, &moved)
-                .await?;
             // The chargeback no longer stands: its item is closed, as a
             // WON notice would close it.
             crate::store::apply::close_items(
