@@ -139,20 +139,35 @@ fn write_csv(out: impl Write, report: &ClearingReport) -> Result<(), csv::Error>
     }
     for item in &report.items {
         let mut row = [""; CLEARING_CSV_COLUMNS.len()].map(str::to_owned);
-        row[0] = "item".to_owned();
-        row[1] = item.currency.clone();
-        row[15] = item.kind.as_str().to_owned();
+        // Placed by column name: the statement's columns come first, and
+        // grow when a statement line is added.
+        let mut put = |name: &str, value: String| {
+            if let Some(at) = CLEARING_CSV_COLUMNS.iter().position(|c| *c == name) {
+                row[at] = value;
+            }
+        };
+        put("section", "item".to_owned());
+        put("currency", item.currency.clone());
+        put("kind", item.kind.as_str().to_owned());
         // References can come from outside (a buy-link's REFNOEXT, a file).
-        row[16] = crate::view::csv_text(item.order_ref.as_deref().unwrap_or("")).into_owned();
-        row[17] = crate::view::csv_text(item.processor_ref.as_deref().unwrap_or("")).into_owned();
-        row[18] = crate::view::csv_text(item.batch_id.as_deref().unwrap_or("")).into_owned();
-        row[19] = item.at.as_ref().map(rfc3339::format).unwrap_or_default();
-        row[20] = item.amount.clone();
-        row[21] = item.effect.clone();
-        row[22] = item
-            .review_item_id
-            .map(|id| id.to_string())
-            .unwrap_or_default();
+        let text = |value: &Option<String>| {
+            crate::view::csv_text(value.as_deref().unwrap_or("")).into_owned()
+        };
+        put("order_ref", text(&item.order_ref));
+        put("processor_ref", text(&item.processor_ref));
+        put("batch_id", text(&item.batch_id));
+        put(
+            "at",
+            item.at.as_ref().map(rfc3339::format).unwrap_or_default(),
+        );
+        put("amount", item.amount.clone());
+        put("effect", item.effect.clone());
+        put(
+            "review_item_id",
+            item.review_item_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        );
         csv.write_record(row)?;
     }
     csv.flush()?;

@@ -328,6 +328,23 @@ async fn clearing_a_missing_payout_is_its_batchs_net_and_is_listed() {
             .iter()
             .all(|t| minor(&t["unexplained"], t["currency"].as_str().expect("c")) == 0)
     );
+    // The CSV puts the item's cells under their own headers.
+    let csv = cli(&db)
+        .args(["report", "clearing", "--format", "csv"])
+        .output()
+        .expect("csv");
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_slice());
+    let headers = reader.headers().expect("header").clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let item = rows.iter().find(|r| &r[0] == "item").expect("an item row");
+    let cell = |name: &str| {
+        let at = headers.iter().position(|h| h == name).expect(name);
+        item[at].to_owned()
+    };
+    assert_eq!(cell("kind"), "batch_not_paid_out");
+    assert_eq!(cell("batch_id"), missing.batch_id);
+    assert_eq!(cell("amount"), missing.amount.format_amount());
+    assert_eq!(cell("closing"), "");
 }
 
 #[tokio::test(flavor = "multi_thread")]
