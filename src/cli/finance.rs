@@ -155,8 +155,8 @@ invalid configuration, 3 the database cannot be read."
     /// ledger. `review show ID` lists the actions that fit an item.
     ///
     /// Actions: accept_as_is (the exception is real, the books are right as
-    /// they stand), apply_repeat (late_repeat: a genuine second refund or
-    /// chargeback; its notification is applied), mark_refunded_outside (the
+    /// they stand), apply_repeat (possible_second_event: a genuine second
+    /// refund or chargeback of the same values; its notification is applied), mark_refunded_outside (the
     /// shopper was refunded outside the processor: a refund of what the
     /// payment still holds is recorded with its money movement),
     /// link_order (orphan_payment: its notifications are applied to --order,

@@ -171,8 +171,8 @@ pub struct RateArgs {
     #[arg(long, default_value_t = 0.05, value_parser = probability, value_name = "P")]
     pub second_url_copies: f64,
     /// Per notification of a known order: probability of a manual resend
-    /// 3 to 10 days later (must end `duplicate`; a refund or reversal
-    /// resent also leaves a late_repeat review item open).
+    /// 3 to 10 days later (must end `duplicate`; the simulator's notices
+    /// carry MESSAGE_ID, so a resend opens no review item).
     #[arg(long, default_value_t = 0.03, value_parser = probability, value_name = "P")]
     pub manual_resends: f64,
     /// Per notification of a known order: probability of a copy in other

@@ -28,7 +28,7 @@
 //! | card number in free text | per order | a Luhn-valid test card number in `IPN_INFO[]` or `SHOPPER_REFERENCE_NUMBER` of one notification | value dropped, review `pan_detected`, the notification otherwise applies |
 //! | processor retries | per notification* | the same notification stamped with a new `IPN_DATE` minutes to 36 hours later, signed again | `duplicate` |
 //! | second URL copies | per notification* | the copy for a second notification URL: SHA-256 only or SHA3-256 only, stamped seconds later | `duplicate` |
-//! | manual resends | per notification* | resent from the control panel 3 to 10 days later | `duplicate`; for a refund or reversal also review `late_repeat` |
+//! | manual resends | per notification* | resent from the control panel 3 to 10 days later | `duplicate` (the simulator's notices carry `MESSAGE_ID`, so no `possible_second_event`) |
 //! | re-encoded copies | per notification* | the same values in other bytes: a digit of REFNO percent-escaped, a trailing `&`, or an unsigned field the reconciler does not read renamed | `duplicate` |
 //! | stripped signatures | per order* | a copy of one notification without its SHA3-256 signature, or without any | `duplicate` (SHA-256 still verifies), or `invalid_signature` |
 //! | renamed expected fields | per test or fraud-denied order*, with [`SimulationConfig::expected_fields`] | an attacker's copy with `TEST_ORDER` or `FRAUD_STATUS` renamed | `malformed`, no change |
@@ -61,7 +61,7 @@
 //! once per cause (once per order for `suspect`, `reversed_after_payment`,
 //! `amount_mismatch`, `duplicate_payment` and `unmatched_reversal`; once
 //! per notification for `pan_detected` and
-//! `orphan_payment`; once per late resend for `late_repeat`), and a
+//! `orphan_payment`), and a
 //! duplicate delivery must not raise anything again. Items the system
 //! closes by itself (a refund that overtook its payment, a double charge
 //! refunded) are not expected: whether they were ever opened depends on the
@@ -901,8 +901,8 @@ struct Signed {
 }
 
 impl Signed {
-    /// A refund or reversal: a repeat of one after the processor's retry
-    /// horizon opens a `late_repeat` review item.
+    /// A refund or reversal: kept to two bodies when resent (see
+    /// `copies`).
     fn moves_money(&self) -> bool {
         matches!(self.status, "REFUND" | "REVERSED")
     }
@@ -1179,8 +1179,7 @@ impl Generator<'_> {
     /// notification delivered as several bodies leaves depends on timing,
     /// which no expectation from intent can say.
     ///
-    /// A notification whose copy raises a review item as a repeat (a
-    /// refund or reversal resent after the retry horizon: `late_repeat`)
+    /// A refund or reversal resent by hand
     /// gets no other accepted copy with another body; nor does the one of
     /// which a swapped copy is delivered, which keeps its story to two
     /// bodies. The store compares a repeat with the
@@ -1250,9 +1249,6 @@ impl Generator<'_> {
                     body::restamped(&step.fields, stamped(resend_after), self.key, &ALGORITHMS)?;
                 add(DeliveryKind::Resend, body, rng);
                 made.insert(Anomaly::ManualResends);
-                if late_resend {
-                    copies.review_kinds.push(ReviewKind::LateRepeat);
-                }
             }
             if reencode && !keep_alone {
                 let genuine = body::encode(step.fields.clone());

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::domain::{
     EventIdentity, OrderFacts, PROCESSOR_RETRY_HORIZON_HOURS, PaymentEvent, ReconcilePolicy,
-    contains_pan, decide, find_pan_fields, tokenize,
+    StatusCategory, contains_pan, decide, find_pan_fields, tokenize,
 };
 use crate::ipn::{FormBody, FormLimits, KeyRing, SignaturePolicy, VerifyError, parse_and_verify};
 use crate::store::orders::parse_orders_csv;
@@ -312,10 +312,10 @@ fn check_simulation(sim: &Simulation) -> Result<(), TestCaseError> {
             expected.review_kinds.contains(&ReviewKind::PanDetected),
             expected.anomalies.contains(&Anomaly::PanInFreeText)
         );
-        // A late repeat only from a manual resend (of a refund or reversal).
-        if has(ReviewKind::LateRepeat) {
-            prop_assert!(expected.anomalies.contains(&Anomaly::ManualResends));
-        }
+        // The simulator's notices carry MESSAGE_ID: a repeat is never a
+        // possible second event.
+        prop_assert!(!has(ReviewKind::PossibleSecondEvent));
+        prop_assert!(!has(ReviewKind::LateRepeat));
         prop_assert_eq!(
             has(ReviewKind::DuplicatePayment),
             expected.story == Story::DoubleChargeOpen
@@ -494,11 +494,7 @@ fn every_anomaly_and_story_appears_at_high_rates() {
         .values()
         .flat_map(|e| e.review_kinds.iter().copied())
         .collect();
-    for kind in [
-        ReviewKind::LateRepeat,
-        ReviewKind::DuplicatePayment,
-        ReviewKind::UnmatchedReversal,
-    ] {
+    for kind in [ReviewKind::DuplicatePayment, ReviewKind::UnmatchedReversal] {
         assert!(kinds.contains(&kind), "no {kind} expected");
     }
     let currencies: HashSet<String> = sim
@@ -738,7 +734,8 @@ impl Meaning {
 /// The first delivery of an identity, as the store remembers it.
 struct First {
     meaning: Meaning,
-    ipn_date: Option<chrono::NaiveDateTime>,
+    /// The `IPN_DATE` of every delivery of the identity so far.
+    dates: Vec<Option<chrono::NaiveDateTime>>,
 }
 
 /// The simulator's expectation against the pure reconciler, without a
@@ -747,8 +744,9 @@ struct First {
 /// notification once per identity as the store does (`store::apply`,
 /// docs/protocol.md §11): an exact byte copy is skipped, a later delivery
 /// of the same identity is a repeat that changes nothing but may open
-/// `conflicting_copy` (another meaning) or `late_repeat` (a refund or
-/// reversal repeated beyond the retry horizon). Open items are what was
+/// `conflicting_copy` (another meaning) or `possible_second_event` (a
+/// money-moving notice without `MESSAGE_ID` dated unlike every earlier
+/// delivery). Open items are what was
 /// raised minus what `Decision::resolutions` closed.
 ///
 /// A disagreement here is a bug in one of the two; `tests/simulate_replay.rs`
@@ -830,17 +828,20 @@ fn replay_in_memory_as(
             if first.meaning != Meaning::of(&event) {
                 open.push((ReviewKind::ConflictingCopy, refno.clone()));
             }
-            let moves_money = matches!(event.status.as_str(), "REFUND" | "REVERSED");
-            let apart = first
-                .ipn_date
-                .zip(event.ipn_date)
-                .map(|(a, b)| (b - a).abs());
-            if moves_money
-                && apart.is_some_and(|apart| {
-                    apart > chrono::Duration::hours(PROCESSOR_RETRY_HORIZON_HOURS)
-                })
-            {
-                open.push((ReviewKind::LateRepeat, refno));
+            // A money-moving notice without MESSAGE_ID, dated unlike every
+            // earlier delivery: maybe a second event of the same values.
+            let moves_money = event.status.known().is_some_and(|status| {
+                matches!(
+                    status.category(),
+                    StatusCategory::Payment | StatusCategory::Refund | StatusCategory::Reversal
+                )
+            });
+            let new_date = event.ipn_date.is_some() && !first.dates.contains(&event.ipn_date);
+            if moves_money && !event.carries_message_id && new_date {
+                open.push((ReviewKind::PossibleSecondEvent, refno));
+            }
+            if let Some(first) = firsts.get_mut(&event.identity) {
+                first.dates.push(event.ipn_date);
             }
             continue;
         }
@@ -849,7 +850,7 @@ fn replay_in_memory_as(
             event.identity.clone(),
             First {
                 meaning: Meaning::of(&event),
-                ipn_date: event.ipn_date,
+                dates: vec![event.ipn_date],
             },
         );
         let decision = decide(order, &event, &ReconcilePolicy::default());

@@ -41,6 +41,7 @@ fn event(
     let digest = BodyDigest::of(format!("body-{body}").as_bytes());
     let identity = BodyDigest::of(format!("identity-{identity}").as_bytes());
     PaymentEvent {
+        carries_message_id: false,
         digest,
         identity: EventIdentity::parse(identity.as_str()).expect("identity"),
         // A renamed copy says another reference with the same values.

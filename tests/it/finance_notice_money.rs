@@ -276,6 +276,7 @@ fn money_event(
 ) -> PaymentEvent {
     let eur = Money::iso(amount, "EUR").expect("amount").currency();
     PaymentEvent {
+        carries_message_id: false,
         digest: BodyDigest::of(format!("body|{order_ref}|{body}").as_bytes()),
         identity: EventIdentity::parse(
             BodyDigest::of(format!("identity|{refno}|{identity}").as_bytes()).as_str(),
@@ -504,7 +505,7 @@ async fn finance_an_orphan_recorded_before_the_notifications_kept_money_links_wi
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn finance_a_confirmed_late_repeat_refund_gives_back_its_vat_and_commission() {
+async fn finance_a_confirmed_second_refund_gives_back_its_vat_and_commission() {
     let pay = money_event(
         "SHOP-A",
         "900120",
@@ -540,7 +541,7 @@ async fn finance_a_confirmed_late_repeat_refund_gives_back_its_vat_and_commissio
         Outcome::Duplicate
     );
     let item = confirmed
-        .review_items_by_status(ReviewStatus::Open, Some(ReviewKind::LateRepeat))
+        .review_items_by_status(ReviewStatus::Open, Some(ReviewKind::PossibleSecondEvent))
         .await
         .expect("items")[0]
         .id;

@@ -7,7 +7,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use ipn_reconciler::domain::review::ReviewAction;
-use ipn_reconciler::domain::{OrderState, Outcome, ReviewKind};
+use ipn_reconciler::domain::{BodyDigest, OrderState, Outcome, ReviewKind};
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, sign};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig, Report};
 use ipn_reconciler::services::review::{ResolveError, ResolveRequest, resolve};
@@ -164,62 +164,121 @@ async fn one_refund_delivered_six_ways_counts_once() {
     assert!(open_kinds(store, "SHOP-1002").await.is_empty());
 }
 
-/// A refund delivered again three days later is not one of the processor's
-/// retries (they stop after two days): it changes nothing by itself, but a
-/// review item says so, and a person who confirms it is a genuine second
-/// refund applies it.
+/// The refund of fixture 06 (SHOP-1002, 20.00, `IPN_DATE` 2026-11-04
+/// 09:00) as the processor would send it without `MESSAGE_ID` (the
+/// merchant left it unticked), issued at `ipn_date`.
+fn refund_without_message_id(refund: &[u8], ipn_date: &str) -> Vec<u8> {
+    resigned_with(refund, &[Algorithm::Sha3_256], |name, value| match name {
+        "MESSAGE_ID" => value.clear(),
+        "IPN_DATE" => *value = ipn_date.into(),
+        _ => {}
+    })
+}
+
+async fn open_item_of(store: &Store, notification: i64) -> Option<i64> {
+    let mut conn = store.conn().await.expect("conn");
+    review_items::table
+        .filter(review_items::notification_id.eq(notification))
+        .filter(review_items::kind.eq(Stored(ReviewKind::PossibleSecondEvent)))
+        .filter(review_items::status.eq("open"))
+        .select(review_items::id)
+        .first(&mut conn)
+        .await
+        .optional()
+        .expect("item")
+}
+
+async fn notification_of(store: &Store, body: &[u8]) -> i64 {
+    let mut conn = store.conn().await.expect("conn");
+    notifications::table
+        .filter(notifications::body_sha256.eq(BodyDigest::of(body).as_str().to_owned()))
+        .select(notifications::id)
+        .first(&mut conn)
+        .await
+        .expect("recorded")
+}
+
+/// Issue 23, Deliver 1: without `MESSAGE_ID`, a second partial refund of
+/// the same amount two hours after the first signs the same values but
+/// `IPN_DATE`, exactly like a processor retry. It is counted once and a
+/// person judges it (`possible_second_event`); applying it makes refunded
+/// exact. No date gap decides it, nothing chains deliveries, and a later
+/// delivery closes no item a person must judge.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_repeat_after_the_retry_horizon_waits_for_a_person() {
+async fn two_same_refunds_without_message_id_wait_for_a_person_who_can_apply_the_second() {
     let db = TestDb::new();
     let pipeline = pipeline(&db, &[]).await;
     handle(&pipeline, &fixture("05-shop-1002-complete.txt")).await;
     let refund = fixture("06-shop-1002-partial-refund.txt");
-    assert_eq!(handle(&pipeline, &refund).await.outcome, Outcome::Applied);
-    let later = resigned_with(&refund, &[Algorithm::Sha3_256], |name, value| {
-        if name == "IPN_DATE" {
-            *value = "20261108080000".into();
-        }
-    });
-    let report = handle(&pipeline, &later).await;
+    let first = refund_without_message_id(&refund, "20261104110000");
+    let second = refund_without_message_id(&refund, "20261104130000");
+    assert_eq!(handle(&pipeline, &first).await.outcome, Outcome::Applied);
+    let report = handle(&pipeline, &second).await;
     assert_eq!(report.outcome, Outcome::Duplicate);
-    assert_eq!(report.review_items, [ReviewKind::LateRepeat]);
+    assert_eq!(report.review_items, [ReviewKind::PossibleSecondEvent]);
+    // The copy of the second for another URL (same IPN_DATE, the other
+    // algorithm): the same delivery, nothing more to judge.
+    let second_url = resigned_with(&second, &[Algorithm::Sha256], |_, _| {});
+    let copy = handle(&pipeline, &second_url).await;
+    assert_eq!(copy.outcome, Outcome::Duplicate);
+    assert!(copy.review_items.is_empty(), "{:?}", copy.review_items);
 
     let store = pipeline.store();
+    let order = async |store: &Store| store.order("SHOP-1002").await.unwrap().unwrap();
+    assert_eq!(order(store).await.refunded, "20.00", "counted once");
+    let second_id = notification_of(store, &second).await;
+    let item = open_item_of(store, second_id)
+        .await
+        .expect("its possible_second_event item");
+
+    // A delivery dated between them (a retry of the first, 47 hours on
+    // would have bridged a 48-hour chain): another item, and the first
+    // stays open for the person.
+    let bridge = refund_without_message_id(&refund, "20261104120000");
     assert_eq!(
-        store.order("SHOP-1002").await.unwrap().unwrap().refunded,
-        "20.00"
+        handle(&pipeline, &bridge).await.review_items,
+        [ReviewKind::PossibleSecondEvent]
     );
-    let mut conn = store.conn().await.expect("conn");
-    let repeat: i64 = notifications::table
-        .filter(notifications::repeat_of.is_not_null())
-        .select(notifications::id)
-        .first(&mut conn)
+    assert_eq!(
+        open_item_of(store, second_id).await,
+        Some(item),
+        "still open"
+    );
+    let bridge_item = open_item_of(store, notification_of(store, &bridge).await)
         .await
-        .expect("the repeat");
-    let item: i64 = review_items::table
-        .filter(review_items::notification_id.eq(repeat))
-        .filter(review_items::kind.eq(Stored(ReviewKind::LateRepeat)))
-        .select(review_items::id)
-        .first(&mut conn)
-        .await
-        .expect("its late_repeat item");
+        .expect("the bridge's item");
+
     let confirm = ResolveRequest::new(
         item,
         ReviewAction::ApplyRepeat,
         "finance-anna",
-        "a genuine second refund",
+        "a genuine second refund, ticket 4711",
     );
     let applied = resolve(store, &confirm).await.expect("applied");
-    assert_eq!(applied.notifications_applied, [repeat]);
-    let order = store.order("SHOP-1002").await.unwrap().unwrap();
-    assert_eq!(order.refunded, "40.00");
+    assert_eq!(applied.notifications_applied, [second_id]);
+    let after = order(store).await;
+    assert_eq!(after.refunded, "40.00", "both refunds, once each");
     assert!(
-        order
+        after
             .events
             .iter()
             .any(|e| e.reason.contains("confirmed by finance-anna")),
         "the ledger says who confirmed it"
     );
+    // The bridge was the processor's retry: accepted as it is, nothing moves.
+    let accepted = resolve(
+        store,
+        &ResolveRequest::new(
+            bridge_item,
+            ReviewAction::AcceptAsIs,
+            "finance-anna",
+            "a retry of the first refund",
+        ),
+    )
+    .await
+    .expect("accepted");
+    assert!(accepted.notifications_applied.is_empty());
+    assert_eq!(order(store).await.refunded, "40.00");
     assert!(
         matches!(
             resolve(store, &confirm).await,
@@ -228,11 +287,12 @@ async fn a_repeat_after_the_retry_horizon_waits_for_a_person() {
         "a resolution is final"
     );
     // The write path itself applies a repeat at most once.
+    let mut conn = store.conn().await.expect("conn");
     let again = conn
         .transaction::<_, StoreError, _>(async |conn| {
             apply_repeat(
                 conn,
-                repeat,
+                second_id,
                 "finance-anna",
                 &Default::default(),
                 store.currencies(),
@@ -244,6 +304,46 @@ async fn a_repeat_after_the_retry_horizon_waits_for_a_person() {
         matches!(again, Err(StoreError::Invalid(_))),
         "a repeat is applied at most once: {again:?}"
     );
+}
+
+/// With `MESSAGE_ID` among the signed values, two refunds of the same
+/// amount are two messages: both counted, no item. The processor's retry
+/// of one five minutes later is the same message: counted once, no item.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_message_id_two_same_refunds_count_twice_and_a_retry_once() {
+    let db = TestDb::new();
+    let pipeline = pipeline(&db, &[]).await;
+    handle(&pipeline, &fixture("05-shop-1002-complete.txt")).await;
+    let refund = fixture("06-shop-1002-partial-refund.txt");
+    let with = |message_id: &'static str, ipn_date: &'static str| {
+        resigned_with(
+            &refund,
+            &[Algorithm::Sha3_256],
+            move |name, value| match name {
+                "MESSAGE_ID" => *value = message_id.into(),
+                "IPN_DATE" => *value = ipn_date.into(),
+                _ => {}
+            },
+        )
+    };
+    let first = with("250071900001", "20261104110000");
+    let second = with("250071900002", "20261104130000");
+    let retry = with("250071900001", "20261104110500");
+    for (body, outcome) in [
+        (&first, Outcome::Applied),
+        (&second, Outcome::Applied),
+        (&retry, Outcome::Duplicate),
+    ] {
+        let report = handle(&pipeline, body).await;
+        assert_eq!(report.outcome, outcome);
+        assert!(report.review_items.is_empty(), "{:?}", report.review_items);
+    }
+    let store = pipeline.store();
+    assert_eq!(
+        store.order("SHOP-1002").await.unwrap().unwrap().refunded,
+        "40.00"
+    );
+    assert!(open_kinds(store, "SHOP-1002").await.is_empty());
 }
 
 /// The signature covers values, not names: a signed test order whose

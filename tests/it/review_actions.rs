@@ -37,6 +37,7 @@ fn event(
     ipn_date: Option<NaiveDateTime>,
 ) -> PaymentEvent {
     PaymentEvent {
+        carries_message_id: false,
         digest: BodyDigest::of(format!("body|{order_ref}|{body}").as_bytes()),
         identity: EventIdentity::parse(
             BodyDigest::of(format!("identity|{order_ref}|{identity}").as_bytes()).as_str(),
@@ -202,7 +203,7 @@ async fn books_balance(db: &TestDb, store: &Store) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_confirmed_late_repeat_is_applied_once_and_the_resolution_is_final() {
+async fn a_confirmed_possible_second_event_is_applied_once_and_the_resolution_is_final() {
     let (db, store) = books().await;
     import(&store, "SHOP-A", "25.00").await;
     apply(
@@ -219,7 +220,7 @@ async fn a_confirmed_late_repeat_is_applied_once_and_the_resolution_is_final() {
         apply(&store, &refund("late", Some(day(6)))).await,
         Outcome::Duplicate
     );
-    let items = open_items(&store, "SHOP-A", ReviewKind::LateRepeat).await;
+    let items = open_items(&store, "SHOP-A", ReviewKind::PossibleSecondEvent).await;
     assert_eq!(items.len(), 1);
     let item = items[0];
 
@@ -232,11 +233,12 @@ async fn a_confirmed_late_repeat_is_applied_once_and_the_resolution_is_final() {
     .expect_err("misfit");
     assert!(matches!(err, ResolveError::Misfit { .. }), "{err:?}");
     assert!(
-        err.to_string().contains("allowed: apply_repeat, dismiss"),
+        err.to_string()
+            .contains("allowed: apply_repeat, accept_as_is, dismiss"),
         "{err}"
     );
     assert_eq!(
-        open_items(&store, "SHOP-A", ReviewKind::LateRepeat).await,
+        open_items(&store, "SHOP-A", ReviewKind::PossibleSecondEvent).await,
         [item]
     );
 

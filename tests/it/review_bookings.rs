@@ -33,6 +33,7 @@ fn notice(
     tag: &str,
 ) -> PaymentEvent {
     PaymentEvent {
+        carries_message_id: false,
         digest: BodyDigest::of(format!("body|{order_ref}|{tag}").as_bytes()),
         identity: EventIdentity::parse(
             BodyDigest::of(format!("identity|{order_ref}|{tag}").as_bytes()).as_str(),

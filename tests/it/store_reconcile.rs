@@ -23,6 +23,7 @@ fn event(order_ref: &str, status: &str, amount: &str, currency: &str, tag: &str)
     let digest =
         BodyDigest::of(format!("{order_ref}|{status}|{amount}|{currency}|{tag}").as_bytes());
     PaymentEvent {
+        carries_message_id: false,
         // Distinct tags are distinct notifications; the same tag is the
         // same notification delivered again.
         identity: EventIdentity::parse(digest.as_str()).expect("identity"),

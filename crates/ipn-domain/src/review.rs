@@ -21,10 +21,11 @@
 //!   the wrong amount (`amount_mismatch`): the amount the processor
 //!   captured is booked into `paid` ([`book_capture`]), nothing written
 //!   off, the order sold for what was paid.
-//! - **`apply_repeat`**: a refund, reversal or chargeback delivered again
-//!   after the processor's retry horizon is a *genuine* second one: its
+//! - **`apply_repeat`**: a repeated payment, refund, reversal or
+//!   chargeback (without `MESSAGE_ID`) is a *genuine* second one: its
 //!   notification is applied as a notification of its own, through the
-//!   state machine (`late_repeat` only).
+//!   state machine (`possible_second_event`, and `late_repeat` raised
+//!   before it).
 //! - **`mark_refunded_outside`**: the shopper got the money back outside
 //!   the processor (a bank transfer, a voucher). For a charge that is
 //!   still held (a double charge, an order canceled and paid) a refund of
@@ -189,9 +190,11 @@ use ReviewAction::{
 /// - `unmatched_refund`, `unmatched_reversal`: held until their payment
 ///   arrives, which closes them by itself; a person accepts that it never
 ///   will, or dismisses.
-/// - `late_repeat`: apply it (a genuine second refund or chargeback), or
-///   dismiss (a resend: counted once is right). Accepting would say the
-///   same as dismissing, so it is not offered.
+/// - `late_repeat` (raised before issue 23): apply it (a genuine second
+///   refund or chargeback), or dismiss (a resend: counted once is right).
+/// - `possible_second_event`: apply it (a genuine second event: two
+///   refunds of the same amount), or accept it as the processor's retry
+///   (counted once is right); dismiss says the same as accepting.
 /// - `settlement_unknown`: money settled for nothing in the ledger: write it
 ///   off (suspense) or dismiss. Linking a settlement line is the
 ///   settlement import's business, not a resolution's.
@@ -236,6 +239,7 @@ pub fn allowed_actions(kind: ReviewKind) -> &'static [ReviewAction] {
         ReviewKind::UnmatchedRefund => &[AcceptAsIs, Dismiss],
         ReviewKind::UnmatchedReversal => &[AcceptAsIs, Dismiss],
         ReviewKind::LateRepeat => &[ApplyRepeat, Dismiss],
+        ReviewKind::PossibleSecondEvent => &[ApplyRepeat, AcceptAsIs, Dismiss],
         ReviewKind::ConflictingCopy => &[AcceptAsIs, Dismiss],
         ReviewKind::SettlementUnknown => &[WriteOff, Dismiss],
         ReviewKind::SettlementAmountDiffers => &[AcceptAsIs, WriteOff, Dismiss],
@@ -792,7 +796,10 @@ mod tests {
                 .filter(|k| allowed_actions(*k).contains(&action))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(kinds_of(ApplyRepeat), [ReviewKind::LateRepeat]);
+        assert_eq!(
+            kinds_of(ApplyRepeat),
+            [ReviewKind::LateRepeat, ReviewKind::PossibleSecondEvent]
+        );
         assert_eq!(kinds_of(LinkOrder), [ReviewKind::OrphanPayment]);
         assert_eq!(kinds_of(CollectDifference), [ReviewKind::AmountMismatch]);
         assert_eq!(kinds_of(BookRefund), [ReviewKind::CurrencyMismatch]);

@@ -42,6 +42,7 @@ pub mod fields {
     pub const PAYMENTDATE: &str = "PAYMENTDATE";
     pub const COMPLETE_DATE: &str = "COMPLETE_DATE";
     pub const IPN_DATE: &str = "IPN_DATE";
+    pub const MESSAGE_ID: &str = "MESSAGE_ID";
     pub const CUSTOMEREMAIL: &str = "CUSTOMEREMAIL";
     pub const CHARGEBACK_RESOLUTION: &str = "CHARGEBACK_RESOLUTION";
     pub const CHARGEBACK_REASON_CODE: &str = "CHARGEBACK_REASON_CODE";
@@ -338,6 +339,10 @@ pub struct PaymentEvent {
     pub complete_date: Option<NaiveDateTime>,
     /// `IPN_DATE`: when the processor issued the notification.
     pub ipn_date: Option<NaiveDateTime>,
+    /// The notice carries a non-empty `MESSAGE_ID` (the processor's id of
+    /// the message, among the signed values): a repeat of its identity is
+    /// then the same message, never a second event (crate::repeats).
+    pub carries_message_id: bool,
     /// Which key of the ring verified the body.
     pub key_id: KeyId,
     /// Which algorithm verified the body.
@@ -496,6 +501,7 @@ pub fn tokenize(
         payment_date: parse_date(form, fields::PAYMENTDATE, DATE_FORMAT)?,
         complete_date: parse_date(form, fields::COMPLETE_DATE, DATE_FORMAT)?,
         ipn_date: parse_date(form, fields::IPN_DATE, IPN_DATE_FORMAT)?,
+        carries_message_id: optional(form, fields::MESSAGE_ID).is_some(),
         key_id: verified.key_id.clone(),
         algorithm: verified.algorithm,
         customer_pseudonym: pseudonym_key.and_then(|key| {
@@ -740,6 +746,7 @@ pub(crate) mod tests_support {
         let tag = format!("{processor_ref} {merchant:?} {status} {amount} {currency}");
         let digest = BodyDigest::of(tag.as_bytes());
         PaymentEvent {
+            carries_message_id: false,
             identity: EventIdentity(digest.as_str().to_owned()),
             digest,
             processor_ref: processor_ref.to_owned(),

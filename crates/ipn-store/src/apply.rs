@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 use super::reuse::Reuse;
 use super::schema::{notifications, orders, payments, review_items};
 use super::{Store, StoreError};
-use crate::domain::repeats::late_repeat_change;
+use crate::domain::repeats::{Repeat, is_possible_second_event};
 use crate::domain::{
     AutoResolution, BodyDigest, Currencies, Currency, Decision, EventIdentity, Money,
     NewReviewItem, OrderFacts, OrderKey, OrderOrigin, OrderState, Outcome, PaymentEvent,
@@ -484,6 +484,7 @@ pub async fn stored_event(
         .and_then(|c| currencies.currency(c).ok())
         .ok_or_else(|| invalid("no currency"))?;
     Ok(PaymentEvent {
+        carries_message_id: false,
         digest: BodyDigest::parse(&row.body_sha256).map_err(|_| invalid("bad digest"))?,
         identity: row
             .identity
@@ -564,27 +565,20 @@ async fn record_rejected_once(
     .await
 }
 
-/// What a repeat opens and closes (see [`crate::domain::repeats`]).
-pub(super) struct RepeatReviews {
-    pub(super) open: Vec<NewReviewItem>,
-    /// Open `late_repeat` items of the identity that stopped being true.
-    pub(super) close_late: usize,
-}
-
 /// The review items of a repeat, given every earlier delivery of its
 /// identity (date and meaning): a copy that says something no earlier one
-/// said (`conflicting_copy`); a refund or chargeback delivered apart from
-/// every earlier delivery by more than the processor's retry horizon
-/// (`late_repeat`: not one of its retries, so maybe a genuine second
-/// refund of the same amount, which must not be lost silently), or one
-/// that joins groups that were apart (their items close). The counts do not
-/// depend on the order the deliveries arrived in.
+/// said (`conflicting_copy`); a payment, refund, reversal or chargeback
+/// without `MESSAGE_ID` dated unlike every earlier delivery
+/// (`possible_second_event`: a processor retry or a genuine second event
+/// of the same values, which must not be merged silently). The counts do
+/// not depend on the order the deliveries arrived in
+/// ([`crate::domain::repeats`]).
 pub(super) fn repeat_reviews(
     event: &PaymentEvent,
     id: i64,
     first_id: i64,
     history: &[(Option<NaiveDateTime>, Meaning)],
-) -> RepeatReviews {
+) -> Vec<NewReviewItem> {
     let mut open = Vec::new();
     let meaning = Meaning::of(event);
     if !history.iter().any(|(_, said)| *said == meaning) {
@@ -600,65 +594,39 @@ pub(super) fn repeat_reviews(
             ),
         ));
     }
-    let moves_money = matches!(
-        event.status.known().map(|s| s.category()),
-        Some(StatusCategory::Refund | StatusCategory::Reversal)
-    );
-    let mut close_late = 0;
-    if let (true, Some(this)) = (moves_money, event.ipn_date) {
-        let earlier: Vec<NaiveDateTime> = history.iter().filter_map(|(date, _)| *date).collect();
-        let change = late_repeat_change(&earlier, this);
-        close_late = change.close;
-        if change.raise {
-            let nearest = earlier
-                .iter()
-                .map(|date| (this - *date).abs())
-                .min()
-                .unwrap_or_default();
-            open.push(NewReviewItem::for_payment(
-                ReviewKind::LateRepeat,
-                &event.processor_ref,
-                format!(
-                    "{} of {} under processor reference {} repeats notification #{first_id}, {} hours from \
-                     its nearest earlier delivery (IPN_DATE {}), later than the processor retries; counted \
-                     once. If it is a second one of the same amount, resolve with the action that applies \
-                     notification #{id}",
-                    event.status.as_str(),
-                    event.amount.abs(),
-                    event.processor_ref,
-                    nearest.num_hours(),
-                    this.format("%Y-%m-%d %H:%M:%S"),
-                ),
-            ));
-        }
+    let repeat = Repeat {
+        moves_money: matches!(
+            event.status.known().map(|s| s.category()),
+            Some(StatusCategory::Payment | StatusCategory::Refund | StatusCategory::Reversal)
+        ),
+        carries_message_id: event.carries_message_id,
+        ipn_date: event.ipn_date,
+    };
+    let earlier: Vec<Option<NaiveDateTime>> = history.iter().map(|(date, _)| *date).collect();
+    if let (true, Some(this)) = (is_possible_second_event(repeat, &earlier), event.ipn_date) {
+        let nearest = earlier
+            .iter()
+            .flatten()
+            .map(|date| (this - *date).abs())
+            .min()
+            .unwrap_or_default();
+        open.push(NewReviewItem::for_payment(
+            ReviewKind::PossibleSecondEvent,
+            &event.processor_ref,
+            format!(
+                "{} of {} under processor reference {} has the signed values of notification #{first_id} \
+                 but another IPN_DATE ({}, {} minutes from its nearest earlier delivery) and no MESSAGE_ID: \
+                 counted once. If it is a second one, resolve with apply_repeat (applies notification #{id}); \
+                 if the processor sent it again, accept_as_is",
+                event.status.as_str(),
+                event.amount.abs(),
+                event.processor_ref,
+                this.format("%Y-%m-%d %H:%M:%S"),
+                nearest.num_minutes(),
+            ),
+        ));
     }
-    RepeatReviews { open, close_late }
-}
-
-/// Closes `count` open `late_repeat` items of an identity (oldest first):
-/// a delivery bridged the gap that made them late. One statement on a
-/// shared connection, to be pipelined with others (see [`super::batch`]).
-pub(super) fn close_late_repeats_statement<'a>(
-    conn: &'a AsyncPgConnection,
-    identity: &str,
-    count: usize,
-) -> BoxFuture<'a, QueryResult<usize>> {
-    let of_identity = notifications::table
-        .filter(notifications::identity.eq(identity.to_owned()))
-        .select(notifications::id);
-    let oldest_open = review_items::table
-        .filter(review_items::kind.eq(Stored(ReviewKind::LateRepeat)))
-        .filter(review_items::status.eq("open"))
-        .filter(review_items::notification_id.eq_any(of_identity.nullable()))
-        .order(review_items::id.asc())
-        .limit(i64::try_from(count).unwrap_or(i64::MAX))
-        .select(review_items::id)
-        .into_boxed();
-    resolve_open_items(
-        conn,
-        oldest_open,
-        "a delivery between them shows these were the processor's retries of one notice",
-    )
+    open
 }
 
 /// Resolves the open items `selected` names, as [`SYSTEM_RESOLVER`] with

@@ -17,8 +17,9 @@
 //! for another URL, a re-encoded copy) is recorded as a repeat of it
 //! (`repeat_of`), with its own `IPN_DATE`, key and algorithm, and changes
 //! nothing. A repeat that says something else than the first (renamed
-//! fields) or that repeats a refund or chargeback after the processor's
-//! retry horizon opens a review item. A carrier whose order did not exist
+//! fields), or a money-moving one without `MESSAGE_ID` dated unlike every
+//! earlier delivery (maybe a second event of the same values), opens a
+//! review item. A carrier whose order did not exist
 //! hands its notification over to the next delivery of its identity.
 //!
 //! The steps:
@@ -65,7 +66,7 @@ use backon::Retryable;
 
 use super::apply::{
     ApplyReport, Meaning, OrderRow, PaymentRow, REPROCESSABLE, RetryBounds, TokenizedColumns,
-    close_late_repeats_statement, facts_of, repeat_reviews, resolve_items_statement,
+    facts_of, repeat_reviews, resolve_items_statement,
 };
 use super::reuse::Reuse;
 use super::schema::{notifications, order_events, orders, payments, review_items};
@@ -365,8 +366,8 @@ async fn apply_batch_in(
         .collect();
     let (roles, redirects) = assign_roles(items, &keys, rows, carriers, &known_orders);
 
-    // Review items of repeats (a copy that says something new, a late
-    // repeat of a refund or chargeback), each judged against every earlier
+    // Review items of repeats (a copy that says something new, a possible
+    // second event of the same values), each judged against every earlier
     // delivery of its identity: those recorded before, then this batch's
     // in batch order, as one by one.
     let mut effects = Effects::default();
@@ -382,17 +383,11 @@ async fn apply_batch_in(
                     .get(&identity)
                     .map(Vec::as_slice)
                     .unwrap_or_default();
-                let reviews = repeat_reviews(event, row, first, earlier);
-                for review in reviews.open {
+                for review in repeat_reviews(event, row, first, earlier) {
                     reports[index].review_items.push(review.kind);
                     effects
                         .items_to_open
                         .push((review, keys[index].order_ref.clone(), row));
-                }
-                if reviews.close_late > 0 {
-                    effects
-                        .late_to_close
-                        .push((identity.clone(), reviews.close_late));
                 }
             }
         }
@@ -659,8 +654,6 @@ struct Effects {
     moved: Vec<super::journal::Moved>,
     /// `(item, order reference, notification id)`.
     items_to_open: Vec<(NewReviewItem, String, i64)>,
-    /// Open `late_repeat` items to close, by identity.
-    late_to_close: Vec<(String, usize)>,
     resolutions: Vec<(String, AutoResolution)>,
     /// Orders that had a notification applied (their orphan items close).
     applied_orders: HashSet<String>,
@@ -785,9 +778,6 @@ impl Effects {
         // Opened before the resolutions run, as one by one: an item raised
         // and made untrue within the batch ends resolved.
         writes.extend(open_items(conn, &self.items_to_open));
-        for (identity, count) in &self.late_to_close {
-            writes.push(close_late_repeats_statement(conn, identity, *count));
-        }
         for (order_ref, resolution) in &self.resolutions {
             writes.push(resolve_items_statement(conn, order_ref, resolution));
         }
@@ -1394,6 +1384,7 @@ mod tests {
         use crate::ipn::{Algorithm, KeyId};
         let digest = BodyDigest::of(b"body");
         PaymentEvent {
+            carries_message_id: false,
             identity: EventIdentity::parse(digest.as_str()).unwrap(),
             digest,
             processor_ref: "1000037".to_owned(),

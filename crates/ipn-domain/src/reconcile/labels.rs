@@ -167,8 +167,15 @@ pub enum ReviewKind {
     UnmatchedReversal,
     /// A refund, reversal or chargeback delivered again after the
     /// processor's retry horizon: a resend, or a genuine second one of the
-    /// same amount. A person decides; the repeat changed nothing.
+    /// same amount. No longer raised ([`PossibleSecondEvent`](Self::PossibleSecondEvent)
+    /// replaced it); kept for the items raised before.
     LateRepeat,
+    /// A money-moving notice without `MESSAGE_ID` delivered again with
+    /// another `IPN_DATE` (crate::repeats): a processor retry, or a
+    /// genuine second event of the same values (two refunds of the same
+    /// amount). Counted once; a person applies it or accepts it as a
+    /// retry. Nothing closes it by itself.
+    PossibleSecondEvent,
     /// A copy with the same signed values as an earlier notification but
     /// another meaning (field names changed): changed nothing.
     ConflictingCopy,

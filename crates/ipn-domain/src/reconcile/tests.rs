@@ -27,6 +27,7 @@ fn new_order() -> OrderFacts {
 /// same body delivered twice.
 fn event_with(tag: &str, status: &str, amount: Money, processor_ref: &str) -> PaymentEvent {
     PaymentEvent {
+        carries_message_id: false,
         digest: BodyDigest::of(tag.as_bytes()),
         identity: EventIdentity::parse(BodyDigest::of(tag.as_bytes()).as_str()).unwrap(),
         processor_ref: processor_ref.to_owned(),
@@ -679,6 +680,7 @@ fn review_kinds_have_fixed_string_forms() {
             "unmatched_refund",
             "unmatched_reversal",
             "late_repeat",
+            "possible_second_event",
             "conflicting_copy",
             "settlement_unknown",
             "settlement_amount_differs",
