@@ -1065,14 +1065,139 @@ async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
         page.body
     );
     let unmatched = browser.get("/settlement?csv=unmatched_lines").await;
+    let unmatched_count = count(
+        &console.db.url,
+        "SELECT count(*) FROM settlement_lines WHERE status IN ('differs', 'unknown')",
+    )
+    .await;
     assert_eq!(
         i64::try_from(unmatched.body.lines().count() - 1).expect("count"),
-        count(
-            &console.db.url,
-            "SELECT count(*) FROM settlement_lines WHERE status IN ('differs', 'unknown')"
-        )
-        .await
+        unmatched_count
     );
+
+    // Paged (issue 23, item 2): one batch a page, its second batch on page
+    // 2; the lines page on their own; the downloads stay whole.
+    let whole = browser.get("/settlement?csv=settlement_summary").await;
+    let ids = summary_ids(&whole);
+    assert!(ids.len() >= 2 && unmatched_count >= 2, "{ids:?}");
+    let page = browser.get("/settlement?per=1&page=2&lines_page=2").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("title=\"{}\"", ids[1])),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("rows 2 to 2"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("href=\"/settlement?per=1&amp;lines_page=2&amp;page=3\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("href=\"/settlement?per=1&amp;page=2&amp;lines_page=1\""),
+        "{}",
+        page.body
+    );
+    let all = browser
+        .get("/settlement?per=1&page=2&csv=unmatched_lines")
+        .await;
+    assert_eq!(all.body, unmatched.body, "the download is not paged");
+}
+
+/// The batch ids of a settlement summary download, in order.
+fn summary_ids(answer: &crate::helpers::console::Answer) -> Vec<&str> {
+    answer
+        .body
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect()
+}
+
+/// Issue 23, item 2: every listing pages (`page=`, `per=`, Previous and
+/// Next links), the row after a full page opens the next one, and the CSV
+/// downloads stay complete whatever page they are asked from.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_listings_page_and_their_downloads_stay_complete() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    // Three logins a minute apart: rows of the activity told apart by time.
+    for _ in 0..3 {
+        console.clock.advance(Duration::from_secs(60));
+        assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    }
+    let client = sql(&console).await;
+    // Rows of the one table of a page, and rows of a download.
+    let rows = |body: &str| body.matches("<tr>").count() - 1;
+    let csv_rows = |body: &str| csv::Reader::from_reader(body.as_bytes()).records().count();
+    for (path, table, newest_last_sql) in [
+        (
+            "/orders",
+            "orders",
+            "SELECT order_ref FROM orders ORDER BY created_at, id",
+        ),
+        (
+            "/notifications",
+            "notifications",
+            "SELECT body_sha256 FROM notifications ORDER BY id DESC",
+        ),
+        (
+            "/activity",
+            "activity",
+            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM console_actions ORDER BY id DESC",
+        ),
+    ] {
+        let all: Vec<String> = client
+            .query(newest_last_sql, &[])
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let n = all.len();
+        assert!(n >= 3, "{path}: {n} rows");
+        let per = n - 1;
+        let first = browser.get(&format!("{path}?per={per}")).await;
+        assert_eq!(first.status, 200, "{path}");
+        assert_eq!(rows(&first.body), per, "{path}: a full first page");
+        assert!(
+            first
+                .body
+                .contains(&format!("href=\"{path}?per={per}&amp;page=2\"")),
+            "{path}: a Next link\n{}",
+            first.body
+        );
+        assert!(!first.body.contains("rel=\"prev\""), "{path}");
+        let second = browser.get(&format!("{path}?per={per}&page=2")).await;
+        assert_eq!(rows(&second.body), 1, "{path}: the last row on page 2");
+        assert!(
+            second.body.contains(&all[n - 1]),
+            "{path}: page 2 shows {}",
+            all[n - 1]
+        );
+        assert!(
+            !first.body.contains(&format!("{}<", all[n - 1])),
+            "{path}: not on page 1"
+        );
+        assert!(second.body.contains("rel=\"prev\""), "{path}");
+        assert!(!second.body.contains("rel=\"next\""), "{path}");
+        // `per_page` is `per` too; past the end, an empty page.
+        let alias = browser.get(&format!("{path}?per_page={per}&page=2")).await;
+        assert_eq!(rows(&alias.body), 1, "{path}: per_page");
+        let past = browser.get(&format!("{path}?per={per}&page=9")).await;
+        assert_eq!(past.status, 200);
+        assert!(past.body.contains("no rows"), "{path}");
+        assert_eq!(browser.get(&format!("{path}?per=0")).await.status, 400);
+        // The download holds every row, asked from any page.
+        let download = browser
+            .get(&format!("{path}?per={per}&page=2&csv={table}"))
+            .await;
+        assert_eq!(download.status, 200, "{path}");
+        assert_eq!(csv_rows(&download.body), n, "{path}: the whole download");
+    }
 }
 
 /// A client of the test's database.

@@ -448,14 +448,20 @@ impl Store {
         Ok(())
     }
 
-    /// The console's ledger, newest first.
-    pub async fn console_actions(&self, limit: i64) -> Result<Vec<ConsoleActionRow>, StoreError> {
+    /// The console's ledger, newest first: at most `limit` rows after the
+    /// first `offset`.
+    pub async fn console_actions(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<ConsoleActionRow>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(diesel::sql_query(
             "SELECT user_name, action, subject, details, at FROM console_actions \
-             ORDER BY id DESC LIMIT $1",
+             ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
-        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(limit.max(0))
+        .bind::<BigInt, _>(offset.max(0))
         .load(&mut conn)
         .await?)
     }
@@ -558,8 +564,10 @@ pub struct NotificationFilter {
     pub order_status: Option<String>,
     pub order_ref: Option<String>,
     pub processor_ref: Option<String>,
-    /// At most this many, newest first.
+    /// At most this many, newest first...
     pub limit: i64,
+    /// ... after skipping this many (a page of the console's listing).
+    pub offset: i64,
 }
 
 #[derive(QueryableByName)]
@@ -655,10 +663,13 @@ fn money(minor: i64, currency: Currency) -> String {
 }
 
 impl Store {
-    /// Orders matching `filter`, oldest first, at most `limit`.
+    /// Orders matching `filter`, oldest first: at most `limit` after the
+    /// first `offset` (a page of the console's listing; `0, i64::MAX`:
+    /// every one).
     pub async fn orders_matching(
         &self,
         filter: &OrderFilter,
+        offset: i64,
         limit: i64,
     ) -> Result<Vec<OrderView>, StoreError> {
         let mut conn = self.conn().await?;
@@ -678,7 +689,7 @@ impl Store {
                AND ($6::text IS NULL OR o.order_ref IN ( \
                     SELECT n.order_ref FROM notifications AS n \
                     WHERE n.customer_pseudonym = $6 AND n.order_ref IS NOT NULL)) \
-             ORDER BY o.created_at, o.id LIMIT $7",
+             ORDER BY o.created_at, o.id LIMIT $7 OFFSET $8",
         )
         .bind::<Nullable<Text>, _>(filter.status.map(OrderState::as_str))
         .bind::<Nullable<Text>, _>(filter.currency.as_deref())
@@ -686,7 +697,8 @@ impl Store {
         .bind::<Nullable<Timestamptz>, _>(filter.to)
         .bind::<Nullable<Text>, _>(filter.reference.as_deref())
         .bind::<Nullable<Text>, _>(filter.customer.as_ref().map(Pseudonym::as_str))
-        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(limit.max(0))
+        .bind::<BigInt, _>(offset.max(0))
         .load(&mut conn)
         .await?;
         rows.into_iter()
@@ -733,7 +745,7 @@ impl Store {
                AND ($4::text IS NULL OR order_status = $4) \
                AND ($5::text IS NULL OR order_ref = $5) \
                AND ($6::text IS NULL OR processor_ref = $6) \
-             ORDER BY id DESC LIMIT $7",
+             ORDER BY id DESC LIMIT $7 OFFSET $8",
         )
         .bind::<Nullable<Timestamptz>, _>(filter.from)
         .bind::<Nullable<Timestamptz>, _>(filter.to)
@@ -742,6 +754,7 @@ impl Store {
         .bind::<Nullable<Text>, _>(filter.order_ref.as_deref())
         .bind::<Nullable<Text>, _>(filter.processor_ref.as_deref())
         .bind::<BigInt, _>(filter.limit.max(1))
+        .bind::<BigInt, _>(filter.offset.max(0))
         .load(&mut conn)
         .await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
