@@ -60,7 +60,7 @@ pub async fn page(
     let more = paging.cut(&mut rows);
     let table = table(
         &rows,
-        format!("Actions, newest first: {}", paging.rows_text(rows.len())),
+        paging.caption("action(s)", "newest first", rows.len(), more),
     );
     let per = query_without(raw.as_deref(), &["csv", "page"]);
     let body = html! {

@@ -368,6 +368,16 @@ impl Paging {
         }
     }
 
+    /// A listing's caption: `3 order(s), oldest first` when its first
+    /// page holds it whole, else `order(s), oldest first: rows 51 to 100`.
+    pub fn caption(&self, what: &str, order: &str, shown: usize, more: bool) -> String {
+        if self.page == 1 && !more {
+            format!("{shown} {what}, {order}")
+        } else {
+            format!("{what}, {order}: {}", self.rows_text(shown))
+        }
+    }
+
     /// Previous and Next links (as `param=N` on `path?query`, `query`
     /// without `param`), when there is a page before or after.
     pub fn links(&self, path: &str, query: &str, param: &str, more: bool) -> Markup {
@@ -456,6 +466,16 @@ mod tests {
         assert!(paging.cut(&mut rows));
         assert_eq!(rows, [4, 5, 6]);
         assert_eq!(paging.rows_text(3), "rows 4 to 6");
+        assert_eq!(
+            paging.caption("order(s)", "oldest first", 3, true),
+            "order(s), oldest first: rows 4 to 6"
+        );
+        assert_eq!(
+            Paging::read(None, None)
+                .expect("first")
+                .caption("order(s)", "oldest first", 3, false),
+            "3 order(s), oldest first"
+        );
         let whole: Vec<i32> = (1..=7).collect();
         assert_eq!(paging.slice(&whole), (&whole[3..6], true));
         let last = Paging::read(Some("3"), Some("3")).expect("paging");

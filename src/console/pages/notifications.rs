@@ -75,10 +75,7 @@ pub async fn page(
     let more = paging.cut(&mut records);
     let table = notifications_table(
         &records,
-        format!(
-            "Notifications, newest first: {}",
-            paging.rows_text(records.len())
-        ),
+        paging.caption("notification(s)", "newest first", records.len(), more),
     );
     let raw = raw.as_deref();
     let body = html! {

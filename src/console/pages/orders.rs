@@ -128,7 +128,7 @@ pub async fn list(
     let more = paging.cut(&mut orders);
     let table = crate::view::orders::table(
         &orders,
-        format!("Orders, oldest first: {}", paging.rows_text(orders.len())),
+        paging.caption("order(s)", "oldest first", orders.len(), more),
     );
     let raw = raw.as_deref();
     let body = html! {
