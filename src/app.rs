@@ -107,7 +107,7 @@ impl AppConfig {
             ops_addr: Some(s.operations.http_addr),
             close_timeout: s.operations.close_timeout.get(),
             gauge_refresh: s.operations.gauge_refresh_interval.get(),
-            console: loaded.console(),
+            console: loaded.console()?,
             sweep: Some((s.settlement.sweep_interval.get(), loaded.sweep_policy())),
         })
     }

@@ -461,6 +461,15 @@ pub struct ConsoleSection {
     pub console_idle_timeout: PositiveDuration,
     /// A console session ends this long after its login, however busy.
     pub console_absolute_timeout: PositiveDuration,
+    /// A header with the caller's address, set by the HTTPS proxy in front
+    /// of the console; believed only from `console_trusted_proxies`.
+    pub console_trusted_forwarded_header: Option<String>,
+    /// The proxies whose forwarded header the console believes; required
+    /// with `console_trusted_forwarded_header`.
+    pub console_trusted_proxies: AllowNetworks,
+    /// The console's own key: the digests of login attempts (names typed,
+    /// addresses) are keyed with it. None: a random key at each start.
+    pub console_key_file: Option<PathBuf>,
 }
 
 impl Default for ConsoleSection {
@@ -472,6 +481,9 @@ impl Default for ConsoleSection {
             // books need a password again.
             console_idle_timeout: PositiveDuration::from_secs(30 * 60),
             console_absolute_timeout: PositiveDuration::from_secs(12 * 3600),
+            console_trusted_forwarded_header: None,
+            console_trusted_proxies: AllowNetworks::default(),
+            console_key_file: None,
         }
     }
 }
@@ -1105,23 +1117,95 @@ impl Loaded {
         self.database()?;
         self.amqp()?;
         self.intake()?;
+        self.console()?;
         Ok(())
     }
 
-    /// The console's settings, when `console-addr` is set.
-    pub fn console(&self) -> Option<crate::console::ConsoleSettings> {
+    /// The console's settings, when `console-addr` is set (reads
+    /// `console-key-file`).
+    pub fn console(&self) -> Result<Option<crate::console::ConsoleSettings>, SettingsError> {
         let s = &self.settings;
-        s.console
-            .console_addr
-            .map(|addr| crate::console::ConsoleSettings {
-                addr: addr.0,
-                insecure_cookies: s.console.console_insecure_cookies,
-                session: crate::console::auth::SessionPolicy {
-                    idle: s.console.console_idle_timeout.get(),
-                    absolute: s.console.console_absolute_timeout.get(),
-                },
-                report_timezone: s.finance.report_timezone.0,
+        let forwarded_header = self.forwarded_header(
+            "console-trusted-forwarded-header",
+            &s.console.console_trusted_forwarded_header,
+        )?;
+        if forwarded_header.is_some() && s.console.console_trusted_proxies.0.is_empty() {
+            return Err(self.invalid(
+                "console-trusted-proxies",
+                "must name the proxies (networks or addresses) whose \
+                 console-trusted-forwarded-header is believed: without them any client could \
+                 claim any address",
+            ));
+        }
+        let Some(addr) = s.console.console_addr else {
+            return Ok(None);
+        };
+        let attempt_key = match s.console.console_key_file.as_deref() {
+            Some(path) => self.console_key(path)?,
+            None => crate::console::auth::AttemptKey::random().map_err(|err| {
+                SettingsError::Unusable {
+                    key: "console-key-file",
+                    origin: self.origin("console-key-file"),
+                    reason: err.to_string(),
+                }
+            })?,
+        };
+        Ok(Some(crate::console::ConsoleSettings {
+            addr: addr.0,
+            insecure_cookies: s.console.console_insecure_cookies,
+            session: crate::console::auth::SessionPolicy {
+                idle: s.console.console_idle_timeout.get(),
+                absolute: s.console.console_absolute_timeout.get(),
+            },
+            report_timezone: s.finance.report_timezone.0,
+            source: SourcePolicy {
+                forwarded_header,
+                trusted_proxies: s.console.console_trusted_proxies.0.clone(),
+                allow: Vec::new(),
+            },
+            attempt_key,
+            login: crate::console::throttle::LoginPolicy::default(),
+        }))
+    }
+
+    /// The key of `console-key-file`: its bytes, trimmed, at least 16.
+    fn console_key(&self, path: &Path) -> Result<crate::console::auth::AttemptKey, SettingsError> {
+        let unusable = |reason: String| SettingsError::Unusable {
+            key: "console-key-file",
+            origin: self.origin("console-key-file"),
+            reason,
+        };
+        let text = zeroize::Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|err| unusable(format!("cannot read {}: {err}", path.display())))?,
+        );
+        let key = text.trim_ascii();
+        if key.len() < 16 {
+            return Err(unusable(format!(
+                "{} holds fewer than 16 bytes: write a long random key (`openssl rand -hex 32`)",
+                path.display()
+            )));
+        }
+        Ok(crate::console::auth::AttemptKey::new(key))
+    }
+
+    /// A forwarded header's name as given under `key`, lower-cased; none
+    /// when not given or blank.
+    fn forwarded_header(
+        &self,
+        key: &'static str,
+        given: &Option<String>,
+    ) -> Result<Option<String>, SettingsError> {
+        given
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                axum::http::HeaderName::try_from(h.to_ascii_lowercase())
+                    .map(|name| name.as_str().to_owned())
+                    .map_err(|_| self.invalid(key, "not a header name"))
             })
+            .transpose()
     }
 
     /// How to reach PostgreSQL.
@@ -1239,18 +1323,10 @@ impl Loaded {
                 ),
             ));
         }
-        let forwarded_header = s
-            .intake
-            .trusted_forwarded_header
-            .as_deref()
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(|h| {
-                axum::http::HeaderName::try_from(h.to_ascii_lowercase())
-                    .map(|name| name.as_str().to_owned())
-                    .map_err(|_| self.invalid("trusted-forwarded-header", "not a header name"))
-            })
-            .transpose()?;
+        let forwarded_header = self.forwarded_header(
+            "trusted-forwarded-header",
+            &s.intake.trusted_forwarded_header,
+        )?;
         if forwarded_header.is_some() && s.intake.trusted_proxies.0.is_empty() {
             return Err(self.invalid(
                 "trusted-proxies",
@@ -1846,7 +1922,7 @@ mod tests {
     #[test]
     fn the_console_is_off_by_default_and_a_port_alone_binds_loopback() {
         let loaded = load(None, &[]).expect("defaults");
-        assert_eq!(loaded.console(), None);
+        assert_eq!(loaded.console().expect("console"), None);
         assert_eq!(defaults_as_text()["console-idle-timeout"], "30m");
         assert_eq!(defaults_as_text()["console-absolute-timeout"], "12h");
         let loaded = load(
@@ -1857,14 +1933,14 @@ mod tests {
             ],
         )
         .expect("loads");
-        let console = loaded.console().expect("console on");
+        let console = loaded.console().expect("console").expect("console on");
         assert_eq!(console.addr, SocketAddr::from(([127, 0, 0, 1], 8090)));
         assert!(console.insecure_cookies);
         assert_eq!(console.session.idle, Duration::from_secs(1800));
         let config = file("console-addr = \"0.0.0.0:8443\"\n");
         let loaded = load(Some(config.path()), &[]).expect("file");
         assert_eq!(
-            loaded.console().map(|c| c.addr),
+            loaded.console().expect("console").map(|c| c.addr),
             Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
         );
         for (key, value, says) in [
@@ -1877,6 +1953,80 @@ mod tests {
                 .to_string();
             assert!(err.contains(key) && err.contains(says), "{err}");
         }
+    }
+
+    /// Issue 23, item 2: the console believes a forwarded header only from
+    /// the proxies named, naming the header without them is refused at
+    /// start, and its attempts' digests are keyed with its own key file.
+    #[test]
+    fn the_console_names_its_proxies_and_keys_its_attempts() {
+        let err = load(
+            None,
+            &[
+                flag("console-addr", "8090"),
+                flag("console-trusted-forwarded-header", "x-forwarded-for"),
+            ],
+        )
+        .expect_err("no proxies")
+        .to_string();
+        assert!(
+            err.starts_with(
+                "invalid `console-trusted-proxies` (from default): must name the proxies"
+            ),
+            "{err}"
+        );
+        let key = tempfile::NamedTempFile::new().expect("key file");
+        std::fs::write(key.path(), "a console key of 32 characters..\n").expect("write");
+        let path = key.path().to_str().expect("utf-8 path");
+        let loaded = load(
+            None,
+            &[
+                flag("console-addr", "8090"),
+                env(
+                    "console-trusted-forwarded-header",
+                    "IPN_CONSOLE_TRUSTED_FORWARDED_HEADER",
+                    "X-Forwarded-For",
+                ),
+                env(
+                    "console-trusted-proxies",
+                    "IPN_CONSOLE_TRUSTED_PROXIES",
+                    "10.0.0.0/8, 192.0.2.1",
+                ),
+                env("console-key-file", "IPN_CONSOLE_KEY_FILE", path),
+            ],
+        )
+        .expect("loads");
+        let console = loaded.console().expect("console").expect("console on");
+        assert_eq!(
+            console.source.forwarded_header.as_deref(),
+            Some("x-forwarded-for")
+        );
+        assert_eq!(console.source.trusted_proxies.len(), 2);
+        assert_eq!(
+            console.attempt_key,
+            crate::console::auth::AttemptKey::new("a console key of 32 characters..")
+        );
+        // The same file, the same key: limits shared by every console.
+        let again = loaded.console().expect("console").expect("console on");
+        assert_eq!(again.attempt_key, console.attempt_key);
+        // Without a file, a random key at each start.
+        let random = load(None, &[flag("console-addr", "8090")]).expect("loads");
+        assert_ne!(
+            random.console().expect("console").map(|c| c.attempt_key),
+            random.console().expect("console").map(|c| c.attempt_key)
+        );
+        std::fs::write(key.path(), "short\n").expect("write");
+        let err = load(
+            None,
+            &[flag("console-addr", "8090"), flag("console-key-file", path)],
+        )
+        .expect_err("short key")
+        .to_string();
+        assert!(
+            err.contains("console-key-file") && err.contains("fewer than 16 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains("short"), "the key shows: {err}");
     }
 
     #[test]
@@ -2041,10 +2191,11 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (62 with
-        // `intake-max-connections-per-client`), so a key that a section
-        // failed to flatten shows here.
-        assert_eq!(text.len(), 62);
+        // One per setting: the count moves with every key added (65 with
+        // `console-trusted-forwarded-header`, `console-trusted-proxies` and
+        // `console-key-file`), so a key that a section failed to flatten
+        // shows here.
+        assert_eq!(text.len(), 65);
     }
 
     #[test]

@@ -504,6 +504,24 @@ pub const CONSOLE: &[Flag] = &[
         "DURATION",
         "A console session ends this long after its login, however busy.",
     ),
+    value(
+        "console-trusted-forwarded-header",
+        "IPN_CONSOLE_TRUSTED_FORWARDED_HEADER",
+        "HEADER",
+        "Header carrying the browser's address, set by the HTTPS proxy in front of the console (for example x-forwarded-for), read only from console-trusted-proxies. Without it, the TCP peer is the caller.",
+    ),
+    value(
+        "console-trusted-proxies",
+        "IPN_CONSOLE_TRUSTED_PROXIES",
+        "CIDR,...",
+        "The proxies (comma-separated CIDR or addresses) whose console-trusted-forwarded-header the console believes; from any other peer the header is ignored. Required with console-trusted-forwarded-header.",
+    ),
+    value(
+        "console-key-file",
+        "IPN_CONSOLE_KEY_FILE",
+        "FILE",
+        "File with the console's own key (at least 16 bytes): the digests of login attempts are keyed with it. Not set: a random key at each start (limits then start again at a restart and are not shared between consoles).",
+    ),
 ];
 
 /// One group of flags with its title, as the generated reference shows it

@@ -417,8 +417,8 @@ fn check_listeners(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io:
     if !s.worker.no_intake {
         listeners.push(("intake-addr", "the intake", s.intake.intake_addr));
     }
-    if let Some(console) = loaded.console() {
-        listeners.push(("console-addr", "the finance console", console.addr));
+    if let Some(addr) = s.console.console_addr {
+        listeners.push(("console-addr", "the finance console", addr.0));
     }
     for (key, what, addr) in listeners {
         match bind(addr) {

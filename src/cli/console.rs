@@ -123,7 +123,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
     )
     .map_err(settings_error)?;
     telemetry::init(loaded.settings.operations.log_format);
-    let Some(settings) = loaded.console() else {
+    let Some(settings) = loaded.console().map_err(settings_error)? else {
         return Err(CliError::usage(anyhow::anyhow!(
             "say where the console listens: --console-addr ADDR (or IPN_CONSOLE_ADDR, or \
              `console-addr` in the configuration file); a port alone binds 127.0.0.1"

@@ -219,6 +219,7 @@ pub fn run(config: &ConfigFile, command: NotificationsCommand) -> CliResult {
                 order_ref: given(order),
                 processor_ref: given(refno),
                 limit: i64::from(limit.get()) + 1,
+                offset: 0,
             };
             block_on(async move {
                 let store = Store::connect(settings).await?;

@@ -42,6 +42,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ),
     ("trusted-forwarded-header", "\"x-forwarded-for\""),
     ("console-addr", "\"127.0.0.1:8090\""),
+    ("console-key-file", "\"/etc/ipn-reconciler/console.key\""),
 ];
 
 const EXAMPLE_HEADER: &str = "\

@@ -1,30 +1,25 @@
 //! Who may use the console: passwords (argon2id), session tokens, when a
-//! session expires, and when failed logins stop being answered.
+//! session expires, and the keyed digests login attempts are counted
+//! under (when they may be checked: [`super::throttle`]).
 //!
 //! The decisions are pure functions of their inputs and a time
-//! ([`session_state`], [`login_allowed`]), so tests decide expiry and rate
-//! limits by setting the console's clock, not by waiting.
+//! ([`session_state`], [`super::throttle::decide`]), so tests decide
+//! expiry and rate limits by setting the console's clock, not by waiting.
 
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::net::IpAddr;
+
 use argon2::{Algorithm, Argon2, Params, Version};
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 /// The fewest characters a console password may have.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// The most: argon2 takes anything, but a pasted file is a mistake.
 pub const MAX_PASSWORD_CHARS: usize = 1024;
-
-/// Failed logins for one name within [`RATE_WINDOW`] after which that name
-/// is refused without its password being checked.
-pub const MAX_FAILURES_PER_USER: i64 = 5;
-/// Failed logins from one address within [`RATE_WINDOW`] after which that
-/// address is refused (several names tried from one place).
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
-/// The window the failures are counted in.
-pub const RATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Why a password or a user name cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,17 +103,87 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The digest a login attempt is counted under: of the name as typed,
-/// trimmed and lower-cased (so `Alice` and `alice` share a limit), or of
-/// the address. Kept instead of the text: a name typed may be anything,
-/// a password pasted in the wrong field included.
-pub fn attempt_digest(kind: &str, value: &str) -> String {
-    let mut hash = Sha256::new();
-    hash.update(b"ipn-reconciler console attempt\0");
-    hash.update(kind.as_bytes());
-    hash.update(b"\0");
-    hash.update(value.trim().to_lowercase().as_bytes());
-    hex::encode(hash.finalize())
+/// The key of the digests login attempts are counted under
+/// (HMAC-SHA256): from `console-key-file`, or random at each start.
+///
+/// Keyed, not a plain hash: there are only 2^32 IPv4 addresses, and
+/// user names are guessable, so a plain SHA-256 of either is read back by
+/// hashing every candidate. `Debug` is redacted and there is no
+/// `Display`: the key is never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttemptKey {
+    /// The key brought to HMAC-SHA256's block size as RFC 2104 prescribes
+    /// (hashed when longer than a block, zero-padded), so keying the HMAC
+    /// cannot fail.
+    block: [u8; 64],
+}
+
+impl AttemptKey {
+    /// A key from its bytes.
+    pub fn new(bytes: impl AsRef<[u8]>) -> Self {
+        let bytes = bytes.as_ref();
+        let mut block = [0u8; 64];
+        if bytes.len() > block.len() {
+            block[..32].copy_from_slice(&Sha256::digest(bytes));
+        } else {
+            block[..bytes.len()].copy_from_slice(bytes);
+        }
+        Self { block }
+    }
+
+    /// 32 random bytes: the limits then hold for this process only (they
+    /// start again at a restart and are not shared with other consoles).
+    pub fn random() -> Result<Self, CredentialError> {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut()).map_err(|_| CredentialError::Random)?;
+        Ok(Self::new(bytes.as_ref()))
+    }
+
+    /// The digest (hex) of a name as typed, trimmed and lower-cased (so
+    /// `Alice` and `alice` share a limit). Kept instead of the text: a
+    /// name typed may be anything, a password pasted in the wrong field
+    /// included.
+    pub fn user_digest(&self, name: &str) -> String {
+        self.digest("user", &name.trim().to_lowercase())
+    }
+
+    /// The digest (hex) of a caller's address: of an IPv4 address (an
+    /// IPv4-mapped IPv6 one read as IPv4), or of an IPv6 address's /64
+    /// network, since one client commonly holds a whole /64.
+    pub fn address_digest(&self, addr: IpAddr) -> String {
+        let text = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let net = ipnet::Ipv6Net::new(v6, 64).map(|net| net.trunc());
+                    net.map_or_else(|_| v6.to_string(), |net| net.to_string())
+                }
+            },
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        self.digest("address", &text)
+    }
+
+    fn digest(&self, kind: &str, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&self.block.into());
+        mac.update(b"ipn-reconciler console attempt\0");
+        mac.update(kind.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for AttemptKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptKey(<redacted>)")
+    }
+}
+
+impl Drop for AttemptKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.block);
+    }
 }
 
 /// How long a session lives.
@@ -159,12 +224,6 @@ pub fn session_state(
     } else {
         SessionState::Live
     }
-}
-
-/// Whether a login may be tried, given the failures within [`RATE_WINDOW`]
-/// for the name and from the address.
-pub fn login_allowed(failures_for_user: i64, failures_from_address: i64) -> bool {
-    failures_for_user < MAX_FAILURES_PER_USER && failures_from_address < MAX_FAILURES_PER_ADDRESS
 }
 
 /// Compares two strings in time that depends only on their lengths.
@@ -208,14 +267,6 @@ mod tests {
     }
 
     #[test]
-    fn logins_stop_at_the_limits() {
-        assert!(login_allowed(0, 0));
-        assert!(login_allowed(MAX_FAILURES_PER_USER - 1, 0));
-        assert!(!login_allowed(MAX_FAILURES_PER_USER, 0));
-        assert!(!login_allowed(0, MAX_FAILURES_PER_ADDRESS));
-    }
-
-    #[test]
     fn passwords_hash_with_argon2id_and_verify() {
         let hash = hash_password("correct horse battery").expect("hash");
         assert!(
@@ -238,14 +289,34 @@ mod tests {
         assert_eq!(token.len(), 64);
         assert_ne!(token, new_token().expect("token"));
         assert_eq!(token_digest(&token).len(), 64);
+        let key = AttemptKey::new(b"a console key of some length");
+        assert_eq!(key.user_digest(" Alice"), key.user_digest("alice"));
+        assert_eq!(key.user_digest("alice").len(), 64);
+        let other = AttemptKey::new(b"another console key");
+        assert_ne!(key.user_digest("alice"), other.user_digest("alice"));
+        assert_ne!(
+            key.address_digest("10.0.0.1".parse().expect("ip")),
+            key.address_digest("10.0.0.2".parse().expect("ip"))
+        );
         assert_eq!(
-            attempt_digest("user", " Alice"),
-            attempt_digest("user", "alice")
+            key.address_digest("10.0.0.1".parse().expect("ip")),
+            key.address_digest("::ffff:10.0.0.1".parse().expect("ip"))
+        );
+        // One /64 is one client.
+        assert_eq!(
+            key.address_digest("2001:db8::1".parse().expect("ip")),
+            key.address_digest("2001:db8::ffff:2".parse().expect("ip"))
         );
         assert_ne!(
-            attempt_digest("user", "alice"),
-            attempt_digest("address", "alice")
+            key.address_digest("2001:db8::1".parse().expect("ip")),
+            key.address_digest("2001:db8:0:1::1".parse().expect("ip"))
         );
+        // Not a plain SHA-256 of the address, and the key never shows.
+        assert_ne!(
+            key.address_digest("10.0.0.1".parse().expect("ip")),
+            hex::encode(Sha256::digest(b"10.0.0.1"))
+        );
+        assert_eq!(format!("{key:?}"), "AttemptKey(<redacted>)");
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));
         assert!(!same_secret("abc", "abcd"));

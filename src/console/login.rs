@@ -7,10 +7,11 @@
 //! forged page cannot log a browser into someone else's account either.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use serde::Deserialize;
 
 use super::auth::{self, SessionState};
 use super::pages::{self, PageError};
-use super::{Ctx, csrf};
+use super::{Ctx, csrf, throttle};
 use crate::store::console::{ConsoleAction, ConsoleRole};
 
 /// A logged-in user's session, as handlers see it.
@@ -218,6 +219,18 @@ fn login_page(
     response
 }
 
+/// The login page answered 429, saying how long to wait (`Retry-After`,
+/// in whole seconds).
+fn too_many(console: &super::Console, wait: Duration, why: &str) -> Response {
+    let secs = throttle::retry_after_secs(wait);
+    let message = format!("{why} Try again in {secs} second(s).");
+    let mut response = login_page(console, StatusCode::TOO_MANY_REQUESTS, None, Some(&message));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
@@ -228,8 +241,9 @@ pub struct LoginForm {
     csrf: Option<String>,
 }
 
-/// `POST /login`: checks the form's token, the rate limits, then the
-/// password; opens a session and goes to the overview.
+/// `POST /login`: checks the form's token, the caps on checks running
+/// and the name's delay ([`throttle`]), then the password; opens a
+/// session and goes to the overview.
 pub async fn submit(
     State(console): State<Ctx>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -243,7 +257,7 @@ pub async fn submit(
 }
 
 async fn try_login(
-    console: &super::Console,
+    console: &super::Served,
     peer: SocketAddr,
     headers: &HeaderMap,
     form: LoginForm,
@@ -256,29 +270,55 @@ async fn try_login(
         ));
     }
     let now = console.clock.now();
-    let user_digest = auth::attempt_digest("user", &form.username);
-    let address_digest = auth::attempt_digest("address", &peer.ip().to_string());
-    let since = now - chrono::Duration::from_std(auth::RATE_WINDOW).unwrap_or_default();
-    // Counted before the password is checked, atomically with the check
-    // of the limits: a burst of parallel attempts for one name gets at
-    // most the limit checked.
+    let policy = console.settings.login;
+    let client = console.settings.source.client_addr(peer, headers);
+    let key = &console.settings.attempt_key;
+    let user_digest = key.user_digest(&form.username);
+    let address_digest = key.address_digest(client);
+    // One check of a name at a time: the others are answered at once,
+    // without a check and without being counted.
+    let Some(_running) = console.checks.try_user(&user_digest) else {
+        return Ok(too_many(
+            console,
+            Duration::from_secs(1),
+            "A login for this name is being checked right now. Try again in a moment.",
+        ));
+    };
+    // And a few checks at once in all, so a burst over many names leaves
+    // the machine's other cores to the worker.
+    let Some(_permit) = console.checks.total(policy.check_wait).await else {
+        return Ok(too_many(
+            console,
+            Duration::from_secs(1),
+            "The console is busy checking other logins. Try again in a moment.",
+        ));
+    };
+    let since = now - chrono::Duration::from_std(policy.window).unwrap_or_default();
+    // Attempts older than the window count for nothing: they go.
+    if let Err(err) = console.store.prune_login_attempts(since).await {
+        tracing::warn!(error = %err, "console: cannot prune old login attempts");
+    }
+    // Counted before the password is checked, atomically with the
+    // decision: parallel attempts for one name are decided one after
+    // another, each seeing the failures before it.
     let claimed = console
         .store
-        .claim_login_attempt(
-            &user_digest,
-            &address_digest,
-            since,
-            now,
-            auth::login_allowed,
-        )
+        .claim_login_attempt(&user_digest, &address_digest, since, now, |counts| {
+            match throttle::decide(&policy, *counts, now) {
+                throttle::LoginDecision::Check => Ok(()),
+                throttle::LoginDecision::Wait(wait) => Err(wait),
+            }
+        })
         .await?;
-    let Some(attempt) = claimed else {
-        return Ok(login_page(
-            console,
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            Some("Too many failed logins. Wait a quarter of an hour and try again."),
-        ));
+    let attempt = match claimed {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            return Ok(too_many(
+                console,
+                wait,
+                "Too many failed logins for this name: each further attempt must wait longer.",
+            ));
+        }
     };
     let user = console.store.console_user(form.username.trim()).await?;
     let (hash, usable) = match &user {

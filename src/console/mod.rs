@@ -7,7 +7,10 @@
 //! server with maud; there is no script at all, so the content security
 //! policy forbids every inline one (see [`headers`]).
 //!
-//! - [`auth`]: passwords (argon2id), session tokens, expiry, rate limits;
+//! - [`auth`]: passwords (argon2id), session tokens, expiry, the keyed
+//!   digests login attempts are counted under;
+//! - [`throttle`]: when a login's password may be checked (progressive
+//!   delays per name, caps on checks at once);
 //! - [`csrf`]: the token every state-changing form carries;
 //! - [`headers`]: the security headers of every response;
 //! - [`login`]: `/login`, `/logout`, and the [`login::Session`] every page
@@ -25,6 +28,7 @@ pub mod csrf;
 pub mod headers;
 pub mod login;
 pub mod pages;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -52,6 +56,14 @@ pub struct ConsoleSettings {
     /// `report-timezone`: where the days and months of the pages' period
     /// filters begin and end.
     pub report_timezone: chrono_tz::Tz,
+    /// Who is calling: the TCP peer, or the address a proxy of
+    /// `console-trusted-proxies` put in `console-trusted-forwarded-header`
+    /// (`allow` is not used: the console has its passwords).
+    pub source: crate::intake::SourcePolicy,
+    /// The key of the login attempts' digests (`console-key-file`).
+    pub attempt_key: auth::AttemptKey,
+    /// The limits of logins.
+    pub login: throttle::LoginPolicy,
 }
 
 /// The time as the console sees it: the system's, or one a test sets.
@@ -115,8 +127,24 @@ pub struct Console {
     pub pseudonym_key: Option<Arc<PseudonymKey>>,
 }
 
+/// A console as its router serves it: with the caps on password checks
+/// running at once, which live in this process.
+#[derive(Debug)]
+pub struct Served {
+    pub console: Console,
+    pub checks: throttle::CheckGate,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Console;
+
+    fn deref(&self) -> &Console {
+        &self.console
+    }
+}
+
 /// The shared state of the router.
-pub type Ctx = Arc<Console>;
+pub type Ctx = Arc<Served>;
 
 /// Every route of the console.
 pub fn router(console: Console) -> Router {
@@ -138,7 +166,13 @@ pub fn router(console: Console) -> Router {
         .route("/activity", get(pages::activity::page))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn(headers::security_headers))
-        .with_state(Arc::new(console))
+        .with_state(Arc::new(Served {
+            checks: throttle::CheckGate::new(
+                console.settings.login.checks_per_user,
+                throttle::CheckGate::default_total(),
+            ),
+            console,
+        }))
 }
 
 /// Serves the console on `listener` until `shutdown` completes.

@@ -7,15 +7,15 @@
 
 use std::time::Duration;
 
-use ipn_reconciler::console::auth::{
-    MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER, RATE_WINDOW, SessionPolicy,
-};
+use ipn_reconciler::console::auth::SessionPolicy;
+use ipn_reconciler::console::throttle::LoginPolicy;
+use ipn_reconciler::intake::{SourcePolicy, parse_allow_list};
 
 use ipn_reconciler::domain::{Currency, Money};
 use ipn_reconciler::ipn::SecretKey;
 
 use crate::helpers::amqp::{RunningWorker, TestQueue, count, resigned, run_cli, wait_until};
-use crate::helpers::console::{Browser, RESOLVER, TestConsole, VIEWER, long_sessions};
+use crate::helpers::console::{Browser, RESOLVER, TestConsole, VIEWER, attempt_key, long_sessions};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::{TestDb, personal_data, repo_path};
 
@@ -207,41 +207,107 @@ async fn console_sessions_end_when_idle_and_at_their_absolute_bound() {
     );
 }
 
+/// Issue 23, item 2: a name that keeps failing waits longer and longer
+/// (429 with `Retry-After`), another name at the same address logs in at
+/// once, an address that failed many times takes the free attempts from
+/// the names that failed only, and attempts go once their window passed.
 #[tokio::test(flavor = "multi_thread")]
-async fn console_failed_logins_are_limited_per_user_and_per_address() {
+async fn console_failed_logins_wait_longer_per_name_and_lock_out_no_one_else() {
     let console = TestConsole::start(long_sessions(), false).await;
+    let policy = LoginPolicy::default();
     let mut browser = Browser::new(&console);
-    for _ in 0..MAX_FAILURES_PER_USER {
+    for _ in 0..policy.free_failures {
         let answer = browser.login(RESOLVER.0, "wrong-password-000").await;
         assert_eq!(answer.status, 401);
         assert!(answer.body.contains("Wrong user name or password"));
     }
-    // The right password no longer helps for this name...
+    // The right password must wait a second for this name...
     let answer = browser.login(RESOLVER.0, RESOLVER.1).await;
     assert_eq!(answer.status, 429);
+    assert_eq!(answer.header("retry-after"), "1");
+    assert!(
+        answer.body.contains("Try again in 1 second(s)"),
+        "{}",
+        answer.body
+    );
     assert!(!browser.cookies.contains_key("__Host-ipn_console"));
-    // ... while another name from the same address still logs in.
+    // ... while another name from the same address logs in at once.
     assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
-    // After the window, the name may try again.
-    console.clock.advance(RATE_WINDOW + Duration::from_secs(1));
+    // A second later, one more failure; then two seconds to wait.
+    console.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        browser.login(RESOLVER.0, "wrong-password-000").await.status,
+        401
+    );
+    let answer = browser.login(RESOLVER.0, RESOLVER.1).await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.header("retry-after"), "2");
+    console.clock.advance(Duration::from_secs(2));
     assert_eq!(browser.login(RESOLVER.0, RESOLVER.1).await.status, 303);
 
-    // Many names from one address: the address is refused, whatever name.
-    for n in 0..MAX_FAILURES_PER_ADDRESS {
-        let answer = browser
+    // Many names from one address: the names that never failed still log
+    // in; a name that failed gets no free attempt from it any more.
+    let mut sprayer = Browser::new(&console);
+    for n in 0..policy.address_failures {
+        let answer = sprayer
             .login(&format!("nobody-{n}"), "wrong-password-000")
             .await;
         assert_eq!(answer.status, 401, "attempt {n}");
     }
-    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 429);
-    // Attempts are kept as digests: no name typed is stored.
+    let answer = sprayer.login("nobody-0", "wrong-password-000").await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.header("retry-after"), "2");
+    let mut other = Browser::new(&console);
+    assert_eq!(other.login(VIEWER.0, VIEWER.1).await.status, 303);
+
+    // Attempts are kept as keyed digests: no name typed, no plain
+    // SHA-256 of the address.
+    let key = attempt_key();
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
     assert_eq!(
         count(
             &console.db.url,
-            "SELECT count(*) FROM console_login_attempts WHERE username_sha256 LIKE '%nobody%'"
+            &format!(
+                "SELECT count(*) FROM console_login_attempts WHERE address_sha256 = '{}'",
+                key.address_digest(loopback)
+            )
+        )
+        .await,
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_login_attempts"
+        )
+        .await
+    );
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_login_attempts WHERE username_sha256 LIKE '%nobody%' \
+             OR address_sha256 = encode(sha256('127.0.0.1'::bytea), 'hex')"
         )
         .await,
         0
+    );
+
+    // After the window, the attempts go at the next login.
+    let before = count(
+        &console.db.url,
+        "SELECT count(*) FROM console_login_attempts",
+    )
+    .await;
+    assert!(before > i64::from(policy.address_failures), "{before}");
+    console
+        .clock
+        .advance(policy.window + Duration::from_secs(1));
+    assert_eq!(other.login(RESOLVER.0, RESOLVER.1).await.status, 303);
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_login_attempts"
+        )
+        .await,
+        1,
+        "only the new attempt is left"
     );
 
     // A login form posted without the login cookie's token is refused.
@@ -259,14 +325,15 @@ async fn console_failed_logins_are_limited_per_user_and_per_address() {
     assert_eq!(answer.status, 403);
 }
 
-/// Issue 23, item 2 (in part): a burst of parallel wrong passwords for one
-/// name gets at most the per-name limit checked (each attempt is counted
-/// before its password is, under a lock on the name), and so it cannot
-/// fill the address's limit: another user at the same address logs in at
-/// once.
+/// Issue 23, item 2: a burst of parallel wrong passwords for one name
+/// gets at most the free attempts checked (one check of a name at a time;
+/// each attempt counted before its password is, under a lock on the
+/// name); the rest are answered 429 at once with `Retry-After`, and
+/// another user at the same address logs in at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn console_a_burst_of_wrong_passwords_checks_at_most_the_limit() {
     let console = TestConsole::start(long_sessions(), false).await;
+    let limit = usize::try_from(LoginPolicy::default().free_failures).expect("limit");
     let mut browsers: Vec<Browser> = (0..30).map(|_| Browser::new(&console)).collect();
     let answers = futures::future::join_all(
         browsers
@@ -275,11 +342,14 @@ async fn console_a_burst_of_wrong_passwords_checks_at_most_the_limit() {
     )
     .await;
     let checked = answers.iter().filter(|a| a.status == 401).count();
-    let refused = answers.iter().filter(|a| a.status == 429).count();
-    assert_eq!(checked + refused, 30, "every attempt was answered");
-    assert_eq!(
-        i64::try_from(checked).expect("count"),
-        MAX_FAILURES_PER_USER
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    assert_eq!(checked + refused.len(), 30, "every attempt was answered");
+    assert!((1..=limit).contains(&checked), "{checked} checked");
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.header("retry-after").parse::<u64>().is_ok_and(|s| s >= 1)),
+        "each refusal says when to retry"
     );
     // PostgreSQL's own count: only the checked attempts were recorded.
     assert_eq!(
@@ -288,10 +358,45 @@ async fn console_a_burst_of_wrong_passwords_checks_at_most_the_limit() {
             "SELECT count(*) FROM console_login_attempts"
         )
         .await,
-        MAX_FAILURES_PER_USER
+        i64::try_from(checked).expect("count")
     );
     let mut other = Browser::new(&console);
     assert_eq!(other.login(VIEWER.0, VIEWER.1).await.status, 303);
+}
+
+/// Issue 23, item 2: the caller's address is the forwarded one only when
+/// the peer is one of `console-trusted-proxies`; otherwise the peer.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_believes_a_forwarded_address_only_from_its_trusted_proxies() {
+    let key = attempt_key();
+    let claimed: std::net::IpAddr = "198.51.100.7".parse().expect("ip");
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+    for (proxies, recorded) in [("127.0.0.1", claimed), ("10.0.0.0/8", loopback)] {
+        let source = SourcePolicy {
+            forwarded_header: Some("x-forwarded-for".into()),
+            trusted_proxies: parse_allow_list(proxies).expect("networks"),
+            allow: Vec::new(),
+        };
+        let console = TestConsole::start_behind(long_sessions(), false, false, source).await;
+        let mut browser = Browser::new(&console);
+        browser.forwarded_for = Some(format!("203.0.113.1, {claimed}"));
+        assert_eq!(
+            browser.login(VIEWER.0, "wrong-password-000").await.status,
+            401
+        );
+        assert_eq!(
+            count(
+                &console.db.url,
+                &format!(
+                    "SELECT count(*) FROM console_login_attempts WHERE address_sha256 = '{}'",
+                    key.address_digest(recorded)
+                )
+            )
+            .await,
+            1,
+            "trusting {proxies}, the attempt is {recorded}'s"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -960,14 +1065,139 @@ async fn console_settlement_shows_each_batch_and_the_unmatched_lines() {
         page.body
     );
     let unmatched = browser.get("/settlement?csv=unmatched_lines").await;
+    let unmatched_count = count(
+        &console.db.url,
+        "SELECT count(*) FROM settlement_lines WHERE status IN ('differs', 'unknown')",
+    )
+    .await;
     assert_eq!(
         i64::try_from(unmatched.body.lines().count() - 1).expect("count"),
-        count(
-            &console.db.url,
-            "SELECT count(*) FROM settlement_lines WHERE status IN ('differs', 'unknown')"
-        )
-        .await
+        unmatched_count
     );
+
+    // Paged (issue 23, item 2): one batch a page, its second batch on page
+    // 2; the lines page on their own; the downloads stay whole.
+    let whole = browser.get("/settlement?csv=settlement_summary").await;
+    let ids = summary_ids(&whole);
+    assert!(ids.len() >= 2 && unmatched_count >= 2, "{ids:?}");
+    let page = browser.get("/settlement?per=1&page=2&lines_page=2").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("title=\"{}\"", ids[1])),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("rows 2 to 2"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("href=\"/settlement?per=1&amp;lines_page=2&amp;page=3\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("href=\"/settlement?per=1&amp;page=2&amp;lines_page=1\""),
+        "{}",
+        page.body
+    );
+    let all = browser
+        .get("/settlement?per=1&page=2&csv=unmatched_lines")
+        .await;
+    assert_eq!(all.body, unmatched.body, "the download is not paged");
+}
+
+/// The batch ids of a settlement summary download, in order.
+fn summary_ids(answer: &crate::helpers::console::Answer) -> Vec<&str> {
+    answer
+        .body
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect()
+}
+
+/// Issue 23, item 2: every listing pages (`page=`, `per=`, Previous and
+/// Next links), the row after a full page opens the next one, and the CSV
+/// downloads stay complete whatever page they are asked from.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_listings_page_and_their_downloads_stay_complete() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    // Three logins a minute apart: rows of the activity told apart by time.
+    for _ in 0..3 {
+        console.clock.advance(Duration::from_secs(60));
+        assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    }
+    let client = sql(&console).await;
+    // Rows of the one table of a page, and rows of a download.
+    let rows = |body: &str| body.matches("<tr>").count() - 1;
+    let csv_rows = |body: &str| csv::Reader::from_reader(body.as_bytes()).records().count();
+    for (path, table, newest_last_sql) in [
+        (
+            "/orders",
+            "orders",
+            "SELECT order_ref FROM orders ORDER BY created_at, id",
+        ),
+        (
+            "/notifications",
+            "notifications",
+            "SELECT body_sha256 FROM notifications ORDER BY id DESC",
+        ),
+        (
+            "/activity",
+            "activity",
+            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM console_actions ORDER BY id DESC",
+        ),
+    ] {
+        let all: Vec<String> = client
+            .query(newest_last_sql, &[])
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let n = all.len();
+        assert!(n >= 3, "{path}: {n} rows");
+        let per = n - 1;
+        let first = browser.get(&format!("{path}?per={per}")).await;
+        assert_eq!(first.status, 200, "{path}");
+        assert_eq!(rows(&first.body), per, "{path}: a full first page");
+        assert!(
+            first
+                .body
+                .contains(&format!("href=\"{path}?per={per}&amp;page=2\"")),
+            "{path}: a Next link\n{}",
+            first.body
+        );
+        assert!(!first.body.contains("rel=\"prev\""), "{path}");
+        let second = browser.get(&format!("{path}?per={per}&page=2")).await;
+        assert_eq!(rows(&second.body), 1, "{path}: the last row on page 2");
+        assert!(
+            second.body.contains(&all[n - 1]),
+            "{path}: page 2 shows {}",
+            all[n - 1]
+        );
+        assert!(
+            !first.body.contains(&format!("{}<", all[n - 1])),
+            "{path}: not on page 1"
+        );
+        assert!(second.body.contains("rel=\"prev\""), "{path}");
+        assert!(!second.body.contains("rel=\"next\""), "{path}");
+        // `per_page` is `per` too; past the end, an empty page.
+        let alias = browser.get(&format!("{path}?per_page={per}&page=2")).await;
+        assert_eq!(rows(&alias.body), 1, "{path}: per_page");
+        let past = browser.get(&format!("{path}?per={per}&page=9")).await;
+        assert_eq!(past.status, 200);
+        assert!(past.body.contains("no rows"), "{path}");
+        assert_eq!(browser.get(&format!("{path}?per=0")).await.status, 400);
+        // The download holds every row, asked from any page.
+        let download = browser
+            .get(&format!("{path}?per={per}&page=2&csv={table}"))
+            .await;
+        assert_eq!(download.status, 200, "{path}");
+        assert_eq!(csv_rows(&download.body), n, "{path}: the whole download");
+    }
 }
 
 /// A client of the test's database.

@@ -139,6 +139,34 @@ struct SessionRow {
     disabled: bool,
 }
 
+/// The failed logins within a window that decide whether one more may be
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoginAttemptCounts {
+    /// Failures of the name typed, from anywhere.
+    pub user_failures: i64,
+    /// When the name last failed.
+    pub last_user_failure: Option<DateTime<Utc>>,
+    /// Failures from the caller's address, whatever the name.
+    pub address_failures: i64,
+}
+
+#[derive(QueryableByName)]
+struct FailureRow {
+    #[diesel(sql_type = BigInt)]
+    by_user: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_by_user: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    by_address: i64,
+}
+
+#[derive(QueryableByName)]
+struct LockTaken {
+    #[diesel(sql_type = Bool)]
+    taken: bool,
+}
+
 #[derive(QueryableByName)]
 struct Counted {
     #[diesel(sql_type = BigInt)]
@@ -223,57 +251,35 @@ impl Store {
         .transpose()
     }
 
-    /// Records a login attempt by the digests of the name typed and of the
-    /// caller's address.
-    pub async fn record_login_attempt(
-        &self,
-        username_sha256: &str,
-        address_sha256: &str,
-        succeeded: bool,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        diesel::sql_query(
-            "INSERT INTO console_login_attempts (username_sha256, address_sha256, succeeded, at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind::<Text, _>(username_sha256)
-        .bind::<Text, _>(address_sha256)
-        .bind::<Bool, _>(succeeded)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        Ok(())
-    }
-
     /// Counts a login attempt *before* its password is checked, together
-    /// with the check of the limits: under a lock on the name (a
-    /// transaction-level advisory lock), the failed attempts at or after
+    /// with the decision whether it may be checked: under a lock on the
+    /// name (a transaction-level advisory lock), the failures at or after
     /// `since` for the name and from the address are counted, and when
-    /// `allowed` accepts the counts, the attempt is recorded as failed
-    /// (it becomes a success only when the password matched:
+    /// `decide` accepts the counts, the attempt is recorded as failed (it
+    /// becomes a success only when the password matched:
     /// [`Store::login_attempt_succeeded`]). So parallel attempts for one
-    /// name are checked one after another against the limit, never all
-    /// at once. `None`: refused, nothing recorded.
-    pub async fn claim_login_attempt(
+    /// name are decided one after another, each seeing those before it,
+    /// never all at once. `Err(refusal)`: what `decide` refused with;
+    /// nothing recorded.
+    pub async fn claim_login_attempt<T: Send>(
         &self,
-        username_sha256: &str,
-        address_sha256: &str,
+        username_digest: &str,
+        address_digest: &str,
         since: DateTime<Utc>,
         at: DateTime<Utc>,
-        allowed: impl Fn(i64, i64) -> bool + Send + Sync,
-    ) -> Result<Option<i64>, StoreError> {
+        decide: impl Fn(&LoginAttemptCounts) -> Result<(), T> + Send + Sync,
+    ) -> Result<Result<i64, T>, StoreError> {
         let mut conn = self.conn().await?;
-        let username = username_sha256.to_owned();
-        let address = address_sha256.to_owned();
+        let username = username_digest.to_owned();
+        let address = address_digest.to_owned();
         conn.transaction::<_, StoreError, _>(async |conn| {
             diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
                 .bind::<Text, _>(&username)
                 .execute(conn)
                 .await?;
-            let (by_user, by_address) = failed_counts(conn, &username, &address, since).await?;
-            if !allowed(by_user, by_address) {
-                return Ok(None);
+            let counts = failed_counts(conn, &username, &address, since).await?;
+            if let Err(refusal) = decide(&counts) {
+                return Ok(Err(refusal));
             }
             let id: Counted = diesel::sql_query(
                 "INSERT INTO console_login_attempts (username_sha256, address_sha256, succeeded, at) \
@@ -284,7 +290,32 @@ impl Store {
             .bind::<Timestamptz, _>(at)
             .get_result(conn)
             .await?;
-            Ok(Some(id.n))
+            Ok(Ok(id.n))
+        })
+        .await
+    }
+
+    /// Deletes the login attempts made before `before` (their window has
+    /// passed: they count for nothing any more). One pruner at a time
+    /// (another console pruning at the same moment makes this one skip);
+    /// returns how many rows went.
+    pub async fn prune_login_attempts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let locked: LockTaken = diesel::sql_query(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended('console_login_attempts', 8)) \
+                 AS taken",
+            )
+            .get_result(conn)
+            .await?;
+            if !locked.taken {
+                return Ok(0);
+            }
+            let deleted = diesel::sql_query("DELETE FROM console_login_attempts WHERE at < $1")
+                .bind::<Timestamptz, _>(before)
+                .execute(conn)
+                .await?;
+            Ok(u64::try_from(deleted).unwrap_or(0))
         })
         .await
     }
@@ -300,16 +331,16 @@ impl Store {
         Ok(())
     }
 
-    /// Failed logins at or after `since`: for this name, and from this
-    /// address.
+    /// Failed logins at or after `since`: for this name (with the time of
+    /// its latest), and from this address.
     pub async fn failed_logins_since(
         &self,
-        username_sha256: &str,
-        address_sha256: &str,
+        username_digest: &str,
+        address_digest: &str,
         since: DateTime<Utc>,
-    ) -> Result<(i64, i64), StoreError> {
+    ) -> Result<LoginAttemptCounts, StoreError> {
         let mut conn = self.conn().await?;
-        failed_counts(&mut conn, username_sha256, address_sha256, since).await
+        failed_counts(&mut conn, username_digest, address_digest, since).await
     }
 
     /// Opens a session for `user_id` under the digest of its token.
@@ -417,14 +448,20 @@ impl Store {
         Ok(())
     }
 
-    /// The console's ledger, newest first.
-    pub async fn console_actions(&self, limit: i64) -> Result<Vec<ConsoleActionRow>, StoreError> {
+    /// The console's ledger, newest first: at most `limit` rows after the
+    /// first `offset`.
+    pub async fn console_actions(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<ConsoleActionRow>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(diesel::sql_query(
             "SELECT user_name, action, subject, details, at FROM console_actions \
-             ORDER BY id DESC LIMIT $1",
+             ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
-        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(limit.max(0))
+        .bind::<BigInt, _>(offset.max(0))
         .load(&mut conn)
         .await?)
     }
@@ -527,8 +564,10 @@ pub struct NotificationFilter {
     pub order_status: Option<String>,
     pub order_ref: Option<String>,
     pub processor_ref: Option<String>,
-    /// At most this many, newest first.
+    /// At most this many, newest first...
     pub limit: i64,
+    /// ... after skipping this many (a page of the console's listing).
+    pub offset: i64,
 }
 
 #[derive(QueryableByName)]
@@ -624,10 +663,13 @@ fn money(minor: i64, currency: Currency) -> String {
 }
 
 impl Store {
-    /// Orders matching `filter`, oldest first, at most `limit`.
+    /// Orders matching `filter`, oldest first: at most `limit` after the
+    /// first `offset` (a page of the console's listing; `0, i64::MAX`:
+    /// every one).
     pub async fn orders_matching(
         &self,
         filter: &OrderFilter,
+        offset: i64,
         limit: i64,
     ) -> Result<Vec<OrderView>, StoreError> {
         let mut conn = self.conn().await?;
@@ -647,7 +689,7 @@ impl Store {
                AND ($6::text IS NULL OR o.order_ref IN ( \
                     SELECT n.order_ref FROM notifications AS n \
                     WHERE n.customer_pseudonym = $6 AND n.order_ref IS NOT NULL)) \
-             ORDER BY o.created_at, o.id LIMIT $7",
+             ORDER BY o.created_at, o.id LIMIT $7 OFFSET $8",
         )
         .bind::<Nullable<Text>, _>(filter.status.map(OrderState::as_str))
         .bind::<Nullable<Text>, _>(filter.currency.as_deref())
@@ -655,7 +697,8 @@ impl Store {
         .bind::<Nullable<Timestamptz>, _>(filter.to)
         .bind::<Nullable<Text>, _>(filter.reference.as_deref())
         .bind::<Nullable<Text>, _>(filter.customer.as_ref().map(Pseudonym::as_str))
-        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(limit.max(0))
+        .bind::<BigInt, _>(offset.max(0))
         .load(&mut conn)
         .await?;
         rows.into_iter()
@@ -702,7 +745,7 @@ impl Store {
                AND ($4::text IS NULL OR order_status = $4) \
                AND ($5::text IS NULL OR order_ref = $5) \
                AND ($6::text IS NULL OR processor_ref = $6) \
-             ORDER BY id DESC LIMIT $7",
+             ORDER BY id DESC LIMIT $7 OFFSET $8",
         )
         .bind::<Nullable<Timestamptz>, _>(filter.from)
         .bind::<Nullable<Timestamptz>, _>(filter.to)
@@ -711,6 +754,7 @@ impl Store {
         .bind::<Nullable<Text>, _>(filter.order_ref.as_deref())
         .bind::<Nullable<Text>, _>(filter.processor_ref.as_deref())
         .bind::<BigInt, _>(filter.limit.max(1))
+        .bind::<BigInt, _>(filter.offset.max(0))
         .load(&mut conn)
         .await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
@@ -802,22 +846,25 @@ impl Store {
 /// the caller's connection.
 async fn failed_counts(
     conn: &mut diesel_async::AsyncPgConnection,
-    username_sha256: &str,
-    address_sha256: &str,
+    username_digest: &str,
+    address_digest: &str,
     since: DateTime<Utc>,
-) -> Result<(i64, i64), StoreError> {
-    let count = async |conn: &mut diesel_async::AsyncPgConnection, column: &str, value: &str| {
-        diesel::sql_query(format!(
-            "SELECT count(*)::int8 AS n FROM console_login_attempts \
-             WHERE {column} = $1 AND NOT succeeded AND at >= $2"
-        ))
-        .bind::<Text, _>(value.to_owned())
-        .bind::<Timestamptz, _>(since)
-        .get_result::<Counted>(conn)
-        .await
-        .map(|c| c.n)
-    };
-    let by_user = count(conn, "username_sha256", username_sha256).await?;
-    let by_address = count(conn, "address_sha256", address_sha256).await?;
-    Ok((by_user, by_address))
+) -> Result<LoginAttemptCounts, StoreError> {
+    let row: FailureRow = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE username_sha256 = $1)::int8 AS by_user, \
+                max(at) FILTER (WHERE username_sha256 = $1) AS last_by_user, \
+                count(*) FILTER (WHERE address_sha256 = $2)::int8 AS by_address \
+         FROM console_login_attempts \
+         WHERE (username_sha256 = $1 OR address_sha256 = $2) AND NOT succeeded AND at >= $3",
+    )
+    .bind::<Text, _>(username_digest)
+    .bind::<Text, _>(address_digest)
+    .bind::<Timestamptz, _>(since)
+    .get_result(conn)
+    .await?;
+    Ok(LoginAttemptCounts {
+        user_failures: row.by_user,
+        last_user_failure: row.last_by_user,
+        address_failures: row.by_address,
+    })
 }

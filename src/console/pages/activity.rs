@@ -1,36 +1,31 @@
 //! `/activity`: the console's ledger, what people did through it and
 //! under which name (logins, logouts, resolutions, requeues).
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{Cell, PageError, Table, csv_download, csv_time, given, layout};
+use super::{Cell, PageError, Paging, Table, csv_download, csv_time, given, layout, query_without};
 use crate::console::Ctx;
 use crate::console::login::Session;
-
-/// The most recent actions shown.
-const LIMIT: i64 = 500;
+use crate::store::console::ConsoleActionRow;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ActivityQuery {
+    page: Option<String>,
+    #[serde(alias = "per_page")]
+    per: Option<String>,
     csv: Option<String>,
 }
 
-/// `GET /activity`.
-pub async fn page(
-    State(console): State<Ctx>,
-    session: Session,
-    Query(query): Query<ActivityQuery>,
-) -> Result<Response, PageError> {
-    let rows = console.store.console_actions(LIMIT).await?;
+fn table(rows: &[ConsoleActionRow], caption: String) -> Table {
     let mut table = Table::new(
         "activity",
-        format!("The last {} action(s), newest first", rows.len()),
+        caption,
         &["at", "user", "action", "subject", "details"],
     );
-    for row in &rows {
+    for row in rows {
         table.push(vec![
             Cell::Text(csv_time(&row.at)),
             Cell::Text(row.user_name.clone()),
@@ -39,13 +34,40 @@ pub async fn page(
             Cell::Text(row.details.clone().unwrap_or_default()),
         ]);
     }
-    if let Some(download) = csv_download(&[&table], given(&query.csv)) {
-        return Ok(download);
+    table
+}
+
+/// `GET /activity`.
+pub async fn page(
+    State(console): State<Ctx>,
+    session: Session,
+    Query(query): Query<ActivityQuery>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    // The download holds the whole ledger, the page one page of it.
+    if given(&query.csv).is_some() {
+        let rows = console.store.console_actions(0, i64::MAX).await?;
+        let table = table(&rows, format!("{} action(s), newest first", rows.len()));
+        if let Some(download) = csv_download(&[&table], given(&query.csv)) {
+            return Ok(download);
+        }
     }
+    let paging = Paging::read(given(&query.page), given(&query.per))?;
+    let mut rows = console
+        .store
+        .console_actions(paging.offset(), paging.fetch())
+        .await?;
+    let more = paging.cut(&mut rows);
+    let table = table(
+        &rows,
+        paging.caption("action(s)", "newest first", rows.len(), more),
+    );
+    let per = query_without(raw.as_deref(), &["csv", "page"]);
     let body = html! {
         h1 { "Activity" }
         p { "What people did through the console, under their names. The ledger is append-only." }
         (super::render_table(&table, "/activity", ""))
+        (paging.links("/activity", &per, "page", more))
     };
     Ok(layout("Activity", Some(&session), body).into_response())
 }

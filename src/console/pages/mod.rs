@@ -280,12 +280,123 @@ pub fn csv_time(at: &DateTime<Utc>) -> String {
 
 /// The query string of a request, for the CSV links (without `csv=`).
 pub fn query_without_csv(query: Option<&str>) -> String {
+    query_without(query, &["csv"])
+}
+
+/// The query string of a request without the parameters `names`.
+pub fn query_without(query: Option<&str>, names: &[&str]) -> String {
     query
         .unwrap_or("")
         .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("csv="))
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            !pair.is_empty() && !names.contains(&name)
+        })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Rows on a page of a listing unless `?per=` says otherwise.
+pub const ROWS_PER_PAGE: usize = 50;
+/// The most rows `?per=` may ask for.
+pub const MAX_ROWS_PER_PAGE: usize = 500;
+
+/// Which page of a listing to show (`?page=`, from 1, and `?per=` or
+/// `?per_page=`). Listings read one row more than the page holds, so a
+/// page knows whether another follows without counting the whole table;
+/// their CSV downloads are never paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page: usize,
+    pub per: usize,
+}
+
+impl Paging {
+    /// From the query's values; a number out of range is refused (400).
+    pub fn read(page: Option<&str>, per: Option<&str>) -> Result<Self, PageError> {
+        let number = |name: &str, value: Option<&str>, default: usize, max: usize| {
+            value
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map_or(Ok(default), |text| {
+                    text.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=max).contains(n))
+                        .ok_or_else(|| {
+                            PageError::bad_request(format!("`{name}` is a number from 1 to {max}."))
+                        })
+                })
+        };
+        Ok(Self {
+            page: number("page", page, 1, 1_000_000)?,
+            per: number("per", per, ROWS_PER_PAGE, MAX_ROWS_PER_PAGE)?,
+        })
+    }
+
+    /// The rows before this page.
+    pub fn offset(&self) -> i64 {
+        i64::try_from((self.page - 1).saturating_mul(self.per)).unwrap_or(i64::MAX)
+    }
+
+    /// The rows to read: the page and one more.
+    pub fn fetch(&self) -> i64 {
+        i64::try_from(self.per + 1).unwrap_or(i64::MAX)
+    }
+
+    /// Cuts rows read with [`Paging::fetch`] at [`Paging::offset`] to the
+    /// page; whether more follow.
+    pub fn cut<T>(&self, rows: &mut Vec<T>) -> bool {
+        let more = rows.len() > self.per;
+        rows.truncate(self.per);
+        more
+    }
+
+    /// This page of a listing held whole; whether more follow.
+    pub fn slice<'a, T>(&self, rows: &'a [T]) -> (&'a [T], bool) {
+        let start = (self.page - 1).saturating_mul(self.per).min(rows.len());
+        let end = start.saturating_add(self.per).min(rows.len());
+        (&rows[start..end], end < rows.len())
+    }
+
+    /// `rows 51 to 100` for `shown` rows on this page.
+    pub fn rows_text(&self, shown: usize) -> String {
+        let first = (self.page - 1).saturating_mul(self.per);
+        if shown == 0 {
+            format!("page {}: no rows", self.page)
+        } else {
+            format!("rows {} to {}", first + 1, first + shown)
+        }
+    }
+
+    /// A listing's caption: `3 order(s), oldest first` when its first
+    /// page holds it whole, else `order(s), oldest first: rows 51 to 100`.
+    pub fn caption(&self, what: &str, order: &str, shown: usize, more: bool) -> String {
+        if self.page == 1 && !more {
+            format!("{shown} {what}, {order}")
+        } else {
+            format!("{what}, {order}: {}", self.rows_text(shown))
+        }
+    }
+
+    /// Previous and Next links (as `param=N` on `path?query`, `query`
+    /// without `param`), when there is a page before or after.
+    pub fn links(&self, path: &str, query: &str, param: &str, more: bool) -> Markup {
+        let separator = if query.is_empty() { "" } else { "&" };
+        let href = |page: usize| format!("{path}?{query}{separator}{param}={page}");
+        html! {
+            @if self.page > 1 || more {
+                nav.pages aria-label="Pages" {
+                    @if self.page > 1 {
+                        a rel="prev" href=(href(self.page - 1)) { "Previous" }
+                    }
+                    span { " Page " (self.page) " " }
+                    @if more {
+                        a rel="next" href=(href(self.page + 1)) { "Next" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -341,5 +452,63 @@ mod tests {
         assert!(parse_bound("from", Some("2026-13"), false, utc).is_err());
         assert_eq!(parse_bound("from", None, false, utc).expect("none"), None);
         assert_eq!(query_without_csv(Some("a=1&csv=x&b=2")), "a=1&b=2");
+        assert_eq!(
+            query_without(Some("page=2&csvx=1&per=3&q=a"), &["page", "per"]),
+            "csvx=1&q=a"
+        );
+    }
+
+    #[test]
+    fn a_page_reads_one_row_more_and_links_its_neighbours() {
+        let paging = Paging::read(Some("2"), Some("3")).expect("paging");
+        assert_eq!((paging.offset(), paging.fetch()), (3, 4));
+        let mut rows = vec![4, 5, 6, 7];
+        assert!(paging.cut(&mut rows));
+        assert_eq!(rows, [4, 5, 6]);
+        assert_eq!(paging.rows_text(3), "rows 4 to 6");
+        assert_eq!(
+            paging.caption("order(s)", "oldest first", 3, true),
+            "order(s), oldest first: rows 4 to 6"
+        );
+        assert_eq!(
+            Paging::read(None, None)
+                .expect("first")
+                .caption("order(s)", "oldest first", 3, false),
+            "3 order(s), oldest first"
+        );
+        let whole: Vec<i32> = (1..=7).collect();
+        assert_eq!(paging.slice(&whole), (&whole[3..6], true));
+        let last = Paging::read(Some("3"), Some("3")).expect("paging");
+        assert_eq!(last.slice(&whole), (&whole[6..7], false));
+        let past = Paging::read(Some("9"), Some("3")).expect("paging");
+        assert_eq!(past.slice(&whole), (&whole[7..7], false));
+        let links = paging
+            .links("/orders", "status=paid", "page", true)
+            .into_string();
+        assert!(
+            links.contains("href=\"/orders?status=paid&amp;page=1\""),
+            "{links}"
+        );
+        assert!(
+            links.contains("href=\"/orders?status=paid&amp;page=3\""),
+            "{links}"
+        );
+        let first = Paging::read(None, None).expect("defaults");
+        assert_eq!(
+            first,
+            Paging {
+                page: 1,
+                per: ROWS_PER_PAGE
+            }
+        );
+        assert!(
+            first
+                .links("/x", "", "page", false)
+                .into_string()
+                .is_empty()
+        );
+        assert!(Paging::read(Some("0"), None).is_err());
+        assert!(Paging::read(None, Some("501")).is_err());
+        assert!(Paging::read(Some("x"), None).is_err());
     }
 }

@@ -8,14 +8,11 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{PageError, csv_download, given, layout, parse_bound};
+use super::{PageError, Paging, csv_download, given, layout, parse_bound, query_without};
 use crate::console::Ctx;
 use crate::console::login::Session;
 use crate::domain::Outcome;
 use crate::store::console::NotificationFilter;
-
-/// At most this many notifications on one page, newest first.
-const LIMIT: i64 = 500;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NotificationsQuery {
@@ -25,6 +22,9 @@ pub struct NotificationsQuery {
     status: Option<String>,
     order_ref: Option<String>,
     refno: Option<String>,
+    page: Option<String>,
+    #[serde(alias = "per_page")]
+    per: Option<String>,
     csv: Option<String>,
 }
 
@@ -49,19 +49,35 @@ pub async fn page(
         order_status: given(&query.status).map(str::to_ascii_uppercase),
         order_ref: given(&query.order_ref).map(str::to_owned),
         processor_ref: given(&query.refno).map(str::to_owned),
-        limit: LIMIT,
+        limit: i64::MAX,
+        offset: 0,
     };
-    let records = console.store.notifications_with_ledger(&filter).await?;
+    // The download holds every matching notification, the page one page.
+    if given(&query.csv).is_some() {
+        let records = console.store.notifications_with_ledger(&filter).await?;
+        let table = notifications_table(
+            &records,
+            format!("{} notification(s), newest first", records.len()),
+        );
+        if let Some(download) = csv_download(&[&table], given(&query.csv)) {
+            return Ok(download);
+        }
+    }
+    let paging = Paging::read(given(&query.page), given(&query.per))?;
+    let mut records = console
+        .store
+        .notifications_with_ledger(&NotificationFilter {
+            limit: paging.fetch(),
+            offset: paging.offset(),
+            ..filter
+        })
+        .await?;
+    let more = paging.cut(&mut records);
     let table = notifications_table(
         &records,
-        format!(
-            "{} notification(s), newest first (at most {LIMIT})",
-            records.len()
-        ),
+        paging.caption("notification(s)", "newest first", records.len(), more),
     );
-    if let Some(download) = csv_download(&[&table], given(&query.csv)) {
-        return Ok(download);
-    }
+    let raw = raw.as_deref();
     let body = html! {
         h1 { "Notifications" }
         form.filters method="get" action="/notifications" {
@@ -96,7 +112,8 @@ pub async fn page(
             }
             p { button type="submit" { "Filter" } }
         }
-        (super::render_table(&table, "/notifications", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/notifications", &query_without(raw, &["csv", "page", "per", "per_page"])))
+        (paging.links("/notifications", &query_without(raw, &["csv", "page"]), "page", more))
     };
     Ok(layout("Notifications", Some(&session), body).into_response())
 }

@@ -15,7 +15,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{
-    Cell, PageError, Table, csv_download, csv_time, given, layout, parse_bound, shown_time,
+    Cell, PageError, Paging, Table, csv_download, csv_time, given, layout, parse_bound,
+    query_without, shown_time,
 };
 use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
@@ -24,8 +25,9 @@ use crate::store::console::{NotificationFilter, OrderFilter};
 use crate::store::review::ReviewStatus;
 use crate::store::{OrderView, Store};
 
-/// At most this many orders on one page.
-const LIMIT: i64 = 1000;
+/// At most this many of one customer's orders (found by e-mail, a POST
+/// that is not paged: a link to a next page would carry the address).
+const CUSTOMER_LIMIT: i64 = 1000;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct OrdersQuery {
@@ -35,6 +37,9 @@ pub struct OrdersQuery {
     to: Option<String>,
     /// An order reference or a REFNO.
     q: Option<String>,
+    page: Option<String>,
+    #[serde(alias = "per_page")]
+    per: Option<String>,
     csv: Option<String>,
 }
 
@@ -106,16 +111,31 @@ pub async fn list(
         reference: given(&query.q).map(str::to_owned),
         customer: None,
     };
-    let orders = console.store.orders_matching(&filter, LIMIT).await?;
-    let table =
-        crate::view::orders::table(&orders, format!("{} order(s), oldest first", orders.len()));
-    if let Some(download) = csv_download(&[&table], given(&query.csv)) {
-        return Ok(download);
+    // The download holds every matching order, the page one page of them.
+    if given(&query.csv).is_some() {
+        let orders = console.store.orders_matching(&filter, 0, i64::MAX).await?;
+        let table =
+            crate::view::orders::table(&orders, format!("{} order(s), oldest first", orders.len()));
+        if let Some(download) = csv_download(&[&table], given(&query.csv)) {
+            return Ok(download);
+        }
     }
+    let paging = Paging::read(given(&query.page), given(&query.per))?;
+    let mut orders = console
+        .store
+        .orders_matching(&filter, paging.offset(), paging.fetch())
+        .await?;
+    let more = paging.cut(&mut orders);
+    let table = crate::view::orders::table(
+        &orders,
+        paging.caption("order(s)", "oldest first", orders.len(), more),
+    );
+    let raw = raw.as_deref();
     let body = html! {
         h1 { "Orders" }
         (search_forms(&session, &query, console.pseudonym_key.is_some()))
-        (super::render_table(&table, "/orders", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/orders", &query_without(raw, &["csv", "page", "per", "per_page"])))
+        (paging.links("/orders", &query_without(raw, &["csv", "page"]), "page", more))
     };
     Ok(layout("Orders", Some(&session), body).into_response())
 }
@@ -151,7 +171,10 @@ pub async fn by_email(
         customer: Some(customer),
         ..OrderFilter::default()
     };
-    let orders = console.store.orders_matching(&filter, LIMIT).await?;
+    let orders = console
+        .store
+        .orders_matching(&filter, 0, CUSTOMER_LIMIT)
+        .await?;
     let table = crate::view::orders::table(
         &orders,
         format!("{} order(s) of the customer, oldest first", orders.len()),

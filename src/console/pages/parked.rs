@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{PageError, csv_download, csv_time, given, layout, parse_bound};
+use super::{PageError, Paging, csv_download, csv_time, given, layout, parse_bound, query_without};
 use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::queue::parked::{self, ParkedMessage, Selection};
@@ -20,6 +20,9 @@ use crate::store::console::{ConsoleAction, ConsoleRole};
 #[derive(Debug, Default, Deserialize)]
 pub struct ParkedQuery {
     requeued: Option<usize>,
+    page: Option<String>,
+    #[serde(alias = "per_page")]
+    per: Option<String>,
     csv: Option<String>,
 }
 
@@ -48,11 +51,25 @@ pub async fn page(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let messages = listed(&console).await?;
-    let table =
-        crate::view::parked::table(&messages, format!("{} parked message(s)", messages.len()));
-    if let Some(download) = csv_download(&[&table], given(&query.csv)) {
-        return Ok(download);
+    // The download holds every parked message, the page one page of them.
+    if given(&query.csv).is_some() {
+        let table =
+            crate::view::parked::table(&messages, format!("{} parked message(s)", messages.len()));
+        if let Some(download) = csv_download(&[&table], given(&query.csv)) {
+            return Ok(download);
+        }
     }
+    let paging = Paging::read(given(&query.page), given(&query.per))?;
+    let (shown, more) = paging.slice(&messages);
+    let table = crate::view::parked::table(
+        shown,
+        format!(
+            "{} parked message(s): {}",
+            messages.len(),
+            paging.rows_text(shown.len())
+        ),
+    );
+    let raw = raw.as_deref();
     let mut reasons: Vec<&str> = messages.iter().map(|m| m.reason.as_str()).collect();
     reasons.sort_unstable();
     reasons.dedup();
@@ -66,7 +83,8 @@ pub async fn page(
             "Messages the worker could not process and that wait for a person: fix the cause "
             "(a missing key, an order to import), then requeue them. Bodies stay sealed and are never shown."
         }
-        (super::render_table(&table, "/parked", &super::query_without_csv(raw.as_deref())))
+        (super::render_table(&table, "/parked", &query_without(raw, &["csv", "page", "per", "per_page", "requeued"])))
+        (paging.links("/parked", &query_without(raw, &["csv", "page", "requeued"]), "page", more))
         @if resolver && !messages.is_empty() {
             h2 { "Requeue" }
             form.filters method="post" action="/parked/requeue" {
@@ -74,7 +92,7 @@ pub async fn page(
                 p {
                     label for="id" { "One message (its id)" }
                     select #id name="id" {
-                        @for m in &messages { option value=(m.id) { (m.id) " (" (m.reason) ")" } }
+                        @for m in shown { option value=(m.id) { (m.id) " (" (m.reason) ")" } }
                     }
                 }
                 p { button type="submit" name="what" value="one" { "Requeue this message…" } }

@@ -42,6 +42,7 @@ pub struct ReviewQuery {
     sort: Option<String>,
     dir: Option<String>,
     page: Option<String>,
+    #[serde(alias = "per_page")]
     per: Option<String>,
     done: Option<i64>,
     csv: Option<String>,

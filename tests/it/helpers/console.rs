@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use ipn_reconciler::console::auth::{SessionPolicy, hash_password};
+use ipn_reconciler::console::auth::{AttemptKey, SessionPolicy, hash_password};
+use ipn_reconciler::console::throttle::LoginPolicy;
 use ipn_reconciler::console::{Clock, Console, ConsoleSettings, ManualClock};
 use ipn_reconciler::domain::PseudonymKey;
+use ipn_reconciler::intake::SourcePolicy;
 use ipn_reconciler::pipeline::Pipeline;
 use ipn_reconciler::store::console::ConsoleRole;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +46,24 @@ impl TestConsole {
         session: SessionPolicy,
         with_broker: bool,
         insecure_cookies: bool,
+    ) -> Self {
+        Self::start_behind(
+            session,
+            with_broker,
+            insecure_cookies,
+            SourcePolicy::default(),
+        )
+        .await
+    }
+
+    /// Like [`TestConsole::start_with`], finding the caller's address as
+    /// `source` says (`console-trusted-proxies`,
+    /// `console-trusted-forwarded-header`).
+    pub async fn start_behind(
+        session: SessionPolicy,
+        with_broker: bool,
+        insecure_cookies: bool,
+        source: SourcePolicy,
     ) -> Self {
         let db = TestDb::new();
         let store = db.store().await;
@@ -83,6 +103,9 @@ impl TestConsole {
                 insecure_cookies,
                 session,
                 report_timezone: chrono_tz::Tz::UTC,
+                source,
+                attempt_key: attempt_key(),
+                login: LoginPolicy::default(),
             },
             clock,
             amqp,
@@ -112,6 +135,11 @@ impl Drop for TestConsole {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// The key of the test consoles' attempt digests.
+pub fn attempt_key() -> AttemptKey {
+    AttemptKey::new(b"the console tests' attempt key")
 }
 
 /// Sessions long enough never to end within a test.
@@ -153,6 +181,8 @@ pub struct Browser {
     client: reqwest::Client,
     base: String,
     pub cookies: BTreeMap<String, String>,
+    /// Sent as `X-Forwarded-For` with every request, as a proxy would.
+    pub forwarded_for: Option<String>,
 }
 
 impl Browser {
@@ -164,7 +194,16 @@ impl Browser {
                 .expect("client"),
             base: console.url(""),
             cookies: BTreeMap::new(),
+            forwarded_for: None,
         }
+    }
+
+    fn forwarded(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = self.forwarded_for.as_deref() {
+            headers.insert("x-forwarded-for", value.parse().expect("header value"));
+        }
+        headers
     }
 
     fn cookie_header(&self) -> String {
@@ -198,6 +237,7 @@ impl Browser {
             .client
             .get(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
+            .headers(self.forwarded())
             .send()
             .await
             .expect("GET");
@@ -215,6 +255,7 @@ impl Browser {
             .client
             .post(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
+            .headers(self.forwarded())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
