@@ -181,7 +181,9 @@ pub async fn requeue(
         };
         return Ok(layout("Parked", Some(&session), body).into_response());
     }
-    let moved = parked::requeue(&amqp, &selection).await.map_err(|err| {
+    let moved = parked::requeue(&amqp, console.sealer.as_ref(), &selection)
+        .await
+        .map_err(|err| {
         tracing::warn!(error = %err, "console: requeue failed");
         PageError {
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -85,6 +85,7 @@ impl TestConsole {
                 report_timezone: chrono_tz::Tz::UTC,
             },
             clock,
+            sealer: amqp.as_ref().map(|_| super::amqp::seal_keys()),
             amqp,
             pseudonym_key: Some(Arc::new(PseudonymKey::new(key.trim_ascii()))),
         };
