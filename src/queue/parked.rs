@@ -368,4 +368,72 @@ mod tests {
             "no parking TTL once requeued"
         );
     }
+
+    /// A parked message as the worker parks one it opened: sealed under
+    /// the current scheme, its counters and window bound to the seal.
+    fn sealed_parked(sealer: &Sealer, plain: &[u8]) -> (Vec<u8>, MessageMeta) {
+        let sealed = sealer
+            .seal(plain, parked(Some(CONTENT_TYPE), None))
+            .expect("seal");
+        (sealed.body, sealed.meta)
+    }
+
+    fn seal_keys() -> Sealer {
+        Sealer::parse("k1 73f2410e0bf59d6dfec300a9f3c453f14617d1cba4b2ac6672a1ce5d62cb567f\n")
+            .expect("seal keys")
+    }
+
+    #[test]
+    fn requeueing_a_sealed_message_seals_it_again_with_its_counters_reset() {
+        let sealer = seal_keys();
+        let (body, old) = sealed_parked(&sealer, b"REFNO=1");
+        let (moved, fresh) = moved_back(Some(&sealer), &body, &old).expect("moved");
+        assert_ne!(moved, body, "sealed again");
+        assert_eq!((fresh.orphan_attempt, fresh.transient_attempt), (0, 0));
+        assert_eq!((fresh.first_seen, fresh.park_reason.as_deref()), (None, None));
+        assert_eq!(fresh.message_id, old.message_id);
+        let on_the_wire = MessageMeta::from_properties(&fresh.to_properties("x"), Utc::now());
+        assert_eq!(
+            sealer.open(&on_the_wire, &moved).expect("opens").as_slice(),
+            b"REFNO=1"
+        );
+        // The reset alone, without the key, would not open: what an
+        // operator without the key (or someone on the broker) cannot do.
+        assert!(sealer.open(&requeued(&old), &body).is_err());
+    }
+
+    #[test]
+    fn without_the_key_a_sealed_message_goes_back_with_its_counters_as_they_are() {
+        let sealer = seal_keys();
+        let (body, old) = sealed_parked(&sealer, b"REFNO=1");
+        for other in [None, Some(&Sealer::ephemeral().expect("key"))] {
+            let (moved, kept) = moved_back(other, &body, &old).expect("moved");
+            assert_eq!(moved, body);
+            assert_eq!((kept.orphan_attempt, kept.transient_attempt), (4, 1));
+            assert_eq!(kept.first_seen, old.first_seen);
+            assert_eq!((kept.park_reason.as_deref(), kept.parked_at), (None, None));
+            assert!(sealer.open(&kept, &moved).is_ok(), "still opens");
+        }
+    }
+
+    #[test]
+    fn plain_and_earlier_scheme_messages_go_back_as_they_are_with_counters_reset() {
+        let ring = crate::ipn::KeyRing::single("processor-secret");
+        let legacy = super::super::seal::seal_legacy(&ring, b"REFNO=1", parked(None, None))
+            .expect("seal");
+        let plain = parked(Some(CONTENT_TYPE), None);
+        for (body, old) in [
+            (legacy.body.clone(), legacy.meta.clone()),
+            (b"REFNO=1".to_vec(), plain),
+        ] {
+            let (moved, fresh) = moved_back(None, &body, &old).expect("moved");
+            assert_eq!(moved, body);
+            assert_eq!(fresh, requeued(&old));
+        }
+        let opened = seal_keys()
+            .with_legacy(&ring)
+            .open(&requeued(&legacy.meta), &legacy.body)
+            .expect("the earlier scheme bound no counter");
+        assert_eq!(opened.as_slice(), b"REFNO=1");
+    }
 }

@@ -500,6 +500,17 @@ impl RunningWorker {
         config: PipelineConfig,
         tweak: impl FnOnce(&mut WorkerSettings),
     ) -> Self {
+        Self::spawn_sealed(store, queue, config, seal_keys(), tweak)
+    }
+
+    /// Like [`RunningWorker::spawn_with`] with other seal keys.
+    pub fn spawn_sealed(
+        store: Store,
+        queue: &TestQueue,
+        config: PipelineConfig,
+        sealer: Sealer,
+        tweak: impl FnOnce(&mut WorkerSettings),
+    ) -> Self {
         let mut settings = Settings {
             worker: WorkerSection {
                 concurrency: NonZero::new(4).expect("positive"),
@@ -519,7 +530,7 @@ impl RunningWorker {
         let health = Health::new(&metrics);
         let worker = Worker::new(
             Pipeline::new(config, store),
-            seal_keys(),
+            sealer,
             settings,
             metrics.clone(),
             health,
