@@ -64,6 +64,7 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
     let whats = [
         "configuration",
         "key file",
+        "seal key file",
         "pseudonym key",
         "expected fields",
         "database",
@@ -81,6 +82,13 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
         line(&out, "key file").contains("current `test-2026`"),
         "{out}"
     );
+    assert!(
+        line(&out, "seal key file")
+            .contains("2 key(s) in ")
+            && line(&out, "seal key file")
+                .contains("sealing with `test-seal-2026`, also opening `test-seal-2025`"),
+        "{out}"
+    );
     assert!(line(&out, "schema").contains(", 0 pending"), "{out}");
     assert!(
         line(&out, "topology").contains("declared by serve at start"),
@@ -88,6 +96,7 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
     );
     // Keys and passwords never show.
     assert!(!out.contains("TEST-ONLY"), "{out}");
+    assert!(!out.contains("73f2410e"), "{out}");
     assert!(!out.contains("guest:guest"), "{out}");
 
     // Passive declares created nothing: still absent on a second run.
