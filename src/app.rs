@@ -139,7 +139,11 @@ impl AppConfig {
 
     /// Like [`AppConfig::intake_with_keys`], with seal keys that do not
     /// come from a file either (`bench intake`).
-    pub fn intake_with(loaded: &Loaded, keys: KeyRing, seal: Sealer) -> Result<Self, SettingsError> {
+    pub fn intake_with(
+        loaded: &Loaded,
+        keys: KeyRing,
+        seal: Sealer,
+    ) -> Result<Self, SettingsError> {
         let s = &loaded.settings;
         Ok(Self {
             pipeline: loaded.pipeline_with_keys(keys)?,

@@ -19,9 +19,11 @@ pub enum KeysCommand {
     /// To rotate, put it first in the file (the first line seals) and keep
     /// the old lines below it for at least parking-ttl (they still open
     /// what they sealed).
-    #[command(after_help = "Exit codes: 0 printed, 2 an invalid --id, 3 no randomness.\n\n\
+    #[command(
+        after_help = "Exit codes: 0 printed, 2 an invalid --id, 3 no randomness.\n\n\
 Example: ipn-reconciler keys seal-new > /etc/ipn-reconciler/seal.keys (a first key), or \
-(ipn-reconciler keys seal-new; cat seal.keys) > seal.keys.new (a rotation).")]
+(ipn-reconciler keys seal-new; cat seal.keys) > seal.keys.new (a rotation)."
+    )]
     SealNew {
         /// The key's id: 1-64 letters, digits, `.`, `_` or `-`; by default
         /// `seal-` and today's date (UTC), as in `seal-20261209`.

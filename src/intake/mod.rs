@@ -603,7 +603,9 @@ async fn receive_notice(
     };
     let published = tokio::time::timeout(
         settings.confirm_timeout,
-        intake.publisher.publish_notification(&sealed.body, &sealed.meta),
+        intake
+            .publisher
+            .publish_notification(&sealed.body, &sealed.meta),
     )
     .await;
     match published {

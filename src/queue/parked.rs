@@ -202,19 +202,21 @@ fn moved_back(
         return Ok((body.to_vec(), fresh));
     }
     let resealed = match sealer {
-        Some(sealer) if old.seal.as_deref() == Some(SEAL_VERSION) => {
-            match sealer.open(old, body) {
-                Ok(plain) => Some(sealer.seal(&plain, fresh).map_err(|err| {
-                    QueueError::Seal(err.to_string())
-                })?),
-                Err(err) => {
-                    tracing::warn!(error = %err, "a parked message does not open here: moved back with its counters as they are");
-                    None
-                }
+        Some(sealer) if old.seal.as_deref() == Some(SEAL_VERSION) => match sealer.open(old, body) {
+            Ok(plain) => Some(
+                sealer
+                    .seal(&plain, fresh)
+                    .map_err(|err| QueueError::Seal(err.to_string()))?,
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "a parked message does not open here: moved back with its counters as they are");
+                None
             }
-        }
+        },
         _ => {
-            tracing::warn!("no seal key here: a parked message goes back with its counters as they are");
+            tracing::warn!(
+                "no seal key here: a parked message goes back with its counters as they are"
+            );
             None
         }
     };
@@ -390,7 +392,10 @@ mod tests {
         let (moved, fresh) = moved_back(Some(&sealer), &body, &old).expect("moved");
         assert_ne!(moved, body, "sealed again");
         assert_eq!((fresh.orphan_attempt, fresh.transient_attempt), (0, 0));
-        assert_eq!((fresh.first_seen, fresh.park_reason.as_deref()), (None, None));
+        assert_eq!(
+            (fresh.first_seen, fresh.park_reason.as_deref()),
+            (None, None)
+        );
         assert_eq!(fresh.message_id, old.message_id);
         let on_the_wire = MessageMeta::from_properties(&fresh.to_properties("x"), Utc::now());
         assert_eq!(
@@ -419,8 +424,8 @@ mod tests {
     #[test]
     fn plain_and_earlier_scheme_messages_go_back_as_they_are_with_counters_reset() {
         let ring = crate::ipn::KeyRing::single("processor-secret");
-        let legacy = super::super::seal::seal_legacy(&ring, b"REFNO=1", parked(None, None))
-            .expect("seal");
+        let legacy =
+            super::super::seal::seal_legacy(&ring, b"REFNO=1", parked(None, None)).expect("seal");
         let plain = parked(Some(CONTENT_TYPE), None);
         for (body, old) in [
             (legacy.body.clone(), legacy.meta.clone()),

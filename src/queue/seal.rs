@@ -338,7 +338,8 @@ impl Sealer {
                 let shown = || crate::ipn::form::printable_name(id);
                 match meta.seal.as_deref() {
                     Some(SEAL_VERSION) => {
-                        let key = find(&self.keys, id).ok_or_else(|| SealError::UnknownKey(shown()))?;
+                        let key =
+                            find(&self.keys, id).ok_or_else(|| SealError::UnknownKey(shown()))?;
                         decrypt(key, body, &aad_v2(&key.id, meta))
                     }
                     None => {
@@ -764,7 +765,10 @@ mod tests {
                 .as_slice(),
             BODY
         );
-        assert_eq!(rotated.seal(BODY, received()).expect("seal").key_id(), "s2026");
+        assert_eq!(
+            rotated.seal(BODY, received()).expect("seal").key_id(),
+            "s2026"
+        );
     }
 
     #[test]
@@ -822,9 +826,11 @@ mod tests {
             seal: None,
             ..sealed.meta.clone()
         };
-        let with_legacy = Sealer::parse("other 0000000000000000000000000000000000000000000000000000000000000001\n")
-            .expect("keys")
-            .with_legacy(&ring);
+        let with_legacy = Sealer::parse(
+            "other 0000000000000000000000000000000000000000000000000000000000000001\n",
+        )
+        .expect("keys")
+        .with_legacy(&ring);
         assert!(matches!(
             with_legacy.open(&downgraded, &sealed.body),
             Err(SealError::Broken)
@@ -842,7 +848,10 @@ mod tests {
         let meta = on_the_wire(&old.meta);
         // The worker: seal keys of its own, the processor's ring beside.
         let worker = sealer().with_legacy(&ring);
-        assert_eq!(worker.open(&meta, &old.body).expect("opens").as_slice(), BODY);
+        assert_eq!(
+            worker.open(&meta, &old.body).expect("opens").as_slice(),
+            BODY
+        );
         // The earlier scheme bound nothing but the key id.
         let reset = MessageMeta {
             orphan_attempt: 9,
@@ -924,7 +933,10 @@ mod tests {
         ] {
             let err = Sealer::parse(&bad).expect_err(&bad);
             let shown = format!("{err} {err:?}");
-            assert!(matches!(err, SealKeyError::NotAKey(ref id) if id == "k"), "{shown}");
+            assert!(
+                matches!(err, SealKeyError::NotAKey(ref id) if id == "k"),
+                "{shown}"
+            );
             assert!(shown.contains("keys seal-new"), "{shown}");
             assert!(!shown.contains(&hex[..16]), "{shown}");
             assert!(!shown.contains("processor-style"), "{shown}");
@@ -954,7 +966,12 @@ mod tests {
         assert_eq!(sealer.ids(), ["seal-2027"]);
         let sealed = sealer.seal(BODY, received()).expect("seal");
         assert!(sealer.open(&sealed.meta, &sealed.body).is_ok());
-        assert!(Sealer::parse(&second).expect("other").open(&sealed.meta, &sealed.body).is_err());
+        assert!(
+            Sealer::parse(&second)
+                .expect("other")
+                .open(&sealed.meta, &sealed.body)
+                .is_err()
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use super::Context;
 use super::disposition::{Disposition, ReviewRequest};
 use crate::queue::seal::BodyForm;
-use crate::queue::{MessageMeta, SealError};
 use crate::queue::topology::delay_label;
+use crate::queue::{MessageMeta, SealError};
 
 /// How long to hold a delivery whose copy could not be published before
 /// returning it: the broker is likely in trouble, and every requeue counts
@@ -104,7 +104,12 @@ pub(crate) async fn settle(
             let queue = topology.retry_queue(*delay);
             let published = context
                 .publisher
-                .publish("", &queue, copy.body(&delivery), copy.meta.to_properties(digest))
+                .publish(
+                    "",
+                    &queue,
+                    copy.body(&delivery),
+                    copy.meta.to_properties(digest),
+                )
                 .await;
             if published.is_ok() {
                 context.metrics.retry(*delay);

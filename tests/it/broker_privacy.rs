@@ -385,7 +385,10 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
             );
             let message_id = properties.message_id().as_ref().map(|id| id.to_string());
             let plain = sealer
-                .open(&MessageMeta::from_properties(&properties, Utc::now()), &body)
+                .open(
+                    &MessageMeta::from_properties(&properties, Utc::now()),
+                    &body,
+                )
                 .expect("every queued message opens, with the headers it carries");
             assert_eq!(
                 message_id,
@@ -542,9 +545,7 @@ async fn a_seal_that_does_not_open_is_parked_as_malformed_and_requeued_once_its_
 
     let complete = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
     let received = MessageMeta::received(Utc::now(), None);
-    let mut tampered = seal_keys()
-        .seal(&complete, received.clone())
-        .expect("seal");
+    let mut tampered = seal_keys().seal(&complete, received.clone()).expect("seal");
     let last = tampered.body.len() - 1;
     tampered.body[last] ^= 0x01;
     // Sealed under a seal key the worker's seal key file does not hold (yet).
@@ -642,8 +643,13 @@ async fn a_seal_that_does_not_open_is_parked_as_malformed_and_requeued_once_its_
     std::fs::write(&seal_file, format!("{fixture}{RETIRED_SEAL_KEY}")).expect("write");
     let with_retired = ipn_reconciler::keys::read_seal_keys(&seal_file).expect("seal keys");
     assert_eq!(with_retired.current_key_id().as_str(), "test-seal-2026");
-    let worker =
-        RunningWorker::spawn_sealed(store.clone(), &queue, pipeline_config(), with_retired, |_| {});
+    let worker = RunningWorker::spawn_sealed(
+        store.clone(),
+        &queue,
+        pipeline_config(),
+        with_retired,
+        |_| {},
+    );
     let env: Vec<(&'static str, String)> = queue
         .env()
         .into_iter()

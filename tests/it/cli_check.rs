@@ -83,8 +83,7 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
         "{out}"
     );
     assert!(
-        line(&out, "seal key file")
-            .contains("2 key(s) in ")
+        line(&out, "seal key file").contains("2 key(s) in ")
             && line(&out, "seal key file")
                 .contains("sealing with `test-seal-2026`, also opening `test-seal-2025`"),
         "{out}"
@@ -303,6 +302,7 @@ fn commands_that_give_up_on_the_broker_exit_cleanly() {
                 .args(&args)
                 .env_remove("IPN_CONFIG")
                 .env("AMQP_URL", format!("amqp://guest:guest@{addr}/%2f"))
+                .env("IPN_SEAL_KEYS_FILE", repo_path("fixtures/keys/test.seal"))
                 .env("IPN_AMQP_HEARTBEAT", "2s")
                 .assert()
                 .code(3)

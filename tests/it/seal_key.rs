@@ -90,7 +90,11 @@ async fn a_sealed_message_whose_orphan_attempt_was_reset_is_parked_and_never_app
         Some("malformed:broken_seal")
     );
     assert_eq!(messages[0].1, sealed.body, "parked as received");
-    let view = store.order("SHOP-1001").await.expect("order").expect("exists");
+    let view = store
+        .order("SHOP-1001")
+        .await
+        .expect("order")
+        .expect("exists");
     assert_ne!(view.status, OrderState::Paid, "never applied");
     assert_eq!(
         count(
@@ -172,14 +176,18 @@ async fn a_message_sealed_before_the_upgrade_is_still_applied() {
     queue.declare().await;
     let processor = pipeline_config().keys;
     let complete = read(&repo_path(COMPLETE));
-    let old = seal_legacy(&processor, &complete, MessageMeta::received(Utc::now(), None))
-        .expect("seal");
+    let old = seal_legacy(
+        &processor,
+        &complete,
+        MessageMeta::received(Utc::now(), None),
+    )
+    .expect("seal");
     assert_eq!(old.meta.seal, None);
     // Derived from a processor key that key-file no longer holds.
     let gone = KeyRing::parse("test-2023 ipn-reconciler-TEST-ONLY-2023-key\n").expect("ring");
     let other = read(&repo_path("fixtures/ipn/05-shop-1002-complete.txt"));
-    let orphaned = seal_legacy(&gone, &other, MessageMeta::received(Utc::now(), None))
-        .expect("seal");
+    let orphaned =
+        seal_legacy(&gone, &other, MessageMeta::received(Utc::now(), None)).expect("seal");
     publish(
         &queue,
         &[(old.body, old.meta), (orphaned.body, orphaned.meta)],
@@ -200,7 +208,11 @@ async fn a_message_sealed_before_the_upgrade_is_still_applied() {
         header(&messages[0].0, "x-park-reason").as_deref(),
         Some("malformed:unknown_seal_key")
     );
-    let view = store.order("SHOP-1002").await.expect("order").expect("exists");
+    let view = store
+        .order("SHOP-1002")
+        .await
+        .expect("order")
+        .expect("exists");
     assert_ne!(view.status, OrderState::Paid);
 }
 
@@ -245,7 +257,10 @@ async fn what_the_broker_dead_letters_into_the_parking_queue_expires() {
         queue.ready(&parking).await == 1
     })
     .await;
-    assert!(arrived, "the broker dead-lettered it into the parking queue");
+    assert!(
+        arrived,
+        "the broker dead-lettered it into the parking queue"
+    );
     let expired = wait_until(Duration::from_secs(20), || async {
         queue.ready(&parking).await == 0
     })

@@ -10,9 +10,7 @@ use ipn_reconciler::health::Health;
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, SecretKey, SignaturePolicy, sign};
 use ipn_reconciler::metrics::{Metrics, Role};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig};
-use ipn_reconciler::queue::{
-    AmqpSettings, MessageMeta, Publisher, RetryDelays, Sealer, Topology,
-};
+use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Sealer, Topology};
 use ipn_reconciler::secret::SecretUrl;
 use ipn_reconciler::settings::Settings;
 use ipn_reconciler::store::Store;
