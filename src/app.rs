@@ -42,7 +42,7 @@ use crate::intake::{Intake, IntakeSettings};
 use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::queue::{AmqpSettings, Publisher};
+use crate::queue::{AmqpSettings, Publisher, Sealer};
 use crate::settings::{Loaded, SettingsError};
 use crate::store::{DatabaseSettings, SchemaPolicy, Store, StoreError};
 use crate::worker::{RunSummary, Worker, WorkerSettings};
@@ -56,6 +56,11 @@ const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 pub struct AppConfig {
     pub pipeline: PipelineConfig,
     pub amqp: AmqpSettings,
+    /// The keys that seal bodies in the broker (`seal-key-file`): the
+    /// intake seals with the current one, the worker opens and seals its
+    /// copies again (also opening, during the migration, what earlier
+    /// versions sealed with keys derived from `pipeline`'s key ring).
+    pub seal: Sealer,
     /// The database; `None` for the standalone intake.
     pub database: Option<DatabaseSettings>,
     /// The worker; `None` for the standalone intake.
@@ -85,12 +90,20 @@ impl AppConfig {
     }
 
     /// Like [`AppConfig::serve`], with keys that do not come from a file
-    /// (the demo's public key).
+    /// (the demo's public key); the seal keys still come from
+    /// `seal-key-file`.
     pub fn serve_with_keys(loaded: &Loaded, keys: KeyRing) -> Result<Self, SettingsError> {
+        Self::serve_with(loaded, keys, loaded.sealer()?)
+    }
+
+    /// Like [`AppConfig::serve_with_keys`], with seal keys that do not come
+    /// from a file either (the demo's, which live and die with its queues).
+    pub fn serve_with(loaded: &Loaded, keys: KeyRing, seal: Sealer) -> Result<Self, SettingsError> {
         let pipeline = loaded.pipeline_with_keys(keys)?;
         let s = &loaded.settings;
         Ok(Self {
             pipeline,
+            seal,
             amqp: loaded.amqp()?,
             database: Some({
                 let mut database = loaded.database()?;
@@ -118,11 +131,23 @@ impl AppConfig {
         Self::intake_with_keys(loaded, loaded.keys()?)
     }
 
-    /// Like [`AppConfig::intake`], with keys that do not come from a file.
+    /// Like [`AppConfig::intake`], with keys that do not come from a file;
+    /// the seal keys still come from `seal-key-file`.
     pub fn intake_with_keys(loaded: &Loaded, keys: KeyRing) -> Result<Self, SettingsError> {
+        Self::intake_with(loaded, keys, loaded.sealer()?)
+    }
+
+    /// Like [`AppConfig::intake_with_keys`], with seal keys that do not
+    /// come from a file either (`bench intake`).
+    pub fn intake_with(
+        loaded: &Loaded,
+        keys: KeyRing,
+        seal: Sealer,
+    ) -> Result<Self, SettingsError> {
         let s = &loaded.settings;
         Ok(Self {
             pipeline: loaded.pipeline_with_keys(keys)?,
+            seal,
             amqp: loaded.amqp()?,
             database: None,
             worker: None,
@@ -319,7 +344,7 @@ impl Application {
                         listener,
                         settings.clone(),
                         database.clone(),
-                        config.amqp.clone(),
+                        (config.amqp.clone(), config.seal.clone()),
                         config.pipeline.pseudonym_key.clone(),
                         health.clone(),
                         token.clone(),
@@ -354,7 +379,7 @@ impl Application {
                 &tasks,
                 listener,
                 settings.clone(),
-                &config.pipeline,
+                &config,
                 intake_publisher.clone(),
                 &metrics,
                 &token,
@@ -440,13 +465,15 @@ fn start_intake(
     tasks: &Tasks,
     listener: TcpListener,
     settings: IntakeSettings,
-    pipeline: &PipelineConfig,
+    config: &AppConfig,
     publisher: Arc<Publisher>,
     metrics: &Metrics,
     token: &CancellationToken,
 ) {
+    let pipeline = &config.pipeline;
     let intake = Arc::new(Intake {
         settings,
+        sealer: config.seal.clone(),
         keys: pipeline.keys.clone(),
         signatures: pipeline.signatures,
         expected_fields: pipeline.expected_fields.clone(),
@@ -474,7 +501,7 @@ async fn run_console(
     listener: TcpListener,
     settings: ConsoleSettings,
     database: DatabaseSettings,
-    amqp: AmqpSettings,
+    (amqp, sealer): (AmqpSettings, Sealer),
     pseudonym_key: Option<crate::domain::PseudonymKey>,
     health: Health,
     token: CancellationToken,
@@ -502,6 +529,7 @@ async fn run_console(
         settings,
         clock: Clock::system(),
         amqp: Some(amqp),
+        sealer: Some(sealer),
         pseudonym_key: pseudonym_key.map(Arc::new),
     };
     crate::console::serve(listener, console, token.cancelled_owned()).await
@@ -559,6 +587,7 @@ async fn run_worker(
     }
     let worker = Worker::new(
         Pipeline::new(config.pipeline.clone(), store),
+        config.seal.clone(),
         worker.clone(),
         metrics.clone(),
         health.clone(),

@@ -23,7 +23,7 @@ use crate::domain::sweep::SweepPolicy;
 use crate::domain::{Money, Outcome, ReviewKind};
 use crate::ipn::KeyRing;
 use crate::metrics::Metrics;
-use crate::queue::{AmqpSettings, QueueError, RetryDelays};
+use crate::queue::{AmqpSettings, QueueError, RetryDelays, Sealer};
 use crate::secret::SecretUrl;
 use crate::services::settlement::{ImportError, ImportOptions};
 use crate::settings::{
@@ -114,6 +114,8 @@ pub enum DemoError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
+    Seal(#[from] crate::queue::SealKeyError),
+    #[error(transparent)]
     Startup(#[from] StartupError),
     #[error("simulation: {0}")]
     Simulation(String),
@@ -202,7 +204,9 @@ async fn run_default(
     let keys = KeyRing::single(DEMO_KEY);
     let key = keys.current().secret.clone();
     let loaded = daemon_settings(settings).loaded()?;
-    let mut config = AppConfig::serve_with_keys(&loaded, keys)?;
+    // A seal key of its own, kept nowhere: the demo's queues are emptied at
+    // its start and die with it.
+    let mut config = AppConfig::serve_with(&loaded, keys, Sealer::ephemeral()?)?;
     // The demo sweeps once, as of later, after the settlement (see
     // `settle_books`).
     config.sweep = None;
@@ -384,8 +388,7 @@ pub(crate) async fn reset_queues(amqp: &AmqpSettings) -> Result<(), QueueError> 
     let connection = amqp.connect("demo-setup").await?;
     let channel = connection.create_channel().await?;
     amqp.topology.delete(&channel).await?;
-    let channel = connection.create_channel().await?;
-    amqp.topology.declare(&channel).await?;
+    amqp.topology.declare(&connection).await?;
     let _ = connection.close(200, "demo setup done".into()).await;
     Ok(())
 }

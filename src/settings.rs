@@ -37,7 +37,7 @@ use crate::domain::{Currencies, OrderSource, PseudonymKey, ReconcilePolicy};
 use crate::intake::{ConnectionLimits, IntakeSettings, ReceiptChoice, SourcePolicy};
 use crate::ipn::{Algorithm, FormLimits, KeyRing, SignaturePolicy};
 use crate::pipeline::PipelineConfig;
-use crate::queue::{AmqpSettings, RetryDelays, Topology};
+use crate::queue::{AmqpSettings, RetryDelays, Sealer, Topology};
 use crate::secret::SecretUrl;
 use crate::store::{DatabaseSettings, SchemaPolicy};
 use crate::telemetry::LogFormat;
@@ -183,6 +183,10 @@ pub struct BrokerSection {
     /// (between 1s and [`MAX_PARKING_TTL`], checked after parsing).
     #[serde(with = "humantime_serde")]
     pub parking_ttl: Duration,
+    /// The keys that seal bodies in the broker (see docs/data-handling.md,
+    /// "Sealing keys and their rotation"); `serve`, `intake`, `publish`
+    /// and `parked requeue` refuse to start without it.
+    pub seal_key_file: Option<PathBuf>,
 }
 
 impl Default for BrokerSection {
@@ -198,10 +202,8 @@ impl Default for BrokerSection {
             amqp_heartbeat: const {
                 PositiveDuration::new(crate::queue::DEFAULT_HEARTBEAT).expect("positive")
             },
-            // Two weeks: time for a person to look (review items are opened
-            // at once) and for the processor's own resend window, without
-            // keeping bodies indefinitely.
-            parking_ttl: Duration::from_secs(14 * 24 * 3600),
+            parking_ttl: crate::queue::topology::DEFAULT_PARKING_TTL,
+            seal_key_file: None,
         }
     }
 }
@@ -1259,7 +1261,8 @@ impl Loaded {
             s.broker.retry_delays.clone(),
             s.broker.delivery_limit.get(),
         )
-        .map_err(|err| self.invalid("amqp-queue", err))?;
+        .map_err(|err| self.invalid("amqp-queue", err))?
+        .with_parking_ttl(s.broker.parking_ttl);
         if s.broker.amqp_heartbeat.get() < std::time::Duration::from_secs(2) {
             return Err(self.invalid(
                 "amqp-heartbeat",
@@ -1386,6 +1389,36 @@ impl Loaded {
             origin: self.origin("key-file"),
             reason: err.to_string(),
         })
+    }
+
+    /// The keys that seal bodies in the broker, read from `seal-key-file`.
+    /// Required by whatever puts a sealed body on the broker (`serve`,
+    /// `intake`, `publish`, `parked requeue`): there is no unsealed mode,
+    /// and the keys are never derived from the processor's.
+    pub fn sealer(&self) -> Result<Sealer, SettingsError> {
+        let path = self
+            .settings
+            .broker
+            .seal_key_file
+            .as_deref()
+            .ok_or(SettingsError::Missing {
+                key: "seal-key-file",
+                env: "IPN_SEAL_KEYS_FILE",
+            })?;
+        crate::keys::read_seal_keys(path).map_err(|err| SettingsError::Unusable {
+            key: "seal-key-file",
+            origin: self.origin("seal-key-file"),
+            reason: err.to_string(),
+        })
+    }
+
+    /// The seal keys when `seal-key-file` is set (the console, which can
+    /// do without them).
+    pub fn sealer_if_set(&self) -> Result<Option<Sealer>, SettingsError> {
+        match self.settings.broker.seal_key_file {
+            Some(_) => self.sealer().map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The pseudonym key, read from `pseudonym-key-file` when one is set.
@@ -2191,11 +2224,11 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (65 with
-        // `console-trusted-forwarded-header`, `console-trusted-proxies` and
-        // `console-key-file`), so a key that a section failed to flatten
-        // shows here.
-        assert_eq!(text.len(), 65);
+        // One per setting: the count moves with every key added (66 with
+        // `console-trusted-forwarded-header`, `console-trusted-proxies`,
+        // `console-key-file` and `seal-key-file`), so a key that a section
+        // failed to flatten shows here.
+        assert_eq!(text.len(), 66);
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub async fn publisher(
             let mut confirmed = 0usize;
             while Instant::now() < deadline {
                 let index = next.fetch_add(1, Ordering::Relaxed) % bodies.len().max(1);
-                let (body, meta) = bodies[index].message();
+                let (body, meta) = bodies[index].message()?;
                 publisher.publish_notification(&body, &meta).await?;
                 confirmed += 1;
             }

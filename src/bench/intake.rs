@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::ceilings::{self, Rate};
-use super::workload::{BENCH_KEY, Resources, Workload, seal_all};
+use super::workload::{BENCH_KEY, Resources, Workload, bench_sealer, seal_all};
 use super::{BenchError, Progress};
 use crate::app::{AppConfig, Application};
 use crate::ipn::KeyRing;
@@ -212,7 +212,7 @@ async fn measure(
     }
     .loaded()?;
     let app = Application::build(
-        AppConfig::intake_with_keys(&loaded, KeyRing::single(BENCH_KEY))
+        AppConfig::intake_with(&loaded, KeyRing::single(BENCH_KEY), bench_sealer())
             .map_err(BenchError::Settings)?,
     )
     .await

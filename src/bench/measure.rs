@@ -168,6 +168,7 @@ pub async fn worker_main(spec: WorkerSpec) -> Result<WorkerRun, BenchError> {
     let health = Health::new(&metrics);
     let worker = Worker::new(
         Pipeline::new(pipeline, store),
+        super::workload::bench_sealer(),
         worker_settings,
         metrics.clone(),
         health,
@@ -337,8 +338,11 @@ pub async fn offer(
         let publisher = publisher.clone();
         let bodies = bodies.clone();
         tasks.push(tokio::spawn(async move {
-            let messages: Vec<_> = bodies[range].iter().map(SealedBody::message).collect();
-            publisher.publish_notifications(&messages).await
+            let messages = bodies[range]
+                .iter()
+                .map(SealedBody::message)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, BenchError>(publisher.publish_notifications(&messages).await?)
         }));
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -244,7 +244,13 @@ pub const BROKER: &[Flag] = &[
         "parking-ttl",
         "IPN_PARKING_TTL",
         "DURATION",
-        "How long a parked message (its body sealed) is kept before the broker drops it; at most 49days. A retired IPN key must stay in the key file this long.",
+        "How long a parked message (its body sealed) is kept before the broker drops it, also the parking queue's x-message-ttl; at most 49days. A retired seal key must stay in the seal key file this long.",
+    ),
+    value(
+        "seal-key-file",
+        "IPN_SEAL_KEYS_FILE",
+        "FILE",
+        "Seal key file: the keys that seal bodies in the broker, one per line, `KEY_ID HEX` (64 hexadecimal digits: `ipn-reconciler keys seal-new` makes one); the first line seals, later lines only open. Required by serve, intake, publish and parked requeue; never derived from the processor's keys.",
     ),
 ];
 

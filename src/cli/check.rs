@@ -30,13 +30,14 @@ use crate::store::{DatabaseSettings, SchemaPolicy, Store, StoreError};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Checks, one line each (`ok    WHAT: DETAIL` or `FAIL  WHAT: REASON`): \
-configuration (which file), key file (key ids, the current key; never a secret), pseudonym key, \
+configuration (which file), key file (key ids, the current key; never a secret), seal key file \
+(key ids, the sealing key; never a key), pseudonym key, \
 expected fields, database (reachable, exists), schema (applied and pending migrations), broker \
 (reachable), topology (which of the exchange and queues exist; absent ones are declared by serve \
 at start), and the listeners (http-addr, intake-addr: bound, then released at once, so they \
 fail while a daemon holds them). Nothing is created, migrated or declared.\n\n\
 Exit codes: 0 every check passed; 2 the configuration is invalid (a value, the key file, the \
-pseudonym key); 3 a dependency failed (database, schema, broker, a listener)."
+seal key file, the pseudonym key); 3 a dependency failed (database, schema, broker, a listener)."
 )]
 pub struct CheckArgs {
     #[command(flatten)]
@@ -152,8 +153,8 @@ pub fn run(config: &ConfigFile, args: CheckArgs) -> CliResult {
     })
 }
 
-/// The key file (ids only), the pseudonym key (whether set) and the
-/// expected fields.
+/// The key file and the seal key file (ids only), the pseudonym key
+/// (whether set) and the expected fields.
 fn check_keys(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io::Result<()> {
     match loaded.keys() {
         Ok(ring) => {
@@ -175,6 +176,27 @@ fn check_keys(checks: &mut Checks<impl Write>, loaded: &Loaded) -> std::io::Resu
             checks.ok("key file", detail)?;
         }
         Err(err) => checks.fail(Failure::Configuration, "key file", err)?,
+    }
+    match loaded.sealer() {
+        Ok(sealer) => {
+            let ids = sealer.ids();
+            let mut detail = format!(
+                "{} key(s) in {}: sealing with `{}`",
+                ids.len(),
+                loaded
+                    .settings
+                    .broker
+                    .seal_key_file
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                sealer.current_key_id()
+            );
+            if ids.len() > 1 {
+                detail.push_str(&format!(", also opening `{}`", ids[1..].join("`, `")));
+            }
+            checks.ok("seal key file", detail)?;
+        }
+        Err(err) => checks.fail(Failure::Configuration, "seal key file", err)?,
     }
     match loaded.pseudonym_key() {
         Ok(Some(_)) => checks.ok(

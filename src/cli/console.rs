@@ -132,6 +132,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
     let mut database = loaded.database().map_err(settings_error)?;
     database.schema = database.schema.require_unless_migrating();
     let amqp = loaded.amqp().map_err(settings_error)?;
+    let sealer = loaded.sealer_if_set().map_err(settings_error)?;
     let pseudonym_key = loaded.pseudonym_key().map_err(settings_error)?;
     block_on(async move {
         let shutdown = shutdown_signal()?;
@@ -144,6 +145,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
             settings,
             clock: Clock::system(),
             amqp: Some(amqp),
+            sealer,
             pseudonym_key: pseudonym_key.map(std::sync::Arc::new),
         };
         console::serve(listener, console, shutdown).await?;

@@ -22,6 +22,7 @@ mod export;
 mod finance;
 mod intake;
 mod ipn;
+mod keys;
 mod notifications;
 mod orders;
 mod parked;
@@ -128,6 +129,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// List or requeue the messages in the parking queue.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Parked(parked::ParkedCommand),
+    /// The daemon's own keys: `keys seal-new` prints a new line for the
+    /// seal key file.
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Keys(keys::KeysCommand),
     /// Finance report of a period: orders by state, money per currency
     /// (paid, refunded, reversed, charged back, fees, net), open exceptions
     /// by kind with the oldest, notifications by outcome.
@@ -258,6 +263,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Publish(args) => publish::run(config, args),
         Command::Notifications(command) => notifications::run(config, command),
         Command::Parked(command) => parked::run(config, command),
+        Command::Keys(command) => keys::run(command),
         Command::Report(args) => finance::report(config, args),
         Command::Books(command) => books::run(config, command),
         Command::Export(command) => export::run(config, command),

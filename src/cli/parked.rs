@@ -38,11 +38,13 @@ configuration, 3 the broker cannot be reached.")]
     },
     /// Move parked messages back to the work exchange (attempts reset),
     /// after their cause was fixed: `parked requeue ID`, `parked requeue
-    /// --reason REASON [--since DATE]` or `parked requeue --all`.
+    /// --reason REASON [--since DATE]` or `parked requeue --all`. Needs the
+    /// seal key file: a sealed body is sealed again with its reset
+    /// counters, which its seal binds.
     #[command(
         after_help = "Exit codes: 0 requeued (every matching message; none matching \
-is not an error), 2 no ID, --reason or --all, a bad --since, or invalid configuration, 3 the broker cannot be \
-reached or a message could not be moved."
+is not an error), 2 no ID, --reason or --all, a bad --since, or invalid configuration (no seal key \
+file too), 3 the broker cannot be reached or a message could not be moved."
     )]
     Requeue {
         #[command(flatten)]
@@ -112,7 +114,11 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
             };
             let loaded = args::load(config, &[&broker]).map_err(settings_error)?;
             let settings = loaded.amqp().map_err(settings_error)?;
-            let moved = block_on(async move { Ok(parked::requeue(&settings, &selection).await?) })?;
+            // Resetting the counters that the seal binds takes the key.
+            let sealer = loaded.sealer().map_err(settings_error)?;
+            let moved = block_on(async move {
+                Ok(parked::requeue(&settings, Some(&sealer), &selection).await?)
+            })?;
             let mut out = std::io::stdout().lock();
             for message in &moved {
                 writeln!(out, "requeued {}", line(message))?;

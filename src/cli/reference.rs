@@ -27,6 +27,11 @@ const EXAMPLE_VALUES: &[(&str, &str, &str)] = &[
         "TEST-ONLY keys: use /etc/ipn-reconciler/keys",
     ),
     (
+        "seal-key-file",
+        "\"fixtures/keys/test.seal\"",
+        "TEST-ONLY seal keys: use /etc/ipn-reconciler/seal.keys",
+    ),
+    (
         "expected-fields",
         "[\"TEST_ORDER\", \"FRAUD_STATUS\"]",
         "tick these in the processor's IPN settings",
@@ -57,12 +62,12 @@ const EXAMPLE_HEADER: &str = "\
 #
 # Durations take the usual forms: 500ms, 30s, 2m, 1h, \"1h 30m\".
 # Secrets do not belong in this file: put DATABASE_URL and AMQP_URL (with
-# their passwords) in the service's environment file, and the processor's
-# keys in the key file.
+# their passwords) in the service's environment file, the processor's keys
+# in the key file and the seal keys in the seal key file.
 #
 # This example runs as is against the local services of a development
-# machine (`ipn-reconciler serve --config deploy/example.toml`); the key file
-# below holds PUBLIC TEST KEYS and must be replaced in production.
+# machine (`ipn-reconciler serve --config deploy/example.toml`); the key
+# files below hold PUBLIC TEST KEYS and must be replaced in production.
 ";
 
 /// A default as the table shows it: `none` for nothing, switches as

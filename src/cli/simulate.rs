@@ -343,13 +343,15 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
                         ))
                     }
                     _ => {
-                        let settings = super::args::load(config_file, &[&args.broker])
-                            .and_then(|loaded| loaded.amqp())
+                        let loaded = super::args::load(config_file, &[&args.broker])
                             .map_err(super::settings_error)?;
+                        let settings = loaded.amqp().map_err(super::settings_error)?;
+                        let sealer = loaded.sealer().map_err(super::settings_error)?;
                         let publisher = Publisher::connect(settings, "simulator").await?;
-                        let confirmed =
-                            publish_all(&simulation, &publisher, &ring, |n| progress.inc(n as u64))
-                                .await;
+                        let confirmed = publish_all(&simulation, &publisher, &sealer, |n| {
+                            progress.inc(n as u64)
+                        })
+                        .await;
                         publisher.close().await;
                         Ok(format!("{} published (confirmed)", confirmed?))
                     }

@@ -122,6 +122,10 @@ pub struct Console {
     /// The broker, for the parking queue; `None`: the page says it is not
     /// configured.
     pub amqp: Option<AmqpSettings>,
+    /// The seal keys, so that a requeue resets the counters a seal binds
+    /// ([`crate::queue::parked`]); `None`: messages sealed under the
+    /// current scheme go back with their counters as they are.
+    pub sealer: Option<crate::queue::Sealer>,
     /// The key of the customers' e-mail pseudonyms, for the search by
     /// e-mail; `None`: the form says how to set it.
     pub pseudonym_key: Option<Arc<PseudonymKey>>,

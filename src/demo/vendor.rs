@@ -47,7 +47,7 @@ pub(super) async fn run(
     let keys = KeyRing::single(DEMO_KEY);
     let key = keys.current().secret.clone();
     let loaded = daemon_settings(settings).loaded()?;
-    let mut config = AppConfig::serve_with_keys(&loaded, keys)?;
+    let mut config = AppConfig::serve_with(&loaded, keys, crate::queue::Sealer::ephemeral()?)?;
     config.sweep = None;
     let amqp = config.amqp.clone();
     writeln!(out, "1/5 preparing the demo database and queues")?;

@@ -65,7 +65,7 @@ use axum::routing::post;
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::domain::{BodyDigest, Currencies, PseudonymKey, TokenizeError};
+use crate::domain::{Currencies, PseudonymKey, TokenizeError};
 use crate::ipn::form::name_must_be_masked;
 use crate::ipn::{
     Algorithm, FormBody, FormLimits, KeyRing, NoticeKind, ReceiptDate, ReceiptFormat,
@@ -161,6 +161,8 @@ pub struct IntakeSettings {
 /// What a request handler needs.
 pub struct Intake {
     pub settings: IntakeSettings,
+    /// Seals every body before it is queued (`seal-key-file`).
+    pub sealer: Sealer,
     pub keys: KeyRing,
     pub signatures: SignaturePolicy,
     /// The worker's `expected-fields`, currency table and pseudonym key
@@ -586,7 +588,8 @@ async fn receive_notice(
     // (queue/seal.rs). A seal that cannot be made (no randomness) is an
     // outage like a broker that does not confirm: 503, the processor
     // retries.
-    let sealed = match Sealer::new(&intake.keys).seal(&body) {
+    let meta = MessageMeta::received(Utc::now(), Some(client.to_string())).notice(kind);
+    let sealed = match intake.sealer.seal(&body, meta) {
         Ok(sealed) => sealed,
         Err(err) => {
             tracing::warn!(error = %err, "cannot seal a notification: answering 503");
@@ -598,12 +601,11 @@ async fn receive_notice(
             );
         }
     };
-    let meta = MessageMeta::received(Utc::now(), Some(client.to_string()))
-        .notice(kind)
-        .sealed(&sealed, BodyDigest::of(&body).as_str());
     let published = tokio::time::timeout(
         settings.confirm_timeout,
-        intake.publisher.publish_notification(&sealed.body, &meta),
+        intake
+            .publisher
+            .publish_notification(&sealed.body, &sealed.meta),
     )
     .await;
     match published {

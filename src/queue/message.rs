@@ -13,7 +13,6 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
 use super::CONTENT_TYPE;
-use super::seal::{SEALED_CONTENT_TYPE, Sealed};
 use crate::ipn::NoticeKind;
 
 /// Header names.
@@ -37,8 +36,14 @@ pub mod headers {
     pub const PARK_REASON: &str = "x-park-reason";
     /// When it was parked (RFC 3339).
     pub const PARKED_AT: &str = "x-parked-at";
-    /// The id of the ring key whose derived key sealed the body.
+    /// The id of the seal key that sealed the body.
     pub const SEALED_BY: &str = "x-sealed-by";
+    /// The sealing scheme of a sealed body: `2` (keys of `seal-key-file`,
+    /// the headers the worker acts on bound to the seal). Absent on bodies
+    /// sealed before it existed (keys derived from the processor's key
+    /// ring), which are still opened during the migration (see
+    /// [`crate::queue::seal`]).
+    pub const SEAL: &str = "x-seal";
     /// Set by the broker when it dead-letters (delivery limit exceeded).
     pub const FIRST_DEATH_REASON: &str = "x-first-death-reason";
     /// Which kind of notice the body is, `ipn` or `lcn`, as its publisher
@@ -61,11 +66,14 @@ pub struct MessageMeta {
     pub park_reason: Option<String>,
     pub parked_at: Option<DateTime<Utc>>,
     /// The body's content type as published: [`CONTENT_TYPE`] (plain),
-    /// [`SEALED_CONTENT_TYPE`], or none (another publisher; read as plain).
+    /// [`SEALED_CONTENT_TYPE`](super::SEALED_CONTENT_TYPE), or none (another publisher; read as plain).
     /// Kept as received, so copies and requeues carry it unchanged.
     pub content_type: Option<String>,
     /// The key id of a sealed body (`x-sealed-by`).
     pub sealed_by: Option<String>,
+    /// The sealing scheme of a sealed body (`x-seal`); `None` for the
+    /// scheme before it existed.
+    pub seal: Option<String>,
     /// The `message_id` property: the SHA-256 (hex) of the *plain* body as
     /// this crate's publishers set it (and, on the copies of a message the
     /// worker could not open, of its bytes as received: the digest it was
@@ -91,6 +99,7 @@ impl MessageMeta {
             parked_at: None,
             content_type: Some(CONTENT_TYPE.to_owned()),
             sealed_by: None,
+            seal: None,
             message_id: None,
             notice: None,
         }
@@ -101,19 +110,6 @@ impl MessageMeta {
     pub fn notice(self, kind: NoticeKind) -> Self {
         Self {
             notice: Some(kind),
-            ..self
-        }
-    }
-
-    /// This metadata for the sealed form of a body whose plain SHA-256 is
-    /// `plain_sha256`: the sealed content type, the key id, the digest of
-    /// the plain body as message id.
-    #[must_use]
-    pub fn sealed(self, sealed: &Sealed, plain_sha256: &str) -> Self {
-        Self {
-            content_type: Some(SEALED_CONTENT_TYPE.to_owned()),
-            sealed_by: Some(sealed.key_id.as_str().to_owned()),
-            message_id: Some(plain_sha256.to_owned()),
             ..self
         }
     }
@@ -155,6 +151,7 @@ impl MessageMeta {
                 .as_ref()
                 .map(|t| t.as_str().to_owned()),
             sealed_by: string_header(table, headers::SEALED_BY),
+            seal: string_header(table, headers::SEAL),
             message_id: properties
                 .message_id()
                 .as_ref()
@@ -197,6 +194,9 @@ impl MessageMeta {
         if let Some(key_id) = &self.sealed_by {
             table.insert(headers::SEALED_BY.into(), long_string(key_id));
         }
+        if let Some(seal) = &self.seal {
+            table.insert(headers::SEAL.into(), long_string(seal));
+        }
         if let Some(kind) = self.notice {
             table.insert(headers::NOTICE_KIND.into(), long_string(kind.as_str()));
         }
@@ -218,9 +218,14 @@ fn long_string(value: &str) -> AMQPValue {
 }
 
 fn time_value(at: DateTime<Utc>) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(
-        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    ))
+    AMQPValue::LongString(LongString::from(header_time(at)))
+}
+
+/// A time as its header carries it: RFC 3339 UTC in milliseconds. Reading
+/// that text back and writing it again gives the same text, which is what
+/// lets the seal bind a time ([`super::seal`]) however often it travels.
+pub(crate) fn header_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn string_header(table: &FieldTable, name: &str) -> Option<String> {
@@ -261,7 +266,7 @@ fn int_header(table: &FieldTable, name: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipn::KeyId;
+    use crate::queue::SEALED_CONTENT_TYPE;
 
     fn at() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-02T09:20:44.123Z")
@@ -281,6 +286,7 @@ mod tests {
             parked_at: Some(at()),
             content_type: Some(SEALED_CONTENT_TYPE.into()),
             sealed_by: Some("k2026".into()),
+            seal: Some("2".into()),
             message_id: Some("ab".repeat(32)),
             notice: Some(NoticeKind::Lcn),
         };
@@ -312,16 +318,13 @@ mod tests {
     }
 
     #[test]
-    fn sealing_sets_content_type_key_and_plain_digest() {
-        let sealed = Sealed {
-            body: vec![0; 40],
-            key_id: KeyId::parse("k2026").expect("id"),
-        };
-        let meta = MessageMeta::received(at(), None).sealed(&sealed, &"cd".repeat(32));
-        let read = MessageMeta::from_properties(&meta.to_properties(&"cd".repeat(32)), at());
-        assert_eq!(read.content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
-        assert_eq!(read.sealed_by.as_deref(), Some("k2026"));
-        assert_eq!(read.message_id, Some("cd".repeat(32)));
+    fn a_header_time_reads_back_as_the_same_text() {
+        let precise = at() + chrono::Duration::nanoseconds(456_789);
+        let written = header_time(precise);
+        assert_eq!(written, "2026-11-02T09:20:44.123Z");
+        let meta = MessageMeta::received(precise, None);
+        let read = MessageMeta::from_properties(&meta.to_properties("x"), Utc::now());
+        assert_eq!(header_time(read.received_at), written);
     }
 
     #[test]

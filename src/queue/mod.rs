@@ -27,7 +27,7 @@ use lapin::{Connection, ConnectionProperties};
 
 pub use message::{MessageMeta, headers};
 pub use publisher::{Publisher, QueueCounts};
-pub use seal::{SEALED_CONTENT_TYPE, SealError, Sealed, Sealer};
+pub use seal::{SEALED_CONTENT_TYPE, SealError, SealKeyError, Sealed, Sealer};
 pub use topology::{QueueRole, RetryDelays, Topology};
 
 use crate::secret::SecretUrl;
@@ -173,6 +173,8 @@ pub enum QueueError {
     Unroutable(String),
     #[error("timed out waiting for the broker")]
     Timeout,
+    #[error("cannot seal a message: {0}")]
+    Seal(String),
 }
 
 /// A broker error in words, with its causes: lapin's own text says

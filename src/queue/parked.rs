@@ -6,17 +6,25 @@
 //! worker) runs out. Browsing takes messages without acking them and then
 //! closes the channel, which returns them all to the queue in their places.
 //!
-//! Bodies are never opened here: a parked message is shown by its metadata
-//! (digest, reason, counters, times, size, sealing key) and moved back with
-//! its bytes, content type and seal unchanged, so this code needs no key
-//! and an operator's terminal never shows personal data.
+//! Bodies are never shown here: a parked message is listed by its metadata
+//! (digest, reason, counters, times, size, sealing key), so listing needs
+//! no key and an operator's terminal never shows personal data. Moving a
+//! message back resets its retry counters and window, and the seal binds
+//! those ([`super::seal`]): a body sealed under the current scheme is
+//! opened in memory and sealed again with the reset headers, which needs
+//! the seal keys. Without them, or when it does not open, it goes back
+//! with the headers its seal binds unchanged (only the park reason and
+//! time are cleared), and the worker judges it again as it is. Plain
+//! bodies, and bodies sealed under the earlier scheme (which bound
+//! nothing but the key id), go back as they are with their counters
+//! reset, as before.
 
 use chrono::{DateTime, Utc};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection};
 
-use super::seal::BodyForm;
-use super::{AmqpSettings, MessageMeta, Publisher, QueueError};
+use super::seal::{BodyForm, SEAL_VERSION};
+use super::{AmqpSettings, MessageMeta, Publisher, QueueError, Sealer};
 use crate::domain::BodyDigest;
 
 /// Characters of the body digest shown as a parked message's id.
@@ -104,7 +112,7 @@ impl Selection {
 async fn open(settings: &AmqpSettings) -> Result<(Connection, Channel), QueueError> {
     let connection = settings.connect("parked").await?;
     let channel = connection.create_channel().await?;
-    settings.topology.declare(&channel).await?;
+    settings.topology.declare(&connection).await?;
     Ok((connection, channel))
 }
 
@@ -166,26 +174,73 @@ fn plain_digest(body: &[u8], meta: &MessageMeta) -> String {
 }
 
 /// The metadata of a parked message moved back: counters, retry window and
-/// park reason reset; receipt, caller, content type, sealing key, message
-/// id and notice kind unchanged (the body goes back as it is, still
-/// sealed). No
-/// expiration: the parking TTL applies only while parked.
+/// park reason reset; receipt, caller, content type, sealing key and
+/// scheme, message id and notice kind unchanged. No expiration: the
+/// parking TTL applies only while parked.
 fn requeued(old: &MessageMeta) -> MessageMeta {
     MessageMeta {
         content_type: old.content_type.clone(),
         sealed_by: old.sealed_by.clone(),
+        seal: old.seal.clone(),
         message_id: old.message_id.clone(),
         notice: old.notice,
         ..MessageMeta::received(old.received_at, old.remote_addr.clone())
     }
 }
 
+/// What goes back to the work exchange for a parked message (see the
+/// module docs): its bytes and metadata, the counters reset when they can
+/// be.
+fn moved_back(
+    sealer: Option<&Sealer>,
+    body: &[u8],
+    old: &MessageMeta,
+) -> Result<(Vec<u8>, MessageMeta), QueueError> {
+    let fresh = requeued(old);
+    let sealed = BodyForm::of_content_type(old.content_type.as_deref()) == Some(BodyForm::Sealed);
+    if !sealed || old.seal.is_none() {
+        return Ok((body.to_vec(), fresh));
+    }
+    let resealed = match sealer {
+        Some(sealer) if old.seal.as_deref() == Some(SEAL_VERSION) => match sealer.open(old, body) {
+            Ok(plain) => Some(
+                sealer
+                    .seal(&plain, fresh)
+                    .map_err(|err| QueueError::Seal(err.to_string()))?,
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "a parked message does not open here: moved back with its counters as they are");
+                None
+            }
+        },
+        _ => {
+            tracing::warn!(
+                "no seal key here: a parked message goes back with its counters as they are"
+            );
+            None
+        }
+    };
+    Ok(match resealed {
+        Some(sealed) => (sealed.body, sealed.meta),
+        None => (
+            body.to_vec(),
+            MessageMeta {
+                park_reason: None,
+                parked_at: None,
+                ..old.clone()
+            },
+        ),
+    })
+}
+
 /// Moves the selected parked messages back to the work exchange, with
-/// confirms, their retry counters and retry window reset. A message is
-/// removed from the parking queue only after its copy was confirmed.
-/// Returns the messages moved.
+/// confirms, their retry counters and retry window reset (sealed again
+/// with `sealer`, see the module docs). A message is removed from the
+/// parking queue only after its copy was confirmed. Returns the messages
+/// moved.
 pub async fn requeue(
     settings: &AmqpSettings,
+    sealer: Option<&Sealer>,
     selection: &Selection,
 ) -> Result<Vec<ParkedMessage>, QueueError> {
     let publisher = Publisher::connect(settings.clone(), "parked-requeue").await?;
@@ -203,10 +258,8 @@ pub async fn requeue(
             if !selection.matches(&digest, old.message_id.as_deref(), &old) {
                 continue;
             }
-            let fresh = requeued(&old);
-            publisher
-                .publish_notification(&delivery.data, &fresh)
-                .await?;
+            let (body, fresh) = moved_back(sealer, &delivery.data, &old)?;
+            publisher.publish_notification(&body, &fresh).await?;
             delivery.ack(BasicAckOptions::default()).await?;
             moved.push(describe(&delivery.data, &old));
         }
@@ -316,5 +369,76 @@ mod tests {
             &None,
             "no parking TTL once requeued"
         );
+    }
+
+    /// A parked message as the worker parks one it opened: sealed under
+    /// the current scheme, its counters and window bound to the seal.
+    fn sealed_parked(sealer: &Sealer, plain: &[u8]) -> (Vec<u8>, MessageMeta) {
+        let sealed = sealer
+            .seal(plain, parked(Some(CONTENT_TYPE), None))
+            .expect("seal");
+        (sealed.body, sealed.meta)
+    }
+
+    fn seal_keys() -> Sealer {
+        Sealer::parse("k1 73f2410e0bf59d6dfec300a9f3c453f14617d1cba4b2ac6672a1ce5d62cb567f\n")
+            .expect("seal keys")
+    }
+
+    #[test]
+    fn requeueing_a_sealed_message_seals_it_again_with_its_counters_reset() {
+        let sealer = seal_keys();
+        let (body, old) = sealed_parked(&sealer, b"REFNO=1");
+        let (moved, fresh) = moved_back(Some(&sealer), &body, &old).expect("moved");
+        assert_ne!(moved, body, "sealed again");
+        assert_eq!((fresh.orphan_attempt, fresh.transient_attempt), (0, 0));
+        assert_eq!(
+            (fresh.first_seen, fresh.park_reason.as_deref()),
+            (None, None)
+        );
+        assert_eq!(fresh.message_id, old.message_id);
+        let on_the_wire = MessageMeta::from_properties(&fresh.to_properties("x"), Utc::now());
+        assert_eq!(
+            sealer.open(&on_the_wire, &moved).expect("opens").as_slice(),
+            b"REFNO=1"
+        );
+        // The reset alone, without the key, would not open: what an
+        // operator without the key (or someone on the broker) cannot do.
+        assert!(sealer.open(&requeued(&old), &body).is_err());
+    }
+
+    #[test]
+    fn without_the_key_a_sealed_message_goes_back_with_its_counters_as_they_are() {
+        let sealer = seal_keys();
+        let (body, old) = sealed_parked(&sealer, b"REFNO=1");
+        for other in [None, Some(&Sealer::ephemeral().expect("key"))] {
+            let (moved, kept) = moved_back(other, &body, &old).expect("moved");
+            assert_eq!(moved, body);
+            assert_eq!((kept.orphan_attempt, kept.transient_attempt), (4, 1));
+            assert_eq!(kept.first_seen, old.first_seen);
+            assert_eq!((kept.park_reason.as_deref(), kept.parked_at), (None, None));
+            assert!(sealer.open(&kept, &moved).is_ok(), "still opens");
+        }
+    }
+
+    #[test]
+    fn plain_and_earlier_scheme_messages_go_back_as_they_are_with_counters_reset() {
+        let ring = crate::ipn::KeyRing::single("processor-secret");
+        let legacy =
+            super::super::seal::seal_legacy(&ring, b"REFNO=1", parked(None, None)).expect("seal");
+        let plain = parked(Some(CONTENT_TYPE), None);
+        for (body, old) in [
+            (legacy.body.clone(), legacy.meta.clone()),
+            (b"REFNO=1".to_vec(), plain),
+        ] {
+            let (moved, fresh) = moved_back(None, &body, &old).expect("moved");
+            assert_eq!(moved, body);
+            assert_eq!(fresh, requeued(&old));
+        }
+        let opened = seal_keys()
+            .with_legacy(&ring)
+            .open(&requeued(&legacy.meta), &legacy.body)
+            .expect("the earlier scheme bound no counter");
+        assert_eq!(opened.as_slice(), b"REFNO=1");
     }
 }

@@ -90,7 +90,7 @@ impl Publisher {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
-            self.settings.topology.declare(&channel).await?;
+            self.settings.topology.declare(&connection).await?;
             Ok::<_, QueueError>((connection, channel))
         }
         .await;

@@ -4,13 +4,21 @@
 //! publish --> exchange <base> (direct) --key <base>--> quorum queue <base>
 //!                ^                                       | x-delivery-limit exceeded
 //!                | dead-letter after TTL                 v
-//!        <base>.retry.<delay> (TTL queues)        <base>.parked (classic)
+//!        <base>.retry.<delay> (TTL queues)        <base>.parked (classic, TTL)
 //! ```
 //!
 //! Retries are plain messages published (with confirms) to a TTL queue that
 //! no one consumes; when the TTL expires the broker dead-letters them back to
 //! the work exchange. This needs no plugin and survives broker restarts,
 //! because every queue is durable and every message persistent.
+//!
+//! The parking queue is declared with `x-message-ttl` = `parking-ttl`, so
+//! that what the broker dead-letters into it by itself (a message past
+//! `delivery-limit`) expires like the copies the worker parks (which also
+//! carry a per-message `expiration`). A parking queue declared by an
+//! earlier version without that argument cannot be changed by a
+//! declaration: [`Topology::declare`] says so ([`ParkingTtl::Missing`])
+//! and goes on (docs/operations.md, "The parking queue's TTL").
 
 use std::time::Duration;
 
@@ -19,7 +27,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use super::QueueError;
 
@@ -145,6 +153,24 @@ impl QueueRole {
     }
 }
 
+/// How long a parked message is kept unless `parking-ttl` says otherwise:
+/// two weeks, time for a person to look (review items are opened at once)
+/// and for the processor's own resend window, without keeping bodies
+/// indefinitely.
+pub const DEFAULT_PARKING_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Whether the parking queue carries the TTL [`Topology::declare`] asked
+/// for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkingTtl {
+    /// Declared (or found) with `x-message-ttl` = the topology's parking TTL.
+    Declared,
+    /// The queue exists with other arguments (declared before the TTL was,
+    /// or with another `parking-ttl`): messages the broker dead-letters
+    /// into it expire only by a policy, if an operator set one.
+    Missing,
+}
+
 /// The names of everything on the broker, derived from one base name, and
 /// the settings that shape it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +179,8 @@ pub struct Topology {
     retry_delays: RetryDelays,
     /// Deliveries of one message before the broker parks it (poison backstop).
     delivery_limit: u32,
+    /// The parking queue's `x-message-ttl`.
+    parking_ttl: Duration,
 }
 
 impl Topology {
@@ -173,7 +201,34 @@ impl Topology {
             base: base.to_owned(),
             retry_delays,
             delivery_limit: delivery_limit.max(1),
+            parking_ttl: DEFAULT_PARKING_TTL,
         })
+    }
+
+    /// This topology with another parking TTL (`parking-ttl`; at most 2^32 - 1
+    /// ms, clamped there).
+    #[must_use]
+    pub fn with_parking_ttl(self, parking_ttl: Duration) -> Self {
+        Self {
+            parking_ttl,
+            ..self
+        }
+    }
+
+    /// The parking queue's message TTL.
+    pub fn parking_ttl(&self) -> Duration {
+        self.parking_ttl
+    }
+
+    /// The arguments the parking queue is declared with.
+    fn parking_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        let ttl = self.parking_ttl.as_millis().min(u128::from(u32::MAX));
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(i64::try_from(ttl).unwrap_or(i64::from(u32::MAX))),
+        );
+        args
     }
 
     pub fn base(&self) -> &str {
@@ -223,13 +278,40 @@ impl Topology {
         queues
     }
 
-    /// Declares everything; declaring what exists with the same arguments is
-    /// a no-op, so every worker and publisher may call it at start-up.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
+    /// Declares everything, on a channel of its own (closed on return);
+    /// declaring what exists with the same arguments is a no-op, so every
+    /// worker and publisher may call it at start-up.
+    ///
+    /// A parking queue that exists with other arguments (see
+    /// [`ParkingTtl::Missing`]) makes the broker close the channel
+    /// (`PRECONDITION_FAILED`); it is then checked passively on another
+    /// channel, the rest is declared, a warning says what to do (once per
+    /// queue and process), and the answer is `Missing`.
+    pub async fn declare(&self, connection: &Connection) -> Result<ParkingTtl, QueueError> {
+        let first = connection.create_channel().await?;
+        let (ttl, channel) = match self.declare_parking(connection, &first).await {
+            Ok(declared) => declared,
+            Err(err) => {
+                let _ = first.close(200, "declare failed".into()).await;
+                return Err(err);
+            }
         };
+        let rest = self.declare_rest(&channel).await;
+        let _ = channel.close(200, "declared".into()).await;
+        rest?;
+        if ttl == ParkingTtl::Missing {
+            warn_missing_ttl(&self.parking_queue(), self.parking_ttl);
+        }
+        Ok(ttl)
+    }
+
+    /// Declares the exchange and the parking queue, with its TTL when it
+    /// can; returns a channel that is still open.
+    async fn declare_parking(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+    ) -> Result<(ParkingTtl, Channel), QueueError> {
         channel
             .exchange_declare(
                 self.exchange().into(),
@@ -241,9 +323,32 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        channel
-            .queue_declare(self.parking_queue().into(), durable, FieldTable::default())
-            .await?;
+        let declared = channel
+            .queue_declare(self.parking_queue().into(), durable(), self.parking_args())
+            .await;
+        match declared {
+            Ok(_) => Ok((ParkingTtl::Declared, channel.clone())),
+            Err(refused) => {
+                // The channel is closed by the refusal. A queue that is
+                // there (with other arguments) answers a passive declare.
+                let other = connection.create_channel().await?;
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                match other
+                    .queue_declare(self.parking_queue().into(), passive, FieldTable::default())
+                    .await
+                {
+                    Ok(_) => Ok((ParkingTtl::Missing, other)),
+                    Err(_) => Err(refused.into()),
+                }
+            }
+        }
+    }
+
+    /// Declares the work queue, its binding and the retry queues.
+    async fn declare_rest(&self, channel: &Channel) -> Result<(), QueueError> {
         let mut work_args = FieldTable::default();
         work_args.insert("x-queue-type".into(), long_string("quorum"));
         work_args.insert(
@@ -256,7 +361,7 @@ impl Topology {
             long_string(&self.parking_queue()),
         );
         channel
-            .queue_declare(self.work_queue().into(), durable, work_args)
+            .queue_declare(self.work_queue().into(), durable(), work_args)
             .await?;
         channel
             .queue_bind(
@@ -280,7 +385,7 @@ impl Topology {
                 long_string(self.routing_key()),
             );
             channel
-                .queue_declare(self.retry_queue(delay).into(), durable, args)
+                .queue_declare(self.retry_queue(delay).into(), durable(), args)
                 .await?;
         }
         Ok(())
@@ -309,6 +414,35 @@ impl Topology {
 
 fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// Says once per parking queue and process that its TTL is missing, and
+/// what to do (docs/operations.md, "The parking queue's TTL").
+fn warn_missing_ttl(queue: &str, ttl: Duration) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|q| q == queue) {
+        return;
+    }
+    warned.push(queue.to_owned());
+    tracing::warn!(
+        queue,
+        parking_ttl = %humantime::format_duration(ttl),
+        "the parking queue exists without x-message-ttl = parking-ttl (declared by an earlier \
+         version, or with another parking-ttl): messages the broker dead-letters into it by \
+         itself do not expire. Parked copies still expire (per message). To fix it, set a \
+         policy with message-ttl on the queue, or delete the queue once `parked list` shows it \
+         empty and restart (docs/operations.md, \"The parking queue's TTL\")"
+    );
 }
 
 #[cfg(test)]

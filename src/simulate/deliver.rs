@@ -11,9 +11,8 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 
 use super::{Delivery, DeliveryKind, Simulation};
-use crate::domain::BodyDigest;
 use crate::ipn::{
-    Algorithm, FormBody, FormLimits, KeyRing, NoticeKind, ReceiptDate, ReceiptFormat, SecretKey,
+    Algorithm, FormBody, FormLimits, NoticeKind, ReceiptDate, ReceiptFormat, SecretKey,
 };
 use crate::queue::{MessageMeta, Publisher, QueueError, Sealer};
 
@@ -327,29 +326,28 @@ async fn post_one(
 }
 
 /// Publishes every delivery straight to the work exchange, with confirms,
-/// in batches, sealed with `ring`'s current key as the intake seals them
+/// in batches, sealed with `sealer`'s current key as the intake seals them
 /// (the broker never holds a body in clear: docs/data-handling.md, "Sealing").
 /// Returns how many were confirmed.
 pub async fn publish_all(
     simulation: &Simulation,
     publisher: &Publisher,
-    ring: &KeyRing,
+    sealer: &Sealer,
     on_done: impl Fn(usize),
 ) -> Result<usize, DeliverError> {
-    let sealer = Sealer::new(ring);
     let mut confirmed = 0;
     for batch in simulation.deliveries.chunks(200) {
         let messages: Vec<(Vec<u8>, MessageMeta)> = batch
             .iter()
             .map(|d| {
-                let sealed = sealer.seal(&d.body).map_err(|err| DeliverError::Seal {
-                    sequence: d.sequence,
-                    reason: err.to_string(),
-                })?;
-                let meta = MessageMeta::received(chrono::Utc::now(), None)
-                    .notice(d.notice)
-                    .sealed(&sealed, BodyDigest::of(&d.body).as_str());
-                Ok((sealed.body, meta))
+                let meta = MessageMeta::received(chrono::Utc::now(), None).notice(d.notice);
+                let sealed = sealer
+                    .seal(&d.body, meta)
+                    .map_err(|err| DeliverError::Seal {
+                        sequence: d.sequence,
+                        reason: err.to_string(),
+                    })?;
+                Ok((sealed.body, sealed.meta))
             })
             .collect::<Result<_, DeliverError>>()?;
         for (delivery, result) in batch

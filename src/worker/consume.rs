@@ -53,7 +53,7 @@ pub(crate) async fn connect(
         let connection = settings.amqp.connect("consumer").await?;
         let opened = async {
             let channel = connection.create_channel().await?;
-            settings.amqp.topology.declare(&channel).await?;
+            settings.amqp.topology.declare(&connection).await?;
             channel
                 .basic_qos(settings.prefetch.max(1), BasicQosOptions::default())
                 .await?;
@@ -260,11 +260,7 @@ fn prepare(
     now: DateTime<Utc>,
 ) -> (Prepared, Opened) {
     let meta = MessageMeta::from_properties(&delivery.properties, now);
-    let opened = context.sealer.open(
-        meta.content_type.as_deref(),
-        meta.sealed_by.as_deref(),
-        &delivery.data,
-    );
+    let opened = context.sealer.open(&meta, &delivery.data);
     let digest = match &opened {
         Ok(plain) => BodyDigest::of(plain),
         Err(_) => BodyDigest::of(&delivery.data),
@@ -316,10 +312,7 @@ async fn handle(
     }
     .instrument(prepared.span.clone())
     .await;
-    // Whatever happens next, the plain body is no longer needed: it is
-    // zeroed now rather than at the end of the task.
-    drop(opened);
-    conclude(&context, prepared, judged, now, started).await;
+    conclude(&context, prepared, opened, judged, now, started).await;
 }
 
 /// A batch of deliveries: open them, judge and apply them in one database
@@ -412,21 +405,27 @@ async fn handle_batch(
             );
         }
     }
-    // The plain bodies are no longer needed: zeroed now.
-    drop(opened);
-    let settled = prepared.into_iter().zip(judged).map(|(p, judged)| {
-        let judged = judged
-            .unwrap_or_else(|| Err(StoreError::Invalid("the batch lost a delivery".to_owned())));
-        conclude(&context, p, judged, now, started)
-    });
+    let settled = prepared
+        .into_iter()
+        .zip(opened)
+        .zip(judged)
+        .map(|((p, opened), judged)| {
+            let judged = judged.unwrap_or_else(|| {
+                Err(StoreError::Invalid("the batch lost a delivery".to_owned()))
+            });
+            conclude(&context, p, opened, judged, now, started)
+        });
     futures::future::join_all(settled).await;
 }
 
-/// Observes the judgement, decides the disposition, settles the delivery,
-/// and counts it, inside the delivery's span.
+/// Observes the judgement, decides the disposition, makes the copy it
+/// publishes (sealing the body again with the copy's headers; the plain
+/// body is zeroed right after), settles the delivery, and counts it,
+/// inside the delivery's span.
 async fn conclude(
     context: &Context,
     prepared: Prepared,
+    opened: Opened,
     judged: Result<Processed, StoreError>,
     now: DateTime<Utc>,
     started: Instant,
@@ -472,7 +471,12 @@ async fn conclude(
                 to_commit: seconds(Utc::now() - taken_at),
             });
         }
-        super::settle::settle(context, delivery, &meta, &digest, decided).await;
+        let plain = opened.as_ref().ok().map(|plain| plain.as_slice());
+        let outgoing = super::settle::outgoing(context, &decided, &meta, plain);
+        // The plain body is no longer needed: zeroed now, before the
+        // broker's confirm is awaited.
+        drop(opened);
+        super::settle::settle(context, delivery, &digest, decided, outgoing).await;
     }
     .instrument(span)
     .await;

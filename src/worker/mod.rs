@@ -6,10 +6,12 @@
 //! - [`disposition`]: what becomes of a delivery, as a pure function;
 //! - [`settle`]: carrying a disposition out (copy, review item, ack).
 //!
-//! A retry or park is a *copy* of the delivery's bytes as received (still
-//! sealed), published with confirms; the original is acked only once the
-//! copy is confirmed, and nacked with requeue when the copy could not be
-//! published, so no path drops a message. The one exception is a body that
+//! A retry or park is a *copy* of the delivery, published with confirms: a
+//! sealed body opened here is sealed again with the copy's headers (the
+//! seal binds the counters and times the worker acts on: see
+//! [`crate::queue::seal`]), any other body goes as received. The original
+//! is acked only once the copy is confirmed, and nacked with requeue when
+//! the copy could not be published, so no path drops a message. The one exception is a body that
 //! carries a card number: it is recorded (digest, field names, review item)
 //! and acked without any copy, so that it never outlives its delivery.
 //!
@@ -53,9 +55,9 @@ pub struct WorkerSettings {
     /// How long an `order_not_found` notification keeps being retried.
     pub orphan_window: Duration,
     /// How long a parked copy stays in the parking queue before the broker
-    /// drops it (its per-message `expiration`). Bounds how long a body
-    /// sits in the broker, and how long a retired IPN key must stay in the
-    /// key file to open it.
+    /// drops it (its per-message `expiration`, and the queue's own TTL).
+    /// Bounds how long a body sits in the broker, and how long a retired
+    /// seal key must stay in the seal key file to open it.
     pub parking_ttl: Duration,
     /// How long shutdown waits for the notifications in flight.
     pub shutdown_deadline: Duration,
@@ -89,6 +91,7 @@ pub struct RunSummary {
 /// The consume loop and what it needs.
 pub struct Worker {
     pipeline: Pipeline,
+    sealer: Sealer,
     settings: WorkerSettings,
     metrics: Metrics,
     health: Health,
@@ -97,7 +100,9 @@ pub struct Worker {
 /// What each delivery task shares.
 pub(crate) struct Context {
     pub(crate) pipeline: Pipeline,
-    /// Opens sealed bodies, with keys derived from the pipeline's key ring.
+    /// Opens sealed bodies and seals the copies it publishes: the keys of
+    /// `seal-key-file`, and (to open what earlier versions sealed) keys
+    /// derived from the pipeline's key ring.
     pub(crate) sealer: Sealer,
     pub(crate) publisher: Publisher,
     pub(crate) metrics: Metrics,
@@ -107,14 +112,18 @@ pub(crate) struct Context {
 }
 
 impl Worker {
+    /// A worker judging with `pipeline`, opening and sealing bodies with
+    /// `sealer` (`seal-key-file`).
     pub fn new(
         pipeline: Pipeline,
+        sealer: Sealer,
         settings: WorkerSettings,
         metrics: Metrics,
         health: Health,
     ) -> Self {
         Self {
             pipeline,
+            sealer,
             settings,
             metrics,
             health,
@@ -128,7 +137,7 @@ impl Worker {
         let settings = self.settings.clone();
         let context = Arc::new(Context {
             publisher: Publisher::new(settings.amqp.clone(), "publisher"),
-            sealer: Sealer::new(&self.pipeline.config().keys),
+            sealer: self.sealer.with_legacy(&self.pipeline.config().keys),
             pipeline: self.pipeline,
             metrics: self.metrics.clone(),
             health: self.health.clone(),

@@ -2,11 +2,13 @@
 //! publish the retry or parking copy (with confirms), then ack the
 //! original; nack it with requeue when the copy could not be published.
 //!
-//! Copies carry the delivery's bytes as received, so a sealed body stays
-//! sealed (same content type, same `x-sealed-by`) and a body the worker
-//! could not open is kept exactly as it came. Parked copies expire after
-//! `parking-ttl` (the per-message `expiration` property: the parking
-//! queue's own arguments are left as deployments declared them).
+//! A sealed body the worker opened is sealed again for its copy, with the
+//! copy's headers ([`outgoing`]): the seal binds the counters and times
+//! the worker acts on, so a copy with a counter moved on needs a seal of
+//! its own (and a body sealed under the earlier scheme leaves under the
+//! current one). A plain body, or one the worker could not open, goes as
+//! received. Parked copies expire after `parking-ttl` (the per-message
+//! `expiration` property, and the parking queue's own `x-message-ttl`).
 
 use std::time::Duration;
 
@@ -16,29 +18,98 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 
 use super::Context;
 use super::disposition::{Disposition, ReviewRequest};
-use crate::queue::MessageMeta;
+use crate::queue::seal::BodyForm;
 use crate::queue::topology::delay_label;
+use crate::queue::{MessageMeta, SealError};
 
 /// How long to hold a delivery whose copy could not be published before
 /// returning it: the broker is likely in trouble, and every requeue counts
 /// against the work queue's delivery limit.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
+/// The copy a retry or a park publishes: its metadata, and its body when
+/// it is not the delivery's bytes as received (a seal made again).
+pub(crate) struct Outgoing {
+    meta: MessageMeta,
+    resealed: Option<Vec<u8>>,
+}
+
+impl Outgoing {
+    /// The copy's body: sealed again, or the delivery's bytes as received.
+    fn body<'a>(&'a self, delivery: &'a Delivery) -> &'a [u8] {
+        self.resealed.as_deref().unwrap_or(&delivery.data)
+    }
+}
+
+/// The copy `disposition` publishes, if any (`None` for an ack or a
+/// discard): the retry's metadata, or the delivery's with the park reason
+/// and time. When the delivery was sealed and `plain` is its opened body,
+/// the body is sealed again with the copy's metadata; otherwise the copy
+/// carries the bytes as received. Fails only when a seal cannot be made
+/// (no randomness): the delivery then goes back to its queue.
+pub(crate) fn outgoing(
+    context: &Context,
+    disposition: &Disposition,
+    meta: &MessageMeta,
+    plain: Option<&[u8]>,
+) -> Result<Option<Outgoing>, SealError> {
+    let copy_meta = match disposition {
+        Disposition::Ack | Disposition::Discard { .. } => return Ok(None),
+        Disposition::Retry { meta, .. } => meta.clone(),
+        Disposition::Park { reason, .. } => MessageMeta {
+            park_reason: Some(reason.to_string()),
+            parked_at: Some(Utc::now()),
+            ..meta.clone()
+        },
+    };
+    let sealed = BodyForm::of_content_type(meta.content_type.as_deref()) == Some(BodyForm::Sealed);
+    match plain {
+        Some(plain) if sealed => {
+            let resealed = context.sealer.seal(plain, copy_meta)?;
+            Ok(Some(Outgoing {
+                meta: resealed.meta,
+                resealed: Some(resealed.body),
+            }))
+        }
+        _ => Ok(Some(Outgoing {
+            meta: copy_meta,
+            resealed: None,
+        })),
+    }
+}
+
 pub(crate) async fn settle(
     context: &Context,
     delivery: Delivery,
-    meta: &MessageMeta,
     digest: &str,
     disposition: Disposition,
+    outgoing: Result<Option<Outgoing>, SealError>,
 ) {
     let topology = &context.settings.amqp.topology;
+    let outgoing = match outgoing {
+        Ok(outgoing) => outgoing,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot seal the retry/park copy; returning the message to the queue");
+            tokio::time::sleep(REQUEUE_PAUSE).await;
+            nack(delivery).await;
+            return;
+        }
+    };
     let copied = match &disposition {
         Disposition::Ack => Ok(()),
         Disposition::Retry { delay, meta } => {
+            let Some(copy) = &outgoing else {
+                return missing_copy(delivery).await;
+            };
             let queue = topology.retry_queue(*delay);
             let published = context
                 .publisher
-                .publish("", &queue, &delivery.data, meta.to_properties(digest))
+                .publish(
+                    "",
+                    &queue,
+                    copy.body(&delivery),
+                    copy.meta.to_properties(digest),
+                )
                 .await;
             if published.is_ok() {
                 context.metrics.retry(*delay);
@@ -52,6 +123,9 @@ pub(crate) async fn settle(
             published
         }
         Disposition::Park { reason, review } => {
+            let Some(copy) = &outgoing else {
+                return missing_copy(delivery).await;
+            };
             if let Some(review) = review {
                 // Best effort: the parked copy keeps the notification either
                 // way, and `parked list` shows it.
@@ -59,17 +133,18 @@ pub(crate) async fn settle(
                     tracing::warn!(error = %err, kind = %review.kind, "cannot open the review item of a parked notification");
                 }
             }
-            let parked = MessageMeta {
-                park_reason: Some(reason.to_string()),
-                parked_at: Some(Utc::now()),
-                ..meta.clone()
-            };
-            let properties = parked
+            let properties = copy
+                .meta
                 .to_properties(digest)
                 .with_expiration(expiration(context.settings.parking_ttl).into());
             let published = context
                 .publisher
-                .publish("", &topology.parking_queue(), &delivery.data, properties)
+                .publish(
+                    "",
+                    &topology.parking_queue(),
+                    copy.body(&delivery),
+                    properties,
+                )
                 .await;
             if published.is_ok() {
                 context.metrics.park(reason.kind());
@@ -116,6 +191,14 @@ pub(crate) async fn settle(
             nack(delivery).await;
         }
     }
+}
+
+/// A retry or park without its copy: [`outgoing`] makes one for both, so
+/// this is a mistake in the program, never input. The delivery goes back.
+async fn missing_copy(delivery: Delivery) {
+    tracing::error!("no copy was made for a retry or park; returning the message to the queue");
+    tokio::time::sleep(REQUEUE_PAUSE).await;
+    nack(delivery).await;
 }
 
 /// Returns a delivery to its queue.

@@ -12,26 +12,27 @@ use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 
 use crate::helpers::amqp::{
-    RunningWorker, TestQueue, count, import_fixture_orders, pipeline_config, read, run_cli,
-    test_key, wait_until,
+    RunningWorker, SEAL_KEYS, TestQueue, count, import_fixture_orders, pipeline_config, read,
+    run_cli, seal_keys, test_key, wait_until,
 };
 use crate::helpers::licence::{holds_card_data, signed_lcn};
 use crate::helpers::{TestDb, fixture_files, personal_data, repo_path};
 use ipn_reconciler::app::{AppConfig, Application};
 use ipn_reconciler::domain::{BodyDigest, OrderState, contains_pan};
-use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, KeyRing, sign};
+use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, sign};
 use ipn_reconciler::metrics::Metrics;
 use ipn_reconciler::queue::{CONTENT_TYPE, MessageMeta, Publisher, SEALED_CONTENT_TYPE, Sealer};
 use ipn_reconciler::settings::Settings;
 use ipn_reconciler::settings::{BrokerSection, DatabaseSection, WorkerSection};
 use tokio_util::sync::CancellationToken;
 
+/// A seal key that the fixtures' seal key file does not hold: a key
+/// retired from it too early.
+const RETIRED_SEAL_KEY: &str =
+    "test-seal-2024 5d1b3c0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c\n";
+
 /// A card number that passes the Luhn check (the test card of most brands).
 const PAN: &str = "4111111111111111";
-
-fn ring() -> KeyRing {
-    ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys")
-}
 
 /// A fixture with some fields replaced and others appended, signed again
 /// with the current test key.
@@ -157,12 +158,12 @@ impl InProcessDaemon {
 }
 
 /// `ipn-reconciler publish` of `bodies` (written to files under `dir`),
-/// sealed with the test key file given as `--key-file`.
+/// sealed with the test seal key file given as `--seal-key-file`.
 async fn publish_sealed(queue: &TestQueue, dir: &Path, bodies: &[(&str, &[u8])]) {
     let mut args = vec![
         "publish".to_owned(),
-        "--key-file".to_owned(),
-        repo_path("fixtures/keys/test.keys").display().to_string(),
+        "--seal-key-file".to_owned(),
+        repo_path(SEAL_KEYS).display().to_string(),
     ];
     for (name, body) in bodies {
         let path = dir.join(name);
@@ -175,7 +176,6 @@ async fn publish_sealed(queue: &TestQueue, dir: &Path, bodies: &[(&str, &[u8])])
         stdout.contains(&format!("published {0} of {0}", bodies.len())),
         "{stdout}"
     );
-    assert!(!stderr.contains("not sealed"), "{stderr}");
 }
 
 fn header(properties: &BasicProperties, name: &str) -> Option<String> {
@@ -351,7 +351,7 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
     .await;
 
     // Every message of every queue.
-    let sealer = Sealer::new(&ring());
+    let sealer = seal_keys();
     let pan_digests: Vec<String> = pan_bodies
         .iter()
         .map(|body| BodyDigest::of(body).to_string())
@@ -369,8 +369,9 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
             assert_eq!(content_type.as_deref(), Some(SEALED_CONTENT_TYPE), "{name}");
             assert_eq!(
                 header(&properties, "x-sealed-by").as_deref(),
-                Some("test-2026")
+                Some("test-seal-2026")
             );
+            assert_eq!(header(&properties, "x-seal").as_deref(), Some("2"));
             assert_eq!(leaks(&body), Vec::<String>::new(), "{name}: sealed body");
             assert!(
                 !holds_card_data(&String::from_utf8_lossy(&body)),
@@ -384,8 +385,11 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
             );
             let message_id = properties.message_id().as_ref().map(|id| id.to_string());
             let plain = sealer
-                .open(content_type.as_deref(), Some("test-2026"), &body)
-                .expect("every queued message opens");
+                .open(
+                    &MessageMeta::from_properties(&properties, Utc::now()),
+                    &body,
+                )
+                .expect("every queued message opens, with the headers it carries");
             assert_eq!(
                 message_id,
                 Some(BodyDigest::of(&plain).to_string()),
@@ -464,7 +468,7 @@ async fn no_queue_holds_personal_data_or_a_card_number_in_clear_after_a_run() {
     let (ok, listed, stderr) = run_cli(vec!["parked".into(), "list".into()], queue.env()).await;
     assert!(ok, "{stderr}");
     assert!(listed.contains("3 parked"), "{listed}");
-    assert!(listed.contains("test-2026"), "{listed}");
+    assert!(listed.contains("test-seal-2026"), "{listed}");
     // The table shows each body's SHA-256, whose digits a card number
     // scanner may read as one by chance: it is not personal data.
     let shown: Vec<&str> = listed
@@ -540,36 +544,25 @@ async fn a_seal_that_does_not_open_is_parked_as_malformed_and_requeued_once_its_
     queue.declare().await;
 
     let complete = read(&repo_path("fixtures/ipn/03-shop-1001-complete.txt"));
-    let plain_digest = BodyDigest::of(&complete).to_string();
-    let sealer = Sealer::new(&ring());
-    let mut tampered = sealer.seal(&complete).expect("seal");
+    let received = MessageMeta::received(Utc::now(), None);
+    let mut tampered = seal_keys().seal(&complete, received.clone()).expect("seal");
     let last = tampered.body.len() - 1;
     tampered.body[last] ^= 0x01;
-    // Sealed under a key the worker's ring does not hold (yet); the
-    // processor's key is the same, only the sealing key id is unknown.
-    let retired = KeyRing::parse("test-2024 ipn-reconciler-TEST-ONLY-2024-key\n").expect("ring");
+    // Sealed under a seal key the worker's seal key file does not hold (yet).
+    let retired = Sealer::parse(RETIRED_SEAL_KEY).expect("seal key");
     let other = read(&repo_path("fixtures/ipn/05-shop-1002-complete.txt"));
-    let unknown_key = Sealer::new(&retired).seal(&other).expect("seal");
+    let unknown_key = retired.seal(&other, received.clone()).expect("seal");
     let json = read(&repo_path("fixtures/ipn/08-shop-1003-complete-jpy.txt"));
 
     let publisher = Publisher::connect(queue.settings.clone(), "test-publisher")
         .await
         .expect("publisher");
-    let received = MessageMeta::received(Utc::now(), None);
     publisher
-        .publish_notification(
-            &tampered.body,
-            &received.clone().sealed(&tampered, &plain_digest),
-        )
+        .publish_notification(&tampered.body, &tampered.meta)
         .await
         .expect("publish");
     publisher
-        .publish_notification(
-            &unknown_key.body,
-            &received
-                .clone()
-                .sealed(&unknown_key, BodyDigest::of(&other).as_str()),
-        )
+        .publish_notification(&unknown_key.body, &unknown_key.meta)
         .await
         .expect("publish");
     publisher
@@ -623,8 +616,8 @@ async fn a_seal_that_does_not_open_is_parked_as_malformed_and_requeued_once_its_
     }
     let (_, with_unknown_key) = messages
         .iter()
-        .find(|(p, _)| header(p, "x-sealed-by").as_deref() == Some("test-2024"))
-        .expect("the message sealed with test-2024");
+        .find(|(p, _)| header(p, "x-sealed-by").as_deref() == Some("test-seal-2024"))
+        .expect("the message sealed with test-seal-2024");
     assert_eq!(with_unknown_key, &unknown_key.body);
 
     // Never applied; recorded as malformed.
@@ -642,33 +635,43 @@ async fn a_seal_that_does_not_open_is_parked_as_malformed_and_requeued_once_its_
         3
     );
 
-    // The retired key goes back into the key file (second line: accepted,
-    // not current); the message it sealed is requeued by its plain digest.
-    let mut config = pipeline_config();
-    config.keys = KeyRing::parse(
-        "test-2026 ipn-reconciler-TEST-ONLY-2026-key\n\
-         test-2025 ipn-reconciler-TEST-ONLY-2025-key\n\
-         test-2024 ipn-reconciler-TEST-ONLY-2024-key\n",
-    )
-    .expect("keys");
-    let worker = RunningWorker::spawn_with(store.clone(), &queue, config, |_| {});
+    // The retired key goes back into the seal key file (last line: opens,
+    // does not seal); the message it sealed is requeued by its id.
+    let keys_dir = tempfile::tempdir().expect("temp dir");
+    let seal_file = keys_dir.path().join("seal.keys");
+    let fixture = std::fs::read_to_string(repo_path(SEAL_KEYS)).expect("seal keys");
+    std::fs::write(&seal_file, format!("{fixture}{RETIRED_SEAL_KEY}")).expect("write");
+    let with_retired = ipn_reconciler::keys::read_seal_keys(&seal_file).expect("seal keys");
+    assert_eq!(with_retired.current_key_id().as_str(), "test-seal-2026");
+    let worker = RunningWorker::spawn_sealed(
+        store.clone(),
+        &queue,
+        pipeline_config(),
+        with_retired,
+        |_| {},
+    );
+    let env: Vec<(&'static str, String)> = queue
+        .env()
+        .into_iter()
+        .filter(|(name, _)| *name != "IPN_SEAL_KEYS_FILE")
+        .chain([("IPN_SEAL_KEYS_FILE", seal_file.display().to_string())])
+        .collect();
     // The id `parked list` shows; for a message that could not be opened,
     // the digest of its sealed bytes, under which it was recorded.
     let (ok, listed, stderr) = run_cli(
         vec!["parked".into(), "list".into(), "--json".into()],
-        queue.env(),
+        env.clone(),
     )
     .await;
     assert!(ok, "{stderr}");
     let id = listed
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json"))
-        .find(|entry| entry["sealed_by"] == "test-2024")
+        .find(|entry| entry["sealed_by"] == "test-seal-2024")
         .and_then(|entry| entry["id"].as_str().map(str::to_owned))
-        .expect("the message sealed with test-2024 is listed");
+        .expect("the message sealed with test-seal-2024 is listed");
     assert_eq!(id, BodyDigest::of(&unknown_key.body).as_str()[..12]);
-    let (ok, stdout, stderr) =
-        run_cli(vec!["parked".into(), "requeue".into(), id], queue.env()).await;
+    let (ok, stdout, stderr) = run_cli(vec!["parked".into(), "requeue".into(), id], env).await;
     assert!(ok, "parked requeue: {stderr}");
     assert!(stdout.contains("1 requeued"), "{stdout}");
     let paid = wait_until(Duration::from_secs(20), || async {
@@ -710,12 +713,26 @@ async fn parked_copies_expire_after_the_parking_ttl() {
     assert!(expired, "the parked copy expired");
 }
 
-/// `publish` without a key file publishes in clear, as before, and says so.
+/// `publish` without a seal key file is refused, naming the setting; with
+/// one it seals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_without_a_key_file_warns_and_publishes_in_clear() {
+async fn publish_without_a_seal_key_file_is_refused_and_with_one_seals() {
     let queue = TestQueue::new("200ms");
     queue.declare().await;
     let path = repo_path("fixtures/ipn/03-shop-1001-complete.txt");
+    let without: Vec<(&'static str, String)> = queue
+        .env()
+        .into_iter()
+        .filter(|(name, _)| *name != "IPN_SEAL_KEYS_FILE")
+        .collect();
+    let (ok, stdout, stderr) =
+        run_cli(vec!["publish".into(), path.display().to_string()], without).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("`seal-key-file` is required") && stderr.contains("IPN_SEAL_KEYS_FILE"),
+        "{stderr}"
+    );
+    assert_eq!(queue.ready(queue.topology().work_queue()).await, 0);
     let (ok, stdout, stderr) = run_cli(
         vec!["publish".into(), path.display().to_string()],
         queue.env(),
@@ -723,42 +740,17 @@ async fn publish_without_a_key_file_warns_and_publishes_in_clear() {
     .await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("published 1 of 1"), "{stdout}");
-    assert!(
-        stderr.contains("not sealed: set --key-file to seal bodies in the broker"),
-        "{stderr}"
-    );
-    let (ok, _, stderr) = run_cli(
-        vec!["publish".into(), path.display().to_string()],
-        queue
-            .env()
-            .into_iter()
-            .chain([(
-                "IPN_KEYS_FILE",
-                repo_path("fixtures/keys/test.keys").display().to_string(),
-            )])
-            .collect(),
-    )
-    .await;
-    assert!(ok, "{stderr}");
-    assert!(!stderr.contains("not sealed"), "{stderr}");
-
     let messages = queue.browse(queue.topology().work_queue()).await;
-    let content_types: Vec<Option<String>> = messages
-        .iter()
-        .map(|(p, _)| p.content_type().as_ref().map(|t| t.to_string()))
-        .collect();
+    assert_eq!(messages.len(), 1);
+    let (properties, body) = &messages[0];
     assert_eq!(
-        content_types,
-        [
-            Some(CONTENT_TYPE.to_owned()),
-            Some(SEALED_CONTENT_TYPE.to_owned())
-        ]
+        properties.content_type().as_ref().map(|t| t.to_string()),
+        Some(SEALED_CONTENT_TYPE.to_owned())
     );
+    assert_eq!(leaks(body), Vec::<String>::new());
+    let meta = MessageMeta::from_properties(properties, Utc::now());
     assert_eq!(
-        messages[0].1,
-        read(&path),
-        "the plain one is the body as is"
+        seal_keys().open(&meta, body).expect("opens").as_slice(),
+        read(&path).as_slice()
     );
-    assert!(!leaks(&messages[0].1).is_empty());
-    assert_eq!(leaks(&messages[1].1), Vec::<String>::new());
 }

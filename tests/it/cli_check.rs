@@ -64,6 +64,7 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
     let whats = [
         "configuration",
         "key file",
+        "seal key file",
         "pseudonym key",
         "expected fields",
         "database",
@@ -81,6 +82,12 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
         line(&out, "key file").contains("current `test-2026`"),
         "{out}"
     );
+    assert!(
+        line(&out, "seal key file").contains("2 key(s) in ")
+            && line(&out, "seal key file")
+                .contains("sealing with `test-seal-2026`, also opening `test-seal-2025`"),
+        "{out}"
+    );
     assert!(line(&out, "schema").contains(", 0 pending"), "{out}");
     assert!(
         line(&out, "topology").contains("declared by serve at start"),
@@ -88,6 +95,7 @@ async fn a_good_configuration_passes_every_check_and_changes_nothing() {
     );
     // Keys and passwords never show.
     assert!(!out.contains("TEST-ONLY"), "{out}");
+    assert!(!out.contains("73f2410e"), "{out}");
     assert!(!out.contains("guest:guest"), "{out}");
 
     // Passive declares created nothing: still absent on a second run.
@@ -294,6 +302,7 @@ fn commands_that_give_up_on_the_broker_exit_cleanly() {
                 .args(&args)
                 .env_remove("IPN_CONFIG")
                 .env("AMQP_URL", format!("amqp://guest:guest@{addr}/%2f"))
+                .env("IPN_SEAL_KEYS_FILE", repo_path("fixtures/keys/test.seal"))
                 .env("IPN_AMQP_HEARTBEAT", "2s")
                 .assert()
                 .code(3)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lapin::types::AMQPValue;
 
-use crate::helpers::amqp::{RunningWorker, TestQueue, count, read, run_cli, wait_until};
+use crate::helpers::amqp::{RunningWorker, TestQueue, count, read, run_cli, seal_keys, wait_until};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::licence::{CARD_DATA, form, holds_card_data, lcn_fields, signed, signed_lcn};
 use crate::helpers::{TestDb, dump_all_text, personal_data, repo_path};
@@ -18,7 +18,7 @@ use ipn_reconciler::app::{AppConfig, Application};
 use ipn_reconciler::domain::BodyDigest;
 use ipn_reconciler::ipn::{Algorithm, KeyRing, ReceiptDate, ReceiptFormat, licence_read_receipt};
 use ipn_reconciler::metrics::Metrics;
-use ipn_reconciler::queue::{SEALED_CONTENT_TYPE, Sealer};
+use ipn_reconciler::queue::{MessageMeta, SEALED_CONTENT_TYPE};
 use ipn_reconciler::secret::SecretUrl;
 use ipn_reconciler::settings::{
     BrokerSection, IntakeSection, NotificationSection, PositiveDuration, Settings,
@@ -220,15 +220,14 @@ async fn an_lcn_is_answered_with_its_receipt_once_queued_and_refused_when_it_is_
     assert_eq!(queue.ready(&work).await, 2, "nothing refused is queued");
 
     // The queued messages: sealed, marked as LCNs, the bodies as posted.
-    let sealer = Sealer::new(&ring());
+    let sealer = seal_keys();
     for (properties, sealed) in queue.browse(&work).await {
         let content_type = properties.content_type().as_ref().map(|t| t.to_string());
         assert_eq!(content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
         assert_eq!(header(&properties, "x-notice-kind").as_deref(), Some("lcn"));
         let plain = sealer
             .open(
-                content_type.as_deref(),
-                header(&properties, "x-sealed-by").as_deref(),
+                &MessageMeta::from_properties(&properties, chrono::Utc::now()),
                 &sealed,
             )
             .expect("opens");

@@ -43,6 +43,7 @@ mod renewals;
 mod report_timezone;
 mod review_actions;
 mod review_bookings;
+mod seal_key;
 mod service_restarts;
 mod settlement;
 mod settlement_mapping;

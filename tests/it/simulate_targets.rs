@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::amqp::{TestQueue, wait_until};
+use crate::helpers::amqp::{TestQueue, seal_keys, wait_until};
 use crate::helpers::daemon::Daemon;
 use crate::helpers::repo_path;
 use chrono::Utc;
-use ipn_reconciler::queue::{MessageMeta, SEALED_CONTENT_TYPE, Sealer};
+use ipn_reconciler::queue::{MessageMeta, SEALED_CONTENT_TYPE};
 
 fn simulate(queue: &TestQueue, out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ipn-reconciler"))
@@ -68,23 +68,17 @@ async fn the_simulator_publishes_to_the_queue() {
     assert!(stdout.contains(&format!("{total} published")), "{stdout}");
     assert_eq!(queue.ready(queue.topology().work_queue()).await, total);
     // Sealed as the intake seals them: the broker holds no body in clear,
-    // and each opens with the key file to a notification body.
-    let ring =
-        ipn_reconciler::keys::read_key_ring(&repo_path("fixtures/keys/test.keys")).expect("keys");
-    let sealer = Sealer::new(&ring);
+    // and each opens with the seal key file to a notification body.
+    let sealer = seal_keys();
     let messages = queue.browse(queue.topology().work_queue()).await;
     assert_eq!(messages.len() as u32, total);
     for (properties, body) in &messages {
         let meta = MessageMeta::from_properties(properties, Utc::now());
         assert_eq!(meta.content_type.as_deref(), Some(SEALED_CONTENT_TYPE));
-        assert_eq!(meta.sealed_by.as_deref(), Some("test-2026"));
+        assert_eq!(meta.sealed_by.as_deref(), Some("test-seal-2026"));
         let plain = sealer
-            .open(
-                meta.content_type.as_deref(),
-                meta.sealed_by.as_deref(),
-                body,
-            )
-            .expect("opens with the key file");
+            .open(&meta, body)
+            .expect("opens with the seal key file");
         assert!(plain.starts_with(b"GIFT_ORDER="), "a notification body");
         assert!(
             !body.windows(9).any(|w| w == b"REFNOEXT="),

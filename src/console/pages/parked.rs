@@ -199,15 +199,18 @@ pub async fn requeue(
         };
         return Ok(layout("Parked", Some(&session), body).into_response());
     }
-    let moved = parked::requeue(&amqp, &selection).await.map_err(|err| {
-        tracing::warn!(error = %err, "console: requeue failed");
-        PageError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "The broker could not move the messages (those already moved stay moved). \
+    let moved = parked::requeue(&amqp, console.sealer.as_ref(), &selection)
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, "console: requeue failed");
+            PageError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message:
+                    "The broker could not move the messages (those already moved stay moved). \
                       Look at the parking queue again."
-                .to_owned(),
-        }
-    })?;
+                        .to_owned(),
+            }
+        })?;
     console
         .store
         .record_console_action(

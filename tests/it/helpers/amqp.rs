@@ -10,7 +10,7 @@ use ipn_reconciler::health::Health;
 use ipn_reconciler::ipn::{Algorithm, FormBody, FormLimits, SecretKey, SignaturePolicy, sign};
 use ipn_reconciler::metrics::{Metrics, Role};
 use ipn_reconciler::pipeline::{Pipeline, PipelineConfig};
-use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Topology};
+use ipn_reconciler::queue::{AmqpSettings, MessageMeta, Publisher, RetryDelays, Sealer, Topology};
 use ipn_reconciler::secret::SecretUrl;
 use ipn_reconciler::settings::Settings;
 use ipn_reconciler::store::Store;
@@ -101,6 +101,10 @@ impl TestQueue {
     pub fn daemon_settings(&self) -> Settings {
         let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         Settings {
+            broker: BrokerSection {
+                seal_key_file: Some(repo_path(SEAL_KEYS)),
+                ..Self::daemon_settings_for(&self.base, &self.delays).broker
+            },
             notifications: NotificationSection {
                 key_file: Some(repo_path("fixtures/keys/test.keys")),
                 pseudonym_key_file: Some(repo_path("fixtures/keys/pseudonym.key")),
@@ -122,16 +126,22 @@ impl TestQueue {
         &self.settings.topology
     }
 
-    /// Environment for a `serve`/`publish`/`parked` subprocess.
+    /// Environment for a `serve`/`publish`/`parked` subprocess (the seal
+    /// keys included: they go with the broker).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AMQP_URL", amqp_url()),
             ("AMQP_QUEUE", self.base.clone()),
             ("IPN_RETRY_DELAYS", self.delays.clone()),
+            (
+                "IPN_SEAL_KEYS_FILE",
+                repo_path(SEAL_KEYS).display().to_string(),
+            ),
         ]
     }
 
-    /// Publishes bodies to the work exchange with confirms.
+    /// Publishes bodies to the work exchange with confirms, in clear (as
+    /// another program may).
     pub async fn publish(&self, bodies: &[Vec<u8>]) {
         let publisher = Publisher::connect(self.settings.clone(), "test-publisher")
             .await
@@ -210,8 +220,7 @@ impl TestQueue {
 
     pub async fn declare(&self) {
         let connection = self.settings.connect("test-setup").await.expect("connect");
-        let channel = connection.create_channel().await.expect("channel");
-        self.topology().declare(&channel).await.expect("declare");
+        self.topology().declare(&connection).await.expect("declare");
         let _ = connection.close(200, "setup done".into()).await;
     }
 }
@@ -255,9 +264,21 @@ pub fn pipeline_config() -> PipelineConfig {
     }
 }
 
-/// Arguments every `serve` subprocess gets (keys, pseudonyms).
+/// The fixtures' seal key file (public test keys).
+pub const SEAL_KEYS: &str = "fixtures/keys/test.seal";
+
+/// The seal keys of the fixtures: what the daemons of the tests seal with.
+pub fn seal_keys() -> Sealer {
+    ipn_reconciler::keys::read_seal_keys(&repo_path(SEAL_KEYS)).expect("seal keys")
+}
+
+/// Arguments every `serve` subprocess gets (keys, seal keys, pseudonyms).
 pub fn key_env() -> Vec<(&'static str, String)> {
     vec![
+        (
+            "IPN_SEAL_KEYS_FILE",
+            repo_path(SEAL_KEYS).display().to_string(),
+        ),
         (
             "IPN_KEYS_FILE",
             repo_path("fixtures/keys/test.keys").display().to_string(),
@@ -477,6 +498,17 @@ impl RunningWorker {
         config: PipelineConfig,
         tweak: impl FnOnce(&mut WorkerSettings),
     ) -> Self {
+        Self::spawn_sealed(store, queue, config, seal_keys(), tweak)
+    }
+
+    /// Like [`RunningWorker::spawn_with`] with other seal keys.
+    pub fn spawn_sealed(
+        store: Store,
+        queue: &TestQueue,
+        config: PipelineConfig,
+        sealer: Sealer,
+        tweak: impl FnOnce(&mut WorkerSettings),
+    ) -> Self {
         let mut settings = Settings {
             worker: WorkerSection {
                 concurrency: NonZero::new(4).expect("positive"),
@@ -496,6 +528,7 @@ impl RunningWorker {
         let health = Health::new(&metrics);
         let worker = Worker::new(
             Pipeline::new(config, store),
+            sealer,
             settings,
             metrics.clone(),
             health,

@@ -108,6 +108,7 @@ impl TestConsole {
                 login: LoginPolicy::default(),
             },
             clock,
+            sealer: amqp.as_ref().map(|_| super::amqp::seal_keys()),
             amqp,
             pseudonym_key: Some(Arc::new(PseudonymKey::new(key.trim_ascii()))),
         };
