@@ -561,11 +561,11 @@ async fn run_worker(
             sweep_every(store.clone(), interval, policy, token.clone()),
         );
     }
-    metrics.audit_interval_seconds.set(
-        config
-            .audit
-            .map_or(0, |every| i64::try_from(every.as_secs()).unwrap_or(i64::MAX)),
-    );
+    metrics
+        .audit_interval_seconds
+        .set(config.audit.map_or(0, |every| {
+            i64::try_from(every.as_secs()).unwrap_or(i64::MAX)
+        }));
     if let Some(interval) = config.audit {
         tasks.spawn(
             "audit",
@@ -784,7 +784,11 @@ async fn audit_every(store: Store, interval: Duration, metrics: Metrics, token: 
         match outcome {
             Ok(report) if report.passed() => {
                 metrics.audited(true, chrono::Utc::now().timestamp());
-                tracing::debug!(rows = report.total_rows(), orders = report.orders, "audit passed");
+                tracing::debug!(
+                    rows = report.total_rows(),
+                    orders = report.orders,
+                    "audit passed"
+                );
             }
             Ok(report) => {
                 metrics.audited(false, chrono::Utc::now().timestamp());
@@ -792,7 +796,9 @@ async fn audit_every(store: Store, interval: Duration, metrics: Metrics, token: 
                     tracing::error!(finding = %finding, "audit: the books differ from what was written");
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "audit could not run; trying again next round"),
+            Err(err) => {
+                tracing::warn!(error = %err, "audit could not run; trying again next round")
+            }
         }
         tokio::select! {
             () = token.cancelled() => return,

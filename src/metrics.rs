@@ -903,7 +903,10 @@ mod tests {
         let metrics = serve();
         let text = metrics.encode();
         assert!(text.contains("\nipn_audit_failures_total 0\n"), "{text}");
-        assert!(text.contains("\nipn_audit_last_ok_timestamp_seconds 0\n"), "{text}");
+        assert!(
+            text.contains("\nipn_audit_last_ok_timestamp_seconds 0\n"),
+            "{text}"
+        );
         metrics.audited(true, 1_767_225_600);
         metrics.audited(false, 1_767_229_200);
         let text = metrics.encode();

@@ -59,7 +59,10 @@ fn show_progress(step: AuditStep) {
     // A closed standard error loses the progress, not the audit.
     let _ = match step {
         AuditStep::Chains { table, rows } => {
-            writeln!(err, "audit: recomputing the chains of {table} ({rows} rows)")
+            writeln!(
+                err,
+                "audit: recomputing the chains of {table} ({rows} rows)"
+            )
         }
         AuditStep::Orders { orders } => writeln!(
             err,
@@ -114,8 +117,14 @@ mod tests {
         let mut out = Vec::new();
         render(&mut out, &report).expect("renders");
         let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.starts_with("audit verify: FAILED: 2 check(s)"), "{text}");
-        assert!(text.contains("  order_events row id=2 (chain order_id=1, seq 2)"), "{text}");
+        assert!(
+            text.starts_with("audit verify: FAILED: 2 check(s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  order_events row id=2 (chain order_id=1, seq 2)"),
+            "{text}"
+        );
         assert!(text.contains("review_items row id=5"), "{text}");
     }
 

@@ -77,7 +77,14 @@ async fn books_after_a_run() -> Books {
         .expect("resolved");
     }
     let closed = cli(&books.db)
-        .args(["books", "close", "--through", "2026-11-30", "--by", "finance-anna"])
+        .args([
+            "books",
+            "close",
+            "--through",
+            "2026-11-30",
+            "--by",
+            "finance-anna",
+        ])
         .output()
         .expect("books close");
     assert!(
@@ -205,12 +212,16 @@ async fn the_stored_chains_follow_the_documented_rule() {
         .await
         .expect("connect");
     tokio::spawn(connection);
-    client.batch_execute("SET timezone = 'UTC'").await.expect("utc");
+    client
+        .batch_execute("SET timezone = 'UTC'")
+        .await
+        .expect("utc");
     let mut sealed = 0;
     for chained in CHAINED {
-        let key = chained
-            .key
-            .map_or_else(|| "''".to_owned(), |k| format!("coalesce(to_jsonb(t) ->> '{k}', '')"));
+        let key = chained.key.map_or_else(
+            || "''".to_owned(),
+            |k| format!("coalesce(to_jsonb(t) ->> '{k}', '')"),
+        );
         let rows = client
             .query(
                 &format!(
@@ -277,10 +288,7 @@ async fn the_daemons_role_is_refused_update_delete_and_truncate() {
         "UPDATE audit_chain_heads SET seq = 1",
         "DELETE FROM audit_chain_heads",
     ] {
-        let err = client
-            .batch_execute(statement)
-            .await
-            .expect_err(statement);
+        let err = client.batch_execute(statement).await.expect_err(statement);
         assert_eq!(
             err.code(),
             Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
@@ -308,4 +316,34 @@ async fn the_daemons_role_is_refused_update_delete_and_truncate() {
     client.batch_execute("RESET ROLE").await.expect("reset");
     let (code, stdout) = audit_verify(&books.db);
     assert_eq!(code, 0, "{stdout}");
+}
+
+/// `serve` audits once at start (then every `audit-interval`) and says
+/// when the books last verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_audits_at_start_and_exports_the_time_it_passed() {
+    use crate::helpers::amqp::{TestQueue, wait_until};
+    use crate::helpers::daemon::Daemon;
+    use std::time::Duration;
+
+    let books = books_after_a_run().await;
+    let queue = TestQueue::new("200ms");
+    let daemon = Daemon::start(&books.db, &queue, &[("IPN_AUDIT_INTERVAL", "2h")]);
+    let value = |metrics: &str, series: &str| -> Option<i64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    };
+    let before = chrono::Utc::now().timestamp() - 5;
+    let passed = wait_until(Duration::from_secs(30), || async {
+        let Some((200, metrics)) = daemon.get("/metrics").await else {
+            return false;
+        };
+        value(&metrics, "ipn_audit_last_ok_timestamp_seconds").is_some_and(|at| at >= before)
+            && value(&metrics, "ipn_audit_interval_seconds") == Some(7200)
+            && value(&metrics, "ipn_audit_failures_total") == Some(0)
+    })
+    .await;
+    assert!(passed, "audited; logs:\n{}", daemon.logs());
 }

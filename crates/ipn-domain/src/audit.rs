@@ -313,7 +313,10 @@ mod tests {
             why: Break::Differs,
         };
         let text = finding.to_string();
-        assert!(text.starts_with("order_events row id=41 (chain order_id=7, seq 3)"), "{text}");
+        assert!(
+            text.starts_with("order_events row id=41 (chain order_id=7, seq 3)"),
+            "{text}"
+        );
         let gap = Finding::Chain {
             table: "review_resolutions".into(),
             chain: "order_ref=SHOP-1".into(),

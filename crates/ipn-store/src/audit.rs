@@ -411,9 +411,7 @@ struct SubscriptionBreak {
 /// The first subscription order marked paid without a verified payment
 /// notice of its order (`store::subscriptions::pays`: a payment status, not
 /// a test order, not denied for fraud).
-async fn subscription_break(
-    conn: &mut AsyncPgConnection,
-) -> Result<Option<Finding>, StoreError> {
+async fn subscription_break(conn: &mut AsyncPgConnection) -> Result<Option<Finding>, StoreError> {
     let found: Option<SubscriptionBreak> = diesel::sql_query(
         "SELECT s.licence_ref, s.processor_ref FROM subscription_orders AS s \
          WHERE s.paid AND NOT EXISTS ( \
