@@ -80,6 +80,8 @@ pub struct AppConfig {
     /// `stale-order-age`, `settlement-days`); `None`: no sweep (the demo
     /// sweeps by itself).
     pub sweep: Option<(Duration, SweepPolicy)>,
+    /// How often the books are audited (`audit-interval`); `None`: never.
+    pub audit: Option<Duration>,
 }
 
 impl AppConfig {
@@ -122,6 +124,7 @@ impl AppConfig {
             gauge_refresh: s.operations.gauge_refresh_interval.get(),
             console: loaded.console()?,
             sweep: Some((s.settlement.sweep_interval.get(), loaded.sweep_policy())),
+            audit: s.operations.audit_interval.get(),
         })
     }
 
@@ -157,6 +160,7 @@ impl AppConfig {
             gauge_refresh: s.operations.gauge_refresh_interval.get(),
             console: None,
             sweep: None,
+            audit: None,
         })
     }
 }
@@ -585,6 +589,17 @@ async fn run_worker(
             sweep_every(store.clone(), interval, policy, token.clone()),
         );
     }
+    metrics
+        .audit_interval_seconds
+        .set(config.audit.map_or(0, |every| {
+            i64::try_from(every.as_secs()).unwrap_or(i64::MAX)
+        }));
+    if let Some(interval) = config.audit {
+        tasks.spawn(
+            "audit",
+            audit_every(store.clone(), interval, metrics.clone(), token.clone()),
+        );
+    }
     let worker = Worker::new(
         Pipeline::new(config.pipeline.clone(), store),
         config.seal.clone(),
@@ -777,6 +792,46 @@ async fn sweep_every(
             }
             Ok(_) => tracing::debug!("another instance is sweeping"),
             Err(err) => tracing::warn!(error = %err, "sweep failed; trying again next round"),
+        }
+    }
+}
+
+/// Audits the books (`audit verify`) once at start and then every
+/// `interval`: the hash chains recomputed, every order re-derived. A
+/// finding is logged as an error with the rows named and counted in
+/// `ipn_audit_failures_total`; a pass sets
+/// `ipn_audit_last_ok_timestamp_seconds`. An audit that cannot run (the
+/// database away) is only logged: the gauge going stale says it. Shutdown
+/// cancels an audit in progress (it only reads).
+async fn audit_every(store: Store, interval: Duration, metrics: Metrics, token: CancellationToken) {
+    loop {
+        let audit = store.audit(&|_| {});
+        let outcome = tokio::select! {
+            () = token.cancelled() => return,
+            outcome = audit => outcome,
+        };
+        match outcome {
+            Ok(report) if report.passed() => {
+                metrics.audited(true, chrono::Utc::now().timestamp());
+                tracing::debug!(
+                    rows = report.total_rows(),
+                    orders = report.orders,
+                    "audit passed"
+                );
+            }
+            Ok(report) => {
+                metrics.audited(false, chrono::Utc::now().timestamp());
+                for finding in &report.findings {
+                    tracing::error!(finding = %finding, "audit: the books differ from what was written");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "audit could not run; trying again next round")
+            }
+        }
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
         }
     }
 }

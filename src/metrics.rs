@@ -182,6 +182,14 @@ pub struct Metrics {
     /// From an order's creation to the commit that made it reconciled
     /// (paid, refunded, canceled, charged back), once per order.
     pub order_to_reconciled_seconds: Histogram,
+    /// When the last audit (`audit verify`, every `audit-interval`) found
+    /// the books as they were written, Unix seconds (0: not yet).
+    pub audit_last_ok_timestamp_seconds: Gauge,
+    /// Audits that found a row that differs from what was written.
+    pub audit_failures: Counter,
+    /// `audit-interval` in seconds (0: off), so that a rule can tell an
+    /// audit that is late from one that is off.
+    pub audit_interval_seconds: Gauge,
     /// Messages handled so far, whatever became of them (tests, logs).
     handled: Arc<AtomicU64>,
     /// Every commit latency, when kept (`bench`): the histogram's buckets
@@ -244,6 +252,9 @@ impl Metrics {
         let review_oldest_open_age_by_kind_seconds = Family::<KindLabels, Gauge>::default();
         let review_resolutions = Family::<ActionLabels, Gauge>::default();
         let money_at_risk_minor_units = Family::<MoneyLabels, Gauge>::default();
+        let audit_last_ok_timestamp_seconds = Gauge::default();
+        let audit_failures = Counter::default();
+        let audit_interval_seconds = Gauge::default();
         // A minute to three months: orders are paid within minutes, wire
         // transfers within days, and some wait for a person for weeks.
         let order_to_reconciled_seconds = Histogram::new([
@@ -378,6 +389,22 @@ impl Metrics {
                  currency; the amount is value / 10^exponent",
                 money_at_risk_minor_units.clone(),
             );
+            registry.register(
+                "audit_last_ok_timestamp_seconds",
+                "When the last audit found every hash chain and every order as written (Unix \
+                 seconds; 0 until one has)",
+                audit_last_ok_timestamp_seconds.clone(),
+            );
+            registry.register(
+                "audit_failures",
+                "Audits that found a row differing from what was written (tampering)",
+                audit_failures.clone(),
+            );
+            registry.register(
+                "audit_interval_seconds",
+                "How often the daemon audits the books (audit-interval; 0 when off)",
+                audit_interval_seconds.clone(),
+            );
         }
         let metrics = Self {
             registry: Arc::new(registry),
@@ -403,6 +430,9 @@ impl Metrics {
             review_resolutions,
             money_at_risk_minor_units,
             order_to_reconciled_seconds,
+            audit_last_ok_timestamp_seconds,
+            audit_failures,
+            audit_interval_seconds,
             handled: Arc::new(AtomicU64::new(0)),
             commit_samples: Arc::new(std::sync::Mutex::new(None)),
         };
@@ -630,6 +660,16 @@ impl Metrics {
         }
     }
 
+    /// An audit's verdict: `at` (Unix seconds) when it passed; a failure
+    /// otherwise.
+    pub fn audited(&self, passed: bool, at: i64) {
+        if passed {
+            self.audit_last_ok_timestamp_seconds.set(at);
+        } else {
+            self.audit_failures.inc();
+        }
+    }
+
     /// A verified licence change notification.
     pub fn licence_notice(&self, test: bool) {
         self.licence_notices.get_or_create(&test_labels(test)).inc();
@@ -820,6 +860,8 @@ mod tests {
             "ipn_review_oldest_open_age_seconds",
             "ipn_review_items_open",
             "ipn_money_at_risk_minor_units",
+            "ipn_audit_last_ok_timestamp_seconds",
+            "ipn_audit_failures_total",
             "ipn_notifications_total{",
             "ipn_parked_total{",
             "ipn_retries_total{",
@@ -854,6 +896,25 @@ mod tests {
             text.contains("ipn_parked_total{reason=\"malformed\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_audit_sets_its_time_when_it_passes_and_counts_when_it_fails() {
+        let metrics = serve();
+        let text = metrics.encode();
+        assert!(text.contains("\nipn_audit_failures_total 0\n"), "{text}");
+        assert!(
+            text.contains("\nipn_audit_last_ok_timestamp_seconds 0\n"),
+            "{text}"
+        );
+        metrics.audited(true, 1_767_225_600);
+        metrics.audited(false, 1_767_229_200);
+        let text = metrics.encode();
+        assert!(
+            text.contains("\nipn_audit_last_ok_timestamp_seconds 1767225600\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nipn_audit_failures_total 1\n"), "{text}");
     }
 
     #[test]

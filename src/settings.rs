@@ -339,6 +339,9 @@ pub struct OperationsSection {
     /// and the broker (open exceptions, money at risk, parking depth), so
     /// that scrapes never query.
     pub gauge_refresh_interval: PositiveDuration,
+    /// How often `serve` runs `audit verify` (the hash chains and the
+    /// orders re-derived from them); `off`: never.
+    pub audit_interval: OptionalInterval,
 }
 
 impl Default for OperationsSection {
@@ -350,6 +353,7 @@ impl Default for OperationsSection {
             ack_settle_grace: Duration::from_millis(500),
             close_timeout: PositiveDuration::from_secs(5),
             gauge_refresh_interval: PositiveDuration::from_secs(15),
+            audit_interval: OptionalInterval::every(PositiveDuration::from_secs(3600)),
         }
     }
 }
@@ -598,6 +602,68 @@ impl<'de> Deserialize<'de> for PositiveDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let duration: Duration = humantime_serde::deserialize(deserializer)?;
         Self::new(duration).ok_or_else(|| serde::de::Error::custom("must be longer than 0s"))
+    }
+}
+
+/// An interval that can be switched off: `off` (or `0`, `0s`) for never,
+/// else a duration written as the others are (`1h`, `30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalInterval(Option<PositiveDuration>);
+
+impl OptionalInterval {
+    pub const OFF: Self = Self(None);
+
+    pub const fn every(interval: PositiveDuration) -> Self {
+        Self(Some(interval))
+    }
+
+    /// `None`: off.
+    pub fn get(self) -> Option<Duration> {
+        self.0.map(PositiveDuration::get)
+    }
+}
+
+impl std::fmt::Display for OptionalInterval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(interval) => interval.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl Serialize for OptionalInterval {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalInterval {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// `0` may come as a number from the file.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(u64),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Number(0) => return Ok(Self::OFF),
+            Written::Number(_) => {
+                return Err(serde::de::Error::custom(
+                    "a duration needs a unit (`1h`, `30m`), or `off`",
+                ));
+            }
+            Written::Text(text) => text,
+        };
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") || text == "0" {
+            return Ok(Self::OFF);
+        }
+        let duration = humantime::parse_duration(text).map_err(|err| {
+            serde::de::Error::custom(format!("{err}: a duration (`1h`, `30m`) or `off`"))
+        })?;
+        Ok(Self(PositiveDuration::new(duration)))
     }
 }
 
@@ -2224,11 +2290,11 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (66 with
+        // One per setting: the count moves with every key added (67 with
         // `console-trusted-forwarded-header`, `console-trusted-proxies`,
-        // `console-key-file` and `seal-key-file`), so a key that a section
-        // failed to flatten shows here.
-        assert_eq!(text.len(), 66);
+        // `console-key-file`, `seal-key-file` and `audit-interval`), so a
+        // key that a section failed to flatten shows here.
+        assert_eq!(text.len(), 67);
     }
 
     #[test]

@@ -425,6 +425,12 @@ pub const OPERATIONS: &[Flag] = &[
         "DURATION",
         "How often serve refreshes the gauges read from the database and the broker (open exceptions by kind and their oldest, money at risk, the parking queue's depth); a scrape never queries.",
     ),
+    value(
+        "audit-interval",
+        "IPN_AUDIT_INTERVAL",
+        "DURATION",
+        "How often serve runs `audit verify` (recomputes the hash chains of the append-only tables and re-derives every order from them), exporting ipn_audit_last_ok_timestamp_seconds and ipn_audit_failures_total; off (or 0) never.",
+    ),
 ];
 
 /// `report-timezone`: a flag of every command that reads a period

@@ -9,6 +9,7 @@
 //! operational failure (database, broker, files).
 
 pub mod args;
+mod audit;
 #[cfg(feature = "tools")]
 mod bench;
 mod books;
@@ -141,6 +142,10 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// where they are closed (`books status`).
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Books(books::BooksCommand),
+    /// Tamper evidence: `audit verify` recomputes the hash chains of the
+    /// append-only tables and re-derives every order from the sealed facts.
+    #[command(subcommand, after_help = SEE_EACH_COMMAND)]
+    Audit(audit::AuditCommand),
     /// Export the books for an accounting system: `export journal`.
     #[command(subcommand, after_help = SEE_EACH_COMMAND)]
     Export(export::ExportCommand),
@@ -266,6 +271,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Keys(command) => keys::run(command),
         Command::Report(args) => finance::report(config, args),
         Command::Books(command) => books::run(config, command),
+        Command::Audit(command) => audit::run(config, command),
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         #[cfg(feature = "tools")]

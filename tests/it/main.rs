@@ -6,6 +6,7 @@
 mod helpers;
 
 mod allowed_currency;
+mod audit;
 mod batch_apply;
 mod bench_smoke;
 mod books_close;

@@ -132,6 +132,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
     out
 }
 
+pub mod audit;
 pub mod chargeback;
 pub mod clearing;
 pub mod event_time;

@@ -138,16 +138,15 @@ impl Store {
         conn.transaction::<_, StoreError, _>(async |conn| {
             // Closes one at a time; then no movement or settlement line is
             // being written (those that are finish first, dated by the old
-            // close; those that come after wait and see the new one).
-            diesel::sql_query("LOCK TABLE books_closes IN EXCLUSIVE MODE")
+            // close; those that come after wait and see the new one). The
+            // function takes `LOCK TABLE books_closes IN EXCLUSIVE MODE` and
+            // `LOCK TABLE money_movements, settlement_lines,
+            // settlement_payouts IN SHARE ROW EXCLUSIVE MODE` with the
+            // owner's rights: the daemon's role may not update those tables,
+            // which LOCK TABLE in these modes asks for.
+            diesel::sql_query("SELECT books_lock_for_close()")
                 .execute(conn)
                 .await?;
-            diesel::sql_query(
-                "LOCK TABLE money_movements, settlement_lines, settlement_payouts \
-                 IN SHARE ROW EXCLUSIVE MODE",
-            )
-            .execute(conn)
-            .await?;
             let current: Option<Option<NaiveDate>> = books_closes::table
                 .order(books_closes::id.desc())
                 .select(books_closes::through)

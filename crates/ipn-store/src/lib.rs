@@ -22,6 +22,7 @@ pub(crate) use ipn_domain as domain;
 pub(crate) use ipn_protocol as ipn;
 
 pub mod apply;
+pub mod audit;
 pub mod batch;
 pub mod books;
 pub mod causes;

@@ -111,6 +111,10 @@ diesel::table! {
         reason -> Text,
         created_at -> Timestamptz,
         resolution_id -> Nullable<Int8>,
+        /// Its place in its hash chain and its seal (set by the database;
+        /// crate::audit).
+        chain_seq -> Nullable<Int8>,
+        chain_digest -> Nullable<Text>,
     }
 }
 
@@ -147,6 +151,10 @@ diesel::table! {
         /// The date the books carry it (later than `occurred_at` when that
         /// fell in a period closed when it was recorded).
         booked_at -> Timestamptz,
+        /// Its place in its hash chain and its seal (set by the database;
+        /// crate::audit).
+        chain_seq -> Nullable<Int8>,
+        chain_digest -> Nullable<Text>,
     }
 }
 
@@ -165,6 +173,10 @@ diesel::table! {
         group_of -> Nullable<Int8>,
         created_at -> Timestamptz,
         written_off_minor -> Nullable<Int8>,
+        /// Its place in its hash chain and its seal (set by the database;
+        /// crate::audit).
+        chain_seq -> Nullable<Int8>,
+        chain_digest -> Nullable<Text>,
     }
 }
 
@@ -209,6 +221,10 @@ diesel::table! {
         books_open_from -> Timestamptz,
         /// The deductions the fee was summed from (JSON text), if several.
         fee_parts -> Nullable<Text>,
+        /// Its place in its hash chain and its seal (set by the database;
+        /// crate::audit).
+        chain_seq -> Nullable<Int8>,
+        chain_digest -> Nullable<Text>,
     }
 }
 
@@ -222,6 +238,10 @@ diesel::table! {
         done_by -> Text,
         note -> Text,
         created_at -> Timestamptz,
+        /// Its place in its hash chain and its seal (set by the database;
+        /// crate::audit).
+        chain_seq -> Nullable<Int8>,
+        chain_digest -> Nullable<Text>,
     }
 }
 
@@ -237,5 +257,9 @@ diesel::table! {
         imported_at -> Timestamptz,
         /// Where the open books began when the payout was imported.
         books_open_from -> Timestamptz,
+        /// Its place in its hash chain and its seal (set by the database;
+        /// crate::audit).
+        chain_seq -> Nullable<Int8>,
+        chain_digest -> Nullable<Text>,
     }
 }
