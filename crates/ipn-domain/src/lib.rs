@@ -135,6 +135,7 @@ pub(crate) const fn variant_array<T: Copy, const N: usize>(variants: &[T]) -> [T
 pub mod chargeback;
 pub mod clearing;
 pub mod event_time;
+pub mod four_eyes;
 pub mod journal;
 pub mod layout;
 pub mod licence;

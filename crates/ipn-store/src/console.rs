@@ -82,7 +82,8 @@ pub struct ConsoleSession {
     pub user_disabled: bool,
 }
 
-/// An action people take through the console, as the ledger names it.
+/// An action people take, through the console or on the command line, as
+/// the action log names it (see [`crate::action_log`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::Display)]
 #[strum(serialize_all = "snake_case")]
 pub enum ConsoleAction {
@@ -90,6 +91,15 @@ pub enum ConsoleAction {
     Logout,
     ResolveReview,
     RequeueParked,
+    BooksClose,
+    BooksReopen,
+    SettlementImport,
+    UserAdd,
+    UserDisable,
+    /// A `link_order` above `four-eyes-amount`, asked for: no money moved.
+    RequestLinkOrder,
+    /// A second resolver confirmed it: the money moved.
+    ConfirmLinkOrder,
 }
 
 /// One row of the console's ledger.
@@ -105,6 +115,14 @@ pub struct ConsoleActionRow {
     pub details: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     pub at: DateTime<Utc>,
+    /// `console` or `cli`.
+    #[diesel(sql_type = Text)]
+    pub source: String,
+    /// The command line's OS account and host.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub os_user: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub host: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -392,7 +410,10 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a row to the console's ledger.
+    /// Appends a row by console user `user_name` to the action log, in a
+    /// transaction of its own: for the actions that move nothing (a login,
+    /// a logout). Money- and queue-moving actions write theirs in their
+    /// own transaction ([`crate::action_log::record_action`]).
     pub async fn record_console_action(
         &self,
         user_name: &str,
@@ -401,28 +422,24 @@ impl Store {
         details: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        let action: &'static str = action.into();
-        diesel::sql_query(
-            "INSERT INTO console_actions (user_name, action, subject, details, at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind::<Text, _>(user_name)
-        .bind::<Text, _>(action)
-        .bind::<Nullable<Text>, _>(subject)
-        .bind::<Nullable<Text>, _>(details)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
+        let actor = crate::action_log::Actor::console(user_name);
+        self.record_action(&crate::action_log::ActionEntry {
+            actor: &actor,
+            action,
+            subject,
+            details,
+            at: Some(at),
+        })
         .await?;
         Ok(())
     }
 
-    /// The console's ledger, newest first.
+    /// The action log, newest first.
     pub async fn console_actions(&self, limit: i64) -> Result<Vec<ConsoleActionRow>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(diesel::sql_query(
-            "SELECT user_name, action, subject, details, at FROM console_actions \
-             ORDER BY id DESC LIMIT $1",
+            "SELECT user_name, action, subject, details, at, source, os_user, host \
+             FROM console_actions ORDER BY id DESC LIMIT $1",
         )
         .bind::<BigInt, _>(limit)
         .load(&mut conn)
