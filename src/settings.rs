@@ -29,6 +29,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::four_eyes::FourEyesAmount;
 use crate::domain::journal::JournalAccounts;
 use crate::domain::money::CurrencyCode;
 use crate::domain::settlement::Tolerance;
@@ -362,6 +363,30 @@ pub struct FinanceSection {
     /// The time zone the books are kept in: where the days and months of
     /// `--from`/`--to` (and the console's filters) begin and end.
     pub report_timezone: ReportTimezone,
+    /// Above which amount a `link_order` needs a second resolver's
+    /// confirmation in the console; empty: never (the default).
+    pub four_eyes_amount: FourEyesSetting,
+}
+
+/// `four-eyes-amount`: `AMOUNT CUR` entries and at most one bare `AMOUNT`
+/// for every other currency, separated by commas; empty: off (see
+/// [`FourEyesAmount`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FourEyesSetting(pub FourEyesAmount);
+
+impl Serialize for FourEyesSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for FourEyesSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        FourEyesAmount::parse(&text)
+            .map(FourEyesSetting)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `report-timezone`: the zone the books are kept in.
@@ -1121,6 +1146,7 @@ impl Loaded {
                     absolute: s.console.console_absolute_timeout.get(),
                 },
                 report_timezone: s.finance.report_timezone.0,
+                four_eyes: s.finance.four_eyes_amount.0.clone(),
             })
     }
 
@@ -2041,10 +2067,10 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (62 with
-        // `intake-max-connections-per-client`), so a key that a section
-        // failed to flatten shows here.
-        assert_eq!(text.len(), 62);
+        // One per setting: the count moves with every key added (63 with
+        // `four-eyes-amount`), so a key that a section failed to flatten
+        // shows here.
+        assert_eq!(text.len(), 63);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::args::{self, BrokerFlags, ConfigFile};
+use super::args::{self, BrokerFlags, ConfigFile, DatabaseFlags};
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::queue::parked::{self, ParkedMessage, Selection};
 
@@ -40,13 +40,22 @@ configuration, 3 the broker cannot be reached.")]
     /// after their cause was fixed: `parked requeue ID`, `parked requeue
     /// --reason REASON [--since DATE]` or `parked requeue --all`.
     #[command(
-        after_help = "Exit codes: 0 requeued (every matching message; none matching \
-is not an error), 2 no ID, --reason or --all, a bad --since, or invalid configuration, 3 the broker cannot be \
-reached or a message could not be moved."
+        after_help = "Each message moved has its row in the action log (requeue_parked, with \
+--by and the operating-system account and host), committed before the message is published: no \
+message moves without its row.\n\n\
+Exit codes: 0 requeued (every matching message; none matching \
+is not an error), 2 no ID, --reason or --all, a bad --since, an empty --by, or invalid \
+configuration, 3 the broker or the database cannot be reached or a message could not be moved."
     )]
     Requeue {
         #[command(flatten)]
         broker: BrokerFlags,
+        #[command(flatten)]
+        db: DatabaseFlags,
+        /// Who requeues (a name or staff id), for the action log;
+        /// default: the operating-system account.
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
         /// Every parked message.
         #[arg(long, conflicts_with_all = ["id", "reason"])]
         all: bool,
@@ -94,6 +103,8 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
         }
         ParkedCommand::Requeue {
             broker,
+            db,
+            by,
             all,
             reason,
             since,
@@ -110,9 +121,20 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
                     )));
                 }
             };
-            let loaded = args::load(config, &[&broker]).map_err(settings_error)?;
+            let actor = super::actor::actor(by.as_deref())?;
+            let loaded = args::load(config, &[&broker, &db]).map_err(settings_error)?;
             let settings = loaded.amqp().map_err(settings_error)?;
-            let moved = block_on(async move { Ok(parked::requeue(&settings, &selection).await?) })?;
+            let mut database = loaded.database().map_err(settings_error)?;
+            database.schema = crate::store::SchemaPolicy::EXISTING;
+            let moved = block_on(async move {
+                let store = crate::store::Store::connect(database).await?;
+                let moved = crate::services::requeue::requeue(
+                    &store, &settings, &selection, &actor, None,
+                )
+                .await
+                .map_err(CliError::operational)?;
+                Ok(moved)
+            })?;
             let mut out = std::io::stdout().lock();
             for message in &moved {
                 writeln!(out, "requeued {}", line(message))?;

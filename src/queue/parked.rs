@@ -184,10 +184,17 @@ fn requeued(old: &MessageMeta) -> MessageMeta {
 /// confirms, their retry counters and retry window reset. A message is
 /// removed from the parking queue only after its copy was confirmed.
 /// Returns the messages moved.
-pub async fn requeue(
+///
+/// `before` is awaited for each selected message before it is published
+/// (the caller commits its action-log row there): when it fails, that
+/// message is not moved and the requeue stops, so no message moves without
+/// its row. A row whose publish then fails stays, naming a move that was
+/// tried (the message is still parked, the error reported).
+pub async fn requeue<E: From<QueueError>>(
     settings: &AmqpSettings,
     selection: &Selection,
-) -> Result<Vec<ParkedMessage>, QueueError> {
+    before: impl Fn(ParkedMessage) -> futures::future::BoxFuture<'static, Result<(), E>> + Send + Sync,
+) -> Result<Vec<ParkedMessage>, E> {
     let publisher = Publisher::connect(settings.clone(), "parked-requeue").await?;
     let (connection, channel) = open(settings).await?;
     let queue = settings.topology.parking_queue();
@@ -195,7 +202,8 @@ pub async fn requeue(
     let result = async {
         while let Some(message) = channel
             .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-            .await?
+            .await
+            .map_err(QueueError::from)?
         {
             let delivery = message.delivery;
             let old = MessageMeta::from_properties(&delivery.properties, Utc::now());
@@ -203,14 +211,19 @@ pub async fn requeue(
             if !selection.matches(&digest, old.message_id.as_deref(), &old) {
                 continue;
             }
+            let shown = describe(&delivery.data, &old);
+            before(shown.clone()).await?;
             let fresh = requeued(&old);
             publisher
                 .publish_notification(&delivery.data, &fresh)
                 .await?;
-            delivery.ack(BasicAckOptions::default()).await?;
-            moved.push(describe(&delivery.data, &old));
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(QueueError::from)?;
+            moved.push(shown);
         }
-        Ok::<_, QueueError>(())
+        Ok::<_, E>(())
     }
     .await;
     close(connection, channel).await;

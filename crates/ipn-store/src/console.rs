@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::action_log::{ActionEntry, Actor, record_action};
 use super::{OrderView, ReportPeriod, Store, StoreError};
 use crate::domain::{Currency, Effect, Money, OrderOrigin, OrderState, Outcome, Pseudonym};
 
@@ -169,8 +170,73 @@ fn role(text: &str) -> Result<ConsoleRole, StoreError> {
 }
 
 impl Store {
-    /// Adds a console user. Returns false (and changes nothing) when the
-    /// name is taken.
+    /// Adds a console user as `actor` did, with its `user_add` row in the
+    /// action log in the same transaction. Returns false (and changes
+    /// nothing, logs nothing) when the name is taken.
+    pub async fn add_console_user_by(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: ConsoleRole,
+        password_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let added = insert_user(conn, name, role, password_hash, at).await?;
+            if added {
+                let details = format!("role {role}");
+                record_action(
+                    conn,
+                    &ActionEntry {
+                        actor,
+                        action: ConsoleAction::UserAdd,
+                        subject: Some(name),
+                        details: Some(&details),
+                        at: Some(at),
+                    },
+                )
+                .await?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    /// Disables a user and ends their sessions as `actor` did, with its
+    /// `user_disable` row in the action log in the same transaction.
+    /// Returns false (and logs nothing) when there is no such user.
+    pub async fn disable_console_user_by(
+        &self,
+        actor: &Actor,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let found = disable_user(conn, name, at).await?;
+            if found {
+                record_action(
+                    conn,
+                    &ActionEntry {
+                        actor,
+                        action: ConsoleAction::UserDisable,
+                        subject: Some(name),
+                        details: None,
+                        at: Some(at),
+                    },
+                )
+                .await?;
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Adds a console user without an action-log row: for tests and tools
+    /// that seed users (`console user add` goes through
+    /// [`Store::add_console_user_by`]). Returns false (and changes
+    /// nothing) when the name is taken.
     pub async fn add_console_user(
         &self,
         name: &str,
@@ -179,43 +245,21 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let added = diesel::sql_query(
-            "INSERT INTO console_users (name, role, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Text, _>(role.as_str())
-        .bind::<Text, _>(password_hash)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        Ok(added == 1)
+        insert_user(&mut conn, name, role, password_hash, at).await
     }
 
-    /// Disables a user and ends their sessions. Returns false when there
-    /// is no such user.
+    /// Disables a user and ends their sessions, without an action-log row
+    /// (`console user disable` goes through
+    /// [`Store::disable_console_user_by`]). Returns false when there is no
+    /// such user.
     pub async fn disable_console_user(
         &self,
         name: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let found = diesel::sql_query(
-            "UPDATE console_users SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        diesel::sql_query(
-            "UPDATE console_sessions SET ended_at = $2 WHERE ended_at IS NULL \
-             AND user_id = (SELECT id FROM console_users WHERE name = $1)",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        Ok(found == 1)
+        conn.transaction::<_, StoreError, _>(async |conn| disable_user(conn, name, at).await)
+            .await
     }
 
     /// A user by name.
@@ -813,6 +857,49 @@ impl Store {
             })
             .collect())
     }
+}
+
+async fn insert_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    name: &str,
+    role: ConsoleRole,
+    password_hash: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let added = diesel::sql_query(
+        "INSERT INTO console_users (name, role, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Text, _>(role.as_str())
+    .bind::<Text, _>(password_hash)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(added == 1)
+}
+
+async fn disable_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    name: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let found = diesel::sql_query(
+        "UPDATE console_users SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Timestamptz, _>(at)
+    .execute(&mut *conn)
+    .await?;
+    diesel::sql_query(
+        "UPDATE console_sessions SET ended_at = $2 WHERE ended_at IS NULL \
+         AND user_id = (SELECT id FROM console_users WHERE name = $1)",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(found == 1)
 }
 
 /// Failed logins at or after `since` for a name and from an address, on

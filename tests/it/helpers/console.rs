@@ -12,6 +12,7 @@ use chrono::Utc;
 use ipn_reconciler::console::auth::{SessionPolicy, hash_password};
 use ipn_reconciler::console::{Clock, Console, ConsoleSettings, ManualClock};
 use ipn_reconciler::domain::PseudonymKey;
+use ipn_reconciler::domain::four_eyes::FourEyesAmount;
 use ipn_reconciler::pipeline::Pipeline;
 use ipn_reconciler::store::console::ConsoleRole;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,20 @@ impl TestConsole {
         session: SessionPolicy,
         with_broker: bool,
         insecure_cookies: bool,
+    ) -> Self {
+        Self::start_full(session, with_broker, insecure_cookies, FourEyesAmount::off()).await
+    }
+
+    /// Like [`TestConsole::start`], with `four-eyes-amount` set.
+    pub async fn start_four_eyes(four_eyes: FourEyesAmount) -> Self {
+        Self::start_full(long_sessions(), false, false, four_eyes).await
+    }
+
+    async fn start_full(
+        session: SessionPolicy,
+        with_broker: bool,
+        insecure_cookies: bool,
+        four_eyes: FourEyesAmount,
     ) -> Self {
         let db = TestDb::new();
         let store = db.store().await;
@@ -83,6 +98,7 @@ impl TestConsole {
                 insecure_cookies,
                 session,
                 report_timezone: chrono_tz::Tz::UTC,
+                four_eyes,
             },
             clock,
             amqp,
