@@ -51,10 +51,10 @@ mod tests {
 
     #[test]
     fn the_name_is_by_and_the_machine_is_read_not_typed() {
-        let actor = actor(Some("  finance-anna ")).expect("named");
-        assert_eq!(actor.name, "finance-anna");
-        assert_eq!(actor.source.as_str(), "cli");
-        assert_eq!((actor.os_user, actor.host), machine());
+        let named = actor(Some("  finance-anna ")).expect("named");
+        assert_eq!(named.name, "finance-anna");
+        assert_eq!(named.source.as_str(), "cli");
+        assert_eq!((named.os_user, named.host), machine());
         assert!(actor(Some("  ")).is_err());
         assert!(actor(Some("card 4111 1111 1111 1111")).is_err());
         assert!(actor(Some("a\u{7}b")).is_err());

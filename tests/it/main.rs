@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod actors;
 mod allowed_currency;
 mod batch_apply;
 mod bench_smoke;
