@@ -10,8 +10,8 @@ use clap::{Subcommand, ValueEnum};
 
 use super::args::database;
 use super::args::{
-    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, NotificationFlags, OperationsFlags,
-    FourEyesFlags, PeriodFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, FourEyesFlags, NotificationFlags,
+    OperationsFlags, PeriodFlags,
 };
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::app::shutdown_signal;
@@ -44,7 +44,8 @@ pub struct ConsoleArgs {
     pub operations: OperationsFlags,
     /// The period filters' time zone.
     #[command(flatten)]
-    pub periods: PeriodFlags,    /// The console's second look at a link_order.
+    pub periods: PeriodFlags,
+    /// The console's second look at a link_order.
     #[command(flatten)]
     pub four_eyes: FourEyesFlags,
 }

@@ -128,11 +128,10 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
             database.schema = crate::store::SchemaPolicy::EXISTING;
             let moved = block_on(async move {
                 let store = crate::store::Store::connect(database).await?;
-                let moved = crate::services::requeue::requeue(
-                    &store, &settings, &selection, &actor, None,
-                )
-                .await
-                .map_err(CliError::operational)?;
+                let moved =
+                    crate::services::requeue::requeue(&store, &settings, &selection, &actor, None)
+                        .await
+                        .map_err(CliError::operational)?;
                 Ok(moved)
             })?;
             let mut out = std::io::stdout().lock();

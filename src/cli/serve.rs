@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::{
-    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
-    OperationsFlags, FourEyesFlags, PeriodFlags, SettlementFlags, WorkerFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, FourEyesFlags, IntakeFlags,
+    NotificationFlags, OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, block_on, settings_error};
 use crate::app::{AppConfig, Application, shutdown_signal};
@@ -34,7 +34,8 @@ pub struct ServeArgs {
     pub settlement: SettlementFlags,
     /// The console's period filters.
     #[command(flatten)]
-    pub periods: PeriodFlags,    /// The console's second look at a link_order.
+    pub periods: PeriodFlags,
+    /// The console's second look at a link_order.
     #[command(flatten)]
     pub four_eyes: FourEyesFlags,
 }

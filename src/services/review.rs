@@ -40,11 +40,11 @@ use crate::domain::{
     ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
 };
 use crate::export::rfc3339;
+use crate::store::action_log::{ActionEntry, Actor, ActorSource, record_action};
 use crate::store::apply::{
     ApplyReport, RetryBounds, apply_repeat, apply_to_order, lock_order_facts, stored_event,
     write_facts,
 };
-use crate::store::action_log::{ActionEntry, Actor, ActorSource, record_action};
 use crate::store::console::ConsoleAction;
 use crate::store::link_requests::{self, LinkRequest, NewLinkRequest};
 use crate::store::review::{self, LockedItem, NewResolution, PaymentBalance};
@@ -208,9 +208,7 @@ pub enum ResolveError {
     },
     #[error("review item #{0}: no link_order waits for a confirmation")]
     NothingToConfirm(i64),
-    #[error(
-        "review item #{0}: you asked for this link_order; another resolver must confirm it"
-    )]
+    #[error("review item #{0}: you asked for this link_order; another resolver must confirm it")]
     OwnRequest(i64),
     #[error(
         "review item #{id}: the link asked for booked {asked}, it would now book {now}; resolve \

@@ -392,11 +392,7 @@ async fn invalid_and_malformed_bodies_are_parked_and_can_be_requeued() {
     );
 
     // Requeueing the malformed body parks it again: it is never retried.
-    let all = run_cli(
-        vec!["parked".into(), "requeue".into(), "--all".into()],
-        env,
-    )
-    .await;
+    let all = run_cli(vec!["parked".into(), "requeue".into(), "--all".into()], env).await;
     assert!(all.1.contains("1 requeued"), "{}", all.1);
     assert!(
         wait_until(Duration::from_secs(15), || async {

@@ -136,11 +136,7 @@ impl Decimal {
 
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = format!(
-            "{:0width$}",
-            self.mantissa,
-            width = self.scale as usize + 1
-        );
+        let digits = format!("{:0width$}", self.mantissa, width = self.scale as usize + 1);
         let (int, frac) = digits.split_at(digits.len() - self.scale as usize);
         if frac.is_empty() {
             f.write_str(int)

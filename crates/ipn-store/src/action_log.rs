@@ -124,10 +124,7 @@ pub async fn record_action(
 /// At most `max` characters of `text`, without control characters: an
 /// account or host name is read from the machine, not checked by anyone.
 fn clip(text: &str, max: usize) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 impl Store {

@@ -14,10 +14,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
-use super::reports::rfc3339;
-use super::schema::books_closes;
 use super::action_log::{ActionEntry, Actor, record_action};
 use super::console::ConsoleAction;
+use super::reports::rfc3339;
+use super::schema::books_closes;
 use super::{Store, StoreError};
 use crate::domain::event_time::CloseError;
 

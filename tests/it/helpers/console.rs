@@ -46,7 +46,13 @@ impl TestConsole {
         with_broker: bool,
         insecure_cookies: bool,
     ) -> Self {
-        Self::start_full(session, with_broker, insecure_cookies, FourEyesAmount::off()).await
+        Self::start_full(
+            session,
+            with_broker,
+            insecure_cookies,
+            FourEyesAmount::off(),
+        )
+        .await
     }
 
     /// Like [`TestConsole::start`], with `four-eyes-amount` set.
