@@ -530,7 +530,7 @@ pub async fn confirm_link_order(
             let request = ResolveRequest {
                 order_ref: Some(waiting.order_ref.clone()),
                 group: waiting.group,
-                policy: confirm.policy.clone(),
+                policy: confirm.policy,
                 origin: match waiting.source.as_str() {
                     "console" => Origin::Console,
                     _ => Origin::cli(None, None),
