@@ -589,11 +589,17 @@ async fn import_settlement(
     let mut csv = Vec::new();
     write_payouts_csv(simulated, &mut csv).map_err(|e| invalid(&e))?;
     let payouts = parse_payouts(csv.as_slice(), store.currencies()).map_err(|e| invalid(&e))?;
+    // The demo imports as itself, on this machine.
+    let actor = crate::store::action_log::Actor::cli("demo", None, None);
     Ok(crate::services::settlement::import(
         store,
         &lines,
         &payouts,
         ImportOptions::default(),
+        crate::services::settlement::Importer {
+            actor: &actor,
+            subject: "settlement.csv",
+        },
         &|_| {},
     )
     .await?)

@@ -29,6 +29,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::four_eyes::FourEyesAmount;
 use crate::domain::journal::JournalAccounts;
 use crate::domain::money::CurrencyCode;
 use crate::domain::settlement::Tolerance;
@@ -368,6 +369,30 @@ pub struct FinanceSection {
     /// The time zone the books are kept in: where the days and months of
     /// `--from`/`--to` (and the console's filters) begin and end.
     pub report_timezone: ReportTimezone,
+    /// Above which amount a `link_order` needs a second resolver's
+    /// confirmation in the console; empty: never (the default).
+    pub four_eyes_amount: FourEyesSetting,
+}
+
+/// `four-eyes-amount`: `AMOUNT CUR` entries and at most one bare `AMOUNT`
+/// for every other currency, separated by commas; empty: off (see
+/// [`FourEyesAmount`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FourEyesSetting(pub FourEyesAmount);
+
+impl Serialize for FourEyesSetting {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for FourEyesSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        FourEyesAmount::parse(&text)
+            .map(FourEyesSetting)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// `report-timezone`: the zone the books are kept in.
@@ -1233,6 +1258,7 @@ impl Loaded {
             },
             attempt_key,
             login: crate::console::throttle::LoginPolicy::default(),
+            four_eyes: s.finance.four_eyes_amount.0.clone(),
         }))
     }
 
@@ -2290,11 +2316,12 @@ mod tests {
             .collect();
         assert_eq!(&text, defaults_as_text());
         assert!(text.keys().all(|key| !key.contains('.')), "{text:?}");
-        // One per setting: the count moves with every key added (67 with
+        // One per setting: the count moves with every key added (68 with
         // `console-trusted-forwarded-header`, `console-trusted-proxies`,
-        // `console-key-file`, `seal-key-file` and `audit-interval`), so a
-        // key that a section failed to flatten shows here.
-        assert_eq!(text.len(), 67);
+        // `console-key-file`, `seal-key-file`, `audit-interval` and
+        // `four-eyes-amount`), so a key that a section failed to flatten
+        // shows here.
+        assert_eq!(text.len(), 68);
     }
 
     #[test]

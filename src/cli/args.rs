@@ -442,6 +442,15 @@ const REPORT_TIMEZONE: Flag = value(
     "The time zone the books are kept in, an IANA name (Europe/Bucharest): where the days and months of --from/--to begin and end (report, export journal, notifications list, sweep --as-of) and those of the console's filters; a day on which the clocks change lasts 23 or 25 hours. Times shown stay RFC 3339 UTC; the journal's date column is the day in this zone.",
 );
 
+/// `four-eyes-amount`: a flag of the commands that resolve review items
+/// ([`FOUR_EYES`]), listed with the finance settings.
+const FOUR_EYES_AMOUNT: Flag = value(
+    "four-eyes-amount",
+    "IPN_FOUR_EYES_AMOUNT",
+    "AMOUNTS",
+    "Above which amount a link_order (an orphan payment booked on an order) needs a second resolver: it is recorded as a request, and another resolver confirms it in the console before the money moves. Entries AMOUNT CUR (1000.00 EUR), and at most one bare AMOUNT for every currency not named, in its major units (1000: 1,000.00 EUR, 1,000 JPY), separated by commas; a link of exactly the amount moves at once. Empty: off.",
+);
+
 /// Finance exports and periods.
 pub const FINANCE: &[Flag] = &[
     list(
@@ -451,7 +460,12 @@ pub const FINANCE: &[Flag] = &[
         "The name of a journal account in your chart of accounts (clearing, revenue, refunds, reversals, chargebacks, fees, vat, commission, write_off, bank, reserve, dispute_hold, processor_adjustments, conversion), for example clearing=1150 Processor clearing; repeat the flag or separate with commas (a name cannot hold a comma). Accounts not named keep their default names.",
     ),
     REPORT_TIMEZONE,
+    FOUR_EYES_AMOUNT,
 ];
+
+/// `four-eyes-amount` alone, for the commands that resolve review items
+/// (the key belongs to [`FINANCE`]).
+pub const FOUR_EYES: &[Flag] = &[FOUR_EYES_AMOUNT];
 
 /// The period's time zone alone, for the commands that read a period but
 /// no journal (the key belongs to [`FINANCE`]).
@@ -733,6 +747,11 @@ flag_group!(
     /// `--report-timezone` alone: the commands that read a period.
     PeriodFlags,
     PERIODS
+);
+flag_group!(
+    /// `--four-eyes-amount` alone: the commands that resolve review items.
+    FourEyesFlags,
+    FOUR_EYES
 );
 flag_group!(
     /// Settlement tolerance and the sweep's ages.

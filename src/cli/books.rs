@@ -150,7 +150,7 @@ pub fn run(config: &ConfigFile, command: BooksCommand) -> CliResult {
                 through: Some(through),
                 open_from: Some(open_from),
                 time_zone: zone.name().to_owned(),
-                done_by: by,
+                actor: super::actor::actor(Some(&by))?,
                 note,
             };
             block_on(async move {
@@ -202,7 +202,7 @@ pub fn run(config: &ConfigFile, command: BooksCommand) -> CliResult {
                 through,
                 open_from,
                 time_zone: zone.name().to_owned(),
-                done_by: by,
+                actor: super::actor::actor(Some(&by))?,
                 note,
             };
             block_on(async move {

@@ -10,8 +10,8 @@ use clap::{Subcommand, ValueEnum};
 
 use super::args::database;
 use super::args::{
-    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, NotificationFlags, OperationsFlags,
-    PeriodFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, FourEyesFlags, NotificationFlags,
+    OperationsFlags, PeriodFlags,
 };
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::app::shutdown_signal;
@@ -45,6 +45,9 @@ pub struct ConsoleArgs {
     /// The period filters' time zone.
     #[command(flatten)]
     pub periods: PeriodFlags,
+    /// The console's second look at a link_order.
+    #[command(flatten)]
+    pub four_eyes: FourEyesFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +92,11 @@ or invalid configuration, 3 the database cannot be reached."
         name: String,
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// Who adds the user, for the action log (which also records the
+        /// operating-system account and host); default: the
+        /// operating-system account.
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
     /// Disable a user: they cannot log in, and their sessions end now.
     #[command(
@@ -99,6 +107,10 @@ or invalid configuration, 3 the database cannot be reached."
         #[command(flatten)]
         db: DatabaseFlags,
         name: String,
+        /// Who disables the user, for the action log; default: the
+        /// operating-system account.
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
 }
 
@@ -119,6 +131,7 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
             &args.console,
             &args.operations,
             &args.periods,
+            &args.four_eyes,
         ],
     )
     .map_err(settings_error)?;
@@ -155,15 +168,16 @@ fn serve(config: &ConfigFile, args: ConsoleArgs) -> CliResult {
 
 fn user(config: &ConfigFile, command: UserCommand) -> CliResult {
     match command {
-        UserCommand::Add { db, name, role } => {
+        UserCommand::Add { db, name, role, by } => {
             auth::check_name(&name).map_err(CliError::usage)?;
+            let actor = super::actor::actor(by.as_deref())?;
             let password = read_password()?;
             let hash = auth::hash_password(&password).map_err(CliError::usage)?;
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 if store
-                    .add_console_user(&name, role.into(), &hash, chrono::Utc::now())
+                    .add_console_user_by(&actor, &name, role.into(), &hash, chrono::Utc::now())
                     .await?
                 {
                     println!("console user {name} added ({})", ConsoleRole::from(role));
@@ -174,12 +188,13 @@ fn user(config: &ConfigFile, command: UserCommand) -> CliResult {
                 }
             })
         }
-        UserCommand::Disable { db, name } => {
+        UserCommand::Disable { db, name, by } => {
+            let actor = super::actor::actor(by.as_deref())?;
             let settings = database(config, &db)?;
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 if store
-                    .disable_console_user(&name, chrono::Utc::now())
+                    .disable_console_user_by(&actor, &name, chrono::Utc::now())
                     .await?
                 {
                     println!("console user {name} disabled; their sessions have ended");

@@ -8,9 +8,11 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
 
 use super::args::database;
-use super::args::{ConfigFile, DatabaseFlags, PeriodFlags, books_with_zone};
+use super::args::{self, ConfigFile, DatabaseFlags, FourEyesFlags, PeriodFlags, books_with_zone};
 use super::dates::{PeriodBound, period};
-use super::{CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, table_time};
+use super::{
+    CliError, CliResult, EXIT_INVALID, OutputFormat, block_on, settings_error, table_time,
+};
 use crate::domain::pan::check_free_text;
 use crate::domain::review::ReviewAction;
 use crate::domain::{Currencies, ReviewKind};
@@ -164,15 +166,21 @@ invalid configuration, 3 the database cannot be read."
     /// settled outside the order's books; figures unchanged, the amount is
     /// on the resolution), dismiss (not an exception: nothing booked).
     #[command(
-        after_help = "Exit codes: 0 resolved, 1 no open item with that id (unknown or already \
-resolved: a resolution is final), an action that does not fit the item's kind (the allowed ones \
-are listed), no such --order, or nothing to refund or link, 2 a bad id, an empty --by or --note, \
-a card number in either, --order without link_order, or invalid configuration, 3 the database \
-cannot be read or written."
+        after_help = "A link_order above four-eyes-amount moves no money: it is recorded as a \
+request, which another resolver confirms in the console. Every resolution (and request) is \
+written to the action log with --by and the operating-system account and host it ran under.\n\n\
+Exit codes: 0 resolved (or, above four-eyes-amount, a link_order requested), 1 no open item with \
+that id (unknown or already resolved: a resolution is final), an action that does not fit the \
+item's kind (the allowed ones are listed), no such --order, nothing to refund or link, or a \
+link_order waiting for its confirmation, 2 a bad id, an empty --by or --note, a card number in \
+either, --order without link_order, a link_order in another currency than the order's or above \
+what it still expects, or invalid configuration, 3 the database cannot be read or written."
     )]
     Resolve {
         #[command(flatten)]
         db: DatabaseFlags,
+        #[command(flatten)]
+        four_eyes: FourEyesFlags,
         /// The item's id, as `review list` shows it: 12 or #12.
         #[arg(value_parser = parse_review_id)]
         id: i64,
@@ -444,6 +452,7 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
         }
         ReviewCommand::Resolve {
             db,
+            four_eyes,
             id,
             by,
             note,
@@ -457,12 +466,17 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
                     "--order is only for --action link_order (not {action})"
                 )));
             }
-            let settings = database(config, &db)?;
+            let loaded = args::load(config, &[&db, &four_eyes]).map_err(settings_error)?;
+            let mut settings = loaded.database().map_err(settings_error)?;
+            settings.schema = crate::store::SchemaPolicy::EXISTING;
+            let limit = loaded.settings.finance.four_eyes_amount.0.clone();
             block_on(async move {
                 let store = Store::connect(settings).await?;
                 let request = ResolveRequest {
                     order_ref: order,
                     group,
+                    origin: super::actor::origin(),
+                    four_eyes: limit,
                     ..ResolveRequest::new(id, action, &by, &note)
                 };
                 let outcome = match resolve(&store, &request).await {
@@ -483,7 +497,12 @@ pub fn review(config: &ConfigFile, command: ReviewCommand) -> CliResult {
 fn resolve_refused(err: ResolveError) -> CliResult {
     match err {
         ResolveError::Store(err) => Err(CliError::operational(err)),
-        err if err.is_bad_text() || matches!(err, ResolveError::OrderNotTaken(_)) => {
+        err if err.is_bad_text()
+            || matches!(
+                err,
+                ResolveError::OrderNotTaken(_) | ResolveError::Link { .. }
+            ) =>
+        {
             Err(CliError::usage(err))
         }
         err => {
@@ -499,6 +518,17 @@ fn write_resolution(out: &mut impl Write, outcome: &ResolveOutcome) -> std::io::
         .items
         .split_first()
         .map_or((0, &[][..]), |(f, o)| (*f, o));
+    if let Some(request) = outcome.pending_request {
+        writeln!(
+            out,
+            "review item #{first}: link_order to {} ({} {}) is above four-eyes-amount: recorded \
+             as request #{request}; no money moved. Another resolver confirms it in the console.",
+            outcome.order_ref.as_deref().unwrap_or("-"),
+            outcome.amount.as_deref().unwrap_or("-"),
+            outcome.currency.as_deref().unwrap_or(""),
+        )?;
+        return Ok(());
+    }
     write!(out, "review item #{first} resolved: {}", outcome.action)?;
     if !others.is_empty() {
         let ids: Vec<String> = others.iter().map(|id| format!("#{id}")).collect();

@@ -8,6 +8,7 @@
 //! not verify); 2 usage, configuration or malformed input; 3 an
 //! operational failure (database, broker, files).
 
+mod actor;
 pub mod args;
 mod audit;
 #[cfg(feature = "tools")]

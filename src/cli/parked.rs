@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::args::{self, BrokerFlags, ConfigFile};
+use super::args::{self, BrokerFlags, ConfigFile, DatabaseFlags};
 use super::{CliError, CliResult, block_on, settings_error};
 use crate::queue::parked::{self, ParkedMessage, Selection};
 
@@ -42,13 +42,23 @@ configuration, 3 the broker cannot be reached.")]
     /// seal key file: a sealed body is sealed again with its reset
     /// counters, which its seal binds.
     #[command(
-        after_help = "Exit codes: 0 requeued (every matching message; none matching \
-is not an error), 2 no ID, --reason or --all, a bad --since, or invalid configuration (no seal key \
-file too), 3 the broker cannot be reached or a message could not be moved."
+        after_help = "Each message moved has its row in the action log (requeue_parked, with \
+--by and the operating-system account and host), committed before the message is published: no \
+message moves without its row.\n\n\
+Exit codes: 0 requeued (every matching message; none matching \
+is not an error), 2 no ID, --reason or --all, a bad --since, an empty --by, or invalid \
+configuration (no seal key file too), 3 the broker or the database cannot be reached or a message \
+could not be moved."
     )]
     Requeue {
         #[command(flatten)]
         broker: BrokerFlags,
+        #[command(flatten)]
+        db: DatabaseFlags,
+        /// Who requeues (a name or staff id), for the action log;
+        /// default: the operating-system account.
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
         /// Every parked message.
         #[arg(long, conflicts_with_all = ["id", "reason"])]
         all: bool,
@@ -96,6 +106,8 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
         }
         ParkedCommand::Requeue {
             broker,
+            db,
+            by,
             all,
             reason,
             since,
@@ -112,12 +124,26 @@ pub fn run(config: &ConfigFile, command: ParkedCommand) -> CliResult {
                     )));
                 }
             };
-            let loaded = args::load(config, &[&broker]).map_err(settings_error)?;
+            let actor = super::actor::actor(by.as_deref())?;
+            let loaded = args::load(config, &[&broker, &db]).map_err(settings_error)?;
             let settings = loaded.amqp().map_err(settings_error)?;
             // Resetting the counters that the seal binds takes the key.
             let sealer = loaded.sealer().map_err(settings_error)?;
+            let mut database = loaded.database().map_err(settings_error)?;
+            database.schema = crate::store::SchemaPolicy::EXISTING;
             let moved = block_on(async move {
-                Ok(parked::requeue(&settings, Some(&sealer), &selection).await?)
+                let store = crate::store::Store::connect(database).await?;
+                let moved = crate::services::requeue::requeue(
+                    &store,
+                    &settings,
+                    Some(&sealer),
+                    &selection,
+                    &actor,
+                    None,
+                )
+                .await
+                .map_err(CliError::operational)?;
+                Ok(moved)
             })?;
             let mut out = std::io::stdout().lock();
             for message in &moved {

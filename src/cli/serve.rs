@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::{
-    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
-    OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
+    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, FourEyesFlags, IntakeFlags,
+    NotificationFlags, OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, block_on, settings_error};
 use crate::app::{AppConfig, Application, shutdown_signal};
@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// The console's period filters.
     #[command(flatten)]
     pub periods: PeriodFlags,
+    /// The console's second look at a link_order.
+    #[command(flatten)]
+    pub four_eyes: FourEyesFlags,
 }
 
 /// Runs until SIGTERM or SIGINT, then drains. Exit 0 after a clean drain;
@@ -52,6 +55,7 @@ pub fn run(config: &ConfigFile, args: ServeArgs) -> CliResult {
             &args.console,
             &args.settlement,
             &args.periods,
+            &args.four_eyes,
         ],
     )
     .map_err(settings_error)?;

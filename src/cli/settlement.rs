@@ -72,6 +72,11 @@ database fails."
         /// Match and show what would open, writing nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Who imports (a name or staff id), for the action log, which
+        /// also records the operating-system account and host; default:
+        /// the operating-system account.
+        #[arg(long, value_name = "WHO")]
+        by: Option<String>,
     },
     /// Per batch and currency: matched and unmatched lines and their gross,
     /// fees, net and the payout; with --unmatched, the lines that differ or
@@ -261,7 +266,9 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
             tolerance,
             payouts,
             dry_run,
+            by,
         } => {
+            let actor = super::actor::actor(by.as_deref())?;
             let loaded = args::load(config, &[&db, &settlement]).map_err(settings_error)?;
             let tolerance = tolerance.unwrap_or(loaded.settings.settlement.settlement_tolerance.0);
             let mut database = loaded.database().map_err(settings_error)?;
@@ -286,6 +293,12 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
                 }
                 None => Vec::new(),
             };
+            // The file's name, not its path: what was imported, for the log.
+            let subject = file
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .filter(|name| crate::domain::pan::check_free_text("file", name).is_ok())
+                .unwrap_or_else(|| "(file name withheld)".to_owned());
             block_on(async move {
                 let store = Store::connect(database).await?;
                 let bar = progress_bar(lines.len() as u64);
@@ -294,6 +307,10 @@ pub fn run(config: &ConfigFile, command: SettlementCommand) -> CliResult {
                     &lines,
                     &payouts,
                     ImportOptions { tolerance, dry_run },
+                    crate::services::settlement::Importer {
+                        actor: &actor,
+                        subject: &subject,
+                    },
                     &|n| bar.inc(n),
                 )
                 .await;

@@ -39,6 +39,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 
 use crate::domain::PseudonymKey;
+use crate::domain::four_eyes::FourEyesAmount;
 use crate::queue::AmqpSettings;
 use crate::store::Store;
 
@@ -64,6 +65,9 @@ pub struct ConsoleSettings {
     pub attempt_key: auth::AttemptKey,
     /// The limits of logins.
     pub login: throttle::LoginPolicy,
+    /// `four-eyes-amount`: a `link_order` above it waits for a second
+    /// resolver's confirmation.
+    pub four_eyes: FourEyesAmount,
 }
 
 /// The time as the console sees it: the system's, or one a test sets.
@@ -163,6 +167,7 @@ pub fn router(console: Console) -> Router {
         .route("/review", get(pages::review::page))
         .route("/review/{id}", get(pages::review::show))
         .route("/review/{id}/resolve", post(pages::review::resolve))
+        .route("/review/{id}/confirm", post(pages::review::confirm))
         .route("/notifications", get(pages::notifications::page))
         .route("/parked", get(pages::parked::page))
         .route("/parked/requeue", post(pages::parked::requeue))

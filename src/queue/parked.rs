@@ -238,11 +238,18 @@ fn moved_back(
 /// with `sealer`, see the module docs). A message is removed from the
 /// parking queue only after its copy was confirmed. Returns the messages
 /// moved.
-pub async fn requeue(
+///
+/// `before` is awaited for each selected message before it is published
+/// (the caller commits its action-log row there): when it fails, that
+/// message is not moved and the requeue stops, so no message moves without
+/// its row. A row whose publish then fails stays, naming a move that was
+/// tried (the message is still parked, the error reported).
+pub async fn requeue<E: From<QueueError>>(
     settings: &AmqpSettings,
     sealer: Option<&Sealer>,
     selection: &Selection,
-) -> Result<Vec<ParkedMessage>, QueueError> {
+    before: impl Fn(ParkedMessage) -> futures::future::BoxFuture<'static, Result<(), E>> + Send + Sync,
+) -> Result<Vec<ParkedMessage>, E> {
     let publisher = Publisher::connect(settings.clone(), "parked-requeue").await?;
     let (connection, channel) = open(settings).await?;
     let queue = settings.topology.parking_queue();
@@ -250,7 +257,8 @@ pub async fn requeue(
     let result = async {
         while let Some(message) = channel
             .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-            .await?
+            .await
+            .map_err(QueueError::from)?
         {
             let delivery = message.delivery;
             let old = MessageMeta::from_properties(&delivery.properties, Utc::now());
@@ -258,12 +266,17 @@ pub async fn requeue(
             if !selection.matches(&digest, old.message_id.as_deref(), &old) {
                 continue;
             }
+            let shown = describe(&delivery.data, &old);
             let (body, fresh) = moved_back(sealer, &delivery.data, &old)?;
+            before(shown.clone()).await?;
             publisher.publish_notification(&body, &fresh).await?;
-            delivery.ack(BasicAckOptions::default()).await?;
-            moved.push(describe(&delivery.data, &old));
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(QueueError::from)?;
+            moved.push(shown);
         }
-        Ok::<_, QueueError>(())
+        Ok::<_, E>(())
     }
     .await;
     close(connection, channel).await;

@@ -12,6 +12,8 @@
 //!
 //! - [`review`]: resolving a review item with an action
 //!   ([`review::resolve`]);
+//! - [`requeue`]: parked messages moved back, each with its action-log
+//!   row committed first ([`requeue::requeue`]);
 //! - [`settlement`]: importing the processor's settlement and payout files
 //!   ([`settlement::import`]);
 //! - [`sweep`]: what silently never happened becomes a review item
@@ -26,6 +28,7 @@
 //! use that path's own steps (`store::apply::apply_repeat`,
 //! `store::apply::apply_to_order`).
 
+pub mod requeue;
 pub mod review;
 pub mod settlement;
 pub mod sweep;

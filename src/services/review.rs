@@ -27,6 +27,7 @@ use backon::Retryable;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Serialize;
 
+use crate::domain::four_eyes::{FourEyesAmount, LinkRefusal, WaitingNotice, check_link};
 use crate::domain::journal::movements;
 use crate::domain::pan::check_free_text;
 use crate::domain::review::{
@@ -39,10 +40,13 @@ use crate::domain::{
     ReconcilePolicy, ReviewKind, StatusCategory, StatusField,
 };
 use crate::export::rfc3339;
+use crate::store::action_log::{ActionEntry, Actor, ActorSource, record_action};
 use crate::store::apply::{
     ApplyReport, RetryBounds, apply_repeat, apply_to_order, lock_order_facts, stored_event,
     write_facts,
 };
+use crate::store::console::ConsoleAction;
+use crate::store::link_requests::{self, LinkRequest, NewLinkRequest};
 use crate::store::review::{self, LockedItem, NewResolution, PaymentBalance};
 use crate::store::{Store, StoreError};
 
@@ -63,10 +67,17 @@ pub struct ResolveRequest {
     pub group: bool,
     /// How notifications apply (test orders), as for the worker.
     pub policy: ReconcilePolicy,
+    /// Where the person acted, for the action log: the console, or the
+    /// command line with the machine it ran on.
+    pub origin: Origin,
+    /// `four-eyes-amount`: a `link_order` above it only records a request
+    /// that a second resolver confirms ([`confirm_link_order`]).
+    pub four_eyes: FourEyesAmount,
 }
 
 impl ResolveRequest {
-    /// A request for one item, no target order, the default policy.
+    /// A request for one item, no target order, the default policy, from
+    /// the command line of an unnamed machine, without a four-eyes limit.
     pub fn new(item_id: i64, action: ReviewAction, resolved_by: &str, note: &str) -> Self {
         Self {
             item_id,
@@ -76,6 +87,42 @@ impl ResolveRequest {
             order_ref: None,
             group: false,
             policy: ReconcilePolicy::default(),
+            origin: Origin::cli(None, None),
+            four_eyes: FourEyesAmount::off(),
+        }
+    }
+}
+
+/// Where a person acted, as the action log records it with their name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The console: the name is the logged-in user.
+    Console,
+    /// The command line: the name is `--by`; the operating-system account
+    /// and host it ran under (read by the program, `None` when unreadable).
+    Cli {
+        os_user: Option<String>,
+        host: Option<String>,
+    },
+}
+
+impl Origin {
+    pub fn cli(os_user: Option<String>, host: Option<String>) -> Self {
+        Self::Cli { os_user, host }
+    }
+
+    /// The actor called `name` acting from here.
+    pub fn actor(&self, name: &str) -> Actor {
+        match self {
+            Self::Console => Actor::console(name.trim()),
+            Self::Cli { os_user, host } => Actor::cli(name, os_user.clone(), host.clone()),
+        }
+    }
+
+    fn source(&self) -> ActorSource {
+        match self {
+            Self::Console => ActorSource::Console,
+            Self::Cli { .. } => ActorSource::Cli,
         }
     }
 }
@@ -100,6 +147,10 @@ pub struct ResolveOutcome {
     pub currency: Option<String>,
     /// Notifications applied by the action (a repeat, an orphan's).
     pub notifications_applied: Vec<i64>,
+    /// A `link_order` above `four-eyes-amount`: the request recorded
+    /// instead (nothing resolved, no money moved) until a second resolver
+    /// confirms it.
+    pub pending_request: Option<i64>,
 }
 
 /// Why a resolution was refused or failed. Nothing is written in any case.
@@ -137,6 +188,33 @@ pub enum ResolveError {
     NoNotification(i64),
     #[error("no notification under order reference {0} is waiting for its order: nothing to link")]
     NothingToLink(String),
+    /// The orphan's money does not fit the order named (currency, open
+    /// balance): nothing written.
+    #[error("review item #{id}: cannot link to order {order_ref}: {source}")]
+    Link {
+        id: i64,
+        order_ref: String,
+        #[source]
+        source: LinkRefusal,
+    },
+    #[error(
+        "review item #{id}: a link_order to {order_ref} asked by {by} waits for a second resolver \
+         to confirm it in the console (or resolve the item with another action)"
+    )]
+    AwaitingConfirmation {
+        id: i64,
+        order_ref: String,
+        by: String,
+    },
+    #[error("review item #{0}: no link_order waits for a confirmation")]
+    NothingToConfirm(i64),
+    #[error("review item #{0}: you asked for this link_order; another resolver must confirm it")]
+    OwnRequest(i64),
+    #[error(
+        "review item #{id}: the link asked for booked {asked}, it would now book {now}; resolve \
+         the item again"
+    )]
+    LinkChanged { id: i64, asked: Money, now: Money },
     #[error("review item #{id}: {source}")]
     Book {
         id: i64,
@@ -211,7 +289,7 @@ pub async fn resolve(
     (|| async {
         let mut conn = store.conn().await?;
         conn.transaction::<_, ResolveError, _>(async |conn| {
-            resolve_in(conn, request, by, note, store.currencies()).await
+            resolve_in(conn, request, by, note, store.currencies(), None).await
         })
         .await
     })
@@ -243,12 +321,19 @@ pub fn checked_text(request: &ResolveRequest) -> Result<(&str, &str), ResolveErr
     Ok((by, note))
 }
 
+/// A confirmation being carried out: the request and who confirms it.
+struct Confirming<'a> {
+    request: &'a LinkRequest,
+    by: &'a Actor,
+}
+
 async fn resolve_in(
     conn: &mut AsyncPgConnection,
     request: &ResolveRequest,
     by: &str,
     note: &str,
     currencies: &Currencies,
+    confirming: Option<Confirming<'_>>,
 ) -> Result<ResolveOutcome, ResolveError> {
     let id = request.item_id;
     let item = review::lock_item(conn, id)
@@ -261,6 +346,18 @@ async fn resolve_in(
             action: past.action,
             by: past.resolved_by,
             at: rfc3339::format(&past.at),
+        });
+    }
+    // A link waiting for its second resolver is confirmed, or the item
+    // resolved otherwise; it is not asked for again.
+    if confirming.is_none()
+        && request.action == ReviewAction::LinkOrder
+        && let Some(waiting) = link_requests::lock_pending(conn, id, currencies).await?
+    {
+        return Err(ResolveError::AwaitingConfirmation {
+            id,
+            order_ref: waiting.order_ref,
+            by: waiting.requested_by,
         });
     }
     let done =
@@ -277,6 +374,7 @@ async fn resolve_in(
         by,
         note,
         currencies,
+        confirming: confirming.as_ref().map(|c| c.request),
         group_of: (request.group && items.len() > 1).then_some(id),
         outcome: ResolveOutcome {
             action: request.action,
@@ -287,6 +385,7 @@ async fn resolve_in(
             amount: None,
             currency: None,
             notifications_applied: Vec::new(),
+            pending_request: None,
         },
     };
     match done {
@@ -312,7 +411,157 @@ async fn resolve_in(
         ActionEffect::RefundOutside => run.refund_outside(conn, &items).await?,
         ActionEffect::Reinstate => run.reinstate(conn, &items).await?,
     }
-    Ok(run.outcome)
+    let outcome = run.outcome;
+    // The action log's row, in this transaction: it commits with the
+    // effect or not at all.
+    let (actor, action) = match (&confirming, outcome.pending_request) {
+        (Some(c), _) => {
+            link_requests::confirm(conn, c.request.id, &c.by.name).await?;
+            (c.by.clone(), ConsoleAction::ConfirmLinkOrder)
+        }
+        (None, Some(_)) => (request.origin.actor(by), ConsoleAction::RequestLinkOrder),
+        (None, None) => {
+            // Resolved otherwise: a link that waited for its second
+            // resolver is not wanted any more.
+            link_requests::supersede(conn, &outcome.items).await?;
+            (request.origin.actor(by), ConsoleAction::ResolveReview)
+        }
+    };
+    let subject = format!("#{id}");
+    let details = log_details(&outcome, confirming.as_ref().map(|c| c.request));
+    record_action(
+        conn,
+        &ActionEntry {
+            actor: &actor,
+            action,
+            subject: Some(&subject),
+            details: Some(&details),
+            at: None,
+        },
+    )
+    .await?;
+    Ok(outcome)
+}
+
+/// What the action log says of a resolution: the action, the items, and
+/// for a link the order and the money (references and amounts only).
+pub fn log_details(outcome: &ResolveOutcome, confirmed: Option<&LinkRequest>) -> String {
+    let items: Vec<String> = outcome.items.iter().map(|i| format!("#{i}")).collect();
+    let mut details = format!("{}: {}", outcome.action, items.join(" "));
+    if outcome.action == ReviewAction::LinkOrder
+        && let Some(order_ref) = &outcome.order_ref
+    {
+        details.push_str(&format!(" -> {order_ref}"));
+        if let (Some(amount), Some(currency)) = (&outcome.amount, &outcome.currency) {
+            details.push_str(&format!(" ({amount} {currency})"));
+        }
+    }
+    if let Some(request) = outcome.pending_request {
+        details.push_str(&format!("; request #{request} waits for a second resolver"));
+    }
+    if let Some(request) = confirmed {
+        details.push_str(&format!(
+            "; request #{} asked by {} confirmed",
+            request.id, request.requested_by
+        ));
+    }
+    details
+}
+
+/// Who confirms a `link_order` that waits for a second resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmRequest {
+    pub item_id: i64,
+    /// The confirming resolver: the console user.
+    pub confirmed_by: String,
+    pub origin: Origin,
+    /// How notifications apply (test orders), as for the worker.
+    pub policy: ReconcilePolicy,
+}
+
+/// Confirms the `link_order` that waits on item `item_id`, in one
+/// transaction: refused when nothing waits, when the confirming person is
+/// the one who asked (the same name, ignoring case and spaces), when the
+/// orphan's money no longer fits the order (checked again) or would now
+/// book another amount; otherwise the link is carried out as asked
+/// (resolution row by the requester, its note naming the confirmer), the
+/// request marked confirmed, and one `confirm_link_order` row written to
+/// the action log. The money moves here, once: a second confirmation finds
+/// the item resolved.
+pub async fn confirm_link_order(
+    store: &Store,
+    confirm: &ConfirmRequest,
+) -> Result<ResolveOutcome, ResolveError> {
+    let confirmer = confirm.confirmed_by.trim();
+    if confirmer.is_empty() {
+        return Err(ResolveError::Blank {
+            what: "the confirming resolver's name",
+        });
+    }
+    check_free_text("the confirming resolver's name", confirmer)
+        .map_err(|e| ResolveError::PersonalData(e.to_string()))?;
+    (|| async {
+        let mut conn = store.conn().await?;
+        conn.transaction::<_, ResolveError, _>(async |conn| {
+            let id = confirm.item_id;
+            let item = review::lock_item(conn, id)
+                .await?
+                .ok_or(ResolveError::NotFound(id))?;
+            let waiting = link_requests::lock_pending(conn, id, store.currencies()).await?;
+            let Some(waiting) = waiting.filter(|_| item.status == "open") else {
+                if item.status != "open" {
+                    let past = review::resolution_of(conn, id).await?;
+                    return Err(ResolveError::AlreadyResolved {
+                        id,
+                        action: past.action,
+                        by: past.resolved_by,
+                        at: rfc3339::format(&past.at),
+                    });
+                }
+                return Err(ResolveError::NothingToConfirm(id));
+            };
+            if same_person(&waiting.requested_by, confirmer) {
+                return Err(ResolveError::OwnRequest(id));
+            }
+            let note = format!(
+                "{} (confirmed by {confirmer}, four-eyes request #{})",
+                waiting.note, waiting.id
+            );
+            let request = ResolveRequest {
+                order_ref: Some(waiting.order_ref.clone()),
+                group: waiting.group,
+                policy: confirm.policy,
+                origin: match waiting.source.as_str() {
+                    "console" => Origin::Console,
+                    _ => Origin::cli(None, None),
+                },
+                ..ResolveRequest::new(id, ReviewAction::LinkOrder, &waiting.requested_by, &note)
+            };
+            let actor = confirm.origin.actor(confirmer);
+            resolve_in(
+                conn,
+                &request,
+                &waiting.requested_by,
+                &note,
+                store.currencies(),
+                Some(Confirming {
+                    request: &waiting,
+                    by: &actor,
+                }),
+            )
+            .await
+        })
+        .await
+    })
+    .retry(RetryBounds::default().backoff())
+    .when(|err: &ResolveError| matches!(err, ResolveError::Store(e) if e.is_transient()))
+    .await
+}
+
+/// Whether two names typed by people name the same person: equal once
+/// trimmed, ignoring case.
+pub fn same_person(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
 /// Sums amounts of one currency (an amount in another currency is left
@@ -534,6 +783,8 @@ struct Run<'a> {
     note: &'a str,
     /// The store's currency table, to read stored amounts with.
     currencies: &'a Currencies,
+    /// The four-eyes request a `link_order` carries out, when confirmed.
+    confirming: Option<&'a LinkRequest>,
     group_of: Option<i64>,
     outcome: ResolveOutcome,
 }
@@ -684,19 +935,74 @@ impl Run<'_> {
             .map(str::trim)
             .unwrap_or(&named)
             .to_owned();
-        if review::order_id(conn, &target).await?.is_none() {
+        let Some((_, facts)) = lock_order_facts(conn, &target, self.currencies).await? else {
             return Err(ResolveError::UnknownOrder(target));
-        }
+        };
         let waiting = review::lock_waiting_for_order(conn, &named).await?;
         if waiting.is_empty() {
             return Err(ResolveError::NothingToLink(named));
         }
+        // The orphan's money must fit the order: its currency, and no more
+        // than the order still expects.
+        let mut notices = Vec::with_capacity(waiting.len());
+        for notification_id in &waiting {
+            let event = stored_event(conn, *notification_id, self.currencies).await?;
+            notices.push(WaitingNotice {
+                category: match &event.status {
+                    StatusField::Known(status) => Some(status.category()),
+                    StatusField::Unknown(_) => None,
+                },
+                processor_ref: event.processor_ref,
+                amount: event.amount,
+            });
+        }
+        let id = self.request.item_id;
+        let amount = check_link(&facts, &notices).map_err(|source| ResolveError::Link {
+            id,
+            order_ref: target.clone(),
+            source,
+        })?;
         self.outcome.order_ref = Some(target.clone());
+        self.set_amount(Some(amount));
+        match self.confirming {
+            Some(asked) if asked.amount != amount => {
+                return Err(ResolveError::LinkChanged {
+                    id,
+                    asked: asked.amount,
+                    now: amount,
+                });
+            }
+            Some(_) => {}
+            None if self.request.four_eyes.needs_second_resolver(amount) => {
+                // Above four-eyes-amount: asked for, not done.
+                let request = link_requests::insert(
+                    conn,
+                    &NewLinkRequest {
+                        review_item_id: id,
+                        order_ref: &target,
+                        amount,
+                        requested_by: self.by,
+                        source: self.request.origin.source(),
+                        note: self.note,
+                        group: self.request.group,
+                    },
+                )
+                .await?;
+                self.outcome.pending_request = Some(request);
+                self.outcome.items.truncate(1);
+                return Ok(());
+            }
+            None => {}
+        }
         for item in items {
             self.resolve(conn, item, None).await?;
         }
+        let confirmed = self
+            .confirming
+            .map(|asked| format!(" (four-eyes request #{})", asked.id))
+            .unwrap_or_default();
         let ledger_note = format!(
-            "linked to order {target} by {}, review item #{}",
+            "linked to order {target} by {}, review item #{}{confirmed}",
             self.by, self.request.item_id
         );
         for notification_id in waiting {

@@ -29,6 +29,8 @@ use crate::domain::settlement::{
     check_payout, classify, late_lines_finding,
 };
 use crate::domain::{Currencies, Currency, Money};
+use crate::store::action_log::{ActionEntry, Actor, record_action};
+use crate::store::console::ConsoleAction;
 use crate::store::settlement::{self, NewLine};
 use crate::store::{Store, StoreError};
 
@@ -107,14 +109,24 @@ impl From<diesel::result::Error> for ImportError {
     }
 }
 
+/// Who imports, for the action log: the actor and what they imported (a
+/// file's name).
+#[derive(Debug, Clone, Copy)]
+pub struct Importer<'a> {
+    pub actor: &'a Actor,
+    pub subject: &'a str,
+}
+
 /// Imports settlement `lines` and `payouts` in one transaction (see the
-/// module docs); `progress` is told how many lines were handled, as it
-/// goes (for a progress bar).
+/// module docs), with the `settlement_import` row of the action log
+/// naming `importer` (a dry run writes neither); `progress` is told how
+/// many lines were handled, as it goes (for a progress bar).
 pub async fn import(
     store: &Store,
     lines: &[SettlementLine],
     payouts: &[Payout],
     options: ImportOptions,
+    importer: Importer<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     let mut conn = store.conn().await?;
@@ -128,7 +140,28 @@ pub async fn import(
             .await
     } else {
         conn.transaction::<_, ImportError, _>(async |conn| {
-            import_in(conn, lines, payouts, options, store.currencies(), progress).await
+            let summary =
+                import_in(conn, lines, payouts, options, store.currencies(), progress).await?;
+            let details = format!(
+                "{} line(s), {} new, {} payout(s) ({} imported before), {} review item(s) opened",
+                summary.lines,
+                summary.lines - summary.already_imported,
+                summary.payouts,
+                summary.payouts_already_imported,
+                summary.opened.len()
+            );
+            record_action(
+                conn,
+                &ActionEntry {
+                    actor: importer.actor,
+                    action: ConsoleAction::SettlementImport,
+                    subject: Some(importer.subject),
+                    details: Some(&details),
+                    at: None,
+                },
+            )
+            .await?;
+            Ok(summary)
         })
         .await
     }

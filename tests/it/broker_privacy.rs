@@ -671,7 +671,12 @@ async fn a_seal_that_does_not_open_is_parked_as_malformed_and_requeued_once_its_
         .and_then(|entry| entry["id"].as_str().map(str::to_owned))
         .expect("the message sealed with test-seal-2024 is listed");
     assert_eq!(id, BodyDigest::of(&unknown_key.body).as_str()[..12]);
-    let (ok, stdout, stderr) = run_cli(vec!["parked".into(), "requeue".into(), id], env).await;
+    let (ok, stdout, stderr) = run_cli(vec!["parked".into(), "requeue".into(), id], {
+        let mut env = env;
+        env.push(("DATABASE_URL", db.url.clone()));
+        env
+    })
+    .await;
     assert!(ok, "parked requeue: {stderr}");
     assert!(stdout.contains("1 requeued"), "{stdout}");
     let paid = wait_until(Duration::from_secs(20), || async {

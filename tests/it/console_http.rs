@@ -769,20 +769,24 @@ async fn console_requeues_the_parked_messages_of_one_reason_after_confirming() {
     assert_eq!(done.header("location"), "/parked?requeued=2");
     assert_eq!(queue.ready(&parking).await, 1);
     assert_eq!(queue.ready(queue.topology().work_queue()).await, 2);
+    // One row per message moved, committed before it moved.
     assert_eq!(
         count(
             &console.db.url,
             &format!(
                 "SELECT count(*) FROM console_actions WHERE user_name = 'alice' \
-                 AND action = 'requeue_parked' AND subject LIKE 'reason={reason} since=%' \
-                 AND details = '2 message(s) requeued'"
+                 AND action = 'requeue_parked' AND source = 'console' \
+                 AND details LIKE '%selected by reason={reason} since=%'"
             )
         )
         .await,
-        1
+        2
     );
 
-    // The command line selects the same way: the malformed one, by its reason.
+    // The command line selects the same way: the malformed one, by its
+    // reason (with the database, for the action log).
+    let mut env = queue.env();
+    env.push(("DATABASE_URL", console.db.url.clone()));
     let other = reasons
         .iter()
         .find(|r| **r != reason)
@@ -799,7 +803,7 @@ async fn console_requeues_the_parked_messages_of_one_reason_after_confirming() {
         ]
         .map(str::to_owned)
         .to_vec(),
-        queue.env(),
+        env.clone(),
     )
     .await;
     assert!(later.0, "{}", later.2);
@@ -815,12 +819,21 @@ async fn console_requeues_the_parked_messages_of_one_reason_after_confirming() {
         ]
         .map(str::to_owned)
         .to_vec(),
-        queue.env(),
+        env,
     )
     .await;
     assert!(moved.0, "{}", moved.2);
     assert!(moved.1.contains("1 requeued"), "{}", moved.1);
     assert_eq!(queue.ready(&parking).await, 0);
+    assert_eq!(
+        count(
+            &console.db.url,
+            "SELECT count(*) FROM console_actions WHERE action = 'requeue_parked' \
+             AND source = 'cli' AND os_user IS NOT NULL"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -853,6 +866,21 @@ async fn console_users_are_added_from_standard_input_and_serve_runs_the_console(
         .write_stdin("a long password for nobody\n")
         .assert()
         .code(2);
+    // One action-log row: the user added, by the operating-system
+    // account (no --by), with its host; the refusals wrote none.
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_actions WHERE action = 'user_add' \
+             AND subject = 'alice' AND source = 'cli' AND host IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM console_actions").await,
+        1
+    );
     assert_eq!(
         count(
             &db.url,

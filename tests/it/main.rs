@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod actors;
 mod allowed_currency;
 mod audit;
 mod batch_apply;

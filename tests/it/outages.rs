@@ -145,6 +145,7 @@ async fn a_long_outage_parks_messages_that_an_operator_requeues() {
     proxy.restore().await;
     let mut env = queue.env();
     env.extend(crate::helpers::amqp::key_env());
+    env.push(("DATABASE_URL", db.url.clone()));
     let (ok, stdout, stderr) =
         crate::helpers::amqp::run_cli(vec!["parked".into(), "requeue".into(), "--all".into()], env)
             .await;

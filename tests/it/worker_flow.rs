@@ -353,13 +353,33 @@ async fn invalid_and_malformed_bodies_are_parked_and_can_be_requeued() {
     )
     .expect("keys");
     let worker = RunningWorker::spawn_with(store.clone(), &queue, config, |_| {});
+    // `parked requeue` writes each move to the action log: it needs the
+    // database too.
+    let mut env = queue.env();
+    env.push(("DATABASE_URL", db.url.clone()));
     let requeue = run_cli(
-        vec!["parked".into(), "requeue".into(), forged_id.clone()],
-        queue.env(),
+        vec![
+            "parked".into(),
+            "requeue".into(),
+            forged_id.clone(),
+            "--by".into(),
+            "ops-anna".into(),
+        ],
+        env.clone(),
     )
     .await;
     assert!(requeue.0, "parked requeue: {}", requeue.2);
     assert!(requeue.1.contains("1 requeued"), "{}", requeue.1);
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM console_actions WHERE action = 'requeue_parked' \
+             AND user_name = 'ops-anna' AND source = 'cli'"
+        )
+        .await,
+        1,
+        "one row for the one message moved"
+    );
     let paid = wait_until(Duration::from_secs(15), || async {
         matches!(store.order("SHOP-1001").await, Ok(Some(order)) if order.status == OrderState::Paid)
     })
@@ -372,11 +392,7 @@ async fn invalid_and_malformed_bodies_are_parked_and_can_be_requeued() {
     );
 
     // Requeueing the malformed body parks it again: it is never retried.
-    let all = run_cli(
-        vec!["parked".into(), "requeue".into(), "--all".into()],
-        queue.env(),
-    )
-    .await;
+    let all = run_cli(vec!["parked".into(), "requeue".into(), "--all".into()], env).await;
     assert!(all.1.contains("1 requeued"), "{}", all.1);
     assert!(
         wait_until(Duration::from_secs(15), || async {

@@ -136,6 +136,7 @@ pub mod audit;
 pub mod chargeback;
 pub mod clearing;
 pub mod event_time;
+pub mod four_eyes;
 pub mod journal;
 pub mod layout;
 pub mod licence;

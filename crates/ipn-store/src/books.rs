@@ -14,6 +14,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
+use super::action_log::{ActionEntry, Actor, record_action};
+use super::console::ConsoleAction;
 use super::reports::rfc3339;
 use super::schema::books_closes;
 use super::{Store, StoreError};
@@ -60,7 +62,8 @@ pub struct BooksChange {
     pub through: Option<NaiveDate>,
     pub open_from: Option<DateTime<Utc>>,
     pub time_zone: String,
-    pub done_by: String,
+    /// Who: `done_by` is their name; the action log records them whole.
+    pub actor: Actor,
     pub note: String,
 }
 
@@ -128,7 +131,9 @@ impl Store {
     /// Records `change` if `check` accepts it against the books' current
     /// close (the last day closed), read under the lock that keeps every
     /// other close, and every write of money, waiting until this one
-    /// commits. `Ok(Err(_))`: refused, nothing recorded.
+    /// commits, with its row in the action log (`books_close`,
+    /// `books_reopen`) in the same transaction. `Ok(Err(_))`: refused,
+    /// nothing recorded.
     pub async fn change_books(
         &self,
         change: BooksChange,
@@ -162,13 +167,33 @@ impl Store {
                     books_closes::through.eq(change.through),
                     books_closes::open_from.eq(change.open_from),
                     books_closes::time_zone.eq(&change.time_zone),
-                    books_closes::done_by.eq(&change.done_by),
+                    books_closes::done_by.eq(&change.actor.name),
                     books_closes::note.eq(&change.note),
                 ))
                 .returning(COLUMNS)
                 .get_result(conn)
                 .await?;
-            Ok(Ok(close_of(row)))
+            let recorded = close_of(row);
+            let subject = match recorded.through {
+                Some(day) => format!("through {day} ({})", recorded.time_zone),
+                None => "nothing closed".to_owned(),
+            };
+            let details = format!("books_closes #{}", recorded.id);
+            record_action(
+                conn,
+                &ActionEntry {
+                    actor: &change.actor,
+                    action: match change.action {
+                        BooksAction::Close => ConsoleAction::BooksClose,
+                        BooksAction::Reopen => ConsoleAction::BooksReopen,
+                    },
+                    subject: Some(&subject),
+                    details: Some(&details),
+                    at: None,
+                },
+            )
+            .await?;
+            Ok(Ok(recorded))
         })
         .await
     }

@@ -15,6 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::action_log::{ActionEntry, Actor, record_action};
 use super::{OrderView, ReportPeriod, Store, StoreError};
 use crate::domain::{Currency, Effect, Money, OrderOrigin, OrderState, Outcome, Pseudonym};
 
@@ -82,7 +83,8 @@ pub struct ConsoleSession {
     pub user_disabled: bool,
 }
 
-/// An action people take through the console, as the ledger names it.
+/// An action people take, through the console or on the command line, as
+/// the action log names it (see [`crate::action_log`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::Display)]
 #[strum(serialize_all = "snake_case")]
 pub enum ConsoleAction {
@@ -90,6 +92,15 @@ pub enum ConsoleAction {
     Logout,
     ResolveReview,
     RequeueParked,
+    BooksClose,
+    BooksReopen,
+    SettlementImport,
+    UserAdd,
+    UserDisable,
+    /// A `link_order` above `four-eyes-amount`, asked for: no money moved.
+    RequestLinkOrder,
+    /// A second resolver confirmed it: the money moved.
+    ConfirmLinkOrder,
 }
 
 /// One row of the console's ledger.
@@ -105,6 +116,14 @@ pub struct ConsoleActionRow {
     pub details: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     pub at: DateTime<Utc>,
+    /// `console` or `cli`.
+    #[diesel(sql_type = Text)]
+    pub source: String,
+    /// The command line's OS account and host.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub os_user: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub host: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -179,8 +198,73 @@ fn role(text: &str) -> Result<ConsoleRole, StoreError> {
 }
 
 impl Store {
-    /// Adds a console user. Returns false (and changes nothing) when the
-    /// name is taken.
+    /// Adds a console user as `actor` did, with its `user_add` row in the
+    /// action log in the same transaction. Returns false (and changes
+    /// nothing, logs nothing) when the name is taken.
+    pub async fn add_console_user_by(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: ConsoleRole,
+        password_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let added = insert_user(conn, name, role, password_hash, at).await?;
+            if added {
+                let details = format!("role {role}");
+                record_action(
+                    conn,
+                    &ActionEntry {
+                        actor,
+                        action: ConsoleAction::UserAdd,
+                        subject: Some(name),
+                        details: Some(&details),
+                        at: Some(at),
+                    },
+                )
+                .await?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    /// Disables a user and ends their sessions as `actor` did, with its
+    /// `user_disable` row in the action log in the same transaction.
+    /// Returns false (and logs nothing) when there is no such user.
+    pub async fn disable_console_user_by(
+        &self,
+        actor: &Actor,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let found = disable_user(conn, name, at).await?;
+            if found {
+                record_action(
+                    conn,
+                    &ActionEntry {
+                        actor,
+                        action: ConsoleAction::UserDisable,
+                        subject: Some(name),
+                        details: None,
+                        at: Some(at),
+                    },
+                )
+                .await?;
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Adds a console user without an action-log row: for tests and tools
+    /// that seed users (`console user add` goes through
+    /// [`Store::add_console_user_by`]). Returns false (and changes
+    /// nothing) when the name is taken.
     pub async fn add_console_user(
         &self,
         name: &str,
@@ -189,43 +273,21 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let added = diesel::sql_query(
-            "INSERT INTO console_users (name, role, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Text, _>(role.as_str())
-        .bind::<Text, _>(password_hash)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        Ok(added == 1)
+        insert_user(&mut conn, name, role, password_hash, at).await
     }
 
-    /// Disables a user and ends their sessions. Returns false when there
-    /// is no such user.
+    /// Disables a user and ends their sessions, without an action-log row
+    /// (`console user disable` goes through
+    /// [`Store::disable_console_user_by`]). Returns false when there is no
+    /// such user.
     pub async fn disable_console_user(
         &self,
         name: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
-        let found = diesel::sql_query(
-            "UPDATE console_users SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        diesel::sql_query(
-            "UPDATE console_sessions SET ended_at = $2 WHERE ended_at IS NULL \
-             AND user_id = (SELECT id FROM console_users WHERE name = $1)",
-        )
-        .bind::<Text, _>(name)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
-        .await?;
-        Ok(found == 1)
+        conn.transaction::<_, StoreError, _>(async |conn| disable_user(conn, name, at).await)
+            .await
     }
 
     /// A user by name.
@@ -423,7 +485,10 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a row to the console's ledger.
+    /// Appends a row by console user `user_name` to the action log, in a
+    /// transaction of its own: for the actions that move nothing (a login,
+    /// a logout). Money- and queue-moving actions write theirs in their
+    /// own transaction ([`crate::action_log::record_action`]).
     pub async fn record_console_action(
         &self,
         user_name: &str,
@@ -432,18 +497,14 @@ impl Store {
         details: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        let action: &'static str = action.into();
-        diesel::sql_query(
-            "INSERT INTO console_actions (user_name, action, subject, details, at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind::<Text, _>(user_name)
-        .bind::<Text, _>(action)
-        .bind::<Nullable<Text>, _>(subject)
-        .bind::<Nullable<Text>, _>(details)
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut conn)
+        let actor = crate::action_log::Actor::console(user_name);
+        self.record_action(&crate::action_log::ActionEntry {
+            actor: &actor,
+            action,
+            subject,
+            details,
+            at: Some(at),
+        })
         .await?;
         Ok(())
     }
@@ -457,8 +518,8 @@ impl Store {
     ) -> Result<Vec<ConsoleActionRow>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(diesel::sql_query(
-            "SELECT user_name, action, subject, details, at FROM console_actions \
-             ORDER BY id DESC LIMIT $1 OFFSET $2",
+            "SELECT user_name, action, subject, details, at, source, os_user, host \
+             FROM console_actions ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
         .bind::<BigInt, _>(limit.max(0))
         .bind::<BigInt, _>(offset.max(0))
@@ -840,6 +901,49 @@ impl Store {
             })
             .collect())
     }
+}
+
+async fn insert_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    name: &str,
+    role: ConsoleRole,
+    password_hash: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let added = diesel::sql_query(
+        "INSERT INTO console_users (name, role, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Text, _>(role.as_str())
+    .bind::<Text, _>(password_hash)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(added == 1)
+}
+
+async fn disable_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    name: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let found = diesel::sql_query(
+        "UPDATE console_users SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Timestamptz, _>(at)
+    .execute(&mut *conn)
+    .await?;
+    diesel::sql_query(
+        "UPDATE console_sessions SET ended_at = $2 WHERE ended_at IS NULL \
+         AND user_id = (SELECT id FROM console_users WHERE name = $1)",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(found == 1)
 }
 
 /// Failed logins at or after `since` for a name and from an address, on

@@ -21,6 +21,7 @@ pub(crate) use ipn_domain as domain;
 /// The protocol crate, under the name this crate's modules use.
 pub(crate) use ipn_protocol as ipn;
 
+pub mod action_log;
 pub mod apply;
 pub mod audit;
 pub mod batch;
@@ -31,6 +32,7 @@ pub mod console;
 mod disputes;
 pub mod export;
 pub mod journal;
+pub mod link_requests;
 mod notice_money;
 pub mod orders;
 mod payouts;

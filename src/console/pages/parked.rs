@@ -15,7 +15,8 @@ use super::{PageError, Paging, csv_download, csv_time, given, layout, parse_boun
 use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::queue::parked::{self, ParkedMessage, Selection};
-use crate::store::console::{ConsoleAction, ConsoleRole};
+use crate::store::action_log::Actor;
+use crate::store::console::ConsoleRole;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ParkedQuery {
@@ -199,28 +200,27 @@ pub async fn requeue(
         };
         return Ok(layout("Parked", Some(&session), body).into_response());
     }
-    let moved = parked::requeue(&amqp, console.sealer.as_ref(), &selection)
-        .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, "console: requeue failed");
-            PageError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message:
-                    "The broker could not move the messages (those already moved stay moved). \
+    // Each message's row in the action log commits before the message is
+    // published: none moves without it.
+    let actor = Actor::console(&session.user);
+    let moved = crate::services::requeue::requeue(
+        &console.store,
+        &amqp,
+        console.sealer.as_ref(),
+        &selection,
+        &actor,
+        Some(console.clock.now()),
+    )
+    .await
+    .map_err(|err| {
+        tracing::warn!(error = %err, "console: requeue failed");
+        PageError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "The messages could not all be moved (those already moved stay moved). \
                       Look at the parking queue again."
-                        .to_owned(),
-            }
-        })?;
-    console
-        .store
-        .record_console_action(
-            &session.user,
-            ConsoleAction::RequeueParked,
-            Some(&subject),
-            Some(&format!("{} message(s) requeued", moved.len())),
-            console.clock.now(),
-        )
-        .await?;
+                .to_owned(),
+        }
+    })?;
     tracing::info!(user = %session.user, selection = %subject, moved = moved.len(), "console: parked messages requeued");
     Ok((
         StatusCode::SEE_OTHER,

@@ -6,8 +6,10 @@
 //! it, alone or with its group, with one of the actions its kind allows
 //! ([`allowed_actions`]) and a note, through
 //! [`services::review::resolve`](crate::services::review::resolve) (so the
-//! resolution ledger names the user as `by`), and the console's ledger
-//! records it too.
+//! resolution ledger names the user as `by`, and the action log records
+//! it in the same transaction). A `link_order` above `four-eyes-amount`
+//! is only asked for there; another resolver confirms it on the item's
+//! page (`POST /review/{id}/confirm`) before its money moves.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -22,8 +24,11 @@ use crate::console::login::Session;
 use crate::console::{Ctx, csrf};
 use crate::domain::ReviewKind;
 use crate::domain::review::{ReviewAction, allowed_actions};
-use crate::services::review::{ResolveError, ResolveRequest, resolve as resolve_item};
-use crate::store::console::{ConsoleAction, ConsoleRole};
+use crate::services::review::{
+    ConfirmRequest, Origin, ResolveError, ResolveRequest, confirm_link_order,
+    resolve as resolve_item, same_person,
+};
+use crate::store::console::ConsoleRole;
 use crate::store::review::{ReviewDetail, ReviewStatus};
 use crate::view::orders::order_href;
 use crate::view::review::{
@@ -297,6 +302,10 @@ pub async fn show(
             "There is no review item #{id}."
         )));
     };
+    let waiting = match detail.item.status.as_str() {
+        "open" => console.store.pending_link_request(id).await?,
+        _ => None,
+    };
     let ReviewDetail {
         item,
         allowed_actions: actions,
@@ -404,6 +413,23 @@ pub async fn show(
                 }
             }
         }
+        @if let Some(w) = &waiting {
+            h2 { "Waiting for a second resolver" }
+            p.note role="status" {
+                "link_order to " a href=(order_href(&w.order_ref)) { (w.order_ref) }
+                " (" (w.amount) ") asked by " (w.requested_by) " (" (w.source) ") at "
+                (shown_time(&w.requested_at)) ": " (w.note)
+                ". No money moves until another resolver confirms it."
+            }
+            @if resolver && !same_person(&w.requested_by, &session.user) {
+                form.resolve method="post" action=(format!("/review/{id}/confirm")) {
+                    input type="hidden" name=(csrf::FIELD) value=(session.csrf);
+                    p { button type="submit" { "Confirm link_order to " (w.order_ref) " (" (w.amount) ")" } }
+                }
+            } @else if resolver {
+                p.note { "You asked for it: another resolver confirms it." }
+            }
+        }
         @if item.status == "open" {
             h2 { "Actions" }
             ul.actions {
@@ -492,34 +518,75 @@ pub async fn resolve(
     let mut request = ResolveRequest::new(id, action, &session.user, &form.note);
     request.order_ref = given(&form.order_ref).map(str::to_owned);
     request.group = form.group.as_deref() == Some("yes");
+    request.origin = Origin::Console;
+    request.four_eyes = console.settings.four_eyes.clone();
+    // The action log's row is written by the resolution, in its
+    // transaction.
     let outcome = resolve_item(&console.store, &request)
         .await
-        .map_err(|err| match err {
-            ResolveError::Store(err) => PageError::from(err),
-            ResolveError::NotFound(_) => PageError::not_found(err.to_string()),
-            ResolveError::AlreadyResolved { .. } => PageError {
+        .map_err(refused)?;
+    if let Some(pending) = outcome.pending_request {
+        tracing::info!(user = %session.user, item = id, request = pending, "console: link_order asked for, waiting for a second resolver");
+        return Ok((
+            StatusCode::SEE_OTHER,
+            [(LOCATION, format!("/review/{id}?requested={pending}"))],
+        )
+            .into_response());
+    }
+    tracing::info!(user = %session.user, item = id, action = %action, "console: review item resolved");
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(LOCATION, format!("/review?done={id}"))],
+    )
+        .into_response())
+}
+
+/// A refused or failed resolution as the page shows it.
+fn refused(err: ResolveError) -> PageError {
+    match err {
+        ResolveError::Store(err) => PageError::from(err),
+        ResolveError::NotFound(_) => PageError::not_found(err.to_string()),
+        ResolveError::AlreadyResolved { .. } | ResolveError::AwaitingConfirmation { .. } => {
+            PageError {
                 status: StatusCode::CONFLICT,
                 message: err.to_string(),
-            },
-            other => PageError::bad_request(other.to_string()),
-        })?;
-    let items = outcome
-        .items
-        .iter()
-        .map(|i| format!("#{i}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    console
-        .store
-        .record_console_action(
-            &session.user,
-            ConsoleAction::ResolveReview,
-            Some(&format!("#{id}")),
-            Some(&format!("{action}: {items}")),
-            console.clock.now(),
-        )
-        .await?;
-    tracing::info!(user = %session.user, item = id, action = %action, "console: review item resolved");
+            }
+        }
+        ResolveError::OwnRequest(_) => PageError {
+            status: StatusCode::FORBIDDEN,
+            message: err.to_string(),
+        },
+        other => PageError::bad_request(other.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /review/{id}/confirm`: a second resolver confirms the
+/// `link_order` that waits on the item (resolver only, with the session's
+/// CSRF token, never the one who asked); the money moves now.
+pub async fn confirm(
+    State(console): State<Ctx>,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(form.csrf.as_deref())?;
+    session.require_resolver()?;
+    let request = ConfirmRequest {
+        item_id: id,
+        confirmed_by: session.user.clone(),
+        origin: Origin::Console,
+        policy: Default::default(),
+    };
+    confirm_link_order(&console.store, &request)
+        .await
+        .map_err(refused)?;
+    tracing::info!(user = %session.user, item = id, "console: link_order confirmed");
     Ok((
         StatusCode::SEE_OTHER,
         [(LOCATION, format!("/review?done={id}"))],

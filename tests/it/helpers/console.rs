@@ -13,6 +13,7 @@ use ipn_reconciler::console::auth::{AttemptKey, SessionPolicy, hash_password};
 use ipn_reconciler::console::throttle::LoginPolicy;
 use ipn_reconciler::console::{Clock, Console, ConsoleSettings, ManualClock};
 use ipn_reconciler::domain::PseudonymKey;
+use ipn_reconciler::domain::four_eyes::FourEyesAmount;
 use ipn_reconciler::intake::SourcePolicy;
 use ipn_reconciler::pipeline::Pipeline;
 use ipn_reconciler::store::console::ConsoleRole;
@@ -47,11 +48,12 @@ impl TestConsole {
         with_broker: bool,
         insecure_cookies: bool,
     ) -> Self {
-        Self::start_behind(
+        Self::start_full(
             session,
             with_broker,
             insecure_cookies,
             SourcePolicy::default(),
+            FourEyesAmount::off(),
         )
         .await
     }
@@ -64,6 +66,35 @@ impl TestConsole {
         with_broker: bool,
         insecure_cookies: bool,
         source: SourcePolicy,
+    ) -> Self {
+        Self::start_full(
+            session,
+            with_broker,
+            insecure_cookies,
+            source,
+            FourEyesAmount::off(),
+        )
+        .await
+    }
+
+    /// Like [`TestConsole::start`], with `four-eyes-amount` set.
+    pub async fn start_four_eyes(four_eyes: FourEyesAmount) -> Self {
+        Self::start_full(
+            long_sessions(),
+            false,
+            false,
+            SourcePolicy::default(),
+            four_eyes,
+        )
+        .await
+    }
+
+    async fn start_full(
+        session: SessionPolicy,
+        with_broker: bool,
+        insecure_cookies: bool,
+        source: SourcePolicy,
+        four_eyes: FourEyesAmount,
     ) -> Self {
         let db = TestDb::new();
         let store = db.store().await;
@@ -106,6 +137,7 @@ impl TestConsole {
                 source,
                 attempt_key: attempt_key(),
                 login: LoginPolicy::default(),
+                four_eyes,
             },
             clock,
             sealer: amqp.as_ref().map(|_| super::amqp::seal_keys()),
