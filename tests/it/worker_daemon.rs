@@ -371,8 +371,8 @@ async fn serve_answers_the_processor_and_reconciles_what_it_queued() {
 
 /// `Application::run_until_stopped` returns only once every task it started
 /// has ended: the listeners (intake, operations endpoint, console), the
-/// intake's publisher watch, the database watch, the gauges and the sweep;
-/// and a standalone intake's (with its queue gauges) likewise.
+/// intake's publisher watch, the database watch, the gauges, the sweep and
+/// the audit (`audit-interval`); and a standalone intake's (with its queue gauges) likewise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_in_process_returns_with_no_task_of_its_own_left() {
     use ipn_reconciler::app::{AppConfig, Application};
@@ -404,7 +404,7 @@ async fn the_daemon_in_process_returns_with_no_task_of_its_own_left() {
     let serve = AppConfig::serve(&loaded).expect("serve config");
     assert!(serve.console.is_some() && serve.sweep.is_some());
     let intake = AppConfig::intake(&loaded).expect("intake config");
-    for (config, name, started) in [(serve, "serve", 7), (intake, "intake", 4)] {
+    for (config, name, started) in [(serve, "serve", 8), (intake, "intake", 4)] {
         let app = Application::build(config).await.expect("binds");
         let ops = app.ops_addr().expect("operations endpoint");
         let tasks = app.tasks();
