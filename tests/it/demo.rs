@@ -38,6 +38,7 @@ fn the_demo_runs_to_a_green_end() {
         "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("OK: all 80 orders"), "{stdout}");
+    audit_verifies(&db);
     assert!(!stdout.contains("software-vendor"), "{stdout}");
     for section in [
         "Orders by state",
@@ -130,6 +131,7 @@ fn the_demo_runs_both_profiles_to_a_green_end() {
         .expect("the vendor ran");
     assert!(default_at < vendor_at, "default first\n{stdout}");
     assert!(stdout.contains("OK: all 30 orders"), "{stdout}");
+    audit_verifies(&db);
     assert!(
         stdout.contains("subscriptions and the figures of"),
         "{stdout}"
@@ -197,4 +199,19 @@ fn the_demo_refuses_a_database_it_must_not_empty() {
         .expect("run the demo");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("must contain `demo`"));
+}
+
+/// `audit verify` on the books the demo left (issue 23, item 7): every
+/// hash chain holds and the orders re-derive from the sealed facts.
+fn audit_verifies(db: &TestDb) {
+    let output = crate::cli_reconcile::cli(db)
+        .args(["audit", "verify"])
+        .output()
+        .expect("audit verify");
+    assert!(
+        output.status.success(),
+        "audit verify after the demo: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -568,6 +568,22 @@ impl Run {
 
     /// Checks the end state against the simulation; returns the figures
     /// to print (applied, duplicate rows, parked messages).
+    /// `audit verify` on what the run left (issue 23, item 7): every hash
+    /// chain holds and the orders re-derive from the sealed facts, after
+    /// the kills, cuts and concurrent workers.
+    fn audit_verifies(&self) {
+        let output = crate::cli_reconcile::cli(&self.db)
+            .args(["audit", "verify"])
+            .output()
+            .expect("audit verify");
+        assert!(
+            output.status.success(),
+            "audit verify after the run: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     async fn check(&self, sim: &Simulation, expected: &Expected) -> (i64, i64, String) {
         // Rows per outcome: one per distinct body.
         let rows: BTreeMap<String, i64> = self
@@ -1046,6 +1062,7 @@ async fn a_stream_survives_kills_broker_cuts_and_a_database_cut_exactly_once() {
     assert_eq!(run.counts.broker_cuts, 2);
     assert_eq!(run.counts.db_cuts, 1);
     let (applied, duplicate_rows, parked) = run.check(&sim, &expected).await;
+    run.audit_verifies();
     let handled: usize = run.handled().iter().map(|(h, _)| h).sum();
     // Batches that failed for a permanent reason and were applied one by
     // one instead (a database outage is not one: those are retried).
@@ -1089,6 +1106,7 @@ async fn three_workers_on_one_queue_share_a_stream_exactly_once() {
     }
     run.drive(&sim, &expected, &[]).await;
     let (applied, duplicate_rows, parked) = run.check(&sim, &expected).await;
+    run.audit_verifies();
     let handled = run.handled();
     for (index, (count, _)) in handled.iter().enumerate() {
         assert!(
