@@ -1524,3 +1524,48 @@ async fn console_overview_names_one_net_as_the_report_does() {
     }
     assert!(rows > 0);
 }
+
+/// The activity page shows where an action came from: a command-line row
+/// names its source and the account and machine it ran under, in the page
+/// and in its download.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_activity_names_the_command_lines_account_and_host() {
+    let console = TestConsole::start(long_sessions(), false).await;
+    let mut browser = Browser::new(&console);
+    assert_eq!(browser.login(VIEWER.0, VIEWER.1).await.status, 303);
+    let client = sql(&console).await;
+    client
+        .execute(
+            "INSERT INTO console_actions (user_name, action, subject, at, source, os_user, host) \
+             VALUES ('finance-anna', 'books_close', 'through 2026-11-30', now(), 'cli', \
+                     'anna', 'ledger-1')",
+            &[],
+        )
+        .await
+        .expect("a command-line row");
+    let page = browser.get("/activity").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("anna@ledger-1"), "{}", page.body);
+    let csv = browser.get("/activity?csv=activity").await;
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name} in {headers:?}"))
+    };
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let close = rows
+        .iter()
+        .find(|r| &r[column("action")] == "books_close")
+        .expect("the close is listed");
+    assert_eq!(&close[column("source")], "cli");
+    assert_eq!(&close[column("run as")], "anna@ledger-1");
+    let login = rows
+        .iter()
+        .find(|r| &r[column("action")] == "login")
+        .expect("the login is listed");
+    assert_eq!(&login[column("source")], "console");
+    assert_eq!(&login[column("run as")], "");
+}

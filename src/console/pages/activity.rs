@@ -1,5 +1,7 @@
-//! `/activity`: the console's ledger, what people did through it and
-//! under which name (logins, logouts, resolutions, requeues).
+//! `/activity`: the action log, what people did and under which name:
+//! through the console (logins, logouts, resolutions, requeues, user
+//! changes) and on the command line (with `--by`, and the operating-system
+//! account and host the command ran under).
 
 use axum::extract::{Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -23,12 +25,24 @@ fn table(rows: &[ConsoleActionRow], caption: String) -> Table {
     let mut table = Table::new(
         "activity",
         caption,
-        &["at", "user", "action", "subject", "details"],
+        &[
+            "at", "user", "source", "run as", "action", "subject", "details",
+        ],
     );
     for row in rows {
+        // Who ran a command-line action on which machine, as the program
+        // read them (never typed): `account@host`.
+        let run_as = match (&row.os_user, &row.host) {
+            (Some(user), Some(host)) => format!("{user}@{host}"),
+            (Some(user), None) => user.clone(),
+            (None, Some(host)) => format!("@{host}"),
+            (None, None) => String::new(),
+        };
         table.push(vec![
             Cell::Text(csv_time(&row.at)),
             Cell::Text(row.user_name.clone()),
+            Cell::Text(row.source.clone()),
+            Cell::Text(run_as),
             Cell::Text(row.action.clone()),
             Cell::Text(row.subject.clone().unwrap_or_default()),
             Cell::Text(row.details.clone().unwrap_or_default()),
@@ -65,7 +79,7 @@ pub async fn page(
     let per = query_without(raw.as_deref(), &["csv", "page"]);
     let body = html! {
         h1 { "Activity" }
-        p { "What people did through the console, under their names. The ledger is append-only." }
+        p { "What people did, under their names: through the console, or on the command line (with the account and machine it ran under). The log is append-only and sealed in a hash chain." }
         (super::render_table(&table, "/activity", ""))
         (paging.links("/activity", &per, "page", more))
     };
