@@ -59,6 +59,7 @@ pub mod intake;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
+pub mod processor_api;
 pub mod queue;
 pub mod services;
 pub mod settings;
