@@ -1523,6 +1523,34 @@ impl Loaded {
         })
     }
 
+    /// The processor's API client settings, when `vendor-code` is set
+    /// (reads `api-key-file`, which is then required). None: the API is
+    /// not used.
+    pub fn processor_api(
+        &self,
+    ) -> Result<Option<crate::processor_api::ApiConfig>, SettingsError> {
+        let api = &self.settings.processor_api;
+        let Some(vendor_code) = api.vendor_code.as_deref() else {
+            return Ok(None);
+        };
+        let path = api.api_key_file.as_deref().ok_or(SettingsError::Missing {
+            key: "api-key-file",
+            env: "IPN_API_KEY_FILE",
+        })?;
+        let credentials = crate::processor_api::ApiCredentials::from_key_file(vendor_code, path)
+            .map_err(|err| SettingsError::Unusable {
+                key: "api-key-file",
+                origin: self.origin("api-key-file"),
+                reason: err.reason,
+            })?;
+        Ok(Some(crate::processor_api::ApiConfig::new(
+            api.api_url.clone(),
+            credentials,
+            api.api_rate,
+            api.api_timeout.get(),
+        )))
+    }
+
     /// The keys that seal bodies in the broker, read from `seal-key-file`.
     /// Required by whatever puts a sealed body on the broker (`serve`,
     /// `intake`, `publish`, `parked requeue`): there is no unsealed mode,

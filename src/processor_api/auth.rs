@@ -55,25 +55,9 @@ impl ApiCredentials {
         self
     }
 
-    /// Reads the secret from `path`: its first line, surrounding
-    /// whitespace trimmed; an empty file is refused.
+    /// Reads the secret from `path` (see [`read_api_secret`]).
     pub fn from_key_file(vendor_code: &str, path: &Path) -> Result<Self, KeyFileError> {
-        let error = |reason: String| KeyFileError {
-            path: path.display().to_string(),
-            reason,
-        };
-        let text = zeroize::Zeroizing::new(
-            std::fs::read(path).map_err(|err| error(format!("cannot read it: {err}")))?,
-        );
-        let secret = text
-            .split(|b| *b == b'\n')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        if secret.is_empty() {
-            return Err(error("it is empty".to_owned()));
-        }
-        Ok(Self::new(vendor_code, SecretKey::new(secret.to_vec())))
+        Ok(Self::new(vendor_code, read_api_secret(path)?))
     }
 
     pub fn vendor_code(&self) -> &str {
@@ -93,6 +77,27 @@ impl ApiCredentials {
             self.algorithm,
         )
     }
+}
+
+/// The API secret in `path`: its first line, surrounding whitespace
+/// trimmed; an empty file is refused.
+pub fn read_api_secret(path: &Path) -> Result<SecretKey, KeyFileError> {
+    let error = |reason: String| KeyFileError {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read(path).map_err(|err| error(format!("cannot read it: {err}")))?,
+    );
+    let secret = text
+        .split(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if secret.is_empty() {
+        return Err(error("it is empty".to_owned()));
+    }
+    Ok(SecretKey::new(secret.to_vec()))
 }
 
 #[cfg(test)]
