@@ -1526,9 +1526,7 @@ impl Loaded {
     /// The processor's API client settings, when `vendor-code` is set
     /// (reads `api-key-file`, which is then required). None: the API is
     /// not used.
-    pub fn processor_api(
-        &self,
-    ) -> Result<Option<crate::processor_api::ApiConfig>, SettingsError> {
+    pub fn processor_api(&self) -> Result<Option<crate::processor_api::ApiConfig>, SettingsError> {
         let api = &self.settings.processor_api;
         let Some(vendor_code) = api.vendor_code.as_deref() else {
             return Ok(None);

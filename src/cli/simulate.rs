@@ -298,8 +298,9 @@ pub struct SimulateApiArgs {
     /// File holding the account's API secret (as `api-key-file`).
     #[arg(long, value_name = "FILE")]
     pub api_key_file: PathBuf,
-    /// A JSON array of REST order objects to serve (keyed by `RefNo`).
-    /// Without it, one example order `REFNO 100001` (COMPLETE, 10.00 EUR).
+    /// REST order objects to serve, one JSON object per line (keyed by
+    /// `RefNo`; each sent exactly as written). Without it, one example
+    /// order `100001` (COMPLETE, 10.00 EUR).
     #[arg(long, value_name = "FILE")]
     pub orders_json: Option<PathBuf>,
 }
@@ -311,20 +312,30 @@ fn run_api(args: SimulateApiArgs) -> super::CliResult {
     let api = SimulatedApi::new(&args.vendor_code, secret);
     match &args.orders_json {
         Some(path) => {
-            let text = std::fs::read(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let orders: Vec<serde_json::Value> = serde_json::from_slice(&text)
-                .with_context(|| format!("{} is not a JSON array of orders", path.display()))?;
-            for order in orders {
-                api.insert_order(order);
+            let text =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = String::from_utf8(text)
+                .with_context(|| format!("{} is not UTF-8", path.display()))?;
+            for (number, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                api.insert_order(line).map_err(|reason| {
+                    anyhow::anyhow!("{} line {}: {reason}", path.display(), number + 1)
+                })?;
             }
         }
-        None => api.insert_order(example_order("100001", "", "COMPLETE")),
+        None => {
+            api.insert_order(example_order("100001", "", "COMPLETE"))
+                .map_err(|reason| anyhow::anyhow!("the example order: {reason}"))?;
+        }
     }
     super::block_on(async move {
         let server = api.serve(args.addr).await.context("cannot listen")?;
         println!("simulated API at {}", server.base_url());
-        tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
         Ok(std::process::ExitCode::SUCCESS)
     })
 }
@@ -333,9 +344,12 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
     if let Some(SimulateCommand::Api(api)) = args.command {
         return run_api(api);
     }
-    let (Some(seed), Some(orders), Some(out_dir), Some(key_file)) =
-        (args.seed, args.orders, args.out.clone(), args.key_file.clone())
-    else {
+    let (Some(seed), Some(orders), Some(out_dir), Some(key_file)) = (
+        args.seed,
+        args.orders,
+        args.out.clone(),
+        args.key_file.clone(),
+    ) else {
         return Err(super::CliError::usage(anyhow::anyhow!(
             "--seed, --orders, --out and --key-file are required"
         )));
@@ -372,9 +386,8 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
     };
     match args.target {
         Target::Files => {
-            write_all(&simulation, &out_dir, args.force, |_| progress.inc(1)).with_context(
-                || format!("cannot write the simulation to {}", out_dir.display()),
-            )?;
+            write_all(&simulation, &out_dir, args.force, |_| progress.inc(1))
+                .with_context(|| format!("cannot write the simulation to {}", out_dir.display()))?;
         }
         Target::Queue | Target::Http => {
             write_expectations(&simulation, &out_dir)?;

@@ -39,7 +39,9 @@ pub struct SimulatedApi {
 #[derive(Default)]
 struct Inner {
     vendors: Mutex<HashMap<String, Arc<SecretKey>>>,
-    orders: Mutex<HashMap<String, serde_json::Value>>,
+    /// The orders' JSON text as given: numbers such as `10.00` are sent
+    /// exactly as written (a `serde_json::Value` would make them `10.0`).
+    orders: Mutex<HashMap<String, String>>,
     failures: Mutex<Option<(StatusCode, u32)>>,
     requests: AtomicU64,
     authorized: AtomicU64,
@@ -86,13 +88,19 @@ impl SimulatedApi {
         lock(&self.inner.vendors).insert(vendor_code.to_owned(), Arc::new(secret));
     }
 
-    /// Serves `order` (a REST order object, keyed by its `RefNo`).
-    pub fn insert_order(&self, order: serde_json::Value) {
-        let ref_no = match &order["RefNo"] {
+    /// Serves `order`, the JSON text of a REST order object, at its
+    /// `RefNo`; refused if it is not an object with one.
+    pub fn insert_order(&self, order: impl Into<String>) -> Result<String, String> {
+        let order = order.into();
+        let value: serde_json::Value =
+            serde_json::from_str(&order).map_err(|err| format!("not JSON: {err}"))?;
+        let ref_no = match &value["RefNo"] {
             serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err("an order without a RefNo".to_owned()),
         };
-        lock(&self.inner.orders).insert(ref_no, order);
+        lock(&self.inner.orders).insert(ref_no.clone(), order);
+        Ok(ref_no)
     }
 
     /// The next `count` requests are answered `status` (429, 500, 503...),
@@ -196,7 +204,11 @@ async fn order(
     }
     api.inner.authorized.fetch_add(1, Ordering::Relaxed);
     match lock(&api.inner.orders).get(&ref_no) {
-        Some(order) => Json(order.clone()).into_response(),
+        Some(order) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            order.clone(),
+        )
+            .into_response(),
         None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Order not found"),
     }
 }
@@ -204,8 +216,9 @@ async fn order(
 /// A REST order object as the processor writes it, personal details and
 /// all (invented), for tests and `simulate api`: the client must keep the
 /// money and references and drop the rest.
-pub fn example_order(ref_no: &str, external_reference: &str, status: &str) -> serde_json::Value {
-    serde_json::json!({
+pub fn example_order(ref_no: &str, external_reference: &str, status: &str) -> String {
+    // Written as text so the amounts keep their digits (`10.00`, `0.50`).
+    let value = serde_json::json!({
         "RefNo": ref_no,
         "OrderNo": 0,
         "ExternalReference": external_reference,
@@ -241,7 +254,14 @@ pub fn example_order(ref_no: &str, external_reference: &str, status: &str) -> se
             "Price": { "UnitNetPrice": 10, "GrossPrice": 10 },
             "Quantity": 1
         }]
-    })
+    });
+    value
+        .to_string()
+        .replace("\"GrossPrice\":10.0,", "\"GrossPrice\":10.00,")
+        .replace(
+            "\"AvangateCommission\":0.5,",
+            "\"AvangateCommission\":0.50,",
+        )
 }
 
 #[cfg(test)]
