@@ -1528,7 +1528,8 @@ impl Loaded {
     /// not used.
     pub fn processor_api(&self) -> Result<Option<crate::processor_api::ApiConfig>, SettingsError> {
         let api = &self.settings.processor_api;
-        let Some(vendor_code) = api.vendor_code.as_deref() else {
+        // An empty code is as good as none (a file's `vendor-code = ""`).
+        let Some(vendor_code) = api.vendor_code.as_deref().filter(|c| !c.trim().is_empty()) else {
             return Ok(None);
         };
         let path = api.api_key_file.as_deref().ok_or(SettingsError::Missing {
