@@ -284,6 +284,10 @@ pub enum SimulateCommand {
     /// checking the X-Avangate-Authentication header exactly (unknown
     /// vendor code, wrong hash, a date more than 15 minutes off: 401).
     /// Runs until interrupted.
+    #[command(
+        after_help = "Exit codes: 0 stopped by an interrupt, 2 usage error or an \
+unusable --api-key-file or --orders-json, 3 the address cannot be bound."
+    )]
     Api(SimulateApiArgs),
 }
 
@@ -321,7 +325,11 @@ fn run_api(args: SimulateApiArgs) -> super::CliResult {
                     continue;
                 }
                 api.insert_order(line).map_err(|reason| {
-                    anyhow::anyhow!("{} line {}: {reason}", path.display(), number + 1)
+                    super::CliError::usage(anyhow::anyhow!(
+                        "{} line {}: {reason}",
+                        path.display(),
+                        number + 1
+                    ))
                 })?;
             }
         }
@@ -331,7 +339,9 @@ fn run_api(args: SimulateApiArgs) -> super::CliResult {
         }
     }
     super::block_on(async move {
-        let server = api.serve(args.addr).await.context("cannot listen")?;
+        let server = api.serve(args.addr).await.map_err(|err| {
+            super::CliError::operational(anyhow::anyhow!("cannot listen on {}: {err}", args.addr))
+        })?;
         println!("simulated API at {}", server.base_url());
         tokio::signal::ctrl_c()
             .await

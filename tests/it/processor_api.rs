@@ -295,3 +295,83 @@ async fn check_names_api_key_file_when_the_api_refuses_the_secret() {
         "{line}"
     );
 }
+
+/// `simulate api` serves the orders of `--orders-json` exactly as written,
+/// to a client with the account's credentials and to nobody else.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_api_serves_the_given_orders() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("api.key");
+    std::fs::write(&key_file, "the-api-secret\n").expect("write");
+    let orders = dir.path().join("orders.jsonl");
+    std::fs::write(
+        &orders,
+        format!(
+            "{}\n{}\n",
+            example_order("800001", "shop-8", "COMPLETE"),
+            r#"{"RefNo": 800002, "Status": "PENDING", "Currency": "jpy", "GrossPrice": 1200}"#
+        ),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ipn-reconciler"))
+        .args([
+            "simulate",
+            "api",
+            "--addr",
+            "127.0.0.1:0",
+            "--vendor-code",
+            VENDOR,
+        ])
+        .arg("--api-key-file")
+        .arg(&key_file)
+        .arg("--orders-json")
+        .arg(&orders)
+        .env_remove("IPN_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reads");
+        line
+    })
+    .await
+    .expect("joined");
+    let base_url = line
+        .trim()
+        .strip_prefix("simulated API at ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let client = |secret: &[u8]| {
+        let mut config = ApiConfig::new(
+            base_url.clone(),
+            ApiCredentials::new(VENDOR, SecretKey::new(secret.to_vec())),
+            n(1000),
+            Duration::from_secs(10),
+        );
+        config.retry.max_retries = 0;
+        ApiClient::new(config).expect("client")
+    };
+    let good = client(SECRET);
+    let first = good.order("800001").await;
+    let second = good.order("800002").await;
+    let refused = client(b"wrong").order("800001").await;
+    child.kill().expect("stops");
+    child.wait().expect("waited");
+    let first = first.expect("found");
+    assert_eq!(first.external_reference.as_deref(), Some("shop-8"));
+    let second = second.expect("found");
+    assert_eq!(second.currency.as_deref(), Some("JPY"));
+    assert_eq!(
+        second.gross_price.as_ref().map(|d| d.as_str()),
+        Some("1200")
+    );
+    assert!(
+        matches!(refused, Err(ApiError::Unauthorized)),
+        "{refused:?}"
+    );
+}
