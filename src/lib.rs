@@ -16,6 +16,8 @@
 //!   settlement file, the sweep), each in a transaction it opens, with the
 //!   time as an argument;
 //! - [`pipeline`]: one notification's way through all of the above;
+//! - [`processor_api`]: the processor's REST API client (a second witness
+//!   beside the notifications);
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
 //! - [`worker`]: the consume loop (retries, parking, graceful shutdown);
 //! - [`intake`]: the processor-facing HTTP endpoint (receipt once queued);
