@@ -16,6 +16,8 @@
 //!   settlement file, the sweep), each in a transaction it opens, with the
 //!   time as an argument;
 //! - [`pipeline`]: one notification's way through all of the above;
+//! - [`processor_api`]: the processor's REST API client (a second witness
+//!   beside the notifications);
 //! - [`queue`]: RabbitMQ topology, message metadata, confirmed publisher;
 //! - [`worker`]: the consume loop (retries, parking, graceful shutdown);
 //! - [`intake`]: the processor-facing HTTP endpoint (receipt once queued);
@@ -59,6 +61,7 @@ pub mod intake;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
+pub mod processor_api;
 pub mod queue;
 pub mod services;
 pub mod settings;

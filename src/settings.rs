@@ -70,6 +70,8 @@ pub struct Settings {
     pub settlement: SettlementSection,
     #[serde(flatten)]
     pub console: ConsoleSection,
+    #[serde(flatten)]
+    pub processor_api: ProcessorApiSection,
 }
 
 /// Where PostgreSQL is (flags of `cli::args::DATABASE`).
@@ -519,6 +521,43 @@ impl Default for ConsoleSection {
     }
 }
 
+/// The processor's REST API (flags of `cli::args::PROCESSOR_API`), the
+/// second witness of issue 24. Unused while `vendor-code` is not set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct ProcessorApiSection {
+    /// The API's base URL; order look-ups are `{api-url}orders/{RefNo}/`.
+    pub api_url: String,
+    /// The account's merchant (vendor) code; none: no API calls at all.
+    pub vendor_code: Option<String>,
+    /// The file holding the API secret key: a file, so the secret is never
+    /// on a command line (visible to every user in `ps`) nor in a log.
+    pub api_key_file: Option<PathBuf>,
+    /// Requests per second at most, whatever asks (the processor limits
+    /// per account, and a burst of look-ups must not use that up).
+    #[serde(deserialize_with = "at_least_one")]
+    pub api_rate: NonZeroU32,
+    /// How long one request may take before it counts as failed.
+    pub api_timeout: PositiveDuration,
+}
+
+/// The processor's documented REST API 6.0 base (processor-traffic.md §5).
+pub const DEFAULT_API_URL: &str = "https://api.2checkout.com/rest/6.0/";
+
+impl Default for ProcessorApiSection {
+    fn default() -> Self {
+        Self {
+            api_url: DEFAULT_API_URL.to_owned(),
+            vendor_code: None,
+            api_key_file: None,
+            // A few look-ups a second is plenty for confirmations and
+            // catch-up, and far below any per-account limit.
+            api_rate: const { NonZero::new(5).expect("positive") },
+            api_timeout: PositiveDuration::from_secs(10),
+        }
+    }
+}
+
 impl Settings {
     /// The settings of `figment`, one section at a time.
     ///
@@ -542,6 +581,7 @@ impl Settings {
             finance: section(figment)?,
             settlement: section(figment)?,
             console: section(figment)?,
+            processor_api: section(figment)?,
         })
     }
 }
@@ -1483,6 +1523,33 @@ impl Loaded {
         })
     }
 
+    /// The processor's API client settings, when `vendor-code` is set
+    /// (reads `api-key-file`, which is then required). None: the API is
+    /// not used.
+    pub fn processor_api(&self) -> Result<Option<crate::processor_api::ApiConfig>, SettingsError> {
+        let api = &self.settings.processor_api;
+        // An empty code is as good as none (a file's `vendor-code = ""`).
+        let Some(vendor_code) = api.vendor_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let path = api.api_key_file.as_deref().ok_or(SettingsError::Missing {
+            key: "api-key-file",
+            env: "IPN_API_KEY_FILE",
+        })?;
+        let credentials = crate::processor_api::ApiCredentials::from_key_file(vendor_code, path)
+            .map_err(|err| SettingsError::Unusable {
+                key: "api-key-file",
+                origin: self.origin("api-key-file"),
+                reason: err.reason,
+            })?;
+        Ok(Some(crate::processor_api::ApiConfig::new(
+            api.api_url.clone(),
+            credentials,
+            api.api_rate,
+            api.api_timeout.get(),
+        )))
+    }
+
     /// The keys that seal bodies in the broker, read from `seal-key-file`.
     /// Required by whatever puts a sealed body on the broker (`serve`,
     /// `intake`, `publish`, `parked requeue`): there is no unsealed mode,
@@ -2244,6 +2311,7 @@ mod tests {
             "sweep-interval",
             "console-idle-timeout",
             "console-absolute-timeout",
+            "api-timeout",
         ];
         for key in durations {
             let err = load(None, &[flag(key, "0s")]).expect_err(key).to_string();
@@ -2319,9 +2387,10 @@ mod tests {
         // One per setting: the count moves with every key added (68 with
         // `console-trusted-forwarded-header`, `console-trusted-proxies`,
         // `console-key-file`, `seal-key-file`, `audit-interval` and
-        // `four-eyes-amount`), so a key that a section failed to flatten
-        // shows here.
-        assert_eq!(text.len(), 68);
+        // `four-eyes-amount`; 73 with `api-url`, `vendor-code`,
+        // `api-key-file`, `api-rate` and `api-timeout`), so a key that a
+        // section failed to flatten shows here.
+        assert_eq!(text.len(), 73);
     }
 
     #[test]

@@ -550,6 +550,40 @@ pub const CONSOLE: &[Flag] = &[
     ),
 ];
 
+/// The processor's REST API (issue 24).
+pub const PROCESSOR_API: &[Flag] = &[
+    value(
+        "api-url",
+        "IPN_API_URL",
+        "URL",
+        "Base URL of the processor's REST API 6.0; an order is looked up at {api-url}orders/{RefNo}/.",
+    ),
+    value(
+        "vendor-code",
+        "IPN_VENDOR_CODE",
+        "CODE",
+        "The account's merchant (vendor) code, sent in the X-Avangate-Authentication header. Not set: the API is not used.",
+    ),
+    value(
+        "api-key-file",
+        "IPN_API_KEY_FILE",
+        "FILE",
+        "File holding the API secret key (Integrations > Webhooks & API in the processor's control panel); a file so the secret is never on a command line nor in a log.",
+    ),
+    value(
+        "api-rate",
+        "IPN_API_RATE",
+        "PER_SECOND",
+        "Requests per second to the processor's API at most (a client-side limit shared by every caller in the process).",
+    ),
+    value(
+        "api-timeout",
+        "IPN_API_TIMEOUT",
+        "DURATION",
+        "How long one request to the processor's API may take before it counts as failed (and is retried, within bounds).",
+    ),
+];
+
 /// One group of flags with its title, as the generated reference shows it
 /// (see `cli::reference`); the groups are the sections of
 /// [`Settings`](crate::settings::Settings).
@@ -561,7 +595,7 @@ pub struct Group {
 
 /// Every group, in the order of the generated reference; the checks that
 /// the table and the settings agree read it too.
-pub const GROUPS: [Group; 9] = [
+pub const GROUPS: [Group; 10] = [
     Group {
         title: "PostgreSQL",
         flags: DATABASE,
@@ -597,6 +631,10 @@ pub const GROUPS: [Group; 9] = [
     Group {
         title: "Finance console",
         flags: CONSOLE,
+    },
+    Group {
+        title: "Processor API",
+        flags: PROCESSOR_API,
     },
 ];
 
@@ -762,6 +800,11 @@ flag_group!(
     /// The finance console.
     ConsoleFlags,
     CONSOLE
+);
+flag_group!(
+    /// The processor's REST API.
+    ApiFlags,
+    PROCESSOR_API
 );
 
 /// The configuration file, for every command that reads settings.

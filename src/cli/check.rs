@@ -19,8 +19,8 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ExchangeKind};
 
 use super::args::{
-    self, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags, NotificationFlags,
-    OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
+    self, ApiFlags, BrokerFlags, ConfigFile, ConsoleFlags, DatabaseFlags, IntakeFlags,
+    NotificationFlags, OperationsFlags, PeriodFlags, SettlementFlags, WorkerFlags,
 };
 use super::{CliResult, EXIT_OPERATIONAL, EXIT_USAGE, block_on, render_error};
 use crate::queue::{AmqpSettings, QueueError};
@@ -35,7 +35,8 @@ configuration (which file), key file (key ids, the current key; never a secret),
 expected fields, database (reachable, exists), schema (applied and pending migrations), broker \
 (reachable), topology (which of the exchange and queues exist; absent ones are declared by serve \
 at start), and the listeners (http-addr, intake-addr: bound, then released at once, so they \
-fail while a daemon holds them). Nothing is created, migrated or declared.\n\n\
+fail while a daemon holds them), and, when vendor-code is set, the processor api (one look-up \
+with the API credentials: a 401 names api-key-file). Nothing is created, migrated or declared.\n\n\
 Exit codes: 0 every check passed; 2 the configuration is invalid (a value, the key file, the \
 seal key file, the pseudonym key); 3 a dependency failed (database, schema, broker, a listener)."
 )]
@@ -59,6 +60,9 @@ pub struct CheckArgs {
     /// `report-timezone`, checked with the rest.
     #[command(flatten)]
     pub periods: PeriodFlags,
+    /// The processor's API, checked when `vendor-code` is set.
+    #[command(flatten)]
+    pub api: ApiFlags,
 }
 
 /// What a failed check is about, which decides the exit code.
@@ -118,6 +122,7 @@ pub fn run(config: &ConfigFile, args: CheckArgs) -> CliResult {
             &args.settlement,
             &args.console,
             &args.periods,
+            &args.api,
         ],
     );
     let loaded = match loaded {
@@ -149,8 +154,51 @@ pub fn run(config: &ConfigFile, args: CheckArgs) -> CliResult {
             Err(err) => checks.fail(Failure::Configuration, "broker", err)?,
         }
         check_listeners(&mut checks, &loaded)?;
+        check_processor_api(&mut checks, &loaded).await?;
         Ok(checks.exit_code())
     })
+}
+
+/// The processor's API, when `vendor-code` is set: one look-up, without
+/// retries, of an order that does not exist. Any answer but a 401 means the
+/// credentials were accepted (the processor answers an unknown order with
+/// an error of its own); a 401 is the configuration's fault and names
+/// `api-key-file`. No line when the API is not configured.
+async fn check_processor_api(
+    checks: &mut Checks<impl Write>,
+    loaded: &Loaded,
+) -> std::io::Result<()> {
+    use crate::processor_api::{ApiClient, ApiError};
+    const WHAT: &str = "processor api";
+    let mut config = match loaded.processor_api() {
+        Ok(Some(config)) => config,
+        Ok(None) => return Ok(()),
+        Err(err) => return checks.fail(Failure::Configuration, WHAT, err),
+    };
+    config.retry.max_retries = 0;
+    let target = format!(
+        "{} as vendor `{}`",
+        config.base_url,
+        config.credentials.vendor_code()
+    );
+    let client = match ApiClient::new(config) {
+        Ok(client) => client,
+        Err(err) => return checks.fail(Failure::Configuration, WHAT, err),
+    };
+    match client.order("0").await {
+        Ok(_) | Err(ApiError::NotFound(_)) => {
+            checks.ok(WHAT, format!("{target}: credentials accepted"))
+        }
+        Err(ApiError::Status { status, .. })
+            if !crate::processor_api::RetryPolicy::retryable_status(status) =>
+        {
+            checks.ok(WHAT, format!("{target}: credentials accepted"))
+        }
+        Err(err @ ApiError::Unauthorized) => {
+            checks.fail(Failure::Configuration, WHAT, format!("{target}: {err}"))
+        }
+        Err(err) => checks.fail(Failure::Dependency, WHAT, format!("{target}: {err}")),
+    }
 }
 
 /// The key file and the seal key file (ids only), the pseudonym key

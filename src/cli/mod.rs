@@ -156,7 +156,7 @@ it does not, 2 usage error, 3 PostgreSQL or RabbitMQ cannot be reached."
     /// Simulate the payment processor: seeded, reproducible notifications
     /// for N orders with anomalies, the orders CSV and the expected states.
     #[cfg(feature = "tools")]
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// The finance console, a web page over the books: run it alone
     /// (`console --console-addr ADDR`; `serve --console-addr` runs it in the
     /// daemon), and manage its users (`console user add|disable`).
@@ -276,7 +276,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Export(command) => export::run(config, command),
         Command::Review(command) => finance::review(config, command),
         #[cfg(feature = "tools")]
-        Command::Simulate(args) => simulate::run(config, args),
+        Command::Simulate(args) => simulate::run(config, *args),
         Command::Console(args) => console::run(config, *args),
         Command::Settlement(command) => settlement::run(config, command),
         Command::Sweep(args) => settlement::sweep(config, args),

@@ -48,6 +48,8 @@ const SAMPLES: &[(&str, &str)] = &[
     ("trusted-forwarded-header", "\"x-forwarded-for\""),
     ("console-addr", "\"127.0.0.1:8090\""),
     ("console-key-file", "\"/etc/ipn-reconciler/console.key\""),
+    ("vendor-code", "\"YOURCODE123\""),
+    ("api-key-file", "\"/etc/ipn-reconciler/api.key\""),
 ];
 
 const EXAMPLE_HEADER: &str = "\

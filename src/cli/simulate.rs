@@ -34,7 +34,10 @@ pub enum Target {
 /// orders, with configurable anomalies, and the final state each order must
 /// reach.
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_long_help = "\
 Writes, under --out:
   orders.csv     the shop's orders (import with `orders import`)
   expected.json  order_ref -> {status, paid, refunded, review_kinds, processor_ref}
@@ -52,11 +55,12 @@ Writes, under --out:
 
 The same --seed and options always give the same bytes. Expectations assume
 the orders are imported first, test orders are not applied (the default),
-and expected fields are checked only with --with-expected-fields.")]
+and expected fields are checked only with --with-expected-fields."
+)]
 pub struct SimulateArgs {
     /// Seed of the simulation: the same seed and options give the same output.
-    #[arg(long)]
-    pub seed: u64,
+    #[arg(long, required = true)]
+    pub seed: Option<u64>,
     /// Which merchant to simulate. `default`: a shop that imports its
     /// orders, with every anomaly of the options below. `software-vendor`:
     /// a software vendor on the processor's hosted cart: orders with and
@@ -73,8 +77,8 @@ pub struct SimulateArgs {
     pub profile: Profile,
     /// Number of orders the shop knows (rows of orders.csv). Unknown orders
     /// (--unknown-orders) come on top.
-    #[arg(long)]
-    pub orders: usize,
+    #[arg(long, required = true)]
+    pub orders: Option<usize>,
     #[command(flatten)]
     pub rates: RateArgs,
     /// Per order: probability that its notifications carry TEST_ORDER=1
@@ -97,8 +101,13 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "2026-11-01", value_name = "YYYY-MM-DD")]
     pub base_date: NaiveDate,
     /// The key to sign with: the key file's current (first) key.
-    #[command(flatten)]
-    pub keys: KeyArgs,
+    /// Key file: one key per line, `KEY_ID SECRET` or `KEY_ID "SECRET"`;
+    /// the first line is the current key (see `ipn sign --help`).
+    #[arg(long, env = "IPN_KEYS_FILE", value_name = "FILE", required = true)]
+    pub key_file: Option<PathBuf>,
+    /// `simulate api`: the processor's REST API instead of notifications.
+    #[command(subcommand)]
+    pub command: Option<SimulateCommand>,
     /// Where deliveries go: `files` (bodies/ under --out), `queue` (publish
     /// to RabbitMQ) or `http` (POST to --intake-url, checking receipts).
     /// orders.csv, expected.json and manifest.json go to --out in any case.
@@ -127,8 +136,8 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub db: super::args::DatabaseFlags,
     /// Output directory (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: Option<PathBuf>,
     /// Replace the .txt files of an existing, non-empty <OUT>/bodies/.
     #[arg(long)]
     pub force: bool,
@@ -268,16 +277,102 @@ fn currency_mix(
     )?)
 }
 
+/// The simulator's other faces.
+#[derive(Debug, clap::Subcommand)]
+pub enum SimulateCommand {
+    /// A faithful processor REST API (`GET /rest/6.0/orders/{RefNo}/`)
+    /// checking the X-Avangate-Authentication header exactly (unknown
+    /// vendor code, wrong hash, a date more than 15 minutes off: 401).
+    /// Runs until interrupted.
+    #[command(
+        after_help = "Exit codes: 0 stopped by an interrupt, 2 usage error or an \
+unusable --api-key-file or --orders-json, 3 the address cannot be bound."
+    )]
+    Api(SimulateApiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateApiArgs {
+    /// Where to listen (`HOST:PORT`; port 0 picks a free port, printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub addr: std::net::SocketAddr,
+    /// The account's vendor code.
+    #[arg(long, value_name = "CODE")]
+    pub vendor_code: String,
+    /// File holding the account's API secret (as `api-key-file`).
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: PathBuf,
+    /// REST order objects to serve, one JSON object per line (keyed by
+    /// `RefNo`; each sent exactly as written). Without it, one example
+    /// order `100001` (COMPLETE, 10.00 EUR).
+    #[arg(long, value_name = "FILE")]
+    pub orders_json: Option<PathBuf>,
+}
+
+fn run_api(args: SimulateApiArgs) -> super::CliResult {
+    use crate::simulate::api::{SimulatedApi, example_order};
+    let secret = crate::processor_api::auth::read_api_secret(&args.api_key_file)
+        .map_err(super::CliError::usage)?;
+    let api = SimulatedApi::new(&args.vendor_code, secret);
+    match &args.orders_json {
+        Some(path) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = String::from_utf8(text)
+                .with_context(|| format!("{} is not UTF-8", path.display()))?;
+            for (number, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                api.insert_order(line).map_err(|reason| {
+                    super::CliError::usage(anyhow::anyhow!(
+                        "{} line {}: {reason}",
+                        path.display(),
+                        number + 1
+                    ))
+                })?;
+            }
+        }
+        None => {
+            api.insert_order(example_order("100001", "", "COMPLETE"))
+                .map_err(|reason| anyhow::anyhow!("the example order: {reason}"))?;
+        }
+    }
+    super::block_on(async move {
+        let server = api.serve(args.addr).await.map_err(|err| {
+            super::CliError::operational(anyhow::anyhow!("cannot listen on {}: {err}", args.addr))
+        })?;
+        println!("simulated API at {}", server.base_url());
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+}
+
 pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::CliResult {
-    let ring = args.keys.load()?;
+    if let Some(SimulateCommand::Api(api)) = args.command {
+        return run_api(api);
+    }
+    let (Some(seed), Some(orders), Some(out_dir), Some(key_file)) = (
+        args.seed,
+        args.orders,
+        args.out.clone(),
+        args.key_file.clone(),
+    ) else {
+        return Err(super::CliError::usage(anyhow::anyhow!(
+            "--seed, --orders, --out and --key-file are required"
+        )));
+    };
+    let ring = KeyArgs { key_file }.load()?;
     let currencies = currency_mix(config_file, &args)?;
     let base_date = args
         .base_date
         .and_hms_opt(8, 0, 0)
         .context("invalid --base-date")?;
     let config = SimulationConfig {
-        seed: args.seed,
-        orders: args.orders,
+        seed,
+        orders,
         rates: AnomalyRates::from(&args.rates),
         test_orders: args.test_orders,
         currencies,
@@ -301,12 +396,11 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
     };
     match args.target {
         Target::Files => {
-            write_all(&simulation, &args.out, args.force, |_| progress.inc(1)).with_context(
-                || format!("cannot write the simulation to {}", args.out.display()),
-            )?;
+            write_all(&simulation, &out_dir, args.force, |_| progress.inc(1))
+                .with_context(|| format!("cannot write the simulation to {}", out_dir.display()))?;
         }
         Target::Queue | Target::Http => {
-            write_expectations(&simulation, &args.out)?;
+            write_expectations(&simulation, &out_dir)?;
             if args.import_orders {
                 let settings = super::args::database(config_file, &args.db)?;
                 let orders = simulation.orders.clone();
@@ -382,7 +476,7 @@ pub fn run(config_file: &super::args::ConfigFile, args: SimulateArgs) -> super::
         "{} deliveries ({}); files in {}",
         total,
         kinds.join(", "),
-        args.out.display()
+        out_dir.display()
     )?;
     writeln!(
         out,

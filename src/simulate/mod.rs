@@ -68,6 +68,7 @@
 //! arrival order, whether they are open at the end does not. Comparing
 //! multisets catches an item raised twice, which comparing sets would hide.
 
+pub mod api;
 pub mod deliver;
 pub mod rng;
 pub mod settlement;

@@ -40,6 +40,7 @@ mod network_faults;
 mod operators;
 mod outages;
 mod payout_matching;
+mod processor_api;
 mod processor_orders;
 mod renewals;
 mod report_timezone;

@@ -3,6 +3,7 @@
 //! notices (payment and licence change) and their read receipts. See
 //! `docs/protocol.md` §1-§4 and §12.
 
+pub mod api_auth;
 pub mod digits;
 pub mod form;
 pub mod keys;
@@ -10,6 +11,10 @@ pub mod notice;
 pub mod receipt;
 pub mod signature;
 
+pub use api_auth::{
+    API_AUTH_HEADER, API_DATE_FORMAT, ApiAuth, ApiAuthError, api_algo_name, api_auth_header,
+    api_auth_source,
+};
 pub use form::{
     Field, FormBody, FormError, FormLimits, NotANotification, check_licence_form,
     check_notice_form, check_notification_form,
