@@ -11,9 +11,10 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::net::IpAddr;
 
+use crate::domain::hmac_key::HmacKey;
 use argon2::{Algorithm, Argon2, Params, Version};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 /// The fewest characters a console password may have.
@@ -112,23 +113,15 @@ pub fn token_digest(token: &str) -> String {
 /// `Display`: the key is never logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AttemptKey {
-    /// The key brought to HMAC-SHA256's block size as RFC 2104 prescribes
-    /// (hashed when longer than a block, zero-padded), so keying the HMAC
-    /// cannot fail.
-    block: [u8; 64],
+    key: HmacKey,
 }
 
 impl AttemptKey {
     /// A key from its bytes.
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        let bytes = bytes.as_ref();
-        let mut block = [0u8; 64];
-        if bytes.len() > block.len() {
-            block[..32].copy_from_slice(&Sha256::digest(bytes));
-        } else {
-            block[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            key: HmacKey::new(bytes),
         }
-        Self { block }
     }
 
     /// 32 random bytes: the limits then hold for this process only (they
@@ -165,7 +158,7 @@ impl AttemptKey {
     }
 
     fn digest(&self, kind: &str, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new(&self.block.into());
+        let mut mac = self.key.mac();
         mac.update(b"ipn-reconciler console attempt\0");
         mac.update(kind.as_bytes());
         mac.update(b"\0");
@@ -177,12 +170,6 @@ impl AttemptKey {
 impl std::fmt::Debug for AttemptKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AttemptKey(<redacted>)")
-    }
-}
-
-impl Drop for AttemptKey {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.block);
     }
 }
 

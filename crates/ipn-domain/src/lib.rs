@@ -137,6 +137,7 @@ pub mod chargeback;
 pub mod clearing;
 pub mod event_time;
 pub mod four_eyes;
+pub mod hmac_key;
 pub mod journal;
 pub mod layout;
 pub mod licence;

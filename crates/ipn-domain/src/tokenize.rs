@@ -16,12 +16,13 @@
 use std::fmt;
 
 use chrono::NaiveDateTime;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use crate::ipn::{Algorithm, FormBody, KeyId, Verified};
 
 use super::chargeback::ChargebackNotice;
+use super::hmac_key::HmacKey;
 use super::layout::{Layout, LayoutError};
 use super::money::{Currencies, Currency, Money};
 use super::notice_money::{Commission, NoticeMoney, Rate};
@@ -188,27 +189,15 @@ impl fmt::Display for BodyDigest {
 /// no `Display`.
 #[derive(Clone)]
 pub struct PseudonymKey {
-    /// The key already brought to HMAC-SHA256's block size as RFC 2104
-    /// prescribes (hashed if longer than a block, zero-padded), so that the
-    /// HMAC can be keyed without a fallible call on every event.
-    block: [u8; 64],
+    key: HmacKey,
 }
 
 impl PseudonymKey {
     /// A key from its bytes; any length is accepted, as by HMAC.
     pub fn new(bytes: impl AsRef<[u8]>) -> Self {
-        let bytes = bytes.as_ref();
-        let mut block = [0u8; 64];
-        if bytes.len() > block.len() {
-            block[..32].copy_from_slice(&Sha256::digest(bytes));
-        } else {
-            block[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            key: HmacKey::new(bytes),
         }
-        Self { block }
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as KeyInit>::new(&self.block.into())
     }
 
     /// The pseudonym of an e-mail address: HMAC-SHA256 of the trimmed,
@@ -221,7 +210,7 @@ impl PseudonymKey {
         if normalized.is_empty() {
             return None;
         }
-        let mut mac = self.mac();
+        let mut mac = self.key.mac();
         mac.update(normalized.as_bytes());
         Some(Pseudonym(hex::encode(mac.finalize().into_bytes())))
     }
@@ -230,13 +219,6 @@ impl PseudonymKey {
 impl fmt::Debug for PseudonymKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PseudonymKey(<redacted>)")
-    }
-}
-
-impl Drop for PseudonymKey {
-    fn drop(&mut self) {
-        // Best effort: do not leave the key in freed memory.
-        zeroize::Zeroize::zeroize(&mut self.block);
     }
 }
 
@@ -1367,7 +1349,8 @@ mod tests {
 
         // Same as HMAC keyed the usual way, for short and long keys.
         for raw_key in [&b"k1"[..], &[7u8; 64][..], &[9u8; 200][..]] {
-            let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(raw_key).unwrap();
+            let mut reference =
+                <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(raw_key).unwrap();
             reference.update(b"jane@example.com");
             let expected = hex::encode(reference.finalize().into_bytes());
             let got = PseudonymKey::new(raw_key)
